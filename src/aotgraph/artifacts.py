@@ -1,0 +1,179 @@
+"""The typed artifacts that flow between stages.
+
+capture  -> JointGraph   (one functional ATen graph for forward + backward, with its Signature)
+partition-> Partition    (forward graph, backward graph, the saved values between them)
+compile  -> CompiledGraphs (callables in the boxed calling convention)
+
+Artifacts are frozen: a stage builds a new one, it never edits an earlier one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import TreeSpec
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a tensor looks like, not what it holds. Sizes may be ints or SymInts."""
+
+    shape: tuple
+    stride: tuple
+    storage_offset: int
+    dtype: torch.dtype
+    device: torch.device
+    requires_grad: bool
+
+    @staticmethod
+    def of(t: torch.Tensor) -> "TensorMeta":
+        return TensorMeta(tuple(t.shape), tuple(t.stride()), t.storage_offset(), t.dtype, t.device, t.requires_grad)
+
+    @property
+    def nbytes(self) -> int:
+        numel = 1
+        for size in self.shape:
+            numel *= int(size)
+        return numel * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """One flat leaf of the user's inputs. Non-tensor leaves are specialized into the graph."""
+
+    meta: Optional[TensorMeta]
+    constant: Any = None
+    mutates_data: bool = False
+    mutates_metadata: bool = False
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.meta is not None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.meta is not None and self.meta.requires_grad
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One flat leaf of the user's outputs.
+
+    A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
+    differentiable (gets a tangent). `base_input` names the flat input it is a view of,
+    if any. A non-tensor leaf is the `constant` seen while tracing.
+    """
+
+    meta: Optional[TensorMeta]
+    constant: Any = None
+    base_input: Optional[int] = None
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.meta is not None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.meta is not None and self.meta.requires_grad
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How the user's pytrees map onto the flat graph inputs and outputs."""
+
+    in_spec: TreeSpec
+    out_spec: TreeSpec
+    inputs: tuple[InputInfo, ...]
+    outputs: tuple[OutputInfo, ...]
+
+    @property
+    def primal_positions(self) -> tuple[int, ...]:
+        """Flat input positions of the tensor leaves, in graph placeholder order."""
+        return tuple(i for i, info in enumerate(self.inputs) if info.is_tensor)
+
+    @property
+    def tensor_output_positions(self) -> tuple[int, ...]:
+        return tuple(i for i, info in enumerate(self.outputs) if info.is_tensor)
+
+    @property
+    def mutated_primals(self) -> tuple[int, ...]:
+        """Primal indices (not flat positions) whose data the program mutates."""
+        return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_data)
+
+    @property
+    def metadata_mutated_primals(self) -> tuple[int, ...]:
+        return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_metadata)
+
+
+@dataclass(frozen=True)
+class JointGraph:
+    """Forward and backward as one functional ATen graph.
+
+    Placeholders: ``primals_1..P`` (the tensor inputs), then ``tangents_1..T`` (one per
+    differentiable tensor output; absent when `is_inference`). Output tuple:
+    ``(*user tensor outputs, *new values of mutated primals, *new metadata views of
+    metadata-mutated primals, *grads)`` with one grad per primal (``None`` where it
+    needs none); no grads when `is_inference`. Every node carries ``meta["val"]``, a fake tensor.
+    """
+
+    graph_module: fx.GraphModule
+    signature: Signature
+    is_inference: bool
+    fake_mode: Any
+
+    @property
+    def num_primals(self) -> int:
+        return len(self.signature.primal_positions)
+
+    @property
+    def num_tangents(self) -> int:
+        return 0 if self.is_inference else sum(o.requires_grad for o in self.signature.outputs)
+
+    @property
+    def num_fwd_outputs(self) -> int:
+        """Graph outputs that the forward produces: user tensors, mutated inputs, metadata views."""
+        sig = self.signature
+        return len(sig.tensor_output_positions) + len(sig.mutated_primals) + len(sig.metadata_mutated_primals)
+
+
+@dataclass(frozen=True)
+class SavedValue:
+    """A value the forward hands to the backward, and why."""
+
+    name: str
+    meta: Optional[TensorMeta]
+    producer: str
+    reason: str = "used by backward"
+
+    @property
+    def nbytes(self) -> int:
+        return self.meta.nbytes if self.meta is not None else 0
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Forward: ``primals -> (*fwd outputs, *saved tensors, *saved symbols)``.
+    Backward: ``(*saved tensors, *saved symbols, *tangents) -> grads`` (one per primal).
+    `recomputed` names joint nodes that the backward recomputes instead of loading."""
+
+    forward: fx.GraphModule
+    backward: Optional[fx.GraphModule]
+    saved: tuple[SavedValue, ...]
+    num_saved_tensors: int
+    joint: JointGraph
+    recomputed: tuple[str, ...] = ()
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(v.nbytes for v in self.saved)
+
+
+@dataclass(frozen=True)
+class CompiledGraphs:
+    """Boxed callables (they take one list and may clear it) for each graph of a Partition."""
+
+    forward: Callable
+    backward: Optional[Callable]
+    partition: Partition

@@ -1,0 +1,197 @@
+"""Stage 1: program + example inputs -> JointGraph, in one walk over the program.
+
+The program runs once on fake tensors under `GraphRecorder`: its forward, then (when
+anything needs a gradient) ``torch.autograd.grad`` on tangent placeholders, both
+recorded into one graph. Programs that mutate are then functionalized; programs that
+do not skip that pass entirely.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.fx as fx
+from torch._guards import detect_fake_mode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
+
+from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
+from ..errors import BadArgument, UnsupportedOp
+from .functionalize import functionalize
+from .recorder import GraphRecorder
+
+__all__ = ["capture"]
+
+
+def capture(
+    fn: Callable,
+    flat_args: Sequence[Any],
+    in_spec: TreeSpec,
+    *,
+    decompositions: Mapping | None = None,
+) -> JointGraph:
+    """Trace ``fn(*args, **kwargs)`` (``(args, kwargs) = tree_unflatten(flat_args, in_spec)``).
+
+    Tensor leaves become placeholders; other leaves are specialized as constants. The
+    result is an inference graph when grad mode is off or no output needs a gradient.
+    """
+    if not callable(fn):
+        raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
+                          "pass a callable (a function or an nn.Module)")
+    fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
+    recorder = GraphRecorder(fake_mode, decompositions)
+    fake_flat = [_to_fake(a, fake_mode) for a in flat_args]
+    primal_fakes = [f for f in fake_flat if isinstance(f, torch.Tensor)]
+    placeholders = [recorder.add_placeholder(f"primals_{k + 1}", f) for k, f in enumerate(primal_fakes)]
+
+    metas_before = [TensorMeta.of(f) for f in primal_fakes]
+    args, kwargs = tree_unflatten(fake_flat, in_spec)
+    wants_grad = torch.is_grad_enabled() and any(f.requires_grad for f in primal_fakes)
+    with fake_mode, recorder:
+        out = fn(*args, **kwargs)
+    flat_out, out_spec = tree_flatten(out)
+    with fake_mode, recorder:
+        out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
+    final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, primal_fakes)}
+    layout_changed = _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode)
+
+    tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
+    diff_outs = [o for o in tensor_outs if o.requires_grad] if wants_grad else []
+    diff_inputs = _unique([f for f in primal_fakes if f.requires_grad])
+    is_inference = not (diff_outs and diff_inputs)
+    grad_nodes: list[Any] = []
+    if not is_inference:
+        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+
+    graph = recorder.graph
+    graph.output((tuple(out_nodes), tuple(grad_nodes)))
+    data_mutated: tuple[str, ...] = ()
+    metadata_mutated: tuple[str, ...] = ()
+    if recorder.saw_mutation:
+        functional = functionalize(graph, fake_mode, final_nodes, layout_changed)
+        graph, data_mutated, metadata_mutated = functional.graph, functional.data_mutated, functional.metadata_mutated
+        extra = [functional.final_value_of[n] for n in data_mutated]
+        extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]
+    else:
+        extra = []
+    output = graph.find_nodes(op="output")[0]
+    user_outs, grads = output.args[0]
+    output.args = ((*user_outs, *extra, *grads),)
+    eliminate_dead_code(graph)
+
+    root = torch.nn.Module()
+    for name, constant in recorder.constants.items():
+        setattr(root, name, constant)
+    graph_module = fx.GraphModule(root, graph)
+
+    signature = _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
+                           is_inference)
+    return JointGraph(graph_module, signature, is_inference, fake_mode)
+
+
+def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
+    first_op = next(n for n in recorder.graph.nodes if n.op != "placeholder")
+    tangents = []
+    for k, out in enumerate(diff_outs):
+        with fake_mode:
+            tangent = torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        with recorder.graph.inserting_before(first_op):
+            recorder.add_placeholder(f"tangents_{k + 1}", tangent)
+        tangents.append(tangent)
+    with fake_mode, recorder:
+        grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
+        grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
+        grad_nodes, seen = [], set()
+        for fake in primal_fakes:
+            grad = grad_of.get(id(fake)) if id(fake) not in seen else None
+            seen.add(id(fake))
+            grad_nodes.append(recorder.node_for(grad) if grad is not None else None)
+    return grad_nodes
+
+
+def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
+    """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
+    a fake of the layout it had on entry, and name the inputs whose layout changed."""
+    changed = []
+    for placeholder, fake, before in zip(placeholders, primal_fakes, metas_before):
+        if (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
+                                                                          before.storage_offset):
+            changed.append(placeholder.name)
+            with fake_mode:
+                placeholder.meta["val"] = torch.empty_strided(
+                    before.shape, before.stride, dtype=before.dtype, device=before.device
+                ).requires_grad_(before.requires_grad)
+    return tuple(changed)
+
+
+def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
+    if not isinstance(value, torch.Tensor) or isinstance(value, FakeTensor):
+        return value
+    if value.is_sparse or value.layout != torch.strided:
+        raise BadArgument(f"input tensor with layout {value.layout} is not supported", "capture",
+                          "pass dense (strided) tensors")
+    return fake_mode.from_tensor(value, static_shapes=True)
+
+
+def _unique(tensors: list) -> list:
+    seen, unique = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            unique.append(t)
+    return unique
+
+
+def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated, is_inference):
+    primal_names = [f"primals_{k + 1}" for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
+    inputs, storage_of_input, k = [], {}, 0
+    for real, fake in zip(flat_args, fake_flat):
+        if isinstance(fake, torch.Tensor):
+            name, meta = primal_names[k], metas_before[k]
+            k += 1
+            inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated))
+            storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
+        else:
+            inputs.append(InputInfo(None, real))
+    _refuse_mutated_aliased_inputs(fake_flat, inputs)
+    outputs = []
+    for o in flat_out:
+        if isinstance(o, torch.Tensor):
+            meta = TensorMeta.of(o)
+            if is_inference and meta.requires_grad:
+                meta = TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
+            base = storage_of_input.get(StorageWeakRef(o.untyped_storage())) if isinstance(o, FakeTensor) else None
+            outputs.append(OutputInfo(meta, None, base))
+        else:
+            outputs.append(OutputInfo(None, o))
+    return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs))
+
+
+def _refuse_mutated_aliased_inputs(fake_flat, inputs) -> None:
+    """Two different inputs sharing storage, one of them mutated: refuse rather than miss the alias."""
+    owners: dict = {}
+    for position, fake in enumerate(fake_flat):
+        if isinstance(fake, torch.Tensor):
+            owners.setdefault(StorageWeakRef(fake.untyped_storage()), []).append(position)
+    for positions in owners.values():
+        distinct = {id(fake_flat[p]) for p in positions}
+        if len(distinct) > 1 and any(inputs[p].mutates_data or inputs[p].mutates_metadata for p in positions):
+            raise UnsupportedOp(
+                f"inputs at flat positions {positions} share memory and one of them is mutated",
+                "capture",
+                "pass the base tensor once and take the views inside the function, or clone one of the inputs",
+            )
+
+
+def eliminate_dead_code(graph: fx.Graph) -> None:
+    """Remove nodes nobody reads. Random ops stay: dropping them would shift the RNG stream."""
+    for node in reversed(list(graph.nodes)):
+        if node.op in ("placeholder", "output") or node.users:
+            continue
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) and (
+            torch.Tag.nondeterministic_seeded in target.tags
+        ):
+            continue
+        graph.erase_node(node)

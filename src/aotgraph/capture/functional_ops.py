@@ -1,0 +1,170 @@
+"""Rule tables for functionalization: the out-of-place twin of a mutating op, and how to
+write a mutated view back into the tensor it views ("scatter" rules).
+
+Keyed by op, like JAX's rule tables; a missing rule is an explicit UnsupportedOp.
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any, Callable, Optional
+
+import torch
+
+aten = torch.ops.aten
+
+
+def mutated_arg_positions(func) -> tuple[int, ...]:
+    """Positions (in the schema's argument list) of the arguments `func` writes to."""
+    return tuple(
+        i for i, arg in enumerate(func._schema.arguments) if arg.alias_info is not None and arg.alias_info.is_write
+    )
+
+
+def is_metadata_mutation(func) -> bool:
+    """In-place view ops (``t_``, ``unsqueeze_``, ``as_strided_``): they change sizes/strides, not data."""
+    return func in _INPLACE_VIEW_TO_VIEW
+
+
+_INPLACE_VIEW_TO_VIEW = {
+    aten.t_.default: aten.t.default,
+    aten.transpose_.default: aten.transpose.int,
+    aten.unsqueeze_.default: aten.unsqueeze.default,
+    aten.squeeze_.default: aten.squeeze.default,
+    aten.squeeze_.dim: aten.squeeze.dim,
+    aten.squeeze_.dims: aten.squeeze.dims,
+    aten.as_strided_.default: aten.as_strided.default,
+    aten.swapdims_.default: aten.transpose.int,
+    aten.swapaxes_.default: aten.transpose.int,
+}
+
+
+def view_of_inplace_view(func):
+    return _INPLACE_VIEW_TO_VIEW[func]
+
+
+# Multi-output mutating ops: functional twin, and which twin output holds each written argument.
+_MULTI_MUTATION_TWINS: dict[Any, tuple[Any, dict[int, int], int]] = {
+    # op: (twin, {written arg position: twin output index}, number of original outputs)
+    aten._native_batch_norm_legit.default: (aten._native_batch_norm_legit_functional.default, {3: 3, 4: 4}, 3),
+}
+
+
+def multi_mutation_twin(func):
+    return _MULTI_MUTATION_TWINS.get(func)
+
+
+@functools.lru_cache(maxsize=None)
+def functional_twin(func) -> Optional[Any]:
+    """The out-of-place op computing the new value of an in-place op's ``self``.
+
+    ``aten.add_.Tensor -> aten.add.Tensor``; ``aten.bernoulli_.float -> aten.bernoulli.p``.
+    Returns None when no twin with the same arguments exists.
+    """
+    name = func._schema.name.split("::")[1]
+    if not name.endswith("_") or name.endswith("__"):
+        return None
+    packet = getattr(aten, name[:-1], None)
+    if packet is None:
+        return None
+    wanted = [(a.name, str(a.type)) for a in func._schema.arguments]
+    overloads = [func._overloadname] + [o for o in packet.overloads() if o != func._overloadname]
+    for overload in overloads:
+        candidate = getattr(packet, overload, None)
+        if candidate is None or candidate._schema.is_mutable:
+            continue
+        got = [(a.name, str(a.type)) for a in candidate._schema.arguments]
+        if [t for _, t in got] == [t for _, t in wanted] or got == wanted:
+            return candidate
+        if [t for _, t in got[: len(wanted)]] == [t for _, t in wanted] and all(
+            a.has_default_value() for a in candidate._schema.arguments[len(wanted):]
+        ):
+            return candidate
+    return None
+
+
+# ---- scatter rules: write `new` (the updated view) into `parent` ------------------------
+# Each rule gets (emit, parent, new, view_args, parent_val, view_val) where `emit(op, *args)`
+# adds a node; view_args are the view op's arguments after the tensor.
+
+
+def _reshape_back(emit, parent, new, args, parent_val, view_val):
+    contiguous = emit(aten.clone.default, new, memory_format=torch.contiguous_format)
+    return emit(aten.view.default, contiguous, list(parent_val.shape))
+
+
+def _identity(emit, parent, new, args, parent_val, view_val):
+    return new
+
+
+def _select(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.select_scatter.default, parent, new, *args)
+
+
+def _slice(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.slice_scatter.default, parent, new, *args)
+
+
+def _diagonal(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.diagonal_scatter.default, parent, new, *args)
+
+
+def _as_strided(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.as_strided_scatter.default, parent, new, *args)
+
+
+def _transpose(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.transpose.int, new, *args)
+
+
+def _t(emit, parent, new, args, parent_val, view_val):
+    return emit(aten.t.default, new)
+
+
+def _permute(emit, parent, new, args, parent_val, view_val):
+    dims = [d % parent_val.dim() for d in args[0]]
+    inverse = [dims.index(i) for i in range(len(dims))]
+    return emit(aten.permute.default, new, inverse)
+
+
+SCATTER_RULES: dict[Any, Callable] = {
+    aten.view.default: _reshape_back,
+    aten._unsafe_view.default: _reshape_back,
+    aten._reshape_alias.default: _reshape_back,
+    aten.unsqueeze.default: _reshape_back,
+    aten.squeeze.default: _reshape_back,
+    aten.squeeze.dim: _reshape_back,
+    aten.squeeze.dims: _reshape_back,
+    aten.view_as.default: _reshape_back,
+    aten.alias.default: _identity,
+    aten.detach.default: _identity,
+    aten.lift_fresh.default: _identity,
+    aten.select.int: _select,
+    aten.slice.Tensor: _slice,
+    aten.diagonal.default: _diagonal,
+    aten.as_strided.default: _as_strided,
+    aten.transpose.int: _transpose,
+    aten.t.default: _t,
+    aten.permute.default: _permute,
+}
+
+
+def scatter_multi_output(emit, func, parent, new, args, index, parent_val):
+    """Write element `index` of a multi-output view op (split, unbind, chunk) back into `parent`."""
+    if func is aten.unbind.int:
+        dim = args[0] if args else 0
+        return emit(aten.select_scatter.default, parent, new, dim, index)
+    if func in (aten.split.Tensor, aten.split_with_sizes.default):
+        dim = args[1] if len(args) > 1 else 0
+        size = parent_val.shape[dim]
+        if func is aten.split.Tensor:
+            start = index * args[0]
+            end = min(start + args[0], size)
+        else:
+            start = sum(args[0][:index])
+            end = start + args[0][index]
+        return emit(aten.slice_scatter.default, parent, new, dim, start, end)
+    return None
+
+
+GETITEM = operator.getitem

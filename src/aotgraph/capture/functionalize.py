@@ -1,0 +1,258 @@
+"""Graph-level functionalization: turn a recorded graph with in-place ops and views
+into a functional graph, and say which inputs were mutated.
+
+Every tensor value has a *root* (the node that owns its storage: a placeholder, a
+constant or a non-view op) and a *view chain* from that root. A mutation computes the
+new value out of place, writes it back into the root through the chain's scatter
+rules, and bumps the root's version; any alias read later is regenerated from the
+root's current value by replaying its chain. Only programs that mutate pay for this.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import tree_map
+
+from ..errors import UnsupportedOp
+from . import functional_ops as ops
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class FunctionalGraph:
+    """`graph` is functional. `final_value_of` maps each placeholder whose data or
+    metadata the program changed to the node holding its final value (a view of its
+    current root when the metadata changed)."""
+
+    graph: fx.Graph
+    data_mutated: tuple[str, ...]
+    metadata_mutated: tuple[str, ...]
+    final_value_of: dict[str, fx.Node] = field(default_factory=dict)
+
+
+@dataclass
+class _Alias:
+    root: fx.Node  # old-graph node owning the storage
+    chain: tuple  # ((func, old args after the tensor, getitem index or None, old view node), ...)
+    version: int
+
+
+class _Functionalizer:
+    def __init__(self, old: fx.Graph, fake_mode):
+        self.old = old
+        self.fake_mode = fake_mode
+        self.new = fx.Graph()
+        self.env: dict[fx.Node, Any] = {}  # old node -> new node (value at alias.version)
+        self.alias: dict[fx.Node, _Alias] = {}
+        self.root_value: dict[fx.Node, fx.Node] = {}
+        self.root_version: dict[fx.Node, int] = {}
+
+    # ---- emitting new nodes with fake values ----------------------------------
+    def emit(self, func, *args, **kwargs) -> fx.Node:
+        node = self.new.call_function(func, args, kwargs)
+        vals_args, vals_kwargs = tree_map(_val, (args, kwargs))
+        with self.fake_mode:
+            node.meta["val"] = func(*vals_args, **vals_kwargs)
+        return node
+
+    def read(self, old_node: fx.Node) -> Any:
+        """The new node holding `old_node`'s current value (regenerated if stale)."""
+        info = self.alias.get(old_node)
+        if info is None or info.version == self.root_version[info.root]:
+            return self.env[old_node]
+        value = self.root_value[info.root]
+        for func, args, index, view_node in info.chain:
+            value = self._replay(func, value, args, index)
+            self.env[view_node] = value
+            self.alias[view_node].version = self.root_version[info.root]
+        self.env[old_node] = value
+        info.version = self.root_version[info.root]
+        return value
+
+    def _replay(self, func, value, args, index):
+        new_args = tree_map(self._read_arg, args)
+        out = self.emit(func, value, *new_args)
+        if index is not None:
+            getter = self.new.call_function(ops.GETITEM, (out, index))
+            getter.meta["val"] = out.meta["val"][index]
+            return getter
+        return out
+
+    def _read_arg(self, a):
+        return self.read(a) if isinstance(a, fx.Node) else a
+
+    # ---- tracking roots --------------------------------------------------------
+    def new_root(self, old_node: fx.Node, value: fx.Node):
+        self.env[old_node] = value
+        self.alias[old_node] = _Alias(old_node, (), 0)
+        self.root_value[old_node] = value
+        self.root_version[old_node] = 0
+
+    def new_view(self, old_node: fx.Node, base: fx.Node, func, args, index, value):
+        base_info = self.alias[base]
+        chain = base_info.chain + ((func, args, index, old_node),)
+        self.alias[old_node] = _Alias(base_info.root, chain, self.root_version[base_info.root])
+        self.env[old_node] = value
+
+    # ---- the walk --------------------------------------------------------------
+    def run(self) -> tuple[fx.Node, dict]:
+        output_node = None
+        for node in self.old.nodes:
+            if node.op in ("placeholder", "get_attr"):
+                copy = self.new.node_copy(node, lambda n: n)
+                self.new_root(node, copy)
+            elif node.op == "output":
+                output_node = node
+            elif node.target is ops.GETITEM:
+                self._getitem(node)
+            else:
+                self._call(node)
+        return output_node
+
+    def _getitem(self, node):
+        source, index = node.args
+        if isinstance(self.env.get(source), _Tuple):  # result of a multi-output mutating op
+            self.new_root(node, self.env[source][index])
+            return
+        func = source.target
+        if getattr(func, "is_view", False):
+            value = self.new.call_function(ops.GETITEM, (self.env[source], index))
+            value.meta["val"] = node.meta["val"]
+            view_args = source.args[1:]
+            self.new_view(node, source.args[0], func, view_args, index, value)
+        else:
+            value = self.new.call_function(ops.GETITEM, (self.env[source], index))
+            value.meta["val"] = node.meta["val"]
+            self.new_root(node, value)
+
+    def _call(self, node):
+        func = node.target
+        if not isinstance(func, torch._ops.OpOverload):
+            raise UnsupportedOp(f"{func} is not an ATen op", "capture", "report this program to aotgraph")
+        if func._schema.is_mutable:
+            self._mutation(node)
+            return
+        args = tree_map(self._read_arg, node.args)
+        kwargs = tree_map(self._read_arg, node.kwargs)
+        value = self.new.call_function(func, args, kwargs)
+        value.meta = dict(node.meta)
+        if func.is_view and _is_single_tensor(node):
+            self.new_view(node, node.args[0], func, node.args[1:], None, value)
+        elif func.is_view:
+            self.env[node] = value  # multi-output view: its getitems register themselves
+        else:
+            self.new_root(node, value)
+
+    def _mutation(self, node):
+        func = node.target
+        if ops.is_metadata_mutation(func):
+            view_func = ops.view_of_inplace_view(func)
+            base = node.args[0]
+            value = self.emit(view_func, self.read(base), *tree_map(self._read_arg, node.args[1:]))
+            self.new_view(node, base, view_func, node.args[1:], None, value)
+            return
+        twin = ops.multi_mutation_twin(func)
+        if twin is not None:
+            twin_func, written, num_outputs = twin
+            args = tree_map(self._read_arg, node.args)
+            kwargs = tree_map(self._read_arg, node.kwargs)
+            result = self.emit(twin_func, *args, **kwargs)
+            outputs = []
+            for i in range(num_outputs):
+                getter = self.new.call_function(ops.GETITEM, (result, i))
+                getter.meta["val"] = result.meta["val"][i]
+                outputs.append(getter)
+            self.env[node] = _Tuple(outputs)
+            for position, out_index in written.items():
+                getter = self.new.call_function(ops.GETITEM, (result, out_index))
+                getter.meta["val"] = result.meta["val"][out_index]
+                self._write(node.args[position], getter)
+            return
+        positions = ops.mutated_arg_positions(func)
+        target = node.args[positions[0]] if positions and positions[0] < len(node.args) else None
+        twin_func = ops.functional_twin(func)
+        if positions != (0,) or twin_func is None:
+            raise UnsupportedOp(
+                f"{func} mutates its arguments and has no functional twin aotgraph knows",
+                "capture",
+                "use the out-of-place form of this op in the compiled function",
+            )
+        args = tree_map(self._read_arg, node.args)
+        kwargs = tree_map(self._read_arg, node.kwargs)
+        new_value = self.emit(twin_func, *args, **kwargs)
+        if new_value.meta["val"].shape != target.meta["val"].shape or (
+            new_value.meta["val"].dtype != target.meta["val"].dtype
+        ):
+            new_value = self.emit(aten.expand_copy.default, new_value, list(target.meta["val"].shape))
+            new_value = self.emit(aten._to_copy.default, new_value, dtype=target.meta["val"].dtype)
+        self._write(target, new_value)
+        info = self.alias[target]
+        self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
+        self.env[node] = new_value
+
+    def _write(self, target: fx.Node, new_value: fx.Node):
+        """Make `new_value` the value of `target`, propagating into its root."""
+        info = self.alias[target]
+        value = new_value
+        for k in range(len(info.chain) - 1, -1, -1):
+            func, args, index, view_node = info.chain[k]
+            parent = info.chain[k - 1][3] if k > 0 else info.root
+            parent_value = self.read(parent)
+            parent_val = parent.meta["val"]
+            read_args = tree_map(self._read_arg, args)
+            if index is None:
+                rule = ops.SCATTER_RULES.get(func)
+                value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None
+            else:
+                value = ops.scatter_multi_output(self.emit, func, parent_value, value, read_args, index, parent_val)
+            if value is None:
+                raise UnsupportedOp(
+                    f"an in-place op writes through a view made by {func}, which aotgraph cannot write back",
+                    "capture",
+                    "clone the view before mutating it, or mutate the base tensor directly",
+                )
+        self.root_value[info.root] = value
+        self.root_version[info.root] += 1
+        self.env[target] = new_value
+        info.version = self.root_version[info.root]
+
+
+class _Tuple(tuple):
+    """The new nodes standing for a multi-output mutating op's results (read by getitem)."""
+
+
+def _is_single_tensor(node: fx.Node) -> bool:
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+def _val(a):
+    return a.meta["val"] if isinstance(a, fx.Node) else a
+
+
+def functionalize(
+    graph: fx.Graph, fake_mode, final_nodes: dict[str, fx.Node], layout_changed: tuple[str, ...] = ()
+) -> FunctionalGraph:
+    """Functionalize `graph` (its output node is copied with reads made current).
+
+    `final_nodes` maps placeholder names to the old node each input is bound to at the
+    end of the program (differs from the placeholder after an in-place op on it);
+    `layout_changed` names the inputs whose sizes or strides the program changed in place.
+    """
+    walker = _Functionalizer(graph, fake_mode)
+    output_node = walker.run()
+    placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    data_mutated, metadata_mutated, final_value_of = [], [], {}
+    for name, placeholder in placeholders.items():
+        if walker.root_version[placeholder] > 0:
+            data_mutated.append(name)
+            final_value_of[name] = walker.root_value[placeholder]
+        if name in layout_changed:
+            metadata_mutated.append(name)
+            final_value_of[name + ".view"] = walker.read(final_nodes[name])
+    outputs = tree_map(walker._read_arg, output_node.args[0])
+    walker.new.output(outputs)
+    return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)

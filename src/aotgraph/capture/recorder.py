@@ -1,0 +1,172 @@
+"""Record every ATen op of one fake-tensor run into an fx graph.
+
+`GraphRecorder` is a dispatch mode that sits *below* autograd and *above* the fake
+tensor mode: autograd decides what the backward computes, the fake mode computes
+shapes, and the recorder writes each op down once. Forward and backward are recorded
+in the same walk. Tensors are tracked by identity; an op that returns its input
+(in-place ops) rebinds that tensor to the new node, so later readers see the new value.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.fx as fx
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    FakeTensorMode,
+    UnsupportedOperatorException,
+)
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from ..errors import DataDependentControlFlow, UnsupportedOp
+
+aten = torch.ops.aten
+
+# Ops whose eager kernel mutates an argument that its schema does not mark as written.
+# Each is recorded as an op with the same results whose schema states the mutation.
+_HIDDEN_MUTATION_REWRITES: dict[Any, Callable] = {}
+
+
+def _batch_norm_with_declared_mutation(input, weight, bias, running_mean, running_var, training, momentum, eps):
+    if running_mean is None or running_var is None:
+        return aten._native_batch_norm_legit.no_stats(input, weight, bias, training, momentum, eps)
+    return aten._native_batch_norm_legit.default(input, weight, bias, running_mean, running_var, training, momentum, eps)
+
+
+_HIDDEN_MUTATION_REWRITES[aten.native_batch_norm.default] = _batch_norm_with_declared_mutation
+
+
+class GraphRecorder(TorchDispatchMode):
+    """Writes each dispatched op into `graph`, running it on fake tensors.
+
+    Invariants: every tensor the program touches maps to exactly one live node
+    (`node_of`); every node has ``meta["val"]``; real tensors that the program
+    closes over become ``get_attr`` constants held in `constants`.
+    """
+
+    def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None):
+        super().__init__()
+        self.fake_mode = fake_mode
+        self.decompositions = dict(decompositions or {})
+        self.graph = fx.Graph()
+        self.constants: dict[str, torch.Tensor] = {}
+        self.node_of: dict[int, fx.Node] = {}
+        self.saw_mutation = False
+        self._fake_of_constant: dict[int, FakeTensor] = {}
+
+    # ---- building the graph -------------------------------------------------
+    def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
+        node = self.graph.placeholder(name)
+        node.meta["val"] = fake
+        # The same tensor passed twice reads through its first placeholder.
+        self.node_of.setdefault(id(fake), node)
+        return node
+
+    def node_for(self, value: Any) -> Any:
+        """The node standing for `value` if it is a tensor, else `value` itself."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        node = self.node_of.get(id(value))
+        if node is not None:
+            return node
+        if isinstance(value, FakeTensor):
+            raise UnsupportedOp(
+                "a fake tensor reached an op without being produced by the traced program",
+                "capture",
+                "pass every tensor the function reads as an input, or create it inside the function",
+            )
+        return self._lift_constant(value)
+
+    def _lift_constant(self, real: torch.Tensor) -> fx.Node:
+        name = f"_tensor_constant{len(self.constants)}"
+        self.constants[name] = real
+        node = self.graph.get_attr(name)
+        node.meta["val"] = self._fake_constant(real)
+        self.node_of[id(real)] = node
+        return node
+
+    def _fake_constant(self, real: torch.Tensor) -> FakeTensor:
+        fake = self._fake_of_constant.get(id(real))
+        if fake is None:
+            fake = self.fake_mode.from_tensor(real, static_shapes=True)
+            self._fake_of_constant[id(real)] = fake
+        return fake
+
+    def _as_fake(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor):
+            return self._fake_constant(value)
+        return value
+
+    # ---- the dispatch hook --------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        rewrite = _HIDDEN_MUTATION_REWRITES.get(func)
+        if rewrite is not None:
+            with self:
+                return rewrite(*args, **kwargs)
+        decomposition = self.decompositions.get(func)
+        if decomposition is not None:
+            with self:
+                result = decomposition(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
+            func = aten.lift_fresh_copy.default
+
+        flat, spec = tree_flatten((args, kwargs))
+        fake_args, fake_kwargs = tree_unflatten([self._as_fake(a) for a in flat], spec)
+        out = self._run_fake(func, fake_args, fake_kwargs)
+        if not _has_tensor(out):
+            return out  # device / size queries: nothing to record
+
+        node_args, node_kwargs = tree_unflatten([self.node_for(a) for a in flat], spec)
+        node = self.graph.call_function(func, tuple(node_args), node_kwargs)
+        node.meta["val"] = out
+        if func._schema.is_mutable:
+            self.saw_mutation = True
+        if isinstance(out, torch.Tensor):
+            self.node_of[id(out)] = node
+        else:
+            for index, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    getter = self.graph.call_function(operator.getitem, (node, index))
+                    getter.meta["val"] = item
+                    self.node_of[id(item)] = getter
+        return out
+
+    def _run_fake(self, func, args, kwargs):
+        name = str(func)
+        try:
+            return func(*args, **kwargs)
+        except DataDependentOutputException as error:
+            raise DataDependentControlFlow(
+                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)",
+                "capture",
+                "make the branch depend on shapes or Python values instead, or run that part eagerly "
+                "outside the compiled function",
+            ) from error
+        except DynamicOutputShapeException as error:
+            raise UnsupportedOp(
+                f"{name} has a data-dependent output shape",
+                "capture",
+                "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select) "
+                "or run that part eagerly outside the compiled function",
+            ) from error
+        except UnsupportedOperatorException as error:
+            raise UnsupportedOp(
+                f"{name} has no fake (meta) kernel, so its output shape cannot be traced",
+                "capture",
+                f"register one with torch.library.register_fake('{func._schema.name}') "
+                "or run that op eagerly outside the compiled function",
+            ) from error
+
+
+def _has_tensor(out: Any) -> bool:
+    if isinstance(out, torch.Tensor):
+        return True
+    return isinstance(out, (tuple, list)) and any(isinstance(o, torch.Tensor) for o in out)

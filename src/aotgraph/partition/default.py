@@ -1,0 +1,30 @@
+"""The default partition: the forward computes what the user's outputs need, and saves
+every forward value that the backward reads."""
+from __future__ import annotations
+
+import torch.fx as fx
+
+from .graph_ops import ancestors, extract_graph, is_primal, is_random, joint_outputs, tangent_dependent
+
+
+def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int, **_ignored):
+    """Split a joint graph (``functorch.compile.default_partition`` calling convention).
+
+    Returns ``(forward, backward)``: the forward outputs its ``num_fwd_outputs`` outputs
+    followed by the saved values; the backward's placeholders are the saved values (same
+    names) followed by the tangents, and it outputs the joint's gradient outputs.
+    """
+    graph = joint_module.graph
+    fwd_outputs, bwd_outputs = joint_outputs(joint_module, num_fwd_outputs)
+    backward_only = tangent_dependent(graph)
+    random_nodes = {n for n in graph.nodes if is_random(n) and n not in backward_only}
+    forward_nodes = ancestors(fwd_outputs + list(random_nodes))
+    primals = [n for n in graph.nodes if is_primal(n)]
+    tangents = [n for n in graph.nodes if n.op == "placeholder" and not is_primal(n)]
+
+    available = forward_nodes | set(primals)
+    backward_nodes = ancestors(bwd_outputs, stop=available | set(tangents))
+    saved = [n for n in graph.nodes if n in available and n in backward_nodes]
+    forward = extract_graph(joint_module, primals, fwd_outputs + saved, keep=random_nodes)
+    backward = extract_graph(joint_module, saved + tangents, bwd_outputs)
+    return forward, backward

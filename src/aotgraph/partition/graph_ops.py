@@ -1,0 +1,72 @@
+"""Small graph utilities shared by the partitioners: classify joint nodes, copy subgraphs."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+import torch.fx as fx
+
+
+def is_tangent(node: fx.Node) -> bool:
+    return node.op == "placeholder" and node.name.startswith("tangents")
+
+
+def is_primal(node: fx.Node) -> bool:
+    return node.op == "placeholder" and not is_tangent(node)
+
+
+def is_random(node: fx.Node) -> bool:
+    target = node.target
+    return isinstance(target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in target.tags
+
+
+def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, list]:
+    """(forward outputs, backward outputs) of a joint graph with a flat output tuple."""
+    outputs = list(joint.graph.find_nodes(op="output")[0].args[0])
+    return outputs[:num_fwd_outputs], outputs[num_fwd_outputs:]
+
+
+def tangent_dependent(graph: fx.Graph) -> set[fx.Node]:
+    """Nodes whose value depends on a tangent: they can only run in the backward."""
+    dependent: set[fx.Node] = set()
+    for node in graph.nodes:
+        if is_tangent(node) or any(i in dependent for i in node.all_input_nodes):
+            dependent.add(node)
+    return dependent
+
+
+def ancestors(roots: Iterable[Optional[fx.Node]], stop: set[fx.Node] = frozenset()) -> set[fx.Node]:
+    """Every node `roots` read from, transitively, not walking past `stop` nodes."""
+    seen: set[fx.Node] = set()
+    stack = [r for r in roots if isinstance(r, fx.Node)]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node not in stop:
+            stack.extend(node.all_input_nodes)
+    return seen
+
+
+def extract_graph(
+    source: fx.GraphModule, inputs: list[fx.Node], outputs: list, keep: set[fx.Node] = frozenset()
+) -> fx.GraphModule:
+    """A new module computing `outputs` from `inputs` (which become placeholders of the same
+    names), copying only the nodes needed, plus the nodes in `keep` (e.g. random ops
+    whose draws must happen), in the source's order."""
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in inputs:
+        placeholder = graph.placeholder(node.name)
+        placeholder.meta = dict(node.meta)
+        env[node] = placeholder
+    needed = ancestors(list(outputs) + list(keep), stop=set(inputs))
+    for node in source.graph.nodes:
+        if node in env or node not in needed or node.op in ("placeholder", "output"):
+            if node.op == "placeholder" and node in needed and node not in env:
+                raise AssertionError(f"partition needs {node.name} but it is not an input of this graph")
+            continue
+        env[node] = graph.node_copy(node, env.__getitem__)
+    graph.output(tuple(env[o] if isinstance(o, fx.Node) else o for o in outputs))
+    return fx.GraphModule(source, graph)
