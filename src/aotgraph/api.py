@@ -2,6 +2,7 @@
 entry for this input signature, run the stages on a miss, call the runtime."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -28,6 +29,7 @@ class CompiledEntry:
     compiled: CompiledGraphs
     run: Callable[[list], list]
     log: CompileLog
+    unflatten: Callable[[list], Any]
 
     @property
     def joint(self) -> JointGraph:
@@ -54,12 +56,11 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
             bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
             backward = compile_graph(bw_compiler, parts.backward, bw_inputs, "backward")
     compiled = CompiledGraphs(forward, backward, parts)
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log)
+    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(joint.signature.out_spec))
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
-    key: list = [in_spec, torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"),
-                 torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None]
+    key: list = [in_spec, torch.is_grad_enabled(), *_autocast_state()]
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
@@ -70,12 +71,60 @@ def _signature_key(flat_args: list, in_spec) -> tuple:
     return tuple(key)
 
 
+def _tensor_args_key(layout: tuple, flat_args: list) -> tuple:
+    """The signature key of `_flatten_tensor_args`'s result: the same facts as
+    `_signature_key`, gathered without a pytree walk (duplicates are rare: checked in bulk)."""
+    key = (layout, torch.is_grad_enabled(), *_autocast_state(),
+           *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in flat_args])
+    if len(set(map(id, flat_args))) != len(flat_args):
+        first_position: dict[int, int] = {}
+        key += tuple(first_position.setdefault(id(t), p) for p, t in enumerate(flat_args))
+    return key
+
+
+def _flatten_tensor_args(args: tuple) -> tuple[Optional[list], Optional[tuple]]:
+    """``(flat tensors, layout)`` when every argument is a tensor or a list/tuple of tensors
+    (the common case, e.g. aot_module's parameter list), else ``(None, None)``. The layout
+    stands in for the TreeSpec in the cache key."""
+    flat: list = []
+    layout: list = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            flat.append(a)
+            layout.append(None)
+        elif type(a) in (list, tuple) and all(isinstance(t, torch.Tensor) for t in a):
+            flat.extend(a)
+            layout.append((type(a), len(a)))
+        else:
+            return None, None
+    return flat, tuple(layout)
+
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
+def _autocast_state() -> tuple:
+    if _any_autocast is not None and not _any_autocast():
+        return (False, None)
+    enabled = torch.is_autocast_enabled("cpu")
+    return (enabled, torch.get_autocast_dtype("cpu") if enabled else None)
+
+
 def _hashable(value: Any) -> bool:
     try:
         hash(value)
         return True
     except TypeError:
         return False
+
+
+def _unflattener(out_spec) -> Callable[[list], Any]:
+    """``tree_unflatten(·, out_spec)``, short-cut for a single tensor and a flat tuple."""
+    if out_spec.is_leaf():
+        return operator.itemgetter(0)
+    if out_spec == tree_flatten((0,) * out_spec.num_leaves)[1]:
+        return tuple
+    return lambda flat_out: tree_unflatten(flat_out, out_spec)
 
 
 def aot_function(
@@ -108,17 +157,32 @@ def aot_function(
     inference = resolve_compiler(inference_compiler, fw)
     entries: dict[tuple, CompiledEntry] = {}
 
+    def compile_entry(flat_args: list, in_spec) -> CompiledEntry:
+        return compile_stages(fn, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
+                              inference_compiler=inference, partition_fn=partition_fn,
+                              decompositions=decompositions)
+
+    def first_call(entry: CompiledEntry, flat_args: list) -> Any:
+        with entry.log.stage("first run"):
+            flat_out = entry.run(flat_args)
+        return entry.unflatten(flat_out)
+
     def compiled_fn(*args, **kwargs):
-        flat_args, in_spec = tree_flatten((args, kwargs))
-        key = _signature_key(flat_args, in_spec)
-        entry = entries.get(key)
-        if entry is None:
-            entry = compile_stages(fn, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
-                                   inference_compiler=inference, partition_fn=partition_fn,
-                                   decompositions=decompositions)
-            entries[key] = entry
-        flat_out = entry.run(flat_args)
-        return tree_unflatten(flat_out, entry.joint.signature.out_spec)
+        flat_args, layout = (None, None) if kwargs else _flatten_tensor_args(args)
+        if flat_args is not None:
+            key = _tensor_args_key(layout, flat_args)
+            entry = entries.get(key)
+            if entry is not None:
+                return entry.unflatten(entry.run(flat_args))
+            in_spec = tree_flatten((args, kwargs))[1]
+        else:
+            flat_args, in_spec = tree_flatten((args, kwargs))
+            key = _signature_key(flat_args, in_spec)
+            entry = entries.get(key)
+            if entry is not None:
+                return entry.unflatten(entry.run(flat_args))
+        entry = entries[key] = compile_entry(flat_args, in_spec)
+        return first_call(entry, flat_args)
 
     compiled_fn.aotgraph_entries = entries
     compiled_fn.__wrapped__ = fn
@@ -131,18 +195,29 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
     return list(named), list(named.values())
 
 
+def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
+    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it:
+    reading those per call sees reassigned parameters and buffers without walking the tree."""
+    slots = []
+    for name in names:
+        owner_name, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        slots.append((owner._parameters if leaf in owner._parameters else owner._buffers, leaf))
+    return slots
+
+
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
     module's current parameters and buffers, so optimizer steps and buffer updates show."""
 
-    def __init__(self, module: torch.nn.Module, compiled: Callable):
+    def __init__(self, module: torch.nn.Module, compiled: Callable, names: list[str]):
         super().__init__()
         self.orig_module = module
         self._compiled = compiled
+        self._state_slots = _state_slots(module, names)
 
     def forward(self, *args, **kwargs):
-        names, values = _named_state(self.orig_module)
-        return self._compiled(values, *args, **kwargs)
+        return self._compiled([slot[name] for slot, name in self._state_slots], *args, **kwargs)
 
     @property
     def aotgraph_entries(self):
@@ -165,7 +240,7 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
     compiled = aot_function(_functional_module_fn(mod, names), *args, **kwargs)
-    return AotModule(mod, compiled)
+    return AotModule(mod, compiled, names)
 
 
 def aot_module_simplified(

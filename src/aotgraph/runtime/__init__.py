@@ -26,6 +26,8 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[[list], list]:
         run_graphs = _inference_runner(compiled.forward, plan)
     else:
         run_graphs = _training_runner(compiled, plan)
+    if plan.is_direct:
+        return run_graphs  # flat inputs are the primals, graph outputs the user's outputs
 
     def run(flat_inputs: list) -> list:
         primals = [flat_inputs[i] for i in plan.primal_positions]
@@ -52,6 +54,13 @@ class _Plan:
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
             for o in self.outputs
         ]
+        # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
+        self.is_direct = (
+            len(self.primal_positions) == len(sig.inputs)
+            and all(o.is_tensor for o in self.outputs)
+            and not any(p is not None for p in self.alias_primal)
+            and not self.mutated and not self.relaid
+        )
 
     def write_back(self, primals: list, graph_outputs: list) -> None:
         if not self.mutated and not self.relaid:
@@ -92,30 +101,29 @@ def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
 
 
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
 
 
-_NULL = _Null()
+def _autocast_on() -> bool:
+    if _any_autocast is not None:
+        return _any_autocast()
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+
+
+def _call_graph(graph: Callable, args: list):
+    """Graphs already hold autocast's casts; running them under autocast would cast twice."""
+    if _autocast_on():
+        with torch._C._DisableAutocast():
+            return graph(args)
+    return graph(args)
 
 
 def _inference_runner(forward: Callable, plan: _Plan):
     def run(primals: list) -> list:
-        with torch.no_grad(), _no_autocast():
-            return list(forward(list(primals)))
+        with torch.no_grad():
+            return list(_call_graph(forward, list(primals)))
 
     return run
-
-
-def _no_autocast():
-    """Graphs already hold autocast's casts; running them under autocast would cast twice."""
-    if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
-        return torch._C._DisableAutocast()
-    return _NULL
 
 
 def _training_runner(compiled: CompiledGraphs, plan: _Plan):
@@ -139,36 +147,43 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
     non_differentiable = [i for i in range(num_fwd) if i >= len(user_requires_grad) or not user_requires_grad[i]]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
+    all_saved_are_tensors = not other_saved
 
     class CompiledFunction(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *primals):
-            with _no_autocast():
-                outputs = forward(list(primals))
-            saved = outputs[num_fwd:]
-            ctx.save_for_backward(*[saved[i] for i in tensor_saved])
-            ctx.other_saved = [saved[i] for i in other_saved]
+            outputs = _call_graph(forward, list(primals))
+            if all_saved_are_tensors:
+                ctx.save_for_backward(*outputs[num_fwd:])
+            else:
+                saved = outputs[num_fwd:]
+                ctx.save_for_backward(*[saved[i] for i in tensor_saved])
+                ctx.other_saved = [saved[i] for i in other_saved]
             fwd_outputs = tuple(outputs[:num_fwd])
-            ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
+            if non_differentiable:
+                ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             return fwd_outputs
 
         @staticmethod
         def backward(ctx, *grad_outputs):
-            saved = [None] * len(saved_is_tensor)
-            for i, t in zip(tensor_saved, ctx.saved_tensors):
-                saved[i] = t
-            for i, v in zip(other_saved, ctx.other_saved):
-                saved[i] = v
+            if all_saved_are_tensors:
+                saved = ctx.saved_tensors
+            else:
+                saved = [None] * len(saved_is_tensor)
+                for i, t in zip(tensor_saved, ctx.saved_tensors):
+                    saved[i] = t
+                for i, v in zip(other_saved, ctx.other_saved):
+                    saved[i] = v
             tangents = [grad_outputs[i] for i in differentiable]
             args = [
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            with _no_autocast():
-                grads = backward(args)
-            return tuple(grads)
+            return tuple(_call_graph(backward, args))
 
-    def run(primals: list) -> list:
-        return list(CompiledFunction.apply(*primals))
+    apply = CompiledFunction.apply
+
+    def run(primals: list) -> tuple:
+        return apply(*primals)
 
     return run
