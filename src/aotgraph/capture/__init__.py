@@ -23,6 +23,11 @@ from .recorder import GraphRecorder
 
 __all__ = ["capture"]
 
+try:  # generates the joint's Python code only if someone reads or runs it (torch >= 2.3)
+    from torch.fx._lazy_graph_module import _LazyGraphModule as JointModule
+except ImportError:
+    JointModule = fx.GraphModule
+
 
 def capture(
     fn: Callable,
@@ -83,7 +88,7 @@ def capture(
     root = torch.nn.Module()
     for name, constant in recorder.constants.items():
         setattr(root, name, constant)
-    graph_module = fx.GraphModule(root, graph)
+    graph_module = JointModule(root, graph)
 
     signature = _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                            is_inference)

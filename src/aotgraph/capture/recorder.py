@@ -9,7 +9,7 @@ in the same walk. Tensors are tracked by identity; an op that returns its input
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.fx as fx
@@ -21,9 +21,9 @@ from torch._subclasses.fake_tensor import (
     UnsupportedOperatorException,
 )
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
+from ..fx_nodes import append_call
 
 aten = torch.ops.aten
 
@@ -104,66 +104,89 @@ class GraphRecorder(TorchDispatchMode):
 
     # ---- the dispatch hook --------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        rewrite = _HIDDEN_MUTATION_REWRITES.get(func)
+        facts = _OP_FACTS.get(func)
+        if facts is None:
+            facts = _OP_FACTS[func] = _op_facts(func)
+        rewrite, is_mutable = facts
         if rewrite is not None:
             with self:
-                return rewrite(*args, **kwargs)
+                return rewrite(*args, **kwargs or {})
         decomposition = self.decompositions.get(func)
         if decomposition is not None:
             with self:
-                result = decomposition(*args, **kwargs)
+                result = decomposition(*args, **kwargs or {})
             if result is not NotImplemented:
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
 
-        flat, spec = tree_flatten((args, kwargs))
-        fake_args, fake_kwargs = tree_unflatten([self._as_fake(a) for a in flat], spec)
+        as_fake = self._as_fake
+        fake_args = _map_tensors(as_fake, args)
+        fake_kwargs = {k: _map_tensors(as_fake, v) if type(v) in _SEQUENCES else as_fake(v)
+                       for k, v in kwargs.items()} if kwargs else {}
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
 
-        node_args, node_kwargs = tree_unflatten([self.node_for(a) for a in flat], spec)
-        node = self.graph.call_function(func, tuple(node_args), node_kwargs)
+        node_for = self.node_for
+        node_args = _map_tensors(node_for, args)
+        node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
+                       for k, v in kwargs.items()} if kwargs else {}
+        node = append_call(self.graph, func, node_args, node_kwargs)
         node.meta["val"] = out
-        if func._schema.is_mutable:
+        if is_mutable:
             self.saw_mutation = True
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
         else:
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
-                    getter = self.graph.call_function(operator.getitem, (node, index))
+                    getter = append_call(self.graph, operator.getitem, (node, index), {})
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
         return out
 
     def _run_fake(self, func, args, kwargs):
-        name = str(func)
         try:
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
             raise DataDependentControlFlow(
-                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)",
+                f"the program reads the value of a tensor ({func}, e.g. .item(), bool(t), or `if t > 0`)",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
                 "outside the compiled function",
             ) from error
         except DynamicOutputShapeException as error:
             raise UnsupportedOp(
-                f"{name} has a data-dependent output shape",
+                f"{func} has a data-dependent output shape",
                 "capture",
                 "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select) "
                 "or run that part eagerly outside the compiled function",
             ) from error
         except UnsupportedOperatorException as error:
             raise UnsupportedOp(
-                f"{name} has no fake (meta) kernel, so its output shape cannot be traced",
+                f"{func} has no fake (meta) kernel, so its output shape cannot be traced",
                 "capture",
                 f"register one with torch.library.register_fake('{func._schema.name}') "
                 "or run that op eagerly outside the compiled function",
             ) from error
+
+
+# Per-op facts read on every dispatch, computed once per op: (hidden-mutation rewrite, schema mutates).
+_OP_FACTS: dict[Any, tuple[Optional[Callable], bool]] = {}
+
+
+def _op_facts(func) -> tuple[Optional[Callable], bool]:
+    return _HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable
+
+
+_SEQUENCES = (list, tuple)
+
+
+def _map_tensors(fn: Callable, args: Any) -> Any:
+    """`fn` applied to every leaf of ATen arguments (nested lists/tuples); a cheaper
+    ``tree_map`` for the only containers an op's positional arguments hold."""
+    return type(args)([_map_tensors(fn, a) if type(a) in _SEQUENCES else fn(a) for a in args])
 
 
 def _has_tensor(out: Any) -> bool:

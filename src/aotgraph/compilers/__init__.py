@@ -67,6 +67,9 @@ def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = e
 
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any], role: str):
     """Run `compiler` on one graph and return a boxed callable (takes a list)."""
+    real_recompile = getattr(graph_module, "real_recompile", None)
+    if real_recompile is not None:  # a lazily generated module: give it its code before `forward` is read
+        real_recompile()
     compiled = compiler(graph_module, list(example_inputs))
     if not callable(compiled):
         name = getattr(compiler, "__name__", type(compiler).__name__)

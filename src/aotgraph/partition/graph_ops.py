@@ -6,6 +6,8 @@ from typing import Iterable, Optional
 import torch
 import torch.fx as fx
 
+from ..fx_nodes import copy_node
+
 
 def is_tangent(node: fx.Node) -> bool:
     return node.op == "placeholder" and node.name.startswith("tangents")
@@ -67,6 +69,6 @@ def extract_graph(
             if node.op == "placeholder" and node in needed and node not in env:
                 raise AssertionError(f"partition needs {node.name} but it is not an input of this graph")
             continue
-        env[node] = graph.node_copy(node, env.__getitem__)
+        env[node] = copy_node(graph, node, env.__getitem__)
     graph.output(tuple(env[o] if isinstance(o, fx.Node) else o for o in outputs))
     return fx.GraphModule(source, graph)
