@@ -16,7 +16,7 @@ from .compilers import compile_graph, eager, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import build_runtime
-from .timings import CompileLog
+from .timings import CompileLog, time_first_call
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "CompiledEntry"]
 
@@ -40,10 +40,9 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
                    decompositions) -> CompiledEntry:
     """capture -> partition -> compile -> runtime, each stamped into one CompileLog."""
     log = CompileLog()
-    with log.stage("capture"):
+    with log.stage("capture") as note:
         joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
-    log.records[-1] = type(log.records[-1])("capture", log.records[-1].seconds,
-                                            f"{len(joint.graph_module.graph.nodes)} nodes")
+        note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
@@ -54,7 +53,8 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
         else:
             forward = compile_graph(fw_compiler, parts.forward, fake_inputs, "forward")
             bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
-            backward = compile_graph(bw_compiler, parts.backward, bw_inputs, "backward")
+            backward = time_first_call(compile_graph(bw_compiler, parts.backward, bw_inputs, "backward"), log,
+                                       "first backward")
     compiled = CompiledGraphs(forward, backward, parts)
     return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(joint.signature.out_spec))
 
