@@ -26,6 +26,7 @@ from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..fx_nodes import append_call
 
 aten = torch.ops.aten
+_DEVICE_QUERY = torch.ops.prim.device.default
 
 # Ops whose eager kernel mutates an argument that its schema does not mark as written.
 # Each is recorded as an op with the same results whose schema states the mutation.
@@ -104,6 +105,10 @@ class GraphRecorder(TorchDispatchMode):
 
     # ---- the dispatch hook --------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is _DEVICE_QUERY and type(args[0]) is FakeTensor:
+            # Autograd asks each fake tensor's device (most dispatches of a capture);
+            # answer it here instead of passing it down to the fake mode.
+            return args[0].fake_device
         facts = _OP_FACTS.get(func)
         if facts is None:
             facts = _OP_FACTS[func] = _op_facts(func)
