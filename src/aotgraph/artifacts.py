@@ -69,6 +69,8 @@ class OutputInfo:
     A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
     differentiable (gets a tangent). `base_input` names the flat input it is a view of,
     if any; `is_input` says it is that input itself (eager returns the same object).
+    `base_output` names an earlier flat output it shares memory with (when it aliases no
+    input): the runtime rebuilds it as a view of that output, so the two alias as in eager.
     A non-tensor leaf is the `constant` seen while tracing.
     """
 
@@ -76,6 +78,7 @@ class OutputInfo:
     constant: Any = None
     base_input: Optional[int] = None
     is_input: bool = False
+    base_output: Optional[int] = None
 
     @property
     def is_tensor(self) -> bool:

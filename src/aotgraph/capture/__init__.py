@@ -66,7 +66,6 @@ def capture(
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
         if wants_grad and f._version != v and f.requires_grad and f.grad_fn is not None
-        and recorder.node_of.get(id(f)) is not p
     )
     diff_outs = [o for o in tensor_outs if o.requires_grad] if wants_grad else []
     diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
@@ -214,14 +213,23 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))
-    outputs = []
-    for o in flat_out:
+    outputs, storage_of_output = [], {}
+    for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
             meta = TensorMeta.of(o)
             if is_inference and meta.requires_grad:
                 meta = TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
-            base = storage_of_input.get(StorageWeakRef(o.untyped_storage())) if isinstance(o, FakeTensor) else None
-            outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base]))
+            storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
+            base = storage_of_input.get(storage)
+            base_output = None
+            if base is None and storage is not None:
+                # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
+                earlier = storage_of_output.get(storage)
+                if earlier is not None and (outputs[earlier].requires_grad or not meta.requires_grad):
+                    base_output = earlier
+                elif earlier is None or meta.requires_grad:
+                    storage_of_output[storage] = position
+            outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output))
         else:
             outputs.append(OutputInfo(None, o))
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs))

@@ -88,12 +88,14 @@ class _Plan:
                 value = primals[alias_primal]
             elif alias_primal is not None:
                 value = _view_of_input(primals[alias_primal], info)
+            elif info.base_output is not None:
+                value = _view_of_input(flat[info.base_output], info)
             flat.append(value)
         return flat
 
 
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
-    """Rebuild an output that aliases an input as a real view of that input."""
+    """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
     if not meta.requires_grad:
         with torch.no_grad():
