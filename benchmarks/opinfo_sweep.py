@@ -11,8 +11,11 @@ seed everywhere) are compared with eager. Per system, each op ends up:
   mismatch    some sample returned a wrong output or gradient without raising (silent)
   skipped     no float32 / no autograd / no sample that eager itself can run / out of budget
 
+Random ops are compared with the RNG seeded before the call (the OpInfos' own reseeding
+inside the op is removed unless --reseed-inside), including the global RNG state after it.
+
 Usage: python benchmarks/opinfo_sweep.py [--ops add,mul] [--limit N] [--samples K]
-       [--budget SECONDS] [--json out.json]
+       [--budget SECONDS] [--json out.json] [--reseed-inside]
 """
 from __future__ import annotations
 
@@ -71,9 +74,10 @@ def fresh_copies(tensors):
 
 
 def run_once(call, tensors, output_process):
-    """Outputs and gradients of one call (None grads mean unused)."""
+    """(outputs then the inputs' values after the call, gradients (None: unused), RNG state after)."""
     torch.manual_seed(1234)
     out = call(*tensors)
+    rng_after = torch.get_rng_state()
     flat_out, _ = tree_flatten(out)
     processed, _ = tree_flatten(output_process(out))
     diff_outs = [o for o in processed if isinstance(o, torch.Tensor) and o.requires_grad and o.is_floating_point()]
@@ -83,12 +87,16 @@ def run_once(call, tensors, output_process):
         generator = torch.Generator().manual_seed(99)
         cotangents = [torch.randn(o.shape, dtype=o.dtype, generator=generator) for o in diff_outs]
         grads = list(torch.autograd.grad(diff_outs, diff_ins, cotangents, allow_unused=True))
-    return [o.detach() if isinstance(o, torch.Tensor) else o for o in flat_out], grads
+    outputs = [o.detach() if isinstance(o, torch.Tensor) else o for o in flat_out]
+    inputs_after = [t.detach() for t in tensors]  # ops with out=/in-place semantics write inputs
+    return outputs + inputs_after, grads, rng_after
 
 
 def compare(expected, actual, what):
-    exp_out, exp_grads = expected
-    act_out, act_grads = actual
+    exp_out, exp_grads, exp_rng = expected
+    act_out, act_grads, act_rng = actual
+    if not torch.equal(exp_rng, act_rng):
+        return "global RNG state after the call differs from eager"
     if len(exp_out) != len(act_out):
         return f"{what}: {len(act_out)} outputs, eager has {len(exp_out)}"
     for k, (e, a) in enumerate(zip(exp_out, act_out)):
@@ -187,8 +195,14 @@ class _alarm:
         return False
 
 
-def select_ops(names, limit):
+def select_ops(names, limit, reseed_inside=False):
+    from torch.testing._internal import common_methods_invocations
     from torch.testing._internal.common_methods_invocations import op_db
+
+    if not reseed_inside:
+        # OpInfos of random ops reseed inside the op (wrapper_set_seed); without that, the
+        # sweep seeds before each call and compares the random draws and the RNG state after.
+        common_methods_invocations.wrapper_set_seed = lambda op, *args, **kwargs: op(*args, **kwargs)
 
     ops = []
     for op in op_db:
@@ -199,11 +213,12 @@ def select_ops(names, limit):
     return ops[:limit] if limit else ops
 
 
-def sweep(names=(), limit=0, samples_per_op=4, budget=0.0, sample_timeout=60, systems=SYSTEMS, log=print):
+def sweep(names=(), limit=0, samples_per_op=4, budget=0.0, sample_timeout=60, systems=SYSTEMS, log=print,
+          reseed_inside=False):
     """{op name: OpResult} for the selected ops."""
     results = {}
     start = time.perf_counter()
-    for full, op in select_ops(set(names), limit):
+    for full, op in select_ops(set(names), limit, reseed_inside):
         if not op.supports_autograd or torch.float32 not in op.supported_dtypes("cpu"):
             results[full] = OpResult({s: "skipped" for s in systems}, {s: "no float32 autograd on CPU" for s in systems})
             continue
@@ -262,12 +277,15 @@ def main(argv=None):
     parser.add_argument("--sample-timeout", type=int, default=60, help="seconds per sample and system")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--json", default="", help="write per-op results here")
+    parser.add_argument("--reseed-inside", action="store_true",
+                        help="keep the OpInfos' torch.manual_seed inside random ops (aotgraph refuses those)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     systems = tuple(s for s in args.systems.split(",") if s)
     names = [n for n in args.ops.split(",") if n]
     start = time.perf_counter()
-    results = sweep(names, args.limit, args.samples, args.budget, args.sample_timeout, systems)
+    results = sweep(names, args.limit, args.samples, args.budget, args.sample_timeout, systems,
+                    reseed_inside=args.reseed_inside)
     print()
     print(f"OpInfo sweep: CPU, float32, torch {torch.__version__}, {len(results)} ops, "
           f"{args.samples} samples/op, {time.perf_counter() - start:.0f}s")

@@ -52,8 +52,17 @@ def capture(
     versions_before = [f._version for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
+    rng_before = torch.get_rng_state()
     with fake_mode, recorder:
         out = fn(*args, **kwargs)
+    if not torch.equal(rng_before, torch.get_rng_state()):
+        torch.set_rng_state(rng_before)
+        raise UnsupportedOp(
+            "the program sets the global RNG state while being traced (torch.manual_seed, set_rng_state, ...); "
+            "the compiled function would not replay it",
+            "capture",
+            "seed outside the compiled function, or pass a torch.Generator to the random ops",
+        )
     flat_out, out_spec = tree_flatten(out)
     with fake_mode, recorder:
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
@@ -109,12 +118,12 @@ def capture(
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
-    first_op = next(n for n in recorder.graph.nodes if n.op != "placeholder")
+    first_op = next((n for n in recorder.graph.nodes if n.op != "placeholder"), None)
     tangents = []
     for k, out in enumerate(diff_outs):
         with fake_mode:
             tangent = torch.empty(out.shape, dtype=out.dtype, device=out.device)
-        with recorder.graph.inserting_before(first_op):
+        with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
     with fake_mode, recorder:
@@ -221,11 +230,14 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 meta = TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
             base = storage_of_input.get(storage)
+            if base is not None and o.dtype != fake_flat[base].dtype:
+                base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
             base_output = None
             if base is None and storage is not None:
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
                 earlier = storage_of_output.get(storage)
-                if earlier is not None and (outputs[earlier].requires_grad or not meta.requires_grad):
+                if earlier is not None and outputs[earlier].meta.dtype == meta.dtype and (
+                        outputs[earlier].requires_grad or not meta.requires_grad):
                     base_output = earlier
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
