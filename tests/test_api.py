@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import aotgraph
 from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified
-from tests.parity import assert_close, assert_module_parity, assert_parity, assert_training_parity
+from parity import assert_close, assert_module_parity, assert_parity, assert_training_parity
 
 
 def leaf(*shape, requires_grad=True, seed=0):

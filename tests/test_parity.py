@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.parity import assert_parity, _assert_backward_is_compiled
+from parity import assert_parity, _assert_backward_is_compiled
 
 
 def fn(x, w):

@@ -2,7 +2,7 @@
 import torch
 
 from aotgraph import models
-from tests.parity import assert_module_parity, assert_training_parity
+from parity import assert_module_parity, assert_training_parity
 
 
 def _with_input_grad(inputs):
