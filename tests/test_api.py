@@ -77,6 +77,48 @@ def test_integer_and_non_grad_tensor_inputs():
     assert_parity(fn, (leaf(6, 4), torch.tensor([0, 5, 5]), mask))
 
 
+def test_the_same_tensor_passed_twice():
+    def fn(a, b):
+        return a * b + a
+
+    x = leaf(3, 4)
+    parity = assert_parity(fn, (x, x))
+    assert parity.grads_compared == 2
+
+
+def test_outputs_that_are_inputs_or_views_of_inputs():
+    def fn(x, y):
+        return x, x.t(), x[0], y.view(-1), x * 2
+
+    parity = assert_parity(fn, (leaf(3, 4), leaf(2, 2, seed=1)))
+    x = parity.compiled_out[0]
+    assert parity.compiled_out[1]._base is x or parity.compiled_out[1]._base is x._base
+
+
+def test_a_new_python_scalar_recompiles_with_its_value():
+    def fn(x, power, flag):
+        return x ** power if flag else -x
+
+    compiled = aot_function(fn)
+    x = leaf(3)
+    for power, flag in ((2, True), (3, True), (3, False), (2, True)):
+        assert_close(compiled(x, power, flag), fn(x, power, flag), f"x ** {power}, {flag}")
+    assert len(compiled.aotgraph_entries) == 3
+
+
+def test_requires_grad_change_recompiles():
+    def fn(a, b):
+        return a * b
+
+    compiled = aot_function(fn)
+    a, b = leaf(3), leaf(3, seed=1)
+    compiled(a, b.detach()).sum().backward()
+    assert b.grad is None
+    compiled(a, b).sum().backward()
+    assert_close(b.grad, a.detach(), "grad of b once it requires grad")
+    assert len(compiled.aotgraph_entries) == 2
+
+
 def test_parameters_with_requires_grad_false():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))

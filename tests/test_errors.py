@@ -124,3 +124,41 @@ def test_unknown_compiler_name():
 def test_compiler_that_is_neither_a_name_nor_a_callable():
     error = _raises(BadArgument, aot_function, lambda x: x, bw_compiler=42)
     _assert_names(error, "compile", "int")
+
+
+def test_closed_over_tensor_that_requires_grad():
+    weight = torch.randn(3, requires_grad=True)
+    error = _raises(BadArgument, aot_function(lambda x: x * weight), leaf(3))
+    _assert_names(error, "capture", "requires grad but is not an input", "(3,)", "pass it as an argument")
+    assert weight.grad is None
+
+
+def test_module_passed_to_aot_function_with_inputs_that_need_no_grad():
+    # The parameters would get gradients in eager: aot_module is the way to compile a module.
+    error = _raises(BadArgument, aot_function(torch.nn.Linear(3, 2)), torch.randn(4, 3))
+    _assert_names(error, "capture", "(2, 3)", "aot_module")
+
+
+def test_closed_over_tensor_used_without_gradient_is_fine():
+    weight = torch.randn(3, requires_grad=True)
+
+    def fn(x):
+        return x * weight.detach() + (weight > 0) + torch.zeros_like(weight)
+
+    x_eager, x_compiled = leaf(3), leaf(3)
+    x_compiled.data.copy_(x_eager.data)
+    torch.testing.assert_close(aot_function(fn)(x_compiled), fn(x_eager))
+    with torch.no_grad():
+        torch.testing.assert_close(aot_function(lambda x: x * weight)(x_eager), x_eager * weight)
+
+
+@pytest.mark.parametrize("program", [lambda a: (a.sin() * a).sum(), lambda a: a.exp().sum()], ids=["saves-input",
+                                                                                                     "saves-output"])
+def test_double_backward_is_refused_not_wrong(program):
+    a_eager = torch.randn(3, requires_grad=True)
+    a_compiled = a_eager.detach().clone().requires_grad_()
+    (expected,) = torch.autograd.grad(program(a_eager), a_eager, create_graph=True)
+    (first,) = torch.autograd.grad(aot_function(program)(a_compiled), a_compiled, create_graph=True)
+    torch.testing.assert_close(first, expected)
+    error = _raises(UnsupportedOp, torch.autograd.grad, first.sum() + a_compiled.sum(), a_compiled)
+    _assert_names(error, "runtime", "double backward", "create_graph=True")
