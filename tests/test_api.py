@@ -182,6 +182,26 @@ def test_inference_under_no_grad_compiles_no_backward():
     assert not any(n.name.startswith("tangents") for n in entry.joint.graph_module.graph.nodes)
 
 
+def test_inference_mode():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = leaf(3, 4)
+    compiled = aot_module(model)
+    with torch.inference_mode():
+        out = compiled(x)
+        expected = model(x)
+    assert_close(out, expected, "output under inference_mode")
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.joint.is_inference
+
+
+def test_autocast_bfloat16():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parity = assert_module_parity(model, (leaf(5, 8),))
+    assert parity.compiled_out.dtype == torch.bfloat16
+
+
 def test_no_grad_and_grad_mode_compile_separately():
     def fn(x):
         return x.exp()

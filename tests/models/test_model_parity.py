@@ -75,3 +75,12 @@ def test_resnet_train_steps_with_sgd():
     batches = [(images + step, labels) for step in range(3)]
     compiled = assert_training_parity(WithLoss(), batches, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
     assert len(compiled.aotgraph_entries) == 1
+
+
+def test_gpt_with_dropout_draws_the_same_random_numbers_as_eager():
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=1, dropout=0.1)
+    assert model.training
+    parity = assert_module_parity(model, inputs, seed=3)
+    no_dropout = assert_module_parity(model.eval(), inputs, seed=3, backward=False)
+    assert not torch.equal(parity.eager_out, no_dropout.eager_out)  # dropout did something
