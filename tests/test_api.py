@@ -1,6 +1,8 @@
 """The drop-in API (aot_function, aot_module, aot_module_simplified, aot_export_joint),
 checked against eager on pytrees, non-tensors, kwargs, frozen parameters, unused inputs,
 the inference path, optimizer steps and the per-signature cache."""
+import copy
+
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -316,6 +318,24 @@ def test_recompiles_on_a_new_shape_but_not_on_the_same_shape():
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
     model(leaf(7, 4, seed=2))
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
+
+
+def test_train_and_eval_select_their_own_graph():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 2))
+    eager = copy.deepcopy(model)
+    compiled = aot_module(model)
+    x = torch.randn(6, 4)
+    for mode in ("train", "eval", "train", "eval"):
+        getattr(model, mode)()
+        getattr(eager, mode)()
+        torch.manual_seed(1)
+        out = compiled(x)
+        torch.manual_seed(1)
+        expected = eager(x)
+        assert_close(out, expected, f"output in {mode} mode")
+        assert_close(model[1].running_mean, eager[1].running_mean, f"running mean after {mode}")
+    assert len(compiled.aotgraph_entries) == 2
 
 
 def test_second_backward_without_retain_graph_errors_as_in_eager():
