@@ -241,6 +241,25 @@ def test_aot_module_simplified_on_a_symbolically_traced_module():
     assert len(compiled.aotgraph_entries) == 1
 
 
+def test_aot_module_simplified_updates_buffers_in_train_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    eager = copy.deepcopy(model)
+    graph_module = fx.symbolic_trace(model)
+    x = torch.randn(2, 3, 6, 6)
+    compiled = aot_module_simplified(graph_module, (x,), fw_compiler=aotgraph.nop)
+    out, expected = compiled(x), eager(x)
+    assert_close(out, expected, "output")
+    tangent = torch.randn_like(expected)
+    out.backward(tangent)
+    expected.backward(tangent)
+    for (name, buffer), (_, eager_buffer) in zip(graph_module.named_buffers(), eager.named_buffers()):
+        assert_close(buffer, eager_buffer, name)
+    for (name, param), (_, eager_param) in zip(graph_module.named_parameters(), eager.named_parameters()):
+        assert_close(param.grad, eager_param.grad, f"grad of {name}")
+    assert int(graph_module.get_buffer("1.num_batches_tracked")) == 1
+
+
 def test_aot_export_joint_graph_lints():
     def fn(x, w, b):
         return F.layer_norm(x @ w + b, (3,)).sum(dim=0), x.shape[0]
