@@ -45,10 +45,11 @@ def test_only_non_differentiable_outputs_of_a_grad_input():
 
 def test_non_tensor_outputs():
     def fn(x, n):
-        return x * n, n + 1, 1.5, None, True, "label", x.shape[0]
+        return x * n, n + 1, 1.5, None, True, "label", x.shape[0], x.shape
 
     parity = assert_parity(fn, (leaf(3, 2), 4))
-    assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3)
+    assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3, (3, 2))
+    assert type(parity.compiled_out[-1]) is torch.Size
 
 
 def test_dict_tuple_list_inputs_and_outputs():

@@ -50,7 +50,8 @@ def capture(
     wants_grad = torch.is_grad_enabled() and any(f.requires_grad for f in primal_fakes)
     with fake_mode, recorder:
         out = fn(*args, **kwargs)
-    flat_out, out_spec = tree_flatten(out)
+    # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
+    flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     with fake_mode, recorder:
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, primal_fakes)}
