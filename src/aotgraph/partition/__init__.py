@@ -14,7 +14,7 @@ import torch.fx as fx
 from ..artifacts import JointGraph, Partition, SavedValue, TensorMeta
 from .budget import partition_for
 from .default import default_partition
-from .mincut import PartitionPlan, min_cut_rematerialization_partition
+from .mincut import MUTATED_INPUTS_KEY, PartitionPlan, min_cut_rematerialization_partition
 from .policies import Decision, NodeInfo, offload_large, save_matmuls, save_nothing, save_tagged
 
 __all__ = [
@@ -28,6 +28,8 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition) -> 
     if joint.is_inference:
         return Partition(joint.graph_module, None, (), 0, joint)
     example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
+    # The runtime writes mutated inputs back after the forward: a partitioner must not save them.
+    joint.graph_module.meta[MUTATED_INPUTS_KEY] = tuple(f"primals_{p + 1}" for p in joint.signature.mutated_primals)
     forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=joint.num_fwd_outputs)
     saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[joint.num_fwd_outputs:]
     plan = forward.meta.get("aotgraph_plan")

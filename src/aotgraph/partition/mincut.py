@@ -16,6 +16,7 @@ decides about values the forward computes.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,7 +33,9 @@ from .policies import Decision, NodeInfo, Policy
 
 _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
 _FINITE_TOTAL = 1 << 28
-TIE_BREAK_LAM = 1.0 / 64  # bytes per FLOP: among cuts of equal bytes, recompute less
+TIE_BREAK_LAM = 1.0 / 64
+RECOMPUTE_POLICY_PENALTY = 1024
+MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites  # bytes per FLOP: among cuts of equal bytes, recompute less
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class JointNetwork:
         self.nodes = [n for n in graph.nodes if n.op != "output" and n not in self.backward_only]
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.pinned = self._pinned_to_backward(graph)
-        self.decisions = {n: self.policy(NodeInfo.of(n)) for n in self.nodes} if self.policy else {}
+        self.decisions = {n: self.policy(NodeInfo.of(n)) for n in self.nodes
+                          if n not in self.pinned and not is_primal(n)} if self.policy else {}
         self.save_cost: list[Optional[int]] = []
         self.forced_forward: list[Optional[str]] = []
         self.flops = [flops_of(n) for n in self.nodes]
@@ -98,20 +102,21 @@ class JointNetwork:
         return pinned
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
-        """Bytes to save `node`; None: it cannot be saved (a tuple, or a policy said RECOMPUTE)."""
+        """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
+        cannot be saved (a tuple, or an input the runtime overwrites after the forward)."""
         if is_primal(node):
-            return 0
+            return None if node.name in self.module.meta.get(MUTATED_INPUTS_KEY, ()) else 0
         size = bytes_of(node)
         if size is None:
             return None
-        if self.decisions.get(node) is Decision.RECOMPUTE and unsafe_to_recompute(node) is None:
-            return None
+        if self.decisions.get(node) is Decision.RECOMPUTE and _can_recompute(node):
+            return size * RECOMPUTE_POLICY_PENALTY  # saved only where recomputing is impossible
         return size
 
     def _forced_forward(self, node: fx.Node) -> Optional[str]:
         """Why `node` must be computed in the forward (never recomputed), or None."""
         unsafe = unsafe_to_recompute(node)
-        if unsafe is not None:
+        if unsafe is not None or node in self.pinned:  # the program itself recomputes pinned nodes
             return unsafe
         decision = self.decisions.get(node)
         if decision in (Decision.SAVE, Decision.OFFLOAD):
@@ -210,6 +215,8 @@ class JointNetwork:
             forced = self.forced_forward[self.index[node.args[0]]]  # a getitem: its op's reason
         if forced is not None:
             return f"not recomputable: {forced}"
+        if self.decisions.get(node) is Decision.RECOMPUTE:
+            return "policy said recompute, but the backward cannot (it would need an overwritten input or a random op)"
         return "min cut: cheaper to save than what recomputing it would need"
 
     def plan(self, saved: set, *, budget: Optional[int] = None, note: str = "") -> tuple[PartitionPlan, list, list]:
@@ -241,6 +248,14 @@ class JointNetwork:
             offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
         forward.meta["aotgraph_plan"] = plan
         return forward, backward
+
+
+def _can_recompute(node: fx.Node) -> bool:
+    """Safe to recompute: neither `node` nor, for a getitem, the op it reads from is unsafe."""
+    if unsafe_to_recompute(node) is not None:
+        return False
+    parent = node.args[0] if node.target is operator.getitem else None
+    return parent is None or unsafe_to_recompute(parent) is None
 
 
 def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inputs=None, compiler: str = "inductor",
