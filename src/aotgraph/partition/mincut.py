@@ -154,7 +154,7 @@ class JointNetwork:
         (None: recompute nothing that costs FLOPs)."""
         edges = dict(self.edges)
         for i, flops in enumerate(self.flops):
-            if flops and (0, 2 + 2 * i) not in edges:
+            if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned:
                 edges[(0, 2 + 2 * i)] = float("inf") if lam is None else lam * flops
         tails, heads = np.fromiter((e[0] for e in edges), np.int64), np.fromiter((e[1] for e in edges), np.int64)
         caps = np.fromiter(edges.values(), np.float64)
