@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition

@@ -1,5 +1,4 @@
 """Whole-model parity with eager: outputs, every parameter and input gradient, buffers."""
-import pytest
 import torch
 
 from aotgraph import models
