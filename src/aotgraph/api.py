@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
+from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_graph, eager, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
@@ -30,6 +30,7 @@ class CompiledEntry:
     run: Callable[[list], list]
     log: CompileLog
     unflatten: Callable[[list], Any]
+    mutates_inputs: bool = False
 
     @property
     def joint(self) -> JointGraph:
@@ -56,7 +57,9 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
             backward = time_first_call(compile_graph(bw_compiler, parts.backward, bw_inputs, "backward"), log,
                                        "first backward")
     compiled = CompiledGraphs(forward, backward, parts)
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(joint.signature.out_spec))
+    sig = joint.signature
+    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(sig.out_spec),
+                         bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
@@ -71,33 +74,40 @@ def _signature_key(flat_args: list, in_spec) -> tuple:
     return tuple(key)
 
 
-def _tensor_args_key(layout: tuple, flat_args: list) -> tuple:
-    """The signature key of `_flatten_tensor_args`'s result: the same facts as
+def _plain_args_key(layout: tuple, tensors: list) -> tuple:
+    """The signature key of `_flatten_plain_args`'s result: the same facts as
     `_signature_key`, gathered without a pytree walk (duplicates are rare: checked in bulk)."""
     key = (layout, torch.is_grad_enabled(), *_autocast_state(),
-           *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in flat_args])
-    if len(set(map(id, flat_args))) != len(flat_args):
+           *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in tensors])
+    if len(set(map(id, tensors))) != len(tensors):
         first_position: dict[int, int] = {}
-        key += tuple(first_position.setdefault(id(t), p) for p, t in enumerate(flat_args))
+        key += tuple(first_position.setdefault(id(t), p) for p, t in enumerate(tensors))
     return key
 
 
-def _flatten_tensor_args(args: tuple) -> tuple[Optional[list], Optional[tuple]]:
-    """``(flat tensors, layout)`` when every argument is a tensor or a list/tuple of tensors
-    (the common case, e.g. aot_module's parameter list), else ``(None, None)``. The layout
-    stands in for the TreeSpec in the cache key."""
+def _flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[list], Optional[tuple]]:
+    """``(flat leaves, tensor leaves, layout)`` when every argument is a tensor, a list/tuple
+    of tensors (aot_module's parameters) or a tuple of bools (its training flags): the common
+    calls, flattened without pytree. Else ``(None, None, None)``. The layout stands in for the
+    TreeSpec in the cache key and holds the bools' values."""
     flat: list = []
+    tensors: list = []
     layout: list = []
     for a in args:
         if isinstance(a, torch.Tensor):
             flat.append(a)
+            tensors.append(a)
             layout.append(None)
         elif type(a) in (list, tuple) and all(isinstance(t, torch.Tensor) for t in a):
             flat.extend(a)
+            tensors.extend(a)
             layout.append((type(a), len(a)))
+        elif type(a) is tuple and all(type(v) is bool for v in a):
+            flat.extend(a)
+            layout.append((tuple, a))
         else:
-            return None, None
-    return flat, tuple(layout)
+            return None, None, None
+    return flat, tensors, tuple(layout)
 
 
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
@@ -157,8 +167,8 @@ def aot_function(
     inference = resolve_compiler(inference_compiler, fw)
     entries: dict[tuple, CompiledEntry] = {}
 
-    def compile_entry(flat_args: list, in_spec) -> CompiledEntry:
-        return compile_stages(fn, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
+    def compile_entry(program, flat_args, in_spec) -> CompiledEntry:
+        return compile_stages(program, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
                               inference_compiler=inference, partition_fn=partition_fn,
                               decompositions=decompositions)
 
@@ -168,21 +178,31 @@ def aot_function(
         return entry.unflatten(flat_out)
 
     def compiled_fn(*args, **kwargs):
-        flat_args, layout = (None, None) if kwargs else _flatten_tensor_args(args)
+        flat_args, tensors, layout = (None, None, None) if kwargs else _flatten_plain_args(args)
         if flat_args is not None:
-            key = _tensor_args_key(layout, flat_args)
-            entry = entries.get(key)
-            if entry is not None:
-                return entry.unflatten(entry.run(flat_args))
-            in_spec = tree_flatten((args, kwargs))[1]
+            key, in_spec = _plain_args_key(layout, tensors), None
         else:
             flat_args, in_spec = tree_flatten((args, kwargs))
             key = _signature_key(flat_args, in_spec)
+        entry = entries.get(key)
+        if entry is not None and not entry.mutates_inputs:
+            return entry.unflatten(entry.run(flat_args))
+        if in_spec is None:
+            in_spec = tree_flatten((args, kwargs))[1]
+        # Distinct inputs sharing memory: only checked where a mutation could make it matter.
+        groups = aliased_input_groups(flat_args)
+        if groups:
+            program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+            key, fn_to_compile = (key, groups), program
             entry = entries.get(key)
-            if entry is not None:
-                return entry.unflatten(entry.run(flat_args))
-        entry = entries[key] = compile_entry(flat_args, in_spec)
-        return first_call(entry, flat_args)
+        elif entry is not None:
+            return entry.unflatten(entry.run(flat_args))
+        else:
+            fn_to_compile = fn
+        if entry is None:
+            entry = entries[key] = compile_entry(fn_to_compile, flat_args, in_spec)
+            return first_call(entry, flat_args)
+        return entry.unflatten(entry.run(flat_args))
 
     compiled_fn.aotgraph_entries = entries
     compiled_fn.__wrapped__ = fn
@@ -208,16 +228,20 @@ def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, 
 
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
-    module's current parameters and buffers, so optimizer steps and buffer updates show."""
+    module's current parameters and buffers, so optimizer steps and buffer updates show,
+    and with its submodules' training flags, so ``train()``/``eval()`` select their own graph."""
 
     def __init__(self, module: torch.nn.Module, compiled: Callable, names: list[str]):
         super().__init__()
         self.orig_module = module
         self._compiled = compiled
         self._state_slots = _state_slots(module, names)
+        self._submodules = list(module.modules())
 
     def forward(self, *args, **kwargs):
-        return self._compiled([slot[name] for slot, name in self._state_slots], *args, **kwargs)
+        values = [slot[name] for slot, name in self._state_slots]
+        training_flags = tuple([m.training for m in self._submodules])
+        return self._compiled(values, training_flags, *args, **kwargs)
 
     @property
     def aotgraph_entries(self):
@@ -232,6 +256,16 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable
     return call_with_state
 
 
+def _keyed_by_training_flags(call_with_state: Callable) -> Callable:
+    """Takes the module's training flags as an argument only so they enter the cache key;
+    the module itself holds the flags the trace reads."""
+
+    def call(state_values, training_flags, *args, **kwargs):
+        return call_with_state(state_values, *args, **kwargs)
+
+    return call
+
+
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     """Compile an ``nn.Module``: parameters and buffers become graph inputs (same call shape
     as ``functorch.compile.aot_module``; extra arguments go to `aot_function`)."""
@@ -239,7 +273,7 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
-    compiled = aot_function(_functional_module_fn(mod, names), *args, **kwargs)
+    compiled = aot_function(_keyed_by_training_flags(_functional_module_fn(mod, names)), *args, **kwargs)
     return AotModule(mod, compiled, names)
 
 

@@ -9,6 +9,9 @@ in the same walk. Tensors are tracked by identity; an op that returns its input
 from __future__ import annotations
 
 import operator
+import os
+import traceback
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -20,10 +23,10 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
-from ..fx_nodes import append_call
+from .functional_ops import is_metadata_mutation
 
 aten = torch.ops.aten
 _DEVICE_QUERY = torch.ops.prim.device.default
@@ -59,6 +62,9 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
+        # Tracing draws no real random numbers, so the global RNG state stays put unless the
+        # program sets it; a random op after such a set would not replay: refuse it.
+        self._rng_state_at_start = torch.get_rng_state()
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -111,20 +117,22 @@ class GraphRecorder(TorchDispatchMode):
             return args[0].fake_device
         facts = _OP_FACTS.get(func)
         if facts is None:
-            facts = _OP_FACTS[func] = _op_facts(func)
-        rewrite, is_mutable = facts
-        if rewrite is not None:
+            facts = _OP_FACTS[func] = _OpFacts.of(func)
+        kwargs = kwargs or {}
+        if facts.rewrite is not None:
             with self:
-                return rewrite(*args, **kwargs or {})
+                return facts.rewrite(*args, **kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is not None:
             with self:
-                result = decomposition(*args, **kwargs or {})
+                result = decomposition(*args, **kwargs)
             if result is not NotImplemented:
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
 
+        if facts.mutates_metadata:
+            self._snapshot_layout(args[0])
         as_fake = self._as_fake
         fake_args = _map_tensors(as_fake, args)
         fake_kwargs = {k: _map_tensors(as_fake, v) if type(v) in _SEQUENCES else as_fake(v)
@@ -137,26 +145,47 @@ class GraphRecorder(TorchDispatchMode):
         node_args = _map_tensors(node_for, args)
         node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
                        for k, v in kwargs.items()} if kwargs else {}
-        node = append_call(self.graph, func, node_args, node_kwargs)
+        if facts.is_random and kwargs.get("generator") is None:
+            self._check_rng_untouched(func)
+        node = _append_call(self.graph, func, node_args, node_kwargs)
         node.meta["val"] = out
-        if is_mutable:
+        if facts.is_mutable:
             self.saw_mutation = True
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
         else:
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
-                    getter = append_call(self.graph, operator.getitem, (node, index), {})
+                    getter = _append_call(self.graph, operator.getitem, (node, index), {})
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
         return out
+
+    def _check_rng_untouched(self, func) -> None:
+        with _disable_current_modes():  # the RNG state is a real tensor
+            untouched = torch.equal(torch.get_rng_state(), self._rng_state_at_start)
+        if not untouched:
+            raise UnsupportedOp(
+                f"{func} draws from the global RNG after the program set its state (torch.manual_seed, "
+                "set_rng_state, ...) while being traced; the compiled function would not replay that",
+                "capture",
+                "seed outside the compiled function, or pass a torch.Generator to the random ops",
+            )
+
+    def _snapshot_layout(self, tensor: torch.Tensor) -> None:
+        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that
+        held it so far keeps a fake of the layout it had then."""
+        node = self.node_of.get(id(tensor))
+        if node is not None and node.meta.get("val") is tensor:
+            node.meta["val"] = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
 
     def _run_fake(self, func, args, kwargs):
         try:
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
             raise DataDependentControlFlow(
-                f"the program reads the value of a tensor ({func}, e.g. .item(), bool(t), or `if t > 0`)",
+                f"the program reads the value of a tensor ({func}, e.g. .item(), bool(t), or `if t > 0`)"
+                f"{_user_line()}",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
                 "outside the compiled function",
@@ -169,22 +198,42 @@ class GraphRecorder(TorchDispatchMode):
                 "or run that part eagerly outside the compiled function",
             ) from error
         except UnsupportedOperatorException as error:
-            raise UnsupportedOp(
-                f"{func} has no fake (meta) kernel, so its output shape cannot be traced",
-                "capture",
-                f"register one with torch.library.register_fake('{func._schema.name}') "
-                "or run that op eagerly outside the compiled function",
-            ) from error
+            raise _no_fake_kernel(func) from error
+        except RuntimeError as error:
+            # torch.library.custom_op without register_fake raises a plain RuntimeError
+            # (torch.export recognizes it by this same text).
+            if "no fake impl registered" not in str(error):
+                raise
+            raise _no_fake_kernel(func) from error
 
 
-# Per-op facts read on every dispatch, computed once per op: (hidden-mutation rewrite, schema mutates).
-_OP_FACTS: dict[Any, tuple[Optional[Callable], bool]] = {}
+@dataclass(frozen=True)
+class _OpFacts:
+    """What the dispatch hook asks of an op on every call, computed once per op."""
+
+    rewrite: Optional[Callable]
+    is_mutable: bool
+    mutates_metadata: bool
+    is_random: bool
+
+    @staticmethod
+    def of(func) -> "_OpFacts":
+        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable, is_metadata_mutation(func),
+                        torch.Tag.nondeterministic_seeded in func.tags)
 
 
-def _op_facts(func) -> tuple[Optional[Callable], bool]:
-    return _HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable
+_OP_FACTS: dict[Any, _OpFacts] = {}
 
 
+def _append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str, Any]) -> fx.Node:
+    """``graph.call_function(target, args, kwargs)`` without create_node's per-argument pytree
+    scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
+    node is created bare and its arguments set through the public setters, same name, same users."""
+    node = graph.create_node("call_function", target)
+    node.args = args
+    if kwargs:
+        node.kwargs = kwargs
+    return node
 _SEQUENCES = (list, tuple)
 
 
@@ -192,6 +241,26 @@ def _map_tensors(fn: Callable, args: Any) -> Any:
     """`fn` applied to every leaf of ATen arguments (nested lists/tuples); a cheaper
     ``tree_map`` for the only containers an op's positional arguments hold."""
     return type(args)([_map_tensors(fn, a) if type(a) in _SEQUENCES else fn(a) for a in args])
+
+
+_LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+
+
+def _user_line() -> str:
+    """`` at FILE:LINE: CODE`` for the innermost frame of the user's program, if any."""
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(_LIBRARY_DIRS):
+            return f" at {frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+    return ""
+
+
+def _no_fake_kernel(func) -> UnsupportedOp:
+    return UnsupportedOp(
+        f"{func} has no fake (meta) kernel, so its output shape cannot be traced",
+        "capture",
+        f"register one with torch.library.register_fake('{func._schema.name}') "
+        "or run that op eagerly outside the compiled function",
+    )
 
 
 def _has_tensor(out: Any) -> bool:
