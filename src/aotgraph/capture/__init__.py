@@ -52,17 +52,13 @@ def capture(
     versions_before = [f._version for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
-    rng_before = torch.get_rng_state()
-    with fake_mode, recorder:
-        out = fn(*args, **kwargs)
-    if not torch.equal(rng_before, torch.get_rng_state()):
-        torch.set_rng_state(rng_before)
-        raise UnsupportedOp(
-            "the program sets the global RNG state while being traced (torch.manual_seed, set_rng_state, ...); "
-            "the compiled function would not replay it",
-            "capture",
-            "seed outside the compiled function, or pass a torch.Generator to the random ops",
-        )
+    try:
+        with fake_mode, recorder:
+            out = fn(*args, **kwargs)
+        recorder.random_draws.position("the program returns")
+    except BaseException:
+        recorder.random_draws.restore()
+        raise
     flat_out, out_spec = tree_flatten(out)
     with fake_mode, recorder:
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
@@ -81,10 +77,13 @@ def capture(
     diff_inputs = _unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
     is_inference = not (diff_outs and diff_inputs)
     grad_nodes: list[Any] = []
-    if not is_inference:
-        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
-    else:
-        mutated_with_grad = ()
+    try:
+        if not is_inference:
+            grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        else:
+            mutated_with_grad = ()
+    finally:
+        recorder.random_draws.restore()
 
     graph = recorder.graph
     graph.output((tuple(out_nodes), tuple(grad_nodes)))

@@ -15,6 +15,7 @@ import torch
 import torch.fx as fx
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
+from ..errors import AotGraphError
 
 __all__ = ["build_runtime"]
 
@@ -97,11 +98,14 @@ class _Plan:
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
-    if not meta.requires_grad:
-        with torch.no_grad():
-            view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
-        return view.detach() if view.requires_grad else view
-    return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if meta.requires_grad:
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if not torch.is_grad_enabled():
+        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    with torch.no_grad():
+        view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    return view.detach() if view.requires_grad else view
 
 
 class _Null:
@@ -128,6 +132,31 @@ def _no_autocast():
     if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
         return torch._C._DisableAutocast()
     return _NULL
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Identity on gradients whose own backward raises: marks grads built with create_graph=True."""
+
+    @staticmethod
+    def forward(ctx, *grads):
+        return tuple(g.view_as(g) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *grad_grads):
+        raise AotGraphError(
+            "double backward (a gradient of a gradient, create_graph=True) through a compiled function "
+            "is not supported", "runtime",
+            "compute higher-order derivatives with the eager function, or compile the gradient computation itself")
+
+
+def _refuse_double_backward(grads) -> tuple:
+    tensors = [i for i, g in enumerate(grads) if isinstance(g, torch.Tensor)]
+    # Leaves requiring grad, so that the marker node is recorded and reached by a second backward.
+    marked = _NoDoubleBackward.apply(*[grads[i].detach().requires_grad_() for i in tensors]) if tensors else ()
+    result = list(grads)
+    for i, g in zip(tensors, marked):
+        result[i] = g
+    return tuple(result)
 
 
 def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
@@ -198,9 +227,14 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            with _no_autocast():
+            if not torch.is_grad_enabled():
+                with _no_autocast():
+                    return tuple(backward(args))
+            # create_graph=True: the backward graph's saved values carry no history, so its
+            # own derivative would be silently wrong; compute it plainly and refuse a second one.
+            with _no_autocast(), torch.no_grad():
                 grads = backward(args)
-            return tuple(grads)
+            return _refuse_double_backward(grads)
 
     def run(primals: list) -> list:
         return list(CompiledFunction.apply(*primals))
