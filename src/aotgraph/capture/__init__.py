@@ -17,7 +17,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
-from ..errors import BadArgument, UnsupportedOp
+from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from .functionalize import functionalize
 from .recorder import GraphRecorder
 
@@ -56,10 +56,22 @@ def capture(
         with fake_mode, recorder:
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
+    except RuntimeError as error:
+        recorder.random_draws.restore()
+        if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
+            raise DataDependentControlFlow(
+                "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
+                "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
+            ) from error
+        raise
     except BaseException:
         recorder.random_draws.restore()
         raise
     flat_out, out_spec = tree_flatten(out)
+    for o in flat_out:
+        if isinstance(o, torch.Tensor) and o.layout != torch.strided:
+            raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
+                                "return dense tensors (e.g. .to_dense()) or run that part eagerly")
     with fake_mode, recorder:
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
