@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
@@ -150,7 +149,8 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
 
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
-    module's current parameters and buffers, so optimizer steps and buffer updates show."""
+    module's current parameters and buffers, so optimizer steps and buffer updates show,
+    and with its submodules' training flags, so ``train()``/``eval()`` select their own graph."""
 
     def __init__(self, module: torch.nn.Module, compiled: Callable):
         super().__init__()
@@ -159,7 +159,8 @@ class AotModule(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         names, values = _named_state(self.orig_module)
-        return self._compiled(values, *args, **kwargs)
+        training_flags = tuple(m.training for m in self.orig_module.modules())
+        return self._compiled(values, training_flags, *args, **kwargs)
 
     @property
     def aotgraph_entries(self):
@@ -174,6 +175,16 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable
     return call_with_state
 
 
+def _keyed_by_training_flags(call_with_state: Callable) -> Callable:
+    """Takes the module's training flags as an argument only so they enter the cache key;
+    the module itself holds the flags the trace reads."""
+
+    def call(state_values, training_flags, *args, **kwargs):
+        return call_with_state(state_values, *args, **kwargs)
+
+    return call
+
+
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     """Compile an ``nn.Module``: parameters and buffers become graph inputs (same call shape
     as ``functorch.compile.aot_module``; extra arguments go to `aot_function`)."""
@@ -181,7 +192,7 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
-    compiled = aot_function(_functional_module_fn(mod, names), *args, **kwargs)
+    compiled = aot_function(_keyed_by_training_flags(_functional_module_fn(mod, names)), *args, **kwargs)
     return AotModule(mod, compiled)
 
 

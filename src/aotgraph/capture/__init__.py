@@ -67,7 +67,8 @@ def capture(
     except BaseException:
         recorder.random_draws.restore()
         raise
-    flat_out, out_spec = tree_flatten(out)
+    # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
+    flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
@@ -88,6 +89,8 @@ def capture(
     diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
     diff_inputs = _unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
     is_inference = not (diff_outs and diff_inputs)
+    if torch.is_grad_enabled():
+        _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
     try:
         if not is_inference:
@@ -146,6 +149,27 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
             seen.add(id(fake))
             grad_nodes.append(recorder.node_for(grad) if grad is not None else None)
     return grad_nodes
+
+
+def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
+    """A tensor that requires grad but is not an input (a global, a closure, a module
+    attribute) would get a gradient in eager and none from the graph: refuse it."""
+    inputs = {id(f) for f in primal_fakes}
+    seen, pending = set(), [o.grad_fn for o in diff_outs]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
+        if leaf is not None and id(leaf) not in inputs:
+            raise BadArgument(
+                f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
+                "input (a global, a closure or a module attribute), so its gradient would be lost",
+                "capture",
+                "pass it as an argument (aot_module passes a module's parameters and buffers for you)",
+            )
+        pending.extend(next_node for next_node, _ in node.next_functions)
 
 
 def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:

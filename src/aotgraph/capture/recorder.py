@@ -9,6 +9,8 @@ in the same walk. Tensors are tracked by identity; an op that returns its input
 from __future__ import annotations
 
 import operator
+import os
+import traceback
 from typing import Any, Callable, Mapping
 
 import torch
@@ -183,7 +185,8 @@ class GraphRecorder(TorchDispatchMode):
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
             raise DataDependentControlFlow(
-                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)",
+                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)"
+                f"{_user_line()}",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
                 "outside the compiled function",
@@ -196,12 +199,33 @@ class GraphRecorder(TorchDispatchMode):
                 "or run that part eagerly outside the compiled function",
             ) from error
         except UnsupportedOperatorException as error:
-            raise UnsupportedOp(
-                f"{name} has no fake (meta) kernel, so its output shape cannot be traced",
-                "capture",
-                f"register one with torch.library.register_fake('{func._schema.name}') "
-                "or run that op eagerly outside the compiled function",
-            ) from error
+            raise _no_fake_kernel(func) from error
+        except RuntimeError as error:
+            # torch.library.custom_op without register_fake raises a plain RuntimeError
+            # (torch.export recognizes it by this same text).
+            if "no fake impl registered" not in str(error):
+                raise
+            raise _no_fake_kernel(func) from error
+
+
+_LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+
+
+def _user_line() -> str:
+    """`` at FILE:LINE: CODE`` for the innermost frame of the user's program, if any."""
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(_LIBRARY_DIRS):
+            return f" at {frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+    return ""
+
+
+def _no_fake_kernel(func) -> UnsupportedOp:
+    return UnsupportedOp(
+        f"{func} has no fake (meta) kernel, so its output shape cannot be traced",
+        "capture",
+        f"register one with torch.library.register_fake('{func._schema.name}') "
+        "or run that op eagerly outside the compiled function",
+    )
 
 
 def _has_tensor(out: Any) -> bool:

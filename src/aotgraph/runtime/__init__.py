@@ -9,13 +9,14 @@ Everything that does not depend on the call's values is computed once, here.
 from __future__ import annotations
 
 import operator
+import weakref
 from typing import Any, Callable
 
 import torch
 import torch.fx as fx
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
-from ..errors import AotGraphError
+from ..errors import UnsupportedOp
 
 __all__ = ["build_runtime"]
 
@@ -134,31 +135,6 @@ def _no_autocast():
     return _NULL
 
 
-class _NoDoubleBackward(torch.autograd.Function):
-    """Identity on gradients whose own backward raises: marks grads built with create_graph=True."""
-
-    @staticmethod
-    def forward(ctx, *grads):
-        return tuple(g.view_as(g) for g in grads)
-
-    @staticmethod
-    def backward(ctx, *grad_grads):
-        raise AotGraphError(
-            "double backward (a gradient of a gradient, create_graph=True) through a compiled function "
-            "is not supported", "runtime",
-            "compute higher-order derivatives with the eager function, or compile the gradient computation itself")
-
-
-def _refuse_double_backward(grads) -> tuple:
-    tensors = [i for i, g in enumerate(grads) if isinstance(g, torch.Tensor)]
-    # Leaves requiring grad, so that the marker node is recorded and reached by a second backward.
-    marked = _NoDoubleBackward.apply(*[grads[i].detach().requires_grad_() for i in tensors]) if tensors else ()
-    result = list(grads)
-    for i, g in zip(tensors, marked):
-        result[i] = g
-    return tuple(result)
-
-
 def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
     """Indices of `nodes` that are one of the named placeholders or a chain of views of one."""
     found = []
@@ -211,6 +187,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[i] = saved[i].clone()
             ctx.save_for_backward(*[saved[i] for i in tensor_saved])
             ctx.other_saved = [saved[i] for i in other_saved]
+            # Weak: only a double backward needs them (to refuse it), and they must not outlive the graph.
+            ctx.primal_refs = [weakref.ref(p) for p in primals if p.requires_grad]
             fwd_outputs = tuple(outputs[:num_fwd])
             ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             return fwd_outputs
@@ -227,16 +205,40 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            if not torch.is_grad_enabled():
-                with _no_autocast():
-                    return tuple(backward(args))
-            # create_graph=True: the backward graph's saved values carry no history, so its
-            # own derivative would be silently wrong; compute it plainly and refuse a second one.
             with _no_autocast(), torch.no_grad():
                 grads = backward(args)
-            return _refuse_double_backward(grads)
+            return _refuse_second_order(tuple(grads), args + [ref() for ref in ctx.primal_refs])
 
     def run(primals: list) -> list:
         return list(CompiledFunction.apply(*primals))
 
     return run
+
+
+class _SecondOrderRefused(torch.autograd.Function):
+    """Passes gradients through and raises if they are differentiated: the compiled backward
+    reads saved forward values as constants, so its own derivative would be silently wrong."""
+
+    @staticmethod
+    def forward(ctx, num_grads, *grads_then_links):
+        return tuple(g.clone() if g is not None else None for g in grads_then_links[:num_grads])
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise UnsupportedOp(
+            "differentiating a gradient of a compiled function (double backward, after create_graph=True)",
+            "runtime",
+            "take higher-order gradients of the uncompiled function, e.g. torch.func.grad(torch.func.grad(fn))",
+        )
+
+
+def _refuse_second_order(grads: tuple, reachable: list) -> tuple:
+    """Under ``create_graph=True``, route the gradients through a node that refuses a second
+    backward, linked to every live tensor that requires grad among the backward's inputs and
+    the forward's primals, so a second backward toward any of them reaches the refusal."""
+    if not torch.is_grad_enabled():
+        return grads
+    links = [t for t in reachable if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not links:
+        return grads
+    return _SecondOrderRefused.apply(len(grads), *grads, *links)
