@@ -358,6 +358,31 @@ def test_train_and_eval_select_their_own_graph():
     assert len(compiled.aotgraph_entries) == 2
 
 
+def test_saved_tensors_are_released_after_backward():
+    compiled = aot_function(lambda a: (a.sin() * a).exp().sum())
+    out = compiled(leaf(3))
+    assert type(out.grad_fn).__name__ == "CompiledFunctionBackward" and len(out.grad_fn.saved_tensors) > 0
+    out.backward()
+    try:
+        out.grad_fn.saved_tensors
+    except RuntimeError as error:
+        assert "freed" in str(error)
+    else:
+        raise AssertionError("saved tensors are still held after backward")
+
+
+def test_retain_graph_allows_a_second_backward_as_in_eager():
+    def fn(x):
+        return (x.sin() * x).sum()
+
+    x_eager, x_compiled = leaf(3), leaf(3)
+    for run, x in ((fn, x_eager), (aot_function(fn), x_compiled)):
+        loss = run(x)
+        loss.backward(retain_graph=True)
+        loss.backward()
+    assert_close(x_compiled.grad, x_eager.grad, "grad accumulated over two backwards")
+
+
 def test_second_backward_without_retain_graph_errors_as_in_eager():
     def fn(x):
         return (x.sin() * x).sum()

@@ -162,3 +162,8 @@ def test_double_backward_is_refused_not_wrong(program):
     torch.testing.assert_close(first, expected)
     error = _raises(UnsupportedOp, torch.autograd.grad, first.sum() + a_compiled.sum(), a_compiled)
     _assert_names(error, "runtime", "double backward", "create_graph=True")
+
+
+def test_dynamic_shapes_are_refused_until_supported():
+    error = _raises(BadArgument, aot_function, lambda x: x, dynamic=True)
+    _assert_names(error, "api", "dynamic=True")
