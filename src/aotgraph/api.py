@@ -11,6 +11,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
+from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_graph, eager, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
@@ -28,6 +29,7 @@ class CompiledEntry:
     compiled: CompiledGraphs
     run: Callable[[list], list]
     log: CompileLog
+    mutates_inputs: bool = False
 
     @property
     def joint(self) -> JointGraph:
@@ -54,7 +56,9 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
             bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
             backward = compile_graph(bw_compiler, parts.backward, bw_inputs, "backward")
     compiled = CompiledGraphs(forward, backward, parts)
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log)
+    sig = joint.signature
+    return CompiledEntry(parts, compiled, build_runtime(compiled), log,
+                         bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
@@ -108,15 +112,25 @@ def aot_function(
     inference = resolve_compiler(inference_compiler, fw)
     entries: dict[tuple, CompiledEntry] = {}
 
+    def compile_entry(program, flat_args, in_spec):
+        return compile_stages(program, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
+                              inference_compiler=inference, partition_fn=partition_fn,
+                              decompositions=decompositions)
+
     def compiled_fn(*args, **kwargs):
         flat_args, in_spec = tree_flatten((args, kwargs))
         key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)
+        if entry is None or entry.mutates_inputs:
+            # Distinct inputs sharing memory: only checked where a mutation could make it matter.
+            groups = aliased_input_groups(flat_args)
+            if groups:
+                program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+                entry = entries.get((key, groups))
+                if entry is None:
+                    entry = entries[(key, groups)] = compile_entry(program, flat_args, in_spec)
         if entry is None:
-            entry = compile_stages(fn, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
-                                   inference_compiler=inference, partition_fn=partition_fn,
-                                   decompositions=decompositions)
-            entries[key] = entry
+            entry = entries[key] = compile_entry(fn, flat_args, in_spec)
         flat_out = entry.run(flat_args)
         return tree_unflatten(flat_out, entry.joint.signature.out_spec)
 
