@@ -1,5 +1,4 @@
 """Whole-model parity with eager: outputs, every parameter and input gradient, buffers."""
-import pytest
 import torch
 
 from aotgraph import models
@@ -87,9 +86,6 @@ def test_gpt_with_dropout_draws_the_same_random_numbers_as_eager():
     assert not torch.equal(parity.eager_out, no_dropout.eager_out)  # dropout did something
 
 
-@pytest.mark.xfail(strict=True, reason="functionalize: bernoulli_.float with p equal to its default (0.5) reaches "
-                                       "the dispatcher without p, and its twin aten.bernoulli.p needs it "
-                                       "(owner: semantics)")
 def test_dropout_with_the_default_probability():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
