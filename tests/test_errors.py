@@ -83,6 +83,7 @@ def test_other_data_dependent_shapes(program, op):
     _assert_names(error, "capture", op, "data-dependent output shape")
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
 @pytest.mark.parametrize("program, op", [
     (lambda x: x * 2 if torch.equal(x, x) else x, "aten.equal"),
     (lambda x: x * float(x.sum()), "_local_scalar_dense"),
