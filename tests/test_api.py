@@ -3,13 +3,14 @@ checked against eager on pytrees, non-tensors, kwargs, frozen parameters, unused
 the inference path, optimizer steps and the per-signature cache."""
 import copy
 
+import pytest
 import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 import aotgraph
-from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified
+from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified, models
 from parity import assert_close, assert_module_parity, assert_parity, assert_training_parity
 
 
@@ -396,3 +397,14 @@ def test_second_backward_without_retain_graph_errors_as_in_eager():
             assert "second time" in str(error) or "freed" in str(error), error
         else:
             raise AssertionError(f"{run}: a second backward did not raise")
+
+
+@pytest.mark.parametrize("name", ["default_partition", "min_cut_rematerialization_partition"])
+def test_torch_partition_functions_plug_in(name):
+    # Drop-in: a partition_fn written for functorch.compile (here torch's own) works on our joint graph.
+    import functorch.compile
+
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=1, dim=32, seq=8)
+    parity = assert_module_parity(model, inputs, partition_fn=getattr(functorch.compile, name))
+    assert parity.entries[0].partition.saved
