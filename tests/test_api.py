@@ -81,6 +81,21 @@ def test_integer_and_non_grad_tensor_inputs():
     assert_parity(fn, (leaf(6, 4), torch.tensor([0, 5, 5]), mask))
 
 
+def test_gradients_flow_back_into_the_eager_graph_around_the_compiled_region():
+    def fn(x, w):
+        return (x @ w).tanh()
+
+    grads = []
+    for run in (fn, aot_function(fn)):
+        base = leaf(3, 4)
+        weight = nn.Parameter(leaf(4, 2, seed=1).detach())
+        out = run(base * 2 + 1, weight)  # a non-leaf input, a Parameter input
+        (out.sum() * 3).backward()
+        grads.append((base.grad, weight.grad))
+    assert_close(grads[1][0], grads[0][0], "grad of the eager leaf before the compiled region")
+    assert_close(grads[1][1], grads[0][1], "grad of the Parameter input")
+
+
 def test_the_same_tensor_passed_twice():
     def fn(a, b):
         return a * b + a
