@@ -3,10 +3,12 @@
 The knapsack "minimize recompute FLOPs subject to saved bytes <= budget" is solved by its
 Lagrangian: for a recompute price ``lam`` (bytes per FLOP) a min cut of
 ``saved bytes + lam * recompute FLOPs`` is exact, and a cheaper price recomputes more and
-saves less. We solve a fixed ladder of prices (``lam = 2**k``, plus "recompute nothing"),
+saves less. We solve a fixed ladder of prices (``lam = 4**k``, plus "recompute nothing"),
 and answer a budget with the plan of least FLOPs among those that fit (ties: fewer bytes).
 Because the ladder does not depend on the budget, a smaller budget can only pick a plan with
 fewer or equal saved bytes: saved bytes are monotone in the budget by construction.
+Under a budget, matmuls, convolutions and attention are priced, not banned: a small budget
+recomputes them too (random and side-effecting ops are never recomputed).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Optional
 from .mincut import TIE_BREAK_LAM, JointNetwork, min_cut_rematerialization_partition
 from .policies import Policy
 
-PRICE_LADDER: tuple = (TIE_BREAK_LAM, *(2.0 ** k for k in range(-5, 25)), None)
+PRICE_LADDER: tuple = (*(2.0 ** k for k in range(-24, 25, 2)), TIE_BREAK_LAM, None)
 
 
 def candidate_plans(network: JointNetwork) -> list[tuple[int, int, set]]:

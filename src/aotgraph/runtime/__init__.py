@@ -164,6 +164,10 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
+            # Early frees: `args` holds the only references, so a boxed backward that clears
+            # it releases each saved tensor after its last use (unless retain_graph).
+            del saved, tangents, grad_outputs
+            ctx.maybe_clear_saved_tensors()
             with _no_autocast():
                 grads = backward(args)
             return tuple(grads)
