@@ -151,13 +151,15 @@ class JointNetwork:
         self.edges = edges
 
     # ---- solving ---------------------------------------------------------------
-    def cut(self, lam: Optional[float]) -> set:
+    def cut(self, lam) -> set:
         """Saved nodes of a minimum cut; `lam`: price of recomputing one FLOP in bytes
-        (None: recompute nothing that costs FLOPs)."""
+        (None: recompute nothing that costs FLOPs), or one such price per node."""
         edges = dict(self.edges)
+        per_node = isinstance(lam, (list, tuple))
         for i, flops in enumerate(self.flops):
             if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned:
-                edges[(0, 2 + 2 * i)] = float("inf") if lam is None else lam * flops
+                price = lam[i] if per_node else lam
+                edges[(0, 2 + 2 * i)] = float("inf") if price is None else price * flops
         tails, heads = np.fromiter((e[0] for e in edges), np.int64), np.fromiter((e[1] for e in edges), np.int64)
         caps = np.fromiter(edges.values(), np.float64)
         infinite = np.isinf(caps)
