@@ -109,11 +109,14 @@ class _Plan:
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
-    if not meta.requires_grad:
-        with torch.no_grad():
-            view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
-        return view.detach() if view.requires_grad else view
-    return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if meta.requires_grad:
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if not torch.is_grad_enabled():
+        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    with torch.no_grad():
+        view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    return view.detach() if view.requires_grad else view
 
 
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
@@ -218,11 +221,19 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            if not torch.is_grad_enabled():
+            # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
+            # that require grad matter to its refusal. Dropping the rest lets the early frees work.
+            second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+                                  if torch.is_grad_enabled() else None)
+            # Early frees: `args` holds the only references, so a boxed backward that clears
+            # it releases each saved tensor after its last use (unless retain_graph).
+            del saved, tangents, grad_outputs
+            ctx.maybe_clear_saved_tensors()
+            if second_order_links is None:
                 return tuple(_call_graph(backward, args))
-            with torch.no_grad():  # create_graph=True: the graph itself is not differentiated
+            with torch.no_grad():
                 grads = tuple(_call_graph(backward, args))
-            return _refuse_second_order(grads, args + [ref() for ref in ctx.primal_refs])
+            return _refuse_second_order(grads, second_order_links + [ref() for ref in ctx.primal_refs])
 
     apply = CompiledFunction.apply
 
