@@ -11,7 +11,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
-from .compilers import compile_graph, eager, resolve_compiler
+from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import build_runtime
@@ -45,15 +45,7 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
-        fake_inputs = [n.meta["val"] for n in parts.forward.graph.find_nodes(op="placeholder")]
-        if joint.is_inference:
-            forward = compile_graph(inference_compiler, parts.forward, fake_inputs, "inference")
-            backward = None
-        else:
-            forward = compile_graph(fw_compiler, parts.forward, fake_inputs, "forward")
-            bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
-            backward = compile_graph(bw_compiler, parts.backward, bw_inputs, "backward")
-    compiled = CompiledGraphs(forward, backward, parts)
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
     return CompiledEntry(parts, compiled, build_runtime(compiled), log)
 
 
@@ -96,7 +88,10 @@ def aot_function(
     Same call shape as ``functorch.compile.aot_function``. Compilers may be callables or
     names (``"eager"``, ``"inductor"``); ``bw_compiler`` and ``inference_compiler``
     default to ``fw_compiler``, which defaults to ``"eager"``. The returned function
-    has ``aotgraph_entries``: the compiled entry of each signature seen.
+    has ``aotgraph_entries``: the compiled entry of each signature seen, and
+    ``aotgraph_compile(*args, **kwargs)``, which compiles for those inputs (real or fake)
+    without running. With the ``"inductor"`` forward compiler, `decompositions` defaults
+    to Inductor's table.
     """
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
@@ -106,10 +101,13 @@ def aot_function(
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
+    if decompositions is None and fw is inductor:
+        from .compilers.inductor import inductor_decompositions
+
+        decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}
 
-    def compiled_fn(*args, **kwargs):
-        flat_args, in_spec = tree_flatten((args, kwargs))
+    def entry_for(flat_args: list, in_spec) -> CompiledEntry:
         key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)
         if entry is None:
@@ -117,10 +115,19 @@ def aot_function(
                                    inference_compiler=inference, partition_fn=partition_fn,
                                    decompositions=decompositions)
             entries[key] = entry
+        return entry
+
+    def compiled_fn(*args, **kwargs):
+        flat_args, in_spec = tree_flatten((args, kwargs))
+        entry = entry_for(flat_args, in_spec)
         flat_out = entry.run(flat_args)
         return tree_unflatten(flat_out, entry.joint.signature.out_spec)
 
+    def compile_for(*args, **kwargs) -> CompiledEntry:
+        return entry_for(*tree_flatten((args, kwargs)))
+
     compiled_fn.aotgraph_entries = entries
+    compiled_fn.aotgraph_compile = compile_for
     compiled_fn.__wrapped__ = fn
     return compiled_fn
 
@@ -181,11 +188,16 @@ def aot_module_simplified(
     **_ignored,
 ) -> Callable:
     """The Dynamo-backend entry (``functorch.compile.aot_module_simplified``): `mod` is
-    typically an fx GraphModule, `args` its example inputs; returns ``forward(*args)``
-    with the module's parameters and buffers bound."""
+    typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
+    them now and returns ``forward(*args)`` with the module's parameters and buffers
+    bound. A call with another input signature compiles again. Shapes are specialized:
+    symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
+    concrete signature compiles on its first call instead."""
     names, values = _named_state(mod)
     compiled = aot_function(_functional_module_fn(mod, names), fw_compiler, bw_compiler, partition_fn,
                             decompositions, len(values), keep_inference_input_mutations, inference_compiler)
+    if not _has_symbolic_shapes(args):
+        compiled.aotgraph_compile(values, *args)
 
     def forward(*runtime_args):
         return compiled(values, *runtime_args)
@@ -195,6 +207,17 @@ def aot_module_simplified(
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _has_symbolic_shapes(args) -> bool:
+    for value in tree_flatten(args)[0]:
+        if isinstance(value, torch.SymInt):
+            return True
+        if isinstance(value, torch.Tensor) and any(
+            isinstance(s, torch.SymInt) for s in (*value.shape, *value.stride(), value.storage_offset())
+        ):
+            return True
+    return False
 
 
 def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *,
