@@ -2,6 +2,8 @@
 every forward value that the backward reads."""
 from __future__ import annotations
 
+import operator
+
 import torch.fx as fx
 
 from .graph_ops import ancestors, extract_graph, is_primal, is_random, joint_outputs, tangent_dependent
@@ -19,6 +21,8 @@ def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_f
     backward_only = tangent_dependent(graph)
     random_nodes = {n for n in graph.nodes if is_random(n) and n not in backward_only}
     forward_nodes = ancestors(fwd_outputs + list(random_nodes))
+    # Every element of a forward op's tuple result is a forward value: save the element, never the tuple.
+    forward_nodes |= {u for n in forward_nodes for u in n.users if u.target is operator.getitem}
     primals = [n for n in graph.nodes if is_primal(n)]
     tangents = [n for n in graph.nodes if n.op == "placeholder" and not is_primal(n)]
 
