@@ -31,7 +31,7 @@ def assert_training_parity(model: torch.nn.Module, inputs_per_step: list[tuple],
     eager = copy.deepcopy(model)
     compiled = compile_model(copy.deepcopy(model))
     optimizers = [torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9) for m in (eager, compiled)]
-    trains = any(p.requires_grad for p in model.parameters()) and model.training
+    trains = any(p.requires_grad for p in model.parameters())
     for step, inputs in enumerate(inputs_per_step):
         losses = []
         for module, optimizer in zip((eager, compiled), optimizers):

@@ -3,13 +3,14 @@
 capture -> partition -> compile -> runtime; drop-in for ``functorch.compile``.
 """
 from .api import aot_export_joint, aot_function, aot_module, aot_module_simplified
+from .backend import backend  # the function; the module stays importable as aotgraph.backend via sys.modules
 from .artifacts import CompiledGraphs, InputInfo, JointGraph, OutputInfo, Partition, SavedValue, Signature, TensorMeta
 from .compilers import make_boxed_compiler, make_boxed_func, nop
 from .errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, UnsupportedOp
 from .partition import default_partition
 
 __all__ = [
-    "aot_function", "aot_module", "aot_module_simplified", "aot_export_joint",
+    "aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "backend",
     "nop", "make_boxed_func", "make_boxed_compiler", "default_partition",
     "JointGraph", "Partition", "CompiledGraphs", "Signature", "InputInfo", "OutputInfo", "TensorMeta", "SavedValue",
     "AotGraphError", "BadArgument", "CompilerError", "DataDependentControlFlow", "UnsupportedOp",
