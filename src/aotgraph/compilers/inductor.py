@@ -6,7 +6,8 @@ and autocast off (our graphs already hold the backward and autocast's casts), cu
 off (our runtime owns input and output memory), and per graph: is it a backward or an
 inference graph, a graph id shared by a forward and its backward, and which outputs the
 user sees (Inductor gives those eager's strides; saved values may get its own layouts,
-which it reports through the TracingContext that `compile_partition` opens).
+which it reports through the TracingContext that `compile_partition` opens). Inductor
+rewrites the graph it is given, so it gets a copy: the Partition artifact stays as built.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     from torch._inductor.utils import BoxedBool
     from torch._inductor.virtualized import V
 
+    graph_module = _private_copy(graph_module)
     output = graph_module.graph.find_nodes(op="output")[0]
     output.meta["user_visible_output_idxs"] = [
         i for i in range(role.num_user_outputs) if isinstance(output.args[0][i], fx.Node)
@@ -51,3 +53,10 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
+
+
+def _private_copy(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """A module with its own graph (node metadata shared) and the same attributes."""
+    graph = fx.Graph()
+    graph.output(graph.graph_copy(graph_module.graph, {}))
+    return fx.GraphModule(graph_module, graph)
