@@ -3,11 +3,13 @@
 torch.compile and through aot_function. Models are tiny: Inductor's CPU compile is slow."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 import aotgraph
-from aotgraph import aot_function, models
+from aotgraph import aot_function, aot_module, models
 from aotgraph.compilers.inductor import inductor_decompositions
 from backend_training import assert_close, assert_training_parity
 
@@ -88,3 +90,28 @@ def test_decomposition_table_is_inductors():
     table = inductor_decompositions()
     assert torch.ops.aten.native_layer_norm_backward.default in table
     assert torch.ops.aten.addmm.default in table
+
+
+def test_inductor_decompositions_under_autocast_with_inplace_relu():
+    """Under bf16 autocast, Inductor's BatchNorm decomposition converts dtypes with ``to``;
+    an in-place ReLU on the converted output is an ordinary mutation, not a write through a view."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(inplace=True))
+    reference = copy.deepcopy(model)
+    compiled = aot_module(model, decompositions=inductor_decompositions())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, expected = compiled(x), reference(x)
+    out.float().sum().backward()
+    expected.float().sum().backward()
+    # Decomposed BatchNorm backward rounds in bf16 where eager's kernel does not (torch's own
+    # decomposing backends give the same 0.8 % on the conv weight): compare relative norms.
+    def assert_near(actual, reference, what):
+        error = (actual.float() - reference.float()).norm() / reference.float().norm()
+        assert error < 2e-2, f"{what}: relative error {error:.4f}"
+
+    assert_near(out, expected, "output")
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert_near(p.grad, q.grad, f"{name}.grad")
+    for (name, b), c in zip(model.named_buffers(), reference.buffers()):
+        assert_near(b, c, name)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_map
 
 from ..errors import UnsupportedOp
@@ -140,8 +141,10 @@ class _Functionalizer:
         kwargs = tree_map(self._read_arg, node.kwargs)
         value = self.new.call_function(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func.is_view and _is_single_tensor(node):
+        if func.is_view and _is_single_tensor(node) and _aliases_first_arg(node):
             self.new_view(node, node.args[0], func, node.args[1:], None, value)
+        elif func.is_view and _is_single_tensor(node):
+            self.new_root(node, value)  # ``x.to(other_dtype)``: its schema may alias, this call copied
         elif func.is_view:
             self.env[node] = value  # multi-output view: its getitems register themselves
         else:
@@ -256,3 +259,10 @@ def functionalize(
     outputs = tree_map(walker._read_arg, output_node.args[0])
     walker.new.output(outputs)
     return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)
+
+
+def _aliases_first_arg(node: fx.Node) -> bool:
+    value, base = node.meta.get("val"), getattr(node.args[0], "meta", {}).get("val")
+    if not isinstance(value, torch.Tensor) or not isinstance(base, torch.Tensor):
+        return True
+    return StorageWeakRef(value.untyped_storage()) == StorageWeakRef(base.untyped_storage())

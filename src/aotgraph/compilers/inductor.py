@@ -36,9 +36,9 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
 
     graph_module = _private_copy(graph_module)
     output = graph_module.graph.find_nodes(op="output")[0]
-    output.meta["user_visible_output_idxs"] = [
-        i for i in range(role.num_user_outputs) if isinstance(output.args[0][i], fx.Node)
-    ]
+    values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
+    output.meta["user_visible_output_idxs"] = [i for i in range(role.num_user_outputs) if values[i] is not None]
+    output.meta["original_output_strides"] = [v.stride() if isinstance(v, torch.Tensor) else None for v in values]
     fake_mode = detect_fake_mode(example_inputs)
     if fake_mode is None:
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
