@@ -115,13 +115,20 @@ def resnet50(device: torch.device, smoke: bool):
 MODELS = {"gpt2_small": gpt2, "resnet50": resnet50}
 
 
-def compile_model(model: nn.Module, config: str):
+def default_partition_name() -> str:
+    """torch.compile's Inductor backend partitions by min cut; ours too once aotgraph has one."""
+    import aotgraph.partition
+
+    return "mincut" if hasattr(aotgraph.partition, "min_cut_rematerialization_partition") else "default"
+
+
+def compile_model(model: nn.Module, config: str, partition: str):
     """(callable model, aotgraph backend or None)."""
     if config == "eager":
         return model, None
     if config == "inductor":
         return torch.compile(model, backend="inductor", dynamic=False), None
-    backend = aotgraph.backend(compiler="inductor")
+    backend = aotgraph.backend(compiler="inductor", partition=partition)
     return torch.compile(model, backend=backend, dynamic=False), backend
 
 
@@ -170,7 +177,7 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
     fresh_compile_state(cache_root, f"{model_name}_{config}")
     torch.manual_seed(0)
     model, inputs, what = MODELS[model_name](device, args.smoke)
-    compiled, backend = compile_model(model, config)
+    compiled, backend = compile_model(model, config, args.partition)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     losses = []
 
@@ -210,6 +217,7 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
         result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
                                 for stage in ("capture", "partition", "compile")}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
+        result["partition"] = args.partition
         result["graphs"] = len(entries)
         result["saved_bytes"] = sum(entry.partition.saved_bytes for entry in entries)
         for k, entry in enumerate(entries):
@@ -250,10 +258,13 @@ def main() -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--warmup", type=int, default=None, help="steps after the first, before timing")
     parser.add_argument("--steps", type=int, default=None, help="timed steps")
+    parser.add_argument("--partition", choices=("default", "mincut"), default=None,
+                        help="aotgraph's partition (default: mincut when aotgraph has it)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="start no configuration after this many seconds")
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 5)
     args.steps = args.steps if args.steps is not None else (3 if args.smoke else 20)
+    args.partition = args.partition or default_partition_name()
     device = torch.device("cpu" if args.smoke else "cuda")
 
     out_dir = os.environ.get("OUT", "./out")
@@ -267,7 +278,8 @@ def main() -> int:
             versions[package] = __import__(package).__version__
         except ImportError:
             versions[package] = None
-    log("gpu_train:", json.dumps(versions), f"warmup {args.warmup} steps, timed {args.steps} steps")
+    log("gpu_train:", json.dumps(versions), f"warmup {args.warmup} steps, timed {args.steps} steps, "
+        f"aotgraph partition {args.partition}")
 
     results = []
     for model_name in args.models:
