@@ -13,6 +13,14 @@ from aotgraph.errors import BadArgument
 from backend_training import assert_training_parity
 
 
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Each test starts and ends with Dynamo's caches empty (compiled graphs, recompile counts)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 def steps_of(model_name: str, steps: int = 3, **sizes):
     """A zoo model and `steps` input tuples of the same shapes (fresh values each step)."""
     torch.manual_seed(0)
@@ -34,10 +42,11 @@ def compiled_with(backend: AotGraphBackend, **compile_options):
     return lambda module: torch.compile(module, backend=backend, **compile_options)
 
 
+@pytest.mark.parametrize("partition", ["mincut", "default"])
 @pytest.mark.parametrize("model_name", ["mlp", "gpt", "transformer", "resnet", "convnet_eval"])
-def test_training_parity_eager_compiler(model_name):
+def test_training_parity_eager_compiler(model_name, partition):
     model, inputs = steps_of(model_name)
-    backend = aotgraph.backend(compiler="eager")
+    backend = aotgraph.backend(compiler="eager", partition=partition)
     assert_training_parity(model, inputs, compiled_with(backend, dynamic=False))
     assert backend.entries and not any(entry.joint.is_inference for entry in backend.entries)
 
@@ -135,6 +144,25 @@ def test_real_parameters_with_fake_inputs():
     assert len(forwards[0].aotgraph_entries) == 1, "real inputs did not reuse the entry compiled for fake ones"
 
 
+def test_compiled_for_fake_inputs_that_are_mutated():
+    """Fake example inputs (all sharing data_ptr 0) are distinct inputs, not aliases."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def f(x, w, running):
+        running.add_(x.detach().mean(0))
+        return (x @ w).sum()
+
+    compiled = aotgraph.aot_function(f)
+    x, w, running = torch.randn(4, 3), torch.randn(3, 2, requires_grad=True), torch.zeros(3)
+    fake_mode = FakeTensorMode()
+    entry = compiled.aotgraph_compile(*[fake_mode.from_tensor(t) for t in (x, w, running)])
+    assert entry.joint.signature.mutated_primals == (2,)
+    running_ref = running.clone()
+    torch.testing.assert_close(compiled(x, w, running), f(x, w, running_ref))
+    torch.testing.assert_close(running, running_ref)
+    assert list(compiled.aotgraph_entries.values()) == [entry]
+
+
 def test_no_grad_call_compiles_inference_graph():
     model, inputs = steps_of("mlp")
     backend = aotgraph.backend(compiler="eager")
@@ -171,6 +199,26 @@ def test_partition_function_passed_through():
     assert_training_parity(model, inputs, compiled_with(aotgraph.backend(compiler="eager", partition=counting_partition),
                                                         dynamic=False))
     assert calls == [1]
+
+
+def plans(backend: AotGraphBackend) -> list:
+    """The min-cut partitioner's plan of each compiled training graph."""
+    return [entry.partition.forward.meta["aotgraph_plan"] for entry in backend.entries]
+
+
+def test_memory_budget_and_policy_reach_the_partition():
+    model, inputs = steps_of("gpt", steps=2)
+    planned = {}
+    for name, options in [("unconstrained", {}), ("budget", dict(memory_budget=0.5)),
+                          ("save_nothing", dict(policy=aotgraph.save_nothing))]:
+        torch._dynamo.reset()
+        backend = aotgraph.backend(compiler="eager", **options)
+        assert_training_parity(model, inputs, compiled_with(backend, dynamic=False))
+        planned[name] = plans(backend)
+    assert [p.budget for p in planned["unconstrained"]] == [None]
+    assert [p.budget is not None for p in planned["budget"]] == [True]
+    assert planned["budget"][0].saved_bytes <= planned["unconstrained"][0].saved_bytes
+    assert planned["save_nothing"][0].saved_bytes < planned["unconstrained"][0].saved_bytes
 
 
 def test_bad_options_are_clear_errors():

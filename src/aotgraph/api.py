@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
+from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
@@ -28,6 +28,7 @@ class CompiledEntry:
     compiled: CompiledGraphs
     run: Callable[[list], list]
     log: CompileLog
+    mutates_inputs: bool = False
 
     @property
     def joint(self) -> JointGraph:
@@ -46,7 +47,9 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
         compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log)
+    sig = joint.signature
+    return CompiledEntry(parts, compiled, build_runtime(compiled), log,
+                         bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
@@ -107,24 +110,34 @@ def aot_function(
         decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}
 
-    def entry_for(flat_args: list, in_spec) -> CompiledEntry:
+    def compile_entry(program, flat_args, in_spec):
+        return compile_stages(program, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
+                              inference_compiler=inference, partition_fn=partition_fn,
+                              decompositions=decompositions)
+
+    def entry_for(flat_args: list, in_spec) -> tuple[CompiledEntry, list]:
+        """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
         key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)
+        if entry is None or entry.mutates_inputs:
+            # Distinct inputs sharing memory: only checked where a mutation could make it matter.
+            groups = aliased_input_groups(flat_args)
+            if groups:
+                program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+                entry = entries.get((key, groups))
+                if entry is None:
+                    entry = entries[(key, groups)] = compile_entry(program, flat_args, in_spec)
         if entry is None:
-            entry = compile_stages(fn, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
-                                   inference_compiler=inference, partition_fn=partition_fn,
-                                   decompositions=decompositions)
-            entries[key] = entry
-        return entry
+            entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+        return entry, flat_args
 
     def compiled_fn(*args, **kwargs):
-        flat_args, in_spec = tree_flatten((args, kwargs))
-        entry = entry_for(flat_args, in_spec)
+        entry, flat_args = entry_for(*tree_flatten((args, kwargs)))
         flat_out = entry.run(flat_args)
         return tree_unflatten(flat_out, entry.joint.signature.out_spec)
 
     def compile_for(*args, **kwargs) -> CompiledEntry:
-        return entry_for(*tree_flatten((args, kwargs)))
+        return entry_for(*tree_flatten((args, kwargs)))[0]
 
     compiled_fn.aotgraph_entries = entries
     compiled_fn.aotgraph_compile = compile_for
@@ -140,7 +153,8 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
 
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
-    module's current parameters and buffers, so optimizer steps and buffer updates show."""
+    module's current parameters and buffers, so optimizer steps and buffer updates show,
+    and with its submodules' training flags, so ``train()``/``eval()`` select their own graph."""
 
     def __init__(self, module: torch.nn.Module, compiled: Callable):
         super().__init__()
@@ -149,7 +163,8 @@ class AotModule(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         names, values = _named_state(self.orig_module)
-        return self._compiled(values, *args, **kwargs)
+        training_flags = tuple(m.training for m in self.orig_module.modules())
+        return self._compiled(values, training_flags, *args, **kwargs)
 
     @property
     def aotgraph_entries(self):
@@ -164,6 +179,16 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable
     return call_with_state
 
 
+def _keyed_by_training_flags(call_with_state: Callable) -> Callable:
+    """Takes the module's training flags as an argument only so they enter the cache key;
+    the module itself holds the flags the trace reads."""
+
+    def call(state_values, training_flags, *args, **kwargs):
+        return call_with_state(state_values, *args, **kwargs)
+
+    return call
+
+
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     """Compile an ``nn.Module``: parameters and buffers become graph inputs (same call shape
     as ``functorch.compile.aot_module``; extra arguments go to `aot_function`)."""
@@ -171,7 +196,7 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
-    compiled = aot_function(_functional_module_fn(mod, names), *args, **kwargs)
+    compiled = aot_function(_keyed_by_training_flags(_functional_module_fn(mod, names)), *args, **kwargs)
     return AotModule(mod, compiled)
 
 

@@ -41,12 +41,17 @@ class TensorMeta:
 
 @dataclass(frozen=True)
 class InputInfo:
-    """One flat leaf of the user's inputs. Non-tensor leaves are specialized into the graph."""
+    """One flat leaf of the user's inputs. Non-tensor leaves are specialized into the graph.
+
+    `mutates_with_grad`: a data mutation that autograd records (the input is not a leaf
+    requiring grad, and its new value requires grad); the new value is a differentiable
+    forward output with a tangent, written back with a grad-tracking ``copy_``."""
 
     meta: Optional[TensorMeta]
     constant: Any = None
     mutates_data: bool = False
     mutates_metadata: bool = False
+    mutates_with_grad: bool = False
 
     @property
     def is_tensor(self) -> bool:
@@ -63,12 +68,17 @@ class OutputInfo:
 
     A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
     differentiable (gets a tangent). `base_input` names the flat input it is a view of,
-    if any. A non-tensor leaf is the `constant` seen while tracing.
+    if any; `is_input` says it is that input itself (eager returns the same object).
+    `base_output` names an earlier flat output it shares memory with (when it aliases no
+    input): the runtime rebuilds it as a view of that output, so the two alias as in eager.
+    A non-tensor leaf is the `constant` seen while tracing.
     """
 
     meta: Optional[TensorMeta]
     constant: Any = None
     base_input: Optional[int] = None
+    is_input: bool = False
+    base_output: Optional[int] = None
 
     @property
     def is_tensor(self) -> bool:
@@ -103,6 +113,11 @@ class Signature:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_data)
 
     @property
+    def grad_mutated_primals(self) -> tuple[int, ...]:
+        """Primal indices whose data mutation autograd records (a subset of `mutated_primals`)."""
+        return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_with_grad)
+
+    @property
     def metadata_mutated_primals(self) -> tuple[int, ...]:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_metadata)
 
@@ -112,7 +127,8 @@ class JointGraph:
     """Forward and backward as one functional ATen graph.
 
     Placeholders: ``primals_1..P`` (the tensor inputs), then ``tangents_1..T`` (one per
-    differentiable tensor output; absent when `is_inference`). Output tuple:
+    differentiable tensor output, then one per input in `Signature.grad_mutated_primals`;
+    absent when `is_inference`). Output tuple:
     ``(*user tensor outputs, *new values of mutated primals, *new metadata views of
     metadata-mutated primals, *grads)`` with one grad per primal (``None`` where it
     needs none); no grads when `is_inference`. Every node carries ``meta["val"]``, a fake tensor.
@@ -129,7 +145,9 @@ class JointGraph:
 
     @property
     def num_tangents(self) -> int:
-        return 0 if self.is_inference else sum(o.requires_grad for o in self.signature.outputs)
+        if self.is_inference:
+            return 0
+        return sum(o.requires_grad for o in self.signature.outputs) + len(self.signature.grad_mutated_primals)
 
     @property
     def num_fwd_outputs(self) -> int:

@@ -1,7 +1,7 @@
 """The ``torch.compile`` backend: Dynamo's graphs through capture -> partition -> compile -> runtime.
 
 ``torch.compile(model, backend="aotgraph")`` uses `aotgraph_backend` (Inductor compiles the
-graphs, default partition); ``torch.compile(model, backend=aotgraph.backend(compiler=...,
+graphs, min-cut partition); ``torch.compile(model, backend=aotgraph.backend(compiler=...,
 partition=..., memory_budget=..., policy=...))`` configures one. Dynamo hands each graph
 (one per graph break, one per recompile) with fake example inputs; the backend compiles it
 for them at once. Shapes are specialized: when Dynamo passes symbolic shapes (its
@@ -20,25 +20,15 @@ import torch.fx as fx
 from .api import CompiledEntry, aot_module_simplified
 from .compilers import resolve_compiler
 from .errors import BadArgument
-from .partition import default_partition
+from .partition import default_partition, min_cut_rematerialization_partition
 from .timings import CompileLog
 
 __all__ = ["backend", "aotgraph_backend", "AotGraphBackend"]
 
 
-def _min_cut_partition() -> Callable:
-    from . import partition as partition_stage
-
-    found = getattr(partition_stage, "min_cut_rematerialization_partition", None)
-    if found is None:
-        raise BadArgument("partition='mincut' is not available in this build of aotgraph", "api",
-                          "use partition='default' or pass a partition function")
-    return found
-
-
-_PARTITIONS: dict[str, Callable[[], Callable]] = {
-    "default": lambda: default_partition,
-    "mincut": _min_cut_partition,
+_PARTITIONS: dict[str, Callable] = {
+    "default": default_partition,
+    "mincut": min_cut_rematerialization_partition,
 }
 
 
@@ -72,13 +62,13 @@ class AotGraphBackend:
         return compiled
 
 
-def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, Callable] = "default",
+def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, Callable] = "mincut",
             memory_budget: Optional[float] = None, policy: Optional[Callable] = None,
             decompositions: Optional[dict] = None) -> AotGraphBackend:
     """A ``torch.compile`` backend running aotgraph with these settings.
 
-    `compiler`: "inductor" (default), "eager", or a callable compiler. `partition`: "default",
-    "mincut", or a partition function. `memory_budget` (bytes, or a fraction of the default
+    `compiler`: "inductor" (default), "eager", or a callable compiler. `partition`: "mincut"
+    (default, as torch.compile's Inductor backend), "default", or a partition function. `memory_budget` (bytes, or a fraction of the default
     plan's saved bytes) and `policy` go to the partition function. `decompositions`
     defaults to Inductor's table when Inductor compiles, else none.
     """
@@ -86,7 +76,7 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
         if partition not in _PARTITIONS:
             raise BadArgument(f"unknown partition {partition!r}", "api",
                               f"use one of {sorted(_PARTITIONS)} or a partition function")
-        partition_fn = _PARTITIONS[partition]()
+        partition_fn = _PARTITIONS[partition]
     elif callable(partition):
         partition_fn = partition
     else:

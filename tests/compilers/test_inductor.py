@@ -13,6 +13,15 @@ from aotgraph import aot_function, aot_module, models
 from aotgraph.compilers.inductor import inductor_decompositions
 from backend_training import assert_close, assert_training_parity
 
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Each test starts and ends with Dynamo's caches empty (compiled graphs, recompile counts)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 # Inductor fuses and reorders float arithmetic; eager's float32 tolerances scaled by this.
 SCALE = 10.0
 

@@ -42,27 +42,52 @@ def capture(
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
     recorder = GraphRecorder(fake_mode, decompositions)
     fake_flat = [_to_fake(a, fake_mode) for a in flat_args]
-    primal_fakes = [f for f in fake_flat if isinstance(f, torch.Tensor)]
+    primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
+    program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
     placeholders = [recorder.add_placeholder(f"primals_{k + 1}", f) for k, f in enumerate(primal_fakes)]
+    for placeholder, program_fake in zip(placeholders, program_fakes):
+        recorder.node_of.setdefault(id(program_fake), placeholder)
 
     metas_before = [TensorMeta.of(f) for f in primal_fakes]
-    args, kwargs = tree_unflatten(fake_flat, in_spec)
-    wants_grad = torch.is_grad_enabled() and any(f.requires_grad for f in primal_fakes)
+    versions_before = [f._version for f in program_fakes]
+    args, kwargs = tree_unflatten(program_flat, in_spec)
+    wants_grad = torch.is_grad_enabled()
+    rng_before = torch.get_rng_state()
     with fake_mode, recorder:
         out = fn(*args, **kwargs)
-    flat_out, out_spec = tree_flatten(out)
+    if not torch.equal(rng_before, torch.get_rng_state()):
+        torch.set_rng_state(rng_before)
+        raise UnsupportedOp(
+            "the program sets the global RNG state while being traced (torch.manual_seed, set_rng_state, ...); "
+            "the compiled function would not replay it",
+            "capture",
+            "seed outside the compiled function, or pass a torch.Generator to the random ops",
+        )
+    # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
+    flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     with fake_mode, recorder:
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
-    final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, primal_fakes)}
-    layout_changed = _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode)
+    final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
+    layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
+    # An input mutated under autograd (a non-leaf input, or a plain input that took a value
+    # requiring grad) returns its new value as a differentiable output, as eager's history does.
+    mutated_with_grad = tuple(
+        p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
+        if wants_grad and f._version != v and f.requires_grad and f.grad_fn is not None
+    )
     diff_outs = [o for o in tensor_outs if o.requires_grad] if wants_grad else []
-    diff_inputs = _unique([f for f in primal_fakes if f.requires_grad])
+    diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
+    diff_inputs = _unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
     is_inference = not (diff_outs and diff_inputs)
+    if torch.is_grad_enabled():
+        _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
     if not is_inference:
         grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+    else:
+        mutated_with_grad = ()
 
     graph = recorder.graph
     graph.output((tuple(out_nodes), tuple(grad_nodes)))
@@ -85,18 +110,23 @@ def capture(
         setattr(root, name, constant)
     graph_module = fx.GraphModule(root, graph)
 
-    signature = _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
-                           is_inference)
+    missing = set(mutated_with_grad) - set(data_mutated)
+    if missing:
+        raise UnsupportedOp(f"inputs {sorted(missing)} changed under autograd without a data mutation aotgraph saw",
+                            "capture", "report this program to aotgraph")
+    _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
+    signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
+                           metadata_mutated, mutated_with_grad, is_inference)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
-    first_op = next(n for n in recorder.graph.nodes if n.op != "placeholder")
+    first_op = next((n for n in recorder.graph.nodes if n.op != "placeholder"), None)
     tangents = []
     for k, out in enumerate(diff_outs):
         with fake_mode:
             tangent = torch.empty(out.shape, dtype=out.dtype, device=out.device)
-        with recorder.graph.inserting_before(first_op):
+        with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
     with fake_mode, recorder:
@@ -108,6 +138,27 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
             seen.add(id(fake))
             grad_nodes.append(recorder.node_for(grad) if grad is not None else None)
     return grad_nodes
+
+
+def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
+    """A tensor that requires grad but is not an input (a global, a closure, a module
+    attribute) would get a gradient in eager and none from the graph: refuse it."""
+    inputs = {id(f) for f in primal_fakes}
+    seen, pending = set(), [o.grad_fn for o in diff_outs]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
+        if leaf is not None and id(leaf) not in inputs:
+            raise BadArgument(
+                f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
+                "input (a global, a closure or a module attribute), so its gradient would be lost",
+                "capture",
+                "pass it as an argument (aot_module passes a module's parameters and buffers for you)",
+            )
+        pending.extend(next_node for next_node, _ in node.next_functions)
 
 
 def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
@@ -123,6 +174,46 @@ def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) 
                     before.shape, before.stride, dtype=before.dtype, device=before.device
                 ).requires_grad_(before.requires_grad)
     return tuple(changed)
+
+
+def _program_inputs(fake_flat: list, fake_mode: FakeTensorMode) -> tuple[list, list]:
+    """(placeholder fakes, what the program sees) for each tensor input.
+
+    Placeholders are autograd leaves, the tensors gradients are taken with respect to.
+    An input that is not a leaf in the caller (it requires grad and has history) is seen
+    by the program as a grad-tracking copy of its leaf, so in-place ops on it are legal
+    exactly as in eager, and their history reaches the placeholder. The copy is not
+    recorded: the graph reads the placeholder directly.
+    """
+    primal_of: dict[int, tuple] = {}
+    primals, program_flat = [], []
+    for fake in fake_flat:
+        if not isinstance(fake, torch.Tensor):
+            program_flat.append(fake)
+            continue
+        if id(fake) not in primal_of:
+            if fake.requires_grad and not fake.is_leaf:
+                leaf = fake.detach().requires_grad_(True)
+                primal_of[id(fake)] = (leaf, _grad_tracking_copy(leaf, fake_mode))
+            else:
+                primal_of[id(fake)] = (fake, fake)
+        leaf, seen = primal_of[id(fake)]
+        primals.append(leaf)
+        program_flat.append(seen)
+    return primals, program_flat
+
+
+def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.Tensor:
+    """A non-leaf copy of `leaf` with its exact sizes, strides and storage offset."""
+    with fake_mode, torch.enable_grad():
+        if leaf.storage_offset() == 0:
+            copy = leaf.clone(memory_format=torch.preserve_format)
+            if copy.stride() == leaf.stride():
+                return copy
+        storage = torch.empty(leaf.untyped_storage().nbytes() // leaf.element_size(), dtype=leaf.dtype,
+                              device=leaf.device)
+        copy = storage.as_strided(leaf.shape, leaf.stride(), leaf.storage_offset())
+        return copy.copy_(leaf)
 
 
 def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
@@ -143,40 +234,54 @@ def _unique(tensors: list) -> list:
     return unique
 
 
-def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated, is_inference):
+def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
+               mutated_with_grad, is_inference):
     primal_names = [f"primals_{k + 1}" for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
         if isinstance(fake, torch.Tensor):
             name, meta = primal_names[k], metas_before[k]
             k += 1
-            inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated))
+            inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad))
             storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))
-    _refuse_mutated_aliased_inputs(fake_flat, inputs)
-    outputs = []
-    for o in flat_out:
+    outputs, storage_of_output = [], {}
+    for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
             meta = TensorMeta.of(o)
             if is_inference and meta.requires_grad:
                 meta = TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
-            base = storage_of_input.get(StorageWeakRef(o.untyped_storage())) if isinstance(o, FakeTensor) else None
-            outputs.append(OutputInfo(meta, None, base))
+            storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
+            base = storage_of_input.get(storage)
+            if base is not None and o.dtype != fake_flat[base].dtype:
+                base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
+            base_output = None
+            if base is None and storage is not None:
+                # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
+                earlier = storage_of_output.get(storage)
+                if earlier is not None and outputs[earlier].meta.dtype == meta.dtype and (
+                        outputs[earlier].requires_grad or not meta.requires_grad):
+                    base_output = earlier
+                elif earlier is None or meta.requires_grad:
+                    storage_of_output[storage] = position
+            outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output))
         else:
             outputs.append(OutputInfo(None, o))
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs))
 
 
-def _refuse_mutated_aliased_inputs(fake_flat, inputs) -> None:
+def _refuse_mutated_aliased_inputs(fake_flat, mutated_names) -> None:
     """Two different inputs sharing storage, one of them mutated: refuse rather than miss the alias."""
     owners: dict = {}
+    names: dict = {}
     for position, fake in enumerate(fake_flat):
         if isinstance(fake, torch.Tensor):
             owners.setdefault(StorageWeakRef(fake.untyped_storage()), []).append(position)
+            names[position] = f"primals_{len(names) + 1}"
     for positions in owners.values():
         distinct = {id(fake_flat[p]) for p in positions}
-        if len(distinct) > 1 and any(inputs[p].mutates_data or inputs[p].mutates_metadata for p in positions):
+        if len(distinct) > 1 and any(names[p] in mutated_names for p in positions):
             raise UnsupportedOp(
                 f"inputs at flat positions {positions} share memory and one of them is mutated",
                 "capture",

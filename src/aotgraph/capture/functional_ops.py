@@ -47,11 +47,42 @@ def view_of_inplace_view(func):
 _MULTI_MUTATION_TWINS: dict[Any, tuple[Any, dict[int, int], int]] = {
     # op: (twin, {written arg position: twin output index}, number of original outputs)
     aten._native_batch_norm_legit.default: (aten._native_batch_norm_legit_functional.default, {3: 3, 4: 4}, 3),
+    aten._batch_norm_with_update.default: (aten._batch_norm_with_update_functional.default, {3: 4, 4: 5}, 4),
+    aten.rrelu_with_noise.default: (aten.rrelu_with_noise_functional.default, {1: 1}, 1),
 }
 
 
 def multi_mutation_twin(func):
     return _MULTI_MUTATION_TWINS.get(func)
+
+
+def with_default_args(func, args: tuple) -> tuple:
+    """`args` padded with the schema defaults of `func`'s omitted positional arguments
+    (a twin may have no default where the in-place op had one: ``bernoulli_.float`` p=0.5)."""
+    positional = [a for a in func._schema.arguments if not a.kwarg_only]
+    if len(args) >= len(positional) or not all(a.has_default_value() for a in positional[len(args):]):
+        return tuple(args)
+    return tuple(args) + tuple(a.default_value for a in positional[len(args):])
+
+
+@functools.lru_cache(maxsize=None)
+def out_variant_twin(func) -> Optional[tuple[Any, tuple[str, ...]]]:
+    """``(functional op, names of the out= arguments)`` for an out= overload such as
+    ``aten.mm.out``: the overload of the same op taking exactly the other arguments."""
+    schema = func._schema
+    out_names = tuple(a.name for a in schema.arguments
+                      if a.kwarg_only and a.alias_info is not None and a.alias_info.is_write)
+    if not out_names or len(out_names) != len(schema.returns):
+        return None
+    wanted = [(a.name, str(a.type)) for a in schema.arguments if a.name not in out_names]
+    packet = getattr(aten, schema.name.split("::")[1])
+    for overload in packet.overloads():
+        candidate = getattr(packet, overload)
+        if candidate._schema.is_mutable or len(candidate._schema.returns) != len(out_names):
+            continue
+        if [(a.name, str(a.type)) for a in candidate._schema.arguments] == wanted:
+            return candidate, out_names
+    return None
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,13 +14,15 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_map
 
 from ..errors import UnsupportedOp
 from . import functional_ops as ops
 
 aten = torch.ops.aten
+# Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
+# not record such calls (it hands back the argument itself): a recorded ``to`` copied.
+_RECORDED_ONLY_WHEN_COPYING = frozenset({aten.to.dtype, aten.to.device, aten.to.dtype_layout, aten.to.other})
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,10 @@ class _Functionalizer:
         kwargs = tree_map(self._read_arg, node.kwargs)
         value = self.new.call_function(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func.is_view and _is_single_tensor(node) and _aliases_first_arg(node):
-            self.new_view(node, node.args[0], func, node.args[1:], None, value)
+        if func in _RECORDED_ONLY_WHEN_COPYING:
+            self.new_root(node, value)
         elif func.is_view and _is_single_tensor(node):
-            self.new_root(node, value)  # ``x.to(other_dtype)``: its schema may alias, this call copied
+            self.new_view(node, node.args[0], func, node.args[1:], None, value)
         elif func.is_view:
             self.env[node] = value  # multi-output view: its getitems register themselves
         else:
@@ -169,11 +171,18 @@ class _Functionalizer:
                 getter = self.new.call_function(ops.GETITEM, (result, i))
                 getter.meta["val"] = result.meta["val"][i]
                 outputs.append(getter)
-            self.env[node] = _Tuple(outputs)
+            if _is_single_tensor(node):
+                self.new_root(node, outputs[0])
+            else:
+                self.env[node] = _Tuple(outputs)
             for position, out_index in written.items():
                 getter = self.new.call_function(ops.GETITEM, (result, out_index))
                 getter.meta["val"] = result.meta["val"][out_index]
                 self._write(node.args[position], getter)
+            return
+        out_twin = ops.out_variant_twin(func)
+        if out_twin is not None:
+            self._out_variant(node, *out_twin)
             return
         positions = ops.mutated_arg_positions(func)
         target = node.args[positions[0]] if positions and positions[0] < len(node.args) else None
@@ -184,18 +193,47 @@ class _Functionalizer:
                 "capture",
                 "use the out-of-place form of this op in the compiled function",
             )
-        args = tree_map(self._read_arg, node.args)
+        args = tree_map(self._read_arg, ops.with_default_args(func, node.args))
         kwargs = tree_map(self._read_arg, node.kwargs)
         new_value = self.emit(twin_func, *args, **kwargs)
-        if new_value.meta["val"].shape != target.meta["val"].shape or (
-            new_value.meta["val"].dtype != target.meta["val"].dtype
-        ):
-            new_value = self.emit(aten.expand_copy.default, new_value, list(target.meta["val"].shape))
-            new_value = self.emit(aten._to_copy.default, new_value, dtype=target.meta["val"].dtype)
+        new_val, target_val = new_value.meta["val"], target.meta["val"]
+        if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
+            # The in-place op kept self's shape and dtype (e.g. a [1] source into a 0-d self).
+            if new_val.numel() == target_val.numel():
+                new_value = self.emit(aten.reshape.default, new_value, list(target_val.shape))
+            else:
+                new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
+            new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         self._write(target, new_value)
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
         self.env[node] = new_value
+
+    def _out_variant(self, node, twin_func, out_names):
+        """``op.out(..., out=buf)``: compute ``op(...)`` and write each result into its buffer."""
+        args = tree_map(self._read_arg, node.args)
+        kwargs = tree_map(self._read_arg, {k: v for k, v in node.kwargs.items() if k not in out_names})
+        result = self.emit(twin_func, *args, **kwargs)
+        values = [result]
+        if len(out_names) > 1:
+            values = []
+            for i in range(len(out_names)):
+                getter = self.new.call_function(ops.GETITEM, (result, i))
+                getter.meta["val"] = result.meta["val"][i]
+                values.append(getter)
+        for name, value in zip(out_names, values):
+            target = node.kwargs[name]
+            if tuple(value.meta["val"].shape) != tuple(target.meta["val"].shape):
+                raise UnsupportedOp(
+                    f"{node.target} resizes its out= tensor, which aotgraph does not functionalize",
+                    "capture", "use the op without out=, or pass an out= tensor of the result's shape")
+            self._write(target, value)
+        if len(out_names) == 1:
+            info = self.alias[node.kwargs[out_names[0]]]
+            self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
+            self.env[node] = values[0]
+        else:
+            self.env[node] = _Tuple(values)
 
     def _write(self, target: fx.Node, new_value: fx.Node):
         """Make `new_value` the value of `target`, propagating into its root."""
@@ -259,10 +297,3 @@ def functionalize(
     outputs = tree_map(walker._read_arg, output_node.args[0])
     walker.new.output(outputs)
     return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)
-
-
-def _aliases_first_arg(node: fx.Node) -> bool:
-    value, base = node.meta.get("val"), getattr(node.args[0], "meta", {}).get("val")
-    if not isinstance(value, torch.Tensor) or not isinstance(base, torch.Tensor):
-        return True
-    return StorageWeakRef(value.untyped_storage()) == StorageWeakRef(base.untyped_storage())

@@ -9,6 +9,8 @@ in the same walk. Tensors are tracked by identity; an op that returns its input
 from __future__ import annotations
 
 import operator
+import os
+import traceback
 from typing import Any, Callable, Mapping
 
 import torch
@@ -20,10 +22,11 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
+from .functional_ops import is_metadata_mutation
 
 aten = torch.ops.aten
 
@@ -58,6 +61,9 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
+        # Tracing draws no real random numbers, so the global RNG state stays put unless the
+        # program sets it; a random op after such a set would not replay: refuse it.
+        self._rng_state_at_start = torch.get_rng_state()
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -119,6 +125,8 @@ class GraphRecorder(TorchDispatchMode):
             func = aten.lift_fresh_copy.default
 
         flat, spec = tree_flatten((args, kwargs))
+        if is_metadata_mutation(func):
+            self._snapshot_layout(args[0])
         fake_args, fake_kwargs = tree_unflatten([self._as_fake(a) for a in flat], spec)
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
@@ -132,6 +140,8 @@ class GraphRecorder(TorchDispatchMode):
                     return original
 
         node_args, node_kwargs = tree_unflatten([self.node_for(a) for a in flat], spec)
+        if torch.Tag.nondeterministic_seeded in func.tags and kwargs.get("generator") is None:
+            self._check_rng_untouched(func)
         node = self.graph.call_function(func, tuple(node_args), node_kwargs)
         node.meta["val"] = out
         if func._schema.is_mutable:
@@ -146,13 +156,32 @@ class GraphRecorder(TorchDispatchMode):
                     self.node_of[id(item)] = getter
         return out
 
+    def _check_rng_untouched(self, func) -> None:
+        with _disable_current_modes():  # the RNG state is a real tensor
+            untouched = torch.equal(torch.get_rng_state(), self._rng_state_at_start)
+        if not untouched:
+            raise UnsupportedOp(
+                f"{func} draws from the global RNG after the program set its state (torch.manual_seed, "
+                "set_rng_state, ...) while being traced; the compiled function would not replay that",
+                "capture",
+                "seed outside the compiled function, or pass a torch.Generator to the random ops",
+            )
+
+    def _snapshot_layout(self, tensor: torch.Tensor) -> None:
+        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that
+        held it so far keeps a fake of the layout it had then."""
+        node = self.node_of.get(id(tensor))
+        if node is not None and node.meta.get("val") is tensor:
+            node.meta["val"] = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+
     def _run_fake(self, func, args, kwargs):
         name = str(func)
         try:
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
             raise DataDependentControlFlow(
-                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)",
+                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)"
+                f"{_user_line()}",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
                 "outside the compiled function",
@@ -165,12 +194,33 @@ class GraphRecorder(TorchDispatchMode):
                 "or run that part eagerly outside the compiled function",
             ) from error
         except UnsupportedOperatorException as error:
-            raise UnsupportedOp(
-                f"{name} has no fake (meta) kernel, so its output shape cannot be traced",
-                "capture",
-                f"register one with torch.library.register_fake('{func._schema.name}') "
-                "or run that op eagerly outside the compiled function",
-            ) from error
+            raise _no_fake_kernel(func) from error
+        except RuntimeError as error:
+            # torch.library.custom_op without register_fake raises a plain RuntimeError
+            # (torch.export recognizes it by this same text).
+            if "no fake impl registered" not in str(error):
+                raise
+            raise _no_fake_kernel(func) from error
+
+
+_LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+
+
+def _user_line() -> str:
+    """`` at FILE:LINE: CODE`` for the innermost frame of the user's program, if any."""
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(_LIBRARY_DIRS):
+            return f" at {frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+    return ""
+
+
+def _no_fake_kernel(func) -> UnsupportedOp:
+    return UnsupportedOp(
+        f"{func} has no fake (meta) kernel, so its output shape cannot be traced",
+        "capture",
+        f"register one with torch.library.register_fake('{func._schema.name}') "
+        "or run that op eagerly outside the compiled function",
+    )
 
 
 def _has_tensor(out: Any) -> bool:

@@ -6,6 +6,11 @@ from typing import Iterable, Optional
 import torch
 import torch.fx as fx
 
+try:  # torch's own constructor: defers codegen to the first call when torch's lazy switch is on
+    from torch.fx._lazy_graph_module import _make_graph_module
+except ImportError:  # pragma: no cover - older torch
+    _make_graph_module = fx.GraphModule
+
 
 def is_tangent(node: fx.Node) -> bool:
     return node.op == "placeholder" and node.name.startswith("tangents")
@@ -67,6 +72,17 @@ def extract_graph(
             if node.op == "placeholder" and node in needed and node not in env:
                 raise AssertionError(f"partition needs {node.name} but it is not an input of this graph")
             continue
-        env[node] = graph.node_copy(node, env.__getitem__)
+        env[node] = _copy_node(graph, node, env)
     graph.output(tuple(env[o] if isinstance(o, fx.Node) else o for o in outputs))
-    return fx.GraphModule(source, graph)
+    return _make_graph_module(source, graph)
+
+
+def _copy_node(graph: fx.Graph, node: fx.Node, env: dict) -> fx.Node:
+    """``graph.node_copy(node, env.__getitem__)`` without create_node's per-argument pytree
+    scan (a warning check for raw SymInts, a third of the partition time on big graphs):
+    arguments are set through the public ``args`` / ``kwargs`` setters instead."""
+    copy = graph.create_node(node.op, node.target, name=node.name, type_expr=node.type)
+    copy.args = fx.map_arg(node.args, env.__getitem__)
+    copy.kwargs = fx.map_arg(node.kwargs, env.__getitem__)
+    copy.meta = dict(node.meta)
+    return copy

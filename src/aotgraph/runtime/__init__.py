@@ -8,11 +8,15 @@ Everything that does not depend on the call's values is computed once, here.
 """
 from __future__ import annotations
 
+import operator
+import weakref
 from typing import Any, Callable
 
 import torch
+import torch.fx as fx
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
+from ..errors import UnsupportedOp
 
 __all__ = ["build_runtime"]
 
@@ -44,6 +48,8 @@ class _Plan:
         self.outputs: tuple[OutputInfo, ...] = sig.outputs
         self.num_user_tensors = len(sig.tensor_output_positions)
         self.mutated = sig.mutated_primals
+        grad_mutated = set(sig.grad_mutated_primals)
+        self.mutated_with_grad = [p in grad_mutated for p in self.mutated]
         self.relaid = sig.metadata_mutated_primals
         self.relaid_meta = [sig.inputs[self.primal_positions[p]].meta for p in self.relaid]
         self.num_fwd_outputs = num_fwd_outputs
@@ -57,10 +63,14 @@ class _Plan:
         if not self.mutated and not self.relaid:
             return
         start = self.num_user_tensors
-        with torch.no_grad():
-            for k, p in enumerate(self.mutated):
-                new_value = graph_outputs[start + k]
-                if new_value is not primals[p]:
+        for k, (p, with_grad) in enumerate(zip(self.mutated, self.mutated_with_grad)):
+            new_value = graph_outputs[start + k]
+            if new_value is primals[p]:
+                continue
+            if with_grad:  # autograd records the write, as it recorded eager's in-place op
+                primals[p].copy_(new_value)
+            else:
+                with torch.no_grad():
                     primals[p].copy_(new_value)
         start += len(self.mutated)
         for k, p in enumerate(self.relaid):
@@ -76,14 +86,18 @@ class _Plan:
                 continue
             value = graph_outputs[k]
             k += 1
-            if alias_primal is not None:
+            if info.is_input:
+                value = primals[alias_primal]
+            elif alias_primal is not None:
                 value = _view_of_input(primals[alias_primal], info)
+            elif info.base_output is not None:
+                value = _view_of_input(flat[info.base_output], info)
             flat.append(value)
         return flat
 
 
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
-    """Rebuild an output that aliases an input as a real view of that input."""
+    """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
     if not meta.requires_grad:
         with torch.no_grad():
@@ -118,6 +132,23 @@ def _no_autocast():
     return _NULL
 
 
+def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
+    """Indices of `nodes` that are one of the named placeholders or a chain of views of one."""
+    found = []
+    for index, node in enumerate(nodes):
+        while isinstance(node, fx.Node) and node.op == "call_function":
+            target = node.target
+            if target is operator.getitem:
+                node = node.args[0]
+            elif getattr(target, "is_view", False):
+                node = node.args[0]
+            else:
+                break
+        if isinstance(node, fx.Node) and node.op == "placeholder" and node.name in names:
+            found.append(index)
+    return found
+
+
 def _training_runner(compiled: CompiledGraphs, plan: _Plan):
     partition = compiled.partition
     sig = partition.joint.signature
@@ -136,8 +167,11 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
             backward_inputs.append(("saved", saved_names.index(node.name)))
     user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
     differentiable = [i for i, r in enumerate(user_requires_grad) if r]
-    non_differentiable = [i for i in range(num_fwd) if i >= len(user_requires_grad) or not user_requires_grad[i]]
+    differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.mutated_with_grad) if g]
+    non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
+    # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
+    copied_saved = _aliases_of_placeholders(forward_outputs[num_fwd:], {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
 
     class CompiledFunction(torch.autograd.Function):
@@ -145,9 +179,13 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
         def forward(ctx, *primals):
             with _no_autocast():
                 outputs = forward(list(primals))
-            saved = outputs[num_fwd:]
+            saved = list(outputs[num_fwd:])
+            for i in copied_saved:
+                saved[i] = saved[i].clone()
             ctx.save_for_backward(*[saved[i] for i in tensor_saved])
             ctx.other_saved = [saved[i] for i in other_saved]
+            # Weak: only a double backward needs them (to refuse it), and they must not outlive the graph.
+            ctx.primal_refs = [weakref.ref(p) for p in primals if p.requires_grad]
             fwd_outputs = tuple(outputs[:num_fwd])
             ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             return fwd_outputs
@@ -164,11 +202,40 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            with _no_autocast():
+            with _no_autocast(), torch.no_grad():
                 grads = backward(args)
-            return tuple(grads)
+            return _refuse_second_order(tuple(grads), args + [ref() for ref in ctx.primal_refs])
 
     def run(primals: list) -> list:
         return list(CompiledFunction.apply(*primals))
 
     return run
+
+
+class _SecondOrderRefused(torch.autograd.Function):
+    """Passes gradients through and raises if they are differentiated: the compiled backward
+    reads saved forward values as constants, so its own derivative would be silently wrong."""
+
+    @staticmethod
+    def forward(ctx, num_grads, *grads_then_links):
+        return tuple(g.clone() if g is not None else None for g in grads_then_links[:num_grads])
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise UnsupportedOp(
+            "differentiating a gradient of a compiled function (double backward, after create_graph=True)",
+            "runtime",
+            "take higher-order gradients of the uncompiled function, e.g. torch.func.grad(torch.func.grad(fn))",
+        )
+
+
+def _refuse_second_order(grads: tuple, reachable: list) -> tuple:
+    """Under ``create_graph=True``, route the gradients through a node that refuses a second
+    backward, linked to every live tensor that requires grad among the backward's inputs and
+    the forward's primals, so a second backward toward any of them reaches the refusal."""
+    if not torch.is_grad_enabled():
+        return grads
+    links = [t for t in reachable if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not links:
+        return grads
+    return _SecondOrderRefused.apply(len(grads), *grads, *links)

@@ -1,0 +1,152 @@
+"""Our min-cut partitioner vs torch's min_cut_rematerialization_partition, same joint graphs.
+
+For each model: saved bytes (distinct storages outside the inputs), recompute FLOPs
+(backward ops that read no tangent) and partition time (median), ours / torch; our plan at
+torch's saved bytes (budget = torch's bytes); eager autograd's saved bytes. Then a 10-budget
+sweep on the GPT-2-small-shaped decoder and the time to partition a ~10,000-node joint graph.
+
+    PYTHONPATH=src python benchmarks/partition.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
+
+from aotgraph import aot_export_joint, min_cut_rematerialization_partition, models
+from aotgraph.report.saved import eager_saved_tensors, recompute_flops, saved_storage_bytes
+
+try:
+    from torch.fx._lazy_graph_module import _use_lazy_graph_module
+except ImportError:  # pragma: no cover
+    _use_lazy_graph_module = None
+
+MODELS = {
+    "mlp": lambda: models.mlp(),
+    "transformer": lambda: models.transformer_stack(),
+    "gpt": lambda: models.gpt(layers=2),
+    "gpt2_small": lambda: models.gpt2_small(batch=1, seq=64),
+    "resnet": lambda: models.resnet(),
+}
+
+
+def joint_of(model, inputs):
+    params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+    def program(state, *args):
+        return torch.func.functional_call(model, state, args)
+
+    return aot_export_joint(program, (params, *inputs))
+
+
+def run_torch(joint):
+    """Torch's partitioner on a private copy (it edits the graph it is given)."""
+    module = copy.deepcopy(joint.graph_module)
+    inputs = [n.meta["val"] for n in module.graph.find_nodes(op="placeholder")]
+    start = time.perf_counter()
+    forward, backward = torch_min_cut(module, inputs, num_fwd_outputs=joint.num_fwd_outputs)
+    return time.perf_counter() - start, forward, backward
+
+
+def run_ours(joint, **options):
+    start = time.perf_counter()
+    forward, backward = min_cut_rematerialization_partition(joint.graph_module, None,
+                                                            num_fwd_outputs=joint.num_fwd_outputs, **options)
+    return time.perf_counter() - start, forward, backward
+
+
+def measure(joint, forward, backward):
+    return saved_storage_bytes(forward, joint.num_fwd_outputs), sum(f for _, _, f in recompute_flops(backward))
+
+
+def median_time(fn, repeats):
+    return statistics.median(fn()[0] for _ in range(repeats))
+
+
+def compare(name, repeats):
+    torch.manual_seed(0)
+    model, inputs = MODELS[name]()
+    model.train()
+    joint = joint_of(model, inputs)
+    _, t_fw, t_bw = run_torch(joint)
+    _, o_fw, o_bw = run_ours(joint)
+    t_bytes, t_flops = measure(joint, t_fw, t_bw)
+    o_bytes, o_flops = measure(joint, o_fw, o_bw)
+    _, b_fw, b_bw = run_ours(joint, memory_budget=max(t_bytes, 2))
+    b_bytes, b_flops = measure(joint, b_fw, b_bw)
+    t_time = median_time(lambda: run_torch(joint), repeats)
+    o_time = median_time(lambda: run_ours(joint), repeats)
+    lazy = ""
+    if _use_lazy_graph_module is not None:
+        with _use_lazy_graph_module(True):
+            t_lazy = median_time(lambda: run_torch(joint), repeats)
+            o_lazy = median_time(lambda: run_ours(joint), repeats)
+        lazy = f"{o_lazy / t_lazy:10.3f}"
+    _, eager_bytes = eager_saved_tensors(model, inputs)
+    nodes = len(joint.graph_module.graph.nodes)
+    print(f"{name:<12}{nodes:>6} {t_bytes:>11} {o_bytes:>11} {o_bytes / t_bytes:6.2f} "
+          f"{t_flops:>11.3g} {o_flops:>11.3g} {_ratio(o_flops, t_flops):>7} "
+          f"{b_bytes / t_bytes:8.2f} {_ratio(b_flops, t_flops):>7} "
+          f"{t_time:8.3f} {o_time:8.3f} {o_time / t_time:7.3f}{lazy} {eager_bytes:>11} {o_bytes / eager_bytes:6.2f}")
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}" if b else ("1.00" if a == b else "inf")
+
+
+def budget_sweep():
+    torch.manual_seed(0)
+    model, inputs = models.gpt2_small(batch=1, seq=64)
+    joint = joint_of(model, inputs)
+    print("\nbudget sweep, GPT-2-small-shaped decoder (batch 1, seq 64); budget = fraction of default's saved bytes")
+    print(f"{'budget':>7} {'budget B':>11} {'saved B':>11} {'recompute FLOPs':>16} {'time s':>7}")
+    previous = None
+    for fraction in [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]:
+        seconds, forward, _ = run_ours(joint, memory_budget=fraction)
+        plan = forward.meta["aotgraph_plan"]
+        monotone = previous is None or plan.saved_bytes <= previous
+        previous = plan.saved_bytes
+        print(f"{fraction:>7.1f} {plan.budget:>11} {plan.saved_bytes:>11} {plan.recompute_flops:>16.4g} {seconds:>7.2f}"
+              f"{'' if monotone else '  NOT MONOTONE'} {plan.note}")
+
+
+def big_graph(layers):
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=layers, dim=32, heads=2, seq=16, vocab=64, batch=1)
+    joint = joint_of(model, inputs)
+    nodes = len(joint.graph_module.graph.nodes)
+    t_time, _, _ = run_torch(joint)
+    o_time = median_time(lambda: run_ours(joint), 3)
+    line = f"\n{nodes}-node joint graph ({layers} layers): ours {o_time:.3f} s, torch {t_time:.3f} s, ratio {o_time / t_time:.3f}"
+    if _use_lazy_graph_module is not None:
+        with _use_lazy_graph_module(True):
+            o_lazy = median_time(lambda: run_ours(joint), 3)
+        line += f"; ours with lazy codegen {o_lazy:.3f} s"
+    print(line)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small models only, no sweep, no big graph")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    names = ["mlp", "gpt", "resnet"] if args.quick else list(MODELS)
+    print("saved bytes: distinct storages outside inputs; FLOPs: backward ops reading no tangent; "
+          "'@torch B': our plan with budget = torch's saved bytes; times: median of "
+          f"{args.repeats}, lazy: both with torch's lazy codegen")
+    print(f"{'model':<12}{'nodes':>6} {'torch B':>11} {'ours B':>11} {'ratio':>6} {'torch FLOP':>11} {'ours FLOP':>11} "
+          f"{'ratio':>7} {'@torch B':>8} {'FLOP':>7} {'torch s':>8} {'ours s':>8} {'ratio':>7}{'lazy':>10} "
+          f"{'eager B':>11} {'/eager':>6}")
+    for name in names:
+        compare(name, args.repeats)
+    if not args.quick:
+        budget_sweep()
+        big_graph(layers=84)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""What a joint-graph node costs to keep and to recompute, and whether recomputing it is safe.
+
+`bytes_of(node)`: real bytes of its value (numel x itemsize); None when the value cannot be
+saved as one tensor (a tuple of results: save its getitems instead).
+`flops_of(node)`: a FLOP estimate; matmul, convolution and attention by formula, views 0,
+everything else one per output element (pointwise) or per input element (reductions).
+`recompute_ban(node)`: why the backward may never recompute it (a string), or None.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Callable, Optional
+
+import torch
+import torch.fx as fx
+
+aten = torch.ops.aten
+
+
+def _int(size) -> int:
+    """A concrete size; symbolic sizes use their hint."""
+    try:
+        return int(size)
+    except (TypeError, RuntimeError):
+        return int(size.node.hint)
+
+
+def _numel(value) -> int:
+    numel = 1
+    for size in value.shape:
+        numel *= _int(size)
+    return numel
+
+
+def bytes_of(node: fx.Node) -> Optional[int]:
+    value = node.meta.get("val")
+    if isinstance(value, torch.Tensor):
+        return _numel(value) * value.dtype.itemsize
+    if isinstance(value, (tuple, list)):
+        return None
+    return 8  # a symbol or scalar
+
+
+def _shape(node_or_value) -> list[int]:
+    value = node_or_value.meta["val"] if isinstance(node_or_value, fx.Node) else node_or_value
+    return [_int(s) for s in value.shape]
+
+
+def _out_numel(node: fx.Node) -> int:
+    value = node.meta.get("val")
+    if isinstance(value, torch.Tensor):
+        return _numel(value)
+    if isinstance(value, (tuple, list)):
+        return sum(_numel(v) for v in value if isinstance(v, torch.Tensor))
+    return 0
+
+
+def _in_numel(node: fx.Node) -> int:
+    return sum(_numel(a.meta["val"]) for a in node.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor))
+
+
+def _mm(node):
+    (m, k), n = _shape(node.args[0]), _shape(node.args[1])[1]
+    return 2 * m * n * k
+
+
+def _addmm(node):
+    (m, k), n = _shape(node.args[1]), _shape(node.args[2])[1]
+    return 2 * m * n * k + m * n
+
+
+def _bmm(node):
+    (b, m, k), n = _shape(node.args[0]), _shape(node.args[1])[2]
+    return 2 * b * m * n * k
+
+
+def _baddbmm(node):
+    (b, m, k), n = _shape(node.args[1]), _shape(node.args[2])[2]
+    return 2 * b * m * n * k + b * m * n
+
+
+def _convolution(node):
+    weight = _shape(node.args[1])
+    out = node.meta["val"]
+    per_output = 1
+    for size in weight[1:]:  # in_channels / groups x kernel
+        per_output *= size
+    return 2 * _numel(out) * per_output
+
+
+def _convolution_backward(node):
+    grad_out, weight = _shape(node.args[0]), _shape(node.args[2])
+    numel = 1
+    for size in grad_out:
+        numel *= size
+    per_output = 1
+    for size in weight[1:]:
+        per_output *= size
+    return 4 * numel * per_output  # grad input + grad weight
+
+
+def _attention(node):
+    batch, heads, q_len, head_dim = _shape(node.args[0])
+    k_len = _shape(node.args[1])[2]
+    return 4 * batch * heads * q_len * k_len * head_dim
+
+
+def _attention_backward(node):
+    query = next(a for a in node.args[1:] if isinstance(a, fx.Node))
+    batch, heads, q_len, head_dim = _shape(query)
+    return 10 * batch * heads * q_len * q_len * head_dim
+
+
+_ATTENTION = [
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_attention_math", "_flash_attention_forward", "_efficient_attention_forward",
+]
+_ATTENTION_BACKWARD = [name + "_backward" for name in _ATTENTION]
+
+# FLOP formulas keyed by op packet name; other ops: see `flops_of`.
+FLOP_RULES: dict[str, Callable[[fx.Node], int]] = {
+    "mm": _mm, "addmm": _addmm, "bmm": _bmm, "baddbmm": _baddbmm,
+    "convolution": _convolution, "_convolution": _convolution, "convolution_backward": _convolution_backward,
+    **{name: _attention for name in _ATTENTION},
+    **{name: _attention_backward for name in _ATTENTION_BACKWARD},
+}
+
+# Recomputing these is cheap: their cost is one pass over memory (reductions, norms, softmax,
+# indexing, factories). Pointwise ops (torch.Tag.pointwise) and views are cheap too.
+CHEAP_OPS = frozenset({
+    "sum", "mean", "amax", "amin", "var", "var_mean", "std", "prod", "any", "all", "argmax", "argmin",
+    "_softmax", "_log_softmax", "native_layer_norm", "_native_batch_norm_legit_functional",
+    "_native_batch_norm_legit_no_training", "native_group_norm",
+    "embedding", "index_select", "gather", "index", "cat", "stack", "_to_copy", "to", "clone", "contiguous",
+    "_unsafe_view", "reshape", "repeat", "constant_pad_nd", "triu", "tril", "where", "masked_fill",
+    "full", "full_like", "zeros", "zeros_like", "ones", "ones_like", "arange", "scalar_tensor",
+    "lift_fresh_copy", "new_zeros", "new_ones", "new_full", "fill", "expand_copy", "view_copy",
+})
+_REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "var", "var_mean", "std", "prod", "any", "all",
+                         "argmax", "argmin", "_softmax", "_log_softmax", "native_layer_norm",
+                         "_native_batch_norm_legit_functional", "_native_batch_norm_legit_no_training",
+                         "native_group_norm"})
+
+
+def op_name(node: fx.Node) -> str:
+    """The op packet name (``mm`` for ``aten.mm.default``), ``getitem``, or the node's op kind."""
+    if node.op != "call_function":
+        return node.op
+    target = node.target
+    if target is operator.getitem:
+        return "getitem"
+    if isinstance(target, torch._ops.OpOverload):
+        return target._schema.name.split("::")[-1]
+    return getattr(target, "__name__", str(target))
+
+
+def is_view(node: fx.Node) -> bool:
+    target = node.target
+    if not isinstance(target, torch._ops.OpOverload):
+        return False
+    returns = target._schema.returns
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+
+
+def is_random(node: fx.Node) -> bool:
+    target = node.target
+    return isinstance(target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in target.tags
+
+
+def flops_of(node: fx.Node) -> int:
+    if node.op != "call_function" or node.target is operator.getitem or is_view(node):
+        return 0
+    name = op_name(node)
+    rule = FLOP_RULES.get(name)
+    if rule is not None:
+        return rule(node)
+    if name in _REDUCTIONS:
+        return _in_numel(node)
+    return _out_numel(node)
+
+
+def unsafe_to_recompute(node: fx.Node) -> Optional[str]:
+    """Why recomputing `node` would change results (random draws, side effects), else None.
+    No policy overrides this."""
+    if node.op == "placeholder":
+        return "graph input"
+    if node.op != "call_function":
+        return None
+    if is_random(node):
+        return "random op: backward must see the forward's draws"
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
+        return "op with side effects"
+    return None
+
+
+def recompute_ban(node: fx.Node) -> Optional[str]:
+    """Why the default plan never recomputes `node`: unsafe, or not cheap (matmul, convolution,
+    attention and any op outside the cheap table)."""
+    unsafe = unsafe_to_recompute(node)
+    if unsafe is not None or node.op != "call_function":
+        return unsafe
+    if node.target is operator.getitem or is_view(node):
+        return None
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
+        return None
+    name = op_name(node)
+    if name in CHEAP_OPS:
+        return None
+    if name in FLOP_RULES:
+        return f"compute-intensive ({name})"
+    return f"not in the cheap-op table ({name})"

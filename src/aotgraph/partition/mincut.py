@@ -1,0 +1,280 @@
+"""Min-cut rematerialization: save the fewest bytes that let the backward run.
+
+Each forward-computable joint node ``v`` becomes two flow vertices ``v_in -> v_out`` joined
+by an edge whose capacity is the cost of saving ``v`` (its bytes; inputs are free, tuples
+cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data. The source feeds the
+inputs and every node the backward may not recompute; the sink drains every value a
+backward-only node reads. A minimum cut is then a set of saved values from which the backward
+can recompute everything else it needs. An optional recompute price ``lam`` (bytes per FLOP)
+adds a ``source -> v_in`` edge of ``lam * flops(v)``: cutting it means recomputing ``v``.
+The solver is scipy's ``maximum_flow`` (integer capacities, Dinic).
+
+Honouring the program's own recomputation: ops that autograd ran while computing gradients
+but that do not read a tangent (``torch.utils.checkpoint`` and selective-checkpoint
+recomputation, weight transposes of backward formulas) stay in the backward; the cut only
+decides about values the forward computes.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.fx as fx
+from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+from torch.multiprocessing.reductions import StorageWeakRef
+
+from .cost import bytes_of, flops_of, is_random, recompute_ban, unsafe_to_recompute
+from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
+from .policies import Decision, NodeInfo, Policy
+
+_INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
+_FINITE_TOTAL = 1 << 28
+TIE_BREAK_LAM = 1.0 / 64
+RECOMPUTE_POLICY_PENALTY = 1024
+MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites  # bytes per FLOP: among cuts of equal bytes, recompute less
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What a partitioner decided, with its predictions. Byte counts are distinct storages
+    outside the graph inputs (the caller keeps inputs alive anyway)."""
+
+    saved: tuple[str, ...]
+    recomputed: tuple[str, ...]
+    offloaded: tuple[str, ...]
+    saved_bytes: int
+    offloaded_bytes: int
+    recompute_flops: int
+    reasons: tuple[tuple[str, str], ...]
+    budget: Optional[int] = None
+    note: str = ""
+
+    @property
+    def device_saved_bytes(self) -> int:
+        return self.saved_bytes - self.offloaded_bytes
+
+    def reason(self, name: str) -> str:
+        return dict(self.reasons).get(name, "read by backward")
+
+
+@dataclass
+class JointNetwork:
+    """A joint graph classified once for the flow network; reused across recompute prices."""
+
+    module: fx.GraphModule
+    num_fwd_outputs: int
+    policy: Optional[Policy]
+    nodes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        graph = self.module.graph
+        self.fwd_outputs, self.bwd_outputs = joint_outputs(self.module, self.num_fwd_outputs)
+        self.backward_only = tangent_dependent(graph)
+        self.random_forward = {n for n in graph.nodes if is_random(n) and n not in self.backward_only}
+        self.fwd_required = ancestors(self.fwd_outputs + list(self.random_forward))
+        self.primals = [n for n in graph.nodes if is_primal(n)]
+        self.tangents = [n for n in graph.nodes if is_tangent(n)]
+        self.nodes = [n for n in graph.nodes if n.op != "output" and n not in self.backward_only]
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        self.pinned = self._pinned_to_backward(graph)
+        self.decisions = {n: self.policy(NodeInfo.of(n)) for n in self.nodes
+                          if n not in self.pinned and not is_primal(n)} if self.policy else {}
+        self.save_cost: list[Optional[int]] = []
+        self.forced_forward: list[Optional[str]] = []
+        self.flops = [flops_of(n) for n in self.nodes]
+        for node in self.nodes:
+            self.save_cost.append(self._save_cost(node))
+            self.forced_forward.append(self._forced_forward(node))
+        self._static_edges()
+
+    # ---- classification -----------------------------------------------------
+    def _pinned_to_backward(self, graph: fx.Graph) -> set:
+        """Nodes recorded while autograd computed gradients that do not read a tangent."""
+        pinned, in_backward = set(), False
+        for node in graph.nodes:
+            in_backward = in_backward or (node.op == "call_function" and node in self.backward_only)
+            if in_backward and node in self.index and node not in self.fwd_required and not is_random(node):
+                pinned.add(node)
+        return pinned
+
+    def _save_cost(self, node: fx.Node) -> Optional[int]:
+        """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
+        cannot be saved (a tuple, or an input the runtime overwrites after the forward)."""
+        if is_primal(node):
+            return None if node.name in self.module.meta.get(MUTATED_INPUTS_KEY, ()) else 0
+        size = bytes_of(node)
+        if size is None:
+            return None
+        if self.decisions.get(node) is Decision.RECOMPUTE and _can_recompute(node):
+            return size * RECOMPUTE_POLICY_PENALTY  # saved only where recomputing is impossible
+        return size
+
+    def _forced_forward(self, node: fx.Node) -> Optional[str]:
+        """Why `node` must be computed in the forward (never recomputed), or None."""
+        unsafe = unsafe_to_recompute(node)
+        if unsafe is not None or node in self.pinned:  # the program itself recomputes pinned nodes
+            return unsafe
+        decision = self.decisions.get(node)
+        if decision in (Decision.SAVE, Decision.OFFLOAD):
+            return f"policy {getattr(self.policy, '__name__', 'policy')} said {decision.value}"
+        if decision is Decision.RECOMPUTE:
+            return None
+        return recompute_ban(node)
+
+    def _static_edges(self) -> None:
+        """Edges that do not depend on the recompute price, as (tail, head) -> capacity.
+        Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node i's in / out."""
+        edges: dict[tuple[int, int], float] = {}
+        sink_edges: set[tuple[int, int]] = set()
+        for i, node in enumerate(self.nodes):
+            v_in, v_out = 2 + 2 * i, 3 + 2 * i
+            cost = self.save_cost[i]
+            edges[(v_in, v_out)] = float(cost) if cost is not None else float("inf")
+            if self.forced_forward[i] is not None:
+                edges[(0, v_in)] = float("inf")
+            if node in self.pinned:
+                sink_edges.add((v_in, 1))
+            for user in node.users:
+                if user in self.backward_only or user.op == "output":
+                    continue
+                edges[(v_out, 2 + 2 * self.index[user])] = float("inf")
+            if any(user in self.backward_only for user in node.users) or node in self.bwd_outputs:
+                sink_edges.add((v_out, 1))
+        for edge in sink_edges:
+            edges[edge] = float("inf")
+        self.edges = edges
+
+    # ---- solving ---------------------------------------------------------------
+    def cut(self, lam: Optional[float]) -> set:
+        """Saved nodes of a minimum cut; `lam`: price of recomputing one FLOP in bytes
+        (None: recompute nothing that costs FLOPs)."""
+        edges = dict(self.edges)
+        for i, flops in enumerate(self.flops):
+            if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned:
+                edges[(0, 2 + 2 * i)] = float("inf") if lam is None else lam * flops
+        tails, heads = np.fromiter((e[0] for e in edges), np.int64), np.fromiter((e[1] for e in edges), np.int64)
+        caps = np.fromiter(edges.values(), np.float64)
+        infinite = np.isinf(caps)
+        finite_total = caps[~infinite].sum()
+        scale = max(1.0, finite_total / _FINITE_TOTAL)
+        scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
+        size = 2 + 2 * len(self.nodes)
+        network = sp.csr_matrix((scaled, (tails, heads)), shape=(size, size))
+        result = maximum_flow(network, 0, 1)
+        if result.flow_value >= _INF:
+            raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
+        residual = (network - result.flow).tocsr()
+        residual.data = (residual.data > 0).astype(np.int32)
+        residual.eliminate_zeros()
+        reachable = np.zeros(size, dtype=bool)
+        reachable[breadth_first_order(residual, 0, directed=True, return_predecessors=False)] = True
+        return {node for i, node in enumerate(self.nodes) if reachable[2 + 2 * i] and not reachable[3 + 2 * i]}
+
+    def backward_closure(self, saved: set) -> tuple[list, list]:
+        """(saved values the backward reads, in graph order; nodes it recomputes)."""
+        needed = ancestors(self.bwd_outputs, stop=saved | set(self.tangents))
+        saved_list = [n for n in self.nodes if n in saved and n in needed]
+        recomputed = [n for n in self.nodes if n in needed and n not in saved and n.op != "placeholder"]
+        return saved_list, recomputed
+
+    def input_storages(self) -> set:
+        return {StorageWeakRef(p.meta["val"].untyped_storage()) for p in self.primals
+                if isinstance(p.meta.get("val"), torch.Tensor)}
+
+    def storage_bytes(self, nodes) -> int:
+        """Bytes of the distinct storages behind `nodes`, outside the graph inputs."""
+        inputs, seen, total = self.input_storages(), set(), 0
+        for node in nodes:
+            value = node.meta.get("val")
+            if not isinstance(value, torch.Tensor):
+                total += 8
+                continue
+            storage = StorageWeakRef(value.untyped_storage())
+            if storage in inputs or storage in seen:
+                continue
+            seen.add(storage)
+            total += value.untyped_storage().nbytes()
+        return total
+
+    def default_saved(self) -> list:
+        """What `default_partition` saves: forward values the backward reads."""
+        available = self.fwd_required | set(self.primals)
+        needed = ancestors(self.bwd_outputs, stop=available | set(self.tangents))
+        return [n for n in self.nodes if n in available and n in needed]
+
+    def reason(self, node: fx.Node) -> str:
+        if is_primal(node):
+            return "graph input (free: the caller keeps it alive)"
+        forced = self.forced_forward[self.index[node]]
+        if forced is None and node.op == "call_function" and node.args and isinstance(node.args[0], fx.Node) \
+                and self.save_cost[self.index[node]] is not None and bytes_of(node.args[0]) is None:
+            forced = self.forced_forward[self.index[node.args[0]]]  # a getitem: its op's reason
+        if forced is not None:
+            return f"not recomputable: {forced}"
+        if self.decisions.get(node) is Decision.RECOMPUTE:
+            return "policy said recompute, but the backward cannot (it would need an overwritten input or a random op)"
+        return "min cut: cheaper to save than what recomputing it would need"
+
+    def plan(self, saved: set, *, budget: Optional[int] = None, note: str = "") -> tuple[PartitionPlan, list, list]:
+        saved_list, recomputed = self.backward_closure(saved)
+        offloaded = [n for n in saved_list if self.decisions.get(n) is Decision.OFFLOAD and not is_primal(n)
+                     and isinstance(n.meta.get("val"), torch.Tensor)]
+        plan = PartitionPlan(
+            saved=tuple(n.name for n in saved_list),
+            recomputed=tuple(n.name for n in recomputed),
+            offloaded=tuple(n.name for n in offloaded),
+            saved_bytes=self.storage_bytes(saved_list),
+            offloaded_bytes=self.storage_bytes(offloaded),
+            recompute_flops=sum(self.flops[self.index[n]] for n in recomputed),
+            reasons=tuple((n.name, self.reason(n)) for n in saved_list),
+            budget=budget,
+            note=note,
+        )
+        return plan, saved_list, offloaded
+
+    def build(self, saved: set, *, budget: Optional[int] = None, note: str = "") -> tuple[fx.GraphModule, fx.GraphModule]:
+        """Forward and backward modules for this set of saved values, with the plan in
+        ``forward.meta["aotgraph_plan"]``."""
+        from .offload import offload_saved
+
+        plan, saved_list, offloaded = self.plan(saved, budget=budget, note=note)
+        forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, keep=self.random_forward)
+        backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs)
+        if offloaded:
+            offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
+        forward.meta["aotgraph_plan"] = plan
+        return forward, backward
+
+
+def _can_recompute(node: fx.Node) -> bool:
+    """Safe to recompute: neither `node` nor, for a getitem, the op it reads from is unsafe."""
+    if unsafe_to_recompute(node) is not None:
+        return False
+    parent = node.args[0] if node.target is operator.getitem else None
+    return parent is None or unsafe_to_recompute(parent) is None
+
+
+def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inputs=None, compiler: str = "inductor",
+                                        *, num_fwd_outputs: int, policy: Optional[Policy] = None,
+                                        memory_budget: Optional[float] = None, **_ignored):
+    """Split a joint graph saving as few bytes as a min cut allows
+    (``functorch.compile.min_cut_rematerialization_partition`` calling convention).
+
+    Cheap ops (pointwise, views, reductions, norms, indexing) may be recomputed in the
+    backward; matmuls, convolutions, attention, random and side-effecting ops never are,
+    unless `policy` says RECOMPUTE (random and side-effecting ops: never). `memory_budget`
+    (bytes, or a fraction <= 1.0 of the default partition's saved bytes) trades bytes for
+    FLOPs: see `budget.py`. Same output convention as `default_partition`; the plan is in
+    ``forward.meta["aotgraph_plan"]``.
+    """
+    network = JointNetwork(joint_module, num_fwd_outputs, policy)
+    if memory_budget is not None:
+        from .budget import saved_for_budget
+
+        saved, budget, note = saved_for_budget(network, memory_budget)
+        return network.build(saved, budget=budget, note=note)
+    return network.build(network.cut(TIE_BREAK_LAM))

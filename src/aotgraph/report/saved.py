@@ -1,0 +1,159 @@
+"""What the backward keeps alive: the saved-tensor report of one compiled entry.
+
+`saved_report(entry, program, inputs)` lists each saved value (name, shape, dtype, bytes,
+producing op, why saved), the ops the backward recomputes, totals, and, when the program
+and its inputs are given, what eager autograd saves for the same program (counted with
+``torch.autograd.graph.saved_tensors_hooks``). Bytes are distinct storages; inputs
+(parameters, the batch) are listed but not counted: the caller keeps them alive anyway.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._pytree import tree_leaves
+
+from ..artifacts import Partition
+from ..partition.cost import flops_of, op_name
+from ..partition.graph_ops import tangent_dependent
+
+__all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops"]
+
+
+@dataclass(frozen=True)
+class SavedRow:
+    name: str
+    shape: Optional[tuple]
+    dtype: Optional[torch.dtype]
+    nbytes: int
+    producer: str
+    reason: str
+    is_input: bool
+    offloaded: bool
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    rows: tuple[SavedRow, ...]
+    recomputed: tuple[tuple[str, str, int], ...]  # (node, op, FLOPs)
+    saved_bytes: int  # distinct non-input storages, device and host
+    offloaded_bytes: int
+    recompute_flops: int
+    eager_saved_bytes: Optional[int] = None
+    eager_saved_count: Optional[int] = None
+
+    def format(self) -> str:
+        lines = [f"{'saved value':<30} {'shape':<20} {'dtype':<9} {'bytes':>11}  {'producer':<34} why"]
+        for row in self.rows:
+            shape = str(list(row.shape)) if row.shape is not None else "-"
+            dtype = str(row.dtype).replace("torch.", "") if row.dtype else "symbol"
+            where = " [host]" if row.offloaded else ""
+            lines.append(f"{row.name:<30} {shape:<20} {dtype:<9} {row.nbytes:>11}  {row.producer:<34} {row.reason}{where}")
+        inputs = sum(r.is_input for r in self.rows)
+        lines.append(f"{len(self.rows)} saved values ({inputs} inputs, not counted): {_human(self.saved_bytes)} saved, "
+                     f"{_human(self.offloaded_bytes)} of it in host memory")
+        ops: dict[str, int] = {}
+        for _, op, _ in self.recomputed:
+            ops[op] = ops.get(op, 0) + 1
+        summary = ", ".join(f"{op} x{count}" for op, count in sorted(ops.items(), key=lambda kv: -kv[1]))
+        lines.append(f"recomputed in backward: {len(self.recomputed)} ops, {self.recompute_flops:.3g} FLOPs"
+                     + (f" ({summary})" if summary else ""))
+        if self.eager_saved_bytes is not None:
+            ratio = self.saved_bytes / self.eager_saved_bytes if self.eager_saved_bytes else float("nan")
+            lines.append(f"eager autograd saves {self.eager_saved_count} tensors, {_human(self.eager_saved_bytes)}; "
+                         f"ours / eager = {ratio:.2f}")
+            if self.saved_bytes > self.eager_saved_bytes:
+                forced = [r for r in self.rows if not r.is_input and r.reason.startswith("not recomputable")]
+                lines.append(f"ours saves more than eager: {len(forced)} values cannot be recomputed "
+                             f"({_human(sum(r.nbytes for r in forced))}), e.g. "
+                             + ", ".join(f"{r.name} ({r.reason})" for r in forced[:3]))
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _storage_bytes(value: torch.Tensor) -> int:
+    return value.untyped_storage().nbytes()
+
+
+def saved_storage_bytes(forward: fx.GraphModule, num_fwd_outputs: int) -> int:
+    """Distinct storages a forward graph hands to the backward, outside its inputs."""
+    inputs = {StorageWeakRef(p.meta["val"].untyped_storage()) for p in forward.graph.find_nodes(op="placeholder")
+              if isinstance(p.meta.get("val"), torch.Tensor)}
+    seen, total = set(), 0
+    for node in list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]:
+        value = node.meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            continue
+        storage = StorageWeakRef(value.untyped_storage())
+        if storage not in inputs and storage not in seen:
+            seen.add(storage)
+            total += _storage_bytes(value)
+    return total
+
+
+def recompute_flops(backward: fx.GraphModule) -> list[tuple[str, str, int]]:
+    """Backward ops that read no tangent: values the backward rebuilds from saved ones."""
+    dependent = tangent_dependent(backward.graph)
+    return [(n.name, op_name(n), flops_of(n)) for n in backward.graph.nodes
+            if n.op == "call_function" and n not in dependent]
+
+
+def eager_saved_tensors(program: Callable, inputs: Sequence[Any]) -> tuple[int, int]:
+    """(distinct storages, bytes) eager autograd saves for ``program(*inputs)``, outside
+    the inputs and the module's parameters and buffers."""
+    excluded = {t.untyped_storage().data_ptr() for t in tree_leaves(list(inputs)) if isinstance(t, torch.Tensor)}
+    if isinstance(program, torch.nn.Module):
+        excluded |= {t.untyped_storage().data_ptr() for t in [*program.parameters(), *program.buffers()]}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        program(*inputs)
+    return len(saved), sum(saved.values())
+
+
+def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Sequence[Any]] = None) -> SavedReport:
+    """The saved-tensor report of a `CompiledEntry` (or a `Partition`); with `program` and
+    `inputs`, compared with what eager autograd saves."""
+    partition: Partition = entry if isinstance(entry, Partition) else entry.partition
+    if partition.backward is None:
+        return SavedReport((), (), 0, 0, 0)
+    plan = partition.forward.meta.get("aotgraph_plan")
+    offloaded = set(plan.offloaded) if plan else set()
+    num_fwd = partition.joint.num_fwd_outputs
+    saved_nodes = list(partition.forward.graph.find_nodes(op="output")[0].args[0])[num_fwd:]
+    rows = []
+    for value, node in zip(partition.saved, saved_nodes):
+        meta = value.meta
+        source = node.args[0] if node.name.endswith("_host") and node.args else node
+        rows.append(SavedRow(value.name, tuple(meta.shape) if meta else None, meta.dtype if meta else None,
+                             value.nbytes, value.producer if source is node else str(source.target),
+                             value.reason, node.op == "placeholder", source.name in offloaded))
+    recomputed = recompute_flops(partition.backward)
+    count = eager_bytes = None
+    if program is not None and inputs is not None:
+        count, eager_bytes = eager_saved_tensors(program, inputs)
+    return SavedReport(
+        rows=tuple(rows),
+        recomputed=tuple(recomputed),
+        saved_bytes=saved_storage_bytes(partition.forward, num_fwd),
+        offloaded_bytes=plan.offloaded_bytes if plan else 0,
+        recompute_flops=sum(f for _, _, f in recomputed),
+        eager_saved_bytes=eager_bytes,
+        eager_saved_count=count,
+    )

@@ -1,0 +1,120 @@
+"""Mutations of inputs: data and metadata, under and outside no_grad, on inputs that require grad."""
+import pytest
+import torch
+
+from eager_parity import Case, assert_parity, leaf
+
+
+def plain(*shape):
+    return torch.randn(*shape)
+
+
+def nonleaf(*shape):
+    base = leaf(*shape)
+    return base * 1.0, base
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda x, y: x.add_(1),
+    lambda x, y: x.copy_(y),
+    lambda x, y: x.__setitem__(0, y[1]),
+    lambda x, y: x[:, 1].mul_(y[0, 1]),
+    lambda x, y: x.t_(),
+    lambda x, y: x.unsqueeze_(0),
+])
+def test_input_mutation_without_grad(mutate):
+    def fn(x, y):
+        mutate(x, y)
+        return x * y.sum()
+
+    assert_parity(fn, lambda: Case((plain(3, 3), leaf(3, 3))))
+
+
+def test_mutation_under_no_grad_of_leaf_requiring_grad():
+    def fn(x, y):
+        with torch.no_grad():
+            x.mul_(2)
+        return x * y
+
+    assert_parity(fn, lambda: Case((leaf(3, 4), leaf(3, 4))))
+
+
+def test_mutation_of_leaf_requiring_grad_raises_like_eager():
+    assert_parity(lambda x: x.add_(1) * 2, lambda: Case((leaf(3),)))
+
+
+def test_mutation_of_nonleaf_requiring_grad_flows_to_its_leaf():
+    def make():
+        x, base = nonleaf(3, 4)
+        y = leaf(3, 4)
+        return Case((x, y), (base, y))
+
+    def fn(x, y):
+        x.mul_(y)
+        return x.sin()
+
+    assert_parity(fn, make)
+
+
+def test_mutation_of_nonleaf_keeps_autograd_history_of_input():
+    """After the call, the mutated input's own graph must include the mutation: backward
+    through `x` (not through the output) reaches `y`."""
+
+    def make():
+        x, base = nonleaf(3)
+        y = leaf(3)
+        return Case((x, y), (base, y))
+
+    def fn(x, y):
+        x.mul_(y)
+        return (x * 2).detach()
+
+    eager, ours = assert_parity(fn, make, backward=False)
+    for seen in (eager, ours):
+        x = seen.case.args[0]
+        x.sum().backward()
+    torch.testing.assert_close(ours.case.leaves[1].grad, eager.case.leaves[1].grad)
+    torch.testing.assert_close(ours.case.leaves[0].grad, eager.case.leaves[0].grad)
+
+
+def test_input_not_requiring_grad_mutated_with_value_requiring_grad():
+    def fn(x, y):
+        x.add_(y)
+        return x * 2
+
+    def make():
+        return Case((plain(3), leaf(3)))
+
+    eager, ours = assert_parity(fn, make)
+    assert ours.case.args[0].requires_grad == eager.case.args[0].requires_grad
+
+
+def test_metadata_and_data_mutation_together():
+    def fn(x):
+        x.t_()
+        x[0].add_(1)
+        return x.sum(0)
+
+    assert_parity(fn, lambda: Case((plain(2, 3),)))
+
+
+def test_mutation_through_input_view_chain():
+    def fn(x):
+        x.view(4, 3)[1:, ::2].transpose(0, 1).mul_(3)
+        return x + 1
+
+    assert_parity(fn, lambda: Case((plain(3, 4),)))
+
+
+def test_batchnorm_train_buffers_match_eager():
+    from aotgraph import aot_module
+
+    torch.manual_seed(0)
+    eager_bn = torch.nn.BatchNorm1d(4)
+    ours_bn = torch.nn.BatchNorm1d(4)
+    compiled = aot_module(ours_bn)
+    for _ in range(2):
+        x = torch.randn(8, 4)
+        torch.testing.assert_close(compiled(x), eager_bn(x))
+    for name, buffer in eager_bn.named_buffers():
+        torch.testing.assert_close(dict(ours_bn.named_buffers())[name], buffer)

@@ -1,0 +1,144 @@
+"""Plans: random draws reach the backward unchanged, checkpoint regions stay recomputed,
+budgets are monotone, offload travels through host memory, and every plan matches eager."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
+
+from aotgraph import aot_export_joint, aot_function, min_cut_rematerialization_partition, models
+from aotgraph.partition import offload_large, partition_for, save_nothing
+from aotgraph.partition.budget import candidate_plans
+from aotgraph.partition.mincut import JointNetwork
+
+aten = torch.ops.aten
+
+
+@pytest.mark.parametrize("partition_fn", [min_cut_rematerialization_partition, partition_for(policy=save_nothing),
+                                          partition_for(budget=0.0)])
+def test_backward_sees_the_forwards_dropout_mask(partition_fn):
+    x = torch.randn(64, 64, requires_grad=True)
+
+    def f(x):  # dropout written with rand_like (F.dropout's in-place bernoulli_ is a capture issue)
+        return (x.sin() * (torch.rand_like(x) > 0.5) * 2.0).exp()
+
+    out = aot_function(f, partition_fn=partition_fn)(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    kept = out != 1.0  # exp(0) where dropped
+    expected = torch.where(kept, out * 2.0 * x.cos(), torch.zeros_like(x))
+    torch.testing.assert_close(grad, expected)
+    assert kept.any() and (~kept).any()
+
+
+def _plan(fn, *args, partition_fn=min_cut_rematerialization_partition):
+    compiled = aot_function(fn, partition_fn=partition_fn)
+    out = compiled(*args)
+    out.sum().backward()
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    return entry.partition.forward.meta["aotgraph_plan"], entry.partition
+
+
+def test_checkpoint_region_stays_recomputed():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(32, 32, requires_grad=True), torch.randn(32, 32, requires_grad=True)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def region(x, w1, w2):
+        return torch.relu(x @ w1) @ w2
+
+    def f(x, w1, w2):
+        return checkpoint(region, x, w1, w2, use_reentrant=False).tanh()
+
+    plan, partition = _plan(f, x, w1, w2)
+    backward_mms = [n for n in partition.backward.graph.nodes if n.target is aten.mm.default]
+    recomputed_mms = [n for n in backward_mms if n.name in plan.recomputed]
+    assert len(recomputed_mms) == 1  # x @ w1 runs again to rebuild relu's output (the second mm is dead)
+    assert not [v for v in partition.saved if v.producer.split(".")[0] in ("mm", "relu")], partition.saved
+    expected = [t.grad.clone() for t in (x, w1, w2)]
+    for t in (x, w1, w2):
+        t.grad = None
+    region(x, w1, w2).tanh().sum().backward()
+    for got, t in zip(expected, (x, w1, w2)):
+        torch.testing.assert_close(got, t.grad)
+
+
+def test_selective_checkpoint_keeps_saved_matmuls():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(32, 32, requires_grad=True), torch.randn(32, 32, requires_grad=True)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def policy(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.MUST_SAVE if op is aten.mm.default else CheckpointPolicy.PREFER_RECOMPUTE
+
+    def f(x, w1, w2):
+        return checkpoint(lambda x: torch.relu(x @ w1).sin() @ w2, x, use_reentrant=False,
+                          context_fn=lambda: create_selective_checkpoint_contexts(policy)).tanh()
+
+    plan, partition = _plan(f, x, w1, w2)
+    assert not [n for n in partition.backward.graph.nodes if n.target is aten.mm.default and n.name in plan.recomputed]
+    expected = [t.grad.clone() for t in (x, w1, w2)]
+    for t in (x, w1, w2):
+        t.grad = None
+    (torch.relu(x @ w1).sin() @ w2).tanh().sum().backward()
+    for got, t in zip(expected, (x, w1, w2)):
+        torch.testing.assert_close(got, t.grad)
+
+
+def _gpt_network():
+    model, (idx, targets) = models.gpt(layers=2)
+    params = dict(model.named_parameters())
+    joint = aot_export_joint(lambda p, i, t: torch.func.functional_call(model, p, (i, t)), (params, idx, targets))
+    return JointNetwork(joint.graph_module, joint.num_fwd_outputs, None), joint
+
+
+def test_budget_sweep_is_monotone_and_fits():
+    network, joint = _gpt_network()
+    default_bytes = network.storage_bytes(network.default_saved())
+    plans = []
+    for fraction in [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]:
+        forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs,
+                                                         memory_budget=fraction)
+        plans.append(forward.meta["aotgraph_plan"])
+    saved = [p.saved_bytes for p in plans]
+    flops = [p.recompute_flops for p in plans]
+    assert saved == sorted(saved, reverse=True), saved
+    assert flops == sorted(flops), flops
+    assert saved[0] <= default_bytes and saved[-1] < saved[0]
+    for plan in plans:
+        assert plan.saved_bytes <= plan.budget or plan.note
+
+
+def test_candidate_plans_trade_bytes_for_flops():
+    network, _ = _gpt_network()
+    plans = sorted(candidate_plans(network), key=lambda p: p[0])
+    assert len(plans) >= 2
+    assert plans[0][1] > plans[-1][1]  # fewest bytes costs the most recompute
+
+
+def test_offload_goes_through_host_copies():
+    x = torch.randn(16, 16, requires_grad=True)
+    w = torch.randn(16, 16, requires_grad=True)
+
+    def f(x, w):
+        return (x @ w).tanh() @ w
+
+    plan, partition = _plan(f, x, w, partition_fn=partition_for(policy=offload_large(1)))
+    assert plan.offloaded and plan.offloaded_bytes > 0
+    outputs = list(partition.forward.graph.find_nodes(op="output")[0].args[0])
+    host_copies = [o for o in outputs if o.target is aten._to_copy.default]
+    assert {o.name for o in host_copies} == {f"{name}_host" for name in plan.offloaded}
+    assert all(o.meta["val"].device.type == "cpu" for o in host_copies)
+    expected = [t.grad.clone() for t in (x, w)]
+    for t in (x, w):
+        t.grad = None
+    f(x, w).sum().backward()
+    for got, t in zip(expected, (x, w)):
+        torch.testing.assert_close(got, t.grad)
+
+
+def test_plan_explains_every_saved_value():
+    network, joint = _gpt_network()
+    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs)
+    plan = forward.meta["aotgraph_plan"]
+    assert len(plan.reasons) == len(plan.saved)
+    assert all(reason for _, reason in plan.reasons)
+    assert plan.recompute_flops > 0 and plan.saved_bytes > 0

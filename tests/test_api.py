@@ -1,0 +1,373 @@
+"""The drop-in API (aot_function, aot_module, aot_module_simplified, aot_export_joint),
+checked against eager on pytrees, non-tensors, kwargs, frozen parameters, unused inputs,
+the inference path, optimizer steps and the per-signature cache."""
+import copy
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+import aotgraph
+from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified
+from parity import assert_close, assert_module_parity, assert_parity, assert_training_parity
+
+
+def leaf(*shape, requires_grad=True, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator).requires_grad_(requires_grad)
+
+
+def test_several_outputs():
+    def fn(x, y):
+        return x * y, x + y, (x @ y.t()).tanh()
+
+    assert_parity(fn, (leaf(3, 4), leaf(3, 4, seed=1)))
+
+
+def test_outputs_that_do_not_require_grad():
+    def fn(x):
+        return x.sin(), x.detach() * 3, torch.ones(2), x.argmax(dim=1), x > 0
+
+    parity = assert_parity(fn, (leaf(3, 4),))
+    requires_grad = [o.requires_grad for o in parity.compiled_out]
+    assert requires_grad == [True, False, False, False, False]
+    assert parity.compiled_out[3].dtype == torch.int64 and parity.compiled_out[4].dtype == torch.bool
+
+
+def test_only_non_differentiable_outputs_of_a_grad_input():
+    def fn(x):
+        return x.argmax(), (x > 0).sum()
+
+    parity = assert_parity(fn, (leaf(5),))
+    assert parity.entries[0].joint.is_inference
+
+
+def test_non_tensor_outputs():
+    def fn(x, n):
+        return x * n, n + 1, 1.5, None, True, "label", x.shape[0], x.shape
+
+    parity = assert_parity(fn, (leaf(3, 2), 4))
+    assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3, (3, 2))
+    assert type(parity.compiled_out[-1]) is torch.Size
+
+
+def test_dict_tuple_list_inputs_and_outputs():
+    def fn(inputs, pair, items):
+        a, b = inputs["a"], inputs["b"]
+        return {"sum": a + pair[0], "list": [b * pair[1], items[0].exp()], "tuple": (a.sum(), items[1])}
+
+    args = ({"a": leaf(2, 3), "b": leaf(2, 3, seed=1)}, (leaf(2, 3, seed=2), 2.0), [leaf(4, seed=3), 7])
+    parity = assert_parity(fn, args)
+    assert set(parity.compiled_out) == {"sum", "list", "tuple"}
+    assert isinstance(parity.compiled_out["list"], list) and isinstance(parity.compiled_out["tuple"], tuple)
+
+
+def test_kwargs():
+    def fn(x, *, weight, bias=None, scale=1.0):
+        out = F.linear(x, weight, bias) * scale
+        return out.relu()
+
+    assert_parity(fn, (leaf(4, 3),), {"weight": leaf(5, 3, seed=1), "bias": leaf(5, seed=2), "scale": 0.5})
+    assert_parity(fn, (leaf(4, 3),), {"weight": leaf(5, 3, seed=1)})
+
+
+def test_integer_and_non_grad_tensor_inputs():
+    def fn(table, index, mask):
+        return table[index] * mask
+
+    mask = torch.tensor([1.0, 0.0, 2.0]).unsqueeze(1)
+    assert_parity(fn, (leaf(6, 4), torch.tensor([0, 5, 5]), mask))
+
+
+def test_the_same_tensor_passed_twice():
+    def fn(a, b):
+        return a * b + a
+
+    x = leaf(3, 4)
+    parity = assert_parity(fn, (x, x))
+    assert parity.grads_compared == 2
+
+
+def test_outputs_that_are_inputs_or_views_of_inputs():
+    def fn(x, y):
+        return x, x.t(), x[0], y.view(-1), x * 2
+
+    parity = assert_parity(fn, (leaf(3, 4), leaf(2, 2, seed=1)))
+    x = parity.compiled_out[0]
+    assert parity.compiled_out[1]._base is x or parity.compiled_out[1]._base is x._base
+
+
+def test_a_new_python_scalar_recompiles_with_its_value():
+    def fn(x, power, flag):
+        return x ** power if flag else -x
+
+    compiled = aot_function(fn)
+    x = leaf(3)
+    for power, flag in ((2, True), (3, True), (3, False), (2, True)):
+        assert_close(compiled(x, power, flag), fn(x, power, flag), f"x ** {power}, {flag}")
+    assert len(compiled.aotgraph_entries) == 3
+
+
+def test_requires_grad_change_recompiles():
+    def fn(a, b):
+        return a * b
+
+    compiled = aot_function(fn)
+    a, b = leaf(3), leaf(3, seed=1)
+    compiled(a, b.detach()).sum().backward()
+    assert b.grad is None
+    compiled(a, b).sum().backward()
+    assert_close(b.grad, a.detach(), "grad of b once it requires grad")
+    assert len(compiled.aotgraph_entries) == 2
+
+
+def test_parameters_with_requires_grad_false():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    model[0].weight.requires_grad_(False)
+    parity = assert_module_parity(model, (leaf(3, 4),))
+    compiled_module = parity.compiled.orig_module
+    assert compiled_module[0].weight.grad is None
+    assert compiled_module[0].bias.grad is not None
+
+
+def test_inputs_unused_by_the_output_get_no_grad():
+    def fn(x, unused, shape_only):
+        return x * shape_only.shape[0]
+
+    inputs = (leaf(3), leaf(3, seed=1), leaf(2, 2, seed=2))
+    assert_parity(fn, inputs)
+    compiled = aot_function(fn)
+    args = [t.detach().clone().requires_grad_() for t in inputs]
+    compiled(*args).sum().backward()
+    assert args[0].grad is not None and args[1].grad is None and args[2].grad is None
+
+
+def test_input_only_in_a_non_differentiable_output_gets_no_grad():
+    def fn(x, y):
+        return x * 2, y.argmax()
+
+    parity = assert_parity(fn, (leaf(3), leaf(3, seed=1)))
+    assert parity.grads_compared == 1
+
+
+def test_backward_through_one_of_two_outputs():
+    def fn(x):
+        return x.sin(), x.cos()
+
+    x_eager, x_compiled = leaf(4), leaf(4)
+    fn(x_eager)[1].sum().backward()
+    aot_function(fn)(x_compiled)[1].sum().backward()
+    assert_close(x_compiled.grad, x_eager.grad, "grad through the second output only")
+
+
+def test_inference_under_no_grad_compiles_no_backward():
+    roles = []
+
+    def recording_compiler(graph_module, example_inputs):
+        roles.append(len(example_inputs))
+        return graph_module.forward
+
+    def fn(x, w):
+        return (x @ w).relu()
+
+    x, w = leaf(3, 4), leaf(4, 5, seed=1)
+    compiled = aot_function(fn, fw_compiler=recording_compiler, bw_compiler=lambda gm, ex: 1 / 0)
+    with torch.no_grad():
+        out = compiled(x, w)
+        expected = fn(x, w)
+    assert_close(out, expected, "inference output")
+    assert not out.requires_grad and out.grad_fn is None
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.joint.is_inference and entry.partition.backward is None and entry.compiled.backward is None
+    assert roles == [2]
+    assert not any(n.name.startswith("tangents") for n in entry.joint.graph_module.graph.nodes)
+
+
+def test_inference_mode():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = leaf(3, 4)
+    compiled = aot_module(model)
+    with torch.inference_mode():
+        out = compiled(x)
+        expected = model(x)
+    assert_close(out, expected, "output under inference_mode")
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.joint.is_inference
+
+
+def test_autocast_bfloat16():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parity = assert_module_parity(model, (leaf(5, 8),))
+    assert parity.compiled_out.dtype == torch.bfloat16
+
+
+def test_no_grad_and_grad_mode_compile_separately():
+    def fn(x):
+        return x.exp()
+
+    compiled = aot_function(fn)
+    x = leaf(3)
+    with torch.no_grad():
+        assert not compiled(x).requires_grad
+    assert compiled(x).requires_grad
+    inference, training = compiled.aotgraph_entries.values()
+    assert inference.joint.is_inference and not training.joint.is_inference
+
+
+def test_aot_module_simplified_on_a_symbolically_traced_module():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.LayerNorm(8), nn.Linear(8, 3))
+    graph_module = fx.symbolic_trace(model)
+    assert isinstance(graph_module, fx.GraphModule)
+    x_eager, x_compiled = leaf(5, 4), leaf(5, 4)
+    eager_module = fx.symbolic_trace(model)
+    compiled = aot_module_simplified(graph_module, (x_compiled,), fw_compiler=aotgraph.nop)
+    out = compiled(x_compiled)
+    expected = eager_module(x_eager)
+    assert_close(out, expected, "output")
+    assert type(out.grad_fn).__name__ == "CompiledFunctionBackward"
+    tangent = torch.randn_like(expected)
+    out.backward(tangent)
+    expected.backward(tangent)
+    assert_close(x_compiled.grad, x_eager.grad, "input grad")
+    eager_params = dict(eager_module.named_parameters())
+    compiled_params = dict(graph_module.named_parameters())
+    assert set(compiled_params) == set(eager_params)
+    for name, param in eager_params.items():
+        assert_close(compiled_params[name].grad, param.grad, f"grad of {name}")
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_aot_module_simplified_updates_buffers_in_train_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    eager = copy.deepcopy(model)
+    graph_module = fx.symbolic_trace(model)
+    x = torch.randn(2, 3, 6, 6)
+    compiled = aot_module_simplified(graph_module, (x,), fw_compiler=aotgraph.nop)
+    out, expected = compiled(x), eager(x)
+    assert_close(out, expected, "output")
+    tangent = torch.randn_like(expected)
+    out.backward(tangent)
+    expected.backward(tangent)
+    for (name, buffer), (_, eager_buffer) in zip(graph_module.named_buffers(), eager.named_buffers()):
+        assert_close(buffer, eager_buffer, name)
+    for (name, param), (_, eager_param) in zip(graph_module.named_parameters(), eager.named_parameters()):
+        assert_close(param.grad, eager_param.grad, f"grad of {name}")
+    assert int(graph_module.get_buffer("1.num_batches_tracked")) == 1
+
+
+def test_aot_export_joint_graph_lints():
+    def fn(x, w, b):
+        return F.layer_norm(x @ w + b, (3,)).sum(dim=0), x.shape[0]
+
+    joint = aot_export_joint(fn, (leaf(2, 4), leaf(4, 3, seed=1), leaf(3, seed=2)))
+    assert isinstance(joint, JointGraph)
+    joint.graph_module.graph.lint()
+    placeholders = [n.name for n in joint.graph_module.graph.find_nodes(op="placeholder")]
+    assert placeholders == ["primals_1", "primals_2", "primals_3", "tangents_1"]
+    assert joint.num_primals == 3 and joint.num_tangents == 1 and not joint.is_inference
+    outputs = joint.graph_module.graph.find_nodes(op="output")[0].args[0]
+    assert len(outputs) == joint.num_fwd_outputs + joint.num_primals
+    assert [o.constant for o in joint.signature.outputs if not o.is_tensor] == [2]
+    for node in joint.graph_module.graph.nodes:
+        if node.op not in ("output",):
+            assert "val" in node.meta, node
+
+
+def test_aot_export_joint_is_runnable_and_matches_eager_grads():
+    def fn(x, w):
+        return (x @ w).sigmoid()
+
+    x, w = leaf(2, 4), leaf(4, 3, seed=1)
+    joint = aot_export_joint(fn, (x, w))
+    tangent = torch.randn(2, 3)
+    out, grad_x, grad_w = joint.graph_module(x.detach(), w.detach(), tangent)
+    expected = fn(x, w)
+    expected.backward(tangent)
+    assert_close(out, expected.detach(), "joint forward output")
+    assert_close(grad_x, x.grad, "joint grad of x")
+    assert_close(grad_w, w.grad, "joint grad of w")
+
+
+def _classifier():
+    torch.manual_seed(0)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+
+        def forward(self, x, y):
+            return F.cross_entropy(self.body(x), y)
+
+    batches = [(torch.randn(8, 6), torch.randint(0, 4, (8,))) for _ in range(4)]
+    return Classifier(), batches
+
+
+def test_training_steps_with_sgd_match_eager():
+    model, batches = _classifier()
+    compiled = assert_training_parity(model, batches, lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9))
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_training_steps_with_adam_match_eager():
+    model, batches = _classifier()
+    compiled = assert_training_parity(model, batches, lambda p: torch.optim.Adam(p, lr=0.05))
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_recompiles_on_a_new_shape_but_not_on_the_same_shape():
+    calls = []
+
+    def counting_compiler(graph_module, example_inputs):
+        calls.append(tuple(tuple(t.shape) for t in example_inputs))
+        return graph_module.forward
+
+    model = aot_module(nn.Linear(4, 2), fw_compiler=counting_compiler)
+    model(leaf(3, 4)).sum().backward()
+    model(leaf(3, 4, seed=1)).sum().backward()
+    assert len(model.aotgraph_entries) == 1 and len(calls) == 2
+    out = model(leaf(7, 4))
+    assert out.shape == (7, 2)
+    out.sum().backward()
+    assert len(model.aotgraph_entries) == 2 and len(calls) == 4
+    model(leaf(7, 4, seed=2))
+    assert len(model.aotgraph_entries) == 2 and len(calls) == 4
+
+
+def test_train_and_eval_select_their_own_graph():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 2))
+    eager = copy.deepcopy(model)
+    compiled = aot_module(model)
+    x = torch.randn(6, 4)
+    for mode in ("train", "eval", "train", "eval"):
+        getattr(model, mode)()
+        getattr(eager, mode)()
+        torch.manual_seed(1)
+        out = compiled(x)
+        torch.manual_seed(1)
+        expected = eager(x)
+        assert_close(out, expected, f"output in {mode} mode")
+        assert_close(model[1].running_mean, eager[1].running_mean, f"running mean after {mode}")
+    assert len(compiled.aotgraph_entries) == 2
+
+
+def test_second_backward_without_retain_graph_errors_as_in_eager():
+    def fn(x):
+        return (x.sin() * x).sum()
+
+    for run in (fn, aot_function(fn)):
+        loss = run(leaf(3))
+        loss.backward()
+        try:
+            loss.backward()
+        except RuntimeError as error:
+            assert "second time" in str(error) or "freed" in str(error), error
+        else:
+            raise AssertionError(f"{run}: a second backward did not raise")

@@ -1,0 +1,164 @@
+"""Programs aotgraph cannot compile fail with an error naming the stage, the cause (op or
+argument) and the fix; never a wrong answer, and nothing is left half-compiled."""
+import pytest
+import torch
+
+from aotgraph import aot_function, aot_module
+from aotgraph.errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, UnsupportedOp
+
+
+@torch.library.custom_op("aotgraph_tests::double_without_fake", mutates_args=())
+def double_without_fake(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+_cpu_only = torch.library.Library("aotgraph_tests_cpu", "DEF")
+_cpu_only.define("triple(Tensor x) -> Tensor")
+_cpu_only.impl("triple", lambda x: x * 3, "CPU")
+
+
+def leaf(*shape):
+    return torch.randn(*shape, requires_grad=True)
+
+
+def branch_on_value(x):
+    if x.sum() > 0:
+        return x * 2
+    return x * 3
+
+
+def scale_by_item(x):
+    return x * x.sum().item()
+
+
+def select_nonzero(x):
+    return x[x.nonzero()[:, 0]]
+
+
+def call_custom_op(x):
+    return double_without_fake(x.sin())
+
+
+def call_cpu_only_op(x):
+    return torch.ops.aotgraph_tests_cpu.triple(x.sin())
+
+
+def _raises(error_class, fn, *args, **kwargs) -> AotGraphError:
+    with pytest.raises(error_class) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def _assert_names(error: AotGraphError, stage: str, *words: str) -> None:
+    message = str(error)
+    assert error.stage == stage and f"({stage} stage)" in message, message
+    assert error.fix, f"no fix suggested: {message}"
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("program, line", [(branch_on_value, "if x.sum() > 0:"),
+                                           (scale_by_item, "x.sum().item()")], ids=["if", "item"])
+def test_data_dependent_python_control_flow(program, line, grad):
+    compiled = aot_function(program)
+    with torch.set_grad_enabled(grad):
+        error = _raises(DataDependentControlFlow, compiled, leaf(4))
+    _assert_names(error, "capture", "_local_scalar_dense", "test_errors.py", line)
+    assert compiled.aotgraph_entries == {}
+
+
+def test_data_dependent_output_shape():
+    error = _raises(UnsupportedOp, aot_function(select_nonzero), leaf(5))
+    _assert_names(error, "capture", "aten.nonzero", "data-dependent output shape")
+
+
+@pytest.mark.parametrize("program, op", [(call_custom_op, "aotgraph_tests.double_without_fake"),
+                                         (call_cpu_only_op, "aotgraph_tests_cpu.triple")],
+                         ids=["custom_op", "library_cpu_impl"])
+def test_op_without_fake_kernel(program, op):
+    x = leaf(3)
+    program(x.detach())  # the op itself works eagerly
+    error = _raises(UnsupportedOp, aot_function(program), x)
+    _assert_names(error, "capture", op, "no fake", "register_fake")
+
+
+def test_an_error_leaves_no_tracing_state_behind():
+    _raises(DataDependentControlFlow, aot_function(branch_on_value), leaf(3))
+    x = torch.ones(3)
+    assert type(x * 2) is torch.Tensor and torch.equal(x * 2, torch.full((3,), 2.0))
+    compiled = aot_function(lambda t: t.exp())
+    torch.testing.assert_close(compiled(x), x.exp())
+
+
+@pytest.mark.parametrize("not_callable", [3, "fn", None, torch.ones(2)], ids=["int", "str", "None", "tensor"])
+def test_non_callable_function(not_callable):
+    error = _raises(BadArgument, aot_function, not_callable)
+    _assert_names(error, "api", "callable", type(not_callable).__name__)
+
+
+def test_aot_module_of_a_non_module():
+    error = _raises(BadArgument, aot_module, lambda x: x)
+    _assert_names(error, "api", "nn.Module", "aot_function")
+
+
+@pytest.mark.parametrize("role", ["fw_compiler", "bw_compiler", "inference_compiler"])
+def test_compiler_that_returns_a_non_callable(role):
+    def returns_nothing(graph_module, example_inputs):
+        return None
+
+    compilers = {"fw_compiler": "eager", "bw_compiler": "eager", "inference_compiler": "eager", role: returns_nothing}
+    compiled = aot_function(lambda x: x.sin(), **compilers)
+    with torch.set_grad_enabled(role != "inference_compiler"):
+        error = _raises(CompilerError, compiled, leaf(3))
+    kind = {"fw_compiler": "forward", "bw_compiler": "backward", "inference_compiler": "inference"}[role]
+    _assert_names(error, "compile", f"{kind} compiler", "returns_nothing", "NoneType", "not callable")
+    assert compiled.aotgraph_entries == {}
+
+
+def test_unknown_compiler_name():
+    error = _raises(BadArgument, aot_function, lambda x: x, fw_compiler="tvm")
+    _assert_names(error, "compile", "'tvm'", "eager")
+
+
+def test_compiler_that_is_neither_a_name_nor_a_callable():
+    error = _raises(BadArgument, aot_function, lambda x: x, bw_compiler=42)
+    _assert_names(error, "compile", "int")
+
+
+def test_closed_over_tensor_that_requires_grad():
+    weight = torch.randn(3, requires_grad=True)
+    error = _raises(BadArgument, aot_function(lambda x: x * weight), leaf(3))
+    _assert_names(error, "capture", "requires grad but is not an input", "(3,)", "pass it as an argument")
+    assert weight.grad is None
+
+
+def test_module_passed_to_aot_function_with_inputs_that_need_no_grad():
+    # The parameters would get gradients in eager: aot_module is the way to compile a module.
+    error = _raises(BadArgument, aot_function(torch.nn.Linear(3, 2)), torch.randn(4, 3))
+    _assert_names(error, "capture", "(2, 3)", "aot_module")
+
+
+def test_closed_over_tensor_used_without_gradient_is_fine():
+    weight = torch.randn(3, requires_grad=True)
+
+    def fn(x):
+        return x * weight.detach() + (weight > 0) + torch.zeros_like(weight)
+
+    x_eager, x_compiled = leaf(3), leaf(3)
+    x_compiled.data.copy_(x_eager.data)
+    torch.testing.assert_close(aot_function(fn)(x_compiled), fn(x_eager))
+    with torch.no_grad():
+        torch.testing.assert_close(aot_function(lambda x: x * weight)(x_eager), x_eager * weight)
+
+
+@pytest.mark.parametrize("program", [lambda a: (a.sin() * a).sum(), lambda a: a.exp().sum()], ids=["saves-input",
+                                                                                                     "saves-output"])
+def test_double_backward_is_refused_not_wrong(program):
+    a_eager = torch.randn(3, requires_grad=True)
+    a_compiled = a_eager.detach().clone().requires_grad_()
+    (expected,) = torch.autograd.grad(program(a_eager), a_eager, create_graph=True)
+    (first,) = torch.autograd.grad(aot_function(program)(a_compiled), a_compiled, create_graph=True)
+    torch.testing.assert_close(first, expected)
+    error = _raises(UnsupportedOp, torch.autograd.grad, first.sum() + a_compiled.sum(), a_compiled)
+    _assert_names(error, "runtime", "double backward", "create_graph=True")
