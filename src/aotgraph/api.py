@@ -58,6 +58,9 @@ def _signature_key(flat_args: list, in_spec) -> tuple:
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
+            if a.layout != torch.strided:
+                raise BadArgument(f"input tensor with layout {a.layout} is not supported", "api",
+                                  "pass dense (strided) tensors, e.g. t.to_dense()")
             key.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad,
                         first_position.setdefault(id(a), position)))
         else:
