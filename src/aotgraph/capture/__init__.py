@@ -152,8 +152,9 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
 
 
 def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
-    """A tensor that requires grad but is not an input (a global, a closure, a module
-    attribute) would get a gradient in eager and none from the graph: refuse it."""
+    """A real tensor that requires grad but is not an input (a global, a closure, a module
+    attribute) would get a gradient in eager and none from the graph: refuse it. Leaves the
+    program makes itself (``t.detach().requires_grad_()``) are fake and stay allowed."""
     inputs = {id(f) for f in primal_fakes}
     seen, pending = set(), [o.grad_fn for o in diff_outs]
     while pending:
@@ -162,7 +163,7 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
             continue
         seen.add(node)
         leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
-        if leaf is not None and id(leaf) not in inputs:
+        if leaf is not None and id(leaf) not in inputs and not isinstance(leaf, FakeTensor):
             raise BadArgument(
                 f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
                 "input (a global, a closure or a module attribute), so its gradient would be lost",
