@@ -124,3 +124,43 @@ def test_inductor_decompositions_under_autocast_with_inplace_relu():
         assert_near(p.grad, q.grad, f"{name}.grad")
     for (name, b), c in zip(model.named_buffers(), reference.buffers()):
         assert_near(b, c, name)
+
+
+def test_backward_compiled_for_the_strides_the_forward_reports():
+    """A forward compiler may lay saved values out its own way (Inductor does) and report
+    the strides through torch's TracingContext; the backward is compiled for those strides."""
+    from torch._guards import TracingContext
+
+    from aotgraph import make_boxed_func
+
+    seen_backward_strides = []
+
+    def column_major_forward(graph_module, example_inputs):
+        outputs = graph_module.graph.find_nodes(op="output")[0].args[0]
+        relaid = [o.meta["val"].dim() == 2 for o in outputs]
+        TracingContext.try_get().output_strides.extend(
+            (1, o.meta["val"].shape[0]) if r else tuple(o.meta["val"].stride()) for o, r in zip(outputs, relaid))
+
+        def run(*args):
+            return [o.t().contiguous().t() if r else o for o, r in zip(graph_module(*args), relaid)]
+
+        return make_boxed_func(run)
+
+    def recording_backward(graph_module, example_inputs):
+        seen_backward_strides.extend(tuple(t.stride()) for t in example_inputs)
+        return make_boxed_func(graph_module.forward)
+
+    def f(x, w):
+        return (x @ w).tanh().sum()
+
+    compiled = aot_function(f, fw_compiler=column_major_forward, bw_compiler=recording_backward)
+    x, w = torch.randn(4, 6), torch.randn(6, 3, requires_grad=True)
+    w_ref = w.detach().clone().requires_grad_()
+    compiled(x, w).backward()
+    f(x, w_ref).backward()
+    assert_close(w.grad, w_ref.grad, "w.grad")
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    saved_2d = [s for s in entry.partition.saved if s.meta is not None and len(s.meta.shape) == 2]
+    assert saved_2d
+    for saved in saved_2d:
+        assert (1, saved.meta.shape[0]) in seen_backward_strides, f"{saved.name} not re-strided"
