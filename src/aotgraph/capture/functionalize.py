@@ -20,6 +20,9 @@ from ..errors import UnsupportedOp
 from . import functional_ops as ops
 
 aten = torch.ops.aten
+# Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
+# not record such calls (it hands back the argument itself): a recorded ``to`` copied.
+_RECORDED_ONLY_WHEN_COPYING = frozenset({aten.to.dtype, aten.to.device, aten.to.dtype_layout, aten.to.other})
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class _Functionalizer:
         kwargs = tree_map(self._read_arg, node.kwargs)
         value = self.new.call_function(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func.is_view and _is_single_tensor(node):
+        if func in _RECORDED_ONLY_WHEN_COPYING:
+            self.new_root(node, value)
+        elif func.is_view and _is_single_tensor(node):
             self.new_view(node, node.args[0], func, node.args[1:], None, value)
         elif func.is_view:
             self.env[node] = value  # multi-output view: its getitems register themselves

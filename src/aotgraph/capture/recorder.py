@@ -151,6 +151,13 @@ class GraphRecorder(TorchDispatchMode):
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
+        if not func._schema.is_mutable and isinstance(out, torch.Tensor):
+            # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
+            # decomposition): the same tensor, so the same node; recording it would make the
+            # tensor look like a view of itself.
+            for original, fake in zip(flat, tree_flatten((fake_args, fake_kwargs))[0]):
+                if fake is out:
+                    return original
 
         node_for = self.node_for
         node_args = _map_tensors(node_for, args)
