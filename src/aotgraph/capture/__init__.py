@@ -3,7 +3,9 @@
 The program runs once on fake tensors under `GraphRecorder`: its forward, then (when
 anything needs a gradient) ``torch.autograd.grad`` on tangent placeholders, both
 recorded into one graph. Programs that mutate are then functionalized; programs that
-do not skip that pass entirely.
+do not skip that pass entirely. Recording runs with the Python dispatcher on (as make_fx
+does), so composite ops with Python decompositions (nn.LSTM, nn.GRU, nn.RNN) trace to
+plain ops instead of fused kernels whose outputs depend on grad mode at run time.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.fx as fx
+from torch._dispatch.python import enable_python_dispatcher
 from torch._guards import detect_fake_mode
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
@@ -53,7 +56,7 @@ def capture(
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     rng_before = torch.get_rng_state()
-    with fake_mode, recorder:
+    with fake_mode, recorder, enable_python_dispatcher():
         out = fn(*args, **kwargs)
     if not torch.equal(rng_before, torch.get_rng_state()):
         torch.set_rng_state(rng_before)
@@ -65,7 +68,7 @@ def capture(
         )
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-    with fake_mode, recorder:
+    with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
     layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
@@ -129,7 +132,7 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
-    with fake_mode, recorder:
+    with fake_mode, recorder, enable_python_dispatcher():
         grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
