@@ -111,7 +111,8 @@ def _compare_runs(eager_fn, compiled_fn, compiled, eager_state, compiled_state, 
         if isinstance(expected, torch.Tensor):
             assert actual is not expected, f"output {k} is eager's own tensor"
             assert actual.requires_grad == expected.requires_grad, f"output {k}: requires_grad differs from eager"
-            assert actual.stride() == expected.stride(), f"output {k}: stride {actual.stride()} != eager {expected.stride()}"
+            assert actual.stride() == expected.stride(), (
+                f"output {k}: stride {actual.stride()} != eager {expected.stride()}")
     _compare_tensors(compiled_inputs, eager_inputs, "input after forward", scale)
     _compare_state(compiled_state, eager_state, "after forward", scale)
 

@@ -93,8 +93,9 @@ def test_dropout_with_the_default_probability():
     assert_module_parity(model, (torch.randn(4, 8, requires_grad=True),))
 
 
-@pytest.mark.parametrize("make", [lambda: torch.nn.LSTM(3, 4, batch_first=True), lambda: torch.nn.GRU(3, 4, num_layers=2),
-                                  lambda: torch.nn.RNN(3, 4)], ids=["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("make", [lambda: torch.nn.LSTM(3, 4, batch_first=True),
+                                  lambda: torch.nn.GRU(3, 4, num_layers=2), lambda: torch.nn.RNN(3, 4)],
+                         ids=["lstm", "gru", "rnn"])
 def test_recurrent_layers(make):
     # The fused CPU LSTM kernel returns no workspace under no_grad (where the compiled
     # forward runs), so capture must trace the decomposed form.
