@@ -51,6 +51,7 @@ def test_non_tensor_outputs():
     parity = assert_parity(fn, (leaf(3, 2), 4))
     assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3, (3, 2))
     assert type(parity.compiled_out[-1]) is torch.Size
+    assert_parity(lambda x: (x.shape, x * 2), (leaf(3, 2),))
 
 
 def test_dict_tuple_list_inputs_and_outputs():
