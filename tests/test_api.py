@@ -357,6 +357,16 @@ def test_recompiles_on_a_new_shape_but_not_on_the_same_shape():
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
 
 
+def test_aot_module_passes_parameters_and_buffers_as_graph_inputs():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    compiled = aot_module(model)
+    compiled(torch.randn(5, 4)).sum().backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    state = len(list(model.parameters())) + len(list(model.buffers()))
+    assert entry.joint.num_primals == state + 1
+    assert not any(n.op == "get_attr" for n in entry.joint.graph_module.graph.nodes)
+
+
 def test_train_and_eval_select_their_own_graph():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 2))
