@@ -18,6 +18,8 @@ import torch
 from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
 
 from aotgraph import aot_export_joint, min_cut_rematerialization_partition, models
+from aotgraph.partition.cost import flops_of
+from aotgraph.partition.mincut import TIE_BREAK_LAM, JointNetwork
 from aotgraph.report.saved import eager_saved_tensors, recompute_flops, saved_storage_bytes
 
 try:
@@ -87,11 +89,12 @@ def compare(name, repeats):
             o_lazy = median_time(lambda: run_ours(joint), repeats)
         lazy = f"{o_lazy / t_lazy:10.3f}"
     _, eager_bytes = eager_saved_tensors(model, inputs)
+    forward_flops = sum(flops_of(n) for n in JointNetwork(joint.graph_module, joint.num_fwd_outputs, None).fwd_required)
     nodes = len(joint.graph_module.graph.nodes)
     print(f"{name:<12}{nodes:>6} {t_bytes:>11} {o_bytes:>11} {o_bytes / t_bytes:6.2f} "
           f"{t_flops:>11.3g} {o_flops:>11.3g} {_ratio(o_flops, t_flops):>7} "
           f"{b_bytes / t_bytes:8.2f} {_ratio(b_flops, t_flops):>7} "
-          f"{t_time:8.3f} {o_time:8.3f} {o_time / t_time:7.3f}{lazy} {eager_bytes:>11} {o_bytes / eager_bytes:6.2f}")
+          f"{t_time:8.3f} {o_time:8.3f} {o_time / t_time:7.3f}{lazy} {eager_bytes:>11} {o_bytes / eager_bytes:6.2f} {o_flops / forward_flops:9.2e}")
 
 
 def _ratio(a, b):
@@ -121,12 +124,22 @@ def big_graph(layers):
     nodes = len(joint.graph_module.graph.nodes)
     t_time, _, _ = run_torch(joint)
     o_time = median_time(lambda: run_ours(joint), 3)
-    line = f"\n{nodes}-node joint graph ({layers} layers): ours {o_time:.3f} s, torch {t_time:.3f} s, ratio {o_time / t_time:.3f}"
+    solve = median_time(lambda: _solve_only(joint), 3)
+    line = (f"\n{nodes}-node joint graph ({layers} layers): ours {o_time:.3f} s, torch {t_time:.3f} s, "
+            f"ratio {o_time / t_time:.3f}; of ours, network + max-flow + plan {solve:.3f} s, "
+            "the rest is copying fx nodes and generating Python")
     if _use_lazy_graph_module is not None:
         with _use_lazy_graph_module(True):
             o_lazy = median_time(lambda: run_ours(joint), 3)
         line += f"; ours with lazy codegen {o_lazy:.3f} s"
     print(line)
+
+
+def _solve_only(joint):
+    start = time.perf_counter()
+    network = JointNetwork(joint.graph_module, joint.num_fwd_outputs, None)
+    network.plan(network.cut(TIE_BREAK_LAM))
+    return time.perf_counter() - start, None, None
 
 
 def main():
@@ -136,11 +149,12 @@ def main():
     args = parser.parse_args()
     names = ["mlp", "gpt", "resnet"] if args.quick else list(MODELS)
     print("saved bytes: distinct storages outside inputs; FLOPs: backward ops reading no tangent; "
-          "'@torch B': our plan with budget = torch's saved bytes; times: median of "
+          "'@torch B': our plan with budget = torch's saved bytes; FLOP/fwd: our recompute FLOPs / forward FLOPs; "
+          "times: median of "
           f"{args.repeats}, lazy: both with torch's lazy codegen")
     print(f"{'model':<12}{'nodes':>6} {'torch B':>11} {'ours B':>11} {'ratio':>6} {'torch FLOP':>11} {'ours FLOP':>11} "
           f"{'ratio':>7} {'@torch B':>8} {'FLOP':>7} {'torch s':>8} {'ours s':>8} {'ratio':>7}{'lazy':>10} "
-          f"{'eager B':>11} {'/eager':>6}")
+          f"{'eager B':>11} {'/eager':>6} {'FLOP/fwd':>9}")
     for name in names:
         compare(name, args.repeats)
     if not args.quick:

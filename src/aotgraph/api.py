@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
@@ -67,6 +66,9 @@ def _signature_key(flat_args: list, in_spec) -> tuple:
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
+            if a.layout != torch.strided:
+                raise BadArgument(f"input tensor with layout {a.layout} is not supported", "api",
+                                  "pass dense (strided) tensors, e.g. t.to_dense()")
             key.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad,
                         first_position.setdefault(id(a), position)))
         else:

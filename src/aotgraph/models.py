@@ -5,7 +5,6 @@ and scale up by argument (e.g. ``gpt(layers=12, dim=768)`` is GPT-2-small shaped
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

@@ -60,7 +60,8 @@ def test_parity(model, partitioner):
     assert_matches_eager(MODELS[model], PARTITIONERS[partitioner])
 
 
-@pytest.mark.parametrize("partitioner", ["mincut", "budget_0.5", "save_nothing", "offload_all"])
+@pytest.mark.parametrize("partitioner", [
+    "mincut", *(pytest.param(name, marks=pytest.mark.slow) for name in ["budget_0.5", "save_nothing", "offload_all"])])
 def test_gpt2_small_parity(partitioner):
     """GPT-2-small shape (12 layers, d=768), one step at batch 1, sequence 16."""
     assert_matches_eager(lambda: models.gpt2_small(batch=1, seq=16), PARTITIONERS[partitioner])

@@ -20,7 +20,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
-from ..errors import BadArgument, UnsupportedOp
+from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from .functionalize import functionalize
 from .recorder import GraphRecorder
 
@@ -55,19 +55,27 @@ def capture(
     versions_before = [f._version for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
-    rng_before = torch.get_rng_state()
-    with fake_mode, recorder, enable_python_dispatcher():
-        out = fn(*args, **kwargs)
-    if not torch.equal(rng_before, torch.get_rng_state()):
-        torch.set_rng_state(rng_before)
-        raise UnsupportedOp(
-            "the program sets the global RNG state while being traced (torch.manual_seed, set_rng_state, ...); "
-            "the compiled function would not replay it",
-            "capture",
-            "seed outside the compiled function, or pass a torch.Generator to the random ops",
-        )
+    try:
+        with fake_mode, recorder, enable_python_dispatcher():
+            out = fn(*args, **kwargs)
+        recorder.random_draws.position("the program returns")
+    except RuntimeError as error:
+        recorder.random_draws.restore()
+        if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
+            raise DataDependentControlFlow(
+                "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
+                "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
+            ) from error
+        raise
+    except BaseException:
+        recorder.random_draws.restore()
+        raise
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
+    for o in flat_out:
+        if isinstance(o, torch.Tensor) and o.layout != torch.strided:
+            raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
+                                "return dense tensors (e.g. .to_dense()) or run that part eagerly")
     with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
@@ -87,10 +95,13 @@ def capture(
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
-    if not is_inference:
-        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
-    else:
-        mutated_with_grad = ()
+    try:
+        if not is_inference:
+            grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        else:
+            mutated_with_grad = ()
+    finally:
+        recorder.random_draws.restore()
 
     graph = recorder.graph
     graph.output((tuple(out_nodes), tuple(grad_nodes)))
@@ -144,8 +155,9 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
 
 
 def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
-    """A tensor that requires grad but is not an input (a global, a closure, a module
-    attribute) would get a gradient in eager and none from the graph: refuse it."""
+    """A real tensor that requires grad but is not an input (a global, a closure, a module
+    attribute) would get a gradient in eager and none from the graph: refuse it. Leaves the
+    program makes itself (``t.detach().requires_grad_()``) are fake and stay allowed."""
     inputs = {id(f) for f in primal_fakes}
     seen, pending = set(), [o.grad_fn for o in diff_outs]
     while pending:
@@ -154,7 +166,7 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
             continue
         seen.add(node)
         leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
-        if leaf is not None and id(leaf) not in inputs:
+        if leaf is not None and id(leaf) not in inputs and not isinstance(leaf, FakeTensor):
             raise BadArgument(
                 f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
                 "input (a global, a closure or a module attribute), so its gradient would be lost",

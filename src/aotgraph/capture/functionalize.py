@@ -190,7 +190,10 @@ class _Functionalizer:
             )
         args = tree_map(self._read_arg, ops.with_default_args(func, node.args))
         kwargs = tree_map(self._read_arg, node.kwargs)
-        new_value = self.emit(twin_func, *args, **kwargs)
+        if func is aten.copy_.default and _same_layout(node.args[1], target):
+            new_value = args[1]  # copying a value of the same layout: the new value is the source
+        else:
+            new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             # The in-place op kept self's shape and dtype (e.g. a [1] source into a 0-d self).
@@ -259,6 +262,13 @@ class _Functionalizer:
 
 class _Tuple(tuple):
     """The new nodes standing for a multi-output mutating op's results (read by getitem)."""
+
+
+def _same_layout(a: Any, b: fx.Node) -> bool:
+    if not isinstance(a, fx.Node):
+        return False
+    x, y = a.meta["val"], b.meta["val"]
+    return (x.shape, x.stride(), x.dtype, x.device) == (y.shape, y.stride(), y.dtype, y.device)
 
 
 def _is_single_tensor(node: fx.Node) -> bool:

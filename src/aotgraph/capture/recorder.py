@@ -22,11 +22,12 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
-from .functional_ops import is_metadata_mutation
+from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
+from .random_draws import RandomDraws
 
 aten = torch.ops.aten
 
@@ -61,9 +62,7 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
-        # Tracing draws no real random numbers, so the global RNG state stays put unless the
-        # program sets it; a random op after such a set would not replay: refuse it.
-        self._rng_state_at_start = torch.get_rng_state()
+        self.random_draws = RandomDraws()  # the caller's RNG state is restored by `random_draws.restore()`
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -128,37 +127,50 @@ class GraphRecorder(TorchDispatchMode):
         if is_metadata_mutation(func):
             self._snapshot_layout(args[0])
         fake_args, fake_kwargs = tree_unflatten([self._as_fake(a) for a in flat], spec)
+        draws_global_rng = torch.Tag.nondeterministic_seeded in func.tags and kwargs.get("generator") is None
+        if draws_global_rng and func._schema.is_mutable and functional_twin(func) is not None:
+            # An in-place draw is recorded as a fresh draw copied in, so the drawn values stay
+            # addressable after later in-place ops on the tensor (see `_redraw`).
+            with self:
+                drawn = functional_twin(func)(*with_default_args(func, args), **kwargs)
+                return aten.copy_.default(args[0], drawn)
+        if draws_global_rng:
+            position = self.random_draws.position(str(func))
+            if position < len(self.random_draws.draws):
+                return self._redraw(func, fake_args, fake_kwargs, position)
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
 
         node_args, node_kwargs = tree_unflatten([self.node_for(a) for a in flat], spec)
-        if torch.Tag.nondeterministic_seeded in func.tags and kwargs.get("generator") is None:
-            self._check_rng_untouched(func)
         node = self.graph.call_function(func, tuple(node_args), node_kwargs)
         node.meta["val"] = out
         if func._schema.is_mutable:
             self.saw_mutation = True
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
+            out_nodes = [node]
         else:
+            out_nodes = []
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
                     getter = self.graph.call_function(operator.getitem, (node, index))
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
+                out_nodes.append(self.node_of.get(id(item)))
+        if draws_global_rng:
+            self.random_draws.record(func, out_nodes)
         return out
 
-    def _check_rng_untouched(self, func) -> None:
-        with _disable_current_modes():  # the RNG state is a real tensor
-            untouched = torch.equal(torch.get_rng_state(), self._rng_state_at_start)
-        if not untouched:
-            raise UnsupportedOp(
-                f"{func} draws from the global RNG after the program set its state (torch.manual_seed, "
-                "set_rng_state, ...) while being traced; the compiled function would not replay that",
-                "capture",
-                "seed outside the compiled function, or pass a torch.Generator to the random ops",
-            )
+    def _redraw(self, func, fake_args, fake_kwargs, position):
+        """Eager would draw exactly the values of an earlier draw again (a checkpointed region
+        recomputed from a restored RNG state): reuse that draw's nodes."""
+        nodes = self.random_draws.replayed(position, func)
+        out = self._run_fake(func, fake_args, fake_kwargs)  # fresh fakes of the same layout
+        for item, node in zip([out] if isinstance(out, torch.Tensor) else out, nodes):
+            if isinstance(item, torch.Tensor):
+                self.node_of[id(item)] = node
+        return out
 
     def _snapshot_layout(self, tensor: torch.Tensor) -> None:
         """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that

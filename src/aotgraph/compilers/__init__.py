@@ -39,8 +39,11 @@ def nop(graph_module: fx.GraphModule, example_inputs) -> Callable:
 
 def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
     """The embedded default compiler: the graph's own generated code, called without
-    ``nn.Module.__call__`` overhead."""
-    return make_boxed_func(graph_module.forward)
+    ``nn.Module.__call__`` overhead, in the boxed convention that clears its argument list
+    so each input is freed after its last use."""
+    from .boxed_code import boxed_graph_function
+
+    return boxed_graph_function(graph_module)
 
 
 def inductor(graph_module: fx.GraphModule, example_inputs) -> Callable:

@@ -3,10 +3,12 @@
 The knapsack "minimize recompute FLOPs subject to saved bytes <= budget" is solved by its
 Lagrangian: for a recompute price ``lam`` (bytes per FLOP) a min cut of
 ``saved bytes + lam * recompute FLOPs`` is exact, and a cheaper price recomputes more and
-saves less. We solve a fixed ladder of prices (``lam = 2**k``, plus "recompute nothing"),
+saves less. We solve a fixed ladder of prices (``lam = 4**k``, plus "recompute nothing"),
 and answer a budget with the plan of least FLOPs among those that fit (ties: fewer bytes).
 Because the ladder does not depend on the budget, a smaller budget can only pick a plan with
 fewer or equal saved bytes: saved bytes are monotone in the budget by construction.
+Under a budget, matmuls, convolutions and attention are priced, not banned: a small budget
+recomputes them too (random and side-effecting ops are never recomputed).
 """
 from __future__ import annotations
 
@@ -16,21 +18,38 @@ from typing import Optional
 from .mincut import TIE_BREAK_LAM, JointNetwork, min_cut_rematerialization_partition
 from .policies import Policy
 
-PRICE_LADDER: tuple = (TIE_BREAK_LAM, *(2.0 ** k for k in range(-5, 25)), None)
+PRICE_LADDER: tuple = (*(2.0 ** k for k in range(-24, 25, 2)), TIE_BREAK_LAM, None)
+
+
+SPLITS = tuple(k / 8 for k in range(1, 8))
+GAP = 1.1  # neighbouring ladder plans further apart than this (bytes ratio) get split plans between them
 
 
 def candidate_plans(network: JointNetwork) -> list[tuple[int, int, set]]:
-    """(saved bytes, recompute FLOPs, saved nodes) for each price of the ladder."""
+    """(saved bytes, recompute FLOPs, saved nodes) for each price of the ladder, plus split
+    plans between neighbours far apart: a uniform price flips identical layers all at once
+    (save every layer, or recompute every layer), so the first part of the graph (by node
+    order) gets the cheaper price and the rest the dearer one."""
     plans, seen = [], set()
-    for lam in PRICE_LADDER:
-        saved = network.cut(lam)
+
+    def add(prices):
+        saved = network.cut(prices)
         key = frozenset(saved)
-        if key in seen:
+        if key not in seen:
+            seen.add(key)
+            saved_list, recomputed = network.backward_closure(saved)
+            flops = sum(network.flops[network.index[n]] for n in recomputed)
+            plans.append((network.storage_bytes(saved_list), flops, saved))
+        return next(p for p in plans if frozenset(p[2]) == key)
+
+    ladder = [add(lam) for lam in PRICE_LADDER]
+    count = len(network.nodes)
+    for (cheap, plan_cheap), (dear, plan_dear) in zip(zip(PRICE_LADDER, ladder), zip(PRICE_LADDER[1:], ladder[1:])):
+        if plan_dear[0] <= GAP * max(plan_cheap[0], 1):
             continue
-        seen.add(key)
-        saved_list, recomputed = network.backward_closure(saved)
-        flops = sum(network.flops[network.index[n]] for n in recomputed)
-        plans.append((network.storage_bytes(saved_list), flops, saved))
+        for split in SPLITS:
+            boundary = int(split * count)
+            add([cheap] * boundary + [dear] * (count - boundary))
     return plans
 
 

@@ -187,12 +187,30 @@ def unsafe_to_recompute(node: fx.Node) -> Optional[str]:
         return "graph input"
     if node.op != "call_function":
         return None
-    if is_random(node):
+    if is_random(node) and not _attention_without_dropout(node):
         return "random op: backward must see the forward's draws"
     target = node.target
     if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
         return "op with side effects"
     return None
+
+
+def _attention_without_dropout(node: fx.Node) -> bool:
+    """Attention ops carry the random tag for their dropout; with ``dropout_p == 0`` they
+    draw nothing."""
+    if op_name(node) not in _ATTENTION:
+        return False
+    schema_args = node.target._schema.arguments
+    position = next((i for i, a in enumerate(schema_args) if a.name == "dropout_p"), None)
+    if position is None:
+        return False
+    dropout_p = node.args[position] if position < len(node.args) else node.kwargs.get("dropout_p", 0.0)
+    return dropout_p == 0.0
+
+
+def is_expensive(node: fx.Node) -> bool:
+    """Matmul, convolution, attention: recomputed only when a memory budget pays for it."""
+    return node.op == "call_function" and op_name(node) in FLOP_RULES
 
 
 def recompute_ban(node: fx.Node) -> Optional[str]:

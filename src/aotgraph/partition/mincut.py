@@ -27,7 +27,7 @@ import torch.fx as fx
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from .cost import bytes_of, flops_of, is_random, recompute_ban, unsafe_to_recompute
+from .cost import bytes_of, flops_of, is_expensive, is_random, recompute_ban, unsafe_to_recompute
 from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
 from .policies import Decision, NodeInfo, Policy
 
@@ -68,6 +68,7 @@ class JointNetwork:
     module: fx.GraphModule
     num_fwd_outputs: int
     policy: Optional[Policy]
+    price_expensive: bool = False  # budgets may recompute matmuls, convolutions, attention at their FLOP price
     nodes: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -121,7 +122,7 @@ class JointNetwork:
         decision = self.decisions.get(node)
         if decision in (Decision.SAVE, Decision.OFFLOAD):
             return f"policy {getattr(self.policy, '__name__', 'policy')} said {decision.value}"
-        if decision is Decision.RECOMPUTE:
+        if decision is Decision.RECOMPUTE or (self.price_expensive and is_expensive(node)):
             return None
         return recompute_ban(node)
 
@@ -130,6 +131,7 @@ class JointNetwork:
         Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node i's in / out."""
         edges: dict[tuple[int, int], float] = {}
         sink_edges: set[tuple[int, int]] = set()
+        bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
         for i, node in enumerate(self.nodes):
             v_in, v_out = 2 + 2 * i, 3 + 2 * i
             cost = self.save_cost[i]
@@ -142,20 +144,22 @@ class JointNetwork:
                 if user in self.backward_only or user.op == "output":
                     continue
                 edges[(v_out, 2 + 2 * self.index[user])] = float("inf")
-            if any(user in self.backward_only for user in node.users) or node in self.bwd_outputs:
+            if any(user in self.backward_only for user in node.users) or node in bwd_outputs:
                 sink_edges.add((v_out, 1))
         for edge in sink_edges:
             edges[edge] = float("inf")
         self.edges = edges
 
     # ---- solving ---------------------------------------------------------------
-    def cut(self, lam: Optional[float]) -> set:
+    def cut(self, lam) -> set:
         """Saved nodes of a minimum cut; `lam`: price of recomputing one FLOP in bytes
-        (None: recompute nothing that costs FLOPs)."""
+        (None: recompute nothing that costs FLOPs), or one such price per node."""
         edges = dict(self.edges)
+        per_node = isinstance(lam, (list, tuple))
         for i, flops in enumerate(self.flops):
             if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned:
-                edges[(0, 2 + 2 * i)] = float("inf") if lam is None else lam * flops
+                price = lam[i] if per_node else lam
+                edges[(0, 2 + 2 * i)] = float("inf") if price is None else price * flops
         tails, heads = np.fromiter((e[0] for e in edges), np.int64), np.fromiter((e[1] for e in edges), np.int64)
         caps = np.fromiter(edges.values(), np.float64)
         infinite = np.isinf(caps)
@@ -268,10 +272,10 @@ def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inp
     backward; matmuls, convolutions, attention, random and side-effecting ops never are,
     unless `policy` says RECOMPUTE (random and side-effecting ops: never). `memory_budget`
     (bytes, or a fraction <= 1.0 of the default partition's saved bytes) trades bytes for
-    FLOPs: see `budget.py`. Same output convention as `default_partition`; the plan is in
+    FLOPs, matmuls included, at their FLOP cost: see `budget.py`. Same output convention as `default_partition`; the plan is in
     ``forward.meta["aotgraph_plan"]``.
     """
-    network = JointNetwork(joint_module, num_fwd_outputs, policy)
+    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=memory_budget is not None)
     if memory_budget is not None:
         from .budget import saved_for_budget
 

@@ -1,8 +1,8 @@
 """CPU offload of saved values, as graph ops: no runtime support needed.
 
 For each offloaded saved value ``v`` the forward returns ``v_host = _to_copy(v, device=cpu)``
-in its place and the backward takes ``v_host`` and copies it back to ``v``'s device before
-its first use. On CUDA both copies are ``non_blocking``: the device-to-host copy lands in
+in its place and the backward takes ``v_host`` and copies it back to ``v``'s device right
+before its first use (not at the start: that would bring every offloaded value back at once). On CUDA both copies are ``non_blocking``: the device-to-host copy lands in
 pinned memory (``_to_copy`` pins when copying a CUDA tensor to CPU without blocking), and
 both run in stream order, so the device memory of ``v`` is released as soon as the forward
 drops it. On CPU the copies are plain copies.
@@ -42,6 +42,7 @@ def offload_saved(forward: fx.GraphModule, backward: fx.GraphModule, names: list
     output.args = (tuple(outputs),)
     forward.recompile()
 
+    order = {node: i for i, node in enumerate(backward.graph.nodes)}
     for placeholder in list(backward.graph.find_nodes(op="placeholder")):
         if placeholder.name not in wanted:
             continue
@@ -51,8 +52,8 @@ def offload_saved(forward: fx.GraphModule, backward: fx.GraphModule, names: list
         if host.name != host_name(placeholder.name):
             raise AssertionError(f"offload: the name {host_name(placeholder.name)} is taken in the backward graph")
         host.meta["val"] = device_value.to(_CPU)
-        first_op = next(n for n in backward.graph.nodes if n.op != "placeholder")
-        with backward.graph.inserting_before(first_op):
+        first_use = min(placeholder.users, key=order.__getitem__)
+        with backward.graph.inserting_before(first_use):
             restored = backward.graph.call_function(
                 aten._to_copy.default, (host,),
                 {"device": device_value.device, "non_blocking": device_value.device.type == "cuda"})

@@ -99,11 +99,14 @@ class _Plan:
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
-    if not meta.requires_grad:
-        with torch.no_grad():
-            view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
-        return view.detach() if view.requires_grad else view
-    return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if meta.requires_grad:
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if not torch.is_grad_enabled():
+        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    with torch.no_grad():
+        view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    return view.detach() if view.requires_grad else view
 
 
 class _Null:
@@ -202,9 +205,16 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
+            # Only inputs that require grad matter to the refusal; keeping just those lets
+            # the early frees below work in ordinary (first-order) backwards.
+            second_order_links = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+            # Early frees: `args` holds the only references, so a boxed backward that clears
+            # it releases each saved tensor after its last use (unless retain_graph).
+            del saved, tangents, grad_outputs
+            ctx.maybe_clear_saved_tensors()
             with _no_autocast(), torch.no_grad():
                 grads = backward(args)
-            return _refuse_second_order(tuple(grads), args + [ref() for ref in ctx.primal_refs])
+            return _refuse_second_order(tuple(grads), second_order_links + [ref() for ref in ctx.primal_refs])
 
     def run(primals: list) -> list:
         return list(CompiledFunction.apply(*primals))

@@ -1,0 +1,138 @@
+"""Measured memory vs the partitioner's prediction, per memory budget, and CPU offload cost.
+
+For the GPT-2-small-shaped decoder: for each partitioner (default, min cut, 10 budgets,
+min cut + offload of the largest saved values) one compiled training step is measured:
+activation memory held between forward and backward (allocated after forward - before),
+against the plan's predicted device saved bytes; peak memory above the fixed memory
+(parameters, inputs); step time (median). Then offload vs no offload: peak cut and step-time
+cost, as ratios.
+
+    python benchmarks/gpu_partition.py                       # CUDA, GPT-2-small shape, batch 8, seq 512
+    python benchmarks/gpu_partition.py --device cpu --small  # smoke test on CPU
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from aotgraph import aot_module, default_partition, min_cut_rematerialization_partition, models  # noqa: E402
+from aotgraph.partition import offload_large, partition_for  # noqa: E402
+
+BUDGETS = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
+def make_model(args):
+    torch.manual_seed(0)
+    if args.small:
+        model, inputs = models.gpt(batch=2, seq=32, layers=2)
+    else:
+        model, inputs = models.gpt2_small(batch=args.batch, seq=args.seq)
+    return model.to(args.device), tuple(t.to(args.device) for t in inputs)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def allocated(device):
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+
+
+def measure(model, inputs, partition_fn, args):
+    """(plan, activation bytes held after forward, peak above fixed, median step seconds)."""
+    device = torch.device(args.device)
+    compiled = aot_module(model, partition_fn=partition_fn)
+    compiled(*inputs).backward()  # compile + warm up
+    plan = next(iter(compiled.aotgraph_entries.values())).partition.forward.meta.get("aotgraph_plan")
+    times, held, peak = [], None, None
+    for step in range(args.steps):
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        before = allocated(device)
+        start = time.perf_counter()
+        loss = compiled(*inputs)
+        sync(device)
+        after_forward = allocated(device)
+        loss.backward()
+        sync(device)
+        times.append(time.perf_counter() - start)
+        if before is not None and step == 0:
+            held = after_forward - before
+            peak = torch.cuda.max_memory_allocated(device) - before
+        del loss
+    return plan, held, peak, statistics.median(times)
+
+
+def largest_saved_threshold(model, inputs, args, share: float) -> int:
+    """The size above which the largest saved values make up `share` of the min-cut plan's bytes."""
+    compiled = aot_module(model, partition_fn=min_cut_rematerialization_partition)
+    compiled(*inputs).backward()
+    partition = next(iter(compiled.aotgraph_entries.values())).partition
+    sizes = sorted((v.nbytes for v in partition.saved if v.producer != "input"), reverse=True)
+    total, covered = sum(sizes), 0
+    for size in sizes:
+        covered += size
+        if covered >= share * total:
+            return size
+    return 1
+
+
+def fmt(value):
+    return "-" if value is None else f"{value / 2**20:10.1f}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--small", action="store_true", help="a 2-layer GPT instead of GPT-2 small (smoke test)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--offload-share", type=float, default=0.7,
+                        help="offload the largest saved values that make up this share of saved bytes")
+    args = parser.parse_args()
+    model, inputs = make_model(args)
+    device = torch.device(args.device)
+    fixed = allocated(device)
+    print(f"device {args.device}, torch {torch.__version__}, fixed memory (params + inputs): {fmt(fixed)} MiB")
+    threshold = largest_saved_threshold(model, inputs, args, args.offload_share)
+    runs = [("default", default_partition), ("mincut", min_cut_rematerialization_partition)]
+    runs += [(f"budget {b:.1f}", partition_for(budget=b)) for b in BUDGETS]
+    runs += [(f"mincut+offload>={threshold // 1024}KiB",
+              partition_for(policy=offload_large(threshold)))]
+    print(f"{'partitioner':<26}{'predicted MiB':>14}{'held MiB':>11}{'held/pred':>10}{'peak MiB':>11}{'step ms':>9}"
+          f"{'recompute GFLOP':>16}")
+    results = {}
+    for name, partition_fn in runs:
+        plan, held, peak, seconds = measure(model, inputs, partition_fn, args)
+        predicted = plan.device_saved_bytes if plan else None
+        ratio = f"{held / predicted:10.3f}" if held is not None and predicted else "         -"
+        flops = f"{plan.recompute_flops / 1e9:16.3f}" if plan else "               -"
+        print(f"{name:<26}{fmt(predicted):>14}{fmt(held):>11}{ratio}{fmt(peak):>11}{seconds * 1e3:9.1f}{flops}")
+        results[name] = (held, peak, seconds)
+    budget_peaks = [results[f"budget {b:.1f}"][1] for b in BUDGETS]
+    if budget_peaks[0] is not None:
+        monotone = all(a >= b for a, b in zip(budget_peaks, budget_peaks[1:]))
+        print(f"peak memory monotone over budgets: {monotone}")
+    base, offloaded = results["mincut"], results[runs[-1][0]]
+    if base[1] is not None:
+        print(f"offload: peak {offloaded[1] / base[1]:.3f}x of min cut's (cut {1 - offloaded[1] / base[1]:.1%}), "
+              f"step time {offloaded[2] / base[2]:.3f}x")
+    else:
+        print(f"offload: step time {offloaded[2] / base[2]:.3f}x of min cut's (no memory stats on {args.device})")
+
+
+if __name__ == "__main__":
+    main()
