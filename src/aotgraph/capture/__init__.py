@@ -9,6 +9,7 @@ plain ops instead of fused kernels whose outputs depend on grad mode at run time
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -25,6 +26,10 @@ from .functionalize import functionalize
 from .recorder import GraphRecorder
 
 __all__ = ["capture"]
+
+# Output leaves returned as they are: tensors, and constants that cannot hold a tensor.
+_OUTPUT_LEAF_TYPES = (torch.Tensor, int, float, bool, complex, str, bytes, type(None), enum.Enum, torch.Size,
+                      torch.dtype, torch.device, torch.layout, torch.memory_format)
 
 
 def capture(
@@ -76,6 +81,17 @@ def capture(
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
                                 "return dense tensors (e.g. .to_dense()) or run that part eagerly")
+    opaque = [(k, o) for k, o in enumerate(flat_out) if not isinstance(o, _OUTPUT_LEAF_TYPES)]
+    if opaque:
+        recorder.random_draws.restore()
+        position, value = opaque[0]
+        raise UnsupportedOp(
+            f"output leaf {position} is a {type(value).__name__}, which may hold tensors that aotgraph cannot see "
+            "(they would come back as fake tensors)",
+            "capture",
+            "return tensors and Python scalars in tuples, lists, dicts or namedtuples, or register the class "
+            "as a pytree node (torch.utils._pytree.register_dataclass)",
+        )
     with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
