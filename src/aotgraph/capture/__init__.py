@@ -162,7 +162,8 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
             continue
         seen.add(node)
         leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
-        if leaf is not None and id(leaf) not in inputs:
+        # A fake leaf was made inside the program (``t.detach().requires_grad_()``), as in eager.
+        if leaf is not None and id(leaf) not in inputs and not isinstance(leaf, FakeTensor):
             raise BadArgument(
                 f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
                 "input (a global, a closure or a module attribute), so its gradient would be lost",
