@@ -1,4 +1,7 @@
-"""Differential checks against eager PyTorch, shared by the capture and runtime tests.
+"""Differential checks against eager PyTorch for the hard semantic cases (mutations, aliasing,
+randomness, grad modes), used by tests/capture and tests/runtime. Unlike `parity`, which
+clones given inputs, each run builds its own inputs, so cases can pass non-leaves, views
+of one base or the same tensor twice, and compare what eager *raises* as well.
 
 `assert_parity(fn, make_case)` runs ``fn`` eagerly and through ``aot_function`` on two
 identical copies of its inputs (built by ``make_case`` under the same seed) and compares
