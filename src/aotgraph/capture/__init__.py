@@ -101,6 +101,14 @@ def capture(
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
     layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
+    relaid_with_grad = [p.name for p, f in zip(placeholders, program_fakes)
+                        if p.name in layout_changed and wants_grad and f.requires_grad]
+    if relaid_with_grad:
+        recorder.random_draws.restore()
+        raise UnsupportedOp(
+            f"an in-place view op (t_, unsqueeze_, transpose_, ...) changes the layout of inputs {relaid_with_grad}, "
+            "which require grad", "capture",
+            "use the out-of-place view (x = x.t()) inside the function, or detach the input first")
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value

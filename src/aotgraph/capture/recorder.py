@@ -193,11 +193,14 @@ class GraphRecorder(TorchDispatchMode):
         return out
 
     def _snapshot_layout(self, tensor: torch.Tensor) -> None:
-        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that
-        held it so far keeps a fake of the layout it had then."""
-        node = self.node_of.get(id(tensor))
-        if node is not None and node.meta.get("val") is tensor:
-            node.meta["val"] = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the nodes that
+        held it so far (its producer and in-place ops on it) keep a fake of the layout it had then."""
+        snapshot = None
+        for node in self.graph.nodes:
+            if node.meta.get("val") is tensor:
+                if snapshot is None:
+                    snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+                node.meta["val"] = snapshot
 
     def _run_fake(self, func, args, kwargs):
         try:
