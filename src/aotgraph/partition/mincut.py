@@ -120,7 +120,7 @@ class JointNetwork:
         if unsafe is not None or node in self.pinned:  # the program itself recomputes pinned nodes
             return unsafe
         decision = self.decisions.get(node)
-        if decision in (Decision.SAVE, Decision.OFFLOAD):
+        if decision is Decision.SAVE:
             return f"policy {getattr(self.policy, '__name__', 'policy')} said {decision.value}"
         if decision is Decision.RECOMPUTE or (self.price_expensive and is_expensive(node)):
             return None
