@@ -3,7 +3,7 @@ entry for this input signature, run the stages on a miss, call the runtime."""
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
-from .compilers import compile_graph, eager, resolve_compiler
+from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import build_runtime
@@ -31,6 +31,7 @@ class CompiledEntry:
     log: CompileLog
     unflatten: Callable[[list], Any]
     mutates_inputs: bool = False
+    has_run: bool = False  # the first call is timed as the "first run" stage
 
     @property
     def joint(self) -> JointGraph:
@@ -47,18 +48,12 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
-        fake_inputs = [n.meta["val"] for n in parts.forward.graph.find_nodes(op="placeholder")]
-        if joint.is_inference:
-            forward = compile_graph(inference_compiler, parts.forward, fake_inputs, "inference")
-            backward = None
-        else:
-            forward = compile_graph(fw_compiler, parts.forward, fake_inputs, "forward")
-            bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
-            backward = time_first_call(compile_graph(bw_compiler, parts.backward, bw_inputs, "backward"), log,
-                                       "first backward")
-    compiled = CompiledGraphs(forward, backward, parts)
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
+    # The runtime calls a timed backward; the artifact keeps what the compiler returned.
+    timed = compiled if compiled.backward is None else replace(
+        compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(sig.out_spec),
+    return CompiledEntry(parts, compiled, build_runtime(timed), log, _unflattener(sig.out_spec),
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
@@ -158,7 +153,10 @@ def aot_function(
     Same call shape as ``functorch.compile.aot_function``. Compilers may be callables or
     names (``"eager"``, ``"inductor"``); ``bw_compiler`` and ``inference_compiler``
     default to ``fw_compiler``, which defaults to ``"eager"``. The returned function
-    has ``aotgraph_entries``: the compiled entry of each signature seen.
+    has ``aotgraph_entries``: the compiled entry of each signature seen, and
+    ``aotgraph_compile(*args, **kwargs)``, which compiles for those inputs (real or fake)
+    without running. With the ``"inductor"`` forward compiler, `decompositions` defaults
+    to Inductor's table.
     """
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
@@ -168,6 +166,10 @@ def aot_function(
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
+    if decompositions is None and fw is inductor:
+        from .compilers.inductor import inductor_decompositions
+
+        decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}
 
     def compile_entry(program, flat_args, in_spec) -> CompiledEntry:
@@ -175,12 +177,8 @@ def aot_function(
                               inference_compiler=inference, partition_fn=partition_fn,
                               decompositions=decompositions)
 
-    def first_call(entry: CompiledEntry, flat_args: list) -> Any:
-        with entry.log.stage("first run"):
-            flat_out = entry.run(flat_args)
-        return entry.unflatten(flat_out)
-
-    def compiled_fn(*args, **kwargs):
+    def entry_for(args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
+        """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
         flat_args, tensors, layout = (None, None, None) if kwargs else _flatten_plain_args(args)
         if flat_args is not None:
             key, in_spec = _plain_args_key(layout, tensors), None
@@ -189,25 +187,33 @@ def aot_function(
             key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)
         if entry is not None and not entry.mutates_inputs:
-            return entry.unflatten(entry.run(flat_args))
+            return entry, flat_args
         if in_spec is None:
             in_spec = tree_flatten((args, kwargs))[1]
         # Distinct inputs sharing memory: only checked where a mutation could make it matter.
         groups = aliased_input_groups(flat_args)
+        program = fn
         if groups:
             program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
-            key, fn_to_compile = (key, groups), program
+            key = (key, groups)
             entry = entries.get(key)
-        elif entry is not None:
-            return entry.unflatten(entry.run(flat_args))
-        else:
-            fn_to_compile = fn
         if entry is None:
-            entry = entries[key] = compile_entry(fn_to_compile, flat_args, in_spec)
-            return first_call(entry, flat_args)
-        return entry.unflatten(entry.run(flat_args))
+            entry = entries[key] = compile_entry(program, flat_args, in_spec)
+        return entry, flat_args
+
+    def compiled_fn(*args, **kwargs):
+        entry, flat_args = entry_for(args, kwargs)
+        if entry.has_run:
+            return entry.unflatten(entry.run(flat_args))
+        entry.has_run = True
+        with entry.log.stage("first run"):
+            return entry.unflatten(entry.run(flat_args))
+
+    def compile_for(*args, **kwargs) -> CompiledEntry:
+        return entry_for(args, kwargs)[0]
 
     compiled_fn.aotgraph_entries = entries
+    compiled_fn.aotgraph_compile = compile_for
     compiled_fn.__wrapped__ = fn
     return compiled_fn
 
@@ -293,11 +299,16 @@ def aot_module_simplified(
     **_ignored,
 ) -> Callable:
     """The Dynamo-backend entry (``functorch.compile.aot_module_simplified``): `mod` is
-    typically an fx GraphModule, `args` its example inputs; returns ``forward(*args)``
-    with the module's parameters and buffers bound."""
+    typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
+    them now and returns ``forward(*args)`` with the module's parameters and buffers
+    bound. A call with another input signature compiles again. Shapes are specialized:
+    symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
+    concrete signature compiles on its first call instead."""
     names, values = _named_state(mod)
     compiled = aot_function(_functional_module_fn(mod, names), fw_compiler, bw_compiler, partition_fn,
                             decompositions, len(values), keep_inference_input_mutations, inference_compiler)
+    if not _has_symbolic_shapes(args):
+        compiled.aotgraph_compile(values, *args)
 
     def forward(*runtime_args):
         return compiled(values, *runtime_args)
@@ -307,6 +318,17 @@ def aot_module_simplified(
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _has_symbolic_shapes(args) -> bool:
+    for value in tree_flatten(args)[0]:
+        if isinstance(value, torch.SymInt):
+            return True
+        if isinstance(value, torch.Tensor) and any(
+            isinstance(s, torch.SymInt) for s in (*value.shape, *value.stride(), value.storage_offset())
+        ):
+            return True
+    return False
 
 
 def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *,

@@ -20,6 +20,9 @@ from ..errors import UnsupportedOp
 from . import functional_ops as ops
 
 aten = torch.ops.aten
+# Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
+# not record such calls (it hands back the argument itself): a recorded ``to`` copied.
+_RECORDED_ONLY_WHEN_COPYING = frozenset({aten.to.dtype, aten.to.device, aten.to.dtype_layout, aten.to.other})
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class _Functionalizer:
         kwargs = tree_map(self._read_arg, node.kwargs)
         value = self.new.call_function(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func.is_view and _is_single_tensor(node):
+        if func in _RECORDED_ONLY_WHEN_COPYING:
+            self.new_root(node, value)
+        elif func.is_view and _is_single_tensor(node):
             self.new_view(node, node.args[0], func, node.args[1:], None, value)
         elif func.is_view:
             self.env[node] = value  # multi-output view: its getitems register themselves
@@ -196,11 +201,7 @@ class _Functionalizer:
             new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            # The in-place op kept self's shape and dtype (e.g. a [1] source into a 0-d self).
-            if new_val.numel() == target_val.numel():
-                new_value = self.emit(aten.reshape.default, new_value, list(target_val.shape))
-            else:
-                new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
+            new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         self._write(target, new_value)
         info = self.alias[target]

@@ -151,6 +151,13 @@ class GraphRecorder(TorchDispatchMode):
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
+        if not func._schema.is_mutable and isinstance(out, torch.Tensor):
+            # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
+            # decomposition): the same tensor, so the same node; recording it would make the
+            # tensor look like a view of itself.
+            for original in _tensors_in(args, kwargs):
+                if as_fake(original) is out:
+                    return original
 
         node_for = self.node_for
         node_args = _map_tensors(node_for, args)
@@ -186,11 +193,14 @@ class GraphRecorder(TorchDispatchMode):
         return out
 
     def _snapshot_layout(self, tensor: torch.Tensor) -> None:
-        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that
-        held it so far keeps a fake of the layout it had then."""
-        node = self.node_of.get(id(tensor))
-        if node is not None and node.meta.get("val") is tensor:
-            node.meta["val"] = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the nodes that
+        held it so far (its producer and in-place ops on it) keep a fake of the layout it had then."""
+        snapshot = None
+        for node in self.graph.nodes:
+            if node.meta.get("val") is tensor:
+                if snapshot is None:
+                    snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+                node.meta["val"] = snapshot
 
     def _run_fake(self, func, args, kwargs):
         try:
@@ -274,6 +284,15 @@ def _no_fake_kernel(func) -> UnsupportedOp:
         f"register one with torch.library.register_fake('{func._schema.name}') "
         "or run that op eagerly outside the compiled function",
     )
+
+
+def _tensors_in(args: tuple, kwargs: dict):
+    """The tensor arguments of an ATen call (directly or in a list argument)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif type(value) in _SEQUENCES:
+            yield from (t for t in value if isinstance(t, torch.Tensor))
 
 
 def _has_tensor(out: Any) -> bool:
