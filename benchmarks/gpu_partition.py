@@ -5,7 +5,7 @@ min cut + offload of the largest saved values) one compiled training step is mea
 activation memory held between forward and backward (allocated after forward - before),
 against the plan's predicted device saved bytes; peak memory above the fixed memory
 (parameters, inputs); step time (median). Then offload vs no offload: peak cut and step-time
-cost, as ratios.
+cost, as ratios. Every partitioner's gradients are checked against eager's first.
 
     python benchmarks/gpu_partition.py                       # CUDA, GPT-2-small shape, batch 8, seq 512
     python benchmarks/gpu_partition.py --device cpu --small  # smoke test on CPU
@@ -34,7 +34,7 @@ def make_model(args):
     if args.small:
         model, inputs = models.gpt(batch=2, seq=32, layers=2)
     else:
-        model, inputs = models.gpt2_small(batch=args.batch, seq=args.seq)
+        model, inputs = models.gpt(batch=args.batch, seq=args.seq, vocab=args.vocab, dim=768, heads=12, layers=12)
     return model.to(args.device), tuple(t.to(args.device) for t in inputs)
 
 
@@ -51,7 +51,10 @@ def measure(model, inputs, partition_fn, args):
     """(plan, activation bytes held after forward, peak above fixed, median step seconds)."""
     device = torch.device(args.device)
     compiled = aot_module(model, partition_fn=partition_fn)
-    compiled(*inputs).backward()  # compile + warm up
+    model.zero_grad(set_to_none=True)
+    compiled(*inputs).backward()  # compile + warm up, and check the gradients against eager's
+    for param, expected in zip(model.parameters(), args.reference_grads):
+        torch.testing.assert_close(param.grad, expected, rtol=1e-3, atol=1e-4)
     plan = next(iter(compiled.aotgraph_entries.values())).partition.forward.meta.get("aotgraph_plan")
     times, held, peak = [], None, None
     for step in range(args.steps):
@@ -99,12 +102,18 @@ def main():
     parser.add_argument("--small", action="store_true", help="a 2-layer GPT instead of GPT-2 small (smoke test)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=50257,
+                        help="GPT-2's 50257 makes the loss head's transients the peak; smaller shows activations")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--offload-share", type=float, default=0.7,
                         help="offload the largest saved values that make up this share of saved bytes")
     args = parser.parse_args()
     model, inputs = make_model(args)
     device = torch.device(args.device)
+    model.zero_grad(set_to_none=True)
+    model(*inputs).backward()
+    args.reference_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
     fixed = allocated(device)
     print(f"device {args.device}, torch {torch.__version__}, fixed memory (params + inputs): {fmt(fixed)} MiB")
     threshold = largest_saved_threshold(model, inputs, args, args.offload_share)

@@ -51,6 +51,7 @@ def test_non_tensor_outputs():
     parity = assert_parity(fn, (leaf(3, 2), 4))
     assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3, (3, 2))
     assert type(parity.compiled_out[-1]) is torch.Size
+    assert_parity(lambda x: (x.shape, x * 2), (leaf(3, 2),))
 
 
 def test_dict_tuple_list_inputs_and_outputs():
@@ -354,6 +355,16 @@ def test_recompiles_on_a_new_shape_but_not_on_the_same_shape():
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
     model(leaf(7, 4, seed=2))
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
+
+
+def test_aot_module_passes_parameters_and_buffers_as_graph_inputs():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    compiled = aot_module(model)
+    compiled(torch.randn(5, 4)).sum().backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    state = len(list(model.parameters())) + len(list(model.buffers()))
+    assert entry.joint.num_primals == state + 1
+    assert not any(n.op == "get_attr" for n in entry.joint.graph_module.graph.nodes)
 
 
 def test_train_and_eval_select_their_own_graph():

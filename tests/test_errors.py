@@ -1,5 +1,7 @@
 """Programs aotgraph cannot compile fail with an error naming the stage, the cause (op or
 argument) and the fix; never a wrong answer, and nothing is left half-compiled."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -188,3 +190,12 @@ def test_double_backward_is_refused_not_wrong(program):
 def test_dynamic_shapes_are_refused_until_supported():
     error = _raises(BadArgument, aot_function, lambda x: x, dynamic=True)
     _assert_names(error, "api", "dynamic=True")
+
+
+def test_output_in_a_class_pytree_cannot_see_into():
+    @dataclasses.dataclass
+    class Holder:
+        tensor: torch.Tensor
+
+    error = _raises(UnsupportedOp, aot_function(lambda x: Holder(x * 2)), leaf(3))
+    _assert_names(error, "capture", "output leaf 0", "Holder", "register_dataclass")

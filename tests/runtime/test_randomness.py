@@ -46,3 +46,20 @@ def test_reseeding_inside_the_function_is_refused():
 
     with pytest.raises(UnsupportedOp, match="global RNG"):
         aot_function(fn)(torch.ones(3))
+
+
+@pytest.mark.parametrize("partitioner", ["default", "mincut"])
+def test_draws_survive_a_recomputing_partitioner(partitioner):
+    """A partitioner that recomputes cheap ops in the backward must not redraw random values."""
+    from aotgraph import default_partition, min_cut_rematerialization_partition
+
+    partition_fn = {"default": default_partition, "mincut": min_cut_rematerialization_partition}[partitioner]
+
+    def fn(x, w):
+        h = F.dropout((x @ w).relu(), 0.5, training=True)
+        return (h * torch.rand_like(h)).sin().sum(1)
+
+    def make():
+        return Case((leaf(8, 16), leaf(16, 16)))
+
+    assert_parity(fn, make, compiled=aot_function(fn, partition_fn=partition_fn))

@@ -201,11 +201,7 @@ class _Functionalizer:
             new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            # The in-place op kept self's shape and dtype (e.g. a [1] source into a 0-d self).
-            if new_val.numel() == target_val.numel():
-                new_value = self.emit(aten.reshape.default, new_value, list(target_val.shape))
-            else:
-                new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
+            new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         self._write(target, new_value)
         info = self.alias[target]

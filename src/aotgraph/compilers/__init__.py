@@ -97,6 +97,9 @@ def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = e
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
                   role: Union[str, GraphRole]):
     """Run `compiler` on one graph and return a boxed callable (takes a list)."""
+    real_recompile = getattr(graph_module, "real_recompile", None)
+    if real_recompile is not None:  # a lazily generated module: give it its code before `forward` is read
+        real_recompile()
     role = role if isinstance(role, GraphRole) else GraphRole(role, 0, next(_graph_ids))
     if getattr(compiler, "_takes_role", False):
         compiled = compiler(graph_module, list(example_inputs), role)

@@ -55,24 +55,45 @@ def ancestors(roots: Iterable[Optional[fx.Node]], stop: set[fx.Node] = frozenset
 
 
 def extract_graph(
-    source: fx.GraphModule, inputs: list[fx.Node], outputs: list, keep: set[fx.Node] = frozenset()
+    source: fx.GraphModule, inputs: list[fx.Node], outputs: list, keep: set[fx.Node] = frozenset(),
+    on_demand: set[fx.Node] = frozenset(),
 ) -> fx.GraphModule:
     """A new module computing `outputs` from `inputs` (which become placeholders of the same
     names), copying only the nodes needed, plus the nodes in `keep` (e.g. random ops
-    whose draws must happen), in the source's order."""
+    whose draws must happen), in the source's order, except `on_demand` nodes: each is
+    placed right before its first consumer (recomputation in a backward, so recomputed
+    values do not all come back to life at its start)."""
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for node in inputs:
         placeholder = graph.placeholder(node.name)
         placeholder.meta = dict(node.meta)
         env[node] = placeholder
+
+    def emit(root: fx.Node) -> None:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if node in env:
+                stack.pop()
+                continue
+            if node.op == "placeholder":
+                raise AssertionError(f"partition needs {node.name} but it is not an input of this graph")
+            pending = [i for i in node.all_input_nodes if i not in env]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            env[node] = _copy_node(graph, node, env)
+
     needed = ancestors(list(outputs) + list(keep), stop=set(inputs))
     for node in source.graph.nodes:
-        if node in env or node not in needed or node.op in ("placeholder", "output"):
-            if node.op == "placeholder" and node in needed and node not in env:
-                raise AssertionError(f"partition needs {node.name} but it is not an input of this graph")
+        if node in env or node not in needed or node.op == "output" or node in on_demand:
             continue
-        env[node] = _copy_node(graph, node, env)
+        emit(node)
+    for node in outputs:
+        if isinstance(node, fx.Node):
+            emit(node)
     graph.output(tuple(env[o] if isinstance(o, fx.Node) else o for o in outputs))
     return _make_graph_module(source, graph)
 

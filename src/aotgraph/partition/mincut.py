@@ -120,7 +120,7 @@ class JointNetwork:
         if unsafe is not None or node in self.pinned:  # the program itself recomputes pinned nodes
             return unsafe
         decision = self.decisions.get(node)
-        if decision in (Decision.SAVE, Decision.OFFLOAD):
+        if decision is Decision.SAVE:
             return f"policy {getattr(self.policy, '__name__', 'policy')} said {decision.value}"
         if decision is Decision.RECOMPUTE or (self.price_expensive and is_expensive(node)):
             return None
@@ -247,7 +247,9 @@ class JointNetwork:
 
         plan, saved_list, offloaded = self.plan(saved, budget=budget, note=note)
         forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, keep=self.random_forward)
-        backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs)
+        recomputed = set(plan.recomputed)
+        backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs,
+                                 on_demand={n for n in self.nodes if n.name in recomputed})
         if offloaded:
             offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
         forward.meta["aotgraph_plan"] = plan

@@ -6,7 +6,8 @@ None to leave the node to the optimizer. The partitioner applies it to every for
 - SAVE: never recompute it; if the backward reads it, it is saved.
 - RECOMPUTE: never save it; the backward recomputes it (even a matmul). Ops whose
   recomputation would change results (random draws, side effects) stay saved regardless.
-- OFFLOAD: like SAVE, and the saved copy lives in host memory between forward and backward.
+- OFFLOAD: no say in what is saved; if the cut saves it, the saved copy lives in host memory
+  between forward and backward.
 """
 from __future__ import annotations
 
