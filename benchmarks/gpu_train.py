@@ -295,6 +295,7 @@ def main() -> int:
                 log(traceback.format_exc())
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
                 results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
+            torch._dynamo.reset()  # drop this configuration's compiled graphs before the next one
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
