@@ -129,7 +129,8 @@ def _differs(e, a):
 def run_op(op, systems, samples_per_op, sample_timeout):
     result = OpResult()
     try:
-        samples = list(op.sample_inputs("cpu", torch.float32, requires_grad=True))[:samples_per_op]
+        samples = list(op.sample_inputs("cpu", torch.float32, requires_grad=True))
+        samples = samples[:samples_per_op] if samples_per_op else samples
     except Exception as error:  # noqa: BLE001 - a broken OpInfo is skipped, not ours to judge
         for system in systems:
             result.status[system], result.detail[system] = "skipped", f"sample_inputs failed: {error}"
@@ -272,7 +273,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", default="", help="comma-separated OpInfo names (default: all)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N ops of op_db")
-    parser.add_argument("--samples", type=int, default=4, help="sample inputs per op")
+    parser.add_argument("--samples", type=int, default=4, help="sample inputs per op (0: all)")
     parser.add_argument("--budget", type=float, default=0.0, help="seconds; ops after it are skipped")
     parser.add_argument("--sample-timeout", type=int, default=60, help="seconds per sample and system")
     parser.add_argument("--systems", default=",".join(SYSTEMS))

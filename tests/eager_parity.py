@@ -1,4 +1,7 @@
-"""Differential checks against eager PyTorch, shared by the capture and runtime tests.
+"""Differential checks against eager PyTorch for the hard semantic cases (mutations, aliasing,
+randomness, grad modes), used by tests/capture and tests/runtime. Unlike `parity`, which
+clones given inputs, each run builds its own inputs, so cases can pass non-leaves, views
+of one base or the same tensor twice, and compare what eager *raises* as well.
 
 `assert_parity(fn, make_case)` runs ``fn`` eagerly and through ``aot_function`` on two
 identical copies of its inputs (built by ``make_case`` under the same seed) and compares
@@ -88,12 +91,15 @@ def observe(fn: Callable, make_case: Callable[[], Case], *, seed: int, backward:
 
 
 def assert_parity(fn: Callable, make_case: Callable[[], Case], *, seed: int = 0, backward: bool = True,
-                  atol: float = 1e-5, rtol: float = 1.3e-6, compiled: Callable | None = None, check_rng: bool = True):
+                  atol: float = 1e-5, rtol: float = 1.3e-6, compiled: Callable | None = None, check_rng: bool = True,
+                  eager_raises: bool = False):
     """Fail unless ``aot_function(fn)`` (or `compiled`) behaves like ``fn`` on ``make_case()``.
+    With `eager_raises`, eager must raise and the compiled call must raise the same kind.
 
     Returns the (eager, compiled) observations for further checks."""
     eager = observe(fn, make_case, seed=seed, backward=backward)
     ours = observe(compiled or aot_function(fn), make_case, seed=seed, backward=backward)
+    assert (eager.error is not None) == eager_raises, f"eager raised {eager.error!r}" if eager.error else "eager ran"
     if eager.error is not None:
         assert ours.error is not None, f"eager raised {eager.error!r}, compiled did not"
         assert isinstance(ours.error, type(eager.error)) or isinstance(eager.error, type(ours.error)), (

@@ -103,15 +103,17 @@ def _compare_runs(eager_fn, compiled_fn, compiled, eager_state, compiled_state, 
     assert len(compiled.aotgraph_entries) == 1, "one call must compile exactly one entry"
     (entry,) = compiled.aotgraph_entries.values()
 
-    eager_leaves, eager_spec = tree_flatten(eager_out)
-    compiled_leaves, compiled_spec = tree_flatten(compiled_out)
+    # Leaves as aotgraph's signature counts them: a torch.Size is one leaf.
+    eager_leaves, eager_spec = tree_flatten(eager_out, is_leaf=_is_size)
+    compiled_leaves, compiled_spec = tree_flatten(compiled_out, is_leaf=_is_size)
     assert compiled_spec == eager_spec, f"output structure {compiled_spec} != eager {eager_spec}"
     for k, (actual, expected) in enumerate(zip(compiled_leaves, eager_leaves)):
         assert_close(actual, expected, f"output {k}", scale)
         if isinstance(expected, torch.Tensor):
             assert actual is not expected, f"output {k} is eager's own tensor"
             assert actual.requires_grad == expected.requires_grad, f"output {k}: requires_grad differs from eager"
-            assert actual.stride() == expected.stride(), f"output {k}: stride {actual.stride()} != eager {expected.stride()}"
+            assert actual.stride() == expected.stride(), (
+                f"output {k}: stride {actual.stride()} != eager {expected.stride()}")
     _compare_tensors(compiled_inputs, eager_inputs, "input after forward", scale)
     _compare_state(compiled_state, eager_state, "after forward", scale)
 
@@ -132,6 +134,10 @@ def _compare_runs(eager_fn, compiled_fn, compiled, eager_state, compiled_state, 
         assert grads_compared > 0, "eager computed no gradient at all: the check would be vacuous"
         _compare_state(compiled_state, eager_state, "after backward", scale)
     return Parity(eager_out, compiled_out, compiled, grads_compared)
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, torch.Size)
 
 
 def _assert_backward_is_compiled(outputs: list[torch.Tensor]) -> None:

@@ -3,13 +3,14 @@ checked against eager on pytrees, non-tensors, kwargs, frozen parameters, unused
 the inference path, optimizer steps and the per-signature cache."""
 import copy
 
+import pytest
 import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 import aotgraph
-from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified
+from aotgraph import JointGraph, aot_export_joint, aot_function, aot_module, aot_module_simplified, models
 from parity import assert_close, assert_module_parity, assert_parity, assert_training_parity
 
 
@@ -50,6 +51,7 @@ def test_non_tensor_outputs():
     parity = assert_parity(fn, (leaf(3, 2), 4))
     assert parity.compiled_out[1:] == (5, 1.5, None, True, "label", 3, (3, 2))
     assert type(parity.compiled_out[-1]) is torch.Size
+    assert_parity(lambda x: (x.shape, x * 2), (leaf(3, 2),))
 
 
 def test_dict_tuple_list_inputs_and_outputs():
@@ -78,6 +80,21 @@ def test_integer_and_non_grad_tensor_inputs():
 
     mask = torch.tensor([1.0, 0.0, 2.0]).unsqueeze(1)
     assert_parity(fn, (leaf(6, 4), torch.tensor([0, 5, 5]), mask))
+
+
+def test_gradients_flow_back_into_the_eager_graph_around_the_compiled_region():
+    def fn(x, w):
+        return (x @ w).tanh()
+
+    grads = []
+    for run in (fn, aot_function(fn)):
+        base = leaf(3, 4)
+        weight = nn.Parameter(leaf(4, 2, seed=1).detach())
+        out = run(base * 2 + 1, weight)  # a non-leaf input, a Parameter input
+        (out.sum() * 3).backward()
+        grads.append((base.grad, weight.grad))
+    assert_close(grads[1][0], grads[0][0], "grad of the eager leaf before the compiled region")
+    assert_close(grads[1][1], grads[0][1], "grad of the Parameter input")
 
 
 def test_the_same_tensor_passed_twice():
@@ -340,6 +357,16 @@ def test_recompiles_on_a_new_shape_but_not_on_the_same_shape():
     assert len(model.aotgraph_entries) == 2 and len(calls) == 4
 
 
+def test_aot_module_passes_parameters_and_buffers_as_graph_inputs():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    compiled = aot_module(model)
+    compiled(torch.randn(5, 4)).sum().backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    state = len(list(model.parameters())) + len(list(model.buffers()))
+    assert entry.joint.num_primals == state + 1
+    assert not any(n.op == "get_attr" for n in entry.joint.graph_module.graph.nodes)
+
+
 def test_train_and_eval_select_their_own_graph():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 2))
@@ -358,6 +385,31 @@ def test_train_and_eval_select_their_own_graph():
     assert len(compiled.aotgraph_entries) == 2
 
 
+def test_saved_tensors_are_released_after_backward():
+    compiled = aot_function(lambda a: (a.sin() * a).exp().sum())
+    out = compiled(leaf(3))
+    assert type(out.grad_fn).__name__ == "CompiledFunctionBackward" and len(out.grad_fn.saved_tensors) > 0
+    out.backward()
+    try:
+        out.grad_fn.saved_tensors
+    except RuntimeError as error:
+        assert "freed" in str(error)
+    else:
+        raise AssertionError("saved tensors are still held after backward")
+
+
+def test_retain_graph_allows_a_second_backward_as_in_eager():
+    def fn(x):
+        return (x.sin() * x).sum()
+
+    x_eager, x_compiled = leaf(3), leaf(3)
+    for run, x in ((fn, x_eager), (aot_function(fn), x_compiled)):
+        loss = run(x)
+        loss.backward(retain_graph=True)
+        loss.backward()
+    assert_close(x_compiled.grad, x_eager.grad, "grad accumulated over two backwards")
+
+
 def test_second_backward_without_retain_graph_errors_as_in_eager():
     def fn(x):
         return (x.sin() * x).sum()
@@ -371,3 +423,14 @@ def test_second_backward_without_retain_graph_errors_as_in_eager():
             assert "second time" in str(error) or "freed" in str(error), error
         else:
             raise AssertionError(f"{run}: a second backward did not raise")
+
+
+@pytest.mark.parametrize("name", ["default_partition", "min_cut_rematerialization_partition"])
+def test_torch_partition_functions_plug_in(name):
+    # Drop-in: a partition_fn written for functorch.compile (here torch's own) works on our joint graph.
+    import functorch.compile
+
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=1, dim=32, seq=8)
+    parity = assert_module_parity(model, inputs, partition_fn=getattr(functorch.compile, name))
+    assert parity.entries[0].partition.saved

@@ -1,4 +1,8 @@
 """The command line: demo checks parity itself; explain reports on a user's factory."""
+import os
+import pathlib
+import subprocess
+import sys
 import textwrap
 
 from aotgraph.__main__ import main
@@ -23,3 +27,13 @@ def test_explain_reports_on_a_module_factory(tmp_path, capsys):
     assert main(["explain", f"{program}:make"]) == 0
     out = capsys.readouterr().out
     assert "forward graph:" in out and "saved for backward" in out and "tanh" in out
+
+
+def test_python_m_aotgraph_demo_exits_zero():
+    # The command as the README gives it, in a fresh interpreter (module wiring, exit status).
+    src = pathlib.Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "aotgraph", "demo", "--layers", "1", "--seq", "8"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "OK: aotgraph matches eager" in result.stdout

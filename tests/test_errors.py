@@ -1,5 +1,7 @@
 """Programs aotgraph cannot compile fail with an error naming the stage, the cause (op or
 argument) and the fix; never a wrong answer, and nothing is left half-compiled."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,6 +73,27 @@ def test_data_dependent_python_control_flow(program, line, grad):
 def test_data_dependent_output_shape():
     error = _raises(UnsupportedOp, aot_function(select_nonzero), leaf(5))
     _assert_names(error, "capture", "aten.nonzero", "data-dependent output shape")
+
+
+@pytest.mark.parametrize("program, op", [
+    (lambda x: x[x > 0], "aten.index.Tensor"),
+    (lambda x: torch.unique(x), "aten._unique2"),
+    (lambda x: x.repeat_interleave(torch.tensor([1, 2, 1, 0])), "aten.repeat_interleave"),
+], ids=["boolean-mask", "unique", "repeat_interleave"])
+def test_other_data_dependent_shapes(program, op):
+    error = _raises(UnsupportedOp, aot_function(program), leaf(4))
+    _assert_names(error, "capture", op, "data-dependent output shape")
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
+@pytest.mark.parametrize("program, op", [
+    (lambda x: x * 2 if torch.equal(x, x) else x, "aten.equal"),
+    (lambda x: x * float(x.sum()), "_local_scalar_dense"),
+    (lambda x: x * 2 if x.any() else x, "_local_scalar_dense"),
+], ids=["torch.equal", "float()", "any()"])
+def test_other_reads_of_tensor_values(program, op):
+    error = _raises(DataDependentControlFlow, aot_function(program), leaf(4))
+    _assert_names(error, "capture", op, "test_errors.py")
 
 
 @pytest.mark.parametrize("program, op", [(call_custom_op, "aotgraph_tests.double_without_fake"),
@@ -162,3 +185,17 @@ def test_double_backward_is_refused_not_wrong(program):
     torch.testing.assert_close(first, expected)
     error = _raises(UnsupportedOp, torch.autograd.grad, first.sum() + a_compiled.sum(), a_compiled)
     _assert_names(error, "runtime", "double backward", "create_graph=True")
+
+
+def test_dynamic_shapes_are_refused_until_supported():
+    error = _raises(BadArgument, aot_function, lambda x: x, dynamic=True)
+    _assert_names(error, "api", "dynamic=True")
+
+
+def test_output_in_a_class_pytree_cannot_see_into():
+    @dataclasses.dataclass
+    class Holder:
+        tensor: torch.Tensor
+
+    error = _raises(UnsupportedOp, aot_function(lambda x: Holder(x * 2)), leaf(3))
+    _assert_names(error, "capture", "output leaf 0", "Holder", "register_dataclass")

@@ -2,7 +2,8 @@
 entry for this input signature, run the stages on a miss, call the runtime."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -11,11 +12,11 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
-from .compilers import compile_graph, eager, resolve_compiler
+from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import build_runtime
-from .timings import CompileLog
+from .timings import CompileLog, time_first_call
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "CompiledEntry"]
 
@@ -28,7 +29,9 @@ class CompiledEntry:
     compiled: CompiledGraphs
     run: Callable[[list], list]
     log: CompileLog
+    unflatten: Callable[[list], Any]
     mutates_inputs: bool = False
+    has_run: bool = False  # the first call is timed as the "first run" stage
 
     @property
     def joint(self) -> JointGraph:
@@ -39,38 +42,79 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
                    decompositions) -> CompiledEntry:
     """capture -> partition -> compile -> runtime, each stamped into one CompileLog."""
     log = CompileLog()
-    with log.stage("capture"):
+    with log.stage("capture") as note:
         joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
-    log.records[-1] = type(log.records[-1])("capture", log.records[-1].seconds,
-                                            f"{len(joint.graph_module.graph.nodes)} nodes")
+        note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
-        fake_inputs = [n.meta["val"] for n in parts.forward.graph.find_nodes(op="placeholder")]
-        if joint.is_inference:
-            forward = compile_graph(inference_compiler, parts.forward, fake_inputs, "inference")
-            backward = None
-        else:
-            forward = compile_graph(fw_compiler, parts.forward, fake_inputs, "forward")
-            bw_inputs = [n.meta["val"] for n in parts.backward.graph.find_nodes(op="placeholder")]
-            backward = compile_graph(bw_compiler, parts.backward, bw_inputs, "backward")
-    compiled = CompiledGraphs(forward, backward, parts)
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
+    if compiled.backward is not None:
+        compiled = replace(compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log,
+    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(sig.out_spec),
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
-    key: list = [in_spec, torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"),
-                 torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None]
+    key: list = [in_spec, torch.is_grad_enabled(), *_autocast_state()]
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
+            if a.layout != torch.strided:
+                raise BadArgument(f"input tensor with layout {a.layout} is not supported", "api",
+                                  "pass dense (strided) tensors, e.g. t.to_dense()")
             key.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad,
                         first_position.setdefault(id(a), position)))
         else:
             key.append((type(a), a if _hashable(a) else repr(a)))
     return tuple(key)
+
+
+def _plain_args_key(layout: tuple, tensors: list) -> tuple:
+    """The signature key of `_flatten_plain_args`'s result: the same facts as
+    `_signature_key`, gathered without a pytree walk (duplicates are rare: checked in bulk)."""
+    key = (layout, torch.is_grad_enabled(), *_autocast_state(),
+           *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in tensors])
+    if len(set(map(id, tensors))) != len(tensors):
+        first_position: dict[int, int] = {}
+        key += tuple(first_position.setdefault(id(t), p) for p, t in enumerate(tensors))
+    return key
+
+
+def _flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[list], Optional[tuple]]:
+    """``(flat leaves, tensor leaves, layout)`` when every argument is a tensor, a list/tuple
+    of tensors (aot_module's parameters) or a tuple of bools (its training flags): the common
+    calls, flattened without pytree. Else ``(None, None, None)``. The layout stands in for the
+    TreeSpec in the cache key and holds the bools' values."""
+    flat: list = []
+    tensors: list = []
+    layout: list = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            flat.append(a)
+            tensors.append(a)
+            layout.append(None)
+        elif type(a) in (list, tuple) and all(isinstance(t, torch.Tensor) for t in a):
+            flat.extend(a)
+            tensors.extend(a)
+            layout.append((type(a), len(a)))
+        elif type(a) is tuple and all(type(v) is bool for v in a):
+            flat.extend(a)
+            layout.append((tuple, a))
+        else:
+            return None, None, None
+    return flat, tensors, tuple(layout)
+
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
+def _autocast_state() -> tuple:
+    if _any_autocast is not None and not _any_autocast():
+        return (False, None)
+    enabled = torch.is_autocast_enabled("cpu")
+    return (enabled, torch.get_autocast_dtype("cpu") if enabled else None)
 
 
 def _hashable(value: Any) -> bool:
@@ -79,6 +123,15 @@ def _hashable(value: Any) -> bool:
         return True
     except TypeError:
         return False
+
+
+def _unflattener(out_spec) -> Callable[[list], Any]:
+    """``tree_unflatten(·, out_spec)``, short-cut for a single tensor and a flat tuple."""
+    if out_spec.is_leaf():
+        return operator.itemgetter(0)
+    if out_spec == tree_flatten((0,) * out_spec.num_leaves)[1]:
+        return tuple
+    return lambda flat_out: tree_unflatten(flat_out, out_spec)
 
 
 def aot_function(
@@ -99,7 +152,10 @@ def aot_function(
     Same call shape as ``functorch.compile.aot_function``. Compilers may be callables or
     names (``"eager"``, ``"inductor"``); ``bw_compiler`` and ``inference_compiler``
     default to ``fw_compiler``, which defaults to ``"eager"``. The returned function
-    has ``aotgraph_entries``: the compiled entry of each signature seen.
+    has ``aotgraph_entries``: the compiled entry of each signature seen, and
+    ``aotgraph_compile(*args, **kwargs)``, which compiles for those inputs (real or fake)
+    without running. With the ``"inductor"`` forward compiler, `decompositions` defaults
+    to Inductor's table.
     """
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
@@ -109,31 +165,54 @@ def aot_function(
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
+    if decompositions is None and fw is inductor:
+        from .compilers.inductor import inductor_decompositions
+
+        decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}
 
-    def compile_entry(program, flat_args, in_spec):
+    def compile_entry(program, flat_args, in_spec) -> CompiledEntry:
         return compile_stages(program, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
                               inference_compiler=inference, partition_fn=partition_fn,
                               decompositions=decompositions)
 
-    def compiled_fn(*args, **kwargs):
-        flat_args, in_spec = tree_flatten((args, kwargs))
-        key = _signature_key(flat_args, in_spec)
+    def entry_for(args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
+        """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
+        flat_args, tensors, layout = (None, None, None) if kwargs else _flatten_plain_args(args)
+        if flat_args is not None:
+            key, in_spec = _plain_args_key(layout, tensors), None
+        else:
+            flat_args, in_spec = tree_flatten((args, kwargs))
+            key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)
-        if entry is None or entry.mutates_inputs:
-            # Distinct inputs sharing memory: only checked where a mutation could make it matter.
-            groups = aliased_input_groups(flat_args)
-            if groups:
-                program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
-                entry = entries.get((key, groups))
-                if entry is None:
-                    entry = entries[(key, groups)] = compile_entry(program, flat_args, in_spec)
+        if entry is not None and not entry.mutates_inputs:
+            return entry, flat_args
+        if in_spec is None:
+            in_spec = tree_flatten((args, kwargs))[1]
+        # Distinct inputs sharing memory: only checked where a mutation could make it matter.
+        groups = aliased_input_groups(flat_args)
+        program = fn
+        if groups:
+            program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+            key = (key, groups)
+            entry = entries.get(key)
         if entry is None:
-            entry = entries[key] = compile_entry(fn, flat_args, in_spec)
-        flat_out = entry.run(flat_args)
-        return tree_unflatten(flat_out, entry.joint.signature.out_spec)
+            entry = entries[key] = compile_entry(program, flat_args, in_spec)
+        return entry, flat_args
+
+    def compiled_fn(*args, **kwargs):
+        entry, flat_args = entry_for(args, kwargs)
+        if entry.has_run:
+            return entry.unflatten(entry.run(flat_args))
+        entry.has_run = True
+        with entry.log.stage("first run"):
+            return entry.unflatten(entry.run(flat_args))
+
+    def compile_for(*args, **kwargs) -> CompiledEntry:
+        return entry_for(args, kwargs)[0]
 
     compiled_fn.aotgraph_entries = entries
+    compiled_fn.aotgraph_compile = compile_for
     compiled_fn.__wrapped__ = fn
     return compiled_fn
 
@@ -144,19 +223,32 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
     return list(named), list(named.values())
 
 
+def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
+    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it:
+    reading those per call sees reassigned parameters and buffers without walking the tree."""
+    slots = []
+    for name in names:
+        owner_name, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        slots.append((owner._parameters if leaf in owner._parameters else owner._buffers, leaf))
+    return slots
+
+
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
     module's current parameters and buffers, so optimizer steps and buffer updates show,
     and with its submodules' training flags, so ``train()``/``eval()`` select their own graph."""
 
-    def __init__(self, module: torch.nn.Module, compiled: Callable):
+    def __init__(self, module: torch.nn.Module, compiled: Callable, names: list[str]):
         super().__init__()
         self.orig_module = module
         self._compiled = compiled
+        self._state_slots = _state_slots(module, names)
+        self._submodules = list(module.modules())
 
     def forward(self, *args, **kwargs):
-        names, values = _named_state(self.orig_module)
-        training_flags = tuple(m.training for m in self.orig_module.modules())
+        values = [slot[name] for slot, name in self._state_slots]
+        training_flags = tuple([m.training for m in self._submodules])
         return self._compiled(values, training_flags, *args, **kwargs)
 
     @property
@@ -190,7 +282,7 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
     compiled = aot_function(_keyed_by_training_flags(_functional_module_fn(mod, names)), *args, **kwargs)
-    return AotModule(mod, compiled)
+    return AotModule(mod, compiled, names)
 
 
 def aot_module_simplified(
@@ -206,11 +298,16 @@ def aot_module_simplified(
     **_ignored,
 ) -> Callable:
     """The Dynamo-backend entry (``functorch.compile.aot_module_simplified``): `mod` is
-    typically an fx GraphModule, `args` its example inputs; returns ``forward(*args)``
-    with the module's parameters and buffers bound."""
+    typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
+    them now and returns ``forward(*args)`` with the module's parameters and buffers
+    bound. A call with another input signature compiles again. Shapes are specialized:
+    symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
+    concrete signature compiles on its first call instead."""
     names, values = _named_state(mod)
     compiled = aot_function(_functional_module_fn(mod, names), fw_compiler, bw_compiler, partition_fn,
                             decompositions, len(values), keep_inference_input_mutations, inference_compiler)
+    if not _has_symbolic_shapes(args):
+        compiled.aotgraph_compile(values, *args)
 
     def forward(*runtime_args):
         return compiled(values, *runtime_args)
@@ -220,6 +317,17 @@ def aot_module_simplified(
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _has_symbolic_shapes(args) -> bool:
+    for value in tree_flatten(args)[0]:
+        if isinstance(value, torch.SymInt):
+            return True
+        if isinstance(value, torch.Tensor) and any(
+            isinstance(s, torch.SymInt) for s in (*value.shape, *value.stride(), value.storage_offset())
+        ):
+            return True
+    return False
 
 
 def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *,

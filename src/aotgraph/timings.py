@@ -1,15 +1,23 @@
 """A per-stage log of one compile: what ran, how long it took, what it produced.
 
-Each stage appends one `StageRecord`; reports and the `aotgraph` logger read it.
+Each stage appends one `StageRecord`: capture, partition, compile, then "first run" (the
+first call's forward through the compiled graphs) and "first backward" (the backward
+graph's first run). Reports read the log; each record is also logged at INFO level on the
+``aotgraph`` logger, printed to stderr when the environment sets ``AOTGRAPH_LOG=1``.
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 logger = logging.getLogger("aotgraph")
+if os.environ.get("AOTGRAPH_LOG", "0") not in ("", "0") and not logger.handlers:
+    logger.addHandler(logging.StreamHandler())
+    logger.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -20,20 +28,27 @@ class StageRecord:
 
 
 @dataclass
+class StageNote:
+    detail: str = ""
+
+
+@dataclass
 class CompileLog:
     """Ordered records of the stages of one compile (capture, partition, compile, first run)."""
 
     records: list[StageRecord] = field(default_factory=list)
 
     @contextmanager
-    def stage(self, name: str, detail: str = ""):
+    def stage(self, name: str):
+        """Time the block as stage `name`; the block may set ``.detail`` on what it gets."""
+        note = StageNote()
         start = time.perf_counter()
         try:
-            yield
+            yield note
         finally:
-            record = StageRecord(name, time.perf_counter() - start, detail)
+            record = StageRecord(name, time.perf_counter() - start, note.detail)
             self.records.append(record)
-            logger.info("aotgraph %s: %.4f s %s", name, record.seconds, detail)
+            logger.info("aotgraph %s: %.4f s %s", name, record.seconds, record.detail)
 
     def seconds(self, name: str) -> float:
         return sum(r.seconds for r in self.records if r.stage == name)
@@ -42,6 +57,21 @@ class CompileLog:
         return sum(r.seconds for r in self.records)
 
     def format(self) -> str:
-        lines = [f"{r.stage:<12} {r.seconds * 1e3:9.2f} ms  {r.detail}" for r in self.records]
-        lines.append(f"{'total':<12} {self.total() * 1e3:9.2f} ms")
+        lines = [f"{r.stage:<15} {r.seconds * 1e3:9.2f} ms  {r.detail}" for r in self.records]
+        lines.append(f"{'total':<15} {self.total() * 1e3:9.2f} ms")
         return "\n".join(lines)
+
+
+def time_first_call(boxed: Callable[[list], object], log: CompileLog, stage: str) -> Callable[[list], object]:
+    """`boxed` (a graph in the boxed convention) with its first call recorded as `stage`."""
+    pending = [True]
+
+    def call(args: list):
+        if pending:
+            pending.clear()
+            with log.stage(stage):
+                return boxed(args)
+        return boxed(args)
+
+    call._boxed_call = True
+    return call

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from aotgraph import aot_function
 from eager_parity import Case, assert_parity, leaf
 
 
@@ -40,7 +41,7 @@ def test_mutation_under_no_grad_of_leaf_requiring_grad():
 
 
 def test_mutation_of_leaf_requiring_grad_raises_like_eager():
-    assert_parity(lambda x: x.add_(1) * 2, lambda: Case((leaf(3),)))
+    assert_parity(lambda x: x.add_(1) * 2, lambda: Case((leaf(3),)), eager_raises=True)
 
 
 def test_mutation_of_nonleaf_requiring_grad_flows_to_its_leaf():
@@ -118,3 +119,25 @@ def test_batchnorm_train_buffers_match_eager():
         torch.testing.assert_close(compiled(x), eager_bn(x))
     for name, buffer in eager_bn.named_buffers():
         torch.testing.assert_close(dict(ours_bn.named_buffers())[name], buffer)
+
+
+def _nonleaf_and_leaf():
+    root, y = leaf(3, 4), leaf(4, 3)
+    return Case((root * 1.0, y), (root, y))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, y: x.__setitem__(0, y[:, 0]) or x.sum(),
+    lambda x, y: (x.mul_(2), x.add_(y.t()), x.exp())[2],
+    lambda x, y: (x.mul_(y.t()), x[0], x.t())[1:],
+], ids=["setitem_from_grad", "mutated_twice", "views_of_mutated_returned"])
+def test_nonleaf_input_mutations(fn):
+    assert_parity(fn, _nonleaf_and_leaf)
+
+
+def test_layout_change_of_input_requiring_grad_is_refused():
+    from aotgraph import UnsupportedOp
+
+    x = leaf(3, 4) * 1.0
+    with pytest.raises(UnsupportedOp, match="in-place view op"):
+        aot_function(lambda t: t.t_() * 2)(x)

@@ -2,7 +2,7 @@
 it is owed; boxed and unboxed compilers, nop and the named compilers all give eager's answers."""
 import pytest
 import torch
-from functorch.compile import make_boxed_func as torch_make_boxed_func
+from functorch.compile import make_boxed_func as torch_make_boxed_func, nop as torch_nop
 
 import aotgraph
 from aotgraph import aot_function, make_boxed_compiler, make_boxed_func, nop
@@ -133,8 +133,8 @@ def test_compiler_returning_a_boxed_call_gets_one_list_it_may_clear():
     assert lists[0] == 3 and lists[1] == len(entry.partition.saved) + 1
 
 
-@pytest.mark.parametrize("compiler", [nop, "nop", "eager", aotgraph.compilers.eager], ids=["nop", "'nop'", "'eager'",
-                                                                                           "eager"])
+@pytest.mark.parametrize("compiler", [nop, "nop", "eager", aotgraph.compilers.eager, torch_nop],
+                         ids=["nop", "'nop'", "'eager'", "eager", "functorch-nop"])
 def test_nop_and_eager(compiler):
     parity = assert_parity(fn, make_inputs(), fw_compiler=compiler)
     (entry,) = parity.entries

@@ -3,25 +3,38 @@
 The program runs once on fake tensors under `GraphRecorder`: its forward, then (when
 anything needs a gradient) ``torch.autograd.grad`` on tangent placeholders, both
 recorded into one graph. Programs that mutate are then functionalized; programs that
-do not skip that pass entirely.
+do not skip that pass entirely. Recording runs with the Python dispatcher on (as make_fx
+does), so composite ops with Python decompositions (nn.LSTM, nn.GRU, nn.RNN) trace to
+plain ops instead of fused kernels whose outputs depend on grad mode at run time.
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.fx as fx
+from torch._dispatch.python import enable_python_dispatcher
 from torch._guards import detect_fake_mode
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
-from ..errors import BadArgument, UnsupportedOp
+from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from .functionalize import functionalize
 from .recorder import GraphRecorder
 
 __all__ = ["capture"]
+
+try:  # generates the joint's Python code only if someone reads or runs it (torch >= 2.3)
+    from torch.fx._lazy_graph_module import _LazyGraphModule as JointModule
+except ImportError:
+    JointModule = fx.GraphModule
+
+# Output leaves returned as they are: tensors, and constants that cannot hold a tensor.
+_OUTPUT_LEAF_TYPES = (torch.Tensor, int, float, bool, complex, str, bytes, type(None), enum.Enum, torch.Size,
+                      torch.dtype, torch.device, torch.layout, torch.memory_format)
 
 
 def capture(
@@ -52,23 +65,50 @@ def capture(
     versions_before = [f._version for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
-    rng_before = torch.get_rng_state()
-    with fake_mode, recorder:
-        out = fn(*args, **kwargs)
-    if not torch.equal(rng_before, torch.get_rng_state()):
-        torch.set_rng_state(rng_before)
-        raise UnsupportedOp(
-            "the program sets the global RNG state while being traced (torch.manual_seed, set_rng_state, ...); "
-            "the compiled function would not replay it",
-            "capture",
-            "seed outside the compiled function, or pass a torch.Generator to the random ops",
-        )
+    try:
+        with fake_mode, recorder, enable_python_dispatcher():
+            out = fn(*args, **kwargs)
+        recorder.random_draws.position("the program returns")
+    except RuntimeError as error:
+        recorder.random_draws.restore()
+        if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
+            raise DataDependentControlFlow(
+                "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
+                "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
+            ) from error
+        raise
+    except BaseException:
+        recorder.random_draws.restore()
+        raise
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-    with fake_mode, recorder:
+    for o in flat_out:
+        if isinstance(o, torch.Tensor) and o.layout != torch.strided:
+            raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
+                                "return dense tensors (e.g. .to_dense()) or run that part eagerly")
+    opaque = [(k, o) for k, o in enumerate(flat_out) if not isinstance(o, _OUTPUT_LEAF_TYPES)]
+    if opaque:
+        recorder.random_draws.restore()
+        position, value = opaque[0]
+        raise UnsupportedOp(
+            f"output leaf {position} is a {type(value).__name__}, which may hold tensors that aotgraph cannot see "
+            "(they would come back as fake tensors)",
+            "capture",
+            "return tensors and Python scalars in tuples, lists, dicts or namedtuples, or register the class "
+            "as a pytree node (torch.utils._pytree.register_dataclass)",
+        )
+    with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
     layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
+    relaid_with_grad = [p.name for p, f in zip(placeholders, program_fakes)
+                        if p.name in layout_changed and wants_grad and f.requires_grad]
+    if relaid_with_grad:
+        recorder.random_draws.restore()
+        raise UnsupportedOp(
+            f"an in-place view op (t_, unsqueeze_, transpose_, ...) changes the layout of inputs {relaid_with_grad}, "
+            "which require grad", "capture",
+            "use the out-of-place view (x = x.t()) inside the function, or detach the input first")
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
@@ -84,10 +124,13 @@ def capture(
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
-    if not is_inference:
-        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
-    else:
-        mutated_with_grad = ()
+    try:
+        if not is_inference:
+            grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        else:
+            mutated_with_grad = ()
+    finally:
+        recorder.random_draws.restore()
 
     graph = recorder.graph
     graph.output((tuple(out_nodes), tuple(grad_nodes)))
@@ -108,7 +151,7 @@ def capture(
     root = torch.nn.Module()
     for name, constant in recorder.constants.items():
         setattr(root, name, constant)
-    graph_module = fx.GraphModule(root, graph)
+    graph_module = JointModule(root, graph)
 
     missing = set(mutated_with_grad) - set(data_mutated)
     if missing:
@@ -129,7 +172,7 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
-    with fake_mode, recorder:
+    with fake_mode, recorder, enable_python_dispatcher():
         grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
@@ -141,8 +184,9 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
 
 
 def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
-    """A tensor that requires grad but is not an input (a global, a closure, a module
-    attribute) would get a gradient in eager and none from the graph: refuse it."""
+    """A real tensor that requires grad but is not an input (a global, a closure, a module
+    attribute) would get a gradient in eager and none from the graph: refuse it. Leaves the
+    program makes itself (``t.detach().requires_grad_()``) are fake and stay allowed."""
     inputs = {id(f) for f in primal_fakes}
     seen, pending = set(), [o.grad_fn for o in diff_outs]
     while pending:
@@ -151,7 +195,7 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
             continue
         seen.add(node)
         leaf = getattr(node, "variable", None)  # set on AccumulateGrad nodes only
-        if leaf is not None and id(leaf) not in inputs:
+        if leaf is not None and id(leaf) not in inputs and not isinstance(leaf, FakeTensor):
             raise BadArgument(
                 f"the program reads a tensor of shape {tuple(leaf.shape)} that requires grad but is not an "
                 "input (a global, a closure or a module attribute), so its gradient would be lost",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..errors import UnsupportedOp
@@ -20,15 +21,15 @@ __all__ = ["aliased_input_groups", "with_shared_bases"]
 
 def aliased_input_groups(flat_args: Sequence[Any]) -> tuple[tuple[int, ...], ...]:
     """Groups (two or more) of flat positions holding distinct tensors that share a storage."""
-    by_storage: dict[int, list[int]] = {}
+    by_storage: dict[StorageWeakRef, list[int]] = {}
     seen: set[int] = set()
     for position, value in enumerate(flat_args):
         if not isinstance(value, torch.Tensor) or id(value) in seen:
             continue
         seen.add(id(value))
         storage = value.untyped_storage()
-        if storage.nbytes():
-            by_storage.setdefault(storage.data_ptr(), []).append(position)
+        if storage.nbytes():  # by storage identity, not data_ptr: fake tensors all have data_ptr 0
+            by_storage.setdefault(StorageWeakRef(storage), []).append(position)
     return tuple(tuple(positions) for positions in by_storage.values() if len(positions) > 1)
 
 

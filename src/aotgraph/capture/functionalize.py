@@ -20,6 +20,9 @@ from ..errors import UnsupportedOp
 from . import functional_ops as ops
 
 aten = torch.ops.aten
+# Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
+# not record such calls (it hands back the argument itself): a recorded ``to`` copied.
+_RECORDED_ONLY_WHEN_COPYING = frozenset({aten.to.dtype, aten.to.device, aten.to.dtype_layout, aten.to.other})
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class _Functionalizer:
         kwargs = tree_map(self._read_arg, node.kwargs)
         value = self.new.call_function(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func.is_view and _is_single_tensor(node):
+        if func in _RECORDED_ONLY_WHEN_COPYING:
+            self.new_root(node, value)
+        elif func.is_view and _is_single_tensor(node):
             self.new_view(node, node.args[0], func, node.args[1:], None, value)
         elif func.is_view:
             self.env[node] = value  # multi-output view: its getitems register themselves
@@ -190,14 +195,13 @@ class _Functionalizer:
             )
         args = tree_map(self._read_arg, ops.with_default_args(func, node.args))
         kwargs = tree_map(self._read_arg, node.kwargs)
-        new_value = self.emit(twin_func, *args, **kwargs)
+        if func is aten.copy_.default and _same_layout(node.args[1], target):
+            new_value = args[1]  # copying a value of the same layout: the new value is the source
+        else:
+            new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            # The in-place op kept self's shape and dtype (e.g. a [1] source into a 0-d self).
-            if new_val.numel() == target_val.numel():
-                new_value = self.emit(aten.reshape.default, new_value, list(target_val.shape))
-            else:
-                new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
+            new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         self._write(target, new_value)
         info = self.alias[target]
@@ -259,6 +263,13 @@ class _Functionalizer:
 
 class _Tuple(tuple):
     """The new nodes standing for a multi-output mutating op's results (read by getitem)."""
+
+
+def _same_layout(a: Any, b: fx.Node) -> bool:
+    if not isinstance(a, fx.Node):
+        return False
+    x, y = a.meta["val"], b.meta["val"]
+    return (x.shape, x.stride(), x.dtype, x.device) == (y.shape, y.stride(), y.dtype, y.device)
 
 
 def _is_single_tensor(node: fx.Node) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import operator
 import os
 import traceback
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.fx as fx
@@ -22,13 +23,14 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
-from .functional_ops import is_metadata_mutation
+from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
+from .random_draws import RandomDraws
 
 aten = torch.ops.aten
+_DEVICE_QUERY = torch.ops.prim.device.default
 
 # Ops whose eager kernel mutates an argument that its schema does not mark as written.
 # Each is recorded as an op with the same results whose schema states the mutation.
@@ -61,9 +63,7 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
-        # Tracing draws no real random numbers, so the global RNG state stays put unless the
-        # program sets it; a random op after such a set would not replay: refuse it.
-        self._rng_state_at_start = torch.get_rng_state()
+        self.random_draws = RandomDraws()  # the caller's RNG state is restored by `random_draws.restore()`
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -110,11 +110,17 @@ class GraphRecorder(TorchDispatchMode):
 
     # ---- the dispatch hook --------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is _DEVICE_QUERY and type(args[0]) is FakeTensor:
+            # Autograd asks each fake tensor's device (most dispatches of a capture);
+            # answer it here instead of passing it down to the fake mode.
+            return args[0].fake_device
+        facts = _OP_FACTS.get(func)
+        if facts is None:
+            facts = _OP_FACTS[func] = _OpFacts.of(func)
         kwargs = kwargs or {}
-        rewrite = _HIDDEN_MUTATION_REWRITES.get(func)
-        if rewrite is not None:
+        if facts.rewrite is not None:
             with self:
-                return rewrite(*args, **kwargs)
+                return facts.rewrite(*args, **kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is not None:
             with self:
@@ -123,57 +129,85 @@ class GraphRecorder(TorchDispatchMode):
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
+            facts = _OP_FACTS.get(func) or _OpFacts.of(func)
 
-        flat, spec = tree_flatten((args, kwargs))
-        if is_metadata_mutation(func):
+        if facts.mutates_metadata:
             self._snapshot_layout(args[0])
-        fake_args, fake_kwargs = tree_unflatten([self._as_fake(a) for a in flat], spec)
+        as_fake = self._as_fake
+        fake_args = _map_tensors(as_fake, args)
+        fake_kwargs = {k: _map_tensors(as_fake, v) if type(v) in _SEQUENCES else as_fake(v)
+                       for k, v in kwargs.items()} if kwargs else {}
+        draws_global_rng = facts.is_random and kwargs.get("generator") is None
+        if draws_global_rng and facts.is_mutable and functional_twin(func) is not None:
+            # An in-place draw is recorded as a fresh draw copied in, so the drawn values stay
+            # addressable after later in-place ops on the tensor (see `_redraw`).
+            with self:
+                drawn = functional_twin(func)(*with_default_args(func, args), **kwargs)
+                return aten.copy_.default(args[0], drawn)
+        if draws_global_rng:
+            position = self.random_draws.position(str(func))
+            if position < len(self.random_draws.draws):
+                return self._redraw(func, fake_args, fake_kwargs, position)
         out = self._run_fake(func, fake_args, fake_kwargs)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
+        if not func._schema.is_mutable and isinstance(out, torch.Tensor):
+            # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
+            # decomposition): the same tensor, so the same node; recording it would make the
+            # tensor look like a view of itself.
+            for original, fake in zip(flat, tree_flatten((fake_args, fake_kwargs))[0]):
+                if fake is out:
+                    return original
 
-        node_args, node_kwargs = tree_unflatten([self.node_for(a) for a in flat], spec)
-        if torch.Tag.nondeterministic_seeded in func.tags and kwargs.get("generator") is None:
-            self._check_rng_untouched(func)
-        node = self.graph.call_function(func, tuple(node_args), node_kwargs)
+        node_for = self.node_for
+        node_args = _map_tensors(node_for, args)
+        node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
+                       for k, v in kwargs.items()} if kwargs else {}
+        node = _append_call(self.graph, func, node_args, node_kwargs)
         node.meta["val"] = out
-        if func._schema.is_mutable:
+        if facts.is_mutable:
             self.saw_mutation = True
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
+            out_nodes = [node]
         else:
+            out_nodes = []
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
-                    getter = self.graph.call_function(operator.getitem, (node, index))
+                    getter = _append_call(self.graph, operator.getitem, (node, index), {})
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
+                out_nodes.append(self.node_of.get(id(item)))
+        if draws_global_rng:
+            self.random_draws.record(func, out_nodes)
         return out
 
-    def _check_rng_untouched(self, func) -> None:
-        with _disable_current_modes():  # the RNG state is a real tensor
-            untouched = torch.equal(torch.get_rng_state(), self._rng_state_at_start)
-        if not untouched:
-            raise UnsupportedOp(
-                f"{func} draws from the global RNG after the program set its state (torch.manual_seed, "
-                "set_rng_state, ...) while being traced; the compiled function would not replay that",
-                "capture",
-                "seed outside the compiled function, or pass a torch.Generator to the random ops",
-            )
+    def _redraw(self, func, fake_args, fake_kwargs, position):
+        """Eager would draw exactly the values of an earlier draw again (a checkpointed region
+        recomputed from a restored RNG state): reuse that draw's nodes."""
+        nodes = self.random_draws.replayed(position, func)
+        out = self._run_fake(func, fake_args, fake_kwargs)  # fresh fakes of the same layout
+        for item, node in zip([out] if isinstance(out, torch.Tensor) else out, nodes):
+            if isinstance(item, torch.Tensor):
+                self.node_of[id(item)] = node
+        return out
 
     def _snapshot_layout(self, tensor: torch.Tensor) -> None:
-        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the node that
-        held it so far keeps a fake of the layout it had then."""
-        node = self.node_of.get(id(tensor))
-        if node is not None and node.meta.get("val") is tensor:
-            node.meta["val"] = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+        """An in-place view op (``t_``) is about to change `tensor`'s sizes: the nodes that
+        held it so far (its producer and in-place ops on it) keep a fake of the layout it had then."""
+        snapshot = None
+        for node in self.graph.nodes:
+            if node.meta.get("val") is tensor:
+                if snapshot is None:
+                    snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+                node.meta["val"] = snapshot
 
     def _run_fake(self, func, args, kwargs):
-        name = str(func)
         try:
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
             raise DataDependentControlFlow(
-                f"the program reads the value of a tensor ({name}, e.g. .item(), bool(t), or `if t > 0`)"
+                f"the program reads the value of a tensor ({func}, e.g. .item(), bool(t), or `if t > 0`)"
                 f"{_user_line()}",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
@@ -181,7 +215,7 @@ class GraphRecorder(TorchDispatchMode):
             ) from error
         except DynamicOutputShapeException as error:
             raise UnsupportedOp(
-                f"{name} has a data-dependent output shape",
+                f"{func} has a data-dependent output shape",
                 "capture",
                 "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select) "
                 "or run that part eagerly outside the compiled function",
@@ -194,6 +228,42 @@ class GraphRecorder(TorchDispatchMode):
             if "no fake impl registered" not in str(error):
                 raise
             raise _no_fake_kernel(func) from error
+
+
+@dataclass(frozen=True)
+class _OpFacts:
+    """What the dispatch hook asks of an op on every call, computed once per op."""
+
+    rewrite: Optional[Callable]
+    is_mutable: bool
+    mutates_metadata: bool
+    is_random: bool
+
+    @staticmethod
+    def of(func) -> "_OpFacts":
+        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable, is_metadata_mutation(func),
+                        torch.Tag.nondeterministic_seeded in func.tags)
+
+
+_OP_FACTS: dict[Any, _OpFacts] = {}
+_SEQUENCES = (list, tuple)
+
+
+def _map_tensors(fn: Callable, args: Any) -> Any:
+    """`fn` applied to every leaf of ATen arguments (nested lists/tuples); a cheaper
+    ``tree_map`` for the only containers an op's positional arguments hold."""
+    return type(args)([_map_tensors(fn, a) if type(a) in _SEQUENCES else fn(a) for a in args])
+
+
+def _append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str, Any]) -> fx.Node:
+    """``graph.call_function(target, args, kwargs)`` without create_node's per-argument pytree
+    scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
+    node is created bare and its arguments set through the public setters, same name, same users."""
+    node = graph.create_node("call_function", target)
+    node.args = args
+    if kwargs:
+        node.kwargs = kwargs
+    return node
 
 
 _LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))

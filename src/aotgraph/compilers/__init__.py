@@ -1,18 +1,40 @@
-"""Stage 3: fx graph -> callable, in torch's boxed calling convention.
+"""Stage 3: Partition -> CompiledGraphs; each fx graph -> callable, in torch's boxed calling convention.
 
 A compiler is ``compiler(graph_module, example_inputs) -> callable``. The embedded
 default, ``"eager"``, runs the graph's generated Python code; any user callable works,
 boxed (``_boxed_call = True``: takes one list) or not. Example inputs are fake tensors.
+A compiler that needs to know which graph it gets (``"inductor"``) is marked
+``_takes_role = True`` and is called with a third argument, its `GraphRole`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
+from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import count
+from typing import Any, Callable, Optional, Sequence, Union
 
+import torch
 import torch.fx as fx
+from torch._guards import TracingContext, detect_fake_mode, tracing
 
+from ..artifacts import CompiledGraphs, Partition
 from ..errors import BadArgument, CompilerError
 
-__all__ = ["compile_graph", "eager", "nop", "make_boxed_func", "make_boxed_compiler", "resolve_compiler"]
+__all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "make_boxed_func",
+           "make_boxed_compiler", "resolve_compiler", "GraphRole"]
+
+
+@dataclass(frozen=True)
+class GraphRole:
+    """Which graph of a Partition a compiler is given.
+
+    `kind` is "forward", "backward" or "inference"; the first `num_user_outputs` outputs of
+    a forward or inference graph reach the user; a forward and its backward share `graph_id`.
+    """
+
+    kind: str
+    num_user_outputs: int
+    graph_id: int
 
 
 def make_boxed_func(f: Callable) -> Callable:
@@ -46,13 +68,17 @@ def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
     return boxed_graph_function(graph_module)
 
 
-def inductor(graph_module: fx.GraphModule, example_inputs) -> Callable:
+def inductor(graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
+    """TorchInductor (``compile_fx_inner``); without a role the graph is taken as an inference graph."""
     from .inductor import compile_with_inductor
 
-    return compile_with_inductor(graph_module, example_inputs)
+    return compile_with_inductor(graph_module, example_inputs, role or GraphRole("inference", 0, next(_graph_ids)))
 
+
+inductor._takes_role = True
 
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
+_graph_ids = count()
 
 
 def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = eager) -> Callable:
@@ -68,16 +94,72 @@ def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = e
     return compiler
 
 
-def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any], role: str):
+def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
+                  role: Union[str, GraphRole]):
     """Run `compiler` on one graph and return a boxed callable (takes a list)."""
-    compiled = compiler(graph_module, list(example_inputs))
+    real_recompile = getattr(graph_module, "real_recompile", None)
+    if real_recompile is not None:  # a lazily generated module: give it its code before `forward` is read
+        real_recompile()
+    role = role if isinstance(role, GraphRole) else GraphRole(role, 0, next(_graph_ids))
+    if getattr(compiler, "_takes_role", False):
+        compiled = compiler(graph_module, list(example_inputs), role)
+    else:
+        compiled = compiler(graph_module, list(example_inputs))
     if not callable(compiled):
         name = getattr(compiler, "__name__", type(compiler).__name__)
         raise CompilerError(
-            f"the {role} compiler {name} returned {type(compiled).__name__}, which is not callable",
+            f"the {role.kind} compiler {name} returned {type(compiled).__name__}, which is not callable",
             "compile",
             "return a callable, e.g. graph_module.forward or make_boxed_func(...)",
         )
     if getattr(compiled, "_boxed_call", False):
         return compiled
     return make_boxed_func(compiled)
+
+
+def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Callable,
+                      inference_compiler: Callable) -> CompiledGraphs:
+    """Compile the graphs of `parts`.
+
+    The backward is compiled for the strides its saved inputs really have: a compiler that
+    picks its own output layouts (Inductor) reports them through torch's TracingContext
+    (``report_output_strides``), and the backward's example inputs are re-strided to match.
+    """
+    joint = parts.joint
+    graph_id = next(_graph_ids)
+    num_user_outputs = len(joint.signature.tensor_output_positions)
+    fw_inputs = _placeholder_values(parts.forward)
+    with ExitStack() as stack:
+        if TracingContext.try_get() is None:
+            fake_mode = detect_fake_mode(fw_inputs) or joint.fake_mode
+            stack.enter_context(tracing(TracingContext(fake_mode)))
+        if joint.is_inference:
+            role = GraphRole("inference", num_user_outputs, graph_id)
+            return CompiledGraphs(compile_graph(inference_compiler, parts.forward, fw_inputs, role), None, parts)
+        with TracingContext.report_output_strides() as output_strides:
+            forward = compile_graph(fw_compiler, parts.forward, fw_inputs, GraphRole("forward", num_user_outputs,
+                                                                                     graph_id))
+        saved_strides = list(output_strides or [])[joint.num_fwd_outputs:]
+        bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
+        backward = compile_graph(bw_compiler, parts.backward, bw_inputs, GraphRole("backward", 0, graph_id))
+    return CompiledGraphs(forward, backward, parts)
+
+
+def _placeholder_values(graph_module: fx.GraphModule) -> list:
+    return [n.meta["val"] for n in graph_module.graph.find_nodes(op="placeholder")]
+
+
+def _restrided(bw_inputs: list, parts: Partition, saved_strides: list) -> list:
+    """Backward example inputs with each saved tensor given the stride the forward reported."""
+    if not saved_strides:
+        return bw_inputs
+    stride_of = {saved.name: stride for saved, stride in zip(parts.saved, saved_strides)}
+    placeholders = parts.backward.graph.find_nodes(op="placeholder")
+    restrided = []
+    for node, value in zip(placeholders, bw_inputs):
+        stride = stride_of.get(node.name)
+        if isinstance(value, torch.Tensor) and stride is not None and tuple(value.stride()) != tuple(stride):
+            with torch.no_grad():
+                value = value.as_strided(value.shape, stride, value.storage_offset())
+        restrided.append(value)
+    return restrided

@@ -1,11 +1,62 @@
-"""TorchInductor as one compiler: ``compile_fx_inner`` on our forward/backward graphs."""
+"""TorchInductor as one compiler: ``compile_fx_inner`` on our forward, backward and inference graphs.
+
+``compile_fx_inner`` expects the setting that torch's ``compile_fx`` builds around it; ours is
+the minimum of it: the graph's fake mode installed for Inductor (``V.set_fake_mode``), grad
+and autocast off (our graphs already hold the backward and autocast's casts), cudagraphs
+off (our runtime owns input and output memory), and per graph: is it a backward or an
+inference graph, a graph id shared by a forward and its backward, and which outputs the
+user sees (Inductor gives those eager's strides; saved values may get its own layouts,
+which it reports through the TracingContext that `compile_partition` opens). Inductor
+rewrites the graph it is given, so it gets a copy: the Partition artifact stays as built.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
+import torch.fx as fx
+from torch._guards import detect_fake_mode
 
-def compile_with_inductor(graph_module, example_inputs) -> Callable:
+from ..errors import CompilerError
+
+__all__ = ["compile_with_inductor", "inductor_decompositions"]
+
+
+def inductor_decompositions() -> dict:
+    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs."""
+    from torch._inductor.decomposition import select_decomp_table
+
+    return dict(select_decomp_table())
+
+
+def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, role) -> Callable:
     from torch._inductor.compile_fx import compile_fx_inner
+    from torch._inductor.utils import BoxedBool
+    from torch._inductor.virtualized import V
 
-    compiled = compile_fx_inner(graph_module, example_inputs)
-    return compiled
+    graph_module = _private_copy(graph_module)
+    output = graph_module.graph.find_nodes(op="output")[0]
+    values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
+    output.meta["user_visible_output_idxs"] = [i for i in range(role.num_user_outputs) if values[i] is not None]
+    output.meta["original_output_strides"] = [v.stride() if isinstance(v, torch.Tensor) else None for v in values]
+    fake_mode = detect_fake_mode(example_inputs)
+    if fake_mode is None:
+        raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
+                            "pass the fake tensors of the graph's placeholders (node.meta['val'])")
+    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast():
+        return compile_fx_inner(
+            graph_module,
+            example_inputs,
+            cudagraphs=BoxedBool(False),
+            static_input_idxs=(),
+            is_backward=role.kind == "backward",
+            is_inference=role.kind == "inference",
+            graph_id=role.graph_id,
+        )
+
+
+def _private_copy(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """A module with its own graph (node metadata shared) and the same attributes."""
+    graph = fx.Graph()
+    graph.output(graph.graph_copy(graph_module.graph, {}))
+    return fx.GraphModule(graph_module, graph)

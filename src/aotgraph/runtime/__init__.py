@@ -30,6 +30,8 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[[list], list]:
         run_graphs = _inference_runner(compiled.forward, plan)
     else:
         run_graphs = _training_runner(compiled, plan)
+    if plan.is_direct:
+        return run_graphs  # flat inputs are the primals, graph outputs the user's outputs
 
     def run(flat_inputs: list) -> list:
         primals = [flat_inputs[i] for i in plan.primal_positions]
@@ -58,6 +60,14 @@ class _Plan:
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
             for o in self.outputs
         ]
+        # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
+        self.is_direct = (
+            len(self.primal_positions) == len(sig.inputs)
+            and all(o.is_tensor for o in self.outputs)
+            and not any(p is not None for p in self.alias_primal)
+            and all(o.base_output is None for o in self.outputs)
+            and not self.mutated and not self.relaid
+        )
 
     def write_back(self, primals: list, graph_outputs: list) -> None:
         if not self.mutated and not self.relaid:
@@ -99,37 +109,39 @@ class _Plan:
 def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
     meta = info.meta
-    if not meta.requires_grad:
-        with torch.no_grad():
-            view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
-        return view.detach() if view.requires_grad else view
-    return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if meta.requires_grad:
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    if not torch.is_grad_enabled():
+        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    with torch.no_grad():
+        view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    return view.detach() if view.requires_grad else view
 
 
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
 
 
-_NULL = _Null()
+def _autocast_on() -> bool:
+    if _any_autocast is not None:
+        return _any_autocast()
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+
+
+def _call_graph(graph: Callable, args: list):
+    """Graphs already hold autocast's casts; running them under autocast would cast twice."""
+    if _autocast_on():
+        with torch._C._DisableAutocast():
+            return graph(args)
+    return graph(args)
 
 
 def _inference_runner(forward: Callable, plan: _Plan):
     def run(primals: list) -> list:
-        with torch.no_grad(), _no_autocast():
-            return list(forward(list(primals)))
+        with torch.no_grad():
+            return list(_call_graph(forward, list(primals)))
 
     return run
-
-
-def _no_autocast():
-    """Graphs already hold autocast's casts; running them under autocast would cast twice."""
-    if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
-        return torch._C._DisableAutocast()
-    return _NULL
 
 
 def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
@@ -173,48 +185,60 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
     copied_saved = _aliases_of_placeholders(forward_outputs[num_fwd:], {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
+    all_saved_are_tensors = not other_saved
 
     class CompiledFunction(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *primals):
-            with _no_autocast():
-                outputs = forward(list(primals))
-            saved = list(outputs[num_fwd:])
-            for i in copied_saved:
-                saved[i] = saved[i].clone()
-            ctx.save_for_backward(*[saved[i] for i in tensor_saved])
-            ctx.other_saved = [saved[i] for i in other_saved]
+            outputs = _call_graph(forward, list(primals))
+            if all_saved_are_tensors and not copied_saved:
+                ctx.save_for_backward(*outputs[num_fwd:])
+            else:
+                saved = list(outputs[num_fwd:])
+                for i in copied_saved:
+                    saved[i] = saved[i].clone()
+                ctx.save_for_backward(*[saved[i] for i in tensor_saved])
+                ctx.other_saved = [saved[i] for i in other_saved]
             # Weak: only a double backward needs them (to refuse it), and they must not outlive the graph.
             ctx.primal_refs = [weakref.ref(p) for p in primals if p.requires_grad]
             fwd_outputs = tuple(outputs[:num_fwd])
-            ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
+            if non_differentiable:
+                ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             return fwd_outputs
 
         @staticmethod
         def backward(ctx, *grad_outputs):
-            saved = [None] * len(saved_is_tensor)
-            for i, t in zip(tensor_saved, ctx.saved_tensors):
-                saved[i] = t
-            for i, v in zip(other_saved, ctx.other_saved):
-                saved[i] = v
+            if all_saved_are_tensors:
+                saved = ctx.saved_tensors
+            else:
+                saved = [None] * len(saved_is_tensor)
+                for i, t in zip(tensor_saved, ctx.saved_tensors):
+                    saved[i] = t
+                for i, v in zip(other_saved, ctx.other_saved):
+                    saved[i] = v
             tangents = [grad_outputs[i] for i in differentiable]
             args = [
                 saved[index] if kind == "saved" else tangents[index].contiguous()
                 for kind, index in backward_inputs
             ]
-            # Only inputs that require grad matter to the refusal; keeping just those lets
-            # the early frees below work in ordinary (first-order) backwards.
-            second_order_links = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+            # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
+            # that require grad matter to its refusal. Dropping the rest lets the early frees work.
+            second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+                                  if torch.is_grad_enabled() else None)
             # Early frees: `args` holds the only references, so a boxed backward that clears
             # it releases each saved tensor after its last use (unless retain_graph).
             del saved, tangents, grad_outputs
             ctx.maybe_clear_saved_tensors()
-            with _no_autocast(), torch.no_grad():
-                grads = backward(args)
-            return _refuse_second_order(tuple(grads), second_order_links + [ref() for ref in ctx.primal_refs])
+            if second_order_links is None:
+                return tuple(_call_graph(backward, args))
+            with torch.no_grad():
+                grads = tuple(_call_graph(backward, args))
+            return _refuse_second_order(grads, second_order_links + [ref() for ref in ctx.primal_refs])
 
-    def run(primals: list) -> list:
-        return list(CompiledFunction.apply(*primals))
+    apply = CompiledFunction.apply
+
+    def run(primals: list) -> tuple:
+        return apply(*primals)
 
     return run
 

@@ -1,0 +1,161 @@
+"""Compile time, ours vs torch's AOTAutograd, side by side in one process.
+
+For each model: time from the first call of a freshly compiled module to the end of its
+backward, with the ``nop`` compilers, for ours (``aotgraph.aot_module``) and torch's
+(``functorch.compile.aot_module``), alternating, on a fresh copy of the module each time.
+Reported: medians of ``--repeats`` compiles, with the default and the min-cut partitioner,
+and the ratio ours/torch (target <= 0.2). ``eager`` is the first forward+backward of the
+uncompiled module: the compute every column includes.
+
+Times are this process's CPU time (``time.process_time``, one torch thread): on a shared
+machine it is far steadier than wall time; the last column gives the wall-time ratio.
+One warm-up round per model (both pipelines) is not counted: it pays one-time setup.
+
+Torch's FakeTensorMode dispatch cache is class-level (shared by both pipelines); it is
+cleared before every compile unless ``--warm-fake-cache``. Our own caches are per compiled
+function, so a fresh ``aot_module`` starts empty.
+
+    PYTHONPATH=src python benchmarks/compile_time.py [--repeats 3] [--models mlp,resnet]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import statistics
+import time
+
+import torch
+from functorch.compile import aot_function as torch_aot_function
+from functorch.compile import aot_module as torch_aot_module
+from functorch.compile import default_partition as torch_default_partition
+from functorch.compile import min_cut_rematerialization_partition as torch_min_cut
+from functorch.compile import nop as torch_nop
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import aotgraph
+from aotgraph import models
+
+try:
+    from aotgraph import min_cut_rematerialization_partition as our_min_cut
+except ImportError:
+    our_min_cut = None
+
+MODELS = {
+    "mlp32": lambda: models.mlp(layers=32),
+    "transformer12": lambda: models.transformer_stack(layers=12, dim=64, heads=4, ffn=256),
+    "gpt2_small": models.gpt2_small,
+    "resnet": models.resnet,
+}
+
+
+def has_tied_weights(module: torch.nn.Module) -> bool:
+    return len(dict(module.named_parameters(remove_duplicate=False))) != len(list(module.parameters()))
+
+
+def torch_aot_module_untied(module, **kwargs):
+    """torch's ``aot_module`` as it is written, except ``functional_call(tie_weights=False)``:
+    torch's own refuses modules with tied weights (GPT-2's tied LM head)."""
+    named = dict(module.named_parameters(remove_duplicate=False))
+    named.update(module.named_buffers(remove_duplicate=False))
+
+    def call(state, *args):
+        return torch.func.functional_call(module, state, args, tie_weights=False)
+
+    compiled = torch_aot_function(call, num_params_buffers=len(named), **kwargs)
+    return lambda *args: compiled(named, *args)
+
+
+def compile_ours(module, partitioner):
+    return aotgraph.aot_module(module, aotgraph.nop, aotgraph.nop, partition_fn=partitioner)
+
+
+def compile_torch(module, partitioner):
+    kwargs = dict(fw_compiler=torch_nop, bw_compiler=torch_nop, partition_fn=partitioner)
+    if has_tied_weights(module):
+        return torch_aot_module_untied(module, **kwargs)
+    return torch_aot_module(module, **kwargs)
+
+
+def backward_of(out) -> None:
+    (out if out.dim() == 0 else out.sum()).backward()
+
+
+def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[float, float, object]:
+    """(CPU seconds, wall seconds) from the first call (compile included) to the end of its backward."""
+    fresh = copy.deepcopy(module)
+    if clear_fake_cache:
+        FakeTensorMode.cache_clear()
+    gc.collect()
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    compiled = make(fresh) if make else fresh
+    backward_of(compiled(*inputs))
+    return time.process_time() - start_cpu, time.perf_counter() - start_wall, compiled
+
+
+def measure(name: str, repeats: int, clear: bool) -> dict:
+    torch.manual_seed(0)
+    module, inputs = MODELS[name]()
+    ours_min_cut = our_min_cut or aotgraph.default_partition
+    variants = {
+        "eager": None,
+        "ours default": lambda m: compile_ours(m, aotgraph.default_partition),
+        "torch default": lambda m: compile_torch(m, torch_default_partition),
+        "ours min-cut": lambda m: compile_ours(m, ours_min_cut),
+        "torch min-cut": lambda m: compile_torch(m, torch_min_cut),
+    }
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    log = None
+    for round_index in range(repeats + 1):
+        for variant, make in variants.items():
+            cpu_seconds, wall_seconds, compiled = time_first_call(module, inputs, make, clear)
+            if round_index == 0:
+                continue  # warm-up round
+            cpu[variant].append(cpu_seconds)
+            wall[variant].append(wall_seconds)
+            if variant == "ours default":
+                log = next(iter(compiled.aotgraph_entries.values())).log
+    return {"medians": {v: statistics.median(t) for v, t in cpu.items()},
+            "wall": {v: statistics.median(t) for v, t in wall.items()}, "log": log}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--warm-fake-cache", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    # Compile every pipeline once on a tiny program so imports and one-time setup are not timed.
+    warm_module, warm_inputs = models.mlp(layers=2)
+    for make in (lambda m: compile_ours(m, aotgraph.default_partition),
+                 lambda m: compile_torch(m, torch_default_partition)):
+        time_first_call(warm_module, warm_inputs, make)
+
+    print(f"torch {torch.__version__}; CPU seconds, medians of {args.repeats} fresh compiles, nop compilers; "
+          f"fake-tensor cache {'warm' if args.warm_fake_cache else 'cleared before each compile'}")
+    if our_min_cut is None:
+        print("aotgraph.min_cut_rematerialization_partition is not available: 'ours min-cut' runs the default partition")
+    header = (f"{'model':<14}{'eager':>8}{'ours def':>10}{'torch def':>11}{'ratio':>7}"
+              f"{'ours mc':>10}{'torch mc':>10}{'ratio':>7}{'ratio-eager':>13}{'wall ratio':>12}")
+    print(header)
+    logs = {}
+    for name in args.models.split(","):
+        result = measure(name, args.repeats, not args.warm_fake_cache)
+        m, w = result["medians"], result["wall"]
+        logs[name] = result["log"]
+        ratio_default = m["ours default"] / m["torch default"]
+        ratio_min_cut = m["ours min-cut"] / m["torch min-cut"]
+        # The same ratio with the eager compute taken out of both sides: compile overhead alone.
+        overhead_ratio = (m["ours default"] - m["eager"]) / (m["torch default"] - m["eager"])
+        print(f"{name:<14}{m['eager']:8.3f}{m['ours default']:10.3f}{m['torch default']:11.3f}{ratio_default:7.2f}"
+              f"{m['ours min-cut']:10.3f}{m['torch min-cut']:10.3f}{ratio_min_cut:7.2f}{overhead_ratio:13.2f}"
+              f"{w['ours default'] / w['torch default']:12.2f}",
+              flush=True)
+    for name, log in logs.items():
+        print(f"\nour stages, {name} (last default compile):\n{log.format()}")
+
+
+if __name__ == "__main__":
+    main()

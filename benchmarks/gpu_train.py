@@ -1,0 +1,310 @@
+"""Training steps on the GPU: eager vs torch.compile(backend="inductor") vs
+torch.compile(backend=aotgraph.backend(compiler="inductor")), in one process.
+
+Models: GPT-2 small (transformers GPT2LMHeadModel(GPT2Config()), random weights, dropout 0,
+batch 8, sequence 512) and ResNet-50 (torchvision, channels_last, batch 64, 224x224); SGD,
+bf16 autocast. Per model and configuration: median step time (CUDA events, after warm-up),
+peak memory over the timed steps, first-step time (compile included) and the AOT share of
+compile time: for torch, the Dynamo compile_times() phases of metadata collection, joint
+tracing and partitioning; for aotgraph, our CompileLog's capture + partition stages.
+Inductor's on-disk caches are off and each configuration gets its own cache directory, so
+every compiled configuration compiles from cold.
+
+Run (repo root, after `pip install -e . --no-deps`):  python benchmarks/gpu_train.py
+CPU smoke test with tiny models:                      python benchmarks/gpu_train.py --smoke
+Writes $OUT/gpu_train.log (everything) and $OUT/gpu_train.json (default OUT=./out);
+prints the table last.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch._inductor.utils
+
+import aotgraph
+
+START = time.perf_counter()
+CONFIGS = ("eager", "inductor", "aotgraph")
+# Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
+TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
+                    "default_partition")
+TORCH_JOINT_PASSES = "_recursive_joint_graph_passes"  # Inductor's joint-graph passes, run inside torch's partitioner
+OUR_AOT_STAGES = ("capture", "partition")
+
+
+class Log:
+    def __init__(self, path: str):
+        self.file = open(path, "w")
+
+    def __call__(self, *parts):
+        line = " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
+class LossOfLM(nn.Module):
+    """GPT-2 returning only its LM loss, so logits are not a graph output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids):
+        return self.model(input_ids=ids, labels=ids).loss
+
+
+class LossOfClassifier(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, labels):
+        return F.cross_entropy(self.model(images), labels)
+
+
+def gpt2(device: torch.device, smoke: bool):
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        if not smoke:
+            raise
+        from aotgraph.models import gpt
+
+        model, (ids, targets) = gpt(batch=2, seq=32)
+        return model.to(device), (ids.to(device), targets.to(device)), "aotgraph.models.gpt (transformers missing)"
+    sizes = dict(n_layer=2, n_embd=64, n_head=2, vocab_size=512, n_positions=64) if smoke else {}
+    config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **sizes)
+    batch, seq = (2, 32) if smoke else (8, 512)
+    model = LossOfLM(GPT2LMHeadModel(config)).to(device)
+    ids = torch.randint(0, config.vocab_size, (batch, seq), device=device)
+    return model, (ids,), f"GPT2LMHeadModel({'tiny' if smoke else 'GPT2Config()'}) batch {batch} seq {seq}"
+
+
+def resnet50(device: torch.device, smoke: bool):
+    try:
+        import torchvision
+    except ImportError:
+        if not smoke:
+            raise
+        from aotgraph.models import resnet
+
+        model, _ = resnet(blocks=2, width=8)
+        network, batch, size, classes, what = model, 4, 32, 10, "aotgraph.models.resnet (torchvision missing)"
+    else:
+        batch, size = (4, 32) if smoke else (64, 224)
+        network, classes = torchvision.models.resnet50(), 1000
+        what = f"torchvision resnet50 channels_last batch {batch} {size}x{size}"
+    model = LossOfClassifier(network).to(device, memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, classes, (batch,), device=device)
+    return model, (images, labels), what
+
+
+MODELS = {"gpt2_small": gpt2, "resnet50": resnet50}
+
+
+def default_partition_name() -> str:
+    """torch.compile's Inductor backend partitions by min cut; ours too once aotgraph has one."""
+    import aotgraph.partition
+
+    return "mincut" if hasattr(aotgraph.partition, "min_cut_rematerialization_partition") else "default"
+
+
+def compile_model(model: nn.Module, config: str, partition: str):
+    """(callable model, aotgraph backend or None)."""
+    if config == "eager":
+        return model, None
+    if config == "inductor":
+        return torch.compile(model, backend="inductor", dynamic=False), None
+    backend = aotgraph.backend(compiler="inductor", partition=partition)
+    return torch.compile(model, backend=backend, dynamic=False), backend
+
+
+class Timer:
+    """Milliseconds of one step: CUDA events on the GPU, wall clock on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def time(self, fn) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        begin = time.perf_counter()
+        fn()
+        return (time.perf_counter() - begin) * 1e3
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fresh_compile_state(cache_root: str, name: str) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.compilation_time_metrics.clear()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, name)
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_root, name, "triton")
+    clear_in_memory_caches = getattr(torch._inductor.utils, "clear_caches", None)
+    if clear_in_memory_caches is not None:
+        clear_in_memory_caches()
+    torch._inductor.config.fx_graph_cache = False
+    if hasattr(torch._functorch.config, "enable_autograd_cache"):
+        torch._functorch.config.enable_autograd_cache = False
+
+
+def torch_compile_phases() -> dict[str, float]:
+    return {name: sum(times) for name, times in torch._dynamo.utils.compilation_time_metrics.items()}
+
+
+def run_config(model_name: str, config: str, args, device: torch.device, log: Log, cache_root: str) -> dict:
+    fresh_compile_state(cache_root, f"{model_name}_{config}")
+    torch.manual_seed(0)
+    model, inputs, what = MODELS[model_name](device, args.smoke)
+    compiled, backend = compile_model(model, config, args.partition)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    losses = []
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = compiled(*inputs)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+
+    synchronize(device)
+    begin = time.perf_counter()
+    step()
+    synchronize(device)
+    first_step_s = time.perf_counter() - begin
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    timer = Timer(device)
+    step_ms = [timer.time(step) for _ in range(args.steps)]
+    peak_bytes = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    result = dict(model=model_name, config=config, what=what, median_step_ms=statistics.median(step_ms),
+                  step_ms=step_ms, peak_gib=peak_bytes / 2**30 if peak_bytes is not None else None,
+                  first_step_s=first_step_s, losses=[float(l) for l in losses])
+    phases = torch_compile_phases()
+    result["dynamo_compile_times"] = phases
+    if config == "inductor":
+        result["aot_s"] = sum(phases.get(name, 0.0) for name in TORCH_AOT_PHASES)
+        result["aot_detail"] = {name: phases[name] for name in (*TORCH_AOT_PHASES, TORCH_JOINT_PASSES) if name in phases}
+        result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
+    elif config == "aotgraph":
+        entries = backend.entries
+        result["aot_s"] = sum(entry.log.seconds(stage) for entry in entries for stage in OUR_AOT_STAGES)
+        result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
+                                for stage in ("capture", "partition", "compile")}
+        result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
+        result["partition"] = args.partition
+        result["graphs"] = len(entries)
+        result["saved_bytes"] = sum(entry.partition.saved_bytes for entry in entries)
+        for k, entry in enumerate(entries):
+            log(f"  aotgraph entry {k}: {len(entry.joint.graph_module.graph.nodes)} joint nodes, "
+                f"{entry.partition.saved_bytes / 2**20:.1f} MiB saved\n" + entry.log.format())
+    log(json.dumps({k: v for k, v in result.items() if k not in ("dynamo_compile_times", "step_ms")}, default=str))
+    log("  dynamo compile_times:", json.dumps({k: round(v, 4) for k, v in phases.items()}))
+    del compiled, model, optimizer, inputs, backend
+    return result
+
+
+def format_table(results: list[dict]) -> str:
+    header = (f"{'model':<11} {'config':<9} {'step ms':>8} {'peak GiB':>9} {'first s':>8} {'AOT s':>7} "
+              f"{'loss[0]':>9}  vs torch.compile (step, peak, AOT)")
+    lines = [header, "-" * len(header)]
+    torch_of = {r["model"]: r for r in results if r["config"] == "inductor" and "error" not in r}
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['model']:<11} {r['config']:<9} {r['error']}")
+            continue
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        aot = f"{r['aot_s']:.2f}" if "aot_s" in r else "-"
+        ratios = ""
+        base = torch_of.get(r["model"])
+        if base is not None and r["config"] == "aotgraph":
+            peak_ratio = r["peak_gib"] / base["peak_gib"] if r["peak_gib"] and base["peak_gib"] else float("nan")
+            aot_ratio = r["aot_s"] / base["aot_s"] if base.get("aot_s") else float("nan")
+            ratios = f"  {r['median_step_ms'] / base['median_step_ms']:.3f}x, {peak_ratio:.3f}x, {aot_ratio:.3f}x"
+        lines.append(f"{r['model']:<11} {r['config']:<9} {r['median_step_ms']:8.2f} {peak:>9} {r['first_step_s']:8.1f} "
+                     f"{aot:>7} {r['losses'][0]:9.4f}{ratios}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU, to test this script")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--warmup", type=int, default=None, help="steps after the first, before timing")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps")
+    parser.add_argument("--partition", choices=("default", "mincut"), default=None,
+                        help="aotgraph's partition (default: mincut when aotgraph has it)")
+    parser.add_argument("--budget-s", type=float, default=450.0, help="start no configuration after this many seconds")
+    args = parser.parse_args()
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 5)
+    args.steps = args.steps if args.steps is not None else (3 if args.smoke else 20)
+    args.partition = args.partition or default_partition_name()
+    device = torch.device("cpu" if args.smoke else "cuda")
+
+    out_dir = os.environ.get("OUT", "./out")
+    os.makedirs(out_dir, exist_ok=True)
+    log = Log(os.path.join(out_dir, "gpu_train.log"))
+    cache_root = tempfile.mkdtemp(prefix="aotgraph_gpu_train_")
+    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    versions = {"torch": torch.__version__, "card": card}
+    for package in ("transformers", "torchvision"):
+        try:
+            versions[package] = __import__(package).__version__
+        except ImportError:
+            versions[package] = None
+    log("gpu_train:", json.dumps(versions), f"warmup {args.warmup} steps, timed {args.steps} steps, "
+        f"aotgraph partition {args.partition}")
+
+    results = []
+    for model_name in args.models:
+        for config in args.configs:
+            if time.perf_counter() - START > args.budget_s:
+                results.append(dict(model=model_name, config=config, error=f"skipped: past --budget-s {args.budget_s:.0f}"))
+                log(f"== {model_name} {config}: skipped (time budget)")
+                continue
+            log(f"== {model_name} {config}  (t={time.perf_counter() - START:.0f} s)")
+            try:
+                results.append(run_config(model_name, config, args, device, log, cache_root))
+            except Exception as error:
+                log(traceback.format_exc())
+                message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
+                results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
+        json.dump(dict(versions=versions, results=results), f, indent=1, default=str)
+    log(f"\ntotal {time.perf_counter() - START:.0f} s; {json.dumps(versions)}")
+    log(format_table(results))
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

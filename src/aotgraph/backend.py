@@ -1,0 +1,94 @@
+"""The ``torch.compile`` backend: Dynamo's graphs through capture -> partition -> compile -> runtime.
+
+``torch.compile(model, backend="aotgraph")`` uses `aotgraph_backend` (Inductor compiles the
+graphs, min-cut partition); ``torch.compile(model, backend=aotgraph.backend(compiler=...,
+partition=..., memory_budget=..., policy=...))`` configures one. Dynamo hands each graph
+(one per graph break, one per recompile) with fake example inputs; the backend compiles it
+for them at once. Shapes are specialized: when Dynamo passes symbolic shapes (its
+automatic dynamic shapes, or ``dynamic=True``) the graph is compiled on its first call
+for each concrete input signature instead (see `aot_module_simplified`);
+``torch.compile(dynamic=False)`` is the path that compiles once per Dynamo graph.
+"""
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Callable, Optional, Union
+
+import torch.fx as fx
+
+from .api import CompiledEntry, aot_module_simplified
+from .compilers import resolve_compiler
+from .errors import BadArgument
+from .partition import default_partition, min_cut_rematerialization_partition
+from .timings import CompileLog
+
+__all__ = ["backend", "aotgraph_backend", "AotGraphBackend"]
+
+
+_PARTITIONS: dict[str, Callable] = {
+    "default": default_partition,
+    "mincut": min_cut_rematerialization_partition,
+}
+
+
+class AotGraphBackend:
+    """A configured backend: ``backend(graph_module, example_inputs) -> callable``.
+
+    `entries` lists the compiled entry of every graph and input signature compiled so far
+    (each with its CompileLog), in order, for reports and benchmarks, while Dynamo keeps it.
+    """
+
+    def __init__(self, compiler: Union[str, Callable], partition_fn: Callable, decompositions=None):
+        self.compiler = resolve_compiler(compiler)
+        self.partition_fn = partition_fn
+        self.decompositions = decompositions
+        self.__name__ = "aotgraph"
+        self._graphs: list[weakref.ref] = []  # weak: torch._dynamo.reset() frees what it compiled
+
+    @property
+    def entries(self) -> list[CompiledEntry]:
+        alive = [ref() for ref in self._graphs]
+        return [entry for compiled in alive if compiled is not None for entry in compiled.aotgraph_entries.values()]
+
+    @property
+    def logs(self) -> list[CompileLog]:
+        return [entry.log for entry in self.entries]
+
+    def __call__(self, graph_module: fx.GraphModule, example_inputs: list) -> Callable:
+        compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=self.compiler,
+                                         partition_fn=self.partition_fn, decompositions=self.decompositions)
+        self._graphs.append(weakref.ref(compiled))
+        return compiled
+
+
+def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, Callable] = "mincut",
+            memory_budget: Optional[float] = None, policy: Optional[Callable] = None,
+            decompositions: Optional[dict] = None) -> AotGraphBackend:
+    """A ``torch.compile`` backend running aotgraph with these settings.
+
+    `compiler`: "inductor" (default), "eager", or a callable compiler. `partition`: "mincut"
+    (default, as torch.compile's Inductor backend), "default", or a partition function. `memory_budget` (bytes, or a fraction of the default
+    plan's saved bytes) and `policy` go to the partition function. `decompositions`
+    defaults to Inductor's table when Inductor compiles, else none.
+    """
+    if isinstance(partition, str):
+        if partition not in _PARTITIONS:
+            raise BadArgument(f"unknown partition {partition!r}", "api",
+                              f"use one of {sorted(_PARTITIONS)} or a partition function")
+        partition_fn = _PARTITIONS[partition]
+    elif callable(partition):
+        partition_fn = partition
+    else:
+        raise BadArgument(f"partition must be a name or a function, got {type(partition).__name__}", "api",
+                          f"use one of {sorted(_PARTITIONS)} or a partition function")
+    partition_options = {k: v for k, v in (("memory_budget", memory_budget), ("policy", policy)) if v is not None}
+    if partition_options:
+        if partition_fn is default_partition:
+            raise BadArgument(f"{', '.join(partition_options)} needs a budget-aware partition, not 'default'", "api",
+                              "use partition='mincut'")
+        partition_fn = functools.partial(partition_fn, **partition_options)
+    return AotGraphBackend(compiler, partition_fn, decompositions)
+
+
+aotgraph_backend = backend()

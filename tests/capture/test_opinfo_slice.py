@@ -1,0 +1,53 @@
+"""A fast, representative slice of benchmarks/opinfo_sweep.py: OpInfo samples through
+aot_function, outputs, gradients, inputs after the call and RNG state compared with eager.
+Every op here must pass; ops aotgraph cannot capture must fail with an AotGraphError."""
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+_SWEEP = pathlib.Path(__file__).parents[2] / "benchmarks" / "opinfo_sweep.py"
+_spec = importlib.util.spec_from_file_location("opinfo_sweep", _SWEEP)
+sweep = sys.modules.setdefault("opinfo_sweep", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(sweep)
+
+PASSING = [
+    # elementwise, broadcasting, type promotion
+    "abs", "sin", "exp", "log1p", "sigmoid", "add", "mul", "div.floor_rounding", "pow", "atan2", "lerp", "addcmul", "clamp",
+    "where", "masked_fill", "nn.functional.gelu", "nn.functional.silu",
+    # reductions
+    "sum", "mean", "std", "amax", "logsumexp", "cumsum", "cumprod", "sort", "topk", "max.reduction_with_dim",
+    "nanquantile",
+    # views and layout
+    "view", "reshape", "transpose", "permute", "expand", "squeeze", "unsqueeze", "narrow_copy", "split", "unbind",
+    "chunk", "diagonal", "as_strided", "flip", "roll", "contiguous", "view_as_complex", "real", "t", "movedim",
+    # indexing and scatter
+    "index_select", "gather", "scatter", "scatter_add", "index_add", "index_copy", "take_along_dim", "tril",
+    # linear algebra and nn
+    "mm", "bmm", "addmm", "matmul", "einsum", "linalg.solve", "nn.functional.linear", "nn.functional.conv2d",
+    "nn.functional.layer_norm", "nn.functional.batch_norm", "_batch_norm_with_update", "softmax",
+    "nn.functional.cross_entropy", "nn.functional.embedding", "nn.functional.max_pool2d",
+    "nn.functional.interpolate.bilinear", "cat", "stack", "stft",
+    # randomness (seeded outside the op; draws and RNG state must match eager)
+    "bernoulli", "normal", "nn.functional.dropout", "nn.functional.rrelu", "nn.functional.scaled_dot_product_attention",
+    # out= overloads used internally
+    "nn.functional.linear_cross_entropy.chunked_none",
+]
+
+REFUSED = ["masked_select", "narrow", "combinations"]
+
+_OPS = dict(sweep.select_ops(set(PASSING + REFUSED), 0))
+
+
+@pytest.mark.parametrize("name", PASSING)
+def test_op_matches_eager(name):
+    result = sweep.run_op(_OPS[name], ("aotgraph",), samples_per_op=3, sample_timeout=60)
+    assert result.status["aotgraph"] == "passed", result.detail["aotgraph"]
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_op_refused_with_a_clear_error(name):
+    result = sweep.run_op(_OPS[name], ("aotgraph",), samples_per_op=3, sample_timeout=60)
+    assert result.status["aotgraph"] == "error"
+    assert any(kind in result.detail["aotgraph"] for kind in ("UnsupportedOp", "DataDependentControlFlow"))

@@ -1,0 +1,127 @@
+"""Grad-mode edges inside the compiled function, custom autograd.Functions, checkpoint,
+and double backward."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from aotgraph import AotGraphError, aot_function
+from eager_parity import Case, assert_parity, leaf
+
+
+def make():
+    return Case((leaf(3, 4), leaf(3, 4)))
+
+
+def with_no_grad(x, y):
+    with torch.no_grad():
+        z = x * 2
+    return z * y, z
+
+
+def with_enable_grad_inside_no_grad(x, y):
+    with torch.no_grad():
+        with torch.enable_grad():
+            z = x * y
+        w = z + 1
+    return z.sin(), w
+
+
+def with_detach(x, y):
+    return x.detach() * y + x
+
+
+def with_requires_grad_(x, y):
+    z = (x * 2).detach().requires_grad_()
+    return z * y
+
+
+def set_grad_enabled_false(x, y):
+    torch.set_grad_enabled(False)
+    try:
+        z = x * y
+    finally:
+        torch.set_grad_enabled(True)
+    return z + y
+
+
+@pytest.mark.parametrize("fn", [with_no_grad, with_enable_grad_inside_no_grad, with_detach, with_requires_grad_,
+                                set_grad_enabled_false])
+def test_grad_mode_inside(fn):
+    assert_parity(fn, make)
+
+
+def test_called_under_no_grad():
+    def fn(x, y):
+        return (x * y).sum(0), x.view(-1)
+
+    def no_grad(f):
+        def call(*args):
+            with torch.no_grad():
+                return f(*args)
+        return call
+
+    # No backward: under no_grad eager's view still reports requires_grad (and cannot backward).
+    assert_parity(no_grad(fn), make, compiled=no_grad(aot_function(fn)), backward=False)
+
+
+def test_called_under_inference_mode():
+    fn = lambda x, y: x * y  # noqa: E731
+    compiled = aot_function(fn)
+    x, y = torch.randn(3), torch.randn(3)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x, y), fn(x, y))
+
+
+class ScaledSquare(torch.autograd.Function):
+    """A Function whose backward is deliberately not the derivative of its forward."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.scale * x, None
+
+
+def test_custom_function_backward_is_used():
+    assert_parity(lambda x, y: ScaledSquare.apply(x, 5.0) + y, make)
+
+
+def test_checkpoint_inside():
+    def block(x, y):
+        return torch.tanh(x @ y.t()).exp()
+
+    def fn(x, y):
+        return checkpoint(block, x, y, use_reentrant=False).sum(1)
+
+    assert_parity(fn, make)
+
+
+def test_checkpoint_with_dropout_recomputes_same_mask():
+    def block(x):
+        return F.dropout(x, 0.5, training=True) * 3
+
+    def fn(x, y):
+        return checkpoint(block, x * y, use_reentrant=False)
+
+    assert_parity(fn, make)
+
+
+def test_double_backward_raises_clearly():
+    x = leaf(3)
+    out = aot_function(lambda t: (t ** 3).sum())(x)
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    with pytest.raises(AotGraphError, match="double backward"):
+        grad.sum().backward()
+
+
+def test_first_derivative_with_create_graph_is_right():
+    x = leaf(3)
+    out = aot_function(lambda t: (t ** 3).sum())(x)
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    torch.testing.assert_close(grad, 3 * x.detach() ** 2)
