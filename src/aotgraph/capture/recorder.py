@@ -155,8 +155,8 @@ class GraphRecorder(TorchDispatchMode):
             # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
             # decomposition): the same tensor, so the same node; recording it would make the
             # tensor look like a view of itself.
-            for original, fake in zip(flat, tree_flatten((fake_args, fake_kwargs))[0]):
-                if fake is out:
+            for original in _tensors_in(args, kwargs):
+                if as_fake(original) is out:
                     return original
 
         node_for = self.node_for
@@ -284,6 +284,15 @@ def _no_fake_kernel(func) -> UnsupportedOp:
         f"register one with torch.library.register_fake('{func._schema.name}') "
         "or run that op eagerly outside the compiled function",
     )
+
+
+def _tensors_in(args: tuple, kwargs: dict):
+    """The tensor arguments of an ATen call (directly or in a list argument)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif type(value) in _SEQUENCES:
+            yield from (t for t in value if isinstance(t, torch.Tensor))
 
 
 def _has_tensor(out: Any) -> bool:
