@@ -57,7 +57,9 @@ class GraphRecorder(TorchDispatchMode):
     def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None):
         super().__init__()
         self.fake_mode = fake_mode
-        self.decompositions = dict(decompositions or {})
+        # out= overloads are left to functionalization (their functional twin), as torch does:
+        # tables register decompositions per op, and those do not all take ``out``.
+        self.decompositions = {op: fn for op, fn in (decompositions or {}).items() if not _writes_out(op)}
         self.graph = fx.Graph()
         self.constants: dict[str, torch.Tensor] = {}
         self.node_of: dict[int, fx.Node] = {}
@@ -284,6 +286,11 @@ def _no_fake_kernel(func) -> UnsupportedOp:
         f"register one with torch.library.register_fake('{func._schema.name}') "
         "or run that op eagerly outside the compiled function",
     )
+
+
+def _writes_out(op) -> bool:
+    schema = getattr(op, "_schema", None)
+    return schema is not None and any(argument.is_out for argument in schema.arguments)
 
 
 def _tensors_in(args: tuple, kwargs: dict):
