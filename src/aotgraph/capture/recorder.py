@@ -129,6 +129,13 @@ class GraphRecorder(TorchDispatchMode):
                 result = decomposition(*args, **kwargs)
             if result is not NotImplemented:
                 return result
+        if facts.is_composite:
+            # With the Python dispatcher on, composite ops such as ``aten.to.dtype`` reach
+            # the mode whole; compilers expect their ATen pieces (``_to_copy``), as make_fx records.
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
             facts = _OP_FACTS.get(func) or _OpFacts.of(func)
@@ -240,11 +247,13 @@ class _OpFacts:
     is_mutable: bool
     mutates_metadata: bool
     is_random: bool
+    is_composite: bool  # has a CompositeImplicitAutograd kernel: recorded as what it decomposes into
 
     @staticmethod
     def of(func) -> "_OpFacts":
+        composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
         return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable, is_metadata_mutation(func),
-                        torch.Tag.nondeterministic_seeded in func.tags)
+                        torch.Tag.nondeterministic_seeded in func.tags, composite)
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
