@@ -14,6 +14,7 @@ def test_demo_exits_zero_and_reports(capsys):
     assert "OK: aotgraph matches eager" in out
     assert "forward graph:" in out and "backward graph:" in out
     assert "saved values" in out and "capture" in out
+    assert "ours / eager" in out  # the saved bytes are compared with eager autograd's
 
 
 def test_explain_reports_on_a_module_factory(tmp_path, capsys):
@@ -37,3 +38,11 @@ def test_python_m_aotgraph_demo_exits_zero():
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK: aotgraph matches eager" in result.stdout
+
+
+def test_demo_with_the_default_partition(capsys):
+    assert main(["demo", "--layers", "1", "--seq", "8", "--partition", "default"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: aotgraph matches eager" in out
+    recomputed = next(line for line in out.splitlines() if line.startswith("recomputed in backward"))
+    assert " 0 FLOPs" in recomputed  # the default partition recomputes only views

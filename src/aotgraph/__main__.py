@@ -11,7 +11,11 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from .api import aot_function, aot_module
+from .partition import default_partition, min_cut_rematerialization_partition
 from .report import format_entry
+
+
+PARTITIONS = {"default": default_partition, "mincut": min_cut_rematerialization_partition}
 
 
 def _entry_of(compiled):
@@ -32,7 +36,7 @@ def demo(args) -> int:
     torch.manual_seed(0)
     model, (idx, targets) = gpt(batch=args.batch, seq=args.seq, layers=args.layers)
     reference = copy.deepcopy(model)
-    compiled = aot_module(model, args.compiler)
+    compiled = aot_module(model, args.compiler, partition_fn=PARTITIONS[args.partition])
 
     loss = compiled(idx, targets)
     loss.backward()
@@ -56,7 +60,7 @@ def demo(args) -> int:
     print(f"loss eager {expected.item():.6f}  aotgraph {loss.item():.6f}")
     print(f"gradients compared: {len(grads)}, mismatched: {len(mismatches)}")
     print()
-    print(format_entry(_entry_of(compiled)))
+    print(format_entry(_entry_of(compiled), copy.deepcopy(reference), (idx, targets)))
     for line in mismatches:
         print("MISMATCH", line, file=sys.stderr)
     print()
@@ -86,9 +90,10 @@ def _load(target: str):
 def explain(args) -> int:
     """Compile a user's function or module and print what aotgraph did."""
     fn, example_args = _load(args.target)
-    compiled = aot_module(fn, args.compiler) if isinstance(fn, torch.nn.Module) else aot_function(fn, args.compiler)
+    compile_fn = aot_module if isinstance(fn, torch.nn.Module) else aot_function
+    compiled = compile_fn(fn, args.compiler, partition_fn=PARTITIONS[args.partition])
     _backward_through(compiled(*example_args))
-    print(format_entry(_entry_of(compiled)))
+    print(format_entry(_entry_of(compiled), fn, example_args))
     return 0
 
 
@@ -100,10 +105,12 @@ def main(argv=None) -> int:
     demo_parser.add_argument("--batch", type=int, default=2)
     demo_parser.add_argument("--seq", type=int, default=32)
     demo_parser.add_argument("--compiler", default="eager")
+    demo_parser.add_argument("--partition", choices=sorted(PARTITIONS), default="mincut")
     demo_parser.set_defaults(run=demo)
     explain_parser = commands.add_parser("explain", help="report for FILE.py:NAME returning (callable, args)")
     explain_parser.add_argument("target")
     explain_parser.add_argument("--compiler", default="eager")
+    explain_parser.add_argument("--partition", choices=sorted(PARTITIONS), default="mincut")
     explain_parser.set_defaults(run=explain)
     args = parser.parse_args(argv)
     return args.run(args)
