@@ -155,7 +155,7 @@ class GraphRecorder(TorchDispatchMode):
             # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
             # decomposition): the same tensor, so the same node; recording it would make the
             # tensor look like a view of itself.
-            for original, fake in zip(flat, tree_flatten((fake_args, fake_kwargs))[0]):
+            for original, fake in zip((*args, *kwargs.values()), (*fake_args, *fake_kwargs.values())):
                 if fake is out:
                     return original
 
