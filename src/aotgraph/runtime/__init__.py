@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import weakref
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.fx as fx
