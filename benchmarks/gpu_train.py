@@ -175,6 +175,7 @@ def torch_compile_phases() -> dict[str, float]:
 
 def run_config(model_name: str, config: str, args, device: torch.device, log: Log, cache_root: str) -> dict:
     fresh_compile_state(cache_root, f"{model_name}_{config}")
+    leftover_bytes = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     torch.manual_seed(0)
     model, inputs, what = MODELS[model_name](device, args.smoke)
     compiled, backend = compile_model(model, config, args.partition)
@@ -204,7 +205,8 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
     peak_bytes = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     result = dict(model=model_name, config=config, what=what, median_step_ms=statistics.median(step_ms),
                   step_ms=step_ms, peak_gib=peak_bytes / 2**30 if peak_bytes is not None else None,
-                  first_step_s=first_step_s, losses=[float(l) for l in losses])
+                  first_step_s=first_step_s, losses=[float(l) for l in losses],
+                  leftover_gib_from_earlier_configs=leftover_bytes / 2**30)
     phases = torch_compile_phases()
     result["dynamo_compile_times"] = phases
     if config == "inductor":
@@ -295,6 +297,7 @@ def main() -> int:
                 log(traceback.format_exc())
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
                 results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
+            torch._dynamo.reset()  # drop this configuration's compiled graphs before the next one
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()

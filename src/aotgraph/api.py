@@ -13,6 +13,7 @@ from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
+from .compilers.inductor import inductor_joint_passes
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import build_runtime
@@ -45,14 +46,18 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     with log.stage("capture") as note:
         joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
         note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
+    if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
+        with log.stage("joint passes"):
+            joint = inductor_joint_passes(joint)
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
         compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
-    if compiled.backward is not None:
-        compiled = replace(compiled, backward=time_first_call(compiled.backward, log, "first backward"))
+    # The runtime calls a timed backward; the artifact keeps what the compiler returned.
+    timed = compiled if compiled.backward is None else replace(
+        compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
-    return CompiledEntry(parts, compiled, build_runtime(compiled), log, _unflattener(sig.out_spec),
+    return CompiledEntry(parts, compiled, build_runtime(timed), log, _unflattener(sig.out_spec),
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 

@@ -164,3 +164,17 @@ def test_backward_compiled_for_the_strides_the_forward_reports():
     assert saved_2d
     for saved in saved_2d:
         assert (1, saved.meta.shape[0]) in seen_backward_strides, f"{saved.name} not re-strided"
+
+
+def test_out_overloads_are_functionalized_not_decomposed():
+    """Inductor's table decomposes ``aten.mm`` for every overload; ``mm.out`` must go to its
+    functional twin instead (the decomposition takes no ``out``)."""
+
+    def f(x, w):
+        result = torch.empty(x.shape[0], w.shape[1])
+        torch.mm(x, w, out=result)
+        return result * 2
+
+    x, w = torch.randn(3, 4), torch.randn(4, 5)
+    compiled = aot_function(f, decompositions=inductor_decompositions())
+    assert_close(compiled(x, w), f(x, w), "output")

@@ -69,7 +69,9 @@ class GraphRecorder(TorchDispatchMode):
     def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None):
         super().__init__()
         self.fake_mode = fake_mode
-        self.decompositions = dict(decompositions or {})
+        # out= overloads are left to functionalization (their functional twin), as torch does:
+        # tables register decompositions per op, and those do not all take ``out``.
+        self.decompositions = {op: fn for op, fn in (decompositions or {}).items() if not _writes_out(op)}
         self.graph = fx.Graph()
         self.constants: dict[str, torch.Tensor] = {}
         self.node_of: dict[int, fx.Node] = {}
@@ -141,6 +143,13 @@ class GraphRecorder(TorchDispatchMode):
                 result = decomposition(*args, **kwargs)
             if result is not NotImplemented:
                 return result
+        if facts.is_composite:
+            # With the Python dispatcher on, composite ops such as ``aten.to.dtype`` reach
+            # the mode whole; compilers expect their ATen pieces (``_to_copy``), as make_fx records.
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
             facts = _OP_FACTS.get(func) or _OpFacts.of(func)
@@ -169,8 +178,8 @@ class GraphRecorder(TorchDispatchMode):
             # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
             # decomposition): the same tensor, so the same node; recording it would make the
             # tensor look like a view of itself.
-            for original, fake in zip((*args, *kwargs.values()), (*fake_args, *fake_kwargs.values())):
-                if fake is out:
+            for original in _tensors_in(args, kwargs):
+                if as_fake(original) is out:
                     return original
 
         node_for = self.node_for
@@ -252,11 +261,13 @@ class _OpFacts:
     is_mutable: bool
     mutates_metadata: bool
     is_random: bool
+    is_composite: bool  # has a CompositeImplicitAutograd kernel: recorded as what it decomposes into
 
     @staticmethod
     def of(func) -> "_OpFacts":
-        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable, is_metadata_mutation(func),
-                        torch.Tag.nondeterministic_seeded in func.tags)
+        composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
+                        is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite)
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
@@ -298,6 +309,20 @@ def _no_fake_kernel(func) -> UnsupportedOp:
         f"register one with torch.library.register_fake('{func._schema.name}') "
         "or run that op eagerly outside the compiled function",
     )
+
+
+def _writes_out(op) -> bool:
+    schema = getattr(op, "_schema", None)
+    return schema is not None and any(argument.is_out for argument in schema.arguments)
+
+
+def _tensors_in(args: tuple, kwargs: dict):
+    """The tensor arguments of an ATen call (directly or in a list argument)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif type(value) in _SEQUENCES:
+            yield from (t for t in value if isinstance(t, torch.Tensor))
 
 
 def _has_tensor(out: Any) -> bool:

@@ -11,15 +11,17 @@ rewrites the graph it is given, so it gets a copy: the Partition artifact stays 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
 import torch.fx as fx
 from torch._guards import detect_fake_mode
 
+from ..artifacts import JointGraph
 from ..errors import CompilerError
 
-__all__ = ["compile_with_inductor", "inductor_decompositions"]
+__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes"]
 
 
 def inductor_decompositions() -> dict:
@@ -27,6 +29,23 @@ def inductor_decompositions() -> dict:
     from torch._inductor.decomposition import select_decomp_table
 
     return dict(select_decomp_table())
+
+
+def inductor_joint_passes(joint: JointGraph) -> JointGraph:
+    """The joint graph after Inductor's own joint-graph rewrites (pattern replacements such
+    as padding matmuls whose sizes are not aligned, no-op removal), which torch.compile applies
+    before partitioning. Random ops keep drawing from eager's generator (``fallback_random``),
+    so compiled and eager runs stay identical."""
+    from torch._inductor import config
+    from torch._inductor.fx_passes.joint_graph import joint_graph_passes
+    from torch._inductor.virtualized import V
+
+    graph_module = _private_copy(joint.graph_module)
+    placeholders = [n.meta.get("val") for n in graph_module.graph.find_nodes(op="placeholder")]
+    device = next((v.device for v in placeholders if isinstance(v, torch.Tensor)), None)
+    with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True):
+        graph_module = joint_graph_passes(graph_module, input_device=device)
+    return replace(joint, graph_module=graph_module)
 
 
 def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, role) -> Callable:
