@@ -98,7 +98,9 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
                   role: Union[str, GraphRole]):
     """Run `compiler` on one graph and return a boxed callable (takes a list)."""
     real_recompile = getattr(graph_module, "real_recompile", None)
-    if real_recompile is not None:  # a lazily generated module: give it its code before `forward` is read
+    if real_recompile is not None and compiler is not eager:
+        # A lazily generated module: give it its code before `forward` is read (the eager
+        # compiler generates its own boxed code from the graph and needs none).
         real_recompile()
     role = role if isinstance(role, GraphRole) else GraphRole(role, 0, next(_graph_ids))
     if getattr(compiler, "_takes_role", False):

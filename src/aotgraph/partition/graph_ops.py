@@ -6,8 +6,8 @@ from typing import Iterable, Optional
 import torch
 import torch.fx as fx
 
-try:  # torch's own constructor: defers codegen to the first call when torch's lazy switch is on
-    from torch.fx._lazy_graph_module import _make_graph_module
+try:  # generates the module's Python code only if someone reads or runs it
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _make_graph_module
 except ImportError:  # pragma: no cover - older torch
     _make_graph_module = fx.GraphModule
 
