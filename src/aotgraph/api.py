@@ -185,8 +185,11 @@ def aot_function(
         """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
         flat_args, tensors, layout = (None, None, None) if kwargs else _flatten_plain_args(args)
         if flat_args is not None:
-            key, in_spec = _plain_args_key(layout, tensors), None
-        else:
+            try:
+                key, in_spec = _plain_args_key(layout, tensors), None
+            except RuntimeError:  # a sparse tensor has no strides: `_signature_key` names it
+                flat_args = None
+        if flat_args is None:
             flat_args, in_spec = tree_flatten((args, kwargs))
             key = _signature_key(flat_args, in_spec)
         entry = entries.get(key)

@@ -15,7 +15,8 @@ from eager_parity import Case, assert_parity, leaf
     lambda x: x + torch.randn(3, 4),
     lambda x: (torch.randn(4) * 0 + F.dropout(x, 0.2)).exp(),  # two random ops, order matters
     lambda x: torch.rand(3, 4) * x.detach(),  # a draw nothing needs a gradient of
-], ids=["dropout", "rand_like", "bernoulli", "randn", "two_draws", "unused_grad"])
+    lambda x: F.dropout(x, 1.0, training=True) + torch.rand_like(x),  # eager draws nothing for p=1
+], ids=["dropout", "rand_like", "bernoulli", "randn", "two_draws", "unused_grad", "dropout_p1"])
 def test_random_ops_match_eager_draws_and_rng_state(fn):
     assert_parity(fn, lambda: Case((leaf(3, 4),)))
 

@@ -46,6 +46,18 @@ def _batch_norm_with_declared_mutation(input, weight, bias, running_mean, runnin
 _HIDDEN_MUTATION_REWRITES[aten.native_batch_norm.default] = _batch_norm_with_declared_mutation
 
 
+def _dropout_all_like_eager(input, p, train):
+    """Eager's CPU dropout with p == 1 multiplies by zero and draws nothing; the traced
+    decomposition calls native_dropout, whose kernel would draw. Other cases: as recorded."""
+    if not (train and p == 1):
+        return NotImplemented
+    return input * torch.zeros((), dtype=input.dtype, device=input.device), torch.zeros_like(input, dtype=torch.bool)
+
+
+# Ops whose traced form would draw random numbers where eager's kernel does not.
+_EAGER_RNG_REWRITES: dict[Any, Callable] = {aten.native_dropout.default: _dropout_all_like_eager}
+
+
 class GraphRecorder(TorchDispatchMode):
     """Writes each dispatched op into `graph`, running it on fake tensors.
 
@@ -122,7 +134,9 @@ class GraphRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if facts.rewrite is not None:
             with self:
-                return facts.rewrite(*args, **kwargs)
+                rewritten = facts.rewrite(*args, **kwargs)
+            if rewritten is not NotImplemented:
+                return rewritten
         decomposition = self.decompositions.get(func)
         if decomposition is not None:
             with self:
@@ -252,8 +266,8 @@ class _OpFacts:
     @staticmethod
     def of(func) -> "_OpFacts":
         composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
-        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func), func._schema.is_mutable, is_metadata_mutation(func),
-                        torch.Tag.nondeterministic_seeded in func.tags, composite)
+        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
+                        is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite)
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
