@@ -40,18 +40,11 @@ class TensorMeta:
 
 
 @dataclass(frozen=True)
-class InputInfo:
-    """One flat leaf of the user's inputs. Non-tensor leaves are specialized into the graph.
-
-    `mutates_with_grad`: a data mutation that autograd records (the input is not a leaf
-    requiring grad, and its new value requires grad); the new value is a differentiable
-    forward output with a tangent, written back with a grad-tracking ``copy_``."""
+class Leaf:
+    """One flat leaf of a pytree: a tensor described by `meta`, or a non-tensor `constant`."""
 
     meta: Optional[TensorMeta]
     constant: Any = None
-    mutates_data: bool = False
-    mutates_metadata: bool = False
-    mutates_with_grad: bool = False
 
     @property
     def is_tensor(self) -> bool:
@@ -63,7 +56,20 @@ class InputInfo:
 
 
 @dataclass(frozen=True)
-class OutputInfo:
+class InputInfo(Leaf):
+    """One flat leaf of the user's inputs. Non-tensor leaves are specialized into the graph.
+
+    `mutates_with_grad`: a data mutation that autograd records (the input is not a leaf
+    requiring grad, and its new value requires grad); the new value is a differentiable
+    forward output with a tangent, written back with a grad-tracking ``copy_``."""
+
+    mutates_data: bool = False
+    mutates_metadata: bool = False
+    mutates_with_grad: bool = False
+
+
+@dataclass(frozen=True)
+class OutputInfo(Leaf):
     """One flat leaf of the user's outputs.
 
     A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
@@ -74,19 +80,9 @@ class OutputInfo:
     A non-tensor leaf is the `constant` seen while tracing.
     """
 
-    meta: Optional[TensorMeta]
-    constant: Any = None
     base_input: Optional[int] = None
     is_input: bool = False
     base_output: Optional[int] = None
-
-    @property
-    def is_tensor(self) -> bool:
-        return self.meta is not None
-
-    @property
-    def requires_grad(self) -> bool:
-        return self.meta is not None and self.meta.requires_grad
 
 
 @dataclass(frozen=True)
