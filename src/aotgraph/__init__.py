@@ -1,6 +1,6 @@
 """aotgraph: ahead-of-time autograd for PyTorch.
 
-capture -> partition -> compile -> runtime; drop-in for ``functorch.compile``.
+capture -> partition -> compile -> runtime; drop-in for functorch's compile API.
 """
 from .api import aot_export_joint, aot_function, aot_module, aot_module_simplified
 from .backend import backend  # the function; the module stays importable as aotgraph.backend via sys.modules

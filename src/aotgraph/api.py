@@ -1,4 +1,4 @@
-"""Entry points, drop-in for ``functorch.compile``: flatten inputs, look up the compiled
+"""Entry points, drop-in for functorch's compile API: flatten inputs, look up the compiled
 entry for this input signature, run the stages on a miss, call the runtime."""
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def aot_function(
 ) -> Callable:
     """Compile `fn` ahead of time for each distinct input signature it is called with.
 
-    Same call shape as ``functorch.compile.aot_function``. Compilers may be callables or
+    Same call shape as functorch's ``aot_function``. Compilers may be callables or
     names (``"eager"``, ``"inductor"``); ``bw_compiler`` and ``inference_compiler``
     default to ``fw_compiler``, which defaults to ``"eager"``. The returned function
     has ``aotgraph_entries``: the compiled entry of each signature seen, and
@@ -284,7 +284,7 @@ def _keyed_by_training_flags(call_with_state: Callable) -> Callable:
 
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     """Compile an ``nn.Module``: parameters and buffers become graph inputs (same call shape
-    as ``functorch.compile.aot_module``; extra arguments go to `aot_function`)."""
+    as functorch's ``aot_module``; extra arguments go to `aot_function`)."""
     if not isinstance(mod, torch.nn.Module):
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
@@ -305,7 +305,7 @@ def aot_module_simplified(
     cudagraphs=None,
     **_ignored,
 ) -> Callable:
-    """The Dynamo-backend entry (``functorch.compile.aot_module_simplified``): `mod` is
+    """The Dynamo-backend entry (functorch's ``aot_module_simplified``): `mod` is
     typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
     them now and returns ``forward(*args)`` with the module's parameters and buffers
     bound. A call with another input signature compiles again. Shapes are specialized:

@@ -1,6 +1,6 @@
 """Stage 2: JointGraph -> Partition.
 
-A partition function has the ``functorch.compile`` calling convention
+A partition function has functorch's calling convention
 ``fn(joint_module, joint_inputs, *, num_fwd_outputs) -> (forward, backward)``, so ours and
 users' plug in alike; `partition` turns its result into a `Partition` artifact.
 """

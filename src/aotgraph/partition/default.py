@@ -10,7 +10,7 @@ from .graph_ops import ancestors, extract_graph, is_primal, is_random, joint_out
 
 
 def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int, **_ignored):
-    """Split a joint graph (``functorch.compile.default_partition`` calling convention).
+    """Split a joint graph (functorch's ``default_partition`` calling convention).
 
     Returns ``(forward, backward)``: the forward outputs its ``num_fwd_outputs`` outputs
     followed by the saved values; the backward's placeholders are the saved values (same

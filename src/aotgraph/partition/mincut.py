@@ -268,7 +268,7 @@ def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inp
                                         *, num_fwd_outputs: int, policy: Optional[Policy] = None,
                                         memory_budget: Optional[float] = None, **_ignored):
     """Split a joint graph saving as few bytes as a min cut allows
-    (``functorch.compile.min_cut_rematerialization_partition`` calling convention).
+    (functorch's ``min_cut_rematerialization_partition`` calling convention).
 
     Cheap ops (pointwise, views, reductions, norms, indexing) may be recomputed in the
     backward; matmuls, convolutions, attention, random and side-effecting ops never are,
