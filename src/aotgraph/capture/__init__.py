@@ -54,6 +54,14 @@ def capture(
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
     recorder = GraphRecorder(fake_mode, decompositions)
+    try:
+        return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
+    finally:
+        recorder.random_draws.restore()  # the caller gets back the RNG state it had
+
+
+def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
+    """The body of `capture`: one walk over the program, then the joint graph around it."""
     fake_flat = [_to_fake(a, fake_mode) for a in flat_args]
     primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
     program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
@@ -70,15 +78,11 @@ def capture(
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
     except RuntimeError as error:
-        recorder.random_draws.restore()
         if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
             raise DataDependentControlFlow(
                 "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
                 "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
             ) from error
-        raise
-    except BaseException:
-        recorder.random_draws.restore()
         raise
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
@@ -88,7 +92,6 @@ def capture(
                                 "return dense tensors (e.g. .to_dense()) or run that part eagerly")
     opaque = [(k, o) for k, o in enumerate(flat_out) if not isinstance(o, _OUTPUT_LEAF_TYPES)]
     if opaque:
-        recorder.random_draws.restore()
         position, value = opaque[0]
         raise UnsupportedOp(
             f"output leaf {position} is a {type(value).__name__}, which may hold tensors that aotgraph cannot see "
@@ -104,7 +107,6 @@ def capture(
     relaid_with_grad = [p.name for p, f in zip(placeholders, program_fakes)
                         if p.name in layout_changed and wants_grad and f.requires_grad]
     if relaid_with_grad:
-        recorder.random_draws.restore()
         raise UnsupportedOp(
             f"an in-place view op (t_, unsqueeze_, transpose_, ...) changes the layout of inputs {relaid_with_grad}, "
             "which require grad", "capture",
@@ -124,13 +126,10 @@ def capture(
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
-    try:
-        if not is_inference:
-            grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
-        else:
-            mutated_with_grad = ()
-    finally:
-        recorder.random_draws.restore()
+    if not is_inference:
+        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+    else:
+        mutated_with_grad = ()
 
     graph = recorder.graph
     graph.output((tuple(out_nodes), tuple(grad_nodes)))
