@@ -3,14 +3,11 @@
 The program runs once on fake tensors under `GraphRecorder`: its forward, then (when
 anything needs a gradient) ``torch.autograd.grad`` on tangent placeholders, both
 recorded into one graph. Programs that mutate are then functionalized; programs that
-do not skip that pass entirely. A program whose walk records a fused RNN kernel (whose
-outputs depend on grad mode at run time) is walked once more with the Python dispatcher on,
-as make_fx records, so nn.LSTM / nn.GRU / nn.RNN trace to plain ops; every other program
-skips the dispatcher's per-op cost.
+do not skip that pass entirely. Recording runs with the Python dispatcher on (as make_fx
+does), so composite ops with Python decompositions (nn.LSTM, nn.GRU, nn.RNN) trace to
+plain ops instead of fused kernels whose outputs depend on grad mode at run time.
 """
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import enum
 from typing import Any, Callable, Mapping, Sequence
@@ -29,10 +26,6 @@ from .functionalize import functionalize
 from .recorder import GraphRecorder
 
 __all__ = ["capture"]
-
-_aten = torch.ops.aten
-_FUSED_RNN_KERNELS = {_aten.mkldnn_rnn_layer.default, _aten._cudnn_rnn.default, _aten.miopen_rnn.default,
-                      _aten._thnn_fused_lstm_cell.default, _aten._thnn_fused_gru_cell.default}
 
 try:  # generates the joint's Python code only if someone reads or runs it (torch >= 2.3)
     from torch.fx._lazy_graph_module import _LazyGraphModule as JointModule
@@ -60,23 +53,14 @@ def capture(
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
-    joint = _capture_once(fn, flat_args, in_spec, fake_mode, decompositions, nullcontext)
-    if any(n.target in _FUSED_RNN_KERNELS for n in joint.graph_module.graph.nodes):
-        # Fused RNN kernels keep no workspace when the runtime's forward runs under no_grad;
-        # with the Python dispatcher on, RNN modules decompose into plain ops instead.
-        joint = _capture_once(fn, flat_args, in_spec, fake_mode, decompositions, enable_python_dispatcher)
-    return joint
-
-
-def _capture_once(fn, flat_args, in_spec, fake_mode, decompositions, dispatcher) -> JointGraph:
     recorder = GraphRecorder(fake_mode, decompositions)
     try:
-        return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher)
+        return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
 
 
-def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher) -> JointGraph:
+def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
     fake_flat = [_to_fake(a, fake_mode) for a in flat_args]
     primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
@@ -90,7 +74,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher) -> Joi
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     try:
-        with fake_mode, recorder, dispatcher():
+        with fake_mode, recorder, enable_python_dispatcher():
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
     except RuntimeError as error:
@@ -116,7 +100,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher) -> Joi
             "return tensors and Python scalars in tuples, lists, dicts or namedtuples, or register the class "
             "as a pytree node (torch.utils._pytree.register_dataclass)",
         )
-    with fake_mode, recorder, dispatcher():
+    with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
     layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
@@ -143,7 +127,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher) -> Joi
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
     if not is_inference:
-        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes, dispatcher)
+        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
     else:
         mutated_with_grad = ()
 
@@ -178,7 +162,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, dispatcher) -> Joi
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 
-def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes, dispatcher) -> list:
+def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
     first_op = next((n for n in recorder.graph.nodes if n.op != "placeholder"), None)
     tangents = []
     for k, out in enumerate(diff_outs):
@@ -187,7 +171,7 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes, 
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
-    with fake_mode, recorder, dispatcher():
+    with fake_mode, recorder, enable_python_dispatcher():
         grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
