@@ -16,7 +16,7 @@ from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .compilers.inductor import inductor_joint_passes
 from .errors import BadArgument
 from .partition import default_partition, partition
-from .runtime import build_runtime
+from .runtime import autocast_on, build_runtime
 from .timings import CompileLog, time_first_call
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "CompiledEntry"]
@@ -112,14 +112,15 @@ def _flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[list], Op
     return flat, tensors, tuple(layout)
 
 
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+_AUTOCAST_DEVICES = ("cpu", "cuda")
 
 
 def _autocast_state() -> tuple:
-    if _any_autocast is not None and not _any_autocast():
-        return (False, None)
-    enabled = torch.is_autocast_enabled("cpu")
-    return (enabled, torch.get_autocast_dtype("cpu") if enabled else None)
+    """Autocast's state for the cache key, on every device: graphs hold its casts."""
+    if not autocast_on():
+        return (False,)
+    return tuple((device, torch.get_autocast_dtype(device)) for device in _AUTOCAST_DEVICES
+                 if torch.is_autocast_enabled(device))
 
 
 def _hashable(value: Any) -> bool:

@@ -18,7 +18,7 @@ import torch.fx as fx
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
 from ..errors import UnsupportedOp
 
-__all__ = ["build_runtime"]
+__all__ = ["build_runtime", "autocast_on"]
 
 
 def build_runtime(compiled: CompiledGraphs) -> Callable[[list], list]:
@@ -53,7 +53,6 @@ class _Plan:
         grad_mutated = set(sig.grad_mutated_primals)
         self.mutated_with_grad = [p in grad_mutated for p in self.mutated]
         self.relaid = sig.metadata_mutated_primals
-        self.relaid_meta = [sig.inputs[self.primal_positions[p]].meta for p in self.relaid]
         self.num_fwd_outputs = num_fwd_outputs
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -122,7 +121,8 @@ def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
 
 
-def _autocast_on() -> bool:
+def autocast_on() -> bool:
+    """Whether autocast is on for any device (one C call where torch has it)."""
     if _any_autocast is not None:
         return _any_autocast()
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
@@ -130,7 +130,7 @@ def _autocast_on() -> bool:
 
 def _call_graph(graph: Callable, args: list):
     """Graphs already hold autocast's casts; running them under autocast would cast twice."""
-    if _autocast_on():
+    if autocast_on():
         with torch._C._DisableAutocast():
             return graph(args)
     return graph(args)
