@@ -26,6 +26,7 @@ from torch._subclasses.fake_tensor import (
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
+from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
 from .random_draws import RandomDraws
 
@@ -77,6 +78,7 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
+        self.fake_outputs = FakeOutputs(fake_mode)
         self.random_draws = RandomDraws()  # the caller's RNG state is restored by `random_draws.restore()`
 
     # ---- building the graph -------------------------------------------------
@@ -171,7 +173,7 @@ class GraphRecorder(TorchDispatchMode):
             position = self.random_draws.position(str(func))
             if position < len(self.random_draws.draws):
                 return self._redraw(func, fake_args, fake_kwargs, position)
-        out = self._run_fake(func, fake_args, fake_kwargs)
+        out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)
         if not _has_tensor(out):
             return out  # device / size queries: nothing to record
         if not func._schema.is_mutable and isinstance(out, torch.Tensor):
@@ -209,7 +211,7 @@ class GraphRecorder(TorchDispatchMode):
         """Eager would draw exactly the values of an earlier draw again (a checkpointed region
         recomputed from a restored RNG state): reuse that draw's nodes."""
         nodes = self.random_draws.replayed(position, func)
-        out = self._run_fake(func, fake_args, fake_kwargs)  # fresh fakes of the same layout
+        out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)  # fresh fakes of the same layout
         for item, node in zip([out] if isinstance(out, torch.Tensor) else out, nodes):
             if isinstance(item, torch.Tensor):
                 self.node_of[id(item)] = node

@@ -1,0 +1,209 @@
+"""A per-capture memo of the fake mode's results: op + argument layouts -> how to build the outputs.
+
+A program repeats itself (twelve layers, then their backward), and the fake mode's own
+dispatch cache pays per op for a key built from every argument's metadata in Python and
+for rebuilding the outputs through its dispatcher. This memo keys each fake tensor's
+layout once, when it is first seen or made, and builds a repeated op's outputs directly:
+a fresh meta tensor (on the input's storage for views) wrapped as a FakeTensor, or the
+argument itself for in-place ops. Each recipe is checked once against the fake mode's
+real answer before it is stored; anything it cannot reproduce exactly is left to the
+fake mode, every time.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+aten = torch.ops.aten
+
+# Scalar argument types whose value (with the type: 1 and 1.0 promote differently) fully
+# describes them in a key. Anything else (SymInts, storages, callables) leaves the op to the fake mode.
+_PLAIN_SCALARS = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
+                            torch.memory_format})
+_SEQUENCES = (list, tuple, torch.Size)
+_ARG = 0  # output recipe kinds: an argument returned as it is ...
+_NEW = 1  # ... or a new tensor (on an argument's storage for views)
+_NONE = 2
+
+
+class FakeOutputs:
+    """``run(func, args, kwargs, dispatch)``: ``dispatch(func, args, kwargs)`` (the fake mode),
+    or the same outputs built from a recipe recorded on an earlier call with the same key."""
+
+    def __init__(self, fake_mode: FakeTensorMode):
+        self.fake_mode = fake_mode
+        self.recipes: dict[tuple, Optional[tuple]] = {}  # key -> recipe; None: the fake mode answers
+        # id(fake) -> (fake, layout): the fake is kept alive so that its id is not reused.
+        self.layout_of: dict[int, tuple] = {}
+
+    def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
+        if func not in _CACHEABLE:
+            _CACHEABLE[func] = _is_cacheable(func)
+        if not _CACHEABLE[func]:
+            out = dispatch(func, args, kwargs)
+            if func._schema.is_mutable:
+                self._forget_layouts(args, kwargs)
+            return out
+        tensors: list = []
+        key = self._key(func, args, kwargs, tensors)
+        if key is None:
+            out = dispatch(func, args, kwargs)
+            if func._schema.is_mutable:
+                self._forget_layouts(args, kwargs)
+            return out
+        recipe = self.recipes.get(key, _MISSING)
+        if recipe is _MISSING:
+            out = dispatch(func, args, kwargs)
+            recipe = self.recipes[key] = self._recipe_of(func, out, tensors, key)
+            return out
+        if recipe is None:
+            out = dispatch(func, args, kwargs)
+            if func._schema.is_mutable:
+                self._forget_layouts(args, kwargs)
+            return out
+        return self._build(recipe, tensors)
+
+    # ---- keys -------------------------------------------------------------------
+    def _key(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
+        parts = [func, torch.get_default_dtype(), torch.is_inference_mode_enabled()]
+        if not self._add_parts(args, parts, tensors):
+            return None
+        if kwargs:
+            for name, value in kwargs.items():
+                parts.append(name)
+                if not self._add_parts((value,), parts, tensors):
+                    return None
+        return tuple(parts) if tensors else None  # factory ops also read the default device: left to the fake mode
+
+    def _add_parts(self, values, parts: list, tensors: list) -> bool:
+        layout_of = self.layout_of
+        for value in values:
+            kind = type(value)
+            if kind is FakeTensor:
+                known = layout_of.get(id(value))
+                layout = known[1] if known is not None else self._layout(value)
+                if layout is None:
+                    return False
+                parts.append(layout)
+                tensors.append(value)
+            elif kind in _PLAIN_SCALARS:
+                parts.append(kind)
+                parts.append(value)
+            elif kind in _SEQUENCES:
+                parts.append(kind)
+                parts.append(len(value))
+                if not self._add_parts(value, parts, tensors):
+                    return False
+            else:
+                return False
+        return True
+
+    def _layout(self, fake) -> Optional[tuple]:
+        """What the output of an op may depend on, for a fake tensor of this mode; None: not keyable."""
+        if fake.fake_mode is not self.fake_mode or fake.constant is not None or fake.layout != torch.strided:
+            return None
+        shape, stride, offset = tuple(fake.shape), fake.stride(), fake.storage_offset()
+        if not all(type(s) is int for s in (*shape, *stride, offset)):
+            return None  # symbolic sizes: the fake mode's shape environment decides
+        layout = (fake.dtype, shape, stride, offset, fake.fake_device, fake.is_conj(), fake.is_neg())
+        self.layout_of[id(fake)] = (fake, layout)
+        return layout
+
+    def _forget_layouts(self, args, kwargs) -> None:
+        """A mutating op the memo did not answer may have changed its arguments' layouts."""
+        for value in (*args, *kwargs.values()):
+            for item in value if type(value) in _SEQUENCES else (value,):
+                if isinstance(item, torch.Tensor):
+                    self.layout_of.pop(id(item), None)
+
+    # ---- recipes ----------------------------------------------------------------
+    def _recipe_of(self, func, out, tensors: list, key: tuple) -> Optional[tuple]:
+        """How to rebuild `out` from the arguments, checked by rebuilding it; None if it cannot be."""
+        if func._schema.is_mutable:
+            before = [layout for layout in key if type(layout) is tuple]
+            self._forget_layouts(tensors, {})
+            after = [self._layout(t) for t in tensors]
+            if after != before:
+                return None  # the op changed an argument's layout: a recipe could not replay that
+        if isinstance(out, FakeTensor):
+            items, container = (out,), None
+        elif type(out) in _SEQUENCES and out and all(o is None or isinstance(o, FakeTensor) for o in out):
+            items, container = tuple(out), type(out)
+        else:
+            return None
+        storages = [t.untyped_storage()._cdata for t in tensors]
+        specs, fresh_storages = [], set()
+        for item in items:
+            if item is None:
+                specs.append((_NONE,))
+                continue
+            position = next((k for k, t in enumerate(tensors) if t is item), None)
+            if position is not None:
+                specs.append((_ARG, position))
+                continue
+            layout = self._layout(item)
+            if layout is None or layout[5] or layout[6] or item.requires_grad:
+                return None
+            storage = item.untyped_storage()._cdata
+            alias = storages.index(storage) if storage in storages else None
+            if alias is None:
+                if layout[3] != 0 or storage in fresh_storages:
+                    return None
+                fresh_storages.add(storage)
+            specs.append((_NEW, layout, alias))
+        recipe = (container, tuple(specs))
+        rebuilt = self._build(recipe, tensors)
+        for item, again in zip(items, rebuilt if container else (rebuilt,)):
+            if item is not None and not _same_fake(item, again):
+                return None
+        return recipe
+
+    def _build(self, recipe: tuple, tensors: list) -> Any:
+        container, specs = recipe
+        outs = []
+        for spec in specs:
+            kind = spec[0]
+            if kind is _ARG:
+                outs.append(tensors[spec[1]])
+            elif kind is _NEW:
+                layout, alias = spec[1], spec[2]
+                dtype, shape, stride, offset, device = layout[:5]
+                with torch._C._DisableTorchDispatch():
+                    meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+                    if alias is not None:
+                        meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
+                fake = FakeTensor(self.fake_mode, meta, device)
+                self.layout_of[id(fake)] = (fake, layout)
+                outs.append(fake)
+            else:
+                outs.append(None)
+        return outs[0] if container is None else container(outs)
+
+
+_MISSING = object()
+_CACHEABLE: dict[Any, bool] = {}
+
+
+def _is_cacheable(func) -> bool:
+    """Ops whose outputs' layouts are a function of the key: ATen ops without data-dependent
+    outputs, in-place view changes, composite bodies, or lifted constants."""
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace not in ("aten", "prims"):
+        return False
+    tags = func.tags
+    if torch.Tag.data_dependent_output in tags or torch.Tag.inplace_view in tags:
+        return False
+    if torch.Tag.dynamic_output_shape in tags and func is not aten.index.Tensor:
+        return False  # index with integer indices has a static shape; boolean ones raise and are never stored
+    if func in (aten.lift_fresh.default, aten.lift_fresh_copy.default, aten.set_.source_Storage,
+                aten.set_.source_Storage_storage_offset, aten.resize_.default, aten.resize_as_.default):
+        return False
+    return not torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+
+
+def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:
+    return (a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+            and a.storage_offset() == b.storage_offset() and a.fake_device == b.fake_device
+            and a.requires_grad == b.requires_grad and a.is_conj() == b.is_conj() and a.is_neg() == b.is_neg()
+            and a.untyped_storage().nbytes() == b.untyped_storage().nbytes())
