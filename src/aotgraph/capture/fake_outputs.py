@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, in_kernel_invocation_manager
 
 aten = torch.ops.aten
 
@@ -55,7 +55,9 @@ class FakeOutputs:
             return out
         recipe = self.recipes.get(key, _MISSING)
         if recipe is _MISSING:
-            out = dispatch(func, args, kwargs)
+            out = self._meta_kernel_outputs(func, args, kwargs, tensors) if func in _ON_META_KERNEL else None
+            if out is None:
+                out = dispatch(func, args, kwargs)
             recipe = self.recipes[key] = self._recipe_of(func, out, tensors, key)
             return out
         if recipe is None:
@@ -117,6 +119,19 @@ class FakeOutputs:
             for item in value if type(value) in _SEQUENCES else (value,):
                 if isinstance(item, torch.Tensor):
                     self.layout_of.pop(id(item), None)
+
+    def _meta_kernel_outputs(self, func, args, kwargs, tensors: list) -> Any:
+        """`func`'s outputs from its meta kernel, run on the fake arguments as the fake mode
+        runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device.
+        The fake mode would run the op's Python decomposition op by op through its own dispatch
+        instead (batch norm: ~7x slower). CPU only; None when the arguments are not all there."""
+        devices = {layout[4] for layout in (self.layout_of[id(t)][1] for t in tensors)}
+        if devices != {_CPU}:
+            return None
+        with in_kernel_invocation_manager(self.fake_mode):
+            out = func(*args, **kwargs)
+        fakes = [o if o is None or isinstance(o, FakeTensor) else FakeTensor(self.fake_mode, o, _CPU) for o in out]
+        return type(out)(fakes)
 
     # ---- recipes ----------------------------------------------------------------
     def _recipe_of(self, func, out, tensors: list, key: tuple) -> Optional[tuple]:
@@ -183,6 +198,10 @@ class FakeOutputs:
 
 
 _MISSING = object()
+_CPU = torch.device("cpu")
+# Multi-output ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`).
+_ON_META_KERNEL = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
+                             aten.native_batch_norm_backward.default})
 _CACHEABLE: dict[Any, bool] = {}
 
 

@@ -1,0 +1,101 @@
+"""The capture's memo of fake outputs builds the layouts eager's kernels produce, miss or hit.
+
+(Eager is the reference rather than the fake mode: for batch norm on bfloat16 input with
+float32 statistics, eager and the meta kernel return float32 saved statistics, the fake
+mode's decomposition bfloat16.)"""
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+from aotgraph.capture.fake_outputs import FakeOutputs
+
+aten = torch.ops.aten
+
+
+def _layout(t):
+    return (t.dtype, tuple(t.shape), t.stride(), t.storage_offset(), t.device, t.requires_grad, t.is_conj())
+
+
+def _flat(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _fakes(mode, *tensors):
+    return [mode.from_tensor(t, static_shapes=True) for t in tensors]
+
+
+def _dispatch(func, args, kwargs):
+    return func(*args, **kwargs)
+
+
+def _storage(t):
+    return t.untyped_storage()._cdata
+
+
+CASES = {
+    "add": (aten.add.Tensor, lambda: (torch.randn(3, 4), torch.randn(4)), ()),
+    "int + float scalar": (aten.add.Tensor, lambda: (torch.ones(3, dtype=torch.int64),), (2.5,)),
+    "transpose (a view)": (aten.transpose.int, lambda: (torch.randn(3, 4, 5),), (0, 2)),
+    "slice with offset": (aten.slice.Tensor, lambda: (torch.randn(6, 4),), (0, 2, 5)),
+    "split (views)": (aten.split.Tensor, lambda: (torch.randn(7, 3),), (3,)),
+    "add_ (returns its argument)": (aten.add_.Tensor, lambda: (torch.randn(3, 4), torch.randn(3, 4)), ()),
+    "channels-last conv": (aten.convolution.default,
+                           lambda: (torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last),
+                                    torch.randn(4, 3, 3, 3)),
+                           (None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1)),
+    "batch norm, training": (aten._native_batch_norm_legit.default,
+                             lambda: (torch.randn(4, 3, 5, 5), torch.randn(3), torch.randn(3), torch.zeros(3),
+                                      torch.ones(3)), (True, 0.1, 1e-5)),
+    "batch norm, channels last, bfloat16": (
+        aten._native_batch_norm_legit.default,
+        lambda: (torch.randn(4, 3, 5, 5, dtype=torch.bfloat16).to(memory_format=torch.channels_last),
+                 torch.randn(3), torch.randn(3), torch.zeros(3), torch.ones(3)), (True, 0.1, 1e-5)),
+    "batch norm, no stats": (aten._native_batch_norm_legit.no_stats,
+                             lambda: (torch.randn(4, 3, 5), torch.randn(3), None), (True, 0.1, 1e-5)),
+    "batch norm backward": (aten.native_batch_norm_backward.default,
+                            lambda: (torch.randn(4, 3, 5, 5), torch.randn(4, 3, 5, 5), torch.randn(3), torch.zeros(3),
+                                     torch.ones(3), torch.zeros(3), torch.ones(3)), (True, 1e-5, [True, True, True])),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_miss_and_hit_match_the_fake_mode(case):
+    func, make, scalars = CASES[case]
+    memo_mode = FakeTensorMode()
+    real = make()
+    reference = _flat(func(*[t.clone() if isinstance(t, torch.Tensor) else t for t in real], *scalars))
+    memo = FakeOutputs(memo_mode)
+    for attempt in ("miss", "hit"):
+        args = [memo_mode.from_tensor(t, static_shapes=True) if isinstance(t, torch.Tensor) else t for t in real]
+        with memo_mode:
+            out = _flat(memo.run(func, (*args, *scalars), {}, _dispatch))
+        assert [_layout(o) for o in out] == [_layout(r) for r in reference], attempt
+        assert [o.untyped_storage().nbytes() for o in out] == [r.untyped_storage().nbytes() for r in reference]
+        assert all(isinstance(o, FakeTensor) and o.fake_mode is memo_mode for o in out)
+        if func.is_view:
+            assert all(_storage(o) == _storage(args[0]) for o in out), attempt
+        elif func._schema.is_mutable and func is aten.add_.Tensor:
+            assert out[0] is args[0]
+        else:
+            assert all(_storage(o) not in {_storage(a) for a in args if isinstance(a, torch.Tensor)} for o in out)
+    assert len(memo.recipes) == 1 and None not in memo.recipes.values()
+
+
+def test_in_place_layout_change_is_not_replayed_and_is_seen_by_later_keys():
+    mode = FakeTensorMode()
+    memo = FakeOutputs(mode)
+    (x,) = _fakes(mode, torch.randn(3, 4))
+    with mode:
+        memo.run(aten.mul.Tensor, (x, 2.0), {}, _dispatch)  # remembers x's layout
+        memo.run(aten.t_.default, (x,), {}, _dispatch)
+        out = memo.run(aten.mul.Tensor, (x, 2.0), {}, _dispatch)
+    assert tuple(out.shape) == (4, 3) and out.stride() == (1, 4)
+
+
+def test_fakes_that_carry_a_value_are_left_to_the_fake_mode():
+    mode = FakeTensorMode()
+    memo = FakeOutputs(mode)
+    constant = FakeTensor(mode, torch.empty(2, device="meta"), torch.device("cpu"), torch.tensor([1.0, 2.0]))
+    with mode:
+        out = memo.run(aten.mul.Tensor, (constant, constant), {}, _dispatch)
+    assert memo.recipes == {} and tuple(out.shape) == (2,)
