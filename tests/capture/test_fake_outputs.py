@@ -50,6 +50,10 @@ CASES = {
         aten._native_batch_norm_legit.default,
         lambda: (torch.randn(4, 3, 5, 5, dtype=torch.bfloat16).to(memory_format=torch.channels_last),
                  torch.randn(3), torch.randn(3), torch.zeros(3), torch.ones(3)), (True, 0.1, 1e-5)),
+    "functional batch norm, bfloat16": (
+        aten._native_batch_norm_legit_functional.default,
+        lambda: (torch.randn(4, 3, 5, 5, dtype=torch.bfloat16), torch.randn(3), torch.randn(3), torch.zeros(3),
+                 torch.ones(3)), (True, 0.1, 1e-5)),
     "batch norm, no stats": (aten._native_batch_norm_legit.no_stats,
                              lambda: (torch.randn(4, 3, 5), torch.randn(3), None), (True, 0.1, 1e-5)),
     "batch norm backward": (aten.native_batch_norm_backward.default,

@@ -139,7 +139,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     data_mutated: tuple[str, ...] = ()
     metadata_mutated: tuple[str, ...] = ()
     if recorder.saw_mutation:
-        functional = functionalize(graph, fake_mode, final_nodes, layout_changed)
+        functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
         graph, data_mutated, metadata_mutated = functional.graph, functional.data_mutated, functional.metadata_mutated
         extra = [functional.final_value_of[n] for n in data_mutated]
         extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]

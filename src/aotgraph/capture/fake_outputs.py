@@ -201,7 +201,7 @@ _MISSING = object()
 _CPU = torch.device("cpu")
 # Multi-output ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`).
 _ON_META_KERNEL = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
-                             aten.native_batch_norm_backward.default})
+                             aten._native_batch_norm_legit_functional.default, aten.native_batch_norm_backward.default})
 _CACHEABLE: dict[Any, bool] = {}
 
 

@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_map
 
 from ..errors import UnsupportedOp
 from . import functional_ops as ops
+from .fake_outputs import FakeOutputs
 
 aten = torch.ops.aten
 # Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
@@ -45,9 +46,9 @@ class _Alias:
 
 
 class _Functionalizer:
-    def __init__(self, old: fx.Graph, fake_mode):
+    def __init__(self, old: fx.Graph, fake_outputs: FakeOutputs):
         self.old = old
-        self.fake_mode = fake_mode
+        self.fake_outputs = fake_outputs
         self.new = fx.Graph()
         self.env: dict[fx.Node, Any] = {}  # old node -> new node (value at alias.version)
         self.alias: dict[fx.Node, _Alias] = {}
@@ -58,8 +59,9 @@ class _Functionalizer:
     def emit(self, func, *args, **kwargs) -> fx.Node:
         node = self.new.call_function(func, args, kwargs)
         vals_args, vals_kwargs = tree_map(_val, (args, kwargs))
-        with self.fake_mode:
-            node.meta["val"] = func(*vals_args, **vals_kwargs)
+        # Below autograd's recording, as the capture's ops ran: the values only describe layouts.
+        with self.fake_outputs.fake_mode, torch.no_grad():
+            node.meta["val"] = self.fake_outputs.run(func, vals_args, vals_kwargs, _call)
         return node
 
     def read(self, old_node: fx.Node) -> Any:
@@ -280,16 +282,21 @@ def _val(a):
     return a.meta["val"] if isinstance(a, fx.Node) else a
 
 
+def _call(func, args, kwargs):
+    return func(*args, **kwargs)
+
+
 def functionalize(
-    graph: fx.Graph, fake_mode, final_nodes: dict[str, fx.Node], layout_changed: tuple[str, ...] = ()
+    graph: fx.Graph, fake_outputs: FakeOutputs, final_nodes: dict[str, fx.Node], layout_changed: tuple[str, ...] = ()
 ) -> FunctionalGraph:
     """Functionalize `graph` (its output node is copied with reads made current).
 
     `final_nodes` maps placeholder names to the old node each input is bound to at the
     end of the program (differs from the placeholder after an in-place op on it);
     `layout_changed` names the inputs whose sizes or strides the program changed in place.
+    New nodes get their fake values from the capture's `fake_outputs` memo.
     """
-    walker = _Functionalizer(graph, fake_mode)
+    walker = _Functionalizer(graph, fake_outputs)
     output_node = walker.run()
     placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
     data_mutated, metadata_mutated, final_value_of = [], [], {}
