@@ -25,6 +25,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
+from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
 from .recorder import GraphRecorder
 
@@ -58,7 +59,8 @@ def capture(
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
     recorder = GraphRecorder(fake_mode, decompositions)
     try:
-        return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
+        with fake_cache_replaced(fake_mode):
+            return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
 

@@ -11,7 +11,8 @@ fake mode, every time.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import contextlib
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, in_kernel_invocation_manager
@@ -195,6 +196,22 @@ class FakeOutputs:
             else:
                 outs.append(None)
         return outs[0] if container is None else container(outs)
+
+
+@contextlib.contextmanager
+def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
+    """The fake mode's own dispatch cache turned off while a capture's memo answers repeats:
+    otherwise every op the memo has not seen pays twice for a key and an entry (measured:
+    capture 6-17 % slower with it on). Restored afterwards; the cache never changes results."""
+    enabled = getattr(fake_mode, "cache_enabled", None)
+    if enabled is None:
+        yield
+        return
+    fake_mode.cache_enabled = False
+    try:
+        yield
+    finally:
+        fake_mode.cache_enabled = enabled
 
 
 _MISSING = object()
