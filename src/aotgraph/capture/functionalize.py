@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-from torch.utils._pytree import tree_map
 
 from ..errors import UnsupportedOp
 from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
+from .recorder import append_call
 
 aten = torch.ops.aten
 # Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
@@ -57,8 +57,8 @@ class _Functionalizer:
 
     # ---- emitting new nodes with fake values ----------------------------------
     def emit(self, func, *args, **kwargs) -> fx.Node:
-        node = self.new.call_function(func, args, kwargs)
-        vals_args, vals_kwargs = tree_map(_val, (args, kwargs))
+        node = append_call(self.new, func, args, kwargs)
+        vals_args, vals_kwargs = _map_args(_val, (args, kwargs))
         # Below autograd's recording, as the capture's ops ran: the values only describe layouts.
         with self.fake_outputs.fake_mode, torch.no_grad():
             node.meta["val"] = self.fake_outputs.run(func, vals_args, vals_kwargs, _call)
@@ -79,10 +79,10 @@ class _Functionalizer:
         return value
 
     def _replay(self, func, value, args, index):
-        new_args = tree_map(self._read_arg, args)
+        new_args = _map_args(self._read_arg, args)
         out = self.emit(func, value, *new_args)
         if index is not None:
-            getter = self.new.call_function(ops.GETITEM, (out, index))
+            getter = append_call(self.new, ops.GETITEM, (out, index))
             getter.meta["val"] = out.meta["val"][index]
             return getter
         return out
@@ -125,12 +125,12 @@ class _Functionalizer:
             return
         func = source.target
         if getattr(func, "is_view", False):
-            value = self.new.call_function(ops.GETITEM, (self.env[source], index))
+            value = append_call(self.new, ops.GETITEM, (self.env[source], index))
             value.meta["val"] = node.meta["val"]
             view_args = source.args[1:]
             self.new_view(node, source.args[0], func, view_args, index, value)
         else:
-            value = self.new.call_function(ops.GETITEM, (self.env[source], index))
+            value = append_call(self.new, ops.GETITEM, (self.env[source], index))
             value.meta["val"] = node.meta["val"]
             self.new_root(node, value)
 
@@ -141,9 +141,9 @@ class _Functionalizer:
         if func._schema.is_mutable:
             self._mutation(node)
             return
-        args = tree_map(self._read_arg, node.args)
-        kwargs = tree_map(self._read_arg, node.kwargs)
-        value = self.new.call_function(func, args, kwargs)
+        args = _map_args(self._read_arg, node.args)
+        kwargs = _map_args(self._read_arg, node.kwargs)
+        value = append_call(self.new, func, args, kwargs)
         value.meta = dict(node.meta)
         if func in _RECORDED_ONLY_WHEN_COPYING:
             self.new_root(node, value)
@@ -159,18 +159,18 @@ class _Functionalizer:
         if ops.is_metadata_mutation(func):
             view_func = ops.view_of_inplace_view(func)
             base = node.args[0]
-            value = self.emit(view_func, self.read(base), *tree_map(self._read_arg, node.args[1:]))
+            value = self.emit(view_func, self.read(base), *_map_args(self._read_arg, node.args[1:]))
             self.new_view(node, base, view_func, node.args[1:], None, value)
             return
         twin = ops.multi_mutation_twin(func)
         if twin is not None:
             twin_func, written, num_outputs = twin
-            args = tree_map(self._read_arg, node.args)
-            kwargs = tree_map(self._read_arg, node.kwargs)
+            args = _map_args(self._read_arg, node.args)
+            kwargs = _map_args(self._read_arg, node.kwargs)
             result = self.emit(twin_func, *args, **kwargs)
             outputs = []
             for i in range(num_outputs):
-                getter = self.new.call_function(ops.GETITEM, (result, i))
+                getter = append_call(self.new, ops.GETITEM, (result, i))
                 getter.meta["val"] = result.meta["val"][i]
                 outputs.append(getter)
             if _is_single_tensor(node):
@@ -178,7 +178,7 @@ class _Functionalizer:
             else:
                 self.env[node] = _Tuple(outputs)
             for position, out_index in written.items():
-                getter = self.new.call_function(ops.GETITEM, (result, out_index))
+                getter = append_call(self.new, ops.GETITEM, (result, out_index))
                 getter.meta["val"] = result.meta["val"][out_index]
                 self._write(node.args[position], getter)
             return
@@ -195,8 +195,8 @@ class _Functionalizer:
                 "capture",
                 "use the out-of-place form of this op in the compiled function",
             )
-        args = tree_map(self._read_arg, ops.with_default_args(func, node.args))
-        kwargs = tree_map(self._read_arg, node.kwargs)
+        args = _map_args(self._read_arg, ops.with_default_args(func, node.args))
+        kwargs = _map_args(self._read_arg, node.kwargs)
         if func is aten.copy_.default and _same_layout(node.args[1], target):
             new_value = args[1]  # copying a value of the same layout: the new value is the source
         else:
@@ -212,14 +212,14 @@ class _Functionalizer:
 
     def _out_variant(self, node, twin_func, out_names):
         """``op.out(..., out=buf)``: compute ``op(...)`` and write each result into its buffer."""
-        args = tree_map(self._read_arg, node.args)
-        kwargs = tree_map(self._read_arg, {k: v for k, v in node.kwargs.items() if k not in out_names})
+        args = _map_args(self._read_arg, node.args)
+        kwargs = _map_args(self._read_arg, {k: v for k, v in node.kwargs.items() if k not in out_names})
         result = self.emit(twin_func, *args, **kwargs)
         values = [result]
         if len(out_names) > 1:
             values = []
             for i in range(len(out_names)):
-                getter = self.new.call_function(ops.GETITEM, (result, i))
+                getter = append_call(self.new, ops.GETITEM, (result, i))
                 getter.meta["val"] = result.meta["val"][i]
                 values.append(getter)
         for name, value in zip(out_names, values):
@@ -245,7 +245,7 @@ class _Functionalizer:
             parent = info.chain[k - 1][3] if k > 0 else info.root
             parent_value = self.read(parent)
             parent_val = parent.meta["val"]
-            read_args = tree_map(self._read_arg, args)
+            read_args = _map_args(self._read_arg, args)
             if index is None:
                 rule = ops.SCATTER_RULES.get(func)
                 value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None
@@ -282,6 +282,17 @@ def _val(a):
     return a.meta["val"] if isinstance(a, fx.Node) else a
 
 
+def _map_args(fn, value):
+    """`fn` on every leaf of fx node arguments (nested tuples, lists, dicts): a cheaper tree_map."""
+    if isinstance(value, tuple):
+        return tuple(_map_args(fn, v) for v in value)
+    if isinstance(value, list):
+        return [_map_args(fn, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_args(fn, v) for k, v in value.items()}
+    return fn(value)
+
+
 def _call(func, args, kwargs):
     return func(*args, **kwargs)
 
@@ -307,6 +318,6 @@ def functionalize(
         if name in layout_changed:
             metadata_mutated.append(name)
             final_value_of[name + ".view"] = walker.read(final_nodes[name])
-    outputs = tree_map(walker._read_arg, output_node.args[0])
+    outputs = _map_args(walker._read_arg, output_node.args[0])
     walker.new.output(outputs)
     return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)

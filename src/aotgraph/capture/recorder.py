@@ -188,7 +188,7 @@ class GraphRecorder(TorchDispatchMode):
         node_args = _map_tensors(node_for, args)
         node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
                        for k, v in kwargs.items()} if kwargs else {}
-        node = _append_call(self.graph, func, node_args, node_kwargs)
+        node = append_call(self.graph, func, node_args, node_kwargs)
         node.meta["val"] = out
         if facts.is_mutable:
             self.saw_mutation = True
@@ -199,7 +199,7 @@ class GraphRecorder(TorchDispatchMode):
             out_nodes = []
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
-                    getter = _append_call(self.graph, operator.getitem, (node, index), {})
+                    getter = append_call(self.graph, operator.getitem, (node, index), {})
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
                 out_nodes.append(self.node_of.get(id(item)))
@@ -282,7 +282,7 @@ def _map_tensors(fn: Callable, args: Any) -> Any:
     return type(args)([_map_tensors(fn, a) if type(a) in _SEQUENCES else fn(a) for a in args])
 
 
-def _append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str, Any]) -> fx.Node:
+def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str, Any] | None = None) -> fx.Node:
     """``graph.call_function(target, args, kwargs)`` without create_node's per-argument pytree
     scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
     node is created bare and its arguments set through the public setters, same name, same users."""
