@@ -67,7 +67,7 @@ def capture(
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
-    fake_flat = [_to_fake(a, fake_mode) for a in flat_args]
+    fake_flat = _fake_inputs(flat_args, fake_mode)
     primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
     program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
     placeholders = [recorder.add_placeholder(f"primals_{k + 1}", f) for k, f in enumerate(primal_fakes)]
@@ -262,6 +262,54 @@ def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.
                               device=leaf.device)
         copy = storage.as_strided(leaf.shape, leaf.stride(), leaf.storage_offset())
         return copy.copy_(leaf)
+
+
+def _fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
+    """`flat_args` with each real tensor replaced by a fake (the same fake for the same tensor).
+
+    A plain leaf tensor that is the only input on its storage gets its fake directly: a meta
+    tensor of its layout wrapped as a FakeTensor (~5x cheaper than ``from_tensor``'s general
+    conversion, and a module has many parameters). Views, tensors sharing storage with
+    another input, non-leaves and anything unusual go through ``from_tensor``, which keeps
+    their aliasing and autograd history.
+    """
+    tensors = [a for a in flat_args if isinstance(a, torch.Tensor)]
+    # Tensors made in inference mode would be inference tensors; other tensor types may share
+    # storage in ways a storage check cannot see.
+    direct = not torch.is_inference_mode_enabled() and all(type(a) in _PLAIN_TENSOR_TYPES for a in tensors)
+    holders: dict[int, set] = {}
+    for a in (t for t in tensors if t.layout == torch.strided) if direct else ():
+        holders.setdefault(a.untyped_storage()._cdata, set()).add(id(a))
+    fake_of: dict[int, Any] = {}
+    fakes = []
+    for a in flat_args:
+        fake = fake_of.get(id(a))
+        if fake is None:
+            if direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
+                fake = _fake_of_plain_leaf(a, fake_mode)
+            else:
+                fake = _to_fake(a, fake_mode)
+            fake_of[id(a)] = fake
+        fakes.append(fake)
+    return fakes
+
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _is_plain_leaf(value: Any) -> bool:
+    return (type(value) in _PLAIN_TENSOR_TYPES and value.layout == torch.strided
+            and value.grad_fn is None and value._base is None and value.storage_offset() == 0
+            and value.grad is None and not (value.is_conj() or value.is_neg() or value.is_inference()
+                                            or value.is_quantized or value.is_meta))
+
+
+def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTensor:
+    """A fake with `real`'s layout and requires_grad, on a storage its layout fills (as ``from_tensor`` makes)."""
+    with torch._C._DisableTorchDispatch():
+        meta = torch.empty_strided(real.shape, real.stride(), dtype=real.dtype, device="meta",
+                                   requires_grad=real.requires_grad)
+    return FakeTensor(fake_mode, meta, real.device)
 
 
 def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
