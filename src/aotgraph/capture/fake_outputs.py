@@ -123,16 +123,21 @@ class FakeOutputs:
 
     def _meta_kernel_outputs(self, func, args, kwargs, tensors: list) -> Any:
         """`func`'s outputs from its meta kernel, run on the fake arguments as the fake mode
-        runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device.
-        The fake mode would run the op's Python decomposition op by op through its own dispatch
-        instead (batch norm: ~7x slower). CPU only; None when the arguments are not all there."""
+        runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device
+        (views keep sharing their argument's storage). For these ops the fake mode would run a
+        Python decomposition or reference op by op through its own dispatch instead (batch
+        norm ~7x slower, view ~10x). CPU only; None when the arguments are not all there."""
         devices = {layout[4] for layout in (self.layout_of[id(t)][1] for t in tensors)}
         if devices != {_CPU}:
             return None
         with in_kernel_invocation_manager(self.fake_mode):
             out = func(*args, **kwargs)
-        fakes = [o if o is None or isinstance(o, FakeTensor) else FakeTensor(self.fake_mode, o, _CPU) for o in out]
-        return type(out)(fakes)
+        if isinstance(out, torch.Tensor):
+            return self._as_fake(out)
+        return type(out)(o if o is None else self._as_fake(o) for o in out)
+
+    def _as_fake(self, out: torch.Tensor) -> FakeTensor:
+        return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, _CPU)
 
     # ---- recipes ----------------------------------------------------------------
     def _recipe_of(self, func, out, tensors: list, key: tuple) -> Optional[tuple]:
@@ -216,9 +221,15 @@ def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
 
 _MISSING = object()
 _CPU = torch.device("cpu")
-# Multi-output ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`).
-_ON_META_KERNEL = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
-                             aten._native_batch_norm_legit_functional.default, aten.native_batch_norm_backward.default})
+# Ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`): the
+# expensive misses of the model zoo. Their meta kernels are the ones eager's kernels compute
+# output layouts with; tests/capture/test_fake_outputs.py checks each against eager.
+_ON_META_KERNEL = frozenset({
+    aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
+    aten._native_batch_norm_legit_functional.default, aten.native_batch_norm_backward.default,
+    aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
+    aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default,
+})
 _CACHEABLE: dict[Any, bool] = {}
 
 
