@@ -47,6 +47,9 @@ CASES = {
     "mm of a transposed view": (aten.mm.default, lambda: (torch.randn(5, 3).t(), torch.randn(5, 4)), ()),
     "addmm": (aten.addmm.default, lambda: (torch.randn(4), torch.randn(3, 5), torch.randn(5, 4)), ()),
     "bmm": (aten.bmm.default, lambda: (torch.randn(2, 3, 5), torch.randn(2, 5, 4)), ()),
+    "threshold_backward, channels last": (
+        aten.threshold_backward.default,
+        lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last), torch.randn(2, 3, 4, 4)), (0.0,)),
     "add_ (returns its argument)": (aten.add_.Tensor, lambda: (torch.randn(3, 4), torch.randn(3, 4)), ()),
     "channels-last conv": (aten.convolution.default,
                            lambda: (torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last),

@@ -228,7 +228,7 @@ _ON_META_KERNEL = frozenset({
     aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
     aten._native_batch_norm_legit_functional.default, aten.native_batch_norm_backward.default,
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
-    aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default,
+    aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
 _CACHEABLE: dict[Any, bool] = {}
 
