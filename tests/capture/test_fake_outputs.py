@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
-from aotgraph.capture.fake_outputs import FakeOutputs
+from aotgraph.capture.fake_outputs import FakeOutputs, _fake_maker
 
 aten = torch.ops.aten
 
@@ -115,3 +115,15 @@ def test_fakes_that_carry_a_value_are_left_to_the_fake_mode():
     with mode:
         out = memo.run(aten.mul.Tensor, (constant, constant), {}, _dispatch)
     assert memo.recipes == {} and tuple(out.shape) == (2,)
+
+
+def test_fakes_copied_from_a_prototype_are_the_constructors_fakes():
+    mode = FakeTensorMode()
+    make = _fake_maker(mode, torch.device("cpu"))
+    made = make(torch.empty(2, 3, device="meta"))
+    built = FakeTensor(mode, torch.empty(2, 3, device="meta"), torch.device("cpu"))
+    assert vars(made) == vars(built) and made.device == built.device
+    assert torch._C._dispatch_keys(made) == torch._C._dispatch_keys(built)
+    with mode:
+        total = made + built
+    assert isinstance(total, FakeTensor) and total.device == torch.device("cpu")

@@ -287,7 +287,7 @@ def _fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
         if fake is None:
             if direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
                 fake = _fake_of_plain_leaf(a, fake_mode)
-            else:
+            if fake is None:
                 fake = _to_fake(a, fake_mode)
             fake_of[id(a)] = fake
         fakes.append(fake)
@@ -304,11 +304,14 @@ def _is_plain_leaf(value: Any) -> bool:
                                             or value.is_quantized or value.is_meta))
 
 
-def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTensor:
-    """A fake with `real`'s layout and requires_grad, on a storage its layout fills (as ``from_tensor`` makes)."""
+def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTensor | None:
+    """A fake with `real`'s layout and requires_grad; None if `real`'s storage is larger than its
+    layout needs (``from_tensor`` keeps that size on some torch versions, not on others)."""
     with torch._C._DisableTorchDispatch():
         meta = torch.empty_strided(real.shape, real.stride(), dtype=real.dtype, device="meta",
                                    requires_grad=real.requires_grad)
+    if meta.untyped_storage().nbytes() != real.untyped_storage().nbytes():
+        return None
     return FakeTensor(fake_mode, meta, real.device)
 
 
