@@ -39,6 +39,34 @@ def family(name: str) -> str:
     return "other"
 
 
+def saved_summary(bw_module) -> str:
+    """Count and bytes of the backward's non-tangent inputs: what the forward saved for it."""
+    saved = [n.meta.get("val") for n in bw_module.graph.nodes
+             if n.op == "placeholder" and not n.name.startswith("tangents")]
+    tensors = [v for v in saved if isinstance(v, torch.Tensor)]
+    return f"{len(tensors)} saved, {sum(t.numel() * t.element_size() for t in tensors) / 2**20:.1f} MiB"
+
+
+def dump_torch_partitions(out_dir: str, model_name: str):
+    """Wrap the partitioner torch.compile's Inductor backend calls, writing each fw/bw pair."""
+    import torch._inductor.compile_fx as compile_fx
+
+    original = compile_fx.min_cut_rematerialization_partition
+    counter = [0]
+
+    def recording(*args, **kwargs):
+        fw, bw = original(*args, **kwargs)
+        counter[0] += 1
+        with open(os.path.join(out_dir, f"{model_name}_torch_graphs.txt"), "a") as f:
+            f.write(f"##### partition {counter[0]}: fwd {len(fw.graph.nodes)} nodes, bwd {len(bw.graph.nodes)} nodes, "
+                    f"{saved_summary(bw)}\n{fw.print_readable(False)}\n{bw.print_readable(False)}\n")
+        print(f"  torch partition {counter[0]}: {saved_summary(bw)}", flush=True)
+        return fw, bw
+
+    compile_fx.min_cut_rematerialization_partition = recording
+    return lambda: setattr(compile_fx, "min_cut_rematerialization_partition", original)
+
+
 def profile(model_name: str, config: str, partition: str, out_dir: str, code: bool, steps: int = 3) -> dict:
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -47,6 +75,7 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
         handler = logging.FileHandler(os.path.join(out_dir, f"{model_name}_{config}_code.log"), mode="w")
         logging.getLogger("torch").addHandler(handler)
         torch._logging.set_logs(output_code=True)
+    restore = dump_torch_partitions(out_dir, model_name) if config == "inductor" else (lambda: None)
     device = torch.device("cuda")
     model, inputs, _ = MODELS[model_name](device, smoke=False)
     compiled, backend = compile_model(model, config, partition)
@@ -63,6 +92,7 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
         for _ in range(4):
             step()
     finally:
+        restore()
         if handler is not None:
             torch._logging.set_logs()
             logging.getLogger("torch").removeHandler(handler)
@@ -90,7 +120,11 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
                     continue
                 ops = collections.Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
                 lines.append(f"  {role}: {sum(ops.values())} ops; top: {ops.most_common(12)}")
-            lines.append(f"  saved: {len(entry.partition.saved)} values, {entry.partition.saved_bytes / 2**20:.1f} MiB")
+            lines.append(f"  saved: {len(entry.partition.saved)} values, {entry.partition.saved_bytes / 2**20:.1f} MiB"
+                         f" ({saved_summary(entry.partition.backward)})")
+            with open(os.path.join(out_dir, f"{model_name}_aotgraph_graphs.txt"), "a") as f:
+                f.write(f"##### {saved_summary(entry.partition.backward)}\n{entry.partition.forward.print_readable(False)}\n"
+                        f"{entry.partition.backward.print_readable(False)}\n")
     text = "\n".join(lines)
     with open(os.path.join(out_dir, f"{model_name}_{config}_profile.txt"), "w") as f:
         f.write(text + "\n")
