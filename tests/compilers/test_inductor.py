@@ -201,3 +201,22 @@ def test_every_gradient_is_a_user_visible_output(monkeypatch):
     aot_function(lambda x, w: (x @ w).tanh().sum(), "inductor")(x, w).backward()
     visible, grads = seen["backward"]
     assert grads and visible == grads
+
+
+def test_compile_workers_are_woken_for_gpu_graphs_only(monkeypatch):
+    """On a GPU, Inductor compiles kernels in a worker pool that torch.compile wakes before
+    tracing; without it every kernel compiles serially in this process."""
+    from torch._inductor.async_compile import AsyncCompile
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from aotgraph.compilers.inductor import wake_compile_workers
+
+    calls = []
+    name = "wakeup" if hasattr(AsyncCompile, "wakeup") else "warm_pool"
+    monkeypatch.setattr(AsyncCompile, name, staticmethod(lambda: calls.append(1)))
+    wake_compile_workers([torch.randn(2), 3])
+    assert calls == []
+    with FakeTensorMode():
+        on_gpu = torch.empty(2, device="cuda")
+    wake_compile_workers([torch.randn(2), on_gpu])
+    assert calls == [1]
