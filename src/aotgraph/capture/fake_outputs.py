@@ -57,7 +57,11 @@ class FakeOutputs:
             return out
         recipe = self.recipes.get(key, _MISSING)
         if recipe is _MISSING:
-            out = self._meta_kernel_outputs(func, args, kwargs, tensors) if func in _ON_META_KERNEL else None
+            out = None
+            if func is aten._native_batch_norm_legit_functional.default:
+                out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
+            elif func in _ON_META_KERNEL:
+                out = self._meta_kernel_outputs(func, args, kwargs, tensors)
             if out is None:
                 out = dispatch(func, args, kwargs)
             recipe = self.recipes[key] = self._recipe_of(func, out, tensors, key)
@@ -127,15 +131,30 @@ class FakeOutputs:
         runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device
         (views keep sharing their argument's storage). For these ops the fake mode would run a
         Python decomposition or reference op by op through its own dispatch instead (batch
-        norm ~7x slower, view ~10x). CPU only; None when the arguments are not all there."""
-        devices = {layout[4] for layout in (self.layout_of[id(t)][1] for t in tensors)}
-        if devices != {_CPU}:
+        norm ~7x slower, view ~10x). CPU only, and not for half-precision arguments, where batch
+        norm's meta kernel returns float32 statistics that eager's kernel and the fake mode do
+        not; None in those cases."""
+        layouts = [self.layout_of[id(t)][1] for t in tensors]
+        if {layout[4] for layout in layouts} != {_CPU} or any(layout[0] in _LOW_PRECISION for layout in layouts):
             return None
         with in_kernel_invocation_manager(self.fake_mode):
             out = func(*args, **kwargs)
         if isinstance(out, torch.Tensor):
             return self._as_fake(out)
         return type(out)(o if o is None else self._as_fake(o) for o in out)
+
+    def _functional_batch_norm_outputs(self, args, kwargs, dispatch: Callable) -> tuple:
+        """Eager's ``_native_batch_norm_legit_functional``: the in-place op's outputs (recorded
+        before functionalization, so remembered here), then the new running statistics as fresh
+        contiguous tensors like the old ones. Its Python meta kernel costs a batch norm
+        decomposition and returns float32 statistics for bfloat16 ones, which eager does not."""
+        outs = self.run(aten._native_batch_norm_legit.default, args, kwargs, dispatch)
+        running_mean, running_var = args[3], args[4]
+        with torch._C._DisableTorchDispatch():
+            mean, var = (torch.empty(t.shape, dtype=t.dtype, device="meta") for t in (running_mean, running_var))
+        device = running_mean.fake_device
+        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        return (*outs, new_fake(mean), new_fake(var))
 
     def _as_fake(self, out: torch.Tensor) -> FakeTensor:
         return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, _CPU)
@@ -196,9 +215,7 @@ class FakeOutputs:
                     meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
                     if alias is not None:
                         meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
-                new_fake = self.new_fake.get(device)
-                if new_fake is None:
-                    new_fake = self.new_fake[device] = _fake_maker(self.fake_mode, device)
+                new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
                 fake = new_fake(meta)
                 self.layout_of[id(fake)] = (fake, layout)
                 outs.append(fake)
@@ -225,12 +242,12 @@ def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
 
 _MISSING = object()
 _CPU = torch.device("cpu")
+_LOW_PRECISION = frozenset({torch.float16, torch.bfloat16})
 # Ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`): the
 # expensive misses of the model zoo. Their meta kernels are the ones eager's kernels compute
 # output layouts with; tests/capture/test_fake_outputs.py checks each against eager.
 _ON_META_KERNEL = frozenset({
-    aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
-    aten._native_batch_norm_legit_functional.default, aten.native_batch_norm_backward.default,
+    aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm_backward.default,
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
     aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
