@@ -105,6 +105,18 @@ def test_miss_and_hit_match_the_fake_mode(case):
     assert memo.recipes and None not in memo.recipes.values()  # remembered, and rebuilt on the hit
 
 
+def test_factory_ops_are_remembered_only_with_an_explicit_device():
+    mode = FakeTensorMode()
+    memo = FakeOutputs(mode)
+    with mode:
+        for _ in range(2):
+            out = memo.run(aten.empty.memory_format, ([2, 3],), {"dtype": torch.float64, "device": torch.device("cpu")},
+                           _dispatch)
+            assert isinstance(out, FakeTensor) and out.dtype == torch.float64 and tuple(out.shape) == (2, 3)
+        memo.run(aten.empty.memory_format, ([2, 3],), {}, _dispatch)
+    assert len(memo.recipes) == 1
+
+
 def test_in_place_layout_change_is_not_replayed_and_is_seen_by_later_keys():
     mode = FakeTensorMode()
     memo = FakeOutputs(mode)

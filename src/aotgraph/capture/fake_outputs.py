@@ -83,7 +83,8 @@ class FakeOutputs:
                 parts.append(name)
                 if not self._add_parts((value,), parts, tensors):
                     return None
-        return tuple(parts) if tensors else None  # factory ops also read the default device: left to the fake mode
+        # A factory op without an explicit device reads the default device: left to the fake mode.
+        return tuple(parts) if tensors or kwargs.get("device") is not None else None
 
     def _add_parts(self, values, parts: list, tensors: list) -> bool:
         layout_of = self.layout_of
