@@ -1,5 +1,7 @@
 """Plans: random draws reach the backward unchanged, checkpoint regions stay recomputed,
 budgets are monotone, offload travels through host memory, and every plan matches eager."""
+import operator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -142,3 +144,57 @@ def test_plan_explains_every_saved_value():
     assert len(plan.reasons) == len(plan.saved)
     assert all(reason for _, reason in plan.reasons)
     assert plan.recompute_flops > 0 and plan.saved_bytes > 0
+
+
+def _residual_stream(x, ws):
+    """A residual stream over many layers: each layer adds a matmul's output to the running sum
+    and reads the sum through a cheap op, so recomputing a late sum redoes every earlier add."""
+    for w in ws:
+        x = x + torch.tanh(x @ w) * 0.5
+    return x.sum()
+
+
+def _longest_recompute_chain(joint) -> int:
+    from aotgraph.partition import mincut
+
+    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs)
+    recomputed, depth = set(forward.meta["aotgraph_plan"].recomputed), {}
+    for node in joint.graph_module.graph.nodes:
+        if node.name in recomputed:
+            steps = 0 if node.target is operator.getitem or mincut.is_view(node) else 1
+            depth[node.name] = steps + max((depth.get(a.name, 0) for a in node.all_input_nodes), default=0)
+    return max(depth.values(), default=0)
+
+
+def test_long_recompute_chains_are_cut(monkeypatch):
+    """No recomputed value is more than MAX_RECOMPUTE_CHAIN cheap ops from a value the forward
+    computed (without the cap this program recomputes a longer chain), and results match eager."""
+    from aotgraph.partition import mincut
+
+    x = torch.randn(8, 16, requires_grad=True)
+    ws = [(torch.randn(16, 16) * 0.1).requires_grad_() for _ in range(12)]
+    joint = aot_export_joint(lambda x, *ws: _residual_stream(x, ws), (x, *ws))
+    cap = mincut.MAX_RECOMPUTE_CHAIN
+    assert 0 < _longest_recompute_chain(joint) <= cap
+    with monkeypatch.context() as uncapped:
+        uncapped.setattr(mincut, "MAX_RECOMPUTE_CHAIN", 10**9)
+        assert _longest_recompute_chain(joint) > cap
+
+    compiled = aot_function(lambda x, *ws: _residual_stream(x, ws), partition_fn=min_cut_rematerialization_partition)
+    expected = torch.autograd.grad(_residual_stream(x, ws), [x, *ws])
+    torch.testing.assert_close(compiled(x, *ws), _residual_stream(x, ws))
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, *ws), [x, *ws]), expected)
+
+
+def test_long_chain_inside_a_checkpoint_stays_the_programs_recompute():
+    """The program's own recomputation (a checkpointed residual stream) is left to the backward
+    however long its chain: the cap must not force those nodes into the forward."""
+    x = torch.randn(8, 16, requires_grad=True)
+    ws = [(torch.randn(16, 16) * 0.1).requires_grad_() for _ in range(12)]
+
+    def fn(x, *ws):
+        return checkpoint(_residual_stream, x, ws, use_reentrant=False)
+
+    compiled = aot_function(fn, partition_fn=min_cut_rematerialization_partition)
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, *ws), [x, *ws]),
+                               torch.autograd.grad(fn(x, *ws), [x, *ws]))

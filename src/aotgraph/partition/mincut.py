@@ -27,7 +27,7 @@ import torch.fx as fx
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from .cost import bytes_of, flops_of, is_expensive, is_random, recompute_ban, unsafe_to_recompute
+from .cost import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, unsafe_to_recompute
 from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
 from .policies import Decision, NodeInfo, Policy
 
@@ -35,6 +35,12 @@ _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _F
 _FINITE_TOTAL = 1 << 28
 TIE_BREAK_LAM = 1.0 / 64
 RECOMPUTE_POLICY_PENALTY = 1024
+# The default plan recomputes a value at most this many cheap ops away from one the forward
+# keeps. Longer chains (a residual stream summed over every layer) are recomputed as a whole
+# at the start of the backward, held there at the memory peak, in one pass over every layer's
+# activations: little memory gained for real time (GPT-2 small on an H200: 0.64 ms of GPU time
+# per step for 4 % fewer saved bytes).
+MAX_RECOMPUTE_CHAIN = 10
 MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites  # bytes per FLOP: among cuts of equal bytes, recompute less
 
 
@@ -87,9 +93,13 @@ class JointNetwork:
         self.save_cost: list[Optional[int]] = []
         self.forced_forward: list[Optional[str]] = []
         self.flops = [flops_of(n) for n in self.nodes]
+        chain_depth: dict = {}
         for node in self.nodes:
             self.save_cost.append(self._save_cost(node))
-            self.forced_forward.append(self._forced_forward(node))
+            forced = self._forced_forward(node)
+            if forced is None and not self.price_expensive and node not in self.pinned:
+                forced = _long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
+            self.forced_forward.append(forced)
         self._static_edges()
 
     # ---- classification -----------------------------------------------------
@@ -254,6 +264,20 @@ class JointNetwork:
             offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
         forward.meta["aotgraph_plan"] = plan
         return forward, backward
+
+
+def _long_chain(node: fx.Node, chain_depth: dict, can_save: bool) -> Optional[str]:
+    """Why recomputing `node` would redo too long a chain of cheap ops, or None. `chain_depth`
+    (filled in graph order) counts the cheap ops back to the nearest value the forward keeps;
+    views and getitems are free; a node refused here starts a new chain. A node that cannot
+    be saved (a tuple) is never refused: its getitems are."""
+    depth = max((chain_depth.get(a, 0) for a in node.all_input_nodes), default=0)
+    if node.op == "call_function" and node.target is not operator.getitem and not is_view(node):
+        depth += 1
+    if depth > MAX_RECOMPUTE_CHAIN and can_save:
+        return f"the end of a chain of more than {MAX_RECOMPUTE_CHAIN} cheap ops (recomputing it would redo them all)"
+    chain_depth[node] = depth
+    return None
 
 
 def _can_recompute(node: fx.Node) -> bool:
