@@ -87,9 +87,15 @@ def test_an_output_aliasing_an_input_at_another_storage_offset():
 def test_grad_mode_and_autocast_changes_miss_the_fast_path():
     compiled = aotgraph.aot_function(lambda x, w: x @ w)
     x, w = torch.randn(4, 4, requires_grad=True), torch.randn(4, 4)
-    assert compiled(x, w).requires_grad
+
+    def entries():
+        return [entry.joint.is_inference for entry in compiled.aotgraph_entries.values()]
+
+    assert compiled(x, w).requires_grad and entries() == [False]
     with torch.no_grad():
         assert not compiled(x, w).requires_grad
+        assert not compiled(x, w).requires_grad
+    assert entries() == [False, True]  # under no_grad: the inference graph
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert compiled(x, w).dtype == torch.bfloat16
     assert compiled(x, w).dtype == torch.float32
@@ -97,7 +103,7 @@ def test_grad_mode_and_autocast_changes_miss_the_fast_path():
         out = compiled(x, w)
     assert not out.requires_grad and out.is_inference()
     assert compiled(x, w).requires_grad
-    assert len(compiled.aotgraph_entries) == 3
+    assert entries() == [False, True, False]
 
 
 def test_mutating_entries_keep_checking_for_shared_memory(keys_built):
