@@ -209,16 +209,20 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     saved_nodes = forward_outputs[num_fwd:]
     saved_names = [n.name for n in saved_nodes]
     saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
-    # Backward placeholders are matched by name: saved values, then tangents.
-    backward_inputs = []
-    for node in partition.backward.graph.find_nodes(op="placeholder"):
-        if node.name.startswith("tangents"):
-            backward_inputs.append(("tangent", int(node.name.split("_")[1]) - 1))
-        else:
-            backward_inputs.append(("saved", saved_names.index(node.name)))
     user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
     differentiable = [i for i, r in enumerate(user_requires_grad) if r]
     differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.mutated_with_grad) if g]
+    # Backward placeholders are matched by name: saved values, then tangents (tangent k is
+    # the gradient of the k-th differentiable forward output).
+    saved_order, tangent_order = [], []
+    for node in partition.backward.graph.find_nodes(op="placeholder"):
+        if node.name.startswith("tangents"):
+            tangent_order.append(differentiable[int(node.name.split("_")[1]) - 1])
+        elif tangent_order:
+            raise RuntimeError(f"backward placeholder {node.name} follows a tangent (runtime stage); "
+                               "a partitioner must place saved values before tangents")
+        else:
+            saved_order.append(saved_names.index(node.name))
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
@@ -271,19 +275,17 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                     saved[i] = t
                 for i, v in zip(other_saved, ctx.other_saved):
                     saved[i] = v
-            tangents = [grad_outputs[i] for i in differentiable]
-            args = [
-                saved[index] if kind == "saved" else tangents[index].contiguous()
-                for kind, index in backward_inputs
-            ]
+            args = [saved[i] for i in saved_order]
+            args += [grad_outputs[i].contiguous() for i in tangent_order]
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
             # that require grad matter to its refusal. Dropping the rest lets the early frees work.
             second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
                                   if torch.is_grad_enabled() else None)
             # Early frees: `args` holds the only references, so a boxed backward that clears
             # it releases each saved tensor after its last use (unless retain_graph).
-            del saved, tangents, grad_outputs
-            ctx.maybe_clear_saved_tensors()
+            del saved, grad_outputs
+            if tensor_saved:
+                ctx.maybe_clear_saved_tensors()
             if second_order_links is None:
                 return tuple(_call_graph(backward, args))
             with torch.no_grad():
