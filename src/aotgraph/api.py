@@ -13,7 +13,7 @@ from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .compilers.inductor import inductor_joint_passes
-from .errors import BadArgument
+from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
 from .runtime import autocast_on, build_runtime
 from .timings import CompileLog, time_first_call
@@ -222,14 +222,23 @@ def aot_function(
             in_spec = tree_flatten((args, kwargs))[1]
         # Distinct inputs sharing memory: only checked where a mutation could make it matter.
         groups = aliased_input_groups(flat_args)
-        program = fn
-        if groups:
-            program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
-            key = (key, groups)
-            entry = entries.get(key)
+        if not groups:
+            if entry is None:
+                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+            return entry, flat_args
+        try:
+            program, shared_args, shared_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+        except UnsupportedOp:
+            # No base to pass instead: fine unless the program turns out to mutate an input.
+            if entry is None:
+                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+            if entry.mutates_inputs:
+                raise
+            return entry, flat_args
+        entry = entries.get((key, groups))
         if entry is None:
-            entry = entries[key] = compile_entry(program, flat_args, in_spec)
-        return entry, flat_args
+            entry = entries[(key, groups)] = compile_entry(program, shared_args, shared_spec)
+        return entry, shared_args
 
     last_call: Optional[_LastCall] = None
 
