@@ -1,5 +1,6 @@
 """Entry points, drop-in for functorch's compile API: flatten inputs, look up the compiled
-entry for this input signature, run the stages on a miss, call the runtime."""
+entry for this input signature, run the stages on a miss, call the runtime. A call of only
+tensors that matches the previous one (a C++ check, see `_LastCall`) skips the lookup."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
