@@ -158,3 +158,14 @@ def test_gradient_that_reads_no_input_behaves_as_eager_under_create_graph():
         with pytest.raises(RuntimeError, match="does not require grad"):
             grad.sum().backward()
     torch.testing.assert_close(results[1], results[0])
+
+
+def test_alternating_signatures_each_reach_their_own_entry(keys_built):
+    fn = lambda x: x.reshape(-1).cumsum(0)  # noqa: E731
+    compiled = aotgraph.aot_function(fn)
+    small, large, transposed = torch.randn(2, 2), torch.randn(3, 3), torch.randn(2, 2).t()
+    calls = [small, large, small, transposed, small, small, large, large]
+    for x in calls:
+        torch.testing.assert_close(compiled(x), fn(x))
+    assert len(compiled.aotgraph_entries) == 3
+    assert keys_built[0] == 6  # every switch builds the key; repeats do not

@@ -131,17 +131,25 @@ class _LastCall:
         self.run = run
 
 
-def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry) -> Optional[_LastCall]:
-    """The `_LastCall` for this call, or None where it cannot take the fast path. A call
-    that passes one tensor twice is not remembered: the C++ check rejects duplicates in
-    the calls it checks, not their absence."""
+def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
+                     by_entry: dict[int, _LastCall]) -> Optional[_LastCall]:
+    """The `_LastCall` for this call, which the cache key resolved to `entry`, or None where
+    it cannot take the fast path. A call that passes one tensor twice is not remembered: the
+    C++ check rejects duplicates in the calls it checks, not their absence. `by_entry` keeps
+    each entry's last one: a call that reached the same entry has the same key, so only the
+    C++ check's extra facts (Python type, dispatch keys) can differ, and a call that switches
+    between entries rebuilds none while those match."""
     if (_TensorGuards is None or kwargs or entry.mutates_inputs or autocast_on()
             or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)):
         return None
+    known = by_entry.get(id(entry))
+    if known is not None and known.tensors_match(*args):
+        return known
     try:
-        return _LastCall(args, entry.run)
+        by_entry[id(entry)] = _LastCall(args, entry.run)
     except (TypeError, RuntimeError):  # a tensor the C++ check cannot describe: keep the key path
         return None
+    return by_entry[id(entry)]
 
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -244,6 +252,7 @@ def aot_function(
         return entry, shared_args
 
     last_call: Optional[_LastCall] = None
+    last_call_by_entry: dict[int, _LastCall] = {}  # entries live as long as `entries`: ids stay theirs
 
     def compiled_fn(*args, **kwargs):
         last = last_call
@@ -256,7 +265,7 @@ def aot_function(
     def call_with_key(args: tuple, kwargs: dict):
         nonlocal last_call
         entry, flat_args = entry_for(args, kwargs)
-        last_call = _remembered_call(args, kwargs, entry)
+        last_call = _remembered_call(args, kwargs, entry, last_call_by_entry)
         if entry.has_run:
             return entry.run(*flat_args)
         entry.has_run = True
