@@ -142,14 +142,13 @@ def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     return view.detach() if view.requires_grad else view
 
 
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
-
-
-def autocast_on() -> bool:
-    """Whether autocast is on for any device (one C call where torch has it)."""
-    if _any_autocast is not None:
-        return _any_autocast()
+def _autocast_on_cpu_or_cuda() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+
+
+# Whether autocast is on for any device: torch's own C function where it has one (no
+# Python frame on the per-call path).
+autocast_on: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", _autocast_on_cpu_or_cuda)
 
 
 def _call_graph(graph: Callable, args: list):
