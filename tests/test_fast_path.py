@@ -169,3 +169,16 @@ def test_alternating_signatures_each_reach_their_own_entry(keys_built):
         torch.testing.assert_close(compiled(x), fn(x))
     assert len(compiled.aotgraph_entries) == 3
     assert keys_built[0] == 6  # every switch builds the key; repeats do not
+
+
+def test_calls_under_autocast_take_the_fast_path_only_with_the_same_autocast_state(keys_built):
+    """Training steps run under autocast: repeats there reuse the last entry without a key,
+    and a different autocast dtype, or leaving autocast, misses."""
+    compiled = aotgraph.aot_function(lambda x, w: x @ w)
+    x, w = torch.randn(4, 4, requires_grad=True), torch.randn(4, 4)
+    for dtype in (torch.bfloat16, torch.bfloat16, torch.float16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            assert compiled(x, w).dtype == dtype
+    assert compiled(x, w).dtype == torch.float32
+    assert len(compiled.aotgraph_entries) == 3
+    assert keys_built[0] == 3  # one key per autocast state: the repeats took the fast path

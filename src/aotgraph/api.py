@@ -118,15 +118,16 @@ class _LastCall:
     `tensors_match` is torch's C++ tensor check (Dynamo's ``TensorGuards``): Python type,
     dispatch keys (device type, conj/neg bits, the thread's dispatch state), dtype, device
     index, shape, stride, requires_grad; it fails when one tensor is passed twice. The rest
-    of the key is checked here: grad mode, autocast off, storage offsets. Only entries that
+    of the key is checked here: grad mode, autocast (one C call when it is off), storage offsets. Only entries that
     mutate no input are remembered (those also check for inputs sharing memory)."""
 
-    __slots__ = ("num_args", "tensors_match", "grad_enabled", "offsets", "run")
+    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run")
 
     def __init__(self, args: tuple, run: Callable):
         self.num_args = len(args)
         self.tensors_match = _TensorGuards(*args, dynamic_dims_sizes=None, dynamic_dims_strides=None).check
         self.grad_enabled = torch.is_grad_enabled()
+        self.autocast = _autocast_state()
         self.offsets = list(map(_storage_offset, args))
         self.run = run
 
@@ -139,7 +140,7 @@ def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
     each entry's last one: a call that reached the same entry has the same key, so only the
     C++ check's extra facts (Python type, dispatch keys) can differ, and a call that switches
     between entries rebuilds none while those match."""
-    if (_TensorGuards is None or kwargs or entry.mutates_inputs or autocast_on()
+    if (_TensorGuards is None or kwargs or entry.mutates_inputs
             or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)):
         return None
     known = by_entry.get(id(entry))
@@ -157,10 +158,13 @@ _grad_enabled = torch.is_grad_enabled
 _storage_offset = torch.Tensor.storage_offset
 
 
+_AUTOCAST_OFF = (False,)
+
+
 def _autocast_state() -> tuple:
     """Autocast's state for the cache key, on every device: graphs hold its casts."""
     if not autocast_on():
-        return (False,)
+        return _AUTOCAST_OFF
     return tuple((device, torch.get_autocast_dtype(device)) for device in _AUTOCAST_DEVICES
                  if torch.is_autocast_enabled(device))
 
@@ -257,7 +261,8 @@ def aot_function(
     def compiled_fn(*args, **kwargs):
         last = last_call
         if (last is not None and not kwargs and len(args) == last.num_args and last.tensors_match(*args)
-                and _grad_enabled() is last.grad_enabled and not autocast_on()
+                and _grad_enabled() is last.grad_enabled
+                and (_autocast_state() if autocast_on() else _AUTOCAST_OFF) == last.autocast
                 and list(map(_storage_offset, args)) == last.offsets):
             return last.run(*args)
         return call_with_key(args, kwargs)
