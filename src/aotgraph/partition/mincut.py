@@ -25,9 +25,8 @@ import scipy.sparse as sp
 import torch
 import torch.fx as fx
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
-from torch.multiprocessing.reductions import StorageWeakRef
 
-from .cost import bytes_of, flops_of, is_expensive, is_random, recompute_ban, unsafe_to_recompute
+from .cost import bytes_of, flops_of, is_expensive, is_random, recompute_ban, storage_of, unsafe_to_recompute
 from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
 from .policies import Decision, NodeInfo, Policy
 
@@ -79,6 +78,8 @@ class JointNetwork:
         self.fwd_required = ancestors(self.fwd_outputs + list(self.random_forward))
         self.primals = [n for n in graph.nodes if is_primal(n)]
         self.tangents = [n for n in graph.nodes if is_tangent(n)]
+        self.input_storages = {storage_of(p.meta["val"])[0] for p in self.primals
+                               if isinstance(p.meta.get("val"), torch.Tensor)}
         self.nodes = [n for n in graph.nodes if n.op != "output" and n not in self.backward_only]
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.pinned = self._pinned_to_backward(graph)
@@ -185,23 +186,18 @@ class JointNetwork:
         recomputed = [n for n in self.nodes if n in needed and n not in saved and n.op != "placeholder"]
         return saved_list, recomputed
 
-    def input_storages(self) -> set:
-        return {StorageWeakRef(p.meta["val"].untyped_storage()) for p in self.primals
-                if isinstance(p.meta.get("val"), torch.Tensor)}
-
     def storage_bytes(self, nodes) -> int:
         """Bytes of the distinct storages behind `nodes`, outside the graph inputs."""
-        inputs, seen, total = self.input_storages(), set(), 0
+        seen, total = set(self.input_storages), 0
         for node in nodes:
             value = node.meta.get("val")
             if not isinstance(value, torch.Tensor):
                 total += 8
                 continue
-            storage = StorageWeakRef(value.untyped_storage())
-            if storage in inputs or storage in seen:
-                continue
-            seen.add(storage)
-            total += value.untyped_storage().nbytes()
+            storage, nbytes = storage_of(value)
+            if storage not in seen:
+                seen.add(storage)
+                total += nbytes
         return total
 
     def default_saved(self) -> list:
