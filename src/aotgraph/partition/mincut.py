@@ -128,8 +128,9 @@ class JointNetwork:
         return recompute_ban(node)
 
     def _static_edges(self) -> None:
-        """Edges that do not depend on the recompute price, as (tail, head) -> capacity.
-        Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node i's in / out."""
+        """Edges that do not depend on the recompute price (arrays of tails, heads, capacities),
+        and the nodes a price applies to. Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i
+        are node i's in / out."""
         edges: dict[tuple[int, int], float] = {}
         sink_edges: set[tuple[int, int]] = set()
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
@@ -149,20 +150,26 @@ class JointNetwork:
                 sink_edges.add((v_out, 1))
         for edge in sink_edges:
             edges[edge] = float("inf")
-        self.edges = edges
+        self.static_tails = np.fromiter((e[0] for e in edges), np.int64, len(edges))
+        self.static_heads = np.fromiter((e[1] for e in edges), np.int64, len(edges))
+        self.static_caps = np.fromiter(edges.values(), np.float64, len(edges))
+        # Nodes a recompute price applies to: they cost FLOPs and nothing forces them forward.
+        self.priced = np.array([i for i, flops in enumerate(self.flops)
+                                if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned],
+                               dtype=np.int64)
+        self.priced_flops = np.array([self.flops[i] for i in self.priced], dtype=np.float64)
 
     # ---- solving ---------------------------------------------------------------
     def cut(self, lam) -> set:
         """Saved nodes of a minimum cut; `lam`: price of recomputing one FLOP in bytes
         (None: recompute nothing that costs FLOPs), or one such price per node."""
-        edges = dict(self.edges)
-        per_node = isinstance(lam, (list, tuple))
-        for i, flops in enumerate(self.flops):
-            if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned:
-                price = lam[i] if per_node else lam
-                edges[(0, 2 + 2 * i)] = float("inf") if price is None else price * flops
-        tails, heads = np.fromiter((e[0] for e in edges), np.int64), np.fromiter((e[1] for e in edges), np.int64)
-        caps = np.fromiter(edges.values(), np.float64)
+        if isinstance(lam, (list, tuple)):
+            prices = np.array([np.inf if lam[i] is None else lam[i] for i in self.priced], dtype=np.float64)
+        else:
+            prices = np.full(len(self.priced), np.inf if lam is None else lam, dtype=np.float64)
+        tails = np.concatenate([self.static_tails, np.zeros(len(self.priced), np.int64)])
+        heads = np.concatenate([self.static_heads, 2 + 2 * self.priced])
+        caps = np.concatenate([self.static_caps, prices * self.priced_flops])
         infinite = np.isinf(caps)
         finite_total = caps[~infinite].sum()
         scale = max(1.0, finite_total / _FINITE_TOTAL)
@@ -177,7 +184,8 @@ class JointNetwork:
         residual.eliminate_zeros()
         reachable = np.zeros(size, dtype=bool)
         reachable[breadth_first_order(residual, 0, directed=True, return_predecessors=False)] = True
-        return {node for i, node in enumerate(self.nodes) if reachable[2 + 2 * i] and not reachable[3 + 2 * i]}
+        cut_nodes = np.flatnonzero(reachable[2::2] & ~reachable[3::2])  # v_in on the source side, v_out not
+        return {self.nodes[i] for i in cut_nodes}
 
     def backward_closure(self, saved: set) -> tuple[list, list]:
         """(saved values the backward reads, in graph order; nodes it recomputes)."""
