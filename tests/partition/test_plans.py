@@ -1,11 +1,14 @@
 """Plans: random draws reach the backward unchanged, checkpoint regions stay recomputed,
 budgets are monotone, offload travels through host memory, and every plan matches eager."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
 from aotgraph import aot_export_joint, aot_function, min_cut_rematerialization_partition, models
+from aotgraph.errors import BadArgument
 from aotgraph.partition import offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
 from aotgraph.partition.mincut import JointNetwork
@@ -105,6 +108,65 @@ def test_budget_sweep_is_monotone_and_fits():
     assert saved[0] <= default_bytes and saved[-1] < saved[0]
     for plan in plans:
         assert plan.saved_bytes <= plan.budget or plan.note
+
+
+def _plan_of(joint, **options):
+    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs,
+                                                     **options)
+    return forward.meta["aotgraph_plan"]
+
+
+def test_recompute_budget_sweep_is_monotone_and_fits():
+    network, joint = _gpt_network()
+    plans = [_plan_of(joint, recompute_budget=fraction) for fraction in [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0]]
+    saved = [p.saved_bytes for p in plans]
+    flops = [p.recompute_flops for p in plans]
+    assert saved == sorted(saved, reverse=True) and flops == sorted(flops), (saved, flops)
+    assert all(p.recompute_flops <= p.recompute_budget for p in plans)
+    assert plans[0].recompute_flops == 0 and saved[-1] < saved[0]
+    assert plans[-1].recompute_budget == network.forward_flops()
+
+
+def test_zero_recompute_budget_recomputes_only_free_ops_and_saves_no_more_than_torch():
+    from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
+
+    from aotgraph.partition.cost import flops_of
+    from aotgraph.report.saved import saved_storage_bytes
+
+    network, joint = _gpt_network()
+    plan = _plan_of(joint, recompute_budget=0)
+    recomputed = [n for n in joint.graph_module.graph.nodes if n.name in set(plan.recomputed)]
+    assert recomputed and all(flops_of(n) == 0 for n in recomputed)
+    default = _plan_of(joint)
+    assert plan.saved_bytes >= default.saved_bytes and plan.recompute_flops < default.recompute_flops
+    module = copy.deepcopy(joint.graph_module)
+    inputs = [n.meta["val"] for n in module.graph.find_nodes(op="placeholder")]
+    torch_forward, _ = torch_min_cut(module, inputs, num_fwd_outputs=joint.num_fwd_outputs)
+    assert plan.saved_bytes <= saved_storage_bytes(torch_forward, joint.num_fwd_outputs)
+
+
+def test_one_budget_at_a_time():
+    _, joint = _gpt_network()
+    with pytest.raises(BadArgument, match="memory_budget and recompute_budget"):
+        _plan_of(joint, memory_budget=0.5, recompute_budget=0.0)
+
+
+def test_recompute_budget_below_the_programs_own_recompute_gets_a_note():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(32, 32, requires_grad=True), torch.randn(32, 32, requires_grad=True)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def f(x, w1, w2):
+        return checkpoint(lambda x: torch.relu(x @ w1) @ w2, x, use_reentrant=False).tanh()
+
+    plan, _ = _plan(f, x, w1, w2, partition_fn=partition_for(recompute_budget=0))
+    assert plan.recompute_flops > 0 and "below what the program itself recomputes" in plan.note
+    expected = [t.grad.clone() for t in (x, w1, w2)]
+    for t in (x, w1, w2):
+        t.grad = None
+    (torch.relu(x @ w1) @ w2).tanh().sum().backward()
+    for got, t in zip(expected, (x, w1, w2)):
+        torch.testing.assert_close(got, t.grad)
 
 
 def test_candidate_plans_trade_bytes_for_flops():

@@ -26,6 +26,7 @@ import torch
 import torch.fx as fx
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
+from ..errors import BadArgument
 from .cost import bytes_of, flops_of, is_expensive, is_random, recompute_ban, storage_of, unsafe_to_recompute
 from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
 from .policies import Decision, NodeInfo, Policy
@@ -49,7 +50,8 @@ class PartitionPlan:
     offloaded_bytes: int
     recompute_flops: int
     reasons: tuple[tuple[str, str], ...]
-    budget: Optional[int] = None
+    budget: Optional[int] = None  # memory budget, bytes
+    recompute_budget: Optional[int] = None  # recompute budget, FLOPs
     note: str = ""
 
     @property
@@ -194,6 +196,14 @@ class JointNetwork:
         recomputed = [n for n in self.nodes if n in needed and n not in saved and n.op != "placeholder"]
         return saved_list, recomputed
 
+    def recompute_flops(self, saved: set) -> int:
+        """FLOPs of what the backward recomputes when `saved` are saved."""
+        return sum(self.flops[self.index[n]] for n in self.backward_closure(saved)[1])
+
+    def forward_flops(self) -> int:
+        """FLOPs of the forward: every op the forward outputs and random draws need."""
+        return sum(flops_of(n) for n in self.fwd_required)
+
     def storage_bytes(self, nodes) -> int:
         """Bytes of the distinct storages behind `nodes`, outside the graph inputs."""
         seen, total = set(self.input_storages), 0
@@ -227,7 +237,8 @@ class JointNetwork:
             return "policy said recompute, but the backward cannot (it would need an overwritten input or a random op)"
         return "min cut: cheaper to save than what recomputing it would need"
 
-    def plan(self, saved: set, *, budget: Optional[int] = None, note: str = "") -> tuple[PartitionPlan, list, list]:
+    def plan(self, saved: set, *, budget: Optional[int] = None, recompute_budget: Optional[int] = None,
+             note: str = "") -> tuple[PartitionPlan, list, list]:
         saved_list, recomputed = self.backward_closure(saved)
         offloaded = [n for n in saved_list if self.decisions.get(n) is Decision.OFFLOAD and not is_primal(n)
                      and isinstance(n.meta.get("val"), torch.Tensor)]
@@ -240,16 +251,17 @@ class JointNetwork:
             recompute_flops=sum(self.flops[self.index[n]] for n in recomputed),
             reasons=tuple((n.name, self.reason(n)) for n in saved_list),
             budget=budget,
+            recompute_budget=recompute_budget,
             note=note,
         )
         return plan, saved_list, offloaded
 
-    def build(self, saved: set, *, budget: Optional[int] = None, note: str = "") -> tuple[fx.GraphModule, fx.GraphModule]:
-        """Forward and backward modules for this set of saved values, with the plan in
-        ``forward.meta["aotgraph_plan"]``."""
+    def build(self, saved: set, **plan_fields) -> tuple[fx.GraphModule, fx.GraphModule]:
+        """Forward and backward modules for this set of saved values, with the plan (`plan`'s
+        keyword fields: budgets, note) in ``forward.meta["aotgraph_plan"]``."""
         from .offload import offload_saved
 
-        plan, saved_list, offloaded = self.plan(saved, budget=budget, note=note)
+        plan, saved_list, offloaded = self.plan(saved, **plan_fields)
         forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, keep=self.random_forward)
         recomputed = set(plan.recomputed)
         backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs,
@@ -270,21 +282,35 @@ def _can_recompute(node: fx.Node) -> bool:
 
 def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inputs=None, compiler: str = "inductor",
                                         *, num_fwd_outputs: int, policy: Optional[Policy] = None,
-                                        memory_budget: Optional[float] = None, **_ignored):
+                                        memory_budget: Optional[float] = None,
+                                        recompute_budget: Optional[float] = None, **_ignored):
     """Split a joint graph saving as few bytes as a min cut allows
     (functorch's ``min_cut_rematerialization_partition`` calling convention).
 
     Cheap ops (pointwise, views, reductions, norms, indexing) may be recomputed in the
     backward; matmuls, convolutions, attention, random and side-effecting ops never are,
-    unless `policy` says RECOMPUTE (random and side-effecting ops: never). `memory_budget`
-    (bytes, or a fraction <= 1.0 of the default partition's saved bytes) trades bytes for
-    FLOPs, matmuls included, at their FLOP cost: see `budget.py`. Same output convention as `default_partition`; the plan is in
-    ``forward.meta["aotgraph_plan"]``.
+    unless `policy` says RECOMPUTE (random and side-effecting ops: never). At most one budget:
+    `memory_budget` (bytes, or a fraction <= 1.0 of the default partition's saved bytes) gets
+    the least recompute whose saved bytes fit; `recompute_budget` (FLOPs, or a fraction <= 1.0
+    of the forward's FLOPs) the fewest saved bytes whose recompute FLOPs fit, ``0`` meaning
+    "recompute no arithmetic, only views". Under either, matmuls, convolutions and attention
+    are priced at their FLOPs instead of banned: see `budget.py`. Same output convention as
+    `default_partition`; the plan is in ``forward.meta["aotgraph_plan"]``.
     """
-    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=memory_budget is not None)
+    if memory_budget is not None and recompute_budget is not None:
+        raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
+                          "partition", "pass one: memory_budget bounds saved bytes, recompute_budget bounds "
+                          "recompute FLOPs")
+    budgeted = memory_budget is not None or recompute_budget is not None
+    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted)
     if memory_budget is not None:
         from .budget import saved_for_budget
 
         saved, budget, note = saved_for_budget(network, memory_budget)
         return network.build(saved, budget=budget, note=note)
+    if recompute_budget is not None:
+        from .budget import saved_for_recompute_budget
+
+        saved, budget, note = saved_for_recompute_budget(network, recompute_budget)
+        return network.build(saved, recompute_budget=budget, note=note)
     return network.build(network.cut(TIE_BREAK_LAM))
