@@ -83,7 +83,7 @@ def offload_saved(forward: fx.GraphModule, backward: fx.GraphModule, names: list
                                                  name=host_name(value.name))
         if copy.name != host_name(value.name):
             raise AssertionError(f"offload: the name {host_name(value.name)} is taken in the forward graph")
-        copy.meta["val"] = device_value.to(_CPU)
+        copy.meta["val"] = device_value.to(_CPU, copy=True)  # its own storage, even on the CPU
         outputs[position] = copy
     output.args = (tuple(outputs),)
     forward.recompile()
@@ -103,7 +103,7 @@ def _restore_in_backward(backward: fx.GraphModule, wanted: set) -> None:
             host = graph.placeholder(host_name(placeholder.name))
         if host.name != host_name(placeholder.name):
             raise AssertionError(f"offload: the name {host_name(placeholder.name)} is taken in the backward graph")
-        host.meta["val"] = device_value.to(_CPU)
+        host.meta["val"] = device_value.to(_CPU, copy=True)  # its own storage, even on the CPU
         if device_value.device.type == "cuda":
             start = previous_first_use or next(n for n in graph.nodes if n.op != "placeholder")
             with graph.inserting_before(start):
