@@ -1,14 +1,11 @@
 """The memory simulation of a partition: hand-computed toy graphs, and on models the peaks it
 predicts equal the peaks of live storages measured while the compiled graphs really run."""
-import weakref
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from aotgraph import aot_function, aot_module, default_partition, min_cut_rematerialization_partition, models
 from aotgraph.partition import offload_large, partition_for
+from aotgraph.report.memory import LiveStorageCounter
 from aotgraph.report.saved import saved_report
 
 B = 1024 * 4  # one float32 vector of 1024
@@ -51,29 +48,6 @@ def test_views_share_their_base_storage():
     assert forward == [B, B, B, 2 * B]  # mul and sin allocate; t and unsqueeze do not
 
 
-class LiveStorages(TorchDispatchMode):
-    """Peak bytes, per phase, of storages that ops under this mode created and that some
-    tensor still references (inputs, parameters and buffers excluded)."""
-
-    def __init__(self, excluded: set):
-        super().__init__()
-        self.excluded, self.refs, self.peaks, self.phase = excluded, [], {}, None
-
-    def _live_bytes(self) -> int:
-        self.refs = [r for r in self.refs if r[0]() is not None]
-        return sum(dict((ptr, nbytes) for _, ptr, nbytes in self.refs).values())
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes():
-                storage = t.untyped_storage()
-                if storage.data_ptr() not in self.excluded:
-                    self.refs.append((weakref.ref(t), storage.data_ptr(), storage.nbytes()))
-        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), self._live_bytes())
-        return out
-
-
 MODELS = {
     "gpt": lambda: models.gpt(layers=2),
     "mlp": lambda: models.mlp(),
@@ -111,8 +85,7 @@ def test_predicted_peaks_equal_measured_live_storages(model, plan):
     compiled(*inputs).backward()  # compile
     partition = next(iter(compiled.aotgraph_entries.values())).partition
     module.zero_grad(set_to_none=True)
-    excluded = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers(), *inputs]}
-    mode = LiveStorages(excluded)
+    mode = LiveStorageCounter([*module.parameters(), *module.buffers(), *inputs])
     with mode:
         mode.phase = "forward"
         loss = compiled(*inputs)
