@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
-from aotgraph import aot_export_joint, aot_function, min_cut_rematerialization_partition, models
+from aotgraph import aot_export_joint, aot_function, aot_module, min_cut_rematerialization_partition, models
 from aotgraph.errors import BadArgument
 from aotgraph.partition import offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
@@ -204,3 +204,21 @@ def test_plan_explains_every_saved_value():
     assert len(plan.reasons) == len(plan.saved)
     assert all(reason for _, reason in plan.reasons)
     assert plan.recompute_flops > 0 and plan.saved_bytes > 0
+
+
+def test_offload_copies_each_value_right_after_its_last_forward_use():
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=2)
+    compiled = aot_module(model, partition_fn=partition_for(policy=offload_large(16 * 1024)))
+    compiled(*inputs).backward()
+    partition = next(iter(compiled.aotgraph_entries.values())).partition
+    nodes = list(partition.forward.graph.nodes)
+    copies = [n for n in nodes if n.target is aten._to_copy.default and n.name.endswith("_host")]
+    assert len(copies) >= 2
+    for copy in copies:
+        value = copy.args[0]
+        last_use = max((nodes.index(u) for u in value.users if u is not copy and u.op != "output"),
+                       default=nodes.index(value))
+        between = nodes[last_use + 1:nodes.index(copy)]
+        assert nodes.index(copy) > last_use and all(n in copies for n in between), (copy, between)
+    assert nodes.index(copies[0]) < len(nodes) - len(copies) - 1  # not all bunched before the output

@@ -33,7 +33,8 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition) -> 
     forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=joint.num_fwd_outputs)
     saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[joint.num_fwd_outputs:]
     plan = forward.meta.get("aotgraph_plan")
-    saved = tuple(_describe(n, plan.reason(n.name) if plan else "read by backward") for n in saved_nodes)
+    reasons = dict(plan.reasons) if plan else {}
+    saved = tuple(_describe(n, reasons.get(n.name, "read by backward")) for n in saved_nodes)
     num_saved_tensors = sum(isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes)
     if plan is not None:
         recomputed = plan.recomputed

@@ -33,9 +33,9 @@ from .policies import Decision, NodeInfo, Policy
 
 _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
 _FINITE_TOTAL = 1 << 28
-TIE_BREAK_LAM = 1.0 / 64
+TIE_BREAK_LAM = 1.0 / 64  # bytes per FLOP: among cuts of equal bytes, recompute less
 RECOMPUTE_POLICY_PENALTY = 1024
-MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites  # bytes per FLOP: among cuts of equal bytes, recompute less
+MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,6 @@ class PartitionPlan:
     @property
     def device_saved_bytes(self) -> int:
         return self.saved_bytes - self.offloaded_bytes
-
-    def reason(self, name: str) -> str:
-        return dict(self.reasons).get(name, "read by backward")
 
 
 @dataclass
