@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from aotgraph import aot_module, default_partition, min_cut_rematerialization_partition, models  # noqa: E402
-from aotgraph.partition import offload_large, partition_for  # noqa: E402
+from aotgraph.partition import offload_early, offload_large, partition_for  # noqa: E402
 from aotgraph.report.memory import LiveStorageCounter  # noqa: E402
 
 BUDGETS = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
@@ -131,6 +131,9 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--offload-share", type=float, default=0.7,
                         help="offload the largest saved values that make up this share of saved bytes")
+    parser.add_argument("--offload-before", type=float, default=0.5,
+                        help="offload_early: offload saved values produced in this first share of the forward")
+    parser.add_argument("--offload-min-bytes", type=int, default=1 << 20, help="offload_early: smallest value offloaded")
     args = parser.parse_args()
     model, inputs = make_model(args)
     device = torch.device(args.device)
@@ -143,8 +146,10 @@ def main():
     threshold = largest_saved_threshold(model, inputs, args, args.offload_share)
     runs = [("default", default_partition), ("mincut", min_cut_rematerialization_partition)]
     runs += [(f"budget {b:.1f}", partition_for(budget=b)) for b in BUDGETS]
-    runs += [(f"mincut+offload>={threshold // 1024}KiB",
-              partition_for(policy=offload_large(threshold)))]
+    offload_runs = [(f"mincut+offload>={threshold // 1024}KiB", partition_for(policy=offload_large(threshold))),
+                    (f"mincut+offload first {args.offload_before:.0%}",
+                     partition_for(policy=offload_early(args.offload_min_bytes, before=args.offload_before)))]
+    runs += offload_runs
     print("MiB above the fixed memory; pred = predicted (saved: the plan's device saved bytes; peak: the "
           "liveness simulation's max of forward and backward peaks)")
     print(f"{'partitioner':<26}{'pred saved':>11}{'held':>9}{'held/pred':>10}{'pred peak':>10}{'peak':>9}"
@@ -166,9 +171,10 @@ def main():
         worst = max(abs(r[1] / r[3] - 1) for r in budget_runs)
         print(f"peak memory monotone over budgets: {monotone}; worst |peak / predicted peak - 1| over budgets: "
               f"{worst:.1%} ({'within' if worst <= 0.10 else 'outside'} +-10 %)")
-    base, offloaded = results["mincut"], results[runs[-1][0]]
-    if base[1]:
-        print(f"offload: peak {offloaded[1] / base[1]:.3f}x of min cut's (cut {1 - offloaded[1] / base[1]:.1%}), "
+    base = results["mincut"]
+    for name, _ in offload_runs:
+        offloaded = results[name]
+        print(f"{name}: peak {offloaded[1] / base[1]:.3f}x of min cut's (cut {1 - offloaded[1] / base[1]:.1%}), "
               f"step time {offloaded[2] / base[2]:.3f}x")
     if args.device != "cuda":
         print(f"(on {args.device} memory is counted by live storages, and offload copies stay on the same device)")

@@ -9,7 +9,7 @@ from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_conte
 
 from aotgraph import aot_export_joint, aot_function, aot_module, min_cut_rematerialization_partition, models
 from aotgraph.errors import BadArgument
-from aotgraph.partition import offload_large, partition_for, save_nothing
+from aotgraph.partition import offload_early, offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
 from aotgraph.partition.mincut import JointNetwork
 
@@ -222,3 +222,25 @@ def test_offload_copies_each_value_right_after_its_last_forward_use():
         between = nodes[last_use + 1:nodes.index(copy)]
         assert nodes.index(copy) > last_use and all(n in copies for n in between), (copy, between)
     assert nodes.index(copies[0]) < len(nodes) - len(copies) - 1  # not all bunched before the output
+
+
+def test_offload_early_picks_values_from_the_start_of_the_forward():
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=4)
+    entry = assert_matches_eager_module(model, inputs, partition_for(policy=offload_early(1024, before=0.5)))
+    plan = entry.partition.forward.meta["aotgraph_plan"]
+    joint_order = {n.name: i for i, n in enumerate(entry.partition.joint.graph_module.graph.nodes)}
+    offloaded = sorted(joint_order[name] for name in plan.offloaded)
+    kept = sorted(joint_order[name] for name in plan.saved if name not in set(plan.offloaded)
+                  and not name.startswith("primals"))
+    assert offloaded and max(offloaded) < max(kept)  # late values stay on the device
+
+
+def assert_matches_eager_module(model, inputs, partition_fn):
+    reference = copy.deepcopy(model)
+    compiled = aot_module(model, partition_fn=partition_fn)
+    compiled(*inputs).backward()
+    reference(*inputs).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"grad of {name}: {m}")
+    return next(iter(compiled.aotgraph_entries.values()))

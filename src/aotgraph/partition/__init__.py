@@ -15,11 +15,12 @@ from ..artifacts import JointGraph, Partition, SavedValue, TensorMeta
 from .budget import partition_for
 from .default import default_partition
 from .mincut import MUTATED_INPUTS_KEY, PartitionPlan, min_cut_rematerialization_partition
-from .policies import Decision, NodeInfo, offload_large, save_matmuls, save_nothing, save_tagged
+from .policies import Decision, NodeInfo, offload_early, offload_large, save_matmuls, save_nothing, save_tagged
 
 __all__ = [
     "partition", "default_partition", "min_cut_rematerialization_partition", "partition_for", "PartitionPlan",
     "Decision", "NodeInfo", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
+    "offload_early",
 ]
 
 

@@ -82,8 +82,10 @@ class JointNetwork:
         self.nodes = [n for n in graph.nodes if n.op != "output" and n not in self.backward_only]
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.pinned = self._pinned_to_backward(graph)
-        self.decisions = {n: self.policy(NodeInfo.of(n)) for n in self.nodes
-                          if n not in self.pinned and not is_primal(n)} if self.policy else {}
+        forward_ops = [n for n in self.nodes if n not in self.pinned and not is_primal(n)]
+        last = max(len(forward_ops) - 1, 1)
+        self.decisions = {n: self.policy(NodeInfo.of(n, i / last))
+                          for i, n in enumerate(forward_ops)} if self.policy else {}
         self.save_cost: list[Optional[int]] = []
         self.forced_forward: list[Optional[str]] = []
         self.flops = [flops_of(n) for n in self.nodes]
