@@ -1,13 +1,17 @@
 """Where GPU step time goes: torch.compile(inductor) vs torch.compile(aotgraph) on the
 gpu_train models, with torch.profiler. Prints, per model and config: kernels per step,
-GPU time per step, the top kernels, and for aotgraph the op counts of its graphs.
+GPU time per step, the top kernels, GPU time per kernel family side by side, and for
+aotgraph the op counts of its graphs. With ``--code``, Inductor's generated code of each
+configuration goes to ``$OUT/<model>_<config>_code.log`` for diffing.
 
-    PYTHONPATH=src python benchmarks/gpu_profile.py [--models resnet50 gpt2_small]
+    PYTHONPATH=src python benchmarks/gpu_profile.py [--models resnet50 gpt2_small] [--code]
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,10 +20,62 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_train import MODELS, compile_model  # noqa: E402
 
+# Kernel name fragments -> family, first match wins.
+FAMILIES = (("gemm", ("gemm", "nvjet", "cutlass", "sm90_", "sm80_", "cublas", "matmul")),
+            ("attention", ("flash", "fmha", "attention", "efficient")),
+            ("conv", ("conv", "cudnn", "implicit")),
+            ("triton reduction", ("triton_red", "triton_per")),
+            ("triton pointwise", ("triton_poi",)),
+            ("triton other", ("triton",)),
+            ("copy / memset", ("memcpy", "memset", "copy", "fill")),
+            ("aten other", ("at::native", "void at::")))
 
-def profile(model_name: str, config: str, partition: str, steps: int = 3) -> None:
+
+def family(name: str) -> str:
+    lowered = name.lower()
+    for label, fragments in FAMILIES:
+        if any(f in lowered for f in fragments):
+            return label
+    return "other"
+
+
+def saved_summary(bw_module) -> str:
+    """Count and bytes of the backward's non-tangent inputs: what the forward saved for it."""
+    saved = [n.meta.get("val") for n in bw_module.graph.nodes
+             if n.op == "placeholder" and not n.name.startswith("tangents")]
+    tensors = [v for v in saved if isinstance(v, torch.Tensor)]
+    return f"{len(tensors)} saved, {sum(t.numel() * t.element_size() for t in tensors) / 2**20:.1f} MiB"
+
+
+def dump_torch_partitions(out_dir: str, model_name: str):
+    """Wrap the partitioner torch.compile's Inductor backend calls, writing each fw/bw pair."""
+    import torch._inductor.compile_fx as compile_fx
+
+    original = compile_fx.min_cut_rematerialization_partition
+    counter = [0]
+
+    def recording(*args, **kwargs):
+        fw, bw = original(*args, **kwargs)
+        counter[0] += 1
+        with open(os.path.join(out_dir, f"{model_name}_torch_graphs.txt"), "a") as f:
+            f.write(f"##### partition {counter[0]}: fwd {len(fw.graph.nodes)} nodes, bwd {len(bw.graph.nodes)} nodes, "
+                    f"{saved_summary(bw)}\n{fw.print_readable(False)}\n{bw.print_readable(False)}\n")
+        print(f"  torch partition {counter[0]}: {saved_summary(bw)}", flush=True)
+        return fw, bw
+
+    compile_fx.min_cut_rematerialization_partition = recording
+    return lambda: setattr(compile_fx, "min_cut_rematerialization_partition", original)
+
+
+def profile(model_name: str, config: str, partition: str, out_dir: str, code: bool, steps: int = 3) -> dict:
     torch._dynamo.reset()
     torch.manual_seed(0)
+    handler = None
+    if code:
+        handler = logging.FileHandler(os.path.join(out_dir, f"{model_name}_{config}_code.log"), mode="w")
+        logging.getLogger("torch").addHandler(handler)
+        torch._logging.set_logs(output_code=True)
+    restore = dump_torch_partitions(out_dir, model_name) if config == "inductor" else (lambda: None)
     device = torch.device("cuda")
     model, inputs, _ = MODELS[model_name](device, smoke=False)
     compiled, backend = compile_model(model, config, partition)
@@ -32,46 +88,75 @@ def profile(model_name: str, config: str, partition: str, steps: int = 3) -> Non
         loss.backward()
         optimizer.step()
 
-    for _ in range(4):
-        step()
+    try:
+        for _ in range(4):
+            step()
+    finally:
+        restore()
+        if handler is not None:
+            torch._logging.set_logs()
+            logging.getLogger("torch").removeHandler(handler)
+            handler.close()
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    total_us = sum(e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total for e in kernels)
-    by_name = collections.Counter()
-    counts = collections.Counter()
+    by_name, counts, by_family = collections.Counter(), collections.Counter(), collections.Counter()
     for e in kernels:
         t = e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
-        by_name[e.name[:90]] += t
-        counts[e.name[:90]] += 1
-    print(f"\n== {model_name} {config} {partition}: {len(kernels) / steps:.0f} kernels/step, "
-          f"{total_us / steps / 1e3:.2f} ms GPU/step", flush=True)
-    for name, t in by_name.most_common(14):
-        print(f"  {t / steps / 1e3:8.3f} ms  x{counts[name] // steps:<4d} {name}")
+        by_name[e.name[:100]] += t / steps
+        counts[e.name[:100]] += 1
+        by_family[family(e.name)] += t / steps
+    total = sum(by_name.values())
+    lines = [f"\n== {model_name} {config} {partition}: {len(kernels) / steps:.0f} kernels/step, {total / 1e3:.2f} ms GPU/step"]
+    for name, t in by_name.most_common(40):
+        lines.append(f"  {t / 1e3:8.3f} ms  x{counts[name] // steps:<4d} {name}")
     if backend is not None:
         for entry in getattr(backend, "entries", []) or []:
             for role, gm in (("fwd", entry.partition.forward), ("bwd", entry.partition.backward)):
                 if gm is None:
                     continue
                 ops = collections.Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
-                print(f"  {role}: {sum(ops.values())} ops; top: {ops.most_common(8)}")
-            print(f"  saved: {len(entry.partition.saved)} values, {entry.partition.saved_bytes / 2**20:.1f} MiB")
+                lines.append(f"  {role}: {sum(ops.values())} ops; top: {ops.most_common(12)}")
+            lines.append(f"  saved: {len(entry.partition.saved)} values, {entry.partition.saved_bytes / 2**20:.1f} MiB"
+                         f" ({saved_summary(entry.partition.backward)})")
+            with open(os.path.join(out_dir, f"{model_name}_aotgraph_graphs.txt"), "a") as f:
+                f.write(f"##### {saved_summary(entry.partition.backward)}\n{entry.partition.forward.print_readable(False)}\n"
+                        f"{entry.partition.backward.print_readable(False)}\n")
+    text = "\n".join(lines)
+    with open(os.path.join(out_dir, f"{model_name}_{config}_profile.txt"), "w") as f:
+        f.write(text + "\n")
+    print("\n".join(lines[:16]), flush=True)
+    return dict(by_family=by_family, kernels=len(kernels) / steps, total=total)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["resnet50", "gpt2_small"])
+    parser.add_argument("--code", action="store_true", help="write Inductor's output code per configuration")
+    parser.add_argument("--partition", default="mincut")
     args = parser.parse_args()
+    out_dir = os.environ.get("OUT", "./out")
+    os.makedirs(out_dir, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name())
+    summary = []
     for model_name in args.models:
-        for config, partition in (("inductor", "-"), ("aotgraph", "mincut")):
+        results = {}
+        for config in ("inductor", "aotgraph"):
             try:
-                profile(model_name, config, partition)
+                results[config] = profile(model_name, config, args.partition, out_dir, args.code)
             except Exception as error:  # one failure still prints the rest
                 print(f"FAILED {model_name} {config}: {type(error).__name__}: {error}", flush=True)
+        if len(results) == 2:
+            theirs, ours = results["inductor"], results["aotgraph"]
+            summary.append(f"\n{model_name}: GPU ms/step torch.compile {theirs['total'] / 1e3:.2f} "
+                           f"({theirs['kernels']:.0f} kernels), aotgraph {ours['total'] / 1e3:.2f} ({ours['kernels']:.0f})")
+            for name in sorted(set(theirs["by_family"]) | set(ours["by_family"])):
+                a, b = theirs["by_family"][name] / 1e3, ours["by_family"][name] / 1e3
+                summary.append(f"  {name:<18} torch {a:7.3f}  ours {b:7.3f}  diff {b - a:+7.3f} ms")
+    print("\n".join(summary))
     return 0
 
 

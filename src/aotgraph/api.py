@@ -13,7 +13,7 @@ from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
-from .compilers.inductor import inductor_joint_passes
+from .compilers.inductor import inductor_joint_passes, wake_compile_workers
 from .errors import BadArgument
 from .partition import default_partition, partition
 from .runtime import autocast_on, build_runtime
@@ -43,6 +43,8 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
                    decompositions) -> CompiledEntry:
     """capture -> partition -> compile -> runtime, each stamped into one CompileLog."""
     log = CompileLog()
+    if inductor in (fw_compiler, inference_compiler):
+        wake_compile_workers(flat_args)
     with log.stage("capture") as note:
         joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
         note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"

@@ -141,3 +141,32 @@ def test_layout_change_of_input_requiring_grad_is_refused():
     x = leaf(3, 4) * 1.0
     with pytest.raises(UnsupportedOp, match="in-place view op"):
         aot_function(lambda t: t.t_() * 2)(x)
+
+
+def _padded_nonleaf():
+    """A non-leaf input whose rows are padded (strides of a slice), like activations handed
+    between graphs at a graph break after Inductor padded a matmul."""
+    base = leaf(4, 8)
+    return (base * 1.0)[:, :5], base
+
+
+def test_padded_nonleaf_input_gradient_matches_eager():
+    def make():
+        x, base = _padded_nonleaf()
+        return Case((x,), (base,))
+
+    assert_parity(lambda x: (x.float() * 3).sin(), make)
+    assert_parity(lambda x: x.mul_(2).cos(), make)
+
+
+def test_padded_nonleaf_input_backward_records_no_storage_sized_buffer():
+    """The copy the program sees of a non-leaf input passes its gradient straight through:
+    the joint graph holds no buffer the size of the input's storage (32 elements here)."""
+    from aotgraph import aot_export_joint
+
+    x, _ = _padded_nonleaf()
+    joint = aot_export_joint(lambda x: (x * 3).sin(), (x,)).graph_module
+    sizes = [tuple(n.meta["val"].shape) for n in joint.graph.nodes
+             if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)]
+    assert (32,) not in sizes and not any(
+        n.target is torch.ops.aten.as_strided.default for n in joint.graph.nodes), joint.graph

@@ -178,3 +178,45 @@ def test_out_overloads_are_functionalized_not_decomposed():
     x, w = torch.randn(3, 4), torch.randn(4, 5)
     compiled = aot_function(f, decompositions=inductor_decompositions())
     assert_close(compiled(x, w), f(x, w), "output")
+
+
+def test_every_gradient_is_a_user_visible_output(monkeypatch):
+    """Gradients reach the user (.grad, or the backward of the graph before a graph break), so
+    Inductor must give them eager's strides: all backward outputs are user-visible (torch.compile
+    does the same). Left unmarked, Inductor pads rows on the GPU and the consumer copies them."""
+    import torch._inductor.compile_fx as compile_fx
+
+    seen = {}
+    real = compile_fx.compile_fx_inner
+
+    def recording(graph_module, example_inputs, **kwargs):
+        output = graph_module.graph.find_nodes(op="output")[0]
+        role = "backward" if kwargs.get("is_backward") else "forward"
+        seen[role] = (output.meta["user_visible_output_idxs"],
+                      [k for k, a in enumerate(output.args[0]) if isinstance(a, torch.fx.Node)])
+        return real(graph_module, example_inputs, **kwargs)
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", recording)
+    x, w = torch.randn(3, 5, requires_grad=True), torch.randn(5, 7, requires_grad=True)
+    aot_function(lambda x, w: (x @ w).tanh().sum(), "inductor")(x, w).backward()
+    visible, grads = seen["backward"]
+    assert grads and visible == grads
+
+
+def test_compile_workers_are_woken_for_gpu_graphs_only(monkeypatch):
+    """On a GPU, Inductor compiles kernels in a worker pool that torch.compile wakes before
+    tracing; without it every kernel compiles serially in this process."""
+    from torch._inductor.async_compile import AsyncCompile
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from aotgraph.compilers.inductor import wake_compile_workers
+
+    calls = []
+    name = "wakeup" if hasattr(AsyncCompile, "wakeup") else "warm_pool"
+    monkeypatch.setattr(AsyncCompile, name, staticmethod(lambda: calls.append(1)))
+    wake_compile_workers([torch.randn(2), 3])
+    assert calls == []
+    with FakeTensorMode():
+        on_gpu = torch.empty(2, device="cuda")
+    wake_compile_workers([torch.randn(2), on_gpu])
+    assert calls == [1]

@@ -249,17 +249,28 @@ def _program_inputs(fake_flat: list, fake_mode: FakeTensorMode) -> tuple[list, l
     return primals, program_flat
 
 
+class _PassThroughCopy(torch.autograd.Function):
+    """A copy whose backward hands the gradient straight to its source: nothing of it is
+    recorded, whatever the layout (a copy through ``as_strided`` would record a backward that
+    zero-fills and scatters into a buffer the size of the input's storage)."""
+
+    @staticmethod
+    def forward(ctx, leaf):
+        # Not a view (autograd forbids in-place ops on views made inside a custom Function).
+        copy = torch.empty(0, dtype=leaf.dtype, device=leaf.device)
+        storage = torch.empty(leaf.untyped_storage().nbytes(), dtype=torch.uint8, device=leaf.device)
+        copy.set_(storage.untyped_storage(), leaf.storage_offset(), leaf.shape, leaf.stride())
+        return copy.copy_(leaf)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
 def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.Tensor:
     """A non-leaf copy of `leaf` with its exact sizes, strides and storage offset."""
     with fake_mode, torch.enable_grad():
-        if leaf.storage_offset() == 0:
-            copy = leaf.clone(memory_format=torch.preserve_format)
-            if copy.stride() == leaf.stride():
-                return copy
-        storage = torch.empty(leaf.untyped_storage().nbytes() // leaf.element_size(), dtype=leaf.dtype,
-                              device=leaf.device)
-        copy = storage.as_strided(leaf.shape, leaf.stride(), leaf.storage_offset())
-        return copy.copy_(leaf)
+        return _PassThroughCopy.apply(leaf)
 
 
 def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:

@@ -29,7 +29,8 @@ class GraphRole:
     """Which graph of a Partition a compiler is given.
 
     `kind` is "forward", "backward" or "inference"; the first `num_user_outputs` outputs of
-    a forward or inference graph reach the user; a forward and its backward share `graph_id`.
+    a graph reach the user (a backward's are all its gradients); a forward and its backward
+    share `graph_id`.
     """
 
     kind: str
@@ -143,7 +144,10 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
                                                                                      graph_id))
         saved_strides = list(output_strides or [])[joint.num_fwd_outputs:]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
-        backward = compile_graph(bw_compiler, parts.backward, bw_inputs, GraphRole("backward", 0, graph_id))
+        # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,
+        # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
+        num_grads = len(parts.backward.graph.find_nodes(op="output")[0].args[0])
+        backward = compile_graph(bw_compiler, parts.backward, bw_inputs, GraphRole("backward", num_grads, graph_id))
     return CompiledGraphs(forward, backward, parts)
 
 

@@ -21,7 +21,20 @@ from torch._guards import detect_fake_mode
 from ..artifacts import JointGraph
 from ..errors import CompilerError
 
-__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes"]
+__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes", "wake_compile_workers"]
+
+
+def wake_compile_workers(example_inputs) -> None:
+    """Start Inductor's pool of kernel-compiling processes now when the graphs run on a GPU,
+    as torch.compile does before tracing: it warms up while we capture, and Inductor compiles
+    kernels in parallel instead of one by one in this process."""
+    if not any(isinstance(a, torch.Tensor) and a.device.type in ("cuda", "xpu") for a in example_inputs):
+        return
+    from torch._inductor.async_compile import AsyncCompile
+
+    wake = getattr(AsyncCompile, "wakeup", None) or getattr(AsyncCompile, "warm_pool", None)
+    if wake is not None:
+        wake()
 
 
 def inductor_decompositions() -> dict:
