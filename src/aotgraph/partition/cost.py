@@ -162,23 +162,24 @@ class OpTraits:
     pointwise: bool  # torch.Tag.pointwise
 
 
-_TRAITS: dict = {}
+_TRAITS: dict = {}  # id(target) -> (target, traits): the entry keeps the target, so its id stays its own
 
 
 def op_traits(target) -> OpTraits:
     """`OpTraits` of a call_function target (an OpOverload, getitem or a Python function), cached."""
-    traits = _TRAITS.get(target)
-    if traits is None:
-        if isinstance(target, torch._ops.OpOverload):
-            schema, tags = target._schema, target.tags
-            returns = schema.returns
-            view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
-            traits = OpTraits(schema.name.split("::")[-1], view, torch.Tag.nondeterministic_seeded in tags,
-                              schema.is_mutable, torch.Tag.pointwise in tags)
-        else:
-            name = "getitem" if target is operator.getitem else getattr(target, "__name__", str(target))
-            traits = OpTraits(name, False, False, False, False)
-        _TRAITS[target] = traits
+    entry = _TRAITS.get(id(target))  # by id: an OpOverload's own __hash__ is Python code
+    if entry is not None and entry[0] is target:
+        return entry[1]
+    if isinstance(target, torch._ops.OpOverload):
+        schema, tags = target._schema, target.tags
+        returns = schema.returns
+        view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+        traits = OpTraits(schema.name.split("::")[-1], view, torch.Tag.nondeterministic_seeded in tags,
+                          schema.is_mutable, torch.Tag.pointwise in tags)
+    else:
+        name = "getitem" if target is operator.getitem else getattr(target, "__name__", str(target))
+        traits = OpTraits(name, False, False, False, False)
+    _TRAITS[id(target)] = (target, traits)
     return traits
 
 

@@ -31,9 +31,12 @@ def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, li
 def tangent_dependent(graph: fx.Graph) -> set[fx.Node]:
     """Nodes whose value depends on a tangent: they can only run in the backward."""
     dependent: set[fx.Node] = set()
-    for node in graph.nodes:
-        if is_tangent(node) or any(i in dependent for i in node.all_input_nodes):
+    stack = [n for n in graph.find_nodes(op="placeholder") if is_tangent(n)]
+    while stack:
+        node = stack.pop()
+        if node not in dependent:
             dependent.add(node)
+            stack.extend(node.users)
     return dependent
 
 
@@ -63,8 +66,8 @@ def extract_graph(
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for node in inputs:
-        placeholder = graph.placeholder(node.name)
-        placeholder.meta = dict(node.meta)
+        placeholder = graph.create_node("placeholder", node.name, name=node.name, type_expr=node.type)
+        placeholder.meta.update(node.meta)
         env[node] = placeholder
 
     def emit(root: fx.Node) -> None:

@@ -176,7 +176,10 @@ class JointNetwork:
         scale = max(1.0, finite_total / _FINITE_TOTAL)
         scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
         size = 2 + 2 * len(self.nodes)
-        network = sp.csr_matrix((scaled, (tails, heads)), shape=(size, size))
+        order = np.lexsort((heads, tails))  # CSR directly: edges are distinct, sorted by (tail, head)
+        indptr = np.zeros(size + 1, dtype=np.int32)
+        np.cumsum(np.bincount(tails, minlength=size), out=indptr[1:])
+        network = sp.csr_matrix((scaled[order], heads[order].astype(np.int32), indptr), shape=(size, size))
         result = maximum_flow(network, 0, 1)
         if result.flow_value >= _INF:
             raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
