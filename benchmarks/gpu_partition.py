@@ -12,6 +12,7 @@ statistics) held and peak memory are measured by `LiveStorageCounter` in one ext
 
     python benchmarks/gpu_partition.py                       # CUDA, GPT-2-small shape, batch 8, seq 512
     python benchmarks/gpu_partition.py --device cpu --small  # smoke test on CPU
+    python benchmarks/gpu_partition.py --device cpu --predict-only [--vocab 8192]  # predictions only
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from aotgraph import aot_module, default_partition, min_cut_rematerialization_partition, models  # noqa: E402
-from aotgraph.partition import offload_early, offload_large, partition_for  # noqa: E402
+from aotgraph import aot_export_joint, aot_module, default_partition, min_cut_rematerialization_partition, models  # noqa: E402,E501
+from aotgraph.partition import offload_early, offload_large, partition, partition_for  # noqa: E402
 from aotgraph.report.memory import LiveStorageCounter  # noqa: E402
 
 BUDGETS = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
@@ -120,6 +121,20 @@ def ratio(measured, predicted):
     return f"{measured / predicted:10.3f}" if measured is not None and predicted else "         -"
 
 
+def predict_only(model, inputs):
+    """The plans' predicted saved bytes and peaks, from capture and partition alone (e.g. the
+    GPU-sized model on a CPU: the joint graph is captured on fake tensors)."""
+    params = dict(model.named_parameters())
+    joint = aot_export_joint(lambda state, *args: torch.func.functional_call(model, state, args), (params, *inputs))
+    runs = [("default", default_partition), ("mincut", min_cut_rematerialization_partition)]
+    runs += [(f"budget {b:.1f}", partition_for(budget=b)) for b in BUDGETS]
+    print(f"{'partitioner':<14}{'pred saved MiB':>15}{'pred fwd peak':>14}{'pred bwd peak':>14}  peak at")
+    for name, partition_fn in runs:
+        memory = partition(joint, partition_fn).memory
+        print(f"{name:<14}{fmt(memory.saved_bytes):>15}{fmt(memory.forward_peak):>14}{fmt(memory.backward_peak):>14}"
+              f"  {memory.peak_step.node}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda")
@@ -134,8 +149,12 @@ def main():
     parser.add_argument("--offload-before", type=float, default=0.5,
                         help="offload_early: offload saved values produced in this first share of the forward")
     parser.add_argument("--offload-min-bytes", type=int, default=1 << 20, help="offload_early: smallest value offloaded")
+    parser.add_argument("--predict-only", action="store_true",
+                        help="capture and partition on --device (fake tensors), print predictions, run nothing")
     args = parser.parse_args()
     model, inputs = make_model(args)
+    if args.predict_only:
+        return predict_only(model, inputs)
     device = torch.device(args.device)
     model.zero_grad(set_to_none=True)
     model(*inputs).backward()
@@ -156,10 +175,10 @@ def main():
           f"{'peak/pred':>10}{'step ms':>9}{'recompute GFLOP':>16}")
     results = {}
     for name, partition_fn in runs:
-        partition, held, peak, seconds = measure(model, inputs, partition_fn, args)
-        plan = partition.forward.meta.get("aotgraph_plan")
-        predicted = plan.device_saved_bytes if plan else partition.memory.saved_bytes
-        predicted_peak = partition.memory.peak
+        measured, held, peak, seconds = measure(model, inputs, partition_fn, args)
+        plan = measured.forward.meta.get("aotgraph_plan")
+        predicted = plan.device_saved_bytes if plan else measured.memory.saved_bytes
+        predicted_peak = measured.memory.peak
         flops = f"{plan.recompute_flops / 1e9:16.3f}" if plan else "               -"
         print(f"{name:<26}{fmt(predicted):>11}{fmt(held):>9}{ratio(held, predicted)}{fmt(predicted_peak):>10}"
               f"{fmt(peak):>9}{ratio(peak, predicted_peak)}{seconds * 1e3:9.1f}{flops}")
