@@ -27,6 +27,7 @@ import torch
 import torch.fx as fx
 
 from .cost import op_traits, storage_of
+from .graph_ops import is_tangent
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class MemoryStep:
 class MemoryTimeline:
     """Per-node live bytes of a forward then its backward, and the peaks a step reaches
     above its fixed memory (inputs). `saved_bytes`: storages the forward hands to the
-    backward; `carried_bytes`: other forward outputs alive through the backward;
-    `gradient_bytes`: what the backward leaves alive at its end (the gradients)."""
+    backward; `carried_bytes`: the user's forward outputs and the tangents, alive through the
+    backward; `gradient_bytes`: what the backward leaves alive at its end (the gradients)."""
 
     steps: tuple[MemoryStep, ...]
     device: Optional[torch.device]
@@ -135,10 +136,10 @@ def simulate_memory(forward: fx.GraphModule, backward: Optional[fx.GraphModule],
     """The `MemoryTimeline` of a partition's graphs (see the module docstring for the model).
     The first `num_user_outputs` forward outputs (default: all `num_fwd_outputs`) reach the
     user and live through the backward; the others (new values of mutated inputs) are
-    written back and dropped after the forward.
-    The backward's saved placeholders take the storages of the forward outputs of the same
-    names (the runtime hands them over by name), alive from its start; its tangents are alive throughout
-    (the autograd engine holds them), counted with the carried forward outputs."""
+    written back and dropped after the forward. The backward's saved placeholders take the
+    storages of the forward outputs of the same names (the runtime hands them over by name),
+    alive from its start; its tangents are alive throughout (the autograd engine holds them),
+    counted with the carried forward outputs."""
     device = _device_of(forward.graph)
     fixed = {s for p in forward.graph.find_nodes(op="placeholder") for s, _ in _storages(p, device)}
     forward_storages = _storage_map(forward.graph, device, {})
@@ -157,7 +158,7 @@ def simulate_memory(forward: fx.GraphModule, backward: Optional[fx.GraphModule],
         start: dict[int, int] = {}
         tangents: dict[int, int] = {}
         for placeholder in backward.graph.find_nodes(op="placeholder"):
-            held = tangents if placeholder.name.startswith("tangents") else start
+            held = tangents if is_tangent(placeholder) else start
             for storage, nbytes in backward_storages[placeholder]:
                 if storage not in fixed:
                     held[storage] = nbytes
