@@ -110,3 +110,47 @@ def test_saved_part_equals_the_plans_saved_bytes():
         entry = next(iter(compiled.aotgraph_entries.values()))
         plan = entry.partition.forward.meta["aotgraph_plan"]
         assert entry.partition.memory.saved_bytes == plan.device_saved_bytes == saved_report(entry).saved_bytes
+
+
+def test_cuda_offload_moves_saved_bytes_off_the_device_in_the_prediction():
+    """The CUDA offload rewrite on fake CUDA tensors (no GPU needed): the device copy is freed
+    after its last forward use, and comes back from the prefetch on."""
+    from torch._subclasses import FakeTensorMode
+
+    from aotgraph.partition.memory import simulate_memory
+    from aotgraph.partition.offload import offload_saved, prefetch_to_device
+
+    aten = torch.ops.aten
+    with FakeTensorMode():
+        x = torch.empty(1024, device="cuda")
+
+    def node(graph, target, args, val):
+        created = graph.call_function(target, args)
+        created.meta["val"] = val
+        return created
+
+    forward = torch.fx.Graph()  # x -> a = sin(x) -> b = cos(a); returns b, saves a
+    xs = forward.placeholder("primals_1")
+    xs.meta["val"] = x
+    a = node(forward, aten.sin.default, (xs,), x.sin())
+    a.name = "a"
+    b = node(forward, aten.cos.default, (a,), x.cos())
+    forward.output((b, a))
+    backward = torch.fx.Graph()  # grad = tangent * a
+    a_saved = backward.placeholder("a")
+    a_saved.meta["val"] = a.meta["val"]
+    tangent = backward.placeholder("tangents_1")
+    tangent.meta["val"] = x.sin()
+    backward.output((node(backward, aten.mul.Tensor, (tangent, a_saved), x.sin()),))
+    forward, backward = torch.fx.GraphModule({}, forward), torch.fx.GraphModule({}, backward)
+
+    before = simulate_memory(forward, backward, 1)
+    offload_saved(forward, backward, ["a"], 1)
+    after = simulate_memory(forward, backward, 1)
+    assert (before.saved_bytes, after.saved_bytes) == (B, 0)
+    assert before.forward_peak == after.forward_peak == 2 * B  # a is freed only after b reads it
+    # backward: tangent and output b (carried) + a back from the prefetch, + the gradient
+    prefetch = next(n for n in backward.graph.nodes if n.target is prefetch_to_device)
+    steps = [s for s in after.steps if s.graph == "backward"]
+    assert steps[0].node == prefetch.name and steps[0].live_bytes == 3 * B
+    assert after.backward_peak == before.backward_peak == 4 * B

@@ -113,6 +113,7 @@ def _restore_in_backward(backward: fx.GraphModule, wanted: set) -> None:
             start = previous_first_use or next(n for n in graph.nodes if n.op != "placeholder")
             with graph.inserting_before(start):
                 pending = graph.call_function(prefetch_to_device, (host, device_value.device))
+            pending.meta["val"] = (device_value, None)  # the device copy exists from the prefetch on
             with graph.inserting_before(first_use):
                 restored = graph.call_function(wait_prefetched, (pending,))
         else:
