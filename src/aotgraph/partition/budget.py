@@ -41,8 +41,9 @@ def candidate_plans(network: JointNetwork) -> list[tuple[int, int, set]]:
         key = frozenset(saved)
         if key not in seen:
             seen.add(key)
-            saved_list, _ = network.backward_closure(saved)
-            plans.append((network.storage_bytes(saved_list), network.recompute_flops(saved), saved))
+            saved_list, recomputed = network.backward_closure(saved)
+            flops = sum(network.flops[network.index[n]] for n in recomputed)
+            plans.append((network.storage_bytes(saved_list), flops, saved))
         return next(p for p in plans if frozenset(p[2]) == key)
 
     ladder = [add(lam) for lam in PRICE_LADDER]
