@@ -1,8 +1,11 @@
 """Our min-cut partitioner vs torch's min_cut_rematerialization_partition, same joint graphs.
 
 For each model: saved bytes (distinct storages outside the inputs), recompute FLOPs
-(backward ops that read no tangent) and partition time (median), ours / torch; our plan at
-torch's saved bytes (budget = torch's bytes); eager autograd's saved bytes. Then a 10-budget
+(backward ops that read no tangent; pointwise ops count one FLOP per element) and partition
+time (median), ours / torch; our plan at torch's saved bytes (budget = torch's bytes); our
+zero-recompute plan (``recompute_budget=0``: only views and getitems recomputed); our default
+plan's recompute FLOPs counted like torch's FlopCounterMode (matmul, convolution, attention
+only); eager autograd's saved bytes. Then a 10-budget
 sweep on the GPT-2-small-shaped decoder and the time to partition a ~10,000-node joint graph.
 
     PYTHONPATH=src python benchmarks/partition.py [--quick]
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import statistics
 import time
 
@@ -18,7 +22,7 @@ import torch
 from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
 
 from aotgraph import aot_export_joint, min_cut_rematerialization_partition, models
-from aotgraph.partition.cost import flops_of
+from aotgraph.partition.cost import FLOP_RULES, flops_of
 from aotgraph.partition.mincut import TIE_BREAK_LAM, JointNetwork
 from aotgraph.report.saved import eager_saved_tensors, recompute_flops, saved_storage_bytes
 
@@ -65,8 +69,19 @@ def measure(joint, forward, backward):
     return saved_storage_bytes(forward, joint.num_fwd_outputs), sum(f for _, _, f in recompute_flops(backward))
 
 
+def matmul_flops(backward):
+    """Recompute FLOPs as FlopCounterMode counts them: matmul, convolution and attention only."""
+    return sum(f for _, op, f in recompute_flops(backward) if op in FLOP_RULES)
+
+
 def median_time(fn, repeats):
-    return statistics.median(fn()[0] for _ in range(repeats))
+    """Median of `repeats` timed calls; garbage is collected before each, so that no call pays
+    for collecting the previous one's (torch's and ours alternate in this process)."""
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        times.append(fn()[0])
+    return statistics.median(times)
 
 
 def compare(name, repeats):
@@ -80,6 +95,8 @@ def compare(name, repeats):
     o_bytes, o_flops = measure(joint, o_fw, o_bw)
     _, b_fw, b_bw = run_ours(joint, memory_budget=max(t_bytes, 2))
     b_bytes, b_flops = measure(joint, b_fw, b_bw)
+    _, z_fw, z_bw = run_ours(joint, recompute_budget=0)
+    z_bytes, z_flops = measure(joint, z_fw, z_bw)
     t_time = median_time(lambda: run_torch(joint), repeats)
     o_time = median_time(lambda: run_ours(joint), repeats)
     lazy = ""
@@ -94,7 +111,8 @@ def compare(name, repeats):
     print(f"{name:<12}{nodes:>6} {t_bytes:>11} {o_bytes:>11} {o_bytes / t_bytes:6.2f} "
           f"{t_flops:>11.3g} {o_flops:>11.3g} {_ratio(o_flops, t_flops):>7} "
           f"{b_bytes / t_bytes:8.2f} {_ratio(b_flops, t_flops):>7} "
-          f"{t_time:8.3f} {o_time:8.3f} {o_time / t_time:7.3f}{lazy} {eager_bytes:>11} {o_bytes / eager_bytes:6.2f} {o_flops / forward_flops:9.2e}")
+          f"{t_time:8.3f} {o_time:8.3f} {o_time / t_time:7.3f}{lazy} {eager_bytes:>11} {o_bytes / eager_bytes:6.2f} "
+          f"{o_flops / forward_flops:9.2e} {matmul_flops(o_bw):>8.3g} {z_bytes / t_bytes:7.2f} {z_flops:>7.3g}")
 
 
 def _ratio(a, b):
@@ -122,17 +140,12 @@ def big_graph(layers):
     model, inputs = models.gpt(layers=layers, dim=32, heads=2, seq=16, vocab=64, batch=1)
     joint = joint_of(model, inputs)
     nodes = len(joint.graph_module.graph.nodes)
-    t_time, _, _ = run_torch(joint)
+    t_time = median_time(lambda: run_torch(joint), 1)
     o_time = median_time(lambda: run_ours(joint), 3)
     solve = median_time(lambda: _solve_only(joint), 3)
-    line = (f"\n{nodes}-node joint graph ({layers} layers): ours {o_time:.3f} s, torch {t_time:.3f} s, "
-            f"ratio {o_time / t_time:.3f}; of ours, network + max-flow + plan {solve:.3f} s, "
-            "the rest is copying fx nodes and generating Python")
-    if _use_lazy_graph_module is not None:
-        with _use_lazy_graph_module(True):
-            o_lazy = median_time(lambda: run_ours(joint), 3)
-        line += f"; ours with lazy codegen {o_lazy:.3f} s"
-    print(line)
+    print(f"\n{nodes}-node joint graph ({layers} layers): ours {o_time:.3f} s, torch {t_time:.3f} s, "
+          f"ratio {o_time / t_time:.3f}; of ours, network + max-flow + plan {solve:.3f} s, "
+          "the rest is copying fx nodes (our graph modules generate their Python lazily)")
 
 
 def _solve_only(joint):
@@ -150,11 +163,13 @@ def main():
     names = ["mlp", "gpt", "resnet"] if args.quick else list(MODELS)
     print("saved bytes: distinct storages outside inputs; FLOPs: backward ops reading no tangent; "
           "'@torch B': our plan with budget = torch's saved bytes; FLOP/fwd: our recompute FLOPs / forward FLOPs; "
+          "mm FLOP: ours counted like FlopCounterMode (matmul/conv/attention only); "
+          "'rb=0 B', FLOP: recompute_budget=0 plan, bytes / torch's and FLOPs; "
           "times: median of "
           f"{args.repeats}, lazy: both with torch's lazy codegen")
     print(f"{'model':<12}{'nodes':>6} {'torch B':>11} {'ours B':>11} {'ratio':>6} {'torch FLOP':>11} {'ours FLOP':>11} "
           f"{'ratio':>7} {'@torch B':>8} {'FLOP':>7} {'torch s':>8} {'ours s':>8} {'ratio':>7}{'lazy':>10} "
-          f"{'eager B':>11} {'/eager':>6} {'FLOP/fwd':>9}")
+          f"{'eager B':>11} {'/eager':>6} {'FLOP/fwd':>9} {'mm FLOP':>8} {'rb=0 B':>7} {'FLOP':>7}")
     for name in names:
         compare(name, args.repeats)
     if not args.quick:

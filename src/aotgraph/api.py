@@ -1,23 +1,28 @@
 """Entry points, drop-in for functorch's compile API: flatten inputs, look up the compiled
-entry for this input signature, run the stages on a miss, call the runtime."""
+entry for this input signature, run the stages on a miss, call the runtime. A call of only
+tensors that matches the previous one (a C++ check, see `_LastCall`) skips the lookup."""
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten
 
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .compilers.inductor import inductor_joint_passes, wake_compile_workers
-from .errors import BadArgument
+from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
 from .runtime import autocast_on, build_runtime
 from .timings import CompileLog, time_first_call
+
+try:  # Dynamo's C++ tensor check; without it every call builds the cache key
+    from torch._C._dynamo.guards import TensorGuards as _TensorGuards
+except ImportError:
+    _TensorGuards = None
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "CompiledEntry"]
 
@@ -28,9 +33,8 @@ class CompiledEntry:
 
     partition: Partition
     compiled: CompiledGraphs
-    run: Callable[[list], list]
+    run: Callable[..., Any]  # run(*flat_inputs) -> the user's outputs
     log: CompileLog
-    unflatten: Callable[[list], Any]
     mutates_inputs: bool = False
     has_run: bool = False  # the first call is timed as the "first run" stage
 
@@ -59,7 +63,7 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
-    return CompiledEntry(parts, compiled, build_runtime(timed), log, _unflattener(sig.out_spec),
+    return CompiledEntry(parts, compiled, build_runtime(timed), log,
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
 
 
@@ -89,38 +93,78 @@ def _plain_args_key(layout: tuple, tensors: list) -> tuple:
     return key
 
 
-def _flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[list], Optional[tuple]]:
-    """``(flat leaves, tensor leaves, layout)`` when every argument is a tensor, a list/tuple
-    of tensors (aot_module's parameters) or a tuple of bools (its training flags): the common
-    calls, flattened without pytree. Else ``(None, None, None)``. The layout stands in for the
-    TreeSpec in the cache key and holds the bools' values."""
+def _flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[tuple]]:
+    """``(flat tensors, layout)`` when every argument is a tensor or a list/tuple of tensors:
+    the common calls, flattened without pytree. Else ``(None, None)``. The layout stands in
+    for the TreeSpec in the cache key."""
     flat: list = []
-    tensors: list = []
     layout: list = []
     for a in args:
         if isinstance(a, torch.Tensor):
             flat.append(a)
-            tensors.append(a)
             layout.append(None)
         elif type(a) in (list, tuple) and all(isinstance(t, torch.Tensor) for t in a):
             flat.extend(a)
-            tensors.extend(a)
             layout.append((type(a), len(a)))
-        elif type(a) is tuple and all(type(v) is bool for v in a):
-            flat.extend(a)
-            layout.append((tuple, a))
         else:
-            return None, None, None
-    return flat, tensors, tuple(layout)
+            return None, None
+    return flat, tuple(layout)
+
+
+class _LastCall:
+    """What a call whose arguments are all tensors must match to reuse the entry that the
+    previous such call ran, checked without building the cache key.
+
+    `tensors_match` is torch's C++ tensor check (Dynamo's ``TensorGuards``): Python type,
+    dispatch keys (device type, conj/neg bits, the thread's dispatch state), dtype, device
+    index, shape, stride, requires_grad; it fails when one tensor is passed twice. The rest
+    of the key is checked here: grad mode, autocast (one C call when it is off), storage offsets. Only entries that
+    mutate no input are remembered (those also check for inputs sharing memory)."""
+
+    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run")
+
+    def __init__(self, args: tuple, run: Callable):
+        self.num_args = len(args)
+        self.tensors_match = _TensorGuards(*args, dynamic_dims_sizes=None, dynamic_dims_strides=None).check
+        self.grad_enabled = torch.is_grad_enabled()
+        self.autocast = _autocast_state()
+        self.offsets = list(map(_storage_offset, args))
+        self.run = run
+
+
+def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
+                     by_entry: dict[int, _LastCall]) -> Optional[_LastCall]:
+    """The `_LastCall` for this call, which the cache key resolved to `entry`, or None where
+    it cannot take the fast path. A call that passes one tensor twice is not remembered: the
+    C++ check rejects duplicates in the calls it checks, not their absence. `by_entry` keeps
+    each entry's last one: a call that reached the same entry has the same key, so only the
+    C++ check's extra facts (Python type, dispatch keys) can differ, and a call that switches
+    between entries rebuilds none while those match."""
+    if (_TensorGuards is None or kwargs or entry.mutates_inputs
+            or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)):
+        return None
+    known = by_entry.get(id(entry))
+    if known is not None and known.tensors_match(*args):
+        return known
+    try:
+        by_entry[id(entry)] = _LastCall(args, entry.run)
+    except (TypeError, RuntimeError):  # a tensor the C++ check cannot describe: keep the key path
+        return None
+    return by_entry[id(entry)]
 
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
+_grad_enabled = torch.is_grad_enabled
+_storage_offset = torch.Tensor.storage_offset
+
+
+_AUTOCAST_OFF = (False,)
 
 
 def _autocast_state() -> tuple:
     """Autocast's state for the cache key, on every device: graphs hold its casts."""
     if not autocast_on():
-        return (False,)
+        return _AUTOCAST_OFF
     return tuple((device, torch.get_autocast_dtype(device)) for device in _AUTOCAST_DEVICES
                  if torch.is_autocast_enabled(device))
 
@@ -131,15 +175,6 @@ def _hashable(value: Any) -> bool:
         return True
     except TypeError:
         return False
-
-
-def _unflattener(out_spec) -> Callable[[list], Any]:
-    """``tree_unflatten(·, out_spec)``, short-cut for a single tensor and a flat tuple."""
-    if out_spec.is_leaf():
-        return operator.itemgetter(0)
-    if out_spec == tree_flatten((0,) * out_spec.num_leaves)[1]:
-        return tuple
-    return lambda flat_out: tree_unflatten(flat_out, out_spec)
 
 
 def aot_function(
@@ -186,10 +221,10 @@ def aot_function(
 
     def entry_for(args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
         """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
-        flat_args, tensors, layout = (None, None, None) if kwargs else _flatten_plain_args(args)
+        flat_args, layout = (None, None) if kwargs else _flatten_plain_args(args)
         if flat_args is not None:
             try:
-                key, in_spec = _plain_args_key(layout, tensors), None
+                key, in_spec = _plain_args_key(layout, flat_args), None
             except RuntimeError:  # a sparse tensor has no strides: `_signature_key` names it
                 flat_args = None
         if flat_args is None:
@@ -202,22 +237,45 @@ def aot_function(
             in_spec = tree_flatten((args, kwargs))[1]
         # Distinct inputs sharing memory: only checked where a mutation could make it matter.
         groups = aliased_input_groups(flat_args)
-        program = fn
-        if groups:
-            program, flat_args, in_spec = with_shared_bases(fn, flat_args, in_spec, groups)
-            key = (key, groups)
-            entry = entries.get(key)
+        if not groups:
+            if entry is None:
+                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+            return entry, flat_args
+        try:
+            program, shared_args, shared_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+        except UnsupportedOp:
+            # No base to pass instead: fine unless the program turns out to mutate an input.
+            if entry is None:
+                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+            if entry.mutates_inputs:
+                raise
+            return entry, flat_args
+        entry = entries.get((key, groups))
         if entry is None:
-            entry = entries[key] = compile_entry(program, flat_args, in_spec)
-        return entry, flat_args
+            entry = entries[(key, groups)] = compile_entry(program, shared_args, shared_spec)
+        return entry, shared_args
+
+    last_call: Optional[_LastCall] = None
+    last_call_by_entry: dict[int, _LastCall] = {}  # entries live as long as `entries`: ids stay theirs
 
     def compiled_fn(*args, **kwargs):
+        last = last_call
+        if (last is not None and not kwargs and len(args) == last.num_args and last.tensors_match(*args)
+                and _grad_enabled() is last.grad_enabled
+                and (_autocast_state() if autocast_on() else _AUTOCAST_OFF) == last.autocast
+                and list(map(_storage_offset, args)) == last.offsets):
+            return last.run(*args)
+        return call_with_key(args, kwargs)
+
+    def call_with_key(args: tuple, kwargs: dict):
+        nonlocal last_call
         entry, flat_args = entry_for(args, kwargs)
+        last_call = _remembered_call(args, kwargs, entry, last_call_by_entry)
         if entry.has_run:
-            return entry.unflatten(entry.run(flat_args))
+            return entry.run(*flat_args)
         entry.has_run = True
         with entry.log.stage("first run"):
-            return entry.unflatten(entry.run(flat_args))
+            return entry.run(*flat_args)
 
     def compile_for(*args, **kwargs) -> CompiledEntry:
         return entry_for(args, kwargs)[0]
@@ -247,42 +305,42 @@ def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, 
 
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
-    module's current parameters and buffers, so optimizer steps and buffer updates show,
-    and with its submodules' training flags, so ``train()``/``eval()`` select their own graph."""
+    module's current parameters and buffers, so optimizer steps and buffer updates show.
+    Each combination of its submodules' training flags gets its own compiled function,
+    so ``train()``/``eval()`` select their own graph."""
 
-    def __init__(self, module: torch.nn.Module, compiled: Callable, names: list[str]):
+    def __init__(self, module: torch.nn.Module, compile_program: Callable[[], Callable], names: list[str]):
         super().__init__()
         self.orig_module = module
-        self._compiled = compiled
+        self._compile_program = compile_program
+        self._compiled_by_flags: dict[tuple, Callable] = {}
         self._state_slots = _state_slots(module, names)
         self._submodules = list(module.modules())
 
     def forward(self, *args, **kwargs):
-        values = [slot[name] for slot, name in self._state_slots]
         training_flags = tuple([m.training for m in self._submodules])
-        return self._compiled(values, training_flags, *args, **kwargs)
+        compiled = self._compiled_by_flags.get(training_flags)
+        if compiled is None:
+            compiled = self._compiled_by_flags[training_flags] = self._compile_program()
+        return compiled(*[slot[name] for slot, name in self._state_slots], *args, **kwargs)
 
     @property
-    def aotgraph_entries(self):
-        return self._compiled.aotgraph_entries
+    def aotgraph_entries(self) -> dict:
+        return {(flags, key): entry for flags, compiled in self._compiled_by_flags.items()
+                for key, entry in compiled.aotgraph_entries.items()}
 
 
 def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable:
-    def call_with_state(state_values, *args, **kwargs):
-        state = dict(zip(names, state_values))
-        return torch.func.functional_call(module, state, args, kwargs, tie_weights=False, strict=False)
+    """``fn(*state_values, *args, **kwargs)``: the module called with the given parameters
+    and buffers (flat, so that a call of tensors takes the per-call fast path)."""
+    num_state = len(names)
+
+    def call_with_state(*state_then_args, **kwargs):
+        state = dict(zip(names, state_then_args[:num_state]))
+        return torch.func.functional_call(module, state, state_then_args[num_state:], kwargs,
+                                          tie_weights=False, strict=False)
 
     return call_with_state
-
-
-def _keyed_by_training_flags(call_with_state: Callable) -> Callable:
-    """Takes the module's training flags as an argument only so they enter the cache key;
-    the module itself holds the flags the trace reads."""
-
-    def call(state_values, training_flags, *args, **kwargs):
-        return call_with_state(state_values, *args, **kwargs)
-
-    return call
 
 
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
@@ -292,8 +350,8 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
     names, _ = _named_state(mod)
-    compiled = aot_function(_keyed_by_training_flags(_functional_module_fn(mod, names)), *args, **kwargs)
-    return AotModule(mod, compiled, names)
+    program = _functional_module_fn(mod, names)
+    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names)
 
 
 def aot_module_simplified(
@@ -318,10 +376,10 @@ def aot_module_simplified(
     compiled = aot_function(_functional_module_fn(mod, names), fw_compiler, bw_compiler, partition_fn,
                             decompositions, len(values), keep_inference_input_mutations, inference_compiler)
     if not _has_symbolic_shapes(args):
-        compiled.aotgraph_compile(values, *args)
+        compiled.aotgraph_compile(*values, *args)
 
     def forward(*runtime_args):
-        return compiled(values, *runtime_args)
+        return compiled(*values, *runtime_args)
 
     forward.aotgraph_entries = compiled.aotgraph_entries
     forward.zero_grad = mod.zero_grad

@@ -9,6 +9,7 @@ Artifacts are frozen: a stage builds a new one, it never edits an earlier one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Optional
 
 import torch
@@ -182,6 +183,16 @@ class Partition:
     @property
     def saved_bytes(self) -> int:
         return sum(v.nbytes for v in self.saved)
+
+    @cached_property
+    def memory(self):
+        """Predicted memory: a `MemoryTimeline` (per-node live bytes of forward and backward,
+        their peaks above the inputs, saved bytes), simulated on first use (see
+        ``partition/memory.py``)."""
+        from .partition.memory import simulate_memory
+
+        return simulate_memory(self.forward, self.backward, self.joint.num_fwd_outputs,
+                               len(self.joint.signature.tensor_output_positions))
 
 
 @dataclass(frozen=True)

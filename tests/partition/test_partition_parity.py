@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aotgraph import aot_module, default_partition, min_cut_rematerialization_partition, models
-from aotgraph.partition import offload_large, partition_for, save_matmuls, save_nothing, save_tagged
+from aotgraph.partition import offload_early, offload_large, partition_for, save_matmuls, save_nothing, save_tagged
 
 PARTITIONERS = {
     "default": default_partition,
@@ -14,10 +14,13 @@ PARTITIONERS = {
     "budget_0.5": partition_for(budget=0.5),
     "budget_0.8": partition_for(budget=0.8),
     "budget_1.0": partition_for(budget=1.0),
+    "recompute_0.0": partition_for(recompute_budget=0.0),
+    "recompute_0.003": partition_for(recompute_budget=0.003),
     "save_matmuls": partition_for(policy=save_matmuls),
     "save_nothing": partition_for(policy=save_nothing),
     "save_tagged": partition_for(policy=save_tagged({"addmm", "convolution"})),
     "offload_all": partition_for(policy=offload_large(0)),
+    "offload_early": partition_for(policy=offload_early(0, before=0.5)),
 }
 
 MODELS = {

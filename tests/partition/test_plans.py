@@ -1,12 +1,16 @@
 """Plans: random draws reach the backward unchanged, checkpoint regions stay recomputed,
 budgets are monotone, offload travels through host memory, and every plan matches eager."""
+import copy
+import operator
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
-from aotgraph import aot_export_joint, aot_function, min_cut_rematerialization_partition, models
-from aotgraph.partition import offload_large, partition_for, save_nothing
+from aotgraph import aot_export_joint, aot_function, aot_module, min_cut_rematerialization_partition, models
+from aotgraph.errors import BadArgument
+from aotgraph.partition import offload_early, offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
 from aotgraph.partition.mincut import JointNetwork
 
@@ -107,6 +111,65 @@ def test_budget_sweep_is_monotone_and_fits():
         assert plan.saved_bytes <= plan.budget or plan.note
 
 
+def _plan_of(joint, **options):
+    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs,
+                                                     **options)
+    return forward.meta["aotgraph_plan"]
+
+
+def test_recompute_budget_sweep_is_monotone_and_fits():
+    network, joint = _gpt_network()
+    plans = [_plan_of(joint, recompute_budget=fraction) for fraction in [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0]]
+    saved = [p.saved_bytes for p in plans]
+    flops = [p.recompute_flops for p in plans]
+    assert saved == sorted(saved, reverse=True) and flops == sorted(flops), (saved, flops)
+    assert all(p.recompute_flops <= p.recompute_budget for p in plans)
+    assert plans[0].recompute_flops == 0 and saved[-1] < saved[0]
+    assert plans[-1].recompute_budget == network.forward_flops()
+
+
+def test_zero_recompute_budget_recomputes_only_free_ops_and_saves_no_more_than_torch():
+    from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
+
+    from aotgraph.partition.cost import flops_of
+    from aotgraph.report.saved import saved_storage_bytes
+
+    network, joint = _gpt_network()
+    plan = _plan_of(joint, recompute_budget=0)
+    recomputed = [n for n in joint.graph_module.graph.nodes if n.name in set(plan.recomputed)]
+    assert recomputed and all(flops_of(n) == 0 for n in recomputed)
+    default = _plan_of(joint)
+    assert plan.saved_bytes >= default.saved_bytes and plan.recompute_flops < default.recompute_flops
+    module = copy.deepcopy(joint.graph_module)
+    inputs = [n.meta["val"] for n in module.graph.find_nodes(op="placeholder")]
+    torch_forward, _ = torch_min_cut(module, inputs, num_fwd_outputs=joint.num_fwd_outputs)
+    assert plan.saved_bytes <= saved_storage_bytes(torch_forward, joint.num_fwd_outputs)
+
+
+def test_one_budget_at_a_time():
+    _, joint = _gpt_network()
+    with pytest.raises(BadArgument, match="memory_budget and recompute_budget"):
+        _plan_of(joint, memory_budget=0.5, recompute_budget=0.0)
+
+
+def test_recompute_budget_below_the_programs_own_recompute_gets_a_note():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(32, 32, requires_grad=True), torch.randn(32, 32, requires_grad=True)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def f(x, w1, w2):
+        return checkpoint(lambda x: torch.relu(x @ w1) @ w2, x, use_reentrant=False).tanh()
+
+    plan, _ = _plan(f, x, w1, w2, partition_fn=partition_for(recompute_budget=0))
+    assert plan.recompute_flops > 0 and "below what the program itself recomputes" in plan.note
+    expected = [t.grad.clone() for t in (x, w1, w2)]
+    for t in (x, w1, w2):
+        t.grad = None
+    (torch.relu(x @ w1) @ w2).tanh().sum().backward()
+    for got, t in zip(expected, (x, w1, w2)):
+        torch.testing.assert_close(got, t.grad)
+
+
 def test_candidate_plans_trade_bytes_for_flops():
     network, _ = _gpt_network()
     plans = sorted(candidate_plans(network), key=lambda p: p[0])
@@ -142,3 +205,97 @@ def test_plan_explains_every_saved_value():
     assert len(plan.reasons) == len(plan.saved)
     assert all(reason for _, reason in plan.reasons)
     assert plan.recompute_flops > 0 and plan.saved_bytes > 0
+
+
+def _residual_stream(x, ws):
+    """A residual stream over many layers: each layer adds a matmul's output to the running sum
+    and reads the sum through a cheap op, so recomputing a late sum redoes every earlier add."""
+    for w in ws:
+        x = x + torch.tanh(x @ w) * 0.5
+    return x.sum()
+
+
+def _longest_recompute_chain(joint) -> int:
+    from aotgraph.partition import mincut
+
+    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs)
+    recomputed, depth = set(forward.meta["aotgraph_plan"].recomputed), {}
+    for node in joint.graph_module.graph.nodes:
+        if node.name in recomputed:
+            steps = 0 if node.target is operator.getitem or mincut.is_view(node) else 1
+            depth[node.name] = steps + max((depth.get(a.name, 0) for a in node.all_input_nodes), default=0)
+    return max(depth.values(), default=0)
+
+
+def test_long_recompute_chains_are_cut(monkeypatch):
+    """No recomputed value is more than MAX_RECOMPUTE_CHAIN cheap ops from a value the forward
+    computed (without the cap this program recomputes a longer chain), and results match eager."""
+    from aotgraph.partition import mincut
+
+    x = torch.randn(8, 16, requires_grad=True)
+    ws = [(torch.randn(16, 16) * 0.1).requires_grad_() for _ in range(12)]
+    joint = aot_export_joint(lambda x, *ws: _residual_stream(x, ws), (x, *ws))
+    cap = mincut.MAX_RECOMPUTE_CHAIN
+    assert 0 < _longest_recompute_chain(joint) <= cap
+    with monkeypatch.context() as uncapped:
+        uncapped.setattr(mincut, "MAX_RECOMPUTE_CHAIN", 10**9)
+        assert _longest_recompute_chain(joint) > cap
+
+    compiled = aot_function(lambda x, *ws: _residual_stream(x, ws), partition_fn=min_cut_rematerialization_partition)
+    expected = torch.autograd.grad(_residual_stream(x, ws), [x, *ws])
+    torch.testing.assert_close(compiled(x, *ws), _residual_stream(x, ws))
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, *ws), [x, *ws]), expected)
+
+
+def test_long_chain_inside_a_checkpoint_stays_the_programs_recompute():
+    """The program's own recomputation (a checkpointed residual stream) is left to the backward
+    however long its chain: the cap must not force those nodes into the forward."""
+    x = torch.randn(8, 16, requires_grad=True)
+    ws = [(torch.randn(16, 16) * 0.1).requires_grad_() for _ in range(12)]
+
+    def fn(x, *ws):
+        return checkpoint(_residual_stream, x, ws, use_reentrant=False)
+
+    compiled = aot_function(fn, partition_fn=min_cut_rematerialization_partition)
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, *ws), [x, *ws]),
+                               torch.autograd.grad(fn(x, *ws), [x, *ws]))
+
+
+def test_offload_copies_each_value_right_after_its_last_forward_use():
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=2)
+    compiled = aot_module(model, partition_fn=partition_for(policy=offload_large(16 * 1024)))
+    compiled(*inputs).backward()
+    partition = next(iter(compiled.aotgraph_entries.values())).partition
+    nodes = list(partition.forward.graph.nodes)
+    copies = [n for n in nodes if n.target is aten._to_copy.default and n.name.endswith("_host")]
+    assert len(copies) >= 2
+    for copy in copies:
+        value = copy.args[0]
+        last_use = max((nodes.index(u) for u in value.users if u is not copy and u.op != "output"),
+                       default=nodes.index(value))
+        between = nodes[last_use + 1:nodes.index(copy)]
+        assert nodes.index(copy) > last_use and all(n in copies for n in between), (copy, between)
+    assert nodes.index(copies[0]) < len(nodes) - len(copies) - 1  # not all bunched before the output
+
+
+def test_offload_early_picks_values_from_the_start_of_the_forward():
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=4)
+    entry = assert_matches_eager_module(model, inputs, partition_for(policy=offload_early(1024, before=0.5)))
+    plan = entry.partition.forward.meta["aotgraph_plan"]
+    joint_order = {n.name: i for i, n in enumerate(entry.partition.joint.graph_module.graph.nodes)}
+    offloaded = sorted(joint_order[name] for name in plan.offloaded)
+    kept = sorted(joint_order[name] for name in plan.saved if name not in set(plan.offloaded)
+                  and not name.startswith("primals"))
+    assert offloaded and max(offloaded) < max(kept)  # late values stay on the device
+
+
+def assert_matches_eager_module(model, inputs, partition_fn):
+    reference = copy.deepcopy(model)
+    compiled = aot_module(model, partition_fn=partition_fn)
+    compiled(*inputs).backward()
+    reference(*inputs).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"grad of {name}: {m}")
+    return next(iter(compiled.aotgraph_entries.values()))

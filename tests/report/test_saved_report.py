@@ -50,3 +50,12 @@ def test_offloaded_values_are_marked():
     report = saved_report(entry)
     assert any(r.offloaded for r in report.rows) and report.offloaded_bytes > 0
     assert "[host]" in report.format()
+
+
+def test_report_shows_the_predicted_memory():
+    entry, _, _ = _entry(min_cut_rematerialization_partition)
+    report = saved_report(entry)
+    memory = entry.partition.memory
+    assert report.memory is memory and memory.saved_bytes == report.saved_bytes
+    assert memory.peak >= memory.saved_bytes > 0
+    assert "backward peak " in report.format() and memory.peak_step.node in report.format()

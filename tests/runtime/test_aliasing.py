@@ -138,3 +138,20 @@ def test_aliased_inputs_of_different_dtypes_are_refused_when_mutated():
     base = torch.zeros(4)
     with pytest.raises(UnsupportedOp, match="share memory"):
         aot_function(lambda a, b: a.add_(1) * 2 + b.float())(base, base.view(torch.int32))
+
+
+def test_inputs_sharing_memory_without_a_common_base_run_when_not_mutated():
+    """A tensor and its detached twin (both requiring grad) have no base aotgraph could
+    pass instead; a program that mutates neither needs none, and runs as eager."""
+    fn = lambda a, b: a * b + b.sin()  # noqa: E731
+    compiled = aot_function(fn)
+    grads = []
+    for run in (fn, compiled, compiled):
+        x = torch.arange(4.0, requires_grad=True)
+        y = x.detach().requires_grad_()
+        out = run(x, y)
+        out.sum().backward()
+        grads.append((out.detach(), x.grad, y.grad))
+    for got in grads[1:]:
+        torch.testing.assert_close(got, grads[0])
+    assert len(compiled.aotgraph_entries) == 1

@@ -15,11 +15,12 @@ from ..artifacts import JointGraph, Partition, SavedValue, TensorMeta
 from .budget import partition_for
 from .default import default_partition
 from .mincut import MUTATED_INPUTS_KEY, PartitionPlan, min_cut_rematerialization_partition
-from .policies import Decision, NodeInfo, offload_large, save_matmuls, save_nothing, save_tagged
+from .policies import Decision, NodeInfo, offload_early, offload_large, save_matmuls, save_nothing, save_tagged
 
 __all__ = [
     "partition", "default_partition", "min_cut_rematerialization_partition", "partition_for", "PartitionPlan",
     "Decision", "NodeInfo", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
+    "offload_early",
 ]
 
 
@@ -33,7 +34,8 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition) -> 
     forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=joint.num_fwd_outputs)
     saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[joint.num_fwd_outputs:]
     plan = forward.meta.get("aotgraph_plan")
-    saved = tuple(_describe(n, plan.reason(n.name) if plan else "read by backward") for n in saved_nodes)
+    reasons = dict(plan.reasons) if plan else {}
+    saved = tuple(_describe(n, reasons.get(n.name, "read by backward")) for n in saved_nodes)
     num_saved_tensors = sum(isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes)
     if plan is not None:
         recomputed = plan.recomputed

@@ -1,4 +1,4 @@
-"""Memory budgets: the least recompute whose saved bytes fit.
+"""Budgets: the least recompute whose saved bytes fit, or the fewest bytes whose recompute fits.
 
 The knapsack "minimize recompute FLOPs subject to saved bytes <= budget" is solved by its
 Lagrangian: for a recompute price ``lam`` (bytes per FLOP) a min cut of
@@ -9,6 +9,10 @@ Because the ladder does not depend on the budget, a smaller budget can only pick
 fewer or equal saved bytes: saved bytes are monotone in the budget by construction.
 Under a budget, matmuls, convolutions and attention are priced, not banned: a small budget
 recomputes them too (random and side-effecting ops are never recomputed).
+
+The dual, a recompute budget (FLOPs the backward may spend recomputing), picks the plan of
+fewest bytes among those whose FLOPs fit, from the same candidates; a budget of 0 is the exact
+min cut in which only free ops (views, reshapes, getitems) may be recomputed.
 """
 from __future__ import annotations
 
@@ -73,9 +77,35 @@ def saved_for_budget(network: JointNetwork, memory_budget: float) -> tuple[set, 
     return best[2], budget, ""
 
 
-def partition_for(budget: Optional[float] = None, policy: Optional[Policy] = None):
-    """A partition function (functorch calling convention) with a memory budget and/or a
-    policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``."""
-    fn = partial(min_cut_rematerialization_partition, memory_budget=budget, policy=policy)
-    fn.__name__ = f"partition_for(budget={budget}, policy={getattr(policy, '__name__', policy)})"
+def resolve_recompute_budget(network: JointNetwork, recompute_budget: float) -> int:
+    """FLOPs from a recompute budget in FLOPs (> 1) or a fraction (<= 1) of the forward's FLOPs."""
+    if recompute_budget <= 1.0:
+        return int(recompute_budget * network.forward_flops())
+    return int(recompute_budget)
+
+
+def saved_for_recompute_budget(network: JointNetwork, recompute_budget: float) -> tuple[set, int, str]:
+    """(saved nodes, budget in FLOPs, note) for the plan of fewest saved bytes whose recompute
+    FLOPs fit the budget. Recomputation the program asked for itself (checkpoint regions) counts
+    too; a budget below it gets the plan that recomputes only that, with a note."""
+    budget = resolve_recompute_budget(network, recompute_budget)
+    free_only = network.cut(None)  # fewest bytes recomputing only free ops: exact, one cut
+    floor = network.recompute_flops(free_only)
+    if budget <= floor:
+        note = "" if budget == floor else (f"recompute budget {budget} FLOPs is below what the program itself "
+                                           f"recomputes ({floor} FLOPs); recomputing only that")
+        return free_only, budget, note
+    fitting = [p for p in candidate_plans(network) if p[1] <= budget]
+    best = min(fitting, key=lambda p: (p[0], p[1]))
+    return best[2], budget, ""
+
+
+def partition_for(budget: Optional[float] = None, policy: Optional[Policy] = None,
+                  recompute_budget: Optional[float] = None):
+    """A partition function (functorch calling convention) with a memory budget, a recompute
+    budget and/or a policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``."""
+    fn = partial(min_cut_rematerialization_partition, memory_budget=budget, policy=policy,
+                 recompute_budget=recompute_budget)
+    fn.__name__ = (f"partition_for(budget={budget}, recompute_budget={recompute_budget}, "
+                   f"policy={getattr(policy, '__name__', policy)})")
     return fn

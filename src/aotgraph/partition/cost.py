@@ -9,6 +9,7 @@ everything else one per output element (pointwise) or per input element (reducti
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -39,6 +40,13 @@ def bytes_of(node: fx.Node) -> Optional[int]:
     if isinstance(value, (tuple, list)):
         return None
     return 8  # a symbol or scalar
+
+
+def storage_of(value: torch.Tensor) -> tuple[int, int]:
+    """(identity, bytes) of the storage behind `value`; a view shares its base's. The
+    identity is the storage's address (``_cdata``), stable while the fake tensor lives."""
+    storage = value.untyped_storage()
+    return storage._cdata, _int(storage.nbytes())
 
 
 def _shape(node_or_value) -> list[int]:
@@ -143,35 +151,58 @@ _REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "var", "var_mean", "std"
                          "native_group_norm"})
 
 
+@dataclass(frozen=True)
+class OpTraits:
+    """What the partitioner asks of an op, read once per op from its schema and tags."""
+
+    name: str  # packet name: ``mm`` for ``aten.mm.default``
+    view: bool  # every result aliases an input, read-only
+    random: bool  # torch.Tag.nondeterministic_seeded
+    mutable: bool  # the schema writes an argument
+    pointwise: bool  # torch.Tag.pointwise
+
+
+_TRAITS: dict = {}  # id(target) -> (target, traits): the entry keeps the target, so its id stays its own
+
+
+def op_traits(target) -> OpTraits:
+    """`OpTraits` of a call_function target (an OpOverload, getitem or a Python function), cached."""
+    entry = _TRAITS.get(id(target))  # by id: an OpOverload's own __hash__ is Python code
+    if entry is not None and entry[0] is target:
+        return entry[1]
+    if isinstance(target, torch._ops.OpOverload):
+        schema, tags = target._schema, target.tags
+        returns = schema.returns
+        view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+        traits = OpTraits(schema.name.split("::")[-1], view, torch.Tag.nondeterministic_seeded in tags,
+                          schema.is_mutable, torch.Tag.pointwise in tags)
+    else:
+        name = "getitem" if target is operator.getitem else getattr(target, "__name__", str(target))
+        traits = OpTraits(name, False, False, False, False)
+    _TRAITS[id(target)] = (target, traits)
+    return traits
+
+
 def op_name(node: fx.Node) -> str:
     """The op packet name (``mm`` for ``aten.mm.default``), ``getitem``, or the node's op kind."""
-    if node.op != "call_function":
-        return node.op
-    target = node.target
-    if target is operator.getitem:
-        return "getitem"
-    if isinstance(target, torch._ops.OpOverload):
-        return target._schema.name.split("::")[-1]
-    return getattr(target, "__name__", str(target))
+    return op_traits(node.target).name if node.op == "call_function" else node.op
 
 
 def is_view(node: fx.Node) -> bool:
-    target = node.target
-    if not isinstance(target, torch._ops.OpOverload):
-        return False
-    returns = target._schema.returns
-    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+    return node.op == "call_function" and op_traits(node.target).view
 
 
 def is_random(node: fx.Node) -> bool:
-    target = node.target
-    return isinstance(target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in target.tags
+    return node.op == "call_function" and op_traits(node.target).random
 
 
 def flops_of(node: fx.Node) -> int:
-    if node.op != "call_function" or node.target is operator.getitem or is_view(node):
+    if node.op != "call_function":
         return 0
-    name = op_name(node)
+    traits = op_traits(node.target)
+    if traits.view or node.target is operator.getitem:
+        return 0
+    name = traits.name
     rule = FLOP_RULES.get(name)
     if rule is not None:
         return rule(node)
@@ -187,10 +218,10 @@ def unsafe_to_recompute(node: fx.Node) -> Optional[str]:
         return "graph input"
     if node.op != "call_function":
         return None
-    if is_random(node) and not _attention_without_dropout(node):
+    traits = op_traits(node.target)
+    if traits.random and not _attention_without_dropout(node):
         return "random op: backward must see the forward's draws"
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
+    if traits.mutable:
         return "op with side effects"
     return None
 
@@ -219,12 +250,10 @@ def recompute_ban(node: fx.Node) -> Optional[str]:
     unsafe = unsafe_to_recompute(node)
     if unsafe is not None or node.op != "call_function":
         return unsafe
-    if node.target is operator.getitem or is_view(node):
+    traits = op_traits(node.target)
+    if node.target is operator.getitem or traits.view or traits.pointwise:
         return None
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
-        return None
-    name = op_name(node)
+    name = traits.name
     if name in CHEAP_OPS:
         return None
     if name in FLOP_RULES:

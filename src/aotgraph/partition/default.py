@@ -6,7 +6,8 @@ import operator
 
 import torch.fx as fx
 
-from .graph_ops import ancestors, extract_graph, is_primal, is_random, joint_outputs, tangent_dependent
+from .cost import is_random
+from .graph_ops import ancestors, extract_graph, is_primal, joint_outputs, tangent_dependent
 
 
 def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int, **_ignored):

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-import torch
 import torch.fx as fx
 
 try:  # generates the module's Python code only if someone reads or runs it
     from torch.fx._lazy_graph_module import _LazyGraphModule as _make_graph_module
 except ImportError:  # pragma: no cover - older torch
     _make_graph_module = fx.GraphModule
+
+# What the public ``Node.args`` / ``Node.kwargs`` setters call, minus ``Node.__setattr__``.
+_update_args_kwargs = getattr(fx.Node, "_update_args_kwargs", None)
 
 
 def is_tangent(node: fx.Node) -> bool:
@@ -18,11 +20,6 @@ def is_tangent(node: fx.Node) -> bool:
 
 def is_primal(node: fx.Node) -> bool:
     return node.op == "placeholder" and not is_tangent(node)
-
-
-def is_random(node: fx.Node) -> bool:
-    target = node.target
-    return isinstance(target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in target.tags
 
 
 def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, list]:
@@ -34,9 +31,12 @@ def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, li
 def tangent_dependent(graph: fx.Graph) -> set[fx.Node]:
     """Nodes whose value depends on a tangent: they can only run in the backward."""
     dependent: set[fx.Node] = set()
-    for node in graph.nodes:
-        if is_tangent(node) or any(i in dependent for i in node.all_input_nodes):
+    stack = [n for n in graph.find_nodes(op="placeholder") if is_tangent(n)]
+    while stack:
+        node = stack.pop()
+        if node not in dependent:
             dependent.add(node)
+            stack.extend(node.users)
     return dependent
 
 
@@ -66,8 +66,8 @@ def extract_graph(
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for node in inputs:
-        placeholder = graph.placeholder(node.name)
-        placeholder.meta = dict(node.meta)
+        placeholder = graph.create_node("placeholder", node.name, name=node.name, type_expr=node.type)
+        placeholder.meta.update(node.meta)
         env[node] = placeholder
 
     def emit(root: fx.Node) -> None:
@@ -99,11 +99,15 @@ def extract_graph(
 
 
 def _copy_node(graph: fx.Graph, node: fx.Node, env: dict) -> fx.Node:
-    """``graph.node_copy(node, env.__getitem__)`` without create_node's per-argument pytree
-    scan (a warning check for raw SymInts, a third of the partition time on big graphs):
-    arguments are set through the public ``args`` / ``kwargs`` setters instead."""
+    """``graph.node_copy(node, env.__getitem__)`` without its per-node overheads: create_node's
+    per-argument pytree scan (a warning check for raw SymInts) and ``Node.__setattr__``'s
+    lookup-table update on every attribute set (together half of the copy time)."""
     copy = graph.create_node(node.op, node.target, name=node.name, type_expr=node.type)
-    copy.args = fx.map_arg(node.args, env.__getitem__)
-    copy.kwargs = fx.map_arg(node.kwargs, env.__getitem__)
-    copy.meta = dict(node.meta)
+    args = fx.map_arg(node.args, env.__getitem__)
+    kwargs = fx.map_arg(node.kwargs, env.__getitem__) if node.kwargs else {}
+    if _update_args_kwargs is not None:
+        _update_args_kwargs(copy, args, kwargs)
+    else:  # pragma: no cover - torch without the private method
+        copy.args, copy.kwargs = args, kwargs
+    copy.meta.update(node.meta)
     return copy

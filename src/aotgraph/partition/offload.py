@@ -1,7 +1,8 @@
 """CPU offload of saved values, as graph nodes: no runtime support needed.
 
 For each offloaded saved value ``v`` the forward returns ``v_host`` (a host copy) in its
-place, and the backward takes ``v_host`` and brings it back before ``v``'s first use.
+place, made right after ``v``'s last use in the forward, and the backward takes ``v_host``
+and brings it back before ``v``'s first use.
 
 - CUDA values: copies run on a side stream, overlapping compute. The forward's
   device-to-host copy lands in pinned memory (``v``'s memory is reused only after the copy:
@@ -70,12 +71,16 @@ def offload_saved(forward: fx.GraphModule, backward: fx.GraphModule, names: list
     wanted = set(names)
     output = forward.graph.find_nodes(op="output")[0]
     outputs = list(output.args[0])
+    order = {node: i for i, node in enumerate(forward.graph.nodes)}
     for position in range(num_fwd_outputs, len(outputs)):
         value = outputs[position]
         if value.name not in wanted:
             continue
         device_value = value.meta["val"]
-        with forward.graph.inserting_before(output):
+        # Copy right after the forward's last use, not at its end: the device copy is then
+        # freed (once the transfer ends) while the forward still runs.
+        last_use = max((u for u in value.users if u.op != "output"), key=order.__getitem__, default=value)
+        with forward.graph.inserting_after(last_use):
             if device_value.device.type == "cuda":
                 copy = forward.graph.create_node("call_function", offload_to_host, (value,), name=host_name(value.name))
             else:
@@ -83,7 +88,7 @@ def offload_saved(forward: fx.GraphModule, backward: fx.GraphModule, names: list
                                                  name=host_name(value.name))
         if copy.name != host_name(value.name):
             raise AssertionError(f"offload: the name {host_name(value.name)} is taken in the forward graph")
-        copy.meta["val"] = device_value.to(_CPU)
+        copy.meta["val"] = device_value.to(_CPU, copy=True)  # its own storage, even on the CPU
         outputs[position] = copy
     output.args = (tuple(outputs),)
     forward.recompile()
@@ -103,11 +108,12 @@ def _restore_in_backward(backward: fx.GraphModule, wanted: set) -> None:
             host = graph.placeholder(host_name(placeholder.name))
         if host.name != host_name(placeholder.name):
             raise AssertionError(f"offload: the name {host_name(placeholder.name)} is taken in the backward graph")
-        host.meta["val"] = device_value.to(_CPU)
+        host.meta["val"] = device_value.to(_CPU, copy=True)  # its own storage, even on the CPU
         if device_value.device.type == "cuda":
             start = previous_first_use or next(n for n in graph.nodes if n.op != "placeholder")
             with graph.inserting_before(start):
                 pending = graph.call_function(prefetch_to_device, (host, device_value.device))
+            pending.meta["val"] = (device_value, None)  # the device copy exists from the prefetch on
             with graph.inserting_before(first_use):
                 restored = graph.call_function(wait_prefetched, (pending,))
         else:

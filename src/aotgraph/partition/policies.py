@@ -30,7 +30,9 @@ class Decision(enum.Enum):
 @dataclass(frozen=True)
 class NodeInfo:
     """What a policy may look at. `tags`: the op's name (``mm``), its overload
-    (``aten.mm.default``) and its ``torch.Tag`` names (``pointwise``, ...)."""
+    (``aten.mm.default``) and its ``torch.Tag`` names (``pointwise``, ...). `position`: where
+    the node sits in the forward, from 0.0 (first) to 1.0 (last): the backward runs in
+    roughly reverse order, so early values wait longest for their use."""
 
     name: str
     op: str
@@ -38,9 +40,10 @@ class NodeInfo:
     dtype: Optional[torch.dtype]
     nbytes: Optional[int]
     tags: frozenset
+    position: float = 0.0
 
     @staticmethod
-    def of(node: fx.Node) -> "NodeInfo":
+    def of(node: fx.Node, position: float = 0.0) -> "NodeInfo":
         value = node.meta.get("val")
         is_tensor = isinstance(value, torch.Tensor)
         tags = {op_name(node)}
@@ -48,7 +51,7 @@ class NodeInfo:
             tags.add(str(node.target))
             tags.update(tag.name for tag in node.target.tags)
         return NodeInfo(node.name, op_name(node), tuple(value.shape) if is_tensor else None,
-                        value.dtype if is_tensor else None, bytes_of(node), frozenset(tags))
+                        value.dtype if is_tensor else None, bytes_of(node), frozenset(tags), position)
 
 
 Policy = Callable[[NodeInfo], Optional[Decision]]
@@ -86,4 +89,17 @@ def offload_large(min_bytes: int) -> Policy:
         return Decision.OFFLOAD if info.shape is not None and (info.nbytes or 0) >= min_bytes else None
 
     policy.__name__ = f"offload_large({min_bytes})"
+    return policy
+
+
+def offload_early(min_bytes: int, before: float = 0.5) -> Policy:
+    """Offload saved tensors of at least `min_bytes` produced in the first `before` share of
+    the forward: they sit unused longest (until late in the backward), so their transfers
+    have the most compute to hide behind."""
+
+    def policy(info: NodeInfo) -> Optional[Decision]:
+        large = info.shape is not None and (info.nbytes or 0) >= min_bytes
+        return Decision.OFFLOAD if large and info.position < before else None
+
+    policy.__name__ = f"offload_early({min_bytes}, before={before})"
     return policy

@@ -1,7 +1,8 @@
 """What the backward keeps alive: the saved-tensor report of one compiled entry.
 
 `saved_report(entry, program, inputs)` lists each saved value (name, shape, dtype, bytes,
-producing op, why saved), the ops the backward recomputes, totals, and, when the program
+producing op, why saved), the ops the backward recomputes, totals, the predicted memory
+peaks of forward and backward (`Partition.memory`), and, when the program
 and its inputs are given, what eager autograd saves for the same program (counted with
 ``torch.autograd.graph.saved_tensors_hooks``). Bytes are distinct storages; inputs
 (parameters, the batch) are listed but not counted: the caller keeps them alive anyway.
@@ -19,6 +20,7 @@ from torch.utils._pytree import tree_leaves
 from ..artifacts import Partition
 from ..partition.cost import flops_of, op_name
 from ..partition.graph_ops import tangent_dependent
+from ..partition.memory import MemoryTimeline
 
 __all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops"]
 
@@ -44,6 +46,20 @@ class SavedReport:
     recompute_flops: int
     eager_saved_bytes: Optional[int] = None
     eager_saved_count: Optional[int] = None
+    memory: Optional[MemoryTimeline] = None  # predicted live bytes per node, and peaks
+
+    def _memory_lines(self) -> list[str]:
+        memory = self.memory
+        if memory is None:
+            return []
+
+        def peak_of(graph: str) -> str:
+            step = max((s for s in memory.steps if s.graph == graph), key=lambda s: s.live_bytes, default=None)
+            return f"{_human(step.live_bytes)} at {step.node}" if step else "-"
+
+        return [f"predicted memory above the inputs (non-fusing compiler): forward peak {peak_of('forward')}, "
+                f"backward peak {peak_of('backward')}; between them {_human(memory.saved_bytes)} saved + "
+                f"{_human(memory.carried_bytes)} outputs and tangents; gradients {_human(memory.gradient_bytes)}"]
 
     def format(self) -> str:
         lines = [f"{'saved value':<30} {'shape':<20} {'dtype':<9} {'bytes':>11}  {'producer':<34} why"]
@@ -70,7 +86,7 @@ class SavedReport:
                 lines.append(f"ours saves more than eager: {len(forced)} values cannot be recomputed "
                              f"({_human(sum(r.nbytes for r in forced))}), e.g. "
                              + ", ".join(f"{r.name} ({r.reason})" for r in forced[:3]))
-        return "\n".join(lines)
+        return "\n".join(lines + self._memory_lines())
 
 
 def _human(n: float) -> str:
@@ -156,4 +172,5 @@ def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
         recompute_flops=sum(f for _, _, f in recomputed),
         eager_saved_bytes=eager_bytes,
         eager_saved_count=count,
+        memory=partition.memory,
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import operator
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.fx as fx
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
 from ..errors import UnsupportedOp
@@ -21,25 +22,48 @@ from ..errors import UnsupportedOp
 __all__ = ["build_runtime", "autocast_on"]
 
 
-def build_runtime(compiled: CompiledGraphs) -> Callable[[list], list]:
+def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
+    """``call(*flat_inputs)``: the user's outputs in their pytree structure (``sig.out_spec``).
+
+    When nothing needs rearranging (every input a tensor, every output a fresh tensor, no
+    mutation), `call` is the autograd.Function's ``apply`` itself: no Python frame of ours
+    runs between the caller and the Function.
+    """
     partition = compiled.partition
     joint = partition.joint
     sig = joint.signature
     plan = _Plan(sig, joint.num_fwd_outputs)
+    unflatten = _unflattener(sig.out_spec)
+    returns_leaf = plan.is_direct and sig.out_spec.is_leaf()
     if joint.is_inference:
-        run_graphs = _inference_runner(compiled.forward, plan)
+        run_graphs = _inference_runner(compiled.forward)
     else:
-        run_graphs = _training_runner(compiled, plan)
+        run_graphs = _training_runner(compiled, plan, returns_leaf)
+        if returns_leaf or (plan.is_direct and unflatten is tuple):
+            return run_graphs  # the Function's forward returns the user's output as is
+
     if plan.is_direct:
-        return run_graphs  # flat inputs are the primals, graph outputs the user's outputs
+        def call_direct(*flat_inputs):
+            return unflatten(run_graphs(*flat_inputs))
 
-    def run(flat_inputs: list) -> list:
+        return call_direct
+
+    def call(*flat_inputs):
         primals = [flat_inputs[i] for i in plan.primal_positions]
-        graph_outputs = run_graphs(primals)
+        graph_outputs = run_graphs(*primals)
         plan.write_back(primals, graph_outputs)
-        return plan.user_outputs(primals, graph_outputs)
+        return unflatten(plan.user_outputs(primals, graph_outputs))
 
-    return run
+    return call
+
+
+def _unflattener(out_spec) -> Callable[[list], Any]:
+    """``tree_unflatten(·, out_spec)``, short-cut for a single tensor and a flat tuple."""
+    if out_spec.is_leaf():
+        return operator.itemgetter(0)
+    if out_spec == tree_flatten((0,) * out_spec.num_leaves)[1]:
+        return tuple
+    return lambda flat_out: tree_unflatten(flat_out, out_spec)
 
 
 class _Plan:
@@ -118,14 +142,13 @@ def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     return view.detach() if view.requires_grad else view
 
 
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
-
-
-def autocast_on() -> bool:
-    """Whether autocast is on for any device (one C call where torch has it)."""
-    if _any_autocast is not None:
-        return _any_autocast()
+def _autocast_on_cpu_or_cuda() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+
+
+# Whether autocast is on for any device: torch's own C function where it has one (no
+# Python frame on the per-call path).
+autocast_on: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", _autocast_on_cpu_or_cuda)
 
 
 def _call_graph(graph: Callable, args: list):
@@ -136,8 +159,8 @@ def _call_graph(graph: Callable, args: list):
     return graph(args)
 
 
-def _inference_runner(forward: Callable, plan: _Plan):
-    def run(primals: list) -> list:
+def _inference_runner(forward: Callable):
+    def run(*primals) -> list:
         with torch.no_grad():
             return list(_call_graph(forward, list(primals)))
 
@@ -161,46 +184,81 @@ def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
     return found
 
 
-def _training_runner(compiled: CompiledGraphs, plan: _Plan):
+def _primals_behind(graph: fx.Graph, values: list) -> list[int]:
+    """Positions of the placeholders of `graph` that any of `values` is computed from."""
+    seen: set = set()
+    stack = [v for v in values if isinstance(v, fx.Node)]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(node.all_input_nodes)
+    return [i for i, p in enumerate(graph.find_nodes(op="placeholder")) if p in seen]
+
+
+def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
+    """``apply(*primals)`` of a generated autograd.Function: the forward graph's first
+    `num_fwd_outputs` outputs (the only one, not in a tuple, when `returns_leaf`)."""
     partition = compiled.partition
     sig = partition.joint.signature
     num_fwd = plan.num_fwd_outputs
     forward, backward = compiled.forward, compiled.backward
 
     forward_outputs = list(partition.forward.graph.find_nodes(op="output")[0].args[0])
-    saved_names = [n.name for n in forward_outputs[num_fwd:]]
-    saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in forward_outputs[num_fwd:]]
-    # Backward placeholders are matched by name: saved values, then tangents.
-    backward_inputs = []
-    for node in partition.backward.graph.find_nodes(op="placeholder"):
-        if node.name.startswith("tangents"):
-            backward_inputs.append(("tangent", int(node.name.split("_")[1]) - 1))
-        else:
-            backward_inputs.append(("saved", saved_names.index(node.name)))
+    saved_nodes = forward_outputs[num_fwd:]
+    saved_names = [n.name for n in saved_nodes]
+    saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
     user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
     differentiable = [i for i, r in enumerate(user_requires_grad) if r]
     differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.mutated_with_grad) if g]
+    # Backward placeholders are matched by name: saved values, then tangents (tangent k is
+    # the gradient of the k-th differentiable forward output).
+    saved_order, tangent_order = [], []
+    for node in partition.backward.graph.find_nodes(op="placeholder"):
+        if node.name.startswith("tangents"):
+            tangent_order.append(differentiable[int(node.name.split("_")[1]) - 1])
+        elif tangent_order:
+            raise RuntimeError(f"backward placeholder {node.name} follows a tangent (runtime stage); "
+                               "a partitioner must place saved values before tangents")
+        else:
+            saved_order.append(saved_names.index(node.name))
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-    copied_saved = _aliases_of_placeholders(forward_outputs[num_fwd:], {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
+    copied_saved = _aliases_of_placeholders(saved_nodes, {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
-    all_saved_are_tensors = not other_saved
+    saves_tensors_as_is = not other_saved and not copied_saved
+    # Refusing a double backward links the gradients to the primals the saved values are
+    # computed from (the backward reads those values as constants); the cache key fixes
+    # which primals require grad. A gradient that reads no primal has no derivative to refuse.
+    primal_requires_grad = [sig.inputs[i].requires_grad for i in sig.primal_positions]
+    refusal_primals = [p for p in _primals_behind(partition.forward.graph, saved_nodes) if primal_requires_grad[p]]
 
     class CompiledFunction(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *primals):
-            outputs = _call_graph(forward, list(primals))
-            if all_saved_are_tensors and not copied_saved:
-                ctx.save_for_backward(*outputs[num_fwd:])
+            # Graphs already hold autocast's casts; running them under autocast would cast twice.
+            if autocast_on():
+                with torch._C._DisableAutocast():
+                    outputs = forward(list(primals))
+            else:
+                outputs = forward(list(primals))
+            if saves_tensors_as_is:
+                if saved_is_tensor:
+                    ctx.save_for_backward(*outputs[num_fwd:])
             else:
                 saved = list(outputs[num_fwd:])
                 for i in copied_saved:
                     saved[i] = saved[i].clone()
                 ctx.save_for_backward(*[saved[i] for i in tensor_saved])
                 ctx.other_saved = [saved[i] for i in other_saved]
-            # Weak: only a double backward needs them (to refuse it), and they must not outlive the graph.
-            ctx.primal_refs = [weakref.ref(p) for p in primals if p.requires_grad]
+            if refusal_primals:
+                # Weak: only a double backward needs them, and they must not outlive the graph.
+                ctx.primal_refs = [weakref.ref(primals[p]) for p in refusal_primals]
+            if returns_leaf:
+                if non_differentiable:
+                    ctx.mark_non_differentiable(outputs[0])
+                return outputs[0]
             fwd_outputs = tuple(outputs[:num_fwd])
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
@@ -208,7 +266,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
 
         @staticmethod
         def backward(ctx, *grad_outputs):
-            if all_saved_are_tensors:
+            if not other_saved:
                 saved = ctx.saved_tensors
             else:
                 saved = [None] * len(saved_is_tensor)
@@ -216,31 +274,26 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan):
                     saved[i] = t
                 for i, v in zip(other_saved, ctx.other_saved):
                     saved[i] = v
-            tangents = [grad_outputs[i] for i in differentiable]
-            args = [
-                saved[index] if kind == "saved" else tangents[index].contiguous()
-                for kind, index in backward_inputs
-            ]
+            args = [saved[i] for i in saved_order]
+            args += [grad_outputs[i].contiguous() for i in tangent_order]
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
             # that require grad matter to its refusal. Dropping the rest lets the early frees work.
             second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
                                   if torch.is_grad_enabled() else None)
             # Early frees: `args` holds the only references, so a boxed backward that clears
             # it releases each saved tensor after its last use (unless retain_graph).
-            del saved, tangents, grad_outputs
-            ctx.maybe_clear_saved_tensors()
+            del saved, grad_outputs
+            if tensor_saved:
+                ctx.maybe_clear_saved_tensors()
             if second_order_links is None:
                 return tuple(_call_graph(backward, args))
             with torch.no_grad():
                 grads = tuple(_call_graph(backward, args))
-            return _refuse_second_order(grads, second_order_links + [ref() for ref in ctx.primal_refs])
+            if refusal_primals:
+                second_order_links += [ref() for ref in ctx.primal_refs]
+            return _refuse_second_order(grads, second_order_links)
 
-    apply = CompiledFunction.apply
-
-    def run(primals: list) -> tuple:
-        return apply(*primals)
-
-    return run
+    return CompiledFunction.apply
 
 
 class _SecondOrderRefused(torch.autograd.Function):
