@@ -15,6 +15,7 @@ import contextlib
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+from torch._dispatch.python import no_python_dispatcher
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager
 
 aten = torch.ops.aten
@@ -138,7 +139,10 @@ class FakeOutputs:
         layouts = [self.layout_of[id(t)][1] for t in tensors]
         if {layout[4] for layout in layouts} != {_CPU} or any(layout[0] in _LOW_PRECISION for layout in layouts):
             return None
-        with in_kernel_invocation_manager(self.fake_mode):
+        # The Python dispatcher (on for recording) would route the meta kernel's inner ops
+        # through Python references too (batch norm 2.2 ms instead of 1.3); nothing it computes
+        # is recorded, only the layouts of its outputs.
+        with in_kernel_invocation_manager(self.fake_mode), no_python_dispatcher():
             out = func(*args, **kwargs)
         if isinstance(out, torch.Tensor):
             return self._as_fake(out)
