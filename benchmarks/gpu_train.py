@@ -157,7 +157,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def fresh_compile_state(cache_root: str, name: str) -> None:
-    torch._dynamo.reset()
+    """Cold Inductor caches for the next configuration; the compiled code of earlier ones stays
+    (they are timed later, interleaved), and Dynamo keeps each backend's entries apart."""
     torch._dynamo.utils.compilation_time_metrics.clear()
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, name)
     os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_root, name, "triton")
@@ -173,11 +174,24 @@ def torch_compile_phases() -> dict[str, float]:
     return {name: sum(times) for name, times in torch._dynamo.utils.compilation_time_metrics.items()}
 
 
-def run_config(model_name: str, config: str, args, device: torch.device, log: Log, cache_root: str) -> dict:
+class Prepared:
+    """One compiled configuration, first step and warm-up done, ready for interleaved timing."""
+
+    def __init__(self, model_name, config, step, static_bytes, result, keep):
+        self.model_name, self.config, self.step = model_name, config, step
+        self.static_bytes, self.result, self.keep = static_bytes, result, keep
+        self.step_ms: list[float] = []
+
+
+def prepare_config(model_name: str, config: str, args, device: torch.device, log: Log, cache_root: str) -> Prepared:
+    """Compile `config` from cold (own Inductor cache directory), time its first step, warm up."""
     fresh_compile_state(cache_root, f"{model_name}_{config}")
-    leftover_bytes = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+    synchronize(device)
+    before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     torch.manual_seed(0)
     model, inputs, what = MODELS[model_name](device, args.smoke)
+    synchronize(device)
+    static_bytes = (torch.cuda.memory_allocated() if device.type == "cuda" else 0) - before
     compiled, backend = compile_model(model, config, args.partition)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     losses = []
@@ -198,15 +212,7 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    timer = Timer(device)
-    step_ms = [timer.time(step) for _ in range(args.steps)]
-    peak_bytes = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    result = dict(model=model_name, config=config, what=what, median_step_ms=statistics.median(step_ms),
-                  step_ms=step_ms, peak_gib=peak_bytes / 2**30 if peak_bytes is not None else None,
-                  first_step_s=first_step_s, losses=[float(l) for l in losses],
-                  leftover_gib_from_earlier_configs=leftover_bytes / 2**30)
+    result = dict(model=model_name, config=config, what=what, first_step_s=first_step_s, losses=losses)
     phases = torch_compile_phases()
     result["dynamo_compile_times"] = phases
     if config == "inductor":
@@ -217,7 +223,7 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
         entries = backend.entries
         result["aot_s"] = sum(entry.log.seconds(stage) for entry in entries for stage in OUR_AOT_STAGES)
         result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
-                                for stage in ("capture", "partition", "compile")}
+                                for stage in ("capture", "joint passes", "partition", "compile")}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
         result["partition"] = args.partition
         result["graphs"] = len(entries)
@@ -225,10 +231,35 @@ def run_config(model_name: str, config: str, args, device: torch.device, log: Lo
         for k, entry in enumerate(entries):
             log(f"  aotgraph entry {k}: {len(entry.joint.graph_module.graph.nodes)} joint nodes, "
                 f"{entry.partition.saved_bytes / 2**20:.1f} MiB saved\n" + entry.log.format())
-    log(json.dumps({k: v for k, v in result.items() if k not in ("dynamo_compile_times", "step_ms")}, default=str))
-    log("  dynamo compile_times:", json.dumps({k: round(v, 4) for k, v in phases.items()}))
-    del compiled, model, optimizer, inputs, backend
-    return result
+    log(f"  first step {first_step_s:.1f} s; dynamo compile_times:", json.dumps({k: round(v, 4) for k, v in phases.items()}))
+    return Prepared(model_name, config, step, static_bytes, result, keep=(compiled, model, optimizer, inputs, backend))
+
+
+def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> list[dict]:
+    """Step times in interleaved rounds (each round times every configuration in turn, so a
+    slow phase of the host hits all of them alike), then each one's peak memory over two more
+    steps: max allocated above what was allocated before them, plus its own model and inputs."""
+    timer = Timer(device)
+    for _ in range(args.rounds):
+        for p in prepared:
+            p.step_ms += [timer.time(p.step) for _ in range(args.steps)]
+    results = []
+    for p in prepared:
+        peak_gib = None
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            for _ in range(2):
+                p.step()
+            torch.cuda.synchronize()
+            peak_gib = (torch.cuda.max_memory_allocated() - base + p.static_bytes) / 2**30
+        result = dict(p.result, median_step_ms=statistics.median(p.step_ms), step_ms=p.step_ms, peak_gib=peak_gib,
+                      losses=[float(l) for l in p.result["losses"]])
+        log(json.dumps({k: v for k, v in result.items() if k not in ("dynamo_compile_times", "step_ms", "losses")},
+                       default=str))
+        results.append(result)
+    return results
 
 
 def format_table(results: list[dict]) -> str:
@@ -259,13 +290,15 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--warmup", type=int, default=None, help="steps after the first, before timing")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     parser.add_argument("--partition", choices=("default", "mincut"), default=None,
                         help="aotgraph's partition (default: mincut when aotgraph has it)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="start no configuration after this many seconds")
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 5)
-    args.steps = args.steps if args.steps is not None else (3 if args.smoke else 20)
+    args.steps = args.steps if args.steps is not None else (3 if args.smoke else 5)
+    args.rounds = args.rounds if args.rounds is not None else (2 if args.smoke else 6)
     args.partition = args.partition or default_partition_name()
     device = torch.device("cpu" if args.smoke else "cuda")
 
@@ -281,10 +314,11 @@ def main() -> int:
         except ImportError:
             versions[package] = None
     log("gpu_train:", json.dumps(versions), f"warmup {args.warmup} steps, timed {args.steps} steps, "
-        f"aotgraph partition {args.partition}")
+        f"in {args.rounds} interleaved rounds, aotgraph partition {args.partition}")
 
     results = []
     for model_name in args.models:
+        prepared = []
         for config in args.configs:
             if time.perf_counter() - START > args.budget_s:
                 results.append(dict(model=model_name, config=config, error=f"skipped: past --budget-s {args.budget_s:.0f}"))
@@ -292,15 +326,18 @@ def main() -> int:
                 continue
             log(f"== {model_name} {config}  (t={time.perf_counter() - START:.0f} s)")
             try:
-                results.append(run_config(model_name, config, args, device, log, cache_root))
+                prepared.append(prepare_config(model_name, config, args, device, log, cache_root))
             except Exception as error:
                 log(traceback.format_exc())
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
                 results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
-            torch._dynamo.reset()  # drop this configuration's compiled graphs before the next one
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+        log(f"== {model_name}: {args.rounds} interleaved rounds of {args.steps} steps  (t={time.perf_counter() - START:.0f} s)")
+        results += measure(prepared, args, device, log)
+        del prepared
+        torch._dynamo.reset()  # drop this model's compiled graphs before the next model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
         json.dump(dict(versions=versions, results=results), f, indent=1, default=str)
