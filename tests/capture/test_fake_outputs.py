@@ -50,6 +50,14 @@ CASES = {
     "threshold_backward, channels last": (
         aten.threshold_backward.default,
         lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last), torch.randn(2, 3, 4, 4)), (0.0,)),
+    "pointwise: broadcast add with a channels-last operand": (
+        aten.add.Tensor, lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last), torch.randn(4)), ()),
+    "pointwise: int64 times a float scalar tensor": (
+        aten.mul.Tensor, lambda: (torch.arange(6).view(2, 3), torch.tensor(1.5)), ()),
+    "pointwise: where with a bool condition": (
+        aten.where.self, lambda: (torch.randn(3, 1) > 0, torch.randn(3, 4), torch.randn(4)), ()),
+    "pointwise: gelu of a transposed view": (aten.gelu.default, lambda: (torch.randn(5, 3).t(),), ()),
+    "pointwise in place: relu_": (aten.relu_.default, lambda: (torch.randn(3, 4),), ()),
     "add_ (returns its argument)": (aten.add_.Tensor, lambda: (torch.randn(3, 4), torch.randn(3, 4)), ()),
     "channels-last conv": (aten.convolution.default,
                            lambda: (torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last),
@@ -98,7 +106,7 @@ def test_miss_and_hit_match_the_fake_mode(case):
         assert all(isinstance(o, FakeTensor) and o.fake_mode is memo_mode for o in out)
         if func.is_view or func is aten._unsafe_view.default:
             assert all(_storage(o) == _storage(args[0]) for o in out), attempt
-        elif func._schema.is_mutable and func is aten.add_.Tensor:
+        elif func._schema.returns[0].alias_info is not None:  # in place: returns its argument
             assert out[0] is args[0]
         else:
             assert all(_storage(o) not in {_storage(a) for a in args if isinstance(a, torch.Tensor)} for o in out)
