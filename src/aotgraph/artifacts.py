@@ -197,8 +197,11 @@ class Partition:
 
 @dataclass(frozen=True)
 class CompiledGraphs:
-    """Boxed callables (they take one list and may clear it) for each graph of a Partition."""
+    """Boxed callables (they take one list and may clear it) for each graph of a Partition.
+    `mutations_in_graph`: primal indices whose mutation the forward graph writes itself (the
+    runtime writes the other mutated inputs back)."""
 
     forward: Callable
     backward: Optional[Callable]
     partition: Partition
+    mutations_in_graph: tuple[int, ...] = ()

@@ -220,3 +220,57 @@ def test_compile_workers_are_woken_for_gpu_graphs_only(monkeypatch):
         on_gpu = torch.empty(2, device="cuda")
     wake_compile_workers([torch.randn(2), on_gpu])
     assert calls == [1]
+
+
+def _forward_graphs_given_to_inductor(monkeypatch) -> list:
+    import torch._inductor.compile_fx as compile_fx
+
+    graphs, real = [], compile_fx.compile_fx_inner
+
+    def recording(graph_module, example_inputs, **kwargs):
+        if not kwargs.get("is_backward"):
+            graphs.append(graph_module)
+        return real(graph_module, example_inputs, **kwargs)
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", recording)
+    return graphs
+
+
+def _writes_to_inputs(graph_module) -> list:
+    return [n.args[0].name for n in graph_module.graph.nodes
+            if n.target is torch.ops.aten.copy_.default and n.args[0].op == "placeholder"]
+
+
+def test_batch_norm_statistics_are_written_by_the_forward_graph(monkeypatch):
+    """With Inductor the forward graph writes mutated buffers itself (fused into the kernel
+    that computes them, as torch.compile does), and buffers still match eager's."""
+    graphs = _forward_graphs_given_to_inductor(monkeypatch)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    reference = copy.deepcopy(model)
+    compiled = aot_module(model, "inductor")
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    for _ in range(2):
+        compiled(x).sum().backward()
+        reference(x).sum().backward()
+    assert len(_writes_to_inputs(graphs[0])) == 3  # running mean, running var, batches tracked
+    for ours, theirs in zip(model.buffers(), reference.buffers()):
+        torch.testing.assert_close(ours, theirs)
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_buffer_mutated_after_its_old_value_was_used_matches_eager():
+    """The backward needs a value computed from the buffer before its update; whichever side
+    writes the update (graph or runtime), the gradient sees the old value, as in eager."""
+    def fn(x, buf):
+        y = x * (buf * 2)
+        buf.add_(1)
+        return y
+
+    x, buf = torch.randn(4, requires_grad=True), torch.randn(4)
+    old = buf.clone()
+    compiled = aot_function(fn, "inductor", partition_fn=aotgraph.min_cut_rematerialization_partition)
+    (grad,) = torch.autograd.grad(compiled(x, buf).sum(), x)
+    torch.testing.assert_close(grad, old * 2)
+    torch.testing.assert_close(buf, old + 1)

@@ -19,6 +19,7 @@ from torch._guards import TracingContext, detect_fake_mode, tracing
 
 from ..artifacts import CompiledGraphs, Partition
 from ..errors import BadArgument, CompilerError
+from .input_mutations import with_mutations_in_graph
 
 __all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "make_boxed_func",
            "make_boxed_compiler", "resolve_compiler", "GraphRole"]
@@ -77,6 +78,9 @@ def inductor(graph_module: fx.GraphModule, example_inputs, role: Optional[GraphR
 
 
 inductor._takes_role = True
+# The name `inductor` in this package is rebound to the submodule compilers/inductor.py once
+# that is imported; code here refers to the compiler function through this alias.
+_INDUCTOR = inductor
 
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
 _graph_ids = count()
@@ -132,15 +136,19 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     graph_id = next(_graph_ids)
     num_user_outputs = len(joint.signature.tensor_output_positions)
     fw_inputs = _placeholder_values(parts.forward)
+    forward_graph, in_graph = parts.forward, ()
+    if (inference_compiler if joint.is_inference else fw_compiler) is _INDUCTOR:
+        forward_graph, in_graph = with_mutations_in_graph(parts)
     with ExitStack() as stack:
         if TracingContext.try_get() is None:
             fake_mode = detect_fake_mode(fw_inputs) or joint.fake_mode
             stack.enter_context(tracing(TracingContext(fake_mode)))
         if joint.is_inference:
             role = GraphRole("inference", num_user_outputs, graph_id)
-            return CompiledGraphs(compile_graph(inference_compiler, parts.forward, fw_inputs, role), None, parts)
+            return CompiledGraphs(compile_graph(inference_compiler, forward_graph, fw_inputs, role), None, parts,
+                                  in_graph)
         with TracingContext.report_output_strides() as output_strides:
-            forward = compile_graph(fw_compiler, parts.forward, fw_inputs, GraphRole("forward", num_user_outputs,
+            forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
                                                                                      graph_id))
         saved_strides = list(output_strides or [])[joint.num_fwd_outputs:]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
@@ -148,7 +156,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
         # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
         num_grads = len(parts.backward.graph.find_nodes(op="output")[0].args[0])
         backward = compile_graph(bw_compiler, parts.backward, bw_inputs, GraphRole("backward", num_grads, graph_id))
-    return CompiledGraphs(forward, backward, parts)
+    return CompiledGraphs(forward, backward, parts, in_graph)
 
 
 def _placeholder_values(graph_module: fx.GraphModule) -> list:

@@ -1,6 +1,7 @@
 """Small graph utilities shared by the partitioners: classify joint nodes, copy subgraphs."""
 from __future__ import annotations
 
+import operator
 from typing import Iterable, Optional
 
 import torch.fx as fx
@@ -111,3 +112,20 @@ def _copy_node(graph: fx.Graph, node: fx.Node, env: dict) -> fx.Node:
         copy.args, copy.kwargs = args, kwargs
     copy.meta.update(node.meta)
     return copy
+
+
+def aliases_of_placeholders(nodes: list, names: set) -> list[int]:
+    """Indices of `nodes` that are one of the named placeholders or a chain of views of one."""
+    found = []
+    for index, node in enumerate(nodes):
+        while isinstance(node, fx.Node) and node.op == "call_function":
+            target = node.target
+            if target is operator.getitem:
+                node = node.args[0]
+            elif getattr(target, "is_view", False):
+                node = node.args[0]
+            else:
+                break
+        if isinstance(node, fx.Node) and node.op == "placeholder" and node.name in names:
+            found.append(index)
+    return found

@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
 from ..errors import UnsupportedOp
+from ..partition.graph_ops import aliases_of_placeholders
 
 __all__ = ["build_runtime", "autocast_on"]
 
@@ -32,7 +33,7 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
     partition = compiled.partition
     joint = partition.joint
     sig = joint.signature
-    plan = _Plan(sig, joint.num_fwd_outputs)
+    plan = _Plan(sig, joint.num_fwd_outputs, compiled.mutations_in_graph)
     unflatten = _unflattener(sig.out_spec)
     returns_leaf = plan.is_direct and sig.out_spec.is_leaf()
     if joint.is_inference:
@@ -69,7 +70,7 @@ def _unflattener(out_spec) -> Callable[[list], Any]:
 class _Plan:
     """Where each graph output goes: user outputs, mutated inputs, layout changes."""
 
-    def __init__(self, sig: Signature, num_fwd_outputs: int):
+    def __init__(self, sig: Signature, num_fwd_outputs: int, mutations_in_graph: tuple[int, ...] = ()):
         self.primal_positions = sig.primal_positions
         self.outputs: tuple[OutputInfo, ...] = sig.outputs
         self.num_user_tensors = len(sig.tensor_output_positions)
@@ -77,6 +78,9 @@ class _Plan:
         grad_mutated = set(sig.grad_mutated_primals)
         self.mutated_with_grad = [p in grad_mutated for p in self.mutated]
         self.relaid = sig.metadata_mutated_primals
+        in_graph = set(mutations_in_graph)  # the forward graph writes these itself
+        self.written_by_runtime = [(k, p, with_grad) for k, (p, with_grad)
+                                   in enumerate(zip(self.mutated, self.mutated_with_grad)) if p not in in_graph]
         self.num_fwd_outputs = num_fwd_outputs
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -93,10 +97,10 @@ class _Plan:
         )
 
     def write_back(self, primals: list, graph_outputs: list) -> None:
-        if not self.mutated and not self.relaid:
+        if not self.written_by_runtime and not self.relaid:
             return
         start = self.num_user_tensors
-        for k, (p, with_grad) in enumerate(zip(self.mutated, self.mutated_with_grad)):
+        for k, p, with_grad in self.written_by_runtime:
             new_value = graph_outputs[start + k]
             if new_value is primals[p]:
                 continue
@@ -167,23 +171,6 @@ def _inference_runner(forward: Callable):
     return run
 
 
-def _aliases_of_placeholders(nodes: list, names: set) -> list[int]:
-    """Indices of `nodes` that are one of the named placeholders or a chain of views of one."""
-    found = []
-    for index, node in enumerate(nodes):
-        while isinstance(node, fx.Node) and node.op == "call_function":
-            target = node.target
-            if target is operator.getitem:
-                node = node.args[0]
-            elif getattr(target, "is_view", False):
-                node = node.args[0]
-            else:
-                break
-        if isinstance(node, fx.Node) and node.op == "placeholder" and node.name in names:
-            found.append(index)
-    return found
-
-
 def _primals_behind(graph: fx.Graph, values: list) -> list[int]:
     """Positions of the placeholders of `graph` that any of `values` is computed from."""
     seen: set = set()
@@ -225,7 +212,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-    copied_saved = _aliases_of_placeholders(saved_nodes, {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
+    copied_saved = aliases_of_placeholders(saved_nodes, {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
     saves_tensors_as_is = not other_saved and not copied_saved
     # Refusing a double backward links the gradients to the primals the saved values are

@@ -1,0 +1,48 @@
+"""Input mutations written by the forward graph itself, for compilers that fuse them.
+
+By default the runtime writes each mutated input back after the forward (one ``copy_`` per
+input, from Python). For Inductor, torch.compile's way is better: the forward graph ends with
+``copy_(input, new_value)``, which Inductor fuses into the kernel computing the value (batch
+norm's running statistics: three copies per layer that cost a kernel launch each otherwise).
+Only plain data mutations move: not those autograd records (an input requiring grad), not
+layout changes, and not inputs whose old value a saved tensor still reads.
+"""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from ..artifacts import Partition
+from ..partition.graph_ops import aliases_of_placeholders
+
+aten = torch.ops.aten
+
+
+def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    """(a copy of the forward graph that also writes the movable input mutations, the primal
+    indices it writes). The forward's outputs are unchanged; the runtime skips those indices."""
+    sig = parts.joint.signature
+    grad_mutated, relaid = set(sig.grad_mutated_primals), set(sig.metadata_mutated_primals)
+    forward = parts.forward
+    output = forward.graph.find_nodes(op="output")[0]
+    outputs = list(output.args[0])
+    saved = outputs[parts.joint.num_fwd_outputs:]
+    first_value = len(sig.tensor_output_positions)
+    placeholders = {n.name: n for n in forward.graph.find_nodes(op="placeholder")}
+    movable = []
+    for k, p in enumerate(sig.mutated_primals):
+        name, value = f"primals_{p + 1}", outputs[first_value + k]
+        if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
+                or value is placeholders[name] or aliases_of_placeholders(saved, {name})
+                or aliases_of_placeholders([value], set(placeholders))):
+            continue
+        movable.append((p, placeholders[name], value))
+    if not movable:
+        return forward, ()
+    graph, env = fx.Graph(), {}
+    copied = graph.graph_copy(forward.graph, env)
+    for _, placeholder, value in movable:  # appended: after every read of the old values
+        write = graph.call_function(aten.copy_.default, (env[placeholder], env[value]))
+        write.meta["val"] = placeholder.meta["val"]
+    graph.output(copied)
+    return fx.GraphModule(forward, graph), tuple(p for p, _, _ in movable)
