@@ -210,6 +210,11 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
         else:
             saved_order.append(saved_names.index(node.name))
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
+    # Autograd would materialize a zero gradient for every output that gets none, the
+    # non-differentiable ones included (new values of mutated buffers: one kernel each);
+    # the backward makes zeros itself only for the tangents it reads.
+    tangent_layouts = [(tuple(v.shape), v.dtype, v.device)
+                       for v in (forward_outputs[i].meta["val"] for i in tangent_order)]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
     copied_saved = aliases_of_placeholders(saved_nodes, {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
@@ -249,6 +254,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
             fwd_outputs = tuple(outputs[:num_fwd])
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
+                ctx.set_materialize_grads(False)
             return fwd_outputs
 
         @staticmethod
@@ -262,7 +268,9 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                 for i, v in zip(other_saved, ctx.other_saved):
                     saved[i] = v
             args = [saved[i] for i in saved_order]
-            args += [grad_outputs[i].contiguous() for i in tangent_order]
+            for i, (shape, dtype, device) in zip(tangent_order, tangent_layouts):
+                grad = grad_outputs[i]
+                args.append(grad.contiguous() if grad is not None else torch.zeros(shape, dtype=dtype, device=device))
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
             # that require grad matter to its refusal. Dropping the rest lets the early frees work.
             second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
