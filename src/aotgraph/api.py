@@ -118,18 +118,20 @@ class _LastCall:
     `tensors_match` is torch's C++ tensor check (Dynamo's ``TensorGuards``): Python type,
     dispatch keys (device type, conj/neg bits, the thread's dispatch state), dtype, device
     index, shape, stride, requires_grad; it fails when one tensor is passed twice. The rest
-    of the key is checked here: grad mode, autocast (one C call when it is off), storage offsets. Only entries that
-    mutate no input are remembered (those also check for inputs sharing memory)."""
+    of the key is checked here: grad mode, autocast (one C call when it is off), storage offsets;
+    for an entry that mutates an input, also that no two inputs share memory (the key path
+    would compile such a call for their common base)."""
 
-    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run")
+    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run", "check_storages")
 
-    def __init__(self, args: tuple, run: Callable):
+    def __init__(self, args: tuple, run: Callable, check_storages: bool):
         self.num_args = len(args)
         self.tensors_match = _TensorGuards(*args, dynamic_dims_sizes=None, dynamic_dims_strides=None).check
         self.grad_enabled = torch.is_grad_enabled()
         self.autocast = _autocast_state()
         self.offsets = list(map(_storage_offset, args))
         self.run = run
+        self.check_storages = check_storages  # a mutating entry: inputs must not share memory
 
 
 def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
@@ -140,17 +142,24 @@ def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
     each entry's last one: a call that reached the same entry has the same key, so only the
     C++ check's extra facts (Python type, dispatch keys) can differ, and a call that switches
     between entries rebuilds none while those match."""
-    if (_TensorGuards is None or kwargs or entry.mutates_inputs
-            or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)):
+    if (_TensorGuards is None or kwargs
+            or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)
+            or (entry.mutates_inputs and not _distinct_storages(args))):
         return None
     known = by_entry.get(id(entry))
     if known is not None and known.tensors_match(*args):
         return known
     try:
-        by_entry[id(entry)] = _LastCall(args, entry.run)
+        by_entry[id(entry)] = _LastCall(args, entry.run, entry.mutates_inputs)
     except (TypeError, RuntimeError):  # a tensor the C++ check cannot describe: keep the key path
         return None
     return by_entry[id(entry)]
+
+
+def _distinct_storages(tensors: tuple) -> bool:
+    """No two of `tensors` share memory (an empty storage counts as shared: pointer 0)."""
+    pointers = {t.untyped_storage().data_ptr() for t in tensors}
+    return len(pointers) == len(tensors) and 0 not in pointers
 
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -263,7 +272,8 @@ def aot_function(
         if (last is not None and not kwargs and len(args) == last.num_args and last.tensors_match(*args)
                 and _grad_enabled() is last.grad_enabled
                 and (_autocast_state() if autocast_on() else _AUTOCAST_OFF) == last.autocast
-                and list(map(_storage_offset, args)) == last.offsets):
+                and list(map(_storage_offset, args)) == last.offsets
+                and (not last.check_storages or _distinct_storages(args))):
             return last.run(*args)
         return call_with_key(args, kwargs)
 
