@@ -13,7 +13,7 @@ from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
-from .compilers.inductor import inductor_joint_passes, wake_compile_workers
+from .compilers.torchinductor import inductor_joint_passes, wake_compile_workers
 from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
 from .runtime import autocast_on, build_runtime
@@ -218,7 +218,7 @@ def aot_function(
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
     if decompositions is None and fw is inductor:
-        from .compilers.inductor import inductor_decompositions
+        from .compilers.torchinductor import inductor_decompositions
 
         decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}

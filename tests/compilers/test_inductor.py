@@ -10,7 +10,7 @@ import torch
 
 import aotgraph
 from aotgraph import aot_function, aot_module, models
-from aotgraph.compilers.inductor import inductor_decompositions
+from aotgraph.compilers.torchinductor import inductor_decompositions
 from backend_training import assert_close, assert_training_parity
 
 
@@ -209,7 +209,7 @@ def test_compile_workers_are_woken_for_gpu_graphs_only(monkeypatch):
     from torch._inductor.async_compile import AsyncCompile
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from aotgraph.compilers.inductor import wake_compile_workers
+    from aotgraph.compilers.torchinductor import wake_compile_workers
 
     calls = []
     name = "wakeup" if hasattr(AsyncCompile, "wakeup") else "warm_pool"

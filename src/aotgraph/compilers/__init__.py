@@ -72,15 +72,12 @@ def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
 
 def inductor(graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
     """TorchInductor (``compile_fx_inner``); without a role the graph is taken as an inference graph."""
-    from .inductor import compile_with_inductor
+    from .torchinductor import compile_with_inductor
 
     return compile_with_inductor(graph_module, example_inputs, role or GraphRole("inference", 0, next(_graph_ids)))
 
 
 inductor._takes_role = True
-# The name `inductor` in this package is rebound to the submodule compilers/inductor.py once
-# that is imported; code here refers to the compiler function through this alias.
-_INDUCTOR = inductor
 
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
 _graph_ids = count()
@@ -137,7 +134,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     num_user_outputs = len(joint.signature.tensor_output_positions)
     fw_inputs = _placeholder_values(parts.forward)
     forward_graph, in_graph = parts.forward, ()
-    if (inference_compiler if joint.is_inference else fw_compiler) is _INDUCTOR:
+    if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
         forward_graph, in_graph = with_mutations_in_graph(parts)
     with ExitStack() as stack:
         if TracingContext.try_get() is None:
