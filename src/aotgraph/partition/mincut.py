@@ -139,9 +139,11 @@ class JointNetwork:
         return recompute_ban(node)
 
     def _static_edges(self) -> None:
-        """Edges that do not depend on the recompute price (arrays of tails, heads, capacities),
-        and the nodes a price applies to. Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i
-        are node i's in / out."""
+        """The flow network's CSR structure, built once: every edge and its reverse (capacity
+        0 unless it is an edge itself), so that scipy's solver adds none and its flow matrix
+        shares this structure. Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node
+        i's in / out. Capacities that do not depend on the recompute price are filled in;
+        `priced_slots` are where the price edges ``source -> v_in`` of `priced` nodes go."""
         edges: dict[tuple[int, int], float] = {}
         sink_edges: set[tuple[int, int]] = set()
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
@@ -161,14 +163,26 @@ class JointNetwork:
                 sink_edges.add((v_out, 1))
         for edge in sink_edges:
             edges[edge] = float("inf")
-        self.static_tails = np.fromiter((e[0] for e in edges), np.int64, len(edges))
-        self.static_heads = np.fromiter((e[1] for e in edges), np.int64, len(edges))
-        self.static_caps = np.fromiter(edges.values(), np.float64, len(edges))
         # Nodes a recompute price applies to: they cost FLOPs and nothing forces them forward.
         self.priced = np.array([i for i, flops in enumerate(self.flops)
                                 if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned],
                                dtype=np.int64)
         self.priced_flops = np.array([self.flops[i] for i in self.priced], dtype=np.float64)
+        for i in self.priced.tolist():
+            edges[(0, 2 + 2 * i)] = 0.0
+        for tail, head in list(edges):
+            edges.setdefault((head, tail), 0.0)
+        tails = np.fromiter((e[0] for e in edges), np.int64, len(edges))
+        heads = np.fromiter((e[1] for e in edges), np.int64, len(edges))
+        order = np.lexsort((heads, tails))
+        self.size = 2 + 2 * len(self.nodes)
+        self.indptr = np.zeros(self.size + 1, dtype=np.int32)
+        np.cumsum(np.bincount(tails, minlength=self.size), out=self.indptr[1:])
+        self.tails, self.indices = tails[order], heads[order].astype(np.int32)
+        self.static_caps = np.fromiter(edges.values(), np.float64, len(edges))[order]
+        # Edge slots of the price edges: the source's row holds only those and the forced edges.
+        source_heads = self.indices[:self.indptr[1]]
+        self.priced_slots = np.searchsorted(source_heads, 2 + 2 * self.priced).astype(np.int64)
 
     # ---- solving ---------------------------------------------------------------
     def cut(self, lam) -> set:
@@ -178,25 +192,25 @@ class JointNetwork:
             prices = np.array([np.inf if lam[i] is None else lam[i] for i in self.priced], dtype=np.float64)
         else:
             prices = np.full(len(self.priced), np.inf if lam is None else lam, dtype=np.float64)
-        tails = np.concatenate([self.static_tails, np.zeros(len(self.priced), np.int64)])
-        heads = np.concatenate([self.static_heads, 2 + 2 * self.priced])
-        caps = np.concatenate([self.static_caps, prices * self.priced_flops])
+        caps = self.static_caps.copy()
+        caps[self.priced_slots] = prices * self.priced_flops
         infinite = np.isinf(caps)
         finite_total = caps[~infinite].sum()
         scale = max(1.0, finite_total / _FINITE_TOTAL)
         scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
-        size = 2 + 2 * len(self.nodes)
-        order = np.lexsort((heads, tails))  # CSR directly: edges are distinct, sorted by (tail, head)
-        indptr = np.zeros(size + 1, dtype=np.int32)
-        np.cumsum(np.bincount(tails, minlength=size), out=indptr[1:])
-        network = sp.csr_matrix((scaled[order], heads[order].astype(np.int32), indptr), shape=(size, size))
+        network = sp.csr_matrix((scaled, self.indices, self.indptr), shape=(self.size, self.size))
         result = maximum_flow(network, 0, 1)
         if result.flow_value >= _INF:
             raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
-        residual = (network - result.flow).tocsr()
-        residual.data = (residual.data > 0).astype(np.int32)
-        residual.eliminate_zeros()
-        reachable = np.zeros(size, dtype=bool)
+        flow = result.flow
+        if flow.nnz != len(scaled):
+            raise AssertionError("min cut: scipy's flow matrix does not share the network's structure")
+        open_edges = scaled > flow.data  # residual capacity left
+        residual_indptr = np.zeros(self.size + 1, dtype=np.int32)
+        np.cumsum(np.bincount(self.tails[open_edges], minlength=self.size), out=residual_indptr[1:])
+        residual = sp.csr_matrix((np.ones(int(residual_indptr[-1])), self.indices[open_edges], residual_indptr),
+                                 shape=(self.size, self.size))
+        reachable = np.zeros(self.size, dtype=bool)
         reachable[breadth_first_order(residual, 0, directed=True, return_predecessors=False)] = True
         cut_nodes = np.flatnonzero(reachable[2::2] & ~reachable[3::2])  # v_in on the source side, v_out not
         return {self.nodes[i] for i in cut_nodes}
