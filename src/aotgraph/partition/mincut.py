@@ -16,6 +16,7 @@ decides about values the forward computes.
 """
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -24,11 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.fx as fx
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+from scipy.sparse.csgraph import maximum_flow
 
 from ..errors import BadArgument
 from .cost import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
-from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs, tangent_dependent
+from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs
 from .policies import Decision, NodeInfo, Policy
 
 _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
@@ -78,16 +79,10 @@ class JointNetwork:
     def __post_init__(self):
         graph = self.module.graph
         self.fwd_outputs, self.bwd_outputs = joint_outputs(self.module, self.num_fwd_outputs)
-        self.backward_only = tangent_dependent(graph)
-        self.random_forward = {n for n in graph.nodes if is_random(n) and n not in self.backward_only}
+        self._classify_nodes(graph)
         self.fwd_required = ancestors(self.fwd_outputs + list(self.random_forward))
-        self.primals = [n for n in graph.nodes if is_primal(n)]
-        self.tangents = [n for n in graph.nodes if is_tangent(n)]
-        self.input_storages = {storage_of(p.meta["val"])[0] for p in self.primals
-                               if isinstance(p.meta.get("val"), torch.Tensor)}
-        self.nodes = [n for n in graph.nodes if n.op != "output" and n not in self.backward_only]
         self.index = {n: i for i, n in enumerate(self.nodes)}
-        self.pinned = self._pinned_to_backward(graph)
+        self.pinned = {n for n in self.recorded_in_backward if n not in self.fwd_required and not is_random(n)}
         forward_ops = [n for n in self.nodes if n not in self.pinned and not is_primal(n)]
         last = max(len(forward_ops) - 1, 1)
         self.decisions = {n: self.policy(NodeInfo.of(n, i / last))
@@ -105,14 +100,36 @@ class JointNetwork:
         self._static_edges()
 
     # ---- classification -----------------------------------------------------
-    def _pinned_to_backward(self, graph: fx.Graph) -> set:
-        """Nodes recorded while autograd computed gradients that do not read a tangent."""
-        pinned, in_backward = set(), False
+    def _classify_nodes(self, graph: fx.Graph) -> None:
+        """One walk in graph order: `primals`, `tangents`, `backward_only` (nodes whose value
+        depends on a tangent, the output node included), `nodes` (every other node but the
+        output), `random_forward` (random ops among them) and `recorded_in_backward` (those of
+        `nodes` recorded after autograd's first tangent-reading op: gradient computation)."""
+        self.primals, self.tangents, self.nodes = [], [], []
+        self.backward_only, self.random_forward, self.recorded_in_backward = set(), set(), []
+        in_backward = False
         for node in graph.nodes:
-            in_backward = in_backward or (node.op == "call_function" and node in self.backward_only)
-            if in_backward and node in self.index and node not in self.fwd_required and not is_random(node):
-                pinned.add(node)
-        return pinned
+            if node.op == "placeholder":
+                if is_tangent(node):
+                    self.tangents.append(node)
+                    self.backward_only.add(node)
+                    continue
+                self.primals.append(node)
+            elif any(i in self.backward_only for i in node.all_input_nodes):
+                self.backward_only.add(node)
+                in_backward = in_backward or node.op == "call_function"
+                continue
+            elif node.op == "output":
+                continue
+            elif is_random(node):
+                self.random_forward.add(node)
+            self.nodes.append(node)
+            if in_backward:
+                self.recorded_in_backward.append(node)
+
+    @functools.cached_property
+    def input_storages(self) -> set:
+        return {storage_of(p.meta["val"])[0] for p in self.primals if isinstance(p.meta.get("val"), torch.Tensor)}
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
         """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
@@ -143,46 +160,49 @@ class JointNetwork:
         0 unless it is an edge itself), so that scipy's solver adds none and its flow matrix
         shares this structure. Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node
         i's in / out. Capacities that do not depend on the recompute price are filled in;
-        `priced_slots` are where the price edges ``source -> v_in`` of `priced` nodes go."""
-        edges: dict[tuple[int, int], float] = {}
-        sink_edges: set[tuple[int, int]] = set()
+        `priced_slots` are where the price edges ``source -> v_in`` of `priced` nodes go.
+        Plain lists: on networks of a few thousand vertices, cheaper than numpy's sorting."""
+        self.size = 2 + 2 * len(self.nodes)
+        rows: list[dict[int, float]] = [{} for _ in range(self.size)]  # tail -> {head: capacity}
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
+        inf = float("inf")
         for i, node in enumerate(self.nodes):
             v_in, v_out = 2 + 2 * i, 3 + 2 * i
             cost = self.save_cost[i]
-            edges[(v_in, v_out)] = float(cost) if cost is not None else float("inf")
+            rows[v_in][v_out] = float(cost) if cost is not None else inf
             if self.forced_forward[i] is not None:
-                edges[(0, v_in)] = float("inf")
+                rows[0][v_in] = inf
             if node in self.pinned:
-                sink_edges.add((v_in, 1))
+                rows[v_in][1] = inf
+            read_by_backward = node in bwd_outputs
             for user in node.users:
-                if user in self.backward_only or user.op == "output":
-                    continue
-                edges[(v_out, 2 + 2 * self.index[user])] = float("inf")
-            if any(user in self.backward_only for user in node.users) or node in bwd_outputs:
-                sink_edges.add((v_out, 1))
-        for edge in sink_edges:
-            edges[edge] = float("inf")
+                if user in self.backward_only:
+                    read_by_backward = True
+                elif user.op != "output":
+                    rows[v_out][2 + 2 * self.index[user]] = inf
+            if read_by_backward:
+                rows[v_out][1] = inf
         # Nodes a recompute price applies to: they cost FLOPs and nothing forces them forward.
-        self.priced = np.array([i for i, flops in enumerate(self.flops)
-                                if flops and (0, 2 + 2 * i) not in edges and self.nodes[i] not in self.pinned],
-                               dtype=np.int64)
-        self.priced_flops = np.array([self.flops[i] for i in self.priced], dtype=np.float64)
-        for i in self.priced.tolist():
-            edges[(0, 2 + 2 * i)] = 0.0
-        for tail, head in list(edges):
-            edges.setdefault((head, tail), 0.0)
-        tails = np.fromiter((e[0] for e in edges), np.int64, len(edges))
-        heads = np.fromiter((e[1] for e in edges), np.int64, len(edges))
-        order = np.lexsort((heads, tails))
-        self.size = 2 + 2 * len(self.nodes)
-        self.indptr = np.zeros(self.size + 1, dtype=np.int32)
-        np.cumsum(np.bincount(tails, minlength=self.size), out=self.indptr[1:])
-        self.tails, self.indices = tails[order], heads[order].astype(np.int32)
-        self.static_caps = np.fromiter(edges.values(), np.float64, len(edges))[order]
-        # Edge slots of the price edges: the source's row holds only those and the forced edges.
-        source_heads = self.indices[:self.indptr[1]]
-        self.priced_slots = np.searchsorted(source_heads, 2 + 2 * self.priced).astype(np.int64)
+        priced = [i for i, flops in enumerate(self.flops)
+                  if flops and 2 + 2 * i not in rows[0] and self.nodes[i] not in self.pinned]
+        for i in priced:
+            rows[0][2 + 2 * i] = 0.0
+        for tail, row in enumerate(rows):
+            for head in list(row):
+                rows[head].setdefault(tail, 0.0)
+        indptr, heads, caps = [0], [], []
+        for row in rows:
+            for head in sorted(row):
+                heads.append(head)
+                caps.append(row[head])
+            indptr.append(len(heads))
+        self.priced = np.array(priced, dtype=np.int64)
+        self.priced_flops = np.array([self.flops[i] for i in priced], dtype=np.float64)
+        slot_of_head = {head: slot for slot, head in enumerate(heads[:indptr[1]])}
+        self.priced_slots = np.array([slot_of_head[2 + 2 * i] for i in priced], dtype=np.int64)
+        self.indptr_list, self.indices_list = indptr, heads
+        self.indptr, self.indices = np.array(indptr, dtype=np.int32), np.array(heads, dtype=np.int32)
+        self.static_caps = np.array(caps, dtype=np.float64)
 
     # ---- solving ---------------------------------------------------------------
     def cut(self, lam) -> set:
@@ -205,15 +225,26 @@ class JointNetwork:
         flow = result.flow
         if flow.nnz != len(scaled):
             raise AssertionError("min cut: scipy's flow matrix does not share the network's structure")
-        open_edges = scaled > flow.data  # residual capacity left
-        residual_indptr = np.zeros(self.size + 1, dtype=np.int32)
-        np.cumsum(np.bincount(self.tails[open_edges], minlength=self.size), out=residual_indptr[1:])
-        residual = sp.csr_matrix((np.ones(int(residual_indptr[-1])), self.indices[open_edges], residual_indptr),
-                                 shape=(self.size, self.size))
-        reachable = np.zeros(self.size, dtype=bool)
-        reachable[breadth_first_order(residual, 0, directed=True, return_predecessors=False)] = True
-        cut_nodes = np.flatnonzero(reachable[2::2] & ~reachable[3::2])  # v_in on the source side, v_out not
+        source_side = self._reachable_from_source((scaled > flow.data).tolist())
+        cut_nodes = [i for i in range(len(self.nodes)) if source_side[2 + 2 * i] and not source_side[3 + 2 * i]]
         return {self.nodes[i] for i in cut_nodes}
+
+    def _reachable_from_source(self, open_edges: list) -> list:
+        """Per vertex, whether the source reaches it through edges with residual capacity
+        (`open_edges`, per edge of the CSR structure): the source side of the minimum cut. A
+        plain walk: on the few thousand vertices of a flow network, cheaper than scipy's
+        traversal's input checks and conversions."""
+        indptr, heads = self.indptr_list, self.indices_list
+        reached = [False] * self.size
+        reached[0] = True
+        stack = [0]
+        while stack:
+            tail = stack.pop()
+            for edge in range(indptr[tail], indptr[tail + 1]):
+                if open_edges[edge] and not reached[heads[edge]]:
+                    reached[heads[edge]] = True
+                    stack.append(heads[edge])
+        return reached
 
     def backward_closure(self, saved: set) -> tuple[list, list]:
         """(saved values the backward reads, in graph order; nodes it recomputes)."""
