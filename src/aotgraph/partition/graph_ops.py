@@ -57,13 +57,14 @@ def ancestors(roots: Iterable[Optional[fx.Node]], stop: set[fx.Node] = frozenset
 
 def extract_graph(
     source: fx.GraphModule, inputs: list[fx.Node], outputs: list, keep: set[fx.Node] = frozenset(),
-    on_demand: set[fx.Node] = frozenset(),
+    on_demand: set[fx.Node] = frozenset(), needed: Optional[set[fx.Node]] = None,
 ) -> fx.GraphModule:
     """A new module computing `outputs` from `inputs` (which become placeholders of the same
     names), copying only the nodes needed, plus the nodes in `keep` (e.g. random ops
     whose draws must happen), in the source's order, except `on_demand` nodes: each is
     placed right before its first consumer (recomputation in a backward, so recomputed
-    values do not all come back to life at its start)."""
+    values do not all come back to life at its start). `needed`: the nodes to copy, where
+    the caller has them (`outputs`, `keep` and their ancestors up to `inputs`)."""
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for node in inputs:
@@ -87,11 +88,15 @@ def extract_graph(
             stack.pop()
             env[node] = _copy_node(graph, node, env)
 
-    needed = ancestors(list(outputs) + list(keep), stop=set(inputs))
+    if needed is None:
+        needed = ancestors(list(outputs) + list(keep), stop=set(inputs))
     for node in source.graph.nodes:
         if node in env or node not in needed or node.op == "output" or node in on_demand:
             continue
-        emit(node)
+        if on_demand or node.op == "placeholder":
+            emit(node)
+        else:  # every input of a needed node is a graph input or a needed node: copied already
+            env[node] = _copy_node(graph, node, env)
     for node in outputs:
         if isinstance(node, fx.Node):
             emit(node)

@@ -248,10 +248,14 @@ class JointNetwork:
 
     def backward_closure(self, saved: set) -> tuple[list, list]:
         """(saved values the backward reads, in graph order; nodes it recomputes)."""
+        return self._backward_needs(saved)[:2]
+
+    def _backward_needs(self, saved: set) -> tuple[list, list, set]:
+        """`backward_closure`, and every joint node the backward reads, itself included."""
         needed = ancestors(self.bwd_outputs, stop=saved | set(self.tangents))
         saved_list = [n for n in self.nodes if n in saved and n in needed]
         recomputed = [n for n in self.nodes if n in needed and n not in saved and n.op != "placeholder"]
-        return saved_list, recomputed
+        return saved_list, recomputed, needed
 
     def recompute_flops(self, saved: set) -> int:
         """FLOPs of what the backward recomputes when `saved` are saved."""
@@ -294,9 +298,13 @@ class JointNetwork:
             return "policy said recompute, but the backward cannot (it would need an overwritten input or a random op)"
         return "min cut: cheaper to save than what recomputing it would need"
 
-    def plan(self, saved: set, *, budget: Optional[int] = None, recompute_budget: Optional[int] = None,
-             note: str = "") -> tuple[PartitionPlan, list, list]:
-        saved_list, recomputed = self.backward_closure(saved)
+    def plan(self, saved: set, **plan_fields) -> tuple[PartitionPlan, list, list]:
+        """(the plan for this set of saved values; the saved values the backward reads; those
+        of them offloaded). `plan_fields`: budgets and note, as `PartitionPlan` spells them."""
+        return self._plan(*self._backward_needs(saved)[:2], **plan_fields)
+
+    def _plan(self, saved_list: list, recomputed: list, *, budget: Optional[int] = None,
+              recompute_budget: Optional[int] = None, note: str = "") -> tuple[PartitionPlan, list, list]:
         offloaded = [n for n in saved_list if self.decisions.get(n) is Decision.OFFLOAD and not is_primal(n)
                      and isinstance(n.meta.get("val"), torch.Tensor)]
         plan = PartitionPlan(
@@ -318,11 +326,12 @@ class JointNetwork:
         keyword fields: budgets, note) in ``forward.meta["aotgraph_plan"]``."""
         from .offload import offload_saved
 
-        plan, saved_list, offloaded = self.plan(saved, **plan_fields)
-        forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, keep=self.random_forward)
-        recomputed = set(plan.recomputed)
-        backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs,
-                                 on_demand={n for n in self.nodes if n.name in recomputed})
+        saved_list, recomputed, backward_needs = self._backward_needs(saved)
+        plan, saved_list, offloaded = self._plan(saved_list, recomputed, **plan_fields)
+        forward_needs = self.fwd_required | ancestors(saved_list, stop=self.fwd_required)
+        forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, needed=forward_needs)
+        backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs, needed=backward_needs,
+                                 on_demand=set(recomputed))
         if offloaded:
             offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
         forward.meta["aotgraph_plan"] = plan
