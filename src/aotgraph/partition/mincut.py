@@ -17,6 +17,7 @@ decides about values the forward computes.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -34,6 +35,7 @@ from .policies import Decision, NodeInfo, Policy
 
 _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
 _FINITE_TOTAL = 1 << 28
+_INFINITY = float("inf")  # an uncuttable edge, before scaling to _INF
 TIE_BREAK_LAM = 1.0 / 64  # bytes per FLOP: among cuts of equal bytes, recompute less
 RECOMPUTE_POLICY_PENALTY = 1024
 # The default plan recomputes a value at most this many cheap ops away from one the forward
@@ -165,7 +167,7 @@ class JointNetwork:
         self.size = 2 + 2 * len(self.nodes)
         rows: list[dict[int, float]] = [{} for _ in range(self.size)]  # tail -> {head: capacity}
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
-        inf = float("inf")
+        inf = _INFINITY
         for i, node in enumerate(self.nodes):
             v_in, v_out = 2 + 2 * i, 3 + 2 * i
             cost = self.save_cost[i]
@@ -196,29 +198,26 @@ class JointNetwork:
                 heads.append(head)
                 caps.append(row[head])
             indptr.append(len(heads))
-        self.priced = np.array(priced, dtype=np.int64)
-        self.priced_flops = np.array([self.flops[i] for i in priced], dtype=np.float64)
+        self.priced = priced
+        self.priced_flops = [float(self.flops[i]) for i in priced]
         slot_of_head = {head: slot for slot, head in enumerate(heads[:indptr[1]])}
-        self.priced_slots = np.array([slot_of_head[2 + 2 * i] for i in priced], dtype=np.int64)
+        self.priced_slots = [slot_of_head[2 + 2 * i] for i in priced]
         self.indptr_list, self.indices_list = indptr, heads
         self.indptr, self.indices = np.array(indptr, dtype=np.int32), np.array(heads, dtype=np.int32)
-        self.static_caps = np.array(caps, dtype=np.float64)
+        self.static_caps = caps
 
     # ---- solving ---------------------------------------------------------------
     def cut(self, lam) -> set:
         """Saved nodes of a minimum cut; `lam`: price of recomputing one FLOP in bytes
         (None: recompute nothing that costs FLOPs), or one such price per node."""
-        if isinstance(lam, (list, tuple)):
-            prices = np.array([np.inf if lam[i] is None else lam[i] for i in self.priced], dtype=np.float64)
-        else:
-            prices = np.full(len(self.priced), np.inf if lam is None else lam, dtype=np.float64)
-        caps = self.static_caps.copy()
-        caps[self.priced_slots] = prices * self.priced_flops
-        infinite = np.isinf(caps)
-        finite_total = caps[~infinite].sum()
-        scale = max(1.0, finite_total / _FINITE_TOTAL)
-        scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
+        caps = list(self.static_caps)
+        for i, slot, flops in zip(self.priced, self.priced_slots, self.priced_flops):
+            price = lam[i] if isinstance(lam, (list, tuple)) else lam
+            caps[slot] = _INFINITY if price is None else price * flops
+        scale = max(1.0, np.sum([c for c in caps if c != _INFINITY]) / _FINITE_TOTAL)
+        scaled = np.array([_INF if c == _INFINITY else math.ceil(c / scale) for c in caps], dtype=np.int32)
         network = sp.csr_matrix((scaled, self.indices, self.indptr), shape=(self.size, self.size))
+        network.has_sorted_indices = True  # spares the solver its check
         result = maximum_flow(network, 0, 1)
         if result.flow_value >= _INF:
             raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
