@@ -131,6 +131,7 @@ class JointNetwork:
 
     @functools.cached_property
     def input_storages(self) -> set:
+        """Storage identities of the graph inputs (read by `storage_bytes` only)."""
         return {storage_of(p.meta["val"])[0] for p in self.primals if isinstance(p.meta.get("val"), torch.Tensor)}
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
@@ -327,6 +328,7 @@ class JointNetwork:
 
         saved_list, recomputed, backward_needs = self._backward_needs(saved)
         plan, saved_list, offloaded = self._plan(saved_list, recomputed, **plan_fields)
+        # fwd_required holds the random draws the forward must make, and is closed under inputs.
         forward_needs = self.fwd_required | ancestors(saved_list, stop=self.fwd_required)
         forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, needed=forward_needs)
         backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs, needed=backward_needs,
