@@ -254,6 +254,9 @@ def test_batch_norm_statistics_are_written_by_the_forward_graph(monkeypatch):
         compiled(x).sum().backward()
         reference(x).sum().backward()
     assert len(_writes_to_inputs(graphs[0])) == 3  # running mean, running var, batches tracked
+    written = {n.args[1] for n in graphs[0].graph.nodes if n.target is torch.ops.aten.copy_.default}
+    returned = set(graphs[0].graph.find_nodes(op="output")[0].args[0])
+    assert not written & returned  # written in place, not also returned (a buffer and an output each)
     for ours, theirs in zip(model.buffers(), reference.buffers()):
         torch.testing.assert_close(ours, theirs)
     for ours, theirs in zip(model.parameters(), reference.parameters()):
@@ -274,3 +277,34 @@ def test_a_buffer_mutated_after_its_old_value_was_used_matches_eager():
     (grad,) = torch.autograd.grad(compiled(x, buf).sum(), x)
     torch.testing.assert_close(grad, old * 2)
     torch.testing.assert_close(buf, old + 1)
+
+
+def test_in_graph_writes_beside_runtime_writes_and_layout_changes():
+    """Outputs the forward graph no longer returns (its in-graph writes) shift every later
+    output: a mutation autograd records, a layout change, saved values and gradients must
+    still land where eager puts them."""
+    def fn(x, w, buf, leaf_copy, relaid):
+        buf.mul_(0.5).add_(x.detach().sum())      # written by the graph
+        leaf_copy.mul_(w)                         # recorded by autograd: written by the runtime
+        relaid.t_()                               # layout change
+        y = (x * w).sin() + leaf_copy.sum()
+        return y, relaid + 1
+
+    def inputs():
+        torch.manual_seed(0)
+        x, w = torch.randn(3, 4, requires_grad=True), torch.randn(4, requires_grad=True)
+        leaf_copy = torch.randn(4, requires_grad=True).clone()
+        return x, w, torch.randn(4), leaf_copy, torch.randn(2, 3)
+
+    ours, theirs = inputs(), inputs()
+    compiled = aot_function(fn, "inductor", partition_fn=aotgraph.min_cut_rematerialization_partition)
+    out, out_ref = compiled(*ours), fn(*theirs)
+    (out[0].sum() + out[1].sum()).backward()
+    (out_ref[0].sum() + out_ref[1].sum()).backward()
+    for a, b in zip(out, out_ref):
+        torch.testing.assert_close(a, b)
+    for name, a, b in zip(("x", "w", "buf", "leaf_copy", "relaid"), ours, theirs):
+        torch.testing.assert_close(a, b, msg=name)
+        assert a.stride() == b.stride(), name
+    for a, b in zip(ours[:2], theirs[:2]):
+        torch.testing.assert_close(a.grad, b.grad)

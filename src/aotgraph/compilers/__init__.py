@@ -147,7 +147,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
         with TracingContext.report_output_strides() as output_strides:
             forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
                                                                                      graph_id))
-        saved_strides = list(output_strides or [])[joint.num_fwd_outputs:]
+        saved_strides = list(output_strides or [])[joint.num_fwd_outputs - len(in_graph):]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
         # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,
         # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
