@@ -59,13 +59,22 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
-        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
+                                     _static_primals(flat_args, joint.signature.primal_positions))
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
     return CompiledEntry(parts, compiled, build_runtime(timed), log,
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
+
+
+def _static_primals(flat_args: list, primal_positions) -> frozenset:
+    """Primals that keep their memory across calls: parameters, and what Dynamo marks static
+    (its graphs' parameters and buffers)."""
+    return frozenset(p for p, i in enumerate(primal_positions)
+                     if isinstance(flat_args[i], torch.nn.Parameter)
+                     or getattr(flat_args[i], "_dynamo_static_input_type", None) is not None)
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:

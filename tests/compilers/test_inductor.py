@@ -308,3 +308,26 @@ def test_in_graph_writes_beside_runtime_writes_and_layout_changes():
         assert a.stride() == b.stride(), name
     for a, b in zip(ours[:2], theirs[:2]):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_parameters_and_saved_values_are_static_inputs_for_inductor(monkeypatch):
+    """Inductor checks the alignment of every non-static GPU input on every call; parameters
+    (forward) and the forward's saved values (backward) keep their memory, so they are passed
+    as static, as torch.compile passes them. Activations and tangents are not."""
+    import torch._inductor.compile_fx as compile_fx
+
+    calls, real = [], compile_fx.compile_fx_inner
+
+    def recording(graph_module, example_inputs, **kwargs):
+        names = [n.name for n in graph_module.graph.find_nodes(op="placeholder")]
+        calls.append((kwargs.get("is_backward"), [names[i] for i in kwargs["static_input_idxs"]], names))
+        return real(graph_module, example_inputs, **kwargs)
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", recording)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
+    x = torch.randn(3, 4)
+    aot_module(model, "inductor")(x).sum().backward()
+    (_, fw_static, fw_names), (_, bw_static, bw_names) = sorted(calls, key=lambda c: bool(c[0]))
+    assert fw_static == fw_names[:2]  # weight and bias; the input x is not static
+    assert bw_static == [n for n in bw_names if not n.startswith("tangents")] and len(bw_static) < len(bw_names)

@@ -80,7 +80,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             graph_module,
             example_inputs,
             cudagraphs=BoxedBool(False),
-            static_input_idxs=(),
+            static_input_idxs=list(role.static_inputs),
             is_backward=role.kind == "backward",
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
