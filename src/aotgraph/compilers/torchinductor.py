@@ -38,7 +38,10 @@ def wake_compile_workers(example_inputs) -> None:
 
 
 def inductor_decompositions() -> dict:
-    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs."""
+    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs.
+    Some of its decompositions ask Inductor's lowerings (max pooling: whether it falls back),
+    which a process that has not compiled with Inductor yet has not imported."""
+    import torch._inductor.lowering  # noqa: F401
     from torch._inductor.decomposition import select_decomp_table
 
     return dict(select_decomp_table())

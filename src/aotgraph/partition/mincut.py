@@ -117,10 +117,14 @@ class JointNetwork:
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
         """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
-        cannot be saved (a tuple). An input is free to save unless the runtime overwrites it
-        after the forward: then saving it costs a copy of its old value (the runtime clones it)."""
+        cannot be saved (a tuple). An input is free to save, unless the runtime overwrites it
+        after the forward: then it is saved (the runtime clones its old value) only where the
+        backward reads it itself; recomputing from it (batch norm from its running statistics)
+        would cost that copy every call."""
         if is_primal(node):
-            return bytes_of(node) if node.name in self.module.meta.get(MUTATED_INPUTS_KEY, ()) else 0
+            if node.name not in self.module.meta.get(MUTATED_INPUTS_KEY, ()):
+                return 0
+            return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
         size = bytes_of(node)
         if size is None:
             return None

@@ -84,6 +84,8 @@ class _Plan:
         self.relaid = sig.metadata_mutated_primals
         self.written_by_runtime = [(k, p, with_grad) for k, (p, with_grad)
                                    in enumerate(zip(returned, self.returned_with_grad))]
+        self.written_plain = [(k, p) for k, p, with_grad in self.written_by_runtime if not with_grad]
+        self.written_with_grad = [(k, p) for k, p, with_grad in self.written_by_runtime if with_grad]
         self.num_fwd_outputs = num_fwd_outputs - len(self.left_out)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -103,15 +105,15 @@ class _Plan:
         if not self.written_by_runtime and not self.relaid:
             return
         start = self.num_user_tensors
-        for k, p, with_grad in self.written_by_runtime:
-            new_value = graph_outputs[start + k]
-            if new_value is primals[p]:
-                continue
-            if with_grad:  # autograd records the write, as it recorded eager's in-place op
-                primals[p].copy_(new_value)
-            else:
-                with torch.no_grad():
+        with torch.no_grad():  # one grad-mode switch for all plain writes (batch norm: 3 per layer)
+            for k, p in self.written_plain:
+                new_value = graph_outputs[start + k]
+                if new_value is not primals[p]:
                     primals[p].copy_(new_value)
+        for k, p in self.written_with_grad:  # autograd records the write, as it recorded eager's in-place op
+            new_value = graph_outputs[start + k]
+            if new_value is not primals[p]:
+                primals[p].copy_(new_value)
         start += len(self.written_by_runtime)
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
