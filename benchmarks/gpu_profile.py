@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
+import gc
+import io
 import logging
 import os
+import pstats
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -72,7 +78,7 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
     torch.manual_seed(0)
     handler = None
     if code:
-        handler = logging.FileHandler(os.path.join(out_dir, f"{model_name}_{config}_code.log"), mode="w")
+        handler = logging.FileHandler(os.path.join(out_dir, f"{model_name}_{config}_{partition}_code.log"), mode="w")
         logging.getLogger("torch").addHandler(handler)
         torch._logging.set_logs(output_code=True)
     restore = dump_torch_partitions(out_dir, model_name) if config == "inductor" else (lambda: None)
@@ -98,6 +104,41 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
             logging.getLogger("torch").removeHandler(handler)
             handler.close()
     torch.cuda.synchronize()
+    host = []
+    for _ in range(10):  # host time to enqueue one step (the GPU keeps up only when the host is the bottleneck)
+        begin = time.perf_counter()
+        step()
+        host.append((time.perf_counter() - begin) * 1e3)
+        torch.cuda.synchronize()
+    host_ms = statistics.median(host)
+    gc.disable()
+    host_nogc = []
+    for _ in range(10):
+        begin = time.perf_counter()
+        step()
+        host_nogc.append((time.perf_counter() - begin) * 1e3)
+        torch.cuda.synchronize()
+    gc.enable()
+    profiler = cProfile.Profile()
+    for _ in range(3):
+        profiler.enable()
+        step()
+        profiler.disable()
+        torch.cuda.synchronize()
+    python_profile = io.StringIO()
+    stats = pstats.Stats(profiler, stream=python_profile)
+    stats.sort_stats("tottime").print_stats(35)
+    stats.sort_stats("cumulative").print_stats(50)
+    top_level = collections.Counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as cpu_prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    for e in cpu_prof.events():
+        if e.cpu_parent is None or (e.cpu_parent is not None and e.cpu_parent.cpu_parent is None):
+            depth = "  " if e.cpu_parent is not None else ""
+            top_level[depth + e.name[:90]] += e.cpu_time_total / steps
+    torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             step()
@@ -110,7 +151,11 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
         counts[e.name[:100]] += 1
         by_family[family(e.name)] += t / steps
     total = sum(by_name.values())
-    lines = [f"\n== {model_name} {config} {partition}: {len(kernels) / steps:.0f} kernels/step, {total / 1e3:.2f} ms GPU/step"]
+    lines = [f"\n== {model_name} {config} {partition}: {len(kernels) / steps:.0f} kernels/step, {total / 1e3:.2f} ms GPU/step,"
+             f" host {host_ms:.2f} ms/step (median of 10 unsynchronized steps; {statistics.median(host_nogc):.2f} with gc off)"]
+    lines.append("  host CPU time per step, top-level events (indented: their children):")
+    for name, t in top_level.most_common(25):
+        lines.append(f"  {t / 1e3:8.3f} ms  {name}")
     for name, t in by_name.most_common(40):
         lines.append(f"  {t / 1e3:8.3f} ms  x{counts[name] // steps:<4d} {name}")
     if backend is not None:
@@ -122,21 +167,23 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
                 lines.append(f"  {role}: {sum(ops.values())} ops; top: {ops.most_common(12)}")
             lines.append(f"  saved: {len(entry.partition.saved)} values, {entry.partition.saved_bytes / 2**20:.1f} MiB"
                          f" ({saved_summary(entry.partition.backward)})")
-            with open(os.path.join(out_dir, f"{model_name}_aotgraph_graphs.txt"), "a") as f:
+            with open(os.path.join(out_dir, f"{model_name}_aotgraph_{partition}_graphs.txt"), "a") as f:
                 f.write(f"##### {saved_summary(entry.partition.backward)}\n{entry.partition.forward.print_readable(False)}\n"
                         f"{entry.partition.backward.print_readable(False)}\n")
+    lines.append("  Python profile of 3 steps (cProfile):")
+    lines.extend("    " + line for line in python_profile.getvalue().splitlines())
     text = "\n".join(lines)
-    with open(os.path.join(out_dir, f"{model_name}_{config}_profile.txt"), "w") as f:
+    with open(os.path.join(out_dir, f"{model_name}_{config}_{partition}_profile.txt"), "w") as f:
         f.write(text + "\n")
-    print("\n".join(lines[:16]), flush=True)
-    return dict(by_family=by_family, kernels=len(kernels) / steps, total=total)
+    print("\n".join(lines[:44 + 45]), flush=True)
+    return dict(by_family=by_family, kernels=len(kernels) / steps, total=total, host=host_ms)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["resnet50", "gpt2_small"])
     parser.add_argument("--code", action="store_true", help="write Inductor's output code per configuration")
-    parser.add_argument("--partition", default="mincut")
+    parser.add_argument("--partitions", nargs="+", default=["mincut"], help="aotgraph partitioners to profile")
     args = parser.parse_args()
     out_dir = os.environ.get("OUT", "./out")
     os.makedirs(out_dir, exist_ok=True)
@@ -144,15 +191,18 @@ def main() -> int:
     summary = []
     for model_name in args.models:
         results = {}
-        for config in ("inductor", "aotgraph"):
+        for config, partition in [("inductor", "-")] + [("aotgraph", p) for p in args.partitions]:
             try:
-                results[config] = profile(model_name, config, args.partition, out_dir, args.code)
+                results[config, partition] = profile(model_name, config, partition, out_dir, args.code)
             except Exception as error:  # one failure still prints the rest
-                print(f"FAILED {model_name} {config}: {type(error).__name__}: {error}", flush=True)
-        if len(results) == 2:
-            theirs, ours = results["inductor"], results["aotgraph"]
-            summary.append(f"\n{model_name}: GPU ms/step torch.compile {theirs['total'] / 1e3:.2f} "
-                           f"({theirs['kernels']:.0f} kernels), aotgraph {ours['total'] / 1e3:.2f} ({ours['kernels']:.0f})")
+                print(f"FAILED {model_name} {config} {partition}: {type(error).__name__}: {error}", flush=True)
+        theirs = results.get(("inductor", "-"))
+        for (config, partition), ours in results.items():
+            if theirs is None or config == "inductor":
+                continue
+            summary.append(f"\n{model_name} aotgraph {partition}: GPU ms/step torch.compile {theirs['total'] / 1e3:.2f} "
+                           f"({theirs['kernels']:.0f} kernels), aotgraph {ours['total'] / 1e3:.2f} ({ours['kernels']:.0f}); "
+                           f"host ms/step torch.compile {theirs['host']:.2f}, aotgraph {ours['host']:.2f}")
             for name in sorted(set(theirs["by_family"]) | set(ours["by_family"])):
                 a, b = theirs["by_family"][name] / 1e3, ours["by_family"][name] / 1e3
                 summary.append(f"  {name:<18} torch {a:7.3f}  ours {b:7.3f}  diff {b - a:+7.3f} ms")

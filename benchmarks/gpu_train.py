@@ -36,6 +36,8 @@ import aotgraph
 
 START = time.perf_counter()
 CONFIGS = ("eager", "inductor", "aotgraph")
+EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_savemm")  # aotgraph with that partition, for comparisons
+# aotgraph_savemm: min cut that also saves every value a backward matmul reads (mincut.SAVE_ALL_MATMUL_INPUTS)
 # Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
 TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
                     "default_partition")
@@ -128,27 +130,33 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return model, None
     if config == "inductor":
         return torch.compile(model, backend="inductor", dynamic=False), None
+    if config in ("aotgraph_default", "aotgraph_mincut"):
+        partition = config.split("_", 1)[1]
     backend = aotgraph.backend(compiler="inductor", partition=partition)
     return torch.compile(model, backend=backend, dynamic=False), backend
 
 
 class Timer:
-    """Milliseconds of one step: CUDA events on the GPU, wall clock on the CPU."""
+    """Milliseconds of one step: CUDA events on the GPU, wall clock on the CPU; ``host_ms``
+    keeps the wall time the host took to issue each step (before waiting for the GPU)."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
 
-    def time(self, fn) -> float:
+    def time(self, fn, host_ms: list) -> float:
         if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
+            begin = time.perf_counter()
             fn()
+            host_ms.append((time.perf_counter() - begin) * 1e3)
             end.record()
             end.synchronize()
             return start.elapsed_time(end)
         begin = time.perf_counter()
         fn()
-        return (time.perf_counter() - begin) * 1e3
+        host_ms.append((time.perf_counter() - begin) * 1e3)
+        return host_ms[-1]
 
 
 def synchronize(device: torch.device) -> None:
@@ -181,6 +189,7 @@ class Prepared:
         self.model_name, self.config, self.step = model_name, config, step
         self.static_bytes, self.result, self.keep = static_bytes, result, keep
         self.step_ms: list[float] = []
+        self.host_ms: list[float] = []
 
 
 def prepare_config(model_name: str, config: str, args, device: torch.device, log: Log, cache_root: str) -> Prepared:
@@ -204,6 +213,9 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
 
+    import aotgraph.partition.mincut as mincut
+
+    mincut.SAVE_ALL_MATMUL_INPUTS = config == "aotgraph_savemm"  # read when the graphs are partitioned
     synchronize(device)
     begin = time.perf_counter()
     step()
@@ -212,6 +224,7 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     for _ in range(args.warmup):
         step()
     synchronize(device)
+    mincut.SAVE_ALL_MATMUL_INPUTS = False
     result = dict(model=model_name, config=config, what=what, first_step_s=first_step_s, losses=losses)
     phases = torch_compile_phases()
     result["dynamo_compile_times"] = phases
@@ -219,13 +232,13 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         result["aot_s"] = sum(phases.get(name, 0.0) for name in TORCH_AOT_PHASES)
         result["aot_detail"] = {name: phases[name] for name in (*TORCH_AOT_PHASES, TORCH_JOINT_PASSES) if name in phases}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
-    elif config == "aotgraph":
+    elif config.startswith("aotgraph"):
         entries = backend.entries
         result["aot_s"] = sum(entry.log.seconds(stage) for entry in entries for stage in OUR_AOT_STAGES)
         result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
                                 for stage in ("capture", "joint passes", "partition", "compile")}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
-        result["partition"] = args.partition
+        result["partition"] = config.split("_", 1)[1] if "_" in config else args.partition
         result["graphs"] = len(entries)
         result["saved_bytes"] = sum(entry.partition.saved_bytes for entry in entries)
         for k, entry in enumerate(entries):
@@ -242,7 +255,7 @@ def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> l
     timer = Timer(device)
     for _ in range(args.rounds):
         for p in prepared:
-            p.step_ms += [timer.time(p.step) for _ in range(args.steps)]
+            p.step_ms += [timer.time(p.step, p.host_ms) for _ in range(args.steps)]
     results = []
     for p in prepared:
         peak_gib = None
@@ -254,7 +267,9 @@ def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> l
                 p.step()
             torch.cuda.synchronize()
             peak_gib = (torch.cuda.max_memory_allocated() - base + p.static_bytes) / 2**30
-        result = dict(p.result, median_step_ms=statistics.median(p.step_ms), step_ms=p.step_ms, peak_gib=peak_gib,
+            p.result.update(kernels_per_step(p.step))
+        result = dict(p.result, median_step_ms=statistics.median(p.step_ms), step_ms=p.step_ms,
+                      median_host_ms=statistics.median(p.host_ms), peak_gib=peak_gib,
                       losses=[float(l) for l in p.result["losses"]])
         log(json.dumps({k: v for k, v in result.items() if k not in ("dynamo_compile_times", "step_ms", "losses")},
                        default=str))
@@ -262,24 +277,37 @@ def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> l
     return results
 
 
+def kernels_per_step(step, steps: int = 2) -> dict:
+    """GPU kernels launched and their total GPU time per step (torch.profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu_us = sum(getattr(e, "device_time_total", 0) or getattr(e, "cuda_time_total", 0) for e in kernels)
+    return dict(kernels_per_step=len(kernels) / steps, gpu_ms_per_step=gpu_us / steps / 1e3)
+
+
 def format_table(results: list[dict]) -> str:
-    header = (f"{'model':<11} {'config':<9} {'step ms':>8} {'peak GiB':>9} {'first s':>8} {'AOT s':>7} "
+    header = (f"{'model':<11} {'config':<16} {'step ms':>8} {'host ms':>8} {'GPU ms':>7} {'kernels':>7} {'peak GiB':>9} "
+              f"{'first s':>8} {'AOT s':>7} "
               f"{'loss[0]':>9}  vs torch.compile (step, peak, AOT)")
     lines = [header, "-" * len(header)]
     torch_of = {r["model"]: r for r in results if r["config"] == "inductor" and "error" not in r}
     for r in results:
         if "error" in r:
-            lines.append(f"{r['model']:<11} {r['config']:<9} {r['error']}")
+            lines.append(f"{r['model']:<11} {r['config']:<16} {r['error']}")
             continue
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         aot = f"{r['aot_s']:.2f}" if "aot_s" in r else "-"
         ratios = ""
         base = torch_of.get(r["model"])
-        if base is not None and r["config"] == "aotgraph":
+        if base is not None and r["config"].startswith("aotgraph"):
             peak_ratio = r["peak_gib"] / base["peak_gib"] if r["peak_gib"] and base["peak_gib"] else float("nan")
             aot_ratio = r["aot_s"] / base["aot_s"] if base.get("aot_s") else float("nan")
             ratios = f"  {r['median_step_ms'] / base['median_step_ms']:.3f}x, {peak_ratio:.3f}x, {aot_ratio:.3f}x"
-        lines.append(f"{r['model']:<11} {r['config']:<9} {r['median_step_ms']:8.2f} {peak:>9} {r['first_step_s']:8.1f} "
+        gpu = f"{r['gpu_ms_per_step']:7.2f} {r['kernels_per_step']:7.0f}" if "gpu_ms_per_step" in r else f"{'-':>7} {'-':>7}"
+        lines.append(f"{r['model']:<11} {r['config']:<16} {r['median_step_ms']:8.2f} {r['median_host_ms']:8.2f} {gpu} {peak:>9} {r['first_step_s']:8.1f} "
                      f"{aot:>7} {r['losses'][0]:9.4f}{ratios}")
     return "\n".join(lines)
 
@@ -288,7 +316,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU, to test this script")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS + EXTRA_CONFIGS))
     parser.add_argument("--warmup", type=int, default=None, help="steps after the first, before timing")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")

@@ -201,3 +201,22 @@ def test_a_mutating_entry_on_the_fast_path_still_writes_every_call(keys_built):
         for ours, theirs in zip(model.buffers(), reference.buffers()):
             torch.testing.assert_close(ours, theirs)
     assert keys_built[0] == 1
+
+
+def test_mutating_entry_detects_shared_memory_at_the_remembered_offsets(keys_built):
+    """The fast path's storage check works from data pointers and the remembered offsets: an
+    input that is a view at the same offset into another input's storage still takes the
+    key path, and the result matches eager's."""
+    def fn(x, y):
+        x.add_(1)
+        return y * 2
+
+    compiled = aotgraph.aot_function(fn)
+    a, own = torch.zeros(8), torch.zeros(8)
+    compiled(a, own[4:])  # remembered: offsets (0, 4), distinct storages
+    compiled(a, own[4:])
+    assert keys_built[0] == 1
+    base, expected_base = torch.zeros(8), torch.zeros(8)
+    torch.testing.assert_close(compiled(base, base[4:]), fn(expected_base, expected_base[4:]))
+    torch.testing.assert_close(base, expected_base)
+    assert keys_built[0] == 2

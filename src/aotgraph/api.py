@@ -3,6 +3,7 @@ entry for this input signature, run the stages on a miss, call the runtime. A ca
 tensors that matches the previous one (a C++ check, see `_LastCall`) skips the lookup."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional
 
@@ -58,13 +59,22 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):
-        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler)
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
+                                     _static_primals(flat_args, joint.signature.primal_positions))
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = joint.signature
     return CompiledEntry(parts, compiled, build_runtime(timed), log,
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
+
+
+def _static_primals(flat_args: list, primal_positions) -> frozenset:
+    """Primals that keep their memory across calls: parameters, and what Dynamo marks static
+    (its graphs' parameters and buffers)."""
+    return frozenset(p for p, i in enumerate(primal_positions)
+                     if isinstance(flat_args[i], torch.nn.Parameter)
+                     or getattr(flat_args[i], "_dynamo_static_input_type", None) is not None)
 
 
 def _signature_key(flat_args: list, in_spec) -> tuple:
@@ -122,7 +132,8 @@ class _LastCall:
     for an entry that mutates an input, also that no two inputs share memory (the key path
     would compile such a call for their common base)."""
 
-    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run", "check_storages")
+    __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run", "check_storages",
+                 "offset_bytes")
 
     def __init__(self, args: tuple, run: Callable, check_storages: bool):
         self.num_args = len(args)
@@ -132,6 +143,14 @@ class _LastCall:
         self.offsets = list(map(_storage_offset, args))
         self.run = run
         self.check_storages = check_storages  # a mutating entry: inputs must not share memory
+        # With the offsets checked, data_ptr - offset_bytes is each tensor's storage pointer.
+        self.offset_bytes = [t.storage_offset() * t.element_size() for t in args]
+
+    def distinct_storages(self, args: tuple) -> bool:
+        """`_distinct_storages` for a call whose storage offsets match: no storage objects made
+        (ResNet-50's 320 inputs: 0.3 ms per call otherwise)."""
+        pointers = set(map(operator.sub, map(_data_ptr, args), self.offset_bytes))
+        return len(pointers) == len(args) and 0 not in pointers
 
 
 def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
@@ -165,6 +184,7 @@ def _distinct_storages(tensors: tuple) -> bool:
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 _grad_enabled = torch.is_grad_enabled
 _storage_offset = torch.Tensor.storage_offset
+_data_ptr = torch.Tensor.data_ptr
 
 
 _AUTOCAST_OFF = (False,)
@@ -273,7 +293,7 @@ def aot_function(
                 and _grad_enabled() is last.grad_enabled
                 and (_autocast_state() if autocast_on() else _AUTOCAST_OFF) == last.autocast
                 and list(map(_storage_offset, args)) == last.offsets
-                and (not last.check_storages or _distinct_storages(args))):
+                and (not last.check_storages or last.distinct_storages(args))):
             return last.run(*args)
         return call_with_key(args, kwargs)
 

@@ -299,3 +299,29 @@ def assert_matches_eager_module(model, inputs, partition_fn):
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"grad of {name}: {m}")
     return next(iter(compiled.aotgraph_entries.values()))
+
+
+def test_weight_casts_a_backward_matmul_reads_are_saved_not_recomputed():
+    """Under autocast each weight is cast to bf16 in the forward; the backward's matmuls read
+    the casts again. The default plan saves them (recomputing would add a kernel per weight)
+    while it still recomputes cheap activations, and the results match eager."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w1, w2 = torch.randn(16, 16, requires_grad=True), torch.randn(16, 16, requires_grad=True)
+
+    def f(x, w1, w2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return F.linear(torch.relu(F.linear(x, w1)).sin(), w2).float()
+
+    plan, partition = _plan(f, x, w1, w2)
+    saved_casts = [v for v in partition.saved if v.producer.split(".")[0] in ("convert_element_type", "_to_copy")
+                   and v.meta.dtype == torch.bfloat16 and tuple(v.meta.shape) == (16, 16)]
+    assert len(saved_casts) == 2, partition.saved
+    backward_casts_of_weights = [n for n in partition.backward.graph.nodes if n.name in plan.recomputed
+                                 and n.args and getattr(n.args[0], "name", "") in ("primals_2", "primals_3")]
+    assert not backward_casts_of_weights
+    assert plan.recomputed  # sin's input still recomputed from relu's saved output, or the like
+    expected = torch.autograd.grad(f(x, w1, w2).sum(), [x, w1, w2])
+    compiled = aot_function(f, partition_fn=min_cut_rematerialization_partition)
+    torch.testing.assert_close(compiled(x, w1, w2), f(x, w1, w2))
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, w1, w2).sum(), [x, w1, w2]), expected)

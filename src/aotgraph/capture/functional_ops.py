@@ -39,8 +39,12 @@ _INPLACE_VIEW_TO_VIEW = {
 }
 
 
-def view_of_inplace_view(func):
-    return _INPLACE_VIEW_TO_VIEW[func]
+def view_of_inplace_view(func, args: tuple, ndim: int) -> tuple[Any, tuple]:
+    """(view op, its arguments after the base) doing what in-place view op `func` did. ``t_``
+    becomes a permute: ``aten.t`` is one of the ops Inductor requires decomposed."""
+    if func is aten.t_.default:
+        return aten.permute.default, (list(range(ndim))[::-1],)
+    return _INPLACE_VIEW_TO_VIEW[func], args
 
 
 # Multi-output mutating ops: functional twin, and which twin output holds each written argument.

@@ -157,10 +157,10 @@ class _Functionalizer:
     def _mutation(self, node):
         func = node.target
         if ops.is_metadata_mutation(func):
-            view_func = ops.view_of_inplace_view(func)
             base = node.args[0]
-            value = self.emit(view_func, self.read(base), *_map_args(self._read_arg, node.args[1:]))
-            self.new_view(node, base, view_func, node.args[1:], None, value)
+            view_func, view_args = ops.view_of_inplace_view(func, tuple(node.args[1:]), base.meta["val"].dim())
+            value = self.emit(view_func, self.read(base), *_map_args(self._read_arg, view_args))
+            self.new_view(node, base, view_func, view_args, None, value)
             return
         twin = ops.multi_mutation_twin(func)
         if twin is not None:

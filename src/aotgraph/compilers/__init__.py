@@ -31,12 +31,15 @@ class GraphRole:
 
     `kind` is "forward", "backward" or "inference"; the first `num_user_outputs` outputs of
     a graph reach the user (a backward's are all its gradients); a forward and its backward
-    share `graph_id`.
+    share `graph_id`. `static_inputs`: placeholder positions whose tensors keep their memory
+    from call to call (parameters, buffers; a backward's saved values, which the forward
+    allocates): a compiler may trust their alignment instead of checking it every call.
     """
 
     kind: str
     num_user_outputs: int
     graph_id: int
+    static_inputs: tuple[int, ...] = ()
 
 
 def make_boxed_func(f: Callable) -> Callable:
@@ -122,10 +125,11 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
 
 
 def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Callable,
-                      inference_compiler: Callable) -> CompiledGraphs:
+                      inference_compiler: Callable, static_primals: frozenset = frozenset()) -> CompiledGraphs:
     """Compile the graphs of `parts`.
 
-    The backward is compiled for the strides its saved inputs really have: a compiler that
+    `static_primals`: primal indices whose tensors keep their memory across calls (see
+    `GraphRole.static_inputs`). The backward is compiled for the strides its saved inputs really have: a compiler that
     picks its own output layouts (Inductor) reports them through torch's TracingContext
     (``report_output_strides``), and the backward's example inputs are re-strided to match.
     """
@@ -133,6 +137,8 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     graph_id = next(_graph_ids)
     num_user_outputs = len(joint.signature.tensor_output_positions)
     fw_inputs = _placeholder_values(parts.forward)
+    static_names = {f"primals_{p + 1}" for p in static_primals}
+    fw_static = tuple(i for i, n in enumerate(parts.forward.graph.find_nodes(op="placeholder")) if n.name in static_names)
     forward_graph, in_graph = parts.forward, ()
     if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
         forward_graph, in_graph = with_mutations_in_graph(parts)
@@ -141,18 +147,21 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
             fake_mode = detect_fake_mode(fw_inputs) or joint.fake_mode
             stack.enter_context(tracing(TracingContext(fake_mode)))
         if joint.is_inference:
-            role = GraphRole("inference", num_user_outputs, graph_id)
+            role = GraphRole("inference", num_user_outputs, graph_id, fw_static)
             return CompiledGraphs(compile_graph(inference_compiler, forward_graph, fw_inputs, role), None, parts,
                                   in_graph)
         with TracingContext.report_output_strides() as output_strides:
             forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
-                                                                                     graph_id))
-        saved_strides = list(output_strides or [])[joint.num_fwd_outputs:]
+                                                                                     graph_id, fw_static))
+        saved_strides = list(output_strides or [])[joint.num_fwd_outputs - len(in_graph):]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
         # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,
         # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
         num_grads = len(parts.backward.graph.find_nodes(op="output")[0].args[0])
-        backward = compile_graph(bw_compiler, parts.backward, bw_inputs, GraphRole("backward", num_grads, graph_id))
+        bw_static = tuple(i for i, n in enumerate(parts.backward.graph.find_nodes(op="placeholder"))
+                          if not n.name.startswith("tangents"))
+        backward = compile_graph(bw_compiler, parts.backward, bw_inputs,
+                                 GraphRole("backward", num_grads, graph_id, bw_static))
     return CompiledGraphs(forward, backward, parts, in_graph)
 
 

@@ -5,7 +5,9 @@ input, from Python). For Inductor, torch.compile's way is better: the forward gr
 ``copy_(input, new_value)``, which Inductor fuses into the kernel computing the value (batch
 norm's running statistics: three copies per layer that cost a kernel launch each otherwise).
 Only plain data mutations move: not those autograd records (an input requiring grad), not
-layout changes, and not inputs whose old value a saved tensor still reads.
+layout changes, and not inputs whose old value a saved tensor still reads. The values it
+writes leave the forward's outputs: returning them too would cost Inductor a buffer each and
+the autograd.Function an output each, every call (ResNet-50: 159 of both per step).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ aten = torch.ops.aten
 
 def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int, ...]]:
     """(a copy of the forward graph that also writes the movable input mutations, the primal
-    indices it writes). The forward's outputs are unchanged; the runtime skips those indices."""
+    indices it writes). The copy's outputs are the forward's without those new values; the
+    runtime's plan (`runtime._Plan`) indexes outputs accordingly."""
     sig = parts.joint.signature
     grad_mutated, relaid = set(sig.grad_mutated_primals), set(sig.metadata_mutated_primals)
     forward = parts.forward
@@ -40,9 +43,10 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     if not movable:
         return forward, ()
     graph, env = fx.Graph(), {}
-    copied = graph.graph_copy(forward.graph, env)
+    copied = list(graph.graph_copy(forward.graph, env))
     for _, placeholder, value in movable:  # appended: after every read of the old values
         write = graph.call_function(aten.copy_.default, (env[placeholder], env[value]))
         write.meta["val"] = placeholder.meta["val"]
-    graph.output(copied)
+    moved_positions = {first_value + sig.mutated_primals.index(p) for p, _, _ in movable}
+    graph.output(tuple(v for i, v in enumerate(copied) if i not in moved_positions))
     return fx.GraphModule(forward, graph), tuple(p for p, _, _ in movable)

@@ -38,7 +38,10 @@ def wake_compile_workers(example_inputs) -> None:
 
 
 def inductor_decompositions() -> dict:
-    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs."""
+    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs.
+    Some of its decompositions ask Inductor's lowerings (max pooling: whether it falls back),
+    which a process that has not compiled with Inductor yet has not imported."""
+    import torch._inductor.lowering  # noqa: F401
     from torch._inductor.decomposition import select_decomp_table
 
     return dict(select_decomp_table())
@@ -80,7 +83,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             graph_module,
             example_inputs,
             cudagraphs=BoxedBool(False),
-            static_input_idxs=(),
+            static_input_idxs=list(role.static_inputs),
             is_backward=role.kind == "backward",
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,

@@ -144,6 +144,8 @@ CHEAP_OPS = frozenset({
     "_unsafe_view", "reshape", "repeat", "constant_pad_nd", "triu", "tril", "where", "masked_fill",
     "full", "full_like", "zeros", "zeros_like", "ones", "ones_like", "arange", "scalar_tensor",
     "lift_fresh_copy", "new_zeros", "new_ones", "new_full", "fill", "expand_copy", "view_copy",
+    # Inductor's max-pool: the window offsets (int8) rebuild the int64 indices elementwise.
+    "_low_memory_max_pool_offsets_to_indices",
 })
 _REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "var", "var_mean", "std", "prod", "any", "all",
                          "argmax", "argmin", "_softmax", "_log_softmax", "native_layer_norm",

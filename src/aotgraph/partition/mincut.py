@@ -96,7 +96,8 @@ class JointNetwork:
             self.save_cost.append(self._save_cost(node))
             forced = self._forced_forward(node)
             if forced is None and not self.price_expensive and node not in self.pinned:
-                forced = _long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
+                forced = (_long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
+                          or _input_cast_for_backward_matmul(node, self.backward_only))
             self.forced_forward.append(forced)
         self._static_edges()
 
@@ -135,9 +136,14 @@ class JointNetwork:
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
         """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
-        cannot be saved (a tuple, or an input the runtime overwrites after the forward)."""
+        cannot be saved (a tuple). An input is free to save, unless the runtime overwrites it
+        after the forward: then it is saved (the runtime clones its old value) only where the
+        backward reads it itself; recomputing from it (batch norm from its running statistics)
+        would cost that copy every call."""
         if is_primal(node):
-            return None if node.name in self.module.meta.get(MUTATED_INPUTS_KEY, ()) else 0
+            if node.name not in self.module.meta.get(MUTATED_INPUTS_KEY, ()):
+                return 0
+            return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
         size = bytes_of(node)
         if size is None:
             return None
@@ -353,6 +359,39 @@ def _long_chain(node: fx.Node, chain_depth: dict, can_save: bool) -> Optional[st
     if depth > MAX_RECOMPUTE_CHAIN and can_save:
         return f"the end of a chain of more than {MAX_RECOMPUTE_CHAIN} cheap ops (recomputing it would redo them all)"
     chain_depth[node] = depth
+    return None
+
+
+_CASTS = (torch.ops.prims.convert_element_type.default, torch.ops.aten._to_copy.default)
+# Also save (never recompute) every cheap value that a backward matmul/convolution/attention
+# reads: the plan torch.compile's partitioner makes for Inductor. Off: activations such as
+# ResNet's ReLU outputs are recomputed (a kernel each) for their memory. For measurements.
+SAVE_ALL_MATMUL_INPUTS = False
+
+
+def _input_cast_for_backward_matmul(node: fx.Node, backward_only: set) -> Optional[str]:
+    """Why the default plan saves `node` rather than recomputing it: a dtype cast of a graph
+    input (a weight under autocast) that a matmul, convolution or attention of the backward
+    reads, through views. Recomputed, it would be one more kernel per weight in every
+    backward (a cast can fuse into nothing there: the matmul needs it materialized), to save
+    half the bytes of a weight that stays alive anyway (GPT-2 small: 49 kernels per step)."""
+    if node.op != "call_function" or node.target is operator.getitem or is_view(node):
+        return None
+    if not SAVE_ALL_MATMUL_INPUTS:
+        if node.target not in _CASTS or not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        source = node.args[0]
+        while is_view(source):
+            source = source.args[0]
+        if source.op != "placeholder" or is_tangent(source):
+            return None
+    stack = list(node.users)
+    while stack:
+        user = stack.pop()
+        if is_view(user):
+            stack.extend(user.users)
+        elif user in backward_only and is_expensive(user):
+            return "a value that a backward matmul/convolution reads (recomputing it adds a kernel)"
     return None
 
 

@@ -75,13 +75,18 @@ class _Plan:
         self.outputs: tuple[OutputInfo, ...] = sig.outputs
         self.num_user_tensors = len(sig.tensor_output_positions)
         self.mutated = sig.mutated_primals
+        in_graph = set(mutations_in_graph)  # the forward graph writes these itself and does not return them
+        # Positions (in the joint's forward outputs) of the values the compiled forward leaves out.
+        self.left_out = frozenset(self.num_user_tensors + k for k, p in enumerate(self.mutated) if p in in_graph)
         grad_mutated = set(sig.grad_mutated_primals)
-        self.mutated_with_grad = [p in grad_mutated for p in self.mutated]
+        returned = [p for p in self.mutated if p not in in_graph]  # their new values follow the user outputs
+        self.returned_with_grad = [p in grad_mutated for p in returned]
         self.relaid = sig.metadata_mutated_primals
-        in_graph = set(mutations_in_graph)  # the forward graph writes these itself
         self.written_by_runtime = [(k, p, with_grad) for k, (p, with_grad)
-                                   in enumerate(zip(self.mutated, self.mutated_with_grad)) if p not in in_graph]
-        self.num_fwd_outputs = num_fwd_outputs
+                                   in enumerate(zip(returned, self.returned_with_grad))]
+        self.written_plain = [(k, p) for k, p, with_grad in self.written_by_runtime if not with_grad]
+        self.written_with_grad = [(k, p) for k, p, with_grad in self.written_by_runtime if with_grad]
+        self.num_fwd_outputs = num_fwd_outputs - len(self.left_out)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
@@ -100,16 +105,16 @@ class _Plan:
         if not self.written_by_runtime and not self.relaid:
             return
         start = self.num_user_tensors
-        for k, p, with_grad in self.written_by_runtime:
-            new_value = graph_outputs[start + k]
-            if new_value is primals[p]:
-                continue
-            if with_grad:  # autograd records the write, as it recorded eager's in-place op
-                primals[p].copy_(new_value)
-            else:
-                with torch.no_grad():
+        with torch.no_grad():  # one grad-mode switch for all plain writes (batch norm: 3 per layer)
+            for k, p in self.written_plain:
+                new_value = graph_outputs[start + k]
+                if new_value is not primals[p]:
                     primals[p].copy_(new_value)
-        start += len(self.mutated)
+        for k, p in self.written_with_grad:  # autograd records the write, as it recorded eager's in-place op
+            new_value = graph_outputs[start + k]
+            if new_value is not primals[p]:
+                primals[p].copy_(new_value)
+        start += len(self.written_by_runtime)
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
             with torch.no_grad():
@@ -191,13 +196,14 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     num_fwd = plan.num_fwd_outputs
     forward, backward = compiled.forward, compiled.backward
 
-    forward_outputs = list(partition.forward.graph.find_nodes(op="output")[0].args[0])
+    forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
+                       if i not in plan.left_out]  # as the compiled forward returns them
     saved_nodes = forward_outputs[num_fwd:]
     saved_names = [n.name for n in saved_nodes]
     saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
     user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
     differentiable = [i for i, r in enumerate(user_requires_grad) if r]
-    differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.mutated_with_grad) if g]
+    differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.returned_with_grad) if g]
     # Backward placeholders are matched by name: saved values, then tangents (tangent k is
     # the gradient of the k-th differentiable forward output).
     saved_order, tangent_order = [], []
