@@ -3,7 +3,7 @@ backend, compiled once each, then timed and profiled (cProfile) in alternation s
 host affects both alike. Prints median host ms per step (time to issue a step, before
 waiting for the GPU) and each configuration's top functions by own time.
 
-    PYTHONPATH=src python benchmarks/gpu_host.py [--models resnet50] [--configs inductor aotgraph_savemm]
+    PYTHONPATH=src python benchmarks/gpu_host.py [--models resnet50] [--configs inductor aotgraph aotgraph_lean]
 """
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from gpu_train import MODELS, compile_model  # noqa: E402
 
 
 def prepared_step(model_name: str, config: str):
-    import aotgraph.partition.mincut as mincut
-
     torch.manual_seed(0)
     model, inputs, _ = MODELS[model_name](torch.device("cuda"), smoke=False)
     compiled, _ = compile_model(model, config, "mincut")
@@ -38,10 +36,8 @@ def prepared_step(model_name: str, config: str):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    mincut.SAVE_ALL_MATMUL_INPUTS = config == "aotgraph_savemm"
     for _ in range(5):
         step()
-    mincut.SAVE_ALL_MATMUL_INPUTS = False
     torch.cuda.synchronize()
     return step
 
@@ -49,7 +45,7 @@ def prepared_step(model_name: str, config: str):
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["resnet50"])
-    parser.add_argument("--configs", nargs="+", default=["inductor", "aotgraph_savemm"])
+    parser.add_argument("--configs", nargs="+", default=["inductor", "aotgraph"])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     out_dir = os.environ.get("OUT", "./out")

@@ -18,6 +18,7 @@ prints the table last.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -36,8 +37,9 @@ import aotgraph
 
 START = time.perf_counter()
 CONFIGS = ("eager", "inductor", "aotgraph")
-EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_savemm")  # aotgraph with that partition, for comparisons
-# aotgraph_savemm: min cut that also saves every value a backward matmul reads (mincut.SAVE_ALL_MATMUL_INPUTS)
+# aotgraph with another partition, for comparisons; aotgraph_lean: the min cut also recomputes
+# values a backward matmul reads (save_matmul_inputs=False: less memory, more kernels).
+EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean")
 # Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
 TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
                     "default_partition")
@@ -132,6 +134,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return torch.compile(model, backend="inductor", dynamic=False), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
+    if config == "aotgraph_lean":
+        partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
     backend = aotgraph.backend(compiler="inductor", partition=partition)
     return torch.compile(model, backend=backend, dynamic=False), backend
 
@@ -213,9 +217,6 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
 
-    import aotgraph.partition.mincut as mincut
-
-    mincut.SAVE_ALL_MATMUL_INPUTS = config == "aotgraph_savemm"  # read when the graphs are partitioned
     synchronize(device)
     begin = time.perf_counter()
     step()
@@ -224,7 +225,6 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    mincut.SAVE_ALL_MATMUL_INPUTS = False
     result = dict(model=model_name, config=config, what=what, first_step_s=first_step_s, losses=losses)
     phases = torch_compile_phases()
     result["dynamo_compile_times"] = phases
@@ -238,7 +238,7 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
                                 for stage in ("capture", "joint passes", "partition", "compile")}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
-        result["partition"] = config.split("_", 1)[1] if "_" in config else args.partition
+        result["partition"] = config.split("_", 1)[1] if "_" in config else (args.partition or "mincut")
         result["graphs"] = len(entries)
         result["saved_bytes"] = sum(entry.partition.saved_bytes for entry in entries)
         for k, entry in enumerate(entries):

@@ -15,6 +15,7 @@ from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .compilers.torchinductor import inductor_joint_passes, wake_compile_workers
+from .partition.mincut import FUSING_COMPILER_KEY
 from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
 from .runtime import autocast_on, build_runtime
@@ -56,6 +57,7 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
     if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
         with log.stage("joint passes"):
             joint = inductor_joint_passes(joint)
+        joint.graph_module.meta[FUSING_COMPILER_KEY] = True  # the partitioner plans for fused backward kernels
     with log.stage("partition"):
         parts = partition(joint, partition_fn)
     with log.stage("compile"):

@@ -1,6 +1,7 @@
 """Plans: random draws reach the backward unchanged, checkpoint regions stay recomputed,
 budgets are monotone, offload travels through host memory, and every plan matches eager."""
 import copy
+import functools
 import operator
 
 import pytest
@@ -325,3 +326,40 @@ def test_weight_casts_a_backward_matmul_reads_are_saved_not_recomputed():
     compiled = aot_function(f, partition_fn=min_cut_rematerialization_partition)
     torch.testing.assert_close(compiled(x, w1, w2), f(x, w1, w2))
     torch.testing.assert_close(torch.autograd.grad(compiled(x, w1, w2).sum(), [x, w1, w2]), expected)
+
+
+@pytest.mark.parametrize("save_matmul_inputs", [False, True])
+def test_values_a_backward_matmul_reads_are_saved_for_a_fusing_compiler(save_matmul_inputs):
+    """sin(h) feeds the second matmul: its weight's gradient reads it. The lean plan saves h
+    alone and recomputes sin(h) in the backward (a kernel of its own under Inductor); the plan
+    for a fusing compiler saves sin(h) too. Both match eager."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w1, w2 = torch.randn(16, 16, requires_grad=True), torch.randn(16, 16, requires_grad=True)
+
+    def f(x, w1, w2):
+        return (x @ w1).sin() @ w2
+
+    partition_fn = functools.partial(min_cut_rematerialization_partition, save_matmul_inputs=save_matmul_inputs)
+    plan, partition = _plan(f, x, w1, w2, partition_fn=partition_fn)
+    saved_producers = sorted(v.producer.split(".")[0] for v in partition.saved if v.producer != "input")
+    assert saved_producers == (["mm", "sin"] if save_matmul_inputs else ["mm"]), partition.saved
+    expected = torch.autograd.grad(f(x, w1, w2).sum(), [x, w1, w2])
+    compiled = aot_function(f, partition_fn=partition_fn)
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, w1, w2).sum(), [x, w1, w2]), expected)
+
+
+def test_inductor_pipeline_plans_for_fused_backward_kernels():
+    """The pipeline tells the min cut when Inductor compiles (it then saves values backward
+    matmuls read, like the plan above with save_matmul_inputs=True)."""
+    from aotgraph.partition.mincut import FUSING_COMPILER_KEY
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w1, w2 = torch.randn(16, 16, requires_grad=True), torch.randn(16, 16, requires_grad=True)
+    compiled = aot_function(lambda x, w1, w2: (x @ w1).sin() @ w2, "inductor",
+                            partition_fn=min_cut_rematerialization_partition)
+    compiled(x, w1, w2).sum().backward()
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    assert entry.joint.graph_module.meta.get(FUSING_COMPILER_KEY) is True
+    assert sorted(v.producer.split(".")[0] for v in entry.partition.saved if v.producer != "input") == ["mm", "sin"]

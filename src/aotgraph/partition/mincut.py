@@ -44,6 +44,7 @@ RECOMPUTE_POLICY_PENALTY = 1024
 # per step for 4 % fewer saved bytes).
 MAX_RECOMPUTE_CHAIN = 10
 MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites
+FUSING_COMPILER_KEY = "aotgraph_fusing_compiler"  # joint_module.meta: True when Inductor compiles the graphs
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class JointNetwork:
     num_fwd_outputs: int
     policy: Optional[Policy]
     price_expensive: bool = False  # budgets may recompute matmuls, convolutions, attention at their FLOP price
+    save_matmul_inputs: bool = False  # see `_read_by_backward_matmul`
     nodes: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -97,7 +99,7 @@ class JointNetwork:
             forced = self._forced_forward(node)
             if forced is None and not self.price_expensive and node not in self.pinned:
                 forced = (_long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
-                          or _input_cast_for_backward_matmul(node, self.backward_only))
+                          or _read_by_backward_matmul(node, self.backward_only, self.save_matmul_inputs))
             self.forced_forward.append(forced)
         self._static_edges()
 
@@ -363,21 +365,19 @@ def _long_chain(node: fx.Node, chain_depth: dict, can_save: bool) -> Optional[st
 
 
 _CASTS = (torch.ops.prims.convert_element_type.default, torch.ops.aten._to_copy.default)
-# Also save (never recompute) every cheap value that a backward matmul/convolution/attention
-# reads: the plan torch.compile's partitioner makes for Inductor. Off: activations such as
-# ResNet's ReLU outputs are recomputed (a kernel each) for their memory. For measurements.
-SAVE_ALL_MATMUL_INPUTS = False
 
 
-def _input_cast_for_backward_matmul(node: fx.Node, backward_only: set) -> Optional[str]:
-    """Why the default plan saves `node` rather than recomputing it: a dtype cast of a graph
-    input (a weight under autocast) that a matmul, convolution or attention of the backward
-    reads, through views. Recomputed, it would be one more kernel per weight in every
-    backward (a cast can fuse into nothing there: the matmul needs it materialized), to save
-    half the bytes of a weight that stays alive anyway (GPT-2 small: 49 kernels per step)."""
+def _read_by_backward_matmul(node: fx.Node, backward_only: set, any_value: bool) -> Optional[str]:
+    """Why the default plan saves `node` rather than recomputing it: a matmul, convolution or
+    attention of the backward reads it (through views), so recomputed it would need a kernel
+    of its own every backward, fused into nothing. Always for a dtype cast of a graph input
+    (a weight under autocast: half a weight's bytes, while the weight stays alive anyway;
+    GPT-2 small: 49 kernels per step). With `any_value` (a fusing compiler, Inductor, whose
+    other recomputes fuse into the backward's kernels) for every value: torch.compile's plan
+    for Inductor, e.g. ResNet's ReLU outputs, which its convolutions' backward reads."""
     if node.op != "call_function" or node.target is operator.getitem or is_view(node):
         return None
-    if not SAVE_ALL_MATMUL_INPUTS:
+    if not any_value:
         if node.target not in _CASTS or not node.args or not isinstance(node.args[0], fx.Node):
             return None
         source = node.args[0]
@@ -391,7 +391,7 @@ def _input_cast_for_backward_matmul(node: fx.Node, backward_only: set) -> Option
         if is_view(user):
             stack.extend(user.users)
         elif user in backward_only and is_expensive(user):
-            return "a value that a backward matmul/convolution reads (recomputing it adds a kernel)"
+            return "read by a backward matmul/convolution (recomputed, it would need a kernel of its own)"
     return None
 
 
@@ -406,7 +406,8 @@ def _can_recompute(node: fx.Node) -> bool:
 def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inputs=None, compiler: str = "inductor",
                                         *, num_fwd_outputs: int, policy: Optional[Policy] = None,
                                         memory_budget: Optional[float] = None,
-                                        recompute_budget: Optional[float] = None, **_ignored):
+                                        recompute_budget: Optional[float] = None,
+                                        save_matmul_inputs: Optional[bool] = None, **_ignored):
     """Split a joint graph saving as few bytes as a min cut allows
     (functorch's ``min_cut_rematerialization_partition`` calling convention).
 
@@ -417,15 +418,21 @@ def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inp
     the least recompute whose saved bytes fit; `recompute_budget` (FLOPs, or a fraction <= 1.0
     of the forward's FLOPs) the fewest saved bytes whose recompute FLOPs fit, ``0`` meaning
     "recompute no arithmetic, only views". Under either, matmuls, convolutions and attention
-    are priced at their FLOPs instead of banned: see `budget.py`. Same output convention as
-    `default_partition`; the plan is in ``forward.meta["aotgraph_plan"]``.
+    are priced at their FLOPs instead of banned: see `budget.py`. `save_matmul_inputs`: save
+    rather than recompute every value a backward matmul, convolution or attention reads
+    (default: when Inductor compiles the graphs, whose other recomputes fuse into the
+    backward's kernels; False recomputes them too, for less memory and more kernels). Same
+    output convention as `default_partition`; the plan is in ``forward.meta["aotgraph_plan"]``.
     """
     if memory_budget is not None and recompute_budget is not None:
         raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
                           "partition", "pass one: memory_budget bounds saved bytes, recompute_budget bounds "
                           "recompute FLOPs")
     budgeted = memory_budget is not None or recompute_budget is not None
-    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted)
+    if save_matmul_inputs is None:
+        save_matmul_inputs = bool(joint_module.meta.get(FUSING_COMPILER_KEY, False))
+    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
+                           save_matmul_inputs=save_matmul_inputs)
     if memory_budget is not None:
         from .budget import saved_for_budget
 
