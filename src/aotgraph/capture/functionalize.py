@@ -282,14 +282,18 @@ def _val(a):
     return a.meta["val"] if isinstance(a, fx.Node) else a
 
 
+_CONTAINERS = (tuple, list, dict)
+
+
 def _map_args(fn, value):
-    """`fn` on every leaf of fx node arguments (nested tuples, lists, dicts): a cheaper tree_map."""
+    """`fn` on every leaf of fx node arguments (nested tuples, lists, dicts): a cheaper tree_map.
+    Leaves are mapped in place of a recursive call (most arguments are flat)."""
     if isinstance(value, tuple):
-        return tuple(_map_args(fn, v) for v in value)
+        return tuple([_map_args(fn, v) if isinstance(v, _CONTAINERS) else fn(v) for v in value])
     if isinstance(value, list):
-        return [_map_args(fn, v) for v in value]
+        return [_map_args(fn, v) if isinstance(v, _CONTAINERS) else fn(v) for v in value]
     if isinstance(value, dict):
-        return {k: _map_args(fn, v) for k, v in value.items()}
+        return {k: _map_args(fn, v) if isinstance(v, _CONTAINERS) else fn(v) for k, v in value.items()}
     return fn(value)
 
 
