@@ -15,9 +15,9 @@ from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, inductor, resolve_compiler
 from .compilers.torchinductor import inductor_joint_passes, wake_compile_workers
-from .partition.mincut import FUSING_COMPILER_KEY
 from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
+from .partition.mincut import FUSING_COMPILER_KEY
 from .runtime import autocast_on, build_runtime
 from .timings import CompileLog, time_first_call
 

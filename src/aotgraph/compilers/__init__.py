@@ -129,9 +129,10 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     """Compile the graphs of `parts`.
 
     `static_primals`: primal indices whose tensors keep their memory across calls (see
-    `GraphRole.static_inputs`). The backward is compiled for the strides its saved inputs really have: a compiler that
-    picks its own output layouts (Inductor) reports them through torch's TracingContext
-    (``report_output_strides``), and the backward's example inputs are re-strided to match.
+    `GraphRole.static_inputs`). The backward is compiled for the strides its saved inputs
+    really have: a compiler that picks its own output layouts (Inductor) reports them through
+    torch's TracingContext (``report_output_strides``), and the backward's example inputs are
+    re-strided to match.
     """
     joint = parts.joint
     graph_id = next(_graph_ids)
