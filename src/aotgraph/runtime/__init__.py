@@ -82,10 +82,9 @@ class _Plan:
         returned = [p for p in self.mutated if p not in in_graph]  # their new values follow the user outputs
         self.returned_with_grad = [p in grad_mutated for p in returned]
         self.relaid = sig.metadata_mutated_primals
-        self.written_by_runtime = [(k, p, with_grad) for k, (p, with_grad)
-                                   in enumerate(zip(returned, self.returned_with_grad))]
-        self.written_plain = [(k, p) for k, p, with_grad in self.written_by_runtime if not with_grad]
-        self.written_with_grad = [(k, p) for k, p, with_grad in self.written_by_runtime if with_grad]
+        self.num_returned = len(returned)  # the runtime writes these back
+        self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
+        self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
         self.num_fwd_outputs = num_fwd_outputs - len(self.left_out)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -102,7 +101,7 @@ class _Plan:
         )
 
     def write_back(self, primals: list, graph_outputs: list) -> None:
-        if not self.written_by_runtime and not self.relaid:
+        if not self.num_returned and not self.relaid:
             return
         start = self.num_user_tensors
         with torch.no_grad():  # one grad-mode switch for all plain writes (batch norm: 3 per layer)
@@ -114,7 +113,7 @@ class _Plan:
             new_value = graph_outputs[start + k]
             if new_value is not primals[p]:
                 primals[p].copy_(new_value)
-        start += len(self.written_by_runtime)
+        start += self.num_returned
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
             with torch.no_grad():
