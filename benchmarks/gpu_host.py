@@ -42,6 +42,15 @@ def prepared_step(model_name: str, config: str):
     return step
 
 
+def allocations_per_step(step) -> int:
+    """Device allocations the caching allocator serves during one step."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_stats()["allocation.all.allocated"]
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.memory_stats()["allocation.all.allocated"] - before
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["resnet50"])
@@ -54,6 +63,7 @@ def main() -> int:
     for model_name in args.models:
         steps = {config: prepared_step(model_name, config) for config in args.configs}
         host = {config: [] for config in steps}
+        allocations = {config: allocations_per_step(step) for config, step in steps.items()}
         profiles = {config: cProfile.Profile() for config in steps}
         for r in range(args.rounds):
             for config, step in steps.items():
@@ -74,7 +84,7 @@ def main() -> int:
             with open(os.path.join(out_dir, f"host_{model_name}_{config}.txt"), "w") as f:
                 f.write(text.getvalue())
             summary.append(f"{model_name:<11} {config:<16} host {statistics.median(host[config]):7.2f} ms/step "
-                           f"(median of {len(host[config])}), profiled calls per step "
+                           f"(median of {len(host[config])}), {allocations[config]} allocations/step, profiled calls per step "
                            f"{stats.total_calls / args.rounds:.0f}, profiled s per step {stats.total_tt / args.rounds:.4f}")
     print("\n".join(summary))
     return 0

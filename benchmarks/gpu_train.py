@@ -39,7 +39,8 @@ START = time.perf_counter()
 CONFIGS = ("eager", "inductor", "aotgraph")
 # aotgraph with another partition, for comparisons; aotgraph_lean: the min cut also recomputes
 # values a backward matmul reads (save_matmul_inputs=False: less memory, more kernels).
-EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean")
+# aotgraph_stock_reuse: Inductor judges buffer reuse by its own peak estimate (without our graphs' outputs).
+EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse")
 # Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
 TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
                     "default_partition")
@@ -134,6 +135,9 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return torch.compile(model, backend="inductor", dynamic=False), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
+    from aotgraph.compilers import torchinductor
+
+    torchinductor.REUSE_JUDGED_WITH_OUTPUTS = config != "aotgraph_stock_reuse"
     if config == "aotgraph_lean":
         partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
     backend = aotgraph.backend(compiler="inductor", partition=partition)
@@ -238,7 +242,8 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         result["aot_detail"] = {stage: sum(entry.log.seconds(stage) for entry in entries)
                                 for stage in ("capture", "joint passes", "partition", "compile")}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
-        result["partition"] = config.split("_", 1)[1] if "_" in config else (args.partition or "mincut")
+        named = config.split("_", 1)[1] if config in ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean") else None
+        result["partition"] = named or args.partition or "mincut"
         result["graphs"] = len(entries)
         result["saved_bytes"] = sum(entry.partition.saved_bytes for entry in entries)
         for k, entry in enumerate(entries):

@@ -15,7 +15,7 @@ def loss_of(output) -> torch.Tensor:
     """A scalar that depends on every output element (models in aotgraph.models return a loss or logits)."""
     if output.dim() == 0:
         return output
-    weights = torch.linspace(0.5, 1.5, output.numel(), dtype=output.dtype).reshape(output.shape)
+    weights = torch.linspace(0.5, 1.5, output.numel(), dtype=output.dtype, device=output.device).reshape(output.shape)
     return (output * weights).sum()
 
 

@@ -357,3 +357,27 @@ def test_max_pool_in_a_fresh_process_saves_int8_window_offsets():
     assert result.returncode == 0, result.stderr[-2000:]
     saved_dtypes = result.stdout.strip().splitlines()[-1]
     assert "torch.int8" in saved_dtypes and "torch.int64" not in saved_dtypes, saved_dtypes
+
+
+def test_buffer_reuse_is_judged_with_the_graphs_outputs_counted():
+    """Inductor keeps a freed buffer for a later one of its size only if that keeps its peak
+    estimate, which leaves out the outputs a forward holds to its end (the saved values). While
+    we compile, the outputs' bytes count in the peak; afterwards Inductor's own method is back."""
+    from types import SimpleNamespace
+
+    from torch._inductor.codegen.wrapper import AllocateLine
+
+    from aotgraph.compilers.torchinductor import _reuse_judged_with_outputs
+
+    stock = AllocateLine.should_reuse_buffer
+    estimate = SimpleNamespace(overall_peak_memory=100, peak_between=lambda free, alloc: 90,
+                               _aotgraph_output_bytes=50)
+    allocation = SimpleNamespace(comm_buffer=False, scheduler_node_index=9,
+                                 wrapper=SimpleNamespace(estimate_peak=estimate))
+    freed = SimpleNamespace(scheduler_node_index=2)
+    assert not stock(allocation, freed, 20)  # 90 + 20 > 100: Inductor alone refuses
+    with _reuse_judged_with_outputs():
+        judged = AllocateLine.should_reuse_buffer
+        assert judged(allocation, freed, 20)  # 110 <= 100 + 50
+        assert not judged(allocation, freed, 70)  # 160 > 150
+    assert AllocateLine.should_reuse_buffer is stock

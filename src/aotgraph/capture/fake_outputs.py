@@ -133,11 +133,16 @@ class FakeOutputs:
         runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device
         (views keep sharing their argument's storage). For these ops the fake mode would run a
         Python decomposition or reference op by op through its own dispatch instead (batch
-        norm ~7x slower, view ~10x). CPU only, and not for half-precision arguments, where batch
-        norm's meta kernel returns float32 statistics that eager's kernel and the fake mode do
-        not; None in those cases."""
+        norm ~7x slower, view ~10x). Not for batch norm with half-precision arguments on the
+        CPU: its meta kernel's statistics are float32, as the CUDA kernel's, but the CPU kernel's
+        are not. None where it does not apply."""
         layouts = [self.layout_of[id(t)][1] for t in tensors]
-        if {layout[4] for layout in layouts} != {_CPU} or any(layout[0] in _LOW_PRECISION for layout in layouts):
+        devices = {layout[4] for layout in layouts}
+        if len(devices) != 1:
+            return None
+        device = devices.pop()
+        if func in _ON_META_KERNEL_FULL_PRECISION_ON_CPU and device == _CPU and any(
+                layout[0] in _LOW_PRECISION for layout in layouts):
             return None
         # The Python dispatcher (on for recording) would route the meta kernel's inner ops
         # through Python references too (batch norm 2.2 ms instead of 1.3); nothing it computes
@@ -145,8 +150,8 @@ class FakeOutputs:
         with in_kernel_invocation_manager(self.fake_mode), no_python_dispatcher():
             out = func(*args, **kwargs)
         if isinstance(out, torch.Tensor):
-            return self._as_fake(out)
-        return type(out)(o if o is None else self._as_fake(o) for o in out)
+            return self._as_fake(out, device)
+        return type(out)(o if o is None else self._as_fake(o, device) for o in out)
 
     def _functional_batch_norm_outputs(self, args, kwargs, dispatch: Callable) -> tuple:
         """Eager's ``_native_batch_norm_legit_functional``: the in-place op's outputs (recorded
@@ -161,8 +166,8 @@ class FakeOutputs:
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
         return (*outs, new_fake(mean), new_fake(var))
 
-    def _as_fake(self, out: torch.Tensor) -> FakeTensor:
-        return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, _CPU)
+    def _as_fake(self, out: torch.Tensor, device: torch.device) -> FakeTensor:
+        return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, device)
 
     # ---- recipes ----------------------------------------------------------------
     def _recipe_of(self, func, out, tensors: list, key: tuple) -> Optional[tuple]:
@@ -251,8 +256,10 @@ _LOW_PRECISION = frozenset({torch.float16, torch.bfloat16})
 # Ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`): the
 # expensive misses of the model zoo. Their meta kernels are the ones eager's kernels compute
 # output layouts with; tests/capture/test_fake_outputs.py checks each against eager.
-_ON_META_KERNEL = frozenset({
+_ON_META_KERNEL_FULL_PRECISION_ON_CPU = frozenset({
     aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm_backward.default,
+})
+_ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
     aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })

@@ -11,6 +11,7 @@ rewrites the graph it is given, so it gets a copy: the Partition artifact stays 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Callable
 
@@ -22,6 +23,10 @@ from ..artifacts import JointGraph
 from ..errors import CompilerError
 
 __all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes", "wake_compile_workers"]
+
+# Judge Inductor's buffer reuse with the graph's outputs counted in its peak estimate (see
+# `_reuse_judged_with_outputs`); False leaves Inductor's own judgement, for comparisons.
+REUSE_JUDGED_WITH_OUTPUTS = True
 
 
 def wake_compile_workers(example_inputs) -> None:
@@ -78,7 +83,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     if fake_mode is None:
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
                             "pass the fake tensors of the graph's placeholders (node.meta['val'])")
-    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast():
+    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), _reuse_judged_with_outputs():
         return compile_fx_inner(
             graph_module,
             example_inputs,
@@ -88,6 +93,53 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
+
+
+@contextlib.contextmanager
+def _reuse_judged_with_outputs():
+    """While Inductor compiles our graphs: reuse a freed buffer for a later one of its size
+    where that keeps the estimated peak memory, counting the graph's outputs in the peak.
+
+    Inductor reuses a buffer only where keeping it alive would not raise its estimate of the
+    graph's peak (``AllocateLine.should_reuse_buffer``), and that estimate leaves out the
+    outputs, which a forward holds to its end: the saved values, most of a training
+    forward's memory. Which intermediates are not outputs depends on the plan, so the estimate
+    is arbitrary: for ResNet-50's forward it came to 0.1 MiB for our plan (8.7 MiB for
+    torch.compile's), and Inductor refused batch norm's 0.25 MiB reductions their reuse, 87
+    more allocations per step. Where Inductor has no such method, nothing changes."""
+    from torch._inductor.codegen import wrapper
+
+    allocate_line = getattr(wrapper, "AllocateLine", None)
+    original = getattr(allocate_line, "should_reuse_buffer", None)
+    if original is None or not REUSE_JUDGED_WITH_OUTPUTS:
+        yield
+        return
+
+    def should_reuse_buffer(self, free_line, size) -> bool:
+        if original(self, free_line, size):
+            return True
+        estimate = self.wrapper.estimate_peak
+        held = getattr(estimate, "_aotgraph_output_bytes", None)
+        if held is None:
+            held = estimate._aotgraph_output_bytes = _output_bytes(estimate)
+        return size + estimate.peak_between(free_line, self) <= estimate.overall_peak_memory + held
+
+    allocate_line.should_reuse_buffer = should_reuse_buffer
+    try:
+        yield
+    finally:
+        allocate_line.should_reuse_buffer = original
+
+
+def _output_bytes(estimate) -> int:
+    """Bytes of the buffers the graph being compiled returns (0 where Inductor's API differs)."""
+    from torch._inductor.virtualized import V
+
+    try:
+        buffers = V.graph.name_to_buffer
+        return sum(estimate._get_size(buffers[name]) for name in V.graph.get_output_names() if name in buffers)
+    except Exception:  # an Inductor without these internals: judge as Inductor does
+        return 0
 
 
 def _private_copy(graph_module: fx.GraphModule) -> fx.GraphModule:
