@@ -93,6 +93,16 @@ CASES = {
         torch.randn(4), torch.randn(3, 5), torch.randn(5, 4))), ()),
     "bmm, half of a transposed view": (aten.bmm.default, lambda: (torch.randn(2, 5, 3, dtype=torch.half).transpose(1, 2),
                                                                   torch.randn(2, 5, 4, dtype=torch.half)), ()),
+    "pointwise: bfloat16 times a float32 0-dim tensor": (
+        aten.mul.Tensor, lambda: (torch.randn(2, 3, 4, 4, dtype=torch.bfloat16).to(memory_format=torch.channels_last),
+                                  torch.tensor(0.5)), ()),
+    "pointwise: channels-last minus contiguous": (
+        aten.sub.Tensor, lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),
+                                  torch.randn(2, 3, 4, 4)), ()),
+    "pointwise: comparison to bool, broadcast": (aten.gt.Tensor, lambda: (torch.randn(3, 1), torch.randn(1, 4)), ()),
+    "pointwise: rsqrt of a bfloat16 slice": (aten.rsqrt.default, lambda: (torch.rand(4, 6, dtype=torch.bfloat16)[:, 1:5],), ()),
+    "prims: convert_element_type of a transposed view": (
+        torch.ops.prims.convert_element_type.default, lambda: (torch.randn(4, 6).t(),), (torch.bfloat16,)),
     "view, bfloat16": (aten.view.default, lambda: (torch.randn(4, 6, dtype=torch.bfloat16),), ([3, 8],)),
     "threshold_backward, bfloat16 channels last": (
         aten.threshold_backward.default,

@@ -61,7 +61,7 @@ class FakeOutputs:
             out = None
             if func is aten._native_batch_norm_legit_functional.default:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
-            elif func in _ON_META_KERNEL:
+            elif _on_meta_kernel(func):
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
             if out is None:
                 out = dispatch(func, args, kwargs)
@@ -264,6 +264,19 @@ _ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
 _CACHEABLE: dict[Any, bool] = {}
+_META_KERNEL_ANSWERS: dict[Any, bool] = {}
+
+
+def _on_meta_kernel(func) -> bool:
+    """Whether a miss of `func` is answered by its meta kernel: the ops above, and functional
+    pointwise ops, whose output layout and dtype come from one meta function shared by every
+    device's kernel (TensorIterator's), so the meta kernel says what eager's would produce."""
+    answer = _META_KERNEL_ANSWERS.get(func)
+    if answer is None:
+        answer = _META_KERNEL_ANSWERS[func] = func in _ON_META_KERNEL or (
+            torch.Tag.pointwise in func.tags and not func._schema.is_mutable
+            and all(r.alias_info is None for r in func._schema.returns))
+    return answer
 
 
 def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
