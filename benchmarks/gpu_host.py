@@ -14,16 +14,22 @@ import os
 import pstats
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_train import MODELS, compile_model  # noqa: E402
+from gpu_train import MODELS, compile_model, fresh_compile_state  # noqa: E402
+
+CACHE_ROOT = tempfile.mkdtemp(prefix="gpu_host_inductor_")
 
 
 def prepared_step(model_name: str, config: str):
+    # Own Inductor cache per configuration: aotgraph and aotgraph_stock_reuse compile the same
+    # graphs, which Inductor's FX graph cache would otherwise hand from one to the other.
+    fresh_compile_state(CACHE_ROOT, f"{model_name}_{config}")
     torch.manual_seed(0)
     model, inputs, _ = MODELS[model_name](torch.device("cuda"), smoke=False)
     compiled, _ = compile_model(model, config, "mincut")
