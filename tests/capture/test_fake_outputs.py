@@ -103,6 +103,13 @@ CASES = {
     "pointwise: rsqrt of a bfloat16 slice": (aten.rsqrt.default, lambda: (torch.rand(4, 6, dtype=torch.bfloat16)[:, 1:5],), ()),
     "prims: convert_element_type of a transposed view": (
         torch.ops.prims.convert_element_type.default, lambda: (torch.randn(4, 6).t(),), (torch.bfloat16,)),
+    "unsqueeze of a channels-last tensor": (aten.unsqueeze.default,
+                                            lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),), (1,)),
+    "squeeze.dims of a slice": (aten.squeeze.dims, lambda: (torch.randn(3, 1, 4, 1)[1:],), ([1, 3],)),
+    "squeeze.dim": (aten.squeeze.dim, lambda: (torch.randn(3, 1, 4),), (1,)),
+    "squeeze": (aten.squeeze.default, lambda: (torch.randn(1, 3, 1),), ()),
+    "alias": (aten.alias.default, lambda: (torch.randn(3, 4)[:, 1:],), ()),
+    "select of a transposed view": (aten.select.int, lambda: (torch.randn(4, 5).t(),), (0, 2)),
     "view, bfloat16": (aten.view.default, lambda: (torch.randn(4, 6, dtype=torch.bfloat16),), ([3, 8],)),
     "threshold_backward, bfloat16 channels last": (
         aten.threshold_backward.default,

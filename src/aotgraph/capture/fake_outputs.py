@@ -261,7 +261,8 @@ _ON_META_KERNEL_FULL_PRECISION_ON_CPU = frozenset({
 })
 _ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
-    aten.expand.default, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
+    aten.expand.default, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
+    aten.alias.default, aten.slice.Tensor, aten.select.int, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
 _CACHEABLE: dict[Any, bool] = {}
 _META_KERNEL_ANSWERS: dict[Any, bool] = {}
