@@ -254,15 +254,17 @@ _MISSING = object()
 _CPU = torch.device("cpu")
 _LOW_PRECISION = frozenset({torch.float16, torch.bfloat16})
 # Ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`): the
-# expensive misses of the model zoo. Their meta kernels are the ones eager's kernels compute
-# output layouts with; tests/capture/test_fake_outputs.py checks each against eager.
+# expensive misses of the model zoo, and (`_on_meta_kernel`) functional pointwise ops. Their
+# meta kernels are the ones eager's kernels compute output layouts with; tests/capture/
+# test_fake_outputs.py checks each against eager, test_fake_outputs_opinfo.py the pointwise ops.
 _ON_META_KERNEL_FULL_PRECISION_ON_CPU = frozenset({
     aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm_backward.default,
 })
 _ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
     aten.expand.default, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
-    aten.alias.default, aten.slice.Tensor, aten.select.int, aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
+    aten.alias.default, aten.slice.Tensor, aten.select.int,
+    aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
 _CACHEABLE: dict[Any, bool] = {}
 _META_KERNEL_ANSWERS: dict[Any, bool] = {}
