@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
-import pstats
 import statistics
 import sys
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_train import MODELS  # noqa: E402
+from profile_report import write_profile  # noqa: E402
 
 import aotgraph  # noqa: E402
 from aotgraph.compilers.torchinductor import inductor_decompositions  # noqa: E402
@@ -62,12 +61,8 @@ def main() -> int:
             entries = captured(model_name, device, args.smoke, profile if r == args.repeats - 1 else None)
             for stage in seconds:
                 seconds[stage].append(sum(e.log.seconds(stage) for e in entries))
-        text = io.StringIO()
-        stats = pstats.Stats(profile, stream=text)
-        stats.sort_stats("tottime").print_stats(40)
-        stats.sort_stats("cumulative").print_stats(60)
-        with open(os.path.join(out_dir, f"capture_{model_name}{'_nometa' if args.no_meta else ''}.txt"), "w") as f:
-            f.write(text.getvalue())
+        write_profile(profile, os.path.join(out_dir, f"capture_{model_name}{'_nometa' if args.no_meta else ''}.txt"),
+                      own=40, cumulative=60)
         nodes = sum(len(e.joint.graph_module.graph.nodes) for e in entries)
         lines.append(f"{model_name:<11} {device.type}{' no-meta' if args.no_meta else ''} {nodes} joint nodes  capture ms "
                      f"{[round(s * 1e3) for s in seconds['capture']]} (median {statistics.median(seconds['capture']) * 1e3:.0f})  "

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
-import pstats
 import statistics
 import sys
 import tempfile
@@ -22,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_train import MODELS, compile_model, fresh_compile_state  # noqa: E402
+from profile_report import write_profile  # noqa: E402
 
 CACHE_ROOT = tempfile.mkdtemp(prefix="gpu_host_inductor_")
 
@@ -83,12 +82,7 @@ def main() -> int:
                 profiles[config].disable()
                 torch.cuda.synchronize()
         for config in steps:
-            text = io.StringIO()
-            stats = pstats.Stats(profiles[config], stream=text)
-            stats.sort_stats("tottime").print_stats(45)
-            stats.sort_stats("cumulative").print_stats(45)
-            with open(os.path.join(out_dir, f"host_{model_name}_{config}.txt"), "w") as f:
-                f.write(text.getvalue())
+            stats = write_profile(profiles[config], os.path.join(out_dir, f"host_{model_name}_{config}.txt"))
             summary.append(f"{model_name:<11} {config:<16} host {statistics.median(host[config]):7.2f} ms/step "
                            f"(median of {len(host[config])}), {allocations[config]} allocations/step, profiled calls per step "
                            f"{stats.total_calls / args.rounds:.0f}, profiled s per step {stats.total_tt / args.rounds:.4f}")
