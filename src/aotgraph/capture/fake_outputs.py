@@ -133,16 +133,19 @@ class FakeOutputs:
         runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device
         (views keep sharing their argument's storage). For these ops the fake mode would run a
         Python decomposition or reference op by op through its own dispatch instead (batch
-        norm ~7x slower, view ~10x). Not for batch norm with half-precision arguments on the
-        CPU: its meta kernel's statistics are float32, as the CUDA kernel's, but the CPU kernel's
-        are not. None where it does not apply."""
+        norm ~7x slower, view ~10x). Batch norm of a half-precision input on the CPU only where a
+        parameter or running statistic is float32: the meta kernel's statistics are float32,
+        as the CUDA kernel's always are, but the CPU kernel's are float32 only in that mixed case
+        (autocast's), half otherwise; the fake mode answers the others (it says half for the
+        mixed case, which eager does not). None where it does not apply."""
         layouts = [self.layout_of[id(t)][1] for t in tensors]
         devices = {layout[4] for layout in layouts}
         if len(devices) != 1:
             return None
         device = devices.pop()
-        if func in _ON_META_KERNEL_FULL_PRECISION_ON_CPU and device == _CPU and any(
-                layout[0] in _LOW_PRECISION for layout in layouts):
+        if func in _ON_META_KERNEL_FULL_PRECISION_ON_CPU and device == _CPU and layouts[0][0] in _LOW_PRECISION \
+                and (func is aten.native_batch_norm_backward.default
+                     or not any(layout[0] == torch.float32 for layout in layouts[1:])):
             return None
         # The Python dispatcher (on for recording) would route the meta kernel's inner ops
         # through Python references too (batch norm 2.2 ms instead of 1.3); nothing it computes
