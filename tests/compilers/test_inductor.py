@@ -381,3 +381,30 @@ def test_buffer_reuse_is_judged_with_the_graphs_outputs_counted():
         assert judged(allocation, freed, 20)  # 110 <= 100 + 50
         assert not judged(allocation, freed, 70)  # 160 > 150
     assert AllocateLine.should_reuse_buffer is stock
+
+
+@pytest.mark.parametrize("partition", [aotgraph.min_cut_rematerialization_partition, aotgraph.default_partition],
+                         ids=["mincut", "default"])
+def test_dropout_in_training_compiles_and_its_backward_uses_the_forwards_mask(partition):
+    """Inductor lowers the graphs' random ops as fallbacks to eager's generator (the joint passes
+    keep them, ``fallback_random``); it used to refuse them at lowering. Its decompositions draw
+    the mask with ``rand`` where eager's kernel calls ``bernoulli_``, so the mask is not eager's
+    (nor is torch.compile's): checked here are the rate and that the backward reuses the
+    forward's mask."""
+    p = 0.25
+
+    def program(x, w):
+        return torch.nn.functional.dropout(x * w, p=p, training=True)
+
+    x = torch.ones(64, 64)
+    w = torch.full((64,), 2.0, requires_grad=True)
+    compiled = aot_function(program, "inductor", partition_fn=partition)
+    torch.manual_seed(0)
+    out = compiled(x, w)
+    kept = out != 0
+    assert 0.15 < 1 - kept.float().mean().item() < 0.35  # the drop rate is p
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 2.0 / (1 - p)))
+    cotangent = torch.randn_like(out)
+    (out * cotangent).sum().backward()
+    expected = (cotangent * kept / (1 - p)).sum(0)  # d out / d w = x * mask / (1 - p)
+    torch.testing.assert_close(w.grad, expected)

@@ -83,7 +83,12 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     if fake_mode is None:
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
                             "pass the fake tensors of the graph's placeholders (node.meta['val'])")
-    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), _reuse_judged_with_outputs():
+    from torch._inductor import config
+
+    # Random ops draw from eager's generator (``fallback_random``), as in the joint passes: the
+    # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
+    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
+            config.patch(fallback_random=True), _reuse_judged_with_outputs():
         return compile_fx_inner(
             graph_module,
             example_inputs,
