@@ -26,6 +26,7 @@ from torch._subclasses.fake_tensor import (
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
+from ..fx_nodes import set_args
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
 from .random_draws import RandomDraws
@@ -288,16 +289,8 @@ def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str
     node is created bare and its arguments set as the ``args`` setter sets them, without
     ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users."""
     node = graph.create_node("call_function", target)
-    if _update_args_kwargs is not None:
-        _update_args_kwargs(node, args, kwargs or {})
-    else:  # pragma: no cover - torch without the private method
-        node.args = args
-        if kwargs:
-            node.kwargs = kwargs
+    set_args(node, args, kwargs or {})
     return node
-
-
-_update_args_kwargs = getattr(fx.Node, "_update_args_kwargs", None)
 
 
 _LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))

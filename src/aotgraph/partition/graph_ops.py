@@ -6,13 +6,12 @@ from typing import Iterable, Optional
 
 import torch.fx as fx
 
+from ..fx_nodes import set_args
+
 try:  # generates the module's Python code only if someone reads or runs it
     from torch.fx._lazy_graph_module import _LazyGraphModule as _make_graph_module
 except ImportError:  # pragma: no cover - older torch
     _make_graph_module = fx.GraphModule
-
-# What the public ``Node.args`` / ``Node.kwargs`` setters call, minus ``Node.__setattr__``.
-_update_args_kwargs = getattr(fx.Node, "_update_args_kwargs", None)
 
 
 def is_tangent(node: fx.Node) -> bool:
@@ -111,10 +110,7 @@ def _copy_node(graph: fx.Graph, node: fx.Node, env: dict) -> fx.Node:
     copy = graph.create_node(node.op, node.target, name=node.name, type_expr=node.type)
     args = fx.map_arg(node.args, env.__getitem__)
     kwargs = fx.map_arg(node.kwargs, env.__getitem__) if node.kwargs else {}
-    if _update_args_kwargs is not None:
-        _update_args_kwargs(copy, args, kwargs)
-    else:  # pragma: no cover - torch without the private method
-        copy.args, copy.kwargs = args, kwargs
+    set_args(copy, args, kwargs)
     copy.meta.update(node.meta)
     return copy
 
