@@ -40,7 +40,9 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # aotgraph with another partition, for comparisons; aotgraph_lean: the min cut also recomputes
 # values a backward matmul reads (save_matmul_inputs=False: less memory, more kernels).
 # aotgraph_stock_reuse: Inductor judges buffer reuse by its own peak estimate (without our graphs' outputs).
-EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse")
+# *_combo: compiled with Inductor's combo kernels (independent kernels launched as one).
+EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
+                 "inductor_combo")
 # Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
 TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
                     "default_partition")
@@ -133,6 +135,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return model, None
     if config == "inductor":
         return torch.compile(model, backend="inductor", dynamic=False), None
+    if config == "inductor_combo":  # its own backend object: Dynamo does not reuse "inductor"'s graphs
+        return torch.compile(model, backend="inductor", dynamic=False, options={"combo_kernels": True}), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
     from aotgraph.compilers import torchinductor
@@ -223,7 +227,8 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
 
     synchronize(device)
     begin = time.perf_counter()
-    step()
+    with torch._inductor.config.patch(combo_kernels=config == "aotgraph_combo"):
+        step()
     synchronize(device)
     first_step_s = time.perf_counter() - begin
     for _ in range(args.warmup):

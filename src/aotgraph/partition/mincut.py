@@ -228,8 +228,8 @@ class JointNetwork:
         infinite = np.isinf(caps)
         scale = max(1.0, caps[~infinite].sum() / _FINITE_TOTAL)
         scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
-        network = sp.csr_matrix((scaled, self.indices, self.indptr), shape=(self.size, self.size))
-        network.has_sorted_indices = True  # spares the solver its check
+        network = self._flow_network
+        network.data = scaled  # the structure is fixed: no sparse constructor (and its checks) per cut
         result = maximum_flow(network, 0, 1)
         if result.flow_value >= _INF:
             raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
@@ -239,6 +239,14 @@ class JointNetwork:
         source_side = self._reachable_from_source((scaled > flow.data).tolist())
         cut_nodes = [i for i in range(len(self.nodes)) if source_side[2 + 2 * i] and not source_side[3 + 2 * i]]
         return {self.nodes[i] for i in cut_nodes}
+
+    @functools.cached_property
+    def _flow_network(self) -> sp.csr_matrix:
+        """The network's CSR matrix; `cut` sets its capacities."""
+        network = sp.csr_matrix((np.zeros(len(self.indices), dtype=np.int32), self.indices, self.indptr),
+                                shape=(self.size, self.size))
+        network.has_sorted_indices = True  # spares the solver its check
+        return network
 
     def _reachable_from_source(self, open_edges: list) -> list:
         """Per vertex, whether the source reaches it through edges with residual capacity
