@@ -25,6 +25,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
+from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
 from .recorder import GraphRecorder
@@ -150,6 +151,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     output = graph.find_nodes(op="output")[0]
     user_outs, grads = output.args[0]
     output.args = ((*user_outs, *extra, *grads),)
+    merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
 
     root = torch.nn.Module()

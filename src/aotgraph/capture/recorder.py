@@ -81,6 +81,10 @@ class GraphRecorder(TorchDispatchMode):
         self._fake_of_constant: dict[int, FakeTensor] = {}
         self.fake_outputs = FakeOutputs(fake_mode)
         self.random_draws = RandomDraws()  # the caller's RNG state is restored by `random_draws.restore()`
+        # The program's op that the ops being recorded decompose from (None: not inside a
+        # decomposition). Each node's ``meta["original_aten"]``: Inductor names its kernels
+        # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
+        self._decomposing = None
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -135,22 +139,14 @@ class GraphRecorder(TorchDispatchMode):
         if facts is None:
             facts = _OP_FACTS[func] = _OpFacts.of(func)
         kwargs = kwargs or {}
-        if facts.rewrite is not None:
-            with self:
-                rewritten = facts.rewrite(*args, **kwargs)
-            if rewritten is not NotImplemented:
-                return rewritten
         decomposition = self.decompositions.get(func)
-        if decomposition is not None:
-            with self:
-                result = decomposition(*args, **kwargs)
-            if result is not NotImplemented:
-                return result
-        if facts.is_composite:
-            # With the Python dispatcher on, composite ops such as ``aten.to.dtype`` reach
-            # the mode whole; compilers expect their ATen pieces (``_to_copy``), as make_fx records.
-            with self:
-                result = func.decompose(*args, **kwargs)
+        if facts.rewrite is not None or decomposition is not None or facts.is_composite:
+            outer = self._decomposing
+            self._decomposing = outer or func
+            try:
+                result = self._decompose(func, facts, decomposition, args, kwargs)
+            finally:
+                self._decomposing = outer
             if result is not NotImplemented:
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
@@ -191,6 +187,7 @@ class GraphRecorder(TorchDispatchMode):
                        for k, v in kwargs.items()} if kwargs else {}
         node = append_call(self.graph, func, node_args, node_kwargs)
         node.meta["val"] = out
+        node.meta["original_aten"] = self._decomposing or func
         if facts.is_mutable:
             self.saw_mutation = True
         if isinstance(out, torch.Tensor):
@@ -207,6 +204,24 @@ class GraphRecorder(TorchDispatchMode):
         if draws_global_rng:
             self.random_draws.record(func, out_nodes)
         return out
+
+    def _decompose(self, func, facts: "_OpFacts", decomposition, args, kwargs):
+        """`func` recorded as what it rewrites or decomposes into, or NotImplemented: our
+        rewrites first, then the decomposition table, then a composite op's own ATen pieces
+        (with the Python dispatcher on, composite ops such as ``aten.to.dtype`` reach the
+        mode whole; compilers expect their pieces, ``_to_copy``, as make_fx records)."""
+        with self:
+            if facts.rewrite is not None:
+                result = facts.rewrite(*args, **kwargs)
+                if result is not NotImplemented:
+                    return result
+            if decomposition is not None:
+                result = decomposition(*args, **kwargs)
+                if result is not NotImplemented:
+                    return result
+            if facts.is_composite:
+                return func.decompose(*args, **kwargs)
+        return NotImplemented
 
     def _redraw(self, func, fake_args, fake_kwargs, position):
         """Eager would draw exactly the values of an earlier draw again (a checkpointed region

@@ -1,0 +1,86 @@
+"""Common subexpressions of a joint graph merged: one node per pure computation.
+
+Decompositions and autograd's formulas compute some values more than once (cross entropy's
+ignore mask three times; a ``full`` scalar per use). A node calling the same pure op on the
+same arguments as an earlier node is replaced by that node. Pure: an ATen op that writes no
+argument, draws no random numbers and allocates no uninitialized memory (``empty``), or a
+``getitem``. Nodes of the backward (recorded from autograd's first tangent-reading op on)
+merge only with backward nodes: a forward computation that the backward repeats without a
+tangent is the program's own recomputation (``torch.utils.checkpoint``), which the
+partitioner keeps in the backward.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+
+__all__ = ["merge_common_subexpressions"]
+
+_PURE: dict = {}  # id(target) -> (target, pure)
+
+
+def merge_common_subexpressions(graph: fx.Graph) -> int:
+    """Merge duplicate pure nodes of `graph` into their first occurrence, in place; the
+    number of nodes removed."""
+    first: dict[tuple, fx.Node] = {}
+    tangent_dependent: set[fx.Node] = set()
+    in_backward = False
+    merged = 0
+    for node in list(graph.nodes):
+        if node.op == "placeholder":
+            if node.name.startswith("tangents"):
+                tangent_dependent.add(node)
+            continue
+        if node.op != "call_function":
+            continue
+        if tangent_dependent and any(i in tangent_dependent for i in node.all_input_nodes):
+            tangent_dependent.add(node)
+            in_backward = True
+        if not _is_pure(node.target):
+            continue
+        try:
+            key = (in_backward, id(node.target), _key(node.args), _key(tuple(node.kwargs.items())))
+            earlier = first.setdefault(key, node)
+        except TypeError:  # an unhashable argument: leave the node alone
+            continue
+        if earlier is not node:
+            node.replace_all_uses_with(earlier)
+            graph.erase_node(node)
+            merged += 1
+    return merged
+
+
+def _key(value):
+    """A hashable key equal only for interchangeable arguments: nodes by identity, numbers
+    with their type (``x * 1`` and ``x * 1.0`` differ in dtype) and floats by their text
+    (``-0.0`` and ``0.0`` differ; NaN equals NaN)."""
+    kind = type(value)
+    if kind is fx.Node:
+        return value
+    if kind is tuple or kind is list:
+        return (kind, tuple(_key(v) for v in value))
+    if kind is float:
+        return (float, repr(value))
+    if kind is int or kind is bool or kind is complex:
+        return (kind, value)
+    if kind is slice:
+        return (slice, _key(value.start), _key(value.stop), _key(value.step))
+    return (kind, value)
+
+
+def _is_pure(target) -> bool:
+    entry = _PURE.get(id(target))
+    if entry is not None and entry[0] is target:
+        return entry[1]
+    if target is operator.getitem:
+        pure = True
+    elif isinstance(target, torch._ops.OpOverload):
+        name = target._schema.name.split("::")[-1]
+        pure = not (target._schema.is_mutable or torch.Tag.nondeterministic_seeded in target.tags
+                    or "empty" in name or name.startswith(("_assert", "sym_constrain")) or name == "print")
+    else:
+        pure = False
+    _PURE[id(target)] = (target, pure)
+    return pure

@@ -1,0 +1,84 @@
+"""Common subexpressions merged in the joint graph: duplicates go, results stay eager's.
+
+Each case counts the joint graph's nodes of one op and compares the compiled program with
+eager (outputs, gradients) through `assert_parity`.
+"""
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from aotgraph import aot_export_joint
+from aotgraph.compilers.torchinductor import inductor_decompositions
+from parity import assert_parity
+
+
+def _count(fn, *args, op) -> int:
+    joint = aot_export_joint(fn, args)
+    return sum(n.target is op for n in joint.graph_module.graph.nodes)
+
+
+def twice_sin(x):
+    return x.sin() * 2 + x.sin()
+
+
+def cross_entropy(logits, labels):
+    return torch.nn.functional.cross_entropy(logits, labels, ignore_index=1)
+
+
+def test_a_repeated_computation_runs_once():
+    x = torch.randn(4, 5, requires_grad=True)
+    assert _count(twice_sin, x, op=torch.ops.aten.sin.default) == 1
+    assert_parity(twice_sin, (x,))
+
+
+def test_cross_entropys_repeated_masks_merge():
+    logits, labels = torch.randn(6, 7, requires_grad=True), torch.tensor([0, 1, 2, 1, 4, 5])
+    joint = aot_export_joint(cross_entropy, (logits, labels), decompositions=inductor_decompositions())
+    forward_ne = [n for n in joint.graph_module.graph.nodes
+                  if n.target is torch.ops.aten.ne.Scalar and not any("tangent" in a.name for a in n.all_input_nodes)]
+    keys = [(n.args, tuple(n.kwargs.items())) for n in forward_ne]
+    assert len(keys) == len(set(keys)) > 0  # no two identical masks left
+    assert_parity(cross_entropy, (logits, labels), fw_compiler="inductor")
+
+
+def two_draws(x):
+    return torch.rand_like(x) - torch.rand_like(x) + x
+
+
+def test_random_draws_never_merge():
+    x = torch.randn(64, requires_grad=True)
+    assert _count(two_draws, x, op=torch.ops.aten.rand_like.default) + \
+        _count(two_draws, x, op=torch.ops.aten.rand.default) == 2
+    parity = assert_parity(two_draws, (x,))
+    assert (parity.compiled_out - x).abs().max() > 0  # two different draws, as eager
+
+
+def int_and_float_scalars(x):
+    return x * 1, x * 1.0, x + 0.0, x + -0.0
+
+
+def test_scalars_of_other_types_or_signs_do_not_merge():
+    x = torch.tensor([-0.0, 1.0, -2.0])
+    parity = assert_parity(int_and_float_scalars, (x,), backward=False)
+    i = torch.tensor([3, 4])
+    parity = assert_parity(int_and_float_scalars, (i,), backward=False)
+    assert parity.compiled_out[0].dtype == torch.int64 and parity.compiled_out[1].dtype == torch.float32
+    signs = [torch.signbit(o) for o in int_and_float_scalars(torch.tensor([-0.0]))[2:]]
+    assert signs[0].item() != signs[1].item()  # the case that catches 0.0 and -0.0 merged
+    compiled_signs = [torch.signbit(o) for o in assert_parity(int_and_float_scalars, (torch.tensor([-0.0]),),
+                                                             backward=False).compiled_out[2:]]
+    assert compiled_signs == signs
+
+
+def checkpointed(x, w):
+    return checkpoint(lambda a: (a @ w).sin().cos(), x, use_reentrant=False).sum() + (x @ w).sin().sum()
+
+
+def test_a_checkpoints_recomputation_is_not_merged_into_the_forward():
+    x, w = torch.randn(4, 8, requires_grad=True), torch.randn(8, 8, requires_grad=True)
+    joint = aot_export_joint(checkpointed, (x, w))
+    nodes = list(joint.graph_module.graph.nodes)
+    first_tangent_use = next(i for i, n in enumerate(nodes)
+                             if any(a.name.startswith("tangents") for a in n.all_input_nodes))
+    recomputed_sin = [n for n in nodes[first_tangent_use:] if n.target is torch.ops.aten.sin.default]
+    assert recomputed_sin  # the backward still recomputes the checkpointed region
+    assert_parity(checkpointed, (x, w))
