@@ -279,6 +279,7 @@ def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> l
             peak_gib = (torch.cuda.max_memory_allocated() - base + p.static_bytes) / 2**30
             p.result.update(kernels_per_step(p.step))
         result = dict(p.result, median_step_ms=statistics.median(p.step_ms), step_ms=p.step_ms,
+                      p10_step_ms=statistics.quantiles(p.step_ms, n=10)[0] if len(p.step_ms) > 1 else p.step_ms[0],
                       median_host_ms=statistics.median(p.host_ms), peak_gib=peak_gib,
                       losses=[float(l) for l in p.result["losses"]])
         log(json.dumps({k: v for k, v in result.items() if k not in ("dynamo_compile_times", "step_ms", "losses")},
@@ -319,7 +320,22 @@ def format_table(results: list[dict]) -> str:
         gpu = f"{r['gpu_ms_per_step']:7.2f} {r['kernels_per_step']:7.0f}" if "gpu_ms_per_step" in r else f"{'-':>7} {'-':>7}"
         lines.append(f"{r['model']:<11} {r['config']:<16} {r['median_step_ms']:8.2f} {r['median_host_ms']:8.2f} {gpu} {peak:>9} {r['first_step_s']:8.1f} "
                      f"{aot:>7} {r['losses'][0]:9.4f}{ratios}")
+    lines.append("step time, ours / torch.compile, robust to the host's slow phases: 10th percentile of steps; "
+                 "median of the per-round ratios")
+    for r in results:
+        base = torch_of.get(r["model"])
+        if base is None or "error" in r or not r["config"].startswith("aotgraph"):
+            continue
+        per_round = _per_round_ratios(r["step_ms"], base["step_ms"], r.get("steps_per_round", 1))
+        lines.append(f"  {r['model']:<11} {r['config']:<16} p10 {r['p10_step_ms'] / base['p10_step_ms']:.3f}x, "
+                     f"per-round {statistics.median(per_round):.3f}x (range {min(per_round):.2f}-{max(per_round):.2f})")
     return "\n".join(lines)
+
+
+def _per_round_ratios(ours: list, theirs: list, steps: int) -> list:
+    """Ratio of the two configurations' median step in each interleaved round."""
+    return [statistics.median(ours[i:i + steps]) / statistics.median(theirs[i:i + steps])
+            for i in range(0, min(len(ours), len(theirs)), steps)]
 
 
 def main() -> int:
@@ -370,7 +386,7 @@ def main() -> int:
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
                 results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
         log(f"== {model_name}: {args.rounds} interleaved rounds of {args.steps} steps  (t={time.perf_counter() - START:.0f} s)")
-        results += measure(prepared, args, device, log)
+        results += [dict(r, steps_per_round=args.steps) for r in measure(prepared, args, device, log)]
         del prepared
         torch._dynamo.reset()  # drop this model's compiled graphs before the next model
         gc.collect()
