@@ -151,6 +151,9 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
         counts[e.name[:100]] += 1
         by_family[family(e.name)] += t / steps
     total = sum(by_name.values())
+    with open(os.path.join(out_dir, f"{model_name}_{config}_{partition}_kernels.txt"), "w") as f:
+        for name, t in sorted(by_name.items()):  # every kernel, for diffing two configurations
+            f.write(f"{counts[name] // steps:5d} {t / 1e3:8.3f} ms  {name}\n")
     lines = [f"\n== {model_name} {config} {partition}: {len(kernels) / steps:.0f} kernels/step, {total / 1e3:.2f} ms GPU/step,"
              f" host {host_ms:.2f} ms/step (median of 10 unsynchronized steps; {statistics.median(host_nogc):.2f} with gc off)"]
     lines.append("  host CPU time per step, top-level events (indented: their children):")

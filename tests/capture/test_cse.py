@@ -82,3 +82,19 @@ def test_a_checkpoints_recomputation_is_not_merged_into_the_forward():
     recomputed_sin = [n for n in nodes[first_tangent_use:] if n.target is torch.ops.aten.sin.default]
     assert recomputed_sin  # the backward still recomputes the checkpointed region
     assert_parity(checkpointed, (x, w))
+
+
+
+def summed(x, a, b):
+    return (x + a) + (x + b)
+
+
+def test_two_gradients_computed_alike_stay_two_tensors():
+    """a's and b's gradients are the same reduction of the same gradient: merged, the backward
+    would return one tensor twice, and autograd would copy it at every call."""
+    x, a, b = torch.randn(4, 5), torch.randn(5, requires_grad=True), torch.randn(5, requires_grad=True)
+    joint = aot_export_joint(summed, (x, a, b))
+    grads = [g for g in list(joint.graph_module.graph.find_nodes(op="output")[0].args[0])[joint.num_fwd_outputs:]
+             if g is not None]
+    assert len(grads) == 2 and grads[0] is not grads[1]
+    assert_parity(summed, (x, a, b))

@@ -47,6 +47,7 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     for _, placeholder, value in movable:  # appended: after every read of the old values
         write = graph.call_function(aten.copy_.default, (env[placeholder], env[value]))
         write.meta["val"] = placeholder.meta["val"]
+        write.meta["original_aten"] = aten.copy_.default  # Inductor names the kernel it fuses into "..._copy_"
     moved_positions = {first_value + sig.mutated_primals.index(p) for p, _, _ in movable}
     graph.output(tuple(v for i, v in enumerate(copied) if i not in moved_positions))
     return fx.GraphModule(forward, graph), tuple(p for p, _, _ in movable)
