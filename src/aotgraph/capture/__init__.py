@@ -12,6 +12,7 @@ of 0.93x).
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 from typing import Any, Callable, Mapping, Sequence
 
@@ -80,7 +81,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     try:
-        with fake_mode, recorder, enable_python_dispatcher():
+        with fake_mode, recorder, enable_python_dispatcher(), \
+                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
     except RuntimeError as error:
@@ -167,6 +169,28 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
+
+
+def _rnns_as_plain_ops(training: bool):
+    """With the Python dispatcher on, ``nn.LSTM`` decomposes in Python, and that decomposition
+    takes oneDNN's fused CPU kernel (``mkldnn_rnn_layer`` with ``train=False``: no workspace
+    for a backward) whenever the LSTM's input does not require grad, even if its weights do.
+    Training a model on data that needs no gradient then fails in the backward. While
+    capturing for training, oneDNN is off, so the LSTM is recorded as plain ops, as eager
+    trains it. Inference keeps the fused kernel."""
+    if not training or not torch._C._get_mkldnn_enabled():
+        return contextlib.nullcontext()
+    return _mkldnn_off()
+
+
+@contextlib.contextmanager
+def _mkldnn_off():
+    # torch.backends.mkldnn.flags would also reset oneDNN's TF32 setting, with a warning.
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(True)
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
