@@ -63,6 +63,74 @@ def test_parity(model, partitioner):
     assert_matches_eager(MODELS[model], PARTITIONERS[partitioner])
 
 
+class _Attention(torch.nn.Module):
+    """Pre-norm causal self-attention through SDPA."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.qkv, self.out = torch.nn.LayerNorm(16), torch.nn.Linear(16, 48), torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm(x)).view(2, 8, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return x + self.out(attended.transpose(1, 2).reshape(2, 8, 16))
+
+
+class _UpsamplingConv(torch.nn.Module):
+    """Convolution, GroupNorm, SiLU, then a transposed convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.GroupNorm(2, 6)
+        self.up = torch.nn.ConvTranspose2d(6, 3, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(torch.nn.functional.silu(self.norm(self.conv(x)))).mean(dim=(2, 3))
+
+
+class _WritesIntoViews(torch.nn.Module):
+    """In-place writes into a view of an activation and into the activation itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = self.a(x)
+        y[:, :2].mul_(3)
+        y = torch.nn.functional.gelu(y)
+        y += self.b(x).sigmoid()
+        return y.cumsum(1).logsumexp(1)
+
+
+class _LstmHead(torch.nn.Module):
+    """An LSTM read at its last step (on the CPU, torch's LSTM decomposition would take
+    oneDNN's inference kernel for an input that needs no gradient)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.head = torch.nn.LSTM(8, 12, batch_first=True), torch.nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.head(self.lstm(x)[0][:, -1])
+
+
+MORE_MODELS = {
+    "attention": lambda: (_Attention(), (torch.randn(2, 8, 16),)),
+    "upsampling_conv": lambda: (_UpsamplingConv(), (torch.randn(2, 3, 8, 8),)),
+    "embedding_bag": lambda: (torch.nn.EmbeddingBag(20, 8, mode="mean"), (torch.randint(0, 20, (4, 5)),)),
+    "writes_into_views": lambda: (_WritesIntoViews(), (torch.randn(4, 8),)),
+    "lstm_on_data": lambda: (_LstmHead(), (torch.randn(3, 5, 8),)),
+}
+
+
+@pytest.mark.parametrize("partitioner", ["mincut", "budget_0.5", "recompute_0.0", "save_nothing", "offload_all"])
+@pytest.mark.parametrize("model", sorted(MORE_MODELS))
+def test_parity_on_more_kinds_of_layers(model, partitioner):
+    """Two training steps of layers the zoo above lacks, whose inputs need no gradient."""
+    assert_matches_eager(MORE_MODELS[model], PARTITIONERS[partitioner], steps=2)
+
+
 @pytest.mark.parametrize("partitioner", [
     "mincut", *(pytest.param(name, marks=pytest.mark.slow) for name in ["budget_0.5", "save_nothing", "offload_all"])])
 def test_gpt2_small_parity(partitioner):
