@@ -27,7 +27,9 @@ _PURE: dict = {}  # id(target) -> (target, pure)
 def merge_common_subexpressions(graph: fx.Graph) -> int:
     """Merge duplicate pure nodes of `graph` into their first occurrence, in place; the
     number of nodes removed."""
-    first: dict[tuple, fx.Node] = {}
+    # Nodes by (region, op, input nodes); the full comparison of arguments (constants
+    # included) runs only where two nodes share those: most nodes are unique.
+    groups: dict[tuple, list] = {}
     outputs = graph.find_nodes(op="output")
     returned = set(outputs[0].all_input_nodes) if outputs else set()
     tangent_dependent: set[fx.Node] = set()
@@ -45,20 +47,39 @@ def merge_common_subexpressions(graph: fx.Graph) -> int:
             in_backward = True
         if not _is_pure(node.target):
             continue
-        try:
-            key = (in_backward, id(node.target), _key(node.args), _key(tuple(node.kwargs.items())))
-            earlier = first.setdefault(key, node)
-        except TypeError:  # an unhashable argument: leave the node alone
+        group = groups.setdefault((in_backward, id(node.target), *node.all_input_nodes), [])
+        earlier = key = None
+        if group:
+            key = _arguments_key(node)
+            for entry in group:
+                if entry[1] is None:  # the first of its group: its key is made on demand
+                    entry[1] = _arguments_key(entry[0])
+                if _same(entry[1], key):
+                    earlier = entry[0]
+                    break
+        if earlier is None:
+            group.append([node, key])
             continue
-        if earlier is not node:
-            if node in returned:
-                if earlier in returned:
-                    continue
-                returned.add(earlier)
-            node.replace_all_uses_with(earlier)
-            graph.erase_node(node)
-            merged += 1
+        if node in returned:
+            if earlier in returned:
+                continue
+            returned.add(earlier)
+        node.replace_all_uses_with(earlier)
+        graph.erase_node(node)
+        merged += 1
     return merged
+
+
+def _arguments_key(node: fx.Node) -> tuple:
+    return _key(node.args), _key(tuple(node.kwargs.items()))
+
+
+def _same(earlier_key, key) -> bool:
+    """Whether two nodes' argument keys match."""
+    try:
+        return bool(earlier_key == key)
+    except (TypeError, RuntimeError):  # e.g. a tensor constant among the arguments
+        return False
 
 
 def _key(value):
