@@ -19,6 +19,8 @@ import operator
 import torch
 import torch.fx as fx
 
+from .recorder import op_facts
+
 __all__ = ["merge_common_subexpressions"]
 
 _PURE: dict = {}  # id(target) -> (target, pure)
@@ -107,8 +109,8 @@ def _is_pure(target) -> bool:
     if target is operator.getitem:
         pure = True
     elif isinstance(target, torch._ops.OpOverload):
-        name = target._schema.name.split("::")[-1]
-        pure = not (target._schema.is_mutable or torch.Tag.nondeterministic_seeded in target.tags
+        facts, name = op_facts(target), target._schema.name.split("::")[-1]
+        pure = not (facts.is_mutable or facts.is_random
                     or "empty" in name or name.startswith(("_assert", "sym_constrain")) or name == "print")
     else:
         pure = False

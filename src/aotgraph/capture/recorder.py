@@ -135,9 +135,7 @@ class GraphRecorder(TorchDispatchMode):
             # Autograd asks each fake tensor's device (most dispatches of a capture);
             # answer it here instead of passing it down to the fake mode.
             return args[0].fake_device
-        facts = _OP_FACTS.get(func)
-        if facts is None:
-            facts = _OP_FACTS[func] = _OpFacts.of(func)
+        facts = op_facts(func)
         kwargs = kwargs or {}
         decomposition = self.decompositions.get(func)
         if facts.rewrite is not None or decomposition is not None or facts.is_composite:
@@ -151,7 +149,7 @@ class GraphRecorder(TorchDispatchMode):
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
-            facts = _OP_FACTS.get(func) or _OpFacts.of(func)
+            facts = op_facts(func)
 
         if facts.mutates_metadata:
             self._snapshot_layout(args[0])
@@ -289,6 +287,14 @@ class _OpFacts:
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
+
+
+def op_facts(func) -> _OpFacts:
+    """`_OpFacts` of an ATen op, computed once per op."""
+    facts = _OP_FACTS.get(func)
+    if facts is None:
+        facts = _OP_FACTS[func] = _OpFacts.of(func)
+    return facts
 _SEQUENCES = (list, tuple)
 
 
@@ -303,17 +309,9 @@ def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str
     scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
     node is created bare and its arguments set as the ``args`` setter sets them, without
     ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users."""
-    base = _BASE_NAMES.get(id(target))
-    if base is None or base[0] is not target:
-        base = _BASE_NAMES[id(target)] = (target, graph._target_to_str(target))
-    node = graph.create_node("call_function", target, name=base[1])
+    node = graph.create_node("call_function", target)
     set_args(node, args, kwargs or {})
     return node
-
-
-# id(target) -> (target, the name fx derives from it): fx derives it again for every node
-# otherwise (a snake-casing regex, ~5 % of a capture); the name a node gets is the same.
-_BASE_NAMES: dict[int, tuple] = {}
 
 
 _LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
