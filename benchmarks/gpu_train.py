@@ -41,8 +41,13 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # values a backward matmul reads (save_matmul_inputs=False: less memory, more kernels).
 # aotgraph_stock_reuse: Inductor judges buffer reuse by its own peak estimate (without our graphs' outputs).
 # *_combo: compiled with Inductor's combo kernels (independent kernels launched as one).
+# aotgraph_pywrapper: Inductor's Python wrapper (torch.compile's default), not aotgraph's C++ one on CUDA;
+# inductor_cpp: torch.compile with Inductor's C++ wrapper.
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
-                 "inductor_combo")
+                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp")
+# Inductor settings of the configurations that change them.
+INDUCTOR_OPTIONS = {"combo": {"combo_kernels": True}, "cpp": {"cpp_wrapper": True},
+                    "pywrapper": {"cpp_wrapper": False}}
 # Dynamo compile_times() phases that make up torch's AOTAutograd work (names of torch 2.11-2.14).
 TORCH_AOT_PHASES = ("aot_collect_metadata", "aot_trace_joint_graph", "min_cut_rematerialization_partition",
                     "default_partition")
@@ -135,8 +140,9 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return model, None
     if config == "inductor":
         return torch.compile(model, backend="inductor", dynamic=False), None
-    if config == "inductor_combo":  # its own backend object: Dynamo does not reuse "inductor"'s graphs
-        return torch.compile(model, backend="inductor", dynamic=False, options={"combo_kernels": True}), None
+    if config.startswith("inductor_"):  # its own backend object: Dynamo does not reuse "inductor"'s graphs
+        options = INDUCTOR_OPTIONS[config.split("_", 1)[1]]
+        return torch.compile(model, backend="inductor", dynamic=False, options=options), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
     from aotgraph.compilers import torchinductor
@@ -144,7 +150,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
     torchinductor.REUSE_JUDGED_WITH_OUTPUTS = config != "aotgraph_stock_reuse"
     if config == "aotgraph_lean":
         partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
-    backend = aotgraph.backend(compiler="inductor", partition=partition)
+    options = INDUCTOR_OPTIONS.get(config.split("_", 1)[1]) if "_" in config else None
+    backend = aotgraph.backend(compiler="inductor", partition=partition, options=options)
     return torch.compile(model, backend=backend, dynamic=False), backend
 
 
@@ -227,8 +234,7 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
 
     synchronize(device)
     begin = time.perf_counter()
-    with torch._inductor.config.patch(combo_kernels=config == "aotgraph_combo"):
-        step()
+    step()
     synchronize(device)
     first_step_s = time.perf_counter() - begin
     for _ in range(args.warmup):

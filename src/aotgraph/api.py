@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_flatten
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
-from .compilers import compile_partition, eager, inductor, resolve_compiler
+from .compilers import compile_partition, eager, is_inductor, resolve_compiler
 from .compilers.torchinductor import inductor_joint_passes, wake_compile_workers
 from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition, partition
@@ -51,21 +51,23 @@ def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inferenc
                    decompositions) -> CompiledEntry:
     """capture -> partition -> compile -> runtime, each stamped into one CompileLog."""
     log = CompileLog()
-    if inductor in (fw_compiler, inference_compiler):
+    if is_inductor(fw_compiler) or is_inductor(inference_compiler):
         wake_compile_workers(flat_args)
     with _collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
-        if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
+        if is_inductor(inference_compiler if joint.is_inference else fw_compiler):
             with log.stage("joint passes"):
                 joint = inductor_joint_passes(joint)
             joint.graph_module.meta[FUSING_COMPILER_KEY] = True  # the partitioner plans for fused backward kernels
         with log.stage("partition"):
             parts = partition(joint, partition_fn)
-    with log.stage("compile"):
+    with log.stage("compile") as note:
         compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
                                      _static_primals(flat_args, joint.signature.primal_positions))
+        if getattr(compiled.forward, "aotgraph_wrapper", None) == "cpp":
+            note.detail = "Inductor's C++ wrapper"
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
@@ -258,7 +260,7 @@ def aot_function(
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
-    if decompositions is None and fw is inductor:
+    if decompositions is None and is_inductor(fw):
         from .compilers.torchinductor import inductor_decompositions
 
         decompositions = inductor_decompositions()

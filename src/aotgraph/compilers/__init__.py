@@ -21,8 +21,8 @@ from ..artifacts import CompiledGraphs, Partition
 from ..errors import BadArgument, CompilerError
 from .input_mutations import with_mutations_in_graph
 
-__all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "make_boxed_func",
-           "make_boxed_compiler", "resolve_compiler", "GraphRole"]
+__all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "is_inductor",
+           "make_boxed_func", "make_boxed_compiler", "resolve_compiler", "GraphRole"]
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,36 @@ def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
     return boxed_graph_function(graph_module)
 
 
-def inductor(graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
-    """TorchInductor (``compile_fx_inner``); without a role the graph is taken as an inference graph."""
-    from .torchinductor import compile_with_inductor
+class InductorCompiler:
+    """TorchInductor (``compile_fx_inner``) as a compiler, with Inductor settings of its own.
 
-    return compile_with_inductor(graph_module, example_inputs, role or GraphRole("inference", 0, next(_graph_ids)))
+    `options`: Inductor config values (as ``torch.compile(options=...)``) set while it
+    compiles our graphs. ``"cpp_wrapper"`` left out means: on for graphs on a CUDA device
+    (kernels launched from C++, see `compile_with_inductor`), off elsewhere. Called without
+    a role, the graph is taken as an inference graph.
+    """
+
+    _takes_role = True
+    __name__ = "inductor"
+
+    def __init__(self, options: Optional[dict] = None):
+        self.options = dict(options or {})
+
+    def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
+        from .torchinductor import compile_with_inductor
+
+        role = role or GraphRole("inference", 0, next(_graph_ids))
+        return compile_with_inductor(graph_module, example_inputs, role, self.options)
+
+    def __repr__(self) -> str:
+        return f"InductorCompiler({self.options})" if self.options else "inductor"
 
 
-inductor._takes_role = True
+def is_inductor(compiler) -> bool:
+    return isinstance(compiler, InductorCompiler)
+
+
+inductor = InductorCompiler()
 
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
 _graph_ids = count()
@@ -141,7 +163,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     static_names = {f"primals_{p + 1}" for p in static_primals}
     fw_static = tuple(i for i, n in enumerate(parts.forward.graph.find_nodes(op="placeholder")) if n.name in static_names)
     forward_graph, in_graph = parts.forward, ()
-    if (inference_compiler if joint.is_inference else fw_compiler) is inductor:
+    if is_inductor(inference_compiler if joint.is_inference else fw_compiler):
         forward_graph, in_graph = with_mutations_in_graph(parts)
     with ExitStack() as stack:
         if TracingContext.try_get() is None:
