@@ -1,5 +1,5 @@
-"""The capture's fake outputs against eager's, op by op, on PyTorch's elementwise OpInfos
-(unary and binary ufuncs, float32 and bfloat16, CPU; CUDA too where present): every ATen op
+"""The capture's fake outputs against eager's, op by op, on PyTorch's elementwise and reduction
+OpInfos (unary and binary ufuncs, reductions; float32 and bfloat16, CPU; CUDA too where present): every ATen op
 that a sample dispatches is run eagerly and through `FakeOutputs` (miss, then hit), and the
 two must agree on dtype, shape, strides, storage offset and device. This covers the meta-kernel
 answers to misses (`_on_meta_kernel`), which take the place of the fake mode's own rules."""
@@ -54,9 +54,9 @@ class CompareWithEager(TorchDispatchMode):
 def _elementwise_opinfos():
     pytest.importorskip("expecttest")  # torch's OpInfo database needs it (a test extra; the GPU machine lacks it)
     from torch.testing._internal.common_methods_invocations import op_db
-    from torch.testing._internal.opinfo.core import BinaryUfuncInfo, UnaryUfuncInfo
+    from torch.testing._internal.opinfo.core import BinaryUfuncInfo, ReductionOpInfo, UnaryUfuncInfo
 
-    return [op for op in op_db if isinstance(op, (UnaryUfuncInfo, BinaryUfuncInfo))]
+    return [op for op in op_db if isinstance(op, (UnaryUfuncInfo, BinaryUfuncInfo, ReductionOpInfo))]
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

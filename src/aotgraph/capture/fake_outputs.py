@@ -63,6 +63,9 @@ class FakeOutputs:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
             elif _on_meta_kernel(func):
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
+            elif func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
+                with no_python_dispatcher():
+                    out = dispatch(func, args, kwargs)
             if out is None:
                 out = dispatch(func, args, kwargs)
             recipe = self.recipes[key] = self._recipe_of(func, out, tensors, key)
@@ -269,18 +272,31 @@ _ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.alias.default, aten.slice.Tensor, aten.select.int,
     aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
 })
+# Ops the fake mode answers by a rule of its own (convolutions: the output layout of the backend
+# eager would pick, cuDNN's channels-last included), run with the Python dispatcher off, as the
+# fake mode runs kernels: with it on, the rule's inner tensor ops go through Python too (about
+# half the time of a miss); nothing they compute is recorded.
+_FAKE_RULE_WITHOUT_PYTHON_DISPATCHER = frozenset({aten.convolution.default, aten.convolution_backward.default})
 _CACHEABLE: dict[Any, bool] = {}
 _META_KERNEL_ANSWERS: dict[Any, bool] = {}
 
 
+# Inductor's max-pool prims (its max-pool decomposition's): their meta kernel is max pooling
+# with indices plus index arithmetic, which the fake mode would run op by op (17 ms a call).
+_META_KERNEL_PRIMS = frozenset({"_low_memory_max_pool_with_offsets", "_low_memory_max_pool_offsets_to_indices"})
+
+
 def _on_meta_kernel(func) -> bool:
     """Whether a miss of `func` is answered by its meta kernel: the ops above, and functional
-    pointwise ops, whose output layout and dtype come from one meta function shared by every
-    device's kernel (TensorIterator's), so the meta kernel says what eager's would produce."""
+    pointwise ops and reductions, whose output layout and dtype come from one meta function
+    shared by every device's kernel (TensorIterator's), so the meta kernel says what eager's
+    would produce."""
     answer = _META_KERNEL_ANSWERS.get(func)
     if answer is None:
+        tags = func.tags
         answer = _META_KERNEL_ANSWERS[func] = func in _ON_META_KERNEL or (
-            torch.Tag.pointwise in func.tags and not func._schema.is_mutable
+            func.namespace == "prims" and func._opname in _META_KERNEL_PRIMS) or (
+            (torch.Tag.pointwise in tags or torch.Tag.reduction in tags) and not func._schema.is_mutable
             and all(r.alias_info is None for r in func._schema.returns))
     return answer
 
