@@ -72,6 +72,9 @@ def test_options_are_inductor_settings_only():
         aotgraph.backend(compiler="eager", options={"cpp_wrapper": True})
     with pytest.raises(BadArgument, match="dict"):
         aotgraph.backend(options=["cpp_wrapper"])
+    with pytest.raises(BadArgument, match="cpp_wraper"):
+        aotgraph.backend(options={"cpp_wraper": False})
+    aotgraph.backend(options={"triton.cudagraphs": False, "cpp_wrapper": False})
 
 
 # A fresh process: the first backward runs on autograd's CUDA thread before anything there has

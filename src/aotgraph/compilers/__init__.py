@@ -86,7 +86,13 @@ class InductorCompiler:
     __name__ = "inductor"
 
     def __init__(self, options: Optional[dict] = None):
+        from torch._inductor import config
+
         self.options = dict(options or {})
+        unknown = sorted(name for name in self.options if not isinstance(name, str) or not hasattr(config, name))
+        if unknown:
+            raise BadArgument(f"unknown Inductor settings {unknown}", "compile",
+                              "use names of torch._inductor.config, e.g. 'cpp_wrapper' or 'triton.cudagraphs'")
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor

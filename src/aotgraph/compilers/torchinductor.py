@@ -8,6 +8,7 @@ inference graph, a graph id shared by a forward and its backward, and which outp
 user sees (Inductor gives those eager's strides; saved values may get its own layouts,
 which it reports through the TracingContext that `compile_partition` opens). Inductor
 rewrites the graph it is given, so it gets a copy: the Partition artifact stays as built.
+CUDA graphs get Inductor's C++ wrapper by default (see `compile_with_inductor`).
 """
 from __future__ import annotations
 
