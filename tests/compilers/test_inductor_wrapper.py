@@ -29,7 +29,8 @@ def test_cpp_wrapper_asked_for_on_the_cpu_trains_at_parity():
     assert all("C++" in entry.log.format() for entry in backend.entries)
 
 
-def test_cpu_graphs_keep_the_python_wrapper_by_default():
+def test_cpu_graphs_keep_the_python_wrapper_by_default(monkeypatch):
+    monkeypatch.setattr(torch._inductor.config, "cpp_wrapper", False)  # as without TORCHINDUCTOR_CPP_WRAPPER=1
     model, inputs = tiny_steps("mlp", steps=1)
     backend = aotgraph.backend(compiler="inductor")
     assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend, dynamic=False), scale=SCALE)
@@ -44,6 +45,7 @@ def test_a_failed_cpp_build_falls_back_to_the_python_wrapper_with_a_warning(monk
             raise RuntimeError("C++ compile failed (simulated)")
         return real(*args, cpp_wrapper=cpp_wrapper)
 
+    monkeypatch.setattr(torch._inductor.config, "cpp_wrapper", False)  # not asked for
     monkeypatch.setattr(torchinductor, "_cpp_wrapper_by_default", lambda devices: True)
     monkeypatch.setattr(torchinductor, "_compiled", cpp_build_fails)
     model, inputs = tiny_steps("mlp", steps=2)
