@@ -1,8 +1,9 @@
-"""The capture's fake outputs against eager's, op by op, on PyTorch's elementwise and reduction
-OpInfos (unary and binary ufuncs, reductions; float32 and bfloat16, CPU; CUDA too where present): every ATen op
-that a sample dispatches is run eagerly and through `FakeOutputs` (miss, then hit), and the
-two must agree on dtype, shape, strides, storage offset and device. This covers the meta-kernel
-answers to misses (`_on_meta_kernel`), which take the place of the fake mode's own rules."""
+"""The capture's fake outputs against eager's, op by op, on PyTorch's elementwise and
+reduction OpInfos (unary and binary ufuncs, reductions; float32 and bfloat16, CPU; CUDA too
+where present): every ATen op that a sample dispatches is run eagerly and through
+`FakeOutputs` (miss, then hit), and the two must agree on dtype, shape, strides, storage
+offset and device. This covers the meta-kernel answers to misses (`_on_meta_kernel`), which
+take the place of the fake mode's own rules."""
 from __future__ import annotations
 
 import pytest
@@ -51,7 +52,7 @@ class CompareWithEager(TorchDispatchMode):
         return out
 
 
-def _elementwise_opinfos():
+def _elementwise_and_reduction_opinfos():
     pytest.importorskip("expecttest")  # torch's OpInfo database needs it (a test extra; the GPU machine lacks it)
     from torch.testing._internal.common_methods_invocations import op_db
     from torch.testing._internal.opinfo.core import BinaryUfuncInfo, ReductionOpInfo, UnaryUfuncInfo
@@ -64,9 +65,9 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
-def test_elementwise_ops_fake_layouts_match_eager(dtype, device):
+def test_elementwise_and_reduction_ops_fake_layouts_match_eager(dtype, device):
     compare = CompareWithEager()
-    for op in _elementwise_opinfos():
+    for op in _elementwise_and_reduction_opinfos():
         if dtype not in op.supported_dtypes(device):
             continue
         for k, sample in enumerate(op.sample_inputs(device, dtype, requires_grad=False)):

@@ -95,10 +95,12 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     from torch._inductor import config
 
     options = dict(options or {})
-    asked = options.pop("cpp_wrapper", None)
-    asked = True if asked is None and config.cpp_wrapper else asked
+    asked = options.pop("cpp_wrapper", None)  # None: not asked either way
+    if asked is None and config.cpp_wrapper:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
+        asked = True
     devices = {v.device for v in example_inputs if isinstance(v, torch.Tensor) and v.device.type == "cuda"}
-    if not (asked if asked is not None else _cpp_wrapper_by_default(devices)):
+    use_cpp_wrapper = asked if asked is not None else _cpp_wrapper_by_default(devices)
+    if not use_cpp_wrapper:
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     try:
         compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=True)
