@@ -1,21 +1,53 @@
-"""Command line: ``python -m aotgraph demo`` and ``python -m aotgraph explain FILE.py:NAME``."""
+"""aotgraph's command line: demo (a GPT-style decoder, eager vs aotgraph, with a report) and
+explain FILE.py:NAME (what aotgraph does with your function or module).
+
+Exit status: 0 done (and any parity check passed), 1 a parity check found a mismatch,
+2 an error, printed as one line on stderr that names the cause and the fix; ``--debug``
+prints the traceback before it.
+"""
 from __future__ import annotations
 
 import argparse
 import copy
 import importlib.util
+import inspect
 import sys
+import traceback
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import keystr, tree_flatten_with_path, tree_leaves
 
 from .api import aot_function, aot_module
+from .errors import AotGraphError
 from .partition import default_partition, min_cut_rematerialization_partition
-from .report import format_entry
+from .report import format_entry, format_graph_code
 
-
+COMPILERS = ("eager", "inductor", "nop")  # the names `compilers.resolve_compiler` accepts
 PARTITIONS = {"default": default_partition, "mincut": min_cut_rematerialization_partition}
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # of the parity checks, for outputs, gradients and buffers
+
+
+class CommandError(Exception):
+    """A mistake in what the command was asked to do; main prints it as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake raised as a CommandError instead of printed with the usage."""
+
+    def error(self, message: str):
+        raise CommandError(f"{message}; see {self.prog} --help")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def _entry_of(compiled):
@@ -29,91 +61,256 @@ def _backward_through(outputs) -> None:
         torch.autograd.backward([t.sum() for t in differentiable])
 
 
+def _argument_names(signature_of: Callable, args: tuple) -> list[str]:
+    """A name for each flat leaf of `args`: the parameter of `signature_of` it is passed to and
+    its path inside that argument (``x``, ``batch[0]``), else ``args[i]`` and the path."""
+    try:
+        parameters = inspect.signature(signature_of).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C function: no signature to read
+        parameters = []
+    positional = [p.name for p in parameters
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    names = []
+    for i, arg in enumerate(args):
+        base = positional[i] if i < len(positional) else f"args[{i}]"
+        names += [base + keystr(path) for path, _ in tree_flatten_with_path(arg)[0]]
+    return names
+
+
+def input_names(program: Callable, args: tuple) -> dict[int, str]:
+    """Flat input position -> display name, for the flat inputs aot_function or aot_module
+    gives ``program(*args)``: for a module, its parameters then its buffers by name, in
+    aot_module's order (``named_parameters(remove_duplicate=False)``, then buffers not among
+    them), then each leaf of the arguments by its parameter's name (see `_argument_names`)."""
+    if isinstance(program, torch.nn.Module):
+        return dict(enumerate(_state_names(program) + _argument_names(program.forward, args)))
+    return dict(enumerate(_argument_names(program, args)))
+
+
+def _state_names(module: torch.nn.Module) -> list[str]:
+    """The names of the parameters and buffers aot_module passes, in its order."""
+    state = dict(module.named_parameters(remove_duplicate=False))
+    state.update(module.named_buffers(remove_duplicate=False))
+    return list(state)
+
+
+def _names_for(entry, names: dict[int, str]) -> Optional[dict[int, str]]:
+    """`names` if they describe the entry's flat inputs; None when the entry took other inputs
+    (inputs that share memory are passed as their common base)."""
+    return names if len(names) == len(entry.joint.signature.inputs) else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error_message(error: Exception) -> str:
+    """One line: a CommandError's or AotGraphError's message (they name cause and fix), else
+    the exception's type and message."""
+    if isinstance(error, (CommandError, AotGraphError)):
+        return _one_line(str(error))
+    return _one_line(f"{type(error).__name__}: {error}; --debug shows the traceback")
+
+
+def parity(program: Callable, reference: Callable, args: tuple, reference_args: tuple,
+           outputs: Any, expected: Any) -> list[tuple[str, Optional[str]]]:
+    """Compare a compiled run of `program` with an eager run of its deep copy `reference`, each
+    already run forward (`outputs`, `expected`) and backward: outputs; for a module, each
+    parameter's gradient and each buffer; each argument tensor's value (mutations) and gradient.
+    Returns (what was compared, None or the one-line mismatch)."""
+    pairs = [("outputs", outputs, expected)]
+    if isinstance(program, torch.nn.Module):
+        pairs += [(f"grad of {name}", p.grad, r.grad)
+                  for (name, p), r in zip(program.named_parameters(), reference.parameters())]
+        pairs += [(f"buffer {name}", b, r) for (name, b), r in zip(program.named_buffers(), reference.buffers())]
+    names = _argument_names(program.forward if isinstance(program, torch.nn.Module) else program, args)
+    for name, value, ref in zip(names, tree_leaves(args), tree_leaves(reference_args)):
+        if isinstance(value, torch.Tensor):
+            pairs += [(f"input {name}", value.detach(), ref.detach()), (f"grad of input {name}", value.grad, ref.grad)]
+    results = []
+    for what, actual, wanted in pairs:
+        try:
+            torch.testing.assert_close(actual, wanted, **TOLERANCE)
+            results.append((what, None))
+        except AssertionError as error:
+            results.append((what, _one_line(str(error))))
+    return results
+
+
+def _print_parity(results: list[tuple[str, Optional[str]]]) -> int:
+    """Print the mismatches and the verdict of a parity check; return its exit status."""
+    mismatches = [(what, error) for what, error in results if error is not None]
+    print(f"compared with eager: {len(results)} values (outputs, gradients, buffers, inputs), "
+          f"mismatched: {len(mismatches)}")
+    for what, error in mismatches:
+        print(f"MISMATCH {what}: {error}")
+    print("OK: aotgraph matches eager" if not mismatches else "FAILED: aotgraph differs from eager")
+    return 1 if mismatches else 0
+
+
 def demo(args) -> int:
     """A GPT-style decoder, eager vs aotgraph on CPU: loss and every gradient must match."""
     from .models import gpt
 
     torch.manual_seed(0)
-    model, (idx, targets) = gpt(batch=args.batch, seq=args.seq, layers=args.layers)
-    reference = copy.deepcopy(model)
+    model, inputs = gpt(batch=args.batch, seq=args.seq, layers=args.layers)
+    reference, reference_inputs = copy.deepcopy(model), copy.deepcopy(inputs)
     compiled = aot_module(model, args.compiler, partition_fn=PARTITIONS[args.partition])
 
-    loss = compiled(idx, targets)
+    loss = compiled(*inputs)
     loss.backward()
-    expected = reference(idx, targets)
+    expected = reference(*reference_inputs)
     expected.backward()
-
-    mismatches = []
-    try:
-        torch.testing.assert_close(loss, expected)
-    except AssertionError as error:
-        mismatches.append(f"loss: {error}")
-    grads = list(zip(model.named_parameters(), reference.parameters()))
-    for (name, param), ref_param in grads:
-        try:
-            torch.testing.assert_close(param.grad, ref_param.grad, rtol=1e-4, atol=1e-5)
-        except AssertionError as error:
-            mismatches.append(f"grad of {name}: {error}")
+    results = parity(model, reference, inputs, reference_inputs, loss, expected)
 
     print(f"GPT-style decoder: {args.layers} layers, batch {args.batch}, sequence {args.seq}, "
-          f"{sum(p.numel() for p in model.parameters())} parameters, compiler {args.compiler!r}")
+          f"{sum(p.numel() for p in model.parameters())} parameters, compiler {args.compiler!r}, "
+          f"partition {args.partition!r}")
     print(f"loss eager {expected.item():.6f}  aotgraph {loss.item():.6f}")
-    print(f"gradients compared: {len(grads)}, mismatched: {len(mismatches)}")
     print()
-    print(format_entry(_entry_of(compiled), copy.deepcopy(reference), (idx, targets)))
-    for line in mismatches:
-        print("MISMATCH", line, file=sys.stderr)
+    entry = _entry_of(compiled)
+    print(format_entry(entry, copy.deepcopy(reference), inputs, _names_for(entry, input_names(model, inputs))))
     print()
-    print("OK: aotgraph matches eager" if not mismatches else "FAILED: aotgraph differs from eager")
-    return 0 if not mismatches else 1
+    return _print_parity(results)
 
 
-def _load(target: str):
-    path, _, name = target.rpartition(":")
-    if not path or not name:
-        raise SystemExit(f"explain: expected FILE.py:NAME, got {target!r}")
+def _run_file(path: str):
+    """The Python file at `path`, run as a module."""
+    if not Path(path).is_file():
+        raise CommandError(f"no such file {path!r}; give the path of a Python file, as in FILE.py:NAME")
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"explain: cannot load {path}")
+        raise CommandError(f"cannot load {path!r} as Python; give a .py file, as in FILE.py:NAME")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    factory = getattr(module, name, None)
-    if factory is None:
-        raise SystemExit(f"explain: {path} has no {name}")
-    made = factory()
-    if not (isinstance(made, tuple) and len(made) == 2):
-        raise SystemExit(f"explain: {name}() must return (callable, example_args)")
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise CommandError(f"running {path} raised {type(error).__name__}: {error}; fix the file "
+                           "(--debug shows the traceback)") from error
+    return module
+
+
+def _load(target: str) -> tuple[Callable, tuple]:
+    """``NAME()`` of ``FILE.py:NAME``: (the callable to compile, its example arguments)."""
+    path, _, name = target.rpartition(":")
+    if not path or not name:
+        raise CommandError(f"expected FILE.py:NAME, got {target!r}; NAME is a function in the file that returns "
+                           "(callable, example_args)")
+    factory = getattr(_run_file(path), name, None)
+    if not callable(factory):
+        raise CommandError(f"{path} defines no function {name!r}; define {name}() returning (callable, example_args), "
+                           "or name the one it has")
+    try:
+        made = factory()
+    except Exception as error:
+        raise CommandError(f"{name}() in {path} raised {type(error).__name__}: {error}; fix {name}() "
+                           "(--debug shows the traceback)") from error
+    if not (isinstance(made, (tuple, list)) and len(made) == 2 and callable(made[0])):
+        raise CommandError(f"{name}() returned {type(made).__name__}, not (callable, example_args); return a "
+                           "function or nn.Module and the arguments to call it with")
     fn, example_args = made
     return fn, tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
 
 
+def _deep_copies(fn: Callable, example_args: tuple) -> tuple[Callable, tuple]:
+    """Eager's copies for a parity check: the module (a function is not copied) and the arguments."""
+    try:
+        return (copy.deepcopy(fn) if isinstance(fn, torch.nn.Module) else fn), copy.deepcopy(example_args)
+    except RuntimeError as error:
+        raise CommandError(f"--check cannot copy the program or its arguments ({_one_line(str(error))}); "
+                           "return leaf tensors (made by the user, not computed) as example_args") from error
+
+
+def _headline(args, fn: Callable, example_args: tuple) -> str:
+    if isinstance(fn, torch.nn.Module):
+        what = f"{type(fn).__name__} (nn.Module, {len(_state_names(fn))} parameters and buffers)"
+    else:
+        what = f"function {getattr(fn, '__qualname__', type(fn).__name__)}"
+    return (f"{args.target}: {what}, {len(example_args)} example argument(s); compiler {args.compiler!r}, "
+            f"partition {args.partition!r}")
+
+
 def explain(args) -> int:
-    """Compile a user's function or module and print what aotgraph did."""
+    """Compile a user's function or module, run it forward and backward, and print what aotgraph did."""
     fn, example_args = _load(args.target)
+    if args.check:
+        reference, reference_args = _deep_copies(fn, example_args)
     compile_fn = aot_module if isinstance(fn, torch.nn.Module) else aot_function
     compiled = compile_fn(fn, args.compiler, partition_fn=PARTITIONS[args.partition])
-    _backward_through(compiled(*example_args))
-    print(format_entry(_entry_of(compiled), fn, example_args))
-    return 0
+    outputs = compiled(*example_args)
+    _backward_through(outputs)
+    if args.check:
+        expected = reference(*reference_args)
+        _backward_through(expected)
+        results = parity(fn, reference, example_args, reference_args, outputs, expected)
+    entry = _entry_of(compiled)
+    names = _names_for(entry, input_names(fn, example_args))
+    print(_headline(args, fn, example_args))
+    print()
+    print(format_entry(entry, fn, example_args, names))
+    if args.code:
+        print()
+        print(format_graph_code(entry, names))
+    if not args.check:
+        return 0
+    print()
+    return _print_parity(results)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aotgraph", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="GPT-style decoder: eager vs aotgraph, with a report")
-    demo_parser.add_argument("--layers", type=int, default=2)
-    demo_parser.add_argument("--batch", type=int, default=2)
-    demo_parser.add_argument("--seq", type=int, default=32)
-    demo_parser.add_argument("--compiler", default="eager")
-    demo_parser.add_argument("--partition", choices=sorted(PARTITIONS), default="mincut")
+def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compiler", choices=COMPILERS, default="eager",
+                        help="compiler of the forward and backward graphs: %(choices)s (default: %(default)s)")
+    parser.add_argument("--partition", choices=sorted(PARTITIONS), default="mincut",
+                        help="what the backward saves and what it recomputes: %(choices)s (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback too")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0],
+                     epilog="Exit status: 0 done, 1 a parity check failed, 2 an error (one line on stderr).")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_parser = commands.add_parser("demo", help="GPT-style decoder: eager vs aotgraph, with a report",
+                                      description=demo.__doc__)
+    demo_parser.add_argument("--layers", type=_positive_int, default=2, help="decoder blocks (default: %(default)s)")
+    demo_parser.add_argument("--batch", type=_positive_int, default=2, help="sequences per batch (default: %(default)s)")
+    demo_parser.add_argument("--seq", type=_positive_int, default=32, help="tokens per sequence (default: %(default)s)")
+    _add_shared_flags(demo_parser)
     demo_parser.set_defaults(run=demo)
-    explain_parser = commands.add_parser("explain", help="report for FILE.py:NAME returning (callable, args)")
-    explain_parser.add_argument("target")
-    explain_parser.add_argument("--compiler", default="eager")
-    explain_parser.add_argument("--partition", choices=sorted(PARTITIONS), default="mincut")
+    explain_parser = commands.add_parser("explain", help="report on FILE.py:NAME, where NAME() returns "
+                                         "(callable, example_args)", description=explain.__doc__)
+    explain_parser.add_argument("target", metavar="FILE.py:NAME",
+                                help="NAME() returns (function or nn.Module, example arguments)")
+    _add_shared_flags(explain_parser)
+    explain_parser.add_argument("--code", action="store_true", help="print the forward and backward graphs' code")
+    explain_parser.add_argument("--check", action="store_true",
+                                help="compare outputs, gradients and buffers with eager on a deep copy; "
+                                     "prints OK or FAILED (exit status 1)")
     explain_parser.set_defaults(run=explain)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser
+
+
+def _prog_name() -> str:
+    """``aotgraph`` when run as the console script (pyproject's [project.scripts]), else ``python -m aotgraph``."""
+    return "aotgraph" if Path(sys.argv[0]).stem == "aotgraph" else "python -m aotgraph"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the command line on `argv` (default: ``sys.argv[1:]``); return the exit status.
+    Every error is one line on stderr (``PROG COMMAND: error: ...``) and exit status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_prog_name())
+    where = parser.prog
+    try:
+        args = parser.parse_args(argv)
+        where = f"{parser.prog} {args.command}"
+        return args.run(args)
+    except Exception as error:  # ours, aotgraph's, the user's program's: each one line
+        if "--debug" in argv:
+            traceback.print_exception(error)
+        print(f"{where}: error: {_error_message(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What the backward keeps alive: the saved-tensor report of one compiled entry.
 
 `saved_report(entry, program, inputs)` lists each saved value (name, shape, dtype, bytes,
-producing op, why saved), the ops the backward recomputes, totals, the predicted memory
+producing op, why saved; an input saved as it is goes by its display name when
+`input_names` gives one, e.g. ``lin.weight`` for ``primals_1``), the ops the backward recomputes, totals, the predicted memory
 peaks of forward and backward (`Partition.memory`), and, when the program
 and its inputs are given, what eager autograd saves for the same program (counted with
 ``torch.autograd.graph.saved_tensors_hooks``). Bytes are distinct storages; inputs
@@ -10,7 +11,7 @@ and its inputs are given, what eager autograd saves for the same program (counte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.fx as fx
@@ -19,10 +20,11 @@ from torch.utils._pytree import tree_leaves
 
 from ..artifacts import Partition
 from ..partition.cost import flops_of, op_name
-from ..partition.graph_ops import tangent_dependent
+from ..partition.graph_ops import is_primal, tangent_dependent
 from ..partition.memory import MemoryTimeline
 
-__all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops"]
+__all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops",
+           "primal_names"]
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,14 @@ class SavedReport:
                 f"{_human(memory.carried_bytes)} outputs and tangents; gradients {_human(memory.gradient_bytes)}"]
 
     def format(self) -> str:
-        lines = [f"{'saved value':<30} {'shape':<20} {'dtype':<9} {'bytes':>11}  {'producer':<34} why"]
+        width = max([30, *(len(row.name) for row in self.rows)])
+        lines = [f"{'saved value':<{width}} {'shape':<20} {'dtype':<9} {'bytes':>11}  {'producer':<34} why"]
         for row in self.rows:
             shape = str(list(row.shape)) if row.shape is not None else "-"
             dtype = str(row.dtype).replace("torch.", "") if row.dtype else "symbol"
             where = " [host]" if row.offloaded else ""
-            lines.append(f"{row.name:<30} {shape:<20} {dtype:<9} {row.nbytes:>11}  {row.producer:<34} {row.reason}{where}")
+            lines.append(f"{row.name:<{width}} {shape:<20} {dtype:<9} {row.nbytes:>11}  {row.producer:<34} "
+                         f"{row.reason}{where}")
         inputs = sum(r.is_input for r in self.rows)
         lines.append(f"{len(self.rows)} saved values ({inputs} inputs, not counted): {_human(self.saved_bytes)} saved, "
                      f"{_human(self.offloaded_bytes)} of it in host memory")
@@ -143,12 +147,25 @@ def eager_saved_tensors(program: Callable, inputs: Sequence[Any]) -> tuple[int, 
     return len(saved), sum(saved.values())
 
 
-def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Sequence[Any]] = None) -> SavedReport:
+def primal_names(joint, input_names: Optional[Mapping[int, str]]) -> dict[str, str]:
+    """Placeholder name of each primal of `joint` (``primals_3``) -> the display name that
+    `input_names` (flat input position -> name) gives its flat input; primals without one are left out."""
+    if not input_names:
+        return {}
+    primals = [n for n in joint.graph_module.graph.find_nodes(op="placeholder") if is_primal(n)]
+    return {node.name: input_names[position] for node, position in zip(primals, joint.signature.primal_positions)
+            if position in input_names}
+
+
+def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Sequence[Any]] = None,
+                 input_names: Optional[Mapping[int, str]] = None) -> SavedReport:
     """The saved-tensor report of a `CompiledEntry` (or a `Partition`); with `program` and
-    `inputs`, compared with what eager autograd saves."""
+    `inputs`, compared with what eager autograd saves. `input_names` (flat input position ->
+    display name, e.g. ``{0: "lin.weight"}``) names the rows of inputs saved as they are."""
     partition: Partition = entry if isinstance(entry, Partition) else entry.partition
     if partition.backward is None:
         return SavedReport((), (), 0, 0, 0)
+    names = primal_names(partition.joint, input_names)
     plan = partition.forward.meta.get("aotgraph_plan")
     offloaded = set(plan.offloaded) if plan else set()
     num_fwd = partition.joint.num_fwd_outputs
@@ -157,7 +174,8 @@ def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
     for value, node in zip(partition.saved, saved_nodes):
         meta = value.meta
         source = node.args[0] if node.name.endswith("_host") and node.args else node
-        rows.append(SavedRow(value.name, tuple(meta.shape) if meta else None, meta.dtype if meta else None,
+        name = names.get(value.name, value.name) if node.op == "placeholder" else value.name
+        rows.append(SavedRow(name, tuple(meta.shape) if meta else None, meta.dtype if meta else None,
                              value.nbytes, value.producer if source is node else str(source.target),
                              value.reason, node.op == "placeholder", source.name in offloaded))
     recomputed = recompute_flops(partition.backward)

@@ -1,16 +1,30 @@
-"""Plain-text report of one compiled entry (what ``python -m aotgraph explain`` prints)."""
+"""Plain-text report of one compiled entry (what ``python -m aotgraph explain`` prints).
+
+Inputs go by their flat position unless the caller passes `input_names` (flat input
+position -> display name): the command line names a module's parameters and buffers
+(``lin.weight``, ``bn.running_mean``) and the program's arguments (``x``).
+"""
 from __future__ import annotations
 
-from .saved import saved_report
+from typing import Mapping, Optional
+
+from .saved import primal_names, saved_report
 
 
 def _count_ops(graph_module) -> int:
     return sum(n.op == "call_function" for n in graph_module.graph.nodes)
 
 
-def format_entry(entry, program=None, inputs=None) -> str:
+def _input_label(position: int, input_names: Optional[Mapping[int, str]]) -> str:
+    name = (input_names or {}).get(position)
+    return str(position) if name is None else name
+
+
+def format_entry(entry, program=None, inputs=None, input_names: Optional[Mapping[int, str]] = None) -> str:
     """Stages with timings, graph sizes, and the saved-tensor table of a CompiledEntry;
-    given the eager `program` and its `inputs`, the table is compared with eager autograd's."""
+    given the eager `program` and its `inputs`, the table is compared with eager autograd's.
+    `input_names` (flat input position -> display name) names mutated inputs, inputs that
+    outputs alias and inputs saved for backward; inputs without a name show their position."""
     partition = entry.partition
     joint = partition.joint
     sig = joint.signature
@@ -23,12 +37,29 @@ def format_entry(entry, program=None, inputs=None) -> str:
         lines.append(f"backward graph: {_count_ops(partition.backward):5d} ops")
         if partition.recomputed:
             lines.append(f"recomputed in backward: {len(partition.recomputed)} ops")
-    mutated = [i for i, info in enumerate(sig.inputs) if info.mutates_data or info.mutates_metadata]
-    aliased = [i for i, info in enumerate(sig.outputs) if info.base_input is not None]
-    lines.append(f"inputs: {len(sig.inputs)} ({joint.num_primals} tensors), mutated: {mutated or 'none'}")
-    lines.append(f"outputs: {len(sig.outputs)}, aliasing an input: {aliased or 'none'}")
+    mutated = [_input_label(i, input_names) for i, info in enumerate(sig.inputs)
+               if info.mutates_data or info.mutates_metadata]
+    aliased = [f"{i} -> {_input_label(info.base_input, input_names)}" for i, info in enumerate(sig.outputs)
+               if info.base_input is not None]
+    lines.append(f"inputs: {len(sig.inputs)} ({joint.num_primals} tensors), mutated: {', '.join(mutated) or 'none'}")
+    lines.append(f"outputs: {len(sig.outputs)}, aliasing an input: {', '.join(aliased) or 'none'}")
     if partition.backward is None:
         lines += ["", "== saved for backward", "nothing (inference graph)"]
     else:
-        lines += ["", "== saved for backward", saved_report(entry, program, inputs).format()]
+        lines += ["", "== saved for backward", saved_report(entry, program, inputs, input_names).format()]
+    return "\n".join(lines)
+
+
+def format_graph_code(entry, input_names: Optional[Mapping[int, str]] = None) -> str:
+    """The Python code of the entry's forward and backward graphs (or its inference graph),
+    after a legend of which input each ``primals_k`` placeholder is, where `input_names` names it."""
+    partition = entry.partition
+    names = primal_names(partition.joint, input_names)
+    lines = ["== code"]
+    if names:
+        lines.append("inputs: " + ", ".join(f"{placeholder} = {name}" for placeholder, name in names.items()))
+    if partition.backward is None:
+        lines += ["inference graph:", partition.forward.code.strip()]
+    else:
+        lines += ["forward graph:", partition.forward.code.strip(), "", "backward graph:", partition.backward.code.strip()]
     return "\n".join(lines)
