@@ -278,12 +278,26 @@ class _OpFacts:
     mutates_metadata: bool
     is_random: bool
     is_composite: bool  # has a CompositeImplicitAutograd kernel: recorded as what it decomposes into
+    positional_defaults: tuple  # per positional argument of the schema: its default, or _REQUIRED
+    positional_index: Mapping[str, int]  # name -> position of each positional argument
+    keyword_defaults: Mapping[str, Any]  # name -> default (or _REQUIRED) of each keyword-only argument
 
     @staticmethod
     def of(func) -> "_OpFacts":
         composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+        arguments = func._schema.arguments
+        positional = [a for a in arguments if not a.kwarg_only]
         return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
-                        is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite)
+                        is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite,
+                        tuple(_default_of(a) for a in positional), {a.name: i for i, a in enumerate(positional)},
+                        {a.name: _default_of(a) for a in arguments if a.kwarg_only})
+
+
+_REQUIRED = object()  # an argument without a default
+
+
+def _default_of(argument) -> Any:
+    return argument.default_value if argument.has_default_value() else _REQUIRED
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
@@ -308,10 +322,69 @@ def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str
     """``graph.call_function(target, args, kwargs)`` without create_node's per-argument pytree
     scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
     node is created bare and its arguments set as the ``args`` setter sets them, without
-    ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users."""
+    ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users.
+    An ATen op's arguments are stored in the schema's own form (`schema_args`)."""
     node = graph.create_node("call_function", target)
+    if type(target) is torch._ops.OpOverload:
+        args, kwargs = schema_args(target, args, kwargs or {})
     set_args(node, args, kwargs or {})
     return node
+
+
+def schema_args(func, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """`args` and `kwargs` of a call of ATen op `func` as the dispatcher hands them to a
+    dispatch mode, and so as make_fx records them: positional arguments by position, without
+    the trailing ones that equal their defaults; keyword-only ones by name, without those equal
+    to their defaults; lists as lists. Compilers' lowerings are written against that form:
+    Inductor's ``add.Scalar`` takes ``alpha`` only by keyword, so ``add.Scalar(x, 1e-6, 1)``
+    (the functional twin of ``add_.Scalar(x, 1e-6)`` with its default spelled out) fails to lower."""
+    facts = op_facts(func)
+    if tuple in map(type, args):
+        args = tuple(list(a) if type(a) is tuple else a for a in args)
+    if kwargs and tuple in map(type, kwargs.values()):
+        kwargs = {k: list(v) if type(v) is tuple else v for k, v in kwargs.items()}
+    defaults = facts.positional_defaults
+    if kwargs and not kwargs.keys().isdisjoint(facts.positional_index):
+        args, kwargs = _positional_by_position(facts, args, kwargs)
+    end = len(args)
+    if end > len(defaults):
+        return args, kwargs  # not a call of this schema: left for the op itself to reject
+    while end and _is_default(args[end - 1], defaults[end - 1]):
+        end -= 1
+    if end < len(args):
+        args = tuple(args[:end])
+    if kwargs:
+        keyword_defaults = facts.keyword_defaults
+        kwargs = {k: v for k, v in kwargs.items() if not _is_default(v, keyword_defaults.get(k, _REQUIRED))}
+    return args, kwargs
+
+
+def _positional_by_position(facts: _OpFacts, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Positional arguments passed by name moved to their positions (those skipped between
+    take their defaults), or the call unchanged where one skipped has no default."""
+    named = {facts.positional_index[k]: v for k, v in kwargs.items() if k in facts.positional_index}
+    if min(named) < len(args):
+        return args, kwargs  # one argument passed twice: left for the op itself to reject
+    values = list(args)
+    for position in range(len(values), max(named) + 1):
+        if position in named:
+            values.append(named[position])
+        elif facts.positional_defaults[position] is not _REQUIRED:
+            values.append(facts.positional_defaults[position])
+        else:
+            return args, kwargs
+    return tuple(values), {k: v for k, v in kwargs.items() if k not in facts.positional_index}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether `value` is `default` as the dispatcher compares them: same type, same value (an
+    int 1 is not a float 1.0; a SymInt or a tensor is never a default)."""
+    if default is _REQUIRED:
+        return False
+    if type(default) is list:
+        return (type(value) in _SEQUENCES and len(value) == len(default)
+                and all(_is_default(v, d) for v, d in zip(value, default)))
+    return type(value) is type(default) and value == default
 
 
 _LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
