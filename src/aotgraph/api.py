@@ -46,6 +46,12 @@ class CompiledEntry:
     def joint(self) -> JointGraph:
         return self.partition.joint
 
+    def __str__(self) -> str:
+        """A headline (ops per graph, tensors saved for backward and their bytes), then the CompileLog."""
+        from .report.text import entry_headline
+
+        return f"{entry_headline(self)}\n{self.log}"
+
 
 def compile_stages(fn, flat_args, in_spec, *, fw_compiler, bw_compiler, inference_compiler, partition_fn,
                    decompositions) -> CompiledEntry:

@@ -118,6 +118,12 @@ class Signature:
     def metadata_mutated_primals(self) -> tuple[int, ...]:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_metadata)
 
+    def __str__(self) -> str:
+        """Tables of the flat inputs and outputs, and the pytree structure (``report/signature.py``)."""
+        from .report.signature import format_signature
+
+        return format_signature(self)
+
 
 @dataclass(frozen=True)
 class JointGraph:

@@ -61,6 +61,10 @@ class CompileLog:
         lines.append(f"{'total':<15} {self.total() * 1e3:9.2f} ms")
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        """The table of `format`: one line per stage and the total."""
+        return self.format()
+
 
 def time_first_call(boxed: Callable[[list], object], log: CompileLog, stage: str) -> Callable[[list], object]:
     """`boxed` (a graph in the boxed convention) with its first call recorded as `stage`."""

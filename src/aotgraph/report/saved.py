@@ -57,11 +57,11 @@ class SavedReport:
 
         def peak_of(graph: str) -> str:
             step = max((s for s in memory.steps if s.graph == graph), key=lambda s: s.live_bytes, default=None)
-            return f"{_human(step.live_bytes)} at {step.node}" if step else "-"
+            return f"{human_bytes(step.live_bytes)} at {step.node}" if step else "-"
 
         return [f"predicted memory above the inputs (non-fusing compiler): forward peak {peak_of('forward')}, "
-                f"backward peak {peak_of('backward')}; between them {_human(memory.saved_bytes)} saved + "
-                f"{_human(memory.carried_bytes)} outputs and tangents; gradients {_human(memory.gradient_bytes)}"]
+                f"backward peak {peak_of('backward')}; between them {human_bytes(memory.saved_bytes)} saved + "
+                f"{human_bytes(memory.carried_bytes)} outputs and tangents; gradients {human_bytes(memory.gradient_bytes)}"]
 
     def format(self) -> str:
         width = max([30, *(len(row.name) for row in self.rows)])
@@ -73,8 +73,8 @@ class SavedReport:
             lines.append(f"{row.name:<{width}} {shape:<20} {dtype:<9} {row.nbytes:>11}  {row.producer:<34} "
                          f"{row.reason}{where}")
         inputs = sum(r.is_input for r in self.rows)
-        lines.append(f"{len(self.rows)} saved values ({inputs} inputs, not counted): {_human(self.saved_bytes)} saved, "
-                     f"{_human(self.offloaded_bytes)} of it in host memory")
+        lines.append(f"{len(self.rows)} saved values ({inputs} inputs, not counted): {human_bytes(self.saved_bytes)} saved, "
+                     f"{human_bytes(self.offloaded_bytes)} of it in host memory")
         ops: dict[str, int] = {}
         for _, op, _ in self.recomputed:
             ops[op] = ops.get(op, 0) + 1
@@ -83,17 +83,18 @@ class SavedReport:
                      + (f" ({summary})" if summary else ""))
         if self.eager_saved_bytes is not None:
             ratio = self.saved_bytes / self.eager_saved_bytes if self.eager_saved_bytes else float("nan")
-            lines.append(f"eager autograd saves {self.eager_saved_count} tensors, {_human(self.eager_saved_bytes)}; "
+            lines.append(f"eager autograd saves {self.eager_saved_count} tensors, {human_bytes(self.eager_saved_bytes)}; "
                          f"ours / eager = {ratio:.2f}")
             if self.saved_bytes > self.eager_saved_bytes:
                 forced = [r for r in self.rows if not r.is_input and r.reason.startswith("not recomputable")]
                 lines.append(f"ours saves more than eager: {len(forced)} values cannot be recomputed "
-                             f"({_human(sum(r.nbytes for r in forced))}), e.g. "
+                             f"({human_bytes(sum(r.nbytes for r in forced))}), e.g. "
                              + ", ".join(f"{r.name} ({r.reason})" for r in forced[:3]))
         return "\n".join(lines + self._memory_lines())
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``512 B``, ``56.3 KiB``, ``1.2 GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

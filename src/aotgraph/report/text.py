@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from .saved import primal_names, saved_report
+from .saved import human_bytes, primal_names, saved_report, saved_storage_bytes
 
 
 def _count_ops(graph_module) -> int:
@@ -18,6 +18,18 @@ def _count_ops(graph_module) -> int:
 def _input_label(position: int, input_names: Optional[Mapping[int, str]]) -> str:
     name = (input_names or {}).get(position)
     return str(position) if name is None else name
+
+
+def entry_headline(entry) -> str:
+    """One line on a CompiledEntry: ops per graph, and the tensors its forward saves for the
+    backward with their bytes (distinct storages outside the inputs, as the saved-tensor report)."""
+    partition = entry.partition
+    if partition.backward is None:
+        return f"inference graph {_count_ops(partition.forward)} ops; nothing saved for backward"
+    nbytes = saved_storage_bytes(partition.forward, partition.joint.num_fwd_outputs)
+    return (f"forward graph {_count_ops(partition.forward)} ops, backward graph {_count_ops(partition.backward)} ops "
+            f"(joint {_count_ops(partition.joint.graph_module)}); saved for backward: "
+            f"{partition.num_saved_tensors} tensors, {human_bytes(nbytes)} outside the inputs")
 
 
 def format_entry(entry, program=None, inputs=None, input_names: Optional[Mapping[int, str]] = None) -> str:
