@@ -29,14 +29,17 @@ def test_cpp_wrapper_asked_for_on_the_cpu_trains_at_parity():
     assert all("C++" in entry.log.format() for entry in backend.entries)
 
 
-def test_cpu_graphs_keep_the_python_wrapper_by_default(monkeypatch):
-    monkeypatch.setattr(torch._inductor.config, "cpp_wrapper", False)  # as without TORCHINDUCTOR_CPP_WRAPPER=1
+# Torch's config modules are patched with their own `patch`, never with monkeypatch: its undo
+# deletes what it set, and a deleted setting stays hidden for the rest of the process.
+@torch._inductor.config.patch(cpp_wrapper=False)  # as without TORCHINDUCTOR_CPP_WRAPPER=1
+def test_cpu_graphs_keep_the_python_wrapper_by_default():
     model, inputs = tiny_steps("mlp", steps=1)
     backend = aotgraph.backend(compiler="inductor")
     assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend, dynamic=False), scale=SCALE)
     assert wrappers(backend) == ["python"]
 
 
+@torch._inductor.config.patch(cpp_wrapper=False)  # not asked for
 def test_a_failed_cpp_build_falls_back_to_the_python_wrapper_with_a_warning(monkeypatch, caplog):
     real = torchinductor._compiled
 
@@ -45,7 +48,6 @@ def test_a_failed_cpp_build_falls_back_to_the_python_wrapper_with_a_warning(monk
             raise RuntimeError("C++ compile failed (simulated)")
         return real(*args, cpp_wrapper=cpp_wrapper)
 
-    monkeypatch.setattr(torch._inductor.config, "cpp_wrapper", False)  # not asked for
     monkeypatch.setattr(torchinductor, "_cpp_wrapper_by_default", lambda devices: True)
     monkeypatch.setattr(torchinductor, "_compiled", cpp_build_fails)
     model, inputs = tiny_steps("mlp", steps=2)

@@ -8,6 +8,7 @@ A compiler that needs to know which graph it gets (``"inductor"``) is marked
 """
 from __future__ import annotations
 
+import difflib
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import count
@@ -89,10 +90,10 @@ class InductorCompiler:
         from torch._inductor import config
 
         self.options = dict(options or {})
-        unknown = sorted(name for name in self.options if not isinstance(name, str) or not hasattr(config, name))
+        unknown = [name for name in self.options if not isinstance(name, str) or not hasattr(config, name)]
         if unknown:
             raise BadArgument(f"unknown Inductor settings {unknown}", "compile",
-                              "use names of torch._inductor.config, e.g. 'cpp_wrapper' or 'triton.cudagraphs'")
+                              _inductor_settings_hint(config, unknown))
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor
@@ -102,6 +103,32 @@ class InductorCompiler:
 
     def __repr__(self) -> str:
         return f"InductorCompiler({self.options})" if self.options else "inductor"
+
+
+_EXAMPLE_INDUCTOR_SETTINGS = ("cpp_wrapper", "max_autotune", "triton.cudagraphs")
+
+
+def _inductor_settings_hint(config, unknown: list) -> str:
+    """What to pass instead of the `unknown` option names: the settings of Inductor's `config`
+    spelled closest to them, else real settings as examples; never a rejected name. A name
+    that `config` lists but hides was deleted in this process (``del config.name``, as the
+    undo of pytest's ``monkeypatch.setattr`` does), and the hint says so."""
+    listed = config.get_config_copy()
+    hidden = [name for name in unknown if name in listed]
+    others = [name for name in unknown if name not in listed]
+    hints = []
+    if hidden:
+        hints.append(f"{hidden} were deleted from torch._inductor.config in this process, which hides them (the "
+                     "undo of pytest's monkeypatch.setattr does that): change settings with "
+                     "torch._inductor.config.patch(...) and start a new process")
+    if others:
+        known = [name for name in listed if hasattr(config, name)]
+        close = [match for name in others if isinstance(name, str)
+                 for match in difflib.get_close_matches(name, known, n=3)]
+        examples = [name for name in _EXAMPLE_INDUCTOR_SETTINGS if name in known] or known[:3]
+        hints.append(f"did you mean {' or '.join(map(repr, dict.fromkeys(close)))}?" if close else
+                     f"use names of torch._inductor.config, e.g. {' or '.join(map(repr, examples))}")
+    return "; ".join(hints)
 
 
 def is_inductor(compiler) -> bool:
