@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
+import logging
 import operator
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -18,8 +21,10 @@ from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
 from .compilers import compile_partition, eager, is_inductor, resolve_compiler
 from .compilers.torchinductor import inductor_joint_passes, wake_compile_workers
 from .errors import BadArgument, UnsupportedOp
+from .guards import GuardSet, reads_recorded
 from .partition import default_partition, partition
 from .partition.mincut import FUSING_COMPILER_KEY
+from .recompiles import CallFacts, RecompileWatch, call_facts, describe_change
 from .runtime import autocast_on, build_runtime
 from .timings import CompileLog, time_first_call
 
@@ -41,6 +46,9 @@ class CompiledEntry:
     log: CompileLog
     mutates_inputs: bool = False
     has_run: bool = False  # the first call is timed as the "first run" stage
+    guards: GuardSet = field(default_factory=lambda: GuardSet(()))  # Python values the program read
+    call_facts: Optional[CallFacts] = None  # the call that compiled it
+    reason: str = "first call"  # why it was compiled
 
     @property
     def joint(self) -> JointGraph:
@@ -162,15 +170,16 @@ class _LastCall:
     would compile such a call for their common base)."""
 
     __slots__ = ("num_args", "tensors_match", "grad_enabled", "autocast", "offsets", "run", "check_storages",
-                 "offset_bytes")
+                 "offset_bytes", "guards")
 
-    def __init__(self, args: tuple, run: Callable, check_storages: bool):
+    def __init__(self, args: tuple, run: Callable, check_storages: bool, guards: GuardSet):
         self.num_args = len(args)
         self.tensors_match = _TensorGuards(*args, dynamic_dims_sizes=None, dynamic_dims_strides=None).check
         self.grad_enabled = torch.is_grad_enabled()
         self.autocast = _autocast_state()
         self.offsets = list(map(_storage_offset, args))
         self.run = run
+        self.guards = guards  # the entry's guards on Python values (module attributes)
         self.check_storages = check_storages  # a mutating entry: inputs must not share memory
         # With the offsets checked, data_ptr - offset_bytes is each tensor's storage pointer.
         self.offset_bytes = [t.storage_offset() * t.element_size() for t in args]
@@ -198,7 +207,7 @@ def _remembered_call(args: tuple, kwargs: dict, entry: CompiledEntry,
     if known is not None and known.tensors_match(*args):
         return known
     try:
-        by_entry[id(entry)] = _LastCall(args, entry.run, entry.mutates_inputs)
+        by_entry[id(entry)] = _LastCall(args, entry.run, entry.mutates_inputs, entry.guards)
     except (TypeError, RuntimeError):  # a tensor the C++ check cannot describe: keep the key path
         return None
     return by_entry[id(entry)]
@@ -235,6 +244,47 @@ def _hashable(value: Any) -> bool:
         return False
 
 
+# functorch parameters aotgraph accepts and does not use, with the value that changes nothing.
+_IGNORED_PARAMETERS = {
+    "num_params_buffers": 0, "keep_inference_input_mutations": False, "enable_log": True,
+    "disable_functionalization": False, "cudagraphs": None, "boxed_forward_device_index": None,
+    "ignore_shape_env": False, "compiler_config_extra": None, "compile_region_name": None,
+    "_record_nn_module_stack": False, "_disable_torch_fn_metadata_mode": False,
+}
+_warned_ignored: set[str] = set()
+logger = logging.getLogger("aotgraph")
+
+
+def _warn_ignored(given: dict) -> None:
+    """Warn once per parameter name for functorch parameters given a value that aotgraph ignores."""
+    for name, value in given.items():
+        if value is not _IGNORED_PARAMETERS[name] and value != _IGNORED_PARAMETERS[name] and name not in _warned_ignored:
+            _warned_ignored.add(name)
+            warnings.warn(f"aotgraph ignores functorch's {name}={value!r}: "
+                          f"{_WHY_IGNORED.get(name, 'it has no effect on aotgraph')}", stacklevel=3)
+
+
+_WHY_IGNORED = {
+    "num_params_buffers": "aotgraph finds parameters and buffers itself",
+    "keep_inference_input_mutations": "input mutations are always kept (written back, or in the graph with Inductor)",
+    "cudagraphs": "pass options={'triton.cudagraphs': True} to aotgraph.backend instead",
+    "disable_functionalization": "aotgraph's graphs are always functional",
+    "enable_log": "set AOTGRAPH_LOG=1 for aotgraph's log",
+}
+
+
+def _program_name(fn: Callable) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _watched_module(fn: Callable) -> Optional[torch.nn.Module]:
+    """The module whose Python attributes the program reads, to be guarded (see `guards`)."""
+    if hasattr(fn, "aotgraph_module"):
+        return fn.aotgraph_module
+    module = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    return module if isinstance(module, torch.nn.Module) and not isinstance(module, torch.fx.GraphModule) else None
+
+
 def aot_function(
     fn: Callable,
     fw_compiler: Optional[Callable] = None,
@@ -247,6 +297,8 @@ def aot_function(
     *,
     dynamic: bool = False,
     enable_log: bool = True,
+    disable_functionalization: bool = False,
+    _disable_torch_fn_metadata_mode: bool = False,
 ) -> Callable:
     """Compile `fn` ahead of time for each distinct input signature it is called with.
 
@@ -256,13 +308,24 @@ def aot_function(
     has ``aotgraph_entries``: the compiled entry of each signature seen, and
     ``aotgraph_compile(*args, **kwargs)``, which compiles for those inputs (real or fake)
     without running. With the ``"inductor"`` forward compiler, `decompositions` defaults
-    to Inductor's table.
+    to Inductor's table. Python values the program reads from a module's attributes or
+    from argument objects are guarded: when one changes, the next call compiles again
+    (see `aotgraph.guards`). functorch's `num_params_buffers`, `keep_inference_input_mutations`,
+    `enable_log` and `disable_functionalization` are accepted and ignored, with a warning
+    when set.
     """
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
                           "pass the function (or module) to compile")
     if dynamic:
         raise BadArgument("dynamic=True is not supported yet", "api", "leave dynamic=False (shapes are specialized)")
+    _warn_ignored({"num_params_buffers": num_params_buffers,
+                   "keep_inference_input_mutations": keep_inference_input_mutations, "enable_log": enable_log,
+                   "disable_functionalization": disable_functionalization,
+                   "_disable_torch_fn_metadata_mode": _disable_torch_fn_metadata_mode})
+    if not callable(partition_fn):
+        raise BadArgument(f"partition_fn must be a function, got {type(partition_fn).__name__}", "api",
+                          "pass default_partition, min_cut_rematerialization_partition or partition_for(...)")
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
@@ -271,11 +334,34 @@ def aot_function(
 
         decompositions = inductor_decompositions()
     entries: dict[tuple, CompiledEntry] = {}
+    variants_of: dict[tuple, list[CompiledEntry]] = {}  # one per set of guarded Python values
+    name = _program_name(fn)
+    watched_module = _watched_module(fn)
+    input_names = tuple(getattr(fn, "aotgraph_input_names", ()))
+    watch = RecompileWatch(name)
+    latest: list[CompiledEntry] = []
 
-    def compile_entry(program, flat_args, in_spec) -> CompiledEntry:
-        return compile_stages(program, flat_args, in_spec, fw_compiler=fw, bw_compiler=bw,
-                              inference_compiler=inference, partition_fn=partition_fn,
-                              decompositions=decompositions)
+    def compile_entry(key, program, program_args, program_spec, flat_args, in_spec) -> CompiledEntry:
+        facts = call_facts(flat_args, in_spec, torch.is_grad_enabled(), _autocast_state())
+        reason = _recompile_reason(variants_of.get(key, ()), latest, facts, flat_args, input_names)
+        logger.info("aotgraph %s %s: %s", "recompiling" if latest else "compiling", name, reason)
+        with reads_recorded(watched_module, flat_args, input_names) as guards:
+            entry = compile_stages(program, program_args, program_spec, fw_compiler=fw, bw_compiler=bw,
+                                   inference_compiler=inference, partition_fn=partition_fn,
+                                   decompositions=decompositions)
+        entry.guards, entry.call_facts, entry.reason = GuardSet(guards), facts, reason
+        variants = variants_of.setdefault(key, [])
+        entries[key if not variants else (key, len(variants))] = entry
+        variants.append(entry)
+        latest[:] = [entry]
+        watch.compiled(reason)
+        return entry
+
+    def lookup(key, flat_args) -> Optional[CompiledEntry]:
+        for entry in variants_of.get(key, ()):
+            if not entry.guards or entry.guards.holds(flat_args):
+                return entry
+        return None
 
     def entry_for(args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
         """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
@@ -288,7 +374,7 @@ def aot_function(
         if flat_args is None:
             flat_args, in_spec = tree_flatten((args, kwargs))
             key = _signature_key(flat_args, in_spec)
-        entry = entries.get(key)
+        entry = lookup(key, flat_args)
         if entry is not None and not entry.mutates_inputs:
             return entry, flat_args
         if in_spec is None:
@@ -297,20 +383,20 @@ def aot_function(
         groups = aliased_input_groups(flat_args)
         if not groups:
             if entry is None:
-                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+                entry = compile_entry(key, fn, flat_args, in_spec, flat_args, in_spec)
             return entry, flat_args
         try:
             program, shared_args, shared_spec = with_shared_bases(fn, flat_args, in_spec, groups)
         except UnsupportedOp:
             # No base to pass instead: fine unless the program turns out to mutate an input.
             if entry is None:
-                entry = entries[key] = compile_entry(fn, flat_args, in_spec)
+                entry = compile_entry(key, fn, flat_args, in_spec, flat_args, in_spec)
             if entry.mutates_inputs:
                 raise
             return entry, flat_args
-        entry = entries.get((key, groups))
+        entry = lookup((key, groups), flat_args)
         if entry is None:
-            entry = entries[(key, groups)] = compile_entry(program, shared_args, shared_spec)
+            entry = compile_entry((key, groups), program, shared_args, shared_spec, flat_args, in_spec)
         return entry, shared_args
 
     last_call: Optional[_LastCall] = None
@@ -322,7 +408,8 @@ def aot_function(
                 and _grad_enabled() is last.grad_enabled
                 and (_autocast_state() if autocast_on() else _AUTOCAST_OFF) == last.autocast
                 and list(map(_storage_offset, args)) == last.offsets
-                and (not last.check_storages or last.distinct_storages(args))):
+                and (not last.check_storages or last.distinct_storages(args))
+                and (not last.guards or last.guards.holds(args))):
             return last.run(*args)
         return call_with_key(args, kwargs)
 
@@ -343,6 +430,18 @@ def aot_function(
     compiled_fn.aotgraph_compile = compile_for
     compiled_fn.__wrapped__ = fn
     return compiled_fn
+
+
+def _recompile_reason(same_key: list, latest: list, facts: CallFacts, flat_args: list, input_names) -> str:
+    """Why this call compiles: "first call", a failed guard of an entry of the same key, or
+    what differs from the latest compiled call (``"argument 0: shape (4,) -> (5,)"``)."""
+    for entry in reversed(same_key):
+        failed = entry.guards.failed(flat_args)
+        if failed is not None:
+            return failed.describe_change(flat_args)
+    if not latest or latest[0].call_facts is None:
+        return "first call"
+    return describe_change(latest[0].call_facts, facts, input_names)
 
 
 def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]]:
@@ -389,9 +488,11 @@ class AotModule(torch.nn.Module):
                 for key, entry in compiled.aotgraph_entries.items()}
 
 
-def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable:
+def _functional_module_fn(module: torch.nn.Module, names: list[str], guard_attributes: bool = True) -> Callable:
     """``fn(*state_values, *args, **kwargs)``: the module called with the given parameters
-    and buffers (flat, so that a call of tensors takes the per-call fast path)."""
+    and buffers (flat, so that a call of tensors takes the per-call fast path). With
+    `guard_attributes`, the Python attributes of `module`'s tree that a capture reads are
+    guarded (`aot_function` reads ``aotgraph_module``)."""
     num_state = len(names)
 
     def call_with_state(*state_then_args, **kwargs):
@@ -399,17 +500,25 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str]) -> Callable
         return torch.func.functional_call(module, state, state_then_args[num_state:], kwargs,
                                           tie_weights=False, strict=False)
 
+    call_with_state.__name__ = call_with_state.__qualname__ = type(module).__name__
+    call_with_state.aotgraph_input_names = tuple(names)
+    call_with_state.aotgraph_module = module if guard_attributes else None
     return call_with_state
 
 
 def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     """Compile an ``nn.Module``: parameters and buffers become graph inputs (same call shape
-    as functorch's ``aot_module``; extra arguments go to `aot_function`)."""
+    as functorch's ``aot_module``; extra arguments go to `aot_function` and are checked now)."""
     if not isinstance(mod, torch.nn.Module):
         raise BadArgument(f"aot_module expects an nn.Module, got {type(mod).__name__}", "api",
                           "use aot_function for plain functions")
+    try:
+        inspect.signature(aot_function).bind(mod, *args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"aot_module: {error}") from None
     names, _ = _named_state(mod)
     program = _functional_module_fn(mod, names)
+    aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
     return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names)
 
 
@@ -423,17 +532,34 @@ def aot_module_simplified(
     keep_inference_input_mutations: bool = False,
     inference_compiler: Optional[Callable] = None,
     cudagraphs=None,
-    **_ignored,
+    boxed_forward_device_index=None,
+    ignore_shape_env: bool = False,
+    disable_functionalization: bool = False,
+    _record_nn_module_stack: bool = False,
+    *,
+    compiler_config_extra=None,
+    pre_grad_passes: Optional[Callable] = None,
+    compile_region_name: Optional[str] = None,
 ) -> Callable:
     """The Dynamo-backend entry (functorch's ``aot_module_simplified``): `mod` is
     typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
     them now and returns ``forward(*args)`` with the module's parameters and buffers
     bound. A call with another input signature compiles again. Shapes are specialized:
     symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
-    concrete signature compiles on its first call instead."""
+    concrete signature compiles on its first call instead. Parameter names are the union
+    of functorch's over torch 2.11-2.14: `pre_grad_passes` runs on `mod` first; the others
+    that aotgraph does not use are accepted and ignored, with a warning when set."""
+    _warn_ignored({"keep_inference_input_mutations": keep_inference_input_mutations, "cudagraphs": cudagraphs,
+                   "boxed_forward_device_index": boxed_forward_device_index, "ignore_shape_env": ignore_shape_env,
+                   "disable_functionalization": disable_functionalization,
+                   "_record_nn_module_stack": _record_nn_module_stack, "compiler_config_extra": compiler_config_extra,
+                   "compile_region_name": compile_region_name})
+    if pre_grad_passes is not None:
+        mod = pre_grad_passes(mod, args)
     names, values = _named_state(mod)
-    compiled = aot_function(_functional_module_fn(mod, names), fw_compiler, bw_compiler, partition_fn,
-                            decompositions, len(values), keep_inference_input_mutations, inference_compiler)
+    compiled = aot_function(_functional_module_fn(mod, names, guard_attributes=not isinstance(mod, torch.fx.GraphModule)),
+                            fw_compiler, bw_compiler, partition_fn, decompositions,
+                            inference_compiler=inference_compiler)
     if not _has_symbolic_shapes(args):
         compiled.aotgraph_compile(*values, *args)
 

@@ -21,6 +21,7 @@ from .api import CompiledEntry, aot_module_simplified
 from .compilers import InductorCompiler, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, min_cut_rematerialization_partition
+from .partition.budget import check_memory_budget
 from .timings import CompileLog
 
 __all__ = ["backend", "aotgraph_backend", "AotGraphBackend"]
@@ -69,8 +70,8 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
 
     `compiler`: "inductor" (default), "eager", or a callable compiler. `partition`: "mincut"
     (default, as torch.compile's Inductor backend), "default", or a partition function.
-    `memory_budget` (bytes, or a fraction of the default plan's saved bytes) and `policy` go
-    to the partition function. `decompositions` defaults to Inductor's table when Inductor
+    `memory_budget` (bytes as an int, or a float fraction in [0, 1] of the default plan's saved
+    bytes) and `policy` go to the partition function. `decompositions` defaults to Inductor's table when Inductor
     compiles, else none. `options`: Inductor config values for compiling our graphs, as
     ``torch.compile(options=...)``; CUDA graphs get Inductor's C++ wrapper unless
     ``options={"cpp_wrapper": False}`` (see `aotgraph.compilers.torchinductor`).
@@ -93,6 +94,7 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
     else:
         raise BadArgument(f"partition must be a name or a function, got {type(partition).__name__}", "api",
                           f"use one of {sorted(_PARTITIONS)} or a partition function")
+    check_memory_budget(memory_budget)
     partition_options = {k: v for k, v in (("memory_budget", memory_budget), ("policy", policy)) if v is not None}
     if partition_options:
         if partition_fn is default_partition:

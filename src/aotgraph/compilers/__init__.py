@@ -87,9 +87,11 @@ class InductorCompiler:
     __name__ = "inductor"
 
     def __init__(self, options: Optional[dict] = None):
+        self.options = dict(options or {})
+        if not self.options:
+            return  # `import aotgraph` builds the default one: Inductor is imported when used
         from torch._inductor import config
 
-        self.options = dict(options or {})
         unknown = [name for name in self.options if not isinstance(name, str) or not hasattr(config, name)]
         if unknown:
             raise BadArgument(f"unknown Inductor settings {unknown}", "compile",

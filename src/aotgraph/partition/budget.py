@@ -16,9 +16,12 @@ min cut in which only free ops (views, reshapes, getitems) may be recomputed.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from functools import partial
-from typing import Optional
+from typing import Optional, Union
 
+from ..errors import BadArgument
 from .mincut import TIE_BREAK_LAM, JointNetwork, min_cut_rematerialization_partition
 from .policies import Policy
 
@@ -57,11 +60,43 @@ def candidate_plans(network: JointNetwork) -> list[tuple[int, int, set]]:
     return plans
 
 
-def resolve_budget(network: JointNetwork, memory_budget: float) -> int:
-    """Bytes from a budget in bytes (> 1) or a fraction (<= 1) of the default partition's."""
-    if memory_budget <= 1.0:
+Budget = Union[int, float]
+
+
+def checked_budget(value: Optional[Budget], name: str, whole: str, unit: str) -> Optional[Budget]:
+    """`value` if it is a budget: None, a whole number of `unit` as an int (>= 0), or a
+    fraction of `whole` as a float in [0, 1]. Anything else is a `BadArgument`: an int and a
+    float never mean the same kind of amount (``2`` is 2 bytes, ``2.0`` is refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BadArgument(f"{name}={value!r} is not a number", "partition",
+                          f"pass {unit} as an int or a fraction of {whole} as a float in [0, 1]")
+    if isinstance(value, numbers.Integral):
+        if value < 0:
+            raise BadArgument(f"{name}={value} is negative", "partition", f"pass {unit} as an int >= 0")
+        return int(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise BadArgument(f"{name}={value!r} is not a fraction in [0, 1]", "partition",
+                          f"pass a fraction of {whole} as a float in [0, 1], or {unit} as an int "
+                          f"(e.g. {name}=2**30)")
+    return float(value)
+
+
+def check_memory_budget(value: Optional[Budget], name: str = "memory_budget") -> Optional[Budget]:
+    return checked_budget(value, name, "the default partition's saved bytes", "bytes")
+
+
+def check_recompute_budget(value: Optional[Budget], name: str = "recompute_budget") -> Optional[Budget]:
+    return checked_budget(value, name, "the forward's FLOPs", "FLOPs")
+
+
+def resolve_budget(network: JointNetwork, memory_budget: Budget) -> int:
+    """Bytes from a budget in bytes (an int) or a fraction (a float) of the default partition's."""
+    memory_budget = check_memory_budget(memory_budget)
+    if isinstance(memory_budget, float):
         return int(memory_budget * network.storage_bytes(network.default_saved()))
-    return int(memory_budget)
+    return memory_budget
 
 
 def saved_for_budget(network: JointNetwork, memory_budget: float) -> tuple[set, int, str]:
@@ -77,11 +112,12 @@ def saved_for_budget(network: JointNetwork, memory_budget: float) -> tuple[set, 
     return best[2], budget, ""
 
 
-def resolve_recompute_budget(network: JointNetwork, recompute_budget: float) -> int:
-    """FLOPs from a recompute budget in FLOPs (> 1) or a fraction (<= 1) of the forward's FLOPs."""
-    if recompute_budget <= 1.0:
+def resolve_recompute_budget(network: JointNetwork, recompute_budget: Budget) -> int:
+    """FLOPs from a recompute budget in FLOPs (an int) or a fraction (a float) of the forward's."""
+    recompute_budget = check_recompute_budget(recompute_budget)
+    if isinstance(recompute_budget, float):
         return int(recompute_budget * network.forward_flops())
-    return int(recompute_budget)
+    return recompute_budget
 
 
 def saved_for_recompute_budget(network: JointNetwork, recompute_budget: float) -> tuple[set, int, str]:
@@ -100,10 +136,22 @@ def saved_for_recompute_budget(network: JointNetwork, recompute_budget: float) -
     return best[2], budget, ""
 
 
-def partition_for(budget: Optional[float] = None, policy: Optional[Policy] = None,
-                  recompute_budget: Optional[float] = None):
+def partition_for(budget: Optional[Budget] = None, policy: Optional[Policy] = None,
+                  recompute_budget: Optional[Budget] = None):
     """A partition function (functorch calling convention) with a memory budget, a recompute
-    budget and/or a policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``."""
+    budget and/or a policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``.
+
+    `budget`: saved bytes as an int, or a fraction of the default partition's as a float in
+    [0, 1]; `recompute_budget`: FLOPs as an int, or a fraction of the forward's as a float in
+    [0, 1]. Checked here: a bad value fails now, not at the first compile."""
+    check_memory_budget(budget, "budget")
+    check_recompute_budget(recompute_budget)
+    if policy is not None and not callable(policy):
+        raise BadArgument(f"policy={policy!r} is not callable", "partition",
+                          "pass a function (NodeInfo) -> Decision, e.g. aotgraph.save_matmuls")
+    if budget is not None and recompute_budget is not None:
+        raise BadArgument("partition_for got both budget and recompute_budget", "partition",
+                          "pass one: budget bounds saved bytes, recompute_budget bounds recompute FLOPs")
     fn = partial(min_cut_rematerialization_partition, memory_budget=budget, policy=policy,
                  recompute_budget=recompute_budget)
     fn.__name__ = (f"partition_for(budget={budget}, recompute_budget={recompute_budget}, "

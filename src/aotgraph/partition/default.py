@@ -10,12 +10,14 @@ from .cost import is_random
 from .graph_ops import ancestors, extract_graph, is_primal, joint_outputs, tangent_dependent
 
 
-def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int, **_ignored):
+def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int,
+                      static_lifetime_input_indices=None, static_lifetime_input_nodes=None):
     """Split a joint graph (functorch's ``default_partition`` calling convention).
 
     Returns ``(forward, backward)``: the forward outputs its ``num_fwd_outputs`` outputs
     followed by the saved values; the backward's placeholders are the saved values (same
-    names) followed by the tangents, and it outputs the joint's gradient outputs.
+    names) followed by the tangents, and it outputs the joint's gradient outputs. The
+    `static_lifetime_*` arguments are functorch's and are not used.
     """
     graph = joint_module.graph
     fwd_outputs, bwd_outputs = joint_outputs(joint_module, num_fwd_outputs)

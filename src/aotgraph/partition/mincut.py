@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.fx as fx
-from scipy.sparse.csgraph import maximum_flow
 
 from ..errors import BadArgument
 from .cost import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
@@ -230,6 +228,8 @@ class JointNetwork:
         scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
         network = self._flow_network
         network.data = scaled  # the structure is fixed: no sparse constructor (and its checks) per cut
+        from scipy.sparse.csgraph import maximum_flow  # scipy costs 0.3 s to import: only when a cut is made
+
         result = maximum_flow(network, 0, 1)
         if result.flow_value >= _INF:
             raise AssertionError("min cut: the backward needs a value that can be neither saved nor recomputed")
@@ -241,8 +241,9 @@ class JointNetwork:
         return {self.nodes[i] for i in cut_nodes}
 
     @functools.cached_property
-    def _flow_network(self) -> sp.csr_matrix:
+    def _flow_network(self) -> "scipy.sparse.csr_matrix":
         """The network's CSR matrix; `cut` sets its capacities."""
+        import scipy.sparse as sp
         network = sp.csr_matrix((np.zeros(len(self.indices), dtype=np.int32), self.indices, self.indptr),
                                 shape=(self.size, self.size))
         network.has_sorted_indices = True  # spares the solver its check
@@ -415,22 +416,24 @@ def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inp
                                         *, num_fwd_outputs: int, policy: Optional[Policy] = None,
                                         memory_budget: Optional[float] = None,
                                         recompute_budget: Optional[float] = None,
-                                        save_matmul_inputs: Optional[bool] = None, **_ignored):
+                                        save_matmul_inputs: Optional[bool] = None,
+                                        static_lifetime_input_indices=None):
     """Split a joint graph saving as few bytes as a min cut allows
     (functorch's ``min_cut_rematerialization_partition`` calling convention).
 
     Cheap ops (pointwise, views, reductions, norms, indexing) may be recomputed in the
     backward; matmuls, convolutions, attention, random and side-effecting ops never are,
     unless `policy` says RECOMPUTE (random and side-effecting ops: never). At most one budget:
-    `memory_budget` (bytes, or a fraction <= 1.0 of the default partition's saved bytes) gets
-    the least recompute whose saved bytes fit; `recompute_budget` (FLOPs, or a fraction <= 1.0
-    of the forward's FLOPs) the fewest saved bytes whose recompute FLOPs fit, ``0`` meaning
+    `memory_budget` (bytes as an int, or a float fraction in [0, 1] of the default partition's
+    saved bytes) gets the least recompute whose saved bytes fit; `recompute_budget` (FLOPs as an
+    int, or a float fraction in [0, 1] of the forward's FLOPs) the fewest saved bytes whose recompute FLOPs fit, ``0`` meaning
     "recompute no arithmetic, only views". Under either, matmuls, convolutions and attention
     are priced at their FLOPs instead of banned: see `budget.py`. `save_matmul_inputs`: save
     rather than recompute every value a backward matmul, convolution or attention reads
     (default: when Inductor compiles the graphs, whose other recomputes fuse into the
     backward's kernels; False recomputes them too, for less memory and more kernels). Same
     output convention as `default_partition`; the plan is in ``forward.meta["aotgraph_plan"]``.
+    `static_lifetime_input_indices` is functorch's and is not used.
     """
     if memory_budget is not None and recompute_budget is not None:
         raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
