@@ -176,7 +176,7 @@ def main():
     results = {}
     for name, partition_fn in runs:
         measured, held, peak, seconds = measure(model, inputs, partition_fn, args)
-        plan = measured.forward.meta.get("aotgraph_plan")
+        plan = measured.plan
         predicted = plan.device_saved_bytes if plan else measured.memory.saved_bytes
         predicted_peak = measured.memory.peak
         flops = f"{plan.recompute_flops / 1e9:16.3f}" if plan else "               -"

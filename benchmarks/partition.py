@@ -21,9 +21,10 @@ import time
 import torch
 from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
 
-from aotgraph import aot_export_joint, min_cut_rematerialization_partition, models
-from aotgraph.partition.cost import FLOP_RULES, flops_of
-from aotgraph.partition.mincut import TIE_BREAK_LAM, JointNetwork
+from aotgraph import aot_export_joint, models
+from aotgraph.graph.ops import FLOP_RULES, flops_of
+from aotgraph.partition.budget import TIE_BREAK_LAM
+from aotgraph.partition.mincut import JointNetwork, split_with_plan
 from aotgraph.report.saved import eager_saved_tensors, recompute_flops, saved_storage_bytes
 
 try:
@@ -59,10 +60,10 @@ def run_torch(joint):
 
 
 def run_ours(joint, **options):
+    """(seconds, forward, backward, plan) of our min cut, called as the pipeline calls it."""
     start = time.perf_counter()
-    forward, backward = min_cut_rematerialization_partition(joint.graph_module, None,
-                                                            num_fwd_outputs=joint.num_fwd_outputs, **options)
-    return time.perf_counter() - start, forward, backward
+    forward, backward, plan = split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs, **options)
+    return time.perf_counter() - start, forward, backward, plan
 
 
 def measure(joint, forward, backward):
@@ -101,12 +102,12 @@ def compare(name, repeats):
     model.train()
     joint = joint_of(model, inputs)
     _, t_fw, t_bw = run_torch(joint)
-    _, o_fw, o_bw = run_ours(joint)
+    _, o_fw, o_bw, _ = run_ours(joint)
     t_bytes, t_flops = measure(joint, t_fw, t_bw)
     o_bytes, o_flops = measure(joint, o_fw, o_bw)
-    _, b_fw, b_bw = run_ours(joint, memory_budget=max(t_bytes, 2))
+    _, b_fw, b_bw, _ = run_ours(joint, memory_budget=max(t_bytes, 2))
     b_bytes, b_flops = measure(joint, b_fw, b_bw)
-    _, z_fw, z_bw = run_ours(joint, recompute_budget=0)
+    _, z_fw, z_bw, _ = run_ours(joint, recompute_budget=0)
     z_bytes, z_flops = measure(joint, z_fw, z_bw)
     t_time = median_time(lambda: run_torch(joint), repeats)
     o_time = median_time(lambda: run_ours(joint), repeats)
@@ -140,8 +141,7 @@ def budget_sweep():
     print(f"{'budget':>7} {'budget B':>11} {'saved B':>11} {'recompute FLOPs':>16} {'time s':>7}")
     previous = None
     for fraction in [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]:
-        seconds, forward, _ = run_ours(joint, memory_budget=fraction)
-        plan = forward.meta["aotgraph_plan"]
+        seconds, _, _, plan = run_ours(joint, memory_budget=fraction)
         monotone = previous is None or plan.saved_bytes <= previous
         previous = plan.saved_bytes
         print(f"{fraction:>7.1f} {plan.budget:>11} {plan.saved_bytes:>11} {plan.recompute_flops:>16.4g} {seconds:>7.2f}"

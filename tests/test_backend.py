@@ -203,7 +203,7 @@ def test_partition_function_passed_through():
 
 def plans(backend: AotGraphBackend) -> list:
     """The min-cut partitioner's plan of each compiled training graph."""
-    return [entry.partition.forward.meta["aotgraph_plan"] for entry in backend.entries]
+    return [entry.partition.plan for entry in backend.entries]
 
 
 def test_memory_budget_and_policy_reach_the_partition():

@@ -20,11 +20,12 @@ import torch
 from torch.utils._pytree import keystr, tree_flatten_with_path, tree_leaves
 
 from .api import aot_function, aot_module
+from .compilers import COMPILER_NAMES
 from .errors import AotGraphError
 from .partition import default_partition, min_cut_rematerialization_partition
 from .report import format_entry, format_graph_code
 
-COMPILERS = ("eager", "inductor", "nop")  # the names `compilers.resolve_compiler` accepts
+COMPILERS = COMPILER_NAMES  # the names `compilers.resolve_compiler` accepts
 PARTITIONS = {"default": default_partition, "mincut": min_cut_rematerialization_partition}
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # of the parity checks, for outputs, gradients and buffers
 

@@ -174,10 +174,51 @@ class SavedValue:
 
 
 @dataclass(frozen=True)
+class PartitionPlan:
+    """What a partitioner decided, with its predictions. Byte counts are distinct storages
+    outside the graph inputs (the caller keeps inputs alive anyway)."""
+
+    saved: tuple[str, ...]
+    recomputed: tuple[str, ...]
+    offloaded: tuple[str, ...]
+    saved_bytes: int
+    offloaded_bytes: int
+    recompute_flops: int
+    reasons: tuple[tuple[str, str], ...]
+    budget: Optional[int] = None  # memory budget, bytes
+    recompute_budget: Optional[int] = None  # recompute budget, FLOPs
+    note: str = ""
+
+    @property
+    def device_saved_bytes(self) -> int:
+        return self.saved_bytes - self.offloaded_bytes
+
+
+@dataclass(frozen=True)
+class CallingConvention:
+    """How the graphs of a Partition are called, built once where they are built.
+
+    Forward: ``(*primals) -> (*forward outputs, *saved values)``: its placeholders are
+    the joint's primals in order; the first `num_fwd_outputs` outputs are the joint's
+    forward outputs (user tensors, new values of mutated primals, metadata views), the rest
+    the values in `saved_names`. Backward: ``(*saved values, *tangents) -> grads``: its first
+    placeholders are the saved values named in `backward_saved_names` (a subset of
+    `saved_names`, in the backward's order), then one placeholder per entry of
+    `backward_tangents`, the joint tangent it receives (tangent k is the gradient of the
+    k-th differentiable forward output); it returns one gradient per primal."""
+
+    num_fwd_outputs: int
+    saved_names: tuple[str, ...]
+    backward_saved_names: tuple[str, ...] = ()
+    backward_tangents: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Partition:
     """Forward: ``primals -> (*fwd outputs, *saved tensors, *saved symbols)``.
     Backward: ``(*saved tensors, *saved symbols, *tangents) -> grads`` (one per primal).
-    `recomputed` names joint nodes that the backward recomputes instead of loading."""
+    `recomputed` names joint nodes that the backward recomputes instead of loading.
+    `convention` says which placeholder and output is which (see `CallingConvention`)."""
 
     forward: fx.GraphModule
     backward: Optional[fx.GraphModule]
@@ -185,6 +226,8 @@ class Partition:
     num_saved_tensors: int
     joint: JointGraph
     recomputed: tuple[str, ...] = ()
+    plan: Optional[PartitionPlan] = None  # what our partitioners decided; None from other partition functions
+    convention: Optional[CallingConvention] = None
 
     @property
     def saved_bytes(self) -> int:
@@ -194,8 +237,8 @@ class Partition:
     def memory(self):
         """Predicted memory: a `MemoryTimeline` (per-node live bytes of forward and backward,
         their peaks above the inputs, saved bytes), simulated on first use (see
-        ``partition/memory.py``)."""
-        from .partition.memory import simulate_memory
+        ``graph/memory.py``)."""
+        from .graph.memory import simulate_memory
 
         return simulate_memory(self.forward, self.backward, self.joint.num_fwd_outputs,
                                len(self.joint.signature.tensor_output_positions))
@@ -211,3 +254,4 @@ class CompiledGraphs:
     backward: Optional[Callable]
     partition: Partition
     mutations_in_graph: tuple[int, ...] = ()
+    note: str = ""  # how they were compiled, for the compile log (e.g. "Inductor's C++ wrapper")

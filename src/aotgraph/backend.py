@@ -18,7 +18,7 @@ from typing import Callable, Optional, Union
 import torch.fx as fx
 
 from .api import CompiledEntry, aot_module_simplified
-from .compilers import InductorCompiler, resolve_compiler
+from .compilers import compiler_with_options, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, min_cut_rematerialization_partition
 from .partition.budget import check_memory_budget
@@ -72,18 +72,11 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
     (default, as torch.compile's Inductor backend), "default", or a partition function.
     `memory_budget` (bytes as an int, or a float fraction in [0, 1] of the default plan's saved
     bytes) and `policy` go to the partition function. `decompositions` defaults to Inductor's table when Inductor
-    compiles, else none. `options`: Inductor config values for compiling our graphs, as
-    ``torch.compile(options=...)``; CUDA graphs get Inductor's C++ wrapper unless
-    ``options={"cpp_wrapper": False}`` (see `aotgraph.compilers.torchinductor`).
+    compiles, else none. `options`: the compiler's settings (for "inductor": its config values,
+    as ``torch.compile(options=...)``; see `compilers.compiler_with_options`).
     """
     if options is not None:
-        if compiler != "inductor":
-            raise BadArgument(f"options are Inductor settings, but the compiler is {compiler!r}", "api",
-                              "pass compiler='inductor', or leave options out")
-        if not isinstance(options, dict):
-            raise BadArgument(f"options must be a dict of Inductor settings, got {type(options).__name__}", "api",
-                              "pass e.g. options={'cpp_wrapper': False}")
-        compiler = InductorCompiler(options)
+        compiler = compiler_with_options(compiler, options)
     if isinstance(partition, str):
         if partition not in _PARTITIONS:
             raise BadArgument(f"unknown partition {partition!r}", "api",

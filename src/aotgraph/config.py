@@ -1,11 +1,55 @@
-"""Settings read at run time; each can also be set from the environment when aotgraph is imported.
+"""Settings and debug switches, read from the environment when aotgraph is imported and
+changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``).
 
 - `recompile_limit` (``AOTGRAPH_RECOMPILE_LIMIT``, default 8, as Dynamo's): a compiled
   function that compiles more entries than this warns once (`RecompileWarning`), naming what
   changed. It keeps compiling: the limit is a warning, not a stop.
+- `debug_level` (``AOTGRAPH_DEBUG``, default 0; ``AOTGRAPH_LOG=1`` means 1): what the
+  ``aotgraph`` logger prints to stderr, as tinygrad's ``DEBUG=n``. 1: each compile (function
+  and why) and each stage with its time. 2: also each artifact in short (graph sizes, saved
+  values, the calling convention). 3: also the code of the joint, forward and backward graphs.
+- `disabled` (``AOTGRAPH_DISABLE=name,name``): memos, fast paths and patches of torch to turn
+  off, one by one, to bisect a failure after a torch upgrade. Results never depend on them;
+  the names are `SWITCHES`' keys.
 """
 from __future__ import annotations
 
 import os
 
+__all__ = ["recompile_limit", "debug_level", "disabled", "enabled", "SWITCHES"]
+
+SWITCHES = {
+    "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
+    "fake_memo": "capture answers a repeated op on same-layout fakes from a memo (capture/fake_outputs.py)",
+    "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
+    "direct_fakes": "capture builds fakes of plain leaf inputs without FakeTensorMode.from_tensor (capture/__init__.py)",
+    "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",
+    "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
+    "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",
+    "inductor_reuse_patch": "Inductor's buffer reuse counts our graphs' outputs in its peak (compilers/torchinductor.py)",
+}
+
+
+def _read_disabled(text: str) -> frozenset:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(names - SWITCHES.keys())
+    if unknown:
+        raise ValueError(f"AOTGRAPH_DISABLE names unknown switches {unknown}; known: {sorted(SWITCHES)}")
+    return names
+
+
+def _read_debug_level() -> int:
+    level = os.environ.get("AOTGRAPH_DEBUG")
+    if level is None:
+        return 1 if os.environ.get("AOTGRAPH_LOG", "0") not in ("", "0") else 0
+    return int(level)
+
+
 recompile_limit: int = int(os.environ.get("AOTGRAPH_RECOMPILE_LIMIT", "8"))
+debug_level: int = _read_debug_level()
+disabled: frozenset = _read_disabled(os.environ.get("AOTGRAPH_DISABLE", ""))
+
+
+def enabled(switch: str) -> bool:
+    """Whether the memo, fast path or patch named `switch` (a key of `SWITCHES`) is on."""
+    return switch not in disabled

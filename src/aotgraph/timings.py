@@ -3,21 +3,16 @@
 Each stage appends one `StageRecord`: capture, partition, compile, then "first run" (the
 first call's forward through the compiled graphs) and "first backward" (the backward
 graph's first run). Reports read the log; each record is also logged at INFO level on the
-``aotgraph`` logger, printed to stderr when the environment sets ``AOTGRAPH_LOG=1``.
+``aotgraph`` logger (debug level 1, see `debug`).
 """
 from __future__ import annotations
 
-import logging
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-logger = logging.getLogger("aotgraph")
-if os.environ.get("AOTGRAPH_LOG", "0") not in ("", "0") and not logger.handlers:
-    logger.addHandler(logging.StreamHandler())
-    logger.setLevel(logging.INFO)
+from .debug import logger
 
 
 @dataclass(frozen=True)

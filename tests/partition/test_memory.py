@@ -108,7 +108,7 @@ def test_saved_part_equals_the_plans_saved_bytes():
         compiled = aot_module(module, partition_fn=partition_fn)
         compiled(*inputs).backward()
         entry = next(iter(compiled.aotgraph_entries.values()))
-        plan = entry.partition.forward.meta["aotgraph_plan"]
+        plan = entry.partition.plan
         assert entry.partition.memory.saved_bytes == plan.device_saved_bytes == saved_report(entry).saved_bytes
 
 
@@ -117,7 +117,7 @@ def test_cuda_offload_moves_saved_bytes_off_the_device_in_the_prediction():
     after its last forward use, and comes back from the prefetch on."""
     from torch._subclasses import FakeTensorMode
 
-    from aotgraph.partition.memory import simulate_memory
+    from aotgraph.graph.memory import simulate_memory
     from aotgraph.partition.offload import offload_saved, prefetch_to_device
 
     aten = torch.ops.aten

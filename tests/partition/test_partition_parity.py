@@ -140,7 +140,7 @@ def test_gpt2_small_parity(partitioner):
 
 def test_mincut_saves_less_than_default_and_recomputes():
     entry = assert_matches_eager(MODELS["gpt"], min_cut_rematerialization_partition)
-    plan = entry.partition.forward.meta["aotgraph_plan"]
+    plan = entry.partition.plan
     default = assert_matches_eager(MODELS["gpt"], default_partition).partition
     assert plan.recomputed and plan.saved_bytes < _activation_bytes(default)
 

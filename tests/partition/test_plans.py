@@ -13,7 +13,7 @@ from aotgraph import aot_export_joint, aot_function, aot_module, min_cut_remater
 from aotgraph.errors import BadArgument
 from aotgraph.partition import offload_early, offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
-from aotgraph.partition.mincut import JointNetwork
+from aotgraph.partition.mincut import JointNetwork, split_with_plan
 
 aten = torch.ops.aten
 
@@ -39,7 +39,7 @@ def _plan(fn, *args, partition_fn=min_cut_rematerialization_partition):
     out = compiled(*args)
     out.sum().backward()
     entry = next(iter(compiled.aotgraph_entries.values()))
-    return entry.partition.forward.meta["aotgraph_plan"], entry.partition
+    return entry.partition.plan, entry.partition
 
 
 def test_checkpoint_region_stays_recomputed():
@@ -100,9 +100,8 @@ def test_budget_sweep_is_monotone_and_fits():
     default_bytes = network.storage_bytes(network.default_saved())
     plans = []
     for fraction in [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]:
-        forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs,
-                                                         memory_budget=fraction)
-        plans.append(forward.meta["aotgraph_plan"])
+        plans.append(split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs,
+                                     memory_budget=fraction)[2])
     saved = [p.saved_bytes for p in plans]
     flops = [p.recompute_flops for p in plans]
     assert saved == sorted(saved, reverse=True), saved
@@ -113,9 +112,7 @@ def test_budget_sweep_is_monotone_and_fits():
 
 
 def _plan_of(joint, **options):
-    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs,
-                                                     **options)
-    return forward.meta["aotgraph_plan"]
+    return split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs, **options)[2]
 
 
 def test_recompute_budget_sweep_is_monotone_and_fits():
@@ -132,7 +129,7 @@ def test_recompute_budget_sweep_is_monotone_and_fits():
 def test_zero_recompute_budget_recomputes_only_free_ops_and_saves_no_more_than_torch():
     from torch._functorch.partitioners import min_cut_rematerialization_partition as torch_min_cut
 
-    from aotgraph.partition.cost import flops_of
+    from aotgraph.graph.ops import flops_of
     from aotgraph.report.saved import saved_storage_bytes
 
     network, joint = _gpt_network()
@@ -201,8 +198,7 @@ def test_offload_goes_through_host_copies():
 
 def test_plan_explains_every_saved_value():
     network, joint = _gpt_network()
-    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs)
-    plan = forward.meta["aotgraph_plan"]
+    plan = split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs)[2]
     assert len(plan.reasons) == len(plan.saved)
     assert all(reason for _, reason in plan.reasons)
     assert plan.recompute_flops > 0 and plan.saved_bytes > 0
@@ -219,8 +215,8 @@ def _residual_stream(x, ws):
 def _longest_recompute_chain(joint) -> int:
     from aotgraph.partition import mincut
 
-    forward, _ = min_cut_rematerialization_partition(joint.graph_module, None, num_fwd_outputs=joint.num_fwd_outputs)
-    recomputed, depth = set(forward.meta["aotgraph_plan"].recomputed), {}
+    plan = split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs)[2]
+    recomputed, depth = set(plan.recomputed), {}
     for node in joint.graph_module.graph.nodes:
         if node.name in recomputed:
             steps = 0 if node.target is operator.getitem or mincut.is_view(node) else 1
@@ -284,7 +280,7 @@ def test_offload_early_picks_values_from_the_start_of_the_forward():
     torch.manual_seed(0)
     model, inputs = models.gpt(layers=4)
     entry = assert_matches_eager_module(model, inputs, partition_for(policy=offload_early(1024, before=0.5)))
-    plan = entry.partition.forward.meta["aotgraph_plan"]
+    plan = entry.partition.plan
     joint_order = {n.name: i for i, n in enumerate(entry.partition.joint.graph_module.graph.nodes)}
     offloaded = sorted(joint_order[name] for name in plan.offloaded)
     kept = sorted(joint_order[name] for name in plan.saved if name not in set(plan.offloaded)
@@ -350,10 +346,8 @@ def test_values_a_backward_matmul_reads_are_saved_for_a_fusing_compiler(save_mat
 
 
 def test_inductor_pipeline_plans_for_fused_backward_kernels():
-    """The pipeline tells the min cut when Inductor compiles (it then saves values backward
-    matmuls read, like the plan above with save_matmul_inputs=True)."""
-    from aotgraph.partition.mincut import FUSING_COMPILER_KEY
-
+    """The pipeline tells the min cut when the compiler fuses kernels, as Inductor does (it then
+    saves values backward matmuls read, like the plan above with save_matmul_inputs=True)."""
     torch.manual_seed(0)
     x = torch.randn(8, 16, requires_grad=True)
     w1, w2 = torch.randn(16, 16, requires_grad=True), torch.randn(16, 16, requires_grad=True)
@@ -361,5 +355,4 @@ def test_inductor_pipeline_plans_for_fused_backward_kernels():
                             partition_fn=min_cut_rematerialization_partition)
     compiled(x, w1, w2).sum().backward()
     entry = next(iter(compiled.aotgraph_entries.values()))
-    assert entry.joint.graph_module.meta.get(FUSING_COMPILER_KEY) is True
     assert sorted(v.producer.split(".")[0] for v in entry.partition.saved if v.producer != "input") == ["mm", "sin"]

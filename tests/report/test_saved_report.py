@@ -17,7 +17,7 @@ def _entry(partition_fn):
 def test_report_rows_and_totals():
     entry, model, inputs = _entry(min_cut_rematerialization_partition)
     report = saved_report(entry, model, inputs)
-    plan = entry.partition.forward.meta["aotgraph_plan"]
+    plan = entry.partition.plan
     assert [r.name for r in report.rows] == list(plan.saved)
     assert report.saved_bytes == plan.saved_bytes
     assert report.recompute_flops == plan.recompute_flops > 0

@@ -19,6 +19,7 @@ import operator
 import torch
 import torch.fx as fx
 
+from ..graph.naming import is_tangent
 from .recorder import op_facts
 
 __all__ = ["merge_common_subexpressions"]
@@ -39,7 +40,7 @@ def merge_common_subexpressions(graph: fx.Graph) -> int:
     merged = 0
     for node in list(graph.nodes):
         if node.op == "placeholder":
-            if node.name.startswith("tangents"):
+            if is_tangent(node):
                 tangent_dependent.add(node)
             continue
         if node.op != "call_function":

@@ -26,7 +26,7 @@ from torch._subclasses.fake_tensor import (
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
-from ..fx_nodes import set_args
+from ..graph.fx_args import set_args
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
 from .random_draws import RandomDraws

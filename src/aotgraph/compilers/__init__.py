@@ -4,7 +4,9 @@ A compiler is ``compiler(graph_module, example_inputs) -> callable``. The embedd
 default, ``"eager"``, runs the graph's generated Python code; any user callable works,
 boxed (``_boxed_call = True``: takes one list) or not. Example inputs are fake tensors.
 A compiler that needs to know which graph it gets (``"inductor"``) is marked
-``_takes_role = True`` and is called with a third argument, its `GraphRole`.
+``_takes_role = True`` and is called with a third argument, its `GraphRole`. What the other
+stages must know about a compiler is its `CompilerTraits` (``traits_of(compiler)``): code
+outside this package never asks which compiler it has.
 """
 from __future__ import annotations
 
@@ -12,18 +14,46 @@ import difflib
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import count
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.fx as fx
 from torch._guards import TracingContext, detect_fake_mode, tracing
 
-from ..artifacts import CompiledGraphs, Partition
+from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..errors import BadArgument, CompilerError
+from ..graph.naming import primal_name
 from .input_mutations import with_mutations_in_graph
 
-__all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "is_inductor",
-           "make_boxed_func", "make_boxed_compiler", "resolve_compiler", "GraphRole"]
+__all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "CompilerTraits",
+           "traits_of", "compiler_with_options", "make_boxed_func", "make_boxed_compiler", "resolve_compiler", "GraphRole", "COMPILER_NAMES"]
+
+
+@dataclass(frozen=True)
+class CompilerTraits:
+    """What the pipeline needs to know about a compiler.
+
+    `decompositions()`: the table to apply at capture when the user gives none.
+    `joint_passes(joint) -> joint`: rewrites of the joint graph before it is partitioned.
+    `fuses_kernels`: the compiler fuses pointwise work into its kernels, so the partitioner
+    plans for fused backward kernels (see `min_cut_rematerialization_partition`).
+    `writes_input_mutations`: the forward graph given to it writes plain input mutations
+    itself (``copy_`` into the input) instead of returning new values.
+    `warm_up(flat_args)`: called before capture, to start work that overlaps it.
+    A compiler declares its traits as an ``aotgraph_traits`` attribute; others get none."""
+
+    decompositions: Optional[Callable[[], Mapping]] = None
+    joint_passes: Optional[Callable[[JointGraph], JointGraph]] = None
+    fuses_kernels: bool = False
+    writes_input_mutations: bool = False
+    warm_up: Optional[Callable[[list], None]] = None
+
+
+_NO_TRAITS = CompilerTraits()
+
+
+def traits_of(compiler: Callable) -> CompilerTraits:
+    return getattr(compiler, "aotgraph_traits", _NO_TRAITS)
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,14 @@ class InductorCompiler:
             raise BadArgument(f"unknown Inductor settings {unknown}", "compile",
                               _inductor_settings_hint(config, unknown))
 
+    @property
+    def aotgraph_traits(self) -> CompilerTraits:
+        from . import torchinductor
+
+        return CompilerTraits(torchinductor.inductor_decompositions, torchinductor.inductor_joint_passes,
+                              fuses_kernels=True, writes_input_mutations=True,
+                              warm_up=torchinductor.wake_compile_workers)
+
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor
 
@@ -133,13 +171,10 @@ def _inductor_settings_hint(config, unknown: list) -> str:
     return "; ".join(hints)
 
 
-def is_inductor(compiler) -> bool:
-    return isinstance(compiler, InductorCompiler)
-
-
 inductor = InductorCompiler()
 
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
+COMPILER_NAMES = tuple(sorted(_NAMED))
 _graph_ids = count()
 
 
@@ -154,6 +189,20 @@ def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = e
         raise BadArgument(f"compiler must be a name or a callable, got {type(compiler).__name__}", "compile",
                           f"use one of {sorted(_NAMED)} or a callable (graph_module, example_inputs) -> callable")
     return compiler
+
+
+def compiler_with_options(compiler: Union[str, Callable], options: dict) -> Callable:
+    """The named compiler with settings of its own: for ``"inductor"``, Inductor config values
+    (``torch.compile(options=...)``); CUDA graphs get Inductor's C++ wrapper unless
+    ``options={"cpp_wrapper": False}`` (see `torchinductor.compile_with_inductor`). Other
+    compilers take no options."""
+    if compiler != "inductor":
+        raise BadArgument(f"options are Inductor settings, but the compiler is {compiler!r}", "api",
+                          "pass compiler='inductor', or leave options out")
+    if not isinstance(options, dict):
+        raise BadArgument(f"options must be a dict of Inductor settings, got {type(options).__name__}", "api",
+                          "pass e.g. options={'cpp_wrapper': False}")
+    return InductorCompiler(options)
 
 
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
@@ -195,10 +244,10 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     graph_id = next(_graph_ids)
     num_user_outputs = len(joint.signature.tensor_output_positions)
     fw_inputs = _placeholder_values(parts.forward)
-    static_names = {f"primals_{p + 1}" for p in static_primals}
+    static_names = {primal_name(p) for p in static_primals}
     fw_static = tuple(i for i, n in enumerate(parts.forward.graph.find_nodes(op="placeholder")) if n.name in static_names)
     forward_graph, in_graph = parts.forward, ()
-    if is_inductor(inference_compiler if joint.is_inference else fw_compiler):
+    if traits_of(inference_compiler if joint.is_inference else fw_compiler).writes_input_mutations:
         forward_graph, in_graph = with_mutations_in_graph(parts)
     with ExitStack() as stack:
         if TracingContext.try_get() is None:
@@ -206,8 +255,8 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
             stack.enter_context(tracing(TracingContext(fake_mode)))
         if joint.is_inference:
             role = GraphRole("inference", num_user_outputs, graph_id, fw_static)
-            return CompiledGraphs(compile_graph(inference_compiler, forward_graph, fw_inputs, role), None, parts,
-                                  in_graph)
+            forward = compile_graph(inference_compiler, forward_graph, fw_inputs, role)
+            return CompiledGraphs(forward, None, parts, in_graph, _note_of(forward))
         with TracingContext.report_output_strides() as output_strides:
             forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
                                                                                      graph_id, fw_static))
@@ -216,11 +265,15 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
         # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,
         # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
         num_grads = len(parts.backward.graph.find_nodes(op="output")[0].args[0])
-        bw_static = tuple(i for i, n in enumerate(parts.backward.graph.find_nodes(op="placeholder"))
-                          if not n.name.startswith("tangents"))
+        bw_static = tuple(range(len(parts.convention.backward_saved_names)))  # the saved values
         backward = compile_graph(bw_compiler, parts.backward, bw_inputs,
                                  GraphRole("backward", num_grads, graph_id, bw_static))
-    return CompiledGraphs(forward, backward, parts, in_graph)
+    return CompiledGraphs(forward, backward, parts, in_graph, _note_of(forward))
+
+
+def _note_of(compiled_forward: Callable) -> str:
+    """What the compile log says of how the graphs were compiled."""
+    return "Inductor's C++ wrapper" if getattr(compiled_forward, "aotgraph_wrapper", None) == "cpp" else ""
 
 
 def _placeholder_values(graph_module: fx.GraphModule) -> list:

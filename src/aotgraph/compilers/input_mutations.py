@@ -15,7 +15,8 @@ import torch
 import torch.fx as fx
 
 from ..artifacts import Partition
-from ..partition.graph_ops import aliases_of_placeholders
+from ..graph.naming import primal_name
+from ..graph.nodes import aliases_of_placeholders
 
 aten = torch.ops.aten
 
@@ -34,7 +35,7 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     placeholders = {n.name: n for n in forward.graph.find_nodes(op="placeholder")}
     movable = []
     for k, p in enumerate(sig.mutated_primals):
-        name, value = f"primals_{p + 1}", outputs[first_value + k]
+        name, value = primal_name(p), outputs[first_value + k]
         if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
                 or value is placeholders[name] or aliases_of_placeholders(saved, {name})
                 or aliases_of_placeholders([value], set(placeholders))):

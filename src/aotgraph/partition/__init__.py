@@ -2,38 +2,51 @@
 
 A partition function has functorch's calling convention
 ``fn(joint_module, joint_inputs, *, num_fwd_outputs) -> (forward, backward)``, so ours and
-users' plug in alike; `partition` turns its result into a `Partition` artifact.
+users' plug in alike; `partition` turns its result into a `Partition` artifact. Ours also
+take what the pipeline knows (which inputs the runtime overwrites, whether the compiler
+fuses kernels) as explicit arguments and return their plan: see `split_with_plan`.
 """
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Callable, Optional
 
 import torch
 import torch.fx as fx
 
-from ..artifacts import JointGraph, Partition, SavedValue, TensorMeta
-from .budget import partition_for
+from ..artifacts import CallingConvention, JointGraph, Partition, PartitionPlan, SavedValue, TensorMeta
+from ..errors import BadArgument
+from ..graph.naming import is_tangent, primal_name, tangent_number
+from .budget import Budget, check_memory_budget, check_recompute_budget
 from .default import default_partition
-from .mincut import MUTATED_INPUTS_KEY, PartitionPlan, min_cut_rematerialization_partition
-from .policies import Decision, NodeInfo, offload_early, offload_large, save_matmuls, save_nothing, save_tagged
+from .mincut import min_cut_rematerialization_partition, split_with_plan
+from .policies import Decision, NodeInfo, Policy, offload_early, offload_large, save_matmuls, save_nothing, save_tagged
 
 __all__ = [
-    "partition", "default_partition", "min_cut_rematerialization_partition", "partition_for", "PartitionPlan",
-    "Decision", "NodeInfo", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
+    "partition", "default_partition", "min_cut_rematerialization_partition", "split_with_plan", "partition_for",
+    "PartitionPlan", "Decision", "NodeInfo", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
     "offload_early",
 ]
 
 
-def partition(joint: JointGraph, partition_fn: Callable = default_partition) -> Partition:
-    """Split `joint` with `partition_fn`; an inference joint is its own forward."""
+def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
+              fusing_compiler: bool = False) -> Partition:
+    """Split `joint` with `partition_fn`; an inference joint is its own forward.
+    `fusing_compiler`: the graphs go to a compiler that fuses kernels (`CompilerTraits`)."""
+    num_fwd_outputs = joint.num_fwd_outputs
     if joint.is_inference:
-        return Partition(joint.graph_module, None, (), 0, joint)
-    example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
-    # The runtime writes mutated inputs back after the forward: a partitioner must not save them.
-    joint.graph_module.meta[MUTATED_INPUTS_KEY] = tuple(f"primals_{p + 1}" for p in joint.signature.mutated_primals)
-    forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=joint.num_fwd_outputs)
-    saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[joint.num_fwd_outputs:]
-    plan = forward.meta.get("aotgraph_plan")
+        return Partition(joint.graph_module, None, (), 0, joint, convention=CallingConvention(num_fwd_outputs, ()))
+    split, options = _aotgraph_split(partition_fn)
+    plan: Optional[PartitionPlan] = None
+    if split is not None:
+        # The runtime writes mutated inputs back after the forward: the partitioner must not save them.
+        mutated = frozenset(primal_name(p) for p in joint.signature.mutated_primals)
+        forward, backward, plan = split(joint.graph_module, num_fwd_outputs=num_fwd_outputs, mutated_inputs=mutated,
+                                        fusing_compiler=fusing_compiler, **options)
+    else:
+        example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
+        forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)
+    saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]
     reasons = dict(plan.reasons) if plan else {}
     saved = tuple(_describe(n, reasons.get(n.name, "read by backward")) for n in saved_nodes)
     num_saved_tensors = sum(isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes)
@@ -45,7 +58,35 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition) -> 
             n.name for n in backward.graph.nodes
             if n.op == "call_function" and n.name in forward_names
         )
-    return Partition(forward, backward, saved, num_saved_tensors, joint, recomputed)
+    return Partition(forward, backward, saved, num_saved_tensors, joint, recomputed, plan,
+                     _convention(num_fwd_outputs, saved_nodes, backward))
+
+
+def _aotgraph_split(partition_fn: Callable) -> tuple[Optional[Callable], dict]:
+    """(our split function behind `partition_fn`, its bound keyword options), seeing through
+    ``functools.partial``; (None, {}) for other partition functions."""
+    options: dict = {}
+    while isinstance(partition_fn, functools.partial):
+        if partition_fn.args:
+            return None, {}
+        options = {**partition_fn.keywords, **options}
+        partition_fn = partition_fn.func
+    split = getattr(partition_fn, "aotgraph_split", None)
+    return (split, options) if split is not None else (None, {})
+
+
+def _convention(num_fwd_outputs: int, saved_nodes: list, backward: fx.GraphModule) -> CallingConvention:
+    saved_names = tuple(n.name for n in saved_nodes)
+    backward_saved, backward_tangents = [], []
+    for node in backward.graph.find_nodes(op="placeholder"):
+        if is_tangent(node):
+            backward_tangents.append(tangent_number(node))
+        elif backward_tangents:
+            raise BadArgument(f"the partition's backward takes {node.name} after a tangent", "partition",
+                              "a partition function must place saved values before tangents")
+        else:
+            backward_saved.append(node.name)
+    return CallingConvention(num_fwd_outputs, saved_names, tuple(backward_saved), tuple(backward_tangents))
 
 
 def _describe(node: fx.Node, reason: str) -> SavedValue:
@@ -53,3 +94,26 @@ def _describe(node: fx.Node, reason: str) -> SavedValue:
     meta = TensorMeta.of(value) if isinstance(value, torch.Tensor) else None
     producer = "input" if node.op == "placeholder" else str(getattr(node.target, "__name__", node.target))
     return SavedValue(node.name, meta, producer, reason)
+
+
+def partition_for(budget: Optional[Budget] = None, policy: Optional[Policy] = None,
+                  recompute_budget: Optional[Budget] = None):
+    """A partition function (functorch calling convention) with a memory budget, a recompute
+    budget and/or a policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``.
+
+    `budget`: saved bytes as an int, or a fraction of the default partition's as a float in
+    [0, 1]; `recompute_budget`: FLOPs as an int, or a fraction of the forward's as a float in
+    [0, 1]. Checked here: a bad value fails now, not at the first compile."""
+    check_memory_budget(budget, "budget")
+    check_recompute_budget(recompute_budget)
+    if policy is not None and not callable(policy):
+        raise BadArgument(f"policy={policy!r} is not callable", "partition",
+                          "pass a function (NodeInfo) -> Decision, e.g. aotgraph.save_matmuls")
+    if budget is not None and recompute_budget is not None:
+        raise BadArgument("partition_for got both budget and recompute_budget", "partition",
+                          "pass one: budget bounds saved bytes, recompute_budget bounds recompute FLOPs")
+    fn = functools.partial(min_cut_rematerialization_partition, memory_budget=budget, policy=policy,
+                 recompute_budget=recompute_budget)
+    fn.__name__ = (f"partition_for(budget={budget}, recompute_budget={recompute_budget}, "
+                   f"policy={getattr(policy, '__name__', policy)})")
+    return fn

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from functools import partial
 from typing import Optional, Union
 
 from ..errors import BadArgument
-from .mincut import TIE_BREAK_LAM, JointNetwork, min_cut_rematerialization_partition
-from .policies import Policy
 
+TIE_BREAK_LAM = 1.0 / 64  # bytes per FLOP: among cuts of equal bytes, recompute less
 PRICE_LADDER: tuple = (*(2.0 ** k for k in range(-24, 25, 2)), TIE_BREAK_LAM, None)
 
 
@@ -32,7 +30,7 @@ SPLITS = tuple(k / 8 for k in range(1, 8))
 GAP = 1.1  # neighbouring ladder plans further apart than this (bytes ratio) get split plans between them
 
 
-def candidate_plans(network: JointNetwork) -> list[tuple[int, int, set]]:
+def candidate_plans(network) -> list[tuple[int, int, set]]:
     """(saved bytes, recompute FLOPs, saved nodes) for each price of the ladder, plus split
     plans between neighbours far apart: a uniform price flips identical layers all at once
     (save every layer, or recompute every layer), so the first part of the graph (by node
@@ -91,7 +89,7 @@ def check_recompute_budget(value: Optional[Budget], name: str = "recompute_budge
     return checked_budget(value, name, "the forward's FLOPs", "FLOPs")
 
 
-def resolve_budget(network: JointNetwork, memory_budget: Budget) -> int:
+def resolve_budget(network, memory_budget: Budget) -> int:
     """Bytes from a budget in bytes (an int) or a fraction (a float) of the default partition's."""
     memory_budget = check_memory_budget(memory_budget)
     if isinstance(memory_budget, float):
@@ -99,7 +97,7 @@ def resolve_budget(network: JointNetwork, memory_budget: Budget) -> int:
     return memory_budget
 
 
-def saved_for_budget(network: JointNetwork, memory_budget: float) -> tuple[set, int, str]:
+def saved_for_budget(network, memory_budget: float) -> tuple[set, int, str]:
     """(saved nodes, budget in bytes, note) for the cheapest plan that fits the budget."""
     budget = resolve_budget(network, memory_budget)
     plans = candidate_plans(network)
@@ -112,7 +110,7 @@ def saved_for_budget(network: JointNetwork, memory_budget: float) -> tuple[set, 
     return best[2], budget, ""
 
 
-def resolve_recompute_budget(network: JointNetwork, recompute_budget: Budget) -> int:
+def resolve_recompute_budget(network, recompute_budget: Budget) -> int:
     """FLOPs from a recompute budget in FLOPs (an int) or a fraction (a float) of the forward's."""
     recompute_budget = check_recompute_budget(recompute_budget)
     if isinstance(recompute_budget, float):
@@ -120,7 +118,7 @@ def resolve_recompute_budget(network: JointNetwork, recompute_budget: Budget) ->
     return recompute_budget
 
 
-def saved_for_recompute_budget(network: JointNetwork, recompute_budget: float) -> tuple[set, int, str]:
+def saved_for_recompute_budget(network, recompute_budget: float) -> tuple[set, int, str]:
     """(saved nodes, budget in FLOPs, note) for the plan of fewest saved bytes whose recompute
     FLOPs fit the budget. Recomputation the program asked for itself (checkpoint regions) counts
     too; a budget below it gets the plan that recomputes only that, with a note."""
@@ -134,26 +132,3 @@ def saved_for_recompute_budget(network: JointNetwork, recompute_budget: float) -
     fitting = [p for p in candidate_plans(network) if p[1] <= budget]
     best = min(fitting, key=lambda p: (p[0], p[1]))
     return best[2], budget, ""
-
-
-def partition_for(budget: Optional[Budget] = None, policy: Optional[Policy] = None,
-                  recompute_budget: Optional[Budget] = None):
-    """A partition function (functorch calling convention) with a memory budget, a recompute
-    budget and/or a policy bound, for ``aot_function(..., partition_fn=partition_for(budget=0.5))``.
-
-    `budget`: saved bytes as an int, or a fraction of the default partition's as a float in
-    [0, 1]; `recompute_budget`: FLOPs as an int, or a fraction of the forward's as a float in
-    [0, 1]. Checked here: a bad value fails now, not at the first compile."""
-    check_memory_budget(budget, "budget")
-    check_recompute_budget(recompute_budget)
-    if policy is not None and not callable(policy):
-        raise BadArgument(f"policy={policy!r} is not callable", "partition",
-                          "pass a function (NodeInfo) -> Decision, e.g. aotgraph.save_matmuls")
-    if budget is not None and recompute_budget is not None:
-        raise BadArgument("partition_for got both budget and recompute_budget", "partition",
-                          "pass one: budget bounds saved bytes, recompute_budget bounds recompute FLOPs")
-    fn = partial(min_cut_rematerialization_partition, memory_budget=budget, policy=policy,
-                 recompute_budget=recompute_budget)
-    fn.__name__ = (f"partition_for(budget={budget}, recompute_budget={recompute_budget}, "
-                   f"policy={getattr(policy, '__name__', policy)})")
-    return fn

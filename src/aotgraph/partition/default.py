@@ -6,8 +6,9 @@ import operator
 
 import torch.fx as fx
 
-from .cost import is_random
-from .graph_ops import ancestors, extract_graph, is_primal, joint_outputs, tangent_dependent
+from ..graph.ops import is_random
+from ..graph.naming import is_primal
+from ..graph.nodes import ancestors, extract_graph, joint_outputs, tangent_dependent
 
 
 def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int,

@@ -25,15 +25,17 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from ..artifacts import PartitionPlan
 from ..errors import BadArgument
-from .cost import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
-from .graph_ops import ancestors, extract_graph, is_primal, is_tangent, joint_outputs
+from ..graph.ops import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
+from ..graph.naming import is_primal, is_tangent
+from ..graph.nodes import ancestors, extract_graph, joint_outputs
+from .budget import TIE_BREAK_LAM, saved_for_budget, saved_for_recompute_budget
 from .policies import Decision, NodeInfo, Policy
 
 _INF = 1 << 30  # int32 capacities: finite capacities are scaled to sum below _FINITE_TOTAL
 _FINITE_TOTAL = 1 << 28
 _INFINITY = float("inf")  # an uncuttable edge, before scaling to _INF
-TIE_BREAK_LAM = 1.0 / 64  # bytes per FLOP: among cuts of equal bytes, recompute less
 RECOMPUTE_POLICY_PENALTY = 1024
 # The default plan recomputes a value at most this many cheap ops away from one the forward
 # keeps. Longer chains (a residual stream summed over every layer) are recomputed as a whole
@@ -41,29 +43,6 @@ RECOMPUTE_POLICY_PENALTY = 1024
 # activations: little memory gained for real time (GPT-2 small on an H200: 0.64 ms of GPU time
 # per step for 4 % fewer saved bytes).
 MAX_RECOMPUTE_CHAIN = 10
-MUTATED_INPUTS_KEY = "aotgraph_mutated_inputs"  # joint_module.meta: primal names the runtime overwrites
-FUSING_COMPILER_KEY = "aotgraph_fusing_compiler"  # joint_module.meta: True when Inductor compiles the graphs
-
-
-@dataclass(frozen=True)
-class PartitionPlan:
-    """What a partitioner decided, with its predictions. Byte counts are distinct storages
-    outside the graph inputs (the caller keeps inputs alive anyway)."""
-
-    saved: tuple[str, ...]
-    recomputed: tuple[str, ...]
-    offloaded: tuple[str, ...]
-    saved_bytes: int
-    offloaded_bytes: int
-    recompute_flops: int
-    reasons: tuple[tuple[str, str], ...]
-    budget: Optional[int] = None  # memory budget, bytes
-    recompute_budget: Optional[int] = None  # recompute budget, FLOPs
-    note: str = ""
-
-    @property
-    def device_saved_bytes(self) -> int:
-        return self.saved_bytes - self.offloaded_bytes
 
 
 @dataclass
@@ -75,6 +54,7 @@ class JointNetwork:
     policy: Optional[Policy]
     price_expensive: bool = False  # budgets may recompute matmuls, convolutions, attention at their FLOP price
     save_matmul_inputs: bool = False  # see `_read_by_backward_matmul`
+    mutated_inputs: frozenset = frozenset()  # primal names the runtime overwrites after the forward
     nodes: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -141,7 +121,7 @@ class JointNetwork:
         backward reads it itself; recomputing from it (batch norm from its running statistics)
         would cost that copy every call."""
         if is_primal(node):
-            if node.name not in self.module.meta.get(MUTATED_INPUTS_KEY, ()):
+            if node.name not in self.mutated_inputs:
                 return 0
             return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
         size = bytes_of(node)
@@ -341,9 +321,9 @@ class JointNetwork:
         )
         return plan, saved_list, offloaded
 
-    def build(self, saved: set, **plan_fields) -> tuple[fx.GraphModule, fx.GraphModule]:
-        """Forward and backward modules for this set of saved values, with the plan (`plan`'s
-        keyword fields: budgets, note) in ``forward.meta["aotgraph_plan"]``."""
+    def build(self, saved: set, **plan_fields) -> tuple[fx.GraphModule, fx.GraphModule, PartitionPlan]:
+        """Forward and backward modules for this set of saved values, and the plan (`plan`'s
+        keyword fields: budgets, note)."""
         from .offload import offload_saved
 
         saved_list, recomputed, backward_needs = self._backward_needs(saved)
@@ -355,8 +335,7 @@ class JointNetwork:
                                  on_demand=set(recomputed))
         if offloaded:
             offload_saved(forward, backward, [n.name for n in offloaded], self.num_fwd_outputs)
-        forward.meta["aotgraph_plan"] = plan
-        return forward, backward
+        return forward, backward, plan
 
 
 def _long_chain(node: fx.Node, chain_depth: dict, can_save: bool) -> Optional[str]:
@@ -412,6 +391,33 @@ def _can_recompute(node: fx.Node) -> bool:
     return parent is None or unsafe_to_recompute(parent) is None
 
 
+def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutated_inputs=frozenset(),
+                    fusing_compiler: bool = False, policy: Optional[Policy] = None,
+                    memory_budget: Optional[float] = None, recompute_budget: Optional[float] = None,
+                    save_matmul_inputs: Optional[bool] = None,
+                    ) -> tuple[fx.GraphModule, fx.GraphModule, PartitionPlan]:
+    """`min_cut_rematerialization_partition` with what the pipeline knows passed explicitly,
+    returning the plan too. `mutated_inputs`: names of the primals the runtime overwrites
+    after the forward (saved only where the backward reads them itself). `fusing_compiler`:
+    the compiler fuses kernels (the default of `save_matmul_inputs`)."""
+    if memory_budget is not None and recompute_budget is not None:
+        raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
+                          "partition", "pass one: memory_budget bounds saved bytes, recompute_budget bounds "
+                          "recompute FLOPs")
+    budgeted = memory_budget is not None or recompute_budget is not None
+    if save_matmul_inputs is None:
+        save_matmul_inputs = fusing_compiler
+    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
+                           save_matmul_inputs=save_matmul_inputs, mutated_inputs=frozenset(mutated_inputs))
+    if memory_budget is not None:
+        saved, budget, note = saved_for_budget(network, memory_budget)
+        return network.build(saved, budget=budget, note=note)
+    if recompute_budget is not None:
+        saved, budget, note = saved_for_recompute_budget(network, recompute_budget)
+        return network.build(saved, recompute_budget=budget, note=note)
+    return network.build(network.cut(TIE_BREAK_LAM))
+
+
 def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inputs=None, compiler: str = "inductor",
                                         *, num_fwd_outputs: int, policy: Optional[Policy] = None,
                                         memory_budget: Optional[float] = None,
@@ -426,32 +432,19 @@ def min_cut_rematerialization_partition(joint_module: fx.GraphModule, _joint_inp
     unless `policy` says RECOMPUTE (random and side-effecting ops: never). At most one budget:
     `memory_budget` (bytes as an int, or a float fraction in [0, 1] of the default partition's
     saved bytes) gets the least recompute whose saved bytes fit; `recompute_budget` (FLOPs as an
-    int, or a float fraction in [0, 1] of the forward's FLOPs) the fewest saved bytes whose recompute FLOPs fit, ``0`` meaning
-    "recompute no arithmetic, only views". Under either, matmuls, convolutions and attention
-    are priced at their FLOPs instead of banned: see `budget.py`. `save_matmul_inputs`: save
-    rather than recompute every value a backward matmul, convolution or attention reads
-    (default: when Inductor compiles the graphs, whose other recomputes fuse into the
-    backward's kernels; False recomputes them too, for less memory and more kernels). Same
-    output convention as `default_partition`; the plan is in ``forward.meta["aotgraph_plan"]``.
-    `static_lifetime_input_indices` is functorch's and is not used.
+    int, or a float fraction in [0, 1] of the forward's FLOPs) the fewest saved bytes whose
+    recompute FLOPs fit, ``0`` meaning "recompute no arithmetic, only views". Under either,
+    matmuls, convolutions and attention are priced at their FLOPs instead of banned: see
+    `budget.py`. `save_matmul_inputs`: save rather than recompute every value a backward
+    matmul, convolution or attention reads (default: when the compiler fuses kernels, as
+    Inductor does, so other recomputes fuse into the backward's kernels; False recomputes them
+    too, for less memory and more kernels). Same output convention as `default_partition`.
+    Through aotgraph's pipeline it runs as `split_with_plan`, whose plan becomes
+    ``Partition.plan``. `static_lifetime_input_indices` is functorch's and is not used.
     """
-    if memory_budget is not None and recompute_budget is not None:
-        raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
-                          "partition", "pass one: memory_budget bounds saved bytes, recompute_budget bounds "
-                          "recompute FLOPs")
-    budgeted = memory_budget is not None or recompute_budget is not None
-    if save_matmul_inputs is None:
-        save_matmul_inputs = bool(joint_module.meta.get(FUSING_COMPILER_KEY, False))
-    network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
-                           save_matmul_inputs=save_matmul_inputs)
-    if memory_budget is not None:
-        from .budget import saved_for_budget
+    return split_with_plan(joint_module, num_fwd_outputs=num_fwd_outputs, policy=policy,
+                           memory_budget=memory_budget, recompute_budget=recompute_budget,
+                           save_matmul_inputs=save_matmul_inputs)[:2]
 
-        saved, budget, note = saved_for_budget(network, memory_budget)
-        return network.build(saved, budget=budget, note=note)
-    if recompute_budget is not None:
-        from .budget import saved_for_recompute_budget
 
-        saved, budget, note = saved_for_recompute_budget(network, recompute_budget)
-        return network.build(saved, recompute_budget=budget, note=note)
-    return network.build(network.cut(TIE_BREAK_LAM))
+min_cut_rematerialization_partition.aotgraph_split = split_with_plan

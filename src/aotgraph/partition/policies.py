@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 import torch
 import torch.fx as fx
 
-from .cost import bytes_of, op_name
+from ..graph.ops import bytes_of, op_name
 
 
 class Decision(enum.Enum):

@@ -19,9 +19,10 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_leaves
 
 from ..artifacts import Partition
-from ..partition.cost import flops_of, op_name
-from ..partition.graph_ops import is_primal, tangent_dependent
-from ..partition.memory import MemoryTimeline
+from ..graph.ops import flops_of, op_name
+from ..graph.naming import is_primal
+from ..graph.nodes import tangent_dependent
+from ..graph.memory import MemoryTimeline
 
 __all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops",
            "primal_names"]
@@ -167,7 +168,7 @@ def saved_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
     if partition.backward is None:
         return SavedReport((), (), 0, 0, 0)
     names = primal_names(partition.joint, input_names)
-    plan = partition.forward.meta.get("aotgraph_plan")
+    plan = partition.plan
     offloaded = set(plan.offloaded) if plan else set()
     num_fwd = partition.joint.num_fwd_outputs
     saved_nodes = list(partition.forward.graph.find_nodes(op="output")[0].args[0])[num_fwd:]

@@ -18,7 +18,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature
 from ..errors import UnsupportedOp
-from ..partition.graph_ops import aliases_of_placeholders
+from ..graph.naming import primal_name
+from ..graph.nodes import aliases_of_placeholders
 
 __all__ = ["build_runtime", "autocast_on"]
 
@@ -198,22 +199,16 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
                        if i not in plan.left_out]  # as the compiled forward returns them
     saved_nodes = forward_outputs[num_fwd:]
-    saved_names = [n.name for n in saved_nodes]
     saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
     user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
     differentiable = [i for i, r in enumerate(user_requires_grad) if r]
     differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.returned_with_grad) if g]
-    # Backward placeholders are matched by name: saved values, then tangents (tangent k is
-    # the gradient of the k-th differentiable forward output).
-    saved_order, tangent_order = [], []
-    for node in partition.backward.graph.find_nodes(op="placeholder"):
-        if node.name.startswith("tangents"):
-            tangent_order.append(differentiable[int(node.name.split("_")[1]) - 1])
-        elif tangent_order:
-            raise RuntimeError(f"backward placeholder {node.name} follows a tangent (runtime stage); "
-                               "a partitioner must place saved values before tangents")
-        else:
-            saved_order.append(saved_names.index(node.name))
+    # The backward takes saved values, then tangents (tangent k: the gradient of the k-th
+    # differentiable forward output), in the order its calling convention gives.
+    convention = partition.convention
+    saved_position = {name: i for i, name in enumerate(convention.saved_names)}
+    saved_order = [saved_position[name] for name in convention.backward_saved_names]
+    tangent_order = [differentiable[k] for k in convention.backward_tangents]
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
@@ -222,7 +217,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                        for v in (forward_outputs[i].meta["val"] for i in tangent_order)]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-    copied_saved = aliases_of_placeholders(saved_nodes, {f"primals_{p + 1}" for p in plan.mutated + plan.relaid})
+    copied_saved = aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
     saves_tensors_as_is = not other_saved and not copied_saved
     # Refusing a double backward links the gradients to the primals the saved values are

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import config
+from .. import config
 
 __all__ = ["CallFacts", "RecompileWarning", "RecompileWatch", "call_facts", "describe_change", "input_label"]
 

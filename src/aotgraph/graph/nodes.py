@@ -1,4 +1,4 @@
-"""Small graph utilities shared by the partitioners: classify joint nodes, copy subgraphs."""
+"""Graph utilities every stage may use: walk a joint graph's nodes, copy subgraphs."""
 from __future__ import annotations
 
 import operator
@@ -6,20 +6,13 @@ from typing import Iterable, Optional
 
 import torch.fx as fx
 
-from ..fx_nodes import set_args
+from .fx_args import set_args
+from .naming import is_tangent
 
 try:  # generates the module's Python code only if someone reads or runs it
     from torch.fx._lazy_graph_module import _LazyGraphModule as _make_graph_module
 except ImportError:  # pragma: no cover - older torch
     _make_graph_module = fx.GraphModule
-
-
-def is_tangent(node: fx.Node) -> bool:
-    return node.op == "placeholder" and node.name.startswith("tangents")
-
-
-def is_primal(node: fx.Node) -> bool:
-    return node.op == "placeholder" and not is_tangent(node)
 
 
 def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, list]:

@@ -26,8 +26,8 @@ from typing import Optional
 import torch
 import torch.fx as fx
 
-from .cost import op_traits, storage_of
-from .graph_ops import is_tangent
+from .ops import op_traits, storage_of
+from .naming import is_tangent
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""Cache keys: the facts of a call that select its compiled entry.
+
+A key holds the arguments' pytree structure, grad mode, autocast's state on every device,
+and per flat input: a tensor's shape, stride, storage offset, dtype, device, requires_grad
+and which earlier input it is (the same tensor passed twice); a constant's value (its repr
+when it cannot be hashed). Python values read through attributes are not in the key: the
+entry's guards check them (see `guards`).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from ..errors import BadArgument
+from ..runtime import autocast_on
+
+__all__ = ["signature_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
+
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+AUTOCAST_OFF = (False,)
+
+
+def autocast_state() -> tuple:
+    """Autocast's state for the cache key, on every device: graphs hold its casts."""
+    if not autocast_on():
+        return AUTOCAST_OFF
+    return tuple((device, torch.get_autocast_dtype(device)) for device in _AUTOCAST_DEVICES
+                 if torch.is_autocast_enabled(device))
+
+
+def signature_key(flat_args: list, in_spec) -> tuple:
+    """The key of any call, from its pytree-flattened arguments and their structure."""
+    key: list = [in_spec, torch.is_grad_enabled(), *autocast_state()]
+    first_position: dict[int, int] = {}
+    for position, a in enumerate(flat_args):
+        if isinstance(a, torch.Tensor):
+            if a.layout != torch.strided:
+                raise BadArgument(f"input tensor with layout {a.layout} is not supported", "api",
+                                  "pass dense (strided) tensors, e.g. t.to_dense()")
+            key.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad,
+                        first_position.setdefault(id(a), position)))
+        else:
+            key.append((type(a), a if _hashable(a) else repr(a)))
+    return tuple(key)
+
+
+def plain_args_key(layout: tuple, tensors: list) -> tuple:
+    """The key of `flatten_plain_args`'s result: the same facts as `signature_key`, gathered
+    without a pytree walk (duplicates are rare: checked in bulk)."""
+    key = (layout, torch.is_grad_enabled(), *autocast_state(),
+           *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in tensors])
+    if len(set(map(id, tensors))) != len(tensors):
+        first_position: dict[int, int] = {}
+        key += tuple(first_position.setdefault(id(t), p) for p, t in enumerate(tensors))
+    return key
+
+
+def flatten_plain_args(args: tuple) -> tuple[Optional[list], Optional[tuple]]:
+    """``(flat tensors, layout)`` when every argument is a tensor or a list/tuple of tensors:
+    the common calls, flattened without pytree. Else ``(None, None)``. The layout stands in
+    for the TreeSpec in the cache key."""
+    flat: list = []
+    layout: list = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            flat.append(a)
+            layout.append(None)
+        elif type(a) in (list, tuple) and all(isinstance(t, torch.Tensor) for t in a):
+            flat.extend(a)
+            layout.append((type(a), len(a)))
+        else:
+            return None, None
+    return flat, tuple(layout)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+        return True
+    except TypeError:
+        return False
