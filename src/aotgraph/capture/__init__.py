@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import sys
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -29,7 +31,7 @@ from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
-from .recorder import GraphRecorder
+from .recorder import GraphRecorder, _user_line
 
 __all__ = ["capture"]
 
@@ -59,7 +61,7 @@ def capture(
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
-    recorder = GraphRecorder(fake_mode, decompositions)
+    recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **_STORAGE_CHANGES_REFUSED})
     try:
         with fake_cache_replaced(fake_mode):
             return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
@@ -69,6 +71,7 @@ def capture(
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
+    _refuse_freed_inputs(flat_args)
     fake_flat = _fake_inputs(flat_args, fake_mode)
     primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
     program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
@@ -78,10 +81,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
 
     metas_before = [TensorMeta.of(f) for f in primal_fakes]
     versions_before = [f._version for f in program_fakes]
+    input_positions = [k for k, a in enumerate(program_flat) if isinstance(a, torch.Tensor)]
+    bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     try:
-        with fake_mode, recorder, enable_python_dispatcher(), \
+        with fake_mode, recorder, enable_python_dispatcher(), _storage_resizes_refused, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
@@ -94,6 +99,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         raise
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
+    _refuse_resized_inputs(program_fakes, bytes_before, input_positions)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
@@ -202,7 +208,7 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(f"tangents_{k + 1}", tangent)
         tangents.append(tangent)
-    with fake_mode, recorder, enable_python_dispatcher():
+    with fake_mode, recorder, enable_python_dispatcher(), _storage_resizes_refused:  # hooks may resize
         grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
@@ -233,6 +239,125 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
                 "pass it as an argument (aot_module passes a module's parameters and buffers for you)",
             )
         pending.extend(next_node for next_node, _ in node.next_functions)
+
+
+# Storage changes. FSDP frees a parameter's memory between uses (``untyped_storage().resize_(0)``)
+# and reallocates it before the next. aotgraph does not capture that yet: it refuses it rather
+# than compile a graph that would read or write freed memory (a segmentation fault, not an
+# error) or keep memory eager frees. ``UntypedStorage.resize_`` calls C++ directly, past every
+# dispatch mode, so it is refused by a hook on the class while the program runs; the ops below
+# reach the recorder and are refused there; inputs that arrive freed are refused on entry.
+_STORAGE_FIX = "resize the storage outside the compiled function (before or after calling it), or run this part eagerly"
+
+
+def _refuse_storage_op(func, fix: str, what: str) -> Callable:
+    """A decomposition of `func` that refuses it; `what` says what it does to ``{tensor}``."""
+    def refuse(tensor, *args, **kwargs):
+        tensor_text = f"a tensor of shape {tuple(tensor.shape)}"
+        raise UnsupportedOp(f"{func} {what.format(tensor=tensor_text)}{_user_line()}, which aotgraph does not "
+                            "capture yet", "capture", fix)
+    return refuse
+
+
+aten = torch.ops.aten
+_SET_FIX = "use the source tensor (or a view of it) instead of set_, or run this part eagerly"
+# Given to the recorder as decompositions: its hook already looks each op up there.
+_STORAGE_CHANGES_REFUSED = {
+    op: _refuse_storage_op(op, _SET_FIX, "makes {tensor} use other memory")
+    for op in (aten.set_.source_Tensor, aten.set_.source_Storage, aten.set_.source_Storage_storage_offset,
+               aten.set_.default)
+}
+if hasattr(torch.ops.inductor, "resize_storage_bytes_"):
+    _resize_storage_bytes = torch.ops.inductor.resize_storage_bytes_.default
+    _STORAGE_CHANGES_REFUSED[_resize_storage_bytes] = _refuse_storage_op(
+        _resize_storage_bytes, _STORAGE_FIX, "resizes the storage of {tensor}")
+
+
+_FAKE_CONVERSION = "torch._subclasses.meta_utils"  # gives the fake of a freed tensor a freed storage
+
+
+class _StorageResizesRefused:
+    """``with _storage_resizes_refused:`` ``UntypedStorage.resize_`` (and ``TypedStorage``'s, which
+    calls it) raises UnsupportedOp on this thread. The hook is on the class while any thread is
+    inside; other threads' resizes pass through to the original."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._original: Any = None
+        self._on_thread = threading.local()
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._original = torch.UntypedStorage.__dict__.get("resize_")
+                torch.UntypedStorage.resize_ = self._hooked_resize()
+            self._users += 1
+        self._on_thread.depth = getattr(self._on_thread, "depth", 0) + 1
+
+    def __exit__(self, *exc_info):
+        self._on_thread.depth -= 1
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                if self._original is None:
+                    del torch.UntypedStorage.resize_
+                else:
+                    torch.UntypedStorage.resize_ = self._original
+
+    def _hooked_resize(self) -> Callable:
+        original_resize = torch.UntypedStorage.resize_
+        on_thread = self._on_thread
+
+        def resize_(storage, size):
+            if not getattr(on_thread, "depth", 0):
+                return original_resize(storage, size)
+            if sys._getframe(1).f_globals.get("__name__") == _FAKE_CONVERSION:  # a fake of a freed tensor
+                raise UnsupportedOp(
+                    f"the program reads a tensor it closes over (not an input) whose memory was freed{_user_line()}",
+                    "capture", "resize its storage back (and fill it) before calling the compiled function")
+            raise UnsupportedOp(
+                f"the program resizes a tensor's storage to {size} bytes (untyped_storage().resize_, as FSDP frees "
+                f"and reallocates parameters){_user_line()}, which aotgraph does not capture yet", "capture",
+                _STORAGE_FIX)
+
+        return resize_
+
+
+_storage_resizes_refused = _StorageResizesRefused()
+
+
+def _bytes_needed(tensor: torch.Tensor) -> int:
+    """The storage bytes `tensor`'s sizes, strides and offset reach."""
+    if tensor.numel() == 0:
+        return 0
+    last = tensor.storage_offset() + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    return (last + 1) * tensor.element_size()
+
+
+def _refuse_freed_inputs(flat_args: Sequence[Any]) -> None:
+    """An input whose storage is smaller than its layout (freed): the graph would read or write
+    memory that is not there."""
+    for position, value in enumerate(flat_args):
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided or not torch._C._has_storage(value):
+            continue
+        nbytes, needed = value.untyped_storage().nbytes(), _bytes_needed(value)
+        if nbytes < needed:
+            raise UnsupportedOp(
+                f"the input at flat position {position} has a storage of {nbytes} bytes, fewer than its sizes and "
+                f"strides need ({needed}): its memory was freed (untyped_storage().resize_, as FSDP does)",
+                "capture", "resize its storage back (and fill it) before calling the compiled function, "
+                "or run this part eagerly")
+
+
+def _refuse_resized_inputs(program_fakes, bytes_before, input_positions) -> None:
+    """A net for storage changes no hook saw: an input whose storage changed size."""
+    for fake, before, position in zip(program_fakes, bytes_before, input_positions):
+        after = fake.untyped_storage().nbytes()
+        if after != before:
+            raise UnsupportedOp(
+                f"the storage of the input at flat position {position} changed from {before} to {after} bytes "
+                "inside the program (x.resize_(), ...), which aotgraph does not capture yet", "capture", _STORAGE_FIX)
 
 
 def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ aten = torch.ops.aten
 # Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
 # not record such calls (it hands back the argument itself): a recorded ``to`` copied.
 _RECORDED_ONLY_WHEN_COPYING = frozenset({aten.to.dtype, aten.to.device, aten.to.dtype_layout, aten.to.other})
+# In-place resizes: functionalized only where the tensor keeps its recorded shape.
+_RESIZES = frozenset({aten.resize_.default, aten.resize_as_.default})
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,11 @@ class _Functionalizer:
         else:
             new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
+        if func in _RESIZES and new_val.shape != target_val.shape:
+            raise UnsupportedOp(
+                f"{func} changes the shape of {target.name} in place, from {tuple(target_val.shape)} to "
+                f"{tuple(new_val.shape)}, which aotgraph does not capture yet", "capture",
+                "resize it outside the compiled function, or make a new tensor of the new shape (x.new_empty(...))")
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)

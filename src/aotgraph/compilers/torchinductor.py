@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import types
 from dataclasses import replace
 from typing import Callable, Optional
 
 import torch
 import torch.fx as fx
 from torch._guards import detect_fake_mode
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils import _pytree as pytree
 
 from ..artifacts import JointGraph
 from ..errors import CompilerError
@@ -92,6 +95,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     if fake_mode is None:
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
                             "pass the fake tensors of the graph's placeholders (node.meta['val'])")
+    _refuse_python_calls(graph_module, role)
     from torch._inductor import config
 
     options = dict(options or {})
@@ -129,6 +133,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     from torch._inductor.virtualized import V
 
     graph_module = _private_copy(graph_module)
+    _decompose_leftovers(graph_module)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
     output.meta["user_visible_output_idxs"] = [i for i in range(role.num_user_outputs) if values[i] is not None]
@@ -153,6 +158,75 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
+
+
+def _refuse_python_calls(graph_module: fx.GraphModule, role) -> None:
+    """A CompilerError, before any compile work, where the graph calls Python functions on
+    tensors that Inductor has no lowering for (it lowers ops and the functions it registered
+    itself, and stops at any other with an AssertionError). CUDA offload's copies are such
+    calls: side-stream copies that rely on the caching allocator (``record_stream``), which
+    Inductor's own buffer reuse would bypass."""
+    from torch._inductor.lowering import lowerings
+
+    calls = [node for node in graph_module.graph.nodes
+             if node.op == "call_function" and isinstance(node.target, types.FunctionType)
+             and node.target not in lowerings
+             and not hasattr(node.target, "_inductor_lowering_function")
+             and any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(node.meta.get("val")))]
+    if not calls:
+        return
+    names = sorted({f"{node.target.__module__}.{node.target.__name__}" for node in calls})
+    offload = any(node.target.__module__.endswith("partition.offload") for node in calls)
+    fix = ("CUDA offload (a partition policy that returns Decision.OFFLOAD, such as offload_large or "
+           "offload_early) copies through Python on a side stream: use it with compiler 'eager' or 'nop', or "
+           "drop the offload from the policy to compile with Inductor" if offload else
+           "compile this graph with 'eager' or 'nop', which run its Python code, or express these calls as ops")
+    raise CompilerError(f"Inductor cannot compile the {role.kind} graph: it calls the Python functions {names}",
+                        "compile", fix)
+
+
+def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
+    """Replace, in place, each op that Inductor lowers only in decomposed form (its
+    decomposition table has the op and its lowerings do not) by the op's decomposition.
+    Capture decomposes with that table, but nodes that a later stage adds arrive as they were
+    written (offload's ``aten._to_copy`` host copies), and Inductor would stop on them ("both
+    a fallback and a decomp for same op")."""
+    from torch._inductor.lowering import FALLBACK_ALLOW_LIST, lowerings
+
+    graph = graph_module.graph
+    leftovers = [node for node in graph.nodes
+                 if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                 and node.target not in lowerings and node.target.name().split(".")[0] not in FALLBACK_ALLOW_LIST]
+    table = inductor_decompositions() if leftovers else {}
+    decomposed = [node for node in leftovers
+                  if node.target in table and _inline_decomposition(node, table[node.target])]
+    if decomposed:
+        graph_module.recompile()
+
+
+def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
+    """Put `decomposition` traced on `node`'s fake input values in `node`'s place; False
+    (graph unchanged) where it declines these arguments."""
+    flat, spec = pytree.tree_flatten((node.args, node.kwargs))
+    positions = [i for i, leaf in enumerate(flat) if isinstance(leaf, fx.Node)]
+
+    def call(*values):
+        leaves = list(flat)
+        for i, value in zip(positions, values):
+            leaves[i] = value
+        args, kwargs = pytree.tree_unflatten(leaves, spec)
+        return decomposition(*args, **kwargs)
+
+    try:
+        traced = make_fx(call)(*(flat[i].meta["val"] for i in positions))
+    except NotImplementedError:  # it returned NotImplemented: Inductor meets the op as it is
+        return False
+    placeholders = traced.graph.find_nodes(op="placeholder")
+    with node.graph.inserting_before(node):
+        result = node.graph.graph_copy(traced.graph, {p: flat[i] for p, i in zip(placeholders, positions)})
+    node.replace_all_uses_with(result)
+    node.graph.erase_node(node)
+    return True
 
 
 def _on_threads_with_cuda_context(compiled: Callable, devices: set) -> Callable:

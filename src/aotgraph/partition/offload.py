@@ -9,8 +9,11 @@ and brings it back before ``v``'s first use.
   ``record_stream``). The backward prefetches each value when the previous offloaded value
   is first used, and the compute stream waits for it only right before its own first use,
   so at most two offloaded values are back on the device at a time. These nodes call the
-  Python functions below: compilers that run the graph's code (eager, nop) handle them.
+  Python functions below: compilers that run the graph's code (eager, nop) handle them;
+  Inductor cannot compile them and refuses them with a CompilerError (compile stage).
 - Other devices: ``aten._to_copy`` there and back (plain copies, right before first use).
+  Inductor compiles them in their decomposed form (``prims.device_put``; on the CPU itself
+  a copy to the CPU decomposes to the value, so nothing is copied).
 """
 from __future__ import annotations
 

@@ -1,0 +1,263 @@
+"""Storage changes inside a compiled program (FSDP's ``untyped_storage().resize_``, ``set_``):
+refused with an UnsupportedOp that names the operation, never a crash or a silent difference.
+
+Programs that once killed the interpreter run in a subprocess, so a regression fails a test
+instead of pytest. Every refused program is first run eagerly, to show it is a valid program.
+"""
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import torch
+
+import aotgraph
+from aotgraph.capture import _storage_resizes_refused
+from aotgraph.errors import UnsupportedOp
+
+# Each crashed with a segmentation fault before: the graph read or wrote freed memory.
+_CRASH_CANDIDATES = textwrap.dedent("""
+    import torch, aotgraph
+    from aotgraph.errors import UnsupportedOp
+
+    def fsdp_step(w, full, x):  # w arrives freed, as FSDP leaves an unsharded parameter
+        w.untyped_storage().resize_(w.numel() * w.element_size())
+        with torch.no_grad():
+            w.copy_(full)
+        out = x @ w
+        w.untyped_storage().resize_(0)
+        return out
+
+    def free_after_use(x):  # frees a tensor the program closes over
+        out = x + closed_over
+        closed_over.untyped_storage().resize_(0)
+        return out
+
+    def freed_input_read(x, w):
+        return x + w
+
+    def freed_closure_read(x):
+        return x + freed_closed_over
+
+    def freed(t):
+        t.untyped_storage().resize_(0)
+        return t
+
+    for name, run in [
+        ("fsdp_step", lambda f: f(freed(torch.randn(64, 64)), torch.randn(64, 64), torch.randn(8, 64))),
+        ("free_after_use", lambda f: f(torch.randn(1000, 1000))),
+        ("freed_input_read", lambda f: f(torch.randn(1000, 1000), freed(torch.randn(1000, 1000)))),
+        ("freed_closure_read", lambda f: f(torch.randn(1000, 1000))),
+    ]:
+        closed_over, freed_closed_over = torch.randn(1000, 1000), freed(torch.randn(1000, 1000))
+        if name == "fsdp_step":
+            w, full, x = freed(torch.randn(64, 64)), torch.randn(64, 64), torch.randn(8, 64)
+            eager = fsdp_step(w, full, x)  # eager runs it
+            assert w.untyped_storage().nbytes() == 0 and torch.allclose(eager, x @ full)
+        try:
+            run(aotgraph.aot_function(globals()[name]))
+            print(name, "no error", flush=True)
+        except UnsupportedOp as error:
+            print(name, error, "| closed_over bytes:", closed_over.untyped_storage().nbytes(), flush=True)
+""")
+
+
+def test_former_crashes_are_refused_in_a_subprocess(tmp_path):
+    script = tmp_path / "crash_candidates.py"  # a file, so that errors can quote its lines
+    script.write_text(_CRASH_CANDIDATES)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    report = f"exit code {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, report
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert "input at flat position 0 has a storage of 0 bytes" in lines["fsdp_step"], report
+    assert "(capture stage); resize its storage back" in lines["fsdp_step"], report
+    # Refused at the resize, before it ran: the capture left the user's tensor as it was.
+    assert "resizes a tensor's storage to 0 bytes" in lines["free_after_use"], report
+    assert "closed_over.untyped_storage().resize_(0)" in lines["free_after_use"], report
+    assert lines["free_after_use"].endswith("closed_over bytes: 4000000"), report
+    assert "input at flat position 1 has a storage of 0 bytes" in lines["freed_input_read"], report
+    assert "reads a tensor it closes over (not an input) whose memory was freed" in lines["freed_closure_read"], report
+    assert "return x + freed_closed_over" in lines["freed_closure_read"], report
+
+
+def _numel_bytes(t):
+    return t.numel() * t.element_size()
+
+
+def resize_to_0_and_back(x, y):  # the issue's program
+    x.untyped_storage().resize_(0)
+    x.untyped_storage().resize_(_numel_bytes(x))
+    x.copy_(y)
+    return x * 2
+
+
+def resize_to_0(x, y):
+    z = x * y
+    x.untyped_storage().resize_(0)
+    return z
+
+
+def resize_larger(x, y):
+    x.untyped_storage().resize_(2 * _numel_bytes(x))
+    return x + y
+
+
+def resize_typed_storage(x, y):  # FSDP1's _free_storage
+    z = x + y
+    x._typed_storage()._resize_(0)
+    return z
+
+
+def resize_intermediate(x, y):
+    t = x * 2
+    u = t + y
+    t.untyped_storage().resize_(0)
+    return u
+
+
+def resize_intermediate_and_back(x, y):
+    t = x * 2
+    t.untyped_storage().resize_(0)
+    t.untyped_storage().resize_(_numel_bytes(t))
+    t.copy_(y)
+    return t + x
+
+
+def resize_storage_bytes(x, y):
+    torch.ops.inductor.resize_storage_bytes_(x, 0)
+    torch.ops.inductor.resize_storage_bytes_(x, _numel_bytes(x))
+    x.copy_(y)
+    return x * 2
+
+
+def resize_storage_bytes_of_intermediate(x, y):
+    t = x * 2
+    u = t + y
+    torch.ops.inductor.resize_storage_bytes_(t, 0)
+    return u
+
+
+def set_input(x, y):
+    x.set_(y)
+    return x * 2
+
+
+def set_input_to_storage(x, y):
+    x.set_(y.untyped_storage(), 0, y.shape, y.stride())
+    return x * 2
+
+
+def set_intermediate(x, y):  # eager writes into y through t
+    t = torch.empty(0)
+    t.set_(y)
+    t.add_(1)
+    return t * x
+
+
+def shrink_input(x, y):
+    x.resize_(2)
+    return x + 1
+
+
+def grow_input(x, y):
+    x.resize_(8)
+    return x[:4] + y
+
+
+_SET = "instead of set_, or run this part eagerly"
+_RESIZE = "(capture stage); resize the storage outside the compiled function"
+
+REFUSED = [
+    (resize_to_0_and_back, "resizes a tensor's storage to 0 bytes", "x.untyped_storage().resize_(0)", _RESIZE),
+    (resize_to_0, "resizes a tensor's storage to 0 bytes", "x.untyped_storage().resize_(0)", _RESIZE),
+    (resize_larger, "resizes a tensor's storage to 32 bytes", "resize_(2 * _numel_bytes(x))", _RESIZE),
+    (resize_typed_storage, "resizes a tensor's storage to 0 bytes", "x._typed_storage()._resize_(0)", _RESIZE),
+    (resize_intermediate, "resizes a tensor's storage to 0 bytes", "t.untyped_storage().resize_(0)", _RESIZE),
+    (resize_intermediate_and_back, "resizes a tensor's storage to 0 bytes", "t.untyped_storage().resize_(0)",
+     _RESIZE),
+    (resize_storage_bytes, "inductor.resize_storage_bytes_.default resizes the storage of a tensor of shape (4,)",
+     "resize_storage_bytes_(x, 0)", _RESIZE),
+    (resize_storage_bytes_of_intermediate, "inductor.resize_storage_bytes_.default resizes the storage",
+     "resize_storage_bytes_(t, 0)", _RESIZE),
+    (set_input, "aten.set_.source_Tensor makes a tensor of shape (4,) use other memory", "x.set_(y)", _SET),
+    (set_input_to_storage, "aten.set_.source_Storage_storage_offset makes a tensor", "x.set_(y.untyped_storage()", _SET),
+    (set_intermediate, "aten.set_.source_Tensor makes a tensor of shape (0,) use other memory", "t.set_(y)", _SET),
+    (shrink_input, "aten.resize_.default changes the shape of primals_1 in place, from (4,) to (2,)", "",
+     "(capture stage); resize it outside the compiled function"),
+    (grow_input, "the storage of the input at flat position 0 changed from 16 to 32 bytes", "", _RESIZE),
+]
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+@pytest.mark.parametrize("program, cause, line, fix", REFUSED, ids=[case[0].__name__ for case in REFUSED])
+def test_storage_change_is_refused_with_its_cause(program, cause, line, fix, grad):
+    if grad and program in (shrink_input, grow_input):
+        pytest.skip("eager refuses to resize a tensor that requires grad")
+
+    def inputs():  # x is not a leaf, so in-place ops on it are legal when it requires grad
+        torch.manual_seed(0)
+        return torch.randn(4, requires_grad=grad) * 1, torch.randn(4, requires_grad=grad)
+
+    x, y = inputs()
+    program(x, y)  # a valid program: eager runs it
+    x, y = inputs()
+    x_before, y_before, x_bytes = x.detach().clone(), y.detach().clone(), x.untyped_storage().nbytes()
+    with pytest.raises(UnsupportedOp) as caught:
+        aotgraph.aot_function(program)(x, y)
+    message = str(caught.value)
+    assert cause in message and line in message and fix in message, message
+    # The refusal came before anything touched the caller's tensors.
+    assert x.untyped_storage().nbytes() == x_bytes
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    assert "resize_" not in torch.UntypedStorage.__dict__  # the capture's hook is gone
+
+
+def storage_size_read(x):
+    return x * (x.untyped_storage().nbytes() // x.element_size())
+
+
+def intermediate_grown_by_resize(x):
+    t = x * 2
+    t.resize_(8)
+    return t[:4] + 1
+
+
+def input_resized_to_its_shape(x):
+    x.resize_(x.shape)
+    return x.sin()
+
+
+@pytest.mark.parametrize("program", [storage_size_read, intermediate_grown_by_resize, input_resized_to_its_shape])
+def test_storage_reads_and_same_size_resizes_match_eager(program):
+    x = torch.randn(4, 3)
+    compiled = aotgraph.aot_function(program)(x.clone())
+    torch.testing.assert_close(compiled, program(x.clone()))
+
+
+def test_storage_reads_give_eager_gradients():
+    x = torch.randn(4, 3, requires_grad=True)
+    expected = torch.autograd.grad(storage_size_read(x).sum(), x)
+    actual = torch.autograd.grad(aotgraph.aot_function(storage_size_read)(x).sum(), x)
+    torch.testing.assert_close(actual, expected)
+
+
+def test_resizes_outside_the_capture_and_on_other_threads_pass_through():
+    outside = torch.randn(4)
+    outside.untyped_storage().resize_(0)  # no capture running: the plain method
+    assert outside.untyped_storage().nbytes() == 0
+    resized_on_other_thread = []
+
+    def resize_elsewhere():
+        t = torch.randn(4)
+        t.untyped_storage().resize_(0)
+        resized_on_other_thread.append(t.untyped_storage().nbytes())
+
+    with _storage_resizes_refused:
+        other = threading.Thread(target=resize_elsewhere)
+        other.start()
+        other.join()
+        with pytest.raises(UnsupportedOp, match="resizes a tensor's storage to 0 bytes"):
+            torch.randn(4).untyped_storage().resize_(0)
+    assert resized_on_other_thread == [0]
+    assert "resize_" not in torch.UntypedStorage.__dict__
