@@ -145,9 +145,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return torch.compile(model, backend="inductor", dynamic=False, options=options), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
-    from aotgraph.compilers import torchinductor
-
-    torchinductor.REUSE_JUDGED_WITH_OUTPUTS = config != "aotgraph_stock_reuse"
+    if config == "aotgraph_stock_reuse":  # Inductor's own buffer-reuse judgement
+        aotgraph.config.disabled = aotgraph.config.disabled | {"inductor_reuse_patch"}
     if config == "aotgraph_lean":
         partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
     options = INDUCTOR_OPTIONS.get(config.split("_", 1)[1]) if "_" in config else None

@@ -13,13 +13,13 @@ from aotgraph import api
 def keys_built(monkeypatch):
     """How many calls built the cache key (missed the fast path)."""
     count = [0]
-    build_key = api._plain_args_key
+    build_key = api.plain_args_key
 
     def counting(*args):
         count[0] += 1
         return build_key(*args)
 
-    monkeypatch.setattr(api, "_plain_args_key", counting)
+    monkeypatch.setattr(api, "plain_args_key", counting)
     return count
 
 

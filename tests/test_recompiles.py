@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aotgraph import aot_function, aot_module, config
-from aotgraph.recompiles import RecompileWarning
+from aotgraph import RecompileWarning
 
 
 def _recompile_warnings(caught):

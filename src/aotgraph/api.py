@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch.utils._pytree import tree_flatten
@@ -14,7 +14,7 @@ from .artifacts import JointGraph
 from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, remembered_call
 from .cache.guards import GuardSet, reads_recorded
-from .cache.keys import flatten_plain_args, plain_args_key, signature_key, autocast_state
+from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
@@ -27,6 +27,9 @@ from .runtime import autocast_on
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
            "CompiledEntry"]
+
+_grad_enabled = torch.is_grad_enabled
+_storage_offset = torch.Tensor.storage_offset
 
 # functorch parameters aotgraph accepts and does not use, with the value that changes nothing.
 _IGNORED_PARAMETERS = {
@@ -88,7 +91,13 @@ class AotFunction:
 
     def __call__(self, *args, **kwargs):
         last = self._last_call
-        if last is not None and not kwargs and last.matches(args, autocast_on()):
+        # `LastCall.matches`, inlined: this is every call's path.
+        if (last is not None and not kwargs and len(args) == last.num_args and last.tensors_match(*args)
+                and _grad_enabled() is last.grad_enabled
+                and (autocast_state() if autocast_on() else AUTOCAST_OFF) == last.autocast
+                and list(map(_storage_offset, args)) == last.offsets
+                and (not last.check_storages or last.distinct_storages(args))
+                and (last.guards is None or last.guards.holds(args))):
             return last.run(*args)
         entry, flat_args = self._entry_for(args, kwargs)
         self._last_call = remembered_call(args, kwargs, entry, self._last_call_by_entry)

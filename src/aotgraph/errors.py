@@ -39,3 +39,7 @@ class CompilerError(AotGraphError):
     """A compiler failed or returned something that is not callable."""
 
     kind = "CompilerError"
+
+
+class RecompileWarning(UserWarning):
+    """A compiled function compiled more entries than `aotgraph.config.recompile_limit`."""

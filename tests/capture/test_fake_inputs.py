@@ -2,7 +2,7 @@
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
-from aotgraph.capture import _fake_inputs
+from aotgraph.capture.inputs import fake_inputs
 
 
 def _facts(t):
@@ -17,7 +17,7 @@ def test_fakes_match_their_inputs_and_keep_aliasing():
     oversized.untyped_storage().resize_(64)
     nonleaf = torch.randn(3, requires_grad=True) * 2
     flat = [base[1:], base, weight, weight, oversized, nonleaf, 7, torch.zeros(2, dtype=torch.int64)]
-    fakes = _fake_inputs(flat, FakeTensorMode())
+    fakes = fake_inputs(flat, FakeTensorMode())
     for real, fake in zip(flat, fakes):
         if isinstance(real, torch.Tensor):
             reference = FakeTensorMode().from_tensor(real, static_shapes=True)  # the general conversion

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import aotgraph
-from aotgraph.capture import _storage_resizes_refused
+from aotgraph.capture.storage_changes import storage_resizes_refused as _storage_resizes_refused
 from aotgraph.errors import UnsupportedOp
 
 # Each crashed with a segmentation fault before: the graph read or wrote freed memory.

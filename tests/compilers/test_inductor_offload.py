@@ -41,7 +41,7 @@ def test_offload_plans_compile_with_inductor_at_parity_with_eager(policy):
     for name, got, expected in zip(("x", "w1", "w2"), copies, (x, w1, w2)):
         assert_close(got.grad, expected.grad, f"{name}.grad", SCALE)
     entry = next(iter(compiled.aotgraph_entries.values()))
-    assert entry.partition.forward.meta["aotgraph_plan"].offloaded  # the plan did offload
+    assert entry.partition.plan.offloaded  # the plan did offload
     host_copies = [n for n in entry.partition.forward.graph.nodes if n.target is aten._to_copy.default]
     assert host_copies  # the partition keeps its copies; only Inductor's private graph is decomposed
     for graph in (entry.compiled.forward, entry.compiled.backward):
@@ -56,7 +56,7 @@ def test_an_offloading_model_trains_with_inductor_at_parity_with_eager():
     compiled = assert_training_parity(model, inputs, lambda m: aot_module(m, "inductor", partition_fn=offload),
                                       scale=SCALE)
     entries = list(compiled.aotgraph_entries.values())
-    assert entries and all(e.partition.forward.meta["aotgraph_plan"].offloaded for e in entries)
+    assert entries and all(e.partition.plan.offloaded for e in entries)
 
 
 def _fake_cuda_offload_forward() -> tuple[torch.fx.GraphModule, list]:

@@ -15,7 +15,7 @@ import torch
 from .. import config
 from ..torch_private.dynamo import TensorGuards
 from .guards import GuardSet
-from .keys import AUTOCAST_OFF, autocast_state
+from .keys import autocast_state
 
 __all__ = ["LastCall", "remembered_call", "distinct_storages"]
 
@@ -29,8 +29,8 @@ class LastCall:
 
     `tensors_match` is torch's C++ tensor check: Python type, dispatch keys (device type,
     conj/neg bits, the thread's dispatch state), dtype, device index, shape, stride,
-    requires_grad; it fails when one tensor is passed twice. `matches` checks the rest of the
-    key: grad mode, autocast (one C call when it is off), storage offsets; for an entry that
+    requires_grad; it fails when one tensor is passed twice. `AotFunction.__call__` checks
+    the rest of the key: grad mode, autocast (one C call when it is off), storage offsets; for an entry that
     mutates an input, also that no two inputs share memory (the key path would compile such
     a call for their common base); and the entry's guards on Python values."""
 
@@ -44,18 +44,10 @@ class LastCall:
         self.autocast = autocast_state()
         self.offsets = list(map(_storage_offset, args))
         self.run = run
-        self.guards = guards
+        self.guards = guards if guards else None  # None: nothing to check (no call of GuardSet.__bool__)
         self.check_storages = check_storages
         # With the offsets checked, data_ptr - offset_bytes is each tensor's storage pointer.
         self.offset_bytes = [t.storage_offset() * t.element_size() for t in args]
-
-    def matches(self, args: tuple, autocast_on: bool) -> bool:
-        return (len(args) == self.num_args and self.tensors_match(*args)
-                and torch.is_grad_enabled() is self.grad_enabled
-                and (autocast_state() if autocast_on else AUTOCAST_OFF) == self.autocast
-                and list(map(_storage_offset, args)) == self.offsets
-                and (not self.check_storages or self.distinct_storages(args))
-                and (not self.guards or self.guards.holds(args)))
 
     def distinct_storages(self, args: tuple) -> bool:
         """`distinct_storages` for a call whose storage offsets match: no storage objects made

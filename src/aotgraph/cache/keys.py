@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import BadArgument
-from ..runtime import autocast_on
+from ..torch_private.autocast import any_autocast_enabled as autocast_on
 
 __all__ = ["signature_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
 

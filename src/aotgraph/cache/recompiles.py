@@ -14,12 +14,9 @@ from typing import Any, Sequence
 import torch
 
 from .. import config
+from ..errors import RecompileWarning
 
 __all__ = ["CallFacts", "RecompileWarning", "RecompileWatch", "call_facts", "describe_change", "input_label"]
-
-
-class RecompileWarning(UserWarning):
-    """A compiled function compiled more entries than `aotgraph.config.recompile_limit`."""
 
 
 @dataclass(frozen=True)

@@ -14,31 +14,30 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import sys
-import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.fx as fx
-from torch._dispatch.python import enable_python_dispatcher
-from torch._guards import detect_fake_mode
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
+from .. import config
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
+from ..graph.naming import primal_name, tangent_name
+from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
+from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
+from ..torch_private.fx import LazyGraphModule as JointModule
 from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
-from .recorder import GraphRecorder, _user_line
+from .inputs import fake_inputs, program_inputs, restore_input_layouts, unique
+from .recorder import GraphRecorder
+from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
+                              storage_resizes_refused)
 
 __all__ = ["capture"]
 
-try:  # generates the joint's Python code only if someone reads or runs it (torch >= 2.3)
-    from torch.fx._lazy_graph_module import _LazyGraphModule as JointModule
-except ImportError:
-    JointModule = fx.GraphModule
 
 # Output leaves returned as they are: tensors, and constants that cannot hold a tensor.
 _OUTPUT_LEAF_TYPES = (torch.Tensor, int, float, bool, complex, str, bytes, type(None), enum.Enum, torch.Size,
@@ -61,7 +60,7 @@ def capture(
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
-    recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **_STORAGE_CHANGES_REFUSED})
+    recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **STORAGE_CHANGES_REFUSED})
     try:
         with fake_cache_replaced(fake_mode):
             return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
@@ -71,11 +70,11 @@ def capture(
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
-    _refuse_freed_inputs(flat_args)
-    fake_flat = _fake_inputs(flat_args, fake_mode)
-    primal_fakes, program_flat = _program_inputs(fake_flat, fake_mode)
+    refuse_freed_inputs(flat_args)
+    fake_flat = fake_inputs(flat_args, fake_mode)
+    primal_fakes, program_flat = program_inputs(fake_flat, fake_mode)
     program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
-    placeholders = [recorder.add_placeholder(f"primals_{k + 1}", f) for k, f in enumerate(primal_fakes)]
+    placeholders = [recorder.add_placeholder(primal_name(k), f) for k, f in enumerate(primal_fakes)]
     for placeholder, program_fake in zip(placeholders, program_fakes):
         recorder.node_of.setdefault(id(program_fake), placeholder)
 
@@ -86,7 +85,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     try:
-        with fake_mode, recorder, enable_python_dispatcher(), _storage_resizes_refused, \
+        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.position("the program returns")
@@ -99,7 +98,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         raise
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-    _refuse_resized_inputs(program_fakes, bytes_before, input_positions)
+    refuse_resized_inputs(program_fakes, bytes_before, input_positions)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
@@ -117,7 +116,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
-    layout_changed = _restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
+    layout_changed = restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
     relaid_with_grad = [p.name for p, f in zip(placeholders, program_fakes)
                         if p.name in layout_changed and wants_grad and f.requires_grad]
     if relaid_with_grad:
@@ -135,7 +134,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     )
     diff_outs = [o for o in tensor_outs if o.requires_grad] if wants_grad else []
     diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
-    diff_inputs = _unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
+    diff_inputs = unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
@@ -159,7 +158,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     output = graph.find_nodes(op="output")[0]
     user_outs, grads = output.args[0]
     output.args = ((*user_outs, *extra, *grads),)
-    merge_common_subexpressions(graph)
+    if config.enabled("cse"):
+        merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
 
     root = torch.nn.Module()
@@ -184,7 +184,7 @@ def _rnns_as_plain_ops(training: bool):
     Training a model on data that needs no gradient then fails in the backward. While
     capturing for training, oneDNN is off, so the LSTM is recorded as plain ops, as eager
     trains it. Inference keeps the fused kernel."""
-    if not training or not torch._C._get_mkldnn_enabled():
+    if not training or not mkldnn_enabled():
         return contextlib.nullcontext()
     return _mkldnn_off()
 
@@ -192,11 +192,11 @@ def _rnns_as_plain_ops(training: bool):
 @contextlib.contextmanager
 def _mkldnn_off():
     # torch.backends.mkldnn.flags would also reset oneDNN's TF32 setting, with a warning.
-    torch._C._set_mkldnn_enabled(False)
+    set_mkldnn_enabled(False)
     try:
         yield
     finally:
-        torch._C._set_mkldnn_enabled(True)
+        set_mkldnn_enabled(True)
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
@@ -206,9 +206,9 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         with fake_mode:
             tangent = torch.empty(out.shape, dtype=out.dtype, device=out.device)
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
-            recorder.add_placeholder(f"tangents_{k + 1}", tangent)
+            recorder.add_placeholder(tangent_name(k), tangent)
         tangents.append(tangent)
-    with fake_mode, recorder, enable_python_dispatcher(), _storage_resizes_refused:  # hooks may resize
+    with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused:  # hooks may resize
         grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
@@ -241,263 +241,9 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
         pending.extend(next_node for next_node, _ in node.next_functions)
 
 
-# Storage changes. FSDP frees a parameter's memory between uses (``untyped_storage().resize_(0)``)
-# and reallocates it before the next. aotgraph does not capture that yet: it refuses it rather
-# than compile a graph that would read or write freed memory (a segmentation fault, not an
-# error) or keep memory eager frees. ``UntypedStorage.resize_`` calls C++ directly, past every
-# dispatch mode, so it is refused by a hook on the class while the program runs; the ops below
-# reach the recorder and are refused there; inputs that arrive freed are refused on entry.
-_STORAGE_FIX = "resize the storage outside the compiled function (before or after calling it), or run this part eagerly"
-
-
-def _refuse_storage_op(func, fix: str, what: str) -> Callable:
-    """A decomposition of `func` that refuses it; `what` says what it does to ``{tensor}``."""
-    def refuse(tensor, *args, **kwargs):
-        tensor_text = f"a tensor of shape {tuple(tensor.shape)}"
-        raise UnsupportedOp(f"{func} {what.format(tensor=tensor_text)}{_user_line()}, which aotgraph does not "
-                            "capture yet", "capture", fix)
-    return refuse
-
-
-aten = torch.ops.aten
-_SET_FIX = "use the source tensor (or a view of it) instead of set_, or run this part eagerly"
-# Given to the recorder as decompositions: its hook already looks each op up there.
-_STORAGE_CHANGES_REFUSED = {
-    op: _refuse_storage_op(op, _SET_FIX, "makes {tensor} use other memory")
-    for op in (aten.set_.source_Tensor, aten.set_.source_Storage, aten.set_.source_Storage_storage_offset,
-               aten.set_.default)
-}
-if hasattr(torch.ops.inductor, "resize_storage_bytes_"):
-    _resize_storage_bytes = torch.ops.inductor.resize_storage_bytes_.default
-    _STORAGE_CHANGES_REFUSED[_resize_storage_bytes] = _refuse_storage_op(
-        _resize_storage_bytes, _STORAGE_FIX, "resizes the storage of {tensor}")
-
-
-_FAKE_CONVERSION = "torch._subclasses.meta_utils"  # gives the fake of a freed tensor a freed storage
-
-
-class _StorageResizesRefused:
-    """``with _storage_resizes_refused:`` ``UntypedStorage.resize_`` (and ``TypedStorage``'s, which
-    calls it) raises UnsupportedOp on this thread. The hook is on the class while any thread is
-    inside; other threads' resizes pass through to the original."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._users = 0
-        self._original: Any = None
-        self._on_thread = threading.local()
-
-    def __enter__(self):
-        with self._lock:
-            if self._users == 0:
-                self._original = torch.UntypedStorage.__dict__.get("resize_")
-                torch.UntypedStorage.resize_ = self._hooked_resize()
-            self._users += 1
-        self._on_thread.depth = getattr(self._on_thread, "depth", 0) + 1
-
-    def __exit__(self, *exc_info):
-        self._on_thread.depth -= 1
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                if self._original is None:
-                    del torch.UntypedStorage.resize_
-                else:
-                    torch.UntypedStorage.resize_ = self._original
-
-    def _hooked_resize(self) -> Callable:
-        original_resize = torch.UntypedStorage.resize_
-        on_thread = self._on_thread
-
-        def resize_(storage, size):
-            if not getattr(on_thread, "depth", 0):
-                return original_resize(storage, size)
-            if sys._getframe(1).f_globals.get("__name__") == _FAKE_CONVERSION:  # a fake of a freed tensor
-                raise UnsupportedOp(
-                    f"the program reads a tensor it closes over (not an input) whose memory was freed{_user_line()}",
-                    "capture", "resize its storage back (and fill it) before calling the compiled function")
-            raise UnsupportedOp(
-                f"the program resizes a tensor's storage to {size} bytes (untyped_storage().resize_, as FSDP frees "
-                f"and reallocates parameters){_user_line()}, which aotgraph does not capture yet", "capture",
-                _STORAGE_FIX)
-
-        return resize_
-
-
-_storage_resizes_refused = _StorageResizesRefused()
-
-
-def _bytes_needed(tensor: torch.Tensor) -> int:
-    """The storage bytes `tensor`'s sizes, strides and offset reach."""
-    if tensor.numel() == 0:
-        return 0
-    last = tensor.storage_offset() + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
-    return (last + 1) * tensor.element_size()
-
-
-def _refuse_freed_inputs(flat_args: Sequence[Any]) -> None:
-    """An input whose storage is smaller than its layout (freed): the graph would read or write
-    memory that is not there."""
-    for position, value in enumerate(flat_args):
-        if not isinstance(value, torch.Tensor) or value.layout != torch.strided or not torch._C._has_storage(value):
-            continue
-        nbytes, needed = value.untyped_storage().nbytes(), _bytes_needed(value)
-        if nbytes < needed:
-            raise UnsupportedOp(
-                f"the input at flat position {position} has a storage of {nbytes} bytes, fewer than its sizes and "
-                f"strides need ({needed}): its memory was freed (untyped_storage().resize_, as FSDP does)",
-                "capture", "resize its storage back (and fill it) before calling the compiled function, "
-                "or run this part eagerly")
-
-
-def _refuse_resized_inputs(program_fakes, bytes_before, input_positions) -> None:
-    """A net for storage changes no hook saw: an input whose storage changed size."""
-    for fake, before, position in zip(program_fakes, bytes_before, input_positions):
-        after = fake.untyped_storage().nbytes()
-        if after != before:
-            raise UnsupportedOp(
-                f"the storage of the input at flat position {position} changed from {before} to {after} bytes "
-                "inside the program (x.resize_(), ...), which aotgraph does not capture yet", "capture", _STORAGE_FIX)
-
-
-def _restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
-    """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
-    a fake of the layout it had on entry, and name the inputs whose layout changed."""
-    changed = []
-    for placeholder, fake, before in zip(placeholders, primal_fakes, metas_before):
-        if (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
-                                                                          before.storage_offset):
-            changed.append(placeholder.name)
-            with fake_mode:
-                placeholder.meta["val"] = torch.empty_strided(
-                    before.shape, before.stride, dtype=before.dtype, device=before.device
-                ).requires_grad_(before.requires_grad)
-    return tuple(changed)
-
-
-def _program_inputs(fake_flat: list, fake_mode: FakeTensorMode) -> tuple[list, list]:
-    """(placeholder fakes, what the program sees) for each tensor input.
-
-    Placeholders are autograd leaves, the tensors gradients are taken with respect to.
-    An input that is not a leaf in the caller (it requires grad and has history) is seen
-    by the program as a grad-tracking copy of its leaf, so in-place ops on it are legal
-    exactly as in eager, and their history reaches the placeholder. The copy is not
-    recorded: the graph reads the placeholder directly.
-    """
-    primal_of: dict[int, tuple] = {}
-    primals, program_flat = [], []
-    for fake in fake_flat:
-        if not isinstance(fake, torch.Tensor):
-            program_flat.append(fake)
-            continue
-        if id(fake) not in primal_of:
-            if fake.requires_grad and not fake.is_leaf:
-                leaf = fake.detach().requires_grad_(True)
-                primal_of[id(fake)] = (leaf, _grad_tracking_copy(leaf, fake_mode))
-            else:
-                primal_of[id(fake)] = (fake, fake)
-        leaf, seen = primal_of[id(fake)]
-        primals.append(leaf)
-        program_flat.append(seen)
-    return primals, program_flat
-
-
-class _PassThroughCopy(torch.autograd.Function):
-    """A copy whose backward hands the gradient straight to its source: nothing of it is
-    recorded, whatever the layout (a copy through ``as_strided`` would record a backward that
-    zero-fills and scatters into a buffer the size of the input's storage)."""
-
-    @staticmethod
-    def forward(ctx, leaf):
-        # Not a view (autograd forbids in-place ops on views made inside a custom Function).
-        copy = torch.empty(0, dtype=leaf.dtype, device=leaf.device)
-        storage = torch.empty(leaf.untyped_storage().nbytes(), dtype=torch.uint8, device=leaf.device)
-        copy.set_(storage.untyped_storage(), leaf.storage_offset(), leaf.shape, leaf.stride())
-        return copy.copy_(leaf)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.Tensor:
-    """A non-leaf copy of `leaf` with its exact sizes, strides and storage offset."""
-    with fake_mode, torch.enable_grad():
-        return _PassThroughCopy.apply(leaf)
-
-
-def _fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
-    """`flat_args` with each real tensor replaced by a fake (the same fake for the same tensor).
-
-    A plain leaf tensor that is the only input on its storage gets its fake directly: a meta
-    tensor of its layout wrapped as a FakeTensor (~5x cheaper than ``from_tensor``'s general
-    conversion, and a module has many parameters). Views, tensors sharing storage with
-    another input, non-leaves and anything unusual go through ``from_tensor``, which keeps
-    their aliasing and autograd history.
-    """
-    tensors = [a for a in flat_args if isinstance(a, torch.Tensor)]
-    # Tensors made in inference mode would be inference tensors; other tensor types may share
-    # storage in ways a storage check cannot see.
-    direct = not torch.is_inference_mode_enabled() and all(type(a) in _PLAIN_TENSOR_TYPES for a in tensors)
-    holders: dict[int, set] = {}
-    for a in (t for t in tensors if t.layout == torch.strided) if direct else ():
-        holders.setdefault(a.untyped_storage()._cdata, set()).add(id(a))
-    fake_of: dict[int, Any] = {}
-    fakes = []
-    for a in flat_args:
-        fake = fake_of.get(id(a))
-        if fake is None:
-            if direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
-                fake = _fake_of_plain_leaf(a, fake_mode)
-            if fake is None:
-                fake = _to_fake(a, fake_mode)
-            fake_of[id(a)] = fake
-        fakes.append(fake)
-    return fakes
-
-
-_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-
-
-def _is_plain_leaf(value: Any) -> bool:
-    return (type(value) in _PLAIN_TENSOR_TYPES and value.layout == torch.strided
-            and value.grad_fn is None and value._base is None and value.storage_offset() == 0
-            and value.grad is None and not (value.is_conj() or value.is_neg() or value.is_inference()
-                                            or value.is_quantized or value.is_meta))
-
-
-def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTensor | None:
-    """A fake with `real`'s layout and requires_grad; None if `real`'s storage is larger than its
-    layout needs (``from_tensor`` keeps that size on some torch versions, not on others)."""
-    with torch._C._DisableTorchDispatch():
-        meta = torch.empty_strided(real.shape, real.stride(), dtype=real.dtype, device="meta",
-                                   requires_grad=real.requires_grad)
-    if meta.untyped_storage().nbytes() != real.untyped_storage().nbytes():
-        return None
-    return FakeTensor(fake_mode, meta, real.device)
-
-
-def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
-    if not isinstance(value, torch.Tensor) or isinstance(value, FakeTensor):
-        return value
-    if value.is_sparse or value.layout != torch.strided:
-        raise BadArgument(f"input tensor with layout {value.layout} is not supported", "capture",
-                          "pass dense (strided) tensors")
-    return fake_mode.from_tensor(value, static_shapes=True)
-
-
-def _unique(tensors: list) -> list:
-    seen, unique = set(), []
-    for t in tensors:
-        if id(t) not in seen:
-            seen.add(id(t))
-            unique.append(t)
-    return unique
-
-
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                mutated_with_grad, is_inference):
-    primal_names = [f"primals_{k + 1}" for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
+    primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
         if isinstance(fake, torch.Tensor):
@@ -539,7 +285,7 @@ def _refuse_mutated_aliased_inputs(fake_flat, mutated_names) -> None:
     for position, fake in enumerate(fake_flat):
         if isinstance(fake, torch.Tensor):
             owners.setdefault(StorageWeakRef(fake.untyped_storage()), []).append(position)
-            names[position] = f"primals_{len(names) + 1}"
+            names[position] = primal_name(len(names))
     for positions in owners.values():
         distinct = {id(fake_flat[p]) for p in positions}
         if len(distinct) > 1 and any(names[p] in mutated_names for p in positions):
@@ -556,7 +302,7 @@ def eliminate_dead_code(graph: fx.Graph) -> None:
         if node.op in ("placeholder", "output") or node.users:
             continue
         target = node.target
-        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) and (
+        if node.op == "call_function" and isinstance(target, OpOverload) and (
             torch.Tag.nondeterministic_seeded in target.tags
         ):
             continue

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import operator
 
-import torch
 import torch.fx as fx
 
 from ..graph.naming import is_tangent
+from ..torch_private.dispatch import OpOverload
 from .recorder import op_facts
 
 __all__ = ["merge_common_subexpressions"]
@@ -109,7 +109,7 @@ def _is_pure(target) -> bool:
         return entry[1]
     if target is operator.getitem:
         pure = True
-    elif isinstance(target, torch._ops.OpOverload):
+    elif isinstance(target, OpOverload):
         facts, name = op_facts(target), target._schema.name.split("::")[-1]
         pure = not (facts.is_mutable or facts.is_random
                     or "empty" in name or name.startswith(("_assert", "sym_constrain")) or name == "print")

@@ -15,8 +15,11 @@ import contextlib
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from torch._dispatch.python import no_python_dispatcher
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager
+from .. import config
+from ..torch_private.dispatch import (DisableTorchDispatch, OpOverload, dispatch_keys, has_composite_implicit_kernel,
+                                    no_python_dispatcher)
+from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
+                                make_subclass, set_throw_on_mutable_data_ptr, set_warn_deprecated_on_mutable_data_ptr)
 
 aten = torch.ops.aten
 
@@ -40,8 +43,12 @@ class FakeOutputs:
         self.new_fake: dict[torch.device, Callable] = {}  # device -> meta tensor -> FakeTensor
         # id(fake) -> (fake, layout): the fake is kept alive so that its id is not reused.
         self.layout_of: dict[int, tuple] = {}
+        self.memo_on = config.enabled("fake_memo")
+        self.meta_answers_on = config.enabled("meta_kernel_answers")
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
+        if not self.memo_on:
+            return dispatch(func, args, kwargs)
         if func not in _CACHEABLE:
             _CACHEABLE[func] = _is_cacheable(func)
         if not _CACHEABLE[func]:
@@ -61,7 +68,7 @@ class FakeOutputs:
             out = None
             if func is aten._native_batch_norm_legit_functional.default:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
-            elif _on_meta_kernel(func):
+            elif self.meta_answers_on and _on_meta_kernel(func):
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
             elif func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
                 with no_python_dispatcher():
@@ -166,7 +173,7 @@ class FakeOutputs:
         decomposition and returns float32 statistics for bfloat16 ones, which eager does not."""
         outs = self.run(aten._native_batch_norm_legit.default, args, kwargs, dispatch)
         running_mean, running_var = args[3], args[4]
-        with torch._C._DisableTorchDispatch():
+        with DisableTorchDispatch():
             mean, var = (torch.empty(t.shape, dtype=t.dtype, device="meta") for t in (running_mean, running_var))
         device = running_mean.fake_device
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
@@ -227,7 +234,7 @@ class FakeOutputs:
             elif kind is _NEW:
                 layout, alias = spec[1], spec[2]
                 dtype, shape, stride, offset, device = layout[:5]
-                with torch._C._DisableTorchDispatch():
+                with DisableTorchDispatch():
                     meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
                     if alias is not None:
                         meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
@@ -246,7 +253,7 @@ def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
     otherwise every op the memo has not seen pays twice for a key and an entry (measured:
     capture 6-17 % slower with it on). Restored afterwards; the cache never changes results."""
     enabled = getattr(fake_mode, "cache_enabled", None)
-    if enabled is None:
+    if enabled is None or not config.enabled("fake_memo"):
         yield
         return
     fake_mode.cache_enabled = False
@@ -312,10 +319,9 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
     if FakeTensorConfig.debug or torch.compiler.is_exporting():
         return construct
     state = dict(vars(construct(torch.empty(0, device="meta"))))
-    mark_data_ptr = (torch._C._set_warn_deprecated_on_mutable_data_ptr if fake_mode._allow_unsafe_data_ptr_access
-                     else torch._C._set_throw_on_mutable_data_ptr)
-    make_subclass = torch.Tensor._make_subclass
-
+    mark_data_ptr = (set_warn_deprecated_on_mutable_data_ptr if fake_mode._allow_unsafe_data_ptr_access
+                     else set_throw_on_mutable_data_ptr)
+    
     def copy_prototype(meta):
         fake = make_subclass(FakeTensor, meta, meta.requires_grad, dispatch_device=True, device_for_backend_keys=device)
         mark_data_ptr(fake)
@@ -324,14 +330,14 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
 
     expected, fast = construct(torch.empty(2, 3, device="meta")), copy_prototype(torch.empty(2, 3, device="meta"))
     same = (vars(expected) == vars(fast) and type(expected) is type(fast) and expected.device == fast.device
-            and torch._C._dispatch_keys(expected) == torch._C._dispatch_keys(fast))
+            and dispatch_keys(expected) == dispatch_keys(fast))
     return copy_prototype if same else construct
 
 
 def _is_cacheable(func) -> bool:
     """Ops whose outputs' layouts are a function of the key: ATen ops without data-dependent
     outputs, in-place view changes, composite bodies, or lifted constants."""
-    if not isinstance(func, torch._ops.OpOverload) or func.namespace not in ("aten", "prims"):
+    if not isinstance(func, OpOverload) or func.namespace not in ("aten", "prims"):
         return False
     tags = func.tags
     if torch.Tag.data_dependent_output in tags or torch.Tag.inplace_view in tags:
@@ -341,7 +347,7 @@ def _is_cacheable(func) -> bool:
     if func in (aten.lift_fresh.default, aten.lift_fresh_copy.default, aten.set_.source_Storage,
                 aten.set_.source_Storage_storage_offset, aten.resize_.default, aten.resize_as_.default):
         return False
-    return not torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+    return not has_composite_implicit_kernel(func)
 
 
 def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:

@@ -16,6 +16,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import UnsupportedOp
+from ..torch_private.dispatch import OpOverload
 from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
 from .recorder import append_call
@@ -138,7 +139,7 @@ class _Functionalizer:
 
     def _call(self, node):
         func = node.target
-        if not isinstance(func, torch._ops.OpOverload):
+        if not isinstance(func, OpOverload):
             raise UnsupportedOp(f"{func} is not an ATen op", "capture", "report this program to aotgraph")
         if func._schema.is_mutable:
             self._mutation(node)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
+from ..torch_private.dispatch import disable_current_modes
 
 from ..errors import UnsupportedOp
 
@@ -30,14 +30,14 @@ class RandomDraws:
     state before draw k."""
 
     def __init__(self):
-        with _disable_current_modes():
+        with disable_current_modes():
             self._caller_state = torch.get_rng_state()
         self.markers: list[torch.Tensor] = []
         self.draws: list[tuple[Any, list]] = []
         self._set_marker(0)
 
     def _set_marker(self, k: int) -> None:
-        with _disable_current_modes():
+        with disable_current_modes():
             if k == len(self.markers):
                 torch.default_generator.manual_seed(_MARKER_SEED + k)
                 self.markers.append(torch.get_rng_state())
@@ -46,7 +46,7 @@ class RandomDraws:
 
     def position(self, what: str) -> int:
         """How many draws precede the current RNG state (see the module docstring)."""
-        with _disable_current_modes():
+        with disable_current_modes():
             state = torch.get_rng_state()
             found: Optional[int] = next((k for k in range(len(self.markers) - 1, -1, -1)
                                          if torch.equal(state, self.markers[k])), None)
@@ -75,5 +75,5 @@ class RandomDraws:
 
     def restore(self) -> None:
         """Give the caller back the RNG state it had before tracing."""
-        with _disable_current_modes():
+        with disable_current_modes():
             torch.set_rng_state(self._caller_state)

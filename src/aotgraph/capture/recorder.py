@@ -16,17 +16,12 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import (
-    DataDependentOutputException,
-    DynamicOutputShapeException,
-    FakeTensor,
-    FakeTensorMode,
-    UnsupportedOperatorException,
-)
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
+from ..torch_private.dispatch import OpOverload, TorchDispatchMode, has_composite_implicit_kernel
+from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
+                                  UnsupportedOperatorException)
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
 from .random_draws import RandomDraws
@@ -284,7 +279,7 @@ class _OpFacts:
 
     @staticmethod
     def of(func) -> "_OpFacts":
-        composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+        composite = has_composite_implicit_kernel(func)
         arguments = func._schema.arguments
         positional = [a for a in arguments if not a.kwarg_only]
         return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
@@ -325,7 +320,7 @@ def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str
     ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users.
     An ATen op's arguments are stored in the schema's own form (`schema_args`)."""
     node = graph.create_node("call_function", target)
-    if type(target) is torch._ops.OpOverload:
+    if type(target) is OpOverload:
         args, kwargs = schema_args(target, args, kwargs or {})
     set_args(node, args, kwargs or {})
     return node

@@ -18,11 +18,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.fx as fx
-from torch._guards import TracingContext, detect_fake_mode, tracing
 
+from .. import config
 from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..errors import BadArgument, CompilerError
 from ..graph.naming import primal_name
+from ..torch_private.dynamo import TracingContext, tracing
+from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
 
 __all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "CompilerTraits",
@@ -98,7 +100,9 @@ def nop(graph_module: fx.GraphModule, example_inputs) -> Callable:
 def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
     """The embedded default compiler: the graph's own generated code, called without
     ``nn.Module.__call__`` overhead, in the boxed convention that clears its argument list
-    so each input is freed after its last use."""
+    so each input is freed after its last use (switch ``boxed_code``: GraphModule.forward instead)."""
+    if not config.enabled("boxed_code"):
+        return make_boxed_func(graph_module.forward)
     from .boxed_code import boxed_graph_function
 
     return boxed_graph_function(graph_module)

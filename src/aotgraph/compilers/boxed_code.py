@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.fx as fx
 
+from ..torch_private.dispatch import OpOverload
+
 
 class _ListArgsCodeGen(fx.graph.CodeGen):
     def gen_fn_def(self, free_vars, maybe_return_annotation, *args, **kwargs):
@@ -33,7 +35,7 @@ def _ops_as_globals(src: str, namespace: dict) -> str:
         ns, name, overload = match.groups()
         op = getattr(getattr(getattr(torch.ops, ns), name, None), overload, None)
         global_name = f"_op_{ns}_{name}_{overload}"
-        if not isinstance(op, torch._ops.OpOverload) or namespace.get(global_name, op) is not op:
+        if not isinstance(op, OpOverload) or namespace.get(global_name, op) is not op:
             return match.group(0)
         namespace[global_name] = op
         return global_name

@@ -25,6 +25,7 @@ from torch._guards import detect_fake_mode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
+from .. import config
 from ..artifacts import JointGraph
 from ..errors import CompilerError
 
@@ -32,9 +33,6 @@ logger = logging.getLogger("aotgraph")
 
 __all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes", "wake_compile_workers"]
 
-# Judge Inductor's buffer reuse with the graph's outputs counted in its peak estimate (see
-# `_reuse_judged_with_outputs`); False leaves Inductor's own judgement, for comparisons.
-REUSE_JUDGED_WITH_OUTPUTS = True
 # Graphs on a CUDA device are compiled with Inductor's C++ wrapper unless the compiler's
 # options say otherwise (see `compile_with_inductor`); False: the Python wrapper, as torch.compile.
 CPP_WRAPPER_ON_CUDA = True
@@ -264,7 +262,7 @@ def _reuse_judged_with_outputs():
 
     allocate_line = getattr(wrapper, "AllocateLine", None)
     original = getattr(allocate_line, "should_reuse_buffer", None)
-    if original is None or not REUSE_JUDGED_WITH_OUTPUTS:
+    if original is None or not config.enabled("inductor_reuse_patch"):
         yield
         return
 

@@ -5,9 +5,7 @@ from typing import Any
 
 import torch.fx as fx
 
-# What the public ``Node.args`` / ``Node.kwargs`` setters call, minus ``Node.__setattr__``'s
-# lookup-table update (~4 us a node).
-_update_args_kwargs = getattr(fx.Node, "_update_args_kwargs", None)
+from ..torch_private.fx import update_args_kwargs as _update_args_kwargs
 
 
 def set_args(node: fx.Node, args: tuple, kwargs: dict[str, Any]) -> None:

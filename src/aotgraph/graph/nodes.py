@@ -7,12 +7,9 @@ from typing import Iterable, Optional
 import torch.fx as fx
 
 from .fx_args import set_args
+from ..torch_private.fx import LazyGraphModule as _make_graph_module
 from .naming import is_tangent
 
-try:  # generates the module's Python code only if someone reads or runs it
-    from torch.fx._lazy_graph_module import _LazyGraphModule as _make_graph_module
-except ImportError:  # pragma: no cover - older torch
-    _make_graph_module = fx.GraphModule
 
 
 def joint_outputs(joint: fx.GraphModule, num_fwd_outputs: int) -> tuple[list, list]:

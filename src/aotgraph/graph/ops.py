@@ -15,6 +15,8 @@ from typing import Callable, Optional
 import torch
 import torch.fx as fx
 
+from ..torch_private.dispatch import OpOverload
+
 aten = torch.ops.aten
 
 
@@ -172,7 +174,7 @@ def op_traits(target) -> OpTraits:
     entry = _TRAITS.get(id(target))  # by id: an OpOverload's own __hash__ is Python code
     if entry is not None and entry[0] is target:
         return entry[1]
-    if isinstance(target, torch._ops.OpOverload):
+    if isinstance(target, OpOverload):
         schema, tags = target._schema, target.tags
         returns = schema.returns
         view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)

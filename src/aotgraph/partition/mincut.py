@@ -221,8 +221,8 @@ class JointNetwork:
         return {self.nodes[i] for i in cut_nodes}
 
     @functools.cached_property
-    def _flow_network(self) -> "scipy.sparse.csr_matrix":
-        """The network's CSR matrix; `cut` sets its capacities."""
+    def _flow_network(self):
+        """The network's CSR matrix (scipy.sparse); `cut` sets its capacities."""
         import scipy.sparse as sp
         network = sp.csr_matrix((np.zeros(len(self.indices), dtype=np.int32), self.indices, self.indptr),
                                 shape=(self.size, self.size))

@@ -19,6 +19,7 @@ import torch
 import torch.fx as fx
 
 from ..graph.ops import bytes_of, op_name
+from ..torch_private.dispatch import OpOverload
 
 
 class Decision(enum.Enum):
@@ -47,7 +48,7 @@ class NodeInfo:
         value = node.meta.get("val")
         is_tensor = isinstance(value, torch.Tensor)
         tags = {op_name(node)}
-        if isinstance(node.target, torch._ops.OpOverload):
+        if isinstance(node.target, OpOverload):
             tags.add(str(node.target))
             tags.update(tag.name for tag in node.target.tags)
         return NodeInfo(node.name, op_name(node), tuple(value.shape) if is_tensor else None,

@@ -20,6 +20,7 @@ from ..artifacts import CompiledGraphs, OutputInfo, Signature
 from ..errors import UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.nodes import aliases_of_placeholders
+from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
 
 __all__ = ["build_runtime", "autocast_on"]
 
@@ -151,19 +152,13 @@ def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
     return view.detach() if view.requires_grad else view
 
 
-def _autocast_on_cpu_or_cuda() -> bool:
-    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
-
-
-# Whether autocast is on for any device: torch's own C function where it has one (no
-# Python frame on the per-call path).
-autocast_on: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", _autocast_on_cpu_or_cuda)
+autocast_on: Callable[[], bool] = any_autocast_enabled
 
 
 def _call_graph(graph: Callable, args: list):
     """Graphs already hold autocast's casts; running them under autocast would cast twice."""
     if autocast_on():
-        with torch._C._DisableAutocast():
+        with DisableAutocast():
             return graph(args)
     return graph(args)
 
@@ -231,7 +226,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
         def forward(ctx, *primals):
             # Graphs already hold autocast's casts; running them under autocast would cast twice.
             if autocast_on():
-                with torch._C._DisableAutocast():
+                with DisableAutocast():
                     outputs = forward(list(primals))
             else:
                 outputs = forward(list(primals))

@@ -1,12 +1,15 @@
-"""Dynamo's C++ pieces that aotgraph uses without importing Dynamo itself.
+"""Dynamo's pieces that aotgraph uses without importing Dynamo itself: the C++ tensor check
+behind its TENSOR_MATCH guards, and the tracing context that Inductor reads.
 
 Checked on torch 2.11, 2.13 and 2.14.
 """
 from __future__ import annotations
 
-try:  # the C++ tensor check behind Dynamo's TENSOR_MATCH guards
+from torch._guards import TracingContext, tracing
+
+try:
     from torch._C._dynamo.guards import TensorGuards
 except ImportError:  # without it every call builds its cache key
     TensorGuards = None
 
-__all__ = ["TensorGuards"]
+__all__ = ["TensorGuards", "TracingContext", "tracing"]

@@ -119,8 +119,8 @@ class Signature:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_metadata)
 
     def __str__(self) -> str:
-        """Tables of the flat inputs and outputs, and the pytree structure (``report/signature.py``)."""
-        from .report.signature import format_signature
+        """Tables of the flat inputs and outputs, and the pytree structure (``artifacts/signature_text.py``)."""
+        from .signature_text import format_signature
 
         return format_signature(self)
 
@@ -238,7 +238,7 @@ class Partition:
         """Predicted memory: a `MemoryTimeline` (per-node live bytes of forward and backward,
         their peaks above the inputs, saved bytes), simulated on first use (see
         ``graph/memory.py``)."""
-        from .graph.memory import simulate_memory
+        from ..graph.memory import simulate_memory
 
         return simulate_memory(self.forward, self.backward, self.joint.num_fwd_outputs,
                                len(self.joint.signature.tensor_output_positions))

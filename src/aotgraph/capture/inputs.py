@@ -1,0 +1,150 @@
+"""The capture's fake inputs: a fake per real tensor input (aliasing kept), what the program
+sees of each (a grad-tracking copy of an input that is not a leaf), and their layouts restored
+after in-place view ops."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .. import config
+from ..errors import BadArgument
+from ..torch_private.dispatch import DisableTorchDispatch
+from ..torch_private.fake import FakeTensor, FakeTensorMode
+
+__all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]
+
+def restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
+    """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
+    a fake of the layout it had on entry, and name the inputs whose layout changed."""
+    changed = []
+    for placeholder, fake, before in zip(placeholders, primal_fakes, metas_before):
+        if (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
+                                                                          before.storage_offset):
+            changed.append(placeholder.name)
+            with fake_mode:
+                placeholder.meta["val"] = torch.empty_strided(
+                    before.shape, before.stride, dtype=before.dtype, device=before.device
+                ).requires_grad_(before.requires_grad)
+    return tuple(changed)
+
+
+def program_inputs(fake_flat: list, fake_mode: FakeTensorMode) -> tuple[list, list]:
+    """(placeholder fakes, what the program sees) for each tensor input.
+
+    Placeholders are autograd leaves, the tensors gradients are taken with respect to.
+    An input that is not a leaf in the caller (it requires grad and has history) is seen
+    by the program as a grad-tracking copy of its leaf, so in-place ops on it are legal
+    exactly as in eager, and their history reaches the placeholder. The copy is not
+    recorded: the graph reads the placeholder directly.
+    """
+    primal_of: dict[int, tuple] = {}
+    primals, program_flat = [], []
+    for fake in fake_flat:
+        if not isinstance(fake, torch.Tensor):
+            program_flat.append(fake)
+            continue
+        if id(fake) not in primal_of:
+            if fake.requires_grad and not fake.is_leaf:
+                leaf = fake.detach().requires_grad_(True)
+                primal_of[id(fake)] = (leaf, _grad_tracking_copy(leaf, fake_mode))
+            else:
+                primal_of[id(fake)] = (fake, fake)
+        leaf, seen = primal_of[id(fake)]
+        primals.append(leaf)
+        program_flat.append(seen)
+    return primals, program_flat
+
+
+class _PassThroughCopy(torch.autograd.Function):
+    """A copy whose backward hands the gradient straight to its source: nothing of it is
+    recorded, whatever the layout (a copy through ``as_strided`` would record a backward that
+    zero-fills and scatters into a buffer the size of the input's storage)."""
+
+    @staticmethod
+    def forward(ctx, leaf):
+        # Not a view (autograd forbids in-place ops on views made inside a custom Function).
+        copy = torch.empty(0, dtype=leaf.dtype, device=leaf.device)
+        storage = torch.empty(leaf.untyped_storage().nbytes(), dtype=torch.uint8, device=leaf.device)
+        copy.set_(storage.untyped_storage(), leaf.storage_offset(), leaf.shape, leaf.stride())
+        return copy.copy_(leaf)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.Tensor:
+    """A non-leaf copy of `leaf` with its exact sizes, strides and storage offset."""
+    with fake_mode, torch.enable_grad():
+        return _PassThroughCopy.apply(leaf)
+
+
+def fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
+    """`flat_args` with each real tensor replaced by a fake (the same fake for the same tensor).
+
+    A plain leaf tensor that is the only input on its storage gets its fake directly: a meta
+    tensor of its layout wrapped as a FakeTensor (~5x cheaper than ``from_tensor``'s general
+    conversion, and a module has many parameters). Views, tensors sharing storage with
+    another input, non-leaves and anything unusual go through ``from_tensor``, which keeps
+    their aliasing and autograd history.
+    """
+    tensors = [a for a in flat_args if isinstance(a, torch.Tensor)]
+    # Tensors made in inference mode would be inference tensors; other tensor types may share
+    # storage in ways a storage check cannot see.
+    direct = (config.enabled("direct_fakes") and not torch.is_inference_mode_enabled()
+              and all(type(a) in _PLAIN_TENSOR_TYPES for a in tensors))
+    holders: dict[int, set] = {}
+    for a in (t for t in tensors if t.layout == torch.strided) if direct else ():
+        holders.setdefault(a.untyped_storage()._cdata, set()).add(id(a))
+    fake_of: dict[int, Any] = {}
+    fakes = []
+    for a in flat_args:
+        fake = fake_of.get(id(a))
+        if fake is None:
+            if direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
+                fake = _fake_of_plain_leaf(a, fake_mode)
+            if fake is None:
+                fake = _to_fake(a, fake_mode)
+            fake_of[id(a)] = fake
+        fakes.append(fake)
+    return fakes
+
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _is_plain_leaf(value: Any) -> bool:
+    return (type(value) in _PLAIN_TENSOR_TYPES and value.layout == torch.strided
+            and value.grad_fn is None and value._base is None and value.storage_offset() == 0
+            and value.grad is None and not (value.is_conj() or value.is_neg() or value.is_inference()
+                                            or value.is_quantized or value.is_meta))
+
+
+def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTensor | None:
+    """A fake with `real`'s layout and requires_grad; None if `real`'s storage is larger than its
+    layout needs (``from_tensor`` keeps that size on some torch versions, not on others)."""
+    with DisableTorchDispatch():
+        meta = torch.empty_strided(real.shape, real.stride(), dtype=real.dtype, device="meta",
+                                   requires_grad=real.requires_grad)
+    if meta.untyped_storage().nbytes() != real.untyped_storage().nbytes():
+        return None
+    return FakeTensor(fake_mode, meta, real.device)
+
+
+def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
+    if not isinstance(value, torch.Tensor) or isinstance(value, FakeTensor):
+        return value
+    if value.is_sparse or value.layout != torch.strided:
+        raise BadArgument(f"input tensor with layout {value.layout} is not supported", "capture",
+                          "pass dense (strided) tensors")
+    return fake_mode.from_tensor(value, static_shapes=True)
+
+
+def unique(tensors: list) -> list:
+    seen, unique = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            unique.append(t)
+    return unique

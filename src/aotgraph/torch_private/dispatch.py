@@ -1,0 +1,26 @@
+"""The dispatcher: op overloads, dispatch keys, modes, and the switches capture flips.
+
+Checked on torch 2.11, 2.13 and 2.14.
+"""
+from __future__ import annotations
+
+import torch
+from torch._dispatch.python import enable_python_dispatcher, no_python_dispatcher
+from torch._ops import OpOverload
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+__all__ = ["OpOverload", "TorchDispatchMode", "enable_python_dispatcher", "no_python_dispatcher",
+           "disable_current_modes", "DisableTorchDispatch", "dispatch_keys", "has_composite_implicit_kernel",
+           "has_storage", "mkldnn_enabled", "set_mkldnn_enabled"]
+
+disable_current_modes = _disable_current_modes  # modes off for a block (the caller's RNG, real tensors)
+DisableTorchDispatch = torch._C._DisableTorchDispatch  # no Python dispatch for a block: plain tensors
+dispatch_keys = torch._C._dispatch_keys
+has_storage = torch._C._has_storage
+mkldnn_enabled = torch._C._get_mkldnn_enabled
+set_mkldnn_enabled = torch._C._set_mkldnn_enabled
+
+
+def has_composite_implicit_kernel(op: OpOverload) -> bool:
+    """Whether `op` decomposes through a CompositeImplicitAutograd kernel."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")

@@ -1,0 +1,21 @@
+"""Fake tensors: the mode, their construction from meta tensors, and the kernel-invocation
+state under which a fake tensor is seen as its meta tensor.
+
+Checked on torch 2.11, 2.13 and 2.14.
+"""
+from __future__ import annotations
+
+import torch
+from torch._guards import detect_fake_mode
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
+                                           FakeTensorConfig, FakeTensorMode, UnsupportedOperatorException,
+                                           in_kernel_invocation_manager)
+
+__all__ = ["DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
+           "make_subclass", "set_throw_on_mutable_data_ptr", "set_warn_deprecated_on_mutable_data_ptr",
+           "FAKE_CONVERSION_MODULE"]
+
+make_subclass = torch.Tensor._make_subclass  # a tensor subclass instance around a tensor, without a copy
+set_throw_on_mutable_data_ptr = torch._C._set_throw_on_mutable_data_ptr
+set_warn_deprecated_on_mutable_data_ptr = torch._C._set_warn_deprecated_on_mutable_data_ptr
+FAKE_CONVERSION_MODULE = "torch._subclasses.meta_utils"  # the module whose code turns real tensors into fakes

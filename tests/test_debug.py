@@ -1,0 +1,202 @@
+"""Debug levels print what they promise, and each switch of `aotgraph.config.SWITCHES` really
+turns its memo, fast path or patch off (each test fails if the switch does nothing), while
+results stay equal to eager."""
+import functools
+import gc
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import aotgraph
+from aotgraph import api, config
+from aotgraph.capture import fake_outputs, inputs
+from aotgraph.compilers import boxed_code
+
+
+def _program(x, w):
+    return (x @ w).sin().sum() + (x @ w).sin().mean()
+
+
+def _args():
+    torch.manual_seed(0)
+    return torch.randn(4, 8), torch.randn(8, 8, requires_grad=True)
+
+
+def _check(compiled):
+    x, w = _args()
+    out = compiled(x, w)
+    out.backward()
+    w_eager = w.detach().clone().requires_grad_()
+    expected = _program(x, w_eager)
+    expected.backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(w.grad, w_eager.grad)
+
+
+def _disable(monkeypatch, switch):
+    monkeypatch.setattr(config, "disabled", config.disabled | {switch})
+
+
+def _spy(monkeypatch, owner, name):
+    calls = []
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("level, expected, absent", [
+    (1, ["aotgraph compiling _program: first call", "aotgraph capture:", "aotgraph partition:"], ["joint graph:"]),
+    (2, ["aotgraph joint graph: joint", "inputs", "saved for backward:"], ["graph code"]),
+    (3, ["--- forward graph code ---", "--- backward graph code ---", "torch.ops.aten.sin"], []),
+])
+def test_debug_levels(level, expected, absent, monkeypatch, caplog):
+    monkeypatch.setattr(config, "debug_level", level)
+    with caplog.at_level(logging.INFO, logger="aotgraph"):
+        _check(aotgraph.aot_function(_program))
+    text = "\n".join(caplog.messages)
+    for piece in expected:
+        assert piece in text, piece
+    for piece in absent:
+        assert piece not in text, piece
+
+
+def test_the_environment_sets_the_level_and_the_switches():
+    env = {**os.environ, "AOTGRAPH_DEBUG": "3", "AOTGRAPH_DISABLE": "cse,fast_path"}
+    probe = ("import torch, aotgraph; print(sorted(aotgraph.config.disabled)); "
+             "aotgraph.aot_function(lambda x: x.sin() * 2)(torch.ones(2))")
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['cse', 'fast_path']"
+    assert "--- forward graph code ---" in run.stderr
+
+
+def test_an_unknown_switch_is_refused_at_import():
+    env = {**os.environ, "AOTGRAPH_DISABLE": "fast_pth"}
+    run = subprocess.run([sys.executable, "-c", "import aotgraph"], env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "fast_pth" in run.stderr and "fast_path" in run.stderr
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_fast_path_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "fast_path")
+    keys = _spy(monkeypatch, api, "plain_args_key")
+    compiled = aotgraph.aot_function(lambda x: x * 2)
+    x = torch.ones(3)
+    for _ in range(4):
+        torch.testing.assert_close(compiled(x), x * 2)
+    assert len(keys) == (4 if disabled else 1)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_fake_memo_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "fake_memo")
+    recipes = _spy(monkeypatch, fake_outputs.FakeOutputs, "_recipe_of")
+    _check(aotgraph.aot_function(_program))
+    assert (len(recipes) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_meta_kernel_answers_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "meta_kernel_answers")
+    answers = _spy(monkeypatch, fake_outputs.FakeOutputs, "_meta_kernel_outputs")
+    _check(aotgraph.aot_function(_program))
+    assert (len(answers) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_direct_fakes_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "direct_fakes")
+    direct = _spy(monkeypatch, inputs, "_fake_of_plain_leaf")
+    _check(aotgraph.aot_function(_program))
+    assert (len(direct) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_cse_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "cse")
+    compiled = aotgraph.aot_function(_program)
+    _check(compiled)
+    joint = next(iter(compiled.aotgraph_entries.values())).joint
+    sines = [n for n in joint.graph_module.graph.nodes if n.target is torch.ops.aten.sin.default]
+    assert len(sines) == (2 if disabled else 1)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_gc_pause_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "gc_pause")
+    seen = []
+
+    def program(x, w):
+        seen.append(gc.isenabled())  # runs once, at capture
+        return _program(x, w)
+
+    assert gc.isenabled()
+    aotgraph.aot_function(program)(*_args())
+    assert seen == [disabled] and gc.isenabled()
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_boxed_code_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "boxed_code")
+    generated = _spy(monkeypatch, boxed_code, "boxed_graph_function")
+    _check(aotgraph.aot_function(_program))
+    assert (len(generated) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_storage_resize_hook_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "storage_resize_hook")
+    original = torch.UntypedStorage.resize_
+    seen = []
+
+    def program(x, w):
+        seen.append(torch.UntypedStorage.resize_ is original)
+        return _program(x, w)
+
+    aotgraph.aot_function(program)(*_args())
+    assert seen == [disabled] and torch.UntypedStorage.resize_ is original
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_inductor_reuse_patch_switch(disabled, monkeypatch):
+    from torch._inductor import compile_fx
+    from torch._inductor.codegen import wrapper
+
+    if disabled:
+        _disable(monkeypatch, "inductor_reuse_patch")
+    original = wrapper.AllocateLine.should_reuse_buffer
+    patched_during_compile = []
+    real_compile = compile_fx.compile_fx_inner
+
+    def recording(*args, **kwargs):
+        patched_during_compile.append(wrapper.AllocateLine.should_reuse_buffer is not original)
+        return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", recording)
+    compiled = aotgraph.aot_function(lambda x: (x * 2).sin(), "inductor")
+    torch.testing.assert_close(compiled(torch.ones(4)), torch.ones(4).mul(2).sin())
+    assert patched_during_compile == [not disabled]
+    assert wrapper.AllocateLine.should_reuse_buffer is original
+
+
+def test_every_switch_is_tested_here():
+    tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals() if name.endswith("_switch")}
+    assert tested == set(config.SWITCHES)
