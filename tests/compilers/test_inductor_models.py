@@ -14,6 +14,7 @@ from aotgraph import aot_function
 from aotgraph.capture.recorder import schema_args
 from backend_training import assert_close, assert_training_parity
 
+aten = torch.ops.aten
 # Inductor fuses and reorders float arithmetic; eager's float32 tolerances scaled by this.
 SCALE = 10.0
 
@@ -92,6 +93,51 @@ def test_functional_twin_of_inplace_scalar_add():
     assert [tuple(n.args[1:]) for n in adds] == [(1e-6,)]
 
 
+def test_inplace_op_whose_twin_inductor_decomposes():
+    """``lerp_`` is not in Inductor's decomposition table, ``lerp`` is, and Inductor lowers
+    neither: the in-place op is captured as its twin run through the table, then copied in
+    (``torch.quantile`` calls ``lerp_``)."""
+
+    def f(x, y, w):
+        z = x * 2
+        z.lerp_(y, w)
+        return z.sin()
+
+    tensors = [torch.randn(4, 6, requires_grad=True) for _ in range(3)]
+    references = [t.detach().clone().requires_grad_() for t in tensors]
+    compiled = aot_function(f, "inductor")
+    out, expected = compiled(*tensors), f(*references)
+    assert_close(out, expected, "output", SCALE)
+    out.sum().backward()
+    expected.sum().backward()
+    for k, (t, r) in enumerate(zip(tensors, references)):
+        assert_close(t.grad, r.grad, f"grad {k}", SCALE)
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    targets = {n.target for n in entry.joint.graph_module.graph.nodes if n.op == "call_function"}
+    assert not targets & {aten.lerp.Tensor, aten.lerp_.Tensor}
+
+
+def test_inplace_normal_draws_like_eager():
+    """``normal_`` has no ``normal`` overload of its arguments; its twin is ``normal_functional``.
+    With ``fallback_random`` set, Inductor's table leaves random ops alone, so capture meets it."""
+    from torch._inductor import config
+
+    def f(x):
+        x.normal_(1.0, 0.5)
+        return x * 2
+
+    x, x_ref = torch.zeros(5, 7), torch.zeros(5, 7)
+    with config.patch(fallback_random=True):
+        compiled = aot_function(f, "inductor")
+        torch.manual_seed(3)
+        out = compiled(x)
+    state = torch.get_rng_state()
+    torch.manual_seed(3)
+    assert_close(out, f(x_ref), "output", SCALE)
+    assert_close(x, x_ref, "mutated input", SCALE)
+    assert torch.equal(state, torch.get_rng_state()), "RNG state after the call differs from eager"
+
+
 class _DispatchedArgs(TorchDispatchMode):
     """Records the arguments the dispatcher hands to a dispatch mode (what make_fx records)."""
 
@@ -100,7 +146,6 @@ class _DispatchedArgs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-aten = torch.ops.aten
 X, Y = torch.randn(3, 4), torch.randn(3, 4)
 SCHEMA_FORM_CASES = [
     (aten.add.Scalar, (X, 2.0, 1), {}),  # the failing form: a default spelled out

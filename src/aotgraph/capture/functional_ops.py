@@ -99,12 +99,11 @@ def functional_twin(func) -> Optional[Any]:
     name = func._schema.name.split("::")[1]
     if not name.endswith("_") or name.endswith("__"):
         return None
-    packet = getattr(aten, name[:-1], None)
-    if packet is None:
-        return None
+    # ``normal_`` has no ``normal`` of its arguments; torch's functionalization uses ``normal_functional``.
+    packets = [p for p in (getattr(aten, name[:-1], None), getattr(aten, f"{name[:-1]}_functional", None)) if p]
     wanted = [(a.name, str(a.type)) for a in func._schema.arguments]
-    overloads = [func._overloadname] + [o for o in packet.overloads() if o != func._overloadname]
-    for overload in overloads:
+    for packet, overload in [(p, o) for p in packets for o in [func._overloadname]
+                             + [o for o in p.overloads() if o != func._overloadname]]:
         candidate = getattr(packet, overload, None)
         if candidate is None or candidate._schema.is_mutable:
             continue

@@ -8,6 +8,7 @@ in the same walk. Tensors are tracked by identity; an op that returns its input
 """
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import traceback
@@ -23,7 +24,7 @@ from ..torch_private.dispatch import OpOverload, TorchDispatchMode, has_composit
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
 from .fake_outputs import FakeOutputs
-from .functional_ops import functional_twin, is_metadata_mutation, with_default_args
+from .functional_ops import functional_twin, is_metadata_mutation, mutated_arg_positions, with_default_args
 from .random_draws import RandomDraws
 
 aten = torch.ops.aten
@@ -80,6 +81,7 @@ class GraphRecorder(TorchDispatchMode):
         # decomposition). Each node's ``meta["original_aten"]``: Inductor names its kernels
         # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
         self._decomposing = None
+        self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -133,6 +135,8 @@ class GraphRecorder(TorchDispatchMode):
         facts = op_facts(func)
         kwargs = kwargs or {}
         decomposition = self.decompositions.get(func)
+        if decomposition is None and facts.is_mutable and self.decompositions:
+            decomposition = self._in_place_decomposition(func, facts)
         if facts.rewrite is not None or decomposition is not None or facts.is_composite:
             outer = self._decomposing
             self._decomposing = outer or func
@@ -198,6 +202,25 @@ class GraphRecorder(TorchDispatchMode):
             self.random_draws.record(func, out_nodes)
         return out
 
+    def _in_place_decomposition(self, func, facts: "_OpFacts") -> Optional[Callable]:
+        """For an in-place op that the table lacks but whose functional twin it has (``lerp_``:
+        Inductor lowers neither ``lerp_`` nor ``lerp``, only ``lerp``'s pieces): the twin, run
+        through the table, copied into ``self``. Torch's functionalization hands the table the
+        twin in the same way; recorded as the in-place op itself, the twin would reach the
+        compiler undecomposed after functionalization. None for random draws (recorded as
+        drawn), in-place view ops, and ops that write other arguments or lists."""
+        known = self._in_place_decompositions.get(func, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known
+        twin = functional_twin(func)
+        schema = func._schema
+        usable = (twin is not None and twin in self.decompositions and not twin.is_view and not facts.is_random
+                  and not facts.mutates_metadata and mutated_arg_positions(func) == (0,)
+                  and str(schema.arguments[0].type) == "Tensor" and len(schema.returns) == 1)
+        decomposition = functools.partial(_twin_copied_in, func, twin) if usable else None
+        self._in_place_decompositions[func] = decomposition
+        return decomposition
+
     def _decompose(self, func, facts: "_OpFacts", decomposition, args, kwargs):
         """`func` recorded as what it rewrites or decomposes into, or NotImplemented: our
         rewrites first, then the decomposition table, then a composite op's own ATen pieces
@@ -262,6 +285,18 @@ class GraphRecorder(TorchDispatchMode):
             if "no fake impl registered" not in str(error):
                 raise
             raise _no_fake_kernel(func) from error
+
+
+_UNKNOWN = object()
+
+
+def _twin_copied_in(func, twin, target: torch.Tensor, *args, **kwargs):
+    """In-place `func` as its functional `twin` copied into `target`; NotImplemented (`func`
+    recorded as it is) where the twin's result has another shape (``resize_as_``)."""
+    result = twin(*with_default_args(func, (target, *args)), **kwargs)
+    if result.shape != target.shape:
+        return NotImplemented
+    return aten.copy_.default(target, result)
 
 
 @dataclass(frozen=True)
