@@ -261,3 +261,18 @@ def test_resizes_outside_the_capture_and_on_other_threads_pass_through():
             torch.randn(4).untyped_storage().resize_(0)
     assert resized_on_other_thread == [0]
     assert "resize_" not in torch.UntypedStorage.__dict__
+
+
+def test_an_empty_tensor_the_program_closes_over_is_not_taken_for_freed_memory():
+    """torch makes the fake of an empty tensor by resizing its storage to 0 bytes: that resize
+    is torch's, not the program's (GPT-2 under Dynamo reads such a constant)."""
+    empty = torch.tensor([], dtype=torch.bfloat16)
+
+    def f(x):
+        return torch.cat([x.to(torch.bfloat16), empty]) * 2
+
+    x = torch.randn(5, requires_grad=True)
+    out = aotgraph.aot_function(f)(x)
+    torch.testing.assert_close(out, f(x))
+    out.float().sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((5,), 2.0))

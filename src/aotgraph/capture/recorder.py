@@ -20,6 +20,7 @@ import torch.fx as fx
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
+from ..graph.ops import bytes_needed
 from ..torch_private.dispatch import OpOverload, TorchDispatchMode, has_composite_implicit_kernel
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
@@ -107,6 +108,10 @@ class GraphRecorder(TorchDispatchMode):
         return self._lift_constant(value)
 
     def _lift_constant(self, real: torch.Tensor) -> fx.Node:
+        if real.layout == torch.strided and real.untyped_storage().nbytes() < bytes_needed(real):
+            raise UnsupportedOp(
+                f"the program reads a tensor it closes over (not an input) whose memory was freed{_user_line()}",
+                "capture", "resize its storage back (and fill it) before calling the compiled function")
         name = f"_tensor_constant{len(self.constants)}"
         self.constants[name] = real
         node = self.graph.get_attr(name)

@@ -18,6 +18,7 @@ import torch
 
 from .. import config
 from ..errors import UnsupportedOp
+from ..graph.ops import bytes_needed
 from ..torch_private.dispatch import has_storage
 from ..torch_private.fake import FAKE_CONVERSION_MODULE
 from .recorder import _user_line
@@ -93,10 +94,10 @@ class _StorageResizesRefused:
         def resize_(storage, size):
             if not getattr(on_thread, "depth", 0):
                 return original_resize(storage, size)
-            if sys._getframe(1).f_globals.get("__name__") == FAKE_CONVERSION_MODULE:  # a fake of a freed tensor
-                raise UnsupportedOp(
-                    f"the program reads a tensor it closes over (not an input) whose memory was freed{_user_line()}",
-                    "capture", "resize its storage back (and fill it) before calling the compiled function")
+            if sys._getframe(1).f_globals.get("__name__") == FAKE_CONVERSION_MODULE:
+                # torch making the fake of a tensor the program reads (an empty one: storage of 0 bytes);
+                # a closed-over tensor whose memory was freed is refused where it is lifted (recorder.py)
+                return original_resize(storage, size)
             raise UnsupportedOp(
                 f"the program resizes a tensor's storage to {size} bytes (untyped_storage().resize_, as FSDP frees "
                 f"and reallocates parameters){_user_line()}, which aotgraph does not capture yet", "capture",
@@ -108,21 +109,13 @@ class _StorageResizesRefused:
 storage_resizes_refused = _StorageResizesRefused()
 
 
-def _bytes_needed(tensor: torch.Tensor) -> int:
-    """The storage bytes `tensor`'s sizes, strides and offset reach."""
-    if tensor.numel() == 0:
-        return 0
-    last = tensor.storage_offset() + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
-    return (last + 1) * tensor.element_size()
-
-
 def refuse_freed_inputs(flat_args: Sequence[Any]) -> None:
     """An input whose storage is smaller than its layout (freed): the graph would read or write
     memory that is not there."""
     for position, value in enumerate(flat_args):
         if not isinstance(value, torch.Tensor) or value.layout != torch.strided or not has_storage(value):
             continue
-        nbytes, needed = value.untyped_storage().nbytes(), _bytes_needed(value)
+        nbytes, needed = value.untyped_storage().nbytes(), bytes_needed(value)
         if nbytes < needed:
             raise UnsupportedOp(
                 f"the input at flat position {position} has a storage of {nbytes} bytes, fewer than its sizes and "

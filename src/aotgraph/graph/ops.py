@@ -263,3 +263,11 @@ def recompute_ban(node: fx.Node) -> Optional[str]:
     if name in FLOP_RULES:
         return f"compute-intensive ({name})"
     return f"not in the cheap-op table ({name})"
+
+
+def bytes_needed(tensor: torch.Tensor) -> int:
+    """The storage bytes `tensor`'s sizes, strides and offset reach."""
+    if tensor.numel() == 0:
+        return 0
+    last = tensor.storage_offset() + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    return (last + 1) * tensor.element_size()
