@@ -160,6 +160,8 @@ SCHEMA_FORM_CASES = [
     (aten.elu.default, (X, 1.0, 1, 1), {}),
     (aten.clamp.default, (X, 0.5, None), {}),
     (aten.mean.dim, (X, []), {}),  # dim has no default
+    (aten.max_pool2d_with_indices.default, (X[None], [2, 2], [2, 2], 0, 1, False), {}),  # an int for int[2]
+    (aten.max_pool2d_with_indices.default, (X[None], [2, 2], [2, 2], 1, [1, 1]), {}),
     (aten.div.Tensor_mode, (X, Y), {"rounding_mode": None}),  # a keyword without a default
     (aten.var.correction, (X,), {"correction": 1, "keepdim": False}),
     (aten.new_zeros.default, (X, [2]), {"dtype": None, "pin_memory": False}),

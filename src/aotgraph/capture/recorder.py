@@ -315,6 +315,7 @@ class _OpFacts:
     is_composite: bool  # has a CompositeImplicitAutograd kernel: recorded as what it decomposes into
     positional_defaults: tuple  # per positional argument of the schema: its default, or _REQUIRED
     positional_index: Mapping[str, int]  # name -> position of each positional argument
+    sized_int_lists: tuple  # (position, N) of each positional ``int[N]``: an int given there stands for N copies
     keyword_defaults: Mapping[str, Any]  # name -> default (or _REQUIRED) of each keyword-only argument
 
     @staticmethod
@@ -325,6 +326,7 @@ class _OpFacts:
         return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
                         is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite,
                         tuple(_default_of(a) for a in positional), {a.name: i for i, a in enumerate(positional)},
+                        tuple((i, a.N) for i, a in enumerate(positional) if a.N and str(a.type) == "List[int]"),
                         {a.name: _default_of(a) for a in arguments if a.kwarg_only})
 
 
@@ -370,17 +372,20 @@ def schema_args(func, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[
     """`args` and `kwargs` of a call of ATen op `func` as the dispatcher hands them to a
     dispatch mode, and so as make_fx records them: positional arguments by position, without
     the trailing ones that equal their defaults; keyword-only ones by name, without those equal
-    to their defaults; lists as lists. Compilers' lowerings are written against that form:
-    Inductor's ``add.Scalar`` takes ``alpha`` only by keyword, so ``add.Scalar(x, 1e-6, 1)``
-    (the functional twin of ``add_.Scalar(x, 1e-6)`` with its default spelled out) fails to lower."""
+    to their defaults; lists as lists (an int given for an ``int[N]``: N copies of it).
+    Compilers' lowerings are written against that form: Inductor's ``add.Scalar`` takes
+    ``alpha`` only by keyword, so ``add.Scalar(x, 1e-6, 1)`` (the functional twin of
+    ``add_.Scalar(x, 1e-6)`` with its default spelled out) fails to lower."""
     facts = op_facts(func)
     if tuple in map(type, args):
         args = tuple(list(a) if type(a) is tuple else a for a in args)
     if kwargs and tuple in map(type, kwargs.values()):
         kwargs = {k: list(v) if type(v) is tuple else v for k, v in kwargs.items()}
-    defaults = facts.positional_defaults
     if kwargs and not kwargs.keys().isdisjoint(facts.positional_index):
         args, kwargs = _positional_by_position(facts, args, kwargs)
+    if facts.sized_int_lists:
+        args = _int_lists_spelled_out(facts.sized_int_lists, args)
+    defaults = facts.positional_defaults
     end = len(args)
     if end > len(defaults):
         return args, kwargs  # not a call of this schema: left for the op itself to reject
@@ -392,6 +397,16 @@ def schema_args(func, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[
         keyword_defaults = facts.keyword_defaults
         kwargs = {k: v for k, v in kwargs.items() if not _is_default(v, keyword_defaults.get(k, _REQUIRED))}
     return args, kwargs
+
+
+def _int_lists_spelled_out(sized_int_lists: tuple, args: tuple) -> tuple:
+    if not any(position < len(args) and type(args[position]) is int for position, _ in sized_int_lists):
+        return args
+    values = list(args)
+    for position, size in sized_int_lists:
+        if position < len(values) and type(values[position]) is int:
+            values[position] = [values[position]] * size
+    return tuple(values)
 
 
 def _positional_by_position(facts: _OpFacts, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
