@@ -229,9 +229,16 @@ class Partition:
     plan: Optional[PartitionPlan] = None  # what our partitioners decided; None from other partition functions
     convention: Optional[CallingConvention] = None
 
-    @property
+    @cached_property
     def saved_bytes(self) -> int:
-        return sum(v.nbytes for v in self.saved)
+        """Bytes the forward hands to the backward: distinct storages outside the graph inputs
+        (as `PartitionPlan.saved_bytes` and the saved-tensor report count them; offloaded
+        values included, in host memory)."""
+        if self.backward is None:
+            return 0
+        from ..graph.memory import saved_storage_bytes
+
+        return saved_storage_bytes(self.forward, self.joint.num_fwd_outputs)
 
     @cached_property
     def memory(self):

@@ -14,18 +14,13 @@ gradient), where two identical reductions fuse into one kernel.
 """
 from __future__ import annotations
 
-import operator
 
 import torch.fx as fx
 
-from ..graph.naming import is_tangent
-from ..torch_private.dispatch import OpOverload
-from .recorder import op_facts
+from ..graph.nodes import tangent_dependent
+from ..graph.ops import op_facts
 
 __all__ = ["merge_common_subexpressions"]
-
-_PURE: dict = {}  # id(target) -> (target, pure)
-
 
 def merge_common_subexpressions(graph: fx.Graph) -> int:
     """Merge duplicate pure nodes of `graph` into their first occurrence, in place; the
@@ -35,20 +30,15 @@ def merge_common_subexpressions(graph: fx.Graph) -> int:
     groups: dict[tuple, list] = {}
     outputs = graph.find_nodes(op="output")
     returned = set(outputs[0].all_input_nodes) if outputs else set()
-    tangent_dependent: set[fx.Node] = set()
+    backward_only = tangent_dependent(graph)
     in_backward = False
     merged = 0
     for node in list(graph.nodes):
-        if node.op == "placeholder":
-            if is_tangent(node):
-                tangent_dependent.add(node)
-            continue
         if node.op != "call_function":
             continue
-        if tangent_dependent and any(i in tangent_dependent for i in node.all_input_nodes):
-            tangent_dependent.add(node)
+        if node in backward_only:
             in_backward = True
-        if not _is_pure(node.target):
+        if not op_facts(node.target).pure:
             continue
         group = groups.setdefault((in_backward, id(node.target), *node.all_input_nodes), [])
         earlier = key = None
@@ -103,17 +93,3 @@ def _key(value):
     return (kind, value)
 
 
-def _is_pure(target) -> bool:
-    entry = _PURE.get(id(target))
-    if entry is not None and entry[0] is target:
-        return entry[1]
-    if target is operator.getitem:
-        pure = True
-    elif isinstance(target, OpOverload):
-        facts, name = op_facts(target), target._schema.name.split("::")[-1]
-        pure = not (facts.is_mutable or facts.is_random
-                    or "empty" in name or name.startswith(("_assert", "sym_constrain")) or name == "print")
-    else:
-        pure = False
-    _PURE[id(target)] = (target, pure)
-    return pure

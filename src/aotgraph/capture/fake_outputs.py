@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 from .. import config
-from ..torch_private.dispatch import (DisableTorchDispatch, OpOverload, dispatch_keys, has_composite_implicit_kernel,
-                                    no_python_dispatcher)
+from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
+from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
                                 make_subclass, set_throw_on_mutable_data_ptr, set_warn_deprecated_on_mutable_data_ptr)
 
@@ -49,9 +49,8 @@ class FakeOutputs:
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
         if not self.memo_on:
             return dispatch(func, args, kwargs)
-        if func not in _CACHEABLE:
-            _CACHEABLE[func] = _is_cacheable(func)
-        if not _CACHEABLE[func]:
+        facts = op_facts(func)
+        if not facts.fake_memo:
             out = dispatch(func, args, kwargs)
             if func._schema.is_mutable:
                 self._forget_layouts(args, kwargs)
@@ -68,7 +67,7 @@ class FakeOutputs:
             out = None
             if func is aten._native_batch_norm_legit_functional.default:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
-            elif self.meta_answers_on and _on_meta_kernel(func):
+            elif self.meta_answers_on and facts.meta_kernel_answer:
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
             elif func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
                 with no_python_dispatcher():
@@ -153,7 +152,7 @@ class FakeOutputs:
         if len(devices) != 1:
             return None
         device = devices.pop()
-        if func in _ON_META_KERNEL_FULL_PRECISION_ON_CPU and device == _CPU and layouts[0][0] in _LOW_PRECISION \
+        if func in ON_META_KERNEL_FULL_PRECISION_ON_CPU and device == _CPU and layouts[0][0] in _LOW_PRECISION \
                 and (func is aten.native_batch_norm_backward.default
                      or not any(layout[0] == torch.float32 for layout in layouts[1:])):
             return None
@@ -266,46 +265,11 @@ def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
 _MISSING = object()
 _CPU = torch.device("cpu")
 _LOW_PRECISION = frozenset({torch.float16, torch.bfloat16})
-# Ops whose fake outputs come from their meta kernel on a miss (see `_meta_kernel_outputs`): the
-# expensive misses of the model zoo, and (`_on_meta_kernel`) functional pointwise ops. Their
-# meta kernels are the ones eager's kernels compute output layouts with; tests/capture/
-# test_fake_outputs.py checks each against eager, test_fake_outputs_opinfo.py the pointwise ops.
-_ON_META_KERNEL_FULL_PRECISION_ON_CPU = frozenset({
-    aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm_backward.default,
-})
-_ON_META_KERNEL = _ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
-    aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
-    aten.expand.default, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
-    aten.alias.default, aten.slice.Tensor, aten.select.int,
-    aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
-})
 # Ops the fake mode answers by a rule of its own (convolutions: the output layout of the backend
 # eager would pick, cuDNN's channels-last included), run with the Python dispatcher off, as the
 # fake mode runs kernels: with it on, the rule's inner tensor ops go through Python too (about
 # half the time of a miss); nothing they compute is recorded.
 _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER = frozenset({aten.convolution.default, aten.convolution_backward.default})
-_CACHEABLE: dict[Any, bool] = {}
-_META_KERNEL_ANSWERS: dict[Any, bool] = {}
-
-
-# Inductor's max-pool prims (its max-pool decomposition's): their meta kernel is max pooling
-# with indices plus index arithmetic, which the fake mode would run op by op (17 ms a call).
-_META_KERNEL_PRIMS = frozenset({"_low_memory_max_pool_with_offsets", "_low_memory_max_pool_offsets_to_indices"})
-
-
-def _on_meta_kernel(func) -> bool:
-    """Whether a miss of `func` is answered by its meta kernel: the ops above, and functional
-    pointwise ops and reductions, whose output layout and dtype come from one meta function
-    shared by every device's kernel (TensorIterator's), so the meta kernel says what eager's
-    would produce."""
-    answer = _META_KERNEL_ANSWERS.get(func)
-    if answer is None:
-        tags = func.tags
-        answer = _META_KERNEL_ANSWERS[func] = func in _ON_META_KERNEL or (
-            func.namespace == "prims" and func._opname in _META_KERNEL_PRIMS) or (
-            (torch.Tag.pointwise in tags or torch.Tag.reduction in tags) and not func._schema.is_mutable
-            and all(r.alias_info is None for r in func._schema.returns))
-    return answer
 
 
 def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
@@ -333,21 +297,6 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
             and dispatch_keys(expected) == dispatch_keys(fast))
     return copy_prototype if same else construct
 
-
-def _is_cacheable(func) -> bool:
-    """Ops whose outputs' layouts are a function of the key: ATen ops without data-dependent
-    outputs, in-place view changes, composite bodies, or lifted constants."""
-    if not isinstance(func, OpOverload) or func.namespace not in ("aten", "prims"):
-        return False
-    tags = func.tags
-    if torch.Tag.data_dependent_output in tags or torch.Tag.inplace_view in tags:
-        return False
-    if torch.Tag.dynamic_output_shape in tags and func is not aten.index.Tensor:
-        return False  # index with integer indices has a static shape; boolean ones raise and are never stored
-    if func in (aten.lift_fresh.default, aten.lift_fresh_copy.default, aten.set_.source_Storage,
-                aten.set_.source_Storage_storage_offset, aten.resize_.default, aten.resize_as_.default):
-        return False
-    return not has_composite_implicit_kernel(func)
 
 
 def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:

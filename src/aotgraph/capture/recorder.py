@@ -20,8 +20,8 @@ import torch.fx as fx
 
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
-from ..graph.ops import bytes_needed
-from ..torch_private.dispatch import OpOverload, TorchDispatchMode, has_composite_implicit_kernel
+from ..graph.ops import bytes_needed, op_facts
+from ..torch_private.dispatch import OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
 from .fake_outputs import FakeOutputs
@@ -137,7 +137,7 @@ class GraphRecorder(TorchDispatchMode):
             # Autograd asks each fake tensor's device (most dispatches of a capture);
             # answer it here instead of passing it down to the fake mode.
             return args[0].fake_device
-        facts = op_facts(func)
+        facts = hook_facts(func)
         kwargs = kwargs or {}
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
@@ -153,7 +153,7 @@ class GraphRecorder(TorchDispatchMode):
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
             func = aten.lift_fresh_copy.default
-            facts = op_facts(func)
+            facts = hook_facts(func)
 
         if facts.mutates_metadata:
             self._snapshot_layout(args[0])
@@ -306,7 +306,8 @@ def _twin_copied_in(func, twin, target: torch.Tensor, *args, **kwargs):
 
 @dataclass(frozen=True)
 class _OpFacts:
-    """What the dispatch hook asks of an op on every call, computed once per op."""
+    """What the dispatch hook asks of an op on every call, computed once per op: the op's
+    `graph.ops.OpFacts` it needs, and capture's own (its rewrites, argument defaults)."""
 
     rewrite: Optional[Callable]
     is_mutable: bool
@@ -320,11 +321,11 @@ class _OpFacts:
 
     @staticmethod
     def of(func) -> "_OpFacts":
-        composite = has_composite_implicit_kernel(func)
+        facts = op_facts(func)
         arguments = func._schema.arguments
         positional = [a for a in arguments if not a.kwarg_only]
-        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), func._schema.is_mutable,
-                        is_metadata_mutation(func), torch.Tag.nondeterministic_seeded in func.tags, composite,
+        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), facts.mutable,
+                        is_metadata_mutation(func), facts.random, facts.composite,
                         tuple(_default_of(a) for a in positional), {a.name: i for i, a in enumerate(positional)},
                         tuple((i, a.N) for i, a in enumerate(positional) if a.N and str(a.type) == "List[int]"),
                         {a.name: _default_of(a) for a in arguments if a.kwarg_only})
@@ -340,7 +341,7 @@ def _default_of(argument) -> Any:
 _OP_FACTS: dict[Any, _OpFacts] = {}
 
 
-def op_facts(func) -> _OpFacts:
+def hook_facts(func) -> _OpFacts:
     """`_OpFacts` of an ATen op, computed once per op."""
     facts = _OP_FACTS.get(func)
     if facts is None:
@@ -376,7 +377,7 @@ def schema_args(func, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[
     Compilers' lowerings are written against that form: Inductor's ``add.Scalar`` takes
     ``alpha`` only by keyword, so ``add.Scalar(x, 1e-6, 1)`` (the functional twin of
     ``add_.Scalar(x, 1e-6)`` with its default spelled out) fails to lower."""
-    facts = op_facts(func)
+    facts = hook_facts(func)
     if tuple in map(type, args):
         args = tuple(list(a) if type(a) is tuple else a for a in args)
     if kwargs and tuple in map(type, kwargs.values()):

@@ -25,8 +25,9 @@ from typing import Optional
 
 import torch
 import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
 
-from .ops import op_traits, storage_of
+from .ops import op_facts, storage_of
 from .naming import is_tangent
 
 
@@ -92,9 +93,9 @@ def _storage_map(graph: fx.Graph, device, known: dict) -> dict:
         base = node.args[0] if node.op == "call_function" and node.args and isinstance(node.args[0], fx.Node) else None
         if node.op == "placeholder" and node.name in known:
             storages[node] = known[node.name]
-        elif base is not None and (op_traits(node.target).view
+        elif base is not None and (op_facts(node.target).view
                                    or (node.target is operator.getitem and base.op == "call_function"
-                                       and op_traits(base.target).view)):
+                                       and op_facts(base.target).view)):
             storages[node] = storages[base]
         else:
             storages[node] = _storages(node, device)
@@ -168,3 +169,23 @@ def simulate_memory(forward: fx.GraphModule, backward: Optional[fx.GraphModule],
         steps += backward_steps
         gradient_bytes = sum(start.values())
     return MemoryTimeline(tuple(steps), device, forward_peak, backward_peak, saved_bytes, carried, gradient_bytes)
+
+
+def _storage_bytes(value: torch.Tensor) -> int:
+    return value.untyped_storage().nbytes()
+
+
+def saved_storage_bytes(forward: fx.GraphModule, num_fwd_outputs: int) -> int:
+    """Distinct storages a forward graph hands to the backward, outside its inputs."""
+    inputs = {StorageWeakRef(p.meta["val"].untyped_storage()) for p in forward.graph.find_nodes(op="placeholder")
+              if isinstance(p.meta.get("val"), torch.Tensor)}
+    seen, total = set(), 0
+    for node in list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]:
+        value = node.meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            continue
+        storage = StorageWeakRef(value.untyped_storage())
+        if storage not in inputs and storage not in seen:
+            seen.add(storage)
+            total += _storage_bytes(value)
+    return total

@@ -44,6 +44,15 @@ def ancestors(roots: Iterable[Optional[fx.Node]], stop: set[fx.Node] = frozenset
     return seen
 
 
+
+def saved_by_default(nodes: Iterable[fx.Node], forward_values: set, bwd_outputs: list, primals: list,
+                     tangents: list) -> list:
+    """What the default partition saves, in `nodes`' order: forward values and primals that the
+    backward reads (it computes everything else from them and the tangents)."""
+    available = forward_values | set(primals)
+    needed = ancestors(bwd_outputs, stop=available | set(tangents))
+    return [n for n in nodes if n in available and n in needed]
+
 def extract_graph(
     source: fx.GraphModule, inputs: list[fx.Node], outputs: list, keep: set[fx.Node] = frozenset(),
     on_demand: set[fx.Node] = frozenset(), needed: Optional[set[fx.Node]] = None,

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 import torch.fx as fx
 
-from ..torch_private.dispatch import OpOverload
+from ..torch_private.dispatch import OpOverload, has_composite_implicit_kernel
 
 aten = torch.ops.aten
 
@@ -156,54 +156,93 @@ _REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "var", "var_mean", "std"
 
 
 @dataclass(frozen=True)
-class OpTraits:
-    """What the partitioner asks of an op, read once per op from its schema and tags."""
+class OpFacts:
+    """Every stage's per-op facts, read once per op from its schema and tags: the one table."""
 
     name: str  # packet name: ``mm`` for ``aten.mm.default``
     view: bool  # every result aliases an input, read-only
     random: bool  # torch.Tag.nondeterministic_seeded
     mutable: bool  # the schema writes an argument
     pointwise: bool  # torch.Tag.pointwise
+    composite: bool  # has a CompositeImplicitAutograd kernel (decomposes into other ops)
+    pure: bool  # no effect but its result: two calls on the same arguments can be merged (CSE)
+    fake_memo: bool  # its fake outputs' layouts are a function of its arguments' layouts (capture's memo)
+    meta_kernel_answer: bool  # a fake-output miss is answered by its meta kernel (see below)
 
 
-_TRAITS: dict = {}  # id(target) -> (target, traits): the entry keeps the target, so its id stays its own
+# Ops whose fake outputs come from their meta kernel on a miss (capture/fake_outputs.py): the
+# expensive misses of the model zoo, and functional pointwise ops and reductions. Their meta
+# kernels are the ones eager's kernels compute output layouts with; tests/capture/
+# test_fake_outputs.py checks each against eager, test_fake_outputs_opinfo.py the pointwise ops.
+ON_META_KERNEL_FULL_PRECISION_ON_CPU = frozenset({
+    aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm_backward.default,
+})
+_ON_META_KERNEL = ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
+    aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,
+    aten.expand.default, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
+    aten.alias.default, aten.slice.Tensor, aten.select.int,
+    aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
+})
+# Inductor's max-pool prims (its max-pool decomposition's): their meta kernel is max pooling
+# with indices plus index arithmetic, which the fake mode would run op by op.
+_META_KERNEL_PRIMS = frozenset({"_low_memory_max_pool_with_offsets", "_low_memory_max_pool_offsets_to_indices"})
+# Ops whose outputs' layouts depend on more than their arguments' layouts.
+_NOT_FAKE_MEMO = frozenset({aten.lift_fresh.default, aten.lift_fresh_copy.default, aten.set_.source_Storage,
+                            aten.set_.source_Storage_storage_offset, aten.resize_.default, aten.resize_as_.default})
+_FACTS: dict = {}  # id(target) -> (target, facts): the entry keeps the target, so its id stays its own
 
 
-def op_traits(target) -> OpTraits:
-    """`OpTraits` of a call_function target (an OpOverload, getitem or a Python function), cached."""
-    entry = _TRAITS.get(id(target))  # by id: an OpOverload's own __hash__ is Python code
+def op_facts(target) -> OpFacts:
+    """`OpFacts` of a call_function target (an OpOverload, getitem or a Python function), cached."""
+    entry = _FACTS.get(id(target))  # by id: an OpOverload's own __hash__ is Python code
     if entry is not None and entry[0] is target:
         return entry[1]
-    if isinstance(target, OpOverload):
-        schema, tags = target._schema, target.tags
-        returns = schema.returns
-        view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
-        traits = OpTraits(schema.name.split("::")[-1], view, torch.Tag.nondeterministic_seeded in tags,
-                          schema.is_mutable, torch.Tag.pointwise in tags)
-    else:
-        name = "getitem" if target is operator.getitem else getattr(target, "__name__", str(target))
-        traits = OpTraits(name, False, False, False, False)
-    _TRAITS[id(target)] = (target, traits)
-    return traits
+    facts = _facts_of_op(target) if isinstance(target, OpOverload) else OpFacts(
+        "getitem" if target is operator.getitem else getattr(target, "__name__", str(target)),
+        False, False, False, False, False, target is operator.getitem, False, False)
+    _FACTS[id(target)] = (target, facts)
+    return facts
+
+
+def _facts_of_op(op: OpOverload) -> OpFacts:
+    schema, tags = op._schema, op.tags
+    name = schema.name.split("::")[-1]
+    returns = schema.returns
+    view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+    random, mutable = torch.Tag.nondeterministic_seeded in tags, schema.is_mutable
+    composite = has_composite_implicit_kernel(op)
+    pure = not (mutable or random or "empty" in name or name.startswith(("_assert", "sym_constrain"))
+                or name == "print")
+    fake_memo = (op.namespace in ("aten", "prims") and torch.Tag.data_dependent_output not in tags
+                 and torch.Tag.inplace_view not in tags and op not in _NOT_FAKE_MEMO and not composite
+                 # index with integer indices has a static shape; boolean ones raise and are never stored
+                 and (torch.Tag.dynamic_output_shape not in tags or op is aten.index.Tensor))
+    # Functional pointwise ops and reductions: their output layout and dtype come from one meta
+    # function shared by every device's kernel (TensorIterator's).
+    meta_kernel_answer = op in _ON_META_KERNEL or (op.namespace == "prims" and op._opname in _META_KERNEL_PRIMS) or (
+        (torch.Tag.pointwise in tags or torch.Tag.reduction in tags) and not mutable
+        and all(r.alias_info is None for r in returns))
+    return OpFacts(name, view, random, mutable, torch.Tag.pointwise in tags, composite, pure, fake_memo,
+                   meta_kernel_answer)
 
 
 def op_name(node: fx.Node) -> str:
     """The op packet name (``mm`` for ``aten.mm.default``), ``getitem``, or the node's op kind."""
-    return op_traits(node.target).name if node.op == "call_function" else node.op
+    return op_facts(node.target).name if node.op == "call_function" else node.op
 
 
 def is_view(node: fx.Node) -> bool:
-    return node.op == "call_function" and op_traits(node.target).view
+    return node.op == "call_function" and op_facts(node.target).view
 
 
 def is_random(node: fx.Node) -> bool:
-    return node.op == "call_function" and op_traits(node.target).random
+    return node.op == "call_function" and op_facts(node.target).random
 
 
 def flops_of(node: fx.Node) -> int:
     if node.op != "call_function":
         return 0
-    traits = op_traits(node.target)
+    traits = op_facts(node.target)
     if traits.view or node.target is operator.getitem:
         return 0
     name = traits.name
@@ -222,7 +261,7 @@ def unsafe_to_recompute(node: fx.Node) -> Optional[str]:
         return "graph input"
     if node.op != "call_function":
         return None
-    traits = op_traits(node.target)
+    traits = op_facts(node.target)
     if traits.random and not _attention_without_dropout(node):
         return "random op: backward must see the forward's draws"
     if traits.mutable:
@@ -254,7 +293,7 @@ def recompute_ban(node: fx.Node) -> Optional[str]:
     unsafe = unsafe_to_recompute(node)
     if unsafe is not None or node.op != "call_function":
         return unsafe
-    traits = op_traits(node.target)
+    traits = op_facts(node.target)
     if node.target is operator.getitem or traits.view or traits.pointwise:
         return None
     name = traits.name

@@ -8,7 +8,7 @@ import torch.fx as fx
 
 from ..graph.ops import is_random
 from ..graph.naming import is_primal
-from ..graph.nodes import ancestors, extract_graph, joint_outputs, tangent_dependent
+from ..graph.nodes import ancestors, extract_graph, joint_outputs, saved_by_default, tangent_dependent
 
 
 def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_fwd_outputs: int,
@@ -30,9 +30,7 @@ def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_f
     primals = [n for n in graph.nodes if is_primal(n)]
     tangents = [n for n in graph.nodes if n.op == "placeholder" and not is_primal(n)]
 
-    available = forward_nodes | set(primals)
-    backward_nodes = ancestors(bwd_outputs, stop=available | set(tangents))
-    saved = [n for n in graph.nodes if n in available and n in backward_nodes]
+    saved = saved_by_default(graph.nodes, forward_nodes, bwd_outputs, primals, tangents)
     forward = extract_graph(joint_module, primals, fwd_outputs + saved, keep=random_nodes)
     backward = extract_graph(joint_module, saved + tangents, bwd_outputs)
     return forward, backward

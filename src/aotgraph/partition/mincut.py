@@ -29,7 +29,7 @@ from ..artifacts import PartitionPlan
 from ..errors import BadArgument
 from ..graph.ops import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
 from ..graph.naming import is_primal, is_tangent
-from ..graph.nodes import ancestors, extract_graph, joint_outputs
+from ..graph.nodes import ancestors, extract_graph, joint_outputs, saved_by_default, tangent_dependent
 from .budget import TIE_BREAK_LAM, saved_for_budget, saved_for_recompute_budget
 from .policies import Decision, NodeInfo, Policy
 
@@ -88,17 +88,15 @@ class JointNetwork:
         output), `random_forward` (random ops among them) and `recorded_in_backward` (those of
         `nodes` recorded after autograd's first tangent-reading op: gradient computation)."""
         self.primals, self.tangents, self.nodes = [], [], []
-        self.backward_only, self.random_forward, self.recorded_in_backward = set(), set(), []
+        self.backward_only, self.random_forward, self.recorded_in_backward = tangent_dependent(graph), set(), []
         in_backward = False
         for node in graph.nodes:
             if node.op == "placeholder":
                 if is_tangent(node):
                     self.tangents.append(node)
-                    self.backward_only.add(node)
                     continue
                 self.primals.append(node)
-            elif any(i in self.backward_only for i in node.all_input_nodes):
-                self.backward_only.add(node)
+            elif node in self.backward_only:
                 in_backward = in_backward or node.op == "call_function"
                 continue
             elif node.op == "output":
@@ -281,9 +279,7 @@ class JointNetwork:
 
     def default_saved(self) -> list:
         """What `default_partition` saves: forward values the backward reads."""
-        available = self.fwd_required | set(self.primals)
-        needed = ancestors(self.bwd_outputs, stop=available | set(self.tangents))
-        return [n for n in self.nodes if n in available and n in needed]
+        return saved_by_default(self.nodes, self.fwd_required, self.bwd_outputs, self.primals, self.tangents)
 
     def reason(self, node: fx.Node) -> str:
         if is_primal(node):

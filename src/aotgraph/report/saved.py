@@ -15,14 +15,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.fx as fx
-from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_leaves
 
 from ..artifacts import Partition
 from ..graph.ops import flops_of, op_name
 from ..graph.naming import is_primal
 from ..graph.nodes import tangent_dependent
-from ..graph.memory import MemoryTimeline
+from ..graph.memory import MemoryTimeline, saved_storage_bytes
 
 __all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops",
            "primal_names"]
@@ -101,26 +100,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-def _storage_bytes(value: torch.Tensor) -> int:
-    return value.untyped_storage().nbytes()
-
-
-def saved_storage_bytes(forward: fx.GraphModule, num_fwd_outputs: int) -> int:
-    """Distinct storages a forward graph hands to the backward, outside its inputs."""
-    inputs = {StorageWeakRef(p.meta["val"].untyped_storage()) for p in forward.graph.find_nodes(op="placeholder")
-              if isinstance(p.meta.get("val"), torch.Tensor)}
-    seen, total = set(), 0
-    for node in list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]:
-        value = node.meta.get("val")
-        if not isinstance(value, torch.Tensor):
-            continue
-        storage = StorageWeakRef(value.untyped_storage())
-        if storage not in inputs and storage not in seen:
-            seen.add(storage)
-            total += _storage_bytes(value)
-    return total
 
 
 def recompute_flops(backward: fx.GraphModule) -> list[tuple[str, str, int]]:
