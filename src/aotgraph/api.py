@@ -231,13 +231,15 @@ class AotModule(torch.nn.Module):
     Each combination of its submodules' training flags gets its own compiled function,
     so ``train()``/``eval()`` select their own graph."""
 
-    def __init__(self, module: torch.nn.Module, compile_program: Callable[[], Callable], names: list[str]):
+    def __init__(self, module: torch.nn.Module, compile_program: Callable[[], Callable], names: list[str],
+                 compiled_now: Callable):
+        """`compiled_now`: `compile_program`'s result for the submodules' current flags."""
         super().__init__()
         self.orig_module = module
         self._compile_program = compile_program
-        self._compiled_by_flags: dict[tuple, Callable] = {}
-        self._state_slots = _state_slots(module, names)
         self._submodules = list(module.modules())
+        self._compiled_by_flags: dict[tuple, Callable] = {tuple([m.training for m in self._submodules]): compiled_now}
+        self._state_slots = _state_slots(module, names)
 
     def forward(self, *args, **kwargs):
         training_flags = tuple([m.training for m in self._submodules])
@@ -282,8 +284,8 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         raise TypeError(f"aot_module: {error}") from None
     names, _ = _named_state(mod)
     program = _functional_module_fn(mod, names)
-    aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
-    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names)
+    compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
+    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names, compiled_now)
 
 
 def aot_module_simplified(

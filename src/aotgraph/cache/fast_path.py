@@ -63,7 +63,7 @@ def remembered_call(args: tuple, kwargs: dict, entry, by_entry: dict[int, LastCa
     not their absence. `by_entry` keeps each entry's last one: a call that reached the same
     entry has the same key, so only the C++ check's extra facts (Python type, dispatch keys)
     can differ, and a call that switches between entries rebuilds none while those match."""
-    if (TensorGuards is None or not config.enabled("fast_path") or kwargs
+    if (not config.enabled("fast_path") or kwargs
             or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)
             or (entry.mutates_inputs and not distinct_storages(args))):
         return None

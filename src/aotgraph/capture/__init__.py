@@ -7,8 +7,7 @@ do not skip that pass entirely. Recording runs with the Python dispatcher on (as
 does), so composite ops with Python decompositions (nn.LSTM, nn.GRU, nn.RNN) trace to
 plain ops instead of fused kernels whose outputs depend on grad mode at run time. It stays
 on for every program: without it, composite ops take their C++ paths (cuDNN batch norm and
-the like), which Inductor cannot fuse (measured: ResNet-50 step 1.50x torch.compile's instead
-of 0.93x).
+the like), which Inductor cannot fuse (benchmarks/RESULTS.md, "Design measurements").
 """
 from __future__ import annotations
 

@@ -141,8 +141,8 @@ class FakeOutputs:
         """`func`'s outputs from its meta kernel, run on the fake arguments as the fake mode
         runs kernels (meta in the dispatch include set), wrapped as fakes on the arguments' device
         (views keep sharing their argument's storage). For these ops the fake mode would run a
-        Python decomposition or reference op by op through its own dispatch instead (batch
-        norm ~7x slower, view ~10x). Batch norm of a half-precision input on the CPU only where a
+        Python decomposition or reference op by op through its own dispatch instead, several
+        times slower (switch ``meta_kernel_answers``). Batch norm of a half-precision input on the CPU only where a
         parameter or running statistic is float32: the meta kernel's statistics are float32,
         as the CUDA kernel's always are, but the CPU kernel's are float32 only in that mixed case
         (autocast's), half otherwise; the fake mode answers the others (it says half for the
@@ -157,7 +157,7 @@ class FakeOutputs:
                      or not any(layout[0] == torch.float32 for layout in layouts[1:])):
             return None
         # The Python dispatcher (on for recording) would route the meta kernel's inner ops
-        # through Python references too (batch norm 2.2 ms instead of 1.3); nothing it computes
+        # through Python references too, slower; nothing it computes
         # is recorded, only the layouts of its outputs.
         with in_kernel_invocation_manager(self.fake_mode), no_python_dispatcher():
             out = func(*args, **kwargs)
@@ -249,8 +249,7 @@ class FakeOutputs:
 @contextlib.contextmanager
 def fake_cache_replaced(fake_mode: FakeTensorMode) -> Iterator[None]:
     """The fake mode's own dispatch cache turned off while a capture's memo answers repeats:
-    otherwise every op the memo has not seen pays twice for a key and an entry (measured:
-    capture 6-17 % slower with it on). Restored afterwards; the cache never changes results."""
+    otherwise every op the memo has not seen pays twice for a key and an entry. Restored afterwards; the cache never changes results."""
     enabled = getattr(fake_mode, "cache_enabled", None)
     if enabled is None or not config.enabled("fake_memo"):
         yield
@@ -273,7 +272,7 @@ _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER = frozenset({aten.convolution.default, aten
 
 
 def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
-    """``meta -> FakeTensor(fake_mode, meta, device)``, made ~3x cheaper: a fresh fake's
+    """``meta -> FakeTensor(fake_mode, meta, device)``, made cheaper: a fresh fake's
     Python state is the same for every tensor of one mode and device, so it is copied from a
     prototype instead of rebuilt argument by argument. Checked once against the constructor
     (state and dispatch keys); any difference, or the fake mode's debug tracing, keeps the constructor."""

@@ -84,8 +84,8 @@ def fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
     """`flat_args` with each real tensor replaced by a fake (the same fake for the same tensor).
 
     A plain leaf tensor that is the only input on its storage gets its fake directly: a meta
-    tensor of its layout wrapped as a FakeTensor (~5x cheaper than ``from_tensor``'s general
-    conversion, and a module has many parameters). Views, tensors sharing storage with
+    tensor of its layout wrapped as a FakeTensor (cheaper than ``from_tensor``'s general
+    conversion, and a module has many parameters; switch ``direct_fakes``). Views, tensors sharing storage with
     another input, non-leaves and anything unusual go through ``from_tensor``, which keeps
     their aliasing and autograd history.
     """

@@ -360,7 +360,7 @@ def append_call(graph: fx.Graph, target: Callable, args: tuple, kwargs: dict[str
     """``graph.call_function(target, args, kwargs)`` without create_node's per-argument pytree
     scan (a warning check for raw SymInts, most of the recorder's graph-building time): the
     node is created bare and its arguments set as the ``args`` setter sets them, without
-    ``Node.__setattr__``'s lookup-table update (~4 us a node); same name, same users.
+    ``Node.__setattr__``'s lookup-table update; same name, same users.
     An ATen op's arguments are stored in the schema's own form (`schema_args`)."""
     node = graph.create_node("call_function", target)
     if type(target) is OpOverload:

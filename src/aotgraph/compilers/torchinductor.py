@@ -84,8 +84,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
 
     Graphs on a CUDA device get Inductor's C++ wrapper unless ``options["cpp_wrapper"]`` says
     otherwise (`CPP_WRAPPER_ON_CUDA`): their kernels are launched from C++ instead of
-    Python, about 10 us less host time per launch, which is what a training step is bound by
-    when its kernels are small (ResNet-50's 800 per step). Its cost is a C++ compile of each
+    Python, less host time per launch, which is what a training step is bound by when its
+    kernels are small and many (benchmarks/RESULTS.md). Its cost is a C++ compile of each
     graph's launch code. Where that C++ build fails and the C++ wrapper was not asked for,
     the graph is compiled again with the Python wrapper, and a warning says why.
     """
@@ -255,9 +255,8 @@ def _reuse_judged_with_outputs():
     graph's peak (``AllocateLine.should_reuse_buffer``), and that estimate leaves out the
     outputs, which a forward holds to its end: the saved values, most of a training
     forward's memory. Which intermediates are not outputs depends on the plan, so the estimate
-    is arbitrary: for ResNet-50's forward it came to 0.1 MiB for our plan (8.7 MiB for
-    torch.compile's), and Inductor refused batch norm's 0.25 MiB reductions their reuse, 87
-    more allocations per step. Where Inductor has no such method, nothing changes."""
+    is arbitrary, and can refuse small buffers their reuse (on ResNet-50: batch norm's
+    reductions, benchmarks/RESULTS.md). Where Inductor has no such method, nothing changes."""
     from torch._inductor.codegen import wrapper
 
     allocate_line = getattr(wrapper, "AllocateLine", None)

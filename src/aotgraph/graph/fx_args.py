@@ -5,12 +5,10 @@ from typing import Any
 
 import torch.fx as fx
 
-from ..torch_private.fx import update_args_kwargs as _update_args_kwargs
+from ..torch_private.fx import update_args_kwargs
 
 
 def set_args(node: fx.Node, args: tuple, kwargs: dict[str, Any]) -> None:
-    """``node.args, node.kwargs = args, kwargs``, as the setters do it: same users, same node."""
-    if _update_args_kwargs is not None:
-        _update_args_kwargs(node, args, kwargs)
-    else:  # pragma: no cover - torch without the private method
-        node.args, node.kwargs = args, kwargs
+    """``node.args, node.kwargs = args, kwargs``, as the setters do it (same users, same node),
+    without ``Node.__setattr__``'s per-node bookkeeping."""
+    update_args_kwargs(node, args, kwargs)

@@ -40,8 +40,7 @@ RECOMPUTE_POLICY_PENALTY = 1024
 # The default plan recomputes a value at most this many cheap ops away from one the forward
 # keeps. Longer chains (a residual stream summed over every layer) are recomputed as a whole
 # at the start of the backward, held there at the memory peak, in one pass over every layer's
-# activations: little memory gained for real time (GPT-2 small on an H200: 0.64 ms of GPU time
-# per step for 4 % fewer saved bytes).
+# activations: little memory gained for real time (benchmarks/RESULTS.md, "Design measurements").
 MAX_RECOMPUTE_CHAIN = 10
 
 
@@ -147,8 +146,7 @@ class JointNetwork:
         shares this structure. Vertex 0 is the source, 1 the sink, 2 + 2i / 3 + 2i are node
         i's in / out. Capacities that do not depend on the recompute price are filled in;
         `priced_slots` are where the price edges ``source -> v_in`` of `priced` nodes go.
-        Plain lists: on the networks of small graphs, numpy's per-call costs would dominate
-        (on a 10,000-node joint graph, lists cost ~10 ms more than numpy's sorting)."""
+        Plain lists: on the networks of small graphs, numpy's per-call costs would dominate."""
         self.size = 2 + 2 * len(self.nodes)
         rows: list[dict[int, float]] = [{} for _ in range(self.size)]  # tail -> {head: capacity}
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}

@@ -5,11 +5,7 @@ Checked on torch 2.11, 2.13 and 2.14.
 """
 from __future__ import annotations
 
+from torch._C._dynamo.guards import TensorGuards
 from torch._guards import TracingContext, tracing
-
-try:
-    from torch._C._dynamo.guards import TensorGuards
-except ImportError:  # without it every call builds its cache key
-    TensorGuards = None
 
 __all__ = ["TensorGuards", "TracingContext", "tracing"]

@@ -6,13 +6,9 @@ Checked on torch 2.11, 2.13 and 2.14.
 from __future__ import annotations
 
 import torch.fx as fx
+from torch.fx._lazy_graph_module import _LazyGraphModule as LazyGraphModule  # code made when first read
 
 __all__ = ["LazyGraphModule", "update_args_kwargs"]
 
-try:  # generates the module's Python code only if someone reads or runs it
-    from torch.fx._lazy_graph_module import _LazyGraphModule as LazyGraphModule
-except ImportError:  # pragma: no cover - a torch without it
-    LazyGraphModule = fx.GraphModule
-
 # What the public ``Node.args`` / ``Node.kwargs`` setters call, minus the lookup-table update.
-update_args_kwargs = getattr(fx.Node, "_update_args_kwargs", None)
+update_args_kwargs = fx.Node._update_args_kwargs
