@@ -176,6 +176,30 @@ def test_storage_resize_hook_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_seed_patch_switch(disabled, monkeypatch):
+    """Off: the program sees torch's own manual_seed, whose seeding capture cannot replay (refused)."""
+    if disabled:
+        _disable(monkeypatch, "seed_patch")
+    original = torch.manual_seed
+    seen = []
+
+    def program(x, w):
+        seen.append(torch.manual_seed is original)
+        torch.manual_seed(5)
+        return _program(x, w) * torch.rand(())
+
+    compiled = aotgraph.aot_function(program)
+    if disabled:
+        with pytest.raises(aotgraph.UnsupportedOp, match="cannot replay"):
+            compiled(*_args())
+    else:
+        x, w = _args()
+        w_eager = w.detach().clone()
+        torch.testing.assert_close(compiled(x, w), program(x, w_eager))
+    assert seen[0] == disabled and torch.manual_seed is original
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_inductor_reuse_patch_switch(disabled, monkeypatch):
     from torch._inductor import compile_fx
     from torch._inductor.codegen import wrapper

@@ -40,9 +40,20 @@ def test_draws_differ_between_calls_like_eager():
     assert not torch.equal(first, second)
 
 
-def test_reseeding_inside_the_function_is_refused():
+def test_reseeding_inside_the_function_is_replayed():
+    """More cases in test_rng_seeding.py."""
     def fn(x):
         torch.manual_seed(3)
+        return x * torch.rand_like(x)
+
+    compiled = aot_function(fn)
+    for seed in (0, 1):
+        assert_parity(fn, lambda: Case((leaf(3, 4),)), seed=seed, compiled=compiled, atol=0, rtol=0)
+
+
+def test_setting_the_rng_state_without_torch_set_rng_state_is_refused():
+    def fn(x):
+        torch.default_generator.manual_seed(3)
         return x * torch.rand_like(x)
 
     with pytest.raises(UnsupportedOp, match="global RNG"):

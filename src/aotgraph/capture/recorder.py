@@ -77,7 +77,8 @@ class GraphRecorder(TorchDispatchMode):
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
         self.fake_outputs = FakeOutputs(fake_mode)
-        self.random_draws = RandomDraws()  # the caller's RNG state is restored by `random_draws.restore()`
+        # The caller's RNG state is restored (and seeding unpatched) by `random_draws.restore()`.
+        self.random_draws = RandomDraws(self._record_seeding)
         # The program's op that the ops being recorded decompose from (None: not inside a
         # decomposition). Each node's ``meta["original_aten"]``: Inductor names its kernels
         # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
@@ -206,6 +207,11 @@ class GraphRecorder(TorchDispatchMode):
         if draws_global_rng:
             self.random_draws.record(func, out_nodes)
         return out
+
+    def _record_seeding(self, op, args: tuple) -> None:
+        """The program seeded the RNG: `op` (``aotgraph::manual_seed``, ...) on `args` recorded."""
+        node = append_call(self.graph, op, tuple(self.node_for(a) for a in args), {})
+        node.meta["val"] = None
 
     def _in_place_decomposition(self, func, facts: "_OpFacts") -> Optional[Callable]:
         """For an in-place op that the table lacks but whose functional twin it has (``lerp_``:
