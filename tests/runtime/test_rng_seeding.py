@@ -131,4 +131,3 @@ def test_restoring_a_state_saved_before_reseeding_is_refused():
 
     with pytest.raises(UnsupportedOp, match="before it reseeded"):
         aot_function(program)(torch.ones(3))
-
