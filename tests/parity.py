@@ -121,9 +121,11 @@ def _compare_runs(eager_fn, compiled_fn, compiled, eager_state, compiled_state, 
     differentiable = [k for k, o in enumerate(eager_leaves) if isinstance(o, torch.Tensor) and o.requires_grad]
     if backward and differentiable:
         # Outputs that alias an input are rebuilt as views of it; every other one must
-        # backpropagate through the compiled backward.
+        # backpropagate through the compiled backward (a view of an intermediate or of another
+        # output through its base, as eager's view does).
         outputs = entry.joint.signature.outputs
-        _assert_backward_is_compiled([compiled_leaves[k] for k in differentiable if outputs[k].base_input is None])
+        _assert_backward_is_compiled([compiled_leaves[k]._base if compiled_leaves[k]._is_view() else compiled_leaves[k]
+                                      for k in differentiable if outputs[k].base_input is None])
         generator = torch.Generator().manual_seed(seed + 1)
         tangents = [torch.randn(eager_leaves[k].shape, generator=generator, dtype=eager_leaves[k].dtype)
                     for k in differentiable]

@@ -70,20 +70,43 @@ class InputInfo(Leaf):
 
 
 @dataclass(frozen=True)
+class ViewStep:
+    """One view op to replay: ``op(tensor, *args, **dict(kwargs))``, no tensor among the args."""
+
+    op: Any
+    args: tuple = ()
+    kwargs: tuple = ()
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.op(tensor, *self.args, **dict(self.kwargs))
+
+
+@dataclass(frozen=True)
 class OutputInfo(Leaf):
     """One flat leaf of the user's outputs.
 
     A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
-    differentiable (gets a tangent). `base_input` names the flat input it is a view of,
-    if any; `is_input` says it is that input itself (eager returns the same object).
-    `base_output` names an earlier flat output it shares memory with (when it aliases no
-    input): the runtime rebuilds it as a view of that output, so the two alias as in eager.
+    differentiable. `base_input` names the flat input it is a view of, if any; `is_input`
+    says it is that input itself (eager returns the same object). `base_output` names another
+    flat output it is a view of or shares memory with (when it aliases no input).
+    `base_of_outputs` names the entry of `Signature.view_bases` (an intermediate the forward
+    returns in addition) it is a view of. The runtime rebuilds such an output outside the
+    autograd.Function from its base: by replaying `view_chain` (the program's own view ops,
+    so ``._base``, ``grad_fn`` and in-place writes behave as in eager), or, with no chain,
+    by ``as_strided``. A view of an intermediate gets no tangent (`has_tangent`): its gradient
+    reaches the base through autograd's view backward.
     A non-tensor leaf is the `constant` seen while tracing.
     """
 
     base_input: Optional[int] = None
     is_input: bool = False
     base_output: Optional[int] = None
+    view_chain: tuple[ViewStep, ...] = ()
+    base_of_outputs: Optional[int] = None
+
+    @property
+    def has_tangent(self) -> bool:
+        return self.requires_grad and self.base_of_outputs is None
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,7 @@ class Signature:
     out_spec: TreeSpec
     inputs: tuple[InputInfo, ...]
     outputs: tuple[OutputInfo, ...]
+    view_bases: tuple[TensorMeta, ...] = ()  # intermediates that outputs are views of (`OutputInfo.base_of_outputs`)
 
     @property
     def primal_positions(self) -> tuple[int, ...]:
@@ -130,11 +154,14 @@ class JointGraph:
     """Forward and backward as one functional ATen graph.
 
     Placeholders: ``primals_1..P`` (the tensor inputs), then ``tangents_1..T`` (one per
-    differentiable tensor output, then one per input in `Signature.grad_mutated_primals`;
-    absent when `is_inference`). Output tuple:
+    tensor output with `OutputInfo.has_tangent`, then one per input in
+    `Signature.grad_mutated_primals`, then one per differentiable entry of
+    `Signature.view_bases`; absent when `is_inference`). Output tuple:
     ``(*user tensor outputs, *new values of mutated primals, *new metadata views of
-    metadata-mutated primals, *grads)`` with one grad per primal (``None`` where it
-    needs none); no grads when `is_inference`. Every node carries ``meta["val"]``, a fake tensor.
+    metadata-mutated primals, *bases of aliased outputs, *grads)`` with one grad per primal
+    (``None`` where it needs none); no grads when `is_inference`. A user output that is a view
+    of a base stays in its slot, but the runtime rebuilds it from the base. Every node carries
+    ``meta["val"]``, a fake tensor.
     """
 
     graph_module: fx.GraphModule
@@ -150,13 +177,17 @@ class JointGraph:
     def num_tangents(self) -> int:
         if self.is_inference:
             return 0
-        return sum(o.requires_grad for o in self.signature.outputs) + len(self.signature.grad_mutated_primals)
+        sig = self.signature
+        return (sum(o.has_tangent for o in sig.outputs) + len(sig.grad_mutated_primals)
+                + sum(b.requires_grad for b in sig.view_bases))
 
     @property
     def num_fwd_outputs(self) -> int:
-        """Graph outputs that the forward produces: user tensors, mutated inputs, metadata views."""
+        """Graph outputs that the forward produces: user tensors, mutated inputs, metadata views,
+        bases of aliased outputs."""
         sig = self.signature
-        return len(sig.tensor_output_positions) + len(sig.mutated_primals) + len(sig.metadata_mutated_primals)
+        return (len(sig.tensor_output_positions) + len(sig.mutated_primals) + len(sig.metadata_mutated_primals)
+                + len(sig.view_bases))
 
 
 @dataclass(frozen=True)
@@ -200,7 +231,8 @@ class CallingConvention:
 
     Forward: ``(*primals) -> (*forward outputs, *saved values)``: its placeholders are
     the joint's primals in order; the first `num_fwd_outputs` outputs are the joint's
-    forward outputs (user tensors, new values of mutated primals, metadata views), the rest
+    forward outputs (user tensors, new values of mutated primals, metadata views, bases of
+    aliased outputs), the rest
     the values in `saved_names`. Backward: ``(*saved values, *tangents) -> grads``: its first
     placeholders are the saved values named in `backward_saved_names` (a subset of
     `saved_names`, in the backward's order), then one placeholder per entry of

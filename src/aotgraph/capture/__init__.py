@@ -31,6 +31,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
 from .inputs import fake_inputs, program_inputs, restore_input_layouts, unique
+from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
 from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
                               storage_resizes_refused)
@@ -125,14 +126,22 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
             "use the out-of-place view (x = x.t()) inside the function, or detach the input first")
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
+    # Views among the outputs are rebuilt from their bases by the runtime. A program that
+    # mutates keeps the older rebuild (as_strided): functionalization moves the nodes walked here.
+    views = (OutputViews((None,) * len(tensor_outs)) if recorder.saw_mutation
+             else find_output_views(out_nodes, tensor_outs, placeholders, recorder.node_of, fake_mode))
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
         if wants_grad and f._version != v and f.requires_grad and f.grad_fn is not None
     )
-    diff_outs = [o for o in tensor_outs if o.requires_grad] if wants_grad else []
+    # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
+    # addition, inputs mutated under autograd, then those bases.
+    diff_outs = ([o for o, v in zip(tensor_outs, views.views) if o.requires_grad and (v is None or v.base is None)]
+                 if wants_grad else [])
     diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
+    diff_outs += [b for b in views.base_fakes if b.requires_grad] if wants_grad else []
     diff_inputs = unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
@@ -156,7 +165,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         extra = []
     output = graph.find_nodes(op="output")[0]
     user_outs, grads = output.args[0]
-    output.args = ((*user_outs, *extra, *grads),)
+    output.args = ((*user_outs, *extra, *views.base_nodes, *grads),)
     if config.enabled("cse"):
         merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
@@ -172,7 +181,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
                             "capture", "report this program to aotgraph")
     _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
-                           metadata_mutated, mutated_with_grad, is_inference)
+                           metadata_mutated, mutated_with_grad, is_inference, views)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 
@@ -240,8 +249,12 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
         pending.extend(next_node for next_node, _ in node.next_functions)
 
 
+def _without_grad(meta: TensorMeta) -> TensorMeta:
+    return TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
+
+
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
-               mutated_with_grad, is_inference):
+               mutated_with_grad, is_inference, views: OutputViews):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -252,16 +265,28 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))
-    outputs, storage_of_output = [], {}
+    primal_positions = [k for k, f in enumerate(fake_flat) if isinstance(f, torch.Tensor)]
+    tensor_positions = [k for k, o in enumerate(flat_out) if isinstance(o, torch.Tensor)]
+    outputs, storage_of_output, views_left = [], {}, iter(views.views)
     for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
             meta = TensorMeta.of(o)
             if is_inference and meta.requires_grad:
-                meta = TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
+                meta = _without_grad(meta)
+            view = next(views_left)
+            if view is not None and view.base is not None:
+                outputs.append(OutputInfo(meta, view_chain=view.chain, base_of_outputs=view.base))
+                continue
+            if view is not None and view.output is not None:
+                outputs.append(OutputInfo(meta, base_output=tensor_positions[view.output], view_chain=view.chain))
+                continue
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
             base = storage_of_input.get(storage)
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
+            if view is not None and view.primal is not None and base == primal_positions[view.primal]:
+                outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain))
+                continue
             base_output = None
             if base is None and storage is not None:
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
@@ -274,7 +299,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output))
         else:
             outputs.append(OutputInfo(None, o))
-    return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs))
+    view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
+    return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
 
 
 def _refuse_mutated_aliased_inputs(fake_flat, mutated_names) -> None:

@@ -2,8 +2,10 @@
 
 Training graphs run inside a generated ``torch.autograd.Function``; inference graphs
 run directly. Around the graphs, the runtime writes mutated inputs back, re-applies
-in-place layout changes, and rebuilds outputs that alias inputs as views of the real
-inputs (so ``._base``, version counters and later in-place ops behave as in eager).
+in-place layout changes, and rebuilds outputs that are views (of inputs, of other outputs,
+of intermediates the forward returns as bases) by replaying the program's view ops on the
+real base, outside the Function (so ``._base``, ``grad_fn``, version counters and later
+in-place ops behave as in eager).
 Everything that does not depend on the call's values is computed once, here.
 """
 from __future__ import annotations
@@ -88,6 +90,11 @@ class _Plan:
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
         self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
         self.num_fwd_outputs = num_fwd_outputs - len(self.left_out)
+        self.first_base = self.num_user_tensors + self.num_returned + len(self.relaid)
+        self.num_bases = len(sig.view_bases)
+        # Outputs rebuilt from other outputs come after those, so a base is ready when read.
+        self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs)
+                                  if o.is_tensor and o.base_output is not None and o.view_chain)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
@@ -98,7 +105,7 @@ class _Plan:
             len(self.primal_positions) == len(sig.inputs)
             and all(o.is_tensor for o in self.outputs)
             and not any(p is not None for p in self.alias_primal)
-            and all(o.base_output is None for o in self.outputs)
+            and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
             and not self.mutated and not self.relaid
         )
 
@@ -132,24 +139,36 @@ class _Plan:
             if info.is_input:
                 value = primals[alias_primal]
             elif alias_primal is not None:
-                value = _view_of_input(primals[alias_primal], info)
-            elif info.base_output is not None:
-                value = _view_of_input(flat[info.base_output], info)
+                value = _view_of(primals[alias_primal], info)
+            elif info.base_of_outputs is not None:
+                value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
+            elif info.base_output is not None and not info.view_chain:
+                value = _view_of(flat[info.base_output], info)
             flat.append(value)
+        for i in self.rebuilt_last:
+            flat[i] = _view_of(flat[self.outputs[i].base_output], self.outputs[i])
         return flat
 
 
-def _view_of_input(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
-    """Rebuild an output that aliases an input (or an earlier output) as a real view of it."""
+def _view_of(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
+    """Rebuild an output that is a view of `base` (an input, another output, a base the
+    forward returned) as a real view of it: the program's view ops replayed, else as_strided."""
     meta = info.meta
-    if meta.requires_grad:
-        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
-    if not torch.is_grad_enabled():
+    if meta.requires_grad or not torch.is_grad_enabled():
         # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
-        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+        return _replay(base, info)
     with torch.no_grad():
-        view = base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+        view = _replay(base, info)
     return view.detach() if view.requires_grad else view
+
+
+def _replay(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
+    if not info.view_chain:
+        meta = info.meta
+        return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
+    for step in info.view_chain:
+        base = step(base)
+    return base
 
 
 autocast_on: Callable[[], bool] = any_autocast_enabled
@@ -195,16 +214,21 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                        if i not in plan.left_out]  # as the compiled forward returns them
     saved_nodes = forward_outputs[num_fwd:]
     saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
-    user_requires_grad = [o.requires_grad for o in sig.outputs if o.is_tensor]
-    differentiable = [i for i, r in enumerate(user_requires_grad) if r]
+    user_has_tangent = [o.has_tangent for o in sig.outputs if o.is_tensor]
+    differentiable = [i for i, r in enumerate(user_has_tangent) if r]
     differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.returned_with_grad) if g]
+    differentiable += [plan.first_base + k for k, b in enumerate(sig.view_bases) if b.requires_grad]
     # The backward takes saved values, then tangents (tangent k: the gradient of the k-th
     # differentiable forward output), in the order its calling convention gives.
     convention = partition.convention
     saved_position = {name: i for i, name in enumerate(convention.saved_names)}
     saved_order = [saved_position[name] for name in convention.backward_saved_names]
     tangent_order = [differentiable[k] for k in convention.backward_tangents]
-    non_differentiable = [i for i in range(num_fwd) if i not in differentiable]
+    # Slots of outputs that are views of a returned base: the runtime rebuilds them from the base,
+    # so the Function returns None there (a compiler may hand back the base itself in that slot,
+    # and marking it non-differentiable would cut the base's gradient).
+    rebuilt_from_base = [i for i, o in enumerate(o for o in sig.outputs if o.is_tensor) if o.base_of_outputs is not None]
+    non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
     # the backward makes zeros itself only for the tangents it reads.
@@ -247,6 +271,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                     ctx.mark_non_differentiable(outputs[0])
                 return outputs[0]
             fwd_outputs = tuple(outputs[:num_fwd])
+            if rebuilt_from_base:
+                fwd_outputs = tuple(None if i in rebuilt_from_base else v for i, v in enumerate(fwd_outputs))
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
                 ctx.set_materialize_grads(False)

@@ -1,0 +1,106 @@
+"""Outputs that are views, and how the runtime regenerates them as real views.
+
+Eager returns ``(x * 2).view(-1)`` as a view: its ``_base`` is the intermediate and its
+``grad_fn`` a view node, so in-place writes into it work. A view returned from an
+autograd.Function is marked as made there, and autograd refuses writes into it. So capture
+walks each tensor output's node back through view ops (`graph.ops.is_view`) to the first
+node that is not a view, its base, and keeps the walk as data (`ViewStep`s). The base is an
+input, another output, or an intermediate that the forward returns in addition; the runtime
+replays the steps on it outside the Function. A walk that does not replay to the output's
+exact layout (symbolic sizes, multi-output views, dtype views) is dropped, and the runtime
+falls back to ``as_strided`` where the output aliases an input or another output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import tree_flatten
+
+from ..artifacts import ViewStep
+from ..graph.ops import is_view
+from ..torch_private.dispatch import OpOverload
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """Where one output's view chain starts: exactly one of `primal` (a primal index),
+    `output` (a tensor-output index) or `base` (an index into `OutputViews.base_fakes`)."""
+
+    chain: tuple[ViewStep, ...]
+    primal: Optional[int] = None
+    output: Optional[int] = None
+    base: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class OutputViews:
+    """Per tensor output, its `OutputView` or None; the intermediates the forward returns in
+    addition (their nodes and the program's fakes, which carry autograd history)."""
+
+    views: tuple[Optional[OutputView], ...]
+    base_nodes: tuple[fx.Node, ...] = ()
+    base_fakes: tuple[torch.Tensor, ...] = ()
+
+
+def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, node_of: dict,
+                      fake_mode) -> OutputViews:
+    """`node_of`: the recorder's map from ``id(fake)`` to the node that made it."""
+    primal_of = {p: k for k, p in enumerate(placeholders)}
+    output_of: dict = {}
+    for k, node in enumerate(out_nodes):
+        output_of.setdefault(node, k)
+    views: list = []
+    base_nodes: list = []
+    base_fakes: list = []
+    for node, fake in zip(out_nodes, tensor_outs):
+        walk = _walk(node, fake, fake_mode)
+        if walk is None:
+            views.append(None)
+            continue
+        base_node, chain = walk
+        if base_node in primal_of:
+            views.append(OutputView(chain, primal=primal_of[base_node]))
+        elif base_node in output_of:
+            views.append(OutputView(chain, output=output_of[base_node]))
+        elif fake._base is not None and node_of.get(id(fake._base)) is base_node:
+            if base_node not in base_nodes:
+                base_nodes.append(base_node)
+                base_fakes.append(fake._base)
+            views.append(OutputView(chain, base=base_nodes.index(base_node)))
+        else:
+            views.append(None)
+    return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
+
+
+def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...]]]:
+    """(base node, view steps from it to `node`), or None where `node` is no view or the
+    steps do not rebuild `fake`'s layout."""
+    steps = []
+    current = node
+    while is_view(current) and isinstance(current.target, OpOverload):
+        source, *args = current.args
+        leaves = tree_flatten((args, current.kwargs))[0]
+        if not isinstance(source, fx.Node) or any(isinstance(a, (fx.Node, torch.Tensor, torch.SymInt))
+                                                  for a in leaves):
+            return None
+        steps.append(ViewStep(current.target, tuple(args), tuple(current.kwargs.items())))
+        current = source
+    if not steps:
+        return None
+    steps.reverse()
+    value = current.meta.get("val")
+    if not isinstance(value, torch.Tensor):
+        return None
+    try:
+        with fake_mode, torch.no_grad():
+            for step in steps:
+                value = step(value)
+    except RuntimeError:
+        return None
+    if not isinstance(value, torch.Tensor) or (value.shape, value.stride(), value.storage_offset(), value.dtype) != (
+            fake.shape, fake.stride(), fake.storage_offset(), fake.dtype):
+        return None
+    return current, tuple(steps)
