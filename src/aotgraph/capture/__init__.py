@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -31,6 +32,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functionalize import functionalize
 from .inputs import fake_inputs, program_inputs, restore_input_layouts, unique
+from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
 from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
@@ -84,6 +86,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
+    recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
@@ -96,6 +99,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
                 "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
             ) from error
         raise
+    finally:
+        recorder.node_meta.outer_frame = None
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     refuse_resized_inputs(program_fakes, bytes_before, input_positions)
@@ -169,6 +174,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     if config.enabled("cse"):
         merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
+    add_tensor_meta(graph)
 
     root = torch.nn.Module()
     for name, constant in recorder.constants.items():

@@ -19,6 +19,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.dispatch import OpOverload
 from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
+from .node_meta import INHERITED
 from .recorder import append_call
 
 aten = torch.ops.aten
@@ -57,10 +58,18 @@ class _Functionalizer:
         self.alias: dict[fx.Node, _Alias] = {}
         self.root_value: dict[fx.Node, fx.Node] = {}
         self.root_version: dict[fx.Node, int] = {}
+        self.source_meta: dict = {}  # the `INHERITED` meta of the old node being functionalized
 
     # ---- emitting new nodes with fake values ----------------------------------
-    def emit(self, func, *args, **kwargs) -> fx.Node:
+    def _append(self, func, args: tuple, kwargs: dict | None = None) -> fx.Node:
+        """A new node calling `func`, with the stack trace, seq_nr and module stack of the old
+        node being functionalized (`source_meta`)."""
         node = append_call(self.new, func, args, kwargs)
+        node.meta.update(self.source_meta)
+        return node
+
+    def emit(self, func, *args, **kwargs) -> fx.Node:
+        node = self._append(func, args, kwargs)
         vals_args, vals_kwargs = _map_args(_val, (args, kwargs))
         # Below autograd's recording, as the capture's ops ran: the values only describe layouts.
         with self.fake_outputs.fake_mode, torch.no_grad():
@@ -73,10 +82,13 @@ class _Functionalizer:
         if info is None or info.version == self.root_version[info.root]:
             return self.env[old_node]
         value = self.root_value[info.root]
+        reader_meta = self.source_meta
         for func, args, index, view_node in info.chain:
+            self.source_meta = _inherited(view_node)  # a view made again keeps its own op's meta
             value = self._replay(func, value, args, index)
             self.env[view_node] = value
             self.alias[view_node].version = self.root_version[info.root]
+        self.source_meta = reader_meta
         self.env[old_node] = value
         info.version = self.root_version[info.root]
         return value
@@ -85,7 +97,7 @@ class _Functionalizer:
         new_args = _map_args(self._read_arg, args)
         out = self.emit(func, value, *new_args)
         if index is not None:
-            getter = append_call(self.new, ops.GETITEM, (out, index))
+            getter = self._append(ops.GETITEM, (out, index))
             getter.meta["val"] = out.meta["val"][index]
             return getter
         return out
@@ -110,6 +122,7 @@ class _Functionalizer:
     def run(self) -> tuple[fx.Node, dict]:
         output_node = None
         for node in self.old.nodes:
+            self.source_meta = _inherited(node)
             if node.op in ("placeholder", "get_attr"):
                 copy = self.new.node_copy(node, lambda n: n)
                 self.new_root(node, copy)
@@ -128,12 +141,12 @@ class _Functionalizer:
             return
         func = source.target
         if getattr(func, "is_view", False):
-            value = append_call(self.new, ops.GETITEM, (self.env[source], index))
+            value = self._append(ops.GETITEM, (self.env[source], index))
             value.meta["val"] = node.meta["val"]
             view_args = source.args[1:]
             self.new_view(node, source.args[0], func, view_args, index, value)
         else:
-            value = append_call(self.new, ops.GETITEM, (self.env[source], index))
+            value = self._append(ops.GETITEM, (self.env[source], index))
             value.meta["val"] = node.meta["val"]
             self.new_root(node, value)
 
@@ -146,7 +159,7 @@ class _Functionalizer:
             return
         args = _map_args(self._read_arg, node.args)
         kwargs = _map_args(self._read_arg, node.kwargs)
-        value = append_call(self.new, func, args, kwargs)
+        value = self._append(func, args, kwargs)
         value.meta = dict(node.meta)
         if func in _RECORDED_ONLY_WHEN_COPYING:
             self.new_root(node, value)
@@ -173,7 +186,7 @@ class _Functionalizer:
             result = self.emit(twin_func, *args, **kwargs)
             outputs = []
             for i in range(num_outputs):
-                getter = append_call(self.new, ops.GETITEM, (result, i))
+                getter = self._append(ops.GETITEM, (result, i))
                 getter.meta["val"] = result.meta["val"][i]
                 outputs.append(getter)
             if _is_single_tensor(node):
@@ -181,7 +194,7 @@ class _Functionalizer:
             else:
                 self.env[node] = _Tuple(outputs)
             for position, out_index in written.items():
-                getter = append_call(self.new, ops.GETITEM, (result, out_index))
+                getter = self._append(ops.GETITEM, (result, out_index))
                 getter.meta["val"] = result.meta["val"][out_index]
                 self._write(node.args[position], getter)
             return
@@ -227,7 +240,7 @@ class _Functionalizer:
         if len(out_names) > 1:
             values = []
             for i in range(len(out_names)):
-                getter = append_call(self.new, ops.GETITEM, (result, i))
+                getter = self._append(ops.GETITEM, (result, i))
                 getter.meta["val"] = result.meta["val"][i]
                 values.append(getter)
         for name, value in zip(out_names, values):
@@ -280,6 +293,11 @@ def _same_layout(a: Any, b: fx.Node) -> bool:
         return False
     x, y = a.meta["val"], b.meta["val"]
     return (x.shape, x.stride(), x.dtype, x.device) == (y.shape, y.stride(), y.dtype, y.device)
+
+
+def _inherited(node: fx.Node) -> dict:
+    meta = node.meta
+    return {k: meta[k] for k in INHERITED if k in meta}
 
 
 def _is_single_tensor(node: fx.Node) -> bool:

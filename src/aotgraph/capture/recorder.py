@@ -26,6 +26,7 @@ from ..torch_private.fake import (DataDependentOutputException, DynamicOutputSha
                                   UnsupportedOperatorException)
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, mutated_arg_positions, with_default_args
+from .node_meta import NodeMeta
 from .random_draws import RandomDraws
 
 aten = torch.ops.aten
@@ -84,6 +85,7 @@ class GraphRecorder(TorchDispatchMode):
         # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
         self._decomposing = None
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
+        self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -189,6 +191,8 @@ class GraphRecorder(TorchDispatchMode):
         node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
                        for k, v in kwargs.items()} if kwargs else {}
         node = append_call(self.graph, func, node_args, node_kwargs)
+        op_meta = self.node_meta.of_op()
+        node.meta.update(op_meta)
         node.meta["val"] = out
         node.meta["original_aten"] = self._decomposing or func
         if facts.is_mutable:
@@ -201,6 +205,7 @@ class GraphRecorder(TorchDispatchMode):
             for index, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
                     getter = append_call(self.graph, operator.getitem, (node, index), {})
+                    getter.meta.update(op_meta)
                     getter.meta["val"] = item
                     self.node_of[id(item)] = getter
                 out_nodes.append(self.node_of.get(id(item)))
