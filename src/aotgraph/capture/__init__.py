@@ -131,10 +131,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
             "use the out-of-place view (x = x.t()) inside the function, or detach the input first")
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
-    # Views among the outputs are rebuilt from their bases by the runtime. A program that
-    # mutates keeps the older rebuild (as_strided): functionalization moves the nodes walked here.
-    views = (OutputViews((None,) * len(tensor_outs)) if recorder.saw_mutation
-             else find_output_views(out_nodes, tensor_outs, placeholders, recorder.node_of, fake_mode))
+    # Views among the outputs are rebuilt from their bases by the runtime.
+    views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     mutated_with_grad = tuple(
@@ -158,7 +156,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         mutated_with_grad = ()
 
     graph = recorder.graph
-    graph.output((tuple(out_nodes), tuple(grad_nodes)))
+    graph.output((tuple(out_nodes), tuple(grad_nodes), tuple(views.base_nodes)))
     data_mutated: tuple[str, ...] = ()
     metadata_mutated: tuple[str, ...] = ()
     if recorder.saw_mutation:
@@ -169,8 +167,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     else:
         extra = []
     output = graph.find_nodes(op="output")[0]
-    user_outs, grads = output.args[0]
-    output.args = ((*user_outs, *extra, *views.base_nodes, *grads),)
+    user_outs, grads, bases = output.args[0]
+    output.args = ((*user_outs, *extra, *bases, *grads),)
     if config.enabled("cse"):
         merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
@@ -290,7 +288,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             base = storage_of_input.get(storage)
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
-            if view is not None and view.primal is not None and base == primal_positions[view.primal]:
+            if (view is not None and view.primal is not None and base == primal_positions[view.primal]
+                    and primal_names[view.primal] not in metadata_mutated):  # a chain from its old layout
                 outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain))
                 continue
             base_output = None

@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_flatten
 
 from ..artifacts import ViewStep
@@ -45,9 +46,14 @@ class OutputViews:
     base_fakes: tuple[torch.Tensor, ...] = ()
 
 
-def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, node_of: dict,
+def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, program_fakes: list, node_of: dict,
                       fake_mode) -> OutputViews:
-    """`node_of`: the recorder's map from ``id(fake)`` to the node that made it."""
+    """`program_fakes`: the tensor inputs as the program saw them; `node_of`: the recorder's
+    map from ``id(fake)`` to the node of its latest value. A base
+    written in place after the view was taken is returned as its latest node, which
+    functionalization turns into the base's final value (the view in eager sees the write)."""
+    input_storages = {StorageWeakRef(f.untyped_storage()) for f in program_fakes}
+    input_storages |= {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders}
     primal_of = {p: k for k, p in enumerate(placeholders)}
     output_of: dict = {}
     for k, node in enumerate(out_nodes):
@@ -61,18 +67,28 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, no
             views.append(None)
             continue
         base_node, chain = walk
+        latest = node_of.get(id(fake._base)) if fake._base is not None else None
         if base_node in primal_of:
             views.append(OutputView(chain, primal=primal_of[base_node]))
         elif base_node in output_of:
             views.append(OutputView(chain, output=output_of[base_node]))
-        elif fake._base is not None and node_of.get(id(fake._base)) is base_node:
-            if base_node not in base_nodes:
-                base_nodes.append(base_node)
+        elif latest in output_of and _same_layout(latest, base_node):
+            views.append(OutputView(chain, output=output_of[latest]))
+        elif (latest is not None and _same_layout(latest, base_node)
+              and StorageWeakRef(fake.untyped_storage()) not in input_storages):
+            if latest not in base_nodes:
+                base_nodes.append(latest)
                 base_fakes.append(fake._base)
-            views.append(OutputView(chain, base=base_nodes.index(base_node)))
+            views.append(OutputView(chain, base=base_nodes.index(latest)))
         else:
             views.append(None)
     return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
+
+
+def _same_layout(node: fx.Node, other: fx.Node) -> bool:
+    a, b = node.meta.get("val"), other.meta.get("val")
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+            and (a.shape, a.stride(), a.storage_offset(), a.dtype) == (b.shape, b.stride(), b.storage_offset(), b.dtype))
 
 
 def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...]]]:
