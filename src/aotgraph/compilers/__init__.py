@@ -67,12 +67,15 @@ class GraphRole:
     share `graph_id`. `static_inputs`: placeholder positions whose tensors keep their memory
     from call to call (parameters, buffers; a backward's saved values, which the forward
     allocates): a compiler may trust their alignment instead of checking it every call.
+    `view_bases`: positions of further outputs that reach the user through views the runtime
+    replays on them (bases of returned views): a compiler keeps eager's strides for them too.
     """
 
     kind: str
     num_user_outputs: int
     graph_id: int
     static_inputs: tuple[int, ...] = ()
+    view_bases: tuple[int, ...] = ()
 
 
 def make_boxed_func(f: Callable) -> Callable:
@@ -253,17 +256,20 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     forward_graph, in_graph = parts.forward, ()
     if traits_of(inference_compiler if joint.is_inference else fw_compiler).writes_input_mutations:
         forward_graph, in_graph = with_mutations_in_graph(parts)
+    # The bases of returned views close the forward's own outputs (before the saved values).
+    num_returned = joint.num_fwd_outputs - len(in_graph)
+    view_bases = tuple(range(num_returned - len(joint.signature.view_bases), num_returned))
     with ExitStack() as stack:
         if TracingContext.try_get() is None:
             fake_mode = detect_fake_mode(fw_inputs) or joint.fake_mode
             stack.enter_context(tracing(TracingContext(fake_mode)))
         if joint.is_inference:
-            role = GraphRole("inference", num_user_outputs, graph_id, fw_static)
+            role = GraphRole("inference", num_user_outputs, graph_id, fw_static, view_bases)
             forward = compile_graph(inference_compiler, forward_graph, fw_inputs, role)
             return CompiledGraphs(forward, None, parts, in_graph, _note_of(forward))
         with TracingContext.report_output_strides() as output_strides:
             forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
-                                                                                     graph_id, fw_static))
+                                                                                     graph_id, fw_static, view_bases))
         saved_strides = list(output_strides or [])[joint.num_fwd_outputs - len(in_graph):]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
         # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,

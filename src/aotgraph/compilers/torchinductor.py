@@ -52,13 +52,17 @@ def wake_compile_workers(example_inputs) -> None:
 
 
 def inductor_decompositions() -> dict:
-    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs.
-    Some of its decompositions ask Inductor's lowerings (max pooling: whether it falls back),
-    which a process that has not compiled with Inductor yet has not imported."""
+    """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs:
+    the one for ``fallback_random``, under which our graphs are compiled, so random ops stay
+    the ATen ops eager runs (dropout draws eager's numbers) instead of Inductor's fast random
+    rewrites. Some of its decompositions ask Inductor's lowerings (max pooling: whether it
+    falls back), which a process that has not compiled with Inductor yet has not imported."""
     import torch._inductor.lowering  # noqa: F401
+    from torch._inductor import config
     from torch._inductor.decomposition import select_decomp_table
 
-    return dict(select_decomp_table())
+    with config.patch(fallback_random=True):
+        return dict(select_decomp_table())
 
 
 def inductor_joint_passes(joint: JointGraph) -> JointGraph:
@@ -134,7 +138,8 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     _decompose_leftovers(graph_module)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
-    output.meta["user_visible_output_idxs"] = [i for i in range(role.num_user_outputs) if values[i] is not None]
+    output.meta["user_visible_output_idxs"] = [i for i in (*range(role.num_user_outputs), *role.view_bases)
+                                               if values[i] is not None]
     output.meta["original_output_strides"] = [v.stride() if isinstance(v, torch.Tensor) else None for v in values]
     settings = dict(options, cpp_wrapper=cpp_wrapper)
     if cpp_wrapper:  # what torch's compile_fx sets around a C++-wrapped compile (stored kernel binaries, ...)

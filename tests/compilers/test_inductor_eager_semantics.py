@@ -1,0 +1,79 @@
+"""Inductor compiles our graphs with eager's semantics where the user can see them: random ops
+draw eager's numbers and leave eager's RNG state, and the bases of returned views keep eager's
+layouts (the runtime replays the program's view ops on them)."""
+import torch
+import torch.nn.functional as F
+
+import aotgraph
+from aotgraph.compilers import GraphRole
+
+
+def _run_seeded(fn, *args):
+    torch.manual_seed(7)
+    out = fn(*args)
+    return out, torch.get_rng_state()
+
+
+def test_dropout_under_inductor_draws_eagers_numbers_and_leaves_its_rng_state():
+    def f(x):
+        return F.dropout(x, 0.5, training=True) * 3
+
+    x = torch.randn(256, requires_grad=True)
+    compiled = aotgraph.aot_function(f, "inductor")
+    out, state = _run_seeded(compiled, x)
+    expected, expected_state = _run_seeded(f, x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert torch.equal(state, expected_state)
+    out.sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    expected.sum().backward()
+    torch.testing.assert_close(grad, x.grad, rtol=0, atol=0)
+
+
+def test_the_bases_of_returned_views_are_user_visible_outputs_for_the_compiler():
+    roles = []
+
+    def recording(graph_module, example_inputs, role):
+        roles.append(role)
+        return graph_module.forward
+
+    recording._takes_role = True
+
+    def f(x):
+        y = x.t() * 2
+        return y.t(), y.sum()
+
+    x = torch.randn(6, 4, requires_grad=True)
+    out = aotgraph.aot_function(f, recording)(x)
+    expected = f(x)
+    torch.testing.assert_close(out[0], expected[0])
+    assert out[0].stride() == expected[0].stride() and out[0]._base.stride() == expected[0]._base.stride()
+    forward = next(r for r in roles if r.kind == "forward")
+    # user tensors (2) are followed by the base of the returned view
+    assert forward.num_user_outputs == 2 and forward.view_bases == (2,)
+    assert isinstance(forward, GraphRole)
+
+
+def test_inductor_keeps_eagers_strides_for_the_bases_of_returned_views(monkeypatch):
+    from torch._inductor import compile_fx
+
+    visible = []
+    real = compile_fx.compile_fx_inner
+
+    def recording(graph_module, *args, **kwargs):
+        visible.append(graph_module.graph.find_nodes(op="output")[0].meta["user_visible_output_idxs"])
+        return real(graph_module, *args, **kwargs)
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", recording)
+
+    def f(x):
+        y = x.t() * 2
+        return y.t(), y.sum()
+
+    x = torch.randn(6, 4, requires_grad=True)
+    out = aotgraph.aot_function(f, "inductor")(x)
+    expected = f(x)
+    torch.testing.assert_close(out[0], expected[0])
+    assert out[0]._base.stride() == expected[0]._base.stride()
+    assert visible[0] == [0, 1, 2]
