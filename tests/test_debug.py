@@ -98,31 +98,23 @@ def test_fast_path_switch(disabled, monkeypatch):
     assert len(keys) == (4 if disabled else 1)
 
 
-@pytest.mark.parametrize("disabled", [False, True])
-def test_fake_memo_switch(disabled, monkeypatch):
-    if disabled:
-        _disable(monkeypatch, "fake_memo")
-    recipes = _spy(monkeypatch, fake_outputs.FakeOutputs, "_recipe_of")
-    _check(aotgraph.aot_function(_program))
-    assert (len(recipes) == 0) == disabled
+# Switches whose memo or fast path is one function: off, that function is never called.
+SPIED = {
+    "fake_memo": (fake_outputs.FakeOutputs, "_recipe_of"),
+    "meta_kernel_answers": (fake_outputs.FakeOutputs, "_meta_kernel_outputs"),
+    "direct_fakes": (inputs, "_fake_of_plain_leaf"),
+    "boxed_code": (boxed_code, "boxed_graph_function"),
+}
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_meta_kernel_answers_switch(disabled, monkeypatch):
+@pytest.mark.parametrize("switch", sorted(SPIED))
+def test_spied_switch(switch, disabled, monkeypatch):
     if disabled:
-        _disable(monkeypatch, "meta_kernel_answers")
-    answers = _spy(monkeypatch, fake_outputs.FakeOutputs, "_meta_kernel_outputs")
+        _disable(monkeypatch, switch)
+    calls = _spy(monkeypatch, *SPIED[switch])
     _check(aotgraph.aot_function(_program))
-    assert (len(answers) == 0) == disabled
-
-
-@pytest.mark.parametrize("disabled", [False, True])
-def test_direct_fakes_switch(disabled, monkeypatch):
-    if disabled:
-        _disable(monkeypatch, "direct_fakes")
-    direct = _spy(monkeypatch, inputs, "_fake_of_plain_leaf")
-    _check(aotgraph.aot_function(_program))
-    assert (len(direct) == 0) == disabled
+    assert (len(calls) == 0) == disabled
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -149,15 +141,6 @@ def test_gc_pause_switch(disabled, monkeypatch):
     assert gc.isenabled()
     aotgraph.aot_function(program)(*_args())
     assert seen == [disabled] and gc.isenabled()
-
-
-@pytest.mark.parametrize("disabled", [False, True])
-def test_boxed_code_switch(disabled, monkeypatch):
-    if disabled:
-        _disable(monkeypatch, "boxed_code")
-    generated = _spy(monkeypatch, boxed_code, "boxed_graph_function")
-    _check(aotgraph.aot_function(_program))
-    assert (len(generated) == 0) == disabled
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -222,5 +205,6 @@ def test_inductor_reuse_patch_switch(disabled, monkeypatch):
 
 
 def test_every_switch_is_tested_here():
-    tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals() if name.endswith("_switch")}
-    assert tested == set(config.SWITCHES)
+    tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
+              if name.endswith("_switch") and name != "test_spied_switch"}
+    assert tested | set(SPIED) == set(config.SWITCHES)
