@@ -12,12 +12,14 @@ the like), which Inductor cannot fuse (benchmarks/RESULTS.md, "Design measuremen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.fx as fx
+from torch.autograd.function import BackwardCFunction
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
@@ -81,7 +83,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         recorder.node_of.setdefault(id(program_fake), placeholder)
 
     metas_before = [TensorMeta.of(f) for f in primal_fakes]
-    versions_before = [f._version for f in program_fakes]
+    versions_before = [_version_of(f) for f in program_fakes]
     input_positions = [k for k, a in enumerate(program_flat) if isinstance(a, torch.Tensor)]
     bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
@@ -133,19 +135,21 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
     # Views among the outputs are rebuilt from their bases by the runtime.
     views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode)
+    views, from_functions = _returned_by_functions(views, tensor_outs)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
-        if wants_grad and f._version != v and f.requires_grad and f.grad_fn is not None
+        if wants_grad and f.requires_grad and f.grad_fn is not None and f._version != v
     )
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
-    diff_outs = ([o for o, v in zip(tensor_outs, views.views) if o.requires_grad and (v is None or v.base is None)]
-                 if wants_grad else [])
+    # Under no_grad, only what the program computes in its enable_grad regions has a grad_fn.
+    diff_outs = [o for o, v in zip(tensor_outs, views.views)
+                 if o.requires_grad and (wants_grad or o.grad_fn is not None) and (v is None or v.base is None)]
     diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
     diff_outs += [b for b in views.base_fakes if b.requires_grad] if wants_grad else []
-    diff_inputs = unique([f for f in primal_fakes if f.requires_grad]) if wants_grad else []
+    diff_inputs = unique([f for f in primal_fakes if f.requires_grad]) if wants_grad or diff_outs else []
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
@@ -185,8 +189,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
                             "capture", "report this program to aotgraph")
     _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
-                           metadata_mutated, mutated_with_grad, is_inference, views)
+                           metadata_mutated, mutated_with_grad, is_inference, views, from_functions)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
+
+
+def _version_of(fake: torch.Tensor) -> int | None:
+    """The version counter, None for an inference tensor (it keeps none; it cannot require grad)."""
+    return None if fake.is_inference() else fake._version
 
 
 def _rnns_as_plain_ops(training: bool):
@@ -253,12 +262,36 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
         pending.extend(next_node for next_node, _ in node.next_functions)
 
 
+def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[OutputViews, frozenset[int]]:
+    """Outputs (tensor-output indices) that a custom autograd.Function returned as an input of
+    its own or a view of one, possibly viewed further: their gradient runs that Function's
+    backward, which replaying the view ops on the base outside the compiled Function would skip.
+    The graph returns them, and their entries in `views` become None."""
+    from_functions = set()
+    for k, (out, view) in enumerate(zip(tensor_outs, views.views)):
+        node = out.grad_fn
+        for _ in range(len(view.chain) if view is not None else 1):
+            if node is None or isinstance(node, BackwardCFunction):
+                break
+            node = node.next_functions[0][0] if node.next_functions else None
+        if isinstance(node, BackwardCFunction):
+            from_functions.add(k)
+    if not from_functions:
+        return views, frozenset()
+    kept = [None if k in from_functions else v for k, v in enumerate(views.views)]
+    bases = sorted({v.base for v in kept if v is not None and v.base is not None})  # those still read
+    renumbered = tuple(dataclasses.replace(v, base=bases.index(v.base)) if v is not None and v.base is not None
+                       else v for v in kept)
+    return (OutputViews(renumbered, tuple(views.base_nodes[b] for b in bases),
+                        tuple(views.base_fakes[b] for b in bases)), frozenset(from_functions))
+
+
 def _without_grad(meta: TensorMeta) -> TensorMeta:
     return TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
 
 
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
-               mutated_with_grad, is_inference, views: OutputViews):
+               mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -271,6 +304,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             inputs.append(InputInfo(None, real))
     primal_positions = [k for k, f in enumerate(fake_flat) if isinstance(f, torch.Tensor)]
     tensor_positions = [k for k, o in enumerate(flat_out) if isinstance(o, torch.Tensor)]
+    function_positions = {tensor_positions[k] for k in from_functions}  # the graph returns these as they are
     outputs, storage_of_output, views_left = [], {}, iter(views.views)
     for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
@@ -285,7 +319,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 outputs.append(OutputInfo(meta, base_output=tensor_positions[view.output], view_chain=view.chain))
                 continue
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
-            base = storage_of_input.get(storage)
+            base = storage_of_input.get(storage) if position not in function_positions else None
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
             if (view is not None and view.primal is not None and base == primal_positions[view.primal]

@@ -44,6 +44,10 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
         run_graphs = _inference_runner(compiled.forward)
     else:
         run_graphs = _training_runner(compiled, plan, returns_leaf)
+        if not torch.is_grad_enabled():
+            # Captured under no_grad (grad mode is in the cache key, so it runs under no_grad too), yet
+            # differentiable: the program has enable_grad regions, and the Function must record.
+            run_graphs = _under_enable_grad(run_graphs)
         if returns_leaf or (plan.is_direct and unflatten is tuple):
             return run_graphs  # the Function's forward returns the user's output as is
 
@@ -60,6 +64,14 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
         return unflatten(plan.user_outputs(primals, graph_outputs))
 
     return call
+
+
+def _under_enable_grad(run_graphs: Callable) -> Callable:
+    def run(*primals):
+        with torch.enable_grad():
+            return run_graphs(*primals)
+
+    return run
 
 
 def _unflattener(out_spec) -> Callable[[list], Any]:
