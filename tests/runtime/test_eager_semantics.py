@@ -279,3 +279,21 @@ def test_custom_function_marks_a_leaf_dirty_raises_as_eager():
 
 def test_custom_function_marks_an_input_without_grad_dirty():
     assert_eager_semantics(lambda x, w: MarksDirty.apply(x) * w, lambda: Case((torch.randn(3, 4), leaf(3, 4))))
+
+
+def test_an_entry_compiled_for_ordinary_tensors_raises_as_eager_for_inference_tensors():
+    """An in-place write into an inference tensor outside inference mode raises in eager; the
+    entry compiled for ordinary tensors of the same layout raises too."""
+    def f(x):
+        return x.add_(1)
+
+    compiled = aot_function(f)
+    compiled(torch.zeros(3))
+    with torch.inference_mode():
+        t = torch.zeros(3)
+    with pytest.raises(RuntimeError):
+        f(t)
+    with torch.inference_mode():
+        t2 = torch.zeros(3)
+    with pytest.raises(RuntimeError):
+        compiled(t2)
