@@ -135,12 +135,15 @@ def test_nonleaf_input_mutations(fn):
     assert_parity(fn, _nonleaf_and_leaf)
 
 
-def test_layout_change_of_input_requiring_grad_is_refused():
-    from aotgraph import UnsupportedOp
+def test_layout_change_of_input_requiring_grad():
+    """Allowed on a non-leaf (more cases: tests/runtime/test_metadata_and_backward_mutations.py);
+    on a leaf requiring grad, eager raises and so do we."""
+    def nonleaf_case():
+        root = leaf(3, 4)
+        return Case((root * 1.0,), (root,))
 
-    x = leaf(3, 4) * 1.0
-    with pytest.raises(UnsupportedOp, match="in-place view op"):
-        aot_function(lambda t: t.t_() * 2)(x)
+    assert_parity(lambda t: t.t_() * 2, nonleaf_case)
+    assert_parity(lambda t: t.t_() * 2, lambda: Case((leaf(3, 4),)), eager_raises=True)
 
 
 def _padded_nonleaf():

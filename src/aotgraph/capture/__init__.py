@@ -32,8 +32,9 @@ from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
+from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
-from .inputs import fake_inputs, program_inputs, restore_input_layouts, unique
+from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
@@ -123,14 +124,9 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     with fake_mode, recorder, enable_python_dispatcher():
         out_nodes = [recorder.node_for(o) for o in flat_out if isinstance(o, torch.Tensor)]
     final_nodes = {p.name: recorder.node_of[id(f)] for p, f in zip(placeholders, program_fakes)}
+    # In-place view ops on an input requiring grad (eager allows them on non-leaves only: on a
+    # leaf the program itself raised) are replayed on the real input by the runtime, under autograd.
     layout_changed = restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
-    relaid_with_grad = [p.name for p, f in zip(placeholders, program_fakes)
-                        if p.name in layout_changed and wants_grad and f.requires_grad]
-    if relaid_with_grad:
-        raise UnsupportedOp(
-            f"an in-place view op (t_, unsqueeze_, transpose_, ...) changes the layout of inputs {relaid_with_grad}, "
-            "which require grad", "capture",
-            "use the out-of-place view (x = x.t()) inside the function, or detach the input first")
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
     # Views among the outputs are rebuilt from their bases by the runtime.
@@ -138,16 +134,19 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     views, from_functions = _returned_by_functions(views, tensor_outs)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
+    # In-place view ops bump the version too, without writing data.
+    relayouts = _in_place_view_counts(recorder.graph)
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
-        if wants_grad and f.requires_grad and f.grad_fn is not None and f._version != v
+        if wants_grad and f.requires_grad and f.grad_fn is not None and f._version - v > relayouts.get(p.name, 0)
     )
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
     # Under no_grad, only what the program computes in its enable_grad regions has a grad_fn.
     diff_outs = [o for o, v in zip(tensor_outs, views.views)
                  if o.requires_grad and (wants_grad or o.grad_fn is not None) and (v is None or v.base is None)]
-    diff_outs += [f for p, f in zip(placeholders, program_fakes) if p.name in mutated_with_grad]
+    diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
+                  for p, f, before in zip(placeholders, program_fakes, metas_before) if p.name in mutated_with_grad]
     diff_outs += [b for b in views.base_fakes if b.requires_grad] if wants_grad else []
     diff_inputs = unique([f for f in primal_fakes if f.requires_grad]) if wants_grad or diff_outs else []
     is_inference = not (diff_outs and diff_inputs)
@@ -155,7 +154,9 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
     if not is_inference:
+        versions_before_backward = [_version_of(f) for f in program_fakes]
         grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        _refuse_writes_during_backward(placeholders, program_fakes, versions_before_backward)
     else:
         mutated_with_grad = ()
 
@@ -198,6 +199,30 @@ def _version_of(fake: torch.Tensor) -> int | None:
     return None if fake.is_inference() else fake._version
 
 
+def _in_place_view_counts(graph: fx.Graph) -> dict[str, int]:
+    """Placeholder name -> how many in-place view ops (``t_``) the program applied to it or to
+    one of its views (each bumps the shared version counter)."""
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_function" and is_metadata_mutation(node.target):
+            root = node.args[0]
+            while (root.op == "call_function" and isinstance(root.target, OpOverload)
+                   and root.target._schema.returns and root.target._schema.returns[0].alias_info is not None):
+                root = root.args[0]  # through views and in-place ops, which alias their first argument
+            if root.op == "placeholder":
+                counts[root.name] = counts.get(root.name, 0) + 1
+    return counts
+
+
+def _in_layout(fake, before: TensorMeta, relaid: bool, fake_mode, recorder):
+    """The new value of a mutated input in the layout it had on entry (the layout the joint
+    graph returns it in), recorded so its gradient reaches the placeholder."""
+    if not relaid:
+        return fake
+    with fake_mode, recorder, enable_python_dispatcher():
+        return fake.as_strided(before.shape, before.stride, before.storage_offset)
+
+
 def _rnns_as_plain_ops(training: bool):
     """With the Python dispatcher on, ``nn.LSTM`` decomposes in Python, and that decomposition
     takes oneDNN's fused CPU kernel (``mkldnn_rnn_layer`` with ``train=False``: no workspace
@@ -218,6 +243,19 @@ def _mkldnn_off():
         yield
     finally:
         set_mkldnn_enabled(True)
+
+
+def _refuse_writes_during_backward(placeholders, program_fakes, versions_before_backward) -> None:
+    """A backward (a custom autograd.Function's) that writes into an input: eager writes it when
+    the backward runs, the joint graph would write it back at the forward."""
+    written = [p.name for p, f, v in zip(placeholders, program_fakes, versions_before_backward)
+               if _version_of(f) != v]
+    if written:
+        raise UnsupportedOp(
+            f"a backward writes in place into inputs {written} (a custom autograd.Function's backward "
+            "mutating a saved input); the compiled forward would write them before the backward runs",
+            "capture", "clone the saved tensor in that backward before writing into it, or call that Function "
+            "outside the compiled function")
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
@@ -271,10 +309,10 @@ def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[Outpu
     for k, (out, view) in enumerate(zip(tensor_outs, views.views)):
         node = out.grad_fn
         for _ in range(len(view.chain) if view is not None else 1):
-            if node is None or isinstance(node, BackwardCFunction):
+            if node is None or _is_custom_function(node):
                 break
             node = node.next_functions[0][0] if node.next_functions else None
-        if isinstance(node, BackwardCFunction):
+        if _is_custom_function(node):
             from_functions.add(k)
     if not from_functions:
         return views, frozenset()
@@ -284,6 +322,12 @@ def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[Outpu
                        else v for v in kept)
     return (OutputViews(renumbered, tuple(views.base_nodes[b] for b in bases),
                         tuple(views.base_fakes[b] for b in bases)), frozenset(from_functions))
+
+
+def _is_custom_function(node) -> bool:
+    """The backward node of a program's custom autograd.Function (not that of the copy through
+    which the program sees a non-leaf input: an input relaid in place keeps it in its history)."""
+    return isinstance(node, BackwardCFunction) and getattr(node, "_forward_cls", None) is not _PassThroughCopy
 
 
 def _without_grad(meta: TensorMeta) -> TensorMeta:

@@ -93,6 +93,14 @@ class _Functionalizer:
         info.version = self.root_version[info.root]
         return value
 
+    def read_as_view(self, old_node: fx.Node) -> Any:
+        """`old_node`'s current value made again from its root's, so it has the layout of the
+        view (a value last written through the view is a fresh tensor of another layout)."""
+        info = self.alias[old_node]
+        if info.chain:
+            info.version = -1  # stale: `read` replays the chain
+        return self.read(old_node)
+
     def _replay(self, func, value, args, index):
         new_args = _map_args(self._read_arg, args)
         out = self.emit(func, value, *new_args)
@@ -347,7 +355,7 @@ def functionalize(
             final_value_of[name] = walker.root_value[placeholder]
         if name in layout_changed:
             metadata_mutated.append(name)
-            final_value_of[name + ".view"] = walker.read(final_nodes[name])
+            final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
     outputs = _map_args(walker._read_arg, output_node.args[0])
     walker.new.output(outputs)
     return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)
