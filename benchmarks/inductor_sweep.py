@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import logging
 import sys
 import time
@@ -377,15 +376,11 @@ def main(argv=None) -> int:
         cases.update(layer_cases([n for n in args.layers.split(",") if n]))
     start = time.perf_counter()
     results = sweep(cases, systems, args.samples, args.sample_timeout)
-    print()
-    print(f"Inductor sweep: CPU, float32, torch {torch.__version__}, {len(results)} cases "
-          f"(ops: every {args.every}th, {args.samples} sample(s) each), {time.perf_counter() - start:.0f}s")
-    print()
-    print(summarize(results, systems))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({n: {"status": r.status, "detail": r.detail} for n, r in results.items()}, handle, indent=1)
-    return 1 if any(r.status.get("aotgraph") == "mismatch" for r in results.values()) else 0
+    title = (f"Inductor sweep: CPU, float32, torch {torch.__version__}, {len(results)} cases "
+             f"(ops: every {args.every}th, {args.samples} sample(s) each), {time.perf_counter() - start:.0f}s")
+    from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
+
+    return finish_sweep(title, summarize(results, systems), results, args.json)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import re
 import signal
 import sys
@@ -287,15 +286,11 @@ def main(argv=None):
     start = time.perf_counter()
     results = sweep(names, args.limit, args.samples, args.budget, args.sample_timeout, systems,
                     reseed_inside=args.reseed_inside)
-    print()
-    print(f"OpInfo sweep: CPU, float32, torch {torch.__version__}, {len(results)} ops, "
-          f"{args.samples} samples/op, {time.perf_counter() - start:.0f}s")
-    print()
-    print(summarize(results, systems))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({n: {"status": r.status, "detail": r.detail} for n, r in results.items()}, handle, indent=1)
-    return 1 if any(r.status.get("aotgraph") == "mismatch" for r in results.values()) else 0
+    title = (f"OpInfo sweep: CPU, float32, torch {torch.__version__}, {len(results)} ops, "
+             f"{args.samples} samples/op, {time.perf_counter() - start:.0f}s")
+    from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
+
+    return finish_sweep(title, summarize(results, systems), results, args.json)
 
 
 if __name__ == "__main__":

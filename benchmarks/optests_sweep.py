@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import json
 import signal
 import sys
 import time
@@ -246,15 +245,11 @@ def main(argv=None) -> int:
     ops = select_ops({n for n in args.ops.split(",") if n}, args.every)
     start = time.perf_counter()
     results = sweep(ops, systems, args.samples, args.timeout)
-    print()
-    print(f"optests sweep: aot_autograd_check, CPU, float32, torch {torch.__version__}, {len(results)} ops "
-          f"(every {args.every}), {args.samples} samples/op, {time.perf_counter() - start:.0f}s")
-    print()
-    print(summarize(results, systems))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({n: {"status": r.status, "detail": r.detail} for n, r in results.items()}, handle, indent=1)
-    return 1 if any(r.status.get("aotgraph") == "mismatch" for r in results.values()) else 0
+    title = (f"optests sweep: aot_autograd_check, CPU, float32, torch {torch.__version__}, {len(results)} ops "
+             f"(every {args.every}), {args.samples} samples/op, {time.perf_counter() - start:.0f}s")
+    from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
+
+    return finish_sweep(title, summarize(results, systems), results, args.json)
 
 
 if __name__ == "__main__":
