@@ -121,13 +121,86 @@ def test_seeding_aotgraph_cannot_replay_is_refused(seeding):
         aot_function(program)(torch.ones(3))
 
 
-def test_restoring_a_state_saved_before_reseeding_is_refused():
-    """fork_rng gives the caller back its state, which the compiled function does not have."""
+def _save_seed_restore(draw):
+    """OpInfo's ``wrapper_set_seed``: save the state, reseed, draw, restore the saved state."""
+    def program(x):
+        state = torch.get_rng_state()
+        torch.manual_seed(42)
+        y = draw(x)
+        torch.set_rng_state(state)
+        return y * 2
+    return program
+
+
+_RESTORED_DRAWS = ["dropout", "bernoulli", "normal", "randn"]
+
+
+@pytest.mark.parametrize("name", _RESTORED_DRAWS)
+def test_restoring_a_state_saved_before_reseeding(name):
+    """After the call the RNG has the caller's state of the call (not capture's), as in eager."""
+    _check(_save_seed_restore(_DRAWS[name]), calls=(1, 2, 3, 1))
+
+
+def test_restoring_a_state_saved_before_reseeding_between_draws():
+    def program(x):
+        before = x + torch.rand_like(x)  # the saved state is the one after this draw
+        state = torch.get_rng_state()
+        torch.manual_seed(42)
+        seeded = F.dropout(x, 0.5) * torch.randn(3, 4)
+        torch.set_rng_state(state)
+        after = x * torch.rand_like(x)  # drawn from the restored state: eager's next values
+        return before, seeded, after, torch.get_rng_state() is not None
+
+    _check(program, calls=(1, 2, 3, 1))
+
+
+def test_restoring_twice_and_restoring_the_callers_first_state():
+    def program(x):
+        first = torch.get_rng_state()  # the caller's state: the graph's start
+        torch.manual_seed(5)
+        a = x * torch.rand_like(x)
+        torch.set_rng_state(first)
+        b = x * torch.rand_like(x)
+        torch.manual_seed(6)
+        c = x * torch.randn(3, 4)
+        torch.set_rng_state(first)
+        return a, b, c, x * torch.rand_like(x)  # b's values again
+
+    _check(program, calls=(1, 2))
+
+
+def test_fork_rng_around_a_reseeded_draw():
     def program(x):
         with torch.random.fork_rng():
             torch.manual_seed(3)
             x = x * torch.rand_like(x)
-        return x
+        return x, F.dropout(x, 0.5)
 
-    with pytest.raises(UnsupportedOp, match="before it reseeded"):
-        aot_function(program)(torch.ones(3))
+    _check(program, calls=(1, 2, 1))
+
+
+def test_restoring_without_a_draw_after_the_restore_with_min_cut():
+    _check(_save_seed_restore(_DRAWS["dropout"]), partition_fn=min_cut_rematerialization_partition)
+
+
+def test_restoring_a_state_saved_before_reseeding_with_inductor():
+    def program(x):
+        before = x + torch.rand_like(x)
+        state = torch.get_rng_state()
+        torch.manual_seed(42)
+        seeded = x * torch.bernoulli(torch.full_like(x, 0.5))
+        torch.set_rng_state(state)
+        return before, seeded, x * torch.randn(3, 4)
+
+    _check(program, compiler="inductor")
+
+
+def test_restoring_the_head_after_an_unreplayable_seeding():
+    """Nothing drawn between save and restore: the state is the one saved, as in eager."""
+    def program(x):
+        state = torch.get_rng_state()
+        torch.default_generator.manual_seed(3)
+        torch.set_rng_state(state)
+        return x * torch.rand_like(x)
+
+    _check(program)

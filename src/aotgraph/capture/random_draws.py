@@ -9,6 +9,11 @@ says where the program is in its random stream:
 - an earlier marker: the program restored a state it saved (``torch.utils.checkpoint``
   recomputing a region with preserve_rng_state): eager would redraw exactly the draw made
   from that state, so the recomputation reuses that draw's values instead of drawing again;
+- an earlier marker that no draw was made from: the program saved the state, reseeded, and
+  restored the saved state (``torch.random.fork_rng``, OpInfo's ``wrapper_set_seed``). The
+  restore is recorded as ``aotgraph::set_rng_state`` of an ``aotgraph::get_rng_state`` node
+  inserted where that marker began in the graph, so at run time the RNG gets back the state it
+  had when the program saved it, as in eager;
 - anything else: the program set the state in a way the compiled function cannot replay
   (``torch.default_generator.manual_seed``, ``torch.seed``): refused.
 
@@ -30,7 +35,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from ..torch_private.dispatch import disable_current_modes
-from ..torch_private.fake import FakeTensor
+from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 
 from .. import config
 from ..errors import UnsupportedOp
@@ -38,17 +43,25 @@ from ..errors import UnsupportedOp
 _MARKER_SEED = 0x5EED_A07_6A9F  # an arbitrary seed a program is unlikely to choose
 _ORIGINAL_MANUAL_SEED = torch.random.manual_seed
 _ORIGINAL_SET_RNG_STATE = torch.random.set_rng_state
+_ORIGINAL_GET_RNG_STATE = torch.random.get_rng_state
+_STATE_BYTES = _ORIGINAL_GET_RNG_STATE().numel()
 _SEEDED = (torch.Tag.nondeterministic_seeded,)
 
 _LIBRARY = torch.library.Library("aotgraph", "FRAGMENT")
 _LIBRARY.define("manual_seed(int seed) -> ()", tags=_SEEDED)
 _LIBRARY.define("set_rng_state(Tensor state) -> ()", tags=_SEEDED)
+_LIBRARY.define("get_rng_state() -> Tensor", tags=_SEEDED)
 _LIBRARY.impl("manual_seed", lambda seed: _ORIGINAL_MANUAL_SEED(seed) and None, "CompositeExplicitAutograd")
 _LIBRARY.impl("set_rng_state", lambda state: _ORIGINAL_SET_RNG_STATE(state), "CompositeExplicitAutograd")
+_LIBRARY.impl("get_rng_state", lambda: _ORIGINAL_GET_RNG_STATE(), "CompositeExplicitAutograd")
 torch.library.register_fake("aotgraph::manual_seed", lambda seed: None, lib=_LIBRARY)
 torch.library.register_fake("aotgraph::set_rng_state", lambda state: None, lib=_LIBRARY)
+torch.library.register_fake("aotgraph::get_rng_state", lambda: torch.empty(_STATE_BYTES, dtype=torch.uint8),
+                            lib=_LIBRARY)
 MANUAL_SEED = torch.ops.aotgraph.manual_seed.default
 SET_RNG_STATE = torch.ops.aotgraph.set_rng_state.default
+GET_RNG_STATE = torch.ops.aotgraph.get_rng_state.default
+_UNKNOWN = object()  # where a marker began in the graph, when the recorder gave no node to say
 
 
 class RandomDraws:
@@ -62,13 +75,18 @@ class RandomDraws:
         self.draws: list[tuple[Any, list]] = []
         self._draw_from: list[Optional[int]] = []  # per marker: the draw made from it
         self._marker_after: list[int] = []  # per draw: the marker set after it
+        # per marker: the graph's last node when it was set (None: the graph's start; _UNKNOWN)
+        self._began_after: list[Any] = []
+        self._state_nodes: dict[int, Any] = {}  # per marker: its get_rng_state node, once needed
+        self._graph = None  # the recorder's graph, known from the first seeding node
         self._head = self._new_marker()
         self._record_seeding = record_seeding
         self._patched = config.enabled("seed_patch")
         if self._patched:
             _seeding_patches.enter(self)
 
-    def _new_marker(self) -> int:
+    def _new_marker(self, began_after: Any = None) -> int:
+        self._began_after.append(began_after)
         with disable_current_modes():
             torch.default_generator.manual_seed(_MARKER_SEED + len(self.markers))
             self.markers.append(torch.get_rng_state())
@@ -108,7 +126,8 @@ class RandomDraws:
     def record(self, func, nodes: list) -> None:
         self._draw_from[self._head] = len(self.draws)
         self.draws.append((func, nodes))
-        self._head = self._new_marker()
+        node = next((n for n in nodes if n is not None), None)
+        self._head = self._new_marker(_UNKNOWN if node is None else next(iter(reversed(node.graph.nodes))))
         self._marker_after.append(self._head)
 
     def replayed(self, position: int, func) -> list:
@@ -124,8 +143,10 @@ class RandomDraws:
     def seeded(self, op, args: tuple) -> None:
         """The program seeded the RNG (`op` of ours on `args`): recorded, and draws from here on
         are new draws after it."""
-        self._record_seeding(op, args)
-        self._head = self._new_marker()
+        node = self._record_seeding(op, args)
+        if node is not None:
+            self._graph = node.graph
+        self._head = self._new_marker(_UNKNOWN if node is None else node)
 
     def manual_seed(self, seed) -> torch.Generator:
         seed = int(seed)
@@ -137,10 +158,33 @@ class RandomDraws:
 
     def set_rng_state(self, state: torch.Tensor) -> None:
         marker = None if isinstance(state, FakeTensor) else self._marker_of(state)
-        if marker is not None:  # a state saved inside the program: restored as before
+        if (marker is not None and marker != self._head and self._draw_from[marker] is None
+                and self._graph is not None and self._began_after[marker] is not _UNKNOWN):
+            # saved before a reseeding: the run-time state of that moment, read where it began
+            self.seeded(SET_RNG_STATE, (self._state_node(marker),))
+        elif marker is not None:  # a state saved inside the program: restored as before
             self._set_marker(marker)
         else:
             self.seeded(SET_RNG_STATE, (state,))
+
+    def _state_node(self, marker: int):
+        """An ``aotgraph::get_rng_state`` node where `marker` began in the graph: at run time it
+        reads the RNG state the program saved as `marker`. One per marker."""
+        node = self._state_nodes.get(marker)
+        if node is None:
+            graph, began = self._graph, self._began_after[marker]
+            if began is None:  # the graph's start: before its first op
+                first = next((n for n in graph.nodes if n.op != "placeholder"), None)
+                where = graph.inserting_before(first) if first is not None else graph.inserting_after(None)
+            else:
+                where = graph.inserting_after(began)
+            with where:
+                node = graph.call_function(GET_RNG_STATE, ())
+            fake_mode = detect_fake_mode() or FakeTensorMode()
+            with disable_current_modes(), fake_mode:
+                node.meta["val"] = torch.empty(_STATE_BYTES, dtype=torch.uint8)
+            self._state_nodes[marker] = node
+        return node
 
     def restore(self) -> None:
         """Give the caller back the RNG state it had before tracing."""

@@ -213,10 +213,12 @@ class GraphRecorder(TorchDispatchMode):
             self.random_draws.record(func, out_nodes)
         return out
 
-    def _record_seeding(self, op, args: tuple) -> None:
-        """The program seeded the RNG: `op` (``aotgraph::manual_seed``, ...) on `args` recorded."""
+    def _record_seeding(self, op, args: tuple) -> fx.Node:
+        """The program seeded the RNG: `op` (``aotgraph::manual_seed``, ...) on `args` (tensors,
+        plain values, or nodes) recorded; its node returned."""
         node = append_call(self.graph, op, tuple(self.node_for(a) for a in args), {})
         node.meta["val"] = None
+        return node
 
     def _in_place_decomposition(self, func, facts: "_OpFacts") -> Optional[Callable]:
         """For an in-place op that the table lacks but whose functional twin it has (``lerp_``:
