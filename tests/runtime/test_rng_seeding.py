@@ -92,6 +92,21 @@ def test_seeding_inside_a_checkpointed_region():
     _check(program)
 
 
+def test_reseeding_inside_a_checkpointed_region():
+    """The recomputation restores a state saved before the region's reseeding: replayed at run time."""
+    from torch.utils.checkpoint import checkpoint
+
+    def block(x):
+        a = F.dropout(x.sin(), 0.5)
+        torch.manual_seed(5)
+        return a * torch.rand_like(x)
+
+    def program(x):
+        return checkpoint(block, x * torch.rand_like(x), use_reentrant=False).cos(), torch.rand(2)
+
+    _check(program)
+
+
 @pytest.mark.parametrize("name", ["bernoulli", "randn", "rand_like"])
 def test_seeded_draw_matches_eager_with_inductor(name):
     _check(_seeded(_DRAWS[name]), compiler="inductor")
@@ -167,6 +182,23 @@ def test_restoring_twice_and_restoring_the_callers_first_state():
         return a, b, c, x * torch.rand_like(x)  # b's values again
 
     _check(program, calls=(1, 2))
+
+
+@pytest.mark.parametrize("draw_after", [False, True], ids=["restore_last", "draw_after_restore"])
+def test_restoring_a_state_drawn_from_before_reseeding(draw_after):
+    """A draw between the save and the reseed: the restore still puts that state back at run
+    time (the RNG state after the call, and the values drawn again after it, are eager's)."""
+    def program(x):
+        state = torch.get_rng_state()
+        a = x * torch.rand_like(x)
+        torch.manual_seed(3)
+        b = x * torch.rand_like(x)
+        torch.set_rng_state(state)
+        if not draw_after:
+            return a, b
+        return a, b, x * torch.rand_like(x), x * torch.randn(3, 4)
+
+    _check(program, calls=(1, 2, 1))
 
 
 def test_fork_rng_around_a_reseeded_draw():

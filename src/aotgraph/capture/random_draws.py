@@ -9,11 +9,11 @@ says where the program is in its random stream:
 - an earlier marker: the program restored a state it saved (``torch.utils.checkpoint``
   recomputing a region with preserve_rng_state): eager would redraw exactly the draw made
   from that state, so the recomputation reuses that draw's values instead of drawing again;
-- an earlier marker that no draw was made from: the program saved the state, reseeded, and
+- an earlier marker set before a seeding: the program saved the state, reseeded, and
   restored the saved state (``torch.random.fork_rng``, OpInfo's ``wrapper_set_seed``). The
   restore is recorded as ``aotgraph::set_rng_state`` of an ``aotgraph::get_rng_state`` node
   inserted where that marker began in the graph, so at run time the RNG gets back the state it
-  had when the program saved it, as in eager;
+  had when the program saved it, as in eager, and draws from it are new draws of eager's values;
 - anything else: the program set the state in a way the compiled function cannot replay
   (``torch.default_generator.manual_seed``, ``torch.seed``): refused.
 
@@ -79,6 +79,8 @@ class RandomDraws:
         self._began_after: list[Any] = []
         self._state_nodes: dict[int, Any] = {}  # per marker: its get_rng_state node, once needed
         self._graph = None  # the recorder's graph, known from the first seeding node
+        self._seedings = 0  # seedings recorded so far
+        self._seedings_at: list[int] = []  # per marker: seedings recorded before it was set
         self._head = self._new_marker()
         self._record_seeding = record_seeding
         self._patched = config.enabled("seed_patch")
@@ -87,6 +89,7 @@ class RandomDraws:
 
     def _new_marker(self, began_after: Any = None) -> int:
         self._began_after.append(began_after)
+        self._seedings_at.append(self._seedings)
         with disable_current_modes():
             torch.default_generator.manual_seed(_MARKER_SEED + len(self.markers))
             self.markers.append(torch.get_rng_state())
@@ -144,6 +147,7 @@ class RandomDraws:
         """The program seeded the RNG (`op` of ours on `args`): recorded, and draws from here on
         are new draws after it."""
         node = self._record_seeding(op, args)
+        self._seedings += 1
         if node is not None:
             self._graph = node.graph
         self._head = self._new_marker(_UNKNOWN if node is None else node)
@@ -158,9 +162,10 @@ class RandomDraws:
 
     def set_rng_state(self, state: torch.Tensor) -> None:
         marker = None if isinstance(state, FakeTensor) else self._marker_of(state)
-        if (marker is not None and marker != self._head and self._draw_from[marker] is None
+        if (marker is not None and marker != self._head and self._seedings_at[marker] != self._seedings
                 and self._graph is not None and self._began_after[marker] is not _UNKNOWN):
-            # saved before a reseeding: the run-time state of that moment, read where it began
+            # saved before a reseeding: the run-time state of that moment, read where it began;
+            # draws from it are new draws (eager draws the same values again from it)
             self.seeded(SET_RNG_STATE, (self._state_node(marker),))
         elif marker is not None:  # a state saved inside the program: restored as before
             self._set_marker(marker)
