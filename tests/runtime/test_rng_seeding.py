@@ -236,3 +236,15 @@ def test_restoring_the_head_after_an_unreplayable_seeding():
         return x * torch.rand_like(x)
 
     _check(program)
+
+
+def test_restoring_a_state_after_a_draw_leaves_eagers_state():
+    """Save, draw, restore, return: eager's RNG is back where it was saved; so is the compiled one's."""
+    def program(x):
+        state = torch.get_rng_state()
+        y = x * torch.rand_like(x)
+        torch.set_rng_state(state)
+        return y
+
+    _check(program)
+    _check(program, requires_grad=False)

@@ -94,7 +94,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
-        recorder.random_draws.position("the program returns")
+        recorder.random_draws.program_returns()
     except RuntimeError as error:
         if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
             raise DataDependentControlFlow(

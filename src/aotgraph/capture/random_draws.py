@@ -78,7 +78,7 @@ class RandomDraws:
         # per marker: the graph's last node when it was set (None: the graph's start; _UNKNOWN)
         self._began_after: list[Any] = []
         self._state_nodes: dict[int, Any] = {}  # per marker: its get_rng_state node, once needed
-        self._graph = None  # the recorder's graph, known from the first seeding node
+        self._graph = None  # the recorder's graph, known from the first draw or seeding node
         self._seedings = 0  # seedings recorded so far
         self._seedings_at: list[int] = []  # per marker: seedings recorded before it was set
         self._head = self._new_marker()
@@ -126,10 +126,23 @@ class RandomDraws:
                 "capture", "restore the state before reseeding, or run that part eagerly")
         return replayed
 
+    def program_returns(self) -> None:
+        """The program returns. Where it restored an earlier state and drew nothing since (its
+        last RNG state is not the head), eager leaves the RNG in that state: so does the compiled
+        function, by a restore recorded here (read where that state began)."""
+        self.position("the program returns")
+        with disable_current_modes():
+            found = self._marker_of(torch.get_rng_state())
+        if (found is not None and found != self._head and self._graph is not None
+                and self._began_after[found] is not _UNKNOWN):
+            self.seeded(SET_RNG_STATE, (self._state_node(found),))
+
     def record(self, func, nodes: list) -> None:
         self._draw_from[self._head] = len(self.draws)
         self.draws.append((func, nodes))
         node = next((n for n in nodes if n is not None), None)
+        if node is not None:
+            self._graph = node.graph
         self._head = self._new_marker(_UNKNOWN if node is None else next(iter(reversed(node.graph.nodes))))
         self._marker_after.append(self._head)
 
