@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from aotgraph import aot_function
 from eager_parity import Case, assert_parity, leaf
 
 
