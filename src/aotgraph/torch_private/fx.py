@@ -3,8 +3,8 @@
 (``tensor_meta``, ``seq_nr`` from autograd's sequence numbers, the node of a GraphModule's
 generated code that a line of it runs).
 
-Checked on torch 2.11, 2.13 and 2.14 (`tensor_metadata`, `current_autograd_node`, `sequence_nr` and
-`nodes_by_line`: on 2.13).
+Checked on torch 2.13 and 2.14.1 (the test suite); `LazyGraphModule` and `update_args_kwargs`
+also on 2.11 (the H200, benchmarks/gpu_train.py).
 """
 from __future__ import annotations
 
