@@ -62,11 +62,14 @@ class InputInfo(Leaf):
 
     `mutates_with_grad`: a data mutation that autograd records (the input is not a leaf
     requiring grad, and its new value requires grad); the new value is a differentiable
-    forward output with a tangent, written back with a grad-tracking ``copy_``."""
+    forward output with a tangent, written back with a grad-tracking ``copy_``. `relayout`: the
+    program's in-place view ops on the input itself (``t_``, ``unsqueeze_``, ...), in order, which
+    the runtime replays on the real input (empty: it relays with ``as_strided_``)."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
     mutates_with_grad: bool = False
+    relayout: tuple["ViewStep", ...] = ()
 
 
 @dataclass(frozen=True)

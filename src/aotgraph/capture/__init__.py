@@ -24,7 +24,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from .. import config
-from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
+from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta, ViewStep
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
@@ -135,7 +135,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     # In-place view ops bump the version too, without writing data.
-    relayouts = _in_place_view_counts(recorder.graph)
+    relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
         if wants_grad and f.requires_grad and f.grad_fn is not None and f._version - v > relayouts.get(p.name, 0)
@@ -190,7 +190,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
                             "capture", "report this program to aotgraph")
     _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
-                           metadata_mutated, mutated_with_grad, is_inference, views, from_functions)
+                           metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 
@@ -199,19 +199,28 @@ def _version_of(fake: torch.Tensor) -> int | None:
     return None if fake.is_inference() else fake._version
 
 
-def _in_place_view_counts(graph: fx.Graph) -> dict[str, int]:
-    """Placeholder name -> how many in-place view ops (``t_``) the program applied to it or to
-    one of its views (each bumps the shared version counter)."""
+def _in_place_view_ops(graph: fx.Graph) -> tuple[dict[str, int], dict[str, tuple]]:
+    """For each placeholder name: how many in-place view ops (``t_``) the program applied to it
+    or to one of its views (each bumps the shared version counter), and those it applied to the
+    input itself, in order, as `ViewStep`s the runtime replays on the real input."""
     counts: dict[str, int] = {}
+    steps: dict[str, list] = {}
     for node in graph.nodes:
         if node.op == "call_function" and is_metadata_mutation(node.target):
-            root = node.args[0]
+            root, on_input_itself = node.args[0], True
             while (root.op == "call_function" and isinstance(root.target, OpOverload)
                    and root.target._schema.returns and root.target._schema.returns[0].alias_info is not None):
+                # an in-place op returns the tensor it wrote (the same object); a view returns another
+                on_input_itself = on_input_itself and root.target._schema.returns[0].alias_info.is_write
                 root = root.args[0]  # through views and in-place ops, which alias their first argument
             if root.op == "placeholder":
                 counts[root.name] = counts.get(root.name, 0) + 1
-    return counts
+                if on_input_itself:
+                    steps.setdefault(root.name, []).append(
+                        ViewStep(node.target, tuple(node.args[1:]), tuple(node.kwargs.items())))
+    replayable = {name: tuple(chain) for name, chain in steps.items()
+                  if not any(isinstance(a, fx.Node) for step in chain for a in step.args)}
+    return counts, replayable
 
 
 def _in_layout(fake, before: TensorMeta, relaid: bool, fake_mode, recorder):
@@ -335,14 +344,16 @@ def _without_grad(meta: TensorMeta) -> TensorMeta:
 
 
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
-               mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int]):
+               mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
+               relayout_steps: dict[str, tuple]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
         if isinstance(fake, torch.Tensor):
             name, meta = primal_names[k], metas_before[k]
             k += 1
-            inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad))
+            inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad,
+                                    relayout_steps.get(name, ()) if name in metadata_mutated else ()))
             storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))

@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ..artifacts import CompiledGraphs, OutputInfo, Signature
+from ..artifacts import CompiledGraphs, OutputInfo, Signature, ViewStep
 from ..errors import UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.nodes import aliases_of_placeholders
@@ -37,7 +37,7 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
     partition = compiled.partition
     joint = partition.joint
     sig = joint.signature
-    plan = _Plan(sig, joint.num_fwd_outputs, compiled.mutations_in_graph, partition.forward.graph)
+    plan = _Plan(sig, joint.num_fwd_outputs, compiled.mutations_in_graph)
     unflatten = _unflattener(sig.out_spec)
     returns_leaf = plan.is_direct and sig.out_spec.is_leaf()
     if joint.is_inference:
@@ -86,8 +86,7 @@ def _unflattener(out_spec) -> Callable[[list], Any]:
 class _Plan:
     """Where each graph output goes: user outputs, mutated inputs, layout changes."""
 
-    def __init__(self, sig: Signature, num_fwd_outputs: int, mutations_in_graph: tuple[int, ...] = (),
-                 forward_graph: fx.Graph | None = None):
+    def __init__(self, sig: Signature, num_fwd_outputs: int, mutations_in_graph: tuple[int, ...] = ()):
         self.primal_positions = sig.primal_positions
         self.outputs: tuple[OutputInfo, ...] = sig.outputs
         self.num_user_tensors = len(sig.tensor_output_positions)
@@ -100,9 +99,7 @@ class _Plan:
         self.returned_with_grad = [p in grad_mutated for p in returned]
         self.relaid = sig.metadata_mutated_primals
         # Per relaid input: the program's in-place view ops, replayed on the real input.
-        first_view = self.num_user_tensors + len(self.mutated)
-        self.relayouts = [_in_place_views(forward_graph, first_view + k, p, self._new_value_position(p))
-                          if forward_graph is not None else None for k, p in enumerate(self.relaid)]
+        self.relayouts = [sig.inputs[self.primal_positions[p]].relayout for p in self.relaid]
         self.num_returned = len(returned)  # the runtime writes these back
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
         self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
@@ -126,10 +123,6 @@ class _Plan:
             and not self.mutated and not self.relaid
         )
 
-    def _new_value_position(self, primal: int) -> int | None:
-        """Where the forward graph returns the new value of a data-mutated primal."""
-        return self.num_user_tensors + self.mutated.index(primal) if primal in self.mutated else None
-
     def write_back(self, primals: list, graph_outputs: list) -> None:
         if not self.num_returned and not self.relaid:
             return
@@ -146,11 +139,11 @@ class _Plan:
         start += self.num_returned
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
-            steps = self.relayouts[k] or [(_AS_STRIDED_, (view.shape, view.stride(), view.storage_offset()))]
+            steps = self.relayouts[k] or (ViewStep(_AS_STRIDED_, (view.shape, view.stride(), view.storage_offset())),)
             # On an input requiring grad, autograd records each op as it did eager's (TBackward1, ...).
             with torch.set_grad_enabled(torch.is_grad_enabled() and primals[p].requires_grad):
-                for op, args in steps:
-                    op(primals[p], *args)
+                for step in steps:
+                    step(primals[p])
 
     def user_outputs(self, primals: list, graph_outputs: list) -> list:
         flat, k = [], 0
@@ -174,39 +167,8 @@ class _Plan:
         return flat
 
 
-_aten = torch.ops.aten
-_AS_STRIDED_ = _aten.as_strided_.default
-# The functional view op the joint graph holds for each in-place view op (capture turned ``t_``
-# into a permute), and that in-place op.
-_IN_PLACE_VIEW_OF = {
-    _aten.transpose.int: _aten.transpose_.default,
-    _aten.unsqueeze.default: _aten.unsqueeze_.default,
-    _aten.squeeze.default: _aten.squeeze_.default,
-    _aten.squeeze.dim: _aten.squeeze_.dim,
-    _aten.squeeze.dims: _aten.squeeze_.dims,
-    _aten.as_strided.default: _AS_STRIDED_,
-}
 
-
-def _in_place_views(graph: fx.Graph, position: int, primal: int, new_value_position: int | None) -> list | None:
-    """The program's in-place view ops ``(op, args)`` on input `primal`: forward output `position`
-    is that input's new view, the chain of view ops capture made from them, starting at the input
-    (or at its new value, forward output `new_value_position`). None where no such chain is found
-    (the runtime then relays with ``as_strided_`` to the output's layout)."""
-    outputs = graph.find_nodes(op="output")[0].args[0]
-    start = (graph.find_nodes(op="placeholder")[primal] if new_value_position is None
-             else outputs[new_value_position])
-    node, steps = outputs[position], []
-    while isinstance(node, fx.Node) and node is not start and node.op == "call_function":
-        if node.target is _aten.permute.default and list(node.args[1]) == list(range(len(node.args[1])))[::-1] \
-                and len(node.args[1]) <= 2:
-            steps.append((_aten.t_.default, ()))
-        elif node.target in _IN_PLACE_VIEW_OF:
-            steps.append((_IN_PLACE_VIEW_OF[node.target], tuple(node.args[1:])))
-        else:
-            break
-        node = node.args[0]
-    return steps[::-1] if steps and node is start else None
+_AS_STRIDED_ = torch.ops.aten.as_strided_.default
 
 
 def _view_of(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
@@ -286,7 +248,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     # Slots of outputs that are views of a returned base: the runtime rebuilds them from the base,
     # so the Function returns None there (a compiler may hand back the base itself in that slot,
     # and marking it non-differentiable would cut the base's gradient).
-    rebuilt_from_base = [i for i, o in enumerate(o for o in sig.outputs if o.is_tensor) if o.base_of_outputs is not None]
+    rebuilt_from_base = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
+                                  if o.base_of_outputs is not None)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
