@@ -1,5 +1,6 @@
 """aotgraph's command line: demo (a GPT-style decoder, eager vs aotgraph, with a report) and
-explain FILE.py:NAME (what aotgraph does with your function or module).
+explain FILE.py:NAME (what aotgraph does with your function or module; ``--html`` writes the
+report as one self-contained page, ``--json`` as data).
 
 Exit status: 0 done (and any parity check passed), 1 a parity check found a mismatch,
 2 an error, printed as one line on stderr that names the cause and the fix; ``--debug``
@@ -10,23 +11,22 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
-import inspect
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from torch.utils._pytree import keystr, tree_flatten_with_path, tree_leaves
+from torch.utils._pytree import tree_leaves
 
 from .api import aot_function, aot_module
 from .compilers import COMPILER_NAMES
 from .errors import AotGraphError
-from .partition import default_partition, min_cut_rematerialization_partition
-from .report import format_entry, format_graph_code
+from .partition.budget import check_memory_budget
+from .explain import PARTITIONS, argument_names, backward_through, input_names, names_for, state_names
+from .report import build_report, format_entry, format_graph_code, write_html
 
 COMPILERS = COMPILER_NAMES  # the names `compilers.resolve_compiler` accepts
-PARTITIONS = {"default": default_partition, "mincut": min_cut_rematerialization_partition}
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # of the parity checks, for outputs, gradients and buffers
 
 
@@ -51,54 +51,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _budgets(text: str) -> tuple:
+    """``0.5,0.25`` -> (0.5, 0.25); a whole number is bytes, as `partition_for`'s budget."""
+    try:
+        values = tuple(float(v) if "." in v else int(v) for v in text.split(",") if v.strip())
+        for value in values:
+            check_memory_budget(value, "--budgets")
+    except (ValueError, AotGraphError) as error:
+        raise argparse.ArgumentTypeError(f"expected budgets like 0.75,0.5 (fractions in [0, 1]) or bytes, "
+                                         f"got {text!r}") from error
+    return values
+
+
 def _entry_of(compiled):
     entries = list(compiled.aotgraph_entries.values())
     return entries[-1]
-
-
-def _backward_through(outputs) -> None:
-    differentiable = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.requires_grad]
-    if differentiable:
-        torch.autograd.backward([t.sum() for t in differentiable])
-
-
-def _argument_names(signature_of: Callable, args: tuple) -> list[str]:
-    """A name for each flat leaf of `args`: the parameter of `signature_of` it is passed to and
-    its path inside that argument (``x``, ``batch[0]``), else ``args[i]`` and the path."""
-    try:
-        parameters = inspect.signature(signature_of).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C function: no signature to read
-        parameters = []
-    positional = [p.name for p in parameters
-                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    names = []
-    for i, arg in enumerate(args):
-        base = positional[i] if i < len(positional) else f"args[{i}]"
-        names += [base + keystr(path) for path, _ in tree_flatten_with_path(arg)[0]]
-    return names
-
-
-def input_names(program: Callable, args: tuple) -> dict[int, str]:
-    """Flat input position -> display name, for the flat inputs aot_function or aot_module
-    gives ``program(*args)``: for a module, its parameters then its buffers by name, in
-    aot_module's order (``named_parameters(remove_duplicate=False)``, then buffers not among
-    them), then each leaf of the arguments by its parameter's name (see `_argument_names`)."""
-    if isinstance(program, torch.nn.Module):
-        return dict(enumerate(_state_names(program) + _argument_names(program.forward, args)))
-    return dict(enumerate(_argument_names(program, args)))
-
-
-def _state_names(module: torch.nn.Module) -> list[str]:
-    """The names of the parameters and buffers aot_module passes, in its order."""
-    state = dict(module.named_parameters(remove_duplicate=False))
-    state.update(module.named_buffers(remove_duplicate=False))
-    return list(state)
-
-
-def _names_for(entry, names: dict[int, str]) -> Optional[dict[int, str]]:
-    """`names` if they describe the entry's flat inputs; None when the entry took other inputs
-    (inputs that share memory are passed as their common base)."""
-    return names if len(names) == len(entry.joint.signature.inputs) else None
 
 
 def _one_line(text: str) -> str:
@@ -124,7 +91,7 @@ def parity(program: Callable, reference: Callable, args: tuple, reference_args: 
         pairs += [(f"grad of {name}", p.grad, r.grad)
                   for (name, p), r in zip(program.named_parameters(), reference.parameters())]
         pairs += [(f"buffer {name}", b, r) for (name, b), r in zip(program.named_buffers(), reference.buffers())]
-    names = _argument_names(program.forward if isinstance(program, torch.nn.Module) else program, args)
+    names = argument_names(program, args)
     for name, value, ref in zip(names, tree_leaves(args), tree_leaves(reference_args)):
         if isinstance(value, torch.Tensor):
             pairs += [(f"input {name}", value.detach(), ref.detach()), (f"grad of input {name}", value.grad, ref.grad)]
@@ -170,7 +137,7 @@ def demo(args) -> int:
     print(f"loss eager {expected.item():.6f}  aotgraph {loss.item():.6f}")
     print()
     entry = _entry_of(compiled)
-    print(format_entry(entry, copy.deepcopy(reference), inputs, _names_for(entry, input_names(model, inputs))))
+    print(format_entry(entry, copy.deepcopy(reference), inputs, names_for(entry, input_names(model, inputs))))
     print()
     return _print_parity(results)
 
@@ -224,7 +191,7 @@ def _deep_copies(fn: Callable, example_args: tuple) -> tuple[Callable, tuple]:
 
 def _headline(args, fn: Callable, example_args: tuple) -> str:
     if isinstance(fn, torch.nn.Module):
-        what = f"{type(fn).__name__} (nn.Module, {len(_state_names(fn))} parameters and buffers)"
+        what = f"{type(fn).__name__} (nn.Module, {len(state_names(fn))} parameters and buffers)"
     else:
         what = f"function {getattr(fn, '__qualname__', type(fn).__name__)}"
     return (f"{args.target}: {what}, {len(example_args)} example argument(s); compiler {args.compiler!r}, "
@@ -239,23 +206,40 @@ def explain(args) -> int:
     compile_fn = aot_module if isinstance(fn, torch.nn.Module) else aot_function
     compiled = compile_fn(fn, args.compiler, partition_fn=PARTITIONS[args.partition])
     outputs = compiled(*example_args)
-    _backward_through(outputs)
+    backward_through(outputs)
     if args.check:
         expected = reference(*reference_args)
-        _backward_through(expected)
+        backward_through(expected)
         results = parity(fn, reference, example_args, reference_args, outputs, expected)
     entry = _entry_of(compiled)
-    names = _names_for(entry, input_names(fn, example_args))
+    names = names_for(entry, input_names(fn, example_args))
     print(_headline(args, fn, example_args))
     print()
     print(format_entry(entry, fn, example_args, names))
     if args.code:
         print()
         print(format_graph_code(entry, names))
+    if args.html or args.json:
+        _write_report(args, entry, fn, example_args, names)
     if not args.check:
         return 0
     print()
     return _print_parity(results)
+
+
+def _write_report(args, entry, fn: Callable, example_args: tuple, names) -> None:
+    """The report of `entry` as HTML (``--html``) and/or JSON (``--json``), with eager's memory
+    timeline measured on one more run of `fn` (no ``.grad`` written) and one timeline per ``--budgets``."""
+    report = build_report(entry, fn, example_args, names, title=args.target, compiler=args.compiler,
+                          partition_name=args.partition, budgets=args.budgets)
+    print()
+    for path, write in ((args.html, write_html), (args.json, lambda r, p: Path(p).write_text(r.to_json(indent=1)))):
+        if path:
+            try:
+                write(report, path)
+            except OSError as error:
+                raise CommandError(f"cannot write {path}: {error.strerror or error}; give a writable path") from error
+            print(f"wrote {path}")
 
 
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
@@ -288,6 +272,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     explain_parser.add_argument("--check", action="store_true",
                                 help="compare outputs, gradients and buffers with eager on a deep copy; "
                                      "prints OK or FAILED (exit status 1)")
+    explain_parser.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page: "
+                                "stages, the joint graph, saved tensors, memory timelines, code")
+    explain_parser.add_argument("--json", metavar="FILE", help="write the same report as JSON")
+    explain_parser.add_argument("--budgets", type=_budgets, default=(), metavar="B,B,...",
+                                help="memory budgets (fractions of the default plan's saved bytes, e.g. 0.75,0.5, "
+                                     "or bytes) whose predicted timelines the HTML/JSON report adds")
     explain_parser.set_defaults(run=explain)
     return parser
 

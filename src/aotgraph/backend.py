@@ -22,6 +22,7 @@ from .compilers import compiler_with_options, resolve_compiler
 from .errors import BadArgument
 from .partition import default_partition, min_cut_rematerialization_partition
 from .partition.budget import check_memory_budget
+from .report import Report, build_report
 from .timings import CompileLog
 
 __all__ = ["backend", "aotgraph_backend", "AotGraphBackend"]
@@ -55,6 +56,16 @@ class AotGraphBackend:
     @property
     def logs(self) -> list[CompileLog]:
         return [entry.log for entry in self.entries]
+
+    def reports(self, budgets: tuple = ()) -> list[Report]:
+        """One `Report` per entry of `entries` (per graph and input signature), in order; write
+        each with ``aotgraph.report.write_html(report, path)`` or ``report.to_json()``. Dynamo's
+        graphs are not kept, so the reports have no eager comparison; `budgets` adds each memory
+        budget's predicted timeline."""
+        compiler = getattr(self.compiler, "__name__", type(self.compiler).__name__)
+        partition = getattr(self.partition_fn, "__name__", type(self.partition_fn).__name__)
+        return [build_report(entry, title=f"graph {i} ({entry.reason})", compiler=compiler, partition_name=partition,
+                             budgets=budgets) for i, entry in enumerate(self.entries)]
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs: list) -> Callable:
         compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=self.compiler,

@@ -8,6 +8,9 @@ changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``
   ``aotgraph`` logger prints to stderr, as tinygrad's ``DEBUG=n``. 1: each compile (function
   and why) and each stage with its time. 2: also each artifact in short (graph sizes, saved
   values, the calling convention). 3: also the code of the joint, forward and backward graphs.
+- `progress` (``AOTGRAPH_PROGRESS``, default on; ``0`` turns it off): a progress bar on stderr
+  for a compile that takes more than two seconds (capture, partition, compile), drawn only
+  when stderr is a terminal (``aotgraph/progress.py``).
 - `disabled` (``AOTGRAPH_DISABLE=name,name``): memos, fast paths and patches of torch to turn
   off, one by one, to bisect a failure after a torch upgrade. Results never depend on them;
   the names are `SWITCHES`' keys.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["recompile_limit", "debug_level", "disabled", "enabled", "SWITCHES"]
+__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES"]
 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
@@ -49,6 +52,7 @@ def _read_debug_level() -> int:
 
 recompile_limit: int = int(os.environ.get("AOTGRAPH_RECOMPILE_LIMIT", "8"))
 debug_level: int = _read_debug_level()
+progress: bool = os.environ.get("AOTGRAPH_PROGRESS", "1").strip() not in ("", "0")
 disabled: frozenset = _read_disabled(os.environ.get("AOTGRAPH_DISABLE", ""))
 
 

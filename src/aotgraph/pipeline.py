@@ -21,6 +21,7 @@ from .capture import capture
 from .compilers import compile_partition, traits_of
 from .debug import log_artifact
 from .partition import partition
+from .progress import compile_progress
 from .runtime import build_runtime
 from .timings import CompileLog, time_first_call
 
@@ -55,8 +56,22 @@ class CompiledEntry:
 def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable, bw_compiler: Callable,
                    inference_compiler: Callable, partition_fn: Callable,
                    decompositions: Optional[Mapping]) -> CompiledEntry:
-    """capture -> partition -> compile -> runtime, each stamped into one CompileLog."""
+    """capture -> partition -> compile -> runtime, each stamped into one CompileLog; a compile
+    that takes more than a couple of seconds shows a progress bar on stderr (`progress`)."""
     log = CompileLog()
+    with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress:
+        log.progress = progress
+        try:
+            return _run_stages(log, fn, flat_args, in_spec, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
+                               inference_compiler=inference_compiler, partition_fn=partition_fn,
+                               decompositions=decompositions)
+        finally:
+            log.progress = None
+
+
+def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable,
+                bw_compiler: Callable, inference_compiler: Callable, partition_fn: Callable,
+                decompositions: Optional[Mapping]) -> CompiledEntry:
     for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
         if traits_of(compiler).warm_up is not None:
             traits_of(compiler).warm_up(flat_args)
