@@ -1,6 +1,7 @@
 // aotgraph report page: the joint graph on a canvas (overview by group, expand on click, zoom,
 // pan, search), sortable tables, and hover on the memory plot. Reads the report from the JSON in
-// <script id="report-data">. When it has run, <body data-rendered="ok">; an error sets data-error.
+// <script id="report-data">. When it has run, <body data-rendered="ok">; an error sets data-error;
+// data-paint-ms is the last drawing of the graph. report.html#search=TEXT opens on that search.
 "use strict";
 window.onerror = function (message, source, line) {
   document.body.setAttribute("data-error", String(message));
@@ -66,7 +67,7 @@ var COLORS = {};
 ["input", "forward", "offloaded", "recomputed", "backward", "tangent", "unused", "cut"].forEach(function (k) {
   COLORS[k] = getComputedStyle(document.documentElement).getPropertyValue("--" + k).trim() || "#888";
 });
-var COL = 26, ROW = 16, NODE_W = 18, NODE_H = 11;
+var COL = 26, ROW = 16, NODE_W = 18, NODE_H = 11, BOX_W = 90, SEGMENT_GAP = 28;
 
 function GraphView(canvas, joint) {
   var self = this, nodes = joint.nodes, groups = joint.groups.map(function (g, i) {
@@ -99,8 +100,11 @@ function GraphView(canvas, joint) {
   this.layout();
 }
 
+// Layout: columns are as wide as a node where a group is expanded, and share BOX_W among the
+// columns of a collapsed group elsewhere; lanes stack groups whose columns overlap; a picture much
+// wider than high is wrapped into segments, one under the other, like lines of text.
 GraphView.prototype.layout = function () {
-  var self = this, y = 0;
+  var self = this, y = 0, columns = 1 + Math.max.apply(null, this.groups.map(function (g) { return g.maxRank; }).concat([0]));
   this.lanes.forEach(function (lane) {
     lane.y = y;
     var rows = 1;
@@ -108,9 +112,20 @@ GraphView.prototype.layout = function () {
     lane.height = rows * ROW + 10;
     y += lane.height;
   });
-  this.height = y;
-  this.width = (1 + Math.max.apply(null, this.groups.map(function (g) { return g.maxRank; }).concat([0]))) * COL;
-  // items: an expanded group's nodes, or the box of a collapsed group; each edge joins two items
+  var band = y + SEGMENT_GAP, width = new Float64Array(columns), X = new Float64Array(columns + 1);
+  this.groups.forEach(function (g) {
+    var open = self.expanded.has(g.index), share = BOX_W / (g.maxRank - g.minRank + 1);
+    for (var c = g.minRank; c <= g.maxRank; c++) width[c] = open ? COL : Math.max(width[c], share);
+  });
+  for (var c = 0; c < columns; c++) X[c + 1] = X[c] + (width[c] === COL ? COL : Math.min(COL, width[c]));
+  var length = X[columns], segments = Math.max(1, Math.round(Math.sqrt(length / (2.2 * band))));
+  var segment = Math.max(COL * 4, Math.ceil(length / segments));
+  segments = Math.max(1, Math.ceil(length / segment));
+  function place(item, x) {  // into its segment
+    var k = Math.min(segments - 1, Math.floor(x / segment));
+    item.x = x - k * segment; item.y += k * band;
+    return item;
+  }
   var itemOf = new Int32Array(this.nodes.length), items = [];
   this.groups.forEach(function (g) {
     var laneY = self.lanes[g.lane].y;
@@ -118,12 +133,12 @@ GraphView.prototype.layout = function () {
       g.item = -1;
       g.members.forEach(function (i) {
         itemOf[i] = items.length;
-        items.push({ node: i, group: g.index, x: self.nodes[i].rank * COL, y: laneY + self.rowOf[i] * ROW, w: NODE_W, h: NODE_H });
+        items.push(place({ node: i, group: g.index, y: laneY + self.rowOf[i] * ROW, w: NODE_W, h: NODE_H }, X[self.nodes[i].rank]));
       });
     } else {
       g.item = items.length;
       g.members.forEach(function (i) { itemOf[i] = items.length; });
-      items.push({ node: -1, group: g.index, x: g.minRank * COL, y: laneY, w: (g.maxRank - g.minRank) * COL + NODE_W, h: ROW });
+      items.push(place({ node: -1, group: g.index, y: laneY, w: Math.max(4, X[g.maxRank + 1] - X[g.minRank] - 3), h: ROW }, X[g.minRank]));
     }
   });
   var seen = new Map(), links = [];
@@ -133,14 +148,19 @@ GraphView.prototype.layout = function () {
     var key = a * 1048576 + b;
     if (seen.has(key)) { links[seen.get(key)].count++; return; }
     seen.set(key, links.length);
-    links.push({ a: a, b: b, count: 1, cut: self.nodes[e[0]].side !== self.nodes[e[1]].side, saved: self.nodes[e[0]].saved });
+    links.push({ a: a, b: b, count: 1, cut: self.nodes[e[0]].side !== self.nodes[e[1]].side });
   });
+  var cutX = X[Math.min(this.cutRank, columns)], cutSegment = Math.min(segments - 1, Math.floor(cutX / segment));
+  this.cut = { x: cutX - cutSegment * segment - (COL - NODE_W) / 2, y: cutSegment * band, h: y };
+  this.width = segments > 1 ? segment + COL : length;
+  this.height = segments * band;
+  this.band = band; this.segments = segments;
   this.items = items; this.links = links; this.itemOf = itemOf;
 };
 
 GraphView.prototype.fit = function () {
   var w = this.canvas.clientWidth, h = this.canvas.clientHeight;
-  this.scale = Math.min(w / (this.width + 20), h / (this.height + 20), 2);
+  this.scale = Math.max(0.02, Math.min(w / (this.width + 20), h / (this.height + 20), 2));
   this.tx = 10; this.ty = 10; this.draw();
 };
 
@@ -152,6 +172,12 @@ GraphView.prototype.draw = function () {
 };
 
 GraphView.prototype.paint = function () {
+  var started = performance.now();
+  this.paintOnce();
+  document.body.setAttribute("data-paint-ms", (performance.now() - started).toFixed(1));
+};
+
+GraphView.prototype.paintOnce = function () {
   var canvas = this.canvas, ratio = window.devicePixelRatio || 1;
   var w = canvas.clientWidth, h = canvas.clientHeight;
   if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio); }
@@ -174,12 +200,17 @@ GraphView.prototype.paint = function () {
     });
     ctx.stroke();
   });
-  // the cut
-  var cx = (this.cutRank * COL - (COL - NODE_W) / 2 - 1) * s + tx;
+  // segments of a wrapped picture, then the cut
+  ctx.strokeStyle = "rgba(60,70,90,0.25)"; ctx.lineWidth = 1;
+  for (var k = 1; k < this.segments; k++) {
+    var sy = (k * this.band - SEGMENT_GAP / 2) * s + ty;
+    ctx.beginPath(); ctx.moveTo(tx, sy); ctx.lineTo(this.width * s + tx, sy); ctx.stroke();
+  }
+  var cx = this.cut.x * s + tx, cy0 = (this.cut.y - 6) * s + ty, cy1 = (this.cut.y + this.cut.h) * s + ty;
   ctx.strokeStyle = COLORS.cut; ctx.setLineDash([6, 4]); ctx.lineWidth = 2;
-  ctx.beginPath(); ctx.moveTo(cx, 0); ctx.lineTo(cx, h); ctx.stroke(); ctx.setLineDash([]);
+  ctx.beginPath(); ctx.moveTo(cx, cy0); ctx.lineTo(cx, cy1); ctx.stroke(); ctx.setLineDash([]);
   ctx.fillStyle = COLORS.cut; ctx.font = "12px system-ui, sans-serif";
-  ctx.fillText("cut: forward | backward", cx + 6, 14);
+  ctx.fillText("cut: forward | backward", cx + 6, Math.max(12, cy0 + 12));
   // items
   var labels = s * ROW >= 13;
   ctx.font = Math.max(9, Math.min(12, 9 * s)) + "px system-ui, sans-serif";
@@ -317,6 +348,8 @@ function setUpGraph() {
   });
   document.getElementById("graph-fit").addEventListener("click", function () { view.fit(); });
   window.addEventListener("resize", function () { view.draw(); });
+  var wanted = /^#search=(.+)$/.exec(window.location.hash);  // report.html#search=addmm opens on a search
+  if (wanted) { search.value = decodeURIComponent(wanted[1]); search.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" })); }
   view.fit();
   view.paint();
   return view;
