@@ -232,3 +232,25 @@ def test_input_names_follow_aot_modules_flat_inputs():
             assert info.meta.shape == values[name].shape and info.meta.dtype == values[name].dtype, name
         else:
             assert not info.is_tensor and info.constant == 2.0
+
+
+def test_explain_writes_html_and_json(programs, tmp_path, capsys):
+    import json
+
+    from aotgraph.report import Report
+
+    page, data = tmp_path / "report.html", tmp_path / "report.json"
+    assert main(["explain", f"{programs}:make", "--html", str(page), "--json", str(data),
+                 "--budgets", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {page}" in out and f"wrote {data}" in out
+    report = Report.from_json(data.read_text())
+    assert report.title == f"{programs}:make" and report.partition == "mincut"
+    assert [c.label for c in report.memory][-1] == "memory budget 0.5 (predicted)"
+    assert f'data-saved-bytes="{report.totals.saved_bytes}"' in page.read_text()
+    assert json.loads(data.read_text())["totals"]["count"] == len(report.saved)
+
+
+def test_bad_budgets_are_one_line(programs, capsys):
+    assert main(["explain", f"{programs}:make", "--budgets", "2.0"]) == 2
+    assert "expected budgets like 0.75,0.5" in capsys.readouterr().err

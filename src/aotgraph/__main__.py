@@ -137,7 +137,10 @@ def demo(args) -> int:
     print(f"loss eager {expected.item():.6f}  aotgraph {loss.item():.6f}")
     print()
     entry = _entry_of(compiled)
-    print(format_entry(entry, copy.deepcopy(reference), inputs, names_for(entry, input_names(model, inputs))))
+    names = names_for(entry, input_names(model, inputs))
+    print(format_entry(entry, copy.deepcopy(reference), inputs, names))
+    if args.html or args.json:
+        _write_report(args, entry, reference, reference_inputs, names, f"demo: GPT-style decoder, {args.layers} layers")
     print()
     return _print_parity(results)
 
@@ -220,17 +223,17 @@ def explain(args) -> int:
         print()
         print(format_graph_code(entry, names))
     if args.html or args.json:
-        _write_report(args, entry, fn, example_args, names)
+        _write_report(args, entry, fn, example_args, names, args.target)
     if not args.check:
         return 0
     print()
     return _print_parity(results)
 
 
-def _write_report(args, entry, fn: Callable, example_args: tuple, names) -> None:
+def _write_report(args, entry, fn: Callable, example_args: tuple, names, title: str) -> None:
     """The report of `entry` as HTML (``--html``) and/or JSON (``--json``), with eager's memory
     timeline measured on one more run of `fn` (no ``.grad`` written) and one timeline per ``--budgets``."""
-    report = build_report(entry, fn, example_args, names, title=args.target, compiler=args.compiler,
+    report = build_report(entry, fn, example_args, names, title=title, compiler=args.compiler,
                           partition_name=args.partition, budgets=args.budgets)
     print()
     for path, write in ((args.html, write_html), (args.json, lambda r, p: Path(p).write_text(r.to_json(indent=1)))):
@@ -251,6 +254,15 @@ def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
                         help="on an error, print the traceback too")
 
 
+def _add_report_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page: "
+                        "stages, the joint graph, saved tensors, memory timelines, code")
+    parser.add_argument("--json", metavar="FILE", help="write the same report as JSON")
+    parser.add_argument("--budgets", type=_budgets, default=(), metavar="B,B,...",
+                        help="memory budgets (fractions of the default plan's saved bytes, e.g. 0.75,0.5, "
+                             "or bytes) whose predicted timelines the HTML/JSON report adds")
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0],
                      epilog="Exit status: 0 done, 1 a parity check failed, 2 an error (one line on stderr).")
@@ -262,6 +274,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     demo_parser.add_argument("--batch", type=_positive_int, default=2, help="sequences per batch (default: %(default)s)")
     demo_parser.add_argument("--seq", type=_positive_int, default=32, help="tokens per sequence (default: %(default)s)")
     _add_shared_flags(demo_parser)
+    _add_report_flags(demo_parser)
     demo_parser.set_defaults(run=demo)
     explain_parser = commands.add_parser("explain", help="report on FILE.py:NAME, where NAME() returns "
                                          "(callable, example_args)", description=explain.__doc__)
@@ -272,12 +285,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     explain_parser.add_argument("--check", action="store_true",
                                 help="compare outputs, gradients and buffers with eager on a deep copy; "
                                      "prints OK or FAILED (exit status 1)")
-    explain_parser.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page: "
-                                "stages, the joint graph, saved tensors, memory timelines, code")
-    explain_parser.add_argument("--json", metavar="FILE", help="write the same report as JSON")
-    explain_parser.add_argument("--budgets", type=_budgets, default=(), metavar="B,B,...",
-                                help="memory budgets (fractions of the default plan's saved bytes, e.g. 0.75,0.5, "
-                                     "or bytes) whose predicted timelines the HTML/JSON report adds")
+    _add_report_flags(explain_parser)
     explain_parser.set_defaults(run=explain)
     return parser
 

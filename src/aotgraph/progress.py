@@ -29,6 +29,7 @@ class CompileProgress:
     def __init__(self, what: str):
         self.what = what
         self.stage = "starting"
+        self.begun = 0
         self.done = 0
         self.bar = None
         self._lock = threading.Lock()
@@ -42,6 +43,7 @@ class CompileProgress:
     def begin(self, stage: str) -> None:
         with self._lock:
             self.stage = stage
+            self.begun += 1
             self._draw()
 
     def end(self) -> None:
@@ -57,7 +59,7 @@ class CompileProgress:
 
             self.bar = tqdm(total=_STAGES, desc=f"aotgraph {self.what}", unit="stage", leave=False, file=sys.stderr,
                             bar_format="{desc}: {n}/{total} stages |{bar}| {elapsed} {postfix}")
-        self.bar.total = max(self.bar.total, self.done + (self.stage != "done"))
+        self.bar.total = max(_STAGES, self.begun)
         self.bar.n = self.done
         self.bar.set_postfix_str(self.stage, refresh=False)
         self.bar.refresh()

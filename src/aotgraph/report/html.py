@@ -81,8 +81,8 @@ def _saved(report: Report) -> str:
                ("why saved", "text"), ("where", "text"))
     head = "".join(f'<th class="sortable{" num" if kind == "num" else ""}" data-type="{kind}">{name}</th>'
                    for name, kind in columns)
-    rows = []
-    for row in report.saved:
+    rows = []  # largest first; inputs (not counted) last
+    for row in sorted(report.saved, key=lambda r: (r.is_input, -r.nbytes)):
         where = "input (not counted)" if row.is_input else "host" if row.offloaded else "device"
         cells = (row.name, row.shape, row.dtype, row.nbytes, row.producer, row.reason, where)
         rows.append("<tr>" + "".join(

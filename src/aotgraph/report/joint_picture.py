@@ -3,8 +3,8 @@
 Placement of a node (see `data.PLACEMENTS`): primals are inputs, tangents tangents; a node the
 backward recomputes is "recomputed" and one whose value goes to host memory "offloaded"; else
 "forward" or "backward" by the graph the partition put it in, or "unused". Columns: the longest
-path to a node from the first nodes of its side of the cut (an input: just before its first
-reader), the backward's columns after the forward's, so that the cut is one vertical line that
+path to a node from the first nodes of its side of the cut (an input, or a node reading only
+inputs: just before its first reader), the backward's columns after the forward's, so that the cut is one vertical line that
 saved values cross. A node the backward recomputes sits right of the cut unless the forward
 also computes it.
 
@@ -75,10 +75,15 @@ def _ranks(nodes: list[fx.Node], sides: dict[fx.Node, int]) -> tuple[dict[fx.Nod
     for node in nodes:
         preds = [local[p] for p in node.all_input_nodes if p in local and sides[p] == sides[node]]
         local[node] = 1 + max(preds) if preds else 0
-    for node in nodes:  # an input stands just before its first reader on its side, not all in column 0
-        if node.op == "placeholder":
+    floating = set()  # inputs, and nodes that read only inputs and floating nodes (a weight's transpose)
+    for node in nodes:
+        if node.op == "placeholder" or all(p in floating for p in node.all_input_nodes if sides[p] == sides[node]):
+            floating.add(node)
+    for node in reversed(nodes):  # a floating node stands just before its first reader, not in column 0
+        if node in floating:
             readers = [local[u] for u in node.users if u in local and sides[u] == sides[node]]
-            local[node] = max(0, min(readers) - 1) if readers else 0
+            if readers:
+                local[node] = max(local[node], min(readers) - 1)
     cut = 1 + max((r for n, r in local.items() if sides[n] == 0), default=-1)
     return {n: r + cut * sides[n] for n, r in local.items()}, cut
 

@@ -67,7 +67,7 @@ var COLORS = {};
 ["input", "forward", "offloaded", "recomputed", "backward", "tangent", "unused", "cut"].forEach(function (k) {
   COLORS[k] = getComputedStyle(document.documentElement).getPropertyValue("--" + k).trim() || "#888";
 });
-var COL = 26, ROW = 16, NODE_W = 18, NODE_H = 11, BOX_W = 90, SEGMENT_GAP = 28;
+var COL = 26, ROW = 16, NODE_W = 18, NODE_H = 11, BOX_W = 90, SEGMENT_GAP = 28, FULL_HEIGHT = 560;
 
 function GraphView(canvas, joint) {
   var self = this, nodes = joint.nodes, groups = joint.groups.map(function (g, i) {
@@ -159,9 +159,10 @@ GraphView.prototype.layout = function () {
 };
 
 GraphView.prototype.fit = function () {
-  var w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+  var w = this.canvas.clientWidth, h = FULL_HEIGHT;
   this.scale = Math.max(0.02, Math.min(w / (this.width + 20), h / (this.height + 20), 2));
-  this.tx = 10; this.ty = 10; this.draw();
+  this.canvas.style.height = Math.max(240, Math.min(FULL_HEIGHT, this.height * this.scale + 30)) + "px";
+  this.tx = 10; this.ty = 16; this.draw();
 };
 
 GraphView.prototype.draw = function () {
