@@ -34,6 +34,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
+from .higher_order import HigherOrderCalls
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
@@ -91,7 +92,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     wants_grad = torch.is_grad_enabled()
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
-        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, \
+        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, HigherOrderCalls(recorder), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.program_returns()

@@ -21,11 +21,12 @@ import torch.fx as fx
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
-from ..torch_private.dispatch import OpOverload, TorchDispatchMode
+from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, mutated_arg_positions, with_default_args
+from .higher_order import unsupported_hop
 from .node_meta import NodeMeta
 from .random_draws import RandomDraws
 
@@ -65,6 +66,10 @@ class GraphRecorder(TorchDispatchMode):
     (`node_of`); every node has ``meta["val"]``; real tensors that the program
     closes over become ``get_attr`` constants held in `constants`.
     """
+
+    # A higher-order operator that no rule of `higher_order.HigherOrderCalls` answered reaches
+    # `__torch_dispatch__` (not torch's NotImplementedError), which refuses it by name.
+    supports_higher_order_operators = True
 
     def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None):
         super().__init__()
@@ -358,6 +363,8 @@ def hook_facts(func) -> _OpFacts:
     """`_OpFacts` of an ATen op, computed once per op."""
     facts = _OP_FACTS.get(func)
     if facts is None:
+        if isinstance(func, HigherOrderOperator):  # reaches the mode: see `GraphRecorder.supports_higher_order_operators`
+            raise unsupported_hop(func.name())
         facts = _OP_FACTS[func] = _OpFacts.of(func)
     return facts
 _SEQUENCES = (list, tuple)

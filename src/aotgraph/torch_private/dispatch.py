@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 from torch._dispatch.python import enable_python_dispatcher, no_python_dispatcher
-from torch._ops import OpOverload
+from torch._ops import HigherOrderOperator, OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-__all__ = ["OpOverload", "TorchDispatchMode", "enable_python_dispatcher", "no_python_dispatcher",
+__all__ = ["OpOverload", "HigherOrderOperator", "TorchDispatchMode", "enable_python_dispatcher", "no_python_dispatcher",
            "disable_current_modes", "DisableTorchDispatch", "dispatch_keys", "has_composite_implicit_kernel",
            "has_storage", "mkldnn_enabled", "set_mkldnn_enabled"]
 

@@ -1,0 +1,147 @@
+"""Higher-order operators (HOPs) met while capturing: each one recorded as plain ATen ops.
+
+A HOP (``torch.ops.higher_order.*``) takes subgraphs as arguments. Torch's own rules for them
+build their backward with torch's AOTAutograd, and the recorder, which sits below autograd,
+would otherwise see them whole. `HigherOrderCalls` is a torch-function mode, active while a
+program is captured, that meets each HOP call *above* autograd and answers it from `RULES`:
+
+- ``invoke_subgraph`` (``torch.compiler.nested_compile_region``): the subgraph called in place,
+  so its ops, forward and backward, are recorded as the program's own;
+- ``cond`` with a Python (or constant symbolic) predicate: the branch it takes, as eager runs it;
+  with a tensor predicate: refused;
+- ``scan`` / ``associative_scan``: unrolled over the scanned dimension (its length is a shape);
+- HOPs that already capture through their own rules (``tag_activation_checkpoint``, ...): passed on.
+
+A HOP that reaches the recorder itself is refused there by `unsupported_hop`, with its name.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from ..errors import UnsupportedOp
+from ..torch_private.dispatch import HigherOrderOperator
+
+__all__ = ["HigherOrderCalls", "unsupported_hop", "RULES"]
+
+# HOPs refused before torch's own rules run (these would fail deeper, with torch's message).
+_REFUSED = {
+    "flex_attention": "compile flex_attention with torch.compile's inductor backend, or call it outside the "
+                      "compiled function",
+    "flex_attention_backward": "compile flex_attention with torch.compile's inductor backend",
+    "triton_kernel_wrapper_mutation": "call the user Triton kernel outside the compiled function, or wrap it in a "
+                                      "torch.library.custom_op with a fake kernel",
+    "triton_kernel_wrapper_functional": "call the user Triton kernel outside the compiled function, or wrap it in "
+                                        "a torch.library.custom_op with a fake kernel",
+}
+
+
+def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix: str = "") -> UnsupportedOp:
+    """The error for a higher-order operator that capture cannot record."""
+    return UnsupportedOp(
+        f"higher-order operator {name}: {reason}", "capture",
+        fix or _REFUSED.get(name) or "call that part outside the compiled function (torch.compiler.disable), "
+        "or compile it with torch.compile's own backends")
+
+
+class HigherOrderCalls(TorchFunctionMode):
+    """Answers each HOP call of the program from `RULES` (re-entered, so nested HOPs are met
+    too); every other torch function runs as it is. `recorder` is the capture's GraphRecorder,
+    for the rules that record a HOP whole."""
+
+    def __init__(self, recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not isinstance(func, HigherOrderOperator):
+            return func(*args, **kwargs)
+        name = func.name()
+        if name in _REFUSED:
+            raise unsupported_hop(name)
+        rule = RULES.get(name)
+        if rule is None:  # its own rules run; one that reaches the recorder is refused there
+            try:
+                return func(*args, **kwargs)
+            except NotImplementedError as error:  # no kernel of its own for autograd, or for our modes
+                raise unsupported_hop(name, f"torch has no rule for it here ({error})") from error
+        with self:
+            return rule(self, *args, **kwargs)
+
+
+def _call(fn: Callable, operands: Sequence) -> Any:
+    """`fn(*operands)`, for a subgraph that Dynamo made boxed (it takes one list) or plain."""
+    if getattr(fn, "_boxed_call", False):
+        return fn(list(operands))
+    return fn(*operands)
+
+
+def _leaves(fn: Callable, operands: Sequence) -> list:
+    """The results of `fn(*operands)` as a flat list (a subgraph returns a tensor or a tree)."""
+    return tree_leaves(_call(fn, operands))
+
+
+def _invoke_subgraph(calls: HigherOrderCalls, subgraph, identifier, *operands):
+    return _call(subgraph, operands)
+
+
+def _constant_predicate(pred) -> bool | None:
+    """The predicate's value when capture knows it (a bool, or a SymBool with a constant), else None."""
+    if isinstance(pred, (bool, int)):
+        return bool(pred)
+    if isinstance(pred, torch.SymBool) and pred.node.is_constant():
+        return bool(pred.node.constant)
+    return None
+
+
+def _cond(calls: HigherOrderCalls, pred, true_fn, false_fn, operands):
+    taken = _constant_predicate(pred)
+    if taken is not None:
+        return _call(true_fn if taken else false_fn, operands)
+    raise unsupported_hop("cond", "its predicate is a tensor, whose value capture does not know",
+                          "make the predicate a Python bool or a shape expression, or call torch.cond outside the "
+                          "compiled function")
+
+
+def _scan_length(name: str, xs: Sequence) -> int:
+    if not xs:
+        raise unsupported_hop(name, "it scans no tensors", "pass at least one tensor to scan over")
+    length = xs[0].shape[0]
+    if not isinstance(length, int) or length == 0:
+        raise unsupported_hop(name, f"the scanned dimension has length {length}", "scan over a non-empty, static "
+                              "dimension")
+    return length
+
+
+def _scan(calls: HigherOrderCalls, combine_fn, init, xs, additional_inputs):
+    """``combine_fn(*carry, *x_slices, *additional) -> (*next_carry, *ys)`` over dimension 0 of
+    `xs`, unrolled: returns ``(*final_carry, *stacked_ys)``."""
+    carry, per_step = list(init), []
+    for step in range(_scan_length("scan", xs)):
+        out = _leaves(combine_fn, (*carry, *(x[step] for x in xs), *additional_inputs))
+        carry, ys = list(out[:len(init)]), out[len(init):]
+        per_step.append(ys)
+    return [*carry, *(torch.stack([ys[k] for ys in per_step]) for k in range(len(per_step[0])))]
+
+
+def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs):
+    """The inclusive scan of `combine_fn` over dimension 0 of `xs`, left to right (the
+    operator is associative: the order of application only moves rounding)."""
+    acc = [x[0] for x in xs]
+    per_step = [acc]
+    for step in range(1, _scan_length("associative_scan", xs)):
+        acc = _leaves(combine_fn, (*acc, *(x[step] for x in xs), *additional_inputs))
+        per_step.append(acc)
+    return [torch.stack([values[k] for values in per_step]) for k in range(len(xs))]
+
+
+RULES: dict[str, Callable] = {
+    "invoke_subgraph": _invoke_subgraph,
+    "cond": _cond,
+    "scan": _scan,
+    "associative_scan": _associative_scan,
+}

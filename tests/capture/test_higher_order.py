@@ -1,0 +1,186 @@
+"""Higher-order operators under capture: nested_compile_region (invoke_subgraph), cond, scan,
+associative_scan, while_loop, and a clear refusal of the others. Each program is run through
+``torch.compile(backend=aotgraph...)`` (Dynamo hands the HOPs to the backend) and compared with
+eager over several optimizer steps; a check also asserts that Dynamo's graph really held the HOP."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import aotgraph
+from aotgraph import aot_function
+from aotgraph.errors import UnsupportedOp
+from aotgraph.torch_private.dispatch import HigherOrderOperator
+from backend_training import assert_training_parity
+
+COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+class HopSeen:
+    """An aotgraph backend that records which HOPs the graphs Dynamo handed it called."""
+
+    def __init__(self, compiler: str):
+        self.backend = aotgraph.backend(compiler=compiler)
+        self.hops: set[str] = set()
+
+    def __call__(self, graph_module, example_inputs):
+        for module in graph_module.modules():
+            for node in module.graph.nodes if isinstance(module, torch.fx.GraphModule) else ():
+                if node.op == "call_function" and isinstance(node.target, HigherOrderOperator):
+                    self.hops.add(node.target.name())
+        return self.backend(graph_module, example_inputs)
+
+    def compile(self, module):
+        return torch.compile(module, backend=self, dynamic=False)
+
+
+# ---- nested_compile_region: a GPT-style decoder whose blocks are marked --------------------
+class MarkedBlock(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    @torch.compiler.nested_compile_region
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class MarkedDecoder(nn.Module):
+    def __init__(self, vocab=64, dim=32, heads=4, layers=3):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(MarkedBlock(dim, heads) for _ in range(layers))
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(x)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_decoder_with_nested_compile_regions(compiler):
+    torch.manual_seed(0)
+    steps = [(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))) for _ in range(3)]
+    seen = HopSeen(compiler)
+    assert_training_parity(MarkedDecoder(), steps, seen.compile)
+    assert "invoke_subgraph" in seen.hops
+
+
+# ---- cond ------------------------------------------------------------------------------------
+class Branchy(nn.Module):
+    """cond on a Python-constant predicate (Dynamo specializes it) and on a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return torch.cond(h.sum() > 0, lambda y: (y.sin() * 2).sum(0), lambda y: (y.cos() + y).sum(0), (h,))
+
+
+def test_cond_on_a_tensor_is_refused():
+    seen = HopSeen("eager")
+    with pytest.raises(Exception, match="UnsupportedOp: higher-order operator cond: its predicate is a tensor"):
+        seen.compile(Branchy())(torch.rand(4, 6))
+    assert "cond" in seen.hops
+
+
+def test_cond_on_a_constant_runs_the_taken_branch():
+    def f(x, flag: bool):
+        return torch.cond(flag, lambda y: y.sin(), lambda y: y.cos(), (x,))
+
+    x = torch.randn(5, requires_grad=True)
+    for flag in (True, False):
+        out = aot_function(f, fw_compiler="eager")(x, flag)
+        expected = f(x, flag)
+        torch.testing.assert_close(out, expected)
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), x)[0])
+
+
+# ---- scan / associative_scan -----------------------------------------------------------------
+class Scanned(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, xs):
+        from torch._higher_order_ops.scan import scan
+
+        def step(carry, x):
+            carry = torch.tanh(self.lin(x) + carry)
+            return carry, carry * 2
+
+        final, ys = scan(step, torch.zeros(xs.shape[1], 4), xs)
+        return final.sum() + (ys * ys.flip(0)).sum()
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_scan(compiler):
+    torch.manual_seed(0)
+    steps = [(torch.randn(5, 3, 4),) for _ in range(3)]
+    seen = HopSeen(compiler)
+    assert_training_parity(Scanned(), steps, seen.compile, lr=0.01)
+    assert "scan" in seen.hops
+
+
+def test_associative_scan_called_directly():
+    """Dynamo on the CPU traces associative_scan's generic mode inline (its HOP needs a GPU
+    there): the operator itself is called here, as a program may, and compared with
+    ``torch.cumprod`` (eager's own associative_scan backward fails on this program)."""
+    from torch._higher_order_ops.associative_scan import associative_scan_op
+
+    def f(xs):
+        (out,) = associative_scan_op(lambda a, b: a * b, (xs.sin() + 1,), ())
+        return out
+
+    xs = torch.randn(6, 3, requires_grad=True)
+    out, expected = aot_function(f, fw_compiler="eager")(xs), torch.cumprod(xs.sin() + 1, 0)
+    torch.testing.assert_close(out, expected)
+    tangent = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, xs, tangent), torch.autograd.grad(expected, xs, tangent))
+
+
+# ---- what is refused -------------------------------------------------------------------------
+class _UnknownHop(HigherOrderOperator):
+    def __init__(self):
+        super().__init__("aotgraph_test_unknown_hop")
+
+    def __call__(self, fn, x):
+        return super().__call__(fn, x)
+
+
+_unknown_hop = _UnknownHop()
+
+
+@_unknown_hop.py_impl(torch._C.DispatchKey.CompositeExplicitAutograd)
+def _unknown_hop_dense(fn, x):
+    return fn(x)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_unknown_hop_is_refused_by_name(requires_grad):
+    x = torch.randn(3, requires_grad=requires_grad)
+    with pytest.raises(UnsupportedOp, match="aotgraph_test_unknown_hop.*capture stage"):
+        aot_function(lambda x: _unknown_hop(torch.sin, x), fw_compiler="eager")(x)
