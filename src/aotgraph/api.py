@@ -134,7 +134,7 @@ class AotFunction:
                 entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec)
             return entry, flat_args
         try:
-            program, shared_args, shared_spec = with_shared_bases(fn, flat_args, in_spec, groups)
+            shared = with_shared_bases(fn, flat_args, in_spec, groups)
         except UnsupportedOp:
             # No base to pass instead: fine unless the program turns out to mutate an input.
             if entry is None:
@@ -142,10 +142,13 @@ class AotFunction:
             if entry.mutates_inputs:
                 raise
             return entry, flat_args
-        entry = self._store.lookup((key, groups), flat_args)
+        shared_key = (key, groups, shared.base_facts())
+        entry = self._store.lookup(shared_key, flat_args)
         if entry is None:
-            entry = self._compile((key, groups), program, shared_args, shared_spec, flat_args, in_spec)
-        return entry, shared_args
+            entry = self._compile(shared_key, shared.program, shared.flat_args, shared.spec, flat_args, in_spec)
+            # The entry runs on the caller's own inputs, as every entry does.
+            entry.run, entry.takes_shared_bases = shared.runner(entry.run), True
+        return entry, flat_args
 
     def _compile(self, key, program, program_args, program_spec, flat_args, in_spec) -> CompiledEntry:
         """Compile `program` for `program_args`; `flat_args` and `in_spec` are the call's own

@@ -41,6 +41,7 @@ class CompiledEntry:
     guards: GuardSet = field(default_factory=lambda: GuardSet(()))  # Python values the program read
     call_facts: Optional[CallFacts] = None  # the call that compiled it
     reason: str = "first call"  # why it was compiled
+    takes_shared_bases: bool = False  # compiled for inputs sharing memory, passed as their base (see api)
 
     @property
     def joint(self) -> JointGraph:

@@ -58,12 +58,14 @@ class LastCall:
 
 def remembered_call(args: tuple, kwargs: dict, entry, by_entry: dict[int, LastCall]) -> Optional[LastCall]:
     """The `LastCall` for this call, which the cache key resolved to `entry` (a
-    `CompiledEntry`), or None where it cannot take the fast path. A call that passes one
+    `CompiledEntry`), or None where it cannot take the fast path (an entry compiled for inputs
+    sharing memory checks that sharing through the key path on every call). A call that passes one
     tensor twice is not remembered: the C++ check rejects duplicates in the calls it checks,
     not their absence. `by_entry` keeps each entry's last one: a call that reached the same
     entry has the same key, so only the C++ check's extra facts (Python type, dispatch keys)
     can differ, and a call that switches between entries rebuilds none while those match."""
     if (not config.enabled("fast_path") or kwargs
+            or entry.takes_shared_bases
             or not all(isinstance(a, torch.Tensor) for a in args) or len(set(map(id, args))) != len(args)
             or (entry.mutates_inputs and not distinct_storages(args))):
         return None

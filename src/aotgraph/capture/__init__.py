@@ -137,9 +137,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     # In-place view ops bump the version too, without writing data.
     relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
+    # The same tensor passed twice is one input to write back: its first placeholder.
+    first_of_each = {id(f): p.name for p, f in reversed(list(zip(placeholders, program_fakes)))}
     mutated_with_grad = tuple(
         p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
         if wants_grad and f.requires_grad and f.grad_fn is not None and f._version - v > relayouts.get(p.name, 0)
+        and first_of_each[id(f)] == p.name
     )
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
@@ -410,7 +413,9 @@ def _refuse_mutated_aliased_inputs(fake_flat, mutated_names) -> None:
         distinct = {id(fake_flat[p]) for p in positions}
         if len(distinct) > 1 and any(names[p] in mutated_names for p in positions):
             raise UnsupportedOp(
-                f"inputs at flat positions {positions} share memory and one of them is mutated",
+                f"inputs at flat positions {positions} share memory and one of them is mutated; aotgraph passes such "
+                "inputs as their common base only when they have one that carries their gradients (views with one "
+                "._base and its dtype and requires_grad, or none requiring grad)",
                 "capture",
                 "pass the base tensor once and take the views inside the function, or clone one of the inputs",
             )

@@ -5,9 +5,13 @@ them, each must see the other's writes. `with_shared_bases` turns ``fn(*flat)`` 
 program of ``(bases, rest)`` that rebuilds each aliased input as ``base.as_strided(...)``
 inside the traced function, so functionalization sees one root, the base is the input
 that gets mutated and written back, and the caller's views see the new values.
+`SharedBaseProgram.runner` wraps the compiled entry back into a function of the caller's own
+inputs: it passes their base, then applies what the views cannot carry out of the graph
+(in-place layout changes of the inputs, outputs that are the inputs themselves).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -15,8 +19,11 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..errors import UnsupportedOp
+from ..torch_private.fake import FakeTensor
 
-__all__ = ["aliased_input_groups", "with_shared_bases"]
+__all__ = ["aliased_input_groups", "with_shared_bases", "SharedBaseProgram"]
+
+Layout = tuple[tuple[int, ...], tuple[int, ...], int]
 
 
 def aliased_input_groups(flat_args: Sequence[Any]) -> tuple[tuple[int, ...], ...]:
@@ -33,59 +40,129 @@ def aliased_input_groups(flat_args: Sequence[Any]) -> tuple[tuple[int, ...], ...
     return tuple(tuple(positions) for positions in by_storage.values() if len(positions) > 1)
 
 
-def _common_base(members: list[torch.Tensor]) -> torch.Tensor:
-    """A real tensor whose storage holds every member: their shared ``._base``, or (when no
-    member needs gradients) a flat tensor over the whole storage."""
+def _layout(t: torch.Tensor) -> Layout:
+    return tuple(t.shape), tuple(t.stride()), t.storage_offset()
+
+
+def _common_base(members: list[torch.Tensor], positions: Sequence[int]) -> torch.Tensor:
+    """A real tensor whose storage holds every member and through which each member's gradient
+    flows as eager's does: their shared ``._base`` (or the one member the others view), when
+    every member is a differentiable view of it; else, when no member needs gradients, a flat
+    tensor over the whole storage."""
     dtypes = {m.dtype for m in members}
     roots = {id(m._base if m._base is not None else m): (m._base if m._base is not None else m) for m in members}
     if len(roots) == 1:
         root = next(iter(roots.values()))
-        if {root.dtype} == dtypes:
+        if {root.dtype} == dtypes and all(m.requires_grad == root.requires_grad for m in members):
             return root
     if len(dtypes) == 1 and not any(m.requires_grad for m in members):
         first = members[0]
-        numel = first.untyped_storage().nbytes() // first.element_size()
+        # As far as the members reach (a fake's storage may be sized to one of them only).
+        numel = max(m.storage_offset() + sum((n - 1) * s for n, s in zip(m.shape, m.stride())) + 1 for m in members)
+        if isinstance(first, FakeTensor):  # Dynamo's example inputs (set_ takes no fake storage)
+            return first.detach().as_strided((numel,), (1,), 0)
         return torch.empty(0, dtype=first.dtype, device=first.device).set_(first.untyped_storage(), 0, (numel,), (1,))
+    why = ("they have different dtypes" if len(dtypes) > 1 else
+           "some require grad without being views (with ._base) of one tensor that requires grad, as a leaf "
+           "view made with requires_grad_() or a detached twin")
     raise UnsupportedOp(
-        "inputs share memory, the program mutates one of them, and they have no common base tensor "
-        "aotgraph can pass instead (different dtypes, or views requiring grad made without a shared ._base)",
-        "capture",
+        f"inputs at flat positions {list(positions)} share memory, the program mutates one of them, and aotgraph "
+        f"has no common base tensor to pass instead: {why}", "capture",
         "pass the base tensor once and take the views inside the function, or clone one of the inputs",
     )
 
 
+@dataclass
+class _TracedFacts:
+    """What the one trace of the program learns about the aliased inputs, read by every call:
+    the layout each input had when the program returned (where it changed it in place), and the
+    output leaves that are an input itself (flat output position -> flat input position)."""
+
+    relaid: dict[int, Layout] = field(default_factory=dict)
+    returned_inputs: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SharedBaseProgram:
+    """``program(bases, rest)``, equivalent to ``fn`` on the caller's inputs (layouts are
+    specialized, as the cache key is), with its example `flat_args` and `spec`."""
+
+    program: Callable
+    flat_args: list
+    spec: TreeSpec
+    groups: tuple[tuple[int, ...], ...]
+    bases: tuple[torch.Tensor, ...]
+    facts: _TracedFacts
+
+    def base_facts(self) -> tuple:
+        """What the cache key must add for the bases (the inputs' own key does not see them)."""
+        return tuple((tuple(b.shape), b.stride(), b.storage_offset(), b.dtype, b.requires_grad) for b in self.bases)
+
+    def runner(self, run: Callable) -> Callable:
+        """``run_on_inputs(*flat_args)`` from the compiled ``run(*program_flat_args)``: the caller's
+        inputs passed as their bases, their layout changes applied to them after the graphs
+        ran, and outputs that are inputs returned as those very tensors."""
+        groups, facts = self.groups, self.facts
+        member_positions = frozenset(p for group in groups for p in group)
+
+        def run_on_inputs(*flat_args):
+            bases = [_common_base([flat_args[p] for p in group], group) for group in groups]
+            rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
+            out = run(*tree_flatten(((bases, rest), {}))[0])
+            relaid_done: set[int] = set()
+            for position, (size, stride, offset) in facts.relaid.items():
+                member = flat_args[position]
+                if id(member) in relaid_done:
+                    continue
+                relaid_done.add(id(member))
+                with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
+                    member.as_strided_(size, stride, offset)
+            if not facts.returned_inputs:
+                return out
+            flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
+            for k, position in facts.returned_inputs.items():
+                flat_out[k] = flat_args[position]
+            return tree_unflatten(flat_out, out_spec)
+
+        return run_on_inputs
+
+
 def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
-                      groups: tuple[tuple[int, ...], ...]) -> tuple[Callable, list, TreeSpec]:
-    """(program, flat inputs, spec) equivalent to ``fn`` on `flat_args`, taking each group's
-    common base instead of its members (layouts are specialized, as the cache key is)."""
-    members_by_id: dict[int, tuple[int, tuple, tuple, int]] = {}
+                      groups: tuple[tuple[int, ...], ...]) -> SharedBaseProgram:
+    """``fn`` on `flat_args` as a program taking each group's common base instead of its members."""
+    layout_of: dict[int, tuple[int, Layout]] = {}
     bases = []
     for k, group in enumerate(groups):
-        members = [flat_args[p] for p in group]
-        bases.append(_common_base(members))
-        for m in members:
-            members_by_id[id(m)] = (k, tuple(m.shape), tuple(m.stride()), m.storage_offset())
-    layout_of = {p: members_by_id[id(a)] for p, a in enumerate(flat_args) if id(a) in members_by_id
-                 and isinstance(a, torch.Tensor)}
+        bases.append(_common_base([flat_args[p] for p in group], group))
+        layout_of.update((p, (k, _layout(flat_args[p]))) for p in group)
+    for p, a in enumerate(flat_args):  # the same tensor again, later: the same view
+        if p not in layout_of and isinstance(a, torch.Tensor):
+            first = next((q for q in layout_of if flat_args[q] is a), None)
+            if first is not None:
+                layout_of[p] = layout_of[first]
     rest = [None if p in layout_of else a for p, a in enumerate(flat_args)]
+    facts = _TracedFacts()
 
     def program(bases, rest):
-        views = {}
+        views: dict[tuple, torch.Tensor] = {}
         flat = list(rest)
-        for p, (k, size, stride, offset) in layout_of.items():
-            key = (k, size, stride, offset)
-            if key not in views:
-                views[key] = bases[k].as_strided(size, stride, offset)
-            flat[p] = views[key]
+        for p, (k, layout) in layout_of.items():
+            if (k, layout) not in views:
+                views[(k, layout)] = bases[k].as_strided(*layout)
+            flat[p] = views[(k, layout)]
         args, kwargs = tree_unflatten(flat, in_spec)
         out = fn(*args, **kwargs)
-        for (k, size, stride, offset), view in views.items():
-            if (tuple(view.shape), tuple(view.stride()), view.storage_offset()) != (size, stride, offset):
-                raise UnsupportedOp(
-                    "the program changes the sizes or strides (e.g. t_(), unsqueeze_()) of an input that shares "
-                    "memory with another input", "capture",
-                    "apply the layout change outside the compiled function, or clone the input")
+        facts.relaid.clear()
+        facts.returned_inputs.clear()
+        for p, (k, layout) in layout_of.items():
+            if _layout(views[(k, layout)]) != layout:
+                facts.relaid[p] = _layout(views[(k, layout)])
+        position_of_view = {id(views[(k, layout)]): p for p, (k, layout) in layout_of.items()}
+        flat_out = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))[0]
+        for k, o in enumerate(flat_out):
+            if isinstance(o, torch.Tensor) and id(o) in position_of_view:
+                facts.returned_inputs[k] = position_of_view[id(o)]
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
-    return program, new_flat, new_spec
+    return SharedBaseProgram(program, new_flat, new_spec, groups, tuple(bases), facts)
