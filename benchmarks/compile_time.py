@@ -48,6 +48,8 @@ MODELS = {
     # pay inside the timed first call, is still ~0.56 s of CPU (0.94 s at the zoo's default 64).
     "gpt2_small": lambda: models.gpt2_small(batch=1, seq=16),
     "resnet": models.resnet,
+    "unet": models.unet,
+    "moe": models.moe,
 }
 
 

@@ -43,8 +43,9 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # *_combo: compiled with Inductor's combo kernels (independent kernels launched as one).
 # aotgraph_pywrapper: Inductor's Python wrapper (torch.compile's default), not aotgraph's C++ one on CUDA;
 # inductor_cpp: torch.compile with Inductor's C++ wrapper.
+# *_ro: mode="reduce-overhead" (CUDA graphs), torch.compile's and aotgraph's.
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
-                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp")
+                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro")
 # Inductor settings of the configurations that change them.
 INDUCTOR_OPTIONS = {"combo": {"combo_kernels": True}, "cpp": {"cpp_wrapper": True},
                     "pywrapper": {"cpp_wrapper": False}}
@@ -140,6 +141,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
         return model, None
     if config == "inductor":
         return torch.compile(model, backend="inductor", dynamic=False), None
+    if config == "inductor_ro":
+        return torch.compile(model, backend="inductor", dynamic=False, mode="reduce-overhead"), None
     if config.startswith("inductor_"):  # its own backend object: Dynamo does not reuse "inductor"'s graphs
         options = INDUCTOR_OPTIONS[config.split("_", 1)[1]]
         return torch.compile(model, backend="inductor", dynamic=False, options=options), None
@@ -150,7 +153,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
     if config == "aotgraph_lean":
         partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
     options = INDUCTOR_OPTIONS.get(config.split("_", 1)[1]) if "_" in config else None
-    backend = aotgraph.backend(compiler="inductor", partition=partition, options=options)
+    mode = "reduce-overhead" if config == "aotgraph_ro" else None
+    backend = aotgraph.backend(compiler="inductor", partition=partition, options=options, mode=mode)
     return torch.compile(model, backend=backend, dynamic=False), backend
 
 
@@ -214,6 +218,9 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     """Compile `config` from cold (own Inductor cache directory), time its first step, warm up."""
     fresh_compile_state(cache_root, f"{model_name}_{config}")
     synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    reserved_before = torch.cuda.memory_reserved() if device.type == "cuda" else 0
     before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     torch.manual_seed(0)
     model, inputs, what = MODELS[model_name](device, args.smoke)
@@ -229,7 +236,7 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+        losses.append(loss.detach().clone())  # a CUDA graph's next replay overwrites its outputs
 
     synchronize(device)
     begin = time.perf_counter()
@@ -240,9 +247,18 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         step()
     synchronize(device)
     result = dict(model=model_name, config=config, what=what, first_step_s=first_step_s, losses=losses)
+    if device.type == "cuda":
+        # Memory reserved from the driver for this configuration, CUDA graph pools included:
+        # the peak over two steps, above what was reserved before it was built.
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            step()
+        synchronize(device)
+        result["peak_reserved_gib"] = (torch.cuda.max_memory_reserved() - reserved_before) / 2**30
     phases = torch_compile_phases()
     result["dynamo_compile_times"] = phases
-    if config == "inductor":
+    if config.startswith("inductor"):
         result["aot_s"] = sum(phases.get(name, 0.0) for name in TORCH_AOT_PHASES)
         result["aot_detail"] = {name: phases[name] for name in (*TORCH_AOT_PHASES, TORCH_JOINT_PASSES) if name in phases}
         result["backend_compile_s"] = phases.get("OutputGraph.call_user_compiler")
@@ -304,31 +320,41 @@ def kernels_per_step(step, steps: int = 2) -> dict:
     return dict(kernels_per_step=len(kernels) / steps, gpu_ms_per_step=gpu_us / steps / 1e3)
 
 
+def _baseline_config(config: str) -> str:
+    """The torch.compile configuration an aotgraph configuration is compared with."""
+    return "inductor_ro" if config == "aotgraph_ro" else "inductor"
+
+
 def format_table(results: list[dict]) -> str:
     header = (f"{'model':<11} {'config':<16} {'step ms':>8} {'host ms':>8} {'GPU ms':>7} {'kernels':>7} {'peak GiB':>9} "
-              f"{'first s':>8} {'AOT s':>7} "
-              f"{'loss[0]':>9}  vs torch.compile (step, peak, AOT)")
+              f"{'rsrvd GiB':>9} {'first s':>8} {'AOT s':>7} "
+              f"{'loss[0]':>9}  vs torch.compile (step, peak, reserved, first step, AOT)")
     lines = [header, "-" * len(header)]
-    torch_of = {r["model"]: r for r in results if r["config"] == "inductor" and "error" not in r}
+    torch_of = {(r["model"], r["config"]): r for r in results if r["config"].startswith("inductor") and "error" not in r}
+
+    def ratio(a, b):
+        return a / b if a and b else float("nan")
+
     for r in results:
         if "error" in r:
             lines.append(f"{r['model']:<11} {r['config']:<16} {r['error']}")
             continue
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        reserved = f"{r['peak_reserved_gib']:.2f}" if r.get("peak_reserved_gib") is not None else "-"
         aot = f"{r['aot_s']:.2f}" if "aot_s" in r else "-"
         ratios = ""
-        base = torch_of.get(r["model"])
+        base = torch_of.get((r["model"], _baseline_config(r["config"])))
         if base is not None and r["config"].startswith("aotgraph"):
-            peak_ratio = r["peak_gib"] / base["peak_gib"] if r["peak_gib"] and base["peak_gib"] else float("nan")
-            aot_ratio = r["aot_s"] / base["aot_s"] if base.get("aot_s") else float("nan")
-            ratios = f"  {r['median_step_ms'] / base['median_step_ms']:.3f}x, {peak_ratio:.3f}x, {aot_ratio:.3f}x"
+            ratios = (f"  {r['median_step_ms'] / base['median_step_ms']:.3f}x, {ratio(r['peak_gib'], base['peak_gib']):.3f}x, "
+                      f"{ratio(r.get('peak_reserved_gib'), base.get('peak_reserved_gib')):.3f}x, "
+                      f"{ratio(r['first_step_s'], base['first_step_s']):.3f}x, {ratio(r.get('aot_s'), base.get('aot_s')):.3f}x")
         gpu = f"{r['gpu_ms_per_step']:7.2f} {r['kernels_per_step']:7.0f}" if "gpu_ms_per_step" in r else f"{'-':>7} {'-':>7}"
-        lines.append(f"{r['model']:<11} {r['config']:<16} {r['median_step_ms']:8.2f} {r['median_host_ms']:8.2f} {gpu} {peak:>9} {r['first_step_s']:8.1f} "
-                     f"{aot:>7} {r['losses'][0]:9.4f}{ratios}")
+        lines.append(f"{r['model']:<11} {r['config']:<16} {r['median_step_ms']:8.2f} {r['median_host_ms']:8.2f} {gpu} {peak:>9} "
+                     f"{reserved:>9} {r['first_step_s']:8.1f} {aot:>7} {r['losses'][0]:9.4f}{ratios}")
     lines.append("step time, ours / torch.compile, robust to the host's slow phases: 10th percentile of steps; "
                  "median of the per-round ratios")
     for r in results:
-        base = torch_of.get(r["model"])
+        base = torch_of.get((r["model"], _baseline_config(r["config"])))
         if base is None or "error" in r or not r["config"].startswith("aotgraph"):
             continue
         per_round = _per_round_ratios(r["step_ms"], base["step_ms"], r.get("steps_per_round", 1))

@@ -41,8 +41,12 @@ class AotGraphBackend:
     (each with its CompileLog), in order, for reports and benchmarks, while Dynamo keeps it.
     """
 
-    def __init__(self, compiler: Union[str, Callable], partition_fn: Callable, decompositions=None):
+    def __init__(self, compiler: Union[str, Callable], partition_fn: Callable, decompositions=None,
+                 settings: Optional[tuple] = None):
         self.compiler = resolve_compiler(compiler)
+        # (compiler name, options, mode) as asked, to add torch.compile's mode/options to
+        self._settings = settings or (compiler, None, None)
+        self._compilers_with: dict = {}
         self.partition_fn = partition_fn
         self.decompositions = decompositions
         self.__name__ = "aotgraph"
@@ -67,16 +71,30 @@ class AotGraphBackend:
         return [build_report(entry, title=f"graph {i} ({entry.reason})", compiler=compiler, partition_name=partition,
                              budgets=budgets) for i, entry in enumerate(self.entries)]
 
-    def __call__(self, graph_module: fx.GraphModule, example_inputs: list) -> Callable:
-        compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=self.compiler,
+    def __call__(self, graph_module: fx.GraphModule, example_inputs: list, mode: Optional[str] = None,
+                 options: Optional[dict] = None) -> Callable:
+        """`mode` and `options` are what ``torch.compile(model, backend="aotgraph", mode=...,
+        options=...)`` passes on: added to this backend's own (see `backend`)."""
+        compiler = self.compiler if mode is None and options is None else self._compiler_with(mode, options)
+        compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=compiler,
                                          partition_fn=self.partition_fn, decompositions=self.decompositions)
         self._graphs.append(weakref.ref(compiled))
         return compiled
 
+    def _compiler_with(self, mode: Optional[str], options: Optional[dict]) -> Callable:
+        key = (mode, tuple(sorted((options or {}).items())))
+        compiler = self._compilers_with.get(key)
+        if compiler is None:
+            name, own_options, own_mode = self._settings
+            compiler = compiler_with_options(name, {**(own_options or {}), **(options or {})}, mode or own_mode)
+            self._compilers_with[key] = compiler
+        return compiler
+
 
 def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, Callable] = "mincut",
             memory_budget: Optional[float] = None, policy: Optional[Callable] = None,
-            decompositions: Optional[dict] = None, options: Optional[dict] = None) -> AotGraphBackend:
+            decompositions: Optional[dict] = None, options: Optional[dict] = None,
+            mode: Optional[str] = None) -> AotGraphBackend:
     """A ``torch.compile`` backend running aotgraph with these settings.
 
     `compiler`: "inductor" (default), "eager", or a callable compiler. `partition`: "mincut"
@@ -84,10 +102,15 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
     `memory_budget` (bytes as an int, or a float fraction in [0, 1] of the default plan's saved
     bytes) and `policy` go to the partition function. `decompositions` defaults to Inductor's table when Inductor
     compiles, else none. `options`: the compiler's settings (for "inductor": its config values,
-    as ``torch.compile(options=...)``; see `compilers.compiler_with_options`).
+    as ``torch.compile(options=...)``; see `compilers.compiler_with_options`). `mode`: one of
+    torch.compile's modes for Inductor: ``"reduce-overhead"`` records the forward and backward
+    graphs as CUDA graphs (Inductor's cudagraph trees, on CUDA devices; skipped with a logged
+    reason where a graph cannot be recorded), ``"max-autotune"`` also tunes kernels.
+    ``torch.compile(model, backend="aotgraph", mode=..., options=...)`` works the same way.
     """
-    if options is not None:
-        compiler = compiler_with_options(compiler, options)
+    settings = (compiler, options, mode)
+    if options is not None or mode is not None:
+        compiler = compiler_with_options(compiler, options, mode)
     if isinstance(partition, str):
         if partition not in _PARTITIONS:
             raise BadArgument(f"unknown partition {partition!r}", "api",
@@ -105,7 +128,7 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
             raise BadArgument(f"{', '.join(partition_options)} needs a budget-aware partition, not 'default'", "api",
                               "use partition='mincut'")
         partition_fn = functools.partial(partition_fn, **partition_options)
-    return AotGraphBackend(compiler, partition_fn, decompositions)
+    return AotGraphBackend(compiler, partition_fn, decompositions, settings)
 
 
 aotgraph_backend = backend()

@@ -129,10 +129,79 @@ def convnet_eval(batch: int = 4):
     return model.eval(), (torch.randn(batch, 3, 16, 16),)
 
 
+class UNetBlock(nn.Module):
+    """Two 3x3 convolutions, each followed by GroupNorm and SiLU."""
+
+    def __init__(self, channels_in: int, channels_out: int, groups: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(groups, channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, channels_out)
+
+    def forward(self, x):
+        x = F.silu(self.norm1(self.conv1(x)))
+        return F.silu(self.norm2(self.conv2(x)))
+
+
+class UNet(nn.Module):
+    """A small UNet: GroupNorm blocks, max-pool down, nearest upsampling, skip concatenations."""
+
+    def __init__(self, channels: int = 3, width: int = 16, depth: int = 3):
+        super().__init__()
+        widths = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList(UNetBlock(c_in, c_out) for c_in, c_out in zip([channels] + widths[:-2], widths[:-1]))
+        self.middle = UNetBlock(widths[-2], widths[-1])
+        self.up = nn.ModuleList(UNetBlock(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
+        self.out = nn.Conv2d(width, channels, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.middle(x)
+        for block in self.up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(torch.cat([x, skips.pop()], dim=1))
+        return self.out(x)
+
+
+def unet(batch: int = 2, size: int = 32, width: int = 16, depth: int = 3):
+    return UNet(3, width, depth), (torch.randn(batch, 3, size, size),)
+
+
+class MixtureOfExperts(nn.Module):
+    """A dense mixture of experts: a router picks top-k experts per token with ``topk``; each
+    expert's output is weighted by its gate (zero where not picked, through ``scatter``)."""
+
+    def __init__(self, dim: int = 64, experts: int = 8, top_k: int = 2, hidden: int = 128):
+        super().__init__()
+        self.top_k = top_k
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)) for _ in range(experts))
+
+    def forward(self, x):
+        scores = self.router(x).softmax(dim=-1)
+        top_scores, top_index = scores.topk(self.top_k, dim=-1)
+        gates = torch.zeros_like(scores).scatter(-1, top_index, top_scores / top_scores.sum(-1, keepdim=True))
+        expert_outputs = torch.stack([expert(x) for expert in self.experts], dim=-2)
+        return x + (gates.unsqueeze(-1) * expert_outputs).sum(dim=-2)
+
+
+def moe(batch: int = 4, seq: int = 16, dim: int = 64, experts: int = 8, layers: int = 4):
+    model = nn.Sequential(*(nn.Sequential(nn.LayerNorm(dim), MixtureOfExperts(dim, experts)) for _ in range(layers)))
+    return model, (torch.randn(batch, seq, dim),)
+
+
 MODELS = {
     "mlp": mlp,
     "transformer": transformer_stack,
     "gpt": gpt,
     "resnet": resnet,
     "convnet_eval": convnet_eval,
+    "unet": unet,
+    "moe": moe,
 }

@@ -24,6 +24,18 @@ def _fakes(mode, *tensors):
     return [mode.from_tensor(t, static_shapes=True) for t in tensors]
 
 
+def _as_fake(mode, value):
+    if isinstance(value, list):
+        return [_as_fake(mode, v) for v in value]
+    return mode.from_tensor(value, static_shapes=True) if isinstance(value, torch.Tensor) else value
+
+
+def _to_device(value, device):
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
 def _dispatch(func, args, kwargs):
     return func(*args, **kwargs)
 
@@ -128,6 +140,35 @@ CASES = {
                  torch.randn(4, 3, 5, 5, dtype=torch.bfloat16).to(memory_format=torch.channels_last),
                  torch.randn(3), torch.zeros(3), torch.ones(3), torch.zeros(3), torch.ones(3)),
         (True, 1e-5, [True, True, True])),
+    "group norm, channels last": (
+        aten.native_group_norm.default,
+        lambda: (torch.randn(2, 8, 5, 5).to(memory_format=torch.channels_last), torch.randn(8), torch.randn(8)),
+        (2, 8, 25, 2, 1e-5)),
+    "group norm, bfloat16, no affine": (
+        aten.native_group_norm.default, lambda: (torch.randn(2, 8, 5, 5, dtype=torch.bfloat16), None, None),
+        (2, 8, 25, 4, 1e-5)),
+    "group norm backward, channels last": (
+        aten.native_group_norm_backward.default,
+        lambda: (torch.randn(2, 8, 5, 5).to(memory_format=torch.channels_last),
+                 torch.randn(2, 8, 5, 5).to(memory_format=torch.channels_last),
+                 torch.randn(2, 2), torch.rand(2, 2), torch.randn(8)), (2, 8, 25, 2, [True, True, True])),
+    "cat of channels-last tensors": (
+        aten.cat.default, lambda: ([torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),
+                                    torch.randn(2, 5, 4, 4).to(memory_format=torch.channels_last)],), (1,)),
+    "cat, int and float (promotes)": (
+        aten.cat.default, lambda: ([torch.ones(2, 3, dtype=torch.int64), torch.randn(1, 3)],), ()),
+    "upsample nearest, channels last": (
+        aten.upsample_nearest2d.default, lambda: (torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),),
+        ([8, 8],)),
+    "upsample nearest backward": (
+        aten.upsample_nearest2d_backward.default, lambda: (torch.randn(2, 3, 8, 8),), ([8, 8], [2, 3, 4, 4])),
+    "max pool with indices, channels last": (
+        aten.max_pool2d_with_indices.default,
+        lambda: (torch.randn(2, 3, 6, 6).to(memory_format=torch.channels_last),), ([2, 2], [2, 2])),
+    "max pool backward": (
+        aten.max_pool2d_with_indices_backward.default,
+        lambda: (torch.randn(2, 3, 3, 3), torch.randn(2, 3, 6, 6), [2, 2], [2, 2], [0, 0], [1, 1], False,
+                 torch.randint(0, 36, (2, 3, 3, 3))), ()),
 }
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
@@ -137,11 +178,11 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 def test_miss_and_hit_match_eager(case, device):
     func, make, scalars = CASES[case]
     memo_mode = FakeTensorMode()
-    real = [t.to(device) if isinstance(t, torch.Tensor) else t for t in make()]
+    real = [_to_device(t, device) for t in make()]
     reference = _flat(func(*real, *scalars))
     memo = FakeOutputs(memo_mode)
     for attempt in ("miss", "hit"):
-        args = [memo_mode.from_tensor(t, static_shapes=True) if isinstance(t, torch.Tensor) else t for t in real]
+        args = [_as_fake(memo_mode, t) for t in real]
         with memo_mode:
             out = _flat(memo.run(func, (*args, *scalars), {}, _dispatch))
         assert [_layout(o) for o in out] == [_layout(r) for r in reference], attempt
@@ -198,3 +239,4 @@ def test_fakes_copied_from_a_prototype_are_the_constructors_fakes():
     with mode:
         total = made + built
     assert isinstance(total, FakeTensor) and total.device == torch.device("cpu")
+

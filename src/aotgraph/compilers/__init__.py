@@ -198,18 +198,26 @@ def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = e
     return compiler
 
 
-def compiler_with_options(compiler: Union[str, Callable], options: dict) -> Callable:
+def compiler_with_options(compiler: Union[str, Callable], options: Optional[dict] = None,
+                          mode: Optional[str] = None) -> Callable:
     """The named compiler with settings of its own: for ``"inductor"``, Inductor config values
-    (``torch.compile(options=...)``); CUDA graphs get Inductor's C++ wrapper unless
-    ``options={"cpp_wrapper": False}`` (see `torchinductor.compile_with_inductor`). Other
-    compilers take no options."""
+    (``torch.compile(options=...)``), after those of a torch.compile `mode`
+    (``"reduce-overhead"``: CUDA graphs; ``"max-autotune"``, ...). CUDA graphs get Inductor's
+    C++ wrapper unless ``options={"cpp_wrapper": False}`` or CUDA graphs are on (see
+    `torchinductor.compile_with_inductor`). Other compilers take no options."""
     if compiler != "inductor":
-        raise BadArgument(f"options are Inductor settings, but the compiler is {compiler!r}", "api",
-                          "pass compiler='inductor', or leave options out")
-    if not isinstance(options, dict):
+        what = "options are Inductor settings" if options is not None else f"mode {mode!r} is an Inductor mode"
+        raise BadArgument(f"{what}, but the compiler is {compiler!r}", "api",
+                          "pass compiler='inductor', or leave options and mode out")
+    if options is not None and not isinstance(options, dict):
         raise BadArgument(f"options must be a dict of Inductor settings, got {type(options).__name__}", "api",
                           "pass e.g. options={'cpp_wrapper': False}")
-    return InductorCompiler(options)
+    settings = {}
+    if mode is not None:
+        from .torchinductor import inductor_mode_options
+
+        settings.update(inductor_mode_options(mode))
+    return InductorCompiler({**settings, **(options or {})})
 
 
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],

@@ -2,8 +2,9 @@
 
 ``compile_fx_inner`` expects the setting that torch's ``compile_fx`` builds around it; ours is
 the minimum of it: the graph's fake mode installed for Inductor (``V.set_fake_mode``), grad
-and autocast off (our graphs already hold the backward and autocast's casts), cudagraphs
-off (our runtime owns input and output memory), and per graph: is it a backward or an
+and autocast off (our graphs already hold the backward and autocast's casts), CUDA graphs
+as the options ask (``triton.cudagraphs``, ``mode="reduce-overhead"``: Inductor's cudagraph
+trees, a forward and its backward sharing one on/off switch and device), and per graph: is it a backward or an
 inference graph, a graph id shared by a forward and its backward, and which outputs the
 user sees (Inductor gives those eager's strides; saved values may get its own layouts,
 which it reports through the TracingContext that `compile_partition` opens). Inductor
@@ -27,11 +28,11 @@ from torch.utils import _pytree as pytree
 
 from .. import config
 from ..artifacts import JointGraph
-from ..errors import CompilerError
+from ..errors import BadArgument, CompilerError
 
 logger = logging.getLogger("aotgraph")
 
-__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_joint_passes", "wake_compile_workers"]
+__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_mode_options", "inductor_joint_passes", "wake_compile_workers"]
 
 # Graphs on a CUDA device are compiled with Inductor's C++ wrapper unless the compiler's
 # options say otherwise (see `compile_with_inductor`); False: the Python wrapper, as torch.compile.
@@ -105,7 +106,10 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     if asked is None and config.cpp_wrapper:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
         asked = True
     devices = {v.device for v in example_inputs if isinstance(v, torch.Tensor) and v.device.type == "cuda"}
-    use_cpp_wrapper = asked if asked is not None else _cpp_wrapper_by_default(devices)
+    cuda_graphs = bool(options.get("triton.cudagraphs", config.triton.cudagraphs))
+    # CUDA graphs replay every launch without the host, so the C++ wrapper's launches would
+    # save nothing there and its build would only lengthen the first step.
+    use_cpp_wrapper = asked if asked is not None else (_cpp_wrapper_by_default(devices) and not cuda_graphs)
     if not use_cpp_wrapper:
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     try:
@@ -131,7 +135,6 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
               cpp_wrapper: bool) -> Callable:
     from torch._inductor import config
     from torch._inductor.compile_fx import compile_fx_inner
-    from torch._inductor.utils import BoxedBool
     from torch._inductor.virtualized import V
 
     graph_module = _private_copy(graph_module)
@@ -149,13 +152,15 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # Random ops draw from eager's generator (``fallback_random``), as in the joint passes: the
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
+    cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
     with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
             _reuse_judged_with_outputs():
         return compile_fx_inner(
             graph_module,
             example_inputs,
             cpp_wrapper=cpp_wrapper,
-            cudagraphs=BoxedBool(False),
+            cudagraphs=cuda_graphs.on,
+            boxed_forward_device_index=cuda_graphs.device,
             static_input_idxs=list(role.static_inputs),
             is_backward=role.kind == "backward",
             is_inference=role.kind == "inference",
@@ -230,6 +235,40 @@ def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
     node.replace_all_uses_with(result)
     node.graph.erase_node(node)
     return True
+
+
+class _CudaGraphs(types.SimpleNamespace):
+    """What a forward and its backward share when Inductor records them as CUDA graphs
+    (its cudagraph trees): whether they are on (the forward turns it off for both when it
+    cannot be recorded: a CPU graph, an op that cannot be captured) and the forward's device."""
+
+
+_CUDA_GRAPHS: dict[int, _CudaGraphs] = {}  # graph id -> its state, for the backward compiled later
+_CUDA_GRAPHS_LOCK = threading.Lock()
+
+
+def _cuda_graphs_of(graph_id: int, asked: bool) -> _CudaGraphs:
+    from torch._inductor.cudagraph_utils import BoxedDeviceIndex
+    from torch._inductor.utils import BoxedBool
+
+    with _CUDA_GRAPHS_LOCK:
+        state = _CUDA_GRAPHS.get(graph_id)
+        if state is None:
+            state = _CudaGraphs(on=BoxedBool(asked), device=BoxedDeviceIndex(None))
+            if asked:
+                _CUDA_GRAPHS[graph_id] = state
+        return state
+
+
+def inductor_mode_options(mode: str) -> dict:
+    """The Inductor settings of one of torch.compile's modes (``"reduce-overhead"``: CUDA
+    graphs; ``"max-autotune"``, ...), as ``torch.compile(mode=...)`` applies them."""
+    from torch._inductor import list_mode_options
+
+    known = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if mode not in known:
+        raise BadArgument(f"unknown mode {mode!r}", "api", f"use one of {list(known)}")
+    return dict(list_mode_options(mode))
 
 
 def _on_threads_with_cuda_context(compiled: Callable, devices: set) -> Callable:

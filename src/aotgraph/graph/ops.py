@@ -182,6 +182,9 @@ _ON_META_KERNEL = ON_META_KERNEL_FULL_PRECISION_ON_CPU | frozenset({
     aten.expand.default, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
     aten.alias.default, aten.slice.Tensor, aten.select.int,
     aten.mm.default, aten.addmm.default, aten.bmm.default, aten.threshold_backward.default,
+    aten.cat.default, aten.upsample_nearest2d.default, aten.upsample_nearest2d_backward.default,
+    aten.max_pool2d_with_indices.default, aten.max_pool2d_with_indices_backward.default,
+    aten.native_group_norm.default, aten.native_group_norm_backward.default,
 })
 # Inductor's max-pool prims (its max-pool decomposition's): their meta kernel is max pooling
 # with indices plus index arithmetic, which the fake mode would run op by op.
