@@ -1,8 +1,8 @@
 """Measured memory where the allocator keeps no statistics (the CPU): live storages of op results.
 
 `LiveStorageCounter` is a dispatch mode that remembers every tensor an op returns (by weak
-reference) and, after each op, sums the bytes of the distinct storages some remembered tensor
-still references: the measured counterpart of `Partition.memory`'s prediction (tests and
+reference, counting the tensors alive in each storage) and, after each op, knows the bytes of
+the distinct storages some remembered tensor still references: the measured counterpart of `Partition.memory`'s prediction (tests and
 ``benchmarks/gpu_partition.py --device cpu`` compare the two). Storages of the tensors given
 as `excluded` (parameters, buffers, the batch) are not counted, nor their views.
 `eager_timeline` measures eager autograd's live bytes op by op, forward then backward.
@@ -25,14 +25,31 @@ class LiveStorageCounter(TorchDispatchMode):
     def __init__(self, excluded: Iterable[torch.Tensor] = ()):
         super().__init__()
         self.excluded = {t.untyped_storage().data_ptr() for t in excluded}
-        self.tracked: list[tuple[weakref.ref, int, int]] = []  # (tensor, storage address, bytes)
+        self.holders: dict[int, int] = {}  # storage address -> remembered tensors alive in it
+        self.sizes: dict[int, int] = {}  # storage address -> bytes
+        self.total = 0
+        self.references: set[weakref.ref] = set()
         self.peaks: dict[str, int] = {}
         self.steps: list[tuple[str, str, int]] = []
         self.phase = "run"
 
     def live_bytes(self) -> int:
-        self.tracked = [entry for entry in self.tracked if entry[0]() is not None]
-        return sum({address: nbytes for _, address, nbytes in self.tracked}.values())
+        return self.total
+
+    def _remember(self, tensor: torch.Tensor, address: int, nbytes: int) -> None:
+        if not self.holders.get(address):
+            self.sizes[address] = nbytes
+            self.total += nbytes
+        self.holders[address] = self.holders.get(address, 0) + 1
+        self.references.add(weakref.ref(tensor, lambda ref: self._forget(ref, address)))
+
+    def _forget(self, reference: weakref.ref, address: int) -> None:
+        """A remembered tensor died: its storage is freed with the last tensor in it."""
+        self.references.discard(reference)
+        self.holders[address] -= 1
+        if not self.holders[address]:
+            del self.holders[address]
+            self.total -= self.sizes.pop(address)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -40,7 +57,7 @@ class LiveStorageCounter(TorchDispatchMode):
             if isinstance(tensor, torch.Tensor):
                 storage = tensor.untyped_storage()
                 if storage.nbytes() and storage.data_ptr() not in self.excluded:
-                    self.tracked.append((weakref.ref(tensor), storage.data_ptr(), storage.nbytes()))
+                    self._remember(tensor, storage.data_ptr(), storage.nbytes())
         live = self.live_bytes()
         self.steps.append((self.phase, str(getattr(func, "__name__", func)), live))
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), live)
