@@ -34,7 +34,7 @@ class CompileProgress:
         self.bar = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._started = time.perf_counter()
+        self._started = time.time()  # tqdm's clock: the bar's elapsed time counts from here
         self._ticker = threading.Thread(target=self._tick, name="aotgraph-progress", daemon=True)
 
     def start(self) -> None:
@@ -53,12 +53,13 @@ class CompileProgress:
 
     def _draw(self) -> None:
         if self.bar is None:
-            if time.perf_counter() - self._started < DELAY_SECONDS:
+            if time.time() - self._started < DELAY_SECONDS:
                 return
             from tqdm import tqdm
 
             self.bar = tqdm(total=_STAGES, desc=f"aotgraph {self.what}", unit="stage", leave=False, file=sys.stderr,
                             bar_format="{desc}: {n}/{total} stages |{bar}| {elapsed} {postfix}")
+            self.bar.start_t = self._started
         self.bar.total = max(_STAGES, self.begun)
         self.bar.n = self.done
         self.bar.set_postfix_str(self.stage, refresh=False)

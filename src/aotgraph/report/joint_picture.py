@@ -16,6 +16,7 @@ of plain tensors), groups are runs of consecutive columns.
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping, Optional
 
 import torch
@@ -96,8 +97,9 @@ def _stack_group(node: fx.Node) -> Optional[str]:
     stack = node.meta.get("nn_module_stack")
     if not stack:
         return None
-    path = list(stack.values())[-1][0]
-    return str(path).replace("L['self'].", "").replace("L['self']", "self") or None
+    path = str(list(stack.values())[-1][0])  # Dynamo's spelling: L['self'].blocks[0]._modules['attn']
+    path = re.sub(r"\._modules\['([^']+)'\]|\[(\d+)\]", lambda m: "." + (m.group(1) or m.group(2)), path)
+    return re.sub(r"^L\['[^']*'\]", "", path).lstrip(".") or None  # the compiled module itself: L['self'], L['fn']
 
 
 def _module_groups(nodes: list[fx.Node], sides: dict, labels: Mapping[str, str]) -> dict[fx.Node, Optional[str]]:
