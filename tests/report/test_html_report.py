@@ -210,3 +210,21 @@ def test_large_page_stays_responsive_in_chromium(large, tmp_path):
     assert body.get("data-rendered") == "ok" and "data-error" not in body, body
     paint_ms = float(body["data-paint-ms"])
     assert paint_ms < 1500, f"drawing the expanded graph took {paint_ms} ms"
+
+
+def test_offloaded_values_are_marked_in_the_picture_and_the_table():
+    from aotgraph.partition import offload_large, partition_for
+
+    torch.manual_seed(0)
+    model, inputs = models.gpt(layers=1)
+    compiled = aot_module(model, partition_fn=partition_for(policy=offload_large(16 * 1024)))
+    compiled(*inputs).backward()
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    report = build_report(entry)
+    plan = entry.partition.plan
+    assert plan.offloaded and report.totals.offloaded_bytes == plan.offloaded_bytes > 0
+    assert {n.name for n in report.joint.nodes if n.placement == "offloaded"} == set(plan.offloaded)
+    assert sum(row.offloaded for row in report.saved) == len(plan.offloaded)
+    root = parse(format_html(report))
+    assert int(by_id(root, "saved-totals").attrs["data-offloaded-bytes"]) == plan.offloaded_bytes
+    assert sum(cell.all_text() == "host" for cell in by_id(root, "saved-table").find_all("td")) == len(plan.offloaded)
