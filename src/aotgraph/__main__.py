@@ -1,6 +1,7 @@
-"""aotgraph's command line: demo (a GPT-style decoder, eager vs aotgraph, with a report) and
+"""aotgraph's command line: demo (a GPT-style decoder, eager vs aotgraph, with a report),
 explain FILE.py:NAME (what aotgraph does with your function or module; ``--html`` writes the
-report as one self-contained page, ``--json`` as data).
+report as one self-contained page, ``--json`` as data), and cache info / cache clear (the
+compile cache on disk).
 
 Exit status: 0 done (and any parity check passed), 1 a parity check found a mismatch,
 2 an error, printed as one line on stderr that names the cause and the fix; ``--debug``
@@ -20,6 +21,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from .api import aot_function, aot_module
+from .cache.disk import DiskCache
 from .compilers import COMPILER_NAMES
 from .errors import AotGraphError
 from .partition.budget import check_memory_budget
@@ -245,6 +247,27 @@ def _write_report(args, entry, fn: Callable, example_args: tuple, names, title: 
             print(f"wrote {path}")
 
 
+def cache_command(args) -> int:
+    """``info``: the disk cache's directory, entries, bytes, hits and misses (counted by every
+    process that used it); ``clear``: remove its entries and reset the counters."""
+    store = DiskCache()
+    if args.action == "clear":
+        store.ensure_safe()
+        removed = store.clear()
+        print(f"removed {removed} entries from {store.directory}")
+        return 0
+    stats = store.stats()
+    lookups = stats.hits + stats.misses
+    print(f"directory  {stats.directory}")
+    print(f"entries    {stats.entries}")
+    print(f"bytes      {stats.bytes}")
+    print(f"hits       {stats.hits}")
+    print(f"misses     {stats.misses}")
+    if lookups:
+        print(f"hit rate   {stats.hits / lookups:.1%}")
+    return 0
+
+
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compiler", choices=COMPILERS, default="eager",
                         help="compiler of the forward and backward graphs: %(choices)s (default: %(default)s)")
@@ -287,6 +310,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      "prints OK or FAILED (exit status 1)")
     _add_report_flags(explain_parser)
     explain_parser.set_defaults(run=explain)
+    cache_parser = commands.add_parser("cache", help="the compile cache on disk: info or clear",
+                                       description=cache_command.__doc__)
+    cache_parser.add_argument("action", choices=("info", "clear"), help="%(choices)s")
+    cache_parser.set_defaults(run=cache_command)
     return parser
 
 

@@ -11,6 +11,9 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 from .artifacts import JointGraph
+from . import config
+from .cache.disk import DiskCache
+from .cache.disk_keys import NotKeyable, call_key, settings_key
 from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, remembered_call
 from .cache.guards import GuardSet, reads_recorded
@@ -22,7 +25,7 @@ from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition
-from .pipeline import CompiledEntry, compile_stages
+from .pipeline import CompiledEntry, OnDisk, compile_stages
 from .runtime import autocast_on
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
@@ -77,10 +80,12 @@ class AotFunction:
     **kwargs)` compiles for those inputs (real or fake) without running. A call of only
     tensors that matches the previous one takes the fast path (`cache.fast_path`)."""
 
-    def __init__(self, fn: Callable, stages: dict):
+    def __init__(self, fn: Callable, stages: dict, disk: Optional[tuple[DiskCache, str, bool]] = None):
+        """`disk`: (the disk cache, the settings key, whether the program is keyed after capture)."""
         self.__wrapped__ = fn
         self.__name__ = _program_name(fn)
         self._stages = stages  # compile_stages' keyword arguments
+        self._disk = disk
         self._store = EntryStore()
         self.aotgraph_entries = self._store.entries
         self._watched_module = _watched_module(fn)
@@ -107,6 +112,20 @@ class AotFunction:
         with entry.log.stage("first run"):
             return entry.run(*flat_args)
 
+    def _on_disk(self, program_args: list, program_spec, flat_args: list, in_spec, groups) -> Optional[OnDisk]:
+        """Where this compile looks on disk, or None (no disk cache, or a call it cannot key).
+        A program run on shared bases (`groups`) is keyed by the bases and the call's own inputs."""
+        if self._disk is None or config.disk_cache == "0":
+            return None
+        store, settings, after_capture = self._disk
+        try:
+            key = (call_key(settings, program_args, program_spec) if groups is None else
+                   call_key(settings, [*program_args, groups, *flat_args], (program_spec, in_spec)))
+        except NotKeyable as why:
+            logger.info("aotgraph: this call of %s is not cached on disk: %s", self.__name__, why)
+            return None
+        return OnDisk(store, key, after_capture)
+
     def aotgraph_compile(self, *args, **kwargs) -> CompiledEntry:
         return self._entry_for(args, kwargs)[0]
 
@@ -131,33 +150,35 @@ class AotFunction:
         groups = aliased_input_groups(flat_args)
         if not groups:
             if entry is None:
-                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec)
+                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
             return entry, flat_args
         try:
             shared = with_shared_bases(fn, flat_args, in_spec, groups)
         except UnsupportedOp:
             # No base to pass instead: fine unless the program turns out to mutate an input.
             if entry is None:
-                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec)
+                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
             if entry.mutates_inputs:
                 raise
             return entry, flat_args
         shared_key = (key, groups, shared.base_facts())
         entry = self._store.lookup(shared_key, flat_args)
         if entry is None:
-            entry = self._compile(shared_key, shared.program, shared.flat_args, shared.spec, flat_args, in_spec)
+            entry = self._compile(shared_key, shared.program, shared.flat_args, shared.spec, flat_args, in_spec,
+                                  groups)
             # The entry runs on the caller's own inputs, as every entry does.
             entry.run, entry.takes_shared_bases = shared.runner(entry.run), True
         return entry, flat_args
 
-    def _compile(self, key, program, program_args, program_spec, flat_args, in_spec) -> CompiledEntry:
+    def _compile(self, key, program, program_args, program_spec, flat_args, in_spec, groups) -> CompiledEntry:
         """Compile `program` for `program_args`; `flat_args` and `in_spec` are the call's own
-        (they differ where inputs sharing memory are passed as their base)."""
+        (they differ where inputs sharing memory are passed as their base, `groups`)."""
         facts = call_facts(flat_args, in_spec, torch.is_grad_enabled(), autocast_state())
         reason = self._store.reason_to_compile(key, facts, flat_args, self._input_names)
         logger.info("aotgraph %s %s: %s", "recompiling" if len(self._store) else "compiling", self.__name__, reason)
+        on_disk = self._on_disk(program_args, program_spec, flat_args, in_spec, groups)
         with reads_recorded(self._watched_module, flat_args, self._input_names) as guards:
-            entry = compile_stages(program, program_args, program_spec, **self._stages)
+            entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
         entry.guards, entry.call_facts, entry.reason = GuardSet(guards), facts, reason
         self._store.add(key, entry)
         self._recompiles.compiled(reason)
@@ -178,6 +199,7 @@ def aot_function(
     enable_log: bool = True,
     disable_functionalization: bool = False,
     _disable_torch_fn_metadata_mode: bool = False,
+    cache: Optional[bool] = None,
 ) -> AotFunction:
     """Compile `fn` ahead of time for each distinct input signature it is called with.
 
@@ -189,6 +211,11 @@ def aot_function(
     changes, the next call compiles again (see `cache.guards`). functorch's
     `num_params_buffers`, `keep_inference_input_mutations`, `enable_log` and
     `disable_functionalization` are accepted and ignored, with a warning when set.
+
+    `cache=True` also keeps compiled entries in the disk cache (`cache.disk`), shared by
+    processes: a later process captures the program again and, when the captured graph and
+    everything else in the key (`cache.disk_keys`) match, loads the partitioned and compiled
+    graphs instead of building them. None: as ``AOTGRAPH_CACHE`` says (``all``: on).
     """
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
@@ -199,16 +226,30 @@ def aot_function(
                    "keep_inference_input_mutations": keep_inference_input_mutations, "enable_log": enable_log,
                    "disable_functionalization": disable_functionalization,
                    "_disable_torch_fn_metadata_mode": _disable_torch_fn_metadata_mode})
-    if not callable(partition_fn):
-        raise BadArgument(f"partition_fn must be a function, got {type(partition_fn).__name__}", "api",
-                          "pass default_partition, min_cut_rematerialization_partition or partition_for(...)")
     fw = resolve_compiler(fw_compiler, eager)
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
-    if decompositions is None and traits_of(fw).decompositions is not None:
-        decompositions = traits_of(fw).decompositions()
-    return AotFunction(fn, dict(fw_compiler=fw, bw_compiler=bw, inference_compiler=inference,
-                                partition_fn=partition_fn, decompositions=decompositions))
+    return _compiled_function(fn, fw, bw, inference, partition_fn, decompositions,
+                              cache if cache is not None else config.disk_cache == "all", None)
+
+
+def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Callable, partition_fn: Callable,
+                       decompositions: Optional[Mapping], cache: bool,
+                       program_graph: Optional[torch.fx.GraphModule]) -> AotFunction:
+    """The AotFunction of `fn`; with `cache`, on the disk cache: keyed by `program_graph` (the
+    program as a graph) where given, else by the graph each call captures."""
+    if not callable(partition_fn):
+        raise BadArgument(f"partition_fn must be a function, got {type(partition_fn).__name__}", "api",
+                          "pass default_partition, min_cut_rematerialization_partition or partition_for(...)")
+    stages = dict(fw_compiler=fw, bw_compiler=bw, inference_compiler=inference, partition_fn=partition_fn,
+                  decompositions=decompositions)
+    disk = None
+    if cache and config.disk_cache != "0":
+        try:
+            disk = (DiskCache(), settings_key(stages, decompositions, program_graph), program_graph is None)
+        except NotKeyable as why:
+            logger.info("aotgraph: %s is not cached on disk: %s", _program_name(fn), why)
+    return AotFunction(fn, stages, disk)
 
 
 def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]]:
@@ -309,6 +350,7 @@ def aot_module_simplified(
     compiler_config_extra=None,
     pre_grad_passes: Optional[Callable] = None,
     compile_region_name: Optional[str] = None,
+    cache: Optional[bool] = None,
 ) -> Callable:
     """The Dynamo-backend entry (functorch's ``aot_module_simplified``): `mod` is
     typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
@@ -317,7 +359,11 @@ def aot_module_simplified(
     symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
     concrete signature compiles on its first call instead. Parameter names are the union
     of functorch's over torch 2.11-2.14: `pre_grad_passes` runs on `mod` first; the others
-    that aotgraph does not use are accepted and ignored, with a warning when set."""
+    that aotgraph does not use are accepted and ignored, with a warning when set.
+
+    A GraphModule is compiled through the disk cache unless ``cache=False`` or
+    ``AOTGRAPH_CACHE=0``: keyed by its nodes and the inputs, a later process loads the compiled
+    graphs without capturing. Other modules: as `aot_function`'s `cache`."""
     _warn_ignored({"keep_inference_input_mutations": keep_inference_input_mutations, "cudagraphs": cudagraphs,
                    "boxed_forward_device_index": boxed_forward_device_index, "ignore_shape_env": ignore_shape_env,
                    "disable_functionalization": disable_functionalization,
@@ -326,9 +372,13 @@ def aot_module_simplified(
     if pre_grad_passes is not None:
         mod = pre_grad_passes(mod, args)
     names, values = _named_state(mod)
-    compiled = aot_function(_functional_module_fn(mod, names, guard_attributes=not isinstance(mod, torch.fx.GraphModule)),
-                            fw_compiler, bw_compiler, partition_fn, decompositions,
-                            inference_compiler=inference_compiler)
+    is_graph = isinstance(mod, torch.fx.GraphModule)
+    fw = resolve_compiler(fw_compiler, eager)
+    if cache is None:
+        cache = is_graph or config.disk_cache == "all"
+    compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw,
+                                  resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw),
+                                  partition_fn, decompositions, cache, mod if is_graph else None)
     if not _has_symbolic_shapes(args):
         compiled.aotgraph_compile(*values, *args)
 

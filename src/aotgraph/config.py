@@ -14,12 +14,19 @@ changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``
 - `disabled` (``AOTGRAPH_DISABLE=name,name``): memos, fast paths and patches of torch to turn
   off, one by one, to bisect a failure after a torch upgrade. Results never depend on them;
   the names are `SWITCHES`' keys.
+- `disk_cache` (``AOTGRAPH_CACHE``, default ``"1"``): the compile cache on disk (`cache.disk`).
+  ``"0"``: off everywhere. ``"1"``: on where the program arrives as a graph (the
+  ``torch.compile`` backend, `aot_module_simplified`), opt-in elsewhere (``cache=True``).
+  ``"all"``: on for `aot_function` and `aot_module` too.
+- `cache_dir` (``AOTGRAPH_CACHE_DIR``): where the disk cache lives; None: the user's cache
+  directory (``platformdirs``, else ``$XDG_CACHE_HOME`` or ``~/.cache``) + ``/aotgraph``.
 """
 from __future__ import annotations
 
 import os
+from typing import Optional
 
-__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES"]
+__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES", "disk_cache", "cache_dir"]
 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
@@ -43,6 +50,12 @@ def _read_disabled(text: str) -> frozenset:
     return names
 
 
+def _read_disk_cache(text: str) -> str:
+    if text not in ("0", "1", "all"):
+        raise ValueError(f"AOTGRAPH_CACHE={text!r}: expected 0 (off), 1 (graphs) or all")
+    return text
+
+
 def _read_debug_level() -> int:
     level = os.environ.get("AOTGRAPH_DEBUG")
     if level is None:
@@ -54,6 +67,8 @@ recompile_limit: int = int(os.environ.get("AOTGRAPH_RECOMPILE_LIMIT", "8"))
 debug_level: int = _read_debug_level()
 progress: bool = os.environ.get("AOTGRAPH_PROGRESS", "1").strip() not in ("", "0")
 disabled: frozenset = _read_disabled(os.environ.get("AOTGRAPH_DISABLE", ""))
+disk_cache: str = _read_disk_cache(os.environ.get("AOTGRAPH_CACHE", "1"))
+cache_dir: Optional[str] = os.environ.get("AOTGRAPH_CACHE_DIR") or None
 
 
 def enabled(switch: str) -> bool:

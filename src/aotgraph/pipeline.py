@@ -2,7 +2,9 @@
 
 `compile_stages` turns a program and its flat example inputs into a `CompiledEntry`, each
 stage stamped with its time into one `CompileLog`. What differs between compilers comes from
-their `CompilerTraits`; nothing here asks which compiler it has.
+their `CompilerTraits`; nothing here asks which compiler it has. With an `OnDisk`, the
+entry's artifacts are looked up in the disk cache first (before capture when the key is
+known without it, else right after) and stored there after a compile.
 """
 from __future__ import annotations
 
@@ -15,17 +17,30 @@ import torch
 
 from . import config
 from .artifacts import CompiledGraphs, JointGraph, Partition
+from .cache.disk import DiskCache
+from .cache.disk_keys import NotKeyable, captured_key
 from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
+from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
 from .compilers import compile_partition, traits_of
-from .debug import log_artifact
+from .debug import log_artifact, logger
 from .partition import partition
 from .progress import compile_progress
 from .runtime import build_runtime
 from .timings import CompileLog, time_first_call
 
-__all__ = ["CompiledEntry", "compile_stages"]
+__all__ = ["CompiledEntry", "compile_stages", "OnDisk"]
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """Where `compile_stages` looks for the entry on disk and stores it: under `key`, or, when
+    `after_capture`, under `captured_key(key, joint)` (the program is keyed by what it captured)."""
+
+    store: DiskCache
+    key: str
+    after_capture: bool = False
 
 
 @dataclass
@@ -56,31 +71,52 @@ class CompiledEntry:
 
 def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable, bw_compiler: Callable,
                    inference_compiler: Callable, partition_fn: Callable,
-                   decompositions: Optional[Mapping]) -> CompiledEntry:
-    """capture -> partition -> compile -> runtime, each stamped into one CompileLog; a compile
-    that takes more than a couple of seconds shows a progress bar on stderr (`progress`)."""
+                   decompositions: Optional[Mapping], on_disk: Optional[OnDisk] = None) -> CompiledEntry:
+    """capture -> partition -> compile -> runtime, each stamped into one CompileLog (or, with
+    `on_disk`, the stored artifacts of an earlier compile, loaded); a compile that takes more
+    than a couple of seconds shows a progress bar on stderr (`progress`). `decompositions`
+    None: the forward compiler's own table (`CompilerTraits.decompositions`), made only when
+    capturing."""
     log = CompileLog()
     with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress:
         log.progress = progress
         try:
             return _run_stages(log, fn, flat_args, in_spec, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
                                inference_compiler=inference_compiler, partition_fn=partition_fn,
-                               decompositions=decompositions)
+                               decompositions=decompositions, on_disk=on_disk)
         finally:
             log.progress = None
 
 
 def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable,
                 bw_compiler: Callable, inference_compiler: Callable, partition_fn: Callable,
-                decompositions: Optional[Mapping]) -> CompiledEntry:
+                decompositions: Optional[Mapping], on_disk: Optional[OnDisk]) -> CompiledEntry:
+    compilers = (fw_compiler, bw_compiler, inference_compiler)
+    if on_disk is not None and not on_disk.after_capture:
+        entry = _loaded_entry(on_disk.store, on_disk.key, log, compilers)
+        if entry is not None:
+            return entry
     for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
         if traits_of(compiler).warm_up is not None:
             traits_of(compiler).warm_up(flat_args)
+    if decompositions is None and traits_of(fw_compiler).decompositions is not None:
+        decompositions = traits_of(fw_compiler).decompositions()
     with _collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
+        key = None if on_disk is None else on_disk.key
+        if on_disk is not None and on_disk.after_capture:
+            try:
+                key = captured_key(on_disk.key, joint)
+            except NotKeyable as why:
+                logger.info("aotgraph: this entry is not cached on disk: %s", why)
+                on_disk = None
+            else:
+                entry = _loaded_entry(on_disk.store, key, log, compilers)
+                if entry is not None:
+                    return entry
         traits = traits_of(inference_compiler if joint.is_inference else fw_compiler)
         if traits.joint_passes is not None:
             with log.stage("joint passes"):
@@ -92,12 +128,51 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
                                      _static_primals(flat_args, joint.signature.primal_positions))
         note.detail = compiled.note
+    if on_disk is not None:
+        with log.stage("cache store") as note:
+            note.detail = _store(on_disk.store, key, compiled, inference_compiler if joint.is_inference else fw_compiler,
+                                 bw_compiler)
+    return _entry_of(compiled, log)
+
+
+def _entry_of(compiled: CompiledGraphs, log: CompileLog) -> CompiledEntry:
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
-    sig = joint.signature
-    return CompiledEntry(parts, compiled, build_runtime(timed), log,
+    sig = compiled.partition.joint.signature
+    return CompiledEntry(compiled.partition, compiled, build_runtime(timed), log,
                          bool(sig.mutated_primals or sig.metadata_mutated_primals))
+
+
+def _loaded_entry(store: DiskCache, key: str, log: CompileLog, compilers: tuple) -> Optional[CompiledEntry]:
+    """The entry stored under `key`, or None (absent, or unreadable: then removed with a warning)."""
+    with log.stage("cache load") as note:
+        data = store.read(key)
+        if data is None:
+            note.detail = "miss"
+            return None
+        try:
+            compiled = loaded_graphs(data, *compilers)
+        except Exception as error:  # whatever a damaged or foreign entry raises: compile again
+            store.discard(key, f"it could not be loaded ({type(error).__name__}: {error})")
+            note.detail = "unreadable"
+            return None
+        note.detail = "hit"
+    return _entry_of(compiled, log)
+
+
+def _store(store: DiskCache, key: str, compiled: CompiledGraphs, forward_compiler: Callable,
+           backward_compiler: Callable) -> str:
+    """Store `compiled` under `key`; what happened, for the compile log. Never fails a compile."""
+    try:
+        store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler))
+    except NotStorable as why:
+        logger.info("aotgraph: this entry is not cached on disk: %s", why)
+        return "not storable"
+    except Exception as error:  # a full disk, a compiled object pickle refuses: the entry stays in memory
+        logger.warning("aotgraph: could not write the compile cache entry (%s: %s)", type(error).__name__, error)
+        return "write failed"
+    return "stored"
 
 
 @contextlib.contextmanager

@@ -42,6 +42,11 @@ class CompilerTraits:
     `writes_input_mutations`: the forward graph given to it writes plain input mutations
     itself (``copy_`` into the input) instead of returning new values.
     `warm_up(flat_args)`: called before capture, to start work that overlaps it.
+    For the disk cache (a compiler without these is not cached on disk): `cache_identity()`,
+    a string that changes whenever the compiler would compile a graph differently (its
+    settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
+    (None where this one cannot be stored); `restore(stored, graph_module, kind)`, the
+    callable again, in another process, from those bytes and the graph it was compiled from.
     A compiler declares its traits as an ``aotgraph_traits`` attribute; others get none."""
 
     decompositions: Optional[Callable[[], Mapping]] = None
@@ -49,6 +54,9 @@ class CompilerTraits:
     fuses_kernels: bool = False
     writes_input_mutations: bool = False
     warm_up: Optional[Callable[[list], None]] = None
+    cache_identity: Optional[Callable[[], str]] = None
+    store: Optional[Callable[[Callable], Optional[bytes]]] = None
+    restore: Optional[Callable[[bytes, fx.GraphModule, str], Callable]] = None
 
 
 _NO_TRAITS = CompilerTraits()
@@ -111,6 +119,16 @@ def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
     return boxed_graph_function(graph_module)
 
 
+def _stored_as_graph(compiled: Callable) -> bytes:
+    return b""  # the graph itself is stored with the partition
+
+
+nop.aotgraph_traits = CompilerTraits(cache_identity=lambda: "nop", store=_stored_as_graph,
+                                     restore=lambda stored, graph_module, kind: nop(graph_module, None))
+eager.aotgraph_traits = CompilerTraits(cache_identity=lambda: "eager", store=_stored_as_graph,
+                                       restore=lambda stored, graph_module, kind: eager(graph_module, None))
+
+
 class InductorCompiler:
     """TorchInductor (``compile_fx_inner``) as a compiler, with Inductor settings of its own.
 
@@ -140,7 +158,10 @@ class InductorCompiler:
 
         return CompilerTraits(torchinductor.inductor_decompositions, torchinductor.inductor_joint_passes,
                               fuses_kernels=True, writes_input_mutations=True,
-                              warm_up=torchinductor.wake_compile_workers)
+                              warm_up=torchinductor.wake_compile_workers,
+                              cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
+                              store=torchinductor.stored_output_code,
+                              restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind))
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor

@@ -14,7 +14,9 @@ CUDA graphs get Inductor's C++ wrapper by default (see `compile_with_inductor`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import pickle
 import threading
 import types
 from dataclasses import replace
@@ -32,7 +34,8 @@ from ..errors import BadArgument, CompilerError
 
 logger = logging.getLogger("aotgraph")
 
-__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_mode_options", "inductor_joint_passes", "wake_compile_workers"]
+__all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_mode_options", "inductor_joint_passes",
+           "wake_compile_workers", "inductor_cache_identity", "stored_output_code", "restored_output_code"]
 
 # Graphs on a CUDA device are compiled with Inductor's C++ wrapper unless the compiler's
 # options say otherwise (see `compile_with_inductor`); False: the Python wrapper, as torch.compile.
@@ -122,7 +125,9 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
                        role.kind, type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     if devices:
-        return _on_threads_with_cuda_context(compiled, devices)
+        wrapped = _on_threads_with_cuda_context(compiled, devices)
+        wrapped.aotgraph_cuda_devices = devices
+        return wrapped
     compiled.aotgraph_wrapper = "cpp"
     return compiled
 
@@ -155,7 +160,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
     with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
             _reuse_judged_with_outputs():
-        return compile_fx_inner(
+        compiled = compile_fx_inner(
             graph_module,
             example_inputs,
             cpp_wrapper=cpp_wrapper,
@@ -166,6 +171,9 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
+    if cuda_graphs.on:
+        compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
+    return compiled
 
 
 def _refuse_python_calls(graph_module: fx.GraphModule, role) -> None:
@@ -287,7 +295,56 @@ def _on_threads_with_cuda_context(compiled: Callable, devices: set) -> Callable:
 
     call._boxed_call = True
     call.aotgraph_wrapper = "cpp"
+    call.aotgraph_output_code = compiled
     return call
+
+
+def inductor_cache_identity(options: dict) -> str:
+    """What decides how Inductor compiles a graph besides the graph: our options for it, the
+    process's Inductor config (as torch's FxGraphCache keys it), and the C++-wrapper default."""
+    from torch._inductor import config
+
+    portable = config.save_config_portable()
+    return repr(("inductor", sorted(options.items(), key=repr), sorted(portable.items(), key=repr),
+                 CPP_WRAPPER_ON_CUDA))
+
+
+def stored_output_code(compiled: Callable) -> Optional[bytes]:
+    """Inductor's compiled graph as bytes, as torch's FxGraphCache stores it: the
+    ``CompiledFxGraph`` without its loaded module (its wrapper source code, which loads the
+    kernels Inductor built, by their hash, from Inductor's own cache directory; Triton kernels
+    travel in its bundle), and the CUDA devices our C++-wrapper launch needs. None for graphs
+    run as CUDA graphs (their cudagraph trees live in the process that recorded them)."""
+    from torch._inductor.output_code import CompiledFxGraph
+
+    output = getattr(compiled, "aotgraph_output_code", compiled)
+    if type(output) is not CompiledFxGraph or getattr(output, "aotgraph_cuda_graphs", False):
+        return None
+    stored = copy.copy(output)
+    stored.prepare_for_serialization()
+    devices = sorted(str(d) for d in getattr(compiled, "aotgraph_cuda_devices", ()))
+    return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None)))
+
+
+def restored_output_code(stored: bytes, kind: str) -> Callable:
+    """The callable that `stored_output_code` stored, loaded as FxGraphCache loads a hit:
+    Triton kernels put back, the wrapper module loaded, inputs realigned where Inductor asked."""
+    from torch._inductor.output_code import CompiledFxGraphConstants
+    from torch._inductor.triton_bundler import TritonBundler
+    from torch._inductor.utils import BoxedBool
+
+    output, devices, wrapper = pickle.loads(stored)
+    if output._triton_bundle:
+        TritonBundler.read_and_emit(output._triton_bundle)
+    constants = CompiledFxGraphConstants()
+    output.after_deserialization(constants)
+    output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
+                                        "boxed_forward_device_index": None})
+    if devices:
+        return _on_threads_with_cuda_context(output, {torch.device(d) for d in devices})
+    if wrapper is not None:
+        output.aotgraph_wrapper = wrapper
+    return output
 
 
 @contextlib.contextmanager

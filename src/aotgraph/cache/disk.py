@@ -1,0 +1,205 @@
+"""The compile cache on disk: one checksummed file per key, written atomically, read only
+from a directory that nobody but the current user can write to.
+
+Layout under the cache directory (`cache_directory`): ``entries/<key[:2]>/<key>`` holds one
+entry: a magic line, its key on a line, the SHA-256 of the payload, the payload. ``stats/hits`` and
+``stats/misses`` grow by one byte per lookup (an ``O_APPEND`` write is atomic, so processes
+sharing the cache lose no count; their sizes are the counters).
+
+- Writes go to a temporary file in the entry's directory, then ``os.replace``: a reader sees
+  the old entry, the new one, or none, never a partial one; two processes writing the same
+  key both succeed and leave one valid entry.
+- A read whose magic, key or checksum does not match (truncated, flipped bytes, another
+  entry's file put in its place) warns (`CacheCorruptionWarning`), removes the entry and answers None: the
+  caller compiles again.
+- Loading an entry runs code (unpickling, Inductor's modules), so the directory and its
+  ``entries`` folders must belong to the current user and not be writable by group or
+  others; otherwise `CacheDirError` says which path and how to fix it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .. import config
+from ..errors import AotGraphError
+
+__all__ = ["DiskCache", "CacheDirError", "CacheCorruptionWarning", "cache_directory", "CacheStats"]
+
+_MAGIC = b"aotgraph-cache-entry 1\n"
+_DIGEST_BYTES = 32
+
+
+class CacheDirError(AotGraphError):
+    """The cache directory is not safe to load code from."""
+
+    kind = "CacheDirError"
+
+
+class CacheCorruptionWarning(UserWarning):
+    """A cache entry failed its checksum (or could not be loaded): removed, compiled again."""
+
+
+def cache_directory() -> Path:
+    """`config.cache_dir` (``AOTGRAPH_CACHE_DIR``), else the user's cache directory + ``aotgraph``."""
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("aotgraph"))
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "aotgraph"
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    directory: Path
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+
+
+class DiskCache:
+    """Entries by key (hex strings) under `directory`; see the module docstring for the rules."""
+
+    def __init__(self, directory: Optional[Path] = None):
+        self.directory = Path(directory) if directory is not None else cache_directory()
+        self._checked = False
+
+    @property
+    def _entries(self) -> Path:
+        return self.directory / "entries"
+
+    def _entry_path(self, key: str) -> Path:
+        return self._entries / key[:2] / key
+
+    def ensure_safe(self) -> None:
+        """Create the directory (mode 0700) if needed and refuse one that others may write."""
+        if self._checked:
+            return
+        for path in (self.directory, self._entries, self.directory / "stats"):
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as error:
+                raise CacheDirError(f"cannot create the cache directory {path}: {error}", "cache",
+                                    "set AOTGRAPH_CACHE_DIR to a directory you own, or AOTGRAPH_CACHE=0") from None
+            _check_private(path)
+        self._checked = True
+
+    def read(self, key: str) -> Optional[bytes]:
+        """The payload stored under `key`, or None (absent, or corrupt: then warned and removed).
+        Counts a hit or a miss."""
+        self.ensure_safe()
+        path = self._entry_path(key)
+        try:
+            with open(path, "rb") as file:
+                if os.fstat(file.fileno()).st_uid != os.getuid():
+                    raise CacheDirError(f"the cache entry {path} belongs to another user", "cache",
+                                        "remove it, or point AOTGRAPH_CACHE_DIR to a directory only you can write")
+                data = file.read()
+        except FileNotFoundError:
+            self.count("misses")
+            return None
+        payload = _verified(data, key)
+        if payload is None:
+            self.discard(key, "its checksum or key does not match (truncated, corrupted or replaced)")
+            self.count("misses")
+            return None
+        self.count("hits")
+        return payload
+
+    def write(self, key: str, payload: bytes) -> None:
+        """Store `payload` under `key` atomically (temporary file, then rename)."""
+        self.ensure_safe()
+        path = self._entry_path(key)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(_header(key) + hashlib.sha256(payload).digest() + payload)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def discard(self, key: str, why: str) -> None:
+        """Remove the entry of `key` with a `CacheCorruptionWarning` saying `why`."""
+        path = self._entry_path(key)
+        warnings.warn(f"aotgraph: the compile cache entry {path} was removed and will be compiled again: {why}",
+                      CacheCorruptionWarning, stacklevel=3)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def count(self, counter: str) -> None:
+        descriptor = os.open(self.directory / "stats" / counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, b".")
+        finally:
+            os.close(descriptor)
+
+    def stats(self) -> CacheStats:
+        files = [p for p in self._entries.glob("*/*") if p.is_file() and not p.name.startswith(".tmp-")] \
+            if self._entries.is_dir() else []
+        return CacheStats(self.directory, len(files), sum(p.stat().st_size for p in files),
+                          self._counter("hits"), self._counter("misses"))
+
+    def _counter(self, counter: str) -> int:
+        try:
+            return (self.directory / "stats" / counter).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def clear(self) -> int:
+        """Remove every entry and reset the counters; the number of entries removed."""
+        removed = 0
+        if self._entries.is_dir():
+            for path in self._entries.glob("*/*"):
+                if path.is_file():
+                    path.unlink()
+                    removed += not path.name.startswith(".tmp-")
+        for counter in ("hits", "misses"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / "stats" / counter).unlink()
+        return removed
+
+
+def _header(key: str) -> bytes:
+    return _MAGIC + key.encode() + b"\n"
+
+
+def _verified(data: bytes, key: str) -> Optional[bytes]:
+    """The payload of an entry file's `data`, or None where its header is not that of `key`
+    or its checksum does not match."""
+    header = _header(key)
+    start = len(header) + _DIGEST_BYTES
+    if len(data) < start or not data.startswith(header):
+        return None
+    payload = data[start:]
+    return payload if hashlib.sha256(payload).digest() == data[len(header):start] else None
+
+
+def _check_private(path: Path) -> None:
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise CacheDirError(f"the cache directory {path} belongs to another user (uid {info.st_uid}); loading an "
+                            "entry runs code, so aotgraph loads only from directories you own", "cache",
+                            "point AOTGRAPH_CACHE_DIR to a directory of your own, or set AOTGRAPH_CACHE=0")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise CacheDirError(f"the cache directory {path} is writable by group or others (mode "
+                            f"{stat.filemode(info.st_mode)}); loading an entry runs code, so aotgraph loads only "
+                            "from directories nobody else can write", "cache",
+                            f"run chmod go-w {path}, point AOTGRAPH_CACHE_DIR elsewhere, or set AOTGRAPH_CACHE=0")
+

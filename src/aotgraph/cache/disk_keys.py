@@ -1,0 +1,93 @@
+"""Keys of the disk cache: everything that can change what a call compiles to, hashed.
+
+A key is built in up to three parts:
+- `settings_key` (once per compiled function): the installation (`fingerprints.environment`:
+  torch, CUDA toolkit, Python, aotgraph's source), each compiler's `cache_identity` (its
+  options), the partition function with its bound budget or policy (code identity), the
+  decompositions, aotgraph's switches, and the program when it is a graph (node by node).
+- `call_key` (per call signature): the arguments' structure, each tensor's type, shape,
+  stride, storage offset, dtype, device, requires_grad, leaf-ness, conjugate/negative bits,
+  whether it keeps its memory across calls (parameters, Dynamo's static inputs), which inputs
+  share a storage (and its size); each other leaf's value; grad mode, autocast on every
+  device (and its cache), the default dtype, deterministic algorithms, matmul precision.
+- `captured_key` (programs that are not graphs, after capture): the joint graph itself, node
+  by node, with its signature: the program's code is not keyed, what it did is.
+
+Any part that cannot be fingerprinted soundly raises `NotKeyable` and the call compiles
+without the disk cache.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .. import config
+from ..artifacts import JointGraph
+from ..compilers import traits_of
+from .fingerprints import NotKeyable, digest, environment, fingerprint, graph_fingerprint
+
+__all__ = ["settings_key", "call_key", "captured_key", "NotKeyable"]
+
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "mtia", "xla")
+
+
+def settings_key(stages: dict, decompositions_given: Optional[dict], program: Any) -> str:
+    """The key part shared by every call of one compiled function. `stages`: compile_stages'
+    keyword arguments; `decompositions_given`: the user's table (None: the compiler's own,
+    which its identity covers); `program`: an fx GraphModule to key node by node, or None (the
+    captured graph is keyed instead)."""
+    compilers = []
+    for name in ("fw_compiler", "bw_compiler", "inference_compiler"):
+        identity = traits_of(stages[name]).cache_identity
+        if identity is None:
+            raise NotKeyable(f"the {name} {getattr(stages[name], '__name__', stages[name])!r} has no cache identity")
+        compilers.append(identity())
+    return digest(environment(), compilers, stages["partition_fn"],
+                  None if decompositions_given is None else sorted(
+                      ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr),
+                  sorted(config.disabled),
+                  None if program is None else graph_fingerprint(program))
+
+
+def call_key(settings: str, flat_args: Sequence[Any], in_spec) -> str:
+    """The key of one call of a function whose settings key is `settings`."""
+    storages: dict[int, int] = {}
+    inputs = []
+    for value in flat_args:
+        if isinstance(value, torch.Tensor):
+            if value.layout != torch.strided:
+                raise NotKeyable(f"a tensor of layout {value.layout}")
+            storage = value.untyped_storage()
+            group = storages.setdefault(storage._cdata, len(storages))
+            inputs.append((type(value).__qualname__, tuple(value.shape), value.stride(), value.storage_offset(),
+                           value.dtype, value.device, value.requires_grad, value.grad_fn is None,
+                           value.is_conj(), value.is_neg(), _keeps_memory(value), group, storage.nbytes()))
+        else:
+            inputs.append(fingerprint(value))
+    return digest(settings, str(in_spec), inputs, _global_state())
+
+
+def captured_key(call: str, joint: JointGraph) -> str:
+    """The key of a call whose program was captured as `joint` (see the module docstring)."""
+    placeholders = [node.meta.get("val") for node in joint.graph_module.graph.find_nodes(op="placeholder")]
+    return digest(call, graph_fingerprint(joint.graph_module), joint.signature, joint.is_inference,
+                  [(tuple(v.shape), v.stride(), v.dtype, v.requires_grad) if isinstance(v, torch.Tensor) else None
+                   for v in placeholders])
+
+
+def _keeps_memory(tensor: torch.Tensor) -> bool:
+    return isinstance(tensor, torch.nn.Parameter) or getattr(tensor, "_dynamo_static_input_type", None) is not None
+
+
+def _global_state() -> tuple:
+    autocast = []
+    for device in _AUTOCAST_DEVICES:
+        try:
+            if torch.is_autocast_enabled(device):
+                autocast.append((device, torch.get_autocast_dtype(device)))
+        except RuntimeError:  # a device type this build does not know
+            continue
+    return (torch.is_grad_enabled(), tuple(autocast), torch.is_autocast_cache_enabled(), torch.get_default_dtype(),
+            torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision(),
+            torch.is_inference_mode_enabled())

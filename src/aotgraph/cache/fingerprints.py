@@ -1,0 +1,216 @@
+"""Stable fingerprints for disk-cache keys: the same text in every process for values that
+compile to the same code, a different text for any change that could change it.
+
+- Plain values (numbers, strings, dtypes, devices, enums, containers of them, frozen
+  dataclasses and pytree specs) by type and value; tensors by layout and the hash of their
+  bytes (a tensor constant baked into a graph).
+- Functions by code identity: module and qualified name, their closures' and defaults'
+  values; for functions outside torch and aotgraph (whose versions are in the key) also
+  their bytecode, constants and the globals they read, recursively. ``functools.partial``
+  by function and bound arguments.
+- Modules (``nn.Module``) by class (and its ``forward``'s code), plain attributes,
+  submodules; their parameters and buffers are graph inputs, keyed by the call.
+- fx GraphModules node by node: op, target, arguments, and what ``get_attr`` and
+  ``call_module`` reach.
+
+Anything else raises `NotKeyable`: the caller then does not use the disk cache (a wrong key
+would be a wrong answer).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import TreeSpec
+
+__all__ = ["NotKeyable", "fingerprint", "digest", "environment", "graph_fingerprint"]
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.layout,
+          torch.memory_format, torch.Size, slice, range, type(Ellipsis))
+_VERSIONED_PACKAGES = ("torch", "aotgraph", "functorch")
+
+
+class NotKeyable(Exception):
+    """A value with no sound fingerprint: its program is not cached on disk."""
+
+
+def digest(*parts: Any) -> str:
+    """The SHA-256 hex digest of the fingerprints of `parts`."""
+    return hashlib.sha256(repr(tuple(map(fingerprint, parts))).encode()).hexdigest()
+
+
+def fingerprint(value: Any, _seen: frozenset = frozenset()) -> Any:
+    """A nested tuple of plain values that stands for `value` (see the module docstring)."""
+    if isinstance(value, _PLAIN):
+        return (type(value).__name__, repr(value))
+    if isinstance(value, enum.Enum):
+        return ("enum", type(value).__qualname__, repr(value.value))
+    if id(value) in _seen:
+        return ("cycle",)
+    seen = _seen | {id(value)}
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, *(fingerprint(v, seen) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *sorted((repr(fingerprint(k, seen)), fingerprint(v, seen)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return ("set", *sorted(repr(fingerprint(v, seen)) for v in value))
+    if isinstance(value, TreeSpec):
+        return ("treespec", str(value))
+    if isinstance(value, torch.Tensor):
+        return _tensor_fingerprint(value)
+    if isinstance(value, (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)):
+        return ("op", str(value))
+    if isinstance(value, fx.GraphModule):
+        return graph_fingerprint(value, seen)
+    if isinstance(value, torch.nn.Module):
+        return _module_fingerprint(value, seen)
+    if isinstance(value, functools.partial):
+        return ("partial", fingerprint(value.func, seen), fingerprint(value.args, seen),
+                fingerprint(value.keywords, seen))
+    if isinstance(value, types.FunctionType):
+        return _function_fingerprint(value, seen)
+    if isinstance(value, types.MethodType):
+        return ("method", fingerprint(value.__func__, seen), fingerprint(value.__self__, seen))
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, type)):
+        return ("named", getattr(value, "__module__", None) or "", value.__qualname__)
+    if isinstance(value, types.ModuleType):
+        return ("module", value.__name__)
+    if dataclasses.is_dataclass(value) and getattr(type(value), "__dataclass_params__").frozen:
+        return ("dataclass", type(value).__module__, type(value).__qualname__,
+                *(fingerprint(getattr(value, f.name), seen) for f in dataclasses.fields(value)))
+    if _is_torch_callable(value):
+        return ("named", type(value).__module__, type(value).__qualname__, repr(value))
+    raise NotKeyable(f"a {type(value).__module__}.{type(value).__qualname__} has no stable fingerprint")
+
+
+def _is_torch_callable(value: Any) -> bool:
+    """Callable objects of torch itself (``torch._C._VariableFunctions`` members and the like)."""
+    return callable(value) and type(value).__module__.split(".")[0] == "torch" and not hasattr(value, "__dict__")
+
+
+def _tensor_fingerprint(tensor: torch.Tensor) -> tuple:
+    if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or tensor.layout != torch.strided:
+        raise NotKeyable(f"a tensor constant of type {type(tensor).__name__} (layout {tensor.layout})")
+    if isinstance(tensor, torch._subclasses.FakeTensor) or tensor.is_meta:
+        raise NotKeyable("a fake or meta tensor constant has no contents to key")
+    data = tensor.detach().cpu().contiguous()
+    contents = hashlib.sha256(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"").hexdigest()
+    return ("tensor", tuple(tensor.shape), tensor.stride(), tensor.dtype, str(tensor.device), tensor.requires_grad,
+            contents)
+
+
+def _function_fingerprint(fn: types.FunctionType, seen: frozenset) -> tuple:
+    closure = tuple(fingerprint(cell.cell_contents, seen) if _cell_filled(cell) else ("empty",)
+                    for cell in fn.__closure__ or ())
+    head = ("function", fn.__module__, fn.__qualname__, closure, fingerprint(fn.__defaults__, seen),
+            fingerprint(fn.__kwdefaults__, seen))
+    if (fn.__module__ or "").split(".")[0] in _VERSIONED_PACKAGES:
+        return head
+    return (*head, _code_fingerprint(fn.__code__), _globals_fingerprint(fn, seen))
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _code_fingerprint(code: types.CodeType) -> tuple:
+    consts = tuple(_code_fingerprint(c) if isinstance(c, types.CodeType) else fingerprint(c)
+                   for c in code.co_consts)
+    return ("code", code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars)
+
+
+def _global_names(code: types.CodeType) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _globals_fingerprint(fn: types.FunctionType, seen: frozenset) -> tuple:
+    """The values of the globals `fn`'s code may read (names it reads that are `fn`'s globals)."""
+    namespace = fn.__globals__
+    return tuple((name, fingerprint(namespace[name], seen)) for name in sorted(_global_names(fn.__code__))
+                 if name in namespace)
+
+
+# nn.Module's own bookkeeping: parameters and buffers are graph inputs, submodules come next.
+_MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training"})
+# Hooks that run code around a call: a module with any is not keyed (state-dict hooks are harmless).
+_CALL_HOOKS = frozenset({"_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"})
+
+
+def _module_fingerprint(module: torch.nn.Module, seen: frozenset) -> tuple:
+    klass = type(module)
+    forward = getattr(klass, "forward", None)
+    parts = [("class", klass.__module__, klass.__qualname__,
+              fingerprint(forward, seen) if isinstance(forward, types.FunctionType) else None),
+             ("training", module.training),
+             ("state", tuple(module._parameters), tuple(module._buffers))]
+    for name, value in sorted(vars(module).items()):
+        if name in _MODULE_STATE:
+            continue
+        if "hook" in name:
+            if name in _CALL_HOOKS and value:
+                raise NotKeyable(f"the module {klass.__qualname__} has {name}")
+            continue
+        parts.append((name, fingerprint(value, seen)))
+    parts.extend((name, fingerprint(child, seen)) for name, child in module._modules.items())
+    return ("nn.Module", *parts)
+
+
+def graph_fingerprint(graph_module: fx.GraphModule, _seen: frozenset = frozenset()) -> tuple:
+    """`graph_module` node by node (see the module docstring). The values of its parameters
+    and buffers are not in it: they are graph inputs, keyed by the call."""
+    seen = _seen | {id(graph_module)}
+    state = {name for name, _ in graph_module.named_parameters(remove_duplicate=False)}
+    state |= {name for name, _ in graph_module.named_buffers(remove_duplicate=False)}
+    nodes = []
+    for node in graph_module.graph.nodes:
+        args = fx.node.map_arg((node.args, node.kwargs), lambda n: _NodeName(n.name))
+        if node.op == "get_attr":
+            target = ("state", node.target) if node.target in state else \
+                fingerprint(_attribute(graph_module, node.target), seen)
+        elif node.op == "call_module":
+            target = fingerprint(graph_module.get_submodule(node.target), seen)
+        elif node.op in ("call_function", "call_method"):
+            target = fingerprint(node.target, seen)
+        else:
+            target = node.target
+        nodes.append((node.op, node.name, target, fingerprint(args, seen)))
+    return ("graph", type(graph_module.graph._codegen).__qualname__, tuple(nodes))
+
+
+class _NodeName(str):
+    """A node among a node's arguments: fingerprinted by name."""
+
+
+def _attribute(graph_module: fx.GraphModule, path: str) -> Any:
+    value = graph_module
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def environment() -> tuple:
+    """What every key holds of the installation: torch (version, git revision, CUDA toolkit),
+    Python, and aotgraph's own source (any edit changes every key)."""
+    source = Path(__file__).resolve().parents[1]
+    aotgraph_hash = hashlib.sha256()
+    for path in sorted(source.rglob("*.py")):
+        aotgraph_hash.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return ("torch", torch.__version__, torch.version.git_version, torch.version.cuda, torch.version.hip,
+            "python", sys.version, sys.platform, "aotgraph", aotgraph_hash.hexdigest())
