@@ -57,6 +57,7 @@ class CompiledEntry:
     call_facts: Optional[CallFacts] = None  # the call that compiled it
     reason: str = "first call"  # why it was compiled
     takes_shared_bases: bool = False  # compiled for inputs sharing memory, passed as their base (see api)
+    disk_key: Optional[str] = None  # its key in the disk cache, where it is cached there
 
     @property
     def joint(self) -> JointGraph:
@@ -132,16 +133,16 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         with log.stage("cache store") as note:
             note.detail = _store(on_disk.store, key, compiled, inference_compiler if joint.is_inference else fw_compiler,
                                  bw_compiler)
-    return _entry_of(compiled, log)
+    return _entry_of(compiled, log, key)
 
 
-def _entry_of(compiled: CompiledGraphs, log: CompileLog) -> CompiledEntry:
+def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]) -> CompiledEntry:
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = compiled.partition.joint.signature
     return CompiledEntry(compiled.partition, compiled, build_runtime(timed), log,
-                         bool(sig.mutated_primals or sig.metadata_mutated_primals))
+                         bool(sig.mutated_primals or sig.metadata_mutated_primals), disk_key=disk_key)
 
 
 def _loaded_entry(store: DiskCache, key: str, log: CompileLog, compilers: tuple) -> Optional[CompiledEntry]:
@@ -158,7 +159,7 @@ def _loaded_entry(store: DiskCache, key: str, log: CompileLog, compilers: tuple)
             note.detail = "unreadable"
             return None
         note.detail = "hit"
-    return _entry_of(compiled, log)
+    return _entry_of(compiled, log, key)
 
 
 def _store(store: DiskCache, key: str, compiled: CompiledGraphs, forward_compiler: Callable,
