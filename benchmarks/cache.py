@@ -1,0 +1,97 @@
+"""Cold vs warm first call through the compile caches, each in a fresh process, ours and
+torch.compile's side by side, with the Inductor compiler on the CPU.
+
+For each model of the compile-time suite (benchmarks/compile_time.py): the wall time of the
+first forward+backward of ``torch.compile(model, backend=aotgraph.backend("inductor"),
+dynamic=False)`` ("ours") and of ``torch.compile(model, dynamic=False)`` ("torch"), each in
+a fresh process: cold (empty aotgraph cache, empty Inductor cache directory), then warm (the
+same directories, now filled). ``--entry aot_module`` times ``aot_module(model, "inductor",
+cache=True)`` instead of our backend (the captured graph is the key: it captures every time).
+Ratios warm/cold (goal for ours: <= 0.1) and ours/torch.
+
+    PYTHONPATH=src python benchmarks/cache.py [--models mlp32,transformer12] [--repeats 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = "--child"
+
+
+def child(model_name: str, variant: str, entry: str) -> None:
+    import torch
+
+    import aotgraph
+    from compile_time import MODELS
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    module, inputs = MODELS[model_name]()
+    start = time.perf_counter()
+    if variant == "torch":
+        compiled = torch.compile(module, dynamic=False)
+    elif entry == "aot_module":
+        compiled = aotgraph.aot_module(module, "inductor", cache=True)
+    else:
+        compiled = torch.compile(module, backend=aotgraph.backend(compiler="inductor"), dynamic=False)
+    out = compiled(*inputs)
+    (out if out.dim() == 0 else out.sum()).backward()
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds}))
+
+
+def run_child(model_name: str, variant: str, entry: str, aotgraph_dir: str, inductor_dir: str) -> float:
+    env = dict(os.environ, AOTGRAPH_CACHE_DIR=aotgraph_dir, TORCHINDUCTOR_CACHE_DIR=inductor_dir,
+               AOTGRAPH_PROGRESS="0", PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    done = subprocess.run([sys.executable, __file__, CHILD, model_name, variant, entry], env=env,
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{model_name} {variant}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def measure(model_name: str, entry: str, repeats: int) -> dict:
+    """{variant: (cold median, warm median)} over `repeats` fresh pairs of directories."""
+    results = {}
+    for variant in ("ours", "torch"):
+        cold, warm = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as root:
+                aotgraph_dir, inductor_dir = os.path.join(root, "aotgraph"), os.path.join(root, "inductor")
+                cold.append(run_child(model_name, variant, entry, aotgraph_dir, inductor_dir))
+                warm.append(run_child(model_name, variant, entry, aotgraph_dir, inductor_dir))
+        results[variant] = (statistics.median(cold), statistics.median(warm))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="mlp32,transformer12,gpt2_small,resnet")
+    parser.add_argument("--entry", choices=("backend", "aot_module"), default="backend")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}; wall seconds of the first forward+backward in a fresh process "
+          f"(Inductor, CPU, 1 thread), medians of {args.repeats}; ours = aotgraph via {args.entry}")
+    print(f"{'model':<14}{'ours cold':>10}{'ours warm':>10}{'warm/cold':>10}"
+          f"{'torch cold':>11}{'torch warm':>11}{'warm/cold':>10}{'warm ours/torch':>16}")
+    for name in args.models.split(","):
+        r = measure(name, args.entry, args.repeats)
+        (oc, ow), (tc, tw) = r["ours"], r["torch"]
+        print(f"{name:<14}{oc:>10.2f}{ow:>10.2f}{ow / oc:>10.3f}{tc:>11.2f}{tw:>11.2f}{tw / tc:>10.3f}{ow / tw:>16.2f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == CHILD:
+        child(*sys.argv[2:5])
+    else:
+        main()
