@@ -120,14 +120,82 @@ def test_mutation_during_backward(function):
     torch.testing.assert_close(ours.case.args[0], eager.case.args[0])
 
 
-def test_backward_writing_into_an_input_is_refused():
-    """Eager writes into the caller's input when the backward runs; the joint graph would write it
-    at the forward, so the compile refuses it (a saved intermediate, above, is written as eager)."""
+class _ScalesSavedWeightInBackward(torch.autograd.Function):
+    """Saves both inputs; its backward scales `x` (which may be an input of the compiled function
+    that needs no gradient) in place, then reads it."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, w = ctx.saved_tensors
+        x.mul_(3)
+        return None, grad_output * x
+
+
+def _nonleaf_weight():
+    root = leaf(3)
+    return Case((torch.randn(3), root * 1.0), (root,))
+
+
+_WRITTEN_IN_BACKWARD = {
+    # (program, inputs): the backward writes into an input of the compiled function
+    "leaf_requiring_grad": (lambda x, w: _DoublesSavedInput.apply(w) * x, lambda: Case((torch.randn(3), leaf(3)))),
+    "plain_input": (lambda x, w: _ScalesSavedWeightInBackward.apply(x, w).sin(), lambda: Case((torch.randn(3), leaf(3)))),
+    "nonleaf_input": (lambda x, w: _DoublesSavedInput.apply(w) * x, _nonleaf_weight),
+    "read_after_the_forward": (lambda x, w: (_DoublesSavedInput.apply(w) * x, w.sum() * 1.0),
+                               lambda: Case((torch.randn(3), leaf(3)))),
+    "same_input_twice": (lambda x, w: _ScalesSavedWeightInBackward.apply(x, w) + w,
+                         lambda: (lambda t: Case((t, t)))(leaf(3))),
+}
+
+
+@pytest.mark.parametrize("case", list(_WRITTEN_IN_BACKWARD))
+def test_backward_writing_into_an_input_of_the_compiled_function(case):
+    """As eager: the input keeps its value through the forward and takes the backward's write when
+    the backward runs; the backward reads the written value."""
+    fn, make = _WRITTEN_IN_BACKWARD[case]
+    eager, ours = assert_parity(fn, make)
+    for e, c in zip(eager.case.args, ours.case.args):
+        torch.testing.assert_close(c, e)  # after the backward's write
+
+
+def test_backward_writing_into_an_input_the_forward_mutates_is_refused():
     from aotgraph import UnsupportedOp
 
-    x, w = torch.randn(3), leaf(3)
-    with pytest.raises(UnsupportedOp, match="backward writes in place into inputs"):
-        aot_function(lambda x, w: _DoublesSavedInput.apply(w) * x)(x, w)
+    def fn(x, w):
+        w.add_(1)
+        return _DoublesSavedInput.apply(w) * x
+
+    root = leaf(3)
+    with pytest.raises(UnsupportedOp, match="backward writes into input primals_2 in place.*forward also mutates"):
+        aot_function(fn)(torch.randn(3), root * 1.0)
+
+
+@pytest.mark.parametrize("case", list(_WRITTEN_IN_BACKWARD))
+def test_backward_writing_into_an_input_with_create_graph(case):
+    """Eager's write into a leaf requiring grad raises under create_graph=True; so does ours.
+    Elsewhere both give the same first-order gradients (ours then refuses a second backward)."""
+    fn, make = _WRITTEN_IN_BACKWARD[case]
+
+    def first_order(program):
+        torch.manual_seed(0)
+        built = make()
+        outputs = [o for o in torch.utils._pytree.tree_leaves(program(*built.args)) if o.requires_grad]
+        try:
+            return torch.autograd.grad(sum(o.sum() for o in outputs), built.leaves, create_graph=True), built
+        except RuntimeError as error:
+            return error, built
+
+    (eager, eager_case), (ours, our_case) = first_order(fn), first_order(aot_function(fn))
+    if isinstance(eager, BaseException):
+        assert isinstance(ours, RuntimeError) and "leaf Variable that requires grad" in str(ours), ours
+        return
+    torch.testing.assert_close([g.detach() for g in ours], [g.detach() for g in eager])
+    torch.testing.assert_close(our_case.args, eager_case.args)
 
 
 @pytest.mark.parametrize("function", [_DoublesSavedInput, _ScalesIncomingGradient])

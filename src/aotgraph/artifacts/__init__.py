@@ -64,12 +64,16 @@ class InputInfo(Leaf):
     requiring grad, and its new value requires grad); the new value is a differentiable
     forward output with a tangent, written back with a grad-tracking ``copy_``. `relayout`: the
     program's in-place view ops on the input itself (``t_``, ``unsqueeze_``, ...), in order, which
-    the runtime replays on the real input (empty: it relays with ``as_strided_``)."""
+    the runtime replays on the real input (empty: it relays with ``as_strided_``).
+    `written_in_backward`: a backward (a custom Function's) writes into the input in place; the
+    joint returns its new value after the gradients, and the runtime writes it when the backward
+    runs, as eager does (not a mutation of the forward: `mutates_data` is False)."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
     mutates_with_grad: bool = False
     relayout: tuple["ViewStep", ...] = ()
+    written_in_backward: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,12 @@ class Signature:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_with_grad)
 
     @property
+    def backward_written_primals(self) -> tuple[int, ...]:
+        """Primal indices a backward writes into (`InputInfo.written_in_backward`), in the order the
+        joint returns their new values after the gradients."""
+        return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].written_in_backward)
+
+    @property
     def metadata_mutated_primals(self) -> tuple[int, ...]:
         return tuple(p for p, i in enumerate(self.primal_positions) if self.inputs[i].mutates_metadata)
 
@@ -161,7 +171,8 @@ class JointGraph:
     `Signature.grad_mutated_primals`, then one per differentiable entry of
     `Signature.view_bases`; absent when `is_inference`). Output tuple:
     ``(*user tensor outputs, *new values of mutated primals, *new metadata views of
-    metadata-mutated primals, *bases of aliased outputs, *grads)`` with one grad per primal
+    metadata-mutated primals, *bases of aliased outputs, *grads, *new values of
+    `Signature.backward_written_primals`)`` with one grad per primal
     (``None`` where it needs none); no grads when `is_inference`. A user output that is a view
     of a base stays in its slot, but the runtime rebuilds it from the base. Every node carries
     ``meta["val"]``, a fake tensor.
@@ -240,7 +251,8 @@ class CallingConvention:
     placeholders are the saved values named in `backward_saved_names` (a subset of
     `saved_names`, in the backward's order), then one placeholder per entry of
     `backward_tangents`, the joint tangent it receives (tangent k is the gradient of the
-    k-th differentiable forward output); it returns one gradient per primal."""
+    k-th differentiable forward output); it returns one gradient per primal, then the new values
+    of `Signature.backward_written_primals`."""
 
     num_fwd_outputs: int
     saved_names: tuple[str, ...]

@@ -157,10 +157,14 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
     grad_nodes: list[Any] = []
+    written_in_backward: tuple[str, ...] = ()
     if not is_inference:
         versions_before_backward = [_version_of(f) for f in program_fakes]
+        layouts_before_backward = [TensorMeta.of(f) for f in program_fakes]
         grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
-        _refuse_writes_during_backward(placeholders, program_fakes, versions_before_backward)
+        written_in_backward = _written_during_backward(placeholders, program_fakes, versions_before,
+                                                       versions_before_backward, layouts_before_backward,
+                                                       first_of_each)
     else:
         mutated_with_grad = ()
 
@@ -170,14 +174,16 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     metadata_mutated: tuple[str, ...] = ()
     if recorder.saw_mutation:
         functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
-        graph, data_mutated, metadata_mutated = functional.graph, functional.data_mutated, functional.metadata_mutated
+        graph, metadata_mutated = functional.graph, functional.metadata_mutated
+        data_mutated = tuple(n for n in functional.data_mutated if n not in written_in_backward)
         extra = [functional.final_value_of[n] for n in data_mutated]
         extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]
+        written_values = [functional.final_value_of[n] for n in written_in_backward]
     else:
-        extra = []
+        extra, written_values = [], []
     output = graph.find_nodes(op="output")[0]
     user_outs, grads, bases = output.args[0]
-    output.args = ((*user_outs, *extra, *bases, *grads),)
+    output.args = ((*user_outs, *extra, *bases, *grads, *written_values),)
     if config.enabled("cse"):
         merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
@@ -194,7 +200,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
                             "capture", "report this program to aotgraph")
     _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
-                           metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps)
+                           metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
+                           written_in_backward)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 
@@ -258,17 +265,26 @@ def _mkldnn_off():
         set_mkldnn_enabled(True)
 
 
-def _refuse_writes_during_backward(placeholders, program_fakes, versions_before_backward) -> None:
-    """A backward (a custom autograd.Function's) that writes into an input: eager writes it when
-    the backward runs, the joint graph would write it back at the forward."""
-    written = [p.name for p, f, v in zip(placeholders, program_fakes, versions_before_backward)
-               if _version_of(f) != v]
-    if written:
-        raise UnsupportedOp(
-            f"a backward writes in place into inputs {written} (a custom autograd.Function's backward "
-            "mutating a saved input); the compiled forward would write them before the backward runs",
-            "capture", "clone the saved tensor in that backward before writing into it, or call that Function "
-            "outside the compiled function")
+def _written_during_backward(placeholders, program_fakes, versions_before, versions_before_backward,
+                             layouts_before_backward, first_of_each) -> tuple[str, ...]:
+    """Placeholders a backward (a custom autograd.Function's) writes into in place: eager writes
+    them when the backward runs, so the joint returns their new values after the gradients and
+    the runtime writes them then. Refused: an input written by the forward as well (one final
+    value cannot be written at two times), and a backward that changes an input's layout."""
+    written = []
+    for p, f, before, before_backward, layout in zip(placeholders, program_fakes, versions_before,
+                                                      versions_before_backward, layouts_before_backward):
+        if _version_of(f) == before_backward or first_of_each[id(f)] != p.name:
+            continue
+        if TensorMeta.of(f) != layout or before_backward != before:
+            what = "changes the sizes or strides of" if TensorMeta.of(f) != layout else "writes into"
+            raise UnsupportedOp(
+                f"a backward {what} input {p.name} in place (a custom autograd.Function's backward changing a "
+                "saved input)" + (", which the forward also mutates" if before_backward != before else ""),
+                "capture", "clone the saved tensor in that backward before changing it, or call that Function "
+                "outside the compiled function")
+        written.append(p.name)
+    return tuple(written)
 
 
 def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) -> list:
@@ -349,7 +365,7 @@ def _without_grad(meta: TensorMeta) -> TensorMeta:
 
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
-               relayout_steps: dict[str, tuple]):
+               relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -357,7 +373,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             name, meta = primal_names[k], metas_before[k]
             k += 1
             inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad,
-                                    relayout_steps.get(name, ()) if name in metadata_mutated else ()))
+                                    relayout_steps.get(name, ()) if name in metadata_mutated else (),
+                                    name in written_in_backward))
             storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))

@@ -266,6 +266,9 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     # which primals require grad. A gradient that reads no primal has no derivative to refuse.
     primal_requires_grad = [sig.inputs[i].requires_grad for i in sig.primal_positions]
     refusal_primals = [p for p in _primals_behind(partition.forward.graph, saved_nodes) if primal_requires_grad[p]]
+    # Inputs a backward writes into: the backward graph returns their new values after the gradients.
+    written_in_backward = sig.backward_written_primals
+    num_grads = len(sig.primal_positions)
 
     class CompiledFunction(torch.autograd.Function):
         @staticmethod
@@ -288,6 +291,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
             if refusal_primals:
                 # Weak: only a double backward needs them, and they must not outlive the graph.
                 ctx.primal_refs = [weakref.ref(primals[p]) for p in refusal_primals]
+            if written_in_backward:
+                ctx.written_in_backward = [primals[p] for p in written_in_backward]
             if returns_leaf:
                 if non_differentiable:
                     ctx.mark_non_differentiable(outputs[0])
@@ -324,14 +329,31 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
             if tensor_saved:
                 ctx.maybe_clear_saved_tensors()
             if second_order_links is None:
+                if written_in_backward:
+                    return _written_back(_call_graph(backward, args), num_grads, ctx.written_in_backward, False)
                 return tuple(_call_graph(backward, args))
             with torch.no_grad():
                 grads = tuple(_call_graph(backward, args))
+                if written_in_backward:
+                    grads = _written_back(grads, num_grads, ctx.written_in_backward, True)
             if refusal_primals:
                 second_order_links += [ref() for ref in ctx.primal_refs]
             return _refuse_second_order(grads, second_order_links)
 
     return CompiledFunction.apply
+
+
+def _written_back(outputs, num_grads: int, inputs: list, create_graph: bool) -> tuple:
+    """The backward graph's `num_grads` gradients, after writing the new values it returns after them
+    into the `inputs` a backward wrote into, when the backward runs, as eager's backward wrote
+    them. Under `create_graph`, eager's write into a leaf requiring grad raises; so does this one."""
+    with torch.no_grad():
+        for tensor, new_value in zip(inputs, outputs[num_grads:]):
+            if create_graph and tensor.is_leaf and tensor.requires_grad:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation "
+                                   "(a backward of the compiled function writes into it, under create_graph=True)")
+            tensor.copy_(new_value)
+    return tuple(outputs[:num_grads])
 
 
 class _SecondOrderRefused(torch.autograd.Function):
