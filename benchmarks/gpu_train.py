@@ -198,6 +198,7 @@ def fresh_compile_state(cache_root: str, name: str) -> None:
     torch._inductor.config.fx_graph_cache = False
     if hasattr(torch._functorch.config, "enable_autograd_cache"):
         torch._functorch.config.enable_autograd_cache = False
+    aotgraph.config.cache_dir = os.path.join(cache_root, name, "aotgraph")  # our disk cache, empty
 
 
 def torch_compile_phases() -> dict[str, float]:
