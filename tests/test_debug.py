@@ -208,3 +208,23 @@ def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}
     assert tested | set(SPIED) == set(config.SWITCHES)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_region_reuse_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "region_reuse")
+    block = torch.fx.symbolic_trace(lambda x, w: (torch.tanh(x @ w),))
+
+    def program(x, w):
+        for _ in range(3):
+            (x,) = torch.ops.higher_order.invoke_subgraph(block, "block", x, w)
+        return x.sum()
+
+    x, w = torch.randn(4, 4, requires_grad=True), torch.randn(4, 4, requires_grad=True)
+    compiled = aotgraph.aot_function(program)
+    out = compiled(x, w)
+    torch.testing.assert_close(out, block(block(block(x, w)[0], w)[0], w)[0].sum())
+    forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
+    calls = [n for n in forward.graph.nodes if n.target is torch.ops.higher_order.invoke_subgraph]
+    assert len(calls) == (0 if disabled else 3)

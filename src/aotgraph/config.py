@@ -38,6 +38,8 @@ SWITCHES = {
     "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",
     "inductor_reuse_patch": "Inductor's buffer reuse counts our graphs' outputs in its peak (compilers/torchinductor.py)",
     "seed_patch": "capture replays torch.manual_seed / set_rng_state called by the program (capture/random_draws.py)",
+    "region_reuse": "capture records each nested_compile_region once and calls it per occurrence; off: inline "
+                    "(capture/regions.py)",
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",
 }
 

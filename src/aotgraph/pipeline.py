@@ -9,6 +9,7 @@ known without it, else right after) and stored there after a compile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Optional
@@ -104,7 +105,8 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         decompositions = traits_of(fw_compiler).decompositions()
     with _collector_paused():
         with log.stage("capture") as note:
-            joint = capture(fn, flat_args, in_spec, decompositions=decompositions)
+            joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
+                            split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)))
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
         key = None if on_disk is None else on_disk.key
@@ -174,6 +176,13 @@ def _store(store: DiskCache, key: str, compiled: CompiledGraphs, forward_compile
         logger.warning("aotgraph: could not write the compile cache entry (%s: %s)", type(error).__name__, error)
         return "write failed"
     return "stored"
+
+
+def _split_region(partition_fn: Callable, traits, joint: JointGraph) -> Partition:
+    """A region's joint graph (`capture.regions`) through the compiler's joint passes and the partition."""
+    if traits.joint_passes is not None:
+        joint = traits.joint_passes(joint)
+    return partition(joint, partition_fn, fusing_compiler=traits.fuses_kernels)
 
 
 @contextlib.contextmanager

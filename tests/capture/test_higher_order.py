@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import aotgraph
-from aotgraph import aot_function
+from aotgraph import aot_function, config
 from aotgraph.errors import UnsupportedOp
 from aotgraph.torch_private.dispatch import HigherOrderOperator
 from backend_training import assert_training_parity
@@ -77,13 +77,26 @@ class MarkedDecoder(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
+def region_calls(graph_module) -> int:
+    return sum(node.target is torch.ops.higher_order.invoke_subgraph for node in graph_module.graph.nodes)
+
+
 @pytest.mark.parametrize("compiler", COMPILERS)
-def test_decoder_with_nested_compile_regions(compiler):
+@pytest.mark.parametrize("reuse", [True, False], ids=["reused", "inline"])
+def test_decoder_with_nested_compile_regions(compiler, reuse, monkeypatch):
+    if not reuse:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"region_reuse"})
     torch.manual_seed(0)
     steps = [(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))) for _ in range(3)]
     seen = HopSeen(compiler)
-    assert_training_parity(MarkedDecoder(), steps, seen.compile)
+    assert_training_parity(MarkedDecoder(layers=3), steps, seen.compile)
     assert "invoke_subgraph" in seen.hops
+    (entry,) = seen.backend.entries
+    # reused: one region call per block in the forward and in the backward, one graph per region
+    assert region_calls(entry.partition.forward) == (3 if reuse else 0)
+    assert region_calls(entry.partition.backward) == (3 if reuse else 0)
+    modules = {type(m).__name__ for m in entry.partition.forward.children()}
+    assert len(list(entry.partition.forward.children())) == (1 if reuse else 0), modules
 
 
 # ---- cond ------------------------------------------------------------------------------------
@@ -99,11 +112,21 @@ class Branchy(nn.Module):
         return torch.cond(h.sum() > 0, lambda y: (y.sin() * 2).sum(0), lambda y: (y.cos() + y).sum(0), (h,))
 
 
-def test_cond_on_a_tensor_is_refused():
-    seen = HopSeen("eager")
-    with pytest.raises(Exception, match="UnsupportedOp: higher-order operator cond: its predicate is a tensor"):
-        seen.compile(Branchy())(torch.rand(4, 6))
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["true", "false"])
+def test_cond_on_a_tensor_takes_each_branch(compiler, sign):
+    torch.manual_seed(0)
+    model = Branchy()
+    with torch.no_grad():
+        model.lin.weight.abs_().mul_(sign)
+        model.lin.bias.zero_()
+    steps = [(torch.rand(4, 6) + 0.1,) for _ in range(3)]
+    seen = HopSeen(compiler)
+    assert_training_parity(model, steps, seen.compile, lr=0.01)
     assert "cond" in seen.hops
+    (entry,) = seen.backend.entries
+    for graph_module in (entry.partition.forward, entry.partition.backward):
+        assert any(n.target is torch.ops.higher_order.cond for n in graph_module.graph.nodes)
 
 
 def test_cond_on_a_constant_runs_the_taken_branch():
@@ -184,3 +207,77 @@ def test_unknown_hop_is_refused_by_name(requires_grad):
     x = torch.randn(3, requires_grad=requires_grad)
     with pytest.raises(UnsupportedOp, match="aotgraph_test_unknown_hop.*capture stage"):
         aot_function(lambda x: _unknown_hop(torch.sin, x), fw_compiler="eager")(x)
+
+
+# ---- while_loop (inference) --------------------------------------------------------------------
+class Halving(nn.Module):
+    def forward(self, x, limit):
+        from torch._higher_order_ops.while_loop import while_loop
+
+        def keep_going(step, y):
+            return step < limit
+
+        def body(step, y):
+            return step + 1, y * 0.5 + 1
+
+        return while_loop(keep_going, body, (torch.zeros((), dtype=torch.int64), x))
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_while_loop_inference(compiler):
+    seen = HopSeen(compiler)
+    compiled = seen.compile(Halving())
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        for limit in (3, 5):  # one graph, a different trip count each call
+            steps, y = compiled(x, torch.tensor(limit))
+            expected = x
+            for _ in range(limit):
+                expected = expected * 0.5 + 1
+            assert steps.item() == limit
+            torch.testing.assert_close(y, expected)
+    assert "while_loop" in seen.hops
+
+
+def test_while_loop_with_gradients_is_refused():
+    from torch._higher_order_ops.while_loop import while_loop_op
+
+    def f(x):
+        return while_loop_op(lambda i, y: i < 3, lambda i, y: (i + 1, y * 2), (torch.zeros((), dtype=torch.int64), x),
+                             ())
+
+    with pytest.raises(UnsupportedOp, match="while_loop: gradients through a while_loop"):
+        aot_function(f, fw_compiler="eager")(torch.randn(3, requires_grad=True))
+
+
+# ---- a custom op that mutates an input ---------------------------------------------------------
+@torch.library.custom_op("aotgraph_test::accumulate_into", mutates_args=("total",))
+def accumulate_into(total: torch.Tensor, value: torch.Tensor) -> None:
+    total.add_(value.sum(0))
+
+
+@accumulate_into.register_fake
+def _accumulate_into_fake(total, value):
+    return None
+
+
+class Accumulating(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("total", torch.zeros(4))
+
+    def forward(self, x):
+        h = torch.tanh(self.lin(x))
+        accumulate_into(self.total, h.detach())
+        return (h * self.total).sum()
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_custom_op_that_mutates_a_buffer(compiler):
+    torch.manual_seed(0)
+    steps = [(torch.randn(3, 4),) for _ in range(3)]
+    compiled = assert_training_parity(
+        Accumulating(), steps, lambda m: torch.compile(m, backend=aotgraph.backend(compiler=compiler), dynamic=False),
+        lr=0.01)
+    assert compiled.total.abs().sum() > 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -35,6 +36,7 @@ from .fake_outputs import fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
 from .higher_order import HigherOrderCalls
+from .regions import Regions, SplitRegion
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
@@ -56,25 +58,33 @@ def capture(
     in_spec: TreeSpec,
     *,
     decompositions: Mapping | None = None,
+    split_region: SplitRegion | None = None,
 ) -> JointGraph:
     """Trace ``fn(*args, **kwargs)`` (``(args, kwargs) = tree_unflatten(flat_args, in_spec)``).
 
     Tensor leaves become placeholders; other leaves are specialized as constants. The
     result is an inference graph when grad mode is off or no output needs a gradient.
+    `split_region`: the partition of a region's joint graph (`capture.regions`); with it,
+    each nested_compile_region is captured once and called per occurrence, without it inline.
     """
     if not callable(fn):
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
     recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **STORAGE_CHANGES_REFUSED})
+    capture_subgraph = functools.partial(capture, decompositions=decompositions, split_region=split_region)
+    regions = None
+    if split_region is not None and config.enabled("region_reuse"):
+        regions = Regions(capture_subgraph, split_region)
     try:
         with fake_cache_replaced(fake_mode):
-            return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder)
+            return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
+                                HigherOrderCalls(recorder, capture_subgraph, regions))
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
 
 
-def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
+def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
     refuse_freed_inputs(flat_args)
     fake_flat = fake_inputs(flat_args, fake_mode)
@@ -92,7 +102,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder) -> JointGraph:
     wants_grad = torch.is_grad_enabled()
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
-        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, HigherOrderCalls(recorder), \
+        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, higher_order_calls, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.program_returns()

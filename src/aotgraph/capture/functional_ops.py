@@ -202,3 +202,4 @@ def scatter_multi_output(emit, func, parent, new, args, index, parent_val):
 
 
 GETITEM = operator.getitem
+AUTO_FUNCTIONALIZED = torch.ops.higher_order.auto_functionalized  # a custom op that writes, out of place

@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import UnsupportedOp
-from ..torch_private.dispatch import OpOverload
+from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
 from .node_meta import INHERITED
@@ -160,6 +160,11 @@ class _Functionalizer:
 
     def _call(self, node):
         func = node.target
+        if isinstance(func, HigherOrderOperator):  # a region or control flow node: functional subgraphs
+            value = self._append(func, _map_args(self._read_arg, node.args), _map_args(self._read_arg, node.kwargs))
+            value.meta = dict(node.meta)
+            self.new_root(node, value)
+            return
         if not isinstance(func, OpOverload):
             raise UnsupportedOp(f"{func} is not an ATen op", "capture", "report this program to aotgraph")
         if func._schema.is_mutable:
@@ -213,6 +218,9 @@ class _Functionalizer:
         positions = ops.mutated_arg_positions(func)
         target = node.args[positions[0]] if positions and positions[0] < len(node.args) else None
         twin_func = ops.functional_twin(func)
+        if (positions != (0,) or twin_func is None) and func.namespace != "aten":
+            self._auto_functionalized(node)
+            return
         if positions != (0,) or twin_func is None:
             raise UnsupportedOp(
                 f"{func} mutates its arguments and has no functional twin aotgraph knows",
@@ -238,6 +246,36 @@ class _Functionalizer:
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
         self.env[node] = new_value
+
+    def _auto_functionalized(self, node):
+        """A custom op that writes its arguments (``torch.library.custom_op(mutates_args=...)``):
+        ``auto_functionalized(op, **arguments)`` computes ``(*op results, *new values of the
+        written arguments)`` out of place, as torch's functionalization records it; each new value
+        is written back into its argument."""
+        func = node.target
+        schema = func._schema
+        named = dict(zip((a.name for a in schema.arguments), ops.with_default_args(func, node.args)))
+        named.update(node.kwargs)
+        written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+        if not all(isinstance(named.get(name), fx.Node) for name in written):
+            raise UnsupportedOp(f"{func} writes an argument that is not a single tensor", "capture",
+                                "write single tensors in the custom op, or call it outside the compiled function")
+        result = self._append(ops.AUTO_FUNCTIONALIZED, (func,), _map_args(self._read_arg, named))
+        with self.fake_outputs.fake_mode, torch.no_grad():
+            result.meta["val"] = ops.AUTO_FUNCTIONALIZED(func, **_map_args(_val, named))
+        num_results = len(result.meta["val"]) - len(written)
+        values = []
+        for index in range(len(result.meta["val"])):
+            getter = self._append(ops.GETITEM, (result, index))
+            getter.meta["val"] = result.meta["val"][index]
+            values.append(getter)
+        for name, value in zip(written, values[num_results:]):
+            self._write(named[name], value)
+        tensors = [v for v in values[:num_results] if isinstance(v.meta["val"], torch.Tensor)]
+        if _is_single_tensor(node) and tensors:
+            self.new_root(node, tensors[0])
+        else:
+            self.env[node] = _Tuple(values[:num_results])
 
     def _out_variant(self, node, twin_func, out_names):
         """``op.out(..., out=buf)``: compute ``op(...)`` and write each result into its buffer."""

@@ -5,18 +5,21 @@ build their backward with torch's AOTAutograd, and the recorder, which sits belo
 would otherwise see them whole. `HigherOrderCalls` is a torch-function mode, active while a
 program is captured, that meets each HOP call *above* autograd and answers it from `RULES`:
 
-- ``invoke_subgraph`` (``torch.compiler.nested_compile_region``): the subgraph called in place,
-  so its ops, forward and backward, are recorded as the program's own;
+- ``invoke_subgraph`` (``torch.compiler.nested_compile_region``): a `capture.regions` region,
+  captured and partitioned once and called per occurrence; or (switch ``region_reuse`` off, or
+  a region that is not a plain function of its operands) called in place, so its ops, forward
+  and backward, are recorded as the program's own;
 - ``cond`` with a Python (or constant symbolic) predicate: the branch it takes, as eager runs it;
-  with a tensor predicate: refused;
+  with a tensor predicate: `capture.control_flow`, both branches captured once, one cond node;
 - ``scan`` / ``associative_scan``: unrolled over the scanned dimension (its length is a shape);
+- ``while_loop``: `capture.control_flow`, inference only;
 - HOPs that already capture through their own rules (``tag_activation_checkpoint``, ...): passed on.
 
 A HOP that reaches the recorder itself is refused there by `unsupported_hop`, with its name.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -24,6 +27,7 @@ from torch.utils._pytree import tree_leaves
 
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator
+from .regions import Regions, call_region
 
 __all__ = ["HigherOrderCalls", "unsupported_hop", "RULES"]
 
@@ -50,11 +54,19 @@ def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix:
 class HigherOrderCalls(TorchFunctionMode):
     """Answers each HOP call of the program from `RULES` (re-entered, so nested HOPs are met
     too); every other torch function runs as it is. `recorder` is the capture's GraphRecorder,
-    for the rules that record a HOP whole."""
+    for the rules that record a HOP whole, with their subgraphs captured by `capture`;
+    `regions` reuses ``invoke_subgraph`` regions."""
 
-    def __init__(self, recorder):
+    def __init__(self, recorder, capture: Callable, regions: Optional[Regions] = None):
         super().__init__()
         self.recorder = recorder
+        self.capture = capture  # capture(fn, flat_args, in_spec) -> JointGraph, for subgraphs
+        self.regions = regions  # None: regions are recorded inline
+        self.recorded = 0  # HOP nodes recorded whole so far: each names its subgraphs apart
+
+    def next_name(self, hop: str) -> str:
+        self.recorded += 1
+        return f"{hop}_{self.recorded}"
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -86,7 +98,12 @@ def _leaves(fn: Callable, operands: Sequence) -> list:
 
 
 def _invoke_subgraph(calls: HigherOrderCalls, subgraph, identifier, *operands):
-    return _call(subgraph, operands)
+    region = None
+    if calls.regions is not None:
+        region = calls.regions.get(subgraph, identifier or "subgraph", lambda *args: _call(subgraph, args), operands)
+    if region is None:
+        return _call(subgraph, operands)
+    return call_region(calls.recorder, region, operands)
 
 
 def _constant_predicate(pred) -> bool | None:
@@ -102,9 +119,9 @@ def _cond(calls: HigherOrderCalls, pred, true_fn, false_fn, operands):
     taken = _constant_predicate(pred)
     if taken is not None:
         return _call(true_fn if taken else false_fn, operands)
-    raise unsupported_hop("cond", "its predicate is a tensor, whose value capture does not know",
-                          "make the predicate a Python bool or a shape expression, or call torch.cond outside the "
-                          "compiled function")
+    from .control_flow import record_cond  # control_flow builds on this module's errors
+    return record_cond(calls.recorder, calls.capture, calls.next_name("cond"), pred, true_fn, false_fn,
+                       tuple(operands))
 
 
 def _scan_length(name: str, xs: Sequence) -> int:
@@ -139,9 +156,16 @@ def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs
     return [torch.stack([values[k] for values in per_step]) for k in range(len(xs))]
 
 
+def _while_loop(calls: HigherOrderCalls, cond_fn, body_fn, carried_inputs, additional_inputs, **kwargs):
+    from .control_flow import record_while_loop
+    return record_while_loop(calls.recorder, calls.capture, calls.next_name("while_loop"), cond_fn, body_fn,
+                             tuple(carried_inputs), tuple(additional_inputs))
+
+
 RULES: dict[str, Callable] = {
     "invoke_subgraph": _invoke_subgraph,
     "cond": _cond,
     "scan": _scan,
     "associative_scan": _associative_scan,
+    "while_loop": _while_loop,
 }

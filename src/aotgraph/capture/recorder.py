@@ -181,8 +181,8 @@ class GraphRecorder(TorchDispatchMode):
             if position < len(self.random_draws.draws):
                 return self._redraw(func, fake_args, fake_kwargs, position)
         out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)
-        if not _has_tensor(out):
-            return out  # device / size queries: nothing to record
+        if not _has_tensor(out) and not facts.is_mutable:
+            return out  # device / size queries: nothing to record (an op that only writes its arguments is)
         if not func._schema.is_mutable and isinstance(out, torch.Tensor):
             # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
             # decomposition): the same tensor, so the same node; recording it would make the
@@ -207,7 +207,7 @@ class GraphRecorder(TorchDispatchMode):
             out_nodes = [node]
         else:
             out_nodes = []
-            for index, item in enumerate(out):
+            for index, item in enumerate(out if out is not None else ()):
                 if isinstance(item, torch.Tensor):
                     getter = append_call(self.graph, operator.getitem, (node, index), {})
                     getter.meta.update(op_meta)

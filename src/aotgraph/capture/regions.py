@@ -1,0 +1,182 @@
+"""Regions captured and partitioned once, called once per occurrence.
+
+A region is a subgraph that a program calls several times on operands of the same layout
+(``torch.compiler.nested_compile_region``'s ``invoke_subgraph``). Its first occurrence is
+captured as a program of its own (a `JointGraph`) and split by the pipeline's partition
+(`SplitRegion`, handed to `capture`): a forward ``operands -> (*outputs, *saved)`` and a
+backward ``(*saved, *output grads) -> operand grads``. Each occurrence then records two
+nodes into the caller's graph, ``invoke_subgraph(region_forward, ...)`` and, when autograd
+reaches it, ``invoke_subgraph(region_backward, ...)``: the outer partition saves each call's
+saved values like any other forward value, and a compiler that knows ``invoke_subgraph``
+(Inductor) compiles each region graph once.
+
+Regions whose graphs are not plain functions of their operands (they mutate an operand,
+return an operand or a view of one, draw random numbers: `unsafe_to_recompute`) are not reused: the caller records
+them inline (`region_of` returns None).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import tree_flatten, tree_leaves
+
+from ..artifacts import JointGraph, Partition, TensorMeta
+from ..errors import AotGraphError
+from ..graph.ops import unsafe_to_recompute
+from ..torch_private.dispatch import disable_current_modes
+
+__all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
+
+SplitRegion = Callable[[JointGraph], Partition]  # the pipeline's partition of a region's joint graph
+_invoke_subgraph = torch.ops.higher_order.invoke_subgraph
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region's graphs. `forward`: operands -> (*outputs, *saved). `backward` (None when
+    nothing needs a gradient): (*saved in `backward_saved` order, *grads of the outputs in
+    `backward_outputs`) -> the grads of the operands in `grad_operands`."""
+
+    name: str
+    forward: fx.GraphModule
+    backward: Optional[fx.GraphModule]
+    outputs: tuple[TensorMeta, ...]
+    saved: tuple[TensorMeta, ...]
+    backward_saved: tuple[int, ...]  # per backward saved placeholder: its index among the forward's saved
+    backward_outputs: tuple[int, ...]  # per backward tangent placeholder: the output whose grad it is
+    grad_operands: tuple[int, ...]  # operand index of each backward output
+    grads: tuple[TensorMeta, ...]
+
+
+def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *, capture: Callable,
+              split: SplitRegion) -> Optional[Region]:
+    """`program(*operands)` captured (`capture(fn, flat_args, in_spec)`) and split once as
+    region `name`; None where the region is not a plain function of its operands."""
+    with disable_current_modes():
+        leaves = [o.detach().requires_grad_(o.requires_grad) for o in operands]
+        flat, spec = tree_flatten((tuple(leaves), {}))
+        try:
+            joint = capture(lambda *args: tuple(tree_leaves(program(*args))), flat, spec)
+        except AotGraphError:
+            return None  # recorded inline, where the same error (if any) names the caller's line
+    sig = joint.signature
+    plain = (not sig.view_bases and all(i.is_tensor and not (i.mutates_data or i.mutates_metadata) for i in sig.inputs)
+             and all(o.is_tensor and o.base_input is None and o.base_output is None and not o.view_chain
+                     for o in sig.outputs)
+             and not any(unsafe_to_recompute(n) for n in joint.graph_module.graph.nodes if n.op == "call_function"))
+    if not plain:
+        return None
+    with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
+        parts = split(joint)
+    outputs = tuple(o.meta for o in sig.outputs)
+    forward_out = parts.forward.graph.find_nodes(op="output")[0].args[0]
+    saved_nodes = list(forward_out[len(outputs):])
+    saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
+    if parts.backward is None:
+        return Region(name, parts.forward, None, outputs, saved, (), (), (), ())
+    convention = parts.convention
+    differentiable = [k for k, o in enumerate(sig.outputs) if o.has_tangent]
+    backward_saved = tuple(convention.saved_names.index(n) for n in convention.backward_saved_names)
+    backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
+    backward, grad_operands = _without_missing_grads(parts.backward)
+    grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
+    return Region(name, parts.forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands,
+                  grads)
+
+
+class Regions:
+    """The regions of one capture, each captured and split on its first occurrence:
+    ``get(identity, name, program, operands)`` -> its `Region`, or None (record it inline)."""
+
+    def __init__(self, capture: Callable, split: SplitRegion):
+        self.capture, self.split = capture, split
+        self.known: dict[tuple, Optional[Region]] = {}
+
+    def get(self, identity: Any, name: str, program: Callable, operands: Sequence) -> Optional[Region]:
+        if not all(isinstance(o, torch.Tensor) for o in operands):
+            return None
+        key = (identity, tuple(TensorMeta.of(o) for o in operands))
+        if key not in self.known:
+            unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
+            self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split)
+        return self.known[key]
+
+
+def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    """`backward` returning only the gradients it computes (no ``None``), and their operand indices."""
+    output = backward.graph.find_nodes(op="output")[0]
+    grads = list(output.args[0])
+    present = tuple(k for k, g in enumerate(grads) if g is not None)
+    graph = fx.Graph()
+    env: dict = {}
+    for node in backward.graph.nodes:
+        if node.op == "output":
+            graph.output(tuple(env[grads[k]] for k in present))
+        else:
+            env[node] = graph.node_copy(node, env.__getitem__)
+    return fx.GraphModule(backward, graph), present
+
+
+def call_region(recorder, region: Region, operands: Sequence[torch.Tensor]) -> tuple:
+    """One occurrence of `region` on `operands` (fakes of the caller's capture): its forward
+    recorded now, its backward when autograd reaches it. Returns the outputs (fakes)."""
+    return _RegionCall.apply(recorder, region, *operands)
+
+
+class _RegionCall(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, recorder, region: Region, *operands):
+        results = record_call(recorder, _invoke_subgraph, (Subgraph(region.name, region.forward), region.name, *operands),
+                              (*region.outputs, *region.saved))
+        outputs = results[:len(region.outputs)]
+        ctx.recorder, ctx.region, ctx.saved = recorder, region, results[len(region.outputs):]
+        ctx.mark_non_differentiable(*(o for o, meta in zip(outputs, region.outputs) if not meta.requires_grad))
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *output_grads):
+        region = ctx.region
+        arguments = (*(ctx.saved[k] for k in region.backward_saved), *(output_grads[k] for k in region.backward_outputs))
+        computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),
+                                                                region.name + "_backward", *arguments),
+                               region.grads)
+        grads: list[Any] = [None] * (len(ctx.needs_input_grad) - 2)
+        for operand, grad in zip(region.grad_operands, computed):
+            grads[operand] = grad
+        return None, None, *grads
+
+
+class Subgraph(NamedTuple):
+    """A graph module passed to a higher-order operator, under the attribute name it gets."""
+
+    name: str
+    module: fx.GraphModule
+
+
+def record_call(recorder, target, arguments: Sequence, results: Sequence[TensorMeta]) -> tuple:
+    """``target(*arguments)`` recorded into the caller's graph as one node (each `Subgraph`
+    among `arguments` becomes an attribute of the graph, read by a ``get_attr`` node); returns
+    fresh fakes of `results`, its outputs."""
+    graph = recorder.graph
+    args = []
+    for argument in arguments:
+        if isinstance(argument, Subgraph):
+            recorder.constants.setdefault(argument.name, argument.module)
+            args.append(graph.get_attr(argument.name))
+        elif type(argument) in (list, tuple):
+            args.append(type(argument)(recorder.node_for(a) for a in argument))
+        else:
+            args.append(recorder.node_for(argument))
+    node = graph.call_function(target, tuple(args))
+    with disable_current_modes(), recorder.fake_mode:
+        fakes = tuple(torch.empty_strided(m.shape, m.stride, dtype=m.dtype, device=m.device) for m in results)
+    node.meta["val"] = fakes
+    for index, fake in enumerate(fakes):
+        getter = graph.call_function(operator.getitem, (node, index))
+        getter.meta["val"] = fake
+        recorder.node_of[id(fake)] = getter
+    return fakes
