@@ -18,6 +18,8 @@ changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``
   ``"0"``: off everywhere. ``"1"``: on where the program arrives as a graph (the
   ``torch.compile`` backend, `aot_module_simplified`), opt-in elsewhere (``cache=True``).
   ``"all"``: on for `aot_function` and `aot_module` too.
+- `remote_cache` (``AOTGRAPH_REMOTE_CACHE=redis://host:port/db``): a Redis server as a
+  shared tier of the disk cache (`cache.remote`); None: none.
 - `cache_dir` (``AOTGRAPH_CACHE_DIR``): where the disk cache lives; None: the user's cache
   directory (``platformdirs``, else ``$XDG_CACHE_HOME`` or ``~/.cache``) + ``/aotgraph``.
 """
@@ -26,7 +28,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES", "disk_cache", "cache_dir"]
+__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES", "disk_cache", "cache_dir",
+           "remote_cache"]
 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
@@ -71,6 +74,7 @@ progress: bool = os.environ.get("AOTGRAPH_PROGRESS", "1").strip() not in ("", "0
 disabled: frozenset = _read_disabled(os.environ.get("AOTGRAPH_DISABLE", ""))
 disk_cache: str = _read_disk_cache(os.environ.get("AOTGRAPH_CACHE", "1"))
 cache_dir: Optional[str] = os.environ.get("AOTGRAPH_CACHE_DIR") or None
+remote_cache: Optional[str] = os.environ.get("AOTGRAPH_REMOTE_CACHE") or None
 
 
 def enabled(switch: str) -> bool:

@@ -12,6 +12,8 @@ sharing the cache lose no count; their sizes are the counters).
 - A read whose magic, key or checksum does not match (truncated, flipped bytes, another
   entry's file put in its place) warns (`CacheCorruptionWarning`), removes the entry and answers None: the
   caller compiles again.
+- With a remote tier (`remote.RedisTier`, ``AOTGRAPH_REMOTE_CACHE``), a local miss reads
+  through to it and a write goes to it behind, with the same checks.
 - Loading an entry runs code (unpickling, Inductor's modules), so the directory and its
   ``entries`` folders must belong to the current user and not be writable by group or
   others; otherwise `CacheDirError` says which path and how to fix it.
@@ -30,6 +32,7 @@ from typing import Optional
 
 from .. import config
 from ..errors import AotGraphError
+from .remote import tier_for
 
 __all__ = ["DiskCache", "CacheDirError", "CacheCorruptionWarning", "cache_directory", "CacheStats"]
 
@@ -72,8 +75,12 @@ class CacheStats:
 class DiskCache:
     """Entries by key (hex strings) under `directory`; see the module docstring for the rules."""
 
-    def __init__(self, directory: Optional[Path] = None):
+    def __init__(self, directory: Optional[Path] = None, remote_url: Optional[str] = None):
+        """`remote_url`: a Redis tier shared with other machines (`remote.RedisTier`); None:
+        `config.remote_cache` (``AOTGRAPH_REMOTE_CACHE``), where set."""
         self.directory = Path(directory) if directory is not None else cache_directory()
+        url = remote_url or config.remote_cache
+        self.remote = tier_for(url) if url else None
         self._checked = False
 
     @property
@@ -108,25 +115,44 @@ class DiskCache:
                                         "remove it, or point AOTGRAPH_CACHE_DIR to a directory only you can write")
                 data = file.read()
         except FileNotFoundError:
-            self.count("misses")
+            payload = self._read_remote(key)
+            self.count("misses" if payload is None else "hits")
+            return payload
+        payload = _verified(data, key)
+        if payload is None:
+            self.discard(key, "its checksum or key does not match (truncated, corrupted or replaced)", remote=False)
+            payload = self._read_remote(key)
+        self.count("misses" if payload is None else "hits")
+        return payload
+
+    def _read_remote(self, key: str) -> Optional[bytes]:
+        """Read-through: the remote tier's entry for `key`, checked, then kept locally too."""
+        data = self.remote.get(key) if self.remote is not None else None
+        if data is None:
             return None
         payload = _verified(data, key)
         if payload is None:
-            self.discard(key, "its checksum or key does not match (truncated, corrupted or replaced)")
-            self.count("misses")
+            self.discard(key, f"the remote entry in {self.remote.url} does not match its checksum or key")
             return None
-        self.count("hits")
+        self._write_file(key, data)
         return payload
 
     def write(self, key: str, payload: bytes) -> None:
-        """Store `payload` under `key` atomically (temporary file, then rename)."""
+        """Store `payload` under `key` atomically (temporary file, then rename), and behind,
+        in the remote tier."""
         self.ensure_safe()
+        data = _header(key) + hashlib.sha256(payload).digest() + payload
+        self._write_file(key, data)
+        if self.remote is not None:
+            self.remote.put_behind(key, data)
+
+    def _write_file(self, key: str, data: bytes) -> None:
         path = self._entry_path(key)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(descriptor, "wb") as file:
-                file.write(_header(key) + hashlib.sha256(payload).digest() + payload)
+                file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
@@ -135,13 +161,16 @@ class DiskCache:
                 os.unlink(temporary)
             raise
 
-    def discard(self, key: str, why: str) -> None:
-        """Remove the entry of `key` with a `CacheCorruptionWarning` saying `why`."""
+    def discard(self, key: str, why: str, remote: bool = True) -> None:
+        """Remove the entry of `key` (with `remote`, from the remote tier too) with a
+        `CacheCorruptionWarning` saying `why`."""
         path = self._entry_path(key)
         warnings.warn(f"aotgraph: the compile cache entry {path} was removed and will be compiled again: {why}",
                       CacheCorruptionWarning, stacklevel=3)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        if remote and self.remote is not None:
+            self.remote.delete(key)
 
     def count(self, counter: str) -> None:
         descriptor = os.open(self.directory / "stats" / counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
