@@ -21,6 +21,7 @@ from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
+from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
@@ -93,6 +94,7 @@ class AotFunction:
         self._recompiles = RecompileWatch(self.__name__)
         self._last_call: Optional[LastCall] = None
         self._last_call_by_entry: dict[int, LastCall] = {}  # entries live as long as the store: ids stay theirs
+        self._subclass_entries: set[int] = set()  # their tensor checks cannot see a subclass's layout: no fast path
 
     def __call__(self, *args, **kwargs):
         last = self._last_call
@@ -105,7 +107,8 @@ class AotFunction:
                 and (last.guards is None or last.guards.holds(args))):
             return last.run(*args)
         entry, flat_args = self._entry_for(args, kwargs)
-        self._last_call = remembered_call(args, kwargs, entry, self._last_call_by_entry)
+        self._last_call = (None if id(entry) in self._subclass_entries
+                           else remembered_call(args, kwargs, entry, self._last_call_by_entry))
         if entry.has_run:
             return entry.run(*flat_args)
         entry.has_run = True
@@ -140,6 +143,9 @@ class AotFunction:
         if flat_args is None:
             flat_args, in_spec = tree_flatten((args, kwargs))
             key = signature_key(flat_args, in_spec)
+        layouts = subclass_layouts(flat_args)
+        if layouts is not None:
+            return self._subclass_entry(flat_args, in_spec or tree_flatten((args, kwargs))[1], layouts), flat_args
         entry = self._store.lookup(key, flat_args)
         if entry is not None and not entry.mutates_inputs:
             return entry, flat_args
@@ -150,7 +156,10 @@ class AotFunction:
         groups = aliased_input_groups(flat_args)
         if not groups:
             if entry is None:
-                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
+                try:
+                    entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
+                except SubclassOutputs:  # plain inputs, a subclass output: compiled to rebuild it
+                    entry = self._subclass_entry(flat_args, in_spec, (None,) * len(flat_args), key)
             return entry, flat_args
         try:
             shared = with_shared_bases(fn, flat_args, in_spec, groups)
@@ -170,13 +179,32 @@ class AotFunction:
             entry.run, entry.takes_shared_bases = shared.runner(entry.run), True
         return entry, flat_args
 
+    def _subclass_entry(self, flat_args: list, in_spec, layouts: tuple, key=None) -> CompiledEntry:
+        """The entry for a call with tensor subclasses among its inputs (their `layouts`) or
+        outputs: compiled for their inner tensors (`capture.subclasses`), run on the subclasses
+        themselves. Stored under `key` if given, else under a key of the layouts."""
+        inner_args = inner_example_args(flat_args, layouts)
+        inner_spec = tree_flatten((tuple(inner_args), {}))[1]
+        if key is None:
+            key = ("subclasses", tuple(layout.key() if layout else None for layout in layouts),
+                   signature_key(inner_args, inner_spec))
+        entry = self._store.lookup(key, inner_args)
+        if entry is None:
+            program = SubclassProgram(self.__wrapped__, in_spec, layouts)
+            entry = self._compile(key, program, inner_args, inner_spec, inner_args, inner_spec, None)
+            entry.run = subclass_run(program, entry.run)
+            self._subclass_entries.add(id(entry))
+        return entry
+
     def _compile(self, key, program, program_args, program_spec, flat_args, in_spec, groups) -> CompiledEntry:
         """Compile `program` for `program_args`; `flat_args` and `in_spec` are the call's own
         (they differ where inputs sharing memory are passed as their base, `groups`)."""
         facts = call_facts(flat_args, in_spec, torch.is_grad_enabled(), autocast_state())
         reason = self._store.reason_to_compile(key, facts, flat_args, self._input_names)
         logger.info("aotgraph %s %s: %s", "recompiling" if len(self._store) else "compiling", self.__name__, reason)
-        on_disk = self._on_disk(program_args, program_spec, flat_args, in_spec, groups)
+        # A SubclassProgram learns its outputs' layouts by being captured: never loaded from disk.
+        on_disk = None if isinstance(program, SubclassProgram) else self._on_disk(program_args, program_spec, flat_args,
+                                                                                 in_spec, groups)
         with reads_recorded(self._watched_module, flat_args, self._input_names) as guards:
             entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
         entry.guards, entry.call_facts, entry.reason = GuardSet(guards), facts, reason

@@ -43,6 +43,7 @@ from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
 from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
                               storage_resizes_refused)
+from .subclasses import refuse_subclass_outputs
 
 __all__ = ["capture"]
 
@@ -118,6 +119,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     refuse_resized_inputs(program_fakes, bytes_before, input_positions)
+    refuse_subclass_outputs(flat_out)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",

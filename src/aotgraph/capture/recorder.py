@@ -24,6 +24,7 @@ from ..graph.ops import bytes_needed, op_facts
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
+from ..torch_private.subclasses import is_traceable_wrapper_subclass, is_traceable_wrapper_subclass_type
 from .fake_outputs import FakeOutputs
 from .functional_ops import functional_twin, is_metadata_mutation, mutated_arg_positions, with_default_args
 from .higher_order import unsupported_hop
@@ -107,6 +108,14 @@ class GraphRecorder(TorchDispatchMode):
         node = self.node_of.get(id(value))
         if node is not None:
             return node
+        if is_traceable_wrapper_subclass(value):
+            raise UnsupportedOp(
+                f"a {type(value).__name__} (a tensor subclass) would enter the graph as a value: only the compiled "
+                "function's inputs and outputs are flattened to their inner tensors (here, likely, the gradient of a "
+                f"plain input that meets a {type(value).__name__} input)",
+                "capture",
+                f"pass that input as a {type(value).__name__} too, or keep the mixing outside the compiled function",
+            )
         if isinstance(value, FakeTensor):
             raise UnsupportedOp(
                 "a fake tensor reached an op without being produced by the traced program",
@@ -145,6 +154,11 @@ class GraphRecorder(TorchDispatchMode):
             # Autograd asks each fake tensor's device (most dispatches of a capture);
             # answer it here instead of passing it down to the fake mode.
             return args[0].fake_device
+        for tensor_type in types:
+            if tensor_type is not FakeTensor and is_traceable_wrapper_subclass_type(tensor_type):
+                # A tensor subclass (DTensor): its own dispatch turns the op into ops on its
+                # inner tensors, which come back here (see `subclasses`).
+                return NotImplemented
         facts = hook_facts(func)
         kwargs = kwargs or {}
         decomposition = self.decompositions.get(func)
