@@ -228,3 +228,32 @@ def test_region_reuse_switch(disabled, monkeypatch):
     forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
     calls = [n for n in forward.graph.nodes if n.target is torch.ops.higher_order.invoke_subgraph]
     assert len(calls) == (0 if disabled else 3)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
+    """A CUDA graph (fake CUDA tensors: no GPU needed to decide) starts on the Python wrapper
+    and gets its C++ build from the background worker; switched off, the C++ build is the
+    first and only one."""
+    from types import SimpleNamespace
+
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from aotgraph.compilers import background_builds, torchinductor
+
+    if disabled:
+        _disable(monkeypatch, "cpp_wrapper_in_background")
+    builds = []
+
+    def compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper):
+        builds.append("C++" if cpp_wrapper else "python")
+        return lambda args: args
+
+    monkeypatch.setattr(torchinductor, "_compiled", compiled)
+    mode = FakeTensorMode()
+    x = FakeTensor(mode, torch.empty(4, device="meta"), torch.device("cuda"))
+    graph_module = torch.fx.symbolic_trace(lambda x: x * 2)
+    role = SimpleNamespace(kind="inference", graph_id=-1, static_inputs=(), view_bases=(), num_user_outputs=1)
+    torchinductor.compile_with_inductor(graph_module, [x], role)
+    background_builds.wait_for_background_builds()
+    assert builds == (["C++"] if disabled else ["python", "C++"])

@@ -28,7 +28,8 @@ from torch._guards import detect_fake_mode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
-from .. import config
+from .. import config as aot_config
+from . import background_builds
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError
 
@@ -115,6 +116,14 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     use_cpp_wrapper = asked if asked is not None else (_cpp_wrapper_by_default(devices) and not cuda_graphs)
     if not use_cpp_wrapper:
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+    if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
+        python = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+
+        def build():
+            return _on_threads_with_cuda_context(
+                _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=True), devices)
+
+        return background_builds.upgradable(python, build, role)
     try:
         compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=True)
     except Exception as error:
@@ -158,7 +167,8 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
     cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
-    with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
+    with background_builds.compile_lock, V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
+            config.patch(settings), \
             _reuse_judged_with_outputs():
         compiled = compile_fx_inner(
             graph_module,
@@ -362,7 +372,7 @@ def _reuse_judged_with_outputs():
 
     allocate_line = getattr(wrapper, "AllocateLine", None)
     original = getattr(allocate_line, "should_reuse_buffer", None)
-    if original is None or not config.enabled("inductor_reuse_patch"):
+    if original is None or not aot_config.enabled("inductor_reuse_patch"):
         yield
         return
 

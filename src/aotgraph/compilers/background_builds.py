@@ -1,0 +1,129 @@
+"""Graphs that start on a quick compile and move to a slower, faster-running one built in the background.
+
+Inductor's C++ wrapper launches a CUDA graph's kernels with less host time per step than its
+Python wrapper, but building it costs most of a cold first step (benchmarks/RESULTS.md). Here
+a graph is first compiled with the Python wrapper, the program runs on that at once, and one
+worker thread builds the C++ versions; each graph moves over when its build is ready.
+
+A forward and its backward move together (one `_Pair` per graph id), at a forward call with
+no backward outstanding, so a backward always runs the same build as the forward whose
+saved values it reads. A failed build leaves the graph on the Python wrapper, with a
+warning. Inductor's config is process-wide, so its compiles (ours in the foreground and
+the worker's) take turns on `compile_lock`. Switch: ``cpp_wrapper_in_background``.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable, Optional
+
+__all__ = ["compile_lock", "upgradable", "wait_for_background_builds"]
+
+logger = logging.getLogger("aotgraph")
+
+compile_lock = threading.RLock()
+_builds: "queue.Queue[Callable[[], None]]" = queue.Queue()
+_worker: Optional[threading.Thread] = None
+_pairs: dict = {}  # graph id -> _Pair, until both of its builds are queued
+_state_lock = threading.Lock()
+
+
+class _Pair:
+    """The builds of one forward and its backward (or of one inference graph)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.outstanding_backwards = 0
+        self.members: list[_Upgradable] = []
+        self.switched = False
+
+    def all_built(self) -> bool:
+        return all(m.built is not None for m in self.members)
+
+    def switch_if_ready(self) -> None:
+        if not self.switched and self.outstanding_backwards == 0 and self.all_built():
+            for member in self.members:
+                member.current = member.built
+            self.switched = True
+
+
+class _Upgradable:
+    """A boxed callable running `current`: the Python-wrapper build, then the C++ one."""
+
+    _boxed_call = True
+
+    def __init__(self, python: Callable, kind: str, pair: _Pair):
+        self.current, self.built, self.kind, self.pair = python, None, kind, pair
+        self.aotgraph_wrapper = "python, C++ building"
+        self.aotgraph_output_code = python  # what the disk cache stores: the build a warm start runs
+
+    def __call__(self, args):
+        pair = self.pair
+        if not pair.switched:
+            with pair.lock:
+                if self.kind != "backward":
+                    pair.switch_if_ready()
+                if not pair.switched:
+                    pair.outstanding_backwards += {"forward": 1, "backward": -1}.get(self.kind, 0)
+                    pair.outstanding_backwards = max(pair.outstanding_backwards, 0)
+        return self.current(args)
+
+
+def upgradable(python: Callable, build: Callable[[], Callable], role) -> Callable:
+    """`python` (a boxed callable) now; `build()`'s result from the first call after the
+    worker has built it and the rest of its pair. `role`: the graph's kind and graph id.
+    A forward's build is queued with its backward's, when the backward is compiled."""
+    with _state_lock:
+        pair = _pairs.setdefault(role.graph_id, _Pair())
+        member = _Upgradable(python, role.kind, pair)
+        pair.members.append(member)
+        member.build = build
+        complete = role.kind != "forward"
+        if complete:
+            del _pairs[role.graph_id]
+    if complete:
+        for each in pair.members:
+            _builds.put(lambda each=each: _build_into(each))
+        _start_worker()
+    return member
+
+
+def _build_into(member: _Upgradable) -> None:
+    try:
+        with compile_lock:
+            built = member.build()
+    except Exception as error:  # the Python-wrapper build keeps running
+        logger.warning("aotgraph: the background C++-wrapper build of a %s graph failed (%s: %s); it stays on "
+                       "Inductor's Python wrapper", member.kind, type(error).__name__, str(error)[:200])
+        return
+    finally:
+        member.build = None
+    with member.pair.lock:
+        member.built = built
+        member.aotgraph_wrapper = "python, C++ ready"
+        if member.pair.all_built():
+            for each in member.pair.members:
+                each.aotgraph_wrapper = "cpp"
+
+
+def _start_worker() -> None:
+    global _worker
+    with _state_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, name="aotgraph-cpp-builds", daemon=True)
+            _worker.start()
+
+
+def _work() -> None:
+    while True:
+        job = _builds.get()
+        try:
+            job()
+        finally:
+            _builds.task_done()
+
+
+def wait_for_background_builds() -> None:
+    """Block until every queued background build has finished (benchmarks, tests)."""
+    _builds.join()

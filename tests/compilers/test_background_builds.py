@@ -1,0 +1,82 @@
+"""Graphs upgraded by a background build: a forward and its backward move together, never
+between a forward and the backward that reads its saved values; a failed build keeps the
+first one. (The C++-wrapper builds themselves need a GPU: tests/compilers/test_cuda_graphs.py
+and benchmarks/gpu_train.py.)"""
+import logging
+import threading
+import time
+from types import SimpleNamespace
+
+from aotgraph.compilers import background_builds
+from aotgraph.compilers.background_builds import upgradable, wait_for_background_builds
+
+_ids = iter(range(10**6, 10**7))
+
+
+def _version(name, calls):
+    def run(args):
+        calls.append(name)
+        return name
+    return run
+
+
+def _pair(build_gate=None, fail=False):
+    calls = []
+    graph_id = next(_ids)
+
+    def build(name):
+        def make():
+            if build_gate is not None:
+                build_gate.wait()
+            if fail:
+                raise RuntimeError("no C++ compiler")
+            return _version(name, calls)
+        return make
+
+    forward = upgradable(_version("python forward", calls), build("C++ forward"), SimpleNamespace(kind="forward", graph_id=graph_id))
+    backward = upgradable(_version("python backward", calls), build("C++ backward"),
+                          SimpleNamespace(kind="backward", graph_id=graph_id))
+    return forward, backward, calls
+
+
+def test_a_pair_moves_together_at_a_forward_with_no_backward_outstanding():
+    gate = threading.Event()
+    forward, backward, calls = _pair(gate)
+    forward([]); backward([])
+    gate.set()
+    wait_for_background_builds()
+    forward([])  # two forwards before their backwards (gradient accumulation) ...
+    backward([])
+    assert calls[-2:] == ["C++ forward", "C++ backward"]
+    assert forward.aotgraph_wrapper == backward.aotgraph_wrapper == "cpp"
+
+
+def test_a_backward_outstanding_at_the_build_keeps_its_forwards_version():
+    gate = threading.Event()
+    forward, backward, calls = _pair(gate)
+    forward([])
+    gate.set()
+    wait_for_background_builds()
+    forward([])   # a backward is still outstanding: no switch yet
+    backward([]); backward([])
+    assert calls == ["python forward", "python forward", "python backward", "python backward"]
+    forward([]); backward([])
+    assert calls[-2:] == ["C++ forward", "C++ backward"]
+
+
+def test_a_failed_build_keeps_the_first_version_and_warns(caplog):
+    forward, backward, calls = _pair(fail=True)
+    with caplog.at_level(logging.WARNING, logger="aotgraph"):
+        wait_for_background_builds()
+    forward([]); backward([])
+    assert calls == ["python forward", "python backward"]
+    assert "stays on Inductor's Python wrapper" in caplog.text
+
+
+def test_builds_take_turns_with_foreground_compiles():
+    with background_builds.compile_lock:
+        forward, backward, calls = _pair()
+        time.sleep(0.3)  # time enough for the worker to build, were it not waiting
+        assert forward.built is None
+    wait_for_background_builds()
+    assert forward.built is not None and backward.built is not None
