@@ -104,24 +104,6 @@ def test_new_shape_recompiles_with_static_shapes():
     assert batch_sizes(backend) == [5, 8]
 
 
-def test_symbolic_shapes_specialize_per_concrete_shape():
-    """Dynamo's automatic dynamic shapes hand symbolic inputs after a shape change; each
-    concrete shape then compiles on its first call."""
-    model, _ = steps_of("mlp")
-    inputs = [(torch.randn(batch, 32),) for batch in (8, 5, 6, 5)]
-    backend = aotgraph.backend(compiler="eager")
-    assert_training_parity(model, inputs, compiled_with(backend))
-    assert batch_sizes(backend) == [5, 6, 8]
-
-
-def test_dynamic_true_specializes():
-    model, _ = steps_of("mlp")
-    inputs = [(torch.randn(batch, 32),) for batch in (4, 7)]
-    backend = aotgraph.backend(compiler="eager")
-    assert_training_parity(model, inputs, compiled_with(backend, dynamic=True))
-    assert batch_sizes(backend) == [4, 7]
-
-
 def test_real_parameters_with_fake_inputs():
     """A GraphModule that holds its parameters and buffers (real tensors), compiled for fake
     example inputs of a caller's FakeTensorMode, as Dynamo does when it does not lift them."""

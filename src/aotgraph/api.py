@@ -28,6 +28,7 @@ from .errors import BadArgument, UnsupportedOp
 from .partition import default_partition
 from .pipeline import CompiledEntry, OnDisk, compile_stages
 from .runtime import autocast_on
+from .torch_private.fake import FakeTensor, detect_fake_mode
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
            "CompiledEntry"]
@@ -131,6 +132,32 @@ class AotFunction:
 
     def aotgraph_compile(self, *args, **kwargs) -> CompiledEntry:
         return self._entry_for(args, kwargs)[0]
+
+    def compile_symbolic(self, args: list, fake_mode) -> Optional[CompiledEntry]:
+        """One entry for every size `args` (flat, a tensor's sizes SymInts of `fake_mode`'s
+        shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
+        Dynamo does); None, with the reason logged, where the program cannot be captured with
+        symbolic sizes (the caller then compiles per concrete signature)."""
+        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor) else a
+                 for a in args]
+        in_spec = tree_flatten((tuple(args), {}))[1]
+        try:
+            entry = compile_stages(self.__wrapped__, fakes, in_spec, real_args=list(args), **self._stages)
+        except UnsupportedOp as error:
+            logger.info("aotgraph %s: symbolic sizes refused, compiling per signature: %s", self.__name__, error)
+            return None
+        entry.reason = "symbolic sizes"
+        self._store.add("symbolic", entry)
+        self._recompiles.compiled(entry.reason)
+        return entry
+
+    @staticmethod
+    def run_entry(entry: CompiledEntry, flat_args: list):
+        if entry.has_run:
+            return entry.run(*flat_args)
+        entry.has_run = True
+        with entry.log.stage("first run"):
+            return entry.run(*flat_args)
 
     def _entry_for(self, args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
         """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
@@ -383,9 +410,12 @@ def aot_module_simplified(
     """The Dynamo-backend entry (functorch's ``aot_module_simplified``): `mod` is
     typically an fx GraphModule, `args` its example inputs (real or fake); compiles for
     them now and returns ``forward(*args)`` with the module's parameters and buffers
-    bound. A call with another input signature compiles again. Shapes are specialized:
-    symbolic example inputs (Dynamo's dynamic shapes) are not compiled for; each
-    concrete signature compiles on its first call instead. Parameter names are the union
+    bound. Example inputs with symbolic sizes (Dynamo's dynamic shapes: their SymInts belong
+    to the shape environment of Dynamo's fake mode) compile one entry for every size, which
+    Dynamo's guards (the shape environment's, with what capture added) keep in range; where a
+    program cannot keep its sizes symbolic (`capture.symbols`), each concrete signature
+    compiles on its first call instead, and so does a call with another input signature
+    when the inputs are concrete. Parameter names are the union
     of functorch's over torch 2.11-2.14: `pre_grad_passes` runs on `mod` first; the others
     that aotgraph does not use are accepted and ignored, with a warning when set.
 
@@ -407,11 +437,20 @@ def aot_module_simplified(
     compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw,
                                   resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw),
                                   partition_fn, decompositions, cache, mod if is_graph else None)
+    symbolic = None
     if not _has_symbolic_shapes(args):
         compiled.aotgraph_compile(*values, *args)
+    else:
+        fake_mode = detect_fake_mode(list(args))
+        if fake_mode is not None and fake_mode.shape_env is not None:
+            symbolic = compiled.compile_symbolic([*values, *args], fake_mode)
 
-    def forward(*runtime_args):
-        return compiled(*values, *runtime_args)
+    if symbolic is not None:
+        def forward(*runtime_args):
+            return compiled.run_entry(symbolic, [*values, *runtime_args])
+    else:
+        def forward(*runtime_args):
+            return compiled(*values, *runtime_args)
 
     forward.aotgraph_entries = compiled.aotgraph_entries
     forward.zero_grad = mod.zero_grad

@@ -3,11 +3,10 @@
 ``torch.compile(model, backend="aotgraph")`` uses `aotgraph_backend` (Inductor compiles the
 graphs, min-cut partition); ``torch.compile(model, backend=aotgraph.backend(compiler=...,
 partition=..., memory_budget=..., policy=...))`` configures one. Dynamo hands each graph
-(one per graph break, one per recompile) with fake example inputs; the backend compiles it
-for them at once. Shapes are specialized: when Dynamo passes symbolic shapes (its
-automatic dynamic shapes, or ``dynamic=True``) the graph is compiled on its first call
-for each concrete input signature instead (see `aot_module_simplified`);
-``torch.compile(dynamic=False)`` is the path that compiles once per Dynamo graph.
+(one per graph break, one per recompile) with its example inputs; the backend compiles it
+for them at once. When Dynamo passes symbolic sizes (its automatic dynamic shapes after a size
+changes, ``mark_dynamic``, ``dynamic=True``) the graphs keep them symbolic: one compile serves
+every size Dynamo's guards admit (see `aot_module_simplified`).
 """
 from __future__ import annotations
 

@@ -73,26 +73,29 @@ class CompiledEntry:
 
 def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable, bw_compiler: Callable,
                    inference_compiler: Callable, partition_fn: Callable,
-                   decompositions: Optional[Mapping], on_disk: Optional[OnDisk] = None) -> CompiledEntry:
+                   decompositions: Optional[Mapping], on_disk: Optional[OnDisk] = None,
+                   real_args: Optional[list] = None) -> CompiledEntry:
     """capture -> partition -> compile -> runtime, each stamped into one CompileLog (or, with
     `on_disk`, the stored artifacts of an earlier compile, loaded); a compile that takes more
     than a couple of seconds shows a progress bar on stderr (`progress`). `decompositions`
     None: the forward compiler's own table (`CompilerTraits.decompositions`), made only when
-    capturing."""
+    capturing. `real_args`: the tensors behind `flat_args` where those are fakes (parameters
+    and Dynamo's static inputs are told from them); by default `flat_args` themselves."""
     log = CompileLog()
     with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress:
         log.progress = progress
         try:
             return _run_stages(log, fn, flat_args, in_spec, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
                                inference_compiler=inference_compiler, partition_fn=partition_fn,
-                               decompositions=decompositions, on_disk=on_disk)
+                               decompositions=decompositions, on_disk=on_disk,
+                               real_args=flat_args if real_args is None else real_args)
         finally:
             log.progress = None
 
 
 def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable,
                 bw_compiler: Callable, inference_compiler: Callable, partition_fn: Callable,
-                decompositions: Optional[Mapping], on_disk: Optional[OnDisk]) -> CompiledEntry:
+                decompositions: Optional[Mapping], on_disk: Optional[OnDisk], real_args: list) -> CompiledEntry:
     compilers = (fw_compiler, bw_compiler, inference_compiler)
     if on_disk is not None and not on_disk.after_capture:
         entry = _loaded_entry(on_disk.store, on_disk.key, log, compilers)
@@ -100,7 +103,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
             return entry
     for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
         if traits_of(compiler).warm_up is not None:
-            traits_of(compiler).warm_up(flat_args)
+            traits_of(compiler).warm_up(real_args)
     if decompositions is None and traits_of(fw_compiler).decompositions is not None:
         decompositions = traits_of(fw_compiler).decompositions()
     with _collector_paused():
@@ -129,7 +132,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         log_artifact("partition", parts)
     with log.stage("compile") as note:
         compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
-                                     _static_primals(flat_args, joint.signature.primal_positions))
+                                     _static_primals(real_args, joint.signature.primal_positions))
         note.detail = compiled.note
     if on_disk is not None:
         with log.stage("cache store") as note:

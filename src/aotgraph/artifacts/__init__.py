@@ -16,6 +16,8 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import TreeSpec
 
+from ..graph.sizes import size_hint
+
 
 @dataclass(frozen=True)
 class TensorMeta:
@@ -34,9 +36,10 @@ class TensorMeta:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of its elements; symbolic sizes count at their hints."""
         numel = 1
         for size in self.shape:
-            numel *= int(size)
+            numel *= size_hint(size)
         return numel * self.dtype.itemsize
 
 

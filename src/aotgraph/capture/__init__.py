@@ -41,6 +41,7 @@ from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
+from .symbols import refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
                               storage_resizes_refused)
 from .subclasses import refuse_subclass_outputs
@@ -214,6 +215,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
                            written_in_backward)
+    if fake_mode.shape_env is not None:
+        refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 
 

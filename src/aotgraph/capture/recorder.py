@@ -21,6 +21,7 @@ import torch.fx as fx
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
@@ -30,6 +31,7 @@ from .functional_ops import functional_twin, is_metadata_mutation, mutated_arg_p
 from .higher_order import unsupported_hop
 from .node_meta import NodeMeta
 from .random_draws import RandomDraws
+from .symbols import SymbolNodes
 
 aten = torch.ops.aten
 _DEVICE_QUERY = torch.ops.prim.device.default
@@ -92,19 +94,22 @@ class GraphRecorder(TorchDispatchMode):
         self._decomposing = None
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
         self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
+        self.symbols = SymbolNodes(self.graph)  # the nodes of symbolic sizes ops read
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
         node = self.graph.placeholder(name)
         node.meta["val"] = fake
+        if has_symbolic_sizes(fake):
+            self.symbols.add_input(node, fake)
         # The same tensor passed twice reads through its first placeholder.
         self.node_of.setdefault(id(fake), node)
         return node
 
     def node_for(self, value: Any) -> Any:
-        """The node standing for `value` if it is a tensor, else `value` itself."""
+        """The node standing for `value` if it is a tensor or a symbolic value, else `value` itself."""
         if not isinstance(value, torch.Tensor):
-            return value
+            return self.symbols.node_for(value) if isinstance(value, SYMBOLIC_TYPES) else value
         node = self.node_of.get(id(value))
         if node is not None:
             return node

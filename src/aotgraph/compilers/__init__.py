@@ -23,6 +23,7 @@ from .. import config
 from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..errors import BadArgument, CompilerError
 from ..graph.naming import primal_name
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
@@ -328,7 +329,10 @@ def _restrided(bw_inputs: list, parts: Partition, saved_strides: list) -> list:
     restrided = []
     for node, value in zip(placeholders, bw_inputs):
         stride = stride_of.get(node.name)
-        if isinstance(value, torch.Tensor) and stride is not None and tuple(value.stride()) != tuple(stride):
+        # Symbolic strides stay as traced: the reported ones are hints, comparing would guard on them
+        # (Inductor does not change layouts of graphs with symbolic sizes).
+        if (isinstance(value, torch.Tensor) and stride is not None and not has_symbolic_sizes(value)
+                and tuple(value.stride()) != tuple(stride)):
             with torch.no_grad():
                 value = value.as_strided(value.shape, stride, value.storage_offset())
         restrided.append(value)

@@ -16,16 +16,9 @@ import torch
 import torch.fx as fx
 
 from ..torch_private.dispatch import OpOverload, has_composite_implicit_kernel
+from .sizes import size_hint as _int  # symbolic sizes count at their hints
 
 aten = torch.ops.aten
-
-
-def _int(size) -> int:
-    """A concrete size; symbolic sizes use their hint."""
-    try:
-        return int(size)
-    except (TypeError, RuntimeError):
-        return int(size.node.hint)
 
 
 def _numel(value) -> int:

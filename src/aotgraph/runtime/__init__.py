@@ -22,6 +22,7 @@ from ..artifacts import CompiledGraphs, OutputInfo, Signature, ViewStep
 from ..errors import UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.nodes import aliases_of_placeholders
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
 
 __all__ = ["build_runtime", "autocast_on"]
@@ -256,6 +257,9 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     # the backward makes zeros itself only for the tangents it reads.
     tangent_layouts = [(tuple(v.shape), v.dtype, v.device)
                        for v in (forward_outputs[i].meta["val"] for i in tangent_order)]
+    # Symbolic sizes: the zeros take the shapes of this call's outputs, kept by the forward.
+    symbolic_tangents = non_differentiable and any(has_symbolic_sizes(forward_outputs[i].meta["val"])
+                                                   for i in tangent_order)
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
     copied_saved = aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})
@@ -303,6 +307,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
                 ctx.set_materialize_grads(False)
+                if symbolic_tangents:
+                    ctx.tangent_shapes = [outputs[i].shape for i in tangent_order]
             return fwd_outputs
 
         @staticmethod
@@ -316,7 +322,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
                 for i, v in zip(other_saved, ctx.other_saved):
                     saved[i] = v
             args = [saved[i] for i in saved_order]
-            for i, (shape, dtype, device) in zip(tangent_order, tangent_layouts):
+            shapes = ctx.tangent_shapes if symbolic_tangents else [shape for shape, _, _ in tangent_layouts]
+            for i, shape, (_, dtype, device) in zip(tangent_order, shapes, tangent_layouts):
                 grad = grad_outputs[i]
                 args.append(grad.contiguous() if grad is not None else torch.zeros(shape, dtype=dtype, device=device))
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs

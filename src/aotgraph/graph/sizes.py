@@ -1,0 +1,37 @@
+"""Sizes that may be symbolic (SymInts of a shape environment): tell them apart, and read a
+concrete value for costs without guarding on it."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes"]
+
+SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
+# The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).
+UNBACKED_SIZE_HINT = 4096
+
+
+def size_hint(size) -> int:
+    """A concrete size, read without guarding on it: a symbolic size's hint (its value in the
+    example inputs), `UNBACKED_SIZE_HINT` where it has none."""
+    if type(size) is int:
+        return size
+    node = getattr(size, "node", None)
+    if node is None:
+        return int(size)
+    if node.has_hint():
+        return int(node.hint)
+    hint = node.shape_env.size_hint(node.expr, allow_none=True) if node.shape_env is not None else None
+    return int(hint) if hint is not None else UNBACKED_SIZE_HINT
+
+
+def is_symbolic(value: Any) -> bool:
+    """A SymInt/SymFloat/SymBool that is not a constant."""
+    return isinstance(value, SYMBOLIC_TYPES) and not value.node.expr.is_number
+
+
+def has_symbolic_sizes(tensor: torch.Tensor) -> bool:
+    """Whether a size, stride or the storage offset of `tensor` is a SymInt."""
+    return any(isinstance(s, torch.SymInt) for s in (*tensor.shape, *tensor.stride(), tensor.storage_offset()))

@@ -1,0 +1,115 @@
+"""Symbolic sizes through the torch.compile backend: once Dynamo hands symbolic inputs (its
+automatic dynamic shapes, ``dynamic=True``, ``mark_dynamic``), one aotgraph entry serves every
+size Dynamo's guards let through; parity with eager, and no more compiles than torch.compile's
+own AOT path on the same sequence of sizes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounterWithBackend
+
+import aotgraph
+from aotgraph import models
+from backend_training import assert_training_parity
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def gpt_steps(sizes):
+    torch.manual_seed(0)
+    model, _ = models.gpt(seq=32, dim=32, heads=2, layers=1)
+    return model, [(torch.randint(0, 256, (b, s)), torch.randint(0, 256, (b, s))) for b, s in sizes]
+
+
+def mlp_steps(batches):
+    torch.manual_seed(0)
+    model, _ = models.mlp()
+    return model, [(torch.randn(b, 32),) for b in batches]
+
+
+def torch_compiles(model, inputs, **options) -> int:
+    """Frames torch.compile(backend="aot_eager") compiles on the same sequence."""
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=counter, **options), lr=0.01)
+    torch._dynamo.reset()
+    return counter.frame_count
+
+
+def symbolic_entries(backend) -> list:
+    return [e for e in backend.entries if e.reason == "symbolic sizes"]
+
+
+@pytest.mark.parametrize("partition", ["mincut", pytest.param("default", marks=pytest.mark.slow)])
+def test_gpt_changing_sizes_compile_as_often_as_torch(partition):
+    sizes = [(2, 8), (2, 12), (3, 12), (5, 31)]
+    model, inputs = gpt_steps(sizes)
+    backend = aotgraph.backend(compiler="eager", partition=partition)
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
+    entries = backend.entries  # before torch_compiles resets Dynamo, which frees them
+    assert len(symbolic_entries(backend)) >= 1
+    # The backward reads sizes: saved as symbolic ints next to the tensors, counted in the plan.
+    entry = symbolic_entries(backend)[-1]
+    saved_sizes = [s for s in entry.partition.saved if s.meta is None]
+    assert saved_sizes and all(s.nbytes == 0 for s in saved_sizes)
+    assert entry.partition.num_saved_tensors == len(entry.partition.saved) - len(saved_sizes)
+    assert len(entries) <= torch_compiles(model, inputs)
+
+
+def test_mlp_automatic_dynamic_compiles_twice():
+    model, inputs = mlp_steps([8, 5, 6, 5, 9, 1, 3])
+    backend = aotgraph.backend(compiler="eager")
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
+    reasons = [e.reason for e in backend.entries]
+    # 8: static; 5: symbolic from then on; 1: Dynamo specializes size 1 (its own guard)
+    assert reasons == ["first call", "symbolic sizes", "first call"]
+    assert len(reasons) <= torch_compiles(model, inputs)
+
+
+def test_dynamic_true_compiles_once():
+    model, inputs = mlp_steps([4, 7, 9, 12])
+    backend = aotgraph.backend(compiler="eager")
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend, dynamic=True), lr=0.01)
+    assert [e.reason for e in backend.entries] == ["symbolic sizes"]
+
+
+def test_mark_dynamic_compiles_once():
+    model, inputs = mlp_steps([4, 7, 9])
+    for (x,) in inputs:
+        torch._dynamo.mark_dynamic(x, 0)
+    backend = aotgraph.backend(compiler="eager")
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
+    assert [e.reason for e in backend.entries] == ["symbolic sizes"]
+
+
+def test_symbolic_view_of_an_input_falls_back_to_concrete_sizes():
+    """An output the runtime rebuilds as a view of an input with symbolic sizes: each concrete
+    size compiles (as before symbolic capture), with eager's results."""
+    def f(x, w):
+        return (x @ w).relu(), x.view(x.shape[0] * 2, -1)
+
+    backend = aotgraph.backend(compiler="eager")
+    compiled = torch.compile(f, backend=backend, dynamic=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    for batch in (3, 5, 6):
+        x = torch.randn(batch, 4)
+        out, view = compiled(x, w)
+        expected, expected_view = f(x, w)
+        torch.testing.assert_close(out, expected)
+        assert view._base is x and torch.equal(view, expected_view)
+    assert not symbolic_entries(backend) and len(backend.entries) >= 2
+
+
+@pytest.mark.slow
+def test_inductor_compiles_symbolic_graphs():
+    sizes = [(2, 8), (2, 12), (3, 12), (3, 16), (4, 20)]
+    model, inputs = gpt_steps(sizes)
+    backend = aotgraph.backend(compiler="inductor")
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
+    assert len(symbolic_entries(backend)) >= 1
+    assert len(backend.entries) <= torch_compiles(model, inputs)
