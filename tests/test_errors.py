@@ -187,11 +187,6 @@ def test_double_backward_is_refused_not_wrong(program):
     _assert_names(error, "runtime", "double backward", "create_graph=True")
 
 
-def test_dynamic_shapes_are_refused_until_supported():
-    error = _raises(BadArgument, aot_function, lambda x: x, dynamic=True)
-    _assert_names(error, "api", "dynamic=True")
-
-
 def test_output_in_a_class_pytree_cannot_see_into():
     @dataclasses.dataclass
     class Holder:

@@ -17,7 +17,8 @@ from .cache.disk_keys import NotKeyable, call_key, settings_key
 from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, remembered_call
 from .cache.guards import GuardSet, reads_recorded
-from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key
+from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key, size_free_key
+from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
 from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
@@ -29,6 +30,7 @@ from .partition import default_partition
 from .pipeline import CompiledEntry, OnDisk, compile_stages
 from .runtime import autocast_on
 from .torch_private.fake import FakeTensor, detect_fake_mode
+from .torch_private.symbolic import new_symbolic_fake_mode, symbolic_fake
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
            "CompiledEntry"]
@@ -82,9 +84,11 @@ class AotFunction:
     **kwargs)` compiles for those inputs (real or fake) without running. A call of only
     tensors that matches the previous one takes the fast path (`cache.fast_path`)."""
 
-    def __init__(self, fn: Callable, stages: dict, disk: Optional[tuple[DiskCache, str, bool]] = None):
+    def __init__(self, fn: Callable, stages: dict, disk: Optional[tuple[DiskCache, str, bool]] = None,
+                 dynamic: bool = False):
         """`disk`: (the disk cache, the settings key, whether the program is keyed after capture)."""
         self.__wrapped__ = fn
+        self._dynamic = dynamic  # compile with symbolic sizes, guarded (see `_compile_symbolic`)
         self.__name__ = _program_name(fn)
         self._stages = stages  # compile_stages' keyword arguments
         self._disk = disk
@@ -133,6 +137,40 @@ class AotFunction:
     def aotgraph_compile(self, *args, **kwargs) -> CompiledEntry:
         return self._entry_for(args, kwargs)[0]
 
+    def _static_positions(self, flat_args: list) -> frozenset:
+        """Flat inputs whose sizes stay concrete under ``dynamic=True``: parameters, and the
+        parameters and buffers `aot_module` passes first."""
+        return frozenset(p for p, a in enumerate(flat_args)
+                         if p < len(self._input_names) or isinstance(a, torch.nn.Parameter))
+
+    def _concrete_sizes(self, flat_args: list) -> ConcreteSizes:
+        """The guard of an entry compiled for these concrete sizes under ``dynamic=True``
+        (whose cache key holds no sizes)."""
+        static = self._static_positions(flat_args)
+        return ConcreteSizes(flat_args, tuple(p for p, a in enumerate(flat_args)
+                                              if isinstance(a, torch.Tensor) and p not in static))
+
+    def _compile_symbolic(self, program, flat_args: list, in_spec, size_guards: list) -> Optional[CompiledEntry]:
+        """The entry for `flat_args` compiled with a shape environment of its own, every size of
+        a tensor input symbolic (but those of `_static_positions`, and sizes 0 and 1), with the
+        guard of what the compile assumed appended to `size_guards`; None, logged, where the
+        program cannot keep its sizes symbolic."""
+        fake_mode = new_symbolic_fake_mode()
+        static = self._static_positions(flat_args)
+        fakes = [a if not isinstance(a, torch.Tensor)
+                 else fake_mode.from_tensor(a, static_shapes=True) if p in static
+                 else symbolic_fake(fake_mode, a, f"input{p}") for p, a in enumerate(flat_args)]
+        try:
+            entry = compile_stages(program, fakes, in_spec, real_args=flat_args, **self._stages)
+        except UnsupportedOp as error:
+            logger.info("aotgraph %s: symbolic sizes refused, compiling for these sizes: %s", self.__name__, error)
+            size_guards.append(self._concrete_sizes(flat_args))
+            return None
+        guard = size_guard(fake_mode.shape_env, fakes, static)
+        if guard is not None:
+            size_guards.append(guard)
+        return entry
+
     def compile_symbolic(self, args: list, fake_mode) -> Optional[CompiledEntry]:
         """One entry for every size `args` (flat, a tensor's sizes SymInts of `fake_mode`'s
         shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
@@ -161,8 +199,11 @@ class AotFunction:
 
     def _entry_for(self, args: tuple, kwargs: dict) -> tuple[CompiledEntry, list]:
         """The entry for these inputs (compiled on a miss) and the flat inputs it takes."""
-        flat_args, layout = (None, None) if kwargs else flatten_plain_args(args)
-        if flat_args is not None:
+        flat_args, layout = (None, None) if kwargs or self._dynamic else flatten_plain_args(args)
+        if self._dynamic:
+            flat_args, in_spec = tree_flatten((args, kwargs))
+            key = size_free_key(flat_args, in_spec, self._static_positions(flat_args))
+        elif flat_args is not None:
             try:
                 key, in_spec = plain_args_key(layout, flat_args), None
             except RuntimeError:  # a sparse tensor has no strides: `signature_key` names it
@@ -229,12 +270,19 @@ class AotFunction:
         facts = call_facts(flat_args, in_spec, torch.is_grad_enabled(), autocast_state())
         reason = self._store.reason_to_compile(key, facts, flat_args, self._input_names)
         logger.info("aotgraph %s %s: %s", "recompiling" if len(self._store) else "compiling", self.__name__, reason)
-        # A SubclassProgram learns its outputs' layouts by being captured: never loaded from disk.
-        on_disk = None if isinstance(program, SubclassProgram) else self._on_disk(program_args, program_spec, flat_args,
-                                                                                 in_spec, groups)
+        size_guards = []
         with reads_recorded(self._watched_module, flat_args, self._input_names) as guards:
-            entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
-        entry.guards, entry.call_facts, entry.reason = GuardSet(guards), facts, reason
+            entry = None
+            if self._dynamic and program_args is flat_args and not isinstance(program, SubclassProgram):
+                entry = self._compile_symbolic(program, flat_args, program_spec, size_guards)
+            elif self._dynamic:  # inputs sharing memory passed as their bases, subclasses: concrete sizes
+                size_guards.append(self._concrete_sizes(flat_args))
+            if entry is None:
+                # A SubclassProgram learns its outputs' layouts by being captured: never loaded from disk.
+                on_disk = None if isinstance(program, SubclassProgram) else self._on_disk(
+                    program_args, program_spec, flat_args, in_spec, groups)
+                entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
+        entry.guards, entry.call_facts, entry.reason = GuardSet([*guards, *size_guards]), facts, reason
         self._store.add(key, entry)
         self._recompiles.compiled(reason)
         return entry
@@ -263,7 +311,12 @@ def aot_function(
     default to ``fw_compiler``, which defaults to ``"eager"``. `decompositions` defaults to
     the forward compiler's own table (Inductor's for ``"inductor"``). Python values the
     program reads from a module's attributes or from argument objects are guarded: when one
-    changes, the next call compiles again (see `cache.guards`). functorch's
+    changes, the next call compiles again (see `cache.guards`). `dynamic=True`: every size of a
+    tensor input that is not a parameter (nor one of `aot_module`'s parameters and buffers) is
+    symbolic in one shape environment per compile; what the compile assumed about the sizes
+    (0 and 1 specialized, equalities, relations, divisibility) is its entry's guard
+    (`cache.size_guards`), so a call outside it compiles a new entry; a program that cannot keep
+    its sizes symbolic (`capture.symbols`) compiles per concrete size. functorch's
     `num_params_buffers`, `keep_inference_input_mutations`, `enable_log` and
     `disable_functionalization` are accepted and ignored, with a warning when set.
 
@@ -275,8 +328,6 @@ def aot_function(
     if not callable(fn):
         raise BadArgument(f"aot_function expects a callable, got {type(fn).__name__}", "api",
                           "pass the function (or module) to compile")
-    if dynamic:
-        raise BadArgument("dynamic=True is not supported yet", "api", "leave dynamic=False (shapes are specialized)")
     _warn_ignored({"num_params_buffers": num_params_buffers,
                    "keep_inference_input_mutations": keep_inference_input_mutations, "enable_log": enable_log,
                    "disable_functionalization": disable_functionalization,
@@ -285,12 +336,12 @@ def aot_function(
     bw = resolve_compiler(bw_compiler, fw)
     inference = resolve_compiler(inference_compiler, fw)
     return _compiled_function(fn, fw, bw, inference, partition_fn, decompositions,
-                              cache if cache is not None else config.disk_cache == "all", None)
+                              cache if cache is not None else config.disk_cache == "all", None, bool(dynamic))
 
 
 def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Callable, partition_fn: Callable,
                        decompositions: Optional[Mapping], cache: bool,
-                       program_graph: Optional[torch.fx.GraphModule]) -> AotFunction:
+                       program_graph: Optional[torch.fx.GraphModule], dynamic: bool = False) -> AotFunction:
     """The AotFunction of `fn`; with `cache`, on the disk cache: keyed by `program_graph` (the
     program as a graph) where given, else by the graph each call captures."""
     if not callable(partition_fn):
@@ -304,7 +355,7 @@ def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Call
             disk = (DiskCache(), settings_key(stages, decompositions, program_graph), program_graph is None)
         except NotKeyable as why:
             logger.info("aotgraph: %s is not cached on disk: %s", _program_name(fn), why)
-    return AotFunction(fn, stages, disk)
+    return AotFunction(fn, stages, disk, dynamic)
 
 
 def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]]:

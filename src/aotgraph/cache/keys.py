@@ -15,7 +15,7 @@ import torch
 from ..errors import BadArgument
 from ..torch_private.autocast import any_autocast_enabled as autocast_on
 
-__all__ = ["signature_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
+__all__ = ["signature_key", "size_free_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 AUTOCAST_OFF = (False,)
@@ -42,6 +42,19 @@ def signature_key(flat_args: list, in_spec) -> tuple:
                         first_position.setdefault(id(a), position)))
         else:
             key.append((type(a), a if _hashable(a) else repr(a)))
+    return tuple(key)
+
+
+def size_free_key(flat_args: list, in_spec, static_positions: frozenset) -> tuple:
+    """`signature_key` for compiles with symbolic sizes: a tensor's shape, stride and storage
+    offset are replaced by its number of dimensions (its entry's `SizeGuard` checks them),
+    except at `static_positions` (parameters and buffers), which keep theirs."""
+    key = list(signature_key(flat_args, in_spec))
+    first = 2 + len(autocast_state())
+    for position, a in enumerate(flat_args):
+        if isinstance(a, torch.Tensor) and position not in static_positions:
+            facts = key[first + position]
+            key[first + position] = (a.dim(), *facts[3:])
     return tuple(key)
 
 

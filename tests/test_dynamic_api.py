@@ -1,0 +1,115 @@
+"""``aot_function`` / ``aot_module(..., dynamic=True)``: one compile with symbolic sizes serves
+every size the shape environment's guards admit; a call outside them (a size 0 or 1 the
+compile assumed was not, another branch on sizes) compiles a new entry. Differential against
+eager: loss, gradients, parameters and buffers over optimizer steps."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import aotgraph
+from aotgraph import models
+from aotgraph.compilers import eager
+from backend_training import assert_training_parity
+
+
+def counting(compiler):
+    """`compiler`, counting its calls (a forward and a backward per compile)."""
+    def compile_graph(graph_module, example_inputs):
+        compile_graph.calls += 1
+        return compiler(graph_module, example_inputs)
+
+    compile_graph.calls = 0
+    return compile_graph
+
+
+def train_dynamic(model, inputs, compiler):
+    compiled = {}
+
+    def compile_model(module):
+        compiled["module"] = aotgraph.aot_module(module, fw_compiler=compiler, dynamic=True)
+        return compiled["module"]
+
+    assert_training_parity(model, inputs, compile_model, lr=0.01)
+    return compiled["module"]
+
+
+def gpt_inputs(batches, lengths):
+    torch.manual_seed(0)
+    model, _ = models.gpt(seq=32, dim=32, heads=2, layers=1)
+    inputs = [(torch.randint(0, 256, (b, s)), torch.randint(0, 256, (b, s))) for b in batches for s in lengths]
+    return model, inputs
+
+
+def test_gpt_five_batches_by_five_lengths_compile_once():
+    model, inputs = gpt_inputs((2, 3, 4, 5, 6), (5, 8, 11, 16, 23))
+    compiler = counting(eager)
+    compiled = train_dynamic(model, inputs, compiler)
+    assert len(compiled.aotgraph_entries) == 1 and compiler.calls == 2
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    assert any(saved.meta is None for saved in entry.partition.saved)  # sizes saved for the backward
+
+
+def test_mlp_five_batches_compile_once():
+    torch.manual_seed(0)
+    model, _ = models.mlp()
+    inputs = [(torch.randn(b, 32),) for b in (3, 8, 5, 17, 2, 64)]
+    compiler = counting(eager)
+    compiled = train_dynamic(model, inputs, compiler)
+    assert len(compiled.aotgraph_entries) == 1 and compiler.calls == 2
+
+
+def test_sizes_zero_and_one_recompile():
+    """The first compile assumed a batch of at least 2 (the shape environment specializes 0
+    and 1): a batch of 1 or 0 compiles its own entry, and each comes back to its entry."""
+    torch.manual_seed(0)
+    model, _ = models.mlp()
+    inputs = [(torch.randn(b, 32),) for b in (4, 1, 6, 0, 1, 5, 0)]
+    compiled = train_dynamic(model, inputs, "eager")
+    reasons = [e.reason for e in compiled.aotgraph_entries.values()]
+    assert len(reasons) == 3 and all(r.startswith("sizes outside") for r in reasons[1:]), reasons
+
+
+def test_relation_between_sizes_is_guarded():
+    """A branch on sizes: the compile assumes x is longer than y; a call where it is not
+    compiles again and takes the other branch, as eager does."""
+    def f(x, y):
+        if x.shape[0] > y.shape[0]:
+            return (x[: y.shape[0]] * y).sum(0)
+        return (x * y[: x.shape[0]]).sum(0)
+
+    compiled = aotgraph.aot_function(f, dynamic=True)
+    for nx, ny in ((5, 3), (6, 4), (3, 5), (9, 2), (2, 7)):
+        x, y = torch.randn(nx, 4, requires_grad=True), torch.randn(ny, 4)
+        out = compiled(x, y)
+        torch.testing.assert_close(out, f(x, y))
+        grad, = torch.autograd.grad(out.sum(), x)
+        torch.testing.assert_close(grad, torch.autograd.grad(f(x, y).sum(), x)[0])
+    assert len(compiled.aotgraph_entries) == 2
+
+
+def test_output_view_of_input_falls_back_to_concrete_sizes():
+    def f(x, w):
+        return x @ w, x.view(x.shape[0] * 2, -1)
+
+    compiled = aotgraph.aot_function(f, dynamic=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    for batch in (3, 5):
+        x = torch.randn(batch, 4)
+        out, view = compiled(x, w)
+        torch.testing.assert_close(out, x @ w)
+        assert view._base is x and view.shape == (batch * 2, 2)
+    assert len(compiled.aotgraph_entries) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["gpt", "mlp"])
+def test_inductor_compiles_once(model_name):
+    if model_name == "gpt":
+        model, inputs = gpt_inputs((2, 3, 4, 5, 6), (5, 8, 11, 16, 23))
+    else:
+        torch.manual_seed(0)
+        model, _ = models.mlp()
+        inputs = [(torch.randn(b, 32),) for b in (3, 8, 5, 17, 2, 64)]
+    compiled = train_dynamic(model, inputs, "inductor")
+    assert len(compiled.aotgraph_entries) == 1
