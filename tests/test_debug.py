@@ -254,6 +254,8 @@ def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
     x = FakeTensor(mode, torch.empty(4, device="meta"), torch.device("cuda"))
     graph_module = torch.fx.symbolic_trace(lambda x: x * 2)
     role = SimpleNamespace(kind="inference", graph_id=-1, static_inputs=(), view_bases=(), num_user_outputs=1)
-    torchinductor.compile_with_inductor(graph_module, [x], role)
+    compiled_graph = torchinductor.compile_with_inductor(graph_module, [x], role)
+    if not disabled:
+        compiled_graph([])  # the first run queues the build
     background_builds.wait_for_background_builds()
     assert builds == (["C++"] if disabled else ["python", "C++"])

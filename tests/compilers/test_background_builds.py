@@ -51,31 +51,36 @@ def test_a_pair_moves_together_at_a_forward_with_no_backward_outstanding():
     assert forward.aotgraph_wrapper == backward.aotgraph_wrapper == "cpp"
 
 
-def test_a_backward_outstanding_at_the_build_keeps_its_forwards_version():
-    gate = threading.Event()
-    forward, backward, calls = _pair(gate)
+def test_builds_start_after_the_first_full_run_and_an_outstanding_backward_keeps_its_forwards_version():
+    forward, backward, calls = _pair()
     forward([])
-    gate.set()
+    wait_for_background_builds()
+    assert forward.built is None  # nothing queued before the backward has run
+    backward([])
+    forward([])
     wait_for_background_builds()
     forward([])   # a backward is still outstanding: no switch yet
     backward([]); backward([])
-    assert calls == ["python forward", "python forward", "python backward", "python backward"]
+    assert calls == ["python forward", "python backward", "python forward", "python forward",
+                     "python backward", "python backward"]
     forward([]); backward([])
     assert calls[-2:] == ["C++ forward", "C++ backward"]
 
 
 def test_a_failed_build_keeps_the_first_version_and_warns(caplog):
     forward, backward, calls = _pair(fail=True)
+    forward([]); backward([])
     with caplog.at_level(logging.WARNING, logger="aotgraph"):
         wait_for_background_builds()
     forward([]); backward([])
-    assert calls == ["python forward", "python backward"]
+    assert calls == ["python forward", "python backward"] * 2
     assert "stays on Inductor's Python wrapper" in caplog.text
 
 
 def test_builds_take_turns_with_foreground_compiles():
+    forward, backward, calls = _pair()
     with background_builds.compile_lock:
-        forward, backward, calls = _pair()
+        forward([]); backward([])
         time.sleep(0.3)  # time enough for the worker to build, were it not waiting
         assert forward.built is None
     wait_for_background_builds()

@@ -2,7 +2,7 @@
 
 Inductor's C++ wrapper launches a CUDA graph's kernels with less host time per step than its
 Python wrapper, but building it costs most of a cold first step (benchmarks/RESULTS.md). Here
-a graph is first compiled with the Python wrapper, the program runs on that at once, and one
+a graph is first compiled with the Python wrapper, the program runs on that at once, and after its first full run one
 worker thread builds the C++ versions; each graph moves over when its build is ready.
 
 A forward and its backward move together (one `_Pair` per graph id), at a forward call with
@@ -37,6 +37,7 @@ class _Pair:
         self.outstanding_backwards = 0
         self.members: list[_Upgradable] = []
         self.switched = False
+        self.queued = False
 
     def all_built(self) -> bool:
         return all(m.built is not None for m in self.members)
@@ -60,33 +61,44 @@ class _Upgradable:
 
     def __call__(self, args):
         pair = self.pair
-        if not pair.switched:
-            with pair.lock:
-                if self.kind != "backward":
-                    pair.switch_if_ready()
-                if not pair.switched:
-                    pair.outstanding_backwards += {"forward": 1, "backward": -1}.get(self.kind, 0)
-                    pair.outstanding_backwards = max(pair.outstanding_backwards, 0)
-        return self.current(args)
+        if pair.switched:
+            return self.current(args)
+        with pair.lock:
+            if self.kind != "backward":
+                pair.switch_if_ready()
+            if not pair.switched:
+                pair.outstanding_backwards += {"forward": 1, "backward": -1}.get(self.kind, 0)
+                pair.outstanding_backwards = max(pair.outstanding_backwards, 0)
+        out = self.current(args)
+        if self.kind != "forward" and not pair.queued:
+            _queue_builds(pair)
+        return out
 
 
 def upgradable(python: Callable, build: Callable[[], Callable], role) -> Callable:
     """`python` (a boxed callable) now; `build()`'s result from the first call after the
     worker has built it and the rest of its pair. `role`: the graph's kind and graph id.
-    A forward's build is queued with its backward's, when the backward is compiled."""
+    The pair's builds are queued when its backward (or inference graph) has first run: by
+    then a training step's other graphs have been compiled in the foreground, which a
+    build holding `compile_lock` would have kept waiting."""
     with _state_lock:
         pair = _pairs.setdefault(role.graph_id, _Pair())
         member = _Upgradable(python, role.kind, pair)
         pair.members.append(member)
         member.build = build
-        complete = role.kind != "forward"
-        if complete:
+        if role.kind != "forward":
             del _pairs[role.graph_id]
-    if complete:
-        for each in pair.members:
-            _builds.put(lambda each=each: _build_into(each))
-        _start_worker()
     return member
+
+
+def _queue_builds(pair: _Pair) -> None:
+    with _state_lock:
+        if pair.queued:
+            return
+        pair.queued = True
+    for member in pair.members:
+        _builds.put(lambda member=member: _build_into(member))
+    _start_worker()
 
 
 def _build_into(member: _Upgradable) -> None:
