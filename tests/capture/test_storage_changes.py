@@ -180,9 +180,8 @@ REFUSED = [
      "resize_storage_bytes_(x, 0)", _RESIZE),
     (resize_storage_bytes_of_intermediate, "inductor.resize_storage_bytes_.default resizes the storage",
      "resize_storage_bytes_(t, 0)", _RESIZE),
-    (set_input, "aten.set_.source_Tensor makes a tensor of shape (4,) use other memory", "x.set_(y)", _SET),
     (set_input_to_storage, "aten.set_.source_Storage_storage_offset makes a tensor", "x.set_(y.untyped_storage()", _SET),
-    (set_intermediate, "aten.set_.source_Tensor makes a tensor of shape (0,) use other memory", "t.set_(y)", _SET),
+    (set_intermediate, "aten.set_.source_Tensor makes a tensor", "t.set_(y)", _SET),
     (shrink_input, "aten.resize_.default changes the shape of primals_1 in place, from (4,) to (2,)", "",
      "(capture stage); resize it outside the compiled function"),
     (grow_input, "the storage of the input at flat position 0 changed from 16 to 32 bytes", "", _RESIZE),
@@ -211,6 +210,79 @@ def test_storage_change_is_refused_with_its_cause(program, cause, line, fix, gra
     assert x.untyped_storage().nbytes() == x_bytes
     assert torch.equal(x, x_before) and torch.equal(y, y_before)
     assert "resize_" not in torch.UntypedStorage.__dict__  # the capture's hook is gone
+
+
+def set_then_write(x, y):  # the write reaches y's memory, which x now holds
+    x.set_(y)
+    x.add_(1)
+    return x * 2
+
+
+def write_then_set(x, y):  # the write reaches x's old memory (seen through its views)
+    x.add_(1)
+    x.set_(y)
+    return x * 2
+
+
+def set_to_intermediate(x, y):
+    x.set_(y * 3)
+    return x + 1
+
+
+def set_to_other_shape(x, y):
+    x.set_(y.view(2, 2))
+    return x.sum(0)
+
+
+def set_to_view(x, y):
+    x.set_(y[1:3])
+    x.mul_(2)
+    return x + y[0]
+
+
+def set_under_no_grad(x, w):  # FSDP's pattern: the parameter is set_ without autograd
+    with torch.no_grad():
+        x.set_(w.detach())
+    return (x * w).sum()
+
+
+SET_INPUT = [set_input, set_then_write, write_then_set, set_to_intermediate, set_to_other_shape, set_to_view]
+
+
+def _storage_sharing(tensors):
+    return [a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for a in tensors for b in tensors]
+
+
+@pytest.mark.parametrize("program", SET_INPUT + [set_under_no_grad], ids=lambda p: p.__name__)
+def test_set_on_an_input_is_replayed_on_the_callers_tensor(program):
+    """As eager: after ``x.set_(y)`` the caller's x holds y's memory (or the new tensor's), with its
+    sizes and strides; writes before reach x's old memory, writes after reach y's."""
+    def inputs():
+        torch.manual_seed(0)
+        x = torch.randn(4)
+        y = torch.randn(4, requires_grad=program is set_under_no_grad)
+        return x, y, x[1:]  # a view of x's old memory, to see the writes it took
+
+    eager_in, ours_in = inputs(), inputs()
+    expected = program(*eager_in[:2])
+    got = aotgraph.aot_function(program)(*ours_in[:2])
+    torch.testing.assert_close(got, expected)
+    for e, c in zip(eager_in, ours_in):
+        assert (c.shape, c.stride(), c.storage_offset()) == (e.shape, e.stride(), e.storage_offset())
+        torch.testing.assert_close(c.detach(), e.detach())
+    assert _storage_sharing(ours_in) == _storage_sharing(eager_in)
+    if program is set_under_no_grad:
+        got.backward()
+        expected.backward()
+        torch.testing.assert_close(ours_in[1].grad, eager_in[1].grad)
+
+
+def test_set_on_an_input_requiring_grad_is_refused():
+    x, y = torch.randn(4, requires_grad=True) * 1, torch.randn(4)
+    set_input(x, y)  # eager runs it
+    x = torch.randn(4, requires_grad=True) * 1
+    with pytest.raises(UnsupportedOp, match="(?s)set_.source_Tensor makes a tensor that requires grad.*x.set_"):
+        aotgraph.aot_function(set_input)(x, y)
 
 
 def storage_size_read(x):

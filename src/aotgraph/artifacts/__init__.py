@@ -70,13 +70,20 @@ class InputInfo(Leaf):
     the runtime replays on the real input (empty: it relays with ``as_strided_``).
     `written_in_backward`: a backward (a custom Function's) writes into the input in place; the
     joint returns its new value after the gradients, and the runtime writes it when the backward
-    runs, as eager does (not a mutation of the forward: `mutates_data` is False)."""
+    runs, as eager does (not a mutation of the forward: `mutates_data` is False).
+    `replaces_storage`: the program gave the input another tensor's memory (``x.set_(y)``); its
+    metadata view is that tensor, and the runtime ``set_``s the caller's input to it; or, when that
+    memory is another input's (`storage_source`, a primal index), to that input's storage with
+    `storage_layout`, so both share memory as in eager."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
     mutates_with_grad: bool = False
     relayout: tuple["ViewStep", ...] = ()
     written_in_backward: bool = False
+    replaces_storage: bool = False
+    storage_source: Optional[int] = None
+    storage_layout: Optional[TensorMeta] = None
 
 
 @dataclass(frozen=True)

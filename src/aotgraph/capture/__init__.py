@@ -100,6 +100,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     versions_before = [_version_of(f) for f in program_fakes]
     input_positions = [k for k, a in enumerate(program_flat) if isinstance(a, torch.Tensor)]
     bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
+    storages_before = [StorageWeakRef(f.untyped_storage()) for f in program_fakes]
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
@@ -119,7 +120,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         recorder.node_meta.outer_frame = None
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-    refuse_resized_inputs(program_fakes, bytes_before, input_positions)
+    refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions)
     refuse_subclass_outputs(flat_out)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
@@ -185,9 +186,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     graph.output((tuple(out_nodes), tuple(grad_nodes), tuple(views.base_nodes)))
     data_mutated: tuple[str, ...] = ()
     metadata_mutated: tuple[str, ...] = ()
+    storage_replaced: tuple[str, ...] = ()
+    storage_source: dict[str, str] = {}
     if recorder.saw_mutation:
         functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
         graph, metadata_mutated = functional.graph, functional.metadata_mutated
+        storage_replaced, storage_source = functional.storage_replaced, functional.storage_source
         data_mutated = tuple(n for n in functional.data_mutated if n not in written_in_backward)
         extra = [functional.final_value_of[n] for n in data_mutated]
         extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]
@@ -211,10 +215,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     if missing:
         raise UnsupportedOp(f"inputs {sorted(missing)} changed under autograd without a data mutation aotgraph saw",
                             "capture", "report this program to aotgraph")
-    _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated)
+    _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated, storage_replaced)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
-                           written_in_backward)
+                           written_in_backward, storage_replaced, storage_source)
     if fake_mode.shape_env is not None:
         refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
@@ -380,7 +384,8 @@ def _without_grad(meta: TensorMeta) -> TensorMeta:
 
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
-               relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...]):
+               relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...],
+               storage_replaced: tuple[str, ...], storage_source: dict[str, str]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -389,8 +394,11 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             k += 1
             inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad,
                                     relayout_steps.get(name, ()) if name in metadata_mutated else (),
-                                    name in written_in_backward))
-            storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
+                                    name in written_in_backward, name in storage_replaced,
+                                    primal_names.index(storage_source[name]) if name in storage_source else None,
+                                    TensorMeta.of(fake) if name in storage_source else None))
+            if name not in storage_replaced:  # its fake holds the memory it was set_ to now
+                storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:
             inputs.append(InputInfo(None, real))
     primal_positions = [k for k, f in enumerate(fake_flat) if isinstance(f, torch.Tensor)]
@@ -433,14 +441,16 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
 
 
-def _refuse_mutated_aliased_inputs(fake_flat, mutated_names) -> None:
-    """Two different inputs sharing storage, one of them mutated: refuse rather than miss the alias."""
+def _refuse_mutated_aliased_inputs(fake_flat, mutated_names, storage_replaced=()) -> None:
+    """Two different inputs sharing storage, one of them mutated: refuse rather than miss the alias.
+    (An input the program ``set_`` shares the memory it was given only from then on.)"""
     owners: dict = {}
     names: dict = {}
     for position, fake in enumerate(fake_flat):
         if isinstance(fake, torch.Tensor):
-            owners.setdefault(StorageWeakRef(fake.untyped_storage()), []).append(position)
             names[position] = primal_name(len(names))
+            if names[position] not in storage_replaced:
+                owners.setdefault(StorageWeakRef(fake.untyped_storage()), []).append(position)
     for positions in owners.values():
         distinct = {id(fake_flat[p]) for p in positions}
         if len(distinct) > 1 and any(names[p] in mutated_names for p in positions):

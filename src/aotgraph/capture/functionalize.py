@@ -40,6 +40,8 @@ class FunctionalGraph:
     data_mutated: tuple[str, ...]
     metadata_mutated: tuple[str, ...]
     final_value_of: dict[str, fx.Node] = field(default_factory=dict)
+    storage_replaced: tuple[str, ...] = ()  # inputs the program ``set_`` (a subset of `metadata_mutated`)
+    storage_source: dict[str, str] = field(default_factory=dict)  # of those, the input whose memory each ends in
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _Functionalizer:
         self.root_value: dict[fx.Node, fx.Node] = {}
         self.root_version: dict[fx.Node, int] = {}
         self.source_meta: dict = {}  # the `INHERITED` meta of the old node being functionalized
+        self.storage_replaced: list[str] = []  # placeholders given another tensor's memory by ``set_``
 
     # ---- emitting new nodes with fake values ----------------------------------
     def _append(self, func, args: tuple, kwargs: dict | None = None) -> fx.Node:
@@ -185,6 +188,9 @@ class _Functionalizer:
 
     def _mutation(self, node):
         func = node.target
+        if func is aten.set_.source_Tensor:
+            self._set_storage(node)
+            return
         if ops.is_metadata_mutation(func):
             base = node.args[0]
             view_func, view_args = ops.view_of_inplace_view(func, tuple(node.args[1:]), base.meta["val"].dim())
@@ -276,6 +282,25 @@ class _Functionalizer:
             self.new_root(node, tensors[0])
         else:
             self.env[node] = _Tuple(values[:num_results])
+
+    def _set_storage(self, node):
+        """``x.set_(y)``: from here on `x` is an alias of `y` (writes through either reach the other);
+        allowed on an input of the compiled function (one that needs no gradient: see
+        `storage_changes`), whose final value the runtime hands to the caller's tensor with ``set_``."""
+        target, source = node.args[0], node.args[1]
+        info = self.alias[target]
+        if info.root.op != "placeholder" or info.chain:
+            where = (node.meta.get("stack_trace") or "").strip().splitlines()[-1:]
+            raise UnsupportedOp(
+                f"{node.target} makes a tensor that is not an input of the compiled function (an intermediate or "
+                f"a view) use other memory{', at: ' + where[0].strip() if where else ''}, which aotgraph does not "
+                "capture", "capture",
+                "use the source tensor (or a view of it) instead of set_, or run this part eagerly")
+        if info.root.name not in self.storage_replaced:
+            self.storage_replaced.append(info.root.name)
+        source_info = self.alias[source]
+        self.alias[node] = _Alias(source_info.root, source_info.chain, source_info.version)
+        self.env[node] = self.env[source]
 
     def _out_variant(self, node, twin_func, out_names):
         """``op.out(..., out=buf)``: compute ``op(...)`` and write each result into its buffer."""
@@ -391,9 +416,15 @@ def functionalize(
         if walker.root_version[placeholder] > 0:
             data_mutated.append(name)
             final_value_of[name] = walker.root_value[placeholder]
-        if name in layout_changed:
+        if name in walker.storage_replaced:
+            metadata_mutated.append(name)
+            final_value_of[name + ".view"] = walker.read(final_nodes[name])
+        elif name in layout_changed:
             metadata_mutated.append(name)
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
     outputs = _map_args(walker._read_arg, output_node.args[0])
     walker.new.output(outputs)
-    return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of)
+    storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
+                      if walker.alias[final_nodes[name]].root.op == "placeholder"}
+    return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of,
+                           tuple(walker.storage_replaced), storage_source)

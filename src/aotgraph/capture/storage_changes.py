@@ -1,5 +1,9 @@
 """Storage changes inside a program: refused at capture, never a crash.
 
+``x.set_(y)`` with a tensor `y` on an input of the compiled function is captured (see
+`functionalize`: the runtime replays it on the caller's tensor, as torch's AOTAutograd does);
+on anything else, and the other forms of ``set_``, it is refused here.
+
 FSDP frees a parameter's memory between uses (``untyped_storage().resize_(0)``) and
 reallocates it before the next. aotgraph does not capture that yet: it refuses it rather than
 compile a graph that would read or write freed memory (a segmentation fault, not an error) or
@@ -15,6 +19,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from .. import config
 from ..errors import UnsupportedOp
@@ -42,9 +47,23 @@ _SET_FIX = "use the source tensor (or a view of it) instead of set_, or run this
 # Given to the recorder as decompositions: its hook already looks each op up there.
 STORAGE_CHANGES_REFUSED = {
     op: _refuse_storage_op(op, _SET_FIX, "makes {tensor} use other memory")
-    for op in (aten.set_.source_Tensor, aten.set_.source_Storage, aten.set_.source_Storage_storage_offset,
-               aten.set_.default)
+    for op in (aten.set_.source_Storage, aten.set_.source_Storage_storage_offset, aten.set_.default)
 }
+
+
+def _set_without_grad(tensor, source, *args, **kwargs):
+    """``x.set_(y)`` is captured only on tensors that need no gradient (autograd has no derivative
+    for it); the rest goes on to the recorder (and `functionalize`)."""
+    if tensor.requires_grad or source.requires_grad:
+        which = "a tensor that requires grad" if tensor.requires_grad else "a tensor"
+        whose = " of a tensor that requires grad" if source.requires_grad else ""
+        raise UnsupportedOp(f"aten.set_.source_Tensor makes {which} (of shape {tuple(tensor.shape)}) use the other "
+                            f"memory{whose}{_user_line()}, which aotgraph does not capture (autograd has no "
+                            "derivative for set_)", "capture", _SET_FIX)
+    return NotImplemented
+
+
+STORAGE_CHANGES_REFUSED[aten.set_.source_Tensor] = _set_without_grad
 if hasattr(torch.ops.inductor, "resize_storage_bytes_"):
     _resize_storage_bytes = torch.ops.inductor.resize_storage_bytes_.default
     STORAGE_CHANGES_REFUSED[_resize_storage_bytes] = _refuse_storage_op(
@@ -124,11 +143,12 @@ def refuse_freed_inputs(flat_args: Sequence[Any]) -> None:
                 "or run this part eagerly")
 
 
-def refuse_resized_inputs(program_fakes, bytes_before, input_positions) -> None:
-    """A net for storage changes no hook saw: an input whose storage changed size."""
-    for fake, before, position in zip(program_fakes, bytes_before, input_positions):
+def refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions) -> None:
+    """A net for storage changes no hook saw: an input whose storage changed size (one that now
+    holds another storage was ``set_``: functionalization judges that)."""
+    for fake, before, storage, position in zip(program_fakes, bytes_before, storages_before, input_positions):
         after = fake.untyped_storage().nbytes()
-        if after != before:
+        if after != before and StorageWeakRef(fake.untyped_storage()) == storage:
             raise UnsupportedOp(
                 f"the storage of the input at flat position {position} changed from {before} to {after} bytes "
                 "inside the program (x.resize_(), ...), which aotgraph does not capture yet", "capture", _STORAGE_FIX)

@@ -101,6 +101,9 @@ class _Plan:
         self.relaid = sig.metadata_mutated_primals
         # Per relaid input: the program's in-place view ops, replayed on the real input.
         self.relayouts = [sig.inputs[self.primal_positions[p]].relayout for p in self.relaid]
+        # Relaid inputs the program gave other memory (x.set_(y)): the runtime set_s them too.
+        self.storage_replaced = {p: sig.inputs[self.primal_positions[p]] for p in self.relaid
+                                 if sig.inputs[self.primal_positions[p]].replaces_storage}
         self.num_returned = len(returned)  # the runtime writes these back
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
         self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
@@ -140,6 +143,16 @@ class _Plan:
         start += self.num_returned
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
+            replaced = self.storage_replaced.get(p)
+            if replaced is not None:
+                with torch.no_grad():
+                    if replaced.storage_source is None:
+                        primals[p].set_(view)
+                    else:  # after that input's own write-back, above
+                        layout = replaced.storage_layout
+                        primals[p].set_(primals[replaced.storage_source].untyped_storage(), layout.storage_offset,
+                                        layout.shape, layout.stride)
+                continue
             steps = self.relayouts[k] or (ViewStep(_AS_STRIDED_, (view.shape, view.stride(), view.storage_offset())),)
             # On an input requiring grad, autograd records each op as it did eager's (TBackward1, ...).
             with torch.set_grad_enabled(torch.is_grad_enabled() and primals[p].requires_grad):
