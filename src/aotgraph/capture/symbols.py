@@ -160,6 +160,10 @@ def refuse_symbolic_replays(signature) -> None:
         if info.is_tensor and _holds_symbol(_replayed(info.relayout)):
             raise UnsupportedOp(f"input {position} changes layout in place with symbolic sizes", "capture",
                                 "use an out-of-place view, or compile with static shapes")
+        layout = info.storage_layout if info.is_tensor else None
+        if layout is not None and _holds_symbol((layout.shape, layout.stride, layout.storage_offset)):
+            raise UnsupportedOp(f"input {position} is set_ to another input's memory with symbolic sizes", "capture",
+                                "compile with static shapes")
 
 
 def _replayed(steps) -> list:
