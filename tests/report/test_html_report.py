@@ -124,6 +124,9 @@ def test_demo_report_numbers_equal_the_partitions(demo):
     assert names["primals_1"] == "tok.weight"
     assert any(n.label == "blocks.0.attn.qkv.weight" for n in report.joint.nodes)
     assert any(g.name.startswith("blocks.1") for g in report.joint.groups)
+    modules = {row.name: row.module for row in report.saved}
+    assert modules["blocks.0.attn.qkv.weight"] == "blocks.0.attn.qkv"
+    assert any(m.startswith("blocks.0.mlp") for name, m in modules.items() if name.startswith("addmm"))
 
 
 def test_demo_page_has_every_section_with_the_partitions_numbers(demo):

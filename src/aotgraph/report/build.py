@@ -71,11 +71,14 @@ def build_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
     parts = entry.partition
     labels = primal_names(parts.joint, input_names)
     saved = saved_report(entry, program, inputs, input_names)
+    picture = joint_picture(parts, labels)
+    module_of = {node.name: picture.groups[node.group].name for node in picture.nodes}
+    module_of.update({node.label: module_of[node.name] for node in picture.nodes if node.label})
     rows = tuple(SavedTensor(
         name=row.name, shape=str(list(row.shape)) if row.shape is not None else "-",
         dtype=str(row.dtype).replace("torch.", "") if row.dtype else "symbol", nbytes=row.nbytes,
-        producer=row.producer, reason=row.reason, is_input=row.is_input, offloaded=row.offloaded)
-        for row in saved.rows)
+        producer=row.producer, reason=row.reason, is_input=row.is_input, offloaded=row.offloaded,
+        module=module_of.get(row.name, "")) for row in saved.rows)
     totals = SavedTotals(count=len(rows), input_count=sum(r.is_input for r in rows), saved_bytes=saved.saved_bytes,
                          offloaded_bytes=saved.offloaded_bytes, recomputed_ops=len(saved.recomputed),
                          recompute_flops=saved.recompute_flops, eager_count=saved.eager_saved_count,
@@ -84,5 +87,5 @@ def build_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
     return Report(
         title=title, compiler=compiler, partition=partition_name,
         stages=tuple(StageTime(r.stage, r.seconds, r.detail) for r in entry.log.records),
-        joint=joint_picture(parts, labels), saved=rows, totals=totals, memory=memory, code=_code(parts),
+        joint=picture, saved=rows, totals=totals, memory=memory, code=_code(parts),
         input_names=tuple(labels.items()))

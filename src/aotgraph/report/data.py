@@ -80,6 +80,7 @@ class SavedTensor:
     reason: str
     is_input: bool
     offloaded: bool
+    module: str = ""  # the module (or group) of the joint graph's node, as the graph picture groups it
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,14 @@ def _graph(report: Report) -> str:
 
 
 def _saved(report: Report) -> str:
-    columns = (("name", "text"), ("shape", "text"), ("dtype", "text"), ("bytes", "num"), ("producer", "text"),
-               ("why saved", "text"), ("where", "text"))
+    columns = (("name", "text"), ("module", "text"), ("shape", "text"), ("dtype", "text"), ("bytes", "num"),
+               ("producer", "text"), ("why saved", "text"), ("where", "text"))
     head = "".join(f'<th class="sortable{" num" if kind == "num" else ""}" data-type="{kind}">{name}</th>'
                    for name, kind in columns)
     rows = []  # largest first; inputs (not counted) last
     for row in sorted(report.saved, key=lambda r: (r.is_input, -r.nbytes)):
         where = "input (not counted)" if row.is_input else "host" if row.offloaded else "device"
-        cells = (row.name, row.shape, row.dtype, row.nbytes, row.producer, row.reason, where)
+        cells = (row.name, row.module, row.shape, row.dtype, row.nbytes, row.producer, row.reason, where)
         rows.append("<tr>" + "".join(
             f'<td class="num" data-sort="{value}">{human_bytes(value)}</td>' if isinstance(value, int)
             else f'<td data-sort="{escape(str(value))}">{escape(str(value))}</td>' for value in cells) + "</tr>")
@@ -98,7 +98,7 @@ def _saved(report: Report) -> str:
     return (f'<div class="scroll"><table id="saved-table" class="sortable-table"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody><tfoot><tr id="saved-totals" data-count="{totals.count}" '
             f'data-input-count="{totals.input_count}" data-saved-bytes="{totals.saved_bytes}" '
-            f'data-offloaded-bytes="{totals.offloaded_bytes}"><td colspan="3">{totals.count} saved values '
+            f'data-offloaded-bytes="{totals.offloaded_bytes}"><td colspan="4">{totals.count} saved values '
             f'({totals.input_count} inputs, not counted)</td><td class="num">{human_bytes(totals.saved_bytes)}</td>'
             f'<td colspan="3">{human_bytes(totals.offloaded_bytes)} of it in host memory</td></tr></tfoot></table></div>'
             f'{eager}<p id="recomputed" data-ops="{totals.recomputed_ops}" data-flops="{totals.recompute_flops}">'

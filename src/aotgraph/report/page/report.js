@@ -210,8 +210,10 @@ GraphView.prototype.paintOnce = function () {
   var cx = this.cut.x * s + tx, cy0 = (this.cut.y - 6) * s + ty, cy1 = (this.cut.y + this.cut.h) * s + ty;
   ctx.strokeStyle = COLORS.cut; ctx.setLineDash([6, 4]); ctx.lineWidth = 2;
   ctx.beginPath(); ctx.moveTo(cx, cy0); ctx.lineTo(cx, cy1); ctx.stroke(); ctx.setLineDash([]);
-  ctx.fillStyle = COLORS.cut; ctx.font = "12px system-ui, sans-serif";
-  ctx.fillText("cut: forward | backward", cx + 6, Math.max(12, cy0 + 12));
+  ctx.font = "12px system-ui, sans-serif";
+  var cutLabel = "cut: forward | backward", labelY = Math.max(12, cy0 + 12);
+  ctx.fillStyle = "rgba(255,255,255,0.85)"; ctx.fillRect(cx + 4, labelY - 11, ctx.measureText(cutLabel).width + 4, 14);
+  ctx.fillStyle = COLORS.cut; ctx.fillText(cutLabel, cx + 6, labelY);
   // items
   var labels = s * ROW >= 13;
   ctx.font = Math.max(9, Math.min(12, 9 * s)) + "px system-ui, sans-serif";
