@@ -231,3 +231,12 @@ def test_offloaded_values_are_marked_in_the_picture_and_the_table():
     root = parse(format_html(report))
     assert int(by_id(root, "saved-totals").attrs["data-offloaded-bytes"]) == plan.offloaded_bytes
     assert sum(cell.all_text() == "host" for cell in by_id(root, "saved-table").find_all("td")) == len(plan.offloaded)
+
+
+def test_an_inference_graph_has_code_and_no_timeline():
+    report = aotgraph.explain(lambda x: x.sin() * 2, torch.randn(3))
+    assert report.memory == () and report.totals.count == 0 and [c.name for c in report.code] == ["inference"]
+    assert {n.placement for n in report.joint.nodes} == {"input", "forward"}
+    root = parse(format_html(report))
+    assert "No backward" in by_id(root, "memory").all_text()
+    assert Report.from_json(report.to_json()) == report

@@ -64,9 +64,8 @@ def saved_node_names(partition: Partition) -> set[str]:
     names = set()
     for node in outputs:
         if isinstance(node, fx.Node):
-            source = node.args[0] if node.name.endswith("_host") and node.args and isinstance(node.args[0], fx.Node) \
-                else node
-            names.add(source.name)
+            is_host_copy = node.name.endswith("_host") and node.args and isinstance(node.args[0], fx.Node)
+            names.add(node.args[0].name if is_host_copy else node.name)
     return names
 
 
@@ -144,8 +143,12 @@ def _column_runs(ranks: dict[fx.Node, int], sides: dict) -> dict[fx.Node, str]:
 
 def _describe(value) -> tuple[int, str]:
     """(bytes, "shape dtype") of a node's value: a tensor, a tuple of them, or a symbol."""
-    tensors = [value] if isinstance(value, torch.Tensor) else [v for v in value if isinstance(v, torch.Tensor)] \
-        if isinstance(value, (tuple, list)) else []
+    if isinstance(value, torch.Tensor):
+        tensors = [value]
+    elif isinstance(value, (tuple, list)):
+        tensors = [v for v in value if isinstance(v, torch.Tensor)]
+    else:
+        tensors = []
     nbytes = sum(t.numel() * t.element_size() for t in tensors)
     shape = ", ".join(f"{list(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in tensors)
     return int(nbytes), shape or ("" if value is None else type(value).__name__)
