@@ -178,6 +178,14 @@ class FakeOutputs:
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
         return (*outs, new_fake(mean), new_fake(var))
 
+    def empty_strided(self, shape, stride, dtype: torch.dtype, device: torch.device) -> FakeTensor:
+        """A fresh fake of this layout, made without a dispatch through the fake mode (a HOP's
+        outputs, whose layouts capture already knows)."""
+        with DisableTorchDispatch():
+            meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        return new_fake(meta)
+
     def _as_fake(self, out: torch.Tensor, device: torch.device) -> FakeTensor:
         return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, device)
 

@@ -37,7 +37,8 @@ _invoke_subgraph = torch.ops.higher_order.invoke_subgraph
 
 @dataclass(frozen=True)
 class Region:
-    """One region's graphs. `forward`: operands -> (*outputs, *saved). `backward` (None when
+    """One region's graphs. `forward`: operands -> (*outputs, *saved) (operands the backward
+    reads are not among `saved`: each call passes its own). `backward` (None when
     nothing needs a gradient): (*saved in `backward_saved` order, *grads of the outputs in
     `backward_outputs`) -> the grads of the operands in `grad_operands`."""
 
@@ -46,7 +47,8 @@ class Region:
     backward: Optional[fx.GraphModule]
     outputs: tuple[TensorMeta, ...]
     saved: tuple[TensorMeta, ...]
-    backward_saved: tuple[int, ...]  # per backward saved placeholder: its index among the forward's saved
+    # per backward saved placeholder: (True, operand index) for an operand, else (False, index among `saved`)
+    backward_saved: tuple[tuple[bool, int], ...]
     backward_outputs: tuple[int, ...]  # per backward tangent placeholder: the output whose grad it is
     grad_operands: tuple[int, ...]  # operand index of each backward output
     grads: tuple[TensorMeta, ...]
@@ -73,19 +75,37 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
         parts = split(joint)
     outputs = tuple(o.meta for o in sig.outputs)
-    forward_out = parts.forward.graph.find_nodes(op="output")[0].args[0]
-    saved_nodes = list(forward_out[len(outputs):])
-    saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
     if parts.backward is None:
-        return Region(name, parts.forward, None, outputs, saved, (), (), (), ())
+        return Region(name, parts.forward, None, outputs, (), (), (), (), ())
+    forward, saved_nodes = _saving_no_operands(parts.forward, len(outputs))
+    saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
+    operands_in_order = [n.name for n in parts.forward.graph.find_nodes(op="placeholder")]
+    computed = [n.name for n in saved_nodes]
     convention = parts.convention
     differentiable = [k for k, o in enumerate(sig.outputs) if o.has_tangent]
-    backward_saved = tuple(convention.saved_names.index(n) for n in convention.backward_saved_names)
+    backward_saved = tuple((True, operands_in_order.index(n)) if n in operands_in_order else (False, computed.index(n))
+                           for n in convention.backward_saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
     backward, grad_operands = _without_missing_grads(parts.backward)
     grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
-    return Region(name, parts.forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands,
-                  grads)
+    return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads)
+
+
+def _saving_no_operands(forward: fx.GraphModule, num_outputs: int) -> tuple[fx.GraphModule, list[fx.Node]]:
+    """`forward` without the operands among its saved values (the caller hands the backward its
+    own operand: returned by the region, it would count as a second saved value), and the
+    saved values it still returns."""
+    output = forward.graph.find_nodes(op="output")[0]
+    results = list(output.args[0])
+    computed = [n for n in results[num_outputs:] if n.op != "placeholder"]
+    graph = fx.Graph()
+    env: dict = {}
+    for node in forward.graph.nodes:
+        if node.op == "output":
+            graph.output(tuple(env[n] for n in (*results[:num_outputs], *computed)))
+        else:
+            env[node] = graph.node_copy(node, env.__getitem__)
+    return fx.GraphModule(forward, graph), computed
 
 
 class Regions:
@@ -133,14 +153,15 @@ class _RegionCall(torch.autograd.Function):
         results = record_call(recorder, _invoke_subgraph, (Subgraph(region.name, region.forward), region.name, *operands),
                               (*region.outputs, *region.saved))
         outputs = results[:len(region.outputs)]
-        ctx.recorder, ctx.region, ctx.saved = recorder, region, results[len(region.outputs):]
+        ctx.recorder, ctx.region, ctx.saved, ctx.operands = recorder, region, results[len(region.outputs):], operands
         ctx.mark_non_differentiable(*(o for o, meta in zip(outputs, region.outputs) if not meta.requires_grad))
         return outputs
 
     @staticmethod
     def backward(ctx, *output_grads):
         region = ctx.region
-        arguments = (*(ctx.saved[k] for k in region.backward_saved), *(output_grads[k] for k in region.backward_outputs))
+        saved = [ctx.operands[k] if is_operand else ctx.saved[k] for is_operand, k in region.backward_saved]
+        arguments = (*saved, *(output_grads[k] for k in region.backward_outputs))
         computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),
                                                                 region.name + "_backward", *arguments),
                                region.grads)
@@ -172,8 +193,7 @@ def record_call(recorder, target, arguments: Sequence, results: Sequence[TensorM
         else:
             args.append(recorder.node_for(argument))
     node = graph.call_function(target, tuple(args))
-    with disable_current_modes(), recorder.fake_mode:
-        fakes = tuple(torch.empty_strided(m.shape, m.stride, dtype=m.dtype, device=m.device) for m in results)
+    fakes = tuple(recorder.fake_outputs.empty_strided(m.shape, m.stride, m.dtype, m.device) for m in results)
     node.meta["val"] = fakes
     for index, fake in enumerate(fakes):
         getter = graph.call_function(operator.getitem, (node, index))
