@@ -3,7 +3,8 @@ hand-written ``autograd.Function``, in one process.
 
 Cases: (a) one ``add`` of two tensors that require grad, forward only; (b) the same with
 backward; (c) a function of 13 tensor inputs (12 adds), forward only; (d) a 4-layer MLP
-step (forward + backward). Per-call times are medians over ``--repeats`` timeit runs.
+step (forward + backward); (e) two overlapping views of one base, one written in place
+(both compile against the base; ours takes the key path on such calls, not the fast path). Per-call times are medians over ``--repeats`` timeit runs.
 "ours" and "torch" both use their ``nop`` compiler (the graphs' fx code); "ours eager"
 is our default compiler, which runs the same ATen ops from its own generated code.
 Targets: (a) ours <= 1.5x the hand-written Function; every case ours <= 0.3x torch.
@@ -51,6 +52,11 @@ def add_all(*xs):
     return functools.reduce(operator.add, xs)
 
 
+def scale_first(a, b):
+    a.mul_(1.0)
+    return b + 1
+
+
 def calibrated_timer(call, seconds_per_sample: float = 0.02) -> tuple[timeit.Timer, int]:
     timer = timeit.Timer(call)
     number, elapsed = timer.autorange()
@@ -78,6 +84,11 @@ def cases():
     def step(m):
         return lambda: m(batch).sum().backward()
 
+    base = torch.randn(64)
+    first, second = base[0:40], base[20:60]
+    ours_views, torch_views = aotgraph.aot_function(scale_first, aotgraph.nop), torch_aot_function(scale_first, torch_nop)
+    eager_views = aotgraph.aot_function(scale_first)
+
     return {
         "(a) add, forward": {"ours": lambda: ours_add(x, y), "ours eager": lambda: eager_add(x, y),
                              "torch": lambda: torch_add(x, y), "eager": lambda: add(x, y),
@@ -90,6 +101,9 @@ def cases():
                                    "hand Function": lambda: HandWrittenAdd.apply(*xs)},
         "(d) 4-layer MLP step": {"ours": step(ours_mlp), "ours eager": step(eager_mlp), "torch": step(torch_mlp),
                                  "eager": step(module)},
+        "(e) aliased views, mul_": {"ours": lambda: ours_views(first, second),
+                                    "ours eager": lambda: eager_views(first, second),
+                                    "torch": lambda: torch_views(first, second), "eager": lambda: scale_first(first, second)},
     }
 
 

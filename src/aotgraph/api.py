@@ -21,7 +21,7 @@ from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
-from .capture.aliased_inputs import aliased_input_groups, with_shared_bases
+from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
@@ -120,15 +120,13 @@ class AotFunction:
         with entry.log.stage("first run"):
             return entry.run(*flat_args)
 
-    def _on_disk(self, program_args: list, program_spec, flat_args: list, in_spec, groups) -> Optional[OnDisk]:
-        """Where this compile looks on disk, or None (no disk cache, or a call it cannot key).
-        A program run on shared bases (`groups`) is keyed by the bases and the call's own inputs."""
+    def _on_disk(self, program_args: list, program_spec) -> Optional[OnDisk]:
+        """Where this compile looks on disk, or None (no disk cache, or a call it cannot key)."""
         if self._disk is None or config.disk_cache == "0":
             return None
         store, settings, after_capture = self._disk
         try:
-            key = (call_key(settings, program_args, program_spec) if groups is None else
-                   call_key(settings, [*program_args, groups, *flat_args], (program_spec, in_spec)))
+            key = call_key(settings, program_args, program_spec)
         except NotKeyable as why:
             logger.info("aotgraph: this call of %s is not cached on disk: %s", self.__name__, why)
             return None
@@ -230,7 +228,7 @@ class AotFunction:
                     entry = self._subclass_entry(flat_args, in_spec, (None,) * len(flat_args), key)
             return entry, flat_args
         try:
-            shared = with_shared_bases(fn, flat_args, in_spec, groups)
+            bases = shared_bases(flat_args, groups)
         except UnsupportedOp:
             # No base to pass instead: fine unless the program turns out to mutate an input.
             if entry is None:
@@ -238,9 +236,10 @@ class AotFunction:
             if entry.mutates_inputs:
                 raise
             return entry, flat_args
-        shared_key = (key, groups, shared.base_facts())
+        shared_key = (key, groups, base_facts(bases))
         entry = self._store.lookup(shared_key, flat_args)
         if entry is None:
+            shared = with_shared_bases(fn, flat_args, in_spec, groups, bases)
             entry = self._compile(shared_key, shared.program, shared.flat_args, shared.spec, flat_args, in_spec,
                                   groups)
             # The entry runs on the caller's own inputs, as every entry does.
@@ -278,9 +277,10 @@ class AotFunction:
             elif self._dynamic:  # inputs sharing memory passed as their bases, subclasses: concrete sizes
                 size_guards.append(self._concrete_sizes(flat_args))
             if entry is None:
-                # A SubclassProgram learns its outputs' layouts by being captured: never loaded from disk.
-                on_disk = None if isinstance(program, SubclassProgram) else self._on_disk(
-                    program_args, program_spec, flat_args, in_spec, groups)
+                # A SubclassProgram learns its outputs' layouts by being captured, a program on shared bases
+                # the inputs' layout changes and which outputs are inputs: never loaded from disk.
+                on_disk = None if isinstance(program, SubclassProgram) or groups is not None else self._on_disk(
+                    program_args, program_spec)
                 entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
         entry.guards, entry.call_facts, entry.reason = GuardSet([*guards, *size_guards]), facts, reason
         self._store.add(key, entry)

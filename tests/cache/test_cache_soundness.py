@@ -117,6 +117,9 @@ def _check(variants):
                 torch.testing.assert_close(a, b, **_tolerance(variant), msg=lambda m: f"{variant}: {m}")
             (entry,) = forward.aotgraph_entries.values()
             loads = [r.detail for r in entry.log.records if r.stage == "cache load"]
+            if entry.takes_shared_bases:  # traced every time: what it learns of the inputs is not stored
+                assert loads == [] and entry.disk_key is None, (variant, loads)
+                continue
             if round_index == 1:
                 assert loads == ["hit"], (variant, loads)
             assert keys.setdefault(variant, entry.disk_key) == entry.disk_key, variant

@@ -108,6 +108,8 @@ def test_soundness_fuzz_slice_through_the_remote_tier(remote, tmp_path, monkeypa
             for a, b in zip(got[0] + got[1], expected[0] + expected[1]):
                 torch.testing.assert_close(a, b, **fuzz._tolerance(variant))
             (entry,) = forward.aotgraph_entries.values()
+            if entry.takes_shared_bases:  # traced every time (see test_cache_soundness)
+                continue
             if round_index == 1:
                 assert [r.detail for r in entry.log.records if r.stage == "cache load"] == ["hit"], variant
             assert keys.setdefault(variant, entry.disk_key) == entry.disk_key

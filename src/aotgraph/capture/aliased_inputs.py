@@ -21,7 +21,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 from ..errors import UnsupportedOp
 from ..torch_private.fake import FakeTensor
 
-__all__ = ["aliased_input_groups", "with_shared_bases", "SharedBaseProgram"]
+__all__ = ["aliased_input_groups", "shared_bases", "base_facts", "with_shared_bases", "SharedBaseProgram"]
 
 Layout = tuple[tuple[int, ...], tuple[int, ...], int]
 
@@ -91,12 +91,7 @@ class SharedBaseProgram:
     flat_args: list
     spec: TreeSpec
     groups: tuple[tuple[int, ...], ...]
-    bases: tuple[torch.Tensor, ...]
     facts: _TracedFacts
-
-    def base_facts(self) -> tuple:
-        """What the cache key must add for the bases (the inputs' own key does not see them)."""
-        return tuple((tuple(b.shape), b.stride(), b.storage_offset(), b.dtype, b.requires_grad) for b in self.bases)
 
     def runner(self, run: Callable) -> Callable:
         """``run_on_inputs(*flat_args)`` from the compiled ``run(*program_flat_args)``: the caller's
@@ -127,13 +122,21 @@ class SharedBaseProgram:
         return run_on_inputs
 
 
+def shared_bases(flat_args: Sequence[Any], groups: tuple[tuple[int, ...], ...]) -> list[torch.Tensor]:
+    """Each group's common base (UnsupportedOp where a group has none that carries its gradients)."""
+    return [_common_base([flat_args[p] for p in group], group) for group in groups]
+
+
+def base_facts(bases: Sequence[torch.Tensor]) -> tuple:
+    """What the cache key must add for the bases (the inputs' own key does not see them)."""
+    return tuple((tuple(b.shape), b.stride(), b.storage_offset(), b.dtype, b.requires_grad) for b in bases)
+
+
 def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
-                      groups: tuple[tuple[int, ...], ...]) -> SharedBaseProgram:
-    """``fn`` on `flat_args` as a program taking each group's common base instead of its members."""
+                      groups: tuple[tuple[int, ...], ...], bases: list[torch.Tensor]) -> SharedBaseProgram:
+    """``fn`` on `flat_args` as a program taking `bases` (`shared_bases`) instead of each group's members."""
     layout_of: dict[int, tuple[int, Layout]] = {}
-    bases = []
     for k, group in enumerate(groups):
-        bases.append(_common_base([flat_args[p] for p in group], group))
         layout_of.update((p, (k, _layout(flat_args[p]))) for p in group)
     for p, a in enumerate(flat_args):  # the same tensor again, later: the same view
         if p not in layout_of and isinstance(a, torch.Tensor):
@@ -165,4 +168,4 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
-    return SharedBaseProgram(program, new_flat, new_spec, groups, tuple(bases), facts)
+    return SharedBaseProgram(program, new_flat, new_spec, groups, facts)
