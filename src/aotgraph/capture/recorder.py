@@ -94,7 +94,7 @@ class GraphRecorder(TorchDispatchMode):
         self._decomposing = None
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
         self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
-        self.symbols = SymbolNodes(self.graph)  # the nodes of symbolic sizes ops read
+        self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -200,7 +200,8 @@ class GraphRecorder(TorchDispatchMode):
             if position < len(self.random_draws.draws):
                 return self._redraw(func, fake_args, fake_kwargs, position)
         out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)
-        if not _has_tensor(out) and not facts.is_mutable:
+        unbacked = self.symbols.has_fresh_unbacked()  # .item(), nonzero: sizes and scalars known only at run time
+        if not _has_tensor(out) and not facts.is_mutable and not unbacked:
             return out  # device / size queries: nothing to record (an op that only writes its arguments is)
         if not func._schema.is_mutable and isinstance(out, torch.Tensor):
             # A no-op that hands back its argument itself (``x.to(x.dtype)`` inside a
@@ -224,6 +225,8 @@ class GraphRecorder(TorchDispatchMode):
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
             out_nodes = [node]
+        elif isinstance(out, SYMBOLIC_TYPES):
+            out_nodes = []
         else:
             out_nodes = []
             for index, item in enumerate(out if out is not None else ()):
@@ -235,6 +238,8 @@ class GraphRecorder(TorchDispatchMode):
                 out_nodes.append(self.node_of.get(id(item)))
         if draws_global_rng:
             self.random_draws.record(func, out_nodes)
+        if unbacked:
+            self.symbols.bind_results(node, out, out_nodes)
         return out
 
     def _record_seeding(self, op, args: tuple) -> fx.Node:

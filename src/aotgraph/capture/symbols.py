@@ -19,8 +19,8 @@ import torch
 import torch.fx as fx
 
 from ..errors import UnsupportedOp
-from ..graph.sizes import is_symbolic
-from ..torch_private.symbolic import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt, Identity,
+from ..graph.sizes import SYMBOLIC_TYPES, is_symbolic
+from ..torch_private.symbolic import (CeilToInt, compute_unbacked_bindings, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt, Identity,
                                       IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat, TruncToFloat,
                                       TruncToInt)
 
@@ -44,12 +44,13 @@ _FOLDED = {sympy.Add: operator.add, sympy.Mul: operator.mul}
 class SymbolNodes:
     """Per capture: the node of each symbolic value the graph reads (see the module docstring).
 
-    `add_input` makes the symbols of an input's layout readable; `bind` says which node an
-    unbacked symbol comes from; `node_for` returns the node computing a symbolic value
+    `add_input` makes the symbols of an input's layout readable; `bind_results` says which node
+    an unbacked symbol comes from; `node_for` returns the node computing a symbolic value
     (a constant comes back as a plain Python number)."""
 
-    def __init__(self, graph: fx.Graph):
+    def __init__(self, graph: fx.Graph, shape_env=None):
         self.graph = graph
+        self.shape_env = shape_env
         self._source_of: dict[sympy.Symbol, tuple] = {}  # symbol -> (tensor node, sym op, dim, value)
         self._node_of: dict[sympy.Basic, fx.Node] = {}
 
@@ -66,9 +67,25 @@ class SymbolNodes:
             if isinstance(expr, sympy.Symbol) and expr not in self._source_of:
                 self._source_of[expr] = (*source, value)
 
-    def bind(self, symbol: sympy.Symbol, node: fx.Node) -> None:
-        """`symbol` is computed by `node` (whose ``meta["val"]`` holds it)."""
-        self._node_of.setdefault(symbol, node)
+    def has_fresh_unbacked(self) -> bool:
+        """Whether the op just run made unbacked symbols (``.item()``, ``nonzero``) not yet bound."""
+        return self.shape_env is not None and bool(self.shape_env.pending_fresh_unbacked_symbols)
+
+    def bind_results(self, node: fx.Node, out: Any, out_nodes: list) -> None:
+        """`node` (its tensor results at `out_nodes`) made fresh unbacked symbols: each is read
+        from the node itself (a scalar) or from a size of a result, and ``meta["unbacked_bindings"]``
+        says where, as in torch's graphs (compilers read it to learn where a symbol is defined)."""
+        bindings = compute_unbacked_bindings(self.shape_env, out)
+        if bindings:
+            node.meta["unbacked_bindings"] = bindings
+        if isinstance(out, SYMBOLIC_TYPES):
+            if isinstance(out.node.expr, sympy.Symbol):
+                self._node_of.setdefault(out.node.expr, node)
+            return
+        results = [out] if isinstance(out, torch.Tensor) else list(out)
+        for value, value_node in zip(results, out_nodes):
+            if isinstance(value, torch.Tensor) and value_node is not None:
+                self.add_input(value_node, value)
 
     def node_for(self, value: Any) -> Any:
         """The node computing symbolic `value`, or its Python number if it is a constant."""

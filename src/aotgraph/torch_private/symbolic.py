@@ -6,12 +6,12 @@ Checked on torch 2.13 (the test suite).
 from __future__ import annotations
 
 from torch.fx.experimental.symbolic_shapes import (DimDynamic, ShapeEnv, StatelessSymbolicContext,
-                                                   free_unbacked_symbols, is_concrete_int)
+                                                   compute_unbacked_bindings, free_unbacked_symbols, is_concrete_int)
 from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt,
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["new_symbolic_fake_mode", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int",
+__all__ = ["new_symbolic_fake_mode", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
