@@ -321,7 +321,8 @@ class GraphRecorder(TorchDispatchMode):
             raise UnsupportedOp(
                 f"{func} has a data-dependent output shape",
                 "capture",
-                "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select) "
+                "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select), compile it "
+                "with torch.compile and torch._dynamo.config.capture_dynamic_output_shape_ops=True, "
                 "or run that part eagerly outside the compiled function",
             ) from error
         except UnsupportedOperatorException as error:
