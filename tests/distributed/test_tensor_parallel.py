@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
 import aotgraph
@@ -41,11 +41,33 @@ def _tensor_parallel_worker(rank: int, world_size: int, compiler: str) -> tuple[
     aot_model = aotgraph.aot_module(inner, fw_compiler=compiler)
     actual = train(aot_model, inner.parameters(), batches)
     assert_same_training(expected, (actual, local_state(inner)), f"rank {rank}: aot_module(TP) with {compiler}")
+    _assert_gradient_in_another_layout(mesh, compiler)
     (entry,) = aot_model.aotgraph_entries.values()
     graph = entry.joint.graph_module.graph
     collectives = sum("c10d_functional" in str(node.target) for node in graph.nodes)
     plain = all(type(node.meta["val"]) is not DTensor for node in graph.find_nodes(op="placeholder"))
     return len(backend.entries), collectives, plain
+
+
+def _scaled_sin(w, x):
+    return (w * x).sin()
+
+
+def _assert_gradient_in_another_layout(mesh, compiler: str) -> None:
+    """A DTensor output sharded on dim 0 whose gradient arrives replicated: the compiled backward,
+    which was captured for a tangent sharded as the output, gets it redistributed (eager's
+    gradients of the sharded inputs, whatever layout the incoming gradient had)."""
+    torch.manual_seed(0)
+    values = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 4)
+    grads = []
+    for run in (_scaled_sin, aotgraph.aot_function(_scaled_sin, fw_compiler=compiler)):
+        w, x = (distribute_tensor(v, mesh, [Shard(0)]).requires_grad_() for v in values[:2])
+        out = run(w, x)
+        assert out.placements == (Shard(0),)
+        out.backward(distribute_tensor(values[2], mesh, [Replicate()]))
+        grads.append([w.grad.full_tensor(), x.grad.full_tensor()])
+    for actual, expected in zip(grads[1], grads[0]):
+        torch.testing.assert_close(actual, expected)
 
 
 @pytest.mark.parametrize("compiler", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
