@@ -122,6 +122,8 @@ def inner_example_args(flat_args: Sequence[Any], layouts: Sequence[Optional[Subc
 
 
 def _flattened(values: Sequence[Any], layouts: Sequence[Optional[SubclassLayout]], alias: bool) -> list:
+    """`values` with each subclass (its layout given) replaced by its inner tensors, through
+    `_Unwrap` where a gradient must flow back; `alias`: new tensor objects on the same memory."""
     flat = []
     for value, layout in zip(values, layouts):
         if layout is None:
@@ -130,11 +132,13 @@ def _flattened(values: Sequence[Any], layouts: Sequence[Optional[SubclassLayout]
             flat.extend(_Unwrap.apply(layout, alias, value))
         else:
             inner = layout.inner_tensors(value)
-            flat.extend(t.detach() for t in inner) if alias else flat.extend(inner)
+            flat.extend([t.detach() for t in inner] if alias else inner)
     return flat
 
 
 def _rebuilt(flat: Sequence[Any], layouts: Sequence[Optional[SubclassLayout]]) -> list:
+    """The inverse of `_flattened`: each layout's inner tensors rebuilt into its subclass, through
+    `_Wrap` where a gradient must flow back."""
     values, position = [], 0
     for layout in layouts:
         if layout is None:
