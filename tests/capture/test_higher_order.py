@@ -281,3 +281,17 @@ def test_custom_op_that_mutates_a_buffer(compiler):
         Accumulating(), steps, lambda m: torch.compile(m, backend=aotgraph.backend(compiler=compiler), dynamic=False),
         lr=0.01)
     assert compiled.total.abs().sum() > 0
+
+
+def test_flex_attention_is_refused_by_name():
+    """flex_attention's subgraphs (score_mod, block_mask) are not captured yet: a clear refusal,
+    not torch's NotImplementedError from inside the capture."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def attend(q, k, v):
+        return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: torch.where(i >= j, score, -1e9))
+
+    q, k, v = (torch.randn(1, 2, 16, 8) for _ in range(3))  # torch has no flex backward on the CPU
+    compiled = torch.compile(attend, backend=aotgraph.backend(compiler="eager"), dynamic=False, fullgraph=True)
+    with pytest.raises(Exception, match="UnsupportedOp: higher-order operator flex_attention"):
+        compiled(q, k, v)
