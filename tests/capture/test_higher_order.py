@@ -295,3 +295,25 @@ def test_flex_attention_is_refused_by_name():
     compiled = torch.compile(attend, backend=aotgraph.backend(compiler="eager"), dynamic=False, fullgraph=True)
     with pytest.raises(Exception, match="UnsupportedOp: higher-order operator flex_attention"):
         compiled(q, k, v)
+
+
+def test_region_in_a_program_that_mutates_its_input():
+    """A mutating program is functionalized with the region nodes in it (they are functional)."""
+    block = torch.fx.symbolic_trace(lambda x, w: (torch.tanh(x @ w),))
+
+    def program(state, x, w, call=lambda *args: torch.ops.higher_order.invoke_subgraph(block, "block", *args)):
+        for _ in range(2):
+            (x,) = call(x, w)
+        state.add_(x.detach().sum(0))
+        return (x * state).sum()
+
+    x, w = torch.randn(3, 4, requires_grad=True), torch.randn(4, 4, requires_grad=True)
+    state, expected_state = torch.zeros(4), torch.zeros(4)
+    compiled = aot_function(program, fw_compiler="eager")
+    # eager's invoke_subgraph has no backward outside torch.compile: the reference calls the block itself
+    out, expected = compiled(state, x, w), program(expected_state, x, w, block)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(state, expected_state)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w)), torch.autograd.grad(expected, (x, w)))
+    forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
+    assert sum(n.target is torch.ops.higher_order.invoke_subgraph for n in forward.graph.nodes) == 2
