@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import traceback
@@ -30,21 +31,13 @@ import torch
 import torch._inductor.config
 import torch.multiprocessing as mp
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_train import Log, synchronize  # noqa: E402
+
 START = time.perf_counter()
 STRATEGIES = ("ddp", "fsdp2")
 CONFIGS = ("eager", "inductor", "aotgraph")
 LOSS_STEPS = (0, 10)  # the steps whose losses are reported
-
-
-class Log:
-    def __init__(self, path: str):
-        self.file = open(path, "w")
-
-    def __call__(self, *parts):
-        line = " ".join(str(p) for p in parts)
-        print(line, flush=True)
-        self.file.write(line + "\n")
-        self.file.flush()
 
 
 def build_model(smoke: bool, device: torch.device, rank: int):
@@ -143,11 +136,6 @@ def rank_main(rank: int, world_size: int, strategy: str, config: str, args, port
         reports.put(result)
     finally:
         dist.destroy_process_group()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def free_port() -> int:

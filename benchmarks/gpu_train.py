@@ -257,7 +257,8 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
                   cpp_ready_s=cpp_ready_s)
     if device.type == "cuda":
         # Memory reserved from the driver for this configuration, CUDA graph pools included:
-        # the peak over two steps, above what was reserved before it was built.
+        # the peak over two steps, above what was reserved before it was built. Comparable
+        # between configurations only one process each: cudagraph trees share a process's pool.
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         for _ in range(2):

@@ -45,7 +45,6 @@ class AotGraphBackend:
         self.compiler = resolve_compiler(compiler)
         # (compiler name, options, mode) as asked, to add torch.compile's mode/options to
         self._settings = settings or (compiler, None, None)
-        self._compilers_with: dict = {}
         self.partition_fn = partition_fn
         self.decompositions = decompositions
         self.__name__ = "aotgraph"
@@ -81,13 +80,8 @@ class AotGraphBackend:
         return compiled
 
     def _compiler_with(self, mode: Optional[str], options: Optional[dict]) -> Callable:
-        key = (mode, tuple(sorted((options or {}).items())))
-        compiler = self._compilers_with.get(key)
-        if compiler is None:
-            name, own_options, own_mode = self._settings
-            compiler = compiler_with_options(name, {**(own_options or {}), **(options or {})}, mode or own_mode)
-            self._compilers_with[key] = compiler
-        return compiler
+        name, own_options, own_mode = self._settings
+        return compiler_with_options(name, {**(own_options or {}), **(options or {})}, mode or own_mode)
 
 
 def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, Callable] = "mincut",

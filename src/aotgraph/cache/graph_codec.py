@@ -15,6 +15,7 @@ import io
 import operator
 import pickle
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,40 +32,27 @@ class NotStorable(Exception):
     """A value that the disk cache cannot store faithfully (the entry is then not stored)."""
 
 
+@dataclass(frozen=True)
 class _Ref:
     """An argument that is the node at `index` of the same graph."""
 
-    __slots__ = ("index",)
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def __reduce__(self):
-        return _Ref, (self.index,)
+    index: int
 
 
+@dataclass(frozen=True)
 class _Fake:
     """A fake tensor's layout, rebuilt as a fake tensor on load."""
 
-    __slots__ = ("layout",)
-
-    def __init__(self, layout: tuple):
-        self.layout = layout
-
-    def __reduce__(self):
-        return _Fake, (self.layout,)
+    layout: tuple
 
 
+@dataclass(frozen=True)
 class _StoredGraph:
     """One GraphModule: node records and the attributes they reach (nested graphs as `_StoredGraph`)."""
 
-    __slots__ = ("nodes", "attributes", "class_name")
-
-    def __init__(self, nodes: list, attributes: dict, class_name: str):
-        self.nodes, self.attributes, self.class_name = nodes, attributes, class_name
-
-    def __reduce__(self):
-        return _StoredGraph, (self.nodes, self.attributes, self.class_name)
+    nodes: list
+    attributes: dict
+    class_name: str
 
 
 def _op_overload(namespace: str, name: str, overload: str):

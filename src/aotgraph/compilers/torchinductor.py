@@ -134,9 +134,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
                        role.kind, type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     if devices:
-        wrapped = _on_threads_with_cuda_context(compiled, devices)
-        wrapped.aotgraph_cuda_devices = devices
-        return wrapped
+        return _on_threads_with_cuda_context(compiled, devices)
     compiled.aotgraph_wrapper = "cpp"
     return compiled
 
@@ -306,6 +304,7 @@ def _on_threads_with_cuda_context(compiled: Callable, devices: set) -> Callable:
     call._boxed_call = True
     call.aotgraph_wrapper = "cpp"
     call.aotgraph_output_code = compiled
+    call.aotgraph_cuda_devices = devices  # what a disk cache entry of it needs to launch it again
     return call
 
 
