@@ -1,9 +1,11 @@
-"""Run a function on N ranks of a gloo process group on loopback, one spawned process each,
+"""Run a function on N ranks of a process group on loopback, one spawned process each,
 in bounded time.
 
-``run_ranks(worker, *args, world_size=2, timeout_s=...)`` calls ``worker(rank, world_size,
-*args)`` in each process (a module-level function: spawn pickles it by name) after
-``init_process_group("gloo")`` on a free port, and returns each rank's result, by rank.
+``run_ranks(worker, *args, world_size=2, timeout_s=..., backend="gloo")`` calls
+``worker(rank, world_size, *args)`` in each process (a module-level function: spawn pickles it
+by name) after ``init_process_group(backend)`` on a free port, and returns each rank's result,
+by rank. With ``backend="nccl"`` rank r runs on GPU r (`rank_device()` says which device a
+worker's tensors go to).
 A rank that raises makes `run_ranks` raise `RankFailed` carrying that rank's traceback as
 soon as its report arrives; the other ranks (which may be blocked in a collective) are
 killed. A rank that dies without a report, or ranks that are still running at the deadline,
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 import torch.multiprocessing as mp
 
-__all__ = ["RankFailed", "run_ranks"]
+__all__ = ["RankFailed", "rank_device", "run_ranks"]
 
 
 class RankFailed(AssertionError):
@@ -33,14 +35,27 @@ def free_port() -> int:
         return listener.getsockname()[1]
 
 
-def _rank_main(worker: Callable, rank: int, world_size: int, port: int, args: tuple, reports) -> None:
+def rank_device():
+    """The device this rank's tensors live on: its GPU under NCCL, else the CPU."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _rank_main(worker: Callable, rank: int, world_size: int, port: int, backend: str, args: tuple,
+               reports) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
         import torch
         import torch.distributed as dist
 
         torch.set_num_threads(1)  # ranks share the machine's cores
-        dist.init_process_group("gloo", rank=rank, world_size=world_size)
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
         try:
             result = worker(rank, world_size, *args)
         finally:
@@ -50,12 +65,13 @@ def _rank_main(worker: Callable, rank: int, world_size: int, port: int, args: tu
         reports.put((rank, "error", traceback.format_exc()))
 
 
-def run_ranks(worker: Callable, *args: Any, world_size: int = 2, timeout_s: float = 240.0) -> list:
+def run_ranks(worker: Callable, *args: Any, world_size: int = 2, timeout_s: float = 240.0,
+              backend: str = "gloo") -> list:
     """``[worker(rank, world_size, *args) for rank in ranks]``, each in its own process."""
     context = mp.get_context("spawn")
     reports = context.Queue()
     port = free_port()
-    processes = [context.Process(target=_rank_main, args=(worker, rank, world_size, port, args, reports),
+    processes = [context.Process(target=_rank_main, args=(worker, rank, world_size, port, backend, args, reports),
                                  daemon=True) for rank in range(world_size)]
     for process in processes:
         process.start()

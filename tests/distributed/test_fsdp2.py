@@ -2,7 +2,10 @@
 trained 5 SGD steps through ``torch.compile(model, backend=aotgraph.backend(...))`` (Dynamo
 runs FSDP's hooks eagerly and hands the blocks' graphs with plain, unsharded parameters) and
 with each block an ``aot_module`` under ``fully_shard`` (the hooks around the compiled block),
-against eager FSDP2: same losses, same local shards of the final weights."""
+against eager FSDP2: same losses, same local shards of the final weights. Where the torch
+version lets Dynamo trace through FSDP2's hooks (``torch._dynamo.config.skip_fsdp_hooks``,
+gone by torch 2.13, whose hooks always run eagerly), the same training with the hooks traced:
+the graphs then hold the all-gathers and the parameters' storage resizes."""
 import copy
 
 import pytest
@@ -40,6 +43,29 @@ def _fsdp2_worker(rank: int, world_size: int, compiler: str) -> tuple[int, int]:
     state = {name.replace("orig_module.", ""): value for name, value in local_state(blocks_compiled).items()}
     assert_same_training(expected, (actual, state), f"rank {rank}: fully_shard(aot_module(block)) with {compiler}")
     return len(backend.entries), sum(len(block.aotgraph_entries) for block in blocks_compiled.blocks)
+
+
+def _fsdp2_traced_hooks_worker(rank: int, world_size: int, compiler: str) -> int:
+    """torch.compile of the sharded decoder with Dynamo tracing FSDP2's hooks: eager's training."""
+    torch._dynamo.config.skip_fsdp_hooks = False
+    model, batches = model_and_batches("gpt", rank)
+    eager = _sharded(copy.deepcopy(model))
+    expected = train(eager, eager.parameters(), batches), local_state(eager)
+    backend = aotgraph.backend(compiler=compiler)
+    compiled = _sharded(copy.deepcopy(model))
+    actual = train(torch.compile(compiled, backend=backend, dynamic=False), compiled.parameters(), batches)
+    assert_same_training(expected, (actual, local_state(compiled)),
+                         f"rank {rank}: torch.compile(FSDP2) tracing the hooks with {compiler}")
+    return len(backend.entries)
+
+
+TRACED_HOOKS = pytest.mark.skipif(not hasattr(torch._dynamo.config, "skip_fsdp_hooks"),
+                                  reason="this torch always runs FSDP2's hooks eagerly")
+
+
+@TRACED_HOOKS
+def test_fsdp2_traced_hooks_trains_as_eager_eager_compiler():
+    assert all(graphs >= 1 for graphs in run_ranks(_fsdp2_traced_hooks_worker, "eager"))
 
 
 def test_fsdp2_trains_as_eager_eager_compiler():

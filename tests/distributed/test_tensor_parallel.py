@@ -13,7 +13,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tenso
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
 import aotgraph
-from ranks import run_ranks
+from ranks import rank_device, run_ranks
 from training import assert_same_training, local_state, model_and_batches, train
 
 
@@ -26,7 +26,7 @@ def _parallel(model: torch.nn.Module, mesh) -> torch.nn.Module:
 
 
 def _tensor_parallel_worker(rank: int, world_size: int, compiler: str) -> tuple[int, int]:
-    mesh = init_device_mesh("cpu", (world_size,))
+    mesh = init_device_mesh(rank_device().type, (world_size,))
     model, batches = model_and_batches("gpt", rank=0)  # tensor parallel ranks read the same batch
     eager = _parallel(copy.deepcopy(model), mesh)
     assert isinstance(eager.blocks[0].mlp[0].weight, DTensor)
@@ -58,7 +58,7 @@ def _assert_gradient_in_another_layout(mesh, compiler: str) -> None:
     which was captured for a tangent sharded as the output, gets it redistributed (eager's
     gradients of the sharded inputs, whatever layout the incoming gradient had)."""
     torch.manual_seed(0)
-    values = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 4)
+    values = tuple(torch.randn(8, 4).to(rank_device()) for _ in range(3))
     grads = []
     for run in (_scaled_sin, aotgraph.aot_function(_scaled_sin, fw_compiler=compiler)):
         w, x = (distribute_tensor(v, mesh, [Shard(0)]).requires_grad_() for v in values[:2])

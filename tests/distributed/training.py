@@ -8,13 +8,15 @@ from typing import Callable
 import torch
 
 from aotgraph import models
+from ranks import rank_device
 
 STEPS = 5
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 over 5 steps; Inductor reorders sums
 
 
 def model_and_batches(name: str, rank: int, steps: int = STEPS) -> tuple[torch.nn.Module, list[tuple]]:
-    """The model (same weights on every rank) and this rank's batches, one per step."""
+    """The model (same weights on every rank) and this rank's batches, one per step, on the
+    rank's device."""
     torch.manual_seed(0)
     if name == "gpt":
         model, _ = models.gpt(layers=2, dim=32, heads=2, vocab=64, seq=16)
@@ -27,7 +29,8 @@ def model_and_batches(name: str, rank: int, steps: int = STEPS) -> tuple[torch.n
         batches = [(torch.randn(4, 3, 16, 16, generator=generator),) for _ in range(steps)]
     else:
         raise ValueError(name)
-    return model, batches
+    device = rank_device()
+    return model.to(device), [tuple(value.to(device) for value in batch) for batch in batches]
 
 
 def loss_of(output: torch.Tensor) -> torch.Tensor:
