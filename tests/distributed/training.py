@@ -39,7 +39,7 @@ def loss_of(output: torch.Tensor) -> torch.Tensor:
 
 def train(run: Callable, parameters, batches: list[tuple], lr: float = 0.1) -> list[torch.Tensor]:
     """One SGD step per batch; the losses."""
-    optimizer = torch.optim.SGD(list(parameters), lr=lr)
+    optimizer = torch.optim.SGD(list(parameters), lr=lr, foreach=False)  # CUDA foreach mixes DTensor and Tensor
     losses = []
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
