@@ -11,7 +11,8 @@ baked into the trace. For aotgraph the shim swaps the checker module's ``compile
 part of torch's AOTAutograd runs. Ops and arguments follow torch's test
 (test/functorch/test_aotdispatch.py, ``_test_aot_autograd_helper``): every OpInfo of ``op_db``
 with float32 on CPU, samples with ``requires_grad=True`` where the op supports autograd,
-``dynamic=False``, ``TestCase.assertEqual`` as the comparison, data specialization checked except
+``dynamic=False`` (``--dynamic``: symbolic sizes, so data-dependent output shapes are unbacked
+sizes instead of refusals), ``TestCase.assertEqual`` as the comparison, data specialization checked except
 for max_unpool, ``skip_correctness_check=op.skip_correctness_check_compile_vs_eager`` (and for the ops of
 `UNINITIALIZED`, which torch's test skips). Differences: the first ``--samples`` samples per op (seeded, so the same on every run), and
 ``check_gradients="auto"`` (gradients are checked wherever an input and an output require grad,
@@ -26,7 +27,7 @@ Per system, each op ends up (its worst sample decides; order below, worst last):
   failed     another exception (including the per-op time limit)
   mismatch   the checker's assert_equals failed: values differ without an error (silent)
 
-Usage: python benchmarks/optests_sweep.py [--every K] [--ops add,mul] [--samples N]
+Usage: python benchmarks/optests_sweep.py [--every K] [--ops add,mul] [--samples N] [--dynamic]
        [--systems torch,aotgraph] [--timeout S] [--json out.json]
 """
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _outcome(system: str, error: BaseException | None) -> tuple[str, str]:
     return status, f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
 
 
-def run_op(op, system: str, num_samples: int = 3, timeout: int = 120) -> tuple[str, str]:
+def run_op(op, system: str, num_samples: int = 3, timeout: int = 120, dynamic: bool = False) -> tuple[str, str]:
     """(status, detail) of `op` under `system`: the worst of its first `num_samples` samples."""
     outcomes = []
     try:
@@ -178,7 +179,7 @@ def run_op(op, system: str, num_samples: int = 3, timeout: int = 120) -> tuple[s
             for index, sample in enumerate(_samples(op, num_samples)):
                 try:
                     checker.aot_autograd_check(
-                        op.op, [sample.input, *sample.args], sample.kwargs, False,
+                        op.op, [sample.input, *sample.args], sample.kwargs, dynamic,
                         checker.assert_raises_regex, assert_equals, check_gradients="auto",
                         try_check_data_specialization=op.name not in CANT_CHECK_DATA_SPECIALIZATION,
                         skip_correctness_check=op.skip_correctness_check_compile_vs_eager or op.name in UNINITIALIZED)
@@ -198,12 +199,12 @@ def run_op(op, system: str, num_samples: int = 3, timeout: int = 120) -> tuple[s
     return max(outcomes, key=lambda o: STATUSES.index(o[0]))
 
 
-def sweep(ops, systems=SYSTEMS, num_samples=3, timeout=120, log=print) -> dict[str, OpResult]:
+def sweep(ops, systems=SYSTEMS, num_samples=3, timeout=120, log=print, dynamic=False) -> dict[str, OpResult]:
     results = {}
     for op in ops:
         name, result, start = op_name(op), OpResult(), time.perf_counter()
         for system in systems:
-            result.status[system], result.detail[system] = run_op(op, system, num_samples, timeout)
+            result.status[system], result.detail[system] = run_op(op, system, num_samples, timeout, dynamic)
         results[name] = result
         log(f"{name:<45} " + "  ".join(f"{s}={result.status[s]}" for s in systems)
             + f"  ({time.perf_counter() - start:.1f}s)")
@@ -240,12 +241,14 @@ def main(argv=None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--timeout", type=int, default=120, help="seconds per op and system")
     parser.add_argument("--json", default="", help="write per-op results here")
+    parser.add_argument("--dynamic", action="store_true", help="compile with symbolic sizes (dynamic=True)")
     args = parser.parse_args(argv)
     systems = tuple(s for s in args.systems.split(",") if s)
     ops = select_ops({n for n in args.ops.split(",") if n}, args.every)
     start = time.perf_counter()
-    results = sweep(ops, systems, args.samples, args.timeout)
-    title = (f"optests sweep: aot_autograd_check, CPU, float32, torch {torch.__version__}, {len(results)} ops "
+    results = sweep(ops, systems, args.samples, args.timeout, dynamic=args.dynamic)
+    title = (f"optests sweep{' (dynamic=True)' if args.dynamic else ''}: aot_autograd_check, CPU, float32, "
+             f"torch {torch.__version__}, {len(results)} ops "
              f"(every {args.every}), {args.samples} samples/op, {time.perf_counter() - start:.0f}s")
     from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
 

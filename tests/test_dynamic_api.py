@@ -113,3 +113,53 @@ def test_inductor_compiles_once(model_name):
         inputs = [(torch.randn(b, 32),) for b in (3, 8, 5, 17, 2, 64)]
     compiled = train_dynamic(model, inputs, "inductor")
     assert len(compiled.aotgraph_entries) == 1
+
+
+def _unbound_backward_symbols(entry) -> set:
+    """Symbols the backward's values use that none of its inputs carries alone."""
+    graph = entry.partition.backward.graph
+    bound, used = set(), set()
+    for node in graph.nodes:
+        value = node.meta.get("val")
+        sizes = [*value.shape, *value.stride(), value.storage_offset()] if isinstance(value, torch.Tensor) \
+            else [value] if isinstance(value, torch.SymInt) else []
+        for size in (s for s in sizes if isinstance(s, torch.SymInt)):
+            used |= size.node.expr.free_symbols
+            if node.op == "placeholder" and size.node.expr.is_Symbol:
+                bound.add(size.node.expr)
+    return used - bound
+
+
+def test_backward_gets_the_symbols_of_what_it_reads():
+    """The backward reads a flattened view of an input it does not take (the targets of a
+    cross entropy, size s0*s1): the forward saves s0 and s1 for it, so a compiler can bind
+    every symbol (Inductor asserts it; GPT under Inductor failed so)."""
+    def f(logits, targets):
+        return torch.nn.functional.cross_entropy(logits, targets.reshape(-1))
+
+    compiler = counting(eager)
+    compiled = aotgraph.aot_function(f, compiler, dynamic=True)
+    for rows, cols in ((3, 4), (5, 2), (4, 7)):
+        logits, targets = torch.randn(rows * cols, 6, requires_grad=True), torch.randint(0, 6, (rows, cols))
+        out = compiled(logits, targets)
+        torch.testing.assert_close(out, f(logits, targets))
+        torch.testing.assert_close(torch.autograd.grad(out, logits)[0],
+                                   torch.autograd.grad(f(logits, targets), logits)[0])
+    (entry,) = compiled.aotgraph_entries.values()
+    assert compiler.calls == 2 and not _unbound_backward_symbols(entry)
+
+
+def test_masked_select_with_a_scalar_tensor_input():
+    """Boolean-mask selection (its backward asks ``aten.size``, and its C++ formula pins the
+    sizes, as under torch's AOTAutograd) and a 0-dim integer tensor input (its value is not
+    made a size): eager's values and gradients at every size."""
+    def f(x, mask, scale):
+        return torch.masked_select(x, mask) * scale
+
+    compiled = aotgraph.aot_function(f, dynamic=True)
+    for rows in (3, 5, 8):
+        x, mask = torch.randn(rows, 4, requires_grad=True), torch.randn(rows, 4) > 0
+        scale = torch.tensor(rows)
+        out = compiled(x, mask, scale)
+        torch.testing.assert_close(out, f(x, mask, scale))
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(f(x, mask, scale).sum(), x)[0])

@@ -156,7 +156,7 @@ class AotFunction:
         fake_mode = new_symbolic_fake_mode()
         static = self._static_positions(flat_args)
         fakes = [a if not isinstance(a, torch.Tensor)
-                 else fake_mode.from_tensor(a, static_shapes=True) if p in static
+                 else fake_mode.from_tensor(a, static_shapes=True) if p in static or a.dim() == 0
                  else symbolic_fake(fake_mode, a, f"input{p}") for p, a in enumerate(flat_args)]
         try:
             entry = compile_stages(program, fakes, in_spec, real_args=flat_args, **self._stages)

@@ -35,6 +35,8 @@ from .symbols import SymbolNodes
 
 aten = torch.ops.aten
 _DEVICE_QUERY = torch.ops.prim.device.default
+_LAYOUT_QUERIES = {aten.size.default: lambda t: tuple(t.shape), aten.stride.default: lambda t: tuple(t.stride()),
+                   aten.storage_offset.default: lambda t: t.storage_offset()}
 
 # Ops whose eager kernel mutates an argument that its schema does not mark as written.
 # Each is recorded as an op with the same results whose schema states the mutation.
@@ -159,6 +161,11 @@ class GraphRecorder(TorchDispatchMode):
             # Autograd asks each fake tensor's device (most dispatches of a capture);
             # answer it here instead of passing it down to the fake mode.
             return args[0].fake_device
+        layout_query = _LAYOUT_QUERIES.get(func)
+        if layout_query is not None and isinstance(args[0], FakeTensor):
+            # TorchScript's overloads a backward formula can call (masked_select's): the fake
+            # mode's answer would turn symbolic sizes into ints and pin them.
+            return layout_query(args[0])
         for tensor_type in types:
             if tensor_type is not FakeTensor and is_traceable_wrapper_subclass_type(tensor_type):
                 # A tensor subclass (DTensor): its own dispatch turns the op into ops on its

@@ -22,5 +22,10 @@ set_mkldnn_enabled = torch._C._set_mkldnn_enabled
 
 
 def has_composite_implicit_kernel(op: OpOverload) -> bool:
-    """Whether `op` decomposes through a CompositeImplicitAutograd kernel."""
-    return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
+    """Whether `op` decomposes through a CompositeImplicitAutograd kernel. False for ops the
+    dispatcher does not hold (TorchScript's own overloads such as ``aten.size.default``, which
+    symbolic backward formulas can reach)."""
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
+    except RuntimeError:  # "operator ... does not exist": not a dispatcher op
+        return False

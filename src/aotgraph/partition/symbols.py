@@ -1,0 +1,110 @@
+"""Symbolic sizes the backward reads but cannot see: save them.
+
+A compiler binds each symbol of a graph from its inputs: a SymInt input that is the symbol, or
+a size, stride or storage offset of a tensor input that is exactly the symbol (Inductor asserts
+this when it writes the graph's code). A backward can hold a value whose layout uses a symbol
+that none of its inputs carries alone: a saved ``view(targets, [-1])`` of size ``s0*s1``, where
+``s0`` and ``s1`` are the sizes of an input the backward does not read. `save_unbound_symbols`
+makes the forward return each such symbol, read from the forward's inputs
+(``aten.sym_size.int`` and friends), as a saved value, and the backward take it before its
+tangents, as torch's partitioner does. Unbacked symbols are left alone: the node that makes
+one binds it in whichever graph holds that node.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import sympy
+import torch
+import torch.fx as fx
+
+from ..graph.naming import is_tangent
+from ..torch_private.symbolic import free_unbacked_symbols
+
+__all__ = ["save_unbound_symbols"]
+
+aten = torch.ops.aten
+
+
+def save_unbound_symbols(forward: fx.GraphModule, backward: fx.GraphModule) -> None:
+    """Add to `forward`'s outputs (after the saved values) and to `backward`'s placeholders
+    (before the tangents) every backed symbol the backward's values use but its inputs do not
+    bind, where a forward input carries it. In place; nothing changes when all are bound."""
+    readers = _readers_in(forward)
+    if not readers:  # static sizes (or unbacked ones only): nothing to bind
+        return
+    placeholders = list(backward.graph.find_nodes(op="placeholder"))
+    bound = {s for p in placeholders for s in _bindable(p.meta.get("val"))}
+    used = {s for n in backward.graph.nodes for s in _symbols_in(n.meta.get("val"))}
+    missing = sorted((s for s in used - bound if not free_unbacked_symbols(s)), key=str)
+    if not missing:
+        return
+    output = forward.graph.find_nodes(op="output")[0]
+    first_tangent = next((p for p in placeholders if is_tangent(p)), None)
+    taken = {n.name for n in forward.graph.nodes} | {n.name for n in backward.graph.nodes}
+    new_outputs = []
+    for symbol in missing:
+        if symbol not in readers:
+            continue  # no forward input carries it: the compiler says so, as it would have
+        source, op, dim, value = readers[symbol]
+        name = _fresh(f"sym_{symbol}", taken)
+        with forward.graph.inserting_before(output):
+            node = forward.graph.call_function(op, (source,) if dim is None else (source, dim))
+        node.name, node.meta["val"] = name, value
+        new_outputs.append(node)
+        if first_tangent is not None:
+            with backward.graph.inserting_before(first_tangent):
+                placeholder = backward.graph.placeholder(name)
+        else:
+            with backward.graph.inserting_after(placeholders[-1] if placeholders else None):
+                placeholder = backward.graph.placeholder(name)
+        placeholder.meta["val"] = value
+    output.args = ((*output.args[0], *new_outputs),)
+    forward.recompile()
+    backward.recompile()
+
+
+def _readers_in(forward: fx.GraphModule) -> dict:
+    """symbol -> (input node, op reading it, dim or None, its SymInt) over the forward's inputs."""
+    readers: dict = {}
+    for node in forward.graph.find_nodes(op="placeholder"):
+        value = node.meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            continue
+        candidates = [(size, aten.sym_size.int, dim) for dim, size in enumerate(value.shape)]
+        candidates += [(stride, aten.sym_stride.int, dim) for dim, stride in enumerate(value.stride())]
+        candidates.append((value.storage_offset(), aten.sym_storage_offset.default, None))
+        for size, op, dim in candidates:
+            if isinstance(size, torch.SymInt) and isinstance(size.node.expr, sympy.Symbol):
+                readers.setdefault(size.node.expr, (node, op, dim, size))
+    return readers
+
+
+def _layout(value) -> Iterator:
+    if isinstance(value, torch.Tensor):
+        yield from value.shape
+        yield from value.stride()
+        yield value.storage_offset()
+    elif isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        yield value
+
+
+def _bindable(value) -> Iterator[sympy.Symbol]:
+    for size in _layout(value):
+        if isinstance(size, (torch.SymInt, torch.SymFloat, torch.SymBool)) and isinstance(size.node.expr, sympy.Symbol):
+            yield size.node.expr
+
+
+def _symbols_in(value) -> Iterator[sympy.Symbol]:
+    for size in _layout(value):
+        if isinstance(size, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            yield from size.node.expr.free_symbols
+
+
+def _fresh(name: str, taken: set) -> str:
+    candidate, number = name, 0
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}_{number}"
+    taken.add(candidate)
+    return candidate
