@@ -74,7 +74,8 @@ class InputInfo(Leaf):
     `replaces_storage`: the program gave the input another tensor's memory (``x.set_(y)``); its
     metadata view is that tensor, and the runtime ``set_``s the caller's input to it; or, when that
     memory is another input's (`storage_source`, a primal index), to that input's storage with
-    `storage_layout`, so both share memory as in eager."""
+    `storage_layout`, so both share memory as in eager. `storage_resize`: the program resizes the
+    input's storage (``untyped_storage().resize_``, as FSDP frees and reallocates parameters)."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
@@ -84,6 +85,22 @@ class InputInfo(Leaf):
     replaces_storage: bool = False
     storage_source: Optional[int] = None
     storage_layout: Optional[TensorMeta] = None
+    storage_resize: Optional["StorageResize"] = None
+
+
+@dataclass(frozen=True)
+class StorageResize:
+    """What the program does to an input's storage size, for the runtime to do to the caller's.
+
+    `bytes_inside`: the most bytes the program gives the storage (None: it only frees it); the
+    runtime gives the caller's storage that many before the graphs run when it holds fewer than
+    the input's sizes need, so the graphs never touch freed memory. `bytes_after`: its size when
+    the program returns (0: freed), set by the runtime after writing the input's new values.
+    `arrives_freed`: the compile saw the input arrive with less memory than its sizes need."""
+
+    bytes_inside: Optional[int]
+    bytes_after: int
+    arrives_freed: bool
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
 from .symbols import refuse_symbolic_replays
-from .storage_changes import (STORAGE_CHANGES_REFUSED, refuse_freed_inputs, refuse_resized_inputs,
+from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
                               storage_resizes_refused)
 from .subclasses import refuse_subclass_outputs
 
@@ -88,7 +88,6 @@ def capture(
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
-    refuse_freed_inputs(flat_args)
     fake_flat = fake_inputs(flat_args, fake_mode)
     primal_fakes, program_flat = program_inputs(fake_flat, fake_mode)
     program_fakes = [f for f in program_flat if isinstance(f, torch.Tensor)]
@@ -101,11 +100,14 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     input_positions = [k for k, a in enumerate(program_flat) if isinstance(a, torch.Tensor)]
     bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
     storages_before = [StorageWeakRef(f.untyped_storage()) for f in program_fakes]
+    resizes = InputStorageResizes(program_fakes, [flat_args[k] for k in input_positions], input_positions)
+    recorder.storage_resizes = resizes
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
-        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, higher_order_calls, \
+        with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
+                higher_order_calls, \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.program_returns()
@@ -120,7 +122,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         recorder.node_meta.outer_frame = None
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-    refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions)
+    refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions, resizes)
     refuse_subclass_outputs(flat_out)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
@@ -216,9 +218,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         raise UnsupportedOp(f"inputs {sorted(missing)} changed under autograd without a data mutation aotgraph saw",
                             "capture", "report this program to aotgraph")
     _refuse_mutated_aliased_inputs(fake_flat, data_mutated + metadata_mutated, storage_replaced)
+    resizes.refuse_set_on_resized({p.name: f for p, f in zip(placeholders, program_fakes)}, storage_replaced)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
-                           written_in_backward, storage_replaced, storage_source)
+                           written_in_backward, storage_replaced, storage_source, resizes)
     if fake_mode.shape_env is not None:
         refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
@@ -385,7 +388,7 @@ def _without_grad(meta: TensorMeta) -> TensorMeta:
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
                relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...],
-               storage_replaced: tuple[str, ...], storage_source: dict[str, str]):
+               storage_replaced: tuple[str, ...], storage_source: dict[str, str], resizes: InputStorageResizes):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -396,7 +399,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                     relayout_steps.get(name, ()) if name in metadata_mutated else (),
                                     name in written_in_backward, name in storage_replaced,
                                     primal_names.index(storage_source[name]) if name in storage_source else None,
-                                    TensorMeta.of(fake) if name in storage_source else None))
+                                    TensorMeta.of(fake) if name in storage_source else None,
+                                    resizes.resize_of(fake) if name not in storage_replaced else None))
             if name not in storage_replaced:  # its fake holds the memory it was set_ to now
                 storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:

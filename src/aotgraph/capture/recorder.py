@@ -37,6 +37,9 @@ aten = torch.ops.aten
 _DEVICE_QUERY = torch.ops.prim.device.default
 _LAYOUT_QUERIES = {aten.size.default: lambda t: tuple(t.shape), aten.stride.default: lambda t: tuple(t.stride()),
                    aten.storage_offset.default: lambda t: t.storage_offset()}
+# Ops that give a tensor other memory: legal on a tensor whose storage is freed.
+_STORAGE_SETS = frozenset((aten.set_.source_Tensor, aten.set_.source_Storage, aten.set_.source_Storage_storage_offset,
+                           aten.set_.default))
 
 # Ops whose eager kernel mutates an argument that its schema does not mark as written.
 # Each is recorded as an op with the same results whose schema states the mutation.
@@ -97,6 +100,8 @@ class GraphRecorder(TorchDispatchMode):
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
         self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
         self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
+        # The inputs' storage resizes (`storage_changes.InputStorageResizes`): ops on a freed input are refused.
+        self.storage_resizes: Any = None
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -189,6 +194,9 @@ class GraphRecorder(TorchDispatchMode):
             func = aten.lift_fresh_copy.default
             facts = hook_facts(func)
 
+        if self.storage_resizes is not None and self.storage_resizes.freed and not func.is_view \
+                and func not in _STORAGE_SETS:
+            self.storage_resizes.refuse_freed_access(func, _tensors_in(args, kwargs))
         if facts.mutates_metadata:
             self._snapshot_layout(args[0])
         as_fake = self._as_fake

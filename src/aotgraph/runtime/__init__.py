@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from ..artifacts import CompiledGraphs, OutputInfo, Signature, ViewStep
 from ..errors import UnsupportedOp
 from ..graph.naming import primal_name
+from ..graph.ops import bytes_needed
 from ..graph.nodes import aliases_of_placeholders
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
@@ -60,8 +61,12 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
 
     def call(*flat_inputs):
         primals = [flat_inputs[i] for i in plan.primal_positions]
+        if plan.storage_resizes:
+            plan.give_memory(primals)
         graph_outputs = run_graphs(*primals)
         plan.write_back(primals, graph_outputs)
+        if plan.storage_resizes:
+            plan.resize_storages(primals)
         return unflatten(plan.user_outputs(primals, graph_outputs))
 
     return call
@@ -104,6 +109,9 @@ class _Plan:
         # Relaid inputs the program gave other memory (x.set_(y)): the runtime set_s them too.
         self.storage_replaced = {p: sig.inputs[self.primal_positions[p]] for p in self.relaid
                                  if sig.inputs[self.primal_positions[p]].replaces_storage}
+        # Inputs whose storage the program resizes (FSDP's free and reallocate): primal, what it does.
+        self.storage_resizes = [(p, sig.inputs[i].storage_resize) for p, i in enumerate(self.primal_positions)
+                                if sig.inputs[i].storage_resize is not None]
         self.num_returned = len(returned)  # the runtime writes these back
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
         self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
@@ -124,8 +132,30 @@ class _Plan:
             and all(o.is_tensor for o in self.outputs)
             and not any(p is not None for p in self.alias_primal)
             and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
-            and not self.mutated and not self.relaid
+            and not self.mutated and not self.relaid and not self.storage_resizes
         )
+
+    def give_memory(self, primals: list) -> None:
+        """Before the graphs: a freed input that the program gives memory gets it now, so the graphs
+        never read or write freed memory (eager's memory there is uninitialized until written too)."""
+        for p, resize in self.storage_resizes:
+            storage = primals[p].untyped_storage()
+            if storage.nbytes() >= bytes_needed(primals[p]):
+                continue
+            if resize.bytes_inside is not None:
+                storage.resize_(resize.bytes_inside)
+            elif not resize.arrives_freed:
+                raise UnsupportedOp(
+                    f"the input at flat position {self.primal_positions[p]} arrives with its storage freed "
+                    f"({storage.nbytes()} bytes), but the function was compiled for it holding its memory and reads it",
+                    "run", "give its storage its memory back before the call, or compile the function anew")
+
+    def resize_storages(self, primals: list) -> None:
+        """After the write-back: each resized input's storage gets the size the program left it with."""
+        for p, resize in self.storage_resizes:
+            storage = primals[p].untyped_storage()
+            if storage.nbytes() != resize.bytes_after:
+                storage.resize_(resize.bytes_after)
 
     def write_back(self, primals: list, graph_outputs: list) -> None:
         if not self.num_returned and not self.relaid:
