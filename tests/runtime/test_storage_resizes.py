@@ -125,3 +125,14 @@ def test_an_input_compiled_holding_memory_and_called_freed_is_refused_at_run_tim
     with pytest.raises(UnsupportedOp,
                        match=r"(?s)input at flat position 0 arrives with its storage freed.*\(run stage\)"):
         compiled(_freed(w), full, x)
+
+
+def test_storage_resizes_under_dynamo_match_eager():
+    """Dynamo records ``untyped_storage().resize_`` as ``inductor.resize_storage_bytes_``: the same capture."""
+    compiled = torch.compile(fsdp_all_gather, backend=aotgraph.backend(compiler="eager"), fullgraph=True)
+    for _ in range(2):
+        expected, eager_inputs = _run(fsdp_all_gather, fsdp_all_gather, True)
+        got, our_inputs = _run(fsdp_all_gather, compiled, True)
+        torch.testing.assert_close(got, expected)
+        assert our_inputs[0].untyped_storage().nbytes() == 0
+        torch.testing.assert_close(our_inputs[0].grad, eager_inputs[0].grad)

@@ -1,7 +1,8 @@
 """A `Signature` as text (what ``print(joint.signature)`` shows): a table of the flat inputs,
 one of the flat outputs, and the pytree structure of both in a compact form.
 
-Inputs: position, shape, dtype, requires_grad, what the program mutates (data, metadata).
+Inputs: position, shape, dtype, requires_grad, what the program mutates (data, metadata, the
+storage's size).
 Outputs: position, shape, dtype, requires_grad, what the output aliases (an input, an
 earlier output). Non-tensor leaves show their constant. The structure writes each leaf
 as ``*`` and a run of more than three leaves as ``*xN``: ``((*x8), {})``.
@@ -33,6 +34,10 @@ def _mutation(info) -> str:
     kinds = [kind for kind, mutated in (("data", info.mutates_data), ("metadata", info.mutates_metadata)) if mutated]
     if info.mutates_with_grad:
         kinds[0] += " (recorded by autograd)"
+    resize = info.storage_resize
+    if resize is not None:
+        kinds.append(f"storage resized ({'arrives freed, ' if resize.arrives_freed else ''}"
+                     f"{resize.bytes_after} bytes after)")
     return ", ".join(kinds) or "-"
 
 
