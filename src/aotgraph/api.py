@@ -227,19 +227,29 @@ class AotFunction:
                 except SubclassOutputs:  # plain inputs, a subclass output: compiled to rebuild it
                     entry = self._subclass_entry(flat_args, in_spec, (None,) * len(flat_args), key)
             return entry, flat_args
+        leaf_views = False
         try:
             bases = shared_bases(flat_args, groups)
-        except UnsupportedOp:
-            # No base to pass instead: fine unless the program turns out to mutate an input.
-            if entry is None:
-                entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
-            if entry.mutates_inputs:
-                raise
-            return entry, flat_args
-        shared_key = (key, groups, base_facts(bases))
+        except UnsupportedOp as no_base:
+            # No base to pass instead: fine unless the program turns out to mutate an input (capture
+            # refuses a mutation of inputs sharing memory); then leaf views requiring grad among plain
+            # views get a base of their own, and other groups this error.
+            refusal: UnsupportedOp = no_base
+            try:
+                if entry is None:
+                    entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
+                if not entry.mutates_inputs:
+                    return entry, flat_args
+            except UnsupportedOp as error:
+                refusal = error
+            try:
+                bases, leaf_views = shared_bases(flat_args, groups, leaf_views=True), True
+            except UnsupportedOp:
+                raise refusal from None
+        shared_key = (key, groups, base_facts(bases), leaf_views)
         entry = self._store.lookup(shared_key, flat_args)
         if entry is None:
-            shared = with_shared_bases(fn, flat_args, in_spec, groups, bases)
+            shared = with_shared_bases(fn, flat_args, in_spec, groups, bases, leaf_views)
             entry = self._compile(shared_key, shared.program, shared.flat_args, shared.spec, flat_args, in_spec,
                                   groups)
             # The entry runs on the caller's own inputs, as every entry does.

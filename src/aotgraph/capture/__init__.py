@@ -461,7 +461,8 @@ def _refuse_mutated_aliased_inputs(fake_flat, mutated_names, storage_replaced=()
             raise UnsupportedOp(
                 f"inputs at flat positions {positions} share memory and one of them is mutated; aotgraph passes such "
                 "inputs as their common base only when they have one that carries their gradients (views with one "
-                "._base and its dtype and requires_grad, or none requiring grad)",
+                "._base and its dtype and requires_grad, none requiring grad, or leaves requiring grad among views "
+                "requiring none)",
                 "capture",
                 "pass the base tensor once and take the views inside the function, or clone one of the inputs",
             )

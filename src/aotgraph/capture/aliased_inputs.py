@@ -44,11 +44,49 @@ def _layout(t: torch.Tensor) -> Layout:
     return tuple(t.shape), tuple(t.stride()), t.storage_offset()
 
 
-def _common_base(members: list[torch.Tensor], positions: Sequence[int]) -> torch.Tensor:
+def _memory_of(members: list[torch.Tensor]) -> torch.Tensor:
+    """A flat tensor over the members' storage, as far as the members reach (a fake's storage may
+    be sized to one of them only), that requires no grad."""
+    first = members[0]
+    numel = max(m.storage_offset() + sum((n - 1) * s for n, s in zip(m.shape, m.stride())) + 1 for m in members)
+    if isinstance(first, FakeTensor):  # Dynamo's example inputs (set_ takes no fake storage)
+        return first.detach().as_strided((numel,), (1,), 0)
+    return torch.empty(0, dtype=first.dtype, device=first.device).set_(first.untyped_storage(), 0, (numel,), (1,))
+
+
+def _has_leaf_views(members: list[torch.Tensor]) -> bool:
+    """Members of one dtype, some leaves requiring grad (views made leaves with ``requires_grad_()``),
+    the others requiring none: `_LeafViewsBase` is their base."""
+    return (len({m.dtype for m in members}) == 1 and any(m.requires_grad for m in members)
+            and all(m.is_leaf for m in members if m.requires_grad))
+
+
+class _LeafViewsBase(torch.autograd.Function):
+    """The base of inputs sharing memory where some are leaves requiring grad. Eager lets writes
+    through the other inputs change a leaf's values while autograd sees the leaf unchanged (its
+    gradient stays the gradient of every use of it); so the base is a copy of the memory that
+    requires grad, the program reads the leaves as views of it (their gradients flow to it, blind
+    to the writes, which reach it through detached views: `with_shared_bases`), and its gradient
+    reaches each leaf as the part of it at the leaf's layout. The runner copies the base's new
+    values back into the memory."""
+
+    @staticmethod
+    def forward(ctx, memory, layouts, *leaves):
+        ctx.layouts = layouts
+        return memory.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, None, *(grad.as_strided(*layout) for layout in ctx.layouts))
+
+
+def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_views: bool = False,
+                 for_trace: bool = False) -> torch.Tensor:
     """A real tensor whose storage holds every member and through which each member's gradient
     flows as eager's does: their shared ``._base`` (or the one member the others view), when
     every member is a differentiable view of it; else, when no member needs gradients, a flat
-    tensor over the whole storage."""
+    tensor over the whole storage; else, with `leaf_views` and members that `_has_leaf_views`,
+    a `_LeafViewsBase` (for the trace, `for_trace`: a leaf copy of the memory, requiring grad)."""
     dtypes = {m.dtype for m in members}
     roots = {id(m._base if m._base is not None else m): (m._base if m._base is not None else m) for m in members}
     if len(roots) == 1:
@@ -56,12 +94,13 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int]) -> torch
         if {root.dtype} == dtypes and all(m.requires_grad == root.requires_grad for m in members):
             return root
     if len(dtypes) == 1 and not any(m.requires_grad for m in members):
-        first = members[0]
-        # As far as the members reach (a fake's storage may be sized to one of them only).
-        numel = max(m.storage_offset() + sum((n - 1) * s for n, s in zip(m.shape, m.stride())) + 1 for m in members)
-        if isinstance(first, FakeTensor):  # Dynamo's example inputs (set_ takes no fake storage)
-            return first.detach().as_strided((numel,), (1,), 0)
-        return torch.empty(0, dtype=first.dtype, device=first.device).set_(first.untyped_storage(), 0, (numel,), (1,))
+        return _memory_of(members)
+    if leaf_views and _has_leaf_views(members):
+        memory = _memory_of(members)
+        if for_trace:
+            return memory.detach().clone().requires_grad_(torch.is_grad_enabled())
+        leaves = [m for m in members if m.requires_grad]
+        return _LeafViewsBase.apply(memory, tuple(_layout(m) for m in leaves), *leaves)
     why = ("they have different dtypes" if len(dtypes) > 1 else
            "some require grad without being views (with ._base) of one tensor that requires grad, as a leaf "
            "view made with requires_grad_() or a detached twin")
@@ -92,18 +131,25 @@ class SharedBaseProgram:
     spec: TreeSpec
     groups: tuple[tuple[int, ...], ...]
     facts: _TracedFacts
+    leaf_views: bool = False  # bases made by `_LeafViewsBase`, their new values copied back into the memory
 
     def runner(self, run: Callable) -> Callable:
         """``run_on_inputs(*flat_args)`` from the compiled ``run(*program_flat_args)``: the caller's
         inputs passed as their bases, their layout changes applied to them after the graphs
         ran, and outputs that are inputs returned as those very tensors."""
-        groups, facts = self.groups, self.facts
+        groups, facts, leaf_views = self.groups, self.facts, self.leaf_views
         member_positions = frozenset(p for group in groups for p in group)
 
         def run_on_inputs(*flat_args):
-            bases = [_common_base([flat_args[p] for p in group], group) for group in groups]
+            bases = [_common_base([flat_args[p] for p in group], group, leaf_views) for group in groups]
             rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
             out = run(*tree_flatten(((bases, rest), {}))[0])
+            if leaf_views:
+                with torch.no_grad():
+                    for base, group in zip(bases, groups):
+                        memory = _memory_of([flat_args[p] for p in group])
+                        if base.untyped_storage()._cdata != memory.untyped_storage()._cdata:  # a copy
+                            memory.copy_(base)
             relaid_done: set[int] = set()
             for position, (size, stride, offset) in facts.relaid.items():
                 member = flat_args[position]
@@ -122,9 +168,11 @@ class SharedBaseProgram:
         return run_on_inputs
 
 
-def shared_bases(flat_args: Sequence[Any], groups: tuple[tuple[int, ...], ...]) -> list[torch.Tensor]:
-    """Each group's common base (UnsupportedOp where a group has none that carries its gradients)."""
-    return [_common_base([flat_args[p] for p in group], group) for group in groups]
+def shared_bases(flat_args: Sequence[Any], groups: tuple[tuple[int, ...], ...],
+                 leaf_views: bool = False) -> list[torch.Tensor]:
+    """Each group's common base for the trace (UnsupportedOp where a group has none that carries its
+    gradients; with `leaf_views`, leaves among plain views get a `_LeafViewsBase`)."""
+    return [_common_base([flat_args[p] for p in group], group, leaf_views, for_trace=True) for group in groups]
 
 
 def base_facts(bases: Sequence[torch.Tensor]) -> tuple:
@@ -133,8 +181,12 @@ def base_facts(bases: Sequence[torch.Tensor]) -> tuple:
 
 
 def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
-                      groups: tuple[tuple[int, ...], ...], bases: list[torch.Tensor]) -> SharedBaseProgram:
-    """``fn`` on `flat_args` as a program taking `bases` (`shared_bases`) instead of each group's members."""
+                      groups: tuple[tuple[int, ...], ...], bases: list[torch.Tensor],
+                      leaf_views: bool = False) -> SharedBaseProgram:
+    """``fn`` on `flat_args` as a program taking `bases` (`shared_bases`, with the same `leaf_views`)
+    instead of each group's members. A member that requires no grad, of a base that does (a
+    `_LeafViewsBase`), is a detached view: its writes reach the base unseen by autograd, as eager's
+    reach the leaves."""
     layout_of: dict[int, tuple[int, Layout]] = {}
     for k, group in enumerate(groups):
         layout_of.update((p, (k, _layout(flat_args[p]))) for p in group)
@@ -145,22 +197,24 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 layout_of[p] = layout_of[first]
     rest = [None if p in layout_of else a for p, a in enumerate(flat_args)]
     facts = _TracedFacts()
+    detached = {p for p, (k, _) in layout_of.items() if bases[k].requires_grad and not flat_args[p].requires_grad}
 
     def program(bases, rest):
         views: dict[tuple, torch.Tensor] = {}
         flat = list(rest)
         for p, (k, layout) in layout_of.items():
-            if (k, layout) not in views:
-                views[(k, layout)] = bases[k].as_strided(*layout)
-            flat[p] = views[(k, layout)]
+            if (k, layout, p in detached) not in views:
+                view = bases[k].as_strided(*layout)
+                views[(k, layout, p in detached)] = view.detach() if p in detached else view
+            flat[p] = views[(k, layout, p in detached)]
         args, kwargs = tree_unflatten(flat, in_spec)
         out = fn(*args, **kwargs)
         facts.relaid.clear()
         facts.returned_inputs.clear()
         for p, (k, layout) in layout_of.items():
-            if _layout(views[(k, layout)]) != layout:
-                facts.relaid[p] = _layout(views[(k, layout)])
-        position_of_view = {id(views[(k, layout)]): p for p, (k, layout) in layout_of.items()}
+            if _layout(views[(k, layout, p in detached)]) != layout:
+                facts.relaid[p] = _layout(views[(k, layout, p in detached)])
+        position_of_view = {id(views[(k, layout, p in detached)]): p for p, (k, layout) in layout_of.items()}
         flat_out = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))[0]
         for k, o in enumerate(flat_out):
             if isinstance(o, torch.Tensor) and id(o) in position_of_view:
@@ -168,4 +222,4 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
-    return SharedBaseProgram(program, new_flat, new_spec, groups, facts)
+    return SharedBaseProgram(program, new_flat, new_spec, groups, facts, leaf_views)
