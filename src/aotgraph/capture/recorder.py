@@ -194,7 +194,7 @@ class GraphRecorder(TorchDispatchMode):
             func = aten.lift_fresh_copy.default
             facts = hook_facts(func)
 
-        if self.storage_resizes is not None and self.storage_resizes.freed and not func.is_view \
+        if self.storage_resizes is not None and self.storage_resizes.freed and not getattr(func, "is_view", False) \
                 and func not in _STORAGE_SETS:
             self.storage_resizes.refuse_freed_access(func, _tensors_in(args, kwargs))
         if facts.mutates_metadata:
