@@ -156,7 +156,7 @@ class AotFunction:
         fake_mode = new_symbolic_fake_mode()
         static = self._static_positions(flat_args)
         fakes = [a if not isinstance(a, torch.Tensor)
-                 else fake_mode.from_tensor(a, static_shapes=True) if p in static or a.dim() == 0
+                 else fake_mode.from_tensor(a, static_shapes=True) if p in static or not _can_be_symbolic(a)
                  else symbolic_fake(fake_mode, a, f"input{p}") for p, a in enumerate(flat_args)]
         try:
             entry = compile_stages(program, fakes, in_spec, real_args=flat_args, **self._stages)
@@ -536,3 +536,10 @@ def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *
     """The joint forward+backward graph of ``fn(*args, **kwargs)`` with its signature."""
     flat_args, in_spec = tree_flatten((tuple(args), dict(kwargs or {})))
     return capture(fn, flat_args, in_spec, decompositions=decompositions)
+
+
+def _can_be_symbolic(tensor: torch.Tensor) -> bool:
+    """Whether ``dynamic=True`` makes `tensor`'s sizes symbols. Not a 0-dim tensor (it has no
+    sizes, and the fake mode would make its value a size) nor a view (its base's symbols would
+    have no source to guard them by): those keep their concrete layout."""
+    return tensor.dim() > 0 and not tensor._is_view()
