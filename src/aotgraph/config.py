@@ -43,6 +43,8 @@ SWITCHES = {
     "seed_patch": "capture replays torch.manual_seed / set_rng_state called by the program (capture/random_draws.py)",
     "region_reuse": "capture records each nested_compile_region once and calls it per occurrence; off: inline "
                     "(capture/regions.py)",
+    "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "
+                    "called per call, as if marked (capture/repeated_layers.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",

@@ -190,6 +190,18 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class RegionUse:
+    """One region the capture reused (`capture.regions`): its graph name, whether it was found
+    without a marker (`capture.repeated_layers`), how many calls of the program it served, and the
+    seconds its one capture and partition took (each further occurrence saved about as much)."""
+
+    name: str
+    automatic: bool
+    occurrences: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class JointGraph:
     """Forward and backward as one functional ATen graph.
 
@@ -209,6 +221,7 @@ class JointGraph:
     signature: Signature
     is_inference: bool
     fake_mode: Any
+    regions: tuple[RegionUse, ...] = ()  # the regions captured once and called per occurrence
 
     @property
     def num_primals(self) -> int:

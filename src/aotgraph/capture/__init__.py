@@ -37,6 +37,7 @@ from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
 from .higher_order import HigherOrderCalls
 from .regions import Regions, SplitRegion
+from .repeated_layers import RepeatedLayers
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
@@ -67,7 +68,8 @@ def capture(
     Tensor leaves become placeholders; other leaves are specialized as constants. The
     result is an inference graph when grad mode is off or no output needs a gradient.
     `split_region`: the partition of a region's joint graph (`capture.regions`); with it,
-    each nested_compile_region is captured once and called per occurrence, without it inline.
+    each nested_compile_region is captured once and called per occurrence, without it inline;
+    so is each repeated submodule of a module program (`capture.repeated_layers`).
     """
     if not callable(fn):
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
@@ -78,10 +80,15 @@ def capture(
     regions = None
     if split_region is not None and config.enabled("region_reuse"):
         regions = Regions(capture_subgraph, split_region)
+    module = getattr(fn, "aotgraph_module", None)  # a module called with its state as inputs (`aot_module`)
+    layers = contextlib.nullcontext()
+    if regions is not None and config.enabled("auto_regions") and isinstance(module, torch.nn.Module):
+        layers = RepeatedLayers(module, regions, recorder).active()
     try:
-        with fake_cache_replaced(fake_mode):
-            return _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
-                                HigherOrderCalls(recorder, capture_subgraph, regions))
+        with fake_cache_replaced(fake_mode), layers:
+            joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
+                                 HigherOrderCalls(recorder, capture_subgraph, regions))
+        return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
 

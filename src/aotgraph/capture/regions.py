@@ -17,6 +17,7 @@ them inline (`region_of` returns None).
 from __future__ import annotations
 
 import operator
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -24,7 +25,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_leaves
 
-from ..artifacts import JointGraph, Partition, TensorMeta
+from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import unsafe_to_recompute
 from ..torch_private.dispatch import disable_current_modes
@@ -110,20 +111,31 @@ def _saving_no_operands(forward: fx.GraphModule, num_outputs: int) -> tuple[fx.G
 
 class Regions:
     """The regions of one capture, each captured and split on its first occurrence:
-    ``get(identity, name, program, operands)`` -> its `Region`, or None (record it inline)."""
+    ``get(identity, name, program, operands)`` -> its `Region`, or None (record it inline);
+    `uses()`: the regions reused so far, with their occurrences."""
 
     def __init__(self, capture: Callable, split: SplitRegion):
         self.capture, self.split = capture, split
         self.known: dict[tuple, Optional[Region]] = {}
+        self.used: dict[tuple, list] = {}  # key -> [automatic, occurrences, seconds]
 
-    def get(self, identity: Any, name: str, program: Callable, operands: Sequence) -> Optional[Region]:
+    def get(self, identity: Any, name: str, program: Callable, operands: Sequence, *,
+            automatic: bool = False) -> Optional[Region]:
         if not all(isinstance(o, torch.Tensor) for o in operands):
             return None
         key = (identity, tuple(TensorMeta.of(o) for o in operands))
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
+            start = time.perf_counter()
             self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split)
+            self.used[key] = [automatic, 0, time.perf_counter() - start]
+        if self.known[key] is not None:
+            self.used[key][1] += 1
         return self.known[key]
+
+    def uses(self) -> tuple[RegionUse, ...]:
+        return tuple(RegionUse(self.known[key].name, automatic, occurrences, seconds)
+                     for key, (automatic, occurrences, seconds) in self.used.items() if self.known[key] is not None)
 
 
 def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tuple[int, ...]]:

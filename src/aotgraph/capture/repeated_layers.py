@@ -1,0 +1,167 @@
+"""Repeated layers found without a marker: each call of one of them becomes a region.
+
+A module compiled whole (`aot_module`) often holds many submodules of one class and one
+configuration (the blocks of a ``ModuleList``). `RepeatedLayers` finds them before capture
+and, while the program is captured, sends each call of one through `capture.regions` as if
+it were marked with ``nested_compile_region``: its parameters, buffers and tensor arguments
+are the region's operands, so every occurrence with operands of the same layout calls one
+region, captured and partitioned once.
+
+Two submodules have the same structure (`structure_of`) when their trees have the same
+classes, parameter and buffer layouts, and equal plain attributes (ints, strings, dtypes,
+...). A submodule is not a candidate when its tree has an attribute that is not plain (a
+tensor kept as an attribute, a function), a hook, or no child module (a lone ``Linear`` is
+not worth a region); only the outermost repeated submodules are taken. A call is recorded
+inline, as the flat capture would, when its structure changed since the search, when an
+argument is not a tensor or a hashable constant, or when the region is not a plain function
+of its operands (it updates a buffer, as BatchNorm does, or draws random numbers:
+`capture.regions.region_of`). Switch: ``auto_regions``.
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections import defaultdict
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from ..artifacts import TensorMeta
+from .regions import Regions, call_region
+
+__all__ = ["RepeatedLayers", "structure_of", "repeated_layers"]
+
+_MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
+_PLAIN_TYPES = (int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size, enum.Enum)
+_HOOK_DICTS = tuple(name for name in _MODULE_INTERNALS if "hook" in name)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, list, frozenset)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN_TYPES)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def structure_of(module: torch.nn.Module, internals: frozenset = _MODULE_INTERNALS) -> Optional[tuple]:
+    """What `module`'s forward depends on besides its tensors' values: its classes, attributes
+    and tensor layouts, recursively; None where it cannot be told (see the module docstring).
+    `internals`: the attribute names of `module` itself left out (nn.Module's own)."""
+    state = module.__dict__
+    if any(state.get(name) for name in _HOOK_DICTS):
+        return None
+    attributes = tuple(sorted((name, _frozen(value)) for name, value in state.items() if name not in internals))
+    if not all(_plain(value) for _, value in attributes):
+        return None
+    tensors = tuple((name, None if t is None else TensorMeta.of(t))
+                    for name, t in (*module._parameters.items(), *module._buffers.items()))
+    children = []
+    for name, child in module._modules.items():
+        child_structure = None if child is None else structure_of(child)
+        if child is not None and child_structure is None:
+            return None
+        children.append((name, child_structure))
+    return (type(module), module.training, attributes, tensors, tuple(children))
+
+
+def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
+    """The outermost submodules of `root` (not `root`) with child modules that share their
+    structure with another one: id(module) -> its structure."""
+    groups: dict[tuple, list] = defaultdict(list)
+    taken: dict[int, tuple] = {}
+
+    def visit(module: torch.nn.Module) -> None:
+        for child in module.children():
+            structure = structure_of(child) if len(child._modules) else None
+            if structure is not None:
+                groups[structure].append(child)
+            visit(child)
+
+    visit(root)
+    inside: set[int] = set()
+    for structure, members in groups.items():
+        if len({id(m) for m in members}) > 1:
+            for member in members:
+                taken[id(member)] = structure
+                inside.update(id(m) for m in member.modules() if m is not member)
+    return {key: structure for key, structure in taken.items() if key not in inside}
+
+
+class RepeatedLayers:
+    """While active (``with layers.active():``), each call of a repeated layer of `root` goes
+    through `regions` (the capture's `Regions`) and `recorder`, as a marked region would."""
+
+    def __init__(self, root: torch.nn.Module, regions: Regions, recorder):
+        self.root, self.regions, self.recorder = root, regions, recorder
+        self.layers = repeated_layers(root)
+        self.out_specs: dict[tuple, Any] = {}
+        self.tracing_region = False  # a region's own capture calls the layer's forward itself
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        modules = [m for m in self.root.modules() if id(m) in self.layers]
+        for module in modules:
+            module.forward = self._forward_of(module, module.forward)
+        try:
+            yield
+        finally:
+            for module in modules:
+                del module.__dict__["forward"]
+
+    def _forward_of(self, module: torch.nn.Module, forward: Callable) -> Callable:
+        def region_forward(*args, **kwargs):
+            if self.tracing_region:
+                return forward(*args, **kwargs)
+            return self._call(module, forward, args, kwargs)
+        return region_forward
+
+    def _call(self, module: torch.nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        structure = structure_of(module, _MODULE_INTERNALS | {"forward"})  # without the patch of `active`
+        leaves, spec = tree_flatten((args, kwargs))
+        constants = tuple((k, v) for k, v in enumerate(leaves) if not isinstance(v, torch.Tensor))
+        if structure != self.layers[id(module)] or not all(_hashable(v) for _, v in constants):
+            return forward(*args, **kwargs)
+        names = [n for n, t in (*module.named_parameters(remove_duplicate=False),
+                                *module.named_buffers(remove_duplicate=False))]
+        state = [t for _, t in (*module.named_parameters(remove_duplicate=False),
+                                *module.named_buffers(remove_duplicate=False))]
+        positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+        operands = (*state, *(leaves[k] for k in positions))
+        identity = ("auto", structure, spec, constants, torch.is_grad_enabled(), _autocast_state())
+        key = (identity, tuple(TensorMeta.of(o) for o in operands))
+
+        def program(*values):
+            flat = list(leaves)
+            for position, value in zip(positions, values[len(names):]):
+                flat[position] = value
+            call_args, call_kwargs = tree_unflatten(flat, spec)
+            self.tracing_region = True
+            try:
+                out = torch.func.functional_call(module, dict(zip(names, values[:len(names)])), call_args,
+                                                 call_kwargs, tie_weights=False, strict=False)
+            finally:
+                self.tracing_region = False
+            out_leaves, self.out_specs[key] = tree_flatten(out)
+            return out_leaves
+
+        region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
+        if region is None:
+            return forward(*args, **kwargs)
+        return tree_unflatten(list(call_region(self.recorder, region, operands)), self.out_specs[key])
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _autocast_state() -> tuple:
+    return tuple((device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+                 for device in ("cpu", "cuda"))
