@@ -142,8 +142,8 @@ class _ReadRecorder:
             return
         if isinstance(owner, torch.nn.Module) and name in _MODULE_INTERNALS:
             return
-        if isinstance(value, _UNGUARDED_TYPES):
-            return
+        if isinstance(value, _UNGUARDED_TYPES) or getattr(value, "aotgraph_unguarded", False):
+            return  # a function marked so is aotgraph's own, set for the capture (capture.repeated_layers)
         root, from_argument, path, label = source
         key = (id(owner), name)
         if key in self.guards:

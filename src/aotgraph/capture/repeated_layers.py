@@ -47,14 +47,15 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (tuple, list)) else value
 
 
-def structure_of(module: torch.nn.Module, internals: frozenset = _MODULE_INTERNALS) -> Optional[tuple]:
+def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset()) -> Optional[tuple]:
     """What `module`'s forward depends on besides its tensors' values: its classes, attributes
     and tensor layouts, recursively; None where it cannot be told (see the module docstring).
-    `internals`: the attribute names of `module` itself left out (nn.Module's own)."""
+    `patched`: attribute names of `module` itself to leave out."""
     state = module.__dict__
     if any(state.get(name) for name in _HOOK_DICTS):
         return None
-    attributes = tuple(sorted((name, _frozen(value)) for name, value in state.items() if name not in internals))
+    attributes = tuple(sorted((name, _frozen(value)) for name, value in state.items()
+                              if name not in _MODULE_INTERNALS and name not in patched))
     if not all(_plain(value) for _, value in attributes):
         return None
     tensors = tuple((name, None if t is None else TensorMeta.of(t))
@@ -103,9 +104,11 @@ class RepeatedLayers:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
+        """Each repeated layer's ``forward`` replaced by one through `_call` (an instance
+        attribute marked ``aotgraph_unguarded``: `cache.guards` does not guard it), and back."""
         modules = [m for m in self.root.modules() if id(m) in self.layers]
         for module in modules:
-            module.forward = self._forward_of(module, module.forward)
+            module.__dict__["forward"] = self._forward_of(module, type(module).forward.__get__(module))
         try:
             yield
         finally:
@@ -117,10 +120,11 @@ class RepeatedLayers:
             if self.tracing_region:
                 return forward(*args, **kwargs)
             return self._call(module, forward, args, kwargs)
+        region_forward.aotgraph_unguarded = True
         return region_forward
 
     def _call(self, module: torch.nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
-        structure = structure_of(module, _MODULE_INTERNALS | {"forward"})  # without the patch of `active`
+        structure = structure_of(module, {"forward"})  # without the patch of `active`
         leaves, spec = tree_flatten((args, kwargs))
         constants = tuple((k, v) for k, v in enumerate(leaves) if not isinstance(v, torch.Tensor))
         if structure != self.layers[id(module)] or not all(_hashable(v) for _, v in constants):
@@ -151,7 +155,16 @@ class RepeatedLayers:
         region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
         if region is None:
             return forward(*args, **kwargs)
+        _read_attributes(module)
         return tree_unflatten(list(call_region(self.recorder, region, operands)), self.out_specs[key])
+
+
+def _read_attributes(module: torch.nn.Module) -> None:
+    """Reads every plain attribute of `module`'s tree, as the flat capture of its forward may:
+    the compile's guards (`cache.guards`) then watch each occurrence, not only the one captured."""
+    for submodule in module.modules():
+        for name in [n for n in submodule.__dict__ if n not in _MODULE_INTERNALS]:
+            getattr(submodule, name)
 
 
 def _hashable(value: Any) -> bool:

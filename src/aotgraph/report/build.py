@@ -15,6 +15,7 @@ from ..partition import default_partition, partition, partition_for
 from .data import GraphCode, MemoryCurve, Report, SavedTensor, SavedTotals, StageTime
 from .joint_picture import joint_picture
 from .memory import eager_timeline
+from .regions import region_rows
 from .saved import primal_names, saved_report
 
 __all__ = ["build_report"]
@@ -88,4 +89,4 @@ def build_report(entry, program: Optional[Callable] = None, inputs: Optional[Seq
         title=title, compiler=compiler, partition=partition_name,
         stages=tuple(StageTime(r.stage, r.seconds, r.detail) for r in entry.log.records),
         joint=picture, saved=rows, totals=totals, memory=memory, code=_code(parts),
-        input_names=tuple(labels.items()))
+        input_names=tuple(labels.items()), regions=region_rows(parts.joint))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 __all__ = ["Report", "StageTime", "GraphNode", "NodeGroup", "JointPicture", "SavedTensor", "SavedTotals",
-           "MemoryCurve", "GraphCode", "PLACEMENTS"]
+           "MemoryCurve", "GraphCode", "RegionRow", "PLACEMENTS"]
 
 # Where a joint-graph node runs. "input": a primal (the caller's tensor); "tangent": a
 # gradient the backward receives; "unused": the partition dropped it (dead in both graphs).
@@ -123,6 +123,19 @@ class GraphCode:
 
 
 @dataclass(frozen=True)
+class RegionRow:
+    """A region captured and partitioned once (`capture.regions`): found without a marker
+    (`automatic`) or marked; the calls it served; the seconds of its one capture and partition,
+    and about what the other calls saved (that much each: the flat capture records every call)."""
+
+    name: str
+    automatic: bool
+    occurrences: int
+    seconds: float
+    seconds_saved: float
+
+
+@dataclass(frozen=True)
 class Report:
     """What one compile did: the stages and their times, the joint graph with where each node
     runs, the saved tensors with totals and eager's, the memory timelines (ours first), the code."""
@@ -137,6 +150,7 @@ class Report:
     memory: tuple[MemoryCurve, ...]
     code: tuple[GraphCode, ...]
     input_names: tuple[tuple[str, str], ...] = ()  # (placeholder, display name)
+    regions: tuple[RegionRow, ...] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from .regions import format_regions, region_rows
 from .saved import human_bytes, primal_names, saved_report, saved_storage_bytes
 
 
@@ -59,6 +60,7 @@ def format_entry(entry, program=None, inputs=None, input_names: Optional[Mapping
         lines += ["", "== saved for backward", "nothing (inference graph)"]
     else:
         lines += ["", "== saved for backward", saved_report(entry, program, inputs, input_names).format()]
+    lines += ["", "== regions", format_regions(region_rows(joint))]
     return "\n".join(lines)
 
 

@@ -1,0 +1,175 @@
+"""Repeated submodules found without a marker (capture/repeated_layers.py): parity with eager
+over several optimizer steps, one region per structure, layers of another configuration kept
+apart, unsafe layers (buffer updates, random draws) recorded flat, and the switch."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from aotgraph import aot_module, config
+from aotgraph.report import build_report, format_entry
+from backend_training import assert_training_parity
+
+COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, activation: str = "gelu", hidden: int = 4):
+        super().__init__()
+        self.heads, self.activation = heads, activation
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc, self.out = nn.Linear(dim, hidden * dim), nn.Linear(hidden * dim, dim)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+        act = F.gelu if self.activation == "gelu" else F.relu
+        return x + self.out(act(self.fc(self.ln2(x))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, blocks, vocab=64, dim=32):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(x)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+def steps(count=3):
+    torch.manual_seed(0)
+    return [(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))) for _ in range(count)]
+
+
+def train(model, compiler="eager"):
+    """The compiled model after `assert_training_parity`, and its one compiled entry."""
+    compiled = assert_training_parity(model, steps(), lambda m: aot_module(m, compiler))
+    (entry,) = compiled.aotgraph_entries.values()
+    return compiled, entry
+
+
+def region_calls(graph_module) -> int:
+    return sum(node.target is torch.ops.higher_order.invoke_subgraph for node in graph_module.graph.nodes)
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_identical_blocks_become_one_region(compiler):
+    torch.manual_seed(0)
+    _, entry = train(Decoder([Block(32, 4) for _ in range(4)]), compiler)
+    regions = entry.partition.joint.regions
+    assert all(r.automatic for r in regions)
+    assert [r.occurrences for r in regions] == [4]
+    assert region_calls(entry.partition.forward) == 4 and region_calls(entry.partition.backward) == 4
+    assert "auto_Block (found): 4 calls" in format_entry(entry)
+    assert [r.occurrences for r in build_report(entry).regions] == [4]
+
+
+def test_blocks_of_another_configuration_are_not_merged():
+    torch.manual_seed(0)
+    # same parameter shapes, another activation (a plain attribute); another hidden width
+    blocks = [Block(32, 4), Block(32, 4, "relu"), Block(32, 4), Block(32, 4, "relu"), Block(32, 4, hidden=2)]
+    _, entry = train(Decoder(blocks))
+    calls = sorted(r.occurrences for r in entry.partition.joint.regions)
+    assert sum(calls) == 4 and len(calls) >= 2  # gelu and relu blocks apart; the lone hidden=2 block flat
+    assert region_calls(entry.partition.forward) == 4
+
+
+def test_switch_off_records_every_block_flat(monkeypatch):
+    monkeypatch.setattr(config, "disabled", config.disabled | {"auto_regions"})
+    torch.manual_seed(0)
+    _, entry = train(Decoder([Block(32, 4) for _ in range(3)]))
+    assert entry.partition.joint.regions == ()
+    assert region_calls(entry.partition.forward) == 0
+
+
+class NormBlock(nn.Module):
+    """Updates its BatchNorm's running statistics: not a plain function of its operands."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(dim, dim), nn.BatchNorm1d(dim)
+
+    def forward(self, x):
+        return x + torch.tanh(self.bn(self.lin(x)))
+
+
+class Stack(nn.Module):
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x):
+        return self.blocks(x).square().mean()
+
+
+def test_blocks_that_update_buffers_are_recorded_flat():
+    torch.manual_seed(0)
+    model = Stack([NormBlock(8) for _ in range(3)])
+    inputs = [(torch.randn(16, 8),) for _ in range(3)]
+    compiled = assert_training_parity(model, inputs, lambda m: aot_module(m))  # compares running stats too
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.partition.joint.regions == ()
+
+
+class DropoutBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin, self.drop = nn.Linear(dim, dim), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return x + self.drop(torch.tanh(self.lin(x)))
+
+
+def test_blocks_that_draw_random_numbers_are_recorded_flat():
+    torch.manual_seed(0)
+    model = Stack([DropoutBlock(8) for _ in range(3)])
+    compiled = aot_module(model)
+    x = torch.randn(16, 8)
+    torch.manual_seed(1)
+    expected = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(compiled(x), expected)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.partition.joint.regions == ()
+
+
+class ScaledBlock(NormBlock):
+    """Keeps a tensor as a plain attribute: its value is not part of any structure."""
+
+    def __init__(self, dim: int, scale: float):
+        super().__init__(dim)
+        self.bn = nn.LayerNorm(dim)
+        self.scale = torch.tensor(scale)
+
+    def forward(self, x):
+        return super().forward(x) * self.scale
+
+
+def test_blocks_with_tensor_attributes_are_not_taken():
+    torch.manual_seed(0)
+    model = Stack([ScaledBlock(8, s) for s in (0.5, 2.0, 3.0)])
+    compiled = assert_training_parity(model, [(torch.randn(16, 8),) for _ in range(2)], lambda m: aot_module(m))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.partition.joint.regions == ()
+
+
+def test_changing_one_occurrence_after_the_compile_recompiles():
+    torch.manual_seed(0)
+    model = Decoder([Block(32, 4) for _ in range(3)])
+    compiled = aot_module(model)
+    idx, targets = steps(1)[0]
+    compiled(idx, targets)
+    model.blocks[2].activation = "relu"  # a block not captured itself: its attributes are guarded too
+    torch.testing.assert_close(compiled(idx, targets), model(idx, targets))
