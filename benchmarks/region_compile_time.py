@@ -1,5 +1,7 @@
 """Compile time of a deep model with its blocks marked by ``torch.compiler.nested_compile_region``
-(issue 23), against the same model compiled flat, through ``torch.compile(backend=aotgraph...)``.
+(issue 23), against the same model compiled flat, through ``torch.compile(backend=aotgraph...)``
+(``--api backend``: modes flat and marked); or through ``aot_module`` with its repeated blocks
+found without a marker (``--api module``: modes flat, the switch ``auto_regions`` off, and auto).
 
 For each depth: a fresh model and ``torch._dynamo.reset()``, then the first call through its
 backward, timed (CPU process time, one torch thread), once flat and once marked, after one
@@ -10,6 +12,7 @@ backward (the partition's count: the CPU has no allocator peak to read). Ratios:
 2 layers, per mode.
 
     PYTHONPATH=src python benchmarks/region_compile_time.py [--compiler nop|inductor] [--layers 2,12,48]
+        [--api backend|module]
 """
 from __future__ import annotations
 
@@ -63,24 +66,34 @@ class Decoder(nn.Module):
         return F.cross_entropy(self.head(x).flatten(0, 1), targets.flatten())
 
 
-def measure(layers: int, marked: bool, compiler: str, steps: int, dim: int = 64) -> dict:
+def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) -> dict:
+    """First call through backward, median step and saved bytes of one fresh model in `mode`:
+    flat or marked through the backend, flat or auto through aot_module."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = Decoder(layers, marked, dim=dim)
+    model = Decoder(layers, mode == "marked", dim=dim)
     idx, targets = torch.randint(0, 256, (4, 32)), torch.randint(0, 256, (4, 32))
-    backend = aotgraph.backend(compiler=compiler)
-    compiled = torch.compile(model, backend=backend, dynamic=False)
-    start = time.process_time()
-    compiled(idx, targets).backward()
-    first = time.process_time() - start
-    logs = backend.logs
-    ours = sum(log.seconds(stage) for log in logs for stage in ("capture", "joint passes", "partition", "compile"))
+    disabled = aotgraph.config.disabled
+    if mode in ("flat", "marked"):
+        backend = aotgraph.backend(compiler=compiler)
+        compiled = torch.compile(model, backend=backend, dynamic=False)
+    else:
+        compiled = aotgraph.aot_module(model, compiler)
+        aotgraph.config.disabled = disabled | ({"auto_regions"} if mode == "module flat" else set())
+    try:
+        start = time.process_time()
+        compiled(idx, targets).backward()
+        first = time.process_time() - start
+    finally:
+        aotgraph.config.disabled = disabled
+    entries = backend.entries if mode in ("flat", "marked") else list(compiled.aotgraph_entries.values())
+    ours = sum(e.log.seconds(stage) for e in entries for stage in ("capture", "joint passes", "partition", "compile"))
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         compiled(idx, targets).backward()
         times.append(time.perf_counter() - start)
-    saved = sum(entry.partition.saved_bytes for entry in backend.entries)
+    saved = sum(entry.partition.saved_bytes for entry in entries)
     return {"first": first, "ours": ours, "step": statistics.median(times), "saved": saved}
 
 
@@ -89,6 +102,7 @@ def main() -> None:
     parser.add_argument("--compiler", default="nop")
     parser.add_argument("--layers", default="2,12,48")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--api", default="backend", choices=("backend", "module"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     aotgraph.config.disk_cache = "0"  # every compile is a cold one
@@ -96,27 +110,27 @@ def main() -> None:
     torch._inductor.config.fx_graph_cache = False
     depths = [int(n) for n in args.layers.split(",")]
     print(f"torch {torch.__version__}, compiler {args.compiler}")
-    print(f"{'layers':>6} {'mode':>6} {'first call s':>12} {'aotgraph s':>10} {'step ms':>8} {'saved MB':>8}")
+    print(f"{'layers':>6} {'mode':>11} {'first call s':>12} {'aotgraph s':>10} {'step ms':>8} {'saved MB':>8}")
     # Warm-up, not counted: one-time imports and setup, at another width so that no later graph
     # or kernel is found in Inductor's caches (its FX graph cache is off; its kernel cache is new).
-    measure(min(depths), True, args.compiler, 1, dim=48)
-    measure(min(depths), False, args.compiler, 1, dim=48)
+    modes = ("flat", "marked") if args.api == "backend" else ("module flat", "auto")
+    for mode in modes:
+        measure(min(depths), mode, args.compiler, 1, dim=48)
     results = {}
     for layers in depths:
-        for marked in (False, True):
-            mode = "marked" if marked else "flat"
-            r = results[layers, mode] = measure(layers, marked, args.compiler, args.steps)
-            print(f"{layers:>6} {mode:>6} {r['first']:>12.2f} {r['ours']:>10.2f} {r['step'] * 1e3:>8.1f} "
+        for mode in modes:
+            r = results[layers, mode] = measure(layers, mode, args.compiler, args.steps)
+            print(f"{layers:>6} {mode:>11} {r['first']:>12.2f} {r['ours']:>10.2f} {r['step'] * 1e3:>8.1f} "
                   f"{r['saved'] / 2**20:>8.2f}", flush=True)
     deepest, shallowest = max(depths), min(depths)
-    for mode in ("flat", "marked"):
+    for mode in modes:
         first = results[deepest, mode]["first"] / results[shallowest, mode]["first"]
         ours = results[deepest, mode]["ours"] / results[shallowest, mode]["ours"]
         print(f"{mode}: {deepest}/{shallowest} layers first call {first:.2f}x, aotgraph's stages {ours:.2f}x")
     for layers in depths:
-        flat, marked = results[layers, "flat"], results[layers, "marked"]
-        print(f"{layers} layers marked/flat: step {marked['step'] / flat['step']:.3f}x, "
-              f"saved {marked['saved'] / flat['saved']:.3f}x")
+        flat, reused = results[layers, modes[0]], results[layers, modes[1]]
+        print(f"{layers} layers {modes[1]}/flat: step {reused['step'] / flat['step']:.3f}x, "
+              f"saved {reused['saved'] / flat['saved']:.3f}x")
 
 
 if __name__ == "__main__":

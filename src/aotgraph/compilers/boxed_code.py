@@ -43,8 +43,18 @@ def _ops_as_globals(src: str, namespace: dict) -> str:
     return _OP_PATH.sub(as_global, src)
 
 
+_REGION_CALL = "torch.ops.higher_order.invoke_subgraph("
+
+
+def _call_region(subgraph: fx.GraphModule, identifier: str, *operands):
+    """``invoke_subgraph(subgraph, identifier, *operands)`` as eager runs it: the region's own
+    code, without the higher-order operator's dispatch on every call."""
+    return subgraph.forward(*operands)
+
+
 def boxed_graph_function(graph_module: fx.GraphModule) -> Callable[[list], object]:
-    """The graph's code as ``fn(args_list)`` bound to `graph_module`; the module is unchanged."""
+    """The graph's code as ``fn(args_list)`` bound to `graph_module`; the module is unchanged.
+    Region calls (``invoke_subgraph``, `capture.regions`) call the region's code directly."""
     graph = graph_module.graph
     previous = graph._codegen  # restored below: the module keeps its own calling convention
     graph.set_codegen(_ListArgsCodeGen())
@@ -54,6 +64,9 @@ def boxed_graph_function(graph_module: fx.GraphModule) -> Callable[[list], objec
         graph.set_codegen(previous)
     namespace = dict(code.globals)
     src = _ops_as_globals(code.src, namespace)
+    if _REGION_CALL in src:
+        namespace["_call_region"] = _call_region
+        src = src.replace(_REGION_CALL, "_call_region(")
     exec(compile(src, f"<aotgraph boxed {type(graph_module).__name__}>", "exec"), namespace)
     # A partial, not a closure: one Python frame fewer on every call of the graph.
     boxed = functools.partial(namespace["forward"], graph_module)
