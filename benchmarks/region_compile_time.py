@@ -26,6 +26,7 @@ import torch
 import torch._inductor.config
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 import aotgraph
 
@@ -66,6 +67,19 @@ class Decoder(nn.Module):
         return F.cross_entropy(self.head(x).flatten(0, 1), targets.flatten())
 
 
+def peak_bytes(step) -> int:
+    """The peak of the bytes `step()` holds allocated above what it started with, from the
+    profiler's allocation events (the CPU allocator keeps no peak of its own)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.events() if e.cpu_memory_usage), key=lambda e: e.time_range.start)
+    held = peak = 0
+    for event in events:
+        held += event.cpu_memory_usage
+        peak = max(peak, held)
+    return peak
+
+
 def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) -> dict:
     """First call through backward, median step and saved bytes of one fresh model in `mode`:
     flat or marked through the backend, flat or auto through aot_module."""
@@ -94,7 +108,8 @@ def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) ->
         compiled(idx, targets).backward()
         times.append(time.perf_counter() - start)
     saved = sum(entry.partition.saved_bytes for entry in entries)
-    return {"first": first, "ours": ours, "step": statistics.median(times), "saved": saved}
+    peak = peak_bytes(lambda: compiled(idx, targets).backward())
+    return {"first": first, "ours": ours, "step": statistics.median(times), "saved": saved, "peak": peak}
 
 
 def main() -> None:
@@ -110,7 +125,7 @@ def main() -> None:
     torch._inductor.config.fx_graph_cache = False
     depths = [int(n) for n in args.layers.split(",")]
     print(f"torch {torch.__version__}, compiler {args.compiler}")
-    print(f"{'layers':>6} {'mode':>11} {'first call s':>12} {'aotgraph s':>10} {'step ms':>8} {'saved MB':>8}")
+    print(f"{'layers':>6} {'mode':>11} {'first call s':>12} {'aotgraph s':>10} {'step ms':>8} {'saved MB':>8} {'peak MB':>8}")
     # Warm-up, not counted: one-time imports and setup, at another width so that no later graph
     # or kernel is found in Inductor's caches (its FX graph cache is off; its kernel cache is new).
     modes = ("flat", "marked") if args.api == "backend" else ("module flat", "auto")
@@ -121,7 +136,7 @@ def main() -> None:
         for mode in modes:
             r = results[layers, mode] = measure(layers, mode, args.compiler, args.steps)
             print(f"{layers:>6} {mode:>11} {r['first']:>12.2f} {r['ours']:>10.2f} {r['step'] * 1e3:>8.1f} "
-                  f"{r['saved'] / 2**20:>8.2f}", flush=True)
+                  f"{r['saved'] / 2**20:>8.2f} {r['peak'] / 2**20:>8.2f}", flush=True)
     deepest, shallowest = max(depths), min(depths)
     for mode in modes:
         first = results[deepest, mode]["first"] / results[shallowest, mode]["first"]
@@ -130,7 +145,7 @@ def main() -> None:
     for layers in depths:
         flat, reused = results[layers, modes[0]], results[layers, modes[1]]
         print(f"{layers} layers {modes[1]}/flat: step {reused['step'] / flat['step']:.3f}x, "
-              f"saved {reused['saved'] / flat['saved']:.3f}x")
+              f"saved {reused['saved'] / flat['saved']:.3f}x, peak {reused['peak'] / flat['peak']:.3f}x")
 
 
 if __name__ == "__main__":
