@@ -51,7 +51,7 @@ def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset()
     """What `module`'s forward depends on besides its tensors' values: its classes, attributes
     and tensor layouts, recursively; None where it cannot be told (see the module docstring).
     `patched`: attribute names of `module` itself to leave out."""
-    state = module.__dict__
+    state = vars(module)  # read as a dict: the compile's guards (`cache.guards`) record attribute reads
     if any(state.get(name) for name in _HOOK_DICTS):
         return None
     attributes = tuple(sorted((name, _frozen(value)) for name, value in state.items()
@@ -59,14 +59,14 @@ def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset()
     if not all(_plain(value) for _, value in attributes):
         return None
     tensors = tuple((name, None if t is None else TensorMeta.of(t))
-                    for name, t in (*module._parameters.items(), *module._buffers.items()))
+                    for name, t in (*state["_parameters"].items(), *state["_buffers"].items()))
     children = []
-    for name, child in module._modules.items():
+    for name, child in state["_modules"].items():
         child_structure = None if child is None else structure_of(child)
         if child is not None and child_structure is None:
             return None
         children.append((name, child_structure))
-    return (type(module), module.training, attributes, tensors, tuple(children))
+    return (type(module), state["training"], attributes, tensors, tuple(children))
 
 
 def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
