@@ -173,3 +173,26 @@ def test_changing_one_occurrence_after_the_compile_recompiles():
     compiled(idx, targets)
     model.blocks[2].activation = "relu"  # a block not captured itself: its attributes are guarded too
     torch.testing.assert_close(compiled(idx, targets), model(idx, targets))
+
+
+class CountingBlock(NormBlock):
+    """Counts its calls in a plain attribute: a Python side effect each layer must see once."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.bn = nn.LayerNorm(dim)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def test_blocks_that_change_their_own_attributes_each_run_once_at_capture():
+    torch.manual_seed(0)
+    model = Stack([CountingBlock(8) for _ in range(3)])
+    x = torch.randn(16, 8)
+    expected = model(x)
+    aot_module(model)(x)
+    assert [block.calls for block in model.blocks] == [2, 2, 2]  # eager's call, then the capture's (as flat)
+    torch.testing.assert_close(aot_module(model)(x), expected)

@@ -101,6 +101,7 @@ class RepeatedLayers:
         self.layers = repeated_layers(root)
         self.out_specs: dict[tuple, Any] = {}
         self.tracing_region = False  # a region's own capture calls the layer's forward itself
+        self.changes_itself: set[tuple] = set()  # structures whose forward changes their attributes
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -127,12 +128,11 @@ class RepeatedLayers:
         structure = structure_of(module, {"forward"})  # without the patch of `active`
         leaves, spec = tree_flatten((args, kwargs))
         constants = tuple((k, v) for k, v in enumerate(leaves) if not isinstance(v, torch.Tensor))
-        if structure != self.layers[id(module)] or not all(_hashable(v) for _, v in constants):
+        if (structure != self.layers[id(module)] or structure in self.changes_itself
+                or not all(_hashable(v) for _, v in constants)):
             return forward(*args, **kwargs)
-        names = [n for n, t in (*module.named_parameters(remove_duplicate=False),
-                                *module.named_buffers(remove_duplicate=False))]
-        state = [t for _, t in (*module.named_parameters(remove_duplicate=False),
-                                *module.named_buffers(remove_duplicate=False))]
+        named_state = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+        names, state = [n for n, _ in named_state], [t for _, t in named_state]
         positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
         operands = (*state, *(leaves[k] for k in positions))
         identity = ("auto", structure, spec, constants, torch.is_grad_enabled(), _autocast_state())
@@ -149,6 +149,8 @@ class RepeatedLayers:
                                                  call_kwargs, tie_weights=False, strict=False)
             finally:
                 self.tracing_region = False
+            if structure_of(module, {"forward"}) != structure:  # its forward set its own attributes
+                self.changes_itself.add(structure)  # the other layers run theirs, as the flat capture does
             out_leaves, self.out_specs[key] = tree_flatten(out)
             return out_leaves
 
