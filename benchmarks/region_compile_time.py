@@ -4,12 +4,12 @@
 found without a marker (``--api module``: modes flat, the switch ``auto_regions`` off, and auto).
 
 For each depth: a fresh model and ``torch._dynamo.reset()``, then the first call through its
-backward, timed (CPU process time, one torch thread), once flat and once marked, after one
-uncounted warm-up round; reported:
-that time, aotgraph's own share (capture + partition + compile stages of its CompileLog), then
-the median step time over `--steps` later steps, and the bytes the forward saves for the
-backward (the partition's count: the CPU has no allocator peak to read). Ratios: 48 layers over
-2 layers, per mode.
+backward, timed (CPU process time, one torch thread), after one uncounted warm-up round; each
+mode `--repeats` times, interleaved, medians reported: that time, aotgraph's own share (capture +
+joint passes + partition + compile stages of its CompileLog, wall), the median step (CPU process
+time) over `--steps` later steps, the bytes the forward saves for the backward (the partition's
+count: a region's saved views of its operands count as bytes of their own there), and the peak
+bytes one step holds (the profiler's allocation events). Ratios: 48 layers over 2, per mode.
 
     PYTHONPATH=src python benchmarks/region_compile_time.py [--compiler nop|inductor] [--layers 2,12,48]
         [--api backend|module]
@@ -104,9 +104,9 @@ def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) ->
     ours = sum(e.log.seconds(stage) for e in entries for stage in ("capture", "joint passes", "partition", "compile"))
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        start = time.process_time()
         compiled(idx, targets).backward()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     saved = sum(entry.partition.saved_bytes for entry in entries)
     peak = peak_bytes(lambda: compiled(idx, targets).backward())
     return {"first": first, "ours": ours, "step": statistics.median(times), "saved": saved, "peak": peak}
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--compiler", default="nop")
     parser.add_argument("--layers", default="2,12,48")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--api", default="backend", choices=("backend", "module"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -133,8 +134,12 @@ def main() -> None:
         measure(min(depths), mode, args.compiler, 1, dim=48)
     results = {}
     for layers in depths:
+        runs = {mode: [] for mode in modes}
+        for _ in range(args.repeats):  # interleaved: a burst of load on the machine hits every mode
+            for mode in modes:
+                runs[mode].append(measure(layers, mode, args.compiler, args.steps))
         for mode in modes:
-            r = results[layers, mode] = measure(layers, mode, args.compiler, args.steps)
+            r = results[layers, mode] = {k: statistics.median(run[k] for run in runs[mode]) for k in runs[mode][0]}
             print(f"{layers:>6} {mode:>11} {r['first']:>12.2f} {r['ours']:>10.2f} {r['step'] * 1e3:>8.1f} "
                   f"{r['saved'] / 2**20:>8.2f} {r['peak'] / 2**20:>8.2f}", flush=True)
     deepest, shallowest = max(depths), min(depths)

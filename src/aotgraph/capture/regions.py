@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_flatten, tree_leaves
 
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
-from ..graph.ops import unsafe_to_recompute
+from ..graph.ops import is_view, unsafe_to_recompute
 from ..torch_private.dispatch import disable_current_modes
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
@@ -78,27 +78,30 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     outputs = tuple(o.meta for o in sig.outputs)
     if parts.backward is None:
         return Region(name, parts.forward, None, outputs, (), (), (), (), ())
-    forward, saved_nodes = _saving_no_operands(parts.forward, len(outputs))
+    convention = parts.convention
+    backward, saved_names = _views_recomputed(parts.forward, parts.backward, convention.backward_saved_names)
+    forward, saved_nodes = _saving_only(parts.forward, len(outputs), saved_names)
     saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
     operands_in_order = [n.name for n in parts.forward.graph.find_nodes(op="placeholder")]
     computed = [n.name for n in saved_nodes]
-    convention = parts.convention
     differentiable = [k for k, o in enumerate(sig.outputs) if o.has_tangent]
     backward_saved = tuple((True, operands_in_order.index(n)) if n in operands_in_order else (False, computed.index(n))
-                           for n in convention.backward_saved_names)
+                           for n in saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
-    backward, grad_operands = _without_missing_grads(parts.backward)
+    backward, grad_operands = _without_missing_grads(backward)
     grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
     return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads)
 
 
-def _saving_no_operands(forward: fx.GraphModule, num_outputs: int) -> tuple[fx.GraphModule, list[fx.Node]]:
-    """`forward` without the operands among its saved values (the caller hands the backward its
-    own operand: returned by the region, it would count as a second saved value), and the
-    saved values it still returns."""
+def _saving_only(forward: fx.GraphModule, num_outputs: int, saved_names: Sequence[str]
+                 ) -> tuple[fx.GraphModule, list[fx.Node]]:
+    """`forward` returning its outputs and, of its saved values, only the computed ones the
+    backward reads (`saved_names`): not the operands (the caller hands the backward its own;
+    returned by the region, one would count as a second saved value); and those saved values."""
     output = forward.graph.find_nodes(op="output")[0]
     results = list(output.args[0])
-    computed = [n for n in results[num_outputs:] if n.op != "placeholder"]
+    nodes = {n.name: n for n in forward.graph.nodes}
+    computed = [nodes[name] for name in saved_names if nodes[name].op != "placeholder"]
     graph = fx.Graph()
     env: dict = {}
     for node in forward.graph.nodes:
@@ -107,6 +110,56 @@ def _saving_no_operands(forward: fx.GraphModule, num_outputs: int) -> tuple[fx.G
         else:
             env[node] = graph.node_copy(node, env.__getitem__)
     return fx.GraphModule(forward, graph), computed
+
+
+def _view_chain(node: fx.Node) -> Optional[list[fx.Node]]:
+    """The view ops from their base (an operand or a value that is no view) to `node`, base
+    first; None when `node` is no view (or a view op takes another graph value)."""
+    chain = [node]
+    while is_view(chain[-1]):
+        current = chain[-1]
+        if any(isinstance(a, fx.Node) for a in (*current.args[1:], *current.kwargs.values())):
+            return None
+        chain.append(current.args[0])
+    return chain[::-1] if len(chain) > 1 else None
+
+
+def _views_recomputed(forward: fx.GraphModule, backward: fx.GraphModule, saved_names: Sequence[str]
+                              ) -> tuple[fx.GraphModule, list[str]]:
+    """`backward` taking each saved value that is a view (``t(weight)``, a transposed
+    activation) as its base and making the view itself (it costs nothing; saved, it would be a
+    region output of its own, with bytes of its own in the caller's accounting, as if it did
+    not share its base's memory); the saved names it now reads (bases included)."""
+    forward_nodes = {n.name: n for n in forward.graph.nodes}
+    chains = {name: _view_chain(forward_nodes[name]) for name in saved_names}
+    if not any(chains.values()):
+        return backward, list(saved_names)
+    graph = fx.Graph()
+    env: dict = {}
+    placeholders: dict[str, fx.Node] = {}  # name -> placeholder of the new backward
+    saved_now: list[str] = []
+    views = []
+    for node in backward.graph.find_nodes(op="placeholder"):
+        chain = chains.get(node.name)
+        source = node if chain is None else chain[0]
+        if source.name not in placeholders:
+            placeholders[source.name] = graph.placeholder(source.name)
+            placeholders[source.name].meta = dict(source.meta)
+            if source.name in chains or chain is not None:  # not a tangent
+                saved_now.append(source.name)
+        if chain is None:
+            env[node] = placeholders[node.name]
+        else:
+            views.append((node, chain))
+    for node, chain in views:
+        value = placeholders[chain[0].name]
+        for view in chain[1:]:
+            value = graph.node_copy(view, lambda _, previous=value: previous)
+        env[node] = value
+    for node in backward.graph.nodes:
+        if node.op != "placeholder":
+            env[node] = graph.node_copy(node, env.__getitem__)
+    return fx.GraphModule(backward, graph), saved_now
 
 
 class Regions:
