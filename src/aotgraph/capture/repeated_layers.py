@@ -15,7 +15,10 @@ not worth a region); only the outermost repeated submodules are taken. A call is
 inline, as the flat capture would, when its structure changed since the search, when an
 argument is not a tensor or a hashable constant, or when the region is not a plain function
 of its operands (it updates a buffer, as BatchNorm does, or draws random numbers:
-`capture.regions.region_of`). Switch: ``auto_regions``.
+`capture.regions.region_of`); after its first call, a layer whose forward sets its own
+attributes is recorded inline too, so each layer runs its own forward once, as in the flat
+capture. Every occurrence's plain attributes are read, so the compile's guards watch them all.
+Switch: ``auto_regions``.
 """
 from __future__ import annotations
 
