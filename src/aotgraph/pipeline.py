@@ -26,7 +26,7 @@ from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
 from .compilers import compile_partition, traits_of
 from .debug import log_artifact, logger
-from .partition import partition
+from .partition import partition, plans_whole_program
 from .progress import compile_progress
 from .runtime import build_runtime
 from .timings import CompileLog, time_first_call
@@ -109,7 +109,8 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
     with _collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
-                            split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)))
+                            split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)),
+                            repeated_layers=not plans_whole_program(partition_fn))
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
         key = None if on_disk is None else on_disk.key

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aotgraph import aot_module, config
+from aotgraph.partition import partition_for
 from aotgraph.report import build_report, format_entry
 from backend_training import assert_training_parity
 
@@ -196,3 +197,11 @@ def test_blocks_that_change_their_own_attributes_each_run_once_at_capture():
     aot_module(model)(x)
     assert [block.calls for block in model.blocks] == [2, 2, 2]  # eager's call, then the capture's (as flat)
     torch.testing.assert_close(aot_module(model)(x), expected)
+
+
+def test_a_plan_for_the_whole_program_keeps_blocks_flat():
+    torch.manual_seed(0)
+    model = Decoder([Block(32, 4) for _ in range(3)])
+    compiled = assert_training_parity(model, steps(2), lambda m: aot_module(m, partition_fn=partition_for(budget=0.5)))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.partition.joint.regions == ()

@@ -3,7 +3,7 @@ predicts equal the peaks of live storages measured while the compiled graphs rea
 import pytest
 import torch
 
-from aotgraph import aot_function, aot_module, default_partition, min_cut_rematerialization_partition, models
+from aotgraph import aot_function, aot_module, config, default_partition, min_cut_rematerialization_partition, models
 from aotgraph.partition import offload_large, partition_for
 from aotgraph.report.memory import LiveStorageCounter
 from aotgraph.report.saved import saved_report
@@ -77,7 +77,9 @@ class WithLoss(torch.nn.Module):
 
 @pytest.mark.parametrize("plan", sorted(PLANS))
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_predicted_peaks_equal_measured_live_storages(model, plan):
+def test_predicted_peaks_equal_measured_live_storages(model, plan, monkeypatch):
+    # Predictions do not look inside region calls: the gpt's blocks would be found as regions.
+    monkeypatch.setattr(config, "disabled", config.disabled | {"auto_regions"})
     torch.manual_seed(0)
     module, inputs = MODELS[model]()
     module = WithLoss(module).train()

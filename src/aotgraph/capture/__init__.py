@@ -62,6 +62,7 @@ def capture(
     *,
     decompositions: Mapping | None = None,
     split_region: SplitRegion | None = None,
+    repeated_layers: bool = True,
 ) -> JointGraph:
     """Trace ``fn(*args, **kwargs)`` (``(args, kwargs) = tree_unflatten(flat_args, in_spec)``).
 
@@ -69,7 +70,8 @@ def capture(
     result is an inference graph when grad mode is off or no output needs a gradient.
     `split_region`: the partition of a region's joint graph (`capture.regions`); with it,
     each nested_compile_region is captured once and called per occurrence, without it inline;
-    so is each repeated submodule of a module program (`capture.repeated_layers`).
+    so is each repeated submodule of a module program (`capture.repeated_layers`) where
+    `repeated_layers` (and the switch ``auto_regions``).
     """
     if not callable(fn):
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
@@ -82,7 +84,8 @@ def capture(
         regions = Regions(capture_subgraph, split_region)
     module = getattr(fn, "aotgraph_module", None)  # a module called with its state as inputs (`aot_module`)
     layers = contextlib.nullcontext()
-    if regions is not None and config.enabled("auto_regions") and isinstance(module, torch.nn.Module):
+    if regions is not None and repeated_layers and config.enabled("auto_regions") and isinstance(module,
+                                                                                                torch.nn.Module):
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
         with fake_cache_replaced(fake_mode), layers:

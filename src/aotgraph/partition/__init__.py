@@ -26,8 +26,7 @@ from .symbols import save_unbound_symbols
 __all__ = [
     "partition", "default_partition", "min_cut_rematerialization_partition", "split_with_plan", "partition_for",
     "PartitionPlan", "Decision", "NodeInfo", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
-    "offload_early",
-]
+    "offload_early", "plans_whole_program"]
 
 
 def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
@@ -96,6 +95,14 @@ def _describe(node: fx.Node, reason: str) -> SavedValue:
     meta = TensorMeta.of(value) if isinstance(value, torch.Tensor) else None
     producer = "input" if node.op == "placeholder" else str(getattr(node.target, "__name__", node.target))
     return SavedValue(node.name, meta, producer, reason)
+
+
+def plans_whole_program(partition_fn: Callable) -> bool:
+    """Whether `partition_fn` is a `partition_for` with a budget or a policy: a plan for the
+    program as a whole, which regions found without a marker would split (an absolute budget
+    would bound each region apart), so capture records repeated layers flat for it."""
+    keywords = getattr(partition_fn, "keywords", None) or {}
+    return any(keywords.get(k) is not None for k in ("memory_budget", "policy", "recompute_budget"))
 
 
 def partition_for(budget: Optional[Budget] = None, policy: Optional[Policy] = None,
