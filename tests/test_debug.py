@@ -231,6 +231,20 @@ def test_region_reuse_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_auto_regions_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "auto_regions")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()) for _ in range(3)))
+    x = torch.randn(2, 4, requires_grad=True)
+    compiled = aotgraph.aot_module(model)
+    torch.testing.assert_close(compiled(x), model(x))
+    forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
+    calls = [n for n in forward.graph.nodes if n.target is torch.ops.higher_order.invoke_subgraph]
+    assert len(calls) == (0 if disabled else 3)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
     """A CUDA graph (fake CUDA tensors: no GPU needed to decide) starts on the Python wrapper
     and gets its C++ build from the background worker; switched off, the C++ build is the

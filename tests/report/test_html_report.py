@@ -25,7 +25,12 @@ def demo():
     torch.manual_seed(0)
     model, inputs = models.gpt(layers=2)
     compiled = aot_module(model, partition_fn=min_cut_rematerialization_partition)
-    compiled(*inputs).backward()
+    disabled = aotgraph.config.disabled
+    aotgraph.config.disabled = disabled | {"auto_regions"}  # the flat graph: every node of every block shown
+    try:
+        compiled(*inputs).backward()
+    finally:
+        aotgraph.config.disabled = disabled
     entry = next(iter(compiled.aotgraph_entries.values()))
     report = build_report(entry, model, inputs, input_names(model, inputs), title="demo", compiler="eager",
                           partition_name="mincut", budgets=(0.5,))
