@@ -34,6 +34,10 @@ __all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
     "fake_memo": "capture answers a repeated op on same-layout fakes from a memo (capture/fake_outputs.py)",
+    "symbolic_fake_memo": "the fake-output memo also answers ops on symbolic sizes, keyed on their expressions "
+                          "(capture/fake_outputs.py)",
+    "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
+                            "with its earlier result (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
     "direct_fakes": "capture builds fakes of plain leaf inputs without FakeTensorMode.from_tensor (capture/__init__.py)",
     "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",

@@ -31,6 +31,7 @@ from ..graph.naming import primal_name, tangent_name
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
+from ..torch_private.symbolic import memoized_size_arithmetic
 from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functional_ops import is_metadata_mutation
@@ -88,12 +89,20 @@ def capture(
                                                                                                 torch.nn.Module):
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
-        with fake_cache_replaced(fake_mode), layers:
+        with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers:
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions))
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
+
+
+def _size_arithmetic_memo(fake_mode: FakeTensorMode):
+    """Repeated arithmetic on symbolic sizes answered from a memo while capturing with a shape
+    environment (switch ``size_arithmetic_memo``)."""
+    if fake_mode.shape_env is None or not config.enabled("size_arithmetic_memo"):
+        return contextlib.nullcontext()
+    return memoized_size_arithmetic()
 
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:

@@ -8,12 +8,20 @@ a fresh meta tensor (on the input's storage for views) wrapped as a FakeTensor, 
 argument itself for in-place ops. Each recipe is checked once against the fake mode's
 real answer before it is stored; anything it cannot reproduce exactly is left to the
 fake mode, every time.
+
+With symbolic sizes (a shape environment) a layout keys each SymInt by its expression, and
+a SymInt argument (``view(x, [s0 * 4, -1])``) by its expression too: equal expressions are
+equal sizes, so the fake mode's answer (and every guard it added to the shape environment
+while computing it) holds for a repeat as it did the first time. The rebuilt outputs carry the
+first answer's SymInts. An answer with a symbol its arguments do not have (a fresh unbacked
+size, ``nonzero``) is never replayed (switch ``symbolic_fake_memo``).
 """
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Callable, Iterator, Optional
 
+import sympy
 import torch
 from .. import config
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
@@ -44,7 +52,9 @@ class FakeOutputs:
         # id(fake) -> (fake, layout): the fake is kept alive so that its id is not reused.
         self.layout_of: dict[int, tuple] = {}
         self.memo_on = config.enabled("fake_memo")
+        self.symbolic_on = config.enabled("symbolic_fake_memo")
         self.meta_answers_on = config.enabled("meta_kernel_answers")
+        self.key_is_symbolic = False  # of the last key built
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
         if not self.memo_on:
@@ -67,7 +77,8 @@ class FakeOutputs:
             out = None
             if func is aten._native_batch_norm_legit_functional.default:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
-            elif self.meta_answers_on and facts.meta_kernel_answer:
+            elif self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
+                # (symbolic sizes: the fake mode's rules answer, with the shape environment)
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
             elif func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
                 with no_python_dispatcher():
@@ -85,6 +96,8 @@ class FakeOutputs:
 
     # ---- keys -------------------------------------------------------------------
     def _key(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
+        """The memo's key of the op; `key_is_symbolic` then says whether a symbolic size is in it."""
+        self.key_is_symbolic = False
         parts = [func, torch.get_default_dtype(), torch.is_inference_mode_enabled()]
         if not self._add_parts(args, parts, tensors):
             return None
@@ -105,11 +118,17 @@ class FakeOutputs:
                 layout = known[1] if known is not None else self._layout(value)
                 if layout is None:
                     return False
+                if layout[-1]:
+                    self.key_is_symbolic = True
                 parts.append(layout)
                 tensors.append(value)
             elif kind in _PLAIN_SCALARS:
                 parts.append(kind)
                 parts.append(value)
+            elif kind is torch.SymInt and self.symbolic_on:
+                parts.append(kind)
+                parts.append(value.node.expr)
+                self.key_is_symbolic = True
             elif kind in _SEQUENCES:
                 parts.append(kind)
                 parts.append(len(value))
@@ -125,8 +144,13 @@ class FakeOutputs:
             return None
         shape, stride, offset = tuple(fake.shape), fake.stride(), fake.storage_offset()
         if not all(type(s) is int for s in (*shape, *stride, offset)):
-            return None  # symbolic sizes: the fake mode's shape environment decides
-        layout = (fake.dtype, shape, stride, offset, fake.fake_device, fake.is_conj(), fake.is_neg())
+            if not self.symbolic_on:
+                return None  # symbolic sizes: the fake mode's shape environment decides
+            shape, stride, offset = _size_keys(shape), _size_keys(stride), _size_keys((offset,))[0]
+            symbolic = True
+        else:
+            symbolic = False
+        layout = (fake.dtype, shape, stride, offset, fake.fake_device, fake.is_conj(), fake.is_neg(), symbolic)
         self.layout_of[id(fake)] = (fake, layout)
         return layout
 
@@ -223,7 +247,9 @@ class FakeOutputs:
                 if layout[3] != 0 or storage in fresh_storages:
                     return None
                 fresh_storages.add(storage)
-            specs.append((_NEW, layout, alias))
+            specs.append((_NEW, layout, alias, (tuple(item.shape), item.stride(), item.storage_offset())))
+        if self.symbolic_on and _has_new_symbols(specs, key):
+            return None  # a fresh unbacked size (nonzero's length): a repeat has its own
         recipe = (container, tuple(specs))
         rebuilt = self._build(recipe, tensors)
         for item, again in zip(items, rebuilt if container else (rebuilt,)):
@@ -239,8 +265,8 @@ class FakeOutputs:
             if kind is _ARG:
                 outs.append(tensors[spec[1]])
             elif kind is _NEW:
-                layout, alias = spec[1], spec[2]
-                dtype, shape, stride, offset, device = layout[:5]
+                layout, alias, (shape, stride, offset) = spec[1], spec[2], spec[3]
+                dtype, device = layout[0], layout[4]
                 with DisableTorchDispatch():
                     meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
                     if alias is not None:
@@ -306,8 +332,46 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
 
 
 
+def _size_keys(sizes) -> tuple:
+    """Sizes as keys: an int as it is, a SymInt as its expression (compared without a guard)."""
+    return tuple(s if type(s) is int else s.node.expr for s in sizes)
+
+
+def _has_new_symbols(specs: list, key: tuple) -> bool:
+    """Whether an output layout in `specs` has a free symbol that no size in `key` has."""
+    known: set = set()
+    for part in key:
+        _collect_symbols(part, known)
+    for spec in specs:
+        if spec[0] is _NEW:
+            found: set = set()
+            _collect_symbols(spec[1], found)
+            if not found <= known:
+                return True
+    return False
+
+
+def _collect_symbols(part: Any, into: set) -> None:
+    if type(part) is tuple:
+        for item in part:
+            _collect_symbols(item, into)
+    elif isinstance(part, sympy.Basic):
+        into.update(part.free_symbols)
+
+
 def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:
-    return (a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
-            and a.storage_offset() == b.storage_offset() and a.fake_device == b.fake_device
+    return (a.dtype == b.dtype and _size_keys(a.shape) == _size_keys(b.shape)
+            and _size_keys(a.stride()) == _size_keys(b.stride())
+            and _size_keys((a.storage_offset(),)) == _size_keys((b.storage_offset(),))
+            and a.fake_device == b.fake_device
             and a.requires_grad == b.requires_grad and a.is_conj() == b.is_conj() and a.is_neg() == b.is_neg()
-            and a.untyped_storage().nbytes() == b.untyped_storage().nbytes())
+            and _equal_sizes(a.untyped_storage().nbytes(), b.untyped_storage().nbytes()))
+
+
+def _equal_sizes(a, b) -> bool:
+    """Whether two sizes are equal, SymInts by their expressions expanded (``4*s0*(s1 - 1) + 4*s0``
+    is ``4*s0*s1``), without a guard."""
+    if type(a) is int and type(b) is int:
+        return a == b
+    a, b = _size_keys((a, b))
+    return a == b or sympy.expand(a - b) == 0
