@@ -34,8 +34,8 @@ __all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
     "fake_memo": "capture answers a repeated op on same-layout fakes from a memo (capture/fake_outputs.py)",
-    "symbolic_fake_memo": "the fake-output memo also answers ops on symbolic sizes, keyed on their expressions "
-                          "(capture/fake_outputs.py)",
+    "symbolic_fake_memo": "capture's memos (fake outputs, tensor metadata) also key symbolic sizes by their "
+                          "expressions (capture/fake_outputs.py, capture/node_meta.py)",
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Optional
 import sympy
 import torch
 from .. import config
+from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
@@ -146,7 +147,7 @@ class FakeOutputs:
         if not all(type(s) is int for s in (*shape, *stride, offset)):
             if not self.symbolic_on:
                 return None  # symbolic sizes: the fake mode's shape environment decides
-            shape, stride, offset = _size_keys(shape), _size_keys(stride), _size_keys((offset,))[0]
+            shape, stride, offset = size_keys(shape), size_keys(stride), size_keys((offset,))[0]
             symbolic = True
         else:
             symbolic = False
@@ -268,8 +269,10 @@ class FakeOutputs:
                 layout, alias, (shape, stride, offset) = spec[1], spec[2], spec[3]
                 dtype, device = layout[0], layout[4]
                 with DisableTorchDispatch():
-                    meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-                    if alias is not None:
+                    if alias is None:
+                        meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+                    else:  # a view: the layout set once, on the argument's storage
+                        meta = torch.empty(0, dtype=dtype, device="meta")
                         meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
                 new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
                 fake = new_fake(meta)
@@ -332,11 +335,6 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
 
 
 
-def _size_keys(sizes) -> tuple:
-    """Sizes as keys: an int as it is, a SymInt as its expression (compared without a guard)."""
-    return tuple(s if type(s) is int else s.node.expr for s in sizes)
-
-
 def _has_new_symbols(specs: list, key: tuple) -> bool:
     """Whether an output layout in `specs` has a free symbol that no size in `key` has."""
     known: set = set()
@@ -360,9 +358,9 @@ def _collect_symbols(part: Any, into: set) -> None:
 
 
 def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:
-    return (a.dtype == b.dtype and _size_keys(a.shape) == _size_keys(b.shape)
-            and _size_keys(a.stride()) == _size_keys(b.stride())
-            and _size_keys((a.storage_offset(),)) == _size_keys((b.storage_offset(),))
+    return (a.dtype == b.dtype and size_keys(a.shape) == size_keys(b.shape)
+            and size_keys(a.stride()) == size_keys(b.stride())
+            and size_keys((a.storage_offset(),)) == size_keys((b.storage_offset(),))
             and a.fake_device == b.fake_device
             and a.requires_grad == b.requires_grad and a.is_conj() == b.is_conj() and a.is_neg() == b.is_neg()
             and _equal_sizes(a.untyped_storage().nbytes(), b.untyped_storage().nbytes()))
@@ -373,5 +371,5 @@ def _equal_sizes(a, b) -> bool:
     is ``4*s0*s1``), without a guard."""
     if type(a) is int and type(b) is int:
         return a == b
-    a, b = _size_keys((a, b))
+    a, b = size_keys((a, b))
     return a == b or sympy.expand(a - b) == 0

@@ -21,6 +21,8 @@ from typing import Any, Optional
 import torch
 import torch.fx as fx
 
+from .. import config
+from ..graph.sizes import size_keys
 from ..torch_private.fx import current_autograd_node, nodes_by_line, sequence_nr, tensor_metadata
 
 __all__ = ["NodeMeta", "INHERITED", "add_tensor_meta"]
@@ -117,8 +119,11 @@ def _format_frames(frames) -> str:
 def add_tensor_meta(graph: fx.Graph) -> None:
     """``meta["tensor_meta"]`` on every node whose ``val`` is a tensor, from that value.
     Memoized by layout: torch's extraction asks a fake tensor three contiguity questions
-    through its dispatch, most of this pass's time where each node paid them."""
+    through its dispatch, most of this pass's time where each node paid them. Symbolic sizes
+    are keyed by their expressions (switch ``symbolic_fake_memo``): nodes of equal expressions
+    share the metadata of the first."""
     memo: dict[tuple, Any] = {}
+    symbolic_keys = config.enabled("symbolic_fake_memo")
     for node in graph.nodes:
         val = node.meta.get("val")
         if not isinstance(val, torch.Tensor) or val.layout != torch.strided:
@@ -130,8 +135,11 @@ def add_tensor_meta(graph: fx.Graph) -> None:
         try:
             meta = memo.get(key)
         except TypeError:  # a symbolic size: not hashable
-            node.meta["tensor_meta"] = tensor_metadata(val)
-            continue
+            if not symbolic_keys:
+                node.meta["tensor_meta"] = tensor_metadata(val)
+                continue
+            key = (size_keys(val.shape), size_keys(val.stride()), val.dtype, val.requires_grad)
+            meta = memo.get(key)
         if meta is None:
             meta = memo[key] = tensor_metadata(val)
         node.meta["tensor_meta"] = meta

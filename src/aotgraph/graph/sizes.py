@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes"]
+__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
 # The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).
@@ -35,3 +35,9 @@ def is_symbolic(value: Any) -> bool:
 def has_symbolic_sizes(tensor: torch.Tensor) -> bool:
     """Whether a size, stride or the storage offset of `tensor` is a SymInt."""
     return any(isinstance(s, torch.SymInt) for s in (*tensor.shape, *tensor.stride(), tensor.storage_offset()))
+
+
+def size_keys(sizes) -> tuple:
+    """Sizes as hashable keys: an int as it is, a SymInt as its expression (equal expressions are
+    equal sizes; compared without a guard, unlike SymInts)."""
+    return tuple(s if type(s) is int else s.node.expr for s in sizes)

@@ -70,16 +70,22 @@ def memoized_size_arithmetic() -> Iterator[None]:
     of those inputs (its expression and hint), so it is shared; guards are not affected (they
     are taken when a SymBool is evaluated, which still happens each time). Bypassed under a
     proxy mode (make_fx records the operations) and with translation validation (nodes carry
-    their FX node). Reentrant: an inner use shares the outer memo."""
+    their FX node). Also memoized: ``wrap_int`` (the constant node of an int), ``maybe_as_int``
+    (keyed on the expression and the version of the shape environment's replacements) and ``expect_true``
+    once it held (the guard or runtime assert it added holds for every later ask). Reentrant:
+    an inner use shares the outer memo."""
     if _active_memo:
         yield
         return
     memo: dict = {}
-    originals = {name: SymNode.__dict__[name] for name in (*_MEMOIZED_OPERATIONS, "wrap_int")}
+    originals = {name: SymNode.__dict__[name]
+                 for name in (*_MEMOIZED_OPERATIONS, "wrap_int", "maybe_as_int", "expect_true")}
     _active_memo.append(memo)
     for name in _MEMOIZED_OPERATIONS:
         setattr(SymNode, name, _memoized(name, originals[name], memo))
-    setattr(SymNode, "wrap_int", _memoized_constant(originals["wrap_int"], memo))
+    SymNode.wrap_int = _memoized_constant(originals["wrap_int"], memo)
+    SymNode.maybe_as_int = _memoized_as_int(originals["maybe_as_int"], memo)
+    SymNode.expect_true = _memoized_expect_true(originals["expect_true"], memo)
     try:
         yield
     finally:
@@ -115,3 +121,32 @@ def _memoized_constant(original, memo: dict):
         return result
 
     return wrap_int
+
+
+def _memoized_as_int(original, memo: dict):
+    def maybe_as_int(self):
+        shape_env = self.shape_env
+        if shape_env is None:
+            return original(self)
+        # The raw expression and the version of the replacements: what SymNode.expr reads.
+        key = ("maybe_as_int", self._expr, id(shape_env), shape_env._replacements_version_counter)
+        result = memo.get(key, memo)
+        if result is memo:
+            result = memo[key] = original(self)
+        return result
+
+    return maybe_as_int
+
+
+def _memoized_expect_true(original, memo: dict):
+    def expect_true(self, file, line):
+        shape_env = self.shape_env
+        key = ("expect_true", self._expr, id(shape_env))
+        if shape_env is None or shape_env._translation_validation_enabled or key not in memo:
+            held = original(self, file, line)
+            if held is True and shape_env is not None:
+                memo[key] = True
+            return held
+        return True
+
+    return expect_true
