@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+import torch
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import (DimDynamic, ShapeEnv, StatelessSymbolicContext,
@@ -57,6 +58,9 @@ def guards_hold(code, values: list) -> bool:
 # SymNode's binary operations that C++ calls (by name) for every size computation on SymInts.
 _MEMOIZED_OPERATIONS = ("add", "sub", "mul", "mod", "int_floordiv", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
                         "sym_max", "sym_min")
+# SymNode's evaluations of a SymBool: answered once for a node with a hint (its value is fixed).
+_MEMOIZED_EVALUATIONS = ("guard_bool", "guard_or_false", "guard_or_true")
+_PROXY = torch._C._TorchDispatchModeKey.PROXY
 _active_memo: list = []  # the memo of the outermost `memoized_size_arithmetic` in effect, if any
 
 
@@ -67,43 +71,61 @@ def memoized_size_arithmetic() -> Iterator[None]:
     the SymNode it returned then instead of building the sympy expression again. Every tensor
     made with symbolic sizes pays a dozen such operations in C++ (storage size, numel,
     contiguity); a capture repeats the same ones for every layer. The result is a pure function
-    of those inputs (its expression and hint), so it is shared; guards are not affected (they
-    are taken when a SymBool is evaluated, which still happens each time). Bypassed under a
-    proxy mode (make_fx records the operations) and with translation validation (nodes carry
-    their FX node). Also memoized: ``wrap_int`` (the constant node of an int), ``maybe_as_int``
-    (keyed on the expression and the version of the shape environment's replacements) and ``expect_true``
-    once it held (the guard or runtime assert it added holds for every later ask). Reentrant:
-    an inner use shares the outer memo."""
-    if _active_memo:
+    of those inputs (its expression and hint), so it is shared. A first level keyed on the two
+    nodes themselves (kept alive by the memo, so their ids stay theirs) skips hashing the
+    expressions: C++ mostly hands back the same nodes. Also memoized: ``wrap_int`` (the
+    constant node of an int), ``maybe_as_int`` (per node and version of the shape
+    environment's replacements), ``expect_true`` once it held (the guard or runtime assert it
+    added holds for every later ask), and ``guard_bool`` / ``guard_or_false`` /
+    ``guard_or_true`` of a node with a hint (the guard is taken the first time; the value
+    cannot change). Not used while a proxy mode is on (make_fx records the operations, and a
+    pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
+    carry their FX node). Reentrant: an inner use shares the outer memo."""
+    if _active_memo or get_proxy_mode() is not None:
         yield
         return
     memo: dict = {}
-    originals = {name: SymNode.__dict__[name]
-                 for name in (*_MEMOIZED_OPERATIONS, "wrap_int", "maybe_as_int", "expect_true")}
+    patched = {name: SymNode.__dict__[name] for name in
+               (*_MEMOIZED_OPERATIONS, *_MEMOIZED_EVALUATIONS, "wrap_int", "maybe_as_int", "expect_true")}
     _active_memo.append(memo)
     for name in _MEMOIZED_OPERATIONS:
-        setattr(SymNode, name, _memoized(name, originals[name], memo))
-    SymNode.wrap_int = _memoized_constant(originals["wrap_int"], memo)
-    SymNode.maybe_as_int = _memoized_as_int(originals["maybe_as_int"], memo)
-    SymNode.expect_true = _memoized_expect_true(originals["expect_true"], memo)
+        setattr(SymNode, name, _memoized(name, patched[name], memo))
+    for name in _MEMOIZED_EVALUATIONS:
+        setattr(SymNode, name, _memoized_evaluation(patched[name]))
+    SymNode.wrap_int = _memoized_constant(patched["wrap_int"], memo)
+    SymNode.maybe_as_int = _memoized_as_int(patched["maybe_as_int"])
+    SymNode.expect_true = _memoized_expect_true(patched["expect_true"], memo)
     try:
         yield
     finally:
-        for name, original in originals.items():
+        for name, original in patched.items():
             setattr(SymNode, name, original)
         _active_memo.clear()
 
 
+def _plain(node) -> bool:
+    """Whether `node`'s operations may be memoized: a shape environment, no translation
+    validation, no proxy mode recording them."""
+    shape_env = node.shape_env
+    return (shape_env is not None and not shape_env._translation_validation_enabled
+            and torch._C._get_dispatch_mode(_PROXY) is None)
+
+
 def _memoized(name: str, original, memo: dict):
+    by_nodes: dict = {}  # (id(self), id(other)) -> (self, other, result)
+
     def operation(self, other):
-        shape_env = self.shape_env
-        if shape_env is None or shape_env._translation_validation_enabled or get_proxy_mode() is not None:
+        known = by_nodes.get((id(self), id(other)))
+        if known is not None and _plain(self):
+            return known[2]
+        if not _plain(self):
             return original(self, other)
         key = (name, self._expr, self.pytype, self._optimized_summation, other._expr, other.pytype,
-               other._optimized_summation, id(shape_env))
+               other._optimized_summation, id(self.shape_env))
         result = memo.get(key)
         if result is None:
             result = memo[key] = original(self, other)
+        by_nodes[(id(self), id(other))] = (self, other, result)
         return result
 
     operation.__name__ = name
@@ -123,19 +145,38 @@ def _memoized_constant(original, memo: dict):
     return wrap_int
 
 
-def _memoized_as_int(original, memo: dict):
+def _memoized_as_int(original):
+    by_node: dict = {}  # id(node) -> (node, replacements version, answer)
+
     def maybe_as_int(self):
         shape_env = self.shape_env
         if shape_env is None:
             return original(self)
-        # The raw expression and the version of the replacements: what SymNode.expr reads.
-        key = ("maybe_as_int", self._expr, id(shape_env), shape_env._replacements_version_counter)
-        result = memo.get(key, memo)
-        if result is memo:
-            result = memo[key] = original(self)
-        return result
+        known = by_node.get(id(self))
+        # SymNode.expr applies the replacements: the answer holds for one version of them.
+        if known is not None and known[1] == shape_env._replacements_version_counter:
+            return known[2]
+        answer = original(self)
+        by_node[id(self)] = (self, shape_env._replacements_version_counter, answer)
+        return answer
 
     return maybe_as_int
+
+
+def _memoized_evaluation(original):
+    by_node: dict = {}  # id(node) -> (node, value)
+
+    def evaluation(self, file, line):
+        known = by_node.get(id(self))
+        if known is not None:
+            return known[1]
+        value = original(self, file, line)
+        if self.has_hint() and _plain(self):
+            by_node[id(self)] = (self, value)
+        return value
+
+    evaluation.__name__ = original.__name__
+    return evaluation
 
 
 def _memoized_expect_true(original, memo: dict):

@@ -1,0 +1,107 @@
+"""The memos of a capture with symbolic sizes (switches ``symbolic_fake_memo``,
+``size_arithmetic_memo``): turned off, the same graphs and the same size guards come out;
+on, a repeated op on symbolic fakes is answered from the memo with the fake mode's layout,
+and SymNode's arithmetic is back to torch's own once the capture ends."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.fx.experimental.sym_node import SymNode
+
+import aotgraph
+from aotgraph import config, models
+from aotgraph.capture.fake_outputs import FakeOutputs
+from aotgraph.compilers import eager
+from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbolic_fake_mode, symbolic_fake
+
+aten = torch.ops.aten
+MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo")
+
+
+def _compile_and_run(model, inputs):
+    """(forward and backward code, size guard texts, loss, grads) of one dynamic compile."""
+    codes = []
+
+    def recording(graph_module, example_inputs):
+        codes.append(graph_module.code)
+        return eager(graph_module, example_inputs)
+
+    torch.manual_seed(0)
+    compiled = aotgraph.aot_module(model, fw_compiler=recording, dynamic=True)
+    loss = compiled(*inputs)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    entries = list(compiled.aotgraph_entries.values())
+    assert len(entries) == 1
+    guards = sorted(getattr(g, "text", "") for g in entries[0].guards.guards)
+    return codes, guards, loss.detach(), grads
+
+
+@pytest.mark.parametrize("name", ["gpt", "mlp"])
+@pytest.mark.parametrize("switch", MEMOS + ("both",))
+def test_memos_off_give_the_same_graphs_and_guards(name, switch, monkeypatch):
+    torch.manual_seed(0)
+    if name == "gpt":
+        model, _ = models.gpt(seq=16, dim=32, heads=2, layers=3)
+        inputs = (torch.randint(0, 256, (3, 7)), torch.randint(0, 256, (3, 7)))
+    else:
+        model, _ = models.mlp()
+        inputs = (torch.randn(5, 32),)
+        model = torch.nn.Sequential(model, _Sum())
+    on = _compile_and_run(model, inputs)
+    monkeypatch.setattr(config, "disabled", config.disabled | (set(MEMOS) if switch == "both" else {switch}))
+    off = _compile_and_run(model, inputs)
+    assert on[0] == off[0]  # forward and backward code
+    assert on[1] == off[1]  # size guards
+    assert any(on[1]) or name == "mlp"
+    torch.testing.assert_close(on[2], off[2])
+    torch.testing.assert_close(on[3], off[3])
+
+
+class _Sum(torch.nn.Module):
+    def forward(self, x):
+        return x.sum()
+
+
+def test_repeated_op_on_symbolic_fakes_is_answered_from_the_memo():
+    mode = new_symbolic_fake_mode()
+    x = symbolic_fake(mode, torch.randn(6, 4, 8), "x")
+    w = mode.from_tensor(torch.randn(8, 8), static_shapes=True)
+    outputs = FakeOutputs(mode)
+    dispatched = []
+
+    def dispatch(func, args, kwargs):
+        dispatched.append(func)
+        with mode:
+            return func(*args, **kwargs)
+
+    b, t = x.shape[0], x.shape[1]
+    flat = outputs.run(aten.view.default, (x, [b * t, 8]), {}, dispatch)
+    first = outputs.run(aten.mm.default, (flat, w), {}, dispatch)
+    again_flat = outputs.run(aten.view.default, (x, [b * t, 8]), {}, dispatch)
+    again = outputs.run(aten.mm.default, (again_flat, w), {}, dispatch)
+    assert dispatched == [aten.view.default, aten.mm.default]  # the repeats came from the memo
+    assert again is not first and again_flat is not flat
+    for a, b_ in ((flat, again_flat), (first, again)):
+        assert [str(s) for s in a.shape] == [str(s) for s in b_.shape]
+        assert [str(s) for s in a.stride()] == [str(s) for s in b_.stride()]
+    assert str(again.shape[0]) == str(b * t)
+    assert again_flat.untyped_storage()._cdata == x.untyped_storage()._cdata  # still a view of x
+    assert again.untyped_storage()._cdata != first.untyped_storage()._cdata  # a fresh tensor
+
+
+def test_size_arithmetic_memo_shares_results_and_restores_symnode():
+    before = {name: SymNode.__dict__[name] for name in ("mul", "eq", "wrap_int", "maybe_as_int", "guard_bool")}
+    mode = new_symbolic_fake_mode()
+    x = symbolic_fake(mode, torch.randn(6, 4), "x")
+    s0, s1 = x.shape
+    with memoized_size_arithmetic():
+        product = s0 * s1
+        assert (s0 * s1).node is product.node
+        assert str(product) == str(s0 * s1)
+        with memoized_size_arithmetic():  # reentrant
+            assert (s0 * s1).node is product.node
+        assert bool(product == s0 * s1)
+    assert {name: SymNode.__dict__[name] for name in before} == before
+    assert (s0 * s1).node is not product.node
