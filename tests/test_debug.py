@@ -13,6 +13,7 @@ import torch
 
 import aotgraph
 from aotgraph import api, config
+from aotgraph import capture
 from aotgraph.capture import fake_outputs, inputs
 from aotgraph.compilers import boxed_code
 
@@ -114,6 +115,25 @@ def test_spied_switch(switch, disabled, monkeypatch):
         _disable(monkeypatch, switch)
     calls = _spy(monkeypatch, *SPIED[switch])
     _check(aotgraph.aot_function(_program))
+    assert (len(calls) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_symbolic_fake_memo_switch(disabled, monkeypatch):
+    """Symbolic layouts keyed (and checked for fresh symbols) only with the switch on."""
+    if disabled:
+        _disable(monkeypatch, "symbolic_fake_memo")
+    calls = _spy(monkeypatch, fake_outputs, "_has_new_symbols")
+    _check(aotgraph.aot_function(_program, dynamic=True))
+    assert (len(calls) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_size_arithmetic_memo_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "size_arithmetic_memo")
+    calls = _spy(monkeypatch, capture, "memoized_size_arithmetic")
+    _check(aotgraph.aot_function(_program, dynamic=True))
     assert (len(calls) == 0) == disabled
 
 
