@@ -6,7 +6,8 @@ call of a freshly compiled module to the end of its backward, for
 - ours: ``aotgraph.aot_module(model, fw_compiler=...)`` vs ``aot_module(..., dynamic=True)``;
 - torch: ``torch.compile(model, backend=...)`` with ``dynamic=False`` vs ``dynamic=True``
   (Dynamo's tracing included; backend ``aot_eager`` for the eager compiler, ``inductor``),
-and the same for ours through ``torch.compile(backend=aotgraph.backend(...), dynamic=...)``.
+and the same for ours through ``torch.compile(backend=aotgraph.backend(...), dynamic=...)``
+(aotgraph's disk cache off: every compile is cold, as torch's ``aot_eager``'s).
 Medians of ``--repeats`` compiles (Dynamo reset and fresh copies each time), and the ratios
 dynamic/static.
 
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--inductor", action="store_true", help="also the inductor compiler (slow on a CPU)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # Cold compiles on both sides: aotgraph's disk cache would answer the backend's repeats.
+    aotgraph.config.disk_cache = "0"
     cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128)}
     compilers = ["eager"] + (["inductor"] if args.inductor else [])
     print(f"torch {torch.__version__}; CPU seconds, medians of {args.repeats}")
