@@ -116,14 +116,21 @@ def run_config(config: str, args, log: Log) -> dict:
                                compiled_at=compiled_at, step_s=step_s))
         log(f"  {config} length {length}: median step {median_s * 1e3:.2f} ms, compiled at steps {compiled_at} "
             f"({compile_s:.1f} s), losses {[round(l, 4) for l in losses[-args.steps:]]}")
-    result = dict(config=config, what=what, compiler=args.compiler, graphs=graphs_compiled(backend),
-                  compile_s=sum(p["compile_s"] for p in per_length), total_s=time.perf_counter() - start,
-                  per_length=per_length, losses=losses, dynamo_compile_times=torch_compile_phases())
+        result = dict(config=config, what=what, compiler=args.compiler, graphs=graphs_compiled(backend),
+                      compile_s=sum(p["compile_s"] for p in per_length), total_s=time.perf_counter() - start,
+                      per_length=per_length, losses=losses, dynamo_compile_times=torch_compile_phases())
+        write_json(args.json, result)  # so far: what comes back if the process is killed
     if backend is not None:
         result["entries"] = [entry.log.format() for entry in backend.entries]
         for k, text in enumerate(result["entries"]):
             log(f"  aotgraph entry {k}:\n{text}")
     return result
+
+
+def write_json(path: str, result: dict) -> None:
+    with open(path + ".part", "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.replace(path + ".part", path)
 
 
 def run_child(config: str, args, out_dir: str, log: Log) -> dict:
@@ -144,14 +151,15 @@ def run_child(config: str, args, out_dir: str, log: Log) -> dict:
         f.write(output)
     log(f"   process {config}: exit {code} after {time.perf_counter() - begin:.0f} s; last lines:\n" +
         "\n".join(output.strip().splitlines()[-4:]))
-    if code == 0 and os.path.exists(json_path):
+    if os.path.exists(json_path):  # a killed process: the lengths it finished
         with open(json_path) as f:
-            return json.load(f)
+            result = json.load(f)
+        return result if code == 0 else dict(result, config=f"{config}*", partial=f"exit {code}")
     return dict(config=config, error=f"exit {code}")
 
 
 def format_table(results: list[dict]) -> str:
-    base = next((r for r in results if r["config"] == "inductor" and "error" not in r), None)
+    base = next((r for r in results if r["config"].rstrip("*") == "inductor" and "error" not in r), None)
     header = (f"{'config':<9} {'graphs':>6} {'compile s':>9} {'total s':>8} {'geomean step ms':>15} "
               f"{'loss first':>10} {'loss last':>9}  vs torch.compile (compile, step geomean; step per length)")
     lines = [header, "-" * len(header)]
@@ -162,7 +170,7 @@ def format_table(results: list[dict]) -> str:
         steps = [p["median_step_ms"] for p in r["per_length"]]
         geomean = statistics.geometric_mean(steps) if steps else float("nan")
         ratios = ""
-        if base is not None and r is not base:
+        if base is not None and r is not base and steps:
             theirs = {p["length"]: p["median_step_ms"] for p in base["per_length"]}
             per_length = [(p["length"], p["median_step_ms"] / theirs[p["length"]]) for p in r["per_length"]
                           if p["length"] in theirs]
@@ -171,6 +179,8 @@ def format_table(results: list[dict]) -> str:
                       f"{step_ratio:.3f}x; " + " ".join(f"{n}:{q:.2f}" for n, q in per_length))
         lines.append(f"{r['config']:<9} {r['graphs']:6} {r['compile_s']:9.1f} {r['total_s']:8.1f} {geomean:15.2f} "
                      f"{r['losses'][0]:10.4f} {r['losses'][-1]:9.4f}{ratios}")
+    if any("partial" in r for r in results):
+        lines.append("* killed before the last length (--child-timeout-s): the lengths it finished")
     lengths = sorted({p["length"] for r in results if "error" not in r for p in r["per_length"]})
     lines.append("median step ms per length: " + ", ".join(
         f"{r['config']} " + " ".join(f"{p['length']}:{p['median_step_ms']:.1f}" for p in r["per_length"])
@@ -187,22 +197,22 @@ def main() -> int:
     parser.add_argument("--lengths", nargs="+", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps at each length")
     parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--budget-s", type=float, default=190.0, help="a configuration starts no length after this")
-    parser.add_argument("--child-timeout-s", type=float, default=225.0, help="a configuration's process is killed after")
+    parser.add_argument("--budget-s", type=float, default=180.0, help="a configuration starts no length after this")
+    parser.add_argument("--child-timeout-s", type=float, default=None,
+                        help="a configuration's process is killed after this (default 230 s; --smoke 1200 s)")
     parser.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)  # run in the child process
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.lengths = args.lengths or list(SMOKE_LENGTHS if args.smoke else LENGTHS)
     args.steps = args.steps or (2 if args.smoke else 4)
     args.batch = args.batch or (2 if args.smoke else 8)
+    args.child_timeout_s = args.child_timeout_s or (1200.0 if args.smoke else 230.0)
     out_dir = os.environ.get("OUT", "./out")
     os.makedirs(out_dir, exist_ok=True)
 
     if args.one:
         log = Log(os.path.join(out_dir, f"gpu_dynamic_{args.one}_steps.log"))
-        result = run_config(args.one, args, log)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=str)
+        write_json(args.json, run_config(args.one, args, log))
         return 0
 
     log = Log(os.path.join(out_dir, "gpu_dynamic.log"))
