@@ -28,6 +28,7 @@ from torch.utils._pytree import tree_flatten, tree_leaves
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import disable_current_modes
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
@@ -174,8 +175,8 @@ class Regions:
 
     def get(self, identity: Any, name: str, program: Callable, operands: Sequence, *,
             automatic: bool = False) -> Optional[Region]:
-        if not all(isinstance(o, torch.Tensor) for o in operands):
-            return None
+        if not all(isinstance(o, torch.Tensor) for o in operands) or any(has_symbolic_sizes(o) for o in operands):
+            return None  # recorded inline: a region is keyed by its operands' concrete layouts
         key = (identity, tuple(TensorMeta.of(o) for o in operands))
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"

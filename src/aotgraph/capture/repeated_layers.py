@@ -31,6 +31,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import TensorMeta
+from ..graph.sizes import has_symbolic_sizes
 from .regions import Regions, call_region
 
 __all__ = ["RepeatedLayers", "structure_of", "repeated_layers"]
@@ -138,6 +139,8 @@ class RepeatedLayers:
         names, state = [n for n, _ in named_state], [t for _, t in named_state]
         positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
         operands = (*state, *(leaves[k] for k in positions))
+        if any(has_symbolic_sizes(o) for o in operands):  # symbolic sizes: recorded inline (flat)
+            return forward(*args, **kwargs)
         identity = ("auto", structure, spec, constants, torch.is_grad_enabled(), _autocast_state())
         key = (identity, tuple(TensorMeta.of(o) for o in operands))
 
