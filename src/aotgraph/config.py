@@ -51,6 +51,8 @@ SWITCHES = {
                     "called per call, as if marked (capture/repeated_layers.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
+    "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "
+                    "(compilers/vec_isa_memo.py)",
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",
 }
 

@@ -179,6 +179,13 @@ def _store(store: DiskCache, key: str, compiled: CompiledGraphs, forward_compile
     except Exception as error:  # a full disk, a compiled object pickle refuses: the entry stays in memory
         logger.warning("aotgraph: could not write the compile cache entry (%s: %s)", type(error).__name__, error)
         return "write failed"
+    # A graph whose faster build is still being made (`compilers.background_builds`; a
+    # forward and its backward are built as one pair) is stored again once it is ready.
+    when_built = next((g.aotgraph_when_built for g in (compiled.forward, compiled.backward)
+                       if hasattr(g, "aotgraph_when_built")), None)
+    if when_built is not None:
+        when_built(lambda: store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler)))
+        return "stored (again when its background builds are ready)"
     return "stored"
 
 

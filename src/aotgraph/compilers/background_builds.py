@@ -10,6 +10,10 @@ no backward outstanding, so a backward always runs the same build as the forward
 saved values it reads. A failed build leaves the graph on the Python wrapper, with a
 warning. Inductor's config is process-wide, so its compiles (ours in the foreground and
 the worker's) take turns on `compile_lock`. Switch: ``cpp_wrapper_in_background``.
+
+For the disk cache, a graph stands for the Python-wrapper build until its whole pair is
+built, then for the C++ one (``aotgraph_output_code``); `aotgraph_when_built` tells the
+cache when to store the entry again, so that a warm start loads the C++ builds.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class _Pair:
         self.members: list[_Upgradable] = []
         self.switched = False
         self.queued = False
+        self.when_built: list[Callable[[], None]] = []
 
     def all_built(self) -> bool:
         return all(m.built is not None for m in self.members)
@@ -58,6 +63,15 @@ class _Upgradable:
         self.current, self.built, self.kind, self.pair = python, None, kind, pair
         self.aotgraph_wrapper = "python, C++ building"
         self.aotgraph_output_code = python  # what the disk cache stores: the build a warm start runs
+
+    def aotgraph_when_built(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once every build of this graph's pair is ready (at once if they
+        are; on the build worker's thread otherwise; never if one fails)."""
+        with self.pair.lock:
+            if not self.pair.all_built():
+                self.pair.when_built.append(callback)
+                return
+        callback()
 
     def __call__(self, args):
         pair = self.pair
@@ -114,9 +128,18 @@ def _build_into(member: _Upgradable) -> None:
     with member.pair.lock:
         member.built = built
         member.aotgraph_wrapper = "python, C++ ready"
+        callbacks = []
         if member.pair.all_built():
             for each in member.pair.members:
                 each.aotgraph_wrapper = "cpp"
+                each.aotgraph_output_code = each.built
+            callbacks, member.pair.when_built = member.pair.when_built, []
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception as error:  # a failed store leaves the cache as it was
+            logger.warning("aotgraph: storing the C++-wrapper build of a %s graph failed (%s: %s)", member.kind,
+                           type(error).__name__, str(error)[:200])
 
 
 def _start_worker() -> None:

@@ -30,6 +30,7 @@ from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
 from . import background_builds
+from .vec_isa_memo import recall_vec_isa_probe, remember_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError
 
@@ -179,6 +180,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
+    remember_vec_isa_probe()
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
@@ -327,6 +329,8 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     from torch._inductor.output_code import CompiledFxGraph
 
     output = getattr(compiled, "aotgraph_output_code", compiled)
+    if output is not compiled and hasattr(output, "aotgraph_output_code"):  # a background build's C++ graph
+        compiled, output = output, output.aotgraph_output_code
     if type(output) is not CompiledFxGraph or getattr(output, "aotgraph_cuda_graphs", False):
         return None
     stored = copy.copy(output)
@@ -343,12 +347,14 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
     from torch._inductor.utils import BoxedBool
 
     output, devices, wrapper = pickle.loads(stored)
+    recall_vec_isa_probe()
     if output._triton_bundle:
         TritonBundler.read_and_emit(output._triton_bundle)
     constants = CompiledFxGraphConstants()
     output.after_deserialization(constants)
     output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
                                         "boxed_forward_device_index": None})
+    remember_vec_isa_probe()
     if devices:
         return _on_threads_with_cuda_context(output, {torch.device(d) for d in devices})
     if wrapper is not None:

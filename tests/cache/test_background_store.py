@@ -1,0 +1,59 @@
+"""The disk cache and background C++-wrapper builds (compilers/background_builds.py): an
+entry first stored with its Python-wrapper graphs is stored again once its C++ builds are
+ready, and a warm start loads those, builds nothing, and matches eager. On the GPU the
+builds are Inductor's CUDA C++ wrapper; here the same path runs on the CPU's C++ wrapper,
+the upgrade forced by wrapping Inductor's compile."""
+import pytest
+import torch
+
+import aotgraph
+from aotgraph.compilers import background_builds, torchinductor
+
+
+def _program(x, w):
+    return torch.tanh(x @ w).sum(dim=1)
+
+
+def _run(compiled, x, w):
+    out = compiled(x, w)
+    return out, torch.autograd.grad(out.sum(), (x, w))
+
+
+@pytest.fixture
+def upgraded_on_cpu(monkeypatch):
+    """Inductor's graphs start on the Python wrapper and move to the C++ one built in the
+    background, as on a GPU (where `compile_with_inductor` does this itself)."""
+    compile_with_inductor = torchinductor.compile_with_inductor
+
+    def upgradable(graph_module, example_inputs, role, options=None):
+        python = compile_with_inductor(graph_module, example_inputs, role, {**(options or {}), "cpp_wrapper": False})
+        return background_builds.upgradable(
+            python, lambda: compile_with_inductor(graph_module, example_inputs, role, {"cpp_wrapper": True}), role)
+
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", upgradable)
+    return monkeypatch
+
+
+def test_the_cpp_builds_are_stored_when_ready_and_a_warm_start_loads_them(upgraded_on_cpu):
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 8, requires_grad=True), torch.randn(8, 3, requires_grad=True)
+    expected = _run(_program, x, w)
+    cold = aotgraph.aot_function(_program, "inductor", cache=True)
+    torch.testing.assert_close(_run(cold, x, w), expected)
+    (entry,) = cold.aotgraph_entries.values()
+    assert [r.detail for r in entry.log.records if r.stage == "cache store"] == [
+        "stored (again when its background builds are ready)"]
+    background_builds.wait_for_background_builds()
+    assert entry.compiled.forward.aotgraph_wrapper == entry.compiled.backward.aotgraph_wrapper == "cpp"
+
+    # The warm start compiles nothing: a compile would fail the test.
+    upgraded_on_cpu.setattr(torchinductor, "compile_with_inductor", _no_compile)
+    warm = aotgraph.aot_function(_program, "inductor", cache=True)
+    torch.testing.assert_close(_run(warm, x, w), expected)
+    (loaded,) = warm.aotgraph_entries.values()
+    assert [r.detail for r in loaded.log.records if r.stage == "cache load"] == ["hit"]
+    assert loaded.compiled.forward.aotgraph_wrapper == loaded.compiled.backward.aotgraph_wrapper == "cpp"
+
+
+def _no_compile(*args, **kwargs):
+    raise AssertionError("a warm start compiled a graph")
