@@ -57,35 +57,44 @@ def run_child(model_name: str, variant: str, entry: str, aotgraph_dir: str, indu
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def measure(model_name: str, entry: str, repeats: int) -> dict:
-    """{variant: (cold median, warm median)} over `repeats` fresh pairs of directories."""
+def measure(model_name: str, entry: str, repeats: int, warm_repeats: int, systems: list) -> dict:
+    """{variant: (cold median, warm median)} over `repeats` fresh pairs of directories, each
+    filled by one cold process and read by `warm_repeats` warm ones."""
     results = {}
-    for variant in ("ours", "torch"):
+    for variant in systems:
         cold, warm = [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as root:
                 aotgraph_dir, inductor_dir = os.path.join(root, "aotgraph"), os.path.join(root, "inductor")
                 cold.append(run_child(model_name, variant, entry, aotgraph_dir, inductor_dir))
-                warm.append(run_child(model_name, variant, entry, aotgraph_dir, inductor_dir))
+                warm += [run_child(model_name, variant, entry, aotgraph_dir, inductor_dir) for _ in range(warm_repeats)]
         results[variant] = (statistics.median(cold), statistics.median(warm))
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="mlp32,transformer12,gpt2_small,resnet")
+    parser.add_argument("--models", default=None, help="default: every model of benchmarks/compile_time.py")
     parser.add_argument("--entry", choices=("backend", "aot_module"), default="backend")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--systems", default="ours,torch", help="ours, torch or both")
+    parser.add_argument("--repeats", type=int, default=1, help="cold processes (fresh directories) per model")
+    parser.add_argument("--warm-repeats", type=int, default=3, help="warm processes per cold one")
     args = parser.parse_args()
     import torch
 
+    from compile_time import MODELS
+
+    systems = args.systems.split(",")
+    models = args.models.split(",") if args.models else list(MODELS)
+
     print(f"torch {torch.__version__}; wall seconds of the first forward+backward in a fresh process "
-          f"(Inductor, CPU, 1 thread), medians of {args.repeats}; ours = aotgraph via {args.entry}")
+          f"(Inductor, CPU, 1 thread), medians of {args.repeats} cold and {args.repeats * args.warm_repeats} warm; ours = aotgraph via {args.entry}")
     print(f"{'model':<14}{'ours cold':>10}{'ours warm':>10}{'warm/cold':>10}"
           f"{'torch cold':>11}{'torch warm':>11}{'warm/cold':>10}{'warm ours/torch':>16}")
-    for name in args.models.split(","):
-        r = measure(name, args.entry, args.repeats)
-        (oc, ow), (tc, tw) = r["ours"], r["torch"]
+    nan = (float("nan"),) * 2
+    for name in models:
+        r = measure(name, args.entry, args.repeats, args.warm_repeats, systems)
+        (oc, ow), (tc, tw) = r.get("ours", nan), r.get("torch", nan)
         print(f"{name:<14}{oc:>10.2f}{ow:>10.2f}{ow / oc:>10.3f}{tc:>11.2f}{tw:>11.2f}{tw / tc:>10.3f}{ow / tw:>16.2f}",
               flush=True)
 
