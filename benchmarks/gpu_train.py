@@ -10,7 +10,15 @@ tracing and partitioning; for aotgraph, our CompileLog's capture + partition sta
 Inductor's on-disk caches are off and each configuration gets its own cache directory, so
 every compiled configuration compiles from cold.
 
+Warm starts (`--configs aotgraph_warm inductor_warm`): per model and system, two fresh
+processes share one set of cache directories (aotgraph's ``AOTGRAPH_CACHE_DIR``, Inductor's
+``TORCHINDUCTOR_CACHE_DIR`` with torch's FX graph cache and AOTAutograd cache on); the first
+compiles cold, runs its first step and waits for aotgraph's background C++ builds (which
+store the C++ graphs), the second times its first step from the caches, as a user who
+restarts a run does. Reported: both first steps and warm/cold, ours and torch.compile's.
+
 Run (repo root, after `pip install -e . --no-deps`):  python benchmarks/gpu_train.py
+Warm starts of one model:   python benchmarks/gpu_train.py --models gpt2_small --configs inductor_warm aotgraph_warm
 CPU smoke test with tiny models:                      python benchmarks/gpu_train.py --smoke
 Writes $OUT/gpu_train.log (everything) and $OUT/gpu_train.json (default OUT=./out);
 prints the table last.
@@ -23,6 +31,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +55,8 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # *_ro: mode="reduce-overhead" (CUDA graphs), torch.compile's and aotgraph's.
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
                  "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro")
+# Warm starts, measured in fresh processes (see the module docstring), not in the timed rounds.
+WARM_CONFIGS = ("aotgraph_warm", "inductor_warm")
 # Inductor settings of the configurations that change them.
 INDUCTOR_OPTIONS = {"combo": {"combo_kernels": True}, "cpp": {"cpp_wrapper": True},
                     "pywrapper": {"cpp_wrapper": False}}
@@ -223,33 +234,10 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
         torch.cuda.empty_cache()
     reserved_before = torch.cuda.memory_reserved() if device.type == "cuda" else 0
     before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
-    torch.manual_seed(0)
-    model, inputs, what = MODELS[model_name](device, args.smoke)
-    synchronize(device)
+    step, losses, keep, what = training_step(model_name, config, args, device)
+    backend = keep[1]
     static_bytes = (torch.cuda.memory_allocated() if device.type == "cuda" else 0) - before
-    compiled, backend = compile_model(model, config, args.partition)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
-    losses = []
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = compiled(*inputs)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach().clone())  # a CUDA graph's next replay overwrites its outputs
-
-    synchronize(device)
-    begin = time.perf_counter()
-    step()
-    synchronize(device)
-    first_step_s = time.perf_counter() - begin
-    # aotgraph builds Inductor's C++ wrapper in the background (the steps meanwhile run on the
-    # Python wrapper): wait for it, so that the timed steps run what a long run runs.
-    from aotgraph.compilers.background_builds import wait_for_background_builds
-
-    wait_for_background_builds()
-    cpp_ready_s = time.perf_counter() - begin
+    first_step_s, cpp_ready_s = first_step(step, device)
     for _ in range(args.warmup):
         step()
     synchronize(device)
@@ -285,7 +273,106 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
             log(f"  aotgraph entry {k}: {len(entry.joint.graph_module.graph.nodes)} joint nodes, "
                 f"{entry.partition.saved_bytes / 2**20:.1f} MiB saved\n" + entry.log.format())
     log(f"  first step {first_step_s:.1f} s; dynamo compile_times:", json.dumps({k: round(v, 4) for k, v in phases.items()}))
-    return Prepared(model_name, config, step, static_bytes, result, keep=(compiled, model, optimizer, inputs, backend))
+    return Prepared(model_name, config, step, static_bytes, result, keep=keep)
+
+
+def training_step(model_name: str, config: str, args, device: torch.device):
+    """(step, losses, objects to keep alive (compiled model and backend first), what):
+    `step()` runs one SGD step of `config` under bf16 autocast, appending its loss to `losses`."""
+    torch.manual_seed(0)
+    model, inputs, what = MODELS[model_name](device, args.smoke)
+    synchronize(device)
+    compiled, backend = compile_model(model, config, args.partition)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    losses = []
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = compiled(*inputs)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach().clone())  # a CUDA graph's next replay overwrites its outputs
+
+    return step, losses, (compiled, backend, model, optimizer, inputs), what
+
+
+def first_step(step, device: torch.device) -> tuple[float, float]:
+    """Seconds of the first step (compiles included), and until aotgraph's background C++
+    builds are ready: the steps run on Inductor's Python wrapper meanwhile; waiting makes the
+    timed steps run what a long run runs, and stores the C++ builds in the disk cache."""
+    from aotgraph.compilers.background_builds import wait_for_background_builds
+
+    synchronize(device)
+    begin = time.perf_counter()
+    step()
+    synchronize(device)
+    first_step_s = time.perf_counter() - begin
+    wait_for_background_builds()
+    return first_step_s, time.perf_counter() - begin
+
+
+FIRST_STEP_CHILD = "--first-step-child"
+
+
+def first_step_child(model_name: str, system: str, args) -> None:
+    """One fresh process of a warm-start pair: the first step of `system` ("aotgraph" or
+    "inductor") on the caches the environment names, as JSON on stdout's last line."""
+    device = torch.device("cpu" if args.smoke else "cuda")
+    step, losses, keep, what = training_step(model_name, system, args, device)
+    first_step_s, cpp_ready_s = first_step(step, device)
+    result = dict(first_step_s=first_step_s, cpp_ready_s=cpp_ready_s, loss=float(losses[0]), what=what)
+    backend = keep[1]
+    if backend is not None:
+        from aotgraph.cache.disk import DiskCache
+
+        stats = DiskCache().stats()
+        result.update(disk_hits=stats.hits, disk_misses=stats.misses, wrappers=sorted(
+            {str(getattr(graph, "aotgraph_wrapper", "python")) for entry in backend.entries
+             for graph in (entry.compiled.forward, entry.compiled.backward) if graph is not None}))
+    print(json.dumps(result), flush=True)
+
+
+def warm_start(model_name: str, config: str, args, log: Log, cache_root: str) -> dict:
+    """A cold and then a warm fresh process of `config`'s system sharing one set of cache
+    directories (see the module docstring); the result row of both first steps."""
+    system = config.removesuffix("_warm")
+    root = os.path.join(cache_root, f"{model_name}_{config}")
+    env = dict(os.environ, AOTGRAPH_CACHE_DIR=os.path.join(root, "aotgraph"),
+               TORCHINDUCTOR_CACHE_DIR=os.path.join(root, "inductor"),
+               TRITON_CACHE_DIR=os.path.join(root, "inductor", "triton"),
+               TORCHINDUCTOR_FX_GRAPH_CACHE="1", TORCHINDUCTOR_AUTOGRAD_CACHE="1", AOTGRAPH_PROGRESS="0")
+    command = [sys.executable, os.path.abspath(__file__), FIRST_STEP_CHILD, model_name, system,
+               "--partition", args.partition] + (["--smoke"] if args.smoke else [])
+    runs = {}
+    for phase in ("cold", "warm"):
+        left = max(60.0, args.budget_s + 90.0 - (time.perf_counter() - START))
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=left)
+        if done.returncode != 0:
+            log(done.stdout[-3000:], done.stderr[-3000:])
+            raise RuntimeError(f"the {phase} process exited with {done.returncode}")
+        runs[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        log(f"  {phase}: {json.dumps(runs[phase])}")
+    cold, warm = runs["cold"], runs["warm"]
+    return dict(model=model_name, config=config, what=cold["what"], cold_first_step_s=cold["first_step_s"],
+                warm_first_step_s=warm["first_step_s"], warm_over_cold=warm["first_step_s"] / cold["first_step_s"],
+                cold=cold, warm=warm)
+
+
+def format_warm_table(rows: list[dict]) -> str:
+    lines = [f"{'model':<11} {'config':<14} {'cold first s':>12} {'warm first s':>12} {'warm/cold':>9} "
+             f"{'warm vs torch warm':>18}  aotgraph entries (hits, wrappers)"]
+    torch_warm = {r["model"]: r["warm_first_step_s"] for r in rows if r["config"] == "inductor_warm" and "error" not in r}
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['model']:<11} {r['config']:<14} {r['error']}")
+            continue
+        versus = (f"{r['warm_first_step_s'] / torch_warm[r['model']]:.3f}x"
+                  if r["config"] != "inductor_warm" and r["model"] in torch_warm else "-")
+        detail = (f"{r['warm'].get('disk_hits')} hits, {r['warm'].get('wrappers')}" if "disk_hits" in r["warm"] else "")
+        lines.append(f"{r['model']:<11} {r['config']:<14} {r['cold_first_step_s']:12.1f} {r['warm_first_step_s']:12.2f} "
+                     f"{r['warm_over_cold']:9.3f} {versus:>18}  {detail}")
+    return "\n".join(lines)
 
 
 def measure(prepared: list[Prepared], args, device: torch.device, log: Log) -> list[dict]:
@@ -382,18 +469,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU, to test this script")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS + EXTRA_CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
+                        choices=list(CONFIGS + EXTRA_CONFIGS + WARM_CONFIGS))
     parser.add_argument("--warmup", type=int, default=None, help="steps after the first, before timing")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     parser.add_argument("--partition", choices=("default", "mincut"), default=None,
                         help="aotgraph's partition (default: mincut when aotgraph has it)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="start no configuration after this many seconds")
-    args = parser.parse_args()
+    child = sys.argv[1:3] if len(sys.argv) > 3 and sys.argv[1] == FIRST_STEP_CHILD else None
+    args = parser.parse_args(sys.argv[4:] if child else None)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 5)
     args.steps = args.steps if args.steps is not None else (3 if args.smoke else 5)
     args.rounds = args.rounds if args.rounds is not None else (2 if args.smoke else 6)
     args.partition = args.partition or default_partition_name()
+    if child:
+        first_step_child(sys.argv[2], sys.argv[3], args)
+        return 0
     device = torch.device("cpu" if args.smoke else "cuda")
 
     out_dir = os.environ.get("OUT", "./out")
@@ -410,7 +502,7 @@ def main() -> int:
     log("gpu_train:", json.dumps(versions), f"warmup {args.warmup} steps, timed {args.steps} steps, "
         f"in {args.rounds} interleaved rounds, aotgraph partition {args.partition}")
 
-    results = []
+    results, warm_rows = [], []
     for model_name in args.models:
         prepared = []
         for config in args.configs:
@@ -420,13 +512,19 @@ def main() -> int:
                 continue
             log(f"== {model_name} {config}  (t={time.perf_counter() - START:.0f} s)")
             try:
-                prepared.append(prepare_config(model_name, config, args, device, log, cache_root))
+                if config in WARM_CONFIGS:
+                    warm_rows.append(warm_start(model_name, config, args, log, cache_root))
+                else:
+                    prepared.append(prepare_config(model_name, config, args, device, log, cache_root))
             except Exception as error:
                 log(traceback.format_exc())
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
-                results.append(dict(model=model_name, config=config, error=f"FAILED {message}"))
-        log(f"== {model_name}: {args.rounds} interleaved rounds of {args.steps} steps  (t={time.perf_counter() - START:.0f} s)")
-        results += [dict(r, steps_per_round=args.steps) for r in measure(prepared, args, device, log)]
+                (warm_rows if config in WARM_CONFIGS else results).append(
+                    dict(model=model_name, config=config, error=f"FAILED {message}"))
+        if prepared:
+            log(f"== {model_name}: {args.rounds} interleaved rounds of {args.steps} steps  "
+                f"(t={time.perf_counter() - START:.0f} s)")
+            results += [dict(r, steps_per_round=args.steps) for r in measure(prepared, args, device, log)]
         del prepared
         torch._dynamo.reset()  # drop this model's compiled graphs before the next model
         gc.collect()
@@ -434,10 +532,13 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
-        json.dump(dict(versions=versions, results=results), f, indent=1, default=str)
+        json.dump(dict(versions=versions, results=results, warm_starts=warm_rows), f, indent=1, default=str)
     log(f"\ntotal {time.perf_counter() - START:.0f} s; {json.dumps(versions)}")
-    log(format_table(results))
-    return 0 if all("error" not in r for r in results) else 1
+    if results:
+        log(format_table(results))
+    if warm_rows:
+        log(format_warm_table(warm_rows))
+    return 0 if all("error" not in r for r in results + warm_rows) else 1
 
 
 if __name__ == "__main__":
