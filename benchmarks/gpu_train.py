@@ -341,7 +341,9 @@ def warm_start(model_name: str, config: str, args, log: Log, cache_root: str) ->
     env = dict(os.environ, AOTGRAPH_CACHE_DIR=os.path.join(root, "aotgraph"),
                TORCHINDUCTOR_CACHE_DIR=os.path.join(root, "inductor"),
                TRITON_CACHE_DIR=os.path.join(root, "inductor", "triton"),
-               TORCHINDUCTOR_FX_GRAPH_CACHE="1", TORCHINDUCTOR_AUTOGRAD_CACHE="1", AOTGRAPH_PROGRESS="0")
+               TORCHINDUCTOR_FX_GRAPH_CACHE="1", TORCHINDUCTOR_AUTOGRAD_CACHE="1", AOTGRAPH_PROGRESS="0",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(aotgraph.__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))  # this process's aotgraph
     command = [sys.executable, os.path.abspath(__file__), FIRST_STEP_CHILD, model_name, system,
                "--partition", args.partition] + (["--smoke"] if args.smoke else [])
     runs = {}
