@@ -293,3 +293,20 @@ def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
         compiled_graph([])  # the first run queues the build
     background_builds.wait_for_background_builds()
     assert builds == (["C++"] if disabled else ["python", "C++"])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_vec_isa_memo_switch(disabled, monkeypatch, tmp_path):
+    """Off: no memo is read or written (tests/compilers/test_vec_isa_memo.py checks what it answers)."""
+    import platform
+    import sys
+
+    from aotgraph.compilers import vec_isa_memo
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        pytest.skip("the memo applies to x86-64 Linux only")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    if disabled:
+        _disable(monkeypatch, "vec_isa_memo")
+    path, _ = vec_isa_memo._memo_path_and_isas()
+    assert (path is None) == disabled
