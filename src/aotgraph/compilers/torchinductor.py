@@ -342,6 +342,7 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
 def restored_output_code(stored: bytes, kind: str) -> Callable:
     """The callable that `stored_output_code` stored, loaded as FxGraphCache loads a hit:
     Triton kernels put back, the wrapper module loaded, inputs realigned where Inductor asked."""
+    import torch._inductor.debug  # noqa: F401 - read by the loaded graph's __call__; a process that compiled nothing lacks it
     from torch._inductor.output_code import CompiledFxGraphConstants
     from torch._inductor.triton_bundler import TritonBundler
     from torch._inductor.utils import BoxedBool
