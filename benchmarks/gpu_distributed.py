@@ -32,7 +32,7 @@ import torch._inductor.config
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_train import Log, synchronize  # noqa: E402
+from gpu_train import Log, sgd_step, synchronize  # noqa: E402
 
 START = time.perf_counter()
 STRATEGIES = ("ddp", "fsdp2")
@@ -98,15 +98,7 @@ def rank_main(rank: int, world_size: int, strategy: str, config: str, args, port
         parallel = wrap(model, strategy, device)
         run, backend = compiled(parallel, config)
         optimizer = torch.optim.SGD(parallel.parameters(), lr=1e-4)
-        losses = []
-
-        def step():
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = run(*batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
+        step, losses = sgd_step(run, batch, optimizer, device)
 
         synchronize(device)
         dist.barrier()

@@ -284,17 +284,24 @@ def training_step(model_name: str, config: str, args, device: torch.device):
     synchronize(device)
     compiled, backend = compile_model(model, config, args.partition)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    step, losses = sgd_step(compiled, inputs, optimizer, device)
+    return step, losses, (compiled, backend, model, optimizer, inputs), what
+
+
+def sgd_step(run, inputs: tuple, optimizer, device: torch.device):
+    """(step, losses): `step()` runs one SGD step of ``run(*inputs)`` under bf16 autocast and
+    appends its loss to `losses`."""
     losses = []
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = compiled(*inputs)
+            loss = run(*inputs)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach().clone())  # a CUDA graph's next replay overwrites its outputs
 
-    return step, losses, (compiled, backend, model, optimizer, inputs), what
+    return step, losses
 
 
 def first_step(step, device: torch.device) -> tuple[float, float]:

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import aotgraph
-from aotgraph import api, config
-from aotgraph import capture
+from aotgraph import api, capture, config
 from aotgraph.capture import fake_outputs, inputs
 from aotgraph.compilers import boxed_code
 
@@ -100,11 +99,15 @@ def test_fast_path_switch(disabled, monkeypatch):
 
 
 # Switches whose memo or fast path is one function: off, that function is never called.
+# (owner, function, whether the program is compiled with symbolic sizes)
 SPIED = {
-    "fake_memo": (fake_outputs.FakeOutputs, "_recipe_of"),
-    "meta_kernel_answers": (fake_outputs.FakeOutputs, "_meta_kernel_outputs"),
-    "direct_fakes": (inputs, "_fake_of_plain_leaf"),
-    "boxed_code": (boxed_code, "boxed_graph_function"),
+    "fake_memo": (fake_outputs.FakeOutputs, "_recipe_of", False),
+    "meta_kernel_answers": (fake_outputs.FakeOutputs, "_meta_kernel_outputs", False),
+    "direct_fakes": (inputs, "_fake_of_plain_leaf", False),
+    "boxed_code": (boxed_code, "boxed_graph_function", False),
+    # symbolic layouts keyed (and checked for fresh symbols) only with the switch on
+    "symbolic_fake_memo": (fake_outputs, "_has_new_symbols", True),
+    "size_arithmetic_memo": (capture, "memoized_size_arithmetic", True),
 }
 
 
@@ -113,27 +116,9 @@ SPIED = {
 def test_spied_switch(switch, disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, switch)
-    calls = _spy(monkeypatch, *SPIED[switch])
-    _check(aotgraph.aot_function(_program))
-    assert (len(calls) == 0) == disabled
-
-
-@pytest.mark.parametrize("disabled", [False, True])
-def test_symbolic_fake_memo_switch(disabled, monkeypatch):
-    """Symbolic layouts keyed (and checked for fresh symbols) only with the switch on."""
-    if disabled:
-        _disable(monkeypatch, "symbolic_fake_memo")
-    calls = _spy(monkeypatch, fake_outputs, "_has_new_symbols")
-    _check(aotgraph.aot_function(_program, dynamic=True))
-    assert (len(calls) == 0) == disabled
-
-
-@pytest.mark.parametrize("disabled", [False, True])
-def test_size_arithmetic_memo_switch(disabled, monkeypatch):
-    if disabled:
-        _disable(monkeypatch, "size_arithmetic_memo")
-    calls = _spy(monkeypatch, capture, "memoized_size_arithmetic")
-    _check(aotgraph.aot_function(_program, dynamic=True))
+    owner, name, dynamic = SPIED[switch]
+    calls = _spy(monkeypatch, owner, name)
+    _check(aotgraph.aot_function(_program, dynamic=dynamic))
     assert (len(calls) == 0) == disabled
 
 

@@ -27,15 +27,7 @@ def _sharded(model: torch.nn.Module) -> torch.nn.Module:
 def _fsdp2_worker(rank: int, world_size: int, compiler: str) -> tuple[int, int]:
     """Eager, torch.compile, aot_module blocks: same training. Returns how many graphs each
     compiled way compiled."""
-    model, batches = model_and_batches("gpt", rank)
-    eager = _sharded(copy.deepcopy(model))
-    expected = train(eager, eager.parameters(), batches), local_state(eager)
-
-    backend = aotgraph.backend(compiler=compiler)
-    compiled = _sharded(copy.deepcopy(model))
-    actual = train(torch.compile(compiled, backend=backend, dynamic=False), compiled.parameters(), batches)
-    assert_same_training(expected, (actual, local_state(compiled)), f"rank {rank}: torch.compile(FSDP2) with {compiler}")
-
+    model, batches, expected, backend = _compiled_training(rank, compiler, "torch.compile(FSDP2)")
     blocks_compiled = copy.deepcopy(model)
     for index, block in enumerate(blocks_compiled.blocks):
         blocks_compiled.blocks[index] = aotgraph.aot_module(block, fw_compiler=compiler)
@@ -48,15 +40,21 @@ def _fsdp2_worker(rank: int, world_size: int, compiler: str) -> tuple[int, int]:
 def _fsdp2_traced_hooks_worker(rank: int, world_size: int, compiler: str) -> int:
     """torch.compile of the sharded decoder with Dynamo tracing FSDP2's hooks: eager's training."""
     torch._dynamo.config.skip_fsdp_hooks = False
+    backend = _compiled_training(rank, compiler, "torch.compile(FSDP2) tracing the hooks")[-1]
+    return len(backend.entries)
+
+
+def _compiled_training(rank: int, compiler: str, what: str) -> tuple:
+    """Eager FSDP2 training, then ``torch.compile`` of the sharded model with aotgraph's backend,
+    checked against it: (model, batches, eager's (losses, state), the backend)."""
     model, batches = model_and_batches("gpt", rank)
     eager = _sharded(copy.deepcopy(model))
     expected = train(eager, eager.parameters(), batches), local_state(eager)
     backend = aotgraph.backend(compiler=compiler)
     compiled = _sharded(copy.deepcopy(model))
     actual = train(torch.compile(compiled, backend=backend, dynamic=False), compiled.parameters(), batches)
-    assert_same_training(expected, (actual, local_state(compiled)),
-                         f"rank {rank}: torch.compile(FSDP2) tracing the hooks with {compiler}")
-    return len(backend.entries)
+    assert_same_training(expected, (actual, local_state(compiled)), f"rank {rank}: {what} with {compiler}")
+    return model, batches, expected, backend
 
 
 TRACED_HOOKS = pytest.mark.skipif(not hasattr(torch._dynamo.config, "skip_fsdp_hooks"),
