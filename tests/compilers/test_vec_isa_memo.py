@@ -1,6 +1,6 @@
 """Inductor's CPU vector-ISA probe remembered across processes (compilers/vec_isa_memo.py):
-a fresh process answers it from the memo with the list a real probe gave, without probing;
-a damaged memo or the switch off probes again."""
+a fresh process answers it from the memo with the list and sub-feature flags a real probe
+gave, without one test build; a damaged memo or the switch off probes again."""
 import json
 import os
 import platform
@@ -15,22 +15,22 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or platform.machine() !=
 _SCRIPT = """
 import json, sys
 from torch._inductor import cpu_vec_isa
-from aotgraph.compilers.vec_isa_memo import _memo_path_and_isas, recall_vec_isa_probe, remember_vec_isa_probe
+from aotgraph.compilers.vec_isa_memo import _memo_path_and_isas, recall_vec_isa_probe, remembering_vec_isa_probe
+builds, check_build = [], cpu_vec_isa.VecISA.check_build
+def counted(self, code):  # every test build: base probes and sub-feature checks
+    builds.append(str(self))
+    return check_build(self, code)
+cpu_vec_isa.VecISA.check_build = counted
 if sys.argv[1] == "probe":
-    valid = cpu_vec_isa.valid_vec_isa_list()
-    remember_vec_isa_probe()
+    with remembering_vec_isa_probe():
+        valid = cpu_vec_isa.valid_vec_isa_list()
     recalled = False
 else:
-    probes, check_build = [], cpu_vec_isa.VecISA.check_build
-    def counted(self, code):  # the base probe of each ISA (not its sub-feature checks) is what the memo answers
-        if code == cpu_vec_isa.VecISA._avx_code:
-            probes.append(str(self))
-        return check_build(self, code)
-    cpu_vec_isa.VecISA.check_build = counted
     recalled = recall_vec_isa_probe()
     valid = cpu_vec_isa.valid_vec_isa_list()
-    recalled = recalled and not probes
-print(json.dumps({"valid": [str(isa) for isa in valid], "recalled": recalled, "announced": _memo_path_and_isas()[1]}))
+flags = [[str(isa), isa.build_arch_flags()] for isa in valid]
+print(json.dumps({"valid": [str(isa) for isa in valid], "flags": flags, "recalled": recalled, "builds": len(builds),
+                  "announced": _memo_path_and_isas()[1]}))
 """
 
 
@@ -43,13 +43,14 @@ def _run(mode, cache_dir, **env):
 
 def test_a_fresh_process_answers_the_probe_from_the_memo(tmp_path):
     probed = _run("probe", tmp_path)
+    assert probed["builds"] > 0
     (memo,) = (tmp_path / "aotgraph_vec_isa").iterdir()
-    assert json.loads(memo.read_text()) == {"valid": probed["valid"]}
+    assert len(json.loads(memo.read_text())["checks"]) == probed["builds"]
     recalled = _run("recall", tmp_path)
-    # A CPU on which an announced ISA fails its probe keeps probing (the memo cannot say so to Inductor).
-    all_passed = probed["valid"] == probed["announced"]
-    assert recalled["recalled"] is all_passed
-    assert recalled["valid"] == probed["valid"]
-    assert _run("recall", tmp_path, AOTGRAPH_DISABLE="vec_isa_memo")["recalled"] is False
+    assert recalled["recalled"] is True and recalled["builds"] == 0
+    assert recalled["valid"] == probed["valid"] and recalled["flags"] == probed["flags"]
+    off = _run("recall", tmp_path, AOTGRAPH_DISABLE="vec_isa_memo")
+    assert off["recalled"] is False and off["builds"] == probed["builds"] and off["flags"] == probed["flags"]
     memo.write_text("{damaged")
-    assert _run("recall", tmp_path)["recalled"] is False
+    damaged = _run("recall", tmp_path)
+    assert damaged["recalled"] is False and damaged["flags"] == probed["flags"]

@@ -30,7 +30,7 @@ from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
 from . import background_builds
-from .vec_isa_memo import recall_vec_isa_probe, remember_vec_isa_probe
+from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError
 
@@ -168,7 +168,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
     with background_builds.compile_lock, V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
             config.patch(settings), \
-            _reuse_judged_with_outputs():
+            _reuse_judged_with_outputs(), remembering_vec_isa_probe():
         compiled = compile_fx_inner(
             graph_module,
             example_inputs,
@@ -180,7 +180,6 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
             is_inference=role.kind == "inference",
             graph_id=role.graph_id,
         )
-    remember_vec_isa_probe()
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
@@ -348,14 +347,14 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
     from torch._inductor.utils import BoxedBool
 
     output, devices, wrapper = pickle.loads(stored)
-    recall_vec_isa_probe()
-    if output._triton_bundle:
-        TritonBundler.read_and_emit(output._triton_bundle)
-    constants = CompiledFxGraphConstants()
-    output.after_deserialization(constants)
-    output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
-                                        "boxed_forward_device_index": None})
-    remember_vec_isa_probe()
+    with remembering_vec_isa_probe():
+        recall_vec_isa_probe()
+        if output._triton_bundle:
+            TritonBundler.read_and_emit(output._triton_bundle)
+        constants = CompiledFxGraphConstants()
+        output.after_deserialization(constants)
+        output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
+                                            "boxed_forward_device_index": None})
     if devices:
         return _on_threads_with_cuda_context(output, {torch.device(d) for d in devices})
     if wrapper is not None:

@@ -7,10 +7,12 @@ start that otherwise only loads built kernels. The answer depends on the CPU, th
 compiler and the installation, so it is remembered under a key of those
 (`_probe_key`) in Inductor's cache directory, next to the probe's own builds.
 
-`recall_vec_isa_probe` answers Inductor's probe from the memo, and only where every
-ISA the CPU announces passed it: Inductor's ``cpp.vec_isa_ok = True`` then gives the same
-list without probing (its answer for a probe it skips), and the list stays cached for the
-process. `remember_vec_isa_probe` writes the memo after Inductor probed. x86-64 Linux only;
+`recall_vec_isa_probe` replays Inductor's probe from the memo: while Inductor fills its list,
+each test build (``VecISA.check_build``: the base probe of every ISA and its sub-feature checks,
+AVX-512 BF16, VNNI, AMX) is answered with the result remembered for the same ISA, flags and
+code, so the list, and each ISA's sub-feature flags, come out as a real probe would make them;
+a build the memo does not know is run. `remembering_vec_isa_probe` wraps work in which
+Inductor may probe (a compile) and writes the memo of the builds it ran. x86-64 Linux only;
 elsewhere both do nothing. Switch: ``vec_isa_memo``.
 
 Private Inductor APIs (``torch._inductor.cpu_vec_isa``, ``cpp_builder``, ``config.cpp``),
@@ -33,45 +35,86 @@ import torch
 
 from .. import config as aot_config
 
-__all__ = ["recall_vec_isa_probe", "remember_vec_isa_probe"]
+__all__ = ["recall_vec_isa_probe", "remembering_vec_isa_probe"]
 
 
 def recall_vec_isa_probe() -> bool:
-    """Fill Inductor's list of usable vector ISAs from the memo, without probing; whether it did."""
+    """Fill Inductor's list of usable vector ISAs from the memo; whether the memo answered every
+    test build (False: no memo, a damaged one, the list already filled, or some build was run)."""
     from torch._inductor import config
-    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+    from torch._inductor.cpu_vec_isa import VecISA, valid_vec_isa_list
 
-    if _probed(valid_vec_isa_list) or config.cpp.vec_isa_ok is not None:
+    if _probed(valid_vec_isa_list) or config.cpp.vec_isa_ok is not None or "check_build" not in VecISA.__dict__:
         return False
-    path, announced = _memo_path_and_isas()
+    path, _ = _memo_path_and_isas()
     if path is None:
         return False
     try:
-        remembered = json.loads(path.read_text())["valid"]
-    except (OSError, ValueError, KeyError, TypeError):
+        answers = {tuple(check[:3]): bool(check[3]) for check in json.loads(path.read_text())["checks"]}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
-    if remembered != announced:  # some ISA failed its probe here: Inductor probes again
-        return False
-    with config.patch({"cpp.vec_isa_ok": True}):
-        valid = [str(isa) for isa in valid_vec_isa_list()]
-    return valid == announced
+    built = []
+    real_check_build = VecISA.check_build
+
+    def answered(isa, code):
+        known = answers.get(_check_key(isa, code))
+        if known is None:
+            built.append(str(isa))
+            return real_check_build(isa, code)
+        return known
+
+    with _replaced_check_build(VecISA, answered):
+        valid_vec_isa_list()
+    return not built
 
 
-def remember_vec_isa_probe() -> None:
-    """Write the memo of the probe Inductor ran in this process (if it ran and has none yet)."""
+@contextlib.contextmanager
+def remembering_vec_isa_probe():
+    """Run the body; if Inductor probed the vector ISAs in it (and no memo exists), write the
+    memo of every test build it ran."""
     from torch._inductor import config
-    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+    from torch._inductor.cpu_vec_isa import VecISA, valid_vec_isa_list
 
-    if not _probed(valid_vec_isa_list) or config.cpp.vec_isa_ok is not None:
-        return
     path, _ = _memo_path_and_isas()
-    if path is None or path.exists():
+    if (path is None or path.exists() or _probed(valid_vec_isa_list) or config.cpp.vec_isa_ok is not None
+            or "check_build" not in VecISA.__dict__):
+        yield
         return
+    checks = []
+    real_check_build = VecISA.check_build
+
+    def recorded(isa, code):
+        ok = real_check_build(isa, code)
+        checks.append([*_check_key(isa, code), ok])
+        return ok
+
+    with _replaced_check_build(VecISA, recorded):
+        yield
+    if _probed(valid_vec_isa_list) and checks:
+        _write_memo(path, {"checks": checks})
+
+
+@contextlib.contextmanager
+def _replaced_check_build(vec_isa_class, replacement):
+    original = vec_isa_class.__dict__["check_build"]
+    vec_isa_class.check_build = replacement
+    try:
+        yield
+    finally:
+        vec_isa_class.check_build = original
+
+
+def _check_key(isa, code: str) -> tuple:
+    """One test build: the ISA, the flags it builds with now (sub-feature checks add some) and the code."""
+    return type(isa).__name__, isa.build_arch_flags(), hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def _write_memo(path: Path, memo: dict) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(descriptor, "w") as file:
-            json.dump({"valid": [str(isa) for isa in valid_vec_isa_list()]}, file)
+            json.dump(memo, file)
         os.replace(temporary, path)
 
 
@@ -103,6 +146,6 @@ def _probe_key(announced: list, compiler: str) -> Optional[str]:
     if binary is None:
         return None
     info = os.stat(binary)
-    parts = (announced, os.path.realpath(binary), info.st_size, info.st_mtime_ns, torch.__version__,
+    parts = ("test builds v2", announced, os.path.realpath(binary), info.st_size, info.st_mtime_ns, torch.__version__,
              torch.version.git_version, sys.executable, sys.version, torch.__file__)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
