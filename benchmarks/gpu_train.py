@@ -2,7 +2,8 @@
 torch.compile(backend=aotgraph.backend(compiler="inductor")), in one process.
 
 Models: GPT-2 small (transformers GPT2LMHeadModel(GPT2Config()), random weights, dropout 0,
-batch 8, sequence 512) and ResNet-50 (torchvision, channels_last, batch 64, 224x224); SGD,
+batch 8, sequence 512), ResNet-50 and ConvNeXt-T (torchvision, channels_last, batch 64,
+224x224; ConvNeXt: depthwise 7x7 convolutions, LayerNorm over channels, GELU MLPs); SGD,
 bf16 autocast. Per model and configuration: median step time (CUDA events, after warm-up),
 peak memory over the timed steps, first-step time (compile included) and the AOT share of
 compile time: for torch, the Dynamo compile_times() phases of metadata collection, joint
@@ -136,7 +137,43 @@ def resnet50(device: torch.device, smoke: bool):
     return model, (images, labels), what
 
 
-MODELS = {"gpt2_small": gpt2, "resnet50": resnet50}
+class ConvNeXtStyleBlock(torch.nn.Module):
+    """The smoke run's stand-in for a ConvNeXt block (torchvision missing): depthwise 7x7
+    convolution, LayerNorm over channels, GELU MLP, residual."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.depthwise = torch.nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = torch.nn.LayerNorm(channels)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(channels, 4 * channels), torch.nn.GELU(),
+                                       torch.nn.Linear(4 * channels, channels))
+
+    def forward(self, x):
+        y = self.norm(self.depthwise(x).permute(0, 2, 3, 1))
+        return x + self.mlp(y).permute(0, 3, 1, 2)
+
+
+def convnext(device: torch.device, smoke: bool):
+    try:
+        import torchvision
+    except ImportError:
+        if not smoke:
+            raise
+        network = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 4, stride=4), ConvNeXtStyleBlock(16),
+                                      ConvNeXtStyleBlock(16), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                      torch.nn.Linear(16, 10))
+        batch, size, classes, what = 4, 32, 10, "a ConvNeXt-style stand-in (torchvision missing)"
+    else:
+        batch, size = (4, 32) if smoke else (64, 224)
+        network, classes = torchvision.models.convnext_tiny(), 1000
+        what = f"torchvision convnext_tiny channels_last batch {batch} {size}x{size}"
+    model = LossOfClassifier(network).to(device, memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, classes, (batch,), device=device)
+    return model, (images, labels), what
+
+
+MODELS = {"gpt2_small": gpt2, "resnet50": resnet50, "convnext_tiny": convnext}
 
 
 def default_partition_name() -> str:
