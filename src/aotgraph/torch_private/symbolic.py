@@ -120,8 +120,8 @@ def _memoized(name: str, original, memo: dict):
             return known[2]
         if not _plain(self):
             return original(self, other)
-        key = (name, self._expr, self.pytype, self._optimized_summation, other._expr, other.pytype,
-               other._optimized_summation, id(self.shape_env))
+        key = (name, self._expr, self.pytype, getattr(self, "_optimized_summation", None), other._expr,
+               other.pytype, getattr(other, "_optimized_summation", None), id(self.shape_env))
         result = memo.get(key)
         if result is None:
             result = memo[key] = original(self, other)
@@ -152,12 +152,16 @@ def _memoized_as_int(original):
         shape_env = self.shape_env
         if shape_env is None:
             return original(self)
+        # SymNode.expr applies the replacements: the answer holds for one version of them
+        # (torch 2.11 counts none: no memo there).
+        version = getattr(shape_env, "_replacements_version_counter", None)
+        if version is None:
+            return original(self)
         known = by_node.get(id(self))
-        # SymNode.expr applies the replacements: the answer holds for one version of them.
-        if known is not None and known[1] == shape_env._replacements_version_counter:
+        if known is not None and known[1] == version:
             return known[2]
         answer = original(self)
-        by_node[id(self)] = (self, shape_env._replacements_version_counter, answer)
+        by_node[id(self)] = (self, version, answer)
         return answer
 
     return maybe_as_int
