@@ -362,18 +362,25 @@ FIRST_STEP_CHILD = "--first-step-child"
 def first_step_child(model_name: str, system: str, args) -> None:
     """One fresh process of a warm-start pair: the first step of `system` ("aotgraph" or
     "inductor") on the caches the environment names, as JSON on stdout's last line."""
+    from aotgraph.cache.disk import DiskCache
+
     device = torch.device("cpu" if args.smoke else "cuda")
+    before = DiskCache().stats()  # the counters are the directory's, shared with the cold process
     step, losses, keep, what = training_step(model_name, system, args, device)
     first_step_s, cpp_ready_s = first_step(step, device)
     result = dict(first_step_s=first_step_s, cpp_ready_s=cpp_ready_s, loss=float(losses[0]), what=what)
     backend = keep[1]
     if backend is not None:
-        from aotgraph.cache.disk import DiskCache
-
         stats = DiskCache().stats()
-        result.update(disk_hits=stats.hits, disk_misses=stats.misses, wrappers=sorted(
-            {str(getattr(graph, "aotgraph_wrapper", "python")) for entry in backend.entries
-             for graph in (entry.compiled.forward, entry.compiled.backward) if graph is not None}))
+        result.update(disk_hits=stats.hits - before.hits, disk_misses=stats.misses - before.misses,
+                      disk_entries=stats.entries, graphs=len(backend.entries), wrappers=sorted(
+                          {str(getattr(graph, "aotgraph_wrapper", "python")) for entry in backend.entries
+                           for graph in (entry.compiled.forward, entry.compiled.backward) if graph is not None}),
+                      loads=[[r.detail for r in entry.log.records if r.stage == "cache load"]
+                             for entry in backend.entries],
+                      misses=[entry.disk_miss for entry in backend.entries if entry.disk_miss],
+                      entry_logs=[entry.log.format() for entry in backend.entries])
+    result["dynamo_compile_times"] = {k: round(v, 3) for k, v in torch_compile_phases().items()}
     print(json.dumps(result), flush=True)
 
 
@@ -407,7 +414,7 @@ def warm_start(model_name: str, config: str, args, log: Log, cache_root: str) ->
 
 def format_warm_table(rows: list[dict]) -> str:
     lines = [f"{'model':<11} {'config':<14} {'cold first s':>12} {'warm first s':>12} {'warm/cold':>9} "
-             f"{'warm vs torch warm':>18}  aotgraph entries (hits, wrappers)"]
+             f"{'warm vs torch warm':>18}  aotgraph warm process (disk hits, misses, graphs, wrappers)"]
     torch_warm = {r["model"]: r["warm_first_step_s"] for r in rows if r["config"] == "inductor_warm" and "error" not in r}
     for r in rows:
         if "error" in r:
@@ -415,7 +422,8 @@ def format_warm_table(rows: list[dict]) -> str:
             continue
         versus = (f"{r['warm_first_step_s'] / torch_warm[r['model']]:.3f}x"
                   if r["config"] != "inductor_warm" and r["model"] in torch_warm else "-")
-        detail = (f"{r['warm'].get('disk_hits')} hits, {r['warm'].get('wrappers')}" if "disk_hits" in r["warm"] else "")
+        detail = (f"{r['warm']['disk_hits']} hits, {r['warm']['disk_misses']} misses of {r['warm']['graphs']} graphs, "
+                  f"{r['warm']['wrappers']}" if "disk_hits" in r["warm"] else "")
         lines.append(f"{r['model']:<11} {r['config']:<14} {r['cold_first_step_s']:12.1f} {r['warm_first_step_s']:12.2f} "
                      f"{r['warm_over_cold']:9.3f} {versus:>18}  {detail}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_leaves
 
 from .api import aot_function, aot_module
 from .cache.disk import DiskCache
+from .cache.manifests import format_manifest
 from .compilers import COMPILER_NAMES
 from .errors import AotGraphError
 from .partition.budget import check_memory_budget
@@ -249,7 +250,8 @@ def _write_report(args, entry, fn: Callable, example_args: tuple, names, title: 
 
 def cache_command(args) -> int:
     """``info``: the disk cache's directory, entries, bytes, hits and misses (counted by every
-    process that used it); ``clear``: remove its entries and reset the counters."""
+    process that used it), with ``--verbose`` each entry's key manifest; ``clear``: remove its
+    entries and reset the counters."""
     store = DiskCache()
     if args.action == "clear":
         store.ensure_safe()
@@ -265,6 +267,10 @@ def cache_command(args) -> int:
     print(f"misses     {stats.misses}")
     if lookups:
         print(f"hit rate   {stats.hits / lookups:.1%}")
+    if args.verbose:
+        for key, parts in store.manifests():
+            print(f"\nentry {key}")
+            print(format_manifest(parts))
     return 0
 
 
@@ -313,6 +319,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     cache_parser = commands.add_parser("cache", help="the compile cache on disk: info or clear",
                                        description=cache_command.__doc__)
     cache_parser.add_argument("action", choices=("info", "clear"), help="%(choices)s")
+    cache_parser.add_argument("--verbose", "-v", action="store_true",
+                              help="info: also each entry's key manifest (the parts its key was made of), newest first")
     cache_parser.set_defaults(run=cache_command)
     return parser
 

@@ -120,17 +120,18 @@ class AotFunction:
         with entry.log.stage("first run"):
             return entry.run(*flat_args)
 
-    def _on_disk(self, program_args: list, program_spec) -> Optional[OnDisk]:
-        """Where this compile looks on disk, or None (no disk cache, or a call it cannot key)."""
+    def _on_disk(self, program_args: list, program_spec) -> tuple[Optional[OnDisk], Optional[str]]:
+        """``(where this compile looks on disk, None)``, or ``(None, why not)`` where the
+        function is not cached on disk or this call cannot be keyed."""
         if self._disk is None or config.disk_cache == "0":
-            return None
+            return None, None
         store, settings, after_capture = self._disk
         try:
-            key = call_key(settings, program_args, program_spec)
+            parts = call_key(settings, program_args, program_spec)
         except NotKeyable as why:
             logger.info("aotgraph: this call of %s is not cached on disk: %s", self.__name__, why)
-            return None
-        return OnDisk(store, key, after_capture)
+            return None, f"not keyable: {why}"
+        return OnDisk(store, parts, after_capture), None
 
     def aotgraph_compile(self, *args, **kwargs) -> CompiledEntry:
         return self._entry_for(args, kwargs)[0]
@@ -289,9 +290,10 @@ class AotFunction:
             if entry is None:
                 # A SubclassProgram learns its outputs' layouts by being captured, a program on shared bases
                 # the inputs' layout changes and which outputs are inputs: never loaded from disk.
-                on_disk = None if isinstance(program, SubclassProgram) or groups is not None else self._on_disk(
-                    program_args, program_spec)
+                on_disk, refused = (None, None) if isinstance(program, SubclassProgram) or groups is not None \
+                    else self._on_disk(program_args, program_spec)
                 entry = compile_stages(program, program_args, program_spec, **self._stages, on_disk=on_disk)
+                entry.disk_miss = entry.disk_miss or refused
         entry.guards, entry.call_facts, entry.reason = GuardSet([*guards, *size_guards]), facts, reason
         self._store.add(key, entry)
         self._recompiles.compiled(reason)

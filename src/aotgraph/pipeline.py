@@ -20,6 +20,7 @@ from . import config
 from .artifacts import CompiledGraphs, JointGraph, Partition
 from .cache.disk import DiskCache
 from .cache.disk_keys import NotKeyable, captured_key
+from .cache.manifests import KeyParts, explain_miss, manifest_json
 from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
@@ -36,11 +37,12 @@ __all__ = ["CompiledEntry", "compile_stages", "OnDisk"]
 
 @dataclass(frozen=True)
 class OnDisk:
-    """Where `compile_stages` looks for the entry on disk and stores it: under `key`, or, when
-    `after_capture`, under `captured_key(key, joint)` (the program is keyed by what it captured)."""
+    """Where `compile_stages` looks for the entry on disk and stores it: under the key of
+    `parts`, or, when `after_capture`, under that of `captured_key(parts, joint)` (the program
+    is keyed by what it captured)."""
 
     store: DiskCache
-    key: str
+    parts: KeyParts
     after_capture: bool = False
 
 
@@ -59,6 +61,7 @@ class CompiledEntry:
     reason: str = "first call"  # why it was compiled
     takes_shared_bases: bool = False  # compiled for inputs sharing memory, passed as their base (see api)
     disk_key: Optional[str] = None  # its key in the disk cache, where it is cached there
+    disk_miss: Optional[str] = None  # why it was not loaded from the disk cache (`manifests.explain_miss`)
 
     @property
     def joint(self) -> JointGraph:
@@ -97,8 +100,9 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                 bw_compiler: Callable, inference_compiler: Callable, partition_fn: Callable,
                 decompositions: Optional[Mapping], on_disk: Optional[OnDisk], real_args: list) -> CompiledEntry:
     compilers = (fw_compiler, bw_compiler, inference_compiler)
+    key_parts, miss = None if on_disk is None else on_disk.parts, None
     if on_disk is not None and not on_disk.after_capture:
-        entry = _loaded_entry(on_disk.store, on_disk.key, log, compilers)
+        entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers)
         if entry is not None:
             return entry
     for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
@@ -113,15 +117,14 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                             repeated_layers=not plans_whole_program(partition_fn))
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
-        key = None if on_disk is None else on_disk.key
         if on_disk is not None and on_disk.after_capture:
             try:
-                key = captured_key(on_disk.key, joint)
+                key_parts = captured_key(on_disk.parts, joint)
             except NotKeyable as why:
                 logger.info("aotgraph: this entry is not cached on disk: %s", why)
-                on_disk = None
+                on_disk, key_parts, miss = None, None, f"not keyable: {why}"
             else:
-                entry = _loaded_entry(on_disk.store, key, log, compilers)
+                entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers)
                 if entry is not None:
                     return entry
         traits = traits_of(inference_compiler if joint.is_inference else fw_compiler)
@@ -137,9 +140,11 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         note.detail = compiled.note
     if on_disk is not None:
         with log.stage("cache store") as note:
-            note.detail = _store(on_disk.store, key, compiled, inference_compiler if joint.is_inference else fw_compiler,
-                                 bw_compiler)
-    return _entry_of(compiled, log, key)
+            note.detail = _store(on_disk.store, key_parts, compiled,
+                                 inference_compiler if joint.is_inference else fw_compiler, bw_compiler)
+    entry = _entry_of(compiled, log, None if key_parts is None else key_parts.key)
+    entry.disk_miss = miss
+    return entry
 
 
 def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]) -> CompiledEntry:
@@ -151,28 +156,37 @@ def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]
                          bool(sig.mutated_primals or sig.metadata_mutated_primals), disk_key=disk_key)
 
 
-def _loaded_entry(store: DiskCache, key: str, log: CompileLog, compilers: tuple) -> Optional[CompiledEntry]:
-    """The entry stored under `key`, or None (absent, or unreadable: then removed with a warning)."""
+def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog,
+                  compilers: tuple) -> tuple[Optional[CompiledEntry], Optional[str]]:
+    """``(the entry stored under the key of `parts`, None)``, or ``(None, why not)``: absent
+    (which parts differ from the closest stored entry, logged), or unreadable (then removed
+    with a warning)."""
+    key = parts.key
     with log.stage("cache load") as note:
         data = store.read(key)
         if data is None:
             note.detail = "miss"
-            return None
+            why = explain_miss(parts, store.manifests())
+            logger.info("aotgraph: compile cache miss (key %s): %s", key[:12], why)
+            return None, why
         try:
             compiled = loaded_graphs(data, *compilers)
         except Exception as error:  # whatever a damaged or foreign entry raises: compile again
-            store.discard(key, f"it could not be loaded ({type(error).__name__}: {error})")
+            why = f"it could not be loaded ({type(error).__name__}: {error})"
+            store.discard(key, why)
             note.detail = "unreadable"
-            return None
+            return None, why
         note.detail = "hit"
-    return _entry_of(compiled, log, key)
+    return _entry_of(compiled, log, key), None
 
 
-def _store(store: DiskCache, key: str, compiled: CompiledGraphs, forward_compiler: Callable,
+def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_compiler: Callable,
            backward_compiler: Callable) -> str:
-    """Store `compiled` under `key`; what happened, for the compile log. Never fails a compile."""
+    """Store `compiled` under the key of `parts`, with its manifest; what happened, for the
+    compile log. Never fails a compile."""
+    key = parts.key
     try:
-        store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler))
+        store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler), manifest_json(parts))
     except NotStorable as why:
         logger.info("aotgraph: this entry is not cached on disk: %s", why)
         return "not storable"

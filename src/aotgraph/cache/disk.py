@@ -4,7 +4,9 @@ from a directory that nobody but the current user can write to.
 Layout under the cache directory (`cache_directory`): ``entries/<key[:2]>/<key>`` holds one
 entry: a magic line, its key on a line, the SHA-256 of the payload, the payload. ``stats/hits`` and
 ``stats/misses`` grow by one byte per lookup (an ``O_APPEND`` write is atomic, so processes
-sharing the cache lose no count; their sizes are the counters).
+sharing the cache lose no count; their sizes are the counters). ``manifests/<key[:2]>/<key>``
+holds the entry's key manifest (`manifests`, JSON: the parts its key was made of), written and
+removed with it, read to explain a miss and by ``python -m aotgraph cache info --verbose``.
 
 - Writes go to a temporary file in the entry's directory, then ``os.replace``: a reader sees
   the old entry, the new one, or none, never a partial one; two processes writing the same
@@ -32,6 +34,7 @@ from typing import Optional
 
 from .. import config
 from ..errors import AotGraphError
+from .manifests import KeyParts, parts_from_json
 from .remote import tier_for
 
 __all__ = ["DiskCache", "CacheDirError", "CacheCorruptionWarning", "cache_directory", "CacheStats"]
@@ -90,11 +93,14 @@ class DiskCache:
     def _entry_path(self, key: str) -> Path:
         return self._entries / key[:2] / key
 
+    def _manifest_path(self, key: str) -> Path:
+        return self.directory / "manifests" / key[:2] / key
+
     def ensure_safe(self) -> None:
         """Create the directory (mode 0700) if needed and refuse one that others may write."""
         if self._checked:
             return
-        for path in (self.directory, self._entries, self.directory / "stats"):
+        for path in (self.directory, self._entries, self.directory / "stats", self.directory / "manifests"):
             try:
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as error:
@@ -137,29 +143,29 @@ class DiskCache:
         self._write_file(key, data)
         return payload
 
-    def write(self, key: str, payload: bytes) -> None:
+    def write(self, key: str, payload: bytes, manifest: Optional[bytes] = None) -> None:
         """Store `payload` under `key` atomically (temporary file, then rename), and behind,
-        in the remote tier."""
+        in the remote tier; `manifest` (`manifests.manifest_json`) next to it, locally."""
         self.ensure_safe()
         data = _header(key) + hashlib.sha256(payload).digest() + payload
+        if manifest is not None:
+            _write_atomically(self._manifest_path(key), manifest)
         self._write_file(key, data)
         if self.remote is not None:
             self.remote.put_behind(key, data)
 
+    def manifests(self) -> list[tuple[str, KeyParts]]:
+        """``(key, parts)`` of every stored manifest, newest first (unreadable ones skipped)."""
+        folder = self.directory / "manifests"
+        paths = [p for p in folder.glob("*/*") if not p.name.startswith(".tmp-")] if folder.is_dir() else []
+        found = []
+        for path in paths:
+            with contextlib.suppress(OSError, ValueError):
+                found.append((path.stat().st_mtime, path.name, parts_from_json(path.read_bytes())))
+        return [(key, parts) for _, key, parts in sorted(found, key=lambda f: f[0], reverse=True)]
+
     def _write_file(self, key: str, data: bytes) -> None:
-        path = self._entry_path(key)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        _write_atomically(self._entry_path(key), data)
 
     def discard(self, key: str, why: str, remote: bool = True) -> None:
         """Remove the entry of `key` (with `remote`, from the remote tier too) with a
@@ -167,8 +173,9 @@ class DiskCache:
         path = self._entry_path(key)
         warnings.warn(f"aotgraph: the compile cache entry {path} was removed and will be compiled again: {why}",
                       CacheCorruptionWarning, stacklevel=3)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        for stale in (path, self._manifest_path(key)):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         if remote and self.remote is not None:
             self.remote.delete(key)
 
@@ -199,10 +206,27 @@ class DiskCache:
                 if path.is_file():
                     path.unlink()
                     removed += not path.name.startswith(".tmp-")
+        for path in (self.directory / "manifests").glob("*/*"):
+            path.unlink()
         for counter in ("hits", "misses"):
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / "stats" / counter).unlink()
         return removed
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def _header(key: str) -> bytes:

@@ -1,7 +1,8 @@
 """Keys of the disk cache: everything that can change what a call compiles to, hashed.
 
-A key is built in up to three parts:
-- `settings_key` (once per compiled function): the installation (`fingerprints.environment`:
+A key is built in up to three steps, each adding named parts to a `manifests.KeyParts` (the
+key is their digest; an entry's manifest keeps them, so a miss can name the part that differs):
+- `settings_key` (once per compiled function): the installation (`fingerprints.environment_parts`:
   torch, CUDA toolkit, Python, aotgraph's source), each compiler's `cache_identity` (its
   options), the partition function with its bound budget or policy (code identity), the
   decompositions, aotgraph's switches, and the program when it is a graph (node by node).
@@ -25,15 +26,16 @@ import torch
 from .. import config
 from ..artifacts import JointGraph
 from ..compilers import traits_of
-from .fingerprints import NotKeyable, digest, environment, fingerprint, graph_fingerprint
+from .fingerprints import NotKeyable, environment_parts, fingerprint, graph_fingerprint
+from .manifests import KeyParts
 
 __all__ = ["settings_key", "call_key", "captured_key", "NotKeyable"]
 
 _AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "mtia", "xla")
 
 
-def settings_key(stages: dict, decompositions_given: Optional[dict], program: Any) -> str:
-    """The key part shared by every call of one compiled function. `stages`: compile_stages'
+def settings_key(stages: dict, decompositions_given: Optional[dict], program: Any) -> KeyParts:
+    """The key parts shared by every call of one compiled function. `stages`: compile_stages'
     keyword arguments; `decompositions_given`: the user's table (None: the compiler's own,
     which its identity covers); `program`: an fx GraphModule to key node by node, or None (the
     captured graph is keyed instead)."""
@@ -42,45 +44,54 @@ def settings_key(stages: dict, decompositions_given: Optional[dict], program: An
         identity = traits_of(stages[name]).cache_identity
         if identity is None:
             raise NotKeyable(f"the {name} {getattr(stages[name], '__name__', stages[name])!r} has no cache identity")
-        compilers.append(identity())
-    return digest(environment(), compilers, stages["partition_fn"],
-                  None if decompositions_given is None else sorted(
-                      ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr),
-                  sorted(config.disabled),
-                  None if program is None else graph_fingerprint(program))
+        compilers.append((name, fingerprint(identity())))
+    decompositions = None if decompositions_given is None else sorted(
+        ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr)
+    return KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(stages["partition_fn"])),
+                                ("decompositions", decompositions), ("switches", sorted(config.disabled)),
+                                *([] if program is None else _graph_parts("program graph", program))])
 
 
-def call_key(settings: str, flat_args: Sequence[Any], in_spec) -> str:
-    """The key of one call of a function whose settings key is `settings`."""
+def call_key(settings: KeyParts, flat_args: Sequence[Any], in_spec) -> KeyParts:
+    """The key parts of one call of a function whose settings are `settings`."""
     storages: dict[int, int] = {}
     inputs = []
-    for value in flat_args:
+    for position, value in enumerate(flat_args):
         if isinstance(value, torch.Tensor):
             if value.layout != torch.strided:
                 raise NotKeyable(f"a tensor of layout {value.layout}")
             storage = value.untyped_storage()
             group = storages.setdefault(storage._cdata, len(storages))
-            inputs.append((type(value).__qualname__, tuple(value.shape), value.stride(), value.storage_offset(),
-                           value.dtype, value.device, value.requires_grad, value.grad_fn is None,
-                           value.is_conj(), value.is_neg(), _keeps_memory(value), group, storage.nbytes()))
+            facts = (type(value).__qualname__, tuple(value.shape), value.stride(), value.storage_offset(),
+                     value.dtype, value.device, value.requires_grad, value.grad_fn is None,
+                     value.is_conj(), value.is_neg(), _keeps_memory(value), group, storage.nbytes())
         else:
-            inputs.append(fingerprint(value))
-    return digest(settings, str(in_spec), inputs, _global_state())
+            facts = value
+        inputs.append((f"input {position}", fingerprint(facts)))
+    return settings.extended([("arguments", str(in_spec)), *inputs, *_global_state()])
 
 
-def captured_key(call: str, joint: JointGraph) -> str:
-    """The key of a call whose program was captured as `joint` (see the module docstring)."""
+def captured_key(call: KeyParts, joint: JointGraph) -> KeyParts:
+    """The key parts of a call whose program was captured as `joint` (see the module docstring)."""
     placeholders = [node.meta.get("val") for node in joint.graph_module.graph.find_nodes(op="placeholder")]
-    return digest(call, graph_fingerprint(joint.graph_module), joint.signature, joint.is_inference,
-                  [(tuple(v.shape), v.stride(), v.dtype, v.requires_grad) if isinstance(v, torch.Tensor) else None
-                   for v in placeholders])
+    return call.extended([*_graph_parts("captured graph", joint.graph_module),
+                          ("signature", fingerprint(joint.signature)), ("inference", joint.is_inference),
+                          ("placeholders", fingerprint(
+                              [(tuple(v.shape), v.stride(), v.dtype, v.requires_grad)
+                               if isinstance(v, torch.Tensor) else None for v in placeholders]))])
+
+
+def _graph_parts(what: str, graph_module) -> list:
+    """`graph_fingerprint(graph_module)` as one part per node (named by the node) after its codegen."""
+    _, codegen, nodes = graph_fingerprint(graph_module)
+    return [(f"{what}: codegen", codegen), *((f"{what}: node {node[1]}", node) for node in nodes)]
 
 
 def _keeps_memory(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, torch.nn.Parameter) or getattr(tensor, "_dynamo_static_input_type", None) is not None
 
 
-def _global_state() -> tuple:
+def _global_state() -> list:
     autocast = []
     for device in _AUTOCAST_DEVICES:
         try:
@@ -88,6 +99,9 @@ def _global_state() -> tuple:
                 autocast.append((device, torch.get_autocast_dtype(device)))
         except RuntimeError:  # a device type this build does not know
             continue
-    return (torch.is_grad_enabled(), tuple(autocast), torch.is_autocast_cache_enabled(), torch.get_default_dtype(),
-            torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision(),
-            torch.is_inference_mode_enabled())
+    state = {"grad mode": torch.is_grad_enabled(), "autocast": tuple(autocast),
+             "autocast cache": torch.is_autocast_cache_enabled(), "default dtype": torch.get_default_dtype(),
+             "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+             "float32 matmul precision": torch.get_float32_matmul_precision(),
+             "inference mode": torch.is_inference_mode_enabled()}
+    return [(f"global state: {name}", fingerprint(value)) for name, value in state.items()]

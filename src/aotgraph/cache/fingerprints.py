@@ -31,7 +31,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import TreeSpec
 
-__all__ = ["NotKeyable", "fingerprint", "digest", "environment", "graph_fingerprint"]
+__all__ = ["NotKeyable", "fingerprint", "environment_parts", "graph_fingerprint"]
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.layout,
           torch.memory_format, torch.Size, slice, range, type(Ellipsis))
@@ -40,11 +40,6 @@ _VERSIONED_PACKAGES = ("torch", "aotgraph", "functorch")
 
 class NotKeyable(Exception):
     """A value with no sound fingerprint: its program is not cached on disk."""
-
-
-def digest(*parts: Any) -> str:
-    """The SHA-256 hex digest of the fingerprints of `parts`."""
-    return hashlib.sha256(repr(tuple(map(fingerprint, parts))).encode()).hexdigest()
 
 
 def fingerprint(value: Any, _seen: frozenset = frozenset()) -> Any:
@@ -205,12 +200,15 @@ def _attribute(graph_module: fx.GraphModule, path: str) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def environment() -> tuple:
-    """What every key holds of the installation: torch (version, git revision, CUDA toolkit),
-    Python, and aotgraph's own source (any edit changes every key)."""
+def environment_parts() -> tuple:
+    """What every key holds of the installation, as named key parts: torch (version, git
+    revision, CUDA and HIP toolkits), Python, the platform, and aotgraph's own source (any
+    edit changes every key)."""
     source = Path(__file__).resolve().parents[1]
     aotgraph_hash = hashlib.sha256()
     for path in sorted(source.rglob("*.py")):
         aotgraph_hash.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
-    return ("torch", torch.__version__, torch.version.git_version, torch.version.cuda, torch.version.hip,
-            "python", sys.version, sys.platform, "aotgraph", aotgraph_hash.hexdigest())
+    facts = {"torch": (torch.__version__, torch.version.git_version), "CUDA": torch.version.cuda,
+             "HIP": torch.version.hip, "Python": sys.version, "platform": sys.platform,
+             "aotgraph source": aotgraph_hash.hexdigest()}
+    return tuple((f"environment: {name}", fingerprint(value)) for name, value in facts.items())
