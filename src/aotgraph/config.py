@@ -12,7 +12,8 @@ changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``
   for a compile that takes more than two seconds (capture, partition, compile), drawn only
   when stderr is a terminal (``aotgraph/progress.py``).
 - `disabled` (``AOTGRAPH_DISABLE=name,name``): memos, fast paths and patches of torch to turn
-  off, one by one, to bisect a failure after a torch upgrade. Results never depend on them;
+  off, one by one, to bisect a failure after a torch upgrade. Results never depend on them
+  (``runtime_asserts`` off only stops raising for calls that break torch's assumptions);
   the names are `SWITCHES`' keys.
 - `disk_cache` (``AOTGRAPH_CACHE``, default ``"1"``): the compile cache on disk (`cache.disk`).
   ``"0"``: off everywhere. ``"1"``: on where the program arrives as a graph (the
@@ -53,6 +54,9 @@ SWITCHES = {
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "
                     "(compilers/vec_isa_memo.py)",
+    "runtime_asserts": "the compiled graphs check what torch assumed about values known only at run time "
+                       "(torch._check on .item(), a meta function's n >= 0) and raise as eager does where it fails; "
+                       "off: a call breaking an assumption is unchecked (capture/runtime_asserts.py)",
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",
 }
 

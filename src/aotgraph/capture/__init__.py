@@ -28,6 +28,7 @@ from .. import config
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta, ViewStep
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
+from ..graph.ops import is_runtime_assert
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
@@ -43,6 +44,7 @@ from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
+from .runtime_asserts import insert_runtime_asserts
 from .symbols import refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
                               storage_resizes_refused)
@@ -222,6 +224,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     output = graph.find_nodes(op="output")[0]
     user_outs, grads, bases = output.args[0]
     output.args = ((*user_outs, *extra, *bases, *grads, *written_values),)
+    insert_runtime_asserts(graph, fake_mode.shape_env, recorder.node_meta.user_line)
     if config.enabled("cse"):
         merge_common_subexpressions(graph)
     eliminate_dead_code(graph)
@@ -488,9 +491,10 @@ def _refuse_mutated_aliased_inputs(fake_flat, mutated_names, storage_replaced=()
 
 
 def eliminate_dead_code(graph: fx.Graph) -> None:
-    """Remove nodes nobody reads. Random ops stay: dropping them would shift the RNG stream."""
+    """Remove nodes nobody reads. Random ops stay: dropping them would shift the RNG stream;
+    so do runtime asserts (`runtime_asserts`)."""
     for node in reversed(list(graph.nodes)):
-        if node.op in ("placeholder", "output") or node.users:
+        if node.op in ("placeholder", "output") or node.users or is_runtime_assert(node):
             continue
         target = node.target
         if node.op == "call_function" and isinstance(target, OpOverload) and (

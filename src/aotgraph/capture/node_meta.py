@@ -25,7 +25,7 @@ from .. import config
 from ..graph.sizes import size_keys
 from ..torch_private.fx import current_autograd_node, nodes_by_line, sequence_nr, tensor_metadata
 
-__all__ = ["NodeMeta", "INHERITED", "add_tensor_meta"]
+__all__ = ["NodeMeta", "INHERITED", "add_tensor_meta", "innermost_line"]
 
 # The keys a node made in place of another (functionalization) takes from it.
 INHERITED = ("stack_trace", "seq_nr", "nn_module_stack", "source_fn_stack")
@@ -83,6 +83,27 @@ class NodeMeta:
             meta = self._meta_of_frames[key] = {"stack_trace": _format_frames(reversed(key))} if key else {}
         return meta
 
+    def user_line(self, frames) -> Optional[str]:
+        """``file:line: code`` of the program's innermost frame among traceback `frames`
+        (``FrameSummary``s, innermost last): a frame of the user's code, or a line of a
+        GraphModule's generated code that ran ops while recording (Dynamo's graph), as its
+        node's stack trace says; None where there is neither."""
+        for frame in reversed(frames):
+            if frame.filename.startswith("<eval_with_key>"):
+                line = innermost_line(self._graph_node_trace(frame.filename, frame.lineno))
+                if line is not None:
+                    return line
+            elif not frame.filename.startswith(_LIBRARY_DIRS):
+                return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+        return None
+
+    def _graph_node_trace(self, filename: str, lineno: int) -> Optional[str]:
+        for code, lines in self._graph_module_lines.items():
+            node = lines.get(lineno - code.co_firstlineno) if lines and code.co_filename == filename else None
+            if node is not None:
+                return node.meta.get("stack_trace")
+        return None
+
     def _graph_module_meta(self, frame: FrameType) -> Optional[dict]:
         """The meta of the node of a GraphModule that `frame` (its generated forward) runs."""
         code = frame.f_code
@@ -114,6 +135,18 @@ def _format_frames(frames) -> str:
         if source:
             lines.append(f"    {source}\n")
     return "".join(lines).strip()
+
+
+def innermost_line(stack_trace: Optional[str]) -> Optional[str]:
+    """``file:line: code`` of the innermost frame of a ``stack_trace`` (traceback format)."""
+    lines = stack_trace.strip().splitlines() if stack_trace else []
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index].strip()
+        if line.startswith('File "'):
+            filename, _, rest = line[len('File "'):].partition('", line ')
+            code = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            return f"{filename}:{rest.split(',')[0]}: {code}"
+    return None
 
 
 def add_tensor_meta(graph: fx.Graph) -> None:

@@ -80,18 +80,31 @@ class SymbolNodes:
             node.meta["unbacked_bindings"] = bindings
         if isinstance(out, SYMBOLIC_TYPES):
             if isinstance(out.node.expr, sympy.Symbol):
-                self._node_of.setdefault(out.node.expr, node)
+                self.bind(out.node.expr, node)
             return
         results = [out] if isinstance(out, torch.Tensor) else list(out)
         for value, value_node in zip(results, out_nodes):
             if isinstance(value, torch.Tensor) and value_node is not None:
                 self.add_input(value_node, value)
 
+    def bind(self, symbol: sympy.Symbol, node: fx.Node) -> None:
+        """`node`'s value is `symbol` (a scalar an op returned)."""
+        self._node_of.setdefault(symbol, node)
+
+    def can_compute(self, expr: sympy.Basic) -> bool:
+        """Whether every symbol of `expr` is read from an input or bound to a node."""
+        return all(s in self._node_of or s in self._source_of for s in expr.free_symbols)
+
     def node_for(self, value: Any) -> Any:
         """The node computing symbolic `value`, or its Python number if it is a constant."""
         expr = value.node.expr
         if expr.is_number:
             return _number(expr, value)
+        return self.node_for_expr(expr)
+
+    def node_for_expr(self, expr: sympy.Basic) -> Any:
+        """The node computing sympy `expr` over the graph's symbols (`can_compute`), made at the
+        graph's insertion point where no node computes it yet; a constant as a Python number."""
         node = self._node_of.get(expr)
         return node if node is not None else self._build(expr)
 

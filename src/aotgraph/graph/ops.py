@@ -235,6 +235,14 @@ def is_random(node: fx.Node) -> bool:
     return node.op == "call_function" and op_facts(node.target).random
 
 
+RUNTIME_ASSERT = aten._assert_scalar.default  # (condition, message): raises RuntimeError(message) where false
+
+
+def is_runtime_assert(node: fx.Node) -> bool:
+    """A check kept for its effect (it has no users): the partition keeps it in the forward."""
+    return node.op == "call_function" and node.target is RUNTIME_ASSERT
+
+
 def flops_of(node: fx.Node) -> int:
     if node.op != "call_function":
         return 0

@@ -6,7 +6,7 @@ import operator
 
 import torch.fx as fx
 
-from ..graph.ops import is_random
+from ..graph.ops import is_random, is_runtime_assert
 from ..graph.naming import is_primal
 from ..graph.nodes import ancestors, extract_graph, joint_outputs, saved_by_default, tangent_dependent
 
@@ -23,14 +23,15 @@ def default_partition(joint_module: fx.GraphModule, _joint_inputs=None, *, num_f
     graph = joint_module.graph
     fwd_outputs, bwd_outputs = joint_outputs(joint_module, num_fwd_outputs)
     backward_only = tangent_dependent(graph)
-    random_nodes = {n for n in graph.nodes if is_random(n) and n not in backward_only}
-    forward_nodes = ancestors(fwd_outputs + list(random_nodes))
+    # Random draws and runtime asserts run in the forward for their effect.
+    kept = {n for n in graph.nodes if (is_random(n) or is_runtime_assert(n)) and n not in backward_only}
+    forward_nodes = ancestors(fwd_outputs + list(kept))
     # Every element of a forward op's tuple result is a forward value: save the element, never the tuple.
     forward_nodes |= {u for n in forward_nodes for u in n.users if u.target is operator.getitem}
     primals = [n for n in graph.nodes if is_primal(n)]
     tangents = [n for n in graph.nodes if n.op == "placeholder" and not is_primal(n)]
 
     saved = saved_by_default(graph.nodes, forward_nodes, bwd_outputs, primals, tangents)
-    forward = extract_graph(joint_module, primals, fwd_outputs + saved, keep=random_nodes)
+    forward = extract_graph(joint_module, primals, fwd_outputs + saved, keep=kept)
     backward = extract_graph(joint_module, saved + tangents, bwd_outputs)
     return forward, backward

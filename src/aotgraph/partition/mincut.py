@@ -27,7 +27,7 @@ import torch.fx as fx
 
 from ..artifacts import PartitionPlan
 from ..errors import BadArgument
-from ..graph.ops import bytes_of, flops_of, is_expensive, is_random, is_view, recompute_ban, storage_of, unsafe_to_recompute
+from ..graph.ops import bytes_of, flops_of, is_expensive, is_random, is_runtime_assert, is_view, recompute_ban, storage_of, unsafe_to_recompute
 from ..graph.naming import is_primal, is_tangent
 from ..graph.nodes import ancestors, extract_graph, joint_outputs, saved_by_default, tangent_dependent
 from .budget import TIE_BREAK_LAM, saved_for_budget, saved_for_recompute_budget
@@ -60,7 +60,7 @@ class JointNetwork:
         graph = self.module.graph
         self.fwd_outputs, self.bwd_outputs = joint_outputs(self.module, self.num_fwd_outputs)
         self._classify_nodes(graph)
-        self.fwd_required = ancestors(self.fwd_outputs + list(self.random_forward))
+        self.fwd_required = ancestors(self.fwd_outputs + list(self.forward_effects))
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.pinned = {n for n in self.recorded_in_backward if n not in self.fwd_required and not is_random(n)}
         forward_ops = [n for n in self.nodes if n not in self.pinned and not is_primal(n)]
@@ -84,10 +84,11 @@ class JointNetwork:
     def _classify_nodes(self, graph: fx.Graph) -> None:
         """One walk in graph order: `primals`, `tangents`, `backward_only` (nodes whose value
         depends on a tangent, the output node included), `nodes` (every other node but the
-        output), `random_forward` (random ops among them) and `recorded_in_backward` (those of
+        output), `forward_effects` (random ops and runtime asserts among them: the forward runs
+        them whether or not anything reads them) and `recorded_in_backward` (those of
         `nodes` recorded after autograd's first tangent-reading op: gradient computation)."""
         self.primals, self.tangents, self.nodes = [], [], []
-        self.backward_only, self.random_forward, self.recorded_in_backward = tangent_dependent(graph), set(), []
+        self.backward_only, self.forward_effects, self.recorded_in_backward = tangent_dependent(graph), set(), []
         in_backward = False
         for node in graph.nodes:
             if node.op == "placeholder":
@@ -100,8 +101,8 @@ class JointNetwork:
                 continue
             elif node.op == "output":
                 continue
-            elif is_random(node):
-                self.random_forward.add(node)
+            elif is_random(node) or is_runtime_assert(node):
+                self.forward_effects.add(node)
             self.nodes.append(node)
             if in_backward:
                 self.recorded_in_backward.append(node)
@@ -322,7 +323,7 @@ class JointNetwork:
 
         saved_list, recomputed, backward_needs = self._backward_needs(saved)
         plan, saved_list, offloaded = self._plan(saved_list, recomputed, **plan_fields)
-        # fwd_required holds the random draws the forward must make, and is closed under inputs.
+        # fwd_required holds the random draws and runtime asserts the forward must make, and is closed under inputs.
         forward_needs = self.fwd_required | ancestors(saved_list, stop=self.fwd_required)
         forward = extract_graph(self.module, self.primals, self.fwd_outputs + saved_list, needed=forward_needs)
         backward = extract_graph(self.module, saved_list + self.tangents, self.bwd_outputs, needed=backward_needs,

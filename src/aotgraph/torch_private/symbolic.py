@@ -6,8 +6,10 @@ Checked on torch 2.13 (the test suite).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import sys
+from typing import Iterator, Optional
 
+import sympy
 import torch
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 from torch.fx.experimental.sym_node import SymNode
@@ -17,9 +19,39 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int",
+__all__ = ["deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
+
+
+def deferred_runtime_asserts(shape_env) -> list[tuple]:
+    """(condition, frames) of each runtime assert `shape_env` deferred (``torch._check`` on an
+    unbacked value, a meta function's assumption about one): the condition a sympy boolean
+    over its symbols; frames, where it was deferred, as ``traceback.FrameSummary``s, innermost
+    last (read lazily: call them only for the asserts you keep)."""
+    return [(ra.expr, ra.stack.summary) for ras in shape_env.deferred_runtime_asserts.values() for ra in ras]
+
+
+def assumed_bounds(shape_env, symbol) -> tuple[Optional[object], Optional[object]]:
+    """(lower, upper): the bounds `shape_env` assumes for `symbol` (``constrain_range``, a
+    size's ``>= 0``, what ``torch._check(u < 5)`` refined), each a sympy number, None where
+    unbounded (an int's upper bound sys.maxsize - 1 is how a size says unbounded)."""
+    from torch.utils._sympy.numbers import int_oo
+
+    ranges = shape_env.var_to_range.get(symbol)
+    if ranges is None:
+        return None, None
+    lower, upper = ranges.lower, ranges.upper
+    unbounded = (int_oo, -int_oo, sympy.oo, -sympy.oo, sys.maxsize - 1)
+    return (None if lower in unbounded or not lower.is_number else lower,
+            None if upper in unbounded or not upper.is_number else upper)
+
+
+def canonical_condition(condition):
+    """`condition` (a sympy relation) in the form the shape environment stores its asserts in."""
+    from torch.fx.experimental.symbolic_shapes import canonicalize_bool_expr
+
+    return canonicalize_bool_expr(condition)
 
 
 def new_symbolic_fake_mode():
