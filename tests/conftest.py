@@ -4,6 +4,7 @@ cases); ``pythonpath = ["tests"]`` in pyproject.toml and this conftest's directo
 them on sys.path."""
 
 import pytest
+import torch
 
 from aotgraph import config
 
@@ -15,3 +16,13 @@ def _private_compile_cache(tmp_path, monkeypatch):
     directory = tmp_path / "aotgraph-cache"
     monkeypatch.setattr(config, "cache_dir", str(directory))
     monkeypatch.setenv("AOTGRAPH_CACHE_DIR", str(directory))
+
+
+@pytest.fixture
+def data_dependent_dynamo():
+    """Dynamo's ``capture_scalar_outputs`` and ``capture_dynamic_output_shape_ops`` on (``.item()``,
+    ``nonzero``, boolean masks traced as unbacked symbols), around a reset Dynamo."""
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True):
+        yield
+    torch._dynamo.reset()

@@ -216,7 +216,7 @@ def test_every_switch_is_tested_here():
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_runtime_asserts_switch(disabled, monkeypatch):
+def test_runtime_asserts_switch(disabled, monkeypatch, data_dependent_dynamo):
     if disabled:
         _disable(monkeypatch, "runtime_asserts")
 
@@ -225,18 +225,15 @@ def test_runtime_asserts_switch(disabled, monkeypatch):
         torch._check(n >= 0)
         return x * n
 
-    torch._dynamo.reset()
     backend = aotgraph.backend(compiler="eager")
-    with torch._dynamo.config.patch(capture_scalar_outputs=True):
-        compiled = torch.compile(program, backend=backend)
-        torch.testing.assert_close(compiled(torch.ones(3)), program(torch.ones(3)))
-        asserts = backend.entries[0].joint.graph_module.graph.find_nodes(
-            op="call_function", target=torch.ops.aten._assert_scalar.default)
-        assert bool(asserts) == (not disabled)
-        if not disabled:
-            with pytest.raises(RuntimeError, match="Runtime assertion failed"):
-                compiled(-torch.ones(3))
-    torch._dynamo.reset()
+    compiled = torch.compile(program, backend=backend)
+    torch.testing.assert_close(compiled(torch.ones(3)), program(torch.ones(3)))
+    asserts = backend.entries[0].joint.graph_module.graph.find_nodes(
+        op="call_function", target=torch.ops.aten._assert_scalar.default)
+    assert bool(asserts) == (not disabled)
+    if not disabled:
+        with pytest.raises(RuntimeError, match="Runtime assertion failed"):
+            compiled(-torch.ones(3))
 
 
 @pytest.mark.parametrize("disabled", [False, True])

@@ -11,12 +11,7 @@ import torch
 import aotgraph
 
 
-@pytest.fixture(autouse=True)
-def data_dependent_dynamo():
-    torch._dynamo.reset()
-    with torch._dynamo.config.patch(capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True):
-        yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("data_dependent_dynamo")
 
 
 def item_scaled(x, w):
@@ -73,3 +68,25 @@ def test_unbacked_sizes_eager_compiler(program):
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
 def test_unbacked_sizes_inductor(program):
     check_parity(program, "inductor")
+
+
+def numbers_out(x, w):
+    """Symbolic Python numbers among the outputs: returned as the numbers eager returns."""
+    y = x @ w
+    return y.tanh(), y.sum().item(), (x > 0).sum().item() + 1, y.amax().item() > 0, x.size(0) * 2
+
+
+@pytest.mark.parametrize("compiler", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_symbolic_numbers_as_outputs(compiler, dynamic):
+    backend = aotgraph.backend(compiler=compiler)
+    compiled = torch.compile(numbers_out, backend=backend, dynamic=dynamic)
+    for rows in (6, 7, 8):
+        torch.manual_seed(rows)
+        x, w = torch.randn(rows, 4), torch.randn(4, 3, requires_grad=True)
+        out, expected = compiled(x, w), numbers_out(x, w)
+        assert [type(o) for o in out] == [type(e) for e in expected]
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)  # the float: float32's sum, any order
+        grad, = torch.autograd.grad(out[0].sum(), w)
+        torch.testing.assert_close(grad, torch.autograd.grad(expected[0].sum(), w)[0])
+    assert len(backend.entries) == (1 if dynamic else 3)

@@ -13,12 +13,7 @@ import aotgraph
 _ASSERT = torch.ops.aten._assert_scalar.default
 
 
-@pytest.fixture(autouse=True)
-def data_dependent_dynamo():
-    torch._dynamo.reset()
-    with torch._dynamo.config.patch(capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True):
-        yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("data_dependent_dynamo")
 
 
 def checked_item(x, w):
@@ -154,3 +149,16 @@ def test_no_unbacked_values_no_asserts():
         torch.testing.assert_close(compiled(x, w), program(x, w))
     for entry in backend.entries:
         assert not entry.joint.graph_module.graph.find_nodes(op="call_function", target=_ASSERT)
+
+
+def test_aot_function_with_symbolic_sizes_checks_too():
+    """aot_function(dynamic=True): a shape environment of aotgraph's own, no Dynamo."""
+    compiled = aotgraph.aot_function(checked_item, "eager", dynamic=True)
+    for seed in range(2):
+        x, w = _inputs(seed, checked_item)
+        out = compiled(x, w)
+        expected = checked_item(x, w)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), w), torch.autograd.grad(expected.sum(), w))
+    with pytest.raises(RuntimeError, match="torch._check"):
+        compiled(*_violating(checked_item))

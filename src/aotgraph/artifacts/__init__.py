@@ -129,7 +129,10 @@ class OutputInfo(Leaf):
     so ``._base``, ``grad_fn`` and in-place writes behave as in eager), or, with no chain,
     by ``as_strided``. A view of an intermediate gets no tangent (`has_tangent`): its gradient
     reaches the base through autograd's view backward.
-    A non-tensor leaf is the `constant` seen while tracing.
+    A non-tensor leaf is the `constant` seen while tracing. A symbolic Python number (a value
+    of ``.item()`` under Dynamo's ``capture_scalar_outputs``) is returned by the graph as a 0-d
+    tensor, and by the runtime as that tensor's ``.item()``: `python_scalar` is its kind (int,
+    float or bool), None for other leaves.
     """
 
     base_input: Optional[int] = None
@@ -137,6 +140,7 @@ class OutputInfo(Leaf):
     base_output: Optional[int] = None
     view_chain: tuple[ViewStep, ...] = ()
     base_of_outputs: Optional[int] = None
+    python_scalar: Optional[type] = None
 
     @property
     def has_tangent(self) -> bool:

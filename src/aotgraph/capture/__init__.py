@@ -29,6 +29,7 @@ from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
+from ..graph.sizes import is_symbolic
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
@@ -145,6 +146,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions, resizes)
     refuse_subclass_outputs(flat_out)
+    flat_out, python_scalars = _symbolic_numbers_as_tensors(flat_out, fake_mode, recorder)
     for o in flat_out:
         if isinstance(o, torch.Tensor) and o.layout != torch.strided:
             raise UnsupportedOp(f"the program returns a tensor with layout {o.layout}", "capture",
@@ -244,9 +246,35 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
                            written_in_backward, storage_replaced, storage_source, resizes)
+    if python_scalars:
+        outputs = tuple(dataclasses.replace(info, python_scalar=python_scalars[k]) if k in python_scalars else info
+                        for k, info in enumerate(signature.outputs))
+        signature = dataclasses.replace(signature, outputs=outputs)
     if fake_mode.shape_env is not None:
         refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
+
+
+# The dtype a symbolic Python number of each kind travels in as a graph output, and its kind.
+_NUMBER_DTYPES = {torch.SymInt: (torch.int64, int), torch.SymFloat: (torch.float64, float),
+                  torch.SymBool: (torch.bool, bool)}
+
+
+def _symbolic_numbers_as_tensors(flat_out: list, fake_mode, recorder) -> tuple[list, dict[int, type]]:
+    """The output leaves with each symbolic Python number (``x.sum().item()`` under Dynamo's
+    ``capture_scalar_outputs``) recorded as a 0-d tensor that the graph returns, and {its
+    position: int, float or bool}: the runtime returns that tensor's ``.item()``, the number
+    eager returns (int64 and float64 hold it exactly)."""
+    positions = [k for k, o in enumerate(flat_out) if is_symbolic(o)]
+    if not positions:
+        return flat_out, {}
+    flat_out = list(flat_out)
+    kinds = {}
+    with fake_mode, recorder, enable_python_dispatcher():
+        for k in positions:
+            dtype, kinds[k] = _NUMBER_DTYPES[type(flat_out[k])]
+            flat_out[k] = torch.scalar_tensor(flat_out[k], dtype=dtype)
+    return flat_out, kinds
 
 
 def _version_of(fake: torch.Tensor) -> int | None:

@@ -170,15 +170,15 @@ def _number(expr: sympy.Basic, value: Optional[Any]) -> Any:
 
 def refuse_symbolic_replays(signature) -> None:
     """What the runtime rebuilds outside the graphs from the signature alone (views of inputs
-    and outputs replayed from their view ops or layouts, in-place layout changes, non-tensor
-    outputs) must be concrete: with symbolic sizes there, raise UnsupportedOp (the caller then
-    compiles per concrete signature)."""
+    and outputs replayed from their view ops or layouts, in-place layout changes) must be
+    concrete: with symbolic sizes there, raise UnsupportedOp (the caller then compiles per
+    concrete signature). Symbolic Python numbers among the outputs are graph outputs (capture
+    records them as 0-d tensors); a torch.Size of symbolic sizes is not."""
     for position, info in enumerate(signature.outputs):
         if not info.is_tensor:
             if _holds_symbol(info.constant):
-                raise UnsupportedOp(f"output {position} is a symbolic size ({info.constant}); aotgraph returns only "
-                                    "tensors computed with symbolic sizes", "capture",
-                                    "return it as a tensor, or compile with static shapes")
+                raise UnsupportedOp(f"output {position} holds symbolic sizes ({info.constant})", "capture",
+                                    "return the sizes as separate ints, or compile with static shapes")
             continue
         rebuilt = (info.base_input is not None and not info.is_input) or info.base_output is not None \
             or info.base_of_outputs is not None

@@ -129,7 +129,7 @@ class _Plan:
         # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
         self.is_direct = (
             len(self.primal_positions) == len(sig.inputs)
-            and all(o.is_tensor for o in self.outputs)
+            and all(o.is_tensor and o.python_scalar is None for o in self.outputs)
             and not any(p is not None for p in self.alias_primal)
             and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
             and not self.mutated and not self.relaid and not self.storage_resizes
@@ -205,6 +205,8 @@ class _Plan:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
             elif info.base_output is not None and not info.view_chain:
                 value = _view_of(flat[info.base_output], info)
+            elif info.python_scalar is not None:
+                value = value.item()
             flat.append(value)
         for i in self.rebuilt_last:
             flat[i] = _view_of(flat[self.outputs[i].base_output], self.outputs[i])
