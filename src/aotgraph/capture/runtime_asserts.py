@@ -46,7 +46,8 @@ def insert_runtime_asserts(graph: fx.Graph, shape_env, user_line: Callable) -> i
     per condition `shape_env` assumed about unbacked symbols that forward nodes define
     (``meta["unbacked_bindings"]``), over symbols the graph can compute; return how many.
     `user_line(frames)`: the program's line ``file:line: code`` among traceback frames, or None."""
-    if shape_env is None or not config.enabled("runtime_asserts"):
+    if shape_env is None or not config.enabled("runtime_asserts") or not any(
+            "unbacked_bindings" in node.meta for node in graph.nodes):
         return 0
     symbols = SymbolNodes(graph, shape_env)
     definitions, origin = _definitions(graph, symbols)
