@@ -162,3 +162,11 @@ def test_aot_function_with_symbolic_sizes_checks_too():
         torch.testing.assert_close(torch.autograd.grad(out.sum(), w), torch.autograd.grad(expected.sum(), w))
     with pytest.raises(RuntimeError, match="torch._check"):
         compiled(*_violating(checked_item))
+
+
+def test_report_shows_the_asserts():
+    """The report of a program with unbacked sizes counts their bytes at the assumed hint."""
+    backend = aotgraph.backend(compiler="eager")
+    compiled = torch.compile(mask_then_narrow, backend=backend)
+    compiled(*_inputs(0, mask_then_narrow))
+    assert "_assert_scalar" in backend.reports()[0].to_json()

@@ -137,13 +137,15 @@ def _message(check: _Check, origin: dict, user_line: Callable) -> str:
     """``Runtime assertion failed for expression u1 < 5``, where the program assumed it, and
     where each of its unbacked symbols comes from."""
     text = f"Runtime assertion failed for expression {check.condition}"
-    assumed = user_line(check.frames()) if check.frames is not None else None
-    if assumed:
-        text += f", assumed at {assumed}"
-    sources = []
+    sources, source_lines = [], set()
     for symbol in sorted(check.unbacked, key=str):
         node = origin[symbol]
         where = innermost_line(node.meta.get("stack_trace"))
+        source_lines.add(where)
         op = getattr(node.target, "__name__", str(node.target))
         sources.append(f"{symbol} comes from {op}" + (f" at {where}" if where else ""))
+    assumed = user_line(check.frames()) if check.frames is not None else None
+    # Dynamo's graph checks what it deferred itself right after the symbol's op, with that op's line.
+    if assumed and assumed not in source_lines:
+        text += f", assumed at {assumed}"
     return f"{text} ({'; '.join(sources)})"

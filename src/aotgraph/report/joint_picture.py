@@ -25,6 +25,7 @@ import torch.fx as fx
 from ..artifacts import Partition
 from ..graph.naming import is_tangent
 from ..graph.ops import op_name
+from ..graph.sizes import size_hint
 from .data import GraphNode, JointPicture, NodeGroup
 
 __all__ = ["joint_picture", "saved_node_names", "MAX_GROUPS"]
@@ -149,9 +150,9 @@ def _describe(value) -> tuple[int, str]:
         tensors = [v for v in value if isinstance(v, torch.Tensor)]
     else:
         tensors = []
-    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    nbytes = sum(size_hint(t.numel()) * t.element_size() for t in tensors)  # an unbacked size: its assumed hint
     shape = ", ".join(f"{list(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in tensors)
-    return int(nbytes), shape or ("" if value is None else type(value).__name__)
+    return nbytes, shape or ("" if value is None else type(value).__name__)
 
 
 def joint_picture(partition: Partition, labels: Optional[Mapping[str, str]] = None) -> JointPicture:
