@@ -170,3 +170,19 @@ def test_report_shows_the_asserts():
     compiled = torch.compile(mask_then_narrow, backend=backend)
     compiled(*_inputs(0, mask_then_narrow))
     assert "_assert_scalar" in backend.reports()[0].to_json()
+
+
+def test_assert_over_a_symbolic_input_size():
+    """torch._check(n < x.size(0)) with the size symbolic: the assert reads it from the input."""
+    backend = aotgraph.backend(compiler="eager")
+    compiled = torch.compile(checked_item, backend=backend, dynamic=True)
+    for rows in (6, 9):
+        x, w = _inputs(0, checked_item)
+        x = torch.cat([x, x.abs()])[:rows]
+        torch.testing.assert_close(compiled(x, w), checked_item(x, w))
+    x[:, 0] = 1.0  # n == x.size(0)
+    with pytest.raises(RuntimeError):
+        checked_item(x, w)
+    with pytest.raises(RuntimeError, match="torch._check.n < x.size.0.."):
+        compiled(x, w)
+    assert [e.reason for e in backend.entries] == ["symbolic sizes"]
