@@ -53,7 +53,11 @@ def insert_runtime_asserts(graph: fx.Graph, shape_env, user_line: Callable) -> i
     definitions, origin = _definitions(graph, symbols)
     if not definitions:
         return 0
-    pending = [c for c in _checks(shape_env, set(origin)) if symbols.can_compute(c.condition)]
+    pending = _checks(shape_env, set(origin))
+    unreadable = [c.condition for c in pending if not symbols.can_compute(c.condition)]
+    if unreadable:
+        logger.info("aotgraph capture: no runtime asserts on %s (a symbol the graph cannot read)", unreadable)
+        pending = [c for c in pending if symbols.can_compute(c.condition)]
     inserted = 0
     defined_so_far: set = set()
     for anchor, found in definitions:
