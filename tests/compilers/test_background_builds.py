@@ -85,3 +85,36 @@ def test_builds_take_turns_with_foreground_compiles():
         assert forward.built is None
     wait_for_background_builds()
     assert forward.built is not None and backward.built is not None
+
+
+def test_a_foreground_compile_goes_ahead_of_queued_builds():
+    """A recompile the program waits on (a new input shape) waits at most for the build under
+    way, not for every queued one."""
+    events, gate = [], threading.Event()
+    graph_id = next(_ids)
+
+    def build(name, wait=False):
+        def make():
+            if wait:
+                gate.wait()
+            events.append(name)
+            return _version(name, [])
+        return make
+
+    forward = upgradable(_version("python forward", []), build("build forward", wait=True),
+                         SimpleNamespace(kind="forward", graph_id=graph_id))
+    backward = upgradable(_version("python backward", []), build("build backward"),
+                          SimpleNamespace(kind="backward", graph_id=graph_id))
+    forward([]); backward([])  # queues both builds; the first waits on the gate, holding compile_lock
+
+    def recompile():
+        with background_builds.foreground_compile():
+            events.append("foreground compile")
+
+    foreground = threading.Thread(target=recompile)
+    foreground.start()
+    time.sleep(0.2)  # the recompile is waiting for the build under way
+    gate.set()
+    foreground.join(timeout=30)
+    wait_for_background_builds()
+    assert events == ["build forward", "foreground compile", "build backward"]

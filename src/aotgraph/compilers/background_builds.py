@@ -9,7 +9,10 @@ A forward and its backward move together (one `_Pair` per graph id), at a forwar
 no backward outstanding, so a backward always runs the same build as the forward whose
 saved values it reads. A failed build leaves the graph on the Python wrapper, with a
 warning. Inductor's config is process-wide, so its compiles (ours in the foreground and
-the worker's) take turns on `compile_lock`. Switch: ``cpp_wrapper_in_background``.
+the worker's) take turns on `compile_lock`; a compile the program waits on takes it through
+`foreground_compile`, and the worker starts no build while one waits or runs (a build under
+way finishes first): a recompile for a new input shape does not queue behind every build of
+the graphs it follows. Switch: ``cpp_wrapper_in_background``.
 
 For the disk cache, a graph stands for the Python-wrapper build until its whole pair is
 built, then for the C++ one (``aotgraph_output_code``); `aotgraph_when_built` tells the
@@ -17,12 +20,13 @@ cache when to store the entry again, so that a warm start loads the C++ builds.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from typing import Callable, Optional
 
-__all__ = ["compile_lock", "upgradable", "wait_for_background_builds"]
+__all__ = ["compile_lock", "foreground_compile", "upgradable", "wait_for_background_builds"]
 
 logger = logging.getLogger("aotgraph")
 
@@ -31,6 +35,29 @@ _builds: "queue.Queue[Callable[[], None]]" = queue.Queue()
 _worker: Optional[threading.Thread] = None
 _pairs: dict = {}  # graph id -> _Pair, until both of its builds are queued
 _state_lock = threading.Lock()
+_foreground = threading.Condition()
+_foreground_compiles = 0  # compiles the program waits on, waiting for or holding compile_lock
+_WORKER_NAME = "aotgraph-cpp-builds"
+
+
+@contextlib.contextmanager
+def foreground_compile():
+    """Hold `compile_lock` for a compile the program waits on, ahead of queued background
+    builds (on the build worker itself: just the lock)."""
+    global _foreground_compiles
+    if threading.current_thread().name == _WORKER_NAME:
+        with compile_lock:
+            yield
+        return
+    with _foreground:
+        _foreground_compiles += 1
+    try:
+        with compile_lock:
+            yield
+    finally:
+        with _foreground:
+            _foreground_compiles -= 1
+            _foreground.notify_all()
 
 
 class _Pair:
@@ -117,6 +144,8 @@ def _queue_builds(pair: _Pair) -> None:
 
 def _build_into(member: _Upgradable) -> None:
     try:
+        with _foreground:
+            _foreground.wait_for(lambda: _foreground_compiles == 0)
         with compile_lock:
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
@@ -146,7 +175,7 @@ def _start_worker() -> None:
     global _worker
     with _state_lock:
         if _worker is None or not _worker.is_alive():
-            _worker = threading.Thread(target=_work, name="aotgraph-cpp-builds", daemon=True)
+            _worker = threading.Thread(target=_work, name=_WORKER_NAME, daemon=True)
             _worker.start()
 
 

@@ -166,7 +166,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
     cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
-    with background_builds.compile_lock, V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
+    with background_builds.foreground_compile(), V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
             config.patch(settings), \
             _reuse_judged_with_outputs(), remembering_vec_isa_probe():
         compiled = compile_fx_inner(
