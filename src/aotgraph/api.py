@@ -21,6 +21,7 @@ from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
+from .capture.inputs import fake_inputs
 from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, resolve_compiler, traits_of
@@ -30,7 +31,7 @@ from .partition import default_partition
 from .pipeline import CompiledEntry, OnDisk, compile_stages
 from .runtime import autocast_on
 from .torch_private.fake import FakeTensor, detect_fake_mode
-from .torch_private.symbolic import new_symbolic_fake_mode, symbolic_fake
+from .torch_private.symbolic import new_symbolic_fake_mode
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
            "CompiledEntry"]
@@ -156,9 +157,9 @@ class AotFunction:
         program cannot keep its sizes symbolic."""
         fake_mode = new_symbolic_fake_mode()
         static = self._static_positions(flat_args)
-        fakes = [a if not isinstance(a, torch.Tensor)
-                 else fake_mode.from_tensor(a, static_shapes=True) if p in static or not _can_be_symbolic(a)
-                 else symbolic_fake(fake_mode, a, f"input{p}") for p, a in enumerate(flat_args)]
+        fakes = fake_inputs(flat_args, fake_mode, frozenset(
+            p for p, a in enumerate(flat_args) if isinstance(a, torch.Tensor) and p not in static
+            and _can_be_symbolic(a)))
         try:
             entry = compile_stages(program, fakes, in_spec, real_args=flat_args, **self._stages)
         except UnsupportedOp as error:

@@ -39,8 +39,12 @@ SWITCHES = {
                           "expressions (capture/fake_outputs.py, capture/node_meta.py)",
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
+    "guard_evaluation_memo": "within size_arithmetic_memo: a repeated evaluation of a condition on hinted symbolic "
+                             "sizes (torch's guard_or_false, ShapeEnv.evaluate_sym_node) is answered with its first "
+                             "answer, whose guard is recorded (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
-    "direct_fakes": "capture builds fakes of plain leaf inputs without FakeTensorMode.from_tensor (capture/__init__.py)",
+    "direct_fakes": "capture (and dynamic=True, for inputs whose sizes stay concrete) builds fakes of plain leaf "
+                    "inputs without FakeTensorMode.from_tensor (capture/inputs.py)",
     "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
     "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",

@@ -11,6 +11,7 @@ from .. import config
 from ..errors import BadArgument
 from ..torch_private.dispatch import DisableTorchDispatch
 from ..torch_private.fake import FakeTensor, FakeTensorMode
+from ..torch_private.symbolic import symbolic_fake
 
 __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]
 
@@ -80,14 +81,17 @@ def _grad_tracking_copy(leaf: torch.Tensor, fake_mode: FakeTensorMode) -> torch.
         return _PassThroughCopy.apply(leaf)
 
 
-def fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
+def fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode,
+                symbolic_positions: frozenset = frozenset()) -> list:
     """`flat_args` with each real tensor replaced by a fake (the same fake for the same tensor).
 
     A plain leaf tensor that is the only input on its storage gets its fake directly: a meta
     tensor of its layout wrapped as a FakeTensor (cheaper than ``from_tensor``'s general
     conversion, and a module has many parameters; switch ``direct_fakes``). Views, tensors sharing storage with
     another input, non-leaves and anything unusual go through ``from_tensor``, which keeps
-    their aliasing and autograd history.
+    their aliasing and autograd history. The tensors at `symbolic_positions` get symbolic
+    sizes of `fake_mode`'s shape environment (`symbolic_fake`, named ``input{position}``; made
+    in position order, so their symbols are numbered as the positions are).
     """
     tensors = [a for a in flat_args if isinstance(a, torch.Tensor)]
     # Tensors made in inference mode would be inference tensors; other tensor types may share
@@ -99,10 +103,12 @@ def fake_inputs(flat_args: Sequence[Any], fake_mode: FakeTensorMode) -> list:
         holders.setdefault(a.untyped_storage()._cdata, set()).add(id(a))
     fake_of: dict[int, Any] = {}
     fakes = []
-    for a in flat_args:
+    for position, a in enumerate(flat_args):
         fake = fake_of.get(id(a))
         if fake is None:
-            if direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
+            if position in symbolic_positions:
+                fake = symbolic_fake(fake_mode, a, f"input{position}")
+            elif direct and _is_plain_leaf(a) and len(holders[a.untyped_storage()._cdata]) == 1:
                 fake = _fake_of_plain_leaf(a, fake_mode)
             if fake is None:
                 fake = _to_fake(a, fake_mode)
