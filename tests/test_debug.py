@@ -110,6 +110,7 @@ SPIED = {
     "symbolic_fake_memo": (fake_outputs, "_has_new_symbols", True),
     "size_arithmetic_memo": (capture, "memoized_size_arithmetic", True),
     "guard_evaluation_memo": (symbolic, "_memoized_evaluate_sym_node", True),
+    "strided_builds": (fake_outputs, "_storage_numel", True),
 }
 
 

@@ -1,6 +1,6 @@
 """The memos of a capture with symbolic sizes (switches ``symbolic_fake_memo``,
-``size_arithmetic_memo``, ``guard_evaluation_memo``, and ``direct_fakes`` for the inputs
-whose sizes stay concrete): turned off, the same graphs and the same size guards come out;
+``size_arithmetic_memo``, ``guard_evaluation_memo``, ``strided_builds``, and ``direct_fakes``
+for the inputs whose sizes stay concrete): turned off, the same graphs and the same size guards come out;
 on, a repeated op on symbolic fakes is answered from the memo with the fake mode's layout,
 a repeated evaluation of a condition with its first answer (never one given while guards were
 suppressed), and SymNode's arithmetic is back to torch's own once the capture ends."""
@@ -18,7 +18,7 @@ from aotgraph.compilers import eager
 from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbolic_fake_mode, symbolic_fake
 
 aten = torch.ops.aten
-MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "guard_evaluation_memo", "direct_fakes")
+MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "guard_evaluation_memo", "direct_fakes", "strided_builds")
 
 
 def _compile_and_run(model, inputs):

@@ -37,6 +37,9 @@ SWITCHES = {
     "fake_memo": "capture answers a repeated op on same-layout fakes from a memo (capture/fake_outputs.py)",
     "symbolic_fake_memo": "capture's memos (fake outputs, tensor metadata) also key symbolic sizes by their "
                           "expressions (capture/fake_outputs.py, capture/node_meta.py)",
+    "strided_builds": "the fake memo builds a repeated op's outputs with symbolic sizes by as_strided (a view: on "
+                      "the argument's storage; new: on a fresh storage of the first answer's size), without "
+                      "recomputing and checking the storage size (capture/fake_outputs.py)",
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
     "guard_evaluation_memo": "within size_arithmetic_memo: a repeated evaluation of a condition on hinted symbolic "

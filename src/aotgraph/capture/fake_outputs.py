@@ -27,6 +27,7 @@ from .. import config
 from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
+from ..torch_private.symbolic import FloorDiv
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
                                 make_subclass, set_throw_on_mutable_data_ptr, set_warn_deprecated_on_mutable_data_ptr)
 
@@ -55,6 +56,7 @@ class FakeOutputs:
         self.memo_on = config.enabled("fake_memo")
         self.symbolic_on = config.enabled("symbolic_fake_memo")
         self.meta_answers_on = config.enabled("meta_kernel_answers")
+        self.strided_builds_on = config.enabled("strided_builds")
         self.key_is_symbolic = False  # of the last key built
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
@@ -248,7 +250,9 @@ class FakeOutputs:
                 if layout[3] != 0 or storage in fresh_storages:
                     return None
                 fresh_storages.add(storage)
-            specs.append((_NEW, layout, alias, (tuple(item.shape), item.stride(), item.storage_offset())))
+            storage_numel = _storage_numel(item) if alias is None and layout[-1] and self.strided_builds_on else None
+            specs.append((_NEW, layout, alias, (tuple(item.shape), item.stride(), item.storage_offset()),
+                          storage_numel))
         if self.symbolic_on and _has_new_symbols(specs, key):
             return None  # a fresh unbacked size (nonzero's length): a repeat has its own
         recipe = (container, tuple(specs))
@@ -266,11 +270,21 @@ class FakeOutputs:
             if kind is _ARG:
                 outs.append(tensors[spec[1]])
             elif kind is _NEW:
-                layout, alias, (shape, stride, offset) = spec[1], spec[2], spec[3]
+                layout, alias, (shape, stride, offset), storage_numel = spec[1], spec[2], spec[3], spec[4]
                 dtype, device = layout[0], layout[4]
                 with DisableTorchDispatch():
-                    if alias is None:
+                    if alias is None and storage_numel is not None:
+                        # symbolic sizes (switch ``strided_builds``): a fresh storage of the first
+                        # answer's size, then its layout, without recomputing that size from it
+                        meta = torch.empty((storage_numel,), dtype=dtype, device="meta").as_strided(shape, stride, 0)
+                    elif alias is None:
                         meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+                    elif layout[-1] and self.strided_builds_on:
+                        # a view with symbolic sizes: as_strided of an empty tensor on the argument's
+                        # storage, without set_'s bounds check of the symbolic layout against it
+                        meta = torch.empty(0, dtype=dtype, device="meta")
+                        meta.set_(tensors[alias].untyped_storage(), 0, (0,), (1,))
+                        meta = meta.as_strided(shape, stride, offset)
                     else:  # a view: the layout set once, on the argument's storage
                         meta = torch.empty(0, dtype=dtype, device="meta")
                         meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
@@ -333,6 +347,16 @@ def _fake_maker(fake_mode: FakeTensorMode, device: torch.device) -> Callable:
             and dispatch_keys(expected) == dispatch_keys(fast))
     return copy_prototype if same else construct
 
+
+
+def _storage_numel(fake: FakeTensor) -> Any:
+    """The number of elements `fake`'s storage holds (a SymInt with symbolic sizes), or None
+    where its byte size is not a whole number of elements without a floor division."""
+    nbytes, itemsize = fake.untyped_storage().nbytes(), fake.element_size()
+    if type(nbytes) is int:
+        return None
+    numel = nbytes // itemsize
+    return None if numel.node.expr.has(FloorDiv) else numel
 
 
 def _has_new_symbols(specs: list, key: tuple) -> bool:
