@@ -237,14 +237,14 @@ def _memoized_evaluation(original):
 
 
 def _memoized_evaluate_sym_node(original):
-    by_node: dict = {}  # (id(node), size_oblivious, fallback_value) -> (node, value)
+    by_node: dict = {}  # (id(node), its other arguments: size_oblivious, fallback_value) -> (node, value)
 
-    def evaluate_sym_node(self, sym_node, size_oblivious=False, fallback_value=None):
-        key = (id(sym_node), size_oblivious, fallback_value)
+    def evaluate_sym_node(self, sym_node, *args, **kwargs):
+        key = (id(sym_node), args, tuple(kwargs.items()))
         known = by_node.get(key)
         if known is not None:
             return known[1]
-        value = original(self, sym_node, size_oblivious, fallback_value)
+        value = original(self, sym_node, *args, **kwargs)
         if sym_node.has_hint() and _plain(sym_node) and _guards_suppressed() is False:
             by_node[key] = (sym_node, value)
         return value
