@@ -127,7 +127,8 @@ def memoized_size_arithmetic(evaluations: bool = False) -> Iterator[None]:
     memo: dict = {}
     patched = {name: SymNode.__dict__[name] for name in
                (*_MEMOIZED_OPERATIONS, *_MEMOIZED_EVALUATIONS, "wrap_int", "maybe_as_int", "expect_true")}
-    evaluate_sym_node = ShapeEnv.__dict__["evaluate_sym_node"] if evaluations and _guards_suppressed() is not None \
+    # (None where this torch cannot say whether guards are suppressed: no memo of evaluations there)
+    evaluate_sym_node = ShapeEnv.__dict__.get("evaluate_sym_node") if evaluations and _guards_suppressed() is not None \
         else None
     _active_memo.append(memo)
     for name in _MEMOIZED_OPERATIONS:
