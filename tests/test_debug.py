@@ -15,7 +15,6 @@ import aotgraph
 from aotgraph import api, capture, config
 from aotgraph.capture import fake_outputs, inputs
 from aotgraph.compilers import boxed_code
-from aotgraph.torch_private import symbolic
 
 
 def _program(x, w):
@@ -109,7 +108,6 @@ SPIED = {
     # symbolic layouts keyed (and checked for fresh symbols) only with the switch on
     "symbolic_fake_memo": (fake_outputs, "_has_new_symbols", True),
     "size_arithmetic_memo": (capture, "memoized_size_arithmetic", True),
-    "guard_evaluation_memo": (symbolic, "_memoized_evaluate_sym_node", True),
     "strided_builds": (fake_outputs, "_storage_numel", True),
 }
 

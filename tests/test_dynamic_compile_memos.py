@@ -1,15 +1,14 @@
 """The memos of a capture with symbolic sizes (switches ``symbolic_fake_memo``,
-``size_arithmetic_memo``, ``guard_evaluation_memo``, ``strided_builds``, and ``direct_fakes``
-for the inputs whose sizes stay concrete): turned off, the same graphs and the same size guards come out;
+``size_arithmetic_memo``, ``strided_builds``, and ``direct_fakes`` for the inputs whose
+sizes stay concrete): turned off, the same graphs and the same size guards come out;
 on, a repeated op on symbolic fakes is answered from the memo with the fake mode's layout,
 a repeated evaluation of a condition with its first answer (never one given while guards were
-suppressed), and SymNode's arithmetic is back to torch's own once the capture ends."""
+suppressed: its guard is recorded when asked again), and SymNode's arithmetic is back to torch's own once the capture ends."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.fx.experimental.sym_node import SymNode
-from torch.fx.experimental.symbolic_shapes import ShapeEnv, guard_or_false
 
 import aotgraph
 from aotgraph import config, models
@@ -18,7 +17,7 @@ from aotgraph.compilers import eager
 from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbolic_fake_mode, symbolic_fake
 
 aten = torch.ops.aten
-MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "guard_evaluation_memo", "direct_fakes", "strided_builds")
+MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds")
 
 
 def _compile_and_run(model, inputs):
@@ -110,34 +109,18 @@ def test_size_arithmetic_memo_shares_results_and_restores_symnode():
     assert (s0 * s1).node is not product.node
 
 
-def test_guard_evaluation_memo_answers_repeats_and_keeps_guards():
+def test_an_evaluation_under_suppressed_guards_is_not_kept():
     mode = new_symbolic_fake_mode()
     shape_env = mode.shape_env
     x = symbolic_fake(mode, torch.randn(6, 4), "x")
     s0, s1 = x.shape
-    original = ShapeEnv.evaluate_sym_node
-    evaluated = []
-
-    def counting(self, *args, **kwargs):
-        evaluated.append(1)
-        return original(self, *args, **kwargs)
-
-    ShapeEnv.evaluate_sym_node = counting
-    try:
-        with memoized_size_arithmetic(evaluations=True):
-            wider = s0 > 3
-            with shape_env.suppress_guards():
-                assert guard_or_false(wider)
-            assert not shape_env.guards  # suppressed: nothing recorded, so nothing kept
-            assert guard_or_false(wider) and guard_or_false(s0 > 3)  # the same node: the memo's
-            assert len(shape_env.guards) == 1 and len(evaluated) == 2
-            taller = s1 < 5
-            with shape_env.suppress_guards():
-                assert bool(taller)  # SymNode.guard_bool: the same rule
-            assert bool(taller) and len(shape_env.guards) == 2
-    finally:
-        ShapeEnv.evaluate_sym_node = original
-    assert ShapeEnv.__dict__["evaluate_sym_node"] is original
+    with memoized_size_arithmetic():
+        taller = s1 < 5
+        with shape_env.suppress_guards():
+            assert bool(taller)  # SymNode.guard_bool: nothing recorded, so nothing kept
+        assert not shape_env.guards
+        assert bool(taller) and len(shape_env.guards) == 1
+        assert bool(s1 < 5) and len(shape_env.guards) == 1  # the same node: now from the memo
 
 
 def test_dynamic_inputs_of_concrete_size_get_direct_fakes(monkeypatch):

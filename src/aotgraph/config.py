@@ -42,9 +42,6 @@ SWITCHES = {
                       "recomputing and checking the storage size (capture/fake_outputs.py)",
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
-    "guard_evaluation_memo": "within size_arithmetic_memo: a repeated evaluation of a condition on hinted symbolic "
-                             "sizes (torch's guard_or_false, ShapeEnv.evaluate_sym_node) is answered with its first "
-                             "answer, whose guard is recorded (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
     "direct_fakes": "capture (and dynamic=True, for inputs whose sizes stay concrete) builds fakes of plain leaf "
                     "inputs without FakeTensorMode.from_tensor (capture/inputs.py)",

@@ -102,11 +102,10 @@ def capture(
 
 def _size_arithmetic_memo(fake_mode: FakeTensorMode):
     """Repeated arithmetic on symbolic sizes answered from a memo while capturing with a shape
-    environment (switch ``size_arithmetic_memo``), and repeated evaluations of conditions on
-    them (switch ``guard_evaluation_memo``, within that one)."""
+    environment (switch ``size_arithmetic_memo``)."""
     if fake_mode.shape_env is None or not config.enabled("size_arithmetic_memo"):
         return contextlib.nullcontext()
-    return memoized_size_arithmetic(evaluations=config.enabled("guard_evaluation_memo"))
+    return memoized_size_arithmetic()
 
 
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:

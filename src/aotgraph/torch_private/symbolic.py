@@ -97,7 +97,7 @@ _active_memo: list = []  # the memo of the outermost `memoized_size_arithmetic` 
 
 
 @contextlib.contextmanager
-def memoized_size_arithmetic(evaluations: bool = False) -> Iterator[None]:
+def memoized_size_arithmetic() -> Iterator[None]:
     """While in effect, a binary operation on two SymNodes whose expressions (raw, before the
     shape environment's replacements), Python types and summation flags were seen before returns
     the SymNode it returned then instead of building the sympy expression again. Every tensor
@@ -112,24 +112,14 @@ def memoized_size_arithmetic(evaluations: bool = False) -> Iterator[None]:
     ``guard_or_true`` of a node with a hint (the guard is taken the first time; the value
     cannot change). Not used while a proxy mode is on (make_fx records the operations, and a
     pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
-    carry their FX node). Reentrant: an inner use shares the outer memo.
-
-    `evaluations` (switch ``guard_evaluation_memo``): also ``ShapeEnv.evaluate_sym_node`` of a
-    node with a hint, which torch's ``guard_or_false`` / ``guard_or_true`` call on every
-    condition a meta function checks (the arithmetic memo hands back the same condition node
-    for a repeat): answered with its first answer. That answer is the hint's, fixed, and its
-    guard was recorded then, as the shape environment's own cache of evaluations
-    (``_inner_evaluate_expr``, 256 entries) assumes when it answers a repeat. An answer given
-    while guards were suppressed is not kept (its guard was not recorded)."""
+    carry their FX node). Reentrant: an inner use shares the outer memo. An evaluation answered
+    while the shape environment suppressed guards is not kept: its guard was not recorded."""
     if _active_memo or get_proxy_mode() is not None:
         yield
         return
     memo: dict = {}
     patched = {name: SymNode.__dict__[name] for name in
                (*_MEMOIZED_OPERATIONS, *_MEMOIZED_EVALUATIONS, "wrap_int", "maybe_as_int", "expect_true")}
-    # (None where this torch cannot say whether guards are suppressed: no memo of evaluations there)
-    evaluate_sym_node = ShapeEnv.__dict__.get("evaluate_sym_node") if evaluations and _guards_suppressed() is not None \
-        else None
     _active_memo.append(memo)
     for name in _MEMOIZED_OPERATIONS:
         setattr(SymNode, name, _memoized(name, patched[name], memo))
@@ -138,21 +128,17 @@ def memoized_size_arithmetic(evaluations: bool = False) -> Iterator[None]:
     SymNode.wrap_int = _memoized_constant(patched["wrap_int"], memo)
     SymNode.maybe_as_int = _memoized_as_int(patched["maybe_as_int"])
     SymNode.expect_true = _memoized_expect_true(patched["expect_true"], memo)
-    if evaluate_sym_node is not None:
-        ShapeEnv.evaluate_sym_node = _memoized_evaluate_sym_node(evaluate_sym_node)
     try:
         yield
     finally:
         for name, original in patched.items():
             setattr(SymNode, name, original)
-        if evaluate_sym_node is not None:
-            ShapeEnv.evaluate_sym_node = evaluate_sym_node
         _active_memo.clear()
 
 
 def _guards_suppressed():
     """Whether the shape environment records no guards just now (``ShapeEnv.suppress_guards``);
-    None where this torch cannot say."""
+    None where this torch cannot say (then no evaluation is kept)."""
     suppressed = getattr(ShapeEnv, "_suppress_guards_tls", None)
     return None if suppressed is None else suppressed()
 
@@ -235,22 +221,6 @@ def _memoized_evaluation(original):
 
     evaluation.__name__ = original.__name__
     return evaluation
-
-
-def _memoized_evaluate_sym_node(original):
-    by_node: dict = {}  # (id(node), its other arguments: size_oblivious, fallback_value) -> (node, value)
-
-    def evaluate_sym_node(self, sym_node, *args, **kwargs):
-        key = (id(sym_node), args, tuple(kwargs.items()))
-        known = by_node.get(key)
-        if known is not None:
-            return known[1]
-        value = original(self, sym_node, *args, **kwargs)
-        if sym_node.has_hint() and _plain(sym_node) and _guards_suppressed() is False:
-            by_node[key] = (sym_node, value)
-        return value
-
-    return evaluate_sym_node
 
 
 def _memoized_expect_true(original, memo: dict):
