@@ -54,6 +54,8 @@ SWITCHES = {
                     "(capture/regions.py)",
     "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "
                     "called per call, as if marked (capture/repeated_layers.py)",
+    "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
+                           "operator (compilers/boxed_code.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "

@@ -105,8 +105,22 @@ def make_boxed_compiler(compiler: Callable) -> Callable:
 
 
 def nop(graph_module: fx.GraphModule, example_inputs) -> Callable:
-    """The compiler that compiles nothing: the graph runs as its Python code."""
+    """The compiler that compiles nothing: the graph runs as its Python code (``GraphModule.forward``;
+    a graph that calls regions, `capture.regions`, runs them without the invoke_subgraph
+    operator's dispatch: `boxed_code.plain_graph_function`)."""
+    from .boxed_code import plain_graph_function, region_modules
+
+    if region_modules(graph_module) and config.enabled("direct_region_calls"):
+        return make_boxed_func(plain_graph_function(graph_module))
+    _recompiled(graph_module)
     return make_boxed_func(graph_module.forward)
+
+
+def _recompiled(graph_module: fx.GraphModule) -> None:
+    """A lazily generated module given its code (before `forward` is read)."""
+    real_recompile = getattr(graph_module, "real_recompile", None)
+    if real_recompile is not None:
+        real_recompile()
 
 
 def eager(graph_module: fx.GraphModule, example_inputs) -> Callable:
@@ -245,11 +259,8 @@ def compiler_with_options(compiler: Union[str, Callable], options: Optional[dict
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
                   role: Union[str, GraphRole]):
     """Run `compiler` on one graph and return a boxed callable (takes a list)."""
-    real_recompile = getattr(graph_module, "real_recompile", None)
-    if real_recompile is not None and compiler is not eager:
-        # A lazily generated module: give it its code before `forward` is read (the eager
-        # compiler generates its own boxed code from the graph and needs none).
-        real_recompile()
+    if compiler is not eager and compiler is not nop:  # those two generate the code they run themselves
+        _recompiled(graph_module)
     role = role if isinstance(role, GraphRole) else GraphRole(role, 0, next(_graph_ids))
     if getattr(compiler, "_takes_role", False):
         compiled = compiler(graph_module, list(example_inputs), role)

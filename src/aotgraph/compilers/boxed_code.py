@@ -1,4 +1,5 @@
-"""Graph code in the boxed calling convention, for early frees.
+"""Graph code for the nop and eager compilers: in the boxed calling convention, for early frees;
+region calls straight to each region's own code.
 
 ``fn(args_list)`` unpacks its inputs and clears the list, so the generated code's
 ``x = None`` after each last use really releases the tensor: nothing else holds it (a plain
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.fx as fx
 
+from .. import config
 from ..torch_private.dispatch import OpOverload
 
 
@@ -44,31 +46,70 @@ def _ops_as_globals(src: str, namespace: dict) -> str:
 
 
 _REGION_CALL = "torch.ops.higher_order.invoke_subgraph("
+_INVOKE_SUBGRAPH = torch.ops.higher_order.invoke_subgraph
 
 
-def _call_region(subgraph: fx.GraphModule, identifier: str, *operands):
-    """``invoke_subgraph(subgraph, identifier, *operands)`` as eager runs it: the region's own
-    code, without the higher-order operator's dispatch on every call."""
-    return subgraph.forward(*operands)
+def region_modules(graph_module: fx.GraphModule) -> list[fx.GraphModule]:
+    """The region graphs (`capture.regions`) that `graph_module` calls through ``invoke_subgraph``."""
+    modules = {}
+    for node in graph_module.graph.find_nodes(op="call_function", target=_INVOKE_SUBGRAPH):
+        subgraph = node.args[0]
+        if isinstance(subgraph, fx.Node) and subgraph.op == "get_attr":
+            modules[subgraph.target] = graph_module.get_submodule(subgraph.target)
+    return list(modules.values())
 
 
-def boxed_graph_function(graph_module: fx.GraphModule) -> Callable[[list], object]:
-    """The graph's code as ``fn(args_list)`` bound to `graph_module`; the module is unchanged.
-    Region calls (``invoke_subgraph``, `capture.regions`) call the region's code directly."""
+def _region_caller(code_of: dict, boxed: bool) -> Callable:
+    """``invoke_subgraph(subgraph, identifier, *operands)`` as eager runs it: the region's
+    code in `code_of` (region module -> its code, `boxed` or not), without the higher-order
+    operator's dispatch on every call."""
+    if boxed:
+        def call_boxed_region(subgraph: fx.GraphModule, identifier: str, *operands):
+            return code_of[subgraph](list(operands))
+
+        return call_boxed_region
+
+    def call_region(subgraph: fx.GraphModule, identifier: str, *operands):
+        return code_of[subgraph](*operands)
+
+    return call_region
+
+
+def _graph_code(graph_module: fx.GraphModule, codegen: Optional[fx.graph.CodeGen], region_code: Callable
+                ) -> Callable:
+    """`graph_module`'s generated ``forward`` function (unbound), in `codegen`'s calling
+    convention (None: the graph's own; otherwise the boxed one, with ops as globals), with each
+    region call going to ``region_code(module)``, generated once per region, rather than
+    through ``invoke_subgraph`` (switch ``direct_region_calls``)."""
     graph = graph_module.graph
     previous = graph._codegen  # restored below: the module keeps its own calling convention
-    graph.set_codegen(_ListArgsCodeGen())
+    if codegen is not None:
+        graph.set_codegen(codegen)
     try:
         code = graph.python_code(root_module="self")
     finally:
         graph.set_codegen(previous)
     namespace = dict(code.globals)
-    src = _ops_as_globals(code.src, namespace)
-    if _REGION_CALL in src:
-        namespace["_call_region"] = _call_region
+    src = _ops_as_globals(code.src, namespace) if codegen is not None else code.src
+    if _REGION_CALL in src and config.enabled("direct_region_calls"):
+        code_of = {module: region_code(module) for module in region_modules(graph_module)}
+        namespace["_call_region"] = _region_caller(code_of, boxed=codegen is not None)
         src = src.replace(_REGION_CALL, "_call_region(")
-    exec(compile(src, f"<aotgraph boxed {type(graph_module).__name__}>", "exec"), namespace)
+    exec(compile(src, f"<aotgraph {type(graph_module).__name__}>", "exec"), namespace)
+    return namespace["forward"]
+
+
+def boxed_graph_function(graph_module: fx.GraphModule) -> Callable[[list], object]:
+    """The graph's code as ``fn(args_list)`` bound to `graph_module`; the module is unchanged.
+    Region calls (``invoke_subgraph``, `capture.regions`) run each region's own boxed code."""
+    forward = _graph_code(graph_module, _ListArgsCodeGen(), boxed_graph_function)
     # A partial, not a closure: one Python frame fewer on every call of the graph.
-    boxed = functools.partial(namespace["forward"], graph_module)
+    boxed = functools.partial(forward, graph_module)
     boxed._boxed_call = True
     return boxed
+
+
+def plain_graph_function(graph_module: fx.GraphModule) -> Callable:
+    """The graph's code as ``fn(*args)``, as ``GraphModule.forward`` runs it (for the nop
+    compiler), except that region calls run each region's ``forward`` directly."""
+    return functools.partial(_graph_code(graph_module, None, lambda region: region.forward), graph_module)
