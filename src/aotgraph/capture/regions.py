@@ -29,7 +29,7 @@ from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
 from ..graph.sizes import has_symbolic_sizes
-from ..torch_private.dispatch import disable_current_modes
+from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
 
@@ -175,9 +175,10 @@ class Regions:
 
     def get(self, identity: Any, name: str, program: Callable, operands: Sequence, *,
             automatic: bool = False) -> Optional[Region]:
-        if not all(isinstance(o, torch.Tensor) for o in operands) or any(has_symbolic_sizes(o) for o in operands):
-            return None  # recorded inline: a region is keyed by its operands' concrete layouts
-        key = (identity, tuple(TensorMeta.of(o) for o in operands))
+        with DisableTorchFunction():  # the capture's torch-function mode would see every size read
+            if not all(isinstance(o, torch.Tensor) for o in operands) or any(has_symbolic_sizes(o) for o in operands):
+                return None  # recorded inline: a region is keyed by its operands' concrete layouts
+            key = (identity, tuple(TensorMeta.of(o) for o in operands))
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
             start = time.perf_counter()
@@ -209,8 +210,10 @@ def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tu
 
 def call_region(recorder, region: Region, operands: Sequence[torch.Tensor]) -> tuple:
     """One occurrence of `region` on `operands` (fakes of the caller's capture): its forward
-    recorded now, its backward when autograd reaches it. Returns the outputs (fakes)."""
-    return _RegionCall.apply(recorder, region, *operands)
+    recorded now, its backward when autograd reaches it. Returns the outputs (fakes). Without
+    the capture's torch-function mode: the call records the region's graph, runs no program."""
+    with DisableTorchFunction():
+        return _RegionCall.apply(recorder, region, *operands)
 
 
 class _RegionCall(torch.autograd.Function):

@@ -31,7 +31,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import TensorMeta
-from ..graph.sizes import has_symbolic_sizes
+from ..torch_private.dispatch import DisableTorchFunction
 from .regions import Regions, call_region
 
 __all__ = ["RepeatedLayers", "structure_of", "repeated_layers"]
@@ -103,7 +103,7 @@ class RepeatedLayers:
     def __init__(self, root: torch.nn.Module, regions: Regions, recorder):
         self.root, self.regions, self.recorder = root, regions, recorder
         self.layers = repeated_layers(root)
-        self.out_specs: dict[tuple, Any] = {}
+        self.out_specs: dict[str, Any] = {}  # region name -> its outputs' structure
         self.tracing_region = False  # a region's own capture calls the layer's forward itself
         self.changes_itself: set[tuple] = set()  # structures whose forward changes their attributes
 
@@ -129,20 +129,18 @@ class RepeatedLayers:
         return region_forward
 
     def _call(self, module: torch.nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
-        structure = structure_of(module, {"forward"})  # without the patch of `active`
-        leaves, spec = tree_flatten((args, kwargs))
-        constants = tuple((k, v) for k, v in enumerate(leaves) if not isinstance(v, torch.Tensor))
-        if (structure != self.layers[id(module)] or structure in self.changes_itself
-                or not all(_hashable(v) for _, v in constants)):
-            return forward(*args, **kwargs)
-        named_state = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
-        names, state = [n for n, _ in named_state], [t for _, t in named_state]
-        positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
-        operands = (*state, *(leaves[k] for k in positions))
-        if any(has_symbolic_sizes(o) for o in operands):  # symbolic sizes: recorded inline (flat)
-            return forward(*args, **kwargs)
+        with DisableTorchFunction():  # bookkeeping on fakes: the capture's torch-function mode would see each read
+            structure = structure_of(module, {"forward"})  # without the patch of `active`
+            leaves, spec = tree_flatten((args, kwargs))
+            constants = tuple((k, v) for k, v in enumerate(leaves) if not isinstance(v, torch.Tensor))
+            if (structure != self.layers[id(module)] or structure in self.changes_itself
+                    or not all(_hashable(v) for _, v in constants)):
+                return forward(*args, **kwargs)
+            names, state = _named_state(module)
+            positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+            operands = (*state, *(leaves[k] for k in positions))
         identity = ("auto", structure, spec, constants, torch.is_grad_enabled(), _autocast_state())
-        key = (identity, tuple(TensorMeta.of(o) for o in operands))
+        out_spec = []  # the output structure, when this call captures the region
 
         def program(*values):
             flat = list(leaves)
@@ -157,14 +155,37 @@ class RepeatedLayers:
                 self.tracing_region = False
             if structure_of(module, {"forward"}) != structure:  # its forward set its own attributes
                 self.changes_itself.add(structure)  # the other layers run theirs, as the flat capture does
-            out_leaves, self.out_specs[key] = tree_flatten(out)
+            out_leaves, spec_of_out = tree_flatten(out)
+            out_spec.append(spec_of_out)
             return out_leaves
 
+        # `Regions.get` records an operand with symbolic sizes inline (flat): None here
         region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
         if region is None:
             return forward(*args, **kwargs)
+        self.out_specs.update({region.name: spec for spec in out_spec})
         _read_attributes(module)
-        return tree_unflatten(list(call_region(self.recorder, region, operands)), self.out_specs[key])
+        return tree_unflatten(list(call_region(self.recorder, region, operands)), self.out_specs[region.name])
+
+
+def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]]:
+    """The names and tensors of `module`'s parameters, then its buffers, as
+    ``named_parameters`` / ``named_buffers`` (``remove_duplicate=False``) list them, read from
+    the modules' dicts (not through attribute reads, which the compile's guards record)."""
+    parameters: list = []
+    buffers: list = []
+
+    def visit(submodule: torch.nn.Module, prefix: str) -> None:
+        state = vars(submodule)
+        parameters.extend((prefix + name, t) for name, t in state["_parameters"].items() if t is not None)
+        buffers.extend((prefix + name, t) for name, t in state["_buffers"].items() if t is not None)
+        for name, child in state["_modules"].items():
+            if child is not None:
+                visit(child, f"{prefix}{name}.")
+
+    visit(module, "")
+    named = parameters + buffers
+    return [name for name, _ in named], [t for _, t in named]
 
 
 def _read_attributes(module: torch.nn.Module) -> None:

@@ -10,11 +10,13 @@ from torch._ops import HigherOrderOperator, OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 __all__ = ["OpOverload", "HigherOrderOperator", "TorchDispatchMode", "enable_python_dispatcher", "no_python_dispatcher",
-           "disable_current_modes", "DisableTorchDispatch", "dispatch_keys", "has_composite_implicit_kernel",
+           "disable_current_modes", "DisableTorchDispatch", "DisableTorchFunction", "dispatch_keys", "has_composite_implicit_kernel",
            "has_storage", "mkldnn_enabled", "set_mkldnn_enabled"]
 
 disable_current_modes = _disable_current_modes  # modes off for a block (the caller's RNG, real tensors)
 DisableTorchDispatch = torch._C._DisableTorchDispatch  # no Python dispatch for a block: plain tensors
+# No torch-function modes or subclasses for a block: bookkeeping on tensors (sizes, strides) at C speed
+DisableTorchFunction = torch._C.DisableTorchFunction
 dispatch_keys = torch._C._dispatch_keys
 has_storage = torch._C._has_storage
 mkldnn_enabled = torch._C._get_mkldnn_enabled
