@@ -56,6 +56,9 @@ SWITCHES = {
                     "called per call, as if marked (capture/repeated_layers.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
                            "operator (compilers/boxed_code.py)",
+    "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "
+                              "as Python code calling them; off: Inductor compiles the calling graph whole "
+                              "(compilers/region_graphs.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "

@@ -27,6 +27,7 @@ from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
+from .region_graphs import compiled_around_regions, compiles_around_regions
 
 __all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "CompilerTraits",
            "traits_of", "compiler_with_options", "make_boxed_func", "make_boxed_compiler", "resolve_compiler", "GraphRole", "COMPILER_NAMES"]
@@ -43,6 +44,8 @@ class CompilerTraits:
     `writes_input_mutations`: the forward graph given to it writes plain input mutations
     itself (``copy_`` into the input) instead of returning new values.
     `warm_up(flat_args)`: called before capture, to start work that overlaps it.
+    `compiles_regions_apart`: a graph that calls regions is compiled around them, each region
+    graph once, on its own (`region_graphs`).
     For the disk cache (a compiler without these is not cached on disk): `cache_identity()`,
     a string that changes whenever the compiler would compile a graph differently (its
     settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
@@ -55,6 +58,7 @@ class CompilerTraits:
     fuses_kernels: bool = False
     writes_input_mutations: bool = False
     warm_up: Optional[Callable[[list], None]] = None
+    compiles_regions_apart: bool = False
     cache_identity: Optional[Callable[[], str]] = None
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
     restore: Optional[Callable[[bytes, fx.GraphModule, str], Callable]] = None
@@ -173,7 +177,7 @@ class InductorCompiler:
 
         return CompilerTraits(torchinductor.inductor_decompositions, torchinductor.inductor_joint_passes,
                               fuses_kernels=True, writes_input_mutations=True,
-                              warm_up=torchinductor.wake_compile_workers,
+                              warm_up=torchinductor.wake_compile_workers, compiles_regions_apart=True,
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind))
@@ -290,6 +294,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
     """
     joint = parts.joint
     graph_id = next(_graph_ids)
+    compile_one = _compiler_around_regions({})  # a region called by both graphs is compiled once
     num_user_outputs = len(joint.signature.tensor_output_positions)
     fw_inputs = _placeholder_values(parts.forward)
     static_names = {primal_name(p) for p in static_primals}
@@ -306,20 +311,39 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
             stack.enter_context(tracing(TracingContext(fake_mode)))
         if joint.is_inference:
             role = GraphRole("inference", num_user_outputs, graph_id, fw_static, view_bases)
-            forward = compile_graph(inference_compiler, forward_graph, fw_inputs, role)
+            forward = compile_one(inference_compiler, forward_graph, fw_inputs, role)
             return CompiledGraphs(forward, None, parts, in_graph, _note_of(forward))
         with TracingContext.report_output_strides() as output_strides:
-            forward = compile_graph(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
-                                                                                     graph_id, fw_static, view_bases))
+            forward = compile_one(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
+                                                                                   graph_id, fw_static, view_bases))
         saved_strides = list(output_strides or [])[joint.num_fwd_outputs - len(in_graph):]
         bw_inputs = _restrided(_placeholder_values(parts.backward), parts, saved_strides)
         # Every gradient reaches the user (a .grad, or the next graph's backward): all user outputs,
         # so a compiler keeps eager's strides for them (Inductor would otherwise pad rows).
         num_grads = len(parts.backward.graph.find_nodes(op="output")[0].args[0])
         bw_static = tuple(range(len(parts.convention.backward_saved_names)))  # the saved values
-        backward = compile_graph(bw_compiler, parts.backward, bw_inputs,
-                                 GraphRole("backward", num_grads, graph_id, bw_static))
+        backward = compile_one(bw_compiler, parts.backward, bw_inputs,
+                               GraphRole("backward", num_grads, graph_id, bw_static))
     return CompiledGraphs(forward, backward, parts, in_graph, _note_of(forward))
+
+
+def _compiler_around_regions(compiled_regions: dict) -> Callable:
+    """`compile_graph`, except that a graph whose compiler asks for it is compiled around the
+    regions it calls (`region_graphs`), each region once across the graphs sharing `compiled_regions`."""
+
+    def compile_one(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
+                    role: GraphRole) -> Callable:
+        if not compiles_around_regions(traits_of(compiler).compiles_regions_apart, graph_module):
+            return compile_graph(compiler, graph_module, example_inputs, role)
+
+        def compile_region(region: fx.GraphModule, region_inputs: list) -> Callable:
+            # Every output of a region reaches its caller's code: the compiler keeps their traced strides.
+            num_outputs = len(region.graph.find_nodes(op="output")[0].args[0])
+            return compile_graph(compiler, region, region_inputs, GraphRole(role.kind, num_outputs, next(_graph_ids)))
+
+        return compiled_around_regions(graph_module, compile_region, compiled_regions)
+
+    return compile_one
 
 
 def _note_of(compiled_forward: Callable) -> str:

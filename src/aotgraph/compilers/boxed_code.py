@@ -102,7 +102,13 @@ def _graph_code(graph_module: fx.GraphModule, codegen: Optional[fx.graph.CodeGen
 def boxed_graph_function(graph_module: fx.GraphModule) -> Callable[[list], object]:
     """The graph's code as ``fn(args_list)`` bound to `graph_module`; the module is unchanged.
     Region calls (``invoke_subgraph``, `capture.regions`) run each region's own boxed code."""
-    forward = _graph_code(graph_module, _ListArgsCodeGen(), boxed_graph_function)
+    return boxed_graph_function_calling(graph_module, boxed_graph_function)
+
+
+def boxed_graph_function_calling(graph_module: fx.GraphModule, region_code: Callable[[fx.GraphModule], Callable]
+                                 ) -> Callable[[list], object]:
+    """`boxed_graph_function`, with each region call running ``region_code(region)`` (boxed)."""
+    forward = _graph_code(graph_module, _ListArgsCodeGen(), region_code)
     # A partial, not a closure: one Python frame fewer on every call of the graph.
     boxed = functools.partial(forward, graph_module)
     boxed._boxed_call = True
