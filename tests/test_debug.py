@@ -271,6 +271,56 @@ def test_auto_regions_switch(disabled, monkeypatch):
     assert len(calls) == (0 if disabled else 3)
 
 
+def _tanh_stack():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()) for _ in range(3)))
+
+
+def _check_stack(compiled, model):
+    x = torch.randn(2, 4, requires_grad=True)
+    x_eager = x.detach().clone().requires_grad_()
+    compiled(x).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()  # the compiled module shares the model's parameters: their grads again, from eager
+    model(x_eager).sum().backward()
+    torch.testing.assert_close(x.grad, x_eager.grad)
+    torch.testing.assert_close(grads, [p.grad for p in model.parameters()])
+
+
+@pytest.mark.parametrize("compiler", ["nop", "eager"])
+@pytest.mark.parametrize("disabled", [False, True])
+def test_direct_region_calls_switch(disabled, compiler, monkeypatch):
+    """On, the graphs run each region's own code: the invoke_subgraph operator is never called."""
+    if disabled:
+        _disable(monkeypatch, "direct_region_calls")
+    hop_calls = _spy(monkeypatch, type(torch.ops.higher_order.invoke_subgraph), "__call__")
+    model = _tanh_stack()
+    _check_stack(aotgraph.aot_module(model, compiler), model)
+    assert (len(hop_calls) > 0) == disabled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("disabled", [False, True])
+def test_regions_compiled_apart_switch(disabled, monkeypatch):
+    """On, Inductor is given each region graph (forward, backward) once and never a graph
+    calling regions; off, it is given the calling graphs, region calls and all."""
+    from aotgraph.compilers import torchinductor
+
+    if disabled:
+        _disable(monkeypatch, "regions_compiled_apart")
+    graphs = []
+    original = torchinductor.compile_with_inductor
+
+    def recording(graph_module, *args, **kwargs):
+        graphs.append(any(n.target is torch.ops.higher_order.invoke_subgraph for n in graph_module.graph.nodes))
+        return original(graph_module, *args, **kwargs)
+
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", recording)
+    model = _tanh_stack()
+    _check_stack(aotgraph.aot_module(model, "inductor"), model)
+    assert graphs == [disabled, disabled]
+
+
 @pytest.mark.parametrize("disabled", [False, True])
 def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
     """A CUDA graph (fake CUDA tensors: no GPU needed to decide) starts on the Python wrapper
