@@ -299,6 +299,14 @@ def test_direct_region_calls_switch(disabled, compiler, monkeypatch):
     assert (len(hop_calls) > 0) == disabled
 
 
+def test_switches_off_by_default_need_opting_in(monkeypatch):
+    assert not config.enabled("regions_compiled_apart")
+    monkeypatch.setattr(config, "opted_in", frozenset({"regions_compiled_apart"}))
+    assert config.enabled("regions_compiled_apart")
+    monkeypatch.setattr(config, "disabled", frozenset({"regions_compiled_apart"}))
+    assert not config.enabled("regions_compiled_apart")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("disabled", [False, True])
 def test_regions_compiled_apart_switch(disabled, monkeypatch):
@@ -308,6 +316,8 @@ def test_regions_compiled_apart_switch(disabled, monkeypatch):
 
     if disabled:
         _disable(monkeypatch, "regions_compiled_apart")
+    else:  # off by default (config.OFF_BY_DEFAULT): opted in
+        monkeypatch.setattr(config, "opted_in", frozenset({"regions_compiled_apart"}))
     graphs = []
     original = torchinductor.compile_with_inductor
 

@@ -15,6 +15,8 @@ changeable at run time (tests set them with ``monkeypatch.setattr(config, ...)``
   off, one by one, to bisect a failure after a torch upgrade. Results never depend on them
   (``runtime_asserts`` off only stops raising for calls that break torch's assumptions);
   the names are `SWITCHES`' keys.
+- `opted_in` (``AOTGRAPH_ENABLE=name,name``): switches that are off unless named here, the ones
+  in `OFF_BY_DEFAULT`, which trade a slower step or more memory for compile time.
 - `disk_cache` (``AOTGRAPH_CACHE``, default ``"1"``): the compile cache on disk (`cache.disk`).
   ``"0"``: off everywhere. ``"1"``: on where the program arrives as a graph (the
   ``torch.compile`` backend, `aot_module_simplified`), opt-in elsewhere (``cache=True``).
@@ -29,8 +31,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "enabled", "SWITCHES", "disk_cache", "cache_dir",
-           "remote_cache"]
+__all__ = ["recompile_limit", "debug_level", "progress", "disabled", "opted_in", "enabled", "SWITCHES", "OFF_BY_DEFAULT",
+           "disk_cache", "cache_dir", "remote_cache"]
 
 SWITCHES = {
     "fast_path": "a call of tensors matching the previous call skips building its cache key (cache/fast_path.py)",
@@ -69,12 +71,17 @@ SWITCHES = {
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",
 }
 
+# Off unless ``AOTGRAPH_ENABLE`` names them: compiling Inductor's regions apart cuts a deep
+# model's compile to about that of one block, but runs the ops outside the regions unfused
+# (steps 8-13 % slower, peak up to 1.5x on shallow models; benchmarks/RESULTS.md, issue 23).
+OFF_BY_DEFAULT = frozenset({"regions_compiled_apart"})
 
-def _read_disabled(text: str) -> frozenset:
+
+def _read_switches(variable: str, text: str) -> frozenset:
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
     unknown = sorted(names - SWITCHES.keys())
     if unknown:
-        raise ValueError(f"AOTGRAPH_DISABLE names unknown switches {unknown}; known: {sorted(SWITCHES)}")
+        raise ValueError(f"{variable} names unknown switches {unknown}; known: {sorted(SWITCHES)}")
     return names
 
 
@@ -94,7 +101,8 @@ def _read_debug_level() -> int:
 recompile_limit: int = int(os.environ.get("AOTGRAPH_RECOMPILE_LIMIT", "8"))
 debug_level: int = _read_debug_level()
 progress: bool = os.environ.get("AOTGRAPH_PROGRESS", "1").strip() not in ("", "0")
-disabled: frozenset = _read_disabled(os.environ.get("AOTGRAPH_DISABLE", ""))
+disabled: frozenset = _read_switches("AOTGRAPH_DISABLE", os.environ.get("AOTGRAPH_DISABLE", ""))
+opted_in: frozenset = _read_switches("AOTGRAPH_ENABLE", os.environ.get("AOTGRAPH_ENABLE", ""))
 disk_cache: str = _read_disk_cache(os.environ.get("AOTGRAPH_CACHE", "1"))
 cache_dir: Optional[str] = os.environ.get("AOTGRAPH_CACHE_DIR") or None
 remote_cache: Optional[str] = os.environ.get("AOTGRAPH_REMOTE_CACHE") or None
@@ -102,4 +110,4 @@ remote_cache: Optional[str] = os.environ.get("AOTGRAPH_REMOTE_CACHE") or None
 
 def enabled(switch: str) -> bool:
     """Whether the memo, fast path or patch named `switch` (a key of `SWITCHES`) is on."""
-    return switch not in disabled
+    return switch not in disabled and (switch not in OFF_BY_DEFAULT or switch in opted_in)
