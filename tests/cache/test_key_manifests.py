@@ -81,6 +81,7 @@ def test_a_changed_node_of_a_graph_program_is_named():
         torch.testing.assert_close(forward(x), graph_of(op)(x))
         entries.append(_entry(forward))
     reason = entries[1].disk_miss
+    assert " differs in 3 of " in reason, reason  # sin absent, cos new, mul reads cos
     assert "program graph: node sin: " in reason and "(absent)" in reason, reason
     assert "program graph: node cos: " in reason and "program graph: node mul: " in reason, reason
 

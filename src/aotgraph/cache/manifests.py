@@ -65,18 +65,18 @@ def explain_miss(parts: KeyParts, stored: Iterable[tuple[str, KeyParts]]) -> str
     best = None
     for key, other in stored:
         theirs = {name: (digest, preview) for name, digest, preview in other.parts}
-        differing = [name for name in dict.fromkeys([*mine, *theirs]) if mine.get(name, ("",))[0]
-                     != theirs.get(name, ("",))[0]]
+        names = dict.fromkeys([*mine, *theirs])
+        differing = [name for name in names if mine.get(name, ("",))[0] != theirs.get(name, ("",))[0]]
         if best is None or len(differing) < len(best[1]):
-            best = (key, differing, theirs)
+            best = (key, differing, theirs, len(names))
     if best is None:
         return "no entry is stored yet"
-    key, differing, theirs = best
+    key, differing, theirs, count = best
     if not differing:
         return f"the stored entry {key[:12]} has the same parts (removed or written meanwhile?)"
     shown = [f"{name}: {_difference(theirs.get(name), mine.get(name))}" for name in differing[:_DIFFERENCES_SHOWN]]
     more = f"; and {len(differing) - len(shown)} more" if len(differing) > len(shown) else ""
-    return (f"the closest stored entry {key[:12]} differs in {len(differing)} of {len(mine)} key parts: "
+    return (f"the closest stored entry {key[:12]} differs in {len(differing)} of {count} key parts: "
             + "; ".join(shown) + more)
 
 
