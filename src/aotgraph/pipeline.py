@@ -34,6 +34,8 @@ from .timings import CompileLog, time_first_call
 
 __all__ = ["CompiledEntry", "compile_stages", "OnDisk"]
 
+_MANIFESTS_COMPARED = 64  # a miss is explained against the newest stored entries (a manifest: 10-500 kB)
+
 
 @dataclass(frozen=True)
 class OnDisk:
@@ -166,7 +168,7 @@ def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog,
         data = store.read(key)
         if data is None:
             note.detail = "miss"
-            why = explain_miss(parts, store.manifests())
+            why = explain_miss(parts, store.manifests(newest=_MANIFESTS_COMPARED))
             logger.info("aotgraph: compile cache miss (key %s): %s", key[:12], why)
             return None, why
         try:

@@ -154,15 +154,20 @@ class DiskCache:
         if self.remote is not None:
             self.remote.put_behind(key, data)
 
-    def manifests(self) -> list[tuple[str, KeyParts]]:
-        """``(key, parts)`` of every stored manifest, newest first (unreadable ones skipped)."""
+    def manifests(self, newest: Optional[int] = None) -> list[tuple[str, KeyParts]]:
+        """``(key, parts)`` of the stored manifests, newest first (all, or the `newest` ones;
+        unreadable ones skipped)."""
         folder = self.directory / "manifests"
-        paths = [p for p in folder.glob("*/*") if not p.name.startswith(".tmp-")] if folder.is_dir() else []
+        dated = []
+        for path in folder.glob("*/*") if folder.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if not path.name.startswith(".tmp-"):
+                    dated.append((path.stat().st_mtime, path))
         found = []
-        for path in paths:
+        for _, path in sorted(dated, key=lambda d: d[0], reverse=True)[:newest]:
             with contextlib.suppress(OSError, ValueError):
-                found.append((path.stat().st_mtime, path.name, parts_from_json(path.read_bytes())))
-        return [(key, parts) for _, key, parts in sorted(found, key=lambda f: f[0], reverse=True)]
+                found.append((path.name, parts_from_json(path.read_bytes())))
+        return found
 
     def _write_file(self, key: str, data: bytes) -> None:
         _write_atomically(self._entry_path(key), data)

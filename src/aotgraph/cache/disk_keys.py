@@ -27,7 +27,7 @@ from .. import config
 from ..artifacts import JointGraph
 from ..compilers import traits_of
 from .fingerprints import NotKeyable, environment_parts, fingerprint, graph_fingerprint
-from .manifests import KeyParts
+from .manifests import WHOLE_TEXT, KeyParts
 
 __all__ = ["settings_key", "call_key", "captured_key", "NotKeyable"]
 
@@ -47,9 +47,10 @@ def settings_key(stages: dict, decompositions_given: Optional[dict], program: An
         compilers.append((name, fingerprint(identity())))
     decompositions = None if decompositions_given is None else sorted(
         ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr)
-    return KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(stages["partition_fn"])),
-                                ("decompositions", decompositions), ("switches", sorted(config.disabled)),
-                                *([] if program is None else _graph_parts("program graph", program))])
+    settings = KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(stages["partition_fn"])),
+                                    ("decompositions", decompositions), ("switches", sorted(config.disabled))],
+                                   preview_chars=WHOLE_TEXT)
+    return settings if program is None else settings.extended(_graph_parts("program graph", program))
 
 
 def call_key(settings: KeyParts, flat_args: Sequence[Any], in_spec) -> KeyParts:

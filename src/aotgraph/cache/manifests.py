@@ -4,7 +4,8 @@ reasons name the guard that failed).
 
 A `KeyParts` is the ordered list of a key's parts, each ``(name, digest, preview)``: the name
 says what it is (``"environment: torch"``, ``"input 3"``, ``"program graph: node 12 add_3"``),
-the digest is the SHA-256 of its fingerprint's text, the preview that text's start. The key is
+the digest is the SHA-256 of its fingerprint's text, the preview that text's start (all of it
+for the settings: a compiler's identity holds its whole config). The key is
 the digest of the names and digests in order: two calls share a key exactly when every part
 matches. The manifest stored with an entry is its parts as JSON (`manifest_json`);
 `explain_miss` compares a missed key's parts with the stored manifests.
@@ -19,7 +20,8 @@ from typing import Any, Iterable
 
 __all__ = ["KeyParts", "explain_miss", "format_manifest", "manifest_json", "parts_from_json"]
 
-_PREVIEW_CHARS = 240
+PREVIEW_CHARS = 240
+WHOLE_TEXT = 1 << 16  # a preview that keeps a settings part's text whole (Inductor's config: ~25k characters)
 _DIGEST_CHARS = 16
 _DIFFERENCES_SHOWN = 3
 _CONTEXT_BEFORE, _CONTEXT_CHARS = 40, 120  # of a differing part's preview, around the first difference
@@ -35,13 +37,14 @@ class KeyParts:
     def key(self) -> str:
         return hashlib.sha256(repr([(name, digest) for name, digest, _ in self.parts]).encode()).hexdigest()
 
-    def extended(self, fingerprints: Iterable[tuple[str, Any]]) -> "KeyParts":
+    def extended(self, fingerprints: Iterable[tuple[str, Any]], preview_chars: int = PREVIEW_CHARS) -> "KeyParts":
         """These parts followed by one per ``(name, fingerprint)`` (a fingerprint is a nested
-        tuple of plain values, see `fingerprints.fingerprint`)."""
+        tuple of plain values, see `fingerprints.fingerprint`), previews cut at `preview_chars`."""
         more = []
         for name, value in fingerprints:
             text = repr(value)
-            more.append((name, hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_CHARS], text[:_PREVIEW_CHARS]))
+            preview = text if len(text) <= preview_chars else text[:preview_chars] + "..."
+            more.append((name, hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_CHARS], preview))
         return KeyParts(self.parts + tuple(more))
 
 
@@ -111,5 +114,4 @@ def _around(part, position: int) -> str:
     digest, preview = part
     start = max(0, position - _CONTEXT_BEFORE)
     end = start + _CONTEXT_CHARS
-    cut = end < len(preview) or len(preview) >= _PREVIEW_CHARS
-    return f"{'...' if start else ''}{preview[start:end]}{'...' if cut else ''} [{digest[:8]}]"
+    return f"{'...' if start else ''}{preview[start:end]}{'...' if end < len(preview) else ''} [{digest[:8]}]"
