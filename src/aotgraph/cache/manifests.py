@@ -3,12 +3,13 @@ that a miss can say which part differs from the closest stored entry (as torch's
 reasons name the guard that failed).
 
 A `KeyParts` is the ordered list of a key's parts, each ``(name, digest, preview)``: the name
-says what it is (``"environment: torch"``, ``"input 3"``, ``"program graph: node 12 add_3"``),
-the digest is the SHA-256 of its fingerprint's text, the preview that text's start (all of it
-for the settings: a compiler's identity holds its whole config). The key is
-the digest of the names and digests in order: two calls share a key exactly when every part
-matches. The manifest stored with an entry is its parts as JSON (`manifest_json`);
-`explain_miss` compares a missed key's parts with the stored manifests.
+says what it is (``"environment: torch"``, ``"input 3"``, ``"program graph: node add_3"``), the
+digest is the SHA-256 of its fingerprint's text, the preview that text's start (all of it for
+the settings: a compiler's identity holds its whole config). The key is the SHA-256 of the names
+and digests in order: two calls share a key exactly when every part matches. The manifest
+stored with an entry is its parts as JSON (`manifest_json`, digests shortened to 64 bits: they
+only tell parts apart for `explain_miss`, which compares a missed key's parts with the stored
+manifests).
 """
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ class KeyParts:
         for name, value in fingerprints:
             text = repr(value)
             preview = text if len(text) <= preview_chars else text[:preview_chars] + "..."
-            more.append((name, hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_CHARS], preview))
+            more.append((name, hashlib.sha256(text.encode()).hexdigest(), preview))
         return KeyParts(self.parts + tuple(more))
 
 
 def manifest_json(parts: KeyParts) -> bytes:
-    return json.dumps({"key": parts.key, "parts": parts.parts}).encode()
+    shortened = [(name, digest[:_DIGEST_CHARS], preview) for name, digest, preview in parts.parts]
+    return json.dumps({"key": parts.key, "parts": shortened}).encode()
 
 
 def parts_from_json(data: bytes) -> KeyParts:
@@ -64,10 +66,10 @@ def parts_from_json(data: bytes) -> KeyParts:
 def explain_miss(parts: KeyParts, stored: Iterable[tuple[str, KeyParts]]) -> str:
     """Why `parts`' key found no entry, against the `stored` manifests ``(key, parts)``: the
     parts in which the closest one (fewest differing parts) differs, each with both previews."""
-    mine = {name: (digest, preview) for name, digest, preview in parts.parts}
+    mine = {name: (digest[:_DIGEST_CHARS], preview) for name, digest, preview in parts.parts}
     best = None
     for key, other in stored:
-        theirs = {name: (digest, preview) for name, digest, preview in other.parts}
+        theirs = {name: (digest[:_DIGEST_CHARS], preview) for name, digest, preview in other.parts}
         names = dict.fromkeys([*mine, *theirs])
         differing = [name for name in names if mine.get(name, ("",))[0] != theirs.get(name, ("",))[0]]
         if best is None or len(differing) < len(best[1]):
@@ -94,7 +96,7 @@ def format_manifest(parts: KeyParts, preview_chars: int = 100) -> str:
                 lines.append(graph)
             nodes[graph] += 1
         else:
-            lines.append(f"  {name:<40} {digest}  {preview[:preview_chars]}")
+            lines.append(f"  {name:<40} {digest[:_DIGEST_CHARS]}  {preview[:preview_chars]}")
     return "\n".join(f"  {line:<40} {nodes[line]} nodes" if line in nodes else line for line in lines)
 
 
