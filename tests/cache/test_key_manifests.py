@@ -109,15 +109,15 @@ def test_cli_info_verbose_lists_each_entry_and_its_parts():
     assert any(line.split()[:2] == ["captured", "graph"] and line.endswith(" nodes") for line in info.splitlines())
 
 
-def test_a_changed_inductor_setting_is_shown_where_it_differs(monkeypatch):
+def test_a_changed_inductor_setting_is_shown_where_it_differs():
     """A compiler's identity is kept whole in the manifest: the miss shows the setting that
     changed, however deep in Inductor's config it sits."""
     inductor = resolve_compiler("inductor")
     stages = dict(fw_compiler=inductor, bw_compiler=inductor, inference_compiler=inductor,
                   partition_fn=aotgraph.default_partition)
     before = settings_key(stages, None, None)
-    monkeypatch.setattr(torch._inductor.config, "unroll_reductions_threshold", 123)
-    after = settings_key(stages, None, None)
+    with torch._inductor.config.patch(unroll_reductions_threshold=123):
+        after = settings_key(stages, None, None)
     reason = explain_miss(after, [(before.key, before)])
     assert reason.split(" key parts: ")[1].startswith("fw_compiler: "), reason
     assert r"unroll_reductions_threshold\', 123)" in reason, reason
