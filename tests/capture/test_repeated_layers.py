@@ -146,6 +146,49 @@ def test_blocks_that_draw_random_numbers_are_recorded_flat():
     assert entry.partition.joint.regions == ()
 
 
+class AveragingBlock(nn.Module):
+    """Updates a buffer of its own (not a norm or dropout the detection knows): refused when its
+    region is captured, and recorded flat."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin = nn.Sequential(nn.Linear(dim, dim))
+        self.register_buffer("average", torch.zeros(dim))
+
+    def forward(self, x):
+        self.average.mul_(0.9).add_(x.detach().mean(0), alpha=0.1)
+        return x + torch.tanh(self.lin(x))
+
+
+def test_blocks_whose_capture_updates_a_buffer_are_recorded_flat():
+    torch.manual_seed(0)
+    model = Stack([AveragingBlock(8) for _ in range(3)])
+    inputs = [(torch.randn(16, 8),) for _ in range(3)]
+    compiled = assert_training_parity(model, inputs, lambda m: aot_module(m))  # compares the buffers too
+    (entry,) = compiled.aotgraph_entries.values()
+    assert entry.partition.joint.regions == ()
+
+
+@pytest.mark.parametrize("block", [NormBlock, DropoutBlock])
+def test_norms_and_dropouts_in_training_are_not_captured_as_regions_at_all(block, monkeypatch):
+    """Their region capture would be refused: it is not attempted (capture pays once, flat)."""
+    from aotgraph.capture import regions
+
+    attempts = []
+    original = regions.region_of
+    monkeypatch.setattr(regions, "region_of", lambda *a, **k: attempts.append(a[0]) or original(*a, **k))
+    torch.manual_seed(0)
+    model = Stack([block(8) for _ in range(3)])
+    aot_module(model)(torch.randn(16, 8)).backward()
+    assert attempts == []
+    model.eval()  # in eval a norm reads its statistics and a dropout does nothing: plain regions
+    compiled = aot_module(model)
+    x = torch.randn(16, 8)
+    torch.testing.assert_close(compiled(x), model(x))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert attempts and sum(r.occurrences for r in entry.partition.joint.regions) == 3
+
+
 class ScaledBlock(NormBlock):
     """Keeps a tensor as a plain attribute: its value is not part of any structure."""
 

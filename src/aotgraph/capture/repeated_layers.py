@@ -81,7 +81,7 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
 
     def visit(module: torch.nn.Module) -> None:
         for child in module.children():
-            structure = structure_of(child) if len(child._modules) else None
+            structure = structure_of(child) if len(child._modules) and not _refused_as_region(child) else None
             if structure is not None:
                 groups[structure].append(child)
             visit(child)
@@ -94,6 +94,20 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
                 taken[id(member)] = structure
                 inside.update(id(m) for m in member.modules() if m is not member)
     return {key: structure for key, structure in taken.items() if key not in inside}
+
+
+def _refused_as_region(module: torch.nn.Module) -> bool:
+    """Whether a region's capture of `module` would be refused anyway, told without capturing
+    it: in training, a norm updating its running statistics (a buffer mutation) or a dropout
+    drawing random numbers. Saves capturing such layers twice (as a region, then flat)."""
+    for submodule in module.modules():
+        if not submodule.training:
+            continue
+        if isinstance(submodule, torch.nn.modules.batchnorm._NormBase) and submodule.track_running_stats:
+            return True
+        if isinstance(submodule, torch.nn.modules.dropout._DropoutNd) and submodule.p > 0:
+            return True
+    return False
 
 
 class RepeatedLayers:
