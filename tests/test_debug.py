@@ -210,6 +210,21 @@ def test_inductor_reuse_patch_switch(disabled, monkeypatch):
     assert wrapper.AllocateLine.should_reuse_buffer is original
 
 
+@pytest.mark.parametrize("disabled", [False, True])
+def test_layout_rules_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "layout_rules")
+    calls = _spy(monkeypatch, fake_outputs.FakeOutputs, "_layout_rule_outputs")
+    norm = torch.nn.GroupNorm(2, 4)
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    aotgraph.aot_module(norm, aotgraph.nop, aotgraph.nop)(x).sum().backward()
+    expected_grad = x.grad.clone()
+    x.grad = None
+    norm(x).sum().backward()
+    torch.testing.assert_close(expected_grad, x.grad)
+    assert (len(calls) == 0) == disabled
+
+
 def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}

@@ -26,6 +26,7 @@ import torch
 from .. import config
 from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
+from .layout_rules import RULES as LAYOUT_RULES
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
 from ..torch_private.symbolic import FloorDiv
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
@@ -57,6 +58,7 @@ class FakeOutputs:
         self.symbolic_on = config.enabled("symbolic_fake_memo")
         self.meta_answers_on = config.enabled("meta_kernel_answers")
         self.strided_builds_on = config.enabled("strided_builds")
+        self.layout_rules_on = config.enabled("layout_rules")
         self.key_is_symbolic = False  # of the last key built
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
@@ -80,10 +82,12 @@ class FakeOutputs:
             out = None
             if func is aten._native_batch_norm_legit_functional.default:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
-            elif self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
+            elif self.layout_rules_on and func in LAYOUT_RULES and not self.key_is_symbolic:
+                out = self._layout_rule_outputs(func, args, kwargs, tensors)
+            if out is None and self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
                 # (symbolic sizes: the fake mode's rules answer, with the shape environment)
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
-            elif func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
+            elif out is None and func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
                 with no_python_dispatcher():
                     out = dispatch(func, args, kwargs)
             if out is None:
@@ -191,6 +195,20 @@ class FakeOutputs:
         if isinstance(out, torch.Tensor):
             return self._as_fake(out, device)
         return type(out)(o if o is None else self._as_fake(o, device) for o in out)
+
+    def _layout_rule_outputs(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
+        """`func`'s outputs as fresh contiguous fakes of the layouts its rule in `layout_rules`
+        computes from the arguments, on the first argument's device; None where the rule has no
+        answer (switch ``layout_rules``)."""
+        layouts = [self.layout_of[id(t)][1] for t in tensors]
+        outputs = LAYOUT_RULES[func](args, kwargs, layouts)
+        if outputs is None:
+            return None
+        device = layouts[0][4]
+        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        with DisableTorchDispatch():
+            return tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))
+                         for output in outputs)
 
     def _functional_batch_norm_outputs(self, args, kwargs, dispatch: Callable) -> tuple:
         """Eager's ``_native_batch_norm_legit_functional``: the in-place op's outputs (recorded

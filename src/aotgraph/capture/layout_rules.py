@@ -1,0 +1,98 @@
+"""Output layouts of a few ops computed directly, for the capture's fake-output misses.
+
+The meta kernels of group norm and its backward are Python decompositions: a miss runs some
+thirty ops on meta tensors, each through the dispatcher, to learn three layouts that follow from
+the arguments' shapes alone (in a UNet every norm layer has its own shape, so every one is a
+miss). A rule here answers only the case it was checked for against eager and the meta kernel
+(tests/capture/test_layout_rules.py): float32 or float64 arguments of one dtype on one device,
+an input with contiguous strides and no empty dimension. There every output is a fresh
+contiguous tensor of the input's dtype. Anything else returns None and the meta kernel
+answers (switch ``layout_rules``).
+
+A rule takes the op's arguments and the memo's layouts of its tensor arguments (in argument
+order, see `fake_outputs.FakeOutputs._layout`) and returns, per output, ``(shape, dtype)`` of
+a fresh contiguous tensor, or None for an output the op does not compute.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+aten = torch.ops.aten
+
+_FULL_PRECISION = frozenset({torch.float32, torch.float64})
+Outputs = Optional[tuple]  # per output: (shape, dtype) or None; None as a whole: no answer
+
+
+def contiguous_strides(shape: tuple) -> tuple:
+    """The strides ``torch.empty(shape)`` has (a size-1 dimension's too)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _plain_layouts(layouts: list) -> Optional[torch.dtype]:
+    """The one full-precision dtype of `layouts` if they share it and a device, have integer
+    sizes and are neither conjugated nor negated; else None."""
+    dtype, device = layouts[0][0], layouts[0][4]
+    if dtype not in _FULL_PRECISION:
+        return None
+    for layout in layouts:
+        if layout[0] != dtype or layout[4] != device or layout[5] or layout[6] or layout[7]:
+            return None
+    return dtype
+
+
+def _contiguous_input(layout: tuple) -> bool:
+    shape = layout[1]
+    return len(shape) >= 2 and all(size > 0 for size in shape) and layout[2] == contiguous_strides(shape)
+
+
+def _group_norm(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``native_group_norm(input, weight?, bias?, N, C, HxW, group, eps)``: the normalized
+    input, then the mean and 1/std of each (sample, group)."""
+    if kwargs or len(args) != 8:
+        return None
+    dtype = _plain_layouts(layouts)
+    input_layout = layouts[0]
+    n, c, hxw, group = args[3:7]
+    if dtype is None or not _contiguous_input(input_layout) or not _valid_sizes(input_layout[1], n, c, hxw, group):
+        return None
+    if any(t is not None and tuple(t.shape) != (c,) for t in args[1:3]):
+        return None
+    return (input_layout[1], dtype), ((n, group), dtype), ((n, group), dtype)
+
+
+def _group_norm_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``native_group_norm_backward(grad_out, input, mean, rstd, weight?, N, C, HxW, group,
+    output_mask)``: the gradients of the input, weight and bias that `output_mask` asks for."""
+    if kwargs or len(args) != 10:
+        return None
+    dtype = _plain_layouts(layouts)
+    grad_layout, input_layout, mean, rstd, weight = layouts[0], layouts[1], args[2], args[3], args[4]
+    n, c, hxw, group, mask = args[5:10]
+    if dtype is None or not _contiguous_input(input_layout) or grad_layout[1] != input_layout[1] \
+            or not _valid_sizes(input_layout[1], n, c, hxw, group):
+        return None
+    if tuple(mean.shape) != (n, group) or tuple(rstd.shape) != (n, group) \
+            or (weight is not None and weight.numel() != c):
+        return None
+    shapes = (input_layout[1], (c,), (c,))
+    return tuple((shape, dtype) if wanted else None for shape, wanted in zip(shapes, mask))
+
+
+def _valid_sizes(shape: tuple, n, c, hxw, group) -> bool:
+    numel = 1
+    for size in shape:
+        numel *= size
+    return (all(type(v) is int for v in (n, c, hxw, group)) and group > 0 and c % group == 0
+            and shape[0] == n and shape[1] == c and numel == n * c * hxw)
+
+
+RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {
+    aten.native_group_norm.default: _group_norm,
+    aten.native_group_norm_backward.default: _group_norm_backward,
+}

@@ -1,0 +1,136 @@
+"""The layout rules (capture/layout_rules.py) give the layouts eager and the meta kernel give,
+decline every case outside the one they were checked for, and leave a captured UNet's graphs
+as they are without them."""
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import aotgraph
+from aotgraph import config, models
+from aotgraph.capture.fake_outputs import FakeOutputs
+from aotgraph.capture.layout_rules import contiguous_strides
+from parity import assert_module_parity
+
+aten = torch.ops.aten
+
+
+def _layout(t):
+    return None if t is None else (t.dtype, tuple(t.shape), t.stride(), t.storage_offset(), t.device,
+                                   t.requires_grad, t.untyped_storage().nbytes())
+
+
+def _group_norm_args(shape, groups, dtype, affine, memory_format=torch.contiguous_format):
+    n, c = shape[:2]
+    hxw = 1
+    for size in shape[2:]:
+        hxw *= size
+    x = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
+    weight, bias = (torch.randn(c, dtype=dtype), torch.randn(c, dtype=dtype)) if affine else (None, None)
+    forward = (x, weight, bias, n, c, hxw, groups, 1e-5)
+    _, mean, rstd = aten.native_group_norm(*forward)
+    return forward, (torch.randn_like(x), x, mean, rstd, weight, n, c, hxw, groups)
+
+
+SHAPES = [((2, 8, 5, 5), 2), ((1, 8, 5, 5), 2), ((2, 8, 1, 5), 4), ((2, 8, 1, 1), 8), ((2, 8, 5), 2), ((2, 4), 1),
+          ((3, 6, 2, 2, 2), 3)]
+MASKS = [[True, True, True], [True, False, False], [False, True, True]]
+
+
+def _memo_run(func, args, use_rules: bool, monkeypatch):
+    """`func` on fakes of `args` through a fresh memo, with the rules on or off: its outputs and
+    whether the rule answered."""
+    monkeypatch.setattr(config, "disabled", config.disabled - {"layout_rules"} if use_rules
+                        else config.disabled | {"layout_rules"})
+    mode = FakeTensorMode()
+    memo = FakeOutputs(mode)
+    answered = []
+    rule_outputs = memo._layout_rule_outputs
+
+    def spy(*a):
+        out = rule_outputs(*a)
+        answered.append(out is not None)
+        return out
+
+    memo._layout_rule_outputs = spy
+    fakes = [mode.from_tensor(a, static_shapes=True) if isinstance(a, torch.Tensor) else a for a in args]
+    with mode:
+        out = memo.run(func, tuple(fakes), {}, lambda f, a, k: f(*a, **k))
+    return out, any(answered)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape, groups", SHAPES)
+def test_group_norm_rules_match_eager_and_the_meta_kernel(shape, groups, affine, dtype, monkeypatch):
+    torch.manual_seed(0)
+    forward, backward = _group_norm_args(shape, groups, dtype, affine)
+    cases = [(aten.native_group_norm.default, forward)]
+    cases += [(aten.native_group_norm_backward.default, (*backward, mask if affine else [mask[0], False, False]))
+              for mask in MASKS]
+    for func, args in cases:
+        eager = [_layout(t) for t in func(*args)]
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        assert answered, func
+        without, answered_without = _memo_run(func, args, False, monkeypatch)
+        assert not answered_without
+        assert [_layout(t) for t in ruled] == eager == [_layout(t) for t in without], func
+
+
+DECLINED = {
+    "channels last": dict(shape=(2, 8, 5, 5), dtype=torch.float32, memory_format=torch.channels_last),
+    "bfloat16": dict(shape=(2, 8, 5, 5), dtype=torch.bfloat16),
+    "half": dict(shape=(2, 8, 5, 5), dtype=torch.half),
+}
+
+
+@pytest.mark.parametrize("case", list(DECLINED))
+def test_group_norm_rules_decline_other_layouts_and_dtypes(case, monkeypatch):
+    spec = DECLINED[case]
+    torch.manual_seed(0)
+    forward, backward = _group_norm_args(spec["shape"], 2, spec["dtype"], True,
+                                         spec.get("memory_format", torch.contiguous_format))
+    for func, args in [(aten.native_group_norm.default, forward),
+                       (aten.native_group_norm_backward.default, (*backward, [True, True, True]))]:
+        eager = [_layout(t) for t in func(*args)]
+        out, answered = _memo_run(func, args, True, monkeypatch)
+        assert not answered, func
+        assert [_layout(t) for t in out] == eager, func
+
+
+def test_mixed_dtypes_are_declined(monkeypatch):
+    x = torch.randn(2, 8, 4, 4)
+    args = (x, torch.randn(8, dtype=torch.float64), torch.randn(8), 2, 8, 16, 2, 1e-5)
+    _, answered = _memo_run(aten.native_group_norm.default, args, True, monkeypatch)
+    assert not answered
+
+
+def test_contiguous_strides_are_torchs():
+    for shape in [(2, 3), (1, 4, 1), (2, 1, 1, 5), (3,), ()]:
+        assert contiguous_strides(shape) == torch.empty(shape).stride(), shape
+
+
+def _joint_and_graphs(disabled, monkeypatch):
+    monkeypatch.setattr(config, "disabled", config.disabled | disabled)
+    torch.manual_seed(0)
+    model, inputs = models.unet(batch=2, size=16, width=8, depth=2)
+    compiled = aotgraph.aot_module(model, aotgraph.nop, aotgraph.nop)
+    compiled(*inputs).sum().backward()
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    graph = entry.joint.graph_module.graph
+    vals = [_layout(n.meta["val"]) if isinstance(n.meta.get("val"), torch.Tensor) else None for n in graph.nodes]
+    return str(graph), vals
+
+
+def test_unet_graphs_are_the_same_without_the_rules(monkeypatch):
+    with_rules = _joint_and_graphs(frozenset(), monkeypatch)
+    without = _joint_and_graphs(frozenset({"layout_rules"}), monkeypatch)
+    assert with_rules == without
+
+
+def test_unet_matches_eager():
+    torch.manual_seed(0)
+    model, inputs = models.unet(batch=2, size=16, width=8, depth=2)
+    # The upsampling's backward is recorded decomposed (an index_put that accumulates), so the
+    # first convolution's weight gradient sums in another order than eager's kernel: 2e-5 apart.
+    parity = assert_module_parity(model, inputs, scale=30.0)
+    assert parity.grads_compared == len(list(model.parameters()))
