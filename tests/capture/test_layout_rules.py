@@ -97,6 +97,61 @@ def test_group_norm_rules_decline_other_layouts_and_dtypes(case, monkeypatch):
         assert [_layout(t) for t in out] == eager, func
 
 
+# (input shape, weight shape, stride, padding, dilation, groups, bias)
+CONVOLUTIONS = [
+    ((2, 3, 8, 8), (4, 3, 3, 3), [1, 1], [1, 1], [1, 1], 1, True),
+    ((1, 4, 7, 9), (6, 2, 3, 2), [2, 1], [0, 1], [1, 2], 2, False),
+    ((2, 8, 5, 5), (4, 8, 1, 1), [1, 1], [0, 0], [1, 1], 1, True),
+    ((2, 1, 5, 5), (1, 1, 1, 1), [1, 1], [0, 0], [1, 1], 1, True),
+    ((3, 4, 1, 1), (5, 4, 1, 1), [1, 1], [0, 0], [1, 1], 1, True),
+    ((2, 4, 6, 6), (4, 1, 3, 3), [2, 2], [1, 1], [1, 1], 4, True),
+    ((2, 3, 10), (4, 3, 3), [2], [1], [1], 1, True),
+    ((1, 2, 4, 5, 6), (3, 2, 2, 2, 2), [1, 2, 1], [0, 1, 1], [1, 1, 2], 1, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", range(len(CONVOLUTIONS)))
+def test_convolution_rules_match_eager_and_the_fake_mode(case, dtype, monkeypatch):
+    input_shape, weight_shape, stride, padding, dilation, groups, with_bias = CONVOLUTIONS[case]
+    torch.manual_seed(0)
+    x, weight = torch.randn(input_shape, dtype=dtype), torch.randn(weight_shape, dtype=dtype)
+    bias = torch.randn(weight_shape[0], dtype=dtype) if with_bias else None
+    params = (stride, padding, dilation, False, [0] * len(stride), groups)
+    out = aten.convolution(x, weight, bias, *params)
+    cases = [(aten.convolution.default, (x, weight, bias, *params))]
+    cases += [(aten.convolution_backward.default,
+               (torch.randn_like(out), x, weight, [weight_shape[0]] if with_bias else None, *params,
+                [mask[0], mask[1], mask[2] and with_bias])) for mask in MASKS]
+    for func, args in cases:
+        eager = [_layout(t) for t in _tuple(func(*args))]
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        assert answered, func
+        without, _ = _memo_run(func, args, False, monkeypatch)
+        assert [_layout(t) for t in _tuple(ruled)] == eager == [_layout(t) for t in _tuple(without)], func
+
+
+def _tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def test_convolution_rules_decline_channels_last_transposed_and_low_precision(monkeypatch):
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    plain = ([1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    declined = [
+        (x.contiguous(memory_format=torch.channels_last), weight, None, *plain),
+        (x, weight.contiguous(memory_format=torch.channels_last), None, *plain),
+        (x.bfloat16(), weight.bfloat16(), None, *plain),
+        (x, torch.randn(3, 4, 3, 3), None, [1, 1], [1, 1], [1, 1], True, [0, 0], 1),
+    ]
+    for args in declined:
+        eager = _layout(aten.convolution(*args))
+        out, answered = _memo_run(aten.convolution.default, args, True, monkeypatch)
+        assert not answered
+        assert _layout(out) == eager
+
+
 def test_mixed_dtypes_are_declined(monkeypatch):
     x = torch.randn(2, 8, 4, 4)
     args = (x, torch.randn(8, dtype=torch.float64), torch.randn(8), 2, 8, 16, 2, 1e-5)

@@ -207,8 +207,9 @@ class FakeOutputs:
         device = layouts[0][4]
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
         with DisableTorchDispatch():
-            return tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))
+            outs = tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))
                          for output in outputs)
+        return outs[0] if len(func._schema.returns) == 1 else outs
 
     def _functional_batch_norm_outputs(self, args, kwargs, dispatch: Callable) -> tuple:
         """Eager's ``_native_batch_norm_legit_functional``: the in-place op's outputs (recorded

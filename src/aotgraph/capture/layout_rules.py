@@ -2,12 +2,14 @@
 
 The meta kernels of group norm and its backward are Python decompositions: a miss runs some
 thirty ops on meta tensors, each through the dispatcher, to learn three layouts that follow from
-the arguments' shapes alone (in a UNet every norm layer has its own shape, so every one is a
-miss). A rule here answers only the case it was checked for against eager and the meta kernel
-(tests/capture/test_layout_rules.py): float32 or float64 arguments of one dtype on one device,
-an input with contiguous strides and no empty dimension. There every output is a fresh
-contiguous tensor of the input's dtype. Anything else returns None and the meta kernel
-answers (switch ``layout_rules``).
+the arguments' shapes alone; the fake mode's rule for convolutions normalizes the arguments in
+Python and asks the backend selection for a memory format. In a convnet every layer has its
+own shapes, so nearly every one of these ops is a miss. A rule here answers only the case it
+was checked for against eager and the fake mode (tests/capture/test_layout_rules.py):
+float32 or float64 arguments of one dtype on one device (convolutions: the CPU), all with
+contiguous strides and no empty dimension. There every output is a fresh contiguous tensor of
+that dtype. Anything else returns None and the meta kernel or the fake mode answers (switch
+``layout_rules``).
 
 A rule takes the op's arguments and the memo's layouts of its tensor arguments (in argument
 order, see `fake_outputs.FakeOutputs._layout`) and returns, per output, ``(shape, dtype)`` of
@@ -46,9 +48,10 @@ def _plain_layouts(layouts: list) -> Optional[torch.dtype]:
     return dtype
 
 
-def _contiguous_input(layout: tuple) -> bool:
+def _contiguous(layout: tuple) -> bool:
+    """Contiguous strides (those of ``torch.empty``) and no empty dimension."""
     shape = layout[1]
-    return len(shape) >= 2 and all(size > 0 for size in shape) and layout[2] == contiguous_strides(shape)
+    return all(size > 0 for size in shape) and layout[2] == contiguous_strides(shape)
 
 
 def _group_norm(args: tuple, kwargs: dict, layouts: list) -> Outputs:
@@ -59,7 +62,7 @@ def _group_norm(args: tuple, kwargs: dict, layouts: list) -> Outputs:
     dtype = _plain_layouts(layouts)
     input_layout = layouts[0]
     n, c, hxw, group = args[3:7]
-    if dtype is None or not _contiguous_input(input_layout) or not _valid_sizes(input_layout[1], n, c, hxw, group):
+    if dtype is None or not _contiguous(input_layout) or not _valid_sizes(input_layout[1], n, c, hxw, group):
         return None
     if any(t is not None and tuple(t.shape) != (c,) for t in args[1:3]):
         return None
@@ -74,7 +77,7 @@ def _group_norm_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
     dtype = _plain_layouts(layouts)
     grad_layout, input_layout, mean, rstd, weight = layouts[0], layouts[1], args[2], args[3], args[4]
     n, c, hxw, group, mask = args[5:10]
-    if dtype is None or not _contiguous_input(input_layout) or grad_layout[1] != input_layout[1] \
+    if dtype is None or not _contiguous(input_layout) or grad_layout[1] != input_layout[1] \
             or not _valid_sizes(input_layout[1], n, c, hxw, group):
         return None
     if tuple(mean.shape) != (n, group) or tuple(rstd.shape) != (n, group) \
@@ -88,11 +91,60 @@ def _valid_sizes(shape: tuple, n, c, hxw, group) -> bool:
     numel = 1
     for size in shape:
         numel *= size
-    return (all(type(v) is int for v in (n, c, hxw, group)) and group > 0 and c % group == 0
+    return (len(shape) >= 2 and all(type(v) is int for v in (n, c, hxw, group)) and group > 0 and c % group == 0
             and shape[0] == n and shape[1] == c and numel == n * c * hxw)
+
+
+def _convolution(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``convolution(input, weight, bias?, stride, padding, dilation, transposed, output_padding,
+    groups)``, not transposed, on the CPU: (N, C_out, *spatial sizes of the output)."""
+    if kwargs or len(args) != 9 or args[6]:
+        return None
+    spatial = _convolution_sizes(layouts[0][1], layouts[1][1], args[3:6], args[8], layouts)
+    if spatial is None or (args[2] is not None and tuple(args[2].shape) != (args[1].shape[0],)):
+        return None
+    return (((layouts[0][1][0], layouts[1][1][0], *spatial), layouts[0][0]),)
+
+
+def _convolution_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``convolution_backward(grad_out, input, weight, bias_sizes?, stride, padding, dilation,
+    transposed, output_padding, groups, output_mask)``, not transposed, on the CPU: the gradients
+    of the input, weight and bias (of C_out) that `output_mask` asks for."""
+    if kwargs or len(args) != 11 or args[7]:
+        return None
+    input_layout, weight_layout = layouts[1], layouts[2]
+    spatial = _convolution_sizes(input_layout[1], weight_layout[1], args[4:7], args[9], layouts)
+    if spatial is None or layouts[0][1] != (input_layout[1][0], weight_layout[1][0], *spatial):
+        return None
+    dtype = input_layout[0]
+    shapes = (input_layout[1], weight_layout[1], (weight_layout[1][0],))
+    return tuple((shape, dtype) if wanted else None for shape, wanted in zip(shapes, args[10]))
+
+
+def _convolution_sizes(input_shape: tuple, weight_shape: tuple, params: tuple, groups,
+                       layouts: list) -> Optional[tuple]:
+    """The output's spatial sizes of a convolution of contiguous float32/64 CPU tensors (all of
+    `layouts`) with matching ranks and channels, and one stride, padding and dilation (`params`)
+    per spatial dimension; None otherwise."""
+    if _plain_layouts(layouts) is None or layouts[0][4].type != "cpu" or not all(map(_contiguous, layouts)):
+        return None
+    rank = len(weight_shape) - 2
+    if len(input_shape) != rank + 2 or rank not in (1, 2, 3) or type(groups) is not int or groups <= 0:
+        return None
+    stride, padding, dilation = params
+    if not all(type(p) in (list, tuple) and len(p) == rank and all(type(v) is int for v in p) for p in params):
+        return None
+    if input_shape[1] != weight_shape[1] * groups or weight_shape[0] % groups:
+        return None
+    sizes = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                  for size, k, s, p, d in zip(input_shape[2:], weight_shape[2:], stride, padding, dilation))
+    return sizes if all(size > 0 for size in sizes) and min(stride) > 0 and min(dilation) > 0 \
+        and min(padding) >= 0 else None
 
 
 RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {
     aten.native_group_norm.default: _group_norm,
     aten.native_group_norm_backward.default: _group_norm_backward,
+    aten.convolution.default: _convolution,
+    aten.convolution_backward.default: _convolution_backward,
 }
