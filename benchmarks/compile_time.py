@@ -11,11 +11,14 @@ Times are this process's CPU time (``time.process_time``, one torch thread): on 
 machine it is far steadier than wall time; the last column gives the wall-time ratio.
 One warm-up round per model (both pipelines) is not counted: it pays one-time setup.
 
+``--switch-off NAME`` adds ours with switch NAME off (``AOTGRAPH_DISABLE``'s names) to the same
+rounds, with its ratios: a before/after of one fast path measured side by side.
+
 Torch's FakeTensorMode dispatch cache is class-level (shared by both pipelines); it is
 cleared before every compile unless ``--warm-fake-cache``. Our own caches are per compiled
 function, so a fresh ``aot_module`` starts empty.
 
-    PYTHONPATH=src python benchmarks/compile_time.py [--repeats 3] [--models mlp,resnet]
+    PYTHONPATH=src python benchmarks/compile_time.py [--repeats 3] [--models mlp,resnet] [--switch-off NAME]
 """
 from __future__ import annotations
 
@@ -97,7 +100,24 @@ def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[f
     return time.process_time() - start_cpu, time.perf_counter() - start_wall, compiled
 
 
-def measure(name: str, repeats: int, clear: bool) -> dict:
+def switched_off(switch: str, make):
+    """`make` run with aotgraph's `switch` off (the compile happens in the first call, inside)."""
+    def compile_and_call_with_switch_off(module):
+        compiled = make(module)
+
+        def call(*args):
+            disabled = aotgraph.config.disabled
+            aotgraph.config.disabled = disabled | {switch}
+            try:
+                return compiled(*args)
+            finally:
+                aotgraph.config.disabled = disabled
+        call.aotgraph_entries = compiled.aotgraph_entries
+        return call
+    return compile_and_call_with_switch_off
+
+
+def measure(name: str, repeats: int, clear: bool, switch_off: str | None = None) -> dict:
     torch.manual_seed(0)
     module, inputs = MODELS[name]()
     ours_min_cut = our_min_cut or aotgraph.default_partition
@@ -108,6 +128,9 @@ def measure(name: str, repeats: int, clear: bool) -> dict:
         "ours min-cut": lambda m: compile_ours(m, ours_min_cut),
         "torch min-cut": lambda m: compile_torch(m, torch_min_cut),
     }
+    if switch_off:
+        variants["ours default, switch off"] = switched_off(switch_off, variants["ours default"])
+        variants["ours min-cut, switch off"] = switched_off(switch_off, variants["ours min-cut"])
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     wall: dict[str, list[float]] = {v: [] for v in variants}
     log = None
@@ -129,6 +152,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--warm-fake-cache", action="store_true")
+    parser.add_argument("--switch-off", choices=sorted(aotgraph.config.SWITCHES),
+                        help="also time ours with this switch off, in the same rounds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     # Compile every pipeline once on a tiny program so imports and one-time setup are not timed.
@@ -142,11 +167,12 @@ def main() -> None:
     if our_min_cut is None:
         print("aotgraph.min_cut_rematerialization_partition is not available: 'ours min-cut' runs the default partition")
     header = (f"{'model':<14}{'eager':>8}{'ours def':>10}{'torch def':>11}{'ratio':>7}"
-              f"{'ours mc':>10}{'torch mc':>10}{'ratio':>7}{'ratio-eager':>13}{'wall ratio':>12}")
+              f"{'ours mc':>10}{'torch mc':>10}{'ratio':>7}{'ratio-eager':>13}{'wall ratio':>12}"
+              + (f"  ratios with {args.switch_off} off: def, mc" if args.switch_off else ""))
     print(header)
     logs = {}
     for name in args.models.split(","):
-        result = measure(name, args.repeats, not args.warm_fake_cache)
+        result = measure(name, args.repeats, not args.warm_fake_cache, args.switch_off)
         m, w = result["medians"], result["wall"]
         logs[name] = result["log"]
         ratio_default = m["ours default"] / m["torch default"]
@@ -155,7 +181,9 @@ def main() -> None:
         overhead_ratio = (m["ours default"] - m["eager"]) / (m["torch default"] - m["eager"])
         print(f"{name:<14}{m['eager']:8.3f}{m['ours default']:10.3f}{m['torch default']:11.3f}{ratio_default:7.2f}"
               f"{m['ours min-cut']:10.3f}{m['torch min-cut']:10.3f}{ratio_min_cut:7.2f}{overhead_ratio:13.2f}"
-              f"{w['ours default'] / w['torch default']:12.2f}",
+              f"{w['ours default'] / w['torch default']:12.2f}"
+              + (f"{m['ours default, switch off'] / m['torch default']:>12.2f}"
+                 f"{m['ours min-cut, switch off'] / m['torch min-cut']:>6.2f}" if args.switch_off else ""),
               flush=True)
     for name, log in logs.items():
         print(f"\nour stages, {name} (last default compile):\n{log.format()}")

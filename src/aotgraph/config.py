@@ -45,8 +45,9 @@ SWITCHES = {
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
-    "layout_rules": "capture computes the output layouts of group norm, convolution and their backwards on a memo "
-                    "miss instead of running their Python meta kernels or fake rules (capture/layout_rules.py)",
+    "layout_rules": "capture computes the output layouts of group norm, batch norm, convolution and their backwards "
+                    "on a memo miss instead of running their Python meta kernels or fake rules "
+                    "(capture/layout_rules.py)",
     "direct_fakes": "capture (and dynamic=True, for inputs whose sizes stay concrete) builds fakes of plain leaf "
                     "inputs without FakeTensorMode.from_tensor (capture/inputs.py)",
     "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",

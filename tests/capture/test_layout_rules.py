@@ -1,6 +1,6 @@
 """The layout rules (capture/layout_rules.py) give the layouts eager and the meta kernel give,
-decline every case outside the one they were checked for, and leave a captured UNet's graphs
-as they are without them."""
+decline every case outside the one they were checked for, and leave a captured UNet's and
+ResNet's graphs as they are without them."""
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -152,6 +152,37 @@ def test_convolution_rules_decline_channels_last_transposed_and_low_precision(mo
         assert _layout(out) == eager
 
 
+BATCH_NORM_SHAPES = [(4, 3, 5, 5), (1, 3, 2, 2), (4, 3), (2, 3, 7), (2, 3, 1, 1), (2, 2, 3, 2, 2)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+def test_batch_norm_rules_match_eager_and_the_meta_kernel(shape, affine, training, dtype, monkeypatch):
+    torch.manual_seed(0)
+    c = shape[1]
+    x = torch.randn(shape, dtype=dtype)
+    weight, bias = (torch.randn(c, dtype=dtype), torch.randn(c, dtype=dtype)) if affine else (None, None)
+    running = (torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype))
+    out, mean, invstd = aten._native_batch_norm_legit(x, weight, bias, *running, training, 0.1, 1e-5)
+    cases = [(aten._native_batch_norm_legit.default, (x, weight, bias, *running, training, 0.1, 1e-5))]
+    if training:
+        cases.append((aten._native_batch_norm_legit.no_stats, (x, weight, bias, training, 0.1, 1e-5)))
+    saved = (mean, invstd) if training else (None, None)
+    cases += [(aten.native_batch_norm_backward.default,
+               (torch.randn_like(x), x, weight, *running, *saved, training, 1e-5, mask)) for mask in MASKS]
+    for func, args in cases:
+        eager = [_layout(t) for t in func(*args)]
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        # Declined: outside training, and a backward that does not ask for all three gradients.
+        assert answered == (training and args[-1] in (1e-5, [True, True, True])), func
+        without, _ = _memo_run(func, args, False, monkeypatch)
+        assert [_layout(t) for t in ruled] == [_layout(t) for t in without], func
+        if answered:  # (where declined, the meta kernel's answer differs from eager's CPU kernel)
+            assert [_layout(t) for t in ruled] == eager, func
+
+
 def test_mixed_dtypes_are_declined(monkeypatch):
     x = torch.randn(2, 8, 4, 4)
     args = (x, torch.randn(8, dtype=torch.float64), torch.randn(8), 2, 8, 16, 2, 1e-5)
@@ -164,10 +195,14 @@ def test_contiguous_strides_are_torchs():
         assert contiguous_strides(shape) == torch.empty(shape).stride(), shape
 
 
-def _joint_and_graphs(disabled, monkeypatch):
+MODELS = {"unet": lambda: models.unet(batch=2, size=16, width=8, depth=2),
+          "resnet": lambda: models.resnet(blocks=2, width=8, batch=4, size=16)}
+
+
+def _joint_and_graphs(model_name, disabled, monkeypatch):
     monkeypatch.setattr(config, "disabled", config.disabled | disabled)
     torch.manual_seed(0)
-    model, inputs = models.unet(batch=2, size=16, width=8, depth=2)
+    model, inputs = MODELS[model_name]()
     compiled = aotgraph.aot_module(model, aotgraph.nop, aotgraph.nop)
     compiled(*inputs).sum().backward()
     entry = next(iter(compiled.aotgraph_entries.values()))
@@ -176,9 +211,10 @@ def _joint_and_graphs(disabled, monkeypatch):
     return str(graph), vals
 
 
-def test_unet_graphs_are_the_same_without_the_rules(monkeypatch):
-    with_rules = _joint_and_graphs(frozenset(), monkeypatch)
-    without = _joint_and_graphs(frozenset({"layout_rules"}), monkeypatch)
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_graphs_are_the_same_without_the_rules(model_name, monkeypatch):
+    with_rules = _joint_and_graphs(model_name, frozenset(), monkeypatch)
+    without = _joint_and_graphs(model_name, frozenset({"layout_rules"}), monkeypatch)
     assert with_rules == without
 
 

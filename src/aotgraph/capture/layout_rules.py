@@ -1,15 +1,15 @@
 """Output layouts of a few ops computed directly, for the capture's fake-output misses.
 
-The meta kernels of group norm and its backward are Python decompositions: a miss runs some
-thirty ops on meta tensors, each through the dispatcher, to learn three layouts that follow from
-the arguments' shapes alone; the fake mode's rule for convolutions normalizes the arguments in
-Python and asks the backend selection for a memory format. In a convnet every layer has its
-own shapes, so nearly every one of these ops is a miss. A rule here answers only the case it
-was checked for against eager and the fake mode (tests/capture/test_layout_rules.py):
+The meta kernels of group norm, batch norm and their backwards are Python decompositions: a
+miss runs some thirty ops on meta tensors, each through the dispatcher, to learn three layouts
+that follow from the arguments' shapes alone; the fake mode's rule for convolutions normalizes
+the arguments in Python and asks the backend selection for a memory format. In a convnet every
+layer has its own shapes, so nearly every one of these ops is a miss. A rule here answers only
+the case it was checked for against eager and the fake mode (tests/capture/test_layout_rules.py):
 float32 or float64 arguments of one dtype on one device (convolutions: the CPU), all with
-contiguous strides and no empty dimension. There every output is a fresh contiguous tensor of
-that dtype. Anything else returns None and the meta kernel or the fake mode answers (switch
-``layout_rules``).
+contiguous strides and no empty dimension (batch norm: in training, and its backward asked for
+all three gradients). There every output is a fresh contiguous tensor of that dtype. Anything
+else returns None and the meta kernel or the fake mode answers (switch ``layout_rules``).
 
 A rule takes the op's arguments and the memo's layouts of its tensor arguments (in argument
 order, see `fake_outputs.FakeOutputs._layout`) and returns, per output, ``(shape, dtype)`` of
@@ -142,7 +142,43 @@ def _convolution_sizes(input_shape: tuple, weight_shape: tuple, params: tuple, g
         and min(padding) >= 0 else None
 
 
+def _batch_norm(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``_native_batch_norm_legit(input, weight?, bias?, running_mean, running_var, training,
+    momentum, eps)`` (and ``.no_stats``, without the running statistics): the normalized input,
+    then the saved mean and 1/std of each channel; in training only."""
+    if kwargs or len(args) not in (6, 8):
+        return None
+    dtype = _plain_layouts(layouts)
+    input_layout, training = layouts[0], args[-3]
+    shape = input_layout[1]
+    if dtype is None or training is not True or not _contiguous(input_layout) or len(shape) < 2:
+        return None  # (outside training eager's CPU kernel saves statistics of C, the meta kernel of 0)
+    if any(t is not None and tuple(t.shape) != (shape[1],) for t in args[1:-3]):
+        return None
+    saved = ((shape[1] if training else 0,), dtype)
+    return (shape, dtype), saved, saved
+
+
+def _batch_norm_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``native_batch_norm_backward(grad_out, input, weight?, running_mean?, running_var?,
+    save_mean?, save_invstd?, train, eps, output_mask)``, in training, all three gradients asked for: those
+    of the input, weight and bias."""
+    if kwargs or len(args) != 10 or args[7] is not True or list(args[9]) != [True, True, True]:
+        return None  # (eager's CPU kernel computes what the mask leaves out)
+    dtype = _plain_layouts(layouts)
+    grad_layout, input_layout = layouts[0], layouts[1]
+    shape = input_layout[1]
+    if dtype is None or not _contiguous(input_layout) or len(shape) < 2 or grad_layout[1] != shape:
+        return None
+    if any(t is not None and tuple(t.shape) != (shape[1],) for t in args[2:7]):
+        return None
+    return (shape, dtype), ((shape[1],), dtype), ((shape[1],), dtype)
+
+
 RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {
+    aten._native_batch_norm_legit.default: _batch_norm,
+    aten._native_batch_norm_legit.no_stats: _batch_norm,
+    aten.native_batch_norm_backward.default: _batch_norm_backward,
     aten.native_group_norm.default: _group_norm,
     aten.native_group_norm_backward.default: _group_norm_backward,
     aten.convolution.default: _convolution,
