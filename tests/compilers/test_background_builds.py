@@ -90,12 +90,13 @@ def test_builds_take_turns_with_foreground_compiles():
 def test_a_foreground_compile_goes_ahead_of_queued_builds():
     """A recompile the program waits on (a new input shape) waits at most for the build under
     way, not for every queued one."""
-    events, gate = [], threading.Event()
+    events, gate, building = [], threading.Event(), threading.Event()
     graph_id = next(_ids)
 
     def build(name, wait=False):
         def make():
             if wait:
+                building.set()
                 gate.wait()
             events.append(name)
             return _version(name, [])
@@ -111,6 +112,7 @@ def test_a_foreground_compile_goes_ahead_of_queued_builds():
         with background_builds.foreground_compile():
             events.append("foreground compile")
 
+    assert building.wait(timeout=30)  # the worker is inside the first build
     foreground = threading.Thread(target=recompile)
     foreground.start()
     time.sleep(0.2)  # the recompile is waiting for the build under way

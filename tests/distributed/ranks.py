@@ -89,12 +89,12 @@ def run_ranks(worker: Callable, *args: Any, world_size: int = 2, timeout_s: floa
                     except queue.Empty:
                         raise RankFailed(f"rank {dead[0]} exited with code {processes[dead[0]].exitcode} "
                                          "without reporting") from None
-                    results = _take(results, rank, status, value)
+                    results = _take(results, rank, status, value, processes)
                 if time.monotonic() > deadline:
                     waiting = [r for r in range(world_size) if r not in results]
                     raise RankFailed(f"ranks {waiting} did not finish within {timeout_s:.0f} s") from None
                 continue
-            results = _take(results, rank, status, value)
+            results = _take(results, rank, status, value, processes)
     finally:
         for process in processes:  # a rank that reported has nothing left to do but exit
             process.join(timeout=1.0 if len(results) == world_size else 0.0)
@@ -104,7 +104,9 @@ def run_ranks(worker: Callable, *args: Any, world_size: int = 2, timeout_s: floa
     return [results[rank] for rank in range(world_size)]
 
 
-def _take(results: dict, rank: int, status: str, value: Any) -> dict:
-    if status == "error":
-        raise RankFailed(f"rank {rank} failed:\n{value}")
+def _take(results: dict, rank: int, status: str, value: Any, processes: list) -> dict:
+    if status == "error":  # named first: ranks already dead without a report (the error may follow from that)
+        dead = [f"rank {r} exited with code {p.exitcode} without reporting" for r, p in enumerate(processes)
+                if r != rank and r not in results and p.exitcode not in (None, 0)]
+        raise RankFailed("; ".join([*dead, f"rank {rank} failed:\n{value}"]))
     return {**results, rank: value}
