@@ -117,6 +117,14 @@ def gpt2(device: torch.device, smoke: bool):
     return model, (ids,), f"GPT2LMHeadModel({'tiny' if smoke else 'GPT2Config()'}) batch {batch} seq {seq}"
 
 
+def classifier_step(network, batch: int, size: int, classes: int, device: torch.device) -> tuple:
+    """(the loss of `network` on channels-last images, its inputs): random images and labels."""
+    model = LossOfClassifier(network).to(device, memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, classes, (batch,), device=device)
+    return model, (images, labels)
+
+
 def resnet50(device: torch.device, smoke: bool):
     try:
         import torchvision
@@ -131,10 +139,7 @@ def resnet50(device: torch.device, smoke: bool):
         batch, size = (4, 32) if smoke else (64, 224)
         network, classes = torchvision.models.resnet50(), 1000
         what = f"torchvision resnet50 channels_last batch {batch} {size}x{size}"
-    model = LossOfClassifier(network).to(device, memory_format=torch.channels_last)
-    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
-    labels = torch.randint(0, classes, (batch,), device=device)
-    return model, (images, labels), what
+    return classifier_step(network, batch, size, classes, device) + (what,)
 
 
 class ConvNeXtStyleBlock(torch.nn.Module):
@@ -167,10 +172,7 @@ def convnext(device: torch.device, smoke: bool):
         batch, size = (4, 32) if smoke else (64, 224)
         network, classes = torchvision.models.convnext_tiny(), 1000
         what = f"torchvision convnext_tiny channels_last batch {batch} {size}x{size}"
-    model = LossOfClassifier(network).to(device, memory_format=torch.channels_last)
-    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
-    labels = torch.randint(0, classes, (batch,), device=device)
-    return model, (images, labels), what
+    return classifier_step(network, batch, size, classes, device) + (what,)
 
 
 MODELS = {"gpt2_small": gpt2, "resnet50": resnet50, "convnext_tiny": convnext}
