@@ -66,6 +66,9 @@ SWITCHES = {
                               "(compilers/region_graphs.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
+    "cpp_build_releases_lock": "a background C++-wrapper build lets go of the compile lock while its C++ compiler "
+                               "runs, so a recompile the program waits on runs meanwhile "
+                               "(compilers/background_builds.py)",
     "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "
                     "(compilers/vec_isa_memo.py)",
     "runtime_asserts": "the compiled graphs check what torch assumed about values known only at run time "

@@ -120,3 +120,63 @@ def test_a_foreground_compile_goes_ahead_of_queued_builds():
     foreground.join(timeout=30)
     wait_for_background_builds()
     assert events == ["build forward", "foreground compile", "build backward"]
+
+
+def test_a_recompile_runs_while_a_build_compiles_its_cpp_and_sees_the_process_settings(monkeypatch):
+    """A background C++-wrapper build lets go of compile_lock while its C++ compiler runs; a
+    compile the program waits on runs meanwhile, with the process's Inductor settings (Python
+    wrapper), not the build's patched-in ones, and both compiled graphs compute what eager does.
+    Real Inductor on the CPU, whose C++ wrapper needs a C++ compiler. (Torch 2.13 keeps
+    Inductor's config patches per thread, so there the settings would be right even without
+    aotgraph's record of the process's values; torch 2.11 shares them between threads.)"""
+    import contextlib
+
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from aotgraph.compilers import GraphRole, torchinductor
+
+    torchinductor._release_lock_during_cpp_builds()
+    process_store_cubin = torch._inductor.config.triton.store_cubin
+    inside_cpp, foreground_done, seen = threading.Event(), threading.Event(), []
+    real_release, real_compile = background_builds.lock_released_on_worker, torchinductor._compile_fx_inner
+
+    @contextlib.contextmanager
+    def release_and_wait_for_the_foreground():
+        with real_release():
+            if threading.current_thread().name == background_builds._WORKER_NAME and not inside_cpp.is_set():
+                inside_cpp.set()
+                seen.append(("foreground compiled meanwhile", foreground_done.wait(timeout=60)))
+            yield
+
+    def compile_recording_settings(*args, **kwargs):
+        config = torch._inductor.config  # store_cubin: one of the settings a C++-wrapped compile patches in
+        seen.append((threading.current_thread().name, config.cpp_wrapper, config.triton.store_cubin))
+        return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(background_builds, "lock_released_on_worker", release_and_wait_for_the_foreground)
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_recording_settings)
+
+    def graph(program):
+        module = make_fx(program, tracing_mode="fake")(torch.empty(16))
+        return module, [n.meta["val"] for n in module.graph.find_nodes(op="placeholder")]
+
+    def compiled(program, cpp_wrapper):
+        module, example = graph(program)
+        role = GraphRole("inference", 1, next(_ids))
+        return torchinductor._compiled(module, example, role, example[0].fake_mode, {}, cpp_wrapper=cpp_wrapper)
+
+    built = {}
+    worker = threading.Thread(target=lambda: built.update(cpp=compiled(lambda x: (torch.sin(x) * 2 + 1,), True)),
+                              name=background_builds._WORKER_NAME)
+    worker.start()
+    assert inside_cpp.wait(timeout=300), "the build never reached its C++ compiler"
+    foreground = compiled(lambda x: (torch.cos(x) - 3,), False)
+    foreground_done.set()
+    worker.join(timeout=300)
+    assert seen == [(background_builds._WORKER_NAME, True, True), ("MainThread", False, process_store_cubin),
+                    ("foreground compiled meanwhile", True)]
+    assert (torch._inductor.config.cpp_wrapper, torch._inductor.config.triton.store_cubin) == (False, process_store_cubin)
+    x = torch.randn(16)
+    torch.testing.assert_close(built["cpp"]([x.clone()])[0], torch.sin(x) * 2 + 1)
+    torch.testing.assert_close(foreground([x.clone()])[0], torch.cos(x) - 3)

@@ -10,9 +10,12 @@ no backward outstanding, so a backward always runs the same build as the forward
 saved values it reads. A failed build leaves the graph on the Python wrapper, with a
 warning. Inductor's config is process-wide, so its compiles (ours in the foreground and
 the worker's) take turns on `compile_lock`; a compile the program waits on takes it through
-`foreground_compile`, and the worker starts no build while one waits or runs (a build under
-way finishes first): a recompile for a new input shape does not queue behind every build of
-the graphs it follows. Switch: ``cpp_wrapper_in_background``.
+`foreground_compile`, and the worker starts no build while one waits or runs: a recompile for a
+new input shape does not queue behind every build of the graphs it follows. A build under way
+lets go of the lock while its C++ compiler runs (`lock_released_on_worker`, switch
+``cpp_build_releases_lock``), most of its time, so a recompile waits at most for the rest of it;
+the compiler then sees the build's Inductor settings patched in, and must set back the process's
+own values of what the build patches. Switch: ``cpp_wrapper_in_background``.
 
 For the disk cache, a graph stands for the Python-wrapper build until its whole pair is
 built, then for the C++ one (``aotgraph_output_code``); `aotgraph_when_built` tells the
@@ -26,7 +29,9 @@ import queue
 import threading
 from typing import Callable, Optional
 
-__all__ = ["compile_lock", "foreground_compile", "upgradable", "wait_for_background_builds"]
+from .. import config as aot_config
+
+__all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds"]
 
 logger = logging.getLogger("aotgraph")
 
@@ -58,6 +63,23 @@ def foreground_compile():
         with _foreground:
             _foreground_compiles -= 1
             _foreground.notify_all()
+
+
+@contextlib.contextmanager
+def lock_released_on_worker():
+    """On the build worker, let go of `compile_lock` (all its holds) for the block, a wait that
+    touches no shared compile state (a C++ compiler's process), and take it back after; on any
+    other thread, or with the switch ``cpp_build_releases_lock`` off, nothing."""
+    release = getattr(compile_lock, "_release_save", None)
+    if (threading.current_thread().name != _WORKER_NAME or release is None
+            or not aot_config.enabled("cpp_build_releases_lock")):
+        yield
+        return
+    held = release()
+    try:
+        yield
+    finally:
+        compile_lock._acquire_restore(held)
 
 
 class _Pair:

@@ -104,14 +104,14 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
                             "pass the fake tensors of the graph's placeholders (node.meta['val'])")
     _refuse_python_calls(graph_module, role)
-    from torch._inductor import config
-
     options = dict(options or {})
     asked = options.pop("cpp_wrapper", None)  # None: not asked either way
-    if asked is None and config.cpp_wrapper:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
+    with background_builds.foreground_compile():  # not a background build's patched-in values
+        process = _process_settings(("cpp_wrapper", "triton.cudagraphs"))
+    if asked is None and process["cpp_wrapper"]:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
         asked = True
     devices = {v.device for v in example_inputs if isinstance(v, torch.Tensor) and v.device.type == "cuda"}
-    cuda_graphs = bool(options.get("triton.cudagraphs", config.triton.cudagraphs))
+    cuda_graphs = bool(options.get("triton.cudagraphs", process["triton.cudagraphs"]))
     # CUDA graphs replay every launch without the host, so the C++ wrapper's launches would
     # save nothing there and its build would only lengthen the first step.
     use_cpp_wrapper = asked if asked is not None else (_cpp_wrapper_by_default(devices) and not cuda_graphs)
@@ -119,6 +119,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
         python = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+        _release_lock_during_cpp_builds()
 
         def build():
             return _on_threads_with_cuda_context(
@@ -147,7 +148,6 @@ def _cpp_wrapper_by_default(cuda_devices: set) -> bool:
 def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mode, options: dict,
               cpp_wrapper: bool) -> Callable:
     from torch._inductor import config
-    from torch._inductor.compile_fx import compile_fx_inner
     from torch._inductor.virtualized import V
 
     graph_module = _private_copy(graph_module)
@@ -165,24 +165,102 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # Random ops draw from eager's generator (``fallback_random``), as in the joint passes: the
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
-    cuda_graphs = _cuda_graphs_of(role.graph_id, bool(settings.get("triton.cudagraphs", config.triton.cudagraphs)))
-    with background_builds.foreground_compile(), V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), \
-            config.patch(settings), \
-            _reuse_judged_with_outputs(), remembering_vec_isa_probe():
-        compiled = compile_fx_inner(
-            graph_module,
-            example_inputs,
-            cpp_wrapper=cpp_wrapper,
-            cudagraphs=cuda_graphs.on,
-            boxed_forward_device_index=cuda_graphs.device,
-            static_input_idxs=list(role.static_inputs),
-            is_backward=role.kind == "backward",
-            is_inference=role.kind == "inference",
-            graph_id=role.graph_id,
-        )
+    with background_builds.foreground_compile():
+        # A background build that let go of the lock for its C++ compiler has its settings patched
+        # in: this compile sets back the process's own values of what the build patched.
+        process = _process_settings({*_patched_keys(), *settings, "triton.cudagraphs"})
+        settings = {**{key: process[key] for key in _patched_keys() if key in process}, **settings}
+        cuda_graphs = _cuda_graphs_of(role.graph_id,
+                                      bool(settings.get("triton.cudagraphs", process["triton.cudagraphs"])))
+        with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
+                _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
+                remembering_vec_isa_probe():
+            compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
+
+
+def _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper: bool, cuda_graphs) -> Callable:
+    from torch._inductor.compile_fx import compile_fx_inner
+
+    return compile_fx_inner(
+        graph_module,
+        example_inputs,
+        cpp_wrapper=cpp_wrapper,
+        cudagraphs=cuda_graphs.on,
+        boxed_forward_device_index=cuda_graphs.device,
+        static_input_idxs=list(role.static_inputs),
+        is_backward=role.kind == "backward",
+        is_inference=role.kind == "inference",
+        graph_id=role.graph_id,
+    )
+
+
+# While a compile has its Inductor settings patched in: the process's own values of those
+# settings (read and written with compile_lock held). A background C++ build lets go of the lock
+# while its C++ compiler runs (`background_builds.lock_released_on_worker`); a compile that runs
+# meanwhile takes the process's values from here, not the build's.
+_process_values: Optional[dict] = None
+
+
+def _process_settings(keys) -> dict:
+    """The process's own values of Inductor settings `keys` (dotted names), not those of a
+    compile under way. Call with `background_builds.compile_lock` held."""
+    from torch._inductor import config
+
+    values = {}
+    for key in keys:
+        if _process_values is not None and key in _process_values:
+            values[key] = _process_values[key]
+            continue
+        value = config
+        try:
+            for part in key.split("."):
+                value = getattr(value, part)
+        except AttributeError:  # not a setting: config.patch names it
+            continue
+        values[key] = value
+    return values
+
+
+def _patched_keys() -> tuple:
+    """The settings a compile under way has patched in (none when no compile is under way)."""
+    return tuple(_process_values or ())
+
+
+@contextlib.contextmanager
+def _patched_in(process_values: dict):
+    """Record `process_values`, the process's values of the settings a compile patches in, for
+    the compile's duration; a compile nested in another's (run while a build let go of the lock)
+    leaves the outer record, which it restores on leaving its own patch."""
+    global _process_values
+    if _process_values is not None:
+        yield
+        return
+    _process_values = process_values
+    try:
+        yield
+    finally:
+        _process_values = None
+
+
+def _release_lock_during_cpp_builds() -> None:
+    """Have Inductor's C++ compiler calls (``cpp_builder.run_compile_cmd``, checked on torch
+    2.11-2.13) let go of compile_lock on the background build worker, once per process; where
+    torch has no such function, builds keep the lock throughout."""
+    from torch._inductor import cpp_builder
+
+    run = getattr(cpp_builder, "run_compile_cmd", None)
+    if run is None or getattr(run, "aotgraph_releases_lock", False):
+        return
+
+    def run_compile_cmd(*args, **kwargs):
+        with background_builds.lock_released_on_worker():
+            return run(*args, **kwargs)
+
+    run_compile_cmd.aotgraph_releases_lock = True
+    cpp_builder.run_compile_cmd = run_compile_cmd
 
 
 def _refuse_python_calls(graph_module: fx.GraphModule, role) -> None:
