@@ -378,6 +378,38 @@ def test_cpp_wrapper_in_background_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_cpp_build_releases_lock_switch(disabled, monkeypatch):
+    """On the build worker, the lock is free inside `lock_released_on_worker` (another thread
+    takes it) and held again after; off, it stays held (tests/compilers/test_background_builds.py
+    runs a recompile inside a real C++ build)."""
+    import threading
+
+    from aotgraph.compilers import background_builds
+
+    if disabled:
+        _disable(monkeypatch, "cpp_build_releases_lock")
+    taken = {}
+
+    def other_thread_takes_the_lock(key):
+        got = background_builds.compile_lock.acquire(timeout=0.3)
+        if got:
+            background_builds.compile_lock.release()
+        taken[key] = got
+
+    def worker():
+        with background_builds.compile_lock, background_builds.compile_lock:
+            with background_builds.lock_released_on_worker():
+                inside = threading.Thread(target=other_thread_takes_the_lock, args=("inside",))
+                inside.start(); inside.join()
+            after = threading.Thread(target=other_thread_takes_the_lock, args=("after",))
+            after.start(); after.join()
+
+    thread = threading.Thread(target=worker, name=background_builds._WORKER_NAME)
+    thread.start(); thread.join()
+    assert taken == {"inside": not disabled, "after": False}
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_vec_isa_memo_switch(disabled, monkeypatch, tmp_path):
     """Off: no memo is read or written (tests/compilers/test_vec_isa_memo.py checks what it answers)."""
     import platform
