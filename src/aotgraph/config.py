@@ -59,6 +59,8 @@ SWITCHES = {
                     "(capture/regions.py)",
     "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "
                     "called per call, as if marked (capture/repeated_layers.py)",
+    "shared_subgraph_nodes": "capture reads each region's graph through one get_attr node per graph, shared by its "
+                             "calls; off: one per call (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
                            "operator (compilers/boxed_code.py)",
     "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "

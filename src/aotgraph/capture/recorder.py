@@ -87,6 +87,7 @@ class GraphRecorder(TorchDispatchMode):
         self.decompositions = {op: fn for op, fn in (decompositions or {}).items() if not _writes_out(op)}
         self.graph = fx.Graph()
         self.constants: dict[str, torch.Tensor] = {}
+        self.subgraph_nodes: dict[str, fx.Node] = {}  # name -> its get_attr node (`regions.record_call`)
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}

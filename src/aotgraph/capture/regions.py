@@ -25,10 +25,10 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_leaves
 
+from .. import config
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
-from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
@@ -176,9 +176,12 @@ class Regions:
     def get(self, identity: Any, name: str, program: Callable, operands: Sequence, *,
             automatic: bool = False) -> Optional[Region]:
         with DisableTorchFunction():  # the capture's torch-function mode would see every size read
-            if not all(isinstance(o, torch.Tensor) for o in operands) or any(has_symbolic_sizes(o) for o in operands):
-                return None  # recorded inline: a region is keyed by its operands' concrete layouts
-            key = (identity, tuple(TensorMeta.of(o) for o in operands))
+            if not all(isinstance(o, torch.Tensor) for o in operands):
+                return None
+            layouts = tuple(TensorMeta.of(o) for o in operands)
+        if any(type(s) is not int for m in layouts for s in (*m.shape, *m.stride, m.storage_offset)):
+            return None  # recorded inline: a region is keyed by its operands' concrete layouts
+        key = (identity, layouts)
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
             start = time.perf_counter()
@@ -256,7 +259,7 @@ def record_call(recorder, target, arguments: Sequence, results: Sequence[TensorM
     for argument in arguments:
         if isinstance(argument, Subgraph):
             recorder.constants.setdefault(argument.name, argument.module)
-            args.append(graph.get_attr(argument.name))
+            args.append(_subgraph_node(recorder, argument.name))
         elif type(argument) in (list, tuple):
             args.append(type(argument)(recorder.node_for(a) for a in argument))
         else:
@@ -269,3 +272,15 @@ def record_call(recorder, target, arguments: Sequence, results: Sequence[TensorM
         getter.meta["val"] = fake
         recorder.node_of[id(fake)] = getter
     return fakes
+
+
+def _subgraph_node(recorder, name: str) -> fx.Node:
+    """The ``get_attr`` node reading subgraph `name`: one per graph, shared by every call of a
+    region (each call would otherwise add a node to the graphs that the partition copies and the
+    compilers generate code for); a new one per call with the switch ``shared_subgraph_nodes`` off."""
+    if not config.enabled("shared_subgraph_nodes"):
+        return recorder.graph.get_attr(name)
+    node = recorder.subgraph_nodes.get(name)
+    if node is None:
+        node = recorder.subgraph_nodes[name] = recorder.graph.get_attr(name)
+    return node

@@ -80,8 +80,8 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
     taken: dict[int, tuple] = {}
 
     def visit(module: torch.nn.Module) -> None:
-        for child in module.children():
-            structure = structure_of(child) if len(child._modules) and not _refused_as_region(child) else None
+        for child in _children(module):
+            structure = structure_of(child) if _children(child) and not _refused_as_region(child) else None
             if structure is not None:
                 groups[structure].append(child)
             visit(child)
@@ -92,16 +92,36 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
         if len({id(m) for m in members}) > 1:
             for member in members:
                 taken[id(member)] = structure
-                inside.update(id(m) for m in member.modules() if m is not member)
+                inside.update(id(m) for m in _tree(member) if m is not member)
     return {key: structure for key, structure in taken.items() if key not in inside}
+
+
+def _children(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """`module`'s child modules, read from its dict: in a capture, ``children()``'s attribute
+    reads would each go through the compile's guard recorder (`cache.guards`), which ignores them."""
+    return [child for child in vars(module)["_modules"].values() if child is not None]
+
+
+def _tree(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """`module` and its descendants, each once, in the order of ``modules()`` (read as `_children`)."""
+    seen: set[int] = set()
+    order: list[torch.nn.Module] = []
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if id(current) not in seen:
+            seen.add(id(current))
+            order.append(current)
+            pending.extend(reversed(_children(current)))
+    return order
 
 
 def _refused_as_region(module: torch.nn.Module) -> bool:
     """Whether a region's capture of `module` would be refused anyway, told without capturing
     it: in training, a norm updating its running statistics (a buffer mutation) or a dropout
     drawing random numbers. Saves capturing such layers twice (as a region, then flat)."""
-    for submodule in module.modules():
-        if not submodule.training:
+    for submodule in _tree(module):
+        if not vars(submodule)["training"]:
             continue
         if isinstance(submodule, torch.nn.modules.batchnorm._NormBase) and submodule.track_running_stats:
             return True
@@ -125,7 +145,7 @@ class RepeatedLayers:
     def active(self) -> Iterator[None]:
         """Each repeated layer's ``forward`` replaced by one through `_call` (an instance
         attribute marked ``aotgraph_unguarded``: `cache.guards` does not guard it), and back."""
-        modules = [m for m in self.root.modules() if id(m) in self.layers]
+        modules = [m for m in _tree(self.root) if id(m) in self.layers]
         for module in modules:
             module.__dict__["forward"] = self._forward_of(module, type(module).forward.__get__(module))
         try:
@@ -205,7 +225,7 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
 def _read_attributes(module: torch.nn.Module) -> None:
     """Reads every plain attribute of `module`'s tree, as the flat capture of its forward may:
     the compile's guards (`cache.guards`) then watch each occurrence, not only the one captured."""
-    for submodule in module.modules():
+    for submodule in _tree(module):
         for name in [n for n in submodule.__dict__ if n not in _MODULE_INTERNALS]:
             getattr(submodule, name)
 
