@@ -314,6 +314,24 @@ def test_direct_region_calls_switch(disabled, compiler, monkeypatch):
     assert (len(hop_calls) > 0) == disabled
 
 
+@pytest.mark.parametrize("compiler", ["nop", "eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("disabled", [False, True])
+def test_shared_subgraph_nodes_switch(disabled, compiler, monkeypatch):
+    """On, the calls of a region read its graph through one get_attr node per graph (forward,
+    backward), off through one each; outputs and grads as eager's either way (Inductor compiles
+    the calling graph whole, its shared subgraph node included)."""
+    if disabled:
+        _disable(monkeypatch, "shared_subgraph_nodes")
+    model = _tanh_stack()
+    compiled = aotgraph.aot_module(model, compiler)
+    _check_stack(compiled, model)
+    partition = next(iter(compiled.aotgraph_entries.values())).partition
+    for graph_module in (partition.forward, partition.backward):
+        calls = graph_module.graph.find_nodes(op="call_function", target=torch.ops.higher_order.invoke_subgraph)
+        assert len(calls) == 3
+        assert len({call.args[0] for call in calls}) == (3 if disabled else 1)
+
+
 def test_switches_off_by_default_need_opting_in(monkeypatch):
     assert not config.enabled("regions_compiled_apart")
     monkeypatch.setattr(config, "opted_in", frozenset({"regions_compiled_apart"}))

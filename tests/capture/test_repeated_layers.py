@@ -77,26 +77,6 @@ def test_identical_blocks_become_one_region(compiler):
     assert [r.occurrences for r in build_report(entry).regions] == [4]
 
 
-def subgraph_reads(graph_module) -> int:
-    """The get_attr nodes that region calls read their region's graph through."""
-    return len({node.args[0] for node in graph_module.graph.nodes if node.target is torch.ops.higher_order.invoke_subgraph})
-
-
-@pytest.mark.parametrize("compiler", ["nop", *COMPILERS])
-@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per_call"])
-def test_region_calls_share_one_subgraph_node(compiler, shared, monkeypatch):
-    """Switch ``shared_subgraph_nodes``: on, the calls of a region read its graph through one
-    get_attr node per graph (forward, backward), off through one each; parity either way
-    (Inductor compiles a calling graph whole, shared subgraph node included)."""
-    if not shared:
-        monkeypatch.setattr(config, "disabled", config.disabled | {"shared_subgraph_nodes"})
-    torch.manual_seed(0)
-    _, entry = train(Decoder([Block(32, 4) for _ in range(3)]), compiler)
-    for graph_module in (entry.partition.forward, entry.partition.backward):
-        assert region_calls(graph_module) == 3
-        assert subgraph_reads(graph_module) == (1 if shared else 3)
-
-
 def test_blocks_of_another_configuration_are_not_merged():
     torch.manual_seed(0)
     # same parameter shapes, another activation (a plain attribute); another hidden width
