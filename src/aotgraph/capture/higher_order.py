@@ -13,6 +13,7 @@ program is captured, that meets each HOP call *above* autograd and answers it fr
   with a tensor predicate: `capture.control_flow`, both branches captured once, one cond node;
 - ``scan`` / ``associative_scan``: unrolled over the scanned dimension (its length is a shape);
 - ``while_loop``: `capture.control_flow`, inference only;
+- ``flex_attention``: `capture.flex_attention`, one node forward and one ``flex_attention_backward`` node;
 - HOPs that already capture through their own rules (``tag_activation_checkpoint``, ...): passed on.
 
 A HOP that reaches the recorder itself is refused there by `unsupported_hop`, with its name.
@@ -33,9 +34,7 @@ __all__ = ["HigherOrderCalls", "unsupported_hop", "RULES"]
 
 # HOPs refused before torch's own rules run (these would fail deeper, with torch's message).
 _REFUSED = {
-    "flex_attention": "compile flex_attention with torch.compile's inductor backend, or call it outside the "
-                      "compiled function",
-    "flex_attention_backward": "compile flex_attention with torch.compile's inductor backend",
+    "flex_attention_backward": "call flex_attention (aotgraph records its backward), not its backward operator",
     "triton_kernel_wrapper_mutation": "call the user Triton kernel outside the compiled function, or wrap it in a "
                                       "torch.library.custom_op with a fake kernel",
     "triton_kernel_wrapper_functional": "call the user Triton kernel outside the compiled function, or wrap it in "
@@ -156,6 +155,14 @@ def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs
     return [torch.stack([values[k] for values in per_step]) for k in range(len(xs))]
 
 
+def _flex_attention(calls: HigherOrderCalls, query, key, value, score_mod, block_mask, scale, kernel_options,
+                    score_mod_other_buffers=(), mask_mod_other_buffers=()):
+    from .flex_attention import record_flex_attention
+    return record_flex_attention(calls.recorder, calls.capture, calls.next_name("flex_attention"), query, key, value,
+                                 score_mod, block_mask, scale, kernel_options, score_mod_other_buffers,
+                                 mask_mod_other_buffers)
+
+
 def _while_loop(calls: HigherOrderCalls, cond_fn, body_fn, carried_inputs, additional_inputs, **kwargs):
     from .control_flow import record_while_loop
     return record_while_loop(calls.recorder, calls.capture, calls.next_name("while_loop"), cond_fn, body_fn,
@@ -168,4 +175,5 @@ RULES: dict[str, Callable] = {
     "scan": _scan,
     "associative_scan": _associative_scan,
     "while_loop": _while_loop,
+    "flex_attention": _flex_attention,
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import operator
 import pickle
 import threading
 import types
@@ -32,7 +33,7 @@ from .. import config as aot_config
 from . import background_builds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
-from ..errors import BadArgument, CompilerError
+from ..errors import BadArgument, CompilerError, UnsupportedOp
 
 logger = logging.getLogger("aotgraph")
 
@@ -104,6 +105,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         raise CompilerError(f"the {role.kind} graph's example inputs are not fake tensors", "compile",
                             "pass the fake tensors of the graph's placeholders (node.meta['val'])")
     _refuse_python_calls(graph_module, role)
+    _refuse_flex_attention_training_on_cpu(graph_module, role)
     options = dict(options or {})
     asked = options.pop("cpp_wrapper", None)  # None: not asked either way
     with background_builds.foreground_compile():  # not a background build's patched-in values
@@ -286,6 +288,24 @@ def _refuse_python_calls(graph_module: fx.GraphModule, role) -> None:
            "compile this graph with 'eager' or 'nop', which run its Python code, or express these calls as ops")
     raise CompilerError(f"Inductor cannot compile the {role.kind} graph: it calls the Python functions {names}",
                         "compile", fix)
+
+
+def _refuse_flex_attention_training_on_cpu(graph_module: fx.GraphModule, role) -> None:
+    """An UnsupportedOp, before any compile work, where the graph needs flex_attention's
+    logsumexp or its backward on the CPU: Inductor's CPU template for flex_attention computes
+    the output only (inference; torch 2.11-2.14), and would fail deep inside the lowering."""
+    hops = (torch.ops.higher_order.flex_attention, torch.ops.higher_order.flex_attention_backward)
+    for node in graph_module.graph.find_nodes(op="call_function", target=hops[0]) + \
+            graph_module.graph.find_nodes(op="call_function", target=hops[1]):
+        on_cpu = node.args[0].meta["val"].device.type == "cpu"
+        reads_logsumexp = any(user.target is operator.getitem and user.args[1] == 1 for user in node.users)
+        if on_cpu and (node.target is hops[1] or reads_logsumexp):
+            raise UnsupportedOp(
+                f"higher-order operator {node.target.name()}: Inductor lowers flex_attention on the CPU for inference "
+                f"only (no logsumexp, no backward), and the {role.kind} graph needs "
+                f"{'its backward' if node.target is hops[1] else 'its logsumexp'}", "compile",
+                "train flex_attention on the CPU with compiler='eager' (torch's dense implementation), or on a CUDA "
+                "device, where Inductor lowers its backward")
 
 
 def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
