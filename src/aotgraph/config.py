@@ -55,6 +55,8 @@ SWITCHES = {
     "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",
     "inductor_reuse_patch": "Inductor's buffer reuse counts our graphs' outputs in its peak (compilers/torchinductor.py)",
     "seed_patch": "capture replays torch.manual_seed / set_rng_state called by the program (capture/random_draws.py)",
+    "flex_attention_direct": "torch's public flex_attention, called in a captured program outside Dynamo, calls its "
+                             "operator itself, not a nested torch.compile of it (torch_private/flex_attention.py)",
     "region_reuse": "capture records each nested_compile_region once and calls it per occurrence; off: inline "
                     "(capture/regions.py)",
     "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "

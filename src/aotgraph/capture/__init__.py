@@ -38,7 +38,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
-from .higher_order import HigherOrderCalls
+from .higher_order import HigherOrderCalls, public_apis_calling_operators
 from .regions import Regions, SplitRegion
 from .repeated_layers import RepeatedLayers
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
@@ -129,7 +129,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
-                higher_order_calls, \
+                higher_order_calls, public_apis_calling_operators(), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             out = fn(*args, **kwargs)
         recorder.random_draws.program_returns()

@@ -27,7 +27,9 @@ import torch
 import torch.fx as fx
 
 from ..artifacts import TensorMeta
+from ..errors import BadArgument
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes
+from ..torch_private.fake import FakeTensor, FakeTensorMode
 from ..torch_private.flex_attention import TransformGetItemToIndex
 from .control_flow import _captured, _fake_mode_of, _returning_one
 from .higher_order import _call, unsupported_hop
@@ -71,6 +73,8 @@ def record_flex_attention(recorder, capture: Callable, name: str, query, key, va
         indices = tuple(query.new_zeros((), dtype=torch.int) for _ in range(_INDICES))
     score_graph = _scalar_graph(capture, score_mod, (score, *indices, *score_buffers))
     mask_graph = _scalar_graph(capture, block_mask[-1], (*indices, *mask_buffers))
+    if torch.is_grad_enabled():
+        _refuse_lost_gradients(score_graph, mask_graph)
     mask = (*block_mask[:-1], Subgraph(f"{name}_mask", mask_graph))
     needs_grad = tuple(isinstance(t, torch.Tensor) and t.requires_grad for t in (query, key, value, *score_buffers))
     differentiable = torch.is_grad_enabled() and any(needs_grad)
@@ -79,15 +83,17 @@ def record_flex_attention(recorder, capture: Callable, name: str, query, key, va
         joint = Subgraph(f"{name}_joint", _joint_graph(capture, score_mod, score, indices, score_buffers,
                                                          needs_grad[3:]))
     with disable_current_modes(), DisableTorchFunction(), fake_mode, torch.no_grad():  # the output layouts
-        plain = [t.detach() if isinstance(t, torch.Tensor) else t for t in (query, key, value, *score_buffers)]
-        results = _flex_attention(*plain[:3], score_graph, (*block_mask[:-1], mask_graph), scale, kernel_options,
-                                  tuple(plain[3:]), mask_buffers)
+        plain = [_fake(fake_mode, t) for t in (query, key, value, *score_buffers)]
+        plain_mask = (*(_fake(fake_mode, t) for t in block_mask[:-1]), mask_graph)
+        plain_mask_buffers = tuple(_fake(fake_mode, t) for t in mask_buffers)
+        results = _flex_attention(*plain[:3], score_graph, plain_mask, scale, kernel_options, tuple(plain[3:]),
+                                  plain_mask_buffers)
         grads, buffer_grads = (), ()
         if differentiable:
             out, logsumexp, _ = results
             *grads, buffer_grads = _flex_attention_backward(
-                *plain[:3], out, logsumexp, torch.empty_like(out), None, score_graph, joint.module,
-                (*block_mask[:-1], mask_graph), scale, kernel_options, tuple(plain[3:]), mask_buffers)
+                *plain[:3], out, logsumexp, torch.empty_like(out), None, score_graph, joint.module, plain_mask, scale,
+                kernel_options, tuple(plain[3:]), plain_mask_buffers)
     outputs = tuple(TensorMeta(*_layout(r), differentiable and k < 2) for k, r in enumerate(results))
     plan = _FlexPlan(Subgraph(f"{name}_score", score_graph), joint, mask, scale, dict(kernel_options), mask_buffers,
                      outputs, tuple(TensorMeta(*_layout(g), False) for g in grads),
@@ -96,6 +102,28 @@ def record_flex_attention(recorder, capture: Callable, name: str, query, key, va
         return _record_forward(recorder, plan, query, key, value, score_buffers)
     with DisableTorchFunction():  # the call records nodes, it runs no program
         return _FlexAttentionCall.apply(recorder, plan, query, key, value, *score_buffers)
+
+
+def _refuse_lost_gradients(*graphs: fx.GraphModule) -> None:
+    """A tensor that score_mod or mask_mod closes over (outside Dynamo, which passes such
+    tensors as buffers) that requires grad would get one in eager and none from the graph."""
+    for graph_module in graphs:
+        for node in graph_module.graph.find_nodes(op="get_attr"):
+            value = getattr(graph_module, node.target)
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise BadArgument(
+                    f"flex_attention's score_mod or mask_mod reads a tensor of shape {tuple(value.shape)} that requires "
+                    "grad and that it closes over, so its gradient would be lost", "capture",
+                    "compile the program with torch.compile (Dynamo passes such tensors to flex_attention as "
+                    "buffers, with their gradients), or detach the tensor")
+
+
+def _fake(fake_mode: FakeTensorMode, value: Any) -> Any:
+    """`value` detached, as a fake of `fake_mode` if it is a tensor (a block mask's tensors are
+    real where the program closes over them)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.detach() if isinstance(value, FakeTensor) else fake_mode.from_tensor(value)
 
 
 def _layout(t: torch.Tensor) -> tuple:

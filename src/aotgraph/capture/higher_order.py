@@ -20,17 +20,20 @@ A HOP that reaches the recorder itself is refused there by `unsupported_hop`, wi
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+import contextlib
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
+from .. import config
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator
+from ..torch_private.flex_attention import operator_called_directly
 from .regions import Regions, call_region
 
-__all__ = ["HigherOrderCalls", "unsupported_hop", "RULES"]
+__all__ = ["HigherOrderCalls", "unsupported_hop", "public_apis_calling_operators", "RULES"]
 
 # HOPs refused before torch's own rules run (these would fail deeper, with torch's message).
 _REFUSED = {
@@ -48,6 +51,13 @@ def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix:
         f"higher-order operator {name}: {reason}", "capture",
         fix or _REFUSED.get(name) or "call that part outside the compiled function (torch.compiler.disable), "
         "or compile it with torch.compile's own backends")
+
+
+def public_apis_calling_operators() -> ContextManager:
+    """While a program is captured, torch's public APIs that wrap a HOP in a nested
+    ``torch.compile`` outside Dynamo (``flex_attention``) call the HOP itself, which
+    `HigherOrderCalls` then meets (switch ``flex_attention_direct``)."""
+    return operator_called_directly() if config.enabled("flex_attention_direct") else contextlib.nullcontext()
 
 
 class HigherOrderCalls(TorchFunctionMode):
