@@ -1,12 +1,16 @@
 """Training parity through ``torch.compile``: the same model trained eagerly and compiled,
 from identical copies, compared step by step (loss, gradients) and at the end
-(parameters, BatchNorm running statistics)."""
+(parameters, BatchNorm running statistics). `HopSeen`: an aotgraph backend that also notes
+the higher-order operators Dynamo handed it."""
 from __future__ import annotations
 
 import copy
 from typing import Callable
 
 import torch
+
+import aotgraph
+from aotgraph.torch_private.dispatch import HigherOrderOperator
 
 TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7)}
 
@@ -59,3 +63,21 @@ def assert_training_parity(model: torch.nn.Module, inputs_per_step: list[tuple],
         else:
             assert torch.equal(actual, expected), f"final {name}"
     return compiled
+
+
+class HopSeen:
+    """An aotgraph backend that records which HOPs the graphs Dynamo handed it called."""
+
+    def __init__(self, compiler: str):
+        self.backend = aotgraph.backend(compiler=compiler)
+        self.hops: set[str] = set()
+
+    def __call__(self, graph_module, example_inputs):
+        for module in graph_module.modules():
+            for node in module.graph.nodes if isinstance(module, torch.fx.GraphModule) else ():
+                if node.op == "call_function" and isinstance(node.target, HigherOrderOperator):
+                    self.hops.add(node.target.name())
+        return self.backend(graph_module, example_inputs)
+
+    def compile(self, module):
+        return torch.compile(module, backend=self, dynamic=False)

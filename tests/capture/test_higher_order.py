@@ -13,7 +13,7 @@ import aotgraph
 from aotgraph import aot_function, config
 from aotgraph.errors import UnsupportedOp
 from aotgraph.torch_private.dispatch import HigherOrderOperator
-from backend_training import assert_training_parity
+from backend_training import HopSeen, assert_training_parity
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -23,24 +23,6 @@ def fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
-
-
-class HopSeen:
-    """An aotgraph backend that records which HOPs the graphs Dynamo handed it called."""
-
-    def __init__(self, compiler: str):
-        self.backend = aotgraph.backend(compiler=compiler)
-        self.hops: set[str] = set()
-
-    def __call__(self, graph_module, example_inputs):
-        for module in graph_module.modules():
-            for node in module.graph.nodes if isinstance(module, torch.fx.GraphModule) else ():
-                if node.op == "call_function" and isinstance(node.target, HigherOrderOperator):
-                    self.hops.add(node.target.name())
-        return self.backend(graph_module, example_inputs)
-
-    def compile(self, module):
-        return torch.compile(module, backend=self, dynamic=False)
 
 
 # ---- nested_compile_region: a GPT-style decoder whose blocks are marked --------------------
@@ -281,20 +263,6 @@ def test_custom_op_that_mutates_a_buffer(compiler):
         Accumulating(), steps, lambda m: torch.compile(m, backend=aotgraph.backend(compiler=compiler), dynamic=False),
         lr=0.01)
     assert compiled.total.abs().sum() > 0
-
-
-def test_flex_attention_is_refused_by_name():
-    """flex_attention's subgraphs (score_mod, block_mask) are not captured yet: a clear refusal,
-    not torch's NotImplementedError from inside the capture."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    def attend(q, k, v):
-        return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: torch.where(i >= j, score, -1e9))
-
-    q, k, v = (torch.randn(1, 2, 16, 8) for _ in range(3))  # torch has no flex backward on the CPU
-    compiled = torch.compile(attend, backend=aotgraph.backend(compiler="eager"), dynamic=False, fullgraph=True)
-    with pytest.raises(Exception, match="UnsupportedOp: higher-order operator flex_attention"):
-        compiled(q, k, v)
 
 
 def test_region_in_a_program_that_mutates_its_input():
