@@ -191,6 +191,32 @@ def test_unknown_hop_is_refused_by_name(requires_grad):
         aot_function(lambda x: _unknown_hop(torch.sin, x), fw_compiler="eager")(x)
 
 
+def _mapped(x):
+    from torch._higher_order_ops.map import map as map_over_dim0
+    return map_over_dim0(lambda row: row.sin(), x).sum()
+
+
+def _with_rng_state(x):
+    noise = torch.ops.higher_order.run_with_rng_state(torch.get_rng_state(), torch.ops.aten.rand.default, [3])
+    return (x * noise).sum()
+
+
+def _out_dtype(x):
+    small = torch.arange(-4, 5, dtype=torch.int8).view(3, 3)
+    return torch.ops.higher_order.out_dtype(torch.ops.aten.mm.default, torch.int32, small, small).sum() + x.sum()
+
+
+@pytest.mark.parametrize("program, hop", [(_mapped, "map_impl"), (_with_rng_state, "run_with_rng_state"),
+                                          (_out_dtype, "out_dtype")], ids=["map", "run_with_rng_state", "out_dtype"])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_torch_hops_without_a_rule_are_refused_by_name(program, hop, requires_grad):
+    """torch's own HOPs that aotgraph has no rule for: an UnsupportedOp naming the HOP and the
+    stage, not torch's NotImplementedError from a mode it does not know."""
+    x = torch.randn(3, 3, requires_grad=requires_grad)
+    with pytest.raises(UnsupportedOp, match=f"higher-order operator {hop}: .*capture stage"):
+        aot_function(program, fw_compiler="eager")(x)
+
+
 # ---- while_loop (inference) --------------------------------------------------------------------
 class Halving(nn.Module):
     def forward(self, x, limit):
