@@ -14,6 +14,7 @@ program is captured, that meets each HOP call *above* autograd and answers it fr
 - ``scan`` / ``associative_scan``: unrolled over the scanned dimension (its length is a shape);
 - ``while_loop``: `capture.control_flow`, inference only;
 - ``flex_attention``: `capture.flex_attention`, one node forward and one ``flex_attention_backward`` node;
+- ``triton_kernel_wrapper_mutation`` (a user Triton kernel): `capture.triton_kernels`, its functional form;
 - HOPs that already capture through their own rules (``tag_activation_checkpoint``, ...): passed on.
 
 A HOP that reaches the recorder itself is refused there by `unsupported_hop`, with its name.
@@ -38,10 +39,8 @@ __all__ = ["HigherOrderCalls", "unsupported_hop", "public_apis_calling_operators
 # HOPs refused before torch's own rules run (these would fail deeper, with torch's message).
 _REFUSED = {
     "flex_attention_backward": "call flex_attention (aotgraph records its backward), not its backward operator",
-    "triton_kernel_wrapper_mutation": "call the user Triton kernel outside the compiled function, or wrap it in a "
-                                      "torch.library.custom_op with a fake kernel",
-    "triton_kernel_wrapper_functional": "call the user Triton kernel outside the compiled function, or wrap it in "
-                                        "a torch.library.custom_op with a fake kernel",
+    "triton_kernel_wrapper_functional": "launch the user Triton kernel itself (aotgraph records it functionally), "
+                                        "not torch's functional form of it",
 }
 
 
@@ -173,6 +172,11 @@ def _flex_attention(calls: HigherOrderCalls, query, key, value, score_mod, block
                                  mask_mod_other_buffers)
 
 
+def _triton_kernel(calls: HigherOrderCalls, **launch):
+    from .triton_kernels import record_triton_kernel
+    return record_triton_kernel(calls.recorder, **launch)
+
+
 def _while_loop(calls: HigherOrderCalls, cond_fn, body_fn, carried_inputs, additional_inputs, **kwargs):
     from .control_flow import record_while_loop
     return record_while_loop(calls.recorder, calls.capture, calls.next_name("while_loop"), cond_fn, body_fn,
@@ -186,4 +190,5 @@ RULES: dict[str, Callable] = {
     "associative_scan": _associative_scan,
     "while_loop": _while_loop,
     "flex_attention": _flex_attention,
+    "triton_kernel_wrapper_mutation": _triton_kernel,
 }
