@@ -166,6 +166,23 @@ def test_aot_function_calling_flex_attention(cpu_backward_allowed):
     assert hop_calls(forward, torch.ops.higher_order.flex_attention) == 1
 
 
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_gradient_through_the_logsumexp(dynamic, cpu_backward_allowed):
+    """A program reading flex_attention's logsumexp: its gradient enters the backward node too."""
+    block_mask = flex.create_block_mask(sliding_window, None, None, SEQ, SEQ, device="cpu", BLOCK_SIZE=BLOCK)
+
+    def attend(q, k, v):
+        out, aux = flex.flex_attention(q, k, v, score_mod=causal, block_mask=block_mask,
+                                       return_aux=flex.AuxRequest(lse=True))
+        return out.sum() + aux.lse.sin().sum()
+
+    q, k, v = (torch.randn(2, 2, SEQ, 8, requires_grad=True) for _ in range(3))
+    compiled = torch.compile(attend, backend=aotgraph.backend(compiler="eager"), dynamic=dynamic, fullgraph=True)
+    out, expected = compiled(q, k, v), attend(q, k, v)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(torch.autograd.grad(out, (q, k, v)), torch.autograd.grad(expected, (q, k, v)))
+
+
 def test_closed_over_tensor_that_requires_grad_is_refused(cpu_backward_allowed):
     """Outside Dynamo a tensor that score_mod closes over stays a constant of its graph: one
     that requires grad would lose its gradient, so it is refused by name."""
