@@ -82,26 +82,39 @@ def record_flex_attention(recorder, capture: Callable, name: str, query, key, va
     if differentiable:
         joint = Subgraph(f"{name}_joint", _joint_graph(capture, score_mod, score, indices, score_buffers,
                                                          needs_grad[3:]))
-    with disable_current_modes(), DisableTorchFunction(), fake_mode, torch.no_grad():  # the output layouts
-        plain = [_fake(fake_mode, t) for t in (query, key, value, *score_buffers)]
-        plain_mask = (*(_fake(fake_mode, t) for t in block_mask[:-1]), mask_graph)
-        plain_mask_buffers = tuple(_fake(fake_mode, t) for t in mask_buffers)
-        results = _flex_attention(*plain[:3], score_graph, plain_mask, scale, kernel_options, tuple(plain[3:]),
-                                  plain_mask_buffers)
-        grads, buffer_grads = (), ()
-        if differentiable:
-            out, logsumexp, _ = results
-            *grads, buffer_grads = _flex_attention_backward(
-                *plain[:3], out, logsumexp, torch.empty_like(out), None, score_graph, joint.module, plain_mask, scale,
-                kernel_options, tuple(plain[3:]), plain_mask_buffers)
-    outputs = tuple(TensorMeta(*_layout(r), differentiable and k < 2) for k, r in enumerate(results))
+    outputs, grads, buffer_grads = _layouts(fake_mode, (query, key, value, *score_buffers), score_graph,
+                                            joint.module if joint else None, (*block_mask[:-1], mask_graph), scale,
+                                            kernel_options, mask_buffers)
     plan = _FlexPlan(Subgraph(f"{name}_score", score_graph), joint, mask, scale, dict(kernel_options), mask_buffers,
-                     outputs, tuple(TensorMeta(*_layout(g), False) for g in grads),
-                     tuple(None if g is None else TensorMeta(*_layout(g), False) for g in buffer_grads))
+                     outputs, grads, buffer_grads)
     if not differentiable:
         return _record_forward(recorder, plan, query, key, value, score_buffers)
     with DisableTorchFunction():  # the call records nodes, it runs no program
         return _FlexAttentionCall.apply(recorder, plan, query, key, value, *score_buffers)
+
+
+def _layouts(fake_mode: FakeTensorMode, operands: Sequence, score_graph: fx.GraphModule,
+             joint_graph: Optional[fx.GraphModule], block_mask: tuple, scale: float, kernel_options: dict,
+             mask_buffers: Sequence) -> tuple[tuple, tuple, tuple]:
+    """The layouts torch's fake implementations give the forward's outputs, and (with a
+    `joint_graph`) the backward's grads of query, key, value and of each score buffer (None
+    where it needs none). `operands`: query, key, value, *score buffers."""
+    with disable_current_modes(), DisableTorchFunction(), fake_mode, torch.no_grad():
+        plain = [_fake(fake_mode, t) for t in operands]
+        plain_mask = tuple(_fake(fake_mode, t) for t in block_mask)
+        plain_mask_buffers = tuple(_fake(fake_mode, t) for t in mask_buffers)
+        results = _flex_attention(*plain[:3], score_graph, plain_mask, scale, kernel_options, tuple(plain[3:]),
+                                  plain_mask_buffers)
+        grads, buffer_grads = (), ()
+        if joint_graph is not None:
+            out, logsumexp, _ = results
+            *grads, buffer_grads = _flex_attention_backward(
+                *plain[:3], out, logsumexp, torch.empty_like(out), None, score_graph, joint_graph, plain_mask, scale,
+                kernel_options, tuple(plain[3:]), plain_mask_buffers)
+    differentiable = joint_graph is not None
+    return (tuple(TensorMeta(*_layout(r), differentiable and k < 2) for k, r in enumerate(results)),  # not max_scores
+            tuple(TensorMeta(*_layout(g), False) for g in grads),
+            tuple(None if g is None else TensorMeta(*_layout(g), False) for g in buffer_grads))
 
 
 def _refuse_lost_gradients(*graphs: fx.GraphModule) -> None:
