@@ -17,6 +17,8 @@ import torch.nn as nn
 
 import aotgraph
 from aotgraph import aot_function
+from aotgraph.cache import graph_codec
+from aotgraph.cache.graph_codec import NotStorable
 from backend_training import HopSeen, assert_training_parity
 
 triton = pytest.importorskip("triton")
@@ -74,6 +76,9 @@ def test_kernel_writing_an_input_and_an_intermediate():
     forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
     assert len(forward.graph.find_nodes(op="call_function",
                                         target=torch.ops.higher_order.triton_kernel_wrapper_functional)) == 2
+    # the disk cache does not store it: the kernel's index means another kernel in another process
+    with pytest.raises(NotStorable, match="user Triton kernel"):
+        graph_codec.dumps(forward)
 
 
 class ScaleAdd(torch.autograd.Function):

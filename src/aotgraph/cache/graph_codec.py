@@ -7,7 +7,8 @@ GraphModules of higher-order ops, other picklable modules). Loading rebuilds eac
 entry: the runtime, the reports and the memory simulation read those; nothing reads the
 other keys of ``node.meta`` after a graph is compiled. Ops are stored by name
 (``aten::add.Tensor``), functions by their import path (pickle's rule); a graph that holds
-anything else unpicklable, or a symbolic size, is `NotStorable`.
+anything else unpicklable, a symbolic size, or a user Triton kernel (known by its index in
+this process's kernel table) is `NotStorable`.
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ class _Pickler(pickle.Pickler):
             namespace, name = obj._qualified_op_name.split("::")
             return _op_packet, (namespace, name)
         if isinstance(obj, torch._ops.HigherOrderOperator):
+            if obj.name().startswith("triton_kernel_wrapper"):
+                raise NotStorable("a user Triton kernel: its index in torch's kernel side table names another "
+                                  "kernel, or none, in another process")
             return _op_packet, ("higher_order", obj.name())
         if isinstance(obj, (torch.SymInt, torch.SymFloat, torch.SymBool)):
             raise NotStorable(f"a symbolic value ({obj}): graphs with dynamic shapes are not stored")
