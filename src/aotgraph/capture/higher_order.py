@@ -11,7 +11,8 @@ program is captured, that meets each HOP call *above* autograd and answers it fr
   and backward, are recorded as the program's own;
 - ``cond`` with a Python (or constant symbolic) predicate: the branch it takes, as eager runs it;
   with a tensor predicate: `capture.control_flow`, both branches captured once, one cond node;
-- ``scan`` / ``associative_scan``: unrolled over the scanned dimension (its length is a shape);
+- ``scan`` / ``associative_scan`` / ``map_impl`` (``torch._higher_order_ops.map``): unrolled over
+  the scanned dimension (its length is a shape);
 - ``while_loop``: `capture.control_flow`, inference only;
 - ``flex_attention``: `capture.flex_attention`, one node forward and one ``flex_attention_backward`` node;
 - ``triton_kernel_wrapper_mutation`` (a user Triton kernel): `capture.triton_kernels`, its functional form;
@@ -150,7 +151,7 @@ def _scan(calls: HigherOrderCalls, combine_fn, init, xs, additional_inputs):
         out = _leaves(combine_fn, (*carry, *(x[step] for x in xs), *additional_inputs))
         carry, ys = list(out[:len(init)]), out[len(init):]
         per_step.append(ys)
-    return [*carry, *(torch.stack([ys[k] for ys in per_step]) for k in range(len(per_step[0])))]
+    return [*carry, *_stacked(per_step)]
 
 
 def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs):
@@ -161,7 +162,17 @@ def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs
     for step in range(1, _scan_length("associative_scan", xs)):
         acc = _leaves(combine_fn, (*acc, *(x[step] for x in xs), *additional_inputs))
         per_step.append(acc)
-    return [torch.stack([values[k] for values in per_step]) for k in range(len(xs))]
+    return _stacked(per_step)
+
+
+def _map(calls: HigherOrderCalls, f, xs, pos_args):
+    """``f(*slices of xs, *pos_args)`` over dimension 0 of `xs`, unrolled: each output stacked."""
+    return _stacked([_leaves(f, (*(x[step] for x in xs), *pos_args)) for step in range(_scan_length("map_impl", xs))])
+
+
+def _stacked(per_step: Sequence[Sequence[torch.Tensor]]) -> list:
+    """Per output, its values at every step stacked along a new dimension 0."""
+    return [torch.stack([values[k] for values in per_step]) for k in range(len(per_step[0]))]
 
 
 def _flex_attention(calls: HigherOrderCalls, query, key, value, score_mod, block_mask, scale, kernel_options,
@@ -187,6 +198,7 @@ RULES: dict[str, Callable] = {
     "invoke_subgraph": _invoke_subgraph,
     "cond": _cond,
     "scan": _scan,
+    "map_impl": _map,
     "associative_scan": _associative_scan,
     "while_loop": _while_loop,
     "flex_attention": _flex_attention,
