@@ -63,6 +63,10 @@ SWITCHES = {
                     "called per call, as if marked (capture/repeated_layers.py)",
     "shared_subgraph_nodes": "capture reads each region's graph through one get_attr node per graph, shared by its "
                              "calls; off: one per call (capture/regions.py)",
+    "shared_fake_memo": "a region's or subgraph's capture shares the fake-output memo of the capture around it "
+                        "(capture/__init__.py)",
+    "symbolic_regions": "regions (marked or automatic) take operands with symbolic sizes too, keyed by their size "
+                        "expressions; off: such a call is recorded inline (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
                            "operator (compilers/boxed_code.py)",
     "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "

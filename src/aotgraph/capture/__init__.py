@@ -35,7 +35,7 @@ from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.symbolic import memoized_size_arithmetic
 from .cse import merge_common_subexpressions
-from .fake_outputs import fake_cache_replaced
+from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
 from .higher_order import HigherOrderCalls, public_apis_calling_operators
@@ -67,6 +67,7 @@ def capture(
     decompositions: Mapping | None = None,
     split_region: SplitRegion | None = None,
     repeated_layers: bool = True,
+    fake_outputs: FakeOutputs | None = None,
 ) -> JointGraph:
     """Trace ``fn(*args, **kwargs)`` (``(args, kwargs) = tree_unflatten(flat_args, in_spec)``).
 
@@ -75,14 +76,18 @@ def capture(
     `split_region`: the partition of a region's joint graph (`capture.regions`); with it,
     each nested_compile_region is captured once and called per occurrence, without it inline;
     so is each repeated submodule of a module program (`capture.repeated_layers`) where
-    `repeated_layers` (and the switch ``auto_regions``).
+    `repeated_layers` (and the switch ``auto_regions``). `fake_outputs`: the fake-output memo of
+    the enclosing capture, for a region or subgraph captured on its fakes (shared where they are
+    of one fake mode; switch ``shared_fake_memo``).
     """
     if not callable(fn):
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
                           "pass a callable (a function or an nn.Module)")
     fake_mode = detect_fake_mode(list(flat_args)) or FakeTensorMode()
-    recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **STORAGE_CHANGES_REFUSED})
-    capture_subgraph = functools.partial(capture, decompositions=decompositions, split_region=split_region)
+    recorder = GraphRecorder(fake_mode, {**(decompositions or {}), **STORAGE_CHANGES_REFUSED}, fake_outputs)
+    capture_subgraph = functools.partial(capture, decompositions=decompositions, split_region=split_region,
+                                         fake_outputs=recorder.fake_outputs if config.enabled("shared_fake_memo")
+                                         else None)
     regions = None
     if split_region is not None and config.enabled("region_reuse"):
         regions = Regions(capture_subgraph, split_region)

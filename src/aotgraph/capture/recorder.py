@@ -79,7 +79,8 @@ class GraphRecorder(TorchDispatchMode):
     # `__torch_dispatch__` (not torch's NotImplementedError), which refuses it by name.
     supports_higher_order_operators = True
 
-    def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None):
+    def __init__(self, fake_mode: FakeTensorMode, decompositions: Mapping | None = None,
+                 fake_outputs: FakeOutputs | None = None):
         super().__init__()
         self.fake_mode = fake_mode
         # out= overloads are left to functionalization (their functional twin), as torch does:
@@ -91,7 +92,9 @@ class GraphRecorder(TorchDispatchMode):
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
         self._fake_of_constant: dict[int, FakeTensor] = {}
-        self.fake_outputs = FakeOutputs(fake_mode)
+        # An enclosing capture's memo (a region's capture) where it is of the same fake mode.
+        shared = fake_outputs is not None and fake_outputs.fake_mode is fake_mode
+        self.fake_outputs = fake_outputs if shared else FakeOutputs(fake_mode)
         # The caller's RNG state is restored (and seeding unpatched) by `random_draws.restore()`.
         self.random_draws = RandomDraws(self._record_seeding)
         # The program's op that the ops being recorded decompose from (None: not inside a

@@ -11,8 +11,14 @@ saved values like any other forward value, and a compiler that knows ``invoke_su
 (Inductor) compiles each region graph once.
 
 Regions whose graphs are not plain functions of their operands (they mutate an operand,
-return an operand or a view of one, draw random numbers: `unsafe_to_recompute`) are not reused: the caller records
-them inline (`region_of` returns None).
+return an operand or a view of one, draw random numbers: `unsafe_to_recompute`; or make an
+unbacked size, ``nonzero``'s length, which the caller's graph could not read) are not reused:
+the caller records them inline (`region_of` returns None).
+
+Operands may have symbolic sizes (switch ``symbolic_regions``): a region is keyed by its
+operands' size expressions, so all its occurrences share the shape environment's symbols;
+the region's graphs read the sizes they need from their own operands, and a size its
+backward needs is passed by the caller's graph, which computes it from the same symbols.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from .. import config
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
+from ..graph.sizes import size_keys
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
@@ -49,8 +56,10 @@ class Region:
     backward: Optional[fx.GraphModule]
     outputs: tuple[TensorMeta, ...]
     saved: tuple[TensorMeta, ...]
-    # per backward saved placeholder: (True, operand index) for an operand, else (False, index among `saved`)
-    backward_saved: tuple[tuple[bool, int], ...]
+    # per backward saved placeholder: ("operand", operand index), ("saved", index among `saved`) or
+    # ("size", the SymInt): a symbolic size, an expression over the operands' symbols, which the
+    # caller's graph computes (every occurrence's operands have the sizes of the first one's)
+    backward_saved: tuple[tuple[str, Any], ...]
     backward_outputs: tuple[int, ...]  # per backward tangent placeholder: the output whose grad it is
     grad_operands: tuple[int, ...]  # operand index of each backward output
     grads: tuple[TensorMeta, ...]
@@ -71,7 +80,8 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     plain = (not sig.view_bases and all(i.is_tensor and not (i.mutates_data or i.mutates_metadata) for i in sig.inputs)
              and all(o.is_tensor and o.base_input is None and o.base_output is None and not o.view_chain
                      for o in sig.outputs)
-             and not any(unsafe_to_recompute(n) for n in joint.graph_module.graph.nodes if n.op == "call_function"))
+             and not any(unsafe_to_recompute(n) or "unbacked_bindings" in n.meta
+                         for n in joint.graph_module.graph.nodes if n.op == "call_function"))
     if not plain:
         return None
     with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
@@ -85,8 +95,10 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
     operands_in_order = [n.name for n in parts.forward.graph.find_nodes(op="placeholder")]
     computed = [n.name for n in saved_nodes]
+    values = {n.name: n.meta.get("val") for n in parts.forward.graph.nodes}
     differentiable = [k for k, o in enumerate(sig.outputs) if o.has_tangent]
-    backward_saved = tuple((True, operands_in_order.index(n)) if n in operands_in_order else (False, computed.index(n))
+    backward_saved = tuple(("operand", operands_in_order.index(n)) if n in operands_in_order
+                           else ("saved", computed.index(n)) if n in computed else ("size", values[n])
                            for n in saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
     backward, grad_operands = _without_missing_grads(backward)
@@ -102,7 +114,8 @@ def _saving_only(forward: fx.GraphModule, num_outputs: int, saved_names: Sequenc
     output = forward.graph.find_nodes(op="output")[0]
     results = list(output.args[0])
     nodes = {n.name: n for n in forward.graph.nodes}
-    computed = [nodes[name] for name in saved_names if nodes[name].op != "placeholder"]
+    computed = [nodes[name] for name in saved_names
+                if nodes[name].op != "placeholder" and isinstance(nodes[name].meta.get("val"), torch.Tensor)]
     graph = fx.Graph()
     env: dict = {}
     for node in forward.graph.nodes:
@@ -119,7 +132,7 @@ def _view_chain(node: fx.Node) -> Optional[list[fx.Node]]:
     chain = [node]
     while is_view(chain[-1]):
         current = chain[-1]
-        if any(isinstance(a, fx.Node) for a in (*current.args[1:], *current.kwargs.values())):
+        if any(isinstance(a, fx.Node) for a in tree_leaves((current.args[1:], current.kwargs))):
             return None
         chain.append(current.args[0])
     return chain[::-1] if len(chain) > 1 else None
@@ -179,9 +192,10 @@ class Regions:
             if not all(isinstance(o, torch.Tensor) for o in operands):
                 return None
             layouts = tuple(TensorMeta.of(o) for o in operands)
-        if any(type(s) is not int for m in layouts for s in (*m.shape, *m.stride, m.storage_offset)):
-            return None  # recorded inline: a region is keyed by its operands' concrete layouts
-        key = (identity, layouts)
+        symbolic = any(type(s) is not int for m in layouts for s in (*m.shape, *m.stride, m.storage_offset))
+        if symbolic and not config.enabled("symbolic_regions"):
+            return None  # recorded inline
+        key = (identity, tuple(_symbolic_layout_key(m) for m in layouts) if symbolic else layouts)
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
             start = time.perf_counter()
@@ -194,6 +208,13 @@ class Regions:
     def uses(self) -> tuple[RegionUse, ...]:
         return tuple(RegionUse(self.known[key].name, automatic, occurrences, seconds)
                      for key, (automatic, occurrences, seconds) in self.used.items() if self.known[key] is not None)
+
+
+def _symbolic_layout_key(meta: TensorMeta) -> tuple:
+    """What a region's graphs assume about an operand of symbolic sizes: its layout, each
+    symbolic size as its expression (equal expressions are equal sizes, compared without a guard)."""
+    return (size_keys(meta.shape), size_keys(meta.stride), size_keys((meta.storage_offset,)), meta.dtype, meta.device,
+            meta.requires_grad)
 
 
 def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tuple[int, ...]]:
@@ -232,7 +253,8 @@ class _RegionCall(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *output_grads):
         region = ctx.region
-        saved = [ctx.operands[k] if is_operand else ctx.saved[k] for is_operand, k in region.backward_saved]
+        sources = {"operand": ctx.operands.__getitem__, "saved": ctx.saved.__getitem__, "size": lambda size: size}
+        saved = [sources[kind](value) for kind, value in region.backward_saved]
         arguments = (*saved, *(output_grads[k] for k in region.backward_outputs))
         computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),
                                                                 region.name + "_backward", *arguments),

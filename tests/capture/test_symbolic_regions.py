@@ -1,0 +1,108 @@
+"""Regions with symbolic operands (capture/regions.py, switch ``symbolic_regions``): under
+``dynamic=True`` a model's repeated blocks and a marked region are captured once, keyed by
+their operands' size expressions, and called per occurrence; differential against eager
+(loss, gradients, parameters over optimizer steps, several sizes) with exactly one compile;
+a region making an unbacked size, and the switch off, record the calls inline."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import aotgraph
+from aotgraph import config, models
+from aotgraph.compilers import eager
+from backend_training import assert_training_parity
+
+COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
+
+
+def counting(compiler):
+    """`compiler`, counting its calls (a forward and a backward per compile)."""
+    def compile_graph(graph_module, example_inputs):
+        compile_graph.calls += 1
+        return compiler(graph_module, example_inputs)
+
+    compile_graph.calls = 0
+    return compile_graph
+
+
+def region_calls(graph_module) -> int:
+    return sum(node.target is torch.ops.higher_order.invoke_subgraph for node in graph_module.graph.nodes)
+
+
+def train_gpt_over_sizes(compiler):
+    """A 3-block GPT trained eagerly and through ``aot_module(dynamic=True)`` over 3 x 3 sizes:
+    the compiled model's one entry and the number of compiler calls."""
+    torch.manual_seed(0)
+    model, _ = models.gpt(seq=32, dim=32, heads=2, layers=3)
+    inputs = [(torch.randint(0, 256, (b, s)), torch.randint(0, 256, (b, s))) for b in (2, 3, 5) for s in (5, 8, 13)]
+    counted = counting(compiler)
+    compiled = assert_training_parity(model, inputs, lambda m: aotgraph.aot_module(m, fw_compiler=counted,
+                                                                                   dynamic=True), lr=0.01)
+    (entry,) = compiled.aotgraph_entries.values()
+    return entry, counted.calls
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_symbolic_blocks_become_one_region(compiler):
+    entry, calls = train_gpt_over_sizes(eager if compiler == "eager" else "inductor")
+    assert calls == 2
+    assert [r.occurrences for r in entry.partition.joint.regions] == [3]
+    assert region_calls(entry.partition.forward) == 3 and region_calls(entry.partition.backward) == 3
+
+
+def test_switch_off_records_blocks_inline(monkeypatch):
+    monkeypatch.setattr(config, "disabled", config.disabled | {"symbolic_regions"})
+    entry, calls = train_gpt_over_sizes(eager)
+    assert calls == 2 and entry.partition.joint.regions == ()
+    assert region_calls(entry.partition.forward) == 0
+
+
+class CenteredLayer(torch.nn.Module):
+    """Its backward needs the number of rows (the mean's), a symbolic size the region saves."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        rows, columns = x.shape
+        centered = x - x.mean(dim=0)
+        return torch.tanh(self.linear(centered.reshape(rows * columns // 2, 2).reshape(rows, columns)))
+
+
+class PositiveRows(torch.nn.Module):
+    """Gathers the rows with a positive sum: ``nonzero`` makes an unbacked size."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        y = self.linear(x)
+        return y + y[(y.sum(1) > 0).nonzero().squeeze(1)].sum(0)
+
+
+def train_layers_over_rows(layer, rows):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), *(layer() for _ in range(3)))  # every layer's input needs a grad
+    inputs = [(torch.randn(n, 6),) for n in rows]
+    counted = counting(eager)
+    compiled = assert_training_parity(model, inputs, lambda m: aotgraph.aot_module(m, fw_compiler=counted,
+                                                                                   dynamic=True), lr=0.01)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert counted.calls == 2
+    return entry
+
+
+def test_region_saving_a_size_for_its_backward():
+    entry = train_layers_over_rows(CenteredLayer, (3, 7, 12, 5, 9))
+    (region,) = entry.partition.joint.regions
+    assert region.occurrences == 3
+    (module,) = [m for name, m in entry.partition.joint.graph_module.named_children() if name.endswith("_backward")]
+    assert any(isinstance(n.meta.get("val"), torch.SymInt) for n in module.graph.find_nodes(op="placeholder"))
+
+
+def test_region_making_unbacked_sizes_is_recorded_inline():
+    entry = train_layers_over_rows(PositiveRows, (4, 9, 6))
+    assert entry.partition.joint.regions == ()
