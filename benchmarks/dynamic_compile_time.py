@@ -7,7 +7,9 @@ call of a freshly compiled module to the end of its backward, for
 - torch: ``torch.compile(model, backend=...)`` with ``dynamic=False`` vs ``dynamic=True``
   (Dynamo's tracing included; backend ``aot_eager`` for the eager compiler, ``inductor``),
 and the same for ours through ``torch.compile(backend=aotgraph.backend(...), dynamic=...)``
-(aotgraph's disk cache off: every compile is cold, as torch's ``aot_eager``'s).
+(aotgraph's disk cache off: every compile is cold, as torch's ``aot_eager``'s), with a row of
+its own stages alone ("own stages": CPU time inside the backend's calls, capture, partition and
+compile; the rest of that pipeline's time is Dynamo's tracing and guards, and the first run).
 Medians of ``--repeats`` compiles (Dynamo reset and fresh copies each time), and the ratios
 dynamic/static.
 
@@ -35,12 +37,37 @@ def _first_step_seconds(make_compiled, model, inputs) -> float:
     return time.process_time() - start
 
 
+class _OwnStages:
+    """aotgraph's backend, adding up the CPU seconds of its calls (`seconds`)."""
+
+    def __init__(self, backend):
+        self.backend, self.seconds = backend, 0.0
+
+    def __call__(self, graph_module, example_inputs, **kwargs):
+        start = time.process_time()
+        try:
+            return self.backend(graph_module, example_inputs, **kwargs)
+        finally:
+            self.seconds += time.process_time() - start
+
+
+def _ours_backend(compiler: str, dynamic: bool):
+    """``model -> torch.compile(model, backend=aotgraph.backend(compiler))``; its attribute
+    `own_stages` (an `_OwnStages`) times the backend's calls."""
+    own_stages = _OwnStages(aotgraph.backend(compiler=compiler))
+
+    def make(model):
+        return torch.compile(model, backend=own_stages, dynamic=dynamic)
+
+    make.own_stages = own_stages
+    return make
+
+
 def _pipelines(compiler: str) -> dict:
     torch_backend = {"eager": "aot_eager", "inductor": "inductor"}[compiler]
     return {
         "ours aot_module": lambda dynamic: (lambda m: aotgraph.aot_module(m, fw_compiler=compiler, dynamic=dynamic)),
-        "ours backend": lambda dynamic: (lambda m: torch.compile(m, backend=aotgraph.backend(compiler=compiler),
-                                                                 dynamic=dynamic)),
+        "ours backend": lambda dynamic: _ours_backend(compiler, dynamic),
         f"torch.compile {torch_backend}": lambda dynamic: (lambda m: torch.compile(m, backend=torch_backend,
                                                                                    dynamic=dynamic)),
     }
@@ -62,10 +89,20 @@ def main() -> None:
         for name, (model, inputs) in cases.items():
             for pipeline, make in _pipelines(compiler).items():
                 _first_step_seconds(make(False), model, inputs)  # warm-up: one-time setup
-                times = {dynamic: statistics.median(_first_step_seconds(make(dynamic), model, inputs)
-                                                    for _ in range(args.repeats)) for dynamic in (False, True)}
-                print(f"{name:6} {compiler:9} {pipeline:26} {times[False]:8.3f} {times[True]:8.3f} "
-                      f"{times[True] / times[False]:10.2f}")
+                times, own = {}, {}
+                for dynamic in (False, True):
+                    totals, stages = [], []
+                    for _ in range(args.repeats):
+                        made = make(dynamic)
+                        totals.append(_first_step_seconds(made, model, inputs))
+                        if hasattr(made, "own_stages"):
+                            stages.append(made.own_stages.seconds)
+                    times[dynamic] = statistics.median(totals)
+                    own[dynamic] = statistics.median(stages) if stages else None
+                rows = [(pipeline, times)] + ([(pipeline + ", own stages", own)] if own[False] is not None else [])
+                for label, seconds in rows:
+                    print(f"{name:6} {compiler:9} {label:26} {seconds[False]:8.3f} {seconds[True]:8.3f} "
+                          f"{seconds[True] / seconds[False]:10.2f}", flush=True)
 
 
 if __name__ == "__main__":
