@@ -106,3 +106,20 @@ def test_region_saving_a_size_for_its_backward():
 def test_region_making_unbacked_sizes_is_recorded_inline():
     entry = train_layers_over_rows(PositiveRows, (4, 9, 6))
     assert entry.partition.joint.regions == ()
+
+
+def size_guards(monkeypatch, switches_off: set) -> list:
+    """The size guards of a 3-block GPT's compile with `switches_off` off."""
+    monkeypatch.setattr(config, "disabled", config.disabled | switches_off)
+    torch.manual_seed(0)
+    model, _ = models.gpt(seq=16, dim=32, heads=2, layers=3)
+    compiled = aotgraph.aot_module(model, fw_compiler=eager, dynamic=True)
+    compiled(torch.randint(0, 256, (3, 7)), torch.randint(0, 256, (3, 7))).backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    return sorted(g.text for g in entry.guards.guards if getattr(g, "text", ""))
+
+
+@pytest.mark.parametrize("switch", ["symbolic_regions", "shared_fake_memo"])
+def test_switch_off_gives_the_same_size_guards(switch, monkeypatch):
+    on = size_guards(monkeypatch, set())
+    assert any(on) and size_guards(monkeypatch, {switch}) == on

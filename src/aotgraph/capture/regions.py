@@ -253,7 +253,8 @@ class _RegionCall(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *output_grads):
         region = ctx.region
-        sources = {"operand": ctx.operands.__getitem__, "saved": ctx.saved.__getitem__, "size": lambda size: size}
+        sources = {"operand": ctx.operands.__getitem__, "saved": ctx.saved.__getitem__,
+                   "size": lambda size: size}
         saved = [sources[kind](value) for kind, value in region.backward_saved]
         arguments = (*saved, *(output_grads[k] for k in region.backward_outputs))
         computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),

@@ -193,7 +193,6 @@ class RepeatedLayers:
             out_spec.append(spec_of_out)
             return out_leaves
 
-        # `Regions.get` records an operand with symbolic sizes inline (flat): None here
         region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
         if region is None:
             return forward(*args, **kwargs)
