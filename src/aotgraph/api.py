@@ -176,8 +176,13 @@ class AotFunction:
         shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
         Dynamo does); None, with the reason logged, where the program cannot be captured with
         symbolic sizes (the caller then compiles per concrete signature)."""
-        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor) else a
-                 for a in args]
+        # Parameters get their fakes as `capture`'s inputs do (switch ``direct_fakes``); other real
+        # tensors (a float Dynamo wrapped as a tensor) the fake mode's own, which Dynamo may have made.
+        parameters = [k for k, a in enumerate(args) if isinstance(a, torch.nn.Parameter)]
+        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, (FakeTensor,
+                 torch.nn.Parameter)) else a for a in args]
+        for position, fake in zip(parameters, fake_inputs([args[k] for k in parameters], fake_mode)):
+            fakes[position] = fake
         in_spec = tree_flatten((tuple(args), {}))[1]
         try:
             entry = compile_stages(self.__wrapped__, fakes, in_spec, real_args=list(args), **self._stages)

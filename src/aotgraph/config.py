@@ -67,6 +67,8 @@ SWITCHES = {
                         "(capture/__init__.py)",
     "symbolic_regions": "regions (marked or automatic) take operands with symbolic sizes too, keyed by their size "
                         "expressions; off: such a call is recorded inline (capture/regions.py)",
+    "region_mode_exit": "a region's capture and partition run outside the enclosing capture's torch-function mode, "
+                        "which would see each of their size reads (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
                            "operator (compilers/boxed_code.py)",
     "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "

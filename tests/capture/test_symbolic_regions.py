@@ -2,7 +2,8 @@
 ``dynamic=True`` a model's repeated blocks and a marked region are captured once, keyed by
 their operands' size expressions, and called per occurrence; differential against eager
 (loss, gradients, parameters over optimizer steps, several sizes) with exactly one compile;
-a region making an unbacked size, and the switch off, record the calls inline."""
+a region making an unbacked size, and the switch off, record the calls inline; the switches
+``symbolic_regions``, ``shared_fake_memo`` and ``region_mode_exit`` off give the same size guards."""
 from __future__ import annotations
 
 import pytest
@@ -119,7 +120,7 @@ def size_guards(monkeypatch, switches_off: set) -> list:
     return sorted(g.text for g in entry.guards.guards if getattr(g, "text", ""))
 
 
-@pytest.mark.parametrize("switch", ["symbolic_regions", "shared_fake_memo"])
+@pytest.mark.parametrize("switch", ["symbolic_regions", "shared_fake_memo", "region_mode_exit"])
 def test_switch_off_gives_the_same_size_guards(switch, monkeypatch):
     on = size_guards(monkeypatch, set())
     assert any(on) and size_guards(monkeypatch, {switch}) == on

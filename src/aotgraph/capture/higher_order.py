@@ -26,12 +26,11 @@ import contextlib
 from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import torch
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from .. import config
 from ..errors import UnsupportedOp
-from ..torch_private.dispatch import HigherOrderOperator
+from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
 from ..torch_private.flex_attention import operator_called_directly
 from .regions import Regions, call_region
 
@@ -60,7 +59,7 @@ def public_apis_calling_operators() -> ContextManager:
     return operator_called_directly() if config.enabled("flex_attention_direct") else contextlib.nullcontext()
 
 
-class HigherOrderCalls(TorchFunctionMode):
+class HigherOrderCalls(CaptureFunctionMode):
     """Answers each HOP call of the program from `RULES` (re-entered, so nested HOPs are met
     too); every other torch function runs as it is. `recorder` is the capture's GraphRecorder,
     for the rules that record a HOP whole, with their subgraphs captured by `capture`;

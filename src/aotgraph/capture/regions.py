@@ -22,6 +22,7 @@ backward needs is passed by the caller's graph, which computes it from the same 
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
 from ..graph.sizes import size_keys
-from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes
+from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes, outside_capture_mode
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
 
@@ -199,7 +200,8 @@ class Regions:
         if key not in self.known:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
             start = time.perf_counter()
-            self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split)
+            with outside_capture_mode() if config.enabled("region_mode_exit") else contextlib.nullcontext():
+                self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split)
             self.used[key] = [automatic, 0, time.perf_counter() - start]
         if self.known[key] is not None:
             self.used[key][1] += 1

@@ -4,14 +4,18 @@ Checked on torch 2.11 (the H200, benchmarks/gpu_train.py), 2.13 and 2.14.1 (the 
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
+from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode_temporarily
 from torch._dispatch.python import enable_python_dispatcher, no_python_dispatcher
 from torch._ops import HigherOrderOperator, OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 __all__ = ["OpOverload", "HigherOrderOperator", "TorchDispatchMode", "enable_python_dispatcher", "no_python_dispatcher",
            "disable_current_modes", "DisableTorchDispatch", "DisableTorchFunction", "dispatch_keys", "has_composite_implicit_kernel",
-           "has_storage", "mkldnn_enabled", "set_mkldnn_enabled"]
+           "has_storage", "mkldnn_enabled", "set_mkldnn_enabled", "CaptureFunctionMode", "outside_capture_mode"]
 
 disable_current_modes = _disable_current_modes  # modes off for a block (the caller's RNG, real tensors)
 DisableTorchDispatch = torch._C._DisableTorchDispatch  # no Python dispatch for a block: plain tensors
@@ -31,3 +35,19 @@ def has_composite_implicit_kernel(op: OpOverload) -> bool:
         return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
     except RuntimeError:  # "operator ... does not exist": not a dispatcher op
         return False
+
+
+class CaptureFunctionMode(TorchFunctionMode):
+    """A capture's own torch-function mode (`capture.higher_order.HigherOrderCalls`)."""
+
+
+@contextlib.contextmanager
+def outside_capture_mode() -> Iterator[None]:
+    """The innermost torch-function mode off for a block where it is a `CaptureFunctionMode`:
+    a nested capture (a region's) has a mode of its own, and the enclosing one would see each
+    size read of its bookkeeping. Any other mode (a user's, a default device) stays."""
+    if not isinstance(_get_current_function_mode(), CaptureFunctionMode):
+        yield
+        return
+    with _pop_mode_temporarily():
+        yield
