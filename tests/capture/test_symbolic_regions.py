@@ -1,6 +1,7 @@
 """Regions with symbolic operands (capture/regions.py, switch ``symbolic_regions``): under
-``dynamic=True`` a model's repeated blocks and a marked region are captured once, keyed by
-their operands' size expressions, and called per occurrence; differential against eager
+``dynamic=True`` a model's repeated blocks are captured once, keyed by their operands' size
+expressions, and called per occurrence (a size the region's backward needs passed by the
+caller's graph); differential against eager
 (loss, gradients, parameters over optimizer steps, several sizes) with exactly one compile;
 a region making an unbacked size, and the switch off, record the calls inline; the switches
 ``symbolic_regions``, ``shared_fake_memo`` and ``region_mode_exit`` off give the same size guards."""
