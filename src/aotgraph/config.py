@@ -65,8 +65,9 @@ SWITCHES = {
                              "calls; off: one per call (capture/regions.py)",
     "shared_fake_memo": "a region's or subgraph's capture shares the fake-output memo of the capture around it "
                         "(capture/__init__.py)",
-    "symbolic_regions": "regions (marked or automatic) take operands with symbolic sizes too, keyed by their size "
-                        "expressions; off: such a call is recorded inline (capture/regions.py)",
+    "symbolic_regions": "regions take tensor operands with symbolic sizes too (aot_module(dynamic=True)'s repeated "
+                        "layers), keyed by their size expressions; off: such a call is recorded inline "
+                        "(capture/regions.py)",
     "region_mode_exit": "a region's capture and partition run outside the enclosing capture's torch-function mode, "
                         "which would see each of their size reads (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
