@@ -3,7 +3,8 @@
 expressions, and called per occurrence (a size the region's backward needs passed by the
 caller's graph); differential against eager
 (loss, gradients, parameters over optimizer steps, several sizes) with exactly one compile;
-a region making an unbacked size, and the switch off, record the calls inline; the switches
+a region making an unbacked size, layers repeated fewer than `SYMBOLIC_MIN_REPEATS` times, and
+the switch off record the calls inline; the switches
 ``symbolic_regions``, ``shared_fake_memo`` and ``region_mode_exit`` off give the same size guards."""
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ import torch
 
 import aotgraph
 from aotgraph import config, models
+from aotgraph.capture import repeated_layers
 from aotgraph.compilers import eager
 from backend_training import assert_training_parity
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(autouse=True)
+def regions_from_three_repeats(monkeypatch):
+    """Layers repeated 3 times become regions here (by default only from `SYMBOLIC_MIN_REPEATS`)."""
+    monkeypatch.setattr(repeated_layers, "SYMBOLIC_MIN_REPEATS", 3)
 
 
 def counting(compiler):
@@ -51,6 +59,12 @@ def test_symbolic_blocks_become_one_region(compiler):
     assert compiler != "eager" or counted.calls == 2
     assert [r.occurrences for r in entry.partition.joint.regions] == [3]
     assert region_calls(entry.partition.forward) == 3 and region_calls(entry.partition.backward) == 3
+
+
+def test_fewer_repeats_than_the_minimum_are_recorded_inline(monkeypatch):
+    monkeypatch.setattr(repeated_layers, "SYMBOLIC_MIN_REPEATS", 4)
+    entry = train_gpt_over_sizes(eager)
+    assert entry.partition.joint.regions == ()
 
 
 def test_switch_off_records_blocks_inline(monkeypatch):

@@ -18,24 +18,30 @@ of its operands (it updates a buffer, as BatchNorm does, or draws random numbers
 `capture.regions.region_of`); after its first call, a layer whose forward sets its own
 attributes is recorded inline too, so each layer runs its own forward once, as in the flat
 capture. Every occurrence's plain attributes are read, so the compile's guards watch them all.
-Switch: ``auto_regions``.
+Layers called on tensors of symbolic sizes become regions only where their structure repeats
+`SYMBOLIC_MIN_REPEATS` times or more (switch ``symbolic_regions``). Switch: ``auto_regions``.
 """
 from __future__ import annotations
 
 import contextlib
 import enum
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import TensorMeta
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
 from .regions import Regions, call_region
 
-__all__ = ["RepeatedLayers", "structure_of", "repeated_layers"]
+__all__ = ["RepeatedLayers", "structure_of", "repeated_layers", "SYMBOLIC_MIN_REPEATS"]
 
+# A region of symbolic sizes costs more to capture and split than a flat layer whose ops the
+# fake memo answers: measured on the GPT decoder (d=64, dynamic compile, CPU), regions made 2-4
+# layers 22-40 % slower and 6 layers 12-13 % faster (benchmarks/RESULTS.md, issue 17).
+SYMBOLIC_MIN_REPEATS = 6
 _MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
 _PLAIN_TYPES = (int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size, enum.Enum)
 _HOOK_DICTS = tuple(name for name in _MODULE_INTERNALS if "hook" in name)
@@ -137,6 +143,7 @@ class RepeatedLayers:
     def __init__(self, root: torch.nn.Module, regions: Regions, recorder):
         self.root, self.regions, self.recorder = root, regions, recorder
         self.layers = repeated_layers(root)
+        self.repeats = Counter(self.layers.values())  # structure -> how many layers have it
         self.out_specs: dict[str, Any] = {}  # region name -> its outputs' structure
         self.tracing_region = False  # a region's own capture calls the layer's forward itself
         self.changes_itself: set[tuple] = set()  # structures whose forward changes their attributes
@@ -173,6 +180,8 @@ class RepeatedLayers:
             names, state = _named_state(module)
             positions = [k for k, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
             operands = (*state, *(leaves[k] for k in positions))
+            if self.repeats[structure] < SYMBOLIC_MIN_REPEATS and any(has_symbolic_sizes(o) for o in operands):
+                return forward(*args, **kwargs)
         identity = ("auto", structure, spec, constants, torch.is_grad_enabled(), _autocast_state())
         out_spec = []  # the output structure, when this call captures the region
 
