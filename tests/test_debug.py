@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import aotgraph
-from aotgraph import api, capture, config
+from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs
 from aotgraph.compilers import boxed_code
 
@@ -228,6 +228,7 @@ def test_layout_rules_switch(disabled, monkeypatch):
 def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}
+    tested |= {"symbolic_regions", "shared_fake_memo", "region_mode_exit"}  # test_symbolic_region_switches
     assert tested | set(SPIED) == set(config.SWITCHES)
 
 
@@ -425,6 +426,57 @@ def test_cpp_build_releases_lock_switch(disabled, monkeypatch):
     thread = threading.Thread(target=worker, name=background_builds._WORKER_NAME)
     thread.start(); thread.join()
     assert taken == {"inside": not disabled, "after": False}
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_flex_attention_direct_switch(disabled, monkeypatch):
+    """On: aot_function captures the public flex_attention through its operator, equal to eager
+    (tests/capture/test_flex_attention.py has the training checks); off: torch's own nested
+    torch.compile runs inside the capture and fails."""
+    import torch.nn.attention.flex_attention as flex
+
+    monkeypatch.setattr(flex, "_validate_device", lambda *tensors: None)  # torch refuses CPU backwards
+    if disabled:
+        _disable(monkeypatch, "flex_attention_direct")
+    torch._dynamo.reset()
+    q, k, v = (torch.randn(1, 2, 16, 8, requires_grad=True) for _ in range(3))
+    def attend(q, k, v):
+        return flex.flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: score * 0.5)
+
+    compiled = aotgraph.aot_function(attend, fw_compiler="eager")
+    if disabled:
+        with pytest.raises(Exception):
+            compiled(q, k, v)
+        return
+    out = compiled(q, k, v)
+    torch.testing.assert_close(out, attend(q, k, v))
+
+
+def _size_guards_of_a_three_block_gpt(monkeypatch) -> list:
+    from aotgraph.capture import repeated_layers
+
+    monkeypatch.setattr(repeated_layers, "SYMBOLIC_MIN_REPEATS", 3)
+    torch.manual_seed(0)
+    model, _ = models.gpt(seq=16, dim=32, heads=2, layers=3)
+    compiled = aotgraph.aot_module(model, fw_compiler="eager", dynamic=True)
+    x, y = torch.randint(0, 256, (3, 7)), torch.randint(0, 256, (3, 7))
+    loss = compiled(x, y)
+    torch.testing.assert_close(loss, model(x, y))
+    (entry,) = compiled.aotgraph_entries.values()
+    return entry, sorted(g.text for g in entry.guards.guards if getattr(g, "text", ""))
+
+
+@pytest.mark.parametrize("switch", ["symbolic_regions", "shared_fake_memo", "region_mode_exit"])
+def test_symbolic_region_switches(switch, monkeypatch):
+    """Each of ``symbolic_regions``, ``shared_fake_memo`` and ``region_mode_exit`` off: the same
+    loss and size guards; ``symbolic_regions`` off records the 3 blocks inline
+    (tests/capture/test_symbolic_regions.py trains over many sizes)."""
+    on_entry, on_guards = _size_guards_of_a_three_block_gpt(monkeypatch)
+    _disable(monkeypatch, switch)
+    off_entry, off_guards = _size_guards_of_a_three_block_gpt(monkeypatch)
+    assert on_guards and off_guards == on_guards
+    assert len(on_entry.partition.joint.regions) == 1
+    assert len(off_entry.partition.joint.regions) == (0 if switch == "symbolic_regions" else 1)
 
 
 @pytest.mark.parametrize("disabled", [False, True])
