@@ -75,6 +75,9 @@ SWITCHES = {
     "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "
                               "as Python code calling them; off: Inductor compiles the calling graph whole "
                               "(compilers/region_graphs.py)",
+    "fused_between_regions": "with regions compiled apart, the calling graph's own ops between two region calls are "
+                             "compiled as one graph each, and the calling graph runs as steps freeing each value at "
+                             "its last read; off: its own ops run unfused, as Python code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "cpp_build_releases_lock": "a background C++-wrapper build lets go of the compile lock while its C++ compiler "

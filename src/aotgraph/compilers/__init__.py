@@ -336,12 +336,13 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
         if not compiles_around_regions(traits_of(compiler).compiles_regions_apart, graph_module):
             return compile_graph(compiler, graph_module, example_inputs, role)
 
-        def compile_region(region: fx.GraphModule, region_inputs: list) -> Callable:
-            # Every output of a region reaches its caller's code: the compiler keeps their traced strides.
-            num_outputs = len(region.graph.find_nodes(op="output")[0].args[0])
-            return compile_graph(compiler, region, region_inputs, GraphRole(role.kind, num_outputs, next(_graph_ids)))
+        def compile_part(part: fx.GraphModule, part_inputs: list) -> Callable:
+            # Every output of a region (or a stretch between regions) reaches its caller's code:
+            # the compiler keeps their traced strides.
+            num_outputs = len(part.graph.find_nodes(op="output")[0].args[0])
+            return compile_graph(compiler, part, part_inputs, GraphRole(role.kind, num_outputs, next(_graph_ids)))
 
-        return compiled_around_regions(graph_module, compile_region, compiled_regions)
+        return compiled_around_regions(graph_module, list(example_inputs), compile_part, compiled_regions)
 
     return compile_one
 

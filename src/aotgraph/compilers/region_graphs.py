@@ -6,8 +6,11 @@ For a compiler whose own work grows with every region call in a graph (Inductor 
 schedules and generates code for each ``invoke_subgraph`` call and for each of its outputs,
 and propagates fake values through the region again at each call): compiled apart, a deep
 model's compile is its regions' compile plus a Python graph that grows by a few lines a
-call. The calling graph's own ops (an embedding, a loss) then run unfused, as the eager
-compiler runs them. A compiler declares it wants this with
+call. The calling graph's own ops (an embedding, a loss) are compiled too, a stretch between
+two region calls at a time, and the graph runs as a list of steps that frees each value at its
+last read (`region_steps`; switch ``fused_between_regions``; off: the calling graph runs as
+Python code, its own ops unfused as the eager compiler runs them, each value held by that
+code until the call that reads it last returns). A compiler declares it wants this with
 ``CompilerTraits.compiles_regions_apart``; switch ``regions_compiled_apart``.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.fx as fx
 from .. import config
 from ..torch_private.dynamo import TracingContext
 from .boxed_code import boxed_graph_function_calling, region_modules
+from .region_steps import stepped_graph_code
 
 __all__ = ["compiled_around_regions", "compiles_around_regions"]
 
@@ -28,18 +32,26 @@ def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.Graph
     return compiles_regions_apart and config.enabled("regions_compiled_apart") and bool(region_modules(graph_module))
 
 
-def compiled_around_regions(graph_module: fx.GraphModule, compile_region: Callable[[fx.GraphModule, list], Callable],
-                            compiled: dict) -> Callable[[list], object]:
-    """`graph_module`'s boxed code, calling each of its regions as ``compile_region(region,
-    example_inputs)`` compiled it (boxed); `compiled` (region module -> its compiled code) is
-    shared by the graphs of one partition, so a region is compiled once."""
+def compiled_around_regions(graph_module: fx.GraphModule, example_inputs: list,
+                            compile_part: Callable[[fx.GraphModule, list], Callable], compiled: dict
+                            ) -> Callable[[list], object]:
+    """`graph_module`'s boxed code, calling each of its regions as ``compile_part(region,
+    example_inputs)`` compiled it (boxed), and with ``fused_between_regions`` each stretch of
+    its own ops between them too (`example_inputs`: the values of `graph_module`'s
+    placeholders); `compiled` (region module -> its compiled code) is shared by the graphs of
+    one partition, so a region is compiled once. `compile_part` keeps the traced strides of
+    every output of the graph it compiles."""
+
+    def apart(part: fx.GraphModule, inputs: list) -> Callable:
+        # Its output strides are the part's own business: not the calling graph's report.
+        with TracingContext.report_output_strides():
+            return compile_part(part, inputs)
 
     def code_of(region: fx.GraphModule) -> Callable:
         if region not in compiled:
-            inputs = [n.meta["val"] for n in region.graph.find_nodes(op="placeholder")]
-            # Its output strides are the region's own business: not the calling graph's report.
-            with TracingContext.report_output_strides():
-                compiled[region] = compile_region(region, inputs)
+            compiled[region] = apart(region, [n.meta["val"] for n in region.graph.find_nodes(op="placeholder")])
         return compiled[region]
 
+    if config.enabled("fused_between_regions"):
+        return stepped_graph_code(graph_module, example_inputs, code_of, apart)
     return boxed_graph_function_calling(graph_module, code_of)
