@@ -78,6 +78,9 @@ SWITCHES = {
     "fused_between_regions": "with regions compiled apart, the calling graph's own ops between two region calls are "
                              "compiled as one graph each, and the calling graph runs as steps freeing each value at "
                              "its last read; off: its own ops run unfused, as Python code (compilers/region_steps.py)",
+    "stretch_memo": "a stretch of a graph's own ops between region calls (fused_between_regions) made of the same ops "
+                    "on inputs of the same layouts as an earlier stretch of that graph runs the earlier one's "
+                    "compiled code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
     "cpp_build_releases_lock": "a background C++-wrapper build lets go of the compile lock while its C++ compiler "

@@ -137,6 +137,32 @@ def test_a_value_is_freed_by_the_step_that_reads_it_last(fused):
     assert held_after_region_calls == ([0, 0, 0] if fused else [1, 1, 1])
 
 
+class ScaledStack(Stack):
+    """A scale after every layer: the same stretch between every two region calls."""
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        for layer in self.layers:
+            x = layer(x) * 0.5
+        return F.cross_entropy(self.head(x).flatten(0, 1), targets.flatten())
+
+
+@pytest.mark.parametrize("memo", [True, False])
+def test_a_repeated_stretch_is_compiled_once(memo, monkeypatch):
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"regions_compiled_apart"})
+    if not memo:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"stretch_memo"})
+    torch.manual_seed(0)
+    compiler = ApartEager()
+    compiled = assert_training_parity(ScaledStack(layers=4), _steps(), lambda m: aot_module(m, compiler))
+    (entry,) = compiled.aotgraph_entries.values()
+    children = set(entry.partition.forward.children()) | set(entry.partition.backward.children())
+    stretches = [g for g in compiler.graphs if g not in children]
+    # forward: the embedding, a scale after each of the first 3 layers, the last scale with the loss;
+    # backward: the loss with the last scale, the scale before each of the first 3 layers, the embedding
+    assert len(stretches) == (6 if memo else 10), [g.code for g in stretches]
+
+
 @pytest.mark.slow
 def test_inductor_stack_with_buffers_between_regions(fused):
     torch.manual_seed(0)

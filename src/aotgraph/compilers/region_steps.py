@@ -6,17 +6,21 @@ The steps keep the memory of one compiled graph: a value leaves the step list be
 that reads it last, so the boxed code of that step (which clears its argument list) holds the
 only reference and frees it as soon as it is done with it; inputs nobody reads are dropped at
 the start. A stretch's outputs (its values read after it) keep their traced strides, as a
-region's do: ``compile_part`` compiles every output as one the caller sees.
+region's do: ``compile_part`` compiles every output as one the caller sees. A stretch like an
+earlier one of the graph (the same ops on inputs of the same layouts: a scale after every
+layer) runs that one's code (switch ``stretch_memo``): the compile stays that of one layer.
 """
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.fx as fx
 
+from .. import config
+from ..graph.sizes import has_symbolic_sizes
 from .boxed_code import boxed_graph_function
 
 __all__ = ["stepped_graph_code"]
@@ -52,6 +56,8 @@ class _StepBuilder:
                  compile_part: Callable):
         self.graph_module, self.example_inputs = graph_module, list(example_inputs)
         self.region_code, self.compile_part = region_code, compile_part
+        self.placeholder_positions = {n: i for i, n in enumerate(graph_module.graph.find_nodes(op="placeholder"))}
+        self.stretch_code: dict[tuple, Callable] = {}  # `_stretch_key` -> its compiled code
         self.slot_of: dict[fx.Node, int] = {}
         self.constants: dict[int, object] = {}  # slot -> value: get_attr tensors, literal operands
         self.num_inputs = self.num_slots = 0
@@ -102,7 +108,6 @@ class _StepBuilder:
             return
         inside = set(nodes)
         graph, env, reads = fx.Graph(), {}, []
-        placeholder_positions = {n: i for i, n in enumerate(self.graph_module.graph.find_nodes(op="placeholder"))}
         example_inputs = []
 
         def value_of(node: fx.Node) -> fx.Node:
@@ -113,7 +118,7 @@ class _StepBuilder:
                     env[node] = graph.placeholder(node.name)
                     env[node].meta = dict(node.meta)
                     reads.append(self._read(node))
-                    position = placeholder_positions.get(node)
+                    position = self.placeholder_positions.get(node)
                     example_inputs.append(node.meta.get("val") if position is None else self.example_inputs[position])
             return env[node]
 
@@ -122,7 +127,13 @@ class _StepBuilder:
         outputs = [node for node in nodes if any(user not in inside for user in node.users)]
         graph.output(tuple(env[node] for node in outputs))
         stretch = fx.GraphModule(self.graph_module, graph)
-        code = boxed_graph_function(stretch) if _views_alone(nodes) else self.compile_part(stretch, example_inputs)
+        key = _stretch_key(graph, example_inputs) if config.enabled("stretch_memo") else None
+        if key in self.stretch_code:
+            code = self.stretch_code[key]
+        else:
+            code = boxed_graph_function(stretch) if _views_alone(nodes) else self.compile_part(stretch, example_inputs)
+            if key is not None:
+                self.stretch_code[key] = code
         self.steps.append((code, tuple(reads), tuple((k, self._new_slot(node)) for k, node in enumerate(outputs))))
 
     def code(self) -> Callable[[list], list]:
@@ -140,8 +151,39 @@ class _StepBuilder:
 
 
 def _views_alone(nodes: list[fx.Node]) -> bool:
-    return all(node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and node.target.is_view
-               for node in nodes)
+    return all(node.op == "call_function" and (node.target is operator.getitem or (
+        isinstance(node.target, torch._ops.OpOverload) and node.target.is_view)) for node in nodes)
+
+
+class _Read:
+    """An argument that is the value of the stretch's node at `position`, in `_stretch_key`."""
+
+    def __init__(self, position: int):
+        self.position = position
+
+    def __repr__(self) -> str:
+        return f"<read {self.position}>"
+
+
+def _stretch_key(graph: fx.Graph, example_inputs: list) -> Optional[tuple]:
+    """What decides a stretch's compiled code: its ops, how they connect, their other arguments
+    and the layouts of its inputs. None (compiled on its own) where an input is not a tensor of
+    concrete sizes or the stretch reads a module attribute."""
+    layouts = []
+    for value in example_inputs:
+        if not isinstance(value, torch.Tensor) or has_symbolic_sizes(value):
+            return None
+        layouts.append((tuple(value.shape), tuple(value.stride()), value.storage_offset(), value.dtype, value.device))
+    position: dict[fx.Node, int] = {}
+    ops = []
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            return None
+        position[node] = len(position)
+        if node.op != "placeholder":
+            arguments = fx.node.map_arg((node.args, node.kwargs), lambda n: _Read(position[n]))
+            ops.append((node.op, node.target, repr(arguments)))
+    return tuple(layouts), tuple(ops)
 
 
 def _stepped(steps: tuple[_Step, ...], num_inputs: int, unread: tuple, returned: tuple, template: list
