@@ -494,3 +494,56 @@ def test_vec_isa_memo_switch(disabled, monkeypatch, tmp_path):
         _disable(monkeypatch, "vec_isa_memo")
     path, _ = vec_isa_memo._memo_path_and_isas()
     assert (path is None) == disabled
+
+
+_BLOCK = torch.fx.symbolic_trace(lambda x, w: (torch.tanh(x @ w),))
+
+
+def _scaled_blocks(x, w, block=lambda *args: torch.ops.higher_order.invoke_subgraph(_BLOCK, "block", *args)):
+    for _ in range(3):
+        (x,) = block(x, w)
+        x = x * 0.5
+    return x.sum()
+
+
+def _stretches_given_to_a_compiler_of_regions_apart(monkeypatch) -> list[tuple]:
+    """The ops (targets) of each graph other than the region's that a compiler asking for
+    regions compiled apart is given for `_scaled_blocks`, whose results are checked against eager."""
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"regions_compiled_apart"})
+    graphs = []
+
+    def compiler(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return boxed_code.boxed_graph_function(graph_module)
+
+    compiler.aotgraph_traits = aotgraph.compilers.CompilerTraits(compiles_regions_apart=True)
+    x, w = torch.randn(3, 4, requires_grad=True), torch.randn(4, 4, requires_grad=True)
+    compiled = aotgraph.aot_function(_scaled_blocks, compiler)
+    out = compiled(x, w)
+    expected = _scaled_blocks(x, w, _BLOCK)  # eager's invoke_subgraph has no backward outside torch.compile
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w)), torch.autograd.grad(expected, (x, w)))
+    (entry,) = compiled.aotgraph_entries.values()
+    regions = [g for g in graphs if g in {*entry.partition.forward.children(), *entry.partition.backward.children()}]
+    assert len(regions) == 2  # the block's forward and backward, once each
+    return [tuple(n.target for n in g.graph.nodes if n.op == "call_function") for g in graphs if g not in regions]
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_fused_between_regions_switch(disabled, monkeypatch):
+    """On, the compiler is given the calling graphs' own ops (the scales, the sum), a stretch
+    at a time; off, the region graphs alone."""
+    if disabled:
+        _disable(monkeypatch, "fused_between_regions")
+    stretches = _stretches_given_to_a_compiler_of_regions_apart(monkeypatch)
+    assert (len(stretches) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_stretch_memo_switch(disabled, monkeypatch):
+    """On, the scale between two blocks is compiled once in the forward graph; off, at each of its
+    two places (the backward's two stretches between blocks differ: one adds w's gradients)."""
+    if disabled:
+        _disable(monkeypatch, "stretch_memo")
+    stretches = _stretches_given_to_a_compiler_of_regions_apart(monkeypatch)
+    assert len(stretches) == (7 if disabled else 6), stretches
