@@ -95,8 +95,9 @@ SWITCHES = {
 }
 
 # Off unless ``AOTGRAPH_ENABLE`` names them: compiling Inductor's regions apart cuts a deep
-# model's compile to about that of one block, but runs the ops outside the regions unfused
-# (steps 8-13 % slower, peak up to 1.5x on shallow models; benchmarks/RESULTS.md, issue 23).
+# model's compile to about that of one block, at flat's peak memory, but a step pays each
+# region call and the fusion lost at its boundary (1-5 % on a 2-layer decoder, within this
+# machine's noise; benchmarks/RESULTS.md, issue 23).
 OFF_BY_DEFAULT = frozenset({"regions_compiled_apart"})
 
 
