@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 
 from .. import config
+from ..errors import CompilerError
 from ..graph.sizes import has_symbolic_sizes
 from .boxed_code import boxed_graph_function
 
@@ -88,13 +89,16 @@ class _StepBuilder:
             pass  # a region module, or a constant read where it is used
         elif node.op == "call_function" and node.target is _INVOKE_SUBGRAPH:
             self._close_stretch()
-            region = getattr(self.graph_module, node.args[0].target)
+            region_name = node.args[0].target
+            region = getattr(self.graph_module, region_name)
             writes = tuple((user.args[1], self._new_slot(user)) for user in node.users
                            if user.op == "call_function" and user.target is operator.getitem)
             if len(writes) != len(node.users):
-                raise AssertionError(f"a region call is read other than by getitem: {list(node.users)}")
+                raise CompilerError(f"a call of region {region_name!r} is read other than by getitem: "
+                                    f"{list(node.users)}", "compile",
+                                    "report this graph; AOTGRAPH_DISABLE=fused_between_regions runs it as Python code")
             self.steps.append((self.region_code(region), tuple(self._read(a) for a in node.args[2:]), writes))
-        elif node.op == "call_function" and node.target is operator.getitem and node.args[0].target is _INVOKE_SUBGRAPH:
+        elif node.op == "call_function" and node.target is operator.getitem and _reads_region_call(node):
             pass  # its slot was given at the region call
         elif node.op == "output":
             self._close_stretch()
@@ -148,6 +152,10 @@ class _StepBuilder:
         unread = tuple(slot for slot in range(self.num_inputs) if slot not in last_read and slot not in self.returned)
         return _stepped(steps, self.num_inputs, unread, self.returned,
                         [self.constants.get(slot) for slot in range(self.num_slots)])
+
+
+def _reads_region_call(node: fx.Node) -> bool:
+    return isinstance(node.args[0], fx.Node) and node.args[0].target is _INVOKE_SUBGRAPH
 
 
 def _views_alone(nodes: list[fx.Node]) -> bool:
