@@ -50,6 +50,9 @@ SWITCHES = {
                     "(capture/layout_rules.py)",
     "direct_fakes": "capture (and dynamic=True, for inputs whose sizes stay concrete) builds fakes of plain leaf "
                     "inputs without FakeTensorMode.from_tensor (capture/inputs.py)",
+    "in_place_on_fresh": "capture records an in-place op that a decomposition applies to a tensor it made itself "
+                         "(C++'s 1 - t: empty_like, fill_, sub_) as its functional twin, so the graph needs no "
+                         "functionalization (capture/recorder.py)",
     "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
     "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",

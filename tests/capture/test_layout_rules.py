@@ -8,7 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import aotgraph
 from aotgraph import config, models
 from aotgraph.capture.fake_outputs import FakeOutputs
-from aotgraph.capture.layout_rules import contiguous_strides
+from aotgraph.capture.layout_rules import POINTWISE, contiguous_strides
 from parity import assert_module_parity
 
 aten = torch.ops.aten
@@ -195,8 +195,111 @@ def test_contiguous_strides_are_torchs():
         assert contiguous_strides(shape) == torch.empty(shape).stride(), shape
 
 
+# (input shape, normalized shape)
+LAYER_NORMS = [((4, 16, 64), (64,)), ((2, 3, 4, 5), (4, 5)), ((8,), (8,)), ((1, 1, 6), (6,)), ((2, 3, 4), (2, 3, 4))]
+AFFINE = {"weight and bias": (True, True), "none": (False, False), "weight only": (True, False),
+          "bias only": (False, True)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("affine", list(AFFINE))
+@pytest.mark.parametrize("shape, normalized", LAYER_NORMS)
+def test_layer_norm_rules_match_eager_and_the_meta_kernel(shape, normalized, affine, dtype, monkeypatch):
+    torch.manual_seed(0)
+    with_weight, with_bias = AFFINE[affine]
+    x = torch.randn(shape, dtype=dtype)
+    weight = torch.randn(normalized, dtype=dtype) if with_weight else None
+    bias = torch.randn(normalized, dtype=dtype) if with_bias else None
+    forward = (x, list(normalized), weight, bias, 1e-5)
+    _, mean, rstd = aten.native_layer_norm(*forward)
+    cases = [(aten.native_layer_norm.default, forward)]
+    cases += [(aten.native_layer_norm_backward.default,
+               (torch.randn_like(x), x, list(normalized), mean, rstd, weight, bias,
+                [mask[0], mask[1] and with_weight, mask[2] and with_bias])) for mask in MASKS]
+    for func, args in cases:
+        eager = [_layout(t) for t in func(*args)]
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        assert answered, func
+        without, _ = _memo_run(func, args, False, monkeypatch)
+        assert [_layout(t) for t in ruled] == eager == [_layout(t) for t in without], func
+
+
+def test_layer_norm_rules_decline_other_layouts_dtypes_and_masks(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 8)
+    declined = [
+        (aten.native_layer_norm.default, (x.transpose(0, 1), [8], None, None, 1e-5)),
+        (aten.native_layer_norm.default, (x.bfloat16(), [8], None, None, 1e-5)),
+        (aten.native_layer_norm.default, (torch.randn(0, 8), [8], None, None, 1e-5)),
+        (aten.native_layer_norm.default, (x, [8], torch.randn(16)[::2], None, 1e-5)),  # a strided weight
+    ]
+    for func, args in declined:
+        eager = [_layout(t) for t in func(*args)]
+        out, answered = _memo_run(func, args, True, monkeypatch)
+        assert not answered, args[0].shape
+        assert [_layout(t) for t in out] == eager
+    _, mean, rstd = aten.native_layer_norm(x, [8], None, None, 1e-5)
+    # A mask asking for the gradient of a missing weight: eager refuses it, the rule too.
+    args = (torch.randn_like(x), x, [8], mean, rstd, None, None, [True, True, False])
+    _, answered = _memo_run(aten.native_layer_norm_backward.default, args, True, monkeypatch)
+    assert not answered
+
+
+# (op, arguments as a function of two same-shape float tensors a and b)
+POINTWISE_CALLS = [
+    (aten.add.Tensor, lambda a, b: (a, b)), (aten.sub.Tensor, lambda a, b: (a, b)),
+    (aten.mul.Tensor, lambda a, b: (a, b)), (aten.div.Tensor, lambda a, b: (a, b)),
+    (aten.add.Scalar, lambda a, b: (a, 2)), (aten.sub.Scalar, lambda a, b: (a, 0.5)),
+    (aten.mul.Scalar, lambda a, b: (a, True)), (aten.div.Scalar, lambda a, b: (a, 3)),
+    (aten.rsub.Scalar, lambda a, b: (a, 1)), (aten.neg.default, lambda a, b: (a,)),
+    (aten.exp.default, lambda a, b: (a,)), (aten.sqrt.default, lambda a, b: (a,)),
+    (aten.rsqrt.default, lambda a, b: (a,)), (aten.pow.Tensor_Scalar, lambda a, b: (a, 2)),
+    (aten.sigmoid.default, lambda a, b: (a,)), (aten.tanh.default, lambda a, b: (a,)),
+    (aten.relu.default, lambda a, b: (a,)), (aten.silu.default, lambda a, b: (a,)),
+    (aten.gelu.default, lambda a, b: (a,)), (aten.sigmoid_backward.default, lambda a, b: (a, b)),
+    (aten.tanh_backward.default, lambda a, b: (a, b)), (aten.gelu_backward.default, lambda a, b: (a, b)),
+    (aten.fill.Scalar, lambda a, b: (a, 1.5)),
+]
+
+
+def test_every_pointwise_rule_is_tested():
+    assert {func for func, _ in POINTWISE_CALLS} == POINTWISE
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 4), (5,), (1, 1), ()])
+@pytest.mark.parametrize("case", range(len(POINTWISE_CALLS)))
+def test_pointwise_rules_match_eager_and_the_meta_kernel(case, shape, dtype, monkeypatch):
+    func, make_args = POINTWISE_CALLS[case]
+    torch.manual_seed(0)
+    args = make_args(torch.rand(shape, dtype=dtype) + 0.5, torch.rand(shape, dtype=dtype) + 0.5)
+    eager = _layout(func(*args))
+    ruled, answered = _memo_run(func, args, True, monkeypatch)
+    assert answered
+    without, _ = _memo_run(func, args, False, monkeypatch)
+    assert _layout(ruled) == eager == _layout(without)
+
+
+def test_pointwise_rules_decline_broadcasting_promotion_and_other_layouts(monkeypatch):
+    a = torch.randn(3, 4)
+    declined = [
+        (aten.add.Tensor, (a, torch.randn(4))),  # broadcasting
+        (aten.mul.Tensor, (a, torch.randn(3, 4, dtype=torch.float64))),  # promotion
+        (aten.add.Scalar, (a.to(torch.int64), 0.5)),  # an integer tensor and a float
+        (aten.mul.Tensor, (a.t(), torch.randn(4, 3))),  # transposed strides
+        (aten.sigmoid.default, (a.bfloat16(),)),
+        (aten.mul.Scalar, (a, 1j)),  # a complex number
+    ]
+    for func, args in declined:
+        eager = _layout(func(*args))
+        out, answered = _memo_run(func, args, True, monkeypatch)
+        assert not answered, (func, args)
+        assert _layout(out) == eager, (func, args)
+
+
 MODELS = {"unet": lambda: models.unet(batch=2, size=16, width=8, depth=2),
-          "resnet": lambda: models.resnet(blocks=2, width=8, batch=4, size=16)}
+          "resnet": lambda: models.resnet(blocks=2, width=8, batch=4, size=16),
+          "moe": lambda: models.moe(batch=2, seq=4, dim=16, experts=2, layers=2)}
 
 
 def _joint_and_graphs(model_name, disabled, monkeypatch):

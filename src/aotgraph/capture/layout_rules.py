@@ -1,15 +1,18 @@
 """Output layouts of a few ops computed directly, for the capture's fake-output misses.
 
-The meta kernels of group norm, batch norm and their backwards are Python decompositions: a
-miss runs some thirty ops on meta tensors, each through the dispatcher, to learn three layouts
-that follow from the arguments' shapes alone; the fake mode's rule for convolutions normalizes
-the arguments in Python and asks the backend selection for a memory format. In a convnet every
-layer has its own shapes, so nearly every one of these ops is a miss. A rule here answers only
-the case it was checked for against eager and the fake mode (tests/capture/test_layout_rules.py):
-float32 or float64 arguments of one dtype on one device (convolutions: the CPU), all with
+The meta kernels of group norm, batch norm, layer norm and their backwards are Python
+decompositions: a miss runs some thirty ops on meta tensors, each through the dispatcher, to
+learn three layouts that follow from the arguments' shapes alone (layer norm's: 5-15 ms); even
+a pointwise op's meta kernel is Python (torch's reference: broadcasting, type promotion, stride
+order; 0.1-0.3 ms a miss); the fake mode's rule for convolutions normalizes the arguments in
+Python and asks the backend selection for a memory format. In a convnet every layer has its
+own shapes, so nearly every one of these ops is a miss. A rule here answers only the case it
+was checked for against eager and the fake mode (tests/capture/test_layout_rules.py): float32
+or float64 arguments of one dtype on one device (convolutions, layer norm: the CPU), all with
 contiguous strides and no empty dimension (batch norm: in training, and its backward asked for
-all three gradients). There every output is a fresh contiguous tensor of that dtype. Anything
-else returns None and the meta kernel or the fake mode answers (switch ``layout_rules``).
+all three gradients; pointwise ops: all arguments of one shape). There every output is a fresh
+contiguous tensor of that dtype. Anything else returns None and the meta kernel or the fake
+mode answers (switch ``layout_rules``).
 
 A rule takes the op's arguments and the memo's layouts of its tensor arguments (in argument
 order, see `fake_outputs.FakeOutputs._layout`) and returns, per output, ``(shape, dtype)`` of
@@ -175,7 +178,83 @@ def _batch_norm_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
     return (shape, dtype), ((shape[1],), dtype), ((shape[1],), dtype)
 
 
+def _layer_norm(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``native_layer_norm(input, normalized_shape, weight?, bias?, eps)`` on the CPU: the
+    normalized input, then the mean and 1/std of each row, with the normalized dimensions kept
+    as 1s."""
+    if kwargs or len(args) != 5:
+        return None
+    shape = _normalized_rows(layouts, args[0], args[1], args[2:4])
+    if shape is None:
+        return None
+    dtype, statistics = layouts[0][0], shape[:len(shape) - len(args[1])] + (1,) * len(args[1])
+    return (shape, dtype), (statistics, dtype), (statistics, dtype)
+
+
+def _layer_norm_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight?,
+    bias?, output_mask)`` on the CPU: the gradients of the input, weight and bias that
+    `output_mask` asks for (eager refuses a mask asking for the gradient of a missing weight)."""
+    if kwargs or len(args) != 8 or type(args[7]) not in (list, tuple) or len(args[7]) != 3:
+        return None
+    grad, normalized, mean, rstd, weight, bias, mask = args[0], args[2], args[3], args[4], args[5], args[6], args[7]
+    shape = _normalized_rows(layouts, args[1], normalized, (weight, bias))
+    if shape is None or tuple(grad.shape) != shape or (mask[1] and weight is None) or (mask[2] and bias is None):
+        return None
+    statistics = shape[:len(shape) - len(normalized)] + (1,) * len(normalized)
+    if tuple(mean.shape) != statistics or tuple(rstd.shape) != statistics:
+        return None
+    dtype = layouts[0][0]
+    shapes = (shape, tuple(normalized), tuple(normalized))
+    return tuple((s, dtype) if wanted is True else None for s, wanted in zip(shapes, mask))
+
+
+def _normalized_rows(layouts: list, input, normalized, affine: tuple) -> Optional[tuple]:
+    """The input's shape where every tensor of `layouts` is a contiguous full-precision CPU
+    tensor of one dtype, `normalized` (ints) is the input's trailing sizes and each tensor of
+    `affine` (weight, bias) has that shape; else None."""
+    if _plain_layouts(layouts) is None or layouts[0][4].type != "cpu" or not all(map(_contiguous, layouts)):
+        return None
+    shape = layouts[0][1]
+    if type(normalized) not in (list, tuple) or not all(type(v) is int for v in normalized) \
+            or not 0 < len(normalized) <= len(shape) or tuple(normalized) != shape[len(shape) - len(normalized):]:
+        return None
+    if any(t is not None and tuple(t.shape) != tuple(normalized) for t in affine):
+        return None
+    return shape
+
+
+_POINTWISE_SCALARS = (int, float, bool, str, type(None))  # numbers, gelu's approximate, div's rounding_mode
+
+
+def _same_layout_pointwise(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """A pointwise op of `POINTWISE` whose tensor arguments all have one shape, contiguous
+    strides and one full-precision dtype, and whose other arguments are real numbers (or an
+    option's string): no broadcasting, no type promotion (a Python number does not promote a
+    float tensor), so its output is a fresh contiguous tensor of that shape and dtype."""
+    if _plain_layouts(layouts) is None or not all(map(_contiguous, layouts)):
+        return None
+    shape = layouts[0][1]
+    if any(layout[1] != shape for layout in layouts):
+        return None
+    plain = [v for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)]
+    if not all(type(v) in _POINTWISE_SCALARS for v in plain):
+        return None
+    return ((shape, layouts[0][0]),)
+
+
+POINTWISE = frozenset({
+    aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.add.Scalar, aten.sub.Scalar,
+    aten.mul.Scalar, aten.div.Scalar, aten.rsub.Scalar, aten.neg.default, aten.exp.default, aten.sqrt.default,
+    aten.rsqrt.default, aten.pow.Tensor_Scalar, aten.sigmoid.default, aten.tanh.default, aten.relu.default,
+    aten.silu.default, aten.gelu.default, aten.sigmoid_backward.default, aten.tanh_backward.default,
+    aten.gelu_backward.default, aten.fill.Scalar,
+})
+
 RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {
+    **{op: _same_layout_pointwise for op in POINTWISE},
+    aten.native_layer_norm.default: _layer_norm,
+    aten.native_layer_norm_backward.default: _layer_norm_backward,
     aten._native_batch_norm_legit.default: _batch_norm,
     aten._native_batch_norm_legit.no_stats: _batch_norm,
     aten.native_batch_norm_backward.default: _batch_norm_backward,

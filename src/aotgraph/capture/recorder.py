@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 import torch.fx as fx
 
+from .. import config
 from ..errors import DataDependentControlFlow, UnsupportedOp
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
@@ -102,6 +103,9 @@ class GraphRecorder(TorchDispatchMode):
         # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
         self._decomposing = None
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
+        # ids of the tensors the decomposition under way made and did not view (`_in_place_on_fresh`)
+        self._fresh_in_decomposition: set[int] = set()
+        self._fresh_twins: dict[Any, Optional[Callable]] = {}  # in-place op -> its twin, where one applies
         self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
         self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
         # The inputs' storage resizes (`storage_changes.InputStorageResizes`): ops on a freed input are refused.
@@ -192,6 +196,8 @@ class GraphRecorder(TorchDispatchMode):
                 result = self._decompose(func, facts, decomposition, args, kwargs)
             finally:
                 self._decomposing = outer
+                if outer is None:
+                    self._fresh_in_decomposition.clear()
             if result is not NotImplemented:
                 return result
         if func is aten.lift_fresh.default:  # torch.tensor(...) inside the program: a fresh copy
@@ -214,6 +220,10 @@ class GraphRecorder(TorchDispatchMode):
             with self:
                 drawn = functional_twin(func)(*with_default_args(func, args), **kwargs)
                 return aten.copy_.default(args[0], drawn)
+        if facts.is_mutable and self._decomposing is not None and self._fresh_in_decomposition:
+            result = self._in_place_on_fresh(func, args, kwargs)
+            if result is not NotImplemented:
+                return result
         if draws_global_rng:
             position = self.random_draws.position(str(func))
             if position < len(self.random_draws.draws):
@@ -241,6 +251,8 @@ class GraphRecorder(TorchDispatchMode):
         node.meta["original_aten"] = self._decomposing or func
         if facts.is_mutable:
             self.saw_mutation = True
+        if self._decomposing is not None:
+            self._note_fresh(func, facts, args, out)
         if isinstance(out, torch.Tensor):
             self.node_of[id(out)] = node
             out_nodes = [node]
@@ -278,14 +290,43 @@ class GraphRecorder(TorchDispatchMode):
         known = self._in_place_decompositions.get(func, _UNKNOWN)
         if known is not _UNKNOWN:
             return known
-        twin = functional_twin(func)
-        schema = func._schema
-        usable = (twin is not None and twin in self.decompositions and not twin.is_view and not facts.is_random
-                  and not facts.mutates_metadata and mutated_arg_positions(func) == (0,)
-                  and str(schema.arguments[0].type) == "Tensor" and len(schema.returns) == 1)
+        twin = _twin_of_plain_in_place(func, facts)
+        usable = twin is not None and twin in self.decompositions
         decomposition = functools.partial(_twin_copied_in, func, twin) if usable else None
         self._in_place_decompositions[func] = decomposition
         return decomposition
+
+    def _note_fresh(self, func, facts: "_OpFacts", args: tuple, out: Any) -> None:
+        """Inside a decomposition: a tensor a plain op just made is fresh (nothing outside the
+        decomposition can see it, nothing aliases it); an argument that a view op reads is not."""
+        fresh = self._fresh_in_decomposition
+        if getattr(func, "is_view", False):
+            for tensor in _tensors_in(args, {}):
+                fresh.discard(id(tensor))
+        elif isinstance(out, torch.Tensor) and not facts.is_mutable and config.enabled("in_place_on_fresh"):
+            fresh.add(id(out))
+
+    def _in_place_on_fresh(self, func, args: tuple, kwargs: dict) -> Any:
+        """An in-place op of a decomposition on a tensor it made itself (C++'s ``1 - t`` is
+        ``empty_like(t).fill_(1).sub_(t)``) recorded as its functional twin, whose node then
+        stands for the tensor: the graph stays functional, and the capture skips functionalizing
+        it whole for a mutation nobody could see (switch ``in_place_on_fresh``). NotImplemented
+        where that does not apply (recorded as it is)."""
+        target = args[0] if args else None
+        if id(target) not in self._fresh_in_decomposition:
+            return NotImplemented
+        twin = self._fresh_twins.get(func, _UNKNOWN)
+        if twin is _UNKNOWN:
+            twin = self._fresh_twins[func] = _twin_of_plain_in_place(func, hook_facts(func))
+        if twin is None:
+            return NotImplemented
+        with self:
+            result = twin(*with_default_args(func, args), **kwargs)
+        if (result.shape, result.stride(), result.dtype) != (target.shape, target.stride(), target.dtype):
+            with self:
+                return aten.copy_.default(target, result)  # another layout: written in, as recorded
+        self.node_of[id(target)] = self.node_of[id(result)]
+        return target
 
     def _decompose(self, func, facts: "_OpFacts", decomposition, args, kwargs):
         """`func` recorded as what it rewrites or decomposes into, or NotImplemented: our
@@ -355,6 +396,18 @@ class GraphRecorder(TorchDispatchMode):
 
 
 _UNKNOWN = object()
+
+
+def _twin_of_plain_in_place(func, facts: "_OpFacts") -> Optional[Callable]:
+    """The functional twin of an in-place op that writes its first argument's data only and
+    returns it, drawing no random numbers; None for any other op."""
+    if facts.is_random or facts.mutates_metadata or mutated_arg_positions(func) != (0,):
+        return None
+    schema = func._schema
+    if str(schema.arguments[0].type) != "Tensor" or len(schema.returns) != 1:
+        return None
+    twin = functional_twin(func)
+    return None if twin is None or twin.is_view else twin
 
 
 def _twin_copied_in(func, twin, target: torch.Tensor, *args, **kwargs):

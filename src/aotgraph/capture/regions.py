@@ -38,6 +38,7 @@ from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
 from ..graph.sizes import size_keys
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes, outside_capture_mode
+from ..torch_private.fx import LazyGraphModule  # code made when first run: most of these graphs are rebuilt again
 
 __all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
 
@@ -124,7 +125,7 @@ def _saving_only(forward: fx.GraphModule, num_outputs: int, saved_names: Sequenc
             graph.output(tuple(env[n] for n in (*results[:num_outputs], *computed)))
         else:
             env[node] = graph.node_copy(node, env.__getitem__)
-    return fx.GraphModule(forward, graph), computed
+    return LazyGraphModule(forward, graph), computed
 
 
 def _view_chain(node: fx.Node) -> Optional[list[fx.Node]]:
@@ -174,7 +175,7 @@ def _views_recomputed(forward: fx.GraphModule, backward: fx.GraphModule, saved_n
     for node in backward.graph.nodes:
         if node.op != "placeholder":
             env[node] = graph.node_copy(node, env.__getitem__)
-    return fx.GraphModule(backward, graph), saved_now
+    return LazyGraphModule(backward, graph), saved_now
 
 
 class Regions:
@@ -231,7 +232,7 @@ def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tu
             graph.output(tuple(env[grads[k]] for k in present))
         else:
             env[node] = graph.node_copy(node, env.__getitem__)
-    return fx.GraphModule(backward, graph), present
+    return LazyGraphModule(backward, graph), present
 
 
 def call_region(recorder, region: Region, operands: Sequence[torch.Tensor]) -> tuple:
