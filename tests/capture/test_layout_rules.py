@@ -297,6 +297,37 @@ def test_pointwise_rules_decline_broadcasting_promotion_and_other_layouts(monkey
         assert _layout(out) == eager, (func, args)
 
 
+SOFTMAXES = [(aten._softmax.default, aten._softmax_backward_data.default),
+             (aten._log_softmax.default, aten._log_softmax_backward_data.default)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, dim", [((4, 16, 64), -1), ((3, 5), 0), ((7,), 0), ((2, 1, 3), 1)])
+@pytest.mark.parametrize("forward, backward", SOFTMAXES)
+def test_softmax_rules_match_eager_and_the_meta_kernel(forward, backward, shape, dim, dtype, monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype)
+    out = forward(x, dim, False)
+    for func, args in [(forward, (x, dim, False)), (backward, (torch.randn_like(out), out, dim, dtype))]:
+        eager = _layout(func(*args))
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        assert answered, func
+        without, _ = _memo_run(func, args, False, monkeypatch)
+        assert _layout(ruled) == eager == _layout(without), func
+
+
+def test_softmax_rules_decline_other_layouts_and_dtypes(monkeypatch):
+    x = torch.randn(4, 6)
+    out = aten._softmax(x, 1, False)
+    declined = [(aten._softmax.default, (x.t(), 1, False)), (aten._softmax.default, (x.bfloat16(), 1, False)),
+                (aten._softmax_backward_data.default, (out.t().contiguous().t(), out, 1, torch.float32))]
+    for func, args in declined:
+        eager = _layout(func(*args))
+        ruled, answered = _memo_run(func, args, True, monkeypatch)
+        assert not answered, args
+        assert _layout(ruled) == eager
+
+
 MODELS = {"unet": lambda: models.unet(batch=2, size=16, width=8, depth=2),
           "resnet": lambda: models.resnet(blocks=2, width=8, batch=4, size=16),
           "moe": lambda: models.moe(batch=2, seq=4, dim=16, experts=2, layers=2)}

@@ -10,7 +10,7 @@ own shapes, so nearly every one of these ops is a miss. A rule here answers only
 was checked for against eager and the fake mode (tests/capture/test_layout_rules.py): float32
 or float64 arguments of one dtype on one device (convolutions, layer norm: the CPU), all with
 contiguous strides and no empty dimension (batch norm: in training, and its backward asked for
-all three gradients; pointwise ops: all arguments of one shape). There every output is a fresh
+all three gradients; pointwise ops and softmax: all arguments of one shape). There every output is a fresh
 contiguous tensor of that dtype. Anything else returns None and the meta kernel or the fake
 mode answers (switch ``layout_rules``).
 
@@ -243,6 +243,23 @@ def _same_layout_pointwise(args: tuple, kwargs: dict, layouts: list) -> Outputs:
     return ((shape, layouts[0][0]),)
 
 
+def _softmax(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``_softmax`` / ``_log_softmax(input, dim, half_to_float=False)`` of a contiguous
+    full-precision input: a fresh tensor like it."""
+    if kwargs or len(args) != 3 or args[2] is not False or type(args[1]) is not int:
+        return None
+    return _same_layout_pointwise((), {}, layouts)
+
+
+def _softmax_backward(args: tuple, kwargs: dict, layouts: list) -> Outputs:
+    """``_softmax_backward_data`` / ``_log_softmax_backward_data(grad_out, output, dim,
+    input_dtype)`` of contiguous full-precision tensors of one shape, the input of their dtype:
+    a fresh tensor like them."""
+    if kwargs or len(args) != 4 or type(args[2]) is not int or args[3] != layouts[0][0]:
+        return None
+    return _same_layout_pointwise((), {}, layouts)
+
+
 POINTWISE = frozenset({
     aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.add.Scalar, aten.sub.Scalar,
     aten.mul.Scalar, aten.div.Scalar, aten.rsub.Scalar, aten.neg.default, aten.exp.default, aten.sqrt.default,
@@ -253,6 +270,10 @@ POINTWISE = frozenset({
 
 RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {
     **{op: _same_layout_pointwise for op in POINTWISE},
+    aten._softmax.default: _softmax,
+    aten._log_softmax.default: _softmax,
+    aten._softmax_backward_data.default: _softmax_backward,
+    aten._log_softmax_backward_data.default: _softmax_backward,
     aten.native_layer_norm.default: _layer_norm,
     aten.native_layer_norm_backward.default: _layer_norm_backward,
     aten._native_batch_norm_legit.default: _batch_norm,
