@@ -225,6 +225,39 @@ def test_layout_rules_switch(disabled, monkeypatch):
     assert (len(calls) == 0) == disabled
 
 
+@pytest.mark.parametrize("disabled", [False, True])
+def test_in_place_on_fresh_switch(disabled, monkeypatch):
+    """SiLU's backward decomposes into an in-place ``1 - sigmoid`` on a fresh tensor: with the
+    switch it is recorded functionally and the capture has nothing to functionalize."""
+    if disabled:
+        _disable(monkeypatch, "in_place_on_fresh")
+    calls = _spy(monkeypatch, capture, "functionalize")
+    x = torch.randn(3, 4, requires_grad=True)
+    x_eager = x.detach().clone().requires_grad_()
+    aotgraph.aot_function(torch.nn.functional.silu)(x).sum().backward()
+    torch.nn.functional.silu(x_eager).sum().backward()
+    torch.testing.assert_close(x.grad, x_eager.grad)
+    assert (len(calls) == 0) == (not disabled)
+
+
+def test_nested_fake_memo_switch(monkeypatch):
+    """The first block's input needs no gradient: its region is another than the other blocks',
+    whose capture, with the switch, answers the ops the first one met from the shared memo."""
+    def misses_of_a_compile() -> int:
+        misses = _spy(monkeypatch, fake_outputs.FakeOutputs, "_recipe_of")
+        model = _tanh_stack()
+        compiled = aotgraph.aot_module(model)
+        x = torch.randn(2, 4)
+        torch.testing.assert_close(compiled(x), model(x))
+        assert len(next(iter(compiled.aotgraph_entries.values())).joint.regions) == 2
+        monkeypatch.undo()
+        return len(misses)
+
+    shared = misses_of_a_compile()
+    _disable(monkeypatch, "nested_fake_memo")
+    assert misses_of_a_compile() > shared
+
+
 def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}
