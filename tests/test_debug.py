@@ -258,6 +258,31 @@ def test_nested_fake_memo_switch(monkeypatch):
     assert misses_of_a_compile() > shared
 
 
+def test_fake_misses_without_python_dispatcher_switch(monkeypatch):
+    """Memo misses of ops with no rule or meta answer (cumsum, arange, gather) reach the fake
+    mode with the Python dispatcher off only with the switch; the graph is the same either way."""
+    def program(x, index):
+        positions = torch.arange(x.shape[0], dtype=x.dtype, device=x.device).unsqueeze(1)
+        return (torch.cumsum(x, 0) * positions).gather(1, index).sum()
+
+    def capture_once():
+        calls = _spy(monkeypatch, fake_outputs, "no_python_dispatcher")
+        x = torch.randn(5, 3, requires_grad=True)
+        index = torch.tensor([[0], [2], [1], [1], [0]])
+        x_eager = x.detach().clone().requires_grad_()
+        compiled = aotgraph.aot_function(program)
+        compiled(x, index).backward()
+        program(x_eager, index).backward()
+        torch.testing.assert_close(x.grad, x_eager.grad)
+        monkeypatch.undo()
+        return len(calls), str(next(iter(compiled.aotgraph_entries.values())).joint.graph_module.graph)
+
+    calls_on, graph_on = capture_once()
+    _disable(monkeypatch, "fake_misses_without_python_dispatcher")
+    calls_off, graph_off = capture_once()
+    assert calls_on > calls_off and graph_on == graph_off
+
+
 def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}

@@ -45,6 +45,9 @@ SWITCHES = {
     "size_arithmetic_memo": "capture answers a repeated operation on symbolic sizes (SymNode add, mul, eq, ...) "
                             "with its earlier result (torch_private/symbolic.py)",
     "meta_kernel_answers": "capture answers memo misses of some ops with their meta kernels (capture/fake_outputs.py)",
+    "fake_misses_without_python_dispatcher": "capture asks the fake mode about a fake-memo miss with static sizes "
+                                             "with the Python dispatcher off, as it runs kernels: C++ meta kernels, "
+                                             "not Python references op by op (capture/fake_outputs.py)",
     "layout_rules": "capture computes the output layouts of group norm, batch norm, convolution and their backwards "
                     "on a memo miss instead of running their Python meta kernels or fake rules "
                     "(capture/layout_rules.py)",

@@ -59,6 +59,7 @@ class FakeOutputs:
         self.meta_answers_on = config.enabled("meta_kernel_answers")
         self.strided_builds_on = config.enabled("strided_builds")
         self.layout_rules_on = config.enabled("layout_rules")
+        self.misses_apart_on = config.enabled("fake_misses_without_python_dispatcher")
         self.key_is_symbolic = False  # of the last key built
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
@@ -87,7 +88,8 @@ class FakeOutputs:
             if out is None and self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
                 # (symbolic sizes: the fake mode's rules answer, with the shape environment)
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
-            elif out is None and func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER:
+            elif out is None and (func in _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER
+                                  or (self.misses_apart_on and not self.key_is_symbolic)):
                 with no_python_dispatcher():
                     out = dispatch(func, args, kwargs)
             if out is None:
@@ -337,7 +339,9 @@ _LOW_PRECISION = frozenset({torch.float16, torch.bfloat16})
 # Ops the fake mode answers by a rule of its own (convolutions: the output layout of the backend
 # eager would pick, cuDNN's channels-last included), run with the Python dispatcher off, as the
 # fake mode runs kernels: with it on, the rule's inner tensor ops go through Python too (about
-# half the time of a miss); nothing they compute is recorded.
+# half the time of a miss); nothing they compute is recorded. With static sizes every miss runs
+# so (switch ``fake_misses_without_python_dispatcher``): its meta kernel is then the C++ one eager's
+# kernel shares, not torch's Python reference run op by op (arange, index, to_copy: 1-2 ms a miss).
 _FAKE_RULE_WITHOUT_PYTHON_DISPATCHER = frozenset({aten.convolution.default, aten.convolution_backward.default})
 
 
