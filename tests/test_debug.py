@@ -240,24 +240,6 @@ def test_in_place_on_fresh_switch(disabled, monkeypatch):
     assert (len(calls) == 0) == (not disabled)
 
 
-def test_nested_fake_memo_switch(monkeypatch):
-    """The first block's input needs no gradient: its region is another than the other blocks',
-    whose capture, with the switch, answers the ops the first one met from the shared memo."""
-    def misses_of_a_compile() -> int:
-        misses = _spy(monkeypatch, fake_outputs.FakeOutputs, "_recipe_of")
-        model = _tanh_stack()
-        compiled = aotgraph.aot_module(model)
-        x = torch.randn(2, 4)
-        torch.testing.assert_close(compiled(x), model(x))
-        assert len(next(iter(compiled.aotgraph_entries.values())).joint.regions) == 2
-        monkeypatch.undo()
-        return len(misses)
-
-    shared = misses_of_a_compile()
-    _disable(monkeypatch, "nested_fake_memo")
-    assert misses_of_a_compile() > shared
-
-
 def test_fake_misses_without_python_dispatcher_switch(monkeypatch):
     """Memo misses of ops with no rule or meta answer (cumsum, arange, gather) reach the fake
     mode with the Python dispatcher off only with the switch; the graph is the same either way."""
