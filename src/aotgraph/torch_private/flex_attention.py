@@ -14,11 +14,17 @@ import contextlib
 import sys
 from typing import Iterator
 
-from torch._dynamo._trace_wrapped_higher_order_op import TransformGetItemToIndex
-
 __all__ = ["TransformGetItemToIndex", "operator_called_directly"]
 
 _DIRECT_CALL_FLAG = "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"
+
+
+def TransformGetItemToIndex():  # noqa: N802 (torch's name)
+    """torch's mode, imported at first use: its module imports Dynamo, which ``import aotgraph``
+    does not load."""
+    from torch._dynamo._trace_wrapped_higher_order_op import TransformGetItemToIndex as mode
+
+    return mode()
 
 
 @contextlib.contextmanager
