@@ -1,6 +1,6 @@
 """Training parity through ``torch.compile``: the same model trained eagerly and compiled,
 from identical copies, compared step by step (loss, gradients) and at the end
-(parameters, BatchNorm running statistics). `HopSeen`: an aotgraph backend that also notes
+(parameters, BatchNorm running statistics). `counting`: a compiler that counts its calls. `HopSeen`: an aotgraph backend that also notes
 the higher-order operators Dynamo handed it."""
 from __future__ import annotations
 
@@ -26,6 +26,16 @@ def loss_of(output) -> torch.Tensor:
 def assert_close(actual, expected, what: str, scale: float = 1.0) -> None:
     rtol, atol = TOLERANCES[expected.dtype]
     torch.testing.assert_close(actual, expected, rtol=rtol * scale, atol=atol * scale, msg=lambda m: f"{what}: {m}")
+
+
+def counting(compiler):
+    """`compiler`, counting its calls (a forward and a backward per compile)."""
+    def compile_graph(graph_module, example_inputs):
+        compile_graph.calls += 1
+        return compiler(graph_module, example_inputs)
+
+    compile_graph.calls = 0
+    return compile_graph
 
 
 def assert_training_parity(model: torch.nn.Module, inputs_per_step: list[tuple], compile_model: Callable,

@@ -10,17 +10,7 @@ import torch
 import aotgraph
 from aotgraph import models
 from aotgraph.compilers import eager
-from backend_training import assert_training_parity
-
-
-def counting(compiler):
-    """`compiler`, counting its calls (a forward and a backward per compile)."""
-    def compile_graph(graph_module, example_inputs):
-        compile_graph.calls += 1
-        return compiler(graph_module, example_inputs)
-
-    compile_graph.calls = 0
-    return compile_graph
+from backend_training import assert_training_parity, counting
 
 
 def train_dynamic(model, inputs, compiler):

@@ -15,7 +15,7 @@ import aotgraph
 from aotgraph import config, models
 from aotgraph.capture import repeated_layers
 from aotgraph.compilers import eager
-from backend_training import assert_training_parity
+from backend_training import assert_training_parity, counting
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -24,16 +24,6 @@ COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 def regions_from_three_repeats(monkeypatch):
     """Layers repeated 3 times become regions here (by default only from `SYMBOLIC_MIN_REPEATS`)."""
     monkeypatch.setattr(repeated_layers, "SYMBOLIC_MIN_REPEATS", 3)
-
-
-def counting(compiler):
-    """`compiler`, counting its calls (a forward and a backward per compile)."""
-    def compile_graph(graph_module, example_inputs):
-        compile_graph.calls += 1
-        return compiler(graph_module, example_inputs)
-
-    compile_graph.calls = 0
-    return compile_graph
 
 
 def region_calls(graph_module) -> int:

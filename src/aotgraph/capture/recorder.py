@@ -106,6 +106,7 @@ class GraphRecorder(TorchDispatchMode):
         # ids of the tensors the decomposition under way made and did not view (`_in_place_on_fresh`)
         self._fresh_in_decomposition: set[int] = set()
         self._fresh_twins: dict[Any, Optional[Callable]] = {}  # in-place op -> its twin, where one applies
+        self._in_place_on_fresh_on = config.enabled("in_place_on_fresh")
         self.node_meta = NodeMeta()  # stack_trace, seq_nr, nn_module_stack, source_fn_stack of each op
         self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
         # The inputs' storage resizes (`storage_changes.InputStorageResizes`): ops on a freed input are refused.
@@ -303,7 +304,7 @@ class GraphRecorder(TorchDispatchMode):
         if getattr(func, "is_view", False):
             for tensor in _tensors_in(args, {}):
                 fresh.discard(id(tensor))
-        elif isinstance(out, torch.Tensor) and not facts.is_mutable and config.enabled("in_place_on_fresh"):
+        elif isinstance(out, torch.Tensor) and not facts.is_mutable and self._in_place_on_fresh_on:
             fresh.add(id(out))
 
     def _in_place_on_fresh(self, func, args: tuple, kwargs: dict) -> Any:
