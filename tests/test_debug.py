@@ -109,6 +109,7 @@ SPIED = {
     "symbolic_fake_memo": (fake_outputs, "_has_new_symbols", True),
     "size_arithmetic_memo": (capture, "memoized_size_arithmetic", True),
     "strided_builds": (fake_outputs, "_storage_numel", True),
+    "symbolic_layout_rules": (fake_outputs.FakeOutputs, "_symbolic_rule_outputs", True),
 }
 
 

@@ -1,5 +1,5 @@
 """The memos of a capture with symbolic sizes (switches ``symbolic_fake_memo``,
-``size_arithmetic_memo``, ``strided_builds``, and ``direct_fakes`` for the inputs whose
+``size_arithmetic_memo``, ``strided_builds``, ``symbolic_layout_rules``, and ``direct_fakes`` for the inputs whose
 sizes stay concrete): turned off, the same graphs and the same size guards come out;
 on, a repeated op on symbolic fakes is answered from the memo with the fake mode's layout,
 a repeated evaluation of a condition with its first answer (never one given while guards were
@@ -17,7 +17,7 @@ from aotgraph.compilers import eager
 from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbolic_fake_mode, symbolic_fake
 
 aten = torch.ops.aten
-MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds")
+MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds", "symbolic_layout_rules")
 
 
 def _compile_and_run(model, inputs):
@@ -66,7 +66,9 @@ class _Sum(torch.nn.Module):
         return x.sum()
 
 
-def test_repeated_op_on_symbolic_fakes_is_answered_from_the_memo():
+def test_repeated_op_on_symbolic_fakes_is_answered_from_the_memo(monkeypatch):
+    # (the rules would answer the first occurrences without a dispatch too)
+    monkeypatch.setattr(config, "disabled", config.disabled | {"symbolic_layout_rules"})
     mode = new_symbolic_fake_mode()
     x = symbolic_fake(mode, torch.randn(6, 4, 8), "x")
     w = mode.from_tensor(torch.randn(8, 8), static_shapes=True)

@@ -27,6 +27,7 @@ from .. import config
 from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
 from .layout_rules import RULES as LAYOUT_RULES
+from .symbolic_layout_rules import FRESH, RULES as SYMBOLIC_LAYOUT_RULES
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
 from ..torch_private.symbolic import FloorDiv
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
@@ -59,6 +60,7 @@ class FakeOutputs:
         self.meta_answers_on = config.enabled("meta_kernel_answers")
         self.strided_builds_on = config.enabled("strided_builds")
         self.layout_rules_on = config.enabled("layout_rules")
+        self.symbolic_rules_on = config.enabled("symbolic_layout_rules")
         self.misses_apart_on = config.enabled("fake_misses_without_python_dispatcher")
         self.key_is_symbolic = False  # of the last key built
 
@@ -85,6 +87,8 @@ class FakeOutputs:
                 out = self._functional_batch_norm_outputs(args, kwargs, dispatch)
             elif self.layout_rules_on and func in LAYOUT_RULES and not self.key_is_symbolic:
                 out = self._layout_rule_outputs(func, args, kwargs, tensors)
+            elif self.symbolic_rules_on and self.key_is_symbolic and func in SYMBOLIC_LAYOUT_RULES:
+                out = self._symbolic_rule_outputs(func, args, kwargs, tensors)
             if out is None and self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
                 # (symbolic sizes: the fake mode's rules answer, with the shape environment)
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
@@ -212,6 +216,36 @@ class FakeOutputs:
             outs = tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))
                          for output in outputs)
         return outs[0] if len(func._schema.returns) == 1 else outs
+
+    def _symbolic_rule_outputs(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
+        """`func`'s outputs built from the layouts its rule in `symbolic_layout_rules` computes
+        (fresh tensors, or views of an argument's storage); None where the rule has no answer
+        (switch ``symbolic_layout_rules``)."""
+        layouts = [self.layout_of[id(t)][1] for t in tensors]
+        outputs = SYMBOLIC_LAYOUT_RULES[func](args, kwargs, layouts, tensors)
+        if outputs is None:
+            return None
+        device = layouts[0][4]
+        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        outs = []
+        with DisableTorchDispatch():
+            for output in outputs:
+                if output is None:
+                    outs.append(None)
+                    continue
+                if output[0] is FRESH:
+                    _, shape, stride, numel, dtype = output
+                    meta = torch.empty((numel,), dtype=dtype, device="meta").as_strided(shape, stride, 0)
+                else:  # a view of an argument's storage
+                    _, position, shape, stride, offset = output
+                    meta = torch.empty(0, dtype=tensors[position].dtype, device="meta")
+                    meta.set_(tensors[position].untyped_storage(), 0, (0,), (1,))
+                    meta = meta.as_strided(shape, stride, offset)
+                outs.append(new_fake(meta))
+        returns = func._schema.returns
+        if len(returns) == 1:
+            return outs if isinstance(returns[0].type, torch.ListType) else outs[0]
+        return tuple(outs)
 
     def _functional_batch_norm_outputs(self, args, kwargs, dispatch: Callable) -> tuple:
         """Eager's ``_native_batch_norm_legit_functional``: the in-place op's outputs (recorded

@@ -1,0 +1,496 @@
+"""Output layouts of common ops on tensors of symbolic sizes, computed directly, for the
+capture's fake-output misses under a shape environment.
+
+With symbolic sizes a miss costs the fake mode 0.5-10 ms: its meta functions run in Python
+(torch's references: broadcasting, type promotion, stride order; layer norm's decomposition op
+by op), and each size and stride they compute is a sympy expression built, simplified and
+compared through the shape environment. A dynamic capture meets every op's first occurrence
+that way (a 2-layer GPT-style decoder: 63 misses, 80-90 ms, as long as its whole static
+capture). A rule here answers from the arguments' own SymInts: a pointwise op's output has its
+argument's sizes and strides, a transpose swaps them, a matmul's is (m, n) with strides (n, 1).
+
+A rule answers only where every condition it needs holds for the size expressions as they are
+written, without asking the shape environment: equal shapes are equal expressions, contiguous
+strides are the products of the sizes, every symbol is backed (a backed size is >= 2, the shape
+environment specializes 0 and 1; an unbacked one may be either). Where the fake mode would have
+to decide something (broadcasting against a size that may be 1, a view whose sizes do not
+provably match, dtype promotion), the rule declines and the fake mode answers and adds its
+guards; so a rule never leaves out a guard. tests/capture/test_symbolic_layout_rules.py checks
+each rule against the fake mode's answer, and that the fake mode added no guard in that case
+(switch ``symbolic_layout_rules``).
+
+A rule takes the op's arguments, the memo's layouts of its tensor arguments and those tensors
+(in argument order, see `fake_outputs.FakeOutputs._layout`), and returns per output None (not
+computed), ``(FRESH, shape, stride, numel, dtype)``: a fresh tensor of that layout, or
+``(VIEW, k, shape, stride, offset)``: a view of the k-th tensor's storage; None as a whole: no
+answer.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import sympy
+import torch
+
+from ..torch_private.symbolic import free_unbacked_symbols
+
+aten = torch.ops.aten
+
+FRESH, VIEW = 0, 1
+Outputs = Optional[tuple]
+_FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+_FULL_PRECISION = frozenset({torch.float32, torch.float64})
+_SCALARS = (int, float, bool, str, type(None))  # numbers, gelu's approximate, div's rounding_mode
+
+
+def size_key(size):
+    return size if type(size) is int else size.node.expr
+
+
+def _backed(size) -> bool:
+    """An int > 0, or an expression of backed symbols only (so >= 1)."""
+    if type(size) is int:
+        return size > 0
+    return not free_unbacked_symbols(size)
+
+
+def _dense(layout: tuple) -> bool:
+    """Contiguous strides (those of ``torch.empty``), backed sizes and no empty dimension."""
+    return _dense_sizes(layout[1], layout[2])
+
+
+@functools.lru_cache(maxsize=4096)
+def _dense_sizes(shape: tuple, stride: tuple) -> bool:
+    expected = 1
+    for size, step in zip(reversed(shape), reversed(stride)):
+        if not _backed(size) or step != expected:
+            return False
+        if size != 1:
+            expected = expected * size
+    return True
+
+
+def _one_dtype(layouts: list, dtypes: frozenset) -> Optional[torch.dtype]:
+    """The dtype of `layouts` if they share it (one of `dtypes`) and a device and are neither
+    conjugated nor negated; else None."""
+    dtype, device = layouts[0][0], layouts[0][4]
+    if dtype not in dtypes:
+        return None
+    for layout in layouts:
+        if layout[0] != dtype or layout[4] != device or layout[5] or layout[6]:
+            return None
+    return dtype
+
+
+def contiguous(shape: tuple) -> tuple:
+    """(strides, numel) of a fresh contiguous tensor of `shape` (ints and SymInts of backed,
+    so non-zero, sizes), multiplying no SymInt by 1 (each product is a sympy expression)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        if type(size) is not int:
+            step = size if type(step) is int and step == 1 else step * size
+        elif size != 1:
+            step = step * size
+    return tuple(reversed(strides)), step
+
+
+def _fresh(shape: tuple, dtype: torch.dtype) -> tuple:
+    strides, numel = contiguous(shape)
+    return FRESH, tuple(shape), strides, numel, dtype
+
+
+def _like(tensor: torch.Tensor, dtype: torch.dtype) -> tuple:
+    """A fresh tensor of `tensor`'s (dense) layout."""
+    return FRESH, tuple(tensor.shape), tuple(tensor.stride()), tensor.numel(), dtype
+
+
+def _pointwise(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """A pointwise op of `POINTWISE` whose tensor arguments are dense, of one floating dtype,
+    with shapes that are the last dimensions of one of them (the same expressions: broadcasting
+    that only prepends dimensions), and whose other arguments are real numbers (or an option's
+    string): no size-1 broadcasting and no promotion, so a fresh tensor like the largest argument."""
+    dtype = _one_dtype(layouts, _FLOATS)
+    if dtype is None or not all(map(_dense, layouts)):
+        return None
+    largest = max(range(len(layouts)), key=lambda k: len(layouts[k][1]))
+    shape = layouts[largest][1]
+    if any(layout[1] != shape[len(shape) - len(layout[1]):] for layout in layouts):
+        return None
+    if not all(type(v) in _SCALARS for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)):
+        return None
+    return (_like(tensors[largest], dtype),)
+
+
+def _softmax(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``_softmax`` / ``_log_softmax(input, dim, half_to_float=False)``."""
+    if kwargs or len(args) != 3 or args[2] is not False or type(args[1]) is not int:
+        return None
+    return _pointwise((), {}, layouts, tensors)
+
+
+def _softmax_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``_softmax_backward_data`` / ``_log_softmax_backward_data(grad_out, output, dim, input_dtype)``
+    with the input of their dtype."""
+    if kwargs or len(args) != 4 or type(args[2]) is not int or args[3] != layouts[0][0]:
+        return None
+    return _pointwise((), {}, layouts, tensors)
+
+
+def _layer_norm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``native_layer_norm(input, normalized_shape, weight?, bias?, eps)`` on the CPU, full
+    precision: the normalized input, then each row's mean and 1/std (normalized dims as 1s)."""
+    if kwargs or len(args) != 5 or not _normalized_rows(layouts, args[1], args[2:4]):
+        return None
+    dtype, x = layouts[0][0], tensors[0]
+    statistics = _fresh((*x.shape[:x.dim() - len(args[1])], *(1,) * len(args[1])), dtype)
+    return _like(x, dtype), statistics, statistics
+
+
+def _layer_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight?,
+    bias?, output_mask)`` on the CPU, full precision: the gradients `output_mask` asks for."""
+    if kwargs or len(args) != 8 or type(args[7]) not in (list, tuple) or len(args[7]) != 3:
+        return None
+    normalized, weight, bias, mask = args[2], args[5], args[6], args[7]
+    # tensors: grad, input, mean, rstd, then weight and bias where given
+    if not _normalized_rows(layouts[1:2] + layouts[4:], normalized, (weight, bias)) or layouts[0][1] != layouts[1][1] \
+            or not _dense(layouts[0]) or (mask[1] and weight is None) or (mask[2] and bias is None):
+        return None
+    dtype, x = layouts[0][0], tensors[1]
+    statistics = (*layouts[1][1][:len(layouts[1][1]) - len(normalized)], *(1,) * len(normalized))
+    if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[2][1] != statistics or layouts[3][1] != statistics:
+        return None
+    outputs = (_like(x, dtype), _fresh(tuple(normalized), dtype), _fresh(tuple(normalized), dtype))
+    return tuple(output if wanted is True else None for output, wanted in zip(outputs, mask))
+
+
+def _normalized_rows(layouts: list, normalized, affine: tuple) -> bool:
+    """Whether every tensor of `layouts` (the input first, then the affine ones) is a dense
+    full-precision CPU tensor of one dtype, `normalized` (ints) is the input's trailing sizes and
+    each tensor of `affine` has that shape."""
+    if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
+        return False
+    shape = layouts[0][1]
+    if type(normalized) not in (list, tuple) or not all(type(v) is int for v in normalized) \
+            or not 0 < len(normalized) <= len(shape) or tuple(normalized) != shape[len(shape) - len(normalized):]:
+        return False
+    return all(t is None or tuple(t.shape) == tuple(normalized) for t in affine)
+
+
+def _matmul_operands(layouts: list, tensors: list, a: int, b: int, batch: int) -> Optional[torch.dtype]:
+    """The dtype of ``mm``/``bmm`` operands at positions `a`, `b` (`batch` leading dimensions)
+    of one floating dtype and device and backed sizes, whose inner (and batch) sizes are equal:
+    as expressions, or else as the meta function decides it, through the shape environment
+    (an input's feature size made symbolic, ``Eq(s1, 32)``, which then specializes it)."""
+    dtype = _one_dtype(layouts, _FLOATS)
+    left, right = layouts[a][1], layouts[b][1]
+    if dtype is None or len(left) != 2 + batch or len(right) != 2 + batch or not all(map(_backed, (*left, *right))):
+        return None
+    x, y = tensors[a], tensors[b]
+    pairs = [(k, k) for k in range(batch)] + [(batch + 1, batch)]
+    if not all(_equal_sizes(x.shape[i], y.shape[j]) for i, j in pairs):
+        return None
+    return dtype
+
+
+def _mm(args: tuple, kwargs: dict, layouts: list, tensors: list, batch: int = 0) -> Outputs:
+    """``mm(a, b)``: a fresh contiguous (m, n); ``bmm`` (`batch` 1): (b, m, n)."""
+    if kwargs or len(args) != 2 or _matmul_operands(layouts, tensors, 0, 1, batch) is None:
+        return None
+    a, b = tensors
+    return (_fresh((*a.shape[:-1], b.shape[-1]), layouts[0][0]),)
+
+
+def _bmm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    return _mm(args, kwargs, layouts, tensors, batch=1)
+
+
+def _addmm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``addmm(bias, a, b, beta=1, alpha=1)`` with a bias of (n,) or (m, n): a fresh (m, n)."""
+    if len(args) != 3 or set(kwargs) - {"beta", "alpha"} or not all(type(v) in (int, float) for v in kwargs.values()):
+        return None
+    m, n = layouts[1][1][0], layouts[2][1][-1]
+    if layouts[0][1] not in ((n,), (m, n)) or _matmul_operands(layouts, tensors, 1, 2, 0) is None:
+        return None
+    return (_fresh((tensors[1].shape[0], tensors[2].shape[1]), layouts[0][0]),)
+
+
+def _view(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``view`` / ``_unsafe_view(x, size)`` (ints, SymInts, one -1 at most) that keeps x's
+    leading dimensions and reshapes the rest, where that rest is dense and holds as many
+    elements as `size`'s rest by their expressions: the kept strides, then contiguous ones, on
+    x's storage."""
+    if kwargs or len(args) != 2 or type(args[1]) not in (list, tuple):
+        return None
+    x, size = tensors[0], list(args[1])
+    keys = []
+    for value in size:
+        key = value if type(value) is int else value.node.expr if isinstance(value, torch.SymInt) else None
+        if key is None or (key != -1 and not _backed(key)):
+            return None
+        keys.append(key)
+    if keys.count(-1) > 1:
+        return None
+    old_shape, old_stride = layouts[0][1], layouts[0][2]
+    kept = 0
+    while kept < min(len(keys), len(old_shape)) and keys[kept] == old_shape[kept]:
+        kept += 1
+    if not _dense_sizes(old_shape[kept:], old_stride[kept:]) or 1 in keys[kept:]:
+        return None
+    numel, product = 1, 1
+    for key in old_shape[kept:]:
+        numel = numel * key
+    for key in keys[kept:]:
+        if key != -1:
+            product = product * key
+    if -1 in keys:
+        inferred = keys.index(-1)
+        rest = _exact_quotient(numel, product) if inferred >= kept else None
+        rest_size = None if rest is None else _size_of(rest, x, size, inferred)
+        if rest_size is None:
+            return None
+        size[inferred] = rest_size
+    elif product != numel:
+        return None
+    strides, _ = contiguous(tuple(size[kept:]))
+    return ((VIEW, 0, tuple(size), (*x.stride()[:kept], *strides), x.storage_offset()),)
+
+
+def _exact_quotient(numel, product):
+    """``numel / product`` (ints or sympy expressions of backed symbols) where it is a whole
+    int or a product with no fraction left; else None."""
+    if type(numel) is int and type(product) is int:
+        return numel // product if product and numel % product == 0 else None
+    quotient = sympy.sympify(numel) / product
+    if quotient.as_numer_denom()[1] != 1 or not _backed(quotient):
+        return None
+    return quotient
+
+
+def _size_of(expr, x: torch.Tensor, size: list, inferred: int):
+    """An int or SymInt whose expression is `expr`: an int, one of x's sizes, or x's numel
+    floor-divided by the other entries of `size` where that simplifies to `expr`."""
+    if type(expr) is int or expr.is_Integer:
+        return int(expr)
+    for dim_size in x.shape:
+        if type(dim_size) is not int and dim_size.node.expr == expr:
+            return dim_size
+    divisor = 1
+    for k, value in enumerate(size):
+        if k != inferred:
+            divisor = divisor * value
+    result = x.numel() // divisor
+    return result if type(result) is not int and result.node.expr == expr else None
+
+
+def _transpose(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``transpose(x, a, b)`` / ``t(x)``: x's sizes and strides with two dimensions swapped,
+    on x's storage."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or len(args) not in (1, 3) or (len(args) == 1 and rank > 2):
+        return None
+    a, b = args[1:3] if len(args) == 3 else (0, 1 if rank == 2 else 0)
+    if type(a) is not int or type(b) is not int or not (-rank <= a < max(rank, 1) and -rank <= b < max(rank, 1)):
+        return None
+    order = list(range(rank))
+    if rank:
+        a, b = a % rank, b % rank
+        order[a], order[b] = order[b], order[a]
+    return _permuted(x, order)
+
+
+def _permute(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``permute(x, dims)``: x's sizes and strides reordered, on x's storage."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or len(args) != 2 or type(args[1]) not in (list, tuple) or len(args[1]) != rank \
+            or not all(type(d) is int and -rank <= d < rank for d in args[1]):
+        return None
+    order = [d % rank for d in args[1]]
+    return None if len(set(order)) != rank else _permuted(x, order)
+
+
+def _permuted(x: torch.Tensor, order: list) -> tuple:
+    shape, stride = x.shape, x.stride()
+    return ((VIEW, 0, tuple(shape[d] for d in order), tuple(stride[d] for d in order), x.storage_offset()),)
+
+
+def _alias(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``detach`` / ``alias(x)``: x's layout on x's storage."""
+    x = tensors[0]
+    if kwargs or len(args) != 1:
+        return None
+    return ((VIEW, 0, tuple(x.shape), tuple(x.stride()), x.storage_offset()),)
+
+
+def _clone(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``clone(x)`` of a dense x (any memory format keeps a dense layout): a fresh one like it."""
+    if len(args) != 1 or set(kwargs) - {"memory_format"} \
+            or kwargs.get("memory_format") not in (None, torch.preserve_format, torch.contiguous_format) \
+            or not _dense(layouts[0]):
+        return None
+    return (_like(tensors[0], layouts[0][0]),)
+
+
+def _sum(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``sum.dim_IntList(x, dims, keepdim=False)`` of a dense floating x over distinct dims: a
+    fresh contiguous tensor of the kept sizes."""
+    if len(args) not in (2, 3) or kwargs or _one_dtype(layouts, _FLOATS) is None or not _dense(layouts[0]):
+        return None
+    x, dims = tensors[0], args[1]
+    keepdim = args[2] if len(args) == 3 else False
+    rank = x.dim()
+    if type(dims) not in (list, tuple) or not dims or type(keepdim) is not bool \
+            or not all(type(d) is int and -rank <= d < rank for d in dims):
+        return None
+    reduced = {d % rank for d in dims}
+    if len(reduced) != len(dims):
+        return None
+    shape = tuple(1 if d in reduced else s for d, s in enumerate(x.shape) if keepdim or d not in reduced)
+    return (_fresh(shape, layouts[0][0]),)
+
+
+def _nll_loss(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``nll_loss_forward(input (N, C), target (N,), weight?, reduction, ignore_index)`` of a
+    full-precision input and an int64 target: the loss (N,) or 0-dim, and the total weight."""
+    if kwargs or len(args) != 5 or args[2] is not None or args[3] not in (0, 1, 2) or len(layouts) != 2:
+        return None
+    (dtype, shape, *_), target = layouts
+    if dtype not in _FULL_PRECISION or len(shape) != 2 or target[0] != torch.int64 or len(target[1]) != 1 \
+            or target[4] != layouts[0][4] or not all(map(_backed, (*shape, *target[1]))) \
+            or not _same_rows(tensors[0], tensors[1]):
+        return None
+    loss = (tensors[0].shape[0],) if args[3] == 0 else ()
+    return _fresh(loss, dtype), _fresh((), dtype)
+
+
+def _nll_loss_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``nll_loss_backward(grad_out, input (N, C), target, weight?, reduction, ignore_index,
+    total_weight)``, mean or sum: a fresh contiguous tensor of the input's sizes."""
+    if kwargs or len(args) != 7 or args[3] is not None or args[4] not in (1, 2) or len(layouts) != 4:
+        return None
+    grad, x, target, total = layouts
+    if x[0] not in _FULL_PRECISION or grad[0] != x[0] or total[0] != x[0] or grad[1] != () or total[1] != () \
+            or len(x[1]) != 2 or target[0] != torch.int64 or len(target[1]) != 1 \
+            or not all(map(_backed, (*x[1], *target[1]))) or not _same_rows(tensors[1], tensors[2]):
+        return None
+    return (_fresh(tuple(tensors[1].shape), x[0]),)
+
+
+def _same_rows(x: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether the loss's input and target have as many rows (see `_equal_sizes`)."""
+    return _equal_sizes(x.shape[0], target.shape[0])
+
+
+def _equal_sizes(a, b) -> bool:
+    """Whether two sizes are equal, decided as a meta function's check decides it: equal
+    expressions are, and otherwise the shape environment answers from the hints and guards on
+    its answer (``Eq(s0*s1, s2*s3)``: a target with sizes of its own)."""
+    if type(a) is int and type(b) is int or size_key(a) == size_key(b):
+        return a == b
+    return bool(a == b)
+
+
+def _embedding(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``embedding(weight (V, D), indices, ...)`` of int64 indices: a fresh (*indices, D)."""
+    if kwargs or not 2 <= len(args) <= 5 or len(layouts) != 2:
+        return None
+    weight, indices = layouts
+    if weight[0] not in _FLOATS or len(weight[1]) != 2 or indices[0] != torch.int64 or weight[4] != indices[4] \
+            or not all(map(_backed, (*weight[1], *indices[1]))):
+        return None
+    return (_fresh((*tensors[1].shape, tensors[0].shape[1]), weight[0]),)
+
+
+def _embedding_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``embedding_dense_backward(grad (..., D), indices, num_weights, padding_idx, scale)``,
+    int64 indices: a fresh (num_weights, D)."""
+    if kwargs or len(args) != 5 or type(args[2]) is not int or args[2] <= 0 or len(layouts) != 2:
+        return None
+    grad, indices = layouts
+    if grad[0] not in _FLOATS or indices[0] != torch.int64 or grad[1][:-1] != indices[1] or grad[4] != indices[4] \
+            or not all(map(_backed, grad[1])):
+        return None
+    return (_fresh((args[2], tensors[0].shape[-1]), grad[0]),)
+
+
+def _cat(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``cat(tensors, dim=0)`` of dense tensors of one rank (>= 1), dtype and device, equal
+    in every other dimension: a fresh contiguous tensor, the sizes along `dim` added."""
+    if kwargs or len(args) not in (1, 2) or len(layouts) < 2 or len(layouts) != len(args[0]):
+        return None
+    rank, dim = len(layouts[0][1]), args[1] if len(args) == 2 else 0
+    if _one_dtype(layouts, _FLOATS) is None or rank == 0 or type(dim) is not int or not -rank <= dim < rank \
+            or not all(map(_dense, layouts)):
+        return None
+    dim %= rank
+    first = layouts[0][1]
+    if any(len(layout[1]) != rank or layout[1][:dim] != first[:dim] or layout[1][dim + 1:] != first[dim + 1:]
+           for layout in layouts):
+        return None
+    total = tensors[0].shape[dim]
+    for tensor in tensors[1:]:
+        total = total + tensor.shape[dim]
+    shape = tensors[0].shape
+    return (_fresh((*shape[:dim], total, *shape[dim + 1:]), layouts[0][0]),)
+
+
+def _split(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``split.Tensor(x, size, dim=0)`` along a dimension of concrete size: views of x, each
+    `size` long (the last the rest), x's strides, offsets along `dim`."""
+    if kwargs or len(args) not in (2, 3):
+        return None
+    x = tensors[0]
+    rank, size, dim = x.dim(), args[1], args[2] if len(args) == 3 else 0
+    if type(size) is not int or size <= 0 or type(dim) is not int or not -rank <= dim < rank:
+        return None
+    dim %= rank
+    length = layouts[0][1][dim]
+    if type(length) is not int or length == 0:
+        return None
+    shape, stride, offset = tuple(x.shape), tuple(x.stride()), x.storage_offset()
+    views = []
+    for start in range(0, length, size):
+        piece = (*shape[:dim], min(size, length - start), *shape[dim + 1:])
+        views.append((VIEW, 0, piece, stride, offset + start * stride[dim] if start else offset))
+    return tuple(views)
+
+
+POINTWISE = frozenset({
+    aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.add.Scalar, aten.sub.Scalar,
+    aten.mul.Scalar, aten.div.Scalar, aten.rsub.Scalar, aten.neg.default, aten.exp.default, aten.sqrt.default,
+    aten.rsqrt.default, aten.pow.Tensor_Scalar, aten.sigmoid.default, aten.tanh.default, aten.relu.default,
+    aten.silu.default, aten.gelu.default, aten.sigmoid_backward.default, aten.tanh_backward.default,
+    aten.gelu_backward.default, aten.threshold_backward.default,
+})
+
+RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
+    **{op: _pointwise for op in POINTWISE},
+    aten._softmax.default: _softmax,
+    aten._log_softmax.default: _softmax,
+    aten._softmax_backward_data.default: _softmax_backward,
+    aten._log_softmax_backward_data.default: _softmax_backward,
+    aten.native_layer_norm.default: _layer_norm,
+    aten.native_layer_norm_backward.default: _layer_norm_backward,
+    aten.mm.default: _mm,
+    aten.bmm.default: _bmm,
+    aten.addmm.default: _addmm,
+    aten.view.default: _view,
+    aten._unsafe_view.default: _view,
+    aten.transpose.int: _transpose,
+    aten.t.default: _transpose,
+    aten.permute.default: _permute,
+    aten.detach.default: _alias,
+    aten.alias.default: _alias,
+    aten.clone.default: _clone,
+    aten.sum.dim_IntList: _sum,
+    aten.nll_loss_forward.default: _nll_loss,
+    aten.nll_loss_backward.default: _nll_loss_backward,
+    aten.embedding.default: _embedding,
+    aten.embedding_dense_backward.default: _embedding_backward,
+    aten.cat.default: _cat,
+    aten.split.Tensor: _split,
+}

@@ -1,0 +1,244 @@
+"""The layout rules for symbolic sizes (capture/symbolic_layout_rules.py) give the layouts and
+the size guards the fake mode gives in each case they answer, and decline the cases where the
+fake mode has to decide something about the sizes (broadcasting, matching, promotion)."""
+from __future__ import annotations
+
+import pytest
+import sympy
+import torch
+
+from aotgraph import config
+from aotgraph.capture.fake_outputs import FakeOutputs
+from aotgraph.capture.symbolic_layout_rules import POINTWISE, RULES
+from aotgraph.torch_private.symbolic import DimDynamic, StatelessSymbolicContext, new_symbolic_fake_mode
+
+aten = torch.ops.aten
+
+
+def _sym(mode, *shape, dtype=torch.float32, name="x", last_static=True):
+    """A fake of these sizes, each symbolic (but 0 and 1, and the last where `last_static`, as
+    a model's feature dimension is)."""
+    from torch._dynamo.source import LocalSource
+
+    data = torch.randint(0, 8, shape) if dtype == torch.int64 else torch.randn(shape, dtype=dtype)
+    dims = [DimDynamic.DYNAMIC] * len(shape)
+    if last_static and len(shape) > 1:
+        dims[-1] = DimDynamic.STATIC
+    return mode.from_tensor(data, source=LocalSource(name), symbolic_context=StatelessSymbolicContext(dynamic_sizes=dims))
+
+
+def _static(mode, *shape, dtype=torch.float32):
+    return mode.from_tensor(torch.randn(shape, dtype=dtype), static_shapes=True)
+
+
+def _ops(mode, fn):
+    """`fn` run in the fake mode (to derive arguments sharing symbols)."""
+    with mode:
+        return fn()
+
+
+def _flat(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _layout(t, args):
+    if t is None:
+        return None
+    storages = [a.untyped_storage()._cdata for a in args if isinstance(a, torch.Tensor)]
+    storage, nbytes = t.untyped_storage()._cdata, t.untyped_storage().nbytes()
+    nbytes = nbytes if type(nbytes) is int else sympy.expand(nbytes.node.expr)  # (equal sizes, written two ways)
+    return (t.dtype, [str(s) for s in t.shape], [str(s) for s in t.stride()], str(t.storage_offset()), t.device,
+            str(nbytes), storages.index(storage) if storage in storages else None)
+
+
+def _answer(func, make_args, use_rules: bool, monkeypatch):
+    """(layouts of the outputs, guards of the shape environment, whether a rule answered) for
+    `func` on the arguments `make_args(mode)` makes in a fresh shape environment."""
+    monkeypatch.setattr(config, "disabled", config.disabled - {"symbolic_layout_rules"} if use_rules
+                        else config.disabled | {"symbolic_layout_rules"})
+    mode = new_symbolic_fake_mode()
+    args = make_args(mode)
+    memo = FakeOutputs(mode)
+    answered = []
+    rule_outputs = memo._symbolic_rule_outputs
+
+    def spy(*a):
+        out = rule_outputs(*a)
+        answered.append(out is not None)
+        return out
+
+    memo._symbolic_rule_outputs = spy
+    flat_args = [t for a in args for t in (a if isinstance(a, list) else [a])]
+    with mode:
+        out = memo.run(func, tuple(args), {}, lambda f, a, k: f(*a, **k))
+    guards = sorted(str(g.expr) for g in mode.shape_env.guards)
+    return [_layout(t, flat_args) for t in _flat(out)], guards, any(answered)
+
+
+def _x(mode, dtype=torch.float32):
+    return _sym(mode, 3, 5, 8, dtype=dtype)
+
+
+def _like(mode, x, dtype=None):
+    return _ops(mode, lambda: torch.empty_like(x, dtype=dtype))
+
+
+def _rows(mode, x, *rest, dtype=torch.float32):
+    """A fresh tensor of x's first size, then `rest`."""
+    return _ops(mode, lambda: torch.empty(x.shape[0], *rest, dtype=dtype))
+
+
+def _pair(fn):
+    """A case from ``fn(mode, x)`` with x a (s0, s1, 8) float32 fake."""
+    return lambda mode: fn(mode, _x(mode))
+
+
+def _grad_and_saved(mode, x, func):
+    with mode:
+        return [torch.empty_like(x), func(x)]
+
+
+def _layer_norm_backward(mask, affine=True):
+    def make(mode):
+        x = _x(mode)
+        weight, bias = (_static(mode, 8), _static(mode, 8)) if affine else (None, None)
+        with mode:
+            _, mean, rstd = aten.native_layer_norm(x, [8], weight, bias, 1e-5)
+            return [torch.empty_like(x), x, [8], mean, rstd, weight, bias, mask]
+    return make
+
+
+def _nll(mode, own_target_symbol: bool):
+    x = _sym(mode, 6, 16)
+    target = _sym(mode, 6, dtype=torch.int64, name="t") if own_target_symbol else _rows(mode, x, dtype=torch.int64)
+    return x, target
+
+
+def _nll_backward(own_target_symbol: bool):
+    def make(mode):
+        x, target = _nll(mode, own_target_symbol)
+        with mode:
+            _, total = aten.nll_loss_forward(x, target, None, 1, -100)
+            return [torch.empty(()), x, target, None, 1, -100, total]
+    return make
+
+
+def _sliced(mode):
+    """(s0, s1, 8) with strides (24*s1, 24, 1): a third of the last dimension of a dense tensor."""
+    x = _sym(mode, 3, 5, 24)
+    return _ops(mode, lambda: x[:, :, :8])
+
+
+# Cases a rule answers: (op, arguments made in a fresh shape environment)
+ANSWERED = {
+    "add same shapes": (aten.add.Tensor, _pair(lambda m, x: [x, _like(m, x)])),
+    "add bf16": (aten.add.Tensor, lambda m: (lambda x: [x, _like(m, x)])(_x(m, torch.bfloat16))),
+    "add prepended dims": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[0]))])),
+    "mul scalar": (aten.mul.Tensor, _pair(lambda m, x: [x, 0.5])),
+    "gelu": (aten.gelu.default, _pair(lambda m, x: [x])),
+    "gelu_backward": (aten.gelu_backward.default, _pair(lambda m, x: [_like(m, x), x])),
+    "threshold_backward": (aten.threshold_backward.default, _pair(lambda m, x: [_like(m, x), x, 0])),
+    "log_softmax": (aten._log_softmax.default, _pair(lambda m, x: [x, -1, False])),
+    "log_softmax_backward": (aten._log_softmax_backward_data.default,
+                             _pair(lambda m, x: [_like(m, x), x, -1, torch.float32])),
+    "layer_norm": (aten.native_layer_norm.default, _pair(lambda m, x: [x, [8], _static(m, 8), _static(m, 8), 1e-5])),
+    "layer_norm no affine": (aten.native_layer_norm.default, _pair(lambda m, x: [x, [8], None, None, 1e-5])),
+    "layer_norm_backward": (aten.native_layer_norm_backward.default, _layer_norm_backward([True, True, True])),
+    "layer_norm_backward input only": (aten.native_layer_norm_backward.default,
+                                       _layer_norm_backward([True, False, False], affine=False)),
+    "mm": (aten.mm.default, lambda m: [_sym(m, 6, 8), _static(m, 8, 4)]),
+    "mm symbolic inner": (aten.mm.default, lambda m: (lambda a: [a, _ops(m, lambda: a.t().clone())])(
+        _sym(m, 6, 5, last_static=False))),
+    "mm inner size made symbolic": (aten.mm.default, lambda m: [_sym(m, 6, 5, last_static=False), _static(m, 5, 4)]),
+    "addmm inner size made symbolic": (aten.addmm.default, lambda m: [_static(m, 4), _sym(m, 6, 8, last_static=False),
+                                                                      _static(m, 8, 4)]),
+    "bmm": (aten.bmm.default, lambda m: (lambda a: [a, _rows(m, a, 8, 4)])(_sym(m, 3, 5, 8))),
+    "addmm": (aten.addmm.default, lambda m: [_static(m, 4), _sym(m, 6, 8), _static(m, 8, 4)]),
+    "view merge": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0] * x.shape[1], 8]])),
+    "view -1": (aten.view.default, _pair(lambda m, x: [x, [-1, 8]])),
+    "view split last": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], x.shape[1], 2, 4]])),
+    "view -1 symbolic": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], -1]])),
+    "view of a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], x.shape[1], 2, 4]])(_sliced(m))),
+    "unsafe_view": (aten._unsafe_view.default, _pair(lambda m, x: [x, [x.shape[0] * x.shape[1], 8]])),
+    "transpose": (aten.transpose.int, _pair(lambda m, x: [x, 0, -1])),
+    "t": (aten.t.default, lambda m: [_sym(m, 6, 5, last_static=False)]),
+    "permute": (aten.permute.default, _pair(lambda m, x: [x, [2, 0, 1]])),
+    "permute a slice": (aten.permute.default, lambda m: [_sliced(m), [1, 0, 2]]),
+    "detach": (aten.detach.default, lambda m: [_sliced(m)]),
+    "clone": (aten.clone.default, _pair(lambda m, x: [x])),
+    "sum": (aten.sum.dim_IntList, _pair(lambda m, x: [x, [0, 1]])),
+    "sum keepdim": (aten.sum.dim_IntList, _pair(lambda m, x: [x, [-1], True])),
+    "nll_loss": (aten.nll_loss_forward.default, lambda m: [*_nll(m, False), None, 1, -100]),
+    "nll_loss target's own size": (aten.nll_loss_forward.default, lambda m: [*_nll(m, True), None, 1, -100]),
+    "nll_loss none": (aten.nll_loss_forward.default, lambda m: [*_nll(m, False), None, 0, -100]),
+    "nll_loss_backward": (aten.nll_loss_backward.default, _nll_backward(False)),
+    "nll_loss_backward target's own size": (aten.nll_loss_backward.default, _nll_backward(True)),
+    "embedding": (aten.embedding.default, lambda m: [_static(m, 16, 8), _sym(m, 3, 5, dtype=torch.int64)]),
+    "embedding_dense_backward": (aten.embedding_dense_backward.default,
+                                 lambda m: (lambda i: [_ops(m, lambda: torch.empty(*i.shape, 8)), i, 16, -1, False])(
+                                     _sym(m, 3, 5, dtype=torch.int64))),
+    "cat": (aten.cat.default, _pair(lambda m, x: [[x, _like(m, x)], -1])),
+    "cat of own sizes": (aten.cat.default, lambda m: (lambda x: [[x, _ops(m, lambda: torch.empty(
+        x.shape[0], 7, 8))], 1])(_x(m))),
+    "split": (aten.split.Tensor, lambda m: [_sym(m, 3, 5, 24), 8, -1]),
+    "split uneven": (aten.split.Tensor, lambda m: [_sym(m, 3, 5, 24), 10, 2]),
+}
+
+# Cases a rule declines: the fake mode decides (and guards) or refuses.
+DECLINED = {
+    "add of other symbols": (aten.add.Tensor, lambda m: [_x(m), _sym(m, 3, 5, 8, name="y")]),
+    "add broadcasting a 1": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[:, :1]))])),
+    "add promotion": (aten.add.Tensor, _pair(lambda m, x: [x, _like(m, x, torch.float64)])),
+    "add of ints": (aten.add.Tensor, lambda m: (lambda x: [x, x])(_sym(m, 3, 5, dtype=torch.int64))),
+    "gelu transposed": (aten.gelu.default, _pair(lambda m, x: [_ops(m, lambda: x.transpose(0, 1))])),
+    "view of other symbols": (aten.view.default, lambda m: (lambda x, y: [x, [y.shape[0], -1]])(_x(m), _sym(m, 4, name="y"))),
+    "view inserting a 1": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], x.shape[1], 1, 8]])),
+    "view merging a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], -1]])(_sliced(m))),
+    "layer_norm half": (aten.native_layer_norm.default,
+                        lambda m: [_x(m, torch.bfloat16), [8], None, None, 1e-5]),
+    "split of a symbolic size": (aten.split.Tensor, _pair(lambda m, x: [x, 2, 1])),
+}
+
+
+def test_every_rule_is_tested():
+    tested = {case[0] for case in ANSWERED.values()}
+    assert set(RULES) - tested <= POINTWISE | {aten._softmax.default, aten._softmax_backward_data.default,
+                                               aten.alias.default}  # (their twins' cases, the pointwise test)
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERED))
+def test_rule_gives_the_fake_modes_layouts_and_guards(case, monkeypatch):
+    func, make_args = ANSWERED[case]
+    ruled = _answer(func, make_args, True, monkeypatch)
+    without = _answer(func, make_args, False, monkeypatch)
+    assert ruled[2] and not without[2]
+    assert ruled[0] == without[0]  # dtype, sizes, strides, offset, device, storage bytes, storage shared
+    assert ruled[1] == without[1]  # the same size guards
+
+
+@pytest.mark.parametrize("case", sorted(DECLINED))
+def test_rule_declines_what_the_fake_mode_decides(case, monkeypatch):
+    func, make_args = DECLINED[case]
+    try:
+        _, _, answered = _answer(func, make_args, True, monkeypatch)
+    except (RuntimeError, ValueError):  # the fake mode refused (a view that cannot be one)
+        return
+    assert not answered
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("op", sorted(POINTWISE, key=str), ids=str)
+def test_pointwise_rules_give_the_fake_modes_layouts(op, dtype, monkeypatch):
+    arity = sum(1 for a in op._schema.arguments if str(a.type) == "Tensor")
+    extra = {aten.threshold_backward.default: [0.0], aten.pow.Tensor_Scalar: [2.0]}.get(op, [])
+    if not extra and any(str(a.type) == "number" and not a.has_default_value() for a in op._schema.arguments):
+        extra = [0.5]
+
+    def make(mode):
+        x = _x(mode, dtype)
+        return [x, *[_like(mode, x) for _ in range(arity - 1)], *extra]
+
+    ruled = _answer(op, make, True, monkeypatch)
+    without = _answer(op, make, False, monkeypatch)
+    assert ruled[2]
+    assert ruled[0] == without[0] and ruled[1] == without[1]
