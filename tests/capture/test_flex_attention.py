@@ -26,7 +26,11 @@ flex = pytest.importorskip("torch.nn.attention.flex_attention")
 # the eager reference runs flex_attention unfused, and torch says so
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
-SEQ, WINDOW, BLOCK = 64, 16, 16
+# Inductor's CUDA kernels tile each block of the block mask (their BLOCK_M and BLOCK_N, up to
+# 128, must divide BLOCK), and a query shorter than 128 takes its decoding kernel, whose
+# BLOCK_M is the query length rounded up (64 here would need BLOCK >= 64): with SEQ 64 and
+# BLOCK 16 every kernel choice is skipped (NoValidChoicesError, torch.compile's own path too).
+SEQ, WINDOW, BLOCK = 256, 16, 128
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a CUDA device"))]
 NO_CUDA_INDUCTOR = pytest.mark.skipif(
@@ -84,13 +88,9 @@ def hop_calls(graph_module, hop) -> int:
 
 @pytest.mark.parametrize("compiler", ["eager", pytest.param("inductor", marks=[pytest.mark.slow, NO_CUDA_INDUCTOR])])
 @pytest.mark.parametrize("device", DEVICES)
-def test_training_step_with_score_mod_and_block_mask(compiler, device, cpu_backward_allowed, request):
+def test_training_step_with_score_mod_and_block_mask(compiler, device, cpu_backward_allowed):
     if compiler == "inductor" and device == "cpu":
         pytest.skip("Inductor lowers flex_attention's backward only on CUDA (see test_inductor_cpu_training_is_refused)")
-    if compiler == "inductor":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="H200, torch 2.11 (session 11): Inductor's flex_attention lowering raises "
-                                "NoValidChoicesError on this fp32 block (head dim 16); not yet investigated"))
     torch.manual_seed(0)
     model = FlexAttentionBlock(device).to(device)
     steps = [(torch.randn(2, SEQ, 32, device=device),) for _ in range(3)]
@@ -100,6 +100,60 @@ def test_training_step_with_score_mod_and_block_mask(compiler, device, cpu_backw
     (entry,) = seen.backend.entries
     assert hop_calls(entry.partition.forward, torch.ops.higher_order.flex_attention) == 1
     assert hop_calls(entry.partition.backward, torch.ops.higher_order.flex_attention_backward) == 1
+
+
+def node_arguments(graph_module, hop) -> list:
+    """The arguments and result of each `hop` node, as a compiler reads them: a tensor's shape,
+    strides, storage offset and dtype (``meta['val']``), a subgraph's placeholder shapes and dtypes,
+    any other value as it is."""
+    def read(value):
+        if isinstance(value, (tuple, list)):
+            return type(value)(read(v) for v in value)
+        if isinstance(value, dict):
+            return {key: read(v) for key, v in value.items()}
+        if isinstance(value, torch.fx.Node) and value.op == "get_attr":
+            subgraph = getattr(graph_module, value.target)
+            return [(tuple(p.meta["val"].shape), p.meta["val"].dtype) for p in subgraph.graph.find_nodes(op="placeholder")]
+        if isinstance(value, torch.fx.Node):
+            value = value.meta["val"]
+        if isinstance(value, torch.Tensor):
+            return tuple(value.shape), value.stride(), value.storage_offset(), value.dtype
+        return value
+
+    return [read((node.args, node.kwargs, node.meta["val"]))
+            for node in graph_module.graph.find_nodes(op="call_function", target=hop)]
+
+
+def test_flex_nodes_read_what_torch_aot_autograd_hands_inductor(cpu_backward_allowed):
+    """The forward and backward flex nodes that Inductor lowers, as aotgraph builds them and as
+    torch's AOTAutograd does for the same Dynamo graph: the same layouts of query, key, value,
+    out, logsumexp (float32) and grad_out, block-mask tensors, scale, kernel_options and
+    subgraph signatures."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def graphs_of(make_backend) -> dict:
+        compiled_graphs = []  # the forward, then the backward
+
+        def compile_graph(graph_module, example_inputs):
+            compiled_graphs.append(graph_module)
+
+            def run(args):
+                return graph_module(*args)
+            run._boxed_call = True  # takes one list, as both callers prefer
+            return run
+
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        compiled = torch.compile(FlexAttentionBlock("cpu"), backend=make_backend(compile_graph), dynamic=False)
+        compiled(torch.randn(2, SEQ, 32)).sum().backward()
+        forward, backward = compiled_graphs
+        return {"forward": node_arguments(forward, torch.ops.higher_order.flex_attention),
+                "backward": node_arguments(backward, torch.ops.higher_order.flex_attention_backward)}
+
+    ours = graphs_of(lambda compile_graph: aotgraph.backend(compiler=compile_graph))
+    torchs = graphs_of(lambda compile_graph: aot_autograd(fw_compiler=compile_graph, bw_compiler=compile_graph))
+    assert len(ours["forward"]) == len(ours["backward"]) == 1
+    assert ours == torchs
 
 
 class MarkedFlexBlock(FlexAttentionBlock):

@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_conte
 
 from aotgraph import aot_export_joint, aot_function, aot_module, min_cut_rematerialization_partition, models
 from aotgraph.errors import BadArgument
+from aotgraph.graph.ops import bytes_of
 from aotgraph.partition import offload_early, offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
 from aotgraph.partition.mincut import JointNetwork, split_with_plan
@@ -356,3 +357,13 @@ def test_inductor_pipeline_plans_for_fused_backward_kernels():
     compiled(x, w1, w2).sum().backward()
     entry = next(iter(compiled.aotgraph_entries.values()))
     assert sorted(v.producer.split(".")[0] for v in entry.partition.saved if v.producer != "input") == ["mm", "sin"]
+
+
+def test_a_node_returning_a_dict_is_never_saved_whole():
+    """A user Triton kernel's functional node returns a dict (argument name -> written copy):
+    like a tuple, the min cut cannot save it (it took it for an 8-byte scalar, and Inductor
+    cannot return it from a forward); its getitems, tensors, are saved instead. Without triton,
+    tests/capture/test_triton_kernels.py does not run, so the rule is checked here."""
+    node = torch.fx.Graph().placeholder("kernel_results")
+    node.meta["val"] = {"y_ptr": torch.empty(4, 8)}
+    assert bytes_of(node) is None

@@ -1,7 +1,8 @@
 """What a joint-graph node costs to keep and to recompute, and whether recomputing it is safe.
 
 `bytes_of(node)`: real bytes of its value (numel x itemsize); None when the value cannot be
-saved as one tensor (a tuple of results: save its getitems instead).
+saved as one tensor (a tuple, list or dict of results, as a user Triton kernel's functional
+form returns: save its getitems instead).
 `flops_of(node)`: a FLOP estimate; matmul, convolution and attention by formula, views 0,
 everything else one per output element (pointwise) or per input element (reductions).
 `recompute_ban(node)`: why the backward may never recompute it (a string), or None.
@@ -32,7 +33,7 @@ def bytes_of(node: fx.Node) -> Optional[int]:
     value = node.meta.get("val")
     if isinstance(value, torch.Tensor):
         return _numel(value) * value.dtype.itemsize
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list, dict)):
         return None
     return 8  # a symbol or scalar
 

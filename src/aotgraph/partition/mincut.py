@@ -2,9 +2,9 @@
 
 Each forward-computable joint node ``v`` becomes two flow vertices ``v_in -> v_out`` joined
 by an edge whose capacity is the cost of saving ``v`` (its bytes; inputs are free, tuples
-cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data. The source feeds the
-inputs and every node the backward may not recompute; the sink drains every value a
-backward-only node reads. A minimum cut is then a set of saved values from which the backward
+and dicts of results cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data.
+The source feeds the inputs and every node the backward may not recompute; the sink drains
+every value a backward-only node reads. A minimum cut is then a set of saved values from which the backward
 can recompute everything else it needs. An optional recompute price ``lam`` (bytes per FLOP)
 adds a ``source -> v_in`` edge of ``lam * flops(v)``: cutting it means recomputing ``v``.
 The solver is scipy's ``maximum_flow`` (integer capacities, Dinic).
@@ -114,10 +114,10 @@ class JointNetwork:
 
     def _save_cost(self, node: fx.Node) -> Optional[int]:
         """Bytes to save `node` (times a penalty where a policy said RECOMPUTE); None: it
-        cannot be saved (a tuple). An input is free to save, unless the runtime overwrites it
-        after the forward: then it is saved (the runtime clones its old value) only where the
-        backward reads it itself; recomputing from it (batch norm from its running statistics)
-        would cost that copy every call."""
+        cannot be saved (a tuple or dict of results). An input is free to save, unless the
+        runtime overwrites it after the forward: then it is saved (the runtime clones its old
+        value) only where the backward reads it itself; recomputing from it (batch norm from
+        its running statistics) would cost that copy every call."""
         if is_primal(node):
             if node.name not in self.mutated_inputs:
                 return 0
