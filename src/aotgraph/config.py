@@ -97,6 +97,11 @@ SWITCHES = {
                                "(compilers/background_builds.py)",
     "vec_isa_memo": "Inductor's probe of the CPU's vector ISAs is answered from a memo of an earlier process's "
                     "(compilers/vec_isa_memo.py)",
+    "stored_cpp_builds": "an Inductor graph's disk cache entry carries the C++ libraries it loads (and the vector-ISA "
+                         "memo), put back into Inductor's cache directory at a warm start (compilers/stored_builds.py)",
+    "warm_load_without_header_precompiles": "a graph loaded from the disk cache skips Inductor's header "
+                                            "precompiling, run before it looks for a built library "
+                                            "(compilers/stored_builds.py)",
     "runtime_asserts": "the compiled graphs check what torch assumed about values known only at run time "
                        "(torch._check on .item(), a meta function's n >= 0) and raise as eager does where it fails; "
                        "off: a call breaking an assumption is unchecked (capture/runtime_asserts.py)",

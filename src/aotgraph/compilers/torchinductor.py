@@ -30,7 +30,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import background_builds
+from . import background_builds, stored_builds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -174,10 +174,12 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
         settings = {**{key: process[key] for key in _patched_keys() if key in process}, **settings}
         cuda_graphs = _cuda_graphs_of(role.graph_id,
                                       bool(settings.get("triton.cudagraphs", process["triton.cudagraphs"])))
+        builds = []
         with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
                 _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
-                remembering_vec_isa_probe():
+                remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds):
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
+    compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
@@ -421,7 +423,8 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     """Inductor's compiled graph as bytes, as torch's FxGraphCache stores it: the
     ``CompiledFxGraph`` without its loaded module (its wrapper source code, which loads the
     kernels Inductor built, by their hash, from Inductor's own cache directory; Triton kernels
-    travel in its bundle), and the CUDA devices our C++-wrapper launch needs. None for graphs
+    travel in its bundle), the CUDA devices our C++-wrapper launch needs, and the C++ libraries
+    it loads (`stored_builds`: a warm start in another Inductor cache directory builds none). None for graphs
     run as CUDA graphs (their cudagraph trees live in the process that recorded them)."""
     from torch._inductor.output_code import CompiledFxGraph
 
@@ -433,19 +436,22 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     stored = copy.copy(output)
     stored.prepare_for_serialization()
     devices = sorted(str(d) for d in getattr(compiled, "aotgraph_cuda_devices", ()))
-    return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None)))
+    builds = stored_builds.build_files(getattr(output, "aotgraph_cpp_builds", ()))
+    return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None), builds))
 
 
 def restored_output_code(stored: bytes, kind: str) -> Callable:
     """The callable that `stored_output_code` stored, loaded as FxGraphCache loads a hit:
-    Triton kernels put back, the wrapper module loaded, inputs realigned where Inductor asked."""
+    C++ libraries and Triton kernels put back, the wrapper module loaded (without precompiling
+    headers for libraries that are all there), inputs realigned where Inductor asked."""
     import torch._inductor.debug  # noqa: F401 - read by the loaded graph's __call__; a process that compiled nothing lacks it
     from torch._inductor.output_code import CompiledFxGraphConstants
     from torch._inductor.triton_bundler import TritonBundler
     from torch._inductor.utils import BoxedBool
 
-    output, devices, wrapper = pickle.loads(stored)
-    with remembering_vec_isa_probe():
+    output, devices, wrapper, builds = pickle.loads(stored)
+    stored_builds.put_back(builds)
+    with remembering_vec_isa_probe(), stored_builds.without_header_precompiles():
         recall_vec_isa_probe()
         if output._triton_bundle:
             TritonBundler.read_and_emit(output._triton_bundle)

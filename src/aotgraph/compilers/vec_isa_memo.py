@@ -35,7 +35,7 @@ import torch
 
 from .. import config as aot_config
 
-__all__ = ["recall_vec_isa_probe", "remembering_vec_isa_probe"]
+__all__ = ["recall_vec_isa_probe", "remembering_vec_isa_probe", "vec_isa_memo_file"]
 
 
 def recall_vec_isa_probe() -> bool:
@@ -92,6 +92,13 @@ def remembering_vec_isa_probe():
         yield
     if _probed(valid_vec_isa_list) and checks:
         _write_memo(path, {"checks": checks})
+
+
+def vec_isa_memo_file() -> Optional[Path]:
+    """The memo of this machine and installation where one exists (a disk cache entry carries
+    it: `stored_builds`), else None."""
+    path, _ = _memo_path_and_isas()
+    return path if path is not None and path.exists() else None
 
 
 @contextlib.contextmanager

@@ -1,0 +1,165 @@
+"""The C++ libraries an Inductor graph loads, carried in its disk cache entry and put back at a warm start.
+
+Inductor's compiled graph (its wrapper module's source) loads its C++ builds (the C++ wrapper,
+CPU kernels) by the hash of their source and compile command, from Inductor's own cache
+directory, and builds each one missing there. An entry of ours that holds only the source would
+make a warm start in another Inductor cache directory (a new machine, a cleaned /tmp, the Redis
+tier) compile every one again. So:
+
+- `recording_cpp_builds` notes, on the compiling thread, each C++ library Inductor loads while
+  it compiles a graph (``CppCodeCache.load_async``, which every C++ load goes through, memoized
+  ones included), and gives the paths of those under Inductor's cache directory;
+- `build_files` reads them (and the vector-ISA probe's memo, `vec_isa_memo`) into the entry as
+  (path relative to Inductor's cache directory, bytes); `put_back` writes each one absent there
+  before the graph is loaded (a temporary file renamed into place: readers never see half a
+  file). A library's name is the hash of what built it, so a process whose compile command
+  differs (another CPU's vector ISA, another compiler) looks for another name and builds its
+  own; a file already there is Inductor's own and left alone.
+- `without_header_precompiles`: while a stored graph loads, Inductor's precompiled-header step
+  (run before it even looks for the library: a C++ preprocessor pass over the wrapper's headers
+  and a hash of its output, 0.45 s of the H200's ResNet-50 warm start) is skipped; a library
+  still missing is then built without the precompiled header, same code, slower build.
+
+Switches: ``stored_cpp_builds`` (the first two), ``warm_load_without_header_precompiles``.
+Private Inductor APIs (``codecache.CppCodeCache.load_async``, ``codecache._precompile_header``,
+``runtime.cache_dir_utils.cache_dir``), checked on torch 2.13.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional
+
+from .. import config as aot_config
+
+__all__ = ["recording_cpp_builds", "build_files", "put_back", "without_header_precompiles"]
+
+_recording = threading.local()  # .loads: the load functions Inductor returned on this thread, while recording
+
+
+@contextlib.contextmanager
+def recording_cpp_builds(paths: list):
+    """Run the body (a compile); then append to `paths` the C++ libraries under Inductor's cache
+    directory that it loaded on this thread (none with switch ``stored_cpp_builds`` off)."""
+    if not aot_config.enabled("stored_cpp_builds") or not _record_loads():
+        yield
+        return
+    outer = getattr(_recording, "loads", None)
+    _recording.loads = loads = []
+    try:
+        yield
+    finally:
+        _recording.loads = outer
+        if outer is not None:
+            outer.extend(loads)
+    root = _inductor_cache_dir()
+    for load in loads:
+        path = _library_path(load)
+        if path is not None and path.is_relative_to(root) and str(path) not in paths:
+            paths.append(str(path))
+
+
+def build_files(paths) -> tuple:
+    """((path relative to Inductor's cache directory, bytes), ...) of the libraries at `paths`
+    that are still there, and of the vector-ISA probe's memo; () with switch ``stored_cpp_builds`` off."""
+    if not aot_config.enabled("stored_cpp_builds"):
+        return ()
+    from .vec_isa_memo import vec_isa_memo_file
+
+    root = _inductor_cache_dir()
+    memo = vec_isa_memo_file()
+    files = []
+    for path in [*map(Path, paths), *([memo] if memo is not None else [])]:
+        with contextlib.suppress(OSError):
+            files.append((str(path.relative_to(root)), path.read_bytes()))
+    return tuple(files)
+
+
+def put_back(files: tuple) -> None:
+    """Write each of `files` (from `build_files`) absent from Inductor's cache directory into it."""
+    root = _inductor_cache_dir()
+    for relative, data in files:
+        path = root / relative
+        if ".." in Path(relative).parts or path.exists():
+            continue
+        with contextlib.suppress(OSError):
+            _write_new_file(path, data)
+
+
+@contextlib.contextmanager
+def without_header_precompiles():
+    """Run the body (the load of a stored graph) with Inductor's header precompiling skipped
+    (switch ``warm_load_without_header_precompiles``)."""
+    from torch._inductor import codecache
+
+    precompile = getattr(codecache, "_precompile_header", None)
+    if precompile is None or not aot_config.enabled("warm_load_without_header_precompiles"):
+        yield
+        return
+    codecache._precompile_header = _no_precompiled_header
+    try:
+        yield
+    finally:
+        codecache._precompile_header = precompile
+
+
+def _no_precompiled_header(*args, **kwargs) -> None:
+    return None  # Inductor's builder then includes the headers themselves
+
+
+def _record_loads() -> bool:
+    """Have ``CppCodeCache.load_async`` note what it returns on a recording thread, once per
+    process; False where Inductor has no such method."""
+    from torch._inductor.codecache import CppCodeCache
+
+    load_async = CppCodeCache.__dict__.get("load_async")
+    if not isinstance(load_async, classmethod):
+        return False
+    if getattr(load_async.__func__, "aotgraph_records", False):
+        return True
+    inner = load_async.__func__
+
+    def recorded_load_async(cls, *args, **kwargs):
+        load = inner(cls, *args, **kwargs)
+        loads = getattr(_recording, "loads", None)
+        if loads is not None:
+            loads.append(load)
+        return load
+
+    recorded_load_async.aotgraph_records = True
+    CppCodeCache.load_async = classmethod(recorded_load_async)
+    return True
+
+
+def _library_path(load) -> Optional[Path]:
+    """The file of the library that `load` (a function ``load_async`` returned) loaded: a Python
+    extension module or a ctypes library; None where it cannot be loaded or named."""
+    try:
+        library = load()
+    except Exception:  # a build that failed: the compile fell back or failed, nothing to store
+        return None
+    name = getattr(library, "__file__", None) or getattr(library, "_name", None)
+    return Path(name).resolve() if isinstance(name, str) else None
+
+
+def _inductor_cache_dir() -> Path:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return Path(cache_dir()).resolve()
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-aotgraph-")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
