@@ -83,7 +83,7 @@ def put_back(files: tuple) -> None:
     root = _inductor_cache_dir()
     for relative, data in files:
         path = root / relative
-        if ".." in Path(relative).parts or path.exists():
+        if Path(relative).is_absolute() or ".." in Path(relative).parts or path.exists():
             continue
         with contextlib.suppress(OSError):
             _write_new_file(path, data)

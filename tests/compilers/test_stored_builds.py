@@ -1,0 +1,40 @@
+"""The C++ libraries carried in a cache entry (compilers/stored_builds.py): read relative to
+Inductor's cache directory, written back only where absent and only inside it, nothing
+carried with the switch off. The warm start they serve: tests/cache/test_warm_builds.py."""
+import pytest
+
+from aotgraph import config
+from aotgraph.compilers import stored_builds
+
+
+@pytest.fixture
+def inductor_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "inductor"
+    directory.mkdir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(directory))
+    return directory
+
+
+def test_files_go_back_where_absent_and_only_inside_inductors_directory(inductor_dir, tmp_path):
+    library = inductor_dir / "ab" / "cabc.main.so"
+    library.parent.mkdir()
+    library.write_bytes(b"built")
+    files = stored_builds.build_files([str(library)])
+    assert ("ab/cabc.main.so", b"built") in files
+
+    library.unlink()
+    (inductor_dir / "cd").mkdir()
+    (inductor_dir / "cd" / "kept.so").write_bytes(b"inductor's own")
+    outside = tmp_path / "outside.so"
+    stored_builds.put_back((*files, ("cd/kept.so", b"ours"), (str(outside), b"x"), ("../escaped.so", b"x")))
+    assert library.read_bytes() == b"built"
+    assert (inductor_dir / "cd" / "kept.so").read_bytes() == b"inductor's own"
+    assert not outside.exists() and not (tmp_path / "escaped.so").exists()
+    assert [p.name for p in library.parent.iterdir()] == ["cabc.main.so"]  # no temporary file left
+
+
+def test_nothing_is_carried_with_the_switch_off(inductor_dir, monkeypatch):
+    library = inductor_dir / "cabc.so"
+    library.write_bytes(b"built")
+    monkeypatch.setattr(config, "disabled", config.disabled | {"stored_cpp_builds"})
+    assert stored_builds.build_files([str(library)]) == ()
