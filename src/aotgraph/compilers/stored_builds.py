@@ -15,14 +15,17 @@ tier) compile every one again. So:
   file). A library's name is the hash of what built it, so a process whose compile command
   differs (another CPU's vector ISA, another compiler) looks for another name and builds its
   own; a file already there is Inductor's own and left alone.
-- `without_header_precompiles`: while a stored graph loads, Inductor's precompiled-header step
-  (run before it even looks for the library: a C++ preprocessor pass over the wrapper's headers
-  and a hash of its output, 0.45 s of the H200's ResNet-50 warm start) is skipped; a library
-  still missing is then built without the precompiled header, same code, slower build.
+- `without_header_precompiles`: while a stored graph loads (on that thread), Inductor's
+  precompiled-header step is skipped. It runs before Inductor even looks for the library, once
+  per process and compile command: a C++ preprocessor pass over the wrapper's headers and a hash
+  of its output (0.16 s here for the CPU; the 0.45 s ``compile_file`` of the H200's ResNet-50 warm
+  start, benchmarks/RESULTS.md). A library still missing is then built without the precompiled
+  header: the same code, a slower build.
 
 Switches: ``stored_cpp_builds`` (the first two), ``warm_load_without_header_precompiles``.
 Private Inductor APIs (``codecache.CppCodeCache.load_async``, ``codecache._precompile_header``,
-``runtime.cache_dir_utils.cache_dir``), checked on torch 2.13.
+``runtime.cache_dir_utils.cache_dir``), run on torch 2.13; 2.11's ``load_async`` read (same
+order: the key before the header precompile).
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ from .. import config as aot_config
 
 __all__ = ["recording_cpp_builds", "build_files", "put_back", "without_header_precompiles"]
 
-_recording = threading.local()  # .loads: the load functions Inductor returned on this thread, while recording
+# Per thread: .loads, the load functions Inductor returned while recording; .skip_headers, while loading a stored graph.
+_this_thread = threading.local()
 
 
 @contextlib.contextmanager
@@ -47,12 +51,12 @@ def recording_cpp_builds(paths: list):
     if not aot_config.enabled("stored_cpp_builds") or not _record_loads():
         yield
         return
-    outer = getattr(_recording, "loads", None)
-    _recording.loads = loads = []
+    outer = getattr(_this_thread, "loads", None)
+    _this_thread.loads = loads = []
     try:
         yield
     finally:
-        _recording.loads = outer
+        _this_thread.loads = outer
         if outer is not None:
             outer.extend(loads)
     root = _inductor_cache_dir()
@@ -91,23 +95,39 @@ def put_back(files: tuple) -> None:
 
 @contextlib.contextmanager
 def without_header_precompiles():
-    """Run the body (the load of a stored graph) with Inductor's header precompiling skipped
-    (switch ``warm_load_without_header_precompiles``)."""
-    from torch._inductor import codecache
-
-    precompile = getattr(codecache, "_precompile_header", None)
-    if precompile is None or not aot_config.enabled("warm_load_without_header_precompiles"):
+    """Run the body (the load of a stored graph) with Inductor's header precompiling skipped on
+    this thread (switch ``warm_load_without_header_precompiles``)."""
+    if not aot_config.enabled("warm_load_without_header_precompiles") or not _skippable_header_precompiles():
         yield
         return
-    codecache._precompile_header = _no_precompiled_header
+    outer = getattr(_this_thread, "skip_headers", False)
+    _this_thread.skip_headers = True
     try:
         yield
     finally:
-        codecache._precompile_header = precompile
+        _this_thread.skip_headers = outer
 
 
-def _no_precompiled_header(*args, **kwargs) -> None:
-    return None  # Inductor's builder then includes the headers themselves
+def _skippable_header_precompiles() -> bool:
+    """Have ``codecache._precompile_header`` answer None (no precompiled header: the builder
+    includes the headers itself) on a thread loading a stored graph, once per process; False
+    where Inductor has no such function."""
+    from torch._inductor import codecache
+
+    precompile = getattr(codecache, "_precompile_header", None)
+    if precompile is None:
+        return False
+    if getattr(precompile, "aotgraph_skippable", False):
+        return True
+
+    def skippable_precompile_header(*args, **kwargs):
+        if getattr(_this_thread, "skip_headers", False):
+            return None
+        return precompile(*args, **kwargs)
+
+    skippable_precompile_header.aotgraph_skippable = True
+    codecache._precompile_header = skippable_precompile_header
+    return True
 
 
 def _record_loads() -> bool:
@@ -124,7 +144,7 @@ def _record_loads() -> bool:
 
     def recorded_load_async(cls, *args, **kwargs):
         load = inner(cls, *args, **kwargs)
-        loads = getattr(_recording, "loads", None)
+        loads = getattr(_this_thread, "loads", None)
         if loads is not None:
             loads.append(load)
         return load
