@@ -14,7 +14,7 @@ import torch
 import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs
-from aotgraph.compilers import boxed_code
+from aotgraph.compilers import boxed_code, stored_builds
 
 
 def _program(x, w):
@@ -271,6 +271,30 @@ def test_every_switch_is_tested_here():
               if name.endswith("_switch") and name != "test_spied_switch"}
     tested |= {"symbolic_regions", "shared_fake_memo", "region_mode_exit"}  # test_symbolic_region_switches
     assert tested | set(SPIED) == set(config.SWITCHES)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_stored_cpp_builds_switch(disabled, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    (tmp_path / "cabc.so").write_bytes(b"built")
+    if disabled:
+        _disable(monkeypatch, "stored_cpp_builds")
+    assert bool(stored_builds.build_files([str(tmp_path / "cabc.so")])) == (not disabled)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_warm_load_without_header_precompiles_switch(disabled, monkeypatch):
+    from torch._inductor import codecache
+
+    if not hasattr(codecache, "_precompile_header"):
+        pytest.skip("this Inductor precompiles no headers")
+    monkeypatch.setattr(codecache, "_precompile_header", lambda *args, **kwargs: "header.gch")
+    if disabled:
+        _disable(monkeypatch, "warm_load_without_header_precompiles")
+    with stored_builds.without_header_precompiles():
+        header = codecache._precompile_header()
+    assert header == ("header.gch" if disabled else None)
+    assert codecache._precompile_header() == "header.gch"  # other loads still precompile
 
 
 @pytest.mark.parametrize("disabled", [False, True])

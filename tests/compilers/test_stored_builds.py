@@ -1,6 +1,6 @@
 """The C++ libraries carried in a cache entry (compilers/stored_builds.py): read relative to
-Inductor's cache directory, written back only where absent and only inside it, nothing
-carried with the switch off. The warm start they serve: tests/cache/test_warm_builds.py."""
+Inductor's cache directory, written back only where absent and only inside it (its switch:
+tests/test_debug.py). The warm start they serve: tests/cache/test_warm_builds.py."""
 import pytest
 
 from aotgraph import config
@@ -31,10 +31,3 @@ def test_files_go_back_where_absent_and_only_inside_inductors_directory(inductor
     assert (inductor_dir / "cd" / "kept.so").read_bytes() == b"inductor's own"
     assert not outside.exists() and not (tmp_path / "escaped.so").exists()
     assert [p.name for p in library.parent.iterdir()] == ["cabc.main.so"]  # no temporary file left
-
-
-def test_nothing_is_carried_with_the_switch_off(inductor_dir, monkeypatch):
-    library = inductor_dir / "cabc.so"
-    library.write_bytes(b"built")
-    monkeypatch.setattr(config, "disabled", config.disabled | {"stored_cpp_builds"})
-    assert stored_builds.build_files([str(library)]) == ()
