@@ -14,7 +14,7 @@ import torch
 import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs
-from aotgraph.compilers import boxed_code, stored_builds
+from aotgraph.compilers import boxed_code, build_rng, stored_builds
 
 
 def _program(x, w):
@@ -271,6 +271,23 @@ def test_every_switch_is_tested_here():
               if name.endswith("_switch") and name != "test_spied_switch"}
     tested |= {"symbolic_regions", "shared_fake_memo", "region_mode_exit"}  # test_symbolic_region_switches
     assert tested | set(SPIED) == set(config.SWITCHES)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_build_rng_untouched_switch(disabled, monkeypatch):
+    from torch._dynamo import testing, utils
+
+    if disabled:
+        _disable(monkeypatch, "build_rng_untouched")
+    torch.manual_seed(0)
+    with build_rng.rng_untouched():
+        with utils.preserve_rng_state():
+            torch.rand(1)
+        testing.rand_strided((2,), (1,))
+    drawn = torch.rand(1)
+    torch.manual_seed(0)
+    expected = torch.rand(2)  # untouched: the draw inside the save and restore stays drawn
+    assert torch.equal(drawn, expected[1:]) == (not disabled)
 
 
 @pytest.mark.parametrize("disabled", [False, True])

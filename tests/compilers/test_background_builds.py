@@ -7,6 +7,10 @@ import threading
 import time
 from types import SimpleNamespace
 
+import torch
+
+import aotgraph
+
 from aotgraph.compilers import background_builds
 from aotgraph.compilers.background_builds import upgradable, wait_for_background_builds
 
@@ -182,3 +186,44 @@ def test_a_recompile_runs_while_a_build_compiles_its_cpp_and_sees_the_process_se
     x = torch.randn(16)
     torch.testing.assert_close(built["cpp"]([x.clone()])[0], torch.sin(x) * 2 + offset)
     torch.testing.assert_close(foreground([x.clone()])[0], torch.cos(x) - 3)
+
+
+def _rng_touching_build(started):
+    """A build that uses the RNG as Inductor's compile does: it saves the states and puts them
+    back when it ends, draws autotuning inputs, and lets go of compile_lock while its C++
+    compiler runs."""
+    from torch._dynamo import testing, utils
+
+    def build():
+        with utils.preserve_rng_state():
+            testing.rand_strided((4, 4), (4, 1))
+            started.set()
+            with background_builds.lock_released_on_worker():
+                time.sleep(0.3)
+        return _version("C++", [])
+    return build
+
+
+def test_a_build_leaves_the_programs_random_stream_alone():
+    """The program draws while a build runs (here inside a capture, and in the compiled
+    function's run after it): eager's values, as if no build ran. Restored by the build, the
+    RNG went back under the capture's markers (it refused the program) or rewound the run's draws."""
+    started = threading.Event()
+    graph = upgradable(_version("python", []), _rng_touching_build(started),
+                       SimpleNamespace(kind="inference", graph_id=next(_ids)))
+    graph([])  # queues the build
+
+    def program(x):
+        time.sleep(0.6)  # the build ends while this is being captured ...
+        return x * torch.rand_like(x)  # ... before this draw
+
+    assert started.wait(timeout=30)
+    torch.manual_seed(0)
+    x = torch.randn(4)
+    out = aotgraph.aot_function(program, "eager")(x)
+    after = torch.rand(2)
+    wait_for_background_builds()
+    torch.manual_seed(0)
+    x = torch.randn(4)
+    torch.testing.assert_close(out, x * torch.rand_like(x))
+    torch.testing.assert_close(after, torch.rand(2))

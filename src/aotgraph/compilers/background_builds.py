@@ -30,6 +30,7 @@ import threading
 from typing import Callable, Optional
 
 from .. import config as aot_config
+from .build_rng import rng_untouched
 
 __all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds"]
 
@@ -168,7 +169,7 @@ def _build_into(member: _Upgradable) -> None:
     try:
         with _foreground:
             _foreground.wait_for(lambda: _foreground_compiles == 0)
-        with compile_lock:
+        with compile_lock, rng_untouched():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
         logger.warning("aotgraph: the background C++-wrapper build of a %s graph failed (%s: %s); it stays on "
