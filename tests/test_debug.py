@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 
+import threading
+
 import pytest
 import torch
 
 import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs
-from aotgraph.compilers import boxed_code, build_rng, stored_builds
+from aotgraph.compilers import background_builds, boxed_code, build_rng, stored_builds
 
 
 def _program(x, w):
@@ -288,6 +290,21 @@ def test_build_rng_untouched_switch(disabled, monkeypatch):
     torch.manual_seed(0)
     expected = torch.rand(2)  # untouched: the draw inside the save and restore stays drawn
     assert torch.equal(drawn, expected[1:]) == (not disabled)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_builds_when_hot_switch(disabled, monkeypatch):
+    from types import SimpleNamespace
+
+    if disabled:
+        _disable(monkeypatch, "builds_when_hot")
+    built = threading.Event()
+    graph = background_builds.upgradable(lambda args: "python", lambda: built.set() or (lambda args: "C++"),
+                                         SimpleNamespace(kind="inference", graph_id=object()))
+    graph([])  # called once: not hot
+    assert built.wait(timeout=1.5) == disabled
+    background_builds.wait_for_background_builds()
+    assert built.is_set()
 
 
 @pytest.mark.parametrize("disabled", [False, True])

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import torch
 
 import aotgraph
+from aotgraph import config
 
 from aotgraph.compilers import background_builds
 from aotgraph.compilers.background_builds import upgradable, wait_for_background_builds
@@ -91,9 +92,10 @@ def test_builds_take_turns_with_foreground_compiles():
     assert forward.built is not None and backward.built is not None
 
 
-def test_a_foreground_compile_goes_ahead_of_queued_builds():
+def test_a_foreground_compile_goes_ahead_of_queued_builds(monkeypatch):
     """A recompile the program waits on (a new input shape) waits at most for the build under
     way, not for every queued one."""
+    monkeypatch.setattr(config, "disabled", config.disabled | {"builds_when_hot"})
     events, gate, building = [], threading.Event(), threading.Event()
     graph_id = next(_ids)
 
@@ -204,10 +206,11 @@ def _rng_touching_build(started):
     return build
 
 
-def test_a_build_leaves_the_programs_random_stream_alone():
+def test_a_build_leaves_the_programs_random_stream_alone(monkeypatch):
     """The program draws while a build runs (here inside a capture, and in the compiled
     function's run after it): eager's values, as if no build ran. Restored by the build, the
     RNG went back under the capture's markers (it refused the program) or rewound the run's draws."""
+    monkeypatch.setattr(config, "disabled", config.disabled | {"builds_when_hot"})
     started = threading.Event()
     graph = upgradable(_version("python", []), _rng_touching_build(started),
                        SimpleNamespace(kind="inference", graph_id=next(_ids)))
@@ -227,3 +230,33 @@ def test_a_build_leaves_the_programs_random_stream_alone():
     x = torch.randn(4)
     torch.testing.assert_close(out, x * torch.rand_like(x))
     torch.testing.assert_close(after, torch.rand(2))
+
+
+def test_a_build_starts_once_its_graph_is_hot_and_a_compile_starts_the_count_again(monkeypatch):
+    """Hot: no compile for QUIET_S, HOT_CALLS calls since, the last one lately. A graph called
+    once and left (a shape seen once) is never built, but when the program waits for builds."""
+    monkeypatch.setattr(background_builds, "QUIET_S", 0.2)
+    monkeypatch.setattr(background_builds, "HOT_CALLS", 3)
+    built = []
+
+    def graph(name):
+        def build():
+            built.append(name)
+            return _version(name, [])
+        return upgradable(_version("python", []), build, SimpleNamespace(kind="inference", graph_id=next(_ids)))
+
+    cold, hot = graph("cold"), graph("hot")
+    cold([])  # called once: its build is queued, and waits
+    hot([]); hot([])
+    with background_builds.foreground_compile():  # a compile: the calls before it do not count
+        pass
+    hot([]); hot([])
+    time.sleep(0.6)
+    assert built == []  # two calls since the compile
+    deadline = time.monotonic() + 10
+    while not built and time.monotonic() < deadline:
+        hot([])
+        time.sleep(0.05)
+    assert built == ["hot"]
+    wait_for_background_builds()
+    assert built == ["hot", "cold"]

@@ -17,6 +17,14 @@ lets go of the lock while its C++ compiler runs (`lock_released_on_worker`, swit
 the compiler then sees the build's Inductor settings patched in, and must set back the process's
 own values of what the build patches. Switch: ``cpp_wrapper_in_background``.
 
+A queued build starts only once its graph is hot (switch ``builds_when_hot``): no compile
+for `QUIET_S` seconds, and the pair called `HOT_CALLS` times since the last compile, the last
+call within `QUIET_S`. While a program is still compiling (its first steps, a recompile for a new
+input shape, Dynamo tracing the next graph) a build would take the interpreter and the compile
+lock from those compiles; a graph the program has stopped calling (a shape it saw once before its
+dimension became dynamic) is not built at all. `wait_for_background_builds` builds every queued
+graph, hot or not.
+
 For the disk cache, a graph stands for the Python-wrapper build until its whole pair is
 built, then for the C++ one (``aotgraph_output_code``); `aotgraph_when_built` tells the
 cache when to store the entry again, so that a warm start loads the C++ builds.
@@ -25,8 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
+import time
 from typing import Callable, Optional
 
 from .. import config as aot_config
@@ -37,12 +45,18 @@ __all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upg
 logger = logging.getLogger("aotgraph")
 
 compile_lock = threading.RLock()
-_builds: "queue.Queue[Callable[[], None]]" = queue.Queue()
+_pending: list = []  # queued graphs (`_Upgradable`s), oldest first
+_building = 0  # graphs queued and not yet built: those in _pending and the one under way
 _worker: Optional[threading.Thread] = None
 _pairs: dict = {}  # graph id -> _Pair, until both of its builds are queued
 _state_lock = threading.Lock()
 _foreground = threading.Condition()
 _foreground_compiles = 0  # compiles the program waits on, waiting for or holding compile_lock
+_last_compile_end = 0.0  # time.monotonic() when the last of them ended
+_compile_epoch = 0  # how many of them have ended
+_draining = 0  # callers of wait_for_background_builds: build every queued graph now
+HOT_CALLS = 8
+QUIET_S = 1.0
 _WORKER_NAME = "aotgraph-cpp-builds"
 
 
@@ -61,8 +75,10 @@ def foreground_compile():
         with compile_lock:
             yield
     finally:
+        global _last_compile_end, _compile_epoch
         with _foreground:
             _foreground_compiles -= 1
+            _last_compile_end, _compile_epoch = time.monotonic(), _compile_epoch + 1
             _foreground.notify_all()
 
 
@@ -93,6 +109,18 @@ class _Pair:
         self.switched = False
         self.queued = False
         self.when_built: list[Callable[[], None]] = []
+        self.epoch, self.calls, self.last_call = -1, 0, 0.0  # calls since compile epoch `epoch`
+
+    def called(self) -> None:
+        if self.epoch != _compile_epoch:
+            self.epoch, self.calls = _compile_epoch, 0
+        self.calls += 1
+        self.last_call = time.monotonic()
+
+    def hot(self, now: float) -> bool:
+        """Called often since the last compile, which ended `QUIET_S` ago, and lately."""
+        return (self.epoch == _compile_epoch and self.calls >= HOT_CALLS and now - _last_compile_end >= QUIET_S
+                and now - self.last_call <= QUIET_S)
 
     def all_built(self) -> bool:
         return all(m.built is not None for m in self.members)
@@ -127,6 +155,8 @@ class _Upgradable:
         pair = self.pair
         if pair.switched:
             return self.current(args)
+        if self.kind != "backward":
+            pair.called()
         with pair.lock:
             if self.kind != "backward":
                 pair.switch_if_ready()
@@ -160,15 +190,29 @@ def _queue_builds(pair: _Pair) -> None:
         if pair.queued:
             return
         pair.queued = True
-    for member in pair.members:
-        _builds.put(lambda member=member: _build_into(member))
+    global _building
+    with _foreground:
+        _pending.extend(pair.members)
+        _building += len(pair.members)
+        _foreground.notify_all()
     _start_worker()
+
+
+def _next_build() -> "_Upgradable":
+    """The first queued graph that may be built now: none while a compile waits or runs; then
+    a hot one (`_Pair.hot`), any while `wait_for_background_builds` waits."""
+    with _foreground:
+        while True:
+            if _foreground_compiles == 0:
+                now, hot_only = time.monotonic(), aot_config.enabled("builds_when_hot")
+                for k, member in enumerate(_pending):
+                    if _draining or not hot_only or member.pair.hot(now):
+                        return _pending.pop(k)
+            _foreground.wait(timeout=0.2)
 
 
 def _build_into(member: _Upgradable) -> None:
     try:
-        with _foreground:
-            _foreground.wait_for(lambda: _foreground_compiles == 0)
         with compile_lock, rng_untouched():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
@@ -203,14 +247,24 @@ def _start_worker() -> None:
 
 
 def _work() -> None:
+    global _building
     while True:
-        job = _builds.get()
+        member = _next_build()
         try:
-            job()
+            _build_into(member)
         finally:
-            _builds.task_done()
+            with _foreground:
+                _building -= 1
+                _foreground.notify_all()
 
 
 def wait_for_background_builds() -> None:
-    """Block until every queued background build has finished (benchmarks, tests)."""
-    _builds.join()
+    """Block until every queued background build has finished, hot or not (benchmarks, tests)."""
+    global _draining
+    with _foreground:
+        _draining += 1
+        _foreground.notify_all()
+        try:
+            _foreground.wait_for(lambda: _building == 0)
+        finally:
+            _draining -= 1
