@@ -1,6 +1,7 @@
 """Debug levels print what they promise, and each switch of `aotgraph.config.SWITCHES` really
 turns its memo, fast path or patch off (each test fails if the switch does nothing), while
 results stay equal to eager."""
+import copy
 import functools
 import gc
 import logging
@@ -384,6 +385,48 @@ def test_auto_regions_switch(disabled, monkeypatch):
     forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
     calls = [n for n in forward.graph.nodes if n.target is torch.ops.higher_order.invoke_subgraph]
     assert len(calls) == (0 if disabled else 3)
+
+
+class _TiedNormed(torch.nn.Module):
+    """Parameters at the root and in submodules, one tied under two names, buffers the
+    forward updates (BatchNorm's running statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.randn(4))
+        self.first, self.second = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+        self.second.weight = self.first.weight
+        self.norm = torch.nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return self.norm(self.second(torch.tanh(self.first(x)))) * self.scale
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_direct_state_swap_switch(disabled, monkeypatch):
+    """On, aot_module's capture swaps the state itself (torch.func.functional_call is not
+    called); either way outputs, every parameter's grad and the updated buffers are eager's,
+    and the module holds its own parameters again after the capture."""
+    if disabled:
+        _disable(monkeypatch, "direct_state_swap")
+    functional_calls = _spy(monkeypatch, torch.func, "functional_call")
+    torch.manual_seed(0)
+    model = _TiedNormed()
+    reference = copy.deepcopy(model)
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    x = torch.randn(8, 4, requires_grad=True)
+    x_eager = x.detach().clone().requires_grad_()
+    out = aotgraph.aot_module(model, "eager")(x)
+    out.sum().backward()
+    expected = reference(x_eager)
+    expected.sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(x.grad, x_eager.grad)
+    assert dict(model.named_parameters(remove_duplicate=False)) == parameters
+    for (name, p), p_eager in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, p_eager.grad, msg=name)
+    torch.testing.assert_close(dict(model.named_buffers()), dict(reference.named_buffers()))
+    assert (len(functional_calls) > 0) == disabled
 
 
 def _tanh_stack():

@@ -3,9 +3,10 @@ entry for this input signature (see `cache`), run the stages on a miss (see `pip
 call the runtime."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch.utils._pytree import tree_flatten
@@ -422,6 +423,44 @@ class AotModule(torch.nn.Module):
                 for key, entry in compiled.aotgraph_entries.items()}
 
 
+@contextlib.contextmanager
+def _state_swapped(module: torch.nn.Module, names: list[str], values: Sequence[torch.Tensor]) -> Iterator[None]:
+    """`module`'s parameters and buffers `names` replaced by `values` in the ``_parameters`` /
+    ``_buffers`` dicts that hold them for the body, then put back, as
+    ``torch.func.functional_call(..., tie_weights=False, strict=False)`` swaps them, without
+    its attribute reads per tensor, each of which a capture's guard recorder sees (switch
+    ``direct_state_swap``)."""
+    slots = _dict_slots(module, names)
+    originals = [slot[leaf] for slot, leaf in slots]
+    for (slot, leaf), value in zip(slots, values):
+        slot[leaf] = value
+    try:
+        yield
+    finally:
+        for (slot, leaf), original in zip(slots, originals):
+            slot[leaf] = original
+
+
+def _dict_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
+    """`_state_slots`, found through the modules' ``__dict__`` (object's own read: no
+    attribute read for the capture's guard recorder to see), each submodule looked up once."""
+    dicts: dict[str, dict] = {"": object.__getattribute__(module, "__dict__")}
+
+    def dict_of(path: str) -> dict:
+        found = dicts.get(path)
+        if found is None:
+            parent, _, name = path.rpartition(".")
+            found = dicts[path] = object.__getattribute__(dict_of(parent)["_modules"][name], "__dict__")
+        return found
+
+    slots = []
+    for name in names:
+        owner_name, _, leaf = name.rpartition(".")
+        owner = dict_of(owner_name)
+        slots.append((owner["_parameters"] if leaf in owner["_parameters"] else owner["_buffers"], leaf))
+    return slots
+
+
 def _functional_module_fn(module: torch.nn.Module, names: list[str], guard_attributes: bool = True) -> Callable:
     """``fn(*state_values, *args, **kwargs)``: the module called with the given parameters
     and buffers (flat, so that a call of tensors takes the per-call fast path). With
@@ -430,6 +469,9 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str], guard_attri
     num_state = len(names)
 
     def call_with_state(*state_then_args, **kwargs):
+        if config.enabled("direct_state_swap"):
+            with _state_swapped(module, names, state_then_args[:num_state]):
+                return module(*state_then_args[num_state:], **kwargs)
         state = dict(zip(names, state_then_args[:num_state]))
         return torch.func.functional_call(module, state, state_then_args[num_state:], kwargs,
                                           tie_weights=False, strict=False)

@@ -81,6 +81,8 @@ SWITCHES = {
                         "which would see each of their size reads (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "
                            "operator (compilers/boxed_code.py)",
+    "direct_state_swap": "aot_module's program swaps the module's parameters and buffers for its inputs in the "
+                         "dicts that hold them, not through torch.func.functional_call's attribute reads (api.py)",
     "regions_compiled_apart": "Inductor compiles each region graph once, on its own, and a graph calling regions runs "
                               "as Python code calling them; off: Inductor compiles the calling graph whole "
                               "(compilers/region_graphs.py)",
