@@ -1,7 +1,9 @@
 """Compile time of a deep model with its blocks marked by ``torch.compiler.nested_compile_region``
 (issue 23), against the same model compiled flat, through ``torch.compile(backend=aotgraph...)``
 (``--api backend``: modes flat and marked); or through ``aot_module`` with its repeated blocks
-found without a marker (``--api module``: modes flat, the switch ``auto_regions`` off, and auto).
+found without a marker (``--api module``: modes flat, the switch ``auto_regions`` off, and auto; and held: auto on a
+model that holds all the layers but calls only `HELD_CALLED` of them, the compile cost of its
+parameters alone as inputs: their fakes, placeholders, swaps, the repeated-layer search).
 
 For each depth: a fresh model and ``torch._dynamo.reset()``, then the first call through its
 backward, timed (CPU process time, one torch thread), after one uncounted warm-up round; each
@@ -34,6 +36,9 @@ from torch.profiler import ProfilerActivity, profile
 import aotgraph
 
 
+HELD_CALLED = 2  # layers called by mode "held"
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, marked: bool):
         super().__init__()
@@ -57,15 +62,19 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, layers: int, marked: bool, vocab: int = 256, dim: int = 64, heads: int = 4):
+    """`layers` blocks, of which the first `called` (all: None) run."""
+
+    def __init__(self, layers: int, marked: bool, vocab: int = 256, dim: int = 64, heads: int = 4,
+                 called: int | None = None):
         super().__init__()
         self.tok = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, marked) for _ in range(layers))
         self.head = nn.Linear(dim, vocab)
+        self.called = layers if called is None else called
 
     def forward(self, idx, targets):
         x = self.tok(idx)
-        for block in self.blocks:
+        for block in self.blocks[:self.called]:
             x = block(x)
         return F.cross_entropy(self.head(x).flatten(0, 1), targets.flatten())
 
@@ -88,7 +97,7 @@ def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) ->
     flat or marked through the backend, flat or auto through aot_module."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = Decoder(layers, mode == "marked", dim=dim)
+    model = Decoder(layers, mode == "marked", dim=dim, called=min(layers, HELD_CALLED) if mode == "held" else None)
     idx, targets = torch.randint(0, 256, (4, 32)), torch.randint(0, 256, (4, 32))
     disabled = aotgraph.config.disabled
     inside_backend: list[float] = []  # CPU seconds of each call of our backend (capture, partition, compile)
@@ -148,7 +157,7 @@ def main() -> None:
           f"{'saved MB':>8} {'peak MB':>8}")
     # Warm-up, not counted: one-time imports and setup, at another width so that no later graph
     # or kernel is found in Inductor's caches (its FX graph cache is off; its kernel cache is new).
-    modes = ("flat", "marked") if args.api == "backend" else ("module flat", "auto")
+    modes = ("flat", "marked") if args.api == "backend" else ("module flat", "auto", "held")
     for mode in modes:
         measure(min(depths), mode, args.compiler, 1, dim=48)
     results = {}
