@@ -383,17 +383,6 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
     return list(named), list(named.values())
 
 
-def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
-    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it:
-    reading those per call sees reassigned parameters and buffers without walking the tree."""
-    slots = []
-    for name in names:
-        owner_name, _, leaf = name.rpartition(".")
-        owner = module.get_submodule(owner_name)
-        slots.append((owner._parameters if leaf in owner._parameters else owner._buffers, leaf))
-    return slots
-
-
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
     module's current parameters and buffers, so optimizer steps and buffer updates show.
@@ -430,7 +419,7 @@ def _state_swapped(module: torch.nn.Module, names: list[str], values: Sequence[t
     ``torch.func.functional_call(..., tie_weights=False, strict=False)`` swaps them, without
     its attribute reads per tensor, each of which a capture's guard recorder sees (switch
     ``direct_state_swap``)."""
-    slots = _dict_slots(module, names)
+    slots = _state_slots(module, names)
     originals = [slot[leaf] for slot, leaf in slots]
     for (slot, leaf), value in zip(slots, values):
         slot[leaf] = value
@@ -441,9 +430,11 @@ def _state_swapped(module: torch.nn.Module, names: list[str], values: Sequence[t
             slot[leaf] = original
 
 
-def _dict_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
-    """`_state_slots`, found through the modules' ``__dict__`` (object's own read: no
-    attribute read for the capture's guard recorder to see), each submodule looked up once."""
+def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
+    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it:
+    reading those per call sees reassigned parameters and buffers without walking the tree.
+    Found through the modules' ``__dict__`` (object's own read: no attribute read for a
+    capture's guard recorder to see), each submodule looked up once."""
     dicts: dict[str, dict] = {"": object.__getattribute__(module, "__dict__")}
 
     def dict_of(path: str) -> dict:
