@@ -1,6 +1,7 @@
 """Repeated submodules found without a marker (capture/repeated_layers.py): parity with eager
 over several optimizer steps, one region per structure, layers of another configuration kept
-apart, unsafe layers (buffer updates, random draws) recorded flat, and the switch."""
+apart, unsafe layers (buffer updates, random draws) recorded flat, and the switches (auto_regions;
+direct_state_swap, on decoders of 2 and 12 layers)."""
 from __future__ import annotations
 
 import pytest
@@ -242,3 +243,16 @@ def test_a_plan_for_the_whole_program_keeps_blocks_flat():
     compiled = assert_training_parity(model, steps(2), lambda m: aot_module(m, partition_fn=partition_for(budget=0.5)))
     (entry,) = compiled.aotgraph_entries.values()
     assert entry.partition.joint.regions == ()
+
+
+@pytest.mark.parametrize("layers", [2, 12])
+@pytest.mark.parametrize("swap_disabled", [False, True])
+def test_deep_decoder_with_and_without_the_direct_state_swap(layers, swap_disabled, monkeypatch):
+    """The program's parameters swapped for its inputs by aot_module itself or by
+    torch.func.functional_call (switch ``direct_state_swap``): eager's losses, every layer's
+    gradients and parameters over SGD steps, one region called per layer."""
+    if swap_disabled:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"direct_state_swap"})
+    torch.manual_seed(0)
+    _, entry = train(Decoder([Block(32, 4) for _ in range(layers)]))
+    assert region_calls(entry.partition.forward) == layers and region_calls(entry.partition.backward) == layers
