@@ -16,7 +16,7 @@ import torch
 
 import aotgraph
 from aotgraph import api, capture, config, models
-from aotgraph.capture import fake_outputs, inputs
+from aotgraph.capture import fake_outputs, inputs, repeated_layers
 from aotgraph.compilers import background_builds, boxed_code, build_rng, stored_builds
 
 
@@ -443,6 +443,22 @@ def _check_stack(compiled, model):
     model(x_eager).sum().backward()
     torch.testing.assert_close(x.grad, x_eager.grad)
     torch.testing.assert_close(grads, [p.grad for p in model.parameters()])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_structure_memo_switch(disabled, monkeypatch):
+    """On, the repeated-layer search computes each submodule's structure once (the stack's
+    from its blocks'); either way it finds the same blocks, and the compile matches eager."""
+    if disabled:
+        _disable(monkeypatch, "structure_memo")
+    computed = _spy(monkeypatch, repeated_layers, "_structure")
+    stack = _tanh_stack()
+    model = torch.nn.Sequential(stack)
+    found = repeated_layers.repeated_layers(model)
+    assert set(found) == {id(block) for block in stack}
+    below_root = len(list(model.modules())) - 1
+    assert (len(computed) == below_root) == (not disabled) and len(computed) >= below_root
+    _check_stack(aotgraph.aot_module(model), model)
 
 
 @pytest.mark.parametrize("compiler", ["nop", "eager"])

@@ -70,6 +70,8 @@ SWITCHES = {
                     "(capture/regions.py)",
     "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "
                     "called per call, as if marked (capture/repeated_layers.py)",
+    "structure_memo": "the repeated-layer search computes each submodule's structure once, a parent's from its "
+                      "children's; off: once per enclosing candidate (capture/repeated_layers.py)",
     "shared_subgraph_nodes": "capture reads each region's graph through one get_attr node per graph, shared by its "
                              "calls; off: one per call (capture/regions.py)",
     "shared_fake_memo": "a region's or subgraph's capture shares the fake-output memo of the capture around it "

@@ -19,7 +19,8 @@ of its operands (it updates a buffer, as BatchNorm does, or draws random numbers
 attributes is recorded inline too, so each layer runs its own forward once, as in the flat
 capture. Every occurrence's plain attributes are read, so the compile's guards watch them all.
 Layers called on tensors of symbolic sizes become regions only where their structure repeats
-`SYMBOLIC_MIN_REPEATS` times or more (switch ``symbolic_regions``). Switch: ``auto_regions``.
+`SYMBOLIC_MIN_REPEATS` times or more (switch ``symbolic_regions``). Switches: ``auto_regions``,
+``structure_memo`` (the search computes each submodule's structure once).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .. import config
 from ..artifacts import TensorMeta
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
@@ -57,10 +59,20 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (tuple, list)) else value
 
 
-def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset()) -> Optional[tuple]:
+def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset(),
+                 memo: Optional[dict[int, Optional[tuple]]] = None) -> Optional[tuple]:
     """What `module`'s forward depends on besides its tensors' values: its classes, attributes
     and tensor layouts, recursively; None where it cannot be told (see the module docstring).
-    `patched`: attribute names of `module` itself to leave out."""
+    `patched`: attribute names of `module` itself to leave out. `memo`: id(module) -> its
+    structure, for modules that do not change while it is used (one search), filled here."""
+    if memo is None or patched:
+        return _structure(module, patched, memo)
+    if id(module) not in memo:
+        memo[id(module)] = _structure(module, patched, memo)
+    return memo[id(module)]
+
+
+def _structure(module: torch.nn.Module, patched: frozenset | set, memo: Optional[dict]) -> Optional[tuple]:
     state = vars(module)  # read as a dict: the compile's guards (`cache.guards`) record attribute reads
     if any(state.get(name) for name in _HOOK_DICTS):
         return None
@@ -72,7 +84,7 @@ def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset()
                     for name, t in (*state["_parameters"].items(), *state["_buffers"].items()))
     children = []
     for name, child in state["_modules"].items():
-        child_structure = None if child is None else structure_of(child)
+        child_structure = None if child is None else structure_of(child, memo=memo)
         if child is not None and child_structure is None:
             return None
         children.append((name, child_structure))
@@ -84,10 +96,14 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
     structure with another one: id(module) -> its structure."""
     groups: dict[tuple, list] = defaultdict(list)
     taken: dict[int, tuple] = {}
+    # A candidate's structure (and refusal) holds its children's, which are candidates too (a
+    # ModuleList's blocks): each computed once (switch ``structure_memo``).
+    memo, refusals = ({}, {}) if config.enabled("structure_memo") else (None, None)
 
     def visit(module: torch.nn.Module) -> None:
         for child in _children(module):
-            structure = structure_of(child) if _children(child) and not _refused_as_region(child) else None
+            structure = (structure_of(child, memo=memo) if _children(child) and not _refused_as_region(child, refusals)
+                         else None)
             if structure is not None:
                 groups[structure].append(child)
             visit(child)
@@ -122,18 +138,25 @@ def _tree(module: torch.nn.Module) -> list[torch.nn.Module]:
     return order
 
 
-def _refused_as_region(module: torch.nn.Module) -> bool:
+def _refused_as_region(module: torch.nn.Module, memo: Optional[dict[int, bool]] = None) -> bool:
     """Whether a region's capture of `module` would be refused anyway, told without capturing
     it: in training, a norm updating its running statistics (a buffer mutation) or a dropout
-    drawing random numbers. Saves capturing such layers twice (as a region, then flat)."""
-    for submodule in _tree(module):
-        if not vars(submodule)["training"]:
-            continue
-        if isinstance(submodule, torch.nn.modules.batchnorm._NormBase) and submodule.track_running_stats:
-            return True
-        if isinstance(submodule, torch.nn.modules.dropout._DropoutNd) and submodule.p > 0:
-            return True
-    return False
+    drawing random numbers, in `module`'s tree. Saves capturing such layers twice (as a region,
+    then flat). `memo`: id(module) -> the answer, filled here."""
+    if memo is not None and id(module) in memo:
+        return memo[id(module)]
+    refused = _refused_itself(module) or any(_refused_as_region(child, memo) for child in _children(module))
+    if memo is not None:
+        memo[id(module)] = refused
+    return refused
+
+
+def _refused_itself(module: torch.nn.Module) -> bool:
+    if not vars(module)["training"]:
+        return False
+    if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.track_running_stats:
+        return True
+    return isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0
 
 
 class RepeatedLayers:
