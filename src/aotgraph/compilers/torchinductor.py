@@ -34,6 +34,7 @@ from . import background_builds, stored_builds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
+from ..torch_private.fx import LazyGraphModule
 
 logger = logging.getLogger("aotgraph")
 
@@ -513,7 +514,9 @@ def _output_bytes(estimate) -> int:
 
 
 def _private_copy(graph_module: fx.GraphModule) -> fx.GraphModule:
-    """A module with its own graph (node metadata shared) and the same attributes."""
+    """A module with its own graph (node metadata shared) and the same attributes, its code
+    made when first read: the joint's passes and partition read its graph, not its code (for
+    a deep model's joint, two code generations of some thousand nodes)."""
     graph = fx.Graph()
     graph.output(graph.graph_copy(graph_module.graph, {}))
-    return fx.GraphModule(graph_module, graph)
+    return LazyGraphModule(graph_module, graph)
