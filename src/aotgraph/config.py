@@ -96,8 +96,8 @@ SWITCHES = {
                     "compiled code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
-    "builds_when_hot": "a queued background C++-wrapper build starts only once its graph is hot: no compile for a "
-                       "second, and called 8 times since, lately (compilers/background_builds.py)",
+    "builds_when_hot": "a queued background C++-wrapper build starts only once its graph is hot: no compile for 5 "
+                       "seconds, and called 8 times since, lately (compilers/background_builds.py)",
     "build_rng_untouched": "a background C++-wrapper build's Inductor compile neither saves and restores the "
                            "process's RNG states nor draws its autotuning inputs from them (compilers/build_rng.py)",
     "cpp_build_releases_lock": "a background C++-wrapper build lets go of the compile lock while its C++ compiler "

@@ -56,7 +56,7 @@ _last_compile_end = 0.0  # time.monotonic() when the last of them ended
 _compile_epoch = 0  # how many of them have ended
 _draining = 0  # callers of wait_for_background_builds: build every queued graph now
 HOT_CALLS = 8
-QUIET_S = 1.0
+QUIET_S = 5.0  # a program still warming up (new shapes, graph breaks) compiles again within seconds
 _WORKER_NAME = "aotgraph-cpp-builds"
 
 
