@@ -108,6 +108,23 @@ def _layer_norm_backward(mask, affine=True):
     return make
 
 
+def _image(mode):
+    """(s0, 3, s1, s2): batch and spatial sizes symbolic, the channels concrete."""
+    from torch._dynamo.source import LocalSource
+
+    dims = [DimDynamic.DYNAMIC, DimDynamic.STATIC, DimDynamic.DYNAMIC, DimDynamic.DYNAMIC]
+    return mode.from_tensor(torch.randn(4, 3, 5, 6), source=LocalSource("image"),
+                            symbolic_context=StatelessSymbolicContext(dynamic_sizes=dims))
+
+
+def _batch_norm_backward(mode):
+    x = _image(mode)
+    weight, mean, var = _static(mode, 3), _static(mode, 3), _static(mode, 3)
+    with mode:
+        _, save_mean, save_invstd = aten._native_batch_norm_legit(x, weight, None, mean, var, True, 0.1, 1e-5)
+        return [torch.empty_like(x), x, weight, mean, var, save_mean, save_invstd, True, 1e-5, [True, True, True]]
+
+
 def _nll(mode, own_target_symbol: bool):
     x = _sym(mode, 6, 16)
     target = _sym(mode, 6, dtype=torch.int64, name="t") if own_target_symbol else _rows(mode, x, dtype=torch.int64)
@@ -146,6 +163,11 @@ ANSWERED = {
     "layer_norm_backward": (aten.native_layer_norm_backward.default, _layer_norm_backward([True, True, True])),
     "layer_norm_backward input only": (aten.native_layer_norm_backward.default,
                                        _layer_norm_backward([True, False, False], affine=False)),
+    "batch_norm": (aten._native_batch_norm_legit.default, lambda m: [
+        _image(m), _static(m, 3), _static(m, 3),
+        _static(m, 3), _static(m, 3), True, 0.1, 1e-5]),
+    "batch_norm no stats": (aten._native_batch_norm_legit.no_stats, lambda m: [_image(m), None, None, True, 0.1, 1e-5]),
+    "batch_norm_backward": (aten.native_batch_norm_backward.default, _batch_norm_backward),
     "mm": (aten.mm.default, lambda m: [_sym(m, 6, 8), _static(m, 8, 4)]),
     "mm symbolic inner": (aten.mm.default, lambda m: (lambda a: [a, _ops(m, lambda: a.t().clone())])(
         _sym(m, 6, 5, last_static=False))),
@@ -196,6 +218,9 @@ DECLINED = {
     "view merging a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], -1]])(_sliced(m))),
     "layer_norm half": (aten.native_layer_norm.default,
                         lambda m: [_x(m, torch.bfloat16), [8], None, None, 1e-5]),
+    # the fake mode's convolution guards on the batch size (its backend choice: 's0 < 16')
+    "convolution": (aten.convolution.default, lambda m: [_image(m), _static(m, 8, 3, 3, 3), _static(m, 8),
+                                                         [1, 1], [1, 1], [1, 1], False, [0, 0], 1]),
     "split of a symbolic size": (aten.split.Tensor, _pair(lambda m, x: [x, 2, 1])),
 }
 
@@ -242,3 +267,30 @@ def test_pointwise_rules_give_the_fake_modes_layouts(op, dtype, monkeypatch):
     without = _answer(op, make, False, monkeypatch)
     assert ruled[2]
     assert ruled[0] == without[0] and ruled[1] == without[1]
+
+
+def test_a_convnet_compiled_once_for_many_sizes_matches_eager():
+    """ResNet-style blocks (convolution, batch norm in training, pooling) with symbolic batch and
+    image sizes, where the batch norm rules answer: one compile, eager's losses, input and
+    parameter gradients and running statistics at every size."""
+    import copy
+
+    from aotgraph import aot_module, models
+
+    torch.manual_seed(0)
+    model, _ = models.resnet(blocks=2, width=8)
+    eager = copy.deepcopy(model)
+    compiled = aot_module(model, fw_compiler="eager", dynamic=True)
+    for batch, size in ((4, 16), (3, 12), (5, 20)):
+        x = torch.randn(batch, 3, size, size)
+        x_compiled, x_eager = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out, expected = compiled(x_compiled), eager(x_eager)
+        torch.testing.assert_close(out, expected)
+        out.sum().backward()
+        expected.sum().backward()
+        torch.testing.assert_close(x_compiled.grad, x_eager.grad)
+        for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
+        for b, c in zip(model.buffers(), eager.buffers()):
+            torch.testing.assert_close(b, c)
+    assert len(compiled.aotgraph_entries) == 1

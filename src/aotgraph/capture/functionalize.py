@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from ..graph.sizes import SYMBOLIC_TYPES
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
@@ -164,6 +165,11 @@ class _Functionalizer:
     def _call(self, node):
         func = node.target
         if isinstance(func, HigherOrderOperator):  # a region or control flow node: functional subgraphs
+            value = self._append(func, _map_args(self._read_arg, node.args), _map_args(self._read_arg, node.kwargs))
+            value.meta = dict(node.meta)
+            self.new_root(node, value)
+            return
+        if not isinstance(func, OpOverload) and _computes_a_size(node):  # (operator.mul on SymInts): as it is
             value = self._append(func, _map_args(self._read_arg, node.args), _map_args(self._read_arg, node.kwargs))
             value.meta = dict(node.meta)
             self.new_root(node, value)
@@ -428,3 +434,9 @@ def functionalize(
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}
     return FunctionalGraph(walker.new, tuple(data_mutated), tuple(metadata_mutated), final_value_of,
                            tuple(walker.storage_replaced), storage_source)
+
+
+def _computes_a_size(node: fx.Node) -> bool:
+    """A size computation recorded with symbolic sizes (``operator.mul`` of SymInts, ``sym_max``):
+    a Python function whose result is a number, which writes nothing."""
+    return callable(node.target) and isinstance(node.meta.get("val"), (*SYMBOLIC_TYPES, int, float, bool))

@@ -179,6 +179,40 @@ def _normalized_rows(layouts: list, normalized, affine: tuple) -> bool:
     return all(t is None or tuple(t.shape) == tuple(normalized) for t in affine)
 
 
+def _batch_norm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``_native_batch_norm_legit(input, weight?, bias?, running_mean, running_var, training,
+    momentum, eps)`` (and ``.no_stats``) in training, of a dense full-precision CPU input with a
+    concrete channel count: the normalized input, then each channel's mean and 1/std."""
+    if kwargs or len(args) not in (6, 8) or args[-3] is not True:
+        return None
+    input_layout = layouts[0]
+    shape = input_layout[1]
+    if _one_dtype(layouts, _FULL_PRECISION) is None or input_layout[4].type != "cpu" or len(shape) < 2 \
+            or type(shape[1]) is not int or not all(map(_dense, layouts)):
+        return None
+    if any(t is not None and tuple(t.shape) != (shape[1],) for t in args[1:-3]):
+        return None
+    saved = _fresh((shape[1],), input_layout[0])
+    return _like(tensors[0], input_layout[0]), saved, saved
+
+
+def _batch_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``native_batch_norm_backward(grad_out, input, weight?, running_mean?, running_var?,
+    save_mean?, save_invstd?, train, eps, output_mask)`` in training, all three gradients asked
+    for, dense full-precision CPU tensors, a concrete channel count."""
+    if kwargs or len(args) != 10 or args[7] is not True or list(args[9]) != [True, True, True]:
+        return None
+    grad_layout, input_layout = layouts[0], layouts[1]
+    shape = input_layout[1]
+    if _one_dtype(layouts, _FULL_PRECISION) is None or input_layout[4].type != "cpu" or len(shape) < 2 \
+            or type(shape[1]) is not int or grad_layout[1] != shape or not all(map(_dense, layouts)):
+        return None
+    if any(t is not None and tuple(t.shape) != (shape[1],) for t in args[2:7]):
+        return None
+    dtype = input_layout[0]
+    return _like(tensors[1], dtype), _fresh((shape[1],), dtype), _fresh((shape[1],), dtype)
+
+
 def _matmul_operands(layouts: list, tensors: list, a: int, b: int, batch: int) -> Optional[torch.dtype]:
     """The dtype of ``mm``/``bmm`` operands at positions `a`, `b` (`batch` leading dimensions)
     of one floating dtype and device and backed sizes, whose inner (and batch) sizes are equal:
@@ -475,6 +509,9 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten._log_softmax_backward_data.default: _softmax_backward,
     aten.native_layer_norm.default: _layer_norm,
     aten.native_layer_norm_backward.default: _layer_norm_backward,
+    aten._native_batch_norm_legit.default: _batch_norm,
+    aten._native_batch_norm_legit.no_stats: _batch_norm,
+    aten.native_batch_norm_backward.default: _batch_norm_backward,
     aten.mm.default: _mm,
     aten.bmm.default: _bmm,
     aten.addmm.default: _addmm,
