@@ -34,6 +34,7 @@ import sympy
 import torch
 
 from ..torch_private.symbolic import free_unbacked_symbols
+from .layout_rules import POINTWISE as STATIC_POINTWISE
 
 aten = torch.ops.aten
 
@@ -493,13 +494,9 @@ def _split(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     return tuple(views)
 
 
-POINTWISE = frozenset({
-    aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.add.Scalar, aten.sub.Scalar,
-    aten.mul.Scalar, aten.div.Scalar, aten.rsub.Scalar, aten.neg.default, aten.exp.default, aten.sqrt.default,
-    aten.rsqrt.default, aten.pow.Tensor_Scalar, aten.sigmoid.default, aten.tanh.default, aten.relu.default,
-    aten.silu.default, aten.gelu.default, aten.sigmoid_backward.default, aten.tanh_backward.default,
-    aten.gelu_backward.default, aten.threshold_backward.default,
-})
+# layout_rules' pointwise ops (but fill, whose scalar fills a tensor of its own dtype only as
+# the fake mode decides), and relu's backward
+POINTWISE = (STATIC_POINTWISE - {aten.fill.Scalar}) | {aten.threshold_backward.default}
 
 RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     **{op: _pointwise for op in POINTWISE},
