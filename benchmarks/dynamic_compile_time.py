@@ -81,14 +81,15 @@ def main() -> None:
     torch.set_num_threads(1)
     # Cold compiles on both sides: aotgraph's disk cache would answer the backend's repeats.
     aotgraph.config.disk_cache = "0"
-    cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128)}
+    cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128), "resnet": models.resnet()}
     compilers = ["eager"] + (["inductor"] if args.inductor else [])
     print(f"torch {torch.__version__}; CPU seconds, medians of {args.repeats}")
     print(f"{'model':6} {'compiler':9} {'pipeline':26} {'static':>8} {'dynamic':>8} {'dyn/static':>10}")
     for compiler in compilers:
         for name, (model, inputs) in cases.items():
             for pipeline, make in _pipelines(compiler).items():
-                _first_step_seconds(make(False), model, inputs)  # warm-up: one-time setup
+                for dynamic in (False, True):  # warm-up: one-time setup of each mode (sympy's caches)
+                    _first_step_seconds(make(dynamic), model, inputs)
                 times, own = {}, {}
                 for dynamic in (False, True):
                     totals, stages = [], []

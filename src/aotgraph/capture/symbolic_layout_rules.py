@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import sympy
 import torch
 
+from ..graph.sizes import size_keys
 from ..torch_private.symbolic import free_unbacked_symbols
 from .layout_rules import POINTWISE as STATIC_POINTWISE
 
@@ -43,10 +44,6 @@ Outputs = Optional[tuple]
 _FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 _FULL_PRECISION = frozenset({torch.float32, torch.float64})
 _SCALARS = (int, float, bool, str, type(None))  # numbers, gelu's approximate, div's rounding_mode
-
-
-def size_key(size):
-    return size if type(size) is int else size.node.expr
 
 
 def _backed(size) -> bool:
@@ -424,9 +421,10 @@ def _equal_sizes(a, b) -> bool:
     """Whether two sizes are equal, decided as a meta function's check decides it: equal
     expressions are, and otherwise the shape environment answers from the hints and guards on
     its answer (``Eq(s0*s1, s2*s3)``: a target with sizes of its own)."""
-    if type(a) is int and type(b) is int or size_key(a) == size_key(b):
-        return a == b
-    return bool(a == b)
+    first, second = size_keys((a, b))
+    if first == second:
+        return True
+    return False if type(a) is int and type(b) is int else bool(a == b)
 
 
 def _embedding(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
