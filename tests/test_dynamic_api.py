@@ -168,3 +168,15 @@ def test_view_inputs_keep_their_layout():
         out = compiled(x)
         torch.testing.assert_close(out, f(x))
         torch.testing.assert_close(torch.autograd.grad(out.sum(), base)[0], torch.autograd.grad(f(x).sum(), base)[0])
+
+
+def test_inductor_convnet_trains_with_symbolic_batch_sizes():
+    """Inductor lays a CPU convolution's activations out channels-last in the forward with
+    symbolic sizes too: the backward is compiled for the strides they really have (expressions of
+    the symbols), and one compile serves every batch size (Inductor's own convolution backward
+    specializes the image size)."""
+    torch.manual_seed(0)
+    model, _ = models.resnet(blocks=1, width=4)
+    inputs = [(torch.randn(b, 3, 8, 8),) for b in (4, 6, 3)]
+    compiled = train_dynamic(model, inputs, "inductor")
+    assert len(compiled.aotgraph_entries) == 1

@@ -108,13 +108,16 @@ def _layer_norm_backward(mask, affine=True):
     return make
 
 
-def _image(mode):
-    """(s0, 3, s1, s2): batch and spatial sizes symbolic, the channels concrete."""
+def _image(mode, dtype=torch.float32, shape=(4, 3, 5, 6)):
+    """(s0, C, s1, ...): batch and spatial sizes symbolic, the channels concrete."""
     from torch._dynamo.source import LocalSource
 
-    dims = [DimDynamic.DYNAMIC, DimDynamic.STATIC, DimDynamic.DYNAMIC, DimDynamic.DYNAMIC]
-    return mode.from_tensor(torch.randn(4, 3, 5, 6), source=LocalSource("image"),
+    dims = [DimDynamic.DYNAMIC, DimDynamic.STATIC] + [DimDynamic.DYNAMIC] * (len(shape) - 2)
+    return mode.from_tensor(torch.randn(shape, dtype=dtype), source=LocalSource("image"),
                             symbolic_context=StatelessSymbolicContext(dynamic_sizes=dims))
+
+
+_CONV_2D = ([1, 1], [1, 1], [1, 1], False, [0, 0])  # stride, padding, dilation, transposed, output padding
 
 
 def _batch_norm_backward(mode):
@@ -218,15 +221,21 @@ DECLINED = {
     "view merging a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], -1]])(_sliced(m))),
     "layer_norm half": (aten.native_layer_norm.default,
                         lambda m: [_x(m, torch.bfloat16), [8], None, None, 1e-5]),
-    # the fake mode's convolution guards on the batch size (its backend choice: 's0 < 16')
-    "convolution": (aten.convolution.default, lambda m: [_image(m), _static(m, 8, 3, 3, 3), _static(m, 8),
-                                                         [1, 1], [1, 1], [1, 1], False, [0, 0], 1]),
+    "convolution bf16": (aten.convolution.default, lambda m: [
+        _image(m, torch.bfloat16), _static(m, 8, 3, 3, 3, dtype=torch.bfloat16), None, *_CONV_2D, 1]),
+    "convolution channels last": (aten.convolution.default, lambda m: [
+        _ops(m, lambda: _image(m).contiguous(memory_format=torch.channels_last)), _static(m, 8, 3, 3, 3), None,
+        *_CONV_2D, 1]),
+    "convolution transposed": (aten.convolution.default, lambda m: [
+        _image(m), _static(m, 3, 8, 3, 3), None, [1, 1], [1, 1], [1, 1], True, [0, 0], 1]),
+    "convolution one stride for all dims": (aten.convolution.default, lambda m: [
+        _image(m), _static(m, 8, 3, 3, 3), None, [1], [1], [1], False, [0], 1]),
     "split of a symbolic size": (aten.split.Tensor, _pair(lambda m, x: [x, 2, 1])),
 }
 
 
 def test_every_rule_is_tested():
-    tested = {case[0] for case in ANSWERED.values()}
+    tested = {case[0] for case in (*ANSWERED.values(), *CONVOLUTIONS.values())}
     assert set(RULES) - tested <= POINTWISE | {aten._softmax.default, aten._softmax_backward_data.default,
                                                aten.alias.default}  # (their twins' cases, the pointwise test)
 
@@ -269,9 +278,113 @@ def test_pointwise_rules_give_the_fake_modes_layouts(op, dtype, monkeypatch):
     assert ruled[0] == without[0] and ruled[1] == without[1]
 
 
+def _conv_backward_args(mode, x, weight, params, mask):
+    """convolution_backward's arguments for the gradient of ``convolution(x, weight, ...)``."""
+    with mode:
+        out = aten.convolution(x, weight, None, *params, 1)
+        return [torch.empty_like(out), x, weight, [weight.shape[0]], *params, 1, mask]
+
+
+_STRIDE_2 = ([2, 2], [1, 1], [1, 1], False, [0, 0])
+_DOWNSAMPLE = ([2, 2], [0, 0], [1, 1], False, [0, 0])  # a 1x1 convolution of stride 2
+_WIDE = ([1, 1], [0, 0], [2, 2], False, [0, 0])  # a 7x7 kernel dilated by 2, no padding: a 13x13 extent
+
+# Convolutions a rule answers: (op, arguments). Their layouts are compared by value (the fake
+# mode writes an output's strides as ``Max(1, size)`` products), and their guards without the
+# fake mode's backend choice.
+CONVOLUTIONS = {
+    "3x3 with bias": (aten.convolution.default, lambda m: [
+        _image(m), _static(m, 8, 3, 3, 3), _static(m, 8), *_CONV_2D, 1]),
+    "symbolic input channels": (aten.convolution.default, lambda m: [
+        _sym(m, 4, 3, 5, 6, last_static=False), _static(m, 8, 3, 3, 3), None, *_CONV_2D, 1]),
+    "3x3 stride 2": (aten.convolution.default, lambda m: [_image(m), _static(m, 8, 3, 3, 3), None, *_STRIDE_2, 1]),
+    "1x1 stride 2": (aten.convolution.default, lambda m: [_image(m), _static(m, 8, 3, 1, 1), None, *_DOWNSAMPLE, 1]),
+    "grouped": (aten.convolution.default, lambda m: [
+        _image(m, shape=(4, 6, 9, 7)), _static(m, 6, 2, 3, 3), None, *_CONV_2D, 3]),
+    "dilated 7x7, a guard on the image size": (aten.convolution.default, lambda m: [
+        _image(m, shape=(2, 3, 20, 17)), _static(m, 4, 3, 7, 7), None, *_WIDE, 1]),
+    "1d": (aten.convolution.default, lambda m: [
+        _image(m, shape=(4, 3, 9)), _static(m, 5, 3, 3), None, [2], [1], [1], False, [0], 1]),
+    "3d": (aten.convolution.default, lambda m: [
+        _image(m, shape=(2, 3, 5, 6, 7)), _static(m, 4, 3, 3, 3, 3), None, [1, 2, 1], [1, 1, 1], [1, 1, 1],
+        False, [0, 0, 0], 1]),
+    "backward": (aten.convolution_backward.default, lambda m: _conv_backward_args(
+        m, _image(m), _static(m, 8, 3, 3, 3), _CONV_2D, [True, True, True])),
+    "backward stride 2, weight only": (aten.convolution_backward.default, lambda m: _conv_backward_args(
+        m, _image(m), _static(m, 8, 3, 3, 3), _STRIDE_2, [False, True, False])),
+    "backward 1x1 stride 2": (aten.convolution_backward.default, lambda m: _conv_backward_args(
+        m, _image(m), _static(m, 8, 3, 1, 1), _DOWNSAMPLE, [True, True, False])),
+}
+
+
+def _raw_answer(func, make_args, use_rules: bool, monkeypatch, backend_choice: bool = True):
+    """(per output (sizes, strides) as sympy expressions or ints, the guards the op added, whether
+    a rule answered). Without `backend_choice` the fake mode's convolution skips its backend
+    choice, as it does where a size has no hint."""
+    monkeypatch.setattr(config, "disabled", config.disabled - {"symbolic_layout_rules"} if use_rules
+                        else config.disabled | {"symbolic_layout_rules"})
+    mode = new_symbolic_fake_mode()
+    args = make_args(mode)
+    before = len(mode.shape_env.guards)
+    memo = FakeOutputs(mode)
+    answered = []
+    rule_outputs = memo._symbolic_rule_outputs
+    memo._symbolic_rule_outputs = lambda *a: answered.append(rule_outputs(*a)) or answered[-1]
+    with monkeypatch.context() as patch:
+        if not backend_choice:
+            import torch.fx.experimental.symbolic_shapes as symbolic_shapes
+            patch.setattr(symbolic_shapes, "has_guarding_hint", lambda size: False)
+        with mode:
+            out = memo.run(func, tuple(args), {}, lambda f, a, k: f(*a, **k))
+    guards = {g.expr for g in mode.shape_env.guards[before:]}
+    layouts = [None if t is None else (t.dtype, [_expr(v) for v in t.shape], [_expr(v) for v in t.stride()])
+               for t in _flat(out)]
+    return layouts, guards, any(a is not None for a in answered)
+
+
+def _expr(value):
+    return value if type(value) is int else value.node.expr
+
+
+def _conjuncts(guards: set) -> set:
+    return {part for g in guards for part in (g.args if isinstance(g, sympy.And) else (g,))}
+
+
+def _values(layouts, assignment: dict):
+    return [None if layout is None else (layout[0], *[[int(sympy.sympify(v).xreplace(assignment)) for v in part]
+                                                      for part in layout[1:]]) for layout in layouts]
+
+
+@pytest.mark.parametrize("case", sorted(CONVOLUTIONS))
+def test_convolution_rules_give_the_fake_modes_layouts_and_guards_but_the_backend_choice(case, monkeypatch):
+    func, make_args = CONVOLUTIONS[case]
+    ruled, ruled_guards, answered = _raw_answer(func, make_args, True, monkeypatch)
+    without, fake_guards, fake_answered = _raw_answer(func, make_args, False, monkeypatch)
+    _, guards_but_the_choice, _ = _raw_answer(func, make_args, False, monkeypatch, backend_choice=False)
+    assert answered and not fake_answered
+    assert ruled_guards == guards_but_the_choice
+    if func is aten.convolution.default:  # what is left out: the choice's guard on the batch size
+        batch = ruled[0][1][0]
+        assert {str(g) for g in _conjuncts(fake_guards) - _conjuncts(guards_but_the_choice)} <= {f"{batch} < 16"}
+    symbols = sorted({s for layout in without if layout for part in layout[1:] for v in part
+                      for s in sympy.sympify(v).free_symbols}, key=str)
+    for assignment in ({s: 13 for s in symbols}, {s: 20 + 3 * k for k, s in enumerate(symbols)},
+                       {s: 64 - 5 * k for k, s in enumerate(symbols)}):
+        assert _values(ruled, assignment) == _values(without, assignment)
+
+
+def test_the_convolution_rule_raises_the_fake_modes_error_for_a_too_small_image(monkeypatch):
+    def make(mode):
+        return [_image(mode), _static(mode, 4, 3, 9, 9), None, *_CONV_2D, 1]  # 5x6 padded by 1 < 9
+
+    for use_rules in (True, False):
+        with pytest.raises(RuntimeError):
+            _raw_answer(aten.convolution.default, make, use_rules, monkeypatch)
+
+
 def test_a_convnet_compiled_once_for_many_sizes_matches_eager():
     """ResNet-style blocks (convolution, batch norm in training, pooling) with symbolic batch and
-    image sizes, where the batch norm rules answer: one compile, eager's losses, input and
+    image sizes, where the convolution and batch norm rules answer: one compile, eager's losses, input and
     parameter gradients and running statistics at every size."""
     import copy
 
@@ -281,7 +394,7 @@ def test_a_convnet_compiled_once_for_many_sizes_matches_eager():
     model, _ = models.resnet(blocks=2, width=8)
     eager = copy.deepcopy(model)
     compiled = aot_module(model, fw_compiler="eager", dynamic=True)
-    for batch, size in ((4, 16), (3, 12), (5, 20)):
+    for batch, size in ((4, 16), (3, 12), (5, 20), (17, 12)):  # (17: past the fake mode's backend choice at 16)
         x = torch.randn(batch, 3, size, size)
         x_compiled, x_eager = x.clone().requires_grad_(), x.clone().requires_grad_()
         out, expected = compiled(x_compiled), eager(x_eager)

@@ -34,7 +34,7 @@ import sympy
 import torch
 
 from ..graph.sizes import size_keys
-from ..torch_private.symbolic import free_unbacked_symbols
+from ..torch_private.symbolic import free_unbacked_symbols, sym_and, sym_or
 from .layout_rules import POINTWISE as STATIC_POINTWISE
 
 aten = torch.ops.aten
@@ -209,6 +209,76 @@ def _batch_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list
         return None
     dtype = input_layout[0]
     return _like(tensors[1], dtype), _fresh((shape[1],), dtype), _fresh((shape[1],), dtype)
+
+
+def _convolution(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``convolution(input, weight, bias?, stride, padding, dilation, transposed, output_padding,
+    groups)``, not transposed, of dense full-precision CPU tensors with concrete kernel sizes:
+    a fresh contiguous (N, C_out, *spatial sizes). The meta function's checks (the
+    kernel fits the padded input, some output size is positive) are made as it makes them, so
+    their guards are the same. The fake mode's backend choice is left out, and with it its guard
+    on the batch size (``s0 < 16``): it serves only to pick the output's memory format, and for
+    contiguous CPU arguments every CPU backend gives a contiguous output."""
+    if kwargs or len(args) != 9 or args[6] is not False:
+        return None
+    spatial = _convolution_sizes(layouts, tensors[0], tensors[1], args[3:6], args[8], check=True)
+    weight = layouts[1][1]
+    if spatial is None or (args[2] is not None and layouts[2][1] != (weight[0],)):
+        return None
+    return (_fresh((tensors[0].shape[0], weight[0], *spatial), layouts[0][0]),)
+
+
+def _convolution_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``convolution_backward(grad_out, input, weight, bias_sizes?, stride, padding, dilation,
+    transposed, output_padding, groups, output_mask)`` as `_convolution`, with a gradient of the
+    convolution's output sizes (the same expressions): the gradients of the input, weight and bias
+    that `output_mask` asks for, fresh and contiguous. The meta function checks nothing here."""
+    if kwargs or len(args) != 11 or args[7] is not False or type(args[10]) not in (list, tuple) \
+            or len(args[10]) != 3:
+        return None
+    grad, x = tensors[0], tensors[1]
+    spatial = _convolution_sizes(layouts[1:], x, tensors[2], args[4:7], args[9], check=False)
+    weight = layouts[2][1]
+    if spatial is None or layouts[0][0] != layouts[1][0] \
+            or layouts[0][1] != size_keys((x.shape[0], weight[0], *spatial)):
+        return None
+    if args[10][2] and (type(args[3]) not in (list, tuple) or list(args[3]) != [weight[0]]):
+        return None
+    dtype = layouts[1][0]
+    outputs = (_like(x, dtype), _fresh(weight, dtype), _fresh((weight[0],), dtype))
+    return tuple(output if wanted is True else None for output, wanted in zip(outputs, args[10]))
+
+
+def _convolution_sizes(layouts: list, x: torch.Tensor, weight: torch.Tensor, params: tuple, groups,
+                       check: bool) -> Optional[list]:
+    """The output's spatial sizes (SymInts or ints) of a convolution of x by `weight` (the first
+    two of `layouts`, all dense full-precision CPU tensors of one dtype), of matching ranks,
+    concrete kernel sizes, x's channels those of the kernel (see `_equal_sizes`), one int stride, padding and dilation (`params`) per
+    spatial dimension; None otherwise. Where `check`, first the meta function's two checks."""
+    if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
+        return None
+    kernel = layouts[1][1]
+    rank = len(kernel) - 2
+    if len(layouts[0][1]) != rank + 2 or rank not in (1, 2, 3) or not all(type(k) is int for k in kernel) \
+            or type(groups) is not int or groups <= 0:
+        return None
+    if not all(type(p) in (list, tuple) and len(p) == rank and all(type(v) is int for v in p) for p in params):
+        return None
+    stride, padding, dilation = params
+    if min(stride) <= 0 or min(dilation) <= 0 or min(padding) < 0 or kernel[0] % groups \
+            or not _equal_sizes(x.shape[1], kernel[1] * groups):  # (symbolic channels: Eq(s1, 3), as the meta's)
+        return None
+    dims = x.shape[2:]
+    if check:
+        fits = [size + 2 * p >= d * (k - 1) + 1 for size, k, p, d in zip(dims, kernel[2:], padding, dilation)]
+        torch._check(sym_and(*fits),
+                     lambda: f"convolution: the kernel {kernel[2:]} is larger than the padded input {list(dims)}")
+    sizes = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+             for size, k, s, p, d in zip(dims, kernel[2:], stride, padding, dilation)]
+    if check:
+        torch._check(sym_or(*[size > 0 for size in sizes]),
+                     lambda: f"convolution: output size {sizes} is too small")
+    return sizes
 
 
 def _matmul_operands(layouts: list, tensors: list, a: int, b: int, batch: int) -> Optional[torch.dtype]:
@@ -507,6 +577,8 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten._native_batch_norm_legit.default: _batch_norm,
     aten._native_batch_norm_legit.no_stats: _batch_norm,
     aten.native_batch_norm_backward.default: _batch_norm_backward,
+    aten.convolution.default: _convolution,
+    aten.convolution_backward.default: _convolution_backward,
     aten.mm.default: _mm,
     aten.bmm.default: _bmm,
     aten.addmm.default: _addmm,

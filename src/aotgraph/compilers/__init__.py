@@ -11,7 +11,7 @@ outside this package never asks which compiler it has.
 from __future__ import annotations
 
 import difflib
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -23,7 +23,7 @@ from .. import config
 from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..errors import BadArgument, CompilerError
 from ..graph.naming import primal_name
-from ..graph.sizes import has_symbolic_sizes
+from ..graph.sizes import has_symbolic_sizes, size_keys
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
@@ -313,7 +313,7 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
             role = GraphRole("inference", num_user_outputs, graph_id, fw_static, view_bases)
             forward = compile_one(inference_compiler, forward_graph, fw_inputs, role)
             return CompiledGraphs(forward, None, parts, in_graph, _note_of(forward))
-        with TracingContext.report_output_strides() as output_strides:
+        with TracingContext.report_output_strides() as output_strides, _strides_as_expressions():
             forward = compile_one(fw_compiler, forward_graph, fw_inputs, GraphRole("forward", num_user_outputs,
                                                                                    graph_id, fw_static, view_bases))
         saved_strides = list(output_strides or [])[joint.num_fwd_outputs - len(in_graph):]
@@ -357,7 +357,9 @@ def _placeholder_values(graph_module: fx.GraphModule) -> list:
 
 
 def _restrided(bw_inputs: list, parts: Partition, saved_strides: list) -> list:
-    """Backward example inputs with each saved tensor given the stride the forward reported."""
+    """Backward example inputs with each saved tensor given the stride the forward reported
+    (with symbolic sizes, as expressions of their symbols: Inductor on the CPU lays a
+    convolution's activations out channels-last whatever the sizes)."""
     if not saved_strides:
         return bw_inputs
     stride_of = {saved.name: stride for saved, stride in zip(parts.saved, saved_strides)}
@@ -365,11 +367,27 @@ def _restrided(bw_inputs: list, parts: Partition, saved_strides: list) -> list:
     restrided = []
     for node, value in zip(placeholders, bw_inputs):
         stride = stride_of.get(node.name)
-        # Symbolic strides stay as traced: the reported ones are hints, comparing would guard on them
-        # (Inductor does not change layouts of graphs with symbolic sizes).
-        if (isinstance(value, torch.Tensor) and stride is not None and not has_symbolic_sizes(value)
-                and tuple(value.stride()) != tuple(stride)):
-            with torch.no_grad():
-                value = value.as_strided(value.shape, stride, value.storage_offset())
+        if isinstance(value, torch.Tensor) and stride is not None and size_keys(value.stride()) != size_keys(stride):
+            if has_symbolic_sizes(value) or any(type(s) is not int for s in stride):
+                with detect_fake_mode([value]):  # (as_strided would check the storage's size: a guard)
+                    value = torch.empty_strided(value.shape, stride, dtype=value.dtype, device=value.device)
+            else:
+                with torch.no_grad():
+                    value = value.as_strided(value.shape, stride, value.storage_offset())
         restrided.append(value)
     return restrided
+
+
+@contextmanager
+def _strides_as_expressions():
+    """Inductor reports the output strides of a graph with symbolic sizes as SymInts of the
+    graph's symbols, not as their values at the hints (torch's ``fakify_first_call``)."""
+    context = TracingContext.try_get()
+    before = getattr(context, "fakify_first_call", False)
+    if context is not None:
+        context.fakify_first_call = True
+    try:
+        yield
+    finally:
+        if context is not None:
+            context.fakify_first_call = before
