@@ -172,17 +172,20 @@ class AotFunction:
             size_guards.append(guard)
         return entry
 
-    def compile_symbolic(self, args: list, fake_mode) -> Optional[CompiledEntry]:
+    def compile_symbolic(self, args: list, fake_mode, static: frozenset = frozenset()) -> Optional[CompiledEntry]:
         """One entry for every size `args` (flat, a tensor's sizes SymInts of `fake_mode`'s
         shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
         Dynamo does); None, with the reason logged, where the program cannot be captured with
-        symbolic sizes (the caller then compiles per concrete signature)."""
-        # Parameters get their fakes as `capture`'s inputs do (switch ``direct_fakes``); other real
-        # tensors (a float Dynamo wrapped as a tensor) the fake mode's own, which Dynamo may have made.
-        parameters = [k for k, a in enumerate(args) if isinstance(a, torch.nn.Parameter)]
-        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, (FakeTensor,
-                 torch.nn.Parameter)) else a for a in args]
-        for position, fake in zip(parameters, fake_inputs([args[k] for k in parameters], fake_mode)):
+        symbolic sizes (the caller then compiles per concrete signature). `static`: positions
+        of real tensors the caller traced with static sizes (Dynamo's buffers, its floats
+        wrapped as tensors)."""
+        # Parameters and the `static` tensors get their fakes as `capture`'s inputs do (switch
+        # ``direct_fakes``); other real tensors the fake mode's own, with the symbols Dynamo gave them.
+        direct = [k for k, a in enumerate(args) if isinstance(a, torch.nn.Parameter)
+                  or (k in static and isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor))]
+        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor)
+                 and k not in direct else a for k, a in enumerate(args)]
+        for position, fake in zip(direct, fake_inputs([args[k] for k in direct], fake_mode)):
             fakes[position] = fake
         in_spec = tree_flatten((tuple(args), {}))[1]
         try:
@@ -545,7 +548,8 @@ def aot_module_simplified(
     else:
         fake_mode = detect_fake_mode(list(args))
         if fake_mode is not None and fake_mode.shape_env is not None:
-            symbolic = compiled.compile_symbolic([*values, *args], fake_mode)
+            static = frozenset(len(values) + k for k in _traced_with_static_sizes(mod, args)) if is_graph else frozenset()
+            symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static)
 
     if symbolic is not None:
         def forward(*runtime_args):
@@ -570,6 +574,19 @@ def _has_symbolic_shapes(args) -> bool:
         ):
             return True
     return False
+
+
+def _traced_with_static_sizes(graph_module: torch.fx.GraphModule, args) -> list:
+    """Positions of `args` whose placeholder in `graph_module` Dynamo traced with a fake of
+    static sizes and at least one dimension (its ``example_value``): a module's buffers. (A
+    float Dynamo wrapped as a 0-dim tensor is left out: its fake in Dynamo's fake mode
+    remembers the SymFloat that ``.item()`` gives back.)"""
+    placeholders = graph_module.graph.find_nodes(op="placeholder")
+    if len(placeholders) != len(args):
+        return []
+    values = [node.meta.get("example_value") for node in placeholders]
+    return [k for k, value in enumerate(values)
+            if isinstance(value, FakeTensor) and value.dim() > 0 and not _has_symbolic_shapes([value])]
 
 
 def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *,
