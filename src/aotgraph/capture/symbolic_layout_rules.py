@@ -269,13 +269,18 @@ def _convolution_sizes(layouts: list, x: torch.Tensor, weight: torch.Tensor, par
             or not _equal_sizes(x.shape[1], kernel[1] * groups):  # (symbolic channels: Eq(s1, 3), as the meta's)
         return None
     dims = x.shape[2:]
-    if check:
+    # A kernel no wider than the padding on both sides and one element fits any input of size
+    # >= 1 (a backed size), and every output size is then >= 1: the checks would hold without a
+    # guard (3x3 padded by 1, 1x1, a 7x7 stem padded by 3), so they are not made.
+    checked = check and not all(d * (k - 1) <= 2 * p and _backed(size)
+                                for size, k, p, d in zip(layouts[0][1][2:], kernel[2:], padding, dilation))
+    if checked:
         fits = [size + 2 * p >= d * (k - 1) + 1 for size, k, p, d in zip(dims, kernel[2:], padding, dilation)]
         torch._check(sym_and(*fits),
                      lambda: f"convolution: the kernel {kernel[2:]} is larger than the padded input {list(dims)}")
     sizes = [(size + 2 * p - d * (k - 1) - 1) // s + 1
              for size, k, s, p, d in zip(dims, kernel[2:], stride, padding, dilation)]
-    if check:
+    if checked:
         torch._check(sym_or(*[size > 0 for size in sizes]),
                      lambda: f"convolution: output size {sizes} is too small")
     return sizes
