@@ -120,6 +120,22 @@ def _image(mode, dtype=torch.float32, shape=(4, 3, 5, 6)):
 _CONV_2D = ([1, 1], [1, 1], [1, 1], False, [0, 0])  # stride, padding, dilation, transposed, output padding
 
 
+def _group_norm_args(mode, affine: bool):
+    x = _image(mode, shape=(4, 6, 8, 7))
+    weight, bias = (_static(mode, 6), _static(mode, 6)) if affine else (None, None)
+    return [x, weight, bias, x.shape[0], 6, x.shape[2] * x.shape[3], 3, 1e-5]
+
+
+def _group_norm_backward_args(mode, halved: bool = False):
+    """Group norm's backward; `halved`: a gradient of sizes ``2*(s1//2)`` for the input's s1 (an
+    upsampled decoder's, which a guard makes equal)."""
+    x, weight, _, n, c, hxw, group, eps = _group_norm_args(mode, affine=True)
+    with mode:
+        _, mean, rstd = aten.native_group_norm(x, weight, None, n, c, hxw, group, eps)
+        grad = torch.empty(x.shape[0], 6, 2 * (x.shape[2] // 2), x.shape[3]) if halved else torch.empty_like(x)
+    return [grad, x, mean, rstd, weight, n, c, hxw, group, [True, True, True]]
+
+
 def _batch_norm_backward(mode):
     x = _image(mode)
     weight, mean, var = _static(mode, 3), _static(mode, 3), _static(mode, 3)
@@ -155,6 +171,7 @@ ANSWERED = {
     "add bf16": (aten.add.Tensor, lambda m: (lambda x: [x, _like(m, x)])(_x(m, torch.bfloat16))),
     "add prepended dims": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[0]))])),
     "mul scalar": (aten.mul.Tensor, _pair(lambda m, x: [x, 0.5])),
+    "div by a size": (aten.div.Scalar, _pair(lambda m, x: [x, x.shape[0] * x.shape[1]])),
     "gelu": (aten.gelu.default, _pair(lambda m, x: [x])),
     "gelu_backward": (aten.gelu_backward.default, _pair(lambda m, x: [_like(m, x), x])),
     "threshold_backward": (aten.threshold_backward.default, _pair(lambda m, x: [_like(m, x), x, 0])),
@@ -166,6 +183,9 @@ ANSWERED = {
     "layer_norm_backward": (aten.native_layer_norm_backward.default, _layer_norm_backward([True, True, True])),
     "layer_norm_backward input only": (aten.native_layer_norm_backward.default,
                                        _layer_norm_backward([True, False, False], affine=False)),
+    "group_norm": (aten.native_group_norm.default, lambda m: _group_norm_args(m, affine=True)),
+    "group_norm no affine": (aten.native_group_norm.default, lambda m: _group_norm_args(m, affine=False)),
+    "group_norm_backward": (aten.native_group_norm_backward.default, lambda m: _group_norm_backward_args(m)),
     "batch_norm": (aten._native_batch_norm_legit.default, lambda m: [
         _image(m), _static(m, 3), _static(m, 3),
         _static(m, 3), _static(m, 3), True, 0.1, 1e-5]),
@@ -193,6 +213,11 @@ ANSWERED = {
     "clone": (aten.clone.default, _pair(lambda m, x: [x])),
     "sum": (aten.sum.dim_IntList, _pair(lambda m, x: [x, [0, 1]])),
     "sum keepdim": (aten.sum.dim_IntList, _pair(lambda m, x: [x, [-1], True])),
+    "mean": (aten.mean.dim, _pair(lambda m, x: [x, [-1, -2], True])),
+    "expand a mean's gradient": (aten.expand.default, _pair(lambda m, x: [
+        _ops(m, lambda: torch.empty(x.shape[0], x.shape[1], 1)), [x.shape[0], x.shape[1], 8]])),
+    "expand -1 and a new leading size": (aten.expand.default, _pair(lambda m, x: [
+        _ops(m, lambda: torch.empty(1, x.shape[1], 8)), [x.shape[0], 3, -1, x.shape[1], 8]])),
     "nll_loss": (aten.nll_loss_forward.default, lambda m: [*_nll(m, False), None, 1, -100]),
     "nll_loss target's own size": (aten.nll_loss_forward.default, lambda m: [*_nll(m, True), None, 1, -100]),
     "nll_loss none": (aten.nll_loss_forward.default, lambda m: [*_nll(m, False), None, 0, -100]),
@@ -231,6 +256,9 @@ DECLINED = {
     "convolution one stride for all dims": (aten.convolution.default, lambda m: [
         _image(m), _static(m, 8, 3, 3, 3), None, [1], [1], [1], False, [0], 1]),
     "split of a symbolic size": (aten.split.Tensor, _pair(lambda m, x: [x, 2, 1])),
+    "expand of a symbolic size": (aten.expand.default, lambda m: (lambda x, y: [x, [y.shape[0], 5, 8]])(
+        _sym(m, 3, 5, 8), _sym(m, 4, name="y"))),
+    "add of a symbolic bool": (aten.mul.Scalar, _pair(lambda m, x: [x, x.shape[0] > 2])),
 }
 
 
@@ -312,6 +340,8 @@ CONVOLUTIONS = {
         m, _image(m), _static(m, 8, 3, 3, 3), _CONV_2D, [True, True, True])),
     "backward stride 2, weight only": (aten.convolution_backward.default, lambda m: _conv_backward_args(
         m, _image(m), _static(m, 8, 3, 3, 3), _STRIDE_2, [False, True, False])),
+    "backward of a gradient whose sizes are written otherwise": (aten.convolution_backward.default, lambda m: [
+        _image(m), _image(m), _static(m, 3, 3, 3, 3), [3], *_CONV_2D, 1, [True, True, True]]),
     "backward 1x1 stride 2": (aten.convolution_backward.default, lambda m: _conv_backward_args(
         m, _image(m), _static(m, 8, 3, 1, 1), _DOWNSAMPLE, [True, True, False])),
 }
@@ -373,6 +403,25 @@ def test_convolution_rules_give_the_fake_modes_layouts_and_guards_but_the_backen
         assert _values(ruled, assignment) == _values(without, assignment)
 
 
+def test_group_norm_backward_of_a_gradient_whose_sizes_are_written_otherwise(monkeypatch):
+    """A decoder's gradient of sizes ``2*(s1//2)`` for the input's s1: the rule guards that they
+    are equal (the kernel's one requirement; the fake mode's decomposition adds that and more, of
+    its views), and where that holds, the fake mode's guards hold too and the layouts agree (the
+    fake mode writes its answer's sizes from the gradient's)."""
+    make = lambda m: _group_norm_backward_args(m, halved=True)  # noqa: E731
+    ruled, ruled_guards, answered = _raw_answer(aten.native_group_norm_backward.default, make, True, monkeypatch)
+    without, fake_guards, fake_answered = _raw_answer(aten.native_group_norm_backward.default, make, False,
+                                                      monkeypatch)
+    assert answered and not fake_answered and len(ruled_guards) == 1
+    symbols = sorted({s for g in (*ruled_guards, *fake_guards) for s in g.free_symbols}, key=str)
+    holds = lambda guards, values: all(bool(g.xreplace(values)) for g in guards)  # noqa: E731
+    for assignment in ({s: 14 for s in symbols}, {s: 20 + 2 * k for k, s in enumerate(symbols)}):
+        assert holds(ruled_guards, assignment) and holds(fake_guards, assignment)
+        assert _values(ruled, assignment) == _values(without, assignment)
+    odd = {s: 15 for s in symbols}
+    assert not holds(ruled_guards, odd) and not holds(fake_guards, odd)
+
+
 def test_the_convolution_rule_raises_the_fake_modes_error_for_a_too_small_image(monkeypatch):
     def make(mode):
         return [_image(mode), _static(mode, 4, 3, 9, 9), None, *_CONV_2D, 1]  # 5x6 padded by 1 < 9
@@ -406,4 +455,29 @@ def test_a_convnet_compiled_once_for_many_sizes_matches_eager():
             torch.testing.assert_close(p.grad, q.grad, msg=name)
         for b, c in zip(model.buffers(), eager.buffers()):
             torch.testing.assert_close(b, c)
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_a_unet_compiled_once_for_many_sizes_matches_eager():
+    """GroupNorm, SiLU, pooling, nearest upsampling and skip concatenations with symbolic batch
+    and image sizes (the decoder's sizes written ``8*(s0//8)``, made equal to the encoder's by a
+    guard): one compile where the group norm rules answer, eager's outputs and gradients."""
+    import copy
+
+    from aotgraph import aot_module, models
+
+    torch.manual_seed(0)
+    model, _ = models.unet(width=8, depth=2)
+    eager = copy.deepcopy(model)
+    compiled = aot_module(model, fw_compiler="eager", dynamic=True)
+    for batch, size in ((2, 16), (3, 24), (2, 32)):
+        x = torch.randn(batch, 3, size, size)
+        out, expected = compiled(x), eager(x)
+        torch.testing.assert_close(out, expected)
+        out.square().sum().backward()
+        expected.square().sum().backward()
+        for (name, p), q in zip(model.named_parameters(), eager.parameters()):  # (sums of many float32 terms)
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item(), msg=name)
+        model.zero_grad()
+        eager.zero_grad()
     assert len(compiled.aotgraph_entries) == 1

@@ -27,7 +27,7 @@ from .. import config
 from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
 from .layout_rules import RULES as LAYOUT_RULES
-from .symbolic_layout_rules import FRESH, RULES as SYMBOLIC_LAYOUT_RULES
+from .symbolic_layout_rules import FRESH, RULES as SYMBOLIC_LAYOUT_RULES, sizes_of as symbolic_sizes_of
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
 from ..torch_private.symbolic import FloorDiv
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
@@ -63,6 +63,7 @@ class FakeOutputs:
         self.symbolic_rules_on = config.enabled("symbolic_layout_rules")
         self.misses_apart_on = config.enabled("fake_misses_without_python_dispatcher")
         self.key_is_symbolic = False  # of the last key built
+        self.ruled_numels: dict = {}  # of the last rule's fresh outputs: id -> elements of its storage
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
         if not self.memo_on:
@@ -89,6 +90,9 @@ class FakeOutputs:
                 out = self._layout_rule_outputs(func, args, kwargs, tensors)
             elif self.symbolic_rules_on and self.key_is_symbolic and func in SYMBOLIC_LAYOUT_RULES:
                 out = self._symbolic_rule_outputs(func, args, kwargs, tensors)
+                if out is not None:  # built as `_build` builds: its recipe needs no check
+                    recipe = self.recipes[key] = self._recipe_of(func, out, tensors, key, self.ruled_numels)
+                    return out
             if out is None and self.meta_answers_on and facts.meta_kernel_answer and not self.key_is_symbolic:
                 # (symbolic sizes: the fake mode's rules answer, with the shape environment)
                 out = self._meta_kernel_outputs(func, args, kwargs, tensors)
@@ -138,7 +142,8 @@ class FakeOutputs:
             elif kind in _PLAIN_SCALARS:
                 parts.append(kind)
                 parts.append(value)
-            elif kind is torch.SymInt and self.symbolic_on:
+            elif (kind is torch.SymInt or kind is torch.SymFloat) and self.symbolic_on:
+                # (a SymFloat: a float Dynamo passes as an input, batch norm's momentum and eps)
                 parts.append(kind)
                 parts.append(value.node.expr)
                 self.key_is_symbolic = True
@@ -222,12 +227,14 @@ class FakeOutputs:
         (fresh tensors, or views of an argument's storage); None where the rule has no answer
         (switch ``symbolic_layout_rules``)."""
         layouts = [self.layout_of[id(t)][1] for t in tensors]
-        outputs = SYMBOLIC_LAYOUT_RULES[func](args, kwargs, layouts, tensors)
+        with symbolic_sizes_of(self.fake_mode.shape_env):
+            outputs = SYMBOLIC_LAYOUT_RULES[func](args, kwargs, layouts, tensors)
         if outputs is None:
             return None
         device = layouts[0][4]
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
         outs = []
+        self.ruled_numels = {}
         with DisableTorchDispatch():
             for output in outputs:
                 if output is None:
@@ -242,6 +249,8 @@ class FakeOutputs:
                     meta.set_(tensors[position].untyped_storage(), 0, (0,), (1,))
                     meta = meta.as_strided(shape, stride, offset)
                 outs.append(new_fake(meta))
+                if output[0] is FRESH:
+                    self.ruled_numels[id(outs[-1])] = output[3]
         returns = func._schema.returns
         if len(returns) == 1:
             return outs if isinstance(returns[0].type, torch.ListType) else outs[0]
@@ -272,8 +281,10 @@ class FakeOutputs:
         return out if isinstance(out, FakeTensor) else FakeTensor(self.fake_mode, out, device)
 
     # ---- recipes ----------------------------------------------------------------
-    def _recipe_of(self, func, out, tensors: list, key: tuple) -> Optional[tuple]:
-        """How to rebuild `out` from the arguments, checked by rebuilding it; None if it cannot be."""
+    def _recipe_of(self, func, out, tensors: list, key: tuple, numels: Optional[dict] = None) -> Optional[tuple]:
+        """How to rebuild `out` from the arguments, checked by rebuilding it; None if it cannot be.
+        `numels`: the outputs were built as `_build` builds them, fresh ones on storages of these
+        numbers of elements (by the outputs' ids): not checked."""
         if func._schema.is_mutable:
             before = [layout for layout in key if type(layout) is tuple]
             self._forget_layouts(tensors, {})
@@ -305,12 +316,16 @@ class FakeOutputs:
                 if layout[3] != 0 or storage in fresh_storages:
                     return None
                 fresh_storages.add(storage)
-            storage_numel = _storage_numel(item) if alias is None and layout[-1] and self.strided_builds_on else None
+            storage_numel = None
+            if alias is None and layout[-1] and self.strided_builds_on:
+                storage_numel = numels[id(item)] if numels is not None else _storage_numel(item)
             specs.append((_NEW, layout, alias, (tuple(item.shape), item.stride(), item.storage_offset()),
                           storage_numel))
         if self.symbolic_on and _has_new_symbols(specs, key):
             return None  # a fresh unbacked size (nonzero's length): a repeat has its own
         recipe = (container, tuple(specs))
+        if numels is not None:
+            return recipe
         rebuilt = self._build(recipe, tensors)
         for item, again in zip(items, rebuilt if container else (rebuilt,)):
             if item is not None and not _same_fake(item, again):

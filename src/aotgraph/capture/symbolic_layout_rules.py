@@ -10,13 +10,19 @@ capture). A rule here answers from the arguments' own SymInts: a pointwise op's 
 argument's sizes and strides, a transpose swaps them, a matmul's is (m, n) with strides (n, 1).
 
 A rule answers only where every condition it needs holds for the size expressions as they are
-written, without asking the shape environment: equal shapes are equal expressions, contiguous
-strides are the products of the sizes, every symbol is backed (a backed size is >= 2, the shape
-environment specializes 0 and 1; an unbacked one may be either). Where the fake mode would have
-to decide something (broadcasting against a size that may be 1, a view whose sizes do not
-provably match, dtype promotion), the rule declines and the fake mode answers and adds its
-guards; so a rule never leaves out a guard. tests/capture/test_symbolic_layout_rules.py checks
-each rule against the fake mode's answer, and that the fake mode added no guard in that case
+written: equal shapes are equal expressions, contiguous strides are the products of the sizes
+(torch's ``Max(1, size)`` factors read as the size), every size is >= 1 over its symbols'
+ranges in the shape environment (a backed symbol is >= 2, the shape environment specializes 0
+and 1; ``s0//8`` only once a guard has made s0 >= 8; an unbacked one may be 0). Where the fake
+mode would have to decide something (broadcasting against a size that may be 1, a view whose
+sizes do not provably match, dtype promotion), the rule declines and the fake mode answers and
+adds its guards, or the rule makes the same check the same way (a matmul's inner sizes, a
+convolution's kernel against its padded input), which adds the same guard. Two rules guard less
+than the fake mode, each where that guard does not bear on the answer: a convolution leaves out
+the fake mode's backend choice (its guard on the batch size picks the output's memory format,
+contiguous for every CPU backend here); group norm's backward guards only that the gradient has
+the input's sizes (the decomposition's views add guards of their own). tests/capture/
+test_symbolic_layout_rules.py checks each rule against the fake mode's answer and guards
 (switch ``symbolic_layout_rules``).
 
 A rule takes the op's arguments, the memo's layouts of its tensor arguments and those tensors
@@ -27,14 +33,16 @@ answer.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable, Optional
+import threading
+from typing import Callable, Iterator, Optional
 
 import sympy
 import torch
 
 from ..graph.sizes import size_keys
-from ..torch_private.symbolic import free_unbacked_symbols, sym_and, sym_or
+from ..torch_private.symbolic import Max, ValueRanges, bound_sympy, free_unbacked_symbols, int_oo, sym_and, sym_or
 from .layout_rules import POINTWISE as STATIC_POINTWISE
 
 aten = torch.ops.aten
@@ -44,29 +52,69 @@ Outputs = Optional[tuple]
 _FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 _FULL_PRECISION = frozenset({torch.float32, torch.float64})
 _SCALARS = (int, float, bool, str, type(None))  # numbers, gelu's approximate, div's rounding_mode
+# A symbolic int (a size, dividing a mean's gradient) promotes a floating tensor no more than a Python int.
+_SYMBOLIC_NUMBERS = (torch.SymInt,)
+
+
+_answering = threading.local()  # .shape_env: the shape environment of the sizes a rule is given
+
+
+@contextlib.contextmanager
+def sizes_of(shape_env) -> Iterator[None]:
+    """The rules called inside read the ranges of sizes' symbols from `shape_env` (see `_backed`)."""
+    previous = getattr(_answering, "shape_env", None)
+    _answering.shape_env = shape_env
+    try:
+        yield
+    finally:
+        _answering.shape_env = previous
 
 
 def _backed(size) -> bool:
-    """An int > 0, or an expression of backed symbols only (so >= 1)."""
+    """An int > 0, or an expression of backed symbols that is >= 1 for every value in their
+    ranges (a symbol: the shape environment specializes sizes 0 and 1; ``s0//8`` once a guard
+    has made s0 >= 8; not ``s0//8`` alone)."""
     if type(size) is int:
         return size > 0
-    return not free_unbacked_symbols(size)
+    return _at_least_one(size, getattr(_answering, "shape_env", None))
+
+
+@functools.lru_cache(maxsize=8192)
+def _at_least_one(expr, shape_env) -> bool:
+    # (a False may turn True as guards narrow the ranges: kept anyway, only a rule's answer is lost)
+    if free_unbacked_symbols(expr):
+        return False
+    if expr.is_Symbol:
+        return True
+    ranges = shape_env.var_to_range if shape_env is not None else {}
+    bounds = {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}
+    return bool(bound_sympy(expr, bounds).lower >= 1)
 
 
 def _dense(layout: tuple) -> bool:
     """Contiguous strides (those of ``torch.empty``), backed sizes and no empty dimension."""
-    return _dense_sizes(layout[1], layout[2])
+    return _dense_sizes(layout[1], layout[2], getattr(_answering, "shape_env", None))
 
 
 @functools.lru_cache(maxsize=4096)
-def _dense_sizes(shape: tuple, stride: tuple) -> bool:
+def _dense_sizes(shape: tuple, stride: tuple, shape_env=None) -> bool:
+    """(torch writes a contiguous stride as a product of ``Max(1, size)``, which stays where sympy
+    cannot tell that the size is >= 1: such a factor is read as its size, every size being >= 1.)"""
     expected = 1
     for size, step in zip(reversed(shape), reversed(stride)):
-        if not _backed(size) or step != expected:
+        if not _backed(size) or (step != expected and _without_max_of_one(step) != expected):
             return False
         if size != 1:
             expected = expected * size
     return True
+
+
+def _without_max_of_one(expr):
+    """`expr` with each ``Max(1, e)`` read as e (the caller knows every such e to be >= 1)."""
+    if type(expr) is int or not expr.has(Max):
+        return expr
+    return expr.replace(lambda e: isinstance(e, Max) and len(e.args) == 2 and sympy.Integer(1) in e.args,
+                        lambda e: e.args[1] if e.args[0] == 1 else e.args[0])
 
 
 def _one_dtype(layouts: list, dtypes: frozenset) -> Optional[torch.dtype]:
@@ -107,8 +155,9 @@ def _like(tensor: torch.Tensor, dtype: torch.dtype) -> tuple:
 def _pointwise(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """A pointwise op of `POINTWISE` whose tensor arguments are dense, of one floating dtype,
     with shapes that are the last dimensions of one of them (the same expressions: broadcasting
-    that only prepends dimensions), and whose other arguments are real numbers (or an option's
-    string): no size-1 broadcasting and no promotion, so a fresh tensor like the largest argument."""
+    that only prepends dimensions), and whose other arguments are real numbers or SymInts (or
+    an option's string): no size-1 broadcasting and no promotion, so a fresh tensor like the
+    largest argument."""
     dtype = _one_dtype(layouts, _FLOATS)
     if dtype is None or not all(map(_dense, layouts)):
         return None
@@ -116,7 +165,8 @@ def _pointwise(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outpu
     shape = layouts[largest][1]
     if any(layout[1] != shape[len(shape) - len(layout[1]):] for layout in layouts):
         return None
-    if not all(type(v) in _SCALARS for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)):
+    if not all(type(v) in _SCALARS or type(v) in _SYMBOLIC_NUMBERS
+               for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)):
         return None
     return (_like(tensors[largest], dtype),)
 
@@ -221,7 +271,7 @@ def _convolution(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Out
     contiguous CPU arguments every CPU backend gives a contiguous output."""
     if kwargs or len(args) != 9 or args[6] is not False:
         return None
-    spatial = _convolution_sizes(layouts, tensors[0], tensors[1], args[3:6], args[8], check=True)
+    spatial = _convolution_sizes(layouts, tensors[0], args[3:6], args[8])
     weight = layouts[1][1]
     if spatial is None or (args[2] is not None and layouts[2][1] != (weight[0],)):
         return None
@@ -231,16 +281,15 @@ def _convolution(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Out
 def _convolution_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``convolution_backward(grad_out, input, weight, bias_sizes?, stride, padding, dilation,
     transposed, output_padding, groups, output_mask)`` as `_convolution`, with a gradient of the
-    convolution's output sizes (the same expressions): the gradients of the input, weight and bias
-    that `output_mask` asks for, fresh and contiguous. The meta function checks nothing here."""
+    input's dtype and device: the gradients of the input, weight and bias that `output_mask` asks
+    for, fresh and contiguous. The meta function checks nothing here, the gradient's sizes (which
+    a view's backward may write otherwise than the forward's output) neither."""
     if kwargs or len(args) != 11 or args[7] is not False or type(args[10]) not in (list, tuple) \
             or len(args[10]) != 3:
         return None
-    grad, x = tensors[0], tensors[1]
-    spatial = _convolution_sizes(layouts[1:], x, tensors[2], args[4:7], args[9], check=False)
-    weight = layouts[2][1]
-    if spatial is None or layouts[0][0] != layouts[1][0] \
-            or layouts[0][1] != size_keys((x.shape[0], weight[0], *spatial)):
+    x, weight = tensors[1], layouts[2][1]
+    if not _convolution_arguments(layouts[1:], x, args[4:7], args[9], guard_channels=False) \
+            or layouts[0][0] != layouts[1][0] or layouts[0][4] != layouts[1][4] or layouts[0][5] or layouts[0][6]:
         return None
     if args[10][2] and (type(args[3]) not in (list, tuple) or list(args[3]) != [weight[0]]):
         return None
@@ -249,31 +298,41 @@ def _convolution_backward(args: tuple, kwargs: dict, layouts: list, tensors: lis
     return tuple(output if wanted is True else None for output, wanted in zip(outputs, args[10]))
 
 
-def _convolution_sizes(layouts: list, x: torch.Tensor, weight: torch.Tensor, params: tuple, groups,
-                       check: bool) -> Optional[list]:
-    """The output's spatial sizes (SymInts or ints) of a convolution of x by `weight` (the first
-    two of `layouts`, all dense full-precision CPU tensors of one dtype), of matching ranks,
-    concrete kernel sizes, x's channels those of the kernel (see `_equal_sizes`), one int stride, padding and dilation (`params`) per
-    spatial dimension; None otherwise. Where `check`, first the meta function's two checks."""
+def _convolution_arguments(layouts: list, x: torch.Tensor, params: tuple, groups, guard_channels: bool) -> bool:
+    """Whether x and the weight (the first two of `layouts`, all dense full-precision CPU tensors
+    of one dtype) have matching ranks, concrete kernel sizes, x's channels those of the kernel
+    (by expression, the shape environment's replacements applied, or where `guard_channels` as the
+    meta function decides it: symbolic channels get ``Eq(s1, 3)``), and `params` are one int stride, padding and dilation per spatial dimension."""
     if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
-        return None
+        return False
     kernel = layouts[1][1]
     rank = len(kernel) - 2
     if len(layouts[0][1]) != rank + 2 or rank not in (1, 2, 3) or not all(type(k) is int for k in kernel) \
             or type(groups) is not int or groups <= 0:
-        return None
+        return False
     if not all(type(p) in (list, tuple) and len(p) == rank and all(type(v) is int for v in p) for p in params):
-        return None
+        return False
     stride, padding, dilation = params
-    if min(stride) <= 0 or min(dilation) <= 0 or min(padding) < 0 or kernel[0] % groups \
-            or not _equal_sizes(x.shape[1], kernel[1] * groups):  # (symbolic channels: Eq(s1, 3), as the meta's)
+    if min(stride) <= 0 or min(dilation) <= 0 or min(padding) < 0 or kernel[0] % groups:
+        return False
+    channels = kernel[1] * groups
+    if layouts[0][1][1] == channels or size_keys(x.shape[1:2])[0] == channels:  # (the latter: once guarded)
+        return True
+    return guard_channels and _equal_sizes(x.shape[1], channels)
+
+
+def _convolution_sizes(layouts: list, x: torch.Tensor, params: tuple, groups) -> Optional[list]:
+    """The output's spatial sizes (SymInts or ints) of a convolution of x by the weight (the
+    first two of `layouts`) where `_convolution_arguments` holds, after the meta function's two
+    checks; None otherwise."""
+    if not _convolution_arguments(layouts, x, params, groups, guard_channels=True):
         return None
-    dims = x.shape[2:]
+    kernel, (stride, padding, dilation), dims = layouts[1][1], params, x.shape[2:]
     # A kernel no wider than the padding on both sides and one element fits any input of size
     # >= 1 (a backed size), and every output size is then >= 1: the checks would hold without a
     # guard (3x3 padded by 1, 1x1, a 7x7 stem padded by 3), so they are not made.
-    checked = check and not all(d * (k - 1) <= 2 * p and _backed(size)
-                                for size, k, p, d in zip(layouts[0][1][2:], kernel[2:], padding, dilation))
+    checked = not all(d * (k - 1) <= 2 * p and _backed(size)
+                      for size, k, p, d in zip(layouts[0][1][2:], kernel[2:], padding, dilation))
     if checked:
         fits = [size + 2 * p >= d * (k - 1) + 1 for size, k, p, d in zip(dims, kernel[2:], padding, dilation)]
         torch._check(sym_and(*fits),
@@ -284,6 +343,60 @@ def _convolution_sizes(layouts: list, x: torch.Tensor, weight: torch.Tensor, par
         torch._check(sym_or(*[size > 0 for size in sizes]),
                      lambda: f"convolution: output size {sizes} is too small")
     return sizes
+
+
+def _group_norm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``native_group_norm(input, weight?, bias?, N, C, HxW, group, eps)`` of a dense
+    full-precision input whose sizes are (N, C, *rest) with HxW the product of rest, as
+    expressions, C and group ints: the normalized input, then each (sample, group)'s mean and 1/std."""
+    if kwargs or len(args) != 8 or not _group_sizes(layouts, tensors[0], args[3:7]):
+        return None
+    c = args[4]
+    if any(t is not None and tuple(t.shape) != (c,) for t in args[1:3]):
+        return None
+    dtype, statistics = layouts[0][0], _fresh((args[3], args[6]), layouts[0][0])
+    return _like(tensors[0], dtype), statistics, statistics
+
+
+def _group_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``native_group_norm_backward(grad_out, input, mean, rstd, weight?, N, C, HxW, group,
+    output_mask)`` as `_group_norm`, a dense gradient of the input's sizes (as the decomposition
+    decides it, see `_equal_sizes`: a decoder's ``8*(s0//8)`` for an encoder's s0, equal by a
+    guard), statistics of (N, group): the gradients of the input, weight and bias (of C) that
+    `output_mask` asks for."""
+    if kwargs or len(args) != 10 or type(args[9]) not in (list, tuple) or len(args[9]) != 3:
+        return None
+    n, c, _, group = args[5:9]
+    # layouts: grad, input, mean, rstd, then the weight where given
+    grad, x = tensors[0], tensors[1]
+    if not _group_sizes(layouts[1:2] + layouts[:1] + layouts[2:], x, args[5:9]) or grad.dim() != x.dim() \
+            or (args[9][1] and args[4] is None):
+        return None
+    if not all(_equal_sizes(a, b) for a, b in zip(grad.shape, x.shape)):  # (the decomposition's check)
+        return None
+    statistics = size_keys((n, group))
+    if layouts[2][1] != statistics or layouts[3][1] != statistics \
+            or (args[4] is not None and layouts[4][1] != (c,)):
+        return None
+    dtype = layouts[1][0]
+    outputs = (_like(tensors[1], dtype), _fresh((c,), dtype), _fresh((c,), dtype))
+    return tuple(output if wanted is True else None for output, wanted in zip(outputs, args[9]))
+
+
+def _group_sizes(layouts: list, x: torch.Tensor, sizes: tuple) -> bool:
+    """Whether `layouts` (x's first) are dense full-precision CPU tensors of one dtype and
+    `sizes` (N, C, HxW, group) are x's: N its first size and HxW the product of those after C, as
+    expressions, C its (int) second, divided by the int group."""
+    n, c, hxw, group = sizes
+    if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
+        return False
+    if type(c) is not int or type(group) is not int or group <= 0 or c % group or x.dim() < 2:
+        return False
+    shape = layouts[0][1]
+    inner = 1
+    for size in shape[2:]:
+        inner = inner * size
+    return shape[1] == c and size_keys((n, hxw)) == (shape[0], inner)
 
 
 def _matmul_operands(layouts: list, tensors: list, a: int, b: int, batch: int) -> Optional[torch.dtype]:
@@ -443,8 +556,8 @@ def _clone(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
 
 
 def _sum(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
-    """``sum.dim_IntList(x, dims, keepdim=False)`` of a dense floating x over distinct dims: a
-    fresh contiguous tensor of the kept sizes."""
+    """``sum.dim_IntList`` / ``mean.dim(x, dims, keepdim=False)`` of a dense floating x over
+    distinct dims: a fresh contiguous tensor of the kept sizes."""
     if len(args) not in (2, 3) or kwargs or _one_dtype(layouts, _FLOATS) is None or not _dense(layouts[0]):
         return None
     x, dims = tensors[0], args[1]
@@ -458,6 +571,36 @@ def _sum(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
         return None
     shape = tuple(1 if d in reduced else s for d, s in enumerate(x.shape) if keepdim or d not in reduced)
     return (_fresh(shape, layouts[0][0]),)
+
+
+def _expand(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``expand(x, sizes)`` where each of x's sizes is kept (-1, or the same expression) or is a
+    concrete 1 expanded, and any new leading dimension is backed: x's storage, stride 0 where
+    expanded. (The meta function compares each size with 1 and with its target: here every
+    comparison is decided by the expressions alone, so it adds no guard.)"""
+    if len(args) != 2 or set(kwargs) - {"implicit"} or type(args[1]) not in (list, tuple):
+        return None
+    x, sizes = tensors[0], list(args[1])
+    old_shape, new_keys = layouts[0][1], []
+    for value in sizes:
+        key = value if type(value) is int else value.node.expr if isinstance(value, torch.SymInt) else None
+        if key is None:
+            return None
+        new_keys.append(key)
+    lead = len(new_keys) - len(old_shape)
+    if lead < 0 or not all(key != -1 and _backed(key) for key in new_keys[:lead]):
+        return None
+    shape, stride = list(sizes[:lead]), [0] * lead
+    for k, (old, new) in enumerate(zip(old_shape, new_keys[lead:])):
+        if new == -1 or new == old:
+            shape.append(x.shape[k])
+            stride.append(x.stride()[k])
+        elif type(old) is int and old == 1 and _backed(new):
+            shape.append(sizes[lead + k])
+            stride.append(0)
+        else:
+            return None
+    return ((VIEW, 0, tuple(shape), tuple(stride), x.storage_offset()),)
 
 
 def _nll_loss(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
@@ -579,6 +722,8 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten._log_softmax_backward_data.default: _softmax_backward,
     aten.native_layer_norm.default: _layer_norm,
     aten.native_layer_norm_backward.default: _layer_norm_backward,
+    aten.native_group_norm.default: _group_norm,
+    aten.native_group_norm_backward.default: _group_norm_backward,
     aten._native_batch_norm_legit.default: _batch_norm,
     aten._native_batch_norm_legit.no_stats: _batch_norm,
     aten.native_batch_norm_backward.default: _batch_norm_backward,
@@ -596,6 +741,8 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten.alias.default: _alias,
     aten.clone.default: _clone,
     aten.sum.dim_IntList: _sum,
+    aten.mean.dim: _sum,
+    aten.expand.default: _expand,
     aten.nll_loss_forward.default: _nll_loss,
     aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding,
