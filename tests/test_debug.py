@@ -705,3 +705,31 @@ def test_stretch_memo_switch(disabled, monkeypatch):
         _disable(monkeypatch, "stretch_memo")
     stretches = _stretches_given_to_a_compiler_of_regions_apart(monkeypatch)
     assert len(stretches) == (7 if disabled else 6), stretches
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_layouts_after_replacements_switch(disabled, monkeypatch):
+    """A layer norm makes x's symbolic feature size 8 (a replacement): on, the layout of `a`
+    (remembered before) is computed again, and the cat's rule sees its sizes equal to y's."""
+    from aotgraph.capture import symbolic_layout_rules
+
+    if disabled:
+        _disable(monkeypatch, "layouts_after_replacements")
+    cat_rule, answered = symbolic_layout_rules.RULES[torch.ops.aten.cat.default], []
+    monkeypatch.setitem(symbolic_layout_rules.RULES, torch.ops.aten.cat.default,
+                        lambda *a: answered.append(cat_rule(*a)) or answered[-1])
+
+    def program(x, w):
+        a = x * 2
+        y = torch.nn.functional.layer_norm(x, [8], w)
+        return torch.cat([a, y]).sin().sum()
+
+    x, w = torch.randn(4, 8), torch.randn(8, requires_grad=True)
+    w_eager = w.detach().clone().requires_grad_()
+    out = aotgraph.aot_function(program, dynamic=True)(x, w)
+    out.backward()
+    expected = program(x, w_eager)
+    expected.backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(w.grad, w_eager.grad)
+    assert answered and (answered[0] is None) == disabled

@@ -48,6 +48,9 @@ SWITCHES = {
     "fake_misses_without_python_dispatcher": "capture asks the fake mode about a fake-memo miss with static sizes "
                                              "with the Python dispatcher off, as it runs kernels: C++ meta kernels, "
                                              "not Python references op by op (capture/fake_outputs.py)",
+    "layouts_after_replacements": "capture forgets the layouts it remembers once the shape environment replaces "
+                                  "a symbol, so that they are computed again with the replacement "
+                                  "(capture/fake_outputs.py)",
     "symbolic_layout_rules": "capture computes the output layouts of common ops on tensors of symbolic sizes "
                              "(pointwise, matmuls, views, layer norm, losses) from their arguments' sizes instead "
                              "of the fake mode's meta functions (capture/symbolic_layout_rules.py)",

@@ -179,6 +179,8 @@ ANSWERED = {
     "log_softmax_backward": (aten._log_softmax_backward_data.default,
                              _pair(lambda m, x: [_like(m, x), x, -1, torch.float32])),
     "layer_norm": (aten.native_layer_norm.default, _pair(lambda m, x: [x, [8], _static(m, 8), _static(m, 8), 1e-5])),
+    "layer_norm of a symbolic feature size": (aten.native_layer_norm.default, lambda m: [
+        _sym(m, 3, 5, 8, last_static=False), [8], _static(m, 8), _static(m, 8), 1e-5]),
     "layer_norm no affine": (aten.native_layer_norm.default, _pair(lambda m, x: [x, [8], None, None, 1e-5])),
     "layer_norm_backward": (aten.native_layer_norm_backward.default, _layer_norm_backward([True, True, True])),
     "layer_norm_backward input only": (aten.native_layer_norm_backward.default,

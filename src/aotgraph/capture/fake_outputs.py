@@ -64,6 +64,9 @@ class FakeOutputs:
         self.misses_apart_on = config.enabled("fake_misses_without_python_dispatcher")
         self.key_is_symbolic = False  # of the last key built
         self.ruled_numels: dict = {}  # of the last rule's fresh outputs: id -> elements of its storage
+        self.shape_env = fake_mode.shape_env if self.symbolic_on else None
+        self.fresh_layouts_on = config.enabled("layouts_after_replacements")
+        self.replacements_seen = getattr(self.shape_env, "_replacements_version_counter", None)
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
         if not self.memo_on:
@@ -115,6 +118,8 @@ class FakeOutputs:
     def _key(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
         """The memo's key of the op; `key_is_symbolic` then says whether a symbolic size is in it."""
         self.key_is_symbolic = False
+        if self.fresh_layouts_on and self.shape_env is not None:
+            self._forget_replaced_layouts()
         parts = [func, torch.get_default_dtype(), torch.is_inference_mode_enabled()]
         if not self._add_parts(args, parts, tensors):
             return None
@@ -155,6 +160,17 @@ class FakeOutputs:
             else:
                 return False
         return True
+
+    def _forget_replaced_layouts(self) -> None:
+        """Once the shape environment replaces a symbol (a guard ``Eq(s2, 64)``: a model's
+        feature size checked against a layer norm's), the layouts remembered before name it
+        still: they are forgotten, and computed again with the replacement (so that a rule
+        comparing that size with 64 answers; switch ``layouts_after_replacements``). Where torch
+        does not count its replacements (2.11), they stay as they were."""
+        version = getattr(self.shape_env, "_replacements_version_counter", None)
+        if version != self.replacements_seen:
+            self.replacements_seen = version
+            self.layout_of.clear()
 
     def _layout(self, fake) -> Optional[tuple]:
         """What the output of an op may depend on, for a fake tensor of this mode; None: not keyable."""

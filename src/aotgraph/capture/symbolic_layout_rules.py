@@ -189,7 +189,7 @@ def _softmax_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -
 def _layer_norm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``native_layer_norm(input, normalized_shape, weight?, bias?, eps)`` on the CPU, full
     precision: the normalized input, then each row's mean and 1/std (normalized dims as 1s)."""
-    if kwargs or len(args) != 5 or not _normalized_rows(layouts, args[1], args[2:4]):
+    if kwargs or len(args) != 5 or not _normalized_rows(layouts, tensors[0], args[1], args[2:4]):
         return None
     dtype, x = layouts[0][0], tensors[0]
     statistics = _fresh((*x.shape[:x.dim() - len(args[1])], *(1,) * len(args[1])), dtype)
@@ -203,7 +203,8 @@ def _layer_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list
         return None
     normalized, weight, bias, mask = args[2], args[5], args[6], args[7]
     # tensors: grad, input, mean, rstd, then weight and bias where given
-    if not _normalized_rows(layouts[1:2] + layouts[4:], normalized, (weight, bias)) or layouts[0][1] != layouts[1][1] \
+    if not _normalized_rows(layouts[1:2] + layouts[4:], tensors[1], normalized, (weight, bias)) \
+            or layouts[0][1] != layouts[1][1] \
             or not _dense(layouts[0]) or (mask[1] and weight is None) or (mask[2] and bias is None):
         return None
     dtype, x = layouts[0][0], tensors[1]
@@ -214,15 +215,20 @@ def _layer_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list
     return tuple(output if wanted is True else None for output, wanted in zip(outputs, mask))
 
 
-def _normalized_rows(layouts: list, normalized, affine: tuple) -> bool:
-    """Whether every tensor of `layouts` (the input first, then the affine ones) is a dense
-    full-precision CPU tensor of one dtype, `normalized` (ints) is the input's trailing sizes and
+def _normalized_rows(layouts: list, x: torch.Tensor, normalized, affine: tuple) -> bool:
+    """Whether every tensor of `layouts` (the input x first, then the affine ones) is a dense
+    full-precision CPU tensor of one dtype, `normalized` (ints) is x's trailing sizes (see
+    `_equal_sizes`: a symbolic feature size gets the meta function's guard, ``Eq(s2, 64)``) and
     each tensor of `affine` has that shape."""
     if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
         return False
     shape = layouts[0][1]
     if type(normalized) not in (list, tuple) or not all(type(v) is int for v in normalized) \
-            or not 0 < len(normalized) <= len(shape) or tuple(normalized) != shape[len(shape) - len(normalized):]:
+            or not 0 < len(normalized) <= len(shape):
+        return False
+    rows = len(shape) - len(normalized)
+    if tuple(normalized) != shape[rows:] and not all(_equal_sizes(x.shape[rows + k], size)
+                                                     for k, size in enumerate(normalized)):
         return False
     return all(t is None or tuple(t.shape) == tuple(normalized) for t in affine)
 
