@@ -205,6 +205,12 @@ ANSWERED = {
     "view -1": (aten.view.default, _pair(lambda m, x: [x, [-1, 8]])),
     "view split last": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], x.shape[1], 2, 4]])),
     "view -1 symbolic": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], -1]])),
+    "view inserting a 1": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], x.shape[1], 1, 8]])),
+    "view inserting leading 1s": (aten.view.default, _pair(lambda m, x: [x, [1, x.shape[0], 1, x.shape[1], 8]])),
+    "view merging a selected slice": (aten.view.default, lambda m: (lambda x: [
+        _ops(m, lambda: x.select(2, 1)), [x.shape[0] * x.shape[1], 8]])(_sym(m, 3, 5, 4, 8))),
+    "view splitting a merged size": (aten.view.default, lambda m: (lambda y: [
+        _ops(m, lambda: y.view(-1, 8)), [y.shape[0], y.shape[1], 8]])(_sym(m, 3, 5, 8))),
     "view of a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], x.shape[1], 2, 4]])(_sliced(m))),
     "unsafe_view": (aten._unsafe_view.default, _pair(lambda m, x: [x, [x.shape[0] * x.shape[1], 8]])),
     "transpose": (aten.transpose.int, _pair(lambda m, x: [x, 0, -1])),
@@ -244,7 +250,8 @@ DECLINED = {
     "add of ints": (aten.add.Tensor, lambda m: (lambda x: [x, x])(_sym(m, 3, 5, dtype=torch.int64))),
     "gelu transposed": (aten.gelu.default, _pair(lambda m, x: [_ops(m, lambda: x.transpose(0, 1))])),
     "view of other symbols": (aten.view.default, lambda m: (lambda x, y: [x, [y.shape[0], -1]])(_x(m), _sym(m, 4, name="y"))),
-    "view inserting a 1": (aten.view.default, _pair(lambda m, x: [x, [x.shape[0], x.shape[1], 1, 8]])),
+    "view merging across a gap": (aten.view.default, lambda m: (lambda x: [
+        _ops(m, lambda: x[:, :, :4]), [x.shape[0], -1]])(_sym(m, 3, 5, 8))),
     "view merging a slice": (aten.view.default, lambda m: (lambda x: [x, [x.shape[0], -1]])(_sliced(m))),
     "layer_norm half": (aten.native_layer_norm.default,
                         lambda m: [_x(m, torch.bfloat16), [8], None, None, 1e-5]),

@@ -444,10 +444,9 @@ def _addmm(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
 
 
 def _view(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
-    """``view`` / ``_unsafe_view(x, size)`` (ints, SymInts, one -1 at most) that keeps x's
-    leading dimensions and reshapes the rest, where that rest is dense and holds as many
-    elements as `size`'s rest by their expressions: the kept strides, then contiguous ones, on
-    x's storage."""
+    """``view`` / ``_unsafe_view(x, size)`` (ints, SymInts, one -1 at most, found as the
+    quotient of x's elements by the other sizes) with strides as torch computes a view's (see
+    `_view_strides`), on x's storage."""
     if kwargs or len(args) != 2 or type(args[1]) not in (list, tuple):
         return None
     x, size = tensors[0], list(args[1])
@@ -457,31 +456,74 @@ def _view(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
         if key is None or (key != -1 and not _backed(key)):
             return None
         keys.append(key)
-    if keys.count(-1) > 1:
-        return None
     old_shape, old_stride = layouts[0][1], layouts[0][2]
-    kept = 0
-    while kept < min(len(keys), len(old_shape)) and keys[kept] == old_shape[kept]:
-        kept += 1
-    if not _dense_sizes(old_shape[kept:], old_stride[kept:]) or 1 in keys[kept:]:
+    if keys.count(-1) > 1 or not old_shape or not all(map(_backed, old_shape)):
         return None
     numel, product = 1, 1
-    for key in old_shape[kept:]:
+    for key in old_shape:
         numel = numel * key
-    for key in keys[kept:]:
+    for key in keys:
         if key != -1:
             product = product * key
     if -1 in keys:
         inferred = keys.index(-1)
-        rest = _exact_quotient(numel, product) if inferred >= kept else None
+        rest = _exact_quotient(numel, product)
         rest_size = None if rest is None else _size_of(rest, x, size, inferred)
         if rest_size is None:
             return None
-        size[inferred] = rest_size
+        size[inferred], keys[inferred] = rest_size, rest
     elif product != numel:
         return None
-    strides, _ = contiguous(tuple(size[kept:]))
-    return ((VIEW, 0, tuple(size), (*x.stride()[:kept], *strides), x.storage_offset()),)
+    strides = _view_strides(x, old_shape, _normalized_strides(old_stride), size, keys)
+    return None if strides is None else ((VIEW, 0, tuple(size), tuple(strides), x.storage_offset()),)
+
+
+def _view_strides(x: torch.Tensor, shape: tuple, stride: tuple, size: list, keys: list) -> Optional[list]:
+    """The strides of x viewed as `size` (`keys` its expressions), as torch computes them: x's
+    dimensions fall into chunks, each contiguous in itself (a dimension's stride is the next
+    one's times its size, by expression; one of size 1 joins its neighbours); each chunk maps onto
+    a run of new dimensions holding as many elements, by expression, laid out contiguously from
+    the chunk's innermost stride. None where that mapping fails (a view torch would refuse, or
+    one it would accept only by comparing sizes the expressions do not decide)."""
+    strides: list = [None] * len(size)
+    view_d = len(size) - 1
+    base, base_key = x.stride()[-1], stride[-1]
+    tensor_numel, tensor_key, view_numel, view_key = 1, 1, 1, 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel, tensor_key = tensor_numel * x.shape[d], tensor_key * shape[d]
+        if d > 0:
+            if shape[d - 1] == 1:
+                continue
+            if type(shape[d - 1]) is not int and not _at_least_two(shape[d - 1]):
+                return None  # (a size that may be 1 would join the chunk)
+            if stride[d - 1] == tensor_key * base_key:
+                continue
+        while view_d >= 0 and (view_key != tensor_key or keys[view_d] == 1):
+            strides[view_d] = view_numel * base
+            view_numel, view_key = view_numel * size[view_d], view_key * keys[view_d]
+            view_d -= 1
+        if view_key != tensor_key:
+            return None
+        if d > 0:
+            base, base_key = x.stride()[d - 1], stride[d - 1]
+            tensor_numel, tensor_key, view_numel, view_key = 1, 1, 1, 1
+    return strides if view_d == -1 else None
+
+
+def _at_least_two(expr) -> bool:
+    """A backed symbol (the shape environment specializes 1), or an expression >= 2 over its
+    symbols' ranges."""
+    if expr.is_Symbol:
+        return _backed(expr)
+    shape_env = getattr(_answering, "shape_env", None)
+    ranges = shape_env.var_to_range if shape_env is not None else {}
+    if free_unbacked_symbols(expr):
+        return False
+    return bool(bound_sympy(expr, {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}).lower >= 2)
+
+
+def _normalized_strides(stride: tuple) -> tuple:
+    return tuple(_without_max_of_one(step) for step in stride)
 
 
 def _exact_quotient(numel, product):
