@@ -235,6 +235,21 @@ ANSWERED = {
     "embedding_dense_backward": (aten.embedding_dense_backward.default,
                                  lambda m: (lambda i: [_ops(m, lambda: torch.empty(*i.shape, 8)), i, 16, -1, False])(
                                      _sym(m, 3, 5, dtype=torch.int64))),
+    "unsqueeze": (aten.unsqueeze.default, _pair(lambda m, x: [x, 1])),
+    "unsqueeze at the end": (aten.unsqueeze.default, _pair(lambda m, x: [x, -1])),
+    "unsqueeze a slice": (aten.unsqueeze.default, lambda m: [_sliced(m), 0]),
+    "squeeze a 1": (aten.squeeze.dim, _pair(lambda m, x: [_ops(m, lambda: x.unsqueeze(1)), 1])),
+    "squeeze a size that is not 1": (aten.squeeze.dim, _pair(lambda m, x: [x, 0])),
+    "select": (aten.select.int, lambda m: [_sym(m, 3, 5, 8), 2, 3]),
+    "select -1 of a symbolic size": (aten.select.int, _pair(lambda m, x: [x, 1, -1])),
+    "select 1 of a slice": (aten.select.int, lambda m: [_sliced(m), 0, 1]),
+    "stack": (aten.stack.default, _pair(lambda m, x: [[x, _like(m, x), _like(m, x)], -2])),
+    "empty_like": (aten.empty_like.default, _pair(lambda m, x: [x])),
+    "_to_copy": (aten._to_copy.default, _pair(lambda m, x: [x])),
+    "fill": (aten.fill.Scalar, _pair(lambda m, x: [x, 1.5])),
+    "fill of ints": (aten.fill.Scalar, lambda m: [_sym(m, 3, 5, dtype=torch.int64), 2]),
+    "new_zeros": (aten.new_zeros.default, _pair(lambda m, x: [x, [x.shape[0], 4]])),
+    "new_empty": (aten.new_empty.default, _pair(lambda m, x: [x, [2, x.shape[1]]])),
     "cat": (aten.cat.default, _pair(lambda m, x: [[x, _like(m, x)], -1])),
     "cat of own sizes": (aten.cat.default, lambda m: (lambda x: [[x, _ops(m, lambda: torch.empty(
         x.shape[0], 7, 8))], 1])(_x(m))),
@@ -265,6 +280,7 @@ DECLINED = {
     "convolution one stride for all dims": (aten.convolution.default, lambda m: [
         _image(m), _static(m, 8, 3, 3, 3), None, [1], [1], [1], False, [0], 1]),
     "split of a symbolic size": (aten.split.Tensor, _pair(lambda m, x: [x, 2, 1])),
+    "select of a symbolic size past 1": (aten.select.int, _pair(lambda m, x: [x, 0, 2])),
     "expand of a symbolic size": (aten.expand.default, lambda m: (lambda x, y: [x, [y.shape[0], 5, 8]])(
         _sym(m, 3, 5, 8), _sym(m, 4, name="y"))),
     "add of a symbolic bool": (aten.mul.Scalar, _pair(lambda m, x: [x, x.shape[0] > 2])),

@@ -651,6 +651,115 @@ def _expand(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     return ((VIEW, 0, tuple(shape), tuple(stride), x.storage_offset()),)
 
 
+def _unsqueeze(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``unsqueeze(x, dim)``: a size 1 inserted, its stride the next dimension's size times
+    stride (1 at the end), on x's storage, as torch lays it out."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or len(args) != 2 or type(args[1]) is not int or not -rank - 1 <= args[1] <= rank:
+        return None
+    dim = args[1] % (rank + 1)
+    shape, stride = list(x.shape), list(x.stride())
+    stride.insert(dim, 1 if dim == rank else shape[dim] * stride[dim])
+    shape.insert(dim, 1)
+    return ((VIEW, 0, tuple(shape), tuple(stride), x.storage_offset()),)
+
+
+def _squeeze(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``squeeze.dim(x, dim)``: the dimension removed where its size is a concrete 1, x's
+    layout where it is provably not 1; on x's storage."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or len(args) != 2 or type(args[1]) is not int or rank == 0 or not -rank <= args[1] < rank:
+        return None
+    dim, size = args[1] % rank, layouts[0][1][args[1] % rank]
+    shape, stride = list(x.shape), list(x.stride())
+    if size == 1:
+        del shape[dim], stride[dim]
+    elif type(size) is not int and not _at_least_two(size):
+        return None
+    return ((VIEW, 0, tuple(shape), tuple(stride), x.storage_offset()),)
+
+
+def _select(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``select.int(x, dim, index)`` with an int index inside the dimension by its expression
+    (a concrete size, or a backed one, >= 2, for index 0, 1, -1 or -2): the dimension dropped,
+    the offset moved by index strides, on x's storage."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or len(args) != 3 or type(args[1]) is not int or type(args[2]) is not int or rank == 0 \
+            or not -rank <= args[1] < rank:
+        return None
+    dim, index = args[1] % rank, args[2]
+    size = layouts[0][1][dim]
+    if type(size) is int:
+        if not -size <= index < size:
+            return None
+    elif not (-2 <= index < 2 and _at_least_two(size)):
+        return None
+    shape, stride = list(x.shape), list(x.stride())
+    position = index if index >= 0 else shape[dim] + index
+    offset = x.storage_offset() if type(position) is int and position == 0 else x.storage_offset() + position * stride[dim]
+    del shape[dim], stride[dim]
+    return ((VIEW, 0, tuple(shape), tuple(stride), offset),)
+
+
+def _stack(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``stack(tensors, dim=0)`` of dense tensors of one shape (as expressions), dtype and device:
+    a fresh contiguous tensor with a dimension of len(tensors) inserted at dim."""
+    if kwargs or len(args) not in (1, 2) or not layouts or len(layouts) != len(args[0]):
+        return None
+    rank, dim = len(layouts[0][1]), args[1] if len(args) == 2 else 0
+    if _one_dtype(layouts, _FLOATS) is None or type(dim) is not int or not -rank - 1 <= dim <= rank \
+            or not all(map(_dense, layouts)) or any(layout[1] != layouts[0][1] for layout in layouts):
+        return None
+    shape = list(tensors[0].shape)
+    shape.insert(dim % (rank + 1), len(tensors))
+    return (_fresh(tuple(shape), layouts[0][0]),)
+
+
+_PLAIN_OPTIONS = {"layout": (None, torch.strided), "pin_memory": (None, False), "non_blocking": (False,),
+                  "memory_format": (None, torch.preserve_format)}
+
+
+def _like_options(kwargs: dict, x: torch.Tensor) -> Optional[torch.dtype]:
+    """The dtype of an ``empty_like``/``_to_copy``-style op on x whose other options change
+    nothing of x's layout or device; None otherwise."""
+    for name, value in kwargs.items():
+        if name == "device":
+            if value is not None and torch.device(value) != x.device:
+                return None
+        elif name != "dtype" and (name not in _PLAIN_OPTIONS or value not in _PLAIN_OPTIONS[name]):
+            return None
+    return kwargs.get("dtype") or x.dtype
+
+
+def _empty_like(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``empty_like`` / ``_to_copy(x, dtype=?, ...)`` of a dense x, preserving its format: a
+    fresh tensor of x's layout, of that dtype."""
+    dtype = _like_options(kwargs, tensors[0]) if len(args) == 1 and _dense(layouts[0]) else None
+    return None if dtype is None else (_like(tensors[0], dtype),)
+
+
+def _fill(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``fill.Scalar(x, value)`` of a dense x: a fresh tensor like x, of x's dtype."""
+    if kwargs or len(args) != 2 or type(args[1]) not in (int, float, bool) or not _dense(layouts[0]):
+        return None
+    return (_like(tensors[0], layouts[0][0]),)
+
+
+def _new_zeros(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``new_zeros`` / ``new_empty(x, size, dtype=?, ...)`` with sizes that are ints or SymInts
+    >= 1: a fresh contiguous tensor of that size, of that dtype or x's."""
+    if len(args) != 2 or type(args[1]) not in (list, tuple):
+        return None
+    size = args[1]
+    if not all(type(v) is int or isinstance(v, torch.SymInt) for v in size) or not all(map(_backed, size_keys(size))):
+        return None
+    dtype = _like_options({k: v for k, v in kwargs.items() if k != "memory_format"}, tensors[0])
+    return None if dtype is None else (_fresh(tuple(size), dtype),)
+
+
 def _nll_loss(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``nll_loss_forward(input (N, C), target (N,), weight?, reduction, ignore_index)`` of a
     full-precision input and an int64 target: the loss (N,) or 0-dim, and the total weight."""
@@ -791,6 +900,15 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten.sum.dim_IntList: _sum,
     aten.mean.dim: _sum,
     aten.expand.default: _expand,
+    aten.unsqueeze.default: _unsqueeze,
+    aten.squeeze.dim: _squeeze,
+    aten.select.int: _select,
+    aten.stack.default: _stack,
+    aten.empty_like.default: _empty_like,
+    aten._to_copy.default: _empty_like,
+    aten.fill.Scalar: _fill,
+    aten.new_zeros.default: _new_zeros,
+    aten.new_empty.default: _new_zeros,
     aten.nll_loss_forward.default: _nll_loss,
     aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding,
