@@ -81,7 +81,8 @@ def main() -> None:
     torch.set_num_threads(1)
     # Cold compiles on both sides: aotgraph's disk cache would answer the backend's repeats.
     aotgraph.config.disk_cache = "0"
-    cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128), "resnet": models.resnet()}
+    cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128), "resnet": models.resnet(),
+             "unet": models.unet(), "moe": models.moe()}
     compilers = ["eager"] + (["inductor"] if args.inductor else [])
     print(f"torch {torch.__version__}; CPU seconds, medians of {args.repeats}")
     print(f"{'model':6} {'compiler':9} {'pipeline':26} {'static':>8} {'dynamic':>8} {'dyn/static':>10}")

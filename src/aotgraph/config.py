@@ -52,7 +52,8 @@ SWITCHES = {
                                   "a symbol, so that they are computed again with the replacement "
                                   "(capture/fake_outputs.py)",
     "symbolic_layout_rules": "capture computes the output layouts of common ops on tensors of symbolic sizes "
-                             "(pointwise, matmuls, views, layer norm, losses) from their arguments' sizes instead "
+                             "(pointwise, matmuls, views, convolutions, layer, group and batch norm, losses) "
+                             "from their arguments' sizes instead "
                              "of the fake mode's meta functions (capture/symbolic_layout_rules.py)",
     "layout_rules": "capture computes the output layouts of group norm, batch norm, convolution and their backwards "
                     "on a memo miss instead of running their Python meta kernels or fake rules "
