@@ -34,8 +34,8 @@ answer.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
+import weakref
 from typing import Callable, Iterator, Optional
 
 import sympy
@@ -70,36 +70,60 @@ def sizes_of(shape_env) -> Iterator[None]:
         _answering.shape_env = previous
 
 
+_memos: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # shape environment -> its answers
+_MEMO_WITHOUT_SHAPE_ENV: dict = {}
+
+
+def _memo() -> dict:
+    """The answers of `_backed` and `_dense` for the shape environment being answered for (they
+    hold for it only: its ranges decide them)."""
+    shape_env = getattr(_answering, "shape_env", None)
+    if shape_env is None:
+        return _MEMO_WITHOUT_SHAPE_ENV
+    memo = _memos.get(shape_env)
+    if memo is None:
+        memo = _memos[shape_env] = {}
+    return memo
+
+
 def _backed(size) -> bool:
     """An int > 0, or an expression of backed symbols that is >= 1 for every value in their
     ranges (a symbol: the shape environment specializes sizes 0 and 1; ``s0//8`` once a guard
     has made s0 >= 8; not ``s0//8`` alone)."""
     if type(size) is int:
         return size > 0
-    return _at_least_one(size, getattr(_answering, "shape_env", None))
+    memo = _memo()
+    known = memo.get(size)
+    if known is None:  # (a False may turn True as guards narrow the ranges: only a rule's answer is lost)
+        known = memo[size] = _lower_bound(size) >= 1
+    return known
 
 
-@functools.lru_cache(maxsize=8192)
-def _at_least_one(expr, shape_env) -> bool:
-    # (a False may turn True as guards narrow the ranges: kept anyway, only a rule's answer is lost)
+def _lower_bound(expr):
+    """The least value `expr` takes over its symbols' ranges (-oo with an unbacked symbol)."""
     if free_unbacked_symbols(expr):
-        return False
+        return -int_oo
     if expr.is_Symbol:
-        return True
+        return 1
+    shape_env = getattr(_answering, "shape_env", None)
     ranges = shape_env.var_to_range if shape_env is not None else {}
-    bounds = {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}
-    return bool(bound_sympy(expr, bounds).lower >= 1)
+    return bound_sympy(expr, {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}).lower
 
 
 def _dense(layout: tuple) -> bool:
-    """Contiguous strides (those of ``torch.empty``), backed sizes and no empty dimension."""
-    return _dense_sizes(layout[1], layout[2], getattr(_answering, "shape_env", None))
-
-
-@functools.lru_cache(maxsize=4096)
-def _dense_sizes(shape: tuple, stride: tuple, shape_env=None) -> bool:
-    """(torch writes a contiguous stride as a product of ``Max(1, size)``, which stays where sympy
+    """Contiguous strides (those of ``torch.empty``), backed sizes and no empty dimension.
+    (torch writes a contiguous stride as a product of ``Max(1, size)``, which stays where sympy
     cannot tell that the size is >= 1: such a factor is read as its size, every size being >= 1.)"""
+    shape, stride = layout[1], layout[2]
+    memo = _memo()
+    key = ("dense", shape, stride)
+    known = memo.get(key)
+    if known is None:
+        known = memo[key] = _dense_sizes(shape, stride)
+    return known
+
+
+def _dense_sizes(shape: tuple, stride: tuple) -> bool:
     expected = 1
     for size, step in zip(reversed(shape), reversed(stride)):
         if not _backed(size) or (step != expected and _without_max_of_one(step) != expected):
@@ -515,11 +539,7 @@ def _at_least_two(expr) -> bool:
     symbols' ranges."""
     if expr.is_Symbol:
         return _backed(expr)
-    shape_env = getattr(_answering, "shape_env", None)
-    ranges = shape_env.var_to_range if shape_env is not None else {}
-    if free_unbacked_symbols(expr):
-        return False
-    return bool(bound_sympy(expr, {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}).lower >= 2)
+    return bool(_lower_bound(expr) >= 2)
 
 
 def _normalized_strides(stride: tuple) -> tuple:
