@@ -11,7 +11,8 @@ SOURCE = Path(aotgraph.__file__).parent
 # Keys of node.meta that compilers and tools read; stage data travels in artifacts instead.
 COMPILER_META_KEYS = {"val", "tensor_meta", "stack_trace", "seq_nr", "original_aten", "nn_module_stack",
                       "source_fn_stack", "user_visible_output_idxs", "original_output_strides",
-                      "unbacked_bindings"}  # Inductor: where each unbacked symbol is defined
+                      "unbacked_bindings",  # Inductor: where each unbacked symbol is defined
+                      "example_value"}  # Dynamo: its fake of each placeholder of the graph it hands a backend
 
 
 def _modules():
