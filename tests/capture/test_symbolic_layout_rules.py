@@ -172,6 +172,7 @@ ANSWERED = {
     "add prepended dims": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[0]))])),
     "mul scalar": (aten.mul.Tensor, _pair(lambda m, x: [x, 0.5])),
     "div by a size": (aten.div.Scalar, _pair(lambda m, x: [x, x.shape[0] * x.shape[1]])),
+    "mul by a symbolic float": (aten.mul.Scalar, _pair(lambda m, x: [x, x.shape[0] / 2])),
     "gelu": (aten.gelu.default, _pair(lambda m, x: [x])),
     "gelu_backward": (aten.gelu_backward.default, _pair(lambda m, x: [_like(m, x), x])),
     "threshold_backward": (aten.threshold_backward.default, _pair(lambda m, x: [_like(m, x), x, 0])),
@@ -287,8 +288,30 @@ DECLINED = {
 }
 
 
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+def test_arange_rule_gives_the_fake_modes_layout_and_guards(dtype, monkeypatch):
+    """A factory with its device: `arange` of a symbolic end (nearest upsampling's indices)."""
+    answers = []
+    for use_rules in (True, False):
+        monkeypatch.setattr(config, "disabled", config.disabled - {"symbolic_layout_rules"} if use_rules
+                            else config.disabled | {"symbolic_layout_rules"})
+        mode = new_symbolic_fake_mode()
+        x = _x(mode)
+        memo, answered = FakeOutputs(mode), []
+        rule_outputs = memo._symbolic_rule_outputs
+        memo._symbolic_rule_outputs = lambda *a: answered.append(rule_outputs(*a)) or answered[-1]
+        before = len(mode.shape_env.guards)
+        with mode:
+            out = memo.run(aten.arange.default, (x.shape[1] * 2,), {"dtype": dtype, "device": x.device},
+                           lambda f, a, k: f(*a, **k))
+        answers.append((_layout(out, [x]), [str(g.expr) for g in mode.shape_env.guards[before:]],
+                        any(a is not None for a in answered)))
+    (ruled, ruled_guards, answered), (without, fake_guards, fake_answered) = answers
+    assert answered and not fake_answered and ruled == without and ruled_guards == fake_guards
+
+
 def test_every_rule_is_tested():
-    tested = {case[0] for case in (*ANSWERED.values(), *CONVOLUTIONS.values())}
+    tested = {case[0] for case in (*ANSWERED.values(), *CONVOLUTIONS.values())} | {aten.arange.default}
     assert set(RULES) - tested <= POINTWISE | {aten._softmax.default, aten._softmax_backward_data.default,
                                                aten.alias.default}  # (their twins' cases, the pointwise test)
 

@@ -52,8 +52,9 @@ Outputs = Optional[tuple]
 _FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 _FULL_PRECISION = frozenset({torch.float32, torch.float64})
 _SCALARS = (int, float, bool, str, type(None))  # numbers, gelu's approximate, div's rounding_mode
-# A symbolic int (a size, dividing a mean's gradient) promotes a floating tensor no more than a Python int.
-_SYMBOLIC_NUMBERS = (torch.SymInt,)
+# A symbolic int or float (a size dividing a mean's gradient, an upsampling's scale) promotes a
+# floating tensor no more than a Python number does.
+_SYMBOLIC_NUMBERS = (torch.SymInt, torch.SymFloat)
 
 
 _answering = threading.local()  # .shape_env: the shape environment of the sizes a rule is given
@@ -179,8 +180,8 @@ def _like(tensor: torch.Tensor, dtype: torch.dtype) -> tuple:
 def _pointwise(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """A pointwise op of `POINTWISE` whose tensor arguments are dense, of one floating dtype,
     with shapes that are the last dimensions of one of them (the same expressions: broadcasting
-    that only prepends dimensions), and whose other arguments are real numbers or SymInts (or
-    an option's string): no size-1 broadcasting and no promotion, so a fresh tensor like the
+    that only prepends dimensions), and whose other arguments are real numbers, SymInts or
+    SymFloats (or an option's string): no size-1 broadcasting and no promotion, so a fresh tensor like the
     largest argument."""
     dtype = _one_dtype(layouts, _FLOATS)
     if dtype is None or not all(map(_dense, layouts)):
@@ -780,6 +781,19 @@ def _new_zeros(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outpu
     return None if dtype is None else (_fresh(tuple(size), dtype),)
 
 
+def _arange(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``arange(end, dtype=?, device=...)`` of a size-like end (an int or SymInt >= 1): a fresh
+    (end,) of that dtype, int64 by default, on that device (the memo keys a factory only with
+    an explicit device)."""
+    if len(args) != 1 or type(args[0]) not in (int, torch.SymInt) or set(kwargs) - {"dtype", "layout", "device",
+                                                                                     "pin_memory"}:
+        return None
+    if kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory") not in (None, False) \
+            or not _backed(size_keys(args)[0]):
+        return None
+    return (_fresh((args[0],), kwargs.get("dtype") or torch.int64),)
+
+
 def _nll_loss(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``nll_loss_forward(input (N, C), target (N,), weight?, reduction, ignore_index)`` of a
     full-precision input and an int64 target: the loss (N,) or 0-dim, and the total weight."""
@@ -929,6 +943,7 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten.fill.Scalar: _fill,
     aten.new_zeros.default: _new_zeros,
     aten.new_empty.default: _new_zeros,
+    aten.arange.default: _arange,
     aten.nll_loss_forward.default: _nll_loss,
     aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding,
