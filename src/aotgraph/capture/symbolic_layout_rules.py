@@ -42,6 +42,7 @@ import sympy
 import torch
 
 from ..graph.sizes import size_keys
+from ..thread_values import held
 from ..torch_private.symbolic import Max, ValueRanges, bound_sympy, free_unbacked_symbols, int_oo, sym_and, sym_or
 from .layout_rules import POINTWISE as STATIC_POINTWISE
 
@@ -63,12 +64,8 @@ _answering = threading.local()  # .shape_env: the shape environment of the sizes
 @contextlib.contextmanager
 def sizes_of(shape_env) -> Iterator[None]:
     """The rules called inside read the ranges of sizes' symbols from `shape_env` (see `_backed`)."""
-    previous = getattr(_answering, "shape_env", None)
-    _answering.shape_env = shape_env
-    try:
+    with held(_answering, "shape_env", shape_env):
         yield
-    finally:
-        _answering.shape_env = previous
 
 
 _memos: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # shape environment -> its answers

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 
 from .. import config
+from ..thread_values import held
 
 __all__ = ["rng_untouched"]
 
@@ -38,12 +39,8 @@ def rng_untouched() -> Iterator[None]:
     if not config.enabled("build_rng_untouched") or not _install():
         yield
         return
-    outer = getattr(_this_thread, "untouched", False)
-    _this_thread.untouched = True
-    try:
+    with held(_this_thread, "untouched", True, outside=False):
         yield
-    finally:
-        _this_thread.untouched = outer
 
 
 def _install() -> bool:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import config as aot_config
+from ..thread_values import held
 
 __all__ = ["recording_cpp_builds", "build_files", "put_back", "without_header_precompiles"]
 
@@ -100,12 +101,8 @@ def without_header_precompiles():
     if not aot_config.enabled("warm_load_without_header_precompiles") or not _skippable_header_precompiles():
         yield
         return
-    outer = getattr(_this_thread, "skip_headers", False)
-    _this_thread.skip_headers = True
-    try:
+    with held(_this_thread, "skip_headers", True, outside=False):
         yield
-    finally:
-        _this_thread.skip_headers = outer
 
 
 def _skippable_header_precompiles() -> bool:
