@@ -168,6 +168,9 @@ def _sliced(mode):
 # Cases a rule answers: (op, arguments made in a fresh shape environment)
 ANSWERED = {
     "add same shapes": (aten.add.Tensor, _pair(lambda m, x: [x, _like(m, x)])),
+    "add of other symbols": (aten.add.Tensor, lambda m: [_x(m), _sym(m, 3, 5, 8, name="y")]),
+    "add of a slice": (aten.add.Tensor, lambda m: (lambda x: [_ops(m, lambda: x[:, :, 8:16]), _sym(
+        m, 3, 5, 8, name="y")])(_sym(m, 3, 5, 24))),
     "add bf16": (aten.add.Tensor, lambda m: (lambda x: [x, _like(m, x)])(_x(m, torch.bfloat16))),
     "add prepended dims": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[0]))])),
     "mul scalar": (aten.mul.Tensor, _pair(lambda m, x: [x, 0.5])),
@@ -260,7 +263,6 @@ ANSWERED = {
 
 # Cases a rule declines: the fake mode decides (and guards) or refuses.
 DECLINED = {
-    "add of other symbols": (aten.add.Tensor, lambda m: [_x(m), _sym(m, 3, 5, 8, name="y")]),
     "add broadcasting a 1": (aten.add.Tensor, _pair(lambda m, x: [x, _ops(m, lambda: torch.empty_like(x[:, :1]))])),
     "add promotion": (aten.add.Tensor, _pair(lambda m, x: [x, _like(m, x, torch.float64)])),
     "add of ints": (aten.add.Tensor, lambda m: (lambda x: [x, x])(_sym(m, 3, 5, dtype=torch.int64))),
@@ -451,17 +453,34 @@ def test_convolution_rules_give_the_fake_modes_layouts_and_guards_but_the_backen
         assert _values(ruled, assignment) == _values(without, assignment)
 
 
-def test_group_norm_backward_of_a_gradient_whose_sizes_are_written_otherwise(monkeypatch):
-    """A decoder's gradient of sizes ``2*(s1//2)`` for the input's s1: the rule guards that they
-    are equal (the kernel's one requirement; the fake mode's decomposition adds that and more, of
-    its views), and where that holds, the fake mode's guards hold too and the layouts agree (the
-    fake mode writes its answer's sizes from the gradient's)."""
-    make = lambda m: _group_norm_backward_args(m, halved=True)  # noqa: E731
-    ruled, ruled_guards, answered = _raw_answer(aten.native_group_norm_backward.default, make, True, monkeypatch)
-    without, fake_guards, fake_answered = _raw_answer(aten.native_group_norm_backward.default, make, False,
-                                                      monkeypatch)
+def _halved_and_whole(mode):
+    """A decoder's (s0, 6, 2*(s1//2), s2) slice of a concatenation, and an encoder's (s0, 6, s1, s2)."""
+    y = _image(mode, shape=(4, 6, 8, 7))
+    with mode:
+        cat = torch.empty(y.shape[0], 18, 2 * (y.shape[2] // 2), y.shape[3])
+    return [cat[:, 6:12], y]
+
+
+WRITTEN_OTHERWISE = {
+    "group_norm_backward": (aten.native_group_norm_backward.default,
+                            lambda m: _group_norm_backward_args(m, halved=True)),
+    "add": (aten.add.Tensor, _halved_and_whole),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITTEN_OTHERWISE))
+def test_rules_of_arguments_whose_sizes_are_written_otherwise(case, monkeypatch):
+    """A decoder's sizes ``2*(s1//2)`` for an encoder's s1: the rule guards that they are equal
+    (the kernel's one requirement; the fake mode adds that, and for group norm more, of its
+    decomposition's views), and where that holds, the fake mode's guards hold too and the layouts
+    agree (the fake mode may write its answer's sizes the other way)."""
+    func, make = WRITTEN_OTHERWISE[case]
+    ruled, ruled_guards, answered = _raw_answer(func, make, True, monkeypatch)
+    without, fake_guards, fake_answered = _raw_answer(func, make, False, monkeypatch)
     assert answered and not fake_answered and len(ruled_guards) == 1
-    symbols = sorted({s for g in (*ruled_guards, *fake_guards) for s in g.free_symbols}, key=str)
+    symbols = sorted({s for g in (*ruled_guards, *fake_guards) for s in g.free_symbols}
+                     | {s for layout in (*ruled, *without) if layout for part in layout[1:] for v in part
+                        for s in sympy.sympify(v).free_symbols}, key=str)
     holds = lambda guards, values: all(bool(g.xreplace(values)) for g in guards)  # noqa: E731
     for assignment in ({s: 14 for s in symbols}, {s: 20 + 2 * k for k, s in enumerate(symbols)}):
         assert holds(ruled_guards, assignment) and holds(fake_guards, assignment)

@@ -91,10 +91,12 @@ def _backed(size) -> bool:
     if type(size) is int:
         return size > 0
     memo = _memo()
-    known = memo.get(size)
-    if known is None:  # (a False may turn True as guards narrow the ranges: only a rule's answer is lost)
-        known = memo[size] = _lower_bound(size) >= 1
-    return known
+    if size in memo:
+        return True
+    if _lower_bound(size) >= 1:  # (only True is kept: guards may narrow the ranges later, s0//8 >= 1)
+        memo[size] = True
+        return True
+    return False
 
 
 def _lower_bound(expr):
@@ -115,10 +117,12 @@ def _dense(layout: tuple) -> bool:
     shape, stride = layout[1], layout[2]
     memo = _memo()
     key = ("dense", shape, stride)
-    known = memo.get(key)
-    if known is None:
-        known = memo[key] = _dense_sizes(shape, stride)
-    return known
+    if key in memo:
+        return True
+    if _dense_sizes(shape, stride):  # (only True is kept, as `_backed`'s)
+        memo[key] = True
+        return True
+    return False
 
 
 def _dense_sizes(shape: tuple, stride: tuple) -> bool:
@@ -175,22 +179,49 @@ def _like(tensor: torch.Tensor, dtype: torch.dtype) -> tuple:
 
 
 def _pointwise(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
-    """A pointwise op of `POINTWISE` whose tensor arguments are dense, of one floating dtype,
-    with shapes that are the last dimensions of one of them (the same expressions: broadcasting
-    that only prepends dimensions), and whose other arguments are real numbers, SymInts or
-    SymFloats (or an option's string): no size-1 broadcasting and no promotion, so a fresh tensor like the
-    largest argument."""
+    """A pointwise op of `POINTWISE` whose tensor arguments are of one floating dtype and whose
+    other arguments are real numbers, SymInts or SymFloats (or an option's string): no
+    promotion. Either all tensors are dense with shapes that are the last dimensions of one of
+    them (the same expressions: broadcasting that only prepends dimensions), so a fresh tensor
+    like the largest argument; or (`_same_sizes_in_order`) a fresh contiguous tensor."""
     dtype = _one_dtype(layouts, _FLOATS)
-    if dtype is None or not all(map(_dense, layouts)):
+    if dtype is None or not all(type(v) in _SCALARS or type(v) in _SYMBOLIC_NUMBERS
+                                for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)):
         return None
-    largest = max(range(len(layouts)), key=lambda k: len(layouts[k][1]))
-    shape = layouts[largest][1]
-    if any(layout[1] != shape[len(shape) - len(layout[1]):] for layout in layouts):
-        return None
-    if not all(type(v) in _SCALARS or type(v) in _SYMBOLIC_NUMBERS
-               for v in (*args, *kwargs.values()) if not isinstance(v, torch.Tensor)):
-        return None
-    return (_like(tensors[largest], dtype),)
+    if all(map(_dense, layouts)):
+        largest = max(range(len(layouts)), key=lambda k: len(layouts[k][1]))
+        shape = layouts[largest][1]
+        if all(layout[1] == shape[len(shape) - len(layout[1]):] for layout in layouts):
+            return (_like(tensors[largest], dtype),)
+    if len(layouts) > 1 and _same_sizes_in_order(layouts, tensors):
+        return (_fresh(tuple(tensors[0].shape), dtype),)
+    return None
+
+
+def _same_sizes_in_order(layouts: list, tensors: list) -> bool:
+    """Whether the tensors have one rank, sizes >= 1 that are equal as the meta function's
+    broadcasting decides it (see `_equal_sizes`: an encoder's ``s0//4`` and a decoder's
+    ``2*(s0//8)``, equal by a guard), and each lays its dimensions out in order without overlap
+    (a dense tensor, or a slice of one along a dimension: a concatenation's part). torch's
+    pointwise output is then contiguous, of the first tensor's sizes."""
+    rank = len(layouts[0][1])
+    if any(len(layout[1]) != rank for layout in layouts) or rank == 0 or not all(map(_in_order, layouts)):
+        return False
+    first = tensors[0].shape
+    return all(_equal_sizes(first[k], tensor.shape[k]) for tensor in tensors[1:] for k in range(rank))
+
+
+def _in_order(layout: tuple) -> bool:
+    """Sizes >= 1 and strides that each hold a whole number (>= 1) of the next dimension's extent:
+    a dense layout, or one with gaps between the rows of a dimension (no overlap, in order)."""
+    shape, stride = layout[1], _normalized_strides(layout[2])
+    if not all(map(_backed, shape)) or stride[-1] != 1:
+        return False
+    for k in range(len(shape) - 1):
+        ratio = sympy.sympify(stride[k]) / (sympy.sympify(stride[k + 1]) * shape[k + 1])
+        if not (ratio.is_Integer and ratio >= 1):
+            return False
+    return True
 
 
 def _softmax(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
