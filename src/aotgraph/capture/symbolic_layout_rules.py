@@ -90,13 +90,17 @@ def _backed(size) -> bool:
     has made s0 >= 8; not ``s0//8`` alone)."""
     if type(size) is int:
         return size > 0
-    memo = _memo()
-    if size in memo:
-        return True
-    if _lower_bound(size) >= 1:  # (only True is kept: guards may narrow the ranges later, s0//8 >= 1)
-        memo[size] = True
-        return True
-    return False
+    memo, version = _memo(), _guards_seen()
+    known = memo.get(size)
+    if known is None or (known is False and memo.get((size, "at")) != version):
+        known = memo[size] = bool(_lower_bound(size) >= 1)
+        memo[(size, "at")] = version  # (a False holds until a guard narrows the ranges: s0//8 >= 1)
+    return known
+
+
+def _guards_seen() -> int:
+    shape_env = getattr(_answering, "shape_env", None)
+    return len(shape_env.guards) if shape_env is not None else 0
 
 
 def _lower_bound(expr):
@@ -115,14 +119,13 @@ def _dense(layout: tuple) -> bool:
     (torch writes a contiguous stride as a product of ``Max(1, size)``, which stays where sympy
     cannot tell that the size is >= 1: such a factor is read as its size, every size being >= 1.)"""
     shape, stride = layout[1], layout[2]
-    memo = _memo()
+    memo, version = _memo(), _guards_seen()
     key = ("dense", shape, stride)
-    if key in memo:
-        return True
-    if _dense_sizes(shape, stride):  # (only True is kept, as `_backed`'s)
-        memo[key] = True
-        return True
-    return False
+    known = memo.get(key)
+    if known is None or (known is False and memo.get((key, "at")) != version):
+        known = memo[key] = _dense_sizes(shape, stride)
+        memo[(key, "at")] = version  # (as `_backed`'s)
+    return known
 
 
 def _dense_sizes(shape: tuple, stride: tuple) -> bool:
