@@ -548,7 +548,8 @@ def aot_module_simplified(
     else:
         fake_mode = detect_fake_mode(list(args))
         if fake_mode is not None and fake_mode.shape_env is not None:
-            static = frozenset(len(values) + k for k in _traced_with_static_sizes(mod, args)) if is_graph else frozenset()
+            traced_static = _traced_with_static_sizes(mod, args) if is_graph else []
+            static = frozenset(len(values) + k for k in traced_static)
             symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static)
 
     if symbolic is not None:

@@ -364,7 +364,8 @@ def _convolution_arguments(layouts: list, x: torch.Tensor, params: tuple, groups
     """Whether x and the weight (the first two of `layouts`, all dense full-precision CPU tensors
     of one dtype) have matching ranks, concrete kernel sizes, x's channels those of the kernel
     (by expression, the shape environment's replacements applied, or where `guard_channels` as the
-    meta function decides it: symbolic channels get ``Eq(s1, 3)``), and `params` are one int stride, padding and dilation per spatial dimension."""
+    meta function decides it: symbolic channels get ``Eq(s1, 3)``), and `params` are one int
+    stride, padding and dilation per spatial dimension."""
     if _one_dtype(layouts, _FULL_PRECISION) is None or layouts[0][4].type != "cpu" or not all(map(_dense, layouts)):
         return False
     kernel = layouts[1][1]
@@ -751,7 +752,9 @@ def _select(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
         return None
     shape, stride = list(x.shape), list(x.stride())
     position = index if index >= 0 else shape[dim] + index
-    offset = x.storage_offset() if type(position) is int and position == 0 else x.storage_offset() + position * stride[dim]
+    offset = x.storage_offset()
+    if not (type(position) is int and position == 0):
+        offset = offset + position * stride[dim]
     del shape[dim], stride[dim]
     return ((VIEW, 0, tuple(shape), tuple(stride), offset),)
 
