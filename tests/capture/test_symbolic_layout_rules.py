@@ -465,6 +465,8 @@ WRITTEN_OTHERWISE = {
     "group_norm_backward": (aten.native_group_norm_backward.default,
                             lambda m: _group_norm_backward_args(m, halved=True)),
     "add": (aten.add.Tensor, _halved_and_whole),
+    "cat": (aten.cat.default, lambda m: (lambda halved, whole: [[_ops(m, halved.clone), whole], 1])(
+        *_halved_and_whole(m))),
 }
 
 

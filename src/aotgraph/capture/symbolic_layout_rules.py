@@ -895,7 +895,9 @@ def _embedding_backward(args: tuple, kwargs: dict, layouts: list, tensors: list)
 
 def _cat(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``cat(tensors, dim=0)`` of dense tensors of one rank (>= 1), dtype and device, equal
-    in every other dimension: a fresh contiguous tensor, the sizes along `dim` added."""
+    in every other dimension (as expressions, or as the meta function decides it, see
+    `_equal_sizes`: a decoder's ``2*(s0//8)`` against an encoder's ``s0//4``): a fresh contiguous
+    tensor of the first's sizes, the sizes along `dim` added."""
     if kwargs or len(args) not in (1, 2) or len(layouts) < 2 or len(layouts) != len(args[0]):
         return None
     rank, dim = len(layouts[0][1]), args[1] if len(args) == 2 else 0
@@ -904,9 +906,12 @@ def _cat(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
         return None
     dim %= rank
     first = layouts[0][1]
-    if any(len(layout[1]) != rank or layout[1][:dim] != first[:dim] or layout[1][dim + 1:] != first[dim + 1:]
-           for layout in layouts):
+    if any(len(layout[1]) != rank for layout in layouts):
         return None
+    for layout, tensor in zip(layouts[1:], tensors[1:]):
+        if (layout[1][:dim] != first[:dim] or layout[1][dim + 1:] != first[dim + 1:]) and not all(
+                _equal_sizes(tensors[0].shape[k], tensor.shape[k]) for k in range(rank) if k != dim):
+            return None
     total = tensors[0].shape[dim]
     for tensor in tensors[1:]:
         total = total + tensor.shape[dim]
