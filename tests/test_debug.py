@@ -707,29 +707,32 @@ def test_stretch_memo_switch(disabled, monkeypatch):
     assert len(stretches) == (7 if disabled else 6), stretches
 
 
-@pytest.mark.parametrize("disabled", [False, True])
-def test_layouts_after_replacements_switch(disabled, monkeypatch):
+def test_layouts_after_replacements_switch(monkeypatch):
     """A layer norm makes x's symbolic feature size 8 (a replacement): on, the layout of `a`
-    (remembered before) is computed again, and the cat's rule sees its sizes equal to y's."""
+    (remembered before) is computed again, so ``a * 2`` has the key of ``y * 2`` and the memo
+    answers it; off, `a` keeps the old symbol and a key of its own, which the mul rule answers."""
     from aotgraph.capture import symbolic_layout_rules
 
-    if disabled:
-        _disable(monkeypatch, "layouts_after_replacements")
-    cat_rule, answered = symbolic_layout_rules.RULES[torch.ops.aten.cat.default], []
-    monkeypatch.setitem(symbolic_layout_rules.RULES, torch.ops.aten.cat.default,
-                        lambda *a: answered.append(cat_rule(*a)) or answered[-1])
+    mul_rule = symbolic_layout_rules.RULES[torch.ops.aten.mul.Tensor]
 
     def program(x, w):
-        a = x * 2
+        a = x.sin()
         y = torch.nn.functional.layer_norm(x, [8], w)
-        return torch.cat([a, y]).sin().sum()
+        return ((y * 2).sin() + (a * 2).cos()).sum()
 
-    x, w = torch.randn(4, 8), torch.randn(8, requires_grad=True)
-    w_eager = w.detach().clone().requires_grad_()
-    out = aotgraph.aot_function(program, dynamic=True)(x, w)
-    out.backward()
-    expected = program(x, w_eager)
-    expected.backward()
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(w.grad, w_eager.grad)
-    assert answered and (answered[0] is None) == disabled
+    rule_calls = {}
+    for disabled in (False, True):
+        monkeypatch.setattr(config, "disabled", config.disabled | {"layouts_after_replacements"} if disabled
+                            else config.disabled - {"layouts_after_replacements"})
+        calls = rule_calls[disabled] = []
+        monkeypatch.setitem(symbolic_layout_rules.RULES, torch.ops.aten.mul.Tensor,
+                            lambda *a, calls=calls: calls.append(1) or mul_rule(*a))
+        x, w = torch.randn(4, 8), torch.randn(8, requires_grad=True)
+        w_eager = w.detach().clone().requires_grad_()
+        out = aotgraph.aot_function(program, dynamic=True)(x, w)
+        out.backward()
+        expected = program(x, w_eager)
+        expected.backward()
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(w.grad, w_eager.grad)
+    assert len(rule_calls[False]) < len(rule_calls[True])
