@@ -231,7 +231,7 @@ class FakeOutputs:
         outputs = LAYOUT_RULES[func](args, kwargs, layouts)
         if outputs is None:
             return None
-        device = layouts[0][4] if layouts else torch.device(kwargs["device"])  # (a factory: its device)
+        device = layouts[0][4]
         new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
         with DisableTorchDispatch():
             outs = tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))

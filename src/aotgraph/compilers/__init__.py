@@ -11,7 +11,7 @@ outside this package never asks which compiler it has.
 from __future__ import annotations
 
 import difflib
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -24,6 +24,7 @@ from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..errors import BadArgument, CompilerError
 from ..graph.naming import primal_name
 from ..graph.sizes import has_symbolic_sizes, size_keys
+from ..thread_values import held
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
@@ -378,16 +379,8 @@ def _restrided(bw_inputs: list, parts: Partition, saved_strides: list) -> list:
     return restrided
 
 
-@contextmanager
 def _strides_as_expressions():
     """Inductor reports the output strides of a graph with symbolic sizes as SymInts of the
     graph's symbols, not as their values at the hints (torch's ``fakify_first_call``)."""
     context = TracingContext.try_get()
-    before = getattr(context, "fakify_first_call", False)
-    if context is not None:
-        context.fakify_first_call = True
-    try:
-        yield
-    finally:
-        if context is not None:
-            context.fakify_first_call = before
+    return nullcontext() if context is None else held(context, "fakify_first_call", True, outside=False)
