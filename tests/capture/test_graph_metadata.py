@@ -155,3 +155,34 @@ def test_dynamo_parity():
     torch._dynamo.reset()
     torch.manual_seed(0)
     assert_module_parity(LinearRelu(), (torch.randn(4, 3),))
+
+
+def test_symbolic_tensor_meta_is_torchs_extraction():
+    """With symbolic sizes the contiguous layouts' ``tensor_meta`` is made without torch's
+    contiguity questions: it must equal what torch's extraction gives, for contiguous,
+    transposed, channels-last and sliced values alike."""
+    from aotgraph.torch_private.fx import tensor_metadata
+
+    def program(x, w):
+        y = torch.relu(x @ w)  # contiguous (s0, 5)
+        t = y.t()  # transposed: not contiguous
+        image = x.reshape(x.shape[0], 1, 3, 1).contiguous(memory_format=torch.channels_last)
+        return t.sin().sum() + image.cos().sum() + y[:, 1:4].exp().sum()
+
+    recording = Recording()
+    compiled = aot_function(program, fw_compiler=recording, bw_compiler=recording, dynamic=True)
+    torch.manual_seed(0)
+    x, w = torch.randn(6, 3, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    out = compiled(x, w)
+    out.backward()
+    torch.testing.assert_close(out, program(x, w))
+    formats = set()
+    for graph_module in recording.graphs:
+        for node in graph_module.graph.nodes:
+            val = node.meta.get("val")
+            if isinstance(val, torch.Tensor):
+                assert node.meta["tensor_meta"] == tensor_metadata(val), node.format_node()
+                formats.add(node.meta["tensor_meta"].memory_format)
+    assert any(isinstance(s, torch.SymInt) for g in recording.graphs for n in g.graph.nodes
+               if isinstance(n.meta.get("val"), torch.Tensor) for s in n.meta["val"].shape)
+    assert {torch.contiguous_format, None} <= formats

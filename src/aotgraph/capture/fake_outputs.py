@@ -29,7 +29,7 @@ from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
 from .layout_rules import RULES as LAYOUT_RULES
 from .symbolic_layout_rules import FRESH, RULES as SYMBOLIC_LAYOUT_RULES, sizes_of as symbolic_sizes_of
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
-from ..torch_private.symbolic import FloorDiv
+from ..torch_private.symbolic import FloorDiv, node_expression
 from ..torch_private.fake import (FakeTensor, FakeTensorConfig, FakeTensorMode, in_kernel_invocation_manager,
                                 make_subclass, set_throw_on_mutable_data_ptr, set_warn_deprecated_on_mutable_data_ptr)
 
@@ -150,7 +150,7 @@ class FakeOutputs:
             elif (kind is torch.SymInt or kind is torch.SymFloat) and self.symbolic_on:
                 # (a SymFloat: a float Dynamo passes as an input, batch norm's momentum and eps)
                 parts.append(kind)
-                parts.append(value.node.expr)
+                parts.append(node_expression(value.node))
                 self.key_is_symbolic = True
             elif kind in _SEQUENCES:
                 parts.append(kind)
@@ -448,25 +448,29 @@ def _storage_numel(fake: FakeTensor) -> Any:
 
 
 def _has_new_symbols(specs: list, key: tuple) -> bool:
-    """Whether an output layout in `specs` has a free symbol that no size in `key` has."""
-    known: set = set()
-    for part in key:
-        _collect_symbols(part, known)
+    """Whether an output layout in `specs` has a free symbol that no size in `key` has. An
+    output's size written as one of the key's needs no look at its symbols (most outputs: a
+    pointwise op's sizes are its argument's)."""
+    in_key: set = set()
+    _collect_expressions(key, in_key)
+    others: set = set()
     for spec in specs:
         if spec[0] is _NEW:
-            found: set = set()
-            _collect_symbols(spec[1], found)
-            if not found <= known:
-                return True
-    return False
+            _collect_expressions(spec[1], others)
+    others -= in_key
+    if not others:
+        return False
+    known = set().union(*(expr.free_symbols for expr in in_key))
+    return any(not expr.free_symbols <= known for expr in others)
 
 
-def _collect_symbols(part: Any, into: set) -> None:
+def _collect_expressions(part: Any, into: set) -> None:
+    """The sympy expressions (symbolic sizes) in `part`, a layout or a key, nested tuples."""
     if type(part) is tuple:
         for item in part:
-            _collect_symbols(item, into)
-    elif isinstance(part, sympy.Basic):
-        into.update(part.free_symbols)
+            _collect_expressions(item, into)
+    elif isinstance(part, sympy.Basic) and not part.is_Number:
+        into.add(part)
 
 
 def _same_fake(a: FakeTensor, b: FakeTensor) -> bool:

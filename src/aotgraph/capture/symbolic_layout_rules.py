@@ -34,6 +34,7 @@ answer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from typing import Callable, Iterator, Optional
@@ -131,15 +132,17 @@ def _dense(layout: tuple) -> bool:
 def _dense_sizes(shape: tuple, stride: tuple) -> bool:
     expected = 1
     for size, step in zip(reversed(shape), reversed(stride)):
-        if not _backed(size) or (step != expected and _without_max_of_one(step) != expected):
+        if not _backed(size) or (step != expected and without_max_of_one(step) != expected):
             return False
         if size != 1:
             expected = expected * size
     return True
 
 
-def _without_max_of_one(expr):
-    """`expr` with each ``Max(1, e)`` read as e (the caller knows every such e to be >= 1)."""
+@functools.lru_cache(maxsize=4096)
+def without_max_of_one(expr):
+    """`expr` with each ``Max(1, e)`` read as e (the caller knows every such e to be >= 1).
+    Memoized: sympy's replace costs 0.1 ms, and a capture asks it of the same strides often."""
     if type(expr) is int or not expr.has(Max):
         return expr
     return expr.replace(lambda e: isinstance(e, Max) and len(e.args) == 2 and sympy.Integer(1) in e.args,
@@ -576,7 +579,7 @@ def _at_least_two(expr) -> bool:
 
 
 def _normalized_strides(stride: tuple) -> tuple:
-    return tuple(_without_max_of_one(step) for step in stride)
+    return tuple(without_max_of_one(step) for step in stride)
 
 
 def _exact_quotient(numel, product):

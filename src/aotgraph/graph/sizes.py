@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from ..torch_private.symbolic import node_expression
+
 __all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
@@ -40,4 +42,4 @@ def has_symbolic_sizes(tensor: torch.Tensor) -> bool:
 def size_keys(sizes) -> tuple:
     """Sizes as hashable keys: an int as it is, a SymInt as its expression (equal expressions are
     equal sizes; compared without a guard, unlike SymInts)."""
-    return tuple(s if type(s) is int else s.node.expr for s in sizes)
+    return tuple(s if type(s) is int else node_expression(s.node) for s in sizes)

@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from ..graph.naming import is_tangent
-from ..torch_private.symbolic import free_unbacked_symbols
+from ..torch_private.symbolic import free_unbacked_symbols, node_expression
 
 __all__ = ["save_unbound_symbols"]
 
@@ -35,7 +35,8 @@ def save_unbound_symbols(forward: fx.GraphModule, backward: fx.GraphModule) -> N
         return
     placeholders = list(backward.graph.find_nodes(op="placeholder"))
     bound = {s for p in placeholders for s in _bindable(p.meta.get("val"))}
-    used = {s for n in backward.graph.nodes for s in _symbols_in(n.meta.get("val"))}
+    expressions = {expr for n in backward.graph.nodes for expr in _expressions_in(n.meta.get("val"))}
+    used = set().union(*(expr.free_symbols for expr in expressions))
     missing = sorted((s for s in used - bound if not free_unbacked_symbols(s)), key=str)
     if not missing:
         return
@@ -91,14 +92,18 @@ def _layout(value) -> Iterator:
 
 def _bindable(value) -> Iterator[sympy.Symbol]:
     for size in _layout(value):
-        if isinstance(size, (torch.SymInt, torch.SymFloat, torch.SymBool)) and isinstance(size.node.expr, sympy.Symbol):
-            yield size.node.expr
+        if isinstance(size, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            expr = node_expression(size.node)
+            if isinstance(expr, sympy.Symbol):
+                yield expr
 
 
-def _symbols_in(value) -> Iterator[sympy.Symbol]:
+def _expressions_in(value) -> Iterator[sympy.Basic]:
+    """The expressions of `value`'s symbolic sizes (many nodes share each: their symbols are
+    then read once per expression)."""
     for size in _layout(value):
         if isinstance(size, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-            yield from size.node.expr.free_symbols
+            yield node_expression(size.node)
 
 
 def _fresh(name: str, taken: set) -> str:

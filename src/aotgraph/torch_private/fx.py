@@ -14,9 +14,10 @@ from typing import Any, Optional
 import torch
 import torch.fx as fx
 from torch.fx._lazy_graph_module import _LazyGraphModule as LazyGraphModule  # code made when first read
+from torch.fx.passes.shape_prop import TensorMetadata
 from torch.fx.passes.shape_prop import _extract_tensor_metadata as tensor_metadata  # meta["tensor_meta"]
 
-__all__ = ["LazyGraphModule", "update_args_kwargs", "tensor_metadata", "current_autograd_node", "sequence_nr",
+__all__ = ["LazyGraphModule", "update_args_kwargs", "tensor_metadata", "TensorMetadata", "current_autograd_node", "sequence_nr",
            "nodes_by_line"]
 
 # What the public ``Node.args`` / ``Node.kwargs`` setters call, minus the lookup-table update.

@@ -22,9 +22,25 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["node_expression", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
+
+
+def node_expression(node: SymNode):
+    """``node.expr``: its expression with the shape environment's replacements applied, read
+    from the node's own cache where that holds for the environment's current replacements
+    (``SymNode.expr`` first asks sympy whether the expression is a number, a walk over it that
+    was the most of reading thousands of sizes' keys in a capture)."""
+    version = getattr(node.shape_env, "_replacements_version_counter", None)
+    if version is None:  # (torch 2.11: no count of the replacements)
+        return node.expr
+    if version == 0:
+        return node._expr
+    cached = getattr(node, "_expr_cache", None)
+    if cached is not None and node._expr_ver == version:
+        return cached
+    return node.expr
 
 
 def deferred_runtime_asserts(shape_env) -> list[tuple]:
