@@ -10,6 +10,7 @@ import torch
 from aotgraph import config
 from aotgraph.capture.fake_outputs import FakeOutputs
 from aotgraph.capture.symbolic_layout_rules import POINTWISE, RULES
+from aotgraph.torch_private.dispatch import enable_python_dispatcher
 from aotgraph.torch_private.symbolic import DimDynamic, StatelessSymbolicContext, new_symbolic_fake_mode
 
 aten = torch.ops.aten
@@ -69,7 +70,7 @@ def _answer(func, make_args, use_rules: bool, monkeypatch):
 
     memo._symbolic_rule_outputs = spy
     flat_args = [t for a in args for t in (a if isinstance(a, list) else [a])]
-    with mode:
+    with mode, enable_python_dispatcher():  # (as capture runs: C++ composites of SymInts, an index's expand)
         out = memo.run(func, tuple(args), {}, lambda f, a, k: f(*a, **k))
     guards = sorted(str(g.expr) for g in mode.shape_env.guards)
     return [_layout(t, flat_args) for t in _flat(out)], guards, any(answered)
@@ -163,6 +164,71 @@ def _sliced(mode):
     """(s0, s1, 8) with strides (24*s1, 24, 1): a third of the last dimension of a dense tensor."""
     x = _sym(mode, 3, 5, 24)
     return _ops(mode, lambda: x[:, :, :8])
+
+
+def _pooled(mode, channels=16, shape=(4, 16, 8, 6), by=2, dtype=torch.float32):
+    """A fresh (s0, channels, s1//by, s2//by): sizes that may be 1 over the symbols' ranges."""
+    x = _image(mode, shape=shape)
+    return _ops(mode, lambda: torch.empty(x.shape[0], channels, x.shape[2] // by, x.shape[3] // by, dtype=dtype))
+
+
+def _pool_backward(make_input, params):
+    """max_pool2d_with_indices_backward's arguments for ``max_pool2d_with_indices(x, *params)``."""
+    def make(mode):
+        x = make_input(mode)
+        with mode:
+            out, indices = aten.max_pool2d_with_indices(x, *params)
+            return [torch.empty_like(out), x, *params, *[[], [0], [1], False][len(params) - 1:], indices]
+    return make
+
+
+def _nearest_indices(mode, x, scale=2):
+    """Nearest upsampling's index tensors for the dimensions after x's channels: (scale*d, 1, ..)."""
+    spatial = x.shape[2:]
+    with mode:
+        return [torch.empty(scale * size, *[1] * (len(spatial) - 1 - k), dtype=torch.int64)
+                for k, size in enumerate(spatial)]
+
+
+def _upsample(make_input, scale=2):
+    def make(mode):
+        x = make_input(mode)
+        return [x, [None, None, *_nearest_indices(mode, x, scale)]]
+    return make
+
+
+def _upsample_backward(make_input, accumulate=True, plain_strides=False):
+    """_unsafe_index_put(x, indices, a gradient of the upsampled x's sizes, accumulate), x and the
+    gradient fresh (so that no op on x has guarded its sizes yet); `plain_strides`: x's strides
+    written as products of its sizes (a rule's answer), not ``Max(1, size)`` products."""
+    def make(mode):
+        x = make_input(mode)
+        indices = _nearest_indices(mode, x)
+        with mode:
+            if plain_strides:
+                x = torch.empty_strided(x.shape, [x.shape[1] * x.shape[2] * x.shape[3], x.shape[2] * x.shape[3],
+                                                  x.shape[3], 1])
+            grad = torch.empty(x.shape[0], x.shape[1], *[index.shape[0] for index in indices])
+            return [x, [None, None, *indices], grad, accumulate]
+    return make
+
+
+def _concatenated(mode):
+    """(s0, 3, s1 + s2, s3): a concatenation along dim 2 of two images of their own heights."""
+    x, y = _image(mode, shape=(4, 3, 5, 6)), _sym(mode, 7, name="y")
+    return _ops(mode, lambda: torch.empty(x.shape[0], 3, x.shape[2] + y.shape[0], x.shape[3])), x.shape[2]
+
+
+def _channels_last(mode, shape=(4, 16, 8, 6)):
+    return _ops(mode, lambda: _image(mode, shape=shape).contiguous(memory_format=torch.channels_last))
+
+
+def _unbacked_image(mode):
+    """A fresh (2, 16, u0, 6) of an unbacked height u0 >= 2 (a data-dependent size)."""
+    height = mode.shape_env.create_unbacked_symint()
+    with mode:
+        torch._check(height >= 2)
+        return torch.empty(2, 16, height, 6)
 
 
 # Cases a rule answers: (op, arguments made in a fresh shape environment)
@@ -259,6 +325,43 @@ ANSWERED = {
         x.shape[0], 7, 8))], 1])(_x(m))),
     "split": (aten.split.Tensor, lambda m: [_sym(m, 3, 5, 24), 8, -1]),
     "split uneven": (aten.split.Tensor, lambda m: [_sym(m, 3, 5, 24), 10, 2]),
+    "max_pool2d 2x2": (aten.max_pool2d_with_indices.default, lambda m: [_image(m, shape=(4, 16, 8, 6)), [2, 2]]),
+    "max_pool2d of a pooled image, a guard": (aten.max_pool2d_with_indices.default, lambda m: [_pooled(m), [2, 2]]),
+    "max_pool2d 3x3 stride 2 padded": (aten.max_pool2d_with_indices.default, lambda m: [
+        _image(m, shape=(4, 16, 8, 6)), [3, 3], [2, 2], [1, 1]]),
+    "max_pool2d one int each, dilated, a guard": (aten.max_pool2d_with_indices.default, lambda m: [
+        _image(m, shape=(4, 16, 8, 6)), [3], [1], [0], [2], False]),
+    "max_pool2d bf16": (aten.max_pool2d_with_indices.default, lambda m: [
+        _image(m, torch.bfloat16, shape=(4, 16, 8, 6)), [2, 2]]),
+    "max_pool2d_backward": (aten.max_pool2d_with_indices_backward.default, _pool_backward(
+        lambda m: _image(m, shape=(4, 16, 8, 6)), ([2, 2],))),
+    "max_pool2d_backward of a pooled image": (aten.max_pool2d_with_indices_backward.default, _pool_backward(
+        _pooled, ([2, 2], [2, 2], [0, 0], [1, 1], False))),
+    "max_pool2d_backward 3x3 stride 2 padded": (aten.max_pool2d_with_indices_backward.default, _pool_backward(
+        lambda m: _image(m, shape=(4, 16, 8, 6)), ([3, 3], [2, 2], [1, 1]))),
+    "_unsafe_index nearest 2x": (aten._unsafe_index.Tensor, _upsample(lambda m: _image(m, shape=(4, 16, 5, 6)))),
+    "_unsafe_index nearest 2x of a pooled image, a guard": (aten._unsafe_index.Tensor, _upsample(_pooled)),
+    "_unsafe_index nearest 3x, 1-d": (aten._unsafe_index.Tensor, _upsample(lambda m: _image(m, shape=(4, 16, 6)), 3)),
+    "_unsafe_index nearest 2x, 3-d": (aten._unsafe_index.Tensor, _upsample(lambda m: _image(m, shape=(2, 8, 3, 4, 5)))),
+    "_unsafe_index_put nearest 2x's gradient": (aten._unsafe_index_put.default, _upsample_backward(
+        lambda m: _image(m, shape=(4, 16, 5, 6)))),
+    "_unsafe_index_put of a pooled image's sizes, guards": (aten._unsafe_index_put.default, _upsample_backward(
+        _pooled, accumulate=False)),
+    "_unsafe_index_put of a pooled image's sizes, plain strides, guards": (
+        aten._unsafe_index_put.default, _upsample_backward(_pooled, plain_strides=True)),
+    "slice channels": (aten.slice.Tensor, lambda m: [_image(m, shape=(4, 48, 5, 6)), 1, 32, 48]),
+    "slice channels from 0": (aten.slice.Tensor, lambda m: [_image(m, shape=(4, 48, 5, 6)), 1, 0, 32]),
+    "slice channels past the end, a step": (aten.slice.Tensor, lambda m: [_image(m, shape=(4, 48, 5, 6)), 1, -5,
+                                                                          100, 2]),
+    "slice :4 of a symbolic size, a guard": (aten.slice.Tensor, lambda m: [_image(m), 2, 0, 4]),
+    "slice 1: of a symbolic size": (aten.slice.Tensor, lambda m: [_image(m), 2, 1]),
+    "slice :-1 of a symbolic size": (aten.slice.Tensor, lambda m: [_image(m), -1, None, -1]),
+    "slice a concatenation's second part": (aten.slice.Tensor, lambda m: (lambda c, h: [c, 2, h, c.shape[2]])(
+        *_concatenated(m))),
+    "slice a concatenation's first part": (aten.slice.Tensor, lambda m: (lambda c, h: [c, 2, 0, h])(
+        *_concatenated(m))),
+    "slice from another symbol, guards": (aten.slice.Tensor, lambda m: [_image(m), 2, _sym(m, 3, name="y").shape[0]]),
+    "slice of a slice": (aten.slice.Tensor, lambda m: [_sliced(m), 1, 1, None, 2]),
 }
 
 # Cases a rule declines: the fake mode decides (and guards) or refuses.
@@ -287,6 +390,34 @@ DECLINED = {
     "expand of a symbolic size": (aten.expand.default, lambda m: (lambda x, y: [x, [y.shape[0], 5, 8]])(
         _sym(m, 3, 5, 8), _sym(m, 4, name="y"))),
     "add of a symbolic bool": (aten.mul.Scalar, _pair(lambda m, x: [x, x.shape[0] > 2])),
+    "max_pool2d ceil mode": (aten.max_pool2d_with_indices.default, lambda m: [
+        _image(m, shape=(4, 16, 8, 6)), [2, 2], [2, 2], [0, 0], [1, 1], True]),
+    "max_pool2d channels last": (aten.max_pool2d_with_indices.default, lambda m: [_channels_last(m), [2, 2]]),
+    "max_pool2d 3-d input": (aten.max_pool2d_with_indices.default, lambda m: [_sym(m, 16, 8, 6), [2, 2]]),
+    "max_pool2d one channel of a pooled image": (aten.max_pool2d_with_indices.default, lambda m: [
+        _pooled(m, channels=1), [2, 2]]),
+    "max_pool2d padding past half the kernel": (aten.max_pool2d_with_indices.default, lambda m: [
+        _image(m, shape=(4, 16, 8, 6)), [2, 2], [2, 2], [2, 2]]),
+    "max_pool2d_backward of a gradient of other sizes": (aten.max_pool2d_with_indices_backward.default, lambda m: (
+        lambda x, g: [g, x, [2, 2], [], [0, 0], [1, 1], False, _ops(m, lambda: torch.empty_like(g, dtype=torch.int64))])(
+        _image(m, shape=(4, 16, 8, 6)), _image(m, shape=(4, 16, 4, 3)))),
+    "_unsafe_index of a size that may be 1": (aten._unsafe_index.Tensor, lambda m: (lambda x: [x, [
+        None, None, _ops(m, lambda: torch.empty(x.shape[2] // 2, 1, dtype=torch.int64)),
+        _ops(m, lambda: torch.empty(x.shape[3], dtype=torch.int64))]])(_image(m, shape=(4, 16, 5, 6)))),
+    "_unsafe_index one channel": (aten._unsafe_index.Tensor, _upsample(lambda m: _image(m, shape=(4, 1, 5, 6)))),
+    "_unsafe_index channels last": (aten._unsafe_index.Tensor, _upsample(_channels_last)),
+    "_unsafe_index of the last dimension only": (aten._unsafe_index.Tensor, lambda m: (lambda x: [x, [
+        None, None, None, _ops(m, lambda: torch.empty(2 * x.shape[3], dtype=torch.int64))]])(
+        _image(m, shape=(4, 16, 5, 6)))),
+    "_unsafe_index_put channels last": (aten._unsafe_index_put.default, _upsample_backward(_channels_last)),
+    "_unsafe_index_put one channel of a pooled image": (aten._unsafe_index_put.default, _upsample_backward(
+        lambda m: _pooled(m, channels=1))),
+    "slice step 0": (aten.slice.Tensor, lambda m: [_image(m), 2, 0, 4, 0]),
+    "slice of an unbacked size": (aten.slice.Tensor, lambda m: [_unbacked_image(m), 2, 0, 4]),
+    "max_pool2d of an unbacked size": (aten.max_pool2d_with_indices.default, lambda m: [_unbacked_image(m), [2, 2]]),
+    "_unsafe_index of an unbacked size": (aten._unsafe_index.Tensor, _upsample(_unbacked_image)),
+    "_unsafe_index_put of an unbacked size": (aten._unsafe_index_put.default, lambda m: (lambda x: [
+        x, [None, None, None, _ops(m, lambda: torch.empty(6, dtype=torch.int64))], x, False])(_unbacked_image(m))),
 }
 
 

@@ -21,7 +21,13 @@ convolution's kernel against its padded input), which adds the same guard. Two r
 than the fake mode, each where that guard does not bear on the answer: a convolution leaves out
 the fake mode's backend choice (its guard on the batch size picks the output's memory format,
 contiguous for every CPU backend here); group norm's backward guards only that the gradient has
-the input's sizes (the decomposition's views add guards of their own). tests/capture/
+the input's sizes (the decomposition's views add guards of their own). Where a meta function
+decides a size or stride through ``guard_or_false`` / ``guard_or_true`` or an ``if`` on a SymBool
+(a slice's clamping of its bounds, the index gather's and ``empty_like``'s channels-last test),
+the rule decides it from the ranges where they decide it, and otherwise makes that same call on
+the same SymInts (the same guard). Fresh outputs that a meta function makes with ``torch.empty``
+(pooling, the index gather) have its strides, products of ``Max(1, size)`` (`_fresh_empty`).
+tests/capture/
 test_symbolic_layout_rules.py checks each rule against the fake mode's answer and guards
 (switch ``symbolic_layout_rules``).
 
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
+import sys
 import threading
 import weakref
 from typing import Callable, Iterator, Optional
@@ -44,7 +52,8 @@ import torch
 
 from ..graph.sizes import size_keys
 from ..thread_values import held
-from ..torch_private.symbolic import Max, ValueRanges, bound_sympy, free_unbacked_symbols, int_oo, sym_and, sym_or
+from ..torch_private.symbolic import (Max, ValueRanges, bound_sympy, free_unbacked_symbols, guard_or_false,
+                                      guard_or_true, int_oo, sym_and, sym_or)
 from .layout_rules import POINTWISE as STATIC_POINTWISE
 
 aten = torch.ops.aten
@@ -110,9 +119,29 @@ def _lower_bound(expr):
         return -int_oo
     if expr.is_Symbol:
         return 1
-    shape_env = getattr(_answering, "shape_env", None)
-    ranges = shape_env.var_to_range if shape_env is not None else {}
-    return bound_sympy(expr, {s: ranges.get(s, ValueRanges(1, int_oo)) for s in expr.free_symbols}).lower
+    return _range(expr).lower
+
+
+def _range(expr) -> ValueRanges:
+    """The values `expr` (an int, or an expression without unbacked symbols) takes over its
+    symbols' ranges in the shape environment; remembered until a guard narrows the ranges."""
+    if type(expr) is int or expr.is_Integer:
+        return ValueRanges(int(expr), int(expr))
+    memo, version = _memo(), _guards_seen()
+    key = ("range", expr)
+    known = memo.get(key)
+    if known is None or known[0] != version:
+        shape_env = getattr(_answering, "shape_env", None)
+        ranges = shape_env.var_to_range if shape_env is not None else {}
+        known = memo[key] = (version, bound_sympy(expr, {s: ranges.get(s, ValueRanges(1, int_oo))
+                                                         for s in expr.free_symbols}))
+    return known[1]
+
+
+def _product_at_least_two(sizes) -> bool:
+    """Whether the product of `sizes` (ints and expressions, each >= 1: backed) is >= 2 for every
+    value of their symbols: one of them is (an int >= 2, a symbol, or >= 2 over its range)."""
+    return any(size >= 2 if type(size) is int else _at_least_two(size) for size in sizes)
 
 
 def _dense(layout: tuple) -> bool:
@@ -943,6 +972,306 @@ def _split(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     return tuple(views)
 
 
+def _empty_strides(shape: tuple) -> tuple:
+    """The strides torch gives a fresh contiguous tensor of `shape` (``torch.empty``,
+    ``new_empty``): each the next one's times that size, a symbolic size as ``Max(1, size)``
+    (which sympy reads as the size where it knows that size >= 1: a symbol, not ``s0//2``)."""
+    strides = [1] * len(shape)
+    for k in range(len(shape) - 2, -1, -1):
+        size = shape[k + 1]
+        factor = max(size, 1) if type(size) is int else torch.sym_max(size, 1)
+        strides[k] = factor if type(strides[k + 1]) is int and strides[k + 1] == 1 else strides[k + 1] * factor
+    return tuple(strides)
+
+
+def _fresh_empty(shape: tuple, dtype: torch.dtype) -> tuple:
+    """A fresh tensor as ``torch.empty(shape)`` lays it out (see `_empty_strides`), on a storage
+    of the product of the sizes."""
+    return FRESH, tuple(shape), _empty_strides(shape), contiguous(shape)[1], dtype
+
+
+def _pool_parameters(args: tuple) -> Optional[tuple]:
+    """The (H, W) int pairs of ``max_pool2d``'s kernel, stride, padding and dilation (positions
+    1-4 of `args`, torch's defaults where left out; one int for both; no stride: the kernel's),
+    where each is valid as the meta function checks it (a kernel, stride and dilation > 0, a
+    padding >= 0 and at most half the kernel); None otherwise."""
+    given = list(args[1:5]) + [[], [0], [1]][len(args) - 2:]
+    pairs = []
+    for value in given:
+        if type(value) not in (list, tuple) or not all(type(v) is int for v in value) \
+                or len(value) not in ((0, 1, 2) if len(pairs) == 1 else (1, 2)):
+            return None
+        pairs.append((value[0], value[-1]) if value else pairs[0])
+    kernel, stride, padding, dilation = pairs
+    for k, s, p, d in zip(kernel, stride, padding, dilation):
+        if k <= 0 or s <= 0 or d <= 0 or p < 0 or p > ((k - 1) * d + 1) // 2 or p > k // 2:
+            return None
+    return kernel, stride, padding, dilation
+
+
+def _pooled_sizes(layout: tuple, x: torch.Tensor, args: tuple) -> Optional[list]:
+    """The (H_out, W_out) of ``max_pool2d(x, *args[1:])`` for a dense floating CPU (N, C, H, W)
+    x, not in ceil mode, after the meta function's check that both are >= 1 (made as it makes
+    it where the ranges do not decide it, so with its guard). None where the meta function would
+    decide more: its memory format choice (channels last where C*H*W may be 1), ceil mode's
+    guard, 3-d input; or would refuse (then it raises its error)."""
+    parameters = _pool_parameters(args)
+    ceil_mode = args[5] if len(args) == 6 else False
+    if parameters is None or ceil_mode is not False or len(layout[1]) != 4 or layout[0] not in _FLOATS \
+            or layout[4].type != "cpu" or layout[5] or layout[6] or not _dense(layout):
+        return None
+    if not _product_at_least_two(layout[1][1:]):
+        return None  # (the meta function's memory format would depend on a guard)
+    kernel, stride, padding, dilation = parameters
+    sizes = [(size + (2 * p - d * (k - 1) - 1)) // s + 1
+             for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
+    if all(type(size) is int for size in sizes):
+        return sizes if min(sizes) >= 1 else None
+    height, width = sizes
+    if not all(map(_backed, size_keys(sizes))):
+        torch._check(sym_and(width >= 1, height >= 1), lambda: f"max_pool2d: output size {sizes} is too small")
+    return sizes
+
+
+def _max_pool2d(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``max_pool2d_with_indices(x, kernel_size, stride=[], padding=[0], dilation=[1],
+    ceil_mode=False)`` where `_pooled_sizes` holds: fresh contiguous (N, C, H_out, W_out) maxima
+    and int64 indices, laid out as ``torch.empty`` lays them out."""
+    if kwargs or not 2 <= len(args) <= 6:
+        return None
+    x = tensors[0]
+    sizes = _pooled_sizes(layouts[0], x, args)
+    if sizes is None:
+        return None
+    shape = (x.shape[0], x.shape[1], *sizes)
+    return _fresh_empty(shape, layouts[0][0]), _fresh_empty(shape, torch.int64)
+
+
+def _max_pool2d_backward(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``max_pool2d_with_indices_backward(grad_out, x, kernel_size, stride, padding, dilation,
+    ceil_mode, indices)`` where `_pooled_sizes` holds for x, with a gradient of x's dtype and
+    int64 indices, both CPU, whose sizes are the pooled ones as expressions (the meta function's
+    checks, then without a guard): a fresh contiguous tensor of x's sizes."""
+    if kwargs or len(args) != 8 or len(layouts) != 3:
+        return None
+    x = tensors[1]
+    grad_layout, x_layout, indices_layout = layouts
+    if grad_layout[0] != x_layout[0] or indices_layout[0] != torch.int64 \
+            or grad_layout[4] != x_layout[4] or indices_layout[4] != x_layout[4]:
+        return None
+    pooled = (x_layout[1][1], *_pooled_size_keys(x, args[1:7]))
+    if pooled[1:] == (None, None) or grad_layout[1][1:] != pooled or indices_layout[1][1:] != pooled \
+            or len(grad_layout[1]) != 4 or len(indices_layout[1]) != 4:
+        return None
+    if _pooled_sizes(x_layout, x, args[1:7]) is None:
+        return None
+    return (_fresh_empty(tuple(x.shape), x_layout[0]),)
+
+
+def _pooled_size_keys(x: torch.Tensor, args: tuple) -> tuple:
+    """The expressions of max_pool2d's output sizes for x (no check made), or (None, None)."""
+    parameters = _pool_parameters(args)
+    if parameters is None or x.dim() != 4:
+        return None, None
+    kernel, stride, padding, dilation = parameters
+    return size_keys([(size + (2 * p - d * (k - 1) - 1)) // s + 1
+                      for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)])
+
+
+def _unsafe_index(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``_unsafe_index(x, [None, None, *indices])`` (nearest upsampling's gather) of a dense
+    floating CPU (N, C, ...) x of rank 3 to 5, C a concrete int >= 2, with an int64 index of x's
+    device for each dimension after C, whose shapes broadcast (see `_broadcast_indices`) to one
+    of that many dimensions: a fresh contiguous (N, C, *broadcast shape) of x's dtype, as the meta
+    function lays it out. Its one decision about the sizes that the ranges may leave open (whether
+    x's stride along C is 1: a channels-last layout) is made as it makes it, so with its guard."""
+    if kwargs or len(args) != 2 or type(args[1]) not in (list, tuple):
+        return None
+    x, indices = tensors[0], args[1]
+    shape, rank = layouts[0][1], len(layouts[0][1])
+    if not 3 <= rank <= 5 or len(indices) != rank or indices[0] is not None or indices[1] is not None \
+            or layouts[0][0] not in _FLOATS or layouts[0][4].type != "cpu" or layouts[0][5] or layouts[0][6] \
+            or type(shape[1]) is not int or shape[1] < 2 or not _dense(layouts[0]):
+        return None
+    if any(layout[0] != torch.int64 or layout[4] != layouts[0][4] for layout in layouts[1:]) \
+            or len(layouts) != rank - 1:
+        return None
+    broadcast = _broadcast_indices(tensors[1:])
+    if broadcast is None or len(broadcast) != rank - 2 or not _ordered_channels(x):
+        return None
+    return (_fresh_empty((x.shape[0], x.shape[1], *broadcast), layouts[0][0]),)
+
+
+def _broadcast_indices(indices: list) -> Optional[list]:
+    """The broadcast shape of the index tensors where broadcasting decides nothing that the
+    expressions do not: per dimension, every size that is not a concrete 1 is the same expression
+    (an int >= 2 or an expression >= 2 over its symbols' ranges), and there is one. None otherwise."""
+    rank = max(index.dim() for index in indices)
+    shape = []
+    for k in range(-rank, 0):
+        sizes = [index.shape[k] for index in indices if index.dim() >= -k]
+        wide = [size for size in sizes if not (type(size) is int and size == 1)]
+        if not wide or len(set(size_keys(wide))) != 1:
+            return None
+        size = wide[0]
+        if (type(size) is int and size < 2) or (type(size) is not int and not _at_least_two(size.node.expr)):
+            return None
+        shape.append(size)
+    return shape
+
+
+def _ordered_channels(x: torch.Tensor) -> bool:
+    """Whether the index meta function's stride order of x's (dense) gathered view keeps (N, C)
+    in order without a guard the ranges leave open: x's stride along N is C times its stride S
+    along C (as written, so that their comparisons are decided); for a 4-d view, S != 1 (not
+    channels last), decided by the sizes S multiplies or else as the meta function decides it
+    (``guard_or_true``, with its guard; S == 1: no answer)."""
+    channels, stride = x.shape[1], x.stride()[:2]
+    outer, inner = size_keys(stride)
+    if sympy.sympify(outer) != channels * sympy.sympify(inner):
+        return False
+    if x.dim() != 4 or _product_at_least_two(size_keys(x.shape[2:])):
+        return True
+    return type(inner) is not int and guard_or_true(stride[1] != 1)
+
+
+def _unsafe_index_put(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``_unsafe_index_put(x, indices, values, accumulate=False)`` (nearest upsampling's
+    gradient) of a floating x, int64 indices (or None) and values of x's dtype, all on x's
+    device: the meta function's ``empty_like(x)``, which checks nothing about the sizes and
+    lays its output out in x's order of strides: where `_in_own_order` finds x contiguous (and
+    not channels last), a fresh tensor as ``torch.empty(x.shape)`` lays it out."""
+    if kwargs or len(args) not in (3, 4) or type(args[1]) not in (list, tuple) \
+            or (len(args) == 4 and type(args[3]) is not bool):
+        return None
+    x, values = layouts[0], layouts[-1]
+    if x[0] not in _FLOATS or values[0] != x[0] or values[4] != x[4] or x[5] or x[6] or not _dense(x) \
+            or len(layouts) != 2 + sum(index is not None for index in args[1]) \
+            or any(layout[0] != torch.int64 or layout[4] != x[4] for layout in layouts[1:-1]) \
+            or not _in_own_order(tensors[0]):
+        return None
+    return (_fresh_empty(tuple(tensors[0].shape), x[0]),)
+
+
+def _in_own_order(x: torch.Tensor) -> bool:
+    """Whether torch's order of an elementwise output's dimensions for x alone (its short cut
+    in ``compute_elementwise_output_logical_to_physical_perm``) is x's own: x of >= 2 elements
+    is contiguous and, 4-d, not also channels last. Each of its checks of a size or stride is
+    decided by the expressions where they decide it (no guard), else as torch decides it
+    (``guard_or_false`` / ``guard_or_true``, with its guard); False where torch would look
+    further (then the fake mode answers)."""
+    sizes = size_keys(x.shape)
+    if x.dim() <= 1 or not _product_at_least_two(sizes):
+        return False
+    expected, expected_max = 1, 1
+    for size, stride in reversed(tuple(zip(x.shape, x.stride()))):
+        if _equals_one(size):
+            continue
+        if _differs(stride, expected) and _differs(stride, expected_max):
+            return False
+        expected_max = expected_max * (max(size, 1) if type(size) is int else torch.sym_max(size, 1))
+        expected = expected * size
+    if x.dim() != 4:
+        return True
+    channels, stride = x.shape[1], x.stride()[1]
+    return not _equals_one(channels) and (_product_at_least_two(sizes[2:]) or _differs(stride, 1))
+
+
+def _equals_one(size) -> bool:
+    """``guard_or_false(size == 1)`` as torch makes it, without a call where the range decides."""
+    if type(size) is int:
+        return size == 1
+    if _at_least_two(size.node.expr):
+        return False
+    return guard_or_false(size == 1)
+
+
+def _differs(a, b) -> bool:
+    """``guard_or_true(a != b)`` as torch makes it, without a call where the expressions decide
+    it: the same expression, or a difference whose range excludes 0."""
+    if type(a) is int and type(b) is int:
+        return a != b
+    first, second = size_keys((a, b))
+    if first == second:
+        return False
+    difference = sympy.sympify(first) - second
+    if not free_unbacked_symbols(difference):
+        bounds = _range(difference)
+        if bounds.lower > 0 or bounds.upper < 0:
+            return True
+    return guard_or_true(a != b)
+
+
+def _slice(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
+    """``slice.Tensor(x, dim=0, start=None, end=None, step=1)``, start and end ints, SymInts of
+    backed symbols or None, an int step >= 1: x's layout with dim's size the clamped range's
+    length (over step, rounded up), its stride times step, the offset moved by start strides; on
+    x's storage. The decomposition torch's fake mode runs clamps start and end against 0 and
+    dim's size; each comparison is made in its order (see `_decided`), so with its guards."""
+    x = tensors[0]
+    rank = x.dim()
+    if kwargs or not 1 <= len(args) <= 5 or rank == 0 or layouts[0][5] or layouts[0][6]:
+        return None
+    dim, start, end, step = (*args[1:], *(0, None, None, 1)[len(args) - 1:])
+    if type(dim) is not int or not -rank <= dim < rank or type(step) is not int or step < 1 \
+            or not all(v is None or type(v) is int or _backed_symint(v) for v in (start, end)):
+        return None
+    dim %= rank
+    size = x.shape[dim]
+    if type(size) is not int and free_unbacked_symbols(size.node.expr):
+        return None
+    first, last = _clamped_range(size, start, end)
+    sizes, strides = list(x.shape), list(x.stride())
+    offset = x.storage_offset() + first * strides[dim]
+    sizes[dim] = (last - first + step - 1) // step
+    strides[dim] = strides[dim] * step
+    return ((VIEW, 0, tuple(sizes), tuple(strides), offset),)
+
+
+def _backed_symint(value) -> bool:
+    return isinstance(value, torch.SymInt) and not free_unbacked_symbols(value.node.expr)
+
+
+def _clamped_range(size, start, end) -> tuple:
+    """(first, last) of ``slice``'s range as torch's decomposition clamps it to [0, size]: a
+    negative bound counts from the end, start is kept within [0, size], end within [start,
+    size]; no end (or sys.maxsize): size. Each comparison as `_decided` makes it."""
+    first = 0 if start is None else start
+    last = sys.maxsize if end is None else end
+    if _decided(first, operator.lt, 0):
+        first = first + size
+    if _decided(last, operator.lt, 0):
+        last = last + size
+    if _decided(first, operator.lt, 0):
+        first = 0
+    elif _decided(first, operator.gt, size):
+        first = size
+    if type(last) is int and last == sys.maxsize:
+        last = size
+    elif _decided(last, operator.lt, first):
+        last = first
+    elif _decided(last, operator.gt, size):
+        last = size
+    return first, last
+
+
+def _decided(a, comparison, b) -> bool:
+    """``a < b`` or ``a > b`` (`comparison`) for ints and SymInts, decided as torch's ``if a < b``
+    decides it: ints as they are; where the range of the difference of the expressions decides
+    it, so (the shape environment then decides it alike, adding no guard); otherwise by the
+    SymBool itself, which adds the guard torch adds."""
+    if type(a) is int and type(b) is int:
+        return comparison(a, b)
+    difference = sympy.sympify(a if type(a) is int else a.node.expr) - (b if type(b) is int else b.node.expr)
+    if not free_unbacked_symbols(difference):
+        bounds = _range(difference)
+        if comparison is operator.lt and (bounds.upper < 0 or bounds.lower >= 0):
+            return bool(bounds.upper < 0)
+        if comparison is operator.gt and (bounds.lower > 0 or bounds.upper <= 0):
+            return bool(bounds.lower > 0)
+    return bool(comparison(a, b))
+
+
 # layout_rules' pointwise ops (but fill, whose scalar fills a tensor of its own dtype only as
 # the fake mode decides), and relu's backward
 POINTWISE = (STATIC_POINTWISE - {aten.fill.Scalar}) | {aten.threshold_backward.default}
@@ -992,4 +1321,9 @@ RULES: dict[object, Callable[[tuple, dict, list, list], Outputs]] = {
     aten.embedding_dense_backward.default: _embedding_backward,
     aten.cat.default: _cat,
     aten.split.Tensor: _split,
+    aten.slice.Tensor: _slice,
+    aten.max_pool2d_with_indices.default: _max_pool2d,
+    aten.max_pool2d_with_indices_backward.default: _max_pool2d_backward,
+    aten._unsafe_index.Tensor: _unsafe_index,
+    aten._unsafe_index_put.default: _unsafe_index_put,
 }
