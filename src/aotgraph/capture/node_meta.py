@@ -12,8 +12,8 @@ forward op with that number.
 """
 from __future__ import annotations
 
-import functools
 import linecache
+import math
 import os
 import sys
 from types import CodeType, FrameType
@@ -24,9 +24,7 @@ import torch.fx as fx
 
 from .. import config
 from ..graph.sizes import size_keys
-from .symbolic_layout_rules import without_max_of_one
 from ..torch_private.fx import TensorMetadata, current_autograd_node, nodes_by_line, sequence_nr, tensor_metadata
-from ..torch_private.symbolic import free_unbacked_symbols
 
 __all__ = ["NodeMeta", "INHERITED", "add_tensor_meta", "innermost_line"]
 
@@ -174,35 +172,60 @@ def add_tensor_meta(graph: fx.Graph) -> None:
             if not symbolic_keys:
                 node.meta["tensor_meta"] = tensor_metadata(val)
                 continue
-            shape, stride = size_keys(val.shape), size_keys(val.stride())
-            key = (shape, stride, val.dtype, val.requires_grad)
+            key = (size_keys(val.shape), size_keys(val.stride()), val.dtype, val.requires_grad)
             meta = memo.get(key)
-            if meta is None and _written_contiguous(shape, stride):
-                meta = memo[key] = TensorMetadata(val.shape, val.dtype, val.requires_grad, val.stride(),
-                                                  torch.contiguous_format, False, {})
+            if meta is None:
+                hinted = _hinted_layout(val)
+                if hinted is not None:
+                    meta = memo[key] = TensorMetadata(val.shape, val.dtype, val.requires_grad, val.stride(),
+                                                      _memory_format(*hinted), False, {})
         if meta is None:
             meta = memo[key] = tensor_metadata(val)
         node.meta["tensor_meta"] = meta
 
 
-@functools.lru_cache(maxsize=4096)
-def _unbacked(expr) -> bool:
-    return bool(free_unbacked_symbols(expr))
+def _hinted_layout(val: torch.Tensor) -> Optional[tuple[list, list]]:
+    """(sizes, strides) of `val` at its symbols' hints (the example inputs' sizes); None where a
+    size or stride has no hint (an unbacked symbol).
+
+    torch's extraction asks each contiguity question without a data-dependent error
+    (``guard_or_false`` / ``guard_or_true``): a question sympy decides from the ranges has the
+    answer it has at every valid value, the hints' among them, and one it cannot decide is
+    answered at the hints (with a guard). Either way the answer is the hints' answer, which
+    `_memory_format` computes on ints, without the 0.5 ms of sympy a question costs (and
+    without that guard, which no compiler reads: the format is metadata)."""
+    hints = []
+    for values in (val.shape, val.stride()):
+        ints = []
+        for value in values:
+            if type(value) is not int:
+                if not value.node.has_hint():
+                    return None
+                value = int(value.node.hint)
+            ints.append(value)
+        hints.append(ints)
+    return hints[0], hints[1]
 
 
-def _written_contiguous(shape: tuple, stride: tuple) -> bool:
-    """Whether the size expressions `shape` and `stride` are contiguous as written: each stride
-    (but a size 1's) the product of the later sizes (torch's ``Max(1, size)`` factors read as
-    the size, see `without_max_of_one`). Where this holds, torch's contiguity question (asked without
-    guards, ``is_contiguous_for_memory_format_or_false``) answers contiguous too, and spends 0.5 ms
-    on sympy to say so; where it does not, that question is asked."""
-    if any(_unbacked(size) for size in shape if type(size) is not int):
-        return False  # (an unbacked size may be 0 or 1: the numel < 2 case torch decides)
+def _memory_format(sizes: list, strides: list) -> Optional[torch.memory_format]:
+    """The first of contiguous, channels-last (4-d) and channels-last-3d (5-d) that concrete
+    `sizes` and `strides` are laid out in, as torch's ``is_contiguous_for_memory_format`` decides
+    it (dimensions of size 1 skipped; fewer than two elements are contiguous); None if none."""
+    if math.prod(sizes) < 2 or _nested(sizes, strides, range(len(sizes) - 1, -1, -1)):
+        return torch.contiguous_format
+    if len(sizes) == 4 and _nested(sizes, strides, (1, 3, 2, 0)):
+        return torch.channels_last
+    if len(sizes) == 5 and _nested(sizes, strides, (1, 4, 3, 2, 0)):
+        return torch.channels_last_3d
+    return None
+
+
+def _nested(sizes: list, strides: list, innermost_first) -> bool:
     expected = 1
-    for size, step in zip(reversed(shape), reversed(stride)):
-        if type(size) is int and size == 1:
+    for dim in innermost_first:
+        if sizes[dim] == 1:
             continue
-        if step != expected and without_max_of_one(step) != expected:
+        if strides[dim] != expected:
             return False
-        expected = expected * size
+        expected *= sizes[dim]
     return True
