@@ -144,3 +144,20 @@ def test_torch_compile_backend_hit_builds_a_report_from_graphs_decoded_then():
     (report,) = backend.reports()
     assert graphs_decoded(entry.partition) and report.to_json()
     torch._dynamo.reset()
+
+
+def test_a_flipped_byte_in_the_graphs_decoded_later_is_still_found_at_read():
+    """The graphs' bytes (the payload's last part) are checksummed with the rest when the entry is read."""
+    from aotgraph.cache.disk import CacheCorruptionWarning, DiskCache
+
+    cold, _ = _compile_twice(_mlp, "inductor")
+    path = DiskCache().directory / "entries" / cold.disk_key[:2] / cold.disk_key
+    data = path.read_bytes()
+    path.write_bytes(data[:-40] + bytes([data[-40] ^ 1]) + data[-39:])
+    with pytest.warns(CacheCorruptionWarning, match="checksum"):
+        compiled = aotgraph.aot_function(_mlp, "inductor", cache=True)
+        got = _outputs_and_grads(compiled, _args(_mlp))
+    expected = _outputs_and_grads(_mlp, _args(_mlp))
+    for a, b in [*zip(got[0], expected[0]), *zip(got[1], expected[1])]:
+        torch.testing.assert_close(a, b)
+    assert _cache_load(_entry(compiled)) == "miss"
