@@ -29,7 +29,7 @@ from .compilers import compile_partition, traits_of
 from .debug import log_artifact, logger
 from .partition import partition, plans_whole_program
 from .progress import compile_progress
-from .runtime import build_runtime
+from .runtime import ForwardFacts, build_runtime
 from .timings import CompileLog, time_first_call
 
 __all__ = ["CompiledEntry", "compile_stages", "OnDisk"]
@@ -149,12 +149,15 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
     return entry
 
 
-def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]) -> CompiledEntry:
+def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str],
+              facts: Optional[ForwardFacts] = None) -> CompiledEntry:
+    """The entry running `compiled`; `facts`: its runtime's `ForwardFacts` where known (a
+    loaded entry's: its forward graph is then not read)."""
     # The runtime calls a timed backward; the artifact keeps what the compiler returned.
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = compiled.partition.joint.signature
-    return CompiledEntry(compiled.partition, compiled, build_runtime(timed), log,
+    return CompiledEntry(compiled.partition, compiled, build_runtime(timed, facts), log,
                          bool(sig.mutated_primals or sig.metadata_mutated_primals), disk_key=disk_key)
 
 
@@ -172,14 +175,14 @@ def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog,
             logger.info("aotgraph: compile cache miss (key %s): %s", key[:12], why)
             return None, why
         try:
-            compiled = loaded_graphs(data, *compilers)
+            loaded = loaded_graphs(data, *compilers)
         except Exception as error:  # whatever a damaged or foreign entry raises: compile again
             why = f"it could not be loaded ({type(error).__name__}: {error})"
             store.discard(key, why)
             note.detail = "unreadable"
             return None, why
         note.detail = "hit"
-    return _entry_of(compiled, log, key), None
+    return _entry_of(loaded.compiled, log, key, loaded.facts), None
 
 
 def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_compiler: Callable,

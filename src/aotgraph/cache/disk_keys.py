@@ -40,11 +40,15 @@ def settings_key(stages: dict, decompositions_given: Optional[dict], program: An
     which its identity covers); `program`: an fx GraphModule to key node by node, or None (the
     captured graph is keyed instead)."""
     compilers = []
+    identities: dict[int, Any] = {}  # one compiler object serves all three roles: asked once
     for name in ("fw_compiler", "bw_compiler", "inference_compiler"):
-        identity = traits_of(stages[name]).cache_identity
+        compiler = stages[name]
+        identity = traits_of(compiler).cache_identity
         if identity is None:
-            raise NotKeyable(f"the {name} {getattr(stages[name], '__name__', stages[name])!r} has no cache identity")
-        compilers.append((name, fingerprint(identity())))
+            raise NotKeyable(f"the {name} {getattr(compiler, '__name__', compiler)!r} has no cache identity")
+        if id(compiler) not in identities:
+            identities[id(compiler)] = fingerprint(identity())
+        compilers.append((name, identities[id(compiler)]))
     decompositions = None if decompositions_given is None else sorted(
         ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr)
     settings = KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(stages["partition_fn"])),

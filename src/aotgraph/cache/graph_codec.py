@@ -17,7 +17,7 @@ import operator
 import pickle
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.fx as fx
@@ -96,8 +96,9 @@ def dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def loads(data: bytes, fake_mode: FakeTensorMode) -> Any:
-    """The value `dumps` stored, its graphs' fake values made in `fake_mode`."""
+def loads(data: bytes, fake_mode: Optional[FakeTensorMode]) -> Any:
+    """The value `dumps` stored, its graphs' fake values made in `fake_mode` (None: `data`
+    holds no graph)."""
     with warnings.catch_warnings():  # unpickling a leaf TreeSpec trips torch's LeafSpec deprecation
         warnings.simplefilter("ignore", FutureWarning)
         stored = pickle.loads(data)

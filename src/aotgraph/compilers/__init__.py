@@ -51,7 +51,9 @@ class CompilerTraits:
     a string that changes whenever the compiler would compile a graph differently (its
     settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
     (None where this one cannot be stored); `restore(stored, graph_module, kind)`, the
-    callable again, in another process, from those bytes and the graph it was compiled from.
+    callable again, in another process, from those bytes and the graph it was compiled from;
+    `restore_reads_graph` False: its restore reads no graph and is given None instead (a
+    loaded entry then decodes its graphs only when something else reads them).
     A compiler declares its traits as an ``aotgraph_traits`` attribute; others get none."""
 
     decompositions: Optional[Callable[[], Mapping]] = None
@@ -62,7 +64,8 @@ class CompilerTraits:
     compiles_regions_apart: bool = False
     cache_identity: Optional[Callable[[], str]] = None
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
-    restore: Optional[Callable[[bytes, fx.GraphModule, str], Callable]] = None
+    restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
+    restore_reads_graph: bool = True
 
 
 _NO_TRAITS = CompilerTraits()
@@ -181,7 +184,8 @@ class InductorCompiler:
                               warm_up=torchinductor.wake_compile_workers, compiles_regions_apart=True,
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
-                              restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind))
+                              restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
+                              restore_reads_graph=False)
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import operator
 import weakref
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import torch
 import torch.fx as fx
@@ -26,11 +27,42 @@ from ..graph.nodes import aliases_of_placeholders
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
 
-__all__ = ["build_runtime", "autocast_on"]
+__all__ = ["build_runtime", "autocast_on", "ForwardFacts", "forward_facts"]
 
 
-def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
+@dataclass(frozen=True)
+class ForwardFacts:
+    """What a training runtime reads of the forward graph, so that one can be built without
+    the graph (a disk cache entry stores these and decodes its graphs only when read).
+
+    `saved_is_tensor`: per saved value (the forward's outputs after its first
+    ``num_fwd_outputs``, as the compiled forward returns them), whether it is a tensor.
+    `tangent_layouts`: ``(shape, dtype, device)`` of each forward output a tangent is given
+    for, in the backward's tangent order. `tangents_symbolic`: any of those has symbolic sizes.
+    `copied_saved`: saved values that alias an input the runtime overwrites or relays.
+    `refusal_primals`: primals requiring grad that some saved value is computed from."""
+
+    saved_is_tensor: tuple
+    tangent_layouts: tuple
+    tangents_symbolic: bool
+    copied_saved: tuple
+    refusal_primals: tuple
+
+
+def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
+    """The `ForwardFacts` of `compiled`'s forward graph (None for an inference entry, whose
+    runtime reads no graph)."""
+    joint = compiled.partition.joint
+    if joint.is_inference:
+        return None
+    plan = _Plan(joint.signature, joint.num_fwd_outputs, compiled.mutations_in_graph)
+    return _forward_facts(compiled.partition, plan)
+
+
+def build_runtime(compiled: CompiledGraphs, facts: Optional[ForwardFacts] = None) -> Callable[..., Any]:
     """``call(*flat_inputs)``: the user's outputs in their pytree structure (``sig.out_spec``).
+    `facts`: `forward_facts(compiled)` where known already (then the forward graph is not
+    read); by default computed from the graph.
 
     When nothing needs rearranging (every input a tensor, every output a fresh tensor, no
     mutation), `call` is the autograd.Function's ``apply`` itself: no Python frame of ours
@@ -45,7 +77,7 @@ def build_runtime(compiled: CompiledGraphs) -> Callable[..., Any]:
     if joint.is_inference:
         run_graphs = _inference_runner(compiled.forward)
     else:
-        run_graphs = _training_runner(compiled, plan, returns_leaf)
+        run_graphs = _training_runner(compiled, plan, returns_leaf, facts or _forward_facts(partition, plan))
         if not torch.is_grad_enabled():
             # Captured under no_grad (grad mode is in the cache key, so it runs under no_grad too), yet
             # differentiable: the program has enable_grad regions, and the Function must record.
@@ -269,22 +301,54 @@ def _primals_behind(graph: fx.Graph, values: list) -> list[int]:
     return [i for i, p in enumerate(graph.find_nodes(op="placeholder")) if p in seen]
 
 
-def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
+def _differentiable_outputs(sig: Signature, plan: _Plan) -> list[int]:
+    """Positions among the compiled forward's first outputs of those a gradient flows back to."""
+    user_has_tangent = [o.has_tangent for o in sig.outputs if o.is_tensor]
+    differentiable = [i for i, r in enumerate(user_has_tangent) if r]
+    differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.returned_with_grad) if g]
+    differentiable += [plan.first_base + k for k, b in enumerate(sig.view_bases) if b.requires_grad]
+    return differentiable
+
+
+def _tangent_order(partition, plan: _Plan) -> list[int]:
+    """Tangent k of the backward: the gradient of this forward output, in the order its calling
+    convention gives."""
+    differentiable = _differentiable_outputs(partition.joint.signature, plan)
+    return [differentiable[k] for k in partition.convention.backward_tangents]
+
+
+def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
+    """`ForwardFacts` read from `partition`'s forward graph."""
+    sig = partition.joint.signature
+    forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
+                       if i not in plan.left_out]  # as the compiled forward returns them
+    saved_nodes = forward_outputs[plan.num_fwd_outputs:]
+    tangent_values = [forward_outputs[i].meta["val"] for i in _tangent_order(partition, plan)]
+    # Refusing a double backward links the gradients to the primals the saved values are
+    # computed from (the backward reads those values as constants); the cache key fixes
+    # which primals require grad. A gradient that reads no primal has no derivative to refuse.
+    primal_requires_grad = [sig.inputs[i].requires_grad for i in sig.primal_positions]
+    return ForwardFacts(
+        saved_is_tensor=tuple(isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes),
+        tangent_layouts=tuple((tuple(v.shape), v.dtype, v.device) for v in tangent_values),
+        tangents_symbolic=any(has_symbolic_sizes(v) for v in tangent_values),
+        # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
+        copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})),
+        refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
+                              if primal_requires_grad[p]))
+
+
+def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, facts: ForwardFacts):
     """``apply(*primals)`` of a generated autograd.Function: the forward graph's first
-    `num_fwd_outputs` outputs (the only one, not in a tuple, when `returns_leaf`)."""
+    `num_fwd_outputs` outputs (the only one, not in a tuple, when `returns_leaf`). `facts`:
+    what it needs of the forward graph."""
     partition = compiled.partition
     sig = partition.joint.signature
     num_fwd = plan.num_fwd_outputs
     forward, backward = compiled.forward, compiled.backward
 
-    forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
-                       if i not in plan.left_out]  # as the compiled forward returns them
-    saved_nodes = forward_outputs[num_fwd:]
-    saved_is_tensor = [isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes]
-    user_has_tangent = [o.has_tangent for o in sig.outputs if o.is_tensor]
-    differentiable = [i for i, r in enumerate(user_has_tangent) if r]
-    differentiable += [plan.num_user_tensors + k for k, g in enumerate(plan.returned_with_grad) if g]
-    differentiable += [plan.first_base + k for k, b in enumerate(sig.view_bases) if b.requires_grad]
+    saved_is_tensor = list(facts.saved_is_tensor)
+    differentiable = _differentiable_outputs(sig, plan)
     # The backward takes saved values, then tangents (tangent k: the gradient of the k-th
     # differentiable forward output), in the order its calling convention gives.
     convention = partition.convention
@@ -300,21 +364,14 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool):
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
     # the backward makes zeros itself only for the tangents it reads.
-    tangent_layouts = [(tuple(v.shape), v.dtype, v.device)
-                       for v in (forward_outputs[i].meta["val"] for i in tangent_order)]
+    tangent_layouts = list(facts.tangent_layouts)
     # Symbolic sizes: the zeros take the shapes of this call's outputs, kept by the forward.
-    symbolic_tangents = non_differentiable and any(has_symbolic_sizes(forward_outputs[i].meta["val"])
-                                                   for i in tangent_order)
+    symbolic_tangents = non_differentiable and facts.tangents_symbolic
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
-    # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-    copied_saved = aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})
+    copied_saved = list(facts.copied_saved)
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
     saves_tensors_as_is = not other_saved and not copied_saved
-    # Refusing a double backward links the gradients to the primals the saved values are
-    # computed from (the backward reads those values as constants); the cache key fixes
-    # which primals require grad. A gradient that reads no primal has no derivative to refuse.
-    primal_requires_grad = [sig.inputs[i].requires_grad for i in sig.primal_positions]
-    refusal_primals = [p for p in _primals_behind(partition.forward.graph, saved_nodes) if primal_requires_grad[p]]
+    refusal_primals = list(facts.refusal_primals)
     # Inputs a backward writes into: the backward graph returns their new values after the gradients.
     written_in_backward = sig.backward_written_primals
     num_grads = len(sig.primal_positions)
