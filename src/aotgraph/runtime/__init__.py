@@ -310,10 +310,9 @@ def _differentiable_outputs(sig: Signature, plan: _Plan) -> list[int]:
     return differentiable
 
 
-def _tangent_order(partition, plan: _Plan) -> list[int]:
-    """Tangent k of the backward: the gradient of this forward output, in the order its calling
-    convention gives."""
-    differentiable = _differentiable_outputs(partition.joint.signature, plan)
+def _tangent_order(partition, differentiable: list[int]) -> list[int]:
+    """Tangent k of the backward: the gradient of this forward output (one of `differentiable`,
+    see `_differentiable_outputs`), in the order its calling convention gives."""
     return [differentiable[k] for k in partition.convention.backward_tangents]
 
 
@@ -323,7 +322,8 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
     forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
                        if i not in plan.left_out]  # as the compiled forward returns them
     saved_nodes = forward_outputs[plan.num_fwd_outputs:]
-    tangent_values = [forward_outputs[i].meta["val"] for i in _tangent_order(partition, plan)]
+    tangent_order = _tangent_order(partition, _differentiable_outputs(sig, plan))
+    tangent_values = [forward_outputs[i].meta["val"] for i in tangent_order]
     # Refusing a double backward links the gradients to the primals the saved values are
     # computed from (the backward reads those values as constants); the cache key fixes
     # which primals require grad. A gradient that reads no primal has no derivative to refuse.
@@ -354,7 +354,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     convention = partition.convention
     saved_position = {name: i for i, name in enumerate(convention.saved_names)}
     saved_order = [saved_position[name] for name in convention.backward_saved_names]
-    tangent_order = [differentiable[k] for k in convention.backward_tangents]
+    tangent_order = _tangent_order(partition, differentiable)
     # Slots of outputs that are views of a returned base: the runtime rebuilds them from the base,
     # so the Function returns None there (a compiler may hand back the base itself in that slot,
     # and marking it non-differentiable would cut the base's gradient).
