@@ -312,7 +312,9 @@ def test_weight_casts_a_backward_matmul_reads_are_saved_not_recomputed():
             return F.linear(torch.relu(F.linear(x, w1)).sin(), w2).float()
 
     plan, partition = _plan(f, x, w1, w2)
-    saved_casts = [v for v in partition.saved if v.producer.split(".")[0] in ("convert_element_type", "_to_copy")
+    # (saved as they are, or as the transposed views of them that the matmuls read)
+    saved_casts = [v for v in partition.saved if v.producer.split(".")[0] in ("convert_element_type", "_to_copy",
+                                                                               "permute", "t", "transpose")
                    and v.meta.dtype == torch.bfloat16 and tuple(v.meta.shape) == (16, 16)]
     assert len(saved_casts) == 2, partition.saved
     backward_casts_of_weights = [n for n in partition.backward.graph.nodes if n.name in plan.recomputed
@@ -367,3 +369,28 @@ def test_a_node_returning_a_dict_is_never_saved_whole():
     node = torch.fx.Graph().placeholder("kernel_results")
     node.meta["val"] = {"y_ptr": torch.empty(4, 8)}
     assert bytes_of(node) is None
+
+
+def test_a_matmul_input_is_saved_as_the_view_the_matmul_reads():
+    """A value computed by the compiler's own kernels (a norm, a cast) that reaches a matmul
+    only through a view is saved as that view, not as its base: Inductor writes the view's
+    buffer for the matmul anyway, and a saved base would be written a second time. The
+    gradients match eager's."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 16, requires_grad=True)
+    w = torch.randn(32, 16, requires_grad=True)
+
+    def f(x, w):
+        h = F.layer_norm(x, (16,)).sin()
+        return (h.view(24, 16) @ w.t()).relu()
+
+    # (Inductor's plan: a value a backward matmul reads is kept, not recomputed)
+    plan, partition = _plan(f, x, w, partition_fn=functools.partial(min_cut_rematerialization_partition,
+                                                                    save_matmul_inputs=True))
+    saved = {v.producer.split(".")[0]: v for v in partition.saved}
+    assert "view" in saved and tuple(saved["view"].meta.shape) == (24, 16), partition.saved
+    assert "sin" not in saved, partition.saved
+    reference_x, reference_w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    f(reference_x, reference_w).sum().backward()
+    torch.testing.assert_close(x.grad, reference_x.grad)
+    torch.testing.assert_close(w.grad, reference_w.grad)
