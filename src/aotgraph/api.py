@@ -541,8 +541,7 @@ def aot_module_simplified(
         mod = pre_grad_passes(mod, args)
     is_graph = isinstance(mod, torch.fx.GraphModule)
     if is_graph and _finds_repeated_blocks(partition_fn):
-        with collector_paused():  # its many small tuples would trigger full passes over a large process
-            mod = with_repeated_blocks(mod)
+        mod = _repeated_blocks_as_regions(mod)
     names, values = _named_state(mod)
     fw = resolve_compiler(fw_compiler, eager)
     if cache is None:
@@ -579,6 +578,19 @@ def _finds_repeated_blocks(partition_fn: Callable) -> bool:
     ``aot_module``'s repeated layers do: switches ``auto_regions`` and ``region_reuse``, and a
     partition that plans each region apart (not a budget or policy for the whole program)."""
     return config.enabled("auto_regions") and config.enabled("region_reuse") and not plans_whole_program(partition_fn)
+
+
+def _repeated_blocks_as_regions(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`capture.repeated_blocks.with_repeated_blocks(graph_module)`, or `graph_module` itself,
+    with a warning, where the search fails (a graph it does not expect: captured flat, as
+    without the search)."""
+    try:
+        with collector_paused():  # its many small tuples would trigger full passes over a large process
+            return with_repeated_blocks(graph_module)
+    except Exception as error:  # the search is an optimization: never a reason to fail a compile
+        warnings.warn(f"aotgraph: the search for repeated blocks failed ({type(error).__name__}: {error}); "
+                      "the graph is captured flat (AOTGRAPH_DISABLE=auto_regions skips the search)", stacklevel=2)
+        return graph_module
 
 
 def _has_symbolic_shapes(args) -> bool:

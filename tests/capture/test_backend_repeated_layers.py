@@ -150,6 +150,38 @@ def test_a_plan_for_the_whole_program_keeps_blocks_flat(region_captures):
     assert entry.partition.joint.regions == () and region_captures == []
 
 
+class ScaledDecoder(Decoder):
+    """Computes a scale under no_grad before its blocks, and runs its last `frozen` blocks under
+    no_grad: Dynamo's graph changes grad mode around them."""
+
+    def __init__(self, blocks, frozen: int = 0):
+        super().__init__(blocks)
+        self.frozen = frozen
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        with torch.no_grad():
+            scale = 1 + x.abs().mean()
+        thawed = len(self.blocks) - self.frozen
+        for block in self.blocks[:thawed]:
+            x = block(x)
+        with torch.no_grad():
+            for block in self.blocks[thawed:]:
+                x = block(x)
+        return (self.head(x) * scale).mean() + x.mean()
+
+
+@pytest.mark.parametrize("frozen, occurrences", [(0, [4]), (2, [2])])
+def test_grad_mode_changes_set_blocks_apart(frozen, occurrences, region_captures):
+    """A no_grad section before the blocks leaves them one region; blocks run under no_grad are
+    not merged with those run with gradients (the two frozen blocks differ in their input's
+    layout too, one needing a gradient, so they stay flat)."""
+    torch.manual_seed(0)
+    entry, _ = train_compiled(ScaledDecoder([Block(32, 4) for _ in range(4)], frozen), gpt_steps(2, vocab=64))
+    assert [r.occurrences for r in entry.partition.joint.regions] == occurrences
+    assert len(region_captures) == 1
+
+
 class NormBlock(nn.Module):
     """Updates its BatchNorm's running statistics: not a plain function of its operands."""
 
@@ -262,15 +294,32 @@ def _dynamo_graph(model, *inputs, dynamic=False):
     return graph
 
 
-@pytest.mark.parametrize("layers", [2, 7])
-def test_dynamic_shapes_fall_back_flat_and_match_eager(layers):
-    """Under ``dynamic=True`` every block reads the batch and sequence sizes as SymInt inputs of
-    Dynamo's graph, which a region does not take as operands: the blocks stay flat, with eager's
-    losses and gradients for three batch sizes from one compile."""
+@pytest.mark.parametrize("layers, occurrences", [(2, []), (6, [6])])
+def test_automatic_dynamic_shapes(layers, occurrences):
+    """After a size changes, Dynamo hands a graph whose blocks read the batch size as a SymInt
+    input: read from the block's input in the region. Eager's losses and gradients for four batch
+    sizes, one static and one symbolic entry; the symbolic one has regions only from
+    `SYMBOLIC_MIN_REPEATS` (6) layers on, as aot_module(dynamic=True)."""
     torch.manual_seed(0)
     model = Decoder([Block(32, 4) for _ in range(layers)])
+    backend = aotgraph.backend(compiler="eager")
+    steps = [(torch.randint(0, 64, (batch, 8)), torch.randint(0, 64, (batch, 8))) for batch in (2, 3, 5, 4)]
+    assert_training_parity(model, steps, lambda m: torch.compile(m, backend=backend))
+    static, symbolic = backend.entries
+    assert [r.occurrences for r in static.partition.joint.regions] == [layers]
+    assert symbolic.reason == "symbolic sizes"
+    assert [r.occurrences for r in symbolic.partition.joint.regions] == occurrences
+
+
+def test_dynamic_true_falls_back_flat_and_matches_eager():
+    """Under ``dynamic=True`` Dynamo also hands LayerNorm's eps as a tensor that each block reads
+    with ``.item()`` (a data-dependent value, which a region does not hold): the blocks stay flat,
+    with eager's losses and gradients for three batch sizes from one compile."""
+    torch.manual_seed(0)
+    model = Decoder([Block(32, 4) for _ in range(6)])
     graph_module, _ = _dynamo_graph(model, *gpt_steps(1, vocab=64)[0], dynamic=True)
     assert found_blocks(graph_module.graph) == []
+    assert any(node.target == "item" for node in graph_module.graph.nodes)
     torch._dynamo.reset()
     backend = aotgraph.backend(compiler="eager")
     steps = [(torch.randint(0, 64, (batch, 8)), torch.randint(0, 64, (batch, 8))) for batch in (2, 3, 5)]
@@ -301,3 +350,14 @@ def test_a_graph_without_repeats_is_returned_as_it_is():
     model = Decoder([Block(32, 4), Block(32, 4, "relu")])
     graph_module, _ = _dynamo_graph(model, *gpt_steps(1, vocab=64)[0])
     assert with_repeated_blocks(graph_module) is graph_module
+
+
+def test_a_failing_search_warns_and_compiles_flat(monkeypatch, region_captures):
+    def failing(graph_module):
+        raise RuntimeError("a graph the search does not expect")
+
+    monkeypatch.setattr(aotgraph.api, "with_repeated_blocks", failing)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="search for repeated blocks failed"):
+        entry, _ = train_compiled(Decoder([Block(32, 4) for _ in range(3)]), gpt_steps(2, vocab=64))
+    assert entry.partition.joint.regions == () and region_captures == []

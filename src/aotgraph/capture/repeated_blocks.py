@@ -14,14 +14,17 @@ wiring (each node's arguments as positions among the call's earlier nodes or amo
 operands: the values it reads from outside, parameters included, in order of first read), the
 same layouts of operands and results, and the same outputs (its values read after it). A call
 is a candidate only when it is one contiguous run of the graph, reads only tensors from outside
-and hands only tensors out, calls a child module (a lone ``Linear`` is not worth a region),
+(or SymInts that are sizes of those, as a dynamic graph's size inputs: read from the tensors
+in the region) and hands only tensors out, calls a child module (a lone ``Linear`` is not worth a region),
 holds no ``get_attr`` or ``call_module`` node, and neither draws random numbers (dropout in
 training) nor writes in place (a norm's running statistics, an in-place method) nor reads a
-tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_module``. Only the outermost repeated calls are taken;
-calls on operands of symbolic sizes only where their structure repeats `SYMBOLIC_MIN_REPEATS`
-times or more. A graph that changes grad mode or autocast in its body is left as it is (a
-region is captured in the mode of its first call). A region that capture refuses anyway (not a
-plain function of its operands: `capture.regions.region_of`) runs inline, as the flat graph.
+tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_module``. Only
+the outermost repeated calls are taken; calls on operands of symbolic sizes only where their
+structure repeats `SYMBOLIC_MIN_REPEATS` times or more. A block that changes grad mode or
+autocast is no region, and blocks that such a change in the graph sets apart are regions apart
+(a region is captured in the mode of its first call). A region that capture refuses anyway
+(not a plain function of its operands: `capture.regions.region_of`) runs inline, as the flat
+graph does.
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ __all__ = ["with_repeated_blocks", "found_blocks", "Block"]
 _invoke_subgraph = torch.ops.higher_order.invoke_subgraph
 _CONSTANT_TYPES = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format,
                    type(Ellipsis))
-# Calls that change the state a region is captured in (grad mode, autocast): a graph with one is left flat.
+# Calls that change the state a region is captured in (grad mode, autocast): a block holding one is no
+# region, and blocks on either side of one are regions apart (the first call's state is the region's).
 _MODE_CHANGES = frozenset({"_set_grad_enabled", "_enter_autocast", "_exit_autocast", "_enter_inference_mode",
                            "_exit_inference_mode", "set_autocast_enabled"})
 _DROPOUTS = {F.dropout: 2, F.dropout1d: 2, F.dropout2d: 2, F.dropout3d: 2, F.alpha_dropout: 2,
@@ -62,8 +66,9 @@ _RANDOM_FUNCTIONS = frozenset({torch.rand, torch.randn, torch.randint, torch.ran
 @dataclass(frozen=True)
 class Block:
     """One call of a submodule: its Dynamo stack key, class name, depth in the module stack, nodes
-    (graph order), operands (the nodes it reads from outside, in order of first read) and outputs
-    (its nodes read after it)."""
+    (graph order), operands (the tensors it reads from outside, in order of first read), outputs
+    (its nodes read after it) and sizes: each SymInt it reads from outside (a dynamic graph's size
+    input) as ``(node, operand index, dimension)``, a size of one of its operands, read there."""
 
     key: str
     class_name: str
@@ -71,6 +76,7 @@ class Block:
     nodes: tuple[fx.Node, ...]
     operands: tuple[fx.Node, ...]
     outputs: tuple[fx.Node, ...]
+    sizes: tuple[tuple[fx.Node, int, int], ...] = ()
 
 
 class _NotABlock(Exception):
@@ -126,11 +132,13 @@ def with_repeated_blocks(graph_module: fx.GraphModule) -> fx.GraphModule:
 
 def found_blocks(graph: fx.Graph) -> list[list[Block]]:
     """The calls of `graph` to make regions, grouped by structure (each group two calls or more),
-    outermost first; [] where the graph changes grad mode or autocast (module docstring)."""
-    if any(node.op == "call_function" and getattr(node.target, "__name__", None) in _MODE_CHANGES
-           for node in graph.nodes):
-        return []
+    outermost first (module docstring)."""
     order = {node: index for index, node in enumerate(graph.nodes)}
+    mode_changes = 0
+    mode_epoch = {}  # node -> the grad mode / autocast changes before it
+    for node in graph.nodes:
+        mode_changes += _changes_mode(node)
+        mode_epoch[node] = mode_changes
     calls: dict[str, list[fx.Node]] = defaultdict(list)
     depth: dict[str, int] = {}
     class_of: dict[str, Any] = {}
@@ -148,6 +156,7 @@ def found_blocks(graph: fx.Graph) -> list[list[Block]]:
     for key in sorted(has_child, key=lambda k: (depth[k], order[calls[k][0]])):
         try:
             block, structure = _block_of(key, class_of[key], depth[key], calls[key], order)
+            structure = (mode_epoch[block.nodes[0]], structure)
         except _NotABlock:
             continue
         by_structure[structure].append(block)
@@ -169,15 +178,18 @@ def _block_of(key: str, module_class: Any, depth: int, nodes: list[fx.Node], ord
     if order[nodes[-1]] - order[nodes[0]] + 1 != len(nodes):
         raise _NotABlock("not one contiguous run of the graph")
     local = {node: index for index, node in enumerate(nodes)}
-    operands: dict[fx.Node, int] = {}
+    external = list(dict.fromkeys(i for node in nodes for i in node.all_input_nodes if i not in local))
+    operands = {node: index for index, node in enumerate(n for n in external if isinstance(_value_of(n), torch.Tensor))}
+    operand_layouts = tuple(_layout(_value_of(o)) for o in operands)
+    sizes = {node: _size_of(node, operand_layouts) for node in external if node not in operands}
 
     def argument(value):
         if isinstance(value, fx.Node):
             if value in local:
                 return ("node", local[value])
-            if value not in operands:
-                operands[value] = len(operands)
-            return ("operand", operands[value])
+            if value in operands:
+                return ("operand", operands[value])
+            return ("size", *sizes[value])
         if isinstance(value, (tuple, list)):
             return (type(value).__name__, tuple(argument(v) for v in value))
         if isinstance(value, dict):
@@ -190,22 +202,32 @@ def _block_of(key: str, module_class: Any, depth: int, nodes: list[fx.Node], ord
 
     entries = []
     for node in nodes:
-        if node.op not in ("call_function", "call_method") or "example_value" not in node.meta:
+        if node.op not in ("call_function", "call_method") or "example_value" not in node.meta or _changes_mode(node):
             raise _NotABlock(f"{node.op} node {node.name}")
         if _draws_or_writes(node):
             raise _NotABlock(f"{node.name} draws random numbers, writes in place or reads data")
         entries.append((node.op, node.target, argument(node.args), argument(node.kwargs),
                         _layout(node.meta["example_value"])))
-    operand_layouts = tuple(_layout(_value_of(o)) for o in operands)
-    if not all(layout[0] == "tensor" for layout in operand_layouts):
-        raise _NotABlock("reads a value that is not a tensor")
     outputs = [node for node in nodes if any(user not in local for user in node.users)]
     if not outputs or not all(isinstance(node.meta["example_value"], torch.Tensor) for node in outputs):
         raise _NotABlock("hands out no tensor, or a value that is not a tensor")
     structure = (module_class, tuple(entries), operand_layouts, tuple(local[node] for node in outputs))
     block = Block(key, getattr(module_class, "__name__", str(module_class)), depth, tuple(nodes), tuple(operands),
-                  tuple(outputs))
+                  tuple(outputs), tuple((node, *where) for node, where in sizes.items()))
     return block, structure
+
+
+def _size_of(node: fx.Node, operand_layouts: tuple) -> tuple[int, int]:
+    """``(operand index, dimension)`` of a tensor operand whose size is `node`'s value, a SymInt
+    (the first such, in order); raises `_NotABlock` for any other value or a SymInt that is no
+    operand's size (the region would need it as an operand of its own, which it does not take)."""
+    value = _value_of(node)
+    if isinstance(value, torch.SymInt):
+        (expression,) = size_keys((value,))
+        for index, layout in enumerate(operand_layouts):
+            if expression in layout[1]:
+                return index, layout[1].index(expression)
+    raise _NotABlock(f"reads {node.name}, neither a tensor nor the size of one it reads")
 
 
 def _value_of(node: fx.Node) -> Any:
@@ -227,7 +249,12 @@ def _layout(value: Any) -> tuple:
 
 def _symbolic(structure: tuple) -> bool:
     """Whether a structure's operands have a symbolic size, stride or offset."""
-    return any(type(size) is not int for layout in structure[2] for sizes in layout[1:4] for size in sizes)
+    _, (_, _, operand_layouts, _) = structure
+    return any(type(size) is not int for layout in operand_layouts for sizes in layout[1:4] for size in sizes)
+
+
+def _changes_mode(node: fx.Node) -> bool:
+    return node.op == "call_function" and getattr(node.target, "__name__", None) in _MODE_CHANGES
 
 
 def _draws_or_writes(node: fx.Node) -> bool:
@@ -264,6 +291,9 @@ def _subgraph_of(block: Block) -> fx.GraphModule:
     for number, operand in enumerate(block.operands):
         env[operand] = graph.placeholder(f"operand_{number}")
         env[operand].meta = {"example_value": _value_of(operand)}
+    for node, operand, dimension in block.sizes:
+        env[node] = graph.call_method("size", (env[block.operands[operand]], dimension))
+        env[node].meta = {"example_value": _value_of(node)}
     for node in block.nodes:
         env[node] = graph.node_copy(node, env.__getitem__)
     graph.output(tuple(env[node] for node in block.outputs))
