@@ -294,15 +294,16 @@ def _dynamo_graph(model, *inputs, dynamic=False):
     return graph
 
 
+@pytest.mark.parametrize("compiler", COMPILERS)
 @pytest.mark.parametrize("layers, occurrences", [(2, []), (6, [6])])
-def test_automatic_dynamic_shapes(layers, occurrences):
+def test_automatic_dynamic_shapes(layers, occurrences, compiler):
     """After a size changes, Dynamo hands a graph whose blocks read the batch size as a SymInt
     input: read from the block's input in the region. Eager's losses and gradients for four batch
     sizes, one static and one symbolic entry; the symbolic one has regions only from
     `SYMBOLIC_MIN_REPEATS` (6) layers on, as aot_module(dynamic=True)."""
     torch.manual_seed(0)
     model = Decoder([Block(32, 4) for _ in range(layers)])
-    backend = aotgraph.backend(compiler="eager")
+    backend = aotgraph.backend(compiler=compiler)
     steps = [(torch.randint(0, 64, (batch, 8)), torch.randint(0, 64, (batch, 8))) for batch in (2, 3, 5, 4)]
     assert_training_parity(model, steps, lambda m: torch.compile(m, backend=backend))
     static, symbolic = backend.entries
