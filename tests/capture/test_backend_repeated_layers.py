@@ -362,3 +362,28 @@ def test_a_failing_search_warns_and_compiles_flat(monkeypatch, region_captures):
     with pytest.warns(UserWarning, match="search for repeated blocks failed"):
         entry, _ = train_compiled(Decoder([Block(32, 4) for _ in range(3)]), gpt_steps(2, vocab=64))
     assert entry.partition.joint.regions == () and region_captures == []
+
+
+class PartlyMarkedBlock(Block):
+    """Its feed-forward part marked with nested_compile_region, the block itself not."""
+
+    @torch.compiler.nested_compile_region
+    def feed_forward(self, x):
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))  # not a view (a Linear's 3-d output is one): a region
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d))
+        return self.feed_forward(x)
+
+
+def test_blocks_holding_a_marked_region_keep_it_and_stay_flat_around_it(region_captures):
+    """A block that holds a marked region (a get_attr of its subgraph) is not taken: the marked
+    region is reused as before, the rest of each block is flat."""
+    torch.manual_seed(0)
+    entry, hops = train_compiled(Decoder([PartlyMarkedBlock(32, 4) for _ in range(3)]), gpt_steps(2, vocab=64))
+    assert hops == {"invoke_subgraph"}
+    assert [(r.automatic, r.occurrences) for r in entry.partition.joint.regions] == [(False, 3)]
+    assert len(region_captures) == 1
