@@ -1,8 +1,10 @@
 """Repeated blocks found without a marker in the graphs Dynamo hands the backend
 (capture/repeated_blocks.py): parity with eager over several optimizer steps (GPT decoder,
-nn.TransformerEncoder), each distinct block captured once and called per layer, blocks of another
-configuration kept apart, unsafe blocks (random draws, buffer updates) flat, the switch
-``auto_regions``, a plan for the whole program, dynamic shapes, and the rewrite on its own."""
+nn.TransformerEncoder; eager compiler, Inductor in the slow set), each distinct block captured once
+and called per layer, blocks of another configuration kept apart, unsafe blocks (random draws,
+buffer updates, in-place ATen calls) flat, grad-mode changes, a block called several times, blocks
+holding a marked region, the switch ``auto_regions``, a plan for the whole program, automatic and
+``dynamic=True`` shapes, a failing search, and the rewrite on its own."""
 from __future__ import annotations
 
 import pytest
@@ -215,6 +217,15 @@ class AveragingBlock(nn.Module):
         return x + torch.tanh(self.lin(x))
 
 
+class AtenInPlaceBlock(AveragingBlock):
+    """Writes in place through an ATen operator it calls itself."""
+
+    def forward(self, x):
+        h = self.lin(x).clone()
+        torch.ops.aten.mul_.Tensor(h, 0.5)
+        return x + torch.tanh(h)
+
+
 class Stack(nn.Module):
     """Blocks after an input layer: every block reads a value that needs a gradient (a block
     reading the input itself would have another layout, and be apart)."""
@@ -228,7 +239,8 @@ class Stack(nn.Module):
         return self.blocks(self.inp(x)).square().mean()
 
 
-@pytest.mark.parametrize("block, inner_regions", [(NormBlock, []), (AveragingBlock, ["region_0_auto_Sequential"])])
+@pytest.mark.parametrize("block, inner_regions", [(NormBlock, []), (AveragingBlock, ["region_0_auto_Sequential"]),
+                                                   (AtenInPlaceBlock, ["region_0_auto_Sequential"])])
 def test_blocks_that_update_buffers_stay_flat(block, inner_regions, region_captures):
     """The blocks themselves stay flat; AveragingBlock's inner Sequential, a plain function of
     its operands, is a region of its own."""

@@ -39,7 +39,9 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from ..debug import logger
+from ..graph.ops import op_facts
 from ..graph.sizes import size_keys
+from ..torch_private.dispatch import OpOverload
 from .repeated_layers import SYMBOLIC_MIN_REPEATS
 
 __all__ = ["with_repeated_blocks", "found_blocks", "Block"]
@@ -262,6 +264,9 @@ def _draws_or_writes(node: fx.Node) -> bool:
     (``.item()``), told from its target and arguments (Dynamo's graph holds torch functions and
     tensor methods, not ATen ops)."""
     target, args, kwargs = node.target, node.args, node.kwargs
+    if isinstance(target, OpOverload):  # an ATen op the program calls itself
+        facts = op_facts(target)
+        return facts.random or facts.mutable or torch.Tag.data_dependent_output in target.tags
     name = target if isinstance(target, str) else getattr(target, "__name__", "")
     if (name.endswith("_") and not name.endswith("__") or target in _IN_PLACE_OPERATORS or kwargs.get("inplace")
             or kwargs.get("out") is not None):
