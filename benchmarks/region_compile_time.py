@@ -1,6 +1,7 @@
 """Compile time of a deep model with its blocks marked by ``torch.compiler.nested_compile_region``
 (issue 23), against the same model compiled flat, through ``torch.compile(backend=aotgraph...)``
-(``--api backend``: modes flat and marked); or through ``aot_module`` with its repeated blocks
+(``--api backend``: modes flat (the switch ``auto_regions`` off), marked, and found: unmarked blocks
+found in Dynamo's graph, capture/repeated_blocks.py); or through ``aot_module`` with its repeated blocks
 found without a marker (``--api module``: modes flat, the switch ``auto_regions`` off, and auto; and held: auto on a
 model that holds all the layers but calls only `HELD_CALLED` of them, the compile cost of its
 parameters alone as inputs: their fakes, placeholders, swaps, the repeated-layer search).
@@ -101,19 +102,20 @@ def measure(layers: int, mode: str, compiler: str, steps: int, dim: int = 64) ->
     idx, targets = torch.randint(0, 256, (4, 32)), torch.randint(0, 256, (4, 32))
     disabled = aotgraph.config.disabled
     inside_backend: list[float] = []  # CPU seconds of each call of our backend (capture, partition, compile)
-    if mode in ("flat", "marked"):
+    through_backend = mode in ("flat", "marked", "found")
+    if through_backend:
         backend = aotgraph.backend(compiler=compiler)
         compiled = torch.compile(model, backend=_timed(backend, inside_backend), dynamic=False)
     else:
         compiled = aotgraph.aot_module(model, compiler)
-        aotgraph.config.disabled = disabled | ({"auto_regions"} if mode == "module flat" else set())
+    aotgraph.config.disabled = disabled | ({"auto_regions"} if mode in ("flat", "module flat") else set())
     try:
         start = time.process_time()
         compiled(idx, targets).backward()
         first = time.process_time() - start
     finally:
         aotgraph.config.disabled = disabled
-    entries = backend.entries if mode in ("flat", "marked") else list(compiled.aotgraph_entries.values())
+    entries = backend.entries if through_backend else list(compiled.aotgraph_entries.values())
     ours = sum(e.log.seconds(stage) for e in entries for stage in ("capture", "joint passes", "partition", "compile"))
     times = []
     for _ in range(steps):
@@ -157,7 +159,7 @@ def main() -> None:
           f"{'saved MB':>8} {'peak MB':>8}")
     # Warm-up, not counted: one-time imports and setup, at another width so that no later graph
     # or kernel is found in Inductor's caches (its FX graph cache is off; its kernel cache is new).
-    modes = ("flat", "marked") if args.api == "backend" else ("module flat", "auto", "held")
+    modes = ("flat", "marked", "found") if args.api == "backend" else ("module flat", "auto", "held")
     for mode in modes:
         measure(min(depths), mode, args.compiler, 1, dim=48)
     results = {}
@@ -178,13 +180,17 @@ def main() -> None:
         print(f"{mode}: {deepest}/{shallowest} layers first call {first:.2f}x, compile only {compile_only:.2f}x, "
               f"aotgraph's stages {ours:.2f}x")
     for layers in depths if args.api == "backend" else ():
-        r = results[layers, "marked"]
-        print(f"{layers} layers marked: compile {r['compile']:.3f} s = in our backend {r['in_backend']:.3f} s (CPU) + "
-              f"Dynamo and the rest {r['compile'] - r['in_backend']:.3f} s")
+        for mode in modes:
+            r = results[layers, mode]
+            print(f"{layers} layers {mode}: compile {r['compile']:.3f} s = in our backend {r['in_backend']:.3f} s (CPU) + "
+                  f"Dynamo and the rest {r['compile'] - r['in_backend']:.3f} s")
     for layers in depths:
-        flat, reused = results[layers, modes[0]], results[layers, modes[1]]
-        print(f"{layers} layers {modes[1]}/flat: step {reused['step'] / flat['step']:.3f}x, "
-              f"saved {reused['saved'] / flat['saved']:.3f}x, peak {reused['peak'] / flat['peak']:.3f}x")
+        flat = results[layers, modes[0]]
+        for mode in modes[1:] if args.api == "backend" else modes[1:2]:
+            reused = results[layers, mode]
+            print(f"{layers} layers {mode}/flat: compile {reused['compile'] / flat['compile']:.3f}x, "
+                  f"step {reused['step'] / flat['step']:.3f}x, saved {reused['saved'] / flat['saved']:.3f}x, "
+                  f"peak {reused['peak'] / flat['peak']:.3f}x")
 
 
 if __name__ == "__main__":

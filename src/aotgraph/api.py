@@ -23,13 +23,14 @@ from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
 from .capture.inputs import fake_inputs
+from .capture.repeated_blocks import with_repeated_blocks
 from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
-from .partition import default_partition
-from .pipeline import CompiledEntry, OnDisk, compile_stages
+from .partition import default_partition, plans_whole_program
+from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
 from .torch_private.fake import FakeTensor, detect_fake_mode
 from .torch_private.symbolic import new_symbolic_fake_mode
@@ -524,6 +525,10 @@ def aot_module_simplified(
     of functorch's over torch 2.11-2.14: `pre_grad_passes` runs on `mod` first; the others
     that aotgraph does not use are accepted and ignored, with a warning when set.
 
+    In a GraphModule from Dynamo, the calls of repeated submodules (Dynamo inlines them) become
+    regions, captured and partitioned once, as if marked with ``nested_compile_region``
+    (`capture.repeated_blocks`; switch ``auto_regions``; not with a plan for the whole program).
+
     A GraphModule is compiled through the disk cache unless ``cache=False`` or
     ``AOTGRAPH_CACHE=0``: keyed by its nodes and the inputs, a later process loads the compiled
     graphs without capturing. Other modules: as `aot_function`'s `cache`."""
@@ -534,8 +539,10 @@ def aot_module_simplified(
                    "compile_region_name": compile_region_name})
     if pre_grad_passes is not None:
         mod = pre_grad_passes(mod, args)
-    names, values = _named_state(mod)
     is_graph = isinstance(mod, torch.fx.GraphModule)
+    if is_graph and _finds_repeated_blocks(partition_fn):
+        mod = _repeated_blocks_as_regions(mod)
+    names, values = _named_state(mod)
     fw = resolve_compiler(fw_compiler, eager)
     if cache is None:
         cache = is_graph or config.disk_cache == "all"
@@ -564,6 +571,26 @@ def aot_module_simplified(
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _finds_repeated_blocks(partition_fn: Callable) -> bool:
+    """Whether a graph's repeated blocks become regions (`capture.repeated_blocks`), as an
+    ``aot_module``'s repeated layers do: switches ``auto_regions`` and ``region_reuse``, and a
+    partition that plans each region apart (not a budget or policy for the whole program)."""
+    return config.enabled("auto_regions") and config.enabled("region_reuse") and not plans_whole_program(partition_fn)
+
+
+def _repeated_blocks_as_regions(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`capture.repeated_blocks.with_repeated_blocks(graph_module)`, or `graph_module` itself,
+    with a warning, where the search fails (a graph it does not expect: captured flat, as
+    without the search)."""
+    try:
+        with collector_paused():  # its many small tuples would trigger full passes over a large process
+            return with_repeated_blocks(graph_module)
+    except Exception as error:  # the search is an optimization: never a reason to fail a compile
+        warnings.warn(f"aotgraph: the search for repeated blocks failed ({type(error).__name__}: {error}); "
+                      "the graph is captured flat (AOTGRAPH_DISABLE=auto_regions skips the search)", stacklevel=2)
+        return graph_module
 
 
 def _has_symbolic_shapes(args) -> bool:

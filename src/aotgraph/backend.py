@@ -6,7 +6,9 @@ partition=..., memory_budget=..., policy=...))`` configures one. Dynamo hands ea
 (one per graph break, one per recompile) with its example inputs; the backend compiles it
 for them at once. When Dynamo passes symbolic sizes (its automatic dynamic shapes after a size
 changes, ``mark_dynamic``, ``dynamic=True``) the graphs keep them symbolic: one compile serves
-every size Dynamo's guards admit (see `aot_module_simplified`).
+every size Dynamo's guards admit (see `aot_module_simplified`). Repeated blocks in Dynamo's flat
+graph (a decoder's layers) are found and captured once each, as if marked with
+``nested_compile_region`` (`capture.repeated_blocks`; switch ``auto_regions``).
 """
 from __future__ import annotations
 

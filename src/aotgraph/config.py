@@ -73,7 +73,8 @@ SWITCHES = {
     "region_reuse": "capture records each nested_compile_region once and calls it per occurrence; off: inline "
                     "(capture/regions.py)",
     "auto_regions": "capture finds a module's repeated submodules and records each as a region, captured once and "
-                    "called per call, as if marked (capture/repeated_layers.py)",
+                    "called per call, as if marked (capture/repeated_layers.py); the backend does the same for the "
+                    "repeated blocks of Dynamo's graph (capture/repeated_blocks.py)",
     "structure_memo": "the repeated-layer search computes each submodule's structure once, a parent's from its "
                       "children's; off: once per enclosing candidate (capture/repeated_layers.py)",
     "shared_subgraph_nodes": "capture reads each region's graph through one get_attr node per graph, shared by its "

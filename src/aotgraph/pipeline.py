@@ -32,7 +32,7 @@ from .progress import compile_progress
 from .runtime import ForwardFacts, build_runtime
 from .timings import CompileLog, time_first_call
 
-__all__ = ["CompiledEntry", "compile_stages", "OnDisk"]
+__all__ = ["CompiledEntry", "compile_stages", "OnDisk", "collector_paused"]
 
 _MANIFESTS_COMPARED = 64  # a miss is explained against the newest stored entries (a manifest: 10-500 kB)
 
@@ -112,7 +112,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
             traits_of(compiler).warm_up(real_args)
     if decompositions is None and traits_of(fw_compiler).decompositions is not None:
         decompositions = traits_of(fw_compiler).decompositions()
-    with _collector_paused():
+    with collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
                             split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)),
@@ -216,7 +216,7 @@ def _split_region(partition_fn: Callable, traits, joint: JointGraph) -> Partitio
 
 
 @contextlib.contextmanager
-def _collector_paused():
+def collector_paused():
     """Python's cyclic garbage collector off while we build graphs, back on after (as it was):
     capture and partition allocate many short-lived objects, and the collector's full passes
     over a large process (a model, Dynamo's and Inductor's state) would run often over them;

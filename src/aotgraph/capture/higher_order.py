@@ -5,7 +5,8 @@ build their backward with torch's AOTAutograd, and the recorder, which sits belo
 would otherwise see them whole. `HigherOrderCalls` is a torch-function mode, active while a
 program is captured, that meets each HOP call *above* autograd and answers it from `RULES`:
 
-- ``invoke_subgraph`` (``torch.compiler.nested_compile_region``): a `capture.regions` region,
+- ``invoke_subgraph`` (``torch.compiler.nested_compile_region``, or a repeated block of a
+  Dynamo graph, `capture.repeated_blocks`): a `capture.regions` region,
   captured and partitioned once and called per occurrence; or (switch ``region_reuse`` off, or
   a region that is not a plain function of its operands) called in place, so its ops, forward
   and backward, are recorded as the program's own;
@@ -108,7 +109,8 @@ def _leaves(fn: Callable, operands: Sequence) -> list:
 def _invoke_subgraph(calls: HigherOrderCalls, subgraph, identifier, *operands):
     region = None
     if calls.regions is not None:
-        region = calls.regions.get(subgraph, identifier or "subgraph", lambda *args: _call(subgraph, args), operands)
+        region = calls.regions.get(subgraph, identifier or "subgraph", lambda *args: _call(subgraph, args), operands,
+                                   automatic=getattr(subgraph, "aotgraph_found", False))
     if region is None:
         return _call(subgraph, operands)
     return call_region(calls.recorder, region, operands)

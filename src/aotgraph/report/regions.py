@@ -16,7 +16,8 @@ def format_regions(rows: tuple[RegionRow, ...]) -> str:
     """A line per region, then the caveat of a region as a unit: a fusing compiler (Inductor)
     compiles it on its own, so no kernel fuses across its boundary (the flat graph may)."""
     if not rows:
-        return "none (no marked region, no repeated submodule taken: capture/repeated_layers.py)"
+        return ("none (no marked region, no repeated submodule or block taken: capture/repeated_layers.py, "
+                "capture/repeated_blocks.py)")
     lines = [f"{row.name} ({'found' if row.automatic else 'marked'}): {row.occurrences} calls, captured and "
              f"partitioned once in {row.seconds:.3f} s, about {row.seconds_saved:.3f} s saved" for row in rows]
     lines.append("a region is a unit: kernels do not fuse across its boundary, and each call keeps its own "
