@@ -186,3 +186,42 @@ def test_inductor_marked_layers_through_the_backend(fused):
     (entry,) = backend.entries
     assert _region_calls(entry.partition.backward) == 3
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("switched_off", [False, True], ids=["default", "switched_off"])
+def test_a_compiler_that_cannot_compile_regions_inside_a_graph_gets_them_apart(switched_off, monkeypatch):
+    """A compiler whose traits say it must (Inductor with its C++ wrapper: no invoke_subgraph
+    in its code generation) gets the regions apart with switch ``regions_compiled_apart`` left
+    at its default; turned off by name, the graphs calling regions again. Both match eager."""
+    if switched_off:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"regions_compiled_apart"})
+    asked = []
+    compiler = ApartEager()
+    compiler.aotgraph_traits = CompilerTraits(compiles_regions_apart=True,
+                                              must_compile_regions_apart=lambda inputs: asked.append(len(inputs)) or True)
+    torch.manual_seed(0)
+    compiled = assert_training_parity(Stack(), _steps(), lambda m: aot_module(m, compiler))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert _region_calls(entry.partition.forward) == 3
+    calling_graphs = [graph for graph in compiler.graphs if _region_calls(graph)]
+    assert bool(calling_graphs) == switched_off
+    assert bool(asked) != switched_off
+
+
+def test_inductor_compiles_regions_apart_exactly_where_it_uses_its_cpp_wrapper():
+    from aotgraph.compilers.torchinductor import uses_cpp_wrapper
+
+    cpu = [torch.empty(2)]
+    assert not uses_cpp_wrapper({}, cpu) and uses_cpp_wrapper({"cpp_wrapper": True}, cpu)
+    assert not uses_cpp_wrapper({"cpp_wrapper": False}, cpu)
+
+
+@pytest.mark.slow
+def test_inductor_cpp_wrapper_with_repeated_layers():
+    """Inductor's C++ wrapper generates no invoke_subgraph: repeated layers found by
+    `aot_module` are compiled apart, and the step matches eager's."""
+    torch.manual_seed(0)
+    compiled = assert_training_parity(
+        Stack(), _steps(2), lambda m: aot_module(m, aotgraph.compilers.InductorCompiler(options={"cpp_wrapper": True})))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert _region_calls(entry.partition.forward) == 3

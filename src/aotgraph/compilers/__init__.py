@@ -46,7 +46,9 @@ class CompilerTraits:
     itself (``copy_`` into the input) instead of returning new values.
     `warm_up(flat_args)`: called before capture, to start work that overlaps it.
     `compiles_regions_apart`: a graph that calls regions is compiled around them, each region
-    graph once, on its own (`region_graphs`).
+    graph once, on its own (`region_graphs`), where switch ``regions_compiled_apart`` is on or
+    `must_compile_regions_apart(example_inputs)` says the compiler cannot compile them inside
+    the calling graph (Inductor's C++ wrapper).
     For the disk cache (a compiler without these is not cached on disk): `cache_identity()`,
     a string that changes whenever the compiler would compile a graph differently (its
     settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
@@ -62,6 +64,7 @@ class CompilerTraits:
     writes_input_mutations: bool = False
     warm_up: Optional[Callable[[list], None]] = None
     compiles_regions_apart: bool = False
+    must_compile_regions_apart: Optional[Callable[[Sequence[Any]], bool]] = None
     cache_identity: Optional[Callable[[], str]] = None
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
     restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
@@ -182,6 +185,8 @@ class InductorCompiler:
         return CompilerTraits(torchinductor.inductor_decompositions, torchinductor.inductor_joint_passes,
                               fuses_kernels=True, writes_input_mutations=True,
                               warm_up=torchinductor.wake_compile_workers, compiles_regions_apart=True,
+                              must_compile_regions_apart=lambda inputs: torchinductor.uses_cpp_wrapper(
+                                  self.options, inputs),
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
@@ -338,7 +343,10 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
 
     def compile_one(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
                     role: GraphRole) -> Callable:
-        if not compiles_around_regions(traits_of(compiler).compiles_regions_apart, graph_module):
+        traits = traits_of(compiler)
+        must = traits.must_compile_regions_apart
+        if not compiles_around_regions(traits.compiles_regions_apart, graph_module,
+                                       forced=lambda: must is not None and must(example_inputs)):
             return compile_graph(compiler, graph_module, example_inputs, role)
 
         def compile_part(part: fx.GraphModule, part_inputs: list) -> Callable:

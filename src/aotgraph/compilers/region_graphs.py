@@ -27,9 +27,14 @@ from .region_steps import stepped_graph_code
 __all__ = ["compiled_around_regions", "compiles_around_regions"]
 
 
-def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.GraphModule) -> bool:
-    """Whether `graph_module` is compiled around its regions: it calls some, and its compiler asks for it."""
-    return compiles_regions_apart and config.enabled("regions_compiled_apart") and bool(region_modules(graph_module))
+def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.GraphModule,
+                            forced: Callable[[], bool] = lambda: False) -> bool:
+    """Whether `graph_module` is compiled around its regions: it calls some, its compiler can,
+    and switch ``regions_compiled_apart`` is on, or `forced()` (the compiler cannot compile
+    them inside the graph, unless the switch is turned off by name)."""
+    if not compiles_regions_apart or "regions_compiled_apart" in config.disabled or not region_modules(graph_module):
+        return False
+    return config.enabled("regions_compiled_apart") or forced()
 
 
 def compiled_around_regions(graph_module: fx.GraphModule, example_inputs: list,

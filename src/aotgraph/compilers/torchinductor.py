@@ -108,16 +108,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     _refuse_python_calls(graph_module, role)
     _refuse_flex_attention_training_on_cpu(graph_module, role)
     options = dict(options or {})
-    asked = options.pop("cpp_wrapper", None)  # None: not asked either way
-    with background_builds.foreground_compile():  # not a background build's patched-in values
-        process = _process_settings(("cpp_wrapper", "triton.cudagraphs"))
-    if asked is None and process["cpp_wrapper"]:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
-        asked = True
-    devices = {v.device for v in example_inputs if isinstance(v, torch.Tensor) and v.device.type == "cuda"}
-    cuda_graphs = bool(options.get("triton.cudagraphs", process["triton.cudagraphs"]))
-    # CUDA graphs replay every launch without the host, so the C++ wrapper's launches would
-    # save nothing there and its build would only lengthen the first step.
-    use_cpp_wrapper = asked if asked is not None else (_cpp_wrapper_by_default(devices) and not cuda_graphs)
+    asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
+    options.pop("cpp_wrapper", None)
     if not use_cpp_wrapper:
         return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
     if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
@@ -142,6 +134,29 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return _on_threads_with_cuda_context(compiled, devices)
     compiled.aotgraph_wrapper = "cpp"
     return compiled
+
+
+def _wrapper_choice(options: dict, example_inputs) -> tuple[Optional[bool], bool, set]:
+    """(whether `options` or the process ask for the C++ wrapper, None where neither says,
+    whether these inputs' graph gets it, their CUDA devices)."""
+    asked = options.get("cpp_wrapper")  # None: not asked either way
+    with background_builds.foreground_compile():  # not a background build's patched-in values
+        process = _process_settings(("cpp_wrapper", "triton.cudagraphs"))
+    if asked is None and process["cpp_wrapper"]:  # set for the whole process (TORCHINDUCTOR_CPP_WRAPPER=1)
+        asked = True
+    devices = {v.device for v in example_inputs if isinstance(v, torch.Tensor) and v.device.type == "cuda"}
+    cuda_graphs = bool(options.get("triton.cudagraphs", process["triton.cudagraphs"]))
+    # CUDA graphs replay every launch without the host, so the C++ wrapper's launches would
+    # save nothing there and its build would only lengthen the first step.
+    use_cpp_wrapper = asked if asked is not None else (_cpp_wrapper_by_default(devices) and not cuda_graphs)
+    return asked, bool(use_cpp_wrapper), devices
+
+
+def uses_cpp_wrapper(options: Optional[dict], example_inputs) -> bool:
+    """Whether `compile_with_inductor` builds a graph of these inputs with Inductor's C++ wrapper
+    (asked for, set for the process, or by default on CUDA): its code generation has no
+    ``invoke_subgraph``, so a graph that calls regions is then compiled around them."""
+    return _wrapper_choice(dict(options or {}), example_inputs)[1]
 
 
 def _cpp_wrapper_by_default(cuda_devices: set) -> bool:
