@@ -26,3 +26,12 @@ def data_dependent_dynamo():
     with torch._dynamo.config.patch(capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True):
         yield
     torch._dynamo.reset()
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """The test starts and ends with Dynamo's caches empty (compiled graphs, recompile counts);
+    test files of the torch.compile backend use it for every test (``pytestmark``)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

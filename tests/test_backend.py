@@ -13,12 +13,7 @@ from aotgraph.errors import BadArgument
 from backend_training import assert_training_parity
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    """Each test starts and ends with Dynamo's caches empty (compiled graphs, recompile counts)."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 def steps_of(model_name: str, steps: int = 3, **sizes):

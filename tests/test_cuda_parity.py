@@ -14,14 +14,8 @@ import aotgraph
 from aotgraph import models
 from backend_training import loss_of
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+              pytest.mark.usefixtures("fresh_dynamo")]
 
 
 def cuda_model(name: str):

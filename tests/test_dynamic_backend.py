@@ -13,11 +13,7 @@ from aotgraph import models
 from backend_training import assert_training_parity
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 def gpt_steps(sizes):

@@ -19,15 +19,12 @@ from aotgraph.capture.repeated_blocks import found_blocks, with_repeated_blocks
 from aotgraph.models import gpt, transformer_stack
 from aotgraph.report import build_report, format_entry
 from backend_training import HopSeen, assert_training_parity
+from decoder_blocks import Block, Decoder
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 @pytest.fixture
@@ -93,39 +90,6 @@ def test_transformer_encoder_layers_become_one_region(region_captures):
     assert [(r.automatic, r.occurrences) for r in entry.partition.joint.regions] == [(True, 3)]
     assert len(region_captures) == 1
     assert region_calls(entry.partition.forward) == 3
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, activation: str = "gelu", hidden: int = 4):
-        super().__init__()
-        self.heads, self.activation = heads, activation
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.fc, self.out = nn.Linear(dim, hidden * dim), nn.Linear(hidden * dim, dim)
-
-    def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
-        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        act = F.gelu if self.activation == "gelu" else F.relu
-        return x + self.out(act(self.fc(self.ln2(x))))
-
-
-class Decoder(nn.Module):
-    def __init__(self, blocks, vocab=64, dim=32):
-        super().__init__()
-        self.tok = nn.Embedding(vocab, dim)
-        self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Linear(dim, vocab)
-
-    def forward(self, idx, targets):
-        x = self.tok(idx)
-        for block in self.blocks:
-            x = block(x)
-        logits = self.head(x)
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
 def test_blocks_of_another_configuration_are_not_merged(region_captures):

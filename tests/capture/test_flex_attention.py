@@ -24,7 +24,8 @@ from backend_training import HopSeen, assert_training_parity
 
 flex = pytest.importorskip("torch.nn.attention.flex_attention")
 # the eager reference runs flex_attention unfused, and torch says so
-pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+pytestmark = [pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile"),
+              pytest.mark.usefixtures("fresh_dynamo")]
 
 # Inductor's CUDA kernels tile each block of the block mask (their BLOCK_M and BLOCK_N, up to
 # 128, must divide BLOCK), and a query shorter than 128 takes its decoding kernel, whose
@@ -35,13 +36,6 @@ CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a CUDA device"))]
 NO_CUDA_INDUCTOR = pytest.mark.skipif(
     not CUDA, reason="Inductor lowers flex_attention's backward only on CUDA (its CPU template is inference-only)")
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.fixture

@@ -18,11 +18,7 @@ from backend_training import HopSeen, assert_training_parity
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 # ---- nested_compile_region: a GPT-style decoder whose blocks are marked --------------------

@@ -14,12 +14,7 @@ from aotgraph.compilers.torchinductor import inductor_decompositions
 from backend_training import assert_close, assert_training_parity
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    """Each test starts and ends with Dynamo's caches empty (compiled graphs, recompile counts)."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 # Inductor fuses and reorders float arithmetic; eager's float32 tolerances scaled by this.

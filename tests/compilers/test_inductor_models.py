@@ -19,11 +19,7 @@ aten = torch.ops.aten
 SCALE = 10.0
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 class TiedDecoderLM(nn.Module):

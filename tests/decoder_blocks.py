@@ -1,0 +1,41 @@
+"""A GPT-style decoder of configurable blocks, shared by the repeated-layer tests of
+``aot_module`` (tests/capture/test_repeated_layers.py) and of the torch.compile backend
+(tests/capture/test_backend_repeated_layers.py): blocks of one configuration are one region,
+blocks of another (activation, hidden width) are not."""
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, activation: str = "gelu", hidden: int = 4):
+        super().__init__()
+        self.heads, self.activation = heads, activation
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc, self.out = nn.Linear(dim, hidden * dim), nn.Linear(hidden * dim, dim)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+        act = F.gelu if self.activation == "gelu" else F.relu
+        return x + self.out(act(self.fc(self.ln2(x))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, blocks, vocab=64, dim=32):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(x)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
