@@ -14,6 +14,7 @@ from aotgraph.errors import BadArgument
 from aotgraph.graph.ops import bytes_of
 from aotgraph.partition import offload_early, offload_large, partition_for, save_nothing
 from aotgraph.partition.budget import candidate_plans
+from aotgraph.partition import mincut
 from aotgraph.partition.mincut import JointNetwork, split_with_plan
 
 aten = torch.ops.aten
@@ -371,11 +372,15 @@ def test_a_node_returning_a_dict_is_never_saved_whole():
     assert bytes_of(node) is None
 
 
-def test_a_matmul_input_is_saved_as_the_view_the_matmul_reads():
+@pytest.mark.parametrize("finite_total", [None, 64], ids=["unscaled", "scaled"])
+def test_a_matmul_input_is_saved_as_the_view_the_matmul_reads(finite_total, monkeypatch):
     """A value computed by the compiler's own kernels (a norm, a cast) that reaches a matmul
     only through a view is saved as that view, not as its base: Inductor writes the view's
     buffer for the matmul anyway, and a saved base would be written a second time. The
-    gradients match eager's."""
+    gradients match eager's. "scaled": the cut's capacities scaled down as a large model's
+    are (its bytes summed over the cut's budget), where a fraction of a byte would vanish."""
+    if finite_total is not None:
+        monkeypatch.setattr(mincut, "_FINITE_TOTAL", finite_total)
     torch.manual_seed(0)
     x = torch.randn(4, 6, 16, requires_grad=True)
     w = torch.randn(32, 16, requires_grad=True)

@@ -152,10 +152,13 @@ class JointNetwork:
         rows: list[dict[int, float]] = [{} for _ in range(self.size)]  # tail -> {head: capacity}
         bwd_outputs = {n for n in self.bwd_outputs if isinstance(n, fx.Node)}
         inf = _INFINITY
+        tie_broken: set[tuple[int, int]] = set()  # save edges one unit dearer after scaling
         for i, node in enumerate(self.nodes):
             v_in, v_out = 2 + 2 * i, 3 + 2 * i
             cost = self.save_cost[i]
-            rows[v_in][v_out] = float(cost) + _read_through_views_only(node) if cost is not None else inf
+            rows[v_in][v_out] = float(cost) if cost is not None else inf
+            if cost is not None and _read_through_views_only(node):
+                tie_broken.add((v_in, v_out))
             if self.forced_forward[i] is not None:
                 rows[0][v_in] = inf
             if node in self.pinned:
@@ -176,11 +179,12 @@ class JointNetwork:
         for tail, row in enumerate(rows):
             for head in list(row):
                 rows[head].setdefault(tail, 0.0)
-        indptr, heads, caps = [0], [], []
-        for row in rows:
+        indptr, heads, caps, ties = [0], [], [], []
+        for tail, row in enumerate(rows):
             for head in sorted(row):
                 heads.append(head)
                 caps.append(row[head])
+                ties.append((tail, head) in tie_broken)
             indptr.append(len(heads))
         self.priced = priced
         self.priced_flops = np.array([self.flops[i] for i in priced], dtype=np.float64)
@@ -189,6 +193,7 @@ class JointNetwork:
         self.indptr_list, self.indices_list = indptr, heads
         self.indptr, self.indices = np.array(indptr, dtype=np.int32), np.array(heads, dtype=np.int32)
         self.static_caps = np.array(caps, dtype=np.float64)
+        self.tie_breaks = np.array(ties, dtype=np.int32)
 
     # ---- solving ---------------------------------------------------------------
     def cut(self, lam) -> set:
@@ -202,7 +207,9 @@ class JointNetwork:
         caps[self.priced_slots] = prices * self.priced_flops
         infinite = np.isinf(caps)
         scale = max(1.0, caps[~infinite].sum() / _FINITE_TOTAL)
-        scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale)).astype(np.int32)
+        # The tie-break (`_read_through_views_only`) is one unit of the scaled capacities: a
+        # fraction of a byte before scaling would vanish in the rounding of a large graph's.
+        scaled = np.where(infinite, _INF, np.ceil(np.where(infinite, 0, caps) / scale) + self.tie_breaks).astype(np.int32)
         network = self._flow_network
         network.data = scaled  # the structure is fixed: no sparse constructor (and its checks) per cut
         from scipy.sparse.csgraph import maximum_flow  # scipy costs 0.3 s to import: only when a cut is made
@@ -378,24 +385,25 @@ def _read_by_backward_matmul(node: fx.Node, backward_only: set, any_value: bool)
     return None
 
 
-def _read_through_views_only(node: fx.Node) -> float:
-    """A tie-break of `node`'s save cost: half a byte more where `node` is computed by a fusing
-    compiler's own kernels (no view, no matmul or convolution), every reader of it is a view,
-    and a matmul or convolution reads one of those views. Of two equal cuts the plan then
-    saves the view (the ``[B*T, C]`` view a matmul reads) rather than its base: Inductor
-    writes the matmul's operand in the layout the matmul wants, and a saved base besides as a
-    second buffer in a layout of its own choosing (ConvNeXt-T on the H200: 34 such kernels,
-    3.3 ms of a 21 ms step). A matmul's own output stays the value saved: a view of it is free."""
+def _read_through_views_only(node: fx.Node) -> bool:
+    """Whether `node`'s save edge takes the tie-break (one unit more of the cut's scaled
+    capacities): `node` is computed by a fusing compiler's own kernels (no view, no matmul or
+    convolution), every reader of it is a view, and a matmul or convolution reads one of those
+    views. Of two equal cuts the plan then saves the view (the ``[B*T, C]`` view a matmul
+    reads) rather than its base: Inductor writes the matmul's operand in the layout the matmul
+    wants, and a saved base besides as a second buffer in a layout of its own choosing
+    (ConvNeXt-T on the H200: 34 such kernels, 3.3 ms of a 21 ms step). A matmul's own output
+    stays the value saved: a view of it is free."""
     if is_view(node) or is_expensive(node) or not node.users or not all(is_view(user) for user in node.users):
-        return 0.0
+        return False
     stack = list(node.users)
     while stack:
         user = stack.pop()
         if is_view(user):
             stack.extend(user.users)
         elif is_expensive(user):
-            return 0.5
-    return 0.0
+            return True
+    return False
 
 
 def _can_recompute(node: fx.Node) -> bool:
