@@ -17,6 +17,8 @@ processes share one set of cache directories (aotgraph's ``AOTGRAPH_CACHE_DIR``,
 compiles cold, runs its first step and waits for aotgraph's background C++ builds (which
 store the C++ graphs), the second times its first step from the caches, as a user who
 restarts a run does. Reported: both first steps and warm/cold, ours and torch.compile's.
+`aotmodule_warm` does the same with ``aotgraph.aot_module(model, "inductor", cache=True)``
+(no Dynamo: the captured graph is the key, so it captures in the warm process too).
 
 Run (repo root, after `pip install -e . --no-deps`):  python benchmarks/gpu_train.py
 Warm starts of one model:   python benchmarks/gpu_train.py --models gpt2_small --configs inductor_warm aotgraph_warm
@@ -55,9 +57,10 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # inductor_cpp: torch.compile with Inductor's C++ wrapper.
 # *_ro: mode="reduce-overhead" (CUDA graphs), torch.compile's and aotgraph's.
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
-                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro")
+                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro",
+                 "aotmodule")
 # Warm starts, measured in fresh processes (see the module docstring), not in the timed rounds.
-WARM_CONFIGS = ("aotgraph_warm", "inductor_warm")
+WARM_CONFIGS = ("aotgraph_warm", "inductor_warm", "aotmodule_warm")
 # Inductor settings of the configurations that change them.
 INDUCTOR_OPTIONS = {"combo": {"combo_kernels": True}, "cpp": {"cpp_wrapper": True},
                     "pywrapper": {"cpp_wrapper": False}}
@@ -196,6 +199,9 @@ def compile_model(model: nn.Module, config: str, partition: str):
     if config.startswith("inductor_"):  # its own backend object: Dynamo does not reuse "inductor"'s graphs
         options = INDUCTOR_OPTIONS[config.split("_", 1)[1]]
         return torch.compile(model, backend="inductor", dynamic=False, options=options), None
+    if config == "aotmodule":  # the functorch.compile drop-in, no Dynamo, on the disk cache
+        partition_fn = aotgraph.min_cut_rematerialization_partition if partition == "mincut" else aotgraph.default_partition
+        return aotgraph.aot_module(model, "inductor", partition_fn=partition_fn, cache=True), None
     if config in ("aotgraph_default", "aotgraph_mincut"):
         partition = config.split("_", 1)[1]
     if config == "aotgraph_stock_reuse":  # Inductor's own buffer-reuse judgement
@@ -362,7 +368,7 @@ FIRST_STEP_CHILD = "--first-step-child"
 
 
 def first_step_child(model_name: str, system: str, args) -> None:
-    """One fresh process of a warm-start pair: the first step of `system` ("aotgraph" or
+    """One fresh process of a warm-start pair: the first step of `system` ("aotgraph", "aotmodule" or
     "inductor") on the caches the environment names, as JSON on stdout's last line."""
     from aotgraph.cache.disk import DiskCache
 
@@ -372,10 +378,12 @@ def first_step_child(model_name: str, system: str, args) -> None:
     first_step_s, cpp_ready_s = first_step(step, device)
     result = dict(first_step_s=first_step_s, cpp_ready_s=cpp_ready_s, loss=float(losses[0]), what=what)
     backend = keep[1]
-    if backend is not None:
+    if system.startswith("aot"):
         stats = DiskCache().stats()
         result.update(disk_hits=stats.hits - before.hits, disk_misses=stats.misses - before.misses,
-                      disk_entries=stats.entries, graphs=len(backend.entries), wrappers=sorted(
+                      disk_entries=stats.entries)
+    if backend is not None:
+        result.update(graphs=len(backend.entries), wrappers=sorted(
                           {str(getattr(graph, "aotgraph_wrapper", "python")) for entry in backend.entries
                            for graph in (entry.compiled.forward, entry.compiled.backward) if graph is not None}),
                       loads=[[r.detail for r in entry.log.records if r.stage == "cache load"]
@@ -424,8 +432,10 @@ def format_warm_table(rows: list[dict]) -> str:
             continue
         versus = (f"{r['warm_first_step_s'] / torch_warm[r['model']]:.3f}x"
                   if r["config"] != "inductor_warm" and r["model"] in torch_warm else "-")
-        detail = (f"{r['warm']['disk_hits']} hits, {r['warm']['disk_misses']} misses of {r['warm']['graphs']} graphs, "
-                  f"{r['warm']['wrappers']}" if "disk_hits" in r["warm"] else "")
+        warm = r["warm"]
+        detail = (f"{warm['disk_hits']} hits, {warm['disk_misses']} misses" if "disk_hits" in warm else "")
+        if "graphs" in warm:
+            detail += f" of {warm['graphs']} graphs, {warm['wrappers']}"
         lines.append(f"{r['model']:<11} {r['config']:<14} {r['cold_first_step_s']:12.1f} {r['warm_first_step_s']:12.2f} "
                      f"{r['warm_over_cold']:9.3f} {versus:>18}  {detail}")
     return "\n".join(lines)
