@@ -200,6 +200,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
+    _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out)
     grad_nodes: list[Any] = []
     written_in_backward: tuple[str, ...] = ()
     if not is_inference:
@@ -220,9 +221,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     storage_source: dict[str, str] = {}
     if recorder.saw_mutation:
         functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
-        graph, metadata_mutated = functional.graph, functional.metadata_mutated
+        # A backward that writes its incoming gradient (a custom Function's ``grad_output.mul_(2)``)
+        # writes a buffer local to the backward: tangents have no caller's tensor to write back.
+        primal_names = {p.name for p in placeholders}
+        graph = functional.graph
+        metadata_mutated = tuple(n for n in functional.metadata_mutated if n in primal_names)
         storage_replaced, storage_source = functional.storage_replaced, functional.storage_source
-        data_mutated = tuple(n for n in functional.data_mutated if n not in written_in_backward)
+        data_mutated = tuple(n for n in functional.data_mutated if n in primal_names and n not in written_in_backward)
         extra = [functional.final_value_of[n] for n in data_mutated]
         extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]
         written_values = [functional.final_value_of[n] for n in written_in_backward]
@@ -404,6 +409,34 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
                 "pass it as an argument (aot_module passes a module's parameters and buffers for you)",
             )
         pending.extend(next_node for next_node, _ in node.next_functions)
+
+
+def _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out) -> None:
+    """``requires_grad_()`` inside the program is not captured: the compiled function would leave
+    an input's flag as it was (and give it no gradient), and return a leaf the program made
+    requiring grad, or an output computed only from such leaves, as a tensor that does not
+    require grad. Refuse those programs rather than differ from eager."""
+    for position, (fake, before) in enumerate(zip(primal_fakes, metas_before)):
+        if fake.requires_grad != before.requires_grad:
+            raise UnsupportedOp(
+                f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position}, which aotgraph "
+                "does not capture (the caller's tensor would keep requires_grad="
+                f"{before.requires_grad} and get no gradient)", "capture",
+                "set requires_grad on that tensor before calling the compiled function")
+    if not torch.is_grad_enabled():
+        return
+    inputs = {id(f) for f in primal_fakes} | {id(f) for f in program_fakes}
+    any_input_requires_grad = any(f.requires_grad for f in primal_fakes)
+    for position, out in enumerate(flat_out):
+        if not isinstance(out, torch.Tensor) or not out.requires_grad or id(out) in inputs:
+            continue
+        if out.grad_fn is None or not any_input_requires_grad:
+            raise UnsupportedOp(
+                f"output leaf {position} requires grad because the program called requires_grad_() on it or on a "
+                "tensor it is computed from (not an input that requires grad), which aotgraph does not capture "
+                "(it would return a tensor that does not require grad, or is not a leaf)", "capture",
+                "call requires_grad_() on the result outside the compiled function, or pass that tensor as an "
+                "input that requires grad")
 
 
 def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[OutputViews, frozenset[int]]:
