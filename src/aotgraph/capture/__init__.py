@@ -29,7 +29,7 @@ from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
-from ..graph.sizes import is_symbolic
+from ..graph.sizes import has_symbolic_sizes, is_symbolic
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
@@ -417,7 +417,9 @@ def _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, fla
     requiring grad, or an output computed only from such leaves, as a tensor that does not
     require grad. Refuse those programs rather than differ from eager."""
     for position, (fake, before) in enumerate(zip(primal_fakes, metas_before)):
-        if fake.requires_grad != before.requires_grad:
+        # (an in-place op writing a value that requires grad into a plain input is a mutation under
+        # autograd, which the runtime replays: the input is then no leaf)
+        if fake.requires_grad != before.requires_grad and fake.is_leaf:
             raise UnsupportedOp(
                 f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position}, which aotgraph "
                 "does not capture (the caller's tensor would keep requires_grad="
@@ -522,7 +524,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
                 earlier = storage_of_output.get(storage)
                 if earlier is not None and outputs[earlier].meta.dtype == meta.dtype and (
-                        outputs[earlier].requires_grad or not meta.requires_grad):
+                        outputs[earlier].requires_grad or not meta.requires_grad) and _within(o, flat_out[earlier]):
                     base_output = earlier
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
@@ -531,6 +533,39 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             outputs.append(OutputInfo(None, o))
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
+
+
+def _within(value: torch.Tensor, base: torch.Tensor) -> bool:
+    """Whether every element of `value` is an element of `base` (same storage assumed), so that
+    ``as_strided`` on `base` rebuilds `value` and its gradient reaches `base` whole. Not so for
+    siblings such as ``unbind``'s rows: each is returned by the graph, with its own gradient."""
+    layouts = [(tuple(t.shape), tuple(t.stride()), t.storage_offset()) for t in (value, base)]
+    if layouts[0] == layouts[1]:
+        return True
+    if any(has_symbolic_sizes(t) or is_symbolic(t.storage_offset()) for t in (value, base)):
+        return False
+    if value.numel() == 0:
+        return True
+    (value_low, value_high), (base_low, base_high) = _extent(*layouts[0]), _extent(*layouts[1])
+    return _is_dense(*layouts[1]) and base_low <= value_low and value_high <= base_high
+
+
+def _is_dense(shape, stride, offset) -> bool:
+    """Whether a layout reads each storage position of its extent exactly once (some permutation
+    of a contiguous layout)."""
+    expected = 1
+    for step, size in sorted((step, size) for size, step in zip(shape, stride) if size != 1):
+        if step != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _extent(shape, stride, offset) -> tuple[int, int]:
+    """The lowest and highest storage positions a (non-empty) strided layout reads."""
+    low = offset + sum(min(0, (size - 1) * step) for size, step in zip(shape, stride))
+    high = offset + sum(max(0, (size - 1) * step) for size, step in zip(shape, stride))
+    return low, high
 
 
 def _refuse_mutated_aliased_inputs(fake_flat, mutated_names, storage_replaced=()) -> None:
