@@ -107,3 +107,22 @@ def test_plain_gradient_for_a_subclass_output_is_refused():
     out = aot_function(_mul_sin)(_two(3), _two(3))
     with pytest.raises(UnsupportedOp, match=r"a gradient for a TwoTensor arrived as a Tensor \(runtime stage\)"):
         out.backward(torch.ones(3))
+
+
+def _transpose_in_place_then_scale(a):
+    a.transpose_(1, 0)
+    return a.mul(2).transpose(1, 0)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_in_place_layout_change_of_a_subclass_input_is_refused(requires_grad):
+    """Eager leaves the caller's TwoTensor transposed; the compiled call used to return the right
+    values but leave the input in its old layout. It must refuse instead."""
+    eager_input = TwoTensor(torch.ones(1, 2, 4), torch.ones(1, 2, 4)).requires_grad_(requires_grad).clone()
+    _transpose_in_place_then_scale(eager_input)
+    assert eager_input.shape == (2, 1, 4)
+    compiled_input = TwoTensor(torch.ones(1, 2, 4), torch.ones(1, 2, 4)).requires_grad_(requires_grad).clone()
+    with pytest.raises(UnsupportedOp, match=r"changes the sizes or strides of flat input 0, a TwoTensor.*"
+                                            r"\(capture stage\); use the out-of-place view"):
+        aot_function(_transpose_in_place_then_scale)(compiled_input)
+    assert compiled_input.shape == (1, 2, 4)

@@ -1,5 +1,6 @@
 """Every partitioner, budget and policy gives eager's outputs, gradients and buffer updates."""
 import copy
+import functools
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ from aotgraph.partition import offload_early, offload_large, partition_for, save
 PARTITIONERS = {
     "default": default_partition,
     "mincut": min_cut_rematerialization_partition,
+    # functorch's spelling binds its calling-convention keywords with partial
+    "mincut_functorch_keywords": functools.partial(min_cut_rematerialization_partition, compiler="inductor",
+                                                   static_lifetime_input_indices=None),
     "budget_0.0": partition_for(budget=0.0),
     "budget_0.5": partition_for(budget=0.5),
     "budget_0.8": partition_for(budget=0.8),

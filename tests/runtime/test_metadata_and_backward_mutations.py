@@ -120,6 +120,15 @@ def test_mutation_during_backward(function):
     torch.testing.assert_close(ours.case.args[0], eager.case.args[0])
 
 
+@pytest.mark.parametrize("function", [_DoublesSavedInput, _ScalesIncomingGradient])
+def test_mutation_during_backward_of_the_last_op(function):
+    """The Function's output is the compiled function's output: the gradient its backward writes
+    into is the compiled backward's own incoming gradient (a tangent), which has no caller's
+    tensor to write back (it used to come back as one gradient too many)."""
+    eager, ours = assert_parity(lambda x, w: function.apply(x * w), _input_and_weight)
+    torch.testing.assert_close(ours.case.args[0], eager.case.args[0])
+
+
 class _ScalesSavedWeightInBackward(torch.autograd.Function):
     """Saves both inputs; its backward scales `x` (which may be an input of the compiled function
     that needs no gradient) in place, then reads it."""

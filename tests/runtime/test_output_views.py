@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aotgraph import aot_function
+from eager_parity import Case, assert_parity, leaf
 
 
 def _view_of_intermediate(x):
@@ -231,3 +232,31 @@ def test_views_with_a_mutated_buffer():
     torch.testing.assert_close(buffer_ours, buffer_eager)
     for e, o in zip(eager, ours):
         torch.testing.assert_close(o, e)
+
+
+def _rows_of_intermediate(a):
+    return list((a * 3).unbind(0))
+
+
+def _rows_and_their_base(a):
+    out = a * 3
+    return (*out.unbind(0), out)
+
+
+def _base_then_rows(a):
+    out = a * 3
+    return (out, *out.unbind(0))
+
+
+def _split_halves_and_a_row(a):
+    out = a * 3
+    first, second = out.split(2)
+    return first, second, out[3]
+
+
+@pytest.mark.parametrize("program", [_rows_of_intermediate, _rows_and_their_base, _base_then_rows,
+                                     _split_halves_and_a_row])
+def test_outputs_sharing_an_intermediate_get_their_own_gradients(program):
+    """Outputs that share memory without one containing the other (unbind's rows) used to be
+    rebuilt as as_strided views of the first: the gradient of every other row was lost."""
+    assert_parity(program, lambda: Case((leaf(4, 3),)))

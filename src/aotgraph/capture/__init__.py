@@ -29,7 +29,7 @@ from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
-from ..graph.sizes import is_symbolic
+from ..graph.sizes import has_symbolic_sizes, is_symbolic
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
@@ -200,6 +200,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
+    _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out)
     grad_nodes: list[Any] = []
     written_in_backward: tuple[str, ...] = ()
     if not is_inference:
@@ -220,9 +221,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     storage_source: dict[str, str] = {}
     if recorder.saw_mutation:
         functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
-        graph, metadata_mutated = functional.graph, functional.metadata_mutated
+        # A backward that writes its incoming gradient (a custom Function's ``grad_output.mul_(2)``)
+        # writes a buffer local to the backward: tangents have no caller's tensor to write back.
+        primal_names = {p.name for p in placeholders}
+        graph = functional.graph
+        metadata_mutated = tuple(n for n in functional.metadata_mutated if n in primal_names)
         storage_replaced, storage_source = functional.storage_replaced, functional.storage_source
-        data_mutated = tuple(n for n in functional.data_mutated if n not in written_in_backward)
+        data_mutated = tuple(n for n in functional.data_mutated if n in primal_names and n not in written_in_backward)
         extra = [functional.final_value_of[n] for n in data_mutated]
         extra += [functional.final_value_of[n + ".view"] for n in metadata_mutated]
         written_values = [functional.final_value_of[n] for n in written_in_backward]
@@ -406,6 +411,36 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
         pending.extend(next_node for next_node, _ in node.next_functions)
 
 
+def _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out) -> None:
+    """``requires_grad_()`` inside the program is not captured: the compiled function would leave
+    an input's flag as it was (and give it no gradient), and return a leaf the program made
+    requiring grad, or an output computed only from such leaves, as a tensor that does not
+    require grad. Refuse those programs rather than differ from eager."""
+    for position, (fake, before) in enumerate(zip(primal_fakes, metas_before)):
+        # (an in-place op writing a value that requires grad into a plain input is a mutation under
+        # autograd, which the runtime replays: the input is then no leaf)
+        if fake.requires_grad != before.requires_grad and fake.is_leaf:
+            raise UnsupportedOp(
+                f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position}, which aotgraph "
+                "does not capture (the caller's tensor would keep requires_grad="
+                f"{before.requires_grad} and get no gradient)", "capture",
+                "set requires_grad on that tensor before calling the compiled function")
+    if not torch.is_grad_enabled():
+        return
+    inputs = {id(f) for f in primal_fakes} | {id(f) for f in program_fakes}
+    any_input_requires_grad = any(f.requires_grad for f in primal_fakes)
+    for position, out in enumerate(flat_out):
+        if not isinstance(out, torch.Tensor) or not out.requires_grad or id(out) in inputs:
+            continue
+        if out.grad_fn is None or not any_input_requires_grad:
+            raise UnsupportedOp(
+                f"output leaf {position} requires grad because the program called requires_grad_() on it or on a "
+                "tensor it is computed from (not an input that requires grad), which aotgraph does not capture "
+                "(it would return a tensor that does not require grad, or is not a leaf)", "capture",
+                "call requires_grad_() on the result outside the compiled function, or pass that tensor as an "
+                "input that requires grad")
+
+
 def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[OutputViews, frozenset[int]]:
     """Outputs (tensor-output indices) that a custom autograd.Function returned as an input of
     its own or a view of one, possibly viewed further: their gradient runs that Function's
@@ -489,7 +524,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
                 earlier = storage_of_output.get(storage)
                 if earlier is not None and outputs[earlier].meta.dtype == meta.dtype and (
-                        outputs[earlier].requires_grad or not meta.requires_grad):
+                        outputs[earlier].requires_grad or not meta.requires_grad) and _within(o, flat_out[earlier]):
                     base_output = earlier
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
@@ -498,6 +533,39 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             outputs.append(OutputInfo(None, o))
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
+
+
+def _within(value: torch.Tensor, base: torch.Tensor) -> bool:
+    """Whether every element of `value` is an element of `base` (same storage assumed), so that
+    ``as_strided`` on `base` rebuilds `value` and its gradient reaches `base` whole. Not so for
+    siblings such as ``unbind``'s rows: each is returned by the graph, with its own gradient."""
+    layouts = [(tuple(t.shape), tuple(t.stride()), t.storage_offset()) for t in (value, base)]
+    if layouts[0] == layouts[1]:
+        return True
+    if any(has_symbolic_sizes(t) or is_symbolic(t.storage_offset()) for t in (value, base)):
+        return False
+    if value.numel() == 0:
+        return True
+    (value_low, value_high), (base_low, base_high) = _extent(*layouts[0]), _extent(*layouts[1])
+    return _is_dense(*layouts[1]) and base_low <= value_low and value_high <= base_high
+
+
+def _is_dense(shape, stride, offset) -> bool:
+    """Whether a layout reads each storage position of its extent exactly once (some permutation
+    of a contiguous layout)."""
+    expected = 1
+    for step, size in sorted((step, size) for size, step in zip(shape, stride) if size != 1):
+        if step != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _extent(shape, stride, offset) -> tuple[int, int]:
+    """The lowest and highest storage positions a (non-empty) strided layout reads."""
+    low = offset + sum(min(0, (size - 1) * step) for size, step in zip(shape, stride))
+    high = offset + sum(max(0, (size - 1) * step) for size, step in zip(shape, stride))
+    return low, high
 
 
 def _refuse_mutated_aliased_inputs(fake_flat, mutated_names, storage_replaced=()) -> None:

@@ -122,9 +122,16 @@ def functional_twin(func) -> Optional[Any]:
 # adds a node; view_args are the view op's arguments after the tensor.
 
 
+def sizes_of(emit, node, val) -> list:
+    """The sizes of `node` (whose value is `val`) as arguments of a new node: a symbolic size is
+    read from `node` (``aten.sym_size.int``), never passed as a SymInt (a graph names no symbol)."""
+    return [emit(aten.sym_size.int, node, dim) if isinstance(size, torch.SymInt) else size
+            for dim, size in enumerate(val.shape)]
+
+
 def _reshape_back(emit, parent, new, args, parent_val, view_val):
     contiguous = emit(aten.clone.default, new, memory_format=torch.contiguous_format)
-    return emit(aten.view.default, contiguous, list(parent_val.shape))
+    return emit(aten.view.default, contiguous, sizes_of(emit, parent, parent_val))
 
 
 def _identity(emit, parent, new, args, parent_val, view_val):

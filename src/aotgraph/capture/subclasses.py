@@ -222,8 +222,10 @@ class SubclassProgram:
         self.out_spec = None
 
     def __call__(self, *inner_flat):
-        args, kwargs = tree_unflatten(_rebuilt(inner_flat, self.in_layouts), self.in_spec)
+        inputs = _rebuilt(inner_flat, self.in_layouts)
+        args, kwargs = tree_unflatten(inputs, self.in_spec)
         flat_out, out_spec = tree_flatten(self.fn(*args, **kwargs))
+        _refuse_layout_changes(inputs, self.in_layouts)
         layouts = tuple(SubclassLayout.of(o) if is_traceable_wrapper_subclass(o) else None for o in flat_out)
         if self.out_layouts is None:
             self.out_layouts, self.out_spec = layouts, out_spec
@@ -231,6 +233,20 @@ class SubclassProgram:
 
     def outputs(self, inner_outputs: Sequence[Any]) -> Any:
         return tree_unflatten(_rebuilt(inner_outputs, self.out_layouts), self.out_spec)
+
+
+def _refuse_layout_changes(inputs: Sequence[Any], layouts: Sequence[Optional[SubclassLayout]]) -> None:
+    """Refuse a program that changed a subclass input's sizes or strides in place (``t_``,
+    ``transpose_``, ``unsqueeze_``): the runtime writes data back into the inner tensors but does
+    not rebuild the caller's subclass object in another layout (it would silently keep the old one)."""
+    for position, (value, layout) in enumerate(zip(inputs, layouts)):
+        if layout is not None and (tuple(value.shape), tuple(value.stride())) != (layout.outer_size,
+                                                                                 layout.outer_stride):
+            raise UnsupportedOp(
+                f"the program changes the sizes or strides of flat input {position}, a {layout.cls.__name__} "
+                f"(a tensor subclass), in place: {layout.outer_size} -> {tuple(value.shape)} (an in-place view op "
+                "such as t_, transpose_, unsqueeze_)", "capture",
+                "use the out-of-place view (x = x.t()) inside the compiled function, or change the layout outside it")
 
 
 def subclass_run(program: SubclassProgram, run: Callable) -> Callable:

@@ -73,7 +73,14 @@ def _aotgraph_split(partition_fn: Callable) -> tuple[Optional[Callable], dict]:
         options = {**partition_fn.keywords, **options}
         partition_fn = partition_fn.func
     split = getattr(partition_fn, "aotgraph_split", None)
-    return (split, options) if split is not None else (None, {})
+    if split is None:
+        return None, {}
+    # functorch's calling-convention keywords, bound with partial (``compiler="inductor"``):
+    # accepted by the partition function, meaningless to our split.
+    return split, {k: v for k, v in options.items() if k not in _FUNCTORCH_ONLY_OPTIONS}
+
+
+_FUNCTORCH_ONLY_OPTIONS = ("compiler", "static_lifetime_input_indices", "static_lifetime_input_nodes")
 
 
 def _convention(num_fwd_outputs: int, saved_nodes: list, backward: fx.GraphModule) -> CallingConvention:
