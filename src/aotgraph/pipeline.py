@@ -26,6 +26,7 @@ from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
 from .compilers import compile_partition, traits_of
+from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
 from .partition import partition, plans_whole_program
 from .progress import compile_progress
@@ -198,12 +199,10 @@ def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_
     except Exception as error:  # a full disk, a compiled object pickle refuses: the entry stays in memory
         logger.warning("aotgraph: could not write the compile cache entry (%s: %s)", type(error).__name__, error)
         return "write failed"
-    # A graph whose faster build is still being made (`compilers.background_builds`; a
-    # forward and its backward are built as one pair) is stored again once it is ready.
-    when_built = next((g.aotgraph_when_built for g in (compiled.forward, compiled.backward)
-                       if hasattr(g, "aotgraph_when_built")), None)
-    if when_built is not None:
-        when_built(lambda: store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler)))
+    # Graphs whose faster builds are still being made (`compilers.background_builds`) are
+    # stored again once all of them are ready.
+    if when_all_built((compiled.forward, compiled.backward),
+                      lambda: store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler))):
         return "stored (again when its background builds are ready)"
     return "stored"
 

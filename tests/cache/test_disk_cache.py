@@ -226,3 +226,34 @@ def test_cache_directory_writable_by_others_is_refused(tmp_path, monkeypatch):
     program, args, _ = _mlp_program()
     with pytest.raises(CacheDirError, match="writable by group or others"):
         aotgraph.aot_function(program, cache=True)(*args)
+
+
+def test_a_graph_compiled_around_its_regions_loads_as_its_steps(monkeypatch):
+    """Inductor compiling regions apart (as on CUDA, where its C++ wrapper cannot compile them
+    inside a graph) gives graphs run as steps (compilers/region_steps.py): their entry stores
+    each step's compiled code, and a second compile loads it, as steps again, matching eager."""
+    from decoder_blocks import Block, Decoder
+
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"regions_compiled_apart"})
+    torch.manual_seed(0)
+    model = Decoder([Block(16, 2) for _ in range(3)], vocab=32, dim=16)
+    idx, targets = torch.randint(0, 32, (2, 6)), torch.randint(0, 32, (2, 6))
+    reference = copy.deepcopy(model)
+    expected = reference(idx, targets)
+    expected.backward()
+    entries = []
+    for _ in range(2):
+        model.zero_grad()
+        compiled = aotgraph.aot_module(model, "inductor", cache=True)
+        loss = compiled(idx, targets)
+        loss.backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+        for p, q in zip(model.parameters(), reference.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+        entries.append(list(compiled.aotgraph_entries.values())[-1])
+    first, second = entries
+    assert [r.automatic for r in first.partition.joint.regions] == [True]
+    assert _cache_load(first) == "miss" and _cache_load(second) == "hit"
+    assert "compile" not in _stages(second)
+    for graph in (second.compiled.forward, second.compiled.backward):
+        assert hasattr(graph, "aotgraph_steps"), graph

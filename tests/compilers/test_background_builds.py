@@ -72,6 +72,32 @@ def test_builds_start_after_the_first_full_run_and_an_outstanding_backward_keeps
     assert calls[-2:] == ["C++ forward", "C++ backward"]
 
 
+def test_parts_of_a_graph_compiled_around_regions_each_move_alone():
+    """A part (`GraphRole.alone`: a stretch or region of a graph compiled around its regions)
+    has no partner: its build is queued after its own first call, and it switches at its next
+    call, a backward part included (no forward of its own to switch it)."""
+    calls = []
+    forward_part, backward_part = (
+        upgradable(_version(f"python {kind}", calls), lambda kind=kind: _version(f"C++ {kind}", calls),
+                   SimpleNamespace(kind=kind, graph_id=next(_ids), alone=True)) for kind in ("forward", "backward"))
+    forward_part([]); backward_part([])
+    wait_for_background_builds()
+    forward_part([]); backward_part([])
+    assert calls == ["python forward", "python backward", "C++ forward", "C++ backward"]
+    assert forward_part.aotgraph_wrapper == backward_part.aotgraph_wrapper == "cpp"
+
+
+def test_when_all_built_waits_for_every_graph():
+    forward, backward, _ = _pair()
+    ready = []
+    assert not background_builds.when_all_built([lambda args: None], lambda: ready.append("never"))
+    assert background_builds.when_all_built([forward, backward, lambda args: None], lambda: ready.append("all"))
+    forward([]); backward([])
+    assert ready == []
+    wait_for_background_builds()
+    assert ready == ["all"]
+
+
 def test_a_failed_build_keeps_the_first_version_and_warns(caplog):
     forward, backward, calls = _pair(fail=True)
     forward([]); backward([])

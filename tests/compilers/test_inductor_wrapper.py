@@ -14,7 +14,9 @@ import aotgraph
 from aotgraph.compilers import torchinductor
 from aotgraph.errors import BadArgument
 from backend_training import assert_training_parity
-from test_inductor import SCALE, fresh_dynamo, tiny_steps  # noqa: F401  (fixture)
+from test_inductor import SCALE, tiny_steps
+
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 def wrappers(backend) -> list:

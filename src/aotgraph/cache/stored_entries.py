@@ -3,7 +3,8 @@ graphs, saved values, plan, calling convention), each compiler's output, and wha
 runtime reads of the forward graph (`runtime.ForwardFacts`).
 
 Graphs go through `graph_codec`; each compiled graph through its compiler's ``store`` /
-``restore`` traits (`compilers.CompilerTraits`). `stored_bytes` answers None where anything
+``restore`` traits (`compilers.CompilerTraits`), and a graph compiled around its regions
+(`compilers.region_steps`) as its steps, each step's compiled code through those traits. `stored_bytes` answers None where anything
 cannot be stored (a compiler without those traits, a value pickle cannot name): the entry
 is then simply not cached.
 
@@ -21,6 +22,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from ..artifacts import CompiledGraphs, JointGraph, Partition
 from ..compilers import traits_of
+from ..compilers.boxed_code import boxed_graph_function
+from ..compilers.region_steps import Step, SteppedCode, code_of_steps
 from ..runtime import ForwardFacts, forward_facts
 from ..torch_private.fake import FakeTensorMode
 from . import graph_codec
@@ -28,7 +31,7 @@ from .graph_codec import NotStorable
 
 __all__ = ["stored_bytes", "loaded_graphs", "LoadedGraphs", "graphs_decoded", "NotStorable"]
 
-_FORMAT = 2
+_FORMAT = 3  # 3: each compiled graph tagged, "code" or "steps" (a graph compiled around its regions)
 _JOINT, _FORWARD, _BACKWARD = range(3)  # positions in the stored graphs
 
 
@@ -70,13 +73,12 @@ def loaded_graphs(data: bytes, forward_compiler: Callable, backward_compiler: Ca
                                    fake_mode=fake_mode)
     parts = _with_graphs_on_demand(_LoadedPartition, graphs, joint=joint, **fields)
     forward_traits = traits_of(inference_compiler if is_inference else forward_compiler)
-    compiled_forward = forward_traits.restore(outputs[0], _graph_for(forward_traits, parts, "forward"),
-                                              "inference" if is_inference else "forward")
+    compiled_forward = _restored(forward_traits, outputs[0], parts, "forward",
+                                 "inference" if is_inference else "forward", fake_mode)
     compiled_backward = None
     if len(outputs) > 1:
-        backward_traits = traits_of(backward_compiler)
-        compiled_backward = backward_traits.restore(outputs[1], _graph_for(backward_traits, parts, "backward"),
-                                                    "backward")
+        compiled_backward = _restored(traits_of(backward_compiler), outputs[1], parts, "backward", "backward",
+                                      fake_mode)
     return LoadedGraphs(CompiledGraphs(compiled_forward, compiled_backward, parts, mutations_in_graph, note), facts)
 
 
@@ -157,9 +159,52 @@ def _with_graphs_on_demand(cls: type, graphs: _GraphsOnDemand, **fields):
     return instance
 
 
-def _compiled_bytes(compiler: Callable, compiled: Callable) -> bytes:
+def _compiled_bytes(compiler: Callable, compiled: Callable) -> tuple[str, bytes]:
+    """What `compiler` compiled, tagged: ("code", its store's bytes), or for a graph compiled
+    around its regions (`compilers.region_steps`) ("steps", its `SteppedCode` with each
+    step's compiled code as its store's bytes), restored by `_restored`."""
     traits = traits_of(compiler)
-    stored = traits.store(compiled) if traits.store is not None and traits.restore is not None else None
+    if traits.store is None or traits.restore is None:
+        raise NotStorable(f"the compiler {getattr(compiler, '__name__', compiler)!r} cannot store what it compiled")
+    stepped = getattr(compiled, "aotgraph_steps", None)
+    if stepped is None:
+        return "code", _stored(traits, compiler, compiled)
+    if traits.restore_reads_graph:
+        raise NotStorable(f"the compiler {getattr(compiler, '__name__', compiler)!r} restores from a graph, and "
+                          "the parts of a graph compiled around its regions are not stored as graphs")
+    stored_code: dict[int, bytes] = {}
+    steps = []
+    for step in stepped.steps:
+        if step.views is None and id(step.code) not in stored_code:
+            stored_code[id(step.code)] = _stored(traits, compiler, step.code)
+        code = step.views if step.views is not None else stored_code[id(step.code)]
+        steps.append((code, step.views is not None, step.reads, step.drops, step.writes))
+    # plain tuples: graph_codec stores the GraphModules it finds in tuples and lists
+    return "steps", graph_codec.dumps((steps, stepped.num_inputs, stepped.unread, stepped.returned,
+                                       stepped.template))
+
+
+def _stored(traits, compiler: Callable, compiled: Callable) -> bytes:
+    stored = traits.store(compiled)
     if stored is None:
         raise NotStorable(f"the compiler {getattr(compiler, '__name__', compiler)!r} cannot store what it compiled")
     return stored
+
+
+def _restored(traits, tagged: tuple[str, bytes], parts: Partition, name: str, kind: str,
+              fake_mode: FakeTensorMode) -> Callable:
+    """The callable `_compiled_bytes` stored as `tagged`, for the graph `name` of `parts`."""
+    tag, data = tagged
+    if tag == "code":
+        return traits.restore(data, _graph_for(traits, parts, name), kind)
+    stored_steps, num_inputs, unread, returned, template = graph_codec.loads(data, fake_mode)
+    restored: dict[int, Callable] = {}  # a step's code stored once, restored once (a region called again)
+    steps = []
+    for code, views, reads, drops, writes in stored_steps:
+        if views:
+            steps.append(Step(boxed_graph_function(code), reads, drops, writes, code))
+            continue
+        if id(code) not in restored:
+            restored[id(code)] = traits.restore(code, None, kind)
+        steps.append(Step(restored[id(code)], reads, drops, writes))
+    return code_of_steps(SteppedCode(tuple(steps), num_inputs, unread, returned, template))

@@ -89,6 +89,9 @@ class GraphRole:
     allocates): a compiler may trust their alignment instead of checking it every call.
     `view_bases`: positions of further outputs that reach the user through views the runtime
     replays on them (bases of returned views): a compiler keeps eager's strides for them too.
+    `alone`: no other graph depends on how this one was built (a part of a graph compiled
+    around its regions, whose outputs keep their traced strides): a compiler that rebuilds
+    graphs in the background may switch it on its own, not with its forward or backward.
     """
 
     kind: str
@@ -96,6 +99,7 @@ class GraphRole:
     graph_id: int
     static_inputs: tuple[int, ...] = ()
     view_bases: tuple[int, ...] = ()
+    alone: bool = False
 
 
 def make_boxed_func(f: Callable) -> Callable:
@@ -353,7 +357,8 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
             # Every output of a region (or a stretch between regions) reaches its caller's code:
             # the compiler keeps their traced strides.
             num_outputs = len(part.graph.find_nodes(op="output")[0].args[0])
-            return compile_graph(compiler, part, part_inputs, GraphRole(role.kind, num_outputs, next(_graph_ids)))
+            return compile_graph(compiler, part, part_inputs,
+                                 GraphRole(role.kind, num_outputs, next(_graph_ids), alone=True))
 
         return compiled_around_regions(graph_module, list(example_inputs), compile_part, compiled_regions)
 

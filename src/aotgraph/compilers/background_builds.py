@@ -40,7 +40,8 @@ from typing import Callable, Optional
 from .. import config as aot_config
 from .build_rng import rng_untouched
 
-__all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds"]
+__all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds",
+           "when_all_built"]
 
 logger = logging.getLogger("aotgraph")
 
@@ -174,15 +175,38 @@ def upgradable(python: Callable, build: Callable[[], Callable], role) -> Callabl
     worker has built it and the rest of its pair. `role`: the graph's kind and graph id.
     The pair's builds are queued when its backward (or inference graph) has first run: by
     then a training step's other graphs have been compiled in the foreground, which a
-    build holding `compile_lock` would have kept waiting."""
+    build holding `compile_lock` would have kept waiting. A graph whose role is `alone` (see
+    `GraphRole`) is a pair by itself, as an inference graph is, whatever its kind."""
+    kind = "inference" if getattr(role, "alone", False) else role.kind
     with _state_lock:
         pair = _pairs.setdefault(role.graph_id, _Pair())
-        member = _Upgradable(python, role.kind, pair)
+        member = _Upgradable(python, kind, pair)
         pair.members.append(member)
         member.build = build
-        if role.kind != "forward":
+        if kind != "forward":
             del _pairs[role.graph_id]
     return member
+
+
+def when_all_built(graphs, callback: Callable[[], None]) -> bool:
+    """Call `callback()` once the background builds of each of `graphs` that has some
+    (``aotgraph_when_built``) are ready, and answer True; False, without calling it, where
+    none of them has any. Never called if a build fails (see `aotgraph_when_built`)."""
+    registers = [graph.aotgraph_when_built for graph in graphs if hasattr(graph, "aotgraph_when_built")]
+    if not registers:
+        return False
+    left, lock = [len(registers)], threading.Lock()
+
+    def one_ready() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            callback()
+
+    for register in registers:
+        register(one_ready)
+    return True
 
 
 def _queue_builds(pair: _Pair) -> None:

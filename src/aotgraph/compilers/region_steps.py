@@ -9,6 +9,9 @@ the start. A stretch's outputs (its values read after it) keep their traced stri
 region's do: ``compile_part`` compiles every output as one the caller sees. A stretch like an
 earlier one of the graph (the same ops on inputs of the same layouts: a scale after every
 layer) runs that one's code (switch ``stretch_memo``): the compile stays that of one layer.
+
+The code carries its steps as data (``aotgraph_steps``, a `SteppedCode`), so that the disk cache
+can store each step's compiled code and `code_of_steps` can run them again in another process.
 """
 from __future__ import annotations
 
@@ -22,15 +25,16 @@ import torch.fx as fx
 from .. import config
 from ..errors import CompilerError
 from ..graph.sizes import has_symbolic_sizes
+from .background_builds import when_all_built
 from .boxed_code import boxed_graph_function
 
-__all__ = ["stepped_graph_code"]
+__all__ = ["stepped_graph_code", "Step", "SteppedCode", "code_of_steps"]
 
 _INVOKE_SUBGRAPH = torch.ops.higher_order.invoke_subgraph
 
 
 @dataclass(frozen=True)
-class _Step:
+class Step:
     """``code(inputs)`` (boxed), its inputs read from `reads` (slots), the slots in `drops` cleared
     before it runs (read here for the last time), and output k stored in slot s for (k, s) in `writes`."""
 
@@ -38,6 +42,20 @@ class _Step:
     reads: tuple[int, ...]
     drops: tuple[int, ...]
     writes: tuple[tuple[int, int], ...]
+    views: Optional[fx.GraphModule] = None  # a stretch of views alone, run as eager code: its graph
+
+
+@dataclass(frozen=True)
+class SteppedCode:
+    """The steps of a stepped graph's code, as data: `num_inputs` arguments fill the first slots
+    of an environment that starts as `template` (constants in their slots), the slots in
+    `unread` are cleared at once, the steps run in order, and the slots `returned` are returned."""
+
+    steps: tuple[Step, ...]
+    num_inputs: int
+    unread: tuple[int, ...]
+    returned: tuple[int, ...]
+    template: tuple
 
 
 def stepped_graph_code(graph_module: fx.GraphModule, example_inputs: Sequence, region_code: Callable,
@@ -59,6 +77,7 @@ class _StepBuilder:
         self.region_code, self.compile_part = region_code, compile_part
         self.placeholder_positions = {n: i for i, n in enumerate(graph_module.graph.find_nodes(op="placeholder"))}
         self.stretch_code: dict[tuple, Callable] = {}  # `_stretch_key` -> its compiled code
+        self.views_graphs: dict[int, fx.GraphModule] = {}  # id of a views-alone stretch's code -> its graph
         self.slot_of: dict[fx.Node, int] = {}
         self.constants: dict[int, object] = {}  # slot -> value: get_attr tensors, literal operands
         self.num_inputs = self.num_slots = 0
@@ -135,7 +154,11 @@ class _StepBuilder:
         if key in self.stretch_code:
             code = self.stretch_code[key]
         else:
-            code = boxed_graph_function(stretch) if _views_alone(nodes) else self.compile_part(stretch, example_inputs)
+            if _views_alone(nodes):
+                code = boxed_graph_function(stretch)
+                self.views_graphs[id(code)] = stretch
+            else:
+                code = self.compile_part(stretch, example_inputs)
             if key is not None:
                 self.stretch_code[key] = code
         self.steps.append((code, tuple(reads), tuple((k, self._new_slot(node)) for k, node in enumerate(outputs))))
@@ -147,11 +170,12 @@ class _StepBuilder:
                 last_read[slot] = index
         for slot in self.returned:
             last_read.pop(slot, None)
-        steps = tuple(_Step(code, reads, tuple(s for s in set(reads) if last_read.get(s) == index), writes)
+        steps = tuple(Step(code, reads, tuple(s for s in set(reads) if last_read.get(s) == index), writes,
+                            self.views_graphs.get(id(code)))
                       for index, (code, reads, writes) in enumerate(self.steps))
         unread = tuple(slot for slot in range(self.num_inputs) if slot not in last_read and slot not in self.returned)
-        return _stepped(steps, self.num_inputs, unread, self.returned,
-                        [self.constants.get(slot) for slot in range(self.num_slots)])
+        return code_of_steps(SteppedCode(steps, self.num_inputs, unread, self.returned,
+                                         tuple(self.constants.get(slot) for slot in range(self.num_slots))))
 
 
 def _reads_region_call(node: fx.Node) -> bool:
@@ -194,8 +218,12 @@ def _stretch_key(graph: fx.Graph, example_inputs: list) -> Optional[tuple]:
     return tuple(layouts), tuple(ops)
 
 
-def _stepped(steps: tuple[_Step, ...], num_inputs: int, unread: tuple, returned: tuple, template: list
-             ) -> Callable[[list], list]:
+def code_of_steps(stepped: SteppedCode) -> Callable[[list], list]:
+    """The boxed code running `stepped` (which it carries as ``aotgraph_steps``). Where steps'
+    code is being rebuilt in the background (``aotgraph_when_built``), so is the whole's."""
+    steps, num_inputs, unread, returned = stepped.steps, stepped.num_inputs, stepped.unread, stepped.returned
+    template = list(stepped.template)
+
     def run(args: list) -> list:
         env = template.copy()
         env[:num_inputs] = args
@@ -213,4 +241,8 @@ def _stepped(steps: tuple[_Step, ...], num_inputs: int, unread: tuple, returned:
         return [env[slot] for slot in returned]
 
     run._boxed_call = True
+    run.aotgraph_steps = stepped
+    building = {id(step.code): step.code for step in steps if hasattr(step.code, "aotgraph_when_built")}
+    if building:
+        run.aotgraph_when_built = lambda callback: when_all_built(building.values(), callback)
     return run
