@@ -9,6 +9,7 @@ import torch.nn as nn
 import aotgraph
 from aotgraph import models
 from aotgraph.backend import AotGraphBackend, aotgraph_backend
+from aotgraph.compilers import CompilerTraits
 from aotgraph.errors import BadArgument
 from backend_training import assert_training_parity
 
@@ -49,6 +50,28 @@ def test_training_parity_eager_compiler(model_name, partition):
 def test_registered_by_name():
     assert torch._dynamo.lookup_backend("aotgraph") is aotgraph_backend
     assert "aotgraph" in torch._dynamo.list_backends()
+
+
+def test_building_a_backend_warms_its_compiler_up_and_importing_aotgraph_builds_none():
+    """A backend starts its compiler's warm-up (Inductor's compile workers) when it is built,
+    before Dynamo traces; `import aotgraph` builds no backend (the one torch.compile finds by
+    name is built when first looked up), so it starts nothing."""
+    import subprocess
+    import sys
+
+    warmed = []
+
+    def compiler(graph_module, example_inputs):
+        return graph_module
+
+    compiler.aotgraph_traits = CompilerTraits(warm_up=warmed.append)
+    aotgraph.backend(compiler=compiler)
+    assert warmed == [None]
+    probe = ("import sys, aotgraph; "
+             "print('aotgraph_backend' in vars(sys.modules['aotgraph.backend']), "
+             "'torch._inductor.async_compile' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False", "False"]
 
 
 class WithGraphBreak(nn.Module):

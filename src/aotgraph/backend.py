@@ -19,7 +19,8 @@ from typing import Callable, Optional, Union
 import torch.fx as fx
 
 from .api import CompiledEntry, aot_module_simplified
-from .compilers import compiler_with_options, resolve_compiler
+from . import config
+from .compilers import compiler_with_options, resolve_compiler, traits_of
 from .errors import BadArgument
 from .partition import default_partition, min_cut_rematerialization_partition
 from .partition.budget import check_memory_budget
@@ -123,7 +124,17 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
             raise BadArgument(f"{', '.join(partition_options)} needs a budget-aware partition, not 'default'", "api",
                               "use partition='mincut'")
         partition_fn = functools.partial(partition_fn, **partition_options)
-    return AotGraphBackend(compiler, partition_fn, decompositions, settings)
+    built = AotGraphBackend(compiler, partition_fn, decompositions, settings)
+    warm_up = traits_of(built.compiler).warm_up
+    if warm_up is not None and config.enabled("warm_up_at_backend"):
+        warm_up(None)  # Inductor's compile workers start while Dynamo traces
+    return built
 
 
-aotgraph_backend = backend()
+def __getattr__(name: str):
+    # ``aotgraph_backend`` is built when first read (by torch.compile's lookup of "aotgraph"),
+    # not when aotgraph is imported: building it starts the compiler's workers.
+    if name == "aotgraph_backend":
+        globals()[name] = backend()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,8 @@ class CompilerTraits:
     plans for fused backward kernels (see `min_cut_rematerialization_partition`).
     `writes_input_mutations`: the forward graph given to it writes plain input mutations
     itself (``copy_`` into the input) instead of returning new values.
-    `warm_up(flat_args)`: called before capture, to start work that overlaps it.
+    `warm_up(flat_args)`: called before capture, to start work that overlaps it; with None
+    when a torch.compile backend is built (before Dynamo traces, no input known yet).
     `compiles_regions_apart`: a graph that calls regions is compiled around them, each region
     graph once, on its own (`region_graphs`), where switch ``regions_compiled_apart`` is on or
     `must_compile_regions_apart(example_inputs)` says the compiler cannot compile them inside

@@ -47,10 +47,18 @@ CPP_WRAPPER_ON_CUDA = True
 
 
 def wake_compile_workers(example_inputs) -> None:
-    """Start Inductor's pool of kernel-compiling processes now when the graphs run on a GPU,
-    as torch.compile does before tracing: it warms up while we capture, and Inductor compiles
-    kernels in parallel instead of one by one in this process."""
-    if not any(isinstance(a, torch.Tensor) and a.device.type in ("cuda", "xpu") for a in example_inputs):
+    """Start Inductor's pool of kernel-compiling processes now when the graphs run on a GPU:
+    it warms up while we capture, and Inductor compiles kernels in parallel instead of one by
+    one in this process. `example_inputs` None: no input is known yet (a torch.compile backend
+    being built, before Dynamo traces): start it where Triton is installed, as torch.compile's
+    Inductor backend does (a cold pool's start, several seconds, would otherwise delay the
+    first graph's kernels: on the H200, GPT-2's first step waited 10 s for kernels, torch 2 s)."""
+    if example_inputs is None:
+        from torch.utils._triton import has_triton_package
+
+        if not has_triton_package():
+            return
+    elif not any(isinstance(a, torch.Tensor) and a.device.type in ("cuda", "xpu") for a in example_inputs):
         return
     from torch._inductor.async_compile import AsyncCompile
 
