@@ -35,3 +35,61 @@ def unsqueeze_then_write(x, w):
                                 unsqueeze_then_write])
 def test_intermediate_mutation(fn):
     assert_parity(fn, lambda: Case((leaf(4, 4), leaf(4, 4))))
+
+
+# Writes through views whose write-back needs the parent's sizes, compiled with symbolic sizes: the
+# write-back's nodes read those sizes from the graph (a raw SymInt argument named an undefined symbol).
+def scaled_scores(q, k, w):
+    scores = q @ k.transpose(-1, -2)  # a 4-d matmul: an _unsafe_view of a bmm...
+    scores /= 4.0  # ...written in place (Falcon's attention)
+    return scores.softmax(-1) @ k @ w
+
+
+def flat_write(q, k, w):
+    y = (q * k).view(-1)
+    y.mul_(2)
+    return y.view(q.shape) @ w
+
+
+def split_write(q, k, w):
+    y = q.detach() * 2
+    first, _ = y.split(y.shape[-2] // 2, dim=-2)  # a symbolic split size: the write-back's offsets
+    first.mul_(3)
+    return (y + k) @ w
+
+
+@pytest.mark.parametrize("fn", [scaled_scores, flat_write, split_write])
+def test_write_back_with_symbolic_sizes(fn):
+    import aotgraph
+
+    compiled = aotgraph.aot_function(fn, dynamic=True)
+    for seq in (4, 6, 8):
+        torch.manual_seed(seq)
+        inputs = [torch.randn(2, 3, seq, 4, requires_grad=True), torch.randn(2, 3, seq, 4, requires_grad=True),
+                  torch.randn(4, 5, requires_grad=True)]
+        copies = [t.detach().clone().requires_grad_() for t in inputs]
+        expected, actual = fn(*inputs), compiled(*copies)
+        expected.sum().backward()
+        actual.sum().backward()
+        torch.testing.assert_close(actual, expected)
+        for got, want in zip(copies, inputs):
+            torch.testing.assert_close(got.grad, want.grad)
+
+
+def test_write_back_with_dynamo_sizes():
+    """The same through torch.compile: Dynamo hands the sizes as SymInt inputs of its graph."""
+    import aotgraph
+
+    torch._dynamo.reset()
+    compiled = torch.compile(scaled_scores, backend=aotgraph.backend(compiler="eager"))
+    for seq in (4, 6, 8):
+        torch.manual_seed(seq)
+        inputs = [torch.randn(2, 3, seq, 4, requires_grad=True), torch.randn(2, 3, seq, 4, requires_grad=True),
+                  torch.randn(4, 5, requires_grad=True)]
+        copies = [t.detach().clone().requires_grad_() for t in inputs]
+        expected, actual = scaled_scores(*inputs), compiled(*copies)
+        expected.sum().backward()
+        actual.sum().backward()
+        torch.testing.assert_close(actual, expected)
+        for got, want in zip(copies, inputs):
+            torch.testing.assert_close(got.grad, want.grad)

@@ -399,3 +399,31 @@ def test_a_matmul_input_is_saved_as_the_view_the_matmul_reads(finite_total, monk
     f(reference_x, reference_w).sum().backward()
     torch.testing.assert_close(x.grad, reference_x.grad)
     torch.testing.assert_close(w.grad, reference_w.grad)
+
+
+def test_checkpointed_attention_under_dynamo_is_recomputed_in_the_backward():
+    """torch.compile's checkpoint runs without preserving the RNG state, so the backward's
+    recomputation of attention (tagged random for its dropout, dropout_p 0 here) is a new op
+    recorded in the backward: it is recomputed there, not run in the forward for an effect it
+    does not have, with its tuple result neither saved nor recomputable (the min cut failed)."""
+    import aotgraph
+
+    def block(x, w):
+        q = (x @ w).relu()
+        return F.scaled_dot_product_attention(q, q, q)
+
+    def f(x, w):
+        return checkpoint(block, x, w, use_reentrant=False).sum(-1)
+
+    torch._dynamo.reset()
+    backend = aotgraph.backend(compiler="eager", partition="mincut")
+    compiled = torch.compile(f, backend=backend)
+    x, w = torch.randn(2, 3, 5, 8, requires_grad=True), torch.randn(8, 8, requires_grad=True)
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    compiled(x, w).sum().backward()
+    f(x2, w2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+    (entry,) = backend.entries
+    attention = [n for n in entry.partition.forward.graph.nodes if "attention" in str(n.target)]
+    assert len(attention) == 1, attention  # the forward's own, not the backward's recomputation too

@@ -15,13 +15,14 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from ..graph.sizes import SYMBOLIC_TYPES
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
 from .node_meta import INHERITED
 from .recorder import append_call
+from .symbols import SymbolNodes
 
 aten = torch.ops.aten
 # Their schemas alias, but ``to`` aliases only when it changes nothing, and the recorder does
@@ -63,6 +64,9 @@ class _Functionalizer:
         self.root_version: dict[fx.Node, int] = {}
         self.source_meta: dict = {}  # the `INHERITED` meta of the old node being functionalized
         self.storage_replaced: list[str] = []  # placeholders given another tensor's memory by ``set_``
+        # the new graph's node of each symbolic size a new node reads (a write-back's ``view`` to
+        # its parent's sizes): one the program computed, else read from an input's layout
+        self.symbols = SymbolNodes(self.new, fake_outputs.fake_mode.shape_env)
 
     # ---- emitting new nodes with fake values ----------------------------------
     def _append(self, func, args: tuple, kwargs: dict | None = None) -> fx.Node:
@@ -73,12 +77,18 @@ class _Functionalizer:
         return node
 
     def emit(self, func, *args, **kwargs) -> fx.Node:
-        node = self._append(func, args, kwargs)
+        """A new node calling `func`; symbolic sizes among its arguments (SymInts of fake
+        values' layouts) are read from the nodes computing them."""
         vals_args, vals_kwargs = _map_args(_val, (args, kwargs))
+        args, kwargs = _map_args(self._size_node, (args, kwargs))
+        node = self._append(func, args, kwargs)
         # Below autograd's recording, as the capture's ops ran: the values only describe layouts.
         with self.fake_outputs.fake_mode, torch.no_grad():
             node.meta["val"] = self.fake_outputs.run(func, vals_args, vals_kwargs, _call)
         return node
+
+    def _size_node(self, a):
+        return self.symbols.node_for(a) if isinstance(a, SYMBOLIC_TYPES) else a
 
     def read(self, old_node: fx.Node) -> Any:
         """The new node holding `old_node`'s current value (regenerated if stale)."""
@@ -117,6 +127,11 @@ class _Functionalizer:
     def _read_arg(self, a):
         return self.read(a) if isinstance(a, fx.Node) else a
 
+    def _read_arg_or_size(self, a):
+        if isinstance(a, fx.Node) and isinstance(a.meta.get("val"), SYMBOLIC_TYPES):
+            return a.meta["val"]
+        return self._read_arg(a)
+
     # ---- tracking roots --------------------------------------------------------
     def new_root(self, old_node: fx.Node, value: fx.Node):
         self.env[old_node] = value
@@ -144,7 +159,21 @@ class _Functionalizer:
                 self._getitem(node)
             else:
                 self._call(node)
+            self._note_sizes(node)
         return output_node
+
+    def _note_sizes(self, node: fx.Node) -> None:
+        """Make the symbolic sizes `node` defines readable by later emitted nodes: its value
+        (a size the program computed), or its layout (an input, an unbacked size's tensor)."""
+        value = self.env.get(node)
+        if not isinstance(value, fx.Node):
+            return
+        fake = value.meta.get("val")
+        if isinstance(fake, SYMBOLIC_TYPES):
+            self.symbols.note_node(value)
+        elif isinstance(fake, torch.Tensor) and (node.op == "placeholder" or "unbacked_bindings" in node.meta) \
+                and has_symbolic_sizes(fake):
+            self.symbols.add_input(value, fake)
 
     def _getitem(self, node):
         source, index = node.args
@@ -343,7 +372,8 @@ class _Functionalizer:
             parent = info.chain[k - 1][3] if k > 0 else info.root
             parent_value = self.read(parent)
             parent_val = parent.meta["val"]
-            read_args = _map_args(self._read_arg, args)
+            # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
+            read_args = _map_args(self._read_arg_or_size, args)
             if index is None:
                 rule = ops.SCATTER_RULES.get(func)
                 value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None

@@ -91,6 +91,12 @@ class SymbolNodes:
         """`node`'s value is `symbol` (a scalar an op returned)."""
         self._node_of.setdefault(symbol, node)
 
+    def note_node(self, node: fx.Node) -> None:
+        """`node` computes a value: if it is symbolic, later reads of its expression use it."""
+        value = node.meta.get("val")
+        if isinstance(value, SYMBOLIC_TYPES) and not value.node.expr.is_number:
+            self._node_of.setdefault(value.node.expr, node)
+
     def can_compute(self, expr: sympy.Basic) -> bool:
         """Whether every symbol of `expr` is read from an input or bound to a node."""
         return all(s in self._node_of or s in self._source_of for s in expr.free_symbols)

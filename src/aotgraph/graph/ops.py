@@ -233,7 +233,8 @@ def is_view(node: fx.Node) -> bool:
 
 
 def is_random(node: fx.Node) -> bool:
-    return node.op == "call_function" and op_facts(node.target).random
+    """Whether `node` draws random numbers (attention with ``dropout_p == 0`` draws none)."""
+    return node.op == "call_function" and op_facts(node.target).random and not _attention_without_dropout(node)
 
 
 RUNTIME_ASSERT = aten._assert_scalar.default  # (condition, message): raises RuntimeError(message) where false

@@ -62,7 +62,14 @@ class JointNetwork:
         self._classify_nodes(graph)
         self.fwd_required = ancestors(self.fwd_outputs + list(self.forward_effects))
         self.index = {n: i for i, n in enumerate(self.nodes)}
-        self.pinned = {n for n in self.recorded_in_backward if n not in self.fwd_required and not is_random(n)}
+        # An element of a tuple the forward computes (a random op the backward recorded, run in the
+        # forward for its draws) is read in the forward too: it can be saved, the tuple cannot.
+        self.pinned = set()
+        for n in self.recorded_in_backward:
+            if n not in self.fwd_required and not is_random(n) and not (
+                    n.target is operator.getitem and isinstance(n.args[0], fx.Node) and n.args[0] not in self.pinned
+                    and n.args[0] in self.index):
+                self.pinned.add(n)
         forward_ops = [n for n in self.nodes if n not in self.pinned and not is_primal(n)]
         last = max(len(forward_ops) - 1, 1)
         self.decisions = {n: self.policy(NodeInfo.of(n, i / last))
