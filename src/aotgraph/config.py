@@ -101,6 +101,8 @@ SWITCHES = {
                     "compiled code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
+    "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
+                             "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "
                           "kernel-compiling processes, where Triton is installed) while Dynamo traces (backend.py)",
     "builds_when_hot": "a queued background C++-wrapper build starts only once its graph is hot: no compile for 5 "

@@ -339,3 +339,38 @@ def test_region_in_a_program_that_mutates_its_input():
     torch.testing.assert_close(torch.autograd.grad(out, (x, w)), torch.autograd.grad(expected, (x, w)))
     forward = next(iter(compiled.aotgraph_entries.values())).partition.forward
     assert sum(n.target is torch.ops.higher_order.invoke_subgraph for n in forward.graph.nodes) == 2
+
+
+# ---- tag_activation_checkpoint: Dynamo's checkpoint, random draws recomputed ---------------
+def _checkpointed_dropout(selective: bool):
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+    def policy(ctx, op, *args, **kwargs):  # keep the matmul, recompute the rest
+        return CheckpointPolicy.MUST_SAVE if op is torch.ops.aten.mm.default else CheckpointPolicy.PREFER_RECOMPUTE
+
+    options = dict(context_fn=lambda: create_selective_checkpoint_contexts(policy)) if selective else {}
+
+    def program(q, w):
+        block = lambda a, b: F.dropout((a @ b).relu(), 0.3, training=True) * 2  # noqa: E731
+        return checkpoint(block, q, w, use_reentrant=False, **options).sum()
+
+    return program
+
+
+@pytest.mark.parametrize("selective", [False, True], ids=["checkpoint", "selective"])
+def test_a_checkpointed_dropout_under_torch_compile_recomputes_the_forwards_mask(selective):
+    """Dynamo turns checkpoint into ``tag_activation_checkpoint``, whose recompute in the
+    backward must draw the forward's dropout mask: gradients equal eager's under one seed."""
+    program = _checkpointed_dropout(selective)
+    q, w = torch.randn(8, 16, requires_grad=True), torch.randn(16, 16, requires_grad=True)
+    compiled = torch.compile(program, backend=aotgraph.backend("eager"))
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        got = compiled(q, w)
+        got_grads = torch.autograd.grad(got, (q, w))
+        torch.manual_seed(seed)
+        expected = program(q, w)
+        expected_grads = torch.autograd.grad(expected, (q, w))
+        torch.testing.assert_close(got, expected)
+        for g, e in zip(got_grads, expected_grads):
+            torch.testing.assert_close(g, e)

@@ -17,7 +17,8 @@ program is captured, that meets each HOP call *above* autograd and answers it fr
 - ``while_loop``: `capture.control_flow`, inference only;
 - ``flex_attention``: `capture.flex_attention`, one node forward and one ``flex_attention_backward`` node;
 - ``triton_kernel_wrapper_mutation`` (a user Triton kernel): `capture.triton_kernels`, its functional form;
-- HOPs that already capture through their own rules (``tag_activation_checkpoint``, ...): passed on.
+- HOPs that already capture through their own rules: passed on; ``tag_activation_checkpoint``
+  (whose call no mode meets) checkpoints with the RNG state preserved (`public_apis_calling_operators`).
 
 A HOP that reaches the recorder itself is refused there by `unsupported_hop`, with its name.
 """
@@ -32,6 +33,7 @@ from torch.utils._pytree import tree_leaves
 from .. import config
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
+from ..torch_private.checkpoint import checkpoint_preserving_rng_state
 from ..torch_private.flex_attention import operator_called_directly
 from .regions import Regions, call_region
 
@@ -56,8 +58,15 @@ def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix:
 def public_apis_calling_operators() -> ContextManager:
     """While a program is captured, torch's public APIs that wrap a HOP in a nested
     ``torch.compile`` outside Dynamo (``flex_attention``) call the HOP itself, which
-    `HigherOrderCalls` then meets (switch ``flex_attention_direct``)."""
-    return operator_called_directly() if config.enabled("flex_attention_direct") else contextlib.nullcontext()
+    `HigherOrderCalls` then meets (switch ``flex_attention_direct``), and Dynamo's
+    ``tag_activation_checkpoint`` checkpoints with the RNG state preserved, so that a recompute
+    in the backward draws the forward's numbers (switch ``checkpoint_rng_replay``)."""
+    stack = contextlib.ExitStack()
+    if config.enabled("flex_attention_direct"):
+        stack.enter_context(operator_called_directly())
+    if config.enabled("checkpoint_rng_replay"):
+        stack.enter_context(checkpoint_preserving_rng_state())
+    return stack
 
 
 class HigherOrderCalls(CaptureFunctionMode):

@@ -1,0 +1,61 @@
+"""Dynamo's activation-checkpoint operator, ``tag_activation_checkpoint`` (checked on torch 2.13).
+
+Dynamo records ``torch.utils.checkpoint.checkpoint(fn, ...)`` as that operator, whose
+``__call__`` runs torch's implementation directly (``wrap.tag_activation_checkpoint_impl``: no
+torch-function mode meets the call). The implementation checkpoints with
+``preserve_rng_state=False``: torch reproduces the forward's random draws in the recompute later,
+in Inductor's RNG passes. Our capture records the recompute as it runs, so a dropout recomputed
+in the backward would draw new numbers: gradients through another mask than the forward's.
+
+`checkpoint_preserving_rng_state`: while the body runs, on this thread, the operator runs the
+non-reentrant checkpoint with the RNG state preserved (as ``aot_function`` of an eager
+``checkpoint`` does), with the user's selective-checkpoint context where Dynamo kept one; the
+recompute then restores the forward's RNG state and capture's draw tracking records the same
+draws. The implementation is replaced once, by a function that runs torch's own on other
+threads and outside the block.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from typing import Callable, Iterator
+
+__all__ = ["checkpoint_preserving_rng_state"]
+
+_this_thread = threading.local()
+_install_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def checkpoint_preserving_rng_state() -> Iterator[None]:
+    # Not imported here: a program Dynamo did not trace has no such operator to call.
+    wrap = sys.modules.get("torch._higher_order_ops.wrap")
+    if wrap is None or not hasattr(wrap, "tag_activation_checkpoint_impl"):
+        yield
+        return
+    with _install_lock:
+        if not getattr(wrap.tag_activation_checkpoint_impl, "aotgraph_replaced", False):
+            wrap.tag_activation_checkpoint_impl = _preserving_rng_state(wrap.tag_activation_checkpoint_impl)
+    depth = getattr(_this_thread, "depth", 0)
+    _this_thread.depth = depth + 1
+    try:
+        yield
+    finally:
+        _this_thread.depth = depth
+
+
+def _preserving_rng_state(torch_impl: Callable) -> Callable:
+    def impl(gmod, *args, **kwargs):
+        if not getattr(_this_thread, "depth", 0):
+            return torch_impl(gmod, *args, **kwargs)
+        from torch.utils.checkpoint import checkpoint
+
+        options = dict(kwargs, use_reentrant=False, preserve_rng_state=True)
+        context_fn = gmod.meta.get("_checkpoint_context_fn")  # a selective-checkpoint policy
+        if context_fn is not None:
+            options["context_fn"] = context_fn
+        return checkpoint(gmod, *args, **options)
+
+    impl.aotgraph_replaced = True
+    return impl
