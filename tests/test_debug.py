@@ -736,3 +736,61 @@ def test_layouts_after_replacements_switch(monkeypatch):
         torch.testing.assert_close(out, expected)
         torch.testing.assert_close(w.grad, w_eager.grad)
     assert len(rule_calls[False]) < len(rule_calls[True])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_warm_up_at_backend_switch(disabled, monkeypatch):
+    from aotgraph.compilers import CompilerTraits
+
+    if disabled:
+        _disable(monkeypatch, "warm_up_at_backend")
+    warmed = []
+
+    def compiler(graph_module, example_inputs):
+        return graph_module
+
+    compiler.aotgraph_traits = CompilerTraits(warm_up=warmed.append)
+    aotgraph.backend(compiler=compiler)
+    assert warmed == ([] if disabled else [None])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_checkpoint_rng_replay_switch(disabled, monkeypatch):
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    if disabled:
+        _disable(monkeypatch, "checkpoint_rng_replay")
+    torch._dynamo.reset()
+
+    def program(x):
+        return checkpoint(lambda t: F.dropout(t.sin(), 0.5, training=True), x, use_reentrant=False).sum()
+
+    x = torch.randn(64, requires_grad=True)
+    torch.manual_seed(0)
+    (got,) = torch.autograd.grad(torch.compile(program, backend=aotgraph.backend("eager"))(x), x)
+    torch.manual_seed(0)
+    (expected,) = torch.autograd.grad(program(x), x)
+    torch._dynamo.reset()
+    assert torch.equal(got, expected) == (not disabled)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_symbolic_int_inputs_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "symbolic_int_inputs")
+    torch._dynamo.reset()
+
+    def program(x, n):
+        y = x.sin()
+        torch._dynamo.graph_break()
+        return (y[:n] * n).sum()
+
+    backend = aotgraph.backend("eager")
+    compiled = torch.compile(program, backend=backend)
+    for n in (3, 4, 5, 6):
+        x = torch.randn(8, requires_grad=True)
+        torch.testing.assert_close(compiled(x, n), program(x, n))
+    symbolic = [e for e in backend.entries if e.reason == "symbolic sizes"]
+    torch._dynamo.reset()
+    assert (len(symbolic) == 0) == disabled

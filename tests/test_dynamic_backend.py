@@ -123,3 +123,29 @@ def test_inductor_compiles_symbolic_graphs():
     assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
     assert len(symbolic_entries(backend)) >= 1
     assert len(backend.entries) <= torch_compiles(model, inputs)
+
+
+class IntAfterBreak(torch.nn.Module):
+    """A graph break hands the next graph a plain int (a length), as OPT's or BART's attention
+    masks do: Dynamo makes it a SymInt input, the size of no tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(8, 16), torch.nn.Linear(16, 16)
+
+    def forward(self, x, keep):
+        h = self.first(x).relu()
+        torch._dynamo.graph_break()
+        return (self.second(h)[:, :keep] * keep).sum() + keep
+
+
+@pytest.mark.parametrize("compiler", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_an_int_input_stays_symbolic_and_compiles_as_often_as_torch(compiler):
+    torch.manual_seed(0)
+    model = IntAfterBreak()
+    inputs = [(torch.randn(4, 8), keep) for keep in (3, 5, 6, 9, 12, 16)]
+    backend = aotgraph.backend(compiler=compiler)
+    assert_training_parity(model, inputs, lambda m: torch.compile(m, backend=backend), lr=0.01)
+    entries = backend.entries
+    assert len(symbolic_entries(backend)) >= 1
+    assert len(entries) <= torch_compiles(model, inputs)

@@ -25,6 +25,8 @@ from .capture import capture
 from .capture.inputs import fake_inputs
 from .capture.repeated_blocks import with_repeated_blocks
 from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
+from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_from_sizes,
+                                     symbolic_int_positions, with_size_carriers)
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
@@ -173,13 +175,19 @@ class AotFunction:
             size_guards.append(guard)
         return entry
 
-    def compile_symbolic(self, args: list, fake_mode, static: frozenset = frozenset()) -> Optional[CompiledEntry]:
+    def compile_symbolic(self, args: list, fake_mode, static: frozenset = frozenset(),
+                         int_inputs: tuple[int, ...] = ()) -> Optional[CompiledEntry]:
         """One entry for every size `args` (flat, a tensor's sizes SymInts of `fake_mode`'s
         shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
         Dynamo does); None, with the reason logged, where the program cannot be captured with
         symbolic sizes (the caller then compiles per concrete signature). `static`: positions
         of real tensors the caller traced with static sizes (Dynamo's buffers, its floats
-        wrapped as tensors)."""
+        wrapped as tensors). `int_inputs`: positions of SymInt arguments the entry takes as
+        size carriers (`capture.symbolic_ints`; the caller passes them so)."""
+        program = self.__wrapped__
+        if int_inputs:
+            program = reading_ints_from_sizes(program, int_inputs)
+            args = carrier_fakes(args, int_inputs, fake_mode)
         # Parameters and the `static` tensors get their fakes as `capture`'s inputs do (switch
         # ``direct_fakes``); other real tensors the fake mode's own, with the symbols Dynamo gave them.
         direct = [k for k, a in enumerate(args) if isinstance(a, torch.nn.Parameter)
@@ -190,7 +198,7 @@ class AotFunction:
             fakes[position] = fake
         in_spec = tree_flatten((tuple(args), {}))[1]
         try:
-            entry = compile_stages(self.__wrapped__, fakes, in_spec, real_args=list(args), **self._stages)
+            entry = compile_stages(program, fakes, in_spec, real_args=list(args), **self._stages)
         except UnsupportedOp as error:
             logger.info("aotgraph %s: symbolic sizes refused, compiling per signature: %s", self.__name__, error)
             return None
@@ -549,7 +557,7 @@ def aot_module_simplified(
     compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw,
                                   resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw),
                                   partition_fn, decompositions, cache, mod if is_graph else None)
-    symbolic = None
+    symbolic, ints = None, ()
     if not _has_symbolic_shapes(args):
         compiled.aotgraph_compile(*values, *args)
     else:
@@ -557,9 +565,15 @@ def aot_module_simplified(
         if fake_mode is not None and fake_mode.shape_env is not None:
             traced_static = _traced_with_static_sizes(mod, args) if is_graph else []
             static = frozenset(len(values) + k for k in traced_static)
-            symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static)
+            ints = symbolic_int_positions([*values, *args]) if config.enabled("symbolic_int_inputs") else ()
+            symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static, ints)
 
-    if symbolic is not None:
+    if symbolic is not None and ints:
+        device = carrier_device([*values, *args])  # as `compile_symbolic` made them
+
+        def forward(*runtime_args):
+            return compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints, device))
+    elif symbolic is not None:
         def forward(*runtime_args):
             return compiled.run_entry(symbolic, [*values, *runtime_args])
     else:
