@@ -11,6 +11,7 @@ aotgraph's entries against torch's ``aot_eager`` backend's on the same sequence 
     python benchmarks/hf_sweep.py gpt2 llama            # models whose name starts with these
     python benchmarks/hf_sweep.py --inductor            # also aotgraph.backend("inductor") on a few
     python benchmarks/hf_sweep.py --torch aot_eager     # torch's own backend in aotgraph's place
+    python benchmarks/hf_sweep.py --dropout 0.1         # dropout on: compiled and eager draw the same masks
 
 The table printed last has one row per model, attention implementation and compiler: status
 (ok / mismatch / error and its first line), the largest gradient error relative to that
@@ -41,14 +42,17 @@ TRAIN_SEQ = 12
 DYNAMIC_SEQS = (8, 12, 16, 20)
 
 
+DROPOUT = 0.0  # --dropout: every dropout probability of the configs (layer drop stays off)
+
+
 def quiet_config(config):
-    """Dropout and layer drop off everywhere in `config` (and its sub-configs)."""
+    """Dropout at `DROPOUT` and layer drop off everywhere in `config` (and its sub-configs)."""
     for name in list(vars(config)):
         value = getattr(config, name)
         if isinstance(value, transformers.PretrainedConfig):
             quiet_config(value)
         elif isinstance(value, float) and ("dropout" in name or "pdrop" in name or name == "layerdrop"):
-            setattr(config, name, 0.0)
+            setattr(config, name, 0.0 if name == "layerdrop" else DROPOUT)
     return config
 
 
@@ -325,6 +329,7 @@ def train(eager, compiled, make_inputs, shapes, comparison):
         losses = []
         for module, optimizer in zip((eager, compiled), optimizers):
             optimizer.zero_grad(set_to_none=True)
+            torch.manual_seed(1000 + step)  # both draw the same dropout masks (with --dropout)
             loss = loss_of(module(**inputs))
             loss.backward()
             losses.append(loss.detach())
@@ -415,8 +420,11 @@ def main() -> None:
     parser.add_argument("--inductor", action="store_true", help=f"also aotgraph with Inductor on {INDUCTOR_MODELS}")
     parser.add_argument("--torch", metavar="BACKEND", help="run torch's backend (aot_eager, inductor) instead")
     parser.add_argument("--no-dynamic", action="store_true", help="skip the changing-size phase")
+    parser.add_argument("--dropout", type=float, default=0.0, help="every dropout probability (default 0)")
     parser.add_argument("--tracebacks", action="store_true", help="print each error's traceback")
     args = parser.parse_args()
+    global DROPOUT
+    DROPOUT = args.dropout
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     names = [n for n in MODELS if not args.models or any(n.startswith(p) for p in args.models)]
     plan = []
