@@ -89,7 +89,8 @@ def test_no_inductor_specific_name_outside_compilers():
 
 def test_graph_meta_carries_only_what_compilers_read():
     keys = set()
-    for _, tree in _modules():
+    # (torch_private reads torch's own metadata, Dynamo's, where torch keeps it: no seam of ours)
+    for _, tree in ((path, tree) for path, tree in _modules() if _unit(path) != "torch_private"):
         for node in ast.walk(tree):
             if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "meta"
                     and isinstance(node.slice, ast.Constant)):
