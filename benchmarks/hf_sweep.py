@@ -1,7 +1,7 @@
 """Training parity of Hugging Face transformers architectures through ``torch.compile``.
 
 Each model is built from a tiny random config (2 layers, hidden 32-64, small vocabulary,
-dropout 0), and trained for 3 SGD steps eagerly and compiled with
+dropout 0 unless `--dropout`), and trained for 3 SGD steps eagerly and compiled with
 ``aotgraph.backend(compiler)`` from identical deep copies; the loss, every parameter's gradient
 and the updated parameters are compared. A second phase changes the sequence length (or batch)
 across calls (automatic dynamic shapes), checks each call against eager too and counts compiles:
@@ -10,6 +10,7 @@ aotgraph's entries against torch's ``aot_eager`` backend's on the same sequence 
     python benchmarks/hf_sweep.py                       # the whole sweep, eager compiler
     python benchmarks/hf_sweep.py gpt2 llama            # models whose name starts with these
     python benchmarks/hf_sweep.py --inductor            # also aotgraph.backend("inductor") on a few
+    python benchmarks/hf_sweep.py gpt2 --inductor --inductor-dynamic   # ... with changing sizes too
     python benchmarks/hf_sweep.py --torch aot_eager     # torch's own backend in aotgraph's place
     python benchmarks/hf_sweep.py --dropout 0.1         # dropout on: compiled and eager draw the same masks
 
@@ -84,7 +85,7 @@ def make(model_cls, config, attn):
     model = model_cls(config)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+            module.p = DROPOUT
     return model
 
 
@@ -105,16 +106,6 @@ def encoder(config_cls, model_name, token_types=True, **extra):
         kw.update(extra)
         model = make(getattr(transformers, model_name), getattr(transformers, config_cls)(**kw), attn)
         return model, lambda batch, seq: class_inputs(batch, seq, token_types=token_types)
-    return build
-
-
-def masked_lm(config_cls, model_name, **extra):
-    def build(attn):
-        kw = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=128, max_position_embeddings=64)
-        kw.update(extra)
-        model = make(getattr(transformers, model_name), getattr(transformers, config_cls)(**kw), attn)
-        return model, lambda batch, seq: text_inputs(batch, seq)
     return build
 
 
@@ -246,12 +237,12 @@ MODELS = {
     "bloom": (bloom, ("eager",)),
     "falcon": (falcon, ("eager", "sdpa")),
     "bert": (encoder("BertConfig", "BertForSequenceClassification"), ("eager", "sdpa")),
-    "roberta": (masked_lm("RobertaConfig", "RobertaForMaskedLM", pad_token_id=1), ("eager", "sdpa")),
+    "roberta": (llm("RobertaConfig", "RobertaForMaskedLM", pad_token_id=1), ("eager", "sdpa")),
     "distilbert": (lambda attn: (make(transformers.DistilBertForSequenceClassification, transformers.DistilBertConfig(
         vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, hidden_dim=128, max_position_embeddings=64, num_labels=3),
         attn), lambda b, s: class_inputs(b, s)), ("eager", "sdpa")),
     "albert": (encoder("AlbertConfig", "AlbertForSequenceClassification", embedding_size=32), ("eager", "sdpa")),
-    "electra": (masked_lm("ElectraConfig", "ElectraForMaskedLM", embedding_size=32), ("eager", "sdpa")),
+    "electra": (llm("ElectraConfig", "ElectraForMaskedLM", embedding_size=32), ("eager", "sdpa")),
     "t5": (t5, ("eager",)),
     "bart": (bart, ("eager", "sdpa")),
     "vit": (vit, ("eager", "sdpa")),
@@ -418,6 +409,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help="model names (prefixes) to run; default: all")
     parser.add_argument("--attn", choices=("eager", "sdpa"), help="only this attention implementation")
     parser.add_argument("--inductor", action="store_true", help=f"also aotgraph with Inductor on {INDUCTOR_MODELS}")
+    parser.add_argument("--inductor-dynamic", action="store_true",
+                        help="the Inductor rows get the changing-size phase too (symbolic graphs through Inductor)")
     parser.add_argument("--torch", metavar="BACKEND", help="run torch's backend (aot_eager, inductor) instead")
     parser.add_argument("--no-dynamic", action="store_true", help="skip the changing-size phase")
     parser.add_argument("--dropout", type=float, default=0.0, help="every dropout probability (default 0)")
@@ -437,7 +430,8 @@ def main() -> None:
         plan += [(n, "sdpa" if "sdpa" in MODELS[n][1] else "eager", "inductor") for n in INDUCTOR_MODELS if n in names]
     rows = []
     for name, attn, system in plan:
-        row = run_one(name, attn, system, dynamic_phase=not args.no_dynamic and system != "inductor")
+        row = run_one(name, attn, system,
+                      dynamic_phase=not args.no_dynamic and (system != "inductor" or args.inductor_dynamic))
         rows.append(row)
         print(f"{name} {attn} {system}: {row['status']} {row['detail'][:160]} ({row['seconds']:.0f} s)", flush=True)
         if args.tracebacks and "traceback" in row:

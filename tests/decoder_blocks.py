@@ -1,9 +1,11 @@
-"""A GPT-style decoder of configurable blocks, shared by the repeated-layer tests of
-``aot_module`` (tests/capture/test_repeated_layers.py) and of the torch.compile backend
-(tests/capture/test_backend_repeated_layers.py): blocks of one configuration are one region,
-blocks of another (activation, hidden width) are not."""
+"""Models of repeated blocks, shared by the repeated-layer tests of ``aot_module``
+(tests/capture/test_repeated_layers.py) and of the torch.compile backend
+(tests/capture/test_backend_repeated_layers.py): a GPT-style decoder of configurable blocks
+(blocks of one configuration are one region, blocks of another, activation or hidden width,
+are not), and blocks no region may hold (running statistics, random draws, a buffer of their own)."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -39,3 +41,36 @@ class Decoder(nn.Module):
             x = block(x)
         logits = self.head(x)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+class NormBlock(nn.Module):
+    """Updates its BatchNorm's running statistics: not a plain function of its operands."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(dim, dim), nn.BatchNorm1d(dim)
+
+    def forward(self, x):
+        return x + torch.tanh(self.bn(self.lin(x)))
+
+
+class DropoutBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin, self.drop = nn.Linear(dim, dim), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return x + self.drop(torch.tanh(self.lin(x)))
+
+
+class AveragingBlock(nn.Module):
+    """Updates a buffer of its own in place (not a norm or dropout the search knows)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin = nn.Sequential(nn.Linear(dim, dim))
+        self.register_buffer("average", torch.zeros(dim))
+
+    def forward(self, x):
+        self.average.mul_(0.9).add_(x.detach().mean(0), alpha=0.1)
+        return x + torch.tanh(self.lin(x))

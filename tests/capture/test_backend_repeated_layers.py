@@ -19,7 +19,7 @@ from aotgraph.capture.repeated_blocks import found_blocks, with_repeated_blocks
 from aotgraph.models import gpt, transformer_stack
 from aotgraph.report import build_report, format_entry
 from backend_training import HopSeen, assert_training_parity
-from decoder_blocks import Block, Decoder
+from decoder_blocks import AveragingBlock, Block, Decoder, DropoutBlock, NormBlock
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -146,39 +146,6 @@ def test_grad_mode_changes_set_blocks_apart(frozen, occurrences, region_captures
     entry, _ = train_compiled(ScaledDecoder([Block(32, 4) for _ in range(4)], frozen), gpt_steps(2, vocab=64))
     assert [r.occurrences for r in entry.partition.joint.regions] == occurrences
     assert len(region_captures) == 1
-
-
-class NormBlock(nn.Module):
-    """Updates its BatchNorm's running statistics: not a plain function of its operands."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin, self.bn = nn.Linear(dim, dim), nn.BatchNorm1d(dim)
-
-    def forward(self, x):
-        return x + torch.tanh(self.bn(self.lin(x)))
-
-
-class DropoutBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin, self.drop = nn.Linear(dim, dim), nn.Dropout(0.5)
-
-    def forward(self, x):
-        return x + self.drop(torch.tanh(self.lin(x)))
-
-
-class AveragingBlock(nn.Module):
-    """Updates a buffer of its own in place."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin = nn.Sequential(nn.Linear(dim, dim))
-        self.register_buffer("average", torch.zeros(dim))
-
-    def forward(self, x):
-        self.average.mul_(0.9).add_(x.detach().mean(0), alpha=0.1)
-        return x + torch.tanh(self.lin(x))
 
 
 class AtenInPlaceBlock(AveragingBlock):

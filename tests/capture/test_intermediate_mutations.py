@@ -62,18 +62,7 @@ def split_write(q, k, w):
 def test_write_back_with_symbolic_sizes(fn):
     import aotgraph
 
-    compiled = aotgraph.aot_function(fn, dynamic=True)
-    for seq in (4, 6, 8):
-        torch.manual_seed(seq)
-        inputs = [torch.randn(2, 3, seq, 4, requires_grad=True), torch.randn(2, 3, seq, 4, requires_grad=True),
-                  torch.randn(4, 5, requires_grad=True)]
-        copies = [t.detach().clone().requires_grad_() for t in inputs]
-        expected, actual = fn(*inputs), compiled(*copies)
-        expected.sum().backward()
-        actual.sum().backward()
-        torch.testing.assert_close(actual, expected)
-        for got, want in zip(copies, inputs):
-            torch.testing.assert_close(got.grad, want.grad)
+    _assert_parity_across_lengths(fn, aotgraph.aot_function(fn, dynamic=True))
 
 
 def test_write_back_with_dynamo_sizes():
@@ -81,13 +70,17 @@ def test_write_back_with_dynamo_sizes():
     import aotgraph
 
     torch._dynamo.reset()
-    compiled = torch.compile(scaled_scores, backend=aotgraph.backend(compiler="eager"))
+    _assert_parity_across_lengths(scaled_scores, torch.compile(scaled_scores, backend=aotgraph.backend(compiler="eager")))
+
+
+def _assert_parity_across_lengths(fn, compiled):
+    """`compiled` against `fn` (outputs and gradients) on inputs of three sequence lengths."""
     for seq in (4, 6, 8):
         torch.manual_seed(seq)
         inputs = [torch.randn(2, 3, seq, 4, requires_grad=True), torch.randn(2, 3, seq, 4, requires_grad=True),
                   torch.randn(4, 5, requires_grad=True)]
         copies = [t.detach().clone().requires_grad_() for t in inputs]
-        expected, actual = scaled_scores(*inputs), compiled(*copies)
+        expected, actual = fn(*inputs), compiled(*copies)
         expected.sum().backward()
         actual.sum().backward()
         torch.testing.assert_close(actual, expected)

@@ -12,7 +12,7 @@ from aotgraph import aot_module, config
 from aotgraph.partition import partition_for
 from aotgraph.report import build_report, format_entry
 from backend_training import assert_training_parity
-from decoder_blocks import Block, Decoder
+from decoder_blocks import AveragingBlock, Block, Decoder, DropoutBlock, NormBlock
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -63,17 +63,6 @@ def test_switch_off_records_every_block_flat(monkeypatch):
     assert region_calls(entry.partition.forward) == 0
 
 
-class NormBlock(nn.Module):
-    """Updates its BatchNorm's running statistics: not a plain function of its operands."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin, self.bn = nn.Linear(dim, dim), nn.BatchNorm1d(dim)
-
-    def forward(self, x):
-        return x + torch.tanh(self.bn(self.lin(x)))
-
-
 class Stack(nn.Module):
     def __init__(self, blocks):
         super().__init__()
@@ -81,15 +70,6 @@ class Stack(nn.Module):
 
     def forward(self, x):
         return self.blocks(x).square().mean()
-
-
-class DropoutBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin, self.drop = nn.Linear(dim, dim), nn.Dropout(0.5)
-
-    def forward(self, x):
-        return x + self.drop(torch.tanh(self.lin(x)))
 
 
 def test_blocks_that_draw_random_numbers_are_recorded_flat():
@@ -103,20 +83,6 @@ def test_blocks_that_draw_random_numbers_are_recorded_flat():
     assert torch.equal(compiled(x), expected)
     (entry,) = compiled.aotgraph_entries.values()
     assert entry.partition.joint.regions == ()
-
-
-class AveragingBlock(nn.Module):
-    """Updates a buffer of its own (not a norm or dropout the detection knows): refused when its
-    region is captured, and recorded flat."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.lin = nn.Sequential(nn.Linear(dim, dim))
-        self.register_buffer("average", torch.zeros(dim))
-
-    def forward(self, x):
-        self.average.mul_(0.9).add_(x.detach().mean(0), alpha=0.1)
-        return x + torch.tanh(self.lin(x))
 
 
 @pytest.mark.parametrize("block", [NormBlock, AveragingBlock])
