@@ -4,9 +4,9 @@ runtime reads of the forward graph (`runtime.ForwardFacts`).
 
 Graphs go through `graph_codec`; each compiled graph through its compiler's ``store`` /
 ``restore`` traits (`compilers.CompilerTraits`), and a graph compiled around its regions
-(`compilers.region_steps`) as its steps, each step's compiled code through those traits. `stored_bytes` answers None where anything
-cannot be stored (a compiler without those traits, a value pickle cannot name): the entry
-is then simply not cached.
+(`compilers.region_steps`) as its steps, each step's compiled code through those traits.
+`stored_bytes` raises `NotStorable` where anything cannot be stored (a compiler without those
+traits, a value pickle cannot name): the entry is then simply not cached.
 
 A loaded entry decodes its three graphs (with their fake values) only when something reads
 one: reports, the debug log, a compiler whose ``restore`` reads its graph. The runtime
