@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import textwrap
 import threading
 
 import pytest
@@ -794,3 +795,23 @@ def test_symbolic_int_inputs_switch(disabled, monkeypatch):
     symbolic = [e for e in backend.entries if e.reason == "symbolic sizes"]
     torch._dynamo.reset()
     assert (len(symbolic) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_lowerings_imported_when_needed_switch(disabled):
+    """In a fresh process: building Inductor's decomposition table imports its lowerings only
+    with the switch off; with it on, capturing a max pooling (whose decomposition asks them)
+    imports them then, and the program matches eager."""
+    probe = textwrap.dedent("""
+        import sys, torch, torch.nn.functional as F, aotgraph
+        from aotgraph.compilers.torchinductor import inductor_decompositions
+        table = inductor_decompositions()
+        before = "torch._inductor.lowering" in sys.modules
+        x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        fn = lambda t: F.max_pool2d(t, 2).sin().sum()
+        joint = aotgraph.aot_export_joint(fn, (x,), decompositions=table)
+        print(before, "torch._inductor.lowering" in sys.modules)
+    """)
+    env = dict(os.environ, AOTGRAPH_DISABLE="lowerings_imported_when_needed" if disabled else "")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == (["True", "True"] if disabled else ["False", "True"])

@@ -101,6 +101,9 @@ SWITCHES = {
                     "compiled code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
+    "lowerings_imported_when_needed": "Inductor's decompositions that read its lowerings (max pooling's) import "
+                                      "them when first called, not whenever the table is built "
+                                      "(compilers/torchinductor.py)",
     "symbolic_int_inputs": "a SymInt input of a Dynamo graph is captured as the size of an empty tensor, kept "
                            "symbolic, instead of one compile per value (capture/symbolic_ints.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "

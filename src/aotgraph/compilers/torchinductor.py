@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import operator
 import pickle
@@ -71,14 +72,35 @@ def inductor_decompositions() -> dict:
     """Inductor's decomposition table, to apply at capture when Inductor compiles the graphs:
     the one for ``fallback_random``, under which our graphs are compiled, so random ops stay
     the ATen ops eager runs (dropout draws eager's numbers) instead of Inductor's fast random
-    rewrites. Some of its decompositions ask Inductor's lowerings (max pooling: whether it
-    falls back), which a process that has not compiled with Inductor yet has not imported."""
-    import torch._inductor.lowering  # noqa: F401
+    rewrites. Max pooling's decompositions ask Inductor's lowerings whether it falls back, a
+    module a process that has not compiled with Inductor yet has not imported: they import it
+    when first called (switch ``lowerings_imported_when_needed``; off: at once, 0.5 s here,
+    which a warm start that captures, `aot_module`'s, would pay for every program)."""
     from torch._inductor import config
     from torch._inductor.decomposition import select_decomp_table
 
+    if not aot_config.enabled("lowerings_imported_when_needed"):
+        import torch._inductor.lowering  # noqa: F401
     with config.patch(fallback_random=True):
-        return dict(select_decomp_table())
+        table = dict(select_decomp_table())
+    for op in _ASKING_LOWERINGS:
+        if op in table:
+            table[op] = _lowerings_imported_first(table[op])
+    return table
+
+
+# Decompositions that read ``torch._inductor.lowering`` (torch 2.11-2.14).
+_ASKING_LOWERINGS = (torch.ops.aten.max_pool2d_with_indices.default, torch.ops.aten.max_pool3d_with_indices.default)
+
+
+def _lowerings_imported_first(decomposition):
+    @functools.wraps(decomposition)
+    def decompose(*args, **kwargs):
+        import torch._inductor.lowering  # noqa: F401
+
+        return decomposition(*args, **kwargs)
+
+    return decompose
 
 
 def inductor_joint_passes(joint: JointGraph) -> JointGraph:
