@@ -149,3 +149,19 @@ def test_an_int_input_stays_symbolic_and_compiles_as_often_as_torch(compiler):
     entries = backend.entries
     assert len(symbolic_entries(backend)) >= 1
     assert len(entries) <= torch_compiles(model, inputs)
+
+
+def test_an_int_input_that_turns_negative_compiles_again_and_stays_right():
+    """The size carrying a dynamic int guards it non-negative: a negative value recompiles
+    (per value, as ints did before), never a failed call or a wrong one."""
+    def program(x, n):
+        y = x.sin()
+        torch._dynamo.graph_break()
+        return (y * n).sum() + n
+
+    compiled = torch.compile(program, backend=aotgraph.backend("eager"))
+    x = torch.randn(8, requires_grad=True)
+    for n in (3, 4, 5, -2, -7, 0, 6):
+        got, expected = compiled(x, n), program(x, n)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(expected, x)[0])

@@ -18,8 +18,10 @@ __all__ = ["symbolic_int_positions", "carrier_fakes", "reading_ints_from_sizes",
 
 
 def symbolic_int_positions(args: Sequence) -> tuple[int, ...]:
-    """Positions of `args` holding a SymInt that is not a constant."""
-    return tuple(k for k, a in enumerate(args) if isinstance(a, torch.SymInt) and not a.node.is_constant())
+    """Positions of `args` holding a SymInt that is not a constant and whose value here is not
+    negative (a size cannot carry a negative one: such a program compiles per value, as before)."""
+    return tuple(k for k, a in enumerate(args) if isinstance(a, torch.SymInt) and not a.node.is_constant()
+                 and a.node.has_hint() and a.node.hint >= 0)
 
 
 def carrier_device(args: Sequence) -> torch.device:
@@ -29,8 +31,11 @@ def carrier_device(args: Sequence) -> torch.device:
 
 
 def carrier_fakes(args: Sequence, positions: tuple[int, ...], fake_mode) -> list:
-    """`args` with the SymInt at each of `positions` replaced by a fake ``[n, 0]`` tensor."""
+    """`args` with the SymInt at each of `positions` replaced by a fake ``[n, 0]`` tensor; the
+    guard ``n >= 0`` is taken, so that a call with a negative value compiles again."""
     device = carrier_device(args)
+    for k in positions:
+        torch._check(args[k] >= 0)
     with fake_mode:
         return [torch.empty((a, 0), device=device) if k in positions else a for k, a in enumerate(args)]
 
