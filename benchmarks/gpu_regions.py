@@ -20,6 +20,7 @@ under $OUT (default ./out).
 
 Run (repo root):               PYTHONPATH=src python benchmarks/gpu_regions.py [--configs ...]
 CPU smoke test (tiny GPT-2):   PYTHONPATH=src python benchmarks/gpu_regions.py --smoke
+First steps only (all four configurations in one call): add --first-step-only
 """
 from __future__ import annotations
 
@@ -80,10 +81,12 @@ def child(config: str, args) -> None:
     model, inputs, what = gpt2(device, args.smoke)
     marked = mark_blocks(model) if config.endswith("_regions") else 0
     reference = copy.deepcopy(model)
+    backend = None
     if config.startswith("aotgraph"):
         if config.endswith("_regions"):
             aotgraph.config.opted_in = aotgraph.config.opted_in | {"regions_compiled_apart"}
-        compiled = torch.compile(model, backend=aotgraph.backend(compiler="inductor"), dynamic=False)
+        backend = aotgraph.backend(compiler="inductor")
+        compiled = torch.compile(model, backend=backend, dynamic=False)
     else:
         compiled = torch.compile(model, backend="inductor", dynamic=False)
 
@@ -94,7 +97,7 @@ def child(config: str, args) -> None:
     step, losses = sgd_step(compiled, inputs, optimizer, device)
     optimizer.step = lambda: None  # the first step keeps its gradients for the check below
     optimizer.zero_grad, zero_grad = (lambda set_to_none=True: None), optimizer.zero_grad
-    first_step_s, cpp_ready_s = first_step(step, device)
+    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only)
     grad_error = gradient_error(model, reference)
     del optimizer.step, optimizer.zero_grad
     zero_grad(set_to_none=True)
@@ -104,7 +107,8 @@ def child(config: str, args) -> None:
         step()
     synchronize(device)
     timer, host_ms = Timer(device), []
-    step_ms = [timer.time(step, host_ms) for _ in range(args.steps)]
+    step_ms = [timer.time(step, host_ms) for _ in range(args.steps)] if not args.first_step_only else [float("nan")]
+    host_ms = host_ms or [float("nan")]
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -116,7 +120,8 @@ def child(config: str, args) -> None:
                   peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30 if device.type == "cuda" else None,
                   first_loss=float(losses[0]), eager_loss=float(eager_loss), last_loss=float(losses[-1]),
                   grad_error=grad_error,
-                  dynamo_compile_times={k: round(v, 3) for k, v in torch_compile_phases().items()})
+                  dynamo_compile_times={k: round(v, 3) for k, v in torch_compile_phases().items()},
+                  entry_logs=[entry.log.format() for entry in backend.entries] if backend is not None else [])
     print(json.dumps(result), flush=True)
 
 
@@ -145,6 +150,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--budget-s", type=float, default=560.0, help="start no configuration after this many seconds")
+    parser.add_argument("--first-step-only", action="store_true",
+                        help="no waiting for aotgraph's C++ builds, no timed steps (warm-up steps still run)")
     if len(sys.argv) > 2 and sys.argv[1] == CHILD:
         args = parser.parse_args(sys.argv[3:])
     else:

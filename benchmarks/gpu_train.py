@@ -349,10 +349,11 @@ def sgd_step(run, inputs: tuple, optimizer, device: torch.device):
     return step, losses
 
 
-def first_step(step, device: torch.device) -> tuple[float, float]:
+def first_step(step, device: torch.device, wait: bool = True) -> tuple[float, float]:
     """Seconds of the first step (compiles included), and until aotgraph's background C++
     builds are ready: the steps run on Inductor's Python wrapper meanwhile; waiting makes the
-    timed steps run what a long run runs, and stores the C++ builds in the disk cache."""
+    timed steps run what a long run runs, and stores the C++ builds in the disk cache.
+    `wait` False: no waiting (the second figure is then the first's)."""
     from aotgraph.compilers.background_builds import wait_for_background_builds
 
     synchronize(device)
@@ -360,7 +361,8 @@ def first_step(step, device: torch.device) -> tuple[float, float]:
     step()
     synchronize(device)
     first_step_s = time.perf_counter() - begin
-    wait_for_background_builds()
+    if wait:
+        wait_for_background_builds()
     return first_step_s, time.perf_counter() - begin
 
 
