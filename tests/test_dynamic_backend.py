@@ -165,3 +165,22 @@ def test_an_int_input_that_turns_negative_compiles_again_and_stays_right():
         got, expected = compiled(x, n), program(x, n)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(expected, x)[0])
+
+
+def test_slice_written_when_dynamo_specializes_every_size():
+    """Dynamo with dynamic shapes hands fakes whose sizes are all constants after specialization
+    (the view below fixes them) but still flagged symbolic; a C++ meta kernel reading them as plain
+    ints (slice's storage offset) raised at capture."""
+    import aotgraph
+
+    def fn(s, d):
+        s[:, :-1, :, 6:] = d[:, :, :4, :7]
+        return s.view(1, 6, 16, 13)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=aotgraph.backend("eager"), dynamic=True)
+    x, y = torch.randn(6, 4, 4, 13), torch.randn(6, 3, 8, 13)
+    x_eager = x.clone()
+    expected = fn(x_eager, y)
+    torch.testing.assert_close(compiled(x, y), expected, rtol=0, atol=0)
+    torch.testing.assert_close(x, x_eager, rtol=0, atol=0)

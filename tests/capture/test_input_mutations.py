@@ -172,3 +172,56 @@ def test_padded_nonleaf_input_backward_records_no_storage_sized_buffer():
              if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)]
     assert (32,) not in sizes and not any(
         n.target is torch.ops.aten.as_strided.default for n in joint.graph.nodes), joint.graph
+
+
+def _write_row_of_expanded(x, z):
+    y = x.expand(3, *x.shape)
+    y[1, 1].mul_(5)
+    return y * z
+
+
+def _write_element_of_expanded(x, z):
+    y = x.expand(3, *x.shape)
+    y[0, 0].add_(z[0, 0])
+    return y
+
+
+def _write_through_unsqueeze_and_expand(x, z):
+    t = x.clone()
+    e = t.unsqueeze(0).expand(4, -1, -1)
+    e[2, 1].copy_(z[0])
+    return e * z, t
+
+
+def _write_copy_of_expanded_keeps_nan(x, z):
+    y = x.expand(2, *x.shape)
+    y[1, 0, 1] = 7.0
+    return y.sum(0) * z
+
+
+def _expanded_input_with_nan():
+    x = torch.randn(2, 3)
+    x[0, 0] = float("nan")
+    return Case((x, leaf(2, 3)))
+
+
+@pytest.mark.parametrize("fn, make", [
+    (_write_row_of_expanded, lambda: Case((plain(2, 3), leaf(2, 3)))),
+    (_write_element_of_expanded, lambda: Case((plain(2, 3), leaf(2, 3)))),
+    (_write_element_of_expanded, lambda: Case((nonleaf(2, 3)[0], leaf(2, 3)))),
+    (_write_through_unsqueeze_and_expand, lambda: Case((leaf(2, 3), leaf(2, 3)))),
+    (_write_copy_of_expanded_keeps_nan, _expanded_input_with_nan),
+])
+def test_write_through_expanded_view(fn, make):
+    """A view of an expanded tensor written in place writes the one memory location behind
+    each written element: every broadcast copy reads the new value, as in eager."""
+    assert_parity(fn, make)
+
+
+def test_write_reaching_one_location_twice_through_expand_raises_as_eager():
+    def fn(x, z):
+        y = x.expand(3, *x.shape)
+        y[0:3, 0].add_(5)  # three elements of the view share each memory location
+        return y * z
+
+    assert_parity(fn, lambda: Case((plain(2, 3), leaf(2, 3))), eager_raises=True)

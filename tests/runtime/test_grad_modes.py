@@ -125,3 +125,52 @@ def test_first_derivative_with_create_graph_is_right():
     out = aot_function(lambda t: (t ** 3).sum())(x)
     (grad,) = torch.autograd.grad(out, x, create_graph=True)
     torch.testing.assert_close(grad, 3 * x.detach() ** 2)
+
+
+def _leaves_grad_mode_off(x):
+    y = x * x
+    torch.set_grad_enabled(False)
+    return y.clone(), y
+
+
+def _leaves_grad_mode_on(x):
+    torch.set_grad_enabled(True)
+    return x * 2
+
+
+@pytest.mark.parametrize("program, called_in, left_in", [(_leaves_grad_mode_off, True, False),
+                                                         (_leaves_grad_mode_on, False, True)])
+def test_grad_mode_the_program_leaves_set_outlives_each_call(program, called_in, left_in):
+    """``torch.set_grad_enabled(mode)`` not undone by the program stays set after the call, in
+    eager and after every compiled call (the first one captures, later ones only run)."""
+    compiled = aot_function(program)
+    observed = []
+    try:
+        for call in (program, compiled, compiled):
+            torch.set_grad_enabled(called_in)
+            out = call(torch.ones(3, requires_grad=True))
+            flags = [o.requires_grad for o in (out if isinstance(out, tuple) else (out,))]
+            observed.append((torch.is_grad_enabled(), flags))
+    finally:
+        torch.set_grad_enabled(True)
+    assert observed[0][0] is left_in
+    assert observed[1] == observed[0] and observed[2] == observed[0]
+
+
+def test_grad_mode_the_program_leaves_set_under_torch_compile():
+    import aotgraph
+
+    torch._dynamo.reset()
+    compiled = torch.compile(_leaves_grad_mode_off, backend=aotgraph.backend("eager"), fullgraph=True)
+    x = torch.ones(3, requires_grad=True) * 3
+    try:
+        for _ in range(2):
+            torch.set_grad_enabled(True)
+            clone, y = compiled(x)
+            assert not torch.is_grad_enabled()
+            assert clone.grad_fn is None and y.grad_fn is not None
+            torch.set_grad_enabled(True)
+            (grad,) = torch.autograd.grad(y.sum(), x)
+            torch.testing.assert_close(grad, 2 * x.detach())
+    finally:
+        torch.set_grad_enabled(True)

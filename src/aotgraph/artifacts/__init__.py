@@ -156,6 +156,9 @@ class Signature:
     inputs: tuple[InputInfo, ...]
     outputs: tuple[OutputInfo, ...]
     view_bases: tuple[TensorMeta, ...] = ()  # intermediates that outputs are views of (`OutputInfo.base_of_outputs`)
+    # The grad mode the program leaves set (``torch.set_grad_enabled(False)`` not undone), or None
+    # when it returns in the mode it was called in; the runtime sets it after each call, as eager.
+    grad_enabled_after: Optional[bool] = None
 
     @property
     def primal_positions(self) -> tuple[int, ...]:

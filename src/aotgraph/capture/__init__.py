@@ -136,7 +136,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
                 higher_order_calls, public_apis_calling_operators(), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
-            out = fn(*args, **kwargs)
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                # A grad-mode change the program leaves behind is the runtime's to replay after each
+                # call; the rest of the capture runs in the caller's mode.
+                grad_enabled_after = torch.is_grad_enabled()
+                torch._C._set_grad_enabled(wants_grad)
         recorder.random_draws.program_returns()
     except RuntimeError as error:
         if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
@@ -260,6 +266,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         outputs = tuple(dataclasses.replace(info, python_scalar=python_scalars[k]) if k in python_scalars else info
                         for k, info in enumerate(signature.outputs))
         signature = dataclasses.replace(signature, outputs=outputs)
+    if grad_enabled_after != wants_grad:
+        signature = dataclasses.replace(signature, grad_enabled_after=grad_enabled_after)
     if fake_mode.shape_env is not None:
         refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)

@@ -168,7 +168,31 @@ def _permute(emit, parent, new, args, parent_val, view_val):
     return emit(aten.permute.default, new, inverse)
 
 
+def _expand(emit, parent, new, args, parent_val, view_val):
+    """Each element of `parent` takes the value written into one of its broadcast copies in
+    `new`, or keeps its own where no copy changed (eager refuses a write that reaches one element
+    through two copies: the written view overlaps itself). Exact: nothing is added to a value."""
+    new_val = new.meta["val"]
+    broadcast = emit(aten.expand.default, parent, sizes_of(emit, new, new_val))
+    changed = emit(aten.ne.Tensor, new, broadcast)
+    if new_val.is_floating_point() or new_val.is_complex():  # NaN != NaN: a NaN left in place is no change
+        both_nan = emit(aten.logical_and.default, emit(aten.isnan.default, new), emit(aten.isnan.default, broadcast))
+        changed = emit(aten.logical_and.default, changed, emit(aten.logical_not.default, both_nan))
+    leading = new_val.dim() - parent_val.dim()
+    dims = list(range(leading)) + [leading + d for d, size in enumerate(parent_val.shape)
+                                   if isinstance(size, int) and size == 1]
+    if not dims:
+        return new
+    sizes = sizes_of(emit, parent, parent_val)
+    written = emit(aten.where.self, changed, new, emit(aten.zeros_like.default, new))
+    value = emit(aten.view.default, emit(aten.sum.dim_IntList, written, dims, True, dtype=parent_val.dtype), sizes)
+    count = emit(aten.sum.dim_IntList, changed, dims, True, dtype=torch.int32)
+    any_written = emit(aten.view.default, emit(aten.gt.Scalar, count, 0), sizes)
+    return emit(aten.where.self, any_written, value, parent)
+
+
 SCATTER_RULES: dict[Any, Callable] = {
+    aten.expand.default: _expand,
     aten.view.default: _reshape_back,
     aten._unsafe_view.default: _reshape_back,
     aten._reshape_alias.default: _reshape_back,

@@ -366,6 +366,10 @@ class _Functionalizer:
     def _write(self, target: fx.Node, new_value: fx.Node):
         """Make `new_value` the value of `target`, propagating into its root."""
         info = self.alias[target]
+        if any(link[0] is aten.expand.default for link in info.chain) and _overlaps_itself(target.meta["val"]):
+            raise UnsupportedOp(  # eager raises too ("more than one element ... refers to a single memory location")
+                "an in-place op writes a view of an expanded tensor in which several elements share one memory "
+                "location", "capture", "clone() the expanded tensor before writing into it, as eager asks")
         value = new_value
         for k in range(len(info.chain) - 1, -1, -1):
             func, args, index, view_node = info.chain[k]
@@ -389,6 +393,12 @@ class _Functionalizer:
         self.root_version[info.root] += 1
         self.env[target] = new_value
         info.version = self.root_version[info.root]
+
+
+def _overlaps_itself(value: torch.Tensor) -> bool:
+    """Whether some memory location backs two elements of `value` (`torch._debug_has_internal_overlap`
+    answers 1; 2, too hard to tell, counts as no, as eager's check does)."""
+    return not has_symbolic_sizes(value) and torch._debug_has_internal_overlap(value) == 1
 
 
 class _Tuple(tuple):

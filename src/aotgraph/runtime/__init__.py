@@ -68,6 +68,23 @@ def build_runtime(compiled: CompiledGraphs, facts: Optional[ForwardFacts] = None
     mutation), `call` is the autograd.Function's ``apply`` itself: no Python frame of ours
     runs between the caller and the Function.
     """
+    call = _build_call(compiled, facts)
+    mode = compiled.partition.joint.signature.grad_enabled_after
+    return call if mode is None else _then_grad_mode(call, mode)
+
+
+def _then_grad_mode(call: Callable, mode: bool) -> Callable:
+    """`call`, then grad mode set to `mode`: the program's ``torch.set_grad_enabled(mode)``
+    outlives the call in eager, so it does after the compiled call too."""
+    def call_then_set_grad_mode(*flat_inputs):
+        out = call(*flat_inputs)
+        torch._C._set_grad_enabled(mode)
+        return out
+
+    return call_then_set_grad_mode
+
+
+def _build_call(compiled: CompiledGraphs, facts: Optional[ForwardFacts]) -> Callable[..., Any]:
     partition = compiled.partition
     joint = partition.joint
     sig = joint.signature
