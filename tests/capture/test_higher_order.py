@@ -14,6 +14,7 @@ from aotgraph import aot_function, config
 from aotgraph.errors import UnsupportedOp
 from aotgraph.torch_private.dispatch import HigherOrderOperator
 from backend_training import HopSeen, assert_training_parity
+from decoder_blocks import Decoder
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -40,19 +41,9 @@ class MarkedBlock(nn.Module):
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
-class MarkedDecoder(nn.Module):
+class MarkedDecoder(Decoder):
     def __init__(self, vocab=64, dim=32, heads=4, layers=3):
-        super().__init__()
-        self.tok = nn.Embedding(vocab, dim)
-        self.blocks = nn.ModuleList(MarkedBlock(dim, heads) for _ in range(layers))
-        self.head = nn.Linear(dim, vocab)
-
-    def forward(self, idx, targets):
-        x = self.tok(idx)
-        for block in self.blocks:
-            x = block(x)
-        logits = self.head(x)
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        super().__init__([MarkedBlock(dim, heads) for _ in range(layers)], vocab, dim)
 
 
 def region_calls(graph_module) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -382,14 +382,21 @@ def _read_by_backward_matmul(node: fx.Node, backward_only: set, any_value: bool)
             source = source.args[0]
         if source.op != "placeholder" or is_tangent(source):
             return None
+    if _read_through_views(node, lambda user: user in backward_only and is_expensive(user)):
+        return "read by a backward matmul/convolution (recomputed, it would need a kernel of its own)"
+    return None
+
+
+def _read_through_views(node: fx.Node, reads: Callable[[fx.Node], bool]) -> bool:
+    """Whether a reader of `node`, directly or through views of it, is one `reads` accepts."""
     stack = list(node.users)
     while stack:
         user = stack.pop()
         if is_view(user):
             stack.extend(user.users)
-        elif user in backward_only and is_expensive(user):
-            return "read by a backward matmul/convolution (recomputed, it would need a kernel of its own)"
-    return None
+        elif reads(user):
+            return True
+    return False
 
 
 def _read_through_views_only(node: fx.Node) -> bool:
@@ -403,14 +410,7 @@ def _read_through_views_only(node: fx.Node) -> bool:
     stays the value saved: a view of it is free."""
     if is_view(node) or is_expensive(node) or not node.users or not all(is_view(user) for user in node.users):
         return False
-    stack = list(node.users)
-    while stack:
-        user = stack.pop()
-        if is_view(user):
-            stack.extend(user.users)
-        elif is_expensive(user):
-            return True
-    return False
+    return _read_through_views(node, is_expensive)
 
 
 def _can_recompute(node: fx.Node) -> bool:
