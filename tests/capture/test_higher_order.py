@@ -14,7 +14,7 @@ from aotgraph import aot_function, config
 from aotgraph.errors import UnsupportedOp
 from aotgraph.torch_private.dispatch import HigherOrderOperator
 from backend_training import HopSeen, assert_training_parity
-from decoder_blocks import Decoder
+from decoder_blocks import Block, Decoder
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -23,22 +23,10 @@ pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 # ---- nested_compile_region: a GPT-style decoder whose blocks are marked --------------------
-class MarkedBlock(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.fc, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+class MarkedBlock(Block):
+    """The shared decoder block, its forward marked with nested_compile_region."""
 
-    @torch.compiler.nested_compile_region
-    def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
-        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+    forward = torch.compiler.nested_compile_region(Block.forward)
 
 
 class MarkedDecoder(Decoder):

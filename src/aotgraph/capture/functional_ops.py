@@ -122,16 +122,9 @@ def functional_twin(func) -> Optional[Any]:
 # adds a node; view_args are the view op's arguments after the tensor.
 
 
-def sizes_of(emit, node, val) -> list:
-    """The sizes of `node` (whose value is `val`) as arguments of a new node: a symbolic size is
-    read from `node` (``aten.sym_size.int``), never passed as a SymInt (a graph names no symbol)."""
-    return [emit(aten.sym_size.int, node, dim) if isinstance(size, torch.SymInt) else size
-            for dim, size in enumerate(val.shape)]
-
-
 def _reshape_back(emit, parent, new, args, parent_val, view_val):
     contiguous = emit(aten.clone.default, new, memory_format=torch.contiguous_format)
-    return emit(aten.view.default, contiguous, sizes_of(emit, parent, parent_val))
+    return emit(aten.view.default, contiguous, list(parent_val.shape))
 
 
 def _identity(emit, parent, new, args, parent_val, view_val):
@@ -173,7 +166,7 @@ def _expand(emit, parent, new, args, parent_val, view_val):
     `new`, or keeps its own where no copy changed (eager refuses a write that reaches one element
     through two copies: the written view overlaps itself). Exact: nothing is added to a value."""
     new_val = new.meta["val"]
-    broadcast = emit(aten.expand.default, parent, sizes_of(emit, new, new_val))
+    broadcast = emit(aten.expand.default, parent, list(new_val.shape))
     changed = emit(aten.ne.Tensor, new, broadcast)
     if new_val.is_floating_point() or new_val.is_complex():  # NaN != NaN: a NaN left in place is no change
         both_nan = emit(aten.logical_and.default, emit(aten.isnan.default, new), emit(aten.isnan.default, broadcast))
@@ -183,7 +176,7 @@ def _expand(emit, parent, new, args, parent_val, view_val):
                                    if isinstance(size, int) and size == 1]
     if not dims:
         return new
-    sizes = sizes_of(emit, parent, parent_val)
+    sizes = list(parent_val.shape)
     written = emit(aten.where.self, changed, new, emit(aten.zeros_like.default, new))
     value = emit(aten.view.default, emit(aten.sum.dim_IntList, written, dims, True, dtype=parent_val.dtype), sizes)
     count = emit(aten.sum.dim_IntList, changed, dims, True, dtype=torch.int32)

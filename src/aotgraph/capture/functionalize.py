@@ -281,7 +281,7 @@ class _Functionalizer:
                 f"{tuple(new_val.shape)}, which aotgraph does not capture yet", "capture",
                 "resize it outside the compiled function, or make a new tensor of the new shape (x.new_empty(...))")
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            new_value = self.emit(aten.expand_copy.default, new_value, ops.sizes_of(self.emit, args[0], target_val))
+            new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         self._write(target, new_value)
         info = self.alias[target]
