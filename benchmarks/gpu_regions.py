@@ -21,13 +21,17 @@ under $OUT (default ./out).
 Run (repo root):               PYTHONPATH=src python benchmarks/gpu_regions.py [--configs ...]
 CPU smoke test (tiny GPT-2):   PYTHONPATH=src python benchmarks/gpu_regions.py --smoke
 First steps only (all four configurations in one call): add --first-step-only
+Where a first step's time goes: add --profile (cProfile, $OUT/profile_<config>.txt)
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import copy
 import json
+import logging
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -74,6 +78,8 @@ def child(config: str, args) -> None:
     import aotgraph
 
     device = torch.device("cpu" if args.smoke else "cuda")
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aotgraph").setLevel(logging.INFO)  # regions found, or compiled inline and why
     torch._inductor.config.fx_graph_cache = False
     if hasattr(torch._functorch.config, "enable_autograd_cache"):
         torch._functorch.config.enable_autograd_cache = False
@@ -97,7 +103,13 @@ def child(config: str, args) -> None:
     step, losses = sgd_step(compiled, inputs, optimizer, device)
     optimizer.step = lambda: None  # the first step keeps its gradients for the check below
     optimizer.zero_grad, zero_grad = (lambda set_to_none=True: None), optimizer.zero_grad
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
     first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only)
+    if profiler is not None:
+        profiler.disable()
+        write_profile(profiler, os.path.join(os.environ.get("OUT", "./out"), f"profile_{config}.txt"))
     grad_error = gradient_error(model, reference)
     del optimizer.step, optimizer.zero_grad
     zero_grad(set_to_none=True)
@@ -121,8 +133,20 @@ def child(config: str, args) -> None:
                   first_loss=float(losses[0]), eager_loss=float(eager_loss), last_loss=float(losses[-1]),
                   grad_error=grad_error,
                   dynamo_compile_times={k: round(v, 3) for k, v in torch_compile_phases().items()},
-                  entry_logs=[entry.log.format() for entry in backend.entries] if backend is not None else [])
+                  entry_logs=[entry.log.format() for entry in backend.entries] if backend is not None else [],
+                  regions=[[(use.name, use.occurrences) for use in entry.joint.regions] for entry in backend.entries]
+                  if backend is not None else [])
     print(json.dumps(result), flush=True)
+
+
+def write_profile(profiler: "cProfile.Profile", path: str) -> None:
+    """The first step's profile (this thread only) as text: the top functions by cumulative
+    and by own time."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        stats = pstats.Stats(profiler, stream=f)
+        stats.sort_stats("cumulative").print_stats(150)
+        stats.sort_stats("tottime").print_stats(60)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -152,6 +176,8 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=560.0, help="start no configuration after this many seconds")
     parser.add_argument("--first-step-only", action="store_true",
                         help="no waiting for aotgraph's C++ builds, no timed steps (warm-up steps still run)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the first step; its top functions to $OUT/profile_<config>.txt")
     if len(sys.argv) > 2 and sys.argv[1] == CHILD:
         args = parser.parse_args(sys.argv[3:])
     else:

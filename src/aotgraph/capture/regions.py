@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -33,6 +34,7 @@ import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_leaves
 
 from .. import config
+from ..debug import logger
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
@@ -40,7 +42,7 @@ from ..graph.sizes import size_keys
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes, outside_capture_mode
 from ..torch_private.fx import LazyGraphModule  # code made when first run: most of these graphs are rebuilt again
 
-__all__ = ["Region", "Regions", "SplitRegion", "region_of", "call_region", "record_call", "Subgraph"]
+__all__ = ["Region", "Regions", "SplitRegion", "region_of", "not_plain", "call_region", "record_call", "Subgraph"]
 
 SplitRegion = Callable[[JointGraph], Partition]  # the pipeline's partition of a region's joint graph
 _invoke_subgraph = torch.ops.higher_order.invoke_subgraph
@@ -68,9 +70,11 @@ class Region:
 
 
 def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *, capture: Callable,
-              split: SplitRegion) -> Optional[Region]:
+              split: SplitRegion, automatic: bool = False) -> Optional[Region]:
     """`program(*operands)` captured (`capture(fn, flat_args, in_spec)`) and split once as
-    region `name`; None where the region is not a plain function of its operands."""
+    region `name`; None where the region is not a plain function of its operands (`not_plain`:
+    a warning says why for a region the program marked, a log line for one found
+    `automatic`ally)."""
     with disable_current_modes():
         leaves = [o.detach().requires_grad_(o.requires_grad) for o in operands]
         flat, spec = tree_flatten((tuple(leaves), {}))
@@ -78,14 +82,15 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
             joint = capture(lambda *args: tuple(tree_leaves(program(*args))), flat, spec)
         except AotGraphError:
             return None  # recorded inline, where the same error (if any) names the caller's line
-    sig = joint.signature
-    plain = (not sig.view_bases and all(i.is_tensor and not (i.mutates_data or i.mutates_metadata) for i in sig.inputs)
-             and all(o.is_tensor and o.base_input is None and o.base_output is None and not o.view_chain
-                     for o in sig.outputs)
-             and not any(unsafe_to_recompute(n) or "unbacked_bindings" in n.meta
-                         for n in joint.graph_module.graph.nodes if n.op == "call_function"))
-    if not plain:
+    why = not_plain(joint)
+    if why is not None:
+        message = f"aotgraph: region {name} is compiled inline at each occurrence, not once: {why}"
+        if automatic:
+            logger.info(message)
+        else:
+            warnings.warn(message, stacklevel=2)
         return None
+    sig = joint.signature
     with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
         parts = split(joint)
     outputs = tuple(o.meta for o in sig.outputs)
@@ -106,6 +111,29 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     backward, grad_operands = _without_missing_grads(backward)
     grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
     return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads)
+
+
+def not_plain(joint: JointGraph) -> Optional[str]:
+    """Why `joint` (a region's capture) is not a plain function of its operands, which a
+    region must be to be reused; None when it is."""
+    sig = joint.signature
+    if sig.view_bases:
+        return "operands are views of one another"
+    for k, i in enumerate(sig.inputs):
+        if not i.is_tensor or i.mutates_data or i.mutates_metadata:
+            return f"operand {k} is {'not a tensor' if not i.is_tensor else 'written in place'}"
+    for k, o in enumerate(sig.outputs):
+        if not o.is_tensor or o.base_input is not None or o.base_output is not None or o.view_chain:
+            return f"output {k} is {'not a tensor' if not o.is_tensor else 'a view of an operand or output'}"
+    for n in joint.graph_module.graph.nodes:
+        if n.op != "call_function":
+            continue
+        unsafe = unsafe_to_recompute(n)
+        if unsafe is not None:
+            return f"{n.name} ({n.target}): {unsafe}"
+        if "unbacked_bindings" in n.meta:
+            return f"{n.name} ({n.target}) makes a data-dependent size"
+    return None
 
 
 def _saving_only(forward: fx.GraphModule, num_outputs: int, saved_names: Sequence[str]
@@ -202,7 +230,8 @@ class Regions:
             unique = f"region_{len(self.known)}_{''.join(c if c.isalnum() else '_' for c in name)}"
             start = time.perf_counter()
             with outside_capture_mode() if config.enabled("region_mode_exit") else contextlib.nullcontext():
-                self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split)
+                self.known[key] = region_of(unique, program, operands, capture=self.capture, split=self.split,
+                                            automatic=automatic)
             self.used[key] = [automatic, 0, time.perf_counter() - start]
         if self.known[key] is not None:
             self.used[key][1] += 1

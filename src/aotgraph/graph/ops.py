@@ -277,8 +277,9 @@ def unsafe_to_recompute(node: fx.Node) -> Optional[str]:
 
 def _attention_without_dropout(node: fx.Node) -> bool:
     """Attention ops carry the random tag for their dropout; with ``dropout_p == 0`` they
-    draw nothing."""
-    if op_name(node) not in _ATTENTION:
+    draw nothing. So do some of their backwards (cuDNN's, the memory-efficient kernel's:
+    they replay the forward's draws from its seed)."""
+    if "attention" not in op_name(node):
         return False
     schema_args = node.target._schema.arguments
     position = next((i for i, a in enumerate(schema_args) if a.name == "dropout_p"), None)
