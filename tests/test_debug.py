@@ -375,6 +375,25 @@ def test_region_reuse_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_region_buffer_writes_switch(disabled, monkeypatch):
+    from decoder_blocks import NormBlock
+
+    if disabled:
+        _disable(monkeypatch, "region_buffer_writes")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), *(NormBlock(8) for _ in range(3)))
+    reference = copy.deepcopy(model)
+    x = torch.randn(16, 8)
+    compiled = aotgraph.aot_module(model)
+    compiled(x).sum().backward()
+    reference(x).sum().backward()
+    for (name, expected), actual in zip(reference.state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(actual, expected, msg=name)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert [r.occurrences for r in entry.partition.joint.regions] == ([] if disabled else [3])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_auto_regions_switch(disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, "auto_regions")

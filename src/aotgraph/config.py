@@ -84,6 +84,10 @@ SWITCHES = {
     "symbolic_regions": "regions take tensor operands with symbolic sizes too (aot_module(dynamic=True)'s repeated "
                         "layers), keyed by their size expressions; off: such a call is recorded inline "
                         "(capture/regions.py)",
+    "region_buffer_writes": "a region may write its operands that need no gradient (a norm's running statistics in "
+                            "training): it returns their new values and each call copies them in; off: such a "
+                            "region is recorded inline (capture/regions.py, capture/repeated_layers.py, "
+                            "capture/repeated_blocks.py)",
     "region_mode_exit": "a region's capture and partition run outside the enclosing capture's torch-function mode, "
                         "which would see each of their size reads (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "

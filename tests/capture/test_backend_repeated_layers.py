@@ -1,8 +1,9 @@
 """Repeated blocks found without a marker in the graphs Dynamo hands the backend
 (capture/repeated_blocks.py): parity with eager over several optimizer steps (GPT decoder,
 nn.TransformerEncoder; eager compiler, Inductor in the slow set), each distinct block captured once
-and called per layer, blocks of another configuration kept apart, unsafe blocks (random draws,
-buffer updates, in-place ATen calls) flat, grad-mode changes, a block called several times, blocks
+and called per layer, blocks of another configuration kept apart, blocks that update their buffers
+as regions writing them (flat with switch ``region_buffer_writes`` off), unsafe blocks (random draws,
+an input needing a gradient written in place) flat, grad-mode changes, a block called several times, blocks
 holding a marked region, the switch ``auto_regions``, a plan for the whole program, automatic and
 ``dynamic=True`` shapes, a failing search, and the rewrite on its own."""
 from __future__ import annotations
@@ -170,15 +171,49 @@ class Stack(nn.Module):
         return self.blocks(self.inp(x)).square().mean()
 
 
+class InputWritingBlock(nn.Module):
+    """Writes its input, which needs a gradient, in place: no region (recorded inline)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        x.mul_(0.5)
+        return x + torch.tanh(self.lin(x))
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("block", [NormBlock, AveragingBlock, AtenInPlaceBlock])
+def test_blocks_that_update_buffers_are_regions_writing_them(block, compiler, region_captures):
+    """Each call writes its own block's buffers (a norm's running statistics, a buffer the
+    block updates itself), compared with eager's; an in-place write of a value of the block's
+    own is functional inside the region."""
+    torch.manual_seed(0)
+    model = Stack([block(8) for _ in range(3)])
+    entry, _ = train_compiled(model, [(torch.randn(16, 8),) for _ in range(3)], compiler)  # compares the buffers too
+    assert [r.occurrences for r in entry.partition.joint.regions] == [3]
+    assert region_calls(entry.partition.forward) == 3
+
+
 @pytest.mark.parametrize("block, inner_regions", [(NormBlock, []), (AveragingBlock, ["region_0_auto_Sequential"]),
                                                    (AtenInPlaceBlock, ["region_0_auto_Sequential"])])
-def test_blocks_that_update_buffers_stay_flat(block, inner_regions, region_captures):
+def test_blocks_that_update_buffers_stay_flat_with_the_switch_off(block, inner_regions, region_captures,
+                                                                   monkeypatch):
     """The blocks themselves stay flat; AveragingBlock's inner Sequential, a plain function of
     its operands, is a region of its own."""
+    monkeypatch.setattr(config, "disabled", config.disabled | {"region_buffer_writes"})
     torch.manual_seed(0)
     model = Stack([block(8) for _ in range(3)])
     entry, _ = train_compiled(model, [(torch.randn(16, 8),) for _ in range(3)])  # compares the buffers too
     assert [r.name for r in entry.partition.joint.regions] == inner_regions == region_captures
+
+
+def test_blocks_that_write_an_input_needing_a_gradient_run_inline(region_captures):
+    torch.manual_seed(0)
+    model = Stack([InputWritingBlock(8) for _ in range(3)])
+    entry, _ = train_compiled(model, [(torch.randn(16, 8),) for _ in range(3)])
+    assert region_calls(entry.partition.forward) == 0 and len(region_captures) >= 1
 
 
 def test_blocks_that_draw_random_numbers_stay_flat(region_captures):

@@ -1,14 +1,21 @@
 """Repeated submodules found without a marker (capture/repeated_layers.py): parity with eager
 over several optimizer steps, one region per structure, layers of another configuration kept
-apart, unsafe layers (buffer updates, random draws) recorded flat, and the switches (auto_regions;
-direct_state_swap, on decoders of 2 and 12 layers)."""
+apart, layers that update their buffers as regions writing them, unsafe layers (random draws, a
+buffer the backward reads before it is written) recorded flat, and the switches (auto_regions,
+region_buffer_writes; direct_state_swap, on decoders of 2 and 12 layers)."""
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
 import torch.nn as nn
 
-from aotgraph import aot_module, config
+from aotgraph import aot_module, config, default_partition
+from aotgraph.capture import capture
+from aotgraph.capture.regions import region_of
+from aotgraph.partition import partition, partition_for
+from aotgraph.partition.policies import save_nothing
 from aotgraph.partition import partition_for
 from aotgraph.report import build_report, format_entry
 from backend_training import assert_training_parity
@@ -85,23 +92,59 @@ def test_blocks_that_draw_random_numbers_are_recorded_flat():
     assert entry.partition.joint.regions == ()
 
 
+@pytest.mark.parametrize("compiler", COMPILERS)
 @pytest.mark.parametrize("block", [NormBlock, AveragingBlock])
-def test_blocks_that_update_buffers_are_recorded_flat(block):
-    """A norm's running statistics (known without capturing) or a buffer of the layer's own
-    (refused when its region is captured)."""
+def test_blocks_that_update_buffers_are_regions_writing_them(block, compiler):
+    """A norm's running statistics, or a buffer of the layer's own: each call writes its own
+    layer's buffers (compared with eager's after every step)."""
     torch.manual_seed(0)
-    model = Stack([block(8) for _ in range(3)])
+    model = Stack([block(8) for _ in range(4)])
     inputs = [(torch.randn(16, 8),) for _ in range(3)]
-    compiled = assert_training_parity(model, inputs, lambda m: aot_module(m))  # compares the buffers too
+    compiled = assert_training_parity(model, inputs, lambda m: aot_module(m, compiler))  # compares the buffers too
+    (entry,) = compiled.aotgraph_entries.values()
+    # the first block's input needs no gradient, the others' do: two regions
+    assert sorted(r.occurrences for r in entry.partition.joint.regions) == [1, 3]
+    assert region_calls(entry.partition.forward) == 4
+
+
+def test_blocks_that_update_buffers_are_recorded_flat_with_the_switch_off(monkeypatch):
+    monkeypatch.setattr(config, "disabled", config.disabled | {"region_buffer_writes"})
+    torch.manual_seed(0)
+    model = Stack([NormBlock(8) for _ in range(3)])
+    compiled = assert_training_parity(model, [(torch.randn(16, 8),) for _ in range(3)], lambda m: aot_module(m))
     (entry,) = compiled.aotgraph_entries.values()
     assert entry.partition.joint.regions == ()
 
 
-@pytest.mark.parametrize("block", [NormBlock, DropoutBlock])
-def test_norms_and_dropouts_in_training_are_not_captured_as_regions_at_all(block, monkeypatch):
+def _scales_then_updates(x, w, shift):
+    y = (x @ w) * torch.exp(shift)
+    shift.add_(0.5)
+    return (y,)
+
+
+@pytest.mark.parametrize("policy", [None, save_nothing])
+def test_a_region_that_writes_a_buffer_returns_its_new_value(policy):
+    """The region's forward returns the buffer's new value after its outputs (the caller copies
+    it in); even a partition that recomputes everything keeps the buffer's old value out of the
+    backward (the partition never reads a written input there: the region checks it too)."""
+    x, w, shift = torch.randn(4, 8, requires_grad=True), torch.randn(8, 8, requires_grad=True), torch.zeros(8)
+    split = functools.partial(partition, partition_fn=partition_for(policy=policy) if policy else default_partition)
+    region = region_of("r", _scales_then_updates, [x, w, shift], capture=capture, split=split)
+    assert region is not None and region.writes == (2,) and region.written[0].shape == (8,)
+    assert ("operand", 2) not in region.backward_saved
+    assert torch.equal(shift, torch.zeros(8))  # captured on fakes: the operand itself is untouched
+    out, new_shift, *saved = region.forward(x.detach(), w.detach(), shift)
+    torch.testing.assert_close(out, _scales_then_updates(x.detach(), w.detach(), shift.clone())[0])
+    torch.testing.assert_close(new_shift, shift + 0.5)
+
+
+@pytest.mark.parametrize("block, switched_off", [(DropoutBlock, None), (NormBlock, "region_buffer_writes")])
+def test_norms_and_dropouts_in_training_are_not_captured_as_regions_at_all(block, switched_off, monkeypatch):
     """Their region capture would be refused: it is not attempted (capture pays once, flat)."""
     from aotgraph.capture import regions
 
+    if switched_off:
+        monkeypatch.setattr(config, "disabled", config.disabled | {switched_off})
     attempts = []
     original = regions.region_of
     monkeypatch.setattr(regions, "region_of", lambda *a, **k: attempts.append(a[0]) or original(*a, **k))

@@ -43,8 +43,10 @@ def test_training_parity_through_torch_compile(model_name):
     assert backend.entries
     for entry in backend.entries:
         assert not entry.joint.is_inference
-        assert type(entry.compiled.forward).__module__.startswith("torch._inductor")
-        assert type(entry.compiled.backward).__module__.startswith("torch._inductor")
+        for graph in (entry.compiled.forward, entry.compiled.backward):
+            # Inductor's code, or steps of it around regions compiled apart (convolution blocks)
+            steps = getattr(graph, "aotgraph_steps", None)
+            assert type(graph).__module__.startswith("torch._inductor") or steps is not None
 
 
 def test_backend_by_name_uses_inductor():

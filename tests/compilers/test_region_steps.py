@@ -198,7 +198,7 @@ def test_a_compiler_that_cannot_compile_regions_inside_a_graph_gets_them_apart(s
     asked = []
     compiler = ApartEager()
     compiler.aotgraph_traits = CompilerTraits(compiles_regions_apart=True,
-                                              must_compile_regions_apart=lambda inputs: asked.append(len(inputs)) or True)
+                                              must_compile_regions_apart=lambda graph, inputs: asked.append(len(inputs)) or True)
     torch.manual_seed(0)
     compiled = assert_training_parity(Stack(), _steps(), lambda m: aot_module(m, compiler))
     (entry,) = compiled.aotgraph_entries.values()
@@ -214,6 +214,22 @@ def test_inductor_compiles_regions_apart_exactly_where_it_uses_its_cpp_wrapper()
     cpu = [torch.empty(2)]
     assert not uses_cpp_wrapper({}, cpu) and uses_cpp_wrapper({"cpp_wrapper": True}, cpu)
     assert not uses_cpp_wrapper({"cpp_wrapper": False}, cpu)
+
+
+def test_inductor_compiles_regions_holding_convolutions_apart():
+    """Inductor's layout optimization lays a convolution region's operands out differently at
+    different calls (channels-last at one, not another), which its check of a region's
+    arguments refuses: such graphs are compiled around their regions, and train as eager does
+    (BatchNorm's running statistics written by each call)."""
+    from aotgraph.compilers.torchinductor import regions_hold_convolutions
+
+    torch.manual_seed(0)
+    model, inputs = aotgraph.models.resnet(blocks=2, width=4, batch=2, size=8)
+    compiled = assert_training_parity(model, [inputs] * 2, lambda m: aot_module(m, "inductor"), scale=10)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert regions_hold_convolutions(entry.partition.forward)
+    assert [r.occurrences for r in entry.partition.joint.regions] == [2]
+    assert hasattr(entry.compiled.forward, "aotgraph_steps")  # compiled around its regions
 
 
 @pytest.mark.slow

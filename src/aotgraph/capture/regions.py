@@ -50,10 +50,12 @@ _invoke_subgraph = torch.ops.higher_order.invoke_subgraph
 
 @dataclass(frozen=True)
 class Region:
-    """One region's graphs. `forward`: operands -> (*outputs, *saved) (operands the backward
-    reads are not among `saved`: each call passes its own). `backward` (None when
+    """One region's graphs. `forward`: operands -> (*outputs, *written, *saved) (operands the
+    backward reads are not among `saved`: each call passes its own). `backward` (None when
     nothing needs a gradient): (*saved in `backward_saved` order, *grads of the outputs in
-    `backward_outputs`) -> the grads of the operands in `grad_operands`."""
+    `backward_outputs`) -> the grads of the operands in `grad_operands`. `writes`: the operands
+    the region writes in place (buffers that need no gradient, a norm's running statistics),
+    whose new values `written` the forward returns after the outputs; each call copies them in."""
 
     name: str
     forward: fx.GraphModule
@@ -67,6 +69,8 @@ class Region:
     backward_outputs: tuple[int, ...]  # per backward tangent placeholder: the output whose grad it is
     grad_operands: tuple[int, ...]  # operand index of each backward output
     grads: tuple[TensorMeta, ...]
+    writes: tuple[int, ...] = ()  # operand index of each new value in `written`
+    written: tuple[TensorMeta, ...] = ()
 
 
 def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *, capture: Callable,
@@ -80,7 +84,8 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
         flat, spec = tree_flatten((tuple(leaves), {}))
         try:
             joint = capture(lambda *args: tuple(tree_leaves(program(*args))), flat, spec)
-        except AotGraphError:
+        except (AotGraphError, RuntimeError) as error:  # RuntimeError: autograd's, an operand written in place
+            logger.info("aotgraph: region %s is compiled inline: its capture failed (%s)", name, error)
             return None  # recorded inline, where the same error (if any) names the caller's line
     why = not_plain(joint)
     if why is not None:
@@ -94,11 +99,14 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
     with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
         parts = split(joint)
     outputs = tuple(o.meta for o in sig.outputs)
+    writes = tuple(sig.primal_positions[p] for p in sig.mutated_primals)
+    written = tuple(TensorMeta.of(n.meta["val"]) for n in
+                    parts.forward.graph.find_nodes(op="output")[0].args[0][len(outputs):len(outputs) + len(writes)])
     if parts.backward is None:
-        return Region(name, parts.forward, None, outputs, (), (), (), (), ())
+        return Region(name, parts.forward, None, outputs, (), (), (), (), (), writes, written)
     convention = parts.convention
     backward, saved_names = _views_recomputed(parts.forward, parts.backward, convention.backward_saved_names)
-    forward, saved_nodes = _saving_only(parts.forward, len(outputs), saved_names)
+    forward, saved_nodes = _saving_only(parts.forward, len(outputs) + len(writes), saved_names)
     saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
     operands_in_order = [n.name for n in parts.forward.graph.find_nodes(op="placeholder")]
     computed = [n.name for n in saved_nodes]
@@ -108,9 +116,13 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
                            else ("saved", computed.index(n)) if n in computed else ("size", values[n])
                            for n in saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
+    if any(("operand", k) in backward_saved for k in writes):
+        logger.info("aotgraph: region %s is compiled inline: its backward reads an operand it writes", name)
+        return None
     backward, grad_operands = _without_missing_grads(backward)
     grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
-    return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads)
+    return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads,
+                  writes, written)
 
 
 def not_plain(joint: JointGraph) -> Optional[str]:
@@ -119,9 +131,14 @@ def not_plain(joint: JointGraph) -> Optional[str]:
     sig = joint.signature
     if sig.view_bases:
         return "operands are views of one another"
+    writable = config.enabled("region_buffer_writes")
     for k, i in enumerate(sig.inputs):
-        if not i.is_tensor or i.mutates_data or i.mutates_metadata:
-            return f"operand {k} is {'not a tensor' if not i.is_tensor else 'written in place'}"
+        if not i.is_tensor:
+            return f"operand {k} is not a tensor"
+        if i.mutates_metadata or (i.mutates_data and (i.requires_grad or i.mutates_with_grad or not writable)):
+            return f"operand {k} is written in place" + (" and needs a gradient" if writable else "")
+        if i.written_in_backward or i.replaces_storage or i.storage_resize is not None or i.relayout:
+            return f"operand {k}'s storage or layout is changed"
     for k, o in enumerate(sig.outputs):
         if not o.is_tensor or o.base_input is not None or o.base_output is not None or o.view_chain:
             return f"output {k} is {'not a tensor' if not o.is_tensor else 'a view of an operand or output'}"
@@ -267,19 +284,27 @@ def _without_missing_grads(backward: fx.GraphModule) -> tuple[fx.GraphModule, tu
 def call_region(recorder, region: Region, operands: Sequence[torch.Tensor]) -> tuple:
     """One occurrence of `region` on `operands` (fakes of the caller's capture): its forward
     recorded now, its backward when autograd reaches it. Returns the outputs (fakes). Without
-    the capture's torch-function mode: the call records the region's graph, runs no program."""
+    the capture's torch-function mode: the call records the region's graph, runs no program.
+    The operands it writes get their new values by a ``copy_`` in the caller's capture, as if
+    the program had written them there."""
     with DisableTorchFunction():
-        return _RegionCall.apply(recorder, region, *operands)
+        results = _RegionCall.apply(recorder, region, *operands)
+    outputs = results[:len(region.outputs)]
+    for operand, value in zip(region.writes, results[len(region.outputs):]):
+        operands[operand].copy_(value)
+    return outputs
 
 
 class _RegionCall(torch.autograd.Function):
     @staticmethod
     def forward(ctx, recorder, region: Region, *operands):
         results = record_call(recorder, _invoke_subgraph, (Subgraph(region.name, region.forward), region.name, *operands),
-                              (*region.outputs, *region.saved))
-        outputs = results[:len(region.outputs)]
-        ctx.recorder, ctx.region, ctx.saved, ctx.operands = recorder, region, results[len(region.outputs):], operands
-        ctx.mark_non_differentiable(*(o for o, meta in zip(outputs, region.outputs) if not meta.requires_grad))
+                              (*region.outputs, *region.written, *region.saved))
+        returned = len(region.outputs) + len(region.written)
+        outputs = results[:returned]  # with the written operands' new values
+        ctx.recorder, ctx.region, ctx.saved, ctx.operands = recorder, region, results[returned:], operands
+        ctx.mark_non_differentiable(*(o for o, meta in zip(outputs, (*region.outputs, *region.written))
+                                      if not meta.requires_grad))
         return outputs
 
     @staticmethod

@@ -18,7 +18,10 @@ is a candidate only when it is one contiguous run of the graph, reads only tenso
 in the region) and hands only tensors out, calls a child module (a lone ``Linear`` is not worth a region),
 holds no ``get_attr`` or ``call_module`` node, and neither draws random numbers (dropout in
 training) nor writes in place (a norm's running statistics, an in-place method) nor reads a
-tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_module``. Only
+tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_module``. (With
+switch ``region_buffer_writes`` on, in-place writes are left to the region's capture: it keeps
+a block whose writes are of operands that need no gradient, a norm's running statistics, and
+records the others inline.) Only
 the outermost repeated calls are taken; calls on operands of symbolic sizes only where their
 structure repeats `SYMBOLIC_MIN_REPEATS` times or more. A block that changes grad mode or
 autocast is no region, and blocks that such a change in the graph sets apart are regions apart
@@ -38,6 +41,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
+from .. import config
 from ..debug import logger
 from ..graph.ops import op_facts
 from ..graph.sizes import size_keys
@@ -262,22 +266,28 @@ def _changes_mode(node: fx.Node) -> bool:
 def _draws_or_writes(node: fx.Node) -> bool:
     """Whether `node` draws random numbers, writes a tensor in place or reads a tensor's data
     (``.item()``), told from its target and arguments (Dynamo's graph holds torch functions and
-    tensor methods, not ATen ops)."""
+    tensor methods, not ATen ops). With switch ``region_buffer_writes`` on, in-place writes are
+    left to the region's capture, which keeps those of operands that need no gradient (a norm's
+    running statistics) and records the others' blocks inline."""
     target, args, kwargs = node.target, node.args, node.kwargs
+    writes_allowed = config.enabled("region_buffer_writes")
     if isinstance(target, OpOverload):  # an ATen op the program calls itself
         facts = op_facts(target)
-        return facts.random or facts.mutable or torch.Tag.data_dependent_output in target.tags
+        return (facts.random or (facts.mutable and not writes_allowed)
+                or torch.Tag.data_dependent_output in target.tags)
     name = target if isinstance(target, str) else getattr(target, "__name__", "")
-    if (name.endswith("_") and not name.endswith("__") or target in _IN_PLACE_OPERATORS or kwargs.get("inplace")
-            or kwargs.get("out") is not None):
+    if kwargs.get("out") is not None:
+        return True
+    if not writes_allowed and (name.endswith("_") and not name.endswith("__") or target in _IN_PLACE_OPERATORS
+                               or kwargs.get("inplace")):
         return True
     if target in _RANDOM_FUNCTIONS or name in ("bernoulli", "multinomial") or name in _DATA_DEPENDENT:
         return True
     if target in _DROPOUTS:
         p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
         training = args[_DROPOUTS[target]] if len(args) > _DROPOUTS[target] else kwargs.get("training", True)
-        inplace = args[3] if len(args) > 3 else False
-        return inplace or (training and p != 0)
+        inplace = args[3] if len(args) > 3 else kwargs.get("inplace", False)
+        return (inplace and not writes_allowed) or (training and p != 0)
     if target is F.scaled_dot_product_attention:
         dropout = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
         return dropout != 0
@@ -285,7 +295,7 @@ def _draws_or_writes(node: fx.Node) -> bool:
         running = [args[k] if len(args) > k else kwargs.get(n) for k, n in ((1, "running_mean"), (2, "running_var"))]
         position, name = (5, "training") if target is F.batch_norm else (5, "use_input_stats")
         training = args[position] if len(args) > position else kwargs.get(name, target is F.instance_norm)
-        return bool(training) and any(r is not None for r in running)
+        return bool(training) and any(r is not None for r in running) and not writes_allowed
     return False
 
 

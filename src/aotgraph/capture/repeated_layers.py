@@ -14,9 +14,10 @@ tensor kept as an attribute, a function), a hook, or no child module (a lone ``L
 not worth a region); only the outermost repeated submodules are taken. A call is recorded
 inline, as the flat capture would, when its structure changed since the search, when an
 argument is not a tensor or a hashable constant, or when the region is not a plain function
-of its operands (it updates a buffer, as BatchNorm does, or draws random numbers:
-`capture.regions.region_of`); after its first call, a layer whose forward sets its own
-attributes is recorded inline too, so each layer runs its own forward once, as in the flat
+of its operands (it draws random numbers or writes an operand that needs a gradient:
+`capture.regions.region_of`; a buffer it updates, as BatchNorm's running statistics, is written
+by each call, switch ``region_buffer_writes``); after its first call, a layer whose forward
+sets its own attributes is recorded inline too, so each layer runs its own forward once, as in the flat
 capture. Every occurrence's plain attributes are read, so the compile's guards watch them all.
 Layers called on tensors of symbolic sizes become regions only where their structure repeats
 `SYMBOLIC_MIN_REPEATS` times or more (switch ``symbolic_regions``). Switches: ``auto_regions``,
@@ -140,9 +141,9 @@ def _tree(module: torch.nn.Module) -> list[torch.nn.Module]:
 
 def _refused_as_region(module: torch.nn.Module, memo: Optional[dict[int, bool]] = None) -> bool:
     """Whether a region's capture of `module` would be refused anyway, told without capturing
-    it: in training, a norm updating its running statistics (a buffer mutation) or a dropout
-    drawing random numbers, in `module`'s tree. Saves capturing such layers twice (as a region,
-    then flat). `memo`: id(module) -> the answer, filled here."""
+    it: in training, a dropout drawing random numbers in `module`'s tree (or a norm updating
+    its running statistics, a buffer mutation, with switch ``region_buffer_writes`` off). Saves
+    capturing such layers twice (as a region, then flat). `memo`: id(module) -> the answer, filled here."""
     if memo is not None and id(module) in memo:
         return memo[id(module)]
     refused = _refused_itself(module) or any(_refused_as_region(child, memo) for child in _children(module))
@@ -155,7 +156,7 @@ def _refused_itself(module: torch.nn.Module) -> bool:
     if not vars(module)["training"]:
         return False
     if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.track_running_stats:
-        return True
+        return not config.enabled("region_buffer_writes")
     return isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0
 
 

@@ -48,8 +48,8 @@ class CompilerTraits:
     when a torch.compile backend is built (before Dynamo traces, no input known yet).
     `compiles_regions_apart`: a graph that calls regions is compiled around them, each region
     graph once, on its own (`region_graphs`), where switch ``regions_compiled_apart`` is on or
-    `must_compile_regions_apart(example_inputs)` says the compiler cannot compile them inside
-    the calling graph (Inductor's C++ wrapper).
+    `must_compile_regions_apart(graph_module, example_inputs)` says the compiler cannot compile
+    them inside the calling graph (Inductor's C++ wrapper; regions holding convolutions).
     For the disk cache (a compiler without these is not cached on disk): `cache_identity()`,
     a string that changes whenever the compiler would compile a graph differently (its
     settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
@@ -65,7 +65,7 @@ class CompilerTraits:
     writes_input_mutations: bool = False
     warm_up: Optional[Callable[[list], None]] = None
     compiles_regions_apart: bool = False
-    must_compile_regions_apart: Optional[Callable[[Sequence[Any]], bool]] = None
+    must_compile_regions_apart: Optional[Callable[[fx.GraphModule, Sequence[Any]], bool]] = None
     cache_identity: Optional[Callable[[], str]] = None
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
     restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
@@ -190,8 +190,9 @@ class InductorCompiler:
         return CompilerTraits(torchinductor.inductor_decompositions, torchinductor.inductor_joint_passes,
                               fuses_kernels=True, writes_input_mutations=True,
                               warm_up=torchinductor.wake_compile_workers, compiles_regions_apart=True,
-                              must_compile_regions_apart=lambda inputs: torchinductor.uses_cpp_wrapper(
-                                  self.options, inputs),
+                              must_compile_regions_apart=lambda graph_module, inputs: (
+                                  torchinductor.uses_cpp_wrapper(self.options, inputs)
+                                  or torchinductor.regions_hold_convolutions(graph_module)),
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
@@ -351,7 +352,7 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
         traits = traits_of(compiler)
         must = traits.must_compile_regions_apart
         if not compiles_around_regions(traits.compiles_regions_apart, graph_module,
-                                       forced=lambda: must is not None and must(example_inputs)):
+                                       forced=lambda: must is not None and must(graph_module, example_inputs)):
             return compile_graph(compiler, graph_module, example_inputs, role)
 
         def compile_part(part: fx.GraphModule, part_inputs: list) -> Callable:

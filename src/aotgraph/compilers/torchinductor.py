@@ -189,6 +189,19 @@ def uses_cpp_wrapper(options: Optional[dict], example_inputs) -> bool:
     return _wrapper_choice(dict(options or {}), example_inputs)[1]
 
 
+_CONVOLUTIONS = ("convolution", "convolution_backward")
+
+
+def regions_hold_convolutions(graph_module: fx.GraphModule) -> bool:
+    """Whether a region `graph_module` calls holds a convolution: Inductor's layout
+    optimization then lays the regions' operands out differently at different calls (its
+    check of a region's arguments fails), so such a graph is compiled around its regions."""
+    from .boxed_code import region_modules
+
+    return any(node.op == "call_function" and getattr(node.target, "_opname", None) in _CONVOLUTIONS
+               for region in region_modules(graph_module) for node in region.graph.nodes)
+
+
 def _cpp_wrapper_by_default(cuda_devices: set) -> bool:
     return CPP_WRAPPER_ON_CUDA and bool(cuda_devices)
 
