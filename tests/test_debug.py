@@ -394,6 +394,22 @@ def test_region_buffer_writes_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_convolution_regions_inlined_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "convolution_regions_inlined")
+    torch.manual_seed(0)
+    model, (x,) = models.resnet(blocks=2, width=4, batch=2, size=8)
+    reference = copy.deepcopy(model)
+    compiled = aotgraph.aot_module(model, "inductor")
+    compiled(x).sum().backward()
+    reference(x).sum().backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert hasattr(entry.compiled.forward, "aotgraph_steps") == disabled  # steps: compiled around the regions
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_auto_regions_switch(disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, "auto_regions")

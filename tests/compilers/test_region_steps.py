@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import aotgraph
-from aotgraph import aot_module, config
+from aotgraph import aot_module, config, models
 from aotgraph.compilers import CompilerTraits
 from aotgraph.compilers.boxed_code import boxed_graph_function
 from backend_training import assert_training_parity
@@ -216,20 +216,70 @@ def test_inductor_compiles_regions_apart_exactly_where_it_uses_its_cpp_wrapper()
     assert not uses_cpp_wrapper({"cpp_wrapper": False}, cpu)
 
 
-def test_inductor_compiles_regions_holding_convolutions_apart():
+@pytest.mark.parametrize("inlined", [True, False], ids=["inlined", "apart"])
+def test_inductor_gets_regions_holding_convolutions_inlined(inlined, monkeypatch):
     """Inductor's layout optimization lays a convolution region's operands out differently at
     different calls (channels-last at one, not another), which its check of a region's
-    arguments refuses: such graphs are compiled around their regions, and train as eager does
+    arguments refuses: such graphs reach it with their regions inlined (switch
+    ``convolution_regions_inlined``; off: compiled around them). Both train as eager does
     (BatchNorm's running statistics written by each call)."""
-    from aotgraph.compilers.torchinductor import regions_hold_convolutions
+    from aotgraph.compilers.torchinductor import regions_inlined_for_inductor
 
+    if not inlined:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"convolution_regions_inlined"})
     torch.manual_seed(0)
-    model, inputs = aotgraph.models.resnet(blocks=2, width=4, batch=2, size=8)
+    model, inputs = models.resnet(blocks=2, width=4, batch=2, size=8)
     compiled = assert_training_parity(model, [inputs] * 2, lambda m: aot_module(m, "inductor"), scale=10)
     (entry,) = compiled.aotgraph_entries.values()
-    assert regions_hold_convolutions(entry.partition.forward)
     assert [r.occurrences for r in entry.partition.joint.regions] == [2]
-    assert hasattr(entry.compiled.forward, "aotgraph_steps")  # compiled around its regions
+    assert regions_inlined_for_inductor(entry.partition.forward, {}, []) == inlined
+    assert hasattr(entry.compiled.forward, "aotgraph_steps") != inlined  # steps: compiled around its regions
+
+
+def test_inductor_inlines_regions_on_cuda_with_its_python_wrapper():
+    """On CUDA, Inductor's C++ wrapper (the default) gets the regions apart; its Python wrapper
+    (CUDA graphs) the graph with them inlined, as before regions reached CUDA: there Inductor
+    pads the strides of values a region reads, which could differ between its calls."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from aotgraph.compilers.torchinductor import regions_inlined_for_inductor
+
+    compiled = aot_module(Stack())
+    compiled(*_steps(1)[0]).backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    graph = entry.partition.forward
+    assert _region_calls(graph) == 3
+    with FakeTensorMode():
+        cuda = [torch.empty(4, 8, device="cuda")]
+    assert not regions_inlined_for_inductor(graph, {}, [torch.empty(4, 8)])
+    assert not regions_inlined_for_inductor(graph, {}, cuda)
+    assert regions_inlined_for_inductor(graph, {"cpp_wrapper": False}, cuda)
+    assert regions_inlined_for_inductor(graph, {"triton.cudagraphs": True}, cuda)
+
+
+def _real(meta_value: torch.Tensor) -> torch.Tensor:
+    if meta_value.dtype.is_floating_point:
+        return torch.randn(meta_value.shape, dtype=meta_value.dtype)
+    return torch.zeros(meta_value.shape, dtype=meta_value.dtype)
+
+
+def test_regions_inlined_compute_what_the_region_calls_do():
+    from aotgraph.compilers.region_graphs import regions_inlined
+
+    torch.manual_seed(0)
+    model, inputs = models.resnet(blocks=2, width=4, batch=2, size=8)
+    compiled = aot_module(model)
+    compiled(*inputs).sum().backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    for graph in (entry.partition.forward, entry.partition.backward):
+        inlined = regions_inlined(graph)
+        assert _region_calls(graph) == 2 and _region_calls(inlined) == 0
+        values = [_real(n.meta["val"]) for n in graph.graph.find_nodes(op="placeholder")]
+        torch.manual_seed(1)
+        expected = graph(*[v.clone() for v in values])
+        torch.manual_seed(1)
+        actual = inlined(*[v.clone() for v in values])
+        torch.testing.assert_close(actual, expected)
 
 
 @pytest.mark.slow

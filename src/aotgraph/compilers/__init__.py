@@ -28,7 +28,8 @@ from ..thread_values import held
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
 from .input_mutations import with_mutations_in_graph
-from .region_graphs import compiled_around_regions, compiles_around_regions
+from .boxed_code import region_modules
+from .region_graphs import compiled_around_regions, compiles_around_regions, regions_inlined
 
 __all__ = ["compile_partition", "compile_graph", "eager", "nop", "inductor", "InductorCompiler", "CompilerTraits",
            "traits_of", "compiler_with_options", "make_boxed_func", "make_boxed_compiler", "resolve_compiler", "GraphRole", "COMPILER_NAMES"]
@@ -50,6 +51,9 @@ class CompilerTraits:
     graph once, on its own (`region_graphs`), where switch ``regions_compiled_apart`` is on or
     `must_compile_regions_apart(graph_module, example_inputs)` says the compiler cannot compile
     them inside the calling graph (Inductor's C++ wrapper; regions holding convolutions).
+    `inlines_regions(graph_module, example_inputs)`: the compiler gets `graph_module` with its
+    regions' nodes inlined instead, as a flat graph (Inductor, for regions holding convolutions
+    and on CUDA with its Python wrapper).
     For the disk cache (a compiler without these is not cached on disk): `cache_identity()`,
     a string that changes whenever the compiler would compile a graph differently (its
     settings); `store(compiled) -> bytes`, what the compiler returned for a graph, as bytes
@@ -66,6 +70,7 @@ class CompilerTraits:
     warm_up: Optional[Callable[[list], None]] = None
     compiles_regions_apart: bool = False
     must_compile_regions_apart: Optional[Callable[[fx.GraphModule, Sequence[Any]], bool]] = None
+    inlines_regions: Optional[Callable[[fx.GraphModule, Sequence[Any]], bool]] = None
     cache_identity: Optional[Callable[[], str]] = None
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
     restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
@@ -193,6 +198,8 @@ class InductorCompiler:
                               must_compile_regions_apart=lambda graph_module, inputs: (
                                   torchinductor.uses_cpp_wrapper(self.options, inputs)
                                   or torchinductor.regions_hold_convolutions(graph_module)),
+                              inlines_regions=lambda graph_module, inputs: torchinductor.regions_inlined_for_inductor(
+                                  graph_module, self.options, inputs),
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
@@ -350,6 +357,9 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
     def compile_one(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
                     role: GraphRole) -> Callable:
         traits = traits_of(compiler)
+        if (traits.inlines_regions is not None and region_modules(graph_module)
+                and traits.inlines_regions(graph_module, example_inputs)):
+            return compile_graph(compiler, regions_inlined(graph_module), example_inputs, role)
         must = traits.must_compile_regions_apart
         if not compiles_around_regions(traits.compiles_regions_apart, graph_module,
                                        forced=lambda: must is not None and must(graph_module, example_inputs)):

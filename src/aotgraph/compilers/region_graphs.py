@@ -15,8 +15,10 @@ code until the call that reads it last returns). A compiler declares it wants th
 """
 from __future__ import annotations
 
+import operator
 from typing import Callable
 
+import torch
 import torch.fx as fx
 
 from .. import config
@@ -24,7 +26,9 @@ from ..torch_private.dynamo import TracingContext
 from .boxed_code import boxed_graph_function_calling, region_modules
 from .region_steps import stepped_graph_code
 
-__all__ = ["compiled_around_regions", "compiles_around_regions"]
+__all__ = ["compiled_around_regions", "compiles_around_regions", "regions_inlined"]
+
+_INVOKE_SUBGRAPH = torch.ops.higher_order.invoke_subgraph
 
 
 def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.GraphModule,
@@ -35,6 +39,38 @@ def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.Graph
     if not compiles_regions_apart or "regions_compiled_apart" in config.disabled or not region_modules(graph_module):
         return False
     return config.enabled("regions_compiled_apart") or forced()
+
+
+def regions_inlined(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """`graph_module` with each region call (``invoke_subgraph``) replaced by the nodes of the
+    region's graph, on the call's operands: the flat graph, for a compiler that does better
+    with it (`CompilerTraits.inlines_regions`). Regions calling regions are inlined too."""
+    graph = fx.Graph()
+    env: dict[fx.Node, object] = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target is _INVOKE_SUBGRAPH:
+            region = regions_inlined(graph_module.get_submodule(node.args[0].target))
+            operands = iter(node.args[2:])
+            inner: dict[fx.Node, object] = {}
+            for region_node in region.graph.nodes:
+                if region_node.op == "placeholder":
+                    inner[region_node] = env[next(operands)]
+                elif region_node.op == "output":
+                    env[node] = tuple(inner[v] if isinstance(v, fx.Node) else v for v in region_node.args[0])
+                elif region_node.op == "get_attr":
+                    raise ValueError(f"region {node.args[0].target} reads attribute {region_node.target}")
+                else:
+                    inner[region_node] = graph.node_copy(region_node, inner.__getitem__)
+        elif (node.op == "call_function" and node.target is operator.getitem
+              and isinstance(env.get(node.args[0]), tuple)):
+            env[node] = env[node.args[0]][node.args[1]]
+        elif node.op == "get_attr" and all(u.target is _INVOKE_SUBGRAPH for u in node.users):
+            continue  # a region's graph: inlined at its calls
+        else:
+            env[node] = graph.node_copy(node, env.__getitem__)
+    inlined = fx.GraphModule(graph_module, graph)
+    inlined.meta = dict(graph_module.meta)
+    return inlined
 
 
 def compiled_around_regions(graph_module: fx.GraphModule, example_inputs: list,

@@ -193,13 +193,26 @@ _CONVOLUTIONS = ("convolution", "convolution_backward")
 
 
 def regions_hold_convolutions(graph_module: fx.GraphModule) -> bool:
-    """Whether a region `graph_module` calls holds a convolution: Inductor's layout
-    optimization then lays the regions' operands out differently at different calls (its
-    check of a region's arguments fails), so such a graph is compiled around its regions."""
+    """Whether a region `graph_module` calls holds a convolution. Inductor's layout optimization
+    then lays the regions' operands out differently at different calls: its check of a region's
+    arguments refuses that inside one graph, or its backward computes wrong gradients. Such a
+    graph is compiled with its regions inlined (`regions_inlined_for_inductor`) or around them."""
     from .boxed_code import region_modules
 
     return any(node.op == "call_function" and getattr(node.target, "_opname", None) in _CONVOLUTIONS
                for region in region_modules(graph_module) for node in region.graph.nodes)
+
+
+def regions_inlined_for_inductor(graph_module: fx.GraphModule, options: Optional[dict], example_inputs) -> bool:
+    """Whether Inductor gets `graph_module` with its regions inlined (flat): where they hold
+    convolutions (switch ``convolution_regions_inlined``; off: compiled around them, each region
+    once: a ResNet's graph then took 1.17x the flat compile and step on the CPU,
+    benchmarks/RESULTS.md), and on CUDA with the Python wrapper (CUDA graphs; there Inductor
+    pads the strides of values a region reads, which may differ between its calls)."""
+    if aot_config.enabled("convolution_regions_inlined") and regions_hold_convolutions(graph_module):
+        return True
+    _, cpp_wrapper, cuda_devices = _wrapper_choice(dict(options or {}), example_inputs)
+    return bool(cuda_devices) and not cpp_wrapper
 
 
 def _cpp_wrapper_by_default(cuda_devices: set) -> bool:
