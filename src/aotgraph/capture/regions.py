@@ -10,10 +10,13 @@ reaches it, ``invoke_subgraph(region_backward, ...)``: the outer partition saves
 saved values like any other forward value, and a compiler that knows ``invoke_subgraph``
 (Inductor) compiles each region graph once.
 
-Regions whose graphs are not plain functions of their operands (they mutate an operand,
-return an operand or a view of one, draw random numbers: `unsafe_to_recompute`; or make an
-unbacked size, ``nonzero``'s length, which the caller's graph could not read) are not reused:
-the caller records them inline (`region_of` returns None).
+Regions whose graphs are not plain functions of their operands (they write an operand that
+needs a gradient, return an operand or a view of one, draw random numbers:
+`unsafe_to_recompute`; or make an unbacked size, ``nonzero``'s length, which the caller's graph
+could not read) are not reused: the caller records them inline (`region_of` returns None; a
+marked region warns why). A region may write operands that need no gradient (a norm's running
+statistics; switch ``region_buffer_writes``): its forward returns their new values after its
+outputs, and each call copies them into its own operands in the caller's capture.
 
 Operands may have symbolic sizes (switch ``symbolic_regions``): a region is keyed by its
 operands' size expressions, so all its occurrences share the shape environment's symbols;
