@@ -56,9 +56,12 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # aotgraph_pywrapper: Inductor's Python wrapper (torch.compile's default), not aotgraph's C++ one on CUDA;
 # inductor_cpp: torch.compile with Inductor's C++ wrapper.
 # *_ro: mode="reduce-overhead" (CUDA graphs), torch.compile's and aotgraph's.
+# aotgraph_convapart: a convnet's repeated blocks compiled apart, each once, not inlined for Inductor
+# (AOTGRAPH_DISABLE=convolution_regions_inlined; like aotgraph_stock_reuse it sets the process's
+# switch: run it last, or alone).
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
                  "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro",
-                 "aotmodule")
+                 "aotmodule", "aotgraph_convapart")
 # Warm starts, measured in fresh processes (see the module docstring), not in the timed rounds.
 WARM_CONFIGS = ("aotgraph_warm", "inductor_warm", "aotmodule_warm")
 # Inductor settings of the configurations that change them.
@@ -206,6 +209,8 @@ def compile_model(model: nn.Module, config: str, partition: str):
         partition = config.split("_", 1)[1]
     if config == "aotgraph_stock_reuse":  # Inductor's own buffer-reuse judgement
         aotgraph.config.disabled = aotgraph.config.disabled | {"inductor_reuse_patch"}
+    if config == "aotgraph_convapart":
+        aotgraph.config.disabled = aotgraph.config.disabled | {"convolution_regions_inlined"}
     if config == "aotgraph_lean":
         partition = functools.partial(aotgraph.min_cut_rematerialization_partition, save_matmul_inputs=False)
     options = INDUCTOR_OPTIONS.get(config.split("_", 1)[1]) if "_" in config else None

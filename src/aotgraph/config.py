@@ -89,8 +89,7 @@ SWITCHES = {
                             "region is recorded inline (capture/regions.py, capture/repeated_layers.py, "
                             "capture/repeated_blocks.py)",
     "convolution_regions_inlined": "Inductor gets a graph whose regions hold convolutions with the regions inlined "
-                                   "(flat); off: compiled around them, each region once, which fails Inductor's "
-                                   "stride check in the backward of a channels-last convnet (compilers/torchinductor.py)",
+                                   "(flat); off: compiled around them, each region once (compilers/torchinductor.py)",
     "region_mode_exit": "a region's capture and partition run outside the enclosing capture's torch-function mode, "
                         "which would see each of their size reads (capture/regions.py)",
     "direct_region_calls": "the nop and eager compilers' graphs call each region's own code, not the invoke_subgraph "

@@ -222,14 +222,17 @@ def test_inductor_gets_regions_holding_convolutions_inlined(inlined, monkeypatch
     different calls (channels-last at one, not another), which its check of a region's
     arguments refuses: such graphs reach it with their regions inlined (switch
     ``convolution_regions_inlined``; off: compiled around them). Both train as eager does
-    (BatchNorm's running statistics written by each call)."""
+    (BatchNorm's running statistics written by each call), channels-last."""
     from aotgraph.compilers.torchinductor import regions_inlined_for_inductor
 
     if not inlined:
         monkeypatch.setattr(config, "disabled", config.disabled | {"convolution_regions_inlined"})
     torch.manual_seed(0)
-    model, inputs = models.resnet(blocks=2, width=4, batch=2, size=8)
-    compiled = assert_training_parity(model, [inputs] * 2, lambda m: aot_module(m, "inductor"), scale=10)
+    model, (x,) = models.resnet(blocks=2, width=4, batch=2, size=8)
+    # channels-last: a region's backward gets the caller's channels-last gradients, copied to the
+    # contiguous layout its capture traced (else its compiled code's stride check fails)
+    model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    compiled = assert_training_parity(model, [(x,)] * 2, lambda m: aot_module(m, "inductor"), scale=10)
     (entry,) = compiled.aotgraph_entries.values()
     assert [r.occurrences for r in entry.partition.joint.regions] == [2]
     assert regions_inlined_for_inductor(entry.partition.forward, {}, []) == inlined

@@ -41,7 +41,7 @@ from ..debug import logger
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
-from ..graph.sizes import size_keys
+from ..graph.sizes import has_symbolic_sizes, size_keys
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes, outside_capture_mode
 from ..torch_private.fx import LazyGraphModule  # code made when first run: most of these graphs are rebuilt again
 
@@ -316,7 +316,7 @@ class _RegionCall(torch.autograd.Function):
         sources = {"operand": ctx.operands.__getitem__, "saved": ctx.saved.__getitem__,
                    "size": lambda size: size}
         saved = [sources[kind](value) for kind, value in region.backward_saved]
-        arguments = (*saved, *(output_grads[k] for k in region.backward_outputs))
+        arguments = (*saved, *(_as_traced_tangent(output_grads[k]) for k in region.backward_outputs))
         computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),
                                                                 region.name + "_backward", *arguments),
                                region.grads)
@@ -324,6 +324,15 @@ class _RegionCall(torch.autograd.Function):
         for operand, grad in zip(region.grad_operands, computed):
             grads[operand] = grad
         return None, None, *grads
+
+
+def _as_traced_tangent(grad: Any) -> Any:
+    """`grad` laid out as the region's capture traced its tangents: contiguous (a channels-last
+    gradient from the caller is copied, recorded in the caller's graph; a region compiled on its
+    own checks its inputs' strides). Symbolic layouts are left as they are (no guard added)."""
+    if isinstance(grad, torch.Tensor) and not has_symbolic_sizes(grad):
+        return grad.contiguous()
+    return grad
 
 
 class Subgraph(NamedTuple):

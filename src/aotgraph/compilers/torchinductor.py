@@ -207,8 +207,7 @@ def regions_inlined_for_inductor(graph_module: fx.GraphModule, options: Optional
     """Whether Inductor gets `graph_module` with its regions inlined (flat): where they hold
     convolutions (switch ``convolution_regions_inlined``; off: compiled around them, each region
     once: a ResNet's graph then took 1.17x the flat compile and step on the CPU,
-    benchmarks/RESULTS.md, and a channels-last one fails the stride check of a backward part,
-    not yet understood), and on CUDA with the Python wrapper (CUDA graphs; there Inductor
+    benchmarks/RESULTS.md), and on CUDA with the Python wrapper (CUDA graphs; there Inductor
     pads the strides of values a region reads, which may differ between its calls)."""
     if aot_config.enabled("convolution_regions_inlined") and regions_hold_convolutions(graph_module):
         return True
