@@ -61,3 +61,24 @@ def test_a_marked_region_compiled_inline_says_why():
         out = compiled(x)
     torch.manual_seed(0)
     torch.testing.assert_close(out, blocks(x))
+
+
+class InputWritingBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    @torch.compiler.nested_compile_region
+    def forward(self, x):
+        x.mul_(0.5)
+        return torch.tanh(self.lin(x))
+
+
+def test_a_marked_region_writing_an_input_that_needs_a_gradient_says_why():
+    torch.manual_seed(0)
+    blocks = torch.nn.Sequential(torch.nn.Linear(8, 8), InputWritingBlock(), torch.nn.Linear(8, 8), InputWritingBlock())
+    x = torch.randn(4, 8)
+    compiled = torch.compile(blocks, backend=aotgraph.backend(compiler="eager"))
+    with pytest.warns(UserWarning, match=r"compiled inline at each occurrence, not once: its capture on its own"):
+        out = compiled(x)
+    torch.testing.assert_close(out, blocks(x))

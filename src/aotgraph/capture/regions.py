@@ -88,16 +88,11 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
         try:
             joint = capture(lambda *args: tuple(tree_leaves(program(*args))), flat, spec)
         except (AotGraphError, RuntimeError) as error:  # RuntimeError: autograd's, an operand written in place
-            logger.info("aotgraph: region %s is compiled inline: its capture failed (%s)", name, error)
-            return None  # recorded inline, where the same error (if any) names the caller's line
+            # recorded inline, where the same error (if any) names the caller's line
+            return _inline(name, f"its capture on its own failed ({str(error).splitlines()[0]})", automatic)
     why = not_plain(joint)
     if why is not None:
-        message = f"aotgraph: region {name} is compiled inline at each occurrence, not once: {why}"
-        if automatic:
-            logger.info(message)
-        else:
-            warnings.warn(message, stacklevel=2)
-        return None
+        return _inline(name, why, automatic)
     sig = joint.signature
     with disable_current_modes():  # the partition (and a compiler's joint passes) outside the caller's capture
         parts = split(joint)
@@ -120,12 +115,21 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
                            for n in saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
     if any(("operand", k) in backward_saved for k in writes):
-        logger.info("aotgraph: region %s is compiled inline: its backward reads an operand it writes", name)
-        return None
+        return _inline(name, "its backward reads an operand it writes", automatic)
     backward, grad_operands = _without_missing_grads(backward)
     grads = tuple(TensorMeta.of(n.meta["val"]) for n in backward.graph.find_nodes(op="output")[0].args[0])
     return Region(name, forward, backward, outputs, saved, backward_saved, backward_outputs, grad_operands, grads,
                   writes, written)
+
+
+def _inline(name: str, why: str, automatic: bool) -> None:
+    """Says that region `name` is compiled inline, and `why`: a warning for a region the program
+    marked, a log line for one found automatically."""
+    message = f"aotgraph: region {name} is compiled inline at each occurrence, not once: {why}"
+    if automatic:
+        logger.info(message)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 def not_plain(joint: JointGraph) -> Optional[str]:
