@@ -237,6 +237,7 @@ def test_inductor_gets_regions_holding_convolutions_inlined(inlined, monkeypatch
     assert [r.occurrences for r in entry.partition.joint.regions] == [2]
     assert regions_inlined_for_inductor(entry.partition.forward, {}, []) == inlined
     assert hasattr(entry.compiled.forward, "aotgraph_steps") != inlined  # steps: compiled around its regions
+    assert ("regions inlined for the compiler" in entry.log.format()) == inlined
 
 
 def test_inductor_inlines_regions_on_cuda_with_its_python_wrapper():

@@ -10,6 +10,7 @@ outside this package never asks which compiler it has.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
@@ -359,7 +360,10 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
         traits = traits_of(compiler)
         if (traits.inlines_regions is not None and region_modules(graph_module)
                 and traits.inlines_regions(graph_module, example_inputs)):
-            return compile_graph(compiler, regions_inlined(graph_module), example_inputs, role)
+            code = compile_graph(compiler, regions_inlined(graph_module), example_inputs, role)
+            with contextlib.suppress(AttributeError):  # for the compile log's note (`_note_of`)
+                code.aotgraph_regions_inlined = True
+            return code
         must = traits.must_compile_regions_apart
         if not compiles_around_regions(traits.compiles_regions_apart, graph_module,
                                        forced=lambda: must is not None and must(graph_module, example_inputs)):
@@ -379,7 +383,9 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
 
 def _note_of(compiled_forward: Callable) -> str:
     """What the compile log says of how the graphs were compiled."""
-    return "Inductor's C++ wrapper" if getattr(compiled_forward, "aotgraph_wrapper", None) == "cpp" else ""
+    notes = ["Inductor's C++ wrapper" if getattr(compiled_forward, "aotgraph_wrapper", None) == "cpp" else "",
+             "regions inlined for the compiler" if getattr(compiled_forward, "aotgraph_regions_inlined", False) else ""]
+    return "; ".join(note for note in notes if note)
 
 
 def _placeholder_values(graph_module: fx.GraphModule) -> list:
