@@ -10,9 +10,8 @@ outside this package never asks which compiler it has.
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -361,7 +360,7 @@ def _compiler_around_regions(compiled_regions: dict) -> Callable:
         if (traits.inlines_regions is not None and region_modules(graph_module)
                 and traits.inlines_regions(graph_module, example_inputs)):
             code = compile_graph(compiler, regions_inlined(graph_module), example_inputs, role)
-            with contextlib.suppress(AttributeError):  # for the compile log's note (`_note_of`)
+            with suppress(AttributeError):  # for the compile log's note (`_note_of`)
                 code.aotgraph_regions_inlined = True
             return code
         must = traits.must_compile_regions_apart
