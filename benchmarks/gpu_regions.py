@@ -31,7 +31,6 @@ import copy
 import json
 import logging
 import os
-import pstats
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_train import Log, Timer, first_step, gpt2, sgd_step, synchronize, torch_compile_phases  # noqa: E402
+from gpu_train import Log, Timer, first_step, gpt2, sgd_step, synchronize, torch_compile_phases, write_profile  # noqa: E402
 
 CONFIGS = ("inductor", "inductor_regions", "aotgraph", "aotgraph_regions")
 CHILD = "--child"
@@ -137,16 +136,6 @@ def child(config: str, args) -> None:
                   regions=[[(use.name, use.occurrences) for use in entry.joint.regions] for entry in backend.entries]
                   if backend is not None else [])
     print(json.dumps(result), flush=True)
-
-
-def write_profile(profiler: "cProfile.Profile", path: str) -> None:
-    """The first step's profile (this thread only) as text: the top functions by cumulative
-    and by own time."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        stats = pstats.Stats(profiler, stream=f)
-        stats.sort_stats("cumulative").print_stats(150)
-        stats.sort_stats("tottime").print_stats(60)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -29,10 +29,12 @@ prints the table last.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import functools
 import gc
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -287,13 +289,19 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     step, losses, keep, what = training_step(model_name, config, args, device)
     backend = keep[1]
     static_bytes = (torch.cuda.memory_allocated() if device.type == "cuda" else 0) - before
-    first_step_s, cpp_ready_s = first_step(step, device)
-    for _ in range(args.warmup):
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only)
+    if profiler is not None:
+        profiler.disable()
+        write_profile(profiler, os.path.join(os.environ.get("OUT", "./out"), f"profile_{model_name}_{config}.txt"))
+    for _ in range(0 if args.first_step_only else args.warmup):
         step()
     synchronize(device)
     result = dict(model=model_name, config=config, what=what, first_step_s=first_step_s, losses=losses,
                   cpp_ready_s=cpp_ready_s)
-    if device.type == "cuda":
+    if device.type == "cuda" and not args.first_step_only:
         # Memory reserved from the driver for this configuration, CUDA graph pools included:
         # the peak over two steps, above what was reserved before it was built. Comparable
         # between configurations only one process each: cudagraph trees share a process's pool.
@@ -369,6 +377,17 @@ def first_step(step, device: torch.device, wait: bool = True) -> tuple[float, fl
     if wait:
         wait_for_background_builds()
     return first_step_s, time.perf_counter() - begin
+
+
+def write_profile(profiler: "cProfile.Profile", path: str) -> None:
+    """The first step's profile (this thread only) as text: the top functions by cumulative
+    and by own time."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        stats = pstats.Stats(profiler, stream=f)
+        stats.sort_stats("cumulative").print_stats(150)
+        stats.sort_stats("tottime").print_stats(60)
+
 
 
 FIRST_STEP_CHILD = "--first-step-child"
@@ -524,7 +543,7 @@ def format_table(results: list[dict]) -> str:
                  "median of the per-round ratios")
     for r in results:
         base = torch_of.get((r["model"], _baseline_config(r["config"])))
-        if base is None or "error" in r or not r["config"].startswith("aotgraph"):
+        if base is None or "error" in r or not r["config"].startswith("aotgraph") or "step_ms" not in r:
             continue
         per_round = _per_round_ratios(r["step_ms"], base["step_ms"], r.get("steps_per_round", 1))
         lines.append(f"  {r['model']:<11} {r['config']:<16} p10 {r['p10_step_ms'] / base['p10_step_ms']:.3f}x, "
@@ -549,6 +568,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     parser.add_argument("--partition", choices=("default", "mincut"), default=None,
                         help="aotgraph's partition (default: mincut when aotgraph has it)")
+    parser.add_argument("--first-step-only", action="store_true",
+                        help="only the first step (compile phases of the foreground alone): no waiting for "
+                             "aotgraph's C++ builds, no warm-up or timed steps")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the first step (main thread); top functions to $OUT/profile_<model>_<config>.txt")
     parser.add_argument("--budget-s", type=float, default=450.0, help="start no configuration after this many seconds")
     child = sys.argv[1:3] if len(sys.argv) > 3 and sys.argv[1] == FIRST_STEP_CHILD else None
     args = parser.parse_args(sys.argv[4:] if child else None)
@@ -594,7 +618,10 @@ def main() -> int:
                 message = f"{type(error).__name__}: {error}".splitlines()[0][:160]
                 (warm_rows if config in WARM_CONFIGS else results).append(
                     dict(model=model_name, config=config, error=f"FAILED {message}"))
-        if prepared:
+        if prepared and args.first_step_only:
+            results += [dict(p.result, median_step_ms=float("nan"), median_host_ms=float("nan"), peak_gib=None,
+                             losses=[float(l) for l in p.result["losses"]]) for p in prepared]
+        elif prepared:
             log(f"== {model_name}: {args.rounds} interleaved rounds of {args.steps} steps  "
                 f"(t={time.perf_counter() - START:.0f} s)")
             results += [dict(r, steps_per_round=args.steps) for r in measure(prepared, args, device, log)]
