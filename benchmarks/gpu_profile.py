@@ -2,7 +2,8 @@
 gpu_train models, with torch.profiler. Prints, per model and config: kernels per step,
 GPU time per step, the top kernels, GPU time per kernel family side by side, and for
 aotgraph the op counts of its graphs. With ``--code``, Inductor's generated code of each
-configuration goes to ``$OUT/<model>_<config>_code.log`` for diffing.
+configuration (each compiled into a cold Inductor cache of its own) goes to
+``$OUT/<model>_<config>_<partition>_code.tar.gz`` for diffing.
 
     PYTHONPATH=src python benchmarks/gpu_profile.py [--models resnet50 gpt2_small] [--code]
 """
@@ -13,18 +14,19 @@ import collections
 import cProfile
 import gc
 import io
-import logging
 import os
 import pstats
 import statistics
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_train import MODELS, compile_model  # noqa: E402
+from gpu_train import MODELS, compile_model, fresh_compile_state  # noqa: E402
 
 # Kernel name fragments -> family, first match wins.
 FAMILIES = (("gemm", ("gemm", "nvjet", "cutlass", "sm90_", "sm80_", "cublas", "matmul")),
@@ -73,14 +75,22 @@ def dump_torch_partitions(out_dir: str, model_name: str):
     return lambda: setattr(compile_fx, "min_cut_rematerialization_partition", original)
 
 
+def _archive_generated_code(root: str, path: str) -> None:
+    """Every Python module Inductor generated under `root` (wrappers and Triton kernels) into one tarball."""
+    with tarfile.open(path, "w:gz") as archive:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                if name.endswith(".py"):
+                    archive.add(os.path.join(folder, name), arcname=os.path.relpath(os.path.join(folder, name), root))
+
+
 def profile(model_name: str, config: str, partition: str, out_dir: str, code: bool, steps: int = 3) -> dict:
     torch._dynamo.reset()
     torch.manual_seed(0)
-    handler = None
-    if code:
-        handler = logging.FileHandler(os.path.join(out_dir, f"{model_name}_{config}_{partition}_code.log"), mode="w")
-        logging.getLogger("torch").addHandler(handler)
-        torch._logging.set_logs(output_code=True)
+    code_root = None
+    if code:  # a cold Inductor cache of its own: its generated modules are this configuration's code
+        code_root = tempfile.mkdtemp(prefix="aotgraph_gpu_profile_")
+        fresh_compile_state(code_root, "cache")
     restore = dump_torch_partitions(out_dir, model_name) if config == "inductor" else (lambda: None)
     device = torch.device("cuda")
     model, inputs, _ = MODELS[model_name](device, smoke=False)
@@ -99,10 +109,8 @@ def profile(model_name: str, config: str, partition: str, out_dir: str, code: bo
             step()
     finally:
         restore()
-        if handler is not None:
-            torch._logging.set_logs()
-            logging.getLogger("torch").removeHandler(handler)
-            handler.close()
+        if code_root is not None:
+            _archive_generated_code(code_root, os.path.join(out_dir, f"{model_name}_{config}_{partition}_code.tar.gz"))
     torch.cuda.synchronize()
     host = []
     for _ in range(10):  # host time to enqueue one step (the GPU keeps up only when the host is the bottleneck)

@@ -362,6 +362,31 @@ def test_inductor_pipeline_plans_for_fused_backward_kernels():
     assert sorted(v.producer.split(".")[0] for v in entry.partition.saved if v.producer != "input") == ["mm", "sin"]
 
 
+@pytest.mark.parametrize("fusing", [False, True])
+def test_a_padding_is_saved_for_a_fusing_compiler(fusing):
+    """A causal LM's loss pads its labels (8x513 int64 for GPT-2) and reads them again in the
+    backward. The lean plan recomputes the pad from the labels, an input; for a fusing compiler
+    the plan saves it (or its contiguous slice that the backward reads): recomputed, it fused into the backward's log-softmax reduction as a
+    masked load inside the loop (0.61 vs 0.43 ms a step on the H200). Both match eager."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (2, 6))
+
+    def f(logits, labels):
+        shifted = F.pad(labels, (0, 1), value=-100)[..., 1:].contiguous()
+        return F.cross_entropy(logits.flatten(0, 1), shifted.flatten(), ignore_index=-100)
+
+    joint = aot_export_joint(f, (logits, labels))
+    plan = split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs, fusing_compiler=fusing)[2]
+    recomputed_pads = [name for name in plan.recomputed if name.startswith("constant_pad_nd")]
+    assert bool(recomputed_pads) is not fusing, (plan.saved, plan.recomputed)
+    if fusing:  # the pad or what the backward reads of it (its contiguous slice), not the labels
+        assert "primals_2" not in plan.saved and any(name.startswith(("constant_pad_nd", "clone")) for name in plan.saved)
+    compiled = aot_function(f, partition_fn=min_cut_rematerialization_partition)
+    expected = torch.autograd.grad(f(logits, labels), logits)
+    torch.testing.assert_close(torch.autograd.grad(compiled(logits, labels), logits), expected)
+
+
 def test_a_node_returning_a_dict_is_never_saved_whole():
     """A user Triton kernel's functional node returns a dict (argument name -> written copy):
     like a tuple, the min cut cannot save it (it took it for an 8-byte scalar, and Inductor

@@ -53,6 +53,7 @@ class JointNetwork:
     policy: Optional[Policy]
     price_expensive: bool = False  # budgets may recompute matmuls, convolutions, attention at their FLOP price
     save_matmul_inputs: bool = False  # see `_read_by_backward_matmul`
+    fusing_compiler: bool = False  # the compiler fuses kernels (Inductor): see `_padding_for_fused_kernels`
     mutated_inputs: frozenset = frozenset()  # primal names the runtime overwrites after the forward
     nodes: list = field(default_factory=list)
 
@@ -83,7 +84,8 @@ class JointNetwork:
             forced = self._forced_forward(node)
             if forced is None and not self.price_expensive and node not in self.pinned:
                 forced = (_long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
-                          or _read_by_backward_matmul(node, self.backward_only, self.save_matmul_inputs))
+                          or _read_by_backward_matmul(node, self.backward_only, self.save_matmul_inputs)
+                          or (_padding_for_fused_kernels(node) if self.fusing_compiler else None))
             self.forced_forward.append(forced)
         self._static_edges()
 
@@ -387,6 +389,17 @@ def _read_by_backward_matmul(node: fx.Node, backward_only: set, any_value: bool)
     return None
 
 
+def _padding_for_fused_kernels(node: fx.Node) -> Optional[str]:
+    """Why a fusing compiler's plan computes a padding in the forward only: recomputed, it fuses
+    into its backward readers as a masked load, and inside a reduction that load cannot leave the
+    loop (the mask includes the reduced index). GPT-2's loss pads its labels: the backward's
+    log-softmax kernel, reading them through the recomputed pad, took 0.61 ms a step on the H200
+    against 0.43 ms reading the saved pad (8x513 int64, 33 KB)."""
+    if node.op == "call_function" and node.target is torch.ops.aten.constant_pad_nd.default:
+        return "a padding (recomputed, it would fuse into the backward's kernels as a masked load)"
+    return None
+
+
 def _read_through_views(node: fx.Node, reads: Callable[[fx.Node], bool]) -> bool:
     """Whether a reader of `node`, directly or through views of it, is one `reads` accepts."""
     stack = list(node.users)
@@ -438,7 +451,8 @@ def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutat
     if save_matmul_inputs is None:
         save_matmul_inputs = fusing_compiler
     network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
-                           save_matmul_inputs=save_matmul_inputs, mutated_inputs=frozenset(mutated_inputs))
+                           save_matmul_inputs=save_matmul_inputs, fusing_compiler=fusing_compiler,
+                           mutated_inputs=frozenset(mutated_inputs))
     if memory_budget is not None:
         saved, budget, note = saved_for_budget(network, memory_budget)
         return network.build(saved, budget=budget, note=note)
