@@ -216,6 +216,47 @@ def deberta_v2(attn):
         lambda b, s: class_inputs(b, s, token_types=True)
 
 
+def image_inputs(num_labels=3, labels=True, size=32, segmentation=False):
+    def inputs(batch, seq):
+        generator = torch.Generator().manual_seed(batch * 31 + seq)
+        x = {"pixel_values": torch.randn(batch, 3, size, size, generator=generator)}
+        if segmentation:
+            x["labels"] = torch.randint(0, num_labels, (batch, size, size), generator=generator)
+        elif labels:
+            x["labels"] = torch.arange(batch) % num_labels
+        return x
+    return inputs
+
+
+def vision(config_cls, model_name, inputs=None, **kw):
+    def build(attn):
+        config = getattr(transformers, config_cls)(num_labels=3, **kw)
+        return make(getattr(transformers, model_name), config, attn), inputs or image_inputs()
+    return build
+
+
+def marian(attn):
+    config = transformers.MarianConfig(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2,
+                                       encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+                                       decoder_ffn_dim=128, max_position_embeddings=64, pad_token_id=0,
+                                       decoder_start_token_id=0, eos_token_id=2)
+    return make(transformers.MarianMTModel, config, attn), lambda b, s: text_inputs(b, s)
+
+
+def hubert(attn):
+    config = transformers.HubertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2),
+                                       conv_kernel=(10, 3), num_feat_extract_layers=2, num_conv_pos_embeddings=8,
+                                       num_conv_pos_embedding_groups=4, mask_time_prob=0.0,
+                                       ctc_loss_reduction="mean", pad_token_id=0)
+
+    def inputs(batch, seq):
+        generator = torch.Generator().manual_seed(batch * 31 + seq)
+        return {"input_values": torch.randn(batch, 40 * seq, generator=generator),
+                "labels": torch.randint(3, VOCAB, (batch, 4), generator=generator)}
+    return make(transformers.HubertForCTC, config, attn), inputs
+
+
 def checkpointed(build):
     """`build`'s model with gradient checkpointing on (torch.utils.checkpoint, use_reentrant=False)."""
     def build_checkpointed(attn):
@@ -251,6 +292,49 @@ MODELS = {
     "wav2vec2": (wav2vec2, ("eager",)),
     "mobilebert": (mobilebert, ("eager",)),
     "deberta_v2": (deberta_v2, ("eager",)),
+    "gemma": (llm("GemmaConfig", "GemmaForCausalLM", num_key_value_heads=1, head_dim=16, pad_token_id=0),
+              ("eager", "sdpa")),
+    "gemma2": (llm("Gemma2Config", "Gemma2ForCausalLM", num_key_value_heads=2, head_dim=16, sliding_window=8,
+                   query_pre_attn_scalar=16, pad_token_id=0), ("eager",)),
+    "qwen3": (llm("Qwen3Config", "Qwen3ForCausalLM", num_key_value_heads=2, head_dim=16), ("eager", "sdpa")),
+    "mixtral": (llm("MixtralConfig", "MixtralForCausalLM", num_key_value_heads=2, num_local_experts=4,
+                    num_experts_per_tok=2, output_router_logits=True), ("eager", "sdpa")),
+    "qwen2_moe": (llm("Qwen2MoeConfig", "Qwen2MoeForCausalLM", num_key_value_heads=2, num_experts=4,
+                      num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=64,
+                      output_router_logits=True), ("sdpa",)),
+    "moe_loop_mixtral": (llm("MixtralConfig", "MixtralForCausalLM", num_key_value_heads=2, num_local_experts=4,
+                             num_experts_per_tok=2, output_router_logits=True, experts_implementation="eager"),
+                         ("sdpa",)),
+    "phi3": (llm("Phi3Config", "Phi3ForCausalLM", num_key_value_heads=2, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2), ("eager", "sdpa")),
+    "stablelm": (llm("StableLmConfig", "StableLmForCausalLM", num_key_value_heads=2, partial_rotary_factor=0.25,
+                     use_qkv_bias=True), ("eager", "sdpa")),
+    "gptj": (lambda attn: (make(transformers.GPTJForCausalLM, transformers.GPTJConfig(
+        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=64, bos_token_id=1,
+        eos_token_id=2), attn),
+        lambda b, s: text_inputs(b, s)), ("eager",)),
+    "mpt": (lambda attn: (make(transformers.MptForCausalLM, transformers.MptConfig(
+        vocab_size=VOCAB, d_model=64, n_layers=2, n_heads=4, expansion_ratio=2, max_seq_len=64), attn),
+        lambda b, s: text_inputs(b, s)), ("eager",)),
+    "xlnet": (lambda attn: (make(transformers.XLNetForSequenceClassification, transformers.XLNetConfig(
+        vocab_size=VOCAB, d_model=64, n_layer=2, n_head=4, d_inner=128, num_labels=3), attn),
+        lambda b, s: class_inputs(b, s, token_types=True)), ("eager",)),
+    "modernbert": (llm("ModernBertConfig", "ModernBertForMaskedLM", global_attn_every_n_layers=2,
+                       local_attention=8, pad_token_id=0, eos_token_id=2, bos_token_id=1, cls_token_id=1,
+                       sep_token_id=2), ("eager", "sdpa")),
+    "esm": (llm("EsmConfig", "EsmForMaskedLM", pad_token_id=1, mask_token_id=2,
+                position_embedding_type="rotary"), ("eager", "sdpa")),
+    "swin": (vision("SwinConfig", "SwinForImageClassification", image_size=32, patch_size=4, embed_dim=16,
+                    depths=[1, 1], num_heads=[2, 2], window_size=4), ("eager", "sdpa")),
+    "convnext": (vision("ConvNextConfig", "ConvNextForImageClassification", hidden_sizes=[16, 32],
+                        depths=[1, 1], num_stages=2, image_size=32), ("eager",)),
+    "segformer": (vision("SegformerConfig", "SegformerForSemanticSegmentation",
+                         image_inputs(segmentation=True), num_encoder_blocks=2, depths=[1, 1],
+                         sr_ratios=[2, 1], hidden_sizes=[16, 32], num_attention_heads=[1, 2],
+                         patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2], decoder_hidden_size=32),
+                  ("eager",)),
+    "marian": (marian, ("eager", "sdpa")),
+    "hubert": (hubert, ("eager",)),
     "ckpt_llama": (checkpointed(llm("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2)), ("sdpa",)),
     "ckpt_bert": (checkpointed(encoder("BertConfig", "BertForSequenceClassification")), ("eager",)),
 }

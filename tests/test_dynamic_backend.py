@@ -97,6 +97,30 @@ def test_mark_dynamic_compiles_once():
     assert [e.reason for e in backend.entries] == ["symbolic sizes"]
 
 
+def test_a_view_input_with_history_compiles_as_often_as_torch():
+    """Mixtral's router and experts get ``hidden_states.view(-1, hidden)``: a graph input that
+    requires grad, is not a leaf and views a larger base. Capture's storage checks on it (its
+    grad-tracking copy's ``set_``, the freed-storage test) once recorded guards tying its sizes
+    to its base's with the first batch baked in, so a new batch compiled the frame again."""
+    def f(x):
+        return (x * 2).sin()
+
+    def run(backend) -> int:
+        torch._dynamo.reset()
+        counter = CompileCounterWithBackend(backend)
+        compiled = torch.compile(f, backend=counter)
+        w = torch.randn(16, requires_grad=True)
+        for batch, seq in [(2, 8), (2, 12), (2, 16), (3, 16)]:
+            data = torch.randn(batch, seq, 16)
+            (grad,) = torch.autograd.grad(compiled((data * w).view(-1, 16)).sum(), w)
+            (expected,) = torch.autograd.grad(f((data * w).view(-1, 16)).sum(), w)
+            torch.testing.assert_close(grad, expected)
+        torch._dynamo.reset()
+        return counter.frame_count
+
+    assert run(aotgraph.backend(compiler="eager")) <= run("aot_eager")
+
+
 def test_symbolic_view_of_an_input_falls_back_to_concrete_sizes():
     """An output the runtime rebuilds as a view of an input with symbolic sizes: each concrete
     size compiles (as before symbolic capture), with eager's results."""

@@ -106,6 +106,59 @@ def test_op_without_fake_kernel(program, op):
     _assert_names(error, "capture", op, "no fake", "register_fake")
 
 
+def test_capture_failures_are_also_torchs_fake_tensor_exceptions():
+    """Capture's own errors for what torch's fake tensors cannot trace are torch's exceptions
+    too (Dynamo runs such a frame eagerly after a graph break), and still read as ours."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+    error = _raises(DataDependentControlFlow, aot_function(scale_by_item), leaf(4))
+    assert isinstance(error, DataDependentOutputException) and "_local_scalar_dense" in str(error.func)
+    assert str(error).startswith("DataDependentControlFlow:") and error in {error}  # an exception's identity
+    error = _raises(UnsupportedOp, aot_function(select_nonzero), leaf(5))
+    assert isinstance(error, DynamicOutputShapeException) and type(error).__name__ == "UnsupportedOp"
+
+
+@torch.library.custom_op("aotgraph_tests::scale_by_segments", mutates_args=())
+def scale_by_segments(x: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@scale_by_segments.register_fake
+def _(x, ends):
+    return torch.empty_like(x)
+
+
+def _segments_backward(ctx, grad):
+    out, start = torch.zeros_like(grad), 0
+    for end in ctx.ends.tolist():  # reads values in the backward, as transformers' MoE experts' op does
+        out[start:end] = grad[start:end] * 2
+        start = end
+    return out, None
+
+
+scale_by_segments.register_autograd(_segments_backward,
+                                    setup_context=lambda ctx, inputs, output: setattr(ctx, "ends", inputs[1]))
+
+
+def test_a_backward_that_reads_values_runs_eagerly_under_torch_compile():
+    """Mixtral's experts (transformers' grouped_mm fallback) read their segment ends with
+    ``.tolist()`` in a custom op's backward. Under torch.compile our backend's capture fails as
+    torch's own backends' does, and Dynamo runs the frame eagerly (a graph break): the training
+    step matches eager instead of stopping with BackendCompilerFailed."""
+    import aotgraph
+
+    def f(x, ends):
+        return scale_by_segments(x, ends).sin().sum()
+
+    x, ends = leaf(6, 4), torch.tensor([2, 6])
+    (expected,) = torch.autograd.grad(f(x, ends), x)
+    torch._dynamo.reset()
+    try:
+        (grad,) = torch.autograd.grad(torch.compile(f, backend=aotgraph.backend("eager"))(x, ends), x)
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(grad, expected)
+
+
 def test_an_error_leaves_no_tracing_state_behind():
     _raises(DataDependentControlFlow, aot_function(branch_on_value), leaf(3))
     x = torch.ones(3)

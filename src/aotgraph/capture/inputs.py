@@ -11,7 +11,7 @@ from .. import config
 from ..errors import BadArgument
 from ..torch_private.dispatch import DisableTorchDispatch
 from ..torch_private.fake import FakeTensor, FakeTensorMode
-from ..torch_private.symbolic import symbolic_fake
+from ..torch_private.symbolic import guards_suppressed, symbolic_fake
 
 __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]
 
@@ -67,7 +67,11 @@ class _PassThroughCopy(torch.autograd.Function):
         # Not a view (autograd forbids in-place ops on views made inside a custom Function).
         copy = torch.empty(0, dtype=leaf.dtype, device=leaf.device)
         storage = torch.empty(leaf.untyped_storage().nbytes(), dtype=torch.uint8, device=leaf.device)
-        copy.set_(storage.untyped_storage(), leaf.storage_offset(), leaf.shape, leaf.stride())
+        # set_'s bounds check holds by construction (leaf's own layout on a storage of its
+        # storage's size); under Dynamo its guard would pin a view's sizes to its base's
+        # (`256*x.size()[0] <= 512*x._base.size()[1]`: a new batch size compiled again).
+        with guards_suppressed(leaf):
+            copy.set_(storage.untyped_storage(), leaf.storage_offset(), leaf.shape, leaf.stride())
         return copy.copy_(leaf)
 
     @staticmethod

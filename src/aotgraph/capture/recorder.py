@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from .. import config
-from ..errors import DataDependentControlFlow, UnsupportedOp
+from ..errors import DataDependentControlFlow, UnsupportedOp, fake_tensor_failure
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
 from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
@@ -371,23 +371,23 @@ class GraphRecorder(TorchDispatchMode):
         try:
             return func(*args, **kwargs)
         except DataDependentOutputException as error:
-            raise DataDependentControlFlow(
+            raise fake_tensor_failure(DataDependentControlFlow(
                 f"the program reads the value of a tensor ({func}, e.g. .item(), bool(t), or `if t > 0`)"
                 f"{_user_line()}",
                 "capture",
                 "make the branch depend on shapes or Python values instead, or run that part eagerly "
                 "outside the compiled function",
-            ) from error
+            ), error) from error
         except DynamicOutputShapeException as error:
-            raise UnsupportedOp(
+            raise fake_tensor_failure(UnsupportedOp(
                 f"{func} has a data-dependent output shape",
                 "capture",
                 "use a fixed-shape alternative (e.g. torch.where instead of nonzero/masked_select), compile it "
                 "with torch.compile and torch._dynamo.config.capture_dynamic_output_shape_ops=True, "
                 "or run that part eagerly outside the compiled function",
-            ) from error
+            ), error) from error
         except UnsupportedOperatorException as error:
-            raise _no_fake_kernel(func) from error
+            raise fake_tensor_failure(_no_fake_kernel(func), error) from error
         except RuntimeError as error:
             # torch.library.custom_op without register_fake raises a plain RuntimeError
             # (torch.export recognizes it by this same text).

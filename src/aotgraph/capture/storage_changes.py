@@ -31,6 +31,7 @@ from ..errors import UnsupportedOp
 from ..graph.ops import bytes_needed
 from ..torch_private.dispatch import has_storage
 from ..torch_private.fake import FAKE_CONVERSION_MODULE
+from ..torch_private.symbolic import guards_suppressed
 from .recorder import _user_line
 
 __all__ = ["STORAGE_CHANGES_REFUSED", "InputStorageResizes", "storage_resizes_refused", "refuse_resized_inputs"]
@@ -107,11 +108,16 @@ class InputStorageResizes:
             key = StorageWeakRef(storage)
             self._inputs.setdefault(key, []).append((fake, position))
             real_bytes = real.untyped_storage().nbytes() if has_storage(real) else storage.nbytes()
-            if real_bytes < bytes_needed(real):
-                _ORIGINAL_RESIZE(storage, real_bytes)
+            # Whether a storage holds fewer bytes than its tensor reaches is a fact of the storage
+            # (freed to 0, or not), not of the sizes: decided on the size hints, no guard recorded
+            # (under Dynamo such a guard would pin a view's sizes to its base's).
+            with guards_suppressed(real):
+                if real_bytes < bytes_needed(real):
+                    _ORIGINAL_RESIZE(storage, real_bytes)
             self._entry_bytes[key] = storage.nbytes()
-            if storage.nbytes() < bytes_needed(fake):
-                self.freed.add(key)
+            with guards_suppressed(fake):
+                if storage.nbytes() < bytes_needed(fake):
+                    self.freed.add(key)
 
     def was_resized(self, key: StorageWeakRef) -> bool:
         return key in self._resized

@@ -22,7 +22,7 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["node_expression", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
@@ -153,6 +153,13 @@ def memoized_size_arithmetic() -> Iterator[None]:
         for name, original in patched.items():
             setattr(SymNode, name, original)
         _active_memo.clear()
+
+
+def guards_suppressed(tensor: torch.Tensor):
+    """A context in which checks on `tensor`'s symbolic sizes record no guard (its fake mode's
+    shape environment's ``suppress_guards``); a plain context where it has none."""
+    shape_env = getattr(getattr(tensor, "fake_mode", None), "shape_env", None)
+    return shape_env.suppress_guards() if shape_env is not None else contextlib.nullcontext()
 
 
 def _guards_suppressed():
