@@ -833,6 +833,28 @@ def test_symbolic_int_inputs_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_symbolic_input_views_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "symbolic_input_views")
+    torch._dynamo.reset()
+
+    def program(x, w):
+        return (x @ w).relu(), x.view(x.shape[0] * 2, -1)
+
+    backend = aotgraph.backend("eager")
+    compiled = torch.compile(program, backend=backend, dynamic=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    for batch in (3, 5, 6):
+        x = torch.randn(batch, 4)
+        out, view = compiled(x, w)
+        torch.testing.assert_close(out, program(x, w)[0])
+        assert view._base is x and torch.equal(view, x.view(batch * 2, -1))
+    symbolic = [e for e in backend.entries if e.reason == "symbolic sizes"]
+    torch._dynamo.reset()
+    assert (len(symbolic) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_lowerings_imported_when_needed_switch(disabled):
     """In a fresh process: building Inductor's decomposition table imports its lowerings only
     with the switch off; with it on, capturing a max pooling (whose decomposition asks them)

@@ -112,6 +112,9 @@ SWITCHES = {
                                       "(compilers/torchinductor.py)",
     "symbolic_int_inputs": "a SymInt input of a Dynamo graph is captured as the size of an empty tensor, kept "
                            "symbolic, instead of one compile per value (capture/symbolic_ints.py)",
+    "symbolic_input_views": "an output that is a view of an input with symbolic sizes is rebuilt at the layout of "
+                            "the graph's own output, one compile for every size, instead of one per size "
+                            "(capture/symbols.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "

@@ -133,6 +133,9 @@ class OutputInfo(Leaf):
     of ``.item()`` under Dynamo's ``capture_scalar_outputs``) is returned by the graph as a 0-d
     tensor, and by the runtime as that tensor's ``.item()``: `python_scalar` is its kind (int,
     float or bool), None for other leaves.
+    A view of an input whose view ops or layout hold symbolic sizes has `layout_from_graph`:
+    the runtime rebuilds it by ``as_strided`` on the input at the layout of the graph's own
+    output for it (its sizes at this call), which must be that input's memory.
     """
 
     base_input: Optional[int] = None
@@ -141,6 +144,7 @@ class OutputInfo(Leaf):
     view_chain: tuple[ViewStep, ...] = ()
     base_of_outputs: Optional[int] = None
     python_scalar: Optional[type] = None
+    layout_from_graph: bool = False  # a view of an input of symbolic sizes: see below
 
     @property
     def has_tangent(self) -> bool:

@@ -46,7 +46,7 @@ from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder
 from .runtime_asserts import insert_runtime_asserts
-from .symbols import refuse_symbolic_replays
+from .symbols import input_views_laid_out_by_graph, refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
                               storage_resizes_refused)
 from .subclasses import refuse_subclass_outputs
@@ -269,6 +269,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     if grad_enabled_after != wants_grad:
         signature = dataclasses.replace(signature, grad_enabled_after=grad_enabled_after)
     if fake_mode.shape_env is not None:
+        if config.enabled("symbolic_input_views"):
+            signature = input_views_laid_out_by_graph(signature)
         refuse_symbolic_replays(signature)
     return JointGraph(graph_module, signature, is_inference, fake_mode)
 

@@ -10,6 +10,7 @@ Equal expressions share one node. Every node's ``meta["val"]`` is the symbolic v
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from typing import Any, Callable, Optional
@@ -24,7 +25,7 @@ from ..torch_private.symbolic import (CeilToInt, compute_unbacked_bindings, Clea
                                       IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat, TruncToFloat,
                                       TruncToInt)
 
-__all__ = ["SymbolNodes", "refuse_symbolic_replays"]
+__all__ = ["SymbolNodes", "refuse_symbolic_replays", "input_views_laid_out_by_graph"]
 
 aten = torch.ops.aten
 
@@ -174,6 +175,23 @@ def _number(expr: sympy.Basic, value: Optional[Any]) -> Any:
     return int(expr)
 
 
+def input_views_laid_out_by_graph(signature):
+    """`signature` with each output that is a view of an input, whose view ops (or layout)
+    hold symbolic sizes, rebuilt from the layout of the graph's own output at each call
+    (`OutputInfo.layout_from_graph`) rather than by replaying them: a graph ending in
+    ``x.reshape(batch, seq, hidden)`` serves every size (it compiled per size before)."""
+    outputs = list(signature.outputs)
+    for position, info in enumerate(outputs):
+        if not info.is_tensor or info.base_input is None or info.is_input or info.base_output is not None \
+                or info.base_of_outputs is not None:
+            continue
+        replayed = _replayed(info.view_chain) if info.view_chain else (info.meta.shape, info.meta.stride,
+                                                                       info.meta.storage_offset)
+        if _holds_symbol(replayed):
+            outputs[position] = dataclasses.replace(info, view_chain=(), layout_from_graph=True)
+    return dataclasses.replace(signature, outputs=tuple(outputs)) if outputs != list(signature.outputs) else signature
+
+
 def refuse_symbolic_replays(signature) -> None:
     """What the runtime rebuilds outside the graphs from the signature alone (views of inputs
     and outputs replayed from their view ops or layouts, in-place layout changes) must be
@@ -186,8 +204,8 @@ def refuse_symbolic_replays(signature) -> None:
                 raise UnsupportedOp(f"output {position} holds symbolic sizes ({info.constant})", "capture",
                                     "return the sizes as separate ints, or compile with static shapes")
             continue
-        rebuilt = (info.base_input is not None and not info.is_input) or info.base_output is not None \
-            or info.base_of_outputs is not None
+        rebuilt = ((info.base_input is not None and not info.is_input) or info.base_output is not None
+                   or info.base_of_outputs is not None) and not info.layout_from_graph
         if rebuilt and (_holds_symbol(_replayed(info.view_chain)) if info.view_chain
                         else _holds_symbol((info.meta.shape, info.meta.stride, info.meta.storage_offset))):
             raise UnsupportedOp(f"output {position} is a view the runtime rebuilds with symbolic sizes", "capture",

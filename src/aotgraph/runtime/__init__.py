@@ -20,7 +20,7 @@ import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..artifacts import CompiledGraphs, OutputInfo, Signature, ViewStep
-from ..errors import UnsupportedOp
+from ..errors import CompilerError, UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.ops import bytes_needed
 from ..graph.nodes import aliases_of_placeholders
@@ -249,7 +249,7 @@ class _Plan:
             if info.is_input:
                 value = primals[alias_primal]
             elif alias_primal is not None:
-                value = _view_of(primals[alias_primal], info)
+                value = _view_of(primals[alias_primal], info, value if info.layout_from_graph else None)
             elif info.base_of_outputs is not None:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
             elif info.base_output is not None and not info.view_chain:
@@ -266,19 +266,27 @@ class _Plan:
 _AS_STRIDED_ = torch.ops.aten.as_strided_.default
 
 
-def _view_of(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
+def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Rebuild an output that is a view of `base` (an input, another output, a base the
-    forward returned) as a real view of it: the program's view ops replayed, else as_strided."""
+    forward returned) as a real view of it: the program's view ops replayed, else as_strided
+    (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`)."""
     meta = info.meta
     if meta.requires_grad or not torch.is_grad_enabled():
         # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
-        return _replay(base, info)
+        return _replay(base, info, laid_out)
     with torch.no_grad():
-        view = _replay(base, info)
+        view = _replay(base, info, laid_out)
     return view.detach() if view.requires_grad else view
 
 
-def _replay(base: torch.Tensor, info: OutputInfo) -> torch.Tensor:
+def _replay(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    if laid_out is not None:
+        if laid_out.untyped_storage().data_ptr() != base.untyped_storage().data_ptr():
+            raise CompilerError("the compiled forward returned a copy where the program returns a view of an input "
+                                "with symbolic sizes", "runtime",
+                                "return the view's memory from the compiler (eager and Inductor do), or compile with "
+                                "static shapes (AOTGRAPH_DISABLE=symbolic_input_views compiles such graphs per size)")
+        return base.as_strided(laid_out.shape, laid_out.stride(), laid_out.storage_offset())
     if not info.view_chain:
         meta = info.meta
         return base.as_strided(meta.shape, meta.stride, meta.storage_offset)
