@@ -26,7 +26,6 @@ Where a first step's time goes: add --profile (cProfile, $OUT/profile_<config>.t
 from __future__ import annotations
 
 import argparse
-import cProfile
 import copy
 import json
 import logging
@@ -40,7 +39,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_train import Log, Timer, first_step, gpt2, sgd_step, synchronize, torch_compile_phases, write_profile  # noqa: E402
+from gpu_train import Log, Timer, first_step, gpt2, sgd_step, synchronize, torch_compile_phases  # noqa: E402
 
 CONFIGS = ("inductor", "inductor_regions", "aotgraph", "aotgraph_regions")
 CHILD = "--child"
@@ -102,13 +101,8 @@ def child(config: str, args) -> None:
     step, losses = sgd_step(compiled, inputs, optimizer, device)
     optimizer.step = lambda: None  # the first step keeps its gradients for the check below
     optimizer.zero_grad, zero_grad = (lambda set_to_none=True: None), optimizer.zero_grad
-    profiler = cProfile.Profile() if args.profile else None
-    if profiler is not None:
-        profiler.enable()
-    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only)
-    if profiler is not None:
-        profiler.disable()
-        write_profile(profiler, os.path.join(os.environ.get("OUT", "./out"), f"profile_{config}.txt"))
+    profile_to = os.path.join(os.environ.get("OUT", "./out"), f"profile_{config}.txt") if args.profile else None
+    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only, profile_to=profile_to)
     grad_error = gradient_error(model, reference)
     del optimizer.step, optimizer.zero_grad
     zero_grad(set_to_none=True)

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -289,13 +290,9 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     step, losses, keep, what = training_step(model_name, config, args, device)
     backend = keep[1]
     static_bytes = (torch.cuda.memory_allocated() if device.type == "cuda" else 0) - before
-    profiler = cProfile.Profile() if args.profile else None
-    if profiler is not None:
-        profiler.enable()
-    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only)
-    if profiler is not None:
-        profiler.disable()
-        write_profile(profiler, os.path.join(os.environ.get("OUT", "./out"), f"profile_{model_name}_{config}.txt"))
+    profile_to = os.path.join(os.environ.get("OUT", "./out"), f"profile_{model_name}_{config}.txt")
+    first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only,
+                                           profile_to=profile_to if args.profile else None)
     for _ in range(0 if args.first_step_only else args.warmup):
         step()
     synchronize(device)
@@ -362,18 +359,26 @@ def sgd_step(run, inputs: tuple, optimizer, device: torch.device):
     return step, losses
 
 
-def first_step(step, device: torch.device, wait: bool = True) -> tuple[float, float]:
+def first_step(step, device: torch.device, wait: bool = True,
+               profile_to: Optional[str] = None) -> tuple[float, float]:
     """Seconds of the first step (compiles included), and until aotgraph's background C++
     builds are ready: the steps run on Inductor's Python wrapper meanwhile; waiting makes the
     timed steps run what a long run runs, and stores the C++ builds in the disk cache.
-    `wait` False: no waiting (the second figure is then the first's)."""
+    `wait` False: no waiting (the second figure is then the first's). `profile_to`: a path
+    for the first step's cProfile (`write_profile`)."""
     from aotgraph.compilers.background_builds import wait_for_background_builds
 
     synchronize(device)
+    profiler = cProfile.Profile() if profile_to else None
     begin = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     step()
     synchronize(device)
     first_step_s = time.perf_counter() - begin
+    if profiler is not None:
+        profiler.disable()
+        write_profile(profiler, profile_to)
     if wait:
         wait_for_background_builds()
     return first_step_s, time.perf_counter() - begin
