@@ -94,6 +94,30 @@ def test_output_view_of_input_compiles_once():
     assert len(compiled.aotgraph_entries) == 1
 
 
+def test_output_view_of_input_compiles_per_size_for_a_compiler_that_copies_inputs():
+    """A compiler that runs on copies of its inputs (Inductor's CUDA graphs) would hand back a
+    view of the copy: such an entry is compiled per size, its views replayed on the caller's tensor."""
+    from aotgraph.compilers import CompilerTraits
+
+    class Copying:
+        aotgraph_traits = CompilerTraits(copies_inputs=lambda: True)
+
+        def __call__(self, graph_module, example_inputs):
+            return graph_module
+
+    def f(x, w):
+        return x @ w, x.view(x.shape[0] * 2, -1)
+
+    compiled = aotgraph.aot_function(f, Copying(), dynamic=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    for batch in (3, 5):
+        x = torch.randn(batch, 4)
+        out, view = compiled(x, w)
+        torch.testing.assert_close(out, x @ w)
+        assert view._base is x and torch.equal(view, x.view(batch * 2, 2))
+    assert len(compiled.aotgraph_entries) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["gpt", "mlp"])
 def test_inductor_compiles_once(model_name):

@@ -28,6 +28,7 @@ from .capture import capture
 from .compilers import compile_partition, traits_of
 from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
+from .errors import UnsupportedOp
 from .partition import partition, plans_whole_program
 from .progress import compile_progress
 from .runtime import ForwardFacts, build_runtime
@@ -99,6 +100,16 @@ def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Calla
             log.progress = None
 
 
+def _refuse_input_views_on_copies(joint, traits) -> None:
+    """An output rebuilt from the layout of the graph's own view of an input (symbolic sizes,
+    `OutputInfo.layout_from_graph`) needs that view on the caller's tensor: with a compiler that
+    runs on copies of its inputs (CUDA graphs), UnsupportedOp, so the entry is compiled per size."""
+    position = next((k for k, o in enumerate(joint.signature.outputs) if o.layout_from_graph), None)
+    if position is not None and traits.copies_inputs is not None and traits.copies_inputs():
+        raise UnsupportedOp(f"output {position} is a view of an input with symbolic sizes, and the compiler runs "
+                            "on copies of its inputs (CUDA graphs)", "compile", "compiled per size instead")
+
+
 def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_compiler: Callable,
                 bw_compiler: Callable, inference_compiler: Callable, partition_fn: Callable,
                 decompositions: Optional[Mapping], on_disk: Optional[OnDisk], real_args: list) -> CompiledEntry:
@@ -131,6 +142,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                 if entry is not None:
                     return entry
         traits = traits_of(inference_compiler if joint.is_inference else fw_compiler)
+        _refuse_input_views_on_copies(joint, traits)
         if traits.joint_passes is not None:
             with log.stage("joint passes"):
                 joint = traits.joint_passes(joint)

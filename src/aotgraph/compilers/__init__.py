@@ -61,6 +61,8 @@ class CompilerTraits:
     callable again, in another process, from those bytes and the graph it was compiled from;
     `restore_reads_graph` False: its restore reads no graph and is given None instead (a
     loaded entry then decodes its graphs only when something else reads them).
+    `copies_inputs()`: the compiled graphs run on copies of some inputs (Inductor's CUDA
+    graphs), so an output that views an input views the copy, not the caller's tensor.
     A compiler declares its traits as an ``aotgraph_traits`` attribute; others get none."""
 
     decompositions: Optional[Callable[[], Mapping]] = None
@@ -75,6 +77,7 @@ class CompilerTraits:
     store: Optional[Callable[[Callable], Optional[bytes]]] = None
     restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
     restore_reads_graph: bool = True
+    copies_inputs: Optional[Callable[[], bool]] = None
 
 
 _NO_TRAITS = CompilerTraits()
@@ -203,7 +206,8 @@ class InductorCompiler:
                               cache_identity=lambda: torchinductor.inductor_cache_identity(self.options),
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
-                              restore_reads_graph=False)
+                              restore_reads_graph=False,
+                              copies_inputs=lambda: torchinductor.cuda_graphs_asked(self.options))
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor

@@ -280,6 +280,14 @@ def _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper: bool, cud
 _process_values: Optional[dict] = None
 
 
+def cuda_graphs_asked(options: dict) -> bool:
+    """Whether `options` or the process ask Inductor for CUDA graphs (which replay on copies of
+    the inputs that are not static: an output viewing such an input views the copy)."""
+    with background_builds.foreground_compile():
+        process = _process_settings(("triton.cudagraphs",))
+    return bool(options.get("triton.cudagraphs", process["triton.cudagraphs"]))
+
+
 def _process_settings(keys) -> dict:
     """The process's own values of Inductor settings `keys` (dotted names), not those of a
     compile under way. Call with `background_builds.compile_lock` held."""
