@@ -429,7 +429,7 @@ def make_backend(system: str):
     if system in ("eager", "inductor"):
         return aotgraph.backend(compiler=system)
     from torch._dynamo.backends.registry import lookup_backend
-    return lookup_backend(system)
+    return lookup_backend(system.removeprefix("torch_"))
 
 
 def compiles_of(backend: CountingBackend) -> int:
@@ -493,6 +493,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help="model names (prefixes) to run; default: all")
     parser.add_argument("--attn", choices=("eager", "sdpa"), help="only this attention implementation")
     parser.add_argument("--inductor", action="store_true", help=f"also aotgraph with Inductor on {INDUCTOR_MODELS}")
+    parser.add_argument("--inductor-only", action="store_true",
+                        help="only aotgraph-with-Inductor rows, on every named model (one attention each)")
     parser.add_argument("--inductor-dynamic", action="store_true",
                         help="the Inductor rows get the changing-size phase too (symbolic graphs through Inductor)")
     parser.add_argument("--torch", metavar="BACKEND", help="run torch's backend (aot_eager, inductor) instead")
@@ -509,8 +511,12 @@ def main() -> None:
         for attn in MODELS[name][1]:
             if args.attn and attn != args.attn:
                 continue
-            plan.append((name, attn, args.torch or "eager"))
-    if args.inductor:
+            if not args.inductor_only:
+                plan.append((name, attn, f"torch_{args.torch}" if args.torch else "eager"))
+    if args.inductor_only:
+        plan += [(n, args.attn or ("sdpa" if "sdpa" in MODELS[n][1] else "eager"), "inductor") for n in names
+                 if not args.attn or args.attn in MODELS[n][1]]
+    elif args.inductor:
         plan += [(n, "sdpa" if "sdpa" in MODELS[n][1] else "eager", "inductor") for n in INDUCTOR_MODELS if n in names]
     rows = []
     for name, attn, system in plan:
