@@ -855,6 +855,41 @@ def test_symbolic_input_views_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_symbol_inputs_switch(disabled, monkeypatch):
+    """On: Inductor gets a backward that saved ``2*s0`` with ``s0`` as a SymInt input of its own,
+    and the compiled graph is called with its value; off: without it. Inductor's compile is
+    stubbed by the graph's own code (what Inductor is handed is the point here)."""
+    from aotgraph import make_boxed_func
+    from aotgraph.compilers import torchinductor
+
+    if disabled:
+        _disable(monkeypatch, "symbol_inputs")
+    torch._dynamo.reset()
+    handed = []
+
+    def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
+        handed.append((role.kind, [n.name for n in graph_module.graph.find_nodes(op="placeholder")]))
+        return make_boxed_func(graph_module.forward)
+
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
+
+    def program(g, m):
+        return (torch.softmax(g, -1) * m.reshape(-1).float().repeat_interleave(2).view(-1, 2)[:, :1]).sum()
+
+    compiled = torch.compile(program, backend=aotgraph.backend("inductor"), dynamic=True)
+    for s in (3, 5):
+        m, g = torch.ones(2, s, dtype=torch.long), torch.randn(2 * s, 4, requires_grad=True)
+        compiled(g, m).backward()
+        ref = g.detach().clone().requires_grad_()
+        program(ref, m).backward()
+        torch.testing.assert_close(g.grad, ref.grad)
+    torch._dynamo.reset()
+    backward = [names for kind, names in handed if kind == "backward"]
+    assert len(backward) == 1
+    assert any(name.startswith("aotgraph_symbol_") for name in backward[0]) != disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_lowerings_imported_when_needed_switch(disabled):
     """In a fresh process: building Inductor's decomposition table imports its lowerings only
     with the switch off; with it on, capturing a max pooling (whose decomposition asks them)

@@ -115,6 +115,9 @@ SWITCHES = {
     "symbolic_input_views": "an output that is a view of an input with symbolic sizes is rebuilt at the layout of "
                             "the graph's own output, one compile for every size, instead of one per size "
                             "(capture/symbols.py)",
+    "symbol_inputs": "each symbol of a graph's input sizes that no SymInt input binds becomes one for Inductor, "
+                     "so its FX graph cache guards on it; off: a guard Inductor adds on such a symbol is lost "
+                     "(compilers/symbol_inputs.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "

@@ -31,7 +31,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import background_builds, stored_builds
+from . import background_builds, stored_builds, symbol_inputs
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -138,6 +138,18 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     _refuse_python_calls(graph_module, role)
     _refuse_flex_attention_training_on_cpu(graph_module, role)
     options = dict(options or {})
+    readings = symbol_inputs.unbound_symbol_readings(example_inputs) if aot_config.enabled("symbol_inputs") else ()
+    if readings is None:  # a symbol the inputs do not give: Inductor's cache could not guard on it
+        options["fx_graph_cache"] = False
+    elif readings:
+        graph_module = _private_copy(graph_module)
+        example_inputs = symbol_inputs.with_symbol_inputs(graph_module, list(example_inputs), readings)
+    return symbol_inputs.passing_symbols(_compiled_with_wrapper(graph_module, example_inputs, role, fake_mode, options),
+                                         readings or ())
+
+
+def _compiled_with_wrapper(graph_module: fx.GraphModule, example_inputs: list, role, fake_mode,
+                           options: dict) -> Callable:
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
     if not use_cpp_wrapper:
@@ -508,6 +520,8 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     run as CUDA graphs (their cudagraph trees live in the process that recorded them)."""
     from torch._inductor.output_code import CompiledFxGraph
 
+    readings = getattr(compiled, "aotgraph_symbol_readings", ())
+    compiled = getattr(compiled, "aotgraph_symbols_passed_to", compiled)
     output = getattr(compiled, "aotgraph_output_code", compiled)
     if output is not compiled and hasattr(output, "aotgraph_output_code"):  # a background build's C++ graph
         compiled, output = output, output.aotgraph_output_code
@@ -517,7 +531,7 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     stored.prepare_for_serialization()
     devices = sorted(str(d) for d in getattr(compiled, "aotgraph_cuda_devices", ()))
     builds = stored_builds.build_files(getattr(output, "aotgraph_cpp_builds", ()))
-    return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None), builds))
+    return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None), builds, readings))
 
 
 def restored_output_code(stored: bytes, kind: str) -> Callable:
@@ -529,7 +543,8 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
     from torch._inductor.triton_bundler import TritonBundler
     from torch._inductor.utils import BoxedBool
 
-    output, devices, wrapper, builds = pickle.loads(stored)
+    output, devices, wrapper, builds, *readings = pickle.loads(stored)  # (entries older than symbol inputs: no readings)
+    readings = readings[0] if readings else ()
     stored_builds.put_back(builds)
     with remembering_vec_isa_probe(), stored_builds.without_header_precompiles():
         recall_vec_isa_probe()
@@ -540,10 +555,11 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
         output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
                                             "boxed_forward_device_index": None})
     if devices:
-        return _on_threads_with_cuda_context(output, {torch.device(d) for d in devices})
+        return symbol_inputs.passing_symbols(_on_threads_with_cuda_context(output, {torch.device(d) for d in devices}),
+                                             readings)
     if wrapper is not None:
         output.aotgraph_wrapper = wrapper
-    return output
+    return symbol_inputs.passing_symbols(output, readings)
 
 
 @contextlib.contextmanager
