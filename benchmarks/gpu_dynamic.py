@@ -11,7 +11,10 @@ own cache directories, FX graph and AOT autograd caches off, aotgraph's disk cac
 trains `--steps` steps at each length in turn (same seed, same batches). Per configuration:
 graphs compiled, total compile time (the steps in which a graph compiled, less the median
 step at that length), median step time at each length (steps after the first at that length),
-losses. The table comes last; full logs and JSON under $OUT (default ./out).
+losses. Then, "settled": aotgraph's background C++-wrapper builds waited for (the steps above
+ran beside them, which take the interpreter; torch has none) and `--settled-steps` steps at
+each length again, the step time of a run that goes on. The table comes last; full logs and
+JSON under $OUT (default ./out).
 
 Run (repo root, no aotgraph install needed):  PYTHONPATH=src python benchmarks/gpu_dynamic.py
 CPU smoke test (tiny GPT-2, short lengths):   PYTHONPATH=src python benchmarks/gpu_dynamic.py --smoke
@@ -120,11 +123,44 @@ def run_config(config: str, args, log: Log) -> dict:
                       compile_s=sum(p["compile_s"] for p in per_length), total_s=time.perf_counter() - start,
                       per_length=per_length, losses=losses, dynamo_compile_times=torch_compile_phases())
         write_json(args.json, result)  # so far: what comes back if the process is killed
+    if args.settled_steps and per_length:
+        result.update(settled_steps(compiled, model, optimizer, backend, args, device, log, start))
+        write_json(args.json, result)
     if backend is not None:
         result["entries"] = [entry.log.format() for entry in backend.entries]
         for k, text in enumerate(result["entries"]):
             log(f"  aotgraph entry {k}:\n{text}")
     return result
+
+
+def settled_steps(compiled, model, optimizer, backend, args, device, log: Log, start: float) -> dict:
+    """After the lengths: aotgraph's background C++-wrapper builds waited for (torch has none),
+    then `args.settled_steps` steps at each length again; the steps of the lengths above ran
+    while those builds took the interpreter. Median step per length, and when the builds were
+    ready (seconds from the first step)."""
+    if backend is not None:
+        from aotgraph.compilers.background_builds import wait_for_background_builds
+
+        wait_for_background_builds()
+    ready_s = time.perf_counter() - start
+    graphs_before, per_length = graphs_compiled(backend), {}
+    for length in args.lengths:
+        step_s = []
+        for step in range(args.settled_steps):
+            inputs = batch_for(model, length, args.batch, device, step)
+            synchronize(device)
+            begin = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                loss = compiled(*inputs)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            synchronize(device)
+            step_s.append(time.perf_counter() - begin)
+        per_length[length] = statistics.median(step_s[1:] or step_s) * 1e3
+    log(f"  settled (builds ready at {ready_s:.0f} s, {graphs_compiled(backend) - graphs_before} graphs compiled): " +
+        " ".join(f"{n}:{ms:.1f}" for n, ms in per_length.items()))
+    return dict(settled_ready_s=ready_s, settled_step_ms=per_length)
 
 
 def write_json(path: str, result: dict) -> None:
@@ -138,7 +174,7 @@ def run_child(config: str, args, out_dir: str, log: Log) -> dict:
     json_path = os.path.join(out_dir, f"gpu_dynamic_{config}.json")
     command = [sys.executable, os.path.abspath(__file__), "--one", config, "--json", json_path,
                "--compiler", args.compiler, "--steps", str(args.steps), "--batch", str(args.batch),
-               "--budget-s", str(args.budget_s), "--lengths", *map(str, args.lengths)] + (["--smoke"] if args.smoke else [])
+               "--budget-s", str(args.budget_s), "--settled-steps", str(args.settled_steps), "--lengths", *map(str, args.lengths)] + (["--smoke"] if args.smoke else [])
     log(f"== {config}: {' '.join(command[2:])}")
     begin = time.perf_counter()
     try:
@@ -179,6 +215,15 @@ def format_table(results: list[dict]) -> str:
                       f"{step_ratio:.3f}x; " + " ".join(f"{n}:{q:.2f}" for n, q in per_length))
         lines.append(f"{r['config']:<9} {r['graphs']:6} {r['compile_s']:9.1f} {r['total_s']:8.1f} {geomean:15.2f} "
                      f"{r['losses'][0]:10.4f} {r['losses'][-1]:9.4f}{ratios}")
+    settled = [r for r in results if "error" not in r and r.get("settled_step_ms")]
+    for r in settled:
+        steps = {int(n): ms for n, ms in r["settled_step_ms"].items()}
+        ratio = ""
+        if base is not None and r is not base and base.get("settled_step_ms"):
+            theirs = {int(n): ms for n, ms in base["settled_step_ms"].items()}
+            ratio = f", {statistics.geometric_mean([steps[n] / theirs[n] for n in steps if n in theirs]):.3f}x torch.compile's"
+        lines.append(f"settled step geomean {r['config']}: {statistics.geometric_mean(list(steps.values())):.2f} ms"
+                     f"{ratio} (after builds ready at {r['settled_ready_s']:.0f} s)")
     if any("partial" in r for r in results):
         lines.append("* killed before the last length (--child-timeout-s): the lengths it finished")
     lengths = sorted({p["length"] for r in results if "error" not in r for p in r["per_length"]})
@@ -197,6 +242,8 @@ def main() -> int:
     parser.add_argument("--lengths", nargs="+", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps at each length")
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--settled-steps", type=int, default=8,
+                        help="after the lengths, background builds waited for, steps at each length again (0: none)")
     parser.add_argument("--budget-s", type=float, default=180.0, help="a configuration starts no length after this")
     parser.add_argument("--child-timeout-s", type=float, default=None,
                         help="a configuration's process is killed after this (default 230 s; --smoke 1200 s)")

@@ -104,3 +104,29 @@ def test_a_saved_size_expression_compiles_again_from_inductors_cache(fresh_induc
             ref = g.detach().clone().requires_grad_()
             repeated_mask(ref, m).backward()
             torch.testing.assert_close(g.grad, ref.grad)
+
+
+def test_a_compiler_of_the_users_gets_every_symbol_as_an_input():
+    """torch hands compilers graphs whose SymInt inputs bind every symbol of their tensors'
+    sizes (Inductor's cache relies on it): so do we, to any compiler but the embedded two."""
+    handed = []
+
+    def compiler(graph_module, example_inputs):
+        symbols = set().union(*(s.node.expr.free_symbols for v in example_inputs if isinstance(v, torch.Tensor)
+                                for s in v.shape if isinstance(s, torch.SymInt)))
+        bound = {v.node.expr for v in example_inputs if isinstance(v, torch.SymInt)}
+        handed.append(symbols <= bound)
+        return graph_module.forward
+
+    def program(x, w):
+        return (x[1:] @ w).sin().sum()
+
+    compiled = aotgraph.aot_function(program, compiler, dynamic=True)
+    for batch in (5, 7):
+        x, w = torch.randn(batch, 4, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+        compiled(x, w).backward()
+        x_eager, w_eager = x.detach().requires_grad_(), w.detach().requires_grad_()
+        program(x_eager, w_eager).backward()
+        torch.testing.assert_close(x.grad, x_eager.grad)
+        torch.testing.assert_close(w.grad, w_eager.grad)
+    assert handed == [True, True]  # one forward and one backward, for both sizes

@@ -27,6 +27,7 @@ from ..graph.sizes import has_symbolic_sizes, size_keys
 from ..thread_values import held
 from ..torch_private.dynamo import TracingContext, tracing
 from ..torch_private.fake import detect_fake_mode
+from . import symbol_inputs
 from .input_mutations import with_mutations_in_graph
 from .boxed_code import region_modules
 from .region_graphs import compiled_around_regions, compiles_around_regions, regions_inlined
@@ -289,9 +290,15 @@ def compiler_with_options(compiler: Union[str, Callable], options: Optional[dict
 
 def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inputs: Sequence[Any],
                   role: Union[str, GraphRole]):
-    """Run `compiler` on one graph and return a boxed callable (takes a list)."""
+    """Run `compiler` on one graph and return a boxed callable (takes a list). A compiler other
+    than the embedded two gets the graph as torch hands graphs to compilers: every symbol of its
+    inputs' sizes a SymInt input (`symbol_inputs`, switch ``symbol_inputs``)."""
+    readings = ()
     if compiler is not eager and compiler is not nop:  # those two generate the code they run themselves
         _recompiled(graph_module)
+        readings = symbol_inputs.unbound_symbol_readings(example_inputs) if config.enabled("symbol_inputs") else ()
+        if readings:
+            graph_module, example_inputs = symbol_inputs.with_symbol_inputs(graph_module, example_inputs, readings)
     role = role if isinstance(role, GraphRole) else GraphRole(role, 0, next(_graph_ids))
     if getattr(compiler, "_takes_role", False):
         compiled = compiler(graph_module, list(example_inputs), role)
@@ -304,9 +311,9 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
             "compile",
             "return a callable, e.g. graph_module.forward or make_boxed_func(...)",
         )
-    if getattr(compiled, "_boxed_call", False):
-        return compiled
-    return make_boxed_func(compiled)
+    if not getattr(compiled, "_boxed_call", False):
+        compiled = make_boxed_func(compiled)
+    return symbol_inputs.passing_symbols(compiled, readings or ())
 
 
 def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Callable,

@@ -1,4 +1,4 @@
-"""The symbols of a graph's input sizes, made SymInt inputs of their own for Inductor.
+"""The symbols of a graph's input sizes, made SymInt inputs of their own for the compiler.
 
 Inductor's FX graph cache keys a compiled graph by its code and its inputs' symbolic shapes,
 and guards an entry with the guards Inductor added while compiling it, written over the
@@ -9,11 +9,12 @@ without ``s0``. A guard on such a symbol (a grouped convolution's backward speci
 cannot read: a later compile of the same graph at another size got the first size's code
 (a size assertion at run time), or failed with ``KeyError``.
 
-So before Inductor compiles a graph, each backed symbol that no SymInt input binds gets a
+So before a compiler other than the embedded two compiles a graph (`compile_graph`; such a
+compiler expects torch's convention), each backed symbol that no SymInt input binds gets a
 placeholder of its own, appended after the others, and the compiled graph's caller passes its
 value, read from the inputs at each call (`SymbolReading`: a size, a stride or an int input,
 linear in the symbol). A symbol no input gives that way (only inside a floor division, say)
-leaves ``readings`` None: the graph is then compiled without the FX graph cache.
+leaves ``readings`` None: Inductor then compiles the graph without its FX graph cache.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import sympy
 import torch
 import torch.fx as fx
 
+from ..torch_private.fx import LazyGraphModule
 from ..torch_private.symbolic import free_unbacked_symbols
 
 __all__ = ["SymbolReading", "unbound_symbol_readings", "with_symbol_inputs", "passing_symbols"]
@@ -64,20 +66,19 @@ def unbound_symbol_readings(example_inputs: Sequence) -> Optional[tuple[SymbolRe
     return tuple(readings)
 
 
-def with_symbol_inputs(graph_module: fx.GraphModule, example_inputs: list,
-                       readings: tuple[SymbolReading, ...]) -> list:
-    """Append a SymInt placeholder to `graph_module`'s graph (changed in place: pass a private
-    copy) for each of `readings`' symbols; the example inputs with their values appended."""
-    if not readings:
-        return example_inputs
-    last = list(graph_module.graph.find_nodes(op="placeholder"))[-1]
+def with_symbol_inputs(graph_module: fx.GraphModule, example_inputs: Sequence,
+                       readings: tuple[SymbolReading, ...]) -> tuple[fx.GraphModule, list]:
+    """(a copy of `graph_module` with a SymInt placeholder appended for each of `readings`'
+    symbols, `example_inputs` with their values appended); `graph_module` stays as it was."""
+    graph = fx.Graph()
+    graph.output(graph.graph_copy(graph_module.graph, {}))
+    last = list(graph.find_nodes(op="placeholder"))[-1]
     values = [_symbolic_value(reading, example_inputs) for reading in readings]
     for reading, value in zip(readings, values):
-        with graph_module.graph.inserting_after(last):
-            last = graph_module.graph.placeholder(f"aotgraph_symbol_{reading.symbol}")
+        with graph.inserting_after(last):
+            last = graph.placeholder(f"aotgraph_symbol_{reading.symbol}")
         last.meta["val"] = value
-    graph_module.recompile()
-    return [*example_inputs, *values]
+    return LazyGraphModule(graph_module, graph), [*example_inputs, *values]
 
 
 def passing_symbols(compiled: Callable, readings: tuple[SymbolReading, ...]) -> Callable:

@@ -138,18 +138,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     _refuse_python_calls(graph_module, role)
     _refuse_flex_attention_training_on_cpu(graph_module, role)
     options = dict(options or {})
-    readings = symbol_inputs.unbound_symbol_readings(example_inputs) if aot_config.enabled("symbol_inputs") else ()
-    if readings is None:  # a symbol the inputs do not give: Inductor's cache could not guard on it
-        options["fx_graph_cache"] = False
-    elif readings:
-        graph_module = _private_copy(graph_module)
-        example_inputs = symbol_inputs.with_symbol_inputs(graph_module, list(example_inputs), readings)
-    return symbol_inputs.passing_symbols(_compiled_with_wrapper(graph_module, example_inputs, role, fake_mode, options),
-                                         readings or ())
-
-
-def _compiled_with_wrapper(graph_module: fx.GraphModule, example_inputs: list, role, fake_mode,
-                           options: dict) -> Callable:
+    if aot_config.enabled("symbol_inputs") and symbol_inputs.unbound_symbol_readings(example_inputs) is None:
+        options["fx_graph_cache"] = False  # a symbol no input gives (`compile_graph` binds the others)
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
     if not use_cpp_wrapper:
