@@ -4,6 +4,7 @@ fails. Parity with eager as in test_inductor.py; models are tiny (the C++ build 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -85,24 +86,36 @@ def test_options_are_inductor_settings_only():
 
 # A fresh process: the first backward runs on autograd's CUDA thread before anything there has
 # used the device, which the C++ wrapper's driver-API launches cannot do without a context.
+# In the background (the default), the first steps run on the Python wrapper and a later forward
+# moves the pair to the C++ builds once they are ready; in the foreground, the first step is C++.
 _FRESH_CUDA_SCRIPT = """
-import copy, torch, aotgraph
+import copy, sys, torch, aotgraph
+from aotgraph.compilers.background_builds import wait_for_background_builds
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 8)).cuda()
 eager = copy.deepcopy(model)
 backend = aotgraph.backend()
 compiled = torch.compile(model, backend=backend, dynamic=False)
-x = torch.randn(32, 64, device="cuda")
-compiled(x).square().mean().backward()
-eager(x).square().mean().backward()
+steps = int(sys.argv[1])
+for step in range(steps):
+    x = torch.randn(32, 64, device="cuda")
+    compiled(x).square().mean().backward()
+    eager(x).square().mean().backward()
+    wait_for_background_builds()
 error = max((a.grad - b.grad).abs().max().item() for a, b in zip(model.parameters(), eager.parameters()))
 print([getattr(e.compiled.forward, "aotgraph_wrapper", "python") for e in backend.entries], error)
 """
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graphs_get_the_cpp_wrapper_and_train_in_a_fresh_process():
-    result = subprocess.run([sys.executable, "-c", _FRESH_CUDA_SCRIPT], capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize("builds", ["foreground", "background"])
+def test_cuda_graphs_get_the_cpp_wrapper_and_train_in_a_fresh_process(builds):
+    env = dict(os.environ)
+    if builds == "foreground":
+        env["AOTGRAPH_DISABLE"] = ",".join(filter(None, [env.get("AOTGRAPH_DISABLE"), "cpp_wrapper_in_background"]))
+    steps = "1" if builds == "foreground" else "3"  # the builds of a hot pair, then a step on them
+    result = subprocess.run([sys.executable, "-c", _FRESH_CUDA_SCRIPT, steps], capture_output=True, text=True,
+                            timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     wrapper, error = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert wrapper == "['cpp']" and float(error) < 1e-4, result.stdout
