@@ -118,6 +118,9 @@ SWITCHES = {
     "symbol_inputs": "each symbol of a graph's input sizes that no SymInt input binds becomes one for Inductor, "
                      "so its FX graph cache guards on it; off: a guard Inductor adds on such a symbol is lost "
                      "(compilers/symbol_inputs.py)",
+    "scatter_tails_scalar": "Inductor compiles a CPU graph that adds at computed positions (index_put with "
+                            "accumulate, scatter_add) with its loops' tails scalar: its vectorized tail of such an "
+                            "add writes past the tail, wrong gradients (compilers/torchinductor.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "

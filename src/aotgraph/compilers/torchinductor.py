@@ -140,6 +140,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     options = dict(options or {})
     if aot_config.enabled("symbol_inputs") and symbol_inputs.unbound_symbol_readings(example_inputs) is None:
         options["fx_graph_cache"] = False  # a symbol no input gives (`compile_graph` binds the others)
+    if "cpp.enable_loop_tail_vec" not in options and _scatters_on_cpu(graph_module, example_inputs):
+        options["cpp.enable_loop_tail_vec"] = False
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
     if not use_cpp_wrapper:
@@ -166,6 +168,26 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return _on_threads_with_cuda_context(compiled, devices)
     compiled.aotgraph_wrapper = "cpp"
     return compiled
+
+
+_SCATTERING = ("index_put", "_unsafe_index_put", "scatter", "index_add", "_unsafe_masked_index_put_accumulate")
+
+
+def _scatters_on_cpu(graph_module: fx.GraphModule, example_inputs) -> bool:
+    """Whether `graph_module` (its regions too) adds into a tensor at computed positions
+    (``index_put(..., accumulate=True)``: an indexing's backward, an embedding's) with some input
+    on the CPU, where Inductor's C++ code of such an add in a vectorized loop that reads a
+    transposed operand ignores the loop's tail: it adds a whole vector's lanes, past the tail,
+    so gradients come out wrong and memory past the buffer is written (torch 2.11-2.13; torch's
+    own Inductor computes the same wrong gradients). Such graphs are compiled with the tails
+    left scalar (``cpp.enable_loop_tail_vec=False``; switch ``scatter_tails_scalar``)."""
+    if not aot_config.enabled("scatter_tails_scalar"):
+        return False
+    if not any(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in example_inputs):
+        return False
+    return any(node.op == "call_function" and getattr(node.target, "_opname", "").rstrip("_").startswith(_SCATTERING)
+               for module in graph_module.modules() if isinstance(module, fx.GraphModule)
+               for node in module.graph.nodes)
 
 
 def _wrapper_choice(options: dict, example_inputs) -> tuple[Optional[bool], bool, set]:
