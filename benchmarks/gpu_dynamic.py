@@ -83,6 +83,19 @@ def graphs_compiled(backend) -> int:
     return max(graphs, len(backend.entries)) if backend is not None else graphs
 
 
+def timed_step(compiled, optimizer, inputs: tuple, device: torch.device) -> tuple[float, float]:
+    """(seconds, loss) of one bf16-autocast training step, the device synchronized around it."""
+    synchronize(device)
+    begin = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        loss = compiled(*inputs)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    synchronize(device)
+    return time.perf_counter() - begin, float(loss.detach())
+
+
 def run_config(config: str, args, log: Log) -> dict:
     """Train over the lengths; the figures of one configuration."""
     device = torch.device("cpu" if args.smoke else "cuda")
@@ -98,18 +111,10 @@ def run_config(config: str, args, log: Log) -> dict:
             break
         step_s, compiled_at = [], []
         for step in range(args.steps):
-            inputs = batch_for(model, length, args.batch, device, step)
             graphs_before = graphs_compiled(backend)
-            synchronize(device)
-            begin = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = compiled(*inputs)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            synchronize(device)
-            step_s.append(time.perf_counter() - begin)
-            losses.append(float(loss.detach()))
+            seconds, loss = timed_step(compiled, optimizer, batch_for(model, length, args.batch, device, step), device)
+            step_s.append(seconds)
+            losses.append(loss)
             if graphs_compiled(backend) > graphs_before:
                 compiled_at.append(step)
         steady = [s for k, s in enumerate(step_s) if k > 0 and k not in compiled_at] or step_s[-1:]
@@ -147,16 +152,7 @@ def settled_steps(compiled, model, optimizer, backend, args, device, log: Log, s
     for length in args.lengths:
         step_s = []
         for step in range(args.settled_steps):
-            inputs = batch_for(model, length, args.batch, device, step)
-            synchronize(device)
-            begin = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = compiled(*inputs)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            synchronize(device)
-            step_s.append(time.perf_counter() - begin)
+            step_s.append(timed_step(compiled, optimizer, batch_for(model, length, args.batch, device, step), device)[0])
         per_length[length] = statistics.median(step_s[1:] or step_s) * 1e3
     log(f"  settled (builds ready at {ready_s:.0f} s, {graphs_compiled(backend) - graphs_before} graphs compiled): " +
         " ".join(f"{n}:{ms:.1f}" for n, ms in per_length.items()))

@@ -91,3 +91,19 @@ class HopSeen:
 
     def compile(self, module):
         return torch.compile(module, backend=self, dynamic=False)
+
+
+def repeated_mask(g, m):
+    """A softmax scaled by a mask repeated twice: its backward saves repeat_interleave's size
+    ``2*s0`` but not ``s0`` (with symbolic sizes)."""
+    return (torch.softmax(g, -1) * m.reshape(-1).float().repeat_interleave(2).view(-1, 2)[:, :1]).sum()
+
+
+def assert_repeated_mask_trains(compiled, sizes) -> None:
+    """`compiled` (of `repeated_mask`) gives eager's gradient at each mask width of `sizes`."""
+    for s in sizes:
+        m, g = torch.ones(2, s, dtype=torch.long), torch.randn(2 * s, 4, requires_grad=True)
+        compiled(g, m).backward()
+        ref = g.detach().clone().requires_grad_()
+        repeated_mask(ref, m).backward()
+        torch.testing.assert_close(g.grad, ref.grad)

@@ -902,16 +902,9 @@ def test_symbol_inputs_switch(disabled, monkeypatch):
 
     monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
 
-    def program(g, m):
-        return (torch.softmax(g, -1) * m.reshape(-1).float().repeat_interleave(2).view(-1, 2)[:, :1]).sum()
+    from backend_training import assert_repeated_mask_trains, repeated_mask
 
-    compiled = torch.compile(program, backend=aotgraph.backend("inductor"), dynamic=True)
-    for s in (3, 5):
-        m, g = torch.ones(2, s, dtype=torch.long), torch.randn(2 * s, 4, requires_grad=True)
-        compiled(g, m).backward()
-        ref = g.detach().clone().requires_grad_()
-        program(ref, m).backward()
-        torch.testing.assert_close(g.grad, ref.grad)
+    assert_repeated_mask_trains(torch.compile(repeated_mask, backend=aotgraph.backend("inductor"), dynamic=True), (3, 5))
     torch._dynamo.reset()
     backward = [names for kind, names in handed if kind == "backward"]
     assert len(backward) == 1

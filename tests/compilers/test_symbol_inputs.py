@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import aotgraph
+from backend_training import assert_repeated_mask_trains, repeated_mask
 from aotgraph.compilers.symbol_inputs import SymbolReading, unbound_symbol_readings
 from aotgraph.torch_private.symbolic import new_symbolic_fake_mode, symbolic_fake
 
@@ -88,22 +89,12 @@ def test_a_backward_specialized_by_inductor_is_not_reused_at_another_size(fresh_
             torch.testing.assert_close(ours.grad, eager.grad, rtol=1e-4, atol=1e-5)
 
 
-def repeated_mask(g, m):
-    return (torch.softmax(g, -1) * m.reshape(-1).float().repeat_interleave(2).view(-1, 2)[:, :1]).sum()
-
-
 def test_a_saved_size_expression_compiles_again_from_inductors_cache(fresh_inductor_cache):
     """The backward saves ``2*s0`` (repeat_interleave's size) but not ``s0``: the second compile
     of the same graphs (a new Dynamo) is a hit of Inductor's FX graph cache, guarded on ``s0``."""
     for attempt in range(2):
         torch._dynamo.reset()
-        compiled = torch.compile(repeated_mask, backend=aotgraph.backend("inductor"))
-        for s in (4, 6):
-            m, g = torch.ones(2, s, dtype=torch.long), torch.randn(2 * s, 4, requires_grad=True)
-            compiled(g, m).backward()
-            ref = g.detach().clone().requires_grad_()
-            repeated_mask(ref, m).backward()
-            torch.testing.assert_close(g.grad, ref.grad)
+        assert_repeated_mask_trains(torch.compile(repeated_mask, backend=aotgraph.backend("inductor")), (4, 6))
 
 
 def test_a_compiler_of_the_users_gets_every_symbol_as_an_input():
