@@ -74,3 +74,36 @@ class AveragingBlock(nn.Module):
     def forward(self, x):
         self.average.mul_(0.9).add_(x.detach().mean(0), alpha=0.1)
         return x + torch.tanh(self.lin(x))
+
+
+class ResidualAttention(nn.Module):
+    """Bloom's attention, a marked region: its output projection adds the residual it is handed,
+    so its backward returns its incoming gradient unchanged as the residual's."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.qkv, self.dense = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    @torch.compiler.nested_compile_region
+    def forward(self, x, residual):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        return self.dense(((q @ k.transpose(-1, -2)) / 6).softmax(-1) @ v) + residual
+
+
+class BloomLike(nn.Module):
+    """Embedding, layer norm, and blocks of Bloom's shape: attention(ln1(h), residual=h), then an
+    MLP on ln2 of that, plus it."""
+
+    def __init__(self, dim: int = 32, layers: int = 2, vocab: int = 50):
+        super().__init__()
+        self.emb, self.ln = nn.Embedding(vocab, dim), nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(nn.ModuleDict(dict(ln1=nn.LayerNorm(dim), attention=ResidualAttention(dim),
+                                                       ln2=nn.LayerNorm(dim), up=nn.Linear(dim, 4 * dim),
+                                                       down=nn.Linear(4 * dim, dim))) for _ in range(layers))
+
+    def forward(self, ids):
+        h = self.ln(self.emb(ids))
+        for block in self.blocks:
+            a = block["attention"](block["ln1"](h), h)
+            h = block["down"](F.gelu(block["up"](block["ln2"](a)))) + a
+        return h.square().mean()

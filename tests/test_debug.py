@@ -855,6 +855,36 @@ def test_symbolic_input_views_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_region_outputs_unaliased_switch(disabled, monkeypatch):
+    """On: the backward Inductor gets calls a region whose output that was its incoming gradient
+    is now a clone of it; off: the region returns that input itself. Inductor's compile is
+    stubbed by the graph's code."""
+    from aotgraph import make_boxed_func
+    from aotgraph.compilers import torchinductor
+    from aotgraph.compilers.boxed_code import region_modules
+    from decoder_blocks import BloomLike
+
+    if disabled:
+        _disable(monkeypatch, "region_outputs_unaliased")
+    torch._dynamo.reset()
+    aliased = {}
+
+    def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
+        aliased[role.kind] = [torchinductor._aliased_output_positions(region.graph.find_nodes(op="output")[0].args[0])
+                              for region in region_modules(graph_module)]
+        return make_boxed_func(graph_module.forward)
+
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
+    torch.manual_seed(0)
+    model = BloomLike()
+    compiled = torch.compile(copy.deepcopy(model), backend=aotgraph.backend("inductor"))
+    ids = torch.randint(0, 50, (2, 12))
+    compiled(ids).backward()
+    torch._dynamo.reset()
+    assert aliased["backward"] and any(aliased["backward"]) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_scatter_tails_scalar_switch(disabled, monkeypatch):
     """On: Inductor compiles a CPU graph with an accumulating index_put with its loops' tails
     scalar (``cpp.enable_loop_tail_vec`` False while it compiles), and one without such an add

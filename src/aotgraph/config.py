@@ -121,6 +121,9 @@ SWITCHES = {
     "scatter_tails_scalar": "Inductor compiles a CPU graph that adds at computed positions (index_put with "
                             "accumulate, scatter_add) with its loops' tails scalar: its vectorized tail of such an "
                             "add writes past the tail, wrong gradients (compilers/torchinductor.py)",
+    "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
+                                "twice) are clones: it plans a subgraph's outputs as buffers of their own "
+                                "(compilers/torchinductor.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "

@@ -250,6 +250,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
 
     graph_module = _private_copy(graph_module)
     _decompose_leftovers(graph_module)
+    _region_outputs_unaliased(graph_module, fake_mode)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
     output.meta["user_visible_output_idxs"] = [i for i in (*range(role.num_user_outputs), *role.view_bases)
@@ -412,6 +413,55 @@ def _refuse_flex_attention_training_on_cpu(graph_module: fx.GraphModule, role) -
                 f"{'its backward' if node.target is hops[1] else 'its logsumexp'}", "compile",
                 "train flex_attention on the CPU with compiler='eager' (torch's dense implementation), or on a CUDA "
                 "device, where Inductor lowers its backward")
+
+
+def _region_outputs_unaliased(graph_module: fx.GraphModule, fake_mode) -> None:
+    """Give each region `graph_module` calls (a private copy: `graph_module`'s attribute is
+    replaced, the partition's region stays as it was) a fresh tensor, a clone, for each output
+    that is one of its inputs or a view of one, or that it returns twice. Inductor compiles a
+    region's calls as calls of one subgraph function, and its buffer planning takes a
+    subgraph's outputs for buffers of their own; a region's backward returning its incoming
+    gradient unchanged (a residual's path: Bloom's blocks) gave wrong gradients downstream of it
+    (switch ``region_outputs_unaliased``; torch's own regions refuse such aliasing)."""
+    if not aot_config.enabled("region_outputs_unaliased"):
+        return
+    from .boxed_code import region_modules
+
+    names = {id(module): node.args[0].target
+             for node in graph_module.graph.find_nodes(op="call_function", target=torch.ops.higher_order.invoke_subgraph)
+             if isinstance(node.args[0], fx.Node) and node.args[0].op == "get_attr"
+             for module in [graph_module.get_submodule(node.args[0].target)]}
+    for region in region_modules(graph_module):
+        output = region.graph.find_nodes(op="output")[0]
+        aliased = _aliased_output_positions(output.args[0])
+        if not aliased:
+            continue
+        graph = fx.Graph()
+        results = graph.graph_copy(region.graph, {})
+        results = list(results) if isinstance(results, (list, tuple)) else [results]
+        for position in aliased:
+            value = results[position]
+            with graph.inserting_after(None):  # (at the end)
+                clone = graph.call_function(torch.ops.aten.clone.default, (value,))
+            with fake_mode:
+                clone.meta["val"] = value.meta["val"].clone()
+            results[position] = clone
+        graph.output(tuple(results))
+        setattr(graph_module, names[id(region)], LazyGraphModule(region, graph))
+
+
+def _aliased_output_positions(outputs) -> list[int]:
+    """Positions of `outputs` (a region's output nodes) that are an input, a view of one, or an
+    output already returned at an earlier position."""
+    seen, aliased = set(), []
+    for position, value in enumerate(outputs):
+        base = value
+        while isinstance(base, fx.Node) and base.op == "call_function" and getattr(base.target, "is_view", False):
+            base = base.args[0]
+        if isinstance(value, fx.Node) and (value in seen or (isinstance(base, fx.Node) and base.op == "placeholder")):
+            aliased.append(position)
+        seen.add(value)
+    return aliased
 
 
 def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
