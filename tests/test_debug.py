@@ -855,6 +855,30 @@ def test_symbolic_input_views_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_builds_share_interpreter_switch(disabled, monkeypatch):
+    """On: a background build runs with the interpreter's switch interval at
+    `BUILD_SWITCH_INTERVAL_S`, and the program's interval is back after it; off: the program's."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(config, "disabled", config.disabled | {"builds_when_hot"})
+    if disabled:
+        _disable(monkeypatch, "builds_share_interpreter")
+    seen = []
+
+    def build():
+        seen.append(sys.getswitchinterval())
+        return lambda args: "C++"
+
+    before = sys.getswitchinterval()
+    graph = background_builds.upgradable(lambda args: "python", build,
+                                         SimpleNamespace(kind="inference", graph_id=10**9 + int(disabled)))
+    graph([])  # queues the build
+    background_builds.wait_for_background_builds()
+    assert seen == [pytest.approx(before if disabled else background_builds.BUILD_SWITCH_INTERVAL_S)]
+    assert sys.getswitchinterval() == before
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_region_outputs_unaliased_switch(disabled, monkeypatch):
     """On: the backward Inductor gets calls a region whose output that was its incoming gradient
     is now a clone of it; off: the region returns that input itself. Inductor's compile is

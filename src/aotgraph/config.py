@@ -124,6 +124,9 @@ SWITCHES = {
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",
+    "builds_share_interpreter": "while a background C++-wrapper build runs, the interpreter switches threads every "
+                                "0.2 ms, not 5: the program's thread, which lets go of it at each op, waits less to "
+                                "take it back (compilers/background_builds.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from typing import Callable, Optional
@@ -58,6 +59,7 @@ _compile_epoch = 0  # how many of them have ended
 _draining = 0  # callers of wait_for_background_builds: build every queued graph now
 HOT_CALLS = 8
 QUIET_S = 5.0  # a program still warming up (new shapes, graph breaks) compiles again within seconds
+BUILD_SWITCH_INTERVAL_S = 0.0002
 _WORKER_NAME = "aotgraph-cpp-builds"
 
 
@@ -235,9 +237,28 @@ def _next_build() -> "_Upgradable":
             _foreground.wait(timeout=0.2)
 
 
+@contextlib.contextmanager
+def _interpreter_shared():
+    """While a build runs: the interpreter's switch interval `BUILD_SWITCH_INTERVAL_S`
+    (switch ``builds_share_interpreter``). A build is mostly Python (Inductor's whole compile
+    again); the program's thread lets go of the interpreter around each torch op or kernel
+    launch, and with Python's default interval (5 ms) it then waits up to that long to take it
+    back from the build: a loop of small ops ran 160x slower beside a busy thread on this
+    machine's CPU, 10x at 0.2 ms (benchmarks/RESULTS.md)."""
+    if not aot_config.enabled("builds_share_interpreter"):
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, BUILD_SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
 def _build_into(member: _Upgradable) -> None:
     try:
-        with compile_lock, rng_untouched():
+        with compile_lock, rng_untouched(), _interpreter_shared():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
         logger.warning("aotgraph: the background C++-wrapper build of a %s graph failed (%s: %s); it stays on "
