@@ -243,8 +243,9 @@ def _interpreter_shared():
     (switch ``builds_share_interpreter``). A build is mostly Python (Inductor's whole compile
     again); the program's thread lets go of the interpreter around each torch op or kernel
     launch, and with Python's default interval (5 ms) it then waits up to that long to take it
-    back from the build: a loop of small ops ran 160x slower beside a busy thread on this
-    machine's CPU, 10x at 0.2 ms (benchmarks/RESULTS.md)."""
+    back from the build: beside a busy thread, a loop of small CPU ops ran 160-300x slower at
+    5 ms, 10-17x at 0.2 ms (benchmarks/gil_contention.py; GPT-2's steps during the builds, one
+    run each: 0.85x those without, benchmarks/RESULTS.md)."""
     if not aot_config.enabled("builds_share_interpreter"):
         yield
         return
