@@ -2,11 +2,13 @@
 argument) and the fix; never a wrong answer, and nothing is left half-compiled."""
 import dataclasses
 
+import re
+
 import pytest
 import torch
 
 from aotgraph import aot_function, aot_module
-from aotgraph.errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, UnsupportedOp
+from aotgraph.errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, OpRefused, UnsupportedOp
 
 
 @torch.library.custom_op("aotgraph_tests::double_without_fake", mutates_args=())
@@ -247,3 +249,25 @@ def test_output_in_a_class_pytree_cannot_see_into():
 
     error = _raises(UnsupportedOp, aot_function(lambda x: Holder(x * 2)), leaf(3))
     _assert_names(error, "capture", "output leaf 0", "Holder", "register_dataclass")
+
+
+def test_an_op_whose_fake_kernel_refuses_what_eager_runs_is_named_with_the_line():
+    """torch 2.13's fake kernel of ``_grouped_mm`` wants bf16 where its CPU kernel runs float32
+    (Mixtral's experts through aot_module): `OpRefused`, a RuntimeError, naming the op, the
+    program's line and the kernel's words (or, with a torch whose fake kernel agrees, eager's values)."""
+    def program(x, w, offs):
+        return torch._grouped_mm(x, w, offs=offs).sum()
+
+    x, w, offs = leaf(8, 16), torch.randn(2, 16, 4), torch.tensor([3, 8], dtype=torch.int32)
+    try:
+        expected = program(x.detach(), w, offs)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        pytest.skip("this torch's CPU kernel of _grouped_mm does not run float32")
+    try:
+        got = aot_function(program)(x, w, offs)
+    except OpRefused as error:
+        _assert_names(error, "capture", "aten._grouped_mm.default", "fake tensors of capture", "BF16")
+        assert re.search(r"test_errors\.py:\d+: return torch\._grouped_mm", str(error))
+        assert isinstance(error, RuntimeError)
+    else:
+        torch.testing.assert_close(got, expected)

@@ -8,7 +8,8 @@ from .backend import backend  # the function; the module stays importable as aot
 from .explain import explain  # the function, as `backend`
 from .artifacts import CompiledGraphs, InputInfo, JointGraph, OutputInfo, Partition, SavedValue, Signature, TensorMeta
 from .compilers import make_boxed_compiler, make_boxed_func, nop
-from .errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, RecompileWarning, UnsupportedOp
+from .errors import (AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, OpRefused, RecompileWarning,
+                     UnsupportedOp)
 from .partition import (Decision, default_partition, min_cut_rematerialization_partition, offload_large, partition_for,
                         save_matmuls, save_nothing, save_tagged)
 
@@ -17,5 +18,6 @@ __all__ = [
     "nop", "make_boxed_func", "make_boxed_compiler", "default_partition", "min_cut_rematerialization_partition",
     "partition_for", "Decision", "save_matmuls", "save_nothing", "save_tagged", "offload_large",
     "JointGraph", "Partition", "CompiledGraphs", "Signature", "InputInfo", "OutputInfo", "TensorMeta", "SavedValue",
-    "AotGraphError", "BadArgument", "CompilerError", "DataDependentControlFlow", "UnsupportedOp", "RecompileWarning",
+    "AotGraphError", "BadArgument", "CompilerError", "DataDependentControlFlow", "OpRefused", "UnsupportedOp",
+    "RecompileWarning",
 ]

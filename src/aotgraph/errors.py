@@ -43,6 +43,13 @@ class BadArgument(AotGraphError):
     kind = "BadArgument"
 
 
+class OpRefused(AotGraphError):
+    """An op raised on the fake tensors of capture: the error eager raises for those arguments,
+    or a fake (meta) kernel stricter than the op's eager kernel."""
+
+    kind = "OpRefused"
+
+
 class CompilerError(AotGraphError):
     """A compiler failed or returned something that is not callable."""
 

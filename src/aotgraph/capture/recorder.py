@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from .. import config
-from ..errors import DataDependentControlFlow, UnsupportedOp, fake_tensor_failure
+from ..errors import DataDependentControlFlow, OpRefused, UnsupportedOp, fake_tensor_failure
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
 from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
@@ -391,9 +391,17 @@ class GraphRecorder(TorchDispatchMode):
         except RuntimeError as error:
             # torch.library.custom_op without register_fake raises a plain RuntimeError
             # (torch.export recognizes it by this same text).
-            if "no fake impl registered" not in str(error):
+            if "no fake impl registered" in str(error):
+                raise _no_fake_kernel(func) from error
+            if type(error) is not RuntimeError:  # (torch's own kinds: guards on unbacked sizes, ...)
                 raise
-            raise _no_fake_kernel(func) from error
+            raise OpRefused(
+                f"{func} raised on the fake tensors of capture{_user_line()}: {error}",
+                "capture",
+                "if eager raises the same for these inputs, fix the call; if eager runs it, the op's fake "
+                "(meta) kernel is stricter than its eager kernel (a dtype or layout check): give it inputs "
+                "both accept, or run that part eagerly outside the compiled function",
+            ) from error
 
 
 _UNKNOWN = object()
