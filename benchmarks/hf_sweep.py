@@ -13,6 +13,7 @@ aotgraph's entries against torch's ``aot_eager`` backend's on the same sequence 
     python benchmarks/hf_sweep.py gpt2 --inductor --inductor-dynamic   # ... with changing sizes too
     python benchmarks/hf_sweep.py --torch aot_eager     # torch's own backend in aotgraph's place
     python benchmarks/hf_sweep.py --dropout 0.1         # dropout on: compiled and eager draw the same masks
+    python benchmarks/hf_sweep.py --api module --inductor-only   # aotgraph.aot_module (no Dynamo) instead
 
 The table printed last has one row per model, attention implementation and compiler: status
 (ok / mismatch / error and its first line), the largest gradient error relative to that
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import os
 import sys
 import tempfile
@@ -44,6 +46,7 @@ DYNAMIC_SEQS = (8, 12, 16, 20)
 
 
 DROPOUT = 0.0  # --dropout: every dropout probability of the configs (layer drop stays off)
+API = "backend"  # --api: "module" compiles with aotgraph.aot_module instead of torch.compile
 
 
 def quiet_config(config):
@@ -438,6 +441,14 @@ def compiles_of(backend: CountingBackend) -> int:
     return len(entries) if entries is not None else backend.graphs
 
 
+def _without_cache(model, make_inputs):
+    """`make_inputs` with ``use_cache=False`` where the model takes it: a language model returns
+    its key/value cache object otherwise, which aot_module refuses as an output it cannot see into."""
+    if "use_cache" not in inspect.signature(model.forward).parameters:
+        return make_inputs
+    return lambda batch, seq: dict(make_inputs(batch, seq), use_cache=False)
+
+
 def run_one(name: str, attn: str, system: str, dynamic_phase: bool) -> dict:
     build, _ = MODELS[name]
     row = {"model": name, "attn": attn, "system": system}
@@ -449,7 +460,12 @@ def run_one(name: str, attn: str, system: str, dynamic_phase: bool) -> dict:
     backend = CountingBackend(make_backend(system))
     try:
         eager = copy.deepcopy(model)
-        compiled = torch.compile(copy.deepcopy(model), backend=backend)
+        if API == "module":  # the drop-in path: no Dynamo, so no graph breaks; one compile per size
+            compiled = aotgraph.aot_module(copy.deepcopy(model), system)
+            make_inputs = _without_cache(model, make_inputs)
+            dynamic_phase = False
+        else:
+            compiled = torch.compile(copy.deepcopy(model), backend=backend)
         train(eager, compiled, make_inputs, [(2, TRAIN_SEQ)] * 3, comparison)
         row["static_compiles"] = compiles_of(backend)
         if dynamic_phase:
@@ -501,9 +517,11 @@ def main() -> None:
     parser.add_argument("--no-dynamic", action="store_true", help="skip the changing-size phase")
     parser.add_argument("--dropout", type=float, default=0.0, help="every dropout probability (default 0)")
     parser.add_argument("--tracebacks", action="store_true", help="print each error's traceback")
+    parser.add_argument("--api", choices=("backend", "module"), default="backend",
+                        help="module: aotgraph.aot_module(model, compiler) instead of torch.compile (no changing sizes)")
     args = parser.parse_args()
-    global DROPOUT
-    DROPOUT = args.dropout
+    global DROPOUT, API
+    DROPOUT, API = args.dropout, args.api
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     names = [n for n in MODELS if not args.models or any(n.startswith(p) for p in args.models)]
     plan = []
