@@ -909,20 +909,20 @@ def test_region_outputs_unaliased_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_scatter_tails_scalar_switch(disabled, monkeypatch):
-    """On: Inductor compiles a CPU graph with an accumulating index_put with its loops' tails
-    scalar (``cpp.enable_loop_tail_vec`` False while it compiles), and one without such an add
-    as configured; off: both as configured. Inductor's compile is stubbed by the graph's code."""
+def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
+    """On: Inductor compiles a CPU graph with an accumulating index_put without vectorized loops
+    (``cpp.simdlen`` 1 while it compiles), and one without such an add as configured; off: both
+    as configured. Inductor's compile is stubbed by the graph's code."""
     from torch._inductor import config as inductor_config
     from aotgraph import make_boxed_func
     from aotgraph.compilers import torchinductor
 
     if disabled:
-        _disable(monkeypatch, "scatter_tails_scalar")
+        _disable(monkeypatch, "scatter_graphs_scalar")
     seen = []
 
     def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
-        seen.append(inductor_config.cpp.enable_loop_tail_vec)
+        seen.append(inductor_config.cpp.simdlen)
         return make_boxed_func(graph_module.forward)
 
     monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
@@ -933,8 +933,8 @@ def test_scatter_tails_scalar_switch(disabled, monkeypatch):
     x, index = torch.randn(5, 3, requires_grad=True), torch.tensor([0, 2, 2])
     aotgraph.aot_function(gathered, "inductor")(x, index).backward()
     torch.testing.assert_close(x.grad, torch.tensor([[1.0] * 3, [0.0] * 3, [2.0] * 3, [0.0] * 3, [0.0] * 3]))
-    configured = inductor_config.cpp.enable_loop_tail_vec
-    assert seen == [configured, configured if disabled else False]  # forward (a gather), backward (index_put)
+    configured = inductor_config.cpp.simdlen
+    assert seen == [configured, configured if disabled else 1]  # forward (a gather), backward (index_put)
 
 
 @pytest.mark.parametrize("disabled", [False, True])

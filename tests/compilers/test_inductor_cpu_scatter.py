@@ -1,9 +1,9 @@
-"""Inductor's C++ code for an add at computed positions (``index_put(..., accumulate=True)``,
-an indexing's backward) inside a vectorized loop that reads a transposed operand adds whole
-vectors past the loop's tail: wrong values and writes past the buffer (torch 2.11-2.13, torch's own
-Inductor too; Falcon's multi-query attention trained with wrong gradients, and crashed with
-changing sizes). aotgraph compiles such CPU graphs with scalar tails (switch
-``scatter_tails_scalar``); these programs match eager."""
+"""Inductor's vectorized C++ code for an add at computed positions (``index_put(...,
+accumulate=True)``, an indexing's backward) fused with a read of a transposed operand adds wrong
+values, and past a loop's tail past the buffer (torch 2.11-2.13, torch's own Inductor too; Falcon's
+multi-query attention trained with wrong gradients, and crashed with changing sizes). aotgraph
+compiles such CPU graphs without vectorized loops (switch ``scatter_graphs_scalar``); these
+programs match eager, with static and with symbolic sizes."""
 from __future__ import annotations
 
 import pytest
@@ -14,15 +14,16 @@ import aotgraph
 
 def scattered(a, index):
     values = a.permute(0, 3, 1, 2)  # read transposed: Inductor tiles the loop in two dimensions
-    zeros = a.new_zeros(2, 12, 6, a.shape[2])
+    zeros = a.new_zeros(2, a.shape[3], 6, a.shape[2])
     return torch.ops.aten.index_put(zeros, [None, None, index], values, True) + 1
 
 
-@pytest.mark.parametrize("width", [8, 12, 24])
-def test_an_accumulating_index_put_with_a_loop_tail_matches_eager(width):
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("width, length", [(8, 12), (12, 12), (24, 12), (16, 16), (16, 32)])
+def test_an_accumulating_index_put_over_a_transposed_operand_matches_eager(width, length, dynamic):
     torch.manual_seed(0)
-    a, index = torch.randn(2, 1, width, 12), torch.tensor([4])
-    compiled = aotgraph.aot_function(scattered, "inductor")
+    a, index = torch.randn(2, 1, width, length), torch.tensor([4])
+    compiled = aotgraph.aot_function(scattered, "inductor", dynamic=dynamic)
     torch.testing.assert_close(compiled(a, index), scattered(a, index))
 
 

@@ -140,8 +140,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     options = dict(options or {})
     if aot_config.enabled("symbol_inputs") and symbol_inputs.unbound_symbol_readings(example_inputs) is None:
         options["fx_graph_cache"] = False  # a symbol no input gives (`compile_graph` binds the others)
-    if "cpp.enable_loop_tail_vec" not in options and _scatters_on_cpu(graph_module, example_inputs):
-        options["cpp.enable_loop_tail_vec"] = False
+    if "cpp.simdlen" not in options and _scatters_on_cpu(graph_module, example_inputs):
+        options["cpp.simdlen"] = 1  # no vectorized loops (see `_scatters_on_cpu`)
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
     if not use_cpp_wrapper:
@@ -176,12 +176,12 @@ _SCATTERING = ("index_put", "_unsafe_index_put", "scatter", "index_add", "_unsaf
 def _scatters_on_cpu(graph_module: fx.GraphModule, example_inputs) -> bool:
     """Whether `graph_module` (its regions too) adds into a tensor at computed positions
     (``index_put(..., accumulate=True)``: an indexing's backward, an embedding's) with some input
-    on the CPU, where Inductor's C++ code of such an add in a vectorized loop that reads a
-    transposed operand ignores the loop's tail: it adds a whole vector's lanes, past the tail,
-    so gradients come out wrong and memory past the buffer is written (torch 2.11-2.13; torch's
-    own Inductor computes the same wrong gradients). Such graphs are compiled with the tails
-    left scalar (``cpp.enable_loop_tail_vec=False``; switch ``scatter_tails_scalar``)."""
-    if not aot_config.enabled("scatter_tails_scalar"):
+    on the CPU. Inductor's vectorized C++ code of such an add fused with a read of a transposed
+    operand adds wrong values, and past the loop's tail past the buffer (torch 2.11-2.13; torch's
+    own Inductor computes the same wrong gradients: Falcon's multi-query attention). Such graphs
+    are compiled without vectorized loops (``cpp.simdlen=1``; switch ``scatter_graphs_scalar``),
+    which costs their elementwise kernels the vector width."""
+    if not aot_config.enabled("scatter_graphs_scalar"):
         return False
     if not any(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in example_inputs):
         return False
