@@ -425,13 +425,10 @@ def _region_outputs_unaliased(graph_module: fx.GraphModule, fake_mode) -> None:
     (switch ``region_outputs_unaliased``; torch's own regions refuse such aliasing)."""
     if not aot_config.enabled("region_outputs_unaliased"):
         return
-    from .boxed_code import region_modules
-
-    names = {id(module): node.args[0].target
-             for node in graph_module.graph.find_nodes(op="call_function", target=torch.ops.higher_order.invoke_subgraph)
-             if isinstance(node.args[0], fx.Node) and node.args[0].op == "get_attr"
-             for module in [graph_module.get_submodule(node.args[0].target)]}
-    for region in region_modules(graph_module):
+    calls = graph_module.graph.find_nodes(op="call_function", target=torch.ops.higher_order.invoke_subgraph)
+    names = {node.args[0].target for node in calls if isinstance(node.args[0], fx.Node) and node.args[0].op == "get_attr"}
+    for name in names:
+        region = graph_module.get_submodule(name)
         output = region.graph.find_nodes(op="output")[0]
         aliased = _aliased_output_positions(output.args[0])
         if not aliased:
@@ -447,7 +444,7 @@ def _region_outputs_unaliased(graph_module: fx.GraphModule, fake_mode) -> None:
                 clone.meta["val"] = value.meta["val"].clone()
             results[position] = clone
         graph.output(tuple(results))
-        setattr(graph_module, names[id(region)], LazyGraphModule(region, graph))
+        setattr(graph_module, name, LazyGraphModule(region, graph))
 
 
 def _aliased_output_positions(outputs) -> list[int]:
