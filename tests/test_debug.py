@@ -910,9 +910,10 @@ def test_region_outputs_unaliased_switch(disabled, monkeypatch):
 
 @pytest.mark.parametrize("disabled", [False, True])
 def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
-    """On: Inductor compiles a CPU graph with an accumulating index_put without vectorized loops
-    (``cpp.simdlen`` 1 while it compiles), and one without such an add as configured; off: both
-    as configured. Inductor's compile is stubbed by the graph's code."""
+    """On: a CPU graph with an accumulating index_put whose code adds at computed positions
+    inside a 2-D tile is compiled again without vectorized loops (``cpp.simdlen`` 1), a graph
+    without such an add once as configured; off: each once as configured. Inductor's compile is
+    stubbed by the graph's code, with a tiled kernel's lines as its source where it adds."""
     from torch._inductor import config as inductor_config
     from aotgraph import make_boxed_func
     from aotgraph.compilers import torchinductor
@@ -923,7 +924,11 @@ def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
 
     def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
         seen.append(inductor_config.cpp.simdlen)
-        return make_boxed_func(graph_module.forward)
+        compiled = make_boxed_func(graph_module.forward)
+        adds = any("index_put" in str(node.target) for node in graph_module.graph.nodes)
+        compiled.source_code = ('extern "C" void kernel() { for (long x1_inner = 0; x1_inner < 16; x1_inner++) '
+                                '{ atomic_add_vec<float, 2, 1>(out_ptr0, tmp18, tmp15); } }' if adds else "")
+        return compiled
 
     monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
 
@@ -934,7 +939,9 @@ def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
     aotgraph.aot_function(gathered, "inductor")(x, index).backward()
     torch.testing.assert_close(x.grad, torch.tensor([[1.0] * 3, [0.0] * 3, [2.0] * 3, [0.0] * 3, [0.0] * 3]))
     configured = inductor_config.cpp.simdlen
-    assert seen == [configured, configured if disabled else 1]  # forward (a gather), backward (index_put)
+    assert configured != 1
+    # forward (a gather), backward (index_put), and the backward again where it added in a tile
+    assert seen == ([configured, configured] if disabled else [configured, configured, 1])
 
 
 @pytest.mark.parametrize("disabled", [False, True])

@@ -118,9 +118,9 @@ SWITCHES = {
     "symbol_inputs": "each symbol of a graph's input sizes that no SymInt input binds becomes one for Inductor, "
                      "so its FX graph cache guards on it; off: a guard Inductor adds on such a symbol is lost "
                      "(compilers/symbol_inputs.py)",
-    "scatter_graphs_scalar": "Inductor compiles a CPU graph that adds at computed positions (index_put with "
-                             "accumulate, scatter_add) without vectorized loops: its vectorized code of such an add "
-                             "over a transposed operand computes wrong gradients (compilers/torchinductor.py)",
+    "scatter_graphs_scalar": "Inductor compiles a CPU graph again without vectorized loops where its code adds at "
+                             "computed positions (index_put with accumulate) inside a transposed tile: its vector "
+                             "add there counts the tile's position twice (compilers/tiled_adds.py)",
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",

@@ -31,7 +31,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import background_builds, stored_builds, symbol_inputs
+from . import background_builds, stored_builds, symbol_inputs, tiled_adds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -140,54 +140,54 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     options = dict(options or {})
     if aot_config.enabled("symbol_inputs") and symbol_inputs.unbound_symbol_readings(example_inputs) is None:
         options["fx_graph_cache"] = False  # a symbol no input gives (`compile_graph` binds the others)
-    if "cpp.simdlen" not in options and _scatters_on_cpu(graph_module, example_inputs):
-        options["cpp.simdlen"] = 1  # no vectorized loops (see `_scatters_on_cpu`)
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
+    checked = "cpp.simdlen" not in options and tiled_adds.may_add_in_tiles(graph_module, example_inputs)
+
+    def compiled_with(cpp_wrapper: bool) -> Callable:
+        compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
+        if checked and "cpp.simdlen" not in options and tiled_adds.adds_in_tiles(compiled):
+            logger.info("aotgraph: the %s graph adds at computed positions in a 2-D tile; compiled "
+                        "again without vectorized loops (compilers/tiled_adds.py)", role.kind)
+            options["cpp.simdlen"] = 1  # the background C++ build's too
+            _forget_reported_strides()
+            compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
+        return compiled
+
     if not use_cpp_wrapper:
-        return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+        return compiled_with(cpp_wrapper=False)
     if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
-        python = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+        python = compiled_with(cpp_wrapper=False)
         _release_lock_during_cpp_builds()
 
         def build():
-            return _on_threads_with_cuda_context(
-                _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=True), devices)
+            return _on_threads_with_cuda_context(compiled_with(cpp_wrapper=True), devices)
 
         return background_builds.upgradable(python, build, role)
     try:
-        compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=True)
+        compiled = compiled_with(cpp_wrapper=True)
     except Exception as error:
         if asked:
             raise
         logger.warning("aotgraph: Inductor's C++ wrapper failed for the %s graph (%s: %s); compiling it with "
                        "the Python wrapper. Pass options={'cpp_wrapper': False} to skip the attempt.",
                        role.kind, type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
-        return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=False)
+        _forget_reported_strides()
+        return compiled_with(cpp_wrapper=False)
     if devices:
         return _on_threads_with_cuda_context(compiled, devices)
     compiled.aotgraph_wrapper = "cpp"
     return compiled
 
 
-_SCATTERING = ("index_put", "_unsafe_index_put", "scatter", "index_add", "_unsafe_masked_index_put_accumulate")
+def _forget_reported_strides() -> None:
+    """Empty the output strides an earlier compile of this graph reported to the caller's
+    TracingContext: Inductor reports them into an empty list only."""
+    from torch._guards import TracingContext
 
-
-def _scatters_on_cpu(graph_module: fx.GraphModule, example_inputs) -> bool:
-    """Whether `graph_module` (its regions too) adds into a tensor at computed positions
-    (``index_put(..., accumulate=True)``: an indexing's backward, an embedding's) with some input
-    on the CPU. Inductor's vectorized C++ code of such an add fused with a read of a transposed
-    operand adds wrong values, and past the loop's tail past the buffer (torch 2.11-2.13; torch's
-    own Inductor computes the same wrong gradients: Falcon's multi-query attention). Such graphs
-    are compiled without vectorized loops (``cpp.simdlen=1``; switch ``scatter_graphs_scalar``),
-    which costs their elementwise kernels the vector width."""
-    if not aot_config.enabled("scatter_graphs_scalar"):
-        return False
-    if not any(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in example_inputs):
-        return False
-    return any(node.op == "call_function" and getattr(node.target, "_opname", "").rstrip("_").startswith(_SCATTERING)
-               for module in graph_module.modules() if isinstance(module, fx.GraphModule)
-               for node in module.graph.nodes)
+    context = TracingContext.try_get()
+    if context is not None and context.output_strides:
+        context.output_strides.clear()
 
 
 def _wrapper_choice(options: dict, example_inputs) -> tuple[Optional[bool], bool, set]:
