@@ -21,7 +21,7 @@ the call, gradients under the same random cotangents, the global RNG state after
   skipped    eager itself runs no sample
 
 Usage: python benchmarks/inductor_sweep.py [--ops add,mul] [--layers Linear,LSTM] [--no-layers]
-       [--no-ops] [--every K] [--samples N] [--systems aotgraph,torch] [--json out.json]
+       [--no-ops] [--every K] [--samples N] [--systems aotgraph,torch] [--json out.json] [--dynamic]
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from opinfo_sweep import SampleTimeout, _alarm, fresh_copies, run_once, select_ops, split_sample  # noqa: E402
 
 SYSTEMS = ("aotgraph", "torch")
+DYNAMIC = False  # --dynamic: both systems compile with symbolic sizes
 STATUSES = ("passed", "refused", "capture", "inductor", "mismatch", "skipped")
 # Eager's float32 tolerances in tests/backend_training.py (1e-4, 1e-5) scaled by 10, as the
 # Inductor tests scale them.
@@ -209,9 +210,9 @@ def compiled_with(system: str, call: Callable) -> Callable:
     if system == "aotgraph":
         import aotgraph
 
-        return aotgraph.aot_function(call, "inductor")
+        return aotgraph.aot_function(call, "inductor", dynamic=DYNAMIC)
     torch._dynamo.reset()
-    return torch.compile(call, backend="inductor", dynamic=False)
+    return torch.compile(call, backend="inductor", dynamic=DYNAMIC)
 
 
 def run_case(samples: Callable[[int], list], systems=SYSTEMS, num_samples: int = 1,
@@ -365,7 +366,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sample-timeout", type=int, default=180, help="seconds per sample and system")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--json", default="", help="write per-case results here")
+    parser.add_argument("--dynamic", action="store_true", help="compile with symbolic sizes (both systems)")
     args = parser.parse_args(argv)
+    global DYNAMIC
+    DYNAMIC = args.dynamic
     warnings.filterwarnings("ignore")
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)  # graph-break notes: the table says what matters
     systems = tuple(s for s in args.systems.split(",") if s)
@@ -376,7 +380,7 @@ def main(argv=None) -> int:
         cases.update(layer_cases([n for n in args.layers.split(",") if n]))
     start = time.perf_counter()
     results = sweep(cases, systems, args.samples, args.sample_timeout)
-    title = (f"Inductor sweep: CPU, float32, torch {torch.__version__}, {len(results)} cases "
+    title = (f"Inductor sweep{' with symbolic sizes' if DYNAMIC else ''}: CPU, float32, torch {torch.__version__}, {len(results)} cases "
              f"(ops: every {args.every}th, {args.samples} sample(s) each), {time.perf_counter() - start:.0f}s")
     from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
 
