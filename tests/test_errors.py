@@ -271,3 +271,17 @@ def test_an_op_whose_fake_kernel_refuses_what_eager_runs_is_named_with_the_line(
         assert isinstance(error, RuntimeError)
     else:
         torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_a_branch_on_tensor_data_with_symbolic_sizes_names_the_line(compiler):
+    """With symbolic sizes a tensor's value is a symbol of its own: a Python branch on it is
+    refused by name with the user's line (torch's GuardOnDataDependentSymNode underneath)."""
+    def clamp_if_negative(x):
+        if torch.any(x < 0):
+            return x.clamp(min=0).sum()
+        return x.sum()
+
+    compiled = aot_function(clamp_if_negative, compiler, dynamic=True)
+    error = _raises(DataDependentControlFlow, compiled, leaf(4))
+    _assert_names(error, "capture", "test_errors.py", "if torch.any(x < 0):")

@@ -33,7 +33,7 @@ from ..graph.sizes import has_symbolic_sizes, is_symbolic
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
-from ..torch_private.symbolic import memoized_size_arithmetic
+from ..torch_private.symbolic import GuardOnDataDependentSymNode, memoized_size_arithmetic
 from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
@@ -44,7 +44,7 @@ from .repeated_layers import RepeatedLayers
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
 from .output_views import OutputViews, find_output_views
-from .recorder import GraphRecorder
+from .recorder import GraphRecorder, data_dependent_branch
 from .runtime_asserts import insert_runtime_asserts
 from .symbols import input_views_laid_out_by_graph, refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
@@ -144,6 +144,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
                 grad_enabled_after = torch.is_grad_enabled()
                 torch._C._set_grad_enabled(wants_grad)
         recorder.random_draws.program_returns()
+    except GuardOnDataDependentSymNode as error:
+        raise data_dependent_branch(error) from error
     except RuntimeError as error:
         if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
             raise DataDependentControlFlow(

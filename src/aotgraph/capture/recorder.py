@@ -567,12 +567,27 @@ def _is_default(value: Any, default: Any) -> bool:
 _LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
 
 
-def _user_line() -> str:
-    """`` at FILE:LINE: CODE`` for the innermost frame of the user's program, if any."""
-    for frame in reversed(traceback.extract_stack()):
+def _user_line(error: Optional[BaseException] = None) -> str:
+    """`` at FILE:LINE: CODE`` for the innermost frame of the user's program, if any: on the
+    current stack, or on `error`'s traceback."""
+    frames = traceback.extract_stack() if error is None else traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
         if not frame.filename.startswith(_LIBRARY_DIRS):
             return f" at {frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
     return ""
+
+
+def data_dependent_branch(error: BaseException) -> DataDependentControlFlow:
+    """The error for torch's `GuardOnDataDependentSymNode` raised while the program ran: Python
+    code (the program's, or a torch function it called) branched on a value read from a tensor's
+    data (``.item()``, ``bool(t)``), which a compile with symbolic sizes keeps as a symbol."""
+    condition = str(error).splitlines()[0].removeprefix("Could not guard on data-dependent expression ").split(" (unhinted")[0]
+    return DataDependentControlFlow(
+        f"the program branches on a value read from a tensor's data ({condition.strip()}){_user_line(error)}",
+        "capture",
+        "make the branch depend on shapes or Python values instead, use torch._check() to state what holds, "
+        "or run that part eagerly outside the compiled function",
+    )
 
 
 def _no_fake_kernel(func) -> UnsupportedOp:

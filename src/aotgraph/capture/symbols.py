@@ -34,12 +34,13 @@ _CALLS: dict[Any, Callable] = {
     FloorDiv: operator.floordiv, CleanDiv: operator.floordiv, Mod: operator.mod, PythonMod: operator.mod,
     PowByNatural: operator.pow, FloatPow: operator.pow, IntTrueDiv: operator.truediv,
     FloatTrueDiv: operator.truediv, FloorToInt: math.floor, CeilToInt: math.ceil, TruncToInt: math.trunc,
-    TruncToFloat: math.trunc, ToFloat: torch.sym_float, Max: torch.sym_max, Min: torch.sym_min,
+    TruncToFloat: math.trunc, ToFloat: torch.sym_float,
     sympy.Eq: operator.eq, sympy.Ne: operator.ne, sympy.Lt: operator.lt, sympy.Le: operator.le,
-    sympy.Gt: operator.gt, sympy.Ge: operator.ge, sympy.And: operator.and_, sympy.Or: operator.or_,
-    sympy.Not: torch.sym_not,
+    sympy.Gt: operator.gt, sympy.Ge: operator.ge, sympy.Not: torch.sym_not,
 }
-_FOLDED = {sympy.Add: operator.add, sympy.Mul: operator.mul}
+# n-ary sympy functions (``Min(s0, s1, 4)``), computed pairwise.
+_FOLDED = {sympy.Add: operator.add, sympy.Mul: operator.mul, Max: torch.sym_max, Min: torch.sym_min,
+           sympy.And: operator.and_, sympy.Or: operator.or_}
 
 
 class SymbolNodes:

@@ -117,7 +117,26 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     device = next((v.device for v in placeholders if isinstance(v, torch.Tensor)), None)
     with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True):
         graph_module = joint_graph_passes(graph_module, input_device=device)
+    _sorted_where_out_of_order(graph_module)
     return replace(joint, graph_module=graph_module)
+
+
+def _sorted_where_out_of_order(graph_module: fx.GraphModule) -> None:
+    """Put `graph_module`'s nodes in an order where each comes after its inputs, where they are not.
+    Inductor's joint passes sort the graph only when a pattern matched: its constant folding
+    alone can leave a uniform tensor rebuilt as ``full([sym_size(x, 0), ...])`` ahead of the
+    size nodes it reads (softshrink's backward with symbolic sizes), which the partition's
+    copies of the graph cannot follow."""
+    from torch._inductor.pattern_matcher import stable_topological_sort
+
+    seen = set()
+    for node in graph_module.graph.nodes:
+        if any(arg not in seen for arg in node.all_input_nodes):
+            stable_topological_sort(graph_module.graph)
+            graph_module.graph.lint()
+            graph_module.recompile()
+            return
+        seen.add(node)
 
 
 def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, role,

@@ -13,7 +13,8 @@ import sympy
 import torch
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 from torch.fx.experimental.sym_node import SymNode
-from torch.fx.experimental.symbolic_shapes import (DimDynamic, ShapeEnv, StatelessSymbolicContext,
+from torch.fx.experimental.symbolic_shapes import (DimDynamic, GuardOnDataDependentSymNode, ShapeEnv,
+                                                   StatelessSymbolicContext,
                                                    compute_unbacked_bindings, free_unbacked_symbols, guard_or_false,
                                                    guard_or_true, is_concrete_int, sym_and, sym_or)
 from torch.utils._sympy.numbers import int_oo
@@ -22,7 +23,7 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["GuardOnDataDependentSymNode", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 

@@ -1,0 +1,45 @@
+"""Programs with symbolic sizes through Inductor that the OpInfo sweep with ``--dynamic`` found
+failing in capture or partition (`benchmarks/inductor_sweep.py --dynamic`): each trains like eager."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import aotgraph
+
+
+def _assert_trains_like_eager(program, *inputs, entries: int = 1):
+    compiled = aotgraph.aot_function(program, "inductor", dynamic=True)
+    for scale in (1, 2):  # a second size: the same symbolic entry where its guards hold
+        sized = [torch.cat([x] * scale).detach().requires_grad_(x.requires_grad) for x in inputs]
+        ours = compiled(*sized)
+        ours.sum().backward()
+        ours_grads = [x.grad for x in sized if x.requires_grad]
+        for x in sized:
+            x.grad = None
+        expected = program(*sized)
+        expected.sum().backward()
+        torch.testing.assert_close(ours, expected)
+        for mine, theirs in zip(ours_grads, [x.grad for x in sized if x.requires_grad]):
+            torch.testing.assert_close(mine, theirs)
+    assert len(compiled.aotgraph_entries) == entries
+
+
+def test_a_uniform_gradient_rebuilt_from_symbolic_sizes():
+    """softshrink's backward: Inductor's joint passes fold a zero tensor into ``full`` of the
+    input's symbolic sizes, placed ahead of the size nodes it reads (the partition then failed
+    with ``KeyError: sym_size_int``)."""
+    _assert_trains_like_eager(lambda x: torch.nn.functional.softshrink(x, 0.5) * 3,
+                              torch.randn(5, 6, requires_grad=True))
+
+
+@pytest.mark.parametrize("cap", [3, 40])
+def test_a_size_that_is_the_minimum_of_three(cap):
+    """``min(rows, columns, cap)`` is one sympy ``Min`` of three arguments (svd_lowrank's rank):
+    recorded as a graph node pairwise (was: ``sym_min() takes 2 positional arguments``)."""
+    def program(x):
+        k = min(x.shape[0], x.shape[1], cap)
+        return x[:k, :k].exp() + torch.ones(k, k)
+
+    # 7 -> 14 rows: the guard on which size is the smallest fails, a second entry
+    _assert_trains_like_eager(program, torch.randn(7, 9, requires_grad=True), entries=2)
