@@ -22,12 +22,14 @@ the call, gradients under the same random cotangents, the global RNG state after
 
 Usage: python benchmarks/inductor_sweep.py [--ops add,mul] [--layers Linear,LSTM] [--no-layers]
        [--no-ops] [--every K] [--samples N] [--systems aotgraph,torch] [--json out.json] [--dynamic]
+       [--device cuda]
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import logging
+import re
 import sys
 import time
 import traceback
@@ -45,6 +47,7 @@ from opinfo_sweep import SampleTimeout, _alarm, fresh_copies, run_once, select_o
 
 SYSTEMS = ("aotgraph", "torch")
 DYNAMIC = False  # --dynamic: both systems compile with symbolic sizes
+DEVICE = "cpu"  # --device cuda: the OpInfo samples on the GPU (layers stay on the CPU: --no-layers)
 STATUSES = ("passed", "refused", "capture", "inductor", "mismatch", "skipped")
 # Eager's float32 tolerances in tests/backend_training.py (1e-4, 1e-5) scaled by 10, as the
 # Inductor tests scale them.
@@ -72,19 +75,19 @@ class CaseResult:
 
 
 # ---- the cases ----------------------------------------------------------------------------
-def op_cases(names=(), every: int = 1) -> dict[str, Callable[[int], list]]:
+def op_cases(names=(), every: int = 1, start: int = 0) -> dict[str, Callable[[int], list]]:
     """{OpInfo name: samples(n) -> its first n samples}, for every `every`-th op of op_db with float32
     on CPU (in op_db's order, so the subset is the same on every run)."""
     cases = {}
-    eligible = [(full, op) for full, op in select_ops(set(names), 0) if torch.float32 in op.supported_dtypes("cpu")]
-    for full, op in eligible[::every]:
+    eligible = [(full, op) for full, op in select_ops(set(names), 0) if torch.float32 in op.supported_dtypes(DEVICE)]
+    for full, op in eligible[start::every]:
         cases[full] = lambda n, op=op: _op_samples(op, n)
     return cases
 
 
 def _op_samples(op, n: int) -> list[Sample]:
     samples = []
-    for sample in op.sample_inputs("cpu", torch.float32, requires_grad=op.supports_autograd):
+    for sample in op.sample_inputs(DEVICE, torch.float32, requires_grad=op.supports_autograd):
         if len(samples) == n:
             break
         tensors, rebuild = split_sample(sample)
@@ -310,9 +313,14 @@ def _first_line(error: BaseException) -> str:
     return text if text.startswith(kind) else f"{kind}: {text}"
 
 
-def sweep(cases: dict, systems=SYSTEMS, num_samples: int = 1, sample_timeout: int = 120, log=print) -> dict:
+def sweep(cases: dict, systems=SYSTEMS, num_samples: int = 1, sample_timeout: int = 120, log=print,
+          budget_s: float = float("inf")) -> dict:
     results = {}
+    began = time.perf_counter()
     for name, samples in cases.items():
+        if time.perf_counter() - began > budget_s:
+            log(f"budget of {budget_s:.0f}s spent: {len(cases) - len(results)} cases not started")
+            break
         start = time.perf_counter()
         results[name] = run_case(samples, systems, num_samples, sample_timeout)
         log(f"{name:<48} " + "  ".join(f"{s}={results[name].status[s]}" for s in systems)
@@ -362,25 +370,32 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ops", action="store_true")
     parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--every", type=int, default=1, help="every K-th op of op_db's float32 ops (a fixed subset)")
+    parser.add_argument("--start", type=int, default=0, help="with --every: the first op taken")
+    parser.add_argument("--exclude", default="", help="a regular expression: cases whose names match are left out "
+                        "(jiterator on CUDA: its kernels launch outside the dispatcher, on fake tensors too)")
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help="start no case after this many seconds")
     parser.add_argument("--samples", type=int, default=1, help="samples per op that eager runs")
     parser.add_argument("--sample-timeout", type=int, default=180, help="seconds per sample and system")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--json", default="", help="write per-case results here")
     parser.add_argument("--dynamic", action="store_true", help="compile with symbolic sizes (both systems)")
+    parser.add_argument("--device", default="cpu", help="the OpInfo samples' device (cuda: with --no-layers)")
     args = parser.parse_args(argv)
-    global DYNAMIC
-    DYNAMIC = args.dynamic
+    global DYNAMIC, DEVICE
+    DYNAMIC, DEVICE = args.dynamic, args.device
     warnings.filterwarnings("ignore")
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)  # graph-break notes: the table says what matters
     systems = tuple(s for s in args.systems.split(",") if s)
     cases = {}
     if not args.no_ops:
-        cases.update(op_cases([n for n in args.ops.split(",") if n], args.every))
+        cases.update(op_cases([n for n in args.ops.split(",") if n], args.every, args.start))
     if not args.no_layers:
         cases.update(layer_cases([n for n in args.layers.split(",") if n]))
+    if args.exclude:
+        cases = {name: case for name, case in cases.items() if not re.search(args.exclude, name)}
     start = time.perf_counter()
-    results = sweep(cases, systems, args.samples, args.sample_timeout)
-    title = (f"Inductor sweep{' with symbolic sizes' if DYNAMIC else ''}: CPU, float32, torch {torch.__version__}, {len(results)} cases "
+    results = sweep(cases, systems, args.samples, args.sample_timeout, budget_s=args.budget_s)
+    title = (f"Inductor sweep{' with symbolic sizes' if DYNAMIC else ''}: {DEVICE}, float32, torch {torch.__version__}, {len(results)} cases "
              f"(ops: every {args.every}th, {args.samples} sample(s) each), {time.perf_counter() - start:.0f}s")
     from sweep_report import finish_sweep  # beside this script: on sys.path when it runs as one
 

@@ -84,7 +84,7 @@ def run_once(call, tensors, output_process):
     grads = []
     if diff_outs and diff_ins:
         generator = torch.Generator().manual_seed(99)
-        cotangents = [torch.randn(o.shape, dtype=o.dtype, generator=generator) for o in diff_outs]
+        cotangents = [torch.randn(o.shape, dtype=o.dtype, generator=generator).to(o.device) for o in diff_outs]
         grads = list(torch.autograd.grad(diff_outs, diff_ins, cotangents, allow_unused=True))
     outputs = [o.detach() if isinstance(o, torch.Tensor) else o for o in flat_out]
     inputs_after = [t.detach() for t in tensors]  # ops with out=/in-place semantics write inputs

@@ -35,6 +35,7 @@ from . import background_builds, stored_builds, symbol_inputs, tiled_adds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
+from ..torch_private.dispatch import enable_python_dispatcher
 from ..torch_private.fx import LazyGraphModule
 
 logger = logging.getLogger("aotgraph")
@@ -291,9 +292,12 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
         cuda_graphs = _cuda_graphs_of(role.graph_id,
                                       bool(settings.get("triton.cudagraphs", process["triton.cudagraphs"])))
         builds = []
+        # The Python dispatcher, as torch's compile_fx has it: Inductor runs a fallback kernel
+        # (cholesky, bilinear's _trilinear) on fakes to learn its output's layout, and with
+        # symbolic sizes only the Python meta functions take them (CUDA's composites want ints).
         with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
                 _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
-                remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds):
+                remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher():
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
     compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
