@@ -285,3 +285,20 @@ def test_a_branch_on_tensor_data_with_symbolic_sizes_names_the_line(compiler):
     compiled = aot_function(clamp_if_negative, compiler, dynamic=True)
     error = _raises(DataDependentControlFlow, compiled, leaf(4))
     _assert_names(error, "capture", "test_errors.py", "if torch.any(x < 0):")
+
+
+def test_a_kernel_launched_outside_the_dispatcher_is_refused_by_name(monkeypatch):
+    """A torch.cuda.jiterator function calls this entry point of torch._C with its tensors; on
+    capture's fakes its kernel would touch memory that is not there (CUDA builds only: stood in
+    for here, so the refusal is tested on every build)."""
+    launched = []
+    monkeypatch.setattr(torch._C, "_cuda_jiterator_compile_and_launch_kernel",
+                        lambda *args, **kwargs: launched.append(args) or args[4][0], raising=False)
+
+    def jitted(x):
+        return torch._C._cuda_jiterator_compile_and_launch_kernel("code", "kernel", False, 1, (x.sin(),), {})
+
+    error = _raises(UnsupportedOp, aot_function(jitted), leaf(4))
+    _assert_names(error, "capture", "jiterator", "outside the compiled function")
+    assert launched == []
+    assert torch._C._cuda_jiterator_compile_and_launch_kernel("c", "k", False, 1, (1,), {}) == 1  # put back

@@ -43,6 +43,7 @@ from .regions import Regions, SplitRegion
 from .repeated_layers import RepeatedLayers
 from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input_layouts, unique
 from .node_meta import add_tensor_meta
+from .outside_dispatch import kernels_outside_dispatch_refused
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder, data_dependent_branch
 from .runtime_asserts import insert_runtime_asserts
@@ -97,7 +98,8 @@ def capture(
                                                                                                 torch.nn.Module):
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
-        with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers:
+        with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
+                kernels_outside_dispatch_refused():
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions))
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
