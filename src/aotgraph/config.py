@@ -119,7 +119,7 @@ SWITCHES = {
                      "so its FX graph cache guards on it; off: a guard Inductor adds on such a symbol is lost "
                      "(compilers/symbol_inputs.py)",
     "scatter_graphs_scalar": "Inductor compiles a CPU graph again without vectorized loops where its code adds at "
-                             "computed positions (index_put with accumulate) inside a transposed tile: its vector "
+                             "computed positions (index_put with accumulate) inside a 2-D tile: its vector "
                              "add there counts the tile's position twice (compilers/tiled_adds.py)",
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "

@@ -1,4 +1,4 @@
-"""Inductor's CPU code that adds at computed positions inside a transposed tile, found and avoided.
+"""Inductor's CPU code that adds at computed positions inside a 2-D tile, found and avoided.
 
 Inductor's C++ code generation tiles a loop in two dimensions where a fused kernel's accesses
 run along an outer dimension (a 16x16 tile: an inner loop ``for (long x1_inner = 0; ...)`` over
