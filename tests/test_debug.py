@@ -909,6 +909,34 @@ def test_region_outputs_unaliased_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_avg_pool_backward_aten_switch(disabled, monkeypatch):
+    """On: Inductor gets a ceil_mode average pool's backward that counts padding as our op running
+    ATen's kernel; off: as ``aten.avg_pool2d_backward``. Inductor's compile is stubbed by the
+    graph's code, so the gradients are eager's either way."""
+    from aotgraph import make_boxed_func
+    from aotgraph.compilers import torchinductor
+
+    if disabled:
+        _disable(monkeypatch, "avg_pool_backward_aten")
+    targets = []
+
+    def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
+        targets.extend(str(node.target) for node in graph_module.graph.nodes if "avg_pool2d_backward" in str(node.target))
+        return make_boxed_func(graph_module.forward)
+
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
+
+    def pooled(x):
+        return torch.nn.functional.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True).sum()
+
+    x = torch.randn(1, 2, 6, 6, requires_grad=True)
+    aotgraph.aot_function(pooled, "inductor")(x).backward()
+    expected = torch.autograd.grad(pooled(x), x)[0]
+    torch.testing.assert_close(x.grad, expected)
+    assert targets == (["aten.avg_pool2d_backward.default"] if disabled else ["aotgraph.avg_pool2d_backward_aten.default"])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
     """On: a CPU graph with an accumulating index_put whose code adds at computed positions
     inside a 2-D tile is compiled again without vectorized loops (``cpp.simdlen`` 1), a graph

@@ -121,6 +121,9 @@ SWITCHES = {
     "scatter_graphs_scalar": "Inductor compiles a CPU graph again without vectorized loops where its code adds at "
                              "computed positions (index_put with accumulate) inside a 2-D tile: its vector "
                              "add there counts the tile's position twice (compilers/tiled_adds.py)",
+    "avg_pool_backward_aten": "Inductor gets average pooling backwards with ceil_mode and count_include_pad as a "
+                              "call of ATen's kernel: its lowering divides by the whole kernel's size there "
+                              "(compilers/avg_pool_backward.py)",
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",

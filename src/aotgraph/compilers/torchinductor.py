@@ -31,7 +31,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import background_builds, stored_builds, symbol_inputs, tiled_adds
+from . import avg_pool_backward, background_builds, stored_builds, symbol_inputs, tiled_adds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -270,6 +270,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
 
     graph_module = _private_copy(graph_module)
     _decompose_leftovers(graph_module)
+    avg_pool_backward.keep_from_inductor(graph_module)
     _region_outputs_unaliased(graph_module, fake_mode)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
