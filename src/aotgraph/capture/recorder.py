@@ -581,7 +581,8 @@ def data_dependent_branch(error: BaseException) -> DataDependentControlFlow:
     """The error for torch's `GuardOnDataDependentSymNode` raised while the program ran: Python
     code (the program's, or a torch function it called) branched on a value read from a tensor's
     data (``.item()``, ``bool(t)``), which a compile with symbolic sizes keeps as a symbol."""
-    condition = str(error).splitlines()[0].removeprefix("Could not guard on data-dependent expression ").split(" (unhinted")[0]
+    first_line = str(error).splitlines()[0]  # "Could not guard on / extract ... data-dependent expression E (...)"
+    condition = first_line.partition("data-dependent expression ")[2].split(" (unhinted")[0] or first_line
     return DataDependentControlFlow(
         f"the program branches on a value read from a tensor's data ({condition.strip()}){_user_line(error)}",
         "capture",
