@@ -75,3 +75,19 @@ def test_inductor_compiles_with_the_python_dispatcher_on(monkeypatch):
 def test_fallback_kernels_with_symbolic_sizes_on_cuda(program, shapes):
     inputs = [torch.randn(*shape, device="cuda", requires_grad=True) for shape in shapes]
     _assert_trains_like_eager(program, *inputs, entries=None)
+
+
+@pytest.mark.parametrize("input_shape, mask_shape", [((10,), (10, 10)), ((10, 1, 10), (10, 10)), ((10, 10), (10,))])
+def test_masked_select_with_a_mask_that_broadcasts(input_shape, mask_shape):
+    """masked_select's fake kernel bounds its length by the input's element count: with a mask
+    that broadcasts the input, Inductor's runtime assert of that bound failed (``u0 <= 10``; torch's
+    own with capture_dynamic_output_shape_ops too). Recorded on the broadcast operands."""
+    torch.manual_seed(0)
+    x, mask = torch.randn(*input_shape, requires_grad=True), torch.rand(*mask_shape) > 0.5
+    compiled = aotgraph.aot_function(torch.masked_select, "inductor", dynamic=True)
+    ours = compiled(x, mask)
+    (ours_grad,) = torch.autograd.grad(ours.square().sum(), x)
+    expected = torch.masked_select(x, mask)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(ours_grad, expected_grad)

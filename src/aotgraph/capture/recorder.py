@@ -68,6 +68,22 @@ def _dropout_all_like_eager(input, p, train):
 _EAGER_RNG_REWRITES: dict[Any, Callable] = {aten.native_dropout.default: _dropout_all_like_eager}
 
 
+def _masked_select_of_broadcast_operands(input, mask):
+    """masked_select's fake kernel bounds its result's length by the input's element count, not
+    by the shape input and mask broadcast to (torch 2.11-2.13): with a mask that broadcasts the
+    input, the bound is too small, and Inductor's runtime assert of it fails (``u0 <= 10`` for 49
+    elements selected). Recorded on the operands expanded to their common shape, as eager's
+    kernel broadcasts them; already of one shape: as recorded."""
+    shape = torch.broadcast_shapes(input.shape, mask.shape)
+    if input.shape == shape and mask.shape == shape:
+        return NotImplemented
+    return aten.masked_select.default(input.expand(shape), mask.expand(shape))
+
+
+# Ops whose fake kernel bounds an unbacked output size more tightly than eager's kernel allows.
+_SIZE_BOUND_REWRITES: dict[Any, Callable] = {aten.masked_select.default: _masked_select_of_broadcast_operands}
+
+
 class GraphRecorder(TorchDispatchMode):
     """Writes each dispatched op into `graph`, running it on fake tensors.
 
@@ -448,7 +464,8 @@ class _OpFacts:
         facts = op_facts(func)
         arguments = func._schema.arguments
         positional = [a for a in arguments if not a.kwarg_only]
-        return _OpFacts(_HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func), facts.mutable,
+        rewrite = _HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func) or _SIZE_BOUND_REWRITES.get(func)
+        return _OpFacts(rewrite, facts.mutable,
                         is_metadata_mutation(func), facts.random, facts.composite,
                         tuple(_default_of(a) for a in positional), {a.name: i for i, a in enumerate(positional)},
                         tuple((i, a.N) for i, a in enumerate(positional) if a.N and str(a.type) == "List[int]"),
