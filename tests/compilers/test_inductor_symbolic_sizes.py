@@ -91,3 +91,18 @@ def test_masked_select_with_a_mask_that_broadcasts(input_shape, mask_shape):
     (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(ours, expected)
     torch.testing.assert_close(ours_grad, expected_grad)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("shape", [(), (3, 4)])
+def test_take_with_a_zero_dim_index(shape, dynamic):
+    """torch's decomposition of take (Inductor's table) indexes in Python, which reads a 0-d
+    index's value: refused as a value read before (OpInfo's third sample of take); recorded as
+    advanced indexing now, for every compiler."""
+    x, index = torch.randn(shape, requires_grad=True), torch.tensor(0 if not shape else 5)
+    ours = aotgraph.aot_function(torch.take, "inductor", dynamic=dynamic)(x, index)
+    (ours_grad,) = torch.autograd.grad(ours.sum(), x)
+    expected = torch.take(x, index)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(ours_grad, expected_grad)

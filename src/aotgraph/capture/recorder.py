@@ -80,8 +80,19 @@ def _masked_select_of_broadcast_operands(input, mask):
     return aten.masked_select.default(input.expand(shape), mask.expand(shape))
 
 
-# Ops whose fake kernel bounds an unbacked output size more tightly than eager's kernel allows.
-_SIZE_BOUND_REWRITES: dict[Any, Callable] = {aten.masked_select.default: _masked_select_of_broadcast_operands}
+def _take_without_a_value_read(input, index):
+    """torch's decomposition of take (Inductor's table has it) indexes in Python,
+    ``input.reshape(-1)[index]``, which reads a 0-d index's value (``.item()``) where eager's
+    kernel reads none: recorded as the advanced indexing that means. Other indices: as recorded."""
+    if index.dim() != 0:
+        return NotImplemented
+    return aten.index.Tensor(input.reshape(-1), [index])
+
+
+# Ops whose fake kernel bounds an unbacked output size more tightly than eager's kernel allows,
+# or whose decomposition reads a tensor's value where eager's kernel does not.
+_SIZE_BOUND_REWRITES: dict[Any, Callable] = {aten.masked_select.default: _masked_select_of_broadcast_operands,
+                                             aten.take.default: _take_without_a_value_read}
 
 
 class GraphRecorder(TorchDispatchMode):
