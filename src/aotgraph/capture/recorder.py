@@ -91,8 +91,8 @@ def _take_without_a_value_read(input, index):
 
 # Ops whose fake kernel bounds an unbacked output size more tightly than eager's kernel allows,
 # or whose decomposition reads a tensor's value where eager's kernel does not.
-_SIZE_BOUND_REWRITES: dict[Any, Callable] = {aten.masked_select.default: _masked_select_of_broadcast_operands,
-                                             aten.take.default: _take_without_a_value_read}
+_DATA_DEPENDENT_REWRITES: dict[Any, Callable] = {aten.masked_select.default: _masked_select_of_broadcast_operands,
+                                                 aten.take.default: _take_without_a_value_read}
 
 
 class GraphRecorder(TorchDispatchMode):
@@ -475,7 +475,7 @@ class _OpFacts:
         facts = op_facts(func)
         arguments = func._schema.arguments
         positional = [a for a in arguments if not a.kwarg_only]
-        rewrite = _HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func) or _SIZE_BOUND_REWRITES.get(func)
+        rewrite = _HIDDEN_MUTATION_REWRITES.get(func) or _EAGER_RNG_REWRITES.get(func) or _DATA_DEPENDENT_REWRITES.get(func)
         return _OpFacts(rewrite, facts.mutable,
                         is_metadata_mutation(func), facts.random, facts.composite,
                         tuple(_default_of(a) for a in positional), {a.name: i for i, a in enumerate(positional)},

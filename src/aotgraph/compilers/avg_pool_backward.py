@@ -40,12 +40,13 @@ def keep_from_inductor(graph_module: fx.GraphModule) -> bool:
     for module in graph_module.modules():
         if not isinstance(module, fx.GraphModule):
             continue
-        for node in module.graph.nodes:
-            if node.op == "call_function" and node.target in _KEPT and _lowered_wrongly(node):
-                node.target = _KEPT[node.target]
-                changed = True
-        if changed:
+        kept = [node for node in module.graph.nodes
+                if node.op == "call_function" and node.target in _KEPT and _lowered_wrongly(node)]
+        for node in kept:
+            node.target = _KEPT[node.target]
+        if kept:
             module.recompile()
+            changed = True
     return changed
 
 
