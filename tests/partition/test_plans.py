@@ -389,6 +389,35 @@ def test_a_padding_is_saved_for_a_fusing_compiler(fusing):
     torch.testing.assert_close(torch.autograd.grad(compiled(logits, labels), logits), expected)
 
 
+@pytest.mark.parametrize("fusing", [False, True])
+def test_a_reduction_is_computed_in_the_forward_only_for_a_fusing_compiler(fusing):
+    """A norm's statistics (``var_mean`` over the last dimension: 1/16 of its input's bytes).
+    The lean plan recomputes them in the backward from the input, which is free to keep; for a
+    fusing compiler the plan saves them: recomputed, each is a reduction kernel of its own in
+    the backward, reading the whole input again (ResNet-50's plan recomputed 32 batch norms'
+    statistics). Through Inductor the pipeline's plan saves them too, and matches eager."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w = torch.randn(16, 16, requires_grad=True)
+
+    def f(x, w):
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        return (((x - mean) * torch.rsqrt(var + 1e-5)) @ w).tanh().sum()
+
+    joint = aot_export_joint(f, (x, w))
+    plan = split_with_plan(joint.graph_module, num_fwd_outputs=joint.num_fwd_outputs, fusing_compiler=fusing)[2]
+    recomputed = [name for name in plan.recomputed if name.startswith("var_mean")]
+    assert bool(recomputed) is not fusing, (plan.saved, plan.recomputed)
+    if not fusing:
+        return
+    assert [r for n, r in plan.reasons if n.startswith("getitem")], plan.reasons  # the statistics are saved
+    compiled = aot_function(f, "inductor", partition_fn=min_cut_rematerialization_partition)
+    expected = torch.autograd.grad(f(x, w), [x, w])
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, w), [x, w]), expected)
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    assert not [name for name in entry.partition.plan.recomputed if name.startswith("var_mean")]
+
+
 def test_a_node_returning_a_dict_is_never_saved_whole():
     """A user Triton kernel's functional node returns a dict (argument name -> written copy):
     like a tuple, the min cut cannot save it (it took it for an 8-byte scalar, and Inductor

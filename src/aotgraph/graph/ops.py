@@ -38,6 +38,16 @@ def bytes_of(node: fx.Node) -> Optional[int]:
     return 8  # a symbol or scalar
 
 
+def tensor_bytes(value) -> int:
+    """Bytes of the tensors in `value` (a tensor, or a tuple or list of values), symbolic
+    sizes at their hints; 0 where it holds none."""
+    if isinstance(value, torch.Tensor):
+        return _numel(value) * value.dtype.itemsize
+    if isinstance(value, (tuple, list)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
 def storage_of(value: torch.Tensor) -> tuple[int, int]:
     """(identity, bytes) of the storage behind `value`; a view shares its base's. The
     identity is the storage's address (``_cdata``), stable while the fake tensor lives."""

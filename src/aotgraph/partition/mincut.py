@@ -27,7 +27,8 @@ import torch.fx as fx
 
 from ..artifacts import PartitionPlan
 from ..errors import BadArgument
-from ..graph.ops import bytes_of, flops_of, is_expensive, is_random, is_runtime_assert, is_view, recompute_ban, storage_of, unsafe_to_recompute
+from ..graph.ops import (bytes_of, flops_of, is_expensive, is_random, is_runtime_assert, is_view, op_facts,
+                         recompute_ban, storage_of, tensor_bytes, unsafe_to_recompute)
 from ..graph.naming import is_primal, is_tangent
 from ..graph.nodes import ancestors, extract_graph, joint_outputs, saved_by_default, tangent_dependent
 from .budget import TIE_BREAK_LAM, saved_for_budget, saved_for_recompute_budget
@@ -85,7 +86,8 @@ class JointNetwork:
             if forced is None and not self.price_expensive and node not in self.pinned:
                 forced = (_long_chain(node, chain_depth, can_save=self.save_cost[-1] is not None)
                           or _read_by_backward_matmul(node, self.backward_only, self.save_matmul_inputs)
-                          or (_padding_for_fused_kernels(node) if self.fusing_compiler else None))
+                          or (_padding_for_fused_kernels(node) if self.fusing_compiler else None)
+                          or (_reduction_for_fused_kernels(node) if self.fusing_compiler else None))
             self.forced_forward.append(forced)
         self._static_edges()
 
@@ -398,6 +400,31 @@ def _padding_for_fused_kernels(node: fx.Node) -> Optional[str]:
     if node.op == "call_function" and node.target is torch.ops.aten.constant_pad_nd.default:
         return "a padding (recomputed, it would fuse into the backward's kernels as a masked load)"
     return None
+
+
+# A reduction is computed in the forward only when its inputs hold at least this many times its
+# outputs' bytes (torch's partitioner draws its line at the same ratio).
+REDUCTION_RATIO = 4
+
+
+def _reduction_for_fused_kernels(node: fx.Node) -> Optional[str]:
+    """Why a fusing compiler's plan computes a reduction in the forward only: one whose inputs
+    hold at least `REDUCTION_RATIO` times its outputs' bytes (a norm's mean and variance, a
+    softmax's maximum and sum). Recomputed, it reads its whole input again in a kernel of its own,
+    since a reduction does not fuse into its readers as a pointwise op does; saved, it costs
+    its small outputs. ResNet-50's plan recomputed 32 of its 53 batch norms' statistics in the
+    backward (var_mean over each activation): 550 more backward nodes than torch's, a kernel
+    each, and about 10 % more of Inductor's compile time (benchmarks/RESULTS.md, session 21)."""
+    if node.op != "call_function" or node.target is operator.getitem or is_view(node) or is_expensive(node):
+        return None
+    traits = op_facts(node.target)
+    if traits.pointwise:
+        return None
+    out = tensor_bytes(node.meta.get("val"))
+    read = sum(tensor_bytes(arg.meta.get("val")) for arg in node.all_input_nodes)
+    if not out or REDUCTION_RATIO * out > read:
+        return None
+    return "a reduction (recomputed, it would read its whole input again in a kernel of its own)"
 
 
 def _read_through_views(node: fx.Node, reads: Callable[[fx.Node], bool]) -> bool:
