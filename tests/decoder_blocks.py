@@ -107,3 +107,29 @@ class BloomLike(nn.Module):
             a = block["attention"](block["ln1"](h), h)
             h = block["down"](F.gelu(block["up"](block["ln2"](a)))) + a
         return h.square().mean()
+
+
+class ScaledRelu(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear, self.scale = nn.Linear(dim, dim), nn.Parameter(torch.randn(dim))
+
+    def forward(self, x):
+        return torch.relu(self.linear(x) * self.scale + x)
+
+
+class ReluStack(nn.Module):
+    def __init__(self, dim: int = 16, layers: int = 3):
+        super().__init__()
+        self.blocks = nn.ModuleList(ScaledRelu(dim) for _ in range(layers))
+
+    def forward(self, x, _unused=None):
+        for block in self.blocks:
+            x = block(x)
+        return x.square().mean()
+
+
+def region_graphs(graph_module) -> set:
+    """The region graphs `graph_module` calls (``invoke_subgraph``'s graph arguments)."""
+    return {getattr(graph_module, n.args[0].target) for n in graph_module.graph.nodes
+            if n.target is torch.ops.higher_order.invoke_subgraph}

@@ -1018,3 +1018,23 @@ def test_lowerings_imported_when_needed_switch(disabled):
     env = dict(os.environ, AOTGRAPH_DISABLE="lowerings_imported_when_needed" if disabled else "")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == (["True", "True"] if disabled else ["False", "True"])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_region_outputs_kept_switch(disabled, monkeypatch):
+    """On: a region's min cut saves its outputs for free, and its backward reads a block's ReLU
+    mask from the output; off: the backward recomputes the block's ReLU. Gradients equal eager's."""
+    from decoder_blocks import ReluStack, region_graphs
+
+    if disabled:
+        _disable(monkeypatch, "region_outputs_kept")
+    torch.manual_seed(0)
+    model, x = ReluStack(), torch.randn(4, 16)
+    compiled = aotgraph.aot_module(copy.deepcopy(model), partition_fn=aotgraph.min_cut_rematerialization_partition)
+    compiled(x).backward()
+    model(x).backward()
+    for ours, theirs in zip(compiled.parameters(), model.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad)
+    (entry,) = compiled.aotgraph_entries.values()
+    targets = {str(n.target) for g in region_graphs(entry.partition.backward) for n in g.graph.nodes}
+    assert ("aten.relu.default" in targets) is disabled

@@ -220,10 +220,13 @@ def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_
 
 
 def _split_region(partition_fn: Callable, traits, joint: JointGraph) -> Partition:
-    """A region's joint graph (`capture.regions`) through the compiler's joint passes and the partition."""
+    """A region's joint graph (`capture.regions`) through the compiler's joint passes and the
+    partition, which may save the region's outputs for free: its caller's graph holds them
+    (switch ``region_outputs_kept``; `Region.backward_saved`'s ``("output", k)``)."""
     if traits.joint_passes is not None:
         joint = traits.joint_passes(joint)
-    return partition(joint, partition_fn, fusing_compiler=traits.fuses_kernels)
+    return partition(joint, partition_fn, fusing_compiler=traits.fuses_kernels,
+                     outputs_kept=config.enabled("region_outputs_kept"))
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from aotgraph.partition.policies import save_nothing
 from aotgraph.partition import partition_for
 from aotgraph.report import build_report, format_entry
 from backend_training import assert_training_parity
-from decoder_blocks import AveragingBlock, Block, Decoder, DropoutBlock, NormBlock
+from decoder_blocks import AveragingBlock, Block, Decoder, DropoutBlock, NormBlock, ReluStack, region_graphs
 
 COMPILERS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
 
@@ -232,3 +232,24 @@ def test_deep_decoder_with_and_without_the_direct_state_swap(layers, swap_disabl
     torch.manual_seed(0)
     _, entry = train(Decoder([Block(32, 4) for _ in range(layers)]))
     assert region_calls(entry.partition.forward) == layers and region_calls(entry.partition.backward) == layers
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_region_reads_its_own_output_in_its_backward_rather_than_recomputing_it(kept, monkeypatch):
+    """Each block's output is the next block's operand: the caller's graph keeps it for the
+    backward anyway, so the region's min cut saves it for free (switch ``region_outputs_kept``)
+    and its backward reads the ReLU's mask from it; switched off, the backward recomputes the
+    block (ResNet's blocks: the residual ReLU and a batch norm's normalization). Both match eager."""
+    from aotgraph import min_cut_rematerialization_partition
+    if not kept:
+        monkeypatch.setattr(config, "disabled", config.disabled | {"region_outputs_kept"})
+    torch.manual_seed(0)
+    model = ReluStack()
+    data = [(torch.randn(4, 16),) for _ in range(3)]
+    compiled = assert_training_parity(model, data, lambda m: aot_module(
+        m, "eager", partition_fn=min_cut_rematerialization_partition))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert sum(r.occurrences for r in entry.partition.joint.regions) == 3  # (the first block's input needs no grad)
+    recomputed = {str(n.target) for g in region_graphs(entry.partition.backward) for n in g.graph.nodes
+                  if n.op == "call_function"}
+    assert ("aten.relu.default" in recomputed) is not kept, recomputed

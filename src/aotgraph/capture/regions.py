@@ -65,7 +65,8 @@ class Region:
     backward: Optional[fx.GraphModule]
     outputs: tuple[TensorMeta, ...]
     saved: tuple[TensorMeta, ...]
-    # per backward saved placeholder: ("operand", operand index), ("saved", index among `saved`) or
+    # per backward saved placeholder: ("operand", operand index), ("output", output index): an output
+    # the caller's graph holds anyway (switch ``region_outputs_kept``), ("saved", index among `saved`) or
     # ("size", the SymInt): a symbolic size, an expression over the operands' symbols, which the
     # caller's graph computes (every occurrence's operands have the sizes of the first one's)
     backward_saved: tuple[tuple[str, Any], ...]
@@ -104,13 +105,17 @@ def region_of(name: str, program: Callable, operands: Sequence[torch.Tensor], *,
         return Region(name, parts.forward, None, outputs, (), (), (), (), (), writes, written)
     convention = parts.convention
     backward, saved_names = _views_recomputed(parts.forward, parts.backward, convention.backward_saved_names)
-    forward, saved_nodes = _saving_only(parts.forward, len(outputs) + len(writes), saved_names)
+    returned = [n.name if isinstance(n, fx.Node) else None
+                for n in parts.forward.graph.find_nodes(op="output")[0].args[0][:len(outputs)]]
+    forward, saved_nodes = _saving_only(parts.forward, len(outputs) + len(writes),
+                                        [n for n in saved_names if n not in returned])
     saved = tuple(TensorMeta.of(n.meta["val"]) for n in saved_nodes)
     operands_in_order = [n.name for n in parts.forward.graph.find_nodes(op="placeholder")]
     computed = [n.name for n in saved_nodes]
     values = {n.name: n.meta.get("val") for n in parts.forward.graph.nodes}
     differentiable = [k for k, o in enumerate(sig.outputs) if o.has_tangent]
     backward_saved = tuple(("operand", operands_in_order.index(n)) if n in operands_in_order
+                           else ("output", returned.index(n)) if n in returned
                            else ("saved", computed.index(n)) if n in computed else ("size", values[n])
                            for n in saved_names)
     backward_outputs = tuple(differentiable[t] for t in convention.backward_tangents)
@@ -310,6 +315,8 @@ class _RegionCall(torch.autograd.Function):
         returned = len(region.outputs) + len(region.written)
         outputs = results[:returned]  # with the written operands' new values
         ctx.recorder, ctx.region, ctx.saved, ctx.operands = recorder, region, results[returned:], operands
+        # the graph's nodes of the outputs, not the outputs: a Function's outputs on its ctx form a cycle
+        ctx.output_nodes = [recorder.node_for(o) for o in outputs[:len(region.outputs)]]
         ctx.mark_non_differentiable(*(o for o, meta in zip(outputs, (*region.outputs, *region.written))
                                       if not meta.requires_grad))
         return outputs
@@ -317,8 +324,8 @@ class _RegionCall(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *output_grads):
         region = ctx.region
-        sources = {"operand": ctx.operands.__getitem__, "saved": ctx.saved.__getitem__,
-                   "size": lambda size: size}
+        sources = {"operand": ctx.operands.__getitem__, "output": ctx.output_nodes.__getitem__,
+                   "saved": ctx.saved.__getitem__, "size": lambda size: size}
         saved = [sources[kind](value) for kind, value in region.backward_saved]
         arguments = (*saved, *(_as_traced_tangent(output_grads[k]) for k in region.backward_outputs))
         computed = record_call(ctx.recorder, _invoke_subgraph, (Subgraph(region.name + "_backward", region.backward),

@@ -30,9 +30,11 @@ __all__ = [
 
 
 def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
-              fusing_compiler: bool = False) -> Partition:
+              fusing_compiler: bool = False, outputs_kept: bool = False) -> Partition:
     """Split `joint` with `partition_fn`; an inference joint is its own forward.
-    `fusing_compiler`: the graphs go to a compiler that fuses kernels (`CompilerTraits`)."""
+    `fusing_compiler`: the graphs go to a compiler that fuses kernels (`CompilerTraits`).
+    `outputs_kept`: the caller keeps the forward's outputs until the backward (a region's
+    caller), so the min cut saves them for free (`split_with_plan`)."""
     num_fwd_outputs = joint.num_fwd_outputs
     if joint.is_inference:
         return Partition(joint.graph_module, None, (), 0, joint, convention=CallingConvention(num_fwd_outputs, ()))
@@ -42,7 +44,8 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
         # The runtime writes mutated inputs back after the forward: the partitioner must not save them.
         mutated = frozenset(primal_name(p) for p in joint.signature.mutated_primals)
         forward, backward, plan = split(joint.graph_module, num_fwd_outputs=num_fwd_outputs, mutated_inputs=mutated,
-                                        fusing_compiler=fusing_compiler, **options)
+                                        fusing_compiler=fusing_compiler, **options,
+                                        **({"outputs_kept": True} if outputs_kept else {}))
     else:
         example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
         forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)

@@ -56,11 +56,14 @@ class JointNetwork:
     save_matmul_inputs: bool = False  # see `_read_by_backward_matmul`
     fusing_compiler: bool = False  # the compiler fuses kernels (Inductor): see `_padding_for_fused_kernels`
     mutated_inputs: frozenset = frozenset()  # primal names the runtime overwrites after the forward
+    outputs_kept: bool = False  # the caller keeps the forward's outputs for the backward anyway: free to save
     nodes: list = field(default_factory=list)
 
     def __post_init__(self):
         graph = self.module.graph
         self.fwd_outputs, self.bwd_outputs = joint_outputs(self.module, self.num_fwd_outputs)
+        self.kept_outputs = frozenset(n for n in self.fwd_outputs if isinstance(n, fx.Node)) \
+            if self.outputs_kept else frozenset()
         self._classify_nodes(graph)
         self.fwd_required = ancestors(self.fwd_outputs + list(self.forward_effects))
         self.index = {n: i for i, n in enumerate(self.nodes)}
@@ -136,6 +139,8 @@ class JointNetwork:
         size = bytes_of(node)
         if size is None:
             return None
+        if node in self.kept_outputs:
+            return 0
         if self.decisions.get(node) is Decision.RECOMPUTE and _can_recompute(node):
             return size * RECOMPUTE_POLICY_PENALTY  # saved only where recomputing is impossible
         return size
@@ -464,12 +469,14 @@ def _can_recompute(node: fx.Node) -> bool:
 def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutated_inputs=frozenset(),
                     fusing_compiler: bool = False, policy: Optional[Policy] = None,
                     memory_budget: Optional[float] = None, recompute_budget: Optional[float] = None,
-                    save_matmul_inputs: Optional[bool] = None,
+                    save_matmul_inputs: Optional[bool] = None, outputs_kept: bool = False,
                     ) -> tuple[fx.GraphModule, fx.GraphModule, PartitionPlan]:
     """`min_cut_rematerialization_partition` with what the pipeline knows passed explicitly,
     returning the plan too. `mutated_inputs`: names of the primals the runtime overwrites
     after the forward (saved only where the backward reads them itself). `fusing_compiler`:
-    the compiler fuses kernels (the default of `save_matmul_inputs`)."""
+    the compiler fuses kernels (the default of `save_matmul_inputs`). `outputs_kept`: the
+    caller keeps the forward's outputs until the backward (a region's, which its caller's
+    graph holds: the next block's operand), so saving one costs no bytes."""
     if memory_budget is not None and recompute_budget is not None:
         raise BadArgument("min_cut_rematerialization_partition got both memory_budget and recompute_budget",
                           "partition", "pass one: memory_budget bounds saved bytes, recompute_budget bounds "
@@ -479,7 +486,7 @@ def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutat
         save_matmul_inputs = fusing_compiler
     network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
                            save_matmul_inputs=save_matmul_inputs, fusing_compiler=fusing_compiler,
-                           mutated_inputs=frozenset(mutated_inputs))
+                           mutated_inputs=frozenset(mutated_inputs), outputs_kept=outputs_kept)
     if memory_budget is not None:
         saved, budget, note = saved_for_budget(network, memory_budget)
         return network.build(saved, budget=budget, note=note)
