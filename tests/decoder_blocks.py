@@ -123,7 +123,7 @@ class ReluStack(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(ScaledRelu(dim) for _ in range(layers))
 
-    def forward(self, x, _unused=None):
+    def forward(self, x):
         for block in self.blocks:
             x = block(x)
         return x.square().mean()
