@@ -32,7 +32,7 @@ def _numel(value) -> int:
 def bytes_of(node: fx.Node) -> Optional[int]:
     value = node.meta.get("val")
     if isinstance(value, torch.Tensor):
-        return _numel(value) * value.dtype.itemsize
+        return tensor_bytes(value)
     if isinstance(value, (tuple, list, dict)):
         return None
     return 8  # a symbol or scalar

@@ -44,8 +44,7 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
         # The runtime writes mutated inputs back after the forward: the partitioner must not save them.
         mutated = frozenset(primal_name(p) for p in joint.signature.mutated_primals)
         forward, backward, plan = split(joint.graph_module, num_fwd_outputs=num_fwd_outputs, mutated_inputs=mutated,
-                                        fusing_compiler=fusing_compiler, **options,
-                                        **({"outputs_kept": True} if outputs_kept else {}))
+                                        fusing_compiler=fusing_compiler, outputs_kept=outputs_kept, **options)
     else:
         example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
         forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)
