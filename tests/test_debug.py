@@ -270,6 +270,22 @@ def test_fake_misses_without_python_dispatcher_switch(monkeypatch):
     assert calls_on > calls_off and graph_on == graph_off
 
 
+@pytest.mark.parametrize("disabled", [False, True])
+def test_stack_room_switch(disabled, monkeypatch):
+    from aotgraph import stack_room
+    from aotgraph.stack_room import call_with_stack_room
+    from frame_chunks import at_depth, crossing_depth
+
+    if not stack_room._CHUNKED_STACK or sys.platform != "linux":
+        pytest.skip("CPython 3.11+ on Linux")
+    if disabled:
+        _disable(monkeypatch, "stack_room")
+    elif crossing_depth() is None:
+        pytest.skip("this Python keeps a spare chunk (CPython gh-142183 fixed)")
+    found = crossing_depth(lambda d, fn: call_with_stack_room(at_depth, d, fn))
+    assert (found is None) != disabled
+
+
 def test_every_switch_is_tested_here():
     tested = {name.removeprefix("test_").removesuffix("_switch") for name in globals()
               if name.endswith("_switch") and name != "test_spied_switch"}

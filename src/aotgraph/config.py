@@ -154,6 +154,9 @@ SWITCHES = {
                        "(torch._check on .item(), a meta function's n >= 0) and raise as eager does where it fails; "
                        "off: a call breaking an assumption is unchecked (capture/runtime_asserts.py)",
     "storage_resize_hook": "capture refuses UntypedStorage.resize_ by a hook on the class (capture/storage_changes.py)",
+    "stack_room": "a compile (capture, partition, compile; a background build) runs above a frame that starts a "
+                  "chunk of CPython's frame stack of its own, so its loops never call across a chunk boundary, "
+                  "where CPython 3.11-3.13 maps and unmaps a chunk per call (stack_room.py)",
 }
 
 # Off unless ``AOTGRAPH_ENABLE`` names them: compiling Inductor's regions apart cuts a deep

@@ -31,6 +31,7 @@ from .debug import log_artifact, logger
 from .errors import UnsupportedOp
 from .partition import partition, plans_whole_program
 from .progress import compile_progress
+from .stack_room import call_with_stack_room
 from .runtime import ForwardFacts, build_runtime
 from .timings import CompileLog, time_first_call
 
@@ -92,10 +93,11 @@ def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Calla
     with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress:
         log.progress = progress
         try:
-            return _run_stages(log, fn, flat_args, in_spec, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-                               inference_compiler=inference_compiler, partition_fn=partition_fn,
-                               decompositions=decompositions, on_disk=on_disk,
-                               real_args=flat_args if real_args is None else real_args)
+            # (its hot loops must not depend on how deep the caller is: `stack_room`)
+            return call_with_stack_room(_run_stages, log, fn, flat_args, in_spec, fw_compiler=fw_compiler,
+                                        bw_compiler=bw_compiler, inference_compiler=inference_compiler,
+                                        partition_fn=partition_fn, decompositions=decompositions, on_disk=on_disk,
+                                        real_args=flat_args if real_args is None else real_args)
         finally:
             log.progress = None
 

@@ -39,6 +39,7 @@ import time
 from typing import Callable, Optional
 
 from .. import config as aot_config
+from ..stack_room import call_with_stack_room
 from .build_rng import rng_untouched
 
 __all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds",
@@ -297,7 +298,7 @@ def _work() -> None:
     while True:
         member = _next_build()
         try:
-            _build_into(member)
+            call_with_stack_room(_build_into, member)
         finally:
             with _foreground:
                 _building -= 1
