@@ -8,7 +8,10 @@ and the ratio ours/torch (target <= 0.2). ``eager`` is the first forward+backwar
 uncompiled module: the compute every column includes.
 
 Times are this process's CPU time (``time.process_time``, one torch thread): on a shared
-machine it is far steadier than wall time; the last column gives the wall-time ratio.
+machine it is far steadier than wall time; the wall-time ratio is given too. "compile only": each
+variant's first call less the median of its next ``STEPS`` calls (forward+backward), the ratio of
+those between ours and torch's default: the compile alone, without the first call's compute (which
+is most of a 124M-parameter GPT-2's first call on this CPU).
 One warm-up round per model (both pipelines) is not counted: it pays one-time setup.
 
 ``--switch-off NAME`` adds ours with switch NAME off (``AOTGRAPH_DISABLE``'s names) to the same
@@ -84,12 +87,16 @@ def compile_torch(module, partitioner):
     return torch_aot_module(module, **kwargs)
 
 
+STEPS = 3  # later calls timed per compile, for the "compile only" column
+
+
 def backward_of(out) -> None:
     (out if out.dim() == 0 else out.sum()).backward()
 
 
-def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[float, float, object]:
-    """(CPU seconds, wall seconds) from the first call (compile included) to the end of its backward."""
+def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[float, float, object, float]:
+    """(CPU seconds, wall seconds) from the first call (compile included) to the end of its backward,
+    the compiled module, and the median CPU seconds of `STEPS` calls after it."""
     fresh = copy.deepcopy(module)
     if clear_fake_cache:
         FakeTensorMode.cache_clear()
@@ -97,7 +104,13 @@ def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[f
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     compiled = make(fresh) if make else fresh
     backward_of(compiled(*inputs))
-    return time.process_time() - start_cpu, time.perf_counter() - start_wall, compiled
+    first_cpu, first_wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    steps = []
+    for _ in range(STEPS):
+        start = time.process_time()
+        backward_of(compiled(*inputs))
+        steps.append(time.process_time() - start)
+    return first_cpu, first_wall, compiled, statistics.median(steps)
 
 
 def switched_off(switch: str, make):
@@ -133,18 +146,21 @@ def measure(name: str, repeats: int, clear: bool, switch_off: str | None = None)
         variants["ours min-cut, switch off"] = switched_off(switch_off, variants["ours min-cut"])
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     wall: dict[str, list[float]] = {v: [] for v in variants}
+    compile_only: dict[str, list[float]] = {v: [] for v in variants}
     log = None
     for round_index in range(repeats + 1):
         for variant, make in variants.items():
-            cpu_seconds, wall_seconds, compiled = time_first_call(module, inputs, make, clear)
+            cpu_seconds, wall_seconds, compiled, step = time_first_call(module, inputs, make, clear)
             if round_index == 0:
                 continue  # warm-up round
             cpu[variant].append(cpu_seconds)
             wall[variant].append(wall_seconds)
+            compile_only[variant].append(cpu_seconds - step)
             if variant == "ours default":
                 log = next(iter(compiled.aotgraph_entries.values())).log
     return {"medians": {v: statistics.median(t) for v, t in cpu.items()},
-            "wall": {v: statistics.median(t) for v, t in wall.items()}, "log": log}
+            "wall": {v: statistics.median(t) for v, t in wall.items()},
+            "compile only": {v: statistics.median(t) for v, t in compile_only.items()}, "log": log}
 
 
 def main() -> None:
@@ -168,12 +184,13 @@ def main() -> None:
         print("aotgraph.min_cut_rematerialization_partition is not available: 'ours min-cut' runs the default partition")
     header = (f"{'model':<14}{'eager':>8}{'ours def':>10}{'torch def':>11}{'ratio':>7}"
               f"{'ours mc':>10}{'torch mc':>10}{'ratio':>7}{'ratio-eager':>13}{'wall ratio':>12}"
+              f"{'compile only: ours def':>24}{'torch def':>11}{'ratio':>7}{'mc ratio':>10}"
               + (f"  ratios with {args.switch_off} off: def, mc" if args.switch_off else ""))
     print(header)
     logs = {}
     for name in args.models.split(","):
         result = measure(name, args.repeats, not args.warm_fake_cache, args.switch_off)
-        m, w = result["medians"], result["wall"]
+        m, w, c = result["medians"], result["wall"], result["compile only"]
         logs[name] = result["log"]
         ratio_default = m["ours default"] / m["torch default"]
         ratio_min_cut = m["ours min-cut"] / m["torch min-cut"]
@@ -182,6 +199,8 @@ def main() -> None:
         print(f"{name:<14}{m['eager']:8.3f}{m['ours default']:10.3f}{m['torch default']:11.3f}{ratio_default:7.2f}"
               f"{m['ours min-cut']:10.3f}{m['torch min-cut']:10.3f}{ratio_min_cut:7.2f}{overhead_ratio:13.2f}"
               f"{w['ours default'] / w['torch default']:12.2f}"
+              f"{c['ours default']:24.3f}{c['torch default']:11.3f}{c['ours default'] / c['torch default']:7.2f}"
+              f"{c['ours min-cut'] / c['torch min-cut']:10.2f}"
               + (f"{m['ours default, switch off'] / m['torch default']:>12.2f}"
                  f"{m['ours min-cut, switch off'] / m['torch min-cut']:>6.2f}" if args.switch_off else ""),
               flush=True)
