@@ -107,6 +107,8 @@ def time_first_call(module, inputs, make=None, clear_fake_cache=True) -> tuple[f
     first_cpu, first_wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
     steps = []
     for _ in range(STEPS):
+        for parameter in fresh.parameters():  # as before the first call: no gradient to accumulate into
+            parameter.grad = None
         start = time.process_time()
         backward_of(compiled(*inputs))
         steps.append(time.process_time() - start)

@@ -59,11 +59,13 @@ CONFIGS = ("eager", "inductor", "aotgraph")
 # aotgraph_pywrapper: Inductor's Python wrapper (torch.compile's default), not aotgraph's C++ one on CUDA;
 # inductor_cpp: torch.compile with Inductor's C++ wrapper.
 # *_ro: mode="reduce-overhead" (CUDA graphs), torch.compile's and aotgraph's.
+# inductor_room: torch.compile, every step run beneath `aotgraph.stack_room`'s frame (as our compile stages
+# are): its compile then never calls across a chunk of CPython's frame stack, whatever the caller's depth.
 # aotgraph_convapart: a convnet's repeated blocks compiled apart, each once, not inlined for Inductor
 # (AOTGRAPH_DISABLE=convolution_regions_inlined; like aotgraph_stock_reuse it sets the process's
 # switch: run it last, or alone).
 EXTRA_CONFIGS = ("aotgraph_default", "aotgraph_mincut", "aotgraph_lean", "aotgraph_stock_reuse", "aotgraph_combo",
-                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro",
+                 "inductor_combo", "aotgraph_pywrapper", "inductor_cpp", "inductor_ro", "aotgraph_ro", "inductor_room",
                  "aotmodule", "aotgraph_convapart")
 # Warm starts, measured in fresh processes (see the module docstring), not in the timed rounds.
 WARM_CONFIGS = ("aotgraph_warm", "inductor_warm", "aotmodule_warm")
@@ -198,7 +200,7 @@ def compile_model(model: nn.Module, config: str, partition: str):
     """(callable model, aotgraph backend or None)."""
     if config == "eager":
         return model, None
-    if config == "inductor":
+    if config in ("inductor", "inductor_room"):
         return torch.compile(model, backend="inductor", dynamic=False), None
     if config == "inductor_ro":
         return torch.compile(model, backend="inductor", dynamic=False, mode="reduce-overhead"), None
@@ -291,6 +293,10 @@ def prepare_config(model_name: str, config: str, args, device: torch.device, log
     backend = keep[1]
     static_bytes = (torch.cuda.memory_allocated() if device.type == "cuda" else 0) - before
     profile_to = os.path.join(os.environ.get("OUT", "./out"), f"profile_{model_name}_{config}.txt")
+    if config == "inductor_room":  # torch.compile's compile beneath the frame-stack room our stages get
+        from aotgraph.stack_room import call_with_stack_room
+
+        step = functools.partial(call_with_stack_room, step)
     first_step_s, cpp_ready_s = first_step(step, device, wait=not args.first_step_only,
                                            profile_to=profile_to if args.profile else None)
     for _ in range(0 if args.first_step_only else args.warmup):

@@ -2,7 +2,8 @@
 (tests/capture/test_repeated_layers.py) and of the torch.compile backend
 (tests/capture/test_backend_repeated_layers.py): a GPT-style decoder of configurable blocks
 (blocks of one configuration are one region, blocks of another, activation or hidden width,
-are not), and blocks no region may hold (running statistics, random draws, a buffer of their own)."""
+are not), blocks no region may hold (running statistics, random draws, a buffer of their own),
+and a convnet of three identical BasicBlocks."""
 from __future__ import annotations
 
 import torch
@@ -133,3 +134,14 @@ def region_graphs(graph_module) -> set:
     """The region graphs `graph_module` calls (``invoke_subgraph``'s graph arguments)."""
     return {getattr(graph_module, n.args[0].target) for n in graph_module.graph.nodes
             if n.target is torch.ops.higher_order.invoke_subgraph}
+
+
+def basic_block_stack(blocks: int = 3, width: int = 4, batch: int = 2, size: int = 8):
+    """A convnet of `blocks` identical ResNet BasicBlocks (batch norm in training: running
+    statistics written per call) between a stem and a head: a found region of `blocks` calls
+    (``aotgraph.models.resnet`` has no three blocks alike), and its input."""
+    from aotgraph.models import BasicBlock
+
+    model = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), *(BasicBlock(width, 1) for _ in range(blocks)),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+    return model, (torch.randn(batch, 3, size, size),)

@@ -414,7 +414,9 @@ def test_convolution_regions_inlined_switch(disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, "convolution_regions_inlined")
     torch.manual_seed(0)
-    model, (x,) = models.resnet(blocks=2, width=4, batch=2, size=8)
+    from decoder_blocks import basic_block_stack
+
+    model, (x,) = basic_block_stack()
     reference = copy.deepcopy(model)
     compiled = aotgraph.aot_module(model, "inductor")
     compiled(x).sum().backward()

@@ -96,11 +96,20 @@ def test_transformer_encoder_layers_become_one_region(region_captures):
 def test_blocks_of_another_configuration_are_not_merged(region_captures):
     torch.manual_seed(0)
     # same parameter shapes, another activation (a plain attribute); another hidden width, alone
-    blocks = [Block(32, 4), Block(32, 4, "relu"), Block(32, 4), Block(32, 4, "relu"), Block(32, 4, hidden=2)]
+    blocks = [Block(32, 4), Block(32, 4, "relu"), Block(32, 4), Block(32, 4, "relu"), Block(32, 4),
+              Block(32, 4, "relu"), Block(32, 4, hidden=2)]
     entry, _ = train_compiled(Decoder(blocks), gpt_steps(vocab=64))
-    assert sorted(r.occurrences for r in entry.partition.joint.regions) == [2, 2]
+    assert sorted(r.occurrences for r in entry.partition.joint.regions) == [3, 3]
     assert len(region_captures) == 2
-    assert region_calls(entry.partition.forward) == 4  # the lone hidden=2 block is flat
+    assert region_calls(entry.partition.forward) == 6  # the lone hidden=2 block is flat
+
+
+def test_a_structure_found_fewer_than_min_repeats_times_stays_flat(region_captures):
+    from aotgraph.capture.repeated_layers import MIN_REPEATS
+
+    torch.manual_seed(0)
+    entry, _ = train_compiled(Decoder([Block(32, 4) for _ in range(MIN_REPEATS - 1)]), gpt_steps(vocab=64))
+    assert entry.partition.joint.regions == () and region_captures == []
 
 
 def test_switch_off_keeps_the_graph_flat(monkeypatch, region_captures):
@@ -138,13 +147,13 @@ class ScaledDecoder(Decoder):
         return (self.head(x) * scale).mean() + x.mean()
 
 
-@pytest.mark.parametrize("frozen, occurrences", [(0, [4]), (2, [2])])
+@pytest.mark.parametrize("frozen, occurrences", [(0, [6]), (3, [3])])
 def test_grad_mode_changes_set_blocks_apart(frozen, occurrences, region_captures):
     """A no_grad section before the blocks leaves them one region; blocks run under no_grad are
-    not merged with those run with gradients (the two frozen blocks differ in their input's
-    layout too, one needing a gradient, so they stay flat)."""
+    not merged with those run with gradients (of the three frozen blocks the first has an input
+    needing a gradient, the other two are too few for a region: they stay flat)."""
     torch.manual_seed(0)
-    entry, _ = train_compiled(ScaledDecoder([Block(32, 4) for _ in range(4)], frozen), gpt_steps(2, vocab=64))
+    entry, _ = train_compiled(ScaledDecoder([Block(32, 4) for _ in range(6)], frozen), gpt_steps(2, vocab=64))
     assert [r.occurrences for r in entry.partition.joint.regions] == occurrences
     assert len(region_captures) == 1
 
@@ -273,7 +282,7 @@ def _dynamo_graph(model, *inputs, dynamic=False):
 
 
 @pytest.mark.parametrize("compiler", COMPILERS)
-@pytest.mark.parametrize("layers, occurrences", [(2, []), (6, [6])])
+@pytest.mark.parametrize("layers, occurrences", [(3, []), (6, [6])])
 def test_automatic_dynamic_shapes(layers, occurrences, compiler):
     """After a size changes, Dynamo hands a graph whose blocks read the batch size as a SymInt
     input: read from the block's input in the region. Eager's losses and gradients for four batch

@@ -55,11 +55,23 @@ def test_identical_blocks_become_one_region(compiler):
 def test_blocks_of_another_configuration_are_not_merged():
     torch.manual_seed(0)
     # same parameter shapes, another activation (a plain attribute); another hidden width
-    blocks = [Block(32, 4), Block(32, 4, "relu"), Block(32, 4), Block(32, 4, "relu"), Block(32, 4, hidden=2)]
+    blocks = [Block(32, 4), Block(32, 4, "relu"), Block(32, 4), Block(32, 4, "relu"), Block(32, 4),
+              Block(32, 4, "relu"), Block(32, 4, hidden=2)]
     _, entry = train(Decoder(blocks))
     calls = sorted(r.occurrences for r in entry.partition.joint.regions)
-    assert sum(calls) == 4 and len(calls) >= 2  # gelu and relu blocks apart; the lone hidden=2 block flat
-    assert region_calls(entry.partition.forward) == 4
+    assert sum(calls) == 6 and len(calls) >= 2  # gelu and relu blocks apart; the lone hidden=2 block flat
+    assert region_calls(entry.partition.forward) == 6
+
+
+def test_a_structure_repeated_fewer_than_min_repeats_times_is_recorded_flat():
+    """Two blocks of one structure stay flat (a region would cost more than it saves), three
+    become one region; both train as eager."""
+    from aotgraph.capture.repeated_layers import MIN_REPEATS
+
+    for layers in (MIN_REPEATS - 1, MIN_REPEATS):
+        torch.manual_seed(0)
+        _, entry = train(Decoder([Block(32, 4) for _ in range(layers)]))
+        assert [r.occurrences for r in entry.partition.joint.regions] == ([] if layers < MIN_REPEATS else [layers])
 
 
 def test_switch_off_records_every_block_flat(monkeypatch):
@@ -221,7 +233,7 @@ def test_a_plan_for_the_whole_program_keeps_blocks_flat():
     assert entry.partition.joint.regions == ()
 
 
-@pytest.mark.parametrize("layers", [2, 12])
+@pytest.mark.parametrize("layers", [3, 12])
 @pytest.mark.parametrize("swap_disabled", [False, True])
 def test_deep_decoder_with_and_without_the_direct_state_swap(layers, swap_disabled, monkeypatch):
     """The program's parameters swapped for its inputs by aot_module itself or by

@@ -12,10 +12,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import aotgraph
-from aotgraph import aot_module, config, models
+from aotgraph import aot_module, config
 from aotgraph.compilers import CompilerTraits
 from aotgraph.compilers.boxed_code import boxed_graph_function
 from backend_training import assert_training_parity
+from decoder_blocks import basic_block_stack
 
 INVOKE_SUBGRAPH = torch.ops.higher_order.invoke_subgraph
 
@@ -228,13 +229,13 @@ def test_inductor_gets_regions_holding_convolutions_inlined(inlined, monkeypatch
     if not inlined:
         monkeypatch.setattr(config, "disabled", config.disabled | {"convolution_regions_inlined"})
     torch.manual_seed(0)
-    model, (x,) = models.resnet(blocks=2, width=4, batch=2, size=8)
+    model, (x,) = basic_block_stack()
     # channels-last: a region's backward gets the caller's channels-last gradients, copied to the
     # contiguous layout its capture traced (else its compiled code's stride check fails)
     model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     compiled = assert_training_parity(model, [(x,)] * 2, lambda m: aot_module(m, "inductor"), scale=10)
     (entry,) = compiled.aotgraph_entries.values()
-    assert [r.occurrences for r in entry.partition.joint.regions] == [2]
+    assert [r.occurrences for r in entry.partition.joint.regions] == [3]
     assert regions_inlined_for_inductor(entry.partition.forward, {}, []) == inlined
     assert hasattr(entry.compiled.forward, "aotgraph_steps") != inlined  # steps: compiled around its regions
     assert ("regions inlined for the compiler" in entry.log.format()) == inlined
@@ -271,13 +272,13 @@ def test_regions_inlined_compute_what_the_region_calls_do():
     from aotgraph.compilers.region_graphs import regions_inlined
 
     torch.manual_seed(0)
-    model, inputs = models.resnet(blocks=2, width=4, batch=2, size=8)
+    model, inputs = basic_block_stack()
     compiled = aot_module(model)
     compiled(*inputs).sum().backward()
     (entry,) = compiled.aotgraph_entries.values()
     for graph in (entry.partition.forward, entry.partition.backward):
         inlined = regions_inlined(graph)
-        assert _region_calls(graph) == 2 and _region_calls(inlined) == 0
+        assert _region_calls(graph) == 3 and _region_calls(inlined) == 0
         values = [_real(n.meta["val"]) for n in graph.graph.find_nodes(op="placeholder")]
         torch.manual_seed(1)
         expected = graph(*[v.clone() for v in values])

@@ -22,8 +22,8 @@ tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_mo
 switch ``region_buffer_writes`` on, in-place writes are left to the region's capture: it keeps
 a block whose writes are of operands that need no gradient, a norm's running statistics, and
 records the others inline.) Only
-the outermost repeated calls are taken; calls on operands of symbolic sizes only where their
-structure repeats `SYMBOLIC_MIN_REPEATS` times or more. A block that changes grad mode or
+the outermost repeated calls are taken, where their structure repeats `MIN_REPEATS` times or
+more (`SYMBOLIC_MIN_REPEATS` on operands of symbolic sizes). A block that changes grad mode or
 autocast is no region, and blocks that such a change in the graph sets apart are regions apart
 (a region is captured in the mode of its first call). A region that capture refuses anyway
 (not a plain function of its operands: `capture.regions.region_of`) runs inline, as the flat
@@ -46,7 +46,7 @@ from ..debug import logger
 from ..graph.ops import op_facts
 from ..graph.sizes import size_keys
 from ..torch_private.dispatch import OpOverload
-from .repeated_layers import SYMBOLIC_MIN_REPEATS
+from .repeated_layers import MIN_REPEATS, SYMBOLIC_MIN_REPEATS
 
 __all__ = ["with_repeated_blocks", "found_blocks", "Block"]
 
@@ -166,13 +166,13 @@ def found_blocks(graph: fx.Graph) -> list[list[Block]]:
         except _NotABlock:
             continue
         by_structure[structure].append(block)
-    repeated = [blocks for structure, blocks in by_structure.items() if len(blocks) > 1
+    repeated = [blocks for structure, blocks in by_structure.items() if len(blocks) >= MIN_REPEATS
                 and (len(blocks) >= SYMBOLIC_MIN_REPEATS or not _symbolic(structure))]
     taken: list[list[Block]] = []
     covered: set[fx.Node] = set()
     for blocks in sorted(repeated, key=lambda bs: min((b.depth, order[b.nodes[0]]) for b in bs)):
         outer = [b for b in blocks if not covered.intersection(b.nodes)]
-        if len(outer) > 1:
+        if len(outer) >= MIN_REPEATS:
             taken.append(outer)
             covered.update(node for b in outer for node in b.nodes)
     return taken

@@ -9,7 +9,8 @@ region, captured and partitioned once.
 
 Two submodules have the same structure (`structure_of`) when their trees have the same
 classes, parameter and buffer layouts, and equal plain attributes (ints, strings, dtypes,
-...). A submodule is not a candidate when its tree has an attribute that is not plain (a
+...). A structure shared by fewer than `MIN_REPEATS` submodules is recorded flat (its members' own
+repeated children may still be regions). A submodule is not a candidate when its tree has an attribute that is not plain (a
 tensor kept as an attribute, a function), a hook, or no child module (a lone ``Linear`` is
 not worth a region); only the outermost repeated submodules are taken. A call is recorded
 inline, as the flat capture would, when its structure changed since the search, when an
@@ -39,12 +40,17 @@ from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
 from .regions import Regions, call_region
 
-__all__ = ["RepeatedLayers", "structure_of", "repeated_layers", "SYMBOLIC_MIN_REPEATS"]
+__all__ = ["RepeatedLayers", "structure_of", "repeated_layers", "MIN_REPEATS", "SYMBOLIC_MIN_REPEATS"]
 
 # A region of symbolic sizes costs more to capture and split than a flat layer whose ops the
 # fake memo answers: measured on the GPT decoder (d=64, dynamic compile, CPU), regions made 2-4
 # layers 22-40 % slower and 6 layers 12-13 % faster (benchmarks/RESULTS.md, issue 17).
 SYMBOLIC_MIN_REPEATS = 6
+# A structure is a region only where it repeats this many times: a region's own capture, split
+# and calls cost more than a second flat copy of a layer (nop, CPU: a small ResNet's pair of
+# blocks made its compile 1.20x slower; the decoder's blocks 1.07x at 2 layers, 0.92x at 3, 0.82x
+# at 4; benchmarks/RESULTS.md, issue 19 session 22).
+MIN_REPEATS = 3
 _MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
 _PLAIN_TYPES = (int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size, enum.Enum)
 _HOOK_DICTS = tuple(name for name in _MODULE_INTERNALS if "hook" in name)
@@ -112,7 +118,7 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
     visit(root)
     inside: set[int] = set()
     for structure, members in groups.items():
-        if len({id(m) for m in members}) > 1:
+        if len({id(m) for m in members}) >= MIN_REPEATS:
             for member in members:
                 taken[id(member)] = structure
                 inside.update(id(m) for m in _tree(member) if m is not member)
