@@ -9,7 +9,11 @@ cache directories, FX graph and AOT autograd caches off, aotgraph's disk cache e
 - ``inductor_regions``: torch.compile(model), each GPT2Block's forward a nested_compile_region;
 - ``aotgraph``: torch.compile(model, backend=aotgraph.backend()), flat;
 - ``aotgraph_regions``: the same with the blocks marked, each region compiled once by Inductor
-  on its own (switch ``regions_compiled_apart``).
+  on its own (switch ``regions_compiled_apart``);
+- ``inductor_room`` (not run unless named): ``inductor`` with its steps run beneath
+  ``aotgraph.stack_room``'s frame, as our compile stages are: torch's compile then never calls
+  across a chunk of CPython's frame stack, whatever this script's depth (its best case; the
+  table's "vs torch flat" reads ``inductor``).
 Model: transformers GPT2LMHeadModel(GPT2Config()), random weights, dropout 0, batch 8, sequence
 512, bf16 autocast, SGD (as ``gpu_train.py``). Per configuration: the first step (compiles
 included), the time until aotgraph's background C++-wrapper builds are ready, the median of
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -42,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_train import Log, Timer, first_step, gpt2, sgd_step, synchronize, torch_compile_phases  # noqa: E402
 
 CONFIGS = ("inductor", "inductor_regions", "aotgraph", "aotgraph_regions")
+EXTRA_CONFIGS = ("inductor_room",)
 CHILD = "--child"
 
 
@@ -74,6 +80,7 @@ def gradient_error(model: torch.nn.Module, reference: torch.nn.Module) -> float:
 def child(config: str, args) -> None:
     """One configuration in this fresh process; its result as JSON on stdout's last line."""
     import aotgraph
+    import aotgraph.stack_room
 
     device = torch.device("cpu" if args.smoke else "cuda")
     logging.basicConfig(level=logging.WARNING)
@@ -99,6 +106,8 @@ def child(config: str, args) -> None:
     eager_loss.backward()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     step, losses = sgd_step(compiled, inputs, optimizer, device)
+    if config == "inductor_room":
+        step = functools.partial(aotgraph.stack_room.call_with_stack_room, step)
     optimizer.step = lambda: None  # the first step keeps its gradients for the check below
     optimizer.zero_grad, zero_grad = (lambda set_to_none=True: None), optimizer.zero_grad
     profile_to = os.path.join(os.environ.get("OUT", "./out"), f"profile_{config}.txt") if args.profile else None
@@ -153,7 +162,7 @@ def format_table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny GPT-2 on the CPU, to test this script")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS + EXTRA_CONFIGS))
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--budget-s", type=float, default=560.0, help="start no configuration after this many seconds")
