@@ -432,7 +432,9 @@ def _convolution_sizes(layouts: list, x: torch.Tensor, params: tuple, groups) ->
         fits = [size + 2 * p >= d * (k - 1) + 1 for size, k, p, d in zip(dims, kernel[2:], padding, dilation)]
         torch._check(sym_and(*fits),
                      lambda: f"convolution: the kernel {kernel[2:]} is larger than the padded input {list(dims)}")
-    sizes = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+    # A "same" convolution (stride 1, the padding making up for the kernel: 3x3 padded by 1, 1x1)
+    # keeps each size: the size itself, not five operations on it that sympy folds back to it.
+    sizes = [size if s == 1 and 2 * p == d * (k - 1) else (size + 2 * p - d * (k - 1) - 1) // s + 1
              for size, k, s, p, d in zip(dims, kernel[2:], stride, padding, dilation)]
     if checked:
         torch._check(sym_or(*[size > 0 for size in sizes]),
