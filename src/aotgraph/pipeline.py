@@ -31,8 +31,8 @@ from .debug import log_artifact, logger
 from .errors import UnsupportedOp
 from .partition import partition, plans_whole_program
 from .progress import compile_progress
-from .stack_room import call_with_stack_room
 from .runtime import ForwardFacts, build_runtime
+from .stack_room import call_with_stack_room
 from .timings import CompileLog, time_first_call
 
 __all__ = ["CompiledEntry", "compile_stages", "OnDisk", "collector_paused"]

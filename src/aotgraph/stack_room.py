@@ -31,7 +31,7 @@ __all__ = ["call_with_stack_room"]
 # CPython sizes a new chunk as the smallest power of two from 16 KiB that holds the frame plus
 # 1000 slots; a frame of this many slots gets a chunk of 256 KiB (32768 slots) to itself.
 _ROOM_SLOTS = 15_400
-_beneath = threading.local()  # .depth: calls beneath a large frame in this thread
+_beneath = threading.local()  # .active: this thread runs beneath the large frame now
 
 
 def _call(fn, args, kwargs):
@@ -49,10 +49,10 @@ _CHUNKED_STACK = sys.implementation.name == "cpython" and sys.version_info >= (3
 def call_with_stack_room(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, run above a frame that starts a frame-stack chunk of its own
     (CPython 3.11+; elsewhere, and beneath another such call, a plain call)."""
-    if not _CHUNKED_STACK or getattr(_beneath, "depth", 0) or not config.enabled("stack_room"):
+    if not _CHUNKED_STACK or getattr(_beneath, "active", False) or not config.enabled("stack_room"):
         return fn(*args, **kwargs)
-    _beneath.depth = 1
+    _beneath.active = True
     try:
         return _call_in_large_frame(fn, args, kwargs)
     finally:
-        _beneath.depth = 0
+        _beneath.active = False

@@ -9,10 +9,11 @@ region, captured and partitioned once.
 
 Two submodules have the same structure (`structure_of`) when their trees have the same
 classes, parameter and buffer layouts, and equal plain attributes (ints, strings, dtypes,
-...). A structure shared by fewer than `MIN_REPEATS` submodules is recorded flat (its members' own
-repeated children may still be regions). A submodule is not a candidate when its tree has an attribute that is not plain (a
-tensor kept as an attribute, a function), a hook, or no child module (a lone ``Linear`` is
-not worth a region); only the outermost repeated submodules are taken. A call is recorded
+...). A structure shared by fewer than `MIN_REPEATS` submodules is recorded flat (its
+members' own repeated children may still be regions). A submodule is not a candidate when its
+tree has an attribute that is not plain (a tensor kept as an attribute, a function), a hook,
+or no child module (a lone ``Linear`` is not worth a region); only the outermost repeated
+submodules are taken. A call is recorded
 inline, as the flat capture would, when its structure changed since the search, when an
 argument is not a tensor or a hashable constant, or when the region is not a plain function
 of its operands (it draws random numbers or writes an operand that needs a gradient:
