@@ -18,7 +18,7 @@ import torch
 import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs, repeated_layers
-from aotgraph.compilers import background_builds, boxed_code, build_rng, stored_builds
+from aotgraph.compilers import background_builds, boxed_code, build_rng, extern_kernel_bindings, stored_builds
 
 
 def _program(x, w):
@@ -332,6 +332,14 @@ def test_stored_cpp_builds_switch(disabled, monkeypatch, tmp_path):
     if disabled:
         _disable(monkeypatch, "stored_cpp_builds")
     assert bool(stored_builds.build_files([str(tmp_path / "cabc.so")])) == (not disabled)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_bound_extern_kernels_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "bound_extern_kernels")
+    source = ("import torch\n" + extern_kernel_bindings.IMPORT_LINE + "\nx = extern_kernels.mm\n")
+    assert (extern_kernel_bindings.bound_extern_kernels(source) is None) == disabled
 
 
 @pytest.mark.parametrize("disabled", [False, True])

@@ -150,6 +150,9 @@ SWITCHES = {
     "warm_load_without_header_precompiles": "a graph loaded from the disk cache skips Inductor's header "
                                             "precompiling, run before it looks for a built library "
                                             "(compilers/stored_builds.py)",
+    "bound_extern_kernels": "an Inductor graph's disk cache entry binds the extern kernels its wrapper calls "
+                            "(torch.mm, ...) by their public names instead of importing Inductor's select_algorithm "
+                            "(its lowering and kernel templates: 0.5 s of a warm start) (compilers/extern_kernel_bindings.py)",
     "runtime_asserts": "the compiled graphs check what torch assumed about values known only at run time "
                        "(torch._check on .item(), a meta function's n >= 0) and raise as eager does where it fails; "
                        "off: a call breaking an assumption is unchecked (capture/runtime_asserts.py)",

@@ -2,7 +2,8 @@
 the CPU (its C++ wrapper, or its Python wrapper with C++ kernels) in one process is loaded by
 a second process from the disk cache with zero C++ compiler runs, both in a fresh Inductor cache
 directory (the entry carries the libraries and the vector-ISA memo) and in the cold process's
-one (no header precompile before finding the library), and matches eager."""
+one (no header precompile before finding the library), and matches eager. Neither imports
+Inductor's lowering (compilers/extern_kernel_bindings.py)."""
 import json
 import os
 import shutil
@@ -44,7 +45,8 @@ WORKER = textwrap.dedent('''
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
     (entry,) = compiled.aotgraph_entries.values()
     print(json.dumps({"loads": [r.detail for r in entry.log.records if r.stage == "cache load"],
-                      "compiler_runs": compiler_runs}))
+                      "compiler_runs": compiler_runs,
+                      "lowering_imported": "torch._inductor.select_algorithm" in sys.modules}))
 ''')
 
 
@@ -75,3 +77,4 @@ def test_a_warm_start_runs_no_cpp_compiler(tmp_path, wrapper):
     assert fresh["loads"] == ["hit"] and fresh["compiler_runs"] == []
     shared = _run(wrapper, tmp_path / "inductor-cold", tmp_path / "aotgraph")
     assert shared["loads"] == ["hit"] and shared["compiler_runs"] == []
+    assert cold["lowering_imported"] and not fresh["lowering_imported"] and not shared["lowering_imported"]

@@ -31,7 +31,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import avg_pool_backward, background_builds, stored_builds, symbol_inputs, tiled_adds
+from . import avg_pool_backward, background_builds, extern_kernel_bindings, stored_builds, symbol_inputs, tiled_adds
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -600,7 +600,8 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     kernels Inductor built, by their hash, from Inductor's own cache directory; Triton kernels
     travel in its bundle), the CUDA devices our C++-wrapper launch needs, and the C++ libraries
     it loads (`stored_builds`: a warm start in another Inductor cache directory builds none). None for graphs
-    run as CUDA graphs (their cudagraph trees live in the process that recorded them)."""
+    run as CUDA graphs (their cudagraph trees live in the process that recorded them). The stored
+    wrapper binds its extern kernels without importing Inductor's lowering (`extern_kernel_bindings`)."""
     from torch._inductor.output_code import CompiledFxGraph
 
     readings = getattr(compiled, "aotgraph_symbol_readings", ())
@@ -612,6 +613,9 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
         return None
     stored = copy.copy(output)
     stored.prepare_for_serialization()
+    light_source = extern_kernel_bindings.bound_extern_kernels(stored.source_code)
+    if light_source is not None:
+        stored.source_code, stored.cache_key = light_source, extern_kernel_bindings.light_cache_key(light_source)
     devices = sorted(str(d) for d in getattr(compiled, "aotgraph_cuda_devices", ()))
     builds = stored_builds.build_files(getattr(output, "aotgraph_cpp_builds", ()))
     return pickle.dumps((stored, devices, getattr(compiled, "aotgraph_wrapper", None), builds, readings))
