@@ -133,6 +133,8 @@ class OutputInfo(Leaf):
     of ``.item()`` under Dynamo's ``capture_scalar_outputs``) is returned by the graph as a 0-d
     tensor, and by the runtime as that tensor's ``.item()``: `python_scalar` is its kind (int,
     float or bool), None for other leaves.
+    A view of an input that requires grad is `detached` where eager's view does not (``x.detach()``,
+    taken under no_grad too, where eager's other views of it report requires_grad).
     A view of an input whose view ops or layout hold symbolic sizes has `layout_from_graph`:
     the runtime rebuilds it by ``as_strided`` on the input at the layout of the graph's own
     output for it (its sizes at this call), which must be that input's memory.
@@ -145,6 +147,7 @@ class OutputInfo(Leaf):
     base_of_outputs: Optional[int] = None
     python_scalar: Optional[type] = None
     layout_from_graph: bool = False  # a view of an input of symbolic sizes: see below
+    detached: bool = False  # a view of an input requiring grad that eager gives without it (``x.detach()``)
 
     @property
     def has_tangent(self) -> bool:

@@ -516,6 +516,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
     for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
             meta = TensorMeta.of(o)
+            eager_requires_grad = meta.requires_grad
             if is_inference and meta.requires_grad:
                 meta = _without_grad(meta)
             view = next(views_left)
@@ -529,9 +530,11 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             base = storage_of_input.get(storage) if position not in function_positions else None
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
+            detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
+                fake_flat[base].requires_grad)
             if (view is not None and view.primal is not None and base == primal_positions[view.primal]
                     and primal_names[view.primal] not in metadata_mutated):  # a chain from its old layout
-                outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain))
+                outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain, detached=detached))
                 continue
             base_output = None
             if base is None and storage is not None:
@@ -542,7 +545,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                     base_output = earlier
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
-            outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output))
+            outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output,
+                                      detached=detached))
         else:
             outputs.append(OutputInfo(None, o))
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)

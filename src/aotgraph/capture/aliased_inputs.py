@@ -199,22 +199,26 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
     facts = _TracedFacts()
     detached = {p for p, (k, _) in layout_of.items() if bases[k].requires_grad and not flat_args[p].requires_grad}
 
+    # One view per caller's tensor: distinct tensors of the same layout (x and x[:]) stay distinct
+    # objects (a layout change of one, or returning one, must not reach the other).
+    owner = {p: next(q for q in layout_of if flat_args[q] is flat_args[p]) for p in layout_of}
+
     def program(bases, rest):
-        views: dict[tuple, torch.Tensor] = {}
+        views: dict[int, torch.Tensor] = {}
         flat = list(rest)
         for p, (k, layout) in layout_of.items():
-            if (k, layout, p in detached) not in views:
+            if owner[p] not in views:
                 view = bases[k].as_strided(*layout)
-                views[(k, layout, p in detached)] = view.detach() if p in detached else view
-            flat[p] = views[(k, layout, p in detached)]
+                views[owner[p]] = view.detach() if p in detached else view
+            flat[p] = views[owner[p]]
         args, kwargs = tree_unflatten(flat, in_spec)
         out = fn(*args, **kwargs)
         facts.relaid.clear()
         facts.returned_inputs.clear()
         for p, (k, layout) in layout_of.items():
-            if _layout(views[(k, layout, p in detached)]) != layout:
-                facts.relaid[p] = _layout(views[(k, layout, p in detached)])
-        position_of_view = {id(views[(k, layout, p in detached)]): p for p, (k, layout) in layout_of.items()}
+            if _layout(views[owner[p]]) != layout:
+                facts.relaid[p] = _layout(views[owner[p]])
+        position_of_view = {id(views[q]): q for q in views}
         flat_out = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))[0]
         for k, o in enumerate(flat_out):
             if isinstance(o, torch.Tensor) and id(o) in position_of_view:

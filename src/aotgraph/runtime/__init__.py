@@ -272,8 +272,9 @@ def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tens
     (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`)."""
     meta = info.meta
     if meta.requires_grad or not torch.is_grad_enabled():
-        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad.
-        return _replay(base, info, laid_out)
+        # As eager under no_grad: a view of a tensor requiring grad reports requires_grad (unless detached).
+        view = _replay(base, info, laid_out)
+        return view.detach() if info.detached and view.requires_grad else view
     with torch.no_grad():
         view = _replay(base, info, laid_out)
     return view.detach() if view.requires_grad else view
@@ -386,6 +387,12 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     rebuilt_from_base = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                                   if o.base_of_outputs is not None)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
+    # Outputs that alias nothing in eager may come out of a graph as views of its own buffers (a
+    # functionalized write through a view ends in one): returned as such, autograd would take them
+    # for views made inside a custom Function and refuse the caller's in-place writes into them.
+    fresh = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
+                      if o.base_input is None and o.base_output is None and o.base_of_outputs is None
+                      and o.python_scalar is None)
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
     # the backward makes zeros itself only for the tangents it reads.
@@ -424,6 +431,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 ctx.primal_refs = [weakref.ref(primals[p]) for p in refusal_primals]
             if written_in_backward:
                 ctx.written_in_backward = [primals[p] for p in written_in_backward]
+            if fresh and any(outputs[i]._is_view() for i in fresh):
+                outputs = [v.detach() if i in fresh and v._is_view() else v for i, v in enumerate(outputs)]
             if returns_leaf:
                 if non_differentiable:
                     ctx.mark_non_differentiable(outputs[0])
