@@ -73,10 +73,13 @@ class _LeafViewsBase(torch.autograd.Function):
     @staticmethod
     def forward(ctx, memory, layouts, *leaves):
         ctx.layouts = layouts
+        ctx.set_materialize_grads(False)  # no gradient: the leaves get none (eager's .grad stays None)
         return memory.clone()
 
     @staticmethod
     def backward(ctx, grad):
+        if grad is None:
+            return (None, None, *(None for _ in ctx.layouts))
         return (None, None, *(grad.as_strided(*layout) for layout in ctx.layouts))
 
 

@@ -40,13 +40,16 @@ class ForwardFacts:
     `tangent_layouts`: ``(shape, dtype, device)`` of each forward output a tangent is given
     for, in the backward's tangent order. `tangents_symbolic`: any of those has symbolic sizes.
     `copied_saved`: saved values that alias an input the runtime overwrites or relays.
-    `refusal_primals`: primals requiring grad that some saved value is computed from."""
+    `refusal_primals`: primals requiring grad that some saved value is computed from.
+    `tangents_of_grads`: per gradient the backward returns, the backward's tangents (positions in
+    its tangent order) it reads, as a bit mask (0: none, or unknown)."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
     tangents_symbolic: bool
     copied_saved: tuple
     refusal_primals: tuple
+    tangents_of_grads: tuple = ()
 
 
 def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
@@ -361,7 +364,26 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
         copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
-                              if primal_requires_grad[p]))
+                              if primal_requires_grad[p]),
+        tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)))
+
+
+def _tangents_of_grads(partition, num_grads: int) -> tuple:
+    """`ForwardFacts.tangents_of_grads` read from `partition`'s backward graph."""
+    graph = partition.backward.graph
+    num_tangents = len(partition.convention.backward_tangents)
+    placeholders = graph.find_nodes(op="placeholder")
+    mask_of = {node: 1 << k for k, node in enumerate(placeholders[len(placeholders) - num_tangents:])}
+    for node in graph.nodes:
+        if node.op != "placeholder":
+            mask = 0
+            for source in node.all_input_nodes:
+                mask |= mask_of[source]
+            mask_of[node] = mask
+        elif node not in mask_of:
+            mask_of[node] = 0
+    grads = graph.find_nodes(op="output")[0].args[0][:num_grads]
+    return tuple(mask_of[g] if isinstance(g, fx.Node) else 0 for g in grads)
 
 
 def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, facts: ForwardFacts):
@@ -398,7 +420,10 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     # the backward makes zeros itself only for the tangents it reads.
     tangent_layouts = list(facts.tangent_layouts)
     # Symbolic sizes: the zeros take the shapes of this call's outputs, kept by the forward.
-    symbolic_tangents = non_differentiable and facts.tangents_symbolic
+    symbolic_tangents = facts.tangents_symbolic
+    # A gradient that reads only tangents autograd gave none (outputs the loss does not reach) is
+    # None, as eager leaves such an input's .grad, not zeros (an optimizer then skips it).
+    tangents_of_grads = [(j, mask) for j, mask in enumerate(facts.tangents_of_grads) if mask]
     tensor_saved = [i for i, t in enumerate(saved_is_tensor) if t]
     copied_saved = list(facts.copied_saved)
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
@@ -442,9 +467,9 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 fwd_outputs = tuple(None if i in rebuilt_from_base else v for i, v in enumerate(fwd_outputs))
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
-                ctx.set_materialize_grads(False)
-                if symbolic_tangents:
-                    ctx.tangent_shapes = [outputs[i].shape for i in tangent_order]
+            ctx.set_materialize_grads(False)
+            if symbolic_tangents:
+                ctx.tangent_shapes = [outputs[i].shape for i in tangent_order]
             return fwd_outputs
 
         @staticmethod
@@ -459,9 +484,13 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                     saved[i] = v
             args = [saved[i] for i in saved_order]
             shapes = ctx.tangent_shapes if symbolic_tangents else [shape for shape, _, _ in tangent_layouts]
-            for i, shape, (_, dtype, device) in zip(tangent_order, shapes, tangent_layouts):
+            absent = 0  # bit k: tangent k got no gradient
+            for k, (i, shape, (_, dtype, device)) in enumerate(zip(tangent_order, shapes, tangent_layouts)):
                 grad = grad_outputs[i]
-                args.append(grad.contiguous() if grad is not None else torch.zeros(shape, dtype=dtype, device=device))
+                if grad is None:
+                    absent |= 1 << k
+                    grad = torch.zeros(shape, dtype=dtype, device=device)
+                args.append(grad.contiguous())
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
             # that require grad matter to its refusal. Dropping the rest lets the early frees work.
             second_order_links = ([a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
@@ -473,17 +502,33 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 ctx.maybe_clear_saved_tensors()
             if second_order_links is None:
                 if written_in_backward:
-                    return _written_back(_call_graph(backward, args), num_grads, ctx.written_in_backward, False)
-                return tuple(_call_graph(backward, args))
+                    grads = _written_back(_call_graph(backward, args), num_grads, ctx.written_in_backward, False)
+                else:
+                    grads = tuple(_call_graph(backward, args))
+                return _without_ungiven(grads, tangents_of_grads, absent) if absent else grads
             with torch.no_grad():
                 grads = tuple(_call_graph(backward, args))
                 if written_in_backward:
                     grads = _written_back(grads, num_grads, ctx.written_in_backward, True)
+                if absent:
+                    grads = _without_ungiven(grads, tangents_of_grads, absent)
             if refusal_primals:
                 second_order_links += [ref() for ref in ctx.primal_refs]
             return _refuse_second_order(grads, second_order_links)
 
     return CompiledFunction.apply
+
+
+def _without_ungiven(grads: tuple, tangents_of_grads: list, absent: int) -> tuple:
+    """`grads` with None for each gradient whose tangents (a bit mask, `ForwardFacts.tangents_of_grads`)
+    all got no gradient from autograd (bits of `absent`)."""
+    dropped = [j for j, mask in tangents_of_grads if mask & absent == mask and grads[j] is not None]
+    if not dropped:
+        return grads
+    grads = list(grads)
+    for j in dropped:
+        grads[j] = None
+    return tuple(grads)
 
 
 def _written_back(outputs, num_grads: int, inputs: list, create_graph: bool) -> tuple:
