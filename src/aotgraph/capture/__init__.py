@@ -202,7 +202,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # addition, inputs mutated under autograd, then those bases.
     # Under no_grad, only what the program computes in its enable_grad regions has a grad_fn.
     diff_outs = [o for o, v in zip(tensor_outs, views.views)
-                 if o.requires_grad and (wants_grad or o.grad_fn is not None) and (v is None or v.base is None)]
+                 if o.requires_grad and (wants_grad or _grad_fn(o) is not None) and (v is None or v.base is None)]
     diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
                   for p, f, before in zip(placeholders, program_fakes, metas_before) if p.name in mutated_with_grad]
     diff_outs += [b for b in views.base_fakes if b.requires_grad] if wants_grad else []
@@ -462,7 +462,7 @@ def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[Outpu
     The graph returns them, and their entries in `views` become None."""
     from_functions = set()
     for k, (out, view) in enumerate(zip(tensor_outs, views.views)):
-        node = out.grad_fn
+        node = _grad_fn(out)
         for _ in range(len(view.chain) if view is not None else 1):
             if node is None or _is_custom_function(node):
                 break
@@ -477,6 +477,15 @@ def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[Outpu
                        else v for v in kept)
     return (OutputViews(renumbered, tuple(views.base_nodes[b] for b in bases),
                         tuple(views.base_fakes[b] for b in bases)), frozenset(from_functions))
+
+
+def _grad_fn(tensor: torch.Tensor):
+    """``tensor.grad_fn``; None for a view made under no_grad whose base was written since, whose
+    history autograd refuses to read (eager's program never reads it either)."""
+    try:
+        return tensor.grad_fn
+    except RuntimeError:
+        return None
 
 
 def _is_custom_function(node) -> bool:
