@@ -30,19 +30,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import sys
 import time
 import traceback
 import warnings
 
-os.environ.setdefault("AOTGRAPH_CACHE", "0")
-os.environ.setdefault("AOTGRAPH_PROGRESS", "0")
+import torch
 
-import torch  # noqa: E402
-
-import aotgraph  # noqa: E402
+import aotgraph
 
 torch.set_num_threads(1)
 import logging  # noqa: E402
@@ -878,6 +874,7 @@ def main(argv=None):
     parser.add_argument("--show", action="store_true", help="print each failing program")
     parser.add_argument("--shrink", action="store_true", help="print each failing program shrunk")
     a = parser.parse_args(argv)
+    aotgraph.config.disk_cache, aotgraph.config.progress = "0", False  # every compile a fresh one
     seeds = _parse_seeds(a.seeds)
     start = time.time()
     failing = real = 0

@@ -236,3 +236,26 @@ def test_same_tensor_returned_twice_is_one_object():
 
     a, b = _compiled(fn)(torch.randn(3, requires_grad=True))
     assert a is b
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_input_written_through_its_detach_keeps_its_gradient(compiler):
+    """A non-leaf input written with grad and through its ``detach()``, that detached view returned:
+    the graph's one value fills a differentiable slot (the input's new value) and a
+    non-differentiable one; marking the latter must not cut the former's gradient
+    (`ForwardFacts.shared_slots`)."""
+    def fn(a):
+        a.div_(-1.0)
+        d = a.detach()
+        d.index_put_((torch.tensor([1, 1]),), torch.tensor(1.5))
+        return a, d
+
+    def root_grad(f):
+        root = torch.randn(4, 4, requires_grad=True)
+        out = f(root[1:] * 1)
+        (out[0] * torch.arange(12.0).view(3, 4)).sum().backward()
+        return root.grad
+
+    expected = root_grad(fn)
+    compiled = aotgraph.aot_function(fn, compiler if compiler == "eager" else aotgraph.nop)
+    torch.testing.assert_close(root_grad(compiled), expected)

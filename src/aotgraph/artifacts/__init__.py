@@ -133,6 +133,8 @@ class OutputInfo(Leaf):
     of ``.item()`` under Dynamo's ``capture_scalar_outputs``) is returned by the graph as a 0-d
     tensor, and by the runtime as that tensor's ``.item()``: `python_scalar` is its kind (int,
     float or bool), None for other leaves.
+    An output that requires grad but has no autograd history where the program ran under no_grad
+    (a leaf requiring grad returned) takes no tangent (`tangent_free`) while other outputs do.
     A view of an input that requires grad is `detached` where eager's view does not (``x.detach()``,
     taken under no_grad too, where eager's other views of it report requires_grad).
     A view of an input whose view ops or layout hold symbolic sizes has `layout_from_graph`:
@@ -148,10 +150,11 @@ class OutputInfo(Leaf):
     python_scalar: Optional[type] = None
     layout_from_graph: bool = False  # a view of an input of symbolic sizes: see below
     detached: bool = False  # a view of an input requiring grad that eager gives without it (``x.detach()``)
+    tangent_free: bool = False  # requires grad, but no history to take a tangent for: see below
 
     @property
     def has_tangent(self) -> bool:
-        return self.requires_grad and self.base_of_outputs is None
+        return self.requires_grad and self.base_of_outputs is None and not self.tangent_free
 
 
 @dataclass(frozen=True)

@@ -201,8 +201,9 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
     # Under no_grad, only what the program computes in its enable_grad regions has a grad_fn.
-    diff_outs = [o for o, v in zip(tensor_outs, views.views)
-                 if o.requires_grad and (wants_grad or _grad_fn(o) is not None) and (v is None or v.base is None)]
+    tangent_outs = [k for k, (o, v) in enumerate(zip(tensor_outs, views.views))
+                    if o.requires_grad and (wants_grad or _grad_fn(o) is not None) and (v is None or v.base is None)]
+    diff_outs = [tensor_outs[k] for k in tangent_outs]
     diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
                   for p, f, before in zip(placeholders, program_fakes, metas_before) if p.name in mutated_with_grad]
     diff_outs += [b for b in views.base_fakes if b.requires_grad] if wants_grad else []
@@ -270,6 +271,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         outputs = tuple(dataclasses.replace(info, python_scalar=python_scalars[k]) if k in python_scalars else info
                         for k, info in enumerate(signature.outputs))
         signature = dataclasses.replace(signature, outputs=outputs)
+    if not is_inference:
+        signature = _without_history_tangents(signature, frozenset(tangent_outs))
     if grad_enabled_after != wants_grad:
         signature = dataclasses.replace(signature, grad_enabled_after=grad_enabled_after)
     if fake_mode.shape_env is not None:
@@ -477,6 +480,19 @@ def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[Outpu
                        else v for v in kept)
     return (OutputViews(renumbered, tuple(views.base_nodes[b] for b in bases),
                         tuple(views.base_fakes[b] for b in bases)), frozenset(from_functions))
+
+
+def _without_history_tangents(signature: Signature, tangent_outs: frozenset) -> Signature:
+    """`signature` with `OutputInfo.tangent_free` on each tensor output that requires grad but
+    takes no tangent: returned under no_grad without autograd history (a leaf requiring grad),
+    while another output has one. Tensor outputs are numbered as in `tangent_outs`."""
+    outputs, k = list(signature.outputs), 0
+    for position, info in enumerate(outputs):
+        if info.is_tensor:
+            if info.has_tangent and k not in tangent_outs:
+                outputs[position] = dataclasses.replace(info, tangent_free=True)
+            k += 1
+    return dataclasses.replace(signature, outputs=tuple(outputs))
 
 
 def _grad_fn(tensor: torch.Tensor):

@@ -42,7 +42,9 @@ class ForwardFacts:
     `copied_saved`: saved values that alias an input the runtime overwrites or relays.
     `refusal_primals`: primals requiring grad that some saved value is computed from.
     `tangents_of_grads`: per gradient the backward returns, the backward's tangents (positions in
-    its tangent order) it reads, as a bit mask (0: none, or unknown)."""
+    its tangent order) it reads, as a bit mask (0: none, or unknown). `shared_slots`: forward
+    outputs that are no differentiable output but the same graph value as one (an input written
+    through its ``detach()``, and that detached view returned)."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
@@ -50,6 +52,7 @@ class ForwardFacts:
     copied_saved: tuple
     refusal_primals: tuple
     tangents_of_grads: tuple = ()
+    shared_slots: tuple = ()
 
 
 def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
@@ -351,8 +354,10 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
     forward_outputs = [v for i, v in enumerate(partition.forward.graph.find_nodes(op="output")[0].args[0])
                        if i not in plan.left_out]  # as the compiled forward returns them
     saved_nodes = forward_outputs[plan.num_fwd_outputs:]
-    tangent_order = _tangent_order(partition, _differentiable_outputs(sig, plan))
+    differentiable = _differentiable_outputs(sig, plan)
+    tangent_order = _tangent_order(partition, differentiable)
     tangent_values = [forward_outputs[i].meta["val"] for i in tangent_order]
+    differentiable_values = {forward_outputs[i] for i in differentiable if isinstance(forward_outputs[i], fx.Node)}
     # Refusing a double backward links the gradients to the primals the saved values are
     # computed from (the backward reads those values as constants); the cache key fixes
     # which primals require grad. A gradient that reads no primal has no derivative to refuse.
@@ -365,7 +370,9 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
-        tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)))
+        tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)),
+        shared_slots=tuple(i for i in range(plan.num_fwd_outputs)
+                           if i not in differentiable and forward_outputs[i] in differentiable_values))
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
@@ -409,9 +416,13 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     rebuilt_from_base = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                                   if o.base_of_outputs is not None)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
+    # Marking a tensor non-differentiable marks the object: where it also fills a differentiable
+    # slot, the non-differentiable slot gets an alias of its own.
+    shared_slots = [i for i in facts.shared_slots if i in non_differentiable]
     # Outputs that alias nothing in eager may come out of a graph as views of its own buffers (a
     # functionalized write through a view ends in one): returned as such, autograd would take them
     # for views made inside a custom Function and refuse the caller's in-place writes into them.
+    # (Views of inputs stay: a custom Function of the program returned them, as eager's does.)
     fresh = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                       if o.base_input is None and o.base_output is None and o.base_of_outputs is None
                       and o.python_scalar is None)
@@ -457,7 +468,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             if written_in_backward:
                 ctx.written_in_backward = [primals[p] for p in written_in_backward]
             if fresh and any(outputs[i]._is_view() for i in fresh):
-                outputs = [v.detach() if i in fresh and v._is_view() else v for i, v in enumerate(outputs)]
+                outputs = _views_of_inputs_only(outputs, fresh, primals)
             if returns_leaf:
                 if non_differentiable:
                     ctx.mark_non_differentiable(outputs[0])
@@ -465,6 +476,11 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             fwd_outputs = tuple(outputs[:num_fwd])
             if rebuilt_from_base:
                 fwd_outputs = tuple(None if i in rebuilt_from_base else v for i, v in enumerate(fwd_outputs))
+            if shared_slots:
+                fwd_outputs = list(fwd_outputs)
+                for i in shared_slots:
+                    fwd_outputs[i] = fwd_outputs[i].detach()
+                fwd_outputs = tuple(fwd_outputs)
             if non_differentiable:
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             ctx.set_materialize_grads(False)
@@ -483,13 +499,13 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 for i, v in zip(other_saved, ctx.other_saved):
                     saved[i] = v
             args = [saved[i] for i in saved_order]
-            shapes = ctx.tangent_shapes if symbolic_tangents else [shape for shape, _, _ in tangent_layouts]
             absent = 0  # bit k: tangent k got no gradient
-            for k, (i, shape, (_, dtype, device)) in enumerate(zip(tangent_order, shapes, tangent_layouts)):
+            for k, (i, (shape, dtype, device)) in enumerate(zip(tangent_order, tangent_layouts)):
                 grad = grad_outputs[i]
                 if grad is None:
                     absent |= 1 << k
-                    grad = torch.zeros(shape, dtype=dtype, device=device)
+                    grad = torch.zeros(ctx.tangent_shapes[k] if symbolic_tangents else shape, dtype=dtype,
+                                       device=device)
                 args.append(grad.contiguous())
             # Only under create_graph=True (grad mode on) can a second backward follow; only inputs
             # that require grad matter to its refusal. Dropping the rest lets the early frees work.
@@ -517,6 +533,14 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             return _refuse_second_order(grads, second_order_links)
 
     return CompiledFunction.apply
+
+
+def _views_of_inputs_only(outputs, fresh: frozenset, primals: tuple) -> list:
+    """`outputs` with each of the `fresh` ones that is a view of no input (of a graph's own
+    buffer) handed out as no view (``detach()``: the same memory)."""
+    inputs = {id(p) for p in primals}
+    return [v.detach() if i in fresh and v._is_view() and id(v._base) not in inputs else v
+            for i, v in enumerate(outputs)]
 
 
 def _without_ungiven(grads: tuple, tangents_of_grads: list, absent: int) -> tuple:
