@@ -283,6 +283,10 @@ class _Functionalizer:
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
+        elif _strides_differ(new_val, target_val) and not self.alias[target].chain:
+            # An in-place op keeps its target's layout; its twin may lay its result out otherwise
+            # (masked_fill_ on a transposed tensor): the new value takes the target's layout.
+            new_value = self.emit(aten.copy.default, self.read(target), new_value)
         self._write(target, new_value)
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
@@ -393,6 +397,14 @@ class _Functionalizer:
         self.root_version[info.root] += 1
         self.env[target] = new_value
         info.version = self.root_version[info.root]
+
+
+def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether `value`'s strides differ from `target`'s (same shape) in a dimension of more than
+    one element; False where sizes are symbolic (not compared)."""
+    if has_symbolic_sizes(value) or has_symbolic_sizes(target):
+        return False
+    return any(size > 1 and a != b for size, a, b in zip(target.shape, value.stride(), target.stride()))
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
