@@ -124,12 +124,7 @@ def _p_narrow(r, x):
     return (d, start, r.randrange(1, x.shape[d] - start + 1))
 
 
-def _p_unbind(r, x):
-    ds = [d for d in _dims(x) if x.shape[d] >= 1]
-    if not ds:
-        return None
-    d = r.choice(ds)
-    return (d, r.randrange(x.shape[d]))
+_p_unbind = _p_select  # (a dimension, and an index along it)
 
 
 def _p_split(r, x):
@@ -561,14 +556,7 @@ def observe(prog: Program, fn) -> dict:
         seen["inputs_after"] = [(*_snap(a), a.requires_grad, a.is_leaf) for a in tensor_args]
         seen["roots_after"] = [_snap(a) for a in roots]
 
-        def do_writes():
-            try:
-                return _do_writes()
-            except Exception as e:  # noqa: BLE001
-                return ("error", type(e), str(e)[:300], traceback.format_exc())
-
         def _do_writes():
-
             recs = []
             for k, mode, op in prog.post["writes"]:
                 o = outs[k]
@@ -584,12 +572,6 @@ def observe(prog: Program, fn) -> dict:
             recs.append([_snap(a)[0] for a in roots])
             recs.append([_snap(o)[0] if isinstance(o, torch.Tensor) else None for o in outs])
             return recs
-
-        def do_backward():
-            try:
-                return _do_backward()
-            except Exception as e:  # noqa: BLE001
-                return ("error", type(e), str(e)[:300], traceback.format_exc())
 
         def _do_backward():
             g = torch.Generator().manual_seed(prog.seed + 5)
@@ -609,13 +591,18 @@ def observe(prog: Program, fn) -> dict:
                 return ("error", type(e), str(e)[:300], traceback.format_exc())
             return [None if l.grad is None else l.grad.clone() for l in leaves]
 
-        if prog.post["backward_first"]:
-            seen["backward"] = do_backward()
-            seen["writes"] = do_writes()
-        else:
-            seen["writes"] = do_writes()
-            seen["backward"] = do_backward()
+        phases = [("writes", _do_writes), ("backward", _do_backward)]
+        for name, phase in phases[::-1] if prog.post["backward_first"] else phases:
+            seen[name] = _recorded(phase)
     return seen
+
+
+def _recorded(phase):
+    """``phase()``, or ("error", type, message, traceback) where it raises."""
+    try:
+        return phase()
+    except Exception as e:  # noqa: BLE001
+        return ("error", type(e), str(e)[:300], traceback.format_exc())
 
 
 # ----------------------------------------------------------------------------------------------
