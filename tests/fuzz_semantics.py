@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import random
 import sys
 import time
@@ -39,11 +40,6 @@ import warnings
 import torch
 
 import aotgraph
-
-torch.set_num_threads(1)
-import logging  # noqa: E402
-
-logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -862,6 +858,8 @@ def main(argv=None):
     parser.add_argument("--shrink", action="store_true", help="print each failing program shrunk")
     a = parser.parse_args(argv)
     aotgraph.config.disk_cache, aotgraph.config.progress = "0", False  # every compile a fresh one
+    torch.set_num_threads(1)
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     seeds = _parse_seeds(a.seeds)
     start = time.time()
     failing = real = 0
