@@ -396,7 +396,17 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
             recorder.add_placeholder(tangent_name(k), tangent)
         tangents.append(tangent)
     with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused:  # hooks may resize
-        grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
+        try:
+            grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
+        except RuntimeError as error:
+            if "returned an invalid gradient" not in str(error):
+                raise
+            raise UnsupportedOp(
+                f"autograd's backward of the program failed while capture recorded it: {str(error).splitlines()[0]}",
+                "capture",
+                "if the program changes an input's layout in place (unsqueeze_, t_, transpose_, as_strided_) after "
+                "taking a view of it, take the view after the change, or change a clone of the input",
+            ) from error
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
         for fake in primal_fakes:

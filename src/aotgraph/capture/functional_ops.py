@@ -11,6 +11,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..errors import UnsupportedOp
+from ..graph.sizes import has_symbolic_sizes
+
 aten = torch.ops.aten
 
 
@@ -144,7 +147,20 @@ def _diagonal(emit, parent, new, args, parent_val, view_val):
 
 
 def _as_strided(emit, parent, new, args, parent_val, view_val):
+    if parent_val.requires_grad and not _contiguous(parent_val):
+        raise UnsupportedOp(  # torch's as_strided_scatter asserts so (its gradient needs it), at run time too
+            f"an in-place op writes an as_strided view of a non-contiguous tensor of shape "
+            f"{tuple(parent_val.shape)} that requires grad (inputs sharing memory are read as such views of "
+            "their common base)", "capture",
+            "make that tensor contiguous before the call (or clone the written view), or pass the base tensor "
+            "once and take the views inside the function")
     return emit(aten.as_strided_scatter.default, parent, new, *args)
+
+
+def _contiguous(value) -> bool:
+    """Whether `value` is contiguous; True where its sizes are symbolic (no guard added: torch's
+    own check then decides)."""
+    return has_symbolic_sizes(value) or value.is_contiguous()
 
 
 def _transpose(emit, parent, new, args, parent_val, view_val):
