@@ -25,7 +25,6 @@ from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
-from .capture.unfed_tangents import without_unfed_tangent_gradients
 from .compilers import compile_partition, traits_of
 from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
@@ -132,7 +131,6 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
                             split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)),
                             repeated_layers=not plans_whole_program(partition_fn))
-            joint = without_unfed_tangent_gradients(joint)
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
         if on_disk is not None and on_disk.after_capture:

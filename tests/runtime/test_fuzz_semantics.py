@@ -79,7 +79,7 @@ def test_aliased_inputs_with_the_same_layout_stay_distinct():
 
 def test_returned_leaf_input_keeps_grad_none():
     """A leaf returned as it is and otherwise unused gets no gradient from the compiled backward
-    (capture/unfed_tangents.py); used elsewhere too, it gets both contributions."""
+    (its tangent is never given: `runtime._without_ungiven`); used elsewhere too, it gets both."""
     def fn(x, w):
         return x * 2, w
 

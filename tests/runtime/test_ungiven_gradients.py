@@ -1,8 +1,8 @@
 """An input that the loss reaches only through outputs it does not use gets no gradient (.grad
 stays None), as in eager, not zeros: the runtime's backward returns None for each gradient whose
-tangents autograd all gave none (`runtime._without_ungiven`), and a leaf returned as itself takes
-no tangent at all (capture/unfed_tangents.py). An optimizer skips a None gradient, and steps
-(momentum, weight decay, Adam's moments) on a zero one."""
+tangents autograd all gave none (`runtime._without_ungiven`): a leaf returned as itself is one
+(the caller holds the leaf, never the Function's output for it). An optimizer skips a None
+gradient, and steps (momentum, weight decay, Adam's moments) on a zero one."""
 import pytest
 import torch
 import torch.nn as nn

@@ -62,9 +62,7 @@ def extern_kernels_named(names: dict):
 
     kernels = {}
     for name, dotted in names.items():
-        found = torch
-        for part in dotted.split(".")[1:]:
-            found = getattr(found, part, None)
+        found = _resolved(dotted.split(".")[1:])
         if found is None:
             from torch._inductor.select_algorithm import extern_kernels
 
@@ -92,7 +90,12 @@ def _public_name(kernel) -> Optional[str]:
         path = [getattr(kernel, "__name__", None)]
     if kernel is None or not all(isinstance(part, str) and part.isidentifier() for part in path):
         return None
+    return ".".join(["torch", *path]) if _resolved(path) is kernel else None
+
+
+def _resolved(path: list):
+    """``torch.<path>``, attribute by attribute; None where one is missing."""
     found = torch
     for part in path:
         found = getattr(found, part, None)
-    return ".".join(["torch", *path]) if found is kernel else None
+    return found
