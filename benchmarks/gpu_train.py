@@ -392,8 +392,9 @@ def first_step(step, device: torch.device, wait: bool = True,
 
 def write_profile(profiler: "cProfile.Profile", path: str) -> None:
     """The first step's profile (this thread only) as text: the top functions by cumulative
-    and by own time."""
+    and by own time; the raw statistics beside it (``<path>.prof``, for pstats' callers and callees)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    profiler.dump_stats(path + ".prof")
     with open(path, "w") as f:
         stats = pstats.Stats(profiler, stream=f)
         stats.sort_stats("cumulative").print_stats(150)

@@ -1064,3 +1064,46 @@ def test_region_outputs_kept_switch(disabled, monkeypatch):
     (entry,) = compiled.aotgraph_entries.values()
     targets = {str(n.target) for g in region_graphs(entry.partition.backward) for n in g.graph.nodes}
     assert ("aten.relu.default" in targets) is disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_keys_without_joint_passes_switch(disabled, monkeypatch):
+    """On: a program keyed by its capture (``aot_module(..., cache=True)``) splits its found
+    regions without the compiler's joint passes to find its entry: a warm compile runs them
+    never, a cold one captures again with them; off: both run them in the keying capture.
+    Gradients equal eager's either way."""
+    from aotgraph.compilers import CompilerTraits, eager
+    from decoder_blocks import ReluStack
+
+    if disabled:
+        _disable(monkeypatch, "keys_without_joint_passes")
+    passes = []
+
+    def joint_passes(joint):
+        passes.append(len(joint.graph_module.graph.nodes))
+        return joint
+
+    def compiler(graph_module, example_inputs):
+        return eager(graph_module, example_inputs)
+
+    compiler.aotgraph_traits = CompilerTraits(joint_passes=joint_passes, cache_identity=lambda: "eager with passes",
+                                              store=eager.aotgraph_traits.store,
+                                              restore=lambda stored, graph_module, kind: eager(graph_module, None))
+    torch.manual_seed(0)
+    model, x = ReluStack(), torch.randn(4, 16)
+    model(x).backward()
+    counts, captures = [], []
+    for _ in range(2):  # cold, then warm in a fresh compiled module
+        passes.clear()
+        compiled = aotgraph.aot_module(copy.deepcopy(model), compiler, cache=True)
+        for p in compiled.parameters():
+            p.grad = None
+        compiled(x).backward()
+        for ours, theirs in zip(compiled.parameters(), model.parameters()):
+            torch.testing.assert_close(ours.grad, theirs.grad)
+        (entry,) = compiled.aotgraph_entries.values()
+        counts.append(len(passes))
+        captures.append(sum(r.stage == "capture" for r in entry.log.records))
+    assert counts[0] >= 2  # the regions' and the whole program's
+    assert counts[1] == (counts[0] - 1 if disabled else 0)  # off: the regions', in the keying capture
+    assert captures == ([1, 1] if disabled else [2, 1])

@@ -67,6 +67,9 @@ SWITCHES = {
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
     "region_outputs_kept": "a region's min cut saves its outputs for free (its caller's graph holds them) rather than "
                            "recomputing them in the region's backward (pipeline.py, capture/regions.py)",
+    "keys_without_joint_passes": "a capture made to key a disk-cache entry (aot_function/aot_module with cache=True) "
+                                 "splits its regions without the compiler's joint passes; on a miss the program is "
+                                 "captured again with them (pipeline.py)",
     "boxed_code": "the eager compiler runs its own generated code, not GraphModule.forward (compilers/boxed_code.py)",
     "inductor_reuse_patch": "Inductor's buffer reuse counts our graphs' outputs in its peak (compilers/torchinductor.py)",
     "seed_patch": "capture replays torch.manual_seed / set_rng_state called by the program (capture/random_draws.py)",

@@ -126,14 +126,16 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
             traits_of(compiler).warm_up(real_args)
     if decompositions is None and traits_of(fw_compiler).decompositions is not None:
         decompositions = traits_of(fw_compiler).decompositions()
+    split = functools.partial(_split_region, partition_fn, traits_of(fw_compiler))
+    keyed_after_capture = on_disk is not None and on_disk.after_capture
+    keying_split = _KeyingSplit(partition_fn, traits_of(fw_compiler)) if keyed_after_capture else None
     with collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
-                            split_region=functools.partial(_split_region, partition_fn, traits_of(fw_compiler)),
-                            repeated_layers=not plans_whole_program(partition_fn))
+                            split_region=keying_split or split, repeated_layers=not plans_whole_program(partition_fn))
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
-        if on_disk is not None and on_disk.after_capture:
+        if keyed_after_capture:
             try:
                 key_parts = captured_key(on_disk.parts, joint)
             except NotKeyable as why:
@@ -143,6 +145,11 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                 entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers)
                 if entry is not None:
                     return entry
+            if keying_split.skipped_passes:
+                with log.stage("capture") as note:
+                    joint = capture(fn, flat_args, in_spec, decompositions=decompositions, split_region=split,
+                                    repeated_layers=not plans_whole_program(partition_fn))
+                    note.detail = f"{len(joint.graph_module.graph.nodes)} nodes, again with the joint passes"
         traits = traits_of(inference_compiler if joint.is_inference else fw_compiler)
         _refuse_input_views_on_copies(joint, traits)
         if traits.joint_passes is not None:
@@ -219,6 +226,23 @@ def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_
                       lambda: store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler))):
         return "stored (again when its background builds are ready)"
     return "stored"
+
+
+class _KeyingSplit:
+    """The split of the regions of a capture made to find its entry on disk (`OnDisk.after_capture`):
+    without the compiler's joint passes, which the key does not need (they are a function of
+    the region's joint graph, which the split keeps op for op) and which cost Inductor's pattern
+    tables, built and imported, on a warm start (switch ``keys_without_joint_passes``).
+    `skipped_passes`: a region was split so; on a miss the program is captured again with them."""
+
+    def __init__(self, partition_fn: Callable, traits):
+        self.partition_fn, self.traits, self.skipped_passes = partition_fn, traits, False
+
+    def __call__(self, joint: JointGraph) -> Partition:
+        if self.traits.joint_passes is None or not config.enabled("keys_without_joint_passes"):
+            return _split_region(self.partition_fn, self.traits, joint)
+        self.skipped_passes = True
+        return _split_region(self.partition_fn, replace(self.traits, joint_passes=None), joint)
 
 
 def _split_region(partition_fn: Callable, traits, joint: JointGraph) -> Partition:
