@@ -232,8 +232,10 @@ def test_layout_rules_switch(disabled, monkeypatch):
 
 @pytest.mark.parametrize("disabled", [False, True])
 def test_in_place_on_fresh_switch(disabled, monkeypatch):
-    """SiLU's backward decomposes into an in-place ``1 - sigmoid`` on a fresh tensor: with the
-    switch it is recorded functionally and the capture has nothing to functionalize."""
+    """SiLU's backward decomposes into an in-place ``1 - sigmoid`` on a fresh tensor (where it is
+    not recorded whole: switch ``composite_kernels_kept`` off): with the switch it is recorded
+    functionally and the capture has nothing to functionalize."""
+    _disable(monkeypatch, "composite_kernels_kept")
     if disabled:
         _disable(monkeypatch, "in_place_on_fresh")
     calls = _spy(monkeypatch, capture, "functionalize")
@@ -1107,3 +1109,26 @@ def test_keys_without_joint_passes_switch(disabled, monkeypatch):
     assert counts[0] >= 2  # the regions' and the whole program's
     assert counts[1] == (counts[0] - 1 if disabled else 0)  # off: the regions', in the keying capture
     assert captures == ([1, 1] if disabled else [2, 1])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_composite_kernels_kept_switch(disabled, monkeypatch):
+    """On: SiLU's backward, an op with a CompositeImplicitAutograd kernel and a CPU kernel of its
+    own, is recorded whole (as eager runs it and make_fx records it); off: as its pieces.
+    Gradients equal eager's either way."""
+    if disabled:
+        _disable(monkeypatch, "composite_kernels_kept")
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 8), torch.randn(8, 8, requires_grad=True)
+
+    def program(x, w):
+        return torch.nn.functional.silu(x @ w).sum()
+
+    compiled = aotgraph.aot_function(program, "eager")
+    compiled(x, w).backward()
+    w_eager = w.detach().clone().requires_grad_()
+    program(x, w_eager).backward()
+    torch.testing.assert_close(w.grad, w_eager.grad)
+    (entry,) = compiled.aotgraph_entries.values()
+    targets = {str(n.target) for n in entry.partition.backward.graph.nodes}
+    assert ("aten.silu_backward.default" in targets) is not disabled

@@ -67,6 +67,9 @@ SWITCHES = {
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
     "region_outputs_kept": "a region's min cut saves its outputs for free (its caller's graph holds them) rather than "
                            "recomputing them in the region's backward (pipeline.py, capture/regions.py)",
+    "composite_kernels_kept": "capture records an op with a CompositeImplicitAutograd kernel whole where the device "
+                              "has a kernel of its own (silu_backward), as eager runs it and make_fx records it "
+                              "(capture/recorder.py)",
     "keys_without_joint_passes": "a capture made to key a disk-cache entry (aot_function/aot_module with cache=True) "
                                  "splits its regions without the compiler's joint passes; on a miss the program is "
                                  "captured again with them (pipeline.py)",

@@ -30,9 +30,10 @@ def functionalize_calls(monkeypatch):
 
 @pytest.mark.parametrize("switch_on", [True, False])
 def test_silu_backward_records_no_mutation(switch_on, functionalize_calls, monkeypatch):
-    """SiLU's backward decomposes (C++'s ``1 - sigmoid`` is empty_like, fill_, sub_)."""
-    if not switch_on:
-        monkeypatch.setattr(config, "disabled", config.disabled | {"in_place_on_fresh"})
+    """SiLU's backward decomposed (C++'s ``1 - sigmoid`` is empty_like, fill_, sub_; capture records
+    it whole where the device has its kernel, unless switch ``composite_kernels_kept`` is off)."""
+    disabled = {"composite_kernels_kept"} | (set() if switch_on else {"in_place_on_fresh"})
+    monkeypatch.setattr(config, "disabled", config.disabled | disabled)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 4), nn.SiLU())
     parity = assert_module_parity(model, (torch.randn(3, 8),))

@@ -258,7 +258,8 @@ POINTWISE_CALLS = [
     (aten.relu.default, lambda a, b: (a,)), (aten.silu.default, lambda a, b: (a,)),
     (aten.gelu.default, lambda a, b: (a,)), (aten.sigmoid_backward.default, lambda a, b: (a, b)),
     (aten.tanh_backward.default, lambda a, b: (a, b)), (aten.gelu_backward.default, lambda a, b: (a, b)),
-    (aten.fill.Scalar, lambda a, b: (a, 1.5)),
+    (aten.fill.Scalar, lambda a, b: (a, 1.5)), (aten.silu_backward.default, lambda a, b: (a, b)),
+    (aten.mish_backward.default, lambda a, b: (a, b)),
 ]
 
 

@@ -201,6 +201,18 @@ def test_view_of_leaf_returned_alongside_its_written_detached_twin():
     assert out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
 
 
+def test_input_returned_as_itself_beside_an_input_sharing_its_memory():
+    """An input returned as it is comes back as that very tensor, also where an earlier input
+    shares its memory (``x`` and ``x.detach()``): not as a view of the earlier one."""
+    def fn(a, b):
+        return b, a
+
+    x = torch.randn(3, 4, requires_grad=True)
+    y = x.detach()
+    first, second = _compiled(fn)(x, y)
+    assert first is y and second is x
+
+
 def test_strides_after_write_into_noncontiguous_input():
     """An in-place op keeps its target's layout where its functional twin would not (masked_fill_
     on a transposed tensor): later values, and what the program returns, keep eager's strides."""
@@ -222,9 +234,9 @@ def test_strides_after_write_into_noncontiguous_input():
     assert _compiled(on_intermediate)(x).stride() == on_intermediate(x).stride()
 
 
-@pytest.mark.xfail(strict=True, reason="a written view of an intermediate comes back as a fresh tensor: storage "
-                                       "offset 0 (eager 6) and not a view")
-def test_written_view_of_intermediate_keeps_its_offset():
+def test_written_view_of_intermediate_keeps_its_offset_and_strides():
+    """A view of an intermediate written in place and returned comes back as a view with eager's
+    offset and strides (the write's functional twin lays its result out afresh)."""
     def fn(x):
         v = x.cumsum(1)[2:4]
         v.neg_()
@@ -233,6 +245,15 @@ def test_written_view_of_intermediate_keeps_its_offset():
     x = torch.randn(4, 3, dtype=torch.float64)
     eager, ours = fn(x), _compiled(fn)(x)
     assert (ours.storage_offset(), ours._is_view()) == (eager.storage_offset(), eager._is_view())
+    torch.testing.assert_close(ours, eager)
+
+    def strided(x):
+        return x.sin().squeeze().as_strided((4,), (2,), 1).fill_(3.0)
+
+    x = torch.randn(3, 3, requires_grad=True)
+    eager, ours = strided(x), _compiled(strided)(x)
+    assert (ours.stride(), ours.storage_offset()) == (eager.stride(), eager.storage_offset())
+    torch.testing.assert_close(ours, eager)
 
 
 @pytest.mark.xfail(strict=True, reason="the same tensor returned twice comes back as two objects (the second a "

@@ -563,6 +563,9 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 continue
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
             base = storage_of_input.get(storage) if position not in function_positions else None
+            if base is not None and o is not fake_flat[base]:  # an input itself, sharing memory with an earlier one
+                base = next((k for n, k in zip(primal_names, primal_positions)
+                             if fake_flat[k] is o and n not in storage_replaced), base)
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (

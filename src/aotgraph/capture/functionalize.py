@@ -115,6 +115,22 @@ class _Functionalizer:
             info.version = -1  # stale: `read` replays the chain
         return self.read(old_node)
 
+    def read_output(self, old_node: Any) -> Any:
+        """`old_node`'s current value as the program returns it: a view written in place (by an
+        op whose functional twin lays its result out afresh, ``fill_`` of a strided view) is made
+        again from its root, so the caller gets the view's strides and offset, as eager's."""
+        value = self._read_arg(old_node)
+        info = self.alias.get(old_node) if isinstance(old_node, fx.Node) else None
+        if info is None or not info.chain or not isinstance(value, fx.Node):
+            return value
+        new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
+        if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
+                or has_symbolic_sizes(new_val) or has_symbolic_sizes(old_val):
+            return value
+        if _strides_differ(new_val, old_val) or new_val.storage_offset() != old_val.storage_offset():
+            return self.read_as_view(old_node)
+        return value
+
     def _replay(self, func, value, args, index):
         new_args = _map_args(self._read_arg, args)
         out = self.emit(func, value, *new_args)
@@ -480,7 +496,8 @@ def functionalize(
         elif name in layout_changed:
             metadata_mutated.append(name)
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
-    outputs = _map_args(walker._read_arg, output_node.args[0])
+    user_outs, *rest = output_node.args[0]
+    outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest)))
     walker.new.output(outputs)
     storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}

@@ -265,7 +265,7 @@ POINTWISE = frozenset({
     aten.mul.Scalar, aten.div.Scalar, aten.rsub.Scalar, aten.neg.default, aten.exp.default, aten.sqrt.default,
     aten.rsqrt.default, aten.pow.Tensor_Scalar, aten.sigmoid.default, aten.tanh.default, aten.relu.default,
     aten.silu.default, aten.gelu.default, aten.sigmoid_backward.default, aten.tanh_backward.default,
-    aten.gelu_backward.default, aten.fill.Scalar,
+    aten.gelu_backward.default, aten.silu_backward.default, aten.mish_backward.default, aten.fill.Scalar,
 })
 
 RULES: dict[object, Callable[[tuple, dict, list], Outputs]] = {

@@ -130,6 +130,8 @@ class GraphRecorder(TorchDispatchMode):
         # after these (``triton_poi_fused_native_layer_norm_...``), as it does torch.compile's.
         self._decomposing = None
         self._in_place_decompositions: dict[Any, Optional[Callable]] = {}  # see `_in_place_decomposition`
+        self._composite_decomposing: dict[tuple, bool] = {}  # (op, device type) -> see `_composite_decomposes`
+        self._composite_kernels_kept = config.enabled("composite_kernels_kept")
         # ids of the tensors the decomposition under way made and did not view (`_in_place_on_fresh`)
         self._fresh_in_decomposition: set[int] = set()
         self._fresh_twins: dict[Any, Optional[Callable]] = {}  # in-place op -> its twin, where one applies
@@ -217,7 +219,7 @@ class GraphRecorder(TorchDispatchMode):
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
-        if facts.rewrite is not None or decomposition is not None or facts.is_composite:
+        if facts.rewrite is not None or decomposition is not None or (facts.is_composite and self._composite_decomposes(func, args)):
             outer = self._decomposing
             self._decomposing = outer or func
             try:
@@ -370,9 +372,28 @@ class GraphRecorder(TorchDispatchMode):
                 result = decomposition(*args, **kwargs)
                 if result is not NotImplemented:
                     return result
-            if facts.is_composite:
+            if facts.is_composite and self._composite_decomposes(func, args):
                 return func.decompose(*args, **kwargs)
         return NotImplemented
+
+    def _composite_decomposes(self, func, args: tuple) -> bool:
+        """Whether eager's autograd would run `func`'s CompositeImplicitAutograd kernel on these
+        arguments: only where the device of the first tensor has no kernel of its own
+        (``silu_backward`` has a CPU and a CUDA kernel: recorded whole, as make_fx records it and
+        eager runs it; switch ``composite_kernels_kept``)."""
+        tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if tensor is None or not self._composite_kernels_kept:
+            return True
+        device = tensor.fake_device.type if type(tensor) is FakeTensor else tensor.device.type
+        known = self._composite_decomposing.get((func, device))
+        if known is None:
+            key = torch._C._dispatch_key_for_device(device)
+            try:
+                known = not torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key)
+            except RuntimeError:  # a device type without a dispatch key of its own
+                known = True
+            self._composite_decomposing[(func, device)] = known
+        return known
 
     def _redraw(self, func, fake_args, fake_kwargs, position):
         """Eager would draw exactly the values of an earlier draw again (a checkpointed region

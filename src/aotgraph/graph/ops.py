@@ -211,6 +211,11 @@ def op_facts(target) -> OpFacts:
     return facts
 
 
+def _has_device_kernel(op: OpOverload) -> bool:
+    """Whether a composite op has a CPU or CUDA kernel of its own (``silu_backward``)."""
+    return any(torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), key) for key in ("CPU", "CUDA"))
+
+
 def _facts_of_op(op: OpOverload) -> OpFacts:
     schema, tags = op._schema, op.tags
     name = schema.name.split("::")[-1]
@@ -221,7 +226,8 @@ def _facts_of_op(op: OpOverload) -> OpFacts:
     pure = not (mutable or random or "empty" in name or name.startswith(("_assert", "sym_constrain"))
                 or name == "print")
     fake_memo = (op.namespace in ("aten", "prims") and torch.Tag.data_dependent_output not in tags
-                 and torch.Tag.inplace_view not in tags and op not in _NOT_FAKE_MEMO and not composite
+                 and torch.Tag.inplace_view not in tags and op not in _NOT_FAKE_MEMO
+                 and (not composite or _has_device_kernel(op))  # (capture records those whole: `recorder`)
                  # index with integer indices has a static shape; boolean ones raise and are never stored
                  and (torch.Tag.dynamic_output_shape not in tags or op is aten.index.Tensor))
     # Functional pointwise ops and reductions: their output layout and dtype come from one meta
