@@ -122,7 +122,8 @@ class OutputInfo(Leaf):
     A tensor leaf is returned by the forward graph; `requires_grad` says whether it is
     differentiable. `base_input` names the flat input it is a view of, if any; `is_input`
     says it is that input itself (eager returns the same object). `base_output` names another
-    flat output it is a view of or shares memory with (when it aliases no input).
+    flat output it is a view of or shares memory with (when it aliases no input); `is_output`
+    says it is that output itself (the program returned one tensor twice).
     `base_of_outputs` names the entry of `Signature.view_bases` (an intermediate the forward
     returns in addition) it is a view of. The runtime rebuilds such an output outside the
     autograd.Function from its base: by replaying `view_chain` (the program's own view ops,
@@ -151,6 +152,7 @@ class OutputInfo(Leaf):
     layout_from_graph: bool = False  # a view of an input of symbolic sizes: see below
     detached: bool = False  # a view of an input requiring grad that eager gives without it (``x.detach()``)
     tangent_free: bool = False  # requires grad, but no history to take a tangent for: see below
+    is_output: bool = False  # the very tensor of output `base_output` again (eager returns one object twice)
 
     @property
     def has_tangent(self) -> bool:

@@ -399,14 +399,9 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         try:
             grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         except RuntimeError as error:
-            if "returned an invalid gradient" not in str(error):
+            if "invalid gradient" not in str(error):  # ("returned an invalid gradient", "invalid gradient at index")
                 raise
-            raise UnsupportedOp(
-                f"autograd's backward of the program failed while capture recorded it: {str(error).splitlines()[0]}",
-                "capture",
-                "if the program changes an input's layout in place (unsqueeze_, t_, transpose_, as_strided_) after "
-                "taking a view of it, take the view after the change, or change a clone of the input",
-            ) from error
+            raise _after_layout_change(error, "its backward failed") from error
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
         grad_nodes, seen = [], set()
         for fake in primal_fakes:
@@ -416,12 +411,25 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
     return grad_nodes
 
 
+def _after_layout_change(error: RuntimeError, what: str) -> UnsupportedOp:
+    """The refusal of a program whose autograd history capture cannot record, which eager runs: a
+    view taken before an in-place layout change of its base (autograd's error names a shape)."""
+    return UnsupportedOp(
+        f"autograd's record of the program failed while capture recorded it ({what}): "
+        f"{str(error).splitlines()[0]}", "capture",
+        "if the program changes an input's layout in place (unsqueeze_, t_, transpose_, as_strided_) after "
+        "taking a view of it, take the view after the change, or change a clone of the input")
+
+
 def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
     """A real tensor that requires grad but is not an input (a global, a closure, a module
     attribute) would get a gradient in eager and none from the graph: refuse it. Leaves the
     program makes itself (``t.detach().requires_grad_()``) are fake and stay allowed."""
     inputs = {id(f) for f in primal_fakes}
-    seen, pending = set(), [o.grad_fn for o in diff_outs]
+    try:
+        seen, pending = set(), [o.grad_fn for o in diff_outs]
+    except RuntimeError as error:  # a view's history made again over its base's new layout
+        raise _after_layout_change(error, "a view's history could not be made again") from error
     while pending:
         node = pending.pop()
         if node is None or node in seen:
@@ -575,6 +583,10 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain, detached=detached))
                 continue
             base_output = None
+            same = next((j for j in range(position) if flat_out[j] is o), None)
+            if base is None and same is not None and outputs[same].base_input is None:
+                outputs.append(OutputInfo(meta, None, None, False, same, is_output=True))  # one tensor, twice
+                continue
             if base is None and storage is not None:
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
                 earlier = storage_of_output.get(storage)

@@ -259,7 +259,7 @@ class _Plan:
             elif info.base_of_outputs is not None:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
             elif info.base_output is not None and not info.view_chain:
-                value = _view_of(flat[info.base_output], info)
+                value = flat[info.base_output] if info.is_output else _view_of(flat[info.base_output], info)
             elif info.python_scalar is not None:
                 value = value.item()
             flat.append(value)
