@@ -12,7 +12,7 @@ inputs: it passes their base, then applies what the views cannot carry out of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
@@ -122,6 +122,10 @@ class _TracedFacts:
 
     relaid: dict[int, Layout] = field(default_factory=dict)
     returned_inputs: dict[int, int] = field(default_factory=dict)
+    # With `_LeafViewsBase` bases: flat output position -> (flat input position, or None for the
+    # group's memory, group index, layout) of an output that views the base's copy, rebuilt on the
+    # caller's tensor (eager's view shares the caller's memory).
+    on_memory: dict[int, tuple[Optional[int], int, Layout]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,14 +165,52 @@ class SharedBaseProgram:
                 relaid_done.add(id(member))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
                     member.as_strided_(size, stride, offset)
-            if not facts.returned_inputs:
+            if not facts.returned_inputs and not facts.on_memory:
                 return out
             flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
             for k, position in facts.returned_inputs.items():
                 flat_out[k] = flat_args[position]
+            for k, (position, group, layout) in facts.on_memory.items():
+                if position is not None:  # a view of a leaf: its gradient reaches the leaf, as eager's
+                    flat_out[k] = flat_args[position].as_strided(*layout)
+                else:
+                    flat_out[k] = _memory_of([flat_args[p] for p in groups[group]]).as_strided(*layout)
             return tree_unflatten(flat_out, out_spec)
 
         return run_on_inputs
+
+
+def _on_caller_memory(out: torch.Tensor, bases: list, groups: tuple, flat_args: Sequence[Any]
+                      ) -> Optional[tuple[Optional[int], int, Layout]]:
+    """Where an output of the traced program that views a `_LeafViewsBase` copy lies on the caller's
+    memory: ``(the leaf it lies within, or None, the group, its layout)``. A view requiring grad
+    needs a leaf requiring grad that holds all its elements; one that requires none is rebuilt on
+    the memory itself. None where the output views no base or lies within no such leaf."""
+    storage = out.untyped_storage()._cdata
+    group = next((k for k, b in enumerate(bases) if b.untyped_storage()._cdata == storage), None)
+    if group is None or out.dtype != bases[group].dtype or not _static(out):
+        return None
+    layout = _layout(out)
+    if not out.requires_grad:
+        return None, group, layout
+    elements = _elements(layout)
+    for p in groups[group]:
+        member = flat_args[p]
+        if member.requires_grad and member.is_leaf and _static(member) and elements <= _elements(_layout(member)):
+            return p, group, layout
+    return None
+
+
+def _static(t: torch.Tensor) -> bool:
+    return all(type(v) is int for v in (*t.shape, *t.stride(), t.storage_offset()))
+
+
+def _elements(layout: Layout) -> set:
+    """The storage positions a layout reads (static sizes; traced once)."""
+    positions = {layout[2]}
+    for size, stride in zip(layout[0], layout[1]):
+        positions = {p + i * stride for p in positions for i in range(size)}
+    return positions
 
 
 def shared_bases(flat_args: Sequence[Any], groups: tuple[tuple[int, ...], ...],
@@ -223,9 +265,14 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 facts.relaid[p] = _layout(views[owner[p]])
         position_of_view = {id(views[q]): q for q in views}
         flat_out = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))[0]
+        facts.on_memory.clear()
         for k, o in enumerate(flat_out):
             if isinstance(o, torch.Tensor) and id(o) in position_of_view:
                 facts.returned_inputs[k] = position_of_view[id(o)]
+            elif leaf_views and isinstance(o, torch.Tensor):
+                rebuilt = _on_caller_memory(o, bases, groups, flat_args)
+                if rebuilt is not None:
+                    facts.on_memory[k] = rebuilt
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
