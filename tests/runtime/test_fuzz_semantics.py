@@ -276,6 +276,17 @@ def test_same_tensor_returned_twice_is_one_object():
     (a.sum() + 3 * b.sum()).backward()
     torch.testing.assert_close(x.grad, torch.full((3,), 8.0))
 
+    def views(x):  # a view of another output, and a view of an intermediate, each returned twice
+        y = x * 2
+        v, w = y.view(-1), (x * 3)[1:]
+        return v, y, v, w, w
+
+    x = torch.randn(2, 2, requires_grad=True)
+    v, y, v2, w, w2 = _compiled(views)(x)
+    assert v is v2 and w is w2 and v._base is y
+    (v.sum() + v2.sum() + y.sum() + w.sum() + w2.sum()).backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[6.0, 6.0], [12.0, 12.0]]))  # eager's
+
 
 @pytest.mark.parametrize("compiler", ["eager", "nop"])
 def test_input_written_through_its_detach_keeps_its_gradient(compiler):

@@ -563,6 +563,10 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             if is_inference and meta.requires_grad:
                 meta = _without_grad(meta)
             view = next(views_left)
+            same = next((j for j in range(position) if flat_out[j] is o), None)
+            if same is not None:  # one tensor returned twice: the same object again
+                outputs.append(OutputInfo(meta, None, None, False, same, is_output=True))
+                continue
             if view is not None and view.base is not None:
                 outputs.append(OutputInfo(meta, view_chain=view.chain, base_of_outputs=view.base))
                 continue
@@ -583,10 +587,6 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain, detached=detached))
                 continue
             base_output = None
-            same = next((j for j in range(position) if flat_out[j] is o), None)
-            if base is None and same is not None and outputs[same].base_input is None:
-                outputs.append(OutputInfo(meta, None, None, False, same, is_output=True))  # one tensor, twice
-                continue
             if base is None and storage is not None:
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
                 earlier = storage_of_output.get(storage)

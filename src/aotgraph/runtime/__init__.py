@@ -174,8 +174,10 @@ class _Plan:
         self.first_base = self.num_user_tensors + self.num_returned + len(self.relaid)
         self.num_bases = len(sig.view_bases)
         # Outputs rebuilt from other outputs come after those, so a base is ready when read.
+        # An output that is another output again (`is_output`) comes after those: that one may be rebuilt too.
         self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs)
-                                  if o.is_tensor and o.base_output is not None and o.view_chain)
+                                  if o.is_tensor and o.base_output is not None and o.view_chain) + tuple(
+            i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
@@ -258,13 +260,14 @@ class _Plan:
                 value = _view_of(primals[alias_primal], info, value if info.layout_from_graph else None)
             elif info.base_of_outputs is not None:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
-            elif info.base_output is not None and not info.view_chain:
-                value = flat[info.base_output] if info.is_output else _view_of(flat[info.base_output], info)
+            elif info.base_output is not None and not info.view_chain and not info.is_output:
+                value = _view_of(flat[info.base_output], info)
             elif info.python_scalar is not None:
                 value = value.item()
             flat.append(value)
         for i in self.rebuilt_last:
-            flat[i] = _view_of(flat[self.outputs[i].base_output], self.outputs[i])
+            info = self.outputs[i]
+            flat[i] = flat[info.base_output] if info.is_output else _view_of(flat[info.base_output], info)
         return flat
 
 
