@@ -220,6 +220,23 @@ def test_input_returned_as_itself_beside_an_input_sharing_its_memory():
     assert first is y and second is x
 
 
+def test_detached_alias_written_with_grad_returned_keeps_its_own_gradient():
+    """``x.detach().mul_(x)`` returned: it shares x's memory but its history is the multiplication's
+    (eager: MulBackward, x's gradient the old x), not a view of x's (a gradient of ones, silently)."""
+    def fn(x):
+        return x.detach().mul_(x)
+
+    for make in (lambda: torch.randn(4).requires_grad_(), lambda: torch.randn(8)[::2].detach().requires_grad_()):
+        torch.manual_seed(0)
+        x = make()
+        before = x.detach().clone()
+        out = _compiled(fn)(x)
+        out.sum().backward()
+        torch.testing.assert_close(x.grad, before)
+        torch.testing.assert_close(x.detach(), before * before)
+        torch.testing.assert_close(out.detach(), before * before)
+
+
 def test_strides_after_write_into_noncontiguous_input():
     """An in-place op keeps its target's layout where its functional twin would not (masked_fill_
     on a transposed tensor): later values, and what the program returns, keep eager's strides."""

@@ -580,6 +580,10 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                              if fake_flat[k] is o and n not in storage_replaced), base)
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
+            if base is not None and o is not fake_flat[base] and eager_requires_grad and not o._is_view():
+                # Memory of an input but a history of its own (``x.detach().mul_(x)``): no view of the
+                # input, whose gradient would be the wrong one. The graph's value, with its gradient.
+                base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
             if (view is not None and view.primal is not None and base == primal_positions[view.primal]
