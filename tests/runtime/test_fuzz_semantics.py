@@ -237,6 +237,21 @@ def test_detached_alias_written_with_grad_returned_keeps_its_own_gradient():
         torch.testing.assert_close(out.detach(), before * before)
 
 
+@pytest.mark.parametrize("program", [lambda x: (x * 2).split(2)[1], lambda x: x.clone().unbind(0)[0],
+                                     lambda x: x.split(2)[0]], ids=["split_of_intermediate", "unbind", "split_of_input"])
+def test_write_into_output_of_multi_output_view_is_refused_as_eager(program):
+    """An output of ``split``/``unbind`` is rebuilt by that op, so autograd refuses an in-place write
+    into it under grad mode as eager's does (not a write that eager never allows, then a gradient
+    eager never computes); values and gradient equal eager's."""
+    x = torch.randn(4, 3, requires_grad=True)
+    out, expected = _compiled(program)(x * 1), program(x * 1)
+    assert type(out.grad_fn) is type(expected.grad_fn)
+    for t in (out, expected):
+        with pytest.raises(RuntimeError, match="is a view and is being modified inplace"):
+            t.mul_(2)
+    torch.testing.assert_close(out, expected)
+
+
 def test_strides_after_write_into_noncontiguous_input():
     """An in-place op keeps its target's layout where its functional twin would not (masked_fill_
     on a transposed tensor): later values, and what the program returns, keep eager's strides."""

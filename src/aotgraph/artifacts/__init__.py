@@ -105,14 +105,18 @@ class StorageResize:
 
 @dataclass(frozen=True)
 class ViewStep:
-    """One view op to replay: ``op(tensor, *args, **dict(kwargs))``, no tensor among the args."""
+    """One view op to replay: ``op(tensor, *args, **dict(kwargs))``, no tensor among the args;
+    with `index`, the view of that position among a multi-output view op's results (``split``,
+    ``unbind``: autograd then refuses in-place writes into it, as eager's)."""
 
     op: Any
     args: tuple = ()
     kwargs: tuple = ()
+    index: Optional[int] = None
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.op(tensor, *self.args, **dict(self.kwargs))
+        out = self.op(tensor, *self.args, **dict(self.kwargs))
+        return out if self.index is None else out[self.index]
 
 
 @dataclass(frozen=True)

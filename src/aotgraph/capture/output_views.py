@@ -12,6 +12,7 @@ falls back to ``as_strided`` where the output aliases an input or another output
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -91,18 +92,33 @@ def _same_layout(node: fx.Node, other: fx.Node) -> bool:
             and (a.shape, a.stride(), a.storage_offset(), a.dtype) == (b.shape, b.stride(), b.storage_offset(), b.dtype))
 
 
+def _is_multi_output_view(node: fx.Node) -> bool:
+    """Whether `node` is a view op returning a list of views of its first argument (``split``, ``unbind``)."""
+    if node.op != "call_function" or not isinstance(node.target, OpOverload):
+        return False
+    returns = node.target._schema.returns
+    return (len(returns) == 1 and isinstance(returns[0].type, torch.ListType)
+            and returns[0].alias_info is not None and not returns[0].alias_info.is_write)
+
+
 def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...]]]:
     """(base node, view steps from it to `node`), or None where `node` is no view or the
     steps do not rebuild `fake`'s layout."""
     steps = []
     current = node
-    while is_view(current) and isinstance(current.target, OpOverload):
+    while True:
+        index = None
+        if current.target is operator.getitem and isinstance(current.args[0], fx.Node) \
+                and type(current.args[1]) is int and _is_multi_output_view(current.args[0]):
+            current, index = current.args[0], current.args[1]  # ``split(x, 2)[1]``
+        elif not (is_view(current) and isinstance(current.target, OpOverload)):
+            break
         source, *args = current.args
         leaves = tree_flatten((args, current.kwargs))[0]
         if not isinstance(source, fx.Node) or any(isinstance(a, (fx.Node, torch.Tensor, torch.SymInt))
                                                   for a in leaves):
             return None
-        steps.append(ViewStep(current.target, tuple(args), tuple(current.kwargs.items())))
+        steps.append(ViewStep(current.target, tuple(args), tuple(current.kwargs.items()), index))
         current = source
     if not steps:
         return None
