@@ -252,6 +252,22 @@ def test_write_into_output_of_multi_output_view_is_refused_as_eager(program):
     torch.testing.assert_close(out, expected)
 
 
+def test_split_of_an_input_whose_alias_changes_layout():
+    """A ``chunk`` output of an input, where the program transposes another input sharing its memory
+    in place (which the runtime replays after rebuilding the outputs): readable, equal to eager's."""
+    def fn(a, b):
+        b.transpose_(1, 0)
+        return a.chunk(1, 0)[0]
+
+    root = torch.randn(4, 4, requires_grad=True)
+    a = root.t() * 2
+    out = _compiled(fn)(a, a[1:])
+    a_eager = root.t() * 2
+    expected = fn(a_eager, a_eager[1:])
+    assert out.grad_fn is not None
+    torch.testing.assert_close(out, expected)
+
+
 def test_strides_after_write_into_noncontiguous_input():
     """An in-place op keeps its target's layout where its functional twin would not (masked_fill_
     on a transposed tensor): later values, and what the program returns, keep eager's strides."""

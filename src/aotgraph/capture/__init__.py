@@ -185,12 +185,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
     # Views among the outputs are rebuilt from their bases by the runtime.
-    views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode)
+    # In-place view ops bump the version too, without writing data.
+    relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
+    views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode,
+                              multi_output_views_of_inputs=not relayouts)
     views, from_functions = _returned_by_functions(views, tensor_outs)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
-    # In-place view ops bump the version too, without writing data.
-    relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
     # The same tensor passed twice is one input to write back: its first placeholder.
     first_of_each = {id(f): p.name for p, f in reversed(list(zip(placeholders, program_fakes)))}
     mutated_with_grad = tuple(

@@ -48,11 +48,14 @@ class OutputViews:
 
 
 def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, program_fakes: list, node_of: dict,
-                      fake_mode) -> OutputViews:
+                      fake_mode, multi_output_views_of_inputs: bool = True) -> OutputViews:
     """`program_fakes`: the tensor inputs as the program saw them; `node_of`: the recorder's
     map from ``id(fake)`` to the node of its latest value. A base
     written in place after the view was taken is returned as its latest node, which
-    functionalization turns into the base's final value (the view in eager sees the write)."""
+    functionalization turns into the base's final value (the view in eager sees the write).
+    `multi_output_views_of_inputs` False (the program changes an input's layout in place, which the
+    runtime replays after rebuilding the outputs): a ``split`` output of an input is not rebuilt by
+    ``split``, since autograd refuses a multi-output view whose base's layout changed since."""
     input_storages = {StorageWeakRef(f.untyped_storage()) for f in program_fakes}
     input_storages |= {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders}
     primal_of = {p: k for k, p in enumerate(placeholders)}
@@ -64,6 +67,9 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     base_fakes: list = []
     for node, fake in zip(out_nodes, tensor_outs):
         walk = _walk(node, fake, fake_mode)
+        if walk is not None and not multi_output_views_of_inputs and walk[0] in primal_of \
+                and any(step.index is not None for step in walk[1]):
+            walk = None
         if walk is None:
             views.append(None)
             continue
