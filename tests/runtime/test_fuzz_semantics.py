@@ -288,6 +288,15 @@ def test_strides_after_write_into_noncontiguous_input():
     x = torch.randn(3, 4).t()
     assert _compiled(on_intermediate)(x).stride() == on_intermediate(x).stride()
 
+    def through_a_view(a, b):  # written through a view: the input keeps its strides for what reads it later
+        a.unsqueeze(0).add_(b)
+        return a.split(2)[0] + a.split(2)[0]
+
+    b = torch.arange(4.0)
+    expected = through_a_view(torch.randn(4, 4).t(), b)
+    ours = _compiled(through_a_view)(torch.randn(4, 4).t(), b)
+    assert ours.stride() == expected.stride()
+
 
 def test_written_view_of_intermediate_keeps_its_offset_and_strides():
     """A view of an intermediate written in place and returned comes back as a view with eager's

@@ -409,10 +409,23 @@ class _Functionalizer:
                     "capture",
                     "clone the view before mutating it, or mutate the base tensor directly",
                 )
+        if info.chain and isinstance(value, fx.Node):
+            value = self._in_root_layout(info.root, value)
         self.root_value[info.root] = value
         self.root_version[info.root] += 1
         self.env[target] = new_value
         info.version = self.root_version[info.root]
+
+    def _in_root_layout(self, root: fx.Node, value: fx.Node) -> fx.Node:
+        """A root's new value, written through a view, in the root's own layout: the scatter of a
+        view op may lay it out afresh (contiguous) where the root is not (a transposed input), and
+        eager's root keeps its strides, which later views and ops read."""
+        new_val, old_val = value.meta.get("val"), root.meta.get("val")
+        if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
+                or tuple(new_val.shape) != tuple(old_val.shape) or new_val.dtype != old_val.dtype \
+                or not _strides_differ(new_val, old_val) or _overlaps_itself(old_val):
+            return value
+        return self.emit(aten.copy.default, self.root_value[root], value)
 
 
 def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
