@@ -299,14 +299,10 @@ class _Functionalizer:
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
-        elif _strides_differ(new_val, target_val) and not self.alias[target].chain:
-            # An in-place op keeps its target's layout; its twin may lay its result out otherwise
-            # (masked_fill_ on a transposed tensor): the new value takes the target's layout.
-            new_value = self.emit(aten.copy.default, self.read(target), new_value)
         self._write(target, new_value)
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
-        self.env[node] = new_value
+        self.env[node] = self.env[target]
 
     def _auto_functionalized(self, node):
         """A custom op that writes its arguments (``torch.library.custom_op(mutates_args=...)``):
@@ -409,17 +405,18 @@ class _Functionalizer:
                     "capture",
                     "clone the view before mutating it, or mutate the base tensor directly",
                 )
-        if info.chain and isinstance(value, fx.Node):
+        if isinstance(value, fx.Node):
             value = self._in_root_layout(info.root, value)
         self.root_value[info.root] = value
         self.root_version[info.root] += 1
-        self.env[target] = new_value
+        self.env[target] = new_value if info.chain else value
         info.version = self.root_version[info.root]
 
     def _in_root_layout(self, root: fx.Node, value: fx.Node) -> fx.Node:
-        """A root's new value, written through a view, in the root's own layout: the scatter of a
-        view op may lay it out afresh (contiguous) where the root is not (a transposed input), and
-        eager's root keeps its strides, which later views and ops read."""
+        """A root's new value in the root's own layout: an in-place op keeps its target's strides,
+        but its functional twin (``masked_fill_`` on a transposed tensor) or the scatter of a view
+        it wrote through may lay the value out afresh; eager's root keeps them, and later views
+        and ops read them."""
         new_val, old_val = value.meta.get("val"), root.meta.get("val")
         if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
                 or tuple(new_val.shape) != tuple(old_val.shape) or new_val.dtype != old_val.dtype \
