@@ -176,9 +176,9 @@ def test_write_through_strided_view_of_noncontiguous_base():
     _compiled(fn)(a, a[::2])
 
 
-@pytest.mark.xfail(strict=True, reason="an input that is a view at an offset, read with as_strided beyond its "
-                                       "own extent (inside its storage) and written: setStorage out of bounds")
 def test_as_strided_beyond_the_view_inside_its_storage():
+    """An input that is a view at an offset, read through as_strided within its own elements and
+    then written: the view is rebuilt at the written value's offset (was setStorage out of bounds)."""
     def fn(a):
         v = a.as_strided((7,), (1,), 5)
         a.mul_(2)
@@ -405,3 +405,85 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
     root = torch.randn(4, 4, requires_grad=True)
     with pytest.raises(aotgraph.UnsupportedOp, match="take the view after the change"):
         _compiled(expanded_then_transposed)(root.clone()[1:])
+
+
+def test_view_read_after_its_base_is_transposed_in_place_is_refused_not_wrong():
+    """Fuzzer seed 3669: a view of a square tensor taken before ``t_()`` of that tensor, then
+    read with gradients. Eager makes the view's history again as an ``as_strided`` of the base's
+    memory; on fake tensors autograd replays ``unsqueeze`` over the transposed base instead, and
+    the gradient came back transposed, silently. Refused now; a base whose layout is back as it
+    was (``t_()`` twice) still compiles, with eager's gradient."""
+    def stale(a):
+        v = a.unsqueeze(1)
+        a.t_()
+        return v.exp()
+
+    with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change"):
+        _compiled(stale)(torch.randn(4, 4, requires_grad=True) * 2)
+
+    def back_again(a):
+        v = a[0]
+        a.t_()
+        a.t_()
+        return v.exp()
+
+    def root_grad(f):
+        root = torch.arange(16.0).div(16).view(4, 4).requires_grad_()
+        f(root.t() * 2).sum().backward()
+        return root.grad
+
+    torch.testing.assert_close(root_grad(_compiled(back_again)), root_grad(back_again))
+
+
+def test_as_strided_of_an_input_slice_after_a_write():
+    """Fuzzer seeds 523, 1821, 2413 and seven more: ``as_strided``'s storage offset counts from the
+    start of the memory. An input that is a slice of a larger tensor, written and then read
+    through ``as_strided``, crashed (setStorage out of bounds: the written value is a tensor of its
+    own) or, where the offset fit, read the wrong elements silently. The offset now moves with the
+    written value; a view reaching memory outside the input's own elements is refused where eager
+    would read or write the memory beside them."""
+    def read_after_write(x):
+        x.add_(1)
+        return torch.as_strided(x, (3,), (1,), 6) * 1
+
+    def outside_after_write(x):
+        x.add_(1)
+        return torch.as_strided(x, (4,), (1,), 2) * 1
+
+    def write_into_gap(x):
+        torch.as_strided(x, (2,), (1,), 2).fill_(7)
+        return x * 1
+
+    memory = torch.arange(12.0)
+    expected = read_after_write(memory.clone()[4:])
+    x = memory.clone()[4:]
+    torch.testing.assert_close(_compiled(read_after_write)(x), expected)
+    torch.testing.assert_close(x._base, torch.cat([memory[:4], memory[4:] + 1]))
+    with pytest.raises(aotgraph.UnsupportedOp, match="outside the elements"):
+        _compiled(outside_after_write)(memory.clone()[4:])
+    with pytest.raises(aotgraph.UnsupportedOp, match="outside the elements"):
+        _compiled(write_into_gap)(memory.clone()[::2])
+
+
+@pytest.mark.parametrize("through_a_view", [True, False])
+def test_intermediate_written_through_a_transpose_can_be_written_by_the_caller(through_a_view):
+    """Fuzzer seed 4063: an intermediate written through its ``t()`` view, returned (or a view of it
+    returned). Its new value was ``t`` of the written ``t`` view: a view inside the compiled
+    function, so autograd refused the caller's in-place write into the output, which eager allows."""
+    def fn(x):
+        y = torch.cumsum(x, 0)
+        y.t()[...] = 1.0
+        return y.view_as(y) if through_a_view else y
+
+    def run(f):
+        x = torch.arange(12.0).view(4, 3).requires_grad_()
+        out = f(x)
+        out.mul_(2)
+        (out * torch.arange(12.0).view(4, 3)).sum().backward()
+        return out.detach(), out.stride(), x.grad
+
+    expected = run(fn)
+    got = run(_compiled(fn))
+    torch.testing.assert_close(got[0], expected[0])
+    assert got[1] == expected[1]
+    torch.testing.assert_close(got[2], expected[2])

@@ -99,6 +99,8 @@ class _Functionalizer:
         reader_meta = self.source_meta
         for func, args, index, view_node in info.chain:
             self.source_meta = _inherited(view_node)  # a view made again keeps its own op's meta
+            if func is aten.as_strided.default:
+                args = self._strided_args(info.root, args, view_node, writes=False)
             value = self._replay(func, value, args, index)
             self.env[view_node] = value
             self.alias[view_node].version = self.root_version[info.root]
@@ -130,6 +132,48 @@ class _Functionalizer:
         if _strides_differ(new_val, old_val) or new_val.storage_offset() != old_val.storage_offset():
             return self.read_as_view(old_node)
         return value
+
+    def _strided_args(self, root: fx.Node, args: tuple, view_node: fx.Node, writes: bool) -> tuple:
+        """``as_strided``'s arguments for its view made again over `root`'s current value (or
+        written back into it). Its storage offset counts from the start of the memory: where the
+        root's value is a tensor of its own (the root was written), the offset moves with the
+        root's. A view reaching memory outside the root's own elements (``as_strided`` of an
+        input that is a slice of a larger tensor, past the slice's ends or into its gaps) is
+        refused where the root was written before the read, or is written through: the graph
+        holds the root's elements only, and eager's reads and writes there went to the memory
+        beside them."""
+        if len(args) < 3 or args[2] is None or (not writes and self.root_version[root] == 0):
+            return args
+        old, view = root.meta.get("val"), view_node.meta.get("val")
+        current = self.root_value[root].meta.get("val")
+        if not all(isinstance(t, torch.Tensor) and not has_symbolic_sizes(t) for t in (old, view, current)):
+            return args
+        if not _addresses_within(old, view):
+            raise UnsupportedOp(
+                f"an as_strided view of shape {tuple(view.shape)} reaches memory outside the elements of the "
+                f"tensor of shape {tuple(old.shape)} it was taken from, and the program "
+                + ("writes through it" if writes else "reads it after writing that tensor"), "capture",
+                "pass the tensor that owns all that memory (the base) as the input and take the views inside the "
+                "function, or keep as_strided within the tensor's own elements")
+        shift = current.storage_offset() - old.storage_offset()
+        if shift == 0:
+            return args
+        if _strides_differ(current, old):
+            raise UnsupportedOp(
+                f"an as_strided view of a written tensor of shape {tuple(old.shape)}, whose new value is laid "
+                "out otherwise", "capture", "take the view with the tensor's own view ops (slicing, view, t)")
+        return (args[0], args[1], args[2] + shift, *args[3:])
+
+    def materialized(self, value: Any) -> Any:
+        """`value`, or a copy of it where it is the new value of an intermediate root written
+        through a view and that value is a view in the new graph (``y.t()[0] = 1``: ``t`` of the
+        written ``t`` view). Returned as it is, the compiled function would hand the caller a view
+        of a tensor of its own, which autograd forbids writing in place; eager's is no view."""
+        if not isinstance(value, fx.Node) or value.op != "call_function" or not getattr(value.target, "is_view", False):
+            return value
+        written = any(v is value and self.root_version[root] > 0 and root.op != "placeholder"
+                      for root, v in self.root_value.items())
+        return self.emit(aten.clone.default, value) if written else value
 
     def _replay(self, func, value, args, index):
         new_args = _map_args(self._read_arg, args)
@@ -226,6 +270,8 @@ class _Functionalizer:
             return
         args = _map_args(self._read_arg, node.args)
         kwargs = _map_args(self._read_arg, node.kwargs)
+        if func is aten.as_strided.default and not kwargs and node.args[0] in self.alias:
+            args = (args[0], *self._strided_args(self.alias[node.args[0]].root, args[1:], node, writes=False))
         value = self._append(func, args, kwargs)
         value.meta = dict(node.meta)
         if func in _RECORDED_ONLY_WHEN_COPYING:
@@ -394,6 +440,8 @@ class _Functionalizer:
             parent_val = parent.meta["val"]
             # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
             read_args = _map_args(self._read_arg_or_size, args)
+            if func is aten.as_strided.default:
+                read_args = self._strided_args(info.root, read_args, view_node, writes=True)
             if index is None:
                 rule = ops.SCATTER_RULES.get(func)
                 value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None
@@ -431,6 +479,29 @@ def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
     if has_symbolic_sizes(value) or has_symbolic_sizes(target):
         return False
     return any(size > 1 and a != b for size, a, b in zip(target.shape, value.stride(), target.stride()))
+
+
+def _addresses_within(base: torch.Tensor, view: torch.Tensor) -> bool:
+    """Whether every memory location `view` (concrete sizes) reads is one of `base`'s elements."""
+    if view.numel() == 0:
+        return True
+    if base.numel() == 0 or min(view.stride(), default=0) < 0 or min(base.stride(), default=0) < 0:
+        return False
+    low, high = view.storage_offset(), view.storage_offset() + _last_offset(view)
+    base_low, base_high = base.storage_offset(), base.storage_offset() + _last_offset(base)
+    if low < base_low or high > base_high:
+        return False
+    if base_high - base_low + 1 == base.numel() and not _overlaps_itself(base):
+        return True  # the base fills its span: every location inside it is an element
+    if view.numel() > 1 << 16 or base.numel() > 1 << 16:
+        return False
+    memory = torch.arange(base_high + 1)
+    inside = set(memory.as_strided(base.shape, base.stride(), base_low).flatten().tolist())
+    return set(memory.as_strided(view.shape, view.stride(), low).flatten().tolist()) <= inside
+
+
+def _last_offset(value: torch.Tensor) -> int:
+    return sum((size - 1) * stride for size, stride in zip(value.shape, value.stride()))
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
@@ -508,6 +579,7 @@ def functionalize(
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
     user_outs, *rest = output_node.args[0]
     outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest)))
+    outputs = _map_args(walker.materialized, outputs)
     walker.new.output(outputs)
     storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}

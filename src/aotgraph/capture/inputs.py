@@ -11,6 +11,7 @@ from .. import config
 from ..errors import BadArgument
 from ..torch_private.dispatch import DisableTorchDispatch
 from ..torch_private.fake import FakeTensor, FakeTensorMode
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.symbolic import guards_suppressed, symbolic_fake
 
 __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]
@@ -24,9 +25,15 @@ def restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -
                                                                           before.storage_offset):
             changed.append(placeholder.name)
             with fake_mode:
-                placeholder.meta["val"] = torch.empty_strided(
-                    before.shape, before.stride, dtype=before.dtype, device=before.device
-                ).requires_grad_(before.requires_grad)
+                if before.storage_offset and not has_symbolic_sizes(fake):
+                    # (a slice of a larger tensor: its offset kept, on memory of the input's size, which
+                    # `as_strided` views of it count from)
+                    memory = torch.empty(fake.untyped_storage().nbytes(), dtype=torch.uint8, device=before.device)
+                    value = torch.empty(0, dtype=before.dtype, device=before.device).set_(
+                        memory.untyped_storage(), before.storage_offset, before.shape, before.stride)
+                else:
+                    value = torch.empty_strided(before.shape, before.stride, dtype=before.dtype, device=before.device)
+                placeholder.meta["val"] = value.requires_grad_(before.requires_grad)
     return tuple(changed)
 
 

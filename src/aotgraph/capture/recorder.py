@@ -140,6 +140,9 @@ class GraphRecorder(TorchDispatchMode):
         self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
         # The inputs' storage resizes (`storage_changes.InputStorageResizes`): ops on a freed input are refused.
         self.storage_resizes: Any = None
+        # id(view) -> (view, its base's layout then), of views taken before an in-place layout
+        # change of their base (`_snapshot_layout`).
+        self._stale_views: dict[int, tuple] = {}
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -216,6 +219,8 @@ class GraphRecorder(TorchDispatchMode):
                 return NotImplemented
         facts = hook_facts(func)
         kwargs = kwargs or {}
+        if self._stale_views and torch.is_grad_enabled():
+            self._refuse_stale_views(func, args, kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
@@ -407,13 +412,40 @@ class GraphRecorder(TorchDispatchMode):
 
     def _snapshot_layout(self, tensor: torch.Tensor) -> None:
         """An in-place view op (``t_``) is about to change `tensor`'s sizes: the nodes that
-        held it so far (its producer and in-place ops on it) keep a fake of the layout it had then."""
+        held it so far (its producer and in-place ops on it) keep a fake of the layout it had then.
+        Where `tensor` is a base, its views taken so far that require grad become stale (see
+        `_refuse_stale_views`)."""
         snapshot = None
+        is_base = tensor._base is None and tensor.requires_grad
+        layout = _layout_of(tensor) if is_base else None
         for node in self.graph.nodes:
-            if node.meta.get("val") is tensor:
+            value = node.meta.get("val")
+            if value is tensor:
                 if snapshot is None:
                     snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
                 node.meta["val"] = snapshot
+            elif is_base and isinstance(value, torch.Tensor) and value._base is tensor and value.requires_grad:
+                self._stale_views.setdefault(id(value), (value, layout))
+
+    def _refuse_stale_views(self, func, args: tuple, kwargs: dict) -> None:
+        """Refuse an op that autograd records on a view taken before an in-place layout change of
+        its base (``v = x[0]; x.t_(); v.exp()``). Autograd makes such a view's history again at
+        its next use: in eager as an ``as_strided`` of the base's memory, which reads the elements
+        the view reads; on the capture's fake tensors by replaying the view op on the base's new
+        layout, which reads other elements where the shapes allow it at all (a square base
+        transposed): a wrong gradient, silently. Other changes of such a base's layout make
+        autograd refuse the replay (`_after_layout_change`). A base back in its old layout (a
+        second ``t_``, a ``squeeze_`` that found no size 1) replays as eager reads."""
+        for value in (*args, *kwargs.values()):
+            for item in value if type(value) in _SEQUENCES else (value,):
+                stale = self._stale_views.get(id(item)) if isinstance(item, torch.Tensor) else None
+                if stale is not None and stale[0] is item and _layout_of(item._base) != stale[1]:
+                    raise UnsupportedOp(
+                        f"{func} reads, with gradients, a view of shape {tuple(item.shape)} taken before an "
+                        "in-place layout change of its base (t_, transpose_, unsqueeze_, squeeze_, as_strided_): "
+                        "the view's gradient would be replayed over the base's new layout, not eager's",
+                        "capture", "take the view after the change, or change the layout of a clone (or use "
+                        "the out-of-place t(), transpose(), unsqueeze())")
 
     def _run_fake(self, func, args, kwargs):
         try:
@@ -523,6 +555,10 @@ def hook_facts(func) -> _OpFacts:
         facts = _OP_FACTS[func] = _OpFacts.of(func)
     return facts
 _SEQUENCES = (list, tuple)
+
+
+def _layout_of(tensor: torch.Tensor) -> tuple:
+    return tuple(tensor.shape), tensor.stride(), tensor.storage_offset()
 
 
 def _map_tensors(fn: Callable, args: Any) -> Any:
