@@ -468,8 +468,9 @@ def test_as_strided_of_an_input_slice_after_a_write():
 @pytest.mark.parametrize("through_a_view", [True, False])
 def test_intermediate_written_through_a_transpose_can_be_written_by_the_caller(through_a_view):
     """Fuzzer seed 4063: an intermediate written through its ``t()`` view, returned (or a view of it
-    returned). Its new value was ``t`` of the written ``t`` view: a view inside the compiled
-    function, so autograd refused the caller's in-place write into the output, which eager allows."""
+    returned). Its new value is ``t`` of the written ``t`` view: a view of the graph's own buffer,
+    the base the output is rebuilt from; handed out as such, autograd took the output for a view
+    made inside a custom Function and refused the caller's in-place write, which eager allows."""
     def fn(x):
         y = torch.cumsum(x, 0)
         y.t()[...] = 1.0

@@ -164,17 +164,6 @@ class _Functionalizer:
                 "out otherwise", "capture", "take the view with the tensor's own view ops (slicing, view, t)")
         return (args[0], args[1], args[2] + shift, *args[3:])
 
-    def materialized(self, value: Any) -> Any:
-        """`value`, or a copy of it where it is the new value of an intermediate root written
-        through a view and that value is a view in the new graph (``y.t()[0] = 1``: ``t`` of the
-        written ``t`` view). Returned as it is, the compiled function would hand the caller a view
-        of a tensor of its own, which autograd forbids writing in place; eager's is no view."""
-        if not isinstance(value, fx.Node) or value.op != "call_function" or not getattr(value.target, "is_view", False):
-            return value
-        written = any(v is value and self.root_version[root] > 0 and root.op != "placeholder"
-                      for root, v in self.root_value.items())
-        return self.emit(aten.clone.default, value) if written else value
-
     def _replay(self, func, value, args, index):
         new_args = _map_args(self._read_arg, args)
         out = self.emit(func, value, *new_args)
@@ -579,7 +568,6 @@ def functionalize(
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
     user_outs, *rest = output_node.args[0]
     outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest)))
-    outputs = _map_args(walker.materialized, outputs)
     walker.new.output(outputs)
     storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}

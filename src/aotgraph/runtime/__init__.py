@@ -426,9 +426,10 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     # functionalized write through a view ends in one): returned as such, autograd would take them
     # for views made inside a custom Function and refuse the caller's in-place writes into them.
     # (Views of inputs stay: a custom Function of the program returned them, as eager's does.)
+    # The bases that outputs are rebuilt from count too: their views inherit what autograd takes them for.
     fresh = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                       if o.base_input is None and o.base_output is None and o.base_of_outputs is None
-                      and o.python_scalar is None)
+                      and o.python_scalar is None) | frozenset(plan.first_base + k for k in range(plan.num_bases))
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
     # the backward makes zeros itself only for the tangents it reads.
