@@ -219,7 +219,7 @@ class GraphRecorder(TorchDispatchMode):
                 return NotImplemented
         facts = hook_facts(func)
         kwargs = kwargs or {}
-        if self._stale_views and torch.is_grad_enabled():
+        if self._stale_views and torch.is_grad_enabled() and func not in _READS_WITHOUT_HISTORY:
             self._refuse_stale_views(func, args, kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
@@ -555,6 +555,16 @@ def hook_facts(func) -> _OpFacts:
         facts = _OP_FACTS[func] = _OpFacts.of(func)
     return facts
 _SEQUENCES = (list, tuple)
+
+
+# Ops autograd records no history for, whose outputs are fresh (boolean, integer, a number): a
+# view taken before its base's layout change reads its own memory through them, as eager's.
+# (Not ``detach``: its output is a view, made again over the base's new layout where returned.)
+_READS_WITHOUT_HISTORY = frozenset({
+    aten._local_scalar_dense.default, aten.argmax.default, aten.argmin.default,
+    *(getattr(aten, name).Scalar for name in ("eq", "ne", "lt", "le", "gt", "ge")),
+    *(getattr(aten, name).Tensor for name in ("eq", "ne", "lt", "le", "gt", "ge")),
+})
 
 
 def _layout_of(tensor: torch.Tensor) -> tuple:
