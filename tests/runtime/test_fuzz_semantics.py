@@ -495,3 +495,25 @@ def test_intermediate_written_through_a_transpose_can_be_written_by_the_caller(t
     torch.testing.assert_close(got[0], expected[0])
     assert got[1] == expected[1]
     torch.testing.assert_close(got[2], expected[2])
+
+
+def test_input_written_then_relaid_with_as_strided_keeps_its_offset():
+    """Fuzzer seed 3616: an input that is a slice of a larger tensor (offset 4), passed twice,
+    written, then ``as_strided_`` to another layout of its own elements. The runtime gave the
+    caller's tensor the layout of the graph's view, whose offset counts in a tensor of its own
+    (0): the input read other memory afterwards, silently. It takes the layout its fake ended in."""
+    def fn(a, b):
+        b.add_(2.0)
+        b.as_strided_((4, 3), (1, 4), 4)
+        return a
+
+    def run(f):
+        root = torch.arange(16.0, dtype=torch.float64).view(4, 4).requires_grad_()
+        a = root.clone()[1:]
+        out = f(a, a)
+        assert out is a
+        return out.detach().clone(), out.storage_offset(), out.stride()
+
+    expected, got = run(fn), run(_compiled(fn))
+    torch.testing.assert_close(got[0], expected[0])
+    assert got[1:] == expected[1:]

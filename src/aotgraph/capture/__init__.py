@@ -529,6 +529,20 @@ def _is_custom_function(node) -> bool:
     return isinstance(node, BackwardCFunction) and getattr(node, "_forward_cls", None) is not _PassThroughCopy
 
 
+def _relayout_of(name: str, fake, relayout_steps: dict, metadata_mutated: tuple, storage_replaced: tuple) -> tuple:
+    """The in-place view ops the runtime replays on input `name`: the program's own where they
+    can be replayed, else one ``as_strided_`` to the layout its fake ended in (concrete sizes;
+    symbolic ones: none, and the runtime takes the layout of the view the graph returns). The
+    fake's storage offset counts in the input's own memory, as the caller's does; the graph's
+    view of a written input may be a tensor of its own, whose offset does not."""
+    if name not in metadata_mutated:
+        return ()
+    steps = relayout_steps.get(name, ())
+    if steps or name in storage_replaced or has_symbolic_sizes(fake):
+        return steps
+    return (ViewStep(torch.ops.aten.as_strided_.default, (tuple(fake.shape), fake.stride(), fake.storage_offset())),)
+
+
 def _without_grad(meta: TensorMeta) -> TensorMeta:
     return TensorMeta(meta.shape, meta.stride, meta.storage_offset, meta.dtype, meta.device, False)
 
@@ -544,7 +558,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             name, meta = primal_names[k], metas_before[k]
             k += 1
             inputs.append(InputInfo(meta, None, name in data_mutated, name in metadata_mutated, name in mutated_with_grad,
-                                    relayout_steps.get(name, ()) if name in metadata_mutated else (),
+                                    _relayout_of(name, fake, relayout_steps, metadata_mutated, storage_replaced),
                                     name in written_in_backward, name in storage_replaced,
                                     primal_names.index(storage_source[name]) if name in storage_source else None,
                                     TensorMeta.of(fake) if name in storage_source else None,

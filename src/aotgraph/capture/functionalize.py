@@ -280,7 +280,10 @@ class _Functionalizer:
         if ops.is_metadata_mutation(func):
             base = node.args[0]
             view_func, view_args = ops.view_of_inplace_view(func, tuple(node.args[1:]), base.meta["val"].dim())
-            value = self.emit(view_func, self.read(base), *_map_args(self._read_arg, view_args))
+            read_args = _map_args(self._read_arg, view_args)
+            if view_func is aten.as_strided.default and base in self.alias:
+                read_args = self._strided_args(self.alias[base].root, tuple(read_args), node, writes=False)
+            value = self.emit(view_func, self.read(base), *read_args)
             self.new_view(node, base, view_func, view_args, None, value)
             return
         twin = ops.multi_mutation_twin(func)
