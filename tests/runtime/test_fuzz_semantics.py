@@ -517,3 +517,20 @@ def test_input_written_then_relaid_with_as_strided_keeps_its_offset():
     expected, got = run(fn), run(_compiled(fn))
     torch.testing.assert_close(got[0], expected[0])
     assert got[1:] == expected[1:]
+
+
+def test_view_of_a_relaid_and_written_intermediate_keeps_eager_strides():
+    """Fuzzer seed 2835: an output viewing an intermediate that was relaid with ``as_strided_`` and
+    then written came back with the written value's fresh strides (6, 1) at offset 3, not eager's
+    (12, 2) at offset 6: the base it is rebuilt from is read in its own layout now."""
+    def fn(a, b):
+        y = torch.stack([a, b])
+        y.as_strided_((6,), (2,), 0)
+        out = y.view(1, -1)[:, 3:]
+        y.mul_(0.5)
+        return out
+
+    a = torch.arange(6.0)
+    expected, got = fn(a, a * 1), _compiled(fn)(a, a * 1)
+    torch.testing.assert_close(got, expected)
+    assert (got.stride(), got.storage_offset()) == (expected.stride(), expected.storage_offset())

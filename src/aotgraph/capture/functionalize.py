@@ -570,7 +570,10 @@ def functionalize(
             metadata_mutated.append(name)
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
     user_outs, *rest = output_node.args[0]
-    outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest)))
+    # (then the gradients, and the bases that outputs are rebuilt from: read as the outputs are,
+    # in their own layout)
+    outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest[:1])),
+               *(tuple(walker.read_output(node) for node in group) for group in rest[1:]))
     walker.new.output(outputs)
     storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}
