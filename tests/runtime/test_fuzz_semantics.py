@@ -534,3 +534,27 @@ def test_view_of_a_relaid_and_written_intermediate_keeps_eager_strides():
     expected, got = fn(a, a * 1), _compiled(fn)(a, a * 1)
     torch.testing.assert_close(got, expected)
     assert (got.stride(), got.storage_offset()) == (expected.stride(), expected.storage_offset())
+
+
+@pytest.mark.parametrize("returned", ["view written", "detached view of written"])
+def test_written_views_of_an_intermediate_share_its_memory_with_its_other_outputs(returned):
+    """Fuzzer seeds 4361, 1718: outputs viewing one intermediate, one of them written in place
+    after it was taken (and returned as is, or detached), came back in memory of their own; in
+    eager they share the intermediate's. Each is rebuilt from the intermediate's final value now."""
+    def fn(x):
+        y = x * 0.5
+        v = y[0:2]
+        v.add_(y[2:4])
+        return (v if returned == "view written" else v.detach()), y.t()
+
+    def run(f):
+        x = torch.arange(12.0).view(4, 3).requires_grad_()
+        a, b = f(x)
+        shared = a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        (b * torch.arange(12.0).view(3, 4)).sum().backward()
+        return a.detach(), b.detach(), shared, x.grad
+
+    expected, got = run(fn), run(_compiled(fn))
+    assert expected[2] and got[2]
+    for e, g in zip(expected[:2] + expected[3:], got[:2] + got[3:]):
+        torch.testing.assert_close(g, e)

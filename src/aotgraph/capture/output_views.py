@@ -24,6 +24,7 @@ from torch.utils._pytree import tree_flatten
 from ..artifacts import ViewStep
 from ..graph.ops import is_view
 from ..torch_private.dispatch import OpOverload
+from .functional_ops import is_metadata_mutation
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     output_of: dict = {}
     for k, node in enumerate(out_nodes):
         output_of.setdefault(node, k)
+    for k, node in enumerate(out_nodes):  # an output written in place: its value is the tensor it wrote
+        while _writes_in_place(node):
+            node = node.args[0]
+            output_of.setdefault(node, k)
     views: list = []
     base_nodes: list = []
     base_fakes: list = []
@@ -74,7 +79,8 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(None)
             continue
         base_node, chain = walk
-        latest = node_of.get(id(fake._base)) if fake._base is not None else None
+        # the latest node of the base's tensor (a ``detach`` shares memory, not ``_base``)
+        latest = node_of.get(id(fake._base if fake._base is not None else base_node.meta.get("val")))
         if base_node in primal_of:
             views.append(OutputView(chain, primal=primal_of[base_node]))
         elif base_node in output_of:
@@ -85,11 +91,21 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
               and StorageWeakRef(fake.untyped_storage()) not in input_storages):
             if latest not in base_nodes:
                 base_nodes.append(latest)
-                base_fakes.append(fake._base)
+                base_fakes.append(fake._base if fake._base is not None else latest.meta["val"])
             views.append(OutputView(chain, base=base_nodes.index(latest)))
         else:
             views.append(None)
     return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
+
+
+def _writes_in_place(node: fx.Node) -> bool:
+    """Whether `node` is an in-place op returning the tensor it wrote, its first argument."""
+    if node.op != "call_function" or not isinstance(node.target, OpOverload) or not node.args \
+            or not isinstance(node.args[0], fx.Node):
+        return False
+    returns = node.target._schema.returns
+    return (len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write
+            and not is_metadata_mutation(node.target))  # (``t_`` changes the layout it returns)
 
 
 def _same_layout(node: fx.Node, other: fx.Node) -> bool:
@@ -112,13 +128,21 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
     steps do not rebuild `fake`'s layout."""
     steps = []
     current = node
+    written = False  # an in-place op passed: the output is a view written in place after it was taken
     while True:
         index = None
+        if _writes_in_place(current):
+            # ``v = y[0]; v.div_(2)``: the written view, rebuilt from its base's final value, as a
+            # view of it (its memory shared with the base's other views, as eager's)
+            written, current = True, current.args[0]
+            continue
         if current.target is operator.getitem and isinstance(current.args[0], fx.Node) \
                 and type(current.args[1]) is int and _is_multi_output_view(current.args[0]):
             current, index = current.args[0], current.args[1]  # ``split(x, 2)[1]``
         elif not (is_view(current) and isinstance(current.target, OpOverload)):
             break
+        if written and current.target is torch.ops.aten.detach.default and fake.requires_grad:
+            return None  # ``x.detach().mul_(x)``: the write gave the detached view a history of its own
         source, *args = current.args
         leaves = tree_flatten((args, current.kwargs))[0]
         if not isinstance(source, fx.Node) or any(isinstance(a, (fx.Node, torch.Tensor, torch.SymInt))
