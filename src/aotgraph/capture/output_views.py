@@ -79,8 +79,7 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(None)
             continue
         base_node, chain = walk
-        # the latest node of the base's tensor (a ``detach`` shares memory, not ``_base``)
-        latest = node_of.get(id(fake._base if fake._base is not None else base_node.meta.get("val")))
+        latest = node_of.get(id(fake._base)) if fake._base is not None else None
         if base_node in primal_of:
             views.append(OutputView(chain, primal=primal_of[base_node]))
         elif base_node in output_of:
@@ -91,7 +90,7 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
               and StorageWeakRef(fake.untyped_storage()) not in input_storages):
             if latest not in base_nodes:
                 base_nodes.append(latest)
-                base_fakes.append(fake._base if fake._base is not None else latest.meta["val"])
+                base_fakes.append(fake._base)
             views.append(OutputView(chain, base=base_nodes.index(latest)))
         else:
             views.append(None)
@@ -133,7 +132,11 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
         index = None
         if _writes_in_place(current):
             # ``v = y[0]; v.div_(2)``: the written view, rebuilt from its base's final value, as a
-            # view of it (its memory shared with the base's other views, as eager's)
+            # view of it (its memory shared with the base's other views, as eager's). Not for an
+            # output requiring no grad: its base would become a differentiable output, and
+            # capture would record a backward eager never runs (through a saved tensor written since).
+            if not fake.requires_grad:
+                return None
             written, current = True, current.args[0]
             continue
         if current.target is operator.getitem and isinstance(current.args[0], fx.Node) \
