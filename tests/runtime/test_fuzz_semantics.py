@@ -20,6 +20,9 @@ from fuzz_semantics import check, generate, observe, compare
 # seed % 3 == 0); a regression in any observable makes the seed fail.
 SEEDS = [0, 1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 19, 20, 21, 23, 24, 25, 27, 28, 29, 30, 31, 34,
          35, 36, 37, 38, 41, 42, 43, 44, 45, 46, 47, 48, 49]
+# Seeds that failed until session 25 (as_strided over a written slice input, written views of
+# intermediates returned, ...), each agreeing with eager on every check now.
+SEEDS += [523, 527, 1437, 1873, 1963, 2248, 2835, 3010, 3288, 3616, 4060, 4063, 4082, 4361, 4464]
 
 
 @pytest.fixture(autouse=True)
