@@ -9,9 +9,9 @@ import torch
 
 from .. import config
 from ..errors import BadArgument
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchDispatch
 from ..torch_private.fake import FakeTensor, FakeTensorMode
-from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.symbolic import guards_suppressed, symbolic_fake
 
 __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]

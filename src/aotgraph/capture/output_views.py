@@ -124,7 +124,8 @@ def _is_multi_output_view(node: fx.Node) -> bool:
 
 def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...]]]:
     """(base node, view steps from it to `node`), or None where `node` is no view or the
-    steps do not rebuild `fake`'s layout."""
+    steps do not rebuild `fake`'s layout. In-place ops on the way are passed (they return the
+    tensor they wrote) where `fake` requires grad."""
     steps = []
     current = node
     written = False  # an in-place op passed: the output is a view written in place after it was taken
@@ -144,7 +145,7 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
             current, index = current.args[0], current.args[1]  # ``split(x, 2)[1]``
         elif not (is_view(current) and isinstance(current.target, OpOverload)):
             break
-        if written and current.target is torch.ops.aten.detach.default and fake.requires_grad:
+        if written and current.target is torch.ops.aten.detach.default:
             return None  # ``x.detach().mul_(x)``: the write gave the detached view a history of its own
         source, *args = current.args
         leaves = tree_flatten((args, current.kwargs))[0]
