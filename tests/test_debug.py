@@ -556,6 +556,8 @@ def test_shared_subgraph_nodes_switch(disabled, compiler, monkeypatch):
 
 
 def test_switches_off_by_default_need_opting_in(monkeypatch):
+    assert config.enabled("regions_compiled_apart")  # on by default since session 25
+    monkeypatch.setattr(config, "OFF_BY_DEFAULT", frozenset({"regions_compiled_apart"}))
     assert not config.enabled("regions_compiled_apart")
     monkeypatch.setattr(config, "opted_in", frozenset({"regions_compiled_apart"}))
     assert config.enabled("regions_compiled_apart")
@@ -572,7 +574,7 @@ def test_regions_compiled_apart_switch(disabled, monkeypatch):
 
     if disabled:
         _disable(monkeypatch, "regions_compiled_apart")
-    else:  # off by default (config.OFF_BY_DEFAULT): opted in
+    else:  # on by default; opted in as well, as it was when it was off by default
         monkeypatch.setattr(config, "opted_in", frozenset({"regions_compiled_apart"}))
     graphs = []
     original = torchinductor.compile_with_inductor
@@ -908,9 +910,9 @@ def test_builds_share_interpreter_switch(disabled, monkeypatch):
 
 @pytest.mark.parametrize("disabled", [False, True])
 def test_region_outputs_unaliased_switch(disabled, monkeypatch):
-    """On: the backward Inductor gets calls a region whose output that was its incoming gradient
-    is now a clone of it; off: the region returns that input itself. Inductor's compile is
-    stubbed by the graph's code."""
+    """On: the backward Inductor gets (regions not compiled apart) calls a region whose output
+    that was its incoming gradient is now a clone of it; off: the region returns that input
+    itself. Inductor's compile is stubbed by the graph's code."""
     from aotgraph import make_boxed_func
     from aotgraph.compilers import torchinductor
     from aotgraph.compilers.boxed_code import region_modules
@@ -918,6 +920,7 @@ def test_region_outputs_unaliased_switch(disabled, monkeypatch):
 
     if disabled:
         _disable(monkeypatch, "region_outputs_unaliased")
+    _disable(monkeypatch, "regions_compiled_apart")  # Inductor gets the graphs calling the regions
     torch._dynamo.reset()
     aliased = {}
 

@@ -168,11 +168,11 @@ SWITCHES = {
                   "where CPython 3.11-3.13 maps and unmaps a chunk per call (stack_room.py)",
 }
 
-# Off unless ``AOTGRAPH_ENABLE`` names them: compiling Inductor's regions apart cuts a deep
-# model's compile to about that of one block, at flat's peak memory, but a step pays each
-# region call and the fusion lost at its boundary (1-5 % on a 2-layer decoder, within this
-# machine's noise; benchmarks/RESULTS.md, issue 23).
-OFF_BY_DEFAULT = frozenset({"regions_compiled_apart"})
+# Off unless ``AOTGRAPH_ENABLE`` names them. (``regions_compiled_apart`` was, until session 25:
+# compiled apart, a deep model's compile is about that of one block at flat's peak memory, and
+# the CPU step measured within 1 % of flat's at 12 layers on a quiet machine; on CUDA with the
+# C++ wrapper Inductor compiled regions apart already; benchmarks/RESULTS.md, issue 23.)
+OFF_BY_DEFAULT: frozenset = frozenset()
 
 
 def _read_switches(variable: str, text: str) -> frozenset:

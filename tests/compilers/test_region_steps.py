@@ -189,13 +189,17 @@ def test_inductor_marked_layers_through_the_backend(fused):
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("switched_off", [False, True], ids=["default", "switched_off"])
-def test_a_compiler_that_cannot_compile_regions_inside_a_graph_gets_them_apart(switched_off, monkeypatch):
+@pytest.mark.parametrize("switch", ["default", "off_by_default", "switched_off"])
+def test_a_compiler_that_cannot_compile_regions_inside_a_graph_gets_them_apart(switch, monkeypatch):
     """A compiler whose traits say it must (Inductor with its C++ wrapper: no invoke_subgraph
-    in its code generation) gets the regions apart with switch ``regions_compiled_apart`` left
-    at its default; turned off by name, the graphs calling regions again. Both match eager."""
+    in its code generation) gets the regions apart: with switch ``regions_compiled_apart`` on (its
+    default), and also where it is off by default (as it was until session 25: then the traits
+    are asked); turned off by name, the graphs calling regions again. All match eager."""
+    switched_off = switch == "switched_off"
     if switched_off:
         monkeypatch.setattr(config, "disabled", config.disabled | {"regions_compiled_apart"})
+    if switch == "off_by_default":
+        monkeypatch.setattr(config, "OFF_BY_DEFAULT", frozenset({"regions_compiled_apart"}))
     asked = []
     compiler = ApartEager()
     compiler.aotgraph_traits = CompilerTraits(compiles_regions_apart=True,
@@ -206,7 +210,7 @@ def test_a_compiler_that_cannot_compile_regions_inside_a_graph_gets_them_apart(s
     assert _region_calls(entry.partition.forward) == 3
     calling_graphs = [graph for graph in compiler.graphs if _region_calls(graph)]
     assert bool(calling_graphs) == switched_off
-    assert bool(asked) != switched_off
+    assert bool(asked) == (switch == "off_by_default")
 
 
 def test_inductor_compiles_regions_apart_exactly_where_it_uses_its_cpp_wrapper():

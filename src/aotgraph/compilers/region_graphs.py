@@ -22,6 +22,7 @@ import torch
 import torch.fx as fx
 
 from .. import config
+from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dynamo import TracingContext
 from .boxed_code import boxed_graph_function_calling, region_modules
 from .region_steps import stepped_graph_code
@@ -34,11 +35,19 @@ _INVOKE_SUBGRAPH = torch.ops.higher_order.invoke_subgraph
 def compiles_around_regions(compiles_regions_apart: bool, graph_module: fx.GraphModule,
                             forced: Callable[[], bool] = lambda: False) -> bool:
     """Whether `graph_module` is compiled around its regions: it calls some, its compiler can,
-    and switch ``regions_compiled_apart`` is on, or `forced()` (the compiler cannot compile
-    them inside the graph, unless the switch is turned off by name)."""
+    and switch ``regions_compiled_apart`` is on and the graph's sizes are concrete, or `forced()`
+    (the compiler cannot compile them inside the graph, unless the switch is turned off by
+    name). (With symbolic sizes Inductor compiles the regions inside the calling graph: on its
+    own, a region graph's size expressions may name symbols its inputs do not carry.)"""
     if not compiles_regions_apart or "regions_compiled_apart" in config.disabled or not region_modules(graph_module):
         return False
-    return config.enabled("regions_compiled_apart") or forced()
+    return (config.enabled("regions_compiled_apart") and not _has_symbolic_inputs(graph_module)) or forced()
+
+
+def _has_symbolic_inputs(graph_module: fx.GraphModule) -> bool:
+    return any(isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool))
+               or (isinstance(value, torch.Tensor) and has_symbolic_sizes(value))
+               for value in (node.meta.get("val") for node in graph_module.graph.find_nodes(op="placeholder")))
 
 
 def regions_inlined(graph_module: fx.GraphModule) -> fx.GraphModule:
