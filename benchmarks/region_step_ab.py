@@ -2,9 +2,10 @@
 process: the decoder of `region_compile_time.py` at several depths through ``aot_module(model,
 "inductor")``, compiled
 - ``flat``: no regions (switch ``auto_regions`` off);
-- ``inlined``: regions found, given to Inductor inlined (the default);
-- ``apart``: regions found, each compiled once on its own with the stretches between them
-  (``AOTGRAPH_ENABLE=regions_compiled_apart``).
+- ``inlined``: regions found, given to Inductor inside the calling graph
+  (``AOTGRAPH_DISABLE=regions_compiled_apart``; the default until session 25);
+- ``apart``: regions found, each compiled once on its own with the stretches between them (the
+  default since session 25).
 Per depth and mode, in a fresh process with an Inductor cache of its own: the compile (first call
 through backward less the median step, CPU seconds, one torch thread; Inductor's C++ builds run in
 worker processes and are not in it; after an uncounted warm-up compile at another width) and the
@@ -47,7 +48,9 @@ def compiled_in_mode(layers: int, mode: str, dim: int = 64):
     saved = aotgraph.config.disabled, aotgraph.config.opted_in
     if mode == "flat":
         aotgraph.config.disabled = saved[0] | {"auto_regions"}
-    elif mode == "apart":
+    elif mode == "inlined":
+        aotgraph.config.disabled = saved[0] | {"regions_compiled_apart"}
+    elif mode == "apart":  # (the default; opted in for trees where it was off by default)
         aotgraph.config.opted_in = saved[1] | {"regions_compiled_apart"}
     try:
         start, wall = time.process_time(), time.perf_counter()
