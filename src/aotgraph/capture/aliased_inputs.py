@@ -19,6 +19,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..errors import UnsupportedOp
+from ..graph.sizes import has_symbolic_sizes, layout_of as _layout, storage_positions
 from ..torch_private.fake import FakeTensor
 
 __all__ = ["aliased_input_groups", "shared_bases", "base_facts", "with_shared_bases", "SharedBaseProgram"]
@@ -38,10 +39,6 @@ def aliased_input_groups(flat_args: Sequence[Any]) -> tuple[tuple[int, ...], ...
         if storage.nbytes():  # by storage identity, not data_ptr: fake tensors all have data_ptr 0
             by_storage.setdefault(StorageWeakRef(storage), []).append(position)
     return tuple(tuple(positions) for positions in by_storage.values() if len(positions) > 1)
-
-
-def _layout(t: torch.Tensor) -> Layout:
-    return tuple(t.shape), tuple(t.stride()), t.storage_offset()
 
 
 def _memory_of(members: list[torch.Tensor]) -> torch.Tensor:
@@ -188,29 +185,18 @@ def _on_caller_memory(out: torch.Tensor, bases: list, groups: tuple, flat_args: 
     the memory itself. None where the output views no base or lies within no such leaf."""
     storage = out.untyped_storage()._cdata
     group = next((k for k, b in enumerate(bases) if b.untyped_storage()._cdata == storage), None)
-    if group is None or out.dtype != bases[group].dtype or not _static(out):
+    if group is None or out.dtype != bases[group].dtype or has_symbolic_sizes(out):
         return None
     layout = _layout(out)
     if not out.requires_grad:
         return None, group, layout
-    elements = _elements(layout)
+    elements = storage_positions(*layout)
     for p in groups[group]:
         member = flat_args[p]
-        if member.requires_grad and member.is_leaf and _static(member) and elements <= _elements(_layout(member)):
+        if member.requires_grad and member.is_leaf and not has_symbolic_sizes(member) \
+                and elements <= storage_positions(*_layout(member)):
             return p, group, layout
     return None
-
-
-def _static(t: torch.Tensor) -> bool:
-    return all(type(v) is int for v in (*t.shape, *t.stride(), t.storage_offset()))
-
-
-def _elements(layout: Layout) -> set:
-    """The storage positions a layout reads (static sizes; traced once)."""
-    positions = {layout[2]}
-    for size, stride in zip(layout[0], layout[1]):
-        positions = {p + i * stride for p in positions for i in range(size)}
-    return positions
 
 
 def shared_bases(flat_args: Sequence[Any], groups: tuple[tuple[int, ...], ...],

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of, storage_positions
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
@@ -487,9 +487,7 @@ def _addresses_within(base: torch.Tensor, view: torch.Tensor) -> bool:
         return True  # the base fills its span: every location inside it is an element
     if view.numel() > 1 << 16 or base.numel() > 1 << 16:
         return False
-    memory = torch.arange(base_high + 1)
-    inside = set(memory.as_strided(base.shape, base.stride(), base_low).flatten().tolist())
-    return set(memory.as_strided(view.shape, view.stride(), low).flatten().tolist()) <= inside
+    return storage_positions(*layout_of(view)) <= storage_positions(*layout_of(base))
 
 
 def _last_offset(value: torch.Tensor) -> int:

@@ -22,7 +22,7 @@ from .. import config
 from ..errors import DataDependentControlFlow, OpRefused, UnsupportedOp, fake_tensor_failure
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
@@ -417,7 +417,7 @@ class GraphRecorder(TorchDispatchMode):
         `_refuse_stale_views`)."""
         snapshot = None
         is_base = tensor._base is None and tensor.requires_grad
-        layout = _layout_of(tensor) if is_base else None
+        layout = layout_of(tensor) if is_base else None
         for node in self.graph.nodes:
             value = node.meta.get("val")
             if value is tensor:
@@ -439,7 +439,7 @@ class GraphRecorder(TorchDispatchMode):
         for value in (*args, *kwargs.values()):
             for item in value if type(value) in _SEQUENCES else (value,):
                 stale = self._stale_views.get(id(item)) if isinstance(item, torch.Tensor) else None
-                if stale is not None and stale[0] is item and _layout_of(item._base) != stale[1]:
+                if stale is not None and stale[0] is item and layout_of(item._base) != stale[1]:
                     raise UnsupportedOp(
                         f"{func} reads, with gradients, a view of shape {tuple(item.shape)} taken before an "
                         "in-place layout change of its base (t_, transpose_, unsqueeze_, squeeze_, as_strided_): "
@@ -565,10 +565,6 @@ _READS_WITHOUT_HISTORY = frozenset({
     *(getattr(aten, name).Scalar for name in ("eq", "ne", "lt", "le", "gt", "ge")),
     *(getattr(aten, name).Tensor for name in ("eq", "ne", "lt", "le", "gt", "ge")),
 })
-
-
-def _layout_of(tensor: torch.Tensor) -> tuple:
-    return tuple(tensor.shape), tensor.stride(), tensor.storage_offset()
 
 
 def _map_tensors(fn: Callable, args: Any) -> Any:

@@ -8,7 +8,8 @@ import torch
 
 from ..torch_private.symbolic import node_expression
 
-__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys"]
+__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys",
+           "layout_of", "storage_positions"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
 # The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).
@@ -43,3 +44,16 @@ def size_keys(sizes) -> tuple:
     """Sizes as hashable keys: an int as it is, a SymInt as its expression (equal expressions are
     equal sizes; compared without a guard, unlike SymInts)."""
     return tuple(s if type(s) is int else node_expression(s.node) for s in sizes)
+
+
+def layout_of(tensor: torch.Tensor) -> tuple:
+    """(shape, strides, storage offset) of `tensor`."""
+    return tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset()
+
+
+def storage_positions(shape, stride, offset: int) -> set:
+    """The storage positions a layout of concrete sizes reads."""
+    positions = {offset}
+    for size, step in zip(shape, stride):
+        positions = {p + i * step for p in positions for i in range(size)}
+    return positions
