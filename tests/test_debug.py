@@ -1135,3 +1135,24 @@ def test_composite_kernels_kept_switch(disabled, monkeypatch):
     (entry,) = compiled.aotgraph_entries.values()
     targets = {str(n.target) for n in entry.partition.backward.graph.nodes}
     assert ("aten.silu_backward.default" in targets) is not disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_compiles_in_workers_switch(disabled, monkeypatch):
+    from aotgraph.compilers import compile_workers
+
+    if disabled:
+        _disable(monkeypatch, "compiles_in_workers")
+    assert compile_workers._wanted_on({"cuda"}) == (not disabled)
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
+    assert compile_workers._wanted_on(set()) == (not disabled)
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_compiles_in_workers_on_cpu_switch(opted_in, monkeypatch):
+    from aotgraph.compilers import compile_workers
+
+    if opted_in:
+        monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
+    assert compile_workers._wanted_on(set()) == opted_in
+    assert compile_workers._wanted_on({"cuda"})

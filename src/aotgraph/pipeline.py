@@ -25,7 +25,7 @@ from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
-from .compilers import compile_partition, traits_of
+from .compilers import compile_partition, compile_workers, traits_of
 from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
 from .errors import UnsupportedOp
@@ -212,6 +212,10 @@ def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_
     """Store `compiled` under the key of `parts`, with its manifest; what happened, for the
     compile log. Never fails a compile."""
     key = parts.key
+    if compile_workers.outstanding():  # graphs still compiling in workers: stored once they are answered
+        compile_workers.after_outstanding(
+            lambda: _store(store, parts, compiled, forward_compiler, backward_compiler))
+        return "stored when its compile workers answer"
     try:
         store.write(key, stored_bytes(compiled, forward_compiler, backward_compiler), manifest_json(parts))
     except NotStorable as why:

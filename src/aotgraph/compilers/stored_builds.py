@@ -39,7 +39,7 @@ from typing import Optional
 from .. import config as aot_config
 from ..thread_values import held
 
-__all__ = ["recording_cpp_builds", "build_files", "put_back", "without_header_precompiles"]
+__all__ = ["recording_cpp_builds", "build_files", "paths_of", "put_back", "without_header_precompiles"]
 
 # Per thread: .loads, the load functions Inductor returned while recording; .skip_headers, while loading a stored graph.
 _this_thread = threading.local()
@@ -81,6 +81,19 @@ def build_files(paths) -> tuple:
         with contextlib.suppress(OSError):
             files.append((str(path.relative_to(root)), path.read_bytes()))
     return tuple(files)
+
+
+def paths_of(files: tuple) -> tuple:
+    """The paths in Inductor's cache directory of the libraries among `files` (from `build_files`;
+    the vector-ISA memo left out): what a graph loaded from them records as its builds, so that
+    storing it again carries them."""
+    from .vec_isa_memo import vec_isa_memo_file
+
+    root = _inductor_cache_dir()
+    memo = vec_isa_memo_file()
+    memo = memo.resolve() if memo is not None else None
+    paths = ((root / relative).resolve() for relative, _ in files)
+    return tuple(str(path) for path in paths if path != memo)
 
 
 def put_back(files: tuple) -> None:

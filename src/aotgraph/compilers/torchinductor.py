@@ -31,7 +31,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
-from . import avg_pool_backward, background_builds, extern_kernel_bindings, stored_builds, symbol_inputs, tiled_adds
+from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, stored_builds, symbol_inputs,
+               tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -62,6 +63,7 @@ def wake_compile_workers(example_inputs) -> None:
             return
     elif not any(isinstance(a, torch.Tensor) and a.device.type in ("cuda", "xpu") for a in example_inputs):
         return
+    compile_workers.start(None if example_inputs is None else True)
     from torch._inductor.async_compile import AsyncCompile
 
     wake = getattr(AsyncCompile, "wakeup", None) or getattr(AsyncCompile, "warm_pool", None)
@@ -164,7 +166,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     options.pop("cpp_wrapper", None)
     checked = "cpp.simdlen" not in options and tiled_adds.may_add_in_tiles(graph_module, example_inputs)
 
-    def compiled_with(cpp_wrapper: bool) -> Callable:
+    def compiled_with(cpp_wrapper: bool, role=role) -> Callable:
         compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
         if checked and "cpp.simdlen" not in options and tiled_adds.adds_in_tiles(compiled):
             logger.info("aotgraph: the %s graph adds at computed positions in a 2-D tile; compiled "
@@ -174,14 +176,31 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
         return compiled
 
+    def python_wrapped() -> Callable:
+        # In a compile worker where one is ready (compile_workers), else here.
+        pending = compile_workers.submitted(graph_module, example_inputs, role, options, devices,
+                                            lambda kept: _reporting_strides(fake_mode, compiled_with, False, kept))
+        return pending if pending is not None else compiled_with(cpp_wrapper=False)
+
     if not use_cpp_wrapper:
-        return compiled_with(cpp_wrapper=False)
+        return python_wrapped()
     if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
-        python = compiled_with(cpp_wrapper=False)
+        python = python_wrapped()
         _release_lock_during_cpp_builds()
+        # A forward compiled in a worker kept every output's traced strides, and its backward
+        # was compiled for them: the C++ build of the pair keeps them too.
+        in_worker = isinstance(python, compile_workers.PendingCode)
 
         def build():
-            return _on_threads_with_cuda_context(compiled_with(cpp_wrapper=True), devices)
+            if not in_worker:
+                return _on_threads_with_cuda_context(compiled_with(cpp_wrapper=True), devices)
+            # In a compile worker where one is ready: this process only loads the build.
+            with background_builds.lock_released_on_worker():
+                built = compile_workers.built_in_worker(graph_module, example_inputs, python, options, devices)
+            if built is None:
+                built, reported = _reporting_strides(fake_mode, compiled_with, True, python.role)
+                built = _on_threads_with_cuda_context(python.promise.kept(built, reported), devices)
+            return built
 
         return background_builds.upgradable(python, build, role)
     try:
@@ -198,6 +217,20 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return _on_threads_with_cuda_context(compiled, devices)
     compiled.aotgraph_wrapper = "cpp"
     return compiled
+
+
+def _reporting_strides(fake_mode, compile_fn: Callable, *args) -> tuple:
+    """``(compile_fn(*args), the output strides Inductor reported)``, inside a TracingContext of
+    `fake_mode` where none is open (a compile worker's graph compiled here when first called,
+    outside `compile_partition`)."""
+    from torch._guards import TracingContext, tracing
+
+    with contextlib.ExitStack() as stack:
+        if TracingContext.try_get() is None:
+            stack.enter_context(tracing(TracingContext(fake_mode)))
+        reported = stack.enter_context(TracingContext.report_output_strides())
+        code = compile_fn(*args)
+    return code, list(reported or [])
 
 
 def _forget_reported_strides() -> None:
@@ -355,6 +388,17 @@ def _process_settings(keys) -> dict:
             continue
         values[key] = value
     return values
+
+
+def process_inductor_settings() -> dict:
+    """The process's own Inductor settings, those torch's config saves as portable (not the
+    values a background build has patched in): what a compile worker sets around its compile."""
+    from torch._inductor import config
+
+    with background_builds.foreground_compile():
+        settings = config.save_config_portable()
+        settings.update(_process_settings(_patched_keys()))
+    return settings
 
 
 def _patched_keys() -> tuple:
@@ -609,6 +653,8 @@ def stored_output_code(compiled: Callable) -> Optional[bytes]:
     output = getattr(compiled, "aotgraph_output_code", compiled)
     if output is not compiled and hasattr(output, "aotgraph_output_code"):  # a background build's C++ graph
         compiled, output = output, output.aotgraph_output_code
+    if isinstance(output, compile_workers.PendingCode):  # what its worker sent
+        return output.stored_bytes()
     if type(output) is not CompiledFxGraph or getattr(output, "aotgraph_cuda_graphs", False):
         return None
     stored = copy.copy(output)
@@ -639,6 +685,7 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
             TritonBundler.read_and_emit(output._triton_bundle)
         constants = CompiledFxGraphConstants()
         output.after_deserialization(constants)
+        output.aotgraph_cpp_builds = stored_builds.paths_of(builds)  # carried again if stored again
         output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
                                             "boxed_forward_device_index": None})
     if devices:
