@@ -286,3 +286,27 @@ def test_a_build_starts_once_its_graph_is_hot_and_a_compile_starts_the_count_aga
     assert built == ["hot"]
     wait_for_background_builds()
     assert built == ["hot", "cold"]
+
+
+def test_builds_made_elsewhere_run_side_by_side_and_leave_the_switch_interval_alone(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(config, "disabled", config.disabled | {"builds_when_hot"})
+    both_started = threading.Barrier(2, timeout=5)
+    intervals = []
+
+    def build(name):
+        def make():
+            intervals.append(sys.getswitchinterval())
+            with background_builds.lock_released_on_worker():  # as a build waiting on its worker
+                both_started.wait()  # each build waits for the other: they must run at once
+            return _version(name, [])
+        return make
+
+    graphs = [upgradable(_version("python", []), build(f"C++ {k}"), SimpleNamespace(kind="inference", graph_id=next(_ids)),
+                         elsewhere=True) for k in range(2)]
+    for graph in graphs:
+        graph([])
+    wait_for_background_builds()
+    assert [graph.aotgraph_wrapper for graph in graphs] == ["cpp", "cpp"]
+    assert intervals == [sys.getswitchinterval()] * 2

@@ -17,6 +17,9 @@ lets go of the lock while its C++ compiler runs (`lock_released_on_worker`, swit
 the compiler then sees the build's Inductor settings patched in, and must set back the process's
 own values of what the build patches. Switch: ``cpp_wrapper_in_background``.
 
+A build made in a compile worker's process (`compile_workers`: this process only loads it)
+runs on a thread of its own, beside the other such builds.
+
 A queued build starts only once its graph is hot (switch ``builds_when_hot``): no compile
 for `QUIET_S` seconds, and the pair called `HOT_CALLS` times since the last compile, the last
 call within `QUIET_S`. While a program is still compiling (its first steps, a recompile for a new
@@ -143,6 +146,7 @@ class _Upgradable:
 
     def __init__(self, python: Callable, kind: str, pair: _Pair):
         self.current, self.built, self.kind, self.pair = python, None, kind, pair
+        self.elsewhere = False  # built in another process (see `upgradable`)
         self.aotgraph_wrapper = "python, C++ building"
         self.aotgraph_output_code = python  # what the disk cache stores: the build a warm start runs
 
@@ -173,9 +177,12 @@ class _Upgradable:
         return out
 
 
-def upgradable(python: Callable, build: Callable[[], Callable], role) -> Callable:
+def upgradable(python: Callable, build: Callable[[], Callable], role, elsewhere: bool = False) -> Callable:
     """`python` (a boxed callable) now; `build()`'s result from the first call after the
     worker has built it and the rest of its pair. `role`: the graph's kind and graph id.
+    `elsewhere`: `build` compiles in another process (`compile_workers`) and only loads the
+    result here: such builds run side by side, each on a thread of its own, and leave the
+    interpreter's switch interval alone.
     The pair's builds are queued when its backward (or inference graph) has first run: by
     then a training step's other graphs have been compiled in the foreground, which a
     build holding `compile_lock` would have kept waiting. A graph whose role is `alone` (see
@@ -185,7 +192,7 @@ def upgradable(python: Callable, build: Callable[[], Callable], role) -> Callabl
         pair = _pairs.setdefault(role.graph_id, _Pair())
         member = _Upgradable(python, kind, pair)
         pair.members.append(member)
-        member.build = build
+        member.build, member.elsewhere = build, elsewhere
         if kind != "forward":
             del _pairs[role.graph_id]
     return member
@@ -260,7 +267,7 @@ def _interpreter_shared():
 
 def _build_into(member: _Upgradable) -> None:
     try:
-        with compile_lock, rng_untouched(), _interpreter_shared():
+        with compile_lock, rng_untouched(), contextlib.nullcontext() if member.elsewhere else _interpreter_shared():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
         logger.warning("aotgraph: the background C++-wrapper build of a %s graph failed (%s: %s); it stays on "
@@ -294,15 +301,22 @@ def _start_worker() -> None:
 
 
 def _work() -> None:
-    global _building
     while True:
         member = _next_build()
-        try:
-            call_with_stack_room(_build_into, member)
-        finally:
-            with _foreground:
-                _building -= 1
-                _foreground.notify_all()
+        if member.elsewhere:  # built in another process: this thread goes on to the next
+            threading.Thread(target=_built_and_counted, args=(member,), name=_WORKER_NAME, daemon=True).start()
+        else:
+            _built_and_counted(member)
+
+
+def _built_and_counted(member: _Upgradable) -> None:
+    global _building
+    try:
+        call_with_stack_room(_build_into, member)
+    finally:
+        with _foreground:
+            _building -= 1
+            _foreground.notify_all()
 
 
 def wait_for_background_builds() -> None:

@@ -202,7 +202,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
                 built = _on_threads_with_cuda_context(python.promise.kept(built, reported), devices)
             return built
 
-        return background_builds.upgradable(python, build, role)
+        return background_builds.upgradable(python, build, role, elsewhere=in_worker)
     try:
         compiled = compiled_with(cpp_wrapper=True)
     except Exception as error:
