@@ -6,9 +6,12 @@ them run one after another. Here each such compile is a job for a pool of worker
 (``python -m aotgraph.compilers.compile_worker``, started with ``subprocess``: no re-import of
 the program's main module), which compile the graphs side by side:
 
-- `start` launches the workers (`worker_count` of them) once per process; a torch.compile
-  backend starts them when it is built, so that they import torch and Inductor and start their
-  own kernel-compiling pools while Dynamo traces.
+- `start` launches the workers (`worker_count` of them: one by default) once per process; a
+  torch.compile backend starts them when it is built, so that they import torch and Inductor
+  and start their own kernel-compiling pools while Dynamo traces.
+- A graph goes to a worker only where one is idle; otherwise it compiles here, at once (this
+  process waits for it anyway): with one worker, a forward compiles there while its backward
+  compiles here.
 - `submitted` sends one graph (pickled with torch.fx's ``GraphPickler``: nodes, fake tensors,
   ops by name) with its role, our Inductor options, the process's Inductor settings and
   aotgraph's switches, and returns a `PendingCode` at once. The worker compiles it with the
@@ -70,12 +73,15 @@ _started = False
 
 
 def worker_count() -> int:
-    """How many workers a process starts: ``AOTGRAPH_COMPILE_WORKERS`` where set, else a quarter
-    of its cores, at most 4, at least 1."""
+    """How many workers a process starts: ``AOTGRAPH_COMPILE_WORKERS`` where set, else one.
+
+    One worker beside this process compiles a forward and its backward at once; each compile
+    has all of the machine's cores for its kernels (Inductor's pool of compiling processes).
+    On the H100 (16 cores), four workers of four kernel-compiling processes each made GPT-2's
+    and ResNet-50's first steps slower than no worker: each compile waited on its kernels, and
+    their start took the cores Dynamo's trace runs on (benchmarks/RESULTS.md)."""
     asked = os.environ.get("AOTGRAPH_COMPILE_WORKERS")
-    if asked:
-        return max(1, int(asked))
-    return max(1, min(4, (os.cpu_count() or 1) // 4))
+    return max(1, int(asked)) if asked else 1
 
 
 def _wanted_on(devices: set) -> bool:
@@ -94,10 +100,8 @@ def start(on_cuda: Optional[bool] = None) -> None:
         if _started:
             return
         _started = True
-        count = worker_count()
-        threads = max(1, (os.cpu_count() or 1) // count)
-        for index in range(count):
-            _workers.append(_Worker(index, threads))
+        for index in range(worker_count()):
+            _workers.append(_Worker(index))
     atexit.register(_stop)
 
 
@@ -413,6 +417,8 @@ class PendingCode:
                 return self.promise.kept(restored_output_code(stored, self.role.kind), reported)
             except Exception as error:
                 answer = ("error", f"its code could not be loaded here ({type(error).__name__}: {error})")
+        if answer[0] == "stopping":  # the process exits: nothing to compile for
+            return None
         why = answer[1] if answer[0] == "error" else "its code cannot be carried between processes"
         logger.warning("aotgraph: a compile worker did not compile the %s graph (%s); compiling it in this "
                        "process", self.role.kind, str(why).splitlines()[0][:300] if why else "")
@@ -442,10 +448,10 @@ class PendingCode:
 class _Worker:
     """One worker process and the thread here that feeds it jobs and reads its answers."""
 
-    def __init__(self, index: int, threads: int):
+    def __init__(self, index: int):
         self.ready, self.alive = False, True
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, AOTGRAPH_IN_COMPILE_WORKER="1", TORCHINDUCTOR_COMPILE_THREADS=str(threads),
+        env = dict(os.environ, AOTGRAPH_IN_COMPILE_WORKER="1",
                    PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         self.process = subprocess.Popen([sys.executable, "-m", "aotgraph.compilers.compile_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -477,10 +483,12 @@ class _Worker:
                 job = None
         except Exception as error:
             self.alive = False
-            logger.warning("aotgraph: a compile worker stopped (%s: %s); its graphs compile in this process",
-                           type(error).__name__, error)
+            if not _stopping:
+                logger.warning("aotgraph: a compile worker stopped (%s: %s); its graphs compile in this process",
+                               type(error).__name__, error)
             if job is not None and not job.future.done():
-                job.future.set_result(("error", f"the worker stopped ({type(error).__name__}: {error})"))
+                job.future.set_result(("stopping",) if _stopping else
+                                      ("error", f"the worker stopped ({type(error).__name__}: {error})"))
             if not any(worker.alive for worker in _workers):
                 _fail_queued()
 
@@ -498,10 +506,15 @@ def _fail_queued() -> None:
         except queue.Empty:
             return
         if job.message is not None and not job.future.done():
-            job.future.set_result(("error", "no compile worker is running"))
+            job.future.set_result(("stopping",) if _stopping else ("error", "no compile worker is running"))
+
+
+_stopping = False  # the process is exiting: jobs still queued are dropped, and nothing warns
 
 
 def _stop() -> None:
+    global _stopping
+    _stopping = True
     for worker in _workers:
         worker.stop()
     for worker in _workers:
