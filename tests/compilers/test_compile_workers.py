@@ -18,6 +18,12 @@ from aotgraph.compilers import compile_workers
 pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def workers_stopped_after_this_module():
+    yield
+    compile_workers.shutdown()  # graphs of later tests (fake CUDA tensors) would be sent to them
+
+
 @pytest.fixture
 def workers(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})

@@ -52,7 +52,7 @@ import torch.fx as fx
 from .. import config as aot_config
 from ..graph.sizes import has_symbolic_sizes
 
-__all__ = ["start", "wait_until_ready", "submitted", "built_in_worker", "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding",
+__all__ = ["start", "shutdown", "wait_until_ready", "submitted", "built_in_worker", "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding",
            "IN_WORKER"]
 
 logger = logging.getLogger("aotgraph")
@@ -233,7 +233,7 @@ class LayoutPromise:
 
     @classmethod
     def of(cls, graph_module: fx.GraphModule, role) -> "LayoutPromise":
-        outputs = graph_module.graph.find_nodes(op="output")[0].args[0]
+        outputs = _outputs_of(graph_module)
         values = [o.meta.get("val") if isinstance(o, fx.Node) else None for o in outputs]
         shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in values]
         strides = [tuple(v.stride()) if isinstance(v, torch.Tensor) else None for v in values]
@@ -320,8 +320,16 @@ def _cuda_graphs(options: dict) -> bool:
     return cuda_graphs_asked(options)
 
 
+def _outputs_of(graph_module: fx.GraphModule) -> tuple:
+    outputs = graph_module.graph.find_nodes(op="output")[0].args[0]
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+
+
 def _shippable(graph_module: fx.GraphModule) -> bool:
-    """Whether every op of the graph is one a worker knows by name (aten, prims, Python functions)."""
+    """Whether every op of the graph is one a worker knows by name (aten, prims, Python functions),
+    and every value has the fake tensor or number Inductor reads (``meta["val"]``)."""
+    if any(isinstance(o, fx.Node) and "val" not in o.meta for o in _outputs_of(graph_module)):
+        return False
     for node in graph_module.graph.nodes:
         if node.op == "call_module":
             return False
@@ -510,6 +518,21 @@ def _fail_queued() -> None:
 
 
 _stopping = False  # the process is exiting: jobs still queued are dropped, and nothing warns
+
+
+def shutdown() -> None:
+    """Stop the workers and forget them, as at exit; a later `start` launches new ones (tests)."""
+    global _started, _stopping
+    with _state:
+        workers = list(_workers)
+    _stop()
+    for _ in workers:
+        _jobs.put(_Job(None, -1))  # each serving thread takes one and returns
+    for worker in workers:
+        worker.thread.join(timeout=5)
+    with _state:
+        _workers.clear()
+        _started, _stopping = False, False
 
 
 def _stop() -> None:
