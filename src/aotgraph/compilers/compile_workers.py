@@ -9,9 +9,9 @@ the program's main module), which compile the graphs side by side:
 - `start` launches the workers (`worker_count` of them: one by default) once per process; a
   torch.compile backend starts them when it is built, so that they import torch and Inductor
   and start their own kernel-compiling pools while Dynamo traces.
-- A graph goes to a worker only where one is idle; otherwise it compiles here, at once (this
-  process waits for it anyway): with one worker, a forward compiles there while its backward
-  compiles here.
+- A forward goes to a worker, waiting there for it if it is still starting or busy, and its
+  backward compiles here meanwhile; an inference graph goes only to a worker idle now (else it
+  compiles here, at once: this process waits for it anyway).
 - `submitted` sends one graph (pickled with torch.fx's ``GraphPickler``: nodes, fake tensors,
   ops by name) with its role, our Inductor options, the process's Inductor settings and
   aotgraph's switches, and returns a `PendingCode` at once. The worker compiles it with the
@@ -121,15 +121,14 @@ def _ready() -> bool:
     return any(worker.ready and worker.alive for worker in _workers)
 
 
-def _reserved_idle_worker() -> bool:
-    """Reserve a ready worker that no job holds, for a foreground job; False where none is idle
-    (the graph then compiles here: this process waits for it anyway)."""
-    global _busy
+def _alive() -> bool:
+    return any(worker.alive for worker in _workers)
+
+
+def _idle() -> bool:
+    """Whether a ready worker has no job (no job waits for one either)."""
     with _state:
-        if _busy >= sum(worker.ready and worker.alive for worker in _workers):
-            return False
-        _busy += 1
-        return True
+        return _busy + _jobs.qsize() < sum(worker.ready and worker.alive for worker in _workers)
 
 
 def outstanding() -> int:
@@ -190,15 +189,14 @@ def submitted(graph_module: fx.GraphModule, example_inputs: list, role, options:
     where it is compiled here instead (see the module docstring). `compile_here(role)` compiles it
     in this process for `role` (a forward's: with every output's traced strides kept) and returns
     ``(code, the output strides Inductor reported)``, where the worker fails."""
-    if not _sendable(graph_module, example_inputs, options, devices):
+    if role.kind == "backward":  # compiled here, while its forward compiles in a worker
         return None
-    if not _reserved_idle_worker():
+    if not _sendable(graph_module, example_inputs, options, devices, waiting=role.kind == "forward"):
         return None
     promise = LayoutPromise.of(graph_module, role)
     role = promise.role
     message = _message_or_none(graph_module, example_inputs, role, options, cpp_wrapper=False)
     if message is None:
-        _release_reservation()
         return None
     job = _queued(message, FOREGROUND)
     return PendingCode(job.future, role, lambda: compile_here(role), promise)
@@ -274,11 +272,14 @@ class LayoutPromise:
         return call
 
 
-def _sendable(graph_module: fx.GraphModule, example_inputs: list, options: dict, devices: set) -> bool:
+def _sendable(graph_module: fx.GraphModule, example_inputs: list, options: dict, devices: set,
+              waiting: bool = True) -> bool:
+    """Whether the graph may go to a worker: `waiting`, to one that may still be starting or busy
+    (a forward, whose backward compiles here meanwhile); else only to one that is idle now."""
     if not _wanted_on(devices):
         return False
-    if not _ready():
-        start()
+    start()
+    if not (_alive() if waiting else _idle()):
         return False
     if _cuda_graphs(options) or any(has_symbolic_sizes(v) for v in example_inputs if isinstance(v, torch.Tensor)):
         return False
@@ -300,7 +301,7 @@ def _take_worker() -> None:
         _busy += 1
 
 
-def _release_reservation() -> None:
+def _release_worker() -> None:
     global _busy
     with _state:
         _busy -= 1
@@ -478,13 +479,12 @@ class _Worker:
                 job = _jobs.get()
                 if job.message is None:
                     return
-                if job.priority != FOREGROUND:  # a foreground job reserved its worker when sent
-                    _take_worker()
+                _take_worker()
                 try:
                     _write(self.process.stdin, job.message)
                     answer = _read(self.process.stdout)
                 finally:
-                    _release_reservation()
+                    _release_worker()
                 if answer is None:
                     raise EOFError("the worker exited")
                 job.future.set_result(pickle.loads(answer))
