@@ -102,7 +102,13 @@ def start(on_cuda: Optional[bool] = None) -> None:
         _started = True
         for index in range(worker_count()):
             _workers.append(_Worker(index))
-    atexit.register(_stop)
+    # Stop them while the interpreter is whole: before atexit's handlers (Inductor's pools) run
+    # and before daemon threads die where they stand.
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        register(_stop) if register is not None else atexit.register(_stop)
+    except RuntimeError:  # already shutting down
+        atexit.register(_stop)
 
 
 def wait_until_ready(timeout_s: float = 120.0) -> bool:
@@ -157,7 +163,12 @@ def after_outstanding(callback: Callable[[], None]) -> None:
                 pass
         callback()
 
-    threading.Thread(target=wait_then_call, name="aotgraph-after-compiles", daemon=True).start()
+    thread = threading.Thread(target=wait_then_call, name="aotgraph-after-compiles", daemon=True)
+    _waiters.append(thread)
+    thread.start()
+
+
+_waiters: list = []  # threads of `after_outstanding`, joined at exit
 
 
 _in_flight: set = set()
@@ -526,16 +537,19 @@ def shutdown() -> None:
     with _state:
         workers = list(_workers)
     _stop()
-    for _ in workers:
-        _jobs.put(_Job(None, -1))  # each serving thread takes one and returns
-    for worker in workers:
-        worker.thread.join(timeout=5)
+    while True:  # the serving threads' stop marks left over
+        try:
+            _jobs.get_nowait()
+        except queue.Empty:
+            break
     with _state:
         _workers.clear()
         _started, _stopping = False, False
 
 
 def _stop() -> None:
+    """Stop the workers and let this process's threads of theirs end (a daemon thread still in
+    torch's code when the interpreter exits aborts the process)."""
     global _stopping
     _stopping = True
     for worker in _workers:
@@ -545,6 +559,11 @@ def _stop() -> None:
             worker.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             worker.process.kill()
+    for _ in _workers:
+        _jobs.put(_Job(None, -1))  # each serving thread takes one and returns
+    for thread in [*(worker.thread for worker in _workers), *_waiters]:
+        if thread is not threading.current_thread():
+            thread.join(timeout=10)
 
 
 _LENGTH = struct.Struct("<Q")
