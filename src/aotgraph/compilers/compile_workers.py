@@ -290,11 +290,13 @@ def _sendable(graph_module: fx.GraphModule, example_inputs: list, options: dict,
     if not _wanted_on(devices):
         return False
     start()
-    if not (_alive() if waiting else _idle()):
-        return False
-    if _cuda_graphs(options) or any(has_symbolic_sizes(v) for v in example_inputs if isinstance(v, torch.Tensor)):
-        return False
-    return _shippable(graph_module)
+    why = ("no worker is running" if not _alive() else "no worker is idle" if not waiting and not _idle()
+           else "CUDA graphs" if _cuda_graphs(options)
+           else "symbolic sizes" if any(has_symbolic_sizes(v) for v in example_inputs if isinstance(v, torch.Tensor))
+           else _unshippable(graph_module))
+    if why:
+        logger.info("aotgraph: a graph is compiled in this process, not in a compile worker: %s", why)
+    return not why
 
 
 def _message_or_none(graph_module, example_inputs, role, options: dict, cpp_wrapper: bool) -> Optional[bytes]:
@@ -337,23 +339,24 @@ def _outputs_of(graph_module: fx.GraphModule) -> tuple:
     return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
-def _shippable(graph_module: fx.GraphModule) -> bool:
-    """Whether every op of the graph is one a worker knows by name (aten, prims, Python functions),
-    and every value has the fake tensor or number Inductor reads (``meta["val"]``)."""
+def _unshippable(graph_module: fx.GraphModule) -> str:
+    """Why a worker could not rebuild the graph ("" where it can): every op must be one a worker
+    knows by name (aten, prims, Python functions), and every output must carry the fake tensor or
+    number Inductor reads (``meta["val"]``)."""
     if any(isinstance(o, fx.Node) and "val" not in o.meta for o in _outputs_of(graph_module)):
-        return False
+        return "an output without a fake value"
     for node in graph_module.graph.nodes:
         if node.op == "call_module":
-            return False
+            return f"it calls a module ({node.target})"
         if node.op != "call_function":
             continue
         target = node.target
         if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
             if target.namespace not in _SHIPPED_NAMESPACES:
-                return False
+                return f"the op {target} of namespace {target.namespace}"
         elif isinstance(target, torch._ops.HigherOrderOperator):
-            return False
-    return True
+            return f"the higher-order op {target.name()}"
+    return ""
 
 
 def _message(graph_module: fx.GraphModule, example_inputs: list, role, options: dict) -> bytes:
