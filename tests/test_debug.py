@@ -1137,21 +1137,22 @@ def test_composite_kernels_kept_switch(disabled, monkeypatch):
     assert ("aten.silu_backward.default" in targets) is not disabled
 
 
-@pytest.mark.parametrize("disabled", [False, True])
-def test_compiles_in_workers_switch(disabled, monkeypatch):
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_compiles_in_workers_switch(opted_in, monkeypatch):
     from aotgraph.compilers import compile_workers
 
-    if disabled:
-        _disable(monkeypatch, "compiles_in_workers")
-    assert compile_workers._wanted_on({"cuda"}) == (not disabled)
+    if opted_in:
+        monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers"})
+    assert compile_workers._wanted_on({"cuda"}) == opted_in
     monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
-    assert compile_workers._wanted_on(set()) == (not disabled)
+    assert compile_workers._wanted_on(set()) == opted_in
 
 
 @pytest.mark.parametrize("opted_in", [False, True])
 def test_compiles_in_workers_on_cpu_switch(opted_in, monkeypatch):
     from aotgraph.compilers import compile_workers
 
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers"})
     if opted_in:
         monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
     assert compile_workers._wanted_on(set()) == opted_in

@@ -140,11 +140,12 @@ SWITCHES = {
                                 "take it back (compilers/background_builds.py)",
     "checkpoint_rng_replay": "Dynamo's tag_activation_checkpoint checkpoints with the RNG state preserved while "
                              "capturing, so a recompute draws the forward's numbers (torch_private/checkpoint.py)",
-    "compiles_in_workers": "Inductor compiles a CUDA graph in a worker process, beside the other graphs and the "
-                           "program; a forward so compiled keeps its saved values' traced strides, so that its "
-                           "backward compiles beside it (compilers/compile_workers.py)",
-    "compiles_in_workers_on_cpu": "compiles_in_workers for CPU graphs too (off by default: for tests; a machine of "
-                                  "few cores gains nothing) (compilers/compile_workers.py)",
+    "compiles_in_workers": "Inductor compiles a CUDA graph's forward in a worker process while the program's "
+                           "process compiles its backward, and makes the background C++ builds there; a forward so "
+                           "compiled keeps its saved values' traced strides (compilers/compile_workers.py). Off by "
+                           "default: one GPU run of GPT-2 aborted at exit after its step, not checked since",
+    "compiles_in_workers_on_cpu": "with compiles_in_workers on, CPU graphs too (off by default: for tests; a machine "
+                                  "of few cores gains nothing) (compilers/compile_workers.py)",
     "warm_up_at_backend": "building a torch.compile backend starts its compiler's warm-up (Inductor's pool of "
                           "kernel-compiling processes, where Triton is installed) while Dynamo traces (backend.py)",
     "builds_when_hot": "a queued background C++-wrapper build starts only once its graph is hot: no compile for 5 "
@@ -177,7 +178,7 @@ SWITCHES = {
 # compiled apart, a deep model's compile is about that of one block at flat's peak memory, and
 # the CPU step measured within 1 % of flat's at 12 layers on a quiet machine; on CUDA with the
 # C++ wrapper Inductor compiled regions apart already; benchmarks/RESULTS.md, issue 23.)
-OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers_on_cpu"})
+OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers", "compiles_in_workers_on_cpu"})
 
 
 def _read_switches(variable: str, text: str) -> frozenset:

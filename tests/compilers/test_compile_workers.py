@@ -1,5 +1,5 @@
 """Inductor compiles in worker processes (`compilers/compile_workers.py`), on the CPU with the
-switch ``compiles_in_workers_on_cpu`` (the default sends CUDA graphs only): results equal to
+switches ``compiles_in_workers`` and ``compiles_in_workers_on_cpu`` (the first alone sends CUDA graphs only): results equal to
 eager's, a forward and its backward sent together, the graphs that stay in this process, a job
 that fails in its worker compiled here with a warning."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ def workers_stopped_after_this_module():
 
 @pytest.fixture
 def workers(monkeypatch, tmp_path):
-    monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
+    monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers", "compiles_in_workers_on_cpu"})
     monkeypatch.setattr(config, "disk_cache", "0")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     if not compile_workers.wait_until_ready(timeout_s=180):

@@ -22,12 +22,14 @@ the program's main module), which compile the graphs side by side:
   (Inductor would otherwise pick their layouts and report them to the backward's compile):
   its backward is compiled with the traced strides, at the same time, not after it.
 - Where a graph cannot go (symbolic sizes, CUDA graphs, ops of another namespace than aten
-  and prims, a graph the pickler refuses, no worker ready yet) `submitted` answers None and
+  and prims, a graph the pickler refuses, no worker running) `submitted` answers None and
   the caller compiles it here. A job that fails in its worker, or a worker that dies, is
   compiled here when it is first needed, with a warning that says why.
 
-Switches: ``compiles_in_workers`` (graphs on CUDA devices); ``compiles_in_workers_on_cpu``
-(off by default: CPU graphs too, for tests; a 2-core machine gains nothing).
+Switches (both off by default): ``compiles_in_workers`` (graphs on CUDA devices; off until a GPU
+run confirms that a process using it exits cleanly: one GPT-2 run aborted at exit, after its
+step, before `_stop` ran ahead of atexit's handlers and joined its threads);
+``compiles_in_workers_on_cpu`` (CPU graphs too, for tests; a 2-core machine gains nothing).
 """
 from __future__ import annotations
 
