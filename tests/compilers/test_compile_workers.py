@@ -239,3 +239,31 @@ def test_a_layout_promise_copies_saved_values_laid_out_otherwise(caplog):
     for got, expected in zip(outputs, forward(x)):
         assert torch.equal(got, expected)
     assert promise.kept(code, [(), (60, 20, 5, 1), (60, 20, 5, 1)]) is code  # kept as traced: no copies
+
+
+EXITING_PROGRAM = """
+import torch, aotgraph
+from aotgraph.compilers import compile_workers
+assert compile_workers.wait_until_ready(180)
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+compiled = torch.compile(model, backend=aotgraph.backend(compiler="inductor"))
+compiled(torch.randn(4, 8)).sum().backward()
+print("stepped", flush=True)
+"""
+
+
+def test_a_process_with_workers_exits_cleanly(tmp_path):
+    # A GPU run aborted at exit once ("terminate called ..."): the workers and this process's
+    # threads of theirs must be done before the interpreter finalizes.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AOTGRAPH_ENABLE="compiles_in_workers,compiles_in_workers_on_cpu", AOTGRAPH_CACHE="0",
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"), PYTHONFAULTHANDLER="1")
+    done = subprocess.run([sys.executable, "-c", EXITING_PROGRAM], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stepped" in done.stdout
+    assert "terminate called" not in done.stderr and "Fatal Python error" not in done.stderr
