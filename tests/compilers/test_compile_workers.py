@@ -47,11 +47,13 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert error <= 1e-4 * expected.abs().max().item() + 1e-6, error
 
 
-def train_against_eager(model: torch.nn.Module, compiled, steps: int = 3) -> None:
+def train_against_eager(model: torch.nn.Module, compiled, steps: int = 3, batch=lambda: torch.randn(6, 12)) -> None:
+    """`steps` SGD steps of `compiled` (over `model`) and of an eager copy on the same batches:
+    outputs and gradients within `assert_close`."""
     reference = copy.deepcopy(model)
     opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, reference))
     for step in range(steps):
-        x = torch.randn(6, 12)
+        x = batch()
         out, expected = compiled(x), reference(x)
         assert_close(out, expected)
         out.square().sum().backward()
@@ -200,17 +202,8 @@ def test_convolution_activations_train_like_eager_through_the_backend(workers):
 
     torch.manual_seed(0)
     model, (x,) = models.resnet(blocks=2, width=4, batch=2, size=8)
-    reference = copy.deepcopy(model)
     backend = aotgraph.backend(compiler="inductor")
-    compiled = torch.compile(model, backend=backend, dynamic=False)
-    for _ in range(2):
-        out, expected = compiled(x), reference(x)
-        assert_close(out, expected)
-        out.square().sum().backward()
-        expected.square().sum().backward()
-        for p, q in zip(model.parameters(), reference.parameters()):
-            assert_close(p.grad, q.grad)
-            p.grad = q.grad = None
+    train_against_eager(model, torch.compile(model, backend=backend, dynamic=False), steps=2, batch=lambda: x)
     assert isinstance(backend.entries[-1].compiled.forward, compile_workers.PendingCode)
 
 
