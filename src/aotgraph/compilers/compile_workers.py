@@ -452,12 +452,15 @@ class PendingCode:
 
     def stored_bytes(self) -> Optional[bytes]:
         """What the worker sent (`torchinductor.stored_output_code`'s bytes), waiting for it; None
-        where the job failed."""
+        where the job failed, or where its saved values are copied into their traced layout at
+        each call (`LayoutPromise.kept`: the stored code alone would not keep the promise)."""
         try:
             answer = self._future.result()
         except Exception:
             return None
-        return answer[1][0] if answer[0] == "ok" else None
+        if answer[0] != "ok" or self.promise.broken_at(answer[1][1]):
+            return None
+        return answer[1][0]
 
     def __call__(self, args):
         return self.code()(args)

@@ -177,7 +177,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return compiled
 
     def python_wrapped() -> Callable:
-        # In a compile worker where one is ready (compile_workers), else here.
+        # A forward in a compile worker, its backward here (compile_workers), where that switch is on.
         pending = compile_workers.submitted(graph_module, example_inputs, role, options, devices,
                                             lambda kept: _reporting_strides(fake_mode, compiled_with, False, kept))
         return pending if pending is not None else compiled_with(cpp_wrapper=False)
