@@ -260,3 +260,38 @@ def test_a_process_with_workers_exits_cleanly(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stepped" in done.stdout
     assert "terminate called" not in done.stderr and "Fatal Python error" not in done.stderr
+
+
+def test_a_build_whose_worker_stopped_at_exit_is_not_made_here(monkeypatch):
+    # What aborted a GPU run at exit: a background C++ build whose worker had been stopped was
+    # compiled in this process instead, on a thread the exiting interpreter then killed.
+    from concurrent.futures import Future
+
+    from aotgraph.compilers import GraphRole, background_builds, torchinductor
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    compiles = []
+    monkeypatch.setattr(torchinductor, "_compiled", lambda *args, cpp_wrapper: compiles.append(cpp_wrapper))
+
+    def submitted(graph_module, example_inputs, role, options, devices, compile_here):
+        answered = Future()
+        answered.set_result(("stopping",))
+        return compile_workers.PendingCode(answered, role, lambda: (None, []),
+                                           compile_workers.LayoutPromise.of(graph_module, role))
+
+    monkeypatch.setattr(compile_workers, "submitted", submitted)
+    monkeypatch.setattr(compile_workers, "built_in_worker", lambda *args: None)
+    mode = FakeTensorMode()
+    x = FakeTensor(mode, torch.empty(4, device="meta"), torch.device("cuda"))
+    graph_module = torch.fx.symbolic_trace(lambda x: (x * 2,))
+    for node in graph_module.graph.nodes:
+        node.meta["val"] = x
+    graph = torchinductor.compile_with_inductor(graph_module, [x], GraphRole("inference", 1, 10**6 + 7))
+    assert isinstance(graph, background_builds._Upgradable) and graph.elsewhere
+    monkeypatch.setattr(compile_workers, "_stopping", True)
+    with pytest.raises(compile_workers.WorkersStopped):
+        graph.build()
+    assert compiles == []
+    monkeypatch.setattr(compile_workers, "_stopping", False)
+    graph.build()  # not exiting: built here where the worker could not
+    assert compiles == [True]

@@ -270,6 +270,8 @@ def _build_into(member: _Upgradable) -> None:
         with compile_lock, rng_untouched(), contextlib.nullcontext() if member.elsewhere else _interpreter_shared():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
+        if getattr(error, "aotgraph_quiet", False):  # dropped as the process exits
+            return
         logger.warning("aotgraph: the background C++-wrapper build of a %s graph failed (%s: %s); it stays on "
                        "Inductor's Python wrapper", member.kind, type(error).__name__, str(error)[:200])
         return

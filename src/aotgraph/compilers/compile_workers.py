@@ -54,7 +54,7 @@ import torch.fx as fx
 from .. import config as aot_config
 from ..graph.sizes import has_symbolic_sizes
 
-__all__ = ["start", "shutdown", "wait_until_ready", "submitted", "built_in_worker", "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding",
+__all__ = ["start", "shutdown", "stopping", "WorkersStopped", "wait_until_ready", "submitted", "built_in_worker", "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding",
            "IN_WORKER"]
 
 logger = logging.getLogger("aotgraph")
@@ -537,6 +537,18 @@ def _fail_queued() -> None:
 
 
 _stopping = False  # the process is exiting: jobs still queued are dropped, and nothing warns
+
+
+class WorkersStopped(RuntimeError):
+    """A background build whose worker stopped as the process exits: it is dropped, not made
+    here (an Inductor compile on a thread that the exiting interpreter kills aborts the process)."""
+
+    aotgraph_quiet = True
+
+
+def stopping() -> bool:
+    """Whether the process is exiting and its workers are stopped."""
+    return _stopping
 
 
 def shutdown() -> None:

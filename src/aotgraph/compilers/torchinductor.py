@@ -198,6 +198,8 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
             with background_builds.lock_released_on_worker():
                 built = compile_workers.built_in_worker(graph_module, example_inputs, python, options, devices)
             if built is None:
+                if compile_workers.stopping():
+                    raise compile_workers.WorkersStopped("the process is exiting")
                 built, reported = _reporting_strides(fake_mode, compiled_with, True, python.role)
                 built = _on_threads_with_cuda_context(python.promise.kept(built, reported), devices)
             return built
