@@ -20,16 +20,12 @@ def _warm_up() -> None:
     import torch
     import torch._inductor.compile_fx  # noqa: F401 - Inductor's modules, imported once here
 
-    from aotgraph.compilers import torchinductor  # noqa: F401 - and ours
+    from aotgraph.compilers import torchinductor
 
     if torch.cuda.is_available():
         torch.cuda.init()
         torch.cuda.get_device_properties(torch.cuda.current_device())
-    from torch._inductor.async_compile import AsyncCompile
-
-    wake = getattr(AsyncCompile, "wakeup", None) or getattr(AsyncCompile, "warm_pool", None)
-    if wake is not None:
-        wake()
+    torchinductor.wake_compile_workers(None)  # Inductor's kernel-compiling pool, where Triton is installed
 
 
 def _compiled(message: dict):

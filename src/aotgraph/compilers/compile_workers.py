@@ -2,9 +2,9 @@
 
 Inductor's compile of a graph is Python work that holds the interpreter: in one process a
 forward's compile, its backward's, and those of a graph's regions and of the stretches between
-them run one after another. Here each such compile is a job for a pool of worker processes
+them run one after another. Here a compile is a job for a worker process
 (``python -m aotgraph.compilers.compile_worker``, started with ``subprocess``: no re-import of
-the program's main module), which compile the graphs side by side:
+the program's main module), which compiles it beside this process:
 
 - `start` launches the workers (`worker_count` of them: one by default) once per process; a
   torch.compile backend starts them when it is built, so that they import torch and Inductor
@@ -26,14 +26,19 @@ the program's main module), which compile the graphs side by side:
   the caller compiles it here. A job that fails in its worker, or a worker that dies, is
   compiled here when it is first needed, with a warning that says why.
 
+At exit (`_stop`, ahead of atexit's handlers) the workers stop, this process's threads of
+theirs are joined, and a background build whose worker stopped is dropped (`WorkersStopped`),
+not compiled here on a thread the exiting interpreter would kill inside Inductor (what aborted
+one GPT-2 run on an H100).
+
 Switches (both off by default): ``compiles_in_workers`` (graphs on CUDA devices; off until a GPU
-run confirms that a process using it exits cleanly: one GPT-2 run aborted at exit, after its
-step, before `_stop` ran ahead of atexit's handlers and joined its threads);
-``compiles_in_workers_on_cpu`` (CPU graphs too, for tests; a 2-core machine gains nothing).
+run confirms that a process using it exits cleanly); ``compiles_in_workers_on_cpu`` (CPU graphs
+too, for tests; a 2-core machine gains nothing).
 """
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
@@ -54,14 +59,13 @@ import torch.fx as fx
 from .. import config as aot_config
 from ..graph.sizes import has_symbolic_sizes
 
-__all__ = ["start", "shutdown", "stopping", "WorkersStopped", "wait_until_ready", "submitted", "built_in_worker", "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding",
-           "IN_WORKER"]
+__all__ = ["start", "shutdown", "stopping", "WorkersStopped", "wait_until_ready", "submitted", "built_in_worker",
+           "PendingCode", "LayoutPromise", "worker_count", "outstanding", "after_outstanding", "IN_WORKER"]
 
 logger = logging.getLogger("aotgraph")
 
 IN_WORKER = os.environ.get("AOTGRAPH_IN_COMPILE_WORKER") == "1"
 _SHIPPED_NAMESPACES = frozenset({"aten", "prims"})
-_CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 # Jobs by priority: a compile the program waits on (FOREGROUND) before a background C++ build (BUILD).
 FOREGROUND, BUILD = 0, 1
@@ -70,7 +74,7 @@ _job_numbers = itertools.count()
 _workers: list = []
 _state = threading.Condition()
 _outstanding = 0  # jobs submitted and not yet answered
-_busy = 0  # workers compiling a job, or reserved by a foreground job not yet taken
+_busy = 0  # workers compiling a job
 _started = False
 
 
@@ -166,7 +170,7 @@ def after_outstanding(callback: Callable[[], None]) -> None:
         callback()
 
     thread = threading.Thread(target=wait_then_call, name="aotgraph-after-compiles", daemon=True)
-    _waiters.append(thread)
+    _waiters[:] = [waiter for waiter in _waiters if waiter.is_alive()] + [thread]
     thread.start()
 
 
@@ -362,28 +366,26 @@ def _unshippable(graph_module: fx.GraphModule) -> str:
 
 
 def _message(graph_module: fx.GraphModule, example_inputs: list, role, options: dict) -> bytes:
-    from torch.fx._graph_pickler import GraphPickler, Options
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    from torch.fx._graph_pickler import Options
 
     from .torchinductor import process_inductor_settings
 
-    settings = process_inductor_settings()
-    graph = _layout_pickler(GraphPickler).dumps((graph_module, list(example_inputs)), Options(ops_filter=None))
-    environment = {name: os.environ.get(name) for name in _CACHE_VARIABLES}
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    environment["TORCHINDUCTOR_CACHE_DIR"] = cache_dir()
-    switches = (aot_config.disabled, aot_config.opted_in)
-    return pickle.dumps(dict(graph=graph, role=role, options=options, settings=settings,
-                             environment=environment, switches=switches))
+    graph = _layout_pickler().dumps((graph_module, list(example_inputs)), Options(ops_filter=None))
+    environment = {"TORCHINDUCTOR_CACHE_DIR": cache_dir(), "TRITON_CACHE_DIR": os.environ.get("TRITON_CACHE_DIR")}
+    return pickle.dumps(dict(graph=graph, role=role, options=options, settings=process_inductor_settings(),
+                             environment=environment, switches=(aot_config.disabled, aot_config.opted_in)))
 
 
-def _layout_pickler(graph_pickler: type) -> type:
+@functools.cache
+def _layout_pickler() -> type:
     """torch.fx's GraphPickler, with a fake tensor that views another sent as its layout alone (a
     fresh fake of its size, strides and offset): GraphPickler describes a view with its base,
     whose description keeps the fake mode, which does not pickle; Inductor reads layouts only."""
     from torch._subclasses.fake_tensor import FakeTensor
+    from torch.fx._graph_pickler import GraphPickler
 
-    class LayoutPickler(graph_pickler):
+    class LayoutPickler(GraphPickler):
         def reducer_override(self, obj):
             if isinstance(obj, FakeTensor) and obj._is_view():
                 return _fake_of_layout, (tuple(obj.shape), tuple(obj.stride()), obj.storage_offset(), obj.dtype,
@@ -409,13 +411,11 @@ class PendingCode:
 
     _boxed_call = True
     aotgraph_wrapper = None  # the Python wrapper
-    aotgraph_compiled_in_worker = True
 
     def __init__(self, future: Future, role, compile_here: Callable[[], tuple], promise: LayoutPromise):
         self._future, self.role, self._compile_here, self.promise = future, role, compile_here, promise
         self._code: Optional[Callable] = None
         self._lock = threading.Lock()
-        self.aotgraph_wait_s = 0.0  # how long the program waited for the worker
 
     def code(self) -> Callable:
         """The loaded code (waiting for the worker's answer the first time)."""
@@ -430,12 +430,10 @@ class PendingCode:
     def _loaded(self) -> Callable:
         from .torchinductor import restored_output_code
 
-        start_wait = time.perf_counter()
         try:
             answer = self._future.result()
         except Exception as error:
             answer = ("error", f"{type(error).__name__}: {error}")
-        self.aotgraph_wait_s = time.perf_counter() - start_wait
         if answer[0] == "ok" and answer[1][0] is not None:
             stored, reported = answer[1]
             try:
@@ -554,8 +552,6 @@ def stopping() -> bool:
 def shutdown() -> None:
     """Stop the workers and forget them, as at exit; a later `start` launches new ones (tests)."""
     global _started, _stopping
-    with _state:
-        workers = list(_workers)
     _stop()
     while True:  # the serving threads' stop marks left over
         try:

@@ -55,7 +55,8 @@ def wake_compile_workers(example_inputs) -> None:
     one in this process. `example_inputs` None: no input is known yet (a torch.compile backend
     being built, before Dynamo traces): start it where Triton is installed, as torch.compile's
     Inductor backend does (a cold pool's start, several seconds, would otherwise delay the
-    first graph's kernels: on the H200, GPT-2's first step waited 10 s for kernels, torch 2 s)."""
+    first graph's kernels: on the H200, GPT-2's first step waited 10 s for kernels, torch 2 s).
+    Our compile workers start here too, where switch ``compiles_in_workers`` is on."""
     if example_inputs is None:
         from torch.utils._triton import has_triton_package
 
