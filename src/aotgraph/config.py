@@ -178,6 +178,7 @@ SWITCHES = {
 # compiled apart, a deep model's compile is about that of one block at flat's peak memory, and
 # the CPU step measured within 1 % of flat's at 12 layers on a quiet machine; on CUDA with the
 # C++ wrapper Inductor compiled regions apart already; benchmarks/RESULTS.md, issue 23.)
+# ``compiles_in_workers`` waits for a GPU run that confirms a clean exit with it (session 26).
 OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers", "compiles_in_workers_on_cpu"})
 
 

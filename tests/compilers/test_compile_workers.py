@@ -1,7 +1,8 @@
 """Inductor compiles in worker processes (`compilers/compile_workers.py`), on the CPU with the
-switches ``compiles_in_workers`` and ``compiles_in_workers_on_cpu`` (the first alone sends CUDA graphs only): results equal to
-eager's, a forward and its backward sent together, the graphs that stay in this process, a job
-that fails in its worker compiled here with a warning."""
+switches ``compiles_in_workers`` and ``compiles_in_workers_on_cpu`` (the first alone sends CUDA
+graphs only): results equal to eager's, a forward in the worker while its backward compiles here,
+the graphs that stay in this process, a job that fails in its worker compiled here with a
+warning, the layout promise, and a clean exit."""
 from __future__ import annotations
 
 import copy
@@ -74,7 +75,7 @@ def entry_graphs(compiled) -> tuple:
     return entry.compiled.forward, entry.compiled.backward
 
 
-def test_forward_and_backward_compiled_in_workers_equal_eager(workers):
+def test_a_forward_compiled_in_a_worker_beside_its_backward_equals_eager(workers):
     model = block()
     compiled = aotgraph.aot_module(model, "inductor")
     train_against_eager(model, compiled)
