@@ -541,7 +541,9 @@ def observe(prog: Program, fn) -> dict:
             with contextlib.nullcontext() if prog.grad_mode else torch.no_grad():
                 out = fn(*args)
         except Exception as e:  # noqa: BLE001
-            seen["call"] = ("error", type(e), str(e)[:300], traceback.format_exc())
+            # Dynamo wraps what our backend raised (BackendCompilerFailed): the inner error counts.
+            inner = e.inner_exception if isinstance(getattr(e, "inner_exception", None), aotgraph.AotGraphError) else e
+            seen["call"] = ("error", type(inner), str(e)[:300], traceback.format_exc())
             return seen
         outs = list(out)
         try:

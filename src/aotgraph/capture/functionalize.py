@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
 
+from ..graph.ops import is_view
 from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of, storage_positions
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
@@ -195,6 +197,37 @@ class _Functionalizer:
         self.env[old_node] = value
 
     # ---- the walk --------------------------------------------------------------
+    def fresh_outputs(self, old: list, new: list) -> list:
+        """`new` (the values of the outputs `old`), with a copy where a value is (a view of) an
+        input, or of another output, while eager's output has memory of its own: a copy into a
+        tensor of the same layout is functionalized as its source (``y = torch.empty_like(x);
+        y.copy_(x); return y``), so the graph would hand out the input, or the other output, and
+        the caller's writes into it would reach them. Outputs that alias an input in eager are
+        rebuilt from it by the runtime (no copy)."""
+        inputs = {_storage(n.meta["val"]) for n in self.new.nodes
+                  if n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor)}
+        holder: dict = {}  # root node of a new value -> storage of eager's first output that returns it
+        result = []
+        for old_node, new_node in zip(old, new):
+            old_val = old_node.meta.get("val") if isinstance(old_node, fx.Node) else None
+            if isinstance(old_val, torch.Tensor) and isinstance(new_node, fx.Node):
+                eager, root = _storage(old_val), _memory_root(new_node)
+                if eager not in inputs and (root.op == "placeholder" or holder.get(root, eager) != eager):
+                    new_node = self._copied(new_node, old_val)
+                    root = new_node
+                holder.setdefault(root, eager)
+            result.append(new_node)
+        return result
+
+    def _copied(self, value: fx.Node, like: torch.Tensor) -> fx.Node:
+        """A copy of `value` in memory of its own, laid out as `like`."""
+        copied = self.emit(aten.clone.default, value)
+        if has_symbolic_sizes(like) or layout_of(copied.meta["val"])[:2] == layout_of(like)[:2]:
+            return copied
+        empty = self.emit(aten.empty_strided.default, list(like.shape), list(like.stride()), dtype=like.dtype,
+                          device=like.device)
+        return self.emit(aten.copy.default, empty, value)
+
     def run(self) -> tuple[fx.Node, dict]:
         output_node = None
         for node in self.old.nodes:
@@ -465,6 +498,22 @@ class _Functionalizer:
         return self.emit(aten.copy.default, self.root_value[root], value)
 
 
+def _storage(value: torch.Tensor):
+    return StorageWeakRef(value.untyped_storage())
+
+
+def _memory_root(node: fx.Node) -> fx.Node:
+    """The node whose memory `node` views in the functional graph: back through view ops (and a
+    multi-output view's getitem) to the first node that is not a view."""
+    while True:
+        if node.target is ops.GETITEM and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
+            node = node.args[0].args[0]
+        elif is_view(node) and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        else:
+            return node
+
+
 def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
     """Whether `value`'s strides differ from `target`'s (same shape) in a dimension of more than
     one element; False where sizes are symbolic (not compared)."""
@@ -570,8 +619,11 @@ def functionalize(
     user_outs, *rest = output_node.args[0]
     # (then the gradients, and the bases that outputs are rebuilt from: read as the outputs are,
     # in their own layout)
-    outputs = (tuple(walker.read_output(node) for node in user_outs), *_map_args(walker._read_arg, tuple(rest[:1])),
-               *(tuple(walker.read_output(node) for node in group) for group in rest[1:]))
+    groups = [tuple(user_outs), *(tuple(group) for group in rest[1:])]
+    fresh = iter(walker.fresh_outputs([n for group in groups for n in group],
+                                      [walker.read_output(n) for group in groups for n in group]))
+    groups = [tuple(next(fresh) for _ in group) for group in groups]
+    outputs = (groups[0], *_map_args(walker._read_arg, tuple(rest[:1])), *groups[1:])
     walker.new.output(outputs)
     storage_source = {name: walker.alias[final_nodes[name]].root.name for name in walker.storage_replaced
                       if walker.alias[final_nodes[name]].root.op == "placeholder"}

@@ -79,6 +79,23 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(None)
             continue
         base_node, chain = walk
+        if chain[0] is _WRITTEN:
+            # An output requiring no grad, written in place after it was taken: rebuilt from an
+            # input, another output, or a base requiring no grad; a base requiring grad would
+            # become a differentiable output, and capture would record a backward eager never
+            # runs (through a saved tensor written since).
+            chain = chain[1:]
+            if base_node not in primal_of and base_node not in output_of:
+                base_val = base_node.meta.get("val")
+                if base_node not in base_nodes and (not isinstance(base_val, torch.Tensor) or base_val.requires_grad
+                                                    or StorageWeakRef(fake.untyped_storage()) in input_storages):
+                    views.append(None)
+                    continue
+                if base_node not in base_nodes:
+                    base_nodes.append(base_node)
+                    base_fakes.append(base_val)
+                views.append(OutputView(chain, base=base_nodes.index(base_node)))
+                continue
         latest = node_of.get(id(fake._base)) if fake._base is not None else None
         if base_node in primal_of:
             views.append(OutputView(chain, primal=primal_of[base_node]))
@@ -95,6 +112,9 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
         else:
             views.append(None)
     return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
+
+
+_WRITTEN = object()  # first of a walk's steps: the walk passed an in-place op, and the output requires no grad
 
 
 def _writes_in_place(node: fx.Node) -> bool:
@@ -133,11 +153,8 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
         index = None
         if _writes_in_place(current):
             # ``v = y[0]; v.div_(2)``: the written view, rebuilt from its base's final value, as a
-            # view of it (its memory shared with the base's other views, as eager's). Not for an
-            # output requiring no grad: its base would become a differentiable output, and
-            # capture would record a backward eager never runs (through a saved tensor written since).
-            if not fake.requires_grad:
-                return None
+            # view of it (its memory shared with the base's other views, as eager's). For an
+            # output requiring no grad, only from an input or another output (`find_output_views`).
             written, current = True, current.args[0]
             continue
         if current.target is operator.getitem and isinstance(current.args[0], fx.Node) \
@@ -156,13 +173,15 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
         current = source
     if not steps:
         return None
+    if written and not fake.requires_grad:
+        steps.append(_WRITTEN)
     steps.reverse()
     value = current.meta.get("val")
     if not isinstance(value, torch.Tensor):
         return None
     try:
         with fake_mode, torch.no_grad():
-            for step in steps:
+            for step in steps[1:] if steps[0] is _WRITTEN else steps:
                 value = step(value)
     except RuntimeError:
         return None

@@ -23,6 +23,7 @@ from ..errors import DataDependentControlFlow, OpRefused, UnsupportedOp, fake_te
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
 from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of
+from ..torch_private.symbolic import statically_known_true
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
@@ -143,6 +144,7 @@ class GraphRecorder(TorchDispatchMode):
         # id(view) -> (view, its base's layout then), of views taken before an in-place layout
         # change of their base (`_snapshot_layout`).
         self._stale_views: dict[int, tuple] = {}
+        self._view_relaid = False  # some view requiring grad changed its layout in place (`_refuse_stale_view_writes`)
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -221,6 +223,8 @@ class GraphRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if self._stale_views and torch.is_grad_enabled() and func not in _READS_WITHOUT_HISTORY:
             self._refuse_stale_views(func, args, kwargs)
+        if self._view_relaid and facts.is_mutable and not facts.mutates_metadata and torch.is_grad_enabled():
+            self._refuse_stale_view_writes(func, args, kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
@@ -416,6 +420,8 @@ class GraphRecorder(TorchDispatchMode):
         Where `tensor` is a base, its views taken so far that require grad become stale (see
         `_refuse_stale_views`)."""
         snapshot = None
+        if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
+            self._view_relaid = True
         is_base = tensor._base is None and tensor.requires_grad
         layout = layout_of(tensor) if is_base else None
         for node in self.graph.nodes:
@@ -446,6 +452,34 @@ class GraphRecorder(TorchDispatchMode):
                         "the view's gradient would be replayed over the base's new layout, not eager's",
                         "capture", "take the view after the change, or change the layout of a clone (or use "
                         "the out-of-place t(), transpose(), unsqueeze())")
+
+    def _refuse_stale_view_writes(self, func, args: tuple, kwargs: dict) -> None:
+        """Refuse an in-place write, with gradients, into a view whose layout its view ops no
+        longer make over its base: one changed in place by ``t_``/``transpose_``/... after it was
+        taken (``v = x.t(); v.t_(); v.add_(y)``), or a view of such a view. Autograd records the
+        write on the base through the view; in eager it takes the view's current sizes and
+        strides (``as_strided``), on the capture's fake tensors it replays the view ops that made
+        the view, which read other elements: a wrong gradient, silently (fuzzer seed 6876)."""
+        arguments = func._schema.arguments
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        for position in mutated_arg_positions(func):
+            name = arguments[position].name
+            target = args[position] if position < len(args) else kwargs.get(name)
+            if not isinstance(target, torch.Tensor) or target._base is None \
+                    or not any(t.requires_grad for t in tensors):
+                continue
+            try:
+                with torch.no_grad():
+                    replayed = target._view_func(target._base)
+            except Exception:  # no replay to compare with: autograd uses the view's layout then
+                continue
+            if not _same_elements(replayed, target):
+                raise UnsupportedOp(
+                    f"{func} writes in place, with gradients, into a view of shape {tuple(target.shape)} whose "
+                    "layout was changed in place (t_, transpose_, unsqueeze_, squeeze_, as_strided_) after it "
+                    "was taken: its gradient would go through the view's old layout, not eager's",
+                    "capture", "change the layout with the out-of-place t(), transpose(), unsqueeze(), or write "
+                    "into a clone")
 
     def _run_fake(self, func, args, kwargs):
         try:
@@ -537,6 +571,20 @@ class _OpFacts:
 
 
 _REQUIRED = object()  # an argument without a default
+
+
+def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether `a` and `b` address the same memory in the same order, dimensions of size 1
+    aside (an ``unsqueeze_`` reshapes a view's gradient, it does not reorder it); symbolic sizes
+    and strides count as equal only where provably so (no guard is added)."""
+    def addressing(t):
+        kept = [(size, stride) for size, stride in zip(t.shape, t.stride()) if not (type(size) is int and size == 1)]
+        return [x for pair in kept for x in pair] + [t.storage_offset()]
+
+    left, right = addressing(a), addressing(b)
+    return len(left) == len(right) and all(x is y or (type(x) is int and type(y) is int and x == y)
+                                           or (type(x) is not int or type(y) is not int) and statically_known_true(x == y)
+                                           for x, y in zip(left, right))
 
 
 def _default_of(argument) -> Any:

@@ -16,14 +16,15 @@ from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import (DimDynamic, GuardOnDataDependentSymNode, ShapeEnv,
                                                    StatelessSymbolicContext,
                                                    compute_unbacked_bindings, free_unbacked_symbols, guard_or_false,
-                                                   guard_or_true, is_concrete_int, sym_and, sym_or)
+                                                   guard_or_true, is_concrete_int, statically_known_true, sym_and,
+                                                   sym_or)
 from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
 from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt,
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["GuardOnDataDependentSymNode", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["GuardOnDataDependentSymNode", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
