@@ -693,3 +693,27 @@ def test_a_detached_view_of_a_written_view_shares_its_base_memory():
     ours, eager = run(_compiled(program)), run(program)
     assert ours[0] == eager[0] == (2, True)
     torch.testing.assert_close(ours[1:], eager[1:], rtol=0, atol=0)
+
+
+def test_a_view_taken_before_its_base_was_relaid_is_refused_where_returned_or_viewed():
+    """Fuzzer seeds 3719, 4089, 1876: a view taken before an in-place layout change of its base,
+    then returned with gradients (the capture reads its ``grad_fn``) or viewed again. Autograd
+    makes the view's history again by replaying its view op over the base's new layout, which
+    raised a raw IndexError or RuntimeError from the fake kernel (eager reads the view's own
+    memory through ``as_strided``). Both are refused now, with the fix named."""
+    def returned(x):
+        x.sin_()
+        v = x.select(0, 2)
+        x.unsqueeze_(0)
+        return v
+
+    def viewed_again(x):
+        v = x.expand(3, 3, 4)
+        x.t_()
+        return v.transpose(2, 0)
+
+    for program, shape in ((returned, (4, 3)), (viewed_again, (4, 3))):
+        root = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        x = root.t() * 1 if program is viewed_again else root * 2
+        with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change of its base"):
+            _compiled(program)(x)

@@ -184,6 +184,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     layout_changed = restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode)
 
     tensor_outs = [o for o in flat_out if isinstance(o, torch.Tensor)]
+    recorder.refuse_stale_outputs(tensor_outs)
     # Views among the outputs are rebuilt from their bases by the runtime.
     # In-place view ops bump the version too, without writing data.
     relayouts, relayout_steps = _in_place_view_ops(recorder.graph)

@@ -145,6 +145,7 @@ class GraphRecorder(TorchDispatchMode):
         # change of their base (`_snapshot_layout`).
         self._stale_views: dict[int, tuple] = {}
         self._view_relaid = False  # some view requiring grad changed its layout in place (`_refuse_stale_view_writes`)
+        self._relaid: set[int] = set()  # ids of the tensors relaid in place, and of their bases (`_refuse_failed_replay`)
 
     # ---- building the graph -------------------------------------------------
     def add_placeholder(self, name: str, fake: torch.Tensor) -> fx.Node:
@@ -267,7 +268,11 @@ class GraphRecorder(TorchDispatchMode):
             position = self.random_draws.position(str(func))
             if position < len(self.random_draws.draws):
                 return self._redraw(func, fake_args, fake_kwargs, position)
-        out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)
+        try:
+            out = self.fake_outputs.run(func, fake_args, fake_kwargs, self._run_fake)
+        except (RuntimeError, IndexError) as error:
+            self._refuse_failed_replay(func, args, error)
+            raise
         unbacked = self.symbols.has_fresh_unbacked()  # .item(), nonzero: sizes and scalars known only at run time
         if not _has_tensor(out) and not facts.is_mutable and not unbacked:
             return out  # device / size queries: nothing to record (an op that only writes its arguments is)
@@ -420,6 +425,7 @@ class GraphRecorder(TorchDispatchMode):
         Where `tensor` is a base, its views taken so far that require grad become stale (see
         `_refuse_stale_views`)."""
         snapshot = None
+        self._relaid.update((id(tensor), id(tensor._base)))
         if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
             self._view_relaid = True
         is_base = tensor._base is None and tensor.requires_grad
@@ -444,14 +450,36 @@ class GraphRecorder(TorchDispatchMode):
         second ``t_``, a ``squeeze_`` that found no size 1) replays as eager reads."""
         for value in (*args, *kwargs.values()):
             for item in value if type(value) in _SEQUENCES else (value,):
-                stale = self._stale_views.get(id(item)) if isinstance(item, torch.Tensor) else None
-                if stale is not None and stale[0] is item and layout_of(item._base) != stale[1]:
-                    raise UnsupportedOp(
-                        f"{func} reads, with gradients, a view of shape {tuple(item.shape)} taken before an "
-                        "in-place layout change of its base (t_, transpose_, unsqueeze_, squeeze_, as_strided_): "
-                        "the view's gradient would be replayed over the base's new layout, not eager's",
-                        "capture", "take the view after the change, or change the layout of a clone (or use "
-                        "the out-of-place t(), transpose(), unsqueeze())")
+                if isinstance(item, torch.Tensor):
+                    self._refuse_if_stale(item, f"{func} reads")
+
+    def refuse_stale_outputs(self, outputs: list) -> None:
+        """`_refuse_stale_views` for the program's outputs that require grad: the capture reads
+        their history (``grad_fn``), which autograd makes again as it does for an op's argument
+        (seed 3719: a ``select`` replayed over its base's ``unsqueeze_``d layout raised)."""
+        if self._stale_views:
+            for item in outputs:
+                if isinstance(item, torch.Tensor) and item.requires_grad:
+                    self._refuse_if_stale(item, "the program returns")
+
+    def _refuse_if_stale(self, item: torch.Tensor, what: str) -> None:
+        stale = self._stale_views.get(id(item))
+        if stale is not None and stale[0] is item and layout_of(item._base) != stale[1]:
+            raise _stale_view_refused(f"{what}, with gradients, a view of shape {tuple(item.shape)}",
+                                      "the view's gradient would be replayed over the base's new layout, not eager's")
+
+    def _refuse_failed_replay(self, func, args: tuple, error: Exception) -> None:
+        """A view op failed on a base some of whose views are stale: autograd making such a view's
+        history again at its next use (``v = x.expand(3, 3, 4); x.t_(); v.transpose(2, 0)``: the
+        ``expand`` replayed over the transposed base fails, where eager's ``as_strided`` reads
+        the view's own memory, seed 4089)."""
+        base = args[0] if args else None
+        if not getattr(func, "is_view", False) or not isinstance(base, torch.Tensor) or not base.requires_grad:
+            return
+        root = base if base._base is None else base._base
+        if id(base) in self._relaid or id(root) in self._relaid:
+            raise _stale_view_refused("the program reads, with gradients, a view",
+                                      f"autograd's replay of it failed ({str(error).splitlines()[0][:120]})") from error
 
     def _refuse_stale_view_writes(self, func, args: tuple, kwargs: dict) -> None:
         """Refuse an in-place write, with gradients, into a view whose layout its view ops no
@@ -571,6 +599,14 @@ class _OpFacts:
 
 
 _REQUIRED = object()  # an argument without a default
+
+
+def _stale_view_refused(what: str, why: str) -> UnsupportedOp:
+    return UnsupportedOp(
+        f"{what} taken before an in-place layout change of its base (t_, transpose_, unsqueeze_, squeeze_, "
+        f"as_strided_): {why}", "capture",
+        "take the view after the change, or change the layout of a clone (or use the out-of-place t(), "
+        "transpose(), unsqueeze())")
 
 
 def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
