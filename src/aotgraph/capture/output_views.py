@@ -78,13 +78,12 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
         if walk is None:
             views.append(None)
             continue
-        base_node, chain = walk
-        if chain[0] is _WRITTEN:
+        base_node, chain, written = walk
+        if written and not fake.requires_grad:
             # An output requiring no grad, written in place after it was taken: rebuilt from an
             # input, another output, or a base requiring no grad; a base requiring grad would
             # become a differentiable output, and capture would record a backward eager never
             # runs (through a saved tensor written since).
-            chain = chain[1:]
             if base_node not in primal_of and base_node not in output_of:
                 base_val = base_node.meta.get("val")
                 if base_node not in base_nodes and (not isinstance(base_val, torch.Tensor) or base_val.requires_grad
@@ -114,9 +113,6 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
 
 
-_WRITTEN = object()  # first of a walk's steps: the walk passed an in-place op, and the output requires no grad
-
-
 def _writes_in_place(node: fx.Node) -> bool:
     """Whether `node` is an in-place op returning the tensor it wrote, its first argument."""
     if node.op != "call_function" or not isinstance(node.target, OpOverload) or not node.args \
@@ -142,10 +138,10 @@ def _is_multi_output_view(node: fx.Node) -> bool:
             and returns[0].alias_info is not None and not returns[0].alias_info.is_write)
 
 
-def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...]]]:
-    """(base node, view steps from it to `node`), or None where `node` is no view or the
-    steps do not rebuild `fake`'s layout. In-place ops on the way are passed (they return the
-    tensor they wrote) where `fake` requires grad."""
+def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...], bool]]:
+    """(base node, view steps from it to `node`, whether an in-place op was passed on the way),
+    or None where `node` is no view or the steps do not rebuild `fake`'s layout. In-place ops
+    on the way are passed: they return the tensor they wrote."""
     steps = []
     current = node
     written = False  # an in-place op passed: the output is a view written in place after it was taken
@@ -173,19 +169,17 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
         current = source
     if not steps:
         return None
-    if written and not fake.requires_grad:
-        steps.append(_WRITTEN)
     steps.reverse()
     value = current.meta.get("val")
     if not isinstance(value, torch.Tensor):
         return None
     try:
         with fake_mode, torch.no_grad():
-            for step in steps[1:] if steps[0] is _WRITTEN else steps:
+            for step in steps:
                 value = step(value)
     except RuntimeError:
         return None
     if not isinstance(value, torch.Tensor) or (value.shape, value.stride(), value.storage_offset(), value.dtype) != (
             fake.shape, fake.stride(), fake.storage_offset(), fake.dtype):
         return None
-    return current, tuple(steps)
+    return current, tuple(steps), written
