@@ -155,6 +155,21 @@ def test_gc_pause_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_gc_freeze_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "gc_freeze")
+    seen = []
+
+    def program(x, w):
+        seen.append(gc.get_freeze_count() > 0)  # runs once, at capture
+        return _program(x, w)
+
+    assert gc.get_freeze_count() == 0
+    _check(aotgraph.aot_function(program))
+    assert seen == [not disabled] and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_storage_resize_hook_switch(disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, "storage_resize_hook")

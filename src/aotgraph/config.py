@@ -65,6 +65,8 @@ SWITCHES = {
                          "functionalization (capture/recorder.py)",
     "cse": "capture merges common subexpressions of the joint graph (capture/cse.py)",
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
+    "gc_freeze": "the objects alive when a compile starts are frozen out of the cyclic collector's walks until it "
+                 "ends (gc.freeze; pipeline.py)",
     "region_outputs_kept": "a region's min cut saves its outputs for free (its caller's graph holds them) rather than "
                            "recomputing them in the region's backward (pipeline.py, capture/regions.py)",
     "composite_kernels_kept": "capture records an op with a CompositeImplicitAutograd kernel whole where the device "
@@ -178,7 +180,8 @@ SWITCHES = {
 # compiled apart, a deep model's compile is about that of one block at flat's peak memory, and
 # the CPU step measured within 1 % of flat's at 12 layers on a quiet machine; on CUDA with the
 # C++ wrapper Inductor compiled regions apart already; benchmarks/RESULTS.md, issue 23.)
-# ``compiles_in_workers`` waits for a GPU run that confirms a clean exit with it (session 26).
+# ``compiles_in_workers`` waits for a GPU run that shows its step is not slower (session 27: processes
+# with it exit cleanly; one full ResNet-50 run with it stepped 7 % slower, one run each).
 OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers", "compiles_in_workers_on_cpu"})
 
 

@@ -35,7 +35,7 @@ from .runtime import ForwardFacts, build_runtime
 from .stack_room import call_with_stack_room
 from .timings import CompileLog, time_first_call
 
-__all__ = ["CompiledEntry", "compile_stages", "OnDisk", "collector_paused"]
+__all__ = ["CompiledEntry", "compile_stages", "OnDisk", "collector_paused", "heap_frozen"]
 
 _MANIFESTS_COMPARED = 64  # a miss is explained against the newest stored entries (a manifest: 10-500 kB)
 
@@ -90,7 +90,7 @@ def compile_stages(fn: Callable, flat_args: list, in_spec, *, fw_compiler: Calla
     capturing. `real_args`: the tensors behind `flat_args` where those are fakes (parameters
     and Dynamo's static inputs are told from them); by default `flat_args` themselves."""
     log = CompileLog()
-    with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress:
+    with compile_progress(getattr(fn, "__name__", type(fn).__name__)) as progress, heap_frozen():
         log.progress = progress
         try:
             # (its hot loops must not depend on how deep the caller is: `stack_room`)
@@ -273,6 +273,23 @@ def collector_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def heap_frozen():
+    """The objects alive when a compile starts (the model, torch's and Dynamo's state) moved out
+    of the cyclic collector's reach while it runs (``gc.freeze``), and back after: a compile
+    makes garbage fast enough to trigger full collections, and each one walked that whole heap
+    again (on an Inductor compile of the CPU suite's transformer: 0.42 s of a 1.79 s first call;
+    frozen, 0.05 s). What the compile itself makes is collected as usual. Switch: ``gc_freeze``."""
+    if not config.enabled("gc_freeze") or not gc.isenabled() or gc.get_freeze_count():
+        yield  # (already frozen: by the caller, or by a compile on another thread)
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _static_primals(flat_args: list, primal_positions) -> frozenset:
