@@ -718,3 +718,25 @@ def test_a_view_taken_before_its_base_was_relaid_is_refused_where_returned_or_vi
         x = root.t() * 1 if program is viewed_again else root * 2
         with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change of its base"):
             _compiled(program)(x)
+
+
+def test_a_view_of_a_detached_input_written_with_gradients_keeps_its_own_gradient():
+    """Fuzzer seed 6174: ``v = x.detach()[:]; v.copy_(x); x.neg_(); return v``. ``v`` shares the
+    input's memory, but its history is the copy's, taken before ``neg_``; the runtime rebuilt it
+    as an ``as_strided`` view of the input, whose history runs through ``neg_``: the gradient came
+    back negated, silently. The graph's value is returned now, with eager's gradient (in memory
+    of its own: that difference stays, as for ``x.detach().mul_(x)``)."""
+    def program(x):
+        v = x.detach()[:]
+        v.copy_(x)
+        x.neg_()
+        return v
+
+    def grads(fn):
+        root = torch.arange(4.0, requires_grad=True)
+        x = root * 2
+        out = fn(x)
+        (out * torch.tensor([1.0, 2.0, 3.0, 4.0]) + x * 10).sum().backward()
+        return out.detach(), x.detach(), root.grad
+
+    torch.testing.assert_close(grads(_compiled(program)), grads(program), rtol=0, atol=0)

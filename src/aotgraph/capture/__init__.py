@@ -596,9 +596,12 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                              if fake_flat[k] is o and n not in storage_replaced), base)
             if base is not None and o.dtype != fake_flat[base].dtype:
                 base = None  # a dtype view (view_as_complex) cannot be rebuilt by as_strided; the graph returns it
-            if base is not None and o is not fake_flat[base] and eager_requires_grad and not o._is_view():
-                # Memory of an input but a history of its own (``x.detach().mul_(x)``): no view of the
-                # input, whose gradient would be the wrong one. The graph's value, with its gradient.
+            if base is not None and o is not fake_flat[base] and eager_requires_grad \
+                    and not _viewed_from(o, [f for f in fake_flat if isinstance(f, torch.Tensor)
+                                             and StorageWeakRef(f.untyped_storage()) == storage]):
+                # Memory of an input but a history of its own (``x.detach().mul_(x)``, or a view of
+                # ``x.detach()`` written with gradients, seed 6174): no view of the input, whose
+                # gradient would be the wrong one. The graph's value, with its gradient.
                 base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
@@ -621,6 +624,16 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             outputs.append(OutputInfo(None, o))
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
+
+
+def _viewed_from(value: torch.Tensor, inputs: list) -> bool:
+    """Whether autograd sees `value` as a view of one of `inputs` (or of an input's own base), so
+    that its history goes through the input's: not where it views a tensor of its own
+    (``x.detach()``) that merely shares the input's memory."""
+    if not value._is_view():
+        return False
+    bases = {id(f) for f in inputs} | {id(f._base) for f in inputs if f._base is not None}
+    return id(value._base) in bases
 
 
 def _within(value: torch.Tensor, base: torch.Tensor) -> bool:
