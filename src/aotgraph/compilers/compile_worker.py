@@ -10,6 +10,7 @@ input and a copy of its standard output; anything printed goes to standard error
 """
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import sys
@@ -63,6 +64,12 @@ def main() -> None:
         _warm_up()
     except Exception:
         traceback.print_exc()
+    from aotgraph import config as aot_config
+
+    if aot_config.enabled("gc_freeze"):
+        # What warming up made (torch's and Inductor's modules) stays out of the collector's walks
+        # for the worker's life; each compile's garbage is collected as usual (`pipeline.heap_frozen`).
+        gc.freeze()
     _write(answers, pickle.dumps(("ready", os.getpid())))
     while True:
         request = _read(requests)
