@@ -425,7 +425,7 @@ class GraphRecorder(TorchDispatchMode):
         Where `tensor` is a base, its views taken so far that require grad become stale (see
         `_refuse_stale_views`)."""
         snapshot = None
-        self._relaid.update((id(tensor), id(tensor._base)))
+        self._relaid.update(id(t) for t in (tensor, tensor._base) if t is not None)
         if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
             self._view_relaid = True
         is_base = tensor._base is None and tensor.requires_grad
@@ -618,9 +618,12 @@ def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
         return [x for pair in kept for x in pair] + [t.storage_offset()]
 
     left, right = addressing(a), addressing(b)
-    return len(left) == len(right) and all(x is y or (type(x) is int and type(y) is int and x == y)
-                                           or (type(x) is not int or type(y) is not int) and statically_known_true(x == y)
-                                           for x, y in zip(left, right))
+    def equal(x, y) -> bool:
+        if type(x) is int and type(y) is int:
+            return x == y
+        return x is y or statically_known_true(x == y)
+
+    return len(left) == len(right) and all(equal(x, y) for x, y in zip(left, right))
 
 
 def _default_of(argument) -> Any:
