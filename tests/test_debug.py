@@ -1172,3 +1172,42 @@ def test_compiles_in_workers_on_cpu_switch(opted_in, monkeypatch):
         monkeypatch.setattr(config, "opted_in", config.opted_in | {"compiles_in_workers_on_cpu"})
     assert compile_workers._wanted_on(set()) == opted_in
     assert compile_workers._wanted_on({"cuda"})
+
+
+class _StoresProvisional:
+    """A compiler (nop's code) whose disk cache entries come back provisional: as Inductor's
+    Python-wrapper graphs stored before their C++ builds were ready; its final form's do not."""
+
+    def __init__(self, final: bool = False):
+        self.final, self.__name__ = final, "stores_provisional"
+        self.aotgraph_traits = aotgraph.compilers.CompilerTraits(
+            cache_identity=lambda: "stores_provisional", store=lambda code: code.stored_as,
+            restore=self._restore, final_compiler=lambda: _StoresProvisional(final=True))
+
+    def __call__(self, graph_module, example_inputs):
+        code = aotgraph.make_boxed_func(graph_module.forward)
+        code.stored_as = b"final" if self.final else b"provisional"
+        return code
+
+    @staticmethod
+    def _restore(stored, graph_module, kind):
+        code = aotgraph.make_boxed_func(graph_module.forward)
+        code.aotgraph_provisional, code.stored_as = stored == b"provisional", stored
+        return code
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_warm_upgrades_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "warm_upgrades")
+    compiler = _StoresProvisional()
+    _check(aotgraph.aot_function(_program, compiler, cache=True))
+    warm = aotgraph.aot_function(_program, compiler, cache=True)
+    _check(warm)
+    background_builds.wait_for_background_builds()
+    _check(warm)
+    again = aotgraph.aot_function(_program, compiler, cache=True)
+    _check(again)
+    loads = [[r.detail for r in entry.log.records if r.stage == "cache load"]
+             for f in (warm, again) for entry in f.aotgraph_entries.values()]
+    assert loads == ([["hit"], ["hit"]] if disabled else [["hit (its C++ builds made in the background)"], ["hit"]])

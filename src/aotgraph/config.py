@@ -117,6 +117,9 @@ SWITCHES = {
                     "compiled code (compilers/region_steps.py)",
     "cpp_wrapper_in_background": "a CUDA graph starts on Inductor's Python wrapper and moves to its C++ wrapper when "
                                  "a background build of it is ready (compilers/torchinductor.py)",
+    "warm_upgrades": "a warm start whose entry was stored before its C++-wrapper builds were ready runs the stored "
+                     "Python-wrapper graphs and builds the C++ ones in the background, then stores the entry "
+                     "again (compilers/warm_upgrades.py)",
     "lowerings_imported_when_needed": "Inductor's decompositions that read its lowerings (max pooling's) import "
                                       "them when first called, not whenever the table is built "
                                       "(compilers/torchinductor.py)",

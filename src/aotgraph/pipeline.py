@@ -25,7 +25,7 @@ from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
-from .compilers import compile_partition, compile_workers, traits_of
+from .compilers import compile_partition, compile_workers, traits_of, warm_upgrades
 from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
 from .errors import UnsupportedOp
@@ -118,7 +118,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
     compilers = (fw_compiler, bw_compiler, inference_compiler)
     key_parts, miss = None if on_disk is None else on_disk.parts, None
     if on_disk is not None and not on_disk.after_capture:
-        entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers)
+        entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers, real_args)
         if entry is not None:
             return entry
     for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
@@ -142,7 +142,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                 logger.info("aotgraph: this entry is not cached on disk: %s", why)
                 on_disk, key_parts, miss = None, None, f"not keyable: {why}"
             else:
-                entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers)
+                entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers, real_args)
                 if entry is not None:
                     return entry
             if keying_split.skipped_passes:
@@ -183,11 +183,12 @@ def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]
                          bool(sig.mutated_primals or sig.metadata_mutated_primals), disk_key=disk_key)
 
 
-def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog,
-                  compilers: tuple) -> tuple[Optional[CompiledEntry], Optional[str]]:
+def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog, compilers: tuple,
+                  real_args: list) -> tuple[Optional[CompiledEntry], Optional[str]]:
     """``(the entry stored under the key of `parts`, None)``, or ``(None, why not)``: absent
     (which parts differ from the closest stored entry, logged), or unreadable (then removed
-    with a warning)."""
+    with a warning). An entry stored before its final builds were ready runs as stored while
+    they are made in the background, then is stored again (`warm_upgrades`)."""
     key = parts.key
     with log.stage("cache load") as note:
         data = store.read(key)
@@ -204,7 +205,20 @@ def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog,
             note.detail = "unreadable"
             return None, why
         note.detail = "hit"
-    return _entry_of(loaded.compiled, log, key, loaded.facts), None
+        compiled = loaded.compiled
+        if warm_upgrades.provisional(compiled):
+            static = _static_primals(real_args, compiled.partition.joint.signature.primal_positions)
+            upgraded = warm_upgrades.upgraded_in_background(
+                compiled, compilers, static, lambda final: _stored_again(store, key, final, compilers))
+            if upgraded is not None:
+                compiled, note.detail = upgraded, "hit (its C++ builds made in the background)"
+    return _entry_of(compiled, log, key, loaded.facts), None
+
+
+def _stored_again(store: DiskCache, key: str, compiled: CompiledGraphs, compilers: tuple) -> None:
+    fw_compiler, bw_compiler, inference_compiler = compilers
+    forward_compiler = inference_compiler if compiled.backward is None else fw_compiler
+    store.write(key, stored_bytes(compiled, forward_compiler, bw_compiler))
 
 
 def _store(store: DiskCache, parts: KeyParts, compiled: CompiledGraphs, forward_compiler: Callable,

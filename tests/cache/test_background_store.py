@@ -57,3 +57,46 @@ def test_the_cpp_builds_are_stored_when_ready_and_a_warm_start_loads_them(upgrad
 
 def _no_compile(*args, **kwargs):
     raise AssertionError("a warm start compiled a graph")
+
+
+def test_an_entry_stored_before_its_cpp_builds_were_ready_is_built_at_a_warm_start(monkeypatch):
+    """A process that ended before its C++ builds were ready left its Python-wrapper graphs on
+    disk. The next start runs those at once, builds the C++ ones in the background, moves to
+    them, and stores them: the start after that loads the C++ builds and compiles nothing."""
+    compile_with_inductor = torchinductor.compile_with_inductor
+    cpp_compiles = []
+
+    def python_only(graph_module, example_inputs, role, options=None):  # a cold start cut short
+        python = compile_with_inductor(graph_module, example_inputs, role, {**(options or {}), "cpp_wrapper": False})
+        python.aotgraph_wrapper = "python, C++ building"
+        return python
+
+    def cpp_only(graph_module, example_inputs, role, options=None):
+        assert (options or {}).get("cpp_wrapper") is True, "a warm start compiled a Python-wrapper graph"
+        cpp_compiles.append(role.kind)
+        return compile_with_inductor(graph_module, example_inputs, role, options)
+
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 8, requires_grad=True), torch.randn(8, 3, requires_grad=True)
+    expected = _run(_program, x, w)
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", python_only)
+    torch.testing.assert_close(_run(aotgraph.aot_function(_program, "inductor", cache=True), x, w), expected)
+
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", cpp_only)
+    warm = aotgraph.aot_function(_program, "inductor", cache=True)
+    torch.testing.assert_close(_run(warm, x, w), expected)
+    (loaded,) = warm.aotgraph_entries.values()
+    assert [r.detail for r in loaded.log.records if r.stage == "cache load"] == [
+        "hit (its C++ builds made in the background)"]
+    assert loaded.compiled.forward.aotgraph_wrapper == "python, C++ building" and cpp_compiles == []
+    background_builds.wait_for_background_builds()
+    assert sorted(cpp_compiles) == ["backward", "forward"]
+    torch.testing.assert_close(_run(warm, x, w), expected)  # its forward moves to the C++ builds here
+    assert loaded.compiled.forward.aotgraph_wrapper == loaded.compiled.backward.aotgraph_wrapper == "cpp"
+
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", _no_compile)
+    again = aotgraph.aot_function(_program, "inductor", cache=True)
+    torch.testing.assert_close(_run(again, x, w), expected)
+    (stored,) = again.aotgraph_entries.values()
+    assert [r.detail for r in stored.log.records if r.stage == "cache load"] == ["hit"]
+    assert stored.compiled.forward.aotgraph_wrapper == "cpp"

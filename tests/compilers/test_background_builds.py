@@ -170,7 +170,7 @@ def test_a_recompile_runs_while_a_build_compiles_its_cpp_and_sees_the_process_se
 
     # Inductor skips the C++ compiler for code it built before: a constant of this run's own.
     offset = 1 + time.time_ns() % 1000 / 1000
-    torchinductor._release_lock_during_cpp_builds()
+    torchinductor.release_lock_during_cpp_builds()
     process_store_cubin = torch._inductor.config.triton.store_cubin
     inside_cpp, foreground_done, seen = threading.Event(), threading.Event(), []
     real_release, real_compile = background_builds.lock_released_on_worker, torchinductor._compile_fx_inner

@@ -207,4 +207,7 @@ def _restored(traits, tagged: tuple[str, bytes], parts: Partition, name: str, ki
         if id(code) not in restored:
             restored[id(code)] = traits.restore(code, None, kind)
         steps.append(Step(restored[id(code)], reads, drops, writes))
-    return code_of_steps(SteppedCode(tuple(steps), num_inputs, unread, returned, template))
+    run = code_of_steps(SteppedCode(tuple(steps), num_inputs, unread, returned, template))
+    if any(getattr(code, "aotgraph_provisional", False) for code in restored.values()):
+        run.aotgraph_provisional = True
+    return run

@@ -64,6 +64,9 @@ class CompilerTraits:
     loaded entry then decodes its graphs only when something else reads them).
     `copies_inputs()`: the compiled graphs run on copies of some inputs (Inductor's CUDA
     graphs), so an output that views an input views the copy, not the caller's tensor.
+    `final_compiler()`: where `restore` gives a provisional graph (``aotgraph_provisional``:
+    stored before its final build was ready, Inductor's Python wrapper before its C++ one),
+    the compiler that makes the final build, in the background (`warm_upgrades`).
     A compiler declares its traits as an ``aotgraph_traits`` attribute; others get none."""
 
     decompositions: Optional[Callable[[], Mapping]] = None
@@ -79,6 +82,7 @@ class CompilerTraits:
     restore: Optional[Callable[[bytes, Optional[fx.GraphModule], str], Callable]] = None
     restore_reads_graph: bool = True
     copies_inputs: Optional[Callable[[], bool]] = None
+    final_compiler: Optional[Callable[[], Callable]] = None
 
 
 _NO_TRAITS = CompilerTraits()
@@ -208,7 +212,15 @@ class InductorCompiler:
                               store=torchinductor.stored_output_code,
                               restore=lambda stored, graph_module, kind: torchinductor.restored_output_code(stored, kind),
                               restore_reads_graph=False,
-                              copies_inputs=lambda: torchinductor.cuda_graphs_asked(self.options))
+                              copies_inputs=lambda: torchinductor.cuda_graphs_asked(self.options),
+                              final_compiler=self._with_cpp_wrapper)
+
+    def _with_cpp_wrapper(self) -> "InductorCompiler":
+        """This compiler with Inductor's C++ wrapper asked for, for a build in the background."""
+        from .torchinductor import release_lock_during_cpp_builds
+
+        release_lock_during_cpp_builds()
+        return InductorCompiler({**self.options, "cpp_wrapper": True})
 
     def __call__(self, graph_module: fx.GraphModule, example_inputs, role: Optional[GraphRole] = None) -> Callable:
         from .torchinductor import compile_with_inductor
@@ -251,6 +263,11 @@ inductor = InductorCompiler()
 _NAMED = {"eager": eager, "nop": nop, "inductor": inductor}
 COMPILER_NAMES = tuple(sorted(_NAMED))
 _graph_ids = count()
+
+
+def next_graph_id() -> int:
+    """A new `GraphRole.graph_id`, shared by no other forward and backward."""
+    return next(_graph_ids)
 
 
 def resolve_compiler(compiler: Union[str, Callable, None], default: Callable = eager) -> Callable:

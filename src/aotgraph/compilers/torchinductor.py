@@ -42,7 +42,8 @@ from ..torch_private.fx import LazyGraphModule
 logger = logging.getLogger("aotgraph")
 
 __all__ = ["compile_with_inductor", "inductor_decompositions", "inductor_mode_options", "inductor_joint_passes",
-           "wake_compile_workers", "inductor_cache_identity", "stored_output_code", "restored_output_code"]
+           "wake_compile_workers", "inductor_cache_identity", "stored_output_code", "restored_output_code",
+           "release_lock_during_cpp_builds"]
 
 # Graphs on a CUDA device are compiled with Inductor's C++ wrapper unless the compiler's
 # options say otherwise (see `compile_with_inductor`); False: the Python wrapper, as torch.compile.
@@ -187,7 +188,7 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
         return python_wrapped()
     if asked is None and devices and aot_config.enabled("cpp_wrapper_in_background"):
         python = python_wrapped()
-        _release_lock_during_cpp_builds()
+        release_lock_during_cpp_builds()
         # A forward compiled in a worker kept every output's traced strides, and its backward
         # was compiled for them: the C++ build of the pair keeps them too.
         in_worker = isinstance(python, compile_workers.PendingCode)
@@ -425,7 +426,7 @@ def _patched_in(process_values: dict):
         _process_values = None
 
 
-def _release_lock_during_cpp_builds() -> None:
+def release_lock_during_cpp_builds() -> None:
     """Have Inductor's C++ compiler calls (``cpp_builder.run_compile_cmd``, checked on torch
     2.11-2.13) let go of compile_lock on the background build worker, once per process; where
     torch has no such function, builds keep the lock throughout."""
@@ -692,11 +693,15 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
         output.post_compile([], constants, {"cudagraphs": BoxedBool(False), "is_backward": kind == "backward",
                                             "boxed_forward_device_index": None})
     if devices:
-        return symbol_inputs.passing_symbols(_on_threads_with_cuda_context(output, {torch.device(d) for d in devices}),
-                                             readings)
-    if wrapper is not None:
-        output.aotgraph_wrapper = wrapper
-    return symbol_inputs.passing_symbols(output, readings)
+        restored = symbol_inputs.passing_symbols(
+            _on_threads_with_cuda_context(output, {torch.device(d) for d in devices}), readings)
+    else:
+        if wrapper is not None:
+            output.aotgraph_wrapper = wrapper
+        restored = symbol_inputs.passing_symbols(output, readings)
+    if wrapper is not None and wrapper.startswith("python, C++"):  # stored before its C++ build was ready
+        restored.aotgraph_provisional = True  # (`warm_upgrades` builds it)
+    return restored
 
 
 @contextlib.contextmanager
