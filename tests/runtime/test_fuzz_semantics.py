@@ -27,6 +27,9 @@ SEEDS += [523, 527, 1437, 1873, 1963, 2248, 2835, 3010, 3288, 3616, 4060, 4063, 
 # detached view of a written view returned in memory of its own), and 7006, which a first version
 # of that second fix broke (an input relaid in place beside a view of it).
 SEEDS += [5217, 6212, 6274, 6594, 7006]
+# Seeds that failed until session 28: a detached twin of an input, written with values requiring
+# grad (its view returned with the other input's gradient, the twin left without history).
+SEEDS += [3272, 4851, 5396, 7257]
 
 
 @pytest.fixture(autouse=True)
@@ -740,3 +743,30 @@ def test_a_view_of_a_detached_input_written_with_gradients_keeps_its_own_gradien
         return out.detach(), x.detach(), root.grad
 
     torch.testing.assert_close(grads(_compiled(program)), grads(program), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("grad_twin", [True, False])
+def test_a_detached_twin_written_with_gradients_carries_them_as_eager(grad_twin):
+    """Fuzzer seeds 3272 and 4851: ``y = x.detach()`` passed beside ``x``; the program writes ``y``
+    through a view with values requiring grad and returns the view. Eager's ``y`` then carries the
+    write's history, and the view's gradient reaches ``z``, not ``x``. The runtime rebuilt the view
+    on ``x`` (``grad_twin``: ``x`` requires grad), so ``z`` got no gradient and ``x`` a wrong one,
+    and ``y`` stayed without history; with no input requiring grad, ``y`` lost its gradient."""
+    def program(x, y, z):
+        v = y.t()
+        v.add_(z)
+        v[0, 0] = 1.5
+        return v, v
+
+    def run(fn):
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, dtype=torch.float64, requires_grad=grad_twin)
+        y = x.detach()
+        z = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        out, again = fn(x, y, z)
+        assert out is again and y.requires_grad and out.untyped_storage().data_ptr() == x.data_ptr()
+        loss = (out * torch.arange(12.0, dtype=torch.float64).view(3, 4)).sum() + (y * y).sum()
+        leaves = (x, z) if grad_twin else (z,)
+        return out.detach(), y.detach(), torch.autograd.grad(loss, leaves, allow_unused=True)
+
+    torch.testing.assert_close(run(_compiled(program)), run(program), rtol=0, atol=0)

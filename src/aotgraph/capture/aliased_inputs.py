@@ -7,7 +7,8 @@ inside the traced function, so functionalization sees one root, the base is the 
 that gets mutated and written back, and the caller's views see the new values.
 `SharedBaseProgram.runner` wraps the compiled entry back into a function of the caller's own
 inputs: it passes their base, then applies what the views cannot carry out of the graph
-(in-place layout changes of the inputs, outputs that are the inputs themselves).
+(in-place layout changes of the inputs, outputs that are the inputs themselves, and the history
+of a member that requires no grad, a detached twin, written with values that do).
 """
 from __future__ import annotations
 
@@ -80,6 +81,25 @@ class _LeafViewsBase(torch.autograd.Function):
         return (None, None, *(grad.as_strided(*layout) for layout in ctx.layouts))
 
 
+def _autograd_root(members: list[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The one tensor every member is (or views, with ``._base``), of their dtype and requiring
+    grad as they all do: autograd sees their writes as eager does when it is their base. Else None."""
+    roots = {id(m._base if m._base is not None else m): (m._base if m._base is not None else m) for m in members}
+    if len(roots) != 1:
+        return None
+    root = next(iter(roots.values()))
+    if {root.dtype} == {m.dtype for m in members} and all(m.requires_grad == root.requires_grad for m in members):
+        return root
+    return None
+
+
+def _memory_alone(members: list[torch.Tensor]) -> bool:
+    """Members with no common autograd root, of one dtype, none requiring grad: their base is
+    their memory alone, and each is a tensor of its own to autograd (detached twins)."""
+    return (_autograd_root(members) is None and len({m.dtype for m in members}) == 1
+            and not any(m.requires_grad for m in members))
+
+
 def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_views: bool = False,
                  for_trace: bool = False) -> torch.Tensor:
     """A real tensor whose storage holds every member and through which each member's gradient
@@ -88,12 +108,10 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
     tensor over the whole storage; else, with `leaf_views` and members that `_has_leaf_views`,
     a `_LeafViewsBase` (for the trace, `for_trace`: a leaf copy of the memory, requiring grad)."""
     dtypes = {m.dtype for m in members}
-    roots = {id(m._base if m._base is not None else m): (m._base if m._base is not None else m) for m in members}
-    if len(roots) == 1:
-        root = next(iter(roots.values()))
-        if {root.dtype} == dtypes and all(m.requires_grad == root.requires_grad for m in members):
-            return root
-    if len(dtypes) == 1 and not any(m.requires_grad for m in members):
+    root = _autograd_root(members)
+    if root is not None:
+        return root
+    if _memory_alone(members):
         return _memory_of(members)
     if leaf_views and _has_leaf_views(members):
         memory = _memory_of(members)
@@ -123,6 +141,9 @@ class _TracedFacts:
     # group's memory, group index, layout) of an output that views the base's copy, rebuilt on the
     # caller's tensor (eager's view shares the caller's memory).
     on_memory: dict[int, tuple[Optional[int], int, Layout]] = field(default_factory=dict)
+    # With `_LeafViewsBase` bases: flat input positions of members requiring no grad that the
+    # program wrote with values requiring grad (eager's such input then carries their history).
+    written_twins: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -136,24 +157,30 @@ class SharedBaseProgram:
     groups: tuple[tuple[int, ...], ...]
     facts: _TracedFacts
     leaf_views: bool = False  # bases made by `_LeafViewsBase`, their new values copied back into the memory
+    returns_twins: bool = False  # the program returns (output, the new values of `facts.written_twins`)
 
     def runner(self, run: Callable) -> Callable:
         """``run_on_inputs(*flat_args)`` from the compiled ``run(*program_flat_args)``: the caller's
         inputs passed as their bases, their layout changes applied to them after the graphs
         ran, and outputs that are inputs returned as those very tensors."""
-        groups, facts, leaf_views = self.groups, self.facts, self.leaf_views
+        groups, facts, leaf_views, returns_twins = self.groups, self.facts, self.leaf_views, self.returns_twins
         member_positions = frozenset(p for group in groups for p in group)
 
         def run_on_inputs(*flat_args):
             bases = [_common_base([flat_args[p] for p in group], group, leaf_views) for group in groups]
             rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
             out = run(*tree_flatten(((bases, rest), {}))[0])
+            out, twin_values = out if returns_twins else (out, ())
             if leaf_views:
                 with torch.no_grad():
                     for base, group in zip(bases, groups):
                         memory = _memory_of([flat_args[p] for p in group])
                         if base.untyped_storage()._cdata != memory.untyped_storage()._cdata:  # a copy
                             memory.copy_(base)
+            # The memory holds their new values already; the write again gives each the history
+            # of its value, as eager's in-place op did (a leaf gets CopyBackwards).
+            for position, value in zip(facts.written_twins, twin_values):
+                flat_args[position].copy_(value)
             relaid_done: set[int] = set()
             for position, (size, stride, offset) in facts.relaid.items():
                 member = flat_args[position]
@@ -167,11 +194,16 @@ class SharedBaseProgram:
             flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
             for k, position in facts.returned_inputs.items():
                 flat_out[k] = flat_args[position]
-            for k, (position, group, layout) in facts.on_memory.items():
-                if position is not None:  # a view of a leaf: its gradient reaches the leaf, as eager's
-                    flat_out[k] = flat_args[position].as_strided(*layout)
+            rebuilt: dict[int, torch.Tensor] = {}  # by id of the fact: an output returned twice is one tensor
+            for k, fact in facts.on_memory.items():
+                position, group, layout = fact
+                if id(fact) in rebuilt:
+                    flat_out[k] = rebuilt[id(fact)]
+                elif position is not None:  # a view of a leaf, or of a written twin: its gradient flows as eager's
+                    flat_out[k] = rebuilt[id(fact)] = flat_args[position].as_strided(*layout)
                 else:
-                    flat_out[k] = _memory_of([flat_args[p] for p in groups[group]]).as_strided(*layout)
+                    flat_out[k] = rebuilt[id(fact)] = _memory_of([flat_args[p] for p in groups[group]]).as_strided(
+                        *layout)
             return tree_unflatten(flat_out, out_spec)
 
         return run_on_inputs
@@ -228,7 +260,11 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 layout_of[p] = layout_of[first]
     rest = [None if p in layout_of else a for p, a in enumerate(flat_args)]
     facts = _TracedFacts()
-    detached = {p for p, (k, _) in layout_of.items() if bases[k].requires_grad and not flat_args[p].requires_grad}
+    # Members that are tensors of their own to autograd, as in eager: those requiring no grad of
+    # a base that does, and every member of memory shared by tensors with no common root.
+    alone = {k for k, group in enumerate(groups) if _memory_alone([flat_args[p] for p in group])}
+    detached = {p for p, (k, _) in layout_of.items()
+                if k in alone or (bases[k].requires_grad and not flat_args[p].requires_grad)}
 
     # One view per caller's tensor: distinct tensors of the same layout (x and x[:]) stay distinct
     # objects (a layout change of one, or returning one, must not reach the other).
@@ -252,14 +288,27 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
         position_of_view = {id(views[q]): q for q in views}
         flat_out = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))[0]
         facts.on_memory.clear()
+        facts.written_twins[:] = [q for q in views if q in detached and views[q].requires_grad]
+        twin_views = {id(views[q]): q for q in facts.written_twins}
+        first_position: dict[int, int] = {}
         for k, o in enumerate(flat_out):
-            if isinstance(o, torch.Tensor) and id(o) in position_of_view:
+            if not isinstance(o, torch.Tensor):
+                continue
+            if first_position.setdefault(id(o), k) in facts.on_memory:  # the same tensor again: the same object
+                facts.on_memory[k] = facts.on_memory[first_position[id(o)]]
+                continue
+            twin = twin_views.get(id(o._base)) if o.requires_grad and not has_symbolic_sizes(o) else None
+            if id(o) in position_of_view:
                 facts.returned_inputs[k] = position_of_view[id(o)]
-            elif leaf_views and isinstance(o, torch.Tensor):
+            elif twin is not None:  # a view of a written twin: rebuilt on the caller's, which has its history
+                facts.on_memory[k] = twin, layout_of[twin][0], _layout(o)
+            elif leaf_views:
                 rebuilt = _on_caller_memory(o, bases, groups, flat_args)
                 if rebuilt is not None:
                     facts.on_memory[k] = rebuilt
+        if detached:  # the runner gives the written twins these values' history
+            return out, [views[q] for q in facts.written_twins]
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
-    return SharedBaseProgram(program, new_flat, new_spec, groups, facts, leaf_views)
+    return SharedBaseProgram(program, new_flat, new_spec, groups, facts, leaf_views, returns_twins=bool(detached))
