@@ -1028,6 +1028,7 @@ def test_symbol_inputs_switch(disabled, monkeypatch):
 
     if disabled:
         _disable(monkeypatch, "symbol_inputs")
+    _disable(monkeypatch, "transient_inputs_priced")  # the mask input saved free: the backward repeats it
     torch._dynamo.reset()
     handed = []
 
@@ -1211,3 +1212,32 @@ def test_warm_upgrades_switch(disabled, monkeypatch):
     loads = [[r.detail for r in entry.log.records if r.stage == "cache load"]
              for f in (warm, again) for entry in f.aotgraph_entries.values()]
     assert loads == ([["hit"], ["hit"]] if disabled else [["hit (its C++ builds made in the background)"], ["hit"]])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_transient_inputs_priced_switch(disabled, monkeypatch):
+    """On: the min cut prices an input that is not a parameter at its bytes, and saves relu's
+    output (as eager's autograd does) rather than its input, so a caller's in-place write into
+    the input before the backward works as in eager; off: the input is free, saved, and that
+    write fails the backward. Gradients equal eager's when it runs."""
+    if disabled:
+        _disable(monkeypatch, "transient_inputs_priced")
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(4, 8, requires_grad=True)
+        x = root * 2
+        out = fn(x)
+        with torch.no_grad():
+            x.mul_(3)
+        out.sum().backward()
+        return root.grad
+
+    compiled = aotgraph.aot_function(torch.relu, partition_fn=aotgraph.min_cut_rematerialization_partition)
+    if disabled:
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            run(compiled)
+    else:
+        torch.testing.assert_close(run(compiled), run(torch.relu))
+    (entry,) = compiled.aotgraph_entries.values()
+    assert [s.producer == "input" for s in entry.partition.saved] == [disabled]

@@ -155,12 +155,12 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         if traits.joint_passes is not None:
             with log.stage("joint passes"):
                 joint = traits.joint_passes(joint)
+        static_primals = _static_primals(real_args, joint.signature.primal_positions)
         with log.stage("partition"):
-            parts = partition(joint, partition_fn, fusing_compiler=traits.fuses_kernels)
+            parts = partition(joint, partition_fn, fusing_compiler=traits.fuses_kernels, kept_primals=static_primals)
         log_artifact("partition", parts)
     with log.stage("compile") as note:
-        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler,
-                                     _static_primals(real_args, joint.signature.primal_positions))
+        compiled = compile_partition(parts, fw_compiler, bw_compiler, inference_compiler, static_primals)
         note.detail = compiled.note
     if on_disk is not None:
         with log.stage("cache store") as note:

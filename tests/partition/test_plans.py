@@ -483,3 +483,58 @@ def test_checkpointed_attention_under_dynamo_is_recomputed_in_the_backward():
     (entry,) = backend.entries
     attention = [n for n in entry.partition.forward.graph.nodes if "attention" in str(n.target)]
     assert len(attention) == 1, attention  # the forward's own, not the backward's recomputation too
+
+
+def _mask_and_value(a, b):
+    """The backward reads only ``b > 0``; the forward returns b's broadcast and b itself."""
+    return b.unsqueeze(0).expand(2, 4), torch.where(b > 0, b, a).select(1, 3), b
+
+
+def _caller_writes_input_then_backward(fn):
+    """Gradients of `_mask_and_value`'s outputs after the caller zeroes b (returned, and an
+    input) in place: eager's backward never reads b, so this works in eager."""
+    torch.manual_seed(0)
+    a0, b0 = torch.randn(3, 4, requires_grad=True), torch.randn(4, requires_grad=True)
+    expand, picked, b = fn(a0 * 2, b0 * 2)
+    with torch.no_grad():
+        b.zero_()
+    (expand.sum() + picked.sum()).backward()
+    return a0.grad, b0.grad
+
+
+@pytest.mark.parametrize("through", ["aot_function", "backend"])
+def test_a_forward_output_is_not_priced_as_saved_and_an_input_is_saved_only_as_eager_would(through):
+    """The min cut saves the 4-byte mask the backward reads, not the input it is computed from:
+    a forward output is not a value the backward needs (it was priced as one), and an input that
+    is not a parameter costs its bytes (`transient_inputs_priced`). A caller's in-place write into
+    that input before the backward then works as in eager (a fuzzer class: seeds 576, 4806)."""
+    import aotgraph
+
+    if through == "backend":
+        torch._dynamo.reset()
+        backend = aotgraph.backend(compiler="eager")
+        compiled = torch.compile(_mask_and_value, backend=backend, dynamic=False)
+    else:
+        compiled = aot_function(_mask_and_value, partition_fn=min_cut_rematerialization_partition)
+    torch.testing.assert_close(_caller_writes_input_then_backward(compiled),
+                               _caller_writes_input_then_backward(_mask_and_value))
+    (entry,) = backend.entries if through == "backend" else compiled.aotgraph_entries.values()
+    assert [s.meta.dtype for s in entry.partition.saved] == [torch.bool]
+
+
+def test_forward_outputs_are_not_sinks_of_the_cut():
+    """A large forward output and a small mask the backward reads share an ancestor: the cut
+    saves the mask alone (pricing the output as a value to save chose the ancestor, which
+    covers both and is four times the mask's bytes)."""
+    def f(x):
+        y = x * 3  # whose backward reads nothing
+        return (y * 2).unsqueeze(0).expand(64, *x.shape), torch.where(y > 0, x, 0.0)
+
+    x = torch.randn(16, requires_grad=True)
+    joint = aot_export_joint(f, (x,))
+    network = JointNetwork(joint.graph_module, joint.num_fwd_outputs, None, transient_inputs=frozenset({"primals_1"}))
+    saved = network.cut(mincut.TIE_BREAK_LAM)
+    assert [n.meta["val"].dtype for n in saved] == [torch.bool]
+    out, picked = aot_function(f, partition_fn=min_cut_rematerialization_partition)(x)
+    torch.testing.assert_close(torch.autograd.grad(picked.sum() + out.sum(), x),
+                               torch.autograd.grad(sum(o.sum() for o in f(x)), x))

@@ -30,11 +30,15 @@ __all__ = [
 
 
 def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
-              fusing_compiler: bool = False, outputs_kept: bool = False) -> Partition:
+              fusing_compiler: bool = False, outputs_kept: bool = False,
+              kept_primals: Optional[frozenset] = None) -> Partition:
     """Split `joint` with `partition_fn`; an inference joint is its own forward.
     `fusing_compiler`: the graphs go to a compiler that fuses kernels (`CompilerTraits`).
     `outputs_kept`: the caller keeps the forward's outputs until the backward (a region's
-    caller), so the min cut saves them for free (`split_with_plan`)."""
+    caller), so the min cut saves them for free (`split_with_plan`). `kept_primals`: the
+    primal indices whose tensors the caller keeps across calls (parameters, buffers); the min
+    cut prices saving the others at their bytes (switch ``transient_inputs_priced``). None:
+    every primal is kept (a region's, which its caller's graph holds)."""
     num_fwd_outputs = joint.num_fwd_outputs
     if joint.is_inference:
         return Partition(joint.graph_module, None, (), 0, joint, convention=CallingConvention(num_fwd_outputs, ()))
@@ -44,6 +48,7 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
         # The runtime writes mutated inputs back after the forward: the partitioner must not save them.
         mutated = frozenset(primal_name(p) for p in joint.signature.mutated_primals)
         forward, backward, plan = split(joint.graph_module, num_fwd_outputs=num_fwd_outputs, mutated_inputs=mutated,
+                                        transient_inputs=_transient_inputs(joint, kept_primals),
                                         fusing_compiler=fusing_compiler, outputs_kept=outputs_kept, **options)
     else:
         example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
@@ -63,6 +68,15 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
         )
     return Partition(forward, backward, saved, num_saved_tensors, joint, recomputed, plan,
                      _convention(num_fwd_outputs, saved_nodes, backward))
+
+
+def _transient_inputs(joint: JointGraph, kept_primals: Optional[frozenset]) -> frozenset:
+    """Names of the tensor primals outside `kept_primals` (see `partition`)."""
+    from .. import config
+
+    if kept_primals is None or not config.enabled("transient_inputs_priced"):
+        return frozenset()
+    return frozenset(primal_name(p) for p in range(joint.num_primals) if p not in kept_primals)
 
 
 def _aotgraph_split(partition_fn: Callable) -> tuple[Optional[Callable], dict]:

@@ -1,10 +1,10 @@
 """Min-cut rematerialization: save the fewest bytes that let the backward run.
 
 Each forward-computable joint node ``v`` becomes two flow vertices ``v_in -> v_out`` joined
-by an edge whose capacity is the cost of saving ``v`` (its bytes; inputs are free, tuples
-and dicts of results cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data.
+by an edge whose capacity is the cost of saving ``v`` (its bytes; parameters and buffers are
+free, tuples and dicts of results cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data.
 The source feeds the inputs and every node the backward may not recompute; the sink drains
-every value a backward-only node reads. A minimum cut is then a set of saved values from which the backward
+every value a backward-only node reads (not the forward's outputs: the forward computes them). A minimum cut is then a set of saved values from which the backward
 can recompute everything else it needs. An optional recompute price ``lam`` (bytes per FLOP)
 adds a ``source -> v_in`` edge of ``lam * flops(v)``: cutting it means recomputing ``v``.
 The solver is scipy's ``maximum_flow`` (integer capacities, Dinic).
@@ -56,6 +56,7 @@ class JointNetwork:
     save_matmul_inputs: bool = False  # see `_read_by_backward_matmul`
     fusing_compiler: bool = False  # the compiler fuses kernels (Inductor): see `_padding_for_fused_kernels`
     mutated_inputs: frozenset = frozenset()  # primal names the runtime overwrites after the forward
+    transient_inputs: frozenset = frozenset()  # primal names the caller may write or drop before the backward
     outputs_kept: bool = False  # the caller keeps the forward's outputs for the backward anyway: free to save
     nodes: list = field(default_factory=list)
 
@@ -131,11 +132,15 @@ class JointNetwork:
         cannot be saved (a tuple or dict of results). An input is free to save, unless the
         runtime overwrites it after the forward: then it is saved (the runtime clones its old
         value) only where the backward reads it itself; recomputing from it (batch norm from
-        its running statistics) would cost that copy every call."""
+        its running statistics) would cost that copy every call. A transient input (not a
+        parameter or buffer: the caller may drop it, or write it in place before the backward)
+        costs its bytes, as in torch's min cut: saving it where eager's autograd saves a value
+        computed from it would keep it alive, and make a caller's later in-place write into it
+        fail the backward where eager's runs."""
         if is_primal(node):
-            if node.name not in self.mutated_inputs:
-                return 0
-            return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
+            if node.name in self.mutated_inputs:
+                return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
+            return bytes_of(node) if node.name in self.transient_inputs else 0
         size = bytes_of(node)
         if size is None:
             return None
@@ -173,7 +178,9 @@ class JointNetwork:
             v_in, v_out = 2 + 2 * i, 3 + 2 * i
             cost = self.save_cost[i]
             rows[v_in][v_out] = float(cost) if cost is not None else inf
-            if cost is not None and _read_through_views_only(node):
+            # One unit dearer: a view read through views only, and a transient input (a tie goes to
+            # the value eager's autograd saves).
+            if cost is not None and (_read_through_views_only(node) or node.name in self.transient_inputs):
                 tie_broken.add((v_in, v_out))
             if self.forced_forward[i] is not None:
                 rows[0][v_in] = inf
@@ -181,7 +188,7 @@ class JointNetwork:
                 rows[v_in][1] = inf
             read_by_backward = node in bwd_outputs
             for user in node.users:
-                if user in self.backward_only:
+                if user in self.backward_only and user.op != "output":  # a forward output is the forward's
                     read_by_backward = True
                 elif user.op != "output":
                     rows[v_out][2 + 2 * self.index[user]] = inf
@@ -305,6 +312,8 @@ class JointNetwork:
 
     def reason(self, node: fx.Node) -> str:
         if is_primal(node):
+            if node.name in self.transient_inputs:
+                return "graph input (not a parameter: saved at its bytes, cheaper than what it would recompute)"
             return "graph input (free: the caller keeps it alive)"
         forced = self.forced_forward[self.index[node]]
         if forced is None and node.op == "call_function" and node.args and isinstance(node.args[0], fx.Node) \
@@ -467,13 +476,16 @@ def _can_recompute(node: fx.Node) -> bool:
 
 
 def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutated_inputs=frozenset(),
+                    transient_inputs=frozenset(),
                     fusing_compiler: bool = False, policy: Optional[Policy] = None,
                     memory_budget: Optional[float] = None, recompute_budget: Optional[float] = None,
                     save_matmul_inputs: Optional[bool] = None, outputs_kept: bool = False,
                     ) -> tuple[fx.GraphModule, fx.GraphModule, PartitionPlan]:
     """`min_cut_rematerialization_partition` with what the pipeline knows passed explicitly,
     returning the plan too. `mutated_inputs`: names of the primals the runtime overwrites
-    after the forward (saved only where the backward reads them itself). `fusing_compiler`:
+    after the forward (saved only where the backward reads them itself). `transient_inputs`:
+    names of the primals that are not parameters or buffers (saved at their bytes; others are
+    free: the caller keeps them). `fusing_compiler`:
     the compiler fuses kernels (the default of `save_matmul_inputs`). `outputs_kept`: the
     caller keeps the forward's outputs until the backward (a region's, which its caller's
     graph holds: the next block's operand), so saving one costs no bytes."""
@@ -486,7 +498,8 @@ def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutat
         save_matmul_inputs = fusing_compiler
     network = JointNetwork(joint_module, num_fwd_outputs, policy, price_expensive=budgeted,
                            save_matmul_inputs=save_matmul_inputs, fusing_compiler=fusing_compiler,
-                           mutated_inputs=frozenset(mutated_inputs), outputs_kept=outputs_kept)
+                           mutated_inputs=frozenset(mutated_inputs), transient_inputs=frozenset(transient_inputs),
+                           outputs_kept=outputs_kept)
     if memory_budget is not None:
         saved, budget, note = saved_for_budget(network, memory_budget)
         return network.build(saved, budget=budget, note=note)
