@@ -30,6 +30,9 @@ SEEDS += [5217, 6212, 6274, 6594, 7006]
 # Seeds that failed until session 28: a detached twin of an input, written with values requiring
 # grad (its view returned with the other input's gradient, the twin left without history).
 SEEDS += [3272, 4851, 5396, 7257]
+# Seeds that failed until session 29: an input relaid by as_strided_ after a write through its
+# earlier as_strided_ view (8038, read past the end), and the min cut saving inputs (576, 4806).
+SEEDS += [576, 4806, 8038]
 
 
 @pytest.fixture(autouse=True)
@@ -397,6 +400,16 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
 
     with pytest.raises(aotgraph.UnsupportedOp, match="take the view after the change"):
         _compiled(view_then_relayout)(torch.randn(4, requires_grad=True) * 2)
+
+    def squeezed_view_written(a):  # seed 8362: the write's backward replays the view unsqueezed
+        stacked = torch.stack([a, a * 2])
+        view = stacked.unsqueeze(3)
+        view.squeeze_(3)
+        view.transpose(1, 2).clamp_(-1.0, 0.5)
+        return stacked
+
+    with pytest.raises(aotgraph.UnsupportedOp, match="its backward failed.*layout in place"):
+        _compiled(squeezed_view_written)(torch.randn(2, 4, requires_grad=True) * 2)
 
     def view_returned_then_relayout(a):  # autograd's other wording: "invalid gradient at index 0"
         w = a.unsqueeze(1)
@@ -770,3 +783,28 @@ def test_a_detached_twin_written_with_gradients_carries_them_as_eager(grad_twin)
         return out.detach(), y.detach(), torch.autograd.grad(loss, leaves, allow_unused=True)
 
     torch.testing.assert_close(run(_compiled(program)), run(program), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_as_strided_of_an_input_relaid_and_written_reads_the_inputs_memory(compiler):
+    """Seed 8038: ``as_strided_`` counts its offset from the start of the input's memory; after
+    a write through the input's earlier ``as_strided_`` view, the graph took the next one over the
+    written view's value (a tensor of its own, one element short) and read past its end."""
+    def program(x):
+        x.add_(x)
+        x.as_strided_((11,), (1,), 1)
+        x.fill_(0.5)
+        x.as_strided_((10,), (1,), 2)
+        return x.select(0, 9) * 1, x * 1
+
+    def run(fn):
+        x = torch.arange(12.0).view(4, 3)
+        with torch.no_grad():
+            outs = fn(x)
+        return (*outs, x, x.untyped_storage().tolist())
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    expected = run(program)
+    for ours, theirs in zip(run(compiled), expected):
+        torch.testing.assert_close(ours, theirs)
+    assert run(compiled)[2].stride() == expected[2].stride()

@@ -401,7 +401,10 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         try:
             grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         except RuntimeError as error:
-            if "invalid gradient" not in str(error):  # ("returned an invalid gradient", "invalid gradient at index")
+            # ("returned an invalid gradient", "invalid gradient at index"); or after an in-place
+            # layout change, any failure of a backward formula over a view replayed on the new
+            # layout (seed 8362: clamp_ through a squeeze_d view, a broadcast of the wrong shapes)
+            if "invalid gradient" not in str(error) and not recorder.relaid_any:
                 raise
             raise _after_layout_change(error, "its backward failed") from error
         grad_of = {id(i): g for i, g in zip(diff_inputs, grads)}
@@ -419,8 +422,9 @@ def _after_layout_change(error: RuntimeError, what: str) -> UnsupportedOp:
     return UnsupportedOp(
         f"autograd's record of the program failed while capture recorded it ({what}): "
         f"{str(error).splitlines()[0]}", "capture",
-        "if the program changes an input's layout in place (unsqueeze_, t_, transpose_, as_strided_) after "
-        "taking a view of it, take the view after the change, or change a clone of the input")
+        "if the program changes a tensor's layout in place (unsqueeze_, squeeze_, t_, transpose_, as_strided_) "
+        "after taking a view of it or of its base, take the view after the change, change a clone, or use the "
+        "out-of-place op (unsqueeze(), squeeze(), t(), ...)")
 
 
 def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:

@@ -143,7 +143,9 @@ class _Functionalizer:
         input that is a slice of a larger tensor, past the slice's ends or into its gaps) is
         refused where the root was written before the read, or is written through: the graph
         holds the root's elements only, and eager's reads and writes there went to the memory
-        beside them."""
+        beside them. The view is taken over the root's current value, not its base's: a base
+        written through (``fill_`` of a view) holds a tensor of its own, whose memory starts at
+        the view's first element (seed 8038: an offset read past its end)."""
         if len(args) < 3 or args[2] is None or (not writes and self.root_version[root] == 0):
             return args
         old, view = root.meta.get("val"), view_node.meta.get("val")
@@ -165,6 +167,14 @@ class _Functionalizer:
                 f"an as_strided view of a written tensor of shape {tuple(old.shape)}, whose new value is laid "
                 "out otherwise", "capture", "take the view with the tensor's own view ops (slicing, view, t)")
         return (args[0], args[1], args[2] + shift, *args[3:])
+
+    def _strided_source(self, root: fx.Node, args: tuple) -> Any:
+        """What ``as_strided(*args)`` (its tensor read, then sizes, strides, offset) is taken over:
+        the root's current value where the offset is given (see `_strided_args`); the tensor read
+        where it is not (the view then keeps that tensor's own offset)."""
+        if len(args) < 4 or args[3] is None:
+            return args[0]
+        return self.root_value[root]
 
     def _replay(self, func, value, args, index):
         new_args = _map_args(self._read_arg, args)
@@ -293,7 +303,8 @@ class _Functionalizer:
         args = _map_args(self._read_arg, node.args)
         kwargs = _map_args(self._read_arg, node.kwargs)
         if func is aten.as_strided.default and not kwargs and node.args[0] in self.alias:
-            args = (args[0], *self._strided_args(self.alias[node.args[0]].root, args[1:], node, writes=False))
+            root = self.alias[node.args[0]].root
+            args = (self._strided_source(root, args), *self._strided_args(root, args[1:], node, writes=False))
         value = self._append(func, args, kwargs)
         value.meta = dict(node.meta)
         if func in _RECORDED_ONLY_WHEN_COPYING:
@@ -314,9 +325,12 @@ class _Functionalizer:
             base = node.args[0]
             view_func, view_args = ops.view_of_inplace_view(func, tuple(node.args[1:]), base.meta["val"].dim())
             read_args = _map_args(self._read_arg, view_args)
+            source = self.read(base)
             if view_func is aten.as_strided.default and base in self.alias:
-                read_args = self._strided_args(self.alias[base].root, tuple(read_args), node, writes=False)
-            value = self.emit(view_func, self.read(base), *read_args)
+                root = self.alias[base].root
+                read_args = self._strided_args(root, tuple(read_args), node, writes=False)
+                source = self._strided_source(root, (source, *read_args))
+            value = self.emit(view_func, source, *read_args)
             self.new_view(node, base, view_func, view_args, None, value)
             return
         twin = ops.multi_mutation_twin(func)

@@ -439,6 +439,11 @@ class GraphRecorder(TorchDispatchMode):
             elif is_base and isinstance(value, torch.Tensor) and value._base is tensor and value.requires_grad:
                 self._stale_views.setdefault(id(value), (value, layout))
 
+    @property
+    def relaid_any(self) -> bool:
+        """Whether the program changed a tensor's layout in place (``t_``, ``squeeze_``, ...)."""
+        return bool(self._relaid)
+
     def _refuse_stale_views(self, func, args: tuple, kwargs: dict) -> None:
         """Refuse an op that autograd records on a view taken before an in-place layout change of
         its base (``v = x[0]; x.t_(); v.exp()``). Autograd makes such a view's history again at
