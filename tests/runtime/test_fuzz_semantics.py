@@ -31,8 +31,9 @@ SEEDS += [5217, 6212, 6274, 6594, 7006]
 # grad (its view returned with the other input's gradient, the twin left without history).
 SEEDS += [3272, 4851, 5396, 7257]
 # Seeds that failed until session 29: an input relaid by as_strided_ after a write through its
-# earlier as_strided_ view (8038, read past the end), and the min cut saving inputs (576, 4806).
-SEEDS += [576, 4806, 8038]
+# earlier as_strided_ view (8038, read past the end), the min cut saving inputs (576, 4806), and a
+# view returned under no_grad before its input was relaid (1393, its history unreadable).
+SEEDS += [576, 1393, 4806, 8038]
 
 
 @pytest.fixture(autouse=True)
@@ -410,6 +411,16 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
 
     with pytest.raises(aotgraph.UnsupportedOp, match="its backward failed.*layout in place"):
         _compiled(squeezed_view_written)(torch.randn(2, 4, requires_grad=True) * 2)
+
+    def view_of_relaid_twin_returned(a, twin, b):  # seed 8103: the view requires grad only after the relayout
+        view = twin.view(1, -1)
+        twin.as_strided_((3, 3), (1, 3), 0)
+        twin.mul_(b)
+        return view
+
+    a, b = torch.randn(3, 3, requires_grad=True), torch.randn(3, 3, requires_grad=True)
+    with pytest.raises(aotgraph.UnsupportedOp, match="returns, with gradients, a view of shape .1, 9."):
+        _compiled(view_of_relaid_twin_returned)(a, a.detach(), b)
 
     def view_returned_then_relayout(a):  # autograd's other wording: "invalid gradient at index 0"
         w = a.unsqueeze(1)
@@ -808,3 +819,27 @@ def test_as_strided_of_an_input_relaid_and_written_reads_the_inputs_memory(compi
     for ours, theirs in zip(run(compiled), expected):
         torch.testing.assert_close(ours, theirs)
     assert run(compiled)[2].stride() == expected[2].stride()
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_view_returned_under_no_grad_beside_an_input_relaid_keeps_a_readable_history(compiler):
+    """Seed 1393: under no_grad, the program returns a view of an input that shares memory with
+    another, then relays that input in place; the runtime relaid it after the graphs had made the
+    view, and autograd refused to read the view's history ("A view was created in no_grad mode and
+    its base ... has been modified inplace")."""
+    def program(a, b, row):
+        squeezed = row.squeeze()
+        row.unsqueeze_(1)
+        return [squeezed.unsqueeze(0).expand(3, *squeezed.shape)]
+
+    def run(fn):
+        torch.manual_seed(0)
+        a = torch.randn(3, 4, requires_grad=True) * 2
+        args = (a, torch.randn(3, 4), a[0])
+        with torch.no_grad():
+            (out,) = fn(*args)
+        return out, out.requires_grad, out.grad_fn, args[2].shape, out.stride()
+
+    ours, theirs = run(aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)), run(program)
+    torch.testing.assert_close(ours[0], theirs[0])
+    assert ours[1:] == theirs[1:]

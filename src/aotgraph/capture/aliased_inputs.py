@@ -189,9 +189,16 @@ class SharedBaseProgram:
                 relaid_done.add(id(member))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
                     member.as_strided_(size, stride, offset)
-            if not facts.returned_inputs and not facts.on_memory:
+            # Views the graphs returned under no_grad, made before that relayout bumped their
+            # memory's version: autograd refuses to read such a view's history (seed 1393).
+            stale_views = bool(facts.relaid) and not torch.is_grad_enabled()
+            if not facts.returned_inputs and not facts.on_memory and not stale_views:
                 return out
             flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
+            if stale_views:
+                fresh: dict[int, torch.Tensor] = {}  # by id: an output returned twice stays one tensor
+                flat_out = [fresh.setdefault(id(o), o._base.as_strided(o.shape, o.stride(), o.storage_offset()))
+                            if isinstance(o, torch.Tensor) and o._base is not None else o for o in flat_out]
             for k, position in facts.returned_inputs.items():
                 flat_out[k] = flat_args[position]
             rebuilt: dict[int, torch.Tensor] = {}  # by id of the fact: an output returned twice is one tensor

@@ -466,6 +466,15 @@ class GraphRecorder(TorchDispatchMode):
             for item in outputs:
                 if isinstance(item, torch.Tensor) and item.requires_grad:
                     self._refuse_if_stale(item, "the program returns")
+        if self._relaid:  # a view that required no grad when its base was relaid, and does now (seed 8103)
+            for item in outputs:
+                if isinstance(item, torch.Tensor) and item.requires_grad and item._base is not None:
+                    try:
+                        item.grad_fn
+                    except ValueError as error:  # autograd's replay of the view over the new layout
+                        raise _stale_view_refused(
+                            f"the program returns, with gradients, a view of shape {tuple(item.shape)}",
+                            f"autograd's replay of it failed ({str(error).splitlines()[0][:120]})") from error
 
     def _refuse_if_stale(self, item: torch.Tensor, what: str) -> None:
         stale = self._stale_views.get(id(item))
