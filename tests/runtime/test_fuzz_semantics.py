@@ -32,8 +32,9 @@ SEEDS += [5217, 6212, 6274, 6594, 7006]
 SEEDS += [3272, 4851, 5396, 7257]
 # Seeds that failed until session 29: an input relaid by as_strided_ after a write through its
 # earlier as_strided_ view (8038, read past the end), the min cut saving inputs (576, 4806), and a
-# view returned under no_grad before its input was relaid (1393, its history unreadable).
-SEEDS += [576, 1393, 4806, 8038]
+# view returned under no_grad before its input was relaid (1393, its history unreadable), and a view
+# of an input requiring no grad made under no_grad (3753: unreadable after a write with gradients).
+SEEDS += [576, 1393, 3753, 4806, 8038]
 
 
 @pytest.fixture(autouse=True)
@@ -843,3 +844,28 @@ def test_a_view_returned_under_no_grad_beside_an_input_relaid_keeps_a_readable_h
     ours, theirs = run(aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)), run(program)
     torch.testing.assert_close(ours[0], theirs[0])
     assert ours[1:] == theirs[1:]
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_view_of_an_input_without_grad_takes_the_history_of_a_later_write_with_grad(compiler):
+    """Seed 3753 (under torch.compile, one graph per op): a returned view of an input that requires
+    no grad was made under no_grad; when a later program wrote values requiring grad into that
+    input, autograd refused to read the view's history, where eager's view requires grad."""
+    def select_row(x):
+        return x.select(0, 2)
+
+    def add_into(x, y):
+        x.add_(y)
+        return x
+
+    def run(wrap):
+        x, root = torch.randn(4, 4), torch.randn(4, requires_grad=True)
+        row = wrap(select_row)(x)
+        wrap(add_into)(x, root * 2)
+        row.sum().backward()
+        return row.requires_grad, type(row.grad_fn).__name__, root.grad
+
+    expected = run(lambda f: f)
+    ours = run(lambda f: aotgraph.aot_function(f, compiler if compiler == "eager" else aotgraph.nop))
+    assert ours[:2] == expected[:2]
+    torch.testing.assert_close(ours[2], expected[2])

@@ -280,8 +280,10 @@ def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tens
     forward returned) as a real view of it: the program's view ops replayed, else as_strided
     (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`)."""
     meta = info.meta
-    if meta.requires_grad or not torch.is_grad_enabled():
+    if meta.requires_grad or not torch.is_grad_enabled() or not base.requires_grad:
         # As eager under no_grad: a view of a tensor requiring grad reports requires_grad (unless detached).
+        # A view of a tensor requiring none is made in grad mode, as eager's: a later write with
+        # gradients into its base gives it a history autograd can read (seed 3753).
         view = _replay(base, info, laid_out)
         return view.detach() if info.detached and view.requires_grad else view
     with torch.no_grad():
