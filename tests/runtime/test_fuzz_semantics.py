@@ -33,8 +33,9 @@ SEEDS += [3272, 4851, 5396, 7257]
 # Seeds that failed until session 29: an input relaid by as_strided_ after a write through its
 # earlier as_strided_ view (8038, read past the end), the min cut saving inputs (576, 4806), and a
 # view returned under no_grad before its input was relaid (1393, its history unreadable), and a view
-# of an input requiring no grad made under no_grad (3753: unreadable after a write with gradients).
-SEEDS += [576, 1393, 3753, 4806, 8038]
+# of an input requiring no grad made under no_grad (3753: unreadable after a write with gradients),
+# and split outputs of one input rebuilt by as_strided when another was relaid (3397, 5255, 7979).
+SEEDS += [576, 1393, 3397, 3753, 4806, 5255, 7979, 8038]
 
 
 @pytest.fixture(autouse=True)
@@ -869,3 +870,27 @@ def test_a_view_of_an_input_without_grad_takes_the_history_of_a_later_write_with
     ours = run(lambda f: aotgraph.aot_function(f, compiler if compiler == "eager" else aotgraph.nop))
     assert ours[:2] == expected[:2]
     torch.testing.assert_close(ours[2], expected[2])
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_split_output_refuses_writes_as_eager_when_another_input_is_relaid(compiler):
+    """Seed 3397: an output that is a ``chunk`` of one input was rebuilt by ``as_strided``
+    (accepting in-place writes that eager refuses, and so changing the input) whenever any input
+    was relaid in place; only a relaid input's own split outputs need that."""
+    def program(a, b):
+        b.t_()
+        return torch.chunk(a, 2, 1)[1]
+
+    def run(fn):
+        torch.manual_seed(0)
+        a = torch.randn(4, 3, dtype=torch.float64, requires_grad=True).t() * 2
+        b = torch.randn(4, 4, requires_grad=True).clone()[1:]
+        out = fn(a, b)
+        with pytest.raises(RuntimeError, match="Output 1 of Split is a view and is being modified inplace"):
+            out.zero_()
+        return a, b.shape
+
+    expected = run(program)
+    ours = run(aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop))
+    torch.testing.assert_close(ours[0], expected[0])
+    assert ours[1] == expected[1]

@@ -189,7 +189,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # In-place view ops bump the version too, without writing data.
     relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
     views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode,
-                              multi_output_views_of_inputs=not relayouts)
+                              relaid_inputs=frozenset(relayouts if getattr(fn, "aotgraph_member_views", False)
+                                                      else layout_changed))
     views, from_functions = _returned_by_functions(views, tensor_outs)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.

@@ -318,4 +318,7 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
         return out
 
     new_flat, new_spec = tree_flatten(((bases, rest), {}))
+    # The caller's tensors are views this program makes of its bases: an in-place layout change of
+    # one is replayed on the caller's tensor by the runner, after the outputs (`find_output_views`).
+    program.aotgraph_member_views = True
     return SharedBaseProgram(program, new_flat, new_spec, groups, facts, leaf_views, returns_twins=bool(detached))

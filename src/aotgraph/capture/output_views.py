@@ -49,15 +49,18 @@ class OutputViews:
 
 
 def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, program_fakes: list, node_of: dict,
-                      fake_mode, multi_output_views_of_inputs: bool = True) -> OutputViews:
+                      fake_mode, relaid_inputs: frozenset = frozenset()) -> OutputViews:
     """`program_fakes`: the tensor inputs as the program saw them; `node_of`: the recorder's
     map from ``id(fake)`` to the node of its latest value. A base
     written in place after the view was taken is returned as its latest node, which
     functionalization turns into the base's final value (the view in eager sees the write).
-    `multi_output_views_of_inputs` False (the program changes an input's layout in place, which the
-    runtime replays after rebuilding the outputs): a ``split`` output of an input is not rebuilt by
-    ``split``, since autograd refuses a multi-output view whose base's layout changed since."""
+    `relaid_inputs`: names of the placeholders whose layout the program changes in place, which
+    the runtime replays after rebuilding the outputs: a ``split`` output of such an input (or of
+    one sharing its memory) is not rebuilt by ``split``, since autograd refuses a multi-output
+    view whose base's layout changed since; a ``split`` output of another input is (autograd then
+    refuses writes into it, as eager's: seed 3397)."""
     input_storages = {StorageWeakRef(f.untyped_storage()) for f in program_fakes}
+    relaid_storages = {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders if p.name in relaid_inputs}
     input_storages |= {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders}
     primal_of = {p: k for k, p in enumerate(placeholders)}
     output_of: dict = {}
@@ -72,8 +75,8 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     base_fakes: list = []
     for node, fake in zip(out_nodes, tensor_outs):
         walk = _walk(node, fake, fake_mode)
-        if walk is not None and not multi_output_views_of_inputs and walk[0] in primal_of \
-                and any(step.index is not None for step in walk[1]):
+        if walk is not None and walk[0] in primal_of and any(step.index is not None for step in walk[1]) \
+                and StorageWeakRef(walk[0].meta["val"].untyped_storage()) in relaid_storages:
             walk = None
         if walk is None:
             views.append(None)
