@@ -36,6 +36,8 @@ SEEDS += [3272, 4851, 5396, 7257]
 # of an input requiring no grad made under no_grad (3753: unreadable after a write with gradients),
 # and split outputs of one input rebuilt by as_strided when another was relaid (3397, 5255, 7979).
 SEEDS += [576, 1393, 3397, 3753, 4806, 5255, 7979, 8038]
+# And two that a first version of the 8103 refusal broke (a view made under no_grad, its input relaid).
+SEEDS += [146, 912]
 
 
 @pytest.fixture(autouse=True)

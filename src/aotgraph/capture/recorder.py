@@ -471,6 +471,8 @@ class GraphRecorder(TorchDispatchMode):
                 if isinstance(item, torch.Tensor) and item.requires_grad and item._base is not None:
                     try:
                         item.grad_fn
+                    except RuntimeError:  # a view made under no_grad, its base written since: no history to read
+                        continue
                     except ValueError as error:  # autograd's replay of the view over the new layout
                         raise _stale_view_refused(
                             f"the program returns, with gradients, a view of shape {tuple(item.shape)}",
