@@ -739,6 +739,8 @@ def check_program(prog: Program, dynamo: bool = False, verbose: bool = False, on
         problems = compare(eager, ours)
         if label == "dynamo":
             torch._dynamo.reset()
+        # Wrong gradients and values first: three differences of memory sharing must not hide one.
+        problems.sort(key=lambda p: not ("grad" in p or "value" in p))
         for p in problems[:3]:
             failures.append(f"{label}: {p}")
         if verbose and problems:

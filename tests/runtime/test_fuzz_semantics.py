@@ -38,6 +38,9 @@ SEEDS += [3272, 4851, 5396, 7257]
 SEEDS += [576, 1393, 3397, 3753, 4806, 5255, 7979, 8038]
 # And two that a first version of the 8103 refusal broke (a view made under no_grad, its input relaid).
 SEEDS += [146, 912]
+# Outputs in an input's memory with a history of its own (1614, 2548, 6174, 7703: fresh memory before),
+# and one returned beside that input, whose gradient the input took (6512).
+SEEDS += [1614, 2548, 6174, 6512, 7703]
 
 
 @pytest.fixture(autouse=True)
@@ -896,3 +899,31 @@ def test_a_split_output_refuses_writes_as_eager_when_another_input_is_relaid(com
     ours = run(aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop))
     torch.testing.assert_close(ours[0], expected[0])
     assert ours[1] == expected[1]
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_detached_alias_written_with_gradients_is_returned_in_the_inputs_memory(compiler):
+    """Seeds 1614 and 6512: ``d = x.detach(); d.add_(y)`` returns d in x's memory with the
+    history of the write (gradient to y only). The output came back in memory of its own; and
+    returned beside x itself, the graph's one value filled both slots of the Function, so the
+    output's gradient reached x's tangent: x got y's gradient, y none."""
+    def program(x, y):
+        d = x.detach()
+        d.sin_()
+        d.add_(y, alpha=2)
+        return d, x
+
+    def run(fn):
+        torch.manual_seed(0)
+        x, y = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+        d, same = fn(x, y)
+        shares = d.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        (d * torch.arange(12.0).view(4, 3)).sum().backward()
+        return d.detach().clone(), x.grad, y.grad, shares, same is x, d.requires_grad
+
+    ours = run(aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop))
+    expected = run(program)
+    torch.testing.assert_close(ours[0], expected[0])
+    assert ours[1] is None and expected[1] is None
+    torch.testing.assert_close(ours[2], expected[2])
+    assert ours[3:] == expected[3:] == (True, True, True)

@@ -142,6 +142,10 @@ class OutputInfo(Leaf):
     (a leaf requiring grad returned) takes no tangent (`tangent_free`) while other outputs do.
     A view of an input that requires grad is `detached` where eager's view does not (``x.detach()``,
     taken under no_grad too, where eager's other views of it report requires_grad).
+    An output in an input's memory with a history of its own (``x.detach().mul_(x)``: eager's
+    output is that memory, its gradient the write's) has `written_alias_of`, that input's flat
+    position: the graph returns its value, and the runtime writes it, recorded by autograd, into
+    a detached alias of the input's memory at the output's layout, which it returns.
     A view of an input whose view ops or layout hold symbolic sizes has `layout_from_graph`:
     the runtime rebuilds it by ``as_strided`` on the input at the layout of the graph's own
     output for it (its sizes at this call), which must be that input's memory.
@@ -157,6 +161,7 @@ class OutputInfo(Leaf):
     detached: bool = False  # a view of an input requiring grad that eager gives without it (``x.detach()``)
     tangent_free: bool = False  # requires grad, but no history to take a tangent for: see below
     is_output: bool = False  # the very tensor of output `base_output` again (eager returns one object twice)
+    written_alias_of: Optional[int] = None  # the flat input whose memory it is, with a history of its own: below
 
     @property
     def has_tangent(self) -> bool:

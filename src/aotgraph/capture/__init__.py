@@ -596,6 +596,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 continue
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
             base = storage_of_input.get(storage) if position not in function_positions else None
+            written_alias = None
             if base is not None and o is not fake_flat[base]:  # an input itself, sharing memory with an earlier one
                 base = next((k for n, k in zip(primal_names, primal_positions)
                              if fake_flat[k] is o and n not in storage_replaced), base)
@@ -606,7 +607,9 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                              and StorageWeakRef(f.untyped_storage()) == storage]):
                 # Memory of an input but a history of its own (``x.detach().mul_(x)``, or a view of
                 # ``x.detach()`` written with gradients, seed 6174): no view of the input, whose
-                # gradient would be the wrong one. The graph's value, with its gradient.
+                # gradient would be the wrong one. The graph's value, with its gradient, written into
+                # that memory by the runtime (`OutputInfo.written_alias_of`).
+                written_alias = base if not has_symbolic_sizes(o) else None
                 base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
@@ -624,7 +627,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
             outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output,
-                                      detached=detached))
+                                      detached=detached, written_alias_of=written_alias))
         else:
             outputs.append(OutputInfo(None, o))
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)

@@ -43,8 +43,11 @@ class ForwardFacts:
     `refusal_primals`: primals requiring grad that some saved value is computed from.
     `tangents_of_grads`: per gradient the backward returns, the backward's tangents (positions in
     its tangent order) it reads, as a bit mask (0: none, or unknown). `shared_slots`: forward
-    outputs that are no differentiable output but the same graph value as one (an input written
-    through its ``detach()``, and that detached view returned)."""
+    outputs that are the same graph value as a differentiable output before them, or are no
+    differentiable output but the same value as one (an input written through its ``detach()``,
+    and that detached view returned): the Function returns an alias of their own there, since
+    autograd numbers an object returned twice by one of its slots only, and the gradient of the
+    other would reach the wrong tangent (seed 6512: an input's gradient given to another)."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
@@ -183,6 +186,10 @@ class _Plan:
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
             for o in self.outputs
         ]
+        self.written_alias_primal = [
+            primal_of_position[o.written_alias_of] if o.is_tensor and o.written_alias_of is not None else None
+            for o in self.outputs
+        ]
         # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
         self.is_direct = (
             len(self.primal_positions) == len(sig.inputs)
@@ -248,13 +255,17 @@ class _Plan:
 
     def user_outputs(self, primals: list, graph_outputs: list) -> list:
         flat, k = [], 0
-        for info, alias_primal in zip(self.outputs, self.alias_primal):
+        for info, alias_primal, written_alias in zip(self.outputs, self.alias_primal, self.written_alias_primal):
             if not info.is_tensor:
                 flat.append(info.constant)
                 continue
             value = graph_outputs[k]
             k += 1
-            if info.is_input:
+            if written_alias is not None:  # `OutputInfo.written_alias_of`: the memory holds this value already
+                meta = info.meta
+                value = primals[written_alias].detach().as_strided(meta.shape, meta.stride, meta.storage_offset).copy_(
+                    value)
+            elif info.is_input:
                 value = primals[alias_primal]
             elif alias_primal is not None:
                 value = _view_of(primals[alias_primal], info, value if info.layout_from_graph else None)
@@ -376,8 +387,22 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
         tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)),
-        shared_slots=tuple(i for i in range(plan.num_fwd_outputs)
-                           if i not in differentiable and forward_outputs[i] in differentiable_values))
+        shared_slots=_shared_slots(forward_outputs[:plan.num_fwd_outputs], differentiable, differentiable_values))
+
+
+def _shared_slots(forward_outputs: list, differentiable: list[int], differentiable_values: set) -> tuple:
+    """`ForwardFacts.shared_slots`: forward outputs that must be other objects than the graph's
+    value, since another slot returns that value too."""
+    earlier: set = set()
+    shared = []
+    for i, value in enumerate(forward_outputs):
+        if i in differentiable:
+            if isinstance(value, fx.Node) and value in earlier:
+                shared.append(i)
+            earlier.add(value)
+        elif value in differentiable_values:
+            shared.append(i)
+    return tuple(shared)
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
@@ -423,7 +448,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
     # Marking a tensor non-differentiable marks the object: where it also fills a differentiable
     # slot, the non-differentiable slot gets an alias of its own.
-    shared_slots = [i for i in facts.shared_slots if i in non_differentiable]
+    shared_slots = [i for i in facts.shared_slots if i not in rebuilt_from_base]
     # Outputs that alias nothing in eager may come out of a graph as views of its own buffers (a
     # functionalized write through a view ends in one): returned as such, autograd would take them
     # for views made inside a custom Function and refuse the caller's in-place writes into them.
