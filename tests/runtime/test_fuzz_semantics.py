@@ -36,8 +36,9 @@ SEEDS += [3272, 4851, 5396, 7257]
 # of an input requiring no grad made under no_grad (3753: unreadable after a write with gradients),
 # and split outputs of one input rebuilt by as_strided when another was relaid (3397, 5255, 7979).
 SEEDS += [576, 1393, 3397, 3753, 4806, 5255, 7979, 8038]
-# And two that a first version of the 8103 refusal broke (a view made under no_grad, its input relaid).
-SEEDS += [146, 912]
+# And three that first versions of the 8103 and 1393 fixes broke (a view made under no_grad, its
+# input relaid; a leaf view returned as it is beside inputs relaid under no_grad).
+SEEDS += [146, 912, 15094]
 # Outputs in an input's memory with a history of its own (1614, 2548, 6174, 7703: fresh memory before),
 # and one returned beside that input, whose gradient the input took (6512).
 SEEDS += [1614, 2548, 6174, 6512, 7703]
@@ -927,3 +928,49 @@ def test_a_detached_alias_written_with_gradients_is_returned_in_the_inputs_memor
     assert ours[1] is None and expected[1] is None
     torch.testing.assert_close(ours[2], expected[2])
     assert ours[3:] == expected[3:] == (True, True, True)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_an_input_copied_from_another_that_is_written_later_keeps_the_old_values(compiler):
+    """Seed 16374: ``d.copy_(a)`` is functionalized as ``a`` itself; after ``a`` was written too,
+    the runtime wrote ``a``'s new values back first and then ``d``'s, which was ``a``: d got the
+    3s, silently, where eager's d holds a's old values."""
+    def program(a, flat_a, d):
+        d.copy_(a)
+        flat = d.view(-1)
+        flat_a.fill_(3.0)
+        return flat
+
+    def run(fn):
+        a = torch.arange(12).view(3, 4)
+        d = torch.zeros(3, 4, dtype=torch.long)
+        out = fn(a, a.view(-1), d)
+        return out, a, d
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    for ours, theirs in zip(run(compiled), run(program)):
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_an_output_sharing_memory_with_another_of_other_history_keeps_its_gradient(compiler):
+    """Seed 16827: ``d = y.detach(); d.add_(x)`` returned beside y: the two share memory, and y
+    was rebuilt from d by the runtime, so y's gradient went through d's write (2x where eager's
+    is y's own, 1 + the sum), silently."""
+    def program(x):
+        y = x.narrow(1, 0, 3) + x.sum()
+        d = y.detach()
+        d.add_(x, alpha=2)
+        return d.view_as(d), y
+
+    def grads(fn):
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, requires_grad=True)
+        d, y = fn(x)
+        weights = torch.arange(12.0).view(4, 3)
+        return (*torch.autograd.grad((d * weights).sum(), x, retain_graph=True),
+                *torch.autograd.grad((y * weights).sum(), x), d.detach(), y.detach())
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    for ours, theirs in zip(grads(compiled), grads(program)):
+        torch.testing.assert_close(ours, theirs)

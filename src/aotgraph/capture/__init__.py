@@ -619,10 +619,14 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 continue
             base_output = None
             if base is None and storage is not None:
-                # An alias of an earlier output is rebuilt from it, if that one carries the gradient it needs.
+                # An alias of an earlier output is rebuilt from it, if that one carries the gradient it
+                # needs: one history, not only one memory (seed 16827: ``d = y.detach(); d.add_(x)``
+                # returned beside y, whose gradient is not d's).
                 earlier = storage_of_output.get(storage)
                 if earlier is not None and outputs[earlier].meta.dtype == meta.dtype and (
-                        outputs[earlier].requires_grad or not meta.requires_grad) and _within(o, flat_out[earlier]):
+                        not meta.requires_grad or (outputs[earlier].requires_grad
+                                                   and _view_root(o) is _view_root(flat_out[earlier]))) \
+                        and _within(o, flat_out[earlier]):
                     base_output = earlier
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
@@ -642,6 +646,11 @@ def _viewed_from(value: torch.Tensor, inputs: list) -> bool:
         return False
     bases = {id(f) for f in inputs} | {id(f._base) for f in inputs if f._base is not None}
     return id(value._base) in bases
+
+
+def _view_root(value: torch.Tensor) -> torch.Tensor:
+    """The tensor autograd sees `value` as a view of (its ``._base``), or `value` itself."""
+    return value if value._base is None else value._base
 
 
 def _within(value: torch.Tensor, base: torch.Tensor) -> bool:

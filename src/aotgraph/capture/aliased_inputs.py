@@ -195,10 +195,13 @@ class SharedBaseProgram:
             if not facts.returned_inputs and not facts.on_memory and not stale_views:
                 return out
             flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
-            if stale_views:
+            if stale_views:  # (not the caller's own tensors, which the program returned as they are: seed 15094)
+                callers = {id(a) for a in flat_args}
+                relaid_memory = {flat_args[p].untyped_storage()._cdata for p in facts.relaid}
                 fresh: dict[int, torch.Tensor] = {}  # by id: an output returned twice stays one tensor
                 flat_out = [fresh.setdefault(id(o), o._base.as_strided(o.shape, o.stride(), o.storage_offset()))
-                            if isinstance(o, torch.Tensor) and o._base is not None else o for o in flat_out]
+                            if isinstance(o, torch.Tensor) and o._base is not None and id(o) not in callers
+                            and o.untyped_storage()._cdata in relaid_memory else o for o in flat_out]
             for k, position in facts.returned_inputs.items():
                 flat_out[k] = flat_args[position]
             rebuilt: dict[int, torch.Tensor] = {}  # by id of the fact: an output returned twice is one tensor

@@ -630,6 +630,13 @@ def functionalize(
         elif name in layout_changed:
             metadata_mutated.append(name)
             final_value_of[name + ".view"] = walker.read_as_view(final_nodes[name])
+    # A new value that is another written input's memory (``d.copy_(a)`` is functionalized as
+    # ``a``) gets memory of its own: the runtime writes the inputs back one by one, and ``a``'s
+    # write would reach ``d``'s value before it is read (seed 16374: ``d.copy_(a); a.fill_(3)``).
+    for name in data_mutated:
+        source = _memory_root(final_value_of[name])
+        if source.op == "placeholder" and source.name != name and source.name in data_mutated:
+            final_value_of[name] = walker._copied(final_value_of[name], placeholders[name].meta["val"])
     user_outs, *rest = output_node.args[0]
     # (then the gradients, and the bases that outputs are rebuilt from: read as the outputs are,
     # in their own layout)
