@@ -430,6 +430,15 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
     with pytest.raises(aotgraph.UnsupportedOp, match="returns, with gradients, a view of shape .1, 9."):
         _compiled(view_of_relaid_twin_returned)(a, a.detach(), b)
 
+    def index_put_into_unsqueezed_row(a, row):  # seed 10950: the write's gradient indexed the 1-d row
+        row.unsqueeze_(0)
+        row.index_put_((torch.tensor([0]), torch.tensor([2])), torch.tensor(-2.0))
+        return a * 1
+
+    a = torch.randn(4, 4, requires_grad=True).clone()[1:]
+    with pytest.raises(aotgraph.UnsupportedOp, match="index_put_.* whose layout was changed in place"):
+        _compiled(index_put_into_unsqueezed_row)(a, a[0])
+
     def view_returned_then_relayout(a):  # autograd's other wording: "invalid gradient at index 0"
         w = a.unsqueeze(1)
         a.unsqueeze_(0)

@@ -517,7 +517,12 @@ class GraphRecorder(TorchDispatchMode):
                     replayed = target._view_func(target._base)
             except Exception:  # no replay to compare with: autograd uses the view's layout then
                 continue
-            if not _same_elements(replayed, target):
+            # Sizes of 1 aside, unless indices or masks address the view by its dimensions (seed
+            # 10950: index_put_ at (0, 2) of an unsqueeze_d row, replayed over the 1-d row).
+            indexed = tuple(replayed.shape) != tuple(target.shape) and any(
+                t is not target and t.dim() > 0 and (t.dtype == torch.bool or not t.is_floating_point()
+                                                     and not t.is_complex()) for t in _flat_tensors(args, kwargs))
+            if indexed or not _same_elements(replayed, target):
                 raise UnsupportedOp(
                     f"{func} writes in place, with gradients, into a view of shape {tuple(target.shape)} whose "
                     "layout was changed in place (t_, transpose_, unsqueeze_, squeeze_, as_strided_) after it "
@@ -623,6 +628,12 @@ def _stale_view_refused(what: str, why: str) -> UnsupportedOp:
         f"as_strided_): {why}", "capture",
         "take the view after the change, or change the layout of a clone (or use the out-of-place t(), "
         "transpose(), unsqueeze())")
+
+
+def _flat_tensors(args: tuple, kwargs: dict) -> list:
+    """The tensors among an op's arguments, those in lists (``index_put_``'s indices) included."""
+    return [t for value in (*args, *kwargs.values())
+            for t in (value if type(value) in _SEQUENCES else (value,)) if isinstance(t, torch.Tensor)]
 
 
 def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
