@@ -36,9 +36,10 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
     `fusing_compiler`: the graphs go to a compiler that fuses kernels (`CompilerTraits`).
     `outputs_kept`: the caller keeps the forward's outputs until the backward (a region's
     caller), so the min cut saves them for free (`split_with_plan`). `kept_primals`: the
-    primal indices whose tensors the caller keeps across calls (parameters, buffers); the min
-    cut prices saving the others at their bytes (switch ``transient_inputs_priced``). None:
-    every primal is kept (a region's, which its caller's graph holds)."""
+    primal indices whose tensors the caller keeps across calls (parameters, Dynamo's static
+    inputs); the min cut prices saving the others at their bytes (switch
+    ``transient_inputs_priced``). None: every primal is kept (a region's, which its caller's
+    graph holds)."""
     num_fwd_outputs = joint.num_fwd_outputs
     if joint.is_inference:
         return Partition(joint.graph_module, None, (), 0, joint, convention=CallingConvention(num_fwd_outputs, ()))

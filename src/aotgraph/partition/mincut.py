@@ -1,11 +1,12 @@
 """Min-cut rematerialization: save the fewest bytes that let the backward run.
 
 Each forward-computable joint node ``v`` becomes two flow vertices ``v_in -> v_out`` joined
-by an edge whose capacity is the cost of saving ``v`` (its bytes; parameters and buffers are
-free, tuples and dicts of results cannot be saved). ``u_out -> v_in`` edges (infinite) follow the data.
-The source feeds the inputs and every node the backward may not recompute; the sink drains
-every value a backward-only node reads (not the forward's outputs: the forward computes them). A minimum cut is then a set of saved values from which the backward
-can recompute everything else it needs. An optional recompute price ``lam`` (bytes per FLOP)
+by an edge whose capacity is the cost of saving ``v`` (its bytes; inputs the caller keeps, such
+as parameters, are free; tuples and dicts of results cannot be saved). ``u_out -> v_in`` edges
+(infinite) follow the data. The source feeds the inputs and every node the backward may not
+recompute; the sink drains every value a backward-only node reads (not the forward's outputs:
+the forward computes them). A minimum cut is then a set of saved values from which the
+backward can recompute everything else it needs. An optional recompute price ``lam`` (bytes per FLOP)
 adds a ``source -> v_in`` edge of ``lam * flops(v)``: cutting it means recomputing ``v``.
 The solver is scipy's ``maximum_flow`` (integer capacities, Dinic).
 
@@ -133,7 +134,8 @@ class JointNetwork:
         runtime overwrites it after the forward: then it is saved (the runtime clones its old
         value) only where the backward reads it itself; recomputing from it (batch norm from
         its running statistics) would cost that copy every call. A transient input (not a
-        parameter or buffer: the caller may drop it, or write it in place before the backward)
+        parameter or a static input of Dynamo's: the caller may drop it, or write it in place
+        before the backward)
         costs its bytes, as in torch's min cut: saving it where eager's autograd saves a value
         computed from it would keep it alive, and make a caller's later in-place write into it
         fail the backward where eager's runs."""
@@ -484,8 +486,8 @@ def split_with_plan(joint_module: fx.GraphModule, *, num_fwd_outputs: int, mutat
     """`min_cut_rematerialization_partition` with what the pipeline knows passed explicitly,
     returning the plan too. `mutated_inputs`: names of the primals the runtime overwrites
     after the forward (saved only where the backward reads them itself). `transient_inputs`:
-    names of the primals that are not parameters or buffers (saved at their bytes; others are
-    free: the caller keeps them). `fusing_compiler`:
+    names of the primals that are not parameters or Dynamo's static inputs (saved at their
+    bytes; the others are free: the caller keeps them). `fusing_compiler`:
     the compiler fuses kernels (the default of `save_matmul_inputs`). `outputs_kept`: the
     caller keeps the forward's outputs until the backward (a region's, which its caller's
     graph holds: the next block's operand), so saving one costs no bytes."""
