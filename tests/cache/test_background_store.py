@@ -46,17 +46,28 @@ def test_the_cpp_builds_are_stored_when_ready_and_a_warm_start_loads_them(upgrad
     background_builds.wait_for_background_builds()
     assert entry.compiled.forward.aotgraph_wrapper == entry.compiled.backward.aotgraph_wrapper == "cpp"
 
-    # The warm start compiles nothing: a compile would fail the test.
-    upgraded_on_cpu.setattr(torchinductor, "compile_with_inductor", _no_compile)
-    warm = aotgraph.aot_function(_program, "inductor", cache=True)
-    torch.testing.assert_close(_run(warm, x, w), expected)
-    (loaded,) = warm.aotgraph_entries.values()
-    assert [r.detail for r in loaded.log.records if r.stage == "cache load"] == ["hit"]
-    assert loaded.compiled.forward.aotgraph_wrapper == loaded.compiled.backward.aotgraph_wrapper == "cpp"
+    _assert_warm_start_loads_cpp_builds(upgraded_on_cpu, x, w, expected)
 
 
 def _no_compile(*args, **kwargs):
     raise AssertionError("a warm start compiled a graph")
+
+
+def _assert_warm_start_loads_cpp_builds(monkeypatch, x, w, expected) -> None:
+    """A warm start of `_program` compiles nothing (a compile would fail the test), loads its
+    entry ("hit") with the C++-wrapper builds, and matches eager."""
+    monkeypatch.setattr(torchinductor, "compile_with_inductor", _no_compile)
+    warm = aotgraph.aot_function(_program, "inductor", cache=True)
+    torch.testing.assert_close(_run(warm, x, w), expected)
+    loaded, loads = _loaded(warm)
+    assert loads == ["hit"]
+    assert loaded.compiled.forward.aotgraph_wrapper == loaded.compiled.backward.aotgraph_wrapper == "cpp"
+
+
+def _loaded(compiled) -> tuple:
+    """(the one entry of `compiled`, the details of its "cache load" stage)."""
+    (entry,) = compiled.aotgraph_entries.values()
+    return entry, [r.detail for r in entry.log.records if r.stage == "cache load"]
 
 
 def test_an_entry_stored_before_its_cpp_builds_were_ready_is_built_at_a_warm_start(monkeypatch):
@@ -85,18 +96,12 @@ def test_an_entry_stored_before_its_cpp_builds_were_ready_is_built_at_a_warm_sta
     monkeypatch.setattr(torchinductor, "compile_with_inductor", cpp_only)
     warm = aotgraph.aot_function(_program, "inductor", cache=True)
     torch.testing.assert_close(_run(warm, x, w), expected)
-    (loaded,) = warm.aotgraph_entries.values()
-    assert [r.detail for r in loaded.log.records if r.stage == "cache load"] == [
-        "hit (its C++ builds made in the background)"]
+    loaded, loads = _loaded(warm)
+    assert loads == ["hit (its C++ builds made in the background)"]
     assert loaded.compiled.forward.aotgraph_wrapper == "python, C++ building" and cpp_compiles == []
     background_builds.wait_for_background_builds()
     assert sorted(cpp_compiles) == ["backward", "forward"]
     torch.testing.assert_close(_run(warm, x, w), expected)  # its forward moves to the C++ builds here
     assert loaded.compiled.forward.aotgraph_wrapper == loaded.compiled.backward.aotgraph_wrapper == "cpp"
 
-    monkeypatch.setattr(torchinductor, "compile_with_inductor", _no_compile)
-    again = aotgraph.aot_function(_program, "inductor", cache=True)
-    torch.testing.assert_close(_run(again, x, w), expected)
-    (stored,) = again.aotgraph_entries.values()
-    assert [r.detail for r in stored.log.records if r.stage == "cache load"] == ["hit"]
-    assert stored.compiled.forward.aotgraph_wrapper == "cpp"
+    _assert_warm_start_loads_cpp_builds(monkeypatch, x, w, expected)
