@@ -3,7 +3,8 @@ the CPU (its C++ wrapper, or its Python wrapper with C++ kernels) in one process
 a second process from the disk cache with zero C++ compiler runs, both in a fresh Inductor cache
 directory (the entry carries the libraries and the vector-ISA memo) and in the cold process's
 one (no header precompile before finding the library), and matches eager. Neither imports
-Inductor's lowering (compilers/extern_kernel_bindings.py)."""
+Inductor's lowering (compilers/extern_kernel_bindings.py), its code generation or its debug module
+(`torchinductor._called`)."""
 import json
 import os
 import shutil
@@ -46,7 +47,9 @@ WORKER = textwrap.dedent('''
     (entry,) = compiled.aotgraph_entries.values()
     print(json.dumps({"loads": [r.detail for r in entry.log.records if r.stage == "cache load"],
                       "compiler_runs": compiler_runs,
-                      "lowering_imported": "torch._inductor.select_algorithm" in sys.modules}))
+                      "lowering_imported": "torch._inductor.select_algorithm" in sys.modules,
+                      "heavy_imported": [m for m in ("torch._inductor.debug", "torch._inductor.codegen.memory_planning")
+                                         if m in sys.modules]}))
 ''')
 
 
@@ -78,3 +81,4 @@ def test_a_warm_start_runs_no_cpp_compiler(tmp_path, wrapper):
     shared = _run(wrapper, tmp_path / "inductor-cold", tmp_path / "aotgraph")
     assert shared["loads"] == ["hit"] and shared["compiler_runs"] == []
     assert cold["lowering_imported"] and not fresh["lowering_imported"] and not shared["lowering_imported"]
+    assert cold["heavy_imported"] and fresh["heavy_imported"] == shared["heavy_imported"] == []

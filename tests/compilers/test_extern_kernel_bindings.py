@@ -54,3 +54,16 @@ def test_a_name_unresolved_at_load_falls_back_to_inductors_namespace():
 def test_the_light_module_has_a_name_of_its_own():
     key = extern_kernel_bindings.light_cache_key("source")
     assert key != extern_kernel_bindings.light_cache_key("source 2") and len(key) == 52 and key[0] == "a"
+
+
+def test_the_align_helper_is_imported_from_where_it_is_defined():
+    from torch._inductor.utils import _align
+
+    source = HEADER + extern_kernel_bindings.ALIGN_LINE + "\nx = extern_kernels.mm\ny = align(100)\n"
+    light = extern_kernel_bindings.light_source(source)
+    assert light is not None and extern_kernel_bindings.ALIGN_LINE not in light and IMPORT_LINE not in light
+    assert light.count("\n") == source.count("\n")
+    module = _module_of(light)
+    assert module["align"] is _align and module["y"] == 128 and module["x"] is torch.mm
+    alone = extern_kernel_bindings.light_source("import torch\n" + extern_kernel_bindings.ALIGN_LINE + "\n")
+    assert alone is not None and _module_of(alone)["align"] is _align  # without extern kernels too

@@ -26,7 +26,9 @@ for _dims, _aten_op in ((2, aten.avg_pool2d_backward.default), (3, aten.avg_pool
     _LIBRARY.define(f"{_name}(Tensor grad_output, Tensor self, int[{_dims}] kernel_size, int[{_dims}] stride, "
                     f"int[{_dims}] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor")
     _LIBRARY.impl(_name, lambda *args, _op=_aten_op: _op(*args), "CompositeExplicitAutograd")
-    torch.library.register_fake(f"aotgraph::{_name}", lambda *args, _op=_aten_op: _op(*args), lib=_LIBRARY)
+    # Fake tensors run ATen's meta kernel through this Meta kernel (``register_fake`` would cost
+    # 5-10 ms a op at import, in every process that loads Inductor's code, warm starts included).
+    _LIBRARY.impl(_name, lambda *args, _op=_aten_op: _op(*args), "Meta")
     _KEPT[_aten_op] = getattr(torch.ops.aotgraph, _name).default
 
 

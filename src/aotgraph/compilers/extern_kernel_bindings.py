@@ -15,6 +15,10 @@ Inductor's namespace where one does not resolve. Where a name the module calls i
 by attribute, or the import line is absent, it gives None and the entry keeps Inductor's source.
 Line numbers are unchanged (one line for one), so Inductor's line map still applies. Switch
 ``bound_extern_kernels``.
+
+`light_source(source)` also takes the wrapper's ``_align`` helper from ``torch._inductor.utils``
+instead of ``torch._inductor.codegen.memory_planning``, which re-exports that very function and
+imports Inductor's code generation (20 ms of a CPU warm start). It is what a stored entry keeps.
 """
 from __future__ import annotations
 
@@ -26,11 +30,34 @@ import torch
 
 from .. import config as aot_config
 
-__all__ = ["bound_extern_kernels", "extern_kernels_named", "light_cache_key"]
+__all__ = ["light_source", "bound_extern_kernels", "extern_kernels_named", "light_cache_key"]
 
 IMPORT_LINE = "from torch._inductor.select_algorithm import extern_kernels"
+ALIGN_LINE = "from torch._inductor.codegen.memory_planning import _align as align"
+_LIGHT_ALIGN_LINE = "from torch._inductor.utils import _align as align  # aotgraph: the same function"
 _USES = re.compile(r"\bextern_kernels\.([A-Za-z_][A-Za-z0-9_]*)")
 _OTHER_USES = re.compile(r"\bextern_kernels\b(?!\.[A-Za-z_])")  # the namespace itself passed or read by name
+
+
+def light_source(source: str) -> Optional[str]:
+    """`source` with its extern kernels bound (`bound_extern_kernels`) and its ``_align`` helper
+    imported from where it is defined; None where neither applies (or the switch is off)."""
+    bound = bound_extern_kernels(source)
+    lighter = _align_from_utils(source if bound is None else bound)
+    return lighter if lighter is not None else bound
+
+
+def _align_from_utils(source: str) -> Optional[str]:
+    lines = source.split("\n")
+    if not aot_config.enabled("bound_extern_kernels") or lines.count(ALIGN_LINE) != 1:
+        return None
+    from torch._inductor import utils
+    from torch._inductor.codegen import memory_planning
+
+    if getattr(memory_planning, "_align", None) is not getattr(utils, "_align", False):
+        return None
+    lines[lines.index(ALIGN_LINE)] = _LIGHT_ALIGN_LINE
+    return "\n".join(lines)
 
 
 def bound_extern_kernels(source: str) -> Optional[str]:
