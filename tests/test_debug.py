@@ -171,6 +171,29 @@ def test_gc_freeze_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_trace_heap_frozen_switch(disabled, monkeypatch):
+    from torch._dynamo.callback import callback_handler
+
+    if disabled:
+        _disable(monkeypatch, "trace_heap_frozen")
+    if gc.get_freeze_count():
+        pytest.skip("the heap is frozen already, by an earlier compile: a compile then leaves it as it is")
+    torch._dynamo.reset()  # (clears Dynamo's compile callbacks)
+    backend = aotgraph.backend("eager")  # registers the freeze with Dynamo's compile callbacks
+    seen = []
+
+    def look(*_):  # registered after ours: runs as Dynamo starts tracing, before its trace
+        seen.append(gc.get_freeze_count() > 0)
+
+    callback_handler.register_start_callback(look)
+    try:
+        _check(torch.compile(_program, backend=backend))
+    finally:
+        callback_handler.remove_start_callback(look)
+    assert seen and seen[0] == (not disabled) and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_storage_resize_hook_switch(disabled, monkeypatch):
     if disabled:
         _disable(monkeypatch, "storage_resize_hook")

@@ -24,6 +24,7 @@ from .compilers import compiler_with_options, resolve_compiler, traits_of
 from .errors import BadArgument
 from .partition import default_partition, min_cut_rematerialization_partition
 from .partition.budget import check_memory_budget
+from .pipeline import heap_frozen_in_dynamo_compiles
 from .report import Report, build_report
 from .timings import CompileLog
 
@@ -76,6 +77,7 @@ class AotGraphBackend:
                  options: Optional[dict] = None) -> Callable:
         """`mode` and `options` are what ``torch.compile(model, backend="aotgraph", mode=...,
         options=...)`` passes on: added to this backend's own (see `backend`)."""
+        heap_frozen_in_dynamo_compiles()  # (again after a torch._dynamo.reset(): for the compiles after this one)
         compiler = self.compiler if mode is None and options is None else self._compiler_with(mode, options)
         compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=compiler,
                                          partition_fn=self.partition_fn, decompositions=self.decompositions)
@@ -125,6 +127,7 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
                               "use partition='mincut'")
         partition_fn = functools.partial(partition_fn, **partition_options)
     built = AotGraphBackend(compiler, partition_fn, decompositions, settings)
+    heap_frozen_in_dynamo_compiles()
     warm_up = traits_of(built.compiler).warm_up
     if warm_up is not None and config.enabled("warm_up_at_backend"):
         warm_up(None)  # Inductor's compile workers start while Dynamo traces

@@ -67,6 +67,8 @@ SWITCHES = {
     "gc_pause": "Python's cyclic collector is paused while graphs are built (pipeline.py)",
     "gc_freeze": "the objects alive when a compile starts are frozen out of the cyclic collector's walks until it "
                  "ends (gc.freeze; pipeline.py)",
+    "trace_heap_frozen": "with gc_freeze on, the heap is frozen for the whole of each of Dynamo's compiles (its trace "
+                         "of a frame too), once a torch.compile backend of ours is built (pipeline.py)",
     "transient_inputs_priced": "the min cut prices saving an input that is not a parameter or one of Dynamo's static "
                                "inputs at its bytes, as torch's does, so that it saves what eager's autograd saves where that is no dearer "
                                "(a caller's later in-place write into the input then works as in eager; "

@@ -42,6 +42,9 @@ SEEDS += [146, 912, 15094]
 # Outputs in an input's memory with a history of its own (1614, 2548, 6174, 7703: fresh memory before),
 # and one returned beside that input, whose gradient the input took (6512).
 SEEDS += [1614, 2548, 6174, 6512, 7703]
+# Seeds that failed until session 30: an input relaid twice by as_strided_, written through both
+# (26479: the second view's write went one element over, its offset counted from the first view's).
+SEEDS += [26479]
 
 
 @pytest.fixture(autouse=True)
@@ -836,6 +839,36 @@ def test_as_strided_of_an_input_relaid_and_written_reads_the_inputs_memory(compi
     for ours, theirs in zip(run(compiled), expected):
         torch.testing.assert_close(ours, theirs)
     assert run(compiled)[2].stride() == expected[2].stride()
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+@pytest.mark.parametrize("relaid", [True, False])
+def test_an_as_strided_view_of_a_view_is_written_back_at_its_own_offset(compiler, relaid):
+    """Seed 26479: ``as_strided``'s offset counts from the start of the memory, whatever view it
+    is taken of; written back through the view it was taken of, the write went to the offset counted
+    from that view's first element (one element over: a silent wrong value in the input and output)."""
+    def program(x):
+        if relaid:
+            x.as_strided_((15,), (1,), 1)
+            x.div_(3.0)
+            x.as_strided_((7,), (2,), 1)
+            return x.clamp_(-0.5, 0.5)
+        view = x.as_strided((15,), (1,), 1)
+        view.div_(3.0)
+        inner = view.as_strided((7,), (2,), 1)
+        inner.clamp_(-0.5, 0.5)
+        return inner * 1
+
+    def run(fn):
+        torch.manual_seed(0)
+        x = torch.randn(4, 4, dtype=torch.float64)
+        out = fn(x)
+        return out, x.untyped_storage().tolist()
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    (out, memory), (expected, expected_memory) = run(compiled), run(program)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert memory == expected_memory and out.stride() == expected.stride()
 
 
 @pytest.mark.parametrize("compiler", ["eager", "nop"])

@@ -202,7 +202,14 @@ class _Functionalizer:
 
     def new_view(self, old_node: fx.Node, base: fx.Node, func, args, index, value):
         base_info = self.alias[base]
-        chain = base_info.chain + ((func, args, index, old_node),)
+        if func is aten.as_strided.default and len(args) >= 3 and args[2] is not None:
+            # Its offset counts from the start of the memory, whatever view it was taken of: the
+            # view is made again (and written back) over the root's value alone, as `_strided_source`
+            # takes it; written back through the views before it, each scatter's copy of its parent
+            # would count the offset from that parent's first element (seed 26479).
+            chain = ((func, args, index, old_node),)
+        else:
+            chain = base_info.chain + ((func, args, index, old_node),)
         self.alias[old_node] = _Alias(base_info.root, chain, self.root_version[base_info.root])
         self.env[old_node] = value
 
