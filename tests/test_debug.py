@@ -174,8 +174,8 @@ def test_gc_freeze_switch(disabled, monkeypatch):
 def test_trace_heap_frozen_switch(disabled, monkeypatch):
     from torch._dynamo.callback import callback_handler
 
-    if disabled:
-        _disable(monkeypatch, "trace_heap_frozen")
+    if not disabled:  # (off by default)
+        monkeypatch.setattr(config, "opted_in", config.opted_in | {"trace_heap_frozen"})
     if gc.get_freeze_count():
         pytest.skip("the heap is frozen already, by an earlier compile: a compile then leaves it as it is")
     torch._dynamo.reset()  # (clears Dynamo's compile callbacks)

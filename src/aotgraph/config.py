@@ -68,7 +68,7 @@ SWITCHES = {
     "gc_freeze": "the objects alive when a compile starts are frozen out of the cyclic collector's walks until it "
                  "ends (gc.freeze; pipeline.py)",
     "trace_heap_frozen": "with gc_freeze on, the heap is frozen for the whole of each of Dynamo's compiles (its trace "
-                         "of a frame too), once a torch.compile backend of ours is built (pipeline.py)",
+                         "of a frame too), once a torch.compile backend of ours is built (off by default; pipeline.py)",
     "transient_inputs_priced": "the min cut prices saving an input that is not a parameter or one of Dynamo's static "
                                "inputs at its bytes, as torch's does, so that it saves what eager's autograd saves where that is no dearer "
                                "(a caller's later in-place write into the input then works as in eager; "
@@ -191,7 +191,11 @@ SWITCHES = {
 # C++ wrapper Inductor compiled regions apart already; benchmarks/RESULTS.md, issue 23.)
 # ``compiles_in_workers`` waits for a GPU run that shows its step is not slower (session 27: processes
 # with it exit cleanly; one full ResNet-50 run with it stepped 7 % slower, one run each).
-OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers", "compiles_in_workers_on_cpu"})
+# ``trace_heap_frozen`` (session 30) saves a warm start's full collection during Dynamo's trace
+# (gpt2_small on the CPU: 1.75 -> 1.66 s) but made a process that compiles thousands of small
+# programs 40 % slower (tests/fuzz_semantics.py, 200 seeds: 15.6 s against 11.0 s): what was young
+# when a compile began is older after it, and collected later.
+OFF_BY_DEFAULT: frozenset = frozenset({"compiles_in_workers", "compiles_in_workers_on_cpu", "trace_heap_frozen"})
 
 
 def _read_switches(variable: str, text: str) -> frozenset:

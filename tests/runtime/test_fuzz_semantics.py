@@ -45,6 +45,9 @@ SEEDS += [1614, 2548, 6174, 6512, 7703]
 # Seeds that failed until session 30: an input relaid twice by as_strided_, written through both
 # (26479: the second view's write went one element over, its offset counted from the first view's).
 SEEDS += [26479]
+# ... an output view of another output relaid in place (22892: ``v = y.as_strided(...); v.t_()``
+# returned as a tensor of its own, so a caller's write into it missed y's history).
+SEEDS += [22892]
 
 
 @pytest.fixture(autouse=True)
@@ -869,6 +872,56 @@ def test_an_as_strided_view_of_a_view_is_written_back_at_its_own_offset(compiler
     (out, memory), (expected, expected_memory) = run(compiled), run(program)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert memory == expected_memory and out.stride() == expected.stride()
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+@pytest.mark.parametrize("relayout", ["t_", "unsqueeze_", "transpose_"])
+def test_an_output_view_relaid_in_place_stays_a_view_of_its_base(compiler, relayout):
+    """Seed 22892: a view of another output, relaid in place (``t_``), came back as a tensor of
+    its own: the caller's in-place write into it reached the other output's memory but not its
+    history, and the gradient through that output missed the write (5 where eager's is 8)."""
+    def program(x):
+        y = x.sum(1)
+        v = y[:2]
+        getattr(v, relayout)(*{"t_": (), "unsqueeze_": (0,), "transpose_": (0, 0)}[relayout])
+        return v, y
+
+    def run(fn):
+        torch.manual_seed(0)
+        x = torch.randn(3, 4, requires_grad=True)
+        v, y = fn(x)
+        v.mul_(2.0)
+        (v.sum() + (y * torch.tensor([3.0, 1.0, 1.0])).sum()).backward()
+        return v.detach(), y.detach(), x.grad, v._base is y
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    ours, expected = run(compiled), run(program)
+    for a, b in zip(ours[:3], expected[:3]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert ours[3] and expected[3]
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_write_through_a_detached_alias_of_an_input_is_not_recorded_on_it(compiler):
+    """Seed 18912's program on a view of a leaf: ``x.as_strided(...).detach().mul_(...)`` writes
+    the input's memory, not its history; the runtime wrote the new value back with autograd
+    recording, which autograd refuses on a view of a leaf ("a view of a leaf Variable that
+    requires grad is being used in an in-place operation"), where eager runs."""
+    def program(x):
+        view = x.as_strided((1, 3), (1, 1), 1)
+        view.detach().mul_(view)
+        return view * 2
+
+    def run(fn):
+        leaf = torch.tensor([0.5, 1.5, 2.0, 3.0, 4.0], requires_grad=True)
+        x = leaf[1:]
+        out = fn(x)
+        out.sum().backward()
+        return out.detach(), x.detach(), leaf.grad
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    for ours, theirs in zip(run(compiled), run(program)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("compiler", ["eager", "nop"])

@@ -126,6 +126,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
 
     metas_before = [TensorMeta.of(f) for f in primal_fakes]
     versions_before = [_version_of(f) for f in program_fakes]
+    histories_before = [_history_of(f) for f in program_fakes]
     input_positions = [k for k, a in enumerate(program_flat) if isinstance(a, torch.Tensor)]
     bytes_before = [f.untyped_storage().nbytes() for f in program_fakes]
     storages_before = [StorageWeakRef(f.untyped_storage()) for f in program_fakes]
@@ -196,10 +197,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
     # The same tensor passed twice is one input to write back: its first placeholder.
     first_of_each = {id(f): p.name for p, f in reversed(list(zip(placeholders, program_fakes)))}
+    # A write autograd recorded changed the history of the input's memory (its base's, for a view);
+    # one through a detached alias (``x.detach().mul_(w)``) wrote the memory alone (seed 18912).
     mutated_with_grad = tuple(
-        p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
+        p.name for p, f, v, h in zip(placeholders, program_fakes, versions_before, histories_before)
         if wants_grad and f.requires_grad and f.grad_fn is not None and f._version - v > relayouts.get(p.name, 0)
-        and first_of_each[id(f)] == p.name
+        and first_of_each[id(f)] == p.name and _history_of(f) is not h
     )
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
@@ -305,6 +308,12 @@ def _symbolic_numbers_as_tensors(flat_out: list, fake_mode, recorder) -> tuple[l
             dtype, kinds[k] = _NUMBER_DTYPES[type(flat_out[k])]
             flat_out[k] = torch.scalar_tensor(flat_out[k], dtype=dtype)
     return flat_out, kinds
+
+
+def _history_of(fake: torch.Tensor) -> Any:
+    """The autograd node of the tensor whose memory `fake` is (its base's, for a view): an in-place
+    op autograd records replaces it; a write through a detached alias does not."""
+    return (fake._base if fake._base is not None else fake).grad_fn
 
 
 def _version_of(fake: torch.Tensor) -> int | None:

@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten
 from ..artifacts import ViewStep
 from ..graph.ops import is_view
 from ..torch_private.dispatch import OpOverload
-from .functional_ops import is_metadata_mutation
+from .functional_ops import is_metadata_mutation, view_of_inplace_view
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,18 @@ def _is_multi_output_view(node: fx.Node) -> bool:
             and returns[0].alias_info is not None and not returns[0].alias_info.is_write)
 
 
+def _relays_a_view(node: fx.Node) -> bool:
+    """Whether `node` is an in-place view op (``t_``, ``unsqueeze_``) changing the layout of a view;
+    of a tensor that is no view, it leaves a tensor that is none either, so the walk ends there."""
+    if node.op != "call_function" or not is_metadata_mutation(node.target) or not node.args \
+            or not isinstance(node.args[0], fx.Node) or not isinstance(node.args[0].meta.get("val"), torch.Tensor):
+        return False
+    source = node.args[0]
+    return ((is_view(source) and isinstance(source.target, OpOverload)) or _relays_a_view(source)
+            or (source.target is operator.getitem and isinstance(source.args[0], fx.Node)
+                and _is_multi_output_view(source.args[0])))
+
+
 def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...], bool]]:
     """(base node, view steps from it to `node`, whether an in-place op was passed on the way),
     or None where `node` is no view or the steps do not rebuild `fake`'s layout. In-place ops
@@ -155,6 +167,14 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Nod
             # view of it (its memory shared with the base's other views, as eager's). For an
             # output requiring no grad, only from an input or another output (`find_output_views`).
             written, current = True, current.args[0]
+            continue
+        if _relays_a_view(current):
+            # ``v = y[0]; v.t_()``: the view relaid in place, still a view of y in eager (seed 22892:
+            # returned as a tensor of its own, the caller's later writes into it missed y's history)
+            source = current.args[0]
+            func, args = view_of_inplace_view(current.target, tuple(current.args[1:]), source.meta["val"].dim())
+            steps.append(ViewStep(func, tuple(args), (), None))
+            current = source
             continue
         if current.target is operator.getitem and isinstance(current.args[0], fx.Node) \
                 and type(current.args[1]) is int and _is_multi_output_view(current.args[0]):
