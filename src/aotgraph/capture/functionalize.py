@@ -202,14 +202,7 @@ class _Functionalizer:
 
     def new_view(self, old_node: fx.Node, base: fx.Node, func, args, index, value):
         base_info = self.alias[base]
-        if func is aten.as_strided.default and len(args) >= 3 and args[2] is not None:
-            # Its offset counts from the start of the memory, whatever view it was taken of: the
-            # view is made again (and written back) over the root's value alone, as `_strided_source`
-            # takes it; written back through the views before it, each scatter's copy of its parent
-            # would count the offset from that parent's first element (seed 26479).
-            chain = ((func, args, index, old_node),)
-        else:
-            chain = base_info.chain + ((func, args, index, old_node),)
+        chain = base_info.chain + ((func, args, index, old_node),)
         self.alias[old_node] = _Alias(base_info.root, chain, self.root_version[base_info.root])
         self.env[old_node] = value
 
@@ -488,6 +481,8 @@ class _Functionalizer:
             read_args = _map_args(self._read_arg_or_size, args)
             if func is aten.as_strided.default:
                 read_args = self._strided_args(info.root, read_args, view_node, writes=True)
+                if k > 0:
+                    read_args = _offset_within(parent_val, read_args, args)
             if index is None:
                 rule = ops.SCATTER_RULES.get(func)
                 value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None
@@ -595,6 +590,28 @@ def _val(a):
 
 
 _CONTAINERS = (tuple, list, dict)
+
+
+def _offset_within(parent_val: Any, read_args: tuple, args: tuple) -> tuple:
+    """``as_strided``'s arguments for its scatter into `parent_val`, a view: the scatter writes
+    into a copy of the parent, whose first element is the parent's, so the offset, which counts
+    from the start of the memory, counts from the parent's first element instead (seed 26479: one
+    element over). Kept where the copy is not laid out as the parent (a parent with gaps) or sizes
+    are symbolic."""
+    if len(args) < 3 or not isinstance(args[2], int) or not isinstance(parent_val, torch.Tensor) \
+            or has_symbolic_sizes(parent_val) or not _without_gaps(parent_val):
+        return read_args
+    return (*read_args[:2], args[2] - parent_val.storage_offset(), *read_args[3:])
+
+
+def _without_gaps(value: torch.Tensor) -> bool:
+    """Whether `value`'s elements fill a block of memory, each place once (a copy keeps its layout)."""
+    step = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(value.shape, value.stride()) if sz != 1):
+        if stride != step:
+            return False
+        step *= size
+    return True
 
 
 def _map_args(fn, value):
