@@ -475,14 +475,18 @@ class _Functionalizer:
         for k in range(len(info.chain) - 1, -1, -1):
             func, args, index, view_node = info.chain[k]
             parent = info.chain[k - 1][3] if k > 0 else info.root
-            parent_value = self.read(parent)
+            if func is aten.as_strided.default and k > 0:
+                # its offset counts from the start of the memory: the parent made again from the
+                # root, at its own offset (its value, if written through itself, is a tensor of
+                # its own, which starts at the parent's first element: seed 26479, one element over)
+                parent_value = self.read_as_view(parent)
+            else:
+                parent_value = self.read(parent)
             parent_val = parent.meta["val"]
             # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
             read_args = _map_args(self._read_arg_or_size, args)
             if func is aten.as_strided.default:
                 read_args = self._strided_args(info.root, read_args, view_node, writes=True)
-                if k > 0:
-                    read_args = _offset_within(parent_val, read_args, args)
             if index is None:
                 rule = ops.SCATTER_RULES.get(func)
                 value = rule(self.emit, parent_value, value, read_args, parent_val, None) if rule else None
@@ -590,28 +594,6 @@ def _val(a):
 
 
 _CONTAINERS = (tuple, list, dict)
-
-
-def _offset_within(parent_val: Any, read_args: tuple, args: tuple) -> tuple:
-    """``as_strided``'s arguments for its scatter into `parent_val`, a view: the scatter writes
-    into a copy of the parent, whose first element is the parent's, so the offset, which counts
-    from the start of the memory, counts from the parent's first element instead (seed 26479: one
-    element over). Kept where the copy is not laid out as the parent (a parent with gaps) or sizes
-    are symbolic."""
-    if len(args) < 3 or not isinstance(args[2], int) or not isinstance(parent_val, torch.Tensor) \
-            or has_symbolic_sizes(parent_val) or not _without_gaps(parent_val):
-        return read_args
-    return (*read_args[:2], args[2] - parent_val.storage_offset(), *read_args[3:])
-
-
-def _without_gaps(value: torch.Tensor) -> bool:
-    """Whether `value`'s elements fill a block of memory, each place once (a copy keeps its layout)."""
-    step = 1
-    for stride, size in sorted((st, sz) for sz, st in zip(value.shape, value.stride()) if sz != 1):
-        if stride != step:
-            return False
-        step *= size
-    return True
 
 
 def _map_args(fn, value):
