@@ -310,20 +310,24 @@ _dynamo_froze = False  # whether the Dynamo compile in progress froze the heap (
 
 
 def heap_frozen_in_dynamo_compiles() -> None:
-    """From now on in this process, the heap is frozen (as `heap_frozen` does) for the whole of
-    each of Dynamo's compiles, its trace of a frame included, not only for our stages inside it:
-    on a transformers model Dynamo's trace takes seconds, long enough for full collections, each a
-    walk over every object of the process (0.13 s on GPT-2 small on this CPU, several per cold
-    trace). Through Dynamo's compile callbacks (``torch._dynamo.callback``), registered by each
-    backend built and each of its calls where they are not (``torch._dynamo.reset()`` clears
-    them). Switches: ``gc_freeze`` and ``trace_heap_frozen``."""
+    """Where switch ``trace_heap_frozen`` is on (off by default) with ``gc_freeze``: from now on
+    in this process, the heap is frozen (as `heap_frozen` does) for the whole of each of Dynamo's
+    compiles, its trace of a frame included, not only for our stages inside it: on a transformers
+    model Dynamo's trace takes seconds, long enough for full collections, each a walk over every
+    object of the process (0.13 s on GPT-2 small on this CPU). Through Dynamo's compile callbacks
+    (``torch._dynamo.callback``), registered by each backend built and each of its calls where they
+    are not (``torch._dynamo.reset()`` clears them). Off by default: over thousands of small
+    compiles it cost more than it saved (config.OFF_BY_DEFAULT)."""
+    if not (config.enabled("gc_freeze") and config.enabled("trace_heap_frozen")):
+        return
     try:
         from torch._dynamo.callback import callback_handler
-    except ImportError:  # a torch without Dynamo's callbacks: our stages alone
+
+        if _dynamo_compile_started not in callback_handler.start_callbacks:
+            callback_handler.register_start_callback(_dynamo_compile_started)
+            callback_handler.register_end_callback(_dynamo_compile_ended)
+    except (ImportError, AttributeError):  # a torch without these callbacks: our stages alone
         return
-    if _dynamo_compile_started not in callback_handler.start_callbacks:
-        callback_handler.register_start_callback(_dynamo_compile_started)
-        callback_handler.register_end_callback(_dynamo_compile_ended)
 
 
 def _dynamo_compile_started(*_) -> None:
