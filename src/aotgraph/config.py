@@ -175,7 +175,8 @@ SWITCHES = {
                                             "(compilers/stored_builds.py)",
     "bound_extern_kernels": "an Inductor graph's disk cache entry binds the extern kernels its wrapper calls "
                             "(torch.mm, ...) by their public names instead of importing Inductor's select_algorithm "
-                            "(its lowering and kernel templates: 0.5 s of a warm start) (compilers/extern_kernel_bindings.py)",
+                            "(its lowering and kernel templates: 0.5 s of a warm start), and takes its _align helper from "
+                            "torch._inductor.utils, not codegen.memory_planning (compilers/extern_kernel_bindings.py)",
     "runtime_asserts": "the compiled graphs check what torch assumed about values known only at run time "
                        "(torch._check on .item(), a meta function's n >= 0) and raise as eager does where it fails; "
                        "off: a call breaking an assumption is unchecked (capture/runtime_asserts.py)",

@@ -658,11 +658,11 @@ def _called(output: Callable, args: list):
     profiler's label for the call, and the record of graph executions kept by
     ``torch._inductor.debug``, a module that reads it and that a process which compiled nothing
     has not imported (60 ms of a CPU warm start)."""
-    direct = getattr(output, "current_callable", None)
-    if direct is not None and not torch.autograd.profiler._is_profiler_enabled and \
-            "torch._inductor.debug" not in sys.modules:
-        return direct(args)
-    importlib.import_module("torch._inductor.debug")  # read by ``CompiledFxGraph.__call__``
+    if "torch._inductor.debug" not in sys.modules:  # (a compiling process has it: `__call__` as ever)
+        direct = getattr(output, "current_callable", None)
+        if direct is not None and not torch.autograd.profiler._is_profiler_enabled:
+            return direct(args)
+        importlib.import_module("torch._inductor.debug")  # read by ``CompiledFxGraph.__call__``
     return output(args)
 
 
