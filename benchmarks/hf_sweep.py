@@ -260,6 +260,17 @@ def hubert(attn):
     return make(transformers.HubertForCTC, config, attn), inputs
 
 
+def seq2seq(config_cls, model_name, **extra):
+    def build(attn):
+        kw = dict(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                  decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
+                  pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, bos_token_id=1)
+        kw.update(extra)
+        model = make(getattr(transformers, model_name), getattr(transformers, config_cls)(**kw), attn)
+        return model, lambda b, s: text_inputs(b, s)
+    return build
+
+
 def checkpointed(build):
     """`build`'s model with gradient checkpointing on (torch.utils.checkpoint, use_reentrant=False)."""
     def build_checkpointed(attn):
@@ -340,6 +351,86 @@ MODELS = {
     "hubert": (hubert, ("eager",)),
     "ckpt_llama": (checkpointed(llm("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2)), ("sdpa",)),
     "ckpt_bert": (checkpointed(encoder("BertConfig", "BertForSequenceClassification")), ("eager",)),
+    # session 31: 42 more architectures
+    "olmo": (llm("OlmoConfig", "OlmoForCausalLM", num_key_value_heads=2, pad_token_id=0), ("eager", "sdpa")),
+    "olmo2": (llm("Olmo2Config", "Olmo2ForCausalLM", num_key_value_heads=2, pad_token_id=0), ("eager", "sdpa")),
+    "granite": (llm("GraniteConfig", "GraniteForCausalLM", num_key_value_heads=2), ("eager", "sdpa")),
+    "cohere": (llm("CohereConfig", "CohereForCausalLM", num_key_value_heads=2, pad_token_id=0), ("eager", "sdpa")),
+    "starcoder2": (llm("Starcoder2Config", "Starcoder2ForCausalLM", num_key_value_heads=2), ("eager", "sdpa")),
+    "nemotron": (llm("NemotronConfig", "NemotronForCausalLM", num_key_value_heads=2, pad_token_id=0), ("eager", "sdpa")),
+    "persimmon": (llm("PersimmonConfig", "PersimmonForCausalLM", pad_token_id=0), ("eager", "sdpa")),
+    "glm": (llm("GlmConfig", "GlmForCausalLM", num_key_value_heads=2, head_dim=16, pad_token_id=0), ("eager", "sdpa")),
+    "helium": (llm("HeliumConfig", "HeliumForCausalLM", num_key_value_heads=2, head_dim=16, pad_token_id=0), ("eager", "sdpa")),
+    "smollm3": (llm("SmolLM3Config", "SmolLM3ForCausalLM", num_key_value_heads=2, pad_token_id=0), ("eager", "sdpa")),
+    "qwen3_moe": (llm("Qwen3MoeConfig", "Qwen3MoeForCausalLM", num_key_value_heads=2, head_dim=16, num_experts=4,
+                      num_experts_per_tok=2, moe_intermediate_size=32), ("eager", "sdpa")),
+    "olmoe": (llm("OlmoeConfig", "OlmoeForCausalLM", num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                  pad_token_id=0), ("eager", "sdpa")),
+    "granitemoe": (llm("GraniteMoeConfig", "GraniteMoeForCausalLM", num_key_value_heads=2, num_local_experts=4,
+                       num_experts_per_tok=2), ("eager", "sdpa")),
+    "phimoe": (llm("PhimoeConfig", "PhimoeForCausalLM", num_key_value_heads=2, num_local_experts=4,
+                   num_experts_per_tok=2), ("eager", "sdpa")),
+    "deepseek_v3": (llm("DeepseekV3Config", "DeepseekV3ForCausalLM", num_key_value_heads=4, n_routed_experts=4,
+                        num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=1, kv_lora_rank=16,
+                        q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_group=1,
+                        topk_group=1, pad_token_id=0), ("eager", "sdpa")),
+    "xglm": (lambda attn: (make(transformers.XGLMForCausalLM, transformers.XGLMConfig(
+        vocab_size=VOCAB, d_model=64, num_layers=2, attention_heads=4, ffn_dim=128, max_position_embeddings=64,
+        pad_token_id=0), attn), lambda b, s: text_inputs(b, s)), ("eager",)),
+    "codegen": (lambda attn: (make(transformers.CodeGenForCausalLM, transformers.CodeGenConfig(
+        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, rotary_dim=8), attn),
+        lambda b, s: text_inputs(b, s)), ("eager",)),
+    "gpt_bigcode": (lambda attn: (make(transformers.GPTBigCodeForCausalLM, transformers.GPTBigCodeConfig(
+        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64), attn),
+        lambda b, s: text_inputs(b, s)), ("eager", "sdpa")),
+    "mamba": (lambda attn: (make(transformers.MambaForCausalLM, transformers.MambaConfig(
+        vocab_size=VOCAB, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4), attn),
+        lambda b, s: text_inputs(b, s, mask=False)), ("eager",)),
+    "falcon_mamba": (lambda attn: (make(transformers.FalconMambaForCausalLM, transformers.FalconMambaConfig(
+        vocab_size=VOCAB, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4), attn),
+        lambda b, s: text_inputs(b, s, mask=False)), ("eager",)),
+    "rwkv": (lambda attn: (make(transformers.RwkvForCausalLM, transformers.RwkvConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, attention_hidden_size=32, intermediate_size=64,
+        context_length=64), attn), lambda b, s: text_inputs(b, s, mask=False)), ("eager",)),
+    "funnel": (lambda attn: (make(transformers.FunnelForSequenceClassification, transformers.FunnelConfig(
+        vocab_size=VOCAB, block_sizes=[1, 1], d_model=64, n_head=4, d_head=16, d_inner=128, num_labels=3), attn),
+        lambda b, s: class_inputs(b, s, token_types=True)), ("eager",)),
+    "fnet": (encoder("FNetConfig", "FNetForSequenceClassification"), ("eager",)),
+    "squeezebert": (encoder("SqueezeBertConfig", "SqueezeBertForSequenceClassification", embedding_size=64),
+                    ("eager",)),
+    "convbert": (encoder("ConvBertConfig", "ConvBertForSequenceClassification", embedding_size=64), ("eager",)),
+    "megatron_bert": (encoder("MegatronBertConfig", "MegatronBertForSequenceClassification"), ("eager",)),
+    "xlm_roberta": (encoder("XLMRobertaConfig", "XLMRobertaForSequenceClassification", pad_token_id=1),
+                    ("eager", "sdpa")),
+    "bigbird": (encoder("BigBirdConfig", "BigBirdForSequenceClassification", attention_type="original_full"),
+                ("eager",)),
+    "longformer": (encoder("LongformerConfig", "LongformerForSequenceClassification", attention_window=4,
+                           pad_token_id=1), ("eager",)),
+    "dinov2": (vision("Dinov2Config", "Dinov2ForImageClassification", hidden_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, image_size=32, patch_size=8), ("eager", "sdpa")),
+    "beit": (vision("BeitConfig", "BeitForImageClassification", hidden_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=128, image_size=32, patch_size=8,
+                    use_relative_position_bias=True), ("eager",)),
+    "deit": (vision("DeiTConfig", "DeiTForImageClassification", hidden_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=128, image_size=32, patch_size=8), ("eager", "sdpa")),
+    "resnet": (vision("ResNetConfig", "ResNetForImageClassification", embedding_size=16, hidden_sizes=[16, 32],
+                      depths=[1, 1]), ("eager",)),
+    "regnet": (vision("RegNetConfig", "RegNetForImageClassification", embedding_size=16, hidden_sizes=[16, 32],
+                      depths=[1, 1], groups_width=8), ("eager",)),
+    "levit": (vision("LevitConfig", "LevitForImageClassification", image_size=32, hidden_sizes=[32, 48, 64],
+                     num_attention_heads=[1, 2, 2], depths=[1, 1, 1], key_dim=[8, 8, 8]), ("eager",)),
+    "mobilevit": (vision("MobileViTConfig", "MobileViTForImageClassification", image_size=32,
+                         hidden_sizes=[32, 40, 48], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64]), ("eager",)),
+    "poolformer": (vision("PoolFormerConfig", "PoolFormerForImageClassification", hidden_sizes=[16, 32, 48, 64],
+                          depths=[1, 1, 1, 1]), ("eager",)),
+    "mobilenet_v2": (vision("MobileNetV2Config", "MobileNetV2ForImageClassification", image_size=32,
+                            depth_multiplier=0.35), ("eager",)),
+    "convnextv2": (vision("ConvNextV2Config", "ConvNextV2ForImageClassification", hidden_sizes=[16, 32],
+                          depths=[1, 1], num_stages=2), ("eager",)),
+    "pegasus": (seq2seq("PegasusConfig", "PegasusForConditionalGeneration"), ("eager", "sdpa")),
+    "mbart": (seq2seq("MBartConfig", "MBartForConditionalGeneration"), ("eager", "sdpa")),
+    "blenderbot": (seq2seq("BlenderbotConfig", "BlenderbotForConditionalGeneration"), ("eager", "sdpa")),
+    "m2m100": (seq2seq("M2M100Config", "M2M100ForConditionalGeneration"), ("eager", "sdpa")),
 }
 INDUCTOR_MODELS = ("gpt2", "llama", "bert", "t5")
 

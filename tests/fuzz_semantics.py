@@ -17,7 +17,8 @@ the ops that eager accepts on the values at hand, so the forward runs eagerly by
 `check(seed)` runs the program eagerly and through ``aot_function(fn, "eager")``,
 ``aot_function(fn, nop)`` and, for every third seed, ``torch.compile(fn,
 backend=aotgraph.backend(compiler="eager"))``, each on freshly built identical inputs, and
-compares what a user sees: outputs (values, dtype, shape, stride, storage offset,
+compares what a user sees: outputs (values, dtype, shape, strides (of dimensions of size
+above 1, as torch's own tests compare them), storage offset,
 requires_grad, which inputs and other outputs they share memory with, identity with an input),
 the inputs and their roots afterwards (values and layout), then in-place writes by the user
 into returned tensors (under no_grad or with grad) and what they do to the inputs and other
@@ -501,8 +502,17 @@ def _layout_of(t):
     return tuple(t.shape), t.stride(), t.storage_offset()
 
 
+def _significant_strides(t):
+    """`t`'s strides where they place an element: None for a dimension of size 1 (and all of
+    them for a tensor with no elements), as torch's own tests compare strides
+    (``torch._prims_common.check_significant_strides``)."""
+    if t.numel() == 0:
+        return (None,) * t.dim()
+    return tuple(s if n > 1 else None for n, s in zip(t.shape, t.stride()))
+
+
 def _snap(t):
-    return (t.detach().clone(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype)
+    return (t.detach().clone(), tuple(t.shape), _significant_strides(t), t.storage_offset(), t.dtype)
 
 
 def _write(o, op):
@@ -739,6 +749,8 @@ def check_program(prog: Program, dynamo: bool = False, verbose: bool = False, on
         problems = compare(eager, ours)
         if label == "dynamo":
             torch._dynamo.reset()
+            if problems:
+                problems = _dynamo_own_tagged(prog, eager, problems)
         # Wrong gradients and values first: three differences of memory sharing must not hide one.
         problems.sort(key=lambda p: not ("grad" in p or "value" in p))
         for p in problems[:3]:
@@ -752,13 +764,30 @@ def check_program(prog: Program, dynamo: bool = False, verbose: bool = False, on
     return failures
 
 
-LOW_PRIORITY_TAGS = ("[identity]", "[eager-error]", "[eager-raises-later]", "[refused]")
+def _dynamo_own_tagged(prog: Program, eager: dict, problems: list[str]) -> list[str]:
+    """`problems` of the program under ``torch.compile`` with aotgraph's backend, those that
+    Dynamo shows alone (its ``eager`` backend: no AOT stage at all; the same difference, or a
+    crash of the same class) tagged ``[dynamo-own]``."""
+    try:
+        alone = observe(prog, torch.compile(prog.fn, backend="eager", dynamic=False))
+        alone["_bf"] = prog.post["backward_first"]
+        shown = compare(eager, alone)
+    finally:
+        torch._dynamo.reset()
+    crashes = {classify(p) for p in shown if p.startswith("crash")}  # (messages may name other numbers)
+    return [f"[dynamo-own] {p}" if p in shown or (p.startswith("crash") and classify(p) in crashes) else p
+            for p in problems]
+
+
+LOW_PRIORITY_TAGS = ("[identity]", "[eager-error]", "[eager-raises-later]", "[refused]", "[dynamo-own]",
+                     "[unbuildable]")
 
 
 def is_low_priority(failure: str) -> bool:
     """Differences that are not wrong values or crashes where eager works: an output `is` another
-    output in eager only, eager raising where aotgraph runs or raising later than aotgraph, and
-    aotgraph's documented refusals."""
+    output in eager only, eager raising where aotgraph runs or raising later than aotgraph,
+    aotgraph's documented refusals, Dynamo's own (shown by Dynamo without aotgraph too), and
+    programs whose inputs the generator cannot build."""
     return any(classify(failure).startswith(tag) for tag in LOW_PRIORITY_TAGS)
 
 
@@ -871,9 +900,14 @@ def main(argv=None):
     for seed in seeds:
         dynamo = a.dynamo_every > 0 and seed % a.dynamo_every == 0
         try:
-            failures = check(seed, dynamo=dynamo, verbose=a.verbose)
-        except Exception as e:  # noqa: BLE001 - a bug of the fuzzer itself
-            failures = [f"fuzzer error: {type(e).__name__}: {e}"]
+            generate(seed)
+        except Exception as e:  # noqa: BLE001 - the generator drew inputs it cannot build (a[1:] of a 0-d a)
+            failures = [f"generator: [unbuildable] {type(e).__name__}: {e}"]
+        else:
+            try:
+                failures = check(seed, dynamo=dynamo, verbose=a.verbose)
+            except Exception as e:  # noqa: BLE001 - a bug of the fuzzer itself
+                failures = [f"fuzzer error: {type(e).__name__}: {e}"]
         for c in {classify(f) for f in failures}:
             classes.setdefault(c, []).append(seed)
         if any(not is_low_priority(f) for f in failures):

@@ -123,6 +123,14 @@ class _Functionalizer:
         """`old_node`'s current value as the program returns it: a view written in place (by an
         op whose functional twin lays its result out afresh, ``fill_`` of a strided view) is made
         again from its root, so the caller gets the view's strides and offset, as eager's."""
+        return self._read_in_layout(old_node, offset_too=True)
+
+    def _read_in_layout(self, old_node: Any, offset_too: bool = False) -> Any:
+        """`old_node`'s current value with the view's strides (and storage offset, where
+        `offset_too`): made again from its root where the value last written through the view
+        has another layout. An op reading it then lays its result out as eager's does: ``sin``
+        of a transposed input written by ``masked_fill_`` keeps the transposed strides, where
+        ``masked_fill``'s own result is contiguous."""
         value = self._read_arg(old_node)
         info = self.alias.get(old_node) if isinstance(old_node, fx.Node) else None
         if info is None or not info.chain or not isinstance(value, fx.Node):
@@ -131,7 +139,7 @@ class _Functionalizer:
         if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
                 or has_symbolic_sizes(new_val) or has_symbolic_sizes(old_val):
             return value
-        if _strides_differ(new_val, old_val) or new_val.storage_offset() != old_val.storage_offset():
+        if _strides_differ(new_val, old_val) or (offset_too and new_val.storage_offset() != old_val.storage_offset()):
             return self.read_as_view(old_node)
         return value
 
@@ -300,8 +308,8 @@ class _Functionalizer:
         if func._schema.is_mutable:
             self._mutation(node)
             return
-        args = _map_args(self._read_arg, node.args)
-        kwargs = _map_args(self._read_arg, node.kwargs)
+        args = _map_args(self._read_in_layout, node.args)
+        kwargs = _map_args(self._read_in_layout, node.kwargs)
         if func is aten.as_strided.default and not kwargs and node.args[0] in self.alias:
             root = self.alias[node.args[0]].root
             args = (self._strided_source(root, args), *self._strided_args(root, args[1:], node, writes=False))
