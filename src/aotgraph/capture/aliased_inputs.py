@@ -21,6 +21,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from ..errors import UnsupportedOp
 from ..graph.sizes import has_symbolic_sizes, layout_of as _layout, storage_positions
+from ..torch_private.dispatch import CaptureFunctionMode
 from ..torch_private.fake import FakeTensor
 
 __all__ = ["aliased_input_groups", "shared_bases", "base_facts", "with_shared_bases", "SharedBaseProgram"]
@@ -127,6 +128,33 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
         f"has no common base tensor to pass instead: {why}", "capture",
         "pass the base tensor once and take the views inside the function, or clone one of the inputs",
     )
+
+
+class _HistoryCurrent(CaptureFunctionMode):
+    """Reads the history (``grad_fn``) of each of `views` before a torch function takes it as its
+    first argument. Each stands in for a base tensor of the caller, whose history autograd
+    keeps current; a view's is rebuilt only when read, and an in-place op on a view whose base
+    took history through another view, before that, raises ("a leaf Variable that requires grad
+    is being used in an in-place operation") where on the base itself it runs. Only under grad
+    mode, where autograd checks in-place ops."""
+
+    def __init__(self, views: Sequence[torch.Tensor]):
+        super().__init__()
+        self.ids = {id(v) for v in views}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if args and id(args[0]) in self.ids and torch.is_grad_enabled() and args[0].requires_grad:
+            try:
+                args[0].grad_fn  # noqa: B018 - rebuilt when read
+            except RuntimeError:  # a view made under no_grad: autograd refuses to rebuild it (the op decides)
+                pass
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        return super().__enter__() if self.ids else self
+
+    def __exit__(self, *exc):
+        return super().__exit__(*exc) if self.ids else None
 
 
 @dataclass
@@ -279,6 +307,8 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
     # One view per caller's tensor: distinct tensors of the same layout (x and x[:]) stay distinct
     # objects (a layout change of one, or returning one, must not reach the other).
     owner = {p: next(q for q in layout_of if flat_args[q] is flat_args[p]) for p in layout_of}
+    # Members that are their group's base in the caller (x beside x[::2]), views of it here.
+    stand_ins = {p for p, (k, _) in layout_of.items() if flat_args[p] is bases[k] and p not in detached}
 
     def program(bases, rest):
         views: dict[int, torch.Tensor] = {}
@@ -289,7 +319,8 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 views[owner[p]] = view.detach() if p in detached else view
             flat[p] = views[owner[p]]
         args, kwargs = tree_unflatten(flat, in_spec)
-        out = fn(*args, **kwargs)
+        with _HistoryCurrent([views[p] for p in stand_ins if p in views]):
+            out = fn(*args, **kwargs)
         facts.relaid.clear()
         facts.returned_inputs.clear()
         for p, (k, layout) in layout_of.items():

@@ -43,11 +43,11 @@ class CaptureFunctionMode(TorchFunctionMode):
 
 @contextlib.contextmanager
 def outside_capture_mode() -> Iterator[None]:
-    """The innermost torch-function mode off for a block where it is a `CaptureFunctionMode`:
-    a nested capture (a region's) has a mode of its own, and the enclosing one would see each
-    size read of its bookkeeping. Any other mode (a user's, a default device) stays."""
-    if not isinstance(_get_current_function_mode(), CaptureFunctionMode):
-        yield
-        return
-    with _pop_mode_temporarily():
+    """The innermost torch-function modes off for a block while they are `CaptureFunctionMode`s:
+    a nested capture (a region's) has modes of its own, and the enclosing ones would see each
+    size read of its bookkeeping. Any other mode (a user's, a default device) stays, with those
+    beneath it."""
+    with contextlib.ExitStack() as popped:
+        while isinstance(_get_current_function_mode(), CaptureFunctionMode):
+            popped.enter_context(_pop_mode_temporarily())
         yield
