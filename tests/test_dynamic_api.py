@@ -94,6 +94,44 @@ def test_output_view_of_input_compiles_once():
     assert len(compiled.aotgraph_entries) == 1
 
 
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_output_view_of_a_written_input_with_symbolic_sizes(requires_grad):
+    """A view of an input the program wrote, with symbolic view sizes: the graph's output views
+    the written value (a tensor of the graph's own), laid out as the input, so the runtime takes
+    the view's place in the input's memory from it (`runtime._on_written_input`)."""
+    def f(x):
+        x.mul_(2)
+        return (x.view(x.shape[0] // 2, 2, 4).transpose(0, 1),)
+
+    compiled = aotgraph.aot_function(f, "eager", dynamic=True)
+    for batch in (6, 8):
+        leaf = torch.randn(batch, 4, requires_grad=requires_grad)
+        expected_in, actual_in = leaf * 1, leaf * 1
+        expected, actual = f(expected_in)[0], compiled(actual_in)[0]
+        assert actual._base is not None and actual.stride() == expected.stride()
+        torch.testing.assert_close(actual, expected)
+        torch.testing.assert_close(actual_in, expected_in)
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_output_view_of_an_input_with_history_and_symbolic_sizes():
+    """An input that requires grad and has history is seen by the program as a copy of its own;
+    a view of it returned, of symbolic layout, is still the graph's view of the input (not a copy
+    the runtime cannot place: Longformer's ``as_strided`` chunks under changing sizes)."""
+    def f(x):
+        return x.as_strided((x.shape[0] - 1, 2, 4), (4, 4, 1)), x.t()
+
+    compiled = aotgraph.aot_function(f, "eager", dynamic=True)
+    for batch in (5, 7):
+        leaf = torch.randn(batch, 4, requires_grad=True)
+        x = leaf * 1
+        for expected, actual in zip(f(x), compiled(x)):
+            assert actual._base is x and actual.stride() == expected.stride()
+            torch.testing.assert_close(actual, expected)
+        grads = [torch.autograd.grad(sum(o.sum() for o in fn(leaf * 1)), leaf)[0] for fn in (f, compiled)]
+        torch.testing.assert_close(grads[1], grads[0])
+
+
 def test_output_view_of_input_compiles_per_size_for_a_compiler_that_copies_inputs():
     """A compiler that runs on copies of its inputs (Inductor's CUDA graphs) would hand back a
     view of the copy: such an entry is compiled per size, its views replayed on the caller's tensor."""

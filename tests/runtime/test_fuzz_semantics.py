@@ -56,6 +56,9 @@ SEEDS += [28344]
 # grad (18265: ``x3.sub_(w.sum()); x0.sin_()`` with x3 = x0[::2] raised "a leaf Variable that
 # requires grad is being used in an in-place operation" where eager runs).
 SEEDS += [18265]
+# ... a detached twin of an input, relaid in place and then written with values requiring grad
+# (29369: its value was copied back before the relayout, at the twin's old layout).
+SEEDS += [29369]
 
 
 @pytest.fixture(autouse=True)
@@ -150,6 +153,28 @@ def test_base_input_written_after_its_view_took_history():
 
     for expected, actual in zip(run(fn), run(_compiled(fn))):
         torch.testing.assert_close(actual, expected)
+
+
+def test_twin_relaid_then_written_with_grad():
+    """A detached twin of an input (``x.detach()`` passed beside x), relaid in place and then
+    written with values requiring grad, ends as eager's: the new layout, the new values and their
+    history (the runner relays it before writing the values back)."""
+    def fn(w, x, twin):
+        twin.unsqueeze_(1)
+        twin.mul_(w.sum())
+        return (x * 2,)
+
+    def run(f):
+        torch.manual_seed(0)
+        w, x = torch.randn(3, requires_grad=True), torch.randn(2, 4)
+        twin = x.detach()
+        out = f(w, x, twin)
+        (out[0].sum() + twin.sum()).backward()
+        return out[0], x, twin, w.grad
+
+    for expected, actual in zip(run(fn), run(_compiled(fn))):
+        torch.testing.assert_close(actual, expected)
+        assert actual.shape == expected.shape
 
 
 def test_returned_leaf_input_keeps_grad_none():

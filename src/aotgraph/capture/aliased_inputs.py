@@ -205,10 +205,6 @@ class SharedBaseProgram:
                         memory = _memory_of([flat_args[p] for p in group])
                         if base.untyped_storage()._cdata != memory.untyped_storage()._cdata:  # a copy
                             memory.copy_(base)
-            # The memory holds their new values already; the write again gives each the history
-            # of its value, as eager's in-place op did (a leaf gets CopyBackwards).
-            for position, value in zip(facts.written_twins, twin_values):
-                flat_args[position].copy_(value)
             relaid_done: set[int] = set()
             for position, (size, stride, offset) in facts.relaid.items():
                 member = flat_args[position]
@@ -217,6 +213,14 @@ class SharedBaseProgram:
                 relaid_done.add(id(member))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
                     member.as_strided_(size, stride, offset)
+            # The memory holds their new values already; the write again gives each the history
+            # of its value, as eager's in-place op did (a leaf gets CopyBackwards). The values have
+            # the twins' layouts at the program's end: written after the relayouts above.
+            for position, value in zip(facts.written_twins, twin_values):
+                twin = flat_args[position]
+                if value.untyped_storage().data_ptr() == twin.untyped_storage().data_ptr():
+                    value = value.clone()  # (in the twin's memory at another layout: copy_ refuses overlaps)
+                twin.copy_(value)
             # Views the graphs returned under no_grad, made before that relayout bumped their
             # memory's version: autograd refuses to read such a view's history (seed 1393).
             stale_views = bool(facts.relaid) and not torch.is_grad_enabled()

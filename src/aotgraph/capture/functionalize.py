@@ -230,12 +230,20 @@ class _Functionalizer:
             old_val = old_node.meta.get("val") if isinstance(old_node, fx.Node) else None
             if isinstance(old_val, torch.Tensor) and isinstance(new_node, fx.Node):
                 eager, root = _storage(old_val), _memory_root(new_node)
-                if eager not in inputs and (root.op == "placeholder" or holder.get(root, eager) != eager):
+                if eager not in inputs and not self._views_an_input(old_node) \
+                        and (root.op == "placeholder" or holder.get(root, eager) != eager):
                     new_node = self._copied(new_node, old_val)
                     root = new_node
                 holder.setdefault(root, eager)
             result.append(new_node)
         return result
+
+    def _views_an_input(self, old_node: fx.Node) -> bool:
+        """Whether eager's `old_node` is (a view of) an input's memory: the program sees an input
+        that requires grad and has history as a copy of its own (`capture.inputs.program_inputs`),
+        so the memory of its fake is not the placeholder's."""
+        info = self.alias.get(old_node)
+        return info is not None and info.root.op == "placeholder"
 
     def _copied(self, value: fx.Node, like: torch.Tensor) -> fx.Node:
         """A copy of `value` in memory of its own, laid out as `like`."""

@@ -171,6 +171,7 @@ class _Plan:
         self.storage_resizes = [(p, sig.inputs[i].storage_resize) for p, i in enumerate(self.primal_positions)
                                 if sig.inputs[i].storage_resize is not None]
         self.num_returned = len(returned)  # the runtime writes these back
+        self.new_value_index = {p: self.num_user_tensors + k for k, p in enumerate(returned)}
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
         self.written_with_grad = [(k, p) for k, p in enumerate(returned) if p in grad_mutated]
         self.num_fwd_outputs = num_fwd_outputs - len(self.left_out)
@@ -268,7 +269,11 @@ class _Plan:
             elif info.is_input:
                 value = primals[alias_primal]
             elif alias_primal is not None:
-                value = _view_of(primals[alias_primal], info, value if info.layout_from_graph else None)
+                laid_out = value if info.layout_from_graph else None
+                if laid_out is not None and alias_primal in self.new_value_index:
+                    laid_out = _on_written_input(laid_out, primals[alias_primal],
+                                                 graph_outputs[self.new_value_index[alias_primal]])
+                value = _view_of(primals[alias_primal], info, laid_out)
             elif info.base_of_outputs is not None:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
             elif info.base_output is not None and not info.view_chain and not info.is_output:
@@ -300,6 +305,19 @@ def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tens
     with torch.no_grad():
         view = _replay(base, info, laid_out)
     return view.detach() if view.requires_grad else view
+
+
+def _on_written_input(laid_out: torch.Tensor, base: torch.Tensor, new_value: torch.Tensor) -> torch.Tensor:
+    """`laid_out`, the graph's output for a view of input `base` that the program wrote, moved
+    onto `base`'s memory where it views the graph's `new_value` of that input (the written value,
+    a tensor of the graph's own) laid out as `base` is: the same place in the input's memory,
+    which holds that value once written back. Else `laid_out` as it is."""
+    if laid_out.untyped_storage().data_ptr() != new_value.untyped_storage().data_ptr() \
+            or laid_out.untyped_storage().data_ptr() == base.untyped_storage().data_ptr() \
+            or new_value.shape != base.shape or new_value.stride() != base.stride():
+        return laid_out
+    offset = base.storage_offset() + laid_out.storage_offset() - new_value.storage_offset()
+    return base.detach().as_strided(laid_out.shape, laid_out.stride(), offset)
 
 
 def _replay(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None) -> torch.Tensor:
