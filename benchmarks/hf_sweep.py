@@ -146,11 +146,16 @@ def t5(attn):
     return make(transformers.T5ForConditionalGeneration, config, attn), inputs
 
 
-def bart(attn):
-    config = transformers.BartConfig(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2,
-                                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
-                                     decoder_ffn_dim=128, max_position_embeddings=64)
-    return make(transformers.BartForConditionalGeneration, config, attn), lambda b, s: text_inputs(b, s)
+def seq2seq(config_cls, model_name, **extra):
+    """An encoder-decoder of the BART family (2 + 2 layers, width 64), `extra` over the defaults."""
+    def build(attn):
+        kw = dict(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                  decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
+                  pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, bos_token_id=1)
+        kw.update(extra)
+        model = make(getattr(transformers, model_name), getattr(transformers, config_cls)(**kw), attn)
+        return model, lambda b, s: text_inputs(b, s)
+    return build
 
 
 def vit(attn):
@@ -238,14 +243,6 @@ def vision(config_cls, model_name, inputs=None, **kw):
     return build
 
 
-def marian(attn):
-    config = transformers.MarianConfig(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2,
-                                       encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
-                                       decoder_ffn_dim=128, max_position_embeddings=64, pad_token_id=0,
-                                       decoder_start_token_id=0, eos_token_id=2)
-    return make(transformers.MarianMTModel, config, attn), lambda b, s: text_inputs(b, s)
-
-
 def hubert(attn):
     config = transformers.HubertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2),
@@ -258,17 +255,6 @@ def hubert(attn):
         return {"input_values": torch.randn(batch, 40 * seq, generator=generator),
                 "labels": torch.randint(3, VOCAB, (batch, 4), generator=generator)}
     return make(transformers.HubertForCTC, config, attn), inputs
-
-
-def seq2seq(config_cls, model_name, **extra):
-    def build(attn):
-        kw = dict(vocab_size=VOCAB, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                  decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
-                  pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, bos_token_id=1)
-        kw.update(extra)
-        model = make(getattr(transformers, model_name), getattr(transformers, config_cls)(**kw), attn)
-        return model, lambda b, s: text_inputs(b, s)
-    return build
 
 
 def checkpointed(build):
@@ -299,7 +285,8 @@ MODELS = {
     "albert": (encoder("AlbertConfig", "AlbertForSequenceClassification", embedding_size=32), ("eager", "sdpa")),
     "electra": (llm("ElectraConfig", "ElectraForMaskedLM", embedding_size=32), ("eager", "sdpa")),
     "t5": (t5, ("eager",)),
-    "bart": (bart, ("eager", "sdpa")),
+    "bart": (seq2seq("BartConfig", "BartForConditionalGeneration", pad_token_id=1, bos_token_id=0,
+                     decoder_start_token_id=2), ("eager", "sdpa")),
     "vit": (vit, ("eager", "sdpa")),
     "clip_vision": (clip_vision, ("eager", "sdpa")),
     "whisper": (whisper, ("eager",)),
@@ -347,7 +334,7 @@ MODELS = {
                          sr_ratios=[2, 1], hidden_sizes=[16, 32], num_attention_heads=[1, 2],
                          patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2], decoder_hidden_size=32),
                   ("eager",)),
-    "marian": (marian, ("eager", "sdpa")),
+    "marian": (seq2seq("MarianConfig", "MarianMTModel", bos_token_id=None), ("eager", "sdpa")),
     "hubert": (hubert, ("eager",)),
     "ckpt_llama": (checkpointed(llm("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2)), ("sdpa",)),
     "ckpt_bert": (checkpointed(encoder("BertConfig", "BertForSequenceClassification")), ("eager",)),

@@ -12,6 +12,7 @@ of a member that requires no grad, a detached twin, written with values that do)
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -149,12 +150,6 @@ class _HistoryCurrent(CaptureFunctionMode):
             except RuntimeError:  # a view made under no_grad: autograd refuses to rebuild it (the op decides)
                 pass
         return func(*args, **(kwargs or {}))
-
-    def __enter__(self):
-        return super().__enter__() if self.ids else self
-
-    def __exit__(self, *exc):
-        return super().__exit__(*exc) if self.ids else None
 
 
 @dataclass
@@ -323,7 +318,7 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 views[owner[p]] = view.detach() if p in detached else view
             flat[p] = views[owner[p]]
         args, kwargs = tree_unflatten(flat, in_spec)
-        with _HistoryCurrent([views[p] for p in stand_ins if p in views]):
+        with _HistoryCurrent([views[owner[p]] for p in stand_ins]) if stand_ins else contextlib.nullcontext():
             out = fn(*args, **kwargs)
         facts.relaid.clear()
         facts.returned_inputs.clear()

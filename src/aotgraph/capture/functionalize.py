@@ -136,6 +136,8 @@ class _Functionalizer:
         if info is None or not info.chain or not isinstance(value, fx.Node):
             return value
         new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
+        if new_val is old_val:  # the view as the program made it (its node keeps the old node's meta)
+            return value
         if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
                 or has_symbolic_sizes(new_val) or has_symbolic_sizes(old_val):
             return value
