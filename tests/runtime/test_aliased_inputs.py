@@ -24,6 +24,10 @@ ALIASINGS = {
     "view_of_a_view": lambda base: (base[1:3], base[1:3][:, 0]),
     # No ._base: detached views share memory without autograd knowing (as LSTM's flat weights).
     "detached_views": lambda base: (base[0:2].detach(), base[1:3].detach()),
+    # A tensor beside its detached twin (or a view beside a detached view): where the first requires
+    # grad, its root is the base, and the twin a detached view of it.
+    "detached_twin": lambda base: (base, base.detach()),
+    "view_and_detached_view": lambda base: (base[0:2], base[1:3].detach()),
 }
 
 PROGRAMS = {

@@ -59,6 +59,18 @@ SEEDS += [18265]
 # ... a detached twin of an input, relaid in place and then written with values requiring grad
 # (29369: its value was copied back before the relayout, at the twin's old layout).
 SEEDS += [29369]
+# Seeds that failed until session 32: an output in an input's memory with a history of its own
+# (``d = x.detach(); d.copy_(x)`` returned) that the graph gave back as a view of the input, or as
+# the input itself: autograd refused to read its history once the input's write-back had run.
+SEEDS += [9083, 18560, 24429, 35811]
+# ... autograd's copy of an input before an in-place op merged with the program's own copy that the
+# caller is handed: the caller's write into it failed the backward (capture/cse.py).
+SEEDS += [12253, 25634, 29199, 32341]
+# ... and two outputs computed alike, merged into one tensor: a caller's write into one reached the other.
+SEEDS += [22061, 34780]
+# ... a view of an input taken after the program relaid it (``x.t_(); x.chunk(2, 1)[1]``), rebuilt by
+# as_strided: a caller's write into it went through where eager refuses it.
+SEEDS += [5443, 9479, 21537, 34793]
 
 
 @pytest.fixture(autouse=True)
@@ -1141,3 +1153,60 @@ def test_an_output_sharing_memory_with_another_of_other_history_keeps_its_gradie
     compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
     for ours, theirs in zip(grads(compiled), grads(program)):
         torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+@pytest.mark.parametrize("write", ["copy_", "mul_"])
+@pytest.mark.parametrize("view_first", [True, False])
+def test_views_of_one_detached_alias_written_with_gradients_share_its_history(compiler, write, view_first):
+    """``d = x.detach(); d.copy_(x)`` (or ``mul_``) returned as ``d`` and a view of it: both in
+    x's memory with a history of their own. The two were rebuilt apart, so a caller's in-place
+    write into one missed the other's gradient (3 where eager's is 4), and where the graph gave
+    back x itself for ``copy_``, reading its history after x's write-back raised (seed 9083)."""
+    def program(x):
+        d = x.detach()
+        getattr(d, write)(x)
+        return (d.view(2, -1), d) if view_first else (d, d.view(2, -1))
+
+    def grads(fn, written):
+        torch.manual_seed(0)
+        x = torch.randn(6, requires_grad=True)
+        outs = fn(x)
+        for k in written:
+            outs[k].mul_(2)
+        loss = sum((o.reshape(-1) * torch.arange(6.0)).sum() for o in outs)
+        return (*torch.autograd.grad(loss, x), *[o.detach() for o in outs])
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    for written in [(), (0,), (1,), (0, 1)]:
+        for ours, theirs in zip(grads(compiled, written), grads(program, written)):
+            torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_a_split_output_of_an_input_relaid_before_the_split_refuses_writes_as_eager(compiler):
+    """Seed 5443: ``x.t_(); x.chunk(2, 1)[1]`` returned. The chunk was taken after the relayout,
+    so eager refuses a caller's write into it (a view made by a function returning several);
+    it was rebuilt by ``as_strided`` over the relaid input, which took the write, changing x and
+    its gradient. It is now taken by ``chunk`` over the input as the runtime leaves it."""
+    def program(x):
+        x.t_()
+        return x.chunk(2, 1)[1]
+
+    def observed(fn):
+        root = torch.arange(16.0).view(4, 4).requires_grad_()
+        x = root.clone()[1:]
+        out = fn(x)
+        try:
+            out.mul_(2)
+            written = "ok"
+        except RuntimeError as e:
+            written = type(e).__name__
+        (x * torch.arange(12.0).view(4, 3)).sum().backward()
+        return written, out.detach().clone(), x.detach().clone(), root.grad
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    ours, theirs = observed(compiled), observed(program)
+    assert ours[0] == theirs[0] == "RuntimeError"
+    for a, b in zip(ours[1:], theirs[1:]):
+        torch.testing.assert_close(a, b)

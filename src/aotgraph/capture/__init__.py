@@ -188,10 +188,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.refuse_stale_outputs(tensor_outs)
     # Views among the outputs are rebuilt from their bases by the runtime.
     # In-place view ops bump the version too, without writing data.
-    relayouts, relayout_steps = _in_place_view_ops(recorder.graph)
+    relayouts, relayout_steps, final_layouts = _in_place_view_ops(recorder.graph)
     views = find_output_views(out_nodes, tensor_outs, placeholders, program_fakes, recorder.node_of, fake_mode,
                               relaid_inputs=frozenset(relayouts if getattr(fn, "aotgraph_member_views", False)
-                                                      else layout_changed))
+                                                      else layout_changed), final_layouts=final_layouts)
     views, from_functions = _returned_by_functions(views, tensor_outs)
     # An input mutated under autograd (a non-leaf input, or a plain input that took a value
     # requiring grad) returns its new value as a differentiable output, as eager's history does.
@@ -255,7 +255,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     output.args = ((*user_outs, *extra, *bases, *grads, *written_values),)
     insert_runtime_asserts(graph, fake_mode.shape_env, recorder.node_meta.user_line)
     if config.enabled("cse"):
-        merge_common_subexpressions(graph)
+        merge_common_subexpressions(graph, (*user_outs, *bases), (*user_outs, *extra, *bases))
     eliminate_dead_code(graph)
     add_tensor_meta(graph)
 
@@ -321,12 +321,15 @@ def _version_of(fake: torch.Tensor) -> int | None:
     return None if fake.is_inference() else fake._version
 
 
-def _in_place_view_ops(graph: fx.Graph) -> tuple[dict[str, int], dict[str, tuple]]:
+def _in_place_view_ops(graph: fx.Graph) -> tuple[dict[str, int], dict[str, tuple], dict[fx.Node, fx.Node]]:
     """For each placeholder name: how many in-place view ops (``t_``) the program applied to it
     or to one of its views (each bumps the shared version counter), and those it applied to the
-    input itself, in order, as `ViewStep`s the runtime replays on the real input."""
+    input itself, in order, as `ViewStep`s the runtime replays on the real input; and the last
+    of those on each input, mapped to its placeholder (the input in the layout the runtime
+    leaves it in)."""
     counts: dict[str, int] = {}
     steps: dict[str, list] = {}
+    last: dict[fx.Node, fx.Node] = {}
     for node in graph.nodes:
         if node.op == "call_function" and is_metadata_mutation(node.target):
             root, on_input_itself = node.args[0], True
@@ -340,9 +343,10 @@ def _in_place_view_ops(graph: fx.Graph) -> tuple[dict[str, int], dict[str, tuple
                 if on_input_itself:
                     steps.setdefault(root.name, []).append(
                         ViewStep(node.target, tuple(node.args[1:]), tuple(node.kwargs.items())))
+                    last[root] = node
     replayable = {name: tuple(chain) for name, chain in steps.items()
                   if not any(isinstance(a, fx.Node) for step in chain for a in step.args)}
-    return counts, replayable
+    return counts, replayable, {node: placeholder for placeholder, node in last.items()}
 
 
 def _in_layout(fake, before: TensorMeta, relaid: bool, fake_mode, recorder):
@@ -623,7 +627,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
             if (view is not None and view.primal is not None and base == primal_positions[view.primal]
-                    and primal_names[view.primal] not in metadata_mutated):  # a chain from its old layout
+                    and (primal_names[view.primal] not in metadata_mutated  # a chain from its layout on entry
+                         or view.after_relayout and primal_names[view.primal] not in storage_replaced)):
                 outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain, detached=detached))
                 continue
             base_output = None
@@ -637,6 +642,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                                    and _view_root(o) is _view_root(flat_out[earlier]))) \
                         and _within(o, flat_out[earlier]):
                     base_output = earlier
+                    written_alias = None  # a view of that one, sharing its history (``d, d.view(...)``)
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
             outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output,

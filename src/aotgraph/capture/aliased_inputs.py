@@ -48,7 +48,7 @@ def _memory_of(members: list[torch.Tensor]) -> torch.Tensor:
     """A flat tensor over the members' storage, as far as the members reach (a fake's storage may
     be sized to one of them only), that requires no grad."""
     first = members[0]
-    numel = max(m.storage_offset() + sum((n - 1) * s for n, s in zip(m.shape, m.stride())) + 1 for m in members)
+    numel = max(_end(m) for m in members)
     if isinstance(first, FakeTensor):  # Dynamo's example inputs (set_ takes no fake storage)
         return first.detach().as_strided((numel,), (1,), 0)
     return torch.empty(0, dtype=first.dtype, device=first.device).set_(first.untyped_storage(), 0, (numel,), (1,))
@@ -95,6 +95,26 @@ def _autograd_root(members: list[torch.Tensor]) -> Optional[torch.Tensor]:
     return None
 
 
+def _root_with_detached_twins(members: list[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The one root (`_autograd_root`) of the members requiring grad, where it requires grad and
+    the other members, requiring none, are detached twins in its memory (``x`` beside
+    ``x.detach()``): passed as the base, it gives the twins as detached views, their writes
+    unseen by autograd, as eager's. Else None."""
+    requiring = [m for m in members if m.requires_grad]
+    if not requiring or len(requiring) == len(members) or len({m.dtype for m in members}) != 1:
+        return None
+    root = _autograd_root(requiring)
+    if root is None or not root.requires_grad or root.dtype != members[0].dtype:
+        return None
+    # Every member within the root's reach (a fake root's storage may end where the root does).
+    return root if all(_end(m) <= _end(root) for m in members) else None
+
+
+def _end(t: torch.Tensor) -> int:
+    """One past the highest storage position `t` reads (non-negative strides)."""
+    return t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1
+
+
 def _memory_alone(members: list[torch.Tensor]) -> bool:
     """Members with no common autograd root, of one dtype, none requiring grad: their base is
     their memory alone, and each is a tensor of its own to autograd (detached twins)."""
@@ -106,11 +126,14 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
                  for_trace: bool = False) -> torch.Tensor:
     """A real tensor whose storage holds every member and through which each member's gradient
     flows as eager's does: their shared ``._base`` (or the one member the others view), when
-    every member is a differentiable view of it; else, when no member needs gradients, a flat
+    every member is a differentiable view of it, or every member requiring grad is and the others
+    are detached twins (`_root_with_detached_twins`); else, when no member needs gradients, a flat
     tensor over the whole storage; else, with `leaf_views` and members that `_has_leaf_views`,
     a `_LeafViewsBase` (for the trace, `for_trace`: a leaf copy of the memory, requiring grad)."""
     dtypes = {m.dtype for m in members}
     root = _autograd_root(members)
+    if root is None:
+        root = _root_with_detached_twins(members)
     if root is not None:
         return root
     if _memory_alone(members):
@@ -342,6 +365,11 @@ def with_shared_bases(fn: Callable, flat_args: Sequence[Any], in_spec: TreeSpec,
                 facts.returned_inputs[k] = position_of_view[id(o)]
             elif twin is not None:  # a view of a written twin: rebuilt on the caller's, which has its history
                 facts.on_memory[k] = twin, layout_of[twin][0], _layout(o)
+            elif not o.requires_grad and position_of_view.get(id(o._base)) in detached:
+                # A view of a member that is a tensor of its own (a detached twin, memory alone): eager's
+                # is a view of the caller's tensor (its ``._base``), so it is rebuilt on that one.
+                member = position_of_view[id(o._base)]
+                facts.on_memory[k] = member, layout_of[member][0], _layout(o)
             elif leaf_views:
                 rebuilt = _on_caller_memory(o, bases, groups, flat_args)
                 if rebuilt is not None:

@@ -10,26 +10,39 @@ tangent is the program's own recomputation (``torch.utils.checkpoint``), which t
 partitioner keeps in the backward. Two nodes the graph returns stay apart: one tensor
 returned as two gradients costs a copy at every call (autograd clones a gradient it
 shares: 4 device copies per ResNet-50 step, the biases of batch norms that read one
-gradient), where two identical reductions fuse into one kernel.
+gradient), where two identical reductions fuse into one kernel. The tensors the caller is
+handed (outputs, and the bases outputs view) stay apart likewise: eager hands out two tensors
+(``x.cumsum(1).detach(), x.cumsum(1)``), and a write into one must not reach the other (seed
+34780). Nor does one merge with a node that the backward may read (one read beyond what the
+forward's outputs are computed from): the caller may write into it (autograd's copy of ``x``
+before ``x.sin_()``, merged into the program's ``x.clone()`` that was returned, made the
+caller's write into it fail the backward, where eager's backward reads a copy of its own:
+seeds 12253, 29199).
 """
 from __future__ import annotations
 
+import operator
+from typing import Iterable, Sequence
 
 import torch.fx as fx
 
-from ..graph.nodes import tangent_dependent
+from ..graph.nodes import ancestors, tangent_dependent
 from ..graph.ops import op_facts
 
 __all__ = ["merge_common_subexpressions"]
 
-def merge_common_subexpressions(graph: fx.Graph) -> int:
+def merge_common_subexpressions(graph: fx.Graph, handed_out: Sequence[fx.Node] = (),
+                                forward_outputs: Sequence[fx.Node] = ()) -> int:
     """Merge duplicate pure nodes of `graph` into their first occurrence, in place; the
-    number of nodes removed."""
+    number of nodes removed. `handed_out`: the nodes the caller gets (user outputs, the bases
+    they are views of); `forward_outputs`: every node the forward returns."""
     # Nodes by (region, op, input nodes); the full comparison of arguments (constants
     # included) runs only where two nodes share those: most nodes are unique.
     groups: dict[tuple, list] = {}
     outputs = graph.find_nodes(op="output")
     returned = set(outputs[0].all_input_nodes) if outputs else set()
+    handed_out = _with_view_bases(n for n in handed_out if isinstance(n, fx.Node))
+    forward_side = ancestors(forward_outputs)
     backward_only = tangent_dependent(graph)
     in_backward = False
     merged = 0
@@ -53,6 +66,12 @@ def merge_common_subexpressions(graph: fx.Graph) -> int:
         if earlier is None:
             group.append([node, key])
             continue
+        if node in handed_out:
+            if earlier in handed_out or any(user not in forward_side for user in earlier.users):
+                continue
+            handed_out.add(earlier)
+        elif earlier in handed_out and any(user not in forward_side for user in node.users):
+            continue
         if node in returned:
             if earlier in returned:
                 continue
@@ -61,6 +80,23 @@ def merge_common_subexpressions(graph: fx.Graph) -> int:
         graph.erase_node(node)
         merged += 1
     return merged
+
+
+def _with_view_bases(nodes: Iterable[fx.Node]) -> set:
+    """`nodes` and every node whose memory one of them views (the caller's writes reach those)."""
+    seen = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if node in seen or node.op != "call_function":
+            seen.add(node)
+            continue
+        seen.add(node)
+        if node.target is operator.getitem or op_facts(node.target).view:
+            base = node.args[0]
+            if isinstance(base, fx.Node):
+                stack.append(base)
+    return seen
 
 
 def _arguments_key(node: fx.Node) -> tuple:

@@ -30,12 +30,16 @@ from .functional_ops import is_metadata_mutation, view_of_inplace_view
 @dataclass(frozen=True)
 class OutputView:
     """Where one output's view chain starts: exactly one of `primal` (a primal index),
-    `output` (a tensor-output index) or `base` (an index into `OutputViews.base_fakes`)."""
+    `output` (a tensor-output index) or `base` (an index into `OutputViews.base_fakes`).
+    `after_relayout`: the chain starts from the primal in the layout the program's in-place
+    view ops left it in (``x.t_(); x.chunk(2)[1]``), which the runtime gives it before
+    rebuilding outputs; else from its layout on entry."""
 
     chain: tuple[ViewStep, ...]
     primal: Optional[int] = None
     output: Optional[int] = None
     base: Optional[int] = None
+    after_relayout: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class OutputViews:
 
 
 def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, program_fakes: list, node_of: dict,
-                      fake_mode, relaid_inputs: frozenset = frozenset()) -> OutputViews:
+                      fake_mode, relaid_inputs: frozenset = frozenset(), final_layouts: dict = {}) -> OutputViews:
     """`program_fakes`: the tensor inputs as the program saw them; `node_of`: the recorder's
     map from ``id(fake)`` to the node of its latest value. A base
     written in place after the view was taken is returned as its latest node, which
@@ -58,7 +62,9 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     the runtime replays after rebuilding the outputs: a ``split`` output of such an input (or of
     one sharing its memory) is not rebuilt by ``split``, since autograd refuses a multi-output
     view whose base's layout changed since; a ``split`` output of another input is (autograd then
-    refuses writes into it, as eager's: seed 3397)."""
+    refuses writes into it, as eager's: seed 3397). `final_layouts`: each input's last in-place
+    view op (node -> its placeholder): a chain from there starts from the input as the runtime
+    leaves it, relaid, and a ``split`` there is taken after the relayout, as eager's (seed 5443)."""
     input_storages = {StorageWeakRef(f.untyped_storage()) for f in program_fakes}
     relaid_storages = {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders if p.name in relaid_inputs}
     input_storages |= {StorageWeakRef(p.meta["val"].untyped_storage()) for p in placeholders}
@@ -82,12 +88,14 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(None)
             continue
         base_node, chain, written = walk
+        relaid = final_layouts.get(base_node)
+        primal = primal_of.get(base_node if relaid is None else relaid)
         if written and not fake.requires_grad:
             # An output requiring no grad, written in place after it was taken: rebuilt from an
             # input, another output, or a base requiring no grad; a base requiring grad would
             # become a differentiable output, and capture would record a backward eager never
             # runs (through a saved tensor written since).
-            if base_node not in primal_of and base_node not in output_of:
+            if primal is None and base_node not in output_of:
                 base_val = base_node.meta.get("val")
                 if base_node not in base_nodes and (not isinstance(base_val, torch.Tensor) or base_val.requires_grad
                                                     or StorageWeakRef(fake.untyped_storage()) in input_storages):
@@ -99,8 +107,8 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
                 views.append(OutputView(chain, base=base_nodes.index(base_node)))
                 continue
         latest = node_of.get(id(fake._base)) if fake._base is not None else None
-        if base_node in primal_of:
-            views.append(OutputView(chain, primal=primal_of[base_node]))
+        if primal is not None:
+            views.append(OutputView(chain, primal=primal, after_relayout=relaid is not None))
         elif base_node in output_of:
             views.append(OutputView(chain, output=output_of[base_node]))
         elif latest in output_of and _same_layout(latest, base_node):

@@ -475,6 +475,12 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     fresh = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                       if o.base_input is None and o.base_output is None and o.base_of_outputs is None
                       and o.python_scalar is None) | frozenset(plan.first_base + k for k in range(plan.num_bases))
+    # Outputs in an input's memory with a history of their own (`OutputInfo.written_alias_of`): the
+    # runtime copies each into that memory with its gradient, reading its history after the inputs'
+    # write-back. Handed out by the Function as a view of an input, or as the input itself, it would
+    # be a view whose base that write-back modified, which autograd refuses to read (seeds 18560, 24429).
+    own_history = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
+                            if o.written_alias_of is not None)
     # Autograd would materialize a zero gradient for every output that gets none, the
     # non-differentiable ones included (new values of mutated buffers: one kernel each);
     # the backward makes zeros itself only for the tangents it reads.
@@ -516,8 +522,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 ctx.primal_refs = [weakref.ref(primals[p]) for p in refusal_primals]
             if written_in_backward:
                 ctx.written_in_backward = [primals[p] for p in written_in_backward]
-            if fresh and any(outputs[i]._is_view() for i in fresh):
-                outputs = _views_of_inputs_only(outputs, fresh, primals)
+            if own_history or fresh and any(outputs[i]._is_view() for i in fresh):
+                outputs = _views_of_inputs_only(outputs, fresh, primals, own_history)
             if returns_leaf:
                 if non_differentiable:
                     ctx.mark_non_differentiable(outputs[0])
@@ -584,11 +590,13 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     return CompiledFunction.apply
 
 
-def _views_of_inputs_only(outputs, fresh: frozenset, primals: tuple) -> list:
+def _views_of_inputs_only(outputs, fresh: frozenset, primals: tuple, own_history: frozenset) -> list:
     """`outputs` with each of the `fresh` ones that is a view of no input (of a graph's own
-    buffer) handed out as no view (``detach()``: the same memory)."""
+    buffer) handed out as no view (``detach()``: the same memory); so is each of `own_history`
+    that is an input or a view."""
     inputs = {id(p) for p in primals}
-    return [v.detach() if i in fresh and v._is_view() and id(v._base) not in inputs else v
+    return [v.detach() if i in own_history and (v._is_view() or id(v) in inputs)
+            or i in fresh and v._is_view() and id(v._base) not in inputs else v
             for i, v in enumerate(outputs)]
 
 
