@@ -71,6 +71,9 @@ SEEDS += [22061, 34780]
 # ... a view of an input taken after the program relaid it (``x.t_(); x.chunk(2, 1)[1]``), rebuilt by
 # as_strided: a caller's write into it went through where eager refuses it.
 SEEDS += [5443, 9479, 21537, 34793]
+# ... an input beside its detached twin, written (25756: refused before, and rebuilt wrong on the way);
+# an output requiring no grad in the memory of a later output that does (11334).
+SEEDS += [25756, 11334]
 
 
 @pytest.fixture(autouse=True)
@@ -1208,5 +1211,34 @@ def test_a_split_output_of_an_input_relaid_before_the_split_refuses_writes_as_ea
     compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
     ours, theirs = observed(compiled), observed(program)
     assert ours[0] == theirs[0] == "RuntimeError"
+    for a, b in zip(ours[1:], theirs[1:]):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_an_output_without_grad_before_the_output_it_views_shares_its_memory(compiler):
+    """Seed 11334: ``v = y.unsqueeze(1); y.sub_(...); w = v.detach().reshape(-1)``, w written and
+    returned before v. Eager's w is a view of v's memory; w came back as memory of its own, so a
+    caller's write into one did not reach the other. It is now rebuilt from the later output."""
+    def program(x):
+        y = x * 0.5
+        v = y.unsqueeze(1)
+        y.sub_(y.sum())
+        w = v.detach().reshape(-1)
+        w.index_put_((torch.tensor([1]),), torch.tensor(-2.0))
+        return w, w, v, x
+
+    def observed(fn):
+        x = torch.arange(6.0, requires_grad=True)
+        w, _, v, _ = fn(x)
+        shared = w.untyped_storage().data_ptr() == v.untyped_storage().data_ptr()
+        with torch.no_grad():
+            w.mul_(3)
+        (v * torch.arange(6.0).view(6, 1)).sum().backward()
+        return shared, w.clone(), v.detach().clone(), x.grad
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "eager" else aotgraph.nop)
+    ours, theirs = observed(compiled), observed(program)
+    assert ours[0] and theirs[0]
     for a, b in zip(ours[1:], theirs[1:]):
         torch.testing.assert_close(a, b)

@@ -649,6 +649,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                       detached=detached, written_alias_of=written_alias))
         else:
             outputs.append(OutputInfo(None, o))
+    _rebuild_from_later_outputs(outputs, flat_out)
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
 
@@ -666,6 +667,29 @@ def _viewed_from(value: torch.Tensor, inputs: list) -> bool:
 def _view_root(value: torch.Tensor) -> torch.Tensor:
     """The tensor autograd sees `value` as a view of (its ``._base``), or `value` itself."""
     return value if value._base is None else value._base
+
+
+def _rebuild_from_later_outputs(outputs: list, flat_out: list) -> None:
+    """Outputs requiring no grad in the memory of a later output requiring grad (``v =
+    y.detach().view(-1)`` returned before ``y``) are rebuilt from it, in place in `outputs`: a view
+    of its memory as eager's is (seed 11334). The earlier one could not be the later one's base:
+    that one carries a history of its own."""
+    for i, info in enumerate(outputs):
+        if not info.is_tensor or info.requires_grad or info.is_input or info.view_chain or any(
+                index is not None for index in (info.base_input, info.base_output, info.base_of_outputs,
+                                                info.written_alias_of, info.python_scalar)):
+            continue
+        value = flat_out[i]
+        if not isinstance(value, FakeTensor):
+            continue
+        storage = StorageWeakRef(value.untyped_storage())
+        later = next((j for j in range(i + 1, len(outputs))
+                      if outputs[j].is_tensor and outputs[j].requires_grad and outputs[j].base_input is None
+                      and outputs[j].base_output is None and isinstance(flat_out[j], FakeTensor) and flat_out[j].dtype == value.dtype
+                      and StorageWeakRef(flat_out[j].untyped_storage()) == storage and _within(value, flat_out[j])),
+                     None)
+        if later is not None:
+            outputs[i] = dataclasses.replace(info, base_output=later, detached=True)
 
 
 def _within(value: torch.Tensor, base: torch.Tensor) -> bool:

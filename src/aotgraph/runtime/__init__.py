@@ -179,8 +179,9 @@ class _Plan:
         self.num_bases = len(sig.view_bases)
         # Outputs rebuilt from other outputs come after those, so a base is ready when read.
         # An output that is another output again (`is_output`) comes after those: that one may be rebuilt too.
-        self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs)
-                                  if o.is_tensor and o.base_output is not None and o.view_chain) + tuple(
+        # So do outputs rebuilt from a later one (`capture._rebuild_from_later_outputs`).
+        self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.base_output is not None
+                                  and (o.view_chain or o.base_output > i and not o.is_output)) + tuple(
             i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -276,7 +277,8 @@ class _Plan:
                 value = _view_of(primals[alias_primal], info, laid_out)
             elif info.base_of_outputs is not None:
                 value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
-            elif info.base_output is not None and not info.view_chain and not info.is_output:
+            elif info.base_output is not None and info.base_output < len(flat) and not info.view_chain \
+                    and not info.is_output:
                 value = _view_of(flat[info.base_output], info)
             elif info.python_scalar is not None:
                 value = value.item()
