@@ -685,9 +685,9 @@ def _rebuild_from_later_outputs(outputs: list, flat_out: list) -> None:
         storage = StorageWeakRef(value.untyped_storage())
         later = next((j for j in range(i + 1, len(outputs))
                       if outputs[j].is_tensor and outputs[j].requires_grad and outputs[j].base_input is None
-                      and outputs[j].base_output is None and isinstance(flat_out[j], FakeTensor) and flat_out[j].dtype == value.dtype
-                      and StorageWeakRef(flat_out[j].untyped_storage()) == storage and _within(value, flat_out[j])),
-                     None)
+                      and outputs[j].base_output is None and isinstance(flat_out[j], FakeTensor)
+                      and flat_out[j].dtype == value.dtype and StorageWeakRef(flat_out[j].untyped_storage()) == storage
+                      and _within(value, flat_out[j])), None)
         if later is not None:
             outputs[i] = dataclasses.replace(info, base_output=later, detached=True)
 

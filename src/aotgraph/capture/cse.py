@@ -66,6 +66,8 @@ def merge_common_subexpressions(graph: fx.Graph, handed_out: Sequence[fx.Node] =
         if earlier is None:
             group.append([node, key])
             continue
+        if node in returned and earlier in returned:
+            continue
         if node in handed_out:
             if earlier in handed_out or any(user not in forward_side for user in earlier.users):
                 continue
@@ -73,8 +75,6 @@ def merge_common_subexpressions(graph: fx.Graph, handed_out: Sequence[fx.Node] =
         elif earlier in handed_out and any(user not in forward_side for user in node.users):
             continue
         if node in returned:
-            if earlier in returned:
-                continue
             returned.add(earlier)
         node.replace_all_uses_with(earlier)
         graph.erase_node(node)
