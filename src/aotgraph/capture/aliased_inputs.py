@@ -126,24 +126,31 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
                  for_trace: bool = False) -> torch.Tensor:
     """A real tensor whose storage holds every member and through which each member's gradient
     flows as eager's does: their shared ``._base`` (or the one member the others view), when
-    every member is a differentiable view of it, or every member requiring grad is and the others
-    are detached twins (`_root_with_detached_twins`); else, when no member needs gradients, a flat
-    tensor over the whole storage; else, with `leaf_views` and members that `_has_leaf_views`,
-    a `_LeafViewsBase` (for the trace, `for_trace`: a leaf copy of the memory, requiring grad)."""
+    every member is a differentiable view of it; else, when no member needs gradients, a flat
+    tensor over the whole storage. With `leaf_views` (the second try, for a program that turned
+    out to write into such inputs), also: the root of the members requiring grad, the others
+    being its detached twins (`_root_with_detached_twins`), where that root is contiguous; else,
+    for members that `_has_leaf_views`, a `_LeafViewsBase` (for the trace, `for_trace`: a leaf
+    copy of the memory, requiring grad); else that root. (Members are read as ``as_strided``
+    views of the base, which some in-place ops refuse where the base is not contiguous: hence a
+    second try only, and a contiguous base first.)"""
     dtypes = {m.dtype for m in members}
     root = _autograd_root(members)
-    if root is None:
-        root = _root_with_detached_twins(members)
     if root is not None:
         return root
     if _memory_alone(members):
         return _memory_of(members)
+    root = _root_with_detached_twins(members) if leaf_views else None
+    if root is not None and root.is_contiguous():
+        return root
     if leaf_views and _has_leaf_views(members):
         memory = _memory_of(members)
         if for_trace:
             return memory.detach().clone().requires_grad_(torch.is_grad_enabled())
         leaves = [m for m in members if m.requires_grad]
         return _LeafViewsBase.apply(memory, tuple(_layout(m) for m in leaves), *leaves)
+    if root is not None:
+        return root
     why = ("they have different dtypes" if len(dtypes) > 1 else
            "some require grad without being views (with ._base) of one tensor that requires grad, as a leaf "
            "view made with requires_grad_() or a detached twin")
