@@ -74,6 +74,9 @@ SEEDS += [5443, 9479, 21537, 34793]
 # ... an input beside its detached twin, written (25756: refused before, and rebuilt wrong on the way);
 # an output requiring no grad in the memory of a later output that does (11334).
 SEEDS += [25756, 11334]
+# ... inputs beside their detached twins, one written: refused until session 32 (216, 301, 446, 483), and
+# two that a first version of that change refused where they had run (1116, 1583: a non-contiguous root).
+SEEDS += [216, 301, 446, 483, 1116, 1583]
 
 
 @pytest.fixture(autouse=True)
