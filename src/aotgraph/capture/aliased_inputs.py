@@ -103,11 +103,9 @@ def _root_with_detached_twins(members: list[torch.Tensor]) -> Optional[torch.Ten
     requiring = [m for m in members if m.requires_grad]
     if not requiring or len(requiring) == len(members) or len({m.dtype for m in members}) != 1:
         return None
-    root = _autograd_root(requiring)
-    if root is None or not root.requires_grad or root.dtype != members[0].dtype:
-        return None
+    root = _autograd_root(requiring)  # (of their dtype, requiring grad as they do)
     # Every member within the root's reach (a fake root's storage may end where the root does).
-    return root if all(_end(m) <= _end(root) for m in members) else None
+    return root if root is not None and all(_end(m) <= _end(root) for m in members) else None
 
 
 def _end(t: torch.Tensor) -> int:

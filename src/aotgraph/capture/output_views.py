@@ -53,7 +53,7 @@ class OutputViews:
 
 
 def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, program_fakes: list, node_of: dict,
-                      fake_mode, relaid_inputs: frozenset = frozenset(), final_layouts: dict = {}) -> OutputViews:
+                      fake_mode, relaid_inputs: frozenset = frozenset(), final_layouts: Optional[dict] = None) -> OutputViews:
     """`program_fakes`: the tensor inputs as the program saw them; `node_of`: the recorder's
     map from ``id(fake)`` to the node of its latest value. A base
     written in place after the view was taken is returned as its latest node, which
@@ -88,7 +88,7 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(None)
             continue
         base_node, chain, written = walk
-        relaid = final_layouts.get(base_node)
+        relaid = final_layouts.get(base_node) if final_layouts else None
         primal = primal_of.get(base_node if relaid is None else relaid)
         if written and not fake.requires_grad:
             # An output requiring no grad, written in place after it was taken: rebuilt from an
