@@ -25,6 +25,7 @@ under $OUT (default ./out).
 Run (repo root):               PYTHONPATH=src python benchmarks/gpu_regions.py [--configs ...]
 CPU smoke test (tiny GPT-2):   PYTHONPATH=src python benchmarks/gpu_regions.py --smoke
 First steps only (all four configurations in one call): add --first-step-only
+GPT-2 traced as one graph (transformers' loss warning named away): add --one-graph
 Where a first step's time goes: add --profile (cProfile, $OUT/profile_<config>.txt)
 """
 from __future__ import annotations
@@ -89,7 +90,7 @@ def child(config: str, args) -> None:
     if hasattr(torch._functorch.config, "enable_autograd_cache"):
         torch._functorch.config.enable_autograd_cache = False
     torch.manual_seed(0)
-    model, inputs, what = gpt2(device, args.smoke)
+    model, inputs, what = gpt2(device, args.smoke, one_graph=args.one_graph)
     marked = mark_blocks(model) if config.endswith("_regions") else 0
     reference = copy.deepcopy(model)
     backend = None
@@ -170,6 +171,8 @@ def main() -> int:
                         help="no waiting for aotgraph's C++ builds, no timed steps (warm-up steps still run)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the first step; its top functions to $OUT/profile_<config>.txt")
+    parser.add_argument("--one-graph", action="store_true",
+                        help="name GPT-2's loss type: no graph break before the loss (see gpu_train.gpt2)")
     if len(sys.argv) > 2 and sys.argv[1] == CHILD:
         args = parser.parse_args(sys.argv[3:])
     else:

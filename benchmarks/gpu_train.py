@@ -110,7 +110,11 @@ class LossOfClassifier(nn.Module):
         return F.cross_entropy(self.model(images), labels)
 
 
-def gpt2(device: torch.device, smoke: bool):
+def gpt2(device: torch.device, smoke: bool, one_graph: bool = False):
+    """(GPT-2 small's LM loss, its inputs, a description). transformers' GPT2LMHeadModel has no
+    ``loss_type``: each call logs a warning (once) that Dynamo cannot trace, a graph break before the
+    loss whose first trace of the model is thrown away. `one_graph`: name the loss (its default,
+    ``ForCausalLM``), so that Dynamo traces the model and its loss as one graph."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:
@@ -123,9 +127,13 @@ def gpt2(device: torch.device, smoke: bool):
     sizes = dict(n_layer=2, n_embd=64, n_head=2, vocab_size=512, n_positions=64) if smoke else {}
     config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **sizes)
     batch, seq = (2, 32) if smoke else (8, 512)
-    model = LossOfLM(GPT2LMHeadModel(config)).to(device)
+    network = GPT2LMHeadModel(config)
+    if one_graph:
+        network.loss_type = "ForCausalLM"
+    model = LossOfLM(network).to(device)
     ids = torch.randint(0, config.vocab_size, (batch, seq), device=device)
-    return model, (ids,), f"GPT2LMHeadModel({'tiny' if smoke else 'GPT2Config()'}) batch {batch} seq {seq}"
+    return model, (ids,), (f"GPT2LMHeadModel({'tiny' if smoke else 'GPT2Config()'}) batch {batch} seq {seq}"
+                         + (", loss_type named (one graph)" if one_graph else ""))
 
 
 def classifier_step(network, batch: int, size: int, classes: int, device: torch.device) -> tuple:
