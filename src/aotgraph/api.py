@@ -258,8 +258,8 @@ class AotFunction:
             try:
                 if entry is None:
                     entry = self._compile(key, fn, flat_args, in_spec, flat_args, in_spec, None)
-                if not entry.mutates_inputs:
-                    return entry, flat_args
+                if not any(p in entry.mutated_positions for group in groups for p in group):
+                    return entry, flat_args  # it mutates no input that shares memory
             except UnsupportedOp as error:
                 refusal = error
             try:

@@ -60,6 +60,7 @@ class CompiledEntry:
     run: Callable[..., Any]  # run(*flat_inputs) -> the user's outputs
     log: CompileLog
     mutates_inputs: bool = False
+    mutated_positions: frozenset = frozenset()  # flat positions of the inputs it mutates (data or metadata)
     has_run: bool = False  # the first call is timed as the "first run" stage
     guards: GuardSet = field(default_factory=lambda: GuardSet(()))  # Python values the program read
     call_facts: Optional[CallFacts] = None  # the call that compiled it
@@ -179,8 +180,9 @@ def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]
     timed = compiled if compiled.backward is None else replace(
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = compiled.partition.joint.signature
-    return CompiledEntry(compiled.partition, compiled, build_runtime(timed, facts), log,
-                         bool(sig.mutated_primals or sig.metadata_mutated_primals), disk_key=disk_key)
+    mutated = frozenset(i for i, info in enumerate(sig.inputs) if info.mutates_data or info.mutates_metadata)
+    return CompiledEntry(compiled.partition, compiled, build_runtime(timed, facts), log, bool(mutated),
+                         mutated_positions=mutated, disk_key=disk_key)
 
 
 def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog, compilers: tuple,
