@@ -80,6 +80,11 @@ SEEDS += [216, 301, 446, 483, 1116, 1583]
 # Seeds refused until session 33: inputs sharing memory with no common base beside another input
 # that the program writes (the refusal read "mutates some input", not "mutates one of the pair").
 SEEDS += [26, 619, 733]
+# ... a detached alias of a returned intermediate view, written, came back a copy of its own (41116).
+SEEDS += [41116]
+# ... a view of an input saved for the backward, the input sharing memory with another input that the
+# program relaid in place: the relayout's replay after the call invalidated the saved view (37016).
+SEEDS += [37016]
 
 
 @pytest.fixture(autouse=True)
@@ -284,17 +289,89 @@ def test_view_taken_before_a_layout_change_of_its_input():
     torch.testing.assert_close(root.grad, torch.tensor([0.0, 2.0, 2.0, 2.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="inputs sharing a non-contiguous base that requires grad (a = r.t() * 2 "
-                                       "and a[::2]), one written: refused (UnsupportedOp), as torch's "
-                                       "as_strided_scatter needs a contiguous base that requires grad")
-def test_write_through_strided_view_of_noncontiguous_base():
+@pytest.mark.parametrize("grad_mode", [True, False])
+@pytest.mark.parametrize("gap", [False, True])
+def test_write_through_strided_view_of_noncontiguous_base(gap, grad_mode):
+    """Inputs sharing a non-contiguous base that requires grad (``a = r.t() * 2`` beside
+    ``a[::2]``, or a base with gaps), one written: passed as a flat view of the base's memory
+    (torch's as_strided_scatter needs a contiguous base requiring grad; refused until session 33)."""
     def fn(a, b):
         b.add_(3)
-        return b
+        return b * a.sum(), a
+
+    def run(f):
+        torch.manual_seed(0)
+        r = torch.randn(3, 8 if gap else 4, requires_grad=True)
+        a = r.t() * 2 if not gap else (r * 2)[:, ::2].t()
+        with torch.set_grad_enabled(grad_mode):
+            out, a_out = f(a, a[::2])
+        if grad_mode:
+            (out.sum() + (a_out * 3).sum()).backward()
+        return out.detach(), a_out.detach(), a_out is a, a.detach().clone(), a.stride(), r.grad
+
+    eager, ours = run(fn), run(_compiled(fn))
+    assert ours[2] == eager[2]
+    for e, c in zip(eager[:2] + eager[3:], ours[:2] + ours[3:]):
+        if isinstance(e, torch.Tensor):
+            torch.testing.assert_close(c, e)
+        else:
+            assert c == e
+
+
+@pytest.mark.parametrize("compiler", ["eager", "nop"])
+def test_written_detached_alias_of_a_returned_intermediate_view_shares_its_memory(compiler):
+    """``v = y.view(1, -1); d = v.detach(); d.fill_(0.5)``, v and d returned: d shares v's memory
+    as eager's does, so a caller's write into d reaches v (seed 41116: d came back a copy)."""
+    def fn(x):
+        v = (x.sum(0) * 2).view(1, -1)
+        d = v.detach()
+        d.fill_(0.5)
+        return v, d
+
+    def run(f):
+        x = torch.randn(4, 3, requires_grad=True)
+        v, d = f(x)
+        shared = v.untyped_storage().data_ptr() == d.untyped_storage().data_ptr()
+        d.add_(1)
+        v.sum().backward()
+        return shared, v.detach().clone(), d.clone(), d.requires_grad, v.requires_grad, x.grad
+
+    eager, ours = run(fn), run(aotgraph.aot_function(fn, compiler))
+    assert ours[0] and eager[0]
+    assert ours[3:5] == eager[3:5]
+    for e, c in zip(eager[1:3] + eager[5:], ours[1:3] + ours[5:]):
+        torch.testing.assert_close(c, e)
+
+
+def test_saved_view_of_an_input_survives_the_relayout_of_another_view_of_its_memory():
+    """``b.unsqueeze_(1)`` on one input, ``a.reshape(...)`` of another sharing its memory saved for
+    the backward: eager's layout change ran before the save, ours is replayed after the graphs;
+    the backward must not see the saved view as modified (seed 37016), while a tensor the caller
+    saved before the call still sees the change, as eager's does."""
+    def fn(a, b):
+        b.unsqueeze_(1)
+        return b.sum(0) * a.reshape(4, -1)
+
+    def run(f):
+        r = torch.randn(3, 4, requires_grad=True)
+        a = r * 2
+        out = f(a, a[1])
+        out.sum().backward()
+        return out.detach(), r.grad
+
+    torch.manual_seed(0)
+    eager = run(fn)
+    torch.manual_seed(0)
+    ours = run(_compiled(fn))
+    for e, c in zip(eager, ours):
+        torch.testing.assert_close(c, e)
 
     r = torch.randn(3, 4, requires_grad=True)
-    a = r.t() * 2
-    _compiled(fn)(a, a[::2])
+    a = r * 2
+    saved_before = a.sin()  # SinBackward saves a
+    _compiled(fn)(a, a[1])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved_before.sum().backward()
 
 
 def test_as_strided_beyond_the_view_inside_its_storage():
@@ -492,14 +569,13 @@ def test_input_written_through_its_detach_keeps_its_gradient(compiler):
 def test_unsupported_writes_and_layout_changes_say_what_to_do():
     """Two classes above that are not captured yet raise an `UnsupportedOp` naming the cause and the
     fix, not torch's internal assert or autograd's shape error."""
-    def written_through_strided_view(a, b):
-        b.add_(3)
-        return b
+    def written_through_strided_view(a, b, w):  # a base requiring no grad, written with values that do
+        b.copy_(w)
+        return a * 1
 
-    r = torch.randn(3, 4, requires_grad=True)
-    a = r.t() * 2
+    a = torch.empty_strided((3, 4), (1, 3)).normal_()
     with pytest.raises(aotgraph.UnsupportedOp, match="non-contiguous tensor .* requires grad"):
-        _compiled(written_through_strided_view)(a, a[::2])
+        _compiled(written_through_strided_view)(a, a[::2], torch.randn(2, 4, requires_grad=True))
 
     def view_then_relayout(a):
         w = a[1:]

@@ -590,6 +590,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
     tensor_positions = [k for k, o in enumerate(flat_out) if isinstance(o, torch.Tensor)]
     function_positions = {tensor_positions[k] for k in from_functions}  # the graph returns these as they are
     outputs, storage_of_output, views_left = [], {}, iter(views.views)
+    storage_of_view_base = {StorageWeakRef(b.untyped_storage()): k for k, b in enumerate(views.base_fakes)
+                            if isinstance(b, FakeTensor)}
     for position, o in enumerate(flat_out):
         if isinstance(o, torch.Tensor):
             meta = TensorMeta.of(o)
@@ -632,6 +634,14 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 outputs.append(OutputInfo(meta, None, base, False, view_chain=view.chain, detached=detached))
                 continue
             base_output = None
+            view_base = storage_of_view_base.get(storage) if base is None and storage is not None else None
+            if view_base is not None and not meta.requires_grad and written_alias is None \
+                    and o.dtype == views.base_fakes[view_base].dtype and _within(o, views.base_fakes[view_base]):
+                # In the memory of an intermediate that other outputs view, with no history (``v = y[0];
+                # d = v.detach(); d.fill_(1)``, both returned): a detached view of that base, as eager's
+                # shares its memory (seed 41116).
+                outputs.append(OutputInfo(meta, base_of_outputs=view_base, detached=True))
+                continue
             if base is None and storage is not None:
                 # An alias of an earlier output is rebuilt from it, if that one carries the gradient it
                 # needs: one history, not only one memory (seed 16827: ``d = y.detach(); d.add_(x)``

@@ -24,6 +24,7 @@ from ..errors import UnsupportedOp
 from ..graph.sizes import has_symbolic_sizes, layout_of as _layout, storage_positions
 from ..torch_private.dispatch import CaptureFunctionMode
 from ..torch_private.fake import FakeTensor
+from ..torch_private.versions import set_versions
 
 __all__ = ["aliased_input_groups", "shared_bases", "base_facts", "with_shared_bases", "SharedBaseProgram"]
 
@@ -113,6 +114,24 @@ def _end(t: torch.Tensor) -> int:
     return t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1
 
 
+def _dense_span(root: torch.Tensor, members: list[torch.Tensor]) -> torch.Tensor:
+    """`root`, where it requires grad and is not contiguous, as a flat view of the memory from its
+    first to its last element, where that holds every member: members are read as ``as_strided``
+    views of the base, and torch writes through such a view of a non-contiguous tensor requiring
+    grad only where the base is contiguous (``as_strided_scatter``'s gradient). Through the flat
+    view (its gradient gathered back at `root`'s elements) the members' gradients reach `root` as
+    eager's do (and a write into a leaf's memory under grad mode raises as eager's: the flat view
+    is a view of the leaf). Else `root` itself. (A root that requires no grad and is written with
+    values that do stays refused.)"""
+    if not root.requires_grad or root.is_contiguous():
+        return root
+    start, end = root.storage_offset(), _end(root)
+    if any(s < 0 for s in root.stride()) or any(m.storage_offset() < start or _end(m) > end for m in members):
+        return root
+    with torch.enable_grad():  # (a view made under no_grad could not take the program's writes)
+        return root.as_strided((end - start,), (1,), start)
+
+
 def _memory_alone(members: list[torch.Tensor]) -> bool:
     """Members with no common autograd root, of one dtype, none requiring grad: their base is
     their memory alone, and each is a tensor of its own to autograd (detached twins)."""
@@ -135,7 +154,7 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
     dtypes = {m.dtype for m in members}
     root = _autograd_root(members)
     if root is not None:
-        return root
+        return _dense_span(root, members)
     if _memory_alone(members):
         return _memory_of(members)
     root = _root_with_detached_twins(members) if leaf_views else None
@@ -148,7 +167,7 @@ def _common_base(members: list[torch.Tensor], positions: Sequence[int], leaf_vie
         leaves = [m for m in members if m.requires_grad]
         return _LeafViewsBase.apply(memory, tuple(_layout(m) for m in leaves), *leaves)
     if root is not None:
-        return root
+        return _dense_span(root, members)
     why = ("they have different dtypes" if len(dtypes) > 1 else
            "some require grad without being views (with ._base) of one tensor that requires grad, as a leaf "
            "view made with requires_grad_() or a detached twin")
@@ -220,7 +239,15 @@ class SharedBaseProgram:
         def run_on_inputs(*flat_args):
             bases = [_common_base([flat_args[p] for p in group], group, leaf_views) for group in groups]
             rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
+            # Eager's in-place layout changes ran before the program saved anything for its backward,
+            # ours run after the graphs: their version bump comes first here too (tensors the caller
+            # saved before the call see it), and the counter is set back after the replays below, so
+            # that views of the memory the Function saved stay valid (seed 37016).
+            relaid = [flat_args[p] for p in facts.relaid]
+            if relaid:
+                torch.autograd.graph.increment_version(relaid)
             out = run(*tree_flatten(((bases, rest), {}))[0])
+            versions = [m._version for m in relaid]
             out, twin_values = out if returns_twins else (out, ())
             if leaf_views:
                 with torch.no_grad():
@@ -236,6 +263,8 @@ class SharedBaseProgram:
                 relaid_done.add(id(member))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
                     member.as_strided_(size, stride, offset)
+            if relaid:
+                set_versions(relaid, versions)
             # The memory holds their new values already; the write again gives each the history
             # of its value, as eager's in-place op did (a leaf gets CopyBackwards). The values have
             # the twins' layouts at the program's end: written after the relayouts above.
