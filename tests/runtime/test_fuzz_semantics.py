@@ -85,6 +85,8 @@ SEEDS += [41116]
 # ... a view of an input saved for the backward, the input sharing memory with another input that the
 # program relaid in place: the relayout's replay after the call invalidated the saved view (37016).
 SEEDS += [37016]
+# ... a view input relaid (and written) under no_grad and returned: capture asked for a gradient through it (1716).
+SEEDS += [1716]
 
 
 @pytest.fixture(autouse=True)
@@ -372,6 +374,31 @@ def test_saved_view_of_an_input_survives_the_relayout_of_another_view_of_its_mem
     _compiled(fn)(a, a[1])
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         saved_before.sum().backward()
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_view_input_relaid_under_no_grad_and_returned(write):
+    """Under no_grad, ``x.transpose_(1, 0)`` (and a write) on a view input that requires grad, x
+    returned: x keeps the caller's history, as eager's (seed 1716: capture asked autograd for a
+    gradient through it and failed)."""
+    def fn(x):
+        x.transpose_(1, 0)
+        if write:
+            x[0] = -3.0
+        return x
+
+    def run(f):
+        r = torch.arange(16.0, dtype=torch.float64).reshape(4, 4).requires_grad_()
+        x = r.clone()[1:]
+        with torch.no_grad():
+            y = f(x)
+        (y * 2).sum().backward()
+        return y is x, tuple(y.shape), y.stride(), y.detach().clone(), r.grad
+
+    eager, ours = run(fn), run(_compiled(fn))
+    assert ours[:3] == eager[:3]
+    torch.testing.assert_close(ours[3], eager[3])
+    torch.testing.assert_close(ours[4], eager[4])
 
 
 def test_as_strided_beyond_the_view_inside_its_storage():

@@ -207,8 +207,13 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # Tangent order (`JointGraph`): outputs that are not views of a base the forward returns in
     # addition, inputs mutated under autograd, then those bases.
     # Under no_grad, only what the program computes in its enable_grad regions has a grad_fn.
+    # An input returned as it is, with no write autograd recorded (relaid or written under no_grad),
+    # keeps the caller's history there (seed 1716).
+    callers_history = set() if wants_grad else {
+        id(f) for f, h in zip(program_fakes, histories_before) if _history_of(f) is h}
     tangent_outs = [k for k, (o, v) in enumerate(zip(tensor_outs, views.views))
-                    if o.requires_grad and (wants_grad or _grad_fn(o) is not None) and (v is None or v.base is None)]
+                    if o.requires_grad and (wants_grad or (_grad_fn(o) is not None and id(o) not in callers_history))
+                    and (v is None or v.base is None)]
     diff_outs = [tensor_outs[k] for k in tangent_outs]
     diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
                   for p, f, before in zip(placeholders, program_fakes, metas_before) if p.name in mutated_with_grad]
