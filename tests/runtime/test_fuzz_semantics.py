@@ -401,6 +401,41 @@ def test_view_input_relaid_under_no_grad_and_returned(write):
     torch.testing.assert_close(ours[4], eager[4])
 
 
+_ONE_VALUE_WRITES = {
+    "fill_": lambda e: e.fill_(2.0),
+    "zero_ of a column": lambda e: e[:, 0].zero_(),
+    "masked_fill_": lambda e: e.masked_fill_(torch.tensor([[True, False, False], [False, False, True]]), 7.0),
+    "index_put_": lambda e: e.index_put_((torch.tensor([0, 1]), torch.tensor([1, 1])), torch.tensor(5.0)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Use of (masked_fill_|index_put_) on expanded tensors")
+@pytest.mark.parametrize("write", list(_ONE_VALUE_WRITES))
+def test_one_value_written_into_an_expanded_view(write):
+    """Eager runs ``fill_``, ``zero_``, ``masked_fill_`` and ``index_put_`` of one value into an
+    expanded tensor (several elements, one memory location): every copy takes that value; so does
+    ours (refused until session 33, as a write of several values is, which eager refuses too)."""
+    def fn(x, y):
+        b = x * 1
+        _ONE_VALUE_WRITES[write](b.expand(2, 3))
+        return b * y, b
+
+    x, y = torch.randn(3), torch.randn(3, requires_grad=True)
+    eager = fn(x, y)
+    ours = _compiled(fn)(x, y)
+    for e, c in zip(eager, ours):
+        torch.testing.assert_close(c, e)
+    torch.testing.assert_close(torch.autograd.grad(ours[0].sum(), y)[0], torch.autograd.grad(eager[0].sum(), y)[0])
+
+    def several_values(x):
+        b = x * 1
+        b.expand(2, 3).add_(1)
+        return b
+
+    with pytest.raises(aotgraph.UnsupportedOp, match="expanded tensor"):
+        _compiled(several_values)(torch.randn(3))
+
+
 def test_as_strided_beyond_the_view_inside_its_storage():
     """An input that is a view at an offset, read through as_strided within its own elements and
     then written: the view is rebuilt at the written value's offset (was setStorage out of bounds)."""

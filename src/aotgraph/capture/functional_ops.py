@@ -6,6 +6,7 @@ Keyed by op, like JAX's rule tables; a missing rule is an explicit UnsupportedOp
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from typing import Any, Callable, Optional
 
@@ -167,6 +168,13 @@ def _transpose(emit, parent, new, args, parent_val, view_val):
     return emit(aten.transpose.int, new, *args)
 
 
+def _lowest(dtype: torch.dtype):
+    """The smallest value of `dtype` (False for bool)."""
+    if dtype == torch.bool:
+        return False
+    return -math.inf if dtype.is_floating_point else torch.iinfo(dtype).min
+
+
 def _t(emit, parent, new, args, parent_val, view_val):
     return emit(aten.t.default, new)
 
@@ -178,9 +186,11 @@ def _permute(emit, parent, new, args, parent_val, view_val):
 
 
 def _expand(emit, parent, new, args, parent_val, view_val):
-    """Each element of `parent` takes the value written into one of its broadcast copies in
-    `new`, or keeps its own where no copy changed (eager refuses a write that reaches one element
-    through two copies: the written view overlaps itself). Exact: nothing is added to a value."""
+    """Each element of `parent` takes the value written into its broadcast copies in `new`, or
+    keeps its own where no copy changed. Several copies changed only by a write of one value into
+    a view that overlaps itself (``fill_``, ``zero_``, ``masked_fill_`` of a scalar: eager
+    refuses other writes there), so they agree: the largest is taken. Exact: nothing is added to
+    a value (complex values, which have no order, are taken from the one copy changed)."""
     new_val = new.meta["val"]
     broadcast = emit(aten.expand.default, parent, list(new_val.shape))
     changed = emit(aten.ne.Tensor, new, broadcast)
@@ -193,8 +203,13 @@ def _expand(emit, parent, new, args, parent_val, view_val):
     if not dims:
         return new
     sizes = list(parent_val.shape)
-    written = emit(aten.where.self, changed, new, emit(aten.zeros_like.default, new))
-    value = emit(aten.view.default, emit(aten.sum.dim_IntList, written, dims, True, dtype=parent_val.dtype), sizes)
+    if new_val.is_complex():
+        written = emit(aten.where.self, changed, new, emit(aten.zeros_like.default, new))
+        value = emit(aten.sum.dim_IntList, written, dims, True, dtype=parent_val.dtype)
+    else:
+        written = emit(aten.where.self, changed, new, emit(aten.full_like.default, new, _lowest(new_val.dtype)))
+        value = emit(aten.amax.default, written, dims, True)
+    value = emit(aten.view.default, value, sizes)
     count = emit(aten.sum.dim_IntList, changed, dims, True, dtype=torch.int32)
     any_written = emit(aten.view.default, emit(aten.gt.Scalar, count, 0), sizes)
     return emit(aten.where.self, any_written, value, parent)

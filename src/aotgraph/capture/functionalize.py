@@ -402,7 +402,7 @@ class _Functionalizer:
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
-        self._write(target, new_value)
+        self._write(target, new_value, one_value=_writes_one_value(func, node.args, node.kwargs))
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
         self.env[node] = self.env[target]
@@ -482,10 +482,13 @@ class _Functionalizer:
         else:
             self.env[node] = _Tuple(values)
 
-    def _write(self, target: fx.Node, new_value: fx.Node):
-        """Make `new_value` the value of `target`, propagating into its root."""
+    def _write(self, target: fx.Node, new_value: fx.Node, one_value: bool = False):
+        """Make `new_value` the value of `target`, propagating into its root. `one_value`: the op
+        writes one value wherever it writes (`_writes_one_value`), which eager allows into a view
+        that overlaps itself."""
         info = self.alias[target]
-        if any(link[0] is aten.expand.default for link in info.chain) and _overlaps_itself(target.meta["val"]):
+        if _overlaps_itself(target.meta["val"]) and any(link[0] is aten.expand.default for link in info.chain) \
+                and not (one_value and not target.meta["val"].is_complex()):
             raise UnsupportedOp(  # eager raises too ("more than one element ... refers to a single memory location")
                 "an in-place op writes a view of an expanded tensor in which several elements share one memory "
                 "location", "capture", "clone() the expanded tensor before writing into it, as eager asks")
@@ -579,6 +582,27 @@ def _addresses_within(base: torch.Tensor, view: torch.Tensor) -> bool:
 
 def _last_offset(value: torch.Tensor) -> int:
     return sum((size - 1) * stride for size, stride in zip(value.shape, value.stride()))
+
+
+# In-place ops that write one value wherever they write, given a scalar (or a one-element tensor)
+# as that value; eager runs them on a tensor some of whose elements share memory (an expanded one).
+# (Not ``fill_.Tensor``, nor ``copy_``: eager checks those for overlap and refuses.)
+_ONE_VALUE_WRITES = {aten.fill_.Scalar: None, aten.zero_.default: None, aten.masked_fill_.Scalar: None,
+                     aten.masked_fill_.Tensor: 2, aten.index_put_.default: 2}
+
+
+def _writes_one_value(func, args: tuple, kwargs: dict) -> bool:
+    """Whether the in-place op `func` on these (graph) arguments writes a single value."""
+    if func not in _ONE_VALUE_WRITES:
+        return False
+    position = _ONE_VALUE_WRITES[func]
+    if func is aten.index_put_.default and (args[3] if len(args) > 3 else kwargs.get("accumulate", False)):
+        return False  # (accumulating: each copy adds)
+    if position is None:
+        return True
+    value = args[position] if len(args) > position else kwargs.get("values" if position == 2 else "value")
+    val = value.meta.get("val") if isinstance(value, fx.Node) else value
+    return not isinstance(val, torch.Tensor) or val.numel() == 1
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
