@@ -640,7 +640,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 continue
             base_output = None
             view_base = storage_of_view_base.get(storage) if base is None and storage is not None else None
-            if view_base is not None and not meta.requires_grad and written_alias is None \
+            if view_base is not None and not meta.requires_grad and written_alias is None and not has_symbolic_sizes(o) \
                     and o.dtype == views.base_fakes[view_base].dtype and _within(o, views.base_fakes[view_base]):
                 # In the memory of an intermediate that other outputs view, with no history (``v = y[0];
                 # d = v.detach(); d.fill_(1)``, both returned): a detached view of that base, as eager's

@@ -243,7 +243,7 @@ class SharedBaseProgram:
             # ours run after the graphs: their version bump comes first here too (tensors the caller
             # saved before the call see it), and the counter is set back after the replays below, so
             # that views of the memory the Function saved stay valid (seed 37016).
-            relaid = [flat_args[p] for p in facts.relaid]
+            relaid = [flat_args[p] for p in facts.relaid if not flat_args[p].is_inference()]  # (no counter)
             if relaid:
                 torch.autograd.graph.increment_version(relaid)
             out = run(*tree_flatten(((bases, rest), {}))[0])
