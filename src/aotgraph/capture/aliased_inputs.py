@@ -24,7 +24,6 @@ from ..errors import UnsupportedOp
 from ..graph.sizes import has_symbolic_sizes, layout_of as _layout, storage_positions
 from ..torch_private.dispatch import CaptureFunctionMode
 from ..torch_private.fake import FakeTensor
-from ..torch_private.versions import set_versions
 
 __all__ = ["aliased_input_groups", "shared_bases", "base_facts", "with_shared_bases", "SharedBaseProgram"]
 
@@ -239,15 +238,7 @@ class SharedBaseProgram:
         def run_on_inputs(*flat_args):
             bases = [_common_base([flat_args[p] for p in group], group, leaf_views) for group in groups]
             rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
-            # Eager's in-place layout changes ran before the program saved anything for its backward,
-            # ours run after the graphs: their version bump comes first here too (tensors the caller
-            # saved before the call see it), and the counter is set back after the replays below, so
-            # that views of the memory the Function saved stay valid (seed 37016).
-            relaid = [flat_args[p] for p in facts.relaid if not flat_args[p].is_inference()]  # (no counter)
-            if relaid:
-                torch.autograd.graph.increment_version(relaid)
             out = run(*tree_flatten(((bases, rest), {}))[0])
-            versions = [m._version for m in relaid]
             out, twin_values = out if returns_twins else (out, ())
             if leaf_views:
                 with torch.no_grad():
@@ -263,8 +254,6 @@ class SharedBaseProgram:
                 relaid_done.add(id(member))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and member.requires_grad):
                     member.as_strided_(size, stride, offset)
-            if relaid:
-                set_versions(relaid, versions)
             # The memory holds their new values already; the write again gives each the history
             # of its value, as eager's in-place op did (a leaf gets CopyBackwards). The values have
             # the twins' layouts at the program's end: written after the relayouts above.
