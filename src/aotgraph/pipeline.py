@@ -59,7 +59,6 @@ class CompiledEntry:
     compiled: CompiledGraphs
     run: Callable[..., Any]  # run(*flat_inputs) -> the user's outputs
     log: CompileLog
-    mutates_inputs: bool = False
     mutated_positions: frozenset = frozenset()  # flat positions of the inputs it mutates (data or metadata)
     has_run: bool = False  # the first call is timed as the "first run" stage
     guards: GuardSet = field(default_factory=lambda: GuardSet(()))  # Python values the program read
@@ -68,6 +67,10 @@ class CompiledEntry:
     takes_shared_bases: bool = False  # compiled for inputs sharing memory, passed as their base (see api)
     disk_key: Optional[str] = None  # its key in the disk cache, where it is cached there
     disk_miss: Optional[str] = None  # why it was not loaded from the disk cache (`manifests.explain_miss`)
+
+    @property
+    def mutates_inputs(self) -> bool:
+        return bool(self.mutated_positions)
 
     @property
     def joint(self) -> JointGraph:
@@ -181,8 +184,8 @@ def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str]
         compiled, backward=time_first_call(compiled.backward, log, "first backward"))
     sig = compiled.partition.joint.signature
     mutated = frozenset(i for i, info in enumerate(sig.inputs) if info.mutates_data or info.mutates_metadata)
-    return CompiledEntry(compiled.partition, compiled, build_runtime(timed, facts), log, bool(mutated),
-                         mutated_positions=mutated, disk_key=disk_key)
+    return CompiledEntry(compiled.partition, compiled, build_runtime(timed, facts), log, mutated_positions=mutated,
+                         disk_key=disk_key)
 
 
 def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog, compilers: tuple,

@@ -585,22 +585,23 @@ def _last_offset(value: torch.Tensor) -> int:
 
 
 # In-place ops that write one value wherever they write, given a scalar (or a one-element tensor)
-# as that value; eager runs them on a tensor some of whose elements share memory (an expanded one).
-# (Not ``fill_.Tensor``, nor ``copy_``: eager checks those for overlap and refuses.)
+# as that value (its argument's position and name, None where the op takes no tensor value); eager
+# runs them on a tensor some of whose elements share memory (an expanded one). (Not ``fill_.Tensor``,
+# nor ``copy_``: eager checks those for overlap and refuses.)
 _ONE_VALUE_WRITES = {aten.fill_.Scalar: None, aten.zero_.default: None, aten.masked_fill_.Scalar: None,
-                     aten.masked_fill_.Tensor: 2, aten.index_put_.default: 2}
+                     aten.masked_fill_.Tensor: (2, "value"), aten.index_put_.default: (2, "values")}
 
 
 def _writes_one_value(func, args: tuple, kwargs: dict) -> bool:
     """Whether the in-place op `func` on these (graph) arguments writes a single value."""
     if func not in _ONE_VALUE_WRITES:
         return False
-    position = _ONE_VALUE_WRITES[func]
     if func is aten.index_put_.default and (args[3] if len(args) > 3 else kwargs.get("accumulate", False)):
         return False  # (accumulating: each copy adds)
-    if position is None:
+    if _ONE_VALUE_WRITES[func] is None:
         return True
-    value = args[position] if len(args) > position else kwargs.get("values" if position == 2 else "value")
+    position, name = _ONE_VALUE_WRITES[func]
+    value = args[position] if len(args) > position else kwargs.get(name)
     val = value.meta.get("val") if isinstance(value, fx.Node) else value
     return not isinstance(val, torch.Tensor) or val.numel() == 1
 
