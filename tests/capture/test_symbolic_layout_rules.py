@@ -72,7 +72,9 @@ def _answer(func, make_args, use_rules: bool, monkeypatch):
     flat_args = [t for a in args for t in (a if isinstance(a, list) else [a])]
     with mode, enable_python_dispatcher():  # (as capture runs: C++ composites of SymInts, an index's expand)
         out = memo.run(func, tuple(args), {}, lambda f, a, k: f(*a, **k))
-    guards = sorted(str(g.expr) for g in mode.shape_env.guards)
+    # (a conjunction guarded whole or as its parts is one condition: compared part by part)
+    guards = sorted(str(part) for g in mode.shape_env.guards
+                    for part in (g.expr.args if isinstance(g.expr, sympy.And) else (g.expr,)))
     return [_layout(t, flat_args) for t in _flat(out)], guards, any(answered)
 
 

@@ -1013,8 +1013,9 @@ def _pool_parameters(args: tuple) -> Optional[tuple]:
 
 def _pooled_sizes(layout: tuple, x: torch.Tensor, args: tuple) -> Optional[list]:
     """The (H_out, W_out) of ``max_pool2d(x, *args[1:])`` for a dense floating CPU (N, C, H, W)
-    x, not in ceil mode, after the meta function's check that both are >= 1 (made as it makes
-    it where the ranges do not decide it, so with its guard). None where the meta function would
+    x, not in ceil mode, after the meta function's check that both are >= 1 (made where the
+    ranges do not decide it, so with its guard: one per size, which the shape environment
+    takes faster than the meta function's conjunction of the two). None where the meta function would
     decide more: its memory format choice (channels last where C*H*W may be 1), ceil mode's
     guard, 3-d input; or would refuse (then it raises its error)."""
     parameters = _pool_parameters(args)
@@ -1031,7 +1032,8 @@ def _pooled_sizes(layout: tuple, x: torch.Tensor, args: tuple) -> Optional[list]
         return sizes if min(sizes) >= 1 else None
     height, width = sizes
     if not all(map(_backed, size_keys(sizes))):
-        torch._check(sym_and(width >= 1, height >= 1), lambda: f"max_pool2d: output size {sizes} is too small")
+        torch._check(height >= 1, lambda: f"max_pool2d: output size {sizes} is too small")
+        torch._check(width >= 1, lambda: f"max_pool2d: output size {sizes} is too small")
     return sizes
 
 

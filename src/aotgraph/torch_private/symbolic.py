@@ -20,6 +20,8 @@ from torch.fx.experimental.symbolic_shapes import (DimDynamic, GuardOnDataDepend
                                                    sym_or)
 from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
+
+from .interval_truth import decided_truth
 from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt,
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
@@ -131,7 +133,10 @@ def memoized_size_arithmetic() -> Iterator[None]:
     environment's replacements), ``expect_true`` once it held (the guard or runtime assert it
     added holds for every later ask), and ``guard_bool`` / ``guard_or_false`` /
     ``guard_or_true`` of a node with a hint (the guard is taken the first time; the value
-    cannot change). Not used while a proxy mode is on (make_fx records the operations, and a
+    cannot change). A condition the symbols' ranges decide is answered by interval
+    arithmetic (`interval_truth`) before the shape environment is asked: the same answer,
+    without its simplification and bounds (no guard is taken for such a condition there
+    either). Not used while a proxy mode is on (make_fx records the operations, and a
     pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
     carry their FX node). Reentrant: an inner use shares the outer memo. An evaluation answered
     while the shape environment suppressed guards is not kept: its guard was not recorded."""
@@ -149,11 +154,14 @@ def memoized_size_arithmetic() -> Iterator[None]:
     SymNode.wrap_int = _memoized_constant(patched["wrap_int"], memo)
     SymNode.maybe_as_int = _memoized_as_int(patched["maybe_as_int"])
     SymNode.expect_true = _memoized_expect_true(patched["expect_true"], memo)
+    evaluate_sym_node = ShapeEnv.__dict__["evaluate_sym_node"]
+    ShapeEnv.evaluate_sym_node = _decided_first(evaluate_sym_node)
     try:
         yield
     finally:
         for name, original in patched.items():
             setattr(SymNode, name, original)
+        ShapeEnv.evaluate_sym_node = evaluate_sym_node
         _active_memo.clear()
 
 
@@ -249,6 +257,20 @@ def _memoized_evaluation(original):
 
     evaluation.__name__ = original.__name__
     return evaluation
+
+
+def _decided_first(original):
+    """``ShapeEnv.evaluate_sym_node``, answering a SymBool its symbols' ranges decide without
+    the shape environment's own (slower) static evaluation; everything else goes to it."""
+    def evaluate_sym_node(self, sym_node, size_oblivious=False, fallback_value=None):
+        if sym_node.pytype is bool and not self._translation_validation_enabled \
+                and torch._C._get_dispatch_mode(_PROXY) is None:
+            truth = decided_truth(node_expression(sym_node), self.var_to_range)
+            if truth is not None:
+                return sympy.true if truth else sympy.false
+        return original(self, sym_node, size_oblivious, fallback_value)
+
+    return evaluate_sym_node
 
 
 def _memoized_expect_true(original, memo: dict):

@@ -1,0 +1,158 @@
+"""`interval_truth.decided_truth` answers only what every value of the symbols' ranges agrees
+on: random size conditions are checked against their value at every point of small ranges
+(and at sampled points of unbounded ones), and against the shape environment's own static
+evaluation; and a dynamic capture with the decider gives the same graphs and guards as one
+without it."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import sympy
+import torch
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
+from torch.utils._sympy.functions import FloorDiv, Max, Min, PythonMod
+from torch.utils._sympy.numbers import int_oo
+from torch.utils._sympy.value_ranges import ValueRanges
+
+import aotgraph
+from aotgraph import models
+from aotgraph.torch_private.interval_truth import decided_truth
+
+S0, S1 = sympy.Symbol("s0", integer=True, positive=True), sympy.Symbol("s1", integer=True, positive=True)
+
+
+def _term(rng: random.Random, depth: int):
+    if depth == 0 or rng.random() < 0.25:
+        return rng.choice([S0, S1, sympy.Integer(rng.randint(0, 9))])
+    kind = rng.choice(["add", "mul", "floordiv", "mod", "max", "min", "neg"])
+    a, b = _term(rng, depth - 1), _term(rng, depth - 1)
+    if kind == "add":
+        return a + b
+    if kind == "mul":
+        return a * b
+    if kind == "floordiv":
+        return FloorDiv(a, sympy.Integer(rng.randint(1, 8)))
+    if kind == "mod":
+        return PythonMod(a, sympy.Integer(rng.randint(1, 8)))
+    if kind == "neg":
+        return -a + sympy.Integer(rng.randint(0, 9))
+    return (Max if kind == "max" else Min)(a, b)
+
+
+def _condition(rng: random.Random, depth: int = 3):
+    kind = rng.choice([sympy.Eq, sympy.Ne, sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge, "and", "or", "not"])
+    if kind in ("and", "or"):
+        parts = [_condition(rng, 2) for _ in range(2)]
+        return sympy.And(*parts) if kind == "and" else sympy.Or(*parts)
+    if kind == "not":
+        return sympy.Not(_condition(rng, 2))
+    return kind(_term(rng, depth), _term(rng, depth))
+
+
+def _value(expr, s0: int, s1: int):
+    """`expr` at s0, s1, evaluated with Python's ints (sympy's `subs` is too slow for the points)."""
+    if expr is sympy.true or expr is sympy.false:
+        return bool(expr)
+    if expr.is_Integer:
+        return int(expr)
+    if expr.is_Symbol:
+        return s0 if expr == S0 else s1
+    args = [_value(a, s0, s1) for a in expr.args]
+    kind = type(expr)
+    if kind is sympy.Add:
+        return sum(args)
+    if kind is sympy.Mul:
+        product = 1
+        for a in args:
+            product *= a
+        return product
+    operations = {sympy.Pow: lambda a, b: a ** b, FloorDiv: lambda a, b: a // b, PythonMod: lambda a, b: a % b, Max: max, Min: min,
+                  sympy.Eq: lambda a, b: a == b, sympy.Ne: lambda a, b: a != b, sympy.Lt: lambda a, b: a < b,
+                  sympy.Le: lambda a, b: a <= b, sympy.Gt: lambda a, b: a > b, sympy.Ge: lambda a, b: a >= b,
+                  sympy.And: lambda *a: all(a), sympy.Or: lambda *a: any(a), sympy.Not: lambda a: not a}
+    return operations[kind](*args)
+
+
+RANGES = [((2, 9), (2, 9)), ((1, 5), (8, 12)), ((8, None), (2, None)), ((16, 40), (4, None))]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_decided_answer_holds_at_every_point_of_the_ranges(seed):
+    rng = random.Random(seed)
+    decided = 0
+    for _ in range(300):
+        condition = _condition(rng)
+        if condition in (sympy.true, sympy.false):
+            continue
+        (lo0, hi0), (lo1, hi1) = rng.choice(RANGES)
+        ranges = {S0: ValueRanges(lo0, int_oo if hi0 is None else hi0),
+                  S1: ValueRanges(lo1, int_oo if hi1 is None else hi1)}
+        answer = decided_truth(condition, ranges)
+        if answer is None:
+            continue
+        decided += 1
+        points = itertools.product(range(lo0, (hi0 if hi0 is not None else lo0 + 60) + 1),
+                                   range(lo1, (hi1 if hi1 is not None else lo1 + 60) + 1))
+        for s0, s1 in points:
+            assert _value(condition, s0, s1) is answer, (condition, ranges, s0, s1)
+    assert decided > 30  # (the decider answers a good share: the test checks something)
+
+
+def test_it_agrees_with_the_shape_environments_static_evaluation():
+    rng = random.Random(7)
+    shape_env = ShapeEnv()
+    s0, s1 = (shape_env.create_unbacked_symint().node.expr for _ in range(2))
+    shape_env.var_to_range[s0], shape_env.var_to_range[s1] = ValueRanges(2, int_oo), ValueRanges(8, int_oo)
+    agreed = 0
+    for _ in range(200):
+        condition = _condition(rng).xreplace({S0: s0, S1: s1})
+        if condition in (sympy.true, sympy.false):
+            continue
+        answer = decided_truth(condition, shape_env.var_to_range)
+        theirs = shape_env._maybe_evaluate_static(condition)
+        if answer is not None and theirs is not None:
+            assert answer is bool(theirs), condition
+            agreed += 1
+    assert agreed > 20
+
+
+def test_the_usual_layout_checks_are_decided():
+    ranges = {S0: ValueRanges(8, int_oo), S1: ValueRanges(2, int_oo)}
+    assert decided_truth(sympy.Eq(FloorDiv(S0, 2), 0), ranges) is False
+    assert decided_truth(sympy.Lt(1, 32 * FloorDiv(S0, 2) * FloorDiv(S1, 2)), ranges) is True
+    assert decided_truth(sympy.Ne(Max(1, 2 * FloorDiv(S0, 8)), 2 * FloorDiv(S0, 8)), ranges) is False
+    assert decided_truth(sympy.Ne(Max(1, 2 * FloorDiv(S0, 8)) * Max(1, 2 * FloorDiv(S1, 2)),
+                                  4 * FloorDiv(S0, 8) * FloorDiv(S1, 2)), ranges) is False
+    assert decided_truth(sympy.Eq(FloorDiv(S1, 2), 1), ranges) is None  # s1 = 2 or 3: a guard's
+    assert decided_truth(sympy.Eq(S0, 8 * FloorDiv(S0, 8)), ranges) is None
+    assert decided_truth(sympy.Eq(S0, sympy.Symbol("t", integer=True)), ranges) is None  # no range
+
+
+def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(monkeypatch):
+    from aotgraph.torch_private import symbolic
+
+    def compiled(model, inputs):
+        codes = []
+
+        def recording(graph_module, example_inputs):
+            codes.append(graph_module.code)
+            return graph_module
+
+        compiled = aotgraph.aot_module(model, fw_compiler=recording, dynamic=True)
+        compiled(*inputs).sum().backward()
+        guards = sorted(getattr(g, "text", "") for entry in compiled.aotgraph_entries.values() for g in entry.guards.guards)
+        return codes, guards
+
+    torch.manual_seed(0)
+    model, inputs = models.unet()
+    asked = []
+    decide = symbolic.decided_truth
+    monkeypatch.setattr(symbolic, "decided_truth", lambda *a: asked.append(1) or decide(*a))
+    with_it = compiled(model, inputs)
+    monkeypatch.setattr(symbolic, "decided_truth", lambda *a: None)
+    without = compiled(model, inputs)
+    assert len(asked) > 50
+    assert with_it == without
+    assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)
