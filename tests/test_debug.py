@@ -399,6 +399,37 @@ def test_warm_load_without_header_precompiles_switch(disabled, monkeypatch):
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_warm_load_torch_arguments_remembered_switch(disabled, monkeypatch):
+    from torch._inductor import cpp_builder
+
+    monkeypatch.setattr(stored_builds, "_torch_arguments", {})
+    if disabled:
+        _disable(monkeypatch, "warm_load_torch_arguments_remembered")
+    with stored_builds.torch_arguments_remembered():
+        answers = [cpp_builder._get_torch_related_args(include_pytorch=True, aot_mode=False) for _ in range(3)]
+    assert answers[0] == answers[2]
+    assert len(stored_builds._torch_arguments) == (0 if disabled else 1)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_symbolic_function_rules_switch(disabled, monkeypatch):
+    import torch.nn.functional as F
+
+    from aotgraph.capture import function_rules
+
+    if disabled:
+        _disable(monkeypatch, "symbolic_function_rules")
+    calls = []
+    rule = function_rules.RULES[F.group_norm]
+    monkeypatch.setitem(function_rules.RULES, F.group_norm, lambda *a, **k: calls.append(1) or rule(*a, **k))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8))
+    x = torch.randn(2, 3, 9, 9)
+    compiled = aotgraph.aot_module(copy.deepcopy(model), dynamic=True)
+    torch.testing.assert_close(compiled(x), model(x))
+    assert (len(calls) == 0) == disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_runtime_asserts_switch(disabled, monkeypatch, data_dependent_dynamo):
     if disabled:
         _disable(monkeypatch, "runtime_asserts")

@@ -55,6 +55,9 @@ SWITCHES = {
                              "(pointwise, matmuls, views, convolutions, layer, group and batch norm, losses) "
                              "from their arguments' sizes instead "
                              "of the fake mode's meta functions (capture/symbolic_layout_rules.py)",
+    "symbolic_function_rules": "capture records F.group_norm and nearest F.interpolate on contiguous inputs of "
+                               "symbolic sizes without their composites' size arithmetic: the native op, or the "
+                               "decomposition's ops with its scale a constant (capture/function_rules.py)",
     "layout_rules": "capture computes the output layouts of group norm, batch norm, convolution and their backwards "
                     "on a memo miss instead of running their Python meta kernels or fake rules "
                     "(capture/layout_rules.py)",
@@ -170,6 +173,9 @@ SWITCHES = {
                     "(compilers/vec_isa_memo.py)",
     "stored_cpp_builds": "an Inductor graph's disk cache entry carries the C++ libraries it loads (and the vector-ISA "
                          "memo), put back into Inductor's cache directory at a warm start (compilers/stored_builds.py)",
+    "warm_load_torch_arguments_remembered": "a warm start computes torch's C++ include directories and libraries "
+                                            "once, not once per library Inductor loads "
+                                            "(compilers/stored_builds.py)",
     "warm_load_without_header_precompiles": "a graph loaded from the disk cache skips Inductor's header "
                                             "precompiling, run before it looks for a built library "
                                             "(compilers/stored_builds.py)",

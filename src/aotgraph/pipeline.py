@@ -125,13 +125,12 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
         entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers, real_args)
         if entry is not None:
             return entry
-    for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
-        if traits_of(compiler).warm_up is not None:
-            traits_of(compiler).warm_up(real_args)
+    keyed_after_capture = on_disk is not None and on_disk.after_capture
+    if not keyed_after_capture:  # (keyed by its capture: warmed up once the key misses, below)
+        _warm_up(compilers, real_args)
     if decompositions is None and traits_of(fw_compiler).decompositions is not None:
         decompositions = traits_of(fw_compiler).decompositions()
     split = functools.partial(_split_region, partition_fn, traits_of(fw_compiler))
-    keyed_after_capture = on_disk is not None and on_disk.after_capture
     keying_split = _KeyingSplit(partition_fn, traits_of(fw_compiler)) if keyed_after_capture else None
     with collector_paused():
         with log.stage("capture") as note:
@@ -149,6 +148,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
                 entry, miss = _loaded_entry(on_disk.store, key_parts, log, compilers, real_args)
                 if entry is not None:
                     return entry
+            _warm_up(compilers, real_args)
             if keying_split.skipped_passes:
                 with log.stage("capture") as note:
                     joint = capture(fn, flat_args, in_spec, decompositions=decompositions, split_region=split,
@@ -173,6 +173,17 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
     entry = _entry_of(compiled, log, None if key_parts is None else key_parts.key)
     entry.disk_miss = miss
     return entry
+
+
+def _warm_up(compilers: tuple, real_args: list) -> None:
+    """Start each compiler's work that overlaps capture (`CompilerTraits.warm_up`: Inductor's
+    kernel-compiling pool): before capture, or, for a program keyed by its capture, once the
+    key missed: a warm start that loads its entry starts no pool (0.4 s of the H100's GPT-2
+    warm start, benchmarks/RESULTS.md)."""
+    fw_compiler, _, inference_compiler = compilers
+    for compiler in {id(c): c for c in (fw_compiler, inference_compiler)}.values():
+        if traits_of(compiler).warm_up is not None:
+            traits_of(compiler).warm_up(real_args)
 
 
 def _entry_of(compiled: CompiledGraphs, log: CompileLog, disk_key: Optional[str],

@@ -72,6 +72,22 @@ def test_aot_function_second_compile_loads_after_capture(compiler):
     assert str(second.joint.signature) == str(first.joint.signature)
 
 
+def test_a_program_keyed_by_its_capture_warms_its_compiler_up_only_on_a_miss(monkeypatch):
+    """Inductor's kernel-compiling pool (its compiler's warm-up) starts once the captured key
+    misses, not before capture: a warm start that loads its entry starts none."""
+    import dataclasses
+
+    from aotgraph import compilers
+
+    warmed = []
+    eager = compilers.resolve_compiler("eager")
+    monkeypatch.setattr(eager, "aotgraph_traits", dataclasses.replace(compilers.traits_of(eager), warm_up=warmed.append))
+    program, args, grad_args = _mlp_program()
+    first, second = _twice(lambda fn: aotgraph.aot_function(fn, "eager", cache=True), program, args, grad_args)
+    assert _cache_load(first) == "miss" and _cache_load(second) == "hit"
+    assert len(warmed) == 1  # the miss's
+
+
 def test_aot_function_is_not_cached_unless_asked():
     program, args, _ = _mlp_program()
     compiled = aotgraph.aot_function(program)

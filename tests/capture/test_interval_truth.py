@@ -156,3 +156,13 @@ def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(
     assert len(asked) > 50
     assert with_it == without
     assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)
+
+
+def test_equal_everywhere_sees_through_the_max_strides_carry():
+    from aotgraph.torch_private.interval_truth import equal_everywhere
+
+    ranges = {S0: ValueRanges(2, int_oo), S1: ValueRanges(2, int_oo)}
+    half = FloorDiv(S1 + 1, 2)
+    assert equal_everywhere(8 * S0 * Max(1, half), 8 * half * S0, ranges)
+    assert not equal_everywhere(S0 * Max(1, FloorDiv(S1, 4)), S0 * FloorDiv(S1, 4), ranges)  # s1 < 4: 1 vs 0
+    assert not equal_everywhere(S0, S1, ranges)

@@ -3,7 +3,8 @@
 A HOP (``torch.ops.higher_order.*``) takes subgraphs as arguments. Torch's own rules for them
 build their backward with torch's AOTAutograd, and the recorder, which sits below autograd,
 would otherwise see them whole. `HigherOrderCalls` is a torch-function mode, active while a
-program is captured, that meets each HOP call *above* autograd and answers it from `RULES`:
+program is captured, that meets each HOP call *above* autograd and answers it from `RULES` (and
+the few plain torch functions `capture.function_rules` records from above their C++ composite):
 
 - ``invoke_subgraph`` (``torch.compiler.nested_compile_region``, or a repeated block of a
   Dynamo graph, `capture.repeated_blocks`): a `capture.regions` region,
@@ -35,6 +36,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
 from ..torch_private.checkpoint import checkpoint_preserving_rng_state
 from ..torch_private.flex_attention import operator_called_directly
+from .function_rules import DECLINED, RULES as FUNCTION_RULES
 from .regions import Regions, call_region
 
 __all__ = ["HigherOrderCalls", "unsupported_hop", "public_apis_calling_operators", "RULES"]
@@ -89,6 +91,11 @@ class HigherOrderCalls(CaptureFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not isinstance(func, HigherOrderOperator):
+            function_rule = FUNCTION_RULES.get(func)
+            if function_rule is not None and config.enabled("symbolic_function_rules"):
+                out = function_rule(*args, **kwargs)
+                if out is not DECLINED:
+                    return out
             return func(*args, **kwargs)
         name = func.name()
         if name in _REFUSED:

@@ -717,7 +717,8 @@ def restored_output_code(stored: bytes, kind: str) -> Callable:
     output, devices, wrapper, builds, *readings = pickle.loads(stored)  # (entries older than symbol inputs: no readings)
     readings = readings[0] if readings else ()
     stored_builds.put_back(builds)
-    with remembering_vec_isa_probe(), stored_builds.without_header_precompiles():
+    with remembering_vec_isa_probe(), stored_builds.without_header_precompiles(), \
+            stored_builds.torch_arguments_remembered():
         recall_vec_isa_probe()
         if output._triton_bundle:
             TritonBundler.read_and_emit(output._triton_bundle)

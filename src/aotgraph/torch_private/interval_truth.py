@@ -20,7 +20,7 @@ import sympy
 from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
 from torch.utils._sympy.numbers import int_oo
 
-__all__ = ["decided_truth"]
+__all__ = ["decided_truth", "equal_everywhere"]
 
 _INF = math.inf
 
@@ -34,6 +34,19 @@ def decided_truth(expr, ranges: dict) -> Optional[bool]:
         return _truth(expr, ranges)
     except _Undecided:
         return None
+
+
+def equal_everywhere(lhs, rhs, ranges: dict) -> bool:
+    """Whether the integer expressions `lhs` and `rhs` are the same expression once each
+    ``Max``/``Min`` the ranges decide is replaced by the argument it picks (a stride written
+    ``s1*Max(1, s2)`` is ``s1*s2`` where ``s2 >= 1``): then equal for every value of the
+    symbols. False where that does not show it (not a proof that they differ)."""
+    if lhs == rhs:
+        return True
+    try:
+        return _equal_reduced(lhs, rhs, ranges) is True
+    except _Undecided:
+        return False
 
 
 class _Undecided(Exception):

@@ -1,0 +1,112 @@
+"""Torch functions recorded from above their composite while sizes are symbolic.
+
+Some functions of ``torch.nn.functional`` reach the recorder through a composite that, with
+symbolic sizes, spends most of the function's capture time on size arithmetic and checks
+(``group_norm``'s C++ composite: its memory-format suggestion, contiguity, the product of the
+spatial sizes, a dozen conditions calling back into Python each call; nearest upsampling's
+Python decomposition: its scale as a float expression of the sizes). Where the arguments are
+such that the composite's checks all pass, a rule here records what the composite would: the
+native op it calls with the same arguments (same node, same autograd formula), or the ops of
+its decomposition with the same values. Anything else (static sizes, autocast on, a
+non-contiguous input, a size the rule would have to decide) returns `DECLINED`, and the
+function runs as it is. Switch ``symbolic_function_rules``.
+
+`RULES` maps a torch function to its rule; `HigherOrderCalls`, the capture's torch-function
+mode, consults it.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..torch_private.autocast import any_autocast_enabled
+from ..torch_private.interval_truth import equal_everywhere
+from ..torch_private.symbolic import node_expression
+
+__all__ = ["RULES", "DECLINED"]
+
+DECLINED = object()
+aten = torch.ops.aten
+
+
+def _symbolic(t: torch.Tensor) -> bool:
+    return any(type(size) is torch.SymInt for size in t.shape)
+
+
+def _same(a, b) -> bool:
+    """Whether two sizes are the same without asking the shape environment (no guard): equal
+    ints, or SymInts of one expression (up to the ``Max(1, size)`` the ranges decide, as
+    strides carry it)."""
+    if type(a) is int or type(b) is int:
+        return type(a) is type(b) and a == b
+    return equal_everywhere(node_expression(a.node), node_expression(b.node), a.node.shape_env.var_to_range)
+
+
+def _contiguous(t: torch.Tensor) -> Optional[list]:
+    """`t`'s sizes where its strides are the row-major strides of its sizes (told from the
+    expressions, so without a guard), else None."""
+    sizes, strides = list(t.shape), t.stride()
+    expected = 1
+    for size, stride in zip(reversed(sizes), reversed(strides)):
+        if not _same(stride, expected):
+            return None
+        expected = expected * size
+    return sizes if t.storage_offset() == 0 else None
+
+
+def _group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """``F.group_norm`` on a contiguous input of symbolic sizes with a static channel count
+    divisible by `num_groups` (and a weight and bias of that many, or none): F.group_norm's own
+    checks, then ``native_group_norm(input, weight, bias, N, C, H*W..., num_groups, eps)[0]``,
+    what its composite calls once its checks pass."""
+    if not isinstance(input, torch.Tensor) or input.dim() < 2 or any_autocast_enabled() \
+            or not isinstance(num_groups, int) or num_groups <= 0 or not _symbolic(input) \
+            or type(eps) not in (float, int):
+        return DECLINED
+    sizes = _contiguous(input)
+    channels = input.shape[1]
+    if sizes is None or type(channels) is not int or channels % num_groups:
+        return DECLINED
+    for affine in (weight, bias):
+        if affine is not None and (not isinstance(affine, torch.Tensor) or affine.shape != (channels,)
+                                   or affine.stride() != (1,) or affine.storage_offset() != 0
+                                   or affine.dtype != input.dtype or affine.device != input.device):
+            return DECLINED
+    F._verify_batch_size([sizes[0] * channels // num_groups, num_groups] + sizes[2:])
+    spatial = 1
+    for size in sizes[2:]:
+        spatial = spatial * size
+    return aten.native_group_norm.default(input, weight, bias, sizes[0], channels, spatial, num_groups, float(eps))[0]
+
+
+def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None, antialias=False):
+    """``F.interpolate(x, scale_factor=k, mode="nearest")`` of a contiguous 4-d x of symbolic
+    sizes (its channels and spatial sizes symbols, or ints of at least 2), k a whole number (or
+    one per spatial size): the ops of
+    torch's decomposition of ``upsample_nearest2d`` (each output index i reads input index
+    ``int(float32(i) * (isize / (isize * k)))``, and ``isize / (isize * k)`` is the double
+    ``1 / k`` for every isize), with that scale as a constant instead of an expression of the
+    sizes; the decomposition's final ``contiguous`` is the identity for such an input."""
+    if mode != "nearest" or size is not None or align_corners is not None or recompute_scale_factor \
+            or antialias or not isinstance(input, torch.Tensor) or input.dim() != 4 or any_autocast_enabled() \
+            or not _symbolic(input) or not input.dtype.is_floating_point:
+        return DECLINED
+    factors = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * 2
+    if len(factors) != 2 or not all(type(k) in (int, float) and k >= 1 and int(k) == k for k in factors):
+        return DECLINED
+    sizes = _contiguous(input)
+    if sizes is None or any(type(s) is int and s < 2 for s in sizes[1:]):
+        return DECLINED  # (where H*W may be 1, the decomposition's memory format would be decided)
+    indices = []
+    for d, (isize, k) in enumerate(zip(sizes[2:], factors)):
+        k = int(k)
+        output_indices = torch.arange(isize * k, dtype=torch.float32, device=input.device)
+        input_indices = ((output_indices + 0.0) * (1.0 / k)).to(torch.int64)
+        indices.append(input_indices.unsqueeze(-1) if d == 0 else input_indices)
+    return aten._unsafe_index(input, [None, None, *indices])
+
+
+RULES: dict[Any, Any] = {F.group_norm: _group_norm, F.interpolate: _interpolate}
