@@ -4,9 +4,12 @@ interval arithmetic over the symbols' ranges (``ShapeEnv.var_to_range``).
 torch answers the same question (``ShapeEnv._maybe_evaluate_static``) by simplifying the
 expression and bounding it with ``bound_sympy``, a few hundred microseconds each; a symbolic
 capture asks it over a hundred times (every layout check C++ makes on symbolic sizes, most of
-them decided by the ranges alone: ``Eq(s0//2, 0)`` with ``s0 >= 2``). The intervals here are
-the same ranges with coarser arithmetic (no correlation between occurrences of a symbol), so an
-answer given here is one torch would give too; where the intervals do not decide, the answer is
+them decided by the ranges alone: ``Eq(s0//2, 0)`` with ``s0 >= 2``). An answer here holds
+for every value of the ranges, which the compiled code's guards (and, for unbacked symbols, its
+runtime asserts) enforce, so it needs no guard of its own. Where torch decides too, the answers
+agree; a few conditions torch guards instead (a product of sizes it expands into a polynomial,
+whose bounds then come out loose: ``1 < C*(2*H + k - 5)``) are decided here from their factored
+form, and that redundant guard is not taken. Where the intervals do not decide, the answer is
 None and torch is asked.
 
 Checked on torch 2.13 (the test suite).

@@ -134,9 +134,8 @@ def memoized_size_arithmetic() -> Iterator[None]:
     added holds for every later ask), and ``guard_bool`` / ``guard_or_false`` /
     ``guard_or_true`` of a node with a hint (the guard is taken the first time; the value
     cannot change). A condition the symbols' ranges decide is answered by interval
-    arithmetic (`interval_truth`) before the shape environment is asked: the same answer,
-    without its simplification and bounds (no guard is taken for such a condition there
-    either). Not used while a proxy mode is on (make_fx records the operations, and a
+    arithmetic (`interval_truth`) before the shape environment is asked, without a guard (the
+    ranges are guarded themselves). Not used while a proxy mode is on (make_fx records the operations, and a
     pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
     carry their FX node). Reentrant: an inner use shares the outer memo. An evaluation answered
     while the shape environment suppressed guards is not kept: its guard was not recorded."""
