@@ -16,23 +16,7 @@ from aotgraph import config, models
 from aotgraph.capture import function_rules
 
 from parity import assert_close
-
-
-def _conjuncts(guards: list) -> set:
-    return {part for guard in guards for part in guard.split(" and ")}
-
-
-def _capture(model, inputs):
-    codes = []
-
-    def recording(graph_module, example_inputs):
-        codes.append(graph_module.code)
-        return graph_module
-
-    compiled = aotgraph.aot_module(model, fw_compiler=recording, dynamic=True)
-    compiled(*inputs).sum().backward()
-    guards = [getattr(g, "text", "") for e in compiled.aotgraph_entries.values() for g in e.guards.guards]
-    return codes, _conjuncts(guards)
+from symbolic_capture import codes_and_guards
 
 
 def test_a_unet_captures_the_same_graphs_and_guards_with_and_without_the_rules(monkeypatch):
@@ -42,10 +26,10 @@ def test_a_unet_captures_the_same_graphs_and_guards_with_and_without_the_rules(m
     for function, rule in list(function_rules.RULES.items()):
         monkeypatch.setitem(function_rules.RULES, function,
                             lambda *a, _rule=rule, **k: answered.append(_rule(*a, **k)) or answered[-1])
-    codes_on, guards_on = _capture(model, inputs)
+    codes_on, guards_on = codes_and_guards(model, inputs)
     assert sum(out is not function_rules.DECLINED for out in answered) == 14 + 3  # every group norm, upsampling
     monkeypatch.setattr(config, "disabled", config.disabled | {"symbolic_function_rules"})
-    codes_off, guards_off = _capture(model, inputs)
+    codes_off, guards_off = codes_and_guards(model, inputs)
     assert guards_on == guards_off and any("//" in g for g in guards_on)
     # group norm: the same nodes; upsampling: its scale 0.5 where the decomposition computes s/(2*s)
     assert [c.count("native_group_norm") for c in codes_on] == [c.count("native_group_norm") for c in codes_off]

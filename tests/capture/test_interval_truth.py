@@ -16,9 +16,10 @@ from torch.utils._sympy.functions import FloorDiv, Max, Min, PythonMod
 from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges
 
-import aotgraph
 from aotgraph import models
 from aotgraph.torch_private.interval_truth import decided_truth
+
+from symbolic_capture import codes_and_guards
 
 S0, S1 = sympy.Symbol("s0", integer=True, positive=True), sympy.Symbol("s1", integer=True, positive=True)
 
@@ -133,26 +134,14 @@ def test_the_usual_layout_checks_are_decided():
 def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(monkeypatch):
     from aotgraph.torch_private import symbolic
 
-    def compiled(model, inputs):
-        codes = []
-
-        def recording(graph_module, example_inputs):
-            codes.append(graph_module.code)
-            return graph_module
-
-        compiled = aotgraph.aot_module(model, fw_compiler=recording, dynamic=True)
-        compiled(*inputs).sum().backward()
-        guards = sorted(getattr(g, "text", "") for entry in compiled.aotgraph_entries.values() for g in entry.guards.guards)
-        return codes, guards
-
     torch.manual_seed(0)
     model, inputs = models.unet()
     asked = []
     decide = symbolic.decided_truth
     monkeypatch.setattr(symbolic, "decided_truth", lambda *a: asked.append(1) or decide(*a))
-    with_it = compiled(model, inputs)
+    with_it = codes_and_guards(model, inputs)
     monkeypatch.setattr(symbolic, "decided_truth", lambda *a: None)
-    without = compiled(model, inputs)
+    without = codes_and_guards(model, inputs)
     assert len(asked) > 50
     assert with_it == without
     assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)

@@ -72,20 +72,14 @@ def _truth(expr, ranges: dict) -> bool:
     if expr is sympy.false:
         return False
     kind = type(expr)
-    if kind is sympy.And:
+    if kind is sympy.And or kind is sympy.Or:
+        deciding = kind is sympy.Or  # (one True decides an Or, one False an And)
         answers = [_answer(arg, ranges) for arg in expr.args]
-        if False in answers:
-            return False
+        if deciding in answers:
+            return deciding
         if None in answers:
             raise _Undecided
-        return True
-    if kind is sympy.Or:
-        answers = [_answer(arg, ranges) for arg in expr.args]
-        if True in answers:
-            return True
-        if None in answers:
-            raise _Undecided
-        return False
+        return not deciding
     if kind is sympy.Not:
         return not _truth(expr.args[0], ranges)
     compare = _COMPARISONS.get(kind)
