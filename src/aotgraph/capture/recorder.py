@@ -224,8 +224,10 @@ class GraphRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if self._stale_views and torch.is_grad_enabled() and func not in _READS_WITHOUT_HISTORY:
             self._refuse_stale_views(func, args, kwargs)
-        if self._view_relaid and facts.is_mutable and not facts.mutates_metadata and torch.is_grad_enabled():
-            self._refuse_stale_view_writes(func, args, kwargs)
+        if facts.is_mutable and not facts.mutates_metadata and torch.is_grad_enabled():
+            if self._view_relaid:
+                self._refuse_stale_view_writes(func, args, kwargs)
+            _refuse_writes_replayed_from_offset_bases(func, args, kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
@@ -634,6 +636,41 @@ def _flat_tensors(args: tuple, kwargs: dict) -> list:
     """The tensors among an op's arguments, those in lists (``index_put_``'s indices) included."""
     return [t for value in (*args, *kwargs.values())
             for t in (value if type(value) in _SEQUENCES else (value,)) if isinstance(t, torch.Tensor)]
+
+
+def _refuse_writes_replayed_from_offset_bases(func, args: tuple, kwargs: dict) -> None:
+    """Refuse an in-place write, with gradients, into a view that ``as_strided`` made of a tensor
+    starting at a storage offset (a view input: the program sees its copy at the caller's
+    offset). Autograd records the write on the view's base; on the capture's fake tensors it
+    replays the view ops on a fresh tensor of the base's layout at offset 0, and ``as_strided``
+    takes an absolute storage offset: replayed there it reads other elements than in eager (which
+    re-takes the view's layout relative to its base): a wrong gradient, silently (fuzzer seed 55805).
+    Other views (slices, transposes) replay relative to their base and are kept."""
+    tensors = None
+    for position in mutated_arg_positions(func):
+        target = args[position] if position < len(args) else kwargs.get(func._schema.arguments[position].name)
+        if not isinstance(target, torch.Tensor) or target._base is None:
+            continue
+        base = target._base
+        offset, base_offset = target.storage_offset(), base.storage_offset()
+        if type(base_offset) is not int or base_offset == 0 or type(offset) is not int:
+            continue
+        tensors = tensors if tensors is not None else _flat_tensors(args, kwargs)
+        if not any(t.requires_grad for t in tensors):
+            continue
+        try:
+            with torch.no_grad():
+                fresh = torch.empty_strided(base.shape, base.stride(), dtype=base.dtype, device=base.device)
+                replayed = getattr(target, "_view_func_unsafe", target._view_func)(fresh)
+        except Exception:  # no replay: autograd re-takes the view's layout, as eager does
+            continue
+        if replayed is not None and replayed.storage_offset() != offset - base_offset:
+            raise UnsupportedOp(
+                f"{func} writes in place, with gradients, into a view that as_strided took of a tensor at storage "
+                f"offset {base_offset} (an input that views a larger tensor): autograd would record the write at "
+                "other elements than eager's, a wrong gradient",
+                "capture", "take that view with slicing or view ops (offsets relative to the tensor), or call "
+                "as_strided on a clone of the input")
 
 
 def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
