@@ -53,7 +53,8 @@ def _contiguous(t: torch.Tensor) -> Optional[list]:
         if not _same(stride, expected):
             return None
         expected = expected * size
-    return sizes if t.storage_offset() == 0 else None
+    offset = t.storage_offset()
+    return sizes if type(offset) is int and offset == 0 else None  # (a symbolic offset: no guard taken)
 
 
 def _group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
