@@ -114,25 +114,27 @@ def put_back(files: tuple) -> None:
             _write_new_file(path, data)
 
 
-@contextlib.contextmanager
 def without_header_precompiles():
     """Run the body (the load of a stored graph) with Inductor's header precompiling skipped on
     this thread (switch ``warm_load_without_header_precompiles``)."""
-    if not aot_config.enabled("warm_load_without_header_precompiles") or not _skippable_header_precompiles():
-        yield
-        return
-    with held(_this_thread, "skip_headers", True, outside=False):
-        yield
+    return _on_this_thread("warm_load_without_header_precompiles", _skippable_header_precompiles, "skip_headers")
 
 
-@contextlib.contextmanager
 def torch_arguments_remembered():
     """Run the body (the load of a stored graph) with torch's C++ build arguments answered from
     a memo on this thread (switch ``warm_load_torch_arguments_remembered``)."""
-    if not aot_config.enabled("warm_load_torch_arguments_remembered") or not _rememberable_torch_arguments():
+    return _on_this_thread("warm_load_torch_arguments_remembered", _rememberable_torch_arguments,
+                           "remember_arguments")
+
+
+@contextlib.contextmanager
+def _on_this_thread(switch: str, installed, flag: str):
+    """`flag` set on this thread for the body, where `switch` is on and `installed()` put in
+    place the patch that reads it (False: Inductor has nothing to patch)."""
+    if not aot_config.enabled(switch) or not installed():
         yield
         return
-    with held(_this_thread, "remember_arguments", True, outside=False):
+    with held(_this_thread, flag, True, outside=False):
         yield
 
 
