@@ -5,8 +5,10 @@ and called per layer, blocks of another configuration kept apart, blocks that up
 as regions writing them (flat with switch ``region_buffer_writes`` off), unsafe blocks (random draws,
 an input needing a gradient written in place) flat, grad-mode changes, a block called several times, blocks
 holding a marked region, the switch ``auto_regions``, a plan for the whole program, automatic and
-``dynamic=True`` shapes, a failing search, and the rewrite on its own."""
+``dynamic=True`` shapes (fixed float attributes as constants), a failing search, and the rewrite on its own."""
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -299,21 +301,83 @@ def test_automatic_dynamic_shapes(layers, occurrences, compiler):
     assert [r.occurrences for r in symbolic.partition.joint.regions] == occurrences
 
 
-def test_dynamic_true_falls_back_flat_and_matches_eager():
-    """Under ``dynamic=True`` Dynamo also hands LayerNorm's eps as a tensor that each block reads
-    with ``.item()`` (a data-dependent value, which a region does not hold): the blocks stay flat,
-    with eager's losses and gradients for three batch sizes from one compile."""
+def test_dynamic_true_takes_fixed_float_attributes_as_constants(region_captures):
+    """Under ``dynamic=True`` Dynamo hands LayerNorm's eps as a 0-d tensor that each block reads
+    with ``.item()``, a value the shape environment has fixed (eps reaches a C++ double, and
+    Dynamo guards it): the blocks are one region holding eps as a constant, with eager's losses
+    and gradients for three batch sizes from one compile."""
     torch.manual_seed(0)
     model = Decoder([Block(32, 4) for _ in range(6)])
     graph_module, _ = _dynamo_graph(model, *gpt_steps(1, vocab=64)[0], dynamic=True)
-    assert found_blocks(graph_module.graph) == []
     assert any(node.target == "item" for node in graph_module.graph.nodes)
+    (blocks,) = found_blocks(graph_module.graph)
+    assert [dict((n.name, v) for n, v in b.constants) for b in blocks][0] and len(blocks) == 6
+    assert all(sorted(v for _, v in b.constants) == [1e-5, 1e-5] for b in blocks)
     torch._dynamo.reset()
     backend = aotgraph.backend(compiler="eager")
     steps = [(torch.randint(0, 64, (batch, 8)), torch.randint(0, 64, (batch, 8))) for batch in (2, 3, 5)]
     assert_training_parity(model, steps, lambda m: torch.compile(m, backend=backend, dynamic=True))
     (entry,) = backend.entries
-    assert entry.partition.joint.regions == ()
+    assert [r.occurrences for r in entry.partition.joint.regions] == [6] and len(region_captures) == 1
+
+
+def test_dynamic_true_blocks_of_another_eps_are_apart_and_a_changed_eps_recompiles():
+    """A block whose eps differs is a region of its own (the constant is part of the
+    structure); changing eps after the compile makes Dynamo recompile (its guard on the fixed
+    value), and the values stay eager's."""
+    torch.manual_seed(0)
+    model = Decoder([Block(32, 4) for _ in range(7)])
+    model.blocks[6].ln1.eps = 1e-3
+    graph_module, _ = _dynamo_graph(model, *gpt_steps(1, vocab=64)[0], dynamic=True)
+    assert [len(blocks) for blocks in found_blocks(graph_module.graph)] == [6]
+    torch._dynamo.reset()
+    backend = aotgraph.backend(compiler="eager")
+    compiled = torch.compile(model, backend=backend, dynamic=True)
+    idx, targets = gpt_steps(1, vocab=64)[0]
+    torch.testing.assert_close(compiled(idx, targets), model(idx, targets))
+    for block in model.blocks[:3]:
+        block.ln2.eps = 0.5
+    torch.testing.assert_close(compiled(idx, targets), model(idx, targets))
+    assert len(backend.entries) == 2
+
+
+class ScaledBlock(nn.Module):
+    """Scales by a float attribute in tensor arithmetic: under ``dynamic=True`` the value stays a
+    symbol (nothing guards it), which a region does not hold."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lin, self.scale = nn.Linear(dim, dim), 0.5
+
+    def forward(self, x):
+        return x + torch.tanh(self.lin(x)) * self.scale
+
+
+def test_dynamic_true_blocks_reading_an_unfixed_float_stay_flat(region_captures):
+    """A float that only scales a tensor stays a symbol: the blocks are captured flat, the graph
+    reads the symbol from Dynamo's 0-d tensor, and a changed scale needs no recompile (torch
+    guards nothing there either); losses and gradients are eager's for two batch sizes and
+    after the change."""
+    torch.manual_seed(0)
+    model = Stack([ScaledBlock(8) for _ in range(6)])
+    graph_module, _ = _dynamo_graph(model, torch.randn(4, 8), dynamic=True)
+    assert any(node.target == "item" for node in graph_module.graph.nodes)
+    assert found_blocks(graph_module.graph) == []
+    torch._dynamo.reset()
+    backend = aotgraph.backend(compiler="eager")
+    compiled = assert_training_parity(model, [(torch.randn(batch, 8),) for batch in (4, 6)],
+                                      lambda m: torch.compile(m, backend=backend, dynamic=True))
+    eager = copy.deepcopy(compiled._orig_mod)
+    for block in (*compiled.blocks, *eager.blocks):
+        block.scale = 2.0
+    x = torch.randn(5, 8)
+    for module in (compiled, eager):
+        module.zero_grad()
+        module(x).backward()
+    torch.testing.assert_close(compiled(x), eager(x))
+    for p_compiled, p_eager in zip(compiled.parameters(), eager.parameters()):
+        torch.testing.assert_close(p_compiled.grad, p_eager.grad)
+    assert len(backend.entries) == 1 and region_captures == []
 
 
 def test_the_rewritten_graph_computes_what_dynamos_graph_does():

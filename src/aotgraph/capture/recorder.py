@@ -275,7 +275,10 @@ class GraphRecorder(TorchDispatchMode):
         except (RuntimeError, IndexError) as error:
             self._refuse_failed_replay(func, args, error)
             raise
-        unbacked = self.symbols.has_fresh_unbacked()  # .item(), nonzero: sizes and scalars known only at run time
+        # .item(), nonzero: sizes and scalars known only at run time; or the symbol an input's fake
+        # remembers as its value (Dynamo's float wrapped in a 0-d tensor), read by `func` here.
+        unbacked = self.symbols.has_fresh_unbacked() or (func is aten._local_scalar_dense.default
+                                                         and self.symbols.is_unbound_symbol(out))
         if not _has_tensor(out) and not facts.is_mutable and not unbacked:
             return out  # device / size queries: nothing to record (an op that only writes its arguments is)
         if not func._schema.is_mutable and isinstance(out, torch.Tensor):

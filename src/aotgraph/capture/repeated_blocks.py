@@ -18,7 +18,9 @@ is a candidate only when it is one contiguous run of the graph, reads only tenso
 in the region) and hands only tensors out, calls a child module (a lone ``Linear`` is not worth a region),
 holds no ``get_attr`` or ``call_module`` node, and neither draws random numbers (dropout in
 training) nor writes in place (a norm's running statistics, an in-place method) nor reads a
-tensor's data (``.item()``): the rules of `capture.repeated_layers` for ``aot_module``. (With
+tensor's data (``.item()``, except where the shape environment has fixed the value: a module's
+float attribute under ``dynamic=True``, taken as a constant): the rules of
+`capture.repeated_layers` for ``aot_module``. (With
 switch ``region_buffer_writes`` on, in-place writes are left to the region's capture: it keeps
 a block whose writes are of operands that need no gradient, a norm's running statistics, and
 records the others inline.) Only
@@ -74,7 +76,9 @@ class Block:
     """One call of a submodule: its Dynamo stack key, class name, depth in the module stack, nodes
     (graph order), operands (the tensors it reads from outside, in order of first read), outputs
     (its nodes read after it) and sizes: each SymInt it reads from outside (a dynamic graph's size
-    input) as ``(node, operand index, dimension)``, a size of one of its operands, read there."""
+    input) as ``(node, operand index, dimension)``, a size of one of its operands, read there; and
+    constants: each ``.item()`` call in it whose value the shape environment has fixed, with that
+    value (a constant of the region)."""
 
     key: str
     class_name: str
@@ -83,6 +87,7 @@ class Block:
     operands: tuple[fx.Node, ...]
     outputs: tuple[fx.Node, ...]
     sizes: tuple[tuple[fx.Node, int, int], ...] = ()
+    constants: tuple[tuple[fx.Node, Any], ...] = ()
 
 
 class _NotABlock(Exception):
@@ -184,13 +189,17 @@ def _block_of(key: str, module_class: Any, depth: int, nodes: list[fx.Node], ord
     if order[nodes[-1]] - order[nodes[0]] + 1 != len(nodes):
         raise _NotABlock("not one contiguous run of the graph")
     local = {node: index for index, node in enumerate(nodes)}
-    external = list(dict.fromkeys(i for node in nodes for i in node.all_input_nodes if i not in local))
+    constants = _specialized_scalars(nodes)
+    external = list(dict.fromkeys(i for node in nodes if node not in constants
+                                  for i in node.all_input_nodes if i not in local))
     operands = {node: index for index, node in enumerate(n for n in external if isinstance(_value_of(n), torch.Tensor))}
     operand_layouts = tuple(_layout(_value_of(o)) for o in operands)
     sizes = {node: _size_of(node, operand_layouts) for node in external if node not in operands}
 
     def argument(value):
         if isinstance(value, fx.Node):
+            if value in constants:
+                return ("scalar", constants[value])
             if value in local:
                 return ("node", local[value])
             if value in operands:
@@ -208,9 +217,12 @@ def _block_of(key: str, module_class: Any, depth: int, nodes: list[fx.Node], ord
 
     entries = []
     for node in nodes:
+        if node in constants:
+            entries.append(("scalar", constants[node]))
+            continue
         if node.op not in ("call_function", "call_method") or "example_value" not in node.meta or _changes_mode(node):
             raise _NotABlock(f"{node.op} node {node.name}")
-        if _draws_or_writes(node):
+        if _draws_or_writes(node, constants):
             raise _NotABlock(f"{node.name} draws random numbers, writes in place or reads data")
         entries.append((node.op, node.target, argument(node.args), argument(node.kwargs),
                         _layout(node.meta["example_value"])))
@@ -219,8 +231,26 @@ def _block_of(key: str, module_class: Any, depth: int, nodes: list[fx.Node], ord
         raise _NotABlock("hands out no tensor, or a value that is not a tensor")
     structure = (module_class, tuple(entries), operand_layouts, tuple(local[node] for node in outputs))
     block = Block(key, getattr(module_class, "__name__", str(module_class)), depth, tuple(nodes), tuple(operands),
-                  tuple(outputs), tuple((node, *where) for node, where in sizes.items()))
+                  tuple(outputs), tuple((node, *where) for node, where in sizes.items()), tuple(constants.items()))
     return block, structure
+
+
+def _specialized_scalars(nodes: list[fx.Node]) -> dict[fx.Node, float | int | bool]:
+    """The ``.item()`` calls among `nodes` whose value the shape environment has already fixed
+    (its symbol replaced by a number under a guard Dynamo checks), each with that number. Under
+    ``dynamic=True`` Dynamo hands a module's float attributes (a norm's ``eps`` and
+    ``momentum``, dropout's ``p``) as 0-d tensors read with ``.item()``, and fixes those that
+    reach a C++ ``double`` argument; a region takes them as the constants they are."""
+    constants = {}
+    for node in nodes:
+        if node.op == "call_method" and node.target == "item":
+            value = node.meta.get("example_value")
+            if isinstance(value, (torch.SymFloat, torch.SymInt, torch.SymBool)):
+                number = (value.node.maybe_as_float() if isinstance(value, torch.SymFloat) else
+                          value.node.maybe_as_int() if isinstance(value, torch.SymInt) else value.node.maybe_as_bool())
+                if number is not None:
+                    constants[node] = number
+    return constants
 
 
 def _size_of(node: fx.Node, operand_layouts: tuple) -> tuple[int, int]:
@@ -263,13 +293,14 @@ def _changes_mode(node: fx.Node) -> bool:
     return node.op == "call_function" and getattr(node.target, "__name__", None) in _MODE_CHANGES
 
 
-def _draws_or_writes(node: fx.Node) -> bool:
+def _draws_or_writes(node: fx.Node, constants: dict[fx.Node, Any]) -> bool:
     """Whether `node` draws random numbers, writes a tensor in place or reads a tensor's data
     (``.item()``), told from its target and arguments (Dynamo's graph holds torch functions and
     tensor methods, not ATen ops). With switch ``region_buffer_writes`` on, in-place writes are
     left to the region's capture, which keeps those of operands that need no gradient (a norm's
     running statistics) and records the others' blocks inline."""
-    target, args, kwargs = node.target, node.args, node.kwargs
+    target = node.target
+    args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: constants.get(n, n))
     writes_allowed = config.enabled("region_buffer_writes")
     if isinstance(target, OpOverload):  # an ATen op the program calls itself
         facts = op_facts(target)
@@ -309,8 +340,10 @@ def _subgraph_of(block: Block) -> fx.GraphModule:
     for node, operand, dimension in block.sizes:
         env[node] = graph.call_method("size", (env[block.operands[operand]], dimension))
         env[node].meta = {"example_value": _value_of(node)}
+    env.update(block.constants)
     for node in block.nodes:
-        env[node] = graph.node_copy(node, env.__getitem__)
+        if node not in env:
+            env[node] = graph.node_copy(node, env.__getitem__)
     graph.output(tuple(env[node] for node in block.outputs))
     subgraph = fx.GraphModule({}, graph, class_name=f"auto_{block.class_name}")
     subgraph.aotgraph_found = True  # found without a marker (`capture.higher_order` tells `capture.regions`)

@@ -89,6 +89,13 @@ class SymbolNodes:
             if isinstance(value, torch.Tensor) and value_node is not None:
                 self.add_input(value_node, value)
 
+    def is_unbound_symbol(self, value: Any) -> bool:
+        """Whether `value` is a SymInt/SymFloat/SymBool whose expression is a symbol that no input
+        size and no node gives yet (``.item()`` of a fake that remembers its value as a symbol:
+        Dynamo's unspecialized float, passed as a 0-d tensor)."""
+        return (isinstance(value, SYMBOLIC_TYPES) and isinstance(value.node.expr, sympy.Symbol)
+                and not self.can_compute(value.node.expr))
+
     def bind(self, symbol: sympy.Symbol, node: fx.Node) -> None:
         """`node`'s value is `symbol` (a scalar an op returned)."""
         self._node_of.setdefault(symbol, node)
