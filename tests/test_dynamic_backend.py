@@ -219,3 +219,92 @@ def test_slice_written_when_dynamo_specializes_every_size():
     expected = fn(x_eager, y)
     torch.testing.assert_close(compiled(x, y), expected, rtol=0, atol=0)
     torch.testing.assert_close(x, x_eager, rtol=0, atol=0)
+
+
+class _CountedFromTensor:
+    """The real tensors ``FakeTensorMode.from_tensor`` fakes while the backend compiles
+    symbolically (`AotFunction.compile_symbolic`), not while Dynamo traces."""
+
+    def __init__(self, monkeypatch):
+        from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+        from aotgraph.api import AotFunction
+        self.reals, self.compiling = [], False
+        original, compile_symbolic = FakeTensorMode.from_tensor, AotFunction.compile_symbolic
+
+        def from_tensor(mode, tensor, *args, **kwargs):
+            if self.compiling and not isinstance(tensor, FakeTensor):
+                self.reals.append(tensor)
+            return original(mode, tensor, *args, **kwargs)
+
+        def counted_compile(*args, **kwargs):
+            self.compiling = True
+            try:
+                return compile_symbolic(*args, **kwargs)
+            finally:
+                self.compiling = False
+
+        monkeypatch.setattr(FakeTensorMode, "from_tensor", from_tensor)
+        monkeypatch.setattr(AotFunction, "compile_symbolic", counted_compile)
+
+
+class Normed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.bn = torch.nn.Linear(8, 8), torch.nn.BatchNorm1d(8)
+
+    def forward(self, x):
+        return self.bn(self.lin(x)).relu().sum()
+
+
+def test_inputs_take_their_fakes_from_dynamos_traced_ones(monkeypatch):
+    """Under ``dynamic=True`` the batch input and BatchNorm's eps and momentum (0-d tensors)
+    get their fakes from the ones Dynamo traced, not from ``from_tensor``; the batch counter
+    that Dynamo's tracing wrote in place does go through it. Eager's values and gradients, and
+    its running statistics, for three batch sizes."""
+    torch.manual_seed(0)
+    model = Normed()
+    backend = aotgraph.backend(compiler="eager")
+    counted = _CountedFromTensor(monkeypatch)
+    assert_training_parity(model, [(torch.randn(b, 8),) for b in (4, 6, 5)],
+                           lambda m: torch.compile(m, backend=backend, dynamic=True))
+    assert len(symbolic_entries(backend)) == 1
+    assert [tuple(t.shape) for t in counted.reals] == [()]  # num_batches_tracked alone
+
+
+class MutatesMetadata(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 6)
+
+    def forward(self, x, y):
+        x.t_()
+        return (self.lin(x) * y.sum()).sum()
+
+
+@pytest.mark.parametrize("aliased", [False, True])
+def test_inputs_transposed_in_place_or_sharing_a_storage(aliased, monkeypatch):
+    """Dynamo applies an input's in-place transpose before its graph, whose traced fake is the
+    transposed input: taken as it is. Inputs sharing a storage (views of one base) are faked by
+    ``from_tensor``, which keeps their aliasing. Eager's values and gradients for two batch
+    sizes, and the input left transposed as eager leaves it."""
+    torch.manual_seed(0)
+    model = MutatesMetadata()
+    compiled = torch.compile(model, backend=aotgraph.backend(compiler="eager"), dynamic=True)
+    counted = _CountedFromTensor(monkeypatch)
+    for batch in (4, 5):
+        base = torch.randn(6, batch + 6)
+        x, y = (base[:, :batch], base[:, batch, None].expand(6, batch)[0]) if aliased else \
+            (torch.randn(6, batch), torch.randn(batch))
+        x_eager, y_eager = x.clone(), y.clone()
+        expected = model(x_eager, y_eager)
+        expected.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        actual = compiled(x, y)
+        actual.backward()
+        torch.testing.assert_close(actual, expected)
+        torch.testing.assert_close(x, x_eager)
+        for p, grad in zip(model.parameters(), grads):
+            torch.testing.assert_close(p.grad, grad)
+        model.zero_grad()
+    assert len([t for t in counted.reals if t.dim() > 0]) == (2 if aliased else 0)

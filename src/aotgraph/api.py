@@ -22,7 +22,7 @@ from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture
-from .capture.inputs import fake_inputs
+from .capture.inputs import fake_inputs, traced_fakes
 from .capture.repeated_blocks import with_repeated_blocks
 from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
 from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_from_sizes,
@@ -176,14 +176,16 @@ class AotFunction:
         return entry
 
     def compile_symbolic(self, args: list, fake_mode, static: frozenset = frozenset(),
-                         int_inputs: tuple[int, ...] = ()) -> Optional[CompiledEntry]:
+                         int_inputs: tuple[int, ...] = (), traced: Optional[dict] = None) -> Optional[CompiledEntry]:
         """One entry for every size `args` (flat, a tensor's sizes SymInts of `fake_mode`'s
         shape environment) stand for, run with ``run_entry`` (the caller guards the sizes, as
         Dynamo does); None, with the reason logged, where the program cannot be captured with
         symbolic sizes (the caller then compiles per concrete signature). `static`: positions
         of real tensors the caller traced with static sizes (Dynamo's buffers, its floats
         wrapped as tensors). `int_inputs`: positions of SymInt arguments the entry takes as
-        size carriers (`capture.symbolic_ints`; the caller passes them so)."""
+        size carriers (`capture.symbolic_ints`; the caller passes them so). `traced`: position ->
+        the fake the caller traced that real tensor with (`capture.inputs.traced_fakes`), used
+        as it is."""
         program = self.__wrapped__
         if int_inputs:
             program = reading_ints_from_sizes(program, int_inputs)
@@ -192,8 +194,10 @@ class AotFunction:
         # ``direct_fakes``); other real tensors the fake mode's own, with the symbols Dynamo gave them.
         direct = [k for k, a in enumerate(args) if isinstance(a, torch.nn.Parameter)
                   or (k in static and isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor))]
-        fakes = [fake_mode.from_tensor(a) if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor)
-                 and k not in direct else a for k, a in enumerate(args)]
+        traced = traced or {}
+        fakes = [traced[k] if k in traced else fake_mode.from_tensor(a)
+                 if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor) and k not in direct else a
+                 for k, a in enumerate(args)]
         for position, fake in zip(direct, fake_inputs([args[k] for k in direct], fake_mode)):
             fakes[position] = fake
         in_spec = tree_flatten((tuple(args), {}))[1]
@@ -566,7 +570,12 @@ def aot_module_simplified(
             traced_static = _traced_with_static_sizes(mod, args) if is_graph else []
             static = frozenset(len(values) + k for k in traced_static)
             ints = symbolic_int_positions([*values, *args]) if config.enabled("symbolic_int_inputs") else ()
-            symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static, ints)
+            traced = {}
+            if is_graph:
+                placeholders = mod.graph.find_nodes(op="placeholder")
+                traced = {len(values) + k: fake for k, fake in traced_fakes(
+                    args, [node.meta.get("example_value") for node in placeholders], fake_mode).items()}
+            symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static, ints, traced)
 
     if symbolic is not None and ints:
         device = carrier_device([*values, *args])  # as `compile_symbolic` made them

@@ -14,7 +14,7 @@ from ..torch_private.dispatch import DisableTorchDispatch
 from ..torch_private.fake import FakeTensor, FakeTensorMode
 from ..torch_private.symbolic import guards_suppressed, symbolic_fake
 
-__all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "unique"]
+__all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "traced_fakes", "unique"]
 
 def restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
     """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
@@ -165,3 +165,47 @@ def unique(tensors: list) -> list:
             seen.add(id(t))
             unique.append(t)
     return unique
+
+
+def traced_fakes(reals: Sequence[Any], traced: Sequence[Any], fake_mode: FakeTensorMode) -> dict[int, FakeTensor]:
+    """Position -> a fake in `fake_mode` for the real tensor at that position of `reals`, made
+    from the fake Dynamo traced it with (`traced`: its graph's placeholders' ``example_value``,
+    in order; the same shape environment, so the same symbols): its sizes and strides, its
+    gradient need, the symbol ``.item()`` gives back (a float or counter Dynamo passes as a 0-d
+    tensor). Only where that fake still is what ``fake_mode.from_tensor`` would make: a plain
+    leaf tensor on a storage of its own, of its layout's size, not a view, of the same dtype and
+    device, layout (by the sizes' hints) and gradient need, and not written in place while
+    Dynamo traced (its version 0). ``from_tensor`` finds no fake of Dynamo's in the backend's
+    new fake mode: it costs ms for an input of symbolic sizes, a fifth of one for a 0-d tensor."""
+    if len(reals) != len(traced):
+        return {}
+    holders: dict[int, int] = {}
+    for real in reals:
+        if isinstance(real, torch.Tensor) and real.layout == torch.strided:
+            key = real.untyped_storage()._cdata
+            holders[key] = holders.get(key, 0) + 1
+    found = {}
+    for position, (real, fake) in enumerate(zip(reals, traced)):
+        if type(real) is torch.Tensor and isinstance(fake, FakeTensor) and _is_plain_leaf(real) \
+                and holders[real.untyped_storage()._cdata] == 1 and not fake._is_view() and fake._version == 0 \
+                and fake.dtype == real.dtype and fake.device == real.device \
+                and fake.requires_grad == real.requires_grad \
+                and _hints(fake) == (real.shape, real.stride(), real.storage_offset()):
+            with DisableTorchDispatch():
+                meta = torch.empty_strided(fake.shape, fake.stride(), dtype=fake.dtype, device="meta",
+                                           requires_grad=fake.requires_grad)
+            if _hint(meta.untyped_storage().nbytes()) != real.untyped_storage().nbytes():
+                continue
+            found[position] = FakeTensor(fake_mode, meta, real.device)
+            if fake.dim() == 0 and fake.item_memo is not None:
+                found[position].item_memo = fake.item_memo
+    return found
+
+
+def _hint(value):
+    return value if type(value) is int else value.node.hint
+
+
+def _hints(fake: FakeTensor) -> tuple:
+    return (torch.Size(_hint(s) for s in fake.shape), tuple(_hint(s) for s in fake.stride()),
+            _hint(fake.storage_offset()))
