@@ -11,7 +11,8 @@ from aotgraph import config
 from aotgraph.capture.fake_outputs import FakeOutputs
 from aotgraph.capture.symbolic_layout_rules import POINTWISE, RULES
 from aotgraph.torch_private.dispatch import enable_python_dispatcher
-from aotgraph.torch_private.symbolic import DimDynamic, StatelessSymbolicContext, new_symbolic_fake_mode
+from aotgraph.torch_private.symbolic import (DimDynamic, Max, StatelessSymbolicContext, bound_sympy,
+                                             new_symbolic_fake_mode)
 
 aten = torch.ops.aten
 
@@ -48,8 +49,22 @@ def _layout(t, args):
     storages = [a.untyped_storage()._cdata for a in args if isinstance(a, torch.Tensor)]
     storage, nbytes = t.untyped_storage()._cdata, t.untyped_storage().nbytes()
     nbytes = nbytes if type(nbytes) is int else sympy.expand(nbytes.node.expr)  # (equal sizes, written two ways)
-    return (t.dtype, [str(s) for s in t.shape], [str(s) for s in t.stride()], str(t.storage_offset()), t.device,
+    return (t.dtype, [str(s) for s in t.shape], [_stride(s) for s in t.stride()], str(t.storage_offset()), t.device,
             str(nbytes), storages.index(storage) if storage in storages else None)
+
+
+def _stride(stride) -> str:
+    """A stride written one way: each ``Max(1, e)`` whose e the ranges show >= 1 read as e, the
+    product expanded (torch's ``Max(1, s0//2)`` and a rule's ``s0//2`` are one value for every
+    size the guards admit)."""
+    if type(stride) is int:
+        return str(stride)
+    ranges = stride.node.shape_env.var_to_range
+    expr = stride.node.expr.replace(
+        lambda e: isinstance(e, Max) and len(e.args) == 2 and 1 in e.args
+        and bound_sympy(e.args[1] if e.args[0] == 1 else e.args[0], ranges).lower >= 1,
+        lambda e: e.args[1] if e.args[0] == 1 else e.args[0])
+    return str(sympy.expand(expr))
 
 
 def _answer(func, make_args, use_rules: bool, monkeypatch):
@@ -683,3 +698,28 @@ def test_a_unet_compiled_once_for_many_sizes_matches_eager():
         model.zero_grad()
         eager.zero_grad()
     assert len(compiled.aotgraph_entries) == 1
+
+
+def test_cat_writes_sizes_known_equal_the_simplest_way(monkeypatch):
+    """A concatenation of a decoder's ``2*(s1//2)`` and an encoder's s1 (guarded equal) is
+    written with s1: the layers after it then have the layouts of the encoder's, which the
+    fake-output memo answers."""
+    func, make = WRITTEN_OTHERWISE["cat"]
+    ruled, _, answered = _raw_answer(func, make, True, monkeypatch)
+    ((_, shape, *_),) = ruled
+    assert answered and "//" not in str(shape[2])
+
+
+def test_fresh_strides_of_sizes_the_ranges_show_positive_are_written_as_products():
+    """A rule's fresh ``torch.empty`` layout writes a stride ``Max(1, s1//2)`` as ``s1//2``
+    where the ranges show s1//2 >= 1, as a pointwise op's output is written: one key for one
+    layout, whichever rule made it."""
+    from aotgraph.capture.symbolic_layout_rules import _fresh_empty, contiguous, sizes_of
+    mode = new_symbolic_fake_mode()
+    x = _image(mode, shape=(4, 3, 8, 6))
+    with mode, sizes_of(mode.shape_env):
+        pooled_shape = (x.shape[0], 3, x.shape[2] // 2, x.shape[3])
+        _, _, strides, _, _ = _fresh_empty(pooled_shape, torch.float32)
+        assert [str(s) for s in strides] == [str(s) for s in contiguous(pooled_shape)[0]]
+        quarter = (x.shape[0], 3, x.shape[2] // 4, x.shape[3])  # may be 0: torch's Max(1, ...) kept
+        assert "Max" in str(_fresh_empty(quarter, torch.float32)[2][1])

@@ -601,6 +601,13 @@ def _view_strides(x: torch.Tensor, shape: tuple, stride: tuple, size: list, keys
     return strides if view_d == -1 else None
 
 
+def _at_least_one(expr) -> bool:
+    """A backed symbol, or an expression >= 1 over its symbols' ranges."""
+    if expr.is_Symbol:
+        return _backed(expr)
+    return bool(_lower_bound(expr) >= 1)
+
+
 def _at_least_two(expr) -> bool:
     """A backed symbol (the shape environment specializes 1), or an expression >= 2 over its
     symbols' ranges."""
@@ -931,7 +938,7 @@ def _cat(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     """``cat(tensors, dim=0)`` of dense tensors of one rank (>= 1), dtype and device, equal
     in every other dimension (as expressions, or as the meta function decides it, see
     `_equal_sizes`: a decoder's ``2*(s0//8)`` against an encoder's ``s0//4``): a fresh contiguous
-    tensor of the first's sizes, the sizes along `dim` added."""
+    tensor of those sizes (each as `_simplest` writes it), the sizes along `dim` added."""
     if kwargs or len(args) not in (1, 2) or len(layouts) < 2 or len(layouts) != len(args[0]):
         return None
     rank, dim = len(layouts[0][1]), args[1] if len(args) == 2 else 0
@@ -949,8 +956,24 @@ def _cat(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
     total = tensors[0].shape[dim]
     for tensor in tensors[1:]:
         total = total + tensor.shape[dim]
-    shape = tensors[0].shape
-    return (_fresh((*shape[:dim], total, *shape[dim + 1:]), layouts[0][0]),)
+    shape = [_simplest([tensor.shape[k] for tensor in tensors]) for k in range(rank)]
+    shape[dim] = total
+    return (_fresh(tuple(shape), layouts[0][0]),)
+
+
+def _simplest(sizes: list):
+    """Of sizes known to be equal (guarded so), the one written most simply: an int, else the
+    expression of the fewest terms (the first such). A skip connection's ``s0//4`` rather than
+    the upsampled ``2*(s0//8)``: the layers after the concatenation then have the layouts of
+    the encoder's layers of the same width, and the fake-output memo answers them."""
+    best, best_terms = sizes[0], None
+    for size in sizes:
+        if type(size) is int:
+            return size
+        terms = sum(1 for _ in sympy.preorder_traversal(size.node.expr))
+        if best_terms is None or terms < best_terms:
+            best, best_terms = size, terms
+    return best
 
 
 def _split(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
@@ -977,11 +1000,15 @@ def _split(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:
 def _empty_strides(shape: tuple) -> tuple:
     """The strides torch gives a fresh contiguous tensor of `shape` (``torch.empty``,
     ``new_empty``): each the next one's times that size, a symbolic size as ``Max(1, size)``
-    (which sympy reads as the size where it knows that size >= 1: a symbol, not ``s0//2``)."""
+    (which sympy reads as the size where it knows that size >= 1: a symbol, not ``s0//2``), or
+    as the size itself where its range shows it >= 1 (the same value for every size the guards
+    admit, written as `contiguous` writes it: an op's outputs then have one layout whichever
+    rule made them, and the fake-output memo answers the ops after them)."""
     strides = [1] * len(shape)
     for k in range(len(shape) - 2, -1, -1):
         size = shape[k + 1]
-        factor = max(size, 1) if type(size) is int else torch.sym_max(size, 1)
+        factor = max(size, 1) if type(size) is int else size if _at_least_one(size.node.expr) \
+            else torch.sym_max(size, 1)
         strides[k] = factor if type(strides[k + 1]) is int and strides[k + 1] == 1 else strides[k + 1] * factor
     return tuple(strides)
 
