@@ -155,3 +155,25 @@ def test_two_tensors_the_caller_is_handed_stay_two():
     compiled = aotgraph.aot_function(two_sums_handed_out, aotgraph.nop)
     for ours, theirs in zip(after_writes(compiled), after_writes(two_sums_handed_out)):
         torch.testing.assert_close(ours, theirs)
+
+
+def two_reshapes_of_a_transposed_tensor(x):
+    y = x.t().exp()
+    return y.reshape(-1), y.reshape(-1)
+
+
+def test_two_reshape_copies_handed_out_stay_two():
+    """Seed 70026: ``reshape`` of a non-contiguous tensor copies (a ``clone`` then
+    ``_unsafe_view``, whose schema declares no alias). The two copies were merged into one
+    clone, so the two outputs shared memory, and a write into one changed the other."""
+    def after_write(fn):
+        x = torch.arange(12.0).view(3, 4).requires_grad_()
+        first, second = fn(x)
+        assert first.untyped_storage().data_ptr() != second.untyped_storage().data_ptr()
+        with torch.no_grad():
+            first.zero_()
+        return [first.detach().clone(), second.detach().clone()]
+
+    compiled = aotgraph.aot_function(two_reshapes_of_a_transposed_tensor, aotgraph.nop)
+    for ours, theirs in zip(after_write(compiled), after_write(two_reshapes_of_a_transposed_tensor)):
+        torch.testing.assert_close(ours, theirs)

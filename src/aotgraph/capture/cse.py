@@ -24,6 +24,7 @@ from __future__ import annotations
 import operator
 from typing import Iterable, Sequence
 
+import torch
 import torch.fx as fx
 
 from ..graph.nodes import ancestors, tangent_dependent
@@ -82,8 +83,15 @@ def merge_common_subexpressions(graph: fx.Graph, handed_out: Sequence[fx.Node] =
     return merged
 
 
+# A view whose schema declares no alias (the last step of ``reshape``'s copy of a non-contiguous
+# tensor): its output is its argument's memory all the same.
+_UNSAFE_VIEW = torch.ops.aten._unsafe_view.default
+
+
 def _with_view_bases(nodes: Iterable[fx.Node]) -> set:
-    """`nodes` and every node whose memory one of them views (the caller's writes reach those)."""
+    """`nodes` and every node whose memory one of them views (the caller's writes reach those;
+    ``_unsafe_view`` counts as a view: two reshapes of one non-contiguous tensor are two copies
+    in eager, seed 70026)."""
     seen = set()
     stack = list(nodes)
     while stack:
@@ -92,7 +100,7 @@ def _with_view_bases(nodes: Iterable[fx.Node]) -> set:
             seen.add(node)
             continue
         seen.add(node)
-        if node.target is operator.getitem or op_facts(node.target).view:
+        if node.target is operator.getitem or node.target is _UNSAFE_VIEW or op_facts(node.target).view:
             base = node.args[0]
             if isinstance(base, fx.Node):
                 stack.append(base)
