@@ -308,3 +308,28 @@ def test_inputs_transposed_in_place_or_sharing_a_storage(aliased, monkeypatch):
             torch.testing.assert_close(p.grad, grad)
         model.zero_grad()
     assert len([t for t in counted.reals if t.dim() > 0]) == (2 if aliased else 0)
+
+
+def test_float_attributes_dynamo_fixed_are_read_as_constants(monkeypatch):
+    """Under ``dynamic=True`` Dynamo hands BatchNorm's eps and momentum as 0-d tensors read with
+    ``.item()``, values it has fixed (and guards): capture reads them as the numbers they are,
+    without a dispatch to the fake mode (nor a node), with eager's values and gradients for two
+    batch sizes."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    counted_compiles = _CountedFromTensor(monkeypatch)  # (says when the backend compiles)
+    reads = []
+    dispatch = FakeTensorMode.dispatch
+
+    def counted(mode, func, *args, **kwargs):
+        if func is torch.ops.aten._local_scalar_dense.default and counted_compiles.compiling:
+            reads.append(func)
+        return dispatch(mode, func, *args, **kwargs)
+
+    monkeypatch.setattr(FakeTensorMode, "dispatch", counted)
+    torch.manual_seed(0)
+    backend = aotgraph.backend(compiler="eager")
+    assert_training_parity(Normed(), [(torch.randn(b, 8),) for b in (4, 6)],
+                           lambda m: torch.compile(m, backend=backend, dynamic=True))
+    (entry,) = symbolic_entries(backend)
+    targets = {node.target for node in entry.partition.joint.graph_module.graph.nodes}
+    assert torch.ops.aten._local_scalar_dense.default not in targets and reads == []

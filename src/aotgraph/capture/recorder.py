@@ -215,6 +215,10 @@ class GraphRecorder(TorchDispatchMode):
             # TorchScript's overloads a backward formula can call (masked_select's): the fake
             # mode's answer would turn symbolic sizes into ints and pin them.
             return layout_query(args[0])
+        if func is _LOCAL_SCALAR_DENSE and type(args[0]) is FakeTensor:
+            fixed = _fixed_value(args[0])
+            if fixed is not None:
+                return fixed
         for tensor_type in types:
             if tensor_type is not FakeTensor and is_traceable_wrapper_subclass_type(tensor_type):
                 # A tensor subclass (DTensor): its own dispatch turns the op into ops on its
@@ -698,6 +702,21 @@ def _default_of(argument) -> Any:
 
 
 _OP_FACTS: dict[Any, _OpFacts] = {}
+
+
+_LOCAL_SCALAR_DENSE = aten._local_scalar_dense.default
+
+
+def _fixed_value(fake: FakeTensor):
+    """The number ``.item()`` of `fake` gives where its fake remembers a value that the shape
+    environment has fixed (Dynamo's float attribute, a norm's ``eps``, under ``dynamic=True``:
+    guarded by Dynamo, so a constant of the graph); else None. The fake mode would answer the
+    same, through a dispatch of its own for each such read."""
+    memo = fake.item_memo
+    if memo is None:
+        return None
+    node = memo.node
+    return node.maybe_as_float() if node.pytype is float else node.maybe_as_int() if node.pytype is int else None
 
 
 def hook_facts(func) -> _OpFacts:
