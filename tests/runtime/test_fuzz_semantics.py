@@ -1416,3 +1416,37 @@ def test_writes_through_as_strided_views_of_offset_inputs_are_refused_and_slices
     root = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64, requires_grad=True)
     with pytest.raises(aotgraph.UnsupportedOp, match="as_strided took of a tensor at storage offset 1"):
         _compiled(strided)(root.clone()[1:])
+
+
+def test_writes_with_gradients_into_a_view_taken_before_its_base_was_relaid():
+    """A view of an input needing no grad, taken before the input's ``t_``, then written with
+    values that need a gradient: autograd records the write over the base's new (transposed)
+    layout where eager uses the view's own, so the gradient would come out transposed; refused,
+    not a wrong gradient (fuzzer seed 82334). A view whose replay over the new layout addresses
+    its own elements as it does (the flattened base, after an ``unsqueeze_``) compiles and
+    matches eager."""
+    def transposed_base(x, y):
+        v = x.squeeze()
+        x.t_()
+        v.copy_(y.relu())
+        return x
+
+    weights = torch.arange(16.0, dtype=torch.float64).view(4, 4)
+    with pytest.raises(aotgraph.UnsupportedOp, match="copy_.* writes in place, with gradients"):
+        _compiled(transposed_base)(torch.zeros(4, 4, dtype=torch.float64),
+                                   torch.randn(4, dtype=torch.float64, requires_grad=True))
+
+    def unsqueezed_base(x, y):
+        v = x.view(-1)
+        x.unsqueeze_(0)
+        v.copy_(y.relu())
+        return x
+
+    grads = []
+    for fn in (unsqueezed_base, _compiled(unsqueezed_base)):
+        y = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+        out = fn(torch.zeros(1, 3, dtype=torch.float64), y)
+        assert out.shape == (1, 1, 3)
+        (out * weights[0, :3]).sum().backward()
+        grads.append(y.grad)
+    torch.testing.assert_close(grads[0], grads[1])

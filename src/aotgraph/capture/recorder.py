@@ -144,6 +144,9 @@ class GraphRecorder(TorchDispatchMode):
         # id(view) -> (view, its base's layout then), of views taken before an in-place layout
         # change of their base (`_snapshot_layout`).
         self._stale_views: dict[int, tuple] = {}
+        # The same for views that required no grad then: a write with gradients into one of
+        # them makes autograd record it over the base's new layout (`_refuse_writes_into_stale_views`).
+        self._stale_views_without_grad: dict[int, tuple] = {}
         self._view_relaid = False  # some view requiring grad changed its layout in place (`_refuse_stale_view_writes`)
         self._relaid: set[int] = set()  # ids of the tensors relaid in place, and of their bases (`_refuse_failed_replay`)
 
@@ -231,6 +234,8 @@ class GraphRecorder(TorchDispatchMode):
         if facts.is_mutable and not facts.mutates_metadata and torch.is_grad_enabled():
             if self._view_relaid:
                 self._refuse_stale_view_writes(func, args, kwargs)
+            if self._stale_views_without_grad:
+                self._refuse_writes_into_stale_views(func, args, kwargs)
             _refuse_writes_replayed_from_offset_bases(func, args, kwargs)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
@@ -437,7 +442,7 @@ class GraphRecorder(TorchDispatchMode):
         self._relaid.update(id(t) for t in (tensor, tensor._base) if t is not None)
         if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
             self._view_relaid = True
-        is_base = tensor._base is None and tensor.requires_grad
+        is_base = tensor._base is None
         layout = layout_of(tensor) if is_base else None
         for node in self.graph.nodes:
             value = node.meta.get("val")
@@ -445,8 +450,9 @@ class GraphRecorder(TorchDispatchMode):
                 if snapshot is None:
                     snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
                 node.meta["val"] = snapshot
-            elif is_base and isinstance(value, torch.Tensor) and value._base is tensor and value.requires_grad:
-                self._stale_views.setdefault(id(value), (value, layout))
+            elif is_base and isinstance(value, torch.Tensor) and value._base is tensor:
+                stale = self._stale_views if value.requires_grad else self._stale_views_without_grad
+                stale.setdefault(id(value), (value, layout))
 
     @property
     def relaid_any(self) -> bool:
@@ -505,6 +511,32 @@ class GraphRecorder(TorchDispatchMode):
         if id(base) in self._relaid or id(root) in self._relaid:
             raise _stale_view_refused("the program reads, with gradients, a view",
                                       f"autograd's replay of it failed ({str(error).splitlines()[0][:120]})") from error
+
+    def _refuse_writes_into_stale_views(self, func, args: tuple, kwargs: dict) -> None:
+        """Refuse an in-place write of values that need a gradient into a view that needed none
+        when its base's layout changed in place, taken before that change (``v = x.squeeze();
+        x.t_(); v.copy_(y)``, x and v needing no grad): autograd records the write on the base,
+        now needing a gradient, by replaying the view op over the base's new layout, which
+        addresses other elements, or the same ones in another order (a transposed base): a wrong
+        gradient, silently (fuzzer seed 82334). A replay that addresses the view's own elements
+        as it does is left alone."""
+        if not any(t.requires_grad for t in _flat_tensors(args, kwargs)):
+            return
+        arguments = func._schema.arguments
+        for position in mutated_arg_positions(func):
+            target = args[position] if position < len(args) else kwargs.get(arguments[position].name)
+            stale = self._stale_views_without_grad.get(id(target))
+            if stale is None or stale[0] is not target or layout_of(target._base) == stale[1]:
+                continue
+            try:
+                with torch.no_grad():
+                    replayed = target._view_func(target._base)
+            except Exception:  # no replay: autograd refuses the write itself
+                continue
+            if not _same_elements(replayed, target):
+                raise _stale_view_refused(f"{func} writes in place, with gradients, into a view of shape "
+                                          f"{tuple(target.shape)}",
+                                          "autograd would record the write over the base's new layout, not eager's")
 
     def _refuse_stale_view_writes(self, func, args: tuple, kwargs: dict) -> None:
         """Refuse an in-place write, with gradients, into a view whose layout its view ops no
