@@ -1,7 +1,8 @@
 """Symbolic sizes through the torch.compile backend: once Dynamo hands symbolic inputs (its
 automatic dynamic shapes, ``dynamic=True``, ``mark_dynamic``), one aotgraph entry serves every
 size Dynamo's guards let through; parity with eager, and no more compiles than torch.compile's
-own AOT path on the same sequence of sizes."""
+own AOT path on the same sequence of sizes; inputs faked from Dynamo's traced fakes, and the
+floats Dynamo fixed read as constants."""
 from __future__ import annotations
 
 import pytest
