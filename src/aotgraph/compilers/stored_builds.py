@@ -41,7 +41,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import config as aot_config
 from ..thread_values import held
@@ -147,27 +147,23 @@ def _rememberable_torch_arguments() -> bool:
     installed once per process; False where Inductor has no such function."""
     from torch._inductor import config, cpp_builder
 
-    original = getattr(cpp_builder, "_get_torch_related_args", None)
-    if original is None:
-        return False
-    if getattr(original, "aotgraph_rememberable", False):
-        return True
+    def rememberable(original):
+        def rememberable_torch_related_args(*args, **kwargs):
+            if not getattr(_this_thread, "remember_arguments", False):
+                return original(*args, **kwargs)
+            settings = config.aot_inductor
+            key = (args, tuple(sorted(kwargs.items())), repr(getattr(settings, "link_libtorch", None)),
+                   repr(getattr(settings, "cross_target_platform", None)),
+                   repr(getattr(settings, "aoti_shim_library", None)),
+                   repr(getattr(settings, "aoti_shim_library_path", None)), os.environ.get("CUDA_HOME"))
+            answer = _torch_arguments.get(key)
+            if answer is None:
+                answer = _torch_arguments[key] = original(*args, **kwargs)
+            return tuple(list(part) for part in answer)  # (callers may extend the lists they get)
 
-    def rememberable_torch_related_args(*args, **kwargs):
-        if not getattr(_this_thread, "remember_arguments", False):
-            return original(*args, **kwargs)
-        settings = config.aot_inductor
-        key = (args, tuple(sorted(kwargs.items())), repr(getattr(settings, "link_libtorch", None)),
-               repr(getattr(settings, "cross_target_platform", None)), repr(getattr(settings, "aoti_shim_library", None)),
-               repr(getattr(settings, "aoti_shim_library_path", None)), os.environ.get("CUDA_HOME"))
-        answer = _torch_arguments.get(key)
-        if answer is None:
-            answer = _torch_arguments[key] = original(*args, **kwargs)
-        return tuple(list(part) for part in answer)  # (callers may extend the lists they get)
+        return rememberable_torch_related_args
 
-    rememberable_torch_related_args.aotgraph_rememberable = True
-    cpp_builder._get_torch_related_args = rememberable_torch_related_args
-    return True
+    return _patched_once(cpp_builder, "_get_torch_related_args", rememberable)
 
 
 def _skippable_header_precompiles() -> bool:
@@ -176,19 +172,28 @@ def _skippable_header_precompiles() -> bool:
     where Inductor has no such function."""
     from torch._inductor import codecache
 
-    precompile = getattr(codecache, "_precompile_header", None)
-    if precompile is None:
+    def skippable(precompile):
+        def skippable_precompile_header(*args, **kwargs):
+            if getattr(_this_thread, "skip_headers", False):
+                return None
+            return precompile(*args, **kwargs)
+
+        return skippable_precompile_header
+
+    return _patched_once(codecache, "_precompile_header", skippable)
+
+
+def _patched_once(module, name: str, wrapped: Callable) -> bool:
+    """`module`'s function `name` replaced by ``wrapped(it)``, once per process (the wrapper
+    is marked); False where `module` has no such function."""
+    original = getattr(module, name, None)
+    if original is None:
         return False
-    if getattr(precompile, "aotgraph_skippable", False):
+    if getattr(original, "aotgraph_patched", False):
         return True
-
-    def skippable_precompile_header(*args, **kwargs):
-        if getattr(_this_thread, "skip_headers", False):
-            return None
-        return precompile(*args, **kwargs)
-
-    skippable_precompile_header.aotgraph_skippable = True
-    codecache._precompile_header = skippable_precompile_header
+    patched = wrapped(original)
+    patched.aotgraph_patched = True
+    setattr(module, name, patched)
     return True
 
 
