@@ -18,6 +18,7 @@ import torch
 import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs, repeated_layers
+from aotgraph.cache import size_guards
 from aotgraph.compilers import background_builds, boxed_code, build_rng, extern_kernel_bindings, stored_builds
 
 
@@ -114,6 +115,7 @@ SPIED = {
     "size_arithmetic_memo": (capture, "memoized_size_arithmetic", True),
     "strided_builds": (fake_outputs, "_storage_numel", True),
     "symbolic_layout_rules": (fake_outputs.FakeOutputs, "_symbolic_rule_outputs", True),
+    "own_size_guard_text": (size_guards, "size_guard_text", True),
 }
 
 

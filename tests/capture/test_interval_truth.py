@@ -17,7 +17,7 @@ from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges
 
 from aotgraph import models
-from aotgraph.torch_private.interval_truth import decided_truth
+from aotgraph.torch_private.interval_truth import decided_comparison, decided_truth
 
 from symbolic_capture import codes_and_guards
 
@@ -101,6 +101,32 @@ def test_a_decided_answer_holds_at_every_point_of_the_ranges(seed):
     assert decided > 30  # (the decider answers a good share: the test checks something)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_a_decided_comparison_holds_at_every_point_of_the_ranges(seed):
+    """`decided_comparison(kind, a, b)` (no relation built) answers only what every point agrees on,
+    and an expression compared with itself is decided by the comparison."""
+    rng = random.Random(100 + seed)
+    decided = 0
+    for _ in range(400):
+        kind = rng.choice([sympy.Eq, sympy.Ne, sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge])
+        lhs = _term(rng, 3)
+        rhs = lhs if rng.random() < 0.1 else _term(rng, 3)
+        (lo0, hi0), (lo1, hi1) = rng.choice(RANGES)
+        ranges = {S0: ValueRanges(lo0, int_oo if hi0 is None else hi0),
+                  S1: ValueRanges(lo1, int_oo if hi1 is None else hi1)}
+        answer = decided_comparison(kind, lhs, rhs, ranges)
+        if answer is None:
+            continue
+        decided += 1
+        for s0, s1 in itertools.product(range(lo0, (hi0 if hi0 is not None else lo0 + 40) + 1),
+                                        range(lo1, (hi1 if hi1 is not None else lo1 + 40) + 1)):
+            assert _value(kind(lhs, rhs, evaluate=False), s0, s1) is answer, (kind, lhs, rhs, ranges, s0, s1)
+    assert decided > 60
+    x = FloorDiv(S0, 8) * S1
+    assert [decided_comparison(k, x, x, {}) for k in (sympy.Eq, sympy.Le, sympy.Ge, sympy.Ne, sympy.Lt, sympy.Gt)] \
+        == [True, True, True, False, False, False]
+
+
 def test_it_agrees_with_the_shape_environments_static_evaluation():
     rng = random.Random(7)
     shape_env = ShapeEnv()
@@ -145,6 +171,23 @@ def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(
     assert len(asked) > 50
     assert with_it == without
     assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)
+
+
+def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_relations_decided_when_built(monkeypatch):
+    """Relations between sizes that the ranges decide are built as constants
+    (`symbolic._decided_relation`), not through sympy: the same graphs and guards."""
+    from aotgraph.torch_private import symbolic
+
+    torch.manual_seed(0)
+    model, inputs = models.unet()
+    asked = []
+    decide = symbolic.decided_comparison
+    monkeypatch.setattr(symbolic, "decided_comparison", lambda *a: asked.append(decide(*a)) or asked[-1])
+    with_it = codes_and_guards(model, inputs)
+    monkeypatch.setattr(symbolic, "decided_comparison", lambda *a: None)
+    without = codes_and_guards(model, inputs)
+    assert sum(answer is not None for answer in asked) > 20
+    assert with_it == without
 
 
 def test_equal_everywhere_sees_through_the_max_strides_carry():

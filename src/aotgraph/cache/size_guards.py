@@ -9,7 +9,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .. import config
 from ..torch_private.symbolic import guards_expression, guards_hold
+from .size_guard_code import size_guard_text
 
 __all__ = ["SizeGuard", "ConcreteSizes", "size_guard"]
 
@@ -42,7 +44,11 @@ def size_guard(shape_env, fakes: Sequence[Any], static_positions: frozenset) -> 
     passes them) outside `static_positions` (whose sizes the cache key fixes); None when it
     assumed nothing."""
     positions = tuple(p for p, f in enumerate(fakes) if isinstance(f, torch.Tensor) and p not in static_positions)
-    expression = guards_expression(shape_env, [fakes[p] for p in positions])
+    placeholders = [fakes[p] for p in positions]
+    text = size_guard_text(shape_env, placeholders) if config.enabled("own_size_guard_text") else None
+    if text is not None:
+        return SizeGuard(positions, compile(text, "<aotgraph size guards>", "eval"), text) if text != "True" else None
+    expression = guards_expression(shape_env, placeholders)
     return SizeGuard(positions, *expression) if expression is not None else None
 
 

@@ -23,7 +23,7 @@ import sympy
 from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
 from torch.utils._sympy.numbers import int_oo
 
-__all__ = ["decided_truth", "equal_everywhere"]
+__all__ = ["decided_truth", "decided_comparison", "equal_everywhere"]
 
 _INF = math.inf
 
@@ -35,6 +35,23 @@ def decided_truth(expr, ranges: dict) -> Optional[bool]:
     (float arithmetic, unbacked symbols' unknown ranges...)."""
     try:
         return _truth(expr, ranges)
+    except _Undecided:
+        return None
+
+
+def decided_comparison(kind, lhs, rhs, ranges: dict) -> Optional[bool]:
+    """`decided_truth` of ``kind(lhs, rhs)`` (a sympy relation class: ``sympy.Eq``,
+    ``sympy.Ge``...) without building that relation: True where it holds for every value of
+    the symbols in `ranges`, False where for none, None where the intervals do not decide (or
+    `lhs` and `rhs` are not integer expressions). An expression compared with itself is
+    decided by the comparison alone."""
+    if lhs == rhs:
+        return kind in _REFLEXIVE
+    compare = _COMPARISONS.get(kind)
+    if compare is None:
+        return None
+    try:
+        return compare(_interval(lhs, ranges), _interval(rhs, ranges))
     except _Undecided:
         return None
 
@@ -168,6 +185,9 @@ _COMPARISONS = {
     sympy.Gt: lambda a, b: _less(b, a),
     sympy.Ge: lambda a, b: _less_equal(b, a),
 }
+
+
+_REFLEXIVE = frozenset({sympy.Eq, sympy.Le, sympy.Ge})
 
 
 def _interval(expr, ranges: dict) -> tuple:

@@ -21,7 +21,7 @@ from torch.fx.experimental.symbolic_shapes import (DimDynamic, GuardOnDataDepend
 from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
 
-from .interval_truth import decided_truth
+from .interval_truth import decided_comparison, decided_truth
 from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt,
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
@@ -188,6 +188,7 @@ def _plain(node) -> bool:
 
 def _memoized(name: str, original, memo: dict):
     by_nodes: dict = {}  # (id(self), id(other)) -> (self, other, result)
+    relation = _RELATIONS.get(name)
 
     def operation(self, other):
         known = by_nodes.get((id(self), id(other)))
@@ -199,12 +200,32 @@ def _memoized(name: str, original, memo: dict):
                other.pytype, getattr(other, "_optimized_summation", None), id(self.shape_env))
         result = memo.get(key)
         if result is None:
-            result = memo[key] = original(self, other)
+            result = memo[key] = (_decided_relation(relation, self, other) if relation is not None else None) \
+                or original(self, other)
         by_nodes[(id(self), id(other))] = (self, other, result)
         return result
 
     operation.__name__ = name
     return operation
+
+
+_RELATIONS = {"eq": sympy.Eq, "ne": sympy.Ne, "lt": sympy.Lt, "le": sympy.Le, "gt": sympy.Gt, "ge": sympy.Ge}
+
+
+def _decided_relation(relation, self: SymNode, other: SymNode) -> Optional[SymNode]:
+    """The SymBool node of ``relation(self, other)`` (two integer nodes) where the symbols'
+    ranges decide it (`interval_truth.decided_comparison`): the constant sympy would give it
+    where sympy decides it (``numel >= 0``, ``Eq(s0, s0)``), and that same constant where
+    only the ranges do (``Eq(s0*s1, 1)`` with both >= 2); None otherwise. sympy's relations
+    ask its assumptions system, a millisecond each for expressions it has not met before in
+    the process: torch's C++ checks of every new symbolic size (``size >= 0``, contiguity's
+    ``size == 1``, autograd's size checks) paid that in a process's first dynamic capture."""
+    if self.pytype is not int or other.pytype is not int:
+        return None
+    truth = decided_comparison(relation, node_expression(self), node_expression(other), self.shape_env.var_to_range)
+    if truth is None:
+        return None
+    return SymNode(sympy.true if truth else sympy.false, self.shape_env, bool, truth)
 
 
 def _memoized_constant(original, memo: dict):
