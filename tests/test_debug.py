@@ -19,6 +19,7 @@ import aotgraph
 from aotgraph import api, capture, config, models
 from aotgraph.capture import fake_outputs, inputs, repeated_layers
 from aotgraph.cache import size_guards
+from aotgraph.torch_private import symbolic
 from aotgraph.compilers import background_builds, boxed_code, build_rng, extern_kernel_bindings, stored_builds
 
 
@@ -116,6 +117,7 @@ SPIED = {
     "strided_builds": (fake_outputs, "_storage_numel", True),
     "symbolic_layout_rules": (fake_outputs.FakeOutputs, "_symbolic_rule_outputs", True),
     "own_size_guard_text": (size_guards, "size_guard_text", True),
+    "direct_guards": (symbolic, "_skippable_once", True),
 }
 
 

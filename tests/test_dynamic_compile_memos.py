@@ -17,7 +17,8 @@ from aotgraph.compilers import eager
 from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbolic_fake_mode, symbolic_fake
 
 aten = torch.ops.aten
-MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds", "symbolic_layout_rules")
+MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds", "symbolic_layout_rules",
+         "direct_guards")
 
 
 def _compile_and_run(model, inputs):
@@ -59,6 +60,43 @@ def test_memos_off_give_the_same_graphs_and_guards(name, switch, monkeypatch):
     assert any(on[1]) or name == "mlp"
     torch.testing.assert_close(on[2], off[2])
     torch.testing.assert_close(on[3], off[3])
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet"])
+def test_direct_guards_give_the_same_graphs_and_guards(name, monkeypatch):
+    """Pooled sizes, skip connections, strided convolutions: their guards taken without the
+    shape environment's static evaluation are the ones it takes with it."""
+    from symbolic_capture import codes_and_guards
+
+    torch.manual_seed(0)
+    model, inputs = getattr(models, name)()
+    on = codes_and_guards(model, inputs)
+    monkeypatch.setattr(config, "disabled", config.disabled | {"direct_guards"})
+    off = codes_and_guards(model, inputs)
+    assert on == off
+    assert any("//" in guard for guard in on[1])
+
+
+def test_a_guard_implied_by_earlier_ones_admits_the_same_sizes(monkeypatch):
+    """Where the shape environment's static evaluation would find a condition implied by the
+    guards before it, the direct guard is one more: the sizes admitted stay the same."""
+    def f(x):
+        if x.shape[0] % 4 == 0:
+            x = x * 2
+        if (x.shape[0] // 2) * 2 == x.shape[0]:  # implied by the first
+            x = x + 1
+        return x.sum()
+
+    guards = {}
+    for switch_on in (True, False):
+        monkeypatch.setattr(config, "disabled", config.disabled - {"direct_guards"} if switch_on
+                            else config.disabled | {"direct_guards"})
+        compiled = aotgraph.aot_function(f, dynamic=True)
+        compiled(torch.randn(8, 3))
+        guards[switch_on] = next(iter(compiled.aotgraph_entries.values())).guards
+    for rows in range(0, 40):
+        x = torch.randn(rows, 3)
+        assert guards[True].holds([x]) == guards[False].holds([x]), rows
 
 
 class _Sum(torch.nn.Module):

@@ -1074,9 +1074,20 @@ def _pooled_sizes(layout: tuple, x: torch.Tensor, args: tuple) -> Optional[list]
         return sizes if min(sizes) >= 1 else None
     height, width = sizes
     if not all(map(_backed, size_keys(sizes))):
-        torch._check(height >= 1, lambda: f"max_pool2d: output size {sizes} is too small")
-        torch._check(width >= 1, lambda: f"max_pool2d: output size {sizes} is too small")
+        for size in (height, width):
+            _checked(size >= 1, lambda: f"max_pool2d: output size {sizes} is too small")
     return sizes
+
+
+def _checked(condition, message: Callable[[], str]) -> None:
+    """``torch._check(condition, message)``; for a condition over backed sizes as the guard
+    ``bool(condition)`` takes, the same guard. (torch._check's path asks the shape environment's
+    static evaluation three times before it guards, bool() once: a millisecond each for a new
+    expression.)"""
+    if type(condition) is bool or free_unbacked_symbols(condition.node.expr):
+        torch._check(condition, message)
+    elif not condition:
+        raise RuntimeError(message())
 
 
 def _max_pool2d(args: tuple, kwargs: dict, layouts: list, tensors: list) -> Outputs:

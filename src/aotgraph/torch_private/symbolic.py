@@ -120,7 +120,7 @@ _active_memo: list = []  # the memo of the outermost `memoized_size_arithmetic` 
 
 
 @contextlib.contextmanager
-def memoized_size_arithmetic() -> Iterator[None]:
+def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
     """While in effect, a binary operation on two SymNodes whose expressions (raw, before the
     shape environment's replacements), Python types and summation flags were seen before returns
     the SymNode it returned then instead of building the sympy expression again. Every tensor
@@ -138,7 +138,15 @@ def memoized_size_arithmetic() -> Iterator[None]:
     ranges are guarded themselves). Not used while a proxy mode is on (make_fx records the operations, and a
     pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
     carry their FX node). Reentrant: an inner use shares the outer memo. An evaluation answered
-    while the shape environment suppressed guards is not kept: its guard was not recorded."""
+    while the shape environment suppressed guards is not kept: its guard was not recorded.
+    `direct_guards`: a condition on backed sizes with floor divisions or remainders by constants
+    in it (pooled or strided sizes) that the ranges leave open, evaluated to take its guard, is
+    guarded on its value without the shape environment's static evaluation first (its
+    simplification with the earlier guards as axioms, a millisecond or more for each new
+    condition). That evaluation can only find the value the sizes' hints give: where it would
+    have found the condition implied by earlier guards, the guard is one more that they
+    imply. (Other conditions go to it still: its expansion finds a storage's bounds against its
+    layout's true, and its axioms ``1 % s1``, where intervals cannot.)"""
     if _active_memo or get_proxy_mode() is not None:
         yield
         return
@@ -154,13 +162,17 @@ def memoized_size_arithmetic() -> Iterator[None]:
     SymNode.maybe_as_int = _memoized_as_int(patched["maybe_as_int"])
     SymNode.expect_true = _memoized_expect_true(patched["expect_true"], memo)
     evaluate_sym_node = ShapeEnv.__dict__["evaluate_sym_node"]
-    ShapeEnv.evaluate_sym_node = _decided_first(evaluate_sym_node)
+    maybe_evaluate_static = ShapeEnv.__dict__["_maybe_evaluate_static"]
+    ShapeEnv.evaluate_sym_node = _decided_first(evaluate_sym_node, direct_guards)
+    if direct_guards:
+        ShapeEnv._maybe_evaluate_static = _skippable_once(maybe_evaluate_static)
     try:
         yield
     finally:
         for name, original in patched.items():
             setattr(SymNode, name, original)
         ShapeEnv.evaluate_sym_node = evaluate_sym_node
+        ShapeEnv._maybe_evaluate_static = maybe_evaluate_static
         _active_memo.clear()
 
 
@@ -279,18 +291,58 @@ def _memoized_evaluation(original):
     return evaluation
 
 
-def _decided_first(original):
+def _decided_first(original, direct_guards: bool):
     """``ShapeEnv.evaluate_sym_node``, answering a SymBool its symbols' ranges decide without
-    the shape environment's own (slower) static evaluation; everything else goes to it."""
+    the shape environment's own (slower) static evaluation; everything else goes to it (with
+    `direct_guards`, a guard on a backed condition skipping that static evaluation)."""
     def evaluate_sym_node(self, sym_node, size_oblivious=False, fallback_value=None):
         if sym_node.pytype is bool and not self._translation_validation_enabled \
                 and torch._C._get_dispatch_mode(_PROXY) is None:
-            truth = decided_truth(node_expression(sym_node), self.var_to_range)
+            expr = node_expression(sym_node)
+            truth = decided_truth(expr, self.var_to_range)
             if truth is not None:
                 return sympy.true if truth else sympy.false
+            if direct_guards and fallback_value is None and not size_oblivious and sym_node.has_hint() \
+                    and _divides_by_constants(expr) and expr.free_symbols <= _backed_values(self).keys():
+                _static_evaluation_skipped.append(self)
+                try:
+                    return original(self, sym_node, size_oblivious, fallback_value)
+                finally:
+                    _static_evaluation_skipped.clear()
         return original(self, sym_node, size_oblivious, fallback_value)
 
     return evaluate_sym_node
+
+
+def _divides_by_constants(expr) -> bool:
+    """Whether `expr` has a floor division or remainder, each by a constant (``s0//8``)."""
+    divisions = expr.atoms(FloorDiv, Mod, PythonMod)
+    return bool(divisions) and all(division.args[1].is_Integer for division in divisions)
+
+
+def _backed_values(shape_env) -> dict:
+    """The hints of `shape_env`'s backed symbols (``backed_var_to_val``; ``var_to_val`` where torch has no such attribute)."""
+    values = getattr(shape_env, "backed_var_to_val", None)
+    return values if values is not None else shape_env.var_to_val
+
+
+_static_evaluation_skipped: list = []  # the shape environment whose next static evaluation is skipped
+
+
+def _skippable_once(original):
+    """``ShapeEnv._maybe_evaluate_static``, answering "not known statically" (None) to the first
+    plain call after `_decided_first` asked for it, the one the guard's evaluation makes."""
+    def maybe_evaluate_static(self, expr, **kwargs):
+        if _static_evaluation_skipped and _static_evaluation_skipped[0] is self \
+                and set(kwargs) <= {"size_oblivious"} and not kwargs.get("size_oblivious"):
+            _static_evaluation_skipped.clear()
+            return None
+        return original(self, expr, **kwargs)
+
+    for name in ("cache_clear", "cache_info"):
+        if hasattr(original, name):
+            setattr(maybe_evaluate_static, name, getattr(original, name))
+    return maybe_evaluate_static
 
 
 def _memoized_expect_true(original, memo: dict):
