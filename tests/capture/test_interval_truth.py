@@ -173,20 +173,22 @@ def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(
     assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)
 
 
-def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_relations_decided_when_built(monkeypatch):
-    """Relations between sizes that the ranges decide are built as constants
-    (`symbolic._decided_relation`), not through sympy: the same graphs and guards."""
+@pytest.mark.parametrize("name", ["unet", "resnet", "gpt"])
+def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_relations_built_without_sympy(name, monkeypatch):
+    """Relations between sizes are built as constants where the ranges decide them and
+    unevaluated otherwise (`symbolic._relation_node`), not through sympy's evaluation: the same
+    graphs and guards."""
     from aotgraph.torch_private import symbolic
 
     torch.manual_seed(0)
-    model, inputs = models.unet()
-    asked = []
-    decide = symbolic.decided_comparison
-    monkeypatch.setattr(symbolic, "decided_comparison", lambda *a: asked.append(decide(*a)) or asked[-1])
+    model, inputs = getattr(models, name)()
+    built = []
+    relation_node = symbolic._relation_node
+    monkeypatch.setattr(symbolic, "_relation_node", lambda *a: built.append(relation_node(*a)) or built[-1])
     with_it = codes_and_guards(model, inputs)
-    monkeypatch.setattr(symbolic, "decided_comparison", lambda *a: None)
+    monkeypatch.setattr(symbolic, "_relation_node", lambda *a: None)
     without = codes_and_guards(model, inputs)
-    assert sum(answer is not None for answer in asked) > 20
+    assert sum(node is not None and node.expr in (sympy.true, sympy.false) for node in built) > 5
     assert with_it == without
 
 

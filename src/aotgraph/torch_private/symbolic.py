@@ -6,6 +6,7 @@ Checked on torch 2.13 (the test suite).
 from __future__ import annotations
 
 import contextlib
+import operator
 import sys
 from typing import Iterator, Optional
 
@@ -212,7 +213,7 @@ def _memoized(name: str, original, memo: dict):
                other.pytype, getattr(other, "_optimized_summation", None), id(self.shape_env))
         result = memo.get(key)
         if result is None:
-            result = memo[key] = (_decided_relation(relation, self, other) if relation is not None else None) \
+            result = memo[key] = (_relation_node(relation, self, other) if relation is not None else None) \
                 or original(self, other)
         by_nodes[(id(self), id(other))] = (self, other, result)
         return result
@@ -222,22 +223,30 @@ def _memoized(name: str, original, memo: dict):
 
 
 _RELATIONS = {"eq": sympy.Eq, "ne": sympy.Ne, "lt": sympy.Lt, "le": sympy.Le, "gt": sympy.Gt, "ge": sympy.Ge}
+_PYTHON_RELATIONS = {sympy.Eq: operator.eq, sympy.Ne: operator.ne, sympy.Lt: operator.lt, sympy.Le: operator.le,
+                     sympy.Gt: operator.gt, sympy.Ge: operator.ge}
 
 
-def _decided_relation(relation, self: SymNode, other: SymNode) -> Optional[SymNode]:
-    """The SymBool node of ``relation(self, other)`` (two integer nodes) where the symbols'
-    ranges decide it (`interval_truth.decided_comparison`): the constant sympy would give it
-    where sympy decides it (``numel >= 0``, ``Eq(s0, s0)``), and that same constant where
-    only the ranges do (``Eq(s0*s1, 1)`` with both >= 2); None otherwise. sympy's relations
-    ask its assumptions system, a millisecond each for expressions it has not met before in
-    the process: torch's C++ checks of every new symbolic size (``size >= 0``, contiguity's
-    ``size == 1``, autograd's size checks) paid that in a process's first dynamic capture."""
+def _relation_node(relation, self: SymNode, other: SymNode) -> Optional[SymNode]:
+    """The SymBool node of ``relation(self, other)`` for two integer nodes, built without
+    sympy's evaluation of the relation: where the symbols' ranges decide it
+    (`interval_truth.decided_comparison`), the constant sympy gives it where it decides it too
+    (``numel >= 0``, ``Eq(s0, s0)``), and the same constant where only the ranges do
+    (``Eq(s0*s1, 1)`` with both >= 2); otherwise the relation unevaluated (``Eq(2*(s0//8),
+    s0//4)``), which evaluating it later decides or guards as it would the evaluated one (torch
+    builds its relations on unbacked sizes so too). None for other nodes (floats). sympy's
+    evaluation asks its assumptions system, about a millisecond for each expression it has not
+    met before in the process: torch's C++ checks of every new symbolic size (``size >= 0``,
+    contiguity's ``size == 1``, autograd's size checks) paid that in a process's first dynamic
+    capture."""
     if self.pytype is not int or other.pytype is not int:
         return None
-    truth = decided_comparison(relation, node_expression(self), node_expression(other), self.shape_env.var_to_range)
-    if truth is None:
-        return None
-    return SymNode(sympy.true if truth else sympy.false, self.shape_env, bool, truth)
+    lhs, rhs = node_expression(self), node_expression(other)
+    truth = decided_comparison(relation, lhs, rhs, self.shape_env.var_to_range)
+    if truth is not None:
+        return SymNode(sympy.true if truth else sympy.false, self.shape_env, bool, truth)
+    hint = None if self.hint is None or other.hint is None else _PYTHON_RELATIONS[relation](self.hint, other.hint)
+    return SymNode(relation(lhs, rhs, evaluate=False), self.shape_env, bool, hint)
 
 
 def _memoized_constant(original, memo: dict):
@@ -302,7 +311,7 @@ def _decided_first(original, direct_guards: bool):
             truth = decided_truth(expr, self.var_to_range)
             if truth is not None:
                 return sympy.true if truth else sympy.false
-            if direct_guards and fallback_value is None and not size_oblivious and sym_node.has_hint() \
+            if direct_guards and not size_oblivious and sym_node.has_hint() \
                     and _divides_by_constants(expr) and expr.free_symbols <= _backed_values(self).keys():
                 _static_evaluation_skipped.append(self)
                 try:
