@@ -13,13 +13,23 @@ compile; the rest of that pipeline's time is Dynamo's tracing and guards, and th
 Medians of ``--repeats`` compiles (Dynamo reset and fresh copies each time), and the ratios
 dynamic/static.
 
-    PYTHONPATH=src python benchmarks/dynamic_compile_time.py [--repeats 3] [--inductor]
+That is a compile repeated in one process, after a warm-up compile of the same model in the same
+mode: sympy's caches (process-wide) then know every size expression the compile builds. A
+user's first compile in a process pays for building them. ``--first-in-process`` measures that
+one: each compile in a fresh process, after a warm-up compile (static and dynamic, same
+pipeline) of another model (`WARM_UP`, a small transformer: imports and one-time setup paid,
+the target's expressions new), `--repeats` processes per figure.
+
+    PYTHONPATH=src python benchmarks/dynamic_compile_time.py [--repeats 3] [--inductor] [--first-in-process]
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -73,17 +83,63 @@ def _pipelines(compiler: str) -> dict:
     }
 
 
+CASES = {"mlp": models.mlp, "gpt": models.gpt, "gpt6": lambda: models.gpt(layers=6, dim=128), "resnet": models.resnet,
+         "unet": models.unet, "moe": models.moe}
+WARM_UP = models.transformer_stack  # --first-in-process: compiled first, in both modes
+
+
+def _first_in_process(name: str, compiler: str, pipeline: str, dynamic: bool) -> dict:
+    """In this fresh process: `WARM_UP` compiled static and dynamic through `pipeline`, then the
+    seconds of case `name`'s first call through backward ({"first": s, "own": s or None})."""
+    make = _pipelines(compiler)[pipeline]
+    warm_model, warm_inputs = WARM_UP()
+    for mode in (False, True):
+        _first_step_seconds(make(mode), warm_model, warm_inputs)
+    model, inputs = CASES[name]()
+    made = make(dynamic)
+    first = _first_step_seconds(made, model, inputs)
+    return {"first": first, "own": made.own_stages.seconds if hasattr(made, "own_stages") else None}
+
+
+def _fresh_processes(args, compilers: list) -> None:
+    print(f"torch {torch.__version__}; CPU seconds of a first compile in a fresh process (after {WARM_UP.__name__}), "
+          f"medians of {args.repeats} processes")
+    print(f"{'model':6} {'compiler':9} {'pipeline':26} {'static':>8} {'dynamic':>8} {'dyn/static':>10}")
+    environment = dict(os.environ, AOTGRAPH_CACHE="0")
+    for compiler in compilers:
+        for name in CASES:
+            for pipeline in _pipelines(compiler):
+                runs = {False: [], True: []}
+                for _ in range(args.repeats):
+                    for dynamic in (False, True):  # interleaved: a burst of load hits both
+                        out = subprocess.run([sys.executable, __file__, "--one", name, compiler, pipeline, str(int(dynamic))],
+                                             capture_output=True, text=True, env=environment, check=True).stdout
+                        runs[dynamic].append(eval(out.strip().splitlines()[-1]))
+                rows = [(pipeline, "first")] + ([(pipeline + ", own stages", "own")] if runs[False][0]["own"] else [])
+                for label, key in rows:
+                    static, dyn = (statistics.median(r[key] for r in runs[d]) for d in (False, True))
+                    print(f"{name:6} {compiler:9} {label:26} {static:8.3f} {dyn:8.3f} {dyn / static:10.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--inductor", action="store_true", help="also the inductor compiler (slow on a CPU)")
+    parser.add_argument("--first-in-process", action="store_true", help="each compile a fresh process's first")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # (a --first-in-process child)
     args = parser.parse_args()
     torch.set_num_threads(1)
     # Cold compiles on both sides: aotgraph's disk cache would answer the backend's repeats.
     aotgraph.config.disk_cache = "0"
-    cases = {"mlp": models.mlp(), "gpt": models.gpt(), "gpt6": models.gpt(layers=6, dim=128), "resnet": models.resnet(),
-             "unet": models.unet(), "moe": models.moe()}
     compilers = ["eager"] + (["inductor"] if args.inductor else [])
+    if args.one:
+        name, compiler, pipeline, dynamic = args.one
+        print(_first_in_process(name, compiler, pipeline, dynamic == "1"))
+        return
+    if args.first_in_process:
+        _fresh_processes(args, compilers)
+        return
+    cases = {name: make() for name, make in CASES.items()}
     print(f"torch {torch.__version__}; CPU seconds, medians of {args.repeats}")
     print(f"{'model':6} {'compiler':9} {'pipeline':26} {'static':>8} {'dynamic':>8} {'dyn/static':>10}")
     for compiler in compilers:

@@ -27,8 +27,10 @@ S0, S1 = sympy.Symbol("s0", integer=True, positive=True), sympy.Symbol("s1", int
 def _term(rng: random.Random, depth: int):
     if depth == 0 or rng.random() < 0.25:
         return rng.choice([S0, S1, sympy.Integer(rng.randint(0, 9))])
-    kind = rng.choice(["add", "mul", "floordiv", "mod", "max", "min", "neg"])
+    kind = rng.choice(["add", "mul", "floordiv", "mod", "max", "min", "neg", "pow"])
     a, b = _term(rng, depth - 1), _term(rng, depth - 1)
+    if kind == "pow":
+        return a ** rng.randint(1, 3)
     if kind == "add":
         return a + b
     if kind == "mul":
@@ -111,6 +113,8 @@ def test_a_decided_comparison_holds_at_every_point_of_the_ranges(seed):
         kind = rng.choice([sympy.Eq, sympy.Ne, sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge])
         lhs = _term(rng, 3)
         rhs = lhs if rng.random() < 0.1 else _term(rng, 3)
+        if rng.random() < 0.15:  # one term, two coefficients: c1*T against c2*T
+            lhs, rhs = rng.randint(-3, 9) * rhs, rng.randint(-3, 9) * rhs
         (lo0, hi0), (lo1, hi1) = rng.choice(RANGES)
         ranges = {S0: ValueRanges(lo0, int_oo if hi0 is None else hi0),
                   S1: ValueRanges(lo1, int_oo if hi1 is None else hi1)}

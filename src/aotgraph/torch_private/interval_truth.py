@@ -20,7 +20,7 @@ import math
 from typing import Optional
 
 import sympy
-from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
+from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PowByNatural, PythonMod
 from torch.utils._sympy.numbers import int_oo
 
 __all__ = ["decided_truth", "decided_comparison", "equal_everywhere"]
@@ -51,7 +51,13 @@ def decided_comparison(kind, lhs, rhs, ranges: dict) -> Optional[bool]:
     if compare is None:
         return None
     try:
-        return compare(_interval(lhs, ranges), _interval(rhs, ranges))
+        answer = compare(_interval(lhs, ranges), _interval(rhs, ranges))
+        if answer is None:
+            (c_lhs, term), (c_rhs, other_term) = lhs.as_coeff_Mul(), rhs.as_coeff_Mul()
+            if term == other_term and c_lhs.is_Integer and c_rhs.is_Integer and _interval(term, ranges)[0] > 0:
+                # (c1*T against c2*T with T >= 1: as c1 against c2, ``Eq(192*s0, 64*s0)``)
+                answer = compare((int(c_lhs),) * 2, (int(c_rhs),) * 2)
+        return answer
     except _Undecided:
         return None
 
@@ -231,6 +237,11 @@ def _interval(expr, ranges: dict) -> tuple:
         pick = max if kind is Max else min
         bounds = [_interval(arg, ranges) for arg in expr.args]
         return pick(b[0] for b in bounds), pick(b[1] for b in bounds)
+    if (kind is sympy.Pow or kind is PowByNatural) and expr.args[1].is_Integer and expr.args[1] >= 1:
+        (low, high), exponent = _interval(expr.args[0], ranges), int(expr.args[1])
+        if low >= 0 or exponent % 2:  # (monotonic there)
+            return low ** exponent, high ** exponent
+        return (high ** exponent, low ** exponent) if high <= 0 else (0, max(low ** exponent, high ** exponent))
     raise _Undecided
 
 

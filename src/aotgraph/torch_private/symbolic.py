@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import sys
+import weakref
 from typing import Iterator, Optional
 
 import sympy
@@ -84,7 +85,9 @@ def new_symbolic_fake_mode():
     program needs them, and then guarded."""
     from ..torch_private.fake import FakeTensorMode
 
-    return FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))
+    shape_env = ShapeEnv(duck_shape=False)
+    _own_shape_envs[shape_env] = {}
+    return FakeTensorMode(shape_env=shape_env)
 
 
 def symbolic_fake(fake_mode, tensor, name: str):
@@ -140,8 +143,9 @@ def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
     pre-dispatch one there at entry turns the memo off) nor with translation validation (nodes
     carry their FX node). Reentrant: an inner use shares the outer memo. An evaluation answered
     while the shape environment suppressed guards is not kept: its guard was not recorded.
-    `direct_guards`: a condition on backed sizes with floor divisions or remainders by constants
-    in it (pooled or strided sizes) that the ranges leave open, evaluated to take its guard, is
+    `direct_guards`: in a shape environment of `new_symbolic_fake_mode`, a condition on backed
+    sizes with floor divisions or remainders by constants in it (pooled or strided sizes) that
+    the ranges leave open, evaluated to take its guard, is
     guarded on its value without the shape environment's static evaluation first (its
     simplification with the earlier guards as axioms, a millisecond or more for each new
     condition). That evaluation can only find the value the sizes' hints give: where it would
@@ -311,13 +315,17 @@ def _decided_first(original, direct_guards: bool):
             truth = decided_truth(expr, self.var_to_range)
             if truth is not None:
                 return sympy.true if truth else sympy.false
-            if direct_guards and not size_oblivious and sym_node.has_hint() \
+            guarded = _own_shape_envs.get(self) if direct_guards else None
+            if guarded is not None and not size_oblivious and sym_node.has_hint() \
                     and _divides_by_constants(expr) and expr.free_symbols <= _backed_values(self).keys():
-                _static_evaluation_skipped.append(self)
-                try:
-                    return original(self, sym_node, size_oblivious, fallback_value)
-                finally:
-                    _static_evaluation_skipped.clear()
+                value = guarded.get(expr)
+                if value is None:
+                    _static_evaluation_skipped.append(self)
+                    try:
+                        value = guarded[expr] = original(self, sym_node, size_oblivious, fallback_value)
+                    finally:
+                        _static_evaluation_skipped.clear()
+                return value
         return original(self, sym_node, size_oblivious, fallback_value)
 
     return evaluate_sym_node
@@ -336,6 +344,10 @@ def _backed_values(shape_env) -> dict:
 
 
 _static_evaluation_skipped: list = []  # the shape environment whose next static evaluation is skipped
+# Shape environments of `new_symbolic_fake_mode` (no guards but the capture's) -> the value of each
+# condition guarded directly. Another's (Dynamo's) holds the guards of its own trace, which its
+# static evaluation finds the capture's conditions implied by: direct guards would add them again.
+_own_shape_envs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _skippable_once(original):
