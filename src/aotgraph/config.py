@@ -55,7 +55,8 @@ SWITCHES = {
                              "(pointwise, matmuls, views, convolutions, layer, group and batch norm, losses) "
                              "from their arguments' sizes instead "
                              "of the fake mode's meta functions (capture/symbolic_layout_rules.py)",
-    "direct_guards": "a size condition on backed sizes that the ranges leave open is guarded on its value "
+    "direct_guards": "with aot_function/aot_module(dynamic=True), a condition on backed sizes with floor divisions "
+                     "by constants (pooled, strided sizes) that the ranges leave open is guarded on its value "
                      "without the shape environment's static evaluation first (torch_private/symbolic.py)",
     "own_size_guard_text": "aot_function/aot_module(dynamic=True) write their size guard from the shape "
                            "environment's records instead of its guard producer (cache/size_guard_code.py)",

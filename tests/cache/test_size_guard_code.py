@@ -37,7 +37,7 @@ def _recorded_guards(monkeypatch, compile_and_call) -> tuple:
 def _admitted(code, tensors: list) -> bool:
     try:
         return guards_hold(code, tensors)
-    except ZeroDivisionError:  # (torch's text divides by a size before it checks its range)
+    except ZeroDivisionError:  # (torch's text checks the ranges last: a condition dividing by a size of 0 raises)
         return False
 
 
