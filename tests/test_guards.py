@@ -6,6 +6,7 @@ import types
 import warnings
 
 import pytest
+import sympy
 import torch
 
 from aotgraph import aot_function, aot_module
@@ -166,3 +167,37 @@ def test_module_classes_are_restored_after_capture():
     aot_module(model)(torch.randn(3, 4))
     assert [type(m) for m in model.modules()] == classes
     assert type(model.cfg) is Config
+
+
+class KeepsHalf(torch.nn.Module):
+    """Stores a size of its input on itself in forward and reads it back the next time (as
+    Hugging Face's Swin keeps its window size): with symbolic sizes, what it keeps is a SymInt."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.half = None
+
+    def forward(self, x):
+        offset = 0 if self.half is None else 0 * self.half
+        self.half = x.shape[0] // 2
+        return self.lin(x[offset: offset + self.half]).sum()
+
+
+def test_a_kept_symbolic_size_is_guarded_without_changing_its_expression():
+    """The guard recorder watches the objects a program reads from its module; a SymInt kept
+    from an earlier symbolic trace is guarded by identity, its node and sympy expression left
+    alone (watching swaps an object's class, and a sympy expression's class is its operation:
+    torch's range analysis then failed with ``KeyError: FloorDiv``)."""
+    from torch.utils._sympy.functions import FloorDiv
+
+    model, eager = KeepsHalf(), KeepsHalf()
+    eager.load_state_dict(model.state_dict())
+    compiled = aot_module(model, dynamic=True)
+    for rows in (6, 9, 12, 7):
+        x = torch.randn(rows, 4)
+        torch.testing.assert_close(compiled(x), eager(x))
+        kept = model.half
+        if isinstance(kept, torch.SymInt):  # (its expression: s0//2, of torch's own FloorDiv class)
+            divisions = [a for a in sympy.preorder_traversal(kept.node._expr) if type(a).__name__ == "FloorDiv"]
+            assert divisions and all(type(a) is FloorDiv for a in divisions)

@@ -162,10 +162,16 @@ class _ReadRecorder:
 
 def _has_attributes(value: Any) -> bool:
     """An object whose own attributes a program may read: watched in turn (tensors, callables,
-    classes and containers are guarded by identity only)."""
-    if isinstance(value, (torch.Tensor, type, *_CONTAINERS)) or callable(value):
+    classes and containers are guarded by identity only; so are symbolic sizes and their sympy
+    expressions, which a module may hold from an earlier symbolic trace: watching swaps an
+    object's class, and a sympy expression's class is its operation)."""
+    if isinstance(value, (torch.Tensor, type, torch.SymInt, torch.SymFloat, torch.SymBool, *_CONTAINERS)) \
+            or callable(value) or type(value).__module__.startswith(_SYMBOLIC_MODULES):
         return False
     return hasattr(value, "__dict__") or bool(getattr(type(value), "__slots__", ()))
+
+
+_SYMBOLIC_MODULES = ("sympy.", "torch.fx.experimental.sym_node", "torch.utils._sympy.")
 
 
 _state = threading.local()
