@@ -39,7 +39,17 @@ def masked_select(x, w):
     return torch.masked_select(y, y > 0.1).sum()
 
 
-PROGRAMS = [item_scaled, boolean_mask, nonzero_gather, repeat_rows, masked_select]
+def copy_into_buffer(x, w):
+    """A copy between a slice clamped to a data-dependent length and a buffer of that length:
+    layouts equal at run time that capture cannot prove equal (no guard may be asked)."""
+    y = torch.cat([x, x], 1) @ w.repeat(2, 1)
+    columns = (x[:, 0] > 0).sum().item()
+    buffer = torch.zeros(y.shape[0], columns)
+    buffer.copy_(torch.cat([y, y], 1)[:, :columns].exp())
+    return buffer.sum(1)
+
+
+PROGRAMS = [item_scaled, boolean_mask, nonzero_gather, repeat_rows, masked_select, copy_into_buffer]
 
 
 def check_parity(program, compiler):

@@ -56,8 +56,12 @@ SWITCHES = {
                              "from their arguments' sizes instead "
                              "of the fake mode's meta functions (capture/symbolic_layout_rules.py)",
     "direct_guards": "with aot_function/aot_module(dynamic=True), a condition on backed sizes with floor divisions "
-                     "by constants (pooled, strided sizes) that the ranges leave open is guarded on its value "
+                     "by constants (pooled, strided sizes), or of one size against an integer, that the ranges "
+                     "leave open is guarded on its value "
                      "without the shape environment's static evaluation first (torch_private/symbolic.py)",
+    "direct_ranges": "with aot_function/aot_module(dynamic=True), a guard comparing one size (or its floor division by "
+                     "a constant) with an integer narrows that size's range without torch's solver "
+                     "(torch_private/range_refinement.py)",
     "own_size_guard_text": "aot_function/aot_module(dynamic=True) write their size guard from the shape "
                            "environment's records instead of its guard producer (cache/size_guard_code.py)",
     "symbolic_function_rules": "capture records F.group_norm and nearest F.interpolate on contiguous inputs of "

@@ -17,7 +17,7 @@ import torch.fx as fx
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from ..graph.ops import is_view
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of, storage_positions
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, known_equal, layout_of, storage_positions
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
@@ -617,10 +617,14 @@ class _Tuple(tuple):
 
 
 def _same_layout(a: Any, b: fx.Node) -> bool:
+    """Whether node `a`'s value has `b`'s layout for every value of their symbolic sizes (no
+    guard is taken for it: a copy between layouts equal only at the hints, or of data-dependent
+    sizes, stays a copy)."""
     if not isinstance(a, fx.Node):
         return False
     x, y = a.meta["val"], b.meta["val"]
-    return (x.shape, x.stride(), x.dtype, x.device) == (y.shape, y.stride(), y.dtype, y.device)
+    return (x.dtype == y.dtype and x.device == y.device and x.dim() == y.dim()
+            and all(known_equal(p, q) for p, q in zip((*x.shape, *x.stride()), (*y.shape, *y.stride()))))
 
 
 def _inherited(node: fx.Node) -> dict:

@@ -22,8 +22,7 @@ from .. import config
 from ..errors import DataDependentControlFlow, OpRefused, UnsupportedOp, fake_tensor_failure
 from ..graph.fx_args import set_args
 from ..graph.ops import bytes_needed, op_facts
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, layout_of
-from ..torch_private.symbolic import statically_known_true
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, known_equal, layout_of
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload, TorchDispatchMode
 from ..torch_private.fake import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor, FakeTensorMode,
                                   UnsupportedOperatorException)
@@ -721,12 +720,7 @@ def _same_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
         return [x for pair in kept for x in pair] + [t.storage_offset()]
 
     left, right = addressing(a), addressing(b)
-    def equal(x, y) -> bool:
-        if type(x) is int and type(y) is int:
-            return x == y
-        return x is y or statically_known_true(x == y)
-
-    return len(left) == len(right) and all(equal(x, y) for x, y in zip(left, right))
+    return len(left) == len(right) and all(known_equal(x, y) for x, y in zip(left, right))
 
 
 def _default_of(argument) -> Any:

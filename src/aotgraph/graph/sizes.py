@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..torch_private.symbolic import node_expression
+from ..torch_private.symbolic import node_expression, statically_known_true
 
 __all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys",
            "layout_of", "storage_positions"]
@@ -33,6 +33,15 @@ def size_hint(size) -> int:
 def is_symbolic(value: Any) -> bool:
     """A SymInt/SymFloat/SymBool that is not a constant."""
     return isinstance(value, SYMBOLIC_TYPES) and not value.node.expr.is_number
+
+
+def known_equal(x, y) -> bool:
+    """Whether the sizes (ints or SymInts) `x` and `y` are equal for every value of their
+    symbols, asked without a guard: False where that is not known (two symbols equal only at
+    their hints, a data-dependent size)."""
+    if type(x) is int and type(y) is int:
+        return x == y
+    return x is y or statically_known_true(x == y)
 
 
 def has_symbolic_sizes(tensor: torch.Tensor) -> bool:
