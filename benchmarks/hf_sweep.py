@@ -14,6 +14,7 @@ aotgraph's entries against torch's ``aot_eager`` backend's on the same sequence 
     python benchmarks/hf_sweep.py --torch aot_eager     # torch's own backend in aotgraph's place
     python benchmarks/hf_sweep.py --dropout 0.1         # dropout on: compiled and eager draw the same masks
     python benchmarks/hf_sweep.py --api module --inductor-only   # aotgraph.aot_module (no Dynamo) instead
+    python benchmarks/hf_sweep.py --api module-dynamic           # aot_module(dynamic=True) over changing sizes
 
 The table printed last has one row per model, attention implementation and compiler: status
 (ok / mismatch / error and its first line), the largest gradient error relative to that
@@ -540,14 +541,19 @@ def run_one(name: str, attn: str, system: str, dynamic_phase: bool) -> dict:
     backend = CountingBackend(make_backend(system))
     try:
         eager = copy.deepcopy(model)
-        if API == "module":  # the drop-in path: no Dynamo, so no graph breaks; one compile per size
-            compiled = aotgraph.aot_module(copy.deepcopy(model), system)
+        if API in ("module", "module-dynamic"):  # the drop-in path: no Dynamo, so no graph breaks
+            compiled = aotgraph.aot_module(copy.deepcopy(model), system, dynamic=API == "module-dynamic")
             make_inputs = _without_cache(model, make_inputs)
-            dynamic_phase = False
         else:
             compiled = torch.compile(copy.deepcopy(model), backend=backend)
         train(eager, compiled, make_inputs, [(2, TRAIN_SEQ)] * 3, comparison)
         row["static_compiles"] = compiles_of(backend)
+        if API == "module-dynamic":  # the same compiled module over the changing sizes: its entries counted
+            train(eager, compiled, make_inputs, [(2, seq) for seq in DYNAMIC_SEQS] + [(3, DYNAMIC_SEQS[-1])],
+                  comparison)
+            row["compiles"] = len(compiled.aotgraph_entries)
+        if API != "backend":
+            dynamic_phase = False
         if dynamic_phase:
             torch._dynamo.reset()
             shapes = [(2, seq) for seq in DYNAMIC_SEQS] + [(3, DYNAMIC_SEQS[-1])]
@@ -597,8 +603,10 @@ def main() -> None:
     parser.add_argument("--no-dynamic", action="store_true", help="skip the changing-size phase")
     parser.add_argument("--dropout", type=float, default=0.0, help="every dropout probability (default 0)")
     parser.add_argument("--tracebacks", action="store_true", help="print each error's traceback")
-    parser.add_argument("--api", choices=("backend", "module"), default="backend",
-                        help="module: aotgraph.aot_module(model, compiler) instead of torch.compile (no changing sizes)")
+    parser.add_argument("--api", choices=("backend", "module", "module-dynamic"), default="backend",
+                        help="module: aotgraph.aot_module(model, compiler) instead of torch.compile (no changing "
+                             "sizes); module-dynamic: aot_module(..., dynamic=True), trained on the changing sizes "
+                             "too (compiles: its entries)")
     args = parser.parse_args()
     global DROPOUT, API
     DROPOUT, API = args.dropout, args.api

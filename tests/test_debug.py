@@ -340,6 +340,15 @@ def test_every_switch_is_tested_here():
 
 
 @pytest.mark.parametrize("disabled", [False, True])
+def test_capture_is_compiling_switch(disabled, monkeypatch):
+    if disabled:
+        _disable(monkeypatch, "capture_is_compiling")
+    compiled = aotgraph.aot_function(lambda x: x * (2 if torch.compiler.is_compiling() else 3))
+    x = torch.ones(3)
+    torch.testing.assert_close(compiled(x), x * (3 if disabled else 2))
+
+
+@pytest.mark.parametrize("disabled", [False, True])
 def test_build_rng_untouched_switch(disabled, monkeypatch):
     from torch._dynamo import testing, utils
 

@@ -4,6 +4,8 @@ compile assumed was not, another branch on sizes) compiles a new entry. Differen
 eager: loss, gradients, parameters and buffers over optimizer steps."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -244,3 +246,35 @@ def test_inductor_convnet_trains_with_symbolic_batch_sizes():
     inputs = [(torch.randn(b, 3, 8, 8),) for b in (4, 6, 3)]
     compiled = train_dynamic(model, inputs, "inductor")
     assert len(compiled.aotgraph_entries) == 1
+
+
+@functools.lru_cache(maxsize=None)
+def _positions(length):
+    return torch.arange(length, dtype=torch.float32)
+
+
+def _checks_when_eager(x):
+    """A program of the kind transformers writes: a check of tensor data and a cache keyed by a
+    size, both skipped where ``torch.compiler.is_compiling()`` (a symbolic size cannot key a
+    cache, and a data-dependent branch cannot be captured)."""
+    if not torch.compiler.is_compiling():
+        if (x.abs() > 1e6).any():
+            raise ValueError("too large")
+        positions = _positions(x.shape[0])
+    else:
+        positions = torch.arange(x.shape[0], dtype=torch.float32)
+    return (x * positions[:, None]).tanh().sum()
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_capture_runs_the_program_as_compiling(dynamic):
+    compiled = aotgraph.aot_function(_checks_when_eager, dynamic=dynamic)
+    for rows in (3, 5, 7):
+        x = torch.randn(rows, 4, requires_grad=True)
+        out = compiled(x)
+        grad, = torch.autograd.grad(out, x)
+        expected = _checks_when_eager(x)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(grad, torch.autograd.grad(expected, x)[0])
+    assert len(compiled.aotgraph_entries) == (1 if dynamic else 3)
+    assert not torch.compiler.is_compiling()  # (the flag is back once the capture ends)

@@ -59,6 +59,8 @@ SWITCHES = {
                      "by constants (pooled, strided sizes), or of one size against an integer, that the ranges "
                      "leave open is guarded on its value "
                      "without the shape environment's static evaluation first (torch_private/symbolic.py)",
+    "capture_is_compiling": "torch.compiler.is_compiling() is True while capture runs the program on fakes, as "
+                            "under torch.compile (capture/__init__.py)",
     "direct_ranges": "with aot_function/aot_module(dynamic=True), a guard comparing one size (or its floor division by "
                      "a constant) with an integer narrows that size's range without torch's solver "
                      "(torch_private/range_refinement.py)",

@@ -33,6 +33,7 @@ from ..graph.sizes import has_symbolic_sizes, is_symbolic
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
+from ..torch_private.dynamo import compiling
 from ..torch_private.symbolic import GuardOnDataDependentSymNode, memoized_size_arithmetic
 from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
@@ -116,6 +117,13 @@ def _size_arithmetic_memo(fake_mode: FakeTensorMode):
                                     direct_ranges=config.enabled("direct_ranges"))
 
 
+def _compiling():
+    """``torch.compiler.is_compiling()`` True while the program runs on fakes (switch
+    ``capture_is_compiling``), as under torch.compile: a program's checks of tensor data and
+    caches keyed by sizes that it skips when compiled are skipped in the capture too."""
+    return compiling() if config.enabled("capture_is_compiling") else contextlib.nullcontext()
+
+
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
     fake_flat = fake_inputs(flat_args, fake_mode)
@@ -138,7 +146,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
-                higher_order_calls, public_apis_calling_operators(), \
+                higher_order_calls, public_apis_calling_operators(), _compiling(), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             try:
                 out = fn(*args, **kwargs)
