@@ -287,6 +287,32 @@ def test_a_branch_on_tensor_data_with_symbolic_sizes_names_the_line(compiler):
     _assert_names(error, "capture", "test_errors.py", "if torch.any(x < 0):")
 
 
+class _SkipsEmptyGroups(torch.autograd.Function):
+    """A custom backward that branches on tensor data (transformers' grouped-matmul fallback
+    loops over ``offs.tolist()`` and skips empty groups so)."""
+
+    @staticmethod
+    def forward(ctx, x, counts):
+        ctx.save_for_backward(counts)
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        counts, = ctx.saved_tensors
+        if counts.sum() == 0:
+            return torch.zeros_like(grad), None
+        return grad * 2, None
+
+
+def test_a_branch_on_tensor_data_in_a_custom_backward_is_refused_by_name():
+    """Recording the backward runs the custom backward on fakes: its branch on data is refused
+    as the forward's would be, not as torch's raw GuardOnDataDependentSymNode."""
+    compiled = aot_function(lambda x, counts: _SkipsEmptyGroups.apply(x, counts).sum(), dynamic=True)
+    error = _raises(DataDependentControlFlow, compiled, leaf(4), torch.tensor([1, 2]))
+    _assert_names(error, "capture", "branches on a value read from a tensor's data", "test_errors.py",
+                  "if counts.sum() == 0:")
+
+
 def test_a_kernel_launched_outside_the_dispatcher_is_refused_by_name(monkeypatch):
     """A torch.cuda.jiterator function calls this entry point of torch._C with its tensors; on
     capture's fakes its kernel would touch memory that is not there (CUDA builds only: stood in

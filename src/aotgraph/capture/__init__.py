@@ -425,9 +425,11 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
         with recorder.graph.inserting_before(first_op):  # None: the end, when the forward has no op
             recorder.add_placeholder(tangent_name(k), tangent)
         tangents.append(tangent)
-    with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused:  # hooks may resize
+    with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused, _compiling():  # hooks may resize
         try:
             grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
+        except GuardOnDataDependentSymNode as error:  # (a custom backward branching on data)
+            raise data_dependent_branch(error) from error
         except RuntimeError as error:
             # ("returned an invalid gradient", "invalid gradient at index"); or after an in-place
             # layout change, any failure of a backward formula over a view replayed on the new
