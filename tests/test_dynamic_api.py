@@ -278,3 +278,31 @@ def test_capture_runs_the_program_as_compiling(dynamic):
         torch.testing.assert_close(grad, torch.autograd.grad(expected, x)[0])
     assert len(compiled.aotgraph_entries) == (1 if dynamic else 3)
     assert not torch.compiler.is_compiling()  # (the flag is back once the capture ends)
+
+
+def _shifted_neighbours(x):
+    """MobileBERT's embedding: each position beside its neighbours, padded slices of x."""
+    after = torch.nn.functional.pad(x[:, 1:], [0, 0, 0, 1])
+    before = torch.nn.functional.pad(x[:, :-1], [0, 0, 1, 0])
+    return torch.cat([after, x, before], dim=2).tanh().sum()
+
+
+def _unfolded(x):
+    """ConvBERT's span convolution: unfold with a padded kernel along the sequence."""
+    return torch.nn.functional.unfold(x, kernel_size=(3, 1), padding=(1, 0)).tanh().sum()
+
+
+@pytest.mark.parametrize("program, shape", [(_shifted_neighbours, (2, 0, 4)), (_unfolded, (2, 3, 0, 1))],
+                         ids=["padded-slices", "unfold"])
+def test_padded_slices_compile_once(program, shape):
+    """Sizes one apart in their backward (a slice padded back to its length): one symbolic
+    compile for every length, equal to eager (they were refused and compiled per size)."""
+    compiled = aotgraph.aot_function(program, dynamic=True)
+    axis = shape.index(0)
+    for length in (7, 9, 12):
+        x = torch.randn(*(length if k == axis else n for k, n in enumerate(shape)), requires_grad=True)
+        out = compiled(x)
+        expected = program(x)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(torch.autograd.grad(out, x)[0], torch.autograd.grad(expected, x)[0])
+    assert len(compiled.aotgraph_entries) == 1

@@ -115,6 +115,8 @@ def test_a_decided_comparison_holds_at_every_point_of_the_ranges(seed):
         rhs = lhs if rng.random() < 0.1 else _term(rng, 3)
         if rng.random() < 0.15:  # one term, two coefficients: c1*T against c2*T
             lhs, rhs = rng.randint(-3, 9) * rhs, rng.randint(-3, 9) * rhs
+        elif rng.random() < 0.15:  # sides that differ by a constant: s0 - 1 against s0
+            rhs = lhs + rng.randint(-3, 3)
         (lo0, hi0), (lo1, hi1) = rng.choice(RANGES)
         ranges = {S0: ValueRanges(lo0, int_oo if hi0 is None else hi0),
                   S1: ValueRanges(lo1, int_oo if hi1 is None else hi1)}
@@ -194,6 +196,44 @@ def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_relations_built
     without = codes_and_guards(model, inputs)
     assert sum(node is not None and node.expr in (sympy.true, sympy.false) for node in built) > 5
     assert with_it == without
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_relation_left_unevaluated_is_never_answered_against_its_hint(seed):
+    """Where `_relation_node` leaves a relation unevaluated, the shape environment's static
+    evaluation of it finds no value or the one the hints give. (torch's canonical form of an
+    unevaluated relation whose sides differ by a constant loses the constant's sign: it found
+    ``s0 - 1 > s0`` true, and a padded slice's backward came out one element too long.)"""
+    from torch._dynamo.source import LocalSource
+    from torch.fx.experimental.sym_node import SymNode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic
+
+    from aotgraph.torch_private.symbolic import _PYTHON_RELATIONS, _relation_node, new_symbolic_fake_mode
+
+    rng = random.Random(300 + seed)
+    shape_env = new_symbolic_fake_mode().shape_env
+    hints = {S0: 7, S1: 12}
+    symbols = {s: shape_env.create_symbol(hints[s], LocalSource(str(s)), DimDynamic.DYNAMIC) for s in (S0, S1)}
+    left_open = 0
+    for _ in range(300):
+        kind = rng.choice([sympy.Eq, sympy.Ne, sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge])
+        lhs = _term(rng, 2)
+        rhs = lhs + rng.randint(-3, 3) if rng.random() < 0.3 else _term(rng, 2)
+        values = [int(side.xreplace(hints)) for side in (lhs, rhs)]
+        if min(values) < 0 or any(isinstance(a, (PythonMod,)) for side in (lhs, rhs) for a in side.atoms(PythonMod)):
+            continue
+        lhs, rhs = (side.xreplace(symbols) for side in (lhs, rhs))
+        nodes = [SymNode(side, shape_env, int, value) for side, value in zip((lhs, rhs), values)]
+        node = _relation_node(kind, *nodes)
+        truth = _PYTHON_RELATIONS[kind](*values)
+        assert node.hint is truth, (kind, lhs, rhs)
+        if node.expr in (sympy.true, sympy.false):
+            assert (node.expr is sympy.true) is truth, (kind, lhs, rhs)
+            continue
+        left_open += 1
+        static = shape_env._maybe_evaluate_static(node.expr)
+        assert static is None or bool(static) is truth, (kind, lhs, rhs, static)
+    assert left_open > 20
 
 
 def test_equal_everywhere_sees_through_the_max_strides_carry():

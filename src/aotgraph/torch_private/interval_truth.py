@@ -44,7 +44,7 @@ def decided_comparison(kind, lhs, rhs, ranges: dict) -> Optional[bool]:
     ``sympy.Ge``...) without building that relation: True where it holds for every value of
     the symbols in `ranges`, False where for none, None where the intervals do not decide (or
     `lhs` and `rhs` are not integer expressions). An expression compared with itself is
-    decided by the comparison alone."""
+    decided by the comparison alone, two that differ by a constant by that constant."""
     if lhs == rhs:
         return kind in _REFLEXIVE
     compare = _COMPARISONS.get(kind)
@@ -57,6 +57,13 @@ def decided_comparison(kind, lhs, rhs, ranges: dict) -> Optional[bool]:
             if term == other_term and c_lhs.is_Integer and c_rhs.is_Integer and _interval(term, ranges)[0] > 0:
                 # (c1*T against c2*T with T >= 1: as c1 against c2, ``Eq(192*s0, 64*s0)``)
                 answer = compare((int(c_lhs),) * 2, (int(c_rhs),) * 2)
+        if answer is None:
+            # Sides that differ by a constant (``s0 - 1 > s0``), as sympy's evaluation decides
+            # them: left unevaluated, torch's canonical form of the relation loses the
+            # constant's sign (``0 < 1``) and its static evaluation answers it wrongly.
+            difference = lhs - rhs
+            if difference.is_Integer:
+                answer = compare((int(difference),) * 2, (0, 0))
         return answer
     except _Undecided:
         return None
