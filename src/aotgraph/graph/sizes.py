@@ -8,8 +8,8 @@ import torch
 
 from ..torch_private.symbolic import node_expression, statically_known_true
 
-__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "has_symbolic_sizes", "size_keys",
-           "layout_of", "storage_positions"]
+__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "known_equal", "has_symbolic_sizes",
+           "size_keys", "layout_of", "storage_positions"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
 # The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).

@@ -9,7 +9,8 @@ process's first dynamic compile. For the forms here the solution is written dire
 range comes out as torch's solver makes it (the same bound, strict or not); anything else
 returns None and goes to torch.
 
-Checked on torch 2.13 (the test suite).
+Checked on torch 2.13 (the test suite); torch 2.11's and 2.14.1's ``_refine_ranges`` narrow
+the same way (their sources read).
 """
 from __future__ import annotations
 
