@@ -306,3 +306,34 @@ def test_padded_slices_compile_once(program, shape):
         torch.testing.assert_close(out, expected)
         torch.testing.assert_close(torch.autograd.grad(out, x)[0], torch.autograd.grad(expected, x)[0])
     assert len(compiled.aotgraph_entries) == 1
+
+
+def _windows_padded(x):
+    """Swin's window partition: the length padded to a whole number of windows, then split."""
+    window = 4
+    pad = (window - x.shape[1] % window) % window
+    x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    return x.reshape(x.shape[0], -1, window, x.shape[2]).tanh().sum()
+
+
+def test_size_arithmetic_too_large_for_symbolic_sizes_compiles_per_size(monkeypatch, caplog):
+    """A program whose size conditions outgrow `LARGEST_SIZE_CONDITION` terms is compiled for
+    concrete sizes instead (torch's evaluation of such conditions took Swin 30-50 s a capture),
+    with the reason logged; results stay eager's."""
+    from aotgraph.torch_private import symbolic
+
+    monkeypatch.setattr(symbolic, "LARGEST_SIZE_CONDITION", 4)  # (Swin's reach 1300 terms; this one's 5-20)
+    compiled = aotgraph.aot_function(_windows_padded, dynamic=True)
+    with caplog.at_level("INFO", logger="aotgraph"):
+        for length in (5, 9, 14):
+            x = torch.randn(2, length, 3, requires_grad=True)
+            out, expected = compiled(x), _windows_padded(x)
+            torch.testing.assert_close(out, expected)
+            torch.testing.assert_close(torch.autograd.grad(out, x)[0], torch.autograd.grad(expected, x)[0])
+    assert len(compiled.aotgraph_entries) == 3
+    assert "size arithmetic grew too large for symbolic sizes" in caplog.text
+    monkeypatch.setattr(symbolic, "LARGEST_SIZE_CONDITION", 200)
+    compiled = aotgraph.aot_function(_windows_padded, dynamic=True)
+    for length in (5, 9, 14):
+        compiled(torch.randn(2, length, 3, requires_grad=True))
+    assert len(compiled.aotgraph_entries) < 3  # (symbolic: the pad's remainder guards some lengths apart)

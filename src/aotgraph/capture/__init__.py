@@ -34,7 +34,7 @@ from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldn
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
-from ..torch_private.symbolic import GuardOnDataDependentSymNode, memoized_size_arithmetic
+from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, memoized_size_arithmetic
 from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
@@ -124,6 +124,14 @@ def _compiling():
     return compiling() if config.enabled("capture_is_compiling") else contextlib.nullcontext()
 
 
+def _sizes_too_large(error: SizeConditionTooLarge) -> UnsupportedOp:
+    """The refusal of a capture with symbolic sizes whose size arithmetic grew too large to
+    evaluate in reasonable time: aot_function/aot_module and the backend then compile for the
+    call's concrete sizes."""
+    return UnsupportedOp(f"the program's size arithmetic grew too large for symbolic sizes: {error}", "capture",
+                         "compile with static sizes (dynamic=False): one compile per size, each fast")
+
+
 def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
     fake_flat = fake_inputs(flat_args, fake_mode)
@@ -158,6 +166,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         recorder.random_draws.program_returns()
     except GuardOnDataDependentSymNode as error:
         raise data_dependent_branch(error) from error
+    except SizeConditionTooLarge as error:
+        raise _sizes_too_large(error) from error
     except RuntimeError as error:
         if "data is not allocated yet" in str(error):  # a C++ kernel read a fake tensor's data
             raise DataDependentControlFlow(
@@ -430,6 +440,8 @@ def _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes) 
             grads = torch.autograd.grad(diff_outs, diff_inputs, tangents, allow_unused=True)
         except GuardOnDataDependentSymNode as error:  # (a custom backward branching on data)
             raise data_dependent_branch(error) from error
+        except SizeConditionTooLarge as error:
+            raise _sizes_too_large(error) from error
         except RuntimeError as error:
             # ("returned an invalid gradient", "invalid gradient at index"); or after an in-place
             # layout change, any failure of a backward formula over a view replayed on the new

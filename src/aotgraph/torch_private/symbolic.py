@@ -29,7 +29,7 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["GuardOnDataDependentSymNode", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["GuardOnDataDependentSymNode", "SizeConditionTooLarge", "LARGEST_SIZE_CONDITION", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
@@ -326,6 +326,8 @@ def _decided_first(original, direct_guards: bool):
             truth = decided_truth(expr, self.var_to_range)
             if truth is not None:
                 return sympy.true if truth else sympy.false
+            if _more_terms_than(expr, LARGEST_SIZE_CONDITION):
+                raise SizeConditionTooLarge(expr)
             guarded = _own_shape_envs.get(self) if direct_guards else None
             if guarded is not None and not size_oblivious and sym_node.has_hint() \
                     and (_divides_by_constants(expr) or _symbol_against_constant(expr)) \
@@ -341,6 +343,34 @@ def _decided_first(original, direct_guards: bool):
         return original(self, sym_node, size_oblivious, fallback_value)
 
     return evaluate_sym_node
+
+
+LARGEST_SIZE_CONDITION = 200  # terms (sympy nodes) of a condition on sizes asked while capturing
+
+
+class SizeConditionTooLarge(RuntimeError):
+    """A condition on symbolic sizes of more than `LARGEST_SIZE_CONDITION` terms was asked
+    while capturing. torch's evaluation of such a condition takes from tenths of a second to
+    seconds (Swin's padding to whole windows nests floor divisions and remainders that every
+    reshape multiplies together: 2000 conditions of up to 1300 terms, 30-50 s for a capture
+    that takes 0.4 s with static sizes). The conditions of common programs have fewer than 10
+    terms."""
+
+    def __init__(self, condition):
+        text = str(condition)
+        super().__init__(f"a condition on symbolic sizes of more than {LARGEST_SIZE_CONDITION} terms "
+                         f"({text[:160]}{'...' if len(text) > 160 else ''})")
+
+
+def _more_terms_than(expr, limit: int) -> bool:
+    """Whether `expr` has more than `limit` nodes (counted up to limit + 1)."""
+    count, stack = 0, [expr]
+    while stack:
+        count += 1
+        if count > limit:
+            return True
+        stack.extend(stack.pop().args)
+    return False
 
 
 def _divides_by_constants(expr) -> bool:
