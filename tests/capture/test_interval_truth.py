@@ -174,7 +174,7 @@ def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(
     with_it = codes_and_guards(model, inputs)
     monkeypatch.setattr(symbolic, "decided_truth", lambda *a: None)
     without = codes_and_guards(model, inputs)
-    assert len(asked) > 50
+    assert len(asked) > 30  # (torch 2.13 asks 50-odd of these, 2.14 46)
     assert with_it == without
     assert any("//" in guard for guard in with_it[1])  # (the pooled sizes' guards are compared)
 
