@@ -118,7 +118,6 @@ SPIED = {
     "symbolic_layout_rules": (fake_outputs.FakeOutputs, "_symbolic_rule_outputs", True),
     "own_size_guard_text": (size_guards, "size_guard_text", True),
     "direct_guards": (symbolic, "_skippable_once", True),
-    "direct_ranges": (symbolic, "_refined_directly", True),
 }
 
 

@@ -18,7 +18,7 @@ from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbol
 
 aten = torch.ops.aten
 MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds", "symbolic_layout_rules",
-         "direct_guards", "direct_ranges")
+         "direct_guards")
 
 
 def _compile_and_run(model, inputs):
@@ -71,7 +71,7 @@ def test_direct_guards_give_the_same_graphs_and_guards(name, monkeypatch):
     torch.manual_seed(0)
     model, inputs = getattr(models, name)()
     on = codes_and_guards(model, inputs)
-    monkeypatch.setattr(config, "disabled", config.disabled | {"direct_guards", "direct_ranges"})
+    monkeypatch.setattr(config, "disabled", config.disabled | {"direct_guards"})
     off = codes_and_guards(model, inputs)
     assert on == off
     assert any("//" in guard for guard in on[1])

@@ -61,9 +61,6 @@ SWITCHES = {
                      "without the shape environment's static evaluation first (torch_private/symbolic.py)",
     "capture_is_compiling": "torch.compiler.is_compiling() is True while capture runs the program on fakes, as "
                             "under torch.compile (capture/__init__.py)",
-    "direct_ranges": "with aot_function/aot_module(dynamic=True), a guard comparing one size (or its floor division by "
-                     "a constant) with an integer narrows that size's range without torch's solver "
-                     "(torch_private/range_refinement.py)",
     "own_size_guard_text": "aot_function/aot_module(dynamic=True) write their size guard from the shape "
                            "environment's records instead of its guard producer (cache/size_guard_code.py)",
     "symbolic_function_rules": "capture records F.group_norm and nearest F.interpolate on contiguous inputs of "

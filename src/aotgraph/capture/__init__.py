@@ -113,8 +113,7 @@ def _size_arithmetic_memo(fake_mode: FakeTensorMode):
     environment (switch ``size_arithmetic_memo``)."""
     if fake_mode.shape_env is None or not config.enabled("size_arithmetic_memo"):
         return contextlib.nullcontext()
-    return memoized_size_arithmetic(direct_guards=config.enabled("direct_guards"),
-                                    direct_ranges=config.enabled("direct_ranges"))
+    return memoized_size_arithmetic(direct_guards=config.enabled("direct_guards"))
 
 
 def _compiling():

@@ -24,7 +24,6 @@ from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
 
 from .interval_truth import decided_comparison, decided_truth
-from .range_refinement import refined_range, solved_for_symbol
 from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTrueDiv, FloorDiv, FloorToInt,
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
@@ -125,7 +124,7 @@ _active_memo: list = []  # the memo of the outermost `memoized_size_arithmetic` 
 
 
 @contextlib.contextmanager
-def memoized_size_arithmetic(direct_guards: bool = False, direct_ranges: bool = False) -> Iterator[None]:
+def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
     """While in effect, a binary operation on two SymNodes whose expressions (raw, before the
     shape environment's replacements), Python types and summation flags were seen before returns
     the SymNode it returned then instead of building the sympy expression again. Every tensor
@@ -155,10 +154,7 @@ def memoized_size_arithmetic(direct_guards: bool = False, direct_ranges: bool = 
     size specialized), which only earlier guards on that symbol could decide, and they made
     its range (which the intervals read first) or replaced it. (Other conditions go to it
     still: its expansion finds a storage's bounds against its layout's true, and its axioms
-    ``1 % s1``, where intervals cannot.)
-    `direct_ranges`: in those shape environments, a guard of one symbol (or its floor division
-    by a constant) against an integer narrows the symbol's range as torch's solver would,
-    without it (`range_refinement`)."""
+    ``1 % s1``, where intervals cannot.)"""
     if _active_memo or get_proxy_mode() is not None:
         yield
         return
@@ -175,12 +171,9 @@ def memoized_size_arithmetic(direct_guards: bool = False, direct_ranges: bool = 
     SymNode.expect_true = _memoized_expect_true(patched["expect_true"], memo)
     evaluate_sym_node = ShapeEnv.__dict__["evaluate_sym_node"]
     maybe_evaluate_static = ShapeEnv.__dict__["_maybe_evaluate_static"]
-    refine_ranges = ShapeEnv.__dict__["_refine_ranges"]
     ShapeEnv.evaluate_sym_node = _decided_first(evaluate_sym_node, direct_guards)
     if direct_guards:
         ShapeEnv._maybe_evaluate_static = _skippable_once(maybe_evaluate_static)
-    if direct_ranges:
-        ShapeEnv._refine_ranges = _refined_directly(refine_ranges)
     try:
         yield
     finally:
@@ -188,7 +181,6 @@ def memoized_size_arithmetic(direct_guards: bool = False, direct_ranges: bool = 
             setattr(SymNode, name, original)
         ShapeEnv.evaluate_sym_node = evaluate_sym_node
         ShapeEnv._maybe_evaluate_static = maybe_evaluate_static
-        ShapeEnv._refine_ranges = refine_ranges
         _active_memo.clear()
 
 
@@ -385,30 +377,6 @@ def _symbol_against_constant(expr) -> bool:
         return False
     lhs, rhs = expr.args
     return (lhs.is_Symbol and rhs.is_Integer) or (lhs.is_Integer and rhs.is_Symbol)
-
-
-def _refined_directly(original):
-    """``ShapeEnv._refine_ranges``: in a shape environment of `new_symbolic_fake_mode`, a
-    guard `range_refinement` solves for a backed symbol without a replacement narrows that
-    symbol's range (and replaces a symbol narrowed to one value by it) as torch's own would,
-    without sympy's solver; any other guard goes to torch."""
-    def refine_ranges(self, expr):
-        solved = solved_for_symbol(expr) if self in _own_shape_envs else None
-        if solved is None or solved[0] in self.replacements or solved[0] not in _backed_values(self) \
-                or solved[0] not in self.var_to_range:
-            return original(self, expr)
-        symbol, relation, bound = solved
-        current = self.var_to_range[symbol]
-        narrowed = refined_range(current, relation, bound)
-        if narrowed == current:
-            return None
-        self._update_var_to_range(symbol, narrowed)
-        if self.var_to_range[symbol].is_singleton():
-            self._set_replacement(symbol, self.var_to_range[symbol].lower, "range_refined_to_singleton")
-        self._maybe_evaluate_static.cache_clear()
-        return None
-
-    return refine_ranges
 
 
 def _backed_values(shape_env) -> dict:
