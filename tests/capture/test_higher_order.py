@@ -162,6 +162,25 @@ def test_map_called_directly():
                                torch.autograd.grad(expected, (xs, w), tangent))
 
 
+def test_map_writing_into_an_argument_called_directly():
+    """A body that adds each slice into a buffer it is passed: torch 2.14 names the written
+    arguments (``mutated_arg_indices``); the writes happen step after step, as in eager."""
+    import inspect
+    from torch._higher_order_ops.map import map_impl
+    names = inspect.signature(map_impl.__call__).parameters
+    written = {"mutated_arg_indices": "0"} if "mutated_arg_indices" in names else {}
+
+    def f(xs, buffer):
+        (out,) = torch.ops.higher_order.map_impl(lambda x, b: (b.add_(x).sin(),), [xs], [buffer], **written)
+        return out
+
+    xs = torch.randn(4, 3)
+    buffer, expected_buffer = torch.zeros(3), torch.zeros(3)
+    out, expected = aot_function(f, fw_compiler="eager")(xs, buffer), f(xs, expected_buffer)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(buffer, expected_buffer)
+
+
 def test_associative_scan_called_directly():
     """Dynamo on the CPU traces associative_scan's generic mode inline (its HOP needs a GPU
     there): the operator itself is called here, as a program may, and compared with

@@ -26,6 +26,7 @@ import torch
 from .. import config
 from ..graph.sizes import size_keys
 from ..graph.ops import ON_META_KERNEL_FULL_PRECISION_ON_CPU, op_facts
+from .eager_layouts import INPUT_FORMAT_OUTPUT, with_eager_layout
 from .layout_rules import RULES as LAYOUT_RULES
 from .symbolic_layout_rules import FRESH, RULES as SYMBOLIC_LAYOUT_RULES, sizes_of as symbolic_sizes_of
 from ..torch_private.dispatch import DisableTorchDispatch, dispatch_keys, no_python_dispatcher
@@ -69,6 +70,8 @@ class FakeOutputs:
         self.replacements_seen = getattr(self.shape_env, "_replacements_version_counter", None)
 
     def run(self, func, args: tuple, kwargs: dict, dispatch: Callable) -> Any:
+        if func in INPUT_FORMAT_OUTPUT:
+            dispatch = self._in_eager_layout(dispatch)
         if not self.memo_on:
             return dispatch(func, args, kwargs)
         facts = op_facts(func)
@@ -223,7 +226,18 @@ class FakeOutputs:
             out = func(*args, **kwargs)
         if isinstance(out, torch.Tensor):
             return self._as_fake(out, device)
-        return type(out)(o if o is None else self._as_fake(o, device) for o in out)
+        out = type(out)(o if o is None else self._as_fake(o, device) for o in out)
+        return self._eager_layout(func, args, out) if func in INPUT_FORMAT_OUTPUT else out
+
+    def _in_eager_layout(self, dispatch: Callable) -> Callable:
+        """`dispatch` with its outputs put in eager's layout (`eager_layouts`)."""
+        return lambda func, args, kwargs: self._eager_layout(func, args, dispatch(func, args, kwargs))
+
+    def _eager_layout(self, func, args: tuple, out: tuple) -> tuple:
+        device = out[0].fake_device if out[0] is not None else None
+        new_fake = device and (self.new_fake.get(device)
+                               or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device)))
+        return with_eager_layout(func, args, out, new_fake)
 
     def _layout_rule_outputs(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
         """`func`'s outputs as fresh contiguous fakes of the layouts its rule in `layout_rules`

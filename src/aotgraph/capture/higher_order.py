@@ -182,8 +182,10 @@ def _associative_scan(calls: HigherOrderCalls, combine_fn, xs, additional_inputs
     return _stacked(per_step)
 
 
-def _map(calls: HigherOrderCalls, f, xs, pos_args):
-    """``f(*slices of xs, *pos_args)`` over dimension 0 of `xs`, unrolled: each output stacked."""
+def _map(calls: HigherOrderCalls, f, xs, pos_args, mutated_arg_indices: str = ""):
+    """``f(*slices of xs, *pos_args)`` over dimension 0 of `xs`, unrolled: each output stacked.
+    Writes into `pos_args` (torch 2.14 lists them in `mutated_arg_indices`) are recorded as they
+    happen, step after step, as eager's loop makes them."""
     return _stacked([_leaves(f, (*(x[step] for x in xs), *pos_args)) for step in range(_scan_length("map_impl", xs))])
 
 

@@ -51,6 +51,7 @@ import sympy
 import torch
 
 from ..graph.sizes import size_keys
+from ..torch_private.fake import suggest_memory_format
 from ..thread_values import held
 from ..torch_private.symbolic import (Max, ValueRanges, bound_sympy, free_unbacked_symbols, guard_or_false,
                                       guard_or_true, int_oo, sym_and, sym_or)
@@ -476,13 +477,22 @@ def _group_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list
     output_mask)`` as `_group_norm`, a dense gradient of the input's sizes (as the decomposition
     decides it, see `_equal_sizes`: a decoder's ``8*(s0//8)`` for an encoder's s0, equal by a
     guard), statistics of (N, group): the gradients of the input, weight and bias (of C) that
-    `output_mask` asks for."""
+    `output_mask` asks for. An input of other strides (torch 2.14's group norm takes one as it is,
+    earlier versions copy it first) whose suggested memory format is the contiguous one: its
+    gradient is a fresh contiguous tensor, as eager's kernel makes it (`eager_layouts`); torch's
+    decomposition would reshape that input, guarding on how its strides divide."""
     if kwargs or len(args) != 10 or type(args[9]) not in (list, tuple) or len(args[9]) != 3:
         return None
     n, c, _, group = args[5:9]
     # layouts: grad, input, mean, rstd, then the weight where given
     grad, x = tensors[0], tensors[1]
-    if not _group_sizes(layouts[1:2] + layouts[:1] + layouts[2:], x, args[5:9]) or grad.dim() != x.dim() \
+    input_layout = layouts[1]
+    strided_input = not _dense(input_layout)
+    if strided_input:
+        if suggest_memory_format(x) != torch.contiguous_format:
+            return None
+        input_layout = (input_layout[0], input_layout[1], contiguous(input_layout[1])[0], *input_layout[3:])
+    if not _group_sizes([input_layout, layouts[0], *layouts[2:]], x, args[5:9]) or grad.dim() != x.dim() \
             or (args[9][1] and args[4] is None):
         return None
     if not all(_equal_sizes(a, b) for a, b in zip(grad.shape, x.shape)):  # (the decomposition's check)
@@ -492,7 +502,8 @@ def _group_norm_backward(args: tuple, kwargs: dict, layouts: list, tensors: list
             or (args[4] is not None and layouts[4][1] != (c,)):
         return None
     dtype = layouts[1][0]
-    outputs = (_like(tensors[1], dtype), _fresh((c,), dtype), _fresh((c,), dtype))
+    input_gradient = _fresh(x.shape, dtype) if strided_input else _like(x, dtype)
+    outputs = (input_gradient, _fresh((c,), dtype), _fresh((c,), dtype))
     return tuple(output if wanted is True else None for output, wanted in zip(outputs, args[9]))
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import torch
 from torch._guards import detect_fake_mode
+from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
                                            FakeTensorConfig, FakeTensorMode, UnsupportedOperatorException,
                                            in_kernel_invocation_manager)
 
 __all__ = ["DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
            "make_subclass", "set_throw_on_mutable_data_ptr", "set_warn_deprecated_on_mutable_data_ptr",
-           "FAKE_CONVERSION_MODULE"]
+           "FAKE_CONVERSION_MODULE", "suggest_memory_format"]
 
 make_subclass = torch.Tensor._make_subclass  # a tensor subclass instance around a tensor, without a copy
 set_throw_on_mutable_data_ptr = torch._C._set_throw_on_mutable_data_ptr
