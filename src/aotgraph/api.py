@@ -31,6 +31,7 @@ from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
+from .module_writes import apply_writes, tensor_writes_recorded, with_writes
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
@@ -420,7 +421,8 @@ class AotModule(torch.nn.Module):
         compiled = self._compiled_by_flags.get(training_flags)
         if compiled is None:
             compiled = self._compiled_by_flags[training_flags] = self._compile_program()
-        return compiled(*[slot[name] for slot, name in self._state_slots], *args, **kwargs)
+        return apply_writes(self.orig_module,
+                            compiled(*[slot[name] for slot, name in self._state_slots], *args, **kwargs))
 
     @property
     def aotgraph_entries(self) -> dict:
@@ -477,11 +479,13 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str], guard_attri
 
     def call_with_state(*state_then_args, **kwargs):
         if config.enabled("direct_state_swap"):
-            with _state_swapped(module, names, state_then_args[:num_state]):
-                return module(*state_then_args[num_state:], **kwargs)
+            with _state_swapped(module, names, state_then_args[:num_state]), \
+                    tensor_writes_recorded(module) as writes:
+                return with_writes(module(*state_then_args[num_state:], **kwargs), writes)
         state = dict(zip(names, state_then_args[:num_state]))
-        return torch.func.functional_call(module, state, state_then_args[num_state:], kwargs,
-                                          tie_weights=False, strict=False)
+        with tensor_writes_recorded(module) as writes:
+            return with_writes(torch.func.functional_call(module, state, state_then_args[num_state:], kwargs,
+                                                          tie_weights=False, strict=False), writes)
 
     call_with_state.__name__ = call_with_state.__qualname__ = type(module).__name__
     call_with_state.aotgraph_input_names = tuple(names)
@@ -581,13 +585,14 @@ def aot_module_simplified(
         device = carrier_device([*values, *args])  # as `compile_symbolic` made them
 
         def forward(*runtime_args):
-            return compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints, device))
+            return apply_writes(mod, compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints,
+                                                                                      device)))
     elif symbolic is not None:
         def forward(*runtime_args):
-            return compiled.run_entry(symbolic, [*values, *runtime_args])
+            return apply_writes(mod, compiled.run_entry(symbolic, [*values, *runtime_args]))
     else:
         def forward(*runtime_args):
-            return compiled(*values, *runtime_args)
+            return apply_writes(mod, compiled(*values, *runtime_args))
 
     forward.aotgraph_entries = compiled.aotgraph_entries
     forward.zero_grad = mod.zero_grad

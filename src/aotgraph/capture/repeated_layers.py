@@ -18,8 +18,9 @@ inline, as the flat capture would, when its structure changed since the search, 
 argument is not a tensor or a hashable constant, or when the region is not a plain function
 of its operands (it draws random numbers or writes an operand that needs a gradient:
 `capture.regions.region_of`; a buffer it updates, as BatchNorm's running statistics, is written
-by each call, switch ``region_buffer_writes``); after its first call, a layer whose forward
-sets its own attributes is recorded inline too, so each layer runs its own forward once, as in the flat
+by each call, switch ``region_buffer_writes``); a layer whose forward assigns a tensor to an
+attribute (a buffer rebound, `module_writes`) is recorded inline from that call on; after its
+first call, a layer whose forward sets its own attributes is recorded inline too, so each layer runs its own forward once, as in the flat
 capture. Every occurrence's plain attributes are read, so the compile's guards watch them all.
 Layers called on tensors of symbolic sizes become regions only where their structure repeats
 `SYMBOLIC_MIN_REPEATS` times or more (switch ``symbolic_regions``). Switches: ``auto_regions``,
@@ -39,6 +40,7 @@ from .. import config
 from ..artifacts import TensorMeta
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
+from ..module_writes import tensor_writes_recorded
 from .regions import Regions, call_region
 
 __all__ = ["RepeatedLayers", "structure_of", "repeated_layers", "MIN_REPEATS", "SYMBOLIC_MIN_REPEATS"]
@@ -223,22 +225,33 @@ class RepeatedLayers:
             call_args, call_kwargs = tree_unflatten(flat, spec)
             self.tracing_region = True
             try:
-                out = torch.func.functional_call(module, dict(zip(names, values[:len(names)])), call_args,
-                                                 call_kwargs, tie_weights=False, strict=False)
+                with tensor_writes_recorded(module) as writes:
+                    out = torch.func.functional_call(module, dict(zip(names, values[:len(names)])), call_args,
+                                                     call_kwargs, tie_weights=False, strict=False)
             finally:
                 self.tracing_region = False
+            if writes.writes:  # it assigns tensors to its attributes: recorded inline (`module_writes`)
+                raise _AssignsTensors
             if structure_of(module, {"forward"}) != structure:  # its forward set its own attributes
                 self.changes_itself.add(structure)  # the other layers run theirs, as the flat capture does
             out_leaves, spec_of_out = tree_flatten(out)
             out_spec.append(spec_of_out)
             return out_leaves
 
-        region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
+        try:
+            region = self.regions.get(identity, f"auto_{type(module).__name__}", program, operands, automatic=True)
+        except _AssignsTensors:
+            self.changes_itself.add(structure)
+            region = None
         if region is None:
             return forward(*args, **kwargs)
         self.out_specs.update({region.name: spec for spec in out_spec})
         _read_attributes(module)
         return tree_unflatten(list(call_region(self.recorder, region, operands)), self.out_specs[region.name])
+
+
+class _AssignsTensors(Exception):
+    """A layer's forward assigned a tensor to an attribute while captured as a region."""
 
 
 def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]]:

@@ -1,0 +1,151 @@
+"""A module's forward that assigns tensors to its own attributes (a buffer rebound to a new
+tensor, a plain tensor attribute): through ``aot_module`` each call assigns what eager's call
+assigns, and no fake tensor is left on the user's module (aotgraph/module_writes.py)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import aotgraph
+from aotgraph.errors import UnsupportedOp
+from aotgraph.torch_private.fake import FakeTensor
+from parity import assert_close
+
+
+class RunningMean(torch.nn.Module):
+    """Rebinds a registered buffer each training call (not written in place)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.register_buffer("avg", torch.zeros(4))
+
+    def forward(self, x):
+        y = self.lin(x)
+        if self.training:
+            self.avg = 0.9 * self.avg + 0.1 * y.detach().mean(0)
+        return y - self.avg
+
+
+class Remembers(torch.nn.Module):
+    """Keeps its last activation, its input and a count tensor as plain attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.last = None
+
+    def forward(self, x):
+        y = self.lin(x).relu()
+        self.last = y.detach() * 2
+        self.seen = x
+        return y.sum(1)
+
+
+class LazyTable(torch.nn.Module):
+    """Builds a table of the input's size on the first call (timm's ConViT does this)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("table", torch.zeros(1), persistent=False)
+        self.w = torch.nn.Parameter(torch.randn(5))
+
+    def forward(self, x):
+        if self.table.shape[0] != x.shape[-1]:
+            self.table = torch.arange(x.shape[-1], dtype=x.dtype)
+        return x * self.table * self.w
+
+
+def _train_both(model, steps, **aot_kwargs):
+    torch.manual_seed(0)
+    eager = copy.deepcopy(model)
+    compiled = aotgraph.aot_module(model, "eager", **aot_kwargs)
+    for i, x in enumerate(steps):
+        out, expected = compiled(x.clone().requires_grad_()), eager(x.clone().requires_grad_())
+        assert_close(out, expected, f"output of call {i}")
+        out.sum().backward()
+        expected.sum().backward()
+        for (name, p), q in zip(eager.named_parameters(), model.parameters()):
+            assert_close(q.grad, p.grad, f"gradient of {name} after call {i}")
+        for (name, b), c in zip(eager.named_buffers(), model.buffers()):
+            assert_close(c, b, f"buffer {name} after call {i}")
+    return eager, compiled
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_rebound_buffer_is_assigned_each_call(dynamic):
+    steps = [torch.randn(2, 4) for _ in range(3)] + [torch.randn(3, 4)]
+    model = RunningMean()
+    eager, compiled = _train_both(model, steps, dynamic=dynamic)
+    assert not isinstance(model.avg, FakeTensor) and model.avg.abs().sum() > 0
+    model.eval(), eager.eval()
+    x = torch.randn(2, 4)
+    assert_close(compiled(x), eager(x), "eval output")  # (its own graph: no assignment)
+    assert_close(model.avg, eager.avg, "buffer after eval")
+
+
+def test_plain_tensor_attributes_are_assigned_each_call():
+    model = Remembers()
+    steps = [torch.randn(2, 4) for _ in range(3)]
+    eager, compiled = _train_both(model, steps)
+    assert type(model.last) is torch.Tensor and not isinstance(model.seen, FakeTensor)
+    assert_close(model.last, eager.last, "last activation")
+    assert_close(model.seen, eager.seen, "last input")
+
+
+def test_a_buffer_rebound_to_a_new_size_recompiles():
+    model = LazyTable()
+    steps = [torch.randn(3, 5) for _ in range(3)]
+    eager, compiled = _train_both(model, steps)
+    assert model.table.shape == (5,) and torch.equal(model.table, eager.table)
+    assert len(compiled.aotgraph_entries) == 2  # the first size of the table, then the built one
+
+
+def test_the_module_is_left_untouched_by_a_capture_that_fails():
+    class Fails(Remembers):
+        def forward(self, x):
+            self.last = x * 2
+            return torch.nonzero(x)  # refused: data-dependent shape
+
+    model = Fails()
+    with pytest.raises(Exception):
+        aotgraph.aot_module(model, "eager")(torch.randn(2, 4))
+    assert model.last is None
+
+
+def test_assigning_a_parameter_in_forward_is_refused():
+    class Reassigns(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            self.w = torch.nn.Parameter(x.detach())
+            return x * 2
+
+    with pytest.raises(UnsupportedOp, match="assigns its parameter 'w'"):
+        aotgraph.aot_module(Reassigns(), "eager")(torch.randn(3))
+
+
+class _TableBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 5)
+        self.register_buffer("table", torch.zeros(1), persistent=False)
+
+    def forward(self, x):
+        if self.table.shape[0] != x.shape[-1]:
+            self.table = torch.linspace(0, 1, x.shape[-1])
+        return self.lin(x) * self.table
+
+
+def test_repeated_layers_that_rebind_a_buffer_are_recorded_inline():
+    """Identical blocks are captured once as a region, except where the block's forward assigns
+    a tensor: the region would hold a value of its own capture."""
+    model = torch.nn.Sequential(*[_TableBlock() for _ in range(4)])
+    steps = [torch.randn(3, 5) for _ in range(3)]
+    eager, compiled = _train_both(model, steps)
+    for block, expected in zip(model, eager):
+        assert torch.equal(block.table, expected.table)
