@@ -149,3 +149,37 @@ def test_repeated_layers_that_rebind_a_buffer_are_recorded_inline():
     eager, compiled = _train_both(model, steps)
     for block, expected in zip(model, eager):
         assert torch.equal(block.table, expected.table)
+
+
+class RotaryCache(torch.nn.Module):
+    """Older transformers' rotary embedding: a longer input registers larger cos/sin buffers."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+        self.register_buffer("cos_cached", torch.ones(2, 4), persistent=False)
+
+    def forward(self, x):
+        if x.shape[0] > self.cos_cached.shape[0]:
+            positions = torch.arange(x.shape[0], dtype=x.dtype)[:, None] * torch.arange(4, dtype=x.dtype)
+            self.register_buffer("cos_cached", positions.cos(), persistent=False)
+        return self.proj(x) * self.cos_cached[: x.shape[0]]
+
+
+def test_register_buffer_in_forward_is_replayed():
+    model = RotaryCache()
+    steps = [torch.randn(2, 4), torch.randn(5, 4), torch.randn(5, 4), torch.randn(3, 4)]
+    eager, compiled = _train_both(model, steps)
+    assert model.cos_cached.shape == (5, 4) and "cos_cached" not in model.state_dict()
+
+
+def test_a_function_assigning_a_computed_tensor_to_a_module_is_refused():
+    holder = torch.nn.Linear(2, 2)
+
+    def f(x):
+        holder.cache = x * 2
+        return x + 1
+
+    with pytest.raises(UnsupportedOp, match="assigns a tensor it computes to Linear.cache"):
+        aotgraph.aot_function(f, "eager")(torch.randn(3))
+    assert not hasattr(holder, "cache")

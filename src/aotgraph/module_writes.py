@@ -11,7 +11,11 @@ values (`ModuleWrites`): the compiled program computes them as extra outputs, an
 `apply_writes` assigns them to the module after each call, as the forward did. A rebound buffer
 that changes shape recompiles on the next call through the guards on the buffer's sizes.
 
-Assigning a parameter (``self.weight = nn.Parameter(...)``) in forward is refused (`UnsupportedOp`).
+``register_buffer`` in forward (``self.register_buffer("cos_cached", emb.cos(), persistent=False)``)
+is recorded the same way and replayed by ``register_buffer``. Assigning a parameter
+(``self.weight = nn.Parameter(...)``) in forward is refused (`UnsupportedOp`), and so is assigning
+a tensor the program computed to a module outside the compiled one (`aot_function` of a program
+that writes ``model.cache``: capture runs `tensor_writes_refused`): its value would be a fake.
 """
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ from typing import Any, Iterator, NamedTuple, Optional
 import torch
 
 from .errors import UnsupportedOp
+from .torch_private.fake import FakeTensor
 
 _ABSENT = object()
 _local = threading.local()  # .recorder: the recorder of this thread's running capture, or None
-_installed = {"count": 0, "original": None}
+_installed = {"count": 0}
+_originals: dict = {}  # nn.Module's own methods while the hooks are installed
 _install_lock = threading.Lock()
 
 
@@ -36,20 +42,33 @@ class ModuleWrites(NamedTuple):
     output: Any
     paths: tuple
     values: tuple
+    kinds: tuple  # per path: "set" (setattr), "buffer" or "buffer, not persistent" (register_buffer)
 
 
 class _Recorder:
-    def __init__(self, root: torch.nn.Module):
-        self.root = root
+    def __init__(self, root: Optional[torch.nn.Module], refuse_outside: bool = True):
+        self.root = root  # None: every module is outside
+        self.refuse_outside = refuse_outside
+        self.outside = False  # whether a fake was assigned outside the tree (not refused)
         self.paths: Optional[dict[int, str]] = None  # id(submodule) -> its dotted path, on the first write
         self.writes: dict[tuple[int, str], list] = {}  # (id, name) -> [module, name, previous, assigned]
 
-    def saw(self, module: torch.nn.Module, name: str, value: Any) -> bool:
-        """Record an assignment to `module.name`; whether `module` is in the tree."""
+    def saw(self, module: torch.nn.Module, name: str, value: Any, kind: str = "set") -> None:
+        """Record an assignment to `module.name`; refused where `module` is outside the tree and
+        `value` a fake."""
         if self.paths is None:
-            self.paths = {id(m): path for path, m in self.root.named_modules(remove_duplicate=False)}
+            self.paths = {} if self.root is None else \
+                {id(m): path for path, m in self.root.named_modules(remove_duplicate=False)}
         if id(module) not in self.paths:
-            return False
+            if isinstance(value, FakeTensor) and not self.refuse_outside:
+                self.outside = True
+            elif isinstance(value, FakeTensor):
+                raise UnsupportedOp(
+                    f"the program assigns a tensor it computes to {type(module).__name__}.{name}, an attribute of a "
+                    "module that is not the compiled module or inside it", "capture",
+                    "compile that module with aot_module (which replays its forward's assignments each call), or "
+                    "return the tensor and assign it outside the compiled function")
+            return
         state = object.__getattribute__(module, "__dict__")
         if name in state["_parameters"]:
             raise UnsupportedOp(
@@ -59,10 +78,10 @@ class _Recorder:
         if key not in self.writes:
             previous = state["_buffers"].get(name, _ABSENT) if name in state["_buffers"] \
                 else state.get(name, _ABSENT)
-            self.writes[key] = [module, name, previous, value]
+            self.writes[key] = [module, name, previous, value, kind, name in state["_non_persistent_buffers_set"]]
         else:
             self.writes[key][3] = value
-        return True
+            self.writes[key][4] = kind if kind != "set" or self.writes[key][4] == "set" else self.writes[key][4]
 
     def _path(self, module: torch.nn.Module, name: str) -> str:
         prefix = self.paths[id(module)]
@@ -71,7 +90,7 @@ class _Recorder:
     def restore(self) -> None:
         """Put back every written attribute that still holds what the forward assigned (a
         buffer that the state swap already restored is left to it)."""
-        for module, name, previous, assigned in reversed(list(self.writes.values())):
+        for module, name, previous, assigned, _, was_not_persistent in reversed(list(self.writes.values())):
             state = object.__getattribute__(module, "__dict__")
             holder = state["_buffers"] if name in state["_buffers"] else state
             if holder.get(name, _ABSENT) is not assigned:
@@ -80,13 +99,22 @@ class _Recorder:
                 del holder[name]
             else:
                 holder[name] = previous
+            if not was_not_persistent:
+                state["_non_persistent_buffers_set"].discard(name)
 
 
 def _recording_setattr(self, name, value):
     recorder = getattr(_local, "recorder", None)
     if recorder is not None and (isinstance(value, torch.Tensor) or (value is None and _holds_tensor(self, name))):
         recorder.saw(self, name, value)
-    _installed["original"](self, name, value)
+    _originals["__setattr__"](self, name, value)
+
+
+def _recording_register_buffer(self, name, tensor, persistent=True):
+    recorder = getattr(_local, "recorder", None)
+    if recorder is not None:
+        recorder.saw(self, name, tensor, "buffer" if persistent else "buffer, not persistent")
+    _originals["register_buffer"](self, name, tensor, persistent)
 
 
 def _holds_tensor(module: torch.nn.Module, name: str) -> bool:
@@ -94,17 +122,22 @@ def _holds_tensor(module: torch.nn.Module, name: str) -> bool:
     return isinstance(state["_buffers"].get(name, state.get(name)), torch.Tensor)
 
 
+_HOOKS = {"__setattr__": _recording_setattr, "register_buffer": _recording_register_buffer}
+
+
 @contextlib.contextmanager
-def tensor_writes_recorded(root: torch.nn.Module) -> Iterator[_Recorder]:
+def tensor_writes_recorded(root: Optional[torch.nn.Module], refuse_outside: bool = True) -> Iterator[_Recorder]:
     """Record the tensor assignments to attributes of `root`'s modules in the body (this
-    thread only), then undo them."""
+    thread only), then undo them; refuse a fake assigned to any other module's (or, without
+    `refuse_outside`, note it in the recorder's `outside`)."""
     with _install_lock:
         if _installed["count"] == 0:
-            _installed["original"] = torch.nn.Module.__setattr__
-            torch.nn.Module.__setattr__ = _recording_setattr
+            for method, hook in _HOOKS.items():
+                _originals[method] = getattr(torch.nn.Module, method)
+                setattr(torch.nn.Module, method, hook)
         _installed["count"] += 1
     outer = getattr(_local, "recorder", None)
-    recorder = _local.recorder = _Recorder(root)
+    recorder = _local.recorder = _Recorder(root, refuse_outside)
     try:
         yield recorder
     finally:
@@ -112,8 +145,15 @@ def tensor_writes_recorded(root: torch.nn.Module) -> Iterator[_Recorder]:
         with _install_lock:
             _installed["count"] -= 1
             if _installed["count"] == 0:
-                torch.nn.Module.__setattr__ = _installed["original"]
+                for method, original in _originals.items():
+                    setattr(torch.nn.Module, method, original)
         recorder.restore()
+
+
+def tensor_writes_refused() -> contextlib.AbstractContextManager:
+    """For a capture's run of the program: a fake assigned to a module's attribute is refused,
+    except inside the module an `aot_module` program records (`tensor_writes_recorded`)."""
+    return tensor_writes_recorded(None)
 
 
 def with_writes(output: Any, recorder: _Recorder) -> Any:
@@ -121,15 +161,19 @@ def with_writes(output: Any, recorder: _Recorder) -> Any:
     if not recorder.writes:
         return output
     writes = list(recorder.writes.values())
-    return ModuleWrites(output, tuple(recorder._path(m, name) for m, name, _, _ in writes),
-                        tuple(value for _, _, _, value in writes))
+    return ModuleWrites(output, tuple(recorder._path(w[0], w[1]) for w in writes), tuple(w[3] for w in writes),
+                        tuple(w[4] for w in writes))
 
 
 def apply_writes(root: torch.nn.Module, result: Any) -> Any:
     """Assign a `ModuleWrites` result's values to `root`'s attributes; the program's output."""
     if type(result) is not ModuleWrites:
         return result
-    for path, value in zip(result.paths, result.values):
+    for path, value, kind in zip(result.paths, result.values, result.kinds):
         owner_path, _, name = path.rpartition(".")
-        setattr(root.get_submodule(owner_path) if owner_path else root, name, value)
+        owner = root.get_submodule(owner_path) if owner_path else root
+        if kind == "set":
+            setattr(owner, name, value)
+        else:
+            owner.register_buffer(name, value, persistent=kind == "buffer")
     return result.output

@@ -35,6 +35,7 @@ from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
 from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, memoized_size_arithmetic
+from ..module_writes import tensor_writes_refused
 from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
@@ -153,7 +154,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
-                higher_order_calls, public_apis_calling_operators(), _compiling(), \
+                higher_order_calls, public_apis_calling_operators(), _compiling(), tensor_writes_refused(), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
             try:
                 out = fn(*args, **kwargs)

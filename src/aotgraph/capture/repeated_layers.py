@@ -225,12 +225,12 @@ class RepeatedLayers:
             call_args, call_kwargs = tree_unflatten(flat, spec)
             self.tracing_region = True
             try:
-                with tensor_writes_recorded(module) as writes:
+                with tensor_writes_recorded(module, refuse_outside=False) as writes:
                     out = torch.func.functional_call(module, dict(zip(names, values[:len(names)])), call_args,
                                                      call_kwargs, tie_weights=False, strict=False)
             finally:
                 self.tracing_region = False
-            if writes.writes:  # it assigns tensors to its attributes: recorded inline (`module_writes`)
+            if writes.writes or writes.outside:  # it assigns tensors to attributes: recorded inline (`module_writes`)
                 raise _AssignsTensors
             if structure_of(module, {"forward"}) != structure:  # its forward set its own attributes
                 self.changes_itself.add(structure)  # the other layers run theirs, as the flat capture does
