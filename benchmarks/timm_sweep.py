@@ -151,14 +151,19 @@ def run_one(name: str, size: int, compiler: str, dynamic: bool) -> dict:
     opt_w = torch.optim.SGD(witness.parameters(), lr=0.01)
     shapes = [(2, size)] * 3
     if dynamic:
-        shapes += [(3, size)] + ([(2, size + 32), (3, size + 16)] if resizable else [(4, size)])
+        shapes += [(3, size)] + ([(2, size + 32), (3, size + 64)] if resizable else [(4, size)])
     try:
         for i, (batch, side) in enumerate(shapes):
             g = torch.Generator().manual_seed(i)
             x = torch.randn(batch, 3, side, side, generator=g)
             y = torch.randint(0, 5, (batch,), generator=g)
             synced(eager, twin, witness)
-            expected, got = step(eager, opt_e, x, y), step(compiled, opt_c, x.clone(), y.clone())
+            try:
+                expected = step(eager, opt_e, x, y)
+            except RuntimeError as error:  # the model does not take this size (eager fails): not ours
+                row["status"] = f"ok (eager fails at {batch}x{side}: {str(error).splitlines()[0][:60]})"
+                break
+            got = step(compiled, opt_c, x.clone(), y.clone())
             step(witness, opt_w, x.double(), y.clone())
             if relative_error(got, expected) > RTOL:
                 raise AssertionError(f"step {i} ({batch}x{side}): loss {got.item():.6f} vs eager {expected.item():.6f}")
@@ -190,11 +195,11 @@ def main() -> None:
         print(f"{row['model']:34s} {row['status'][:120]:120s} {row['error']:.1e} {row['compiles']} "
               f"{row['seconds']:.1f}s", flush=True)
         rows.append(row)
-    ok = sum(row["status"] == "ok" for row in rows)
+    ok = sum(row["status"].startswith("ok") for row in rows)
     print(f"\n{ok} of {len(rows)} ok (torch {torch.__version__}, timm {timm.__version__}, "
           f"compiler {args.compiler}, dynamic {args.dynamic})")
     for row in rows:
-        if row["status"] != "ok":
+        if not row["status"].startswith("ok"):
             print(f"  {row['model']}: {row['status']}")
 
 

@@ -183,3 +183,15 @@ def test_a_function_assigning_a_computed_tensor_to_a_module_is_refused():
     with pytest.raises(UnsupportedOp, match="assigns a tensor it computes to Linear.cache"):
         aotgraph.aot_function(f, "eager")(torch.randn(3))
     assert not hasattr(holder, "cache")
+
+
+def test_aot_module_simplified_of_a_module_replays_its_assignments():
+    torch.manual_seed(0)
+    model, eager = RunningMean(), None
+    eager = copy.deepcopy(model)
+    x = torch.randn(2, 4)
+    forward = aotgraph.aot_module_simplified(model, (x,), aotgraph.nop)
+    for i in range(3):
+        x = torch.randn(2, 4)
+        assert_close(forward(x), eager(x), f"output of call {i}")
+        assert_close(model.avg, eager.avg, f"buffer after call {i}")

@@ -31,7 +31,7 @@ from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
-from .module_writes import apply_writes, tensor_writes_recorded, with_writes
+from .module_writes import ModuleWrites, apply_writes, tensor_writes_recorded, with_writes
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
@@ -581,18 +581,24 @@ def aot_module_simplified(
                     args, [node.meta.get("example_value") for node in placeholders], fake_mode).items()}
             symbolic = compiled.compile_symbolic([*values, *args], fake_mode, static, ints, traced)
 
+    def finished(result):
+        """The program's output, its module writes assigned (the next call passes the new tensors)."""
+        if type(result) is ModuleWrites:
+            result = apply_writes(mod, result)
+            values[:] = _named_state(mod)[1]
+        return result
+
     if symbolic is not None and ints:
         device = carrier_device([*values, *args])  # as `compile_symbolic` made them
 
         def forward(*runtime_args):
-            return apply_writes(mod, compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints,
-                                                                                      device)))
+            return finished(compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints, device)))
     elif symbolic is not None:
         def forward(*runtime_args):
-            return apply_writes(mod, compiled.run_entry(symbolic, [*values, *runtime_args]))
+            return finished(compiled.run_entry(symbolic, [*values, *runtime_args]))
     else:
         def forward(*runtime_args):
-            return apply_writes(mod, compiled(*values, *runtime_args))
+            return finished(compiled(*values, *runtime_args))
 
     forward.aotgraph_entries = compiled.aotgraph_entries
     forward.zero_grad = mod.zero_grad

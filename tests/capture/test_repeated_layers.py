@@ -5,6 +5,7 @@ buffer the backward reads before it is written) recorded flat, and the switches 
 region_buffer_writes; direct_state_swap, on decoders of 2 and 12 layers)."""
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -265,3 +266,45 @@ def test_a_region_reads_its_own_output_in_its_backward_rather_than_recomputing_i
     recomputed = {str(n.target) for g in region_graphs(entry.partition.backward) for n in g.graph.nodes
                   if n.op == "call_function"}
     assert ("aten.relu.default" in recomputed) is not kept, recomputed
+
+
+class _Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x):
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+class _TokenFirst(nn.Module):
+    """Six blocks, then a class token put before their output (ConViT's order, reversed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(*[_Mlp() for _ in range(6)])
+        self.token = nn.Parameter(torch.randn(1, 1, 8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.blocks(x)
+        return self.head(torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)).sum()
+
+
+def test_a_region_of_symbolic_sizes_gets_a_contiguous_gradient():
+    """The blocks' output gradient is a slice of the concatenation's gradient, not contiguous.
+    The region's backward was traced with a contiguous tangent and views it as one (a linear of
+    a 3-d input: ``view(tangent, [s0*s1, 8])``): with symbolic sizes that gradient reached it
+    uncopied and the view raised (timm's ConViT under aot_module(dynamic=True))."""
+    torch.manual_seed(0)
+    model = _TokenFirst()
+    eager = copy.deepcopy(model)
+    compiled = aot_module(model, "eager", dynamic=True)
+    for shape in [(2, 5, 8), (3, 7, 8), (4, 5, 8)]:
+        x = torch.randn(shape)
+        compiled(x).backward()
+        eager(x).backward()
+        for p, q in zip(eager.parameters(), model.parameters()):
+            torch.testing.assert_close(q.grad, p.grad)
+    (entry,) = compiled.aotgraph_entries.values()
+    assert sum(use.occurrences for use in entry.joint.regions if use.automatic) == 6

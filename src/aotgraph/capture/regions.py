@@ -41,7 +41,7 @@ from ..debug import logger
 from ..artifacts import JointGraph, Partition, RegionUse, TensorMeta
 from ..errors import AotGraphError
 from ..graph.ops import is_view, unsafe_to_recompute
-from ..graph.sizes import has_symbolic_sizes, size_keys
+from ..graph.sizes import has_symbolic_sizes, known_equal, size_keys
 from ..torch_private.dispatch import DisableTorchFunction, disable_current_modes, outside_capture_mode
 from ..torch_private.fx import LazyGraphModule  # code made when first run: most of these graphs are rebuilt again
 
@@ -340,10 +340,23 @@ class _RegionCall(torch.autograd.Function):
 def _as_traced_tangent(grad: Any) -> Any:
     """`grad` laid out as the region's capture traced its tangents: contiguous (a channels-last
     gradient from the caller is copied, recorded in the caller's graph; a region compiled on its
-    own checks its inputs' strides). Symbolic layouts are left as they are (no guard added)."""
-    if isinstance(grad, torch.Tensor) and not has_symbolic_sizes(grad):
+    own checks its inputs' strides). A gradient of symbolic sizes is copied unless its strides
+    are contiguous for every value of its symbols (asked without a guard): the region's
+    backward may view it as contiguous (``view(tangent, [s0*16, 192])``)."""
+    if not isinstance(grad, torch.Tensor):
+        return grad
+    if not has_symbolic_sizes(grad):
         return grad.contiguous()
-    return grad
+    return grad if _known_contiguous(grad) else grad.clone(memory_format=torch.contiguous_format)
+
+
+def _known_contiguous(tensor: torch.Tensor) -> bool:
+    expected = 1
+    for size, stride in zip(reversed(tensor.shape), reversed(tensor.stride())):
+        if not known_equal(size, 1) and not known_equal(stride, expected):
+            return False
+        expected = expected * size
+    return True
 
 
 class Subgraph(NamedTuple):
