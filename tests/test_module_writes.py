@@ -195,3 +195,17 @@ def test_aot_module_simplified_of_a_module_replays_its_assignments():
         x = torch.randn(2, 4)
         assert_close(forward(x), eager(x), f"output of call {i}")
         assert_close(model.avg, eager.avg, f"buffer after call {i}")
+
+
+def test_a_function_assigning_a_computed_tensor_to_an_argument_object_is_refused():
+    class State:
+        cache = None
+
+    def f(x, state):
+        state.cache = x * 2
+        return x + 1
+
+    state = State()
+    with pytest.raises(UnsupportedOp, match=r"assigns a tensor it computes to argument 1\.cache"):
+        aotgraph.aot_function(f, "eager")(torch.randn(3), state)
+    assert state.cache is None and type(state) is State

@@ -29,6 +29,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
+from ..errors import UnsupportedOp
+from ..torch_private.fake import FakeTensor
 from .recompiles import input_label
 
 __all__ = ["Guard", "GuardSet", "reads_recorded", "failed_guard"]
@@ -201,6 +203,19 @@ def _recording_getattribute(self, name):
     return value
 
 
+def _recording_setattr(self, name, value):
+    """An argument object's attribute assigned while the program is captured: a tensor the
+    program computes (a fake) would stay on the caller's object after the capture, and no call
+    of the compiled code would assign it; refused. Modules are `module_writes`' (aot_module
+    replays their assignments)."""
+    if isinstance(value, FakeTensor) and not isinstance(self, torch.nn.Module) and _active() is not None:
+        source = _active().source_of.get(id(self))
+        label = source[3] if source is not None else type(self).__name__
+        raise UnsupportedOp(f"the program assigns a tensor it computes to {label}.{name}", "capture",
+                            "return the tensor from the function and assign it outside")
+    type(self).__mro__[1].__setattr__(self, name, value)
+
+
 def _base_getattribute(recording_class: type):
     return recording_class.__mro__[1].__getattribute__
 
@@ -210,11 +225,12 @@ _recording_classes: dict[type, type] = {}
 
 def _recording_class(original: type) -> type:
     """A subclass of `original` that adds no storage (``__slots__ = ()``), so instances can
-    switch to it and back, and records reads of the instance's attributes."""
+    switch to it and back, records reads of the instance's attributes and refuses assignments
+    of fakes (`_recording_setattr`)."""
     recording = _recording_classes.get(original)
     if recording is None:
         recording = type(original.__name__, (original,), {
-            "__slots__": (), "__getattribute__": _recording_getattribute,
+            "__slots__": (), "__getattribute__": _recording_getattribute, "__setattr__": _recording_setattr,
             "__module__": original.__module__, "__qualname__": original.__qualname__,
         })
         _recording_classes[original] = recording
