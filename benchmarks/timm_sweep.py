@@ -13,6 +13,7 @@ resolution where the model takes any), checks each call against eager and counts
     python benchmarks/timm_sweep.py resnet vit_tiny         # models whose name starts with these
     python benchmarks/timm_sweep.py --dynamic               # symbolic sizes, changing shapes
     python benchmarks/timm_sweep.py --compiler inductor     # Inductor on the CPU
+    python benchmarks/timm_sweep.py --device cuda           # on a GPU (float32; TF32 off)
 
 Needs ``timm`` (and torchvision); the table printed last has one row per model: status (ok /
 mismatch / error and its first line), the largest gradient error relative to that gradient's
@@ -138,11 +139,12 @@ def synced(source, *targets) -> None:
                     c.copy_(b)
 
 
-def run_one(name: str, size: int, compiler: str, dynamic: bool) -> dict:
+def run_one(name: str, size: int, compiler: str, dynamic: bool, device: str = "cpu") -> dict:
     row = dict(model=name, status="ok", error=0.0, compiles="", seconds=0.0)
     started = time.perf_counter()
     try:
         eager, resizable = build(name, size)
+        eager = eager.to(device)
     except Exception as error:  # not a product failure: the model does not build at this size
         row["status"] = f"skipped: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
         return row
@@ -157,8 +159,8 @@ def run_one(name: str, size: int, compiler: str, dynamic: bool) -> dict:
     try:
         for i, (batch, side) in enumerate(shapes):
             g = torch.Generator().manual_seed(i)
-            x = torch.randn(batch, 3, side, side, generator=g)
-            y = torch.randint(0, 5, (batch,), generator=g)
+            x = torch.randn(batch, 3, side, side, generator=g).to(device)
+            y = torch.randint(0, 5, (batch,), generator=g).to(device)
             synced(eager, twin, witness)
             try:
                 expected = step(eager, opt_e, x, y)
@@ -187,19 +189,21 @@ def main() -> None:
     parser.add_argument("names", nargs="*")
     parser.add_argument("--compiler", default="eager")
     parser.add_argument("--dynamic", action="store_true")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("SWEEP_THREADS", "1")))
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     rows = []
     for name, size in MODELS:
         if args.names and not any(name.startswith(prefix) for prefix in args.names):
             continue
-        row = run_one(name, size, args.compiler, args.dynamic)
+        row = run_one(name, size, args.compiler, args.dynamic, args.device)
         print(f"{row['model']:34s} {row['status'][:120]:120s} {row['error']:.1e} {row['compiles']} "
               f"{row['seconds']:.1f}s", flush=True)
         rows.append(row)
     ok = sum(row["status"].startswith("ok") for row in rows)
     print(f"\n{ok} of {len(rows)} ok (torch {torch.__version__}, timm {timm.__version__}, "
-          f"compiler {args.compiler}, dynamic {args.dynamic})")
+          f"compiler {args.compiler}, dynamic {args.dynamic}, device {args.device})")
     for row in rows:
         if not row["status"].startswith("ok"):
             print(f"  {row['model']}: {row['status']}")
