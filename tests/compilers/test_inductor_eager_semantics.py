@@ -77,3 +77,24 @@ def test_inductor_keeps_eagers_strides_for_the_bases_of_returned_views(monkeypat
     torch.testing.assert_close(out[0], expected[0])
     assert out[0]._base.stride() == expected[0]._base.stride()
     assert visible[0] == [0, 1, 2]
+
+
+def test_a_tensor_the_program_closes_over_is_a_constant_inductor_takes():
+    """A module's plain tensor attribute (not a buffer: ``Module.to`` leaves it, as timm 1.0.29's
+    ConViT keeps its table) is a ``get_attr`` constant of the graph. Inductor's fake propagation
+    refused it ("Please convert all Tensors to FakeTensors first")."""
+    class Table(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+            self.table = torch.randn(1, 4, 4, 3)
+
+        def forward(self, x):
+            return self.lin(x * self.table.expand(x.shape[0], -1, -1, -1))
+
+    model = Table()
+    x = torch.randn(2, 4, 4, 3, requires_grad=True)
+    out = aotgraph.aot_module(model, "inductor")(x)
+    torch.testing.assert_close(out, model(x))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, torch.autograd.grad(model(x).sum(), x)[0])

@@ -24,7 +24,7 @@ import sys
 import threading
 import types
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.fx as fx
@@ -33,6 +33,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
+from ..torch_private.fake import FakeTensor
 from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, stored_builds, symbol_inputs,
                tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
@@ -337,12 +338,32 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
         # symbolic sizes only the Python meta functions take them (CUDA's composites want ints).
         with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
                 _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
-                remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher():
+                remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher(), \
+                _real_constants_allowed(graph_module, fake_mode):
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
     compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
+
+
+@contextlib.contextmanager
+def _real_constants_allowed(graph_module: fx.GraphModule, fake_mode) -> Iterator[None]:
+    """A graph that reads a real tensor through ``get_attr`` (a tensor the program closes over,
+    such as a module's plain tensor attribute): Inductor's fake propagation runs ops on it in
+    `fake_mode`, which refuses real tensors unless allowed, as torch's ``compile_fx`` allows them
+    around its inner compile (``force_allow_non_fake_inputs``)."""
+    values = [functools.reduce(lambda owner, name: getattr(owner, name, None), node.target.split("."), graph_module)
+              for node in graph_module.graph.find_nodes(op="get_attr")]
+    real = any(isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor) for value in values)
+    if not real or fake_mode is None or fake_mode.allow_non_fake_inputs:
+        yield
+        return
+    fake_mode.allow_non_fake_inputs = True
+    try:
+        yield
+    finally:
+        fake_mode.allow_non_fake_inputs = False
 
 
 def _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper: bool, cuda_graphs) -> Callable:
