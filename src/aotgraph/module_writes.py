@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
@@ -45,13 +46,26 @@ class ModuleWrites(NamedTuple):
     kinds: tuple  # per path: "set" (setattr), "buffer" or "buffer, not persistent" (register_buffer)
 
 
+@dataclass
+class _Write:
+    """One attribute a forward assigned: what it held before (`_ABSENT`: nothing), what was
+    assigned last, and how (`ModuleWrites.kinds`)."""
+
+    module: torch.nn.Module
+    name: str
+    previous: Any
+    assigned: Any
+    kind: str
+    was_not_persistent: bool  # the name was in the module's non-persistent buffers before
+
+
 class _Recorder:
     def __init__(self, root: Optional[torch.nn.Module], refuse_outside: bool = True):
         self.root = root  # None: every module is outside
         self.refuse_outside = refuse_outside
         self.outside = False  # whether a fake was assigned outside the tree (not refused)
         self.paths: Optional[dict[int, str]] = None  # id(submodule) -> its dotted path, on the first write
-        self.writes: dict[tuple[int, str], list] = {}  # (id, name) -> [module, name, previous, assigned]
+        self.writes: dict[tuple[int, str], _Write] = {}  # by (id(module), name)
 
     def saw(self, module: torch.nn.Module, name: str, value: Any, kind: str = "set") -> None:
         """Record an assignment to `module.name`; refused where `module` is outside the tree and
@@ -74,14 +88,16 @@ class _Recorder:
             raise UnsupportedOp(
                 f"{type(module).__name__}.forward assigns its parameter {self._path(module, name)!r}",
                 "capture", "assign parameters outside forward, or write into them in place under torch.no_grad()")
-        key = (id(module), name)
-        if key not in self.writes:
+        write = self.writes.get((id(module), name))
+        if write is None:
             previous = state["_buffers"].get(name, _ABSENT) if name in state["_buffers"] \
                 else state.get(name, _ABSENT)
-            self.writes[key] = [module, name, previous, value, kind, name in state["_non_persistent_buffers_set"]]
-        else:
-            self.writes[key][3] = value
-            self.writes[key][4] = kind if kind != "set" or self.writes[key][4] == "set" else self.writes[key][4]
+            self.writes[(id(module), name)] = _Write(module, name, previous, value, kind,
+                                                     name in state["_non_persistent_buffers_set"])
+            return
+        write.assigned = value
+        if kind != "set":  # (a later plain assignment to a registered buffer keeps it one)
+            write.kind = kind
 
     def _path(self, module: torch.nn.Module, name: str) -> str:
         prefix = self.paths[id(module)]
@@ -90,17 +106,17 @@ class _Recorder:
     def restore(self) -> None:
         """Put back every written attribute that still holds what the forward assigned (a
         buffer that the state swap already restored is left to it)."""
-        for module, name, previous, assigned, _, was_not_persistent in reversed(list(self.writes.values())):
-            state = object.__getattribute__(module, "__dict__")
-            holder = state["_buffers"] if name in state["_buffers"] else state
-            if holder.get(name, _ABSENT) is not assigned:
+        for write in reversed(list(self.writes.values())):
+            state = object.__getattribute__(write.module, "__dict__")
+            holder = state["_buffers"] if write.name in state["_buffers"] else state
+            if holder.get(write.name, _ABSENT) is not write.assigned:
                 continue
-            if previous is _ABSENT:
-                del holder[name]
+            if write.previous is _ABSENT:
+                del holder[write.name]
             else:
-                holder[name] = previous
-            if not was_not_persistent:
-                state["_non_persistent_buffers_set"].discard(name)
+                holder[write.name] = write.previous
+            if not write.was_not_persistent:
+                state["_non_persistent_buffers_set"].discard(write.name)
 
 
 def _recording_setattr(self, name, value):
@@ -161,8 +177,8 @@ def with_writes(output: Any, recorder: _Recorder) -> Any:
     if not recorder.writes:
         return output
     writes = list(recorder.writes.values())
-    return ModuleWrites(output, tuple(recorder._path(w[0], w[1]) for w in writes), tuple(w[3] for w in writes),
-                        tuple(w[4] for w in writes))
+    return ModuleWrites(output, tuple(recorder._path(w.module, w.name) for w in writes),
+                        tuple(w.assigned for w in writes), tuple(w.kind for w in writes))
 
 
 def apply_writes(root: torch.nn.Module, result: Any) -> Any:
