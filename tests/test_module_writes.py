@@ -209,3 +209,24 @@ def test_a_function_assigning_a_computed_tensor_to_an_argument_object_is_refused
     with pytest.raises(UnsupportedOp, match=r"assigns a tensor it computes to argument 1\.cache"):
         aotgraph.aot_function(f, "eager")(torch.randn(3), state)
     assert state.cache is None and type(state) is State
+
+
+def test_an_lstm_compiles_once_and_keeps_its_own_weight_lists():
+    """nn.LSTM rebuilds its lists of (and weak references to) its weights when it sees other
+    weight tensors, as it does while captured on fakes: the lists were left holding fakes, and
+    the guard on them recompiled every call."""
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(4, 5, batch_first=True)
+            self.head = torch.nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+
+    model = Tagger()
+    steps = [torch.randn(b, 6, 4) for b in (2, 3, 4)]
+    eager, compiled = _train_both(model, steps, dynamic=True)
+    assert len(compiled.aotgraph_entries) == 1
+    assert all(type(w) is torch.nn.Parameter for w in model.rnn._flat_weights)
+    assert all(ref() is w for ref, w in zip(model.rnn._flat_weight_refs, model.rnn._flat_weights))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -44,6 +45,8 @@ class ModuleWrites(NamedTuple):
     paths: tuple
     values: tuple
     kinds: tuple  # per path: "set" (setattr), "buffer" or "buffer, not persistent" (register_buffer)
+    # (a "restore" write, a value holding fakes that is neither a tensor nor a list of them, is
+    # only put back after the capture: not returned)
 
 
 @dataclass
@@ -74,9 +77,9 @@ class _Recorder:
             self.paths = {} if self.root is None else \
                 {id(m): path for path, m in self.root.named_modules(remove_duplicate=False)}
         if id(module) not in self.paths:
-            if isinstance(value, FakeTensor) and not self.refuse_outside:
+            if _holds_fake(value) and not self.refuse_outside:
                 self.outside = True
-            elif isinstance(value, FakeTensor):
+            elif _holds_fake(value) and kind != "restore":
                 raise UnsupportedOp(
                     f"the program assigns a tensor it computes to {type(module).__name__}.{name}, an attribute of a "
                     "module that is not the compiled module or inside it", "capture",
@@ -96,7 +99,7 @@ class _Recorder:
                                                      name in state["_non_persistent_buffers_set"])
             return
         write.assigned = value
-        if kind != "set":  # (a later plain assignment to a registered buffer keeps it one)
+        if kind != "set" or write.kind == "restore":  # (a later plain assignment to a registered buffer keeps it one)
             write.kind = kind
 
     def _path(self, module: torch.nn.Module, name: str) -> str:
@@ -121,9 +124,32 @@ class _Recorder:
 
 def _recording_setattr(self, name, value):
     recorder = getattr(_local, "recorder", None)
-    if recorder is not None and (isinstance(value, torch.Tensor) or (value is None and _holds_tensor(self, name))):
-        recorder.saw(self, name, value)
+    if recorder is not None:
+        if isinstance(value, torch.Tensor) or (value is None and _holds_tensor(self, name)) or _tensor_list(value):
+            recorder.saw(self, name, value)
+        elif _holds_fake(value):  # (nn.LSTM's weak references to its weights: a cache, rebuilt from the weights)
+            recorder.saw(self, name, value, "restore")
     _originals["__setattr__"](self, name, value)
+
+
+def _tensor_list(value: Any) -> bool:
+    """A list or tuple of tensors (and None), at least one: replayed as a tensor is (nn.LSTM's
+    ``_flat_weights``, a list of activations a forward keeps)."""
+    return type(value) in (list, tuple) and any(isinstance(v, torch.Tensor) for v in value) \
+        and all(v is None or isinstance(v, torch.Tensor) for v in value)
+
+
+def _holds_fake(value: Any) -> bool:
+    """Whether a list, tuple or dict `value` holds a fake, or a weak reference to one."""
+    if isinstance(value, FakeTensor):
+        return True
+    if isinstance(value, weakref.ref):
+        return isinstance(value(), FakeTensor)
+    if type(value) in (list, tuple):
+        return any(map(_holds_fake, value))
+    if type(value) is dict:
+        return any(map(_holds_fake, value.values()))
+    return False
 
 
 def _recording_register_buffer(self, name, tensor, persistent=True):
@@ -174,9 +200,9 @@ def tensor_writes_refused() -> contextlib.AbstractContextManager:
 
 def with_writes(output: Any, recorder: _Recorder) -> Any:
     """`output` as it is where the forward assigned nothing, else a `ModuleWrites`."""
-    if not recorder.writes:
+    writes = [w for w in recorder.writes.values() if w.kind != "restore"]
+    if not writes:
         return output
-    writes = list(recorder.writes.values())
     return ModuleWrites(output, tuple(recorder._path(w.module, w.name) for w in writes),
                         tuple(w.assigned for w in writes), tuple(w.kind for w in writes))
 

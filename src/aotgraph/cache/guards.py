@@ -121,6 +121,7 @@ class _ReadRecorder:
         self.source_of: dict[int, tuple] = {}  # id(obj) -> (root, from_argument, path, label)
         self.swapped: list[tuple[Any, type]] = []
         self.warned_unswappable: set[type] = set()
+        self.written: set[tuple[int, str]] = set()  # (id(owner), name) the program assigned
 
     def watch(self, obj: Any, root: Any, from_argument: bool, path: tuple, label: str) -> None:
         if id(obj) in self.source_of or getattr(type(obj), "__getattribute__", None) is _recording_getattribute:
@@ -148,7 +149,7 @@ class _ReadRecorder:
             return  # a function marked so is aotgraph's own, set for the capture (capture.repeated_layers)
         root, from_argument, path, label = source
         key = (id(owner), name)
-        if key in self.guards:
+        if key in self.guards or key in self.written:  # (a value the program assigned is its own, not an input)
             return
         plain = _is_plain(value)
         self.guards[key] = Guard(root, from_argument, path + (name,), copy.deepcopy(value) if plain else value,
@@ -207,12 +208,16 @@ def _recording_setattr(self, name, value):
     """An argument object's attribute assigned while the program is captured: a tensor the
     program computes (a fake) would stay on the caller's object after the capture, and no call
     of the compiled code would assign it; refused. Modules are `module_writes`' (aot_module
-    replays their assignments)."""
-    if isinstance(value, FakeTensor) and not isinstance(self, torch.nn.Module) and _active() is not None:
-        source = _active().source_of.get(id(self))
-        label = source[3] if source is not None else type(self).__name__
-        raise UnsupportedOp(f"the program assigns a tensor it computes to {label}.{name}", "capture",
-                            "return the tensor from the function and assign it outside")
+    replays their assignments). Any other assignment marks the attribute written: reads of it
+    after that are of the program's own value, not guarded."""
+    recorder = _active()
+    if recorder is not None:
+        if isinstance(value, FakeTensor) and not isinstance(self, torch.nn.Module):
+            source = recorder.source_of.get(id(self))
+            label = source[3] if source is not None else type(self).__name__
+            raise UnsupportedOp(f"the program assigns a tensor it computes to {label}.{name}", "capture",
+                                "return the tensor from the function and assign it outside")
+        recorder.written.add((id(self), name))
     type(self).__mro__[1].__setattr__(self, name, value)
 
 
