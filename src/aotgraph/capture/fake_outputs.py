@@ -234,10 +234,13 @@ class FakeOutputs:
         return lambda func, args, kwargs: self._eager_layout(func, args, dispatch(func, args, kwargs))
 
     def _eager_layout(self, func, args: tuple, out: tuple) -> tuple:
-        device = out[0].fake_device if out[0] is not None else None
-        new_fake = device and (self.new_fake.get(device)
-                               or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device)))
-        return with_eager_layout(func, args, out, new_fake)
+        if out[0] is None:
+            return out
+        return with_eager_layout(func, args, out, self._new_fake_on(out[0].fake_device))
+
+    def _new_fake_on(self, device: torch.device) -> Callable:
+        """This mode's ``meta -> FakeTensor`` on `device` (`_fake_maker`), made once per device."""
+        return self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
 
     def _layout_rule_outputs(self, func, args, kwargs, tensors: list) -> Optional[tuple]:
         """`func`'s outputs as fresh contiguous fakes of the layouts its rule in `layout_rules`
@@ -248,7 +251,7 @@ class FakeOutputs:
         if outputs is None:
             return None
         device = layouts[0][4]
-        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        new_fake = self._new_fake_on(device)
         with DisableTorchDispatch():
             outs = tuple(None if output is None else new_fake(torch.empty(output[0], dtype=output[1], device="meta"))
                          for output in outputs)
@@ -264,7 +267,7 @@ class FakeOutputs:
         if outputs is None:
             return None
         device = layouts[0][4] if layouts else torch.device(kwargs["device"])  # (a factory: its device)
-        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        new_fake = self._new_fake_on(device)
         outs = []
         self.ruled_numels = {}
         with DisableTorchDispatch():
@@ -298,7 +301,7 @@ class FakeOutputs:
         with DisableTorchDispatch():
             mean, var = (torch.empty(t.shape, dtype=t.dtype, device="meta") for t in (running_mean, running_var))
         device = running_mean.fake_device
-        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        new_fake = self._new_fake_on(device)
         return (*outs, new_fake(mean), new_fake(var))
 
     def empty_strided(self, shape, stride, dtype: torch.dtype, device: torch.device) -> FakeTensor:
@@ -306,7 +309,7 @@ class FakeOutputs:
         outputs, whose layouts capture already knows)."""
         with DisableTorchDispatch():
             meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-        new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+        new_fake = self._new_fake_on(device)
         return new_fake(meta)
 
     def _as_fake(self, out: torch.Tensor, device: torch.device) -> FakeTensor:
@@ -390,7 +393,7 @@ class FakeOutputs:
                     else:  # a view: the layout set once, on the argument's storage
                         meta = torch.empty(0, dtype=dtype, device="meta")
                         meta.set_(tensors[alias].untyped_storage(), offset, shape, stride)
-                new_fake = self.new_fake.get(device) or self.new_fake.setdefault(device, _fake_maker(self.fake_mode, device))
+                new_fake = self.new_fake.get(device) or self._new_fake_on(device)  # (a hit's path: no call)
                 fake = new_fake(meta)
                 self.layout_of[id(fake)] = (fake, layout)
                 outs.append(fake)
