@@ -75,7 +75,11 @@ class InputInfo(Leaf):
     metadata view is that tensor, and the runtime ``set_``s the caller's input to it; or, when that
     memory is another input's (`storage_source`, a primal index), to that input's storage with
     `storage_layout`, so both share memory as in eager. `storage_resize`: the program resizes the
-    input's storage (``untyped_storage().resize_``, as FSDP frees and reallocates parameters)."""
+    input's storage (``untyped_storage().resize_``, as FSDP frees and reallocates parameters).
+    `views_relaid`: the input is the base of inputs sharing memory (`capture.aliased_inputs`), and
+    the program changes the layout of one of them in place (``x.t_()``), which the runner replays
+    on the caller's tensor after the graphs: that bumps the memory's version, so the forward's
+    saved aliases of this input are copies (as those of a relaid input are)."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
@@ -86,6 +90,7 @@ class InputInfo(Leaf):
     storage_source: Optional[int] = None
     storage_layout: Optional[TensorMeta] = None
     storage_resize: Optional["StorageResize"] = None
+    views_relaid: bool = False
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     resizes.refuse_set_on_resized({p.name: f for p, f in zip(placeholders, program_fakes)}, storage_replaced)
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
-                           written_in_backward, storage_replaced, storage_source, resizes)
+                           written_in_backward, storage_replaced, storage_source, resizes,
+                           frozenset(relayouts) if getattr(fn, "aotgraph_member_views", False) else frozenset())
     if python_scalars:
         outputs = tuple(dataclasses.replace(info, python_scalar=python_scalars[k]) if k in python_scalars else info
                         for k, info in enumerate(signature.outputs))
@@ -597,7 +598,8 @@ def _without_grad(meta: TensorMeta) -> TensorMeta:
 def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, data_mutated, metadata_mutated,
                mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
                relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...],
-               storage_replaced: tuple[str, ...], storage_source: dict[str, str], resizes: InputStorageResizes):
+               storage_replaced: tuple[str, ...], storage_source: dict[str, str], resizes: InputStorageResizes,
+               views_relaid: frozenset[str]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -609,7 +611,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                     name in written_in_backward, name in storage_replaced,
                                     primal_names.index(storage_source[name]) if name in storage_source else None,
                                     TensorMeta.of(fake) if name in storage_source else None,
-                                    resizes.resize_of(fake) if name not in storage_replaced else None))
+                                    resizes.resize_of(fake) if name not in storage_replaced else None,
+                                    name in views_relaid))
             if name not in storage_replaced:  # its fake holds the memory it was set_ to now
                 storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:

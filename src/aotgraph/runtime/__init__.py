@@ -403,7 +403,8 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         tangent_layouts=tuple((tuple(v.shape), v.dtype, v.device) for v in tangent_values),
         tangents_symbolic=any(has_symbolic_sizes(v) for v in tangent_values),
         # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-        copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid})),
+        copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid} | {
+            primal_name(p) for p, i in enumerate(sig.primal_positions) if sig.inputs[i].views_relaid})),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
         tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)),
