@@ -378,6 +378,9 @@ class _Functionalizer:
         positions = ops.mutated_arg_positions(func)
         target = node.args[positions[0]] if positions and positions[0] < len(node.args) else None
         twin_func = ops.functional_twin(func)
+        if positions == (0,) and twin_func is not None and isinstance(target, (list, tuple)):
+            self._foreach_mutation(node, twin_func)
+            return
         if (positions != (0,) or twin_func is None) and func.namespace != "aten":
             self._auto_functionalized(node)
             return
@@ -406,6 +409,29 @@ class _Functionalizer:
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
         self.env[node] = self.env[target]
+
+    def _foreach_mutation(self, node, twin_func):
+        """An in-place foreach op (``_foreach_mul_(tensors, c)``, an optimizer's or
+        ``clip_grad_norm_``'s): its out-of-place twin computes the list's new values, each
+        written into its tensor. Where tensors of the list share memory (the same tensor twice
+        included), eager's loop writes them one after another, each reading the writes before
+        it: so is the twin emitted per tensor there."""
+        targets = list(node.args[0])
+        args = ops.with_default_args(node.target, node.args)
+        roots = [self.alias[t].root for t in targets]
+        groups = [range(len(targets))] if len(set(roots)) == len(roots) else [[i] for i in range(len(targets))]
+        for indices in groups:
+            part = [_map_args(self._read_arg, _foreach_part(a, indices, len(targets))) for a in args]
+            kwargs = _map_args(self._read_arg, node.kwargs)
+            result = self.emit(twin_func, *part, **kwargs)
+            for k, i in enumerate(indices):
+                value = self._append(ops.GETITEM, (result, k))
+                value.meta["val"] = result.meta["val"][k]
+                target_val = targets[i].meta["val"]
+                if value.meta["val"].dtype != target_val.dtype:  # (an integer list scaled by a float, say)
+                    value = self.emit(aten._to_copy.default, value, dtype=target_val.dtype)
+                self._write(targets[i], value)
+        self.env[node] = None  # (it returns nothing)
 
     def _auto_functionalized(self, node):
         """A custom op that writes its arguments (``torch.library.custom_op(mutates_args=...)``):
@@ -630,6 +656,14 @@ def _same_layout(a: Any, b: fx.Node) -> bool:
 def _inherited(node: fx.Node) -> dict:
     meta = node.meta
     return {k: meta[k] for k in INHERITED if k in meta}
+
+
+def _foreach_part(argument: Any, indices, length: int) -> Any:
+    """A foreach op's `argument` for the tensors at `indices`: a list (of tensors or scalars, one
+    per tensor) cut to them; any other argument as it is."""
+    if isinstance(argument, (list, tuple)) and len(argument) == length:
+        return [argument[i] for i in indices]
+    return argument
 
 
 def _is_single_tensor(node: fx.Node) -> bool:
