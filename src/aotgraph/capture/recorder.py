@@ -115,7 +115,7 @@ class GraphRecorder(TorchDispatchMode):
         # tables register decompositions per op, and those do not all take ``out``.
         self.decompositions = {op: fn for op, fn in (decompositions or {}).items() if not _writes_out(op)}
         self.graph = fx.Graph()
-        self.constants: dict[str, torch.Tensor] = {}
+        self.constants: dict[str, Any] = {}  # tensors the program closes over, generators it passes, subgraphs
         self.subgraph_nodes: dict[str, fx.Node] = {}  # name -> its get_attr node (`regions.record_call`)
         self.node_of: dict[int, fx.Node] = {}
         self.saw_mutation = False
@@ -181,6 +181,17 @@ class GraphRecorder(TorchDispatchMode):
                 "pass every tensor the function reads as an input, or create it inside the function",
             )
         return self._lift_constant(value)
+
+    def _generator_node(self, generator: torch.Generator) -> fx.Node:
+        """A ``get_attr`` node reading `generator` (a random op's ``generator=``): the graph draws
+        from the caller's generator object itself at run time, advancing its state as eager does.
+        (The compiled function is specialized to that object, as to any non-tensor input.)"""
+        for name, constant in self.constants.items():
+            if constant is generator:
+                return self.graph.get_attr(name)
+        name = f"_generator{len(self.constants)}"
+        self.constants[name] = generator
+        return self.graph.get_attr(name)
 
     def _lift_constant(self, real: torch.Tensor) -> fx.Node:
         if real.layout == torch.strided and real.untyped_storage().nbytes() < bytes_needed(real):
@@ -301,6 +312,8 @@ class GraphRecorder(TorchDispatchMode):
         node_args = _map_tensors(node_for, args)
         node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
                        for k, v in kwargs.items()} if kwargs else {}
+        if not draws_global_rng and isinstance(kwargs.get("generator"), torch.Generator):
+            node_kwargs["generator"] = self._generator_node(kwargs["generator"])
         node = append_call(self.graph, func, node_args, node_kwargs)
         op_meta = self.node_meta.of_op()
         node.meta.update(op_meta)
