@@ -128,3 +128,30 @@ def test_the_rules_decline_static_sizes_and_what_they_do_not_cover():
     assert function_rules._group_norm(fake_free, 4) is function_rules.DECLINED  # static sizes
     assert function_rules._interpolate(fake_free, scale_factor=2) is function_rules.DECLINED
     assert function_rules._interpolate(fake_free, size=(8, 8)) is function_rules.DECLINED
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=[2], stride=[1], dilation=2, ceil_mode=True),
+    dict(kernel_size=3, stride=2, return_indices=True),
+], ids=["plain", "padded", "lists_dilated_ceil", "indices"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_max_pool1d_equals_eager_over_lengths_without_a_compile_per_length(kwargs, batched, monkeypatch):
+    """Its C++ composite read the length as an int: every length compiled again (as in
+    torch.compile). The rule pools in 2-d over a height of 1, as eager's kernel with gradients."""
+    answered = _answers(monkeypatch)
+    torch.manual_seed(0)
+
+    def fn(x):
+        out = F.max_pool1d(x.sin(), **kwargs)
+        if kwargs.get("return_indices"):
+            out, indices = out
+            return out * indices.float().sin()
+        return out
+
+    compiled = aotgraph.aot_function(fn, aotgraph.nop, dynamic=True)
+    shapes = [(2, 3, 10), (3, 3, 13), (1, 3, 8), (2, 3, 21)]
+    _check(compiled, fn, lambda shape: (torch.randn(*(shape if batched else shape[1:]), requires_grad=True),), shapes)
+    assert answered and all(out is not function_rules.DECLINED for out in answered)
+    assert len(compiled.aotgraph_entries) <= 2  # (the batch of 1 compiles apart: sizes 0 and 1 are specialized)

@@ -7,7 +7,8 @@ spatial sizes, a dozen conditions calling back into Python each call; nearest up
 Python decomposition: its scale as a float expression of the sizes). Where the arguments are
 such that the composite's checks all pass, a rule here records what the composite would: the
 native op it calls with the same arguments (same node, same autograd formula), or the ops of
-its decomposition with the same values. Anything else (static sizes, autocast on, a
+its decomposition with the same values; or, for a composite that reads a size as an int
+(``max_pool1d``: one compile per length), the native op it calls with the same values. Anything else (static sizes, autocast on, a
 non-contiguous input, a size the rule would have to decide) returns `DECLINED`, and the
 function runs as it is. Switch ``symbolic_function_rules``.
 
@@ -110,4 +111,30 @@ def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corn
     return aten._unsafe_index(input, [None, None, *indices])
 
 
-RULES: dict[Any, Any] = {F.group_norm: _group_norm, F.interpolate: _interpolate}
+def _max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """``F.max_pool1d`` (and ``max_pool1d_with_indices``) of symbolic sizes: as
+    ``F.max_pool2d`` over the input with a height of 1 inserted, which is what eager's kernel
+    for an input requiring grad runs (``max_pool1d_with_indices`` pools in 2-d; an index along a
+    height of 1 is the 1-d index). Its C++ composite reads the length as an int, so a capture
+    through it specialized every length (one compile per length, as torch.compile's)."""
+    if not isinstance(input, torch.Tensor) or input.dim() not in (2, 3) or not _symbolic(input) \
+            or any_autocast_enabled():
+        return DECLINED
+    one = [_one(v) for v in (kernel_size, stride if stride else kernel_size, padding, dilation)]
+    if any(v is None for v in one):
+        return DECLINED
+    kernel, step, pad, dilate = one
+    out = F.max_pool2d(input.unsqueeze(-2), (1, kernel), (1, step), (0, pad), (1, dilate), ceil_mode,
+                       return_indices)
+    return (out[0].squeeze(-2), out[1].squeeze(-2)) if return_indices else out.squeeze(-2)
+
+
+def _one(value) -> Optional[int]:
+    """A 1-d pooling argument as its int (an int, or a list or tuple of one); None otherwise."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if len(value) == 1 else None
+    return value if type(value) is int else None
+
+
+RULES: dict[Any, Any] = {F.group_norm: _group_norm, F.interpolate: _interpolate, F.max_pool1d: _max_pool1d,
+                         F.max_pool1d_with_indices: _max_pool1d}
