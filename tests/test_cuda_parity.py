@@ -92,3 +92,41 @@ def test_inductor_is_as_close_to_eager_as_torch_compile(name, dtype):
     print("largest errors, ours vs torch.compile's:",
           sorted(((k, e, theirs[k]) for k, e in ours.items()), key=lambda t: -t[1])[:5])
     assert not worse, worse
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_fused", "sgd"])
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_a_whole_compiled_training_step_with_the_optimizer(compiler, optimizer):
+    """Forward, backward, ``clip_grad_norm_`` and the optimizer's step in one compiled function,
+    CUDA's default optimizers (``foreach``: in-place foreach ops in the step's graph; ``fused``)."""
+    model, inputs = cuda_model("gpt")
+
+    def make_optimizer(params):
+        if optimizer == "sgd":
+            return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+        return torch.optim.AdamW(params, lr=1e-3, fused=optimizer == "adamw_fused")
+
+    def step(m, opt, *args):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(m(*args).float())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        return loss.detach()
+
+    def final_parameters(step_fn):
+        m = copy.deepcopy(model)
+        opt = make_optimizer(m.parameters())
+        losses = [step_fn(m, opt, *inputs) for _ in range(3)]
+        return losses, [p.detach() for p in m.parameters()]
+
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        eager_losses, eager_params = final_parameters(step)
+        ours_losses, ours_params = final_parameters(torch.compile(step, backend=aotgraph.backend(compiler=compiler)))
+        torch._dynamo.reset()
+        theirs_losses, theirs_params = final_parameters(torch.compile(step, backend="inductor"))
+    floor = 1e-4
+    for ours, theirs, expected in zip(ours_losses + ours_params, theirs_losses + theirs_params,
+                                      eager_losses + eager_params):
+        error = relative_error(ours, expected)
+        assert error <= max(floor, 3 * relative_error(theirs, expected)), error

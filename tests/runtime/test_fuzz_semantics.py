@@ -1474,3 +1474,30 @@ def test_an_input_relaid_beside_its_base_keeps_the_saved_values_readable(compile
             torch.testing.assert_close(ours, theirs)
         else:
             assert ours == theirs
+
+
+@pytest.mark.parametrize("detached", ["after_the_write", "between_writes"])
+def test_a_written_input_returned_detached_keeps_its_gradient_through_inductor(detached):
+    """``x.neg_(); return x.detach()``, x a non-leaf: the forward returns x's new value twice, as
+    the differentiable value written back into x and as the detached user output. Inductor lowers
+    ``detach`` to its input and handed back the same tensor in both slots, so marking the user
+    output non-differentiable cut the written value's gradient: x's root got zeros, silently
+    (found by running the fuzzer's programs through Inductor, seed 1190)."""
+    def program(x):
+        x.neg_()
+        if detached == "between_writes":
+            kept = x.contiguous()
+            x.mul_(3)
+            return (kept.detach(),)
+        return (x.detach(),)
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(4, 4, requires_grad=True)
+        x = root * 2
+        out = fn(x)
+        (x * torch.arange(16.0).view(4, 4)).sum().backward()
+        return root.grad, out[0], x.detach()
+
+    for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
+        torch.testing.assert_close(ours, theirs)

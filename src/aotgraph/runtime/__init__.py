@@ -413,7 +413,10 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
 
 def _shared_slots(forward_outputs: list, differentiable: list[int], differentiable_values: set) -> tuple:
     """`ForwardFacts.shared_slots`: forward outputs that must be other objects than the graph's
-    value, since another slot returns that value too."""
+    value, since another slot returns that value too; or may return it: a slot that is a
+    ``detach`` or ``alias`` of a differentiable value, which a compiler may hand back as that
+    very tensor (Inductor lowers both to their input), whose marking as non-differentiable
+    would cut that value's gradient (a written input's new value returned detached)."""
     earlier: set = set()
     shared = []
     for i, value in enumerate(forward_outputs):
@@ -421,9 +424,19 @@ def _shared_slots(forward_outputs: list, differentiable: list[int], differentiab
             if isinstance(value, fx.Node) and value in earlier:
                 shared.append(i)
             earlier.add(value)
-        elif value in differentiable_values:
+        elif _without_aliases(value) in differentiable_values:
             shared.append(i)
     return tuple(shared)
+
+
+_ALIASES = (torch.ops.aten.detach.default, torch.ops.aten.alias.default)
+
+
+def _without_aliases(value):
+    """The value `value` is a chain of ``detach`` / ``alias`` of (itself if none)."""
+    while isinstance(value, fx.Node) and value.op == "call_function" and value.target in _ALIASES:
+        value = value.args[0]
+    return value
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
