@@ -2,6 +2,7 @@
 (the CUDA default) and ``clip_grad_norm_`` run. Each writes every tensor of its first list.
 Before: capture crashed with a raw ``AttributeError`` on every one of them."""
 import copy
+import operator
 
 import pytest
 import torch
@@ -91,3 +92,53 @@ def test_a_whole_training_step_compiled(compiler, optimizer):
     for ours, theirs in zip(opt.state.values(), eager_opt.state.values()):
         for key in theirs:
             torch.testing.assert_close(ours[key], theirs[key])
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda ps: torch.optim.AdamW(ps, lr=1e-2, foreach=True),
+    lambda ps: torch.optim.Adam(ps, lr=1e-2, amsgrad=True, foreach=True),
+    lambda ps: torch.optim.RMSprop(ps, lr=1e-2, momentum=0.5, foreach=True),
+    lambda ps: torch.optim.NAdam(ps, lr=1e-2, foreach=True),
+], ids=["adamw", "adam_amsgrad", "rmsprop", "nadam"])
+def test_a_compiled_optimizer_step_through_inductor(optimizer):
+    """``torch.compile(opt.step)``: a graph of foreach writes only, Inductor compiling it. On torch
+    2.11 this failed twice: the functionalized foreach ops skipped Inductor's decomposition table
+    (its ``_foreach_addcmul.Scalar`` lowering returned NotImplemented), and inlining a decomposition
+    that returns a list left ``getitem`` nodes of a list (an AttributeError in Inductor's passes)."""
+    results = []
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        params = [nn.Parameter(torch.randn(8, 8) * 0.1) for _ in range(2)] + [nn.Parameter(torch.zeros(8))]
+        opt = optimizer(params)
+        step = torch.compile(opt.step, backend=aotgraph.backend(compiler="inductor")) if compiled else opt.step
+        grads = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=grads)
+            with torch.no_grad():
+                step()
+        results.append([p.detach() for p in params])
+    for ours, theirs in zip(*results[::-1]):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_inlining_a_decomposition_that_returns_a_list_reads_each_result_directly():
+    from aotgraph.compilers.torchinductor import _inline_decomposition, inductor_decompositions
+
+    def program(a, b, c):
+        return tuple(torch.ops.aten._foreach_addcmul.Scalar([a, b], [b, c], [c, a], 0.5))
+
+    graph_module = torch.fx.experimental.proxy_tensor.make_fx(program, tracing_mode="fake")(
+        *[torch.randn(3) for _ in range(3)])
+    node = next(n for n in graph_module.graph.nodes if n.target is torch.ops.aten._foreach_addcmul.Scalar)
+    table = inductor_decompositions()
+    if node.target not in table:
+        pytest.skip("this torch's Inductor has no decomposition of _foreach_addcmul.Scalar")
+    assert _inline_decomposition(node, table[node.target])
+    graph_module.recompile()
+    assert not any(n.op == "call_function" and isinstance(n.args[0], (list, tuple))
+                   for n in graph_module.graph.nodes if n.target is operator.getitem)
+    inputs = [torch.randn(3) for _ in range(3)]
+    for ours, theirs in zip(graph_module(*inputs), program(*inputs)):
+        torch.testing.assert_close(ours, theirs)

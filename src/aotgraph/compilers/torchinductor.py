@@ -561,13 +561,17 @@ def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
     decomposition table has the op and its lowerings do not) by the op's decomposition.
     Capture decomposes with that table, but nodes that a later stage adds arrive as they were
     written (offload's ``aten._to_copy`` host copies), and Inductor would stop on them ("both
-    a fallback and a decomp for same op")."""
+    a fallback and a decomp for same op"). So do the out-of-place foreach ops that capture's
+    functionalization wrote for in-place ones (an optimizer's ``_foreach_addcmul_``): Inductor
+    lowers some of them, but only for the arguments its table's decomposition leaves (torch 2.11's
+    ``_foreach_addcmul.Scalar`` lowering returns NotImplemented where the table would have applied)."""
     from torch._inductor.lowering import FALLBACK_ALLOW_LIST, lowerings
 
     graph = graph_module.graph
     leftovers = [node for node in graph.nodes
                  if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
-                 and node.target not in lowerings and node.target.name().split(".")[0] not in FALLBACK_ALLOW_LIST]
+                 and (node.target not in lowerings and node.target.name().split(".")[0] not in FALLBACK_ALLOW_LIST
+                      or node.target.__name__.startswith("_foreach_"))]
     table = inductor_decompositions() if leftovers else {}
     decomposed = [node for node in leftovers
                   if node.target in table and _inline_decomposition(node, table[node.target])]
@@ -576,8 +580,13 @@ def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
 
 
 def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
-    """Put `decomposition` traced on `node`'s fake input values in `node`'s place; False
+    """Put `decomposition` traced on `node`'s fake input values in `node`'s place (for a list
+    result, each getitem of it by the value it reads); False
     (graph unchanged) where it declines these arguments."""
+    users = list(node.users)
+    several = isinstance(node.meta.get("val"), (list, tuple))
+    if several and not all(u.op == "call_function" and u.target is operator.getitem for u in users):
+        return False  # (a list result read other than by index: Inductor meets the op as it is)
     flat, spec = pytree.tree_flatten((node.args, node.kwargs))
     positions = [i for i, leaf in enumerate(flat) if isinstance(leaf, fx.Node)]
 
@@ -595,7 +604,12 @@ def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
     placeholders = traced.graph.find_nodes(op="placeholder")
     with node.graph.inserting_before(node):
         result = node.graph.graph_copy(traced.graph, {p: flat[i] for p, i in zip(placeholders, positions)})
-    node.replace_all_uses_with(result)
+    if several:  # (a foreach op: a list of results, each read by a getitem, which now reads its result directly)
+        for user in users:
+            user.replace_all_uses_with(result[user.args[1]])
+            node.graph.erase_node(user)
+    else:
+        node.replace_all_uses_with(result)
     node.graph.erase_node(node)
     return True
 
