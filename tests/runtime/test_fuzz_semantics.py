@@ -1501,3 +1501,20 @@ def test_a_written_input_returned_detached_keeps_its_gradient_through_inductor(d
 
     for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
         torch.testing.assert_close(ours, theirs)
+
+
+def test_a_clone_of_a_relaid_input_is_memory_of_its_own_through_inductor():
+    """``x.t_(); return x.t().clone()``: the relaid input's placeholder had a fake on memory of its
+    own, so Inductor's removal of no-op clones (which keeps a clone that would make an output alias
+    an input) saw no input memory behind the clone, dropped it, and returned x itself: relaid by
+    the runtime after the graphs, the output came back transposed (seed 4694)."""
+    def program(x):
+        x.t_()
+        return x.t().clone()
+
+    x = torch.arange(12.0).view(3, 4)
+    out = aotgraph.aot_function(program, "inductor")(x)
+    expected = program(torch.arange(12.0).view(3, 4))
+    assert out.shape == expected.shape and x.shape == (4, 3)
+    torch.testing.assert_close(out, expected)
+    assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()

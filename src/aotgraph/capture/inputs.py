@@ -18,19 +18,20 @@ __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "traced_fak
 
 def restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
     """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
-    a fake of the layout it had on entry, and name the inputs whose layout changed."""
+    a fake of the layout it had on entry, and name the inputs whose layout changed. Where it
+    can, that fake is on the input's own fake memory, as the graph's views of the input are:
+    a pass that asks which values share an input's memory (Inductor's removal of a ``clone``
+    that would make an output alias an input) must find them (seed 4694: ``x.t_(); return
+    x.t().clone()`` came back as x itself, relaid with it)."""
     changed = []
     for placeholder, fake, before in zip(placeholders, primal_fakes, metas_before):
         if (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
                                                                           before.storage_offset):
             changed.append(placeholder.name)
             with fake_mode:
-                if before.storage_offset and not has_symbolic_sizes(fake):
-                    # (a slice of a larger tensor: its offset kept, on memory of the input's size, which
-                    # `as_strided` views of it count from)
-                    memory = torch.empty(fake.untyped_storage().nbytes(), dtype=torch.uint8, device=before.device)
+                if not has_symbolic_sizes(fake):  # (a slice of a larger tensor keeps its offset in that memory)
                     value = torch.empty(0, dtype=before.dtype, device=before.device).set_(
-                        memory.untyped_storage(), before.storage_offset, before.shape, before.stride)
+                        fake.untyped_storage(), before.storage_offset, before.shape, before.stride)
                 else:
                     value = torch.empty_strided(before.shape, before.stride, dtype=before.dtype, device=before.device)
                 placeholder.meta["val"] = value.requires_grad_(before.requires_grad)
