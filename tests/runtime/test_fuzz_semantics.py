@@ -1518,3 +1518,23 @@ def test_a_clone_of_a_relaid_input_is_memory_of_its_own_through_inductor():
     assert out.shape == expected.shape and x.shape == (4, 3)
     torch.testing.assert_close(out, expected)
     assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+
+
+def test_a_clone_of_a_view_of_a_non_leaf_input_is_memory_of_its_own_through_inductor():
+    """``x.narrow(0, 0, 2).clone()`` of a non-leaf x: the program reads a copy of x on memory of
+    its own, and x's placeholder kept a fake on other memory than the graph's views of it, so
+    Inductor dropped the clone and the output came back as a view of x (seed 4281)."""
+    def program(x):
+        return x.narrow(0, 0, 2).clone().split(1)[0] * 1
+
+    def program_view(x):
+        return x.narrow(0, 0, 2).clone().split(1)[0]
+
+    for fn in (program, program_view):
+        root = torch.randn(4, requires_grad=True)
+        x = root * 2
+        out = aotgraph.aot_function(fn, "inductor")(x)
+        torch.testing.assert_close(out, fn(x))
+        assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        out.sum().backward()
+        torch.testing.assert_close(root.grad, torch.tensor([2.0, 0, 0, 0]))

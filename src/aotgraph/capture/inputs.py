@@ -16,25 +16,31 @@ from ..torch_private.symbolic import guards_suppressed, symbolic_fake
 
 __all__ = ["fake_inputs", "program_inputs", "restore_input_layouts", "traced_fakes", "unique"]
 
-def restore_input_layouts(placeholders, primal_fakes, metas_before, fake_mode) -> tuple[str, ...]:
+def restore_input_layouts(placeholders, program_fakes, metas_before, fake_mode) -> tuple[str, ...]:
     """In-place view ops (``x.t_()``) change the fake input itself; give each such placeholder
     a fake of the layout it had on entry, and name the inputs whose layout changed. Where it
-    can, that fake is on the input's own fake memory, as the graph's views of the input are:
-    a pass that asks which values share an input's memory (Inductor's removal of a ``clone``
-    that would make an output alias an input) must find them (seed 4694: ``x.t_(); return
-    x.t().clone()`` came back as x itself, relaid with it)."""
+    can, that fake is on the memory the program's fake of the input has, as the graph's views
+    of the input are; so is a non-leaf input's placeholder (the program saw a copy of it on
+    memory of its own, `program_inputs`). A pass that asks which values share an input's memory
+    (Inductor's removal of a ``clone`` that would make an output alias an input) must find them:
+    ``x.t_(); return x.t().clone()`` came back as x itself, relaid with it (seed 4694), and
+    ``x.narrow(...).clone()`` of a non-leaf x as a view of x (seed 4281)."""
     changed = []
-    for placeholder, fake, before in zip(placeholders, primal_fakes, metas_before):
-        if (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
-                                                                          before.storage_offset):
+    for placeholder, fake, before in zip(placeholders, program_fakes, metas_before):
+        relaid = (tuple(fake.shape), fake.stride(), fake.storage_offset()) != (before.shape, before.stride,
+                                                                                before.storage_offset)
+        if relaid:
             changed.append(placeholder.name)
-            with fake_mode:
-                if not has_symbolic_sizes(fake):  # (a slice of a larger tensor keeps its offset in that memory)
-                    value = torch.empty(0, dtype=before.dtype, device=before.device).set_(
-                        fake.untyped_storage(), before.storage_offset, before.shape, before.stride)
-                else:
-                    value = torch.empty_strided(before.shape, before.stride, dtype=before.dtype, device=before.device)
-                placeholder.meta["val"] = value.requires_grad_(before.requires_grad)
+        elif placeholder.meta["val"] is fake or has_symbolic_sizes(fake) or (
+                placeholder.meta["val"].untyped_storage()._cdata == fake.untyped_storage()._cdata):
+            continue
+        with fake_mode:
+            if not has_symbolic_sizes(fake):  # (a slice of a larger tensor keeps its offset in that memory)
+                value = torch.empty(0, dtype=before.dtype, device=before.device).set_(
+                    fake.untyped_storage(), before.storage_offset, before.shape, before.stride)
+            else:
+                value = torch.empty_strided(before.shape, before.stride, dtype=before.dtype, device=before.device)
+            placeholder.meta["val"] = value.requires_grad_(before.requires_grad)
     return tuple(changed)
 
 
