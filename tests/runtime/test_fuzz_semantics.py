@@ -1538,3 +1538,24 @@ def test_a_clone_of_a_view_of_a_non_leaf_input_is_memory_of_its_own_through_indu
         assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
         out.sum().backward()
         torch.testing.assert_close(root.grad, torch.tensor([2.0, 0, 0, 0]))
+
+
+def test_a_written_input_relaid_by_an_identity_view_keeps_its_gradient_through_inductor():
+    """``x.masked_fill_(...); x.t_(); return x.detach()`` with a 1-d x: Inductor lowers the 1-d
+    ``t`` and ``detach`` to their input, handing back one tensor for the written value and the
+    detached output (seed 6493). The runtime tells them apart by identity now."""
+    def program(x):
+        x.masked_fill_(x > 0, -1.0)
+        x.t_()
+        return x.detach(), x * 2
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        x = root * 2
+        out = fn(x)
+        (x * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+        return root.grad, out[0], out[1].detach()
+
+    for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
+        torch.testing.assert_close(ours, theirs)

@@ -413,10 +413,8 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
 
 def _shared_slots(forward_outputs: list, differentiable: list[int], differentiable_values: set) -> tuple:
     """`ForwardFacts.shared_slots`: forward outputs that must be other objects than the graph's
-    value, since another slot returns that value too; or may return it: a slot that is a
-    ``detach`` or ``alias`` of a differentiable value, which a compiler may hand back as that
-    very tensor (Inductor lowers both to their input), whose marking as non-differentiable
-    would cut that value's gradient (a written input's new value returned detached)."""
+    value, since another slot returns that value too. (A compiler may also hand back one tensor
+    for two values: `_apart_from_differentiable` finds those at run time.)"""
     earlier: set = set()
     shared = []
     for i, value in enumerate(forward_outputs):
@@ -424,19 +422,9 @@ def _shared_slots(forward_outputs: list, differentiable: list[int], differentiab
             if isinstance(value, fx.Node) and value in earlier:
                 shared.append(i)
             earlier.add(value)
-        elif _without_aliases(value) in differentiable_values:
+        elif value in differentiable_values:
             shared.append(i)
     return tuple(shared)
-
-
-_ALIASES = (torch.ops.aten.detach.default, torch.ops.aten.alias.default)
-
-
-def _without_aliases(value):
-    """The value `value` is a chain of ``detach`` / ``alias`` of (itself if none)."""
-    while isinstance(value, fx.Node) and value.op == "call_function" and value.target in _ALIASES:
-        value = value.args[0]
-    return value
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
@@ -480,6 +468,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     rebuilt_from_base = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                                   if o.base_of_outputs is not None)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
+    differentiable_slots = [i for i in range(num_fwd) if i in differentiable and i not in rebuilt_from_base]
     # Marking a tensor non-differentiable marks the object: where it also fills a differentiable
     # slot, the non-differentiable slot gets an alias of its own.
     shared_slots = [i for i in facts.shared_slots if i not in rebuilt_from_base]
@@ -553,6 +542,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                     fwd_outputs[i] = fwd_outputs[i].detach()
                 fwd_outputs = tuple(fwd_outputs)
             if non_differentiable:
+                fwd_outputs = _apart_from_differentiable(fwd_outputs, non_differentiable, differentiable_slots)
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             ctx.set_materialize_grads(False)
             if symbolic_tangents:
@@ -604,6 +594,24 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             return _refuse_second_order(grads, second_order_links)
 
     return CompiledFunction.apply
+
+
+def _apart_from_differentiable(outputs: tuple, non_differentiable: list, differentiable: list) -> tuple:
+    """`outputs` with each non-differentiable one that is the very tensor of a differentiable slot
+    replaced by an alias of its own (``detach()``): marking it would mark that slot too and cut
+    its gradient. A compiler may hand back one tensor for both where the graph has two values
+    (Inductor lowers ``detach``, ``alias`` and views that keep the layout, a 1-d ``t``, to their
+    input: ``x.masked_fill_(...); x.t_(); return x.detach()``, seeds 1190 and 6493)."""
+    if not differentiable:
+        return outputs
+    tensors = {id(outputs[i]) for i in differentiable}
+    if not any(id(outputs[i]) in tensors for i in non_differentiable):
+        return outputs
+    outputs = list(outputs)
+    for i in non_differentiable:
+        if id(outputs[i]) in tensors:
+            outputs[i] = outputs[i].detach()
+    return tuple(outputs)
 
 
 def _views_of_inputs_only(outputs, fresh: frozenset, primals: tuple, own_history: frozenset) -> list:
