@@ -8,9 +8,10 @@ Python decomposition: its scale as a float expression of the sizes). Where the a
 such that the composite's checks all pass, a rule here records what the composite would: the
 native op it calls with the same arguments (same node, same autograd formula), or the ops of
 its decomposition with the same values; or, for a composite that reads a size as an int
-(``max_pool1d``: one compile per length), the native op it calls with the same values. Anything else (static sizes, autocast on, a
-non-contiguous input, a size the rule would have to decide) returns `DECLINED`, and the
-function runs as it is. Switch ``symbolic_function_rules``.
+(``max_pool1d``: one compile per length), the native op it calls with the same values.
+Anything else (static sizes, autocast on, a non-contiguous input, a size the rule would have
+to decide) returns `DECLINED`, and the function runs as it is. Switch
+``symbolic_function_rules``.
 
 `RULES` maps a torch function to its rule; `HigherOrderCalls`, the capture's torch-function
 mode, consults it.

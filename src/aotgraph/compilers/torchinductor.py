@@ -581,8 +581,8 @@ def _decompose_leftovers(graph_module: fx.GraphModule) -> None:
 
 def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
     """Put `decomposition` traced on `node`'s fake input values in `node`'s place (for a list
-    result, each getitem of it by the value it reads); False
-    (graph unchanged) where it declines these arguments."""
+    result, each getitem of it by the value it reads); False (graph unchanged) where it declines
+    these arguments."""
     users = list(node.users)
     several = isinstance(node.meta.get("val"), (list, tuple))
     if several and not all(u.op == "call_function" and u.target is operator.getitem for u in users):
