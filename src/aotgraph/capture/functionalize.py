@@ -420,9 +420,9 @@ class _Functionalizer:
         args = ops.with_default_args(node.target, node.args)
         roots = [self.alias[t].root for t in targets]
         groups = [range(len(targets))] if len(set(roots)) == len(roots) else [[i] for i in range(len(targets))]
+        kwargs = _map_args(self._read_arg, node.kwargs)
         for indices in groups:
             part = [_map_args(self._read_arg, _foreach_part(a, indices, len(targets))) for a in args]
-            kwargs = _map_args(self._read_arg, node.kwargs)
             result = self.emit(twin_func, *part, **kwargs)
             for k, i in enumerate(indices):
                 value = self._append(ops.GETITEM, (result, k))

@@ -312,7 +312,7 @@ class GraphRecorder(TorchDispatchMode):
         node_args = _map_tensors(node_for, args)
         node_kwargs = {k: _map_tensors(node_for, v) if type(v) in _SEQUENCES else node_for(v)
                        for k, v in kwargs.items()} if kwargs else {}
-        if not draws_global_rng and isinstance(kwargs.get("generator"), torch.Generator):
+        if facts.is_random and not draws_global_rng and isinstance(kwargs.get("generator"), torch.Generator):
             node_kwargs["generator"] = self._generator_node(kwargs["generator"])
         node = append_call(self.graph, func, node_args, node_kwargs)
         op_meta = self.node_meta.of_op()
