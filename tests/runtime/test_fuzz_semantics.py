@@ -1559,3 +1559,123 @@ def test_a_written_input_relaid_by_an_identity_view_keeps_its_gradient_through_i
 
     for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
         torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("compiler", ["inductor", "nop"])
+def test_a_write_through_an_as_strided_view_of_a_view_at_an_offset_through_inductor(compiler):
+    """Seed 12504 (and 7158's first half): a detached view at an offset relaid by ``as_strided_``,
+    then written. The write went into each view between it and the root, the first of them a
+    scatter into a view at an offset, which eager runs over the whole memory and Inductor over a
+    fresh copy of the view, where the offset is out of bounds (a crash at compile). It now goes
+    into the root at once."""
+    def program(x, d):
+        d.neg_()
+        x.masked_fill_(x > 0, 2.0)
+        v = d.as_strided_((4,), (2,), 4)
+        d.add_(d, alpha=0.5)
+        return x * 1, v.clone()
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        x = root.clone()[1:]
+        with torch.no_grad():
+            out = fn(x, x.detach())
+        return (*out, x.detach().clone(), x.untyped_storage().tolist())
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
+    for ours, theirs in zip(run(compiled), run(program)):
+        if isinstance(theirs, list):
+            assert ours == theirs
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("returned", ["clone", "view_of_clone", "to_same_dtype"])
+def test_a_copy_of_a_written_input_is_memory_of_its_own_through_inductor(returned):
+    """Seed 15850: ``x.index_put_(...); return x.clone()``. With the input's write moved into the
+    graph, Inductor drops the clone as a no-op, then computes the written value in x's memory:
+    the output was x itself (torch.compile returns x there too). Such writes stay with the runtime."""
+    def program(x):
+        x.index_put_((torch.tensor(0),), torch.tensor(-2), accumulate=True)
+        if returned == "clone":
+            return (x.clone(),)
+        if returned == "view_of_clone":
+            return (x.clone().view(2, 2),)
+        return (x.to(torch.int64, copy=True),)
+
+    x, expected_x = torch.arange(4), torch.arange(4)
+    out = aotgraph.aot_function(program, "inductor")(x)
+    expected = program(expected_x)
+    torch.testing.assert_close(out[0], expected[0])
+    torch.testing.assert_close(x, expected_x)
+    assert out[0].untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+
+
+def test_a_saved_view_of_a_written_input_keeps_its_strides_through_inductor():
+    """Seeds 16319, 3630, 10287: a narrowed column of a non-leaf input, clamped in place, is saved
+    for the backward. The runtime copies it (the input is overwritten after the forward), and
+    ``clone()`` laid the view with gaps out afresh, against the strides Inductor's backward asserts."""
+    def program(x):
+        column = x.narrow(1, 0, 1)
+        column.clamp_(-1.0, 0.5)
+        return (column.contiguous(),)
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+        x = root * 0.3
+        out = fn(x)
+        (out[0] * torch.arange(1.0, 5.0, dtype=torch.float64).view(4, 1)).sum().backward()
+        return out[0].detach(), root.grad
+
+    for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
+        torch.testing.assert_close(ours, theirs)
+    assert run(program)[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("compiler", ["inductor", "nop"])
+@pytest.mark.parametrize("kind", ["slice", "every_other"])
+def test_a_write_through_as_strided_of_an_input_not_at_the_start_of_its_memory(compiler, kind):
+    """Seeds 16984, 17201 (an input that is a slice, offset 4) and 7158 (a 1-d input of stride 2):
+    ``x.as_strided_(...)`` counts in the memory's elements. Eager's scatter keeps the input's memory;
+    Inductor's lowering writes into a fresh contiguous copy, where the offset and strides point
+    elsewhere (out of bounds: a crash at compile). The scatter now counts in the input's elements."""
+    def program(x):
+        if kind == "every_other":
+            x.as_strided_((3,), (4,), 2)
+        else:
+            x.as_strided_((2, 2), (1, 4), 5)
+        x.mul_(-3.0)
+        return (x.sin(),)
+
+    def run(fn):
+        torch.manual_seed(0)
+        base = torch.randn(4, 4, dtype=torch.float64)
+        x = base[1:] if kind == "slice" else base.view(-1)[::2]
+        out = fn(x)
+        return out[0], x.detach().clone(), base.clone(), (x.shape, x.stride(), x.storage_offset())
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
+    for ours, theirs in zip(run(compiled), run(program)):
+        if isinstance(theirs, tuple):
+            assert ours == theirs
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("write", ["fill_", "zero_"])
+def test_one_value_written_into_an_expanded_input_through_inductor(write):
+    """Seed 13302: ``x.expand(3, 4).fill_(-1.0)``, which eager runs (one value wherever it writes),
+    was refused through Inductor: its decomposition records a ``copy_`` of a filled tensor, and a copy
+    into memory shared by several elements is what eager refuses. The copy now counts as the fill."""
+    def program(x):
+        wide = x.expand(3, 4)
+        wide.fill_(-1.0) if write == "fill_" else wide.zero_()
+        return wide * 2, x + 1
+
+    x = torch.randn(4, dtype=torch.float64)
+    expected_x = x.clone()
+    out, expected = aotgraph.aot_function(program, "inductor")(x), program(expected_x)
+    for ours, theirs in zip((*out, x), (*expected, expected_x)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)

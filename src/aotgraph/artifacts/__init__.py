@@ -255,6 +255,9 @@ class JointGraph:
     is_inference: bool
     fake_mode: Any
     regions: tuple[RegionUse, ...] = ()  # the regions captured once and called per occurrence
+    # per primal, a bit mask of the tangents whose outputs' autograd histories reach it
+    # (`capture.grad_reach`): it gets a gradient, zeros at least, when one of them gets one
+    tangents_reaching_grads: tuple[int, ...] = ()
 
     @property
     def num_primals(self) -> int:

@@ -40,6 +40,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
+from .grad_reach import tangents_reaching
 from .higher_order import HigherOrderCalls, public_apis_calling_operators
 from .regions import Regions, SplitRegion
 from .repeated_layers import RepeatedLayers
@@ -244,7 +245,9 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out)
     grad_nodes: list[Any] = []
     written_in_backward: tuple[str, ...] = ()
+    reaching: tuple[int, ...] = ()
     if not is_inference:
+        reaching = tangents_reaching(diff_outs, primal_fakes)
         versions_before_backward = [_version_of(f) for f in program_fakes]
         layouts_before_backward = [TensorMeta.of(f) for f in program_fakes]
         grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
@@ -310,7 +313,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         if config.enabled("symbolic_input_views"):
             signature = input_views_laid_out_by_graph(signature)
         refuse_symbolic_replays(signature)
-    return JointGraph(graph_module, signature, is_inference, fake_mode)
+    return JointGraph(graph_module, signature, is_inference, fake_mode, tangents_reaching_grads=reaching)
 
 
 # The dtype a symbolic Python number of each kind travels in as a graph output, and its kind.

@@ -11,6 +11,7 @@ import operator
 from typing import Any, Callable, Optional
 
 import torch
+import torch.fx as fx
 
 from ..errors import UnsupportedOp
 from ..graph.sizes import has_symbolic_sizes
@@ -155,7 +156,41 @@ def _as_strided(emit, parent, new, args, parent_val, view_val):
             "their common base)", "capture",
             "make that tensor contiguous before the call (or clone the written view), or pass the base tensor "
             "once and take the views inside the function")
+    relative = _relative_strided_args(parent, args)
+    if relative is not None:
+        # The offset and strides count in the memory's elements. Eager's scatter keeps the target's
+        # memory and layout; Inductor's lowering writes into a fresh contiguous copy of the target,
+        # where they point elsewhere or out of bounds (fuzzer seeds 16984, 17201: inputs that are
+        # slices; 7158: an input of stride 2). Both agree on a contiguous copy and the view's place
+        # counted in the target's own elements.
+        copy = emit(aten.clone.default, parent, memory_format=torch.contiguous_format)
+        return emit(aten.as_strided_scatter.default, copy, new, *relative)
     return emit(aten.as_strided_scatter.default, parent, new, *args)
+
+
+def _relative_strided_args(target: Any, args: tuple) -> Optional[tuple]:
+    """``as_strided`` arguments (sizes, strides, offset in the memory's elements) counted in a
+    contiguous copy of `target` instead; None where `target` is contiguous at offset 0 (nothing to
+    change), or its elements are not evenly spaced in the memory (a transposed tensor), or sizes
+    are symbolic."""
+    value = target.meta.get("val") if isinstance(target, fx.Node) else None
+    if len(args) < 3 or type(args[2]) is not int or not isinstance(value, torch.Tensor) or has_symbolic_sizes(value):
+        return None
+    if value.storage_offset() == 0 and value.is_contiguous():
+        return None
+    spacing, expected = None, 1
+    for size, stride in reversed(list(zip(value.shape, value.stride()))):
+        if size != 1:
+            spacing = spacing or stride
+            if stride <= 0 or stride != spacing * expected:
+                return None
+        expected *= size
+    spacing = spacing or 1
+    shift = args[2] - value.storage_offset()
+    sizes, strides = list(args[0]), list(args[1])
+    if shift < 0 or shift % spacing or any(st % spacing for sz, st in zip(sizes, strides) if sz != 1):
+        return None
+    return (sizes, [st // spacing for st in strides], shift // spacing, *args[3:])
 
 
 def _contiguous(value) -> bool:

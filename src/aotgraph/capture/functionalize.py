@@ -405,7 +405,9 @@ class _Functionalizer:
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
             new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
-        self._write(target, new_value, one_value=_writes_one_value(func, node.args, node.kwargs))
+        one_value = _writes_one_value(func, node.args, node.kwargs) or (
+            func is aten.copy_.default and _ONE_VALUE_WRITES.get(node.meta.get("original_aten"), False) is None)
+        self._write(target, new_value, one_value=one_value)  # (the latter: a copy_ a decomposition of fill_ made)
         info = self.alias[target]
         self.alias[node] = _Alias(info.root, info.chain, self.root_version[info.root])
         self.env[node] = self.env[target]
@@ -521,14 +523,15 @@ class _Functionalizer:
         value = new_value
         for k in range(len(info.chain) - 1, -1, -1):
             func, args, index, view_node = info.chain[k]
-            parent = info.chain[k - 1][3] if k > 0 else info.root
-            if func is aten.as_strided.default and k > 0:
-                # its offset counts from the start of the memory: the parent made again from the
-                # root, at its own offset (its value, if written through itself, is a tensor of
-                # its own, which starts at the parent's first element: seed 26479, one element over)
-                parent_value = self.read_as_view(parent)
-            else:
-                parent_value = self.read(parent)
+            # An as_strided view's offset counts from the start of the memory, which the root's value
+            # starts: its write goes into the root itself, not into each view between. (A scatter into
+            # a view at an offset is eager's `clone_preserve_strides`, where Inductor's lowering
+            # clones the view afresh and reads the offset there, out of bounds: seed 12504;
+            # and a view written through itself is a tensor of its own, which starts at the view's
+            # first element: seed 26479, one element over.)
+            into_root = func is aten.as_strided.default and k > 0
+            parent = info.root if into_root else info.chain[k - 1][3] if k > 0 else info.root
+            parent_value = self.read(parent)
             parent_val = parent.meta["val"]
             # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
             read_args = _map_args(self._read_arg_or_size, args)
@@ -545,6 +548,8 @@ class _Functionalizer:
                     "capture",
                     "clone the view before mutating it, or mutate the base tensor directly",
                 )
+            if into_root:
+                break
         if isinstance(value, fx.Node):
             value = self._in_root_layout(info.root, value)
         self.root_value[info.root] = value

@@ -5,8 +5,11 @@ input, from Python). For Inductor, torch.compile's way is better: the forward gr
 ``copy_(input, new_value)``, which Inductor fuses into the kernel computing the value (batch
 norm's running statistics: three copies per layer that cost a kernel launch each otherwise).
 Only plain data mutations move: not those autograd records (an input requiring grad), not
-layout changes, and not inputs whose old value a saved tensor still reads. The values it
-writes leave the forward's outputs: returning them too would cost Inductor a buffer each and
+layout changes, not inputs whose old value a saved tensor still reads, and not those whose new
+value another output is a copy or a view of: Inductor drops copies it deems no-ops (a ``clone``
+whose source is no input) and then computes the value in the input's memory, so that output
+would be the input itself (``x.index_put_(...); return x.clone()``, fuzzer seed 15850; torch.compile
+returns the input there). The values it writes leave the forward's outputs: returning them too would cost Inductor a buffer each and
 the autograd.Function an output each, every call (ResNet-50: 159 of both per step).
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.fx as fx
 from ..artifacts import Partition
 from ..graph.naming import primal_name
 from ..graph.nodes import aliases_of_placeholders
+from ..graph.ops import is_view
 
 aten = torch.ops.aten
 
@@ -38,7 +42,8 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
         name, value = primal_name(p), outputs[first_value + k]
         if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
                 or value is placeholders[name] or aliases_of_placeholders(saved, {name})
-                or aliases_of_placeholders([value], set(placeholders))):
+                or aliases_of_placeholders([value], set(placeholders))
+                or _copied_to_outputs(value, {o for i, o in enumerate(outputs) if i != first_value + k})):
             continue
         movable.append((p, placeholders[name], value))
     if not movable:
@@ -52,3 +57,26 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     moved_positions = {first_value + sig.mutated_primals.index(p) for p, _, _ in movable}
     graph.output(tuple(v for i, v in enumerate(copied) if i not in moved_positions))
     return fx.GraphModule(forward, graph), tuple(p for p, _, _ in movable)
+
+
+# Ops Inductor may replace by their source (`remove_noop_ops`: same layout), besides views.
+_NOOP_CANDIDATES = frozenset(
+    op for op in (aten.clone, aten.alias, aten.detach, aten.slice_scatter, aten.repeat, aten.constant_pad_nd,
+                  aten.ceil, aten.floor, aten.round, aten.trunc, aten.pow, aten.cat, aten.copy, aten._to_copy,
+                  getattr(torch.ops.prims, "convert_element_type", None), getattr(torch.ops.prims, "device_put", None))
+    if op is not None)
+
+
+def _copied_to_outputs(value: fx.Node, other_outputs: set) -> bool:
+    """Whether `value` or a chain of views and possible no-op copies of it is among `other_outputs`."""
+    pending, seen = [value], set()
+    while pending:
+        node = pending.pop()
+        if node in other_outputs:
+            return True
+        for user in node.users:
+            if user not in seen and user.op == "call_function" and (
+                    is_view(user) or getattr(user.target, "overloadpacket", None) in _NOOP_CANDIDATES):
+                seen.add(user)
+                pending.append(user)
+    return False

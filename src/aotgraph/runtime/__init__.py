@@ -428,7 +428,10 @@ def _shared_slots(forward_outputs: list, differentiable: list[int], differentiab
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
-    """`ForwardFacts.tangents_of_grads` read from `partition`'s backward graph."""
+    """`ForwardFacts.tangents_of_grads`: the tangents each gradient reads in `partition`'s backward
+    graph, and those whose outputs' histories reach its primal in capture's autograd graph
+    (`JointGraph.tangents_reaching_grads`: a decomposition may have folded a path that gives
+    zeros into a constant, after which eager still gives a gradient, seed 6815)."""
     graph = partition.backward.graph
     num_tangents = len(partition.convention.backward_tangents)
     placeholders = graph.find_nodes(op="placeholder")
@@ -442,7 +445,18 @@ def _tangents_of_grads(partition, num_grads: int) -> tuple:
         elif node not in mask_of:
             mask_of[node] = 0
     grads = graph.find_nodes(op="output")[0].args[0][:num_grads]
-    return tuple(mask_of[g] if isinstance(g, fx.Node) else 0 for g in grads)
+    masks = [mask_of[g] if isinstance(g, fx.Node) else 0 for g in grads]
+    reaching = partition.joint.tangents_reaching_grads
+    if reaching:
+        order = partition.convention.backward_tangents
+        position = {t: k for k, t in enumerate(order)}
+        in_order = order == tuple(range(len(order)))  # bit t is bit t (tangents past the last: none)
+        for j, (g, joint_mask) in enumerate(zip(grads, reaching)):
+            if isinstance(g, fx.Node) and joint_mask:
+                masks[j] |= (joint_mask & ((1 << len(order)) - 1) if in_order else
+                             sum(1 << position[t] for t in range(joint_mask.bit_length())
+                                 if joint_mask >> t & 1 and t in position))
+    return tuple(masks)
 
 
 def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, facts: ForwardFacts):
@@ -519,7 +533,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             else:
                 saved = list(outputs[num_fwd:])
                 for i in copied_saved:
-                    saved[i] = saved[i].clone()
+                    saved[i] = _copy_in_layout(saved[i])
                 ctx.save_for_backward(*[saved[i] for i in tensor_saved])
                 ctx.other_saved = [saved[i] for i in other_saved]
             if refusal_primals:
@@ -594,6 +608,19 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             return _refuse_second_order(grads, second_order_links)
 
     return CompiledFunction.apply
+
+
+def _copy_in_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of `tensor` with its strides, which a compiled backward may assume (Inductor asserts
+    them): ``clone()`` lays a view with gaps out afresh (a narrowed column of a written input,
+    saved for the backward: fuzzer seed 16319)."""
+    if torch._debug_has_internal_overlap(tensor) == 1:  # (an expanded view: no copy can keep its strides)
+        return tensor.clone()
+    copy = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=tensor.device)
+    try:
+        return copy.copy_(tensor)
+    except RuntimeError:  # elements sharing memory in ways the check above did not tell
+        return tensor.clone()
 
 
 def _apart_from_differentiable(outputs: tuple, non_differentiable: list, differentiable: list) -> tuple:
