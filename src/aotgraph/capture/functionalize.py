@@ -529,9 +529,13 @@ class _Functionalizer:
             # clones the view afresh and reads the offset there, out of bounds: seed 12504;
             # and a view written through itself is a tensor of its own, which starts at the view's
             # first element: seed 26479, one element over.)
-            into_root = func is aten.as_strided.default and k > 0
+            # A root that is not contiguous keeps the way through the views (torch's scatter into it
+            # would need a contiguous one where it requires grad: seed 1802), the parent made again
+            # from the root at its own offset.
+            into_root = func is aten.as_strided.default and k > 0 and _contiguous_value(info.root)
             parent = info.root if into_root else info.chain[k - 1][3] if k > 0 else info.root
-            parent_value = self.read(parent)
+            parent_value = self.read_as_view(parent) if func is aten.as_strided.default and k > 0 and not into_root \
+                else self.read(parent)
             parent_val = parent.meta["val"]
             # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
             read_args = _map_args(self._read_arg_or_size, args)
@@ -635,6 +639,12 @@ def _writes_one_value(func, args: tuple, kwargs: dict) -> bool:
     value = args[position] if len(args) > position else kwargs.get(name)
     val = value.meta.get("val") if isinstance(value, fx.Node) else value
     return not isinstance(val, torch.Tensor) or val.numel() == 1
+
+
+def _contiguous_value(node: fx.Node) -> bool:
+    """Whether `node`'s value is known contiguous (False where its sizes are symbolic)."""
+    value = node.meta.get("val")
+    return isinstance(value, torch.Tensor) and not has_symbolic_sizes(value) and value.is_contiguous()
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
