@@ -37,13 +37,16 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     saved = outputs[parts.joint.num_fwd_outputs:]
     first_value = len(sig.tensor_output_positions)
     placeholders = {n.name: n for n in forward.graph.find_nodes(op="placeholder")}
+    # user outputs that are views of inputs: the runtime makes them again from the inputs, not the graph's value
+    rebuilt_from_inputs = {k for k, i in enumerate(sig.tensor_output_positions) if sig.outputs[i].base_input is not None}
     movable = []
     for k, p in enumerate(sig.mutated_primals):
         name, value = primal_name(p), outputs[first_value + k]
         if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
                 or value is placeholders[name] or aliases_of_placeholders(saved, {name})
                 or aliases_of_placeholders([value], set(placeholders))
-                or _copied_to_outputs(value, {o for i, o in enumerate(outputs) if i != first_value + k})):
+                or _copied_to_outputs(value, {o for i, o in enumerate(outputs) if i != first_value + k
+                                              and i not in rebuilt_from_inputs})):
             continue
         movable.append((p, placeholders[name], value))
     if not movable:
