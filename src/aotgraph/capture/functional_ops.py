@@ -161,11 +161,33 @@ def _as_strided(emit, parent, new, args, parent_val, view_val):
         # The offset and strides count in the memory's elements. Eager's scatter keeps the target's
         # memory and layout; Inductor's lowering writes into a fresh contiguous copy of the target,
         # where they point elsewhere or out of bounds (fuzzer seeds 16984, 17201: inputs that are
-        # slices; 7158: an input of stride 2). Both agree on a contiguous copy and the view's place
-        # counted in the target's own elements.
-        copy = emit(aten.clone.default, parent, memory_format=torch.contiguous_format)
-        return emit(aten.as_strided_scatter.default, copy, new, *relative)
+        # slices; 7158: an input of stride 2), and its reinplacing into the input's memory again
+        # elsewhere. An index_put at the view's places counted in the target's own elements means
+        # the same to all of them (a copy and a scatter at relative offsets did not: Inductor drops
+        # the copy as a no-op on torch 2.11).
+        return _scatter_by_index(emit, parent, new, *relative)
     return emit(aten.as_strided_scatter.default, parent, new, *args)
+
+
+def _scatter_by_index(emit, target, new, sizes: list, strides: list, offset: int) -> Any:
+    """`target` with `new` written at the places ``as_strided(sizes, strides, offset)`` takes of a
+    contiguous copy of it: an index_put into its elements in order."""
+    value = target.meta["val"]
+    flat = emit(aten.reshape.default, target, [-1])
+    index = None
+    for dim, (size, stride) in enumerate(zip(sizes, strides)):
+        if size == 1:
+            continue
+        shape = [1] * len(sizes)
+        shape[dim] = size
+        steps = emit(aten.arange.start_step, 0, size * stride, stride, dtype=torch.int64, device=value.device)
+        steps = emit(aten.view.default, steps, shape)
+        index = steps if index is None else emit(aten.add.Tensor, index, steps)
+    if index is None:
+        index = emit(aten.full.default, [1] * len(sizes), 0, dtype=torch.int64, device=value.device)
+    index = emit(aten.add.Tensor, index, offset)
+    written = emit(aten.index_put.default, flat, [index], new)
+    return emit(aten.view.default, written, list(value.shape))
 
 
 def _relative_strided_args(target: Any, args: tuple) -> Optional[tuple]:
@@ -190,7 +212,7 @@ def _relative_strided_args(target: Any, args: tuple) -> Optional[tuple]:
     sizes, strides = list(args[0]), list(args[1])
     if shift < 0 or shift % spacing or any(st % spacing for sz, st in zip(sizes, strides) if sz != 1):
         return None
-    return (sizes, [st // spacing for st in strides], shift // spacing, *args[3:])
+    return (sizes, [st // spacing for st in strides], shift // spacing)
 
 
 def _contiguous(value) -> bool:

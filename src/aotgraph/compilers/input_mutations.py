@@ -5,12 +5,13 @@ input, from Python). For Inductor, torch.compile's way is better: the forward gr
 ``copy_(input, new_value)``, which Inductor fuses into the kernel computing the value (batch
 norm's running statistics: three copies per layer that cost a kernel launch each otherwise).
 Only plain data mutations move: not those autograd records (an input requiring grad), not
-layout changes, not inputs whose old value a saved tensor still reads, and not those whose new
-value another output is a copy or a view of: Inductor drops copies it deems no-ops (a ``clone``
-whose source is no input) and then computes the value in the input's memory, so that output
-would be the input itself (``x.index_put_(...); return x.clone()``, fuzzer seed 15850; torch.compile
-returns the input there). The values it writes leave the forward's outputs: returning them too would cost Inductor a buffer each and
-the autograd.Function an output each, every call (ResNet-50: 159 of both per step).
+layout changes, not inputs whose old value a saved tensor still reads; not those whose new value
+another output is a copy or a view of: Inductor drops copies it deems no-ops (a ``clone`` whose
+source is no input), then computes the value in the input's memory, and that output would be the
+input itself (``x.index_put_(...); return x.clone()``, fuzzer seed 15850; torch.compile returns
+the input there). The values it writes leave the forward's outputs: returning them too
+would cost Inductor a buffer each and the autograd.Function an output each, every call (ResNet-50:
+159 of both per step).
 """
 from __future__ import annotations
 
