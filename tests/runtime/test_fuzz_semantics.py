@@ -1687,3 +1687,31 @@ def test_one_value_written_into_an_expanded_input_through_inductor(write):
     out, expected = aotgraph.aot_function(program, "inductor")(x), program(expected_x)
     for ours, theirs in zip((*out, x), (*expected, expected_x)):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("compiler", ["inductor", "nop"])
+def test_a_detached_alias_of_a_written_stack_shares_its_memory_through_inductor(compiler):
+    """Seeds 22600, 22754: ``y = torch.stack(...); y.add_(y); return y, y.detach()``. Inductor's
+    decomposition makes ``stack`` a view of a copy, so the detached alias was rebuilt from that copy's
+    new value, and y came back as the graph's own value: memory apart, a caller's write into y
+    missed the alias. It is made from y now, as eager's."""
+    def program(x):
+        y = torch.stack([x, x])
+        y.add_(y)
+        return y, y.detach()
+
+    def run(fn):
+        torch.manual_seed(0)
+        x = torch.randn(3, 4, requires_grad=True)
+        y, d = fn(x)
+        with torch.no_grad():
+            y.add_(1)
+        (y * 2).sum().backward()
+        return y.detach(), d, x.grad, y.untyped_storage().data_ptr() == d.untyped_storage().data_ptr()
+
+    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
+    for ours, theirs in zip(run(compiled), run(program)):
+        if isinstance(theirs, bool):
+            assert ours == theirs
+        else:
+            torch.testing.assert_close(ours, theirs)

@@ -12,6 +12,7 @@ falls back to ``as_strided`` where the output aliases an input or another output
 """
 from __future__ import annotations
 
+import dataclasses
 import operator
 from dataclasses import dataclass
 from typing import Optional
@@ -121,7 +122,38 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
             views.append(OutputView(chain, base=base_nodes.index(latest)))
         else:
             views.append(None)
+    views = _views_of_plain_outputs(views, out_nodes, tensor_outs, fake_mode)
+    used = sorted({v.base for v in views if v is not None and v.base is not None})
+    if len(used) < len(base_nodes):  # bases no output is made from now
+        views = [v if v is None or v.base is None else dataclasses.replace(v, base=used.index(v.base)) for v in views]
+        base_nodes, base_fakes = [base_nodes[b] for b in used], [base_fakes[b] for b in used]
     return OutputViews(tuple(views), tuple(base_nodes), tuple(base_fakes))
+
+
+def _views_of_plain_outputs(views: list, out_nodes: list, tensor_outs: list, fake_mode) -> list:
+    """`views` with each output made from an intermediate base made instead from another output that
+    its walk passes (with no write in between), where that output is no view itself: its value is
+    the graph's, in memory the intermediate's views share. A decomposition may make an op's result
+    a view (Inductor's ``stack`` is a ``view`` of a ``clone``): ``y = stack(...); y.add_(y);
+    return y, y.detach()`` gave the detached view memory apart from y (fuzzer seed 22600)."""
+    values: dict = {}  # the nodes of each plain output's value: its node, and what its writes wrote
+    for k, (node, view) in enumerate(zip(out_nodes, views)):
+        if view is not None:
+            continue
+        values.setdefault(node, k)
+        while _writes_in_place(node):
+            node = node.args[0]
+            values.setdefault(node, k)
+    if not values:
+        return views
+    for m, view in enumerate(views):
+        if view is None or view.base is None:
+            continue
+        stop_at = frozenset(n for n, k in values.items() if k != m)
+        walk = _walk(out_nodes[m], tensor_outs[m], fake_mode, stop_at)
+        if walk is not None and walk[0] in stop_at and not walk[2]:
+            views[m] = OutputView(walk[1], output=values[walk[0]])
+    return views
 
 
 def _writes_in_place(node: fx.Node) -> bool:
@@ -161,14 +193,18 @@ def _relays_a_view(node: fx.Node) -> bool:
                 and _is_multi_output_view(source.args[0])))
 
 
-def _walk(node: fx.Node, fake: torch.Tensor, fake_mode) -> Optional[tuple[fx.Node, tuple[ViewStep, ...], bool]]:
+def _walk(node: fx.Node, fake: torch.Tensor, fake_mode, stop_at: frozenset = frozenset()
+          ) -> Optional[tuple[fx.Node, tuple[ViewStep, ...], bool]]:
     """(base node, view steps from it to `node`, whether an in-place op was passed on the way),
     or None where `node` is no view or the steps do not rebuild `fake`'s layout. In-place ops
-    on the way are passed: they return the tensor they wrote."""
+    on the way are passed: they return the tensor they wrote. The walk ends early at a node of
+    `stop_at` (after one step at least)."""
     steps = []
     current = node
     written = False  # an in-place op passed: the output is a view written in place after it was taken
     while True:
+        if steps and current in stop_at:
+            break
         index = None
         if _writes_in_place(current):
             # ``v = y[0]; v.div_(2)``: the written view, rebuilt from its base's final value, as a
