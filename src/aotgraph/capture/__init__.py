@@ -40,7 +40,7 @@ from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
 from .functional_ops import is_metadata_mutation
 from .functionalize import functionalize
-from .grad_reach import tangents_reaching
+from .grad_reach import reaching_tangent_masks
 from .higher_order import HigherOrderCalls, public_apis_calling_operators
 from .regions import Regions, SplitRegion
 from .repeated_layers import RepeatedLayers
@@ -247,7 +247,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     written_in_backward: tuple[str, ...] = ()
     reaching: tuple[int, ...] = ()
     if not is_inference:
-        reaching = tangents_reaching(diff_outs, primal_fakes)
+        reaching = reaching_tangent_masks(diff_outs, primal_fakes)
         versions_before_backward = [_version_of(f) for f in program_fakes]
         layouts_before_backward = [TensorMeta.of(f) for f in program_fakes]
         grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)

@@ -14,10 +14,10 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["tangents_reaching"]
+__all__ = ["reaching_tangent_masks"]
 
 
-def tangents_reaching(diff_outs: Sequence[torch.Tensor], primal_fakes: Sequence[torch.Tensor]) -> tuple[int, ...]:
+def reaching_tangent_masks(diff_outs: Sequence[torch.Tensor], primal_fakes: Sequence[torch.Tensor]) -> tuple[int, ...]:
     """Per primal, a bit mask of the tangents (bit k: `diff_outs[k]`, tangent k of the joint graph)
     whose output's autograd graph reaches the primal (its grad_fn, or a leaf's AccumulateGrad);
     0 for a primal that needs no gradient, and for a tensor's repeats after its first primal
