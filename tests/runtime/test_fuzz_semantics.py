@@ -1715,3 +1715,26 @@ def test_a_detached_alias_of_a_written_stack_shares_its_memory_through_inductor(
             assert ours == theirs
         else:
             torch.testing.assert_close(ours, theirs)
+
+
+def test_an_input_written_after_a_clamp_through_inductor_and_the_min_cut():
+    """Seeds 1518, 2134, 2178 (the backend's default with Inductor): ``x.clamp_(...)`` on a non-leaf
+    input, then x written again. Inductor's joint passes drop autograd's copy of x before the clamp
+    as a no-op, so the clamp's mask, which the backward computes, reads x itself, an input the runtime
+    overwrites: the min cut found nothing it could save and raised an internal AssertionError."""
+    def program(x):
+        x.clamp_(-0.5, 1.0)
+        y = x * 0.5
+        x.neg_()
+        return y, x
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        y, x = fn(root.t() * 2)
+        (y * 3 + x).sum().backward()
+        return y.detach(), x.detach(), root.grad
+
+    compiled = aotgraph.aot_function(program, "inductor", partition_fn=aotgraph.min_cut_rematerialization_partition)
+    for ours, theirs in zip(run(compiled), run(program)):
+        torch.testing.assert_close(ours, theirs)

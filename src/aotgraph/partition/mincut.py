@@ -140,8 +140,10 @@ class JointNetwork:
         computed from it would keep it alive, and make a caller's later in-place write into it
         fail the backward where eager's runs."""
         if is_primal(node):
-            if node.name in self.mutated_inputs:
-                return bytes_of(node) if any(user in self.backward_only for user in node.users) else None
+            if node.name in self.mutated_inputs:  # (pinned readers run in the backward too: seed 1518, Inductor's
+                # joint passes drop autograd's clone of an input before its in-place write as a no-op)
+                return bytes_of(node) if any(user in self.backward_only or user in self.pinned
+                                             for user in node.users) else None
             return bytes_of(node) if node.name in self.transient_inputs else 0
         size = bytes_of(node)
         if size is None:
