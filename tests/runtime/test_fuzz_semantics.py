@@ -1738,3 +1738,23 @@ def test_an_input_written_after_a_clamp_through_inductor_and_the_min_cut():
     compiled = aotgraph.aot_function(program, "inductor", partition_fn=aotgraph.min_cut_rematerialization_partition)
     for ours, theirs in zip(run(compiled), run(program)):
         torch.testing.assert_close(ours, theirs)
+
+
+def test_a_saved_expanded_view_of_a_written_input_keeps_its_strides_through_inductor():
+    """Seed 30160: an expanded view of a non-leaf input that the program writes, saved for the
+    backward: the runtime's copy of it was laid out afresh (stride 12 where the view has 0), against
+    the strides Inductor's backward asserts."""
+    def program(x):
+        wide = x.expand(3, 3, 4)
+        x.copy_(x)
+        return ((x * wide).sum(),)
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(3, 4, requires_grad=True)
+        out = fn(root * 2)
+        out[0].backward()
+        return out[0].detach(), root.grad
+
+    for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
+        torch.testing.assert_close(ours, theirs)

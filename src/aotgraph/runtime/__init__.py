@@ -614,13 +614,16 @@ def _copy_in_layout(tensor: torch.Tensor) -> torch.Tensor:
     """A copy of `tensor` with its strides, which a compiled backward may assume (Inductor asserts
     them): ``clone()`` lays a view with gaps out afresh (a narrowed column of a written input,
     saved for the backward: fuzzer seed 16319)."""
-    if torch._debug_has_internal_overlap(tensor) == 1:  # (an expanded view: no copy can keep its strides)
-        return tensor.clone()
-    copy = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=tensor.device)
+    expanded = [d for d, (size, stride) in enumerate(zip(tensor.shape, tensor.stride())) if stride == 0 and size > 1]
+    compact = tensor
+    for d in expanded:  # an expanded view: its memory copied, then expanded again (seed 30160)
+        compact = compact.narrow(d, 0, 1)
+    copy = torch.empty_strided(compact.shape, compact.stride(), dtype=tensor.dtype, device=tensor.device)
     try:
-        return copy.copy_(tensor)
-    except RuntimeError:  # elements sharing memory in ways the check above did not tell
+        copy.copy_(compact)
+    except RuntimeError:  # elements sharing memory otherwise: no copy keeps the strides
         return tensor.clone()
+    return copy.expand(tensor.shape) if expanded else copy
 
 
 def _apart_from_differentiable(outputs: tuple, non_differentiable: list, differentiable: list) -> tuple:
