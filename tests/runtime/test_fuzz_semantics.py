@@ -1564,6 +1564,16 @@ def test_a_written_input_relaid_by_an_identity_view_keeps_its_gradient_through_i
         torch.testing.assert_close(ours, theirs)
 
 
+def _assert_same(ours: tuple, theirs: tuple, exact: bool = True) -> None:
+    """Each of `ours` equal to `theirs`: tensors to the bit (`exact`) or within float tolerance,
+    other values (memory contents as lists, layouts, flags) by ``==``."""
+    for a, b in zip(ours, theirs, strict=True):
+        if isinstance(b, torch.Tensor):
+            torch.testing.assert_close(a, b, **({"rtol": 0, "atol": 0} if exact else {}))
+        else:
+            assert a == b
+
+
 @pytest.mark.parametrize("compiler", ["inductor", "nop"])
 def test_a_write_through_an_as_strided_view_of_a_view_at_an_offset_through_inductor(compiler):
     """Seed 12504 (and 7158's first half): a detached view at an offset relaid by ``as_strided_``,
@@ -1586,12 +1596,8 @@ def test_a_write_through_an_as_strided_view_of_a_view_at_an_offset_through_induc
             out = fn(x, x.detach())
         return (*out, x.detach().clone(), x.untyped_storage().tolist())
 
-    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
-    for ours, theirs in zip(run(compiled), run(program)):
-        if isinstance(theirs, list):
-            assert ours == theirs
-        else:
-            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    _assert_same(run(aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)),
+                 run(program))
 
 
 @pytest.mark.parametrize("returned", ["clone", "view_of_clone", "to_same_dtype"])
@@ -1664,12 +1670,8 @@ def test_a_write_through_as_strided_of_an_input_not_at_the_start_of_its_memory(c
         out = fn(x)
         return out[0], x.detach().clone(), base.clone(), (x.shape, x.stride(), x.storage_offset())
 
-    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
-    for ours, theirs in zip(run(compiled), run(program)):
-        if isinstance(theirs, tuple):
-            assert ours == theirs
-        else:
-            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    _assert_same(run(aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)),
+                 run(program))
 
 
 @pytest.mark.parametrize("write", ["fill_", "zero_"])
@@ -1709,12 +1711,8 @@ def test_a_detached_alias_of_a_written_stack_shares_its_memory_through_inductor(
         (y * 2).sum().backward()
         return y.detach(), d, x.grad, y.untyped_storage().data_ptr() == d.untyped_storage().data_ptr()
 
-    compiled = aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)
-    for ours, theirs in zip(run(compiled), run(program)):
-        if isinstance(theirs, bool):
-            assert ours == theirs
-        else:
-            torch.testing.assert_close(ours, theirs)
+    _assert_same(run(aotgraph.aot_function(program, compiler if compiler == "inductor" else aotgraph.nop)),
+                 run(program), exact=False)
 
 
 def test_an_input_written_after_a_clamp_through_inductor_and_the_min_cut():
