@@ -1756,3 +1756,24 @@ def test_a_saved_expanded_view_of_a_written_input_keeps_its_strides_through_indu
 
     for ours, theirs in zip(run(aotgraph.aot_function(program, "inductor")), run(program)):
         torch.testing.assert_close(ours, theirs)
+
+
+def test_an_input_and_its_written_detached_alias_keep_their_gradients_through_inductor():
+    """Seed 1485: ``d.add_(x, alpha=0.5); x[0] = 1.0; return d, d.exp()`` with d = x.detach().
+    Inductor handed back one tensor for x's new value and for d's (a full ``as_strided`` view and
+    ``detach`` lowered to their input); autograd numbers an object two slots return once, so one
+    gradient reached the other's tangent (a silent wrong gradient). Each slot gets its own alias."""
+    def program(x, d):
+        d.add_(x, alpha=0.5)
+        x[0] = 1.0
+        return d, d.exp()
+
+    def run(fn):
+        torch.manual_seed(0)
+        root = torch.randn(4, requires_grad=True)
+        x = root * 2
+        a, b = fn(x, x.detach())
+        (a * torch.arange(4.0) + b * 3 + x * 5).sum().backward()
+        return a.detach(), b.detach(), root.grad
+
+    _assert_same(run(aotgraph.aot_function(program, "inductor")), run(program), exact=False)

@@ -555,6 +555,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 for i in shared_slots:
                     fwd_outputs[i] = fwd_outputs[i].detach()
                 fwd_outputs = tuple(fwd_outputs)
+            if len(differentiable_slots) > 1:
+                fwd_outputs = _differentiable_apart(fwd_outputs, differentiable_slots)
             if non_differentiable:
                 fwd_outputs = _apart_from_differentiable(fwd_outputs, non_differentiable, differentiable_slots)
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
@@ -624,6 +626,26 @@ def _copy_in_layout(tensor: torch.Tensor) -> torch.Tensor:
     except RuntimeError:  # elements sharing memory otherwise: no copy keeps the strides
         return tensor.clone()
     return copy.expand(tensor.shape) if expanded else copy
+
+
+def _differentiable_apart(outputs: tuple, differentiable: list) -> tuple:
+    """`outputs` with each differentiable slot that holds the very tensor of an earlier one given an
+    alias of its own (``detach()``), as `ForwardFacts.shared_slots` does for one graph value: a
+    compiler may hand back one tensor for two values (Inductor lowers a full ``as_strided`` view and
+    ``detach`` to their input: an input's new value and a detached alias of it written, returned,
+    seed 1485), and autograd numbers an object returned twice by one slot only."""
+    seen: set = set()
+    shared = []
+    for i in differentiable:
+        if id(outputs[i]) in seen:
+            shared.append(i)
+        seen.add(id(outputs[i]))
+    if not shared:
+        return outputs
+    outputs = list(outputs)
+    for i in shared:
+        outputs[i] = outputs[i].detach()
+    return tuple(outputs)
 
 
 def _apart_from_differentiable(outputs: tuple, non_differentiable: list, differentiable: list) -> tuple:
