@@ -334,3 +334,20 @@ def test_float_attributes_dynamo_fixed_are_read_as_constants(monkeypatch):
     (entry,) = symbolic_entries(backend)
     targets = {node.target for node in entry.partition.joint.graph_module.graph.nodes}
     assert torch.ops.aten._local_scalar_dense.default not in targets and reads == []
+
+
+def test_a_float_dynamo_no_longer_specializes_through_inductor():
+    """A float argument that changes between calls, with sizes that change too: Dynamo recompiles
+    with the float as a 0-d tensor whose ``.item()`` the graph reads, which Inductor lowers only for
+    symbols made by it (``KeyError: 'unbacked_bindings'``, fuzzer seeds 1760, 2651, 4279). The
+    joint passes compute with the 0-d tensor instead, as torch.compile's do."""
+    def program(x, scale):
+        return (x.mul_(scale) + 1.0).sin()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(program, backend=aotgraph.backend(compiler="inductor"))
+    for shape, scale in [((3,), 3.0), ((4, 1, 3), 2.0), ((2, 1, 5), 5.0), ((6, 1, 2), 0.5)]:
+        x = torch.randn(*shape, dtype=torch.float64)
+        ours_x, eager_x = x.clone(), x.clone()
+        torch.testing.assert_close(compiled(ours_x, scale), program(eager_x, scale))
+        torch.testing.assert_close(ours_x, eager_x)

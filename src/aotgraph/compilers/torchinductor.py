@@ -111,6 +111,22 @@ def _lowerings_imported_first(decomposition):
     return decompose
 
 
+def _python_floats_as_tensors(graph_module: fx.GraphModule, fake_mode) -> None:
+    """Dynamo passes a float it no longer specializes as a 0-d tensor whose ``.item()`` the graph
+    reads; Inductor lowers ``.item()`` only for symbols made by it (fuzzer seeds 1760, 2651, 4279:
+    ``KeyError: 'unbacked_bindings'`` after a recompile with a new float and new sizes). torch's
+    pass that computes with the 0-d tensor instead (``torch.fx.passes``), as torch.compile runs it
+    on its joint graph. It may ask Dynamo to trace again with the float specialized."""
+    if fake_mode is None or fake_mode.shape_env is None or not any(
+            isinstance(n.args[0], fx.Node) and n.args[0].op == "placeholder"
+            and getattr(n.args[0].meta.get("val"), "is_floating_point", lambda: False)()
+            for n in graph_module.graph.find_nodes(op="call_function", target=torch.ops.aten._local_scalar_dense.default)):
+        return
+    from torch.fx.passes._tensorify_python_scalars import tensorify_python_scalars
+
+    tensorify_python_scalars(graph_module, fake_mode.shape_env, fake_mode)
+
+
 def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     """The joint graph after Inductor's own joint-graph rewrites (pattern replacements such
     as padding matmuls whose sizes are not aligned, no-op removal), which torch.compile applies
@@ -123,6 +139,7 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     graph_module = _private_copy(joint.graph_module)
     placeholders = [n.meta.get("val") for n in graph_module.graph.find_nodes(op="placeholder")]
     device = next((v.device for v in placeholders if isinstance(v, torch.Tensor)), None)
+    _python_floats_as_tensors(graph_module, joint.fake_mode)
     with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True):
         graph_module = joint_graph_passes(graph_module, input_device=device)
     _sorted_where_out_of_order(graph_module)
