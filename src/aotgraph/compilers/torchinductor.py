@@ -114,9 +114,10 @@ def _lowerings_imported_first(decomposition):
 def _python_floats_as_tensors(graph_module: fx.GraphModule, fake_mode) -> None:
     """Dynamo passes a float it no longer specializes as a 0-d tensor whose ``.item()`` the graph
     reads; Inductor lowers ``.item()`` only for symbols made by it (fuzzer seeds 1760, 2651, 4279:
-    ``KeyError: 'unbacked_bindings'`` after a recompile with a new float and new sizes). torch's
-    pass that computes with the 0-d tensor instead (``torch.fx.passes``), as torch.compile runs it
-    on its joint graph. It may ask Dynamo to trace again with the float specialized."""
+    ``KeyError: 'unbacked_bindings'`` after a recompile with a new float and new sizes). So torch's
+    pass (``torch.fx.passes``) rewrites the graph to compute with the 0-d tensor instead, as
+    torch.compile does on its joint graph. It may ask Dynamo to trace again with the float
+    specialized."""
     if fake_mode is None or fake_mode.shape_env is None or not any(
             isinstance(n.args[0], fx.Node) and n.args[0].op == "placeholder"
             and getattr(n.args[0].meta.get("val"), "is_floating_point", lambda: False)()

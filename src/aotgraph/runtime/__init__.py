@@ -637,6 +637,8 @@ def _differentiable_apart(outputs: tuple, differentiable: list) -> tuple:
     seen: set = set()
     shared = []
     for i in differentiable:
+        if not isinstance(outputs[i], torch.Tensor):
+            continue
         if id(outputs[i]) in seen:
             shared.append(i)
         seen.add(id(outputs[i]))
