@@ -615,7 +615,7 @@ def test_input_written_through_its_detach_keeps_its_gradient(compiler):
     """A non-leaf input written with grad and through its ``detach()``, that detached view returned:
     the graph's one value fills a differentiable slot (the input's new value) and a
     non-differentiable one; marking the latter must not cut the former's gradient
-    (`ForwardFacts.shared_slots`)."""
+    (`runtime._one_object_per_slot`)."""
     def fn(a):
         a.div_(-1.0)
         d = a.detach()

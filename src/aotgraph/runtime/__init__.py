@@ -42,12 +42,7 @@ class ForwardFacts:
     `copied_saved`: saved values that alias an input the runtime overwrites or relays.
     `refusal_primals`: primals requiring grad that some saved value is computed from.
     `tangents_of_grads`: per gradient the backward returns, the backward's tangents (positions in
-    its tangent order) it reads, as a bit mask (0: none, or unknown). `shared_slots`: forward
-    outputs that are the same graph value as a differentiable output before them, or are no
-    differentiable output but the same value as one (an input written through its ``detach()``,
-    and that detached view returned): the Function returns an alias of their own there, since
-    autograd numbers an object returned twice by one of its slots only, and the gradient of the
-    other would reach the wrong tangent (seed 6512: an input's gradient given to another)."""
+    its tangent order) it reads, as a bit mask (0: none, or unknown)."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
@@ -55,7 +50,6 @@ class ForwardFacts:
     copied_saved: tuple
     refusal_primals: tuple
     tangents_of_grads: tuple = ()
-    shared_slots: tuple = ()
 
 
 def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
@@ -393,7 +387,6 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
     differentiable = _differentiable_outputs(sig, plan)
     tangent_order = _tangent_order(partition, differentiable)
     tangent_values = [forward_outputs[i].meta["val"] for i in tangent_order]
-    differentiable_values = {forward_outputs[i] for i in differentiable if isinstance(forward_outputs[i], fx.Node)}
     # Refusing a double backward links the gradients to the primals the saved values are
     # computed from (the backward reads those values as constants); the cache key fixes
     # which primals require grad. A gradient that reads no primal has no derivative to refuse.
@@ -407,24 +400,7 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
             primal_name(p) for p, i in enumerate(sig.primal_positions) if sig.inputs[i].views_relaid})),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
-        tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)),
-        shared_slots=_shared_slots(forward_outputs[:plan.num_fwd_outputs], differentiable, differentiable_values))
-
-
-def _shared_slots(forward_outputs: list, differentiable: list[int], differentiable_values: set) -> tuple:
-    """`ForwardFacts.shared_slots`: forward outputs that must be other objects than the graph's
-    value, since another slot returns that value too. (A compiler may also hand back one tensor
-    for two values: `_apart_from_differentiable` finds those at run time.)"""
-    earlier: set = set()
-    shared = []
-    for i, value in enumerate(forward_outputs):
-        if i in differentiable:
-            if isinstance(value, fx.Node) and value in earlier:
-                shared.append(i)
-            earlier.add(value)
-        elif value in differentiable_values:
-            shared.append(i)
-    return tuple(shared)
+        tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)))
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
@@ -483,9 +459,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                                   if o.base_of_outputs is not None)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
     differentiable_slots = [i for i in range(num_fwd) if i in differentiable and i not in rebuilt_from_base]
-    # Marking a tensor non-differentiable marks the object: where it also fills a differentiable
-    # slot, the non-differentiable slot gets an alias of its own.
-    shared_slots = [i for i in facts.shared_slots if i not in rebuilt_from_base]
+    # Slots that could hold one object between them (`_one_object_per_slot`).
+    may_share_objects = len(differentiable_slots) > 1 or bool(non_differentiable and differentiable_slots)
     # Outputs that alias nothing in eager may come out of a graph as views of its own buffers (a
     # functionalized write through a view ends in one): returned as such, autograd would take them
     # for views made inside a custom Function and refuse the caller's in-place writes into them.
@@ -550,15 +525,9 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             fwd_outputs = tuple(outputs[:num_fwd])
             if rebuilt_from_base:
                 fwd_outputs = tuple(None if i in rebuilt_from_base else v for i, v in enumerate(fwd_outputs))
-            if shared_slots:
-                fwd_outputs = list(fwd_outputs)
-                for i in shared_slots:
-                    fwd_outputs[i] = fwd_outputs[i].detach()
-                fwd_outputs = tuple(fwd_outputs)
-            if len(differentiable_slots) > 1:
-                fwd_outputs = _differentiable_apart(fwd_outputs, differentiable_slots)
+            if may_share_objects:
+                fwd_outputs = _one_object_per_slot(fwd_outputs, differentiable_slots, non_differentiable)
             if non_differentiable:
-                fwd_outputs = _apart_from_differentiable(fwd_outputs, non_differentiable, differentiable_slots)
                 ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
             ctx.set_materialize_grads(False)
             if symbolic_tangents:
@@ -628,43 +597,28 @@ def _copy_in_layout(tensor: torch.Tensor) -> torch.Tensor:
     return copy.expand(tensor.shape) if expanded else copy
 
 
-def _differentiable_apart(outputs: tuple, differentiable: list) -> tuple:
-    """`outputs` with each differentiable slot that holds the very tensor of an earlier one given an
-    alias of its own (``detach()``), as `ForwardFacts.shared_slots` does for one graph value: a
-    compiler may hand back one tensor for two values (Inductor lowers a full ``as_strided`` view and
-    ``detach`` to their input: an input's new value and a detached alias of it written, returned,
-    seed 1485), and autograd numbers an object returned twice by one slot only."""
+def _one_object_per_slot(outputs: tuple, differentiable: list, non_differentiable: list) -> tuple:
+    """`outputs` with an alias of its own (``detach()``) in each slot that holds the very tensor of
+    a differentiable slot before it, and in each non-differentiable slot that holds the tensor of
+    any differentiable one. Autograd numbers an object a Function returns twice by one slot only,
+    so the other's gradient reaches the wrong tangent (seed 6512, a graph value returned twice;
+    1485); and marking a tensor non-differentiable marks the object, cutting the other slot's
+    gradient (1190, 6493). A compiler may hand back one tensor for two graph values too: Inductor
+    lowers ``detach``, ``alias`` and views that keep the layout (a full ``as_strided``, a 1-d ``t``)
+    to their input."""
     seen: set = set()
     shared = []
     for i in differentiable:
-        if not isinstance(outputs[i], torch.Tensor):
-            continue
-        if id(outputs[i]) in seen:
-            shared.append(i)
-        seen.add(id(outputs[i]))
+        if isinstance(outputs[i], torch.Tensor):
+            if id(outputs[i]) in seen:
+                shared.append(i)
+            seen.add(id(outputs[i]))
+    shared += [i for i in non_differentiable if id(outputs[i]) in seen]
     if not shared:
         return outputs
     outputs = list(outputs)
     for i in shared:
         outputs[i] = outputs[i].detach()
-    return tuple(outputs)
-
-
-def _apart_from_differentiable(outputs: tuple, non_differentiable: list, differentiable: list) -> tuple:
-    """`outputs` with each non-differentiable one that is the very tensor of a differentiable slot
-    replaced by an alias of its own (``detach()``): marking it would mark that slot too and cut
-    its gradient. A compiler may hand back one tensor for both where the graph has two values
-    (Inductor lowers ``detach``, ``alias`` and views that keep the layout, a 1-d ``t``, to their
-    input: ``x.masked_fill_(...); x.t_(); return x.detach()``, seeds 1190 and 6493)."""
-    if not differentiable:
-        return outputs
-    tensors = {id(outputs[i]) for i in differentiable}
-    if not any(id(outputs[i]) in tensors for i in non_differentiable):
-        return outputs
-    outputs = list(outputs)
-    for i in non_differentiable:
-        if id(outputs[i]) in tensors:
-            outputs[i] = outputs[i].detach()
     return tuple(outputs)
 
 
