@@ -532,10 +532,10 @@ class _Functionalizer:
             # A root that is not contiguous keeps the way through the views (torch's scatter into it
             # would need a contiguous one where it requires grad: seed 1802), the parent made again
             # from the root at its own offset.
-            into_root = func is aten.as_strided.default and k > 0 and _contiguous_value(info.root)
+            strided_view_of_view = func is aten.as_strided.default and k > 0
+            into_root = strided_view_of_view and _contiguous_value(info.root)
             parent = info.root if into_root else info.chain[k - 1][3] if k > 0 else info.root
-            parent_value = self.read_as_view(parent) if func is aten.as_strided.default and k > 0 and not into_root \
-                else self.read(parent)
+            parent_value = self.read_as_view(parent) if strided_view_of_view and not into_root else self.read(parent)
             parent_val = parent.meta["val"]
             # sizes as their symbolic values, for the rules' arithmetic (a split's offsets); `emit` reads them back
             read_args = _map_args(self._read_arg_or_size, args)

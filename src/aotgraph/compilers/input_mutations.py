@@ -40,14 +40,17 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     placeholders = {n.name: n for n in forward.graph.find_nodes(op="placeholder")}
     # user outputs that are views of inputs: the runtime makes them again from the inputs, not the graph's value
     rebuilt_from_inputs = {k for k, i in enumerate(sig.tensor_output_positions) if sig.outputs[i].base_input is not None}
+    positions: dict = {}  # output node -> its positions, but those of outputs the runtime makes again
+    for i, o in enumerate(outputs):
+        if isinstance(o, fx.Node) and i not in rebuilt_from_inputs:
+            positions.setdefault(o, set()).add(i)
     movable = []
     for k, p in enumerate(sig.mutated_primals):
         name, value = primal_name(p), outputs[first_value + k]
         if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
                 or value is placeholders[name] or aliases_of_placeholders(saved, {name})
                 or aliases_of_placeholders([value], set(placeholders))
-                or _copied_to_outputs(value, {o for i, o in enumerate(outputs) if i != first_value + k
-                                              and i not in rebuilt_from_inputs})):
+                or _copied_to_outputs(value, first_value + k, positions)):
             continue
         movable.append((p, placeholders[name], value))
     if not movable:
@@ -71,12 +74,13 @@ _NOOP_CANDIDATES = frozenset(
     if op is not None)
 
 
-def _copied_to_outputs(value: fx.Node, other_outputs: set) -> bool:
-    """Whether `value` or a chain of views and possible no-op copies of it is among `other_outputs`."""
+def _copied_to_outputs(value: fx.Node, position: int, positions: dict) -> bool:
+    """Whether `value` (the output at `position`) or a chain of views and possible no-op copies of
+    it is an output at another of `positions` (output node -> its positions)."""
     pending, seen = [value], set()
     while pending:
         node = pending.pop()
-        if node in other_outputs:
+        if positions.get(node, set()) - {position}:
             return True
         for user in node.users:
             if user not in seen and user.op == "call_function" and (
