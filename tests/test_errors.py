@@ -328,3 +328,22 @@ def test_a_kernel_launched_outside_the_dispatcher_is_refused_by_name(monkeypatch
     _assert_names(error, "capture", "jiterator", "outside the compiled function")
     assert launched == []
     assert torch._C._cuda_jiterator_compile_and_launch_kernel("c", "k", False, 1, (1,), {}) == 1  # put back
+
+
+def test_a_jagged_nested_tensor_through_the_backend_is_named():
+    """Dynamo hands the graph of a jagged nested tensor its ragged size as a nested int input;
+    capture named none of it (``'NestedIntNode' object has no attribute 'sub'``). Now the
+    layout is named (torch's own ``aot_eager`` runs such programs; aotgraph does not yet)."""
+    import aotgraph
+
+    parts = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in (2, 3, 4)]
+    nested = torch.nested.as_nested_tensor(parts, layout=torch.jagged)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: x.clone(), backend=aotgraph.backend("eager"), fullgraph=True)
+    with pytest.raises(Exception) as info:
+        compiled(nested)
+    cause = info.value
+    while cause is not None and not isinstance(cause, AotGraphError):
+        cause = cause.__cause__ or getattr(cause, "inner_exception", None)
+    assert isinstance(cause, BadArgument), repr(info.value)
+    _assert_names(cause, "capture", "torch.jagged")

@@ -8,6 +8,12 @@ from aotgraph import UnsupportedOp, aot_function
 from eager_parity import Case, assert_parity, leaf
 
 
+def _rrelu_in_place(x):
+    noise = torch.ones_like(x)
+    torch.ops.aten.rrelu_with_noise_(x, noise, 0.2, 0.8, True)
+    return x, noise
+
+
 @pytest.mark.parametrize("fn", [
     lambda x: F.dropout(x, 0.5, training=True).sin(),
     lambda x: x * torch.rand_like(x),
@@ -16,7 +22,8 @@ from eager_parity import Case, assert_parity, leaf
     lambda x: (torch.randn(4) * 0 + F.dropout(x, 0.2)).exp(),  # two random ops, order matters
     lambda x: torch.rand(3, 4) * x.detach(),  # a draw nothing needs a gradient of
     lambda x: F.dropout(x, 1.0, training=True) + torch.rand_like(x),  # eager draws nothing for p=1
-], ids=["dropout", "rand_like", "bernoulli", "randn", "two_draws", "unused_grad", "dropout_p1"])
+    lambda x: _rrelu_in_place(x * 1),  # an in-place draw that writes two arguments (self, noise)
+], ids=["dropout", "rand_like", "bernoulli", "randn", "two_draws", "unused_grad", "dropout_p1", "rrelu_in_place"])
 def test_random_ops_match_eager_draws_and_rng_state(fn):
     assert_parity(fn, lambda: Case((leaf(3, 4),)))
 

@@ -16,12 +16,13 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import TreeSpec
 
-from ..graph.sizes import size_hint
+from ..graph.sizes import concrete_if_constant, size_hint
 
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """What a tensor looks like, not what it holds. Sizes may be ints or SymInts."""
+    """What a tensor looks like, not what it holds. Sizes may be ints or SymInts (a SymInt
+    that a guard made a constant is stored as its int: the runtime lays out real tensors with it)."""
 
     shape: tuple
     stride: tuple
@@ -32,7 +33,11 @@ class TensorMeta:
 
     @staticmethod
     def of(t: torch.Tensor) -> "TensorMeta":
-        return TensorMeta(tuple(t.shape), tuple(t.stride()), t.storage_offset(), t.dtype, t.device, t.requires_grad)
+        shape, stride, offset = tuple(t.shape), tuple(t.stride()), t.storage_offset()
+        if type(offset) is not int or not all(type(size) is int for size in shape + stride):
+            shape, stride, offset = tuple(map(concrete_if_constant, shape)), tuple(map(concrete_if_constant, stride)), \
+                concrete_if_constant(offset)
+        return TensorMeta(shape, stride, offset, t.dtype, t.device, t.requires_grad)
 
     @property
     def nbytes(self) -> int:

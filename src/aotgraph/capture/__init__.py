@@ -34,7 +34,7 @@ from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldn
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
-from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, memoized_size_arithmetic
+from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, has_symbols, memoized_size_arithmetic
 from ..module_writes import tensor_writes_refused
 from .cse import merge_common_subexpressions
 from .fake_outputs import FakeOutputs, fake_cache_replaced
@@ -264,7 +264,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     storage_replaced: tuple[str, ...] = ()
     storage_source: dict[str, str] = {}
     if recorder.saw_mutation:
-        functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
+        # With symbolic sizes, the functional twins' fake kernels need the Python dispatcher, as the
+        # program's ops had it (torch's broadcasting ``addcmul`` and ``lerp`` fail without it).
+        with enable_python_dispatcher() if has_symbols(fake_mode) else contextlib.nullcontext():
+            functional = functionalize(graph, recorder.fake_outputs, final_nodes, layout_changed)
         # A backward that writes its incoming gradient (a custom Function's ``grad_output.mul_(2)``)
         # writes a buffer local to the backward: tangents have no caller's tensor to write back.
         primal_names = {p.name for p in placeholders}

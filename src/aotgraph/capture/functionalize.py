@@ -17,7 +17,7 @@ import torch.fx as fx
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from ..graph.ops import is_view
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, known_equal, layout_of, storage_positions
+from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, known_equal, layout_of, size_keys, storage_positions
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
@@ -136,6 +136,12 @@ class _Functionalizer:
         if info is None or not info.chain or not isinstance(value, fx.Node):
             return value
         new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
+        if offset_too and info.root.op == "placeholder" and self.root_version[info.root] > 0 \
+                and isinstance(old_val, torch.Tensor) and has_symbolic_sizes(old_val):
+            # An output viewing a written input, with symbolic sizes: the runtime lays it out by the
+            # graph's value (`OutputInfo.layout_from_graph`), which must view the input's new value,
+            # not the value written through the view (``x[:, :h].relu_()[1]``).
+            return self.read_as_view(old_node)
         if new_val is old_val:  # the view as the program made it (its node keeps the old node's meta)
             return value
         if not isinstance(new_val, torch.Tensor) or not isinstance(old_val, torch.Tensor) \
@@ -403,7 +409,8 @@ class _Functionalizer:
                 f"{tuple(new_val.shape)}, which aotgraph does not capture yet", "capture",
                 "resize it outside the compiled function, or make a new tensor of the new shape (x.new_empty(...))")
         if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            new_value = self.emit(aten.expand_copy.default, new_value, list(target_val.shape))
+            # (expand, then the copy: torch's expand_copy takes no symbolic sizes on fakes)
+            new_value = self.emit(aten.expand.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         one_value = _writes_one_value(func, node.args, node.kwargs) or (
             func is aten.copy_.default and _ONE_VALUE_WRITES.get(node.meta.get("original_aten"), False) is None)
@@ -592,9 +599,11 @@ def _memory_root(node: fx.Node) -> fx.Node:
 
 def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
     """Whether `value`'s strides differ from `target`'s (same shape) in a dimension of more than
-    one element; False where sizes are symbolic (not compared)."""
+    one element. With symbolic sizes, compared as expressions without a guard: strides not the
+    same expression differ (``masked_fill_`` of a transposed input, whose twin lays out afresh)."""
     if has_symbolic_sizes(value) or has_symbolic_sizes(target):
-        return False
+        return any(size != 1 and a != b for size, a, b in zip(size_keys(tuple(target.shape)), size_keys(value.stride()),
+                                                             size_keys(target.stride())))
     return any(size > 1 and a != b for size, a, b in zip(target.shape, value.stride(), target.stride()))
 
 

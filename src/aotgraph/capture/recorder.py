@@ -280,7 +280,14 @@ class GraphRecorder(TorchDispatchMode):
             # addressable after later in-place ops on the tensor (see `_redraw`).
             with self:
                 drawn = functional_twin(func)(*with_default_args(func, args), **kwargs)
-                return aten.copy_.default(args[0], drawn)
+                if isinstance(drawn, torch.Tensor):
+                    return aten.copy_.default(args[0], drawn)
+                # (``rrelu_with_noise_`` writes its noise too: its twin returns each written argument's value)
+                written = [a for a, schema in zip(args, func._schema.arguments)
+                           if schema.alias_info is not None and schema.alias_info.is_write]
+                for target, value in zip(written, drawn):
+                    aten.copy_.default(target, value)
+                return args[0]
         if facts.is_mutable and self._decomposing is not None and self._fresh_in_decomposition:
             result = self._in_place_on_fresh(func, args, kwargs)
             if result is not NotImplemented:

@@ -19,9 +19,10 @@ __all__ = ["symbolic_int_positions", "carrier_fakes", "reading_ints_from_sizes",
 
 def symbolic_int_positions(args: Sequence) -> tuple[int, ...]:
     """Positions of `args` holding a SymInt that is not a constant and whose value here is not
-    negative (a size cannot carry a negative one: such a program compiles per value, as before)."""
+    negative (a size cannot carry a negative one: such a program compiles per value, as before),
+    nor a nested tensor's ragged size (a nested int, no number)."""
     return tuple(k for k, a in enumerate(args) if isinstance(a, torch.SymInt) and not a.node.is_constant()
-                 and a.node.has_hint() and a.node.hint >= 0)
+                 and not a.node.is_nested_int() and a.node.has_hint() and a.node.hint >= 0)
 
 
 def carrier_device(args: Sequence) -> torch.device:

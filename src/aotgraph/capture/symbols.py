@@ -187,7 +187,8 @@ def input_views_laid_out_by_graph(signature):
     """`signature` with each output that is a view of an input, whose view ops (or layout)
     hold symbolic sizes, rebuilt from the layout of the graph's own output at each call
     (`OutputInfo.layout_from_graph`) rather than by replaying them: a graph ending in
-    ``x.reshape(batch, seq, hidden)`` serves every size (it compiled per size before)."""
+    ``x.reshape(batch, seq, hidden)`` serves every size (it compiled per size before).
+    UnsupportedOp (the caller compiles per concrete size) where that input is relaid in place."""
     outputs = list(signature.outputs)
     for position, info in enumerate(outputs):
         if not info.is_tensor or info.base_input is None or info.is_input or info.base_output is not None \
@@ -196,6 +197,12 @@ def input_views_laid_out_by_graph(signature):
         replayed = _replayed(info.view_chain) if info.view_chain else (info.meta.shape, info.meta.stride,
                                                                        info.meta.storage_offset)
         if _holds_symbol(replayed):
+            if signature.inputs[info.base_input].mutates_metadata:
+                # The runtime relays that input before it makes the outputs, and finds this one by
+                # its place in the input's memory on entry, which a symbolic layout does not tell.
+                raise UnsupportedOp(f"output {position} views input {info.base_input}, which the program relays "
+                                    "in place, with symbolic sizes", "capture",
+                                    "compile with static shapes, or return a copy (.clone())")
             outputs[position] = dataclasses.replace(info, view_chain=(), layout_from_graph=True)
     return dataclasses.replace(signature, outputs=tuple(outputs)) if outputs != list(signature.outputs) else signature
 

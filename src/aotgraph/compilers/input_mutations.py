@@ -39,7 +39,10 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
     first_value = len(sig.tensor_output_positions)
     placeholders = {n.name: n for n in forward.graph.find_nodes(op="placeholder")}
     # user outputs that are views of inputs: the runtime makes them again from the inputs, not the graph's value
-    rebuilt_from_inputs = {k for k, i in enumerate(sig.tensor_output_positions) if sig.outputs[i].base_input is not None}
+    # (but those laid out by the graph's value, `OutputInfo.layout_from_graph`: the runtime finds them in the
+    # memory of the written input's new value, which must then stay an output)
+    rebuilt_from_inputs = {k for k, i in enumerate(sig.tensor_output_positions)
+                           if sig.outputs[i].base_input is not None and not sig.outputs[i].layout_from_graph}
     positions: dict = {}  # output node -> its positions, but those of outputs the runtime makes again
     for i, o in enumerate(outputs):
         if isinstance(o, fx.Node) and i not in rebuilt_from_inputs:

@@ -9,7 +9,7 @@ import torch
 from ..torch_private.symbolic import node_expression, statically_known_true
 
 __all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "known_equal", "has_symbolic_sizes",
-           "size_keys", "layout_of", "storage_positions"]
+           "size_keys", "layout_of", "storage_positions", "concrete_if_constant"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
 # The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).
@@ -28,6 +28,14 @@ def size_hint(size) -> int:
         return int(node.hint)
     hint = node.shape_env.size_hint(node.expr, allow_none=True) if node.shape_env is not None else None
     return int(hint) if hint is not None else UNBACKED_SIZE_HINT
+
+
+def concrete_if_constant(size):
+    """`size`, an int where it is a SymInt whose expression is a number (a size a guard fixed)."""
+    if type(size) is int or not isinstance(size, torch.SymInt):
+        return size
+    expr = size.node.expr
+    return int(expr) if expr.is_number else size
 
 
 def is_symbolic(value: Any) -> bool:

@@ -21,7 +21,7 @@ from .budget import Budget, check_memory_budget, check_recompute_budget
 from .default import default_partition
 from .mincut import min_cut_rematerialization_partition, split_with_plan
 from .policies import Decision, NodeInfo, Policy, offload_early, offload_large, save_matmuls, save_nothing, save_tagged
-from .symbols import save_unbound_symbols
+from .symbols import save_sizes_not_tensors, save_unbound_symbols
 
 __all__ = [
     "partition", "default_partition", "min_cut_rematerialization_partition", "split_with_plan", "partition_for",
@@ -54,6 +54,7 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
     else:
         example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
         forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)
+    save_sizes_not_tensors(forward, backward, num_fwd_outputs)
     save_unbound_symbols(forward, backward)
     saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]
     reasons = dict(plan.reasons) if plan else {}

@@ -21,9 +21,52 @@ import torch.fx as fx
 from ..graph.naming import is_tangent
 from ..torch_private.symbolic import free_unbacked_symbols, node_expression
 
-__all__ = ["save_unbound_symbols"]
+__all__ = ["save_unbound_symbols", "save_sizes_not_tensors"]
 
 aten = torch.ops.aten
+# Ops reading a tensor's layout only, never its values.
+_LAYOUT_READS = frozenset((aten.sym_size.int, aten.sym_stride.int, aten.sym_storage_offset.default,
+                           aten.sym_numel.default))
+
+
+def save_sizes_not_tensors(forward: fx.GraphModule, backward: fx.GraphModule, num_fwd_outputs: int) -> None:
+    """A saved tensor that the backward reads only for its sizes (``sym_size(x, 1)`` to expand a
+    gradient, with symbolic sizes) is saved as those sizes instead, as eager's autograd saves
+    them: the tensor's memory is not held, and a caller's in-place write into that tensor after
+    the forward (an input, or a view the caller was given) does not fail the backward's
+    version check, where eager's backward runs. In place; the forward's saved outputs and the
+    backward's placeholders change together."""
+    output = forward.graph.find_nodes(op="output")[0]
+    outputs = list(output.args[0])
+    placeholders = [p for p in backward.graph.find_nodes(op="placeholder") if not is_tangent(p)]
+    saved = outputs[num_fwd_outputs:]
+    if len(saved) != len(placeholders):
+        return  # (a partition function of another convention: left as it is)
+    replaced = [k for k, p in enumerate(placeholders) if isinstance(p.meta.get("val"), torch.Tensor) and p.users
+                and all(u.op == "call_function" and u.target in _LAYOUT_READS for u in p.users)]
+    if not replaced:
+        return
+    taken = {n.name for n in forward.graph.nodes} | {n.name for n in backward.graph.nodes}
+    first_tangent = next((p for p in backward.graph.find_nodes(op="placeholder") if is_tangent(p)), None)
+    new_outputs = []
+    for k in replaced:
+        source, placeholder = saved[k], placeholders[k]
+        for read in list(placeholder.users):
+            with forward.graph.inserting_before(output):
+                size = forward.graph.call_function(read.target, (source, *read.args[1:]), dict(read.kwargs))
+            size.name, size.meta["val"] = _fresh(read.name, taken), read.meta.get("val")
+            new_outputs.append(size)
+            with backward.graph.inserting_before(first_tangent) if first_tangent is not None \
+                    else backward.graph.inserting_after(placeholders[-1]):
+                size_input = backward.graph.placeholder(size.name)
+            size_input.meta["val"] = read.meta.get("val")
+            read.replace_all_uses_with(size_input)
+            backward.graph.erase_node(read)
+        backward.graph.erase_node(placeholder)
+    dropped = {num_fwd_outputs + k for k in replaced}
+    output.args = ((*(o for i, o in enumerate(outputs) if i not in dropped), *new_outputs),)
+    forward.recompile()
+    backward.recompile()
 
 
 def save_unbound_symbols(forward: fx.GraphModule, backward: fx.GraphModule) -> None:

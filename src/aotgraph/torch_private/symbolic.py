@@ -28,7 +28,7 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["GuardOnDataDependentSymNode", "SizeConditionTooLarge", "LARGEST_SIZE_CONDITION", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["GuardOnDataDependentSymNode", "SizeConditionTooLarge", "LARGEST_SIZE_CONDITION", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "has_symbols", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
@@ -377,6 +377,12 @@ def _symbol_against_constant(expr) -> bool:
         return False
     lhs, rhs = expr.args
     return (lhs.is_Symbol and rhs.is_Integer) or (lhs.is_Integer and rhs.is_Symbol)
+
+
+def has_symbols(fake_mode) -> bool:
+    """Whether `fake_mode`'s shape environment (if any) has made a backed symbol."""
+    shape_env = getattr(fake_mode, "shape_env", None)
+    return shape_env is not None and bool(_backed_values(shape_env))
 
 
 def _backed_values(shape_env) -> dict:
