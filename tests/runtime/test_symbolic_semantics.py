@@ -123,6 +123,27 @@ def test_a_tensor_the_backward_reads_only_for_its_sizes_is_saved_as_sizes():
     assert len(entry.partition.saved) == 2  # the two sizes
 
 
+def test_views_of_one_intermediate_made_by_symbolic_view_ops_stay_views_of_it():
+    """``y.flatten()`` (a view with a symbolic size) and ``y.t()``, both returned: the caller's write
+    into the first reaches the second's history, as eager's, so its gradient sees the write (the
+    two came back as unrelated outputs in one memory, and the gradient missed it)."""
+    def program(x):
+        y = x.cumsum(1)
+        return y.flatten(), y.t()
+
+    compiled = aotgraph.aot_function(program, "eager", dynamic=True)
+    for n in (3, 5):
+        grads = []
+        for fn in (program, compiled):
+            x = torch.arange(float(n * 4)).view(n, 4).clone().requires_grad_()
+            flat, transposed = fn(x)
+            flat.mul_(2.0)
+            (transposed * torch.arange(float(n * 4)).view(4, n)).sum().backward()
+            grads.append(x.grad)
+        torch.testing.assert_close(grads[1], grads[0])
+    assert len(compiled.aotgraph_entries) == 1
+
+
 # Fuzzer seeds that failed with symbolic sizes until session 41: the relaid input's guard (71, 224,
 # 247, 266, 278, 286), expand_copy of symbolic sizes (51), broadcasting addcmul_ (257), SymInt
 # constants in an output's layout (140: a view of an input written through a split, the input relaid;
@@ -136,5 +157,23 @@ def test_fuzzer_program_with_symbolic_sizes(seed):
     program = generate(seed)
     eager = observe(program, program.fn)
     ours = observe(program, aotgraph.aot_function(program.fn, "eager", dynamic=True))
+    eager["_bf"] = ours["_bf"] = program.post["backward_first"]
+    assert compare(eager, ours) == []
+
+
+# Through ``torch.compile(dynamic=True)``, whose dynamic ints make view arguments symbolic: two
+# views of one intermediate returned apart, a write into one missed by the other's gradient (2526).
+# And a program returning a written input twice, refused symbolic sizes ("a view the runtime rebuilds"),
+# whose per-size fallback then met Dynamo's float wrapped as a tensor (``.item()``: refused, 177).
+DYNAMO_SYMBOLIC_SEEDS = [177, 2526]
+
+
+@pytest.mark.parametrize("seed", DYNAMO_SYMBOLIC_SEEDS)
+def test_fuzzer_program_through_dynamo_with_symbolic_sizes(seed):
+    program = generate(seed)
+    eager = observe(program, program.fn)
+    torch._dynamo.reset()
+    ours = observe(program, torch.compile(program.fn, backend=aotgraph.backend(compiler="eager"), dynamic=True))
+    torch._dynamo.reset()
     eager["_bf"] = ours["_bf"] = program.post["backward_first"]
     assert compare(eager, ours) == []

@@ -641,10 +641,12 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 outputs.append(OutputInfo(meta, None, None, False, same, is_output=True))
                 continue
             if view is not None and view.base is not None:
-                outputs.append(OutputInfo(meta, view_chain=view.chain, base_of_outputs=view.base))
+                outputs.append(OutputInfo(meta, view_chain=view.chain, base_of_outputs=view.base,
+                                          layout_from_graph=view.laid_out_by_graph))
                 continue
             if view is not None and view.output is not None:
-                outputs.append(OutputInfo(meta, base_output=tensor_positions[view.output], view_chain=view.chain))
+                outputs.append(OutputInfo(meta, base_output=tensor_positions[view.output], view_chain=view.chain,
+                                          layout_from_graph=view.laid_out_by_graph))
                 continue
             storage = StorageWeakRef(o.untyped_storage()) if isinstance(o, FakeTensor) else None
             base = storage_of_input.get(storage) if position not in function_positions else None

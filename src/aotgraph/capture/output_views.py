@@ -34,13 +34,17 @@ class OutputView:
     `output` (a tensor-output index) or `base` (an index into `OutputViews.base_fakes`).
     `after_relayout`: the chain starts from the primal in the layout the program's in-place
     view ops left it in (``x.t_(); x.chunk(2)[1]``), which the runtime gives it before
-    rebuilding outputs; else from its layout on entry."""
+    rebuilding outputs; else from its layout on entry. `laid_out_by_graph`: view ops of
+    symbolic arguments (``x.view(b, -1)``, Dynamo's dynamic ints) that the runtime cannot replay:
+    `chain` is empty, and the runtime makes the view of its base at the layout of the graph's own
+    output (`OutputInfo.layout_from_graph`)."""
 
     chain: tuple[ViewStep, ...]
     primal: Optional[int] = None
     output: Optional[int] = None
     base: Optional[int] = None
     after_relayout: bool = False
+    laid_out_by_graph: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,16 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
     base_fakes: list = []
     for node, fake in zip(out_nodes, tensor_outs):
         walk = _walk(node, fake, fake_mode)
-        if walk is not None and walk[0] in primal_of and any(step.index is not None for step in walk[1]) \
-                and StorageWeakRef(walk[0].meta["val"].untyped_storage()) in relaid_storages:
-            walk = None
+        if walk is not None and walk[0] in primal_of and (walk[1] is None or (
+                any(step.index is not None for step in walk[1])
+                and StorageWeakRef(walk[0].meta["val"].untyped_storage()) in relaid_storages)):
+            walk = None  # (a view of an input with symbolic view ops: laid out from its layout, `capture.symbols`)
         if walk is None:
             views.append(None)
             continue
         base_node, chain, written = walk
+        by_graph = chain is None
+        chain = chain or ()
         relaid = final_layouts.get(base_node) if final_layouts else None
         primal = primal_of.get(base_node if relaid is None else relaid)
         if written and not fake.requires_grad:
@@ -105,21 +112,21 @@ def find_output_views(out_nodes: list, tensor_outs: list, placeholders: list, pr
                 if base_node not in base_nodes:
                     base_nodes.append(base_node)
                     base_fakes.append(base_val)
-                views.append(OutputView(chain, base=base_nodes.index(base_node)))
+                views.append(OutputView(chain, base=base_nodes.index(base_node), laid_out_by_graph=by_graph))
                 continue
         latest = node_of.get(id(fake._base)) if fake._base is not None else None
         if primal is not None:
             views.append(OutputView(chain, primal=primal, after_relayout=relaid is not None))
         elif base_node in output_of:
-            views.append(OutputView(chain, output=output_of[base_node]))
+            views.append(OutputView(chain, output=output_of[base_node], laid_out_by_graph=by_graph))
         elif latest in output_of and _same_layout(latest, base_node):
-            views.append(OutputView(chain, output=output_of[latest]))
+            views.append(OutputView(chain, output=output_of[latest], laid_out_by_graph=by_graph))
         elif (latest is not None and _same_layout(latest, base_node)
               and StorageWeakRef(fake.untyped_storage()) not in input_storages):
             if latest not in base_nodes:
                 base_nodes.append(latest)
                 base_fakes.append(fake._base)
-            views.append(OutputView(chain, base=base_nodes.index(latest)))
+            views.append(OutputView(chain, base=base_nodes.index(latest), laid_out_by_graph=by_graph))
         else:
             views.append(None)
     views = _views_of_plain_outputs(views, out_nodes, tensor_outs, fake_mode)
@@ -152,7 +159,7 @@ def _views_of_plain_outputs(views: list, out_nodes: list, tensor_outs: list, fak
         stop_at = frozenset(n for n, k in values.items() if k != m)
         walk = _walk(out_nodes[m], tensor_outs[m], fake_mode, stop_at)
         if walk is not None and walk[0] in stop_at and not walk[2]:
-            views[m] = OutputView(walk[1], output=values[walk[0]])
+            views[m] = OutputView(walk[1] or (), output=values[walk[0]], laid_out_by_graph=walk[1] is None)
     return views
 
 
@@ -198,10 +205,13 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode, stop_at: frozenset = fro
     """(base node, view steps from it to `node`, whether an in-place op was passed on the way),
     or None where `node` is no view or the steps do not rebuild `fake`'s layout. In-place ops
     on the way are passed: they return the tensor they wrote. The walk ends early at a node of
-    `stop_at` (after one step at least)."""
+    `stop_at` (after one step at least). The steps are None where a view op on the way takes
+    symbolic arguments (sizes, Dynamo's dynamic ints): the base is known, the steps cannot be
+    replayed, and `fake` shares the base's memory."""
     steps = []
     current = node
     written = False  # an in-place op passed: the output is a view written in place after it was taken
+    symbolic = False  # a step of symbolic arguments passed
     while True:
         if steps and current in stop_at:
             break
@@ -229,9 +239,9 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode, stop_at: frozenset = fro
             return None  # ``x.detach().mul_(x)``: the write gave the detached view a history of its own
         source, *args = current.args
         leaves = tree_flatten((args, current.kwargs))[0]
-        if not isinstance(source, fx.Node) or any(isinstance(a, (fx.Node, torch.Tensor, torch.SymInt))
-                                                  for a in leaves):
+        if not isinstance(source, fx.Node) or any(isinstance(a, torch.Tensor) for a in leaves):
             return None
+        symbolic = symbolic or any(isinstance(a, (fx.Node, torch.SymInt)) for a in leaves)
         steps.append(ViewStep(current.target, tuple(args), tuple(current.kwargs.items()), index))
         current = source
     if not steps:
@@ -240,6 +250,8 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode, stop_at: frozenset = fro
     value = current.meta.get("val")
     if not isinstance(value, torch.Tensor):
         return None
+    if symbolic:
+        return (current, None, written) if isinstance(fake, torch.Tensor) and _same_memory(fake, value) else None
     try:
         with fake_mode, torch.no_grad():
             for step in steps:
@@ -250,3 +262,7 @@ def _walk(node: fx.Node, fake: torch.Tensor, fake_mode, stop_at: frozenset = fro
             fake.shape, fake.stride(), fake.storage_offset(), fake.dtype):
         return None
     return current, tuple(steps), written
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return StorageWeakRef(a.untyped_storage()) == StorageWeakRef(b.untyped_storage())

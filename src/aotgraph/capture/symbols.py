@@ -219,8 +219,8 @@ def refuse_symbolic_replays(signature) -> None:
                 raise UnsupportedOp(f"output {position} holds symbolic sizes ({info.constant})", "capture",
                                     "return the sizes as separate ints, or compile with static shapes")
             continue
-        rebuilt = ((info.base_input is not None and not info.is_input) or info.base_output is not None
-                   or info.base_of_outputs is not None) and not info.layout_from_graph
+        rebuilt = ((info.base_input is not None and not info.is_input) or info.base_of_outputs is not None
+                   or (info.base_output is not None and not info.is_output)) and not info.layout_from_graph
         if rebuilt and (_holds_symbol(_replayed(info.view_chain)) if info.view_chain
                         else _holds_symbol((info.meta.shape, info.meta.stride, info.meta.storage_offset))):
             raise UnsupportedOp(f"output {position} is a view the runtime rebuilds with symbolic sizes", "capture",

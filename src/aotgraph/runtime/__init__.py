@@ -175,7 +175,8 @@ class _Plan:
         # An output that is another output again (`is_output`) comes after those: that one may be rebuilt too.
         # So do outputs rebuilt from a later one (`capture._rebuild_from_later_outputs`).
         self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.base_output is not None
-                                  and (o.view_chain or o.base_output > i and not o.is_output)) + tuple(
+                                  and (o.view_chain or o.layout_from_graph or o.base_output > i and not o.is_output)
+                                  ) + tuple(
             i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
@@ -270,16 +271,19 @@ class _Plan:
                                                  graph_outputs[self.new_value_index[alias_primal]])
                 value = _view_of(primals[alias_primal], info, laid_out)
             elif info.base_of_outputs is not None:
-                value = _view_of(graph_outputs[self.first_base + info.base_of_outputs], info)
+                base = graph_outputs[self.first_base + info.base_of_outputs]
+                value = _laid_out_view(base, info, value) if info.layout_from_graph else _view_of(base, info)
             elif info.base_output is not None and info.base_output < len(flat) and not info.view_chain \
-                    and not info.is_output:
+                    and not info.layout_from_graph and not info.is_output:
                 value = _view_of(flat[info.base_output], info)
             elif info.python_scalar is not None:
                 value = value.item()
             flat.append(value)
         for i in self.rebuilt_last:
             info = self.outputs[i]
-            flat[i] = flat[info.base_output] if info.is_output else _view_of(flat[info.base_output], info)
+            base = flat[info.base_output]
+            flat[i] = base if info.is_output else _laid_out_view(base, info, flat[i]) if info.layout_from_graph \
+                else _view_of(base, info)
         return flat
 
 
@@ -301,6 +305,16 @@ def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tens
     with torch.no_grad():
         view = _replay(base, info, laid_out)
     return view.detach() if view.requires_grad else view
+
+
+def _laid_out_view(base: torch.Tensor, info: OutputInfo, laid_out: torch.Tensor) -> torch.Tensor:
+    """An output made by view ops of symbolic arguments from `base`, another output or a base the
+    forward returned (`OutputInfo.layout_from_graph`): a view of `base` at the layout of the
+    graph's own output `laid_out`, where that is in `base`'s memory (a write into one then reaches
+    the other's history, as eager's); else `laid_out` itself (a compiler that copied it)."""
+    if laid_out.untyped_storage().data_ptr() != base.untyped_storage().data_ptr():
+        return laid_out
+    return _view_of(base, info, laid_out)
 
 
 def _on_written_input(laid_out: torch.Tensor, base: torch.Tensor, new_value: torch.Tensor) -> torch.Tensor:
@@ -457,6 +471,10 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     # and marking it non-differentiable would cut the base's gradient).
     rebuilt_from_base = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
                                   if o.base_of_outputs is not None)
+    # Of those, the ones laid out by the graph's own view (`OutputInfo.layout_from_graph`): the
+    # Function returns a detached alias of it there, non-differentiable, for its layout and memory.
+    laid_out_by_graph = frozenset(i for i, o in enumerate(o for o in sig.outputs if o.is_tensor)
+                                  if o.base_of_outputs is not None and o.layout_from_graph)
     non_differentiable = [i for i in range(num_fwd) if i not in differentiable and i not in rebuilt_from_base]
     differentiable_slots = [i for i in range(num_fwd) if i in differentiable and i not in rebuilt_from_base]
     # Slots that could hold one object between them (`_one_object_per_slot`).
@@ -524,11 +542,12 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 return outputs[0]
             fwd_outputs = tuple(outputs[:num_fwd])
             if rebuilt_from_base:
-                fwd_outputs = tuple(None if i in rebuilt_from_base else v for i, v in enumerate(fwd_outputs))
+                fwd_outputs = tuple(v.detach() if i in laid_out_by_graph else None if i in rebuilt_from_base else v
+                                    for i, v in enumerate(fwd_outputs))
             if may_share_objects:
                 fwd_outputs = _one_object_per_slot(fwd_outputs, differentiable_slots, non_differentiable)
-            if non_differentiable:
-                ctx.mark_non_differentiable(*[fwd_outputs[i] for i in non_differentiable])
+            if non_differentiable or laid_out_by_graph:
+                ctx.mark_non_differentiable(*[fwd_outputs[i] for i in (*non_differentiable, *laid_out_by_graph)])
             ctx.set_materialize_grads(False)
             if symbolic_tangents:
                 ctx.tangent_shapes = [outputs[i].shape for i in tangent_order]
