@@ -31,7 +31,7 @@ from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_
 from .compilers import eager, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
-from .graph.sizes import size_keys
+from .graph.sizes import layout_key, layout_of
 from .module_writes import ModuleWrites, apply_writes, tensor_writes_recorded, with_writes
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
@@ -166,7 +166,7 @@ class AotFunction:
         fakes = fake_inputs(flat_args, fake_mode, frozenset(
             p for p, a in enumerate(flat_args) if isinstance(a, torch.Tensor) and p not in static
             and _can_be_symbolic(a)))
-        layouts = [_layout(f) if isinstance(f, torch.Tensor) else None for f in fakes]
+        layouts = [layout_of(f) if isinstance(f, torch.Tensor) else None for f in fakes]
         try:
             entry = compile_stages(program, fakes, in_spec, real_args=flat_args, **self._stages)
         except UnsupportedOp as error:
@@ -660,16 +660,6 @@ def aot_export_joint(fn: Callable, args: tuple, kwargs: Optional[dict] = None, *
     return capture(fn, flat_args, in_spec, decompositions=decompositions)
 
 
-def _layout(tensor: torch.Tensor) -> tuple:
-    return tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset()
-
-
-def _layout_key(layout: tuple) -> tuple:
-    """`layout`, compared without a guard (symbolic sizes as their expressions)."""
-    shape, stride, offset = layout
-    return len(shape), size_keys((*shape, *stride, offset))
-
-
 def _in_layouts(fakes: list, layouts: list, fake_mode) -> list:
     """`fakes`, each in its layout of `layouts` (taken before the capture): an input the
     program relaid in place (``as_strided_``, ``t_``) left its fake in the new layout, while the
@@ -677,7 +667,7 @@ def _in_layouts(fakes: list, layouts: list, fake_mode) -> list:
     the old layout, made without guards (that layout held on entry)."""
     out = list(fakes)
     for k, (fake, layout) in enumerate(zip(fakes, layouts)):
-        if layout is not None and _layout_key(_layout(fake)) != _layout_key(layout):
+        if layout is not None and layout_key(layout_of(fake)) != layout_key(layout):
             with fake_mode, fake_mode.shape_env.suppress_guards():
                 out[k] = fake.as_strided(*layout)
     return out

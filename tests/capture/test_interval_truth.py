@@ -161,6 +161,9 @@ def test_the_usual_layout_checks_are_decided():
     assert decided_truth(sympy.Eq(FloorDiv(S1, 2), 1), ranges) is None  # s1 = 2 or 3: a guard's
     assert decided_truth(sympy.Eq(S0, 8 * FloorDiv(S0, 8)), ranges) is None
     assert decided_truth(sympy.Eq(S0, sympy.Symbol("t", integer=True)), ranges) is None  # no range
+    # sides sharing a term: decided by their difference (torch's range refinement asserted on it)
+    assert decided_truth(sympy.Le(S0, S0 + FloorDiv(S1 + 1, 2)), ranges) is True
+    assert decided_truth(sympy.Gt(S0 - 1, S0 + FloorDiv(S1, 2)), ranges) is False
 
 
 def test_a_dynamic_capture_gives_the_same_graphs_and_guards_with_and_without_it(monkeypatch):

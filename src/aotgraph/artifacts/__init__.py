@@ -156,9 +156,12 @@ class OutputInfo(Leaf):
     output is that memory, its gradient the write's) has `written_alias_of`, that input's flat
     position: the graph returns its value, and the runtime writes it, recorded by autograd, into
     a detached alias of the input's memory at the output's layout, which it returns.
-    A view of an input whose view ops or layout hold symbolic sizes has `layout_from_graph`:
-    the runtime rebuilds it by ``as_strided`` on the input at the layout of the graph's own
-    output for it (its sizes at this call), which must be that input's memory.
+    A view whose view ops or layout hold symbolic sizes has `layout_from_graph`: the runtime
+    rebuilds it by ``as_strided`` on its base (an input, another output, a base the forward
+    returns) at the layout of the graph's own output for it (its sizes at this call), which must
+    be that input's memory (for the other bases, where a compiler copied it, the graph's output
+    stands). With `written_alias_of` it marks an output of symbolic sizes that is the input's
+    whole memory, in the input's own layout.
     """
 
     base_input: Optional[int] = None
@@ -167,7 +170,7 @@ class OutputInfo(Leaf):
     view_chain: tuple[ViewStep, ...] = ()
     base_of_outputs: Optional[int] = None
     python_scalar: Optional[type] = None
-    layout_from_graph: bool = False  # a view of an input of symbolic sizes: see below
+    layout_from_graph: bool = False  # a view of symbolic sizes laid out by the graph's output: see below
     detached: bool = False  # a view of an input requiring grad that eager gives without it (``x.detach()``)
     tangent_free: bool = False  # requires grad, but no history to take a tangent for: see below
     is_output: bool = False  # the very tensor of output `base_output` again (eager returns one object twice)

@@ -29,7 +29,7 @@ from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta
 from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
-from ..graph.sizes import has_symbolic_sizes, is_symbolic
+from ..graph.sizes import has_symbolic_sizes, is_symbolic, layout_key, layout_of
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
@@ -663,7 +663,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 # ``x.detach()`` written with gradients, seed 6174): no view of the input, whose
                 # gradient would be the wrong one. The graph's value, with its gradient, written into
                 # that memory by the runtime (`OutputInfo.written_alias_of`).
-                written_alias = base if not has_symbolic_sizes(o) else None
+                # (with symbolic sizes, only where it is the input's whole memory, in its own layout)
+                written_alias = base if not has_symbolic_sizes(o) or _same_layout(o, fake_flat[base]) else None
                 base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
@@ -695,12 +696,18 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 elif earlier is None or meta.requires_grad:
                     storage_of_output[storage] = position
             outputs.append(OutputInfo(meta, None, base, base is not None and o is fake_flat[base], base_output,
-                                      detached=detached, written_alias_of=written_alias))
+                                      detached=detached, written_alias_of=written_alias,
+                                      layout_from_graph=written_alias is not None and has_symbolic_sizes(o)))
         else:
             outputs.append(OutputInfo(None, o))
     _rebuild_from_later_outputs(outputs, flat_out)
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether `a` and `b` have one layout, compared as expressions (no guard)."""
+    return layout_key(layout_of(a)) == layout_key(layout_of(b))
 
 
 def _viewed_from(value: torch.Tensor, inputs: list) -> bool:

@@ -136,11 +136,11 @@ class _Functionalizer:
         if info is None or not info.chain or not isinstance(value, fx.Node):
             return value
         new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
-        if offset_too and info.root.op == "placeholder" and self.root_version[info.root] > 0 \
-                and isinstance(old_val, torch.Tensor) and has_symbolic_sizes(old_val):
-            # An output viewing a written input, with symbolic sizes: the runtime lays it out by the
-            # graph's value (`OutputInfo.layout_from_graph`), which must view the input's new value,
-            # not the value written through the view (``x[:, :h].relu_()[1]``).
+        if offset_too and self.root_version[info.root] > 0 and isinstance(old_val, torch.Tensor) \
+                and has_symbolic_sizes(old_val):
+            # An output viewing a written input or intermediate, with symbolic sizes: the runtime lays
+            # it out by the graph's value (`OutputInfo.layout_from_graph`), which must view the root's
+            # new value, not the value written through the view (``x[:, :h].relu_()[1]``).
             return self.read_as_view(old_node)
         if new_val is old_val:  # the view as the program made it (its node keeps the old node's meta)
             return value

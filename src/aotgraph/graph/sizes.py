@@ -9,7 +9,7 @@ import torch
 from ..torch_private.symbolic import node_expression, statically_known_true
 
 __all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "known_equal", "has_symbolic_sizes",
-           "size_keys", "layout_of", "storage_positions", "concrete_if_constant"]
+           "size_keys", "layout_of", "layout_key", "storage_positions", "concrete_if_constant"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
 # The size assumed for a size that has no hint (an unbacked size: ``nonzero``'s length, ``.item()``).
@@ -66,6 +66,12 @@ def size_keys(sizes) -> tuple:
 def layout_of(tensor: torch.Tensor) -> tuple:
     """(shape, strides, storage offset) of `tensor`."""
     return tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset()
+
+
+def layout_key(layout: tuple) -> tuple:
+    """A `layout_of` tuple compared without a guard: symbolic sizes as their expressions."""
+    shape, stride, offset = layout
+    return len(shape), size_keys((*shape, *stride, offset))
 
 
 def storage_positions(shape, stride, offset: int) -> set:

@@ -259,9 +259,10 @@ class _Plan:
             value = graph_outputs[k]
             k += 1
             if written_alias is not None:  # `OutputInfo.written_alias_of`: the memory holds this value already
-                meta = info.meta
-                value = primals[written_alias].detach().as_strided(meta.shape, meta.stride, meta.storage_offset).copy_(
-                    value)
+                meta, memory = info.meta, primals[written_alias].detach()
+                if not info.layout_from_graph:  # (else: symbolic sizes, the input's whole memory in its layout)
+                    memory = memory.as_strided(meta.shape, meta.stride, meta.storage_offset)
+                value = memory.copy_(value)
             elif info.is_input:
                 value = primals[alias_primal]
             elif alias_primal is not None:

@@ -120,6 +120,11 @@ def _truth(expr, ranges: dict) -> bool:
         answer = _equal_reduced(expr.lhs, expr.rhs, ranges)
         if answer is not None and kind is sympy.Ne:
             answer = not answer
+    elif answer is None:
+        # Sides sharing terms (``s0 <= s0 + (s1 + 1)//2``): their difference, with those terms
+        # gone, against 0. (Left to torch, such a relation reached its range refinement, which
+        # asserts on the relation its solver makes of it: seed 2742.)
+        answer = compare(_interval(expr.lhs - expr.rhs, ranges), (0, 0))
     if answer is None:
         raise _Undecided
     return answer

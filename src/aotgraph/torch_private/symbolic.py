@@ -329,8 +329,12 @@ def _decided_first(original, direct_guards: bool):
                     _static_evaluation_skipped.append(self)
                     try:
                         value = guarded[expr] = original(self, sym_node, size_oblivious, fallback_value)
+                    except AssertionError:  # torch's range refinement, met with a relation its static
+                        value = None        # evaluation would have decided first: asked that way
                     finally:
                         _static_evaluation_skipped.clear()
+                    if value is None:
+                        value = guarded[expr] = original(self, sym_node, size_oblivious, fallback_value)
                 return value
         return original(self, sym_node, size_oblivious, fallback_value)
 
