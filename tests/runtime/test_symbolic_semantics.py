@@ -188,7 +188,8 @@ def test_fuzzer_program_with_symbolic_sizes(seed):
 # views of one intermediate returned apart, a write into one missed by the other's gradient (2526).
 # And a program returning a written input twice, refused symbolic sizes ("a view the runtime rebuilds"),
 # whose per-size fallback then met Dynamo's float wrapped as a tensor (``.item()``: refused, 177).
-DYNAMO_SYMBOLIC_SEEDS = [177, 2526]
+# And detached aliases of an output at its symbolic layout, refused symbolic sizes the same way (213).
+DYNAMO_SYMBOLIC_SEEDS = [177, 213, 2526]
 
 
 @pytest.mark.parametrize("seed", DYNAMO_SYMBOLIC_SEEDS)

@@ -188,9 +188,15 @@ def input_views_laid_out_by_graph(signature):
     hold symbolic sizes, rebuilt from the layout of the graph's own output at each call
     (`OutputInfo.layout_from_graph`) rather than by replaying them: a graph ending in
     ``x.reshape(batch, seq, hidden)`` serves every size (it compiled per size before).
-    UnsupportedOp (the caller compiles per concrete size) where that input is relaid in place."""
+    UnsupportedOp (the caller compiles per concrete size) where that input is relaid in place.
+    So is an alias of another output at a layout of symbolic sizes (``v.detach()`` beside ``v``)."""
     outputs = list(signature.outputs)
     for position, info in enumerate(outputs):
+        if info.is_tensor and info.base_output is not None and not info.is_output and not info.view_chain \
+                and not info.layout_from_graph \
+                and _holds_symbol((info.meta.shape, info.meta.stride, info.meta.storage_offset)):
+            outputs[position] = dataclasses.replace(info, layout_from_graph=True)
+            continue
         if not info.is_tensor or info.base_input is None or info.is_input or info.base_output is not None \
                 or info.base_of_outputs is not None:
             continue
