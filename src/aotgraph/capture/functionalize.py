@@ -137,10 +137,11 @@ class _Functionalizer:
             return value
         new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
         if offset_too and self.root_version[info.root] > 0 and isinstance(old_val, torch.Tensor) \
-                and has_symbolic_sizes(old_val):
+                and (has_symbolic_sizes(old_val) or has_symbolic_sizes(info.root.meta["val"])):
             # An output viewing a written input or intermediate, with symbolic sizes: the runtime lays
             # it out by the graph's value (`OutputInfo.layout_from_graph`), which must view the root's
-            # new value, not the value written through the view (``x[:, :h].relu_()[1]``).
+            # new value, not the value written through the view (``x[:, :h].relu_()[1]``); so do all
+            # the outputs viewing that root, whose memory they share (seed 3199).
             return self.read_as_view(old_node)
         if new_val is old_val:  # the view as the program made it (its node keeps the old node's meta)
             return value
