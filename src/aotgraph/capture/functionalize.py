@@ -652,9 +652,18 @@ def _writes_one_value(func, args: tuple, kwargs: dict) -> bool:
 
 
 def _contiguous_value(node: fx.Node) -> bool:
-    """Whether `node`'s value is known contiguous (False where its sizes are symbolic)."""
+    """Whether `node`'s value is known contiguous; with symbolic sizes, where its strides are the
+    contiguous strides of its sizes as expressions (asked without a guard)."""
     value = node.meta.get("val")
-    return isinstance(value, torch.Tensor) and not has_symbolic_sizes(value) and value.is_contiguous()
+    if not isinstance(value, torch.Tensor):
+        return False
+    if not has_symbolic_sizes(value):
+        return value.is_contiguous()
+    expected, step = [], 1
+    for size in reversed(value.shape):
+        expected.append(step)
+        step = step * size
+    return size_keys(value.stride()) == size_keys(tuple(reversed(expected)))
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
