@@ -664,7 +664,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 # gradient would be the wrong one. The graph's value, with its gradient, written into
                 # that memory by the runtime (`OutputInfo.written_alias_of`).
                 # (with symbolic sizes, only where it is the input's whole memory, in its own layout)
-                written_alias = base if not has_symbolic_sizes(o) or _same_layout(o, fake_flat[base]) else None
+                written_alias = base if not has_symbolic_sizes(o) \
+                    or layout_key(layout_of(o)) == layout_key(layout_of(fake_flat[base])) else None
                 base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)
@@ -703,11 +704,6 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
     _rebuild_from_later_outputs(outputs, flat_out)
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
-
-
-def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether `a` and `b` have one layout, compared as expressions (no guard)."""
-    return layout_key(layout_of(a)) == layout_key(layout_of(b))
 
 
 def _viewed_from(value: torch.Tensor, inputs: list) -> bool:

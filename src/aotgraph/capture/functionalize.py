@@ -24,6 +24,7 @@ from . import functional_ops as ops
 from .fake_outputs import FakeOutputs
 from .node_meta import INHERITED
 from .recorder import append_call
+from .symbolic_layout_rules import contiguous
 from .symbols import SymbolNodes
 
 aten = torch.ops.aten
@@ -137,7 +138,8 @@ class _Functionalizer:
             return value
         new_val, old_val = value.meta.get("val"), old_node.meta.get("val")
         if offset_too and self.root_version[info.root] > 0 and isinstance(old_val, torch.Tensor) \
-                and (has_symbolic_sizes(old_val) or has_symbolic_sizes(info.root.meta["val"])):
+                and (has_symbolic_sizes(old_val) or isinstance(info.root.meta.get("val"), torch.Tensor)
+                     and has_symbolic_sizes(info.root.meta["val"])):
             # An output viewing a written input or intermediate, with symbolic sizes: the runtime lays
             # it out by the graph's value (`OutputInfo.layout_from_graph`), which must view the root's
             # new value, not the value written through the view (``x[:, :h].relu_()[1]``); so do all
@@ -659,11 +661,7 @@ def _contiguous_value(node: fx.Node) -> bool:
         return False
     if not has_symbolic_sizes(value):
         return value.is_contiguous()
-    expected, step = [], 1
-    for size in reversed(value.shape):
-        expected.append(step)
-        step = step * size
-    return size_keys(value.stride()) == size_keys(tuple(reversed(expected)))
+    return size_keys(value.stride()) == size_keys(contiguous(tuple(value.shape))[0])
 
 
 def _overlaps_itself(value: torch.Tensor) -> bool:
