@@ -12,6 +12,7 @@ import threading
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 
 import aotgraph
 from aotgraph.capture.storage_changes import storage_resizes_refused as _storage_resizes_refused
@@ -214,6 +215,8 @@ REFUSED = [
 def test_storage_change_is_refused_with_its_cause(program, cause, line, fix, grad):
     if grad and program in (shrink_input, grow_input):
         pytest.skip("eager refuses to resize a tensor that requires grad")
+    if not grad and program is set_intermediate:
+        pytest.skip("captured: test_set_under_no_grad_and_on_intermediates_matches_eager")
     if program is read_while_freed:
         pytest.skip("eager reads freed memory (a crash): test_former_crashes_are_refused_in_a_subprocess")
 
@@ -270,7 +273,24 @@ def set_under_no_grad(x, w):  # FSDP's pattern: the parameter is set_ without au
     return (x * w).sum()
 
 
-SET_INPUT = [set_input, set_then_write, write_then_set, set_to_intermediate, set_to_other_shape, set_to_view]
+def set_away_write_and_back(x, y):  # each write reaches the memory x holds at the time
+    old = torch.ops.aten.alias.default(x)
+    x.set_(y)
+    x.add_(1)
+    x.set_(old)
+    x.mul_(3)
+    return x + y
+
+
+def set_write_then_set_shorter(x, y):  # the second set_ changes x's sizes: the write keeps the old ones
+    x.set_(y)
+    x.add_(1)
+    x.set_(y[1:])
+    return x * 2
+
+
+SET_INPUT = [set_input, set_then_write, write_then_set, set_to_intermediate, set_to_other_shape, set_to_view,
+             set_away_write_and_back, set_write_then_set_shorter]
 
 
 def _storage_sharing(tensors):
@@ -316,6 +336,105 @@ def test_set_on_an_input_requiring_grad_is_refused():
     x = torch.randn(4, requires_grad=True) * 1
     with pytest.raises(UnsupportedOp, match="(?s)set_.source_Tensor makes a tensor that requires grad.*x.set_"):
         aotgraph.aot_function(set_input)(x, y)
+
+
+def set_requiring_grad_under_no_grad(x, y):  # x keeps its autograd history, with y's values
+    b = torch.arange(4, dtype=x.dtype).view(2, 2) * y
+    with torch.no_grad():
+        x.set_(b.detach())
+    return x * b
+
+
+def set_then_source_written(x, y):  # torch's test_set__and_data_mutation_good
+    with torch.no_grad():
+        x.set_(y)
+    y.mul_(2)
+    return x + y
+
+
+def set_away_and_back(x, y):  # torch's test_input_mutation_set__nop: the input ends in its own memory
+    b = torch.arange(4, dtype=x.dtype)
+    old = torch.ops.aten.alias.default(x)
+    with torch.no_grad():
+        x.set_(b)
+        x.set_(old)
+    return x + b.view(2, 2) + y
+
+
+def set_on_intermediate(x, y):  # torch's test_set__steals_view_chain: the write reaches y's product
+    a = x.mul(2)
+    b = y.mul(2)
+    row = b[1].view(2, 2)
+    a.set_(row)
+    a.view(-1).mul_(2)
+    return a * row, b
+
+
+def set_on_view_of_intermediate(x, y):  # the view takes y's memory; its base keeps its own
+    a = x.mul(2)
+    v = a[1:]
+    v.set_(y[:2])
+    v.add_(1)
+    return a, v, y + 0
+
+
+def set_on_intermediate_requiring_grad(x, y):
+    a = x * 2
+    with torch.no_grad():
+        a.set_(y.detach() + 1)
+    return a * y
+
+
+SET_UNDER_NO_GRAD = [set_intermediate, set_requiring_grad_under_no_grad, set_then_source_written, set_away_and_back, set_on_intermediate,
+                     set_on_view_of_intermediate, set_on_intermediate_requiring_grad]
+
+
+@pytest.mark.parametrize("leaf", [True, False], ids=["leaves", "non-leaves"])
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "no-grad"])
+@pytest.mark.parametrize("program", SET_UNDER_NO_GRAD, ids=lambda p: p.__name__)
+def test_set_under_no_grad_and_on_intermediates_matches_eager(program, requires_grad, leaf):
+    """``set_`` under no_grad on inputs that require grad (their gradients stay theirs, as eager's),
+    and on intermediates and views (only the program sees their new memory): outputs, the
+    inputs afterwards and which of them share memory, and the leaves' gradients, as eager's."""
+    if program in (set_intermediate, set_on_intermediate, set_on_view_of_intermediate) and requires_grad:
+        pytest.skip("eager's backward through set_ under grad mode raises: refused (test above)")
+
+    def inputs():
+        torch.manual_seed(0)
+        leaves = [torch.randn(2, 2, requires_grad=requires_grad), torch.randn(3, 4, requires_grad=requires_grad)]
+        if program not in (set_on_intermediate, set_on_view_of_intermediate):
+            leaves[1] = torch.randn(2, 2, requires_grad=requires_grad)
+        if program is set_intermediate:
+            leaves = [torch.randn(4, requires_grad=requires_grad), torch.randn(4, requires_grad=requires_grad)]
+        if program is set_on_view_of_intermediate:
+            leaves[0] = torch.randn(3, 2, requires_grad=requires_grad)
+            leaves[1] = torch.randn(2, 2, requires_grad=requires_grad)
+        args = leaves if leaf or not requires_grad else [t.clone() for t in leaves]
+        return leaves, args
+
+    (eager_leaves, eager_args), (our_leaves, our_args) = inputs(), inputs()
+    if leaf and requires_grad and program is set_then_source_written:
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+            program(*eager_args)
+        return
+    expected = program(*eager_args)
+    got = aotgraph.aot_function(program, "eager")(*our_args)
+    torch.testing.assert_close(got, expected)
+    for e, c in zip(eager_args, our_args):
+        assert (c.shape, c.stride(), c.storage_offset()) == (e.shape, e.stride(), e.storage_offset())
+        torch.testing.assert_close(c.detach(), e.detach())
+    assert _storage_sharing(our_args) == _storage_sharing(eager_args)
+    if requires_grad:
+        sum(t.sum() for t in pytree.tree_leaves(got) if t.requires_grad).backward()
+        sum(t.sum() for t in pytree.tree_leaves(expected) if t.requires_grad).backward()
+        for e, c in zip(eager_leaves, our_leaves):
+            torch.testing.assert_close(c.grad, e.grad)
+
+
+def test_set_on_an_intermediate_under_grad_mode_is_refused():
+    x, y = torch.randn(2, 2, requires_grad=True), torch.randn(3, 4)
+    with pytest.raises(UnsupportedOp, match="(?s)makes a tensor that requires grad.*under grad mode.*torch.no_grad"):
+        aotgraph.aot_function(set_on_intermediate)(x, y)
 
 
 def storage_size_read(x):

@@ -663,9 +663,14 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                 # ``x.detach()`` written with gradients, seed 6174): no view of the input, whose
                 # gradient would be the wrong one. The graph's value, with its gradient, written into
                 # that memory by the runtime (`OutputInfo.written_alias_of`).
-                # (with symbolic sizes, only where it is the input's whole memory, in its own layout)
-                written_alias = base if not has_symbolic_sizes(o) \
-                    or layout_key(layout_of(o)) == layout_key(layout_of(fake_flat[base])) else None
+                # (with symbolic sizes, only where it is the input's whole memory, in its own layout:
+                # elsewhere in it, the runtime could not tell where; refused, and compiled per size)
+                if has_symbolic_sizes(o) and layout_key(layout_of(o)) != layout_key(layout_of(fake_flat[base])):
+                    raise UnsupportedOp(f"output {position} lies in input {base}'s memory with a history of its own "
+                                        "(a view of its .detach() written with gradients), at a layout of symbolic "
+                                        "sizes other than the input's", "capture",
+                                        "return a copy (.clone()), or compile with static shapes")
+                written_alias = base
                 base = None
             detached = base is not None and o is not fake_flat[base] and not eager_requires_grad and (
                 fake_flat[base].requires_grad)

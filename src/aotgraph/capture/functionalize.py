@@ -67,6 +67,7 @@ class _Functionalizer:
         self.root_version: dict[fx.Node, int] = {}
         self.source_meta: dict = {}  # the `INHERITED` meta of the old node being functionalized
         self.storage_replaced: list[str] = []  # placeholders given another tensor's memory by ``set_``
+        self.set_input: dict[fx.Node, fx.Node] = {}  # each ``set_`` of an input -> that input's placeholder
         # the new graph's node of each symbolic size a new node reads (a write-back's ``view`` to
         # its parent's sizes): one the program computed, else read from an input's layout
         self.symbols = SymbolNodes(self.new, fake_outputs.fake_mode.shape_env)
@@ -169,8 +170,17 @@ class _Functionalizer:
             return args
         old, view = root.meta.get("val"), view_node.meta.get("val")
         current = self.root_value[root].meta.get("val")
-        if not all(isinstance(t, torch.Tensor) and not has_symbolic_sizes(t) for t in (old, view, current)):
+        if not all(isinstance(t, torch.Tensor) for t in (old, view, current)):
             return args
+        if any(has_symbolic_sizes(t) for t in (old, view, current)):
+            if known_equal(current.storage_offset(), old.storage_offset()):
+                return args
+            # (an input at an offset in its memory, written: where the view lies in the new value
+            # and whether it stays within the input's elements are conditions on the sizes)
+            raise UnsupportedOp(
+                f"an as_strided view of a written tensor that starts at an offset in its memory, with symbolic "
+                f"sizes, {'written through' if writes else 'read'}", "capture",
+                "compile with static shapes (one compile per size), or take the view with the tensor's own view ops")
         if not _addresses_within(old, view):
             raise UnsupportedOp(
                 f"an as_strided view of shape {tuple(view.shape)} reaches memory outside the elements of the "
@@ -476,20 +486,19 @@ class _Functionalizer:
             self.env[node] = _Tuple(values[:num_results])
 
     def _set_storage(self, node):
-        """``x.set_(y)``: from here on `x` is an alias of `y` (writes through either reach the other);
-        allowed on an input of the compiled function (one that needs no gradient: see
-        `storage_changes`), whose final value the runtime hands to the caller's tensor with ``set_``."""
+        """``x.set_(y)``: from here on `x` is an alias of `y` (writes through either reach the other).
+        On an input of the compiled function (or the input as an earlier ``set_`` left it), the
+        runtime hands its final value to the caller's tensor with ``set_``; on an intermediate or a
+        view, only the program sees it: `x` takes `y`'s place among the aliases (views of `x`
+        taken before keep the old memory, as eager's do). Gradients are `storage_changes`' concern
+        (autograd has no derivative for ``set_``: it is captured under no_grad or without grad)."""
         target, source = node.args[0], node.args[1]
         info = self.alias[target]
-        if info.root.op != "placeholder" or info.chain:
-            where = (node.meta.get("stack_trace") or "").strip().splitlines()[-1:]
-            raise UnsupportedOp(
-                f"{node.target} makes a tensor that is not an input of the compiled function (an intermediate or "
-                f"a view) use other memory{', at: ' + where[0].strip() if where else ''}, which aotgraph does not "
-                "capture", "capture",
-                "use the source tensor (or a view of it) instead of set_, or run this part eagerly")
-        if info.root.name not in self.storage_replaced:
-            self.storage_replaced.append(info.root.name)
+        input_node = self.set_input.get(target, info.root if info.root.op == "placeholder" and not info.chain else None)
+        if input_node is not None:
+            if input_node.name not in self.storage_replaced:
+                self.storage_replaced.append(input_node.name)
+            self.set_input[node] = input_node
         source_info = self.alias[source]
         self.alias[node] = _Alias(source_info.root, source_info.chain, source_info.version)
         self.env[node] = self.env[source]

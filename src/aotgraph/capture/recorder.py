@@ -270,6 +270,8 @@ class GraphRecorder(TorchDispatchMode):
             self.storage_resizes.refuse_freed_access(func, _tensors_in(args, kwargs))
         if facts.mutates_metadata:
             self._snapshot_layout(args[0])
+        elif func in _STORAGE_SETS and isinstance(args[0], torch.Tensor):
+            self._keep_earlier_layouts(args[0])  # (views taken before keep the old memory: not stale)
         as_fake = self._as_fake
         fake_args = _map_tensors(as_fake, args)
         fake_kwargs = {k: _map_tensors(as_fake, v) if type(v) in _SEQUENCES else as_fake(v)
@@ -457,21 +459,28 @@ class GraphRecorder(TorchDispatchMode):
         held it so far (its producer and in-place ops on it) keep a fake of the layout it had then.
         Where `tensor` is a base, its views taken so far that require grad become stale (see
         `_refuse_stale_views`)."""
-        snapshot = None
         self._relaid.update(id(t) for t in (tensor, tensor._base) if t is not None)
         if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
             self._view_relaid = True
-        is_base = tensor._base is None
-        layout = layout_of(tensor) if is_base else None
+        if tensor._base is None:
+            layout = layout_of(tensor)
+            for node in self.graph.nodes:
+                value = node.meta.get("val")
+                if isinstance(value, torch.Tensor) and value._base is tensor:
+                    stale = self._stale_views if value.requires_grad else self._stale_views_without_grad
+                    stale.setdefault(id(value), (value, layout))
+        self._keep_earlier_layouts(tensor)  # (after: its snapshots are views of it, not stale)
+
+    def _keep_earlier_layouts(self, tensor: torch.Tensor) -> None:
+        """An op is about to change `tensor`'s sizes, strides or memory in place (``t_``, ``set_``):
+        the nodes that held it so far (its producer and in-place ops on it) keep a fake of the
+        layout it had then."""
+        snapshot = None
         for node in self.graph.nodes:
-            value = node.meta.get("val")
-            if value is tensor:
+            if node.meta.get("val") is tensor:
                 if snapshot is None:
                     snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
                 node.meta["val"] = snapshot
-            elif is_base and isinstance(value, torch.Tensor) and value._base is tensor:
-                stale = self._stale_views if value.requires_grad else self._stale_views_without_grad
-                stale.setdefault(id(value), (value, layout))
 
     @property
     def relaid_any(self) -> bool:

@@ -61,14 +61,16 @@ STORAGE_CHANGES_REFUSED = {
 
 
 def _set_without_grad(tensor, source, *args, **kwargs):
-    """``x.set_(y)`` is captured only on tensors that need no gradient (autograd has no derivative
-    for it); the rest goes on to the recorder (and `functionalize`)."""
-    if tensor.requires_grad or source.requires_grad:
+    """``x.set_(y)`` is captured under no_grad, or on tensors that need no gradient: autograd has
+    no derivative for it (eager's backward through it raises), and under no_grad `x` keeps its own
+    autograd history with `y`'s values, which the capture sees as eager does. The rest goes on to
+    the recorder (and `functionalize`)."""
+    if torch.is_grad_enabled() and (tensor.requires_grad or source.requires_grad):
         which = "a tensor that requires grad" if tensor.requires_grad else "a tensor"
         whose = " of a tensor that requires grad" if source.requires_grad else ""
         raise UnsupportedOp(f"aten.set_.source_Tensor makes {which} (of shape {tuple(tensor.shape)}) use the other "
-                            f"memory{whose}{_user_line()}, which aotgraph does not capture (autograd has no "
-                            "derivative for set_)", "capture", _SET_FIX)
+                            f"memory{whose}{_user_line()} under grad mode, which aotgraph does not capture (autograd "
+                            "has no derivative for set_)", "capture", "call set_ under torch.no_grad(), or " + _SET_FIX)
     return NotImplemented
 
 
