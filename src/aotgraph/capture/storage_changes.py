@@ -1,8 +1,10 @@
 """Storage changes inside a program: the inputs' resizes captured, the rest refused, never a crash.
 
-``x.set_(y)`` with a tensor `y` on an input of the compiled function is captured (see
-`functionalize`: the runtime replays it on the caller's tensor, as torch's AOTAutograd does);
-on anything else, and the other forms of ``set_``, it is refused here.
+``x.set_(y)`` with a tensor `y` is captured under no_grad or where neither requires grad (see
+`functionalize`: on an input of the compiled function the runtime replays it on the caller's
+tensor, as torch's AOTAutograd does; on an intermediate or a view only the program sees it); under
+grad mode with gradients (autograd has no derivative for it), and the other forms of ``set_``, it
+is refused here.
 
 FSDP frees a parameter's memory between uses (``untyped_storage().resize_(0)``) and
 reallocates it before the next (to the bytes its sizes need, then fills it). On an input of the
