@@ -1,6 +1,8 @@
-"""``requires_grad_()`` inside the compiled program is not captured. Where eager's answer depends
-on it (an input's flag and gradient, an output that requires grad only through a leaf the
-program made), the compiled function must refuse, never return tensors with other flags."""
+"""``requires_grad_()`` inside the compiled program. On an input before any op reads it, it is
+captured: the caller's tensor gets the flag, and the gradient, as in eager. Elsewhere, where
+eager's answer depends on it (an input's flag set after a read, an output that requires grad only
+through a leaf the program made), the compiled function must refuse, never return tensors with
+other flags."""
 import pytest
 import torch
 
@@ -8,9 +10,26 @@ from aotgraph import aot_function
 from aotgraph.errors import UnsupportedOp
 
 
-def input_made_to_require_grad(a, b):
+def input_made_to_require_grad(a, b):  # torch's test_input_inplace_requires_grad_true
     a.requires_grad_(True)
     return a.mul(3), b.mul(4)
+
+
+def input_flag_cleared_by_attribute(a, b):
+    b.requires_grad = False
+    return a * b, b + 1
+
+
+def input_made_to_require_grad_under_no_grad(a, b):  # the flag is no op: grad mode does not matter
+    with torch.no_grad():
+        a.requires_grad_()
+    return (a * b).sum(), a.detach() + 1
+
+
+def input_made_to_require_grad_after_a_read(a, b):
+    c = a * 2
+    a.requires_grad_(True)
+    return c * a, b.mul(4)
 
 
 def view_of_input_made_to_require_grad(a, b):
@@ -32,8 +51,8 @@ def computed_from_a_leaf_made_inside(a):
 
 
 CASES = [
-    (input_made_to_require_grad, lambda: (torch.randn(3, 3), torch.randn(3, 3, requires_grad=True)),
-     r"calls requires_grad_\(True\) on tensor input 0"),
+    (input_made_to_require_grad_after_a_read, lambda: (torch.randn(3, 3), torch.randn(3, 3, requires_grad=True)),
+     r"calls requires_grad_\(True\) on tensor input 0 after reading it"),
     (view_of_input_made_to_require_grad, lambda: (torch.randn(3, 3), torch.randn(3, 3, requires_grad=True)),
      r"output leaf 0 requires grad"),
     (intermediate_made_a_leaf, lambda: (torch.randn(3, 3),), r"output leaf 0 requires grad"),
@@ -63,3 +82,29 @@ def test_leaf_made_inside_for_an_inner_gradient_stays_allowed():
     got = aot_function(inner_grad)(x)
     torch.testing.assert_close(got, expected)
     assert got.requires_grad == expected.requires_grad
+
+
+@pytest.mark.parametrize("fn", [input_made_to_require_grad, input_flag_cleared_by_attribute,
+                                input_made_to_require_grad_under_no_grad], ids=lambda f: f.__name__)
+def test_an_inputs_flag_set_before_it_is_read_is_set_on_the_callers_tensor(fn):
+    """As eager: the caller's tensor takes the flag, the outputs' flags follow it, and the gradient
+    reaches the tensor; the next call (the flag now set) compiles for the new flag and agrees."""
+    compiled = aot_function(fn, "eager")
+    for call in range(2):
+        results = []
+        for f in (fn, compiled):
+            torch.manual_seed(call)
+            a, b = torch.randn(3, 3), torch.randn(3, 3, requires_grad=True)
+            outs = f(a, b)
+            loss = sum(o.sum() for o in outs if o.requires_grad)
+            if isinstance(loss, torch.Tensor):
+                loss.backward()
+            results.append(([o.requires_grad for o in outs], a.requires_grad, b.requires_grad,
+                            [o.detach() for o in outs], a.grad, b.grad))
+            if call == 1 and f is compiled:  # the same tensors again, their flags set by the first call
+                outs = f(a, b)
+                assert [o.requires_grad for o in outs] == results[0][0]
+        (eager_flags, *eager_rest), (our_flags, *our_rest) = results
+        assert our_flags == eager_flags
+        assert our_rest[:2] == eager_rest[:2]
+        torch.testing.assert_close(our_rest[2:], eager_rest[2:])

@@ -84,7 +84,9 @@ class InputInfo(Leaf):
     `views_relaid`: the input is the base of inputs sharing memory (`capture.aliased_inputs`), and
     the program changes the layout of one of them in place (``x.t_()``), which the runner replays
     on the caller's tensor after the graphs: that bumps the memory's version, so the forward's
-    saved aliases of this input are copies (as those of a relaid input are)."""
+    saved aliases of this input are copies (as those of a relaid input are). `sets_requires_grad`:
+    the program sets the input's ``requires_grad`` to this before reading it
+    (`capture.requires_grad_flags`); the runtime sets the caller's tensor's first (None: untouched)."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
@@ -96,6 +98,7 @@ class InputInfo(Leaf):
     storage_layout: Optional[TensorMeta] = None
     storage_resize: Optional["StorageResize"] = None
     views_relaid: bool = False
+    sets_requires_grad: Optional[bool] = None
 
 
 @dataclass(frozen=True)

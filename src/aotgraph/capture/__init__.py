@@ -49,6 +49,7 @@ from .node_meta import add_tensor_meta
 from .outside_dispatch import kernels_outside_dispatch_refused
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder, data_dependent_branch
+from .requires_grad_flags import RequiresGradFlags
 from .runtime_asserts import insert_runtime_asserts
 from .symbols import input_views_laid_out_by_graph, refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
@@ -152,11 +153,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.storage_resizes = resizes
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
+    flags = RequiresGradFlags(program_fakes, placeholders, recorder.node_of)
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
                 higher_order_calls, public_apis_calling_operators(), _compiling(), tensor_writes_refused(), \
-                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)):
+                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), flags:
             try:
                 out = fn(*args, **kwargs)
             finally:
@@ -242,7 +244,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     is_inference = not (diff_outs and diff_inputs)
     if torch.is_grad_enabled():
         _refuse_lost_gradients([o for o in tensor_outs if o.requires_grad], primal_fakes)
-    _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out)
+    flags_set = _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, placeholders, flags)
     grad_nodes: list[Any] = []
     written_in_backward: tuple[str, ...] = ()
     reaching: tuple[int, ...] = ()
@@ -304,6 +306,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
                            written_in_backward, storage_replaced, storage_source, resizes,
                            frozenset(relayouts) if getattr(fn, "aotgraph_member_views", False) else frozenset())
+    if flags_set:
+        inputs = list(signature.inputs)
+        for p, flag in flags_set.items():
+            position = signature.primal_positions[p]
+            inputs[position] = dataclasses.replace(inputs[position], sets_requires_grad=flag)
+        signature = dataclasses.replace(signature, inputs=tuple(inputs))
     if python_scalars:
         outputs = tuple(dataclasses.replace(info, python_scalar=python_scalars[k]) if k in python_scalars else info
                         for k, info in enumerate(signature.outputs))
@@ -501,22 +509,28 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
         pending.extend(next_node for next_node, _ in node.next_functions)
 
 
-def _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out) -> None:
-    """``requires_grad_()`` inside the program is not captured: the compiled function would leave
-    an input's flag as it was (and give it no gradient), and return a leaf the program made
-    requiring grad, or an output computed only from such leaves, as a tensor that does not
-    require grad. Refuse those programs rather than differ from eager."""
+def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, placeholders,
+                           flags: RequiresGradFlags) -> dict[int, bool]:
+    """The inputs whose ``requires_grad`` the program sets before reading them (primal index ->
+    the flag), which the runtime sets on the caller's tensors (`requires_grad_flags`). Refused:
+    an input's flag set after a read (the compiled function would give the reads before the new
+    flag), and a leaf the program made requiring grad returned, or an output computed only from
+    such leaves (it would come back as a tensor that does not require grad)."""
+    flags_set = {}
     for position, (fake, before) in enumerate(zip(primal_fakes, metas_before)):
         # (an in-place op writing a value that requires grad into a plain input is a mutation under
         # autograd, which the runtime replays: the input is then no leaf)
         if fake.requires_grad != before.requires_grad and fake.is_leaf:
+            if flags.set_unread(placeholders[position].name) and fake is program_fakes[position]:
+                flags_set[position] = fake.requires_grad
+                continue
             raise UnsupportedOp(
-                f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position}, which aotgraph "
-                "does not capture (the caller's tensor would keep requires_grad="
-                f"{before.requires_grad} and get no gradient)", "capture",
-                "set requires_grad on that tensor before calling the compiled function")
+                f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position} after reading "
+                "it, which aotgraph does not capture (the reads before would see the new flag)", "capture",
+                "set requires_grad on that tensor before calling the compiled function, or at the start of the "
+                "function, before any op reads it")
     if not torch.is_grad_enabled():
-        return
+        return flags_set
     inputs = {id(f) for f in primal_fakes} | {id(f) for f in program_fakes}
     any_input_requires_grad = any(f.requires_grad for f in primal_fakes)
     for position, out in enumerate(flat_out):
@@ -529,6 +543,7 @@ def _refuse_requires_grad_changes(primal_fakes, program_fakes, metas_before, fla
                 "(it would return a tensor that does not require grad, or is not a leaf)", "capture",
                 "call requires_grad_() on the result outside the compiled function, or pass that tensor as an "
                 "input that requires grad")
+    return flags_set
 
 
 def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[OutputViews, frozenset[int]]:

@@ -113,6 +113,8 @@ def _build_call(compiled: CompiledGraphs, facts: Optional[ForwardFacts]) -> Call
 
     def call(*flat_inputs):
         primals = [flat_inputs[i] for i in plan.primal_positions]
+        for p, flag in plan.flags_set:  # (before the graphs, as the program did before reading them)
+            primals[p].requires_grad_(flag)
         if plan.storage_resizes:
             plan.give_memory(primals)
         graph_outputs = run_graphs(*primals)
@@ -164,6 +166,9 @@ class _Plan:
         # Inputs whose storage the program resizes (FSDP's free and reallocate): primal, what it does.
         self.storage_resizes = [(p, sig.inputs[i].storage_resize) for p, i in enumerate(self.primal_positions)
                                 if sig.inputs[i].storage_resize is not None]
+        # Inputs whose requires_grad the program sets before reading them: primal, the flag.
+        self.flags_set = [(p, sig.inputs[i].sets_requires_grad) for p, i in enumerate(self.primal_positions)
+                          if sig.inputs[i].sets_requires_grad is not None]
         self.num_returned = len(returned)  # the runtime writes these back
         self.new_value_index = {p: self.num_user_tensors + k for k, p in enumerate(returned)}
         self.written_plain = [(k, p) for k, p in enumerate(returned) if p not in grad_mutated]
@@ -193,7 +198,7 @@ class _Plan:
             and all(o.is_tensor and o.python_scalar is None for o in self.outputs)
             and not any(p is not None for p in self.alias_primal)
             and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
-            and not self.mutated and not self.relaid and not self.storage_resizes
+            and not self.mutated and not self.relaid and not self.storage_resizes and not self.flags_set
         )
 
     def give_memory(self, primals: list) -> None:
