@@ -90,6 +90,12 @@ SEEDS += [1716]
 # Session 40: an as_strided write into a root that is not contiguous and requires grad, which a first
 # version of writing such views straight into their root refused (torch's scatter needs it contiguous).
 SEEDS += [1802]
+# Session 42: views taken before an in-place layout change of their base, then read or returned with
+# gradients: refused until then (autograd on fake tensors replays their view op over the new layout).
+SEEDS += [1051, 1070, 1108, 1421, 1428, 1715, 1779, 1840, 1851]
+# ... and a chunk of an input returned beside its alias relaid in place, which a first version of
+# marking rebuilt views as eager's (split's outputs refuse writes) broke (2099).
+SEEDS += [2099]
 
 
 @pytest.fixture(autouse=True)
@@ -280,10 +286,8 @@ def test_write_into_output_that_the_program_wrote_through_a_view():
     torch.testing.assert_close(x.grad, torch.full((6,), 4.0))
 
 
-@pytest.mark.xfail(strict=True, reason="a view of a non-leaf input taken before an in-place layout change of "
-                                       "that input (unsqueeze_, t_, as_strided_, ...): refused (UnsupportedOp: take "
-                                       "the view after the change)")
 def test_view_taken_before_a_layout_change_of_its_input():
+    """Refused until session 42; now read as eager reads it (`capture.stale_views`)."""
     def fn(a):
         w = a[1:]
         a.unsqueeze_(1)
@@ -644,14 +648,6 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
     with pytest.raises(aotgraph.UnsupportedOp, match="non-contiguous tensor .* requires grad"):
         _compiled(written_through_strided_view)(a, a[::2], torch.randn(2, 4, requires_grad=True))
 
-    def view_then_relayout(a):
-        w = a[1:]
-        a.unsqueeze_(1)
-        return w * 1
-
-    with pytest.raises(aotgraph.UnsupportedOp, match="take the view after the change"):
-        _compiled(view_then_relayout)(torch.randn(4, requires_grad=True) * 2)
-
     def squeezed_view_written(a):  # seed 8362: the write's backward replays the view unsqueezed
         stacked = torch.stack([a, a * 2])
         view = stacked.unsqueeze(3)
@@ -681,38 +677,18 @@ def test_unsupported_writes_and_layout_changes_say_what_to_do():
     with pytest.raises(aotgraph.UnsupportedOp, match="index_put_.* whose layout was changed in place"):
         _compiled(index_put_into_unsqueezed_row)(a, a[0])
 
-    def view_returned_then_relayout(a):  # autograd's other wording: "invalid gradient at index 0"
-        w = a.unsqueeze(1)
-        a.unsqueeze_(0)
-        return w
 
-    with pytest.raises(aotgraph.UnsupportedOp, match="take the view after the change"):
-        _compiled(view_returned_then_relayout)(torch.randn(4, requires_grad=True) * 2)
-
-    def expanded_then_transposed(a):  # the view's history, made again over the new layout, fails
-        a.add_(a)
-        w = a.expand(2, 3, 4)
-        a.transpose_(0, 1)
-        return w
-
-    root = torch.randn(4, 4, requires_grad=True)
-    with pytest.raises(aotgraph.UnsupportedOp, match="take the view after the change"):
-        _compiled(expanded_then_transposed)(root.clone()[1:])
-
-
-def test_view_read_after_its_base_is_transposed_in_place_is_refused_not_wrong():
+def test_view_read_after_its_base_is_transposed_in_place_reads_eagers_elements():
     """Fuzzer seed 3669: a view of a square tensor taken before ``t_()`` of that tensor, then
     read with gradients. Eager makes the view's history again as an ``as_strided`` of the base's
     memory; on fake tensors autograd replays ``unsqueeze`` over the transposed base instead, and
-    the gradient came back transposed, silently. Refused now; a base whose layout is back as it
-    was (``t_()`` twice) still compiles, with eager's gradient."""
+    the gradient came back transposed, silently (then refused, until session 42). The read now
+    gets eager's view (`capture.stale_views`); a base whose layout is back as it was (``t_()``
+    twice) and a comparison compile as before, with eager's gradient."""
     def stale(a):
         v = a.unsqueeze(1)
         a.t_()
         return v.exp()
-
-    with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change"):
-        _compiled(stale)(torch.randn(4, 4, requires_grad=True) * 2)
 
     def back_again(a):
         v = a[0]
@@ -725,6 +701,7 @@ def test_view_read_after_its_base_is_transposed_in_place_is_refused_not_wrong():
         f(root.t() * 2).sum().backward()
         return root.grad
 
+    torch.testing.assert_close(root_grad(_compiled(stale)), root_grad(stale))
     torch.testing.assert_close(root_grad(_compiled(back_again)), root_grad(back_again))
 
     def compared(a):  # a comparison records no history: the view's memory is read as eager reads it
@@ -982,12 +959,13 @@ def test_a_detached_view_of_a_written_view_shares_its_base_memory():
     torch.testing.assert_close(ours[1:], eager[1:], rtol=0, atol=0)
 
 
-def test_a_view_taken_before_its_base_was_relaid_is_refused_where_returned_or_viewed():
+def test_a_view_taken_before_its_base_was_relaid_is_returned_or_viewed_as_eager():
     """Fuzzer seeds 3719, 4089, 1876: a view taken before an in-place layout change of its base,
     then returned with gradients (the capture reads its ``grad_fn``) or viewed again. Autograd
     makes the view's history again by replaying its view op over the base's new layout, which
     raised a raw IndexError or RuntimeError from the fake kernel (eager reads the view's own
-    memory through ``as_strided``). Both are refused now, with the fix named."""
+    memory through ``as_strided``); then refused, until session 42. Both now get eager's view
+    (`capture.stale_views`): values, layouts and gradients as eager's."""
     def returned(x):
         x.sin_()
         v = x.select(0, 2)
@@ -999,11 +977,46 @@ def test_a_view_taken_before_its_base_was_relaid_is_refused_where_returned_or_vi
         x.t_()
         return v.transpose(2, 0)
 
-    for program, shape in ((returned, (4, 3)), (viewed_again, (4, 3))):
-        root = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-        x = root.t() * 1 if program is viewed_again else root * 2
-        with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change of its base"):
-            _compiled(program)(x)
+    def returned_then_unsqueezed(a):  # autograd's other wording: "invalid gradient at index 0"
+        w = a.unsqueeze(1)
+        a.unsqueeze_(0)
+        return w
+
+    def expanded_then_transposed(a):  # the view's history, made again over the new layout, failed
+        a.add_(a)
+        w = a.expand(2, 3, 4)
+        a.transpose_(0, 1)
+        return w
+
+    inputs = {returned: lambda root: root * 2, viewed_again: lambda root: root.t() * 1,
+              returned_then_unsqueezed: lambda root: root.view(-1)[:4] * 2,
+              expanded_then_transposed: lambda root: root.t() * 1}
+    for program, make in inputs.items():
+        results = []
+        for fn in (program, _compiled(program)):
+            root = torch.arange(12.0, dtype=torch.float64).div(12).view(4, 3).requires_grad_()
+            x = make(root)
+            out = fn(x)
+            (out * torch.arange(float(out.numel()), dtype=torch.float64).view(out.shape)).sum().backward()
+            results.append((out.detach(), out.stride(), x.detach(), x.stride(), root.grad))
+        assert results[1][1] == results[0][1] and results[1][3] == results[0][3]
+        torch.testing.assert_close(results[1], results[0])
+
+
+def test_a_stale_view_of_a_view_input_reaching_past_its_new_layout_stays_refused():
+    """Fuzzer seed 489: the input is a slice of the caller's tensor; its view is taken, then the
+    input is relaid by ``as_strided_`` over fewer elements, and the view returned. Eager's view
+    history is an ``as_strided`` of the caller's base; the input's own, over its new layout,
+    would drop the gradient of the element it no longer holds (a first version of
+    `capture.stale_views` did, silently). Refused, with the fix named."""
+    def program(x):
+        v = x.t()
+        x.as_strided_((2,), (1,), 2)
+        return v
+
+    root = torch.arange(4.0, requires_grad=True)
+    with pytest.raises(aotgraph.UnsupportedOp, match="taken before an in-place layout change of its base"):
+        _compiled(program)(root.clone()[1:])
 
 
 def test_a_view_of_a_detached_input_written_with_gradients_keeps_its_own_gradient():

@@ -174,3 +174,53 @@ def test_grad_mode_the_program_leaves_set_under_torch_compile():
             torch.testing.assert_close(grad, 2 * x.detach())
     finally:
         torch.set_grad_enabled(True)
+
+
+def _view_of_input_under_no_grad(x, w):
+    with torch.no_grad():
+        return x[1:]
+
+
+def _view_under_no_grad_beside_a_loss(x, w):
+    with torch.no_grad():
+        v = x[1:]
+    return v, (x * w).sum()
+
+
+def _view_of_intermediate_under_no_grad(x, w):
+    y = x * w
+    with torch.no_grad():
+        v = y[1:]
+    return v, y.sum()
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("program", [_view_of_input_under_no_grad, _view_under_no_grad_beside_a_loss,
+                                     _view_of_intermediate_under_no_grad], ids=lambda p: p.__name__)
+def test_a_view_made_under_no_grad_is_returned_as_eagers(program, dynamic):
+    """Eager's view of a tensor requiring grad made under no_grad requires grad, has no history,
+    is a leaf, and refuses an in-place write under grad mode. aotgraph refused such programs (as
+    if they had called requires_grad_()); now its output is the same kind of view, in the same
+    memory, and the other outputs' gradients are eager's."""
+    compiled = aot_function(program, "eager", dynamic=dynamic)
+    for n in (4, 5):
+        seen = []
+        for fn in (program, compiled):
+            torch.manual_seed(n)
+            x, w = torch.randn(n, 3, requires_grad=True), torch.randn(n, 3, requires_grad=True)
+            outs = fn(x, w)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            view = outs[0]
+            facts = (view.requires_grad, view.grad_fn is None, view.is_leaf, view._is_view(),
+                     view.data_ptr() == x.data_ptr() + 3 * x.element_size() if program is not
+                     _view_of_intermediate_under_no_grad else True)
+            try:
+                view.mul_(2)
+                refused = False
+            except RuntimeError as error:
+                refused = "no_grad mode" in str(error)
+            if len(outs) > 1:
+                outs[1].backward()
+            seen.append((facts, refused, view.detach().clone(), x.grad, w.grad))
+        assert seen[1][:2] == seen[0][:2]
+        torch.testing.assert_close(seen[1][2:], seen[0][2:])

@@ -165,6 +165,36 @@ def test_a_detached_input_written_with_gradients_is_returned_in_the_inputs_memor
     assert len(compiled.aotgraph_entries) == 1
 
 
+@pytest.mark.parametrize("view", ["split", "unbind", "no_grad"])
+def test_writes_eager_refuses_into_views_rebuilt_at_symbolic_layouts_are_refused(view):
+    """A ``split``/``unbind`` output, or a view made under no_grad, returned: eager refuses a
+    caller's in-place write into it under grad mode. With symbolic sizes the runtime rebuilds it
+    by ``as_strided``, which autograd took writes into (a gradient eager never gives); it is
+    now marked as eager's was (`OutputInfo.creation_meta`). (The view made under no_grad was
+    refused, as if the program had called requires_grad_() on it.)"""
+    def program(x):
+        y = x * 2
+        if view == "split":
+            return y.split(2)[0]
+        if view == "unbind":
+            return y.unbind(1)[0]
+        with torch.no_grad():
+            return x[1:]
+
+    compiled = aotgraph.aot_function(program, "eager", dynamic=True)
+    for n in (3, 4):  # (split(2) gives two pieces of each)
+        errors = []
+        for fn in (program, compiled):
+            out = fn(torch.randn(n, 3, requires_grad=True))
+            try:
+                out.mul_(2)
+                errors.append(None)
+            except RuntimeError as error:
+                errors.append(str(error).split(".")[0])
+        assert errors[0] is not None and errors[1] == errors[0]
+    assert len(compiled.aotgraph_entries) == 1
+
+
 # Fuzzer seeds that failed with symbolic sizes until session 41: the relaid input's guard (71, 224,
 # 247, 266, 278, 286), expand_copy of symbolic sizes (51), broadcasting addcmul_ (257), SymInt
 # constants in an output's layout (140: a view of an input written through a split, the input relaid;
@@ -176,9 +206,11 @@ def test_a_detached_input_written_with_gradients_is_returned_in_the_inputs_memor
 # write through an as_strided view of a view of a contiguous input of symbolic sizes (13776), views of
 # inputs written through a chunk (94, 217), a narrowed view of a detached input written with gradients
 # (13865: came back in memory of its own, silently; now compiled per size), a write through an
-# as_strided view of an input at an offset in its memory (12504: out of bounds at run time; per size).
+# as_strided view of an input at an offset in its memory (12504: out of bounds at run time; per size),
+# a write into a chunk of an input or an intermediate, which eager refuses (17344, 17988: the view,
+# rebuilt by as_strided, took it).
 SYMBOLIC_SEEDS = [51, 71, 94, 140, 217, 224, 247, 257, 266, 278, 286, 493, 823, 867, 1020, 1621, 2742, 3199, 6064, 6512, 6532, 7035,
-                  12504, 13776, 13865]
+                  12504, 13776, 13865, 17344, 17988]
 
 
 @pytest.mark.parametrize("seed", SYMBOLIC_SEEDS)

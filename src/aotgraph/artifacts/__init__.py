@@ -164,7 +164,9 @@ class OutputInfo(Leaf):
     returns) at the layout of the graph's own output for it (its sizes at this call), which must
     be that input's memory (for the other bases, where a compiler copied it, the graph's output
     stands). With `written_alias_of` it marks an output of symbolic sizes that is the input's
-    whole memory, in the input's own layout.
+    whole memory, in the input's own layout. `creation_meta`: how eager's output, a view, was
+    made where autograd refuses writes into it (``"MULTI_OUTPUT_NODE"``: a ``split`` output;
+    `torch_private.views`); the runtime marks its view so where it rebuilt it otherwise.
     """
 
     base_input: Optional[int] = None
@@ -178,6 +180,7 @@ class OutputInfo(Leaf):
     tangent_free: bool = False  # requires grad, but no history to take a tangent for: see below
     is_output: bool = False  # the very tensor of output `base_output` again (eager returns one object twice)
     written_alias_of: Optional[int] = None  # the flat input whose memory it is, with a history of its own: below
+    creation_meta: Optional[str] = None  # eager's view made by a multi-output op, under no_grad, ...: below
 
     @property
     def has_tangent(self) -> bool:

@@ -34,6 +34,7 @@ from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldn
 from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
+from ..torch_private.views import creation_meta_of
 from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, has_symbols, memoized_size_arithmetic
 from ..module_writes import tensor_writes_refused
 from .cse import merge_common_subexpressions
@@ -50,6 +51,7 @@ from .outside_dispatch import kernels_outside_dispatch_refused
 from .output_views import OutputViews, find_output_views
 from .recorder import GraphRecorder, data_dependent_branch
 from .requires_grad_flags import RequiresGradFlags
+from .stale_views import StaleViewsRenewed
 from .runtime_asserts import insert_runtime_asserts
 from .symbols import input_views_laid_out_by_graph, refuse_symbolic_replays
 from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refuse_resized_inputs,
@@ -154,13 +156,15 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     flags = RequiresGradFlags(program_fakes, placeholders, recorder.node_of)
+    stale_views = StaleViewsRenewed(recorder, frozenset(
+        id(f) for f, k in zip(program_fakes, input_positions) if flat_args[k]._base is not None))
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
                 higher_order_calls, public_apis_calling_operators(), _compiling(), tensor_writes_refused(), \
-                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), flags:
+                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), flags, stale_views:
             try:
-                out = fn(*args, **kwargs)
+                out = stale_views.renewed_outputs(fn(*args, **kwargs))
             finally:
                 # A grad-mode change the program leaves behind is the runtime's to replay after each
                 # call; the rest of the capture runs in the caller's mode.
@@ -233,9 +237,12 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # keeps the caller's history there (seed 1716).
     callers_history = set() if wants_grad else {
         id(f) for f, h in zip(program_fakes, histories_before) if _history_of(f) is h}
+    # A view of a tensor requiring grad made under no_grad requires grad with no history (eager's
+    # quirk): no tangent, as an input returned as it is.
     tangent_outs = [k for k, (o, v) in enumerate(zip(tensor_outs, views.views))
                     if o.requires_grad and (wants_grad or (_grad_fn(o) is not None and id(o) not in callers_history))
-                    and (v is None or v.base is None)]
+                    and (v is None or v.base is None)
+                    and not (_grad_fn(o) is None and creation_meta_of(o) == "NO_GRAD_MODE")]
     diff_outs = [tensor_outs[k] for k in tangent_outs]
     diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
                   for p, f, before in zip(placeholders, program_fakes, metas_before) if p.name in mutated_with_grad]
@@ -536,6 +543,8 @@ def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, 
     for position, out in enumerate(flat_out):
         if not isinstance(out, torch.Tensor) or not out.requires_grad or id(out) in inputs:
             continue
+        if out.grad_fn is None and creation_meta_of(out) == "NO_GRAD_MODE":
+            continue  # a view of a tensor requiring grad made under no_grad: eager's requires grad, with no history
         if out.grad_fn is None or not any_input_requires_grad:
             raise UnsupportedOp(
                 f"output leaf {position} requires grad because the program called requires_grad_() on it or on a "
@@ -722,6 +731,11 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
         else:
             outputs.append(OutputInfo(None, o))
     _rebuild_from_later_outputs(outputs, flat_out)
+    for position, o in enumerate(flat_out):  # (eager refuses writes into these: the runtime's views too)
+        info = outputs[position]
+        made = creation_meta_of(o) if isinstance(o, torch.Tensor) and o.requires_grad and info.is_tensor else None
+        if made is not None and not info.is_input and not info.is_output:
+            outputs[position] = dataclasses.replace(outputs[position], creation_meta=made)
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)
     return Signature(in_spec, out_spec, tuple(inputs), tuple(outputs), view_bases)
 

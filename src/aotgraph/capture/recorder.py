@@ -521,9 +521,18 @@ class GraphRecorder(TorchDispatchMode):
                             f"the program returns, with gradients, a view of shape {tuple(item.shape)}",
                             f"autograd's replay of it failed ({str(error).splitlines()[0][:120]})") from error
 
-    def _refuse_if_stale(self, item: torch.Tensor, what: str) -> None:
+    @property
+    def has_stale_views(self) -> bool:
+        return bool(self._stale_views)
+
+    def is_stale(self, item: torch.Tensor) -> bool:
+        """Whether `item` is a view requiring grad taken before an in-place layout change of its
+        base, which the base has not undone (`_refuse_stale_views`)."""
         stale = self._stale_views.get(id(item))
-        if stale is not None and stale[0] is item and layout_of(item._base) != stale[1]:
+        return stale is not None and stale[0] is item and layout_of(item._base) != stale[1]
+
+    def _refuse_if_stale(self, item: torch.Tensor, what: str) -> None:
+        if self.is_stale(item):
             raise _stale_view_refused(f"{what}, with gradients, a view of shape {tuple(item.shape)}",
                                       "the view's gradient would be replayed over the base's new layout, not eager's")
 

@@ -26,6 +26,7 @@ from ..graph.ops import bytes_needed
 from ..graph.nodes import aliases_of_placeholders
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
+from ..torch_private.views import set_creation_meta
 
 __all__ = ["build_runtime", "autocast_on", "ForwardFacts", "forward_facts"]
 
@@ -180,9 +181,8 @@ class _Plan:
         # An output that is another output again (`is_output`) comes after those: that one may be rebuilt too.
         # So do outputs rebuilt from a later one (`capture._rebuild_from_later_outputs`).
         self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.base_output is not None
-                                  and (o.view_chain or o.layout_from_graph or o.base_output > i and not o.is_output)
-                                  ) + tuple(
-            i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
+                                  and (o.view_chain or o.layout_from_graph or o.base_output > i and not o.is_output))
+        self.same_objects = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
@@ -192,6 +192,13 @@ class _Plan:
             primal_of_position[o.written_alias_of] if o.is_tensor and o.written_alias_of is not None else None
             for o in self.outputs
         ]
+        # Outputs eager made as views that autograd refuses writes into, rebuilt here by as_strided
+        # (symbolic sizes), and views made under no_grad: the runtime marks them so
+        # (`OutputInfo.creation_meta`). (Views it rebuilds by the program's own view ops are
+        # marked by them; marking those too broke outputs of inputs relaid after, seed 2099.)
+        self.creation_metas = [(i, o.creation_meta) for i, o in enumerate(self.outputs)
+                               if o.is_tensor and (o.creation_meta == "NO_GRAD_MODE" or o.creation_meta is not None
+                                                   and o.layout_from_graph)]
         # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
         self.is_direct = (
             len(self.primal_positions) == len(sig.inputs)
@@ -288,13 +295,24 @@ class _Plan:
         for i in self.rebuilt_last:
             info = self.outputs[i]
             base = flat[info.base_output]
-            flat[i] = base if info.is_output else _laid_out_view(base, info, flat[i]) if info.layout_from_graph \
-                else _view_of(base, info)
+            flat[i] = _laid_out_view(base, info, flat[i]) if info.layout_from_graph else _view_of(base, info)
+        for i, made in self.creation_metas:
+            if made == "NO_GRAD_MODE":  # eager's: requires grad as its base does, with no history
+                with torch.no_grad():
+                    p = self.alias_primal[i]
+                    value = flat[i]
+                    flat[i] = _ALIAS(value) if p is None else primals[p].as_strided(
+                        value.shape, value.stride(), value.storage_offset())
+            else:
+                set_creation_meta(flat[i], made)
+        for i in self.same_objects:
+            flat[i] = flat[self.outputs[i].base_output]
         return flat
 
 
 
 _AS_STRIDED_ = torch.ops.aten.as_strided_.default
+_ALIAS = torch.ops.aten.alias.default
 
 
 def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None) -> torch.Tensor:
