@@ -93,6 +93,8 @@ SEEDS += [1802]
 # Session 42: views taken before an in-place layout change of their base, then read or returned with
 # gradients: refused until then (autograd on fake tensors replays their view op over the new layout).
 SEEDS += [1051, 1070, 1108, 1421, 1428, 1715, 1779, 1840, 1851]
+# ... and written in place (113, 1839: index_put_ into such a view).
+SEEDS += [113, 1839]
 # ... and a chunk of an input returned beside its alias relaid in place, which a first version of
 # marking rebuilt views as eager's (split's outputs refuse writes) broke (2099).
 SEEDS += [2099]

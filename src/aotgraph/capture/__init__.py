@@ -734,6 +734,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
     for position, o in enumerate(flat_out):  # (eager refuses writes into these: the runtime's views too)
         info = outputs[position]
         made = creation_meta_of(o) if isinstance(o, torch.Tensor) and o.requires_grad and info.is_tensor else None
+        if made == "NO_GRAD_MODE" and _grad_fn(o) is not None:
+            made = None  # a view of a view made under no_grad, with history (an as_strided of a leaf view)
         if made is not None and not info.is_input and not info.is_output:
             outputs[position] = dataclasses.replace(outputs[position], creation_meta=made)
     view_bases = tuple(_without_grad(TensorMeta.of(b)) if is_inference else TensorMeta.of(b) for b in views.base_fakes)

@@ -6,8 +6,9 @@ the elements v reads. On the capture's fake tensors (a Python dispatch key) it r
 op over x's new layout instead, which reads other elements or fails (`GraphRecorder._refuse_stale_views`).
 `StaleViewsRenewed` gives each torch function that reads such a view (under grad mode) eager's
 view in its place: the ``as_strided`` of its base, made there, so autograd records eager's
-history and the graph the same elements. The program's outputs get the same (`renewed_outputs`).
-Writes into such views, and reads of their sizes, see the view itself.
+history and the graph the same elements; so does each write into it. The program's outputs get
+the same (`renewed_outputs`). In-place changes of such a view's own layout, and reads of its
+sizes, see the view itself.
 """
 from __future__ import annotations
 
@@ -30,14 +31,22 @@ _METADATA_METHODS = frozenset({
 })
 
 
+# In-place changes of a tensor's own layout or identity: made on the view itself (a stand-in
+# would take the change in its place); autograd's refusals of them stay the recorder's.
+_OWN_LAYOUT_CHANGES = frozenset({
+    "t_", "transpose_", "swapdims_", "swapaxes_", "unsqueeze_", "squeeze_", "as_strided_", "resize_", "resize_as_",
+    "set_", "detach_", "share_memory_",
+})
+
+
 def _reads_history(func) -> bool:
     """Whether autograd may record `func` over its tensor arguments: not a property's getter or
-    setter, a metadata read, or an in-place op (``add_``, ``__setitem__``: left to the recorder's
-    write checks)."""
+    setter, a metadata read, or an in-place change of a tensor's layout. A write (``add_``,
+    ``__setitem__``) counts: eager makes the view's history again before it writes, and the
+    stand-in's write reaches the base's memory and history as the view's would."""
     name = getattr(func, "__name__", "")
-    if name in ("__get__", "__set__", "__setitem__", "__delitem__") or name in _METADATA_METHODS:
-        return False
-    return not (name.endswith("_") and not name.endswith("__"))
+    return name not in ("__get__", "__set__", "__delitem__") and name not in _METADATA_METHODS \
+        and name not in _OWN_LAYOUT_CHANGES
 
 
 class StaleViewsRenewed(CaptureFunctionMode):
