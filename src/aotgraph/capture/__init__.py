@@ -75,6 +75,7 @@ def capture(
     split_region: SplitRegion | None = None,
     repeated_layers: bool = True,
     fake_outputs: FakeOutputs | None = None,
+    watch_calls: bool = False,
 ) -> JointGraph:
     """Trace ``fn(*args, **kwargs)`` (``(args, kwargs) = tree_unflatten(flat_args, in_spec)``).
 
@@ -85,7 +86,8 @@ def capture(
     so is each repeated submodule of a module program (`capture.repeated_layers`) where
     `repeated_layers` (and the switch ``auto_regions``). `fake_outputs`: the fake-output memo of
     the enclosing capture, for a region or subgraph captured on its fakes (shared where they are
-    of one fake mode; switch ``shared_fake_memo``).
+    of one fake mode; switch ``shared_fake_memo``). `watch_calls`: the program's torch-function
+    calls watched (set by `capture` itself for a second walk where the first needs it).
     """
     if not callable(fn):
         raise BadArgument(f"expected a function or module to compile, got {type(fn).__name__}", "capture",
@@ -107,10 +109,23 @@ def capture(
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
                 kernels_outside_dispatch_refused():
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
-                                 HigherOrderCalls(recorder, capture_subgraph, regions))
+                                 HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
+    except (UnsupportedOp, _CallsToWatch) as refusal:
+        if watch_calls or not (isinstance(refusal, _CallsToWatch) or recorder.has_stale_views):
+            raise
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
+    # The program set an input's requires_grad, or read a view taken before its base's layout
+    # changed: captured again, its torch-function calls watched (`requires_grad_flags`,
+    # `stale_views`), which would cost every other capture a Python call per op.
+    return capture(fn, flat_args, in_spec, decompositions=decompositions, split_region=split_region,
+                   repeated_layers=repeated_layers, fake_outputs=fake_outputs, watch_calls=True)
+
+
+class _CallsToWatch(Exception):
+    """The program set a tensor input's ``requires_grad``: `capture` runs it again with the
+    program's calls watched, to see whether it read the input before."""
 
 
 def _size_arithmetic_memo(fake_mode: FakeTensorMode):
@@ -136,7 +151,7 @@ def _sizes_too_large(error: SizeConditionTooLarge) -> UnsupportedOp:
                          "compile with static sizes (dynamic=False): one compile per size, each fast")
 
 
-def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls) -> JointGraph:
+def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls, watch_calls: bool) -> JointGraph:
     """The body of `capture`: one walk over the program, then the joint graph around it."""
     fake_flat = fake_inputs(flat_args, fake_mode)
     primal_fakes, program_flat = program_inputs(fake_flat, fake_mode)
@@ -155,16 +170,20 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     recorder.storage_resizes = resizes
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
-    flags = RequiresGradFlags(program_fakes, placeholders, recorder.node_of)
+    flags = RequiresGradFlags(program_fakes, placeholders, recorder.node_of) if watch_calls else None
     stale_views = StaleViewsRenewed(recorder, frozenset(
-        id(f) for f, k in zip(program_fakes, input_positions) if flat_args[k]._base is not None))
+        id(f) for f, k in zip(program_fakes, input_positions) if flat_args[k]._base is not None)) \
+        if watch_calls else None
     recorder.node_meta.outer_frame = sys._getframe()  # stack traces stop at the program's caller
     try:
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
                 higher_order_calls, public_apis_calling_operators(), _compiling(), tensor_writes_refused(), \
-                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), flags, stale_views:
+                _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), \
+                flags or contextlib.nullcontext(), stale_views or contextlib.nullcontext():
             try:
-                out = stale_views.renewed_outputs(fn(*args, **kwargs))
+                out = fn(*args, **kwargs)
+                if stale_views is not None:
+                    out = stale_views.renewed_outputs(out)
             finally:
                 # A grad-mode change the program leaves behind is the runtime's to replay after each
                 # call; the rest of the capture runs in the caller's mode.
@@ -517,9 +536,10 @@ def _refuse_lost_gradients(diff_outs, primal_fakes) -> None:
 
 
 def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, placeholders,
-                           flags: RequiresGradFlags) -> dict[int, bool]:
+                           flags: RequiresGradFlags | None) -> dict[int, bool]:
     """The inputs whose ``requires_grad`` the program sets before reading them (primal index ->
-    the flag), which the runtime sets on the caller's tensors (`requires_grad_flags`). Refused:
+    the flag), which the runtime sets on the caller's tensors (`requires_grad_flags`; where the
+    walk did not watch the program's calls, `_CallsToWatch` asks `capture` for one that does). Refused:
     an input's flag set after a read (the compiled function would give the reads before the new
     flag), and a leaf the program made requiring grad returned, or an output computed only from
     such leaves (it would come back as a tensor that does not require grad)."""
@@ -528,6 +548,8 @@ def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, 
         # (an in-place op writing a value that requires grad into a plain input is a mutation under
         # autograd, which the runtime replays: the input is then no leaf)
         if fake.requires_grad != before.requires_grad and fake.is_leaf:
+            if flags is None:
+                raise _CallsToWatch()
             if flags.set_unread(placeholders[position].name) and fake is program_fakes[position]:
                 flags_set[position] = fake.requires_grad
                 continue

@@ -6,7 +6,8 @@ carries gradients to it. Where the program sets the flag before any op reads the
 whole capture sees the input with its new flag, so the runtime sets the caller's flag the same way
 before the graphs run (`InputInfo.sets_requires_grad`) and everything else follows as for an input
 that arrived so. Set after a read, the reads before would have to see the old flag and the reads
-after the new one: refused (`capture._refuse_requires_grad_changes`).
+after the new one: refused (`capture._requires_grad_changes`). The watch runs only in a second
+walk over the program, which `capture` makes where the first saw an input's flag change.
 """
 from __future__ import annotations
 

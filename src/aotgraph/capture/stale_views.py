@@ -8,7 +8,8 @@ op over x's new layout instead, which reads other elements or fails (`GraphRecor
 view in its place: the ``as_strided`` of its base, made there, so autograd records eager's
 history and the graph the same elements; so does each write into it. The program's outputs get
 the same (`renewed_outputs`). In-place changes of such a view's own layout, and reads of its
-sizes, see the view itself.
+sizes, see the view itself. Active only in a second walk over the program, which `capture` makes
+where the first refused with such views about: a mode costs every op of every capture a call.
 """
 from __future__ import annotations
 
