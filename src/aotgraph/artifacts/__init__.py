@@ -181,6 +181,7 @@ class OutputInfo(Leaf):
     is_output: bool = False  # the very tensor of output `base_output` again (eager returns one object twice)
     written_alias_of: Optional[int] = None  # the flat input whose memory it is, with a history of its own: below
     creation_meta: Optional[str] = None  # eager's view made by a multi-output op, under no_grad, ...: below
+    made_leaf: bool = False  # a leaf the program made require grad (``requires_grad_()``): returned as one
 
     @property
     def has_tangent(self) -> bool:

@@ -258,9 +258,11 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         id(f) for f, h in zip(program_fakes, histories_before) if _history_of(f) is h}
     # A view of a tensor requiring grad made under no_grad requires grad with no history (eager's
     # quirk): no tangent, as an input returned as it is.
+    made_leaves = _made_leaves(flat_out, program_fakes)
+    made_leaf_ids = {id(flat_out[k]) for k in made_leaves}
     tangent_outs = [k for k, (o, v) in enumerate(zip(tensor_outs, views.views))
                     if o.requires_grad and (wants_grad or (_grad_fn(o) is not None and id(o) not in callers_history))
-                    and (v is None or v.base is None)
+                    and (v is None or v.base is None) and id(o) not in made_leaf_ids
                     and not (_grad_fn(o) is None and creation_meta_of(o) == "NO_GRAD_MODE")]
     diff_outs = [tensor_outs[k] for k in tangent_outs]
     diff_outs += [_in_layout(f, before, p.name in layout_changed, fake_mode, recorder)
@@ -332,6 +334,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
                            written_in_backward, storage_replaced, storage_source, resizes,
                            frozenset(relayouts) if getattr(fn, "aotgraph_member_views", False) else frozenset())
+    if made_leaves:
+        signature = dataclasses.replace(signature, outputs=tuple(
+            dataclasses.replace(info, made_leaf=True) if k in made_leaves else info
+            for k, info in enumerate(signature.outputs)))
     if flags_set:
         inputs = list(signature.inputs)
         for p, flag in flags_set.items():
@@ -565,9 +571,9 @@ def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, 
     for position, out in enumerate(flat_out):
         if not isinstance(out, torch.Tensor) or not out.requires_grad or id(out) in inputs:
             continue
-        if out.grad_fn is None and creation_meta_of(out) == "NO_GRAD_MODE":
-            continue  # a view of a tensor requiring grad made under no_grad: eager's requires grad, with no history
-        if out.grad_fn is None or not any_input_requires_grad:
+        if out.grad_fn is None:
+            continue  # a leaf the program made (`_made_leaves`), or eager's view made under no_grad
+        if not any_input_requires_grad:
             raise UnsupportedOp(
                 f"output leaf {position} requires grad because the program called requires_grad_() on it or on a "
                 "tensor it is computed from (not an input that requires grad), which aotgraph does not capture "
@@ -575,6 +581,16 @@ def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, 
                 "call requires_grad_() on the result outside the compiled function, or pass that tensor as an "
                 "input that requires grad")
     return flags_set
+
+
+def _made_leaves(flat_out: list, program_fakes: list) -> frozenset[int]:
+    """Output positions of leaves the program made require grad (``b = a * 2; b.requires_grad_()``,
+    or ``a.view(-1).requires_grad_()`` of an input needing none): eager returns a leaf requiring
+    grad, with no history; the runtime makes its output one (`OutputInfo.made_leaf`)."""
+    inputs = {id(f) for f in program_fakes}
+    return frozenset(k for k, o in enumerate(flat_out)
+                     if isinstance(o, torch.Tensor) and o.requires_grad and id(o) not in inputs
+                     and _grad_fn(o) is None and creation_meta_of(o) != "NO_GRAD_MODE")
 
 
 def _returned_by_functions(views: OutputViews, tensor_outs: list) -> tuple[OutputViews, frozenset[int]]:

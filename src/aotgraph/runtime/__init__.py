@@ -196,6 +196,7 @@ class _Plan:
         # (symbolic sizes), and views made under no_grad: the runtime marks them so
         # (`OutputInfo.creation_meta`). (Views it rebuilds by the program's own view ops are
         # marked by them; marking those too broke outputs of inputs relaid after, seed 2099.)
+        self.made_leaves = [i for i, o in enumerate(self.outputs) if o.is_tensor and o.made_leaf]
         self.creation_metas = [(i, o.creation_meta) for i, o in enumerate(self.outputs)
                                if o.is_tensor and (o.creation_meta == "NO_GRAD_MODE" or o.creation_meta is not None
                                                    and o.layout_from_graph)]
@@ -206,6 +207,7 @@ class _Plan:
             and not any(p is not None for p in self.alias_primal)
             and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
             and not self.mutated and not self.relaid and not self.storage_resizes and not self.flags_set
+            and not self.made_leaves
         )
 
     def give_memory(self, primals: list) -> None:
@@ -305,6 +307,9 @@ class _Plan:
                         value.shape, value.stride(), value.storage_offset())
             else:
                 set_creation_meta(flat[i], made)
+        for i in self.made_leaves:  # (a leaf of ours, or the graph's value as one: eager's has no history)
+            value = flat[i]
+            flat[i] = (value if value.is_leaf else value.detach()).requires_grad_()
         for i in self.same_objects:
             flat[i] = flat[self.outputs[i].base_output]
         return flat
