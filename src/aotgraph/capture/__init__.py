@@ -256,8 +256,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     # keeps the caller's history there (seed 1716).
     callers_history = set() if wants_grad else {
         id(f) for f, h in zip(program_fakes, histories_before) if _history_of(f) is h}
-    # A view of a tensor requiring grad made under no_grad requires grad with no history (eager's
-    # quirk): no tangent, as an input returned as it is.
+    # A leaf the program made require grad, and a view of a tensor requiring grad made under
+    # no_grad (eager's quirk), require grad with no history: no tangent, as an input returned as it is.
     made_leaves = _made_leaves(flat_out, program_fakes)
     made_leaf_ids = {id(flat_out[k]) for k in made_leaves}
     tangent_outs = [k for k, (o, v) in enumerate(zip(tensor_outs, views.views))

@@ -23,7 +23,6 @@ from ..torch_private.dispatch import CaptureFunctionMode
 
 __all__ = ["StaleViewsRenewed"]
 
-_SEQUENCES = (list, tuple)
 # Reads of a tensor's metadata and identity: no history, the view itself.
 _METADATA_METHODS = frozenset({
     "size", "stride", "dim", "ndimension", "storage_offset", "is_contiguous", "numel", "nelement", "data_ptr",

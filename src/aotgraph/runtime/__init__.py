@@ -196,10 +196,11 @@ class _Plan:
         # (symbolic sizes), and views made under no_grad: the runtime marks them so
         # (`OutputInfo.creation_meta`). (Views it rebuilds by the program's own view ops are
         # marked by them; marking those too broke outputs of inputs relaid after, seed 2099.)
-        self.made_leaves = [i for i, o in enumerate(self.outputs) if o.is_tensor and o.made_leaf]
         self.creation_metas = [(i, o.creation_meta) for i, o in enumerate(self.outputs)
                                if o.is_tensor and (o.creation_meta == "NO_GRAD_MODE" or o.creation_meta is not None
                                                    and o.layout_from_graph)]
+        # Leaves the program made require grad (`OutputInfo.made_leaf`): made leaves here too.
+        self.made_leaves = [i for i, o in enumerate(self.outputs) if o.is_tensor and o.made_leaf]
         # Nothing to rearrange: every input a tensor, every output a fresh tensor, no mutation.
         self.is_direct = (
             len(self.primal_positions) == len(sig.inputs)
