@@ -239,3 +239,28 @@ def test_fuzzer_program_through_dynamo_with_symbolic_sizes(seed):
     torch._dynamo.reset()
     eager["_bf"] = ours["_bf"] = program.post["backward_first"]
     assert compare(eager, ours) == []
+
+
+def test_an_as_strided_write_whose_extent_depends_on_symbolic_ints_compiles_per_size():
+    """Fuzzer seed 150 through ``torch.compile(dynamic=True)``: Dynamo makes an ``as_strided``
+    view's length and offset symbolic; a write through it became an ``as_strided_scatter`` that
+    torch's meta check cannot place within the memory (a raw RuntimeError at compile time). Now
+    refused for symbolic sizes, and compiled per size, as eager computes it."""
+    def program(x, n, offset):
+        total = x.sum(0)
+        v = x.detach().as_strided((n,), (1,), offset)
+        v.clamp_(-0.5, 1.0)
+        return total
+
+    torch._dynamo.reset()
+    compiled = torch.compile(program, backend=aotgraph.backend(compiler="eager"), dynamic=True)
+    for n, offset in ((11, 5), (9, 6)):  # (within the input's own elements: 4..15)
+        results = []
+        for fn in (program, compiled):
+            torch.manual_seed(n)
+            x = (torch.randn(4, 4) * 3)[1:].requires_grad_()  # a leaf viewing a larger tensor, at an offset
+            out = fn(x, n, offset)
+            out.sum().backward()
+            results.append((out.detach(), x.detach().clone(), x.grad))
+        torch.testing.assert_close(results[1], results[0])
+    torch._dynamo.reset()

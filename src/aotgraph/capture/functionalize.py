@@ -17,7 +17,8 @@ import torch.fx as fx
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from ..graph.ops import is_view
-from ..graph.sizes import SYMBOLIC_TYPES, has_symbolic_sizes, known_equal, layout_of, size_keys, storage_positions
+from ..graph.sizes import (SYMBOLIC_TYPES, has_symbolic_sizes, known_at_most, known_equal, layout_of, size_keys,
+                           storage_positions)
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import HigherOrderOperator, OpOverload
 from . import functional_ops as ops
@@ -173,13 +174,15 @@ class _Functionalizer:
         if not all(isinstance(t, torch.Tensor) for t in (old, view, current)):
             return args
         if any(has_symbolic_sizes(t) for t in (old, view, current)):
-            if known_equal(current.storage_offset(), old.storage_offset()):
+            if known_equal(current.storage_offset(), old.storage_offset()) and (
+                    not writes or _known_within(args[:3], current)):
                 return args
             # (an input at an offset in its memory, written: where the view lies in the new value
             # and whether it stays within the input's elements are conditions on the sizes)
             raise UnsupportedOp(
-                f"an as_strided view of a written tensor that starts at an offset in its memory, with symbolic "
-                f"sizes, {'written through' if writes else 'read'}", "capture",
+                f"an as_strided view of a tensor with symbolic sizes, {'written through' if writes else 'read'}, "
+                "whose place in the tensor's memory (its offset, or its extent within the memory) depends on the "
+                "sizes", "capture",
                 "compile with static shapes (one compile per size), or take the view with the tensor's own view ops")
         if not _addresses_within(old, view):
             raise UnsupportedOp(
@@ -591,6 +594,19 @@ class _Functionalizer:
                 or not _strides_differ(new_val, old_val) or _overlaps_itself(old_val):
             return value
         return self.emit(aten.copy.default, self.root_value[root], value)
+
+
+def _known_within(layout: tuple, value: torch.Tensor) -> bool:
+    """Whether the as_strided layout (sizes, strides, offset) reads only positions below
+    `value`'s element count for every value of the symbols (a scatter of it into `value` stays in
+    bounds), asked without a guard: torch's check of that would raise where it is not known."""
+    sizes, strides, offset = layout
+    if any(not isinstance(s, int) or s < 0 for s in strides):
+        return False
+    if any(type(n) is int and n == 0 for n in sizes):
+        return True
+    last = offset + sum((n - 1) * s for n, s in zip(sizes, strides))
+    return known_at_most(last + 1, value.numel())
 
 
 def _storage(value: torch.Tensor):

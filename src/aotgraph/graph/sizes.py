@@ -8,7 +8,8 @@ import torch
 
 from ..torch_private.symbolic import node_expression, statically_known_true
 
-__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "known_equal", "has_symbolic_sizes",
+__all__ = ["SYMBOLIC_TYPES", "UNBACKED_SIZE_HINT", "size_hint", "is_symbolic", "known_equal", "known_at_most",
+           "has_symbolic_sizes",
            "size_keys", "layout_of", "layout_key", "storage_positions", "concrete_if_constant"]
 
 SYMBOLIC_TYPES = (torch.SymInt, torch.SymFloat, torch.SymBool)
@@ -50,6 +51,14 @@ def known_equal(x, y) -> bool:
     if type(x) is int and type(y) is int:
         return x == y
     return x is y or statically_known_true(x == y)
+
+
+def known_at_most(x, y) -> bool:
+    """Whether the size `x` is at most `y` for every value of their symbols, asked without a
+    guard (False where that is not known)."""
+    if type(x) is int and type(y) is int:
+        return x <= y
+    return statically_known_true(x <= y)
 
 
 def has_symbolic_sizes(tensor: torch.Tensor) -> bool:
