@@ -114,6 +114,10 @@ def capture(
     except (UnsupportedOp, _CallsToWatch) as refusal:
         if watch_calls or not (isinstance(refusal, _CallsToWatch) or recorder.has_stale_views):
             raise
+        if any(isinstance(a, FakeTensor) for a in flat_args):
+            # Fake inputs (Dynamo's, or symbolic sizes): the program's in-place changes of their
+            # layout and flags stay on them, and a second walk would start from those.
+            raise refusal.refusal if isinstance(refusal, _CallsToWatch) else refusal from None
     finally:
         recorder.random_draws.restore()  # the caller gets back the RNG state it had
     # The program set an input's requires_grad, or read a view taken before its base's layout
@@ -125,7 +129,12 @@ def capture(
 
 class _CallsToWatch(Exception):
     """The program set a tensor input's ``requires_grad``: `capture` runs it again with the
-    program's calls watched, to see whether it read the input before."""
+    program's calls watched, to see whether it read the input before; or, where it cannot walk
+    the program again, raises `refusal`."""
+
+    def __init__(self, refusal: UnsupportedOp):
+        super().__init__(str(refusal))
+        self.refusal = refusal
 
 
 def _size_arithmetic_memo(fake_mode: FakeTensorMode):
@@ -555,7 +564,10 @@ def _requires_grad_changes(primal_fakes, program_fakes, metas_before, flat_out, 
         # autograd, which the runtime replays: the input is then no leaf)
         if fake.requires_grad != before.requires_grad and fake.is_leaf:
             if flags is None:
-                raise _CallsToWatch()
+                raise _CallsToWatch(UnsupportedOp(
+                    f"the program calls requires_grad_({fake.requires_grad}) on tensor input {position}, which aotgraph "
+                    "captures only for the caller's own tensors (not Dynamo's fake inputs, nor with dynamic=True)",
+                    "capture", "set requires_grad on that tensor before calling the compiled function"))
             if flags.set_unread(placeholders[position].name) and fake is program_fakes[position]:
                 flags_set[position] = fake.requires_grad
                 continue
