@@ -462,25 +462,24 @@ class GraphRecorder(TorchDispatchMode):
         self._relaid.update(id(t) for t in (tensor, tensor._base) if t is not None)
         if tensor._base is not None and (tensor.requires_grad or tensor._base.requires_grad):
             self._view_relaid = True
-        if tensor._base is None:
-            layout = layout_of(tensor)
-            for node in self.graph.nodes:
-                value = node.meta.get("val")
-                if isinstance(value, torch.Tensor) and value._base is tensor:
-                    stale = self._stale_views if value.requires_grad else self._stale_views_without_grad
-                    stale.setdefault(id(value), (value, layout))
-        self._keep_earlier_layouts(tensor)  # (after: its snapshots are views of it, not stale)
+        self._keep_earlier_layouts(tensor, mark_views=tensor._base is None)
 
-    def _keep_earlier_layouts(self, tensor: torch.Tensor) -> None:
+    def _keep_earlier_layouts(self, tensor: torch.Tensor, mark_views: bool = False) -> None:
         """An op is about to change `tensor`'s sizes, strides or memory in place (``t_``, ``set_``):
         the nodes that held it so far (its producer and in-place ops on it) keep a fake of the
-        layout it had then."""
+        layout it had then. `mark_views`: its views taken so far become stale (in the same walk
+        over the nodes)."""
         snapshot = None
+        layout = layout_of(tensor) if mark_views else None
         for node in self.graph.nodes:
-            if node.meta.get("val") is tensor:
+            value = node.meta.get("val")
+            if value is tensor:
                 if snapshot is None:
                     snapshot = tensor.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
                 node.meta["val"] = snapshot
+            elif mark_views and isinstance(value, torch.Tensor) and value._base is tensor:
+                stale = self._stale_views if value.requires_grad else self._stale_views_without_grad
+                stale.setdefault(id(value), (value, layout))
 
     @property
     def relaid_any(self) -> bool:
