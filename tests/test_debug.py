@@ -1050,6 +1050,87 @@ def test_avg_pool_backward_aten_switch(disabled, monkeypatch):
     assert targets == (["aten.avg_pool2d_backward.default"] if disabled else ["aotgraph.avg_pool2d_backward_aten.default"])
 
 
+def _graphs_inductor_gets(monkeypatch) -> list:
+    """The graphs handed to Inductor from now on; its compile is stubbed by each graph's code."""
+    from aotgraph import make_boxed_func
+    from aotgraph.compilers import torchinductor
+
+    graphs = []
+
+    def compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs):
+        graphs.append(graph_module)
+        return make_boxed_func(graph_module.forward)
+
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", compile_fx_inner)
+    return graphs
+
+
+def _targets(graphs) -> list:
+    return [str(node.target) for graph_module in graphs for node in graph_module.graph.nodes]
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_scatter_sources_apart_switch(disabled, monkeypatch):
+    """On: a diagonal written from its own reversed values reaches Inductor through our copy."""
+    if disabled:
+        _disable(monkeypatch, "scatter_sources_apart")
+    graphs = _graphs_inductor_gets(monkeypatch)
+
+    def reversed_diagonal(x):
+        y = x * 1
+        y.diagonal().copy_(y.diagonal().flip(0))
+        return y
+
+    x = torch.randn(4, 4)
+    torch.testing.assert_close(aotgraph.aot_function(reversed_diagonal, "inductor")(x), reversed_diagonal(x))
+    assert ("aotgraph.materialized.default" in _targets(graphs)) != disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_as_strided_input_offsets_switch(disabled, monkeypatch):
+    """On, where Inductor does not subtract an input's storage offset itself (before torch 2.13):
+    an as_strided of ``base[1:]`` reaches it with its offset counted from the input's start."""
+    from aotgraph.compilers import input_offsets
+
+    if disabled:
+        _disable(monkeypatch, "as_strided_input_offsets")
+    monkeypatch.setattr(input_offsets, "_inductor_subtracts_input_offsets", lambda: False)
+    graphs = _graphs_inductor_gets(monkeypatch)
+    x = torch.randn(4, 4)[1:]
+    aotgraph.aot_function(lambda t: t.as_strided((2, 2), (1, 4), 5) * 2, "inductor")(x)
+    offsets = [node.args[3] for node in graphs[0].graph.nodes if node.target is torch.ops.aten.as_strided.default]
+    assert offsets == ([5] if disabled else [1])
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_forward_outputs_kept_apart_switch(disabled, monkeypatch):
+    """On: a returned clone that Inductor's joint passes drop is copied again in the forward."""
+    if disabled:
+        _disable(monkeypatch, "forward_outputs_kept_apart")
+    graphs = _graphs_inductor_gets(monkeypatch)
+
+    def program(x):
+        v = torch.relu(x)
+        return v.clone() * 1, v.clone()
+
+    x = torch.randn(6, requires_grad=True)
+    aotgraph.aot_function(program, "inductor")(x)[0].sum().backward()
+    assert ("aten.clone.default" in _targets(graphs[:1])) != disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_flat_arg_reductions_switch(disabled, monkeypatch):
+    """On: a whole-tensor argmax reaches Inductor as a reduction over dimension 0 of a flat view."""
+    if disabled:
+        _disable(monkeypatch, "flat_arg_reductions")
+    graphs = _graphs_inductor_gets(monkeypatch)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(aotgraph.aot_function(lambda t: torch.argmax(t.t() * 2), "inductor")(x),
+                               torch.argmax(x.t() * 2))
+    argmax = [node for node in graphs[0].graph.nodes if node.target is torch.ops.aten.argmax.default]
+    assert [len(node.args) for node in argmax] == ([1] if disabled else [2])
+
+
 @pytest.mark.parametrize("disabled", [False, True])
 def test_scatter_graphs_scalar_switch(disabled, monkeypatch):
     """On: a CPU graph with an accumulating index_put whose code adds at computed positions

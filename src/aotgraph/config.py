@@ -154,6 +154,19 @@ SWITCHES = {
     "avg_pool_backward_aten": "Inductor gets average pooling backwards with ceil_mode and count_include_pad as a "
                               "call of ATen's kernel: its lowering divides by the whole kernel's size there "
                               "(compilers/avg_pool_backward.py)",
+    "scatter_sources_apart": "Inductor gets the new values of a scatter that read the scattered tensor through a "
+                             "copy of ours: written in place, its loop reads positions it already overwrote "
+                             "(compilers/scatter_sources.py)",
+    "as_strided_input_offsets": "before torch 2.13, Inductor gets an as_strided of an input that starts inside its "
+                                "storage with the offset counted from the input's first element, as its code "
+                                "addresses it (compilers/input_offsets.py)",
+    "forward_outputs_kept_apart": "a forward output that Inductor's joint passes made the same tensor as another "
+                                  "value (a clone removed as a no-op) gets a copy of its own again: a caller's "
+                                  "write into it must not reach a value saved for the backward "
+                                  "(compilers/torchinductor.py)",
+    "flat_arg_reductions": "Inductor gets argmax and argmin over a whole tensor as reductions of its flat view: "
+                           "over a tensor computed from a transposed one it returns the index in memory order "
+                           "(compilers/flat_arg_reductions.py)",
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",

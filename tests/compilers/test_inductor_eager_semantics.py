@@ -98,3 +98,24 @@ def test_a_tensor_the_program_closes_over_is_a_constant_inductor_takes():
     torch.testing.assert_close(out, model(x))
     (grad,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(grad, torch.autograd.grad(model(x).sum(), x)[0])
+
+
+def test_a_returned_clone_written_under_no_grad_leaves_the_saved_value_alone():
+    """Fuzzer seed 1170: Inductor's joint passes drop ``v.clone()`` as a no-op, so the returned
+    clone became relu's output, which relu's backward saves: the caller's ``zero_`` under
+    no_grad then failed the backward (``modified by an inplace operation``). The returned value
+    gets a copy of its own again (switch ``forward_outputs_kept_apart``)."""
+    def program(x):
+        v = torch.relu(x)
+        return v.clone() * 1, v.clone()
+
+    results = []
+    for fn in (program, aotgraph.aot_function(program, "inductor")):
+        torch.manual_seed(0)
+        x = torch.randn(6, requires_grad=True)
+        scaled, copy = fn(x)
+        with torch.no_grad():
+            copy.zero_()
+        (scaled * torch.arange(6.0)).sum().backward()
+        results.append((scaled.detach(), copy, x.grad))
+    torch.testing.assert_close(results[1], results[0])

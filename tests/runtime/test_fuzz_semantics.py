@@ -1792,26 +1792,3 @@ def test_an_input_and_its_written_detached_alias_keep_their_gradients_through_in
         return a.detach(), b.detach(), root.grad
 
     _assert_same(run(aotgraph.aot_function(program, "inductor")), run(program), exact=False)
-
-
-@pytest.mark.xfail(strict=True, reason="fuzzer seed 1690 through Inductor: writes through a diagonal taken before "
-                                       "the input was relaid by as_strided_ come back with two elements' signs "
-                                       "flipped (the eager and nop compilers agree with eager). Our functional graph "
-                                       "(select_scatter, then three diagonal_scatters) written by hand and compiled by "
-                                       "torch.compile(backend='inductor') gives the same wrong values: Inductor's "
-                                       "(torch 2.13, CPU). Found in session 42, not worked around yet")
-def test_writes_through_a_view_of_an_input_relaid_by_as_strided_through_inductor():
-    def program(x):
-        diagonal = torch.diagonal(x, 0, 1, 0)
-        x.as_strided_((15,), (1,), 1)
-        diagonal[0] = -3.0
-        diagonal.copy_(diagonal.select(0, 1) * -1.0)
-        diagonal.div_(-1.0)
-        diagonal.neg_()
-        return diagonal, x
-
-    results = []
-    for fn in (program, aotgraph.aot_function(program, "inductor")):
-        torch.manual_seed(0)
-        results.append(fn(torch.randn(4, 4)))
-    torch.testing.assert_close(results[1], results[0])

@@ -34,8 +34,8 @@ from torch.utils import _pytree as pytree
 
 from .. import config as aot_config
 from ..torch_private.fake import FakeTensor
-from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, stored_builds, symbol_inputs,
-               tiled_adds)
+from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, flat_arg_reductions,
+               input_offsets, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..errors import BadArgument, CompilerError, UnsupportedOp
@@ -141,10 +141,50 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     placeholders = [n.meta.get("val") for n in graph_module.graph.find_nodes(op="placeholder")]
     device = next((v.device for v in placeholders if isinstance(v, torch.Tensor)), None)
     _python_floats_as_tensors(graph_module, joint.fake_mode)
+    memory = _forward_output_memory(graph_module, joint.num_fwd_outputs)
     with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True):
         graph_module = joint_graph_passes(graph_module, input_device=device)
+    _forward_outputs_kept_apart(graph_module, memory, joint.fake_mode)
     _sorted_where_out_of_order(graph_module)
     return replace(joint, graph_module=graph_module)
+
+
+def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
+    """The memory (a storage reference, or None) of each of the graph's first `count` outputs."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    outputs = graph_module.graph.find_nodes(op="output")[0].args[0][:count]
+    values = [o.meta.get("val") if isinstance(o, fx.Node) else None for o in outputs]
+    return [StorageWeakRef(v.untyped_storage()) if isinstance(v, torch.Tensor) else None for v in values]
+
+
+def _forward_outputs_kept_apart(graph_module: fx.GraphModule, memory: list, fake_mode) -> None:
+    """Give each forward output whose memory Inductor's joint passes changed (a ``clone``
+    removed as a no-op: the output became its source, which the backward may save) a copy of
+    its own again, as before the passes: a caller's write into it under no_grad must not reach
+    a value saved for the backward (eager's output is a tensor of its own; switch
+    ``forward_outputs_kept_apart``)."""
+    if not aot_config.enabled("forward_outputs_kept_apart"):
+        return
+    graph = graph_module.graph
+    output = graph.find_nodes(op="output")[0]
+    now = _forward_output_memory(graph_module, len(memory))
+    outputs = list(output.args[0])
+    copies: dict = {}  # (memory before, node) -> its copy: outputs that shared memory before share it again
+    for position, (before, after) in enumerate(zip(memory, now)):
+        if before is None or after is None or before == after:
+            continue
+        copy = copies.get((before, outputs[position]))
+        if copy is None:
+            with graph.inserting_before(output):
+                copy = graph.call_function(torch.ops.aten.clone.default, (outputs[position],))
+            with fake_mode:
+                copy.meta["val"] = torch.ops.aten.clone.default(outputs[position].meta["val"])
+            copies[before, outputs[position]] = copy
+        outputs[position] = copy
+    if copies:
+        output.args = (tuple(outputs),)
+        graph_module.recompile()
 
 
 def _sorted_where_out_of_order(graph_module: fx.GraphModule) -> None:
@@ -329,6 +369,9 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     graph_module = _private_copy(graph_module)
     _decompose_leftovers(graph_module)
     avg_pool_backward.keep_from_inductor(graph_module)
+    scatter_sources.keep_scatter_sources_apart(graph_module)
+    input_offsets.offsets_from_input_starts(graph_module)
+    flat_arg_reductions.flat_arg_reductions(graph_module)
     _region_outputs_unaliased(graph_module, fake_mode)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
