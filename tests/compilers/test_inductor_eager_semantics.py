@@ -119,3 +119,24 @@ def test_a_returned_clone_written_under_no_grad_leaves_the_saved_value_alone():
         (scaled * torch.arange(6.0)).sum().backward()
         results.append((scaled.detach(), copy, x.grad))
     torch.testing.assert_close(results[1], results[0])
+
+
+def test_two_returned_detaches_of_one_view_stay_one_memory_through_inductor():
+    """Fuzzer seed 2210: Inductor lays an intermediate out otherwise than eager (contiguous,
+    where eager keeps the transposed input's layout), and an output viewing it follows. The
+    second detach of the same view was rebuilt at eager's layout over that memory, reading other
+    elements: a write into the first was not seen in the second. It is now an alias of the
+    first as Inductor laid it out."""
+    def program(x):
+        column = (x + 3.0).unbind(1)[0]
+        return column.detach(), column.detach()
+
+    results = []
+    for fn in (program, aotgraph.aot_function(program, "inductor")):
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, dtype=torch.float64).t()
+        with torch.no_grad():
+            first, second = fn(x)
+        first.add_(1.0)
+        results.append((first, second))
+    torch.testing.assert_close(results[1], results[0])

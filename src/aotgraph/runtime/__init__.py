@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ..artifacts import CompiledGraphs, OutputInfo, Signature, ViewStep
+from ..artifacts import CompiledGraphs, OutputInfo, Signature, TensorMeta, ViewStep
 from ..errors import CompilerError, UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.ops import bytes_needed
@@ -291,7 +291,7 @@ class _Plan:
                 value = _laid_out_view(base, info, value) if info.layout_from_graph else _view_of(base, info)
             elif info.base_output is not None and info.base_output < len(flat) and not info.view_chain \
                     and not info.layout_from_graph and not info.is_output:
-                value = _view_of(flat[info.base_output], info)
+                value = _view_of(flat[info.base_output], info, base_meta=self.outputs[info.base_output].meta)
             elif info.python_scalar is not None:
                 value = value.item()
             flat.append(value)
@@ -321,11 +321,20 @@ _AS_STRIDED_ = torch.ops.aten.as_strided_.default
 _ALIAS = torch.ops.aten.alias.default
 
 
-def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None,
+             base_meta: Optional[TensorMeta] = None) -> torch.Tensor:
     """Rebuild an output that is a view of `base` (an input, another output, a base the
     forward returned) as a real view of it: the program's view ops replayed, else as_strided
-    (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`)."""
+    (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`).
+    `base_meta`: the layout traced for `base`, where it is another output: where the compiler
+    laid `base` out otherwise (Inductor picks an intermediate's layout, and an output viewing
+    it follows) and the output was traced at `base`'s very layout, it is an alias of `base`
+    as the compiler laid it out (two detaches of one view: a write into one reaches the other)."""
     meta = info.meta
+    traced = _layout(base_meta) if base_meta is not None else None
+    if traced is not None and _layout(meta) == traced \
+            and (tuple(base.shape), base.stride(), base.storage_offset()) != traced:
+        laid_out = base
     if meta.requires_grad or not torch.is_grad_enabled() or not base.requires_grad:
         # As eager under no_grad: a view of a tensor requiring grad reports requires_grad (unless detached).
         # A view of a tensor requiring none is made in grad mode, as eager's: a later write with
@@ -335,6 +344,12 @@ def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tens
     with torch.no_grad():
         view = _replay(base, info, laid_out)
     return view.detach() if view.requires_grad else view
+
+
+def _layout(meta: TensorMeta) -> Optional[tuple]:
+    """(shape, stride, storage offset) of `meta`, None where a size is symbolic."""
+    layout = tuple(meta.shape), tuple(meta.stride), meta.storage_offset
+    return layout if all(type(v) is int for v in (*layout[0], *layout[1], layout[2])) else None
 
 
 def _laid_out_view(base: torch.Tensor, info: OutputInfo, laid_out: torch.Tensor) -> torch.Tensor:
