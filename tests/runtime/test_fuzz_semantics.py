@@ -1636,6 +1636,31 @@ def test_a_copy_of_a_written_input_is_memory_of_its_own_through_inductor(returne
     assert out[0].untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("write", ["slice", "index_put"])
+def test_a_written_clone_of_a_written_input_is_memory_of_its_own_through_inductor(write, dynamic):
+    """Seed 160: ``y = x.clone(); y[3:] /= 3; x.masked_fill_(...); return y.view(2, -1)``. Inductor's
+    joint passes drop the clone, so y's write reads x; with x's new value copied into x at the
+    graph's end, Inductor wrote y's value into x's memory, then x's over it: y came back as x's new
+    value (torch.compile gets it right). Such input writes stay with the runtime."""
+    def program(x):
+        y = x.clone()
+        if write == "slice":
+            y.split(3, 0)[1].div_(3.0)
+        else:
+            y.index_put_((torch.tensor([1, 4]),), torch.tensor(7.0))
+        x.masked_fill_(x > 0, 0.5)
+        return y.view(2, -1)
+
+    results = []
+    for fn in (program, aotgraph.aot_function(program, "inductor", dynamic=dynamic)):
+        torch.manual_seed(0)
+        x = torch.randn(6)
+        with torch.no_grad():
+            results.append((fn(x), x))
+    torch.testing.assert_close(results[1], results[0])
+
+
 def test_a_saved_view_of_a_written_input_keeps_its_strides_through_inductor():
     """Seeds 16319, 3630, 10287: a narrowed column of a non-leaf input, clamped in place, is saved
     for the backward. The runtime copies it (the input is overwritten after the forward), and

@@ -9,7 +9,8 @@ layout changes, not inputs whose old value a saved tensor still reads; not those
 another output is a copy or a view of: Inductor drops copies it deems no-ops (a ``clone`` whose
 source is no input), then computes the value in the input's memory, and that output would be the
 input itself (``x.index_put_(...); return x.clone()``, fuzzer seed 15850; torch.compile returns
-the input there). The values it writes leave the forward's outputs: returning them too
+the input there); not those whose memory a functional write of another value starts from (Inductor
+would write that value there first, `_written_into_by_another`). The values it writes leave the forward's outputs: returning them too
 would cost Inductor a buffer each and the autograd.Function an output each, every call (ResNet-50:
 159 of both per step).
 """
@@ -53,7 +54,8 @@ def with_mutations_in_graph(parts: Partition) -> tuple[fx.GraphModule, tuple[int
         if (p in grad_mutated or p in relaid or name not in placeholders or not isinstance(value, fx.Node)
                 or value is placeholders[name] or aliases_of_placeholders(saved, {name})
                 or aliases_of_placeholders([value], set(placeholders))
-                or _copied_to_outputs(value, first_value + k, positions)):
+                or _copied_to_outputs(value, first_value + k, positions)
+                or _written_into_by_another(placeholders[name], value)):
             continue
         movable.append((p, placeholders[name], value))
     if not movable:
@@ -75,6 +77,32 @@ _NOOP_CANDIDATES = frozenset(
                   aten.ceil, aten.floor, aten.round, aten.trunc, aten.pow, aten.cat, aten.copy, aten._to_copy,
                   getattr(torch.ops.prims, "convert_element_type", None), getattr(torch.ops.prims, "device_put", None))
     if op is not None)
+
+
+# Functional ops that Inductor computes in their first operand's memory where nothing reads it
+# afterwards, an input among them where the graph copies a new value into it at its end.
+_REINPLACEABLE = frozenset((aten.index_put.default, aten._unsafe_index_put.default, aten.slice_scatter.default,
+                            aten.select_scatter.default, aten.diagonal_scatter.default, aten.as_strided_scatter.default))
+
+
+def _written_into_by_another(placeholder: fx.Node, value: fx.Node) -> bool:
+    """Whether a functional write into `placeholder` (or a view of it, or a copy Inductor may drop
+    as a no-op) other than `value`, the input's new value, is in the graph: with ``copy_(input, value)`` at its end, Inductor takes
+    the input's memory as free until then and writes that other value there, then overwrites
+    it with `value` (``y = x.clone(); y[3:] /= 3; x.masked_fill_(...); return y``: the joint
+    passes drop the clone, and y came back as the input's new value; fuzzer seed 160)."""
+    pending, seen = [placeholder], set()
+    while pending:
+        node = pending.pop()
+        for user in node.users:
+            if user in seen or user.op != "call_function":
+                continue
+            seen.add(user)
+            if user.target in _REINPLACEABLE and user.args[0] is node and user is not value:
+                return True
+            if is_view(user) or getattr(user.target, "overloadpacket", None) in _NOOP_CANDIDATES:
+                pending.append(user)  # (a copy that Inductor may drop as a no-op is the input to it)
+    return False
 
 
 def _copied_to_outputs(value: fx.Node, position: int, positions: dict) -> bool:

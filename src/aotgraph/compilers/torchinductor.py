@@ -38,6 +38,7 @@ from . import (avg_pool_backward, background_builds, compile_workers, extern_ker
                input_offsets, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
+from ..graph.ops import is_view
 from ..errors import BadArgument, CompilerError, UnsupportedOp
 from ..torch_private.dispatch import enable_python_dispatcher
 from ..torch_private.fx import LazyGraphModule
@@ -150,12 +151,20 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
 
 
 def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
-    """The memory (a storage reference, or None) of each of the graph's first `count` outputs."""
-    from torch.multiprocessing.reductions import StorageWeakRef
-
+    """Per output of the graph's first `count`: (the node whose memory it is, through views;
+    the views from that node to the output, innermost first), or None for a non-tensor."""
     outputs = graph_module.graph.find_nodes(op="output")[0].args[0][:count]
-    values = [o.meta.get("val") if isinstance(o, fx.Node) else None for o in outputs]
-    return [StorageWeakRef(v.untyped_storage()) if isinstance(v, torch.Tensor) else None for v in values]
+    memory = []
+    for node in outputs:
+        if not isinstance(node, fx.Node) or not isinstance(node.meta.get("val"), torch.Tensor):
+            memory.append(None)
+            continue
+        views = []
+        while is_view(node) and isinstance(node.args[0], fx.Node):
+            views.append(node)
+            node = node.args[0]
+        memory.append((node, views[::-1]))
+    return memory
 
 
 def _forward_outputs_kept_apart(graph_module: fx.GraphModule, memory: list, fake_mode) -> None:
@@ -163,25 +172,30 @@ def _forward_outputs_kept_apart(graph_module: fx.GraphModule, memory: list, fake
     removed as a no-op: the output became its source, which the backward may save) a copy of
     its own again, as before the passes: a caller's write into it under no_grad must not reach
     a value saved for the backward (eager's output is a tensor of its own; switch
-    ``forward_outputs_kept_apart``)."""
+    ``forward_outputs_kept_apart``). Outputs that shared that memory before (views of the
+    clone) share the copy: their views are taken of it again."""
     if not aot_config.enabled("forward_outputs_kept_apart"):
         return
     graph = graph_module.graph
     output = graph.find_nodes(op="output")[0]
     now = _forward_output_memory(graph_module, len(memory))
     outputs = list(output.args[0])
-    copies: dict = {}  # (memory before, node) -> its copy: outputs that shared memory before share it again
+    copies: dict = {}  # (memory node before, memory node now) -> its copy
     for position, (before, after) in enumerate(zip(memory, now)):
-        if before is None or after is None or before == after:
+        if before is None or after is None or before[0] is after[0]:
             continue
-        copy = copies.get((before, outputs[position]))
-        if copy is None:
-            with graph.inserting_before(output):
-                copy = graph.call_function(torch.ops.aten.clone.default, (outputs[position],))
-            with fake_mode:
-                copy.meta["val"] = torch.ops.aten.clone.default(outputs[position].meta["val"])
-            copies[before, outputs[position]] = copy
-        outputs[position] = copy
+        root, views = after
+        key = (before[0], root)
+        with graph.inserting_before(output):
+            if key not in copies:
+                copies[key] = graph.call_function(torch.ops.aten.clone.default, (root,))
+                with fake_mode:
+                    copies[key].meta["val"] = torch.ops.aten.clone.default(root.meta["val"])
+            value = copies[key]
+            for view in views:
+                value = graph.call_function(view.target, (value, *view.args[1:]), dict(view.kwargs))
+                value.meta = dict(view.meta)
+        outputs[position] = value
     if copies:
         output.args = (tuple(outputs),)
         graph_module.recompile()
