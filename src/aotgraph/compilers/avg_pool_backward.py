@@ -15,6 +15,7 @@ import torch
 import torch.fx as fx
 
 from .. import config as aot_config
+from ..graph.nodes import rewritten_in_place
 
 __all__ = ["keep_from_inductor"]
 
@@ -38,18 +39,15 @@ def keep_from_inductor(graph_module: fx.GraphModule) -> bool:
     our op that runs ATen's kernel; whether any was."""
     if not aot_config.enabled("avg_pool_backward_aten"):
         return False
-    changed = False
-    for module in graph_module.modules():
-        if not isinstance(module, fx.GraphModule):
-            continue
-        kept = [node for node in module.graph.nodes
-                if node.op == "call_function" and node.target in _KEPT and _lowered_wrongly(node)]
-        for node in kept:
-            node.target = _KEPT[node.target]
-        if kept:
-            module.recompile()
-            changed = True
-    return changed
+    return rewritten_in_place(graph_module, _aten_kernels_kept)
+
+
+def _aten_kernels_kept(module: fx.GraphModule) -> bool:
+    kept = [node for node in module.graph.nodes
+            if node.op == "call_function" and node.target in _KEPT and _lowered_wrongly(node)]
+    for node in kept:
+        node.target = _KEPT[node.target]
+    return bool(kept)
 
 
 def _lowered_wrongly(node: fx.Node) -> bool:

@@ -23,6 +23,7 @@ import torch
 import torch.fx as fx
 
 from .. import config as aot_config
+from ..graph.nodes import rewritten_in_place
 
 __all__ = ["offsets_from_input_starts"]
 
@@ -41,24 +42,21 @@ def offsets_from_input_starts(graph_module: fx.GraphModule) -> bool:
     too) that start inside their storage as Inductor before torch 2.13 reads them; whether any was."""
     if _inductor_subtracts_input_offsets() or not aot_config.enabled("as_strided_input_offsets"):
         return False
-    changed = False
-    for module in graph_module.modules():
-        if not isinstance(module, fx.GraphModule):
+    return rewritten_in_place(graph_module, _offsets_from_starts)
+
+
+def _offsets_from_starts(module: fx.GraphModule) -> bool:
+    touched = False
+    for node in module.graph.find_nodes(op="call_function", target=_AS_STRIDED):
+        base = node.args[0]
+        value = base.meta.get("val") if isinstance(base, fx.Node) and base.op == "placeholder" else None
+        if not isinstance(value, torch.Tensor):
             continue
-        touched = False
-        for node in module.graph.find_nodes(op="call_function", target=_AS_STRIDED):
-            base = node.args[0]
-            value = base.meta.get("val") if isinstance(base, fx.Node) and base.op == "placeholder" else None
-            if not isinstance(value, torch.Tensor):
-                continue
-            start = value.storage_offset()
-            offset = node.args[3] if len(node.args) > 3 else node.kwargs.get("storage_offset")
-            if type(start) is not int or start == 0 or type(offset) is not int:
-                continue
-            node.args = (*node.args[:3], offset - start)
-            node.kwargs = {k: v for k, v in node.kwargs.items() if k != "storage_offset"}
-            touched = True
-        if touched:
-            module.recompile()
-            changed = True
-    return changed
+        start = value.storage_offset()
+        offset = node.args[3] if len(node.args) > 3 else node.kwargs.get("storage_offset")
+        if type(start) is not int or start == 0 or type(offset) is not int:
+            continue
+        node.args = (*node.args[:3], offset - start)
+        node.kwargs = {k: v for k, v in node.kwargs.items() if k != "storage_offset"}
+        touched = True
+    return touched

@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 
 from .. import config as aot_config
+from ..graph.nodes import rewritten_in_place
 from ..graph.ops import is_view
 
 __all__ = ["keep_scatter_sources_apart"]
@@ -39,28 +40,25 @@ def keep_scatter_sources_apart(graph_module: fx.GraphModule) -> bool:
     read the scattered tensor's memory through `materialized`; whether any was."""
     if not aot_config.enabled("scatter_sources_apart"):
         return False
-    changed = False
-    for module in graph_module.modules():
-        if not isinstance(module, fx.GraphModule):
-            continue
-        scatters = [node for target in _VIEW_OF_SCATTER for node in module.graph.find_nodes(op="call_function", target=target)]
-        if not scatters:
-            continue
-        order = {node: index for index, node in enumerate(module.graph.nodes)}
-        touched = False
-        for scatter in scatters:
-            base, src = scatter.args[0], scatter.args[1]
-            if isinstance(src, fx.Node) and _reads_elsewhere(scatter, src, _memory_root(base), order):
-                with module.graph.inserting_before(scatter):
-                    copy = module.graph.call_function(_MATERIALIZED, (src,))
-                if "val" in src.meta:
-                    copy.meta["val"] = _MATERIALIZED(src.meta["val"])
-                scatter.replace_input_with(src, copy)
-                touched = True
-        if touched:
-            module.recompile()
-            changed = True
-    return changed
+    return rewritten_in_place(graph_module, _sources_apart)
+
+
+def _sources_apart(module: fx.GraphModule) -> bool:
+    scatters = [node for target in _VIEW_OF_SCATTER for node in module.graph.find_nodes(op="call_function", target=target)]
+    if not scatters:
+        return False
+    order = {node: index for index, node in enumerate(module.graph.nodes)}
+    touched = False
+    for scatter in scatters:
+        base, src = scatter.args[0], scatter.args[1]
+        if isinstance(src, fx.Node) and _reads_elsewhere(scatter, src, _memory_root(base), order):
+            with module.graph.inserting_before(scatter):
+                copy = module.graph.call_function(_MATERIALIZED, (src,))
+            if "val" in src.meta:
+                copy.meta["val"] = _MATERIALIZED(src.meta["val"])
+            scatter.replace_input_with(src, copy)
+            touched = True
+    return touched
 
 
 def _memory_root(node: fx.Node) -> fx.Node:

@@ -129,3 +129,14 @@ def aliases_of_placeholders(nodes: list, names: set) -> list[int]:
         if isinstance(node, fx.Node) and node.op == "placeholder" and node.name in names:
             found.append(index)
     return found
+
+
+def rewritten_in_place(graph_module: fx.GraphModule, rewrite) -> bool:
+    """Apply `rewrite` (a graph module -> whether it changed it) to `graph_module` and to each
+    graph module inside it (its regions), recompiling those it changed; whether any was."""
+    changed = False
+    for module in graph_module.modules():
+        if isinstance(module, fx.GraphModule) and rewrite(module):
+            module.recompile()
+            changed = True
+    return changed
