@@ -10,9 +10,9 @@ another output is a copy or a view of: Inductor drops copies it deems no-ops (a 
 source is no input), then computes the value in the input's memory, and that output would be the
 input itself (``x.index_put_(...); return x.clone()``, fuzzer seed 15850; torch.compile returns
 the input there); not those whose memory a functional write of another value starts from (Inductor
-would write that value there first, `_written_into_by_another`). The values it writes leave the forward's outputs: returning them too
-would cost Inductor a buffer each and the autograd.Function an output each, every call (ResNet-50:
-159 of both per step).
+would write that value there first, `_written_into_by_another`). The values it writes leave the
+forward's outputs: returning them too would cost Inductor a buffer each and the autograd.Function
+an output each, every call (ResNet-50: 159 of both per step).
 """
 from __future__ import annotations
 
@@ -87,10 +87,11 @@ _REINPLACEABLE = frozenset((aten.index_put.default, aten._unsafe_index_put.defau
 
 def _written_into_by_another(placeholder: fx.Node, value: fx.Node) -> bool:
     """Whether a functional write into `placeholder` (or a view of it, or a copy Inductor may drop
-    as a no-op) other than `value`, the input's new value, is in the graph: with ``copy_(input, value)`` at its end, Inductor takes
-    the input's memory as free until then and writes that other value there, then overwrites
-    it with `value` (``y = x.clone(); y[3:] /= 3; x.masked_fill_(...); return y``: the joint
-    passes drop the clone, and y came back as the input's new value; fuzzer seed 160)."""
+    as a no-op) other than `value`, the input's new value, is in the graph: with ``copy_(input,
+    value)`` at its end, Inductor takes the input's memory as free until then and writes that
+    other value there, then overwrites it with `value` (``y = x.clone(); y[3:] /= 3;
+    x.masked_fill_(...); return y``: Inductor drops the clone, and y came back as the input's new
+    value; fuzzer seed 160)."""
     pending, seen = [placeholder], set()
     while pending:
         node = pending.pop()
