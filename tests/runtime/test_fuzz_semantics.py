@@ -114,6 +114,21 @@ def test_fuzz_seed_matches_eager(seed):
     assert not failures, f"seed {seed}:\n" + "\n".join(failures) + "\n" + generate(seed).source()
 
 
+# Through Inductor (session 43): programs whose values, gradients or memory sharing came back
+# otherwise than eager's, or that crashed (9845: a decomposition's constant left behind).
+INDUCTOR_SEEDS = [160, 1170, 1690, 2585, 9750, 9845]
+
+
+@pytest.mark.parametrize("seed", INDUCTOR_SEEDS)
+def test_fuzz_seed_matches_eager_through_inductor(seed):
+    prog = generate(seed)
+    eager = observe(prog, prog.fn)
+    ours = observe(prog, aotgraph.aot_function(prog.fn, "inductor"))
+    eager["_bf"] = ours["_bf"] = prog.post["backward_first"]
+    failures = compare(eager, ours)
+    assert not failures, f"seed {seed}:\n" + "\n".join(failures) + "\n" + prog.source()
+
+
 def test_the_fuzzer_sees_a_wrong_output():
     """The comparison is not vacuous: a compiled function that returns something else fails."""
     prog = generate(SEEDS[0])

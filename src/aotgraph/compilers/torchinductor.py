@@ -677,8 +677,10 @@ def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
     except NotImplementedError:  # it returned NotImplemented: Inductor meets the op as it is
         return False
     placeholders = traced.graph.find_nodes(op="placeholder")
+    copied = {p: flat[i] for p, i in zip(placeholders, positions)}
     with node.graph.inserting_before(node):
-        result = node.graph.graph_copy(traced.graph, {p: flat[i] for p, i in zip(placeholders, positions)})
+        result = node.graph.graph_copy(traced.graph, copied)
+    _constants_carried(traced, copied, node.graph.owning_module)
     if several:  # (a foreach op: a list of results, each read by a getitem, which now reads its result directly)
         for user in users:
             user.replace_all_uses_with(result[user.args[1]])
@@ -687,6 +689,21 @@ def _inline_decomposition(node: fx.Node, decomposition: Callable) -> bool:
         node.replace_all_uses_with(result)
     node.graph.erase_node(node)
     return True
+
+
+def _constants_carried(traced: fx.GraphModule, copied: dict, owner: fx.GraphModule) -> None:
+    """Give `owner` each tensor constant that `traced`'s graph reads (``get_attr``; a
+    decomposition that builds a tensor, traced by make_fx), under a name of its own, and point the
+    node copied from that read (`copied`: traced node -> its copy) at it: a graph copy carries
+    the node, not the attribute (Inductor stopped on "nonexistent target _tensor_constant0",
+    fuzzer seed 9845)."""
+    for read in traced.graph.find_nodes(op="get_attr"):
+        index = 0
+        while hasattr(owner, f"_decomposition_constant{index}"):
+            index += 1
+        name = f"_decomposition_constant{index}"
+        setattr(owner, name, getattr(traced, read.target))
+        copied[read].target = name
 
 
 class _CudaGraphs(types.SimpleNamespace):
