@@ -25,7 +25,7 @@ into returned tensors (under no_grad or with grad) and what they do to the input
 outputs, then the gradients of every leaf after a backward of a loss over all outputs and
 non-leaf inputs. Returns a list of failure strings (empty when all agree).
 
-    PYTHONPATH=src:tests python tests/fuzz_semantics.py --seeds 0-2000 [--dynamo-every 3] [-v]
+    PYTHONPATH=src:tests python tests/fuzz_semantics.py --seeds 0-2000[/N] [--dynamo-every 3] [--inductor] [-v]
 """
 from __future__ import annotations
 
@@ -717,28 +717,31 @@ def compare(eager: dict, ours: dict) -> list[str]:
     return problems
 
 
-def _compiled_fns(prog, dynamo: bool):
+def _compiled_fns(prog, dynamo: bool, inductor: bool = False):
     fns = [("aot-eager", aotgraph.aot_function(prog.fn, "eager")),
            ("aot-nop", aotgraph.aot_function(prog.fn, aotgraph.nop))]
+    if inductor:
+        fns.append(("aot-inductor", aotgraph.aot_function(prog.fn, "inductor")))
     if dynamo:
         fns.append(("dynamo", "dynamo"))
     return fns
 
 
-def check(seed: int, dynamo: bool | None = None, verbose: bool = False) -> list[str]:
+def check(seed: int, dynamo: bool | None = None, verbose: bool = False, inductor: bool = False) -> list[str]:
     """Failures of one seed as "<entry point>: <reason>" strings (empty: all agree with eager)."""
     if dynamo is None:
         dynamo = seed % 3 == 0
-    return check_program(generate(seed), dynamo, verbose)
+    return check_program(generate(seed), dynamo, verbose, inductor=inductor)
 
 
-def check_program(prog: Program, dynamo: bool = False, verbose: bool = False, only: str | None = None) -> list[str]:
+def check_program(prog: Program, dynamo: bool = False, verbose: bool = False, only: str | None = None,
+                  inductor: bool = False) -> list[str]:
     eager = observe(prog, prog.fn)
     eager["_bf"] = prog.post["backward_first"]
     if "call" in eager:  # cannot happen by construction, unless the generator is wrong
         return []
     failures = []
-    for label, fn in _compiled_fns(prog, dynamo):
+    for label, fn in _compiled_fns(prog, dynamo, inductor or only == "aot-inductor"):
         if only is not None and label != only:
             continue
         if fn == "dynamo":
@@ -872,11 +875,13 @@ def shrink(seed: int, label: str | None = None, klass: str | None = None) -> Pro
 
 
 def _parse_seeds(text):
+    """Seeds from "A-B" ranges (inclusive; "A-B/N": every N-th) and single numbers, comma-separated."""
     seeds = []
     for part in text.split(","):
+        part, _, step = part.partition("/")
         if "-" in part:
             a, b = part.split("-")
-            seeds.extend(range(int(a), int(b) + 1))
+            seeds.extend(range(int(a), int(b) + 1, int(step or 1)))
         else:
             seeds.append(int(part))
     return seeds
@@ -889,6 +894,7 @@ def main(argv=None):
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--show", action="store_true", help="print each failing program")
     parser.add_argument("--shrink", action="store_true", help="print each failing program shrunk")
+    parser.add_argument("--inductor", action="store_true", help="also aot_function(fn, 'inductor') (slower)")
     a = parser.parse_args(argv)
     aotgraph.config.disk_cache, aotgraph.config.progress = "0", False  # every compile a fresh one
     torch.set_num_threads(1)
@@ -905,7 +911,7 @@ def main(argv=None):
             failures = [f"generator: [unbuildable] {type(e).__name__}: {e}"]
         else:
             try:
-                failures = check(seed, dynamo=dynamo, verbose=a.verbose)
+                failures = check(seed, dynamo=dynamo, verbose=a.verbose, inductor=a.inductor)
             except Exception as e:  # noqa: BLE001 - a bug of the fuzzer itself
                 failures = [f"fuzzer error: {type(e).__name__}: {e}"]
         for c in {classify(f) for f in failures}:
