@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from ..graph.ops import is_view
+from ..graph.nodes import memory_root
 from ..graph.sizes import (SYMBOLIC_TYPES, has_symbolic_sizes, known_at_most, known_equal, layout_of, size_keys,
                            storage_positions)
 from ..errors import UnsupportedOp
@@ -253,7 +253,7 @@ class _Functionalizer:
         for old_node, new_node in zip(old, new):
             old_val = old_node.meta.get("val") if isinstance(old_node, fx.Node) else None
             if isinstance(old_val, torch.Tensor) and isinstance(new_node, fx.Node):
-                eager, root = _storage(old_val), _memory_root(new_node)
+                eager, root = _storage(old_val), memory_root(new_node)
                 if eager not in inputs and not self._views_an_input(old_node) \
                         and (root.op == "placeholder" or holder.get(root, eager) != eager):
                     new_node = self._copied(new_node, old_val)
@@ -613,18 +613,6 @@ def _storage(value: torch.Tensor):
     return StorageWeakRef(value.untyped_storage())
 
 
-def _memory_root(node: fx.Node) -> fx.Node:
-    """The node whose memory `node` views in the functional graph: back through view ops (and a
-    multi-output view's getitem) to the first node that is not a view."""
-    while True:
-        if node.target is ops.GETITEM and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
-            node = node.args[0].args[0]
-        elif is_view(node) and isinstance(node.args[0], fx.Node):
-            node = node.args[0]
-        else:
-            return node
-
-
 def _strides_differ(value: torch.Tensor, target: torch.Tensor) -> bool:
     """Whether `value`'s strides differ from `target`'s (same shape) in a dimension of more than
     one element. With symbolic sizes, compared as expressions without a guard: strides not the
@@ -778,7 +766,7 @@ def functionalize(
     # ``a``) gets memory of its own: the runtime writes the inputs back one by one, and ``a``'s
     # write would reach ``d``'s value before it is read (seed 16374: ``d.copy_(a); a.fill_(3)``).
     for name in data_mutated:
-        source = _memory_root(final_value_of[name])
+        source = memory_root(final_value_of[name])
         if source.op == "placeholder" and source.name != name and source.name in data_mutated:
             final_value_of[name] = walker._copied(final_value_of[name], placeholders[name].meta["val"])
     user_outs, *rest = output_node.args[0]

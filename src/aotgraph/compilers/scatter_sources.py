@@ -20,8 +20,7 @@ import torch
 import torch.fx as fx
 
 from .. import config as aot_config
-from ..graph.nodes import rewritten_in_place
-from ..graph.ops import is_view
+from ..graph.nodes import memory_root, rewritten_in_place
 
 __all__ = ["keep_scatter_sources_apart"]
 
@@ -51,7 +50,7 @@ def _sources_apart(module: fx.GraphModule) -> bool:
     touched = False
     for scatter in scatters:
         base, src = scatter.args[0], scatter.args[1]
-        if isinstance(src, fx.Node) and _reads_elsewhere(scatter, src, _memory_root(base), order):
+        if isinstance(src, fx.Node) and _reads_elsewhere(scatter, src, memory_root(base), order):
             with module.graph.inserting_before(scatter):
                 copy = module.graph.call_function(_MATERIALIZED, (src,))
             if "val" in src.meta:
@@ -59,13 +58,6 @@ def _sources_apart(module: fx.GraphModule) -> bool:
             scatter.replace_input_with(src, copy)
             touched = True
     return touched
-
-
-def _memory_root(node: fx.Node) -> fx.Node:
-    """The node whose memory `node` views (itself where it is no view)."""
-    while is_view(node) and isinstance(node.args[0], fx.Node):
-        node = node.args[0]
-    return node
 
 
 def _reads_elsewhere(scatter: fx.Node, src: fx.Node, root: fx.Node, order: dict) -> bool:

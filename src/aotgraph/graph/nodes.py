@@ -9,6 +9,7 @@ import torch.fx as fx
 from .fx_args import set_args
 from ..torch_private.fx import LazyGraphModule as _make_graph_module
 from .naming import is_tangent
+from .ops import is_view
 
 
 
@@ -140,3 +141,15 @@ def rewritten_in_place(graph_module: fx.GraphModule, rewrite) -> bool:
             module.recompile()
             changed = True
     return changed
+
+
+def memory_root(node: fx.Node) -> fx.Node:
+    """The node whose memory `node` views in a functional graph: back through view ops (and a
+    multi-output view's getitem) to the first node that is not a view."""
+    while True:
+        if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
+            node = node.args[0].args[0]
+        elif is_view(node) and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        else:
+            return node

@@ -183,6 +183,11 @@ class _Plan:
         self.rebuilt_last = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.base_output is not None
                                   and (o.view_chain or o.layout_from_graph or o.base_output > i and not o.is_output))
         self.same_objects = tuple(i for i, o in enumerate(self.outputs) if o.is_tensor and o.is_output)
+        # Outputs traced at the very layout of the output they view (two detaches of one view): the
+        # traced layout of that output, to tell whether the compiler laid it out otherwise (`_view_of`).
+        self.base_layouts = {i: _layout(o.meta) for i, o in enumerate(self.outputs)
+                             if o.is_tensor and o.base_output is not None and _layout(o.meta) is not None
+                             and _layout(o.meta) == _layout(self.outputs[o.base_output].meta)}
         primal_of_position = {pos: p for p, pos in enumerate(self.primal_positions)}
         self.alias_primal = [
             primal_of_position[o.base_input] if o.is_tensor and o.base_input is not None else None
@@ -291,7 +296,7 @@ class _Plan:
                 value = _laid_out_view(base, info, value) if info.layout_from_graph else _view_of(base, info)
             elif info.base_output is not None and info.base_output < len(flat) and not info.view_chain \
                     and not info.layout_from_graph and not info.is_output:
-                value = _view_of(flat[info.base_output], info, base_meta=self.outputs[info.base_output].meta)
+                value = _view_of(flat[info.base_output], info, base_layout=self.base_layouts.get(len(flat)))
             elif info.python_scalar is not None:
                 value = value.item()
             flat.append(value)
@@ -322,18 +327,16 @@ _ALIAS = torch.ops.aten.alias.default
 
 
 def _view_of(base: torch.Tensor, info: OutputInfo, laid_out: Optional[torch.Tensor] = None,
-             base_meta: Optional[TensorMeta] = None) -> torch.Tensor:
+             base_layout: Optional[tuple] = None) -> torch.Tensor:
     """Rebuild an output that is a view of `base` (an input, another output, a base the
     forward returned) as a real view of it: the program's view ops replayed, else as_strided
     (at the layout of `laid_out`, the graph's own output, for `OutputInfo.layout_from_graph`).
-    `base_meta`: the layout traced for `base`, where it is another output: where the compiler
-    laid `base` out otherwise (Inductor picks an intermediate's layout, and an output viewing
-    it follows) and the output was traced at `base`'s very layout, it is an alias of `base`
-    as the compiler laid it out (two detaches of one view: a write into one reaches the other)."""
+    `base_layout`: where the output was traced at the very layout of `base`, another output,
+    that layout: where the compiler laid `base` out otherwise (Inductor picks an intermediate's
+    layout, and an output viewing it follows), the output is an alias of `base` as the compiler
+    laid it out (two detaches of one view: a write into one reaches the other)."""
     meta = info.meta
-    traced = _layout(base_meta) if base_meta is not None else None
-    if traced is not None and _layout(meta) == traced \
-            and (tuple(base.shape), base.stride(), base.storage_offset()) != traced:
+    if base_layout is not None and (tuple(base.shape), base.stride(), base.storage_offset()) != base_layout:
         laid_out = base
     if meta.requires_grad or not torch.is_grad_enabled() or not base.requires_grad:
         # As eager under no_grad: a view of a tensor requiring grad reports requires_grad (unless detached).
