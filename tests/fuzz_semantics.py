@@ -545,6 +545,9 @@ def observe(prog: Program, fn) -> dict:
     seen = {}
     roots, args = prog.inputs()
     tensor_args = [a for a in args if isinstance(a, torch.Tensor)]
+    # Whether a call moved a tensor's version counter: a tensor saved for an earlier backward then
+    # reads as modified there (eager raises), or not.
+    versions = [a._version for a in tensor_args], [a._version for a in roots]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -561,8 +564,9 @@ def observe(prog: Program, fn) -> dict:
         except Exception as e:  # noqa: BLE001 - eager refuses to read a view (multi-output view written)
             seen["outputs"] = ("error", type(e), str(e)[:300], traceback.format_exc())
             return seen
-        seen["inputs_after"] = [(*_snap(a), a.requires_grad, a.is_leaf) for a in tensor_args]
-        seen["roots_after"] = [_snap(a) for a in roots]
+        seen["inputs_after"] = [(*_snap(a), a.requires_grad, a.is_leaf, a._version > v)
+                                for a, v in zip(tensor_args, versions[0])]
+        seen["roots_after"] = [(*_snap(a), None, None, a._version > v) for a, v in zip(roots, versions[1])]
 
         def _do_writes():
             recs = []
@@ -635,7 +639,7 @@ def _close(a, b):
 
 _TENSOR_FIELDS = ["kind", "value", "shape", "stride", "storage_offset", "dtype", "requires_grad", "grad_fn_is_None",
                   "shares_storage_with_inputs", "is_input", "shares_storage_with_outputs", "is_output"]
-_INPUT_FIELDS = ["value", "shape", "stride", "storage_offset", "dtype", "requires_grad", "is_leaf"]
+_INPUT_FIELDS = ["value", "shape", "stride", "storage_offset", "dtype", "requires_grad", "is_leaf", "version_moved"]
 
 
 def _is_error(rec):

@@ -1390,3 +1390,36 @@ def test_transient_inputs_priced_switch(disabled, monkeypatch):
         torch.testing.assert_close(run(compiled), run(torch.relu))
     (entry,) = compiled.aotgraph_entries.values()
     assert [s.producer == "input" for s in entry.partition.saved] == [disabled]
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_versions_of_graph_writes_switch(disabled, monkeypatch):
+    """On: an input the compiled forward writes itself has its version counter bumped."""
+    if disabled:
+        _disable(monkeypatch, "versions_of_graph_writes")
+
+    def program(buf, x):
+        buf.mul_(2)
+        return x + 1
+
+    buf = torch.ones(3)
+    aotgraph.aot_function(program, "inductor")(buf, torch.zeros(3))
+    assert torch.equal(buf, torch.full((3,), 2.0))
+    assert (buf._version > 0) != disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_symbolic_aliasing_checked_switch(disabled, monkeypatch, fresh_dynamo):
+    """On: a symbolic backend graph writing an input, called with inputs sharing memory, goes to a
+    compile for their base (the read sees the write, as eager's); off: the entry runs as compiled."""
+    if disabled:
+        _disable(monkeypatch, "symbolic_aliasing_checked")
+
+    def program(a, b):
+        a.add_(1)
+        return b * 2
+
+    compiled = torch.compile(program, backend=aotgraph.backend(compiler="eager"), dynamic=True)
+    compiled(torch.zeros(4), torch.zeros(4))
+    memory = torch.zeros(6)
+    assert torch.equal(compiled(memory, memory.view(6)), torch.full((6,), 0.0 if disabled else 2.0))

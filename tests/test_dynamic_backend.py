@@ -351,3 +351,22 @@ def test_a_float_dynamo_no_longer_specializes_through_inductor():
         ours_x, eager_x = x.clone(), x.clone()
         torch.testing.assert_close(compiled(ours_x, scale), program(eager_x, scale))
         torch.testing.assert_close(ours_x, eager_x)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_a_symbolic_graph_that_writes_an_input_checks_it_shares_no_memory(compiler):
+    """Compiled with symbolic sizes for inputs apart, then called with the written input and the
+    one read as views of one memory (Dynamo's guards pass: sizes fit): eager's read sees the
+    write. (torch.compile's aot_eager reads the old value here.)"""
+    def program(a, b):
+        a.add_(1)
+        return b * 2
+
+    compiled = torch.compile(program, backend=aotgraph.backend(compiler=compiler), dynamic=True)
+    compiled(torch.zeros(4), torch.zeros(4))
+    compiled(torch.zeros(5), torch.zeros(5))
+    memory, expected_memory = torch.zeros(6), torch.zeros(6)
+    out = compiled(memory, memory.view(6))
+    expected = program(expected_memory, expected_memory.view(6))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(memory, expected_memory)

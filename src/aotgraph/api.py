@@ -16,7 +16,7 @@ from . import config
 from .cache.disk import DiskCache
 from .cache.disk_keys import NotKeyable, call_key, settings_key
 from .cache.entries import EntryStore
-from .cache.fast_path import LastCall, remembered_call
+from .cache.fast_path import LastCall, distinct_storages, remembered_call
 from .cache.guards import GuardSet, reads_recorded
 from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key, size_free_key
 from .cache.size_guards import ConcreteSizes, size_guard
@@ -590,13 +590,20 @@ def aot_module_simplified(
             values[:] = _named_state(mod)[1]
         return result
 
+    # Dynamo guards what the symbolic entry assumes of sizes, not that the inputs it writes share no
+    # memory with another input: a call where they do is compiled by the key path, for their base.
+    writes_inputs = symbolic is not None and symbolic.mutates_inputs and config.enabled("symbolic_aliasing_checked")
     if symbolic is not None and ints:
         device = carrier_device([*values, *args])  # as `compile_symbolic` made them
 
         def forward(*runtime_args):
+            if writes_inputs and not _tensors_apart(values, runtime_args):
+                return finished(compiled(*values, *runtime_args))
             return finished(compiled.run_entry(symbolic, with_size_carriers([*values, *runtime_args], ints, device)))
     elif symbolic is not None:
         def forward(*runtime_args):
+            if writes_inputs and not _tensors_apart(values, runtime_args):
+                return finished(compiled(*values, *runtime_args))
             return finished(compiled.run_entry(symbolic, [*values, *runtime_args]))
     else:
         def forward(*runtime_args):
@@ -607,6 +614,11 @@ def aot_module_simplified(
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _tensors_apart(values: list, runtime_args: tuple) -> bool:
+    """No two tensors among a call's inputs share memory."""
+    return distinct_storages(tuple(a for a in (*values, *runtime_args) if isinstance(a, torch.Tensor)))
 
 
 def _finds_repeated_blocks(partition_fn: Callable) -> bool:

@@ -164,6 +164,13 @@ SWITCHES = {
                                   "value (a clone removed as a no-op) gets a copy of its own again: a caller's "
                                   "write into it must not reach a value saved for the backward "
                                   "(compilers/torchinductor.py)",
+    "versions_of_graph_writes": "inputs that the compiled forward writes itself (Inductor) have their version "
+                                "counters bumped after it, as eager's in-place op bumps them: a tensor saved for a "
+                                "backward and then written this way raises there as in eager, not a silent wrong "
+                                "gradient (runtime/__init__.py)",
+    "symbolic_aliasing_checked": "a graph Dynamo hands with symbolic sizes, compiled once for inputs apart, checks on "
+                                 "each call that the inputs it writes share no memory with another input, and sends "
+                                 "a call where they do to a compile for their common base (api.py)",
     "flat_arg_reductions": "Inductor gets argmax and argmin over a whole tensor as reductions of its flat view: "
                            "over a tensor computed from a transposed one it returns the index in memory order "
                            "(compilers/flat_arg_reductions.py)",

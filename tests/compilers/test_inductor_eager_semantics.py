@@ -140,3 +140,55 @@ def test_two_returned_detaches_of_one_view_stay_one_memory_through_inductor():
         first.add_(1.0)
         results.append((first, second))
     torch.testing.assert_close(results[1], results[0])
+
+
+def _saved_then_written(compiled):
+    """A tensor saved by an earlier product's backward, then written by `compiled`; the backward's
+    error (eager's: the saved tensor was modified in place), or None where it ran."""
+    w, buf, x = torch.randn(4, requires_grad=True), torch.randn(4), torch.randn(4)
+    product = (w * buf).sum()
+    version = buf._version
+    compiled(buf, x)
+    assert buf._version > version
+    try:
+        product.backward()
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
+def test_an_input_the_compiled_forward_writes_reads_as_modified_in_an_earlier_backward():
+    """Inductor writes the input through its memory (the mutation moved into the graph); its
+    version counter moves as eager's, so the earlier backward refuses the stale value as eager
+    does instead of computing a gradient from the new one."""
+    def program(buf, x):
+        buf.add_(1)
+        return x * 2
+
+    expected = _saved_then_written(program)
+    assert expected is not None and "modified by an inplace operation" in expected
+    assert _saved_then_written(aotgraph.aot_function(program, "inductor")) == expected
+
+
+def test_a_compiled_optimizer_step_bumps_the_parameters_versions():
+    """torch.compile(optimizer.step) through the backend: every parameter and state tensor the
+    step writes reads as modified afterwards (its values equal eager's step)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 4)) for _ in range(3)]
+    reference = [p.detach().clone().requires_grad_() for p in params]
+    for p, r in zip(params, reference):
+        p.grad = torch.randn_like(p)
+        r.grad = p.grad.clone()
+    opt = torch.optim.AdamW(params, lr=1e-2, foreach=True)
+    ref_opt = torch.optim.AdamW(reference, lr=1e-2, foreach=True)
+    step = torch.compile(opt.step, backend=aotgraph.backend(compiler="inductor"))
+    def written():  # the parameters, and their optimizer state once the first step made it
+        return params + [opt.state[p][name] for p in params if opt.state[p] for name in ("exp_avg", "exp_avg_sq")]
+
+    for _ in range(2):
+        before = [(t, t._version) for t in written()]
+        step()
+        ref_opt.step()
+        assert all(t._version > version for t, version in before)
+    for p, r in zip(params, reference):
+        torch.testing.assert_close(p, r)

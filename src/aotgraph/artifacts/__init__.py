@@ -86,7 +86,11 @@ class InputInfo(Leaf):
     on the caller's tensor after the graphs: that bumps the memory's version, so the forward's
     saved aliases of this input are copies (as those of a relaid input are). `sets_requires_grad`:
     the program sets the input's ``requires_grad`` to this before reading it
-    (`capture.requires_grad_flags`); the runtime sets the caller's tensor's first (None: untouched)."""
+    (`capture.requires_grad_flags`); the runtime sets the caller's tensor's first (None: untouched).
+    `moves_version`: the program moves the input's version counter with neither a data change nor a
+    layout change to replay (``x.copy_(x)``, ``t_()`` of a 1-D tensor); the runtime moves the
+    caller's after the graphs, so a tensor saved for an earlier backward reads as modified there,
+    as in eager."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
@@ -99,6 +103,7 @@ class InputInfo(Leaf):
     storage_resize: Optional["StorageResize"] = None
     views_relaid: bool = False
     sets_requires_grad: Optional[bool] = None
+    moves_version: bool = False
 
 
 @dataclass(frozen=True)

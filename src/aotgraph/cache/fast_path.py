@@ -46,13 +46,19 @@ class LastCall:
         self.run = run
         self.guards = guards if guards else None  # None: nothing to check (no call of GuardSet.__bool__)
         self.check_storages = check_storages
-        # With the offsets checked, data_ptr - offset_bytes is each tensor's storage pointer.
+        # With the offsets checked, data_ptr - offset_bytes is each tensor's storage pointer
+        # (None: every offset is 0, each data_ptr is its storage's).
         self.offset_bytes = [t.storage_offset() * t.element_size() for t in args]
+        if not any(self.offset_bytes):
+            self.offset_bytes = None
 
     def distinct_storages(self, args: tuple) -> bool:
         """`distinct_storages` for a call whose storage offsets match: no storage objects made
         (a model with hundreds of inputs pays for each one otherwise)."""
-        pointers = set(map(operator.sub, map(_data_ptr, args), self.offset_bytes))
+        if self.offset_bytes is None:
+            pointers = set(map(_data_ptr, args))
+        else:
+            pointers = set(map(operator.sub, map(_data_ptr, args), self.offset_bytes))
         return len(pointers) == len(args) and 0 not in pointers
 
 

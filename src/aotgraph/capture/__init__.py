@@ -212,6 +212,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         raise
     finally:
         recorder.node_meta.outer_frame = None
+    # Inputs whose version counter the program moved: a write of the same value (``x.copy_(x)``)
+    # or an in-place view op that keeps the layout (``t_()`` of a 1-D tensor) moves it too.
+    versions_moved = frozenset(p.name for p, f, v in zip(placeholders, program_fakes, versions_before)
+                               if v is not None and _version_of(f) != v)
     # A torch.Size stays one leaf: pytree would flatten it and rebuild a plain tuple.
     flat_out, out_spec = tree_flatten(out, is_leaf=lambda value: isinstance(value, torch.Size))
     refuse_resized_inputs(program_fakes, bytes_before, storages_before, input_positions, resizes)
@@ -342,7 +346,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     signature = _signature(flat_args, program_flat, metas_before, in_spec, flat_out, out_spec, data_mutated,
                            metadata_mutated, mutated_with_grad, is_inference, views, from_functions, relayout_steps,
                            written_in_backward, storage_replaced, storage_source, resizes,
-                           frozenset(relayouts) if getattr(fn, "aotgraph_member_views", False) else frozenset())
+                           frozenset(relayouts) if getattr(fn, "aotgraph_member_views", False) else frozenset(),
+                           versions_moved)
     if made_leaves:
         signature = dataclasses.replace(signature, outputs=tuple(
             dataclasses.replace(info, made_leaf=True) if k in made_leaves else info
@@ -679,7 +684,7 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                mutated_with_grad, is_inference, views: OutputViews, from_functions: frozenset[int],
                relayout_steps: dict[str, tuple], written_in_backward: tuple[str, ...],
                storage_replaced: tuple[str, ...], storage_source: dict[str, str], resizes: InputStorageResizes,
-               views_relaid: frozenset[str]):
+               views_relaid: frozenset[str], versions_moved: frozenset[str]):
     primal_names = [primal_name(k) for k in range(sum(isinstance(f, torch.Tensor) for f in fake_flat))]
     inputs, storage_of_input, k = [], {}, 0
     for real, fake in zip(flat_args, fake_flat):
@@ -692,7 +697,9 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                     primal_names.index(storage_source[name]) if name in storage_source else None,
                                     TensorMeta.of(fake) if name in storage_source else None,
                                     resizes.resize_of(fake) if name not in storage_replaced else None,
-                                    name in views_relaid))
+                                    name in views_relaid, None,
+                                    name in versions_moved and name not in data_mutated
+                                    and name not in metadata_mutated))
             if name not in storage_replaced:  # its fake holds the memory it was set_ to now
                 storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:

@@ -237,6 +237,7 @@ class SharedBaseProgram:
 
         def run_on_inputs(*flat_args):
             bases = [_common_base([flat_args[p] for p in group], group, leaf_views) for group in groups]
+            versions = _versions(bases, groups, flat_args)
             rest = [None if p in member_positions else a for p, a in enumerate(flat_args)]
             out = run(*tree_flatten(((bases, rest), {}))[0])
             out, twin_values = out if returns_twins else (out, ())
@@ -262,6 +263,7 @@ class SharedBaseProgram:
                 if value.untyped_storage().data_ptr() == twin.untyped_storage().data_ptr():
                     value = value.clone()  # (in the twin's memory at another layout: copy_ refuses overlaps)
                 twin.copy_(value)
+            _bump_written_members(bases, groups, flat_args, versions)
             # Views the graphs returned under no_grad, made before that relayout bumped their
             # memory's version: autograd refuses to read such a view's history (seed 1393).
             stale_views = bool(facts.relaid) and not torch.is_grad_enabled()
@@ -290,6 +292,28 @@ class SharedBaseProgram:
             return tree_unflatten(flat_out, out_spec)
 
         return run_on_inputs
+
+
+def _versions(bases: list, groups: tuple, flat_args: Sequence[Any]) -> Optional[list]:
+    """Per group: the version of its base and of each member (None: a tensor made in inference
+    mode keeps no version counter)."""
+    if any(t.is_inference() for t in bases) or any(flat_args[p].is_inference() for g in groups for p in g):
+        return None
+    return [(base._version, [flat_args[p]._version for p in group]) for base, group in zip(bases, groups)]
+
+
+def _bump_written_members(bases: list, groups: tuple, flat_args: Sequence[Any], versions: Optional[list]) -> None:
+    """After the graphs wrote a group's base: the version of each member that did not move with
+    it (a base made over the members' memory has a counter of its own) is moved now, as eager's
+    write into the members moved it, so a tensor saved for an earlier backward reads as modified
+    there. (Which member the program wrote is not known here: all of the group's move.)"""
+    if versions is None:
+        return
+    stale = [flat_args[p] for base, group, (base_version, member_versions) in zip(bases, groups, versions)
+             if base._version != base_version
+             for p, version in zip(group, member_versions) if flat_args[p]._version == version]
+    if stale:
+        torch._C._increment_version(list({id(t): t for t in stale}.values()))
 
 
 def _on_caller_memory(out: torch.Tensor, bases: list, groups: tuple, flat_args: Sequence[Any]

@@ -19,6 +19,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .. import config
 from ..artifacts import CompiledGraphs, OutputInfo, Signature, TensorMeta, ViewStep
 from ..errors import CompilerError, UnsupportedOp
 from ..graph.naming import primal_name
@@ -113,12 +114,14 @@ def _build_call(compiled: CompiledGraphs, facts: Optional[ForwardFacts]) -> Call
         return call_direct
 
     def call(*flat_inputs):
-        primals = [flat_inputs[i] for i in plan.primal_positions]
+        primals = flat_inputs if plan.every_input_primal else [flat_inputs[i] for i in plan.primal_positions]
         for p, flag in plan.flags_set:  # (before the graphs, as the program did before reading them)
             primals[p].requires_grad_(flag)
         if plan.storage_resizes:
             plan.give_memory(primals)
         graph_outputs = run_graphs(*primals)
+        if plan.versions_bumped:  # written by the compiled forward itself, or by a write of the same value
+            torch._C._increment_version([primals[p] for p in plan.versions_bumped])
         plan.write_back(primals, graph_outputs)
         if plan.storage_resizes:
             plan.resize_storages(primals)
@@ -149,10 +152,17 @@ class _Plan:
 
     def __init__(self, sig: Signature, num_fwd_outputs: int, mutations_in_graph: tuple[int, ...] = ()):
         self.primal_positions = sig.primal_positions
+        self.every_input_primal = tuple(self.primal_positions) == tuple(range(len(sig.inputs)))
         self.outputs: tuple[OutputInfo, ...] = sig.outputs
         self.num_user_tensors = len(sig.tensor_output_positions)
         self.mutated = sig.mutated_primals
         in_graph = set(mutations_in_graph)  # the forward graph writes these itself and does not return them
+        # Version counters the runtime bumps after the graphs, as eager's in-place ops moved them (a
+        # tensor saved for an earlier backward then reads as modified there): inputs the compiled
+        # forward writes itself, and those the program moved with no write to replay (`moves_version`).
+        self.versions_bumped = tuple(p for p in self.mutated if p in in_graph) \
+            if config.enabled("versions_of_graph_writes") else ()
+        self.versions_bumped += tuple(p for p, i in enumerate(self.primal_positions) if sig.inputs[i].moves_version)
         # Positions (in the joint's forward outputs) of the values the compiled forward leaves out.
         self.left_out = frozenset(self.num_user_tensors + k for k, p in enumerate(self.mutated) if p in in_graph)
         grad_mutated = set(sig.grad_mutated_primals)
@@ -213,7 +223,7 @@ class _Plan:
             and not any(p is not None for p in self.alias_primal)
             and all(o.base_output is None and o.base_of_outputs is None for o in self.outputs)
             and not self.mutated and not self.relaid and not self.storage_resizes and not self.flags_set
-            and not self.made_leaves
+            and not self.made_leaves and not self.versions_bumped
         )
 
     def give_memory(self, primals: list) -> None:
@@ -247,10 +257,14 @@ class _Plan:
                 new_value = graph_outputs[start + k]
                 if new_value is not primals[p]:
                     primals[p].copy_(new_value)
+                else:  # the graph wrote it in place: its version moves as eager's in-place op moved it
+                    torch._C._increment_version([new_value])
         for k, p in self.written_with_grad:  # autograd records the write, as it recorded eager's in-place op
             new_value = graph_outputs[start + k]
             if new_value is not primals[p]:
                 primals[p].copy_(new_value)
+            else:
+                torch._C._increment_version([new_value])
         start += self.num_returned
         for k, p in enumerate(self.relaid):
             view = graph_outputs[start + k]
@@ -458,7 +472,8 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         tangent_layouts=tuple((tuple(v.shape), v.dtype, v.device) for v in tangent_values),
         tangents_symbolic=any(has_symbolic_sizes(v) for v in tangent_values),
         # A saved value that aliases an input the runtime overwrites or relays keeps the old data.
-        copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in plan.mutated + plan.relaid} | {
+        copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in (
+            *plan.mutated, *plan.relaid, *plan.versions_bumped)} | {
             primal_name(p) for p, i in enumerate(sig.primal_positions) if sig.inputs[i].views_relaid})),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
