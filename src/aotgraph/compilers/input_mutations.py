@@ -16,6 +16,8 @@ an output each, every call (ResNet-50: 159 of both per step).
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.fx as fx
 
@@ -101,7 +103,7 @@ def _written_into_by_another(placeholder: fx.Node, value: fx.Node) -> bool:
             seen.add(user)
             if user.target in _REINPLACEABLE and user.args[0] is node and user is not value:
                 return True
-            if is_view(user) or getattr(user.target, "overloadpacket", None) in _NOOP_CANDIDATES:
+            if _same_memory(user):
                 pending.append(user)  # (a copy that Inductor may drop as a no-op is the input to it)
     return False
 
@@ -115,8 +117,15 @@ def _copied_to_outputs(value: fx.Node, position: int, positions: dict) -> bool:
         if positions.get(node, set()) - {position}:
             return True
         for user in node.users:
-            if user not in seen and user.op == "call_function" and (
-                    is_view(user) or getattr(user.target, "overloadpacket", None) in _NOOP_CANDIDATES):
+            if user not in seen and user.op == "call_function" and _same_memory(user):
                 seen.add(user)
                 pending.append(user)
     return False
+
+
+def _same_memory(node: fx.Node) -> bool:
+    """Whether `node` may be its first argument's memory after Inductor: a view, one output of a
+    multi-output view (``split``'s getitem: seed 2330, a chunk of an input written in place and
+    returned), or a copy Inductor may drop as a no-op."""
+    return (is_view(node) or getattr(node.target, "overloadpacket", None) in _NOOP_CANDIDATES
+            or node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]))
