@@ -1423,3 +1423,18 @@ def test_symbolic_aliasing_checked_switch(disabled, monkeypatch, fresh_dynamo):
     compiled(torch.zeros(4), torch.zeros(4))
     memory = torch.zeros(6)
     assert torch.equal(compiled(memory, memory.view(6)), torch.full((6,), 0.0 if disabled else 2.0))
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_output_copies_kept_switch(disabled, monkeypatch):
+    """On: a returned clone of a value the graph also stacks reaches Inductor as our copy."""
+    if disabled:
+        _disable(monkeypatch, "output_copies_kept")
+    graphs = _graphs_inductor_gets(monkeypatch)
+
+    def program(x):
+        v = x - 1
+        return v.clone(), torch.stack((v, x))
+
+    aotgraph.aot_function(program, "inductor")(torch.randn(6))
+    assert ("aotgraph.materialized.default" in _targets(graphs[:1])) != disabled

@@ -171,6 +171,9 @@ SWITCHES = {
     "symbolic_aliasing_checked": "a graph Dynamo hands with symbolic sizes, compiled once for inputs apart, checks on "
                                  "each call that the inputs it writes share no memory with another input, and sends "
                                  "a call where they do to a compile for their common base (api.py)",
+    "output_copies_kept": "Inductor gets a returned clone of a value that something else reads too as a copy of ours: "
+                          "it drops clones as no-ops, and the returned tensor became memory inside another output "
+                          "(torch.stack's) (compilers/output_copies.py)",
     "flat_arg_reductions": "Inductor gets argmax and argmin over a whole tensor as reductions of its flat view: "
                            "over a tensor computed from a transposed one it returns the index in memory order "
                            "(compilers/flat_arg_reductions.py)",

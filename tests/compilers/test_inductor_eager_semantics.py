@@ -192,3 +192,35 @@ def test_a_compiled_optimizer_step_bumps_the_parameters_versions():
         assert all(t._version > version for t, version in before)
     for p, r in zip(params, reference):
         torch.testing.assert_close(p, r)
+
+
+def test_a_returned_clone_of_a_stacked_value_is_memory_of_its_own():
+    """``v.clone()`` returned (detached) beside ``torch.stack((v, x))``: Inductor drops the clone as
+    a no-op and computes v inside the stack's buffer; the clone reaches it as our copy, so a write
+    into the first output leaves the second alone, as in eager (fuzzer seed 165)."""
+    def program(x):
+        v = x - 1
+        return v.clone().expand(3, 6).detach(), torch.stack((v, x))
+
+    x = torch.randn(6, requires_grad=True)
+    first, second = aotgraph.aot_function(program, "inductor")(x)
+    expected_first, expected_second = program(x)
+    torch.testing.assert_close((first, second), (expected_first, expected_second))
+    assert first.untyped_storage().data_ptr() != second.untyped_storage().data_ptr()
+    first[0].add_(1)
+    torch.testing.assert_close(second, expected_second)
+
+
+def test_a_view_through_unbind_of_a_returned_stack_stays_its_view():
+    """``s = torch.stack((x, x)); return s.unbind(2)[2].t(), s``: eager's first output views the
+    second; through Inductor too, so a write into one reaches the other (fuzzer seed 7525)."""
+    def program(x):
+        stacked = torch.stack((x, x))
+        return stacked.unbind(2)[2].t(), stacked
+
+    x = torch.randn(3, 4, requires_grad=True)
+    first, second = aotgraph.aot_function(program, "inductor")(x)
+    torch.testing.assert_close((first, second), program(x))
+    assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+    (first.sum() + second.sum()).backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 2.0) + torch.nn.functional.pad(torch.full((3, 1), 2.0), (2, 1)))

@@ -31,7 +31,7 @@ _LIBRARY = torch.library.Library("aotgraph", "FRAGMENT")
 _LIBRARY.define("materialized(Tensor x) -> Tensor")
 _LIBRARY.impl("materialized", lambda x: x.clone(), "CompositeExplicitAutograd")
 _LIBRARY.impl("materialized", lambda x: x.clone(), "Meta")
-_MATERIALIZED = torch.ops.aotgraph.materialized.default
+MATERIALIZED = torch.ops.aotgraph.materialized.default
 
 
 def keep_scatter_sources_apart(graph_module: fx.GraphModule) -> bool:
@@ -52,9 +52,9 @@ def _sources_apart(module: fx.GraphModule) -> bool:
         base, src = scatter.args[0], scatter.args[1]
         if isinstance(src, fx.Node) and _reads_elsewhere(scatter, src, memory_root(base), order):
             with module.graph.inserting_before(scatter):
-                copy = module.graph.call_function(_MATERIALIZED, (src,))
+                copy = module.graph.call_function(MATERIALIZED, (src,))
             if "val" in src.meta:
-                copy.meta["val"] = _MATERIALIZED(src.meta["val"])
+                copy.meta["val"] = MATERIALIZED(src.meta["val"])
             scatter.replace_input_with(src, copy)
             touched = True
     return touched

@@ -35,7 +35,7 @@ from torch.utils import _pytree as pytree
 from .. import config as aot_config
 from ..torch_private.fake import FakeTensor
 from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, flat_arg_reductions,
-               input_offsets, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
+               input_offsets, output_copies, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..graph.ops import is_view
@@ -160,9 +160,15 @@ def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
             memory.append(None)
             continue
         views = []
-        while is_view(node) and isinstance(node.args[0], fx.Node):
-            views.append(node)
-            node = node.args[0]
+        while True:  # back through views, and a multi-output view's getitem (unbind's: seed 7525)
+            if is_view(node) and isinstance(node.args[0], fx.Node):
+                views.append(node)
+                node = node.args[0]
+            elif node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
+                views.append(node)
+                node = node.args[0]
+            else:
+                break
         memory.append((node, views[::-1]))
     return memory
 
@@ -386,6 +392,8 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     scatter_sources.keep_scatter_sources_apart(graph_module)
     input_offsets.offsets_from_input_starts(graph_module)
     flat_arg_reductions.flat_arg_reductions(graph_module)
+    if role.kind != "backward":
+        output_copies.keep_output_copies(graph_module, [*range(role.num_user_outputs), *role.view_bases])
     _region_outputs_unaliased(graph_module, fake_mode)
     output = graph_module.graph.find_nodes(op="output")[0]
     values = [a.meta.get("val") if isinstance(a, fx.Node) else None for a in output.args[0]]
