@@ -29,14 +29,16 @@ _CLONE = torch.ops.aten.clone.default
 def keep_output_copies(graph_module: fx.GraphModule, returned: list[int]) -> bool:
     """Route, in place, each clone of `graph_module` that the outputs at positions `returned`
     are (or view) through `materialized`, where Inductor would drop it (same layout as its
-    source) and its source is read elsewhere too; whether any was."""
+    source, whose memory is no output) and its source is read elsewhere too; whether any was."""
     if not aot_config.enabled("output_copies_kept"):
         return False
     outputs = graph_module.graph.find_nodes(op="output")[0].args[0]
+    # Inductor keeps a clone whose source's memory is itself an output (a value the backward saves)
+    output_memory = {memory_root(o) for o in outputs if isinstance(o, fx.Node)}
     clones = {memory_root(outputs[k]) for k in returned if isinstance(outputs[k], fx.Node)}
     clones = [node for node in clones if node.op == "call_function" and node.target is _CLONE
               and isinstance(node.args[0], fx.Node) and _same_layout(node, node.args[0])
-              and _read_elsewhere(node.args[0], node)]
+              and memory_root(node.args[0]) not in output_memory and _read_elsewhere(node.args[0], node)]
     for clone in clones:
         clone.target, clone.args, clone.kwargs = MATERIALIZED, (clone.args[0],), {}
     if clones:
