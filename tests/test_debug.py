@@ -1438,3 +1438,43 @@ def test_output_copies_kept_switch(disabled, monkeypatch):
 
     aotgraph.aot_function(program, "inductor")(torch.randn(6))
     assert ("aotgraph.materialized.default" in _targets(graphs[:1])) != disabled
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_builds_trace_unseen_switch(disabled, monkeypatch, fresh_dynamo):
+    """On: a compiled function called while a background build traces with FX runs; off: Dynamo
+    refuses it, as a nested FX trace."""
+    import threading
+    from types import SimpleNamespace
+
+    from aotgraph.compilers import background_builds
+
+    if disabled:
+        _disable(monkeypatch, "builds_trace_unseen")
+    compiled = torch.compile(lambda x: x + 1, backend="eager")
+    compiled(torch.zeros(2))
+    inside, called = threading.Event(), threading.Event()
+
+    class Waits(torch.nn.Module):
+        def forward(self, x):
+            inside.set()
+            called.wait(timeout=30)
+            return x
+
+    def build():
+        torch.fx.symbolic_trace(Waits())
+        return lambda args: None
+
+    member = background_builds.upgradable(lambda args: None, build, SimpleNamespace(kind="inference", graph_id=-44))
+    worker = threading.Thread(target=background_builds._build_into, args=(member,))
+    worker.start()
+    try:
+        assert inside.wait(timeout=30)
+        if disabled:
+            with pytest.raises(RuntimeError, match="symbolically trace a dynamo-optimized function"):
+                compiled(torch.zeros(2))
+        else:
+            compiled(torch.zeros(2))
+    finally:
+        called.set()
+        worker.join()

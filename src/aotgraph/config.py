@@ -180,6 +180,10 @@ SWITCHES = {
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",
+    "builds_trace_unseen": "while a background C++-wrapper build runs, torch.compile'd functions called by the program "
+                           "run as compiled though Inductor's pattern matcher has FX's process-wide flag \"symbolic "
+                           "tracing under way\" set; they raised \"Detected that you are using FX to symbolically "
+                           "trace a dynamo-optimized function\" (compilers/background_builds.py)",
     "builds_share_interpreter": "while a background C++-wrapper build runs, the interpreter switches threads every "
                                 "0.2 ms, not 5: the program's thread, which lets go of it at each op, waits less to "
                                 "take it back (compilers/background_builds.py)",

@@ -310,3 +310,39 @@ def test_builds_made_elsewhere_run_side_by_side_and_leave_the_switch_interval_al
     wait_for_background_builds()
     assert [graph.aotgraph_wrapper for graph in graphs] == ["cpp", "cpp"]
     assert intervals == [sys.getswitchinterval()] * 2
+
+
+def _tracing_build(inside: threading.Event, called: threading.Event):
+    """A build that symbolically traces with FX (as Inductor's pattern matcher does, through
+    make_fx) and waits there until the program's thread has called a compiled function."""
+    class Waits(torch.nn.Module):
+        def forward(self, x):
+            inside.set()
+            called.wait(timeout=30)
+            return x * 2
+
+    def build():
+        torch.fx.symbolic_trace(Waits())
+        return _version("C++", [])
+    return build
+
+
+def test_compiled_functions_run_while_a_build_traces_with_fx(fresh_dynamo):
+    """FX's "symbolic tracing under way" flag is one for the process: a torch.compile'd function
+    the program calls while a build traces runs as compiled, and Dynamo does not refuse it as
+    "using FX to symbolically trace a dynamo-optimized function"."""
+    compiled = torch.compile(lambda x: x + 1, backend="eager")
+    compiled(torch.zeros(2))
+    inside, called = threading.Event(), threading.Event()
+    member = upgradable(_version("python", []), _tracing_build(inside, called),
+                        SimpleNamespace(kind="inference", graph_id=next(_ids)))
+    worker = threading.Thread(target=background_builds._build_into, args=(member,))
+    worker.start()
+    try:
+        assert inside.wait(timeout=30)
+        assert torch.equal(compiled(torch.zeros(2)), torch.ones(2))
+    finally:
+        called.set()
+        worker.join()
+    assert member.built is not None
+    assert not torch._dynamo.config.force_compile_during_fx_trace  # set back after the build

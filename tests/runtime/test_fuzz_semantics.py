@@ -117,8 +117,10 @@ def test_fuzz_seed_matches_eager(seed):
 # Through Inductor (session 43): programs whose values, gradients or memory sharing came back
 # otherwise than eager's, or that crashed (9845: a decomposition's constant left behind). Session 44:
 # two returned tensors over one memory where eager's are apart (165: a clone dropped, its source
-# placed inside a stack), and apart where eager's share it (7525: a view through unbind of a stack).
-INDUCTOR_SEEDS = [160, 165, 1170, 1690, 2585, 7525, 9750, 9845]
+# placed inside a stack), and apart where eager's share it (7525: a view through unbind of a stack);
+# and 555, which 7525's first fix broke (a view through unbind of a stack that no output is, copied
+# at the decomposed stack's layout).
+INDUCTOR_SEEDS = [160, 165, 555, 1170, 1690, 2585, 7525, 9750, 9845]
 
 
 @pytest.mark.parametrize("seed", INDUCTOR_SEEDS)

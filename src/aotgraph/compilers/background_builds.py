@@ -43,6 +43,7 @@ from typing import Callable, Optional
 
 from .. import config as aot_config
 from ..stack_room import call_with_stack_room
+from ..torch_private.dynamo import dynamo_setting_for_every_thread
 from .build_rng import rng_untouched
 
 __all__ = ["compile_lock", "foreground_compile", "lock_released_on_worker", "upgradable", "wait_for_background_builds",
@@ -265,9 +266,25 @@ def _interpreter_shared():
         sys.setswitchinterval(previous)
 
 
+def _traces_unseen_by_program():
+    """While a build runs here: Dynamo's compiled functions run as compiled though FX's flag
+    "symbolic tracing under way" is set (switch ``builds_trace_unseen``). The flag is one for the
+    whole process, and Inductor's pattern matcher sets it while it traces a replacement (make_fx):
+    a call of a torch.compile'd function on the program's thread at that moment raised "Detected
+    that you are using FX to symbolically trace a dynamo-optimized function" (a compiled optimizer
+    step on the GPU, called every millisecond while the builds ran). Dynamo's
+    ``force_compile_during_fx_trace`` skips that check, for every thread until the build ends."""
+    import torch._dynamo.config as dynamo_config
+
+    if not aot_config.enabled("builds_trace_unseen") or not hasattr(dynamo_config, "force_compile_during_fx_trace"):
+        return contextlib.nullcontext()
+    return dynamo_setting_for_every_thread("force_compile_during_fx_trace", True)
+
+
 def _build_into(member: _Upgradable) -> None:
     try:
-        with compile_lock, rng_untouched(), contextlib.nullcontext() if member.elsewhere else _interpreter_shared():
+        with compile_lock, rng_untouched(), contextlib.nullcontext() if member.elsewhere else _interpreter_shared(), \
+                contextlib.nullcontext() if member.elsewhere else _traces_unseen_by_program():
             built = member.build()
     except Exception as error:  # the Python-wrapper build keeps running
         if getattr(error, "aotgraph_quiet", False):  # dropped as the process exits

@@ -151,25 +151,27 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
 
 
 def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
-    """Per output of the graph's first `count`: (the node whose memory it is, through views;
-    the views from that node to the output, innermost first), or None for a non-tensor."""
+    """Per output of the graph's first `count`: (the node whose memory it is, through views but
+    not a multi-output view's getitem; the node whose memory it is through those too; the views
+    from the latter to the output, innermost first), or None for a non-tensor."""
     outputs = graph_module.graph.find_nodes(op="output")[0].args[0][:count]
     memory = []
     for node in outputs:
         if not isinstance(node, fx.Node) or not isinstance(node.meta.get("val"), torch.Tensor):
             memory.append(None)
             continue
-        views = []
-        while True:  # back through views, and a multi-output view's getitem (unbind's: seed 7525)
+        views, near = [], None
+        while True:
             if is_view(node) and isinstance(node.args[0], fx.Node):
                 views.append(node)
                 node = node.args[0]
             elif node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
+                near = node if near is None else near
                 views.append(node)
                 node = node.args[0]
             else:
                 break
-        memory.append((node, views[::-1]))
+        memory.append((node if near is None else near, node, views[::-1]))
     return memory
 
 
@@ -179,19 +181,25 @@ def _forward_outputs_kept_apart(graph_module: fx.GraphModule, memory: list, fake
     its own again, as before the passes: a caller's write into it under no_grad must not reach
     a value saved for the backward (eager's output is a tensor of its own; switch
     ``forward_outputs_kept_apart``). Outputs that shared that memory before (views of the
-    clone) share the copy: their views are taken of it again."""
+    clone, also through a multi-output view: seed 7525's ``unbind``) share the copy: their views
+    are taken of it again. (An output whose own node the passes kept is left as it is where no
+    output of its memory changed: seed 555's view through ``unbind`` of a stack the passes
+    decomposed keeps the stack's layout.)"""
     if not aot_config.enabled("forward_outputs_kept_apart"):
         return
     graph = graph_module.graph
     output = graph.find_nodes(op="output")[0]
     now = _forward_output_memory(graph_module, len(memory))
     outputs = list(output.args[0])
-    copies: dict = {}  # (memory node before, memory node now) -> its copy
-    for position, (before, after) in enumerate(zip(memory, now)):
-        if before is None or after is None or before[0] is after[0]:
+    pairs = [(before, after) if before is not None and after is not None else None for before, after in zip(memory, now)]
+    # (memory node before, memory node now) of the outputs whose own memory node changed
+    changed = {(before[1], after[1]) for before, after in filter(None, pairs) if before[0] is not after[0]}
+    copies: dict = {}  # such a key -> its copy
+    for position, pair in enumerate(pairs):
+        if pair is None or (pair[0][1], pair[1][1]) not in changed:
             continue
-        root, views = after
-        key = (before[0], root)
+        (_, root_before, _), (_, root, views) = pair
+        key = (root_before, root)
         with graph.inserting_before(output):
             if key not in copies:
                 copies[key] = graph.call_function(torch.ops.aten.clone.default, (root,))

@@ -1,19 +1,20 @@
 """Dynamo's pieces that aotgraph uses without importing Dynamo itself: the C++ tensor check
-behind its TENSOR_MATCH guards, the tracing context that Inductor reads, and the flag behind
-``torch.compiler.is_compiling()``.
+behind its TENSOR_MATCH guards, the tracing context that Inductor reads, the flag behind
+``torch.compiler.is_compiling()``, and a Dynamo setting as every thread reads it.
 
 Checked on torch 2.11 (the H200, benchmarks/gpu_train.py), 2.13 and 2.14.1 (the test suite).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import contextvars
+from typing import Any, Iterator
 
 import torch
 from torch._C._dynamo.guards import TensorGuards
 from torch._guards import TracingContext, tracing
 
-__all__ = ["TensorGuards", "TracingContext", "tracing", "compiling"]
+__all__ = ["TensorGuards", "TracingContext", "tracing", "compiling", "dynamo_setting_for_every_thread"]
 
 
 @contextlib.contextmanager
@@ -29,3 +30,28 @@ def compiling() -> Iterator[None]:
         yield
     finally:
         compiler._is_compiling_flag = before
+
+
+@contextlib.contextmanager
+def dynamo_setting_for_every_thread(name: str, value: Any) -> Iterator[None]:
+    """``torch._dynamo.config.<name> = value`` for the block, as every thread reads it. torch
+    2.11 and 2.12 keep one value for the process, which a plain assignment sets; from 2.13 an
+    assignment holds for the assigning thread's context alone (a ContextVar), so there the
+    setting's default changes instead (a thread that assigned a value of its own keeps it)."""
+    import torch._dynamo.config as config
+
+    entry = getattr(config, "_config", {}).get(name)
+    if isinstance(getattr(entry, "user_override", None), contextvars.ContextVar):
+        previous = entry.default
+        entry.default = value
+        try:
+            yield
+        finally:
+            entry.default = previous
+        return
+    previous = getattr(config, name)
+    setattr(config, name, value)
+    try:
+        yield
+    finally:
+        setattr(config, name, previous)
