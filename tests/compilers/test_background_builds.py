@@ -346,3 +346,35 @@ def test_compiled_functions_run_while_a_build_traces_with_fx(fresh_dynamo):
         worker.join()
     assert member.built is not None
     assert not torch._dynamo.config.force_compile_during_fx_trace  # set back after the build
+
+
+_EXITS_DURING_A_BUILD = """
+import time
+from types import SimpleNamespace
+from aotgraph.compilers import background_builds
+
+def build():
+    time.sleep(1.0)
+    print("built", flush=True)
+    return lambda args: None
+
+graph = background_builds.upgradable(lambda args: None, build, SimpleNamespace(kind="inference", graph_id=1))
+graph([])  # its first run queues the build; not waiting until hot (AOTGRAPH_DISABLE=builds_when_hot)
+time.sleep(0.3)
+print("exiting", flush=True)
+"""
+
+
+def test_a_process_exiting_during_a_build_waits_for_it():
+    """A daemon thread still inside Inductor when the interpreter finalizes aborts the process
+    (exit status 134 on the GPU): the exit waits for the build under way instead."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AOTGRAPH_DISABLE="builds_when_hot",
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(aotgraph.__path__[0]), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", _EXITS_DURING_A_BUILD], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["exiting", "built"]

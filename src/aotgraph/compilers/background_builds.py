@@ -34,6 +34,7 @@ cache when to store the entry again, so that a warm start loads the C++ builds.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import sys
@@ -62,6 +63,8 @@ _foreground_compiles = 0  # compiles the program waits on, waiting for or holdin
 _last_compile_end = 0.0  # time.monotonic() when the last of them ended
 _compile_epoch = 0  # how many of them have ended
 _draining = 0  # callers of wait_for_background_builds: build every queued graph now
+_exiting = False  # the interpreter is shutting down: no build starts (`_stop_at_exit`)
+EXIT_WAIT_S = 300.0  # the longest an exiting process waits for the build under way
 HOT_CALLS = 8
 QUIET_S = 5.0  # a program still warming up (new shapes, graph breaks) compiles again within seconds
 BUILD_SWITCH_INTERVAL_S = 0.0002
@@ -233,11 +236,14 @@ def _queue_builds(pair: _Pair) -> None:
     _start_worker()
 
 
-def _next_build() -> "_Upgradable":
+def _next_build() -> Optional["_Upgradable"]:
     """The first queued graph that may be built now: none while a compile waits or runs; then
-    a hot one (`_Pair.hot`), any while `wait_for_background_builds` waits."""
+    a hot one (`_Pair.hot`), any while `wait_for_background_builds` waits; None once the
+    process exits."""
     with _foreground:
         while True:
+            if _exiting:
+                return None
             if _foreground_compiles == 0:
                 now, hot_only = time.monotonic(), aot_config.enabled("builds_when_hot")
                 for k, member in enumerate(_pending):
@@ -312,16 +318,46 @@ def _build_into(member: _Upgradable) -> None:
 
 
 def _start_worker() -> None:
-    global _worker
+    global _worker, _exit_registered
     with _state_lock:
         if _worker is None or not _worker.is_alive():
             _worker = threading.Thread(target=_work, name=_WORKER_NAME, daemon=True)
             _worker.start()
+        if not _exit_registered:
+            _exit_registered = True
+            # Before atexit's handlers (Inductor's pools) and before daemon threads stop where they stand.
+            register = getattr(threading, "_register_atexit", None)
+            try:
+                register(_stop_at_exit) if register is not None else atexit.register(_stop_at_exit)
+            except RuntimeError:  # already shutting down
+                atexit.register(_stop_at_exit)
+
+
+_exit_registered = False
+
+
+def _stop_at_exit() -> None:
+    """As the interpreter exits: queued builds are dropped and the build under way, if any, is
+    waited for (at most `EXIT_WAIT_S`). A daemon thread still inside Inductor when the
+    interpreter finalizes aborts the process ("terminate called without an active exception",
+    exit status 134: a compiled optimizer step's script on an H100 that ended while a build ran)."""
+    global _exiting, _building
+    with _foreground:
+        _exiting = True
+        _building -= len(_pending)
+        _pending.clear()
+        _foreground.notify_all()
+    worker = _worker
+    if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+        logger.info("aotgraph: waiting for a background C++-wrapper build to finish before the process exits")
+        worker.join(timeout=EXIT_WAIT_S)
 
 
 def _work() -> None:
     while True:
         member = _next_build()
+        if member is None:
+            return
         if member.elsewhere:  # built in another process: this thread goes on to the next
             threading.Thread(target=_built_and_counted, args=(member,), name=_WORKER_NAME, daemon=True).start()
         else:
