@@ -1,6 +1,7 @@
 """Inductor compiles our graphs with eager's semantics where the user can see them: random ops
 draw eager's numbers and leave eager's RNG state, and the bases of returned views keep eager's
 layouts (the runtime replays the program's view ops on them)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -170,11 +171,13 @@ def test_an_input_the_compiled_forward_writes_reads_as_modified_in_an_earlier_ba
     assert _saved_then_written(aotgraph.aot_function(program, "inductor")) == expected
 
 
-def test_a_compiled_optimizer_step_bumps_the_parameters_versions():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_a_compiled_optimizer_step_bumps_the_parameters_versions(device):
     """torch.compile(optimizer.step) through the backend: every parameter and state tensor the
     step writes reads as modified afterwards (its values equal eager's step)."""
     torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(4, 4)) for _ in range(3)]
+    params = [torch.nn.Parameter(torch.randn(4, 4, device=device)) for _ in range(3)]
     reference = [p.detach().clone().requires_grad_() for p in params]
     for p, r in zip(params, reference):
         p.grad = torch.randn_like(p)
