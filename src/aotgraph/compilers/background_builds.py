@@ -28,6 +28,11 @@ lock from those compiles; a graph the program has stopped calling (a shape it sa
 dimension became dynamic) is not built at all. `wait_for_background_builds` builds every queued
 graph, hot or not.
 
+While a build runs here, Dynamo's compiled functions stay callable though Inductor's pattern
+matcher sets FX's process-wide "symbolic tracing" flag (switch ``builds_trace_unseen``). A
+process that exits drops its queued builds and waits for the one under way: a thread still
+inside Inductor when the interpreter finalizes aborts the process.
+
 For the disk cache, a graph stands for the Python-wrapper build until its whole pair is
 built, then for the C++ one (``aotgraph_output_code``); `aotgraph_when_built` tells the
 cache when to store the entry again, so that a warm start loads the C++ builds.
@@ -64,6 +69,7 @@ _last_compile_end = 0.0  # time.monotonic() when the last of them ended
 _compile_epoch = 0  # how many of them have ended
 _draining = 0  # callers of wait_for_background_builds: build every queued graph now
 _exiting = False  # the interpreter is shutting down: no build starts (`_stop_at_exit`)
+_exit_registered = False
 EXIT_WAIT_S = 300.0  # the longest an exiting process waits for the build under way
 HOT_CALLS = 8
 QUIET_S = 5.0  # a program still warming up (new shapes, graph breaks) compiles again within seconds
@@ -331,9 +337,6 @@ def _start_worker() -> None:
                 register(_stop_at_exit) if register is not None else atexit.register(_stop_at_exit)
             except RuntimeError:  # already shutting down
                 atexit.register(_stop_at_exit)
-
-
-_exit_registered = False
 
 
 def _stop_at_exit() -> None:
