@@ -16,15 +16,12 @@ an output each, every call (ResNet-50: 159 of both per step).
 """
 from __future__ import annotations
 
-import operator
-
 import torch
 import torch.fx as fx
 
 from ..artifacts import Partition
 from ..graph.naming import primal_name
-from ..graph.nodes import aliases_of_placeholders
-from ..graph.ops import is_view
+from ..graph.nodes import aliases_of_placeholders, is_view_of_memory
 
 aten = torch.ops.aten
 
@@ -127,5 +124,4 @@ def _same_memory(node: fx.Node) -> bool:
     """Whether `node` may be its first argument's memory after Inductor: a view, one output of a
     multi-output view (``split``'s getitem: seed 2330, a chunk of an input written in place and
     returned), or a copy Inductor may drop as a no-op."""
-    return (is_view(node) or getattr(node.target, "overloadpacket", None) in _NOOP_CANDIDATES
-            or node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]))
+    return is_view_of_memory(node) or getattr(node.target, "overloadpacket", None) in _NOOP_CANDIDATES

@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from .. import config as aot_config
-from ..graph.nodes import memory_root
+from ..graph.nodes import memory_root, view_chain
 from .scatter_sources import MATERIALIZED
 
 __all__ = ["keep_output_copies"]
@@ -57,14 +57,10 @@ def _same_layout(node: fx.Node, source: fx.Node) -> bool:
 def _read_elsewhere(source: fx.Node, clone: fx.Node) -> bool:
     """Whether `source`'s memory (its root, through views) is read by a node other than `clone`
     and the views leading to it."""
-    root = memory_root(source)
+    root, views = view_chain(source)
     if root.op != "call_function":  # an input: Inductor keeps copies of inputs that are returned
         return False
-    pending, seen, chain = [root], set(), set()
-    node = source
-    while node is not root:  # the views from the root to the clone's source
-        chain.add(node)
-        node = node.args[0]
+    pending, seen, chain = [root], set(), set(views)
     while pending:
         node = pending.pop()
         for user in node.users:

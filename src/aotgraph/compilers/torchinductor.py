@@ -38,7 +38,7 @@ from . import (avg_pool_backward, background_builds, compile_workers, extern_ker
                input_offsets, output_copies, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
-from ..graph.ops import is_view
+from ..graph.nodes import view_chain
 from ..errors import BadArgument, CompilerError, UnsupportedOp
 from ..torch_private.dispatch import enable_python_dispatcher
 from ..torch_private.fx import LazyGraphModule
@@ -160,18 +160,9 @@ def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
         if not isinstance(node, fx.Node) or not isinstance(node.meta.get("val"), torch.Tensor):
             memory.append(None)
             continue
-        views, near = [], None
-        while True:
-            if is_view(node) and isinstance(node.args[0], fx.Node):
-                views.append(node)
-                node = node.args[0]
-            elif node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
-                near = node if near is None else near
-                views.append(node)
-                node = node.args[0]
-            else:
-                break
-        memory.append((node if near is None else near, node, views[::-1]))
+        root, views = view_chain(node)
+        near = next((v for v in reversed(views) if v.target is operator.getitem), root)
+        memory.append((near, root, views))
     return memory
 
 

@@ -143,13 +143,24 @@ def rewritten_in_place(graph_module: fx.GraphModule, rewrite) -> bool:
     return changed
 
 
+def is_view_of_memory(node: fx.Node) -> bool:
+    """Whether `node` is its first argument's memory in a functional graph: a view op, or one
+    output (the getitem) of a multi-output view (``split``, ``unbind``)."""
+    if not isinstance(node, fx.Node) or not node.args or not isinstance(node.args[0], fx.Node):
+        return False
+    return is_view(node) or node.target is operator.getitem and is_view(node.args[0])
+
+
+def view_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]]:
+    """(the node whose memory `node` views in a functional graph, the view nodes from it to
+    `node`, innermost first: back through `is_view_of_memory` nodes to the first that is not)."""
+    views = []
+    while is_view_of_memory(node):
+        views.append(node)
+        node = node.args[0]
+    return node, views[::-1]
+
+
 def memory_root(node: fx.Node) -> fx.Node:
-    """The node whose memory `node` views in a functional graph: back through view ops (and a
-    multi-output view's getitem) to the first node that is not a view."""
-    while True:
-        if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and is_view(node.args[0]):
-            node = node.args[0].args[0]
-        elif is_view(node) and isinstance(node.args[0], fx.Node):
-            node = node.args[0]
-        else:
-            return node
+    """The node whose memory `node` views in a functional graph (`view_chain`'s first)."""
+    return view_chain(node)[0]
