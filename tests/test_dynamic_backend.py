@@ -370,3 +370,43 @@ def test_a_symbolic_graph_that_writes_an_input_checks_it_shares_no_memory(compil
     expected = program(expected_memory, expected_memory.view(6))
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(memory, expected_memory)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_a_wrapped_float_in_a_graph_of_static_sizes_compiles(compiler):
+    """Under ``dynamic=True`` with every size specialized (all ones, or the size of a weight),
+    Dynamo still hands a float as a 0-d tensor read with ``.item()``: LayerNorm's eps (a value its
+    guards fixed), and a float argument that changes between calls (a symbol). Only Dynamo's fake
+    knows that number: the graph is captured on it (a fresh fake made the read data-dependent,
+    and Dynamo ran the frame eagerly). Eager's values and gradients, no more compiles than
+    torch.compile's ``aot_eager`` (2: Inductor's pass that computes with the 0-d tensor asks
+    Dynamo once to trace again, as torch's does)."""
+    def program(x, norm, scale):
+        return (norm(x) * scale).sin()
+
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(4)
+    ours, compiled_graphs = aotgraph.backend(compiler=compiler), []
+
+    def backend(graph_module, example_inputs):
+        compiled_graphs.append(ours(graph_module, example_inputs))  # (a backend that raises runs the frame eagerly)
+        return compiled_graphs[-1]
+
+    compiled = torch.compile(program, backend=backend, dynamic=True)
+    for scale in (0.5, 2.0, 3.0):
+        x = torch.randn(1, 1, 4, requires_grad=True)
+        x_eager = x.detach().clone().requires_grad_()
+        got, expected = compiled(x, norm, scale), program(x_eager, norm, scale)
+        torch.testing.assert_close(got, expected)
+        got.sum().backward()
+        weight_grad = norm.weight.grad.clone()
+        norm.weight.grad = None
+        expected.sum().backward()
+        torch.testing.assert_close(x.grad, x_eager.grad)
+        torch.testing.assert_close(weight_grad, norm.weight.grad)
+        norm.zero_grad()
+    torch._dynamo.reset()
+    theirs = CompileCounterWithBackend("aot_eager")
+    for scale in (0.5, 2.0, 3.0):
+        torch.compile(program, backend=theirs, dynamic=True)(torch.randn(1, 1, 4), norm, scale)
+    assert 1 <= len(compiled_graphs) <= theirs.frame_count

@@ -568,7 +568,7 @@ def aot_module_simplified(
                                   resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw),
                                   partition_fn, decompositions, cache, mod if is_graph else None)
     symbolic, ints = None, ()
-    if not _has_symbolic_shapes(args):
+    if not _has_symbolic_shapes(args) and not (is_graph and _reads_symbolic_numbers(mod)):
         compiled.aotgraph_compile(*values, *args)
     else:
         fake_mode = detect_fake_mode(list(args))
@@ -650,6 +650,15 @@ def _has_symbolic_shapes(args) -> bool:
         ):
             return True
     return False
+
+
+def _reads_symbolic_numbers(graph_module: torch.fx.GraphModule) -> bool:
+    """Whether Dynamo traced a placeholder of `graph_module` as a 0-d tensor whose ``.item()``
+    is a number of its shape environment (a float it wraps as a tensor under ``dynamic=True``, a
+    norm's ``eps``; a symbol, or a value its guards fixed): only Dynamo's fake knows it, so the
+    graph is captured on Dynamo's fakes, sizes static or not."""
+    return any(isinstance(getattr(node.meta.get("example_value"), "item_memo", None), (torch.SymInt, torch.SymFloat))
+               for node in graph_module.graph.find_nodes(op="placeholder"))
 
 
 def _traced_with_static_sizes(graph_module: torch.fx.GraphModule, args) -> list:
