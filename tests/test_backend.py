@@ -228,3 +228,35 @@ def test_bad_options_are_clear_errors():
         aotgraph.backend(partition="default", memory_budget=0.5)
     with pytest.raises(BadArgument, match="unknown compiler 'tvm'"):
         aotgraph.backend(compiler="tvm")
+
+
+def test_a_backward_inside_the_compiled_step_is_not_traced_by_dynamo():
+    """``loss.backward()`` inside a compiled training step: Dynamo breaks the graph there and
+    runs the backward eagerly, its frame hook still set, so the compiled forward's backward (our
+    runtime's Python) would be traced and compiled as a program of the user's: one more graph and
+    graph breaks in our code. Only the user's graph is compiled, as with torch's ``aot_eager``,
+    and the gradients are eager's."""
+    graphs = []
+
+    def counting(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return aotgraph.backend(compiler="eager")(graph_module, example_inputs)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    reference = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    reference.load_state_dict(model.state_dict())
+
+    def train_step(x, y):
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    step = torch.compile(train_step, backend=counting)
+    for _ in range(3):
+        x, y = torch.randn(6, 8), torch.randint(0, 3, (6,))
+        step(x, y)
+        nn.functional.cross_entropy(reference(x), y).backward()
+    assert len(graphs) == 1
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad)

@@ -617,6 +617,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
             return fwd_outputs
 
         @staticmethod
+        @torch.compiler.disable(recursive=True)  # a backward inside a compiled step: Dynamo traced our code
         def backward(ctx, *grad_outputs):
             if not other_saved:
                 saved = ctx.saved_tensors
