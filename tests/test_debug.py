@@ -1478,3 +1478,19 @@ def test_builds_trace_unseen_switch(disabled, monkeypatch, fresh_dynamo):
     finally:
         called.set()
         worker.join()
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_data_assignments_switch(disabled, monkeypatch):
+    """On: ``t.data = value`` in the program is seen, so the read after it reads the new value;
+    off: the recorder misses it (the old value is read)."""
+    if disabled:
+        _disable(monkeypatch, "data_assignments")
+
+    def program(x, w):
+        w.data = torch.zeros(3)
+        return x + w
+
+    w = torch.ones(3)
+    out = aotgraph.aot_function(program, "eager")(torch.zeros(3), w)
+    assert torch.equal(out, torch.full((3,), 1.0 if disabled else 0.0))

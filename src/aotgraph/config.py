@@ -180,6 +180,9 @@ SWITCHES = {
     "region_outputs_unaliased": "Inductor gets regions whose outputs that are inputs (or views of them, or returned "
                                 "twice) are clones: it plans a subgraph's outputs as buffers of their own "
                                 "(compilers/torchinductor.py)",
+    "data_assignments": "`t.data = value` in a captured program swaps t's memory for value's as eager does (a "
+                        "storage replacement outside grad mode, its version counter put back): the recorder saw no "
+                        "op, and later reads of t read its old value (capture/data_assignment.py)",
     "builds_trace_unseen": "while a background C++-wrapper build runs, torch.compile'd functions called by the program "
                            "run as compiled though Inductor's pattern matcher has FX's process-wide flag \"symbolic "
                            "tracing under way\" set; they raised \"Detected that you are using FX to symbolically "

@@ -90,7 +90,8 @@ class InputInfo(Leaf):
     `moves_version`: the program moves the input's version counter with neither a data change nor a
     layout change to replay (``x.copy_(x)``, ``t_()`` of a 1-D tensor); the runtime moves the
     caller's after the graphs, so a tensor saved for an earlier backward reads as modified there,
-    as in eager."""
+    as in eager. `keeps_version`: the program replaced the input's storage without moving its
+    version counter (``t.data = value``); the runtime's ``set_`` puts the caller's counter back."""
 
     mutates_data: bool = False
     mutates_metadata: bool = False
@@ -104,6 +105,7 @@ class InputInfo(Leaf):
     views_relaid: bool = False
     sets_requires_grad: Optional[bool] = None
     moves_version: bool = False
+    keeps_version: bool = False
 
 
 @dataclass(frozen=True)

@@ -700,7 +700,8 @@ def _signature(flat_args, fake_flat, metas_before, in_spec, flat_out, out_spec, 
                                     resizes.resize_of(fake) if name not in storage_replaced else None,
                                     name in views_relaid, None,
                                     name in versions_moved and name not in data_mutated
-                                    and name not in metadata_mutated))
+                                    and name not in metadata_mutated,
+                                    name in storage_replaced and name not in versions_moved))
             if name not in storage_replaced:  # its fake holds the memory it was set_ to now
                 storage_of_input.setdefault(StorageWeakRef(fake.untyped_storage()), len(inputs) - 1)
         else:

@@ -36,6 +36,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
 from ..torch_private.checkpoint import checkpoint_preserving_rng_state
 from ..torch_private.flex_attention import operator_called_directly
+from .data_assignment import DATA_SETTER, assign_data
 from .function_rules import DECLINED, RULES as FUNCTION_RULES
 from .regions import Regions, call_region
 
@@ -91,6 +92,8 @@ class HigherOrderCalls(CaptureFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not isinstance(func, HigherOrderOperator):
+            if func == DATA_SETTER and config.enabled("data_assignments"):
+                return assign_data(*args)
             function_rule = FUNCTION_RULES.get(func)
             if function_rule is not None and config.enabled("symbolic_function_rules"):
                 out = function_rule(*args, **kwargs)

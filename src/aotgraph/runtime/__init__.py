@@ -28,6 +28,7 @@ from ..graph.nodes import aliases_of_placeholders
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
 from ..torch_private.views import set_creation_meta
+from ..torch_private.versions import set_version
 
 __all__ = ["build_runtime", "autocast_on", "ForwardFacts", "forward_facts"]
 
@@ -270,6 +271,7 @@ class _Plan:
             view = graph_outputs[start + k]
             replaced = self.storage_replaced.get(p)
             if replaced is not None:
+                version = primals[p]._version
                 with torch.no_grad():
                     if replaced.storage_source is None:
                         primals[p].set_(view)
@@ -277,6 +279,8 @@ class _Plan:
                         layout = replaced.storage_layout
                         primals[p].set_(primals[replaced.storage_source].untyped_storage(), layout.storage_offset,
                                         layout.shape, layout.stride)
+                if replaced.keeps_version:  # `t.data = value`: eager's counter stays
+                    set_version(primals[p], version)
                 continue
             steps = self.relayouts[k] or (ViewStep(_AS_STRIDED_, (view.shape, view.stride(), view.storage_offset())),)
             # On an input requiring grad, autograd records each op as it did eager's (TBackward1, ...).
