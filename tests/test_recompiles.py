@@ -86,3 +86,25 @@ def test_the_log_names_the_function_and_why(caplog):
     lines = [r.getMessage() for r in caplog.records if "compiling" in r.getMessage()]
     assert lines == ["aotgraph compiling scaled: first call",
                      "aotgraph recompiling scaled: argument 1: value 2 -> 3"]
+
+
+def test_a_new_default_dtype_recompiles():
+    """Factory functions in the program make tensors of the default dtype: after
+    ``torch.set_default_dtype`` the compiled graphs would make the old one. The call recompiles,
+    its entry names why, and it gives eager's dtypes."""
+    def program(x):
+        return x * 2, torch.tensor(1.5), torch.ones(2), torch.arange(3) * 0.5
+
+    compiled = aot_function(program, "eager")
+    x = torch.randn(3, dtype=torch.float64)
+    compiled(x)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for _ in range(2):  # the compiling call, then the fast path's
+            assert [t.dtype for t in compiled(x)] == [t.dtype for t in program(x)]
+    finally:
+        torch.set_default_dtype(previous)
+    assert [t.dtype for t in compiled(x)] == [t.dtype for t in program(x)]
+    reasons = [entry.reason for entry in compiled.aotgraph_entries.values()]
+    assert reasons[1] == "the default dtype changed: torch.float32 -> torch.float64"

@@ -43,6 +43,7 @@ __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_jo
            "CompiledEntry"]
 
 _grad_enabled = torch.is_grad_enabled
+_default_dtype = torch.get_default_dtype
 _storage_offset = torch.Tensor.storage_offset
 
 # functorch parameters aotgraph accepts and does not use, with the value that changes nothing.
@@ -112,7 +113,7 @@ class AotFunction:
         last = self._last_call
         # `LastCall.matches`, inlined: this is every call's path.
         if (last is not None and not kwargs and len(args) == last.num_args and last.tensors_match(*args)
-                and _grad_enabled() is last.grad_enabled
+                and _grad_enabled() is last.grad_enabled and _default_dtype() is last.default_dtype
                 and (autocast_state() if autocast_on() else AUTOCAST_OFF) == last.autocast
                 and list(map(_storage_offset, args)) == last.offsets
                 and (not last.check_storages or last.distinct_storages(args))

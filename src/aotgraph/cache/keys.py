@@ -31,7 +31,7 @@ def autocast_state() -> tuple:
 
 def signature_key(flat_args: list, in_spec) -> tuple:
     """The key of any call, from its pytree-flattened arguments and their structure."""
-    key: list = [in_spec, torch.is_grad_enabled(), *autocast_state()]
+    key: list = [in_spec, torch.is_grad_enabled(), torch.get_default_dtype(), *autocast_state()]
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
@@ -50,7 +50,7 @@ def size_free_key(flat_args: list, in_spec, static_positions: frozenset) -> tupl
     offset are replaced by its number of dimensions (its entry's `SizeGuard` checks them),
     except at `static_positions` (parameters and buffers), which keep theirs."""
     key = list(signature_key(flat_args, in_spec))
-    first = 2 + len(autocast_state())
+    first = 3 + len(autocast_state())
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor) and position not in static_positions:
             facts = key[first + position]
@@ -61,7 +61,7 @@ def size_free_key(flat_args: list, in_spec, static_positions: frozenset) -> tupl
 def plain_args_key(layout: tuple, tensors: list) -> tuple:
     """The key of `flatten_plain_args`'s result: the same facts as `signature_key`, gathered
     without a pytree walk (duplicates are rare: checked in bulk)."""
-    key = (layout, torch.is_grad_enabled(), *autocast_state(),
+    key = (layout, torch.is_grad_enabled(), torch.get_default_dtype(), *autocast_state(),
            *[(t.shape, t.stride(), t.storage_offset(), t.dtype, t.device, t.requires_grad) for t in tensors])
     if len(set(map(id, tensors))) != len(tensors):
         first_position: dict[int, int] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -28,10 +28,11 @@ class CallFacts:
     grad_enabled: bool
     autocast: tuple
     inputs: tuple[tuple, ...]
+    default_dtype: Optional[torch.dtype] = None
 
 
 def call_facts(flat_args: Sequence[Any], structure: Any, grad_enabled: bool, autocast: tuple) -> CallFacts:
-    return CallFacts(structure, grad_enabled, autocast, tuple(map(_input_facts, flat_args)))
+    return CallFacts(structure, grad_enabled, autocast, tuple(map(_input_facts, flat_args)), torch.get_default_dtype())
 
 
 def _input_facts(value: Any) -> tuple:
@@ -53,6 +54,8 @@ def describe_change(before: CallFacts, after: CallFacts, input_names: Sequence[s
         return f"grad mode changed: {_on(before.grad_enabled)} -> {_on(after.grad_enabled)}"
     if before.autocast != after.autocast:
         return f"autocast changed: {before.autocast} -> {after.autocast}"
+    if before.default_dtype != after.default_dtype:
+        return f"the default dtype changed: {before.default_dtype} -> {after.default_dtype}"
     for position, (old, new) in enumerate(zip(before.inputs, after.inputs)):
         if old == new:
             continue
