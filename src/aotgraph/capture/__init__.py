@@ -108,7 +108,7 @@ def capture(
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
-                kernels_outside_dispatch_refused(), caller_hooks_set_aside():
+                kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off():
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
@@ -136,6 +136,15 @@ class _CallsToWatch(Exception):
     def __init__(self, refusal: UnsupportedOp):
         super().__init__(str(refusal))
         self.refusal = refusal
+
+
+def _anomaly_mode_off():
+    """``detect_anomaly`` off while the program is captured: its check of each gradient for NaNs
+    reads a fake's values (refused as data-dependent). The compiled backward's gradients are
+    still checked at run time, where autograd's engine checks every Function's outputs."""
+    if not torch.is_anomaly_enabled():
+        return contextlib.nullcontext()
+    return torch.autograd.set_detect_anomaly(False)
 
 
 def _size_arithmetic_memo(fake_mode: FakeTensorMode):
