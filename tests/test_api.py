@@ -434,3 +434,28 @@ def test_torch_partition_functions_plug_in(name):
     model, inputs = models.gpt(layers=1, dim=32, seq=8)
     parity = assert_module_parity(model, inputs, partition_fn=getattr(functorch.compile, name))
     assert parity.entries[0].partition.saved
+
+
+def test_a_lazy_module_runs_its_first_call_eagerly_then_compiled():
+    """``nn.LazyLinear`` takes its shapes from its first input: that call runs the module eagerly
+    (it is eager's first call, materializing the parameters); the calls after it run compiled,
+    one compile, with eager's losses and gradients."""
+    import copy
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.LazyLinear(6), torch.nn.ReLU(), torch.nn.LazyLinear(2))
+    eager, ours = model, copy.deepcopy(model)
+    compiled = aotgraph.aot_module(ours, "eager")
+    for step in range(3):
+        x = torch.randn(3, 5)
+        losses = []
+        for module in (eager, compiled):
+            torch.manual_seed(1)  # the first call draws the lazy parameters' initial values
+            loss = module(x).square().sum()
+            loss.backward()
+            losses.append(loss)
+        torch.testing.assert_close(losses[1], losses[0])
+        for a, b in zip(eager.parameters(), ours.parameters()):
+            torch.testing.assert_close(b.grad, a.grad)
+            a.grad = b.grad = None
+    assert len(compiled.aotgraph_entries) == 1

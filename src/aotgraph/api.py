@@ -9,6 +9,7 @@ import warnings
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
+from torch.nn.parameter import UninitializedTensorMixin
 from torch.utils._pytree import tree_flatten
 
 from .artifacts import JointGraph
@@ -403,6 +404,11 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
     return list(named), list(named.values())
 
 
+def _uninitialized(values: Sequence[torch.Tensor]) -> bool:
+    """Whether a parameter or buffer among `values` is a lazy module's, still without its shape."""
+    return any(isinstance(value, UninitializedTensorMixin) for value in values)
+
+
 class AotModule(torch.nn.Module):
     """The module returned by `aot_module`: calls the compiled function with the wrapped
     module's current parameters and buffers, so optimizer steps and buffer updates show.
@@ -410,16 +416,24 @@ class AotModule(torch.nn.Module):
     so ``train()``/``eval()`` select their own graph."""
 
     def __init__(self, module: torch.nn.Module, compile_program: Callable[[], Callable], names: list[str],
-                 compiled_now: Callable):
-        """`compiled_now`: `compile_program`'s result for the submodules' current flags."""
+                 compiled_now: Callable, lazy: bool = False):
+        """`compiled_now`: `compile_program`'s result for the submodules' current flags. `lazy`:
+        the module holds a lazy module's uninitialized parameters or buffers: until they have their
+        shapes, a call runs the module eagerly (which gives them those from its inputs, exactly as
+        eager's first call does); the calls after it run compiled."""
         super().__init__()
         self.orig_module = module
+        self._lazy = lazy
         self._compile_program = compile_program
         self._submodules = list(module.modules())
         self._compiled_by_flags: dict[tuple, Callable] = {tuple([m.training for m in self._submodules]): compiled_now}
         self._state_slots = _state_slots(module, names)
 
     def forward(self, *args, **kwargs):
+        if self._lazy:
+            if _uninitialized([slot[name] for slot, name in self._state_slots]):
+                return self.orig_module(*args, **kwargs)
+            self._lazy = False
         training_flags = tuple([m.training for m in self._submodules])
         compiled = self._compiled_by_flags.get(training_flags)
         if compiled is None:
@@ -506,10 +520,10 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
         inspect.signature(aot_function).bind(mod, *args, **kwargs)
     except TypeError as error:
         raise TypeError(f"aot_module: {error}") from None
-    names, _ = _named_state(mod)
+    names, values = _named_state(mod)
     program = _functional_module_fn(mod, names)
     compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
-    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names, compiled_now)
+    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names, compiled_now, _uninitialized(values))
 
 
 def aot_module_simplified(
