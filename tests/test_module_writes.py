@@ -230,3 +230,80 @@ def test_an_lstm_compiles_once_and_keeps_its_own_weight_lists():
     assert len(compiled.aotgraph_entries) == 1
     assert all(type(w) is torch.nn.Parameter for w in model.rnn._flat_weights)
     assert all(ref() is w for ref, w in zip(model.rnn._flat_weight_refs, model.rnn._flat_weights))
+
+
+class AuxLosses(torch.nn.Module):
+    """An MoE-style gate that appends its load-balancing loss to a list each call, and keeps a
+    statistic in a dict; the caller adds the list's losses to its loss and clears it."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = torch.nn.Linear(4, 3)
+        self.experts = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(3)])
+        self.aux_losses = []
+        self.stats = {"calls": 0}
+
+    def forward(self, x):
+        p = self.gate(x).softmax(-1)
+        self.aux_losses.append((p.mean(0) ** 2).sum() * 3)
+        self.stats["max"] = p.detach().amax()
+        return sum(p[:, i:i + 1] * e(x) for i, e in enumerate(self.experts))
+
+
+class Stack(torch.nn.Module):
+    """Repeated layers that each append to their own list (recorded inline, not as regions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([AuxLosses() for _ in range(4)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("make", [AuxLosses, Stack])
+def test_tensors_appended_to_a_list_or_set_in_a_dict_are_replayed(make):
+    torch.manual_seed(0)
+    eager = make()
+    ours = copy.deepcopy(eager)
+    compiled = aotgraph.aot_module(ours, "eager")
+    for step in range(3):
+        x = torch.randn(5, 4)
+        losses = []
+        for module, model in ((eager, eager), (compiled, ours)):
+            out = module(x)
+            lists = [m.aux_losses for m in model.modules() if hasattr(m, "aux_losses")]
+            assert all(len(aux) == 1 and not isinstance(aux[0], FakeTensor) for aux in lists)
+            loss = out.pow(2).mean() + sum(sum(aux) for aux in lists)
+            loss.backward()
+            losses.append(loss.detach())
+            for aux in lists:
+                aux.clear()
+        assert_close(losses[1], losses[0], f"loss at step {step}")
+        for (name, a), b in zip(eager.named_parameters(), ours.parameters()):
+            assert_close(b.grad, a.grad, name)
+            a.grad = b.grad = None
+        for a, b in zip(eager.modules(), ours.modules()):
+            if hasattr(a, "stats"):
+                assert a.stats.keys() == b.stats.keys() and torch.equal(a.stats["max"], b.stats["max"])
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_a_list_cleared_and_refilled_in_forward_is_refused():
+    class Refills(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+            self.kept = [torch.zeros(1)]
+
+        def forward(self, x):
+            self.kept.clear()
+            self.kept.append(self.lin(x).sum())
+            return x
+
+    module = Refills()
+    with pytest.raises(UnsupportedOp, match="kept"):
+        aotgraph.aot_module(module, "eager")(torch.randn(2))
+    assert len(module.kept) == 1 and not isinstance(module.kept[0], FakeTensor)

@@ -12,7 +12,13 @@ values (`ModuleWrites`): the compiled program computes them as extra outputs, an
 that changes shape recompiles on the next call through the guards on the buffer's sizes.
 
 ``register_buffer`` in forward (``self.register_buffer("cos_cached", emb.cos(), persistent=False)``)
-is recorded the same way and replayed by ``register_buffer``. Assigning a parameter
+is recorded the same way and replayed by ``register_buffer``. Tensors the forward puts into a
+list or dict attribute of a module of the tree (``self.aux_losses.append(balance_loss)``, an MoE's
+load-balancing loss; ``self.stats["max"] = h.detach().amax()``) are found by comparing each such
+container with its contents before the forward: appended to a list, or set under a dict's key,
+they are returned and appended or set after each call; the containers are put back after the
+capture. A container that held what the program traced and changed otherwise (a list cleared
+and refilled, a key deleted) is refused. Assigning a parameter
 (``self.weight = nn.Parameter(...)``) in forward is refused (`UnsupportedOp`), and so is assigning
 a tensor the program computed to a module outside the compiled one (`aot_function` of a program
 that writes ``model.cache``: capture runs `tensor_writes_refused`): its value would be a fake.
@@ -27,6 +33,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 
+from .cache.guards import written_in_place
 from .errors import UnsupportedOp
 from .torch_private.fake import FakeTensor
 
@@ -44,7 +51,8 @@ class ModuleWrites(NamedTuple):
     output: Any
     paths: tuple
     values: tuple
-    kinds: tuple  # per path: "set" (setattr), "buffer" or "buffer, not persistent" (register_buffer)
+    kinds: tuple  # per path: "set" (setattr), "buffer" or "buffer, not persistent" (register_buffer),
+    # "append" (the value, a list, appended to the list at the path), ("item", key) (set under a dict's key)
     # (a "restore" write, a value holding fakes that is neither a tensor nor a list of them, is
     # only put back after the capture: not returned)
 
@@ -62,6 +70,28 @@ class _Write:
     was_not_persistent: bool  # the name was in the module's non-persistent buffers before
 
 
+_MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
+_CONTAINERS = (list, dict)
+
+
+class _Container(NamedTuple):
+    """A list or dict attribute of a module, and a shallow copy of it from before the forward."""
+
+    module: torch.nn.Module
+    name: str
+    value: Any
+    before: Any
+
+
+def _containers_of(root: torch.nn.Module) -> list[_Container]:
+    found = []
+    for module in root.modules():
+        for name, value in object.__getattribute__(module, "__dict__").items():
+            if type(value) in _CONTAINERS and name not in _MODULE_INTERNALS:
+                found.append(_Container(module, name, value, type(value)(value)))
+    return found
+
+
 class _Recorder:
     def __init__(self, root: Optional[torch.nn.Module], refuse_outside: bool = True):
         self.root = root  # None: every module is outside
@@ -69,13 +99,37 @@ class _Recorder:
         self.outside = False  # whether a fake was assigned outside the tree (not refused)
         self.paths: Optional[dict[int, str]] = None  # id(submodule) -> its dotted path, on the first write
         self.writes: dict[tuple[int, str], _Write] = {}  # by (id(module), name)
+        self.containers = _containers_of(root) if root is not None else []
+
+    def container_writes(self) -> list[_Write]:
+        """What the forward put into the tree's lists and dicts that holds a fake: each list's
+        appended elements (one "append" write), each dict entry set (an ("item", key) write)."""
+        writes = []
+        for container in self.containers:
+            value, before = container.value, container.before
+            if not _holds_fake(value):
+                continue
+            where = f"{type(container.module).__name__}.{container.name}"
+            if type(value) is list:
+                if len(value) < len(before) or any(a is not b for a, b in zip(value, before)):
+                    raise _changed_otherwise(where, "list")
+                writes.append(_Write(container.module, container.name, before, value[len(before):], "append", False))
+                continue
+            if any(key not in value for key in before):
+                raise _changed_otherwise(where, "dict")
+            writes += [_Write(container.module, container.name, before, item, ("item", key), False)
+                       for key, item in value.items() if (key not in before or before[key] is not item)
+                       and _holds_fake(item)]
+        if writes:
+            self._paths()
+            for write in writes:
+                written_in_place(write.module, write.name)
+        return writes
 
     def saw(self, module: torch.nn.Module, name: str, value: Any, kind: str = "set") -> None:
         """Record an assignment to `module.name`; refused where `module` is outside the tree and
         `value` a fake."""
-        if self.paths is None:
-            self.paths = {} if self.root is None else \
-                {id(m): path for path, m in self.root.named_modules(remove_duplicate=False)}
+        self._paths()
         if id(module) not in self.paths:
             if _holds_fake(value) and not self.refuse_outside:
                 self.outside = True
@@ -102,13 +156,23 @@ class _Recorder:
         if kind != "set" or write.kind == "restore":  # (a later plain assignment to a registered buffer keeps it one)
             write.kind = kind
 
+    def _paths(self) -> None:
+        if self.paths is None:
+            self.paths = {} if self.root is None else \
+                {id(m): path for path, m in self.root.named_modules(remove_duplicate=False)}
+
     def _path(self, module: torch.nn.Module, name: str) -> str:
         prefix = self.paths[id(module)]
         return f"{prefix}.{name}" if prefix else name
 
     def restore(self) -> None:
         """Put back every written attribute that still holds what the forward assigned (a
-        buffer that the state swap already restored is left to it)."""
+        buffer that the state swap already restored is left to it), and every list and dict that
+        holds a fake."""
+        for container in self.containers:
+            if _holds_fake(container.value):
+                container.value.clear()
+                (container.value.extend if type(container.value) is list else container.value.update)(container.before)
         for write in reversed(list(self.writes.values())):
             state = object.__getattribute__(write.module, "__dict__")
             holder = state["_buffers"] if write.name in state["_buffers"] else state
@@ -120,6 +184,14 @@ class _Recorder:
                 holder[write.name] = write.previous
             if not write.was_not_persistent:
                 state["_non_persistent_buffers_set"].discard(write.name)
+
+
+def _changed_otherwise(where: str, kind: str) -> UnsupportedOp:
+    change = "cleared or refilled" if kind == "list" else "a key deleted"
+    return UnsupportedOp(f"the forward put a tensor it computes into {where}, a {kind} it also changed otherwise "
+                         f"({change}): a compiled module replays appends to a list and entries set in a dict, no "
+                         "other change", "capture", "only append to the list (clear it outside forward), or return "
+                         "the tensors from forward")
 
 
 def _recording_setattr(self, name, value):
@@ -200,7 +272,7 @@ def tensor_writes_refused() -> contextlib.AbstractContextManager:
 
 def with_writes(output: Any, recorder: _Recorder) -> Any:
     """`output` as it is where the forward assigned nothing, else a `ModuleWrites`."""
-    writes = [w for w in recorder.writes.values() if w.kind != "restore"]
+    writes = [w for w in recorder.writes.values() if w.kind != "restore"] + recorder.container_writes()
     if not writes:
         return output
     return ModuleWrites(output, tuple(recorder._path(w.module, w.name) for w in writes),
@@ -216,6 +288,10 @@ def apply_writes(root: torch.nn.Module, result: Any) -> Any:
         owner = root.get_submodule(owner_path) if owner_path else root
         if kind == "set":
             setattr(owner, name, value)
+        elif kind == "append":
+            getattr(owner, name).extend(value)
+        elif type(kind) is tuple:
+            getattr(owner, name)[kind[1]] = value
         else:
             owner.register_buffer(name, value, persistent=kind == "buffer")
     return result.output

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import enum
 import threading
 import types
@@ -33,7 +34,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.fake import FakeTensor
 from .recompiles import input_label
 
-__all__ = ["Guard", "GuardSet", "reads_recorded", "failed_guard"]
+__all__ = ["Guard", "GuardSet", "reads_recorded", "failed_guard", "written_in_place"]
 
 _PLAIN_TYPES = (int, float, bool, complex, str, bytes, type(None), enum.Enum, torch.dtype, torch.device,
                 torch.Size, torch.memory_format, torch.layout)
@@ -219,6 +220,21 @@ def _recording_setattr(self, name, value):
                                 "return the tensor from the function and assign it outside")
         recorder.written.add((id(self), name))
     type(self).__mro__[1].__setattr__(self, name, value)
+
+
+def written_in_place(owner: Any, name: str) -> None:
+    """The program changed the container ``owner.name`` in place (appended to a list, set a
+    dict's key: `module_writes` replays that each call): what it holds after a call is the
+    program's own output, not an input, so it is guarded as the same object, not by value."""
+    recorder = _active()
+    if recorder is None:
+        return
+    key = (id(owner), name)
+    recorder.written.add(key)
+    guard = recorder.guards.get(key)
+    if guard is not None and not guard.by_identity:
+        recorder.guards[key] = dataclasses.replace(guard, expected=object.__getattribute__(owner, name),
+                                                   by_identity=True)
 
 
 def _base_getattribute(recording_class: type):

@@ -228,10 +228,11 @@ class RepeatedLayers:
                 with tensor_writes_recorded(module, refuse_outside=False) as writes:
                     out = torch.func.functional_call(module, dict(zip(names, values[:len(names)])), call_args,
                                                      call_kwargs, tie_weights=False, strict=False)
+                    kept = writes.container_writes()
             finally:
                 self.tracing_region = False
-            if writes.writes or writes.outside:  # it assigns tensors to attributes: recorded inline (`module_writes`)
-                raise _AssignsTensors
+            if writes.writes or writes.outside or kept:  # it keeps tensors in attributes: recorded inline
+                raise _AssignsTensors  # (`module_writes`)
             if structure_of(module, {"forward"}) != structure:  # its forward set its own attributes
                 self.changes_itself.add(structure)  # the other layers run theirs, as the flat capture does
             out_leaves, spec_of_out = tree_flatten(out)
