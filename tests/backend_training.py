@@ -89,8 +89,8 @@ class HopSeen:
                     self.hops.add(node.target.name())
         return self.backend(graph_module, example_inputs)
 
-    def compile(self, module):
-        return torch.compile(module, backend=self, dynamic=False)
+    def compile(self, module, dynamic: bool = False):
+        return torch.compile(module, backend=self, dynamic=dynamic)
 
 
 def repeated_mask(g, m):

@@ -86,6 +86,30 @@ def test_cond_on_a_tensor_takes_each_branch(compiler, sign):
         assert any(n.target is torch.ops.higher_order.cond for n in graph_module.graph.nodes)
 
 
+class LinearInBranches(nn.Module):
+    """cond whose branches call a Linear on a parameter: the weight's gradient in a branch's
+    backward is a transpose of a product (a view of a value the subgraph computed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda t: self.lin(t).relu(), lambda t: self.lin(-t).sigmoid(), (x,))
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_cond_with_a_linear_in_its_branches(compiler, dynamic):
+    """Each branch taken, with changing batch sizes: under ``dynamic=True`` Dynamo passes the
+    symbolic batch size along as an operand of the cond, besides the tensors."""
+    torch.manual_seed(0)
+    steps = [(torch.rand(b, 6) * sign,) for b, sign in ((4, 1.0), (5, -1.0), (3, 1.0))]
+    seen = HopSeen(compiler)
+    assert_training_parity(LinearInBranches(), steps, lambda m: seen.compile(m, dynamic=dynamic), lr=0.01)
+    assert "cond" in seen.hops
+
+
 def test_cond_on_a_constant_runs_the_taken_branch():
     def f(x, flag: bool):
         return torch.cond(flag, lambda y: y.sin(), lambda y: y.cos(), (x,))

@@ -8,7 +8,8 @@ so gradients flow through the branch taken at run time and zeros to operands it 
 while_loop: inference only, ``while_loop(cond_graph, body_graph, carried, additional)``.
 
 Branches and bodies must be plain functions of their operands (no mutation of an operand, no
-operand or view of one returned): otherwise an UnsupportedOp says which and what to do.
+operand or view of one returned): otherwise an UnsupportedOp says which and what to do. A view
+of a value the subgraph computed is returned as a copy (a subgraph returns fresh tensors).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.fx as fx
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_flatten, tree_leaves
 
 from ..artifacts import JointGraph, TensorMeta
@@ -34,7 +36,7 @@ def _captured(hop: str, capture: Callable, program: Callable, arguments: Sequenc
     with disable_current_modes(), torch.no_grad():
         leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in arguments]
         flat, spec = tree_flatten((tuple(leaves), {}))
-        joint = capture(lambda *args: tuple(tree_leaves(program(*args))), flat, spec)
+        joint = capture(lambda *args: _views_of_intermediates_copied(tree_leaves(program(*args)), args), flat, spec)
     sig = joint.signature
     if any(i.mutates_data or i.mutates_metadata for i in sig.inputs):
         raise unsupported_hop(hop, "a subgraph mutates one of its operands", "clone the operand inside the subgraph "
@@ -44,6 +46,15 @@ def _captured(hop: str, capture: Callable, program: Callable, arguments: Sequenc
         raise unsupported_hop(hop, "a subgraph returns a non-tensor, an operand, or a view of one (or of another "
                               "output)", "return fresh tensors from each subgraph (e.g. .clone())")
     return joint
+
+
+def _views_of_intermediates_copied(results: list, operands: Sequence) -> tuple:
+    """`results` with each view of a value the subgraph computed replaced by a copy: a HOP's
+    subgraph returns fresh tensors (``F.linear``'s weight gradient is a transpose of a product,
+    a branch may return ``h.t()``). Views of operands stay, and are refused."""
+    memory = {StorageWeakRef(a.untyped_storage()) for a in operands if isinstance(a, torch.Tensor)}
+    return tuple(r.clone() if isinstance(r, torch.Tensor) and r._is_view()
+                 and StorageWeakRef(r.untyped_storage()) not in memory else r for r in results)
 
 
 def _returning_one(graph_module: fx.GraphModule) -> fx.GraphModule:
@@ -62,9 +73,28 @@ def _output_metas(joint: JointGraph) -> tuple[TensorMeta, ...]:
     return tuple(TensorMeta.of(n.meta["val"]) for n in joint.graph_module.graph.find_nodes(op="output")[0].args[0])
 
 
+def _on_tensors(fn, operands: Sequence) -> tuple[Callable, tuple]:
+    """``(program, tensor operands)``: `fn` called with `operands` where the program takes only
+    their tensors, the other operands fixed (the symbolic sizes Dynamo passes along under
+    dynamic shapes: the subgraph reads them from its tensors' sizes, as a region does)."""
+    positions = [k for k, o in enumerate(operands) if isinstance(o, torch.Tensor)]
+    if len(positions) == len(operands):
+        return fn, tuple(operands)
+
+    def program(*tensors):
+        merged = list(operands)
+        for k, tensor in zip(positions, tensors):
+            merged[k] = tensor
+        return fn(*merged)
+
+    return program, tuple(operands[k] for k in positions)
+
+
 def record_cond(recorder, capture: Callable, name: str, pred: torch.Tensor, true_fn, false_fn,
                 operands: Sequence) -> tuple:
     """One ``torch.cond`` with a tensor predicate, recorded (see the module docstring)."""
+    true_fn, tensors = _on_tensors(true_fn, operands)
+    false_fn, operands = _on_tensors(false_fn, operands)[0], tensors
     branches = [_captured("cond", capture, fn, operands) for fn in (true_fn, false_fn)]
     metas = [_output_metas(b) for b in branches]
     if [(m.shape, m.dtype) for m in metas[0]] != [(m.shape, m.dtype) for m in metas[1]]:
