@@ -100,3 +100,26 @@ def test_symbolic_numbers_as_outputs(compiler, dynamic):
         grad, = torch.autograd.grad(out[0].sum(), w)
         torch.testing.assert_close(grad, torch.autograd.grad(expected[0].sum(), w)[0])
     assert len(backend.entries) == (1 if dynamic else 3)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_an_input_marked_unbacked(compiler):
+    """``mark_unbacked(x, 0)``: Dynamo traces x's first size as an unbacked symbol, with no
+    value for a decision to be made by (the backend raised reading its layout's hints, then
+    guarding whether it held its memory). One compile over several batch sizes, eager's values
+    and gradients."""
+    def program(x, w):
+        return (x @ w).softmax(-1) * 2
+
+    backend = aotgraph.backend(compiler=compiler)
+    compiled = torch.compile(program, backend=backend)
+    w = torch.randn(2, 3, requires_grad=True)
+    for batch in (4, 8, 5):
+        x = torch.randn(batch, 2, requires_grad=True)
+        torch._dynamo.decorators.mark_unbacked(x, 0)
+        out = compiled(x, w)
+        grads = torch.autograd.grad(out.pow(2).sum(), (x, w))
+        expected = program(x, w)
+        for got, want in zip((out, *grads), (expected, *torch.autograd.grad(expected.pow(2).sum(), (x, w)))):
+            torch.testing.assert_close(got, want)
+    assert len(backend.entries) == 1

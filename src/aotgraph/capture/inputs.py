@@ -3,7 +3,7 @@ sees of each (a grad-tracking copy of an input that is not a leaf), and their la
 after in-place view ops."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -213,6 +213,10 @@ def _hint(value):
     return value if type(value) is int else value.node.hint
 
 
-def _hints(fake: FakeTensor) -> tuple:
-    return (torch.Size(_hint(s) for s in fake.shape), tuple(_hint(s) for s in fake.stride()),
-            _hint(fake.storage_offset()))
+def _hints(fake: FakeTensor) -> Optional[tuple]:
+    """`fake`'s layout by its sizes' hints; None where a size has none (unbacked: ``mark_unbacked``)."""
+    sizes, strides = tuple(map(_hint, fake.shape)), tuple(map(_hint, fake.stride()))
+    offset = _hint(fake.storage_offset())
+    if None in sizes or None in strides or offset is None:
+        return None
+    return torch.Size(sizes), strides, offset

@@ -33,7 +33,7 @@ from ..errors import UnsupportedOp
 from ..graph.ops import bytes_needed
 from ..torch_private.dispatch import has_storage
 from ..torch_private.fake import FAKE_CONVERSION_MODULE
-from ..torch_private.symbolic import guards_suppressed
+from ..torch_private.symbolic import GuardOnDataDependentSymNode, guards_suppressed
 from .recorder import _user_line
 
 __all__ = ["STORAGE_CHANGES_REFUSED", "InputStorageResizes", "storage_resizes_refused", "refuse_resized_inputs"]
@@ -87,6 +87,15 @@ if hasattr(torch.ops.inductor, "resize_storage_bytes_"):
     STORAGE_CHANGES_REFUSED[torch.ops.inductor.resize_storage_bytes_.default] = _resize_storage_bytes
 
 
+def _fewer(nbytes, tensor: torch.Tensor) -> bool:
+    """Whether `nbytes` falls short of what `tensor`'s layout reaches. A tensor of unbacked sizes
+    (``mark_unbacked``: no value to decide by) holds its memory: Dynamo made it from a real one."""
+    try:
+        return bool(nbytes < bytes_needed(tensor))
+    except GuardOnDataDependentSymNode:
+        return False
+
+
 class InputStorageResizes:
     """The resizes of the inputs' storages during one capture (the hook hands each to `resize`),
     and which inputs are freed now (the recorder asks `refuse_freed_access` before each op).
@@ -116,11 +125,11 @@ class InputStorageResizes:
             # (freed to 0, or not), not of the sizes: decided on the size hints, no guard recorded
             # (under Dynamo such a guard would pin a view's sizes to its base's).
             with guards_suppressed(real):
-                if real_bytes < bytes_needed(real):
+                if _fewer(real_bytes, real):
                     _ORIGINAL_RESIZE(storage, real_bytes)
             self._entry_bytes[key] = storage.nbytes()
             with guards_suppressed(fake):
-                if storage.nbytes() < bytes_needed(fake):
+                if _fewer(storage.nbytes(), fake):
                     self.freed.add(key)
 
     def was_resized(self, key: StorageWeakRef) -> bool:
