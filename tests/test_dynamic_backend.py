@@ -410,3 +410,29 @@ def test_a_wrapped_float_in_a_graph_of_static_sizes_compiles(compiler):
     for scale in (0.5, 2.0, 3.0):
         torch.compile(program, backend=theirs, dynamic=True)(torch.randn(1, 1, 4), norm, scale)
     assert 1 <= len(compiled_graphs) <= theirs.frame_count
+
+
+def test_sizes_stay_dynamic_across_a_graph_break():
+    """``mark_dynamic`` and a graph break: the first graph's outputs tell Dynamo which of their
+    sizes were symbolic (torch 2.13+ reads that), so the frame after the break is traced dynamic
+    at once, not compiled for the first size and again for the next: no more compiles than
+    torch.compile's ``aot_eager``, and eager's values."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+
+    def program(x):
+        h = lin(x)
+        torch._dynamo.graph_break()
+        return lin(h.relu()).sum(0)
+
+    counts = []
+    for backend in (aotgraph.backend(compiler="eager"), "aot_eager"):
+        torch._dynamo.reset()
+        counter = CompileCounterWithBackend(backend)
+        compiled = torch.compile(program, backend=counter)
+        for batch in (2, 3, 9):
+            x = torch.randn(batch, 4)
+            torch._dynamo.mark_dynamic(x, 0)
+            torch.testing.assert_close(compiled(x), program(x))
+        counts.append(counter.frame_count)
+    assert counts[0] <= counts[1]

@@ -37,6 +37,7 @@ from .module_writes import ModuleWrites, apply_writes, tensor_writes_recorded, w
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
+from .torch_private.dynamo import mark_dynamic_dims_for_dynamo
 from .torch_private.fake import FakeTensor, detect_fake_mode
 from .torch_private.symbolic import new_symbolic_fake_mode
 
@@ -624,11 +625,36 @@ def aot_module_simplified(
         def forward(*runtime_args):
             return finished(compiled(*values, *runtime_args))
 
+    if symbolic is not None and (dynamic_dims := _symbolic_output_dims(symbolic)):
+        run = forward
+
+        def forward(*runtime_args):
+            outputs = run(*runtime_args)
+            for position, dims in dynamic_dims:
+                mark_dynamic_dims_for_dynamo(outputs[position], dims)
+            return outputs
+
     forward.aotgraph_entries = compiled.aotgraph_entries
     forward.zero_grad = mod.zero_grad
     forward.named_parameters = mod.named_parameters
     forward.named_buffers = mod.named_buffers
     return forward
+
+
+def _symbolic_output_dims(entry: CompiledEntry) -> tuple[tuple[int, frozenset], ...]:
+    """(position, dims) of each output of a Dynamo graph's symbolic entry whose sizes at `dims`
+    are symbolic (`mark_dynamic_dims_for_dynamo`); none where the graph returns no flat list."""
+    signature = entry.joint.signature
+    spec = signature.out_spec
+    if spec.type not in (tuple, list) or spec.num_children != spec.num_leaves:
+        return ()
+    found = []
+    for position, info in enumerate(signature.outputs):
+        if info.is_tensor:
+            dims = frozenset(d for d, size in enumerate(info.meta.shape) if isinstance(size, torch.SymInt))
+            if dims:
+                found.append((position, dims))
+    return tuple(found)
 
 
 def _tensors_apart(values: list, runtime_args: tuple) -> bool:

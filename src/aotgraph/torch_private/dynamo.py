@@ -14,7 +14,8 @@ import torch
 from torch._C._dynamo.guards import TensorGuards
 from torch._guards import TracingContext, tracing
 
-__all__ = ["TensorGuards", "TracingContext", "tracing", "compiling", "dynamo_setting_for_every_thread"]
+__all__ = ["TensorGuards", "TracingContext", "tracing", "compiling", "dynamo_setting_for_every_thread",
+           "mark_dynamic_dims_for_dynamo"]
 
 
 @contextlib.contextmanager
@@ -55,3 +56,12 @@ def dynamo_setting_for_every_thread(name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(config, name, previous)
+
+
+def mark_dynamic_dims_for_dynamo(tensor, dims: frozenset) -> None:
+    """Tell Dynamo (torch 2.13+; earlier ones ignore it) that `tensor`'s `dims` were symbolic in
+    the graph that made it: a frame that reads it after a graph break traces them dynamic at
+    once, unguarded, instead of compiling for their sizes first (torch's own AOT runtime marks
+    its outputs so)."""
+    marked = getattr(tensor, "_dynamo_propagated_dynamic_indices", None)
+    tensor._dynamo_propagated_dynamic_indices = set(dims) if marked is None else marked | dims
