@@ -49,7 +49,17 @@ def copy_into_buffer(x, w):
     return buffer.sum(1)
 
 
-PROGRAMS = [item_scaled, boolean_mask, nonzero_gather, repeat_rows, masked_select, copy_into_buffer]
+def index_put_rows(x, w):
+    """Rows chosen by ``nonzero`` written in place (``buf[rows] = ...``): whether the write's
+    value has one element or the target's shape is not known without a guard."""
+    y = x @ w
+    rows = (y.sum(1) > 0).nonzero().squeeze(1)
+    buffer = torch.zeros_like(y)
+    buffer[rows] = y[rows] * 2
+    return buffer.sum(1) + y.sum(1)
+
+
+PROGRAMS = [item_scaled, boolean_mask, nonzero_gather, repeat_rows, masked_select, copy_into_buffer, index_put_rows]
 
 
 def check_parity(program, compiler):

@@ -419,13 +419,16 @@ class _Functionalizer:
         else:
             new_value = self.emit(twin_func, *args, **kwargs)
         new_val, target_val = new_value.meta["val"], target.meta["val"]
-        if func in _RESIZES and new_val.shape != target_val.shape:
+        same_shape = len(new_val.shape) == len(target_val.shape) and all(map(known_equal, new_val.shape,
+                                                                             target_val.shape))
+        if func in _RESIZES and not same_shape:
             raise UnsupportedOp(
                 f"{func} changes the shape of {target.name} in place, from {tuple(target_val.shape)} to "
                 f"{tuple(new_val.shape)}, which aotgraph does not capture yet", "capture",
                 "resize it outside the compiled function, or make a new tensor of the new shape (x.new_empty(...))")
-        if new_val.shape != target_val.shape or new_val.dtype != target_val.dtype:
-            # (expand, then the copy: torch's expand_copy takes no symbolic sizes on fakes)
+        if not same_shape or new_val.dtype != target_val.dtype:
+            # (expand, then the copy: torch's expand_copy takes no symbolic sizes on fakes; also
+            # where the shapes are equal but that is not known without a guard: data-dependent)
             new_value = self.emit(aten.expand.default, new_value, list(target_val.shape))
             new_value = self.emit(aten._to_copy.default, new_value, dtype=target_val.dtype)
         one_value = _writes_one_value(func, node.args, node.kwargs) or (
@@ -663,7 +666,7 @@ def _writes_one_value(func, args: tuple, kwargs: dict) -> bool:
     position, name = _ONE_VALUE_WRITES[func]
     value = args[position] if len(args) > position else kwargs.get(name)
     val = value.meta.get("val") if isinstance(value, fx.Node) else value
-    return not isinstance(val, torch.Tensor) or val.numel() == 1
+    return not isinstance(val, torch.Tensor) or known_equal(val.numel(), 1)  # (unknown: data-dependent sizes)
 
 
 def _contiguous_value(node: fx.Node) -> bool:

@@ -27,7 +27,12 @@ def size_hint(size) -> int:
         return int(size)
     if node.has_hint():
         return int(node.hint)
-    hint = node.shape_env.size_hint(node.expr, allow_none=True) if node.shape_env is not None else None
+    shape_env = node.shape_env
+    if shape_env is None:
+        return UNBACKED_SIZE_HINT
+    if hasattr(shape_env, "optimization_hint"):  # torch 2.13+ (its size_hint is deprecated there)
+        return int(shape_env.optimization_hint(node.expr, fallback=UNBACKED_SIZE_HINT))
+    hint = shape_env.size_hint(node.expr, allow_none=True)
     return int(hint) if hint is not None else UNBACKED_SIZE_HINT
 
 
