@@ -396,3 +396,49 @@ def test_a_checkpointed_dropout_under_torch_compile_recomputes_the_forwards_mask
         torch.testing.assert_close(got, expected)
         for g, e in zip(got_grads, expected_grads):
             torch.testing.assert_close(g, e)
+
+
+class ReentrantCheckpointed(nn.Module):
+    """Blocks under the reentrant checkpoint (older gradient-checkpointing code); `inputs_need_grad`
+    False: the classic pitfall where no argument requires a gradient, so eager's checkpointed
+    blocks give their parameters none."""
+
+    def __init__(self, inputs_need_grad: bool):
+        super().__init__()
+        self.stem = nn.Linear(6, 6) if inputs_need_grad else nn.Identity()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(6, 6), nn.GELU(), nn.Dropout(0.3)) for _ in range(2)])
+        self.head = nn.Linear(6, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=True)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("inputs_need_grad", [True, False])
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_the_reentrant_checkpoint_through_aot_module(compiler, inputs_need_grad):
+    """Its backward calls ``torch.autograd.backward``, which a capture's ``autograd.grad``
+    refused: it runs as the non-reentrant checkpoint, with eager's gradients (and none for the
+    blocks' parameters where eager gives none)."""
+    import copy
+
+    torch.manual_seed(0)
+    eager = ReentrantCheckpointed(inputs_need_grad)
+    ours = copy.deepcopy(eager)
+    compiled = aotgraph.aot_module(ours, compiler)
+    for step in range(2):
+        x = torch.randn(4, 6)
+        losses = []
+        for module in (eager, compiled):
+            torch.manual_seed(step)
+            loss = module(x).square().sum()
+            loss.backward()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0])
+        for (name, a), b in zip(eager.named_parameters(), ours.parameters()):
+            assert (a.grad is None) == (b.grad is None), name
+            if a.grad is not None:
+                torch.testing.assert_close(b.grad, a.grad, msg=name)
+            a.grad = b.grad = None

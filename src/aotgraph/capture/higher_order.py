@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_leaves
 from .. import config
 from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
-from ..torch_private.checkpoint import checkpoint_preserving_rng_state
+from ..torch_private.checkpoint import checkpoint_preserving_rng_state, reentrant_checkpoint_unrolled
 from ..torch_private.flex_attention import operator_called_directly
 from .data_assignment import DATA_SETTER, assign_data
 from .function_rules import DECLINED, RULES as FUNCTION_RULES
@@ -63,12 +63,15 @@ def public_apis_calling_operators() -> ContextManager:
     ``torch.compile`` outside Dynamo (``flex_attention``) call the HOP itself, which
     `HigherOrderCalls` then meets (switch ``flex_attention_direct``), and Dynamo's
     ``tag_activation_checkpoint`` checkpoints with the RNG state preserved, so that a recompute
-    in the backward draws the forward's numbers (switch ``checkpoint_rng_replay``)."""
+    in the backward draws the forward's numbers (switch ``checkpoint_rng_replay``), and the
+    reentrant checkpoint runs as the non-reentrant one (its backward calls ``autograd.backward``,
+    which the capture's ``autograd.grad`` refuses)."""
     stack = contextlib.ExitStack()
     if config.enabled("flex_attention_direct"):
         stack.enter_context(operator_called_directly())
     if config.enabled("checkpoint_rng_replay"):
         stack.enter_context(checkpoint_preserving_rng_state())
+    stack.enter_context(reentrant_checkpoint_unrolled())
     return stack
 
 

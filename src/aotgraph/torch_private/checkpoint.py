@@ -1,4 +1,5 @@
-"""Dynamo's activation-checkpoint operator, ``tag_activation_checkpoint`` (checked on torch 2.13).
+"""Dynamo's activation-checkpoint operator, ``tag_activation_checkpoint`` (checked on torch 2.13),
+and the reentrant checkpoint (``torch.utils.checkpoint.CheckpointFunction``, 2.11-2.14).
 
 Dynamo records ``torch.utils.checkpoint.checkpoint(fn, ...)`` as that operator, whose
 ``__call__`` runs torch's implementation directly (``wrap.tag_activation_checkpoint_impl``: no
@@ -13,6 +14,13 @@ non-reentrant checkpoint with the RNG state preserved (as ``aot_function`` of an
 recompute then restores the forward's RNG state and capture's draw tracking records the same
 draws. The implementation is replaced once, by a function that runs torch's own on other
 threads and outside the block.
+
+`reentrant_checkpoint_unrolled`: while the body runs, on this thread, ``checkpoint(fn, *args,
+use_reentrant=True)`` (older gradient-checkpointing code, Hugging Face's default before 5.x)
+runs as the non-reentrant checkpoint: the reentrant one calls ``torch.autograd.backward`` inside
+its backward, which a capture's ``torch.autograd.grad`` refuses ("incompatible with .grad()").
+The gradients are the same. Where no tensor argument requires a gradient, the reentrant
+checkpoint's outputs require none (parameters inside get no gradient): so here, run without grad.
 """
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ import sys
 import threading
 from typing import Callable, Iterator
 
-__all__ = ["checkpoint_preserving_rng_state"]
+__all__ = ["checkpoint_preserving_rng_state", "reentrant_checkpoint_unrolled"]
 
 _this_thread = threading.local()
 _install_lock = threading.Lock()
@@ -59,3 +67,40 @@ def _preserving_rng_state(torch_impl: Callable) -> Callable:
 
     impl.aotgraph_replaced = True
     return impl
+
+
+@contextlib.contextmanager
+def reentrant_checkpoint_unrolled() -> Iterator[None]:
+    module = sys.modules.get("torch.utils.checkpoint")
+    if module is None or not hasattr(module, "CheckpointFunction"):  # (never imported: never called)
+        yield
+        return
+    with _install_lock:
+        if not getattr(module.CheckpointFunction, "aotgraph_replaced", False):
+            module.CheckpointFunction = _unrolled(module.CheckpointFunction)
+    depth = getattr(_this_thread, "unrolling", 0)
+    _this_thread.unrolling = depth + 1
+    try:
+        yield
+    finally:
+        _this_thread.unrolling = depth
+
+
+def _unrolled(checkpoint_function: type) -> type:
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    class CheckpointFunction(checkpoint_function):
+        aotgraph_replaced = True
+
+        @classmethod
+        def apply(cls, function, preserve_rng_state, *args):
+            if not getattr(_this_thread, "unrolling", 0):
+                return checkpoint_function.apply(function, preserve_rng_state, *args)
+            if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+                with torch.no_grad():
+                    return function(*args)
+            return checkpoint(function, *args, use_reentrant=False, preserve_rng_state=preserve_rng_state)
+
+    CheckpointFunction.__qualname__ = checkpoint_function.__qualname__
+    return CheckpointFunction
