@@ -297,3 +297,26 @@ def test_an_entry_compiled_for_ordinary_tensors_raises_as_eager_for_inference_te
         t2 = torch.zeros(3)
     with pytest.raises(RuntimeError):
         compiled(t2)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "inductor"])
+def test_a_write_through_view_as_complex_and_view_as_real(compiler):
+    """An in-place op through ``view_as_complex`` of an intermediate (a rotary embedding written
+    in place; ``mul_`` by a complex scalar) and through ``view_as_real`` of a complex one: the
+    intermediate takes the write, as eager's."""
+    def program(x):
+        y = x * 1
+        z = torch.view_as_complex(y)
+        z.mul_(1j)
+        w = torch.view_as_complex(x.detach() * 2).clone()
+        torch.view_as_real(w).add_(x)
+        return y, z.abs(), w
+
+    x = torch.randn(3, 2, requires_grad=True)
+    x_ours = x.detach().clone().requires_grad_()
+    expected, got = program(x), aot_function(program, compiler)(x_ours)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    sum(t.abs().sum() for t in expected).backward()
+    sum(t.abs().sum() for t in got).backward()
+    torch.testing.assert_close(x_ours.grad, x.grad)

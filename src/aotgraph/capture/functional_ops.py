@@ -272,7 +272,19 @@ def _expand(emit, parent, new, args, parent_val, view_val):
     return emit(aten.where.self, any_written, value, parent)
 
 
+def _as_real(emit, parent, new, args, parent_val, view_val):
+    """A write into ``view_as_complex(parent)``: the parent's new value is its real view."""
+    return emit(aten.view_as_real.default, new)
+
+
+def _as_complex(emit, parent, new, args, parent_val, view_val):
+    """A write into ``view_as_real(parent)``: the parent's new value is its complex view."""
+    return emit(aten.view_as_complex.default, new)
+
+
 SCATTER_RULES: dict[Any, Callable] = {
+    aten.view_as_complex.default: _as_real,
+    aten.view_as_real.default: _as_complex,
     aten.expand.default: _expand,
     aten.view.default: _reshape_back,
     aten._unsafe_view.default: _reshape_back,

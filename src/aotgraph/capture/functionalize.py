@@ -347,8 +347,8 @@ class _Functionalizer:
             args = (self._strided_source(root, args), *self._strided_args(root, args[1:], node, writes=False))
         value = self._append(func, args, kwargs)
         value.meta = dict(node.meta)
-        if func in _RECORDED_ONLY_WHEN_COPYING:
-            self.new_root(node, value)
+        if func in _RECORDED_ONLY_WHEN_COPYING or (func.is_view and not isinstance(node.args[0], fx.Node)):
+            self.new_root(node, value)  # (the latter: a view of a constant, ``_conj(1j)`` of a complex scalar)
         elif func.is_view and _is_single_tensor(node):
             self.new_view(node, node.args[0], func, node.args[1:], None, value)
         elif func.is_view:
