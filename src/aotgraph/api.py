@@ -22,7 +22,7 @@ from .cache.guards import GuardSet, reads_recorded
 from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key, size_free_key
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
-from .capture import capture
+from .capture import capture, until_capture_ends
 from .capture.inputs import fake_inputs, traced_fakes
 from .capture.repeated_blocks import with_repeated_blocks
 from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bases, with_shared_bases
@@ -497,8 +497,12 @@ def _functional_module_fn(module: torch.nn.Module, names: list[str], guard_attri
 
     def call_with_state(*state_then_args, **kwargs):
         if config.enabled("direct_state_swap"):
-            with _state_swapped(module, names, state_then_args[:num_state]), \
-                    tensor_writes_recorded(module) as writes:
+            # Swapped until the capture ends: a checkpointed block recomputed in the backward
+            # reads the parameters again (real ones there became constants of the graph).
+            swap = _state_swapped(module, names, state_then_args[:num_state])
+            if until_capture_ends(swap):
+                swap = contextlib.nullcontext()
+            with swap, tensor_writes_recorded(module) as writes:
                 return with_writes(module(*state_then_args[num_state:], **kwargs), writes)
         state = dict(zip(names, state_then_args[:num_state]))
         with tensor_writes_recorded(module) as writes:

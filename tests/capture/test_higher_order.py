@@ -442,3 +442,41 @@ def test_the_reentrant_checkpoint_through_aot_module(compiler, inputs_need_grad)
             if a.grad is not None:
                 torch.testing.assert_close(b.grad, a.grad, msg=name)
             a.grad = b.grad = None
+
+
+class CheckpointedBlocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 8), nn.ReLU()) for _ in range(2)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        return x
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_a_checkpointed_block_recomputes_with_the_parameters_of_the_call(compiler):
+    """The backward recomputes a checkpointed block, which reads the module's parameters again:
+    while capture recorded it, they were the real parameters (the swap for the forward's fakes
+    had ended), so the graph held their values as constants and, through Inductor, gave the
+    gradients of the first call's weights after an optimizer step. Eager's gradients at every step."""
+    import copy
+
+    torch.manual_seed(0)
+    eager = CheckpointedBlocks()
+    ours = copy.deepcopy(eager)
+    compiled = aotgraph.aot_module(ours, compiler)
+    for step in range(3):
+        with torch.no_grad():  # an optimizer step: the parameters change in place
+            for a, b in zip(eager.parameters(), ours.parameters()):
+                a.add_(0.1 * step)
+                b.add_(0.1 * step)
+        x = torch.randn(4, 8)
+        eager(x).pow(2).sum().backward()
+        compiled(x).pow(2).sum().backward()
+        for (name, a), b in zip(eager.named_parameters(), ours.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-4, msg=f"step {step}: {name}")
+            a.grad = b.grad = None
+    (entry,) = compiled.aotgraph_entries.values()
+    assert not any(n.op == "get_attr" and "constant" in n.name for n in entry.partition.backward.graph.nodes)

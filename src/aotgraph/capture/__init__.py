@@ -12,6 +12,7 @@ the like), which Inductor cannot fuse (benchmarks/RESULTS.md, "Design measuremen
 from __future__ import annotations
 
 import contextlib
+import threading
 import dataclasses
 import enum
 import functools
@@ -59,7 +60,7 @@ from .storage_changes import (STORAGE_CHANGES_REFUSED, InputStorageResizes, refu
                               storage_resizes_refused)
 from .subclasses import refuse_subclass_outputs
 
-__all__ = ["capture"]
+__all__ = ["capture", "until_capture_ends"]
 
 
 # Output leaves returned as they are: tensors, and constants that cannot hold a tensor.
@@ -108,7 +109,7 @@ def capture(
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
-                kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off():
+                kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off(), _capture_scope():
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
@@ -136,6 +137,32 @@ class _CallsToWatch(Exception):
     def __init__(self, refusal: UnsupportedOp):
         super().__init__(str(refusal))
         self.refusal = refusal
+
+
+_open_captures = threading.local()  # .scopes: an ExitStack per capture under way on this thread, innermost last
+
+
+@contextlib.contextmanager
+def _capture_scope():
+    scopes = _open_captures.__dict__.setdefault("scopes", [])
+    with contextlib.ExitStack() as scope:
+        scopes.append(scope)
+        try:
+            yield
+        finally:
+            scopes.pop()
+
+
+def until_capture_ends(context_manager) -> bool:
+    """Enter `context_manager` now and exit it when the innermost capture under way on this
+    thread ends, its backward recorded too (a module's parameters swapped for the capture's
+    fakes stay so while the backward recomputes a checkpointed block, which reads them again);
+    False, entering nothing, outside a capture."""
+    scopes = getattr(_open_captures, "scopes", None)
+    if not scopes:
+        return False
+    scopes[-1].enter_context(context_manager)
+    return True
 
 
 def _anomaly_mode_off():
