@@ -347,3 +347,17 @@ def test_a_jagged_nested_tensor_through_the_backend_is_named():
         cause = cause.__cause__ or getattr(cause, "inner_exception", None)
     assert isinstance(cause, BadArgument), repr(info.value)
     _assert_names(cause, "capture", "torch.jagged")
+
+
+@pytest.mark.parametrize("program, inputs", [
+    (lambda x, y: x + y, (torch.randn(3), torch.randn(4))),
+    (lambda x, y: x @ y, (torch.randn(3, 2), torch.randn(4, 2))),
+], ids=["broadcast", "matmul"])
+def test_an_error_eager_raises_too_names_the_line_and_stays_a_runtime_error(program, inputs):
+    """A shape error in the program (a check above the fake kernels) is an `OpRefused` naming the
+    program's line, the stage and eager's own message; callers that catch eager's RuntimeError
+    still catch it (the fake kernels' wording may differ from eager's)."""
+    with pytest.raises(RuntimeError):
+        program(*inputs)
+    with pytest.raises(OpRefused, match=r"(?s)raised while it was captured at .*test_errors.py:\d+.*capture stage"):
+        aot_function(program, "eager")(*inputs)

