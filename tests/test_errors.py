@@ -361,3 +361,16 @@ def test_an_error_eager_raises_too_names_the_line_and_stays_a_runtime_error(prog
         program(*inputs)
     with pytest.raises(OpRefused, match=r"(?s)raised while it was captured at .*test_errors.py:\d+.*capture stage"):
         aot_function(program, "eager")(*inputs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(3, 3).to_sparse(),
+    lambda: torch.randn(3, 3).to_sparse_csr(),
+    lambda: torch.nested.nested_tensor([torch.randn(2), torch.randn(3)]),
+    lambda: torch.quantize_per_tensor(torch.randn(3), 0.1, 0, torch.qint8),
+], ids=["sparse_coo", "sparse_csr", "nested_strided", "quantized"])
+def test_an_input_of_an_unsupported_kind_is_a_bad_argument(make):
+    """Sparse, strided-nested and quantized inputs are refused by name at the call, not with
+    torch's internal errors from deep inside ("Cannot access storage of SparseTensorImpl")."""
+    with pytest.raises(BadArgument, match="input 0 is a .*not supported"):
+        aot_function(lambda x: x * 2, "eager")(make())

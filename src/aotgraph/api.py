@@ -19,7 +19,8 @@ from .cache.disk_keys import NotKeyable, call_key, settings_key
 from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, distinct_storages, remembered_call
 from .cache.guards import GuardSet, reads_recorded
-from .cache.keys import AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, signature_key, size_free_key
+from .cache.keys import (AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, refuse_unsupported_tensor,
+                         signature_key, size_free_key)
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture, until_capture_ends
@@ -234,7 +235,7 @@ class AotFunction:
         elif flat_args is not None:
             try:
                 key, in_spec = plain_args_key(layout, flat_args), None
-            except RuntimeError:  # a sparse tensor has no strides: `signature_key` names it
+            except (RuntimeError, NotImplementedError):  # a sparse or nested tensor has no strides: `signature_key` names it
                 flat_args = None
         if flat_args is None:
             flat_args, in_spec = tree_flatten((args, kwargs))
@@ -248,6 +249,10 @@ class AotFunction:
         if in_spec is None:
             in_spec = tree_flatten((args, kwargs))[1]
         fn = self.__wrapped__
+        if entry is None:  # (a layout aotgraph refuses never compiled an entry)
+            for position, value in enumerate(flat_args):
+                if isinstance(value, torch.Tensor):
+                    refuse_unsupported_tensor(position, value)
         # Distinct inputs sharing memory: only checked where a mutation could make it matter.
         groups = aliased_input_groups(flat_args)
         if not groups:

@@ -126,3 +126,21 @@ def test_in_place_layout_change_of_a_subclass_input_is_refused(requires_grad):
                                             r"\(capture stage\); use the out-of-place view"):
         aot_function(_transpose_in_place_then_scale)(compiled_input)
     assert compiled_input.shape == (1, 2, 4)
+
+
+def test_a_jagged_nested_tensor_that_requires_grad():
+    """The gradient of a jagged nested input is rebuilt on the input's own offsets (autograd
+    hands zeros for integer inner tensors: a gradient on zero offsets had another ragged size,
+    and autograd refused it)."""
+    def program(x):
+        return (x.sin() * 2).values().sum()
+
+    def jagged():
+        parts = [torch.randn(2, 4, generator=torch.Generator().manual_seed(0)), torch.ones(3, 4)]
+        return torch.nested.nested_tensor(parts, layout=torch.jagged, requires_grad=True)
+
+    expected, ours = jagged(), jagged()
+    program(expected).backward()
+    aotgraph.aot_function(program, "eager")(ours).backward()
+    torch.testing.assert_close(ours.grad.values(), expected.grad.values())
+    assert torch.equal(ours.grad.offsets(), expected.grad.offsets())

@@ -14,8 +14,9 @@ import torch
 
 from ..errors import BadArgument
 from ..torch_private.autocast import any_autocast_enabled as autocast_on
+from ..torch_private.subclasses import is_traceable_wrapper_subclass
 
-__all__ = ["signature_key", "size_free_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
+__all__ = ["refuse_unsupported_tensor", "signature_key", "size_free_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 AUTOCAST_OFF = (False,)
@@ -29,15 +30,26 @@ def autocast_state() -> tuple:
                  if torch.is_autocast_enabled(device))
 
 
+def refuse_unsupported_tensor(position: int, tensor: torch.Tensor) -> None:
+    """A `BadArgument` for an input tensor aotgraph does not compile: sparse, nested of strided
+    layout (a jagged one is a subclass it flattens), quantized."""
+    if is_traceable_wrapper_subclass(tensor):  # (a jagged nested tensor, DTensor: flattened)
+        return
+    if tensor.layout != torch.strided or tensor.is_nested or tensor.is_quantized:
+        kind = "a nested tensor of strided layout" if tensor.is_nested else "a quantized tensor" \
+            if tensor.is_quantized else f"a tensor with layout {tensor.layout}"
+        raise BadArgument(f"input {position} is {kind}, which is not supported", "api",
+                          "pass dense (strided) tensors: t.to_dense(), t.dequantize(), a nested tensor of layout "
+                          "torch.jagged, or its t.to_padded_tensor(0)")
+
+
 def signature_key(flat_args: list, in_spec) -> tuple:
     """The key of any call, from its pytree-flattened arguments and their structure."""
     key: list = [in_spec, torch.is_grad_enabled(), torch.get_default_dtype(), *autocast_state()]
     first_position: dict[int, int] = {}
     for position, a in enumerate(flat_args):
         if isinstance(a, torch.Tensor):
-            if a.layout != torch.strided:
-                raise BadArgument(f"input tensor with layout {a.layout} is not supported", "api",
-                                  "pass dense (strided) tensors, e.g. t.to_dense()")
+            refuse_unsupported_tensor(position, a)
             key.append((a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad,
                         first_position.setdefault(id(a), position)))
         else:

@@ -169,8 +169,11 @@ class _Unwrap(torch.autograd.Function):
     def backward(ctx, *grads):
         if all(g is None for g in grads):
             return None, None, None
-        # An inner tensor without a gradient (unused): zeros, as eager's sum would add.
-        inner = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, ctx.inner)]
+        # An inner tensor without a gradient (unused): zeros, as eager's sum would add; one that
+        # cannot have one (a jagged tensor's integer offsets, which name its ragged size: autograd
+        # hands zeros for them) as it is.
+        inner = [t if not (t.is_floating_point() or t.is_complex()) else g if g is not None else torch.zeros_like(t)
+                 for g, t in zip(grads, ctx.inner)]
         grad = ctx.layout.rebuild(inner)
         return None, None, grad.detach() if grad.requires_grad else grad
 
