@@ -245,3 +245,23 @@ def test_an_inference_graph_has_code_and_no_timeline():
     root = parse(format_html(report))
     assert "No backward" in by_id(root, "memory").all_text()
     assert Report.from_json(report.to_json()) == report
+
+
+def test_reports_of_an_entry_with_symbolic_sizes(tmp_path):
+    """An entry compiled with symbolic sizes counts bytes as size expressions: its text report
+    (``print(entry)``), its JSON and its HTML page give them at the traced sizes (they raised on
+    formatting a SymInt, and on deep-copying one)."""
+    torch._dynamo.reset()
+    backend = aotgraph.backend(compiler="eager")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    compiled = torch.compile(model, backend=backend)
+    for batch in (3, 5):  # the second batch size: Dynamo's automatic dynamic sizes
+        compiled(torch.randn(batch, 4)).sum().backward()
+    entry = backend.entries[-1]
+    assert entry.reason == "symbolic sizes"
+    assert "saved" in str(entry)
+    report = backend.reports()[-1]
+    assert json.loads(report.to_json())
+    write_html(report, tmp_path / "report.html")
+    assert (tmp_path / "report.html").stat().st_size > 0
+    torch._dynamo.reset()

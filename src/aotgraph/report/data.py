@@ -13,6 +13,10 @@ import typing
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
+from ..graph.sizes import size_hint
+
 __all__ = ["Report", "StageTime", "GraphNode", "NodeGroup", "JointPicture", "SavedTensor", "SavedTotals",
            "MemoryCurve", "GraphCode", "RegionRow", "PLACEMENTS"]
 
@@ -153,7 +157,9 @@ class Report:
     regions: tuple[RegionRow, ...] = ()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data (``dataclasses.asdict``'s shape); a symbolic count (a size expression of
+        an entry compiled with symbolic sizes) as its value at the traced sizes."""
+        return _plain(self)
 
     def to_json(self, indent: Optional[int] = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -161,6 +167,18 @@ class Report:
     @classmethod
     def from_json(cls, text: str) -> "Report":
         return _decode(cls, json.loads(text))
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (torch.SymInt, torch.SymFloat)):
+        return size_hint(value) if isinstance(value, torch.SymInt) else float(value.node.hint)
+    return value
 
 
 def _decode(kind, value):

@@ -22,6 +22,7 @@ from ..graph.ops import flops_of, op_name
 from ..graph.naming import is_primal
 from ..graph.nodes import tangent_dependent
 from ..graph.memory import MemoryTimeline, saved_storage_bytes
+from ..graph.sizes import size_hint
 
 __all__ = ["SavedRow", "SavedReport", "saved_report", "eager_saved_tensors", "saved_storage_bytes", "recompute_flops",
            "primal_names"]
@@ -94,7 +95,10 @@ class SavedReport:
 
 
 def human_bytes(n: float) -> str:
-    """``512 B``, ``56.3 KiB``, ``1.2 GiB``."""
+    """``512 B``, ``56.3 KiB``, ``1.2 GiB``; a count of symbolic sizes at the sizes it was traced
+    with (its hint)."""
+    if not isinstance(n, (int, float)):
+        n = size_hint(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
