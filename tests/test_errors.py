@@ -374,3 +374,28 @@ def test_an_input_of_an_unsupported_kind_is_a_bad_argument(make):
     torch's internal errors from deep inside ("Cannot access storage of SparseTensorImpl")."""
     with pytest.raises(BadArgument, match="input 0 is a .*not supported"):
         aot_function(lambda x: x * 2, "eager")(make())
+
+
+def test_user_callables_and_arguments_that_break_the_contract_are_named():
+    """A partition function that returns no (forward, backward) pair, a compiled graph returning
+    the wrong number of values, decompositions that are not a dict of ops, a backend policy that
+    is not a function: each a clear error naming it (they raised TypeError or IndexError from
+    inside, or only once Dynamo compiled)."""
+    import aotgraph
+    from aotgraph import make_boxed_func
+
+    x = torch.randn(4, requires_grad=True)
+
+    def program(t):
+        return (t.sin() * 2).sum()
+
+    with pytest.raises(BadArgument, match="partition_fn .* returned NoneType"):
+        aot_function(program, partition_fn=lambda joint, inputs, **kw: None)(x)
+    with pytest.raises(CompilerError, match="returned 0 values, where the graph returns 2"):
+        aot_function(program, fw_compiler=lambda gm, ex: make_boxed_func(lambda *a: []))(x)
+    with pytest.raises(BadArgument, match="decompositions must be a dict"):
+        aot_function(program, decompositions=5)(x)
+    with pytest.raises(BadArgument, match="keys must be ATen ops"):
+        aot_function(program, decompositions={"sin": torch.sin})(x)
+    with pytest.raises(BadArgument, match="policy must be a function"):
+        aotgraph.backend(compiler="eager", policy=3)

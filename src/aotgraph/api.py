@@ -385,6 +385,21 @@ def aot_function(
                               cache if cache is not None else config.disk_cache == "all", None, bool(dynamic))
 
 
+def check_decompositions(decompositions) -> None:
+    """A `BadArgument` unless `decompositions` is None or a mapping from ops to functions."""
+    if decompositions is None:
+        return
+    if not isinstance(decompositions, Mapping):
+        raise BadArgument(f"decompositions must be a dict from ops to functions, got {type(decompositions).__name__}",
+                          "api", "pass e.g. torch._decomp.get_decompositions([torch.ops.aten.gelu]), or None")
+    wrong = next(((op, fn) for op, fn in decompositions.items()
+                  if not isinstance(op, (torch._ops.OperatorBase, torch._ops.OpOverloadPacket)) or not callable(fn)), None)
+    if wrong is not None:
+        raise BadArgument(f"decompositions maps {wrong[0]!r} to {type(wrong[1]).__name__}: keys must be ATen ops "
+                          "(torch.ops.aten.gelu.default) and values functions", "api",
+                          "key the dict by OpOverloads, as torch._decomp.get_decompositions returns")
+
+
 def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Callable, partition_fn: Callable,
                        decompositions: Optional[Mapping], cache: bool,
                        program_graph: Optional[torch.fx.GraphModule], dynamic: bool = False) -> AotFunction:
@@ -393,6 +408,7 @@ def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Call
     if not callable(partition_fn):
         raise BadArgument(f"partition_fn must be a function, got {type(partition_fn).__name__}", "api",
                           "pass default_partition, min_cut_rematerialization_partition or partition_for(...)")
+    check_decompositions(decompositions)
     stages = dict(fw_compiler=fw, bw_compiler=bw, inference_compiler=inference, partition_fn=partition_fn,
                   decompositions=decompositions)
     disk = None

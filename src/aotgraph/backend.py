@@ -120,6 +120,9 @@ def backend(compiler: Union[str, Callable] = "inductor", partition: Union[str, C
         raise BadArgument(f"partition must be a name or a function, got {type(partition).__name__}", "api",
                           f"use one of {sorted(_PARTITIONS)} or a partition function")
     check_memory_budget(memory_budget)
+    if policy is not None and not callable(policy):
+        raise BadArgument(f"policy must be a function of a node, got {type(policy).__name__}", "api",
+                          "pass a policy such as aotgraph.save_matmuls, or a function (node) -> Decision")
     partition_options = {k: v for k, v in (("memory_budget", memory_budget), ("policy", policy)) if v is not None}
     if partition_options:
         if partition_fn is default_partition:

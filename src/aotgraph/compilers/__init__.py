@@ -330,7 +330,33 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
         )
     if not getattr(compiled, "_boxed_call", False):
         compiled = make_boxed_func(compiled)
+    if compiler is not eager and compiler is not nop and not isinstance(compiler, InductorCompiler):
+        name = getattr(compiler, "__name__", type(compiler).__name__)
+        compiled = _outputs_counted(compiled, len(graph_module.graph.find_nodes(op="output")[0].args[0]), name,
+                                    role.kind)
     return symbol_inputs.passing_symbols(compiled, readings or ())
+
+
+def _outputs_counted(compiled: Callable, expected: int, name: str, kind: str) -> Callable:
+    """`compiled` (a user compiler's boxed callable) whose first call checks that it returns the
+    graph's number of outputs: the runtime reads them by position (an IndexError, or values
+    in the wrong places, otherwise)."""
+    checked = []
+
+    def boxed(args):
+        out = compiled(args)
+        if not checked:
+            count = len(out) if isinstance(out, (list, tuple)) else None
+            if count != expected:
+                raise CompilerError(f"the {kind} compiler {name}'s callable returned "
+                                    f"{type(out).__name__ if count is None else f'{count} values'}, where the graph "
+                                    f"returns {expected}", "compile",
+                                    "return what the graph module returns: a list or tuple with one value per output")
+            checked.append(True)
+        return out
+
+    boxed._boxed_call = True
+    return boxed
 
 
 def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Callable,

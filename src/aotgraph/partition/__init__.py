@@ -53,7 +53,14 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
                                         fusing_compiler=fusing_compiler, outputs_kept=outputs_kept, **options)
     else:
         example_inputs = [n.meta["val"] for n in joint.graph_module.graph.find_nodes(op="placeholder")]
-        forward, backward = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)
+        split_graphs = partition_fn(joint.graph_module, example_inputs, num_fwd_outputs=num_fwd_outputs)
+        if not (isinstance(split_graphs, (tuple, list)) and len(split_graphs) == 2
+                and all(isinstance(g, torch.fx.GraphModule) for g in split_graphs)):
+            name = getattr(partition_fn, "__name__", type(partition_fn).__name__)
+            raise BadArgument(f"partition_fn {name} returned {type(split_graphs).__name__}, not a (forward, "
+                              "backward) pair of GraphModules", "partition",
+                              "return (fw_module, bw_module), as functorch's default_partition does")
+        forward, backward = split_graphs
     save_sizes_not_tensors(forward, backward, num_fwd_outputs)
     save_unbound_symbols(forward, backward)
     saved_nodes = list(forward.graph.find_nodes(op="output")[0].args[0])[num_fwd_outputs:]
