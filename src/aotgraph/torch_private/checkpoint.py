@@ -35,22 +35,30 @@ _this_thread = threading.local()
 _install_lock = threading.Lock()
 
 
-@contextlib.contextmanager
-def checkpoint_preserving_rng_state() -> Iterator[None]:
+def checkpoint_preserving_rng_state() -> contextlib.AbstractContextManager:
     # Not imported here: a program Dynamo did not trace has no such operator to call.
-    wrap = sys.modules.get("torch._higher_order_ops.wrap")
-    if wrap is None or not hasattr(wrap, "tag_activation_checkpoint_impl"):
+    return _replaced_on_this_thread("torch._higher_order_ops.wrap", "tag_activation_checkpoint_impl",
+                                    _preserving_rng_state, "depth")
+
+
+@contextlib.contextmanager
+def _replaced_on_this_thread(module_name: str, attribute: str, replacement: Callable, counter: str) -> Iterator[None]:
+    """While in effect, on this thread, ``module.attribute`` is `replacement(original)`'s: that is
+    installed once, for good, and acts as the original where this thread's `counter` is 0 (other
+    threads, outside the block). A module not imported yet is left alone (nothing calls it)."""
+    module = sys.modules.get(module_name)
+    if module is None or not hasattr(module, attribute):
         yield
         return
     with _install_lock:
-        if not getattr(wrap.tag_activation_checkpoint_impl, "aotgraph_replaced", False):
-            wrap.tag_activation_checkpoint_impl = _preserving_rng_state(wrap.tag_activation_checkpoint_impl)
-    depth = getattr(_this_thread, "depth", 0)
-    _this_thread.depth = depth + 1
+        if not getattr(getattr(module, attribute), "aotgraph_replaced", False):
+            setattr(module, attribute, replacement(getattr(module, attribute)))
+    depth = getattr(_this_thread, counter, 0)
+    setattr(_this_thread, counter, depth + 1)
     try:
         yield
     finally:
-        _this_thread.depth = depth
+        setattr(_this_thread, counter, depth)
 
 
 def _preserving_rng_state(torch_impl: Callable) -> Callable:
@@ -69,21 +77,8 @@ def _preserving_rng_state(torch_impl: Callable) -> Callable:
     return impl
 
 
-@contextlib.contextmanager
-def reentrant_checkpoint_unrolled() -> Iterator[None]:
-    module = sys.modules.get("torch.utils.checkpoint")
-    if module is None or not hasattr(module, "CheckpointFunction"):  # (never imported: never called)
-        yield
-        return
-    with _install_lock:
-        if not getattr(module.CheckpointFunction, "aotgraph_replaced", False):
-            module.CheckpointFunction = _unrolled(module.CheckpointFunction)
-    depth = getattr(_this_thread, "unrolling", 0)
-    _this_thread.unrolling = depth + 1
-    try:
-        yield
-    finally:
-        _this_thread.unrolling = depth
+def reentrant_checkpoint_unrolled() -> contextlib.AbstractContextManager:
+    return _replaced_on_this_thread("torch.utils.checkpoint", "CheckpointFunction", _unrolled, "unrolling")
 
 
 def _unrolled(checkpoint_function: type) -> type:
