@@ -235,7 +235,7 @@ class AotFunction:
         elif flat_args is not None:
             try:
                 key, in_spec = plain_args_key(layout, flat_args), None
-            except (RuntimeError, NotImplementedError):  # a sparse or nested tensor has no strides: `signature_key` names it
+            except (RuntimeError, NotImplementedError):  # a sparse or nested tensor: `signature_key` names it
                 flat_args = None
         if flat_args is None:
             flat_args, in_spec = tree_flatten((args, kwargs))
@@ -392,8 +392,8 @@ def check_decompositions(decompositions) -> None:
     if not isinstance(decompositions, Mapping):
         raise BadArgument(f"decompositions must be a dict from ops to functions, got {type(decompositions).__name__}",
                           "api", "pass e.g. torch._decomp.get_decompositions([torch.ops.aten.gelu]), or None")
-    wrong = next(((op, fn) for op, fn in decompositions.items()
-                  if not isinstance(op, (torch._ops.OperatorBase, torch._ops.OpOverloadPacket)) or not callable(fn)), None)
+    ops = (torch._ops.OperatorBase, torch._ops.OpOverloadPacket)
+    wrong = next(((op, fn) for op, fn in decompositions.items() if not isinstance(op, ops) or not callable(fn)), None)
     if wrong is not None:
         raise BadArgument(f"decompositions maps {wrong[0]!r} to {type(wrong[1]).__name__}: keys must be ATen ops "
                           "(torch.ops.aten.gelu.default) and values functions", "api",

@@ -30,12 +30,13 @@ class LastCall:
     `tensors_match` is torch's C++ tensor check: Python type, dispatch keys (device type,
     conj/neg bits, the thread's dispatch state), dtype, device index, shape, stride,
     requires_grad; it fails when one tensor is passed twice. `AotFunction.__call__` checks
-    the rest of the key: grad mode, the default dtype, autocast (one C call when it is off), storage offsets; for an entry that
-    mutates an input, also that no two inputs share memory (the key path would compile such
-    a call for their common base); and the entry's guards on Python values."""
+    the rest of the key: grad mode, the default dtype, autocast (one C call when it is off),
+    storage offsets; for an entry that mutates an input, also that no two inputs share memory
+    (the key path would compile such a call for their common base); and the entry's guards on
+    Python values."""
 
-    __slots__ = ("num_args", "tensors_match", "grad_enabled", "default_dtype", "autocast", "offsets", "run", "check_storages",
-                 "offset_bytes", "guards")
+    __slots__ = ("num_args", "tensors_match", "grad_enabled", "default_dtype", "autocast", "offsets", "run",
+                 "check_storages", "offset_bytes", "guards")
 
     def __init__(self, args: tuple, run: Callable, check_storages: bool, guards: GuardSet):
         self.num_args = len(args)

@@ -16,7 +16,8 @@ from ..errors import BadArgument
 from ..torch_private.autocast import any_autocast_enabled as autocast_on
 from ..torch_private.subclasses import is_traceable_wrapper_subclass
 
-__all__ = ["refuse_unsupported_tensor", "signature_key", "size_free_key", "plain_args_key", "flatten_plain_args", "autocast_state", "AUTOCAST_OFF"]
+__all__ = ["refuse_unsupported_tensor", "signature_key", "size_free_key", "plain_args_key", "flatten_plain_args",
+           "autocast_state", "AUTOCAST_OFF"]
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 AUTOCAST_OFF = (False,)

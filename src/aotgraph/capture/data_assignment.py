@@ -25,9 +25,9 @@ def assign_data(tensor, value) -> None:
     if not isinstance(tensor, torch.Tensor) or not isinstance(value, torch.Tensor):
         return DATA_SETTER(tensor, value)  # eager's own error
     if value.dtype != tensor.dtype or value.device != tensor.device:
-        raise UnsupportedOp(f"`.data` of a {tensor.dtype} tensor on {tensor.device} assigned a {value.dtype} tensor on "
-                            f"{value.device}", "capture", "assign a tensor of the same dtype and device, or copy into it "
-                            "under torch.no_grad() (`t.copy_(value)`)")
+        raise UnsupportedOp(f"`.data` of a {tensor.dtype} tensor on {tensor.device} assigned a {value.dtype} tensor "
+                            f"on {value.device}", "capture", "assign a tensor of the same dtype and device, or copy "
+                            "into it under torch.no_grad() (`t.copy_(value)`)")
     version = tensor._version
     with torch.no_grad():
         tensor.set_(value)
