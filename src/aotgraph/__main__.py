@@ -21,7 +21,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from .api import aot_function, aot_module
-from .cache.disk import DiskCache
+from .cache.disk import CacheDirError, DiskCache
 from .cache.manifests import format_manifest
 from .compilers import COMPILER_NAMES
 from .errors import AotGraphError
@@ -258,6 +258,9 @@ def cache_command(args) -> int:
         removed = store.clear()
         print(f"removed {removed} entries from {store.directory}")
         return 0
+    if store.directory.exists() and not store.directory.is_dir():
+        raise CacheDirError(f"the cache directory {store.directory} is a file", "cache",
+                            "set AOTGRAPH_CACHE_DIR to a directory you own")
     stats = store.stats()
     lookups = stats.hits + stats.misses
     print(f"directory  {stats.directory}")

@@ -89,3 +89,15 @@ def test_cli_info_and_clear(store):
     assert "removed 1 entries" in cleared
     stats = store.stats()
     assert (stats.entries, stats.hits, stats.misses) == (0, 0, 0)
+
+
+def test_cli_info_of_a_cache_directory_that_is_a_file(tmp_path):
+    """``cache info`` with AOTGRAPH_CACHE_DIR naming a file: one line naming the error and the
+    fix, exit status 2 (a raw NotADirectoryError before), as ``cache clear`` says."""
+    path = tmp_path / "afile"
+    path.write_text("")
+    env = dict(os.environ, AOTGRAPH_CACHE_DIR=str(path), PYTHONPATH=os.pathsep.join(sys.path))
+    for action in ("info", "clear"):
+        done = subprocess.run([sys.executable, "-m", "aotgraph", "cache", action], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 2 and "CacheDirError" in done.stderr and "Traceback" not in done.stderr, action
