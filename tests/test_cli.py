@@ -138,7 +138,7 @@ def test_debug_adds_the_traceback(programs):
     (["explain", "{programs}"], "expected FILE.py:NAME"),
     (["explain", "{programs}:missing"], "defines no function 'missing'"),
     (["explain", "{programs}:wrong"], "wrong() returned int, not (callable, example_args)"),
-    (["explain", "{programs}:shape_error"], "RuntimeError: "),
+    (["explain", "{programs}:shape_error"], "OpRefused: the program raised while it was captured"),
     (["explain", "{programs}:make", "--partition", "best"], "invalid choice: 'best'"),
 ])
 def test_every_error_class_is_one_line(programs, capsys, args, cause):

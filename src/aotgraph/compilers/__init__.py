@@ -330,7 +330,8 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
         )
     if not getattr(compiled, "_boxed_call", False):
         compiled = make_boxed_func(compiled)
-    if compiler is not eager and compiler is not nop and not isinstance(compiler, InductorCompiler):
+    if compiler is not eager and compiler is not nop and not isinstance(compiler, InductorCompiler) \
+            and getattr(compiler, "aotgraph_traits", None) is None:  # (one with traits may store its callable)
         name = getattr(compiler, "__name__", type(compiler).__name__)
         compiled = _outputs_counted(compiled, len(graph_module.graph.find_nodes(op="output")[0].args[0]), name,
                                     role.kind)
