@@ -70,7 +70,7 @@ class _Write:
     was_not_persistent: bool  # the name was in the module's non-persistent buffers before
 
 
-_MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
+MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)  # what every nn.Module keeps in its __dict__
 _CONTAINERS = (list, dict)
 
 
@@ -87,7 +87,7 @@ def _containers_of(root: torch.nn.Module) -> list[_Container]:
     found = []
     for module in root.modules():
         for name, value in object.__getattribute__(module, "__dict__").items():
-            if type(value) in _CONTAINERS and name not in _MODULE_INTERNALS:
+            if type(value) in _CONTAINERS and name not in MODULE_INTERNALS:
                 found.append(_Container(module, name, value, type(value)(value)))
     return found
 

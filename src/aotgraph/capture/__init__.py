@@ -12,11 +12,11 @@ the like), which Inductor cannot fuse (benchmarks/RESULTS.md, "Design measuremen
 from __future__ import annotations
 
 import contextlib
-import threading
 import dataclasses
 import enum
 import functools
 import sys
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import torch

@@ -73,13 +73,12 @@ def _output_metas(joint: JointGraph) -> tuple[TensorMeta, ...]:
     return tuple(TensorMeta.of(n.meta["val"]) for n in joint.graph_module.graph.find_nodes(op="output")[0].args[0])
 
 
-def _on_tensors(fn, operands: Sequence) -> tuple[Callable, tuple]:
-    """``(program, tensor operands)``: `fn` called with `operands` where the program takes only
-    their tensors, the other operands fixed (the symbolic sizes Dynamo passes along under
-    dynamic shapes: the subgraph reads them from its tensors' sizes, as a region does)."""
-    positions = [k for k, o in enumerate(operands) if isinstance(o, torch.Tensor)]
+def _on_tensors(fn, operands: Sequence, positions: list[int]) -> Callable:
+    """`fn` called with `operands` as a program of the tensors at `positions` only, the other
+    operands fixed (the symbolic sizes Dynamo passes along under dynamic shapes: the subgraph
+    reads them from its tensors' sizes, as a region does)."""
     if len(positions) == len(operands):
-        return fn, tuple(operands)
+        return fn
 
     def program(*tensors):
         merged = list(operands)
@@ -87,14 +86,15 @@ def _on_tensors(fn, operands: Sequence) -> tuple[Callable, tuple]:
             merged[k] = tensor
         return fn(*merged)
 
-    return program, tuple(operands[k] for k in positions)
+    return program
 
 
 def record_cond(recorder, capture: Callable, name: str, pred: torch.Tensor, true_fn, false_fn,
                 operands: Sequence) -> tuple:
     """One ``torch.cond`` with a tensor predicate, recorded (see the module docstring)."""
-    true_fn, tensors = _on_tensors(true_fn, operands)
-    false_fn, operands = _on_tensors(false_fn, operands)[0], tensors
+    positions = [k for k, o in enumerate(operands) if isinstance(o, torch.Tensor)]
+    true_fn, false_fn = (_on_tensors(fn, operands, positions) for fn in (true_fn, false_fn))
+    operands = tuple(operands[k] for k in positions)
     branches = [_captured("cond", capture, fn, operands) for fn in (true_fn, false_fn)]
     metas = [_output_metas(b) for b in branches]
     if [(m.shape, m.dtype) for m in metas[0]] != [(m.shape, m.dtype) for m in metas[1]]:

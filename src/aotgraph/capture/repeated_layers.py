@@ -40,7 +40,7 @@ from .. import config
 from ..artifacts import TensorMeta
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
-from ..module_writes import tensor_writes_recorded
+from ..module_writes import MODULE_INTERNALS as _MODULE_INTERNALS, tensor_writes_recorded
 from .regions import Regions, call_region
 
 __all__ = ["RepeatedLayers", "structure_of", "repeated_layers", "MIN_REPEATS", "SYMBOLIC_MIN_REPEATS"]
@@ -54,7 +54,6 @@ SYMBOLIC_MIN_REPEATS = 6
 # blocks made its compile 1.20x slower; the decoder's blocks 1.07x at 2 layers, 0.92x at 3, 0.82x
 # at 4; benchmarks/RESULTS.md, issue 19 session 22).
 MIN_REPEATS = 3
-_MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__)
 _PLAIN_TYPES = (int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size, enum.Enum)
 _HOOK_DICTS = tuple(name for name in _MODULE_INTERNALS if "hook" in name)
 

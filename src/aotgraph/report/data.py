@@ -177,7 +177,9 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (torch.SymInt, torch.SymFloat)):
-        return size_hint(value) if isinstance(value, torch.SymInt) else float(value.node.hint)
+        if isinstance(value, torch.SymInt):
+            return size_hint(value)
+        return float(value.node.hint) if value.node.has_hint() else None
     return value
 
 
