@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from aotgraph import aot_function, aot_module
+from aotgraph import aot_function, aot_module, aot_module_simplified, nop
 from aotgraph.errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, OpRefused, UnsupportedOp
 
 
@@ -92,7 +92,8 @@ def test_other_data_dependent_shapes(program, op):
     (lambda x: x * 2 if torch.equal(x, x) else x, "aten.equal"),
     (lambda x: x * float(x.sum()), "_local_scalar_dense"),
     (lambda x: x * 2 if x.any() else x, "_local_scalar_dense"),
-], ids=["torch.equal", "float()", "any()"])
+    (lambda x: x * float(x.detach().numpy().sum()), "NumPy"),
+], ids=["torch.equal", "float()", "any()", "numpy()"])
 def test_other_reads_of_tensor_values(program, op):
     error = _raises(DataDependentControlFlow, aot_function(program), leaf(4))
     _assert_names(error, "capture", op, "test_errors.py")
@@ -178,6 +179,13 @@ def test_non_callable_function(not_callable):
 def test_aot_module_of_a_non_module():
     error = _raises(BadArgument, aot_module, lambda x: x)
     _assert_names(error, "api", "nn.Module", "aot_function")
+
+
+@pytest.mark.parametrize("args", [torch.randn(2, 3), 5], ids=["tensor", "int"])
+def test_aot_module_simplified_with_args_not_a_sequence(args):
+    graph = torch.fx.symbolic_trace(torch.nn.Linear(3, 3))
+    error = _raises(BadArgument, aot_module_simplified, graph, args, nop)
+    _assert_names(error, "api", "args", type(args).__name__, "[x]")
 
 
 @pytest.mark.parametrize("role", ["fw_compiler", "bw_compiler", "inference_compiler"])

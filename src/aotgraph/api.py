@@ -596,6 +596,9 @@ def aot_module_simplified(
                    "disable_functionalization": disable_functionalization,
                    "_record_nn_module_stack": _record_nn_module_stack, "compiler_config_extra": compiler_config_extra,
                    "compile_region_name": compile_region_name})
+    if not isinstance(args, (list, tuple)):
+        raise BadArgument(f"aot_module_simplified expects args as a list or tuple of example inputs, got "
+                          f"{type(args).__name__}", "api", "pass [x] for a single input")
     if pre_grad_passes is not None:
         mod = pre_grad_passes(mod, args)
     is_graph = isinstance(mod, torch.fx.GraphModule)

@@ -246,6 +246,11 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
                 "an op read the values of a tensor inside its kernel (e.g. tensor_split with tensor indices)",
                 "capture", "pass those values as Python ints, or run that op eagerly outside the compiled function",
             ) from error
+        if "numpy() is not supported for tensor subclasses" in str(error):  # .numpy() of a fake
+            raise DataDependentControlFlow(
+                f"the program converts a tensor to NumPy{_user_line(error)} (.numpy() reads its values, which a "
+                "captured tensor does not have)", "capture",
+                "compute it with torch ops, or run that part eagerly outside the compiled function") from error
         if type(error) is RuntimeError or isinstance(error, FakeTensorDeviceMismatchError):
             # a check above the fake kernels (a broadcast, matmul's sizes, devices): eager's own error
             raise OpRefused(f"the program raised while it was captured{_user_line(error)}: {error}", "capture",
