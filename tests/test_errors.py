@@ -407,3 +407,13 @@ def test_user_callables_and_arguments_that_break_the_contract_are_named():
         aot_function(program, decompositions={"sin": torch.sin})(x)
     with pytest.raises(BadArgument, match="policy must be a function"):
         aotgraph.backend(compiler="eager", policy=3)
+
+
+@pytest.mark.skipif(not hasattr(BaseException, "add_note"), reason="exception notes: Python 3.11+")
+def test_a_type_error_that_names_fake_tensor_says_where_and_why():
+    def adds_a_string(x):
+        return x + "a"
+
+    error = _raises(TypeError, aot_function(adds_a_string), leaf(3))
+    note = " ".join(error.__notes__)
+    assert "test_errors.py" in note and 'return x + "a"' in note and "stand-in for a Tensor" in note

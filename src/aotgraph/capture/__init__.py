@@ -256,6 +256,11 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
             raise OpRefused(f"the program raised while it was captured{_user_line(error)}: {error}", "capture",
                             "eager raises the same for these inputs: fix the call (shapes, dtypes, devices)") from error
         raise
+    except TypeError as error:  # a call with arguments of the wrong type: eager's own error, named where
+        if "FakeTensor" in str(error) and hasattr(error, "add_note"):  # ... it says FakeTensor for Tensor
+            error.add_note(f"aotgraph: raised while capturing the program{_user_line(error)}; FakeTensor is the "
+                           "stand-in for a Tensor there, and eager raises the same TypeError with Tensor")
+        raise
     finally:
         recorder.node_meta.outer_frame = None
     # Inputs whose version counter the program moved: a write of the same value (``x.copy_(x)``)
