@@ -103,3 +103,53 @@ def test_an_input_saved_after_its_counter_moved_keeps_the_backward_running(moves
     x, w = torch.randn(4), torch.randn(4, requires_grad=True)
     aotgraph.aot_function(program, "eager")(x, w).backward()
     torch.testing.assert_close(w.grad, x)
+
+
+VIEWS_SAVED = {  # each saves a view of x (3-D) for w's gradient
+    "matmul": lambda x, w: (x @ w).sum(),
+    "linear": lambda x, w: torch.nn.functional.linear(x, w.t()).sum(),
+    "einsum": lambda x, w: torch.einsum("bij,jk->bik", x, w).sum(),
+}
+
+
+def _reinterpreting(graph_module, example_inputs):
+    """A compiler whose forward hands out its views of inputs as new tensors over the same
+    memory, without the input's version counter (as Inductor's ``reinterpret_tensor``)."""
+    def run(*args):
+        outputs = graph_module(*args)
+        return tuple(_reinterpreted(o) if isinstance(o, torch.Tensor) and o._is_view() else o for o in outputs)
+
+    return run
+
+
+def _reinterpreted(view):
+    return torch.empty(0, dtype=view.dtype).set_(view.untyped_storage(), view.storage_offset(), view.shape,
+                                                 view.stride())
+
+
+@pytest.mark.parametrize("program", VIEWS_SAVED)
+@pytest.mark.parametrize("compiler", [_reinterpreting, "inductor", "eager"])
+def test_a_write_into_an_input_whose_view_was_saved_raises_as_eagers(compiler, program):
+    """The caller writes an input between the forward and the backward; eager saved a view of it
+    for the backward and raises there. A compiled forward whose saved views miss the input's
+    version counter (Inductor's) must raise too, not run on the new values."""
+    for compiled in (False, True):
+        x, w = torch.randn(2, 3, 4), torch.randn(4, 4, requires_grad=True)
+        fn = aotgraph.aot_function(VIEWS_SAVED[program], compiler) if compiled else VIEWS_SAVED[program]
+        out = fn(x, w)
+        x.add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.backward()
+
+
+@pytest.mark.parametrize("compiler", [_reinterpreting, "inductor"])
+def test_a_module_whose_weight_changes_before_the_backward_raises_as_eagers(compiler):
+    linear = torch.nn.Linear(4, 4)
+    out = aotgraph.aot_module(linear, compiler)(torch.randn(3, 4, requires_grad=True)).sum()
+    with torch.no_grad():
+        linear.weight.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+    # Unchanged, the same program runs its backward (the check reads versions only).
+    out = aotgraph.aot_module(linear, compiler)(torch.randn(3, 4, requires_grad=True)).sum()
+    out.backward()

@@ -400,10 +400,13 @@ class Partition:
 class CompiledGraphs:
     """Boxed callables (they take one list and may clear it) for each graph of a Partition.
     `mutations_in_graph`: primal indices whose mutation the forward graph writes itself (the
-    runtime writes the other mutated inputs back)."""
+    runtime writes the other mutated inputs back). `checks_viewed_versions`: the compiled forward
+    may return the saved views of inputs without the inputs' version counters (Inductor's), so
+    the runtime checks those inputs' versions at the backward itself, as autograd would."""
 
     forward: Callable
     backward: Optional[Callable]
     partition: Partition
     mutations_in_graph: tuple[int, ...] = ()
     note: str = ""  # how they were compiled, for the compile log (e.g. "Inductor's C++ wrapper")
+    checks_viewed_versions: bool = False

@@ -31,7 +31,8 @@ from .graph_codec import NotStorable
 
 __all__ = ["stored_bytes", "loaded_graphs", "LoadedGraphs", "graphs_decoded", "NotStorable"]
 
-_FORMAT = 3  # 3: each compiled graph tagged, "code" or "steps" (a graph compiled around its regions)
+_FORMAT = 4  # 3: each compiled graph tagged, "code" or "steps" (a graph compiled around its regions); 4: facts'
+            # `viewed_primals`
 _JOINT, _FORWARD, _BACKWARD = range(3)  # positions in the stored graphs
 
 
@@ -79,7 +80,8 @@ def loaded_graphs(data: bytes, forward_compiler: Callable, backward_compiler: Ca
     if len(outputs) > 1:
         compiled_backward = _restored(traits_of(backward_compiler), outputs[1], parts, "backward", "backward",
                                       fake_mode)
-    return LoadedGraphs(CompiledGraphs(compiled_forward, compiled_backward, parts, mutations_in_graph, note), facts)
+    return LoadedGraphs(CompiledGraphs(compiled_forward, compiled_backward, parts, mutations_in_graph, note,
+                                       checks_viewed_versions=not forward_traits.views_keep_versions), facts)
 
 
 def graphs_decoded(artifact: Any) -> bool:

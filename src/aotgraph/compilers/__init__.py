@@ -64,6 +64,8 @@ class CompilerTraits:
     loaded entry then decodes its graphs only when something else reads them).
     `copies_inputs()`: the compiled graphs run on copies of some inputs (Inductor's CUDA
     graphs), so an output that views an input views the copy, not the caller's tensor.
+    `views_keep_versions`: the graphs it compiles make their views of inputs with ATen's view
+    ops, which share the input's version counter (autograd then checks the saved ones itself).
     `final_compiler()`: where `restore` gives a provisional graph (``aotgraph_provisional``:
     stored before its final build was ready, Inductor's Python wrapper before its C++ one),
     the compiler that makes the final build, in the background (`warm_upgrades`).
@@ -83,6 +85,7 @@ class CompilerTraits:
     restore_reads_graph: bool = True
     copies_inputs: Optional[Callable[[], bool]] = None
     final_compiler: Optional[Callable[[], Callable]] = None
+    views_keep_versions: bool = False
 
 
 _NO_TRAITS = CompilerTraits()
@@ -168,9 +171,11 @@ def _stored_as_graph(compiled: Callable) -> bytes:
 
 
 nop.aotgraph_traits = CompilerTraits(cache_identity=lambda: "nop", store=_stored_as_graph,
-                                     restore=lambda stored, graph_module, kind: nop(graph_module, None))
+                                     restore=lambda stored, graph_module, kind: nop(graph_module, None),
+                                     views_keep_versions=True)
 eager.aotgraph_traits = CompilerTraits(cache_identity=lambda: "eager", store=_stored_as_graph,
-                                       restore=lambda stored, graph_module, kind: eager(graph_module, None))
+                                       restore=lambda stored, graph_module, kind: eager(graph_module, None),
+                                       views_keep_versions=True)
 
 
 class InductorCompiler:
@@ -402,7 +407,8 @@ def compile_partition(parts: Partition, fw_compiler: Callable, bw_compiler: Call
         bw_static = tuple(range(len(parts.convention.backward_saved_names)))  # the saved values
         backward = compile_one(bw_compiler, parts.backward, bw_inputs,
                                GraphRole("backward", num_grads, graph_id, bw_static))
-    return CompiledGraphs(forward, backward, parts, in_graph, _note_of(forward))
+    return CompiledGraphs(forward, backward, parts, in_graph, _note_of(forward),
+                          checks_viewed_versions=not traits_of(fw_compiler).views_keep_versions)
 
 
 def _compiler_around_regions(compiled_regions: dict) -> Callable:

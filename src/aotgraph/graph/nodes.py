@@ -117,19 +117,24 @@ def _copy_node(graph: fx.Graph, node: fx.Node, env: dict) -> fx.Node:
 
 def aliases_of_placeholders(nodes: list, names: set) -> list[int]:
     """Indices of `nodes` that are one of the named placeholders or a chain of views of one."""
-    found = []
-    for index, node in enumerate(nodes):
-        while isinstance(node, fx.Node) and node.op == "call_function":
-            target = node.target
-            if target is operator.getitem:
-                node = node.args[0]
-            elif getattr(target, "is_view", False):
-                node = node.args[0]
-            else:
-                break
-        if isinstance(node, fx.Node) and node.op == "placeholder" and node.name in names:
-            found.append(index)
-    return found
+    return [index for index, node in enumerate(nodes)
+            if (root := _view_root(node)) is not None and root.op == "placeholder" and root.name in names]
+
+
+def placeholders_viewed(nodes: list) -> set:
+    """Names of the placeholders that some of `nodes` is a chain of (one or more) views of."""
+    return {root.name for node in nodes
+            if (root := _view_root(node)) is not None and root is not node and root.op == "placeholder"}
+
+
+def _view_root(node):
+    """The node that `node` is a chain of views of (`node` itself where it is no view)."""
+    while isinstance(node, fx.Node) and node.op == "call_function":
+        if node.target is operator.getitem or getattr(node.target, "is_view", False):
+            node = node.args[0]
+        else:
+            break
+    return node if isinstance(node, fx.Node) else None
 
 
 def rewritten_in_place(graph_module: fx.GraphModule, rewrite) -> bool:

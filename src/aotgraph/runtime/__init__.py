@@ -24,7 +24,7 @@ from ..artifacts import CompiledGraphs, OutputInfo, Signature, TensorMeta, ViewS
 from ..errors import CompilerError, UnsupportedOp
 from ..graph.naming import primal_name
 from ..graph.ops import bytes_needed
-from ..graph.nodes import aliases_of_placeholders
+from ..graph.nodes import aliases_of_placeholders, placeholders_viewed
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.autocast import DisableAutocast, any_autocast_enabled
 from ..torch_private.views import set_creation_meta
@@ -45,7 +45,10 @@ class ForwardFacts:
     `copied_saved`: saved values that alias an input the runtime overwrites or relays.
     `refusal_primals`: primals requiring grad that some saved value is computed from.
     `tangents_of_grads`: per gradient the backward returns, the backward's tangents (positions in
-    its tangent order) it reads, as a bit mask (0: none, or unknown)."""
+    its tangent order) it reads, as a bit mask (0: none, or unknown).
+    `viewed_primals`: primals (positions) some saved value is a view of, that the runtime writes
+    nothing into: where the compiled forward makes its views without the input's version counter
+    (Inductor's ``reinterpret_tensor``), the runtime checks their versions itself."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
@@ -53,6 +56,7 @@ class ForwardFacts:
     copied_saved: tuple
     refusal_primals: tuple
     tangents_of_grads: tuple = ()
+    viewed_primals: tuple = ()
 
 
 def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
@@ -471,6 +475,10 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
     # computed from (the backward reads those values as constants); the cache key fixes
     # which primals require grad. A gradient that reads no primal has no derivative to refuse.
     primal_requires_grad = [sig.inputs[i].requires_grad for i in sig.primal_positions]
+    rewritten = {primal_name(p) for p in (*plan.mutated, *plan.relaid, *plan.versions_bumped,
+                                          *sig.backward_written_primals)}
+    rewritten |= {primal_name(p) for p, i in enumerate(sig.primal_positions) if sig.inputs[i].views_relaid}
+    viewed = placeholders_viewed(saved_nodes) - rewritten
     return ForwardFacts(
         saved_is_tensor=tuple(isinstance(n.meta.get("val"), torch.Tensor) for n in saved_nodes),
         tangent_layouts=tuple((tuple(v.shape), v.dtype, v.device) for v in tangent_values),
@@ -479,6 +487,7 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         copied_saved=tuple(aliases_of_placeholders(saved_nodes, {primal_name(p) for p in (
             *plan.mutated, *plan.relaid, *plan.versions_bumped)} | {
             primal_name(p) for p, i in enumerate(sig.primal_positions) if sig.inputs[i].views_relaid})),
+        viewed_primals=tuple(p for p in range(len(sig.primal_positions)) if primal_name(p) in viewed),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
         tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)))
@@ -574,6 +583,7 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
     other_saved = [i for i, t in enumerate(saved_is_tensor) if not t]
     saves_tensors_as_is = not other_saved and not copied_saved
     refusal_primals = list(facts.refusal_primals)
+    viewed_primals = list(facts.viewed_primals) if compiled.checks_viewed_versions else []
     # Inputs a backward writes into: the backward graph returns their new values after the gradients.
     written_in_backward = sig.backward_written_primals
     num_grads = len(sig.primal_positions)
@@ -596,6 +606,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                     saved[i] = _copy_in_layout(saved[i])
                 ctx.save_for_backward(*[saved[i] for i in tensor_saved])
                 ctx.other_saved = [saved[i] for i in other_saved]
+            if viewed_primals:
+                ctx.viewed_versions = [(primals[p], primals[p]._version) for p in viewed_primals]
             if refusal_primals:
                 # Weak: only a double backward needs them, and they must not outlive the graph.
                 ctx.primal_refs = [weakref.ref(primals[p]) for p in refusal_primals]
@@ -623,6 +635,8 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
         @staticmethod
         @torch.compiler.disable(recursive=True)  # a backward inside a compiled step: Dynamo traced our code
         def backward(ctx, *grad_outputs):
+            if viewed_primals:
+                _check_versions(ctx.viewed_versions)
             if not other_saved:
                 saved = ctx.saved_tensors
             else:
@@ -707,6 +721,19 @@ def _one_object_per_slot(outputs: tuple, differentiable: list, non_differentiabl
     for i in shared:
         outputs[i] = outputs[i].detach()
     return tuple(outputs)
+
+
+def _check_versions(viewed_versions: list) -> None:
+    """Autograd's check of a saved tensor, for inputs whose saved views the compiled forward made
+    without their version counters: raises as eager's backward does where the caller wrote into
+    one after the forward."""
+    for k, (primal, version) in enumerate(viewed_versions):
+        if primal._version != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"[{primal.type()} {list(primal.shape)}] is at version {primal._version}; expected version "
+                f"{version} instead (aotgraph: an input of the compiled function, a view of which its forward saved "
+                "for the backward; write into a clone of it instead, or after the backward)")
 
 
 def _views_of_inputs_only(outputs, fresh: frozenset, primals: tuple, own_history: frozenset) -> list:
