@@ -29,12 +29,15 @@ def assert_close(actual, expected, what: str, scale: float = 1.0) -> None:
 
 
 def counting(compiler):
-    """`compiler`, counting its calls (a forward and a backward per compile)."""
+    """`compiler`, counting its calls (a forward and a backward per compile); with its traits,
+    so that it gets the graphs `compiler` would (regions of found layers: `compilers.is_users`)."""
     def compile_graph(graph_module, example_inputs):
         compile_graph.calls += 1
         return compiler(graph_module, example_inputs)
 
     compile_graph.calls = 0
+    if hasattr(compiler, "aotgraph_traits"):
+        compile_graph.aotgraph_traits = compiler.aotgraph_traits
     return compile_graph
 
 

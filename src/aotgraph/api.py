@@ -30,7 +30,7 @@ from .capture.aliased_inputs import aliased_input_groups, base_facts, shared_bas
 from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_from_sizes,
                                      symbolic_int_positions, with_size_carriers)
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
-from .compilers import eager, resolve_compiler, traits_of
+from .compilers import eager, is_users, resolve_compiler, traits_of
 from .debug import logger
 from .errors import BadArgument, UnsupportedOp
 from .graph.sizes import layout_key, layout_of
@@ -602,14 +602,14 @@ def aot_module_simplified(
     if pre_grad_passes is not None:
         mod = pre_grad_passes(mod, args)
     is_graph = isinstance(mod, torch.fx.GraphModule)
-    if is_graph and _finds_repeated_blocks(partition_fn):
+    fw = resolve_compiler(fw_compiler, eager)
+    bw, inference = resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw)
+    if is_graph and _finds_repeated_blocks(partition_fn) and not any(map(is_users, (fw, bw, inference))):
         mod = _repeated_blocks_as_regions(mod)
     names, values = _named_state(mod)
-    fw = resolve_compiler(fw_compiler, eager)
     if cache is None:
         cache = is_graph or config.disk_cache == "all"
-    compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw,
-                                  resolve_compiler(bw_compiler, fw), resolve_compiler(inference_compiler, fw),
+    compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw, bw, inference,
                                   partition_fn, decompositions, cache, mod if is_graph else None)
     symbolic, ints = None, ()
     if not _has_symbolic_shapes(args) and not (is_graph and _reads_symbolic_numbers(mod)):

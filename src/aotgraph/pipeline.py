@@ -25,7 +25,7 @@ from .cache.guards import GuardSet
 from .cache.recompiles import CallFacts
 from .cache.stored_entries import NotStorable, loaded_graphs, stored_bytes
 from .capture import capture
-from .compilers import compile_partition, compile_workers, traits_of, warm_upgrades
+from .compilers import compile_partition, compile_workers, is_users, traits_of, warm_upgrades
 from .compilers.background_builds import when_all_built
 from .debug import log_artifact, logger
 from .errors import UnsupportedOp
@@ -131,11 +131,13 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
     if decompositions is None and traits_of(fw_compiler).decompositions is not None:
         decompositions = traits_of(fw_compiler).decompositions()
     split = functools.partial(_split_region, partition_fn, traits_of(fw_compiler))
+    # Found layers become regions for our compilers; a user's gets the flat graph (`is_users`).
+    finds_layers = not plans_whole_program(partition_fn) and not any(map(is_users, compilers))
     keying_split = _KeyingSplit(partition_fn, traits_of(fw_compiler)) if keyed_after_capture else None
     with collector_paused():
         with log.stage("capture") as note:
             joint = capture(fn, flat_args, in_spec, decompositions=decompositions,
-                            split_region=keying_split or split, repeated_layers=not plans_whole_program(partition_fn))
+                            split_region=keying_split or split, repeated_layers=finds_layers)
             note.detail = f"{len(joint.graph_module.graph.nodes)} nodes"
         log_artifact("joint graph", joint)
         if keyed_after_capture:
@@ -152,7 +154,7 @@ def _run_stages(log: CompileLog, fn: Callable, flat_args: list, in_spec, *, fw_c
             if keying_split.skipped_passes:
                 with log.stage("capture") as note:
                     joint = capture(fn, flat_args, in_spec, decompositions=decompositions, split_region=split,
-                                    repeated_layers=not plans_whole_program(partition_fn))
+                                    repeated_layers=finds_layers)
                     note.detail = f"{len(joint.graph_module.graph.nodes)} nodes, again with the joint passes"
         traits = traits_of(inference_compiler if joint.is_inference else fw_compiler)
         _refuse_input_views_on_copies(joint, traits)

@@ -145,3 +145,62 @@ def test_default_compiler_is_eager():
     parity = assert_parity(fn, make_inputs())
     (entry,) = parity.entries
     assert entry.compiled.backward is not None
+
+
+def _tanh_as_sigmoid(graph_module, example_inputs):
+    """A compiler that rewrites ops in place (as quantizers and pattern rewriters do)."""
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.tanh.default:
+            node.target = torch.ops.aten.sigmoid.default
+    graph_module.recompile()
+    return graph_module
+
+
+@pytest.mark.parametrize("blocks", [2, 3, 4])
+def test_a_user_compiler_gets_flat_graphs_of_repeated_layers(blocks):
+    """Repeated layers that capture finds become regions for our compilers only: a user's
+    rewrite of ops reaches every layer, as with functorch's flat graphs."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh()) for _ in range(blocks)])
+    x = torch.randn(3, 8)
+    expected = x
+    for block in model:
+        expected = torch.sigmoid(block[0](expected))
+    with torch.no_grad():
+        torch.testing.assert_close(aotgraph.aot_module(model, _tanh_as_sigmoid)(x), expected)
+    out = aotgraph.aot_module(model, _tanh_as_sigmoid)(x.requires_grad_())  # training: forward and backward
+    torch.testing.assert_close(out, expected)
+
+
+def _exp_node_replaced(graph_module, example_inputs):
+    """A compiler that adds a node (without metadata) and removes the one it replaces."""
+    for node in list(graph_module.graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.exp.default:
+            with graph_module.graph.inserting_after(node):
+                new = graph_module.graph.call_function(torch.ops.aten.exp.default, node.args)
+            node.replace_all_uses_with(new)
+            graph_module.graph.erase_node(node)
+    graph_module.recompile()
+    return graph_module
+
+
+def test_a_user_compiler_that_edits_its_graph_leaves_the_partition_as_it_was():
+    x = torch.randn(3, requires_grad=True)
+    compiled = aot_function(lambda t: t.sin().exp(), _exp_node_replaced)
+    compiled(x).sum().backward()
+    torch.testing.assert_close(x.grad, x.sin().exp() * x.cos())
+    entry = next(iter(compiled.aotgraph_entries.values()))
+    assert all("val" in n.meta for n in entry.partition.forward.graph.nodes if n.op == "call_function")
+
+
+def test_torchscript_as_the_compiler():
+    from functorch.compile import ts_compile
+
+    def program(x, w):
+        return torch.tanh(x @ w).sum()
+
+    x, w = torch.randn(3, 3), torch.randn(3, 3, requires_grad=True)
+    program(x, w).backward()
+    expected, w.grad = w.grad, None
+    aot_function(program, ts_compile)(x, w).backward()
+    torch.testing.assert_close(w.grad, expected)

@@ -95,6 +95,13 @@ def traits_of(compiler: Callable) -> CompilerTraits:
     return getattr(compiler, "aotgraph_traits", _NO_TRAITS)
 
 
+def is_users(compiler: Callable) -> bool:
+    """Whether `compiler` is a user's (no traits): it gets graphs as functorch hands them, flat
+    ATen graphs of its own to rewrite, without the regions that capture finds (``invoke_subgraph``
+    calls of repeated layers: a rewrite of its ops would miss the layers)."""
+    return getattr(compiler, "aotgraph_traits", None) is None
+
+
 @dataclass(frozen=True)
 class GraphRole:
     """Which graph of a Partition a compiler is given.
@@ -316,6 +323,9 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
     than the embedded two gets the graph as torch hands graphs to compilers: every symbol of its
     inputs' sizes a SymInt input (`symbol_inputs`, switch ``symbol_inputs``)."""
     readings = ()
+    users = is_users(compiler)
+    if users:  # a copy of its own, a plain GraphModule (TorchScript cannot script a lazy one)
+        graph_module = _plain_copy(graph_module)
     if compiler is not eager and compiler is not nop:  # those two generate the code they run themselves
         _recompiled(graph_module)
         readings = symbol_inputs.unbound_symbol_readings(example_inputs) if config.enabled("symbol_inputs") else ()
@@ -335,12 +345,24 @@ def compile_graph(compiler: Callable, graph_module: fx.GraphModule, example_inpu
         )
     if not getattr(compiled, "_boxed_call", False):
         compiled = make_boxed_func(compiled)
-    if compiler is not eager and compiler is not nop and not isinstance(compiler, InductorCompiler) \
-            and getattr(compiler, "aotgraph_traits", None) is None:  # (one with traits may store its callable)
+    if users:  # (one with traits may store its callable)
         name = getattr(compiler, "__name__", type(compiler).__name__)
         compiled = _outputs_counted(compiled, len(graph_module.graph.find_nodes(op="output")[0].args[0]), name,
                                     role.kind)
     return symbol_inputs.passing_symbols(compiled, readings or ())
+
+
+def _plain_copy(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """A plain ``fx.GraphModule`` of a copy of `graph_module`'s graph (node metadata kept): a user
+    compiler may edit the graph it gets in place, and the partition's graph, which the runtime
+    and the reports read after the compile, stays as it was."""
+    graph = fx.Graph(tracer_cls=graph_module.graph._tracer_cls)
+    graph._codegen = graph_module.graph._codegen
+    output = graph.graph_copy(graph_module.graph, {})
+    graph.output(output)
+    copy = fx.GraphModule(graph_module, graph)
+    copy.meta.update(graph_module.meta)
+    return copy
 
 
 def _outputs_counted(compiled: Callable, expected: int, name: str, kind: str) -> Callable:
