@@ -50,6 +50,10 @@ def data_dependent():
 
 def shape_error():
     return torch.nn.Linear(5, 2), (torch.randn(3, 4),)
+
+def make_dropout():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2)), (torch.randn(4, 8),)
 """
 
 
@@ -192,6 +196,11 @@ def test_explain_check_passes(programs, capsys):
     # outputs, 4 gradients, 3 buffers, the input and its (absent) gradient
     assert "compared with eager: 10 values" in out and "mismatched: 0" in out
     assert out.rstrip().endswith("OK: aotgraph matches eager")
+
+
+def test_explain_check_of_a_program_with_dropout_draws_eagers_masks(programs, capsys):
+    assert main(["explain", f"{programs}:make_dropout", "--check"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OK: aotgraph matches eager")
 
 
 def test_explain_check_fails_with_exit_status_1(programs, capsys):

@@ -417,3 +417,12 @@ def test_a_type_error_that_names_fake_tensor_says_where_and_why():
     error = _raises(TypeError, aot_function(adds_a_string), leaf(3))
     note = " ".join(error.__notes__)
     assert "test_errors.py" in note and 'return x + "a"' in note and "stand-in for a Tensor" in note
+
+
+@pytest.mark.parametrize("answer", ["recompute", True, 1])
+def test_a_policy_that_returns_no_decision_is_named(answer):
+    from aotgraph.partition import partition_for
+
+    compiled = aot_function(lambda x, w: (x @ w).relu().sum(), partition_fn=partition_for(policy=lambda info: answer))
+    error = _raises(BadArgument, compiled, torch.randn(3, 4), leaf(4, 2))
+    _assert_names(error, "partition", repr(answer), "Decision.RECOMPUTE")

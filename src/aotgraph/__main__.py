@@ -83,6 +83,17 @@ def _error_message(error: Exception) -> str:
     return _one_line(f"{type(error).__name__}: {error}; --debug shows the traceback")
 
 
+def _random_state(state=None):
+    """The random number generators' state (CPU, and CUDA where initialized); given one, set it."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    if state is None:
+        return torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+    return state
+
+
 def parity(program: Callable, reference: Callable, args: tuple, reference_args: tuple,
            outputs: Any, expected: Any) -> list[tuple[str, Optional[str]]]:
     """Compare a compiled run of `program` with an eager run of its deep copy `reference`, each
@@ -128,8 +139,10 @@ def demo(args) -> int:
     reference, reference_inputs = copy.deepcopy(model), copy.deepcopy(inputs)
     compiled = aot_module(model, args.compiler, partition_fn=PARTITIONS[args.partition])
 
+    random_state = _random_state()
     loss = compiled(*inputs)
     loss.backward()
+    _random_state(random_state)
     expected = reference(*reference_inputs)
     expected.backward()
     results = parity(model, reference, inputs, reference_inputs, loss, expected)
@@ -211,9 +224,11 @@ def explain(args) -> int:
         reference, reference_args = _deep_copies(fn, example_args)
     compile_fn = aot_module if isinstance(fn, torch.nn.Module) else aot_function
     compiled = compile_fn(fn, args.compiler, partition_fn=PARTITIONS[args.partition])
+    random_state = _random_state()
     outputs = compiled(*example_args)
     backward_through(outputs)
     if args.check:
+        _random_state(random_state)  # eager draws what the compiled run drew (dropout's masks)
         expected = reference(*reference_args)
         backward_through(expected)
         results = parity(fn, reference, example_args, reference_args, outputs, expected)

@@ -265,3 +265,12 @@ def test_reports_of_an_entry_with_symbolic_sizes(tmp_path):
     write_html(report, tmp_path / "report.html")
     assert (tmp_path / "report.html").stat().st_size > 0
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("middle", [torch.nn.ReLU(inplace=True), torch.nn.Dropout(0.1)], ids=["relu_", "dropout"])
+def test_explain_a_program_whose_op_returns_its_input(middle):
+    """An in-place op returns the tensor it was given: the eager timeline remembers it twice."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), middle, torch.nn.Linear(8, 2))
+    report = aotgraph.explain(model, torch.randn(4, 8))
+    assert json.loads(report.to_json())

@@ -46,6 +46,17 @@ RECOMPUTE_POLICY_PENALTY = 1024
 MAX_RECOMPUTE_CHAIN = 10
 
 
+
+def _checked_decision(policy: Policy, info: NodeInfo) -> Optional[Decision]:
+    """`policy`'s decision for one node: a `Decision` or None (no preference); anything else is
+    refused, naming it (a string or a bool would otherwise count as no preference, silently)."""
+    decision = policy(info)
+    if decision is not None and not isinstance(decision, Decision):
+        raise BadArgument(f"the partition policy returned {decision!r} for {info.name}, not a Decision or None",
+                          "partition", "return Decision.SAVE, Decision.RECOMPUTE, Decision.OFFLOAD or None "
+                          "(from aotgraph.partition.policies import Decision)")
+    return decision
+
 @dataclass
 class JointNetwork:
     """A joint graph classified once for the flow network; reused across recompute prices."""
@@ -79,7 +90,7 @@ class JointNetwork:
                 self.pinned.add(n)
         forward_ops = [n for n in self.nodes if n not in self.pinned and not is_primal(n)]
         last = max(len(forward_ops) - 1, 1)
-        self.decisions = {n: self.policy(NodeInfo.of(n, i / last))
+        self.decisions = {n: _checked_decision(self.policy, NodeInfo.of(n, i / last))
                           for i, n in enumerate(forward_ops)} if self.policy else {}
         self.save_cost: list[Optional[int]] = []
         self.forced_forward: list[Optional[str]] = []

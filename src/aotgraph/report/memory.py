@@ -28,7 +28,7 @@ class LiveStorageCounter(TorchDispatchMode):
         self.holders: dict[int, int] = {}  # storage address -> remembered tensors alive in it
         self.sizes: dict[int, int] = {}  # storage address -> bytes
         self.total = 0
-        self.references: set[weakref.ref] = set()
+        self.references: dict[int, weakref.ref] = {}  # by the reference's id (a tensor compares elementwise)
         self.peaks: dict[str, int] = {}
         self.steps: list[tuple[str, str, int]] = []
         self.phase = "run"
@@ -41,11 +41,12 @@ class LiveStorageCounter(TorchDispatchMode):
             self.sizes[address] = nbytes
             self.total += nbytes
         self.holders[address] = self.holders.get(address, 0) + 1
-        self.references.add(weakref.ref(tensor, lambda ref: self._forget(ref, address)))
+        reference = weakref.ref(tensor, lambda ref: self._forget(ref, address))
+        self.references[id(reference)] = reference
 
     def _forget(self, reference: weakref.ref, address: int) -> None:
         """A remembered tensor died: its storage is freed with the last tensor in it."""
-        self.references.discard(reference)
+        self.references.pop(id(reference), None)
         self.holders[address] -= 1
         if not self.holders[address]:
             del self.holders[address]
