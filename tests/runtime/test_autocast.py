@@ -65,3 +65,43 @@ def test_cache_key_includes_autocast_state():
         assert compiled(x, w).dtype == torch.float16
     assert compiled(x, w).dtype == torch.float32
     assert len(compiled.aotgraph_entries) == 3
+
+
+def _nesting() -> int:
+    level = torch.autocast_increment_nesting() - 1
+    torch.autocast_decrement_nesting()
+    return level
+
+
+def test_a_compile_leaves_autocasts_nesting_and_cache_as_eager_does():
+    """A Dynamo graph enters autocast inside a checkpoint; capture's recompute stops early, inside
+    the region: the nesting count must not stay up, or autocast never clears its cache of casts
+    again and later eager code reads weights from before an optimizer step."""
+    import aotgraph
+    from torch.utils.checkpoint import checkpoint
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(16, 16)
+
+        def body(self, x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.linear(x).relu()
+
+        def forward(self, x):
+            return checkpoint(self.body, x, use_reentrant=False).float().sum(-1)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(Block(), backend=aotgraph.backend(compiler="eager"))  # (an empty disk cache per test)
+    compiled(torch.randn(4, 16)).sum().backward()
+    assert _nesting() == 0
+    linear, x = torch.nn.Linear(16, 16), torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        linear(x)
+    with torch.no_grad():
+        linear.weight.add_(1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = linear(x)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x.bfloat16(), linear.weight.bfloat16(),
+                                                             linear.bias.bfloat16()))

@@ -37,6 +37,7 @@ from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
 from ..torch_private.views import creation_meta_of
 from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, has_symbols, memoized_size_arithmetic
+from ..torch_private.autocast import autocast_nesting_kept
 from ..torch_private.saved_tensor_hooks import caller_hooks_set_aside
 from ..module_writes import tensor_writes_refused
 from .cse import merge_common_subexpressions
@@ -109,7 +110,8 @@ def capture(
         layers = RepeatedLayers(module, regions, recorder).active()
     try:
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
-                kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off(), _capture_scope():
+                kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off(), _capture_scope(), \
+                autocast_nesting_kept():
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
