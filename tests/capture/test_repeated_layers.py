@@ -308,3 +308,51 @@ def test_a_region_of_symbolic_sizes_gets_a_contiguous_gradient():
             torch.testing.assert_close(q.grad, p.grad)
     (entry,) = compiled.aotgraph_entries.values()
     assert sum(use.occurrences for use in entry.joint.regions if use.automatic) == 6
+
+
+class _FilledBlock(nn.Module):
+    """A block whose output's dtype follows a Python attribute's type."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.linear, self.value = nn.Linear(8, 8), value
+
+    def forward(self, x):
+        return self.linear(x) + x, torch.full((2,), self.value)
+
+
+class _FilledStack(nn.Module):
+    def __init__(self, values):
+        super().__init__()
+        self.layers = nn.ModuleList([_FilledBlock(v) for v in values])
+
+    def forward(self, x):
+        filled = []
+        for layer in self.layers:
+            x, t = layer(x)
+            filled.append(t)
+        return x, filled
+
+
+def test_blocks_whose_attributes_are_equal_but_of_other_types_are_apart():
+    """``1 == 1.0 == True`` (and ``0.0 == -0.0``): one region for all would give each the first's tensors."""
+    model = _FilledStack([1, 1.0, True, 1, 1.0, True, 0.0, -0.0, 0.0, -0.0])
+    x = torch.randn(4, 8)
+    expected, ours = model(x)[1], aot_module(model)(x)[1]
+    assert [t.dtype for t in ours] == [t.dtype for t in expected]
+    for got, wanted in zip(ours, expected):
+        torch.testing.assert_close(got, wanted, equal_nan=True)
+        assert torch.equal(got.signbit(), wanted.signbit()) if got.is_floating_point() else True
+
+
+def test_a_hook_on_every_module_keeps_the_layers_flat():
+    torch.manual_seed(0)
+    blocks = nn.Sequential(*[nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 8)) for _ in range(4)])
+    scale = {id(block[1]): 1.0 + k for k, block in enumerate(blocks)}
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: output * scale[id(module)] if id(module) in scale else None)
+    try:
+        x = torch.randn(3, 8)
+        torch.testing.assert_close(aot_module(blocks)(x), blocks(x))
+    finally:
+        handle.remove()

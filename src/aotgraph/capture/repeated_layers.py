@@ -65,7 +65,12 @@ def _plain(value: Any) -> bool:
 
 
 def _frozen(value: Any) -> Any:
-    return tuple(_frozen(v) for v in value) if isinstance(value, (tuple, list)) else value
+    """`value` as part of a structure: containers as tuples, each scalar with its type (``1``,
+    ``1.0`` and ``True`` are equal in Python, and a block's forward may make tensors of their
+    types), a float by its bits (``-0.0`` and ``0.0`` are equal too)."""
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_frozen(v) for v in value)
+    return type(value), value.hex() if type(value) is float else value
 
 
 def structure_of(module: torch.nn.Module, patched: frozenset | set = frozenset(),
@@ -85,10 +90,10 @@ def _structure(module: torch.nn.Module, patched: frozenset | set, memo: Optional
     state = vars(module)  # read as a dict: the compile's guards (`cache.guards`) record attribute reads
     if any(state.get(name) for name in _HOOK_DICTS):
         return None
-    attributes = tuple(sorted((name, _frozen(value)) for name, value in state.items()
-                              if name not in _MODULE_INTERNALS and name not in patched))
+    attributes = [(name, value) for name, value in state.items() if name not in _MODULE_INTERNALS and name not in patched]
     if not all(_plain(value) for _, value in attributes):
         return None
+    attributes = tuple(sorted((name, _frozen(value)) for name, value in attributes))
     tensors = tuple((name, None if t is None else TensorMeta.of(t))
                     for name, t in (*state["_parameters"].items(), *state["_buffers"].items()))
     children = []
@@ -103,6 +108,8 @@ def _structure(module: torch.nn.Module, patched: frozenset | set, memo: Optional
 def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
     """The outermost submodules of `root` (not `root`) with child modules that share their
     structure with another one: id(module) -> its structure."""
+    if _global_module_hooks():
+        return {}  # a hook for every module may treat each layer apart (it sees which module it is)
     groups: dict[tuple, list] = defaultdict(list)
     taken: dict[int, tuple] = {}
     # A candidate's structure (and refusal) holds its children's, which are candidates too (a
@@ -125,6 +132,15 @@ def repeated_layers(root: torch.nn.Module) -> dict[int, tuple]:
                 taken[id(member)] = structure
                 inside.update(id(m) for m in _tree(member) if m is not member)
     return {key: structure for key, structure in taken.items() if key not in inside}
+
+
+def _global_module_hooks() -> bool:
+    """Whether hooks for every module's forward or backward are registered
+    (``register_module_forward_hook`` and the like)."""
+    from torch.nn.modules import module as torch_module
+
+    return any(getattr(torch_module, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks"))
 
 
 def _children(module: torch.nn.Module) -> list[torch.nn.Module]:
