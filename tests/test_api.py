@@ -459,3 +459,19 @@ def test_a_lazy_module_runs_its_first_call_eagerly_then_compiled():
             torch.testing.assert_close(b.grad, a.grad)
             a.grad = b.grad = None
     assert len(compiled.aotgraph_entries) == 1
+
+
+@pytest.mark.parametrize("called_first", [False, True], ids=["cold", "after_a_call"])
+def test_torch_func_transforms_over_a_compiled_function(called_first):
+    def program(x):
+        return x.sin().relu() * 2
+
+    xs, tangents = torch.randn(5, 3), torch.randn(5, 3)
+    compiled = aotgraph.aot_function(program, aotgraph.nop)
+    if called_first:
+        compiled(xs)
+    torch.testing.assert_close(torch.vmap(compiled)(xs), torch.vmap(program)(xs))
+    torch.testing.assert_close(torch.func.jvp(compiled, (xs,), (tangents,))[1],
+                               torch.func.jvp(program, (xs,), (tangents,))[1])
+    torch.testing.assert_close(torch.func.grad(lambda x: compiled(x).sum())(xs),
+                               torch.func.grad(lambda x: program(x).sum())(xs))

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch.nn.parameter import UninitializedTensorMixin
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_leaves
 
 from .artifacts import JointGraph
 from . import config
@@ -32,6 +32,7 @@ from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, is_users, resolve_compiler, traits_of
 from .debug import logger
+from .torch_private.subclasses import is_functorch_wrapped_tensor
 from .errors import BadArgument, UnsupportedOp
 from .graph.sizes import layout_key, layout_of
 from .module_writes import ModuleWrites, apply_writes, tensor_writes_recorded, with_writes
@@ -122,6 +123,8 @@ class AotFunction:
                 and (not last.check_storages or last.distinct_storages(args))
                 and (last.guards is None or last.guards.holds(args))):
             return last.run(*args)
+        if _under_functorch_transform(args, kwargs):
+            return self.__wrapped__(*args, **kwargs)
         entry, flat_args = self._entry_for(args, kwargs)
         self._last_call = (None if id(entry) in self._subclass_entries
                            else remembered_call(args, kwargs, entry, self._last_call_by_entry))
@@ -550,6 +553,22 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     program = _functional_module_fn(mod, names)
     compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
     return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names, compiled_now, _uninitialized(values))
+
+
+def _under_functorch_transform(args: tuple, kwargs: dict) -> bool:
+    """Whether an input is a tensor of a torch.func transform (vmap's batched tensors, jvp's and
+    grad's wrappers): the program runs as it is on them (it has no storage to capture), once
+    logged, as functorch's compiled functions do under the transforms."""
+    transformed = any(isinstance(leaf, torch.Tensor) and is_functorch_wrapped_tensor(leaf)
+                      for leaf in tree_leaves((args, kwargs)))
+    if transformed and not _under_functorch_transform.logged:
+        _under_functorch_transform.logged = True
+        logger.info("aotgraph: called under a torch.func transform (vmap, jvp, grad): the program runs uncompiled "
+                    "there, on the transform's tensors")
+    return transformed
+
+
+_under_functorch_transform.logged = False
 
 
 def aot_module_simplified(
