@@ -283,3 +283,17 @@ def test_inductor_cpu_training_is_refused(cpu_backward_allowed):
     with pytest.raises(Exception, match="UnsupportedOp: higher-order operator flex_attention: Inductor lowers "
                                         "flex_attention on the CPU for inference only.*compile stage"):
         compiled(torch.randn(2, SEQ, 32)).sum().backward()
+
+
+def test_flex_attention_without_a_score_mod():
+    """The default score_mod returns its score, an operand of the subgraph."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def attend(q, k, v):
+        return flex_attention(q, k, v)
+
+    q, k, v = (torch.randn(1, 2, 128, 8) for _ in range(3))
+    torch.testing.assert_close(aotgraph.aot_function(attend)(q, k, v), attend(q, k, v))
+    torch._dynamo.reset()
+    compiled = torch.compile(attend, backend=aotgraph.backend(compiler="eager"))
+    torch.testing.assert_close(compiled(q, k, v), attend(q, k, v))

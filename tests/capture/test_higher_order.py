@@ -98,6 +98,32 @@ class LinearInBranches(nn.Module):
         return torch.cond(x.sum() > 0, lambda t: self.lin(t).relu(), lambda t: self.lin(-t).sigmoid(), (x,))
 
 
+class ResidualBranches(nn.Module):
+    """cond whose true branch's backward returns its output's gradient as the operand's (``a + b``,
+    a residual): a subgraph of ours returning an operand."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return torch.cond(h.sum() > 0, lambda a, b: a + b, lambda a, b: a * b, (h, x))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["true", "false"])
+def test_cond_whose_branch_passes_a_gradient_through(sign):
+    torch.manual_seed(0)
+    model = ResidualBranches()
+    with torch.no_grad():
+        model.lin.weight.abs_().mul_(sign)
+        model.lin.bias.zero_()
+    steps = [(torch.rand(4, 6) + 0.1,) for _ in range(3)]
+    seen = HopSeen("eager")
+    assert_training_parity(model, steps, seen.compile, lr=0.01)
+    assert "cond" in seen.hops
+
+
 @pytest.mark.parametrize("compiler", COMPILERS)
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_cond_with_a_linear_in_its_branches(compiler, dynamic):

@@ -7,9 +7,9 @@ reaches it, the backward node is ``cond(pred, true_backward, false_backward, (*o
 so gradients flow through the branch taken at run time and zeros to operands it does not read.
 while_loop: inference only, ``while_loop(cond_graph, body_graph, carried, additional)``.
 
-Branches and bodies must be plain functions of their operands (no mutation of an operand, no
-operand or view of one returned): otherwise an UnsupportedOp says which and what to do. A view
-of a value the subgraph computed is returned as a copy (a subgraph returns fresh tensors).
+Branches and bodies must be plain functions of their operands (no mutation of an operand):
+otherwise an UnsupportedOp says which and what to do. An operand or a view the subgraph returns
+is returned as a copy (a subgraph returns fresh tensors).
 """
 from __future__ import annotations
 
@@ -36,25 +36,27 @@ def _captured(hop: str, capture: Callable, program: Callable, arguments: Sequenc
     with disable_current_modes(), torch.no_grad():
         leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in arguments]
         flat, spec = tree_flatten((tuple(leaves), {}))
-        joint = capture(lambda *args: _views_of_intermediates_copied(tree_leaves(program(*args)), args), flat, spec)
+        joint = capture(lambda *args: _fresh_results(tree_leaves(program(*args)), args), flat, spec)
     sig = joint.signature
     if any(i.mutates_data or i.mutates_metadata for i in sig.inputs):
         raise unsupported_hop(hop, "a subgraph mutates one of its operands", "clone the operand inside the subgraph "
                               "before writing into it")
     if sig.view_bases or any(not o.is_tensor or o.base_input is not None or o.base_output is not None or o.view_chain
                              for o in sig.outputs):
-        raise unsupported_hop(hop, "a subgraph returns a non-tensor, an operand, or a view of one (or of another "
-                              "output)", "return fresh tensors from each subgraph (e.g. .clone())")
+        raise unsupported_hop(hop, "a subgraph returns a non-tensor or a view of another output",
+                              "return fresh tensors from each subgraph (e.g. .clone())")
     return joint
 
 
-def _views_of_intermediates_copied(results: list, operands: Sequence) -> tuple:
-    """`results` with each view of a value the subgraph computed replaced by a copy: a HOP's
-    subgraph returns fresh tensors (``F.linear``'s weight gradient is a transpose of a product,
-    a branch may return ``h.t()``). Views of operands stay, and are refused."""
+def _fresh_results(results: list, operands: Sequence) -> tuple:
+    """`results` with each operand, and each view (of an operand or of a value the subgraph
+    computed), replaced by a copy: a HOP's subgraph returns fresh tensors. ``F.linear``'s weight
+    gradient is a transpose of a product, a branch may return ``h.t()``, the backward of a branch
+    ``a + b`` returns its output's gradient, an operand, and flex_attention's default score_mod
+    returns its score."""
     memory = {StorageWeakRef(a.untyped_storage()) for a in operands if isinstance(a, torch.Tensor)}
-    return tuple(r.clone() if isinstance(r, torch.Tensor) and r._is_view()
-                 and StorageWeakRef(r.untyped_storage()) not in memory else r for r in results)
+    return tuple(r.clone() if isinstance(r, torch.Tensor) and (r._is_view() or StorageWeakRef(r.untyped_storage())
+                                                                in memory) else r for r in results)
 
 
 def _returning_one(graph_module: fx.GraphModule) -> fx.GraphModule:
