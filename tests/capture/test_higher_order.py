@@ -506,3 +506,36 @@ def test_a_checkpointed_block_recomputes_with_the_parameters_of_the_call(compile
             a.grad = b.grad = None
     (entry,) = compiled.aotgraph_entries.values()
     assert not any(n.op == "get_attr" and "constant" in n.name for n in entry.partition.backward.graph.nodes)
+
+
+def _public_cond(x, y):
+    return torch.cond(x.sum() > 0, lambda a, b: a.sin() + b, lambda a, b: a * b, (x, y))
+
+
+def _public_scan(x, y):
+    from torch._higher_order_ops.scan import scan
+
+    return scan(lambda carry, t: (carry * t + 1, carry.sin()), y, x)[1]
+
+
+@pytest.mark.parametrize("program", [_public_cond, _public_scan], ids=["cond", "scan"])
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["positive", "negative"])
+def test_public_hop_apis_inside_aot_function(program, sign):
+    """torch.cond and scan outside Dynamo run their operator in a nested torch.compile; under
+    aot_function the capture meets the operator itself (Dynamo traced the capture before)."""
+    torch.manual_seed(0)
+    x, y = (torch.rand(4, 4) * sign).requires_grad_(), torch.randn(4, requires_grad=True)
+    out = aot_function(program)(x, y)
+    expected = program(x, y)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), (x, y)), torch.autograd.grad(expected.sum(), (x, y)))
+
+
+def test_public_while_loop_inside_aot_function():
+    from torch._higher_order_ops.while_loop import while_loop
+
+    def program(x):
+        return while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a.sin()), (torch.tensor(0), x))[1]
+
+    x = torch.randn(4)
+    torch.testing.assert_close(aot_function(program)(x), program(x))

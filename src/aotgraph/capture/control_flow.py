@@ -13,12 +13,12 @@ is returned as a copy (a subgraph returns fresh tensors).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.fx as fx
 from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._pytree import tree_flatten, tree_leaves
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
 from ..artifacts import JointGraph, TensorMeta
 from ..torch_private.dispatch import disable_current_modes
@@ -31,12 +31,20 @@ _cond = torch.ops.higher_order.cond
 _while_loop = torch.ops.higher_order.while_loop
 
 
-def _captured(hop: str, capture: Callable, program: Callable, arguments: Sequence) -> JointGraph:
-    """`program(*arguments)` (flat tensors in, flat tensors out) captured as an inference graph."""
+def _captured(hop: str, capture: Callable, program: Callable, arguments: Sequence,
+              structure: Optional[list] = None) -> JointGraph:
+    """`program(*arguments)` (flat tensors in, flat tensors out) captured as an inference graph;
+    the pytree structure of what `program` returns appended to `structure`, where given."""
+    def flat_program(*args):
+        results, spec = tree_flatten(program(*args))
+        if structure is not None:
+            structure.append(spec)
+        return _fresh_results(results, args)
+
     with disable_current_modes(), torch.no_grad():
         leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in arguments]
         flat, spec = tree_flatten((tuple(leaves), {}))
-        joint = capture(lambda *args: _fresh_results(tree_leaves(program(*args)), args), flat, spec)
+        joint = capture(flat_program, flat, spec)
     sig = joint.signature
     if any(i.mutates_data or i.mutates_metadata for i in sig.inputs):
         raise unsupported_hop(hop, "a subgraph mutates one of its operands", "clone the operand inside the subgraph "
@@ -97,7 +105,9 @@ def record_cond(recorder, capture: Callable, name: str, pred: torch.Tensor, true
     positions = [k for k, o in enumerate(operands) if isinstance(o, torch.Tensor)]
     true_fn, false_fn = (_on_tensors(fn, operands, positions) for fn in (true_fn, false_fn))
     operands = tuple(operands[k] for k in positions)
-    branches = [_captured("cond", capture, fn, operands) for fn in (true_fn, false_fn)]
+    structure: list = []  # the true branch's: a tuple from Dynamo's graphs, the user's own from torch.cond
+    branches = [_captured("cond", capture, fn, operands, structure if fn is true_fn else None)
+                for fn in (true_fn, false_fn)]
     metas = [_output_metas(b) for b in branches]
     if [(m.shape, m.dtype) for m in metas[0]] != [(m.shape, m.dtype) for m in metas[1]]:
         raise unsupported_hop("cond", "its branches return tensors of different shapes or dtypes",
@@ -108,12 +118,13 @@ def record_cond(recorder, capture: Callable, name: str, pred: torch.Tensor, true
                                differentiable and m.dtype.is_floating_point) for m in metas[0])
     forward = (Subgraph(f"{name}_true", branches[0].graph_module), Subgraph(f"{name}_false", branches[1].graph_module))
     if not differentiable:
-        return record_call(recorder, _cond, (pred, *forward, list(operands)), outputs)
+        return tree_unflatten(list(record_call(recorder, _cond, (pred, *forward, list(operands)), outputs)),
+                              structure[0])
     backward = [_branch_backward(capture, fn, operands, outputs, needs_grad) for fn in (true_fn, false_fn)]
     grads = _output_metas(backward[0])
     plan = (forward, (Subgraph(f"{name}_true_backward", backward[0].graph_module),
                       Subgraph(f"{name}_false_backward", backward[1].graph_module)), outputs, grads, needs_grad)
-    return _CondCall.apply(recorder, plan, pred, *operands)
+    return tree_unflatten(list(_CondCall.apply(recorder, plan, pred, *operands)), structure[0])
 
 
 def _branch_backward(capture: Callable, branch, operands: Sequence, outputs: Sequence[TensorMeta],

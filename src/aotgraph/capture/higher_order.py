@@ -36,6 +36,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
 from ..torch_private.checkpoint import checkpoint_preserving_rng_state, reentrant_checkpoint_unrolled
 from ..torch_private.flex_attention import operator_called_directly
+from ..torch_private.hop_calls import operators_called_directly
 from .data_assignment import DATA_SETTER, assign_data
 from .function_rules import DECLINED, RULES as FUNCTION_RULES
 from .regions import Regions, call_region
@@ -60,13 +61,14 @@ def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix:
 
 def public_apis_calling_operators() -> ContextManager:
     """While a program is captured, torch's public APIs that wrap a HOP in a nested
-    ``torch.compile`` outside Dynamo (``flex_attention``) call the HOP itself, which
+    ``torch.compile`` outside Dynamo (``flex_attention``, `hop_calls`' ``torch.cond`` and the like) call the HOP itself, which
     `HigherOrderCalls` then meets (switch ``flex_attention_direct``), and Dynamo's
     ``tag_activation_checkpoint`` checkpoints with the RNG state preserved, so that a recompute
     in the backward draws the forward's numbers (switch ``checkpoint_rng_replay``), and the
     reentrant checkpoint runs as the non-reentrant one (its backward calls ``autograd.backward``,
     which the capture's ``autograd.grad`` refuses)."""
     stack = contextlib.ExitStack()
+    stack.enter_context(operators_called_directly())  # torch.cond, while_loop, scan, map, associative_scan
     if config.enabled("flex_attention_direct"):
         stack.enter_context(operator_called_directly())
     if config.enabled("checkpoint_rng_replay"):
