@@ -201,3 +201,65 @@ def test_a_kept_symbolic_size_is_guarded_without_changing_its_expression():
         if isinstance(kept, torch.SymInt):  # (its expression: s0//2, of torch's own FloorDiv class)
             divisions = [a for a in sympy.preorder_traversal(kept.node._expr) if type(a).__name__ == "FloorDiv"]
             assert divisions and all(type(a) is FloorDiv for a in divisions)
+
+
+class _Head(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _changes():
+    def replace_head(model):
+        model.head = torch.nn.Linear(4, 3)
+
+    def replace_activation(model):
+        model.body[1] = torch.nn.Tanh()
+
+    def add_layer(model):
+        model.body.append(torch.nn.Linear(4, 4))
+
+    def add_hook(model):
+        model.body[0].register_forward_hook(lambda module, inputs, output: output * 2)
+
+    def add_pre_hook(model):
+        model.head.register_forward_pre_hook(lambda module, inputs: (inputs[0] + 1,))
+
+    return [replace_head, replace_activation, add_layer, add_hook, add_pre_hook]
+
+
+@pytest.mark.parametrize("change", _changes(), ids=lambda f: f.__name__)
+def test_a_change_of_the_module_tree_after_the_compile_is_seen(change):
+    """A child module replaced or added, or a forward hook added, after the compile: the
+    compiled module runs the tree as it is now (parameters of the new modules included), as
+    eager and torch.compile do (functorch's aot_module keeps the old program)."""
+    torch.manual_seed(0)
+    model = _Head()
+    compiled = aot_module(model)
+    x = torch.randn(3, 4)
+    compiled(x).sum().backward()
+    change(model)
+    model.zero_grad()
+    out = compiled(x)
+    torch.testing.assert_close(out, model(x))
+    out.sum().backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model(x).sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(expected[name], p.grad, msg=name)
+
+
+def test_a_hook_removed_after_the_compile_is_seen():
+    torch.manual_seed(0)
+    model = _Head()
+    handle = model.body[0].register_forward_pre_hook(lambda module, inputs: (inputs[0] * 3,))
+    compiled = aot_module(model)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(compiled(x), model(x))
+    handle.remove()
+    torch.testing.assert_close(compiled(x), model(x))

@@ -19,6 +19,7 @@ from .cache.disk_keys import NotKeyable, call_key, settings_key
 from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, distinct_storages, remembered_call
 from .cache.guards import GuardSet, reads_recorded
+from .cache.module_tree import ModuleTree
 from .cache.keys import (AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, refuse_unsupported_tensor,
                          signature_key, size_free_key)
 from .cache.size_guards import ConcreteSizes, size_guard
@@ -453,8 +454,11 @@ class AotModule(torch.nn.Module):
         self._submodules = list(module.modules())
         self._compiled_by_flags: dict[tuple, Callable] = {tuple([m.training for m in self._submodules]): compiled_now}
         self._state_slots = _state_slots(module, names)
+        self._tree = ModuleTree(module)
 
     def forward(self, *args, **kwargs):
+        if not self._tree.unchanged():
+            self._rebuilt()
         if self._lazy:
             if _uninitialized([slot[name] for slot, name in self._state_slots]):
                 return self.orig_module(*args, **kwargs)
@@ -465,6 +469,20 @@ class AotModule(torch.nn.Module):
             compiled = self._compiled_by_flags[training_flags] = self._compile_program()
         return apply_writes(self.orig_module,
                             compiled(*[slot[name] for slot, name in self._state_slots], *args, **kwargs))
+
+    def _rebuilt(self) -> None:
+        """The module's tree changed (a child module replaced or added, a forward hook added or
+        removed): its program is made again from the tree as it is now, as `aot_module` would."""
+        logger.info("aotgraph: the module tree of %s changed (%s); compiling it again",
+                    type(self.orig_module).__name__, self._tree.change())
+        module = self.orig_module
+        names, values = _named_state(module)
+        self._compile_program = self._compile_program.rebuilt(_functional_module_fn(module, names))
+        self._submodules = list(module.modules())
+        self._compiled_by_flags = {}
+        self._state_slots = _state_slots(module, names)
+        self._lazy = _uninitialized(values)
+        self._tree = ModuleTree(module)
 
     @property
     def aotgraph_entries(self) -> dict:
@@ -552,7 +570,21 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     names, values = _named_state(mod)
     program = _functional_module_fn(mod, names)
     compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
-    return AotModule(mod, lambda: aot_function(program, *args, **kwargs), names, compiled_now, _uninitialized(values))
+    return AotModule(mod, _ProgramCompiler(program, args, kwargs), names, compiled_now, _uninitialized(values))
+
+
+class _ProgramCompiler:
+    """``aot_function(program, *args, **kwargs)`` on each call (an `AotModule`'s compile for
+    another combination of training flags); `rebuilt(program)`: the same for another program."""
+
+    def __init__(self, program: Callable, args: tuple, kwargs: dict):
+        self.program, self.args, self.kwargs = program, args, kwargs
+
+    def __call__(self) -> Callable:
+        return aot_function(self.program, *self.args, **self.kwargs)
+
+    def rebuilt(self, program: Callable) -> "_ProgramCompiler":
+        return _ProgramCompiler(program, self.args, self.kwargs)
 
 
 def _under_functorch_transform(args: tuple, kwargs: dict) -> bool:
