@@ -356,3 +356,38 @@ def test_a_hook_on_every_module_keeps_the_layers_flat():
         torch.testing.assert_close(aot_module(blocks)(x), blocks(x))
     finally:
         handle.remove()
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, dim=16):
+        super().__init__()
+        self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return x + self.down(torch.nn.functional.gelu(self.up(x)))
+
+
+class _CheckpointedStack(nn.Module):
+    def __init__(self, checkpointed: bool):
+        super().__init__()
+        self.layers, self.checkpointed = nn.ModuleList([_FeedForward() for _ in range(3)]), checkpointed
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        for layer in self.layers:
+            x = checkpoint(layer, x, use_reentrant=False) if self.checkpointed else layer(x)
+        return x.sum()
+
+
+def test_layers_called_inside_a_checkpoint_save_what_the_checkpoint_says():
+    """A repeated layer called through checkpoint is recorded inline: as a region it saved its
+    own activations, and the checkpoint's memory saving was lost."""
+    torch.manual_seed(0)
+    saved = {}
+    for checkpointed in (False, True):
+        compiled = assert_training_parity(_CheckpointedStack(checkpointed), [(torch.randn(8, 16),) for _ in range(2)],
+                                          aot_module)
+        (entry,) = compiled.aotgraph_entries.values()
+        saved[checkpointed] = entry.partition.saved_bytes
+    assert saved[True] * 4 < saved[False]

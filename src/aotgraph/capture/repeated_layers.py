@@ -40,6 +40,7 @@ from .. import config
 from ..artifacts import TensorMeta
 from ..graph.sizes import has_symbolic_sizes
 from ..torch_private.dispatch import DisableTorchFunction
+from ..torch_private.saved_tensor_hooks import saved_tensor_hooks_active
 from ..module_writes import MODULE_INTERNALS as _MODULE_INTERNALS, tensor_writes_recorded
 from .regions import Regions, call_region
 
@@ -218,6 +219,8 @@ class RepeatedLayers:
         return region_forward
 
     def _call(self, module: torch.nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        if saved_tensor_hooks_active():  # called inside a checkpoint: recorded inline, where it saves what that says
+            return forward(*args, **kwargs)
         with DisableTorchFunction():  # bookkeeping on fakes: the capture's torch-function mode would see each read
             structure = structure_of(module, {"forward"})  # without the patch of `active`
             leaves, spec = tree_flatten((args, kwargs))

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["caller_hooks_set_aside"]
+__all__ = ["caller_hooks_set_aside", "saved_tensor_hooks_active"]
 
 _autograd = torch._C._autograd
 
@@ -34,3 +34,8 @@ def caller_hooks_set_aside() -> Iterator[None]:
     finally:
         for pack, unpack in reversed(hooks):
             _autograd._push_saved_tensors_default_hooks(pack, unpack)
+
+
+def saved_tensor_hooks_active() -> bool:
+    """Whether saved-tensor hooks apply here (a non-reentrant checkpoint's, ``save_on_cpu``)."""
+    return _autograd._saved_tensors_hooks_is_enabled() and _autograd._top_saved_tensors_default_hooks(True) is not None
