@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+import aotgraph
 from aotgraph import aot_function, aot_module, aot_module_simplified, nop
 from aotgraph.errors import AotGraphError, BadArgument, CompilerError, DataDependentControlFlow, OpRefused, UnsupportedOp
 
@@ -426,3 +427,25 @@ def test_a_policy_that_returns_no_decision_is_named(answer):
     compiled = aot_function(lambda x, w: (x @ w).relu().sum(), partition_fn=partition_for(policy=lambda info: answer))
     error = _raises(BadArgument, compiled, torch.randn(3, 4), leaf(4, 2))
     _assert_names(error, "partition", repr(answer), "Decision.RECOMPUTE")
+
+
+def test_a_checkpointed_batch_norm_in_training_is_refused_by_name():
+    """Its recompute updates the running statistics a second time (eager's does): refused with
+    what to do, not torch's raw "modified by an inplace operation" from inside the capture."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.norm = torch.nn.Linear(16, 16), torch.nn.BatchNorm1d(5)
+
+        def forward(self, x):
+            return checkpoint(lambda t: self.norm(self.linear(t)).relu(), x, use_reentrant=False)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(Checkpointed(), backend=aotgraph.backend(compiler="eager"))
+    with pytest.raises(Exception, match="BatchNorm in training") as info:
+        compiled(torch.randn(3, 5, 16)).sum().backward()
+    assert isinstance(info.value.__cause__ or info.value, (UnsupportedOp, RuntimeError))
+    error = _raises(UnsupportedOp, aot_module(Checkpointed()), torch.randn(3, 5, 16))
+    _assert_names(error, "capture", "BatchNorm in training", "outside the checkpoint")

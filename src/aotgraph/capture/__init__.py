@@ -346,7 +346,17 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         reaching = reaching_tangent_masks(diff_outs, primal_fakes)
         versions_before_backward = [_version_of(f) for f in program_fakes]
         layouts_before_backward = [TensorMeta.of(f) for f in program_fakes]
-        grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        try:
+            grad_nodes = _record_backward(recorder, fake_mode, diff_outs, diff_inputs, primal_fakes)
+        except RuntimeError as error:
+            if "modified by an inplace operation" not in str(error):
+                raise
+            raise UnsupportedOp(  # (under torch.compile, a checkpoint's recompute bumped a buffer's counter)
+                f"the program's backward reads a tensor written after it was saved ({str(error).split('. Hint')[0]}): "
+                "a checkpoint recomputing a module that updates its buffers, such as BatchNorm in training, or a "
+                "program writing a saved tensor", "capture",
+                "keep a module that updates its buffers outside the checkpoint, or clone the tensor before writing "
+                "into it") from error
         written_in_backward = _written_during_backward(placeholders, program_fakes, versions_before,
                                                        versions_before_backward, layouts_before_backward,
                                                        first_of_each)
@@ -533,9 +543,10 @@ def _written_during_backward(placeholders, program_fakes, versions_before, versi
             what = "changes the sizes or strides of" if TensorMeta.of(f) != layout else "writes into"
             raise UnsupportedOp(
                 f"a backward {what} input {p.name} in place (a custom autograd.Function's backward changing a "
-                "saved input)" + (", which the forward also mutates" if before_backward != before else ""),
-                "capture", "clone the saved tensor in that backward before changing it, or call that Function "
-                "outside the compiled function")
+                "saved input, or a checkpoint recomputing a module that updates its buffers, such as BatchNorm in "
+                "training)" + (", which the forward also mutates" if before_backward != before else ""),
+                "capture", "clone the saved tensor in that backward before changing it, call that Function outside "
+                "the compiled function, or keep a module that updates its buffers outside the checkpoint")
         written.append(p.name)
     return tuple(written)
 
