@@ -133,3 +133,20 @@ def test_an_input_marked_unbacked(compiler):
         for got, want in zip((out, *grads), (expected, *torch.autograd.grad(expected.pow(2).sum(), (x, w)))):
             torch.testing.assert_close(got, want)
     assert len(backend.entries) == 1
+
+
+def divided_by_count_plus_one(x, w):
+    """The backward gets the saved size ``u0 + 1``; Inductor's kernels read ``u0`` itself."""
+    y = x @ w
+    return y / (torch.count_nonzero(y > 0).item() + 1)
+
+
+def mask_rows_doubled(x, w):
+    """A saved size ``2*u0`` (the rows of the mask, twice)."""
+    rows = x[x[:, 0] > 0]
+    return (torch.cat([rows, rows * 2]) @ w).tanh()
+
+
+@pytest.mark.parametrize("program", [divided_by_count_plus_one, mask_rows_doubled], ids=lambda p: p.__name__)
+def test_inductor_gets_the_data_dependent_symbol_of_a_saved_expression(program):
+    check_parity(program, "inductor")

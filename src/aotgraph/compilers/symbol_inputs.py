@@ -11,7 +11,8 @@ cannot read: a later compile of the same graph at another size got the first siz
 
 So before a compiler other than the embedded two compiles a graph (`compile_graph`; such a
 compiler expects torch's convention), each backed symbol that no SymInt input binds gets a
-placeholder of its own, appended after the others, and the compiled graph's caller passes its
+placeholder of its own (and so does a data-dependent one that an input gives linearly: a
+backward's saved ``u0 + 1``, whose kernels Inductor writes with ``u0``), appended after the others, and the compiled graph's caller passes its
 value, read from the inputs at each call (`SymbolReading`: a size, a stride or an int input,
 linear in the symbol). A symbol no input gives that way (only inside a floor division, say)
 leaves ``readings`` None: Inductor then compiles the graph without its FX graph cache.
@@ -51,18 +52,26 @@ def unbound_symbol_readings(example_inputs: Sequence) -> Optional[tuple[SymbolRe
     """How to read, from a call's inputs, each backed symbol of `example_inputs`' sizes, strides
     and SymInts that no SymInt input is: () where every one is bound, None where one cannot be
     read (see the module's docstring)."""
-    bound, needed = set(), set()
+    bound, needed, unbacked = set(), set(), set()
     for value in example_inputs:
         for expression in _expressions(value):
             if isinstance(value, torch.SymInt) and isinstance(expression, sympy.Symbol):
                 bound.add(expression)
-            needed |= expression.free_symbols - free_unbacked_symbols(expression)
+            data_dependent = free_unbacked_symbols(expression)
+            needed |= expression.free_symbols - data_dependent
+            unbacked |= data_dependent
     readings = []
     for symbol in sorted(needed - bound, key=str):
         reading = _reading_of(symbol, example_inputs)
         if reading is None:
             return None
         readings.append(reading)
+    # A data-dependent symbol the graph gets only inside an expression (a backward's saved ``u0 + 1``):
+    # Inductor's kernels may read it alone, so it is passed too where an input gives it.
+    for symbol in sorted(unbacked - bound, key=str):
+        reading = _reading_of(symbol, example_inputs, hinted=False)
+        if reading is not None:
+            readings.append(reading)
     return tuple(readings)
 
 
@@ -115,7 +124,7 @@ def _expressions(value) -> list:
     return []
 
 
-def _reading_of(symbol: sympy.Symbol, example_inputs: Sequence) -> Optional[SymbolReading]:
+def _reading_of(symbol: sympy.Symbol, example_inputs: Sequence, hinted: bool = True) -> Optional[SymbolReading]:
     """The simplest reading of `symbol`: an exact size first, then any linear size, stride or int."""
     candidates = []
     for index, value in enumerate(example_inputs):
@@ -126,7 +135,7 @@ def _reading_of(symbol: sympy.Symbol, example_inputs: Sequence) -> Optional[Symb
             candidates.append((index, "int", 0, value))
     readings = []
     for index, what, dim, d in candidates:
-        if not isinstance(d, torch.SymInt) or d.node.expr.free_symbols != {symbol} or not d.node.has_hint():
+        if not isinstance(d, torch.SymInt) or d.node.expr.free_symbols != {symbol} or (hinted and not d.node.has_hint()):
             continue
         linear = _linear(d.node.expr, symbol)
         if linear is not None:
@@ -156,6 +165,6 @@ def _symbolic_value(reading: SymbolReading, example_inputs: Sequence) -> torch.S
     if reading.scale == 1 and reading.offset == 0:
         return read
     node = read.node
-    hint = (int(node.hint) - reading.offset) // reading.scale
+    hint = None if node.hint is None else (int(node.hint) - reading.offset) // reading.scale
     symbol = next(iter(node.expr.free_symbols))
     return node.shape_env.create_symintnode(symbol, hint=hint)
