@@ -337,3 +337,46 @@ def test_size_arithmetic_too_large_for_symbolic_sizes_compiles_per_size(monkeypa
     for length in (5, 9, 14):
         compiled(torch.randn(2, length, 3, requires_grad=True))
     assert len(compiled.aotgraph_entries) < 3  # (symbolic: the pad's remainder guards some lengths apart)
+
+
+def _transposed(t):
+    return torch.randn(2, 6, t).transpose(1, 2)
+
+
+def _sliced(t):
+    return torch.randn(2, t + 1, 6)[:, 1:]
+
+
+@pytest.mark.parametrize("make", [_transposed, _sliced], ids=["transposed", "sliced"])
+def test_view_inputs_compile_once(make):
+    """A view passed in (no gradient, its memory its own) gets symbolic sizes and strides of its
+    own: one compile for every length, as torch.compile's, not one per length."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6, 4)
+    compiled = aotgraph.aot_module(linear, dynamic=True)
+    for t in (3, 4, 5, 7, 9):
+        x = make(t)
+        out = compiled(x)
+        out.sum().backward()
+        expected_grad, linear.weight.grad = linear.weight.grad.clone(), None
+        torch.testing.assert_close(out, linear(x))
+        linear(x).sum().backward()
+        torch.testing.assert_close(expected_grad, linear.weight.grad)
+        linear.weight.grad = None
+    assert len(compiled.aotgraph_entries) == 1
+
+
+def test_a_view_input_written_in_place_compiles_once():
+    def scale_into(x, w):
+        x.mul_(2)
+        return (x @ w).sum()
+
+    compiled = aotgraph.aot_function(scale_into, dynamic=True)
+    for t in (3, 4, 6):
+        base, expected_base = torch.randn(2, 6, t), None
+        expected_base = base.clone()
+        w = torch.randn(6, 2, requires_grad=True)
+        out = compiled(base.transpose(1, 2), w)
+        torch.testing.assert_close(out, scale_into(expected_base.transpose(1, 2), w))
+        torch.testing.assert_close(base, expected_base)
+    assert len(compiled.aotgraph_entries) == 1

@@ -171,8 +171,9 @@ class AotFunction:
         program cannot keep its sizes symbolic."""
         fake_mode = new_symbolic_fake_mode()
         static = self._static_positions(flat_args)
-        fakes = fake_inputs(flat_args, fake_mode, frozenset(
-            p for p, a in enumerate(flat_args) if isinstance(a, torch.Tensor) and p not in static
+        sources = _views_as_own_tensors(flat_args, static)
+        fakes = fake_inputs(sources, fake_mode, frozenset(
+            p for p, a in enumerate(sources) if isinstance(a, torch.Tensor) and p not in static
             and _can_be_symbolic(a)))
         layouts = [layout_of(f) if isinstance(f, torch.Tensor) else None for f in fakes]
         try:
@@ -812,6 +813,21 @@ def _in_layouts(fakes: list, layouts: list, fake_mode) -> list:
             with fake_mode, fake_mode.shape_env.suppress_guards():
                 out[k] = fake.as_strided(*layout)
     return out
+
+
+def _views_as_own_tensors(flat_args: list, static: frozenset) -> list:
+    """`flat_args`, each view that needs no gradient and shares its memory with no other input
+    (``x.transpose(1, 2)`` passed in) replaced by a detached alias, which is no view: its fake
+    then gets symbolic sizes and strides of its own (a view keeps its concrete layout, see
+    `_can_be_symbolic`, and compiled once per size). The program runs on the caller's view."""
+    holders: dict[int, int] = {}
+    for a in flat_args:
+        if isinstance(a, torch.Tensor) and a.layout == torch.strided:
+            key = a.untyped_storage()._cdata
+            holders[key] = holders.get(key, 0) + 1
+    return [a.detach() if p not in static and type(a) is torch.Tensor and a._is_view() and not a.requires_grad
+            and a.layout == torch.strided and holders[a.untyped_storage()._cdata] == 1 else a
+            for p, a in enumerate(flat_args)]
 
 
 def _can_be_symbolic(tensor: torch.Tensor) -> bool:
