@@ -318,7 +318,7 @@ def test_a_branch_on_tensor_data_in_a_custom_backward_is_refused_by_name():
     as the forward's would be, not as torch's raw GuardOnDataDependentSymNode."""
     compiled = aot_function(lambda x, counts: _SkipsEmptyGroups.apply(x, counts).sum(), dynamic=True)
     error = _raises(DataDependentControlFlow, compiled, leaf(4), torch.tensor([1, 2]))
-    _assert_names(error, "capture", "branches on a value read from a tensor's data", "test_errors.py",
+    _assert_names(error, "capture", "a value read from a tensor's data", "test_errors.py",
                   "if counts.sum() == 0:")
 
 
@@ -449,3 +449,13 @@ def test_a_checkpointed_batch_norm_in_training_is_refused_by_name():
     assert isinstance(info.value.__cause__ or info.value, (UnsupportedOp, RuntimeError))
     error = _raises(UnsupportedOp, aot_module(Checkpointed()), torch.randn(3, 5, 16))
     _assert_names(error, "capture", "BatchNorm in training", "outside the checkpoint")
+
+
+def test_a_data_dependent_guard_in_a_backward_formula_says_so():
+    """``w.repeat(n + 1)``'s backward decides on ``n + 1 != 1``: no line of the program does."""
+    def repeated(x, w, n):
+        return (w.repeat(n.item() + 1) * x).sum()
+
+    compiled = aot_function(repeated, dynamic=True)
+    error = _raises(DataDependentControlFlow, compiled, torch.randn(8), leaf(4), torch.tensor(1))
+    _assert_names(error, "capture", "in the backward of one of its ops")

@@ -910,11 +910,15 @@ def data_dependent_branch(error: BaseException) -> DataDependentControlFlow:
     data (``.item()``, ``bool(t)``), which a compile with symbolic sizes keeps as a symbol."""
     first_line = str(error).splitlines()[0]  # "Could not guard on / extract ... data-dependent expression E (...)"
     condition = first_line.partition("data-dependent expression ")[2].split(" (unhinted")[0] or first_line
+    where = _user_line(error) or (" in the backward of one of its ops (torch's gradient formula decides on it, "
+                                  "not the program's own code)")
     return DataDependentControlFlow(
-        f"the program branches on a value read from a tensor's data ({condition.strip()}){_user_line(error)}",
+        f"the program branches on, or needs as a Python number, a value read from a tensor's data "
+        f"({condition.strip()}){where}",
         "capture",
-        "make the branch depend on shapes or Python values instead, use torch._check() to state what holds, "
-        "or run that part eagerly outside the compiled function",
+        "make the branch depend on shapes or Python values instead, keep .item()'s result as it is (int() or "
+        "float() of it needs its value now), use torch._check() to state what holds, or run that part eagerly "
+        "outside the compiled function",
     )
 
 
