@@ -274,3 +274,21 @@ def test_explain_a_program_whose_op_returns_its_input(middle):
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), middle, torch.nn.Linear(8, 2))
     report = aotgraph.explain(model, torch.randn(4, 8))
     assert json.loads(report.to_json())
+
+
+def test_a_budget_curve_predicts_the_plan_that_budget_compiles():
+    """The report's budget plans are made as the compile made its own (the primals a caller
+    keeps across calls priced as the compile priced them): under autocast the bf16 copies of
+    the parameters are not free to save."""
+    from aotgraph.partition import partition_for
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
+    x = torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        report = aotgraph.explain(model, x, budgets=(0,))
+        compiled = aot_module(model, partition_fn=partition_for(budget=0))
+        compiled(x).sum().backward()
+    (entry,) = compiled.aotgraph_entries.values()
+    (curve,) = [c for c in report.memory if c.label == "memory budget 0 (predicted)"]
+    assert curve.saved_bytes == entry.partition.saved_bytes

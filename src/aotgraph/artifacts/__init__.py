@@ -363,7 +363,10 @@ class Partition:
     """Forward: ``primals -> (*fwd outputs, *saved tensors, *saved symbols)``.
     Backward: ``(*saved tensors, *saved symbols, *tangents) -> grads`` (one per primal).
     `recomputed` names joint nodes that the backward recomputes instead of loading.
-    `convention` says which placeholder and output is which (see `CallingConvention`)."""
+    `convention` says which placeholder and output is which (see `CallingConvention`).
+    `planned_for`: the partition's keyword arguments besides the joint and the function
+    (``fusing_compiler``, ``kept_primals``...), for a plan made again with another function
+    (the report's budgets)."""
 
     forward: fx.GraphModule
     backward: Optional[fx.GraphModule]
@@ -373,6 +376,7 @@ class Partition:
     recomputed: tuple[str, ...] = ()
     plan: Optional[PartitionPlan] = None  # what our partitioners decided; None from other partition functions
     convention: Optional[CallingConvention] = None
+    planned_for: tuple = ()  # ((name, value), ...)
 
     @cached_property
     def saved_bytes(self) -> int:

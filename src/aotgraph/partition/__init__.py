@@ -76,7 +76,9 @@ def partition(joint: JointGraph, partition_fn: Callable = default_partition, *,
             if n.op == "call_function" and n.name in forward_names
         )
     return Partition(forward, backward, saved, num_saved_tensors, joint, recomputed, plan,
-                     _convention(num_fwd_outputs, saved_nodes, backward))
+                     _convention(num_fwd_outputs, saved_nodes, backward),
+                     (("fusing_compiler", fusing_compiler), ("outputs_kept", outputs_kept),
+                      ("kept_primals", kept_primals)))
 
 
 def _transient_inputs(joint: JointGraph, kept_primals: Optional[frozenset]) -> frozenset:

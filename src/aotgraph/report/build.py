@@ -46,11 +46,13 @@ def _memory_curves(entry, program, inputs, budgets: Sequence[Union[int, float]],
     curves = [_curve("ours (predicted)", ours.memory)]
     if program is not None and inputs is not None:
         curves.append(_measured_curve(program, inputs, eager_bytes))
-    default = partition(ours.joint, default_partition)
+    planned_for = dict(ours.planned_for)  # as the compile planned (the primals its caller keeps, fused kernels)
+    default = partition(ours.joint, default_partition, **planned_for)
     if tuple(v.name for v in default.saved) != tuple(v.name for v in ours.saved):
         curves.append(_curve("default partition: saves what backward reads (predicted)", default.memory))
     for budget in budgets:
-        curves.append(_curve(f"memory budget {budget} (predicted)", partition(ours.joint, partition_for(budget)).memory))
+        curves.append(_curve(f"memory budget {budget} (predicted)",
+                             partition(ours.joint, partition_for(budget), **planned_for).memory))
     return tuple(curves)
 
 
