@@ -69,11 +69,11 @@ class Branchy(nn.Module):
         return torch.cond(h.sum() > 0, lambda y: (y.sin() * 2).sum(0), lambda y: (y.cos() + y).sum(0), (h,))
 
 
-@pytest.mark.parametrize("compiler", COMPILERS)
-@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["true", "false"])
-def test_cond_on_a_tensor_takes_each_branch(compiler, sign):
+def _trained_taking_one_branch(model_class, compiler, sign: float) -> HopSeen:
+    """`model_class` (its ``lin`` feeds the predicate ``sum() > 0``) trained against eager with
+    inputs that take the true branch (`sign` 1) or the false one (-1) at every step."""
     torch.manual_seed(0)
-    model = Branchy()
+    model = model_class()
     with torch.no_grad():
         model.lin.weight.abs_().mul_(sign)
         model.lin.bias.zero_()
@@ -81,6 +81,13 @@ def test_cond_on_a_tensor_takes_each_branch(compiler, sign):
     seen = HopSeen(compiler)
     assert_training_parity(model, steps, seen.compile, lr=0.01)
     assert "cond" in seen.hops
+    return seen
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["true", "false"])
+def test_cond_on_a_tensor_takes_each_branch(compiler, sign):
+    seen = _trained_taking_one_branch(Branchy, compiler, sign)
     (entry,) = seen.backend.entries
     for graph_module in (entry.partition.forward, entry.partition.backward):
         assert any(n.target is torch.ops.higher_order.cond for n in graph_module.graph.nodes)
@@ -113,15 +120,7 @@ class ResidualBranches(nn.Module):
 
 @pytest.mark.parametrize("sign", [1.0, -1.0], ids=["true", "false"])
 def test_cond_whose_branch_passes_a_gradient_through(sign):
-    torch.manual_seed(0)
-    model = ResidualBranches()
-    with torch.no_grad():
-        model.lin.weight.abs_().mul_(sign)
-        model.lin.bias.zero_()
-    steps = [(torch.rand(4, 6) + 0.1,) for _ in range(3)]
-    seen = HopSeen("eager")
-    assert_training_parity(model, steps, seen.compile, lr=0.01)
-    assert "cond" in seen.hops
+    _trained_taking_one_branch(ResidualBranches, "eager", sign)
 
 
 @pytest.mark.parametrize("compiler", COMPILERS)
