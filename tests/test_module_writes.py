@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import aotgraph
+from aotgraph.compilers import eager
 from aotgraph.errors import UnsupportedOp
 from aotgraph.torch_private.fake import FakeTensor
 from parity import assert_close
@@ -307,3 +308,63 @@ def test_a_list_cleared_and_refilled_in_forward_is_refused():
     with pytest.raises(UnsupportedOp, match="kept"):
         aotgraph.aot_module(module, "eager")(torch.randn(2))
     assert len(module.kept) == 1 and not isinstance(module.kept[0], FakeTensor)
+
+
+class _CarriedState(torch.nn.Module):
+    """Truncated backpropagation through time: the hidden state of one call is the next call's
+    input, kept as a plain attribute; `last` is only assigned (for logging)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.Linear(8, 4)
+        self.hidden, self.last = None, None
+
+    def forward(self, x):
+        h = self.cell(torch.cat([x, torch.zeros_like(x) if self.hidden is None else self.hidden], -1)).tanh()
+        self.hidden, self.last = h.detach(), h.detach() * 2
+        return h
+
+
+def test_a_tensor_attribute_read_back_by_the_next_call_is_an_input():
+    """It compiled once per call (guarded by identity); now twice in all, as torch.compile's 2 frames."""
+    torch.manual_seed(0)
+    reference = _CarriedState()
+    module = copy.deepcopy(reference)
+    compiles = []
+
+    def counted(graph_module, example_inputs):
+        compiles.append(len(graph_module.graph.nodes))
+        return eager(graph_module, example_inputs)
+
+    counted.aotgraph_traits = eager.aotgraph_traits
+    compiled = aotgraph.aot_module(module, counted)
+    for step in range(6):
+        x = torch.randn(3, 4)
+        out, expected = compiled(x), reference(x)
+        torch.testing.assert_close(out, expected)
+        out.sum().backward()
+        expected.sum().backward()
+        torch.testing.assert_close(module.cell.weight.grad, reference.cell.weight.grad)
+        torch.testing.assert_close(module.hidden, reference.hidden)
+        torch.testing.assert_close(module.last, reference.last)
+    assert len(compiles) == 4  # forward and backward, twice
+
+
+def test_a_tensor_attribute_only_assigned_compiles_once():
+    class Logged(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.last = torch.nn.Linear(4, 4), None
+
+        def forward(self, x):
+            y = self.linear(x)
+            self.last = y.detach()
+            return y
+
+    module = Logged()
+    compiled = aotgraph.aot_module(module)
+    for _ in range(3):
+        x = torch.randn(2, 4)
+        torch.testing.assert_close(compiled(x), module.linear(x))
+        torch.testing.assert_close(module.last, module.linear(x))
+    assert len(compiled.aotgraph_entries) == 1

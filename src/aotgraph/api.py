@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from typing import Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch.nn.parameter import UninitializedTensorMixin
@@ -431,6 +431,21 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
     return list(named), list(named.values())
 
 
+def _read_by(compiled: Callable, module: torch.nn.Module, path: str) -> bool:
+    """Whether an entry of `compiled` read attribute `path` of `module` (it guards it)."""
+    owner_path, _, name = path.rpartition(".")
+    owner = module.get_submodule(owner_path) if owner_path else module
+    return any(guard.root is owner and guard.path == (name,) and not guard.from_argument
+               for entry in compiled.aotgraph_entries.values() for guard in entry.guards.guards)
+
+
+def _attribute(module: torch.nn.Module, path: str) -> Any:
+    """``module.a.b.name`` for ``path`` "a.b.name", read from the owner's ``__dict__`` (None if absent)."""
+    owner_path, _, name = path.rpartition(".")
+    owner = module.get_submodule(owner_path) if owner_path else module
+    return vars(owner).get(name)
+
+
 def _uninitialized(values: Sequence[torch.Tensor]) -> bool:
     """Whether a parameter or buffer among `values` is a lazy module's, still without its shape."""
     return any(isinstance(value, UninitializedTensorMixin) for value in values)
@@ -456,9 +471,12 @@ class AotModule(torch.nn.Module):
         self._compiled_by_flags: dict[tuple, Callable] = {tuple([m.training for m in self._submodules]): compiled_now}
         self._state_slots = _state_slots(module, names)
         self._tree = ModuleTree(module)
+        self._state_names = set(names)
+        self._attribute_state: list[str] = []  # tensor attributes the forward assigns and reads back
+        self._stale_names = False
 
     def forward(self, *args, **kwargs):
-        if not self._tree.unchanged():
+        if self._stale_names or not self._tree.unchanged():
             self._rebuilt()
         if self._lazy:
             if _uninitialized([slot[name] for slot, name in self._state_slots]):
@@ -468,16 +486,43 @@ class AotModule(torch.nn.Module):
         compiled = self._compiled_by_flags.get(training_flags)
         if compiled is None:
             compiled = self._compiled_by_flags[training_flags] = self._compile_program()
-        return apply_writes(self.orig_module,
-                            compiled(*[slot[name] for slot, name in self._state_slots], *args, **kwargs))
+        try:
+            state = [slot[name] for slot, name in self._state_slots]
+        except KeyError:  # an attribute of the state deleted
+            self._stale_names = True
+            return self.forward(*args, **kwargs)
+        result = compiled(*state, *args, **kwargs)
+        if type(result) is ModuleWrites:
+            self._note_attribute_state(result, compiled)
+        return apply_writes(self.orig_module, result)
+
+    def _note_attribute_state(self, writes: ModuleWrites, compiled: Callable) -> None:
+        """A tensor the forward assigns to a plain attribute that it also reads
+        (``self.hidden = h.detach()``, read back by the next call) becomes an input of the
+        program, as a buffer is: read as a constant, it was guarded by identity, and every call
+        compiled again. (One only assigned, for logging, stays an output.)"""
+        new = [path for path, value, kind in zip(writes.paths, writes.values, writes.kinds)
+               if kind == "set" and isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
+               and path not in self._state_names and _read_by(compiled, self.orig_module, path)]
+        if new:
+            self._attribute_state += new
+            self._state_names.update(new)
+            self._stale_names = True
 
     def _rebuilt(self) -> None:
         """The module's tree changed (a child module replaced or added, a forward hook added or
-        removed): its program is made again from the tree as it is now, as `aot_module` would."""
-        logger.info("aotgraph: the module tree of %s changed (%s); compiling it again",
-                    type(self.orig_module).__name__, self._tree.change())
+        removed), or the tensor attributes its forward keeps did: its program is made again from
+        the tree as it is now, as `aot_module` would."""
+        if not self._stale_names:
+            logger.info("aotgraph: the module tree of %s changed (%s); compiling it again",
+                        type(self.orig_module).__name__, self._tree.change())
         module = self.orig_module
         names, values = _named_state(module)
+        self._attribute_state = [path for path in self._attribute_state if isinstance(_attribute(module, path),
+                                                                                       torch.Tensor)]
+        names += self._attribute_state
+        values += [_attribute(module, path) for path in self._attribute_state]
+        self._state_names, self._stale_names = set(names), False
         self._compile_program = self._compile_program.rebuilt(_functional_module_fn(module, names))
         self._submodules = list(module.modules())
         self._compiled_by_flags = {}
@@ -510,7 +555,8 @@ def _state_swapped(module: torch.nn.Module, names: list[str], values: Sequence[t
 
 
 def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, str]]:
-    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it:
+    """For each parameter/buffer name, the ``_parameters``/``_buffers`` dict that holds it (the
+    module's ``__dict__`` for a plain tensor attribute, `AotModule`'s attribute state):
     reading those per call sees reassigned parameters and buffers without walking the tree.
     Found through the modules' ``__dict__`` (object's own read: no attribute read for a
     capture's guard recorder to see), each submodule looked up once."""
@@ -527,7 +573,8 @@ def _state_slots(module: torch.nn.Module, names: list[str]) -> list[tuple[dict, 
     for name in names:
         owner_name, _, leaf = name.rpartition(".")
         owner = dict_of(owner_name)
-        slots.append((owner["_parameters"] if leaf in owner["_parameters"] else owner["_buffers"], leaf))
+        slots.append((owner["_parameters"] if leaf in owner["_parameters"] else
+                      owner["_buffers"] if leaf in owner["_buffers"] else owner, leaf))  # (a tensor attribute)
     return slots
 
 

@@ -148,6 +148,8 @@ class _ReadRecorder:
             return
         if isinstance(value, _UNGUARDED_TYPES) or getattr(value, "aotgraph_unguarded", False):
             return  # a function marked so is aotgraph's own, set for the capture (capture.repeated_layers)
+        if isinstance(owner, torch.nn.Module) and isinstance(value, FakeTensor):
+            return  # an input of the program in the attribute's place (`aot_module`'s attribute state)
         root, from_argument, path, label = source
         key = (id(owner), name)
         if key in self.guards or key in self.written:  # (a value the program assigned is its own, not an input)
