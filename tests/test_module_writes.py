@@ -368,3 +368,27 @@ def test_a_tensor_attribute_only_assigned_compiles_once():
         torch.testing.assert_close(compiled(x), module.linear(x))
         torch.testing.assert_close(module.last, module.linear(x))
     assert len(compiled.aotgraph_entries) == 1
+
+
+def test_a_cache_of_views_grown_by_cat_matches_eager():
+    """The first call keeps two chunks of one tensor (parts of a larger memory: left as they
+    were); later calls keep `cat`s of their own, which become inputs."""
+    class Cache(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.kv, self.k, self.v = torch.nn.Linear(8, 16), None, None
+
+        def forward(self, x):
+            k, v = self.kv(x).chunk(2, -1)
+            if self.k is not None:
+                k, v = torch.cat([self.k, k], 1), torch.cat([self.v, v], 1)
+            self.k, self.v = k.detach(), v.detach()
+            return (k * v).sum(1)
+
+    torch.manual_seed(0)
+    reference = Cache()
+    compiled = aotgraph.aot_module(copy.deepcopy(reference))
+    with torch.no_grad():
+        for _ in range(4):
+            x = torch.randn(2, 1, 8)
+            torch.testing.assert_close(compiled(x), reference(x))

@@ -502,7 +502,8 @@ class AotModule(torch.nn.Module):
         program, as a buffer is: read as a constant, it was guarded by identity, and every call
         compiled again. (One only assigned, for logging, stays an output.)"""
         new = [path for path, value, kind in zip(writes.paths, writes.values, writes.kinds)
-               if kind == "set" and isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
+               if kind == "set" and type(value) is torch.Tensor and value.layout == torch.strided
+               and value.untyped_storage().nbytes() == value.nbytes  # (not a part of a larger tensor's memory)
                and path not in self._state_names and _read_by(compiled, self.orig_module, path)]
         if new:
             self._attribute_state += new
