@@ -1,6 +1,7 @@
 """Python values a program reads while captured are guarded: after each kind of change the
 compiled function equals eager (it compiled again), and changing a value back reuses the
 entry compiled for it."""
+import copy
 import dataclasses
 import types
 import warnings
@@ -263,3 +264,25 @@ def test_a_hook_removed_after_the_compile_is_seen():
     torch.testing.assert_close(compiled(x), model(x))
     handle.remove()
     torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_an_attribute_the_first_call_creates_is_read_by_the_next():
+    """``getattr(self, "h", None)`` read an absent attribute: guarded as absent, the call after
+    the forward creates it compiles again (then takes it as an input)."""
+    class Recurrent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = torch.nn.RNNCell(4, 6)
+
+        def forward(self, x):
+            h = self.cell(x, getattr(self, "h", None))
+            self.h = h.detach()
+            return h
+
+    torch.manual_seed(0)
+    reference = Recurrent()
+    compiled = aot_module(copy.deepcopy(reference))
+    with torch.no_grad():
+        for _ in range(4):
+            x = torch.randn(2, 4)
+            torch.testing.assert_close(compiled(x), reference(x))

@@ -76,7 +76,7 @@ class Guard:
     def describe_change(self, flat_args: Sequence[Any]) -> str:
         value = self.current(flat_args)
         shown = "deleted" if value is _MISSING else _short(value)
-        return f"{self.label} changed: {_short(self.expected)} -> {shown}"
+        return f"{self.label} changed: {'absent' if self.expected is _MISSING else _short(self.expected)} -> {shown}"
 
 
 def failed_guard(guards: Sequence[Guard], flat_args: Sequence[Any]) -> Optional[Guard]:
@@ -160,6 +160,14 @@ class _ReadRecorder:
         if not plain and _has_attributes(value):
             self.watch(value, root, from_argument, path + (name,), f"{label}.{name}")
 
+    def saw_absent(self, owner: Any, name: str) -> None:
+        source = self.source_of.get(id(owner))
+        key = (id(owner), name)
+        if source is None or key in self.guards or key in self.written:
+            return
+        root, from_argument, path, label = source
+        self.guards[key] = Guard(root, from_argument, path + (name,), _MISSING, False, f"{label}.{name}")
+
     def restore(self) -> None:
         for obj, original in reversed(self.swapped):
             object.__setattr__(obj, "__class__", original)
@@ -207,6 +215,20 @@ def _recording_getattribute(self, name):
     return value
 
 
+def _recording_getattr(self, name):
+    """A module's ``__getattr__`` (parameters, buffers, submodules), and a read of an attribute the
+    object does not have (``getattr(self, "h", None)``, ``hasattr``): guarded as absent, so
+    that a call after the attribute appears compiles again instead of running code that
+    assumed it missing."""
+    try:
+        return type(self).__mro__[1].__getattr__(self, name)
+    except AttributeError:
+        recorder = _active()
+        if recorder is not None and name[:2] != "__":
+            recorder.saw_absent(self, name)
+        raise
+
+
 def _recording_setattr(self, name, value):
     """An argument object's attribute assigned while the program is captured: a tensor the
     program computes (a fake) would stay on the caller's object after the capture, and no call
@@ -252,10 +274,11 @@ def _recording_class(original: type) -> type:
     of fakes (`_recording_setattr`)."""
     recording = _recording_classes.get(original)
     if recording is None:
-        recording = type(original.__name__, (original,), {
-            "__slots__": (), "__getattribute__": _recording_getattribute, "__setattr__": _recording_setattr,
-            "__module__": original.__module__, "__qualname__": original.__qualname__,
-        })
+        methods = {"__slots__": (), "__getattribute__": _recording_getattribute, "__setattr__": _recording_setattr,
+                   "__module__": original.__module__, "__qualname__": original.__qualname__}
+        if hasattr(original, "__getattr__"):  # (nn.Module's: a missing attribute is read through it)
+            methods["__getattr__"] = _recording_getattr
+        recording = type(original.__name__, (original,), methods)
         _recording_classes[original] = recording
     return recording
 
