@@ -286,3 +286,22 @@ def test_an_attribute_the_first_call_creates_is_read_by_the_next():
         for _ in range(4):
             x = torch.randn(2, 4)
             torch.testing.assert_close(compiled(x), reference(x))
+
+
+@pytest.mark.parametrize("change", ["forward", "class"])
+def test_a_childs_forward_or_class_replaced_after_the_compile_is_seen(change):
+    torch.manual_seed(0)
+    model = _Head()
+    compiled = aot_module(model)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(compiled(x), model(x))
+    if change == "forward":
+        original = model.head.forward
+        model.head.forward = lambda t: original(t) * 3
+    else:
+        class Doubled(torch.nn.Linear):
+            def forward(self, t):
+                return super().forward(t) * 2
+
+        model.head.__class__ = Doubled
+    torch.testing.assert_close(compiled(x), model(x))

@@ -26,13 +26,16 @@ class ModuleTree:
     counts of every hook table."""
 
     __slots__ = ("parents", "names", "children", "labels", "tables", "counts", "hooked", "hook_ids",
-                 "hook_tables", "hook_counts", "handles")
+                 "hook_tables", "hook_counts", "handles", "modules", "types")
 
     def __init__(self, root: torch.nn.Module):
         self.parents, self.names, self.children, self.labels = [], [], [], []
         self.tables, self.hook_tables, self.hooked = [], [], []
+        self.modules = []
         for name, module in root.named_modules(remove_duplicate=True):
             state = vars(module)
+            self.modules.append(module)
+            self.tables.append(state)  # an attribute added to the instance (its own ``forward``)
             modules = state["_modules"]
             for child_name, child in modules.items():
                 self.parents.append(modules)
@@ -51,10 +54,12 @@ class ModuleTree:
         self.hook_counts = list(map(len, self.hook_tables))
         self.hook_ids = list(map(tuple, self.hooked))
         self.handles = hook_handles_made()
+        self.types = list(map(type, self.modules))  # a class swapped (``module.__class__ = ...``)
 
     def unchanged(self) -> bool:
         if list(map(dict.get, self.parents, self.names)) != self.children \
                 or list(map(len, self.tables)) != self.counts \
+                or list(map(type, self.modules)) != self.types \
                 or (self.hooked and list(map(tuple, self.hooked)) != self.hook_ids):
             return False
         handles = hook_handles_made()
@@ -69,4 +74,7 @@ class ModuleTree:
         for parent, name, child, label in zip(self.parents, self.names, self.children, self.labels):
             if parent.get(name) is not child:
                 return f"{label} is another module"
-        return "a child module or a hook was added or removed"
+        for module, kind in zip(self.modules, self.types):
+            if type(module) is not kind:
+                return f"a {kind.__name__} became a {type(module).__name__}"
+        return "a child module, a hook or an instance's forward was added, removed or replaced"
