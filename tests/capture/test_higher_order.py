@@ -538,3 +538,14 @@ def test_public_while_loop_inside_aot_function():
 
     x = torch.randn(4)
     torch.testing.assert_close(aot_function(program)(x), program(x))
+
+
+def test_public_map_inside_aot_function_returns_the_bodys_structure():
+    from torch._higher_order_ops.map import map as hop_map
+
+    def program(x, w):
+        return hop_map(lambda xi, w: (xi @ w).relu(), x, w)
+
+    x, w = torch.randn(3, 2, 4), torch.randn(4, 4, requires_grad=True)
+    out = aot_function(program)(x, w)
+    torch.testing.assert_close(out, program(x, w))

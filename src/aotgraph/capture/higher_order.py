@@ -29,7 +29,7 @@ import contextlib
 from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import torch
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
 from .. import config
 from ..errors import UnsupportedOp
@@ -194,7 +194,12 @@ def _map(calls: HigherOrderCalls, f, xs, pos_args, mutated_arg_indices: str = ""
     """``f(*slices of xs, *pos_args)`` over dimension 0 of `xs`, unrolled: each output stacked.
     Writes into `pos_args` (torch 2.14 lists them in `mutated_arg_indices`) are recorded as they
     happen, step after step, as eager's loop makes them."""
-    return _stacked([_leaves(f, (*(x[step] for x in xs), *pos_args)) for step in range(_scan_length("map_impl", xs))])
+    per_step, structure = [], None
+    for step in range(_scan_length("map_impl", xs)):
+        leaves, structure = tree_flatten(_call(f, (*(x[step] for x in xs), *pos_args)))
+        per_step.append(leaves)
+    # The body's own structure: a tuple from Dynamo's graphs, the user's (a bare tensor) from map() itself.
+    return tree_unflatten(_stacked(per_step), structure)
 
 
 def _stacked(per_step: Sequence[Sequence[torch.Tensor]]) -> list:
