@@ -549,3 +549,22 @@ def test_public_map_inside_aot_function_returns_the_bodys_structure():
     x, w = torch.randn(3, 2, 4), torch.randn(4, 4, requires_grad=True)
     out = aot_function(program)(x, w)
     torch.testing.assert_close(out, program(x, w))
+
+
+def test_public_scan_with_a_tuple_carry_inside_aot_function():
+    from torch._higher_order_ops.scan import scan
+
+    def program(x, w):
+        def step(carry, xi):
+            h, c = carry
+            h2 = torch.sigmoid(h @ w + xi)
+            return (h2, c + h2), h2.sum(-1)
+
+        (h, c), ys = scan(step, (torch.zeros(2, 4), torch.zeros(2, 4)), x)
+        return h + c, ys
+
+    x, w = torch.randn(5, 2, 4), torch.randn(4, 4, requires_grad=True)
+    out, expected = aot_function(program)(x, w), program(x, w)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(torch.autograd.grad(out[0].sum() + out[1].sum(), w),
+                               torch.autograd.grad(expected[0].sum() + expected[1].sum(), w))

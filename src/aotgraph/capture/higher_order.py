@@ -36,7 +36,7 @@ from ..errors import UnsupportedOp
 from ..torch_private.dispatch import CaptureFunctionMode, HigherOrderOperator
 from ..torch_private.checkpoint import checkpoint_preserving_rng_state, reentrant_checkpoint_unrolled
 from ..torch_private.flex_attention import operator_called_directly
-from ..torch_private.hop_calls import operators_called_directly
+from ..torch_private.hop_calls import note_scan_outputs, operators_called_directly
 from .data_assignment import DATA_SETTER, assign_data
 from .function_rules import DECLINED, RULES as FUNCTION_RULES
 from .regions import Regions, call_region
@@ -173,9 +173,12 @@ def _scan(calls: HigherOrderCalls, combine_fn, init, xs, additional_inputs):
     `xs`, unrolled: returns ``(*final_carry, *stacked_ys)``."""
     carry, per_step = list(init), []
     for step in range(_scan_length("scan", xs)):
-        out = _leaves(combine_fn, (*carry, *(x[step] for x in xs), *additional_inputs))
+        raw = _call(combine_fn, (*carry, *(x[step] for x in xs), *additional_inputs))
+        out = tree_leaves(raw)
         carry, ys = list(out[:len(init)]), out[len(init):]
         per_step.append(ys)
+    if isinstance(raw, (tuple, list)) and len(raw) == 2:  # (next carry, ys) in the program's structures
+        note_scan_outputs(tree_flatten(raw[0])[1], tree_flatten(raw[1])[1])
     return [*carry, *_stacked(per_step)]
 
 

@@ -14,7 +14,9 @@ import sys
 import threading
 from typing import Iterator
 
-__all__ = ["operators_called_directly"]
+from torch.utils._pytree import tree_unflatten
+
+__all__ = ["operators_called_directly", "note_scan_outputs"]
 
 _FUNCTION = "_hop_compile_and_call"
 _state = threading.local()
@@ -22,9 +24,24 @@ _originals: dict = {}
 
 
 def _called_directly(fn, args, kwargs=None):
-    if getattr(_state, "depth", 0):
-        return fn(*args, **(kwargs or {}))
-    return _originals[_FUNCTION](fn, args, kwargs)
+    if not getattr(_state, "depth", 0):
+        return _originals[_FUNCTION](fn, args, kwargs)
+    _state.scan_outputs = None
+    result = fn(*args, **(kwargs or {}))
+    if getattr(fn, "__name__", "") == "run_flattened_scan" and _state.scan_outputs is not None:
+        # scan() returns ``carry, out`` as Dynamo's trace of the operator gives them, each in its
+        # pytree structure; the operator itself gives one flat list, the carried values first.
+        carry_structure, out_structure = _state.scan_outputs
+        carried = carry_structure.num_leaves
+        return (tree_unflatten(list(result[:carried]), carry_structure),
+                tree_unflatten(list(result[carried:]), out_structure))
+    return result
+
+
+def note_scan_outputs(carry_structure, out_structure) -> None:
+    """The pytree structures of a scan's carry and outputs, from the capture's scan rule, for
+    `_called_directly`."""
+    _state.scan_outputs = (carry_structure, out_structure)
 
 
 @contextlib.contextmanager
