@@ -292,3 +292,14 @@ def test_a_budget_curve_predicts_the_plan_that_budget_compiles():
     (entry,) = compiled.aotgraph_entries.values()
     (curve,) = [c for c in report.memory if c.label == "memory budget 0 (predicted)"]
     assert curve.saved_bytes == entry.partition.saved_bytes
+
+
+def test_no_budget_curve_is_predicted_from_a_compile_with_regions():
+    """A budget plans the whole program (its compile captures repeated layers flat): curves made
+    from the compile's regions predicted other bytes than the budget compiles."""
+    torch.manual_seed(0)
+    blocks = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 8)) for _ in range(4)]
+    model = torch.nn.Sequential(*blocks)
+    with pytest.warns(UserWarning, match="no budget curves"):
+        report = aotgraph.explain(model, torch.randn(4, 8), budgets=(0.5,))
+    assert not [c for c in report.memory if c.label.startswith("memory budget")]

@@ -8,6 +8,7 @@ measured on a run of the program when it is given, and one per memory budget ask
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..graph.memory import MemoryTimeline
@@ -50,6 +51,11 @@ def _memory_curves(entry, program, inputs, budgets: Sequence[Union[int, float]],
     default = partition(ours.joint, default_partition, **planned_for)
     if tuple(v.name for v in default.saved) != tuple(v.name for v in ours.saved):
         curves.append(_curve("default partition: saves what backward reads (predicted)", default.memory))
+    if budgets and ours.joint.regions:  # a budget plans the whole program: its compile captures the layers flat
+        warnings.warn("aotgraph: no budget curves for a compile that took repeated layers as regions: a budget plans "
+                      "the whole program, whose compile captures them flat; compile with partition_for(budget=...) "
+                      "and read that entry's report instead", stacklevel=3)
+        budgets = ()
     for budget in budgets:
         curves.append(_curve(f"memory budget {budget} (predicted)",
                              partition(ours.joint, partition_for(budget), **planned_for).memory))
