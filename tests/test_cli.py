@@ -53,7 +53,8 @@ def shape_error():
 
 def make_dropout():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2)), (torch.randn(4, 8),)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    return model, (torch.randn(4, 8),)
 """
 
 

@@ -36,7 +36,7 @@ from .debug import logger
 from .torch_private.subclasses import is_functorch_wrapped_tensor
 from .errors import BadArgument, UnsupportedOp
 from .graph.sizes import layout_key, layout_of
-from .module_writes import ModuleWrites, apply_writes, tensor_writes_recorded, with_writes
+from .module_writes import ModuleWrites, apply_writes, attribute_owner, tensor_writes_recorded, with_writes
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
@@ -433,16 +433,14 @@ def _named_state(module: torch.nn.Module) -> tuple[list[str], list[torch.Tensor]
 
 def _read_by(compiled: Callable, module: torch.nn.Module, path: str) -> bool:
     """Whether an entry of `compiled` read attribute `path` of `module` (it guards it)."""
-    owner_path, _, name = path.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
+    owner, name = attribute_owner(module, path)
     return any(guard.root is owner and guard.path == (name,) and not guard.from_argument
                for entry in compiled.aotgraph_entries.values() for guard in entry.guards.guards)
 
 
 def _attribute(module: torch.nn.Module, path: str) -> Any:
     """``module.a.b.name`` for ``path`` "a.b.name", read from the owner's ``__dict__`` (None if absent)."""
-    owner_path, _, name = path.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
+    owner, name = attribute_owner(module, path)
     return vars(owner).get(name)
 
 
@@ -473,6 +471,7 @@ class AotModule(torch.nn.Module):
         self._tree = ModuleTree(module)
         self._state_names = set(names)
         self._attribute_state: list[str] = []  # tensor attributes the forward assigns and reads back
+        self._unread: dict[str, tuple] = {}  # attributes assigned and found unread -> (compiled, its entries) then
         self._stale_names = False
 
     def forward(self, *args, **kwargs):
@@ -501,10 +500,13 @@ class AotModule(torch.nn.Module):
         (``self.hidden = h.detach()``, read back by the next call) becomes an input of the
         program, as a buffer is: read as a constant, it was guarded by identity, and every call
         compiled again. (One only assigned, for logging, stays an output.)"""
-        new = [path for path, value, kind in zip(writes.paths, writes.values, writes.kinds)
-               if kind == "set" and type(value) is torch.Tensor and value.layout == torch.strided
-               and value.untyped_storage().nbytes() == value.nbytes  # (not a part of a larger tensor's memory)
-               and path not in self._state_names and _read_by(compiled, self.orig_module, path)]
+        entries = (id(compiled), len(compiled.aotgraph_entries))  # (an unread path is looked for again after a compile)
+        candidates = [path for path, value, kind in zip(writes.paths, writes.values, writes.kinds)
+                      if kind == "set" and path not in self._state_names and self._unread.get(path) != entries
+                      and type(value) is torch.Tensor and value.layout == torch.strided
+                      and value.untyped_storage().nbytes() == value.nbytes]  # (not part of a larger tensor's memory)
+        new = [path for path in candidates if _read_by(compiled, self.orig_module, path)]
+        self._unread.update((path, entries) for path in candidates if path not in new)
         if new:
             self._attribute_state += new
             self._state_names.update(new)
@@ -523,7 +525,7 @@ class AotModule(torch.nn.Module):
                                                                                        torch.Tensor)]
         names += self._attribute_state
         values += [_attribute(module, path) for path in self._attribute_state]
-        self._state_names, self._stale_names = set(names), False
+        self._state_names, self._stale_names, self._unread = set(names), False, {}
         self._compile_program = self._compile_program.rebuilt(_functional_module_fn(module, names))
         self._submodules = list(module.modules())
         self._compiled_by_flags = {}

@@ -279,13 +279,19 @@ def with_writes(output: Any, recorder: _Recorder) -> Any:
                         tuple(w.assigned for w in writes), tuple(w.kind for w in writes))
 
 
+def attribute_owner(root: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str]:
+    """(the module holding attribute `path` of `root`, the attribute's name): ``"a.b.x"`` ->
+    ``(root.a.b, "x")``."""
+    owner_path, _, name = path.rpartition(".")
+    return (root.get_submodule(owner_path) if owner_path else root), name
+
+
 def apply_writes(root: torch.nn.Module, result: Any) -> Any:
     """Assign a `ModuleWrites` result's values to `root`'s attributes; the program's output."""
     if type(result) is not ModuleWrites:
         return result
     for path, value, kind in zip(result.paths, result.values, result.kinds):
-        owner_path, _, name = path.rpartition(".")
-        owner = root.get_submodule(owner_path) if owner_path else root
+        owner, name = attribute_owner(root, path)
         if kind == "set":
             setattr(owner, name, value)
         elif kind == "append":

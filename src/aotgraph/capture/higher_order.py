@@ -61,8 +61,8 @@ def unsupported_hop(name: str, reason: str = "aotgraph has no rule for it", fix:
 
 def public_apis_calling_operators() -> ContextManager:
     """While a program is captured, torch's public APIs that wrap a HOP in a nested
-    ``torch.compile`` outside Dynamo (``flex_attention``, `hop_calls`' ``torch.cond`` and the like) call the HOP itself, which
-    `HigherOrderCalls` then meets (switch ``flex_attention_direct``), and Dynamo's
+    ``torch.compile`` outside Dynamo (``flex_attention``, and `hop_calls`' ``torch.cond`` and the
+    like) call the HOP itself, which `HigherOrderCalls` then meets (switch ``flex_attention_direct``), and Dynamo's
     ``tag_activation_checkpoint`` checkpoints with the RNG state preserved, so that a recompute
     in the backward draws the forward's numbers (switch ``checkpoint_rng_replay``), and the
     reentrant checkpoint runs as the non-reentrant one (its backward calls ``autograd.backward``,

@@ -91,7 +91,8 @@ def _structure(module: torch.nn.Module, patched: frozenset | set, memo: Optional
     state = vars(module)  # read as a dict: the compile's guards (`cache.guards`) record attribute reads
     if any(state.get(name) for name in _HOOK_DICTS):
         return None
-    attributes = [(name, value) for name, value in state.items() if name not in _MODULE_INTERNALS and name not in patched]
+    attributes = [(name, value) for name, value in state.items()
+                  if name not in _MODULE_INTERNALS and name not in patched]
     if not all(_plain(value) for _, value in attributes):
         return None
     attributes = tuple(sorted((name, _frozen(value)) for name, value in attributes))

@@ -12,10 +12,11 @@ cannot read: a later compile of the same graph at another size got the first siz
 So before a compiler other than the embedded two compiles a graph (`compile_graph`; such a
 compiler expects torch's convention), each backed symbol that no SymInt input binds gets a
 placeholder of its own (and so does a data-dependent one that an input gives linearly: a
-backward's saved ``u0 + 1``, whose kernels Inductor writes with ``u0``), appended after the others, and the compiled graph's caller passes its
-value, read from the inputs at each call (`SymbolReading`: a size, a stride or an int input,
-linear in the symbol). A symbol no input gives that way (only inside a floor division, say)
-leaves ``readings`` None: Inductor then compiles the graph without its FX graph cache.
+backward's saved ``u0 + 1``, whose kernels Inductor writes with ``u0``), appended after the
+others, and the compiled graph's caller passes its value, read from the inputs at each call
+(`SymbolReading`: a size, a stride or an int input, linear in the symbol). A symbol no input
+gives that way (only inside a floor division, say) leaves ``readings`` None: Inductor then
+compiles the graph without its FX graph cache.
 """
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ def _reading_of(symbol: sympy.Symbol, example_inputs: Sequence, hinted: bool = T
             candidates.append((index, "int", 0, value))
     readings = []
     for index, what, dim, d in candidates:
-        if not isinstance(d, torch.SymInt) or d.node.expr.free_symbols != {symbol} or (hinted and not d.node.has_hint()):
+        if not isinstance(d, torch.SymInt) or d.node.expr.free_symbols != {symbol} \
+                or (hinted and not d.node.has_hint()):
             continue
         linear = _linear(d.node.expr, symbol)
         if linear is not None:

@@ -727,7 +727,7 @@ def _check_versions(viewed_versions: list) -> None:
     """Autograd's check of a saved tensor, for inputs whose saved views the compiled forward made
     without their version counters: raises as eager's backward does where the caller wrote into
     one after the forward."""
-    for k, (primal, version) in enumerate(viewed_versions):
+    for primal, version in viewed_versions:
         if primal._version != version:
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an inplace operation: "
