@@ -219,7 +219,7 @@ def _loaded_entry(store: DiskCache, parts: KeyParts, log: CompileLog, compilers:
             loaded = loaded_graphs(data, *compilers)
         except Exception as error:  # whatever a damaged or foreign entry raises: compile again
             why = f"it could not be loaded ({type(error).__name__}: {error})"
-            store.discard(key, why)
+            store.discard(key, why, read_as_hit=True)
             note.detail = "unreadable"
             return None, why
         note.detail = "hit"

@@ -228,10 +228,13 @@ def test_unloadable_entry_with_a_valid_checksum_is_compiled_again():
     first, _ = _twice(lambda fn: aotgraph.aot_function(fn, cache=True), program, args, grad_args)
     store = DiskCache()
     store.write(first.disk_key, b"not a pickle")
+    before = store.stats()
     with pytest.warns(CacheCorruptionWarning, match="could not be loaded"):
         compiled = aotgraph.aot_function(program, cache=True)
         got = _run(compiled, args, grad_args)
     _assert_close(got[1], _run(program, args, grad_args)[1])
+    after = store.stats()
+    assert (after.hits, after.misses) == (before.hits, before.misses + 1)  # a miss, not a hit
 
 
 def test_cache_directory_writable_by_others_is_refused(tmp_path, monkeypatch):

@@ -172,9 +172,12 @@ class DiskCache:
     def _write_file(self, key: str, data: bytes) -> None:
         _write_atomically(self._entry_path(key), data)
 
-    def discard(self, key: str, why: str, remote: bool = True) -> None:
+    def discard(self, key: str, why: str, remote: bool = True, read_as_hit: bool = False) -> None:
         """Remove the entry of `key` (with `remote`, from the remote tier too) with a
-        `CacheCorruptionWarning` saying `why`."""
+        `CacheCorruptionWarning` saying `why`; `read_as_hit`: `read` counted it a hit, which
+        becomes a miss (its payload could not be loaded)."""
+        if read_as_hit:
+            self.count("unloadable")
         path = self._entry_path(key)
         warnings.warn(f"aotgraph: the compile cache entry {path} was removed and will be compiled again: {why}",
                       CacheCorruptionWarning, stacklevel=3)
@@ -194,8 +197,9 @@ class DiskCache:
     def stats(self) -> CacheStats:
         files = [p for p in self._entries.glob("*/*") if p.is_file() and not p.name.startswith(".tmp-")] \
             if self._entries.is_dir() else []
+        unloadable = self._counter("unloadable")
         return CacheStats(self.directory, len(files), sum(p.stat().st_size for p in files),
-                          self._counter("hits"), self._counter("misses"))
+                          self._counter("hits") - unloadable, self._counter("misses") + unloadable)
 
     def _counter(self, counter: str) -> int:
         try:
@@ -213,7 +217,7 @@ class DiskCache:
                     removed += not path.name.startswith(".tmp-")
         for path in (self.directory / "manifests").glob("*/*"):
             path.unlink()
-        for counter in ("hits", "misses"):
+        for counter in ("hits", "misses", "unloadable"):
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / "stats" / counter).unlink()
         return removed

@@ -19,6 +19,7 @@ without the disk cache.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence
 
 import torch
@@ -51,10 +52,26 @@ def settings_key(stages: dict, decompositions_given: Optional[dict], program: An
         compilers.append((name, identities[id(compiler)]))
     decompositions = None if decompositions_given is None else sorted(
         ((str(op), fingerprint(fn)) for op, fn in decompositions_given.items()), key=repr)
-    settings = KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(stages["partition_fn"])),
+    partition = stages["partition_fn"]
+    settings = KeyParts().extended([*environment_parts(), *compilers, ("partition", fingerprint(partition)),
+                                    *_torch_partitioner_config(partition),
                                     ("decompositions", decompositions), ("switches", sorted(config.disabled))],
                                    preview_chars=WHOLE_TEXT)
-    return settings if program is None else settings.extended(_graph_parts("program graph", program))
+    return settings if program is None else settings.extended(_graph_parts("program graph", program, True))
+
+
+def _torch_partitioner_config(partition) -> list:
+    """For torch's own partitioners (``min_cut_rematerialization_partition`` passed as
+    partition_fn), the settings they read: ``torch._functorch.config``'s plain values."""
+    while isinstance(partition, functools.partial):
+        partition = partition.func
+    if not (getattr(partition, "__module__", None) or "").startswith("torch."):
+        return []
+    from torch._functorch import config as functorch_config
+    plain = (bool, int, float, str, type(None))
+    return [("torch partitioner config", sorted((name, repr(value)) for name, value in
+                                                functorch_config.get_config_copy().items()
+                                                if isinstance(value, plain)))]
 
 
 def call_key(settings: KeyParts, flat_args: Sequence[Any], in_spec) -> KeyParts:
@@ -86,9 +103,9 @@ def captured_key(call: KeyParts, joint: JointGraph) -> KeyParts:
                                if isinstance(v, torch.Tensor) else None for v in placeholders]))])
 
 
-def _graph_parts(what: str, graph_module) -> list:
+def _graph_parts(what: str, graph_module, state_is_input: bool = False) -> list:
     """`graph_fingerprint(graph_module)` as one part per node (named by the node) after its codegen."""
-    _, codegen, nodes = graph_fingerprint(graph_module)
+    _, codegen, nodes = graph_fingerprint(graph_module, state_is_input=state_is_input)
     return [(f"{what}: codegen", codegen), *((f"{what}: node {node[1]}", node) for node in nodes)]
 
 

@@ -6,12 +6,19 @@ compile to the same code, a different text for any change that could change it.
   bytes (a tensor constant baked into a graph).
 - Functions by code identity: module and qualified name, their closures' and defaults'
   values; for functions outside torch and aotgraph (whose versions are in the key) also
-  their bytecode, constants and the globals they read, recursively. ``functools.partial``
-  by function and bound arguments.
-- Modules (``nn.Module``) by class (and its ``forward``'s code), plain attributes,
-  submodules; their parameters and buffers are graph inputs, keyed by the call.
+  their bytecode, constants and the globals they read, recursively; of a global that is
+  one of the user's Python modules (not the standard library's or an installed package's),
+  the attributes the code names. ``functools.partial`` by function and bound arguments.
+- Classes outside torch, aotgraph and installed packages by their own functions' code and
+  plain class attributes, through the method resolution order.
+- Modules (``nn.Module``) by class, plain attributes, submodules, and parameters and
+  buffers by contents, except where they are graph inputs (a program graph's own, keyed by
+  the call).
+- Operators by name; a custom operator (``torch.library.custom_op``) also by its Python
+  implementations (kernels, fake, autograd formula); one defined in Python by other means
+  has none to key (`NotKeyable`).
 - fx GraphModules node by node: op, target, arguments, and what ``get_attr`` and
-  ``call_module`` reach.
+  ``call_module`` reach (tensor constants by contents).
 
 Anything else raises `NotKeyable`: the caller then does not use the disk cache (a wrong key
 would be a wrong answer).
@@ -23,12 +30,14 @@ import enum
 import functools
 import hashlib
 import sys
+import sysconfig
 import types
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.fx as fx
+from torch._library.custom_ops import OPDEFS, CustomOpDef
 from torch.utils._pytree import TreeSpec
 
 __all__ = ["NotKeyable", "fingerprint", "environment_parts", "graph_fingerprint"]
@@ -36,6 +45,14 @@ __all__ = ["NotKeyable", "fingerprint", "environment_parts", "graph_fingerprint"
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.layout,
           torch.memory_format, torch.Size, slice, range, type(Ellipsis))
 _VERSIONED_PACKAGES = ("torch", "aotgraph", "functorch")
+# Namespaces of the operators torch itself defines in Python (torch.library): its version keys them.
+_TORCH_NAMESPACES = frozenset({
+    "aten", "prims", "rngprims", "debugprims", "inductor", "_c10d_functional", "c10d_functional", "_dtensor", "fsdp",
+    "symm_mem", "_native", "_inductor_test", "debug_mode_ops", "export", "flex_lib", "onnx", "onnx_symbolic",
+    "quantized_decomposed", "streams", "coor", "mempool"})
+# A custom_op's Python parts that decide what it computes.
+_CUSTOM_OP_PARTS = ("_init_fn", "_backend_fns", "_abstract_fn", "_setup_context_fn", "_backward_fn",
+                    "_torch_dispatch_fns", "_vmap_fn", "_autocast_dtype")
 
 
 class NotKeyable(Exception):
@@ -61,8 +78,12 @@ def fingerprint(value: Any, _seen: frozenset = frozenset()) -> Any:
         return ("treespec", str(value))
     if isinstance(value, torch.Tensor):
         return _tensor_fingerprint(value)
-    if isinstance(value, (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)):
+    if isinstance(value, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return _operator_fingerprint(value, seen)
+    if isinstance(value, torch._ops.HigherOrderOperator):
         return ("op", str(value))
+    if isinstance(value, CustomOpDef):
+        return _custom_op_fingerprint(value, seen)
     if isinstance(value, fx.GraphModule):
         return graph_fingerprint(value, seen)
     if isinstance(value, torch.nn.Module):
@@ -74,10 +95,12 @@ def fingerprint(value: Any, _seen: frozenset = frozenset()) -> Any:
         return _function_fingerprint(value, seen)
     if isinstance(value, types.MethodType):
         return ("method", fingerprint(value.__func__, seen), fingerprint(value.__self__, seen))
+    if isinstance(value, type) and _is_users(value.__module__):
+        return _class_fingerprint(value, seen)
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, type)):
         return ("named", getattr(value, "__module__", None) or "", value.__qualname__)
     if isinstance(value, types.ModuleType):
-        return ("module", value.__name__)
+        return ("module", value.__name__)  # a user's module: its attributes that code names (_globals_fingerprint)
     if dataclasses.is_dataclass(value) and getattr(type(value), "__dataclass_params__").frozen:
         return ("dataclass", type(value).__module__, type(value).__qualname__,
                 *(fingerprint(getattr(value, f.name), seen) for f in dataclasses.fields(value)))
@@ -102,8 +125,69 @@ def _tensor_fingerprint(tensor: torch.Tensor) -> tuple:
             contents)
 
 
+def _operator_fingerprint(op, seen: frozenset) -> tuple:
+    """An operator by name; a Python-defined one also by its implementations (module docstring)."""
+    packet = op if isinstance(op, torch._ops.OpOverloadPacket) else op.overloadpacket
+    qualname = packet._qualified_op_name
+    if qualname.split("::")[0] in _TORCH_NAMESPACES:
+        return ("op", str(op))
+    definition = OPDEFS.get(qualname)
+    if definition is not None:
+        return ("op", str(op), _custom_op_fingerprint(definition, seen))
+    if qualname in torch.library._defs:
+        raise NotKeyable(f"the operator {qualname} is defined in Python without torch.library.custom_op, so its "
+                         "kernels cannot be keyed")
+    return ("op", str(op))
+
+
+def _custom_op_fingerprint(definition, seen: frozenset) -> tuple:
+    """A ``torch.library.custom_op`` by its Python implementations (a user's; torch's own by name)."""
+    if id(definition) in seen or definition._namespace in _TORCH_NAMESPACES:
+        return ("custom op", definition._qualname)
+    inner = seen | {id(definition)}
+    return ("custom op", definition._qualname, *(fingerprint(getattr(definition, part, None), inner)
+                                                 for part in _CUSTOM_OP_PARTS))
+
+
+def _is_users(module_name: str | None) -> bool:
+    """Whether the Python module named `module_name` is the user's own code: neither torch's nor
+    aotgraph's (their versions are in every key), nor the standard library's or an installed
+    package's (their code changes only with an installation)."""
+    if not module_name or module_name.split(".")[0] in _VERSIONED_PACKAGES:
+        return False
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if module is None or not path:
+        return module_name == "__main__" or module is None
+    return not path.startswith(_LIBRARY_PATHS)
+
+
+_LIBRARY_PATHS = tuple({sysconfig.get_paths()[kind] for kind in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _class_fingerprint(klass: type, seen: frozenset) -> tuple:
+    """A user's class by its own attributes through its MRO: methods by code, plain values by value."""
+    parts = []
+    for base in klass.__mro__:
+        if not _is_users(base.__module__):
+            parts.append(("base", base.__module__, base.__qualname__))
+            continue
+        members = []
+        for name, member in vars(base).items():
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            elif isinstance(member, property):
+                member = (member.fget, member.fset)
+            elif name.startswith("__") and not isinstance(member, types.FunctionType):
+                continue  # the class's bookkeeping (__module__, __dict__, __weakref__, __doc__)
+            members.append((name, fingerprint(member, seen)))
+        parts.append(("class", base.__module__, base.__qualname__, tuple(members)))
+    return ("class", *parts)
+
+
 def _function_fingerprint(fn: types.FunctionType, seen: frozenset) -> tuple:
-    closure = tuple(fingerprint(cell.cell_contents, seen) if _cell_filled(cell) else ("empty",)
+    names = _global_names(fn.__code__)
+    closure = tuple(_named_fingerprint(cell.cell_contents, names, seen) if _cell_filled(cell) else ("empty",)
                     for cell in fn.__closure__ or ())
     head = ("function", fn.__module__, fn.__qualname__, closure, fingerprint(fn.__defaults__, seen),
             fingerprint(fn.__kwdefaults__, seen))
@@ -135,10 +219,22 @@ def _global_names(code: types.CodeType) -> set:
 
 
 def _globals_fingerprint(fn: types.FunctionType, seen: frozenset) -> tuple:
-    """The values of the globals `fn`'s code may read (names it reads that are `fn`'s globals)."""
-    namespace = fn.__globals__
-    return tuple((name, fingerprint(namespace[name], seen)) for name in sorted(_global_names(fn.__code__))
+    """The values of the globals `fn`'s code may read (names it reads that are `fn`'s globals);
+    of a user's module among them, the attributes the code names (``helpers.act``)."""
+    namespace, names = fn.__globals__, _global_names(fn.__code__)
+    return tuple((name, _named_fingerprint(namespace[name], names, seen)) for name in sorted(names)
                  if name in namespace)
+
+
+def _named_fingerprint(value: Any, names: set, seen: frozenset) -> Any:
+    """`fingerprint(value)`; a user's module with those of its attributes among `names`, in turn."""
+    if not isinstance(value, types.ModuleType) or not _is_users(value.__name__):
+        return fingerprint(value, seen)
+    if id(value) in seen:
+        return ("cycle",)
+    inner = seen | {id(value)}
+    return ("module", value.__name__, tuple((name, _named_fingerprint(getattr(value, name), names, inner))
+                                            for name in sorted(names) if hasattr(value, name)))
 
 
 # nn.Module's own bookkeeping: parameters and buffers are graph inputs, submodules come next.
@@ -147,13 +243,16 @@ _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persiste
 _CALL_HOOKS = frozenset({"_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"})
 
 
-def _module_fingerprint(module: torch.nn.Module, seen: frozenset) -> tuple:
+def _module_fingerprint(module: torch.nn.Module, seen: frozenset, state_is_input: bool = False) -> tuple:
+    """`module` (module docstring); with `state_is_input`, its parameters and buffers (and its
+    submodules') by name only: they are graph inputs, keyed by the call."""
     klass = type(module)
-    forward = getattr(klass, "forward", None)
-    parts = [("class", klass.__module__, klass.__qualname__,
-              fingerprint(forward, seen) if isinstance(forward, types.FunctionType) else None),
+    parts = [("class", fingerprint(klass, seen)),  # a user's class with its methods' code
              ("training", module.training),
              ("state", tuple(module._parameters), tuple(module._buffers))]
+    if not state_is_input:
+        parts.append(("state values", *(fingerprint(value, seen) for value in (*module._parameters.values(),
+                                                                               *module._buffers.values()))))
     for name, value in sorted(vars(module).items()):
         if name in _MODULE_STATE:
             continue
@@ -162,16 +261,22 @@ def _module_fingerprint(module: torch.nn.Module, seen: frozenset) -> tuple:
                 raise NotKeyable(f"the module {klass.__qualname__} has {name}")
             continue
         parts.append((name, fingerprint(value, seen)))
-    parts.extend((name, fingerprint(child, seen)) for name, child in module._modules.items())
+    parts.extend((name, _module_fingerprint(child, seen, state_is_input) if child is not None else None)
+                 for name, child in module._modules.items())
     return ("nn.Module", *parts)
 
 
-def graph_fingerprint(graph_module: fx.GraphModule, _seen: frozenset = frozenset()) -> tuple:
-    """`graph_module` node by node (see the module docstring). The values of its parameters
-    and buffers are not in it: they are graph inputs, keyed by the call."""
+def graph_fingerprint(graph_module: fx.GraphModule, _seen: frozenset = frozenset(),
+                      state_is_input: bool = False) -> tuple:
+    """`graph_module` node by node (see the module docstring). With `state_is_input` (a program
+    graph whose parameters and buffers the call passes), their values are not in it: they are
+    graph inputs, keyed by the call; else they are constants, keyed by contents (a captured
+    graph's tensor constants)."""
     seen = _seen | {id(graph_module)}
-    state = {name for name, _ in graph_module.named_parameters(remove_duplicate=False)}
-    state |= {name for name, _ in graph_module.named_buffers(remove_duplicate=False)}
+    state = set()
+    if state_is_input:
+        state = {name for name, _ in graph_module.named_parameters(remove_duplicate=False)}
+        state |= {name for name, _ in graph_module.named_buffers(remove_duplicate=False)}
     nodes = []
     for node in graph_module.graph.nodes:
         args = fx.node.map_arg((node.args, node.kwargs), lambda n: _NodeName(n.name))
@@ -179,7 +284,7 @@ def graph_fingerprint(graph_module: fx.GraphModule, _seen: frozenset = frozenset
             target = ("state", node.target) if node.target in state else \
                 fingerprint(_attribute(graph_module, node.target), seen)
         elif node.op == "call_module":
-            target = fingerprint(graph_module.get_submodule(node.target), seen)
+            target = _module_fingerprint(graph_module.get_submodule(node.target), seen, state_is_input)
         elif node.op in ("call_function", "call_method"):
             target = fingerprint(node.target, seen)
         else:
