@@ -4,6 +4,7 @@ call the runtime."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import warnings
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -533,6 +534,20 @@ class AotModule(torch.nn.Module):
         self._lazy = _uninitialized(values)
         self._tree = ModuleTree(module)
 
+    def __deepcopy__(self, memo: dict) -> "AotModule":
+        """A copy compiled from a copy of the module (``copy.deepcopy``, swa_utils' AveragedModel,
+        an EMA or target network): it compiles its own programs, of its own module, with the
+        same settings, when first called; sharing the original's would run the original's
+        module (its training flags, its attributes) whenever the copy compiles."""
+        module = copy.deepcopy(self.orig_module, memo)
+        clone = aot_module(module, *self._compile_program.args, **self._compile_program.kwargs)
+        memo[id(self)] = clone
+        return clone
+
+    def __reduce__(self):
+        """Pickled (``torch.save``) as its module and settings; compiled again when loaded."""
+        return _aot_module_of, (self.orig_module, self._compile_program.args, self._compile_program.kwargs)
+
     @property
     def aotgraph_entries(self) -> dict:
         return {(flags, key): entry for flags, compiled in self._compiled_by_flags.items()
@@ -622,6 +637,11 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     program = _functional_module_fn(mod, names)
     compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
     return AotModule(mod, _ProgramCompiler(program, args, kwargs), names, compiled_now, _uninitialized(values))
+
+
+def _aot_module_of(module: torch.nn.Module, args: tuple, kwargs: dict) -> "AotModule":
+    """`aot_module(module, *args, **kwargs)`: how a pickled `AotModule` is made again."""
+    return aot_module(module, *args, **kwargs)
 
 
 class _ProgramCompiler:

@@ -54,6 +54,11 @@ class AotGraphBackend:
         self.__name__ = "aotgraph"
         self._graphs: list[weakref.ref] = []  # weak: torch._dynamo.reset() frees what it compiled
 
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save`` of a ``torch.compile``'d module holds its backend): its settings;
+        what it compiled is not (Dynamo's compiled code is not pickled either)."""
+        return {**self.__dict__, "_graphs": []}
+
     @property
     def entries(self) -> list[CompiledEntry]:
         alive = [ref() for ref in self._graphs]
