@@ -34,6 +34,7 @@ from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, is_users, resolve_compiler, traits_of
 from .debug import logger
+from .torch_private.fake import FakeTensor
 from .torch_private.subclasses import is_functorch_wrapped_tensor
 from .errors import BadArgument, UnsupportedOp
 from .graph.sizes import layout_key, layout_of
@@ -457,7 +458,7 @@ class AotModule(torch.nn.Module):
     so ``train()``/``eval()`` select their own graph."""
 
     def __init__(self, module: torch.nn.Module, compile_program: Callable[[], Callable], names: list[str],
-                 compiled_now: Callable, lazy: bool = False):
+                 compiled_now: Callable, lazy: bool = False, attribute_state: Sequence[str] = ()):
         """`compiled_now`: `compile_program`'s result for the submodules' current flags. `lazy`:
         the module holds a lazy module's uninitialized parameters or buffers: until they have their
         shapes, a call runs the module eagerly (which gives them those from its inputs, exactly as
@@ -471,7 +472,7 @@ class AotModule(torch.nn.Module):
         self._state_slots = _state_slots(module, names)
         self._tree = ModuleTree(module)
         self._state_names = set(names)
-        self._attribute_state: list[str] = []  # tensor attributes the forward assigns and reads back
+        self._attribute_state = list(attribute_state)  # plain tensor attributes, inputs as buffers are
         self._unread: dict[str, tuple] = {}  # attributes assigned and found unread -> (compiled, its entries) then
         self._stale_names = False
 
@@ -522,8 +523,8 @@ class AotModule(torch.nn.Module):
                         type(self.orig_module).__name__, self._tree.change())
         module = self.orig_module
         names, values = _named_state(module)
-        self._attribute_state = [path for path in self._attribute_state if isinstance(_attribute(module, path),
-                                                                                       torch.Tensor)]
+        kept = [path for path in self._attribute_state if isinstance(_attribute(module, path), torch.Tensor)]
+        self._attribute_state = kept + [path for path in _tensor_attributes(module, values) if path not in kept]
         names += self._attribute_state
         values += [_attribute(module, path) for path in self._attribute_state]
         self._state_names, self._stale_names, self._unread = set(names), False, {}
@@ -634,9 +635,29 @@ def aot_module(mod: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
     except TypeError as error:
         raise TypeError(f"aot_module: {error}") from None
     names, values = _named_state(mod)
-    program = _functional_module_fn(mod, names)
+    attributes = _tensor_attributes(mod, values)
+    program = _functional_module_fn(mod, names + attributes)
     compiled_now = aot_function(program, *args, **kwargs)  # checks the arguments' values now, not at the first call
-    return AotModule(mod, _ProgramCompiler(program, args, kwargs), names, compiled_now, _uninitialized(values))
+    return AotModule(mod, _ProgramCompiler(program, args, kwargs), names + attributes, compiled_now,
+                     _uninitialized(values), attributes)
+
+
+def _tensor_attributes(module: torch.nn.Module, state: Sequence[torch.Tensor]) -> list[str]:
+    """Paths of the plain tensor attributes in `module`'s tree (a mask or table kept as
+    ``self.mask = ...``, neither parameter nor buffer) that hold memory of their own, apart from
+    the `state` tensors': inputs of the program as buffers are, so that a value written into one
+    in place, or one put in its place, is what a call reads (read as constants, a compiler could
+    fold them, and each replacement compiled again)."""
+    shared = {tensor.untyped_storage()._cdata for tensor in state if isinstance(tensor, torch.Tensor)
+              and not isinstance(tensor, UninitializedTensorMixin)}
+    paths = []
+    for prefix, submodule in module.named_modules():
+        for name, value in vars(submodule).items():
+            if type(value) is torch.Tensor and value.layout == torch.strided and not isinstance(value, FakeTensor) \
+                    and value.untyped_storage().nbytes() == value.nbytes \
+                    and value.untyped_storage()._cdata not in shared:
+                paths.append(f"{prefix}.{name}" if prefix else name)
+    return paths
 
 
 def _aot_module_of(module: torch.nn.Module, args: tuple, kwargs: dict) -> "AotModule":

@@ -58,11 +58,18 @@ class Guard:
     expected: Any
     by_identity: bool
     label: str
+    contents: Optional[tuple] = None  # a container guarded by identity: its items, each the same object too
 
     def current(self, flat_args: Sequence[Any]) -> Any:
         value = flat_args[self.root] if self.from_argument else self.root
         for name in self.path:
-            value = getattr(value, name, _MISSING)
+            if type(name) is Item:
+                try:
+                    value = value[name.key]
+                except (LookupError, TypeError):
+                    return _MISSING
+            else:
+                value = getattr(value, name, _MISSING)
             if value is _MISSING:
                 break
         return value
@@ -70,13 +77,41 @@ class Guard:
     def holds(self, flat_args: Sequence[Any]) -> bool:
         value = self.current(flat_args)
         if self.by_identity:
-            return value is self.expected
+            return value is self.expected and (self.contents is None or _same_items(value, self.contents))
         return _same_plain(value, self.expected)
 
     def describe_change(self, flat_args: Sequence[Any]) -> str:
         value = self.current(flat_args)
         shown = "deleted" if value is _MISSING else _short(value)
         return f"{self.label} changed: {'absent' if self.expected is _MISSING else _short(self.expected)} -> {shown}"
+
+
+@dataclass(frozen=True)
+class Item:
+    """A step of a guard's path into a container: ``value[key]``."""
+
+    key: Any
+
+
+def _items(container: Any) -> tuple:
+    """A container's items as they are now: ``(key, value)`` pairs of a dict, else its elements."""
+    return tuple(container.items()) if isinstance(container, dict) else tuple(container)
+
+
+def _same_items(container: Any, expected: tuple) -> bool:
+    """Whether `container` still holds `expected`'s items: the same keys, and each value the same
+    object (a tensor or module) or an equal plain value."""
+    items = _items(container)
+    if len(items) != len(expected):
+        return False
+    for item, was in zip(items, expected):
+        if isinstance(container, dict):
+            if item[0] != was[0]:
+                return False
+            item, was = item[1], was[1]
+        if item is not was and not (_is_plain(was) and _same_plain(item, was)):
+            return False
+    return True
 
 
 def failed_guard(guards: Sequence[Guard], flat_args: Sequence[Any]) -> Optional[Guard]:
@@ -155,10 +190,30 @@ class _ReadRecorder:
         if key in self.guards or key in self.written:  # (a value the program assigned is its own, not an input)
             return
         plain = _is_plain(value)
+        contents = _items(value) if not plain and isinstance(value, (list, tuple, dict)) else None
         self.guards[key] = Guard(root, from_argument, path + (name,), copy.deepcopy(value) if plain else value,
-                                 not plain, f"{label}.{name}")
+                                 not plain, f"{label}.{name}", contents)
         if not plain and _has_attributes(value):
             self.watch(value, root, from_argument, path + (name,), f"{label}.{name}")
+        for item_key, item in (contents or ()) and _keyed(value, contents):
+            if isinstance(item, torch.nn.Module) or _has_attributes(item):  # (a teacher kept as ``[teacher]``)
+                for inner_path, module in _modules_within(item):
+                    self.watch(module, root, from_argument, path + (name, Item(item_key), *inner_path),
+                               f"{label}.{name}[{item_key!r}]")
+
+    def saw_state(self, owner: torch.nn.Module, name: str, value: Any) -> None:
+        """A parameter, buffer or submodule read through ``nn.Module.__getattr__``. Of the compiled
+        module's tree these are inputs (or watched themselves); of a module reached through an
+        attribute or a container (``self._teacher = [teacher]``) the program reads them as constants:
+        guarded by identity (a ``load_state_dict(assign=True)`` puts others in their place), and
+        a None one by value. (`aot_module`'s `ModuleTree` sees its own tree's change.)"""
+        source = self.source_of.get(id(owner))
+        key = (id(owner), name)
+        if source is None or key in self.guards or key in self.written:
+            return
+        root, from_argument, path, label = source
+        if (path or from_argument) and not isinstance(value, FakeTensor):  # (not a tree module of the compile's)
+            self.guards[key] = Guard(root, from_argument, path + (name,), value, value is not None, f"{label}.{name}")
 
     def saw_absent(self, owner: Any, name: str) -> None:
         source = self.source_of.get(id(owner))
@@ -172,6 +227,18 @@ class _ReadRecorder:
         for obj, original in reversed(self.swapped):
             object.__setattr__(obj, "__class__", original)
         self.swapped.clear()
+
+
+def _keyed(container: Any, contents: tuple) -> list:
+    """``(key, item)`` pairs of a container's `contents` (dict keys, else positions)."""
+    return list(contents) if isinstance(container, dict) else list(enumerate(contents))
+
+
+def _modules_within(value: Any) -> list:
+    """`value` itself when it is a module, with its submodules and their paths from it."""
+    if not isinstance(value, torch.nn.Module):
+        return [((), value)]
+    return [(tuple(name.split(".")) if name else (), module) for name, module in value.named_modules()]
 
 
 def _has_attributes(value: Any) -> bool:
@@ -221,12 +288,16 @@ def _recording_getattr(self, name):
     that a call after the attribute appears compiles again instead of running code that
     assumed it missing."""
     try:
-        return type(self).__mro__[1].__getattr__(self, name)
+        value = type(self).__mro__[1].__getattr__(self, name)
     except AttributeError:
         recorder = _active()
         if recorder is not None and name[:2] != "__":
             recorder.saw_absent(self, name)
         raise
+    recorder = _active()
+    if recorder is not None and isinstance(self, torch.nn.Module):
+        recorder.saw_state(self, name, value)
+    return value
 
 
 def _recording_setattr(self, name, value):

@@ -1,8 +1,11 @@
 """The shape of a module tree that an `aot_module` program was made from: which module each
-child slot holds, how many children each module has, and its forward hooks. Python values the
+child slot holds, how many children, parameters and buffers each module has (and which of
+them were None), and its forward hooks. Python values the
 program reads are guarded by `guards`; a child module replaced after the compile
 (``model.head = nn.Linear(...)``, ``model[1] = nn.Tanh()``) or a forward hook added or removed
-changes the program itself, its parameters included, so `AotModule` makes it again.
+changes the program itself, its parameters included, so `AotModule` makes it again; so does a
+parameter or buffer registered or filled after the compile (its inputs are the module's
+parameters and buffers).
 
 A check is a few C-level passes over the tree's dicts (``map`` of ``dict.get`` and ``len``), no
 Python per module (``ModuleTree``)."""
@@ -26,16 +29,24 @@ class ModuleTree:
     counts of every hook table."""
 
     __slots__ = ("parents", "names", "children", "labels", "tables", "counts", "hooked", "hook_ids",
-                 "hook_tables", "hook_counts", "handles", "modules", "types")
+                 "hook_tables", "hook_counts", "handles", "modules", "types", "empty_tables", "empty_names",
+                 "empties")
 
     def __init__(self, root: torch.nn.Module):
         self.parents, self.names, self.children, self.labels = [], [], [], []
         self.tables, self.hook_tables, self.hooked = [], [], []
-        self.modules = []
+        self.modules, self.empty_tables, self.empty_names = [], [], []
         for name, module in root.named_modules(remove_duplicate=True):
             state = vars(module)
             self.modules.append(module)
             self.tables.append(state)  # an attribute added to the instance (its own ``forward``)
+            for kind in ("_parameters", "_buffers"):  # one registered or appended (ParameterList) after the compile
+                table = state[kind]
+                self.tables.append(table)
+                for slot, value in table.items():
+                    if value is None:  # ``register_buffer(name, None)``: a program read it empty
+                        self.empty_tables.append(table)
+                        self.empty_names.append(slot)
             modules = state["_modules"]
             for child_name, child in modules.items():
                 self.parents.append(modules)
@@ -55,11 +66,13 @@ class ModuleTree:
         self.hook_ids = list(map(tuple, self.hooked))
         self.handles = hook_handles_made()
         self.types = list(map(type, self.modules))  # a class swapped (``module.__class__ = ...``)
+        self.empties = [None] * len(self.empty_names)
 
     def unchanged(self) -> bool:
         if list(map(dict.get, self.parents, self.names)) != self.children \
                 or list(map(len, self.tables)) != self.counts \
                 or list(map(type, self.modules)) != self.types \
+                or list(map(dict.get, self.empty_tables, self.empty_names)) != self.empties \
                 or (self.hooked and list(map(tuple, self.hooked)) != self.hook_ids):
             return False
         handles = hook_handles_made()
@@ -77,4 +90,8 @@ class ModuleTree:
         for module, kind in zip(self.modules, self.types):
             if type(module) is not kind:
                 return f"a {kind.__name__} became a {type(module).__name__}"
-        return "a child module, a hook or an instance's forward was added, removed or replaced"
+        for table, name in zip(self.empty_tables, self.empty_names):
+            if table.get(name) is not None:
+                return f"the parameter or buffer {name}, None at the compile, was set"
+        return ("a child module, a parameter, a buffer, a hook or an instance's forward was added, removed or "
+                "replaced")

@@ -143,7 +143,8 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     device = next((v.device for v in placeholders if isinstance(v, torch.Tensor)), None)
     _python_floats_as_tensors(graph_module, joint.fake_mode)
     memory = _forward_output_memory(graph_module, joint.num_fwd_outputs)
-    with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True):
+    folding = config.joint_graph_constant_folding and not holds_real_constants(graph_module)
+    with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True, joint_graph_constant_folding=folding):
         graph_module = joint_graph_passes(graph_module, input_device=device)
     _forward_outputs_kept_apart(graph_module, memory, joint.fake_mode)
     _sorted_where_out_of_order(graph_module)
@@ -407,6 +408,8 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # Random ops draw from eager's generator (``fallback_random``), as in the joint passes: the
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
+    if holds_real_constants(graph_module):
+        settings["always_keep_tensor_constants"] = True
     with background_builds.foreground_compile():
         # A background build that let go of the lock for its C++ compiler has its settings patched
         # in: this compile sets back the process's own values of what the build patched.
@@ -429,16 +432,23 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     return compiled
 
 
+def holds_real_constants(graph_module: fx.GraphModule) -> bool:
+    """Whether `graph_module` reads a real tensor through ``get_attr``: one the program closes
+    over (an argument object's or a global's tensor), whose values a caller may change in place
+    between calls. Inductor must read its memory then, not fold or inline its values
+    (``constant_fold_uniform_value``, tensors of up to 8 values written into the kernels)."""
+    values = [functools.reduce(lambda owner, name: getattr(owner, name, None), node.target.split("."), graph_module)
+              for node in graph_module.graph.find_nodes(op="get_attr")]
+    return any(isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor) for value in values)
+
+
 @contextlib.contextmanager
 def _real_constants_allowed(graph_module: fx.GraphModule, fake_mode) -> Iterator[None]:
     """A graph that reads a real tensor through ``get_attr`` (a tensor the program closes over,
     such as a module's plain tensor attribute): Inductor's fake propagation runs ops on it in
     `fake_mode`, which refuses real tensors unless allowed, as torch's ``compile_fx`` allows them
     around its inner compile (``force_allow_non_fake_inputs``)."""
-    values = [functools.reduce(lambda owner, name: getattr(owner, name, None), node.target.split("."), graph_module)
-              for node in graph_module.graph.find_nodes(op="get_attr")]
-    real = any(isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor) for value in values)
-    if not real or fake_mode is None or fake_mode.allow_non_fake_inputs:
+    if not holds_real_constants(graph_module) or fake_mode is None or fake_mode.allow_non_fake_inputs:
         yield
         return
     fake_mode.allow_non_fake_inputs = True
