@@ -459,3 +459,15 @@ def test_a_data_dependent_guard_in_a_backward_formula_says_so():
     compiled = aot_function(repeated, dynamic=True)
     error = _raises(DataDependentControlFlow, compiled, torch.randn(8), leaf(4), torch.tensor(1))
     _assert_names(error, "capture", "in the backward of one of its ops")
+
+
+def test_a_value_requiring_grad_written_into_a_view_input_names_the_input():
+    """Autograd gives the view's base (not an input) a history: refused naming the input and what to pass."""
+    def f(x, y):
+        x.add_(y)
+        return x.sum(0)
+
+    base = torch.randn(30)
+    with pytest.raises(UnsupportedOp, match="tensor input 0 is a view of a tensor that is not an input") as error:
+        aot_function(f)(base[5:25].view(5, 4), torch.randn(5, 4, requires_grad=True))
+    assert "pass its base and take the view inside" in str(error.value)

@@ -21,8 +21,8 @@ from .cache.entries import EntryStore
 from .cache.fast_path import LastCall, distinct_storages, remembered_call
 from .cache.guards import GuardSet, reads_recorded
 from .cache.module_tree import ModuleTree
-from .cache.keys import (AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key, refuse_unsupported_tensor,
-                         signature_key, size_free_key)
+from .cache.keys import (AUTOCAST_OFF, autocast_state, flatten_plain_args, plain_args_key,
+                         refuse_torch_function_subclass, refuse_unsupported_tensor, signature_key, size_free_key)
 from .cache.size_guards import ConcreteSizes, size_guard
 from .cache.recompiles import RecompileWatch, call_facts
 from .capture import capture, until_capture_ends
@@ -115,6 +115,7 @@ class AotFunction:
         self._last_call: Optional[LastCall] = None
         self._last_call_by_entry: dict[int, LastCall] = {}  # entries live as long as the store: ids stay theirs
         self._subclass_entries: set[int] = set()  # their tensor checks cannot see a subclass's layout: no fast path
+        self.torch_functions_traced = False  # a graph of Dynamo's: inputs' __torch_function__ already in it
 
     def __call__(self, *args, **kwargs):
         last = self._last_call
@@ -260,6 +261,8 @@ class AotFunction:
             for position, value in enumerate(flat_args):
                 if isinstance(value, torch.Tensor):
                     refuse_unsupported_tensor(position, value)
+                    if not self.torch_functions_traced:
+                        refuse_torch_function_subclass(position, value)
         # Distinct inputs sharing memory: only checked where a mutation could make it matter.
         groups = aliased_input_groups(flat_args)
         if not groups:
@@ -754,6 +757,7 @@ def aot_module_simplified(
         cache = is_graph or config.disk_cache == "all"
     compiled = _compiled_function(_functional_module_fn(mod, names, guard_attributes=not is_graph), fw, bw, inference,
                                   partition_fn, decompositions, cache, mod if is_graph else None)
+    compiled.torch_functions_traced = getattr(mod, "aotgraph_traced_by_dynamo", False)
     symbolic, ints = None, ()
     if not _has_symbolic_shapes(args) and not (is_graph and _reads_symbolic_numbers(mod)):
         compiled.aotgraph_compile(*values, *args)

@@ -84,6 +84,7 @@ class AotGraphBackend:
         options=...)`` passes on: added to this backend's own (see `backend`)."""
         heap_frozen_in_dynamo_compiles()  # (again after a torch._dynamo.reset(): for the compiles after this one)
         compiler = self.compiler if mode is None and options is None else self._compiler_with(mode, options)
+        graph_module.aotgraph_traced_by_dynamo = True  # (inputs' own __torch_function__ is traced into it)
         compiled = aot_module_simplified(graph_module, list(example_inputs), fw_compiler=compiler,
                                          partition_fn=self.partition_fn, decompositions=self.decompositions)
         self._graphs.append(weakref.ref(compiled))

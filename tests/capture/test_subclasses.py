@@ -144,3 +144,36 @@ def test_a_jagged_nested_tensor_that_requires_grad():
     aotgraph.aot_function(program, "eager")(ours).backward()
     torch.testing.assert_close(ours.grad.values(), expected.grad.values())
     assert torch.equal(ours.grad.offsets(), expected.grad.offsets())
+
+
+class _Doubling(torch.Tensor):
+    """A subclass whose __torch_function__ changes what an op computes (multiplication doubles)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if func in (torch.mul, torch.Tensor.mul, torch.Tensor.__mul__):
+            with torch._C.DisableTorchFunctionSubclass():
+                out = torch.Tensor.mul(out, 2)
+        return out
+
+
+def _scaled_sum(x, w):
+    return (x * w).sum(-1)
+
+
+def test_a_torch_function_subclass_input_is_refused_by_aot_function():
+    """The capture would record its ops as a plain tensor's (half of eager's values): refused."""
+    x = torch.randn(3, 4).as_subclass(_Doubling)
+    with pytest.raises(aotgraph.errors.BadArgument, match="input 0 is a _Doubling.*__torch_function__"):
+        aot_function(_scaled_sum)(x, torch.randn(4, requires_grad=True))
+
+
+def test_a_torch_function_subclass_input_runs_through_the_backend(fresh_dynamo):
+    """Dynamo traces the subclass's __torch_function__ into the graph it hands over."""
+    x, w = torch.randn(3, 4).as_subclass(_Doubling), torch.randn(4, requires_grad=True)
+    out = torch.compile(_scaled_sum, backend=aotgraph.backend(compiler="eager"))(x, w)
+    expected = _scaled_sum(x, w)
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor))
+    (grad,) = torch.autograd.grad(out.sum(), w)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), w)[0])

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import BadArgument
 from ..torch_private.autocast import any_autocast_enabled as autocast_on
+from ..torch_private.fake import FakeTensor
 from ..torch_private.subclasses import is_traceable_wrapper_subclass
 
 __all__ = ["refuse_unsupported_tensor", "signature_key", "size_free_key", "plain_args_key", "flatten_plain_args",
@@ -42,6 +43,29 @@ def refuse_unsupported_tensor(position: int, tensor: torch.Tensor) -> None:
         raise BadArgument(f"input {position} is {kind}, which is not supported", "api",
                           "pass dense (strided) tensors: t.to_dense(), t.dequantize(), a nested tensor of layout "
                           "torch.jagged, or its t.to_padded_tensor(0)")
+
+
+def refuse_torch_function_subclass(position: int, tensor: torch.Tensor) -> None:
+    """A `BadArgument` for an input whose class has a ``__torch_function__`` of its own: a capture
+    records the ops it dispatches, not what that Python does around them (Dynamo's graphs hold it)."""
+    if _own_torch_function(tensor):
+        name = type(tensor).__name__
+        raise BadArgument(f"input {position} is a {name}, a tensor subclass with a __torch_function__ of its own, "
+                          "which the compiled graph would not run (its ops would act as a plain tensor's)", "api",
+                          f"compile with torch.compile (Dynamo traces {name}.__torch_function__), or pass "
+                          "t.as_subclass(torch.Tensor)")
+
+
+_PLAIN_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
+
+
+def _own_torch_function(tensor: torch.Tensor) -> bool:
+    """Whether `tensor`'s class overrides ``__torch_function__`` (not a plain tensor, a Parameter,
+    or a fake)."""
+    if type(tensor) is torch.Tensor or isinstance(tensor, (torch.nn.Parameter, FakeTensor)):
+        return False
+    method = type(tensor).__torch_function__
+    return getattr(method, "__func__", method) not in _PLAIN_TORCH_FUNCTIONS
 
 
 def signature_key(flat_args: list, in_spec) -> tuple:

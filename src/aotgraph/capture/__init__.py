@@ -216,6 +216,8 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
     storages_before = [StorageWeakRef(f.untyped_storage()) for f in program_fakes]
     resizes = InputStorageResizes(program_fakes, [flat_args[k] for k in input_positions], input_positions)
     recorder.storage_resizes = resizes
+    recorder.input_view_bases = {id(f._base): k for f, k in zip(program_fakes, input_positions)
+                                 if f._base is not None and not any(f._base is g for g in program_fakes)}
     args, kwargs = tree_unflatten(program_flat, in_spec)
     wants_grad = torch.is_grad_enabled()
     flags = RequiresGradFlags(program_fakes, placeholders, recorder.node_of) if watch_calls else None

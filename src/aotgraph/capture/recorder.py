@@ -140,6 +140,7 @@ class GraphRecorder(TorchDispatchMode):
         self.symbols = SymbolNodes(self.graph, fake_mode.shape_env)  # the nodes of symbolic sizes ops read
         # The inputs' storage resizes (`storage_changes.InputStorageResizes`): ops on a freed input are refused.
         self.storage_resizes: Any = None
+        self.input_view_bases: dict[int, int] = {}  # id(the base fake of a view input, not an input) -> position
         # id(view) -> (view, its base's layout then), of views taken before an in-place layout
         # change of their base (`_snapshot_layout`).
         self._stale_views: dict[int, tuple] = {}
@@ -174,6 +175,13 @@ class GraphRecorder(TorchDispatchMode):
                 "capture",
                 f"pass that input as a {type(value).__name__} too, or keep the mixing outside the compiled function",
             )
+        if isinstance(value, FakeTensor) and id(value) in self.input_view_bases:
+            position = self.input_view_bases[id(value)]
+            raise UnsupportedOp(
+                f"tensor input {position} is a view of a tensor that is not an input, and autograd needs that base "
+                "(an in-place op wrote a value that requires grad into the view, which gives the base a history)",
+                "capture", f"pass input {position} as a tensor of its own (.clone() or .contiguous() before the "
+                "call), or pass its base and take the view inside the function")
         if isinstance(value, FakeTensor):
             raise UnsupportedOp(
                 "a fake tensor reached an op without being produced by the traced program",
