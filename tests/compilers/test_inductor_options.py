@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from aotgraph import aot_function
+from aotgraph import aot_function, aot_module
 from aotgraph.compilers import InductorCompiler
 from aotgraph.errors import BadArgument
 
@@ -131,3 +131,12 @@ def test_no_test_or_benchmark_setattrs_a_torch_config_module():
     assert len(files) > 10
     uses = {str(f.relative_to(ROOT)): torch_config_setattrs(f.read_text()) for f in files}
     assert {f: u for f, u in uses.items() if u} == {}
+
+
+def test_a_module_on_the_meta_device_compiles_with_inductor():
+    """Inductor's joint passes fold meta-device values into new nodes: they get values too."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 3)
+    out = aot_module(model, fw_compiler="inductor")(torch.randn(2, 4, device="meta"))
+    out.sum().backward()
+    assert out.shape == (2, 3) and out.device.type == "meta" and model.weight.grad.shape == (3, 4)

@@ -146,9 +146,25 @@ def inductor_joint_passes(joint: JointGraph) -> JointGraph:
     folding = config.joint_graph_constant_folding and not holds_real_constants(graph_module)
     with V.set_fake_mode(joint.fake_mode), config.patch(fallback_random=True, joint_graph_constant_folding=folding):
         graph_module = joint_graph_passes(graph_module, input_device=device)
+    _values_of_new_nodes(graph_module, joint.fake_mode)
     _forward_outputs_kept_apart(graph_module, memory, joint.fake_mode)
     _sorted_where_out_of_order(graph_module)
     return replace(joint, graph_module=graph_module)
+
+
+def _values_of_new_nodes(graph_module: fx.GraphModule, fake_mode) -> None:
+    """A value (``meta["val"]``) for each op node the passes made without one (constant folding
+    on the meta device leaves an ``empty_strided``), from its arguments' values: the partition
+    and the runtime read every node's."""
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or "val" in node.meta:
+            continue
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: n.meta.get("val"))
+        try:
+            with fake_mode:
+                node.meta["val"] = node.target(*args, **kwargs)
+        except Exception:  # (an argument without a value either: left as the passes made it)
+            continue
 
 
 def _forward_output_memory(graph_module: fx.GraphModule, count: int) -> list:
