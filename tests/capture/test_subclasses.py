@@ -177,3 +177,10 @@ def test_a_torch_function_subclass_input_runs_through_the_backend(fresh_dynamo):
     torch.testing.assert_close(out.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor))
     (grad,) = torch.autograd.grad(out.sum(), w)
     torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), w)[0])
+
+
+def test_a_jagged_nested_tensor_through_the_backend_is_refused_naming_what_takes_it(fresh_dynamo):
+    njt = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)], layout=torch.jagged)
+    compiled = torch.compile(lambda n: (n * 2).sin().values(), backend=aotgraph.backend(compiler="eager"))
+    with pytest.raises(Exception, match="torch.jagged with symbolic sizes.*aotgraph.aot_function"):
+        compiled(njt)

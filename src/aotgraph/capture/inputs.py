@@ -159,6 +159,11 @@ def _fake_of_plain_leaf(real: torch.Tensor, fake_mode: FakeTensorMode) -> FakeTe
 def _to_fake(value: Any, fake_mode: FakeTensorMode) -> Any:
     if not isinstance(value, torch.Tensor) or isinstance(value, FakeTensor):
         return value
+    if value.layout == torch.jagged:  # (aot_function flattens one with static sizes: `capture.subclasses`)
+        raise BadArgument("a nested tensor of layout torch.jagged with symbolic sizes (as torch.compile hands its "
+                          "ragged dimension over) is not supported", "capture",
+                          "compile that function with aotgraph.aot_function / aot_module, which take jagged nested "
+                          "tensors, or with another torch.compile backend")
     if value.is_sparse or value.layout != torch.strided:
         raise BadArgument(f"input tensor with layout {value.layout} is not supported", "capture",
                           "pass dense (strided) tensors")
