@@ -159,3 +159,33 @@ def test_a_tensor_an_argument_object_holds_is_read_live_by_inductor():
     torch.testing.assert_close(compiled(x, box), x + 1)
     box.w.fill_(7.0)
     torch.testing.assert_close(compiled(x, box), x + 7)
+
+
+class Trunk(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def test_heads_swapped_per_task_compile_once_each():
+    """Multitask heads swapped in per batch: each tree's program is kept, not made again every swap."""
+    torch.manual_seed(0)
+    heads = [nn.Linear(4, 4) for _ in range(3)]
+
+    def swap(module, step):
+        module.head = module.heads[(step + 1) % 3]
+
+    model = Trunk()
+    model.heads = heads  # (a plain list: not part of the tree)
+    model.head = heads[0]
+
+    def compile_model(module):
+        compile_model.compiled = aotgraph.aot_module(module)
+        return compile_model.compiled
+
+    _train_both(model, _steps(9), compile_model, between=swap)
+    assert len(compile_model.compiled.aotgraph_entries) == 1  # the current tree's
+    assert len(compile_model.compiled._earlier_trees) == 2  # the two others', kept

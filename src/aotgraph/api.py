@@ -478,6 +478,7 @@ class AotModule(torch.nn.Module):
         self._attribute_state = list(attribute_state)  # plain tensor attributes, inputs as buffers are
         self._unread: dict[str, tuple] = {}  # attributes assigned and found unread -> (compiled, its entries) then
         self._stale_names = False
+        self._earlier_trees: list[dict] = []  # programs of trees it had before (heads swapped per task): newest last
 
     def forward(self, *args, **kwargs):
         if self._stale_names or not self._tree.unchanged():
@@ -522,6 +523,12 @@ class AotModule(torch.nn.Module):
         removed), or the tensor attributes its forward keeps did: its program is made again from
         the tree as it is now, as `aot_module` would."""
         if not self._stale_names:
+            self._earlier_trees = [*self._earlier_trees, self._program_state()][-_EARLIER_TREES:]
+            earlier = next((state for state in reversed(self._earlier_trees) if state["_tree"].unchanged()), None)
+            if earlier is not None:  # back to a tree it compiled for: its programs again
+                self._earlier_trees.remove(earlier)
+                self.__dict__.update(earlier)
+                return
             logger.info("aotgraph: the module tree of %s changed (%s); compiling it again",
                         type(self.orig_module).__name__, self._tree.change())
         module = self.orig_module
@@ -551,6 +558,10 @@ class AotModule(torch.nn.Module):
     def __reduce__(self):
         """Pickled (``torch.save``) as its module and settings; compiled again when loaded."""
         return _aot_module_of, (self.orig_module, self._compile_program.args, self._compile_program.kwargs)
+
+    def _program_state(self) -> dict:
+        """What `_rebuilt` replaces: the programs of the tree as it was, to go back to."""
+        return {name: getattr(self, name) for name in _PROGRAM_STATE}
 
     @property
     def aotgraph_entries(self) -> dict:
@@ -661,6 +672,11 @@ def _tensor_attributes(module: torch.nn.Module, state: Sequence[torch.Tensor]) -
                     and value.untyped_storage()._cdata not in shared:
                 paths.append(f"{prefix}.{name}" if prefix else name)
     return paths
+
+
+_EARLIER_TREES = 8  # trees an AotModule keeps the programs of, besides its current one
+_PROGRAM_STATE = ("_compile_program", "_submodules", "_compiled_by_flags", "_state_slots", "_state_names",
+                  "_attribute_state", "_unread", "_lazy", "_tree")
 
 
 def _aot_module_of(module: torch.nn.Module, args: tuple, kwargs: dict) -> "AotModule":
