@@ -471,3 +471,14 @@ def test_a_value_requiring_grad_written_into_a_view_input_names_the_input():
     with pytest.raises(UnsupportedOp, match="tensor input 0 is a view of a tensor that is not an input") as error:
         aot_function(f)(base[5:25].view(5, 4), torch.randn(5, 4, requires_grad=True))
     assert "pass its base and take the view inside" in str(error.value)
+
+
+@pytest.mark.parametrize("program", [lambda i: i.mul_(1.5), lambda i: i.add_(torch.ones(4)),
+                                     lambda i: i.float().add_(torch.full((4,), 1j))],
+                         ids=["int times float", "int plus float tensor", "float plus complex"])
+def test_an_in_place_op_whose_result_its_target_cannot_hold_raises_as_eager(program):
+    """Eager raises "result type Float can't be cast to the desired output type Long"; a fake kernel would cast."""
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type") as eager:
+        program(torch.arange(4))
+    with pytest.raises(OpRefused, match=str(eager.value).split(" can't")[0]):
+        aot_function(program)(torch.arange(4))

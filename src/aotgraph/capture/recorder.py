@@ -255,6 +255,8 @@ class GraphRecorder(TorchDispatchMode):
             if self._stale_views_without_grad:
                 self._refuse_writes_into_stale_views(func, args, kwargs)
             _refuse_writes_replayed_from_offset_bases(func, args, kwargs)
+        if facts.is_mutable and torch.Tag.pointwise in func.tags:
+            _refuse_narrowing_in_place(func, _map_tensors(self._as_fake, args), kwargs, self.fake_mode)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
@@ -809,6 +811,38 @@ _READS_WITHOUT_HISTORY = frozenset({
     *(getattr(aten, name).Scalar for name in ("eq", "ne", "lt", "le", "gt", "ge")),
     *(getattr(aten, name).Tensor for name in ("eq", "ne", "lt", "le", "gt", "ge")),
 })
+
+
+_SCALAR_KINDS = {bool: 0, int: 1, float: 2, complex: 3}
+
+
+def _kind(dtype: torch.dtype) -> int:
+    """A dtype's kind, as promotion orders them: bool < integer < floating < complex."""
+    return 3 if dtype.is_complex else 2 if dtype.is_floating_point else 0 if dtype == torch.bool else 1
+
+
+def _refuse_narrowing_in_place(func, fake_args: tuple, kwargs: dict, fake_mode) -> None:
+    """An in-place pointwise op whose result's dtype ``self`` cannot hold (``ints.mul_(1.5)``,
+    ``floats.add_(complex)``): eager raises, a fake kernel would cast; raised as eager's error."""
+    target = fake_args[0] if fake_args else None
+    if not isinstance(target, torch.Tensor) or target.dtype.is_complex:
+        return
+    others = [a for a in (*fake_args[1:], *kwargs.values()) if isinstance(a, torch.Tensor) or type(a) in _SCALAR_KINDS]
+    wider = [a for a in others if (_kind(a.dtype) if isinstance(a, torch.Tensor) else _SCALAR_KINDS[type(a)])
+             > _kind(target.dtype)]
+    twin = functional_twin(func) if wider else None
+    if twin is None:
+        return
+    with fake_mode:
+        result = twin(*fake_args, **kwargs)
+    if isinstance(result, torch.Tensor) and not torch.can_cast(result.dtype, target.dtype):
+        raise RuntimeError(f"result type {_scalar_type(result.dtype)} can't be cast to the desired output type "
+                           f"{_scalar_type(target.dtype)}")
+
+
+def _scalar_type(dtype: torch.dtype) -> str:
+    """Eager's name of a dtype in its messages (``Float``, ``Long``)."""
+    return torch.empty(0, dtype=dtype, device="meta").type().split(".")[-1].replace("Tensor", "")
 
 
 def _map_tensors(fn: Callable, args: Any) -> Any:
