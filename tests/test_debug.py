@@ -884,7 +884,12 @@ def test_layouts_after_replacements_switch(monkeypatch):
         expected.backward()
         torch.testing.assert_close(out, expected)
         torch.testing.assert_close(w.grad, w_eager.grad)
-    assert len(rule_calls[False]) < len(rule_calls[True])
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    if hasattr(ShapeEnv(), "_replacements_version_counter"):
+        assert len(rule_calls[False]) < len(rule_calls[True])
+    else:  # torch 2.11 counts no replacements: the layouts stay as they were, the switch on or off
+        assert len(rule_calls[False]) == len(rule_calls[True])
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -921,7 +926,22 @@ def test_checkpoint_rng_replay_switch(disabled, monkeypatch):
     torch.manual_seed(0)
     (expected,) = torch.autograd.grad(program(x), x)
     torch._dynamo.reset()
-    assert torch.equal(got, expected) == (not disabled)
+    assert torch.equal(got, expected) == (not disabled or not _torch_recomputes_a_checkpoint(monkeypatch))
+
+
+def _torch_recomputes_a_checkpoint(monkeypatch) -> bool:
+    """Whether torch's tag_activation_checkpoint runs a plain checkpoint's body under
+    torch.utils.checkpoint (torch 2.13: recomputed in the backward, with new random numbers where
+    the RNG state is not preserved); torch 2.11 runs the body once, its nodes only tagged for
+    Inductor's recompute, so the switch changes nothing there."""
+    import torch.utils.checkpoint as checkpoint_module
+    from torch._higher_order_ops.wrap import tag_activation_checkpoint_impl
+
+    calls, original = [], checkpoint_module.checkpoint
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_module, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+        tag_activation_checkpoint_impl(torch.fx.symbolic_trace(lambda t: t.sin()), torch.ones(2, requires_grad=True))
+    return bool(calls)
 
 
 @pytest.mark.parametrize("disabled", [False, True])

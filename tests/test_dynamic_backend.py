@@ -414,9 +414,9 @@ def test_a_wrapped_float_in_a_graph_of_static_sizes_compiles(compiler):
 
 def test_sizes_stay_dynamic_across_a_graph_break():
     """``mark_dynamic`` and a graph break: the first graph's outputs tell Dynamo which of their
-    sizes were symbolic (torch 2.13+ reads that), so the frame after the break is traced dynamic
-    at once, not compiled for the first size and again for the next: no more compiles than
-    torch.compile's ``aot_eager``, and eager's values."""
+    sizes were symbolic (marked as torch's own AOT runtime marks them, on torch 2.11 and 2.13+),
+    so the frame after the break is traced dynamic at once, not compiled for the first size and
+    again for the next: no more compiles than torch.compile's ``aot_eager``, and eager's values."""
     torch.manual_seed(0)
     lin = torch.nn.Linear(4, 4)
 

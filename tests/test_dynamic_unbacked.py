@@ -74,9 +74,25 @@ def check_parity(program, compiler):
         expected_grad, = torch.autograd.grad(expected.sum(), w)
         torch.testing.assert_close(out, expected)
         torch.testing.assert_close(grad, expected_grad)
-    assert len(backend.entries) == 1
+    # one graph, one entry; where Dynamo itself splits the program (torch 2.11's meta copy_ guards
+    # Eq(u0, u1) in copy_into_buffer: a graph break), no more entries than its own graphs
+    assert len(backend.entries) == 1 or len(backend.entries) <= _dynamo_graphs(program)
     graph_code = backend.entries[0].joint.graph_module.code
     assert "_local_scalar_dense" in graph_code or "sym_size" in graph_code  # the symbol is read in the graph
+
+
+def _dynamo_graphs(program) -> int:
+    """How many graphs torch.compile's "eager" backend gets for check_parity's calls."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(program, backend=counter)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        compiled(torch.randn(6, 4), torch.randn(4, 3, requires_grad=True))
+    torch._dynamo.reset()
+    return counter.frame_count
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)

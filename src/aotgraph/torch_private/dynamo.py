@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from typing import Any, Iterator
 
 import torch
@@ -59,9 +60,30 @@ def dynamo_setting_for_every_thread(name: str, value: Any) -> Iterator[None]:
 
 
 def mark_dynamic_dims_for_dynamo(tensor, dims: frozenset) -> None:
-    """Tell Dynamo (torch 2.13+; earlier ones ignore it) that `tensor`'s `dims` were symbolic in
-    the graph that made it: a frame that reads it after a graph break traces them dynamic at
-    once, unguarded, instead of compiling for their sizes first (torch's own AOT runtime marks
-    its outputs so)."""
-    marked = getattr(tensor, "_dynamo_propagated_dynamic_indices", None)
-    tensor._dynamo_propagated_dynamic_indices = set(dims) if marked is None else marked | dims
+    """Tell Dynamo that `tensor`'s `dims` were symbolic in the graph that made it: a frame that
+    reads it after a graph break traces them dynamic at once instead of compiling for their sizes
+    first, as torch's own AOT runtime marks its outputs: ``_dynamo_propagated_dynamic_indices``
+    (unguarded) where Dynamo reads it (torch 2.13+), else ``_dynamo_weak_dynamic_indices``
+    (``maybe_mark_dynamic``'s, torch 2.11)."""
+    attribute = "_dynamo_propagated_dynamic_indices" if _dynamo_reads_propagated_indices() \
+        else "_dynamo_weak_dynamic_indices"
+    marked = getattr(tensor, attribute, None)
+    setattr(tensor, attribute, set(dims) if marked is None else marked | dims)
+
+
+_reads_propagated: list = []  # [whether Dynamo reads _dynamo_propagated_dynamic_indices], once known
+
+
+def _dynamo_reads_propagated_indices() -> bool:
+    """Whether Dynamo's automatic-dynamic decision reads ``_dynamo_propagated_dynamic_indices``
+    (torch 2.13+); torch 2.11's reads ``_dynamo_weak_dynamic_indices`` only. Where Dynamo is not
+    loaded yet (or its function moved), the newer attribute."""
+    if not _reads_propagated:
+        builder = sys.modules.get("torch._dynamo.variables.builder")
+        automatic_dynamic = getattr(builder, "_automatic_dynamic", None)
+        code = getattr(automatic_dynamic, "__code__", None)
+        if code is None:
+            return True
+        _reads_propagated.append("_dynamo_propagated_dynamic_indices" in code.co_consts
+                                 or "_dynamo_weak_dynamic_indices" not in code.co_consts)
+    return _reads_propagated[0]
