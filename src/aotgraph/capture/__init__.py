@@ -32,6 +32,7 @@ from ..graph.naming import primal_name, tangent_name
 from ..graph.ops import is_runtime_assert
 from ..graph.sizes import has_symbolic_sizes, is_symbolic, layout_key, layout_of
 from ..torch_private.dispatch import OpOverload, enable_python_dispatcher, mkldnn_enabled, set_mkldnn_enabled
+from ..torch_private.lstm_decomposition import lstm_states_as_eager
 from ..torch_private.fake import FakeTensor, FakeTensorDeviceMismatchError, FakeTensorMode, detect_fake_mode
 from ..torch_private.fx import LazyGraphModule as JointModule
 from ..torch_private.dynamo import compiling
@@ -229,6 +230,7 @@ def _trace_joint(fn, flat_args, in_spec, fake_mode, recorder, higher_order_calls
         with fake_mode, recorder, enable_python_dispatcher(), storage_resizes_refused.watching(resizes), \
                 higher_order_calls, public_apis_calling_operators(), _compiling(), tensor_writes_refused(), \
                 _rnns_as_plain_ops(wants_grad and any(f.requires_grad for f in primal_fakes)), \
+                lstm_states_as_eager(), \
                 flags or contextlib.nullcontext(), stale_views or contextlib.nullcontext():
             try:
                 out = fn(*args, **kwargs)

@@ -252,7 +252,10 @@ def _inductor_settings_hint(config, unknown: list) -> str:
     spelled closest to them, else real settings as examples; never a rejected name. A name
     that `config` lists but hides was deleted in this process (``del config.name``, as the
     undo of pytest's ``monkeypatch.setattr`` does), and the hint says so."""
-    listed = config.get_config_copy()
+    try:
+        listed = list(config.get_config_copy())
+    except AttributeError:  # torch 2.11 reads each value, and stops on a deleted one; 2.13 leaves it out
+        listed = list(getattr(config, "_config", ()))
     hidden = [name for name in unknown if name in listed]
     others = [name for name in unknown if name not in listed]
     hints = []

@@ -17,6 +17,13 @@ an add (`may_add_in_tiles`) is compiled as configured, and its generated code is
 (`adds_in_tiles`); only where one kernel holds both a tile's inner loop and a vector
 add at computed positions is the graph compiled again without vectorized loops
 (``cpp.simdlen=1``; switch ``scatter_graphs_scalar``).
+
+On torch 2.11 such tiles can fail to build instead: a kernel that reads or writes at computed
+positions through a tile's transposed load or store (``transpose_mxn``) names the position's
+variable outside the tile's loop that declares it ("'tmp5' was not declared in this scope";
+Falcon's multi-query attention, its forward's gather and its backward's add). A CPU graph whose
+C++ build fails (`cpp_build_failed`) is compiled again without vectorized loops, with a warning
+(a build that fails for another reason fails again, and its error is raised).
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import torch.fx as fx
 
 from .. import config as aot_config
 
-__all__ = ["may_add_in_tiles", "adds_in_tiles"]
+__all__ = ["may_add_in_tiles", "adds_in_tiles", "cpp_build_failed"]
 
 _ADDING = ("index_put", "_unsafe_index_put", "scatter", "index_add", "_unsafe_masked_index_put_accumulate")
 _KERNEL_START = 'extern "C"'  # each C++ kernel of Inductor's output code (and the C++ wrapper's entry)
@@ -54,3 +61,16 @@ def adds_in_tiles(compiled) -> bool:
     if not isinstance(source, str):
         return True
     return any("atomic_add_vec" in kernel and _TILE_LOOP.search(kernel) for kernel in source.split(_KERNEL_START)[1:])
+
+
+def cpp_build_failed(error: BaseException) -> bool:
+    """Whether `error` (Inductor's, maybe wrapping the cause) is a failed C++ build of its kernels."""
+    from torch._inductor.exc import CppCompileError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, CppCompileError):
+            return True
+        seen.add(id(error))
+        error = getattr(error, "inner_exception", None) or error.__cause__
+    return False

@@ -35,7 +35,7 @@ from torch.utils import _pytree as pytree
 from .. import config as aot_config
 from ..torch_private.fake import FakeTensor
 from . import (avg_pool_backward, background_builds, compile_workers, extern_kernel_bindings, flat_arg_reductions,
-               input_offsets, output_copies, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
+               input_offsets, output_copies, scalar_views, scatter_sources, stored_builds, symbol_inputs, tiled_adds)
 from .vec_isa_memo import recall_vec_isa_probe, remembering_vec_isa_probe
 from ..artifacts import JointGraph
 from ..graph.nodes import view_chain
@@ -264,9 +264,19 @@ def compile_with_inductor(graph_module: fx.GraphModule, example_inputs: list, ro
     asked, use_cpp_wrapper, devices = _wrapper_choice(options, example_inputs)
     options.pop("cpp_wrapper", None)
     checked = "cpp.simdlen" not in options and tiled_adds.may_add_in_tiles(graph_module, example_inputs)
+    on_cpu = any(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in example_inputs)
 
     def compiled_with(cpp_wrapper: bool, role=role) -> Callable:
-        compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
+        try:
+            compiled = _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
+        except Exception as error:
+            if not (on_cpu and "cpp.simdlen" not in options and tiled_adds.cpp_build_failed(error)):
+                raise
+            logger.warning("aotgraph: Inductor's C++ code for the %s graph failed to build; compiled again without "
+                           "vectorized loops (compilers/tiled_adds.py)", role.kind)
+            options["cpp.simdlen"] = 1
+            _forget_reported_strides()
+            return _compiled(graph_module, example_inputs, role, fake_mode, options, cpp_wrapper=cpp_wrapper)
         if checked and "cpp.simdlen" not in options and tiled_adds.adds_in_tiles(compiled):
             logger.info("aotgraph: the %s graph adds at computed positions in a 2-D tile; compiled "
                         "again without vectorized loops (compilers/tiled_adds.py)", role.kind)
@@ -404,6 +414,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
 
     graph_module = _private_copy(graph_module)
     _decompose_leftovers(graph_module)
+    scalar_views.scalar_views_as_constants(graph_module)
     avg_pool_backward.keep_from_inductor(graph_module)
     scatter_sources.keep_scatter_sources_apart(graph_module)
     input_offsets.offsets_from_input_starts(graph_module)
@@ -440,7 +451,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
         with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
                 _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
                 remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher(), \
-                _real_constants_allowed(graph_module, fake_mode):
+                _real_constants_allowed(graph_module, fake_mode), _random_ops_in_program_order():
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
     compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
@@ -472,6 +483,52 @@ def _real_constants_allowed(graph_module: fx.GraphModule, fake_mode) -> Iterator
         yield
     finally:
         fake_mode.allow_non_fake_inputs = False
+
+
+@contextlib.contextmanager
+def _random_ops_in_program_order() -> Iterator[None]:
+    """While Inductor compiles our graphs, on a torch whose post-grad passes do not chain the
+    random ops (``_chain_random_ops_for_ordering``, from torch 2.13): the fallback kernels of
+    random ops and of our seeding ops (``nondeterministic_seeded``, ``fallback_random``) run in
+    the graph's order. Nothing else orders them: on torch 2.11 Inductor's scheduler moved a draw
+    after the seeding it preceded, across a fusion (``torch.manual_seed`` in the program drew other
+    values than eager's, and a seeding op, a node with no outputs, freed an input before its last
+    read). Each such kernel gets an ordering-only dependency on the one before it, as torch 2.13's
+    ``control_deps`` chain gives."""
+    from torch._inductor import scheduler
+    from torch._inductor.fx_passes import post_grad
+
+    original = getattr(scheduler.Scheduler, "_init", None)
+    if hasattr(post_grad, "_chain_random_ops_for_ordering") or original is None:
+        yield
+        return
+
+    def _init(self, nodes):
+        _chain_random_kernels(nodes)
+        return original(self, nodes)
+
+    scheduler.Scheduler._init = _init
+    try:
+        yield
+    finally:
+        scheduler.Scheduler._init = original
+
+
+def _chain_random_kernels(operations) -> None:
+    from torch._inductor import config, ir
+    from torch._inductor.virtualized import V
+
+    if not config.fallback_random:
+        return
+    previous = None
+    for operation in operations:
+        op = getattr(operation, "op_overload", None)
+        if not (isinstance(operation, ir.FallbackKernel) and isinstance(op, torch._ops.OpOverload)
+                and torch.Tag.nondeterministic_seeded in op.tags):
+            continue
+        if previous is not None:
+            V.graph.additional_buffer_deps[operation.get_operation_name()].add(previous.get_name())
+        previous = operation
 
 
 def _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper: bool, cuda_graphs) -> Callable:
