@@ -189,3 +189,21 @@ def test_heads_swapped_per_task_compile_once_each():
     _train_both(model, _steps(9), compile_model, between=swap)
     assert len(compile_model.compiled.aotgraph_entries) == 1  # the current tree's
     assert len(compile_model.compiled._earlier_trees) == 2  # the two others', kept
+
+
+class LastOfList(nn.Module):
+    """A forward that reads the last tensor of a list attribute and appends a new one (a cache)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.cache = [torch.zeros(4)]
+
+    def forward(self, x):
+        y = self.lin(x) + self.cache[-1]
+        self.cache.append(y.detach()[0])
+        return y
+
+
+def test_a_list_the_forward_reads_and_appends_to_is_read_as_it_is_each_call():
+    _train_both(LastOfList(), _steps())

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from ..errors import UnsupportedOp
 from ..torch_private.fake import FakeTensor
@@ -330,6 +331,18 @@ def written_in_place(owner: Any, name: str) -> None:
     if guard is not None and not guard.by_identity:
         recorder.guards[key] = dataclasses.replace(guard, expected=object.__getattribute__(owner, name),
                                                    by_identity=True)
+    elif guard is not None and guard.contents is not None and \
+            not _holds_real_tensors(guard.contents, isinstance(guard.expected, dict)):
+        recorder.guards[key] = dataclasses.replace(guard, contents=None)  # (what it held came from the program)
+
+
+def _holds_real_tensors(contents: tuple, of_dict: bool) -> bool:
+    """Whether a container's items at the capture's read held a tensor from before the call (not
+    the program's): a program that reads it and writes the container (``self.cache[-1]``, then
+    ``self.cache.append(...)``) reads another item next call, so the items stay guarded: each
+    call with other items compiles again, as Dynamo guards a list's length."""
+    values = tree_leaves([value for _, value in contents] if of_dict else list(contents))
+    return any(isinstance(v, torch.Tensor) and not isinstance(v, FakeTensor) for v in values)
 
 
 def _base_getattribute(recording_class: type):
