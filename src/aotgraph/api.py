@@ -34,7 +34,6 @@ from .capture.symbolic_ints import (carrier_device, carrier_fakes, reading_ints_
 from .capture.subclasses import SubclassOutputs, SubclassProgram, inner_example_args, subclass_layouts, subclass_run
 from .compilers import eager, is_users, resolve_compiler, traits_of
 from .debug import logger
-from .torch_private.fake import FakeTensor
 from .torch_private.subclasses import is_functorch_wrapped_tensor
 from .errors import BadArgument, UnsupportedOp
 from .graph.sizes import layout_key, layout_of
@@ -509,8 +508,7 @@ class AotModule(torch.nn.Module):
         entries = (id(compiled), len(compiled.aotgraph_entries))  # (an unread path is looked for again after a compile)
         candidates = [path for path, value, kind in zip(writes.paths, writes.values, writes.kinds)
                       if kind == "set" and path not in self._state_names and self._unread.get(path) != entries
-                      and type(value) is torch.Tensor and value.layout == torch.strided
-                      and value.untyped_storage().nbytes() == value.nbytes]  # (not part of a larger tensor's memory)
+                      and _holds_own_memory(value)]
         new = [path for path in candidates if _read_by(compiled, self.orig_module, path)]
         self._unread.update((path, entries) for path in candidates if path not in new)
         if new:
@@ -664,14 +662,16 @@ def _tensor_attributes(module: torch.nn.Module, state: Sequence[torch.Tensor]) -
     fold them, and each replacement compiled again)."""
     shared = {tensor.untyped_storage()._cdata for tensor in state if isinstance(tensor, torch.Tensor)
               and not isinstance(tensor, UninitializedTensorMixin)}
-    paths = []
-    for prefix, submodule in module.named_modules():
-        for name, value in vars(submodule).items():
-            if type(value) is torch.Tensor and value.layout == torch.strided and not isinstance(value, FakeTensor) \
-                    and value.untyped_storage().nbytes() == value.nbytes \
-                    and value.untyped_storage()._cdata not in shared:
-                paths.append(f"{prefix}.{name}" if prefix else name)
-    return paths
+    return [f"{prefix}.{name}" if prefix else name for prefix, submodule in module.named_modules()
+            for name, value in vars(submodule).items()
+            if _holds_own_memory(value) and value.untyped_storage()._cdata not in shared]
+
+
+def _holds_own_memory(value: Any) -> bool:
+    """Whether `value` is a plain (not fake) strided tensor that is all of its storage, not part
+    of a larger tensor's memory (two chunks of one tensor would be inputs sharing a storage)."""
+    return type(value) is torch.Tensor and value.layout == torch.strided \
+        and value.untyped_storage().nbytes() == value.nbytes
 
 
 _EARLIER_TREES = 8  # trees an AotModule keeps the programs of, besides its current one

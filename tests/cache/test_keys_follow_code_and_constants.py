@@ -199,3 +199,22 @@ def test_a_policy_delegating_to_another_users_module_is_keyed(user_module):
         compiled(x, w).backward()
         saved.append(len(list(compiled.aotgraph_entries.values())[-1].partition.saved))
     assert saved[0] > saved[1], saved
+
+
+def test_torchs_partitioner_settings_are_keyed_when_it_partitions():
+    """torch's min-cut partitioner reads torch._functorch.config (its memory budget): keyed then."""
+    from torch._functorch import config as functorch_config
+    from torch._functorch.partitioners import min_cut_rematerialization_partition as torchs
+
+    from aotgraph.cache.disk_keys import settings_key
+
+    stages = dict(fw_compiler=aotgraph.nop, bw_compiler=aotgraph.nop, inference_compiler=aotgraph.nop,
+                  partition_fn=torchs)
+    keys = []
+    for budget in (1.0, 0.5):
+        with functorch_config.patch(activation_memory_budget=budget):
+            keys.append(settings_key(stages, None, None).key)
+    assert keys[0] != keys[1]
+    own = dict(stages, partition_fn=aotgraph.default_partition)
+    with functorch_config.patch(activation_memory_budget=0.5):
+        assert settings_key(own, None, None).key == settings_key(own, None, None).key

@@ -156,9 +156,11 @@ def _is_users(module_name: str | None) -> bool:
     if not module_name or module_name.split(".")[0] in _VERSIONED_PACKAGES:
         return False
     module = sys.modules.get(module_name)
+    if module is None:  # (a class made with another module's name: keyed by its code, to be safe)
+        return True
     path = getattr(module, "__file__", None)
-    if module is None or not path:
-        return module_name == "__main__" or module is None
+    if not path:  # a built-in module, or an interactive session's __main__
+        return module_name == "__main__"
     return not path.startswith(_LIBRARY_PATHS)
 
 
@@ -237,7 +239,7 @@ def _named_fingerprint(value: Any, names: set, seen: frozenset) -> Any:
                                             for name in sorted(names) if hasattr(value, name)))
 
 
-# nn.Module's own bookkeeping: parameters and buffers are graph inputs, submodules come next.
+# nn.Module's own bookkeeping: parameters, buffers and submodules are keyed apart (`_module_fingerprint`).
 _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training"})
 # Hooks that run code around a call: a module with any is not keyed (state-dict hooks are harmless).
 _CALL_HOOKS = frozenset({"_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"})

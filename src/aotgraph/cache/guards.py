@@ -105,14 +105,11 @@ def _same_items(container: Any, expected: tuple) -> bool:
     items = _items(container)
     if len(items) != len(expected):
         return False
-    for item, was in zip(items, expected):
-        if isinstance(container, dict):
-            if item[0] != was[0]:
-                return False
-            item, was = item[1], was[1]
-        if item is not was and not (_is_plain(was) and _same_plain(item, was)):
+    if isinstance(container, dict):
+        if [key for key, _ in items] != [key for key, _ in expected]:
             return False
-    return True
+        items, expected = [value for _, value in items], [value for _, value in expected]
+    return all(item is was or (_is_plain(was) and _same_plain(item, was)) for item, was in zip(items, expected))
 
 
 def failed_guard(guards: Sequence[Guard], flat_args: Sequence[Any]) -> Optional[Guard]:
@@ -196,7 +193,7 @@ class _ReadRecorder:
                                  not plain, f"{label}.{name}", contents)
         if not plain and _has_attributes(value):
             self.watch(value, root, from_argument, path + (name,), f"{label}.{name}")
-        for item_key, item in (contents or ()) and _keyed(value, contents):
+        for item_key, item in _keyed(value, contents) if contents else ():
             if isinstance(item, torch.nn.Module) or _has_attributes(item):  # (a teacher kept as ``[teacher]``)
                 for inner_path, module in _modules_within(item):
                     self.watch(module, root, from_argument, path + (name, Item(item_key), *inner_path),

@@ -256,7 +256,7 @@ class GraphRecorder(TorchDispatchMode):
                 self._refuse_writes_into_stale_views(func, args, kwargs)
             _refuse_writes_replayed_from_offset_bases(func, args, kwargs)
         if facts.is_mutable and torch.Tag.pointwise in func.tags:
-            _refuse_narrowing_in_place(func, _map_tensors(self._as_fake, args), kwargs, self.fake_mode)
+            _refuse_narrowing_in_place(func, args, kwargs, self)
         decomposition = self.decompositions.get(func)
         if decomposition is None and facts.is_mutable and self.decompositions:
             decomposition = self._in_place_decomposition(func, facts)
@@ -821,20 +821,23 @@ def _kind(dtype: torch.dtype) -> int:
     return 3 if dtype.is_complex else 2 if dtype.is_floating_point else 0 if dtype == torch.bool else 1
 
 
-def _refuse_narrowing_in_place(func, fake_args: tuple, kwargs: dict, fake_mode) -> None:
+def _refuse_narrowing_in_place(func, args: tuple, kwargs: dict, recorder: "GraphRecorder") -> None:
     """An in-place pointwise op whose result's dtype ``self`` cannot hold (``ints.mul_(1.5)``,
-    ``floats.add_(complex)``): eager raises, a fake kernel would cast; raised as eager's error."""
-    target = fake_args[0] if fake_args else None
+    ``floats.add_(complex)``): eager raises, a fake kernel would cast; raised as eager's error.
+    Only an argument of a wider kind than ``self``'s (bool < integer < floating < complex) costs
+    more than a look at the dtypes: the out-of-place op's result, on fakes."""
+    target = args[0] if args else None
     if not isinstance(target, torch.Tensor) or target.dtype.is_complex:
         return
-    others = [a for a in (*fake_args[1:], *kwargs.values()) if isinstance(a, torch.Tensor) or type(a) in _SCALAR_KINDS]
-    wider = [a for a in others if (_kind(a.dtype) if isinstance(a, torch.Tensor) else _SCALAR_KINDS[type(a)])
-             > _kind(target.dtype)]
-    twin = functional_twin(func) if wider else None
+    kind = _kind(target.dtype)
+    if not any((_kind(a.dtype) if isinstance(a, torch.Tensor) else _SCALAR_KINDS.get(type(a), -1)) > kind
+               for a in (*args[1:], *kwargs.values())):
+        return
+    twin = functional_twin(func)
     if twin is None:
         return
-    with fake_mode:
-        result = twin(*fake_args, **kwargs)
+    with recorder.fake_mode:
+        result = twin(*_map_tensors(recorder._as_fake, args), **{k: recorder._as_fake(v) for k, v in kwargs.items()})
     if isinstance(result, torch.Tensor) and not torch.can_cast(result.dtype, target.dtype):
         raise RuntimeError(f"result type {_scalar_type(result.dtype)} can't be cast to the desired output type "
                            f"{_scalar_type(target.dtype)}")

@@ -435,7 +435,8 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     # Random ops draw from eager's generator (``fallback_random``), as in the joint passes: the
     # graphs keep aten.rand and friends, which Inductor lowers only as fallbacks.
     settings.setdefault("fallback_random", True)
-    if holds_real_constants(graph_module):
+    real_constants = holds_real_constants(graph_module)
+    if real_constants:
         settings["always_keep_tensor_constants"] = True
     with background_builds.foreground_compile():
         # A background build that let go of the lock for its C++ compiler has its settings patched
@@ -451,7 +452,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
         with V.set_fake_mode(fake_mode), torch.no_grad(), torch._C._DisableAutocast(), config.patch(settings), \
                 _patched_in({key: process[key] for key in settings if key in process}), _reuse_judged_with_outputs(), \
                 remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher(), \
-                _real_constants_allowed(graph_module, fake_mode), _random_ops_in_program_order():
+                _real_constants_allowed(real_constants, fake_mode), _random_ops_in_program_order():
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
     compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
@@ -470,12 +471,12 @@ def holds_real_constants(graph_module: fx.GraphModule) -> bool:
 
 
 @contextlib.contextmanager
-def _real_constants_allowed(graph_module: fx.GraphModule, fake_mode) -> Iterator[None]:
-    """A graph that reads a real tensor through ``get_attr`` (a tensor the program closes over,
-    such as a module's plain tensor attribute): Inductor's fake propagation runs ops on it in
-    `fake_mode`, which refuses real tensors unless allowed, as torch's ``compile_fx`` allows them
-    around its inner compile (``force_allow_non_fake_inputs``)."""
-    if not holds_real_constants(graph_module) or fake_mode is None or fake_mode.allow_non_fake_inputs:
+def _real_constants_allowed(real_constants: bool, fake_mode) -> Iterator[None]:
+    """For a graph that reads a real tensor through ``get_attr`` (`holds_real_constants`: a
+    tensor the program closes over): Inductor's fake propagation runs ops on it in `fake_mode`,
+    which refuses real tensors unless allowed, as torch's ``compile_fx`` allows them around its
+    inner compile (``force_allow_non_fake_inputs``)."""
+    if not real_constants or fake_mode is None or fake_mode.allow_non_fake_inputs:
         yield
         return
     fake_mode.allow_non_fake_inputs = True
@@ -494,7 +495,9 @@ def _random_ops_in_program_order() -> Iterator[None]:
     after the seeding it preceded, across a fusion (``torch.manual_seed`` in the program drew other
     values than eager's, and a seeding op, a node with no outputs, freed an input before its last
     read). Each such kernel gets an ordering-only dependency on the one before it, as torch 2.13's
-    ``control_deps`` chain gives."""
+    ``control_deps`` chain gives. The scheduler's ``_init`` is wrapped once, for the process; the
+    wrapper chains only in a thread inside this context (compiles in other threads, torch's own
+    included, are left as they are)."""
     from torch._inductor import scheduler
     from torch._inductor.fx_passes import post_grad
 
@@ -502,16 +505,22 @@ def _random_ops_in_program_order() -> Iterator[None]:
     if hasattr(post_grad, "_chain_random_ops_for_ordering") or original is None:
         yield
         return
+    if not getattr(original, "aotgraph_chains_random_ops", False):
+        def _init(self, nodes):
+            if getattr(_chaining, "on", False):
+                _chain_random_kernels(nodes)
+            return original(self, nodes)
 
-    def _init(self, nodes):
-        _chain_random_kernels(nodes)
-        return original(self, nodes)
-
-    scheduler.Scheduler._init = _init
+        _init.aotgraph_chains_random_ops = True
+        scheduler.Scheduler._init = _init
+    outer, _chaining.on = getattr(_chaining, "on", False), True
     try:
         yield
     finally:
-        scheduler.Scheduler._init = original
+        _chaining.on = outer
+
+
+_chaining = threading.local()  # .on: this thread compiles one of our graphs (`_random_ops_in_program_order`)
 
 
 def _chain_random_kernels(operations) -> None:
