@@ -25,7 +25,7 @@ into returned tensors (under no_grad or with grad) and what they do to the input
 outputs, then the gradients of every leaf after a backward of a loss over all outputs and
 non-leaf inputs. Returns a list of failure strings (empty when all agree).
 
-    PYTHONPATH=src:tests python tests/fuzz_semantics.py --seeds 0-2000[/N] [--dynamo-every 3] [--inductor] [-v]
+    PYTHONPATH=src:tests python tests/fuzz_semantics.py --seeds 0-2000[/N] [--dynamo-every 3] [--inductor] [--device cuda] [-v]
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ import torch
 import aotgraph
 
 F32, F64 = torch.float32, torch.float64
+DEVICE = "cpu"  # where the inputs live (`--device`)
 
 # ----------------------------------------------------------------------------------------------
 # Op catalog. Each op: name -> (arity, function, params(rng, *operands) -> tuple | None).
@@ -179,7 +180,8 @@ def _slice(x, d, start, step):
 
 
 def _index_put_(x, idx, value, accumulate):
-    return x.index_put_((torch.tensor(idx),), torch.tensor(value, dtype=x.dtype), accumulate=accumulate)
+    return x.index_put_((torch.tensor(idx, device=x.device),), torch.tensor(value, dtype=x.dtype, device=x.device),
+                        accumulate=accumulate)
 
 
 VIEWS = {
@@ -282,28 +284,32 @@ OUTPUT_KINDS = {
 
 def build_inputs(spec, data_seed):
     g = torch.Generator().manual_seed(data_seed)
+
+    def randn(shape, dtype):  # drawn on the CPU (the same values on every device), then moved
+        return torch.randn(shape, generator=g, dtype=dtype).to(DEVICE)
+
     roots, args = [], []
     for entry in spec:
         kind = entry[0]
         if kind == "leaf":
             _, shape, dtype, rg, noncontig = entry
             if noncontig and len(shape) == 2:
-                t = torch.randn(tuple(reversed(shape)), generator=g, dtype=dtype).t().detach()
+                t = randn(tuple(reversed(shape)), dtype).t().detach()
             elif noncontig:
-                t = torch.randn((*shape, 2), generator=g, dtype=dtype)[..., 0].detach()
+                t = randn((*shape, 2), dtype)[..., 0].detach()
             else:
-                t = torch.randn(shape, generator=g, dtype=dtype)
+                t = randn(shape, dtype)
             t.requires_grad_(rg)
             roots.append(t)
             args.append(t)
         elif kind == "nonleaf":
             _, shape, dtype, how = entry
-            root = torch.randn(shape, generator=g, dtype=dtype, requires_grad=True)
+            root = randn(shape, dtype).requires_grad_()
             roots.append(root)
             args.append(root * 2 if how == "mul" else (root.t() * 2 if how == "t" else root.clone()[1:]))
         elif kind == "int":
             _, shape = entry
-            t = torch.randint(-3, 4, shape, generator=g)
+            t = torch.randint(-3, 4, shape, generator=g).to(DEVICE)
             roots.append(t)
             args.append(t)
         elif kind == "alias":
@@ -313,7 +319,7 @@ def build_inputs(spec, data_seed):
                          "detach": lambda: a.detach(), "step": lambda: a[::2], "view": lambda: a.view(-1) if a.is_contiguous() else a[1:]}[how]())
         elif kind == "leafview":  # a view of a plain base made a leaf requiring grad
             _, shape, dtype = entry
-            base = torch.randn(shape, generator=g, dtype=dtype)
+            base = randn(shape, dtype)
             roots.append(base)
             args.append(base[1:].requires_grad_())
             roots.append(args[-1])
@@ -590,7 +596,7 @@ def observe(prog: Program, fn) -> dict:
             terms = []
             for t in outs + tensor_args:
                 if isinstance(t, torch.Tensor) and t.requires_grad and t.dtype in (F32, F64) and not t.is_leaf:
-                    terms.append((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum().double())
+                    terms.append((t * torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device)).sum().double())
             leaves = []
             for t in roots + tensor_args:
                 if t.is_leaf and t.requires_grad and all(t is not l for l in leaves):
@@ -899,7 +905,10 @@ def main(argv=None):
     parser.add_argument("--show", action="store_true", help="print each failing program")
     parser.add_argument("--shrink", action="store_true", help="print each failing program shrunk")
     parser.add_argument("--inductor", action="store_true", help="also aot_function(fn, 'inductor') (slower)")
+    parser.add_argument("--device", default="cpu", help="where the inputs live (cuda: Inductor's Triton code)")
     a = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = a.device
     aotgraph.config.disk_cache, aotgraph.config.progress = "0", False  # every compile a fresh one
     torch.set_num_threads(1)
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
