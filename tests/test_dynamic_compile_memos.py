@@ -181,3 +181,29 @@ def test_dynamic_inputs_of_concrete_size_get_direct_fakes(monkeypatch):
     x = torch.randn(5, 32)
     torch.testing.assert_close(compiled(x), model(x).sum())
     assert converted == [(5, 32)]  # the parameters' fakes were built directly
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_size_guarded_equal_to_a_constant_is_replaced_as_torch_does(direct, monkeypatch):
+    """``Eq(s, 32)`` guarded (a feature size meeting a weight): the symbol's range is that
+    constant and the symbol is replaced by it, with the shortcut (`CaptureShapeEnv`) as with
+    torch's own range refinement; the guard is recorded either way."""
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    refined = []
+    refine_ranges = ShapeEnv._refine_ranges
+    monkeypatch.setattr(ShapeEnv, "_refine_ranges", lambda self, expr: refined.append(self) or refine_ranges(self, expr))
+    states = []
+    for mode in (new_symbolic_fake_mode(), FakeTensorMode(shape_env=ShapeEnv(duck_shape=False))):
+        x = symbolic_fake(mode, torch.randn(6, 32), "x")
+        symbol = x.shape[1].node._expr
+        with memoized_size_arithmetic(direct_guards=direct):
+            assert x.shape[1] == 32
+            assert x.shape[0] != 32
+        env = mode.shape_env
+        states.append((env.var_to_range[symbol], env.replacements.get(symbol), len(env.guards),
+                       x.shape[1] * 2 == 64, str(env.simplify(x.shape[1].node.expr))))
+    assert states[0] == states[1]
+    assert states[0][1] == 32 and states[0][4] == "32"
+    assert ([type(env).__name__ for env in refined] == ["ShapeEnv"]) if direct else (len(refined) == 2)

@@ -58,7 +58,8 @@ SWITCHES = {
     "direct_guards": "with aot_function/aot_module(dynamic=True), a condition on backed sizes with floor divisions "
                      "by constants (pooled, strided sizes), or of one size against an integer, that the ranges "
                      "leave open is guarded on its value "
-                     "without the shape environment's static evaluation first (torch_private/symbolic.py)",
+                     "without the shape environment's static evaluation first, and a size guarded equal to an "
+                     "integer is replaced by it without torch's solver (torch_private/symbolic.py)",
     "capture_is_compiling": "torch.compiler.is_compiling() is True while capture runs the program on fakes, as "
                             "under torch.compile (capture/__init__.py)",
     "own_size_guard_text": "aot_function/aot_module(dynamic=True) write their size guard from the shape "

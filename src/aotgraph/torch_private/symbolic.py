@@ -28,7 +28,7 @@ from torch.utils._sympy.functions import (CeilToInt, CleanDiv, FloatPow, FloatTr
                                           Identity, IntTrueDiv, Max, Min, Mod, PowByNatural, PythonMod, ToFloat,
                                           TruncToFloat, TruncToInt)
 
-__all__ = ["GuardOnDataDependentSymNode", "SizeConditionTooLarge", "LARGEST_SIZE_CONDITION", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "has_symbols", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
+__all__ = ["CaptureShapeEnv", "GuardOnDataDependentSymNode", "SizeConditionTooLarge", "LARGEST_SIZE_CONDITION", "node_expression", "guards_suppressed", "deferred_runtime_asserts", "assumed_bounds", "canonical_condition", "new_symbolic_fake_mode", "has_symbols", "memoized_size_arithmetic", "symbolic_fake", "guards_expression", "guards_hold", "DimDynamic", "ShapeEnv", "compute_unbacked_bindings", "StatelessSymbolicContext", "free_unbacked_symbols", "is_concrete_int", "guard_or_false", "guard_or_true", "statically_known_true", "sym_and", "sym_or", "int_oo", "ValueRanges", "bound_sympy",
            "CeilToInt", "CleanDiv", "FloatPow", "FloatTrueDiv", "FloorDiv", "FloorToInt", "Identity", "IntTrueDiv",
            "Max", "Min", "Mod", "PowByNatural", "PythonMod", "ToFloat", "TruncToFloat", "TruncToInt"]
 
@@ -85,9 +85,42 @@ def new_symbolic_fake_mode():
     program needs them, and then guarded."""
     from ..torch_private.fake import FakeTensorMode
 
-    shape_env = ShapeEnv(duck_shape=False)
+    shape_env = CaptureShapeEnv(duck_shape=False)
     _own_shape_envs[shape_env] = {}
     return FakeTensorMode(shape_env=shape_env)
+
+
+class CaptureShapeEnv(ShapeEnv):
+    """The shape environment of `new_symbolic_fake_mode`: torch's, except that while
+    `memoized_size_arithmetic(direct_guards=True)` is in effect, a guard that a size equals a
+    constant (``Eq(s1, 32)``: a feature dimension meeting a weight) narrows the symbol's range
+    to that constant and replaces the symbol by it: what torch's range refinement and solver
+    find for such a relation, without them (sympy derives the sign of ``s1 - 32`` afresh for
+    each symbol it has not seen: a millisecond or more per specialized size, in a small
+    model's first symbolic compile in a process)."""
+
+    def _maybe_guard_rel(self, expr) -> None:
+        specialized = _size_equal_to_constant(expr, self) if _direct_guards_on else None
+        if specialized is None:
+            return super()._maybe_guard_rel(expr)
+        symbol, value = specialized
+        self._update_var_to_range(symbol, ValueRanges(value, value))
+        self._set_replacement(symbol, value, "aotgraph: guarded equal to a constant")
+        self._maybe_evaluate_static.cache_clear()
+
+
+def _size_equal_to_constant(expr, shape_env) -> Optional[tuple]:
+    """(symbol, integer) where `expr` is ``Eq(symbol, integer)`` for a backed integer symbol of
+    `shape_env` whose range holds that integer; None otherwise."""
+    if not isinstance(expr, sympy.Eq):
+        return None
+    lhs, rhs = expr.args
+    if lhs.is_Integer and rhs.is_Symbol:
+        lhs, rhs = rhs, lhs
+    if not (lhs.is_Symbol and rhs.is_Integer and lhs.is_integer) or lhs not in _backed_values(shape_env):
+        return None
+    ranges = shape_env.var_to_range.get(lhs)
+    return (lhs, rhs) if ranges is not None and ranges.lower <= rhs <= ranges.upper else None
 
 
 def symbolic_fake(fake_mode, tensor, name: str):
@@ -121,6 +154,7 @@ _MEMOIZED_OPERATIONS = ("add", "sub", "mul", "mod", "int_floordiv", "eq", "ne", 
 _MEMOIZED_EVALUATIONS = ("guard_bool", "guard_or_false", "guard_or_true")
 _PROXY = torch._C._TorchDispatchModeKey.PROXY
 _active_memo: list = []  # the memo of the outermost `memoized_size_arithmetic` in effect, if any
+_direct_guards_on: list = []  # [True] while the outermost one in effect has `direct_guards`
 
 
 @contextlib.contextmanager
@@ -152,7 +186,8 @@ def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
     have found the condition implied by earlier guards, the guard is one more that they
     imply. The same for a relation of one backed symbol with an integer (``Eq(s0, 32)``, a
     size specialized), which only earlier guards on that symbol could decide, and they made
-    its range (which the intervals read first) or replaced it. (Other conditions go to it
+    its range (which the intervals read first) or replaced it; once guarded, such a relation
+    narrows and replaces the symbol without torch's solver (`CaptureShapeEnv`). (Other conditions go to it
     still: its expansion finds a storage's bounds against its layout's true, and its axioms
     ``1 % s1``, where intervals cannot.)"""
     if _active_memo or get_proxy_mode() is not None:
@@ -162,6 +197,8 @@ def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
     patched = {name: SymNode.__dict__[name] for name in
                (*_MEMOIZED_OPERATIONS, *_MEMOIZED_EVALUATIONS, "wrap_int", "maybe_as_int", "expect_true")}
     _active_memo.append(memo)
+    if direct_guards:
+        _direct_guards_on.append(True)
     for name in _MEMOIZED_OPERATIONS:
         setattr(SymNode, name, _memoized(name, patched[name], memo))
     for name in _MEMOIZED_EVALUATIONS:
@@ -182,6 +219,7 @@ def memoized_size_arithmetic(direct_guards: bool = False) -> Iterator[None]:
         ShapeEnv.evaluate_sym_node = evaluate_sym_node
         ShapeEnv._maybe_evaluate_static = maybe_evaluate_static
         _active_memo.clear()
+        _direct_guards_on.clear()
 
 
 def guards_suppressed(tensor: torch.Tensor):
