@@ -9,18 +9,23 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.utils.prune as prune
 
 import aotgraph
 
 
-def _train_both(model, steps, compile_model=aotgraph.aot_module, between=None):
+def _train_both(model, steps, compile_model=aotgraph.aot_module, between=None, after_compile=None):
     """Losses of an eager copy and a compiled copy trained alike (SGD), `between(model, step)`
-    applied to both after each step."""
+    applied to both after each step, `after_compile(model)` to both before the first (to the
+    compiled one after `compile_model`). `model`: a module, or a function making one (for a
+    module deepcopy refuses)."""
     losses = []
     for compiled in (False, True):
         torch.manual_seed(0)
-        module = copy.deepcopy(model)
+        module = copy.deepcopy(model) if isinstance(model, nn.Module) else model()
         run = compile_model(module) if compiled else module
+        if after_compile is not None:
+            after_compile(module)
         optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
         these = []
         for step, (x, y) in enumerate(steps):
@@ -207,3 +212,37 @@ class LastOfList(nn.Module):
 
 def test_a_list_the_forward_reads_and_appends_to_is_read_as_it_is_each_call():
     _train_both(LastOfList(), _steps())
+
+
+class KeepsLogits(nn.Module):
+    """Keeps its last output, grad and all, in a plain attribute it never reads (for a logging hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.last = torch.zeros(6, 4)
+
+    def forward(self, x):
+        self.last = self.lin(x)
+        return self.last
+
+
+def _pruned(model):
+    prune.l1_unstructured(model[0], "weight", amount=0.3)
+    return model
+
+
+@pytest.mark.parametrize("compiler", ["eager", aotgraph.nop])
+@pytest.mark.parametrize("make", ["kept_output", "pruned", "pruned_after", "old_weight_norm"])
+def test_a_tensor_attribute_the_forward_assigns_before_reading_links_no_earlier_call(make, compiler):
+    """``prune`` and the old ``weight_norm`` set ``module.weight`` (a tensor requiring grad) in a
+    forward pre-hook: an input of the program, as every tensor attribute is, that holds the
+    previous call's output and that the program never reads. Linked to the Function, the next
+    backward reached the previous call's freed graph."""
+    model = {"kept_output": lambda: KeepsLogits(),
+             "pruned": lambda: _pruned(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4))),
+             "pruned_after": lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4)),
+             "old_weight_norm": lambda: nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(4, 8)), nn.Tanh(),
+                                                      nn.Linear(8, 4))}[make]
+    _train_both(model, _steps(), compile_model=lambda module: aotgraph.aot_module(module, compiler),
+                after_compile=_pruned if make == "pruned_after" else None)

@@ -48,7 +48,11 @@ class ForwardFacts:
     its tangent order) it reads, as a bit mask (0: none, or unknown).
     `viewed_primals`: primals (positions) some saved value is a view of, that the runtime writes
     nothing into: where the compiled forward makes its views without the input's version counter
-    (Inductor's ``reinterpret_tensor``), the runtime checks their versions itself."""
+    (Inductor's ``reinterpret_tensor``), the runtime checks their versions itself.
+    `unread_primals`: primals (positions) requiring grad that the forward graph does not read
+    (a tensor attribute the forward assigns before reading it: ``prune``'s ``weight``): the
+    Function takes them detached, since in eager no gradient edge leads to them (linked, a
+    backward reached the freed graph of the call that made them)."""
 
     saved_is_tensor: tuple
     tangent_layouts: tuple
@@ -57,6 +61,7 @@ class ForwardFacts:
     refusal_primals: tuple
     tangents_of_grads: tuple = ()
     viewed_primals: tuple = ()
+    unread_primals: tuple = ()
 
 
 def forward_facts(compiled: CompiledGraphs) -> Optional[ForwardFacts]:
@@ -490,7 +495,19 @@ def _forward_facts(partition, plan: _Plan) -> ForwardFacts:
         viewed_primals=tuple(p for p in range(len(sig.primal_positions)) if primal_name(p) in viewed),
         refusal_primals=tuple(p for p in _primals_behind(partition.forward.graph, saved_nodes)
                               if primal_requires_grad[p]),
+        unread_primals=_unread_primals(partition, plan, primal_requires_grad),
         tangents_of_grads=_tangents_of_grads(partition, len(sig.primal_positions)))
+
+
+def _unread_primals(partition, plan: _Plan, requires_grad: list) -> tuple:
+    """`ForwardFacts.unread_primals`: primals requiring grad that the forward graph does not read,
+    the runtime writes nothing into, and the backward gives no gradient (a write under no_grad
+    before the read leaves the placeholder unread, and eager's gradient still goes to the tensor)."""
+    written = {*plan.mutated, *plan.relaid, *plan.versions_bumped, *partition.joint.signature.backward_written_primals}
+    placeholders = partition.forward.graph.find_nodes(op="placeholder")
+    grads = partition.backward.graph.find_nodes(op="output")[0].args[0][:len(placeholders)]
+    return tuple(p for p, node in enumerate(placeholders)
+                 if requires_grad[p] and not node.users and p not in written and not isinstance(grads[p], fx.Node))
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
@@ -679,7 +696,17 @@ def _training_runner(compiled: CompiledGraphs, plan: _Plan, returns_leaf: bool, 
                 second_order_links += [ref() for ref in ctx.primal_refs]
             return _refuse_second_order(grads, second_order_links)
 
-    return CompiledFunction.apply
+    unread = facts.unread_primals
+    if not unread:
+        return CompiledFunction.apply
+
+    def apply_without_unread_edges(*primals):
+        primals = list(primals)
+        for p in unread:
+            primals[p] = primals[p].detach()
+        return CompiledFunction.apply(*primals)
+
+    return apply_without_unread_edges
 
 
 def _copy_in_layout(tensor: torch.Tensor) -> torch.Tensor:
