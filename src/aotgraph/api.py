@@ -42,7 +42,7 @@ from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
 from .torch_private.dynamo import mark_dynamic_dims_for_dynamo
-from .torch_private.fake import FakeTensor, detect_fake_mode
+from .torch_private.fake import FakeTensor, being_traced, detect_fake_mode
 from .torch_private.symbolic import new_symbolic_fake_mode
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
@@ -126,7 +126,7 @@ class AotFunction:
                 and (not last.check_storages or last.distinct_storages(args))
                 and (last.guards is None or last.guards.holds(args))):
             return last.run(*args)
-        if _under_functorch_transform(args, kwargs):
+        if _under_functorch_transform(args, kwargs) or _inside_a_trace(args, kwargs):
             return self.__wrapped__(*args, **kwargs)
         entry, flat_args = self._entry_for(args, kwargs)
         self._last_call = (None if id(entry) in self._subclass_entries
@@ -712,6 +712,14 @@ def _under_functorch_transform(args: tuple, kwargs: dict) -> bool:
 
 
 _under_functorch_transform.logged = False
+
+
+def _inside_a_trace(args: tuple, kwargs: dict) -> bool:
+    """Whether this call is made while another program is traced (an `aot_function` or
+    `aot_module` called from a program aotgraph or make_fx captures): its program then runs as
+    it is, inlined in the outer trace, as torch.compile inlines a compiled function it meets.
+    Compiled code cannot run on the trace's fake tensors (Inductor's kernels read their memory)."""
+    return being_traced(tree_leaves((args, kwargs)))
 
 
 def aot_module_simplified(

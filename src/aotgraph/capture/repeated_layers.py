@@ -179,7 +179,10 @@ def _refused_as_region(module: torch.nn.Module, memo: Optional[dict[int, bool]] 
 
 
 def _refused_itself(module: torch.nn.Module) -> bool:
-    if not vars(module)["training"]:
+    # (read from the instance's dict, unseen by a capture's guard recorder; torch.compile's
+    # OptimizedModule keeps none there and forwards the attribute to the module it wraps)
+    training = vars(module).get("training")
+    if not (module.training if training is None else training):
         return False
     if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.track_running_stats:
         return not config.enabled("region_buffer_writes")

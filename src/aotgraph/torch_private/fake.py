@@ -18,9 +18,18 @@ FakeTensorDeviceMismatchError = getattr(_fake_tensor, "FakeTensorDeviceMismatchE
 
 __all__ = ["DataDependentOutputException", "FakeTensorDeviceMismatchError", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
            "make_subclass", "set_throw_on_mutable_data_ptr", "set_warn_deprecated_on_mutable_data_ptr",
-           "FAKE_CONVERSION_MODULE", "suggest_memory_format"]
+           "FAKE_CONVERSION_MODULE", "suggest_memory_format", "being_traced"]
 
 make_subclass = torch.Tensor._make_subclass  # a tensor subclass instance around a tensor, without a copy
 set_throw_on_mutable_data_ptr = torch._C._set_throw_on_mutable_data_ptr
 set_warn_deprecated_on_mutable_data_ptr = torch._C._set_warn_deprecated_on_mutable_data_ptr
 FAKE_CONVERSION_MODULE = "torch._subclasses.meta_utils"  # the module whose code turns real tensors into fakes
+
+
+def being_traced(leaves) -> bool:
+    """Whether a call with these values (pytree leaves) is being traced rather than run: a value
+    is a fake or functional tensor (another capture's), or make_fx's proxy mode is on."""
+    from torch._subclasses.functional_tensor import FunctionalTensor
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return get_proxy_mode() is not None or any(isinstance(leaf, (FakeTensor, FunctionalTensor)) for leaf in leaves)
