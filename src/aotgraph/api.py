@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import threading
 import warnings
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -67,6 +68,11 @@ _WHY_IGNORED = {
     "enable_log": "set AOTGRAPH_DEBUG=1 for aotgraph's log",
 }
 _warned_ignored: set[str] = set()
+# Held while a compiled function looks up or compiles its entry, and while an `AotModule` reads
+# its state: a capture swaps a module's parameters for fakes in the module itself, which another
+# thread's call read (and a racing capture put back as the originals); two threads' first calls
+# compiled twice. One compile at a time in a process, as torch.compile's compile lock does.
+_COMPILE_LOCK = threading.RLock()
 
 
 def _warn_ignored(given: dict) -> None:
@@ -128,9 +134,10 @@ class AotFunction:
             return last.run(*args)
         if _under_functorch_transform(args, kwargs) or _inside_a_trace(args, kwargs):
             return self.__wrapped__(*args, **kwargs)
-        entry, flat_args = self._entry_for(args, kwargs)
-        self._last_call = (None if id(entry) in self._subclass_entries
-                           else remembered_call(args, kwargs, entry, self._last_call_by_entry))
+        with _COMPILE_LOCK:
+            entry, flat_args = self._entry_for(args, kwargs)
+            self._last_call = (None if id(entry) in self._subclass_entries
+                               else remembered_call(args, kwargs, entry, self._last_call_by_entry))
         if entry.has_run:
             return entry.run(*flat_args)
         entry.has_run = True
@@ -480,20 +487,23 @@ class AotModule(torch.nn.Module):
         self._earlier_trees: list[dict] = []  # programs of trees it had before (heads swapped per task): newest last
 
     def forward(self, *args, **kwargs):
-        if self._stale_names or not self._tree.unchanged():
-            self._rebuilt()
-        if self._lazy:
-            if _uninitialized([slot[name] for slot, name in self._state_slots]):
-                return self.orig_module(*args, **kwargs)
-            self._lazy = False
-        training_flags = tuple([m.training for m in self._submodules])
-        compiled = self._compiled_by_flags.get(training_flags)
-        if compiled is None:
-            compiled = self._compiled_by_flags[training_flags] = self._compile_program()
-        try:
-            state = [slot[name] for slot, name in self._state_slots]
-        except KeyError:  # an attribute of the state deleted
-            self._stale_names = True
+        with _COMPILE_LOCK:  # (no other thread's capture has this module's parameters swapped)
+            if self._stale_names or not self._tree.unchanged():
+                self._rebuilt()
+            if self._lazy:
+                if _uninitialized([slot[name] for slot, name in self._state_slots]):
+                    return self.orig_module(*args, **kwargs)
+                self._lazy = False
+            training_flags = tuple([m.training for m in self._submodules])
+            compiled = self._compiled_by_flags.get(training_flags)
+            if compiled is None:
+                compiled = self._compiled_by_flags[training_flags] = self._compile_program()
+            try:
+                state = [slot[name] for slot, name in self._state_slots]
+            except KeyError:  # an attribute of the state deleted
+                self._stale_names = True
+                state = None
+        if state is None:
             return self.forward(*args, **kwargs)
         result = compiled(*state, *args, **kwargs)
         if type(result) is ModuleWrites:
