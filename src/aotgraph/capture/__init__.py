@@ -53,6 +53,7 @@ from .inputs import _PassThroughCopy, fake_inputs, program_inputs, restore_input
 from .node_meta import add_tensor_meta
 from .outside_dispatch import kernels_outside_dispatch_refused
 from .output_views import OutputViews, find_output_views
+from .python_random import python_random_draws_warned
 from .recorder import GraphRecorder, _user_line, data_dependent_branch
 from .requires_grad_flags import RequiresGradFlags
 from .stale_views import StaleViewsRenewed
@@ -112,7 +113,7 @@ def capture(
     try:
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
                 kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off(), _capture_scope(), \
-                autocast_nesting_kept():
+                autocast_nesting_kept(), python_random_draws_warned(getattr(fn, "__name__", type(fn).__name__)):
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
