@@ -58,11 +58,28 @@ _MULTI_MUTATION_TWINS: dict[Any, tuple[Any, dict[int, int], int]] = {
     aten._native_batch_norm_legit.default: (aten._native_batch_norm_legit_functional.default, {3: 3, 4: 4}, 3),
     aten._batch_norm_with_update.default: (aten._batch_norm_with_update_functional.default, {3: 4, 4: 5}, 4),
     aten.rrelu_with_noise.default: (aten.rrelu_with_noise_functional.default, {1: 1}, 1),
+    # (quantization-aware training's default fake-quant, FusedMovingAvgObsFakeQuantize)
+    aten._fused_moving_avg_obs_fq_helper.default: (aten._fused_moving_avg_obs_fq_helper_functional.default,
+                                                   {3: 2, 4: 3, 5: 4, 6: 5}, 2),
 }
 
 
 def multi_mutation_twin(func):
     return _MULTI_MUTATION_TWINS.get(func)
+
+
+def twin_refusal(func, args: tuple, kwargs: dict) -> Optional[str]:
+    """Why `func`'s functional twin cannot stand for this call (`args`, `kwargs`: the values it
+    was recorded with), or None. The per-channel fake-quant's first call resizes its observer's
+    min/max to the input's channels, which the twin's fake kernel does not: the graph's sizes
+    would be wrong."""
+    if func is aten._fused_moving_avg_obs_fq_helper.default:
+        x, running_min, channel_axis = args[0], args[3], args[10]
+        per_channel = args[11] if len(args) > 11 else kwargs.get("per_row_fake_quant", False)
+        if per_channel and running_min.numel() != x.shape[channel_axis]:
+            return (f"{func}: the fake-quant observer's per-channel min/max have {running_min.numel()} values for "
+                    f"{x.shape[channel_axis]} channels; its first call resizes them, which a compiled graph cannot")
+    return None
 
 
 def with_default_args(func, args: tuple) -> tuple:

@@ -375,6 +375,10 @@ class _Functionalizer:
             return
         twin = ops.multi_mutation_twin(func)
         if twin is not None:
+            refusal = ops.twin_refusal(func, _map_args(_val, node.args), _map_args(_val, node.kwargs))
+            if refusal is not None:
+                raise UnsupportedOp(refusal, "capture", "run the model once eagerly before compiling it (a "
+                                    "calibration or warm-up batch), so that its observers have their sizes")
             twin_func, written, num_outputs = twin
             args = _map_args(self._read_arg, node.args)
             kwargs = _map_args(self._read_arg, node.kwargs)
