@@ -39,6 +39,7 @@ from ..torch_private.dynamo import compiling
 from ..torch_private.views import creation_meta_of
 from ..torch_private.symbolic import GuardOnDataDependentSymNode, SizeConditionTooLarge, has_symbols, memoized_size_arithmetic
 from ..torch_private.autocast import autocast_nesting_kept
+from ..torch_private.parametrize_cache import parametrize_cache_set_aside
 from ..torch_private.saved_tensor_hooks import caller_hooks_set_aside
 from ..module_writes import tensor_writes_refused
 from .cse import merge_common_subexpressions
@@ -113,7 +114,8 @@ def capture(
     try:
         with fake_cache_replaced(fake_mode), _size_arithmetic_memo(fake_mode), layers, \
                 kernels_outside_dispatch_refused(), caller_hooks_set_aside(), _anomaly_mode_off(), _capture_scope(), \
-                autocast_nesting_kept(), python_random_draws_warned(getattr(fn, "__name__", type(fn).__name__)):
+                autocast_nesting_kept(), parametrize_cache_set_aside(), \
+                python_random_draws_warned(getattr(fn, "__name__", type(fn).__name__)):
             joint = _trace_joint(fn, flat_args, in_spec, fake_mode, recorder,
                                  HigherOrderCalls(recorder, capture_subgraph, regions), watch_calls)
         return joint if regions is None else dataclasses.replace(joint, regions=regions.uses())
