@@ -11,6 +11,7 @@ import warnings
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch.nn.parameter import UninitializedTensorMixin
 from torch.utils._pytree import tree_flatten, tree_leaves
 
@@ -130,9 +131,9 @@ class AotFunction:
                 and (autocast_state() if autocast_on() else AUTOCAST_OFF) == last.autocast
                 and list(map(_storage_offset, args)) == last.offsets
                 and (not last.check_storages or last.distinct_storages(args))
-                and (last.guards is None or last.guards.holds(args))):
+                and (last.guards is None or last.guards.holds(args)) and _forward_ad._current_level < 0):
             return last.run(*args)
-        if _under_functorch_transform(args, kwargs) or _inside_a_trace(args, kwargs):
+        if _under_functorch_transform(args, kwargs) or _inside_a_trace(args, kwargs) or _carries_tangents(args, kwargs):
             return self.__wrapped__(*args, **kwargs)
         with _COMPILE_LOCK:
             entry, flat_args = self._entry_for(args, kwargs)
@@ -722,6 +723,23 @@ def _under_functorch_transform(args: tuple, kwargs: dict) -> bool:
 
 
 _under_functorch_transform.logged = False
+
+
+def _carries_tangents(args: tuple, kwargs: dict) -> bool:
+    """Whether an input is a dual tensor of forward-mode AD (``forward_ad.make_dual``): the
+    program then runs as it is, so that its ops carry the tangents (compiled kernels drop them
+    silently, and the autograd.Function has no jvp)."""
+    if _forward_ad._current_level < 0:
+        return False
+    dual = any(isinstance(leaf, torch.Tensor) and _forward_ad.unpack_dual(leaf).tangent is not None
+               for leaf in tree_leaves((args, kwargs)))
+    if dual and not _carries_tangents.logged:
+        _carries_tangents.logged = True
+        logger.info("aotgraph: called with forward-mode AD's dual tensors: the program runs uncompiled there")
+    return dual
+
+
+_carries_tangents.logged = False
 
 
 def _inside_a_trace(args: tuple, kwargs: dict) -> bool:
