@@ -108,3 +108,17 @@ def test_a_new_default_dtype_recompiles():
     assert [t.dtype for t in compiled(x)] == [t.dtype for t in program(x)]
     reasons = [entry.reason for entry in compiled.aotgraph_entries.values()]
     assert reasons[1] == "the default dtype changed: torch.float32 -> torch.float64"
+
+
+def test_the_reason_names_the_change_against_the_nearest_entry():
+    """A compile after calls in two grad modes names the input whose requires_grad changed
+    (the latest entry, compiled under no_grad, differs in grad mode as well)."""
+    compiled = aot_function(lambda x, w: (x @ w).sin(), "eager")
+    x, w = torch.randn(6, 8, requires_grad=True), torch.randn(8, 5, requires_grad=True)
+    compiled(x, w).sum().backward()
+    with torch.no_grad():
+        compiled(x, w)
+    compiled(x.detach(), w).sum().backward()
+    reasons = [entry.reason for entry in compiled.aotgraph_entries.values()]
+    assert reasons[1] == "grad mode changed: on -> off"
+    assert reasons[2] == "argument 0: requires_grad True -> False"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .recompiles import CallFacts, describe_change
+from .recompiles import CallFacts, describe_change, facts_apart
 
 __all__ = ["EntryStore"]
 
@@ -35,15 +35,18 @@ class EntryStore:
     def reason_to_compile(self, key, facts: CallFacts, flat_args: Sequence[Any],
                           input_names: Sequence[str] = ()) -> str:
         """Why a call that found no entry compiles: "first call", a failed guard of an entry
-        of the same key, or what differs from the latest compiled call
-        (``"argument 0: shape (4,) -> (5,)"``)."""
+        of the same key, or what differs from the compiled call nearest to it (fewest facts
+        apart, the latest of those: ``"argument 0: shape (4,) -> (5,)"``; the latest alone
+        named a grad mode change where an input's requires_grad was the cause)."""
         for entry in reversed(self._variants_of.get(key, ())):
             failed = entry.guards.failed(flat_args)
             if failed is not None:
                 return failed.describe_change(flat_args)
-        if self.latest is None or self.latest.call_facts is None:
+        known = [entry.call_facts for entry in self.entries.values() if entry.call_facts is not None]
+        if self.latest is None or not known:
             return "first call"
-        return describe_change(self.latest.call_facts, facts, input_names)
+        nearest = min(reversed(known), key=lambda before: facts_apart(before, facts))
+        return describe_change(nearest, facts, input_names)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -16,7 +16,8 @@ import torch
 from .. import config
 from ..errors import RecompileWarning
 
-__all__ = ["CallFacts", "RecompileWarning", "RecompileWatch", "call_facts", "describe_change", "input_label"]
+__all__ = ["CallFacts", "RecompileWarning", "RecompileWatch", "call_facts", "describe_change", "facts_apart",
+           "input_label"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,16 @@ def describe_change(before: CallFacts, after: CallFacts, input_names: Sequence[s
                    if old_facts[fact] != new_facts[fact]]
         return f"{name}: {', '.join(changes)}"
     return "the inputs share memory differently (aliasing between inputs changed)"
+
+
+def facts_apart(before: CallFacts, after: CallFacts) -> int:
+    """How many facts differ between two calls (a changed argument structure counts as all)."""
+    if before.structure != after.structure or len(before.inputs) != len(after.inputs):
+        return 1 << 30
+    apart = (before.grad_enabled != after.grad_enabled) + (before.autocast != after.autocast) \
+        + (before.default_dtype != after.default_dtype)
+    return apart + sum(a != b for old, new in zip(before.inputs, after.inputs) if old != new
+                       for a, b in zip(old, new))
 
 
 def input_label(position: int, input_names: Sequence[str] = ()) -> str:
