@@ -227,3 +227,26 @@ def test_a_view_through_unbind_of_a_returned_stack_stays_its_view():
     assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
     (first.sum() + second.sum()).backward()
     torch.testing.assert_close(x.grad, torch.full_like(x, 2.0) + torch.nn.functional.pad(torch.full((3, 1), 2.0), (2, 1)))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+@pytest.mark.parametrize("fill", [
+    lambda x: x.fill_(0.5),
+    lambda x: torch.full_like(x, -1.5),
+    lambda x: torch.fill(x, 2.7),
+    lambda x: x.new_full((4,), 0.5),
+    lambda x: torch.full((4,), 0.5, dtype=x.dtype, device=x.device),
+], ids=["fill_", "full_like", "fill", "new_full", "full"])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_a_float_fill_of_integers_is_cast_as_eager_casts_it(fill, dtype, device):
+    """Inductor kept a float fill value of an integer tensor in its code, and ``cumsum`` of it
+    computed in float (0.5, 1.0, ... where eager gives int64 zeros; torch.compile's the same)."""
+    def program(x):
+        return torch.cumsum(fill(x), 0) + x
+
+    x = torch.tensor([1, -2, 3, 4], device=device).to(dtype)
+    expected = program(x.clone())
+    got = aotgraph.aot_function(program, "inductor")(x.clone())
+    assert got.dtype == expected.dtype
+    torch.testing.assert_close(got, expected)

@@ -19,7 +19,34 @@ from torch.utils import _pytree as pytree
 
 from ..torch_private.dispatch import disable_current_modes
 
-__all__ = ["scalar_views_as_constants"]
+__all__ = ["scalar_views_as_constants", "fill_values_in_dtype"]
+
+aten = torch.ops.aten
+# Ops that fill a new tensor with a Python number: the position of that number among their arguments.
+_FILL_VALUE_POSITION = {aten.full.default: 1, aten.full_like.default: 1, aten.fill.Scalar: 1, aten.new_full.default: 2}
+
+
+def fill_values_in_dtype(graph_module: fx.GraphModule) -> bool:
+    """Replace, in place, the float fill value of each ``full``/``full_like``/``fill``/``new_full``
+    node of an integer or bool dtype by that value in the dtype (``0.5`` -> ``0``, as eager
+    casts it): Inductor kept the float in its code, and an op reading the tensor (``cumsum``)
+    computed in float (``fill_(ints, 0.5)``: 0.5, 1.0, ... of dtype float32 where eager gives
+    int64 zeros; torch.compile's the same). Whether any was."""
+    replaced = False
+    for node in graph_module.graph.nodes:
+        position = _FILL_VALUE_POSITION.get(node.target) if node.op == "call_function" else None
+        value = node.meta.get("val") if position is not None and len(node.args) > position else None
+        fill = node.args[position] if value is not None else None
+        if type(fill) is not float or value.dtype.is_floating_point or value.dtype.is_complex \
+                or fill != fill or fill in (float("inf"), float("-inf")):
+            continue
+        with disable_current_modes():
+            cast = torch.tensor(fill, dtype=torch.float64).to(value.dtype).item()
+        node.args = (*node.args[:position], cast, *node.args[position + 1:])
+        replaced = True
+    if replaced:
+        graph_module.recompile()
+    return replaced
 
 
 def _tensor_slot(argument) -> bool:

@@ -415,6 +415,7 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
     graph_module = _private_copy(graph_module)
     _decompose_leftovers(graph_module)
     scalar_views.scalar_views_as_constants(graph_module)
+    scalar_views.fill_values_in_dtype(graph_module)
     avg_pool_backward.keep_from_inductor(graph_module)
     scatter_sources.keep_scatter_sources_apart(graph_module)
     input_offsets.offsets_from_input_starts(graph_module)
