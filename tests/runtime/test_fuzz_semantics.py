@@ -133,6 +133,16 @@ def test_fuzz_seed_matches_eager_through_inductor(seed):
     assert not failures, f"seed {seed}:\n" + "\n".join(failures) + "\n" + prog.source()
 
 
+def test_a_stale_view_replayed_by_inductors_decompositions_is_refused_as_without_them():
+    """Seed 11755: a view taken before its base's ``unsqueeze_``, read with gradients; replayed by
+    a decomposition (Inductor's ``transpose``), its failure came out as a raw IndexError."""
+    prog = generate(11755)
+    for compiler in ("eager", "inductor"):
+        roots, args = prog.inputs()
+        with pytest.raises(aotgraph.UnsupportedOp, match="view taken before an in-place layout change"):
+            aotgraph.aot_function(prog.fn, compiler)(*args)
+
+
 def test_the_fuzzer_sees_a_wrong_output():
     """The comparison is not vacuous: a compiled function that returns something else fails."""
     prog = generate(SEEDS[0])

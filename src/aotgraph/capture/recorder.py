@@ -265,6 +265,9 @@ class GraphRecorder(TorchDispatchMode):
             self._decomposing = outer or func
             try:
                 result = self._decompose(func, facts, decomposition, args, kwargs)
+            except (RuntimeError, IndexError) as error:  # (a view replayed by a decomposition, as below)
+                self._refuse_failed_replay(func, args, error)
+                raise
             finally:
                 self._decomposing = outer
                 if outer is None:
