@@ -44,7 +44,7 @@ from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
 from .torch_private.dynamo import mark_dynamic_dims_for_dynamo
-from .torch_private.fake import FakeTensor, being_traced, detect_fake_mode
+from .torch_private.fake import FakeTensor, being_traced, cuda_device_guard_set, detect_fake_mode
 from .torch_private.symbolic import new_symbolic_fake_mode
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
@@ -434,6 +434,7 @@ def _compiled_function(fn: Callable, fw: Callable, bw: Callable, inference: Call
             disk = (DiskCache(), settings_key(stages, decompositions, program_graph), program_graph is None)
         except NotKeyable as why:
             logger.info("aotgraph: %s is not cached on disk: %s", _program_name(fn), why)
+    cuda_device_guard_set()
     return AotFunction(fn, stages, disk, dynamic)
 
 

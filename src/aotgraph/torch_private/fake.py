@@ -18,7 +18,7 @@ FakeTensorDeviceMismatchError = getattr(_fake_tensor, "FakeTensorDeviceMismatchE
 
 __all__ = ["DataDependentOutputException", "FakeTensorDeviceMismatchError", "DynamicOutputShapeException", "UnsupportedOperatorException", "FakeTensor", "FakeTensorConfig", "FakeTensorMode", "in_kernel_invocation_manager", "detect_fake_mode",
            "make_subclass", "set_throw_on_mutable_data_ptr", "set_warn_deprecated_on_mutable_data_ptr",
-           "FAKE_CONVERSION_MODULE", "suggest_memory_format", "being_traced"]
+           "FAKE_CONVERSION_MODULE", "suggest_memory_format", "being_traced", "cuda_device_guard_set"]
 
 make_subclass = torch.Tensor._make_subclass  # a tensor subclass instance around a tensor, without a copy
 set_throw_on_mutable_data_ptr = torch._C._set_throw_on_mutable_data_ptr
@@ -33,3 +33,33 @@ def being_traced(leaves) -> bool:
     from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
     return get_proxy_mode() is not None or any(isinstance(leaf, (FakeTensor, FunctionalTensor)) for leaf in leaves)
+
+
+_cuda_guard_set: list = []  # [True] once the guard is set
+_cuda_guard_checked: list = []  # [True] once `cuda_device_guard_set` ran
+_ensure_cuda_device_guard = torch._C._ensureCUDADeviceGuardSet
+
+
+def _cuda_device_guard_set_once() -> None:
+    if not _cuda_guard_set:
+        _cuda_guard_set.append(True)
+        _ensure_cuda_device_guard()
+
+
+def cuda_device_guard_set() -> None:
+    """Without a CUDA device, what a fake mode does when first entered (it sets a no-op CUDA
+    device guard, so that fakes of CUDA tensors trace), done now, once. On torch 2.11 a fake
+    mode's entry that set it again while another thread captured or built crashed (segfault:
+    four threads compiling at once, a background build); there (before torch 2.13) the fake
+    modes' call sets it only the first time. Called where a
+    compiled function is made, usually the main thread, before any thread captures."""
+    if _cuda_guard_checked:
+        return
+    _cuda_guard_checked.append(True)
+    if _TORCH_BEFORE_2_13 and torch._C._ensureCUDADeviceGuardSet is _ensure_cuda_device_guard:
+        torch._C._ensureCUDADeviceGuardSet = _cuda_device_guard_set_once
+    if not torch.cuda.is_available():
+        _cuda_device_guard_set_once()
+
+
+_TORCH_BEFORE_2_13 = tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 13)
