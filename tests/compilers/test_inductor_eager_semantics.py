@@ -250,3 +250,38 @@ def test_a_float_fill_of_integers_is_cast_as_eager_casts_it(fill, dtype, device)
     got = aotgraph.aot_function(program, "inductor")(x.clone())
     assert got.dtype == expected.dtype
     torch.testing.assert_close(got, expected)
+
+
+def test_inductor_code_that_writes_an_input_the_graph_does_not_gets_a_copy(monkeypatch):
+    """Where Inductor's code writes into an input its graph does not write (CUDA, torch 2.11: a
+    ``diagonal_scatter`` of a clone of a transposed input computed in the input's memory, fuzzer
+    seed 9834), the compiled graph is called on a copy of that input: the user's tensor keeps its
+    values. Here Inductor's code is made to write into its input, and to say so as it did there."""
+    from aotgraph.compilers import torchinductor
+
+    real = torchinductor._compile_fx_inner
+
+    class Writes:
+        mutated_input_idxs = {0}
+        _boxed_call = True
+
+        def __init__(self, compiled):
+            self.compiled = compiled
+
+        def __call__(self, args):
+            args[0].add_(100.0)  # what the wrong code did to the user's tensor
+            return self.compiled(args)
+
+    def writing(graph_module, example_inputs, role, *rest):
+        compiled = real(graph_module, example_inputs, role, *rest)
+        return Writes(compiled) if role.kind == "forward" else compiled
+
+    monkeypatch.setattr(torchinductor, "_compile_fx_inner", writing)
+
+    def program(x):
+        return (x.t().clone().t() * 2).sum(0)
+
+    x = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    before = x.detach().clone()
+    aotgraph.aot_function(program, "inductor")(x).sum().backward()
+    torch.testing.assert_close(x.detach(), before)

@@ -455,10 +455,49 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
                 remembering_vec_isa_probe(), stored_builds.recording_cpp_builds(builds), enable_python_dispatcher(), \
                 _real_constants_allowed(real_constants, fake_mode), _random_ops_in_program_order():
             compiled = _compile_fx_inner(graph_module, example_inputs, role, cpp_wrapper, cuda_graphs)
+    compiled = _unwritten_inputs_copied(compiled, graph_module)
     compiled.aotgraph_cpp_builds = tuple(builds)  # what a disk cache entry of it carries (stored_builds)
     if cuda_graphs.on:
         compiled.aotgraph_cuda_graphs = True  # recorded into cudagraph trees: not stored on disk
     return compiled
+
+
+def _unwritten_inputs_copied(compiled: Callable, graph_module: fx.GraphModule) -> Callable:
+    """`compiled`, or where Inductor's code writes into an input that `graph_module` does not
+    write (only a ``copy_`` into a placeholder is a write the graph means), a call of it on a
+    copy of each such input. On CUDA, Inductor 2.11 computed a ``diagonal_scatter`` of a clone of
+    a transposed input in the input's own memory, dropping the clone: the user's tensor changed,
+    and the output was it (fuzzer seed 9834; torch.compile's graph of the program escapes it)."""
+    mutated = getattr(compiled, "mutated_input_idxs", None)
+    if not mutated:
+        return compiled
+    placeholders = graph_module.graph.find_nodes(op="placeholder")
+    meant = {placeholders.index(node.args[0]) for node in graph_module.graph.find_nodes(
+        op="call_function", target=torch.ops.aten.copy_.default) if node.args[0] in placeholders}
+    unmeant = tuple(sorted(set(mutated) - meant))
+    if not unmeant:
+        return compiled
+    logger.info("aotgraph: Inductor's code writes into inputs %s that the graph does not write; "
+                "they are copied before each call", list(unmeant))
+    return _InputsCopied(compiled, unmeant)
+
+
+class _InputsCopied:
+    """A boxed compiled graph called on copies (same strides) of the inputs at `positions`;
+    other attributes are the compiled graph's."""
+
+    def __init__(self, compiled: Callable, positions: tuple):
+        self.compiled, self.positions = compiled, positions
+
+    def __call__(self, args: list):
+        for p in self.positions:
+            source = args[p]
+            args[p] = torch.empty_strided(source.size(), source.stride(), dtype=source.dtype,
+                                          device=source.device).copy_(source)
+        return self.compiled(args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["compiled"], name)
 
 
 def holds_real_constants(graph_module: fx.GraphModule) -> bool:
