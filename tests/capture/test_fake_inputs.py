@@ -29,3 +29,16 @@ def test_fakes_match_their_inputs_and_keep_aliasing():
     assert storage[0] == storage[1]  # a view and its base share a fake storage
     assert fakes[2] is fakes[3]  # the same tensor twice: the same fake
     assert len({storage[k] for k in (1, 2, 4, 5, 7)}) == 5
+
+
+def test_a_view_made_under_no_grad_whose_base_was_written_with_grad_is_no_plain_leaf():
+    """Reading such a view's ``grad_fn`` raises; a Dynamo graph input of this kind (fuzzer seeds
+    549 and 3975 through the backend, torch 2.11) failed the compile where Dynamo's own backend
+    runs. A view is never a plain leaf, whatever its history: the view test comes first."""
+    from aotgraph.capture.inputs import _is_plain_leaf
+
+    base = torch.randn(4, requires_grad=True).clone()
+    with torch.no_grad():
+        view = base[1:]
+    base.mul_(2)
+    assert _is_plain_leaf(view) is False

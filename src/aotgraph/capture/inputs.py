@@ -140,7 +140,7 @@ _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 def _is_plain_leaf(value: Any) -> bool:
     return (type(value) in _PLAIN_TENSOR_TYPES and value.layout == torch.strided
-            and value.grad_fn is None and value._base is None and value.storage_offset() == 0
+            and value._base is None and value.grad_fn is None and value.storage_offset() == 0
             and value.grad is None and not (value.is_conj() or value.is_neg() or value.is_inference()
                                             or value.is_quantized or value.is_meta))
 
