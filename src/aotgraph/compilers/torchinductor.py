@@ -464,22 +464,41 @@ def _compiled(graph_module: fx.GraphModule, example_inputs: list, role, fake_mod
 
 def _unwritten_inputs_copied(compiled: Callable, graph_module: fx.GraphModule) -> Callable:
     """`compiled`, or where Inductor's code writes into an input that `graph_module` does not
-    write (only a ``copy_`` into a placeholder is a write the graph means), a call of it on a
+    write (an op writing a placeholder or a view of one is a write the graph means), a call of it on a
     copy of each such input. On CUDA, Inductor 2.11 computed a ``diagonal_scatter`` of a clone of
     a transposed input in the input's own memory, dropping the clone: the user's tensor changed,
     and the output was it (fuzzer seed 9834; torch.compile's graph of the program escapes it)."""
     mutated = getattr(compiled, "mutated_input_idxs", None)
-    if not mutated:
+    if not mutated or any(node.op == "call_function" and isinstance(node.target, torch._ops.HigherOrderOperator)
+                          for node in graph_module.graph.nodes):  # (a subgraph's writes are not read here)
         return compiled
     placeholders = graph_module.graph.find_nodes(op="placeholder")
-    meant = {placeholders.index(node.args[0]) for node in graph_module.graph.find_nodes(
-        op="call_function", target=torch.ops.aten.copy_.default) if node.args[0] in placeholders}
+    meant = {placeholders.index(root) for root in map(_written_root, _written_arguments(graph_module))
+             if root in placeholders}
     unmeant = tuple(sorted(set(mutated) - meant))
     if not unmeant:
         return compiled
     logger.info("aotgraph: Inductor's code writes into inputs %s that the graph does not write; "
                 "they are copied before each call", list(unmeant))
     return _InputsCopied(compiled, unmeant)
+
+
+def _written_arguments(graph_module: fx.GraphModule) -> list:
+    """The nodes that `graph_module`'s in-place ops write into (``copy_``'s target, ...)."""
+    written = []
+    for node in graph_module.graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is not None and schema.is_mutable:
+            written += [arg for argument, arg in zip(schema.arguments, node.args)
+                        if argument.alias_info is not None and argument.alias_info.is_write and isinstance(arg, fx.Node)]
+    return written
+
+
+def _written_root(node: fx.Node) -> fx.Node:
+    """The node `node` views, through view ops, back to one that is no view."""
+    while node.op == "call_function" and getattr(node.target, "is_view", False) and node.args:
+        node = node.args[0]
+    return node
 
 
 class _InputsCopied:
