@@ -489,8 +489,8 @@ def _written_arguments(graph_module: fx.GraphModule) -> list:
     for node in graph_module.graph.nodes:
         schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
         if schema is not None and schema.is_mutable:
-            written += [arg for argument, arg in zip(schema.arguments, node.args)
-                        if argument.alias_info is not None and argument.alias_info.is_write and isinstance(arg, fx.Node)]
+            written += [arg for argument, arg in zip(schema.arguments, node.args) if isinstance(arg, fx.Node)
+                        and argument.alias_info is not None and argument.alias_info.is_write]
     return written
 
 
@@ -516,7 +516,10 @@ class _InputsCopied:
         return self.compiled(args)
 
     def __getattr__(self, name: str):
-        return getattr(self.__dict__["compiled"], name)
+        compiled = self.__dict__.get("compiled")
+        if compiled is None:  # (before __init__: copy and pickle look attributes up on a bare object)
+            raise AttributeError(name)
+        return getattr(compiled, name)
 
 
 def holds_real_constants(graph_module: fx.GraphModule) -> bool:
