@@ -506,8 +506,8 @@ def _unread_primals(partition, plan: _Plan, requires_grad: list) -> tuple:
     written = {*plan.mutated, *plan.relaid, *plan.versions_bumped, *partition.joint.signature.backward_written_primals}
     placeholders = partition.forward.graph.find_nodes(op="placeholder")
     grads = partition.backward.graph.find_nodes(op="output")[0].args[0][:len(placeholders)]
-    return tuple(p for p, node in enumerate(placeholders)
-                 if requires_grad[p] and not node.users and p not in written and not isinstance(grads[p], fx.Node))
+    return tuple(p for p, node in enumerate(placeholders) if requires_grad[p] and not node.users and p not in written
+                 and p < len(grads) and not isinstance(grads[p], fx.Node))
 
 
 def _tangents_of_grads(partition, num_grads: int) -> tuple:
