@@ -11,7 +11,6 @@ import warnings
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
-import torch.autograd.forward_ad as _forward_ad
 from torch.nn.parameter import UninitializedTensorMixin
 from torch.utils._pytree import tree_flatten, tree_leaves
 
@@ -43,8 +42,9 @@ from .module_writes import ModuleWrites, apply_writes, attribute_owner, tensor_w
 from .partition import default_partition, plans_whole_program
 from .pipeline import CompiledEntry, OnDisk, collector_paused, compile_stages
 from .runtime import autocast_on
-from .torch_private.dynamo import mark_dynamic_dims_for_dynamo
+from .torch_private.dynamo import dynamo_compile_lock, mark_dynamic_dims_for_dynamo
 from .torch_private.fake import FakeTensor, being_traced, cuda_device_guard_set, detect_fake_mode
+from .torch_private.forward_ad import carries_tangent, forward_ad as _forward_ad
 from .torch_private.symbolic import new_symbolic_fake_mode
 
 __all__ = ["aot_function", "aot_module", "aot_module_simplified", "aot_export_joint", "AotFunction",
@@ -72,7 +72,9 @@ _warned_ignored: set[str] = set()
 # Held while a compiled function looks up or compiles its entry, and while an `AotModule` reads
 # its state: a capture swaps a module's parameters for fakes in the module itself, which another
 # thread's call read (and a racing capture put back as the originals); two threads' first calls
-# compiled twice. One compile at a time in a process, as torch.compile's compile lock does.
+# compiled twice. One compile at a time in a process, as torch.compile's compile lock does. A
+# compile takes Dynamo's lock first, as Dynamo's calls of the backend do (a program compiled here
+# may call a torch.compile'd function: two orders of the locks would deadlock two threads).
 _COMPILE_LOCK = threading.RLock()
 
 
@@ -135,7 +137,7 @@ class AotFunction:
             return last.run(*args)
         if _under_functorch_transform(args, kwargs) or _inside_a_trace(args, kwargs) or _carries_tangents(args, kwargs):
             return self.__wrapped__(*args, **kwargs)
-        with _COMPILE_LOCK:
+        with dynamo_compile_lock(), _COMPILE_LOCK:
             entry, flat_args = self._entry_for(args, kwargs)
             self._last_call = (None if id(entry) in self._subclass_entries
                                else remembered_call(args, kwargs, entry, self._last_call_by_entry))
@@ -732,7 +734,7 @@ def _carries_tangents(args: tuple, kwargs: dict) -> bool:
     silently, and the autograd.Function has no jvp)."""
     if _forward_ad._current_level < 0:
         return False
-    dual = any(isinstance(leaf, torch.Tensor) and _forward_ad.unpack_dual(leaf).tangent is not None
+    dual = any(isinstance(leaf, torch.Tensor) and carries_tangent(leaf)
                for leaf in tree_leaves((args, kwargs)))
     if dual and not _carries_tangents.logged:
         _carries_tangents.logged = True

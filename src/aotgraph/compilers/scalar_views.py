@@ -8,6 +8,10 @@ information) of anything but a graph buffer ("'complex' object has no attribute
 'get_name'"; torch 2.13 skips scalars there). Such a node reads no other node and gives a
 0-dim tensor: it is replaced by ``aten.full`` of its value, computed now, of its dtype and
 device, which Inductor lowers as a constant.
+
+Also the float fill value of a new integer or bool tensor (``fill_(ints, 0.5)``, ``full``,
+``full_like``, ``new_full``): cast to the dtype as eager casts it (`fill_values_in_dtype`),
+since Inductor kept the float and computed what reads the tensor in float.
 """
 from __future__ import annotations
 

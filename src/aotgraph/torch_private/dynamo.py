@@ -16,7 +16,17 @@ from torch._C._dynamo.guards import TensorGuards
 from torch._guards import TracingContext, tracing
 
 __all__ = ["TensorGuards", "TracingContext", "tracing", "compiling", "dynamo_setting_for_every_thread",
-           "mark_dynamic_dims_for_dynamo"]
+           "mark_dynamic_dims_for_dynamo", "dynamo_compile_lock"]
+
+_NO_LOCK = contextlib.nullcontext()
+
+
+def dynamo_compile_lock():
+    """Dynamo's compile lock (``convert_frame.compile_lock``, held while it compiles a frame and
+    calls its backend) where Dynamo is imported, else a context that locks nothing (no frame
+    can be compiling then; importing Dynamo for it would cost a warm start most of a second)."""
+    convert_frame = sys.modules.get("torch._dynamo.convert_frame")
+    return _NO_LOCK if convert_frame is None else convert_frame.compile_lock
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ def being_traced(leaves) -> bool:
     return get_proxy_mode() is not None or any(isinstance(leaf, (FakeTensor, FunctionalTensor)) for leaf in leaves)
 
 
+_TORCH_BEFORE_2_13 = tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 13)
 _cuda_guard_set: list = []  # [True] once the guard is set
 _cuda_guard_checked: list = []  # [True] once `cuda_device_guard_set` ran
 _ensure_cuda_device_guard = torch._C._ensureCUDADeviceGuardSet
@@ -51,8 +52,8 @@ def cuda_device_guard_set() -> None:
     device guard, so that fakes of CUDA tensors trace), done now, once. On torch 2.11 a fake
     mode's entry that set it again while another thread captured or built crashed (segfault:
     four threads compiling at once, a background build); there (before torch 2.13) the fake
-    modes' call sets it only the first time. Called where a
-    compiled function is made, usually the main thread, before any thread captures."""
+    modes' call sets it only the first time. Called where a compiled function is made, usually
+    the main thread, before any thread captures."""
     if _cuda_guard_checked:
         return
     _cuda_guard_checked.append(True)
@@ -61,5 +62,3 @@ def cuda_device_guard_set() -> None:
     if not torch.cuda.is_available():
         _cuda_device_guard_set_once()
 
-
-_TORCH_BEFORE_2_13 = tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 13)
