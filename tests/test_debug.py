@@ -118,6 +118,7 @@ SPIED = {
     "symbolic_layout_rules": (fake_outputs.FakeOutputs, "_symbolic_rule_outputs", True),
     "own_size_guard_text": (size_guards, "size_guard_text", True),
     "direct_guards": (symbolic, "_skippable_once", True),
+    "unused_relations_unbuilt": (symbolic, "_symbol_relations_unevaluated", True),
 }
 
 

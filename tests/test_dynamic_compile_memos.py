@@ -18,7 +18,7 @@ from aotgraph.torch_private.symbolic import memoized_size_arithmetic, new_symbol
 
 aten = torch.ops.aten
 MEMOS = ("symbolic_fake_memo", "size_arithmetic_memo", "direct_fakes", "strided_builds", "symbolic_layout_rules",
-         "direct_guards")
+         "direct_guards", "unused_relations_unbuilt")
 
 
 def _compile_and_run(model, inputs):
@@ -62,16 +62,19 @@ def test_memos_off_give_the_same_graphs_and_guards(name, switch, monkeypatch):
     torch.testing.assert_close(on[3], off[3])
 
 
+@pytest.mark.parametrize("switch", ["direct_guards", "unused_relations_unbuilt"])
 @pytest.mark.parametrize("name", ["unet", "resnet"])
-def test_direct_guards_give_the_same_graphs_and_guards(name, monkeypatch):
+def test_direct_guards_give_the_same_graphs_and_guards(name, switch, monkeypatch):
     """Pooled sizes, skip connections, strided convolutions: their guards taken without the
-    shape environment's static evaluation are the ones it takes with it."""
+    shape environment's static evaluation (and its range refinement), and with new symbols'
+    and simplification's unused relations unbuilt, are the ones it takes with them, ranges
+    included."""
     from symbolic_capture import codes_and_guards
 
     torch.manual_seed(0)
     model, inputs = getattr(models, name)()
     on = codes_and_guards(model, inputs)
-    monkeypatch.setattr(config, "disabled", config.disabled | {"direct_guards"})
+    monkeypatch.setattr(config, "disabled", config.disabled | {switch})
     off = codes_and_guards(model, inputs)
     assert on == off
     assert any("//" in guard for guard in on[1])

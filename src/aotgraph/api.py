@@ -181,7 +181,7 @@ class AotFunction:
         a tensor input symbolic (but those of `_static_positions`, and sizes 0 and 1), with the
         guard of what the compile assumed appended to `size_guards`; None, logged, where the
         program cannot keep its sizes symbolic."""
-        fake_mode = new_symbolic_fake_mode()
+        fake_mode = new_symbolic_fake_mode(config.enabled("unused_relations_unbuilt"))
         static = self._static_positions(flat_args)
         sources = _views_as_own_tensors(flat_args, static)
         fakes = fake_inputs(sources, fake_mode, frozenset(

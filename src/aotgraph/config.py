@@ -60,6 +60,10 @@ SWITCHES = {
                      "leave open is guarded on its value "
                      "without the shape environment's static evaluation first, and a size guarded equal to an "
                      "integer is replaced by it without torch's solver (torch_private/symbolic.py)",
+    "unused_relations_unbuilt": "with aot_function/aot_module(dynamic=True), a new size symbol's relation `s > 1` "
+                                "(built for translation validation only) is not evaluated, and simplifying a "
+                                "size without divisibility facts builds no remainders to look up among them "
+                                "(torch_private/symbolic.py)",
     "capture_is_compiling": "torch.compiler.is_compiling() is True while capture runs the program on fakes, as "
                             "under torch.compile (capture/__init__.py)",
     "own_size_guard_text": "aot_function/aot_module(dynamic=True) write their size guard from the shape "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import sys
+import threading
 import weakref
 from typing import Iterator, Optional
 
@@ -79,13 +80,14 @@ def canonical_condition(condition):
     return canonicalize_bool_expr(condition)
 
 
-def new_symbolic_fake_mode():
+def new_symbolic_fake_mode(unused_relations_unbuilt: bool = False):
     """A fake mode with a shape environment of its own; sizes of different inputs that happen
     to be equal get different symbols (no duck sizing): equalities are assumed only where the
-    program needs them, and then guarded."""
+    program needs them, and then guarded. `unused_relations_unbuilt`: see `CaptureShapeEnv`."""
     from ..torch_private.fake import FakeTensorMode
 
     shape_env = CaptureShapeEnv(duck_shape=False)
+    shape_env.unused_relations_unbuilt = unused_relations_unbuilt
     _own_shape_envs[shape_env] = {}
     return FakeTensorMode(shape_env=shape_env)
 
@@ -97,16 +99,163 @@ class CaptureShapeEnv(ShapeEnv):
     to that constant and replaces the symbol by it: what torch's range refinement and solver
     find for such a relation, without them (sympy derives the sign of ``s1 - 32`` afresh for
     each symbol it has not seen: a millisecond or more per specialized size, in a small
-    model's first symbolic compile in a process)."""
+    model's first symbolic compile in a process).
+
+    With `unused_relations_unbuilt` set (and no translation validation), two sympy objects
+    whose values torch throws away are not evaluated: the relation ``s > 1`` that a new
+    symbol's creation builds for the validator only (its evaluation derives the sign of
+    ``s - 1``: about a millisecond for each new size in a process), and, while the environment
+    knows no divisibility facts, the remainders ``Mod(base, divisor)`` that `simplify` builds
+    for each floor division only to look them up among those facts (a millisecond or more for
+    each new pooled or strided size). Both are patched for the length of the call, in the
+    calling thread only (other threads see sympy's and torch's own)."""
+
+    unused_relations_unbuilt = False
+
+    def create_symbol(self, *args, **kwargs):
+        if not self.unused_relations_unbuilt or self._translation_validation_enabled:
+            return super().create_symbol(*args, **kwargs)
+        with _symbol_relations_unevaluated():
+            return super().create_symbol(*args, **kwargs)
+
+    def simplify(self, expr, size_oblivious: bool = False):
+        if (not self.unused_relations_unbuilt or self.divisible or not isinstance(expr, sympy.Basic)
+                or not expr.has(FloorDiv) or expr.has(TruncToInt)):
+            return super().simplify(expr, size_oblivious)
+        with _remainders_unbuilt():
+            return super().simplify(expr, size_oblivious)
 
     def _maybe_guard_rel(self, expr) -> None:
-        specialized = _size_equal_to_constant(expr, self) if _direct_guards_on else None
-        if specialized is None:
+        if not _direct_guards_on:
             return super()._maybe_guard_rel(expr)
-        symbol, value = specialized
-        self._update_var_to_range(symbol, ValueRanges(value, value))
-        self._set_replacement(symbol, value, "aotgraph: guarded equal to a constant")
+        specialized = _size_equal_to_constant(expr, self)
+        if specialized is not None:
+            symbol, value = specialized
+            self._update_var_to_range(symbol, ValueRanges(value, value))
+            self._set_replacement(symbol, value, "aotgraph: guarded equal to a constant")
+            self._maybe_evaluate_static.cache_clear()
+            return
+        if _teaches_nothing(expr, self):
+            return
+        bounded = _pooled_size_bound(expr, self)
+        if bounded is None:
+            return super()._maybe_guard_rel(expr)
+        symbol, bounds = bounded
+        narrowed = self.var_to_range[symbol] & bounds
+        if narrowed == self.var_to_range[symbol]:
+            return
+        self._update_var_to_range(symbol, narrowed)
+        if self.var_to_range[symbol].is_singleton():
+            self._set_replacement(symbol, self.var_to_range[symbol].lower, "aotgraph: range narrowed to one value")
         self._maybe_evaluate_static.cache_clear()
+
+
+_patch_lock = threading.Lock()
+_patching_thread: list = []  # the thread inside a `_symbol_relations_unevaluated` / `_remainders_unbuilt`
+
+
+@contextlib.contextmanager
+def _patched_for_this_thread(owner, name: str, replacement) -> Iterator[None]:
+    """`owner.name` is `replacement` for the length of the block, unless a patch is in effect
+    already (this thread's, or another's): then the block runs unpatched. `replacement` must
+    behave as the original outside the patching thread (`_in_patching_thread`)."""
+    if not _patch_lock.acquire(blocking=False):
+        yield
+        return
+    had_own, original = name in vars(owner), vars(owner).get(name)
+    _patching_thread.append(threading.get_ident())
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+        _patching_thread.clear()
+        _patch_lock.release()
+
+
+def _in_patching_thread() -> bool:
+    return bool(_patching_thread) and _patching_thread[0] == threading.get_ident()
+
+
+def _unevaluated_greater(self, other):
+    """``self > other`` for a sympy Symbol: unevaluated against an integer in the patching thread."""
+    if isinstance(other, (int, sympy.Integer)) and _in_patching_thread():
+        return sympy.StrictGreaterThan(self, other, evaluate=False)
+    return sympy.Expr.__gt__(self, other)
+
+
+def _symbol_relations_unevaluated():
+    return _patched_for_this_thread(sympy.Symbol, "__gt__", _unevaluated_greater)
+
+
+class _RemainderUnbuilt(Mod):
+    """torch's ``Mod`` as `simplify` sees it under `_remainders_unbuilt`: in the patching thread
+    NaN (in no set of divisibility facts), elsewhere the remainder itself."""
+
+    def __new__(cls, *args, **kwargs):
+        return sympy.nan if _in_patching_thread() else Mod(*args, **kwargs)
+
+
+def _remainders_unbuilt():
+    import torch.fx.experimental.symbolic_shapes as symbolic_shapes
+
+    return _patched_for_this_thread(symbolic_shapes, "Mod", _RemainderUnbuilt)
+
+
+def _teaches_nothing(expr, shape_env) -> bool:
+    """Whether torch's guard on `expr` learns nothing from it: an equation whose one free
+    symbol (backed, not replaced) stands on both sides, with a floor division by a constant
+    other than 1 and no remainder in it (``Eq(2*(s//2), s)``: a size that halving and doubling
+    keeps, where a skip connection meets an upsampled one). Its range refinement cannot solve
+    for a symbol on both sides, and its search for a replacement gives up at such a floor
+    division."""
+    if type(expr) is not sympy.Eq or expr.has(Mod):
+        return False
+    free = expr.free_symbols
+    if len(free) != 1:
+        return False
+    (symbol,) = free
+    if symbol not in _backed_values(shape_env) or symbol in shape_env.replacements:
+        return False
+    lhs, rhs = expr.args
+    return lhs.has(symbol) and rhs.has(symbol) and any(div.args[1] != 1 for div in expr.atoms(FloorDiv))
+
+
+_MIRRORED = {sympy.Ge: sympy.Le, sympy.Gt: sympy.Lt, sympy.Le: sympy.Ge, sympy.Lt: sympy.Gt, sympy.Eq: sympy.Eq}
+
+
+def _pooled_size_bound(expr, shape_env) -> Optional[tuple]:
+    """(symbol, ValueRanges) where `expr` relates ``s // c`` (a pooled or strided size; c a
+    positive integer, 1 for ``s`` itself) to an integer k, for a backed integer symbol s of
+    `shape_env` that it has not replaced: the values of s for which it holds (``s // c >= k``
+    holds exactly for ``s >= c*k``; ``s // c < k`` for ``s <= c*k - 1``): what torch's guard
+    on such a relation learns (its range refinement solves it for s), and no more: for
+    ``s // c == k`` with c > 1, where torch's solver finds nothing and makes no replacement,
+    s's range as it is. None for any other relation."""
+    relation = type(expr)
+    if relation not in _MIRRORED:
+        return None
+    size, k = expr.args
+    if size.is_Integer:
+        size, k, relation = k, size, _MIRRORED[relation]
+    if not k.is_Integer:
+        return None
+    symbol, divisor = (size.args if isinstance(size, FloorDiv) else (size, sympy.Integer(1)))
+    if not (symbol.is_Symbol and symbol.is_integer and divisor.is_Integer and divisor > 0):
+        return None
+    if symbol not in _backed_values(shape_env) or symbol in shape_env.replacements:
+        return None
+    if relation is sympy.Eq and divisor == 1:
+        return None  # (`_size_equal_to_constant`'s, where its range holds k)
+    if relation is sympy.Eq:
+        return symbol, shape_env.var_to_range[symbol]
+    c, k = int(divisor), int(k)
+    lower, upper = {sympy.Ge: (c * k, int_oo), sympy.Gt: (c * (k + 1), int_oo), sympy.Le: (-int_oo, c * k + c - 1),
+                    sympy.Lt: (-int_oo, c * k - 1)}[relation]
+    return symbol, ValueRanges(lower, upper)
 
 
 def _size_equal_to_constant(expr, shape_env) -> Optional[tuple]:
@@ -258,8 +407,9 @@ def _memoized(name: str, original, memo: dict):
                other.pytype, getattr(other, "_optimized_summation", None), id(self.shape_env))
         result = memo.get(key)
         if result is None:
-            result = memo[key] = (_relation_node(relation, self, other) if relation is not None else None) \
-                or original(self, other)
+            built = _relation_node(relation, self, other) if relation is not None else \
+                _floor_division_node(self, other) if name == "int_floordiv" else None
+            result = memo[key] = built or original(self, other)
         by_nodes[(id(self), id(other))] = (self, other, result)
         return result
 
@@ -292,6 +442,25 @@ def _relation_node(relation, self: SymNode, other: SymNode) -> Optional[SymNode]
         return SymNode(sympy.true if truth else sympy.false, self.shape_env, bool, truth)
     hint = None if self.hint is None or other.hint is None else _PYTHON_RELATIONS[relation](self.hint, other.hint)
     return SymNode(relation(lhs, rhs, evaluate=False), self.shape_env, bool, hint)
+
+
+def _floor_division_node(self: SymNode, other: SymNode) -> Optional[SymNode]:
+    """The node of ``self // c`` for a size symbol s (or ``s // b``) and an integer c >= 2:
+    ``FloorDiv(s, c)`` (``FloorDiv(s, b*c)``) built without torch's evaluation of the floor
+    division, which leaves it so (a symbol's quotient by c is not known to be an integer, and
+    their greatest common divisor is 1) but asks sympy's assumptions system on the way, about
+    a millisecond for each new pooled or strided size in a process. None for other nodes."""
+    if self.pytype is not int or other.pytype is not int:
+        return None
+    base, divisor = node_expression(self), node_expression(other)
+    if not (divisor.is_Integer and divisor >= 2):
+        return None
+    if isinstance(base, FloorDiv) and base.args[1].is_Integer and base.args[1] >= 2:
+        base, divisor = base.args[0], base.args[1] * divisor
+    if not (base.is_Symbol and base.is_integer and base.is_positive):
+        return None
+    hint = None if self.hint is None or other.hint is None else self.hint // other.hint
+    return SymNode(FloorDiv(base, divisor, evaluate=False), self.shape_env, int, hint)
 
 
 def _memoized_constant(original, memo: dict):
