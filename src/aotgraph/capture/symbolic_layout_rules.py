@@ -1237,7 +1237,8 @@ def _in_own_order(x: torch.Tensor) -> bool:
             continue
         if _differs(stride, expected) and _differs(stride, expected_max):
             return False
-        expected_max = expected_max * (max(size, 1) if type(size) is int else torch.sym_max(size, 1))
+        expected_max = expected_max * (max(size, 1) if type(size) is int else size if _lower_bound(size.node.expr) >= 1
+                                       else torch.sym_max(size, 1))  # (sympy's Max(s, 1) is s for s >= 1)
         expected = expected * size
     if x.dim() != 4:
         return True
