@@ -100,11 +100,17 @@ def test_a_whole_training_step_compiled(compiler, optimizer):
     lambda ps: torch.optim.RMSprop(ps, lr=1e-2, momentum=0.5, foreach=True),
     lambda ps: torch.optim.NAdam(ps, lr=1e-2, foreach=True),
 ], ids=["adamw", "adam_amsgrad", "rmsprop", "nadam"])
-def test_a_compiled_optimizer_step_through_inductor(optimizer):
+def test_a_compiled_optimizer_step_through_inductor(optimizer, monkeypatch):
     """``torch.compile(opt.step)``: a graph of foreach writes only, Inductor compiling it. On torch
     2.11 this failed twice: the functionalized foreach ops skipped Inductor's decomposition table
     (its ``_foreach_addcmul.Scalar`` lowering returned NotImplemented), and inlining a decomposition
-    that returns a list left ``getitem`` nodes of a list (an AttributeError in Inductor's passes)."""
+    that returns a list left ``getitem`` nodes of a list (an AttributeError in Inductor's passes).
+    Compiled cold (Inductor's graph cache off): the inputs a foreach op writes through its list
+    are writes the graph means, not inputs to copy before the call (the optimizer's state stayed
+    at its first step's, silently, where Inductor compiled the graph afresh)."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
     results = []
     for compiled in (False, True):
         torch._dynamo.reset()

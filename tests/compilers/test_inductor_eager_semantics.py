@@ -285,3 +285,21 @@ def test_inductor_code_that_writes_an_input_the_graph_does_not_gets_a_copy(monke
     before = x.detach().clone()
     aotgraph.aot_function(program, "inductor")(x).sum().backward()
     torch.testing.assert_close(x.detach(), before)
+
+
+def test_the_writes_a_graph_means_include_foreach_lists_and_out_arguments():
+    """The inputs a graph writes itself (left alone by the copy of inputs only Inductor's code
+    writes): ``copy_``'s target, a view's base, each tensor of a foreach op's list, an ``out=``."""
+    from aotgraph.compilers import torchinductor
+
+    graph = torch.fx.Graph()
+    a, b, c, d, e, f = (graph.placeholder(name) for name in "abcdef")
+    aten = torch.ops.aten
+    graph.call_function(aten.copy_.default, (a, f))
+    graph.call_function(aten.add_.Tensor, (graph.call_function(aten.t.default, (b,)), f))
+    graph.call_function(aten._foreach_add_.Scalar, ([c, d], 1.0))
+    graph.call_function(aten.mul.out, (f, f), {"out": e})
+    graph.output(None)
+    module = torch.fx.GraphModule({}, graph)
+    roots = {torchinductor._written_root(node).name for node in torchinductor._written_arguments(module)}
+    assert roots == {"a", "b", "c", "d", "e"}

@@ -484,13 +484,18 @@ def _unwritten_inputs_copied(compiled: Callable, graph_module: fx.GraphModule) -
 
 
 def _written_arguments(graph_module: fx.GraphModule) -> list:
-    """The nodes that `graph_module`'s in-place ops write into (``copy_``'s target, ...)."""
+    """The nodes that `graph_module`'s in-place ops write into (``copy_``'s target, each tensor
+    of a foreach op's written list, an ``out=`` argument, ...)."""
     written = []
     for node in graph_module.graph.nodes:
         schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
-        if schema is not None and schema.is_mutable:
-            written += [arg for argument, arg in zip(schema.arguments, node.args) if isinstance(arg, fx.Node)
-                        and argument.alias_info is not None and argument.alias_info.is_write]
+        if schema is None or not schema.is_mutable:
+            continue
+        values = {**dict(zip((argument.name for argument in schema.arguments), node.args)), **node.kwargs}
+        for argument in schema.arguments:
+            if argument.alias_info is not None and argument.alias_info.is_write:
+                arg = values.get(argument.name)
+                written += [a for a in (arg if isinstance(arg, (list, tuple)) else (arg,)) if isinstance(a, fx.Node)]
     return written
 
 
