@@ -170,6 +170,11 @@ def test_a_recompile_runs_while_a_build_compiles_its_cpp_and_sees_the_process_se
 
     # Inductor skips the C++ compiler for code it built before: a constant of this run's own.
     offset = 1 + time.time_ns() % 1000 / 1000
+    # (and with an empty Inductor cache its first C++ compiles probe the CPU's vector ISA: done here,
+    # so that the worker's first compiler call is its build's)
+    from torch._inductor import cpu_vec_isa
+
+    cpu_vec_isa.pick_vec_isa()
     torchinductor.release_lock_during_cpp_builds()
     process_store_cubin = torch._inductor.config.triton.store_cubin
     inside_cpp, foreground_done, seen = threading.Event(), threading.Event(), []
