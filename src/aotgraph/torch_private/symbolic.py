@@ -151,7 +151,7 @@ class CaptureShapeEnv(ShapeEnv):
 
 
 _patch_lock = threading.Lock()
-_patching_thread: list = []  # the thread inside a `_symbol_relations_unevaluated` / `_remainders_unbuilt`
+_patching_thread: list = [None]  # the ident of the thread inside `_patched_for_this_thread`, else None
 
 
 @contextlib.contextmanager
@@ -163,7 +163,7 @@ def _patched_for_this_thread(owner, name: str, replacement) -> Iterator[None]:
         yield
         return
     had_own, original = name in vars(owner), vars(owner).get(name)
-    _patching_thread.append(threading.get_ident())
+    _patching_thread[0] = threading.get_ident()
     setattr(owner, name, replacement)
     try:
         yield
@@ -172,12 +172,12 @@ def _patched_for_this_thread(owner, name: str, replacement) -> Iterator[None]:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
-        _patching_thread.clear()
+        _patching_thread[0] = None
         _patch_lock.release()
 
 
 def _in_patching_thread() -> bool:
-    return bool(_patching_thread) and _patching_thread[0] == threading.get_ident()
+    return _patching_thread[0] == threading.get_ident()  # (one read: another thread may end its patch meanwhile)
 
 
 def _unevaluated_greater(self, other):
