@@ -118,12 +118,12 @@ class CaptureShapeEnv(ShapeEnv):
         with _symbol_relations_unevaluated():
             return super().create_symbol(*args, **kwargs)
 
-    def simplify(self, expr, size_oblivious: bool = False):
+    def simplify(self, expr, *args, **kwargs):  # (torch 2.14 adds keyword arguments)
         if (not self.unused_relations_unbuilt or self.divisible or not isinstance(expr, sympy.Basic)
                 or not expr.has(FloorDiv) or expr.has(TruncToInt)):
-            return super().simplify(expr, size_oblivious)
+            return super().simplify(expr, *args, **kwargs)
         with _remainders_unbuilt():
-            return super().simplify(expr, size_oblivious)
+            return super().simplify(expr, *args, **kwargs)
 
     def _maybe_guard_rel(self, expr) -> None:
         if not _direct_guards_on:
