@@ -635,6 +635,14 @@ def _at_least_one(expr) -> bool:
     return bool(_lower_bound(expr) >= 1)
 
 
+def _at_least_one_as_max(size):
+    """``max(size, 1)``: the size itself where its range shows it >= 1 (the same value, and the
+    expression sympy's ``Max(1, size)`` folds to, without building that Max), else ``sym_max``."""
+    if type(size) is int:
+        return max(size, 1)
+    return size if _at_least_one(size.node.expr) else torch.sym_max(size, 1)
+
+
 def _at_least_two(expr) -> bool:
     """A backed symbol (the shape environment specializes 1), or an expression >= 2 over its
     symbols' ranges."""
@@ -1034,8 +1042,7 @@ def _empty_strides(shape: tuple) -> tuple:
     strides = [1] * len(shape)
     for k in range(len(shape) - 2, -1, -1):
         size = shape[k + 1]
-        factor = max(size, 1) if type(size) is int else size if _at_least_one(size.node.expr) \
-            else torch.sym_max(size, 1)
+        factor = _at_least_one_as_max(size)
         strides[k] = factor if type(strides[k + 1]) is int and strides[k + 1] == 1 else strides[k + 1] * factor
     return tuple(strides)
 
@@ -1237,8 +1244,7 @@ def _in_own_order(x: torch.Tensor) -> bool:
             continue
         if _differs(stride, expected) and _differs(stride, expected_max):
             return False
-        expected_max = expected_max * (max(size, 1) if type(size) is int else size if _lower_bound(size.node.expr) >= 1
-                                       else torch.sym_max(size, 1))  # (sympy's Max(s, 1) is s for s >= 1)
+        expected_max = expected_max * _at_least_one_as_max(size)
         expected = expected * size
     if x.dim() != 4:
         return True

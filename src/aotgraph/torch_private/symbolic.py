@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 
 import sympy
 import torch
+import torch.fx.experimental.symbolic_shapes as symbolic_shapes
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import (DimDynamic, GuardOnDataDependentSymNode, ShapeEnv,
@@ -141,10 +142,10 @@ class CaptureShapeEnv(ShapeEnv):
         if bounded is None:
             return super()._maybe_guard_rel(expr)
         symbol, bounds = bounded
-        narrowed = self.var_to_range[symbol] & bounds
-        if narrowed == self.var_to_range[symbol]:
+        before = self.var_to_range[symbol]
+        self._update_var_to_range(symbol, bounds)  # (intersects them with the range it has)
+        if self.var_to_range[symbol] == before:
             return
-        self._update_var_to_range(symbol, narrowed)
         if self.var_to_range[symbol].is_singleton():
             self._set_replacement(symbol, self.var_to_range[symbol].lower, "aotgraph: range narrowed to one value")
         self._maybe_evaluate_static.cache_clear()
@@ -200,8 +201,6 @@ class _RemainderUnbuilt(Mod):
 
 
 def _remainders_unbuilt():
-    import torch.fx.experimental.symbolic_shapes as symbolic_shapes
-
     return _patched_for_this_thread(symbolic_shapes, "Mod", _RemainderUnbuilt)
 
 
